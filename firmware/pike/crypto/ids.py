@@ -1,0 +1,73 @@
+"""IANA IKEv2 transform identifiers (RFC 7296 §3.3.2 and the RFCs that added values)."""
+
+from enum import IntEnum
+
+
+class TransformType(IntEnum):
+    ENCR = 1
+    PRF = 2
+    INTEG = 3
+    KE = 4  # "D-H" in RFC 7296, renamed "Key Exchange Method" by RFC 9370
+    ESN = 5
+
+
+class EncrId(IntEnum):
+    DES_IV64 = 1
+    DES = 2
+    TRIPLE_DES = 3
+    NULL = 11
+    AES_CBC = 12
+    AES_CTR = 13
+    AES_CCM_8 = 14
+    AES_CCM_12 = 15
+    AES_CCM_16 = 16
+    AES_GCM_8 = 18
+    AES_GCM_12 = 19
+    AES_GCM_16 = 20
+    CHACHA20_POLY1305 = 28  # RFC 7634
+
+
+class PrfId(IntEnum):
+    HMAC_MD5 = 1
+    HMAC_SHA1 = 2
+    AES128_XCBC = 4
+    HMAC_SHA2_256 = 5
+    HMAC_SHA2_384 = 6
+    HMAC_SHA2_512 = 7
+
+
+class IntegId(IntEnum):
+    NONE = 0
+    HMAC_MD5_96 = 1
+    HMAC_SHA1_96 = 2
+    AES_XCBC_96 = 5
+    HMAC_SHA2_256_128 = 12
+    HMAC_SHA2_384_192 = 13
+    HMAC_SHA2_512_256 = 14
+
+
+class GroupId(IntEnum):
+    NONE = 0
+    MODP_768 = 1
+    MODP_1024 = 2
+    EC2N_155 = 3
+    EC2N_185 = 4
+    MODP_1536 = 5
+    MODP_2048 = 14
+    MODP_3072 = 15
+    MODP_4096 = 16
+    MODP_6144 = 17
+    MODP_8192 = 18
+    ECP_256 = 19
+    ECP_384 = 20
+    ECP_521 = 21
+    MODP_1024_160 = 22
+    MODP_2048_224 = 23
+    MODP_2048_256 = 24
+    CURVE25519 = 31
+    CURVE448 = 32
+
+
+class EsnId(IntEnum):
+    NO = 0
+    YES = 1

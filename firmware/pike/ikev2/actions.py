@@ -1,0 +1,138 @@
+"""What the IKEv2 engine asks the runtime to do, and what it tells it.
+
+The engine is sans-I/O: every effect is one of these frozen values, drained by the runtime
+with ``Ikev2Engine.next_action()``. Addresses are ``(ip_text, port)`` tuples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pike.policy.ipsec import PolicySpec, SaSpec
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    """Send an IKE message. When either port is not 500 (NAT-T, RFC 3948 §2.2) the
+    runtime sends it from its UDP-encapsulation socket, prefixed by the non-ESP marker."""
+
+    data: bytes
+    src: Address
+    dst: Address
+
+
+@dataclass(frozen=True, slots=True)
+class InstallChildSa:
+    """Install a CHILD_SA: inbound SA first, then outbound SA and the policies."""
+
+    conn: str
+    child: str
+    unique_id: int
+    inbound: SaSpec
+    outbound: SaSpec
+    policies: tuple[PolicySpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteChildSa:
+    """Remove a CHILD_SA's SAs and (unless ``keep_policies``) its policies."""
+
+    conn: str
+    child: str
+    unique_id: int
+    inbound: SaSpec
+    outbound: SaSpec
+    policies: tuple[PolicySpec, ...]
+    keep_policies: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaEstablished:
+    conn: str
+    unique_id: int
+    spi_i: bytes
+    spi_r: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaDeleted:
+    conn: str
+    unique_id: int
+    reason: str  # "terminated", "peer_deleted", "retransmit_timeout", "auth_failed", ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaEstablished:
+    conn: str
+    child: str
+    unique_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaFailed:
+    """A CHILD_SA could not be created (peer refused, or our kernel cannot take it)."""
+
+    conn: str
+    child: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDropped:
+    """An inbound datagram was dropped or answered with an error notify (counted)."""
+
+    reason: str
+    src: Address
+
+
+Action = (
+    SendDatagram
+    | InstallChildSa
+    | DeleteChildSa
+    | IkeSaEstablished
+    | IkeSaDeleted
+    | ChildSaEstablished
+    | ChildSaFailed
+    | MessageDropped
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaInfo:
+    """A CHILD_SA as ``pikectl list-sas`` shows it (counters come from the kernel)."""
+
+    name: str
+    unique_id: int
+    state: str  # "INSTALLING", "INSTALLED", "REKEYING", "DELETING", ...
+    mode: str
+    protocol: str  # "ESP"
+    spi_in: int
+    spi_out: int
+    local_ts: tuple[str, ...]
+    remote_ts: tuple[str, ...]
+    algorithms: str  # proposal string, e.g. "aes128gcm16" or "aes256-sha256-modp3072"
+    inbound: SaSpec | None  # for the runtime to query counters (dst, spi)
+    outbound: SaSpec | None
+    installed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaInfo:
+    name: str
+    unique_id: int
+    state: str  # "CONNECTING", "ESTABLISHED", "REKEYING", "DELETING"
+    version: int
+    initiator: bool
+    local: Address
+    remote: Address
+    local_id: str
+    remote_id: str
+    spi_i: bytes
+    spi_r: bytes
+    algorithms: str
+    established_at: float | None
+    nat_local: bool
+    nat_remote: bool
+    children: tuple[ChildSaInfo, ...]

@@ -1,0 +1,130 @@
+"""The configuration model: what ``pike.toml`` means, after validation.
+
+The loader (``pike.policy.loader``) builds these from TOML and reports errors with file,
+key and line; engines and the daemon only ever see these validated values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pike.crypto.proposal import ProposalSpec
+from pike.policy.ipsec import Mode, Offload
+from pike.policy.ts import TrafficSelector
+
+StartAction = Literal["none", "start", "trap"]
+DpdAction = Literal["clear", "trap", "restart"]
+AuthKind = Literal["psk", "pubkey"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An IKE identity (RFC 7296 §3.5): its ID type and the bytes that go on the wire."""
+
+    id_type: int
+    data: bytes
+    text: str  # as configured, for logs and matching
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    auth: AuthKind
+    id: Identity | None = None  # None: the local/remote address is used
+    certs: tuple[str, ...] = ()
+    key: str | None = None
+    cacerts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    name: str
+    local_ts: tuple[TrafficSelector, ...]
+    remote_ts: tuple[TrafficSelector, ...]
+    esp_proposals: tuple[ProposalSpec, ...]
+    mode: Mode = "tunnel"
+    start_action: StartAction = "none"
+    rekey_time: int = 3600  # strongSwan's defaults
+    life_time: int = 3960
+    rand_time: int = 360
+    hw_offload: Offload = "no"
+    replay_window: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    name: str
+    version: Literal[1, 2]
+    local_addrs: tuple[str, ...]
+    remote_addrs: tuple[str, ...]
+    proposals: tuple[ProposalSpec, ...]
+    local: AuthConfig
+    remote: AuthConfig
+    children: tuple[ChildConfig, ...]
+    local_port: int = 500
+    remote_port: int = 500
+    encap: bool = False
+    dpd_delay: int = 0
+    dpd_action: DpdAction = "clear"
+    keyingtries: int = 1
+    rekey_time: int = 14400
+    reauth_time: int = 0
+    aggressive: bool = False
+    # Set from the [connections.X] table's TOML line for diagnostics.
+    source_line: int | None = None
+
+    def child(self, name: str) -> ChildConfig | None:
+        for c in self.children:
+            if c.name == name:
+                return c
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    name: str
+    ids: tuple[str, ...]
+    secret: bytes = field(repr=False)  # never in logs or exceptions
+
+    def __str__(self) -> str:
+        return f"Secret({self.name}, ids={list(self.ids)})"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    control_socket: str = "/run/pike/pike.sock"
+    metrics_listen: str = ""
+    ike_port: int = 500
+    natt_port: int = 4500
+    retransmit_timeout: float = 4.0  # strongSwan's defaults
+    retransmit_base: float = 1.8
+    retransmit_tries: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    daemon: DaemonConfig
+    connections: dict[str, ConnectionConfig]
+    secrets: tuple[Secret, ...] = ()
+    path: str = ""
+
+    def psk_for(self, local: str, remote: str) -> bytes | None:
+        """The shared key for a pair of identities, strongSwan-style best match.
+
+        A secret whose ids include both identities wins over one that names only one;
+        a secret with no ids matches any pair.
+        """
+        best: tuple[int, bytes] | None = None
+        for s in self.secrets:
+            if not s.ids:
+                score = 1
+            else:
+                score = (2 if local in s.ids else 0) + (2 if remote in s.ids else 0)
+                if score == 0:
+                    continue
+            if best is None or score > best[0]:
+                best = (score, s.secret)
+        return None if best is None else best[1]

@@ -1,0 +1,94 @@
+"""What goes to the kernel: SAs and policies as neutral values (no engine, no netlink).
+
+Both engines emit these; ``pike.kernel`` consumes them. Algorithms are named by their IKEv2
+transform IDs (``pike.crypto.ids``); the kernel package maps them to its own names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pike.policy.ts import IPAddress, TrafficSelector
+
+Mode = Literal["tunnel", "transport"]
+Direction = Literal["in", "out", "fwd"]
+Offload = Literal["no", "crypto", "packet", "auto"]
+
+IPPROTO_ESP = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetime:
+    """Soft/hard limits; 0 means no limit (the kernel's XFRM_INF is used)."""
+
+    soft_bytes: int = 0
+    hard_bytes: int = 0
+    soft_packets: int = 0
+    hard_packets: int = 0
+    soft_seconds: int = 0
+    hard_seconds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UdpEncap:
+    """ESP-in-UDP (RFC 3948): outer UDP ports of this SA."""
+
+    sport: int = 4500
+    dport: int = 4500
+
+
+@dataclass(frozen=True, slots=True)
+class SaSpec:
+    """One unidirectional ESP SA.
+
+    ``encr_key`` includes the salt for AEAD ciphers (RFC 4106 / RFC 7634: 4 bytes at the
+    end), exactly as KEYMAT yields it. ``integ_id`` is 0 (NONE) for AEAD ciphers.
+    """
+
+    src: IPAddress
+    dst: IPAddress
+    spi: int
+    reqid: int
+    mode: Mode
+    encr_id: int
+    encr_key: bytes = field(repr=False)
+    encr_key_length: int | None  # bits of the cipher key without salt (AES: 128/256)
+    integ_id: int
+    integ_key: bytes = field(repr=False)
+    # Selector of the SA itself (the kernel checks it in transport mode).
+    src_ts: TrafficSelector | None = None
+    dst_ts: TrafficSelector | None = None
+    encap: UdpEncap | None = None
+    lifetime: Lifetime = Lifetime()
+    replay_window: int = 32
+    esn: bool = False
+    inbound: bool = False
+    offload: Offload = "no"
+    offload_dev: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """One XFRM policy: traffic from src_ts to dst_ts in ``direction`` uses ESP.
+
+    In tunnel mode the template's outer addresses are ``tmpl_src``/``tmpl_dst``.
+    """
+
+    src_ts: TrafficSelector
+    dst_ts: TrafficSelector
+    direction: Direction
+    reqid: int
+    mode: Mode
+    tmpl_src: IPAddress
+    tmpl_dst: IPAddress
+    priority: int = 0  # 0: derived from selector specificity by the kernel backend
+    action: Literal["allow", "block"] = "allow"
+    trap: bool = False  # on-demand: installed before any SA exists (start_action=trap)
+
+
+@dataclass(frozen=True, slots=True)
+class SaCounters:
+    bytes: int
+    packets: int
+    last_use: float | None = None  # wall-clock seconds of last use, None if never

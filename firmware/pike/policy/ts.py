@@ -1,0 +1,80 @@
+"""Traffic selectors as neutral values shared by config, engines and kernel."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSelector:
+    """An address range, IP protocol (0 = any) and port range (RFC 7296 §3.13.1)."""
+
+    start: IPAddress
+    end: IPAddress
+    protocol: int = 0
+    start_port: int = 0
+    end_port: int = 65535
+
+    @classmethod
+    def from_cidr(cls, text: str, protocol: int = 0, port: int | None = None) -> TrafficSelector:
+        net = ipaddress.ip_network(text, strict=False)
+        lo, hi = (0, 65535) if port is None else (port, port)
+        return cls(net.network_address, net.broadcast_address, protocol, lo, hi)
+
+    @classmethod
+    def host(cls, addr: IPAddress) -> TrafficSelector:
+        return cls(addr, addr)
+
+    @property
+    def version(self) -> int:
+        return self.start.version
+
+    def networks(self) -> list[IPNetwork]:
+        """The range as the smallest list of prefixes (kernel selectors are prefixes)."""
+        return list(ipaddress.summarize_address_range(self.start, self.end))
+
+    def contains(self, other: TrafficSelector) -> bool:
+        return (
+            self.version == other.version
+            and int(self.start) <= int(other.start)
+            and int(other.end) <= int(self.end)
+            and (self.protocol == 0 or self.protocol == other.protocol)
+            and self.start_port <= other.start_port
+            and other.end_port <= self.end_port
+        )
+
+    def intersect(self, other: TrafficSelector) -> TrafficSelector | None:
+        """The narrowed selector both sides accept, or None (RFC 7296 §2.9)."""
+        if self.version != other.version:
+            return None
+        start = max(self.start, other.start, key=int)
+        end = min(self.end, other.end, key=int)
+        if int(start) > int(end):
+            return None
+        if self.protocol and other.protocol and self.protocol != other.protocol:
+            return None
+        proto = self.protocol or other.protocol
+        lo = max(self.start_port, other.start_port)
+        hi = min(self.end_port, other.end_port)
+        if lo > hi:
+            return None
+        return TrafficSelector(start, end, proto, lo, hi)
+
+    def __str__(self) -> str:
+        nets = self.networks()
+        addr = str(nets[0]) if len(nets) == 1 else f"{self.start}..{self.end}"
+        if self.protocol == 0 and self.start_port == 0 and self.end_port == 65535:
+            return addr
+        ports = (
+            ""
+            if (self.start_port, self.end_port) == (0, 65535)
+            else str(self.start_port)
+            if self.start_port == self.end_port
+            else f"{self.start_port}-{self.end_port}"
+        )
+        return f"{addr}[{self.protocol}/{ports}]"

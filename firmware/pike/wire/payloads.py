@@ -1,0 +1,263 @@
+"""IKEv2 payloads as plain values (RFC 7296 §3.3-3.16).
+
+These classes hold meaning only; the byte layout lives in ``pike.wire.codec``. Each class
+names its payload type in ``TYPE`` so a message is simply a list of payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import ClassVar, TypeVar
+
+from pike.wire.constants import PayloadType
+
+IPAddress = IPv4Address | IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    """RFC 7296 §3.3.2. ``key_length`` is the Key Length attribute (type 14) in bits."""
+
+    type: int
+    id: int
+    key_length: int | None = None
+    # Attributes other than Key Length: RFC 7296 §3.3.6 says a transform carrying an
+    # attribute we do not know must be rejected, so keep them to let selection skip it.
+    unknown_attributes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """RFC 7296 §3.3.1."""
+
+    number: int
+    protocol: int
+    spi: bytes
+    transforms: tuple[Transform, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SaPayload:
+    TYPE: ClassVar[int] = PayloadType.SA
+    proposals: tuple[Proposal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KePayload:
+    TYPE: ClassVar[int] = PayloadType.KE
+    group: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdPayload:
+    """IDi or IDr (RFC 7296 §3.5); ``data`` is the identification data as sent."""
+
+    TYPE: ClassVar[int] = PayloadType.IDI
+    id_type: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdiPayload(IdPayload):
+    TYPE: ClassVar[int] = PayloadType.IDI
+
+
+@dataclass(frozen=True, slots=True)
+class IdrPayload(IdPayload):
+    TYPE: ClassVar[int] = PayloadType.IDR
+
+
+@dataclass(frozen=True, slots=True)
+class CertPayload:
+    TYPE: ClassVar[int] = PayloadType.CERT
+    encoding: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CertReqPayload:
+    TYPE: ClassVar[int] = PayloadType.CERTREQ
+    encoding: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPayload:
+    TYPE: ClassVar[int] = PayloadType.AUTH
+    method: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NoncePayload:
+    TYPE: ClassVar[int] = PayloadType.NONCE
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyPayload:
+    """RFC 7296 §3.10. ``spi`` is empty when the SPI size is 0."""
+
+    TYPE: ClassVar[int] = PayloadType.NOTIFY
+    notify_type: int
+    data: bytes = b""
+    protocol: int = 0
+    spi: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePayload:
+    """RFC 7296 §3.11. For protocol IKE the SPI list is empty (the header names the SA)."""
+
+    TYPE: ClassVar[int] = PayloadType.DELETE
+    protocol: int
+    spis: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VendorIdPayload:
+    TYPE: ClassVar[int] = PayloadType.VENDOR_ID
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSelectorWire:
+    """One selector inside TSi/TSr (RFC 7296 §3.13.1)."""
+
+    ts_type: int
+    ip_protocol: int
+    start_port: int
+    end_port: int
+    start_addr: IPAddress
+    end_addr: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class TsPayload:
+    TYPE: ClassVar[int] = PayloadType.TSI
+    selectors: tuple[TrafficSelectorWire, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TsiPayload(TsPayload):
+    TYPE: ClassVar[int] = PayloadType.TSI
+
+
+@dataclass(frozen=True, slots=True)
+class TsrPayload(TsPayload):
+    TYPE: ClassVar[int] = PayloadType.TSR
+
+
+@dataclass(frozen=True, slots=True)
+class CpPayload:
+    """RFC 7296 §3.15: attributes as (type, value) pairs."""
+
+    TYPE: ClassVar[int] = PayloadType.CP
+    cfg_type: int
+    attributes: tuple[tuple[int, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EapPayload:
+    """Kept opaque: pike does not act as an EAP server or client yet."""
+
+    TYPE: ClassVar[int] = PayloadType.EAP
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SkPayload:
+    """The Encrypted payload (RFC 7296 §3.14) before decryption.
+
+    ``first_payload`` is the next-payload value in its generic header (the type of the
+    first inner payload); ``body`` is IV || ciphertext || ICV exactly as received.
+    """
+
+    TYPE: ClassVar[int] = PayloadType.SK
+    first_payload: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SkfPayload:
+    """Encrypted Fragment payload (RFC 7383 §2.5) before decryption."""
+
+    TYPE: ClassVar[int] = PayloadType.SKF
+    first_payload: int
+    fragment_number: int
+    total_fragments: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPayload:
+    """A payload type we do not know; kept when its critical bit is clear (RFC 7296 §2.5)."""
+
+    type: int
+    critical: bool
+    data: bytes
+
+    @property
+    def TYPE(self) -> int:
+        return self.type
+
+
+Payload = (
+    SaPayload
+    | KePayload
+    | IdiPayload
+    | IdrPayload
+    | CertPayload
+    | CertReqPayload
+    | AuthPayload
+    | NoncePayload
+    | NotifyPayload
+    | DeletePayload
+    | VendorIdPayload
+    | TsiPayload
+    | TsrPayload
+    | CpPayload
+    | EapPayload
+    | SkPayload
+    | SkfPayload
+    | UnknownPayload
+)
+
+
+_P = TypeVar("_P")
+
+
+@dataclass(slots=True)
+class Message:
+    """An IKEv2 message: header fields plus its payloads.
+
+    On decode, ``payloads`` are the plaintext (outer) payloads, with an ``SkPayload`` still
+    encrypted; after ``decrypt``, ``payloads`` holds the inner payloads and ``encrypted`` is
+    True. On encode, ``encrypted=True`` means: put ``payloads`` inside an SK payload.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    exchange: int
+    message_id: int
+    is_initiator: bool
+    is_response: bool
+    payloads: list[Payload] = field(default_factory=list)
+    encrypted: bool = False
+
+    def first(self, cls: type[_P]) -> _P | None:
+        for p in self.payloads:
+            if isinstance(p, cls):
+                return p
+        return None
+
+    def all(self, cls: type[_P]) -> list[_P]:
+        return [p for p in self.payloads if isinstance(p, cls)]
+
+    def notify(self, notify_type: int) -> NotifyPayload | None:
+        for p in self.payloads:
+            if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
+                return p
+        return None
