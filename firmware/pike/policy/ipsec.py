@@ -92,3 +92,15 @@ class SaCounters:
     bytes: int
     packets: int
     last_use: float | None = None  # wall-clock seconds of last use, None if never
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCaps:
+    """What the kernel can take, probed once at start and handed to the engines.
+
+    Without ESP the engines still negotiate IKE and refuse each CHILD_SA the way strongSwan
+    does when its SAD install fails (NO_PROPOSAL_CHOSEN, IKE SA stays up).
+    """
+
+    esp: bool
+    missing: tuple[str, ...] = ()
