@@ -1,0 +1,227 @@
+"""Byte layout of the payload bodies with a flat shape (RFC 7296 §3.4-3.16, RFC 7383 §2.5).
+
+Each payload body follows the 4-byte generic payload header (handled in
+``pike.wire.codec``). Most bodies are "a few fixed fields, then opaque data": those are
+declared as a ``FixedSpec`` beside their RFC diagram. Bodies with inner counts or lists
+(Notify, Delete, CP) have a small decoder/encoder pair. SA and TS bodies live in
+``sa_body`` and ``ts_body``.
+
+A decoder receives a ``Reader`` bounded to the body and must consume it exactly; the
+chain walker rejects leftovers.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pike.wire.buffer import Reader, truncated
+from pike.wire.constants import IdType, NotifyType, ProtocolId
+from pike.wire.errors import EncodeError, MalformedMessage
+from pike.wire.payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    CpPayload,
+    DeletePayload,
+    EapPayload,
+    IdiPayload,
+    IdPayload,
+    IdrPayload,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    VendorIdPayload,
+)
+
+NONCE_MIN = 16  # RFC 7296 §3.9
+NONCE_MAX = 256  # RFC 7296 §3.9
+IPV4_LEN = 4
+IPV6_LEN = 16
+ESP_AH_SPI_LEN = 4  # RFC 7296 §3.3.1
+
+
+def invalid(detail: str) -> MalformedMessage:
+    return MalformedMessage("invalid_syntax", detail, NotifyType.INVALID_SYNTAX)
+
+
+@dataclass(frozen=True, slots=True)
+class FixedSpec:
+    """A body made of fixed fields (``fmt``; pad bytes ``x`` are RESERVED: zero when sent,
+    ignored when received, RFC 7296 §2.5) followed by opaque ``tail`` data."""
+
+    cls: Callable[..., Payload]
+    fmt: struct.Struct
+    fields: tuple[str, ...]
+    tail: str = "data"
+    tail_min: int = 0
+    tail_max: int = 0xFFFF
+    check: Callable[[Any], None] | None = None
+
+    def decode(self, view: memoryview, start: int, end: int) -> Payload:
+        fixed = start + self.fmt.size
+        if fixed > end:
+            raise truncated(f"{self.fmt.size} bytes of fields in a {end - start} byte body")
+        if not self.tail_min <= end - fixed <= self.tail_max:
+            raise invalid(
+                f"{self.tail} is {end - fixed} bytes, "
+                f"must be {self.tail_min}..{self.tail_max} (RFC 7296 §3)"
+            )
+        # Payload classes list the fixed fields first and the tail last.
+        payload = self.cls(*self.fmt.unpack_from(view, start), view[fixed:end].tobytes())
+        if self.check is not None:
+            self.check(payload)
+        return payload
+
+    def encode(self, p: Any) -> bytes:
+        tail: bytes = getattr(p, self.tail)
+        return self.fmt.pack(*[getattr(p, f) for f in self.fields]) + tail
+
+
+_ID_ADDRESS_LEN = {int(IdType.ID_IPV4_ADDR): IPV4_LEN, int(IdType.ID_IPV6_ADDR): IPV6_LEN}
+
+
+def _check_id(p: IdPayload) -> None:
+    # RFC 7296 §3.5: address identities are exactly one address.
+    expected = _ID_ADDRESS_LEN.get(p.id_type)
+    if expected is not None and len(p.data) != expected:
+        raise invalid(f"ID type {p.id_type} with {len(p.data)} bytes")
+
+
+_NO_FIELDS = struct.Struct("!")
+
+# RFC 7296 §3.4 Key Exchange Payload
+#    +-------------------------------+-------------------------------+
+#    |   Diffie-Hellman Group Num    |           RESERVED            |
+#    +-------------------------------+-------------------------------+
+#    ~                       Key Exchange Data                       ~
+KE = FixedSpec(KePayload, struct.Struct("!H2x"), ("group",))
+
+# RFC 7296 §3.5 Identification Payloads
+#    +---------------+-----------------------------------------------+
+#    |   ID Type     |                 RESERVED                      |
+#    +---------------+-----------------------------------------------+
+#    ~                   Identification Data                         ~
+IDI = FixedSpec(IdiPayload, struct.Struct("!B3x"), ("id_type",), check=_check_id)
+IDR = FixedSpec(IdrPayload, struct.Struct("!B3x"), ("id_type",), check=_check_id)
+
+# RFC 7296 §3.6 Certificate Payload, §3.7 Certificate Request Payload
+#    +-+-+-+-+-+-+-+-+
+#    | Cert Encoding |
+#    +-+-+-+-+-+-+-+-+-----------------------------------------------+
+#    ~               Certificate Data / Certification Authority      ~
+CERT = FixedSpec(CertPayload, struct.Struct("!B"), ("encoding",))
+CERTREQ = FixedSpec(CertReqPayload, struct.Struct("!B"), ("encoding",))
+
+# RFC 7296 §3.8 Authentication Payload
+#    +---------------+-----------------------------------------------+
+#    | Auth Method   |                RESERVED                       |
+#    +---------------+-----------------------------------------------+
+#    ~                      Authentication Data                      ~
+AUTH = FixedSpec(AuthPayload, struct.Struct("!B3x"), ("method",))
+
+# RFC 7296 §3.9 Nonce Payload: 16..256 bytes of Nonce Data
+NONCE = FixedSpec(NoncePayload, _NO_FIELDS, (), tail_min=NONCE_MIN, tail_max=NONCE_MAX)
+
+# RFC 7296 §3.12 Vendor ID Payload, §3.16 EAP Payload (kept opaque)
+VENDOR_ID = FixedSpec(VendorIdPayload, _NO_FIELDS, ())
+EAP = FixedSpec(EapPayload, _NO_FIELDS, ())
+
+
+# RFC 7296 §3.10 Notify Payload
+#    +---------------+---------------+-------------------------------+
+#    |  Protocol ID  |   SPI Size    |      Notify Message Type      |
+#    +---------------+---------------+-------------------------------+
+#    ~                Security Parameter Index (SPI)                 ~
+#    ~                       Notification Data                       ~
+_NOTIFY = struct.Struct("!BBH")
+
+
+def decode_notify(view: memoryview, start: int, end: int) -> NotifyPayload:
+    if end - start < _NOTIFY.size:
+        raise truncated(f"Notify body of {end - start} bytes")
+    protocol, spi_size, notify_type = _NOTIFY.unpack_from(view, start)
+    data_start = start + _NOTIFY.size + spi_size
+    if data_start > end:
+        raise truncated(f"Notify SPI of {spi_size} bytes in a {end - start} byte body")
+    spi = view[start + _NOTIFY.size : data_start].tobytes() if spi_size else b""
+    return NotifyPayload(notify_type, view[data_start:end].tobytes(), protocol, spi)
+
+
+def encode_notify(p: NotifyPayload) -> bytes:
+    return _NOTIFY.pack(p.protocol, len(p.spi), p.notify_type) + p.spi + p.data
+
+
+# RFC 7296 §3.11 Delete Payload
+#    +---------------+---------------+-------------------------------+
+#    | Protocol ID   |   SPI Size    |          Num of SPIs          |
+#    +---------------+---------------+-------------------------------+
+#    ~               Security Parameter Index(es) (SPI)              ~
+_DELETE = struct.Struct("!BBH")
+
+
+def decode_delete(r: Reader) -> DeletePayload:
+    protocol, spi_size, count = r.unpack(_DELETE, "Delete")
+    if spi_size * count != r.remaining:
+        raise invalid(f"Delete: {count} SPIs of {spi_size} bytes in {r.remaining} bytes")
+    if protocol == ProtocolId.IKE and (spi_size or count):
+        raise invalid("Delete for IKE must carry no SPI (RFC 7296 §3.11)")
+    if protocol in (ProtocolId.ESP, ProtocolId.AH) and spi_size != ESP_AH_SPI_LEN:
+        raise invalid(f"Delete: SPI size {spi_size} for protocol {protocol}")
+    if count and spi_size == 0:
+        raise invalid("Delete: SPIs of size 0")
+    return DeletePayload(protocol, tuple(r.read(spi_size, "SPI") for _ in range(count)))
+
+
+def encode_delete(p: DeletePayload) -> bytes:
+    size = len(p.spis[0]) if p.spis else 0
+    if any(len(spi) != size for spi in p.spis):
+        raise EncodeError("Delete SPIs must all have the same size")
+    return _DELETE.pack(p.protocol, size, len(p.spis)) + b"".join(p.spis)
+
+
+# RFC 7296 §3.15 Configuration Payload
+#    +---------------+-----------------------------------------------+
+#    |   CFG Type    |                    RESERVED                   |
+#    +---------------+-----------------------------------------------+
+#    ~                   Configuration Attributes                    ~
+# and §3.15.1 each attribute:
+#    +-+-----------------------------+-------------------------------+
+#    |R|         Attribute Type      |            Length             |
+#    +-+-----------------------------+-------------------------------+
+#    ~                             Value                             ~
+_CP = struct.Struct("!B3x")
+_CP_ATTR = struct.Struct("!HH")
+_CP_TYPE_MASK = 0x7FFF  # the R bit is reserved (ignored on receipt)
+
+
+def decode_cp(r: Reader) -> CpPayload:
+    (cfg_type,) = r.unpack(_CP, "CP")
+    attributes = []
+    while r.remaining:
+        attr_type, length = r.unpack(_CP_ATTR, "CP attribute")
+        attributes.append((attr_type & _CP_TYPE_MASK, r.read(length, "CP attribute value")))
+    return CpPayload(cfg_type, tuple(attributes))
+
+
+def encode_cp(p: CpPayload) -> bytes:
+    parts = [_CP.pack(p.cfg_type)]
+    for attr_type, value in p.attributes:
+        if attr_type > _CP_TYPE_MASK:
+            raise EncodeError(f"CP attribute type {attr_type} > 15 bits")
+        parts.append(_CP_ATTR.pack(attr_type, len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+# RFC 7383 §2.5 Encrypted Fragment Payload (after the generic header)
+#    +-------------------------------+-------------------------------+
+#    |        Fragment Number        |        Total Fragments        |
+#    +-------------------------------+-------------------------------+
+#    |                     Initialization Vector                     |
+#    ~                      Encrypted content                        ~
+#    ~                    Integrity Checksum Data                    ~
+SKF_HEADER = struct.Struct("!HH")

@@ -1,0 +1,324 @@
+"""IKEv2 messages <-> bytes: the payload chain, the SK payload, whole messages.
+
+Generic payload header (RFC 7296 §3.2), in front of every payload body:
+    +---------------+-+-------------+-------------------------------+
+    | Next Payload  |C|  RESERVED   |         Payload Length        |
+    +---------------+-+-------------+-------------------------------+
+
+Decoding checks every length against its container before reading a value (DESIGN.md);
+whatever the bytes, it raises nothing but ``MalformedMessage``. Encoding builds a list of
+parts and joins it once (the responder's hot path). A value we cannot encode is our own
+bug and raises ``EncodeError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pike.wire import bodies, sa_body, ts_body
+from pike.wire.bodies import invalid
+from pike.wire.buffer import Reader, truncated
+from pike.wire.constants import (
+    GENERIC_PAYLOAD_HEADER_LEN,
+    HEADER_LEN,
+    IKE_VERSION,
+    HeaderFlag,
+    NotifyType,
+    PayloadType,
+)
+from pike.wire.errors import EncodeError, MalformedMessage
+from pike.wire.header import HEADER, decode_header
+from pike.wire.payloads import (
+    AuthPayload,
+    CertPayload,
+    CertReqPayload,
+    CpPayload,
+    DeletePayload,
+    EapPayload,
+    IdiPayload,
+    IdPayload,
+    IdrPayload,
+    KePayload,
+    Message,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    SaPayload,
+    SkfPayload,
+    SkPayload,
+    TsiPayload,
+    TsPayload,
+    TsrPayload,
+    UnknownPayload,
+    VendorIdPayload,
+)
+from pike.wire.sk import SkCrypter
+
+GENERIC = struct.Struct("!BBH")
+CRITICAL = 0x80  # RFC 7296 §3.2
+MAX_PAYLOAD_LEN = 0xFFFF
+
+# A body decoder gets the message view and the body's bounds and must use all of it.
+Decoder = Callable[[memoryview, int, int], Payload]
+
+
+def _with_reader(decode: Callable[[Reader], Payload]) -> Decoder:
+    """Adapt a decoder of nested structures, which walks a ``Reader``."""
+
+    def decoder(view: memoryview, start: int, end: int) -> Payload:
+        r = Reader(view, start, end)
+        payload = decode(r)
+        if r.remaining:
+            raise invalid(f"{r.remaining} bytes after the payload's fields")
+        return payload
+
+    return decoder
+
+
+# Payload type -> body decoder. SK and SKF are handled by the chain walker itself because
+# their generic header's Next Payload names the first inner payload (RFC 7296 §3.14).
+DECODERS: dict[int, Decoder] = {
+    PayloadType.SA: _with_reader(sa_body.decode_sa),
+    PayloadType.KE: bodies.KE.decode,
+    PayloadType.IDI: bodies.IDI.decode,
+    PayloadType.IDR: bodies.IDR.decode,
+    PayloadType.CERT: bodies.CERT.decode,
+    PayloadType.CERTREQ: bodies.CERTREQ.decode,
+    PayloadType.AUTH: bodies.AUTH.decode,
+    PayloadType.NONCE: bodies.NONCE.decode,
+    PayloadType.NOTIFY: bodies.decode_notify,
+    PayloadType.DELETE: _with_reader(bodies.decode_delete),
+    PayloadType.VENDOR_ID: bodies.VENDOR_ID.decode,
+    PayloadType.TSI: _with_reader(ts_body.decode_tsi),
+    PayloadType.TSR: _with_reader(ts_body.decode_tsr),
+    PayloadType.CP: _with_reader(bodies.decode_cp),
+    PayloadType.EAP: bodies.EAP.decode,
+}
+
+
+def _encode_sk(p: SkPayload) -> bytes:
+    return p.body
+
+
+def _encode_skf(p: SkfPayload) -> bytes:
+    return bodies.SKF_HEADER.pack(p.fragment_number, p.total_fragments) + p.body
+
+
+def _encode_unknown(p: UnknownPayload) -> bytes:
+    return p.data
+
+
+# Payload class -> body encoder.
+ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
+    SaPayload: sa_body.encode_sa,
+    KePayload: bodies.KE.encode,
+    IdPayload: bodies.IDI.encode,
+    IdiPayload: bodies.IDI.encode,
+    IdrPayload: bodies.IDR.encode,
+    CertPayload: bodies.CERT.encode,
+    CertReqPayload: bodies.CERTREQ.encode,
+    AuthPayload: bodies.AUTH.encode,
+    NoncePayload: bodies.NONCE.encode,
+    NotifyPayload: bodies.encode_notify,
+    DeletePayload: bodies.encode_delete,
+    VendorIdPayload: bodies.VENDOR_ID.encode,
+    TsPayload: ts_body.encode_ts,
+    TsiPayload: ts_body.encode_ts,
+    TsrPayload: ts_body.encode_ts,
+    CpPayload: bodies.encode_cp,
+    EapPayload: bodies.EAP.encode,
+    SkPayload: _encode_sk,
+    SkfPayload: _encode_skf,
+    UnknownPayload: _encode_unknown,
+}
+
+_SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
+_ENCRYPTED_TYPES = (_SK, int(PayloadType.SKF))
+
+
+def _decode_encrypted(
+    kind: int, first: int, view: memoryview, start: int, end: int
+) -> SkPayload | SkfPayload:
+    if kind == _SK:
+        return SkPayload(first, view[start:end].tobytes())
+    r = Reader(view, start, end)
+    number, total = r.unpack(bodies.SKF_HEADER, "SKF")
+    # RFC 7383 §2.5: numbers run 1..Total; Next Payload is zero except in fragment 1.
+    if not 1 <= number <= total:
+        raise invalid(f"SKF fragment {number} of {total}")
+    if number != 1 and first != 0:
+        raise invalid(f"SKF fragment {number} with Next Payload {first}")
+    return SkfPayload(first, number, total, r.rest())
+
+
+def decode_payloads(
+    data: bytes | memoryview, first: int, start: int = 0, *, outer: bool = True
+) -> list[Payload]:
+    """Walk a payload chain from ``start`` to the end of ``data``, starting with type
+    ``first``. ``outer`` is False inside an SK payload, where SK/SKF may not appear."""
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    end = len(view)
+    pos = start
+    payloads: list[Payload] = []
+    kind = first
+    while kind:
+        if end - pos < GENERIC_PAYLOAD_HEADER_LEN:
+            raise truncated(f"payload {kind} header at offset {pos}")
+        next_kind, flags, length = GENERIC.unpack_from(view, pos)
+        if length < GENERIC_PAYLOAD_HEADER_LEN or pos + length > end:
+            raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
+        body_start = pos + GENERIC_PAYLOAD_HEADER_LEN
+        pos += length
+        if kind in _ENCRYPTED_TYPES:
+            # RFC 7296 §3.14: the Encrypted payload is the last one of the message.
+            if not outer:
+                raise invalid(f"payload {kind} inside the Encrypted payload")
+            if pos != end:
+                raise invalid(f"payload {kind} is not the last payload")
+            payloads.append(_decode_encrypted(kind, next_kind, view, body_start, pos))
+            return payloads
+        decoder = DECODERS.get(kind)
+        if decoder is None:
+            # RFC 7296 §2.5: skip unknown payloads unless the sender marked them critical.
+            if flags & CRITICAL:
+                raise MalformedMessage(
+                    "unsupported_critical_payload",
+                    str(kind),
+                    NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+                )
+            payloads.append(UnknownPayload(kind, False, view[body_start:pos].tobytes()))
+        else:
+            try:
+                payloads.append(decoder(view, body_start, pos))
+            except MalformedMessage as e:
+                e.detail = f"{_name(kind)}: {e.detail}"
+                raise
+        kind = next_kind
+    if pos != end:
+        raise invalid(f"{end - pos} bytes after the last payload")
+    return payloads
+
+
+def _name(kind: int) -> str:
+    try:
+        return PayloadType(kind).name
+    except ValueError:
+        return str(kind)
+
+
+def decode_message(data: bytes) -> Message:
+    """Header and outer payloads; an SK payload stays encrypted (see ``decrypt_message``)."""
+    header = decode_header(data)
+    payloads = decode_payloads(data, header.next_payload, HEADER_LEN)
+    return Message(
+        header.spi_i,
+        header.spi_r,
+        header.exchange,
+        header.message_id,
+        header.is_initiator,
+        header.is_response,
+        payloads,
+    )
+
+
+def decrypt_message(data: bytes, msg: Message, cipher: SkCrypter) -> Message:
+    """Open the SK payload of ``msg`` (decoded from ``data``) and decode its inner chain.
+
+    Any ``Exception`` from ``cipher.open`` (bad ICV, short body, bad padding: whatever the
+    crypto library raises) means the message is not authentic: it becomes
+    ``integrity_check_failed`` with no notify, to be dropped silently (RFC 7296 §2.21.2).
+    BaseExceptions such as KeyboardInterrupt pass through.
+    """
+    sk = msg.payloads[-1] if msg.payloads else None
+    if not isinstance(sk, SkPayload):
+        raise invalid("no Encrypted payload to open")
+    aad = data[: len(data) - len(sk.body)]  # SK is last: header + SK generic header
+    try:
+        plaintext = cipher.open(aad, sk.body)
+    except Exception as e:
+        raise MalformedMessage("integrity_check_failed", type(e).__name__, None) from e
+    return Message(
+        msg.spi_i,
+        msg.spi_r,
+        msg.exchange,
+        msg.message_id,
+        msg.is_initiator,
+        msg.is_response,
+        decode_payloads(plaintext, sk.first_payload, outer=False),
+        encrypted=True,
+    )
+
+
+def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
+    """Return the first payload type and the parts of the chain (headers and bodies)."""
+    parts: list[bytes] = []
+    n = len(payloads)
+    for i, p in enumerate(payloads):
+        encoder = ENCODERS.get(type(p))
+        if encoder is None:
+            raise EncodeError(f"no encoder for {type(p).__name__}")
+        body = encoder(p)
+        flags = 0
+        if isinstance(p, SkPayload | SkfPayload):
+            if not outer or i != n - 1:
+                raise EncodeError("the Encrypted payload must be the last outer payload")
+            next_kind = p.first_payload
+        else:
+            next_kind = payloads[i + 1].TYPE if i + 1 < n else PayloadType.NONE
+            if isinstance(p, UnknownPayload) and p.critical:
+                flags = CRITICAL
+        length = GENERIC_PAYLOAD_HEADER_LEN + len(body)
+        if length > MAX_PAYLOAD_LEN:
+            raise EncodeError(f"{type(p).__name__} is {length} bytes long")
+        parts.append(GENERIC.pack(next_kind, flags, length))
+        parts.append(body)
+    return (payloads[0].TYPE if payloads else PayloadType.NONE), parts
+
+
+def _flags(msg: Message) -> int:
+    return (HeaderFlag.INITIATOR if msg.is_initiator else 0) | (
+        HeaderFlag.RESPONSE if msg.is_response else 0
+    )
+
+
+def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:
+    """The datagram for ``msg``; with ``msg.encrypted`` its payloads go, sealed by
+    ``cipher``, into an SK payload."""
+    if len(msg.spi_i) != 8 or len(msg.spi_r) != 8:
+        raise EncodeError("IKE SPIs are 8 bytes (RFC 7296 §3.1)")
+    try:
+        if not msg.encrypted:
+            first, parts = encode_payloads(msg.payloads)
+            length = HEADER_LEN + sum(map(len, parts))
+            head = _header(msg, first, length)
+            return head + b"".join(parts)
+        if cipher is None:
+            raise EncodeError("an encrypted message needs a cipher")
+        first, parts = encode_payloads(msg.payloads, outer=False)
+        plaintext = b"".join(parts)
+        body_len = cipher.sealed_length(len(plaintext))
+        sk_len = GENERIC_PAYLOAD_HEADER_LEN + body_len
+        if sk_len > MAX_PAYLOAD_LEN:
+            raise EncodeError(f"Encrypted payload is {sk_len} bytes long")
+        aad = _header(msg, PayloadType.SK, HEADER_LEN + sk_len) + GENERIC.pack(first, 0, sk_len)
+        body = cipher.seal(aad, plaintext)
+        if len(body) != body_len:
+            raise EncodeError(f"cipher sealed {len(body)} bytes, announced {body_len}")
+        return aad + body
+    except (struct.error, OverflowError) as e:
+        raise EncodeError(f"field out of range: {e}") from e
+
+
+def _header(msg: Message, first: int, length: int) -> bytes:
+    return HEADER.pack(
+        msg.spi_i,
+        msg.spi_r,
+        first,
+        IKE_VERSION,
+        msg.exchange,
+        _flags(msg),
+        msg.message_id,
+        length,
+    )

@@ -1,0 +1,177 @@
+"""Security Association payload body (RFC 7296 §3.3): proposals, transforms, attributes.
+
+Proposal substructure (§3.3.1):
+    +---------------+---------------+-------------------------------+
+    | Last Substruc |   RESERVED    |         Proposal Length       |
+    +---------------+---------------+-------------------------------+
+    | Proposal Num  |  Protocol ID  |    SPI Size   |Num  Transforms|
+    +---------------+---------------+---------------+---------------+
+    ~                        SPI (variable)                         ~
+    ~                        <Transforms>                           ~
+
+Transform substructure (§3.3.2):
+    +---------------+---------------+-------------------------------+
+    | Last Substruc |   RESERVED    |        Transform Length       |
+    +---------------+---------------+-------------------------------+
+    |Transform Type |   RESERVED    |          Transform ID         |
+    +---------------+---------------+-------------------------------+
+    ~                      Transform Attributes                     ~
+
+Data attribute (§3.3.5):
+    +-+-----------------------------+-------------------------------+
+    |A|       Attribute Type        |    AF=0  Attribute Length     |
+    |F|                             |    AF=1  Attribute Value      |
+    +-+-----------------------------+-------------------------------+
+    |                   AF=0  Attribute Value                       |
+    +---------------------------------------------------------------+
+
+Every length and count is checked against its container before any value is read for
+meaning.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pike.wire.bodies import ESP_AH_SPI_LEN, invalid
+from pike.wire.buffer import Reader
+from pike.wire.constants import ProtocolId
+from pike.wire.errors import EncodeError
+from pike.wire.payloads import Proposal, SaPayload, Transform
+
+PROPOSAL = struct.Struct("!BxHBBBB")
+TRANSFORM = struct.Struct("!BxHBxH")
+ATTRIBUTE = struct.Struct("!HH")
+
+LAST = 0  # Last Substruc: this is the last one
+MORE_PROPOSALS = 2  # §3.3.1
+MORE_TRANSFORMS = 3  # §3.3.2
+ATTR_TV = 0x8000  # AF bit: type/value format
+ATTR_TYPE_MASK = 0x7FFF
+KEY_LENGTH = 14  # §3.3.5: the only attribute RFC 7296 defines, TV format
+IKE_SPI_SIZES = (0, 8)  # §3.3.1: 0 in IKE_SA_INIT, 8 when rekeying the IKE SA
+_IKE = int(ProtocolId.IKE)  # plain ints: enum attribute access is slow on the hot path
+_ESP_AH = (int(ProtocolId.ESP), int(ProtocolId.AH))
+
+
+def _decode_attributes(r: Reader) -> tuple[int | None, tuple[int, ...]]:
+    key_length: int | None = None
+    unknown: list[int] = []
+    while r.remaining:
+        type_field, value = r.unpack(ATTRIBUTE, "transform attribute")
+        attr_type = type_field & ATTR_TYPE_MASK
+        if not type_field & ATTR_TV:
+            r.sub(value, "TLV attribute value")  # skip: length checked by sub()
+            if attr_type == KEY_LENGTH:
+                raise invalid("Key Length attribute must be TV (RFC 7296 §3.3.5)")
+            unknown.append(attr_type)
+        elif attr_type == KEY_LENGTH:
+            if key_length is not None:
+                raise invalid("Key Length attribute twice in one transform")
+            key_length = value
+        else:
+            unknown.append(attr_type)
+    return key_length, tuple(unknown)
+
+
+# Decoded transform lists keyed by their exact bytes. Every initiator with the same
+# configuration sends the same transforms, and building the frozen objects is most of the
+# decode cost; the values are immutable, so sharing them is safe. Bounded: a peer sending
+# random transforms only empties it.
+_TRANSFORMS_CACHE: dict[bytes, tuple[Transform, ...]] = {}
+_TRANSFORMS_CACHE_MAX = 256
+
+
+def _decode_transforms(r: Reader, count: int, number: int) -> tuple[Transform, ...]:
+    key = r.view[r.pos : r.end].tobytes()
+    cached = _TRANSFORMS_CACHE.get(key)
+    if cached is not None and len(cached) == count:
+        r.pos = r.end
+        return cached
+    transforms = []
+    for i in range(count):
+        tlast, tlength, ttype, tid = r.unpack(TRANSFORM, "transform")
+        if tlength < TRANSFORM.size:
+            raise invalid(f"proposal {number}: transform length {tlength}")
+        attrs = r.sub(tlength - TRANSFORM.size, "transform")
+        if tlast != (LAST if i == count - 1 else MORE_TRANSFORMS):
+            raise invalid(f"proposal {number}: transform {i} Last Substruc {tlast}")
+        key_length, unknown = _decode_attributes(attrs) if attrs.remaining else (None, ())
+        transforms.append(Transform(ttype, tid, key_length, unknown))
+    if r.remaining:
+        raise invalid(f"proposal {number}: {r.remaining} bytes after {count} transforms")
+    result = tuple(transforms)
+    if len(_TRANSFORMS_CACHE) >= _TRANSFORMS_CACHE_MAX:
+        _TRANSFORMS_CACHE.clear()
+    _TRANSFORMS_CACHE[key] = result
+    return result
+
+
+def _decode_proposal(r: Reader) -> Proposal:
+    last, length, number, protocol, spi_size, count = r.unpack(PROPOSAL, "proposal")
+    if length < PROPOSAL.size + spi_size:
+        raise invalid(f"proposal length {length} < header + SPI {spi_size}")
+    body = r.sub(length - PROPOSAL.size, "proposal")
+    if last != (MORE_PROPOSALS if r.remaining else LAST):
+        raise invalid(f"proposal {number}: Last Substruc {last} inconsistent with length")
+    if protocol == _IKE:
+        if spi_size not in IKE_SPI_SIZES:
+            raise invalid(f"proposal {number}: IKE SPI size {spi_size}")
+    elif protocol in _ESP_AH and spi_size != ESP_AH_SPI_LEN:
+        raise invalid(f"proposal {number}: ESP/AH SPI size {spi_size}")
+    spi = body.read(spi_size, "proposal SPI") if spi_size else b""
+    return Proposal(number, protocol, spi, _decode_transforms(body, count, number))
+
+
+def decode_sa(r: Reader) -> SaPayload:
+    proposals: list[Proposal] = []
+    while r.remaining:
+        proposal = _decode_proposal(r)
+        # §3.3.1: numbered from 1, each one more than the previous. A response carries one
+        # proposal whose number is the one accepted, so only the sequence is checked.
+        if proposal.number == 0 or (proposals and proposal.number != proposals[-1].number + 1):
+            raise invalid(f"proposal number {proposal.number} out of sequence")
+        proposals.append(proposal)
+    if not proposals:
+        raise invalid("SA payload without proposals")
+    return SaPayload(tuple(proposals))
+
+
+def _encode_transform(t: Transform, last: bool) -> bytes:
+    attrs = b""
+    if t.key_length is not None:
+        attrs = ATTRIBUTE.pack(ATTR_TV | KEY_LENGTH, t.key_length)
+    # Unknown attributes carry no value in the model; they are only ever echoed in tests,
+    # so they are sent as TV with value 0.
+    for attr_type in t.unknown_attributes:
+        if attr_type > ATTR_TYPE_MASK or attr_type == KEY_LENGTH:
+            raise EncodeError(f"cannot encode attribute type {attr_type}")
+        attrs += ATTRIBUTE.pack(ATTR_TV | attr_type, 0)
+    head = TRANSFORM.pack(
+        LAST if last else MORE_TRANSFORMS, TRANSFORM.size + len(attrs), t.type, t.id
+    )
+    return head + attrs
+
+
+def encode_sa(p: SaPayload) -> bytes:
+    parts: list[bytes] = []
+    n = len(p.proposals)
+    for i, proposal in enumerate(p.proposals):
+        count = len(proposal.transforms)
+        transforms = b"".join(
+            _encode_transform(t, j == count - 1) for j, t in enumerate(proposal.transforms)
+        )
+        length = PROPOSAL.size + len(proposal.spi) + len(transforms)
+        parts.append(
+            PROPOSAL.pack(
+                LAST if i == n - 1 else MORE_PROPOSALS,
+                length,
+                proposal.number,
+                proposal.protocol,
+                len(proposal.spi),
+                count,
+            )
+        )
+        parts.append(proposal.spi)
+        parts.append(transforms)
+    return b"".join(parts)
