@@ -1,0 +1,183 @@
+"""Which payloads each exchange may carry (RFC 7296 §1.2-1.5, RFC 9242 §3), as data.
+
+For every (exchange, request/response) the table gives, outside and inside the Encrypted
+payload, each allowed payload type with its (min, max) count, plus groups of types that
+come all together or not at all (SA, TSi, TSr of a CHILD_SA). A message carrying an error
+Notify (type < 16384, RFC 7296 §3.10.1) or a COOKIE is an error or a retry answer: the
+minimum counts and groups are waived, the allowed types and maximum counts are not.
+
+The minimums cover the non-EAP exchanges pike speaks: a message carrying an EAP payload
+waives them too (EAP rounds carry just EAP, AUTH or both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType
+from pike.wire.constants import PayloadType as T
+from pike.wire.errors import MalformedMessage
+from pike.wire.payloads import NotifyPayload, Payload, UnknownPayload
+
+ANY = 0xFFFF  # no maximum
+ONCE = (1, 1)
+OPTIONAL = (0, 1)
+MANY = (0, ANY)
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadRule:
+    """Allowed payload types -> (min, max) count, and all-or-none groups."""
+
+    counts: Mapping[int, tuple[int, int]]
+    together: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRule:
+    outside: PayloadRule
+    inside: PayloadRule | None = None  # None: the exchange is not encrypted
+    waivers: frozenset[int] = field(default_factory=frozenset)  # non-error notifies
+
+
+# Encrypted exchanges carry exactly one SK, or one SKF fragment (RFC 7383), outside.
+_ENCRYPTED_OUTSIDE = PayloadRule({T.SK: OPTIONAL, T.SKF: OPTIONAL})
+_CHILD = (T.SA, T.TSI, T.TSR)
+
+_SA_INIT = PayloadRule(
+    {T.SA: ONCE, T.KE: ONCE, T.NONCE: ONCE, T.NOTIFY: MANY, T.VENDOR_ID: MANY, T.CERTREQ: MANY}
+)
+
+# IKE_AUTH (RFC 7296 §1.2): HDR, SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SAi2, TSi, TSr}
+# A missing AUTH asks for EAP (§2.16); SA/TS are absent in a childless IKE_AUTH (RFC 6023).
+_AUTH_COMMON: dict[int, tuple[int, int]] = {
+    T.CERT: MANY,
+    T.CERTREQ: MANY,
+    T.SA: OPTIONAL,
+    T.TSI: OPTIONAL,
+    T.TSR: OPTIONAL,
+    T.NOTIFY: MANY,
+    T.CP: OPTIONAL,
+    T.VENDOR_ID: MANY,
+    T.EAP: OPTIONAL,
+}
+_AUTH_REQUEST = PayloadRule(
+    {**_AUTH_COMMON, T.IDI: ONCE, T.IDR: OPTIONAL, T.AUTH: OPTIONAL}, (_CHILD,)
+)
+_AUTH_RESPONSE = PayloadRule({**_AUTH_COMMON, T.IDR: ONCE, T.AUTH: ONCE}, (_CHILD,))
+
+# CREATE_CHILD_SA (RFC 7296 §1.3): SK {[N(REKEY_SA)], SA, Ni, [KEi], [TSi, TSr]}; the TS
+# pair is absent when rekeying the IKE SA (§1.3.2).
+_CHILD_SA = PayloadRule(
+    {
+        T.SA: ONCE,
+        T.NONCE: ONCE,
+        T.KE: OPTIONAL,
+        T.TSI: OPTIONAL,
+        T.TSR: OPTIONAL,
+        T.NOTIFY: MANY,
+        T.CP: OPTIONAL,
+        T.VENDOR_ID: MANY,
+    },
+    ((T.TSI, T.TSR),),
+)
+
+# INFORMATIONAL (RFC 7296 §1.4): SK {[N,] [D,] [CP,] ...}; empty for liveness checks.
+_INFORMATIONAL = PayloadRule({T.NOTIFY: MANY, T.DELETE: MANY, T.CP: OPTIONAL, T.VENDOR_ID: MANY})
+
+# IKE_INTERMEDIATE (RFC 9242 §3, RFC 9370 §2.2.2): SK {[KEi(n)], [N,] ...}
+_INTERMEDIATE = PayloadRule({T.KE: OPTIONAL, T.NOTIFY: MANY, T.VENDOR_ID: MANY})
+
+_RETRY = frozenset({NotifyType.COOKIE})
+
+# (exchange, is_response) -> rule
+RULES: dict[tuple[int, bool], ExchangeRule] = {
+    (ExchangeType.IKE_SA_INIT, False): ExchangeRule(_SA_INIT, waivers=_RETRY),
+    (ExchangeType.IKE_SA_INIT, True): ExchangeRule(_SA_INIT, waivers=_RETRY),
+    (ExchangeType.IKE_AUTH, False): ExchangeRule(_ENCRYPTED_OUTSIDE, _AUTH_REQUEST),
+    (ExchangeType.IKE_AUTH, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _AUTH_RESPONSE),
+    (ExchangeType.CREATE_CHILD_SA, False): ExchangeRule(_ENCRYPTED_OUTSIDE, _CHILD_SA),
+    (ExchangeType.CREATE_CHILD_SA, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _CHILD_SA),
+    (ExchangeType.INFORMATIONAL, False): ExchangeRule(_ENCRYPTED_OUTSIDE, _INFORMATIONAL),
+    (ExchangeType.INFORMATIONAL, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _INFORMATIONAL),
+    (ExchangeType.IKE_INTERMEDIATE, False): ExchangeRule(_ENCRYPTED_OUTSIDE, _INTERMEDIATE),
+    (ExchangeType.IKE_INTERMEDIATE, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _INTERMEDIATE),
+}
+
+_ENCRYPTED = (int(T.SK), int(T.SKF))
+
+
+def _broken(where: str, detail: str) -> MalformedMessage:
+    return MalformedMessage("invalid_syntax", f"{where}: {detail}", NotifyType.INVALID_SYNTAX)
+
+
+def _name(kind: int) -> str:
+    try:
+        return T(kind).name
+    except ValueError:
+        return str(kind)
+
+
+def _waived(rule: ExchangeRule, payloads: Sequence[Payload]) -> bool:
+    for p in payloads:
+        if isinstance(p, NotifyPayload) and (
+            p.notify_type <= ERROR_NOTIFY_MAX or p.notify_type in rule.waivers
+        ):
+            return True
+        if p.TYPE == T.EAP:
+            return True
+    return False
+
+
+def check_payloads(
+    exchange: int, is_response: bool, payloads: Sequence[Payload], inside_sk: bool
+) -> None:
+    """Raise ``MalformedMessage("invalid_syntax")`` naming the rule ``payloads`` break.
+
+    ``inside_sk`` says whether ``payloads`` are the decrypted inner payloads or the outer
+    ones. Unknown non-critical payloads are ignored (RFC 7296 §2.5).
+    """
+    rule = RULES.get((exchange, is_response))
+    if rule is None:
+        raise MalformedMessage("unknown_exchange", f"exchange type {exchange}", None)
+    where = (
+        f"{_exchange_name(exchange)} {'response' if is_response else 'request'}"
+        f" {'inside' if inside_sk else 'outside'} SK"
+    )
+    table = rule.inside if inside_sk else rule.outside
+    if table is None:
+        raise _broken(where, "this exchange is not encrypted")
+    counts: dict[int, int] = {}
+    for p in payloads:
+        if isinstance(p, UnknownPayload):
+            continue
+        kind = p.TYPE
+        if kind not in table.counts:
+            raise _broken(where, f"{_name(kind)} not allowed")
+        counts[kind] = counts.get(kind, 0) + 1
+    for kind, n in counts.items():
+        if n > table.counts[kind][1]:
+            raise _broken(where, f"{n} {_name(kind)}, at most {table.counts[kind][1]}")
+    if rule.inside is not None and not inside_sk:
+        # Exactly one SK or SKF: this holds even for error messages.
+        if sum(counts.get(k, 0) for k in _ENCRYPTED) != 1:
+            raise _broken(where, "needs exactly one SK or SKF payload")
+        return
+    if _waived(rule, payloads):
+        return
+    for kind, (least, _) in table.counts.items():
+        if counts.get(kind, 0) < least:
+            raise _broken(where, f"missing {_name(kind)}")
+    for group in table.together:
+        present = [k for k in group if counts.get(k)]
+        if present and len(present) != len(group):
+            names = ", ".join(_name(k) for k in group)
+            raise _broken(where, f"{names} come together")
+
+
+def _exchange_name(exchange: int) -> str:
+    try:
+        return ExchangeType(exchange).name
+    except ValueError:
+        return str(exchange)
