@@ -1,0 +1,60 @@
+"""The kernel boundary: what the daemon asks of an IPsec data plane (strongSwan's kernel_ipsec_t).
+
+Implemented by ``pike.kernel.xfrm.XfrmKernel`` for Linux; tests may substitute a fake.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Protocol
+
+from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
+from pike.policy.ts import IPAddress
+
+
+class KernelError(Exception):
+    """The kernel refused a request; ``code`` is the errno (0 if not from the kernel)."""
+
+    def __init__(self, what: str, code: int = 0, detail: str | None = None) -> None:
+        self.what = what
+        self.code = code
+        self.detail = detail
+        text = what
+        if code:
+            text += f": {errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
+        if detail:
+            text += f": {detail}"
+        super().__init__(text)
+
+
+class KernelIpsec(Protocol):
+    def probe(self) -> KernelCaps:
+        """Whether ESP with our algorithms works here; leaves nothing installed."""
+        ...
+
+    def get_spi(self, src: IPAddress, dst: IPAddress, reqid: int) -> int:
+        """Reserve an inbound SPI (a larval SA that ``add_sa`` completes)."""
+        ...
+
+    def add_sa(self, sa: SaSpec) -> None: ...
+
+    def del_sa(self, dst: IPAddress, spi: int) -> None:
+        """Remove an SA; a missing one is not an error."""
+        ...
+
+    def query_sa(self, dst: IPAddress, spi: int) -> SaCounters: ...
+
+    def add_policy(self, p: PolicySpec) -> None:
+        """Install a policy, replacing one with the same selector and direction."""
+        ...
+
+    def del_policy(self, p: PolicySpec) -> None:
+        """Remove a policy; a missing one is not an error."""
+        ...
+
+    def flush_installed(self) -> None:
+        """Remove every SA and policy this instance installed (shutdown)."""
+        ...
+
+    def close(self) -> None: ...

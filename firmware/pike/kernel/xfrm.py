@@ -1,0 +1,397 @@
+"""Linux XFRM data plane over pyroute2's NETLINK_XFRM socket (SAD, SPD, SPI allocation)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from ipaddress import IPv4Address
+from typing import Any
+
+from pyroute2.netlink import NETLINK_XFRM, NLM_F_ACK, NLM_F_REQUEST
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nlsocket import NetlinkSocket
+
+from pike.crypto.ids import EncrId, IntegId
+from pike.kernel import xfrm_messages as xm
+from pike.kernel.interface import KernelError, KernelIpsec
+from pike.kernel.xfrm_algorithms import AEADS, CIPHERS, INTEGS, algorithm_attrs
+from pike.kernel.xfrm_selectors import Selector, family_of, packed, sa_selector, selectors
+from pike.policy.ipsec import (
+    IPPROTO_ESP,
+    KernelCaps,
+    Lifetime,
+    PolicySpec,
+    SaCounters,
+    SaSpec,
+)
+from pike.policy.ts import IPAddress
+
+log = logging.getLogger(__name__)
+
+# strongSwan's range for allocated SPIs: the top nibble marks them as ours in dumps.
+SPI_MIN = 0xC0000000
+SPI_MAX = 0xCFFFFFFF
+
+MODES = {"transport": xm.XFRM_MODE_TRANSPORT, "tunnel": xm.XFRM_MODE_TUNNEL}
+DIRECTIONS = {"in": xm.XFRM_POLICY_IN, "out": xm.XFRM_POLICY_OUT, "fwd": xm.XFRM_POLICY_FWD}
+
+# probe(): throwaway SAs to loopback with SPIs from IANA's reserved 1..255 range, which no
+# peer ever negotiates, so they cannot collide with a live SA.
+PROBE_DST = IPv4Address("127.0.0.2")
+PROBE_SUITES: tuple[tuple[str, int, int, int, int], ...] = (
+    # label, encr id, encr key bytes, integ id, integ key bytes
+    ("AES-GCM-16 (rfc4106(gcm(aes)))", EncrId.AES_GCM_16, 20, IntegId.NONE, 0),
+    (
+        "ChaCha20-Poly1305 (rfc7539esp(chacha20,poly1305))",
+        EncrId.CHACHA20_POLY1305,
+        36,
+        IntegId.NONE,
+        0,
+    ),
+    (
+        "AES-CBC + HMAC-SHA2-256 (cbc(aes), hmac(sha256))",
+        EncrId.AES_CBC,
+        16,
+        IntegId.HMAC_SHA2_256_128,
+        32,
+    ),
+)
+PROBE_SPI = 0xFD
+ESP_MISSING = "ESP (CONFIG_INET_ESP / esp4)"
+
+SaKey = tuple[IPAddress, int]
+PolicyKey = tuple[Selector, int]
+
+
+def _limit(value: int) -> int:
+    return value if value else xm.XFRM_INF
+
+
+def _sa_lifetime(lt: Lifetime) -> dict[str, int]:
+    # Byte/packet limits use XFRM_INF for "none"; seconds use 0 (the kernel adds them to the
+    # creation time, so XFRM_INF would wrap around and expire the SA at once).
+    return {
+        "lft_soft_byte_limit": _limit(lt.soft_bytes),
+        "lft_hard_byte_limit": _limit(lt.hard_bytes),
+        "lft_soft_packet_limit": _limit(lt.soft_packets),
+        "lft_hard_packet_limit": _limit(lt.hard_packets),
+        "lft_soft_add_expires_seconds": lt.soft_seconds,
+        "lft_hard_add_expires_seconds": lt.hard_seconds,
+    }
+
+
+class XfrmKernel(KernelIpsec):
+    """``KernelIpsec`` over XFRM netlink, optionally inside the named network namespace."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        if netns is not None and not os.path.exists(f"/var/run/netns/{netns}"):
+            # pyroute2 would silently create it (flags=O_CREAT); we never want that.
+            raise KernelError(f"network namespace {netns!r} does not exist")
+        self.netns = netns
+        try:
+            self._sock: Any = NetlinkSocket(family=NETLINK_XFRM, netns=netns, flags=0, ext_ack=True)
+            self._sock.bind()
+        except OSError as e:
+            raise KernelError("cannot open NETLINK_XFRM socket", e.errno or 0) from e
+        self._sock.marshal.msg_map.update(xm.REPLY_CLASSES)
+        self._sas: dict[SaKey, str] = {}  # installed or larval SA -> what (for logs)
+        self._larval: set[SaKey] = set()  # allocated by get_spi, completed by UPDSA
+        self._policies: set[PolicyKey] = set()
+        self._closed = False
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _request(self, what: str, msg: Any, msg_type: int, ack: bool = True) -> list[Any]:
+        """Send one request; return its replies. ``ack=False`` for GET/ALLOCSPI, which
+        answer with a message instead of an ack."""
+        if self._closed:
+            raise KernelError(f"{what}: kernel interface is closed")
+        flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
+        try:
+            return list(self._sock.nlm_request(msg, msg_type=msg_type, msg_flags=flags))
+        except NetlinkError as e:
+            detail = e.args[1] if len(e.args) > 1 else None
+            if detail == os.strerror(e.code):
+                detail = None
+            raise KernelError(what, e.code, detail) from e
+
+    # -- capabilities ------------------------------------------------------------------
+
+    def probe(self) -> KernelCaps:
+        """Try each algorithm suite on a throwaway SA; the kernel checks algorithms before
+        the ESP type, so ENOSYS names a missing algorithm and EPROTONOSUPPORT missing ESP."""
+        missing: list[str] = []
+        esp_missing = False
+        usable = 0
+        for i, (label, encr, ekey, integ, ikey) in enumerate(PROBE_SUITES):
+            sa = SaSpec(
+                src=IPv4Address("127.0.0.1"),
+                dst=PROBE_DST,
+                spi=PROBE_SPI - i,
+                reqid=0,
+                mode="transport",
+                encr_id=encr,
+                encr_key=bytes(ekey),
+                encr_key_length=None,
+                integ_id=integ,
+                integ_key=bytes(ikey),
+            )
+            try:
+                self._install_sa(sa, xm.XFRM_MSG_NEWSA)
+            except KernelError as e:
+                log.debug("probe %s: %s", label, e)
+                if e.code == errno.ENOSYS:
+                    missing.append(label)
+                elif e.code == errno.EPROTONOSUPPORT or "type not found" in str(e):
+                    esp_missing = True
+                else:
+                    missing.append(f"{label}: {e}")
+                continue
+            usable += 1
+            self._delete_sa(sa.dst, sa.spi)
+        if esp_missing:
+            missing.insert(0, ESP_MISSING)
+        caps = KernelCaps(esp=not esp_missing and usable > 0, missing=tuple(missing))
+        log.info("kernel caps: esp=%s missing=%s", caps.esp, ", ".join(missing) or "none")
+        return caps
+
+    # -- SAs ---------------------------------------------------------------------------
+
+    def get_spi(self, src: IPAddress, dst: IPAddress, reqid: int) -> int:
+        msg = xm.xfrm_userspi_info()
+        msg.update(
+            id_daddr=packed(dst),
+            id_proto=IPPROTO_ESP,
+            saddr=packed(src),
+            family=family_of(dst),
+            reqid=reqid,
+            min=SPI_MIN,
+            max=SPI_MAX,
+        )
+        what = f"allocate SPI {src} -> {dst} reqid {reqid}"
+        replies = self._request(what, msg, xm.XFRM_MSG_ALLOCSPI, ack=False)
+        if not replies or "id_spi" not in replies[0]:
+            raise KernelError(f"{what}: no SA in the reply")
+        spi = int(replies[0]["id_spi"])
+        key = (dst, spi)
+        self._larval.add(key)
+        self._sas[key] = f"larval SA {spi:08x}"
+        log.debug("allocated SPI %08x for %s -> %s reqid %d", spi, src, dst, reqid)
+        return spi
+
+    def add_sa(self, sa: SaSpec) -> None:
+        key = (sa.dst, sa.spi)
+        # An allocated SPI exists as a larval SA: UPDSA replaces it (as strongSwan does for
+        # inbound SAs); NEWSA would fail with EEXIST.
+        msg_type = xm.XFRM_MSG_UPDSA if key in self._larval else xm.XFRM_MSG_NEWSA
+        self._install_sa(sa, msg_type)
+        self._larval.discard(key)
+        self._sas[key] = f"SA {sa.spi:08x} {sa.src} -> {sa.dst}"
+        log.debug(
+            "installed %s SA %08x %s -> %s reqid %d", sa.mode, sa.spi, sa.src, sa.dst, sa.reqid
+        )
+
+    def _install_sa(self, sa: SaSpec, msg_type: int) -> None:
+        msg = xm.xfrm_usersa_info()
+        msg.update(
+            id_daddr=packed(sa.dst),
+            id_spi=sa.spi,
+            id_proto=IPPROTO_ESP,
+            saddr=packed(sa.src),
+            family=family_of(sa.dst),
+            mode=MODES[sa.mode],
+            reqid=sa.reqid,
+            **_sa_lifetime(sa.lifetime),
+        )
+        flags = 0
+        if sa.mode == "tunnel":
+            flags |= xm.XFRM_STATE_AF_UNSPEC  # any inner family; the policy selects
+        elif sa.src_ts is not None and sa.dst_ts is not None:
+            msg.update(sa_selector(sa.src_ts, sa.dst_ts).fields())
+        attrs: list[tuple[str, Any]] = list(
+            algorithm_attrs(sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key)
+        )
+        if sa.esn or sa.replay_window > 32:
+            # The legacy replay field holds at most 32; larger windows and ESN need this.
+            words = (sa.replay_window + 31) // 32
+            esn = {"bmp_len": words, "replay_window": sa.replay_window, "bmp": bytes(4 * words)}
+            attrs.append(("XFRMA_REPLAY_ESN_VAL", esn))
+            if sa.esn:
+                flags |= xm.XFRM_STATE_ESN
+        else:
+            msg["replay_window"] = sa.replay_window
+        msg["flags"] = flags
+        if sa.encap is not None:
+            encap = {
+                "encap_type": xm.UDP_ENCAP_ESPINUDP,
+                "encap_sport": sa.encap.sport,
+                "encap_dport": sa.encap.dport,
+            }
+            attrs.append(("XFRMA_ENCAP", encap))
+        offload = self._offload_attr(sa)
+        if offload is not None:
+            attrs.append(("XFRMA_OFFLOAD_DEV", offload))
+        msg["attrs"] = attrs
+        op = "update" if msg_type == xm.XFRM_MSG_UPDSA else "add"
+        what = f"{op} SA {sa.spi:08x} {sa.src} -> {sa.dst}"
+        try:
+            self._request(what, msg, msg_type)
+        except KernelError:
+            if sa.offload != "auto" or offload is None:
+                raise
+            # "auto": the NIC declined; fall back to software crypto.
+            log.info("%s: offload to %s refused, using software", what, sa.offload_dev)
+            msg["attrs"] = [a for a in attrs if a[0] != "XFRMA_OFFLOAD_DEV"]
+            self._request(what, msg, msg_type)
+
+    def _offload_attr(self, sa: SaSpec) -> dict[str, int] | None:
+        if sa.offload == "no" or sa.offload_dev is None:
+            return None
+        if self.netns is not None:
+            raise KernelError("NIC offload is only supported in the current namespace")
+        try:
+            ifindex = socket.if_nametoindex(sa.offload_dev)
+        except OSError as e:
+            raise KernelError(f"offload device {sa.offload_dev!r}", e.errno or 0) from e
+        flags = xm.XFRM_OFFLOAD_IPV6 if sa.dst.version == 6 else 0
+        flags |= xm.XFRM_OFFLOAD_INBOUND if sa.inbound else 0
+        flags |= xm.XFRM_OFFLOAD_PACKET if sa.offload == "packet" else 0
+        return {"ifindex": ifindex, "flags": flags}
+
+    def del_sa(self, dst: IPAddress, spi: int) -> None:
+        self._delete_sa(dst, spi)
+        self._sas.pop((dst, spi), None)
+        self._larval.discard((dst, spi))
+
+    def _delete_sa(self, dst: IPAddress, spi: int) -> None:
+        what = f"delete SA {spi:08x} -> {dst}"
+        try:
+            self._request(what, self._sa_id(dst, spi), xm.XFRM_MSG_DELSA)
+        except KernelError as e:
+            if e.code not in (errno.ESRCH, errno.ENOENT):
+                raise
+            log.debug("%s: already gone", what)
+
+    @staticmethod
+    def _sa_id(dst: IPAddress, spi: int) -> Any:
+        msg = xm.xfrm_usersa_id()
+        msg.update(daddr=packed(dst), spi=spi, family=family_of(dst), proto=IPPROTO_ESP)
+        return msg
+
+    def query_sa(self, dst: IPAddress, spi: int) -> SaCounters:
+        what = f"query SA {spi:08x} -> {dst}"
+        replies = self._request(what, self._sa_id(dst, spi), xm.XFRM_MSG_GETSA, ack=False)
+        if not replies or "cur_bytes" not in replies[0]:
+            raise KernelError(f"{what}: no SA in the reply")
+        info = replies[0]
+        # XFRMA_LASTUSED is the latest use; curlft.use_time only the first one.
+        last = info.get_attr("XFRMA_LASTUSED") or info["cur_use_time"]
+        return SaCounters(
+            bytes=int(info["cur_bytes"]),
+            packets=int(info["cur_packets"]),
+            last_use=float(last) if last else None,
+        )
+
+    # -- policies ----------------------------------------------------------------------
+
+    def add_policy(self, p: PolicySpec) -> None:
+        direction = DIRECTIONS[p.direction]
+        for sel in selectors(p.src_ts, p.dst_ts):
+            msg = xm.xfrm_userpolicy_info()
+            msg.update(sel.fields())
+            msg.update(
+                lft_soft_byte_limit=xm.XFRM_INF,
+                lft_hard_byte_limit=xm.XFRM_INF,
+                lft_soft_packet_limit=xm.XFRM_INF,
+                lft_hard_packet_limit=xm.XFRM_INF,
+                priority=p.priority or sel.priority(),
+                dir=direction,
+                action=xm.XFRM_POLICY_ALLOW if p.action == "allow" else xm.XFRM_POLICY_BLOCK,
+            )
+            if p.action == "allow":
+                msg["attrs"] = [("XFRMA_TMPL", xm.encode_tmpls([self._template(p)]))]
+            what = f"add policy {sel.src} -> {sel.dst} {p.direction}"
+            # UPDPOLICY creates or replaces, so re-adding after a rekey is not an error.
+            self._request(what, msg, xm.XFRM_MSG_UPDPOLICY)
+            self._policies.add((sel, direction))
+            log.debug(
+                "installed policy %s -> %s %s reqid %d", sel.src, sel.dst, p.direction, p.reqid
+            )
+
+    @staticmethod
+    def _template(p: PolicySpec) -> dict[str, Any]:
+        tmpl: dict[str, Any] = {
+            "id_proto": IPPROTO_ESP,
+            "reqid": p.reqid,
+            "mode": MODES[p.mode],
+            "aalgos": xm.ALL_ALGOS,
+            "ealgos": xm.ALL_ALGOS,
+            "calgos": xm.ALL_ALGOS,
+        }
+        if p.mode == "tunnel":
+            tmpl.update(
+                id_daddr=packed(p.tmpl_dst), saddr=packed(p.tmpl_src), family=family_of(p.tmpl_dst)
+            )
+        else:
+            # Transport: addresses come from the packet; the template matches by reqid.
+            tmpl["family"] = family_of(p.src_ts.start)
+        return tmpl
+
+    def del_policy(self, p: PolicySpec) -> None:
+        direction = DIRECTIONS[p.direction]
+        for sel in selectors(p.src_ts, p.dst_ts):
+            self._delete_policy(sel, direction)
+            self._policies.discard((sel, direction))
+
+    def _delete_policy(self, sel: Selector, direction: int) -> None:
+        msg = xm.xfrm_userpolicy_id()
+        msg.update(sel.fields())
+        msg["dir"] = direction
+        what = f"delete policy {sel.src} -> {sel.dst} dir {direction}"
+        try:
+            self._request(what, msg, xm.XFRM_MSG_DELPOLICY)
+        except KernelError as e:
+            if e.code not in (errno.ENOENT, errno.ESRCH):
+                raise
+            log.debug("%s: already gone", what)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def flush_installed(self) -> None:
+        """SAs first, then policies (strongSwan's order when a CHILD_SA goes away)."""
+        errors: list[KernelError] = []
+        for dst, spi in list(self._sas):
+            try:
+                self.del_sa(dst, spi)
+            except KernelError as e:
+                errors.append(e)
+        for sel, direction in list(self._policies):
+            try:
+                self._delete_policy(sel, direction)
+                self._policies.discard((sel, direction))
+            except KernelError as e:
+                errors.append(e)
+        if errors:
+            raise KernelError(f"flush: {len(errors)} deletions failed; first: {errors[0]}")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
+
+    def __enter__(self) -> XfrmKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def supported_encr() -> frozenset[int]:
+    """ENCR transform IDs this backend can install."""
+    return frozenset(AEADS) | frozenset(CIPHERS)
+
+
+def supported_integ() -> frozenset[int]:
+    return frozenset(INTEGS) | {IntegId.NONE}
