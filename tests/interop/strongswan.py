@@ -31,7 +31,7 @@ SWANCTL = "swanctl"
 
 BASE_PLUGINS = (
     "random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey "
-    "curve25519 aes sha1 sha2 hmac gcm kdf"
+    "curve25519 gmp aes sha1 sha2 hmac gcm kdf"
 )
 TAIL_PLUGINS = "socket-default vici updown"
 
@@ -674,6 +674,13 @@ class StrongswanNode:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def loaded_plugins(self) -> list[str]:
+        """Plugins charon reports as loaded (a missing .so is skipped silently by charon)."""
+        for line in self.log_text().splitlines():
+            if "loaded plugins:" in line:
+                return line.split("loaded plugins:", 1)[1].split()
+        return []
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])

@@ -1,0 +1,49 @@
+"""Shared pytest fixtures for every test tier.
+
+- ``run_prefix``: the unique network-namespace prefix of this test run (``pk<pid>x-``).
+- ``require(condition, reason)``: skip when a prerequisite is missing, but *fail* when
+  ``CI=true`` (in CI everything must run).  Tests marked ``interop`` get the common
+  prerequisites (root, ``ip``, ``unshare``) checked automatically the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import pytest
+
+Require = Callable[[bool, str], None]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip loudly (reason shown by ``-ra``) or, in CI, fail."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"prerequisite missing (CI=true, so this is a failure): {reason}")
+    pytest.skip(f"prerequisite missing: {reason}")
+
+
+@pytest.fixture(scope="session")
+def run_prefix() -> str:
+    """Unique prefix for network namespaces created by this test run."""
+    return f"pk{os.getpid()}x-"
+
+
+@pytest.fixture(name="require")
+def require_fixture() -> Require:
+    return require
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("interop") is None:
+        return
+    require(os.geteuid() == 0, "interop tests need root (network namespaces)")
+    for tool in ("ip", "unshare", "mount"):
+        require(shutil.which(tool) is not None, f"interop tests need `{tool}`")

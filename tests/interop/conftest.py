@@ -1,0 +1,100 @@
+"""Fixtures for host-tier interop tests: namespaces, gateway pairs, strongSwan nodes.
+
+``lab``             a fresh :class:`Lab` per test (namespaces ``<run_prefix><n>-*``),
+                    torn down after the test even on failure.
+``gateways``        two gateway namespaces ``left``/``right`` joined by veth
+                    (192.0.2.1/24, 2001:db8::1/64 <-> 192.0.2.2/24, 2001:db8::2/64), each with
+                    a host namespace on its LAN (10.1.0.0/24 left, 10.2.0.0/24 right).
+``make_charon``     factory ``make_charon(ns, name, *connections_and_secrets)`` starting a
+                    charon (kernel-libipsec when the kernel has no ESP); stopped and its
+                    log tail printed at teardown (shown when the test fails).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .netns import HostNet, Lab, Link, Namespace
+from .strongswan import Connection, Secret, StrongswanNode, charon_available, kernel_has_esp
+
+_lab_counter = itertools.count()
+
+
+@pytest.fixture
+def lab(run_prefix: str) -> Iterator[Lab]:
+    with Lab.create(f"{run_prefix}{next(_lab_counter)}-") as la:
+        yield la
+
+
+@dataclass
+class Gateways:
+    lab: Lab
+    left: Namespace
+    right: Namespace
+    wan: Link
+    left_lan: HostNet
+    right_lan: HostNet
+    esp_in_kernel: bool
+
+    @property
+    def libipsec(self) -> bool:
+        """strongSwan must use kernel-libipsec (no ESP in this kernel)."""
+        return not self.esp_in_kernel
+
+
+def make_gateways(la: Lab) -> Gateways:
+    left = la.add_ns("left", forwarding=True)
+    right = la.add_ns("right", forwarding=True)
+    wan = la.link(
+        left,
+        right,
+        ["192.0.2.1/24", "2001:db8::1/64"],
+        ["192.0.2.2/24", "2001:db8::2/64"],
+        a_dev="wan0",
+        b_dev="wan0",
+    )
+    left_lan = la.add_host_net(left, "10.1.0.0/24", name="lefthost")
+    right_lan = la.add_host_net(right, "10.2.0.0/24", name="righthost")
+    return Gateways(la, left, right, wan, left_lan, right_lan, kernel_has_esp(left))
+
+
+@pytest.fixture
+def gateways(lab: Lab) -> Gateways:
+    return make_gateways(lab)
+
+
+MakeCharon = Callable[..., StrongswanNode]
+Require = Callable[[bool, str], None]
+
+
+@pytest.fixture
+def make_charon(lab: Lab, tmp_path: Path, require: Require) -> Iterator[MakeCharon]:
+    require(charon_available(), "strongSwan charon/swanctl not installed")
+    nodes: list[StrongswanNode] = []
+
+    def make(
+        ns: Namespace,
+        name: str,
+        *items: Connection | Secret,
+        libipsec: bool | None = None,
+        start: bool = True,
+    ) -> StrongswanNode:
+        if libipsec is None:
+            libipsec = not kernel_has_esp(ns)
+        node = StrongswanNode(ns, tmp_path, name, libipsec=libipsec)
+        node.add(*items)
+        nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
+        print(f"--- {node.name} charon log tail ({node.log_path}) ---")
+        print(node.log_tail(60))

@@ -1,0 +1,258 @@
+"""Tests of the interop harness itself: namespaces, and two charons building tunnels."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import Gateways, MakeCharon, Require
+from .netns import Lab, list_netns
+from .strongswan import (
+    Child,
+    Connection,
+    Secret,
+    StrongswanNode,
+    parse_list_sas,
+    parse_raw_message,
+    render_swanctl,
+)
+
+PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
+LEFT_ID = "branch1.example.net"
+RIGHT_ID = "hq.example.net"
+
+
+# -- parser / generator (no root needed) --------------------------------------------------
+
+RAW_SAMPLE = (
+    "list-sa event {hq {uniqueid=1 version=2 state=ESTABLISHED local-host=192.0.2.1 "
+    "local-port=4500 local-id=C=CH, O=strongSwan Project, CN=moon remote-host=192.0.2.2 "
+    "remote-port=4500 remote-id=hq.example.net initiator=yes initiator-spi=b9cd45263143de86 "
+    "responder-spi=b2b6066be02dcfd9 encr-alg=AES_CBC encr-keysize=128 "
+    "integ-alg=HMAC_SHA2_256_128 prf-alg=PRF_HMAC_SHA2_256 dh-group=CURVE_25519 "
+    "established=0 child-sas {lan-1 {name=lan uniqueid=1 state=INSTALLED mode=TUNNEL "
+    "protocol=ESP spi-in=313fce9c spi-out=17abb7c7 bytes-in=168 packets-in=2 "
+    "bytes-out=0 packets-out=0 local-ts=[10.1.0.0/24 10.1.1.0/24] remote-ts=[10.2.0.0/24]} "
+    "lan2-2 {name=lan2 state=INSTALLING local-ts=[] remote-ts=[dynamic]}}}}\n"
+    "list-sas reply {}\n"
+)
+
+
+def test_parse_raw_list_sas() -> None:
+    [sa] = parse_list_sas(RAW_SAMPLE)
+    assert sa.name == "hq"
+    assert sa.state == "ESTABLISHED"
+    assert sa.version == 2
+    assert sa.local_id == "C=CH, O=strongSwan Project, CN=moon"
+    assert sa.remote_host == "192.0.2.2"
+    assert sa.remote_port == 4500
+    assert sa.initiator
+    assert sa.initiator_spi == "b9cd45263143de86"
+    assert sa.dh_group == "CURVE_25519"
+    lan = sa.child("lan")
+    assert lan is not None
+    assert (lan.state, lan.mode, lan.spi_in, lan.spi_out) == (
+        "INSTALLED",
+        "TUNNEL",
+        "313fce9c",
+        "17abb7c7",
+    )
+    assert lan.local_ts == ["10.1.0.0/24", "10.1.1.0/24"]
+    assert (lan.bytes_in, lan.packets_in) == (168, 2)
+    lan2 = sa.child("lan2")
+    assert lan2 is not None
+    assert lan2.local_ts == []
+    assert lan2.remote_ts == ["dynamic"]
+
+
+def test_parse_raw_empty_and_errors() -> None:
+    assert parse_list_sas("list-sas reply {}\n") == []
+    assert parse_raw_message("x {}") == ("x", {})
+    for bad in ("x {a=1", "garbage", "x {a=[1 2}", "x {a=1}}"):
+        with pytest.raises(ValueError):
+            parse_raw_message(bad)
+
+
+def test_render_swanctl_quotes_and_lists() -> None:
+    text = render_swanctl(
+        [
+            Connection(
+                "hq",
+                ["192.0.2.1"],
+                ["192.0.2.2"],
+                proposals=["aes256-sha256-modp3072", "aes128gcm16-prfsha256-x25519"],
+                local_id="C=CH, O=pike, CN=gw",
+                children=[Child("lan", ["10.1.0.0/24"], ["10.2.0.0/24"], start_action="trap")],
+            )
+        ],
+        [Secret("hq", 'with "quote"', [LEFT_ID, RIGHT_ID])],
+    )
+    assert "proposals = aes256-sha256-modp3072,aes128gcm16-prfsha256-x25519" in text
+    assert 'id = "C=CH, O=pike, CN=gw"' in text
+    assert 'secret = "with \\"quote\\""' in text
+    assert "start_action = trap" in text
+    assert text.count("{") == text.count("}")
+
+
+# -- namespaces ---------------------------------------------------------------------------
+
+
+@pytest.mark.interop
+def test_lab_teardown_kills_and_deletes(run_prefix: str) -> None:
+    la = Lab.create(f"{run_prefix}td-")
+    with la:
+        a = la.add_ns("a")
+        b = la.add_ns("b")
+        link = la.link(a, b, ["198.51.100.1/24", "2001:db8:1::1/64"], ["198.51.100.2/24"])
+        assert a.ping(link.b_ip)
+        assert b.ping(link.a_ip)
+        host = la.add_host_net(b, "10.9.0.0/24")
+        assert host.host is not None
+        assert host.host.ping(host.gateway_ip)
+        sleeper = a.popen(["sleep", "300"])
+        stray = b.popen(["sh", "-c", "sleep 300 & wait"])
+        names = [ns.name for ns in la.namespaces]
+        assert all(n in list_netns() for n in names)
+    assert sleeper.poll() is not None
+    assert stray.poll() is not None
+    assert not [n for n in list_netns() if n.startswith(f"{run_prefix}td-")]
+
+
+@pytest.mark.interop
+def test_lab_prefix_is_unique(run_prefix: str) -> None:
+    with Lab.create(f"{run_prefix}dup-") as la:
+        la.add_ns("x")
+        with pytest.raises(RuntimeError):
+            Lab.create(f"{run_prefix}dup-")
+
+
+# -- two charons --------------------------------------------------------------------------
+
+
+def _pair(
+    gw: Gateways,
+    make_charon: MakeCharon,
+    *,
+    version: int = 2,
+    proposals: tuple[str, ...] = ("default",),
+    esp_proposals: tuple[str, ...] = ("default",),
+) -> tuple[StrongswanNode, StrongswanNode]:
+    secret = Secret("hq", PSK, [LEFT_ID, RIGHT_ID])
+    left = make_charon(
+        gw.left,
+        "left",
+        Connection(
+            "hq",
+            [gw.wan.a_ip],
+            [gw.wan.b_ip],
+            version=version,
+            proposals=proposals,
+            local_id=LEFT_ID,
+            remote_id=RIGHT_ID,
+            children=[Child("lan", ["10.1.0.0/24"], ["10.2.0.0/24"], esp_proposals)],
+        ),
+        secret,
+        libipsec=gw.libipsec,
+    )
+    right = make_charon(
+        gw.right,
+        "right",
+        Connection(
+            "hq",
+            [gw.wan.b_ip],
+            [gw.wan.a_ip],
+            version=version,
+            proposals=proposals,
+            local_id=RIGHT_ID,
+            remote_id=LEFT_ID,
+            children=[Child("lan", ["10.2.0.0/24"], ["10.1.0.0/24"], esp_proposals)],
+        ),
+        secret,
+        libipsec=gw.libipsec,
+    )
+    return left, right
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    ("version", "proposals", "esp", "dh"),
+    [
+        (2, ("default",), ("default",), "CURVE_25519"),
+        (2, ("aes256-sha256-modp3072",), ("aes256-sha256",), "MODP_3072"),
+        (2, ("aes128gcm16-prfsha256-x25519",), ("aes128gcm16",), "CURVE_25519"),
+        (1, ("aes256-sha256-modp3072",), ("aes256-sha256",), "MODP_3072"),
+    ],
+    ids=["ikev2-default", "ikev2-modp3072", "ikev2-gcm", "ikev1-modp3072"],
+)
+def test_psk_tunnel_between_two_charons(
+    gateways: Gateways,
+    make_charon: MakeCharon,
+    version: int,
+    proposals: tuple[str, ...],
+    esp: tuple[str, ...],
+    dh: str,
+) -> None:
+    left, right = _pair(
+        gateways, make_charon, version=version, proposals=proposals, esp_proposals=esp
+    )
+    left.initiate("lan", ike="hq")
+    for node, peer_ip, initiator in ((left, "192.0.2.2", True), (right, "192.0.2.1", False)):
+        sa = node.wait_established("hq", timeout=10, child="lan")
+        assert sa.version == version
+        assert sa.remote_host == peer_ip
+        assert sa.initiator is initiator
+        assert sa.dh_group == dh
+        lan = sa.child("lan")
+        assert lan is not None
+        assert lan.mode == "TUNNEL"
+        assert lan.protocol == "ESP"
+    lsa, rsa = left.ike_sa("hq"), right.ike_sa("hq")
+    assert lsa is not None and rsa is not None
+    assert (lsa.initiator_spi, lsa.responder_spi) == (rsa.initiator_spi, rsa.responder_spi)
+    lc, rc = lsa.child("lan"), rsa.child("lan")
+    assert lc is not None and rc is not None
+    assert (lc.spi_in, lc.spi_out) == (rc.spi_out, rc.spi_in)
+    assert lc.local_ts == rc.remote_ts == ["10.1.0.0/24"]
+
+    # Bonus: traffic crosses the tunnel (libipsec TUN here, kernel ESP in the guest).
+    lhost, rhost = gateways.left_lan.host, gateways.right_lan.host
+    assert lhost is not None and rhost is not None
+    assert lhost.ping(gateways.right_lan.host_ip, count=2)
+    assert rhost.ping(gateways.left_lan.host_ip, count=1)
+    after = left.ike_sa("hq")
+    assert after is not None
+    moved = after.child("lan")
+    assert moved is not None and moved.packets_out >= 2 and moved.packets_in >= 2
+
+    left.terminate("hq")
+    deadline = time.monotonic() + 5
+    while right.list_sas() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left.list_sas() == []
+    assert right.list_sas() == []
+    assert "IKE_SA hq[1] established" in left.log_text()
+
+
+@pytest.mark.interop
+def test_charon_stops_by_pid_and_logs(
+    gateways: Gateways, make_charon: MakeCharon, require: Require
+) -> None:
+    node = make_charon(gateways.left, "solo", libipsec=gateways.libipsec)
+    assert node.pid is not None
+    assert node.vici_path.exists()
+    loaded = node.loaded_plugins()
+    assert "vici" in loaded
+    assert ("kernel-libipsec" in loaded) is gateways.libipsec
+    for plugin in ("openssl", "gcm", "gmp", "curve25519"):
+        require(plugin in loaded, f"charon plugin {plugin} missing (standard-plugins package)")
+    plugins = node.strongswan_conf()
+    if gateways.libipsec:
+        assert plugins.index("kernel-libipsec") < plugins.index("kernel-netlink")
+    node.stop()
+    assert node.proc is not None and node.proc.poll() is not None
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run(["kill", "-0", str(node.pid)], check=True, capture_output=True)
+    assert Path(node.dir / "run").is_dir()
