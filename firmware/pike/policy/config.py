@@ -102,6 +102,7 @@ class DaemonConfig:
     retransmit_timeout: float = 4.0  # strongSwan's defaults
     retransmit_base: float = 1.8
     retransmit_tries: int = 5
+    log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,111 @@
+"""Parsers for the scalar spellings used in ``pike.toml`` (strongSwan's where it has one).
+
+Each raises ``ValueError`` with a message fit to follow ``FILE:LINE: KEY: ``; none of them
+ever echoes a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+
+from pike.policy.ts import TrafficSelector
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_PROTOCOLS = {
+    "any": 0,
+    "%any": 0,
+    "icmp": 1,
+    "tcp": 6,
+    "udp": 17,
+    "gre": 47,
+    "esp": 50,
+    "icmpv6": 58,
+    "ipv6-icmp": 58,
+    "sctp": 132,
+}
+_TS = re.compile(r"^\s*([^\[\]\s]+)\s*(?:\[([^\]]*)\])?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """``30``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m, 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value} is negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT[m.group(2)]
+        raise ValueError(f"{value!r} is not a duration (like 30s, 5m, 1h, 1d)")
+    raise ValueError(f"expected a duration like 30s, 5m, 1h, not {type(value).__name__}")
+
+
+def _protocol(text: str) -> int:
+    text = text.strip().lower()
+    if text in _PROTOCOLS:
+        return _PROTOCOLS[text]
+    if text.isdigit() and int(text) <= 255:
+        return int(text)
+    raise ValueError(f"unknown protocol {text!r} (tcp, udp, icmp, a number 0-255 or %any)")
+
+
+def _ports(text: str) -> tuple[int, int]:
+    text = text.strip()
+    if text in ("", "%any", "any"):
+        return 0, 65535
+    lo, sep, hi = text.partition("-")
+    try:
+        a = int(lo)
+        b = int(hi) if sep else a
+    except ValueError:
+        raise ValueError(f"port {text!r} is not a number or range like 1000-2000") from None
+    if not 0 <= a <= b <= 65535:
+        raise ValueError(f"port range {text!r} is outside 0-65535")
+    return a, b
+
+
+def parse_ts(text: str) -> TrafficSelector:
+    """``10.1.0.0/24``, ``10.1.0.5``, ``10.1.0.0/24[udp/53]``, ``::/0[tcp/1000-2000]``."""
+    m = _TS.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a traffic selector like 10.1.0.0/24[udp/53]")
+    addr, spec = m.group(1), m.group(2)
+    try:
+        net = ipaddress.ip_network(addr, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(addr, strict=False)
+        except ValueError:
+            raise ValueError(f"{addr!r} is not an address or subnet") from None
+        raise ValueError(f"{addr} has host bits set (did you mean {loose}?)") from None
+    proto, lo, hi = 0, 0, 65535
+    if spec is not None:
+        p, sep, ports = spec.partition("/")
+        proto = _protocol(p)
+        if sep:
+            lo, hi = _ports(ports)
+            if (lo, hi) != (0, 65535) and proto not in (6, 17, 132, 1, 58):
+                raise ValueError(f"ports need a protocol with ports (tcp, udp, sctp): {text!r}")
+    return TrafficSelector(net.network_address, net.broadcast_address, proto, lo, hi)
+
+
+def decode_secret(text: str) -> bytes:
+    """strongSwan encodings: ``0x...`` hex, ``0s...`` base64 — each only when it decodes
+    strictly; anything else (including a failed decode) is the literal UTF-8 text."""
+    if text.startswith(("0x", "0X")):
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            pass
+    elif text.startswith("0s"):
+        try:
+            return base64.b64decode(text[2:], validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return text.encode("utf-8")

@@ -1,0 +1,319 @@
+"""``pike.toml`` -> ``Config``, validated, with errors that name file, line and key.
+
+Every key is checked (unknown keys are errors, so typos cannot pass silently); addresses,
+proposals, traffic selectors, identities and secrets are parsed here so that the daemon
+and the engines only ever see valid values. Error text never contains a secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from typing import Literal, cast
+
+from pike.crypto.errors import ProposalError
+from pike.crypto.proposal import ProposalSpec, parse_proposal
+from pike.policy.config import (
+    AuthConfig,
+    ChildConfig,
+    Config,
+    ConnectionConfig,
+    DaemonConfig,
+    DpdAction,
+    Identity,
+    Secret,
+    StartAction,
+)
+from pike.policy.config_values import decode_secret, parse_duration, parse_ts
+from pike.policy.identity import IdentityError, identity_of_address, parse_identity
+from pike.policy.ipsec import Mode, Offload
+from pike.policy.toml_lines import KeyPath, key_lines
+from pike.policy.toml_table import ConfigError, Source, Table
+from pike.policy.ts import TrafficSelector
+
+__all__ = ["ConfigError", "load_config", "load_config_text"]
+
+ANY = "%any"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_MAX_SECONDS = 10 * 365 * 86400
+
+
+def load_config(path: str) -> Config:
+    """Read and validate ``path``; raises ConfigError (``FILE:LINE: KEY: ...``)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(path, 0, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(path, line, "", "not UTF-8 text") from None
+    return load_config_text(text, path)
+
+
+def load_config_text(text: str, path: str = "<config>") -> Config:
+    """Validate TOML ``text`` as if read from ``path`` (relative secret_file names are
+    resolved against the directory of ``path``)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = _TOML_AT.search(msg)
+        line = int(m.group(1)) if m else 0
+        detail = msg[: m.start()] if m else msg
+        col = f" (column {m.group(2)})" if m else ""
+        raise ConfigError(path, line, "", f"TOML syntax error: {detail}{col}") from None
+    src = Source(path, key_lines(text))
+    root = Table(src, (), data)
+    daemon = _daemon(root.table("daemon", {}))
+    secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
+    connections = {str(t.path[-1]): _connection(t) for t in root.tables("connections")}
+    root.finish()
+    config = Config(daemon, connections, secrets, path)
+    for conn in connections.values():
+        _check_psk(src, config, conn)
+    return config
+
+
+# -- [daemon] -------------------------------------------------------------------------------
+
+
+def _daemon(t: Table) -> DaemonConfig:
+    sock = t.typed("control_socket", str, "/run/pike/pike.sock")
+    if not sock:
+        raise t.error("control_socket", "must not be empty")
+    cfg = DaemonConfig(
+        control_socket=sock,
+        metrics_listen=t.typed("metrics_listen", str, ""),
+        ike_port=t.integer("ike_port", 500, 1, 65535),
+        natt_port=t.integer("natt_port", 4500, 1, 65535),
+        retransmit_timeout=t.convert("retransmit_timeout", _positive_duration, 4.0),
+        retransmit_base=t.typed("retransmit_base", float, 1.8),
+        retransmit_tries=t.integer("retransmit_tries", 5, 0, 100),
+        log_level=t.choice("log_level", LOG_LEVELS, "info"),
+    )
+    if cfg.retransmit_base < 1.0:
+        raise t.error("retransmit_base", f"{cfg.retransmit_base} is below 1.0")
+    if cfg.natt_port == cfg.ike_port:
+        raise t.error("natt_port", f"must differ from ike_port ({cfg.ike_port})")
+    t.finish()
+    return cfg
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return seconds
+
+
+def _seconds(value: object) -> int:
+    seconds = parse_duration(value)
+    if seconds != int(seconds) or seconds > _MAX_SECONDS:
+        raise ValueError(f"{value!r} is not a whole number of seconds up to 10 years")
+    return int(seconds)
+
+
+# -- [secrets.NAME] -------------------------------------------------------------------------
+
+
+def _secret(t: Table, config_path: str) -> Secret:
+    ids = tuple(_identity(t, p, text).text for p, text in t.strings("id", []))
+    has_inline, has_file = t.has("secret"), t.has("secret_file")
+    if has_inline and has_file:
+        raise t.error("secret_file", "give either secret or secret_file, not both")
+    if not (has_inline or has_file):
+        raise t.error(t.path, 'needs secret = "..." or secret_file = "PATH"')
+    if has_inline:
+        value = decode_secret(t.typed("secret", str))
+        key = "secret"
+    else:
+        value = _read_secret_file(t, config_path)
+        key = "secret_file"
+    if not value:
+        raise t.error(key, "the secret is empty")
+    t.finish()
+    return Secret(str(t.path[-1]), ids, value)
+
+
+def _read_secret_file(t: Table, config_path: str) -> bytes:
+    name = t.typed("secret_file", str)
+    path = os.path.join(os.path.dirname(os.path.abspath(config_path)), name)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise t.error("secret_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    # One trailing newline is the editor's, not the key's.
+    data = data.removesuffix(b"\n").removesuffix(b"\r")
+    try:
+        return decode_secret(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return data  # a binary key file is the key itself
+
+
+# -- [connections.NAME] ---------------------------------------------------------------------
+
+
+def _identity(t: Table, path: KeyPath, text: str) -> Identity:
+    try:
+        return parse_identity(text)
+    except IdentityError as exc:
+        raise t.error(path, str(exc)) from None
+
+
+def _addresses(t: Table, key: str, any_ok: bool) -> tuple[str, ...]:
+    items = t.strings(key)
+    if not items:
+        raise t.error(key, "must name at least one address")
+    out = []
+    for path, text in items:
+        if text == ANY and any_ok:
+            out.append(ANY)
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            hint = " or %any (responder only)" if any_ok else ""
+            raise t.error(path, f"{text!r} is not an IPv4/IPv6 address{hint}") from None
+    return tuple(out)
+
+
+def _proposals(t: Table, key: str, protocol: Literal["ike", "esp"]) -> tuple[ProposalSpec, ...]:
+    items = t.strings(key)
+    if not items:
+        raise t.error(key, "must list at least one proposal")
+    out = []
+    for path, text in items:
+        try:
+            out.append(parse_proposal(text, protocol))
+        except ProposalError as exc:
+            raise t.error(path, str(exc)) from None
+    return tuple(out)
+
+
+def _auth(t: Table, default_id: str | None) -> AuthConfig:
+    if not t.has("auth"):
+        raise t.error("auth", "missing (psk or pubkey)")
+    auth = t.choice("auth", ("psk", "pubkey"), "psk")
+    if t.has("id"):
+        ident: Identity | None = _identity(t, t.at("id"), t.typed("id", str))
+    else:
+        ident = identity_of_address(default_id) if default_id else None
+    cfg = AuthConfig(
+        auth=cast(Literal["psk", "pubkey"], auth),
+        id=ident,
+        certs=tuple(v for _, v in t.strings("certs", [])),
+        key=t.typed("key", str, None),
+        cacerts=tuple(v for _, v in t.strings("cacerts", [])),
+    )
+    t.finish()
+    return cfg
+
+
+def _selectors(t: Table, key: str, dynamic: str | None, side: str) -> tuple[TrafficSelector, ...]:
+    out = []
+    for path, text in t.strings(key, ["dynamic"]):
+        if text == "dynamic":
+            if dynamic is None or dynamic == ANY:
+                raise t.error(path, f"dynamic needs {side}_addrs to name an address")
+            out.append(TrafficSelector.host(ipaddress.ip_address(dynamic)))
+            continue
+        try:
+            out.append(parse_ts(text))
+        except ValueError as exc:
+            raise t.error(path, str(exc)) from None
+    if not out:
+        raise t.error(key, "must list at least one traffic selector")
+    return tuple(out)
+
+
+def _offload(value: object) -> str:
+    if isinstance(value, bool):
+        return "crypto" if value else "no"
+    if value == "yes":
+        return "crypto"
+    if value in ("no", "crypto", "packet", "auto"):
+        return str(value)
+    raise ValueError(f"{value!r} is not one of no, crypto, packet, auto")
+
+
+def _child(t: Table, local_addr: str, remote_addr: str) -> ChildConfig:
+    start = t.choice("start_action", ("none", "start", "trap"), "none")
+    if start != "none" and remote_addr == ANY:
+        raise t.error("start_action", f"{start} needs a remote address (%any is responder only)")
+    rekey = t.convert("rekey_time", _seconds, 3600)
+    child = ChildConfig(
+        name=str(t.path[-1]),
+        local_ts=_selectors(t, "local_ts", local_addr, "local"),
+        remote_ts=_selectors(t, "remote_ts", remote_addr, "remote"),
+        esp_proposals=_proposals(t, "esp_proposals", "esp"),
+        mode=cast(Mode, t.choice("mode", ("tunnel", "transport"), "tunnel")),
+        start_action=cast(StartAction, start),
+        rekey_time=rekey,
+        life_time=t.convert("life_time", _seconds, int(rekey * 1.1)),
+        rand_time=t.convert("rand_time", _seconds, rekey // 10),
+        hw_offload=cast(Offload, t.convert("hw_offload", _offload, "no")),
+        replay_window=t.integer("replay_window", 32, 0, 2**32 - 1),
+    )
+    if child.life_time and child.rekey_time and child.life_time <= child.rekey_time:
+        raise t.error("life_time", f"must be longer than rekey_time ({child.rekey_time}s)")
+    t.finish()
+    return child
+
+
+def _connection(t: Table) -> ConnectionConfig:
+    version = t.typed("version", int, 2)
+    if version not in (1, 2):
+        raise t.error("version", f"{version} is not 1 (IKEv1) or 2 (IKEv2)")
+    local_addrs = _addresses(t, "local_addrs", any_ok=False)
+    remote_addrs = _addresses(t, "remote_addrs", any_ok=True)
+    proposals = _proposals(t, "proposals", "ike")
+    local = _auth(t.table("local"), local_addrs[0])
+    remote_default = remote_addrs[0] if remote_addrs[0] != ANY else None
+    remote = _auth(t.table("remote"), remote_default)
+    children = tuple(_child(c, local_addrs[0], remote_addrs[0]) for c in t.tables("children"))
+    aggressive = t.typed("aggressive", bool, False)
+    if aggressive and version != 1:
+        raise t.error("aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
+    conn = ConnectionConfig(
+        name=str(t.path[-1]),
+        version=cast(Literal[1, 2], version),
+        local_addrs=local_addrs,
+        remote_addrs=remote_addrs,
+        proposals=proposals,
+        local=local,
+        remote=remote,
+        children=children,
+        local_port=t.integer("local_port", 500, 1, 65535),
+        remote_port=t.integer("remote_port", 500, 1, 65535),
+        encap=t.typed("encap", bool, False),
+        dpd_delay=t.convert("dpd_delay", _seconds, 0),
+        dpd_action=cast(DpdAction, t.choice("dpd_action", ("clear", "trap", "restart"), "clear")),
+        keyingtries=t.integer("keyingtries", 1, 0, 1_000_000),
+        rekey_time=t.convert("rekey_time", _seconds, 14400),
+        reauth_time=t.convert("reauth_time", _seconds, 0),
+        aggressive=aggressive,
+        source_line=t.src.lines.get(t.path),
+    )
+    t.finish()
+    return conn
+
+
+def _check_psk(src: Source, config: Config, conn: ConnectionConfig) -> None:
+    """A PSK connection must find its key now, not at the first handshake."""
+    if "psk" not in (conn.local.auth, conn.remote.auth):
+        return
+    local = conn.local.id.text if conn.local.id else conn.local_addrs[0]
+    remote = conn.remote.id.text if conn.remote.id else conn.remote_addrs[0]
+    if config.psk_for(local, remote) is None:
+        side = "local" if conn.local.auth == "psk" else "remote"
+        raise src.error(
+            ("connections", conn.name, side, "auth"),
+            f"psk, but no [secrets] entry has id {local!r} or {remote!r}",
+        )
