@@ -1,0 +1,288 @@
+"""Run a command inside a User-Mode-Linux guest that has ESP (the kernel test tier).
+
+The guest boots Debian's ``linux.uml`` with the host root read-only over hostfs and a tmpfs
+overlay on top, so the venv, the repo and iproute2 are all there; the command runs as root
+in the same working directory. Output and exit status come back through a hostfs mount of a
+per-run directory on the host.
+
+    tests/guest/uml-run -- .venv/bin/pytest -m kernel tests/kernel
+
+Library use: ``run_in_guest(["cmd", ...]) -> GuestResult``. Standard library only (the
+host side runs before anything is installed into the guest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+UML_BINARY = "linux.uml"
+UML_MODULES = Path("/usr/lib/uml/modules")
+GUEST_RUN = "/run/pike-guest"  # where the host run directory appears inside the guest
+
+# ESP, XFRM and the crypto the kernel tier uses; names missing from this UML build or
+# built in are fine (modprobe -a just loads what is modular).
+MODULES = (
+    *[
+        "xfrm_algo",
+        "xfrm_user",
+        "esp4",
+        "esp6",
+        "ah4",
+        "xfrm4_tunnel",
+        "tunnel4",
+        "authenc",
+        "authencesn",
+    ],
+    *[
+        "gcm",
+        "ghash-generic",
+        "ctr",
+        "cbc",
+        "seqiv",
+        "echainiv",
+        "hmac",
+        "sha256_generic",
+        "sha512_generic",
+    ],
+    *[
+        "chacha20poly1305",
+        "chacha_generic",
+        "poly1305_generic",
+        "aes_generic",
+        "veth",
+        "udp_tunnel",
+    ],
+)
+
+# Variables worth carrying into the guest; everything else starts clean.
+PASS_ENV = ("PATH", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "PYTHONHASHSEED")
+PASS_ENV_PREFIXES = ("PIKE_", "PYTEST_")
+
+STAGE1 = """#!/bin/sh
+# PID 1 of the UML guest, on the read-only host root: build a writable overlay root.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -p {run} /run/ovl /run/root
+mount -t hostfs -o {host_run} hostfs {run}
+insmod {overlay_ko} 2>>{run}/guest.log
+mount -t tmpfs tmpfs /run/ovl
+mkdir -p /run/ovl/upper /run/ovl/work
+fail() {{ echo "$1" >>{run}/guest.log; echo o >/proc/sysrq-trigger; }}
+mount -t overlay overlay -o lowerdir=/,upperdir=/run/ovl/upper,workdir=/run/ovl/work \\
+    /run/root 2>>{run}/guest.log || fail "overlay root failed"
+mkdir -p /run/root/run
+mount -t tmpfs -o mode=755 tmpfs /run/root/run
+mkdir -p /run/root{run}
+mount --move {run} /run/root{run}
+exec chroot /run/root /bin/sh {run}/stage2.sh
+"""
+
+STAGE2 = """#!/bin/sh
+# Inside the overlay root: a normal-looking system, then the command.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
+mkdir -p /dev/pts /dev/shm && mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p /run/netns /run/lock
+[ -e /var/run ] || ln -s /run /var/run
+# modprobe wants /lib/modules/<release>; the host has none, the overlay is writable.
+rm -rf /usr/lib/modules && ln -s {modules} /usr/lib/modules
+modprobe -a {modules_list} 2>>{run}/guest.log
+ip link set lo up
+cut -d' ' -f1 /proc/uptime >{run}/boot_seconds
+. {run}/env.sh
+cd {cwd} || echo "cannot cd to {cwd}" >>{run}/guest.log
+{command} >{run}/stdout 2>{run}/stderr </dev/null
+echo $? >{run}/status
+sync
+echo o >/proc/sysrq-trigger
+"""
+
+
+class GuestError(RuntimeError):
+    """The guest could not run the command (missing UML, boot failure, timeout)."""
+
+
+@dataclass(frozen=True)
+class GuestResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    boot_seconds: float  # guest uptime when the command started
+    total_seconds: float  # host wall clock, boot to power-off
+
+
+def uml_binary() -> str:
+    path = shutil.which(UML_BINARY) or (
+        "/usr/bin/linux.uml" if os.access("/usr/bin/linux.uml", os.X_OK) else None
+    )
+    if path is None:
+        raise GuestError(
+            "linux.uml not found: apt-get install --no-install-recommends user-mode-linux"
+        )
+    return path
+
+
+def modules_dir() -> Path:
+    versions = sorted(UML_MODULES.glob("*")) if UML_MODULES.is_dir() else []
+    if not versions:
+        raise GuestError(f"no UML modules under {UML_MODULES} (package user-mode-linux)")
+    return versions[-1]
+
+
+def _env_script(env: dict[str, str]) -> str:
+    keep = {k: v for k, v in env.items() if k in PASS_ENV or k.startswith(PASS_ENV_PREFIXES)}
+    keep.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    keep["HOME"] = "/tmp"
+    keep["PIKE_IN_GUEST"] = "uml"
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(keep.items()))
+
+
+def run_in_guest(
+    command: list[str],
+    cwd: str | None = None,
+    timeout: float = 300.0,
+    mem: str = "768M",
+    env: dict[str, str] | None = None,
+) -> GuestResult:
+    """Boot UML, run ``command`` as root in ``cwd``, power off; return its exit code and
+    output. Raises GuestError when the guest itself fails."""
+    binary = uml_binary()
+    modules = modules_dir()
+    cwd = os.path.abspath(cwd or os.getcwd())
+    run_dir = Path(tempfile.mkdtemp(prefix="pike-uml-"))
+    try:
+        return _boot(binary, modules, command, cwd, timeout, mem, env or dict(os.environ), run_dir)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _boot(
+    binary: str,
+    modules: Path,
+    command: list[str],
+    cwd: str,
+    timeout: float,
+    mem: str,
+    env: dict[str, str],
+    run_dir: Path,
+) -> GuestResult:
+    overlay_ko = modules / "kernel/fs/overlayfs/overlay.ko"
+    stage1 = run_dir / "init.sh"
+    stage1.write_text(STAGE1.format(run=GUEST_RUN, host_run=run_dir, overlay_ko=overlay_ko))
+    (run_dir / "stage2.sh").write_text(
+        STAGE2.format(
+            run=GUEST_RUN,
+            modules=UML_MODULES,
+            modules_list=" ".join(MODULES),
+            cwd=shlex.quote(cwd),
+            command=shlex.join(command),
+        )
+    )
+    (run_dir / "env.sh").write_text(_env_script(env))
+    stage1.chmod(0o755)
+    argv = [
+        binary,
+        f"mem={mem}",
+        "rootfstype=hostfs",
+        "rootflags=/",
+        "ro",
+        f"init={stage1}",
+        f"uml_dir={run_dir}",
+        f"umid=pike{os.getpid()}",
+        "quiet",
+        "con=null",
+        "con0=fd:0,fd:1",
+        "ssl=null",
+    ]
+    console = run_dir / "console.log"
+    start = time.monotonic()
+    with open(console, "wb") as out:
+        # Own session: on timeout the whole UML process group (its helper processes
+        # too) goes, and nothing else.
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise GuestError(
+                f"UML guest timed out after {timeout:.0f}s\n{_diagnostics(run_dir)}"
+            ) from None
+    total = time.monotonic() - start
+    status = run_dir / "status"
+    if not status.exists():
+        raise GuestError(f"guest did not report an exit status\n{_diagnostics(run_dir)}")
+    boot = run_dir / "boot_seconds"
+    return GuestResult(
+        returncode=int(status.read_text().strip() or "255"),
+        stdout=_read(run_dir / "stdout"),
+        stderr=_read(run_dir / "stderr"),
+        boot_seconds=float(boot.read_text().strip()) if boot.exists() else float("nan"),
+        total_seconds=total,
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _diagnostics(run_dir: Path) -> str:
+    parts = []
+    for name in ("guest.log", "console.log", "stderr"):
+        text = _read(run_dir / name).strip()
+        if text:
+            parts.append(f"--- {name} (tail) ---\n" + "\n".join(text.splitlines()[-40:]))
+    return "\n".join(parts) or "(no guest output)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="uml-run", description="Run a command inside a UML guest with ESP."
+    )
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--mem", default="768M")
+    parser.add_argument("--cwd", default=None)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no timing line")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given (uml-run -- CMD ...)")
+    try:
+        result = run_in_guest(command, cwd=args.cwd, timeout=args.timeout, mem=args.mem)
+    except GuestError as e:
+        print(f"uml-run: {e}", file=sys.stderr)
+        return 125
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    if not args.quiet:
+        print(
+            f"uml-run: exit {result.returncode}, boot {result.boot_seconds:.2f}s, "
+            f"total {result.total_seconds:.2f}s",
+            file=sys.stderr,
+        )
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
