@@ -1,0 +1,99 @@
+"""Kernel-facing fixtures: private network namespaces and ESP detection.
+
+Tests that need ESP use the ``esp_kernel`` fixture: on a kernel without ESP (this
+development host) they skip with the probe's reason and the command that runs them in the
+UML guest, which has ESP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from pike.kernel.xfrm import XfrmKernel
+from pike.policy.ipsec import KernelCaps
+
+GUEST_COMMAND = "tests/guest/uml-run -- .venv/bin/pytest -m kernel tests/kernel"
+PREFIX = f"pkk{os.getpid()}-"  # unique per run; everything we create carries it
+
+
+def ip(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def netns_exec(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{ns}: {' '.join(cmd)}: {done.stdout}{done.stderr}")
+    return done
+
+
+class Namespaces:
+    """Creates namespaces named PREFIX + suffix and deletes them all at the end."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def create(self, suffix: str) -> str:
+        name = PREFIX + suffix
+        ip("netns", "add", name)
+        self.names.append(name)
+        ip("-n", name, "link", "set", "lo", "up")
+        return name
+
+    def delete_all(self) -> None:
+        for name in reversed(self.names):
+            ip("netns", "del", name, check=False)
+        self.names.clear()
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 (network namespaces)")
+
+
+@pytest.fixture(scope="module")
+def namespaces() -> Iterator[Namespaces]:
+    _require_root()
+    ns = Namespaces()
+    try:
+        yield ns
+    finally:
+        ns.delete_all()
+
+
+@pytest.fixture(scope="session")
+def kernel_caps() -> Iterator[KernelCaps]:
+    """probe() in a throwaway namespace, so nothing can touch the host's SAD."""
+    _require_root()
+    ns = Namespaces()
+    try:
+        with XfrmKernel(ns.create("probe")) as kernel:
+            yield kernel.probe()
+    finally:
+        ns.delete_all()
+
+
+@pytest.fixture(scope="session")
+def esp_kernel(kernel_caps: KernelCaps) -> KernelCaps:
+    if not kernel_caps.esp:
+        pytest.skip(
+            "KERNEL TIER SKIPPED: this kernel cannot run ESP (missing: "
+            f"{', '.join(kernel_caps.missing)}); run them in the kernel tier: {GUEST_COMMAND}"
+        )
+    return kernel_caps
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any("KERNEL TIER SKIPPED" in str(getattr(r, "longrepr", "")) for r in skipped):
+        terminalreporter.write_sep(
+            "!", f"ESP tests skipped on this kernel; run: {GUEST_COMMAND}", yellow=True
+        )
