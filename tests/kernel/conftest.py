@@ -9,49 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
+from kernel_netns import Namespaces
 
 from pike.kernel.xfrm import XfrmKernel
 from pike.policy.ipsec import KernelCaps
 
 GUEST_COMMAND = "tests/guest/uml-run -- .venv/bin/pytest -m kernel tests/kernel"
-PREFIX = f"pkk{os.getpid()}-"  # unique per run; everything we create carries it
-
-
-def ip(*args: str, check: bool = True) -> str:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def netns_exec(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"{ns}: {' '.join(cmd)}: {done.stdout}{done.stderr}")
-    return done
-
-
-class Namespaces:
-    """Creates namespaces named PREFIX + suffix and deletes them all at the end."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def create(self, suffix: str) -> str:
-        name = PREFIX + suffix
-        ip("netns", "add", name)
-        self.names.append(name)
-        ip("-n", name, "link", "set", "lo", "up")
-        return name
-
-    def delete_all(self) -> None:
-        for name in reversed(self.names):
-            ip("netns", "del", name, check=False)
-        self.names.clear()
 
 
 def _require_root() -> None:
