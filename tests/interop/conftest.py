@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .netns import HostNet, Lab, Link, Namespace
+from .netns import Lab, Namespace
 from .strongswan import Connection, Secret, StrongswanNode, charon_available, kernel_has_esp
+from .topology import Gateways, make_gateways
+
+__all__ = ["Gateways", "MakeCharon", "Require"]
 
 _lab_counter = itertools.count()
 
@@ -29,38 +31,6 @@ _lab_counter = itertools.count()
 def lab(run_prefix: str) -> Iterator[Lab]:
     with Lab.create(f"{run_prefix}{next(_lab_counter)}-") as la:
         yield la
-
-
-@dataclass
-class Gateways:
-    lab: Lab
-    left: Namespace
-    right: Namespace
-    wan: Link
-    left_lan: HostNet
-    right_lan: HostNet
-    esp_in_kernel: bool
-
-    @property
-    def libipsec(self) -> bool:
-        """strongSwan must use kernel-libipsec (no ESP in this kernel)."""
-        return not self.esp_in_kernel
-
-
-def make_gateways(la: Lab) -> Gateways:
-    left = la.add_ns("left", forwarding=True)
-    right = la.add_ns("right", forwarding=True)
-    wan = la.link(
-        left,
-        right,
-        ["192.0.2.1/24", "2001:db8::1/64"],
-        ["192.0.2.2/24", "2001:db8::2/64"],
-        a_dev="wan0",
-        b_dev="wan0",
-    )
-    left_lan = la.add_host_net(left, "10.1.0.0/24", name="lefthost")
-    right_lan = la.add_host_net(right, "10.2.0.0/24", name="righthost")
-    return Gateways(la, left, right, wan, left_lan, right_lan, kernel_has_esp(left))
 
 
 @pytest.fixture

@@ -442,6 +442,7 @@ class StrongswanNode:
     name: str = "charon"
     libipsec: bool = True
     extra_plugins: Sequence[str] = ()
+    log_levels: dict[str, int] = field(default_factory=lambda: {"ike": 2, "knl": 2, "cfg": 2})
     charon_settings: Settings = field(default_factory=dict)
     connections: list[Connection] = field(default_factory=list)
     secrets: list[Secret] = field(default_factory=list)
@@ -497,9 +498,7 @@ class StrongswanNode:
                     "append": False,
                     "flush_line": True,
                     "default": 1,
-                    "ike": 2,
-                    "knl": 2,
-                    "cfg": 2,
+                    **self.log_levels,
                 }
             },
             "syslog": {"daemon": {"default": -1}},
