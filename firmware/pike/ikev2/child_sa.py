@@ -1,0 +1,114 @@
+"""A CHILD_SA: negotiated algorithms, SPIs, selectors, keys, and what goes to the kernel."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+
+from pike.crypto.kdf import ChildKeys
+from pike.ikev2.negotiate import Chosen
+from pike.ikev2.state import CHILD_TRANSITIONS, ChildState, StateError, log
+from pike.policy.config import ChildConfig
+from pike.policy.ipsec import Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
+from pike.policy.ts import IPAddress, TrafficSelector
+
+
+@dataclass
+class ChildSa:
+    config: ChildConfig
+    unique_id: int
+    reqid: int
+    initiator: bool  # we initiated the exchange that created it
+    spi_in: int
+    spi_out: int = 0
+    mode: str = "tunnel"
+    chosen: Chosen | None = None
+    local_ts: tuple[TrafficSelector, ...] = ()
+    remote_ts: tuple[TrafficSelector, ...] = ()
+    keys: ChildKeys | None = field(default=None, repr=False)
+    state: ChildState = ChildState.CREATED
+    inbound: SaSpec | None = None
+    outbound: SaSpec | None = None
+    policies: tuple[PolicySpec, ...] = ()
+    installed_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def set_state(self, new: ChildState, conn: str) -> None:
+        if new not in CHILD_TRANSITIONS[self.state]:
+            raise StateError(f"child {self.name}: {self.state.value} -> {new.value}")
+        log.info(
+            "%s.%s: CHILD_SA %s -> %s, SPIs %08x_i %08x_o",
+            conn,
+            self.name,
+            self.state.value,
+            new.value,
+            self.spi_in,
+            self.spi_out,
+        )
+        self.state = new
+
+    def build_kernel_specs(
+        self, local: str, remote: str, encap: UdpEncap | None, outbound_encap: UdpEncap | None
+    ) -> None:
+        """SaSpecs for both directions and the policies; keys by who initiated (RFC 7296
+        §2.17: the first keys are for the initiator-to-responder direction)."""
+        assert self.chosen is not None and self.keys is not None
+        k = self.keys
+        if self.initiator:
+            enc_out, int_out, enc_in, int_in = k.encr_i, k.integ_i, k.encr_r, k.integ_r
+        else:
+            enc_out, int_out, enc_in, int_in = k.encr_r, k.integ_r, k.encr_i, k.integ_i
+        mode: Mode = "transport" if self.mode == "transport" else "tunnel"
+        lsrc, ldst = ip_address(local), ip_address(remote)
+        cfg = self.config
+        soft = max(cfg.rekey_time, 1)
+        lifetime = Lifetime(soft_seconds=soft, hard_seconds=max(cfg.life_time, soft))
+        chosen = self.chosen
+
+        def sa(
+            src: IPAddress,
+            dst: IPAddress,
+            spi: int,
+            keys: tuple[bytes, bytes],
+            ts: tuple[TrafficSelector | None, TrafficSelector | None],
+            udp: UdpEncap | None,
+            inbound: bool,
+        ) -> SaSpec:
+            return SaSpec(
+                src=src,
+                dst=dst,
+                spi=spi,
+                reqid=self.reqid,
+                mode=mode,
+                encr_id=chosen.encr_id,
+                encr_key=keys[0],
+                encr_key_length=chosen.encr_key_length,
+                integ_id=chosen.integ_id,
+                integ_key=keys[1],
+                src_ts=ts[0],
+                dst_ts=ts[1],
+                encap=udp,
+                lifetime=lifetime,
+                replay_window=cfg.replay_window if inbound else 0,
+                esn=chosen.esn,
+                inbound=inbound,
+                offload=cfg.hw_offload,
+            )
+
+        lts0 = self.local_ts[0] if mode == "transport" else None
+        rts0 = self.remote_ts[0] if mode == "transport" else None
+        self.inbound = sa(ldst, lsrc, self.spi_in, (enc_in, int_in), (rts0, lts0), encap, True)
+        self.outbound = sa(
+            lsrc, ldst, self.spi_out, (enc_out, int_out), (lts0, rts0), outbound_encap, False
+        )
+        policies: list[PolicySpec] = []
+        for lts, rts in itertools.product(self.local_ts, self.remote_ts):
+            policies.append(PolicySpec(lts, rts, "out", self.reqid, mode, lsrc, ldst))
+            policies.append(PolicySpec(rts, lts, "in", self.reqid, mode, ldst, lsrc))
+            if mode == "tunnel":
+                policies.append(PolicySpec(rts, lts, "fwd", self.reqid, mode, ldst, lsrc))
+        self.policies = tuple(policies)

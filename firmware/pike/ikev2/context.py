@@ -1,0 +1,76 @@
+"""What every IKE SA of one engine shares: config, randomness, kernel facts, the action queue."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+
+from pike.ikev2.actions import Action
+from pike.policy.config import Config
+from pike.policy.ipsec import KernelCaps
+from pike.policy.ts import IPAddress
+
+Random = Callable[[int], bytes]
+SpiAlloc = Callable[[IPAddress, IPAddress], int]
+
+# Tunables (not RFC values).
+NONCE_SIZE = 32  # strongSwan's nonce length
+HALF_OPEN_TIMEOUT = 30.0  # strongSwan's half_open_timeout: responder drops unfinished SAs
+COOKIE_THRESHOLD = 10  # strongSwan's cookie_threshold: half-open SAs before cookies
+DELETE_TIMEOUT = 5.0  # grace for a DELETING SA whose peer does not answer
+
+
+@dataclass
+class Counters:
+    """Counts the daemon exports; keys are stable reason labels."""
+
+    dropped: dict[str, int] = field(default_factory=dict)
+    retransmits: int = 0
+    messages_in: dict[str, int] = field(default_factory=dict)
+    messages_out: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+@dataclass
+class Context:
+    config: Config
+    random: Random
+    caps: KernelCaps
+    spi_alloc: SpiAlloc | None = None
+    actions: deque[Action] = field(default_factory=deque)
+    counters: Counters = field(default_factory=Counters)
+    _next_unique: int = 0
+    _next_reqid: int = 0
+
+    def emit(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def unique_id(self) -> int:
+        self._next_unique += 1
+        return self._next_unique
+
+    def reqid(self) -> int:
+        self._next_reqid += 1
+        return self._next_reqid
+
+    def ike_spi(self) -> bytes:
+        while True:
+            spi = self.random(8)
+            if spi != bytes(8):
+                return spi
+
+    def child_spi(self, src: str, dst: str) -> int:
+        """An inbound ESP SPI: from the kernel when it can allocate, else random."""
+        if self.spi_alloc is not None:
+            return self.spi_alloc(ip_address(src), ip_address(dst))
+        # strongSwan's range; values below 256 are reserved (RFC 4303 §2.1).
+        return 0xC0000000 | int.from_bytes(self.random(4), "big") & 0x0FFFFFFF
+
+
+def system_random(n: int) -> bytes:
+    return os.urandom(n)

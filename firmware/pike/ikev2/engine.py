@@ -1,0 +1,392 @@
+"""The sans-I/O IKEv2 engine: datagrams and time in, actions out (DESIGN.md).
+
+One engine serves every IKEv2 connection of the daemon (strongSwan's ike_sa_manager):
+it finds the IKE SA a datagram belongs to, or creates one as responder, and hands the
+message to that SA's task manager. It never touches a socket, a clock or the kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Callable
+
+from pike.crypto.proposal import format_transforms
+from pike.ikev2.actions import Action, Address, ChildSaInfo, IkeSaInfo, MessageDropped, SendDatagram
+from pike.ikev2.context import COOKIE_THRESHOLD, HALF_OPEN_TIMEOUT, Context, SpiAlloc
+from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.state import IkeState, log
+from pike.ikev2.tasks.base import Task
+from pike.ikev2.tasks.child_create import ChildCreate
+from pike.ikev2.tasks.child_delete import ChildDelete
+from pike.ikev2.tasks.ike_auth import IkeAuth
+from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
+from pike.ikev2.tasks.ike_init import IkeInit
+from pike.ikev2.tasks.ike_natd import IkeNatd
+from pike.policy.config import Config, ConnectionConfig
+from pike.policy.ipsec import KernelCaps
+from pike.policy.ts import IPAddress
+from pike.wire.codec import decode_message, decrypt_message, encode_message
+from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
+from pike.wire.errors import MalformedMessage
+from pike.wire.header import decode_header
+from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SkPayload
+from pike.wire.rules import check_payloads
+
+COOKIE_VERSION = b"\x00\x00\x00\x01"  # our cookie format, RFC 7296 §2.6 suggests a version id
+
+
+class Ikev2Engine:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        random: Callable[[int], bytes],
+        kernel_caps: KernelCaps,
+        spi_alloc: SpiAlloc | None = None,
+    ) -> None:
+        self.ctx = Context(config, random, kernel_caps, spi_alloc)
+        self.sas: dict[bytes, IkeSa] = {}  # by our SPI
+        self.half_open: dict[tuple[bytes, str, int], IkeSa] = {}
+        self._cookie_secret = random(32)
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    # -- API -----------------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        for conn in self.config.connections.values():
+            if conn.version != 2:
+                continue
+            for child in conn.children:
+                if child.start_action == "start":
+                    self.initiate(conn.name, now, child.name)
+                    break
+
+    def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
+        conn = self.config.connections[conn_name]
+        if conn.version != 2:
+            raise KeyError(f"{conn_name} is not an IKEv2 connection")
+        child_cfg = conn.child(child) if child else (conn.children[0] if conn.children else None)
+        if child is not None and child_cfg is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        for sa in self.sas.values():
+            if sa.conn is conn and sa.state in (IkeState.CONNECTING, IkeState.ESTABLISHED):
+                log.info("%s: already up or connecting", sa.tag())
+                return
+        if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
+            raise KeyError(f"{conn_name} has no remote address to initiate to")
+        local_ip = conn.local_addrs[0] if conn.local_addrs else _any_of(conn.remote_addrs[0])
+        sa = IkeSa(
+            self.ctx,
+            self.ctx.unique_id(),
+            True,
+            self.ctx.ike_spi(),
+            (local_ip, self.config.daemon.ike_port),
+            (conn.remote_addrs[0], conn.remote_port),
+            conn,
+            created_at=now,
+        )
+        self.sas[sa.spi_i] = sa
+        sa.set_state(IkeState.CONNECTING)
+        log.info("%s: initiating IKE_SA to %s", sa.tag(), sa.remote[0])
+        sa.tasks.queue(IkeInit(sa, True))
+        sa.tasks.queue(IkeNatd(sa, True))
+        sa.tasks.queue(IkeAuth(sa, True))
+        if child_cfg is not None:
+            sa.tasks.queue(ChildCreate(sa, True, child_cfg))
+        sa.tasks.initiate(now)
+
+    def terminate(self, conn_name: str, now: float) -> None:
+        conn = self.config.connections[conn_name]
+        for sa in list(self.sas.values()):
+            if sa.conn is not conn:
+                continue
+            if sa.state == IkeState.ESTABLISHED:
+                sa.tasks.queue(IkeDelete(sa, True))
+                sa.tasks.initiate(now)
+            elif sa.state != IkeState.DELETING:
+                sa.fail("terminated", now)
+        self._sweep()
+
+    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+        for sa in self.sas.values():
+            for child in sa.children:
+                if child.unique_id == unique_id:
+                    log.error(
+                        "%s: CHILD_SA %s{%d} install failed: %s",
+                        sa.tag(),
+                        child.name,
+                        unique_id,
+                        reason,
+                    )
+                    child.installed_at = None  # nothing of it is in the kernel
+                    sa.tasks.queue(ChildDelete(sa, True, child))
+                    sa.tasks.initiate(now)
+                    return
+
+    def next_action(self) -> Action | None:
+        return self.ctx.actions.popleft() if self.ctx.actions else None
+
+    def get_timer(self) -> float | None:
+        best: float | None = None
+        for sa in self.sas.values():
+            for t in (sa.tasks.deadline, self._half_open_deadline(sa)):
+                if t is not None and (best is None or t < best):
+                    best = t
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        for sa in list(self.sas.values()):
+            sa.tasks.on_timer(now)
+            deadline = self._half_open_deadline(sa)
+            if deadline is not None and now >= deadline:
+                log.info("%s: half-open IKE_SA timed out", sa.tag())
+                sa.fail("half_open_timeout", now, quiet=True)
+        self._sweep()
+
+    # -- datagrams -----------------------------------------------------------------------
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        try:
+            self._receive(data, src, dst, now)
+        except MalformedMessage as e:
+            self._drop(e.reason, src, str(e))
+        self._sweep()
+
+    def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        hdr = decode_header(data)
+        if hdr.exchange == ExchangeType.IKE_SA_INIT and not hdr.is_response:
+            self._init_request(data, src, dst, now)
+            return
+        # The I flag tells who created the SA: if the sender did, our SPI is the responder's.
+        our_spi = hdr.spi_r if hdr.is_initiator else hdr.spi_i
+        sa = self.sas.get(our_spi)
+        if sa is None or sa.state == IkeState.DESTROYED:
+            self._drop("unknown_spi", src, f"no IKE_SA with SPI {our_spi.hex()}")
+            return
+        if (hdr.exchange == ExchangeType.IKE_SA_INIT) != (sa.cipher_in is None):
+            self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state")
+            return
+        msg = decode_message(data)
+        if msg.first(SkPayload) is not None:
+            assert sa.cipher_in is not None
+            msg = decrypt_message(data, msg, sa.cipher_in)
+        try:
+            check_payloads(msg.exchange, msg.is_response, msg.payloads, msg.encrypted)
+        except MalformedMessage as e:
+            if not msg.is_response and sa.cipher_out is not None:
+                self._error_response(sa, msg, e.notify or NotifyType.INVALID_SYNTAX)
+            raise
+        if msg.is_response:
+            sa.tasks.on_response(msg, data, now)
+            return
+        if (src, dst) != (sa.remote, sa.local) and msg.encrypted:
+            # Authenticated request from a new address/port: NAT float or mapping change.
+            log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
+            sa.remote, sa.local = src, dst
+        sa.tasks.on_request(msg, data, self._responder_tasks(sa, msg), now)
+
+    def _init_request(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        hdr = decode_header(data)
+        key = (hdr.spi_i, src[0], src[1])
+        existing = self.half_open.get(key)
+        if existing is not None and existing.state != IkeState.DESTROYED:
+            # A retransmitted IKE_SA_INIT: the task manager re-sends its cached response.
+            msg = decode_message(data)
+            existing.tasks.on_request(msg, data, [], now)
+            return
+        msg = decode_message(data)
+        check_payloads(msg.exchange, False, msg.payloads, False)
+        candidates = self._connections_for(dst[0], src[0])
+        if not candidates:
+            log.info("no IKEv2 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0])
+            self._stateless_notify(msg, src, dst, NotifyType.NO_PROPOSAL_CHOSEN)
+            self.ctx.counters.drop("no_config")
+            return
+        if self._half_open_count() >= COOKIE_THRESHOLD and not self._cookie_valid(msg, src):
+            self._stateless_notify(msg, src, dst, NotifyType.COOKIE, self._cookie(msg, src))
+            return
+        sa = IkeSa(
+            self.ctx,
+            self.ctx.unique_id(),
+            False,
+            hdr.spi_i,
+            dst,
+            src,
+            candidates[0],
+            spi_r=self.ctx.ike_spi(),
+            created_at=now,
+        )
+        sa.candidates = candidates
+        sa.set_state(IkeState.CONNECTING)
+        self.sas[sa.spi_r] = sa
+        self.half_open[key] = sa
+        sa.tasks.on_request(msg, data, [IkeInit(sa, False), IkeNatd(sa, False)], now)
+
+    def _responder_tasks(self, sa: IkeSa, msg: Message) -> list[Task]:
+        if msg.exchange == ExchangeType.IKE_AUTH:
+            return [IkeAuth(sa, False), ChildCreate(sa, False)]
+        if msg.exchange == ExchangeType.INFORMATIONAL:
+            deletes = msg.all(DeletePayload)
+            tasks: list[Task] = []
+            if any(d.protocol == ProtocolId.IKE for d in deletes):
+                tasks.append(IkeDelete(sa, False))
+            elif any(d.protocol == ProtocolId.ESP for d in deletes):
+                tasks.append(ChildDelete(sa, False))
+            else:
+                tasks.append(Informational(sa, False))
+            return tasks
+        # CREATE_CHILD_SA arrives with the lifecycle work; until then refuse politely.
+        return [_Refuse(sa, NotifyType.NO_ADDITIONAL_SAS)]
+
+    # -- helpers -------------------------------------------------------------------------
+    def _connections_for(self, local: str, remote: str) -> list[ConnectionConfig]:
+        out = []
+        for conn in self.config.connections.values():
+            if conn.version != 2:
+                continue
+            if conn.local_addrs and not _addr_in(local, conn.local_addrs):
+                continue
+            if conn.remote_addrs and not _addr_in(remote, conn.remote_addrs):
+                continue
+            out.append(conn)
+        return out
+
+    def _half_open_count(self) -> int:
+        return sum(1 for sa in self.half_open.values() if sa.state == IkeState.CONNECTING)
+
+    def _half_open_deadline(self, sa: IkeSa) -> float | None:
+        if sa.initiator or sa.state != IkeState.CONNECTING:
+            return None
+        return sa.created_at + HALF_OPEN_TIMEOUT
+
+    def _cookie(self, msg: Message, src: Address) -> bytes:
+        from pike.wire.payloads import NoncePayload
+
+        nonce = msg.first(NoncePayload)
+        ni = nonce.data if nonce is not None else b""
+        ip = ipaddress.ip_address(src[0]).packed
+        mac = hmac.new(self._cookie_secret, ni + ip + msg.spi_i, hashlib.sha256).digest()
+        return COOKIE_VERSION + mac[:16]
+
+    def _cookie_valid(self, msg: Message, src: Address) -> bool:
+        first = msg.payloads[0] if msg.payloads else None
+        if not isinstance(first, NotifyPayload) or first.notify_type != NotifyType.COOKIE:
+            return False
+        return hmac.compare_digest(first.data, self._cookie(msg, src))
+
+    def _stateless_notify(
+        self, req: Message, src: Address, dst: Address, notify: int, data: bytes = b""
+    ) -> None:
+        resp = Message(req.spi_i, bytes(8), req.exchange, req.message_id, False, True)
+        resp.payloads.append(NotifyPayload(notify, data))
+        self.ctx.emit(SendDatagram(encode_message(resp), dst, src))
+
+    def _error_response(self, sa: IkeSa, req: Message, notify: int) -> None:
+        if req.message_id != sa.tasks.mid_in:
+            return
+        resp = sa.new_message(req.exchange, req.message_id, response=True)
+        resp.payloads.append(NotifyPayload(notify))
+        data = sa.encode(resp)
+        sa.tasks.mid_in += 1
+        sa.tasks.cached_response = (req.message_id, data)
+        sa.send(data)
+
+    def _drop(self, reason: str, src: Address, detail: str) -> None:
+        log.info("dropped datagram from %s[%d]: %s", src[0], src[1], detail)
+        self.ctx.counters.drop(reason)
+        self.ctx.emit(MessageDropped(reason, src))
+
+    def _sweep(self) -> None:
+        for spi, sa in list(self.sas.items()):
+            if sa.state == IkeState.DESTROYED:
+                del self.sas[spi]
+        for key, sa in list(self.half_open.items()):
+            if sa.state != IkeState.CONNECTING:
+                del self.half_open[key]
+
+    # -- status --------------------------------------------------------------------------
+    def list_sas(self) -> list[IkeSaInfo]:
+        out = []
+        for sa in self.sas.values():
+            children = tuple(
+                ChildSaInfo(
+                    name=c.name,
+                    unique_id=c.unique_id,
+                    state=c.state.value,
+                    mode=c.mode.upper(),
+                    protocol="ESP",
+                    spi_in=c.spi_in,
+                    spi_out=c.spi_out,
+                    local_ts=tuple(str(t) for t in c.local_ts),
+                    remote_ts=tuple(str(t) for t in c.remote_ts),
+                    algorithms=format_transforms(c.chosen.triples()) if c.chosen else "",
+                    inbound=c.inbound,
+                    outbound=c.outbound,
+                    installed_at=c.installed_at,
+                )
+                for c in sa.children
+            )
+            out.append(
+                IkeSaInfo(
+                    name=sa.name,
+                    unique_id=sa.unique_id,
+                    state=sa.state.value,
+                    version=2,
+                    initiator=sa.initiator,
+                    local=sa.local,
+                    remote=sa.remote,
+                    local_id=str(sa.my_id) if sa.my_id else "",
+                    remote_id=str(sa.peer_id) if sa.peer_id else "",
+                    spi_i=sa.spi_i,
+                    spi_r=sa.spi_r,
+                    algorithms=format_transforms(sa.chosen.triples()) if sa.chosen else "",
+                    established_at=sa.established_at,
+                    nat_local=sa.nat_local,
+                    nat_remote=sa.nat_remote,
+                    children=children,
+                )
+            )
+        return out
+
+
+class _Refuse(Task):
+    """Answer an exchange we do not take part in yet with one notify (non-fatal)."""
+
+    name = "refuse"
+
+    def __init__(self, sa: IkeSa, notify: int) -> None:
+        super().__init__(sa, False)
+        self.notify = notify
+
+    @property
+    def exchange(self) -> int:
+        return ExchangeType.CREATE_CHILD_SA
+
+    def process(self, msg: Message, now: float) -> None:
+        pass
+
+    def build(self, msg: Message, now: float) -> None:
+        msg.payloads.append(NotifyPayload(self.notify))
+
+
+def _addr_in(addr: str, configured: tuple[str, ...]) -> bool:
+    if "%any" in configured:
+        return True
+    ip = ipaddress.ip_address(addr)
+    for c in configured:
+        try:
+            if ip in ipaddress.ip_network(c, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _any_of(remote: str) -> str:
+    return "0.0.0.0" if ipaddress.ip_address(remote).version == 4 else "::"
+
+
+__all__ = ["IPAddress", "Ikev2Engine"]

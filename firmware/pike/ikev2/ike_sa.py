@@ -1,0 +1,180 @@
+"""An IKE SA: identity of the exchange, its keys, its children and its task manager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pike.crypto.kdf import IkeKeys, derive_ike_keys, skeyseed
+from pike.crypto.ke import KeyExchange
+from pike.crypto.prf import Prf
+from pike.crypto.sizes import encr_key_size, integ_key_size
+from pike.crypto.sk import SkCipher
+from pike.ikev2.actions import Address, SendDatagram
+from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.context import Context
+from pike.ikev2.negotiate import Chosen
+from pike.ikev2.state import IKE_TRANSITIONS, IkeState, StateError, log
+from pike.policy.config import ConnectionConfig, Identity
+from pike.wire.codec import encode_message
+from pike.wire.constants import ExchangeType
+from pike.wire.payloads import Message, Payload
+
+
+@dataclass(eq=False)
+class IkeSa:
+    ctx: Context
+    unique_id: int
+    initiator: bool
+    spi_i: bytes
+    local: Address
+    remote: Address
+    conn: ConnectionConfig | None
+    spi_r: bytes = bytes(8)
+    state: IkeState = IkeState.CREATED
+    ni: bytes = b""
+    nr: bytes = b""
+    ke: KeyExchange | None = None
+    chosen: Chosen | None = None
+    prf: Prf | None = None
+    keys: IkeKeys | None = field(default=None, repr=False)
+    cipher_out: SkCipher | None = field(default=None, repr=False)
+    cipher_in: SkCipher | None = field(default=None, repr=False)
+    init_request: bytes = b""  # the IKE_SA_INIT messages as sent: AUTH signs them
+    init_response: bytes = b""
+    nat_local: bool = False  # we are behind a NAT
+    nat_remote: bool = False  # the peer is behind a NAT (or faked it, like kernel-libipsec)
+    my_id: Identity | None = None
+    peer_id: Identity | None = None
+    children: list[ChildSa] = field(default_factory=list)
+    established_at: float | None = None
+    created_at: float = 0.0
+    delete_reason: str = "terminated"
+    # Responder: connections whose addresses fit; IKE_AUTH picks one by identity.
+    candidates: list[ConnectionConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from pike.ikev2.task_manager import TaskManager
+
+        self.tasks = TaskManager(self)
+
+    # -- identity and logging ------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.conn.name if self.conn is not None else "(unknown)"
+
+    @property
+    def my_spi(self) -> bytes:
+        return self.spi_i if self.initiator else self.spi_r
+
+    def tag(self) -> str:
+        """Connection name and SPIs, for every log line (DESIGN.md conventions)."""
+        return f"{self.name}[{self.unique_id}] {self.spi_i.hex()}_i {self.spi_r.hex()}_r"
+
+    def set_state(self, new: IkeState) -> None:
+        if new not in IKE_TRANSITIONS[self.state]:
+            raise StateError(f"{self.tag()}: {self.state.value} -> {new.value}")
+        if new != self.state:
+            log.info("%s: IKE_SA %s -> %s", self.tag(), self.state.value, new.value)
+        self.state = new
+
+    @property
+    def natt(self) -> bool:
+        return self.nat_local or self.nat_remote or bool(self.conn and self.conn.encap)
+
+    def float_ports(self) -> None:
+        """Move to the NAT-T port once a NAT is detected (RFC 7296 §2.23)."""
+        natt = self.ctx.config.daemon.natt_port
+        if self.local[1] != natt:
+            self.local = (self.local[0], natt)
+        if self.remote[1] == self.ctx.config.daemon.ike_port:
+            self.remote = (self.remote[0], natt)
+
+    # -- keys ----------------------------------------------------------------------------
+    def derive_keys(self, shared: bytes) -> None:
+        """SKEYSEED and SK_* after IKE_SA_INIT (RFC 7296 §2.14)."""
+        assert self.chosen is not None and self.chosen.prf_id is not None
+        prf = Prf(self.chosen.prf_id)
+        seed = skeyseed(prf, self.ni, self.nr, shared)
+        ekey = encr_key_size(self.chosen.encr_id, self.chosen.encr_key_length)
+        ikey = integ_key_size(self.chosen.integ_id)
+        keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)
+        self.prf, self.keys = prf, keys
+        c = self.chosen
+
+        def cipher(ek: bytes, ak: bytes) -> SkCipher:
+            return SkCipher(c.encr_id, c.encr_key_length, c.integ_id, ek, ak, self.ctx.random)
+
+        if self.initiator:
+            self.cipher_out, self.cipher_in = (
+                cipher(keys.sk_ei, keys.sk_ai),
+                cipher(keys.sk_er, keys.sk_ar),
+            )
+        else:
+            self.cipher_out, self.cipher_in = (
+                cipher(keys.sk_er, keys.sk_ar),
+                cipher(keys.sk_ei, keys.sk_ai),
+            )
+
+    # -- messages ------------------------------------------------------------------------
+    def new_message(self, exchange: int, message_id: int, response: bool) -> Message:
+        return Message(
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            exchange=exchange,
+            message_id=message_id,
+            is_initiator=self.initiator,
+            is_response=response,
+            encrypted=exchange != ExchangeType.IKE_SA_INIT,
+        )
+
+    def encode(self, msg: Message) -> bytes:
+        return encode_message(msg, self.cipher_out if msg.encrypted else None)
+
+    def send(self, data: bytes) -> None:
+        self.ctx.emit(SendDatagram(data, self.local, self.remote))
+
+    def payloads_text(self, payloads: list[Payload]) -> str:
+        from pike.ikev2.describe import describe_payloads
+
+        return describe_payloads(payloads)
+
+    # -- teardown ------------------------------------------------------------------------
+    def remove_child(self, child: ChildSa, reason: str) -> None:
+        """Forget a CHILD_SA; its SAs and policies leave the kernel if they were there."""
+        from pike.ikev2.actions import DeleteChildSa
+        from pike.ikev2.state import ChildState
+
+        if child.state == ChildState.DELETED:
+            return
+        if (
+            child.inbound is not None
+            and child.outbound is not None
+            and child.installed_at is not None
+        ):
+            self.ctx.emit(
+                DeleteChildSa(
+                    self.name,
+                    child.name,
+                    child.unique_id,
+                    child.inbound,
+                    child.outbound,
+                    child.policies,
+                )
+            )
+        log.info("%s: CHILD_SA %s{%d} removed: %s", self.tag(), child.name, child.unique_id, reason)
+        child.set_state(ChildState.DELETED, self.name)
+        if child in self.children:
+            self.children.remove(child)
+
+    def fail(self, reason: str, now: float, quiet: bool = False) -> None:
+        """End this IKE SA without further messages (its children go with it)."""
+        from pike.ikev2.actions import IkeSaDeleted
+
+        if self.state == IkeState.DESTROYED:
+            return
+        for child in list(self.children):
+            self.remove_child(child, reason)
+        if not quiet or self.established_at is not None:
+            log.info("%s: IKE_SA ended: %s", self.tag(), reason)
+            self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason))
+        self.set_state(IkeState.DESTROYED)

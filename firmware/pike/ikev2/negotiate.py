@@ -1,0 +1,160 @@
+"""Proposal selection (RFC 7296 §2.7, §3.3): our configured specs against the peer's offer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pike.crypto.ids import EsnId, GroupId, IntegId, TransformType
+from pike.crypto.proposal import ProposalSpec
+from pike.wire.constants import ProtocolId
+from pike.wire.payloads import Proposal, Transform
+
+_ORDER = (
+    TransformType.ENCR,
+    TransformType.PRF,
+    TransformType.INTEG,
+    TransformType.KE,
+    TransformType.ESN,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """One transform of each type, as agreed; the proposal number and SPI are the peer's."""
+
+    number: int
+    spi: bytes
+    encr_id: int
+    encr_key_length: int | None
+    prf_id: int | None
+    integ_id: int
+    group: int
+    esn: bool
+
+    def transforms(self) -> tuple[Transform, ...]:
+        out = [Transform(TransformType.ENCR, self.encr_id, self.encr_key_length)]
+        if self.prf_id is not None:
+            out.append(Transform(TransformType.PRF, self.prf_id))
+        if self.integ_id:
+            out.append(Transform(TransformType.INTEG, self.integ_id))
+        if self.group:
+            out.append(Transform(TransformType.KE, self.group))
+        return tuple(out)
+
+    def triples(self) -> list[tuple[int, int, int | None]]:
+        return [(t.type, t.id, t.key_length) for t in self.transforms()]
+
+
+def to_wire(
+    specs: Sequence[ProposalSpec], spi: bytes, group_first: int | None = None
+) -> tuple[Proposal, ...]:
+    """Our proposals as the SA payload carries them, numbered from 1 (RFC 7296 §3.3.1).
+
+    ``group_first`` moves the group we sent a KE payload for to the front of each list, so
+    the peer's choice agrees with the KE data when it can (it is a preference, not a limit).
+    """
+    proposals = []
+    for number, spec in enumerate(specs, start=1):
+        transforms: list[Transform] = []
+        for ttype in _ORDER:
+            algs = list(spec.of(ttype))
+            if ttype == TransformType.KE and group_first is not None:
+                algs.sort(key=lambda a: a.id != group_first)
+            transforms.extend(Transform(a.type, a.id, a.key_length) for a in algs)
+        protocol = ProtocolId.IKE if spec.protocol == "ike" else ProtocolId.ESP
+        proposals.append(Proposal(number, protocol, spi, tuple(transforms)))
+    return tuple(proposals)
+
+
+def _pick(
+    ours: Sequence[tuple[int, int | None]],
+    theirs: Sequence[Transform],
+    prefer: int | None = None,
+) -> tuple[int, int | None] | None:
+    offered = {(t.id, t.key_length) for t in theirs if not t.unknown_attributes}
+    if prefer is not None:
+        for cand in ours:
+            if cand[0] == prefer and cand in offered:
+                return cand
+    for cand in ours:
+        if cand in offered:
+            return cand
+    return None
+
+
+def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chosen | None:
+    theirs: dict[int, list[Transform]] = {}
+    for t in prop.transforms:
+        theirs.setdefault(t.type, []).append(t)
+    chosen: dict[int, tuple[int, int | None]] = {}
+    for ttype in _ORDER:
+        ours = [(a.id, a.key_length) for a in spec.of(ttype)]
+        offered = theirs.get(ttype, [])
+        if not ours:
+            # A type we do not configure is acceptable only as "none" (RFC 7296 §3.3.3).
+            if not offered:
+                continue
+            none = {
+                TransformType.INTEG: IntegId.NONE,
+                TransformType.KE: GroupId.NONE,
+                TransformType.ESN: EsnId.NO,
+            }.get(ttype)
+            if none is None or all(t.id != none for t in offered):
+                return None
+            chosen[ttype] = (none, None)
+            continue
+        if not offered:
+            if ttype == TransformType.KE and all(a.id == GroupId.NONE for a in spec.of(ttype)):
+                continue
+            if ttype == TransformType.ESN and any(a.id == EsnId.NO for a in spec.of(ttype)):
+                continue
+            return None
+        pick = _pick(ours, offered, prefer_group if ttype == TransformType.KE else None)
+        if pick is None:
+            return None
+        chosen[ttype] = pick
+    if TransformType.ENCR not in chosen:
+        return None
+    encr_id, keylen = chosen[TransformType.ENCR]
+    return Chosen(
+        number=prop.number,
+        spi=prop.spi,
+        encr_id=encr_id,
+        encr_key_length=keylen,
+        prf_id=chosen[TransformType.PRF][0] if TransformType.PRF in chosen else None,
+        integ_id=chosen.get(TransformType.INTEG, (IntegId.NONE, None))[0],
+        group=chosen.get(TransformType.KE, (GroupId.NONE, None))[0],
+        esn=chosen.get(TransformType.ESN, (EsnId.NO, None))[0] == EsnId.YES,
+    )
+
+
+def select(
+    ours: Sequence[ProposalSpec],
+    theirs: Sequence[Proposal],
+    protocol: int,
+    prefer_group: int | None = None,
+) -> Chosen | None:
+    """The first of our specs (our preference, like strongSwan's default) that one of the
+    peer's proposals for ``protocol`` satisfies; None means NO_PROPOSAL_CHOSEN."""
+    for spec in ours:
+        for prop in theirs:
+            if prop.protocol != protocol:
+                continue
+            got = _match(spec, prop, prefer_group)
+            if got is not None:
+                return got
+    return None
+
+
+def check_reply(
+    offered: Sequence[ProposalSpec], reply: Sequence[Proposal], protocol: int
+) -> Chosen | None:
+    """The responder's answer must be exactly one proposal with one transform per type,
+    all of which we offered (RFC 7296 §2.7)."""
+    if len(reply) != 1 or reply[0].protocol != protocol:
+        return None
+    types = [t.type for t in reply[0].transforms]
+    if len(types) != len(set(types)):
+        return None
+    return select(offered, reply, protocol)

@@ -1,0 +1,47 @@
+"""IKE and CHILD SA states, and the transitions allowed between them (one table each)."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+
+class IkeState(Enum):
+    CREATED = "CREATED"
+    CONNECTING = "CONNECTING"
+    ESTABLISHED = "ESTABLISHED"
+    DELETING = "DELETING"
+    DESTROYED = "DESTROYED"
+
+
+class ChildState(Enum):
+    CREATED = "CREATED"
+    INSTALLED = "INSTALLED"
+    FAILED = "FAILED"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+IKE_TRANSITIONS: dict[IkeState, frozenset[IkeState]] = {
+    IkeState.CREATED: frozenset({IkeState.CONNECTING, IkeState.DESTROYED}),
+    IkeState.CONNECTING: frozenset(
+        {IkeState.CONNECTING, IkeState.ESTABLISHED, IkeState.DELETING, IkeState.DESTROYED}
+    ),
+    IkeState.ESTABLISHED: frozenset({IkeState.DELETING, IkeState.DESTROYED}),
+    IkeState.DELETING: frozenset({IkeState.DESTROYED}),
+    IkeState.DESTROYED: frozenset(),
+}
+
+CHILD_TRANSITIONS: dict[ChildState, frozenset[ChildState]] = {
+    ChildState.CREATED: frozenset({ChildState.INSTALLED, ChildState.FAILED, ChildState.DELETED}),
+    ChildState.INSTALLED: frozenset({ChildState.DELETING, ChildState.FAILED, ChildState.DELETED}),
+    ChildState.FAILED: frozenset({ChildState.DELETING, ChildState.DELETED}),
+    ChildState.DELETING: frozenset({ChildState.DELETED}),
+    ChildState.DELETED: frozenset(),
+}
+
+log = logging.getLogger("pike.ikev2")
+
+
+class StateError(RuntimeError):
+    """A transition the tables forbid: a bug in the engine, never the peer's doing."""

@@ -1,0 +1,67 @@
+"""The task contract (strongSwan's task_t): one step of an exchange, role fixed at birth.
+
+The initiator's task ``build``s a request and ``process``es the response; the responder's
+``process``es the request and ``build``s the response. Several tasks fill one message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pike.wire.payloads import Message
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
+
+
+class TaskFailed(Exception):
+    """The exchange failed in a way that ends the IKE SA (reason is a stable label)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class RespondError(Exception):
+    """A request that gets only an error notify back (RFC 7296 §2.21).
+
+    ``fatal`` ends the IKE SA once the answer is sent.
+    """
+
+    def __init__(
+        self, notify: int, data: bytes = b"", fatal: bool = True, detail: str = ""
+    ) -> None:
+        super().__init__(detail or f"notify {notify}")
+        self.notify = notify
+        self.data = data
+        self.fatal = fatal
+
+
+class RestartExchange(Exception):
+    """IKE_SA_INIT must be sent again (COOKIE or INVALID_KE_PAYLOAD, RFC 7296 §2.6/§1.2)."""
+
+
+class Task:
+    name = "task"
+
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
+        self.sa = sa
+        self.initiator = initiator
+
+    @property
+    def exchange(self) -> int:
+        """The exchange this task's next step belongs to."""
+        raise NotImplementedError
+
+    def build(self, msg: Message, now: float) -> None:
+        raise NotImplementedError
+
+    def process(self, msg: Message, now: float) -> None:
+        raise NotImplementedError
+
+    def done(self) -> bool:
+        """True when the task has nothing left to do after its last process/build."""
+        return True
+
+    def completed(self, now: float) -> None:
+        """Called once the exchange is over (response sent or processed)."""

@@ -1,0 +1,63 @@
+"""Delete CHILD_SAs with INFORMATIONAL {D(ESP)} (RFC 7296 §1.4.1).
+
+Each side names the SPI it receives on; the answer names the other direction's SPI.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.state import ChildState, log
+from pike.ikev2.tasks.base import Task
+from pike.wire.constants import ExchangeType, ProtocolId
+from pike.wire.payloads import DeletePayload, Message
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
+
+
+class ChildDelete(Task):
+    name = "child_delete"
+
+    def __init__(self, sa: IkeSa, initiator: bool, child: ChildSa | None = None) -> None:
+        super().__init__(sa, initiator)
+        self.child = child
+        self.deleted: list[ChildSa] = []
+
+    @property
+    def exchange(self) -> int:
+        return ExchangeType.INFORMATIONAL
+
+    def build(self, msg: Message, now: float) -> None:
+        if self.initiator:
+            assert self.child is not None
+            if self.child.state == ChildState.INSTALLED:
+                self.child.set_state(ChildState.DELETING, self.sa.name)
+            spi = self.child.spi_in.to_bytes(4, "big")
+            msg.payloads.append(DeletePayload(ProtocolId.ESP, (spi,)))
+            return
+        if self.deleted:
+            spis = tuple(c.spi_in.to_bytes(4, "big") for c in self.deleted)
+            msg.payloads.append(DeletePayload(ProtocolId.ESP, spis))
+
+    def process(self, msg: Message, now: float) -> None:
+        if self.initiator:
+            assert self.child is not None
+            self.sa.remove_child(self.child, "deleted")
+            return
+        for d in msg.all(DeletePayload):
+            if d.protocol != ProtocolId.ESP:
+                continue
+            for spi in d.spis:
+                value = int.from_bytes(spi, "big")
+                child = next((c for c in self.sa.children if c.spi_out == value), None)
+                if child is None:
+                    log.info("%s: peer deletes unknown CHILD_SA %08x", self.sa.tag(), value)
+                    continue
+                self.deleted.append(child)
+
+    def completed(self, now: float) -> None:
+        if not self.initiator:
+            for child in self.deleted:
+                self.sa.remove_child(child, "deleted by peer")

@@ -1,0 +1,148 @@
+"""IKE_SA_INIT: proposals, key exchange, nonces; COOKIE and INVALID_KE_PAYLOAD retries.
+
+RFC 7296 §1.2, §2.6 (cookies), §3.4 (INVALID_KE_PAYLOAD). NAT detection rides along in
+the same messages but is its own task (ike_natd).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pike.crypto.errors import KeyExchangeError
+from pike.crypto.ids import TransformType
+from pike.crypto.ke import KeyExchange
+from pike.ikev2.context import NONCE_SIZE
+from pike.ikev2.negotiate import check_reply, select, to_wire
+from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
+from pike.wire.payloads import (
+    KePayload,
+    Message,
+    NoncePayload,
+    NotifyPayload,
+    Proposal,
+    SaPayload,
+)
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
+
+
+class IkeInit(Task):
+    name = "ike_init"
+
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
+        super().__init__(sa, initiator)
+        self.group: int | None = None
+        self.cookie: bytes | None = None
+        self.peer_ke: KePayload | None = None
+
+    @property
+    def exchange(self) -> int:
+        return ExchangeType.IKE_SA_INIT
+
+    def _our_groups(self) -> list[int]:
+        assert self.sa.conn is not None
+        groups: list[int] = []
+        for spec in self.sa.conn.proposals:
+            for alg in spec.of(TransformType.KE):
+                if alg.id not in groups:
+                    groups.append(alg.id)
+        return groups
+
+    # -- initiator -----------------------------------------------------------------------
+    def build(self, msg: Message, now: float) -> None:
+        if not self.initiator:
+            self._build_r(msg)
+            return
+        sa = self.sa
+        assert sa.conn is not None
+        if self.group is None:
+            groups = self._our_groups()
+            if not groups:
+                raise TaskFailed("no_ke_group")
+            self.group = groups[0]
+        if sa.ke is None or sa.ke.group != self.group:
+            sa.ke = KeyExchange(self.group, sa.ctx.random)
+        if not sa.ni:
+            sa.ni = sa.ctx.random(NONCE_SIZE)
+        if self.cookie is not None:
+            msg.payloads.append(NotifyPayload(NotifyType.COOKIE, self.cookie))  # must be first
+        msg.payloads.append(SaPayload(to_wire(sa.conn.proposals, b"", self.group)))
+        msg.payloads.append(KePayload(self.group, sa.ke.public_bytes()))
+        msg.payloads.append(NoncePayload(sa.ni))
+
+    def process(self, msg: Message, now: float) -> None:
+        if not self.initiator:
+            self._process_r(msg)
+            return
+        sa = self.sa
+        assert sa.conn is not None
+        cookie = msg.notify(NotifyType.COOKIE)
+        if cookie is not None:
+            self.cookie = cookie.data
+            raise RestartExchange
+        invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None:
+            wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
+            if wanted not in self._our_groups() or wanted == self.group:
+                raise TaskFailed("invalid_ke_payload", f"peer wants group {wanted}")
+            self.group = wanted
+            raise RestartExchange
+        for n in msg.all(NotifyPayload):
+            if n.notify_type <= ERROR_NOTIFY_MAX:
+                raise TaskFailed("peer_error", f"IKE_SA_INIT answered with notify {n.notify_type}")
+        sa_payload = msg.first(SaPayload)
+        ke = msg.first(KePayload)
+        nonce = msg.first(NoncePayload)
+        if sa_payload is None or ke is None or nonce is None:
+            raise TaskFailed("invalid_syntax", "IKE_SA_INIT response lacks SA, KE or Nonce")
+        chosen = check_reply(sa.conn.proposals, sa_payload.proposals, ProtocolId.IKE)
+        if chosen is None or chosen.prf_id is None:
+            raise TaskFailed("no_proposal_chosen", "responder chose what we did not offer")
+        if ke.group != chosen.group or sa.ke is None or ke.group != sa.ke.group:
+            raise TaskFailed("invalid_ke_payload", f"responder KE group {ke.group}")
+        try:
+            shared = sa.ke.shared_secret(ke.data)
+        except KeyExchangeError as e:
+            raise TaskFailed("invalid_ke_payload", str(e)) from e
+        sa.chosen = chosen
+        sa.nr = nonce.data
+        sa.spi_r = msg.spi_r
+        sa.derive_keys(shared)
+
+    # -- responder -----------------------------------------------------------------------
+    def _process_r(self, msg: Message) -> None:
+        sa = self.sa
+        assert sa.conn is not None
+        sa_payload = msg.first(SaPayload)
+        ke = msg.first(KePayload)
+        nonce = msg.first(NoncePayload)
+        if sa_payload is None or ke is None or nonce is None:
+            raise RespondError(NotifyType.INVALID_SYNTAX)
+        chosen = select(sa.conn.proposals, sa_payload.proposals, ProtocolId.IKE, ke.group)
+        if chosen is None or chosen.prf_id is None:
+            raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
+        if ke.group != chosen.group:
+            raise RespondError(
+                NotifyType.INVALID_KE_PAYLOAD,
+                chosen.group.to_bytes(2, "big"),
+                detail=f"KE group {ke.group}, we want {chosen.group}",
+            )
+        sa.ke = KeyExchange(chosen.group, sa.ctx.random)
+        try:
+            shared = sa.ke.shared_secret(ke.data)
+        except KeyExchangeError as e:
+            raise RespondError(NotifyType.INVALID_SYNTAX, detail=str(e)) from e
+        sa.chosen = chosen
+        sa.ni = nonce.data
+        sa.nr = sa.ctx.random(NONCE_SIZE)
+        sa.derive_keys(shared)
+
+    def _build_r(self, msg: Message) -> None:
+        sa = self.sa
+        assert sa.chosen is not None and sa.ke is not None
+        reply = Proposal(sa.chosen.number, ProtocolId.IKE, b"", sa.chosen.transforms())
+        msg.payloads.append(SaPayload((reply,)))
+        msg.payloads.append(KePayload(sa.chosen.group, sa.ke.public_bytes()))
+        msg.payloads.append(NoncePayload(sa.nr))

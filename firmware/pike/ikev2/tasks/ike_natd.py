@@ -1,0 +1,68 @@
+"""NAT detection in IKE_SA_INIT (RFC 7296 §2.23).
+
+Each side sends SHA-1(SPIi | SPIr | IP | port) of its source and of the destination it
+sent to; a mismatch on receipt reveals a NAT. ``encap = true`` fakes the source hash so
+the peer believes in a NAT and both ends use UDP encapsulation (as strongSwan does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+from pike.ikev2.actions import Address
+from pike.ikev2.tasks.base import Task
+from pike.wire.constants import ExchangeType, NotifyType
+from pike.wire.payloads import Message, NotifyPayload
+
+
+def natd_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
+    ip = ipaddress.ip_address(addr[0]).packed
+    return hashlib.sha1(spi_i + spi_r + ip + addr[1].to_bytes(2, "big")).digest()
+
+
+class IkeNatd(Task):
+    name = "ike_natd"
+
+    @property
+    def exchange(self) -> int:
+        return ExchangeType.IKE_SA_INIT
+
+    def build(self, msg: Message, now: float) -> None:
+        sa = self.sa
+        if sa.conn is not None and sa.conn.encap:
+            src = sa.ctx.random(20)
+        else:
+            src = natd_hash(msg.spi_i, msg.spi_r, sa.local)
+        msg.payloads.append(NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, src))
+        msg.payloads.append(
+            NotifyPayload(
+                NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(msg.spi_i, msg.spi_r, sa.remote)
+            )
+        )
+
+    def process(self, msg: Message, now: float) -> None:
+        sa = self.sa
+        if self.initiator and (
+            msg.notify(NotifyType.COOKIE) or msg.notify(NotifyType.INVALID_KE_PAYLOAD)
+        ):
+            return
+        dst = [
+            n.data
+            for n in msg.all(NotifyPayload)
+            if n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP
+        ]
+        src = [
+            n.data
+            for n in msg.all(NotifyPayload)
+            if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
+        ]
+        if not dst or not src:
+            return  # the peer does not do NAT detection: assume no NAT
+        sa.nat_local = natd_hash(msg.spi_i, msg.spi_r, sa.local) not in dst
+        sa.nat_remote = natd_hash(msg.spi_i, msg.spi_r, sa.remote) not in src
+
+    def completed(self, now: float) -> None:
+        # The initiator moves to port 4500 for IKE_AUTH when a NAT (or forced encap) is seen.
+        if self.initiator and self.sa.natt:
+            self.sa.float_ports()
