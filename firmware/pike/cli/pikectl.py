@@ -1,0 +1,118 @@
+"""``pikectl``: talk to piked over its control socket.
+
+    pikectl [--socket PATH] status [--json]
+    pikectl [--socket PATH] list-sas [--json] [CONN]
+    pikectl [--socket PATH] initiate CONN[.CHILD]...
+    pikectl [--socket PATH] terminate CONN
+    pikectl check-config FILE
+
+Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid),
+2 usage error or the daemon cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pike.cli.sa_text import format_list_sas, format_status
+from pike.daemon.control import request
+from pike.policy.loader import ConfigError, load_config
+
+DEFAULT_SOCKET = "/run/pike/pike.sock"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 too; keep its wording
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pikectl", description="control the pike IKE daemon")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"default {DEFAULT_SOCKET}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    st = sub.add_parser("status", help="daemon status")
+    st.add_argument("--json", action="store_true")
+    ls = sub.add_parser("list-sas", help="IKE and CHILD SAs")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("conn", nargs="?", help="only this connection")
+    ini = sub.add_parser("initiate", help="bring connections (or one child) up")
+    ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
+    term = sub.add_parser("terminate", help="delete a connection's IKE SAs")
+    term.add_argument("conn")
+    chk = sub.add_parser("check-config", help="validate a config file (no daemon needed)")
+    chk.add_argument("file")
+    return p
+
+
+def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
+    try:
+        resp = request(sock, cmd, args)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"pikectl: cannot reach piked at {sock}: {reason}", file=sys.stderr)
+        return EXIT_USAGE, None
+    except ValueError as exc:
+        print(f"pikectl: bad answer from piked at {sock}: {exc}", file=sys.stderr)
+        return EXIT_USAGE, None
+    if not resp.get("ok"):
+        print(f"pikectl: {cmd}: {resp.get('error', 'failed')}", file=sys.stderr)
+        return EXIT_ERROR, None
+    return EXIT_OK, resp.get("result")
+
+
+def _check_config(path: str) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_ERROR
+    names = ", ".join(cfg.connections) or "none"
+    print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.cmd == "check-config":
+        return _check_config(args.file)
+    if args.cmd == "status":
+        code, result = _call(args.socket, "status", {})
+        if code == EXIT_OK:
+            print(json.dumps(result, indent=2) if args.json else format_status(result))
+        return code
+    if args.cmd == "list-sas":
+        code, result = _call(args.socket, "list-sas", {"conn": args.conn} if args.conn else {})
+        if code == EXIT_OK:
+            if args.json:
+                print(json.dumps(result, indent=2))
+            elif result:
+                print(format_list_sas(result))
+        return code
+    if args.cmd == "initiate":
+        worst = EXIT_OK
+        for target in args.targets:
+            conn, _, child = target.partition(".")
+            req: dict[str, Any] = {"conn": conn}
+            if child:
+                req["child"] = child
+            code, _result = _call(args.socket, "initiate", req)
+            if code == EXIT_USAGE:
+                return code
+            if code == EXIT_OK:
+                print(f"initiating {target}")
+            worst = max(worst, code)
+        return worst
+    code, _result = _call(args.socket, "terminate", {"conn": args.conn})
+    if code == EXIT_OK:
+        print(f"terminating {args.conn}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""``piked --config PATH [--log-level LEVEL]``: the IKE daemon, in the foreground.
+
+A bad config prints its ``FILE:LINE: KEY: ...`` line to stderr and exits 2 before
+anything (socket, kernel state) is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from pike.cli.logsetup import LEVELS, setup_logging
+from pike.daemon.runtime import Daemon, Engine, SpiAlloc
+from pike.kernel.interface import KernelError, KernelIpsec
+from pike.policy.config import Config
+from pike.policy.ipsec import KernelCaps
+from pike.policy.loader import ConfigError, load_config
+
+DEFAULT_CONFIG = "/etc/pike/pike.toml"
+log = logging.getLogger("pike.piked")
+
+
+def _engine(config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None) -> Engine:
+    from pike.ikev2.engine import Ikev2Engine
+
+    return Ikev2Engine(config, random=os.urandom, kernel_caps=caps, spi_alloc=spi_alloc)
+
+
+def _kernel() -> KernelIpsec:
+    try:
+        from pike.kernel.xfrm import XfrmKernel
+
+        return XfrmKernel()
+    except KernelError as exc:
+        from pike.daemon.nokernel import NoKernel
+
+        log.error("cannot use XFRM (%s): CHILD_SAs cannot be installed", exc)
+        return NoKernel(str(exc))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="piked", description="pike IKE daemon (foreground)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    p.add_argument("--log-level", choices=LEVELS, help="overrides [daemon] log_level")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or config.daemon.log_level)
+    daemon = Daemon(config, _kernel(), _engine)
+    try:
+        return asyncio.run(daemon.run())
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

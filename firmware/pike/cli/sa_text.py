@@ -1,0 +1,111 @@
+"""``pikectl list-sas`` and ``status`` as text, shaped like ``swanctl --list-sas``.
+
+Works on the JSON the daemon returns (``pike.daemon.sa_view``), so what the text shows
+and what ``--json`` gives can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+# strongSwan keyword -> the IANA-style name swanctl prints.
+_NAMES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^aes(\d+)gcm(?:16|128)?$"), "AES_GCM_16-{0}"),
+    (re.compile(r"^aes(\d+)ccm(?:16|128)?$"), "AES_CCM_16-{0}"),
+    (re.compile(r"^aes(\d+)$"), "AES_CBC-{0}"),
+    (re.compile(r"^chacha20poly1305$"), "CHACHA20_POLY1305"),
+    (re.compile(r"^prfsha(?:2_)?(\d+)$"), "PRF_HMAC_SHA2_{0}"),
+    (re.compile(r"^sha(?:2_)?256$"), "HMAC_SHA2_256_128"),
+    (re.compile(r"^sha(?:2_)?384$"), "HMAC_SHA2_384_192"),
+    (re.compile(r"^sha(?:2_)?512$"), "HMAC_SHA2_512_256"),
+    (re.compile(r"^modp(\d+)$"), "MODP_{0}"),
+    (re.compile(r"^ecp(\d+)$"), "ECP_{0}"),
+    (re.compile(r"^(?:x|curve)(25519|448)$"), "CURVE_{0}"),
+    (re.compile(r"^esn$"), "ESN"),
+]
+
+
+def algorithm_names(proposal: str) -> str:
+    """``aes128gcm16-prfsha256-x25519`` -> ``AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519``."""
+    out = []
+    for word in filter(None, proposal.split("-")):
+        if word == "noesn":
+            continue
+        for pattern, fmt in _NAMES:
+            m = pattern.match(word)
+            if m:
+                out.append(fmt.format(*m.groups()))
+                break
+        else:
+            out.append(word.upper())
+    return "/".join(out)
+
+
+def _ago(seconds: int | None) -> str:
+    if seconds is None:
+        return "not yet"
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def _child_lines(c: JsonDict) -> list[str]:
+    reqid = f"reqid {c['reqid']}, " if c.get("reqid") is not None else ""
+    algs = algorithm_names(c.get("algorithms", ""))
+    lines = [
+        f"  {c['name']}: #{c['unique_id']}, {reqid}{c['state']}, {c['mode']}, "
+        f"{c['protocol']}{':' + algs if algs else ''}",
+        f"    installed {_ago(c.get('installed'))}",
+        f"    in  {c['spi_in']}, {c['bytes_in']:>6} bytes, {c['packets_in']:>6} packets",
+        f"    out {c['spi_out']}, {c['bytes_out']:>6} bytes, {c['packets_out']:>6} packets",
+    ]
+    lines += [f"    local  {ts}" for ts in c.get("local_ts", [])]
+    lines += [f"    remote {ts}" for ts in c.get("remote_ts", [])]
+    return lines
+
+
+def format_ike_sa(sa: JsonDict) -> str:
+    # swanctl marks our own SPI with "*".
+    mine_i = "*" if sa["initiator"] else ""
+    mine_r = "" if sa["initiator"] else "*"
+    lines = [
+        f"{sa['name']}: #{sa['unique_id']}, {sa['state']}, IKEv{sa['version']}, "
+        f"{sa['spi_i']}_i{mine_i} {sa['spi_r']}_r{mine_r}",
+        f"  local  '{sa['local_id']}' @ {sa['local_addr']}[{sa['local_port']}]"
+        + (" [NAT]" if sa.get("nat_local") else ""),
+        f"  remote '{sa['remote_id']}' @ {sa['remote_addr']}[{sa['remote_port']}]"
+        + (" [NAT]" if sa.get("nat_remote") else ""),
+    ]
+    if sa.get("algorithms"):
+        lines.append(f"  {algorithm_names(sa['algorithms'])}")
+    if sa.get("established") is not None:
+        lines.append(f"  established {_ago(sa['established'])}")
+    for c in sa.get("children", []):
+        lines += _child_lines(c)
+    return "\n".join(lines)
+
+
+def format_list_sas(sas: list[JsonDict]) -> str:
+    return "\n".join(format_ike_sa(sa) for sa in sas)
+
+
+def format_status(st: JsonDict) -> str:
+    kernel = st.get("kernel", {})
+    if kernel.get("esp"):
+        esp = "ESP available"
+    else:
+        esp = "ESP missing (" + ", ".join(kernel.get("missing", [])) + ")"
+    return "\n".join(
+        [
+            f"piked {st['version']}, pid {st['pid']}, up {st['uptime']}s",
+            f"config: {st['config']}",
+            f"kernel: {esp}",
+            f"IKE_SAs: {st['ike_sas']}, CHILD_SAs: {st['child_sas']}",
+            "connections: " + (", ".join(st["connections"]) or "none"),
+        ]
+    )

@@ -1,0 +1,148 @@
+"""The control socket: JSON lines over a Unix stream socket.
+
+Request ``{"cmd": "status", "args": {...}}`` -> one response line ``{"ok": true, "result":
+...}`` or ``{"ok": false, "error": "..."}``; a connection may carry several requests. The
+socket's directory is created 0750 and the socket is 0660: whoever can talk to it can
+tear tunnels down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("pike.daemon.control")
+
+MAX_REQUEST = 1 << 20  # one request line; far above any real one
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class ControlError(Exception):
+    """A request the daemon refuses; the message goes to the client as is."""
+
+
+def _check_stale(path: str) -> None:
+    """Remove a socket left by a dead daemon; refuse to steal a live one's."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(f"{path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)
+            return
+    raise OSError(f"another daemon is listening on {path}")
+
+
+class ControlServer:
+    def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
+        self.path = path
+        self._handlers = handlers
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o750, exist_ok=True)
+            os.chmod(parent, 0o750)  # makedirs' mode is filtered by the umask
+        _check_stale(self.path)
+        old = os.umask(0o117)  # no window where the socket is wider than 0660
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=self.path, limit=MAX_REQUEST
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # longer than MAX_REQUEST
+                    writer.write(_encode({"ok": False, "error": "request too long"}))
+                    break
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                writer.write(_encode(self.dispatch(line)))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def dispatch(self, line: bytes) -> dict[str, Any]:
+        """One request line -> the response object."""
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return {"ok": False, "error": "request is not JSON"}
+        if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+            return {"ok": False, "error": 'request must be {"cmd": "...", "args": {...}}'}
+        args = req.get("args", {})
+        if not isinstance(args, dict):
+            return {"ok": False, "error": "args must be an object"}
+        handler = self._handlers.get(req["cmd"])
+        if handler is None:
+            known = ", ".join(sorted(self._handlers))
+            return {"ok": False, "error": f"unknown command {req['cmd']!r} (known: {known})"}
+        try:
+            return {"ok": True, "result": handler(args)}
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            # A bug must not take the daemon down with it; the log has the traceback.
+            log.exception("control command %s failed", req["cmd"])
+            return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def request(
+    path: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Send one request and return the response object (client side, blocking).
+
+    Raises OSError when the socket cannot be reached, ValueError on a garbled answer.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(_encode({"cmd": cmd, "args": args or {}}))
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    resp = json.loads(buf)
+    if not isinstance(resp, dict) or "ok" not in resp:
+        raise ValueError("malformed answer from the daemon")
+    return resp

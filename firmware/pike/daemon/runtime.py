@@ -1,0 +1,386 @@
+"""The asyncio runtime: sockets in -> engine, engine actions out, one re-armed timer.
+
+Thin on purpose (DESIGN.md): the engine decides everything; this module only moves
+datagrams, installs what the engine asks into the kernel, serves the control socket and
+handles signals and systemd. Every log line names the connection and SPIs it is about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pike.daemon.control import ControlError, ControlServer
+from pike.daemon.notify import SystemdNotifier
+from pike.daemon.sa_view import list_sas_json
+from pike.daemon.sockets import IkeSockets
+from pike.ikev2.actions import (
+    Action,
+    Address,
+    ChildSaEstablished,
+    ChildSaFailed,
+    DeleteChildSa,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaInfo,
+    InstallChildSa,
+    MessageDropped,
+    SendDatagram,
+)
+from pike.kernel.interface import KernelError, KernelIpsec
+from pike.policy.config import Config
+from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
+from pike.policy.ts import IPAddress
+
+log = logging.getLogger("pike.daemon")
+
+SHUTDOWN_GRACE = 1.0  # seconds to wait for the peers' DELETE acks
+SpiAlloc = Callable[[IPAddress, IPAddress], int]
+
+
+class Engine(Protocol):
+    """What the runtime needs of a protocol engine (``Ikev2Engine``)."""
+
+    def start(self, now: float) -> None: ...
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def get_timer(self) -> float | None: ...
+    def initiate(self, conn: str, now: float, child: str | None = None) -> None: ...
+    def terminate(self, conn: str, now: float) -> None: ...
+    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None: ...
+    def next_action(self) -> Action | None: ...
+    def list_sas(self) -> list[IkeSaInfo]: ...
+
+
+EngineFactory = Callable[[Config, KernelCaps, SpiAlloc | None], Engine]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pike")
+    except Exception:  # not installed as a distribution (running from a tree)
+        return "0.1.0"
+
+
+def _spis(spi_i: bytes, spi_r: bytes) -> str:
+    return f"SPIs {spi_i.hex()}_i {spi_r.hex()}_r"
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        kernel: KernelIpsec,
+        engine_factory: EngineFactory,
+        *,
+        notifier: SystemdNotifier | None = None,
+        ipv6: bool = True,
+    ) -> None:
+        self.config = config
+        self.kernel = kernel
+        self._engine_factory = engine_factory
+        self.notifier = notifier or SystemdNotifier()
+        self._ipv6 = ipv6
+        self.caps = KernelCaps(esp=False, missing=("not probed",))
+        self.stats: Counter[str] = Counter()
+        self._engine: Engine | None = None
+        self._sockets: IkeSockets | None = None
+        self._control: ControlServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stop = asyncio.Event()
+        self._started = 0.0
+        self._started_wall = 0.0
+        self._ike_spis: dict[int, tuple[bytes, bytes]] = {}  # unique id -> SPIs, for logs
+        self._child_spis: dict[int, tuple[int, int]] = {}
+        self.ready = asyncio.Event()  # set once sockets and control socket are up
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "daemon not started"
+        return self._engine
+
+    def _probe(self) -> KernelCaps:
+        try:
+            caps = self.kernel.probe()
+        except KernelError as exc:
+            caps = KernelCaps(esp=False, missing=(f"XFRM: {exc}",))
+        if not caps.esp:
+            log.error(
+                "kernel cannot take ESP SAs (missing: %s): "
+                "IKE will negotiate but CHILD_SAs cannot be installed",
+                ", ".join(caps.missing) or "ESP",
+            )
+        return caps
+
+    def _spi_alloc(self) -> SpiAlloc | None:
+        if not self.caps.esp:
+            return None  # the engine draws random SPIs; nothing will be installed
+
+        def alloc(src: IPAddress, dst: IPAddress) -> int:
+            try:
+                return self.kernel.get_spi(src, dst, 0)
+            except KernelError as exc:
+                log.error("SPI allocation %s -> %s failed: %s", src, dst, exc)
+                raise
+
+        return alloc
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or ``request_stop``); the process exit status."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._started, self._started_wall = loop.time(), time.time()
+        self.caps = self._probe()
+        self._engine = self._engine_factory(self.config, self.caps, self._spi_alloc())
+        d = self.config.daemon
+        self._sockets = IkeSockets(
+            loop, self._on_datagram, ike_port=d.ike_port, natt_port=d.natt_port, ipv6=self._ipv6
+        )
+        self._control = ControlServer(d.control_socket, self._handlers())
+        try:
+            self._sockets.open()
+            await self._control.start()
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            self._sockets.close()
+            await self._control.close()
+            return 1
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        log.info(
+            "piked %s started: IKE on UDP %d/%d, control socket %s, %d connection(s)",
+            _version(),
+            d.ike_port,
+            d.natt_port,
+            d.control_socket,
+            len(self.config.connections),
+        )
+        self.notifier.ready()
+        self.ready.set()
+        watchdog = loop.create_task(self._watchdog())
+        self.engine.start(loop.time())
+        self._pump()
+        await self._stop.wait()
+        watchdog.cancel()
+        await self._shutdown()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        return 0
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: deleting IKE SAs")
+        self._stop.set()
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.notifier.stopping()
+        now = loop.time()
+        for name in sorted({sa.name for sa in self.engine.list_sas()}):
+            with contextlib.suppress(KeyError):
+                self.engine.terminate(name, now)
+        self._pump()
+        deadline = now + SHUTDOWN_GRACE
+        while self.engine.list_sas() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._control is not None:
+            await self._control.close()
+        if self._sockets is not None:
+            self._sockets.close()
+        try:
+            self.kernel.flush_installed()
+        except KernelError as exc:
+            log.error("removing installed SAs/policies: %s", exc)
+        self.kernel.close()
+        log.info("stopped")
+
+    # -- engine I/O ------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _on_datagram(self, data: bytes, src: Address, dst: Address) -> None:
+        self.stats["datagrams_in"] += 1
+        self.engine.receive_datagram(data, src, dst, self._now())
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.engine.handle_timer(self._now())
+        self._pump()
+
+    def _pump(self) -> None:
+        """Drain the engine's actions, then re-arm the single timer."""
+        while (action := self.engine.next_action()) is not None:
+            try:
+                self._do(action)
+            except Exception:
+                log.exception("handling %s failed", type(action).__name__)
+        deadline = self.engine.get_timer()
+        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self._timer is None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _do(self, a: Action) -> None:
+        if isinstance(a, SendDatagram):
+            if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
+                self.stats["datagrams_out"] += 1
+        elif isinstance(a, InstallChildSa):
+            self._install(a)
+        elif isinstance(a, DeleteChildSa):
+            self._delete(a)
+        elif isinstance(a, IkeSaEstablished):
+            self._ike_spis[a.unique_id] = (a.spi_i, a.spi_r)
+            log.info("%s: IKE_SA #%d established, %s", a.conn, a.unique_id, _spis(a.spi_i, a.spi_r))
+        elif isinstance(a, IkeSaDeleted):
+            spis = self._ike_spis.pop(a.unique_id, None)
+            where = f", {_spis(*spis)}" if spis else ""
+            log.info("%s: IKE_SA #%d deleted (%s)%s", a.conn, a.unique_id, a.reason, where)
+        elif isinstance(a, ChildSaEstablished):
+            cs = self._child_spis.get(a.unique_id)
+            where = f", SPIs {cs[0]:08x}_i {cs[1]:08x}_o" if cs else ""
+            log.info("%s.%s: CHILD_SA #%d established%s", a.conn, a.child, a.unique_id, where)
+        elif isinstance(a, ChildSaFailed):
+            log.warning("%s.%s: CHILD_SA failed: %s", a.conn, a.child, a.reason)
+        elif isinstance(a, MessageDropped):
+            self.stats["dropped"] += 1
+            log.debug("dropped datagram from %s[%d]: %s", a.src[0], a.src[1], a.reason)
+
+    def _install(self, a: InstallChildSa) -> None:
+        what = (
+            f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
+            f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
+        )
+        undo: list[Callable[[], None]] = []
+        k = self.kernel
+        try:
+            k.add_sa(a.inbound)
+            undo.append(lambda: k.del_sa(a.inbound.dst, a.inbound.spi))
+            k.add_sa(a.outbound)
+            undo.append(lambda: k.del_sa(a.outbound.dst, a.outbound.spi))
+            for p in a.policies:
+                k.add_policy(p)
+                undo.append(lambda p=p: k.del_policy(p))  # type: ignore[misc]
+        except KernelError as exc:
+            log.error("%s: kernel refused: %s", what, exc)
+            for fn in reversed(undo):
+                with contextlib.suppress(KernelError):
+                    fn()
+            self.engine.child_install_failed(a.unique_id, str(exc), self._now())
+            return
+        self._child_spis[a.unique_id] = (a.inbound.spi, a.outbound.spi)
+        log.info("%s: installed in the kernel (%s)", what, a.inbound.mode)
+
+    def _delete(self, a: DeleteChildSa) -> None:
+        self._child_spis.pop(a.unique_id, None)
+        what = (
+            f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
+            f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
+        )
+        steps: list[Callable[[], None]] = [
+            lambda: self.kernel.del_sa(a.inbound.dst, a.inbound.spi),
+            lambda: self.kernel.del_sa(a.outbound.dst, a.outbound.spi),
+        ]
+        if not a.keep_policies:
+            steps += [lambda p=p: self.kernel.del_policy(p) for p in a.policies]  # type: ignore[misc]
+        for step in steps:
+            try:
+                step()
+            except KernelError as exc:
+                log.warning("%s: kernel delete: %s", what, exc)
+        log.info("%s: removed from the kernel", what)
+
+    # -- control socket --------------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            "status": self.cmd_status,
+            "list-sas": self.cmd_list_sas,
+            "initiate": self.cmd_initiate,
+            "terminate": self.cmd_terminate,
+        }
+
+    def _counters(self, spec: SaSpec) -> SaCounters | None:
+        if not self.caps.esp:
+            return None
+        try:
+            return self.kernel.query_sa(spec.dst, spec.spi)
+        except KernelError:
+            return None
+
+    def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        sas = self.engine.list_sas()
+        return {
+            "version": _version(),
+            "pid": os.getpid(),
+            "uptime": int(self._now() - self._started),
+            "started_at": round(self._started_wall, 3),
+            "config": self.config.path,
+            "kernel": {"esp": self.caps.esp, "missing": list(self.caps.missing)},
+            "ike_sas": len(sas),
+            "child_sas": sum(len(sa.children) for sa in sas),
+            "connections": sorted(self.config.connections),
+            "ike_ports": [self.config.daemon.ike_port, self.config.daemon.natt_port],
+        }
+
+    def cmd_list_sas(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        conn = args.get("conn")
+        sas = [sa for sa in self.engine.list_sas() if conn is None or sa.name == conn]
+        return list_sas_json(sas, self._counters, self._now(), time.time())
+
+    def _conn_arg(self, args: dict[str, Any]) -> str:
+        conn = args.get("conn")
+        if not isinstance(conn, str) or not conn:
+            raise ControlError('missing "conn"')
+        if conn not in self.config.connections:
+            raise ControlError(f"no connection named {conn!r}")
+        return conn
+
+    def cmd_initiate(self, args: dict[str, Any]) -> dict[str, Any]:
+        conn = self._conn_arg(args)
+        child = args.get("child")
+        if child is not None and (
+            not isinstance(child, str) or self.config.connections[conn].child(child) is None
+        ):
+            raise ControlError(f"connection {conn!r} has no child {child!r}")
+        try:
+            self.engine.initiate(conn, self._now(), child)
+        except KeyError:
+            raise ControlError(f"no connection named {conn!r}") from None
+        self._pump()
+        log.info("%s: initiate requested%s", conn, f" (child {child})" if child else "")
+        return {"conn": conn, "child": child}
+
+    def cmd_terminate(self, args: dict[str, Any]) -> dict[str, Any]:
+        conn = self._conn_arg(args)
+        try:
+            self.engine.terminate(conn, self._now())
+        except KeyError:
+            raise ControlError(f"no connection named {conn!r}") from None
+        self._pump()
+        log.info("%s: terminate requested", conn)
+        return {"conn": conn}

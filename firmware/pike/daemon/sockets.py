@@ -1,0 +1,223 @@
+"""The IKE UDP sockets: port 500 and the NAT-T port 4500 (RFC 3948), IPv4 and IPv6.
+
+Each datagram's local destination address comes from IP_PKTINFO / IPV6_PKTINFO, and each
+reply leaves from the source address the engine chose, so a gateway with several addresses
+answers from the one the peer talked to. The NAT-T socket is switched to
+UDP_ENCAP_ESPINUDP so the kernel takes ESP-in-UDP itself; IKE on it carries the 4-byte
+non-ESP marker, which is stripped here on receive and prepended on send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pike.ikev2.actions import Address
+from pike.wire.constants import NATT_KEEPALIVE, NON_ESP_MARKER
+
+log = logging.getLogger("pike.daemon.sockets")
+
+# linux/udp.h: not exported by Python's socket module.
+UDP_ENCAP = 100
+UDP_ENCAP_ESPINUDP = 2
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+_IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_MAX_DATAGRAM = 65535
+_CMSG_SPACE = socket.CMSG_SPACE(64)
+
+OnDatagram = Callable[[bytes, Address, Address], None]
+
+
+@dataclass(slots=True)
+class _Sock:
+    sock: socket.socket
+    family: int
+    port: int
+    natt: bool
+
+
+def _in_pktinfo(src: str) -> bytes:
+    """struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }"""
+    return struct.pack("=i4s4s", 0, ipaddress.IPv4Address(src).packed, bytes(4))
+
+
+def _in6_pktinfo(src: str) -> bytes:
+    """struct in6_pktinfo { in6_addr addr; int ifindex; }"""
+    return struct.pack("=16si", ipaddress.IPv6Address(src).packed, 0)
+
+
+def _local_addr(family: int, ancdata: list[tuple[int, int, bytes]]) -> str | None:
+    for level, ctype, data in ancdata:
+        if family == socket.AF_INET and level == socket.IPPROTO_IP and ctype == _IP_PKTINFO:
+            return str(ipaddress.IPv4Address(data[8:12]))
+        if family == socket.AF_INET6 and level == socket.IPPROTO_IPV6 and ctype == _IPV6_PKTINFO:
+            return str(ipaddress.IPv6Address(data[:16]))
+    return None
+
+
+class IkeSockets:
+    """UDP sockets on ``ike_port`` and ``natt_port`` (wildcard addresses), read from the
+    event loop; every datagram goes to ``on_datagram(data, src, dst)`` without marker."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_datagram: OnDatagram,
+        *,
+        ike_port: int = 500,
+        natt_port: int = 4500,
+        ipv6: bool = True,
+    ) -> None:
+        self._loop = loop
+        self._on_datagram = on_datagram
+        self.ike_port = ike_port
+        self.natt_port = natt_port
+        self._ipv6 = ipv6
+        self._socks: list[_Sock] = []
+        self.encap_ok = True  # False when the kernel refused UDP_ENCAP (logged once)
+
+    def open(self) -> None:
+        """Bind all sockets; raises OSError when the IPv4 ones cannot be bound."""
+        try:
+            for port, natt in ((self.ike_port, False), (self.natt_port, True)):
+                self._open(socket.AF_INET, "0.0.0.0", port, natt)
+            if self._ipv6 and socket.has_ipv6:
+                try:
+                    for port, natt in ((self.ike_port, False), (self.natt_port, True)):
+                        self._open(socket.AF_INET6, "::", port, natt)
+                except OSError as exc:
+                    # No IPv6 in this namespace/kernel: IPv4 alone is a working gateway.
+                    log.info("IPv6 IKE sockets not available (%s); IPv4 only", exc.strerror)
+                    self._close_family(socket.AF_INET6)
+        except OSError:
+            self.close()
+            raise
+
+    def _open(self, family: int, addr: str, port: int, natt: bool) -> None:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+            sock.bind((addr, port))
+            if natt:
+                self._set_encap(sock, family)
+        except OSError:
+            sock.close()
+            raise
+        entry = _Sock(sock, family, port, natt)
+        self._socks.append(entry)
+        self._loop.add_reader(sock.fileno(), self._readable, entry)
+        fam = "IPv6" if family == socket.AF_INET6 else "IPv4"
+        log.debug("listening on %s UDP port %d%s", fam, port, " (NAT-T)" if natt else "")
+
+    def _set_encap(self, sock: socket.socket, family: int) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+        except OSError as exc:
+            # IKE still works on the port; only the kernel's ESP-in-UDP does not.
+            if self.encap_ok:
+                log.error(
+                    "kernel refused UDP_ENCAP_ESPINUDP on port %d (%s): "
+                    "ESP-in-UDP (NAT traversal) cannot work",
+                    self.natt_port,
+                    exc.strerror,
+                )
+            self.encap_ok = False
+
+    def _readable(self, entry: _Sock) -> None:
+        # Drain what is queued now, bounded so one busy socket cannot starve the loop.
+        for _ in range(64):
+            try:
+                data, anc, _flags, peer = entry.sock.recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # ICMP errors surface here as ECONNREFUSED etc.; they are not ours to act on.
+                log.debug("recvmsg on port %d: %s", entry.port, exc.strerror)
+                return
+            self._deliver(entry, data, anc, peer)
+
+    def _deliver(
+        self, entry: _Sock, data: bytes, anc: list[tuple[int, int, bytes]], peer: tuple[str, int]
+    ) -> None:
+        if entry.natt:
+            if data == NATT_KEEPALIVE:
+                return
+            if not data.startswith(NON_ESP_MARKER):
+                # ESP the kernel did not take (no ESP support): nothing IKE can use.
+                return
+            data = data[len(NON_ESP_MARKER) :]
+        local = _local_addr(entry.family, anc)
+        if local is None:
+            return
+        src: Address = (str(ipaddress.ip_address(peer[0].split("%", 1)[0])), peer[1])
+        try:
+            self._on_datagram(data, src, (local, entry.port))
+        except Exception:
+            # The engine must never raise on input; if it does, keep serving others.
+            log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
+
+    def _pick(self, src: Address, dst: Address) -> _Sock | None:
+        family = socket.AF_INET6 if ":" in dst[0] else socket.AF_INET
+        if src[1] == self.natt_port:
+            natt = True
+        elif src[1] == self.ike_port:
+            natt = False
+        else:
+            natt = dst[1] in (self.natt_port, 4500)
+        for entry in self._socks:
+            if entry.family == family and entry.natt == natt:
+                return entry
+        return None
+
+    def send(self, data: bytes, src: Address, dst: Address) -> bool:
+        """Send ``data`` from ``src`` to ``dst``; False (logged) if it could not go out."""
+        entry = self._pick(src, dst)
+        if entry is None:
+            log.warning("no socket for %s[%d] -> %s[%d]", src[0], src[1], dst[0], dst[1])
+            return False
+        if entry.natt:
+            data = NON_ESP_MARKER + data
+        if entry.family == socket.AF_INET6:
+            anc = [(socket.IPPROTO_IPV6, _IPV6_PKTINFO, _in6_pktinfo(src[0]))]
+        else:
+            anc = [(socket.IPPROTO_IP, _IP_PKTINFO, _in_pktinfo(src[0]))]
+        try:
+            entry.sock.sendmsg([data], anc, 0, dst)
+        except OSError as exc:
+            # A full send buffer or unreachable peer: the engine retransmits.
+            log.warning("send %s[%d] -> %s[%d]: %s", src[0], src[1], dst[0], dst[1], exc)
+            return False
+        return True
+
+    def _close_family(self, family: int) -> None:
+        for entry in [e for e in self._socks if e.family == family]:
+            self._loop.remove_reader(entry.sock.fileno())
+            entry.sock.close()
+            self._socks.remove(entry)
+
+    def close(self) -> None:
+        for entry in self._socks:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(entry.sock.fileno())
+            entry.sock.close()
+        self._socks.clear()
+
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        """(family, port) of each open socket, for status and tests."""
+        out = []
+        for e in self._socks:
+            out.append(("IPv6" if e.family == socket.AF_INET6 else "IPv4", e.port))
+        return out
