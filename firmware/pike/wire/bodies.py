@@ -161,6 +161,7 @@ def encode_notify(p: NotifyPayload) -> bytes:
 #    +---------------+---------------+-------------------------------+
 #    ~               Security Parameter Index(es) (SPI)              ~
 _DELETE = struct.Struct("!BBH")
+_DELETE_SPI_SIZE = {int(ProtocolId.ESP): ESP_AH_SPI_LEN, int(ProtocolId.AH): ESP_AH_SPI_LEN}
 
 
 def decode_delete(r: Reader) -> DeletePayload:
@@ -177,7 +178,8 @@ def decode_delete(r: Reader) -> DeletePayload:
 
 
 def encode_delete(p: DeletePayload) -> bytes:
-    size = len(p.spis[0]) if p.spis else 0
+    # ESP and AH SPIs are 4 bytes even when the list is empty (RFC 7296 §3.11).
+    size = len(p.spis[0]) if p.spis else _DELETE_SPI_SIZE.get(p.protocol, 0)
     if any(len(spi) != size for spi in p.spis):
         raise EncodeError("Delete SPIs must all have the same size")
     return _DELETE.pack(p.protocol, size, len(p.spis)) + b"".join(p.spis)
