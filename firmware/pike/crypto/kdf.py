@@ -6,6 +6,7 @@ whole (the half-nonce rule of §2.14 applies only to fixed-key PRFs such as AES-
 """
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from pike.crypto.errors import CryptoError
 from pike.crypto.prf import Prf
@@ -13,9 +14,13 @@ from pike.crypto.prf import Prf
 IKE_SPI_SIZE = 8  # RFC 7296 §3.1: IKE SA SPIs are 8 octets
 
 
-def _hidden_repr(obj: object) -> str:
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+def _hidden_repr(obj: "DataclassInstance") -> str:
     # Keys never reach logs: show only their lengths
-    parts = ", ".join(f"{f.name}=<{len(getattr(obj, f.name))} bytes>" for f in fields(obj))  # type: ignore[arg-type]
+    parts = ", ".join(f"{f.name}=<{len(getattr(obj, f.name))} bytes>" for f in fields(obj))
     return f"{type(obj).__name__}({parts})"
 
 

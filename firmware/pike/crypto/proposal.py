@@ -170,5 +170,6 @@ def format_transforms(transforms: Iterable[tuple[int, int, int | None]]) -> str:
             typed: TransformType | int = TransformType(ttype)
         except ValueError:
             typed = ttype
+        # an unknown type number from a peer stays an int; algorithm_name() copes
         algs.append(Algorithm(typed, tid, key_length))  # type: ignore[arg-type]
     return "-".join(algorithm_name(a) for a in _canonical_order(algs))
