@@ -89,7 +89,7 @@ def test_tampered_ike_auth_is_dropped_silently() -> None:
 
 
 def test_unknown_spi_is_dropped() -> None:
-    a, b, msgs = handshake()
+    *_, msgs = handshake()
     _, fresh = make_pair()
     fresh.engine.receive_datagram(msgs[1], ("192.0.2.1", 500), ("192.0.2.2", 500), 0.0)
     fresh.drain()
