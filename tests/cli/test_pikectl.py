@@ -1,0 +1,204 @@
+"""pikectl text output (from literal SA values), check-config, exit codes; piked on a
+bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+
+from pike.cli import pikectl
+from pike.cli.sa_text import algorithm_names, format_list_sas
+from pike.daemon.sa_view import list_sas_json
+from pike.ikev2.actions import ChildSaInfo, IkeSaInfo
+from pike.policy.ipsec import SaCounters, SaSpec
+
+# The issue's example config (as in tests/policy/test_loader.py).
+EXAMPLE = """\
+[daemon]
+control_socket = "/run/pike/pike.sock"
+
+[connections.hq]
+version = 2
+local_addrs = ["192.0.2.1"]
+remote_addrs = ["192.0.2.2"]
+proposals = ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]
+local = { auth = "psk", id = "branch1.example.net" }
+remote = { auth = "psk", id = "hq.example.net" }
+
+[connections.hq.children.lan]
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.2.0.0/24"]
+esp_proposals = ["aes128gcm16", "aes256-sha256"]
+mode = "tunnel"
+start_action = "start"
+
+[secrets.ike-hq]
+id = ["branch1.example.net", "hq.example.net"]
+secret = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
+"""
+PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
+
+
+def _spec(dst: str, spi: int) -> SaSpec:
+    return SaSpec(
+        src=ip_address("192.0.2.1"),
+        dst=ip_address(dst),
+        spi=spi,
+        reqid=1,
+        mode="tunnel",
+        encr_id=20,
+        encr_key=b"k" * 20,
+        encr_key_length=128,
+        integ_id=0,
+        integ_key=b"",
+    )
+
+
+SA = IkeSaInfo(
+    name="hq",
+    unique_id=1,
+    state="ESTABLISHED",
+    version=2,
+    initiator=True,
+    local=("192.0.2.1", 500),
+    remote=("192.0.2.2", 500),
+    local_id="branch1.example.net",
+    remote_id="hq.example.net",
+    spi_i=bytes.fromhex("8a3b1c2d3e4f5061"),
+    spi_r=bytes.fromhex("4c1d2e3f40516273"),
+    algorithms="aes128gcm16-prfsha256-x25519",
+    established_at=88.0,
+    nat_local=False,
+    nat_remote=False,
+    children=(
+        ChildSaInfo(
+            name="lan",
+            unique_id=1,
+            state="INSTALLED",
+            mode="TUNNEL",
+            protocol="ESP",
+            spi_in=0xC1234567,
+            spi_out=0xC7654321,
+            local_ts=("10.1.0.0/24",),
+            remote_ts=("10.2.0.0/24",),
+            algorithms="aes128gcm16",
+            inbound=_spec("192.0.2.1", 0xC1234567),
+            outbound=_spec("192.0.2.2", 0xC7654321),
+            installed_at=88.0,
+        ),
+    ),
+)
+
+
+def _counters(spec: SaSpec) -> SaCounters | None:
+    return SaCounters(8400, 100) if spec.spi == 0xC1234567 else SaCounters(4200, 50)
+
+
+def test_list_sas_text_like_swanctl() -> None:
+    sas = list_sas_json([SA], _counters, now=100.0, wall_now=1_700_000_000.0)
+    assert format_list_sas(sas) == "\n".join(
+        [
+            "hq: #1, ESTABLISHED, IKEv2, 8a3b1c2d3e4f5061_i* 4c1d2e3f40516273_r",
+            "  local  'branch1.example.net' @ 192.0.2.1[500]",
+            "  remote 'hq.example.net' @ 192.0.2.2[500]",
+            "  AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519",
+            "  established 12s ago",
+            "  lan: #1, reqid 1, INSTALLED, TUNNEL, ESP:AES_GCM_16-128",
+            "    installed 12s ago",
+            "    in  c1234567,   8400 bytes,    100 packets",
+            "    out c7654321,   4200 bytes,     50 packets",
+            "    local  10.1.0.0/24",
+            "    remote 10.2.0.0/24",
+        ]
+    )
+
+
+def test_list_sas_json_fields() -> None:
+    (sa,) = list_sas_json([SA], lambda spec: None, now=100.0, wall_now=1_700_000_000.0)
+    assert sa["spi_i"] == "8a3b1c2d3e4f5061" and sa["spi_r"] == "4c1d2e3f40516273"
+    assert sa["established"] == 12 and sa["established_at"] == 1_699_999_988.0
+    (c,) = sa["children"]
+    assert (c["spi_in"], c["spi_out"], c["state"], c["mode"]) == (
+        "c1234567",
+        "c7654321",
+        "INSTALLED",
+        "TUNNEL",
+    )
+    # The kernel could not tell: zeros, not an error.
+    assert (c["bytes_in"], c["bytes_out"], c["packets_in"], c["packets_out"]) == (0, 0, 0, 0)
+    json.dumps(sa)  # plain JSON all the way down
+
+
+def test_algorithm_names() -> None:
+    assert algorithm_names("aes256-sha256-modp3072") == "AES_CBC-256/HMAC_SHA2_256_128/MODP_3072"
+    assert algorithm_names("chacha20poly1305-prfsha384-ecp384") == (
+        "CHACHA20_POLY1305/PRF_HMAC_SHA2_384/ECP_384"
+    )
+
+
+def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(EXAMPLE)
+    assert pikectl.main(["check-config", str(good)]) == 0
+    assert capsys.readouterr().out == f"{good}: OK, 1 connection(s): hq\n"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.replace('mode = "tunnel"', 'mode = "tunel"'))
+    assert pikectl.main(["check-config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"{bad}:16: connections.hq.children.lan.mode: 'tunel' is not one of tunnel, transport\n"
+    )
+
+
+def test_cannot_connect_names_the_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sock = str(tmp_path / "absent.sock")
+    assert pikectl.main(["--socket", sock, "status"]) == 2
+    assert capsys.readouterr().err == (
+        f"pikectl: cannot reach piked at {sock}: No such file or directory\n"
+    )
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        pikectl.main(["frobnicate"])
+    assert info.value.code == 2
+
+
+def test_piked_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
+    sock = tmp_path / "run" / "pike.sock"
+    cfg = tmp_path / "pike.toml"
+    cfg.write_text(
+        EXAMPLE.replace("/run/pike/pike.sock", str(sock)).replace("modp3072", "modp1024")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pike.cli.piked", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{cfg}:8: connections.hq.proposals[1]: ")
+    assert PSK not in proc.stderr
+    assert not sock.parent.exists()
+    assert proc.stdout == ""
+
+
+def test_piked_missing_config(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pike.cli.piked", "--config", str(tmp_path / "x.toml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "NOTIFY_SOCKET": ""},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"{tmp_path / 'x.toml'}: cannot read: No such file or directory\n"
