@@ -94,3 +94,41 @@ def test_unknown_spi_is_dropped() -> None:
     fresh.engine.receive_datagram(msgs[1], ("192.0.2.1", 500), ("192.0.2.2", 500), 0.0)
     fresh.drain()
     assert fresh.engine.ctx.counters.dropped == {"unknown_spi": 1}
+
+
+def test_unknown_critical_payload_in_ike_sa_init_is_answered() -> None:
+    from pike.wire.codec import decode_message, encode_message
+    from pike.wire.constants import NotifyType
+    from pike.wire.payloads import UnknownPayload
+
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0)
+    (req,) = a.drain()
+    msg = decode_message(req.data)
+    msg.payloads.append(UnknownPayload(200, True, b"future"))
+    (resp,) = deliver([req.__class__(encode_message(msg), req.src, req.dst)], b, 0.0)
+    n = decode_message(resp.data).notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD)
+    assert n is not None and n.data == bytes([200])
+    assert b.engine.list_sas() == []
+    assert b.engine.ctx.counters.dropped == {"unsupported_critical_payload": 1}
+
+
+def test_unknown_critical_payload_inside_sk_gets_encrypted_notify() -> None:
+    from pike.ikev2.tasks.ike_delete import Informational
+    from pike.wire.codec import decode_message, decrypt_message, encode_message
+    from pike.wire.constants import NotifyType
+    from pike.wire.payloads import UnknownPayload
+
+    a, b, _ = handshake()
+    sa = next(iter(a.engine.sas.values()))
+    msg = sa.new_message(37, sa.tasks.mid_out, response=False)
+    msg.payloads.append(UnknownPayload(201, True, b"x"))
+    data = encode_message(msg, sa.cipher_out)
+    b.engine.receive_datagram(data, sa.local, sa.remote, 1.0)
+    (resp,) = b.drain()
+    assert sa.cipher_in is not None
+    got = decrypt_message(resp.data, decode_message(resp.data), sa.cipher_in)
+    n = got.notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD)
+    assert n is not None and n.data == bytes([201])
+    assert [s.state for s in b.engine.list_sas()] == ["ESTABLISHED"]
+    del Informational

@@ -30,7 +30,7 @@ from pike.policy.ts import IPAddress
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
 from pike.wire.errors import MalformedMessage
-from pike.wire.header import decode_header
+from pike.wire.header import Header, decode_header
 from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SkPayload
 from pike.wire.rules import check_payloads
 
@@ -158,7 +158,7 @@ class Ikev2Engine:
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
         hdr = decode_header(data)
         if hdr.exchange == ExchangeType.IKE_SA_INIT and not hdr.is_response:
-            self._init_request(data, src, dst, now)
+            self._init_request(hdr, data, src, dst, now)
             return
         # The I flag tells who created the SA: if the sender did, our SPI is the responder's.
         our_spi = hdr.spi_r if hdr.is_initiator else hdr.spi_i
@@ -170,15 +170,20 @@ class Ikev2Engine:
             self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state")
             return
         msg = decode_message(data)
-        if msg.first(SkPayload) is not None:
+        if msg.first(SkPayload) is None:
+            if msg.exchange != ExchangeType.IKE_SA_INIT:
+                # Only IKE_SA_INIT travels in clear; anything else unprotected is ignored.
+                raise MalformedMessage("unprotected", f"exchange {msg.exchange} without SK")
+        else:
             assert sa.cipher_in is not None
-            msg = decrypt_message(data, msg, sa.cipher_in)
-        try:
-            check_payloads(msg.exchange, msg.is_response, msg.payloads, msg.encrypted)
-        except MalformedMessage as e:
-            if not msg.is_response and sa.cipher_out is not None:
-                self._error_response(sa, msg, e.notify or NotifyType.INVALID_SYNTAX)
-            raise
+            try:
+                msg = decrypt_message(data, msg, sa.cipher_in)
+                check_payloads(msg.exchange, msg.is_response, msg.payloads, True)
+            except MalformedMessage as e:
+                # Authentic but malformed: a request gets the notify (RFC 7296 §2.21.2).
+                if e.reason != "integrity_check_failed" and not hdr.is_response:
+                    self._error_response(sa, hdr.exchange, hdr.message_id, e)
+                raise
         if msg.is_response:
             sa.tasks.on_response(msg, data, now)
             return
@@ -188,17 +193,23 @@ class Ikev2Engine:
             sa.remote, sa.local = src, dst
         sa.tasks.on_request(msg, data, self._responder_tasks(sa, msg), now)
 
-    def _init_request(self, data: bytes, src: Address, dst: Address, now: float) -> None:
-        hdr = decode_header(data)
+    def _init_request(
+        self, hdr: Header, data: bytes, src: Address, dst: Address, now: float
+    ) -> None:
         key = (hdr.spi_i, src[0], src[1])
         existing = self.half_open.get(key)
         if existing is not None and existing.state != IkeState.DESTROYED:
             # A retransmitted IKE_SA_INIT: the task manager re-sends its cached response.
-            msg = decode_message(data)
-            existing.tasks.on_request(msg, data, [], now)
+            existing.tasks.on_request(decode_message(data), data, [], now)
             return
-        msg = decode_message(data)
-        check_payloads(msg.exchange, False, msg.payloads, False)
+        try:
+            msg = decode_message(data)
+            check_payloads(msg.exchange, False, msg.payloads, False)
+        except MalformedMessage as e:
+            if e.notify is not None:
+                req = Message(hdr.spi_i, bytes(8), hdr.exchange, hdr.message_id, True, False)
+                self._stateless_notify(req, src, dst, e.notify, _notify_data(e))
+            raise
         candidates = self._connections_for(dst[0], src[0])
         if not candidates:
             log.info("no IKEv2 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0])
@@ -284,14 +295,14 @@ class Ikev2Engine:
         resp.payloads.append(NotifyPayload(notify, data))
         self.ctx.emit(SendDatagram(encode_message(resp), dst, src))
 
-    def _error_response(self, sa: IkeSa, req: Message, notify: int) -> None:
-        if req.message_id != sa.tasks.mid_in:
+    def _error_response(self, sa: IkeSa, exchange: int, mid: int, e: MalformedMessage) -> None:
+        if mid != sa.tasks.mid_in or sa.cipher_out is None:
             return
-        resp = sa.new_message(req.exchange, req.message_id, response=True)
-        resp.payloads.append(NotifyPayload(notify))
+        resp = sa.new_message(exchange, mid, response=True)
+        resp.payloads.append(NotifyPayload(e.notify or NotifyType.INVALID_SYNTAX, _notify_data(e)))
         data = sa.encode(resp)
         sa.tasks.mid_in += 1
-        sa.tasks.cached_response = (req.message_id, data)
+        sa.tasks.cached_response = (mid, data)
         sa.send(data)
 
     def _drop(self, reason: str, src: Address, detail: str) -> None:
@@ -370,6 +381,13 @@ class _Refuse(Task):
 
     def build(self, msg: Message, now: float) -> None:
         msg.payloads.append(NotifyPayload(self.notify))
+
+
+def _notify_data(e: MalformedMessage) -> bytes:
+    """UNSUPPORTED_CRITICAL_PAYLOAD names the payload type in one octet (RFC 7296 §3.10.1)."""
+    if e.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and e.detail.isdigit():
+        return bytes((int(e.detail) & 0xFF,))
+    return b""
 
 
 def _addr_in(addr: str, configured: tuple[str, ...]) -> bool:
