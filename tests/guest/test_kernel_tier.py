@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from uml import GuestError, run_in_guest, uml_binary
 
 REPO = Path(__file__).resolve().parents[2]

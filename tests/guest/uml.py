@@ -31,37 +31,31 @@ GUEST_RUN = "/run/pike-guest"  # where the host run directory appears inside the
 
 # ESP, XFRM and the crypto the kernel tier uses; names missing from this UML build or
 # built in are fine (modprobe -a just loads what is modular).
-MODULES = (
-    *[
-        "xfrm_algo",
-        "xfrm_user",
-        "esp4",
-        "esp6",
-        "ah4",
-        "xfrm4_tunnel",
-        "tunnel4",
-        "authenc",
-        "authencesn",
-    ],
-    *[
-        "gcm",
-        "ghash-generic",
-        "ctr",
-        "cbc",
-        "seqiv",
-        "echainiv",
-        "hmac",
-        "sha256_generic",
-        "sha512_generic",
-    ],
-    *[
-        "chacha20poly1305",
-        "chacha_generic",
-        "poly1305_generic",
-        "aes_generic",
-        "veth",
-        "udp_tunnel",
-    ],
+MODULES: tuple[str, ...] = (
+    "xfrm_algo",
+    "xfrm_user",
+    "esp4",
+    "esp6",
+    "ah4",
+    "xfrm4_tunnel",
+    "tunnel4",
+    "authenc",
+    "authencesn",
+    "gcm",
+    "ghash-generic",
+    "ctr",
+    "cbc",
+    "seqiv",
+    "echainiv",
+    "hmac",
+    "sha256_generic",
+    "sha512_generic",
+    "chacha20poly1305",
+    "chacha_generic",
+    "poly1305_generic",
+    "aes_generic",
+    "veth",
+    "udp_tunnel",
 )
 
 # Variables worth carrying into the guest; everything else starts clean.
@@ -95,7 +89,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
 mkdir -p /dev/pts /dev/shm && mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp stays the overlay: writable (tmpfs upper) and still showing the host /tmp, so a
+# working directory under /tmp (pytest tmp_path) exists in the guest too.
+test -w /tmp || echo "/tmp not writable" >>{run}/guest.log
 mkdir -p /run/netns /run/lock
 [ -e /var/run ] || ln -s /run /var/run
 # modprobe wants /lib/modules/<release>; the host has none, the overlay is writable.
@@ -223,8 +219,7 @@ def _boot(
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill_group(proc)
             raise GuestError(
                 f"UML guest timed out after {timeout:.0f}s\n{_diagnostics(run_dir)}"
             ) from None
@@ -240,6 +235,19 @@ def _boot(
         boot_seconds=float(boot.read_text().strip()) if boot.exists() else float("nan"),
         total_seconds=total,
     )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the UML process group we started and wait until all of it is gone."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _read(path: Path) -> str:

@@ -1,0 +1,44 @@
+"""The UML runner itself: error paths on the host, and one real boot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import uml
+
+
+def test_missing_linux_uml_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uml.shutil, "which", lambda name: None)
+    monkeypatch.setattr(uml.os, "access", lambda path, mode: False)
+    with pytest.raises(uml.GuestError, match=r"apt-get install .*user-mode-linux"):
+        uml.run_in_guest(["true"])
+
+
+def test_env_script_keeps_only_known_variables() -> None:
+    text = uml._env_script({"PATH": "/x:/y", "SECRET": "no", "PIKE_LOG": "a b'c"})
+    assert "export PATH=/x:/y\n" in text and "SECRET" not in text
+    assert "export PIKE_LOG='a b'\"'\"'c'\n" in text and "PIKE_IN_GUEST=uml" in text
+
+
+def test_cli_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        uml.main(["--"])
+    assert "no command given" in capsys.readouterr().err
+
+
+def test_guest_runs_command_in_cwd_with_exit_code(tmp_path: Path) -> None:
+    if os.environ.get("PIKE_IN_GUEST"):
+        pytest.skip("already inside the guest")
+    try:
+        uml.uml_binary()
+    except uml.GuestError as e:
+        pytest.skip(str(e))
+    script = "pwd; echo out; echo err >&2; test -w /tmp && ip netns list >/dev/null; exit 3"
+    result = uml.run_in_guest(["sh", "-c", script], cwd=str(tmp_path), timeout=60)
+    print(f"\nUML boot {result.boot_seconds:.2f}s, total {result.total_seconds:.2f}s")
+    assert result.returncode == 3
+    assert result.stdout.splitlines() == [str(tmp_path), "out"]
+    assert result.stderr.strip() == "err"
+    assert 0 < result.boot_seconds < result.total_seconds
