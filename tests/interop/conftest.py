@@ -8,6 +8,8 @@
 ``make_charon``     factory ``make_charon(ns, name, *connections_and_secrets)`` starting a
                     charon (kernel-libipsec when the kernel has no ESP); stopped and its
                     log tail printed at teardown (shown when the test fails).
+``make_piked``      the same for piked (``piked --config``, ``pikectl list-sas --json``);
+                    skips (fails in CI) while piked is not installed.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 import pytest
 
 from .netns import Lab, Namespace
+from .piked import PikedNode, piked_available
 from .strongswan import Connection, Secret, StrongswanNode, charon_available, kernel_has_esp
 from .topology import Gateways, make_gateways
 
-__all__ = ["Gateways", "MakeCharon", "Require"]
+__all__ = ["Gateways", "MakeCharon", "MakePiked", "Require"]
 
 _lab_counter = itertools.count()
 
@@ -39,6 +42,7 @@ def gateways(lab: Lab) -> Gateways:
 
 
 MakeCharon = Callable[..., StrongswanNode]
+MakePiked = Callable[..., PikedNode]
 Require = Callable[[bool, str], None]
 
 
@@ -68,3 +72,25 @@ def make_charon(lab: Lab, tmp_path: Path, require: Require) -> Iterator[MakeChar
         node.stop()
         print(f"--- {node.name} charon log tail ({node.log_path}) ---")
         print(node.log_tail(60))
+
+
+@pytest.fixture
+def make_piked(lab: Lab, tmp_path: Path, require: Require) -> Iterator[MakePiked]:
+    require(piked_available(), "piked/pikectl not installed in the venv")
+    nodes: list[PikedNode] = []
+
+    def make(
+        ns: Namespace, name: str, *items: Connection | Secret, start: bool = True
+    ) -> PikedNode:
+        node = PikedNode(ns, tmp_path, name)
+        node.add(*items)
+        nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        status = node.stop()
+        print(f"--- {node.name} piked log tail ({node.log_path}), exit {status} ---")
+        print(node.log_tail(80))

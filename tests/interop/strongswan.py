@@ -415,7 +415,99 @@ def parse_list_sas(output: str) -> list[IkeSaInfo]:
     return sas
 
 
+# -- charon's key dumps (log level 4) ---------------------------------------------------
+
+_DUMP_HEAD = re.compile(
+    r"\[(?P<grp>IKE|CHD)\] <(?P<sa>[^>]*)> (?P<label>[A-Za-z_ ]+?) => (?P<n>\d+) bytes @"
+)
+_DUMP_LINE = re.compile(r"\] <[^>]*> +(?P<off>\d+): (?P<hex>.*)$")
+_KEY_LABEL = re.compile(r"(secret|SKEYSEED|SKEYID\w*|key)$")
+
+
+def parse_key_dumps(log: str) -> dict[str, list[str]]:
+    """``{label: [hex, ...]}`` for every key-like hex dump charon logged (in order)."""
+    out: dict[str, list[str]] = {}
+    lines = log.splitlines()
+    i = 0
+    while i < len(lines):
+        m = _DUMP_HEAD.search(lines[i])
+        i += 1
+        if not m or not _KEY_LABEL.search(m["label"]):
+            continue
+        need = int(m["n"])
+        buf = bytearray()
+        while len(buf) < need and i < len(lines):
+            lm = _DUMP_LINE.search(lines[i])
+            if not lm:
+                break
+            k = min(16, need - len(buf))
+            buf += bytes.fromhex(lm["hex"][: 3 * k - 1])
+            i += 1
+        if len(buf) == need:
+            out.setdefault(m["label"].strip(), []).append(buf.hex())
+    return out
+
+
 # -- the node ----------------------------------------------------------------------------
+
+
+class PeerNode:
+    """What every IKE daemon node offers tests: SAs in one shape, waits, logs.
+
+    Subclasses (:class:`StrongswanNode`, ``piked.PikedNode``) implement :meth:`list_sas`
+    and :meth:`log_tail`.
+    """
+
+    name: str
+
+    def list_sas(self) -> list[IkeSaInfo]:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 40) -> str:
+        raise NotImplementedError
+
+    def ike_sa(self, name: str) -> IkeSaInfo | None:
+        for sa in self.list_sas():
+            if sa.name == name:
+                return sa
+        return None
+
+    def wait_established(
+        self, ike: str, timeout: float = 10.0, *, child: str | None = None
+    ) -> IkeSaInfo:
+        """Wait until IKE_SA ``ike`` is ESTABLISHED (and ``child`` INSTALLED, if given)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            last = self.list_sas()
+            for sa in last:
+                if sa.name != ike or sa.state != "ESTABLISHED":
+                    continue
+                if child is None:
+                    return sa
+                c = sa.child(child)
+                if c is not None and c.state == "INSTALLED":
+                    return sa
+            if time.monotonic() > deadline:
+                states = [(s.name, s.state, [(c.name, c.state) for c in s.children]) for s in last]
+                raise TimeoutError(
+                    f"{self.name}: {ike} not established in {timeout}s; SAs: {states}\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def wait_no_sas(self, timeout: float = 10.0, *, ike: str | None = None) -> None:
+        """Wait until no IKE_SA (named ``ike``, if given) is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [sa for sa in self.list_sas() if ike is None or sa.name == ike]
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name}: SAs still there after {timeout}s: "
+                    f"{[(s.name, s.state) for s in left]}\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
 
 
 class SwanctlError(RuntimeError):
@@ -429,7 +521,7 @@ class Timing:
 
 
 @dataclass
-class StrongswanNode:
+class StrongswanNode(PeerNode):
     """charon in ``ns`` with everything private under ``workdir``.
 
     ``libipsec=True`` loads ``kernel-libipsec`` before ``kernel-netlink`` (ESP in user space
@@ -637,36 +729,6 @@ class StrongswanNode:
     def list_sas(self) -> list[IkeSaInfo]:
         return parse_list_sas(self.swanctl("--list-sas", "--raw").stdout)
 
-    def ike_sa(self, name: str) -> IkeSaInfo | None:
-        for sa in self.list_sas():
-            if sa.name == name:
-                return sa
-        return None
-
-    def wait_established(
-        self, ike: str, timeout: float = 10.0, *, child: str | None = None
-    ) -> IkeSaInfo:
-        """Wait until IKE_SA ``ike`` is ESTABLISHED (and ``child`` INSTALLED, if given)."""
-        deadline = time.monotonic() + timeout
-        last: list[IkeSaInfo] = []
-        while True:
-            last = self.list_sas()
-            for sa in last:
-                if sa.name != ike or sa.state != "ESTABLISHED":
-                    continue
-                if child is None:
-                    return sa
-                c = sa.child(child)
-                if c is not None and c.state == "INSTALLED":
-                    return sa
-            if time.monotonic() > deadline:
-                states = [(s.name, s.state, [(c.name, c.state) for c in s.children]) for s in last]
-                raise TimeoutError(
-                    f"{self.name}: {ike} not established in {timeout}s; SAs: {states}\n"
-                    f"{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
     # logs
     def log_text(self) -> str:
         try:
@@ -684,6 +746,10 @@ class StrongswanNode:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def key_dumps(self) -> dict[str, list[str]]:
+        """Keys charon logged (needs ``log_levels`` ike/chd at 4): see parse_key_dumps."""
+        return parse_key_dumps(self.log_text())
+
     def diagnostics(self) -> str:
         out = ""
         if self.stdout_path.exists():
@@ -697,11 +763,13 @@ __all__ = [
     "Connection",
     "IkeSaInfo",
     "NetnsError",
+    "PeerNode",
     "Secret",
     "StrongswanNode",
     "SwanctlError",
     "charon_available",
     "kernel_has_esp",
+    "parse_key_dumps",
     "parse_list_sas",
     "parse_raw_message",
     "render_swanctl",

@@ -1,0 +1,394 @@
+"""piked as a test node inside a :class:`~.netns.Namespace`, beside strongSwan nodes.
+
+The same :class:`~.strongswan.Connection` / :class:`~.strongswan.Child` /
+:class:`~.strongswan.Secret` objects that configure a charon are rendered here as piked's
+TOML (strongSwan vocabulary, see issue 2), so a test states one tunnel once and mirrors it.
+piked runs in the foreground (``piked --config FILE``), started and stopped by PID, its
+stderr in ``piked.log``; ``pikectl --socket S list-sas --json`` is mapped onto the same
+:class:`~.strongswan.IkeSaInfo` shape that ``swanctl --list-sas --raw`` gives, so tests can
+compare both sides directly (``raw`` keeps the JSON).
+
+PSK caveat: strongSwan decodes ``0s...`` secrets as base64 leniently ('-' as 62, a partial
+last group dropped), while piked's loader only decodes strictly valid base64 and otherwise
+takes the text literally.  Use plain-text or ``0x`` hex secrets in interop tests unless the
+test is about that encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .netns import Namespace, kill_pid
+from .strongswan import (
+    ChildSaInfo,
+    Connection,
+    IkeSaInfo,
+    PeerNode,
+    RawValue,
+    Secret,
+    Timing,
+)
+
+TomlValue = str | int | float | bool | Sequence[str] | dict[str, Any]
+
+
+def venv_bin(tool: str) -> Path | None:
+    """``tool`` from the running interpreter's venv, else from PATH."""
+    cand = Path(sys.prefix) / "bin" / tool
+    if cand.exists():
+        return cand
+    found = shutil.which(tool)
+    return Path(found) if found else None
+
+
+def piked_available() -> bool:
+    """piked and pikectl exist and their modules import (the scripts exist before them)."""
+    if venv_bin("piked") is None or venv_bin("pikectl") is None:
+        return False
+    import importlib.util
+
+    try:
+        return all(
+            importlib.util.find_spec(m) is not None for m in ("pike.cli.piked", "pike.cli.pikectl")
+        )
+    except ModuleNotFoundError:
+        return False
+
+
+# -- TOML --------------------------------------------------------------------------------
+
+
+def _toml_value(v: TomlValue) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a valid TOML basic string
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return "[" + ", ".join(json.dumps(x) for x in v) + "]"
+
+
+def _table(header: str, items: dict[str, TomlValue]) -> str:
+    lines = [f"[{header}]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in items.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _quote_key(name: str) -> str:
+    bare = name.replace("-", "").replace("_", "").isalnum() and name.isascii()
+    return name if bare else json.dumps(name)
+
+
+def render_piked_toml(
+    control_socket: Path,
+    connections: Sequence[Connection],
+    secrets: Sequence[Secret],
+    daemon: dict[str, TomlValue] | None = None,
+    extra: dict[str, dict[str, TomlValue]] | None = None,
+) -> str:
+    """piked's TOML for the given strongSwan-shaped connections and secrets.
+
+    ``extra`` maps a connection name (or ``name.child``) to additional keys, for piked
+    options that have no field in :class:`Connection` / :class:`Child`.
+    """
+    extra = extra or {}
+    out = [_table("daemon", {"control_socket": str(control_socket), **(daemon or {})})]
+    for c in connections:
+        cn = _quote_key(c.name)
+        conn: dict[str, TomlValue] = {"version": c.version}
+        if c.local_addrs:
+            conn["local_addrs"] = list(c.local_addrs)
+        if c.remote_addrs:
+            conn["remote_addrs"] = list(c.remote_addrs)
+        if list(c.proposals) != ["default"]:
+            conn["proposals"] = list(c.proposals)
+        local: dict[str, Any] = {"auth": c.local_auth}
+        if c.local_id is not None:
+            local["id"] = c.local_id
+        if c.local_certs:
+            local["certs"] = list(c.local_certs)
+        remote: dict[str, Any] = {"auth": c.remote_auth}
+        if c.remote_id is not None:
+            remote["id"] = c.remote_id
+        conn["local"] = local
+        conn["remote"] = remote
+        for k in ("dpd_delay", "rekey_time"):
+            v = getattr(c, k)
+            if v is not None:
+                conn[k] = v
+        # strongSwan sets dpd_action per child; piked per connection
+        dpd_actions = {ch.dpd_action for ch in c.children if ch.dpd_action is not None}
+        if dpd_actions:
+            conn["dpd_action"] = sorted(dpd_actions)[0]
+        if c.aggressive:
+            conn["aggressive"] = True
+        if c.encap:
+            conn["encap"] = True
+        conn.update(extra.get(c.name, {}))
+        out.append(_table(f"connections.{cn}", conn))
+        for ch in c.children:
+            child: dict[str, TomlValue] = {
+                "local_ts": list(ch.local_ts),
+                "remote_ts": list(ch.remote_ts),
+            }
+            if list(ch.esp_proposals) != ["default"]:
+                child["esp_proposals"] = list(ch.esp_proposals)
+            child["mode"] = ch.mode
+            child["start_action"] = ch.start_action
+            if ch.rekey_time is not None:
+                child["rekey_time"] = ch.rekey_time
+            child.update(extra.get(f"{c.name}.{ch.name}", {}))
+            out.append(_table(f"connections.{cn}.children.{_quote_key(ch.name)}", child))
+    for s in secrets:
+        sec: dict[str, TomlValue] = {}
+        if s.ids:
+            sec["id"] = list(s.ids)
+        sec["secret"] = s.secret
+        out.append(_table(f"secrets.{_quote_key(f'{s.kind}-{s.name}')}", sec))
+    return "\n".join(out)
+
+
+# -- list-sas --json -> IkeSaInfo ----------------------------------------------------------
+
+
+def _str(d: dict[str, Any], key: str) -> str:
+    v = d.get(key)
+    return "" if v is None else str(v)
+
+
+def _int(d: dict[str, Any], key: str) -> int:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _alg(d: dict[str, Any], key: str) -> str:
+    algs = d.get("algorithms")
+    if isinstance(algs, dict):
+        return _str(algs, key)
+    return ""
+
+
+def child_from_json(d: dict[str, Any]) -> ChildSaInfo:
+    return ChildSaInfo(
+        name=_str(d, "name"),
+        state=_str(d, "state"),
+        mode=_str(d, "mode").upper(),
+        protocol=_str(d, "protocol").upper(),
+        spi_in=_str(d, "spi_in"),
+        spi_out=_str(d, "spi_out"),
+        local_ts=[str(t) for t in d.get("local_ts", [])],
+        remote_ts=[str(t) for t in d.get("remote_ts", [])],
+        encr_alg=_alg(d, "encr"),
+        integ_alg=_alg(d, "integ"),
+        bytes_in=_int(d, "bytes_in"),
+        bytes_out=_int(d, "bytes_out"),
+        packets_in=_int(d, "packets_in"),
+        packets_out=_int(d, "packets_out"),
+        raw=_raw(d),
+    )
+
+
+def ike_from_json(d: dict[str, Any]) -> IkeSaInfo:
+    return IkeSaInfo(
+        name=_str(d, "name"),
+        uniqueid=_str(d, "unique_id"),
+        version=_int(d, "version"),
+        state=_str(d, "state"),
+        local_host=_str(d, "local_addr"),
+        local_port=_int(d, "local_port"),
+        remote_host=_str(d, "remote_addr"),
+        remote_port=_int(d, "remote_port"),
+        local_id=_str(d, "local_id"),
+        remote_id=_str(d, "remote_id"),
+        initiator=bool(d.get("initiator")),
+        initiator_spi=_str(d, "spi_i"),
+        responder_spi=_str(d, "spi_r"),
+        encr_alg=_alg(d, "encr"),
+        encr_keysize=0,
+        integ_alg=_alg(d, "integ"),
+        prf_alg=_alg(d, "prf"),
+        dh_group=_alg(d, "dh"),
+        nat_any=bool(d.get("nat_local") or d.get("nat_remote")),
+        children=[child_from_json(c) for c in d.get("children", []) if isinstance(c, dict)],
+        raw=_raw(d),
+    )
+
+
+def _raw(d: dict[str, Any]) -> dict[str, RawValue]:
+    """The JSON, stringified into the RawValue shape (the original is in ``json``)."""
+    out: dict[str, RawValue] = {"json": json.dumps(d)}
+    for k, v in d.items():
+        if isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, list) and all(isinstance(x, str) for x in v):
+            out[k] = list(v)
+        elif not isinstance(v, dict | list):
+            out[k] = json.dumps(v)
+    return out
+
+
+# -- the node ----------------------------------------------------------------------------
+
+
+class PikedError(RuntimeError):
+    pass
+
+
+@dataclass
+class PikedNode(PeerNode):
+    """``piked --config DIR/pike.toml`` in ``ns``; control socket ``DIR/pike.sock``."""
+
+    ns: Namespace
+    workdir: Path
+    name: str = "piked"
+    connections: list[Connection] = field(default_factory=list)
+    secrets: list[Secret] = field(default_factory=list)
+    daemon: dict[str, TomlValue] = field(default_factory=lambda: {"log_level": "debug"})
+    extra: dict[str, dict[str, TomlValue]] = field(default_factory=dict)
+    timings: list[Timing] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dir(self) -> Path:
+        return self.workdir / self.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "pike.toml"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.dir / "pike.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "piked.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def add(self, *items: Connection | Secret) -> None:
+        for it in items:
+            if isinstance(it, Connection):
+                self.connections.append(it)
+            else:
+                self.secrets.append(it)
+
+    def config_text(self) -> str:
+        return render_piked_toml(
+            self.socket_path, self.connections, self.secrets, self.daemon, self.extra
+        )
+
+    def write_config(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Write the config, start piked, wait until ``pikectl status`` answers."""
+        piked = venv_bin("piked")
+        if piked is None:
+            raise PikedError("piked not found (pip install -e . in the venv)")
+        self.write_config()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        t0 = time.monotonic()
+        with self.log_path.open("wb") as log:
+            self.proc = self.ns.popen(
+                [str(piked), "--config", str(self.config_path)], stdout=log, env=env
+            )
+        deadline = t0 + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise PikedError(
+                    f"piked {self.name} exited {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            if (
+                self.socket_path.exists()
+                and self.pikectl("status", check=False, timeout=5).returncode == 0
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise PikedError(f"piked {self.name}: no control socket\n{self.log_tail()}")
+            time.sleep(0.05)
+        self.timings.append(Timing("start", time.monotonic() - t0))
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM piked by PID (SIGKILL after ``grace``); returns its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            kill_pid(self.proc.pid, grace=grace)
+        return self.proc.wait(timeout=5)
+
+    def __enter__(self) -> PikedNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # pikectl
+    def pikectl(
+        self, *args: str, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        tool = venv_bin("pikectl")
+        if tool is None:
+            raise PikedError("pikectl not found")
+        argv = [str(tool), "--socket", str(self.socket_path), *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise PikedError(
+                f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def list_sas_json(self) -> list[dict[str, Any]]:
+        data = json.loads(self.pikectl("list-sas", "--json").stdout or "[]")
+        if isinstance(data, dict):  # tolerate {"sas": [...]} / {"ike_sas": [...]}
+            data = data.get("sas", data.get("ike_sas", []))
+        if not isinstance(data, list):
+            raise PikedError(f"list-sas --json: unexpected JSON {data!r}")
+        return [d for d in data if isinstance(d, dict)]
+
+    def list_sas(self) -> list[IkeSaInfo]:
+        return [ike_from_json(d) for d in self.list_sas_json()]
+
+    def initiate(self, conn: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        t0 = time.monotonic()
+        proc = self.pikectl("initiate", conn, check=check)
+        self.timings.append(Timing(f"initiate {conn}", time.monotonic() - t0))
+        return proc
+
+    def terminate(self, conn: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.pikectl("terminate", conn, check=check)
+
+    # logs
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+__all__ = [
+    "PikedError",
+    "PikedNode",
+    "child_from_json",
+    "ike_from_json",
+    "piked_available",
+    "render_piked_toml",
+]
