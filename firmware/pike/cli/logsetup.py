@@ -41,6 +41,7 @@ def setup_logging(level: str, *, journal: bool | None = None) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
-    # Third-party chatter (pyroute2) only when it matters.
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    # --log-level debug is about pike; third-party debug chatter (pyroute2 dumps every
+    # netlink message, asyncio its selector) stays at warnings.
+    root.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    logging.getLogger("pike").setLevel(level.upper())

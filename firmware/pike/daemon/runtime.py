@@ -246,6 +246,8 @@ class Daemon:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _do(self, a: Action) -> None:
+        # The engine logs its own events (tagged with SPIs); these lines add what only the
+        # runtime knows (kernel results) and repeat events at debug level.
         if isinstance(a, SendDatagram):
             if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
                 self.stats["datagrams_out"] += 1
@@ -255,17 +257,19 @@ class Daemon:
             self._delete(a)
         elif isinstance(a, IkeSaEstablished):
             self._ike_spis[a.unique_id] = (a.spi_i, a.spi_r)
-            log.info("%s: IKE_SA #%d established, %s", a.conn, a.unique_id, _spis(a.spi_i, a.spi_r))
+            log.debug(
+                "%s: IKE_SA #%d established, %s", a.conn, a.unique_id, _spis(a.spi_i, a.spi_r)
+            )
         elif isinstance(a, IkeSaDeleted):
             spis = self._ike_spis.pop(a.unique_id, None)
             where = f", {_spis(*spis)}" if spis else ""
-            log.info("%s: IKE_SA #%d deleted (%s)%s", a.conn, a.unique_id, a.reason, where)
+            log.debug("%s: IKE_SA #%d deleted (%s)%s", a.conn, a.unique_id, a.reason, where)
         elif isinstance(a, ChildSaEstablished):
             cs = self._child_spis.get(a.unique_id)
             where = f", SPIs {cs[0]:08x}_i {cs[1]:08x}_o" if cs else ""
             log.info("%s.%s: CHILD_SA #%d established%s", a.conn, a.child, a.unique_id, where)
         elif isinstance(a, ChildSaFailed):
-            log.warning("%s.%s: CHILD_SA failed: %s", a.conn, a.child, a.reason)
+            log.debug("%s.%s: CHILD_SA failed: %s", a.conn, a.child, a.reason)
         elif isinstance(a, MessageDropped):
             self.stats["dropped"] += 1
             log.debug("dropped datagram from %s[%d]: %s", a.src[0], a.src[1], a.reason)
