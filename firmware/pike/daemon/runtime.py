@@ -223,13 +223,22 @@ class Daemon:
 
     def _on_datagram(self, data: bytes, src: Address, dst: Address) -> None:
         self.stats["datagrams_in"] += 1
-        self.engine.receive_datagram(data, src, dst, self._now())
-        self._pump()
+        try:
+            self.engine.receive_datagram(data, src, dst, self._now())
+        except Exception:
+            # The engine must turn any input into a drop; a bug must not stop the daemon.
+            log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
+        finally:
+            self._pump()
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.engine.handle_timer(self._now())
-        self._pump()
+        try:
+            self.engine.handle_timer(self._now())
+        except Exception:
+            log.exception("engine failed in its timer")
+        finally:
+            self._pump()  # always re-arm, or every SA would stall
 
     def _pump(self) -> None:
         """Drain the engine's actions, then re-arm the single timer."""
@@ -373,8 +382,11 @@ class Daemon:
             raise ControlError(f"connection {conn!r} has no child {child!r}")
         try:
             self.engine.initiate(conn, self._now(), child)
-        except KeyError:
-            raise ControlError(f"no connection named {conn!r}") from None
+        except KeyError as exc:
+            # The engine's KeyError says why (IKEv1 connection, no remote address, ...).
+            raise ControlError(
+                str(exc.args[0]) if exc.args else f"cannot initiate {conn}"
+            ) from None
         self._pump()
         log.info("%s: initiate requested%s", conn, f" (child {child})" if child else "")
         return {"conn": conn, "child": child}

@@ -1,0 +1,73 @@
+"""IKE sockets on loopback (high ports): local address from PKTINFO, NAT-T marker handling,
+source address selection on send."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from pike.daemon.sockets import IkeSockets
+from pike.ikev2.actions import Address
+
+from .helpers import free_udp_ports
+
+
+def _peer() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(2)
+    return s
+
+
+async def _collect(
+    ike: int, natt: int, fn: Any
+) -> tuple[list[tuple[bytes, Address, Address]], Any]:
+    got: list[tuple[bytes, Address, Address]] = []
+    loop = asyncio.get_running_loop()
+    socks = IkeSockets(loop, lambda d, s, t: got.append((d, s, t)), ike_port=ike, natt_port=natt)
+    socks.open()
+    try:
+        result = await fn(socks)
+        await asyncio.sleep(0.1)
+    finally:
+        socks.close()
+    return got, result
+
+
+def test_receive_learns_local_address_and_strips_marker() -> None:
+    ike, natt = free_udp_ports(2)
+    peer = _peer()
+    port = peer.getsockname()[1]
+
+    async def send(_: IkeSockets) -> None:
+        peer.sendto(b"ike-on-500", ("127.0.0.3", ike))
+        peer.sendto(b"\x00\x00\x00\x00ike-on-4500", ("127.0.0.1", natt))
+        peer.sendto(b"\xff", ("127.0.0.1", natt))  # NAT-T keepalive: ignored
+        await asyncio.sleep(0.1)
+
+    got, _ = asyncio.run(_collect(ike, natt, send))
+    peer.close()
+    assert got == [
+        (b"ike-on-500", ("127.0.0.1", port), ("127.0.0.3", ike)),
+        (b"ike-on-4500", ("127.0.0.1", port), ("127.0.0.1", natt)),
+    ]
+
+
+def test_send_picks_socket_source_and_marker() -> None:
+    ike, natt = free_udp_ports(2)
+    peer = _peer()
+    dst = ("127.0.0.1", peer.getsockname()[1])
+
+    async def send(socks: IkeSockets) -> list[tuple[bytes, Any]]:
+        assert socks.send(b"plain", ("127.0.0.2", ike), dst)
+        assert socks.send(b"natt", ("127.0.0.1", natt), dst)
+        loop = asyncio.get_running_loop()
+        return [await loop.run_in_executor(None, peer.recvfrom, 100) for _ in range(2)]
+
+    _, received = asyncio.run(_collect(ike, natt, send))
+    peer.close()
+    assert received == [
+        (b"plain", ("127.0.0.2", ike)),
+        (b"\x00\x00\x00\x00natt", ("127.0.0.1", natt)),
+    ]
