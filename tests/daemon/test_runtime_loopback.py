@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pike.cli import pikectl
 from pike.cli.piked import _engine
 from pike.daemon.control import request
 from pike.daemon.nokernel import NoKernel
@@ -83,10 +84,24 @@ def test_two_daemons_establish_over_loopback(tmp_path: Path) -> None:
         sa_b = await _until(cfg_b.daemon.control_socket, _established)
         status = await _ask(cfg_a.daemon.control_socket, "status")
         bad = await _ask(cfg_a.daemon.control_socket, "initiate", {"conn": "nope"})
+        # pikectl terminate / initiate CONN.CHILD through the same socket.
+        loop = asyncio.get_running_loop()
+        sock_a = cfg_a.daemon.control_socket
+
+        def ctl(*argv: str) -> int:
+            return pikectl.main(["--socket", sock_a, *argv])
+
+        codes_ctl = [await loop.run_in_executor(None, ctl, "terminate", "hq")]
+        gone = await _until(cfg_b.daemon.control_socket, lambda sas: not sas)
+        codes_ctl.append(await loop.run_in_executor(None, ctl, "initiate", "hq.nochild"))
+        codes_ctl.append(await loop.run_in_executor(None, ctl, "initiate", "hq.lan"))
+        again = await _until(cfg_b.daemon.control_socket, _established)
         a.request_stop()
         b.request_stop()
         t0 = time.monotonic()
         codes = await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+        assert gone == [] and again[0]["spi_i"] != sa_b[0]["spi_i"]
+        assert codes_ctl == [0, 1, 0]
         return sa_a, sa_b, status, bad, codes, time.monotonic() - t0
 
     sa_a, sa_b, status, bad, codes, stop_time = asyncio.run(scenario())
