@@ -29,7 +29,7 @@ from pike.wire.constants import (
     PayloadType,
 )
 from pike.wire.errors import EncodeError, MalformedMessage
-from pike.wire.header import HEADER, decode_header
+from pike.wire.header import HEADER, IKE_MAJOR_VERSION, decode_header
 from pike.wire.payloads import (
     AuthPayload,
     CertPayload,
@@ -57,6 +57,10 @@ from pike.wire.payloads import (
 from pike.wire.sk import SkCrypter
 
 GENERIC = struct.Struct("!BBH")
+_GENERIC_PACK = GENERIC.pack
+_INITIATOR = int(HeaderFlag.INITIATOR)
+_RESPONSE = int(HeaderFlag.RESPONSE)
+_ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
 CRITICAL = 0x80  # RFC 7296 §3.2
 MAX_PAYLOAD_LEN = 0xFFFF
 
@@ -210,16 +214,20 @@ def _name(kind: int) -> str:
 
 def decode_message(data: bytes) -> Message:
     """Header and outer payloads; an SK payload stays encrypted (see ``decrypt_message``)."""
-    header = decode_header(data)
-    payloads = decode_payloads(data, header.next_payload, HEADER_LEN)
+    if len(data) < HEADER_LEN or HEADER.unpack_from(data)[7] != len(data):
+        decode_header(data)  # raises the precise error
+    # The fields are unpacked here rather than through ``Header``: this is the hot path.
+    spi_i, spi_r, first, version, exchange, flags, message_id, _ = HEADER.unpack_from(data)
+    if version >> 4 != IKE_MAJOR_VERSION:
+        decode_header(data)  # raises invalid_major_version
     return Message(
-        header.spi_i,
-        header.spi_r,
-        header.exchange,
-        header.message_id,
-        header.is_initiator,
-        header.is_response,
-        payloads,
+        spi_i,
+        spi_r,
+        exchange,
+        message_id,
+        bool(flags & _INITIATOR),
+        bool(flags & _RESPONSE),
+        decode_payloads(data, first, HEADER_LEN),
     )
 
 
@@ -254,33 +262,34 @@ def decrypt_message(data: bytes, msg: Message, cipher: SkCrypter) -> Message:
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
     """Return the first payload type and the parts of the chain (headers and bodies)."""
     parts: list[bytes] = []
-    n = len(payloads)
+    # Each generic header names the type of the payload after it.
+    kinds = [p.TYPE for p in payloads]
+    kinds.append(0)
+    last = len(payloads) - 1
     for i, p in enumerate(payloads):
-        encoder = ENCODERS.get(type(p))
+        cls = type(p)
+        encoder = ENCODERS.get(cls)
         if encoder is None:
-            raise EncodeError(f"no encoder for {type(p).__name__}")
+            raise EncodeError(f"no encoder for {cls.__name__}")
         body = encoder(p)
         flags = 0
-        if isinstance(p, SkPayload | SkfPayload):
-            if not outer or i != n - 1:
+        next_kind = kinds[i + 1]
+        if isinstance(p, _ENCRYPTED_CLASSES):  # a tuple: no Union object built per call
+            if not outer or i != last:
                 raise EncodeError("the Encrypted payload must be the last outer payload")
             next_kind = p.first_payload
-        else:
-            next_kind = payloads[i + 1].TYPE if i + 1 < n else PayloadType.NONE
-            if isinstance(p, UnknownPayload) and p.critical:
-                flags = CRITICAL
-        length = GENERIC_PAYLOAD_HEADER_LEN + len(body)
+        elif isinstance(p, UnknownPayload) and p.critical:
+            flags = CRITICAL
+        length = 4 + len(body)
         if length > MAX_PAYLOAD_LEN:
-            raise EncodeError(f"{type(p).__name__} is {length} bytes long")
-        parts.append(GENERIC.pack(next_kind, flags, length))
+            raise EncodeError(f"{cls.__name__} is {length} bytes long")
+        parts.append(_GENERIC_PACK(next_kind, flags, length))
         parts.append(body)
-    return (payloads[0].TYPE if payloads else PayloadType.NONE), parts
+    return kinds[0], parts
 
 
 def _flags(msg: Message) -> int:
-    return (HeaderFlag.INITIATOR if msg.is_initiator else 0) | (
-        HeaderFlag.RESPONSE if msg.is_response else 0
-    )
+    return (_INITIATOR if msg.is_initiator else 0) | (_RESPONSE if msg.is_response else 0)
 
 
 def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:

@@ -106,10 +106,7 @@ RULES: dict[tuple[int, bool], ExchangeRule] = {
 }
 
 _ENCRYPTED = (int(T.SK), int(T.SKF))
-
-
-def _broken(where: str, detail: str) -> MalformedMessage:
-    return MalformedMessage("invalid_syntax", f"{where}: {detail}", NotifyType.INVALID_SYNTAX)
+_EAP = int(T.EAP)
 
 
 def _name(kind: int) -> str:
@@ -125,7 +122,7 @@ def _waived(rule: ExchangeRule, payloads: Sequence[Payload]) -> bool:
             p.notify_type <= ERROR_NOTIFY_MAX or p.notify_type in rule.waivers
         ):
             return True
-        if p.TYPE == T.EAP:
+        if p.TYPE == _EAP:
             return True
     return False
 
@@ -141,39 +138,47 @@ def check_payloads(
     rule = RULES.get((exchange, is_response))
     if rule is None:
         raise MalformedMessage("unknown_exchange", f"exchange type {exchange}", None)
-    where = (
-        f"{_exchange_name(exchange)} {'response' if is_response else 'request'}"
-        f" {'inside' if inside_sk else 'outside'} SK"
-    )
+    broken = _violation(rule, payloads, inside_sk)
+    if broken is not None:
+        where = (
+            f"{_exchange_name(exchange)} {'response' if is_response else 'request'}"
+            f" {'inside' if inside_sk else 'outside'} SK"
+        )
+        raise MalformedMessage("invalid_syntax", f"{where}: {broken}", NotifyType.INVALID_SYNTAX)
+
+
+def _violation(rule: ExchangeRule, payloads: Sequence[Payload], inside_sk: bool) -> str | None:
+    """The first rule ``payloads`` break, or None."""
     table = rule.inside if inside_sk else rule.outside
     if table is None:
-        raise _broken(where, "this exchange is not encrypted")
+        return "this exchange is not encrypted"
+    allowed = table.counts
     counts: dict[int, int] = {}
     for p in payloads:
         if isinstance(p, UnknownPayload):
             continue
         kind = p.TYPE
-        if kind not in table.counts:
-            raise _broken(where, f"{_name(kind)} not allowed")
+        if kind not in allowed:
+            return f"{_name(kind)} not allowed"
         counts[kind] = counts.get(kind, 0) + 1
     for kind, n in counts.items():
-        if n > table.counts[kind][1]:
-            raise _broken(where, f"{n} {_name(kind)}, at most {table.counts[kind][1]}")
+        if n > allowed[kind][1]:
+            return f"{n} {_name(kind)}, at most {allowed[kind][1]}"
     if rule.inside is not None and not inside_sk:
         # Exactly one SK or SKF: this holds even for error messages.
         if sum(counts.get(k, 0) for k in _ENCRYPTED) != 1:
-            raise _broken(where, "needs exactly one SK or SKF payload")
-        return
+            return "needs exactly one SK or SKF payload"
+        return None
     if _waived(rule, payloads):
-        return
-    for kind, (least, _) in table.counts.items():
-        if counts.get(kind, 0) < least:
-            raise _broken(where, f"missing {_name(kind)}")
+        return None
+    for kind, (least, _) in allowed.items():
+        if least and counts.get(kind, 0) < least:
+            return f"missing {_name(kind)}"
     for group in table.together:
-        present = [k for k in group if counts.get(k)]
-        if present and len(present) != len(group):
-            names = ", ".join(_name(k) for k in group)
-            raise _broken(where, f"{names} come together")
+        present = sum(1 for k in group if k in counts)
+        if present and present != len(group):
+            return f"{', '.join(_name(k) for k in group)} come together"
+    return None
 
 
 def _exchange_name(exchange: int) -> str:

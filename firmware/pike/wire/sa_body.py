@@ -74,12 +74,14 @@ def _decode_attributes(r: Reader) -> tuple[int | None, tuple[int, ...]]:
     return key_length, tuple(unknown)
 
 
-# Decoded transform lists keyed by their exact bytes. Every initiator with the same
-# configuration sends the same transforms, and building the frozen objects is most of the
-# decode cost; the values are immutable, so sharing them is safe. Bounded: a peer sending
-# random transforms only empties it.
+# Decoded values keyed by their exact bytes (and encoded bytes keyed by value). Every
+# initiator with the same configuration sends the same transforms, and building the frozen
+# objects is most of the decode cost; the values are immutable, so sharing them is safe.
+# Bounded: a peer sending random transforms only empties them.
 _TRANSFORMS_CACHE: dict[bytes, tuple[Transform, ...]] = {}
-_TRANSFORMS_CACHE_MAX = 256
+_SA_CACHE: dict[bytes, SaPayload] = {}
+_ENCODED_TRANSFORMS: dict[tuple[Transform, ...], bytes] = {}
+_CACHE_MAX = 256
 
 
 def _decode_transforms(r: Reader, count: int, number: int) -> tuple[Transform, ...]:
@@ -101,7 +103,7 @@ def _decode_transforms(r: Reader, count: int, number: int) -> tuple[Transform, .
     if r.remaining:
         raise invalid(f"proposal {number}: {r.remaining} bytes after {count} transforms")
     result = tuple(transforms)
-    if len(_TRANSFORMS_CACHE) >= _TRANSFORMS_CACHE_MAX:
+    if len(_TRANSFORMS_CACHE) >= _CACHE_MAX:
         _TRANSFORMS_CACHE.clear()
     _TRANSFORMS_CACHE[key] = result
     return result
@@ -124,6 +126,11 @@ def _decode_proposal(r: Reader) -> Proposal:
 
 
 def decode_sa(r: Reader) -> SaPayload:
+    key = r.view[r.pos : r.end].tobytes()
+    cached = _SA_CACHE.get(key)
+    if cached is not None:
+        r.pos = r.end
+        return cached
     proposals: list[Proposal] = []
     while r.remaining:
         proposal = _decode_proposal(r)
@@ -134,7 +141,14 @@ def decode_sa(r: Reader) -> SaPayload:
         proposals.append(proposal)
     if not proposals:
         raise invalid("SA payload without proposals")
-    return SaPayload(tuple(proposals))
+    sa = SaPayload(tuple(proposals))
+    # IKE_SA_INIT proposals carry no SPI, so every initiator with the same configuration
+    # sends the same bytes; proposals with SPIs are unique and would only churn the cache.
+    if not any(p.spi for p in proposals):
+        if len(_SA_CACHE) >= _CACHE_MAX:
+            _SA_CACHE.clear()
+        _SA_CACHE[key] = sa
+    return sa
 
 
 def _encode_transform(t: Transform, last: bool) -> bytes:
@@ -153,14 +167,22 @@ def _encode_transform(t: Transform, last: bool) -> bytes:
     return head + attrs
 
 
+def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
+    encoded = _ENCODED_TRANSFORMS.get(transforms)
+    if encoded is None:
+        count = len(transforms)
+        encoded = b"".join(_encode_transform(t, j == count - 1) for j, t in enumerate(transforms))
+        if len(_ENCODED_TRANSFORMS) >= _CACHE_MAX:
+            _ENCODED_TRANSFORMS.clear()
+        _ENCODED_TRANSFORMS[transforms] = encoded
+    return encoded
+
+
 def encode_sa(p: SaPayload) -> bytes:
     parts: list[bytes] = []
     n = len(p.proposals)
     for i, proposal in enumerate(p.proposals):
-        count = len(proposal.transforms)
-        transforms = b"".join(
-            _encode_transform(t, j == count - 1) for j, t in enumerate(proposal.transforms)
-        )
+        transforms = _encode_transforms(proposal.transforms)
         length = PROPOSAL.size + len(proposal.spi) + len(transforms)
         parts.append(
             PROPOSAL.pack(
@@ -169,7 +191,7 @@ def encode_sa(p: SaPayload) -> bytes:
                 proposal.number,
                 proposal.protocol,
                 len(proposal.spi),
-                count,
+                len(proposal.transforms),
             )
         )
         parts.append(proposal.spi)
