@@ -30,6 +30,10 @@ A = ip_address("192.0.2.1")
 B = ip_address("192.0.2.2")
 NET_A = TrafficSelector.from_cidr("10.1.0.0/24")
 NET_B = TrafficSelector.from_cidr("10.2.0.0/24")
+A6 = ip_address("fd00::1")
+B6 = ip_address("fd00::2")
+NET6_A = TrafficSelector.from_cidr("fd01::/64")
+NET6_B = TrafficSelector.from_cidr("fd02::/64")
 UDP_ENCAP = 100  # linux/udp.h socket option
 UDP_ENCAP_ESPINUDP = 2
 
@@ -67,6 +71,13 @@ def topology(namespaces: Namespaces, esp_kernel: KernelCaps) -> Iterator[Pair]:
         ip("-n", ns, "link", "set", PREFIX + dev, "up")
         ip("-n", ns, "addr", "add", f"{inner}/32", "dev", "lo")
         ip("-n", ns, "route", "add", remote, "via", peer, "src", inner)
+    for ns, dev, addr, inner, peer, remote in (
+        (a, "va", "fd00::1/64", "fd01::1", "fd00::2", "fd02::/64"),
+        (b, "vb", "fd00::2/64", "fd02::1", "fd00::1", "fd01::/64"),
+    ):
+        ip("-n", ns, "addr", "add", addr, "dev", PREFIX + dev, "nodad")
+        ip("-n", ns, "addr", "add", f"{inner}/128", "dev", "lo")
+        ip("-n", ns, "-6", "route", "add", remote, "via", peer, "src", inner)
     with XfrmKernel(a) as ka, XfrmKernel(b) as kb:
         yield Pair(a, b, ka, kb)
 
@@ -110,7 +121,8 @@ def sa(src: IPAddress, dst: IPAddress, spi: int, suite: Suite, mode: Mode, **kw:
         mode=mode,
         encr_id=suite.encr,
         encr_key=os.urandom(suite.encr_key),
-        encr_key_length=None,
+        # bits without the 4-byte salt of the AEAD ciphers
+        encr_key_length=(suite.encr_key - (4 if suite.integ == IntegId.NONE else 0)) * 8,
         integ_id=suite.integ,
         integ_key=os.urandom(suite.integ_key),
         esn=suite.esn,
@@ -134,28 +146,32 @@ def policies(
     return result
 
 
-def install(p: Pair, suite: Suite, mode: Mode, encap: UdpEncap | None = None) -> tuple[int, int]:
+def install(
+    p: Pair,
+    suite: Suite,
+    mode: Mode,
+    encap: UdpEncap | None = None,
+    outer: tuple[IPAddress, IPAddress] = (A, B),
+    nets: tuple[TrafficSelector, TrafficSelector] = (NET_A, NET_B),
+) -> tuple[int, int]:
     """SAs both ways (inbound SPIs allocated by the receiver, as IKE does) and policies."""
-    spi_ab = p.kb.get_spi(A, B, 1)
-    spi_ba = p.ka.get_spi(B, A, 1)
-    selectors = {}
+    a, b = outer
+    spi_ab = p.kb.get_spi(a, b, 1)
+    spi_ba = p.ka.get_spi(b, a, 1)
+    host_a, host_b = TrafficSelector.host(a), TrafficSelector.host(b)
+    ab = sa(a, b, spi_ab, suite, mode, encap=encap)
+    ba = sa(b, a, spi_ba, suite, mode, encap=encap)
     if mode == "transport":
-        selectors = {"src_ts": TrafficSelector.host(A), "dst_ts": TrafficSelector.host(B)}
-    ab = sa(A, B, spi_ab, suite, mode, encap=encap, **selectors)
-    ba = sa(B, A, spi_ba, suite, mode, encap=encap)
-    if mode == "transport":
-        ba = replace(ba, src_ts=TrafficSelector.host(B), dst_ts=TrafficSelector.host(A))
+        ab = replace(ab, src_ts=host_a, dst_ts=host_b)
+        ba = replace(ba, src_ts=host_b, dst_ts=host_a)
     p.ka.add_sa(ab)
     p.kb.add_sa(replace(ab, inbound=True))  # completes the larval SA (UPDSA)
     p.kb.add_sa(ba)
     p.ka.add_sa(replace(ba, inbound=True))
-    if mode == "tunnel":
-        local_a, local_b = NET_A, NET_B
-    else:
-        local_a, local_b = TrafficSelector.host(A), TrafficSelector.host(B)
-    for pol in policies(local_a, local_b, A, B, mode):
+    local_a, local_b = nets if mode == "tunnel" else (host_a, host_b)
+    for pol in policies(local_a, local_b, a, b, mode):
         p.ka.add_policy(pol)
-    for pol in policies(local_b, local_a, B, A, mode):
+    for pol in policies(local_b, local_a, b, a, mode):
         p.kb.add_policy(pol)
     return spi_ab, spi_ba
 
@@ -167,12 +183,15 @@ def ping(ns: str, dst: str, src: str | None = None, count: int = 3) -> None:
     netns_exec(ns, *args, dst)
 
 
-def assert_counted(p: Pair, spi_ab: int, spi_ba: int, packets: int) -> None:
+def assert_counted(
+    p: Pair, spi_ab: int, spi_ba: int, packets: int, outer: tuple[IPAddress, IPAddress] = (A, B)
+) -> None:
+    a, b = outer
     for kernel, dst, spi in (
-        (p.ka, B, spi_ab),  # A's outbound
-        (p.kb, B, spi_ab),  # B's inbound
-        (p.kb, A, spi_ba),
-        (p.ka, A, spi_ba),
+        (p.ka, b, spi_ab),  # A's outbound
+        (p.kb, b, spi_ab),  # B's inbound
+        (p.kb, a, spi_ba),
+        (p.ka, a, spi_ba),
     ):
         c = kernel.query_sa(dst, spi)
         assert c.packets >= packets and c.bytes > 0, f"SA {spi:08x}: {c}"
@@ -247,3 +266,13 @@ def test_flush_installed(pair: Pair) -> None:
         k.flush_installed()
         assert ip("-n", ns, "xfrm", "state").strip() == ""
         assert ip("-n", ns, "xfrm", "policy").strip() == ""
+
+
+@pytest.mark.parametrize("outer", ["v4", "v6"])
+def test_tunnel_ipv6_inner(pair: Pair, outer: str) -> None:
+    """IPv6 traffic through an IPv4 tunnel (the SA takes any inner family), and over IPv6."""
+    addrs = (A, B) if outer == "v4" else (A6, B6)
+    nets = (NET6_A, NET6_B)
+    spi_ab, spi_ba = install(pair, SUITES["aes128gcm16"], "tunnel", outer=addrs, nets=nets)
+    ping(pair.a, "fd02::1", src="fd01::1")
+    assert_counted(pair, spi_ab, spi_ba, 3, outer=addrs)

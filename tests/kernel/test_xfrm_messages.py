@@ -206,3 +206,10 @@ def test_transport_sa_selector_drops_ports() -> None:
         0,
         0,
     )
+
+
+def test_key_length_must_match() -> None:
+    algorithm_attrs(EncrId.AES_GCM_16, bytes(36), IntegId.NONE, b"", encr_key_length=256)
+    algorithm_attrs(EncrId.AES_CBC, bytes(16), IntegId.HMAC_SHA2_256_128, bytes(32), 128)
+    with pytest.raises(KernelError, match="does not match key length 256"):
+        algorithm_attrs(EncrId.AES_GCM_16, bytes(32), IntegId.NONE, b"", encr_key_length=256)

@@ -211,7 +211,7 @@ class XfrmKernel(KernelIpsec):
         elif sa.src_ts is not None and sa.dst_ts is not None:
             msg.update(sa_selector(sa.src_ts, sa.dst_ts).fields())
         attrs: list[tuple[str, Any]] = list(
-            algorithm_attrs(sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key)
+            algorithm_attrs(sa.encr_id, sa.encr_key, sa.integ_id, sa.integ_key, sa.encr_key_length)
         )
         if sa.esn or sa.replay_window > 32:
             # The legacy replay field holds at most 32; larger windows and ESN need this.

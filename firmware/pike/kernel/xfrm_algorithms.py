@@ -44,20 +44,28 @@ INTEGS: dict[int, Integ] = {
 }
 
 
-def _name(text: str) -> bytes:
-    return text.encode()
-
-
 def algorithm_attrs(
-    encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes
+    encr_id: int,
+    encr_key: bytes,
+    integ_id: int,
+    integ_key: bytes,
+    encr_key_length: int | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The XFRMA_ALG_* attributes for one SA."""
+    """The XFRMA_ALG_* attributes for one SA. ``encr_key_length`` (bits, without salt), when
+    given, must agree with the key: a mismatch is a bug on our side, caught before the kernel
+    silently installs an SA the peer cannot decrypt."""
     aead = AEADS.get(encr_id)
+    salt = aead.salt_bytes if aead is not None else 0
+    if encr_key_length is not None and (len(encr_key) - salt) * 8 != encr_key_length:
+        raise KernelError(
+            f"ENCR transform {encr_id}: key of {len(encr_key)} bytes "
+            f"does not match key length {encr_key_length} bits (+{salt} bytes salt)"
+        )
     if aead is not None:
         if integ_id != IntegId.NONE:
             raise KernelError(f"AEAD cipher {EncrId(encr_id).name} with integrity {integ_id}")
         attr = {
-            "alg_name": _name(aead.name),
+            "alg_name": aead.name.encode(),
             "alg_key_len": len(encr_key) * 8,
             "alg_icv_len": aead.icv_bits,
             "alg_key": encr_key,
@@ -69,9 +77,9 @@ def algorithm_attrs(
         raise KernelError(f"no kernel cipher for ENCR transform {encr_id}")
     if integ is None:
         raise KernelError(f"no kernel integrity algorithm for INTEG transform {integ_id}")
-    crypt = {"alg_name": _name(cipher), "alg_key_len": len(encr_key) * 8, "alg_key": encr_key}
+    crypt = {"alg_name": cipher.encode(), "alg_key_len": len(encr_key) * 8, "alg_key": encr_key}
     auth = {
-        "alg_name": _name(integ.name),
+        "alg_name": integ.name.encode(),
         "alg_key_len": len(integ_key) * 8,
         "alg_trunc_len": integ.trunc_bits,
         "alg_key": integ_key,
