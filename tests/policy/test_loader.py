@@ -128,6 +128,24 @@ def test_defaults_local_id_is_first_address(tmp_path: Path) -> None:
     assert hq.dpd_delay == 0 and hq.local_port == 500
 
 
+def test_responder_addresses_any_and_subnets(tmp_path: Path) -> None:
+    text = (
+        EXAMPLE.replace('local_addrs = ["192.0.2.1"]\n', "")
+        .replace(
+            'remote_addrs = ["192.0.2.2"]',
+            'remote_addrs = ["192.0.2.0/24", "2001:db8::/32", "%any"]',
+        )
+        .replace('start_action = "start"', 'start_action = "none"')
+    )
+    hq = load_config(write(tmp_path, text)).connections["hq"]
+    assert hq.local_addrs == ()
+    assert hq.remote_addrs == ("192.0.2.0/24", "2001:db8::/32", "%any")
+    assert hq.local.id is not None and hq.local.id.text == "branch1.example.net"
+    # Without local_addrs and without an id, the address in use is the identity.
+    text = text.replace(', id = "branch1.example.net"', "")
+    assert load_config(write(tmp_path, text)).connections["hq"].local.id is None
+
+
 def test_all_documented_keys(tmp_path: Path) -> None:
     text = (
         EXAMPLE.replace(
@@ -203,14 +221,14 @@ def test_traffic_selector_with_protocol_and_port(tmp_path: Path) -> None:
         (
             'remote_addrs = ["192.0.2.2"]',
             'remote_addrs = ["192.0.2.2", "192.0.2.300"]',
-            "F:7: connections.hq.remote_addrs[1]: '192.0.2.300' is not an IPv4/IPv6 address"
-            " or %any (responder only)",
+            "F:7: connections.hq.remote_addrs[1]: '192.0.2.300' is not an IPv4/IPv6 address,"
+            " a subnet or %any (responder only)",
         ),
         (
             'remote_addrs = ["192.0.2.2"]',
             'remote_addrs = ["%any"]',
             "F:17: connections.hq.children.lan.start_action: start needs a remote address"
-            " (%any is responder only)",
+            " (%any and subnets are responder only)",
         ),
         (
             'local_ts = ["10.1.0.0/24"]',
@@ -279,8 +297,9 @@ def test_traffic_selector_with_protocol_and_port(tmp_path: Path) -> None:
         ),
         (
             'local_addrs = ["192.0.2.1"]\n',
-            "",
-            "F:4: connections.hq.local_addrs: missing (required)",
+            'local_addrs = ["192.0.2.1", "host.example.net"]\n',
+            "F:6: connections.hq.local_addrs[1]: 'host.example.net' is not an IPv4/IPv6 address"
+            " or %any",
         ),
         ('mode = "tunnel"', "mode = tunnel", "F:16: TOML syntax error: Invalid value (column 8)"),
     ],
@@ -292,6 +311,15 @@ def test_errors(tmp_path: Path, old: str, new: str, expected: str) -> None:
         assert msg.startswith(expected), msg
     else:
         assert msg == expected
+
+
+def test_dynamic_ts_needs_an_address(tmp_path: Path) -> None:
+    text = EXAMPLE.replace('local_addrs = ["192.0.2.1"]\n', "").replace(
+        'local_ts = ["10.1.0.0/24"]\n', ""
+    )
+    assert error_of(tmp_path, text) == (
+        "F:11: connections.hq.children.lan.local_ts: dynamic needs local_addrs to name one address"
+    )
 
 
 def test_refused_group_message(tmp_path: Path) -> None:

@@ -382,7 +382,7 @@ class Daemon:
             raise ControlError(f"connection {conn!r} has no child {child!r}")
         try:
             self.engine.initiate(conn, self._now(), child)
-        except KeyError as exc:
+        except (KeyError, ValueError) as exc:
             # The engine's KeyError says why (IKEv1 connection, no remote address, ...).
             raise ControlError(
                 str(exc.args[0]) if exc.args else f"cannot initiate {conn}"

@@ -167,20 +167,44 @@ def _identity(t: Table, path: KeyPath, text: str) -> Identity:
         raise t.error(path, str(exc)) from None
 
 
-def _addresses(t: Table, key: str, any_ok: bool) -> tuple[str, ...]:
-    items = t.strings(key)
-    if not items:
-        raise t.error(key, "must name at least one address")
+def _host_or_none(addrs: tuple[str, ...]) -> str | None:
+    """The first address if it is a single host (one can send to it), else None."""
+    if not addrs or addrs[0] == ANY or "/" in addrs[0]:
+        return None
+    return addrs[0]
+
+
+def _local_addrs(t: Table) -> tuple[str, ...]:
+    """IP addresses; missing or %any: any local address (the kernel picks the source)."""
     out = []
-    for path, text in items:
-        if text == ANY and any_ok:
-            out.append(ANY)
+    for path, text in t.strings("local_addrs", [ANY]):
+        if text == ANY:
             continue
         try:
             out.append(str(ipaddress.ip_address(text)))
         except ValueError:
-            hint = " or %any (responder only)" if any_ok else ""
-            raise t.error(path, f"{text!r} is not an IPv4/IPv6 address{hint}") from None
+            raise t.error(path, f"{text!r} is not an IPv4/IPv6 address or %any") from None
+    return tuple(out)
+
+
+def _remote_addrs(t: Table) -> tuple[str, ...]:
+    """IP addresses, or (responder only) subnets and %any; missing means %any."""
+    items = t.strings("remote_addrs", [ANY])
+    if not items:
+        raise t.error("remote_addrs", "must name at least one address (or %any)")
+    out = []
+    for path, text in items:
+        if text == ANY:
+            out.append(ANY)
+            continue
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            raise t.error(
+                path, f"{text!r} is not an IPv4/IPv6 address, a subnet or %any (responder only)"
+            ) from None
+        single = net.prefixlen == net.max_prefixlen
+        out.append(str(net.network_address) if single else str(net))
     return tuple(out)
 
 
@@ -220,8 +244,8 @@ def _selectors(t: Table, key: str, dynamic: str | None, side: str) -> tuple[Traf
     out = []
     for path, text in t.strings(key, ["dynamic"]):
         if text == "dynamic":
-            if dynamic is None or dynamic == ANY:
-                raise t.error(path, f"dynamic needs {side}_addrs to name an address")
+            if dynamic is None:
+                raise t.error(path, f"dynamic needs {side}_addrs to name one address")
             out.append(TrafficSelector.host(ipaddress.ip_address(dynamic)))
             continue
         try:
@@ -243,10 +267,13 @@ def _offload(value: object) -> str:
     raise ValueError(f"{value!r} is not one of no, crypto, packet, auto")
 
 
-def _child(t: Table, local_addr: str, remote_addr: str) -> ChildConfig:
+def _child(t: Table, local_addr: str | None, remote_addr: str | None) -> ChildConfig:
     start = t.choice("start_action", ("none", "start", "trap"), "none")
-    if start != "none" and remote_addr == ANY:
-        raise t.error("start_action", f"{start} needs a remote address (%any is responder only)")
+    if start != "none" and remote_addr is None:
+        raise t.error(
+            "start_action",
+            f"{start} needs a remote address (%any and subnets are responder only)",
+        )
     rekey = t.convert("rekey_time", _seconds, 3600)
     child = ChildConfig(
         name=str(t.path[-1]),
@@ -271,13 +298,13 @@ def _connection(t: Table) -> ConnectionConfig:
     version = t.typed("version", int, 2)
     if version not in (1, 2):
         raise t.error("version", f"{version} is not 1 (IKEv1) or 2 (IKEv2)")
-    local_addrs = _addresses(t, "local_addrs", any_ok=False)
-    remote_addrs = _addresses(t, "remote_addrs", any_ok=True)
+    local_addrs = _local_addrs(t)
+    remote_addrs = _remote_addrs(t)
+    local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
     proposals = _proposals(t, "proposals", "ike")
-    local = _auth(t.table("local"), local_addrs[0])
-    remote_default = remote_addrs[0] if remote_addrs[0] != ANY else None
-    remote = _auth(t.table("remote"), remote_default)
-    children = tuple(_child(c, local_addrs[0], remote_addrs[0]) for c in t.tables("children"))
+    local = _auth(t.table("local"), local_host)
+    remote = _auth(t.table("remote"), remote_host)
+    children = tuple(_child(c, local_host, remote_host) for c in t.tables("children"))
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:
         raise t.error("aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
@@ -309,7 +336,7 @@ def _check_psk(src: Source, config: Config, conn: ConnectionConfig) -> None:
     """A PSK connection must find its key now, not at the first handshake."""
     if "psk" not in (conn.local.auth, conn.remote.auth):
         return
-    local = conn.local.id.text if conn.local.id else conn.local_addrs[0]
+    local = conn.local.id.text if conn.local.id else ANY
     remote = conn.remote.id.text if conn.remote.id else conn.remote_addrs[0]
     if config.psk_for(local, remote) is None:
         side = "local" if conn.local.auth == "psk" else "remote"
