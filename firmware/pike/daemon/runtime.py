@@ -114,8 +114,8 @@ class Daemon:
     def _probe(self) -> KernelCaps:
         try:
             caps = self.kernel.probe()
-        except KernelError as exc:
-            caps = KernelCaps(esp=False, missing=(f"XFRM: {exc}",))
+        except Exception as exc:  # whatever the backend raised, IKE must still come up
+            caps = KernelCaps(esp=False, missing=(f"XFRM probe failed: {exc}",))
         if not caps.esp:
             log.error(
                 "kernel cannot take ESP SAs (missing: %s): "

@@ -119,7 +119,7 @@ class _Scanner:
                 aot = (n := self._peek()) is not None and n.kind == "["
                 if aot:
                     self.pos += 1
-                name = tuple(self._key())
+                name = self._resolve(tuple(self._key()))
                 self.pos += 2 if aot else 1  # closing bracket(s)
                 for k in range(1, len(name)):
                     self._record(name[:k], t.line)
@@ -134,6 +134,15 @@ class _Scanner:
             else:
                 self._pair(table)
         return self.lines
+
+    def _resolve(self, name: tuple[PathPart, ...]) -> KeyPath:
+        """``[fruit.extra]`` after ``[[fruit]]`` belongs to the last ``fruit`` element."""
+        out: tuple[PathPart, ...] = ()
+        for i, part in enumerate(name):
+            out = (*out, part)
+            if i < len(name) - 1 and out in self.aot_counts:
+                out = (*out, self.aot_counts[out] - 1)
+        return out
 
     def _pair(self, table: KeyPath) -> None:
         line = self._peek().line  # type: ignore[union-attr]
