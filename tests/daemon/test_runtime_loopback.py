@@ -71,7 +71,7 @@ def test_two_daemons_establish_over_loopback(tmp_path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(notify_path)
     listener.setblocking(False)
-    env = {"NOTIFY_SOCKET": notify_path}
+    env = {"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "2000000"}  # ping every 1 s
     a = Daemon(cfg_a, NoKernel("test"), _engine, notifier=SystemdNotifier(env), ipv6=False)
     b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False)
 
@@ -131,5 +131,6 @@ def test_two_daemons_establish_over_loopback(tmp_path: Path) -> None:
     assert st["pid"] == os.getpid() and st["connections"] == ["hq"]
     assert st["ike_sas"] == 1
     assert bad == {"ok": False, "error": "no connection named 'nope'"}
-    assert listener_msgs[0] == "READY=1" and "STOPPING=1" in listener_msgs
+    assert listener_msgs[0] == "READY=1" and listener_msgs[-1] == "STOPPING=1"
+    assert "WATCHDOG=1" in listener_msgs
     assert not os.path.exists(cfg_a.daemon.control_socket)

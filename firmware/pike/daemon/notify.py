@@ -48,6 +48,8 @@ class SystemdNotifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+                # Never stall the event loop on a full receiver queue.
+                s.setblocking(False)
                 s.sendto(message.encode(), self._addr)
         except OSError as exc:
             log.warning("systemd notify %s failed: %s", message.split("=", 1)[0], exc)
