@@ -32,6 +32,11 @@ class PayloadRule:
 
     counts: Mapping[int, tuple[int, int]]
     together: tuple[tuple[int, ...], ...] = ()
+    required: tuple[tuple[int, int], ...] = field(init=False)  # (type, min) with min > 0
+
+    def __post_init__(self) -> None:
+        required = tuple((kind, least) for kind, (least, _) in self.counts.items() if least)
+        object.__setattr__(self, "required", required)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +176,8 @@ def _violation(rule: ExchangeRule, payloads: Sequence[Payload], inside_sk: bool)
         return None
     if _waived(rule, payloads):
         return None
-    for kind, (least, _) in allowed.items():
-        if least and counts.get(kind, 0) < least:
+    for kind, least in table.required:
+        if counts.get(kind, 0) < least:
             return f"missing {_name(kind)}"
     for group in table.together:
         present = sum(1 for k in group if k in counts)
