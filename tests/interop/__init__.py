@@ -1,0 +1,16 @@
+"""Host-tier interop harness: namespaces, strongSwan and piked nodes (run as root).
+
+- :mod:`.netns`: ``Lab.create(prefix)`` -> ``add_ns``, ``link`` (veth, IPv4/IPv6),
+  ``add_host_net`` (LAN behind a gateway), ``Namespace.run/popen/ping/ip``; ``close()``
+  kills tracked processes by PID, then stragglers inside its namespaces, then deletes them.
+- :mod:`.topology`: ``make_gateways(lab)`` -> two gateways with LAN hosts.
+- :mod:`.strongswan`: ``StrongswanNode`` (charon in a private /run, swanctl over its own
+  vici socket), ``Connection``/``Child``/``Secret`` -> swanctl.conf, ``list_sas()`` parsed
+  from ``swanctl --list-sas --raw`` into ``IkeSaInfo``/``ChildSaInfo``.
+- :mod:`.piked`: ``PikedNode`` (same Connection objects -> pike.toml; ``pikectl list-sas
+  --json`` -> the same ``IkeSaInfo``).
+- conftest fixtures: ``lab``, ``gateways``, ``make_charon``, ``make_piked``.
+
+Usable from plain scripts: ``from tests.interop.netns import Lab`` with the repo root on
+``sys.path`` (see tests/wire/fixtures/capture.py).
+"""

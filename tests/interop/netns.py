@@ -326,8 +326,9 @@ class Lab:
     ) -> HostNet:
         """A LAN behind ``gateway``: the gateway gets ``.1``, a host namespace ``.2``.
 
-        With ``dummy=True`` no host namespace is made; the gateway gets a dummy device
-        carrying ``.1`` (enough for policy-based tunnels to have a source address).
+        With ``dummy=True`` no host namespace is made; the gateway gets a dummy device (or,
+        without the dummy driver, a veth pair kept inside the gateway) carrying ``.1``
+        (enough for policy-based tunnels to have a source address).
         Forwarding is enabled in the gateway; the host's default route points at it.
         """
         net = ipaddress.ip_network(subnet)
@@ -337,7 +338,11 @@ class Lab:
         if dummy:
             dev = f"lan{self._links}"[:15]
             self._links += 1
-            gateway.ip("link", "add", dev, "type", "dummy")
+            if gateway.ip("link", "add", dev, "type", "dummy", check=False).returncode != 0:
+                # no dummy driver (this host kernel cannot load modules): a veth pair whose
+                # both ends stay in the gateway serves the same purpose
+                gateway.ip("link", "add", dev, "type", "veth", "peer", "name", dev + "p")
+                gateway.ip("link", "set", dev + "p", "up")
             _add_addr(gateway, dev, gw_addr)
             gateway.ip("link", "set", dev, "up")
             return HostNet(gateway, gw_addr, None, None, str(net))

@@ -122,6 +122,24 @@ def test_lab_teardown_kills_and_deletes(run_prefix: str) -> None:
 
 
 @pytest.mark.interop
+def test_lab_ipv6_link_and_host_net(run_prefix: str) -> None:
+    with Lab.create(f"{run_prefix}v6-") as la:
+        a = la.add_ns("a")
+        b = la.add_ns("b")
+        link = la.link(a, b, ["2001:db8:9::1/64"], ["2001:db8:9::2/64", "198.51.100.2/24"])
+        assert link.a_ip == "2001:db8:9::1"
+        assert link.b_ip == "198.51.100.2"
+        assert link.b_ip6 == "2001:db8:9::2"
+        assert a.ping("2001:db8:9::2")
+        lan = la.add_host_net(a, "2001:db8:10::/64")
+        assert lan.host is not None
+        assert lan.host.ping(lan.gateway_ip)
+        dummy = la.add_host_net(b, "10.3.0.0/24", dummy=True)
+        assert dummy.host is None
+        assert b.ping(dummy.gateway_ip)
+
+
+@pytest.mark.interop
 def test_lab_prefix_is_unique(run_prefix: str) -> None:
     with Lab.create(f"{run_prefix}dup-") as la:
         la.add_ns("x")
