@@ -197,8 +197,8 @@ def decode_payloads(
             try:
                 payloads.append(decoder(view, body_start, pos))
             except MalformedMessage as e:
-                e.detail = f"{_name(kind)}: {e.detail}"
-                raise
+                # Name the payload: body decoders only know their own fields.
+                raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
         kind = next_kind
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
