@@ -91,6 +91,21 @@ def test_secret_encodings(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, text)).secrets[0].secret == b"0xnot-hex"
 
 
+def test_secret_id_string_is_one_identity(tmp_path: Path) -> None:
+    text = EXAMPLE.replace(
+        'id = ["branch1.example.net", "hq.example.net"]', 'id = "C=CH, O=x, CN=gw"'
+    ).replace('id = "hq.example.net"', 'id = "C=CH, O=x, CN=gw"')
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.secrets[0].ids == ("C=CH, O=x, CN=gw",)
+
+
+def test_bad_names(tmp_path: Path) -> None:
+    text = EXAMPLE.replace("[connections.hq.children.lan]", '[connections.hq.children."l.an"]')
+    assert error_of(tmp_path, text) == (
+        "F:12: connections.hq.children.\"l.an\": names may only use letters, digits, '-' and '_'"
+    )
+
+
 def test_secret_file(tmp_path: Path) -> None:
     (tmp_path / "hq.psk").write_text("from-a-file\n")
     text = EXAMPLE.replace(f'secret = "{PSK}"', 'secret_file = "hq.psk"')

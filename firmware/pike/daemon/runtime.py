@@ -155,6 +155,7 @@ class Daemon:
             log.error("cannot start: %s", exc)
             self._sockets.close()
             await self._control.close()
+            self.kernel.close()
             return 1
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)

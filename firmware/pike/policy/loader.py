@@ -39,6 +39,7 @@ ANY = "%any"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _MAX_SECONDS = 10 * 365 * 86400
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def load_config(path: str) -> Config:
@@ -72,12 +73,20 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
-    connections = {str(t.path[-1]): _connection(t) for t in root.tables("connections")}
+    connections = {_name(t): _connection(t) for t in root.tables("connections")}
     root.finish()
     config = Config(daemon, connections, secrets, path)
     for conn in connections.values():
         _check_psk(src, config, conn)
     return config
+
+
+def _name(t: Table) -> str:
+    """Connection and child names go into logs, metrics labels and ``CONN.CHILD``."""
+    name = str(t.path[-1])
+    if not _NAME.match(name):
+        raise t.error(t.path, "names may only use letters, digits, '-' and '_'")
+    return name
 
 
 # -- [daemon] -------------------------------------------------------------------------------
@@ -123,7 +132,8 @@ def _seconds(value: object) -> int:
 
 
 def _secret(t: Table, config_path: str) -> Secret:
-    ids = tuple(_identity(t, p, text).text for p, text in t.strings("id", []))
+    # One string is one identity: a DN has commas of its own.
+    ids = tuple(_identity(t, p, text).text for p, text in t.strings("id", [], split=False))
     has_inline, has_file = t.has("secret"), t.has("secret_file")
     if has_inline and has_file:
         raise t.error("secret_file", "give either secret or secret_file, not both")
@@ -276,7 +286,7 @@ def _child(t: Table, local_addr: str | None, remote_addr: str | None) -> ChildCo
         )
     rekey = t.convert("rekey_time", _seconds, 3600)
     child = ChildConfig(
-        name=str(t.path[-1]),
+        name=_name(t),
         local_ts=_selectors(t, "local_ts", local_addr, "local"),
         remote_ts=_selectors(t, "remote_ts", remote_addr, "remote"),
         esp_proposals=_proposals(t, "esp_proposals", "esp"),

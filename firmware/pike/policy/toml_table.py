@@ -116,13 +116,17 @@ class Table:
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 
-    def strings(self, key: str, default: Any = _MISSING) -> list[tuple[KeyPath, str]]:
-        """An array of strings (or one string, comma-separated as in strongSwan), with the
-        key path of each element for error messages."""
+    def strings(
+        self, key: str, default: Any = _MISSING, *, split: bool = True
+    ) -> list[tuple[KeyPath, str]]:
+        """An array of strings (or one string: comma-separated as in strongSwan when
+        ``split``, else one item), with the key path of each element for errors."""
         value = self.raw(key, default)
         if key not in self.data:
             return [(self.at(key), v) for v in value]
         if isinstance(value, str):
+            if not split:
+                return [(self.at(key), value)]
             return [(self.at(key), v.strip()) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise self.error(key, f"must be an array of strings, not {_type_name(value)}")
