@@ -56,6 +56,10 @@ MODULES: tuple[str, ...] = (
     "aes_generic",
     "veth",
     "udp_tunnel",
+    # seqiv/echainiv draw IVs from stdrng
+    "drbg",
+    "jitterentropy_rng",
+    "ansi_cprng",
 )
 
 # Variables worth carrying into the guest; everything else starts clean.
@@ -97,6 +101,9 @@ mkdir -p /run/netns /run/lock
 # modprobe wants /lib/modules/<release>; the host has none, the overlay is writable.
 rm -rf /usr/lib/modules && ln -s {modules} /usr/lib/modules
 modprobe -a {modules_list} 2>>{run}/guest.log
+# Everything needed is loaded now; without autoload the kernel's request_module() calls
+# (one per new crypto instance, ~0.3 s each under UML) fail fast instead of exec'ing modprobe.
+{autoload}
 ip link set lo up
 cut -d' ' -f1 /proc/uptime >{run}/boot_seconds
 . {run}/env.sh
@@ -153,15 +160,18 @@ def run_in_guest(
     timeout: float = 300.0,
     mem: str = "768M",
     env: dict[str, str] | None = None,
+    autoload: bool = False,
 ) -> GuestResult:
     """Boot UML, run ``command`` as root in ``cwd``, power off; return its exit code and
-    output. Raises GuestError when the guest itself fails."""
+    output. ``autoload`` keeps on-demand module loading (slow) for modules beyond MODULES.
+    Raises GuestError when the guest itself fails."""
     binary = uml_binary()
     modules = modules_dir()
     cwd = os.path.abspath(cwd or os.getcwd())
     run_dir = Path(tempfile.mkdtemp(prefix="pike-uml-"))
     try:
-        return _boot(binary, modules, command, cwd, timeout, mem, env or dict(os.environ), run_dir)
+        env = env or dict(os.environ)
+        return _boot(binary, modules, command, cwd, timeout, mem, env, autoload, run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -174,6 +184,7 @@ def _boot(
     timeout: float,
     mem: str,
     env: dict[str, str],
+    autoload: bool,
     run_dir: Path,
 ) -> GuestResult:
     overlay_ko = modules / "kernel/fs/overlayfs/overlay.ko"
@@ -186,6 +197,7 @@ def _boot(
             modules_list=" ".join(MODULES),
             cwd=shlex.quote(cwd),
             command=shlex.join(command),
+            autoload="" if autoload else "echo >/proc/sys/kernel/modprobe",
         )
     )
     (run_dir / "env.sh").write_text(_env_script(env))
@@ -271,13 +283,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mem", default="768M")
     parser.add_argument("--cwd", default=None)
     parser.add_argument("-q", "--quiet", action="store_true", help="no timing line")
+    parser.add_argument(
+        "--autoload", action="store_true", help="let the kernel load further modules on demand"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given (uml-run -- CMD ...)")
     try:
-        result = run_in_guest(command, cwd=args.cwd, timeout=args.timeout, mem=args.mem)
+        result = run_in_guest(
+            command, cwd=args.cwd, timeout=args.timeout, mem=args.mem, autoload=args.autoload
+        )
     except GuestError as e:
         print(f"uml-run: {e}", file=sys.stderr)
         return 125

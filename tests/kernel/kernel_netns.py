@@ -15,6 +15,24 @@ def ip(*args: str, check: bool = True) -> str:
     return done.stdout
 
 
+def ip_batch(ns: str, *commands: str) -> str:
+    """Several ip commands in one process inside ``ns`` (each exec costs ~0.15 s under UML)."""
+    done = subprocess.run(
+        ["ip", "-n", ns, "-batch", "-"],
+        input="\n".join(commands) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ip -n {ns} -batch: {done.stderr.strip()}")
+    return done.stdout
+
+
+def xfrm_dump(ns: str) -> str:
+    """``ip xfrm state`` and ``ip xfrm policy`` of ``ns``, in one exec."""
+    return ip_batch(ns, "xfrm state", "xfrm policy")
+
+
 def netns_exec(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True)
     if check and done.returncode != 0:

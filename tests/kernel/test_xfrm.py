@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address
 
 import pytest
-from kernel_netns import PREFIX, Namespaces, ip, netns_exec
+from kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
 from pyroute2.netns import create_socket
 
 from pike.crypto.ids import EncrId, IntegId
@@ -46,38 +46,26 @@ class Pair:
     kb: XfrmKernel
 
 
+def side(dev: str, me: int, peer: int) -> list[str]:
+    """ip commands for one end: outer addresses on the veth, inner ones on lo, routes."""
+    return [
+        f"addr add 192.0.2.{me}/24 dev {dev}",
+        f"addr add fd00::{me}/64 dev {dev} nodad",
+        f"link set {dev} up",
+        f"addr add 10.{me}.0.1/32 dev lo",
+        f"addr add fd0{me}::1/128 dev lo",
+        f"route add 10.{peer}.0.0/24 via 192.0.2.{peer} src 10.{me}.0.1",
+        f"route add fd0{peer}::/64 via fd00::{peer} src fd0{me}::1",
+    ]
+
+
 @pytest.fixture(scope="module")
 def topology(namespaces: Namespaces, esp_kernel: KernelCaps) -> Iterator[Pair]:
     a, b = namespaces.create("a"), namespaces.create("b")
-    ip(
-        "-n",
-        a,
-        "link",
-        "add",
-        PREFIX + "va",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        PREFIX + "vb",
-        "netns",
-        b,
-    )
-    for ns, dev, addr, inner, peer, remote in (
-        (a, "va", "192.0.2.1/24", "10.1.0.1", "192.0.2.2", "10.2.0.0/24"),
-        (b, "vb", "192.0.2.2/24", "10.2.0.1", "192.0.2.1", "10.1.0.0/24"),
-    ):
-        ip("-n", ns, "addr", "add", addr, "dev", PREFIX + dev)
-        ip("-n", ns, "link", "set", PREFIX + dev, "up")
-        ip("-n", ns, "addr", "add", f"{inner}/32", "dev", "lo")
-        ip("-n", ns, "route", "add", remote, "via", peer, "src", inner)
-    for ns, dev, addr, inner, peer, remote in (
-        (a, "va", "fd00::1/64", "fd01::1", "fd00::2", "fd02::/64"),
-        (b, "vb", "fd00::2/64", "fd02::1", "fd00::1", "fd01::/64"),
-    ):
-        ip("-n", ns, "addr", "add", addr, "dev", PREFIX + dev, "nodad")
-        ip("-n", ns, "addr", "add", f"{inner}/128", "dev", "lo")
-        ip("-n", ns, "-6", "route", "add", remote, "via", peer, "src", inner)
+    va, vb = PREFIX + "va", PREFIX + "vb"
+    ip("-n", a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b)
+    ip_batch(a, *side(va, 1, 2))
+    ip_batch(b, *side(vb, 2, 1))
     with XfrmKernel(a) as ka, XfrmKernel(b) as kb:
         yield Pair(a, b, ka, kb)
 
@@ -89,8 +77,7 @@ def pair(topology: Pair) -> Iterator[Pair]:
     topology.ka.flush_installed()
     topology.kb.flush_installed()
     for ns in (topology.a, topology.b):
-        assert ip("-n", ns, "xfrm", "state").strip() == "", ns
-        assert ip("-n", ns, "xfrm", "policy").strip() == "", ns
+        assert xfrm_dump(ns).strip() == "", ns
 
 
 @dataclass(frozen=True)
@@ -264,8 +251,7 @@ def test_flush_installed(pair: Pair) -> None:
     pair.kb.get_spi(A, B, 5)  # a larval one too
     for k, ns in ((pair.ka, pair.a), (pair.kb, pair.b)):
         k.flush_installed()
-        assert ip("-n", ns, "xfrm", "state").strip() == ""
-        assert ip("-n", ns, "xfrm", "policy").strip() == ""
+        assert xfrm_dump(ns).strip() == ""
 
 
 @pytest.mark.parametrize("outer", ["v4", "v6"])
