@@ -9,7 +9,7 @@ import pytest
 
 from pike.crypto.ids import TransformType
 from pike.wire.codec import decode_message, encode_message
-from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
+from pike.wire.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
 from pike.wire.header import decode_header
 from pike.wire.payloads import KePayload, NoncePayload, SaPayload, SkPayload
 from pike.wire.rules import check_payloads
@@ -61,6 +61,8 @@ def test_sa_init(path: Path) -> None:
     # strongSwan initiated: the I flag is on the request only (RFC 7296 §3.1).
     assert msg.is_initiator is not response
     assert msg.message_id == 0
+    if msg.notify(NotifyType.INVALID_KE_PAYLOAD):
+        return  # see test_invalid_ke_round
     assert (msg.spi_r == bytes(8)) is not response
     sa = msg.first(SaPayload)
     ke = msg.first(KePayload)
@@ -101,3 +103,25 @@ def test_encrypted_fixtures_have_a_plausible_sk(path: Path) -> None:
         assert len(sk.body) <= MAX_EMPTY_SK_BODY
     # Kept as received: re-encoding the outer message gives the same bytes.
     assert encode_message(msg) == data
+
+
+INVALID_KE = FIXTURES / "strongswan-ikev2-sa-init-resp.bin"
+RETRY = FIXTURES / "strongswan-ikev2-sa-init-req-2.bin"
+
+
+@pytest.mark.skipif(not RETRY.exists(), reason="capture.sh fixtures absent")
+def test_invalid_ke_round() -> None:
+    """IKE_SA_INIT { SA, KE(x25519), Ni } --> <-- { N(INVALID_KE_PAYLOAD(MODP_2048)) }
+    IKE_SA_INIT { SA, KE(modp2048), Ni } -->   (RFC 7296 §1.2)"""
+    first = decode_message((FIXTURES / "strongswan-ikev2-sa-init-req.bin").read_bytes())
+    answer = decode_message(INVALID_KE.read_bytes())
+    retry = decode_message(RETRY.read_bytes())
+    assert [p.TYPE for p in answer.payloads] == [PayloadType.NOTIFY]
+    notify = answer.notify(NotifyType.INVALID_KE_PAYLOAD)
+    assert notify is not None and notify.data == (14).to_bytes(2, "big")
+    assert answer.spi_i == first.spi_i and answer.spi_r == bytes(8)  # RFC 7296 §2.6
+    check_payloads(answer.exchange, True, answer.payloads, inside_sk=False)
+    ke1, ke2 = first.first(KePayload), retry.first(KePayload)
+    assert ke1 is not None and ke2 is not None
+    assert (ke1.group, ke2.group) == (31, 14)
+    assert retry.spi_i == first.spi_i and retry.message_id == 0
