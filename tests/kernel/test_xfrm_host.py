@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from ipaddress import ip_address
 
@@ -143,3 +144,16 @@ def test_closed_kernel_refuses(ns: str) -> None:
     with pytest.raises(KernelError, match="closed"):
         k.add_policy(policy())
     k.close()
+
+
+def test_usable_inside_a_running_event_loop(ns: str) -> None:
+    """piked calls the kernel from its asyncio loop; pyroute2's own loop must not clash."""
+
+    async def use() -> None:
+        with XfrmKernel(ns) as k:
+            k.add_policy(policy())
+            k.probe()
+            k.flush_installed()
+
+    asyncio.run(use())
+    assert ip("-n", ns, "xfrm", "policy").strip() == ""

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 from ipaddress import IPv4Address
 from typing import Any
-
-from pyroute2.netlink import NETLINK_XFRM, NLM_F_ACK, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.nlsocket import NetlinkSocket
 
 from pike.crypto.ids import EncrId, IntegId
 from pike.kernel import xfrm_messages as xm
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.kernel.xfrm_algorithms import AEADS, CIPHERS, INTEGS, algorithm_attrs
 from pike.kernel.xfrm_selectors import Selector, family_of, packed, sa_selector, selectors
+from pike.kernel.xfrm_socket import XfrmSocket
 from pike.policy.ipsec import (
     IPPROTO_ESP,
     KernelCaps,
@@ -86,36 +82,14 @@ class XfrmKernel(KernelIpsec):
     """``KernelIpsec`` over XFRM netlink, optionally inside the named network namespace."""
 
     def __init__(self, netns: str | None = None) -> None:
-        if netns is not None and not os.path.exists(f"/var/run/netns/{netns}"):
-            # pyroute2 would silently create it (flags=O_CREAT); we never want that.
-            raise KernelError(f"network namespace {netns!r} does not exist")
         self.netns = netns
-        try:
-            self._sock: Any = NetlinkSocket(family=NETLINK_XFRM, netns=netns, flags=0, ext_ack=True)
-            self._sock.bind()
-        except OSError as e:
-            raise KernelError("cannot open NETLINK_XFRM socket", e.errno or 0) from e
-        self._sock.marshal.msg_map.update(xm.REPLY_CLASSES)
+        self._nl = XfrmSocket(netns)
         self._sas: dict[SaKey, str] = {}  # installed or larval SA -> what (for logs)
         self._larval: set[SaKey] = set()  # allocated by get_spi, completed by UPDSA
         self._policies: set[PolicyKey] = set()
-        self._closed = False
-
-    # -- transport ---------------------------------------------------------------------
 
     def _request(self, what: str, msg: Any, msg_type: int, ack: bool = True) -> list[Any]:
-        """Send one request; return its replies. ``ack=False`` for GET/ALLOCSPI, which
-        answer with a message instead of an ack."""
-        if self._closed:
-            raise KernelError(f"{what}: kernel interface is closed")
-        flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
-        try:
-            return list(self._sock.nlm_request(msg, msg_type=msg_type, msg_flags=flags))
-        except NetlinkError as e:
-            detail = e.args[1] if len(e.args) > 1 else None
-            if detail == os.strerror(e.code):
-                detail = None
-            raise KernelError(what, e.code, detail) from e
+        return self._nl.request(what, msg, msg_type, ack)
 
     # -- capabilities ------------------------------------------------------------------
 
@@ -377,9 +351,7 @@ class XfrmKernel(KernelIpsec):
             raise KernelError(f"flush: {len(errors)} deletions failed; first: {errors[0]}")
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._sock.close()
+        self._nl.close()
 
     def __enter__(self) -> XfrmKernel:
         return self
