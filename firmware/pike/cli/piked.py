@@ -30,12 +30,10 @@ def _engine(config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None) -> Eng
 
 
 def _kernel() -> KernelIpsec:
-    from pike.daemon.kernel_thread import ThreadedKernel
     from pike.kernel.xfrm import XfrmKernel
 
     try:
-        # pyroute2 runs its own asyncio loop: keep it off the daemon's loop thread.
-        return ThreadedKernel(XfrmKernel)
+        return XfrmKernel()
     except KernelError as exc:
         from pike.daemon.nokernel import NoKernel
 
