@@ -21,7 +21,7 @@ from pyroute2.netns import create_socket
 from pike.crypto.ids import EncrId, IntegId
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm import SPI_MAX, SPI_MIN, XfrmKernel
-from pike.policy.ipsec import KernelCaps, Mode, PolicySpec, SaSpec, UdpEncap
+from pike.policy.ipsec import KernelCaps, Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress, TrafficSelector
 
 pytestmark = pytest.mark.kernel
@@ -34,6 +34,7 @@ A6 = ip_address("fd00::1")
 B6 = ip_address("fd00::2")
 NET6_A = TrafficSelector.from_cidr("fd01::/64")
 NET6_B = TrafficSelector.from_cidr("fd02::/64")
+NO_LIMITS = Lifetime()
 UDP_ENCAP = 100  # linux/udp.h socket option
 UDP_ENCAP_ESPINUDP = 2
 
@@ -140,14 +141,15 @@ def install(
     encap: UdpEncap | None = None,
     outer: tuple[IPAddress, IPAddress] = (A, B),
     nets: tuple[TrafficSelector, TrafficSelector] = (NET_A, NET_B),
+    lifetime: Lifetime = NO_LIMITS,
 ) -> tuple[int, int]:
     """SAs both ways (inbound SPIs allocated by the receiver, as IKE does) and policies."""
     a, b = outer
     spi_ab = p.kb.get_spi(a, b, 1)
     spi_ba = p.ka.get_spi(b, a, 1)
     host_a, host_b = TrafficSelector.host(a), TrafficSelector.host(b)
-    ab = sa(a, b, spi_ab, suite, mode, encap=encap)
-    ba = sa(b, a, spi_ba, suite, mode, encap=encap)
+    ab = sa(a, b, spi_ab, suite, mode, encap=encap, lifetime=lifetime)
+    ba = sa(b, a, spi_ba, suite, mode, encap=encap, lifetime=lifetime)
     if mode == "transport":
         ab = replace(ab, src_ts=host_a, dst_ts=host_b)
         ba = replace(ba, src_ts=host_b, dst_ts=host_a)
@@ -198,10 +200,14 @@ def test_tunnel_ping(pair: Pair, name: str) -> None:
 
 
 def test_transport_ping(pair: Pair) -> None:
-    spi_ab, spi_ba = install(pair, SUITES["aes128gcm16"], "transport")
+    lifetime = Lifetime(soft_seconds=100, hard_seconds=200, hard_packets=1000)
+    spi_ab, spi_ba = install(pair, SUITES["aes128gcm16"], "transport", lifetime=lifetime)
     ping(pair.a, str(B))
     assert_counted(pair, spi_ab, spi_ba, 3)
-    assert "mode transport" in ip("-n", pair.b, "xfrm", "state")
+    state = ip("-n", pair.b, "-s", "xfrm", "state")
+    assert "mode transport" in state and "sel src 192.0.2.1/32 dst 192.0.2.2/32" in state
+    assert "soft (INF)(bytes)" in state and "hard 1000(packets)" in state
+    assert "expire add: soft 100(sec), hard 200(sec)" in state
 
 
 def encap_socket(ns: str) -> socket.socket:
