@@ -61,5 +61,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     skipped = terminalreporter.stats.get("skipped", [])
     if any("KERNEL TIER SKIPPED" in str(getattr(r, "longrepr", "")) for r in skipped):
         terminalreporter.write_sep(
-            "!", f"ESP tests skipped on this kernel; run: {GUEST_COMMAND}", yellow=True
+            "!",
+            "ESP tests skipped on this kernel: tests/guest/test_kernel_tier.py runs them "
+            f"under UML; by hand: {GUEST_COMMAND}",
+            yellow=True,
         )
