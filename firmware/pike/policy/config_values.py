@@ -6,8 +6,6 @@ ever echoes a secret.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 
@@ -95,17 +93,52 @@ def parse_ts(text: str) -> TrafficSelector:
     return TrafficSelector(net.network_address, net.broadcast_address, proto, lo, hi)
 
 
+def _b64digit(c: str) -> int:
+    # strongSwan's alphabet accepts both the standard and the URL-safe characters.
+    if "A" <= c <= "Z":
+        return ord(c) - ord("A")
+    if "a" <= c <= "z":
+        return ord(c) - ord("a") + 26
+    if "0" <= c <= "9":
+        return ord(c) - ord("0") + 52
+    if c in "+-":
+        return 62
+    if c in "/_":
+        return 63
+    return 64  # '=' padding, or anything else
+
+
+def strongswan_base64(text: str) -> bytes:
+    """Base64 exactly as strongSwan's chunk_from_base64() reads a ``0s`` secret.
+
+    It is lenient: groups of four characters, a partial last group ignored, '=' padding
+    shortening the output. Head offices copy ``0s`` secrets from swanctl.conf, so pike must
+    derive the same bytes from the same text, valid base64 or not.
+    """
+    out = bytearray()
+    digits = [0, 0, 0, 0]
+    groups = len(text) // 4
+    for i in range(groups):
+        digits = [_b64digit(c) for c in text[4 * i : 4 * i + 4]]
+        out.append(((digits[0] << 2) | (digits[1] >> 4)) & 0xFF)
+        out.append(((digits[1] << 4) | (digits[2] >> 2)) & 0xFF)
+        out.append(((digits[2] << 6) | digits[3]) & 0xFF)
+    if groups and digits[2] == 64:
+        del out[-2:]
+    elif groups and digits[3] == 64:
+        del out[-1:]
+    return bytes(out)
+
+
 def decode_secret(text: str) -> bytes:
-    """strongSwan encodings: ``0x...`` hex, ``0s...`` base64 — each only when it decodes
-    strictly; anything else (including a failed decode) is the literal UTF-8 text."""
+    """strongSwan encodings: ``0x...`` hex (when it is hex), ``0s...`` base64 (decoded the way
+    strongSwan does, so both ends derive the same key from the same text); anything else is
+    the literal UTF-8 text."""
     if text.startswith(("0x", "0X")):
         try:
             return bytes.fromhex(text[2:])
         except ValueError:
             pass
     elif text.startswith("0s"):
-        try:
-            return base64.b64decode(text[2:], validate=True)
-        except (binascii.Error, ValueError):
-            pass
+        return strongswan_base64(text[2:])
     return text.encode("utf-8")
