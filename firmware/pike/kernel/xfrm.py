@@ -112,6 +112,7 @@ class XfrmKernel(KernelIpsec):
                 integ_id=integ,
                 integ_key=bytes(ikey),
             )
+            self._delete_sa(sa.dst, sa.spi)  # a leftover from a crashed run would say EEXIST
             try:
                 self._install_sa(sa, xm.XFRM_MSG_NEWSA)
             except KernelError as e:
