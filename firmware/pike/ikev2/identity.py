@@ -5,13 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 from pike.policy.config import Identity
+from pike.policy.identity import identity_of_address as from_address
 from pike.wire.constants import IdType
 
-
-def from_address(addr: str) -> Identity:
-    ip = ipaddress.ip_address(addr)
-    kind = IdType.ID_IPV4_ADDR if ip.version == 4 else IdType.ID_IPV6_ADDR
-    return Identity(kind, ip.packed, str(ip))
+__all__ = ["from_address", "from_wire", "matches"]
 
 
 def from_wire(id_type: int, data: bytes) -> Identity:
