@@ -10,6 +10,7 @@ import pytest
 
 from .conftest import Gateways, MakeCharon, Require
 from .netns import Lab, list_netns
+from .pki import issue, make_ca, pki_available
 from .strongswan import (
     Child,
     Connection,
@@ -274,3 +275,44 @@ def test_charon_stops_by_pid_and_logs(
     with pytest.raises(subprocess.CalledProcessError):
         subprocess.run(["kill", "-0", str(node.pid)], check=True, capture_output=True)
     assert Path(node.dir / "run").is_dir()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("key_type", ["ecdsa", "rsa"])
+def test_pubkey_tunnel_between_two_charons(
+    gateways: Gateways, make_charon: MakeCharon, require: Require, tmp_path: Path, key_type: str
+) -> None:
+    require(pki_available(), "strongSwan pki not installed (strongswan-pki)")
+    ca = make_ca(tmp_path / "ca", key_type)
+    certs = {side: issue(ca, ident) for side, ident in (("left", LEFT_ID), ("right", RIGHT_ID))}
+    nodes = {}
+    for side, ns, local, remote, lts, rts in (
+        ("left", gateways.left, "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"),
+        ("right", gateways.right, "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"),
+    ):
+        me, peer = certs[side], certs["right" if side == "left" else "left"]
+        conn = Connection(
+            "hq",
+            [local],
+            [remote],
+            local_auth="pubkey",
+            remote_auth="pubkey",
+            local_id=me.name,
+            remote_id=peer.name,
+            local_certs=[me.cert.name],
+            children=[Child("lan", [lts], [rts])],
+        )
+        node = make_charon(ns, side, conn, libipsec=gateways.libipsec, start=False)
+        node.write_config()
+        node.install_cert(ca.cert, ca=True)
+        node.install_cert(me.cert)
+        node.install_key(me.key)
+        node.start()
+        nodes[side] = node
+    nodes["left"].initiate("lan", ike="hq")
+    for node in nodes.values():
+        node.wait_established("hq", child="lan")
+    log = nodes["right"].log_text()
+    assert f"authentication of '{LEFT_ID}' with" in log
+    scheme = "ECDSA_WITH_SHA256_DER" if key_type == "ecdsa" else "RSA_EMSA_PKCS1_SHA2_256"
+    assert scheme in log
