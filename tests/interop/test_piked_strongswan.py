@@ -151,6 +151,12 @@ def test_piked_initiates_to_strongswan(
     piked, charon = _pair(gateways, make_piked, make_charon)
     piked.initiate("hq")
     _check_established(gateways, piked, charon)
+    # pikectl list-sas --json and the control socket tell the same
+    via_cli = piked.list_sas_json()
+    via_socket = piked.control("list-sas")
+    assert [(d["name"], d["spi_i"]) for d in via_cli] == [
+        (d["name"], d["spi_i"]) for d in via_socket
+    ]
 
 
 @pytest.mark.interop
