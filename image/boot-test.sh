@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Boot the built gateway image under qemu-system-aarch64 (-M virt -cpu cortex-a72, TCG)
+# and check that piked comes up:
+#
+#     image/boot-test.sh [IMAGE]        (default: the newest image/out/pike-*-arm64.img)
+#
+# The image's own Debian arm64 kernel and initrd are read from its FAT partition with
+# mtools and the whole disk is attached as a virtio disk through a qcow2 overlay (the
+# image itself is never written), so this boots exactly what would be flashed, minus the
+# Raspberry Pi firmware. `pike.selftest` on the kernel command line starts
+# pike-selftest.service in the guest, which checks piked's READY, `pikectl status` and the
+# metrics port, prints PIKE-SELFTEST lines on the serial console and powers off.
+#
+# Exit 0 when the self-test passed. Serial log: image/out/boot-test.log. QEMU runs in a
+# private network namespace (unshare -n) with restricted user networking: no traffic
+# leaves. PIKE_BOOT_TIMEOUT (seconds, default 900) bounds the whole boot.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=${PIKE_IMAGE_OUT:-$HERE/out}
+TIMEOUT=${PIKE_BOOT_TIMEOUT:-900}
+IMG=${1:-$(ls -t "$OUT"/pike-*-arm64.img 2>/dev/null | head -1)}
+[[ -n $IMG && -f $IMG ]] || {
+  echo "boot-test: no image (run image/build.sh first)" >&2
+  exit 2
+}
+for tool in qemu-system-aarch64 qemu-img mcopy sfdisk; do
+  command -v "$tool" >/dev/null || {
+    echo "boot-test: $tool missing (apt-get install qemu-system-arm qemu-utils mtools fdisk)" >&2
+    exit 2
+  }
+done
+
+T=$(mktemp -d /var/tmp/pike-boot.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+LOG=$OUT/boot-test.log
+t0=$SECONDS
+
+# Partition 1 (FAT) starts at sector 8192 (build.sh); read its offset from the table anyway.
+boot_start=$(sfdisk -d "$IMG" | sed -n 's/.*1 : start= *\([0-9]*\),.*/\1/p')
+mcopy -i "$IMG@@$((boot_start * 512))" ::vmlinuz ::initrd.img "$T/"
+qemu-img create -q -f qcow2 -F raw -b "$(realpath "$IMG")" "$T/disk.qcow2"
+
+args=(
+  -M virt -cpu cortex-a72 -smp 2 -m 1024
+  -accel tcg,thread=multi,tb-size=256
+  -kernel "$T/vmlinuz" -initrd "$T/initrd.img"
+  -append "console=ttyAMA0 root=LABEL=pikeroot rootwait ro pike.selftest systemd.show_status=1"
+  -drive "if=none,id=disk,file=$T/disk.qcow2,format=qcow2,cache=unsafe"
+  -device virtio-blk-pci,drive=disk
+  -netdev user,id=net,restrict=on -device virtio-net-pci,netdev=net
+  -device i6300esb # a PCI hardware watchdog: systemd's RuntimeWatchdogSec feeds it
+  -display none -no-reboot -serial "file:$LOG"
+)
+echo "boot-test: booting $(basename "$IMG") (serial log: $LOG)"
+rc=0
+if [[ $(id -u) -eq 0 ]] && command -v unshare >/dev/null; then
+  timeout "$TIMEOUT" unshare --net qemu-system-aarch64 "${args[@]}" || rc=$?
+else
+  timeout "$TIMEOUT" qemu-system-aarch64 "${args[@]}" || rc=$?
+fi
+elapsed=$((SECONDS - t0))
+
+grep -a 'PIKE-SELFTEST' "$LOG" | sed 's/^.*PIKE-SELFTEST/PIKE-SELFTEST/' || true
+if ((rc == 124)); then
+  echo "boot-test: FAIL: no power-off within ${TIMEOUT}s (last serial lines below)"
+  tail -n 30 "$LOG"
+  exit 1
+fi
+if grep -aq 'PIKE-SELFTEST: RESULT PASS' "$LOG"; then
+  echo "boot-test: PASS in ${elapsed}s (qemu exit $rc)"
+  exit 0
+fi
+echo "boot-test: FAIL in ${elapsed}s (qemu exit $rc; last serial lines below)"
+tail -n 40 "$LOG"
+exit 1

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Build the flashable pike gateway image (arm64, Debian bookworm), as root on x86_64 Debian:
+#
+#     image/build.sh
+#
+# -> image/out/pike-<version>-arm64.img         MBR disk: FAT boot (Raspberry Pi firmware,
+#                                                kernel, initrd, config.txt, cmdline.txt)
+#                                                + ext4 root (LABEL=pikeroot)
+#    image/out/pike-<version>-arm64.sbom.txt    Debian packages with versions + pip freeze
+#    image/out/pike-<version>-arm64.sha256
+#
+# Steps: host tools (apt) and binfmt_misc for qemu-user-static; pike's wheel and its
+# arm64 wheels (pip download --platform, no emulated pip); mmdebstrap --variant=apt with
+# the packages in image/packages, the overlay image/rootfs and the venv /opt/pike; FAT by
+# mtools and ext4 by `mke2fs -d` (nothing is mounted: this kernel has no VFAT); sfdisk + dd.
+#
+# Cache (apt .debs and wheels): $PIKE_IMAGE_CACHE, default /var/cache/pike-image; a second
+# build downloads nothing. PIKE_IMAGE_KEEP=1 keeps image/out/work (the rootfs tree).
+# PIKE_IMAGE_MIRROR overrides the Debian mirror. SOURCE_DATE_EPOCH (default: the last
+# commit's time) fixes file times and the file system UUIDs.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+OUT=${PIKE_IMAGE_OUT:-$HERE/out}
+CACHE=${PIKE_IMAGE_CACHE:-/var/cache/pike-image}
+MIRROR=${PIKE_IMAGE_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+PYVER=3.11 # bookworm's python3
+BOOT_MB=256
+HOST_PACKAGES=(mmdebstrap qemu-user-static mtools fdisk e2fsprogs arch-test python3-venv)
+
+t_start=$SECONDS
+step() { printf '==> %s (%ds)\n' "$*" $((SECONDS - t_start)); }
+die() {
+  echo "image/build.sh: $*" >&2
+  exit 1
+}
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (mmdebstrap --mode=root, chroot, mke2fs -d)"
+[[ $(uname -m) == x86_64 || $(uname -m) == aarch64 ]] || die "build host must be x86_64 or arm64"
+
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)}
+VERSION=$(python3 -c 'import sys,tomllib; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["version"])' "$ROOT/pyproject.toml")
+NAME=pike-$VERSION-arm64
+WORK=$OUT/work
+ROOTFS=$WORK/rootfs
+
+# -- host tools -----------------------------------------------------------------------------
+step "host tools"
+missing=()
+for pkg in "${HOST_PACKAGES[@]}"; do
+  [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "    installing: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
+
+# qemu-user-static runs the arm64 maintainer scripts through binfmt_misc; containers often
+# have it unmounted, and without systemd-binfmt nobody registers the interpreter.
+if [[ $(uname -m) != aarch64 ]]; then
+  [[ -e /proc/sys/fs/binfmt_misc/register ]] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
+    conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+    [[ -r $conf ]] || die "qemu-user-static did not install $conf"
+    cat "$conf" >/proc/sys/fs/binfmt_misc/register
+  fi
+  arch-test arm64 >/dev/null || die "arm64 binaries do not run here (binfmt_misc/qemu-aarch64)"
+fi
+
+# -- pike's wheel and its arm64 dependencies -------------------------------------------------
+step "wheels"
+mkdir -p "$CACHE/apt" "$CACHE/wheels" "$OUT"
+rm -rf "$WORK"
+mkdir -p "$WORK/wheels"
+PY=$ROOT/.venv/bin/python
+if [[ ! -x $PY ]]; then
+  python3 -m venv "$CACHE/hostvenv"
+  PY=$CACHE/hostvenv/bin/python
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+"$PY" -m pip wheel -q --no-deps -w "$WORK/wheels" "$ROOT"
+# Binary wheels for the target only (never built here): manylinux aarch64, CPython 3.11.
+"$PY" -m pip download -q --only-binary=:all: --dest "$CACHE/wheels" \
+  --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 \
+  --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" \
+  --find-links "$WORK/wheels" "$WORK/wheels"/pike-*.whl
+cp "$CACHE/wheels"/*.whl "$WORK/wheels/" 2>/dev/null || true
+
+# -- root file system -------------------------------------------------------------------------
+step "mmdebstrap $SUITE arm64"
+mapfile -t PACKAGES < <(sed -e 's/#.*//' -e '/^\s*$/d' "$HERE/packages")
+include=$(IFS=,; echo "${PACKAGES[*]}")
+SITE=/opt/pike/lib/python$PYVER/site-packages
+
+# The hooks (image/hooks/*.sh) run with the chroot as $1 and these in the environment.
+export HERE ROOT WORK CACHE SITE PY PYVER
+
+mmdebstrap --mode=root --arch=arm64 --variant=apt --components=main,non-free-firmware \
+  --aptopt='Acquire::Retries "3"' \
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --include="$include" \
+  --skip=essential/unlink \
+  --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
+  --setup-hook="sync-in $CACHE/apt /var/cache/apt/archives/" \
+  --essential-hook="$HERE/hooks/essential.sh" \
+  --customize-hook="sync-out /var/cache/apt/archives $CACHE/apt" \
+  --customize-hook="$HERE/hooks/customize.sh" \
+  "$SUITE" "$ROOTFS" "$MIRROR"
+rm -f "$CACHE/apt/lock"
+rm -rf "$CACHE/apt/partial"
+
+# -- SBOM ---------------------------------------------------------------------------------------
+step "SBOM"
+{
+  echo "# $NAME: Debian $SUITE arm64 packages (dpkg-query), then /opt/pike (pip freeze format)"
+  dpkg-query --admindir="$ROOTFS/var/lib/dpkg" -W -f='deb ${Package} ${Version} ${Architecture}\n' | sort
+  "$PY" - "$ROOTFS$SITE" <<'EOF'
+import importlib.metadata as md
+import sys
+
+for d in sorted(md.distributions(path=[sys.argv[1]]), key=lambda d: d.metadata["Name"].lower()):
+    print(f"pip {d.metadata['Name']}=={d.version}")
+EOF
+} >"$OUT/$NAME.sbom.txt"
+
+# -- boot partition (FAT, mtools) ---------------------------------------------------------------
+step "boot partition"
+FW=$WORK/firmware
+kver=$(basename "$(ls -d "$ROOTFS"/lib/modules/* | sort -V | tail -1)")
+# Whatever raspi-firmware's hooks put there (nothing when /boot/firmware was not a mount
+# point), then what the Pi needs, from the packages themselves.
+cp "$ROOTFS"/usr/lib/raspi-firmware/* "$FW/"
+cp "$ROOTFS/boot/vmlinuz-$kver" "$FW/vmlinuz"
+cp "$ROOTFS/boot/initrd.img-$kver" "$FW/initrd.img"
+cp "$ROOTFS"/usr/lib/linux-image-"$kver"/broadcom/bcm27*-rpi-*.dtb "$FW/"
+rm -f "$FW"/config.txt "$FW"/cmdline.txt "$FW"/vmlinuz-* "$FW"/initrd.img-*
+cp "$HERE/boot/config.txt" "$HERE/boot/cmdline.txt" "$FW/"
+find "$FW" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+boot_sectors=$((BOOT_MB * 2048))
+truncate -s 0 "$WORK/boot.vfat"
+truncate -s "${BOOT_MB}M" "$WORK/boot.vfat"
+serial=$(printf '%08x' $((SOURCE_DATE_EPOCH & 0xffffffff)))
+mformat -i "$WORK/boot.vfat" -F -v PIKEBOOT -N "$serial" -H 8192 ::
+mcopy -i "$WORK/boot.vfat" -s -m -Q "$FW"/* ::
+
+# -- root partition (ext4, mke2fs -d) -----------------------------------------------------------
+step "root partition"
+used_kb=$(du -skx "$ROOTFS" | cut -f1)
+root_mb=$(((used_kb * 13 / 10) / 1024 + 256)) # 30 % + 256 MiB free: logs, state, apt
+root_uuid=$(printf '%s' "pikeroot-$VERSION-$SOURCE_DATE_EPOCH" | sha256sum |
+  sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
+rm -f "$WORK/root.ext4"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L pikeroot -U "$root_uuid" \
+  -E "root_owner=0:0,hash_seed=$root_uuid" -d "$ROOTFS" "$WORK/root.ext4" "${root_mb}M"
+
+# -- disk image -----------------------------------------------------------------------------
+step "disk image"
+IMG=$OUT/$NAME.img
+root_start=$((2048 * 4 + boot_sectors))
+root_sectors=$((root_mb * 2048))
+rm -f "$IMG"
+truncate -s $(((root_start + root_sectors) * 512)) "$IMG"
+disk_id=0x${root_uuid:0:8}
+sfdisk -q "$IMG" <<EOF
+label: dos
+label-id: $disk_id
+unit: sectors
+
+start=8192, size=$boot_sectors, type=c, bootable
+start=$root_start, size=$root_sectors, type=83
+EOF
+dd if="$WORK/boot.vfat" of="$IMG" bs=1M seek=4 conv=notrunc,sparse status=none
+dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$((root_start / 2048)) conv=notrunc,sparse status=none
+(cd "$OUT" && sha256sum "$NAME.img" "$NAME.sbom.txt" >"$NAME.sha256")
+
+[[ -n ${PIKE_IMAGE_KEEP:-} ]] || rm -rf "$WORK"
+step "done"
+ls -l "$IMG" "$OUT/$NAME.sbom.txt"
+printf 'image: %s (%d MiB, %d MiB allocated), %d Debian packages, built in %ds\n' \
+  "$IMG" $(($(stat -c %s "$IMG") / 1048576)) $(($(du -k "$IMG" | cut -f1) / 1024)) \
+  "$(grep -c '^deb ' "$OUT/$NAME.sbom.txt")" $((SECONDS - t_start))
