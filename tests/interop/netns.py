@@ -171,6 +171,38 @@ class Namespace:
             argv.insert(1, "-6")
         return self.run(argv, check=False, timeout=timeout * count + 5).returncode == 0
 
+    def udp_to(
+        self,
+        receiver: Namespace,
+        dst: str,
+        *,
+        port: int = 5000,
+        payload: bytes = b"pike\n",
+        timeout: float = 10.0,
+    ) -> bytes:
+        """Send one UDP datagram from here to ``dst:port`` where ``receiver`` listens (socat);
+        returns what the receiver got (empty when nothing arrived in ``timeout``)."""
+        family = "UDP6" if ":" in dst else "UDP4"
+        listen = ["socat", "-u", "-T", str(int(timeout) + 1), f"{family}-RECVFROM:{port}", "-"]
+        rx = receiver.popen(listen, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + timeout
+            target = f"[{dst}]" if family == "UDP6" else dst
+            while True:
+                # resend until the receiver got it (it may not be bound yet)
+                send = ["socat", "-u", "-", f"{family}-SENDTO:{target}:{port}"]
+                self.run(send, input=payload.decode(), check=False, timeout=timeout)
+                try:
+                    out, _ = rx.communicate(timeout=0.5)
+                    return out
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        return b""
+        finally:
+            if rx.poll() is None:
+                kill_pid(rx.pid, grace=1.0)
+                rx.wait(timeout=5)
+
     def pids(self) -> list[int]:
         """PIDs of every process inside the namespace (``ip netns pids``)."""
         out = _run([_IP, "netns", "pids", self.name], check=False).stdout
