@@ -31,6 +31,10 @@ class Chosen:
     integ_id: int
     group: int
     esn: bool
+    # The peer's proposal carried an ESN transform (every ESP proposal must, RFC 7296
+    # §3.3.3): the answer then names the one chosen, or strongSwan refuses it ("no
+    # acceptable EXTENDED_SEQUENCE_NUMBERS found").
+    esn_transform: bool = False
 
     def transforms(self) -> tuple[Transform, ...]:
         out = [Transform(TransformType.ENCR, self.encr_id, self.encr_key_length)]
@@ -40,10 +44,15 @@ class Chosen:
             out.append(Transform(TransformType.INTEG, self.integ_id))
         if self.group:
             out.append(Transform(TransformType.KE, self.group))
+        if self.esn_transform:
+            out.append(Transform(TransformType.ESN, EsnId.YES if self.esn else EsnId.NO))
         return tuple(out)
 
     def triples(self) -> list[tuple[int, int, int | None]]:
-        return [(t.type, t.id, t.key_length) for t in self.transforms()]
+        """The agreed algorithms for display (ESN left out, as strongSwan prints them)."""
+        return [
+            (t.type, t.id, t.key_length) for t in self.transforms() if t.type != TransformType.ESN
+        ]
 
 
 def to_wire(
@@ -126,6 +135,7 @@ def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chos
         integ_id=chosen.get(TransformType.INTEG, (IntegId.NONE, None))[0],
         group=chosen.get(TransformType.KE, (GroupId.NONE, None))[0],
         esn=chosen.get(TransformType.ESN, (EsnId.NO, None))[0] == EsnId.YES,
+        esn_transform=TransformType.ESN in chosen,
     )
 
 
