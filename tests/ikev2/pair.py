@@ -139,3 +139,8 @@ def transfer(
         got_a = deliver(pending_b, a, now)
         pending, pending_b = got_a, got_b
     return crossed
+
+
+def nothing_in_flight(node: Node) -> bool:
+    """No request of ours awaits an answer (rekey/DPD timers may still be armed)."""
+    return all(sa.tasks.deadline is None for sa in node.engine.sas.values())

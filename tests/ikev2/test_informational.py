@@ -8,7 +8,7 @@ from pike.ikev2.tasks.ike_delete import Informational
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType
 
-from .pair import Node, make_pair, transfer
+from .pair import Node, make_pair, nothing_in_flight, transfer
 
 
 def up() -> tuple[Node, Node]:
@@ -69,7 +69,7 @@ def test_empty_informational_is_answered_empty() -> None:
     resp = b.outbox[-1]
     # The answer is an SK payload with nothing inside: header 28 + SK header 4 + IV/ICV.
     assert len(resp.data) < 80
-    assert a.sa().state == "ESTABLISHED" and a.engine.get_timer() is None
+    assert a.sa().state == "ESTABLISHED" and nothing_in_flight(a)
 
 
 def test_terminate_while_connecting_needs_no_messages() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
@@ -32,6 +33,30 @@ class ChildSa:
     outbound: SaSpec | None = None
     policies: tuple[PolicySpec, ...] = ()
     installed_at: float | None = None
+    nonces: tuple[bytes, bytes] = (b"", b"")  # of the exchange that made it (collisions)
+    replaced_by_peer: ChildSa | None = field(default=None, repr=False)
+    rekey_at: float | None = None
+    expire_at: float | None = None
+
+    def schedule(self, now: float, random: Callable[[int], bytes]) -> None:
+        """Rekey at rekey_time minus up to rand_time (jitter keeps both peers from
+        rekeying at once); give up at life_time (strongSwan's scheme)."""
+        cfg = self.config
+        if cfg.rekey_time:
+            jitter = 0
+            if cfg.rand_time:
+                jitter = int.from_bytes(random(4), "big") % (cfg.rand_time + 1)
+            self.rekey_at = now + max(cfg.rekey_time - jitter, 1)
+        if cfg.life_time:
+            self.expire_at = now + cfg.life_time
+
+    def next_deadline(self) -> float | None:
+        if self.state == ChildState.INSTALLED:
+            times = [t for t in (self.rekey_at, self.expire_at) if t is not None]
+            return min(times) if times else None
+        if self.state in (ChildState.REKEYING, ChildState.REKEYED):
+            return self.expire_at
+        return None
 
     @property
     def name(self) -> str:

@@ -7,11 +7,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
 
 from pike.ikev2.actions import Action
 from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps
+from pike.policy.ipsec import KernelCaps, SaSpec
 from pike.policy.ts import IPAddress
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
 
 Random = Callable[[int], bytes]
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
@@ -29,6 +33,7 @@ class Counters:
 
     dropped: dict[str, int] = field(default_factory=dict)
     retransmits: int = 0
+    dpd_probes: int = 0
     messages_in: dict[str, int] = field(default_factory=dict)
     messages_out: dict[str, int] = field(default_factory=dict)
 
@@ -43,6 +48,10 @@ class Context:
     caps: KernelCaps
     spi_alloc: SpiAlloc | None = None
     actions: deque[Action] = field(default_factory=deque)
+    # Set by the engine: registers an IKE SA created by a task (IKE rekey successor).
+    adopt: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
+    # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
+    esp_activity: Callable[[SaSpec], float | None] | None = None
     counters: Counters = field(default_factory=Counters)
     _next_unique: int = 0
     _next_reqid: int = 0

@@ -7,6 +7,7 @@ message to that SA's task manager. It never touches a socket, a clock or the ker
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -14,9 +15,10 @@ from collections.abc import Callable
 
 from pike.crypto.proposal import format_transforms
 from pike.ikev2.actions import Action, Address, ChildSaInfo, IkeSaInfo, MessageDropped, SendDatagram
+from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.context import COOKIE_THRESHOLD, HALF_OPEN_TIMEOUT, Context, SpiAlloc
 from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import IkeState, log
+from pike.ikev2.state import ChildState, IkeState, log
 from pike.ikev2.tasks.base import Task
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
@@ -24,6 +26,7 @@ from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
+from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps
 from pike.policy.ts import IPAddress
@@ -31,7 +34,7 @@ from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
 from pike.wire.errors import MalformedMessage
 from pike.wire.header import Header, decode_header
-from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SkPayload
+from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SaPayload, SkPayload
 from pike.wire.rules import check_payloads
 
 COOKIE_VERSION = b"\x00\x00\x00\x01"  # our cookie format, RFC 7296 §2.6 suggests a version id
@@ -50,6 +53,7 @@ class Ikev2Engine:
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self.half_open: dict[tuple[bytes, str, int], IkeSa] = {}
         self._cookie_secret = random(32)
+        self.ctx.adopt = self._adopt
 
     @property
     def config(self) -> Config:
@@ -73,9 +77,18 @@ class Ikev2Engine:
         if child is not None and child_cfg is None:
             raise KeyError(f"{conn_name} has no child {child}")
         for sa in self.sas.values():
-            if sa.conn is conn and sa.state in (IkeState.CONNECTING, IkeState.ESTABLISHED):
-                log.info("%s: already up or connecting", sa.tag())
+            if sa.conn is not conn or sa.state not in (IkeState.CONNECTING, IkeState.ESTABLISHED):
+                continue
+            wanted = child_cfg is not None and not self._has_child(sa, child_cfg.name)
+            if wanted and sa.state == IkeState.ESTABLISHED:
+                # Another pair of subnets to the same peer: CREATE_CHILD_SA (§1.3.1).
+                sa.tasks.queue(
+                    ChildCreate(sa, True, child_cfg, exchange=ExchangeType.CREATE_CHILD_SA)
+                )
+                sa.tasks.initiate(now)
                 return
+            log.info("%s: already up or connecting", sa.tag())
+            return
         if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
             raise KeyError(f"{conn_name} has no remote address to initiate to")
         local_ip = conn.local_addrs[0] if conn.local_addrs else _any_of(conn.remote_addrs[0])
@@ -99,17 +112,42 @@ class Ikev2Engine:
             sa.tasks.queue(ChildCreate(sa, True, child_cfg))
         sa.tasks.initiate(now)
 
+    def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
+        """Rekey a CHILD_SA (``child`` given) or the IKE SA of a connection now."""
+        conn = self.config.connections[conn_name]
+        for sa in self.sas.values():
+            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
+                continue
+            if child is None:
+                sa.tasks.queue(IkeRekey(sa, True))
+            else:
+                for c in sa.children:
+                    if c.name == child and c.state == ChildState.INSTALLED:
+                        self._rekey_child(sa, c)
+            sa.tasks.initiate(now)
+            return
+        raise KeyError(f"{conn_name} has no established IKE SA")
+
+    def _rekey_child(self, sa: IkeSa, child: ChildSa) -> None:
+        child.set_state(ChildState.REKEYING, sa.name)
+        sa.tasks.queue(ChildCreate(sa, True, exchange=ExchangeType.CREATE_CHILD_SA, rekey=child))
+
+    @staticmethod
+    def _has_child(sa: IkeSa, name: str) -> bool:
+        live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.CREATED)
+        return any(c.name == name and c.state in live for c in sa.children)
+
     def terminate(self, conn_name: str, now: float) -> None:
         conn = self.config.connections[conn_name]
         for sa in list(self.sas.values()):
             if sa.conn is not conn:
                 continue
-            if sa.state == IkeState.ESTABLISHED:
+            if sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
                 sa.tasks.queue(IkeDelete(sa, True))
                 sa.tasks.initiate(now)
             elif sa.state != IkeState.DELETING:
                 sa.fail("terminated", now)
-        self._sweep()
+        self._sweep(now)
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         for sa in self.sas.values():
@@ -133,10 +171,17 @@ class Ikev2Engine:
     def get_timer(self) -> float | None:
         best: float | None = None
         for sa in self.sas.values():
-            for t in (sa.tasks.deadline, self._half_open_deadline(sa)):
+            for t in self._deadlines(sa):
                 if t is not None and (best is None or t < best):
                     best = t
         return best
+
+    def _deadlines(self, sa: IkeSa) -> list[float | None]:
+        times = [sa.tasks.deadline, self._half_open_deadline(sa), sa.dpd_due()]
+        if sa.state == IkeState.ESTABLISHED:
+            times.append(sa.rekey_at)
+        times.extend(c.next_deadline() for c in sa.children)
+        return times
 
     def handle_timer(self, now: float) -> None:
         for sa in list(self.sas.values()):
@@ -145,7 +190,59 @@ class Ikev2Engine:
             if deadline is not None and now >= deadline:
                 log.info("%s: half-open IKE_SA timed out", sa.tag())
                 sa.fail("half_open_timeout", now, quiet=True)
-        self._sweep()
+                continue
+            if sa.state != IkeState.ESTABLISHED:
+                continue
+            self._child_timers(sa, now)
+            if sa.rekey_at is not None and now >= sa.rekey_at:
+                sa.rekey_at = None
+                log.info("%s: IKE_SA rekey_time reached", sa.tag())
+                sa.tasks.queue(IkeRekey(sa, True))
+            due = sa.dpd_due()
+            if due is not None and now >= due:
+                self._liveness(sa, now)
+            sa.tasks.initiate(now)
+        self._sweep(now)
+
+    def _child_timers(self, sa: IkeSa, now: float) -> None:
+        for child in list(sa.children):
+            if child.expire_at is not None and now >= child.expire_at:
+                if child.state in (ChildState.INSTALLED, ChildState.REKEYING, ChildState.REKEYED):
+                    log.info(
+                        "%s: CHILD_SA %s{%d} life_time over", sa.tag(), child.name, child.unique_id
+                    )
+                    child.expire_at = None
+                    sa.tasks.queue(ChildDelete(sa, True, child))
+            elif child.rekey_at is not None and now >= child.rekey_at:
+                child.rekey_at = None
+                if child.state == ChildState.INSTALLED:
+                    log.info(
+                        "%s: CHILD_SA %s{%d} rekey_time reached",
+                        sa.tag(),
+                        child.name,
+                        child.unique_id,
+                    )
+                    self._rekey_child(sa, child)
+
+    def _liveness(self, sa: IkeSa, now: float) -> None:
+        """DPD: probe only when neither IKE nor ESP brought news within dpd_delay."""
+        probe = self.ctx.esp_activity
+        if probe is not None:
+            for child in sa.children:
+                if child.inbound is None or child.installed_at is None:
+                    continue
+                seen = probe(child.inbound)
+                if seen is not None and seen > sa.last_inbound:
+                    sa.last_inbound = min(seen, now)
+        due = sa.dpd_due()
+        if due is None or now < due:
+            return
+        log.info(
+            "%s: no traffic for %ss, sending DPD", sa.tag(), sa.conn.dpd_delay if sa.conn else "?"
+        )
+        sa.dpd_outstanding = True
+        self.ctx.counters.dpd_probes += 1
+        sa.tasks.queue(Informational(sa, True))
 
     # -- datagrams -----------------------------------------------------------------------
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -153,7 +250,7 @@ class Ikev2Engine:
             self._receive(data, src, dst, now)
         except MalformedMessage as e:
             self._drop(e.reason, src, str(e))
-        self._sweep()
+        self._sweep(now)
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
         hdr = decode_header(data)
@@ -184,6 +281,8 @@ class Ikev2Engine:
                 if e.reason != "integrity_check_failed" and not hdr.is_response:
                     self._error_response(sa, hdr.exchange, hdr.message_id, e)
                 raise
+        sa.last_inbound = now
+        sa.dpd_outstanding = False
         if msg.is_response:
             sa.tasks.on_response(msg, data, now)
             return
@@ -249,7 +348,13 @@ class Ikev2Engine:
             else:
                 tasks.append(Informational(sa, False))
             return tasks
-        # CREATE_CHILD_SA arrives with the lifecycle work; until then refuse politely.
+        if msg.exchange == ExchangeType.CREATE_CHILD_SA:
+            sa_payload = msg.first(SaPayload)
+            if sa_payload is not None and any(
+                p.protocol == ProtocolId.IKE for p in sa_payload.proposals
+            ):
+                return [IkeRekey(sa, False)]
+            return [ChildCreate(sa, False, exchange=ExchangeType.CREATE_CHILD_SA)]
         return [_Refuse(sa, NotifyType.NO_ADDITIONAL_SAS)]
 
     # -- helpers -------------------------------------------------------------------------
@@ -310,13 +415,32 @@ class Ikev2Engine:
         self.ctx.counters.drop(reason)
         self.ctx.emit(MessageDropped(reason, src))
 
-    def _sweep(self) -> None:
+    def _adopt(self, sa: IkeSa) -> None:
+        self.sas[sa.my_spi] = sa
+
+    def _sweep(self, now: float) -> None:
+        restart: list[str] = []
         for spi, sa in list(self.sas.items()):
             if sa.state == IkeState.DESTROYED:
                 del self.sas[spi]
+                conn = sa.conn
+                if (
+                    conn is not None
+                    and sa.established_at is not None
+                    and sa.delete_reason == "retransmit_timeout"
+                    and conn.dpd_action == "restart"
+                ):
+                    restart.append(conn.name)
+            elif sa.state == IkeState.ESTABLISHED and sa.rekey_at is None and not sa.scheduled:
+                sa.scheduled = True
+                sa.schedule(now)
         for key, sa in list(self.half_open.items()):
             if sa.state != IkeState.CONNECTING:
                 del self.half_open[key]
+        for name in restart:
+            log.info("%s: peer is dead, dpd_action=restart: initiating again", name)
+            with contextlib.suppress(KeyError):
+                self.initiate(name, now)
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

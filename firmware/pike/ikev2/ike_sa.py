@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pike.crypto.kdf import IkeKeys, derive_ike_keys, skeyseed
+from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
 from pike.crypto.sizes import encr_key_size, integ_key_size
@@ -51,6 +51,10 @@ class IkeSa:
     delete_reason: str = "terminated"
     # Responder: connections whose addresses fit; IKE_AUTH picks one by identity.
     candidates: list[ConnectionConfig] = field(default_factory=list)
+    rekey_at: float | None = None
+    last_inbound: float = 0.0  # last authenticated message from the peer (DPD)
+    dpd_outstanding: bool = False
+    scheduled: bool = False  # rekey timer set once established
 
     def __post_init__(self) -> None:
         from pike.ikev2.task_manager import TaskManager
@@ -89,12 +93,35 @@ class IkeSa:
         if self.remote[1] == self.ctx.config.daemon.ike_port:
             self.remote = (self.remote[0], natt)
 
+    def schedule(self, now: float) -> None:
+        """IKE rekey at rekey_time minus up to 10% jitter (strongSwan's default rand_time)."""
+        self.last_inbound = now
+        conn = self.conn
+        if conn is not None and conn.rekey_time:
+            span = conn.rekey_time // 10
+            jitter = int.from_bytes(self.ctx.random(4), "big") % (span + 1) if span else 0
+            self.rekey_at = now + max(conn.rekey_time - jitter, 1)
+
+    def dpd_due(self) -> float | None:
+        """When a liveness check is due: dpd_delay after the last sign of life."""
+        conn = self.conn
+        if conn is None or not conn.dpd_delay or self.state != IkeState.ESTABLISHED:
+            return None
+        if self.dpd_outstanding:
+            return None
+        return self.last_inbound + conn.dpd_delay
+
     # -- keys ----------------------------------------------------------------------------
-    def derive_keys(self, shared: bytes) -> None:
-        """SKEYSEED and SK_* after IKE_SA_INIT (RFC 7296 §2.14)."""
+    def derive_keys(self, shared: bytes, rekey_of: IkeSa | None = None) -> None:
+        """SKEYSEED and SK_* after IKE_SA_INIT (RFC 7296 §2.14), or for the successor of
+        ``rekey_of`` (§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), old PRF)."""
         assert self.chosen is not None and self.chosen.prf_id is not None
         prf = Prf(self.chosen.prf_id)
-        seed = skeyseed(prf, self.ni, self.nr, shared)
+        if rekey_of is None:
+            seed = skeyseed(prf, self.ni, self.nr, shared)
+        else:
+            assert rekey_of.prf is not None and rekey_of.keys is not None
+            seed = rekey_skeyseed(rekey_of.prf, rekey_of.keys.sk_d, shared, self.ni, self.nr)
         ekey = encr_key_size(self.chosen.encr_id, self.chosen.encr_key_length)
         ikey = integ_key_size(self.chosen.integ_id)
         keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)
@@ -139,7 +166,7 @@ class IkeSa:
         return describe_payloads(payloads)
 
     # -- teardown ------------------------------------------------------------------------
-    def remove_child(self, child: ChildSa, reason: str) -> None:
+    def remove_child(self, child: ChildSa, reason: str, keep_policies: bool = False) -> None:
         """Forget a CHILD_SA; its SAs and policies leave the kernel if they were there."""
         from pike.ikev2.actions import DeleteChildSa
         from pike.ikev2.state import ChildState
@@ -159,6 +186,7 @@ class IkeSa:
                     child.inbound,
                     child.outbound,
                     child.policies,
+                    keep_policies,
                 )
             )
         log.info("%s: CHILD_SA %s{%d} removed: %s", self.tag(), child.name, child.unique_id, reason)
@@ -172,6 +200,7 @@ class IkeSa:
 
         if self.state == IkeState.DESTROYED:
             return
+        self.delete_reason = reason
         for child in list(self.children):
             self.remove_child(child, reason)
         if not quiet or self.established_at is not None:

@@ -10,6 +10,8 @@ class IkeState(Enum):
     CREATED = "CREATED"
     CONNECTING = "CONNECTING"
     ESTABLISHED = "ESTABLISHED"
+    REKEYING = "REKEYING"  # an IKE SA rekey of ours is under way
+    REKEYED = "REKEYED"  # replaced by a new IKE SA; waits for its delete
     DELETING = "DELETING"
     DESTROYED = "DESTROYED"
 
@@ -17,6 +19,8 @@ class IkeState(Enum):
 class ChildState(Enum):
     CREATED = "CREATED"
     INSTALLED = "INSTALLED"
+    REKEYING = "REKEYING"  # our rekey of it is under way
+    REKEYED = "REKEYED"  # a successor is installed; this one waits for its delete
     FAILED = "FAILED"
     DELETING = "DELETING"
     DELETED = "DELETED"
@@ -27,14 +31,32 @@ IKE_TRANSITIONS: dict[IkeState, frozenset[IkeState]] = {
     IkeState.CONNECTING: frozenset(
         {IkeState.CONNECTING, IkeState.ESTABLISHED, IkeState.DELETING, IkeState.DESTROYED}
     ),
-    IkeState.ESTABLISHED: frozenset({IkeState.DELETING, IkeState.DESTROYED}),
+    IkeState.ESTABLISHED: frozenset(
+        {IkeState.REKEYING, IkeState.REKEYED, IkeState.DELETING, IkeState.DESTROYED}
+    ),
+    IkeState.REKEYING: frozenset(
+        {IkeState.ESTABLISHED, IkeState.REKEYED, IkeState.DELETING, IkeState.DESTROYED}
+    ),
+    IkeState.REKEYED: frozenset({IkeState.DELETING, IkeState.DESTROYED}),
     IkeState.DELETING: frozenset({IkeState.DESTROYED}),
     IkeState.DESTROYED: frozenset(),
 }
 
 CHILD_TRANSITIONS: dict[ChildState, frozenset[ChildState]] = {
     ChildState.CREATED: frozenset({ChildState.INSTALLED, ChildState.FAILED, ChildState.DELETED}),
-    ChildState.INSTALLED: frozenset({ChildState.DELETING, ChildState.FAILED, ChildState.DELETED}),
+    ChildState.INSTALLED: frozenset(
+        {
+            ChildState.REKEYING,
+            ChildState.REKEYED,
+            ChildState.DELETING,
+            ChildState.FAILED,
+            ChildState.DELETED,
+        }
+    ),
+    ChildState.REKEYING: frozenset(
+        {ChildState.INSTALLED, ChildState.REKEYED, ChildState.DELETING, ChildState.DELETED}
+    ),
+    ChildState.REKEYED: frozenset({ChildState.DELETING, ChildState.DELETED}),
     ChildState.FAILED: frozenset({ChildState.DELETING, ChildState.DELETED}),
     ChildState.DELETING: frozenset({ChildState.DELETED}),
     ChildState.DELETED: frozenset(),

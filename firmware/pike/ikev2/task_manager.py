@@ -86,6 +86,8 @@ class TaskManager:
                 self.sa.fail("too_many_restarts", now)
                 return
             self.queued[:0] = tasks
+            if msg.exchange != ExchangeType.IKE_SA_INIT:
+                self.mid_out += 1  # only IKE_SA_INIT is repeated with the same ID
             self.initiate(now)
             return
         except TaskFailed as e:

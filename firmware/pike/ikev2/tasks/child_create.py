@@ -13,21 +13,26 @@ from dataclasses import replace
 from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
+from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ids import TransformType
 from pike.crypto.kdf import derive_child_keys
+from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.ikev2.actions import ChildSaEstablished, ChildSaFailed, InstallChildSa
 from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.context import NONCE_SIZE
 from pike.ikev2.negotiate import Chosen, check_reply, select, to_wire
 from pike.ikev2.state import ChildState, IkeState, log
-from pike.ikev2.tasks.base import Task
+from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import UdpEncap
 from pike.policy.ts import TrafficSelector
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, TsType
 from pike.wire.payloads import (
+    KePayload,
     Message,
+    NoncePayload,
     NotifyPayload,
     Proposal,
     SaPayload,
@@ -71,18 +76,47 @@ def without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:
 
 
 class ChildCreate(Task):
+    """Create (or, with ``rekey``, replace) a CHILD_SA.
+
+    In IKE_AUTH it rides with the authentication and uses the IKE SA's nonces; in
+    CREATE_CHILD_SA it carries its own nonces and, with PFS, a KE payload (RFC 7296 §1.3):
+    ``{ [N(REKEY_SA)], SA, Ni, [KEi], TSi, TSr }``.
+    """
+
     name = "child_create"
 
-    def __init__(self, sa: IkeSa, initiator: bool, config: ChildConfig | None = None) -> None:
+    def __init__(
+        self,
+        sa: IkeSa,
+        initiator: bool,
+        config: ChildConfig | None = None,
+        *,
+        exchange: int = ExchangeType.IKE_AUTH,
+        rekey: ChildSa | None = None,
+    ) -> None:
         super().__init__(sa, initiator)
-        self.config = config
+        self.config = config if config is not None or rekey is None else rekey.config
+        self.rekey = rekey  # the CHILD_SA this one replaces
+        self._exchange = exchange
         self.child: ChildSa | None = None
-        self.error: int | None = None  # responder: the notify that refused the child
+        self.error: int | None = None  # responder in IKE_AUTH: the notify that refused it
         self._chosen: Chosen | None = None
+        self.group: int | None = None  # PFS group (CREATE_CHILD_SA only)
+        self.ke: KeyExchange | None = None
+        self.ni = b""  # this exchange's nonces (CREATE_CHILD_SA only)
+        self.nr = b""
+        self.shared: bytes | None = None
 
     @property
     def exchange(self) -> int:
-        return ExchangeType.IKE_AUTH
+        return self._exchange
+
+    @property
+    def in_auth(self) -> bool:
+        return self._exchange == ExchangeType.IKE_AUTH
+
+    def _specs(self, cfg: ChildConfig) -> tuple[ProposalSpec, ...]:
+        return without_ke(cfg.esp_proposals) if self.in_auth else cfg.esp_proposals
 
     def _dynamic(self, ts: tuple[TrafficSelector, ...], addr: str) -> tuple[TrafficSelector, ...]:
         # No selectors configured means "my own address" (strongSwan's `dynamic`).
@@ -96,13 +130,35 @@ class ChildCreate(Task):
         sa = self.sa
         cfg = self.config
         assert cfg is not None
+        old = self.rekey
         spi = sa.ctx.child_spi(sa.remote[0], sa.local[0])
-        child = ChildSa(cfg, sa.ctx.unique_id(), sa.ctx.reqid(), True, spi, mode=cfg.mode)
-        child.local_ts = self._dynamic(cfg.local_ts, sa.local[0])
-        child.remote_ts = self._dynamic(cfg.remote_ts, sa.remote[0])
+        reqid = old.reqid if old is not None else sa.ctx.reqid()
+        child = ChildSa(cfg, sa.ctx.unique_id(), reqid, True, spi, mode=cfg.mode)
+        if old is not None:
+            # Same selectors and reqid: the policies stay, only the SAs change.
+            child.local_ts, child.remote_ts = old.local_ts, old.remote_ts
+        else:
+            child.local_ts = self._dynamic(cfg.local_ts, sa.local[0])
+            child.remote_ts = self._dynamic(cfg.remote_ts, sa.remote[0])
         self.child = child
-        props = to_wire(without_ke(cfg.esp_proposals), spi.to_bytes(4, "big"))
+        specs = self._specs(cfg)
+        if not self.in_auth:
+            if self.group is None:
+                groups = [a.id for s in specs for a in s.of(TransformType.KE) if a.id]
+                self.group = groups[0] if groups else 0
+            if old is not None:
+                spi_bytes = old.spi_in.to_bytes(4, "big")
+                msg.payloads.append(
+                    NotifyPayload(NotifyType.REKEY_SA, b"", ProtocolId.ESP, spi_bytes)
+                )
+        props = to_wire(specs, spi.to_bytes(4, "big"), self.group or None)
         msg.payloads.append(SaPayload(props))
+        if not self.in_auth:
+            self.ni = sa.ctx.random(NONCE_SIZE)
+            msg.payloads.append(NoncePayload(self.ni))
+            if self.group:
+                self.ke = KeyExchange(self.group, sa.ctx.random)
+                msg.payloads.append(KePayload(self.group, self.ke.public_bytes()))
         msg.payloads.append(TsiPayload(tuple(ts_to_wire(t) for t in child.local_ts)))
         msg.payloads.append(TsrPayload(tuple(ts_to_wire(t) for t in child.remote_ts)))
         if cfg.mode == "transport":
@@ -114,8 +170,16 @@ class ChildCreate(Task):
             return
         sa, child = self.sa, self.child
         assert child is not None and self.config is not None
-        if sa.state != IkeState.ESTABLISHED:
+        if sa.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
             return  # IKE_AUTH failed; the IKE SA goes and the child with it
+        invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None and not self.in_auth:
+            wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
+            groups = {a.id for s in self.config.esp_proposals for a in s.of(TransformType.KE)}
+            if wanted in groups and wanted != self.group:
+                log.info("%s: peer wants PFS group %d, retrying", sa.tag(), wanted)
+                self.group = wanted
+                raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
                 self._failed(f"peer refused CHILD_SA with notify {_notify_name(n.notify_type)}")
@@ -124,9 +188,7 @@ class ChildCreate(Task):
         if sa_payload is None or tsi is None or tsr is None:
             self._failed("response lacks SA, TSi or TSr")
             return
-        chosen = check_reply(
-            without_ke(self.config.esp_proposals), sa_payload.proposals, ProtocolId.ESP
-        )
+        chosen = check_reply(self._specs(self.config), sa_payload.proposals, ProtocolId.ESP)
         if chosen is None or len(chosen.spi) != 4:
             self._failed("responder chose an ESP proposal we did not offer")
             return
@@ -136,10 +198,52 @@ class ChildCreate(Task):
         if not _within(local, child.local_ts) or not _within(remote, child.remote_ts):
             self._failed("responder widened the traffic selectors")
             return
+        if not self.in_auth:
+            nonce = msg.first(NoncePayload)
+            if nonce is None:
+                self._failed("response lacks a nonce")
+                return
+            self.nr = nonce.data
+            if chosen.group:
+                ke = msg.first(KePayload)
+                if self.ke is None or ke is None or ke.group != chosen.group:
+                    self._failed("response lacks the KE payload of the chosen group")
+                    return
+                try:
+                    self.shared = self.ke.shared_secret(ke.data)
+                except KeyExchangeError as e:
+                    self._failed(f"invalid KE payload: {e}")
+                    return
         child.local_ts, child.remote_ts = local, remote
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
         child.mode = "transport" if transport and self.config.mode == "transport" else "tunnel"
         self._established(child, chosen, now)
+
+    def completed(self, now: float) -> None:
+        if not self.initiator or self.rekey is None or self.child is None:
+            return
+        if self.child.state != ChildState.INSTALLED:
+            return
+        from pike.ikev2.tasks.child_delete import ChildDelete
+
+        old = self.rekey
+        peer_new = old.replaced_by_peer
+        if peer_new is not None and self._lost_collision(peer_new):
+            # Both sides rekeyed at once; the pair with the lowest nonce is redundant
+            # (RFC 7296 §2.8.1) and the side that created it deletes it: ours.
+            log.info(
+                "%s: rekey collision lost, deleting our CHILD_SA %08x",
+                self.sa.tag(),
+                self.child.spi_in,
+            )
+            self.sa.tasks.queue(ChildDelete(self.sa, True, self.child, rekeyed=True))
+            return
+        self.sa.tasks.queue(ChildDelete(self.sa, True, old, rekeyed=True))
+
+    def _lost_collision(self, peer_new: ChildSa) -> bool:
+        ours = min(self.ni, self.nr)
+        theirs = min(peer_new.nonces)
+        return ours < theirs
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message) -> None:
@@ -148,12 +252,26 @@ class ChildCreate(Task):
             return
         sa_payload, tsi, tsr = msg.first(SaPayload), msg.first(TsiPayload), msg.first(TsrPayload)
         if sa_payload is None or tsi is None or tsr is None:
+            if not self.in_auth:
+                raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
             return  # childless IKE_AUTH (RFC 6023)
         theirs_i = [ts_from_wire(w) for w in tsi.selectors]
         theirs_r = [ts_from_wire(w) for w in tsr.selectors]
+        old: ChildSa | None = None
+        rekey = msg.notify(NotifyType.REKEY_SA)
+        if rekey is not None and not self.in_auth:
+            value = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
+            old = next((c for c in sa.children if c.spi_out == value), None)
+            if old is None or old.state not in (ChildState.INSTALLED, ChildState.REKEYING):
+                raise RespondError(
+                    NotifyType.CHILD_SA_NOT_FOUND,
+                    fatal=False,
+                    detail=f"rekey of unknown CHILD_SA {value:08x}",
+                )
+        candidates = (old.config,) if old is not None else sa.conn.children
         match: tuple[ChildConfig, tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]] | None
         match = None
-        for cfg in sa.conn.children:
+        for cfg in candidates:
             remote = narrow(theirs_i, self._dynamic(cfg.remote_ts, sa.remote[0]))
             local = narrow(theirs_r, self._dynamic(cfg.local_ts, sa.local[0]))
             if remote and local:
@@ -166,14 +284,35 @@ class ChildCreate(Task):
                 _fmt(theirs_i),
                 _fmt(theirs_r),
             )
-            self.error = NotifyType.TS_UNACCEPTABLE
+            self._refuse(NotifyType.TS_UNACCEPTABLE)
             return
         cfg, local, remote = match
-        chosen = select(without_ke(cfg.esp_proposals), sa_payload.proposals, ProtocolId.ESP)
+        ke = msg.first(KePayload)
+        chosen = select(
+            self._specs(cfg), sa_payload.proposals, ProtocolId.ESP, ke.group if ke else None
+        )
         if chosen is None or len(chosen.spi) != 4:
             log.info("%s: no acceptable ESP proposal for %s", sa.tag(), cfg.name)
-            self.error = NotifyType.NO_PROPOSAL_CHOSEN
+            self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
+        if not self.in_auth:
+            nonce = msg.first(NoncePayload)
+            if nonce is None:
+                raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
+            self.ni, self.nr = nonce.data, sa.ctx.random(NONCE_SIZE)
+            if chosen.group:
+                if ke is None or ke.group != chosen.group:
+                    raise RespondError(
+                        NotifyType.INVALID_KE_PAYLOAD,
+                        chosen.group.to_bytes(2, "big"),
+                        fatal=False,
+                        detail=f"PFS group {ke.group if ke else 'none'}, we want {chosen.group}",
+                    )
+                self.ke = KeyExchange(chosen.group, sa.ctx.random)
+                try:
+                    self.shared = self.ke.shared_secret(ke.data)
+                except KeyExchangeError as e:
+                    raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False, detail=str(e)) from e
         if not sa.ctx.caps.esp:
             log.error(
                 "%s: cannot install CHILD_SA %s: kernel lacks %s; answering NO_PROPOSAL_CHOSEN",
@@ -182,15 +321,24 @@ class ChildCreate(Task):
                 ", ".join(sa.ctx.caps.missing) or "ESP",
             )
             sa.ctx.emit(ChildSaFailed(sa.name, cfg.name, "kernel_no_esp"))
-            self.error = NotifyType.NO_PROPOSAL_CHOSEN
+            self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         spi = sa.ctx.child_spi(sa.remote[0], sa.local[0])
-        child = ChildSa(cfg, sa.ctx.unique_id(), sa.ctx.reqid(), False, spi)
+        reqid = old.reqid if old is not None else sa.ctx.reqid()
+        child = ChildSa(cfg, sa.ctx.unique_id(), reqid, False, spi)
         child.local_ts, child.remote_ts = local, remote
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
         child.mode = "transport" if transport and cfg.mode == "transport" else "tunnel"
         self.child = child
         self._chosen = chosen
+        if old is not None:
+            self.rekey = old
+
+    def _refuse(self, notify: int) -> None:
+        if self.in_auth:
+            self.error = notify  # IKE_AUTH still answers with IDr and AUTH
+            return
+        raise RespondError(notify, fatal=False)
 
     def _build_r(self, msg: Message, now: float) -> None:
         if self.error is not None:
@@ -205,12 +353,22 @@ class ChildCreate(Task):
             chosen.number, ProtocolId.ESP, child.spi_in.to_bytes(4, "big"), chosen.transforms()
         )
         msg.payloads.append(SaPayload((reply,)))
+        if not self.in_auth:
+            msg.payloads.append(NoncePayload(self.nr))
+            if self.ke is not None:
+                msg.payloads.append(KePayload(self.ke.group, self.ke.public_bytes()))
         msg.payloads.append(TsiPayload(tuple(ts_to_wire(t) for t in child.remote_ts)))
         msg.payloads.append(TsrPayload(tuple(ts_to_wire(t) for t in child.local_ts)))
         if child.mode == "transport":
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         # Install before the response leaves, so the peer's first ESP packet finds the SA.
         self._established(child, chosen, now)
+        old = self.rekey
+        if old is not None and child.state == ChildState.INSTALLED:
+            # The initiator deletes the old one; until then both inbound SAs decrypt.
+            old.replaced_by_peer = child
+            if old.state == ChildState.INSTALLED:
+                old.set_state(ChildState.REKEYED, self.sa.name)
 
     # -- both ----------------------------------------------------------------------------
     def _established(self, child: ChildSa, chosen: Chosen, now: float) -> None:
@@ -220,7 +378,12 @@ class ChildCreate(Task):
         child.spi_out = int.from_bytes(chosen.spi, "big")
         ekey = encr_key_size(chosen.encr_id, chosen.encr_key_length)
         ikey = integ_key_size(chosen.integ_id)
-        child.keys = derive_child_keys(sa.prf, sa.keys.sk_d, sa.ni, sa.nr, None, ekey, ikey)
+        if self.in_auth:
+            ni, nr = sa.ni, sa.nr
+        else:
+            ni, nr = (self.ni, self.nr)
+        child.nonces = (ni, nr)
+        child.keys = derive_child_keys(sa.prf, sa.keys.sk_d, ni, nr, self.shared, ekey, ikey)
         encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
         out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
         child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap)
@@ -246,12 +409,14 @@ class ChildCreate(Task):
             )
         )
         child.installed_at = now
+        child.schedule(now, sa.ctx.random)
         child.set_state(ChildState.INSTALLED, sa.name)
         log.info(
-            "%s: CHILD_SA %s{%d} established with SPIs %08x_i %08x_o and TS %s === %s",
+            "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
             sa.tag(),
             child.name,
             child.unique_id,
+            "rekeyed" if self.rekey is not None else "established",
             child.spi_in,
             child.spi_out,
             _fmt(child.local_ts),
@@ -263,6 +428,8 @@ class ChildCreate(Task):
         sa = self.sa
         assert self.config is not None
         log.info("%s: CHILD_SA %s failed: %s", sa.tag(), self.config.name, why)
+        if self.rekey is not None and self.rekey.state == ChildState.REKEYING:
+            self.rekey.set_state(ChildState.INSTALLED, sa.name)  # keep using the old one
         sa.ctx.emit(ChildSaFailed(sa.name, self.config.name, why))
 
 

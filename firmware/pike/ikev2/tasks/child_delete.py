@@ -20,9 +20,12 @@ if TYPE_CHECKING:
 class ChildDelete(Task):
     name = "child_delete"
 
-    def __init__(self, sa: IkeSa, initiator: bool, child: ChildSa | None = None) -> None:
+    def __init__(
+        self, sa: IkeSa, initiator: bool, child: ChildSa | None = None, *, rekeyed: bool = False
+    ) -> None:
         super().__init__(sa, initiator)
         self.child = child
+        self.rekeyed = rekeyed  # a successor uses the same policies: keep them
         self.deleted: list[ChildSa] = []
 
     @property
@@ -32,7 +35,7 @@ class ChildDelete(Task):
     def build(self, msg: Message, now: float) -> None:
         if self.initiator:
             assert self.child is not None
-            if self.child.state == ChildState.INSTALLED:
+            if self.child.state in (ChildState.INSTALLED, ChildState.REKEYED, ChildState.FAILED):
                 self.child.set_state(ChildState.DELETING, self.sa.name)
             spi = self.child.spi_in.to_bytes(4, "big")
             msg.payloads.append(DeletePayload(ProtocolId.ESP, (spi,)))
@@ -44,7 +47,7 @@ class ChildDelete(Task):
     def process(self, msg: Message, now: float) -> None:
         if self.initiator:
             assert self.child is not None
-            self.sa.remove_child(self.child, "deleted")
+            self.sa.remove_child(self.child, "deleted", keep_policies=self.rekeyed)
             return
         for d in msg.all(DeletePayload):
             if d.protocol != ProtocolId.ESP:
@@ -60,4 +63,9 @@ class ChildDelete(Task):
     def completed(self, now: float) -> None:
         if not self.initiator:
             for child in self.deleted:
-                self.sa.remove_child(child, "deleted by peer")
+                # A child the peer rekeyed shares its policies with the successor.
+                successor = any(
+                    c is not child and c.reqid == child.reqid and c.state == ChildState.INSTALLED
+                    for c in self.sa.children
+                )
+                self.sa.remove_child(child, "deleted by peer", keep_policies=successor)

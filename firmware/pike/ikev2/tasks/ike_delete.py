@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pike.ikev2.state import IkeState
 from pike.ikev2.tasks.base import Task
 from pike.wire.constants import ExchangeType, ProtocolId
 from pike.wire.payloads import DeletePayload, Message
 
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
+
 
 class IkeDelete(Task):
     name = "ike_delete"
+
+    def __init__(self, sa: IkeSa, initiator: bool, *, rekeyed: bool = False) -> None:
+        super().__init__(sa, initiator)
+        self.rekeyed = rekeyed  # the old SA after a rekey: its children live on elsewhere
 
     @property
     def exchange(self) -> int:
@@ -17,7 +26,7 @@ class IkeDelete(Task):
 
     def build(self, msg: Message, now: float) -> None:
         if self.initiator:
-            if self.sa.state != IkeState.DELETING:
+            if self.sa.state not in (IkeState.DELETING, IkeState.REKEYED):
                 self.sa.set_state(IkeState.DELETING)
             msg.payloads.append(DeletePayload(ProtocolId.IKE))
         # The responder answers with an empty INFORMATIONAL.
@@ -26,7 +35,11 @@ class IkeDelete(Task):
         """Initiator: any answer ends the SA. Responder: the SA ends once answered."""
 
     def completed(self, now: float) -> None:
-        self.sa.fail("terminated" if self.initiator else "peer_deleted", now)
+        if self.rekeyed or self.sa.state == IkeState.REKEYED:
+            reason = "rekeyed"
+        else:
+            reason = "terminated" if self.initiator else "peer_deleted"
+        self.sa.fail(reason, now)
 
 
 class Informational(Task):
