@@ -15,12 +15,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from .netns import Lab, Namespace
+from .netns import Lab, Namespace, cleanup_stale
 from .piked import PikedNode, piked_available
 from .strongswan import Connection, Secret, StrongswanNode, charon_available, kernel_has_esp
 from .topology import Gateways, make_gateways
@@ -28,6 +29,14 @@ from .topology import Gateways, make_gateways
 __all__ = ["Gateways", "MakeCharon", "MakePiked", "Require"]
 
 _lab_counter = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_stale_namespaces() -> None:
+    """Namespaces ``pk<pid>x-*`` left by killed runs (PID gone, nothing inside)."""
+    if os.geteuid() == 0:
+        for name in cleanup_stale():
+            print(f"removed stale network namespace {name}")
 
 
 @pytest.fixture
