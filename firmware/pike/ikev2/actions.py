@@ -49,6 +49,25 @@ class DeleteChildSa:
 
 
 @dataclass(frozen=True, slots=True)
+class SendKeepalive:
+    """A NAT-T keepalive (RFC 3948 §2.3): one 0xFF octet from the NAT-T socket."""
+
+    src: Address
+    dst: Address
+
+
+@dataclass(frozen=True, slots=True)
+class InstallTrap:
+    """Policies without SAs: the kernel asks (XFRM ACQUIRE, by reqid) when traffic
+    matches, and the engine negotiates then (start_action / dpd_action = trap)."""
+
+    conn: str
+    child: str
+    reqid: int
+    policies: tuple[PolicySpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class IkeSaEstablished:
     conn: str
     unique_id: int
@@ -89,6 +108,8 @@ class MessageDropped:
 
 Action = (
     SendDatagram
+    | SendKeepalive
+    | InstallTrap
     | InstallChildSa
     | DeleteChildSa
     | IkeSaEstablished

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from pike.crypto.kdf import ChildKeys
@@ -130,10 +130,31 @@ class ChildSa:
         self.outbound = sa(
             lsrc, ldst, self.spi_out, (enc_out, int_out), (lts0, rts0), outbound_encap, False
         )
-        policies: list[PolicySpec] = []
-        for lts, rts in itertools.product(self.local_ts, self.remote_ts):
-            policies.append(PolicySpec(lts, rts, "out", self.reqid, mode, lsrc, ldst))
-            policies.append(PolicySpec(rts, lts, "in", self.reqid, mode, ldst, lsrc))
-            if mode == "tunnel":
-                policies.append(PolicySpec(rts, lts, "fwd", self.reqid, mode, ldst, lsrc))
-        self.policies = tuple(policies)
+        self.policies = policies_for(self.local_ts, self.remote_ts, mode, self.reqid, lsrc, ldst)
+
+
+def policies_for(
+    local_ts: tuple[TrafficSelector, ...],
+    remote_ts: tuple[TrafficSelector, ...],
+    mode: Mode,
+    reqid: int,
+    local: IPAddress,
+    remote: IPAddress,
+) -> tuple[PolicySpec, ...]:
+    """out/in (and fwd in tunnel mode) policies for every pair of selectors."""
+    policies: list[PolicySpec] = []
+    for lts, rts in itertools.product(local_ts, remote_ts):
+        policies.append(PolicySpec(lts, rts, "out", reqid, mode, local, remote))
+        policies.append(PolicySpec(rts, lts, "in", reqid, mode, remote, local))
+        if mode == "tunnel":
+            policies.append(PolicySpec(rts, lts, "fwd", reqid, mode, remote, local))
+    return tuple(policies)
+
+
+def trap_policies(cfg: ChildConfig, reqid: int, local: str, remote: str) -> tuple[PolicySpec, ...]:
+    """The policies of a child before it exists (start_action = trap)."""
+    lip, rip = ip_address(local), ip_address(remote)
+    lts = cfg.local_ts or (TrafficSelector.host(lip),)
+    rts = cfg.remote_ts or (TrafficSelector.host(rip),)
+    policies = policies_for(lts, rts, cfg.mode, reqid, lip, rip)
+    return tuple(replace(p, trap=True) for p in policies)

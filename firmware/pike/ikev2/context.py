@@ -15,6 +15,7 @@ from pike.policy.ipsec import KernelCaps, SaSpec
 from pike.policy.ts import IPAddress
 
 if TYPE_CHECKING:
+    from pike.ikev2.child_sa import ChildSa
     from pike.ikev2.ike_sa import IkeSa
 
 Random = Callable[[int], bytes]
@@ -34,6 +35,7 @@ class Counters:
     dropped: dict[str, int] = field(default_factory=dict)
     retransmits: int = 0
     dpd_probes: int = 0
+    keepalives: int = 0
     messages_in: dict[str, int] = field(default_factory=dict)
     messages_out: dict[str, int] = field(default_factory=dict)
 
@@ -50,6 +52,12 @@ class Context:
     actions: deque[Action] = field(default_factory=deque)
     # Set by the engine: registers an IKE SA created by a task (IKE rekey successor).
     adopt: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
+    # Set by the engine: whether a child's policies must outlive it (shared or trapped).
+    keeps_policies: Callable[[ChildSa], bool] = field(default=lambda c: False, repr=False)
+    # Set by the engine: the fixed reqid of a trapped child config, else None.
+    trap_reqid: Callable[[str, str], int | None] = field(default=lambda c, n: None, repr=False)
+    # Set by the engine: called as an IKE SA ends, before its children go.
+    before_fail: Callable[[IkeSa, str], None] = field(default=lambda sa, r: None, repr=False)
     # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
     esp_activity: Callable[[SaSpec], float | None] | None = None
     counters: Counters = field(default_factory=Counters)

@@ -14,8 +14,19 @@ import ipaddress
 from collections.abc import Callable
 
 from pike.crypto.proposal import format_transforms
-from pike.ikev2.actions import Action, Address, ChildSaInfo, IkeSaInfo, MessageDropped, SendDatagram
-from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.actions import (
+    Action,
+    Address,
+    ChildSaInfo,
+    DeleteChildSa,
+    IkeSaInfo,
+    InstallChildSa,
+    InstallTrap,
+    MessageDropped,
+    SendDatagram,
+    SendKeepalive,
+)
+from pike.ikev2.child_sa import ChildSa, trap_policies
 from pike.ikev2.context import COOKIE_THRESHOLD, HALF_OPEN_TIMEOUT, Context, SpiAlloc
 from pike.ikev2.ike_sa import IkeSa
 from pike.ikev2.state import ChildState, IkeState, log
@@ -28,7 +39,7 @@ from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.config import Config, ConnectionConfig
-from pike.policy.ipsec import KernelCaps
+from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
@@ -54,6 +65,10 @@ class Ikev2Engine:
         self.half_open: dict[tuple[bytes, str, int], IkeSa] = {}
         self._cookie_secret = random(32)
         self.ctx.adopt = self._adopt
+        self.ctx.keeps_policies = self._keeps_policies
+        self.ctx.trap_reqid = lambda conn, child: self.traps.get((conn, child))
+        self.ctx.before_fail = self._before_fail
+        self.traps: dict[tuple[str, str], int] = {}  # (conn, child) -> reqid
 
     @property
     def config(self) -> Config:
@@ -65,9 +80,79 @@ class Ikev2Engine:
             if conn.version != 2:
                 continue
             for child in conn.children:
+                if child.start_action == "trap":
+                    self._install_trap(conn, child.name, self.ctx.reqid(), None)
+            for child in conn.children:
                 if child.start_action == "start":
                     self.initiate(conn.name, now, child.name)
                     break
+
+    # -- on-demand tunnels ---------------------------------------------------------------
+    def _install_trap(
+        self, conn: ConnectionConfig, child_name: str, reqid: int, child: ChildSa | None
+    ) -> None:
+        cfg = conn.child(child_name)
+        if cfg is None or not conn.remote_addrs:
+            return
+        if child is not None:
+            policies = child.policies
+        else:
+            local = conn.local_addrs[0] if conn.local_addrs else _any_of(conn.remote_addrs[0])
+            policies = trap_policies(cfg, reqid, local, conn.remote_addrs[0])
+        self.traps[(conn.name, child_name)] = reqid
+        log.info("%s.%s: trap installed (reqid %d)", conn.name, child_name, reqid)
+        self.ctx.emit(InstallTrap(conn.name, child_name, reqid, policies))
+
+    def acquire(self, reqid: int, now: float) -> None:
+        """The kernel saw traffic for a trap policy (XFRM ACQUIRE): negotiate it."""
+        for (conn, child), r in self.traps.items():
+            if r == reqid:
+                log.info("%s.%s: acquire for reqid %d", conn, child, reqid)
+                self.initiate(conn, now, child)
+                return
+        log.debug("acquire for unknown reqid %d ignored", reqid)
+
+    def child_expired(self, spi: int, hard: bool, now: float) -> None:
+        """The kernel's soft (rekey now) or hard (gone) lifetime of a CHILD_SA ran out,
+        in time, bytes or packets."""
+        for sa in self.sas.values():
+            for child in sa.children:
+                if spi not in (child.spi_in, child.spi_out):
+                    continue
+                if hard:
+                    log.info(
+                        "%s: CHILD_SA %s{%d} hard expired", sa.tag(), child.name, child.unique_id
+                    )
+                    sa.tasks.queue(ChildDelete(sa, True, child))
+                elif child.state == ChildState.INSTALLED and sa.state == IkeState.ESTABLISHED:
+                    log.info(
+                        "%s: CHILD_SA %s{%d} soft expired", sa.tag(), child.name, child.unique_id
+                    )
+                    self._rekey_child(sa, child)
+                sa.tasks.initiate(now)
+                return
+
+    def _keeps_policies(self, child: ChildSa) -> bool:
+        if any(r == child.reqid for r in self.traps.values()):
+            return True
+        live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.REKEYED)
+        mine = {(p.src_ts, p.dst_ts, p.direction) for p in child.policies}
+        for sa in self.sas.values():
+            for other in sa.children:
+                if other is child or other.state not in live or other.installed_at is None:
+                    continue
+                if mine & {(p.src_ts, p.dst_ts, p.direction) for p in other.policies}:
+                    return True
+        return False
+
+    def _before_fail(self, sa: IkeSa, reason: str) -> None:
+        conn = sa.conn
+        if conn is None or reason != "retransmit_timeout" or conn.dpd_action != "trap":
+            return
+        for child in sa.children:
+            if child.state in (ChildState.INSTALLED, ChildState.REKEYING):
+                # Back to on-demand: the next packet brings the tunnel up again.
+                self._install_trap(conn, child.name, child.reqid, child)
 
     def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -179,7 +264,7 @@ class Ikev2Engine:
     def _deadlines(self, sa: IkeSa) -> list[float | None]:
         times = [sa.tasks.deadline, self._half_open_deadline(sa), sa.dpd_due()]
         if sa.state == IkeState.ESTABLISHED:
-            times.append(sa.rekey_at)
+            times += [sa.rekey_at, sa.keepalive_at]
         times.extend(c.next_deadline() for c in sa.children)
         return times
 
@@ -201,6 +286,8 @@ class Ikev2Engine:
             due = sa.dpd_due()
             if due is not None and now >= due:
                 self._liveness(sa, now)
+            if sa.keepalive_at is not None and now >= sa.keepalive_at:
+                self._keepalive(sa, now)
             sa.tasks.initiate(now)
         self._sweep(now)
 
@@ -223,6 +310,12 @@ class Ikev2Engine:
                         child.unique_id,
                     )
                     self._rekey_child(sa, child)
+
+    def _keepalive(self, sa: IkeSa, now: float) -> None:
+        """Behind a NAT we keep its mapping open (RFC 3948 §2.3, strongSwan: 20 s)."""
+        self.ctx.counters.keepalives += 1
+        self.ctx.emit(SendKeepalive(sa.local, sa.remote))
+        sa.keepalive_at = now + self.config.daemon.keepalive
 
     def _liveness(self, sa: IkeSa, now: float) -> None:
         """DPD: probe only when neither IKE nor ESP brought news within dpd_delay."""
@@ -290,7 +383,51 @@ class Ikev2Engine:
             # Authenticated request from a new address/port: NAT float or mapping change.
             log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
             sa.remote, sa.local = src, dst
+            self._move_children(sa)
         sa.tasks.on_request(msg, data, self._responder_tasks(sa, msg), now)
+        if (
+            msg.exchange == ExchangeType.IKE_AUTH
+            and sa.state == IkeState.ESTABLISHED
+            and msg.notify(NotifyType.INITIAL_CONTACT) is not None
+        ):
+            self._initial_contact(sa, now)
+
+    def _initial_contact(self, sa: IkeSa, now: float) -> None:
+        """The peer rebooted: its older IKE SAs with us are gone on its side (§2.4)."""
+        for other in list(self.sas.values()):
+            if (
+                other is not sa
+                and other.conn is sa.conn
+                and other.peer_id == sa.peer_id
+                and other.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+            ):
+                log.info("%s: INITIAL_CONTACT from the peer, removing %s", sa.tag(), other.tag())
+                other.fail("initial_contact", now)
+
+    def _move_children(self, sa: IkeSa) -> None:
+        """New outer addresses or ports (NAT mapping change): SAs follow (RFC 7296 §2.23)."""
+        for child in sa.children:
+            if child.state != ChildState.INSTALLED or child.inbound is None:
+                continue
+            old_in, old_out, old_pol = child.inbound, child.outbound, child.policies
+            assert old_out is not None
+            encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
+            out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
+            child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap)
+            assert child.inbound is not None and child.outbound is not None
+            self.ctx.emit(
+                DeleteChildSa(sa.name, child.name, child.unique_id, old_in, old_out, old_pol, True)
+            )
+            self.ctx.emit(
+                InstallChildSa(
+                    sa.name,
+                    child.name,
+                    child.unique_id,
+                    child.inbound,
+                    child.outbound,
+                    child.policies,
+                )
+            )
 
     def _init_request(
         self, hdr: Header, data: bytes, src: Address, dst: Address, now: float
@@ -431,9 +568,12 @@ class Ikev2Engine:
                     and conn.dpd_action == "restart"
                 ):
                     restart.append(conn.name)
-            elif sa.state == IkeState.ESTABLISHED and sa.rekey_at is None and not sa.scheduled:
+            elif sa.state == IkeState.ESTABLISHED and not sa.scheduled:
                 sa.scheduled = True
                 sa.schedule(now)
+                forced = sa.conn is not None and sa.conn.encap
+                if (sa.nat_local or forced) and self.config.daemon.keepalive:
+                    sa.keepalive_at = now + self.config.daemon.keepalive
         for key, sa in list(self.half_open.items()):
             if sa.state != IkeState.CONNECTING:
                 del self.half_open[key]

@@ -55,6 +55,7 @@ class IkeSa:
     last_inbound: float = 0.0  # last authenticated message from the peer (DPD)
     dpd_outstanding: bool = False
     scheduled: bool = False  # rekey timer set once established
+    keepalive_at: float | None = None
 
     def __post_init__(self) -> None:
         from pike.ikev2.task_manager import TaskManager
@@ -167,7 +168,11 @@ class IkeSa:
 
     # -- teardown ------------------------------------------------------------------------
     def remove_child(self, child: ChildSa, reason: str, keep_policies: bool = False) -> None:
-        """Forget a CHILD_SA; its SAs and policies leave the kernel if they were there."""
+        """Forget a CHILD_SA; its SAs and policies leave the kernel if they were there.
+
+        Policies stay when another live CHILD_SA uses the same ones (a rekey successor, a
+        new SA after INITIAL_CONTACT) or when they fall back to a trap."""
+        keep_policies = keep_policies or self.ctx.keeps_policies(child)
         from pike.ikev2.actions import DeleteChildSa
         from pike.ikev2.state import ChildState
 
@@ -201,6 +206,7 @@ class IkeSa:
         if self.state == IkeState.DESTROYED:
             return
         self.delete_reason = reason
+        self.ctx.before_fail(self, reason)
         for child in list(self.children):
             self.remove_child(child, reason)
         if not quiet or self.established_at is not None:

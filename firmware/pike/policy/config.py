@@ -34,9 +34,10 @@ class Identity:
 class AuthConfig:
     auth: AuthKind
     id: Identity | None = None  # None: the local/remote address is used
-    certs: tuple[str, ...] = ()
-    key: str | None = None
+    certs: tuple[str, ...] = ()  # absolute paths (the loader resolves relative ones)
+    key: str | None = None  # a PEM file path, or a pkcs11: URI once tokens land
     cacerts: tuple[str, ...] = ()
+    rsa_pss: bool = False  # sign with RSASSA-PSS rather than PKCS#1 v1.5 (RFC 7427)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class DaemonConfig:
     retransmit_timeout: float = 4.0  # strongSwan's defaults
     retransmit_base: float = 1.8
     retransmit_tries: int = 5
+    keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
 
 

@@ -104,6 +104,7 @@ def _daemon(t: Table) -> DaemonConfig:
         retransmit_timeout=t.convert("retransmit_timeout", _positive_duration, 4.0),
         retransmit_base=t.typed("retransmit_base", float, 1.8),
         retransmit_tries=t.integer("retransmit_tries", 5, 0, 100),
+        keepalive=t.convert("keepalive", parse_duration, 20.0),
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
     )
     if cfg.retransmit_base < 1.0:
@@ -231,23 +232,51 @@ def _proposals(t: Table, key: str, protocol: Literal["ike", "esp"]) -> tuple[Pro
     return tuple(out)
 
 
-def _auth(t: Table, default_id: str | None) -> AuthConfig:
+def _auth(t: Table, default_id: str | None, side: Literal["local", "remote"]) -> AuthConfig:
     if not t.has("auth"):
         raise t.error("auth", "missing (psk or pubkey)")
     auth = t.choice("auth", ("psk", "pubkey"), "psk")
     if t.has("id"):
         ident: Identity | None = _identity(t, t.at("id"), t.typed("id", str))
+    elif auth == "pubkey":
+        # strongSwan's defaults: our certificate's subject, and any peer the CA vouches for.
+        ident = None
     else:
         ident = identity_of_address(default_id) if default_id else None
     cfg = AuthConfig(
         auth=cast(Literal["psk", "pubkey"], auth),
         id=ident,
-        certs=tuple(v for _, v in t.strings("certs", [])),
-        key=t.typed("key", str, None),
-        cacerts=tuple(v for _, v in t.strings("cacerts", [])),
+        certs=tuple(_file(t, p, v) for p, v in t.strings("certs", [])),
+        key=_key(t),
+        cacerts=tuple(_file(t, p, v) for p, v in t.strings("cacerts", [])),
+        rsa_pss=t.typed("rsa_pss", bool, False),
     )
+    if auth == "pubkey" and side == "local" and not (cfg.certs and cfg.key):
+        raise t.error("auth", 'pubkey needs certs = ["..."] and key = "..."')
+    if auth == "pubkey" and side == "remote" and not cfg.cacerts:
+        raise t.error("auth", 'pubkey needs cacerts = ["..."] (the CAs that vouch for the peer)')
     t.finish()
     return cfg
+
+
+def _resolve(t: Table, name: str) -> str:
+    """A config-relative path made absolute against the config file's directory."""
+    return os.path.join(os.path.dirname(os.path.abspath(t.src.file)), name)
+
+
+def _file(t: Table, path: KeyPath, name: str) -> str:
+    full = _resolve(t, name)
+    if not os.path.isfile(full) or not os.access(full, os.R_OK):
+        raise t.error(path, f"cannot read {full}")
+    return full
+
+
+def _key(t: Table) -> str | None:
+    """A key file (resolved like certs) or an RFC 7512 ``pkcs11:`` URI (kept as written)."""
+    value = t.typed("key", str, None)
+    if value is None or value.startswith("pkcs11:"):
+        return value
+    return _file(t, t.at("key"), value)
 
 
 def _selectors(t: Table, key: str, dynamic: str | None, side: str) -> tuple[TrafficSelector, ...]:
@@ -312,8 +341,8 @@ def _connection(t: Table) -> ConnectionConfig:
     remote_addrs = _remote_addrs(t)
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
     proposals = _proposals(t, "proposals", "ike")
-    local = _auth(t.table("local"), local_host)
-    remote = _auth(t.table("remote"), remote_host)
+    local = _auth(t.table("local"), local_host, "local")
+    remote = _auth(t.table("remote"), remote_host, "remote")
     children = tuple(_child(c, local_host, remote_host) for c in t.tables("children"))
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:

@@ -118,6 +118,11 @@ class ChildCreate(Task):
     def _specs(self, cfg: ChildConfig) -> tuple[ProposalSpec, ...]:
         return without_ke(cfg.esp_proposals) if self.in_auth else cfg.esp_proposals
 
+    def _reqid(self, cfg: ChildConfig) -> int:
+        # A trapped child keeps its trap's reqid, so its policies are the trap's ones.
+        trapped = self.sa.ctx.trap_reqid(self.sa.name, cfg.name)
+        return trapped if trapped is not None else self.sa.ctx.reqid()
+
     def _dynamic(self, ts: tuple[TrafficSelector, ...], addr: str) -> tuple[TrafficSelector, ...]:
         # No selectors configured means "my own address" (strongSwan's `dynamic`).
         return ts or (TrafficSelector.host(ip_address(addr)),)
@@ -132,7 +137,7 @@ class ChildCreate(Task):
         assert cfg is not None
         old = self.rekey
         spi = sa.ctx.child_spi(sa.remote[0], sa.local[0])
-        reqid = old.reqid if old is not None else sa.ctx.reqid()
+        reqid = old.reqid if old is not None else self._reqid(cfg)
         child = ChildSa(cfg, sa.ctx.unique_id(), reqid, True, spi, mode=cfg.mode)
         if old is not None:
             # Same selectors and reqid: the policies stay, only the SAs change.
@@ -324,7 +329,7 @@ class ChildCreate(Task):
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         spi = sa.ctx.child_spi(sa.remote[0], sa.local[0])
-        reqid = old.reqid if old is not None else sa.ctx.reqid()
+        reqid = old.reqid if old is not None else self._reqid(cfg)
         child = ChildSa(cfg, sa.ctx.unique_id(), reqid, False, spi)
         child.local_ts, child.remote_ts = local, remote
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None

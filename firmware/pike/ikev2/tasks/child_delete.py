@@ -63,9 +63,4 @@ class ChildDelete(Task):
     def completed(self, now: float) -> None:
         if not self.initiator:
             for child in self.deleted:
-                # A child the peer rekeyed shares its policies with the successor.
-                successor = any(
-                    c is not child and c.reqid == child.reqid and c.state == ChildState.INSTALLED
-                    for c in self.sa.children
-                )
-                self.sa.remove_child(child, "deleted by peer", keep_policies=successor)
+                self.sa.remove_child(child, "deleted by peer")
