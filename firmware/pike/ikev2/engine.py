@@ -35,6 +35,7 @@ from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
+from pike.ikev2.tasks.ike_frag import IkeFrag
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
@@ -44,11 +45,20 @@ from pike.policy.ts import IPAddress
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
 from pike.wire.errors import MalformedMessage
+from pike.wire.fragments import open_fragment, reassemble
 from pike.wire.header import Header, decode_header
-from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SaPayload, SkPayload
+from pike.wire.payloads import (
+    DeletePayload,
+    Message,
+    NotifyPayload,
+    SaPayload,
+    SkfPayload,
+    SkPayload,
+)
 from pike.wire.rules import check_payloads
 
 COOKIE_VERSION = b"\x00\x00\x00\x01"  # our cookie format, RFC 7296 §2.6 suggests a version id
+MAX_FRAGMENTS = 64  # bounds the reassembly state a peer can make us hold
 
 
 class Ikev2Engine:
@@ -192,6 +202,7 @@ class Ikev2Engine:
         log.info("%s: initiating IKE_SA to %s", sa.tag(), sa.remote[0])
         sa.tasks.queue(IkeInit(sa, True))
         sa.tasks.queue(IkeNatd(sa, True))
+        sa.tasks.queue(IkeFrag(sa, True))
         sa.tasks.queue(IkeAuth(sa, True))
         if child_cfg is not None:
             sa.tasks.queue(ChildCreate(sa, True, child_cfg))
@@ -360,7 +371,14 @@ class Ikev2Engine:
             self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state")
             return
         msg = decode_message(data)
-        if msg.first(SkPayload) is None:
+        if msg.first(SkfPayload) is not None:
+            assert sa.cipher_in is not None
+            whole = self._fragment(sa, data, msg)
+            if whole is None:
+                return  # more fragments to come
+            msg = whole
+            check_payloads(msg.exchange, msg.is_response, msg.payloads, True)
+        elif msg.first(SkPayload) is None:
             if msg.exchange != ExchangeType.IKE_SA_INIT:
                 # Only IKE_SA_INIT travels in clear; anything else unprotected is ignored.
                 raise MalformedMessage("unprotected", f"exchange {msg.exchange} without SK")
@@ -391,6 +409,27 @@ class Ikev2Engine:
             and msg.notify(NotifyType.INITIAL_CONTACT) is not None
         ):
             self._initial_contact(sa, now)
+
+    def _fragment(self, sa: IkeSa, data: bytes, msg: Message) -> Message | None:
+        """Collect RFC 7383 fragments; the whole message once the last one is in."""
+        assert sa.cipher_in is not None
+        skf, chunk = open_fragment(data, msg, sa.cipher_in)  # authenticated before kept
+        total = skf.total_fragments
+        if not 1 <= skf.fragment_number <= total <= MAX_FRAGMENTS:
+            raise MalformedMessage("invalid_fragment", f"{skf.fragment_number}/{total}")
+        key = (msg.message_id, msg.is_response)
+        have_total, first, chunks = sa.fragments.get(key, (total, 0, {}))
+        if have_total != total:
+            # A retransmission with other fragment sizes: start over (RFC 7383 §2.6.2).
+            first, chunks = 0, {}
+        if skf.fragment_number == 1:
+            first = skf.first_payload
+        chunks.setdefault(skf.fragment_number, chunk)
+        sa.fragments = {key: (total, first, chunks)}  # one message at a time (window 1)
+        if len(chunks) < total:
+            return None
+        del sa.fragments[key]
+        return reassemble(msg, first, [chunks[i] for i in range(1, total + 1)])
 
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """The peer rebooted: its older IKE SAs with us are gone on its side (§2.4)."""
@@ -470,7 +509,12 @@ class Ikev2Engine:
         sa.set_state(IkeState.CONNECTING)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
-        sa.tasks.on_request(msg, data, [IkeInit(sa, False), IkeNatd(sa, False)], now)
+        sa.tasks.on_request(
+            msg,
+            data,
+            [IkeInit(sa, False), IkeNatd(sa, False), IkeFrag(sa, False)],
+            now,
+        )
 
     def _responder_tasks(self, sa: IkeSa, msg: Message) -> list[Task]:
         if msg.exchange == ExchangeType.IKE_AUTH:
@@ -544,7 +588,7 @@ class Ikev2Engine:
         resp.payloads.append(NotifyPayload(e.notify or NotifyType.INVALID_SYNTAX, _notify_data(e)))
         data = sa.encode(resp)
         sa.tasks.mid_in += 1
-        sa.tasks.cached_response = (mid, data)
+        sa.tasks.cached_response = (mid, [data])
         sa.send(data)
 
     def _drop(self, reason: str, src: Address, detail: str) -> None:

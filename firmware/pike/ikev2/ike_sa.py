@@ -17,6 +17,7 @@ from pike.ikev2.state import IKE_TRANSITIONS, IkeState, StateError, log
 from pike.policy.config import ConnectionConfig, Identity
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
+from pike.wire.fragments import encode_fragments
 from pike.wire.payloads import Message, Payload
 
 
@@ -56,6 +57,11 @@ class IkeSa:
     dpd_outstanding: bool = False
     scheduled: bool = False  # rekey timer set once established
     keepalive_at: float | None = None
+    frag_peer: bool = False  # both sides announced RFC 7383 fragmentation
+    # Fragments of an incoming message by (message id, is_response): total, chunks.
+    fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         from pike.ikev2.task_manager import TaskManager
@@ -157,6 +163,19 @@ class IkeSa:
 
     def encode(self, msg: Message) -> bytes:
         return encode_message(msg, self.cipher_out if msg.encrypted else None)
+
+    def encode_datagrams(self, msg: Message) -> list[bytes]:
+        """The datagrams for ``msg``: one, or RFC 7383 fragments when both sides support
+        them and the message would exceed fragment_size (IKE_SA_INIT is never split)."""
+        data = self.encode(msg)
+        limit = self.ctx.config.daemon.fragment_size
+        if not msg.encrypted or not self.frag_peer or self.cipher_out is None:
+            return [data]
+        # The UDP/IP headers (and the non-ESP marker on 4500) count against the limit.
+        overhead = (40 if ":" in self.remote[0] else 20) + 8 + (4 if self.remote[1] != 500 else 0)
+        if len(data) + overhead <= limit:
+            return [data]
+        return encode_fragments(msg, self.cipher_out, limit - overhead)
 
     def send(self, data: bytes) -> None:
         self.ctx.emit(SendDatagram(data, self.local, self.remote))

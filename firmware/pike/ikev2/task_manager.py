@@ -28,10 +28,10 @@ class TaskManager:
         self.active_exchange = 0
         self.mid_out = 0  # next request we send
         self.mid_in = 0  # next request we expect
-        self.request: bytes | None = None
+        self.request: list[bytes] | None = None  # datagrams (several when fragmented)
         self.retransmits = 0
         self.deadline: float | None = None
-        self.cached_response: tuple[int, bytes] | None = None
+        self.cached_response: tuple[int, list[bytes]] | None = None
         self.restarts = 0
 
     # -- initiator side ------------------------------------------------------------------
@@ -55,14 +55,14 @@ class TaskManager:
         except TaskFailed as e:
             self.sa.fail(e.reason, now)
             return
-        data = self.sa.encode(msg)
+        datagrams = self.sa.encode_datagrams(msg)
         if exchange == ExchangeType.IKE_SA_INIT:
-            self.sa.init_request = data
-        self.request = data
+            self.sa.init_request = datagrams[0]
+        self.request = datagrams
         self.retransmits = 0
         self.deadline = now + self._timeout(0)
-        self._log_out(msg)
-        self.sa.send(data)
+        self._log_out(msg, len(datagrams))
+        self._send(datagrams)
 
     def on_response(self, msg: Message, data: bytes, now: float) -> None:
         if (
@@ -132,7 +132,7 @@ class TaskManager:
             exchange_name(self.active_exchange),
             self.mid_out,
         )
-        self.sa.send(self.request)
+        self._send(self.request)
 
     # -- responder side ------------------------------------------------------------------
     def on_request(self, msg: Message, data: bytes, tasks: list[Task], now: float) -> None:
@@ -140,7 +140,7 @@ class TaskManager:
         if self.cached_response is not None and mid == self.cached_response[0]:
             # A retransmitted request: answer with the same bytes (RFC 7296 §2.1).
             log.debug("%s: retransmitting response %d", self.sa.tag(), mid)
-            self.sa.send(self.cached_response[1])
+            self._send(self.cached_response[1])
             return
         if mid != self.mid_in:
             self.sa.ctx.counters.drop("invalid_message_id")
@@ -164,13 +164,13 @@ class TaskManager:
         if msg.exchange == ExchangeType.IKE_SA_INIT and fatal:
             # Stateless error answer: nothing of ours exists yet (RFC 7296 §2.6).
             resp.spi_r = bytes(8)
-        data = self.sa.encode(resp)
+        datagrams = self.sa.encode_datagrams(resp)
         if msg.exchange == ExchangeType.IKE_SA_INIT and not fatal:
-            self.sa.init_request, self.sa.init_response = request, data
+            self.sa.init_request, self.sa.init_response = request, datagrams[0]
         self.mid_in = mid + 1
-        self.cached_response = (mid, data)
-        self._log_out(resp)
-        self.sa.send(data)
+        self.cached_response = (mid, datagrams)
+        self._log_out(resp, len(datagrams))
+        self._send(datagrams)
         if fatal:
             self.sa.fail("refused", now, quiet=True)
             return
@@ -178,6 +178,10 @@ class TaskManager:
             task.completed(now)
         # Our own queued work may have waited for this exchange (e.g. after IKE_AUTH).
         self.initiate(now)
+
+    def _send(self, datagrams: list[bytes]) -> None:
+        for data in datagrams:
+            self.sa.send(data)
 
     # -- logs ----------------------------------------------------------------------------
     def _log_in(self, msg: Message) -> None:
@@ -194,15 +198,16 @@ class TaskManager:
         c = self.sa.ctx.counters.messages_in
         c[key] = c.get(key, 0) + 1
 
-    def _log_out(self, msg: Message) -> None:
+    def _log_out(self, msg: Message, fragments: int = 1) -> None:
         kind = "response" if msg.is_response else "request"
         log.info(
-            "%s: sending %s %s %d %s",
+            "%s: sending %s %s %d %s%s",
             self.sa.tag(),
             exchange_name(msg.exchange),
             kind,
             msg.message_id,
             describe_payloads(msg.payloads),
+            f" in {fragments} fragments" if fragments > 1 else "",
         )
         key = exchange_name(msg.exchange)
         c = self.sa.ctx.counters.messages_out

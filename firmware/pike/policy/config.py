@@ -68,6 +68,7 @@ class ConnectionConfig:
     local_port: int = 500
     remote_port: int = 500
     encap: bool = False
+    fragmentation: bool = True  # RFC 7383, announced and used when the peer supports it
     dpd_delay: int = 0
     dpd_action: DpdAction = "clear"
     keyingtries: int = 1
@@ -103,6 +104,7 @@ class DaemonConfig:
     retransmit_timeout: float = 4.0  # strongSwan's defaults
     retransmit_base: float = 1.8
     retransmit_tries: int = 5
+    fragment_size: int = 1280  # largest IKE datagram before fragmenting (strongSwan's)
     keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
 

@@ -105,6 +105,7 @@ def _daemon(t: Table) -> DaemonConfig:
         retransmit_base=t.typed("retransmit_base", float, 1.8),
         retransmit_tries=t.integer("retransmit_tries", 5, 0, 100),
         keepalive=t.convert("keepalive", parse_duration, 20.0),
+        fragment_size=t.integer("fragment_size", 1280, 576, 65535),
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
     )
     if cfg.retransmit_base < 1.0:
@@ -359,6 +360,7 @@ def _connection(t: Table) -> ConnectionConfig:
         local_port=t.integer("local_port", 500, 1, 65535),
         remote_port=t.integer("remote_port", 500, 1, 65535),
         encap=t.typed("encap", bool, False),
+        fragmentation=t.typed("fragmentation", bool, True),
         dpd_delay=t.convert("dpd_delay", _seconds, 0),
         dpd_action=cast(DpdAction, t.choice("dpd_action", ("clear", "trap", "restart"), "clear")),
         keyingtries=t.integer("keyingtries", 1, 0, 1_000_000),
