@@ -1,0 +1,315 @@
+"""Certificates in IKEv2: CERT/CERTREQ payloads, the peer's chain, its ID in the cert.
+
+- CERT (RFC 7296 §3.6): encoding 4 (X.509 signature), our end-entity cert first, then
+  the intermediates the config lists.
+- CERTREQ (§3.7): encoding 4, the concatenated SHA-1 hashes of each trusted CA's
+  SubjectPublicKeyInfo.
+- The peer's chain is built from its CERT payloads up to one of the configured CA
+  certificates: signatures, validity at ``now`` (wall clock, passed in), basicConstraints
+  (cA, pathLenConstraint) and keyUsage (keyCertSign on CAs, digitalSignature on the end
+  entity when the extension is present). No extendedKeyUsage is required (RFC 4945 §5.1.3.12
+  leaves it to policy, and strongSwan requires none). ``cryptography``'s
+  ``x509.verification`` is built for the Web PKI (TLS EKUs, SAN on the leaf, no intermediate
+  from the peer without SAN rules we do not want), so the checks are done here.
+- The peer's identity must be in its certificate, as strongSwan requires: the subject DN
+  for ID_DER_ASN1_DN, a subjectAltName of the same kind for FQDN, e-mail and IP, the
+  subjectKeyIdentifier (or SHA-1 of the public key) for ID_KEY_ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from pike.ikev2 import identity
+from pike.ikev2.der import DerError, decode_name
+from pike.policy.config import Identity
+from pike.wire.constants import CertEncoding, IdType
+from pike.wire.payloads import CertPayload, CertReqPayload
+
+MAX_PATH = 8  # CAs above the end entity; strongSwan's default is 7 intermediates
+SHA1_LEN = 20
+
+# Extensions whose meaning we enforce (or that impose nothing on IKE); any other one marked
+# critical fails the certificate (RFC 5280 §4.2).
+_UNDERSTOOD = (
+    x509.BasicConstraints,
+    x509.KeyUsage,
+    x509.ExtendedKeyUsage,
+    x509.SubjectAlternativeName,
+    x509.SubjectKeyIdentifier,
+    x509.AuthorityKeyIdentifier,
+)
+
+
+# How strongSwan prints DN attributes (its "C=CH, O=x, CN=gw" notation).
+_ATTR_NAMES = {
+    NameOID.COUNTRY_NAME.dotted_string: "C",
+    NameOID.STATE_OR_PROVINCE_NAME.dotted_string: "ST",
+    NameOID.LOCALITY_NAME.dotted_string: "L",
+    NameOID.ORGANIZATION_NAME.dotted_string: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string: "OU",
+    NameOID.COMMON_NAME.dotted_string: "CN",
+    NameOID.EMAIL_ADDRESS.dotted_string: "E",
+    NameOID.SERIAL_NUMBER.dotted_string: "serialNumber",
+    NameOID.DOMAIN_COMPONENT.dotted_string: "DC",
+    NameOID.SURNAME.dotted_string: "SN",
+    NameOID.GIVEN_NAME.dotted_string: "G",
+    NameOID.TITLE.dotted_string: "T",
+}
+
+
+class CertError(Exception):
+    """A certificate problem; the text names the certificate and what failed."""
+
+
+# -- our side ------------------------------------------------------------------------------
+
+
+def load_certificates(path: str) -> list[x509.Certificate]:
+    """All certificates of a PEM file (several allowed) or one DER certificate."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise CertError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise CertError(f"{path} holds no readable X.509 certificate: {exc}") from None
+    return certs
+
+
+def cert_payloads(chain: Sequence[x509.Certificate]) -> list[CertPayload]:
+    return [
+        CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(serialization.Encoding.DER))
+        for c in chain
+    ]
+
+
+def ca_keyid(cert: x509.Certificate) -> bytes:
+    """SHA-1 of the DER SubjectPublicKeyInfo: how CERTREQ names a CA (RFC 7296 §3.7)."""
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha1(spki).digest()
+
+
+def certreq_payload(cas: Iterable[x509.Certificate]) -> CertReqPayload | None:
+    ids = b"".join(dict.fromkeys(ca_keyid(c) for c in cas))
+    return CertReqPayload(CertEncoding.X509_SIGNATURE, ids) if ids else None
+
+
+def requested_keyids(payloads: Iterable[CertReqPayload]) -> set[bytes]:
+    """The CA key ids a peer asked for (X.509 requests only; a ragged tail is ignored)."""
+    out: set[bytes] = set()
+    for p in payloads:
+        if p.encoding == CertEncoding.X509_SIGNATURE:
+            out.update(p.data[i : i + SHA1_LEN] for i in range(0, len(p.data) - 19, SHA1_LEN))
+    return out
+
+
+# -- the peer's chain ----------------------------------------------------------------------
+
+
+def _dn(name: x509.Name) -> str:
+    return name.rfc4514_string()
+
+
+def parse_cert_payloads(payloads: Iterable[CertPayload]) -> list[x509.Certificate]:
+    """The peer's X.509 certificates in the order sent (the first is its end entity)."""
+    out = []
+    for i, p in enumerate(payloads):
+        if p.encoding != CertEncoding.X509_SIGNATURE:
+            raise CertError(f"CERT payload {i + 1} has encoding {p.encoding}, only 4 (X.509)")
+        try:
+            out.append(x509.load_der_x509_certificate(p.data))
+        except ValueError as exc:
+            raise CertError(f"CERT payload {i + 1} is not a DER X.509 certificate: {exc}") from None
+    if not out:
+        raise CertError("the peer sent no certificate")
+    return out
+
+
+def _check_common(cert: x509.Certificate, now: datetime, role: str) -> None:
+    name = _dn(cert.subject)
+    if now < cert.not_valid_before_utc:
+        raise CertError(f"{role} '{name}' is not valid before {cert.not_valid_before_utc}")
+    if now > cert.not_valid_after_utc:
+        raise CertError(f"{role} '{name}' expired at {cert.not_valid_after_utc}")
+    try:
+        extensions = list(cert.extensions)
+    except ValueError as exc:
+        raise CertError(f"{role} '{name}' has a malformed extension: {exc}") from None
+    for ext in extensions:
+        if ext.critical and not isinstance(ext.value, _UNDERSTOOD):
+            raise CertError(f"{role} '{name}' has unsupported critical extension {ext.oid}")
+
+
+def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _check_end_entity(cert: x509.Certificate, now: datetime) -> None:
+    _check_common(cert, now, "certificate")
+    ku = _ext(cert, x509.KeyUsage)
+    if isinstance(ku, x509.KeyUsage) and not ku.digital_signature:
+        raise CertError(f"certificate '{_dn(cert.subject)}' lacks keyUsage digitalSignature")
+
+
+def _check_ca(cert: x509.Certificate, now: datetime, below: int, role: str) -> None:
+    """``below``: intermediate CAs between this CA and the end entity."""
+    _check_common(cert, now, role)
+    name = _dn(cert.subject)
+    bc = _ext(cert, x509.BasicConstraints)
+    if not isinstance(bc, x509.BasicConstraints) or not bc.ca:
+        raise CertError(f"{role} '{name}' is not a CA (basicConstraints cA is not set)")
+    if bc.path_length is not None and below > bc.path_length:
+        raise CertError(f"{role} '{name}' allows {bc.path_length} CAs below it, found {below}")
+    ku = _ext(cert, x509.KeyUsage)
+    if isinstance(ku, x509.KeyUsage) and not ku.key_cert_sign:
+        raise CertError(f"{role} '{name}' lacks keyUsage keyCertSign")
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:
+    """None if ``issuer`` signed ``cert``, else why not."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except InvalidSignature:
+        return "signature does not verify"
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def validate_chain(
+    certs: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    now: datetime,
+) -> list[x509.Certificate]:
+    """The path from ``certs[0]`` (the peer's end entity) to a trusted CA, checked.
+
+    ``certs[1:]`` are intermediates in any order. Raises CertError naming what failed.
+    """
+    if not anchors:
+        raise CertError("no CA certificate configured for the peer")
+    leaf = certs[0]
+    _check_end_entity(leaf, now)
+    path = [leaf]
+    current = leaf
+    for depth in range(MAX_PATH + 1):
+        problems: list[str] = []
+        for anchor in anchors:
+            if anchor.subject != current.issuer:
+                continue
+            why = _issued_by(current, anchor)
+            if why is None:
+                _check_ca(anchor, now, depth, "CA")
+                return [*path, anchor]
+            problems.append(f"'{_dn(anchor.subject)}': {why}")
+        for inter in certs[1:]:
+            if inter in path or inter.subject != current.issuer:
+                continue
+            why = _issued_by(current, inter)
+            if why is None:
+                _check_ca(inter, now, depth, "intermediate CA")
+                path.append(inter)
+                current = inter
+                break
+            problems.append(f"'{_dn(inter.subject)}': {why}")
+        else:
+            detail = "; ".join(problems) if problems else "no such CA configured or sent"
+            raise CertError(
+                f"no trusted path for '{_dn(current.subject)}' "
+                f"(issuer '{_dn(current.issuer)}': {detail})"
+            )
+    raise CertError(f"chain of '{_dn(leaf.subject)}' longer than {MAX_PATH} CAs")
+
+
+# -- identities ----------------------------------------------------------------------------
+
+
+def dn_equal(a: bytes, b: bytes) -> bool:
+    """Two DER DNs name the same entity (string types and case aside, as strongSwan)."""
+    if a == b:
+        return True
+    try:
+        da, db = decode_name(a), decode_name(b)
+    except DerError:
+        return False
+    fold = [tuple((o, v.casefold()) for o, v in rdn) for rdn in da]
+    return fold == [tuple((o, v.casefold()) for o, v in rdn) for rdn in db]
+
+
+def ids_match(configured: Identity | None, peer: Identity) -> bool:
+    """Like ``identity.matches``, with DNs compared by meaning rather than bytes."""
+    if (
+        configured is not None
+        and configured.id_type == peer.id_type == IdType.ID_DER_ASN1_DN
+        and dn_equal(configured.data, peer.data)
+    ):
+        return True
+    return identity.matches(configured, peer)
+
+
+def peer_identity(id_type: int, data: bytes) -> Identity:
+    """``identity.from_wire`` with a readable text for DNs (for logs and list-sas)."""
+    ident = identity.from_wire(id_type, data)
+    if id_type != IdType.ID_DER_ASN1_DN:
+        return ident
+    try:
+        rdns = decode_name(data)
+    except DerError:
+        return ident
+    text = ", ".join("+".join(f"{_ATTR_NAMES.get(o, o)}={v}" for o, v in rdn) for rdn in rdns)
+    return Identity(id_type, data, text)
+
+
+def subject_identity(cert: x509.Certificate) -> Identity:
+    """Our identity when the config names none: the certificate's subject DN."""
+    data = cert.subject.public_bytes()
+    return peer_identity(IdType.ID_DER_ASN1_DN, data)
+
+
+def id_in_cert(ident: Identity, cert: x509.Certificate) -> bool:
+    """Whether ``ident`` is the certificate's subject or one of its subjectAltNames."""
+    kind = ident.id_type
+    if kind == IdType.ID_DER_ASN1_DN:
+        return dn_equal(ident.data, cert.subject.public_bytes())
+    if kind == IdType.ID_KEY_ID:
+        ski = _ext(cert, x509.SubjectKeyIdentifier)
+        if isinstance(ski, x509.SubjectKeyIdentifier) and ski.digest == ident.data:
+            return True
+        return ca_keyid(cert) == ident.data
+    try:
+        san = _ext(cert, x509.SubjectAlternativeName)
+    except ValueError:
+        return False
+    if not isinstance(san, x509.SubjectAlternativeName):
+        return False
+    if kind == IdType.ID_FQDN:
+        want = ident.data.decode("ascii", "replace").casefold()
+        return any(n.casefold() == want for n in san.get_values_for_type(x509.DNSName))
+    if kind == IdType.ID_RFC822_ADDR:
+        want = ident.data.decode("ascii", "replace").casefold()
+        return any(n.casefold() == want for n in san.get_values_for_type(x509.RFC822Name))
+    if kind in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
+        try:
+            addr = ipaddress.ip_address(ident.data)
+        except ValueError:
+            return False
+        return addr in san.get_values_for_type(x509.IPAddress)
+    return False

@@ -1,0 +1,116 @@
+"""Credentials of the pubkey connections: our chain and signer, the CAs we trust.
+
+Loaded once per file (the first IKE_AUTH that needs them, or ``preload`` at start) and kept.
+The engine stays free of key custody: ``signer_factory`` turns a config ``key`` into a
+Signer (file keys by default; the daemon passes a PKCS#11/TPM factory once tokens land),
+and ``clock`` gives the wall-clock time certificates are checked at (the engine's ``now``
+is monotonic; tests pass a fixed time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pike.hsm.filekey import FileKeySigner
+from pike.hsm.signer import Signer, SignerError
+from pike.ikev2.certs import CertError, load_certificates
+from pike.policy.config import Config, ConnectionConfig
+
+SignerFactory = Callable[[str], Signer]
+Clock = Callable[[], datetime]
+
+
+class CredentialError(Exception):
+    """A configured certificate or key cannot be used (the text names the file)."""
+
+
+def file_signer(key: str) -> Signer:
+    if key.startswith("pkcs11:"):
+        raise SignerError(f"{key}: PKCS#11 keys come with the key custody work, not yet")
+    return FileKeySigner(key)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCredentials:
+    chain: tuple[x509.Certificate, ...]  # our end entity first
+    signer: Signer
+
+
+def _same_key(cert: x509.Certificate, signer: Signer) -> bool:
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert.public_key().public_bytes(*fmt) == signer.public_key().public_bytes(*fmt)
+
+
+@dataclass
+class CredentialStore:
+    signer_factory: SignerFactory = file_signer
+    clock: Clock = wall_clock
+    _certs: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
+    _signers: dict[str, Signer] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def _load(self, path: str) -> tuple[x509.Certificate, ...]:
+        if path not in self._certs:
+            try:
+                self._certs[path] = tuple(load_certificates(path))
+            except CertError as exc:
+                raise CredentialError(str(exc)) from None
+        return self._certs[path]
+
+    def local(self, conn: ConnectionConfig) -> LocalCredentials:
+        """Our chain and signer for ``conn`` (``local.auth = "pubkey"``)."""
+        cfg = conn.local
+        if not cfg.certs or not cfg.key:
+            raise CredentialError(f"{conn.name}: local pubkey auth needs certs and key")
+        chain = tuple(c for path in cfg.certs for c in self._load(path))
+        signer = self._signers.get(cfg.key)
+        if signer is None:
+            try:
+                signer = self.signer_factory(cfg.key)
+            except SignerError as exc:
+                raise CredentialError(str(exc)) from None
+            self._signers[cfg.key] = signer
+        if not _same_key(chain[0], signer):
+            raise CredentialError(
+                f"{conn.name}: key {cfg.key} does not belong to certificate {cfg.certs[0]}"
+            )
+        return LocalCredentials(chain, signer)
+
+    def cas(self, conn: ConnectionConfig) -> tuple[x509.Certificate, ...]:
+        """The CA certificates ``conn`` trusts for the peer (``remote.cacerts``)."""
+        return tuple(c for path in conn.remote.cacerts for c in self._load(path))
+
+    def preload(self, config: Config) -> list[str]:
+        """Load every connection's credentials now; returns the problems (one line each)."""
+        problems = []
+        for conn in config.connections.values():
+            try:
+                if conn.local.auth == "pubkey":
+                    self.local(conn)
+                if conn.remote.auth == "pubkey":
+                    self.cas(conn)
+            except CredentialError as exc:
+                problems.append(f"{conn.name}: {exc}")
+        return problems
+
+
+# The store the engine uses until Context carries one (``Context.credentials``): one
+# process, one engine, so one store; tests set its clock or signer factory.
+STORE = CredentialStore()
+
+
+def store_for(ctx: object) -> CredentialStore:
+    """``ctx.credentials`` when the engine context has that field, else the shared store."""
+    store = getattr(ctx, "credentials", None)
+    return store if isinstance(store, CredentialStore) else STORE

@@ -1,0 +1,83 @@
+"""IKE_SA_INIT additions for certificate authentication (RFC 7427 §4, RFC 7296 §3.7).
+
+Both roles send N(SIGNATURE_HASH_ALGORITHMS) when a connection uses public keys, and
+record the peer's list: ike_auth signs with RFC 7427 (method 14) only when the peer sent
+one. The responder also asks for certificates here (CERTREQ in its IKE_SA_INIT response,
+as strongSwan does): a strongSwan initiator with ``send_cert = ifasked`` (its default)
+sends its certificate only when asked.
+
+Queued after ike_natd, in both roles.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
+
+from cryptography import x509
+
+from pike.ikev2.certs import certreq_payload
+from pike.ikev2.credentials import CredentialError, store_for
+from pike.ikev2.pubkey import decode_hash_algorithms, encode_hash_algorithms
+from pike.ikev2.state import log
+from pike.ikev2.tasks.base import Task
+from pike.policy.config import ConnectionConfig
+from pike.wire.constants import ExchangeType, NotifyType
+from pike.wire.payloads import Message, NotifyPayload
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
+
+# The peer's SIGNATURE_HASH_ALGORITHMS per IKE SA (absent: it sent none). A side table so
+# that IkeSa needs no field for it; it goes with the SA.
+_PEER_HASHES: WeakKeyDictionary[IkeSa, frozenset[int]] = WeakKeyDictionary()
+
+
+def peer_hashes(sa: IkeSa) -> frozenset[int] | None:
+    """The hash algorithms the peer announced in IKE_SA_INIT, None if it sent none."""
+    return _PEER_HASHES.get(sa)
+
+
+def uses_pubkey(conn: ConnectionConfig) -> bool:
+    return "pubkey" in (conn.local.auth, conn.remote.auth)
+
+
+class IkeHashAlgs(Task):
+    name = "ike_hash_algs"
+
+    @property
+    def exchange(self) -> int:
+        return ExchangeType.IKE_SA_INIT
+
+    def _conns(self) -> list[ConnectionConfig]:
+        sa = self.sa
+        if not self.initiator and sa.candidates:
+            return sa.candidates
+        return [sa.conn] if sa.conn is not None else []
+
+    def build(self, msg: Message, now: float) -> None:
+        conns = [c for c in self._conns() if uses_pubkey(c)]
+        if not conns:
+            return
+        msg.payloads.append(
+            NotifyPayload(NotifyType.SIGNATURE_HASH_ALGORITHMS, encode_hash_algorithms())
+        )
+        if self.initiator:
+            return  # the initiator's CERTREQ goes in IKE_AUTH (RFC 7296 §1.2)
+        store = store_for(self.sa.ctx)
+        cas: list[x509.Certificate] = []
+        for conn in conns:
+            if conn.remote.auth != "pubkey":
+                continue
+            try:
+                cas.extend(store.cas(conn))
+            except CredentialError as exc:
+                log.error("%s: %s", self.sa.tag(), exc)
+        certreq = certreq_payload(cas)
+        if certreq is not None:
+            msg.payloads.append(certreq)
+
+    def process(self, msg: Message, now: float) -> None:
+        n = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+        if n is not None:
+            _PEER_HASHES[self.sa] = decode_hash_algorithms(n.data)

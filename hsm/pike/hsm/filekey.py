@@ -1,0 +1,76 @@
+"""A private key in a PEM file: for development and tests only.
+
+The production gateway keeps its key in a token (PKCS#11 or TPM); a file key can be copied
+off the device, so loading one logs a warning (once per key file, at load).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from pike.hsm.signer import KeyType, PublicKey, SignatureScheme, SignerError, key_type_of
+
+log = logging.getLogger("pike.hsm")
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+class FileKeySigner:
+    """A Signer over an unencrypted (or ``password``-protected) PEM private key."""
+
+    def __init__(self, path: str, password: bytes | None = None) -> None:
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise SignerError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+        try:
+            key = serialization.load_pem_private_key(data, password)
+        except (ValueError, TypeError) as exc:
+            # The message of cryptography never contains key material.
+            raise SignerError(f"{path} is not a usable PEM private key: {exc}") from None
+        kind = key_type_of(key)
+        if kind is None or not isinstance(
+            key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+        ):
+            raise SignerError(f"{path}: unsupported key (RSA, ECDSA P-256/P-384 or Ed25519 only)")
+        self._key: PrivateKey = key
+        self._type: KeyType = kind
+        log.warning(
+            "private key %s is a file, not a token: for development only "
+            "(use a pkcs11: URI on a gateway)",
+            path,
+        )
+
+    def __repr__(self) -> str:
+        return f"FileKeySigner({self.path!r}, {self._type})"
+
+    @property
+    def key_type(self) -> KeyType:
+        return self._type
+
+    def public_key(self) -> PublicKey:
+        return self._key.public_key()
+
+    def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
+        if not scheme.fits(self._type):
+            raise SignerError(f"{scheme.name} does not fit a {self._type} key ({self.path})")
+        key = self._key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(data)
+        digest = scheme.hash_algorithm()
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(digest))
+        return key.sign(data, rsa_padding(scheme), digest)
+
+
+def rsa_padding(scheme: SignatureScheme) -> padding.AsymmetricPadding:
+    """The RSA padding a scheme names; PSS salt = hash length (see SignatureScheme)."""
+    if scheme.family == "rsa-pss":
+        digest: hashes.HashAlgorithm = scheme.hash_algorithm()
+        return padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+    return padding.PKCS1v15()

@@ -1,0 +1,138 @@
+"""The Signer interface: what IKE needs of a private key, wherever the key lives.
+
+A Signer names its key type, hands out the public key (to match it against our certificate)
+and signs bytes with a named scheme. The scheme fixes hash and padding, so a backend never
+guesses: a PKCS#11 token maps it to a mechanism (CKM_SHA256_RSA_PKCS, CKM_RSA_PKCS_PSS with
+its params, CKM_ECDSA over a digest we compute, CKM_EDDSA), a file key to ``cryptography``.
+
+Output format is fixed per family so callers never depend on the backend: RSA gives the
+signature octets, ECDSA gives a DER ECDSA-Sig-Value (as X.509 and RFC 7427 carry it; a token
+returning raw r||s converts with ``ecdsa_raw_to_der``), Ed25519 gives the 64 raw octets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal, Protocol, runtime_checkable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+KeyType = Literal["rsa", "ecdsa-p256", "ecdsa-p384", "ed25519"]
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+HashName = Literal["sha1", "sha256", "sha384", "sha512"]
+
+
+class SignerError(Exception):
+    """The key could not sign (token absent, wrong PIN, unsupported scheme...).
+
+    Callers fail closed: there is never a fallback key.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class _Scheme:
+    family: Literal["rsa-pkcs1", "rsa-pss", "ecdsa", "ed25519"]
+    hash: HashName | None  # None: the algorithm hashes by itself (Ed25519)
+
+
+class SignatureScheme(Enum):
+    """Hash + padding of one signature. SHA-1 exists only for classic RSA AUTH (method 1)."""
+
+    RSA_PKCS1_SHA1 = _Scheme("rsa-pkcs1", "sha1")
+    RSA_PKCS1_SHA256 = _Scheme("rsa-pkcs1", "sha256")
+    RSA_PKCS1_SHA384 = _Scheme("rsa-pkcs1", "sha384")
+    RSA_PKCS1_SHA512 = _Scheme("rsa-pkcs1", "sha512")
+    # PSS with MGF1 over the same hash and a salt as long as the hash (RFC 8017 default
+    # choice, and what strongSwan sends and expects).
+    RSA_PSS_SHA256 = _Scheme("rsa-pss", "sha256")
+    RSA_PSS_SHA384 = _Scheme("rsa-pss", "sha384")
+    RSA_PSS_SHA512 = _Scheme("rsa-pss", "sha512")
+    ECDSA_SHA256 = _Scheme("ecdsa", "sha256")
+    ECDSA_SHA384 = _Scheme("ecdsa", "sha384")
+    ECDSA_SHA512 = _Scheme("ecdsa", "sha512")
+    ED25519 = _Scheme("ed25519", None)
+
+    @property
+    def family(self) -> str:
+        return self.value.family
+
+    @property
+    def hash_name(self) -> HashName | None:
+        return self.value.hash
+
+    def hash_algorithm(self) -> hashes.HashAlgorithm:
+        return hash_algorithm(self.hash_name)
+
+    def fits(self, key_type: KeyType) -> bool:
+        """Whether a key of ``key_type`` can make this kind of signature."""
+        if key_type == "rsa":
+            return self.family in ("rsa-pkcs1", "rsa-pss")
+        if key_type == "ed25519":
+            return self.family == "ed25519"
+        return self.family == "ecdsa"
+
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def hash_algorithm(name: HashName | None) -> hashes.HashAlgorithm:
+    if name is None:
+        raise ValueError("this scheme has no separate hash")
+    return _HASHES[name]()
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """A private key that signs; the key material itself is never exposed.
+
+    ``sign`` may block (a token round trip): the daemon calls it off the event loop once
+    signing goes through the engine's ``SignRequest`` action (key custody issue).
+    """
+
+    @property
+    def key_type(self) -> KeyType: ...
+
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, data: bytes, scheme: SignatureScheme) -> bytes: ...
+
+
+def key_type_of(key: object) -> KeyType | None:
+    """The KeyType of a ``cryptography`` public or private key, None if unsupported."""
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return "rsa"
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return "ed25519"
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        if isinstance(key.curve, ec.SECP256R1):
+            return "ecdsa-p256"
+        if isinstance(key.curve, ec.SECP384R1):
+            return "ecdsa-p384"
+    return None
+
+
+def ecdsa_der_to_raw(der: bytes, size: int) -> bytes:
+    """DER ECDSA-Sig-Value -> r||s, each ``size`` octets (RFC 4754 §7)."""
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def ecdsa_raw_to_der(raw: bytes) -> bytes:
+    """r||s (two equal halves, as PKCS#11 CKM_ECDSA returns) -> DER ECDSA-Sig-Value."""
+    if not raw or len(raw) % 2:
+        raise ValueError(f"raw ECDSA signature of odd length {len(raw)}")
+    half = len(raw) // 2
+    return encode_dss_signature(
+        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    )
