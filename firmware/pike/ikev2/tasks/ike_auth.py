@@ -1,26 +1,76 @@
-"""IKE_AUTH with a pre-shared key (RFC 7296 §2.15).
+"""IKE_AUTH with a pre-shared key or a certificate (RFC 7296 §2.15, RFC 7427).
 
-AUTH = prf(prf(PSK, "Key Pad for IKEv2"), <SignedOctets>), where the signed octets are our
-IKE_SA_INIT message, the peer's nonce and prf(SK_p, our ID payload body).
+Both sign the same octets: our IKE_SA_INIT message, the peer's nonce and
+prf(SK_p, our ID payload body). With a PSK, AUTH = prf(prf(PSK, "Key Pad for IKEv2"),
+octets); with a certificate, AUTH is a signature over them (``pike.ikev2.pubkey``), and the
+peer's CERT chain is validated to our CAs and must contain its ID (``pike.ikev2.certs``).
+
+Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
+from pike.hsm.signer import SignerError
 from pike.ikev2 import identity
+from pike.ikev2.certs import (
+    CertError,
+    cert_payloads,
+    certreq_payload,
+    id_in_cert,
+    ids_match,
+    parse_cert_payloads,
+    peer_identity,
+    subject_identity,
+    validate_chain,
+)
+from pike.ikev2.credentials import CredentialError, store_for
+from pike.ikev2.pubkey import (
+    SIGNATURE_METHODS,
+    NoUsableScheme,
+    SignatureError,
+    sign_auth,
+    verify_auth,
+)
 from pike.ikev2.state import IkeState, log
 from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
+from pike.ikev2.tasks.ike_hash_algs import peer_hashes
 from pike.policy.config import ConnectionConfig, Identity
 from pike.wire.constants import AuthMethod, ExchangeType, NotifyType
-from pike.wire.payloads import AuthPayload, IdiPayload, IdrPayload, Message, NotifyPayload
+from pike.wire.payloads import (
+    AuthPayload,
+    CertPayload,
+    IdiPayload,
+    IdrPayload,
+    Message,
+    NotifyPayload,
+    Payload,
+)
 
 KEY_PAD = b"Key Pad for IKEv2"  # RFC 7296 §2.15
+
+
+class AuthFailure(Exception):
+    """The peer's authentication failed; the text says what, for one log line."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Ours:
+    """What we put in IKE_AUTH besides IDs: our certificates and AUTH."""
+
+    certs: list[Payload]
+    auth: AuthPayload
 
 
 def _id_body(ident: Identity) -> bytes:
     # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
     return bytes((ident.id_type, 0, 0, 0)) + ident.data
+
+
+def _is_psk(method: int) -> bool:
+    return method == AuthMethod.SHARED_KEY_MIC
 
 
 class IkeAuth(Task):
@@ -32,23 +82,98 @@ class IkeAuth(Task):
 
     # -- helpers -------------------------------------------------------------------------
     def _my_id(self, conn: ConnectionConfig) -> Identity:
-        return conn.local.id or identity.from_address(self.sa.local[0])
+        if conn.local.id is not None:
+            return conn.local.id
+        if conn.local.auth == "pubkey":
+            # strongSwan's default: the subject of our certificate.
+            return subject_identity(store_for(self.sa.ctx).local(conn).chain[0])
+        return identity.from_address(self.sa.local[0])
 
-    def _psk(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> bytes:
+    def _psk(self, me: Identity, peer: Identity) -> bytes:
         psk = self.sa.ctx.config.psk_for(me.text, peer.text)
         if psk is None:
-            raise TaskFailed("no_psk", f"no shared key for {me} - {peer}")
+            raise AuthFailure(f"no shared key for {me} - {peer}")
         return psk
 
-    def _auth(self, psk: bytes, ident: Identity, signer_is_initiator: bool) -> bytes:
+    def _octets(self, ident: Identity, signer_is_initiator: bool) -> bytes:
+        """RFC 7296 §2.15 InitiatorSignedOctets / ResponderSignedOctets."""
         sa = self.sa
         assert sa.prf is not None and sa.keys is not None
-        prf = sa.prf
         if signer_is_initiator:
-            octets = sa.init_request + sa.nr + prf.prf(sa.keys.sk_pi, _id_body(ident))
-        else:
-            octets = sa.init_response + sa.ni + prf.prf(sa.keys.sk_pr, _id_body(ident))
-        return prf.prf(prf.prf(psk, KEY_PAD), octets)
+            return sa.init_request + sa.nr + sa.prf.prf(sa.keys.sk_pi, _id_body(ident))
+        return sa.init_response + sa.ni + sa.prf.prf(sa.keys.sk_pr, _id_body(ident))
+
+    def _psk_auth(self, psk: bytes, ident: Identity, signer_is_initiator: bool) -> bytes:
+        assert self.sa.prf is not None
+        prf = self.sa.prf
+        return prf.prf(prf.prf(psk, KEY_PAD), self._octets(ident, signer_is_initiator))
+
+    def _ours(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> _Ours:
+        """Our CERTs and AUTH; raises AuthFailure when we cannot authenticate ourselves."""
+        if conn.local.auth == "psk":
+            data = self._psk_auth(self._psk(me, peer), me, self.initiator)
+            return _Ours([], AuthPayload(AuthMethod.SHARED_KEY_MIC, data))
+        try:
+            creds = store_for(self.sa.ctx).local(conn)
+            # Blocking sign: the SignRequest action replaces this for tokens (key custody).
+            method, data = sign_auth(
+                creds.signer,
+                self._octets(me, self.initiator),
+                peer_hashes(self.sa),
+                conn.local.rsa_pss,
+            )
+        except (CredentialError, SignerError, NoUsableScheme) as exc:
+            raise AuthFailure(f"cannot sign our AUTH: {exc}") from None
+        return _Ours(list(cert_payloads(creds.chain)), AuthPayload(method, data))
+
+    def _verify(
+        self, conn: ConnectionConfig, peer: Identity, msg: Message, auth: AuthPayload
+    ) -> str:
+        """Check the peer's AUTH (and certificate); returns how, for the log line."""
+        peer_is_initiator = not self.initiator
+        if conn.remote.auth == "psk":
+            if not _is_psk(auth.method):
+                raise AuthFailure(f"peer used auth method {auth.method}, we expect PSK")
+            expected = self._psk_auth(self._psk(self._my_id(conn), peer), peer, peer_is_initiator)
+            if not hmac.compare_digest(expected, auth.data):
+                raise AuthFailure(f"AUTH payload of {peer} does not verify (PSK)")
+            return "a pre-shared key"
+        if auth.method not in SIGNATURE_METHODS:
+            raise AuthFailure(f"peer used auth method {auth.method}, we expect a signature")
+        store = store_for(self.sa.ctx)
+        try:
+            certs = parse_cert_payloads(msg.all(CertPayload))
+            path = validate_chain(certs, store.cas(conn), store.now())
+        except (CertError, CredentialError) as exc:
+            raise AuthFailure(f"certificate of {peer} not accepted: {exc}") from None
+        leaf = certs[0]
+        subject = leaf.subject.rfc4514_string()
+        if not id_in_cert(peer, leaf):
+            raise AuthFailure(f"identity '{peer}' is not in certificate '{subject}'")
+        try:
+            how = verify_auth(
+                auth.method, auth.data, leaf.public_key(), self._octets(peer, peer_is_initiator)
+            )
+        except SignatureError as exc:
+            raise AuthFailure(f"AUTH payload of {peer} (method {auth.method}): {exc}") from None
+        return (
+            f"{how.scheme.name} (method {how.method}), certificate '{subject}' "
+            f"issued via '{path[-1].subject.rfc4514_string()}'"
+        )
+
+    def _certreq(self, conn: ConnectionConfig) -> list[Payload]:
+        if conn.remote.auth != "pubkey":
+            return []
+        try:
+            req = certreq_payload(store_for(self.sa.ctx).cas(conn))
+        except CredentialError as exc:
+            log.error("%s: %s", self.sa.tag(), exc)
+            return []
+        return [req] if req is not None else []
+
+    def _fail(self, reason: str, exc: Exception) -> TaskFailed:
+        log.error("%s: authentication failed: %s", self.sa.tag(), exc)
+        return TaskFailed(reason, str(exc))
 
     # -- initiator -----------------------------------------------------------------------
     def build(self, msg: Message, now: float) -> None:
@@ -57,15 +182,20 @@ class IkeAuth(Task):
             return
         sa = self.sa
         assert sa.conn is not None
-        me = self._my_id(sa.conn)
+        try:
+            me = self._my_id(sa.conn)
+            peer = sa.conn.remote.id or identity.from_address(sa.remote[0])
+            ours = self._ours(sa.conn, me, peer)
+        except (AuthFailure, CredentialError) as exc:
+            raise self._fail("no_credentials", exc) from None
         sa.my_id = me
-        peer = sa.conn.remote.id or identity.from_address(sa.remote[0])
         msg.payloads.append(IdiPayload(me.id_type, me.data))
+        msg.payloads.extend(ours.certs)
         msg.payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+        msg.payloads.extend(self._certreq(sa.conn))
         if sa.conn.remote.id is not None:
             msg.payloads.append(IdrPayload(peer.id_type, peer.data))
-        psk = self._psk(sa.conn, me, peer)
-        msg.payloads.append(AuthPayload(AuthMethod.SHARED_KEY_MIC, self._auth(psk, me, True)))
+        msg.payloads.append(ours.auth)
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -74,6 +204,7 @@ class IkeAuth(Task):
         sa = self.sa
         assert sa.conn is not None and sa.my_id is not None
         if msg.notify(NotifyType.AUTHENTICATION_FAILED) is not None:
+            log.error("%s: the peer refused our authentication (AUTHENTICATION_FAILED)", sa.tag())
             raise TaskFailed("auth_failed", "peer refused our authentication")
         for n in msg.all(NotifyPayload):
             if n.notify_type in (
@@ -85,14 +216,14 @@ class IkeAuth(Task):
         auth = msg.first(AuthPayload)
         if idr is None or auth is None:
             raise TaskFailed("invalid_syntax", "IKE_AUTH response lacks IDr or AUTH")
-        peer = identity.from_wire(idr.id_type, idr.data)
-        if not identity.matches(sa.conn.remote.id, peer):
-            raise TaskFailed("auth_failed", f"peer identity {peer} is not {sa.conn.remote.id}")
-        if auth.method != AuthMethod.SHARED_KEY_MIC:
-            raise TaskFailed("auth_failed", f"peer used auth method {auth.method}, we expect PSK")
-        expected = self._auth(self._psk(sa.conn, sa.my_id, peer), peer, False)
-        if not hmac.compare_digest(expected, auth.data):
-            raise TaskFailed("auth_failed", f"AUTH payload of {peer} does not verify")
+        peer = peer_identity(idr.id_type, idr.data)
+        try:
+            if not ids_match(sa.conn.remote.id, peer):
+                raise AuthFailure(f"peer identity {peer} is not {sa.conn.remote.id}")
+            how = self._verify(sa.conn, peer, msg, auth)
+        except (AuthFailure, CredentialError) as exc:
+            raise self._fail("auth_failed", exc) from None
+        log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
         sa.peer_id = peer
         self._established(now)
 
@@ -105,44 +236,49 @@ class IkeAuth(Task):
             raise RespondError(
                 NotifyType.INVALID_SYNTAX, detail="IKE_AUTH request lacks IDi or AUTH"
             )
-        peer = identity.from_wire(idi.id_type, idi.data)
+        peer = peer_identity(idi.id_type, idi.data)
         idr = msg.first(IdrPayload)
-        wanted = identity.from_wire(idr.id_type, idr.data) if idr is not None else None
-        conn = self._select(peer, wanted)
-        if conn is None:
-            raise RespondError(
-                NotifyType.AUTHENTICATION_FAILED, detail=f"no connection for peer identity {peer}"
-            )
-        if auth.method != AuthMethod.SHARED_KEY_MIC or conn.remote.auth != "psk":
-            raise RespondError(
-                NotifyType.AUTHENTICATION_FAILED, detail=f"auth method {auth.method} not accepted"
-            )
-        me = self._my_id(conn)
-        psk = self.sa.ctx.config.psk_for(me.text, peer.text)
-        if psk is None or not hmac.compare_digest(self._auth(psk, peer, True), auth.data):
-            raise RespondError(
-                NotifyType.AUTHENTICATION_FAILED, detail=f"AUTH payload of {peer} does not verify"
-            )
-        sa.conn, sa.my_id, sa.peer_id = conn, me, peer
-        log.info("%s: authenticated peer '%s' with a pre-shared key", sa.tag(), peer)
+        wanted = peer_identity(idr.id_type, idr.data) if idr is not None else None
+        try:
+            conn = self._select(peer, wanted, auth.method)
+            how = self._verify(conn, peer, msg, auth)
+        except (AuthFailure, CredentialError) as exc:
+            log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
+            raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
+        sa.conn, sa.my_id, sa.peer_id = conn, self._my_id(conn), peer
+        log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
 
-    def _select(self, peer: Identity, wanted: Identity | None) -> ConnectionConfig | None:
-        """The connection for this peer: its remote id must match IDi (and IDr our id)."""
+    def _select(self, peer: Identity, wanted: Identity | None, method: int) -> ConnectionConfig:
+        """The connection for this peer: its remote id must match IDi (and IDr our id),
+        and its remote auth the kind of AUTH the peer sent."""
+        by_id = []
         for conn in self.sa.candidates:
-            if not identity.matches(conn.remote.id, peer):
+            if not ids_match(conn.remote.id, peer):
                 continue
-            if wanted is not None and not identity.matches(self._my_id(conn), wanted):
+            if wanted is not None and not ids_match(self._my_id(conn), wanted):
                 continue
-            return conn
-        return None
+            by_id.append(conn)
+        if not by_id:
+            raise AuthFailure(f"no connection for peer identity {peer}")
+        for conn in by_id:
+            if (conn.remote.auth == "psk") == _is_psk(method):
+                return conn
+        raise AuthFailure(
+            f"auth method {method} not accepted ({by_id[0].name} expects {by_id[0].remote.auth})"
+        )
 
     def _build_r(self, msg: Message) -> None:
         sa = self.sa
         assert sa.my_id is not None and sa.conn is not None and sa.peer_id is not None
         me = sa.my_id
+        try:
+            ours = self._ours(sa.conn, me, sa.peer_id)
+        except AuthFailure as exc:
+            log.error("%s: cannot authenticate ourselves: %s", sa.tag(), exc)
+            raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
         msg.payloads.append(IdrPayload(me.id_type, me.data))
-        psk = self._psk(sa.conn, me, sa.peer_id)
-        msg.payloads.append(AuthPayload(AuthMethod.SHARED_KEY_MIC, self._auth(psk, me, False)))
+        msg.payloads.extend(ours.certs)
+        msg.payloads.append(ours.auth)
 
     def completed(self, now: float) -> None:
         if not self.initiator:
