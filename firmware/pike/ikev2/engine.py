@@ -8,16 +8,12 @@ message to that SA's task manager. It never touches a socket, a clock or the ker
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import ipaddress
 from collections.abc import Callable
 
-from pike.crypto.proposal import format_transforms
 from pike.ikev2.actions import (
     Action,
     Address,
-    ChildSaInfo,
     DeleteChildSa,
     IkeSaInfo,
     InstallChildSa,
@@ -28,14 +24,17 @@ from pike.ikev2.actions import (
 )
 from pike.ikev2.child_sa import ChildSa, trap_policies
 from pike.ikev2.context import COOKIE_THRESHOLD, HALF_OPEN_TIMEOUT, Context, SpiAlloc
+from pike.ikev2.cookies import CookieJar
 from pike.ikev2.ike_sa import IkeSa
 from pike.ikev2.state import ChildState, IkeState, log
+from pike.ikev2.status import sa_info
 from pike.ikev2.tasks.base import Task
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
 from pike.ikev2.tasks.ike_frag import IkeFrag
+from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
@@ -57,7 +56,6 @@ from pike.wire.payloads import (
 )
 from pike.wire.rules import check_payloads
 
-COOKIE_VERSION = b"\x00\x00\x00\x01"  # our cookie format, RFC 7296 §2.6 suggests a version id
 MAX_FRAGMENTS = 64  # bounds the reassembly state a peer can make us hold
 
 
@@ -73,7 +71,7 @@ class Ikev2Engine:
         self.ctx = Context(config, random, kernel_caps, spi_alloc)
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self.half_open: dict[tuple[bytes, str, int], IkeSa] = {}
-        self._cookie_secret = random(32)
+        self._cookies = CookieJar(random(32))
         self.ctx.adopt = self._adopt
         self.ctx.keeps_policies = self._keeps_policies
         self.ctx.trap_reqid = lambda conn, child: self.traps.get((conn, child))
@@ -203,6 +201,7 @@ class Ikev2Engine:
         sa.tasks.queue(IkeInit(sa, True))
         sa.tasks.queue(IkeNatd(sa, True))
         sa.tasks.queue(IkeFrag(sa, True))
+        sa.tasks.queue(IkeHashAlgs(sa, True))
         sa.tasks.queue(IkeAuth(sa, True))
         if child_cfg is not None:
             sa.tasks.queue(ChildCreate(sa, True, child_cfg))
@@ -491,8 +490,10 @@ class Ikev2Engine:
             self._stateless_notify(msg, src, dst, NotifyType.NO_PROPOSAL_CHOSEN)
             self.ctx.counters.drop("no_config")
             return
-        if self._half_open_count() >= COOKIE_THRESHOLD and not self._cookie_valid(msg, src):
-            self._stateless_notify(msg, src, dst, NotifyType.COOKIE, self._cookie(msg, src))
+        if self._half_open_count() >= COOKIE_THRESHOLD and not self._cookies.valid(msg, src[0]):
+            self._stateless_notify(
+                msg, src, dst, NotifyType.COOKIE, self._cookies.make(msg, src[0])
+            )
             return
         sa = IkeSa(
             self.ctx,
@@ -512,7 +513,7 @@ class Ikev2Engine:
         sa.tasks.on_request(
             msg,
             data,
-            [IkeInit(sa, False), IkeNatd(sa, False), IkeFrag(sa, False)],
+            [IkeInit(sa, False), IkeNatd(sa, False), IkeFrag(sa, False), IkeHashAlgs(sa, False)],
             now,
         )
 
@@ -558,21 +559,6 @@ class Ikev2Engine:
         if sa.initiator or sa.state != IkeState.CONNECTING:
             return None
         return sa.created_at + HALF_OPEN_TIMEOUT
-
-    def _cookie(self, msg: Message, src: Address) -> bytes:
-        from pike.wire.payloads import NoncePayload
-
-        nonce = msg.first(NoncePayload)
-        ni = nonce.data if nonce is not None else b""
-        ip = ipaddress.ip_address(src[0]).packed
-        mac = hmac.new(self._cookie_secret, ni + ip + msg.spi_i, hashlib.sha256).digest()
-        return COOKIE_VERSION + mac[:16]
-
-    def _cookie_valid(self, msg: Message, src: Address) -> bool:
-        first = msg.payloads[0] if msg.payloads else None
-        if not isinstance(first, NotifyPayload) or first.notify_type != NotifyType.COOKIE:
-            return False
-        return hmac.compare_digest(first.data, self._cookie(msg, src))
 
     def _stateless_notify(
         self, req: Message, src: Address, dst: Address, notify: int, data: bytes = b""
@@ -628,47 +614,7 @@ class Ikev2Engine:
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:
-        out = []
-        for sa in self.sas.values():
-            children = tuple(
-                ChildSaInfo(
-                    name=c.name,
-                    unique_id=c.unique_id,
-                    state=c.state.value,
-                    mode=c.mode.upper(),
-                    protocol="ESP",
-                    spi_in=c.spi_in,
-                    spi_out=c.spi_out,
-                    local_ts=tuple(str(t) for t in c.local_ts),
-                    remote_ts=tuple(str(t) for t in c.remote_ts),
-                    algorithms=format_transforms(c.chosen.triples()) if c.chosen else "",
-                    inbound=c.inbound,
-                    outbound=c.outbound,
-                    installed_at=c.installed_at,
-                )
-                for c in sa.children
-            )
-            out.append(
-                IkeSaInfo(
-                    name=sa.name,
-                    unique_id=sa.unique_id,
-                    state=sa.state.value,
-                    version=2,
-                    initiator=sa.initiator,
-                    local=sa.local,
-                    remote=sa.remote,
-                    local_id=str(sa.my_id) if sa.my_id else "",
-                    remote_id=str(sa.peer_id) if sa.peer_id else "",
-                    spi_i=sa.spi_i,
-                    spi_r=sa.spi_r,
-                    algorithms=format_transforms(sa.chosen.triples()) if sa.chosen else "",
-                    established_at=sa.established_at,
-                    nat_local=sa.nat_local,
-                    nat_remote=sa.nat_remote,
-                    children=children,
-                )
-            )
-        return out
+        return [sa_info(sa) for sa in self.sas.values()]
 
 
 class _Refuse(Task):

@@ -1,0 +1,47 @@
+"""IKE and CHILD SAs as ``pikectl list-sas`` and the metrics see them."""
+
+from __future__ import annotations
+
+from pike.crypto.proposal import format_transforms
+from pike.ikev2.actions import ChildSaInfo, IkeSaInfo
+from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.ike_sa import IkeSa
+
+
+def child_info(c: ChildSa) -> ChildSaInfo:
+    return ChildSaInfo(
+        name=c.name,
+        unique_id=c.unique_id,
+        state=c.state.value,
+        mode=c.mode.upper(),
+        protocol="ESP",
+        spi_in=c.spi_in,
+        spi_out=c.spi_out,
+        local_ts=tuple(str(t) for t in c.local_ts),
+        remote_ts=tuple(str(t) for t in c.remote_ts),
+        algorithms=format_transforms(c.chosen.triples()) if c.chosen else "",
+        inbound=c.inbound,
+        outbound=c.outbound,
+        installed_at=c.installed_at,
+    )
+
+
+def sa_info(sa: IkeSa) -> IkeSaInfo:
+    return IkeSaInfo(
+        name=sa.name,
+        unique_id=sa.unique_id,
+        state=sa.state.value,
+        version=2,
+        initiator=sa.initiator,
+        local=sa.local,
+        remote=sa.remote,
+        local_id=str(sa.my_id) if sa.my_id else "",
+        remote_id=str(sa.peer_id) if sa.peer_id else "",
+        spi_i=sa.spi_i,
+        spi_r=sa.spi_r,
+        algorithms=format_transforms(sa.chosen.triples()) if sa.chosen else "",
+        established_at=sa.established_at,
+        nat_local=sa.nat_local,
+        nat_remote=sa.nat_remote,
+        children=tuple(child_info(c) for c in sa.children),
+    )
