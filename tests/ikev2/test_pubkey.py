@@ -1,0 +1,282 @@
+"""IKE_AUTH with certificates between two engines in memory (RFC 7427, RFC 4754).
+
+Each test makes a CA and two gateway certificates with ``cryptography``, writes them next
+to the configs, and checks the exchange end to end: who signed with which method, what
+the peer's log says, and that failures end in AUTHENTICATION_FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished
+from pike.ikev2.engine import Ikev2Engine
+from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
+from pike.policy.ipsec import KernelCaps
+from pike.policy.loader import load_config
+from pike.wire.codec import decode_message
+from pike.wire.constants import NotifyType
+from pike.wire.payloads import CertReqPayload, Message
+
+from .pair import Node, transfer
+from .x509gen import DAY, NOW, Issued, issue, make_ca, write
+
+A_ID, B_ID = "branch.example.net", "hq.example.net"
+
+
+def conf(
+    local: str,
+    remote: str,
+    local_id: str | None,
+    remote_id: str | None,
+    *,
+    rsa_pss: bool = False,
+    local_ts: str = "10.1.0.0/24",
+    remote_ts: str = "10.2.0.0/24",
+) -> str:
+    lid = f', id = "{local_id}"' if local_id else ""
+    rid = f', id = "{remote_id}"' if remote_id else ""
+    pss = ", rsa_pss = true" if rsa_pss else ""
+    return f"""
+[daemon]
+control_socket = "/tmp/unused.sock"
+
+[connections.gw]
+local_addrs = ["{local}"]
+remote_addrs = ["{remote}"]
+proposals = ["aes128gcm16-prfsha256-x25519"]
+local = {{ auth = "pubkey"{lid}, certs = ["me.pem"], key = "me.key"{pss} }}
+remote = {{ auth = "pubkey"{rid}, cacerts = ["ca.pem"] }}
+
+[connections.gw.children.net]
+local_ts = ["{local_ts}"]
+remote_ts = ["{remote_ts}"]
+esp_proposals = ["aes128gcm16"]
+"""
+
+
+def node(
+    d: Path,
+    me: Issued,
+    ca: Issued,
+    seed: int,
+    *,
+    chain: tuple[Issued, ...] = (),
+    a_side: bool = True,
+    local_id: str | None = "",
+    remote_id: str | None = "",
+    rsa_pss: bool = False,
+) -> Node:
+    write(d, "me", me, *chain)
+    write(d, "ca", ca)
+    local, remote = ("192.0.2.1", "192.0.2.2") if a_side else ("192.0.2.2", "192.0.2.1")
+    lid = (A_ID if a_side else B_ID) if local_id == "" else local_id
+    rid = (B_ID if a_side else A_ID) if remote_id == "" else remote_id
+    text = conf(local, remote, lid, rid, rsa_pss=rsa_pss)
+    if not a_side:
+        text = text.replace('"10.1.0.0/24"', '"X"').replace('"10.2.0.0/24"', '"10.1.0.0/24"')
+        text = text.replace('"X"', '"10.2.0.0/24"')
+    path = d / "pike.toml"
+    path.write_text(text)
+    return Node(engine_from(path, seed))
+
+
+def engine_from(path: Path, seed: int) -> Ikev2Engine:
+    rng = random.Random(seed)
+    return Ikev2Engine(load_config(str(path)), random=rng.randbytes, kernel_caps=KernelCaps(True))
+
+
+def gw(ca: Issued, kind: str, ident: str) -> Issued:
+    return issue(ca, kind, ident, [x509.DNSName(ident)])
+
+
+def pair(
+    tmp_path: Path, a_kind: str, b_kind: str, ca_kind: str = "ecdsa-p256", **kw: bool
+) -> tuple[Node, Node]:
+    ca = make_ca(ca_kind)
+    a = node(tmp_path / "a", gw(ca, a_kind, A_ID), ca, 1, **kw)  # type: ignore[arg-type]
+    b = node(tmp_path / "b", gw(ca, b_kind, B_ID), ca, 2, a_side=False, **kw)  # type: ignore[arg-type]
+    return a, b
+
+
+def run(a: Node, b: Node) -> None:
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b)
+
+
+def established(n: Node) -> bool:
+    return bool(n.of(IkeSaEstablished))
+
+
+SCHEMES = {
+    "rsa": "RSA_PKCS1_SHA256 (method 14)",
+    "ecdsa-p256": "ECDSA_SHA256 (method 14)",
+    "ecdsa-p384": "ECDSA_SHA384 (method 14)",
+    "ed25519": "ED25519 (method 14)",
+}
+
+
+@pytest.mark.parametrize("kind", list(SCHEMES))
+def test_rfc7427_signatures(tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    caplog.set_level(logging.INFO, "pike")
+    a, b = pair(tmp_path, kind, kind, ca_kind=kind)
+    run(a, b)
+    assert established(a) and established(b)
+    text = caplog.text
+    assert f"authenticated peer '{A_ID}' with {SCHEMES[kind]}" in text
+    assert f"authenticated peer '{B_ID}' with {SCHEMES[kind]}" in text
+    assert a.sa().remote_id == B_ID and b.sa().remote_id == A_ID
+
+
+def test_rsa_pss(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "pike")
+    a, b = pair(tmp_path, "rsa", "rsa", rsa_pss=True)
+    run(a, b)
+    assert established(a) and established(b)
+    assert "with RSA_PSS_SHA256 (method 14)" in caplog.text
+
+
+def test_mixed_key_types(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "pike")
+    a, b = pair(tmp_path, "ed25519", "rsa", ca_kind="rsa")
+    run(a, b)
+    assert established(a) and established(b)
+    assert f"authenticated peer '{A_ID}' with ED25519" in caplog.text
+    assert f"authenticated peer '{B_ID}' with RSA_PKCS1_SHA256" in caplog.text
+
+
+def test_hash_algorithms_and_certreq_in_ike_sa_init(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
+    a.engine.initiate("gw", 0.0)
+    req = decode_message(a.drain()[0].data)
+    notify = req.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    assert notify is not None and notify.data == bytes.fromhex("0002000300040005")
+    b.engine.receive_datagram(a.outbox[0].data, a.outbox[0].src, a.outbox[0].dst, 0.0)
+    resp = decode_message(b.drain()[0].data)
+    assert resp.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS) is not None
+    certreq = resp.first(CertReqPayload)
+    assert certreq is not None and certreq.encoding == 4 and len(certreq.data) == 20
+
+
+def test_psk_connections_send_no_hash_algorithms() -> None:
+    from .pair import make_pair
+
+    a, _ = make_pair()
+    a.engine.initiate("gw", 0.0)
+    req: Message = decode_message(a.drain()[0].data)
+    assert req.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [("rsa", "RSA_PKCS1_SHA1 (method 1)"), ("ecdsa-p256", "ECDSA_SHA256 (method 9)"),
+     ("ecdsa-p384", "ECDSA_SHA384 (method 10)")],
+)  # fmt: skip
+def test_classic_methods_when_the_peer_announces_no_hashes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    kind: str, method: str,
+) -> None:  # fmt: skip
+    """The initiator stays silent about hashes: the responder signs the classic way."""
+    caplog.set_level(logging.INFO, "pike")
+    build = IkeHashAlgs.build
+
+    def quiet_initiator(self: IkeHashAlgs, msg: Message, now: float) -> None:
+        if not self.initiator:
+            build(self, msg, now)
+
+    monkeypatch.setattr(IkeHashAlgs, "build", quiet_initiator)
+    a, b = pair(tmp_path, kind, kind, ca_kind=kind)
+    run(a, b)
+    assert established(a) and established(b)
+    assert f"authenticated peer '{B_ID}' with {method}" in caplog.text
+    # the initiator heard the responder's list, so it used RFC 7427
+    assert f"authenticated peer '{A_ID}' with {SCHEMES[kind]}" in caplog.text
+
+
+def test_ed25519_needs_rfc7427(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build = IkeHashAlgs.build
+    monkeypatch.setattr(
+        IkeHashAlgs, "build", lambda self, m, n: None if self.initiator else build(self, m, n)
+    )
+    a, b = pair(tmp_path, "ed25519", "ed25519", ca_kind="ed25519")
+    run(a, b)
+    assert not established(a) and not established(b)
+    assert "Ed25519 key needs RFC 7427 signatures" in caplog.text
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]  # type: ignore[attr-defined]
+
+
+def _auth_failed(a: Node, b: Node, log: str) -> None:
+    """The responder refused: AUTHENTICATION_FAILED went back and nothing is up."""
+    assert not established(a) and not established(b)
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]  # type: ignore[attr-defined]
+    assert len(b.outbox) == 2, "IKE_SA_INIT and IKE_AUTH responses only"
+    assert "the peer refused our authentication (AUTHENTICATION_FAILED)" in log
+
+
+def test_wrong_ca(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ca, other = make_ca(cn="pike CA"), make_ca(cn="stranger CA")
+    a = node(tmp_path / "a", gw(other, "ecdsa-p256", A_ID), ca, 1)
+    b = node(tmp_path / "b", gw(ca, "ecdsa-p256", B_ID), ca, 2, a_side=False)
+    run(a, b)
+    _auth_failed(a, b, caplog.text)
+    assert (
+        f"authentication of '{A_ID}' failed: certificate of {A_ID} not accepted: "
+        f"no trusted path for 'CN={A_ID},O=pike test,C=CH' (issuer 'CN=stranger CA"
+    ) in caplog.text
+
+
+def test_expired_certificate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ca = make_ca()
+    old = issue(ca, "ecdsa-p256", A_ID, [x509.DNSName(A_ID)], not_before=NOW - 30 * DAY,
+                not_after=NOW - DAY)  # fmt: skip
+    a = node(tmp_path / "a", old, ca, 1)
+    b = node(tmp_path / "b", gw(ca, "ecdsa-p256", B_ID), ca, 2, a_side=False)
+    run(a, b)
+    _auth_failed(a, b, caplog.text)
+    assert f"certificate 'CN={A_ID},O=pike test,C=CH' expired at" in caplog.text
+
+
+def test_id_not_in_certificate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """IDi names a host the certificate does not: refused even though the chain is good."""
+    ca = make_ca()
+    a = node(tmp_path / "a", gw(ca, "ecdsa-p256", "other.example.net"), ca, 1)
+    b = node(tmp_path / "b", gw(ca, "ecdsa-p256", B_ID), ca, 2, a_side=False)
+    run(a, b)
+    _auth_failed(a, b, caplog.text)
+    assert (
+        f"identity '{A_ID}' is not in certificate 'CN=other.example.net,O=pike test,C=CH'"
+        in caplog.text
+    )
+
+
+def test_responder_certificate_checked_by_initiator(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca, other = make_ca(cn="pike CA"), make_ca(cn="stranger CA")
+    a = node(tmp_path / "a", gw(ca, "ecdsa-p256", A_ID), ca, 1)
+    b = node(tmp_path / "b", gw(other, "ecdsa-p256", B_ID), ca, 2, a_side=False)
+    run(a, b)
+    assert not established(a)
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]  # type: ignore[attr-defined]
+    assert "authentication failed: certificate of hq.example.net not accepted" in caplog.text
+
+
+def test_dn_identities_and_intermediate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No id configured: ours is the certificate subject; the peer's chain has an intermediate."""
+    caplog.set_level(logging.INFO, "pike")
+    root = make_ca("rsa", "pike root", path_length=1)
+    sub = make_ca("ecdsa-p384", "pike sub", issuer=root, path_length=0)
+    a_cert, b_cert = gw(sub, "ecdsa-p256", A_ID), gw(root, "rsa", B_ID)
+    a = node(tmp_path / "a", a_cert, root, 1, chain=(sub,), local_id=None, remote_id=None)
+    b = node(tmp_path / "b", b_cert, root, 2, a_side=False, local_id=None, remote_id=a_cert.dn)
+    run(a, b)
+    assert established(a) and established(b)
+    assert b.sa().remote_id == a_cert.dn and a.sa().remote_id == b_cert.dn
+    assert "issued via 'CN=pike root,O=pike test,C=CH'" in caplog.text
