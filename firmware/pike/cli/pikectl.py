@@ -4,6 +4,7 @@
     pikectl [--socket PATH] list-sas [--json] [CONN]
     pikectl [--socket PATH] initiate CONN[.CHILD]...
     pikectl [--socket PATH] terminate CONN
+    pikectl [--socket PATH] rekey CONN[.CHILD]...
     pikectl check-config FILE
 
 Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid),
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
     term = sub.add_parser("terminate", help="delete a connection's IKE SAs")
     term.add_argument("conn")
+    rk = sub.add_parser("rekey", help="rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
+    rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
     chk = sub.add_parser("check-config", help="validate a config file (no daemon needed)")
     chk.add_argument("file")
     return p
@@ -77,6 +80,25 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
+def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
+    """``initiate``/``rekey`` each CONN[.CHILD]; the worst exit status wins, and an
+    unreachable daemon stops at once."""
+    verb = {"initiate": "initiating", "rekey": "rekeying"}[cmd]
+    worst = EXIT_OK
+    for target in targets:
+        conn, _, child = target.partition(".")
+        req: dict[str, Any] = {"conn": conn}
+        if child:
+            req["child"] = child
+        code, _result = _call(sock, cmd, req)
+        if code == EXIT_USAGE:
+            return code
+        if code == EXIT_OK:
+            print(f"{verb} {target}")
+        worst = max(worst, code)
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "check-config":
@@ -94,20 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             elif result:
                 print(format_list_sas(result))
         return code
-    if args.cmd == "initiate":
-        worst = EXIT_OK
-        for target in args.targets:
-            conn, _, child = target.partition(".")
-            req: dict[str, Any] = {"conn": conn}
-            if child:
-                req["child"] = child
-            code, _result = _call(args.socket, "initiate", req)
-            if code == EXIT_USAGE:
-                return code
-            if code == EXIT_OK:
-                print(f"initiating {target}")
-            worst = max(worst, code)
-        return worst
+    if args.cmd in ("initiate", "rekey"):
+        return _per_target(args.socket, args.cmd, args.targets)
     code, _result = _call(args.socket, "terminate", {"conn": args.conn})
     if code == EXIT_OK:
         print(f"terminating {args.conn}")

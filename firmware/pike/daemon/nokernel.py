@@ -4,6 +4,7 @@ each CHILD_SA is refused the way it is on a kernel without ESP."""
 
 from __future__ import annotations
 
+from pike.kernel.events import KernelEvent
 from pike.kernel.interface import KernelError
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress
@@ -33,6 +34,12 @@ class NoKernel:
 
     def del_policy(self, p: PolicySpec) -> None:
         pass
+
+    def events_fileno(self) -> int | None:
+        return None
+
+    def read_events(self) -> list[KernelEvent]:
+        return []
 
     def flush_installed(self) -> None:
         pass

@@ -31,22 +31,39 @@ from pike.ikev2.actions import (
     IkeSaEstablished,
     IkeSaInfo,
     InstallChildSa,
+    InstallTrap,
     MessageDropped,
     SendDatagram,
+    SendKeepalive,
 )
+from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.policy.ts import IPAddress
+from pike.wire.constants import NATT_KEEPALIVE
 
 log = logging.getLogger("pike.daemon")
 
 SHUTDOWN_GRACE = 1.0  # seconds to wait for the peers' DELETE acks
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
+EspActivity = Callable[[SaSpec], float | None]
+# strongSwan's range for allocated SPIs (as pike.kernel.xfrm allocates them), used for
+# random SPIs when the kernel cannot allocate one.
+FALLBACK_SPI_MIN = 0xC0000000
+FALLBACK_SPI_MAX = 0xCFFFFFFF
+
+
+class EngineContext(Protocol):
+    # Set by the runtime: the last inbound ESP use of an SA on the engine's clock.
+    esp_activity: EspActivity | None
 
 
 class Engine(Protocol):
     """What the runtime needs of a protocol engine (``Ikev2Engine``)."""
+
+    @property
+    def ctx(self) -> EngineContext: ...
 
     def start(self, now: float) -> None: ...
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
@@ -54,6 +71,9 @@ class Engine(Protocol):
     def get_timer(self) -> float | None: ...
     def initiate(self, conn: str, now: float, child: str | None = None) -> None: ...
     def terminate(self, conn: str, now: float) -> None: ...
+    def rekey(self, conn: str, now: float, child: str | None = None) -> None: ...
+    def acquire(self, reqid: int, now: float) -> None: ...
+    def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None: ...
     def next_action(self) -> Action | None: ...
     def list_sas(self) -> list[IkeSaInfo]: ...
@@ -102,6 +122,8 @@ class Daemon:
         self._started_wall = 0.0
         self._ike_spis: dict[int, tuple[bytes, bytes]] = {}  # unique id -> SPIs, for logs
         self._child_spis: dict[int, tuple[int, int]] = {}
+        self._events_fd: int | None = None
+        self._spi_fallback_logged = False
         self.ready = asyncio.Event()  # set once sockets and control socket are up
 
     # -- life cycle ------------------------------------------------------------------------
@@ -132,10 +154,30 @@ class Daemon:
             try:
                 return self.kernel.get_spi(src, dst, 0)
             except KernelError as exc:
-                log.error("SPI allocation %s -> %s failed: %s", src, dst, exc)
-                raise
+                # Never raise into the engine: a random SPI from the same range still
+                # works (add_sa then creates the SA instead of completing a larval one).
+                if not self._spi_fallback_logged:
+                    self._spi_fallback_logged = True
+                    log.error(
+                        "SPI allocation %s -> %s failed (%s): using random SPIs", src, dst, exc
+                    )
+                self.stats["spi_fallback"] += 1
+                return random_spi()
 
         return alloc
+
+    def _esp_activity(self, spec: SaSpec) -> float | None:
+        """The kernel's last use of ``spec`` (wall clock, whole seconds) on the loop's
+        clock, for DPD; None when unknown or never used."""
+        if not self.caps.esp or self._loop is None:
+            return None
+        try:
+            last = self.kernel.query_sa(spec.dst, spec.spi).last_use
+        except KernelError:
+            return None
+        if last is None:
+            return None
+        return self._loop.time() - max(0.0, time.time() - last)
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or ``request_stop``); the process exit status."""
@@ -143,6 +185,7 @@ class Daemon:
         self._started, self._started_wall = loop.time(), time.time()
         self.caps = self._probe()
         self._engine = self._engine_factory(self.config, self.caps, self._spi_alloc())
+        self._engine.ctx.esp_activity = self._esp_activity
         d = self.config.daemon
         self._sockets = IkeSockets(
             loop, self._on_datagram, ike_port=d.ike_port, natt_port=d.natt_port, ipv6=self._ipv6
@@ -159,6 +202,7 @@ class Daemon:
             return 1
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        self._listen_kernel_events(loop)
         log.info(
             "piked %s started: IKE on UDP %d/%d, control socket %s, %d connection(s)",
             _version(),
@@ -205,6 +249,9 @@ class Daemon:
             await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
+        if self._events_fd is not None:
+            loop.remove_reader(self._events_fd)
+            self._events_fd = None
         if self._control is not None:
             await self._control.close()
         if self._sockets is not None:
@@ -241,6 +288,57 @@ class Daemon:
         finally:
             self._pump()  # always re-arm, or every SA would stall
 
+    def _listen_kernel_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            fd = self.kernel.events_fileno()
+        except Exception as exc:
+            log.error("kernel events unavailable: %s", exc)
+            fd = None
+        if fd is None:
+            if self.caps.esp:
+                log.warning("no kernel ACQUIRE/EXPIRE events: trap policies cannot trigger")
+            return
+        self._events_fd = fd
+        loop.add_reader(fd, self._on_kernel_events)
+
+    def _on_kernel_events(self) -> None:
+        try:
+            events = self.kernel.read_events()
+        except Exception:
+            log.exception("reading kernel events failed")
+            return
+        for ev in events:
+            self._on_kernel_event(ev)
+        if events:
+            self._pump()
+
+    def _on_kernel_event(self, ev: KernelEvent) -> None:
+        self.stats["kernel_events"] += 1
+        now = self._now()
+        try:
+            if isinstance(ev, Acquire):
+                sel = ev.selector
+                log.info(
+                    "kernel ACQUIRE reqid %d (%s -> %s, packet %s -> %s)",
+                    ev.reqid,
+                    ev.src,
+                    ev.dst,
+                    sel.src,
+                    sel.dst,
+                )
+                self.engine.acquire(ev.reqid, now)
+            elif isinstance(ev, Expire):
+                log.info(
+                    "kernel %s EXPIRE of SA %08x -> %s (reqid %d)",
+                    "hard" if ev.hard else "soft",
+                    ev.spi,
+                    ev.dst,
+                    ev.reqid,
+                )
+                self.engine.child_expired(ev.spi, ev.hard, now)
+        except Exception:
+            log.exception("engine failed on kernel event %s", ev)
+
     def _pump(self) -> None:
         """Drain the engine's actions, then re-arm the single timer."""
         while (action := self.engine.next_action()) is not None:
@@ -261,6 +359,15 @@ class Daemon:
         if isinstance(a, SendDatagram):
             if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
                 self.stats["datagrams_out"] += 1
+        elif isinstance(a, SendKeepalive):
+            # RFC 3948 §2.3: one 0xFF octet, without the non-ESP marker.
+            if self._sockets is not None and self._sockets.send(
+                NATT_KEEPALIVE, a.src, a.dst, marker=False
+            ):
+                self.stats["keepalives_out"] += 1
+                log.debug("NAT-T keepalive %s[%d] -> %s[%d]", *a.src, *a.dst)
+        elif isinstance(a, InstallTrap):
+            self._install_trap(a)
         elif isinstance(a, InstallChildSa):
             self._install(a)
         elif isinstance(a, DeleteChildSa):
@@ -309,6 +416,24 @@ class Daemon:
         self._child_spis[a.unique_id] = (a.inbound.spi, a.outbound.spi)
         log.info("%s: installed in the kernel (%s)", what, a.inbound.mode)
 
+    def _install_trap(self, a: InstallTrap) -> None:
+        what = f"{a.conn}.{a.child}: trap policies (reqid {a.reqid})"
+        if not self.caps.esp:
+            log.warning("%s not installed: the kernel cannot take ESP", what)
+            return
+        done: list[Any] = []
+        try:
+            for p in a.policies:
+                self.kernel.add_policy(p)
+                done.append(p)
+        except KernelError as exc:
+            log.error("%s: kernel refused: %s", what, exc)
+            for p in reversed(done):
+                with contextlib.suppress(KernelError):
+                    self.kernel.del_policy(p)
+            return
+        log.info("%s installed in the kernel", what)
+
     def _delete(self, a: DeleteChildSa) -> None:
         self._child_spis.pop(a.unique_id, None)
         what = (
@@ -326,7 +451,8 @@ class Daemon:
                 step()
             except KernelError as exc:
                 log.warning("%s: kernel delete: %s", what, exc)
-        log.info("%s: removed from the kernel", what)
+        kept = " (policies kept)" if a.keep_policies else ""
+        log.info("%s: removed from the kernel%s", what, kept)
 
     # -- control socket --------------------------------------------------------------------
 
@@ -336,6 +462,7 @@ class Daemon:
             "list-sas": self.cmd_list_sas,
             "initiate": self.cmd_initiate,
             "terminate": self.cmd_terminate,
+            "rekey": self.cmd_rekey,
         }
 
     def _counters(self, spec: SaSpec) -> SaCounters | None:
@@ -392,6 +519,29 @@ class Daemon:
         log.info("%s: initiate requested%s", conn, f" (child {child})" if child else "")
         return {"conn": conn, "child": child}
 
+    def cmd_rekey(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Rekey a connection's IKE SA, or one CHILD_SA (``child`` given), now."""
+        conn = self._conn_arg(args)
+        child = args.get("child")
+        if child is not None and (
+            not isinstance(child, str) or self.config.connections[conn].child(child) is None
+        ):
+            raise ControlError(f"connection {conn!r} has no child {child!r}")
+        if child is not None and not any(
+            c.name == child and c.state == "INSTALLED"
+            for sa in self.engine.list_sas()
+            if sa.name == conn
+            for c in sa.children
+        ):
+            raise ControlError(f"{conn}.{child} has no installed CHILD_SA to rekey")
+        try:
+            self.engine.rekey(conn, self._now(), child)
+        except (KeyError, ValueError) as exc:
+            raise ControlError(str(exc.args[0]) if exc.args else f"cannot rekey {conn}") from None
+        self._pump()
+        log.info("%s: rekey requested%s", conn, f" (child {child})" if child else " (IKE_SA)")
+        return {"conn": conn, "child": child}
+
     def cmd_terminate(self, args: dict[str, Any]) -> dict[str, Any]:
         conn = self._conn_arg(args)
         try:
@@ -401,3 +551,9 @@ class Daemon:
         self._pump()
         log.info("%s: terminate requested", conn)
         return {"conn": conn}
+
+
+def random_spi() -> int:
+    """A random SPI from FALLBACK_SPI_MIN..FALLBACK_SPI_MAX (os.urandom)."""
+    span = FALLBACK_SPI_MAX - FALLBACK_SPI_MIN + 1
+    return FALLBACK_SPI_MIN + int.from_bytes(os.urandom(4), "big") % span

@@ -181,13 +181,16 @@ class IkeSockets:
                 return entry
         return None
 
-    def send(self, data: bytes, src: Address, dst: Address) -> bool:
-        """Send ``data`` from ``src`` to ``dst``; False (logged) if it could not go out."""
+    def send(self, data: bytes, src: Address, dst: Address, *, marker: bool = True) -> bool:
+        """Send ``data`` from ``src`` to ``dst``; False (logged) if it could not go out.
+
+        On the NAT-T socket IKE gets the non-ESP marker; ``marker=False`` sends ``data``
+        as is (the one-octet NAT-T keepalive, RFC 3948 §2.3, goes without it)."""
         entry = self._pick(src, dst)
         if entry is None:
             log.warning("no socket for %s[%d] -> %s[%d]", src[0], src[1], dst[0], dst[1])
             return False
-        if entry.natt:
+        if entry.natt and marker:
             data = NON_ESP_MARKER + data
         if entry.family == socket.AF_INET6:
             anc = [(socket.IPPROTO_IPV6, _IPV6_PKTINFO, _in6_pktinfo(src[0]))]

@@ -9,6 +9,7 @@ import errno
 import os
 from typing import Protocol
 
+from pike.kernel.events import KernelEvent
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress
 
@@ -51,6 +52,16 @@ class KernelIpsec(Protocol):
 
     def del_policy(self, p: PolicySpec) -> None:
         """Remove a policy; a missing one is not an error."""
+        ...
+
+    def events_fileno(self) -> int | None:
+        """A descriptor that becomes readable when ``read_events`` has something (for
+        the event loop's ``add_reader``); None when this kernel reports no events."""
+        ...
+
+    def read_events(self) -> list[KernelEvent]:
+        """ACQUIREs for our trap policies and EXPIREs of SAs this instance installed;
+        never blocks."""
         ...
 
     def flush_installed(self) -> None:

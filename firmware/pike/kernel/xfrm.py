@@ -10,8 +10,10 @@ from typing import Any
 
 from pike.crypto.ids import EncrId, IntegId
 from pike.kernel import xfrm_messages as xm
+from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.kernel.xfrm_algorithms import AEADS, CIPHERS, INTEGS, algorithm_attrs
+from pike.kernel.xfrm_events import XfrmEvents
 from pike.kernel.xfrm_selectors import Selector, family_of, packed, sa_selector, selectors
 from pike.kernel.xfrm_socket import XfrmSocket
 from pike.policy.ipsec import (
@@ -86,7 +88,8 @@ class XfrmKernel(KernelIpsec):
         self._nl = XfrmSocket(netns)
         self._sas: dict[SaKey, str] = {}  # installed or larval SA -> what (for logs)
         self._larval: set[SaKey] = set()  # allocated by get_spi, completed by UPDSA
-        self._policies: set[PolicyKey] = set()
+        self._policies: dict[PolicyKey, int] = {}  # -> reqid
+        self._events: XfrmEvents | None = None
 
     def _request(self, what: str, msg: Any, msg_type: int, ack: bool = True) -> list[Any]:
         return self._nl.request(what, msg, msg_type, ack)
@@ -290,7 +293,7 @@ class XfrmKernel(KernelIpsec):
             what = f"add policy {sel.src} -> {sel.dst} {p.direction}"
             # UPDPOLICY creates or replaces, so re-adding after a rekey is not an error.
             self._request(what, msg, xm.XFRM_MSG_UPDPOLICY)
-            self._policies.add((sel, direction))
+            self._policies[(sel, direction)] = p.reqid
             log.debug(
                 "installed policy %s -> %s %s reqid %d", sel.src, sel.dst, p.direction, p.reqid
             )
@@ -318,7 +321,7 @@ class XfrmKernel(KernelIpsec):
         direction = DIRECTIONS[p.direction]
         for sel in selectors(p.src_ts, p.dst_ts):
             self._delete_policy(sel, direction)
-            self._policies.discard((sel, direction))
+            self._policies.pop((sel, direction), None)
 
     def _delete_policy(self, sel: Selector, direction: int) -> None:
         msg = xm.xfrm_userpolicy_id()
@@ -331,6 +334,35 @@ class XfrmKernel(KernelIpsec):
             if e.code not in (errno.ENOENT, errno.ESRCH):
                 raise
             log.debug("%s: already gone", what)
+
+    # -- events ------------------------------------------------------------------------
+
+    def events_fileno(self) -> int | None:
+        """Opens the ACQUIRE/EXPIRE listener on first use (only a daemon wants it)."""
+        if self._events is None:
+            try:
+                self._events = XfrmEvents(self.netns)
+            except KernelError as e:
+                log.error("%s: no ACQUIRE/EXPIRE events (trap and expiry need them)", e)
+                return None
+        return self._events.fileno()
+
+    def read_events(self) -> list[KernelEvent]:
+        if self._events is None:
+            return []
+        out: list[KernelEvent] = []
+        reqids = set(self._policies.values())
+        for ev in self._events.read():
+            if isinstance(ev, Expire):
+                key = (ev.dst, ev.spi)
+                if key not in self._sas or key in self._larval:
+                    continue  # not ours, or an SPI we only reserved
+                if ev.hard:
+                    self._sas.pop(key, None)  # the kernel removed it already
+            elif isinstance(ev, Acquire) and ev.reqid not in reqids:
+                continue
+            out.append(ev)
+        return out
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -345,13 +377,16 @@ class XfrmKernel(KernelIpsec):
         for sel, direction in list(self._policies):
             try:
                 self._delete_policy(sel, direction)
-                self._policies.discard((sel, direction))
+                self._policies.pop((sel, direction), None)
             except KernelError as e:
                 errors.append(e)
         if errors:
             raise KernelError(f"flush: {len(errors)} deletions failed; first: {errors[0]}")
 
     def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
         self._nl.close()
 
     def __enter__(self) -> XfrmKernel:

@@ -22,8 +22,15 @@ XFRM_MSG_NEWPOLICY = 0x13
 XFRM_MSG_DELPOLICY = 0x14
 XFRM_MSG_GETPOLICY = 0x15
 XFRM_MSG_ALLOCSPI = 0x16
+XFRM_MSG_ACQUIRE = 0x17  # kernel -> daemon: traffic hit a policy without an SA
+XFRM_MSG_EXPIRE = 0x18  # kernel -> daemon: an SA's soft or hard lifetime ran out
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1A
+XFRM_MSG_POLEXPIRE = 0x1B
+
+# Multicast groups (enum xfrm_nlgroups); bind() takes them as a bit mask 1 << (group - 1).
+XFRMNLGRP_ACQUIRE = 1
+XFRMNLGRP_EXPIRE = 2
 
 # Attributes (enum xfrm_attr_type_t).
 XFRMA_ALG_AUTH = 1
@@ -323,6 +330,32 @@ class xfrm_userpolicy_id(xfrm_attrs):
     """struct xfrm_userpolicy_id (64 bytes): DELPOLICY / GETPOLICY."""
 
     fields = (*SELECTOR, ("index", "I"), ("dir", "B"), ("pad", "3x"))
+    defaults = _defaults(fields)
+
+
+class xfrm_user_acquire(xfrm_attrs):
+    """struct xfrm_user_acquire (280 bytes), XFRM_MSG_ACQUIRE: the SA wanted (id, saddr),
+    the packet's selector and the policy that matched; XFRMA_TMPL carries its templates
+    (with the reqid)."""
+
+    fields = (
+        *XFRM_ID,
+        ("saddr", "16s"),
+        *SELECTOR,
+        *(("pol_" + name, fmt) for name, fmt in xfrm_userpolicy_info.fields),
+        ("aalgos", "I"),
+        ("ealgos", "I"),
+        ("calgos", "I"),
+        ("seq", "I"),
+    )
+    defaults = _defaults(fields)
+
+
+class xfrm_user_expire(xfrm_attrs):
+    """struct xfrm_user_expire (232 bytes), XFRM_MSG_EXPIRE: the SA and whether its hard
+    (gone) or soft (rekey now) limit was reached."""
+
+    fields = (*USERSA_INFO, ("hard", "B"), ("pad_hard", "7x"))
     defaults = _defaults(fields)
 
 

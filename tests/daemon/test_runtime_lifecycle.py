@@ -1,0 +1,335 @@
+"""The runtime's side of the IKEv2 lifecycle, with a fake engine and a fake kernel:
+NAT-T keepalives on the wire, trap policies, kernel ACQUIRE/EXPIRE events dispatched to the
+engine, ESP activity for DPD on the engine's clock, the SPI fallback, the ``rekey`` command.
+
+Real sockets on loopback (random ports), real control socket; nothing touches the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pike.cli import pikectl
+from pike.daemon.control import request
+from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, SpiAlloc
+from pike.ikev2.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.kernel.events import Acquire, Expire, KernelEvent
+from pike.kernel.interface import KernelError
+from pike.kernel.xfrm_selectors import Selector
+from pike.policy.config import Config
+from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
+from pike.policy.ts import IPAddress, TrafficSelector
+
+from .helpers import free_udp_ports, gateway_config
+
+POLICY = PolicySpec(
+    TrafficSelector.from_cidr("10.1.0.0/24"),
+    TrafficSelector.from_cidr("10.2.0.0/24"),
+    "out",
+    7,
+    "tunnel",
+    ip_address("127.0.0.1"),
+    ip_address("127.0.0.2"),
+    trap=True,
+)
+
+
+class FakeKernel:
+    """ESP-capable on paper; events come through a socketpair the test writes to."""
+
+    def __init__(self, *, spi_fails: bool = False, last_use: float | None = None) -> None:
+        self.spi_fails = spi_fails
+        self.last_use = last_use
+        self.policies: list[PolicySpec] = []
+        self.queries: list[tuple[IPAddress, int]] = []
+        self.events: deque[KernelEvent] = deque()
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self.closed = False
+
+    def push(self, *events: KernelEvent) -> None:
+        self.events.extend(events)
+        self._w.send(b"x")
+
+    def probe(self) -> KernelCaps:
+        return KernelCaps(esp=True)
+
+    def get_spi(self, src: IPAddress, dst: IPAddress, reqid: int) -> int:
+        if self.spi_fails:
+            raise KernelError("allocate SPI", 12)
+        return 0xC0000001
+
+    def add_sa(self, sa: SaSpec) -> None:
+        pass
+
+    def del_sa(self, dst: IPAddress, spi: int) -> None:
+        pass
+
+    def query_sa(self, dst: IPAddress, spi: int) -> SaCounters:
+        self.queries.append((dst, spi))
+        return SaCounters(bytes=10, packets=1, last_use=self.last_use)
+
+    def add_policy(self, p: PolicySpec) -> None:
+        self.policies.append(p)
+
+    def del_policy(self, p: PolicySpec) -> None:
+        self.policies.remove(p)
+
+    def events_fileno(self) -> int | None:
+        return self._r.fileno()
+
+    def read_events(self) -> list[KernelEvent]:
+        while True:
+            try:
+                self._r.recv(100)
+            except BlockingIOError:
+                break
+        out = list(self.events)
+        self.events.clear()
+        return out
+
+    def flush_installed(self) -> None:
+        self.policies.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self._r.close()
+        self._w.close()
+
+
+@dataclass
+class Ctx:
+    esp_activity: Any = None
+
+
+@dataclass
+class FakeEngine:
+    spi_alloc: SpiAlloc | None
+    ctx: Ctx = field(default_factory=Ctx)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    actions: deque[Action] = field(default_factory=deque)
+    established: bool = True
+
+    def start(self, now: float) -> None:
+        self.calls.append(("start",))
+
+    def receive_datagram(self, data: bytes, src: Any, dst: Any, now: float) -> None:
+        self.calls.append(("datagram", data, src, dst))
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+    def get_timer(self) -> float | None:
+        return None
+
+    def initiate(self, conn: str, now: float, child: str | None = None) -> None:
+        self.calls.append(("initiate", conn, child))
+
+    def terminate(self, conn: str, now: float) -> None:
+        self.calls.append(("terminate", conn))
+
+    def rekey(self, conn: str, now: float, child: str | None = None) -> None:
+        if not self.established:
+            raise KeyError(f"{conn} has no established IKE SA")
+        self.calls.append(("rekey", conn, child))
+
+    def acquire(self, reqid: int, now: float) -> None:
+        self.calls.append(("acquire", reqid))
+
+    def child_expired(self, spi: int, hard: bool, now: float) -> None:
+        self.calls.append(("expired", spi, hard))
+
+    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+        pass
+
+    def next_action(self) -> Action | None:
+        return self.actions.popleft() if self.actions else None
+
+    def list_sas(self) -> list[IkeSaInfo]:
+        return []
+
+
+def _config(tmp_path: Path) -> tuple[Config, int]:
+    ike, natt = free_udp_ports(2)
+    cfg = gateway_config(
+        tmp_path,
+        "a",
+        local="127.0.0.1",
+        remote="127.0.0.2",
+        local_id="a.example.net",
+        remote_id="b.example.net",
+        ike_port=ike,
+        natt_port=natt,
+    )
+    return cfg, natt
+
+
+def _run(daemon: Daemon, body: Any) -> Any:
+    async def scenario() -> Any:
+        task = asyncio.create_task(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 5)
+        try:
+            return await body()
+        finally:
+            daemon.request_stop()
+            assert await asyncio.wait_for(task, 5) == 0
+
+    return asyncio.run(scenario())
+
+
+def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine], int]:
+    cfg, natt = _config(tmp_path)
+    engines: list[FakeEngine] = []
+
+    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None) -> FakeEngine:
+        engines.append(FakeEngine(alloc))
+        return engines[-1]
+
+    return Daemon(cfg, kernel, factory, ipv6=False), engines, natt
+
+
+def test_keepalive_is_one_ff_octet_without_marker(tmp_path: Path) -> None:
+    """RFC 3948 §2.3: from the NAT-T socket, exactly b'\\xff' (no non-ESP marker)."""
+    kernel = FakeKernel()
+    daemon, engines, natt = _daemon(tmp_path, kernel)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    port = peer.getsockname()[1]
+
+    async def body() -> tuple[bytes, Any]:
+        engines[0].actions.append(SendKeepalive(("127.0.0.1", natt), ("127.0.0.1", port)))
+        daemon._pump()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, peer.recvfrom, 100)
+
+    data, src = _run(daemon, body)
+    peer.close()
+    assert data == b"\xff"
+    assert src == ("127.0.0.1", natt)
+    assert daemon.stats["keepalives_out"] == 1
+
+
+def test_trap_policies_installed_and_events_reach_engine(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    daemon, engines, _natt = _daemon(tmp_path, kernel)
+    sel = Selector(POLICY.src_ts.networks()[0], POLICY.dst_ts.networks()[0])
+
+    async def body() -> None:
+        engines[0].actions.append(InstallTrap("hq", "lan", 7, (POLICY,)))
+        daemon._pump()
+        kernel.push(
+            Acquire(7, ip_address("127.0.0.1"), ip_address("127.0.0.2"), sel),
+            Expire(0xC0001234, ip_address("127.0.0.1"), hard=False),
+            Expire(0xC0001234, ip_address("127.0.0.1"), hard=True),
+        )
+        deadline = time.monotonic() + 2
+        while len(engines[0].calls) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    _run(daemon, body)
+    assert engines[0].calls[1:] == [
+        ("acquire", 7),
+        ("expired", 0xC0001234, False),
+        ("expired", 0xC0001234, True),
+    ]
+    assert daemon.stats["kernel_events"] == 3
+    assert kernel.policies == []  # flushed on shutdown
+    assert kernel.closed
+
+
+def test_esp_activity_on_the_engine_clock(tmp_path: Path) -> None:
+    """query_sa's wall-clock last use, moved onto loop.time() for the engine's DPD."""
+    kernel = FakeKernel(last_use=time.time() - 5.0)
+    daemon, engines, _natt = _daemon(tmp_path, kernel)
+    spec = SaSpec(
+        src=ip_address("127.0.0.2"),
+        dst=ip_address("127.0.0.1"),
+        spi=0xC0000042,
+        reqid=1,
+        mode="tunnel",
+        encr_id=20,
+        encr_key=bytes(20),
+        encr_key_length=128,
+        integ_id=0,
+        integ_key=b"",
+    )
+
+    async def body() -> tuple[float | None, float, float | None]:
+        probe = engines[0].ctx.esp_activity
+        assert probe is not None
+        seen = probe(spec)
+        now = asyncio.get_running_loop().time()
+        kernel.last_use = None
+        return seen, now, probe(spec)
+
+    seen, now, never = _run(daemon, body)
+    assert seen is not None and abs((now - seen) - 5.0) < 0.5
+    assert never is None
+    assert kernel.queries == [(spec.dst, spec.spi)] * 2
+
+
+def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> None:
+    kernel = FakeKernel(spi_fails=True)
+    daemon, engines, _natt = _daemon(tmp_path, kernel)
+
+    async def body() -> list[int]:
+        alloc = engines[0].spi_alloc
+        assert alloc is not None
+        return [alloc(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(20)]
+
+    with caplog.at_level("ERROR", logger="pike.daemon"):
+        spis = _run(daemon, body)
+    assert all(FALLBACK_SPI_MIN <= s <= FALLBACK_SPI_MAX for s in spis)
+    assert len(set(spis)) > 15
+    assert sum("using random SPIs" in r.getMessage() for r in caplog.records) == 1  # once
+    assert daemon.stats["spi_fallback"] == 20
+
+
+def test_rekey_command_and_pikectl(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    daemon, engines, _natt = _daemon(tmp_path, kernel)
+    sock = daemon.config.daemon.control_socket
+
+    async def body() -> tuple[list[dict[str, Any]], list[int]]:
+        loop = asyncio.get_running_loop()
+        answers = [
+            await loop.run_in_executor(None, request, sock, "rekey", args)
+            for args in ({"conn": "hq"}, {"conn": "nope"}, {"conn": "hq", "child": "x"})
+        ]
+        codes = []
+        for argv in (["rekey", "hq"], ["rekey", "hq.lan"], ["rekey", "hq", "nope"]):
+            codes.append(await loop.run_in_executor(None, pikectl.main, ["--socket", sock, *argv]))
+        engines[0].established = False
+        codes.append(
+            await loop.run_in_executor(None, pikectl.main, ["--socket", sock, "rekey", "hq"])
+        )
+        return answers, codes
+
+    answers, codes = _run(daemon, body)
+    assert answers[0] == {"ok": True, "result": {"conn": "hq", "child": None}}
+    assert answers[1] == {"ok": False, "error": "no connection named 'nope'"}
+    assert answers[2] == {"ok": False, "error": "connection 'hq' has no child 'x'"}
+    # hq.lan: no installed CHILD_SA in the (fake) engine -> refused before the engine.
+    assert codes == [0, 1, 1, 1]
+    assert [c for c in engines[0].calls if c[0] == "rekey"] == [("rekey", "hq", None)] * 3
+
+
+def test_pikectl_rekey_unreachable(tmp_path: Path) -> None:
+    assert pikectl.main(["--socket", str(tmp_path / "none.sock"), "rekey", "hq"]) == 2
+
+
+@pytest.mark.parametrize("argv", [["rekey"], ["rekey", "--bogus", "hq"]])
+def test_pikectl_rekey_usage(argv: list[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        pikectl.main(["--socket", str(tmp_path / "s"), *argv])
+    assert e.value.code == 2
