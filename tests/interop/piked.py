@@ -316,11 +316,14 @@ class PikedNode(PeerNode):
                 raise PikedError(
                     f"piked {self.name} exited {self.proc.returncode}:\n{self.log_tail()}"
                 )
-            if (
-                self.socket_path.exists()
-                and self.pikectl("status", check=False, timeout=5).returncode == 0
-            ):
-                break
+            try:
+                if (
+                    self.socket_path.exists()
+                    and self.pikectl("status", check=False, timeout=5).returncode == 0
+                ):
+                    break
+            except subprocess.TimeoutExpired:
+                pass  # pikectl's own start-up can exceed 5 s on a busy UML guest: retry
             if time.monotonic() > deadline:
                 raise PikedError(f"piked {self.name}: no control socket\n{self.log_tail()}")
             time.sleep(0.05)
