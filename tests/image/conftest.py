@@ -1,6 +1,14 @@
-"""The image tier: registers the ``image`` marker (slow: builds and boots the arm64 image)."""
+"""The image tier: the ``image`` marker (slow: builds the arm64 image, ~10 min, and boots
+it under qemu, ~4 min).
+
+Opt-in so that a plain ``pytest tests`` never starts a quarter-hour build: the tests run
+with ``PIKE_IMAGE_TESTS=1`` or when ``-m`` names the marker (``-m image``); otherwise they
+are skipped with that reason.
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -9,3 +17,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "image: builds the arm64 gateway image and boots it under qemu (slow, root)"
     )
+
+
+def _opted_in(config: pytest.Config) -> bool:
+    if os.environ.get("PIKE_IMAGE_TESTS", "") not in ("", "0"):
+        return True
+    expr = str(config.getoption("-m", default="") or "")
+    return "image" in expr and "not image" not in expr
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _opted_in(config):
+        return
+    skip = pytest.mark.skip(
+        reason="image tier is opt-in: set PIKE_IMAGE_TESTS=1 or run with -m image "
+        "(build ~10 min, boot ~4 min, root)"
+    )
+    for item in items:
+        if item.get_closest_marker("image") is not None:
+            item.add_marker(skip)

@@ -1,0 +1,127 @@
+"""The image tier (marker ``image``, slow): build the arm64 gateway image with
+image/build.sh, inspect it without mounting, and boot it with image/boot-test.sh.
+
+Needs root and qemu-system-aarch64 (Debian: qemu-system-arm qemu-utils); skipped loudly
+without them (a failure under CI=true, like every prerequisite). ``PIKE_IMAGE=PATH``
+tests an image built before instead of building one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.image
+IMAGE_DIR = Path(__file__).resolve().parents[2] / "image"
+
+
+def require(condition: bool, reason: str) -> None:
+    """As tests/conftest.py's ``require``: skip loudly, or fail under CI=true."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"prerequisite missing (CI=true, so this is a failure): {reason}")
+    pytest.skip(f"prerequisite missing: {reason}")
+
+
+def run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def image() -> Path:
+    require(os.geteuid() == 0, "the image build needs root (mmdebstrap --mode=root, chroot)")
+    require(shutil.which("apt-get") is not None, "the image build needs a Debian host")
+    given = os.environ.get("PIKE_IMAGE")
+    if given:
+        return Path(given)
+    t0 = time.monotonic()
+    proc = run(["bash", str(IMAGE_DIR / "build.sh")], timeout=3600)
+    print(f"\nimage/build.sh: exit {proc.returncode} in {time.monotonic() - t0:.0f}s")
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    images = sorted((IMAGE_DIR / "out").glob("pike-*-arm64.img"), key=lambda p: p.stat().st_mtime)
+    assert images, "build.sh made no image"
+    return images[-1]
+
+
+def partitions(img: Path) -> list[dict[str, object]]:
+    out = run(["sfdisk", "-J", str(img)], 60)
+    assert out.returncode == 0, out.stderr
+    parts: list[dict[str, object]] = json.loads(out.stdout)["partitiontable"]["partitions"]
+    return parts
+
+
+def test_sbom_lists_packages_and_the_venv(image: Path) -> None:
+    sbom = image.with_suffix(".sbom.txt").read_text()
+    names = {line.split()[1] for line in sbom.splitlines() if line.startswith("deb ")}
+    assert {"systemd", "python3", "openssh-server", "iproute2", "raspi-firmware"} <= names
+    assert not [n for n in names if "strongswan" in n or "libreswan" in n]
+    pips = {line.split()[1].split("==")[0].lower() for line in sbom.splitlines() if "==" in line}
+    assert {"pike", "cryptography", "pyroute2", "pyudev", "python-pkcs11"} <= pips
+
+
+def test_disk_layout(image: Path) -> None:
+    boot, root = partitions(image)
+    assert boot["type"] == "c" and boot.get("bootable")
+    assert root["type"] == "83"
+    offset = int(str(boot["start"])) * 512
+    listing = run(["mdir", "-b", "-i", f"{image}@@{offset}", "::"], 60)
+    assert listing.returncode == 0, listing.stderr
+    files = {Path(line).name for line in listing.stdout.split()}
+    assert {"config.txt", "cmdline.txt", "vmlinuz", "initrd.img", "start4.elf"} <= files
+    assert {"fixup4.dat", "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-cm4-io.dtb"} <= files
+    config = run(["mtype", "-i", f"{image}@@{offset}", "::config.txt"], 60).stdout
+    assert "arm_64bit=1" in config.splitlines()
+    cmdline = run(["mtype", "-i", f"{image}@@{offset}", "::cmdline.txt"], 60).stdout
+    assert "root=LABEL=pikeroot" in cmdline.split()
+
+
+def test_root_file_system(image: Path, tmp_path: Path) -> None:
+    _, root = partitions(image)
+    part = tmp_path / "root.ext4"
+    run(
+        [
+            "dd",
+            f"if={image}",
+            f"of={part}",
+            "bs=512",
+            f"skip={root['start']}",
+            f"count={root['size']}",
+            "conv=sparse",
+            "status=none",
+        ],
+        600,
+    )
+    label = run(["e2label", str(part)], 60).stdout.strip()
+    assert label == "pikeroot"
+
+    def cat(path: str) -> str:
+        return run(["debugfs", "-R", f"cat {path}", str(part)], 60).stdout
+
+    assert "Type=notify" in cat("/etc/systemd/system/piked.service")
+    assert "[daemon]" in cat("/etc/pike/pike.toml")
+    assert "from pike.cli.piked import main" in cat("/opt/pike/bin/piked")
+    assert "RuntimeWatchdogSec=15s" in cat("/etc/systemd/system.conf.d/pike-watchdog.conf")
+    wants = run(["debugfs", "-R", "ls /etc/systemd/system/multi-user.target.wants", str(part)], 60)
+    assert "piked.service" in wants.stdout
+    assert "ssh_host_" not in run(["debugfs", "-R", "ls /etc/ssh", str(part)], 60).stdout
+    assert cat("/etc/shadow").startswith("root:!")  # locked: no root password
+
+
+def test_boots_under_qemu(image: Path) -> None:
+    require(shutil.which("qemu-system-aarch64") is not None, "qemu-system-aarch64 missing")
+    require(shutil.which("qemu-img") is not None, "qemu-img missing (package qemu-utils)")
+    t0 = time.monotonic()
+    proc = run(["bash", str(IMAGE_DIR / "boot-test.sh"), str(image)], timeout=1200)
+    print(f"\nimage/boot-test.sh: exit {proc.returncode} in {time.monotonic() - t0:.0f}s")
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "PIKE-SELFTEST: PASS piked ready" in proc.stdout
+    assert "PIKE-SELFTEST: PASS pikectl status answered" in proc.stdout
