@@ -419,8 +419,9 @@ class Daemon:
     def _install_trap(self, a: InstallTrap) -> None:
         what = f"{a.conn}.{a.child}: trap policies (reqid {a.reqid})"
         if not self.caps.esp:
-            log.warning("%s not installed: the kernel cannot take ESP", what)
-            return
+            # The policies still go in (they need no ESP), so traffic brings IKE up on
+            # demand; the CHILD_SA is then refused like any other on this kernel.
+            log.warning("%s: this kernel has no ESP; the CHILD_SA will be refused", what)
         done: list[Any] = []
         try:
             for p in a.policies:
