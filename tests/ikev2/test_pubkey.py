@@ -9,13 +9,30 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from pike.hsm.filekey import FileKeySigner
+from pike.hsm.signer import SignatureScheme
 from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished
+from pike.ikev2.der import DerError
 from pike.ikev2.engine import Ikev2Engine
+from pike.ikev2.pubkey import (
+    HashAlg,
+    NoUsableScheme,
+    SignatureError,
+    choose_scheme,
+    decode_hash_algorithms,
+    encode_hash_algorithms,
+    sign_auth,
+    verify_auth,
+)
+from pike.ikev2.sigalg import decode_algorithm_id, encode_algorithm_id
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config
@@ -24,7 +41,7 @@ from pike.wire.constants import NotifyType
 from pike.wire.payloads import CertReqPayload, Message
 
 from .pair import Node, transfer
-from .x509gen import DAY, NOW, Issued, issue, make_ca, write
+from .x509gen import DAY, NOW, Issued, issue, make_ca, new_key, write
 
 A_ID, B_ID = "branch.example.net", "hq.example.net"
 
@@ -280,3 +297,149 @@ def test_dn_identities_and_intermediate(tmp_path: Path, caplog: pytest.LogCaptur
     assert established(a) and established(b)
     assert b.sa().remote_id == a_cert.dn and a.sa().remote_id == b_cert.dn
     assert "issued via 'CN=pike root,O=pike test,C=CH'" in caplog.text
+
+
+# -- pike.ikev2.pubkey / sigalg units --------------------------------------------------------
+
+
+OCTETS = b"signed octets of RFC 7296 section 2.15"
+ALL = frozenset(HashAlg)
+
+
+def KeySigner(kind: str) -> FileKeySigner:
+    """A FileKeySigner over a fresh key of ``kind`` (the file is gone once loaded)."""
+    key = new_key(kind)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "k.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return FileKeySigner(str(path))
+
+
+# RFC 7427 Appendix A encodings
+@pytest.mark.parametrize(
+    ("scheme", "der"),
+    [
+        (SignatureScheme.RSA_PKCS1_SHA256, "300d06092a864886f70d01010b0500"),
+        (SignatureScheme.RSA_PKCS1_SHA384, "300d06092a864886f70d01010c0500"),
+        (SignatureScheme.RSA_PKCS1_SHA512, "300d06092a864886f70d01010d0500"),
+        (SignatureScheme.ECDSA_SHA256, "300a06082a8648ce3d040302"),
+        (SignatureScheme.ECDSA_SHA384, "300a06082a8648ce3d040303"),
+        (SignatureScheme.ECDSA_SHA512, "300a06082a8648ce3d040304"),
+        (SignatureScheme.ED25519, "300506032b6570"),
+    ],
+)
+def test_algorithm_identifiers(scheme: SignatureScheme, der: str) -> None:
+    assert encode_algorithm_id(scheme).hex() == der
+    assert decode_algorithm_id(bytes.fromhex(der)).scheme is scheme
+
+
+def test_pss_parameters_roundtrip_and_defaults() -> None:
+    alg = decode_algorithm_id(encode_algorithm_id(SignatureScheme.RSA_PSS_SHA384))
+    assert (alg.scheme, alg.mgf_hash, alg.salt_length) == (
+        SignatureScheme.RSA_PSS_SHA384,
+        "sha384",
+        48,
+    )
+    # RSASSA-PSS with absent parameters means SHA-1 everywhere: refused
+    with pytest.raises(DerError, match=r"SHA-1"):
+        decode_algorithm_id(bytes.fromhex("300b06092a864886f70d01010a"))
+    with pytest.raises(DerError, match=r"SHA-1"):
+        decode_algorithm_id(bytes.fromhex("300d06092a864886f70d01010a3000"))
+
+
+@pytest.mark.parametrize(
+    "der",
+    ["", "30", "300a06082a8648ce3d0403", "300d06092a864886f70d01010b050000",
+     "300a06082a8648ce3d04030200", "3005060355040300", "300c06082a8648ce3d0403020500"],
+)  # fmt: skip
+def test_bad_algorithm_identifiers(der: str) -> None:
+    with pytest.raises(DerError):
+        decode_algorithm_id(bytes.fromhex(der))
+
+
+def test_hash_algorithms_notify() -> None:
+    assert encode_hash_algorithms() == bytes.fromhex("0002000300040005")
+    assert decode_hash_algorithms(bytes.fromhex("000100020009ff")) == {1, 2, 9}
+
+
+@pytest.mark.parametrize(
+    ("kind", "hashes_", "pss", "expected"),
+    [
+        ("rsa", None, False, (1, SignatureScheme.RSA_PKCS1_SHA1)),
+        ("ecdsa-p256", None, False, (9, SignatureScheme.ECDSA_SHA256)),
+        ("ecdsa-p384", None, False, (10, SignatureScheme.ECDSA_SHA384)),
+        ("rsa", ALL, False, (14, SignatureScheme.RSA_PKCS1_SHA256)),
+        ("rsa", ALL, True, (14, SignatureScheme.RSA_PSS_SHA256)),
+        ("rsa", frozenset({4}), False, (14, SignatureScheme.RSA_PKCS1_SHA512)),
+        ("ecdsa-p384", ALL, False, (14, SignatureScheme.ECDSA_SHA384)),
+        ("ecdsa-p256", frozenset({3}), False, (14, SignatureScheme.ECDSA_SHA384)),
+        ("ed25519", ALL, False, (14, SignatureScheme.ED25519)),
+    ],
+)
+def test_choose_scheme(kind: str, hashes_, pss: bool, expected) -> None:  # type: ignore[no-untyped-def]
+    assert choose_scheme(KeySigner(kind), hashes_, pss) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "hashes_"),
+    [("ed25519", None), ("ed25519", frozenset({2, 3})), ("rsa", frozenset({1}))],
+)
+def test_no_usable_scheme(kind: str, hashes_) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(NoUsableScheme):
+        choose_scheme(KeySigner(kind), hashes_)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "hashes_", "pss"),
+    [(k, h, p) for k in ("rsa", "ecdsa-p256", "ecdsa-p384") for h in (None, ALL)
+     for p in (False, True)] + [("ed25519", ALL, False)],
+)  # fmt: skip
+def test_sign_then_verify(kind: str, hashes_, pss: bool) -> None:  # type: ignore[no-untyped-def]
+    signer = KeySigner(kind)
+    method, data = sign_auth(signer, OCTETS, hashes_, pss)  # type: ignore[arg-type]
+    verified = verify_auth(method, data, signer.public_key(), OCTETS)
+    assert verified.method == method
+    with pytest.raises(SignatureError, match=r"does not verify|malformed"):
+        verify_auth(method, data, signer.public_key(), OCTETS + b"x")
+    other = KeySigner(kind)
+    with pytest.raises(SignatureError):
+        verify_auth(method, data, other.public_key(), OCTETS)
+
+
+def test_classic_p521_method_11() -> None:
+    key = new_key("ecdsa-p521")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    from pike.hsm.signer import ecdsa_der_to_raw
+
+    raw = ecdsa_der_to_raw(key.sign(OCTETS, ec.ECDSA(hashes.SHA512())), 66)
+    assert verify_auth(11, raw, key.public_key(), OCTETS).scheme is SignatureScheme.ECDSA_SHA512
+    with pytest.raises(SignatureError, match=r"132"):
+        verify_auth(11, raw[:-1], key.public_key(), OCTETS)
+
+
+def test_method_and_key_must_agree() -> None:
+    rsa_signer, ec_signer = KeySigner("rsa"), KeySigner("ecdsa-p256")
+    method, data = sign_auth(rsa_signer, OCTETS, None)
+    with pytest.raises(SignatureError, match=r"not RSA"):
+        verify_auth(method, data, ec_signer.public_key(), OCTETS)
+    method, data = sign_auth(ec_signer, OCTETS, None)
+    with pytest.raises(SignatureError, match=r"needs an ECDSA"):
+        verify_auth(10, data, ec_signer.public_key(), OCTETS)
+    with pytest.raises(SignatureError, match=r"not a signature method"):
+        verify_auth(2, data, ec_signer.public_key(), OCTETS)
+
+
+def test_rfc7427_sha1_refused() -> None:
+    signer = KeySigner("rsa")
+    alg = encode_algorithm_id(SignatureScheme.RSA_PKCS1_SHA1)
+    sig = signer.sign(OCTETS, SignatureScheme.RSA_PKCS1_SHA1)
+    with pytest.raises(SignatureError, match=r"SHA-1 is not accepted"):
+        verify_auth(14, bytes((len(alg),)) + alg + sig, signer.public_key(), OCTETS)
+    with pytest.raises(SignatureError, match=r"shorter than its AlgorithmIdentifier"):
+        verify_auth(14, b"\x20\x30", signer.public_key(), OCTETS)

@@ -1,0 +1,125 @@
+"""pike.hsm: the Signer protocol and the development file-key signer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from pike.hsm.filekey import FileKeySigner
+from pike.hsm.signer import (
+    SignatureScheme,
+    Signer,
+    SignerError,
+    ecdsa_der_to_raw,
+    ecdsa_raw_to_der,
+    key_type_of,
+)
+
+DATA = b"IKE_SA_INIT | Nr | prf(SK_pi, IDi)"
+
+
+def _key(kind: str):  # type: ignore[no-untyped-def]
+    return {
+        "rsa": lambda: rsa.generate_private_key(65537, 2048),
+        "ecdsa-p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "ecdsa-p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+        "ed25519": ed25519.Ed25519PrivateKey.generate,
+    }[kind]()
+
+
+def _write(tmp_path: Path, key, password: bytes | None = None) -> str:  # type: ignore[no-untyped-def]
+    enc = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    path = tmp_path / "key.pem"
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    )
+    return str(path)
+
+
+SCHEMES = {
+    "rsa": [s for s in SignatureScheme if s.family in ("rsa-pkcs1", "rsa-pss")],
+    "ecdsa-p256": [s for s in SignatureScheme if s.family == "ecdsa"],
+    "ecdsa-p384": [s for s in SignatureScheme if s.family == "ecdsa"],
+    "ed25519": [SignatureScheme.ED25519],
+}
+
+
+@pytest.mark.parametrize("kind", list(SCHEMES))
+def test_file_key_signs_every_fitting_scheme(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    key = _key(kind)
+    signer = FileKeySigner(_write(tmp_path, key))
+    assert isinstance(signer, Signer)
+    assert signer.key_type == kind
+    assert "is a file, not a token" in caplog.text
+    pub = signer.public_key()
+    for scheme in SCHEMES[kind]:
+        sig = signer.sign(DATA, scheme)
+        if kind == "ed25519":
+            pub.verify(sig, DATA)  # type: ignore[call-arg]
+        elif kind == "rsa":
+            h = scheme.hash_algorithm()
+            pad = (
+                padding.PSS(padding.MGF1(h), h.digest_size)
+                if scheme.family == "rsa-pss"
+                else padding.PKCS1v15()
+            )
+            pub.verify(sig, DATA, pad, h)  # type: ignore[call-arg,arg-type]
+        else:
+            pub.verify(sig, DATA, ec.ECDSA(scheme.hash_algorithm()))  # type: ignore[call-arg,arg-type]
+    others = [s for s in SignatureScheme if s not in SCHEMES[kind] and not s.fits(kind)]  # type: ignore[arg-type]
+    for scheme in others:
+        with pytest.raises(SignerError, match="does not fit"):
+            signer.sign(DATA, scheme)
+
+
+def test_warning_once_per_key_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "pike.hsm")
+    signer = FileKeySigner(_write(tmp_path, _key("ecdsa-p256")))
+    signer.sign(DATA, SignatureScheme.ECDSA_SHA256)
+    signer.sign(DATA, SignatureScheme.ECDSA_SHA384)
+    assert caplog.text.count("is a file, not a token") == 1
+
+
+def test_encrypted_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, _key("ecdsa-p256"), b"pw")
+    assert FileKeySigner(path, b"pw").key_type == "ecdsa-p256"
+    with pytest.raises(SignerError, match="not a usable PEM private key"):
+        FileKeySigner(path)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(SignerError, match="cannot read key file"):
+        FileKeySigner(str(tmp_path / "missing.pem"))
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(SignerError, match="not a usable PEM private key"):
+        FileKeySigner(str(junk))
+    p521 = _write(tmp_path, ec.generate_private_key(ec.SECP521R1()))
+    with pytest.raises(SignerError, match="unsupported key"):
+        FileKeySigner(p521)
+
+
+def test_ecdsa_raw_der_conversion() -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    der = key.sign(DATA, ec.ECDSA(hashes.SHA384()))
+    raw = ecdsa_der_to_raw(der, 48)
+    assert len(raw) == 96
+    assert ecdsa_raw_to_der(raw) == der
+    with pytest.raises(ValueError, match="odd"):
+        ecdsa_raw_to_der(raw[:-1])
+
+
+def test_key_type_of() -> None:
+    assert key_type_of(_key("ecdsa-p384").public_key()) == "ecdsa-p384"
+    assert key_type_of(ec.generate_private_key(ec.SECP521R1())) is None
+    assert key_type_of(object()) is None
