@@ -58,6 +58,7 @@ def _setup(
     tmp_path: Path,
     kind: str,
     classic: bool = False,
+    dn_ids: bool = False,
 ) -> tuple[PikedNode, StrongswanNode]:
     key_type = "rsa" if kind == "rsa-pss" else kind
     ca = make_ca(KINDS[kind][0], "pike interop CA")
@@ -67,9 +68,11 @@ def _setup(
     charon_files = tmp_path / "charon-creds"
     cert, key = write(charon_files, "hq", theirs)
     ca_cert, _ = write(charon_files, "ca", ca)
+    hq_id, branch_id = (theirs.dn, mine.dn) if dn_ids else (HQ, BRANCH)
     conn = _conn(
-        "192.0.2.2", "192.0.2.1", HQ, BRANCH, "10.2.0.0/24", "10.1.0.0/24", local_certs=[cert.name]
-    )
+        "192.0.2.2", "192.0.2.1", hq_id, branch_id, "10.2.0.0/24", "10.1.0.0/24",
+        local_certs=[cert.name],
+    )  # fmt: skip
     charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
     if kind == "rsa-pss":
         charon.charon_settings["rsa_pss"] = "yes"  # charon signs with PSS too
@@ -87,12 +90,13 @@ def _setup(
     # Relative names: the loader resolves them against the config file's directory.
     write(piked.dir, "branch", mine)
     write(piked.dir, "ca", ca)
-    local: dict[str, object] = {"auth": "pubkey", "id": BRANCH}
+    # With DN ids piked names none for itself: its certificate's subject is used.
+    local: dict[str, object] = {"auth": "pubkey"} if dn_ids else {"auth": "pubkey", "id": BRANCH}
     local.update(certs=["branch.pem"], key="branch.key")
     if kind == "rsa-pss":
         local["rsa_pss"] = True
     piked.extra = {
-        "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}  # type: ignore[dict-item]
+        "hq": {"local": local, "remote": {"auth": "pubkey", "id": hq_id, "cacerts": ["ca.pem"]}}  # type: ignore[dict-item]
     }
     piked.start()
     return piked, charon
@@ -154,3 +158,25 @@ def test_classic_auth_methods_with_strongswan(
     clog, plog = charon.log_text(), piked.log_text()
     assert f"authentication of '{BRANCH}' with {theirs} successful" in clog, clog[-3000:]
     assert f"authenticated peer '{HQ}' with {ours}" in plog, plog[-3000:]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("who", ["piked", "strongswan"])
+def test_distinguished_name_identities(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, who: str
+) -> None:
+    """IDs as DNs: charon encodes them (PrintableString) unlike pike's config (UTF8String)."""
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, "ecdsa-p256", dn_ids=True)
+    if who == "piked":
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq", check=False)
+    p = piked.wait_established("hq", timeout=15)
+    c = charon.wait_established("hq", timeout=15)
+    assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
+    branch_dn = "C=CH, O=pike test, CN=" + BRANCH
+    hq_dn = "C=CH, O=pike test, CN=" + HQ
+    assert f"authentication of '{branch_dn}' with ECDSA_WITH_SHA256_DER successful" in (
+        charon.log_text()
+    )
+    assert f"authenticated peer '{hq_dn}' with ECDSA_SHA256 (method 14)" in piked.log_text()
