@@ -94,10 +94,8 @@ def node(
     local, remote = ("192.0.2.1", "192.0.2.2") if a_side else ("192.0.2.2", "192.0.2.1")
     lid = (A_ID if a_side else B_ID) if local_id == "" else local_id
     rid = (B_ID if a_side else A_ID) if remote_id == "" else remote_id
-    text = conf(local, remote, lid, rid, rsa_pss=rsa_pss)
-    if not a_side:
-        text = text.replace('"10.1.0.0/24"', '"X"').replace('"10.2.0.0/24"', '"10.1.0.0/24"')
-        text = text.replace('"X"', '"10.2.0.0/24"')
+    nets = ("10.1.0.0/24", "10.2.0.0/24") if a_side else ("10.2.0.0/24", "10.1.0.0/24")
+    text = conf(local, remote, lid, rid, rsa_pss=rsa_pss, local_ts=nets[0], remote_ts=nets[1])
     path = d / "pike.toml"
     path.write_text(text)
     return Node(engine_from(path, seed))
