@@ -202,3 +202,30 @@ def test_piked_missing_config(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr == f"{tmp_path / 'x.toml'}: cannot read: No such file or directory\n"
+
+
+def test_piked_unparsable_key_exits_2_before_starting(tmp_path: Path) -> None:
+    """A key file that exists but is not a key stops piked at start, not at IKE_AUTH."""
+    sock = tmp_path / "run" / "pike.sock"
+    (tmp_path / "gw.key").write_text("not a key\n")
+    (tmp_path / "gw.crt").write_text("not a certificate\n")
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    text = EXAMPLE.replace("/run/pike/pike.sock", str(sock))
+    text = text.replace(
+        'local = { auth = "psk", id = "branch1.example.net" }',
+        'local = { auth = "pubkey", id = "branch1.example.net", certs = ["gw.crt"], key = "gw.key" }',
+    ).replace(
+        'remote = { auth = "psk", id = "hq.example.net" }',
+        'remote = { auth = "pubkey", id = "hq.example.net", cacerts = ["ca.crt"] }',
+    )
+    cfg = tmp_path / "pike.toml"
+    cfg.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pike.cli.piked", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "hq:" in proc.stderr and "gw.crt" in proc.stderr
+    assert not sock.parent.exists()

@@ -20,6 +20,7 @@ from typing import Any
 
 from pike.cli.sa_text import format_list_sas, format_status
 from pike.daemon.control import request
+from pike.ikev2.credentials import STORE
 from pike.policy.loader import ConfigError, load_config
 
 DEFAULT_SOCKET = "/run/pike/pike.sock"
@@ -74,6 +75,12 @@ def _check_config(path: str) -> int:
         cfg = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_ERROR
+    # Certificates and keys must parse too, or piked would refuse to start.
+    problems = STORE.preload(cfg)
+    for line in problems:
+        print(f"{path}: {line}", file=sys.stderr)
+    if problems:
         return EXIT_ERROR
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")

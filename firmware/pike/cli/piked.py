@@ -14,6 +14,7 @@ import sys
 
 from pike.cli.logsetup import LEVELS, setup_logging
 from pike.daemon.runtime import Daemon, Engine, SpiAlloc
+from pike.ikev2.credentials import STORE
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    # Unreadable certificates or keys stop us here rather than at the first IKE_AUTH.
+    problems = STORE.preload(config)
+    for line in problems:
+        print(f"{args.config}: {line}", file=sys.stderr)
+    if problems:
         return 2
     setup_logging(args.log_level or config.daemon.log_level)
     daemon = Daemon(config, _kernel(), _engine)
