@@ -213,7 +213,8 @@ def test_piked_unparsable_key_exits_2_before_starting(tmp_path: Path) -> None:
     text = EXAMPLE.replace("/run/pike/pike.sock", str(sock))
     text = text.replace(
         'local = { auth = "psk", id = "branch1.example.net" }',
-        'local = { auth = "pubkey", id = "branch1.example.net", certs = ["gw.crt"], key = "gw.key" }',
+        'local = { auth = "pubkey", id = "branch1.example.net", '
+        'certs = ["gw.crt"], key = "gw.key" }',
     ).replace(
         'remote = { auth = "psk", id = "hq.example.net" }',
         'remote = { auth = "pubkey", id = "hq.example.net", cacerts = ["ca.crt"] }',
