@@ -1,7 +1,7 @@
 """ESP data plane through piked's SAs (issue 2, item 7): gateways with LANs behind them.
 
   lefthost .2 -- 10.1.0.1 left 192.0.2.1 == wan0 == 192.0.2.2 right 10.2.0.1 -- righthost .2
-                                  piked                   strongSwan (kernel-netlink) or piked
+                         (piked)                    (strongSwan with kernel-netlink, or piked)
 
 Each test brings the tunnel up (piked as initiator and as responder, per ESP proposal),
 sends 3 pings each way (both directions initiated) and one UDP datagram each way between
@@ -234,19 +234,25 @@ def test_two_piked_dataplane(esp_gw: Gateways, make_piked: MakePiked, esp: str) 
     report_timings(left, right)
 
 
+@pytest.mark.parametrize("encap_side", ["piked", "strongswan"])
 def test_piked_strongswan_dataplane_udp_encapsulated(
-    esp_gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked
+    esp_gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked, encap_side: str
 ) -> None:
-    """``encap = true`` on piked (fakes NAT detection): ESP in UDP 4500 both ways."""
-    charon = make_charon(
-        esp_gw.right, "charon", conn("right", "aes128gcm16"), SECRET, libipsec=False
-    )
-    piked = make_piked(esp_gw.left, "piked", conn("left", "aes128gcm16", encap=True), SECRET)
+    """``encap = true`` (fakes NAT detection) on the initiator, piked or charon: ESP in UDP
+    4500 both ways; piked's NAT-T socket hands ESP-in-UDP to the kernel."""
+    esp = "aes128gcm16"
+    on_piked = encap_side == "piked"
+    charon_conn = conn("right", esp, encap=not on_piked)
+    charon = make_charon(esp_gw.right, "charon", charon_conn, SECRET, libipsec=False)
+    piked = make_piked(esp_gw.left, "piked", conn("left", esp, encap=on_piked), SECRET)
     piked.poll_via_socket = True
-    piked.initiate("hq")
+    if on_piked:
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq")
     p = piked.wait_established("hq", timeout=30, child="lan")
     charon.wait_established("hq", timeout=30, child="lan")
-    assert p.remote_port == 4500, p
+    assert p.remote_port == 4500 and p.local_port == 4500, p
     states = esp_gw.left.run(["ip", "xfrm", "state"]).stdout
     assert states.count("encap type espinudp sport 4500 dport 4500") == 2, states
     before = counters_of(piked_child(piked, cli=False))
