@@ -207,6 +207,48 @@ class Ikev2Engine:
             sa.tasks.queue(ChildCreate(sa, True, child_cfg))
         sa.tasks.initiate(now)
 
+    def reload(self, config: Config, now: float) -> dict[str, list[str]]:
+        """Apply a new config: unchanged connections keep their SAs untouched, changed or
+        removed ones are torn down, and changed or new ones with start_action=start come
+        up again. Returns the names by what happened to them."""
+        old = self.ctx.config
+        kept, changed, removed, added = [], [], [], []
+        for name, conn in old.connections.items():
+            new = config.connections.get(name)
+            if new is None:
+                removed.append(name)
+            elif new == conn and _secrets_for(old, conn) == _secrets_for(config, new):
+                kept.append(name)
+            else:
+                changed.append(name)
+        added = [n for n in config.connections if n not in old.connections]
+        for name in removed + changed:
+            self.terminate(name, now)
+        self.ctx.config = config
+        for sa in self.sas.values():
+            if sa.conn is not None and sa.conn.name in kept:
+                sa.conn = config.connections[sa.conn.name]  # equal value, new object
+        for key in [k for k in self.traps if k[0] in removed + changed]:
+            del self.traps[key]
+        for name in changed + added:
+            conn = config.connections[name]
+            if conn.version != 2:
+                continue
+            for child in conn.children:
+                if child.start_action == "trap":
+                    self._install_trap(conn, child.name, self.ctx.reqid(), None)
+            starts = [c.name for c in conn.children if c.start_action == "start"]
+            if starts:
+                self.initiate(name, now, starts[0])
+        log.info(
+            "reloaded: %d unchanged, %d changed, %d removed, %d added",
+            len(kept),
+            len(changed),
+            len(removed),
+            len(added),
+        )
+        return {"unchanged": kept, "changed": changed, "removed": removed, "added": added}
+
     def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
         """Rekey a CHILD_SA (``child`` given) or the IKE SA of a connection now."""
         conn = self.config.connections[conn_name]
@@ -642,6 +684,13 @@ def _notify_data(e: MalformedMessage) -> bytes:
     if e.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and e.detail.isdigit():
         return bytes((int(e.detail) & 0xFF,))
     return b""
+
+
+def _secrets_for(config: Config, conn: ConnectionConfig) -> bytes | None:
+    """The PSK a connection would use: a changed key is a changed connection."""
+    local = conn.local.id.text if conn.local.id else (conn.local_addrs or ("",))[0]
+    remote = conn.remote.id.text if conn.remote.id else (conn.remote_addrs or ("",))[0]
+    return config.psk_for(local, remote)
 
 
 def _addr_in(addr: str, configured: tuple[str, ...]) -> bool:

@@ -76,7 +76,7 @@ class ConnectionConfig:
     reauth_time: int = 0
     aggressive: bool = False
     # Set from the [connections.X] table's TOML line for diagnostics.
-    source_line: int | None = None
+    source_line: int | None = field(default=None, compare=False)
 
     def child(self, name: str) -> ChildConfig | None:
         for c in self.children:
