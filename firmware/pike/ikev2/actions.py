@@ -73,6 +73,8 @@ class IkeSaEstablished:
     unique_id: int
     spi_i: bytes
     spi_r: bytes
+    handshake_seconds: float = 0.0  # first IKE_SA_INIT to established (0 for a rekey)
+    rekey: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +159,6 @@ class IkeSaInfo:
     nat_local: bool
     nat_remote: bool
     children: tuple[ChildSaInfo, ...]
+    last_inbound: float | None = None  # engine clock: last authenticated IKE message
+    dpd_outstanding: bool = False  # a liveness check awaits its answer
+    keepalive_at: float | None = None  # engine clock: next NAT-T keepalive

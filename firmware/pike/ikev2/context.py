@@ -29,18 +29,50 @@ DELETE_TIMEOUT = 5.0  # grace for a DELETING SA whose peer does not answer
 
 
 @dataclass
-class Counters:
-    """Counts the daemon exports; keys are stable reason labels."""
+class ConnCounters:
+    """What happened on one connection (metrics labels are connection names)."""
 
-    dropped: dict[str, int] = field(default_factory=dict)
-    retransmits: int = 0
+    ike_rekeys: int = 0
+    child_rekeys: int = 0
     dpd_probes: int = 0
+    dpd_failures: int = 0
     keepalives: int = 0
-    messages_in: dict[str, int] = field(default_factory=dict)
+    retransmits: int = 0
+    messages_in: dict[str, int] = field(default_factory=dict)  # by exchange name
     messages_out: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Counters:
+    """Counts the daemon exports; keys are stable labels, never SPIs."""
+
+    dropped: dict[str, int] = field(default_factory=dict)  # by reason
+    per_conn: dict[str, ConnCounters] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def conn(self, name: str) -> ConnCounters:
+        c = self.per_conn.get(name)
+        if c is None:
+            c = self.per_conn[name] = ConnCounters()
+        return c
+
+    def total(self, what: str) -> int:
+        return sum(int(getattr(c, what)) for c in self.per_conn.values())
+
+    # Totals over all connections (older callers and tests).
+    @property
+    def retransmits(self) -> int:
+        return self.total("retransmits")
+
+    @property
+    def dpd_probes(self) -> int:
+        return self.total("dpd_probes")
+
+    @property
+    def keepalives(self) -> int:
+        return self.total("keepalives")
 
 
 @dataclass

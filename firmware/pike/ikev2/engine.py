@@ -365,7 +365,7 @@ class Ikev2Engine:
 
     def _keepalive(self, sa: IkeSa, now: float) -> None:
         """Behind a NAT we keep its mapping open (RFC 3948 §2.3, strongSwan: 20 s)."""
-        self.ctx.counters.keepalives += 1
+        self.ctx.counters.conn(sa.name).keepalives += 1
         self.ctx.emit(SendKeepalive(sa.local, sa.remote))
         sa.keepalive_at = now + self.config.daemon.keepalive
 
@@ -386,7 +386,7 @@ class Ikev2Engine:
             "%s: no traffic for %ss, sending DPD", sa.tag(), sa.conn.dpd_delay if sa.conn else "?"
         )
         sa.dpd_outstanding = True
-        self.ctx.counters.dpd_probes += 1
+        self.ctx.counters.conn(sa.name).dpd_probes += 1
         sa.tasks.queue(Informational(sa, True))
 
     # -- datagrams -----------------------------------------------------------------------
@@ -633,12 +633,10 @@ class Ikev2Engine:
             if sa.state == IkeState.DESTROYED:
                 del self.sas[spi]
                 conn = sa.conn
-                if (
-                    conn is not None
-                    and sa.established_at is not None
-                    and sa.delete_reason == "retransmit_timeout"
-                    and conn.dpd_action == "restart"
-                ):
+                dead = sa.established_at is not None and sa.delete_reason == "retransmit_timeout"
+                if conn is not None and dead and sa.dpd_outstanding:
+                    self.ctx.counters.conn(conn.name).dpd_failures += 1
+                if conn is not None and dead and conn.dpd_action == "restart":
                     restart.append(conn.name)
             elif sa.state == IkeState.ESTABLISHED and not sa.scheduled:
                 sa.scheduled = True

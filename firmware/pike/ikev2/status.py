@@ -44,4 +44,7 @@ def sa_info(sa: IkeSa) -> IkeSaInfo:
         nat_local=sa.nat_local,
         nat_remote=sa.nat_remote,
         children=tuple(child_info(c) for c in sa.children),
+        last_inbound=sa.last_inbound if sa.established_at is not None else None,
+        dpd_outstanding=sa.dpd_outstanding,
+        keepalive_at=sa.keepalive_at,
     )

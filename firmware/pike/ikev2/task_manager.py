@@ -123,7 +123,7 @@ class TaskManager:
             self.sa.fail("retransmit_timeout", now)
             return
         self.retransmits += 1
-        self.sa.ctx.counters.retransmits += 1
+        self.sa.ctx.counters.conn(self.sa.name).retransmits += 1
         self.deadline = now + self._timeout(self.retransmits)
         log.info(
             "%s: retransmit %d of %s request %d",
@@ -195,7 +195,7 @@ class TaskManager:
             describe_payloads(msg.payloads),
         )
         key = exchange_name(msg.exchange)
-        c = self.sa.ctx.counters.messages_in
+        c = self.sa.ctx.counters.conn(self.sa.name).messages_in
         c[key] = c.get(key, 0) + 1
 
     def _log_out(self, msg: Message, fragments: int = 1) -> None:
@@ -210,5 +210,5 @@ class TaskManager:
             f" in {fragments} fragments" if fragments > 1 else "",
         )
         key = exchange_name(msg.exchange)
-        c = self.sa.ctx.counters.messages_out
+        c = self.sa.ctx.counters.conn(self.sa.name).messages_out
         c[key] = c.get(key, 0) + 1

@@ -427,6 +427,8 @@ class ChildCreate(Task):
             _fmt(child.local_ts),
             _fmt(child.remote_ts),
         )
+        if self.rekey is not None:
+            sa.ctx.counters.conn(sa.name).child_rekeys += 1
         sa.ctx.emit(ChildSaEstablished(sa.name, child.name, child.unique_id))
 
     def _failed(self, why: str) -> None:

@@ -298,4 +298,5 @@ class IkeAuth(Task):
             sa.remote[0],
             sa.peer_id,
         )
-        sa.ctx.emit(IkeSaEstablished(sa.name, sa.unique_id, sa.spi_i, sa.spi_r))
+        took = max(now - sa.created_at, 0.0)
+        sa.ctx.emit(IkeSaEstablished(sa.name, sa.unique_id, sa.spi_i, sa.spi_r, took))

@@ -194,4 +194,5 @@ class IkeRekey(Task):
         old.set_state(IkeState.REKEYED)
         old.ctx.adopt(new)
         log.info("%s: IKE_SA rekeyed, successor %s", old.tag(), new.tag())
-        old.ctx.emit(IkeSaEstablished(new.name, new.unique_id, new.spi_i, new.spi_r))
+        old.ctx.counters.conn(old.name).ike_rekeys += 1
+        old.ctx.emit(IkeSaEstablished(new.name, new.unique_id, new.spi_i, new.spi_r, rekey=True))
