@@ -49,6 +49,7 @@ class FakeKernel:
     def __init__(self, *, spi_fails: bool = False, last_use: float | None = None) -> None:
         self.spi_fails = spi_fails
         self.last_use = last_use
+        self.packets = 1
         self.policies: list[PolicySpec] = []
         self.queries: list[tuple[IPAddress, int]] = []
         self.events: deque[KernelEvent] = deque()
@@ -76,7 +77,7 @@ class FakeKernel:
 
     def query_sa(self, dst: IPAddress, spi: int) -> SaCounters:
         self.queries.append((dst, spi))
-        return SaCounters(bytes=10, packets=1, last_use=self.last_use)
+        return SaCounters(bytes=10 * self.packets, packets=self.packets, last_use=self.last_use)
 
     def add_policy(self, p: PolicySpec) -> None:
         self.policies.append(p)
@@ -248,7 +249,8 @@ def test_trap_policies_installed_and_events_reach_engine(tmp_path: Path) -> None
 
 
 def test_esp_activity_on_the_engine_clock(tmp_path: Path) -> None:
-    """query_sa's wall-clock last use, moved onto loop.time() for the engine's DPD."""
+    """query_sa's wall-clock last use moved onto loop.time(), or the time the inbound
+    packet counter was seen growing, for the engine's DPD."""
     kernel = FakeKernel(last_use=time.time() - 5.0)
     daemon, engines, _natt = _daemon(tmp_path, kernel)
     spec = SaSpec(
@@ -264,18 +266,25 @@ def test_esp_activity_on_the_engine_clock(tmp_path: Path) -> None:
         integ_key=b"",
     )
 
-    async def body() -> tuple[float | None, float, float | None]:
+    async def body() -> list[tuple[float | None, float]]:
         probe = engines[0].ctx.esp_activity
         assert probe is not None
-        seen = probe(spec)
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        out = [(probe(spec), loop.time())]  # the kernel's last use, 5 s ago
         kernel.last_use = None
-        return seen, now, probe(spec)
+        out.append((probe(spec), loop.time()))  # no last use, counter unchanged: unknown
+        await asyncio.sleep(0.2)
+        kernel.packets += 3  # inbound SAs: Linux keeps the first use; the counter moves
+        out.append((probe(spec), loop.time()))
+        await asyncio.sleep(0.2)
+        out.append((probe(spec), loop.time()))  # no news since: the time it last grew
+        return out
 
-    seen, now, never = _run(daemon, body)
-    assert seen is not None and abs((now - seen) - 5.0) < 0.5
+    (seen, t0), (never, _), (grew, t2), (kept, _) = _run(daemon, body)
+    assert seen is not None and abs((t0 - seen) - 5.0) < 0.5
     assert never is None
-    assert kernel.queries == [(spec.dst, spec.spi)] * 2
+    assert grew is not None and abs(grew - t2) < 0.05 and kept == grew
+    assert kernel.queries == [(spec.dst, spec.spi)] * 4
 
 
 def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> None:

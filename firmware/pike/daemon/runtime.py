@@ -123,6 +123,8 @@ class Daemon:
         self._ike_spis: dict[int, tuple[bytes, bytes]] = {}  # unique id -> SPIs, for logs
         self._child_spis: dict[int, tuple[int, int]] = {}
         self._events_fd: int | None = None
+        # inbound SA -> (packets at the last query, loop time the count last grew)
+        self._esp_seen: dict[tuple[IPAddress, int], tuple[int, float | None]] = {}
         self._spi_fallback_logged = False
         self.ready = asyncio.Event()  # set once sockets and control socket are up
 
@@ -167,17 +169,29 @@ class Daemon:
         return alloc
 
     def _esp_activity(self, spec: SaSpec) -> float | None:
-        """The kernel's last use of ``spec`` (wall clock, whole seconds) on the loop's
-        clock, for DPD; None when unknown or never used."""
+        """When ESP last arrived on ``spec``, on the loop's clock, for DPD; None when
+        unknown or never used.
+
+        The kernel's last use (wall clock, whole seconds) is converted; but Linux moves an
+        SA's last-use time on output only (inbound SAs keep their first use), so a packet
+        counter that grew since the previous query counts as use now."""
         if not self.caps.esp or self._loop is None:
             return None
         try:
-            last = self.kernel.query_sa(spec.dst, spec.spi).last_use
+            c = self.kernel.query_sa(spec.dst, spec.spi)
         except KernelError:
             return None
-        if last is None:
-            return None
-        return self._loop.time() - max(0.0, time.time() - last)
+        now = self._loop.time()
+        seen = None if c.last_use is None else now - max(0.0, time.time() - c.last_use)
+        key = (spec.dst, spec.spi)
+        prev = self._esp_seen.get(key)
+        grew = prev[1] if prev is not None else None
+        if prev is not None and c.packets > prev[0]:
+            grew = now
+        self._esp_seen[key] = (c.packets, grew)
+        if grew is not None and (seen is None or grew > seen):
+            return grew
+        return seen
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or ``request_stop``); the process exit status."""
@@ -414,6 +428,8 @@ class Daemon:
             self.engine.child_install_failed(a.unique_id, str(exc), self._now())
             return
         self._child_spis[a.unique_id] = (a.inbound.spi, a.outbound.spi)
+        # DPD baseline: any inbound packet counted later is ESP activity.
+        self._esp_seen[(a.inbound.dst, a.inbound.spi)] = (0, None)
         log.info("%s: installed in the kernel (%s)", what, a.inbound.mode)
 
     def _install_trap(self, a: InstallTrap) -> None:
@@ -437,6 +453,7 @@ class Daemon:
 
     def _delete(self, a: DeleteChildSa) -> None:
         self._child_spis.pop(a.unique_id, None)
+        self._esp_seen.pop((a.inbound.dst, a.inbound.spi), None)
         what = (
             f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
             f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
