@@ -98,7 +98,8 @@ class Secret:
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     control_socket: str = "/run/pike/pike.sock"
-    metrics_listen: str = ""
+    metrics_listen: str = ""  # "HOST:PORT" of the Prometheus endpoint; "" disables it
+    save_keys_dir: str = ""  # Wireshark key tables (debugging only); "" disables it
     ike_port: int = 500
     natt_port: int = 4500
     retransmit_timeout: float = 4.0  # strongSwan's defaults

@@ -98,7 +98,8 @@ def _daemon(t: Table) -> DaemonConfig:
         raise t.error("control_socket", "must not be empty")
     cfg = DaemonConfig(
         control_socket=sock,
-        metrics_listen=t.typed("metrics_listen", str, ""),
+        metrics_listen=t.convert("metrics_listen", _listen_address, ""),
+        save_keys_dir=t.typed("save_keys_dir", str, ""),
         ike_port=t.integer("ike_port", 500, 1, 65535),
         natt_port=t.integer("natt_port", 4500, 1, 65535),
         retransmit_timeout=t.convert("retransmit_timeout", _positive_duration, 4.0),
@@ -114,6 +115,27 @@ def _daemon(t: Table) -> DaemonConfig:
         raise t.error("natt_port", f"must differ from ike_port ({cfg.ike_port})")
     t.finish()
     return cfg
+
+
+def _listen_address(value: object) -> str:
+    """``metrics_listen``: ``HOST:PORT`` (``[v6]:PORT`` for IPv6), or "" (disabled)."""
+    if not isinstance(value, str):
+        raise ValueError(f'expected a string like "127.0.0.1:9447", got {value!r}')
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT with a port 1-65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, as [::1]:9447")
+    if host:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IP address") from None
+    return value
 
 
 def _positive_duration(value: object) -> float:
