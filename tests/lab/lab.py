@@ -175,7 +175,7 @@ def _exercise(la, gw, piked, charon, lhost, rhost, left_ip, right_ip, keep) -> i
         heading("--keep: the lab stays up; Ctrl-C tears it down")
         for ns in la.namespaces:
             say(f"   ip netns exec {ns.name} ...")
-        say(f"   pikectl --socket {piked.socket_path} list-sas")
+        say(f"   {REPO}/.venv/bin/pikectl --socket {piked.socket_path} list-sas")
         signal.pause()
     return 0
 
