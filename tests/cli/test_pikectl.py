@@ -230,3 +230,30 @@ def test_piked_unparsable_key_exits_2_before_starting(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "hq:" in proc.stderr and "gw.crt" in proc.stderr
     assert not sock.parent.exists()
+
+
+def test_rekey_targets_and_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rekey CONN[.CHILD]...``: one request per target (child only when given), the
+    worst status wins, an unreachable daemon stops at once with 2."""
+    sent: list[tuple[str, dict[str, object]]] = []
+
+    def fake(sock: str, cmd: str, args: dict[str, object]) -> dict[str, object]:
+        sent.append((cmd, args))
+        if args["conn"] == "down":
+            raise ConnectionRefusedError(111, "Connection refused")
+        if args["conn"] == "bad":
+            return {"ok": False, "error": "no connection named 'bad'"}
+        return {"ok": True, "result": args}
+
+    monkeypatch.setattr(pikectl, "request", fake)
+    sock = str(tmp_path / "s")
+    assert pikectl.main(["--socket", sock, "rekey", "hq", "hq.lan"]) == 0
+    assert sent == [("rekey", {"conn": "hq"}), ("rekey", {"conn": "hq", "child": "lan"})]
+    assert capsys.readouterr().out == "rekeying hq\nrekeying hq.lan\n"
+    assert pikectl.main(["--socket", sock, "rekey", "bad", "hq"]) == 1
+    assert "pikectl: rekey: no connection named 'bad'" in capsys.readouterr().err
+    sent.clear()
+    assert pikectl.main(["--socket", sock, "rekey", "down", "hq"]) == 2
+    assert sent == [("rekey", {"conn": "down"})]
