@@ -17,7 +17,9 @@
 # Cache (apt .debs and wheels): $PIKE_IMAGE_CACHE, default /var/cache/pike-image; a second
 # build downloads nothing. PIKE_IMAGE_KEEP=1 keeps image/out/work (the rootfs tree).
 # PIKE_IMAGE_MIRROR overrides the Debian mirror. SOURCE_DATE_EPOCH (default: the last
-# commit's time) fixes file times and the file system UUIDs.
+# commit's time) fixes file times and the file system UUIDs. pike itself is built from the
+# checked-out commit (git archive HEAD), not from uncommitted changes, unless
+# PIKE_IMAGE_SOURCE=worktree.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,6 +48,19 @@ NAME=pike-$VERSION-arm64
 WORK=$OUT/work
 ROOTFS=$WORK/rootfs
 
+# One build at a time per output directory: two would share (and delete) one work tree.
+mkdir -p "$OUT"
+exec 9>"$OUT/.build.lock"
+flock -n 9 || die "another image build is running on $OUT (lock $OUT/.build.lock)"
+
+# Remove a work tree without ever following a mount out of it (an interrupted mmdebstrap
+# can leave /proc, /sys, /dev mounted in the root file system).
+clean_work() {
+  [[ -d $WORK ]] || return 0
+  findmnt -rn -o TARGET | grep -F "$WORK/" | sort -r | while read -r m; do umount -l "$m" || true; done
+  rm -rf --one-file-system "$WORK"
+}
+
 # -- host tools -----------------------------------------------------------------------------
 step "host tools"
 missing=()
@@ -73,7 +88,7 @@ fi
 # -- pike's wheel and its arm64 dependencies -------------------------------------------------
 step "wheels"
 mkdir -p "$CACHE/apt" "$CACHE/wheels" "$OUT"
-rm -rf "$WORK"
+clean_work
 mkdir -p "$WORK/wheels"
 PY=$ROOT/.venv/bin/python
 if [[ ! -x $PY ]]; then
@@ -81,7 +96,14 @@ if [[ ! -x $PY ]]; then
   PY=$CACHE/hostvenv/bin/python
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
-"$PY" -m pip wheel -q --no-deps -w "$WORK/wheels" "$ROOT"
+SRC=$ROOT
+if [[ ${PIKE_IMAGE_SOURCE:-head} != worktree ]] && git -C "$ROOT" rev-parse --verify -q HEAD >/dev/null; then
+  SRC=$WORK/src
+  mkdir -p "$SRC"
+  git -C "$ROOT" archive --format=tar HEAD | tar -C "$SRC" -xf -
+  echo "    pike from commit $(git -C "$ROOT" rev-parse --short HEAD)"
+fi
+"$PY" -m pip wheel -q --no-deps -w "$WORK/wheels" "$SRC"
 # Binary wheels for the target only (never built here): manylinux aarch64, CPython 3.11.
 "$PY" -m pip download -q --only-binary=:all: --dest "$CACHE/wheels" \
   --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 \
@@ -96,7 +118,7 @@ include=$(IFS=,; echo "${PACKAGES[*]}")
 SITE=/opt/pike/lib/python$PYVER/site-packages
 
 # The hooks (image/hooks/*.sh) run with the chroot as $1 and these in the environment.
-export HERE ROOT WORK CACHE SITE PY PYVER
+export HERE ROOT SRC WORK CACHE SITE PY PYVER
 
 mmdebstrap --mode=root --arch=arm64 --variant=apt --components=main,non-free-firmware \
   --aptopt='Acquire::Retries "3"' \
@@ -113,6 +135,14 @@ mmdebstrap --mode=root --arch=arm64 --variant=apt --components=main,non-free-fir
   "$SUITE" "$ROOTFS" "$MIRROR"
 rm -f "$CACHE/apt/lock"
 rm -rf "$CACHE/apt/partial"
+
+# -- units -------------------------------------------------------------------------------------
+step "systemd-analyze verify"
+units=()
+for u in "$HERE"/rootfs/etc/systemd/system/*.service; do units+=("/etc/systemd/system/$(basename "$u")"); done
+# verify exits 0 on unknown keys and bad values: any output at all fails the build.
+verify=$(systemd-analyze verify --root="$ROOTFS" "${units[@]}" 2>&1) || true
+[[ -z $verify ]] || die "systemd-analyze verify: $verify"
 
 # -- SBOM ---------------------------------------------------------------------------------------
 step "SBOM"
@@ -178,7 +208,7 @@ dd if="$WORK/boot.vfat" of="$IMG" bs=1M seek=4 conv=notrunc,sparse status=none
 dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$((root_start / 2048)) conv=notrunc,sparse status=none
 (cd "$OUT" && sha256sum "$NAME.img" "$NAME.sbom.txt" >"$NAME.sha256")
 
-[[ -n ${PIKE_IMAGE_KEEP:-} ]] || rm -rf "$WORK"
+[[ -n ${PIKE_IMAGE_KEEP:-} ]] || clean_work
 step "done"
 ls -l "$IMG" "$OUT/$NAME.sbom.txt"
 printf 'image: %s (%d MiB, %d MiB allocated), %d Debian packages, built in %ds\n' \

@@ -23,7 +23,7 @@ for tool in piked pikectl; do
   chmod 755 "$r/opt/pike/bin/$tool"
 done
 "$PY" -m compileall -q -j0 --invalidation-mode unchecked-hash "$r$SITE" >/dev/null
-cp "$ROOT/README.md" "$r/opt/pike/README.md"
+cp "${SRC:-$ROOT}/README.md" "$r/opt/pike/README.md"
 ln -sf /opt/pike/bin/pikectl "$r/usr/local/sbin/pikectl"
 
 chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service \
