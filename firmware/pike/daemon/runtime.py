@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from pike.daemon.control import ControlError, ControlServer
 from pike.daemon.notify import SystemdNotifier
+from pike.daemon.ops import Ops
 from pike.daemon.sa_view import list_sas_json
 from pike.daemon.sockets import IkeSockets
 from pike.ikev2.actions import (
@@ -127,6 +128,8 @@ class Daemon:
         self._esp_seen: dict[tuple[IPAddress, int], tuple[int, float | None]] = {}
         self._spi_fallback_logged = False
         self.ready = asyncio.Event()  # set once sockets and control socket are up
+        # Metrics, reload, list-conns, key export (sees every action before _do acts).
+        self.ops = Ops(self, self._now, self._pump)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -216,6 +219,8 @@ class Daemon:
             return 1
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.ops.sighup)
+        await self.ops.start(_version())
         self._listen_kernel_events(loop)
         log.info(
             "piked %s started: IKE on UDP %d/%d, control socket %s, %d connection(s)",
@@ -233,7 +238,7 @@ class Daemon:
         await self._stop.wait()
         watchdog.cancel()
         await self._shutdown()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         return 0
 
@@ -268,6 +273,7 @@ class Daemon:
             self._events_fd = None
         if self._control is not None:
             await self._control.close()
+        await self.ops.close()
         if self._sockets is not None:
             self._sockets.close()
         try:
@@ -370,6 +376,7 @@ class Daemon:
     def _do(self, a: Action) -> None:
         # The engine logs its own events (tagged with SPIs); these lines add what only the
         # runtime knows (kernel results) and repeat events at debug level.
+        self.ops.observe(a)  # metrics and key export first: DeleteChildSa's final counts
         if isinstance(a, SendDatagram):
             if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
                 self.stats["datagrams_out"] += 1
@@ -481,6 +488,7 @@ class Daemon:
             "initiate": self.cmd_initiate,
             "terminate": self.cmd_terminate,
             "rekey": self.cmd_rekey,
+            **self.ops.handlers(),  # reload, list-conns
         }
 
     def _counters(self, spec: SaSpec) -> SaCounters | None:

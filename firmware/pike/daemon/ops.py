@@ -1,0 +1,250 @@
+"""Operations beside the protocol: metrics endpoint, config reload, list-conns, key export.
+
+The runtime (``pike.daemon.runtime.Daemon``) owns one ``Ops``; it hands every engine action
+to ``observe`` before acting on it, starts and closes it with the sockets, and merges its
+control commands (``reload``, ``list-conns``) into the control socket's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from prometheus_client.registry import CollectorRegistry
+
+from pike.crypto.proposal import format_proposal
+from pike.daemon.control import ControlError
+from pike.daemon.keyexport import KeyExport
+from pike.ikev2.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
+from pike.ikev2.context import Counters
+from pike.metrics.collector import PikeCollector, Sources
+from pike.metrics.recorder import Recorder
+from pike.metrics.server import MetricsServer
+from pike.policy.config import Config, DaemonConfig
+from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
+from pike.policy.loader import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from pike.kernel.interface import KernelIpsec
+
+log = logging.getLogger("pike.daemon")
+
+# [daemon] keys a reload cannot apply to a running daemon (sockets are open).
+RELOAD_KEYS = ("unchanged", "changed", "removed", "added")
+RESTART_KEYS = ("control_socket", "ike_port", "natt_port", "metrics_listen")
+
+
+class _Ctx(Protocol):
+    counters: Counters
+
+
+class _Engine(Protocol):
+    """What Ops needs of the engine beyond the runtime's ``Engine`` protocol."""
+
+    @property
+    def ctx(self) -> _Ctx: ...
+
+    def list_sas(self) -> list[IkeSaInfo]: ...
+    def reload(self, config: Config, now: float) -> dict[str, list[str]]: ...
+
+
+class _Daemon(Protocol):
+    config: Config
+    kernel: KernelIpsec
+    caps: KernelCaps
+
+    @property
+    def engine(self) -> Any: ...
+
+
+class Ops:
+    def __init__(self, daemon: _Daemon, now: Callable[[], float], pump: Callable[[], None]):
+        self.daemon = daemon
+        self._now = now
+        self._pump = pump
+        self.recorder = Recorder(self.query)
+        self.metrics: MetricsServer | None = None
+        self._keys: KeyExport | None = None
+        self._started_wall = time.time()
+
+    @property
+    def engine(self) -> _Engine:
+        return cast(_Engine, self.daemon.engine)
+
+    def query(self, spec: SaSpec) -> SaCounters | None:
+        from pike.kernel.interface import KernelError
+
+        if not self.daemon.caps.esp:
+            return None
+        try:
+            return self.daemon.kernel.query_sa(spec.dst, spec.spi)
+        except KernelError:
+            return None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def registry(self, version: str) -> CollectorRegistry:
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(
+            PikeCollector(
+                Sources(
+                    config=lambda: self.daemon.config,
+                    sas=lambda: self.engine.list_sas(),
+                    counters=lambda: getattr(self.engine.ctx, "counters", None),
+                    now=self._now,
+                    wall=time.time,
+                    esp=lambda: self.daemon.caps.esp,
+                    recorder=self.recorder,
+                    version=version,
+                    started_wall=self._started_wall,
+                )
+            )
+        )
+        return reg
+
+    async def start(self, version: str) -> None:
+        """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
+        self._started_wall = time.time()
+        self._configure_keys(self.daemon.config.daemon)
+        listen = self.daemon.config.daemon.metrics_listen
+        if not listen:
+            return
+        server = MetricsServer(self.registry(version), listen)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("metrics endpoint %s: %s (metrics disabled)", listen, exc)
+            return
+        self.metrics = server
+
+    async def close(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.close()
+            self.metrics = None
+
+    def _configure_keys(self, d: DaemonConfig) -> None:
+        self._keys = KeyExport(d.save_keys_dir) if d.save_keys_dir else None
+
+    # -- engine actions --------------------------------------------------------------------
+
+    def observe(self, a: Action) -> None:
+        """Called with every engine action before the runtime acts on it."""
+        try:
+            self.recorder.observe(a)
+            if self._keys is not None:
+                if isinstance(a, IkeSaEstablished):
+                    self._export_ike(a)
+                elif isinstance(a, InstallChildSa):
+                    tag = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}"
+                    self._keys.child_sa(tag, a.inbound, a.outbound)
+        except Exception:  # observability must never break the data path
+            log.exception("recording %s failed", type(a).__name__)
+
+    def _export_ike(self, a: IkeSaEstablished) -> None:
+        assert self._keys is not None
+        sas = getattr(self.daemon.engine, "sas", {})
+        for sa in list(sas.values()):
+            if sa.spi_i == a.spi_i and sa.spi_r == a.spi_r:
+                if sa.keys is None or sa.chosen is None:
+                    return
+                ch = sa.chosen
+                tag = f"{a.conn}[{a.unique_id}] {a.spi_i.hex()}_i {a.spi_r.hex()}_r"
+                self._keys.ike_sa(
+                    tag, a.spi_i, a.spi_r, sa.keys, ch.encr_id, ch.encr_key_length, ch.integ_id
+                )
+                return
+
+    # -- control commands ------------------------------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
+
+    def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Read the config file again; on any error nothing changes and the error is the
+        answer. Unchanged connections keep their SAs."""
+        from pike.ikev2.credentials import STORE
+
+        path = self.daemon.config.path
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            self.recorder.reloaded(False)
+            log.error("reload refused: %s", exc)
+            raise ControlError(str(exc)) from None
+        problems = STORE.preload(new)
+        if problems:
+            self.recorder.reloaded(False)
+            msg = "; ".join(f"{path}: {p}" for p in problems)
+            log.error("reload refused: %s", msg)
+            raise ControlError(msg)
+        old = self.daemon.config.daemon
+        restart = [k for k in RESTART_KEYS if getattr(old, k) != getattr(new.daemon, k)]
+        result = self.engine.reload(new, self._now())
+        self.daemon.config = new
+        self._configure_keys(new.daemon)
+        with contextlib.suppress(Exception):
+            logging.getLogger("pike").setLevel(new.daemon.log_level.upper())
+        self.recorder.reloaded(True)
+        self._pump()
+        if restart:
+            log.warning("reload: [daemon] %s change(s) need a restart", ", ".join(restart))
+        log.info(
+            "reload of %s: unchanged %s, changed %s, removed %s, added %s",
+            path,
+            *(
+                ",".join(result.get(k, [])) or "-"
+                for k in ("unchanged", "changed", "removed", "added")
+            ),
+        )
+        return {**result, "restart_needed": restart, "config": path}
+
+    def sighup(self) -> None:
+        log.info("SIGHUP: reloading %s", self.daemon.config.path)
+        with contextlib.suppress(ControlError):  # already logged
+            self.cmd_reload({})
+
+    def cmd_list_conns(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        sas = self.engine.list_sas()
+        out = []
+        for name, c in sorted(self.daemon.config.connections.items()):
+            mine = [sa for sa in sas if sa.name == name]
+            out.append(
+                {
+                    "name": name,
+                    "version": c.version,
+                    "local_addrs": list(c.local_addrs) or ["%any"],
+                    "remote_addrs": list(c.remote_addrs),
+                    "local_id": str(c.local.id) if c.local.id else "",
+                    "remote_id": str(c.remote.id) if c.remote.id else "",
+                    "local_auth": c.local.auth,
+                    "remote_auth": c.remote.auth,
+                    "proposals": [format_proposal(p) for p in c.proposals],
+                    "dpd_delay": c.dpd_delay,
+                    "dpd_action": c.dpd_action,
+                    "rekey_time": c.rekey_time,
+                    "encap": c.encap,
+                    "ike_sas": {sa.state: sum(s.state == sa.state for s in mine) for sa in mine},
+                    "children": [
+                        {
+                            "name": ch.name,
+                            "mode": ch.mode,
+                            "start_action": ch.start_action,
+                            "local_ts": [str(t) for t in ch.local_ts],
+                            "remote_ts": [str(t) for t in ch.remote_ts],
+                            "esp_proposals": [format_proposal(p) for p in ch.esp_proposals],
+                            "rekey_time": ch.rekey_time,
+                            "installed": sum(
+                                1
+                                for sa in mine
+                                for x in sa.children
+                                if x.name == ch.name and x.state == "INSTALLED"
+                            ),
+                        }
+                        for ch in c.children
+                    ],
+                }
+            )
+        return out

@@ -1,0 +1,126 @@
+"""What the metrics need to remember between scrapes, fed by the engine's actions.
+
+The engine keeps counters per connection (``Context.counters``) and reports live SAs;
+what only the runtime sees is recorded here: the kernel byte and packet counts of CHILD
+SAs that are gone (so ``pike_child_sa_bytes_total`` keeps counting across rekeys of the
+same child), wall-clock times of the last rekeys, handshake durations, deletes by reason,
+failed CHILD_SAs and config reloads. Keys are stable names, never SPIs or unique ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pike.ikev2.actions import (
+    Action,
+    ChildSaFailed,
+    DeleteChildSa,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    InstallChildSa,
+)
+from pike.policy.ipsec import SaCounters, SaSpec
+
+# Counters of one SA from the kernel, or None when it cannot tell (no ESP, SA gone).
+QueryCounters = Callable[[SaSpec], SaCounters | None]
+ChildKey = tuple[str, str]  # (connection, child)
+TotalKey = tuple[str, str, str]  # (connection, child, direction "in"/"out")
+SaKey = tuple[str, int]  # (destination address, SPI): only as a cache key, never a label
+
+# IKE_SA_INIT to established, seconds: LAN peers answer in milliseconds, a signing token
+# on a loaded board or a lossy uplink (retransmissions at 4 s x 1.8^n) take seconds.
+HANDSHAKE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class Histogram:
+    """Cumulative buckets as Prometheus exposes them (upper bounds, +Inf last)."""
+
+    bounds: tuple[float, ...] = HANDSHAKE_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * len(self.bounds)
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+        self.total += value
+        self.n += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out = [(_le(b), float(c)) for b, c in zip(self.bounds, self.counts, strict=True)]
+        return [*out, ("+Inf", float(self.n))]
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+@dataclass
+class Recorder:
+    """Fed every action before the runtime handles it (``observe``), read by the
+    collector at scrape time."""
+
+    query: QueryCounters
+    wall: Callable[[], float] = time.time
+    # Bytes/packets of CHILD SAs already removed, per (conn, child, direction).
+    gone_bytes: Counter[TotalKey] = field(default_factory=Counter)
+    gone_packets: Counter[TotalKey] = field(default_factory=Counter)
+    # Last counts read of each live SA: what a vanished SA (hard expire) had.
+    last_seen: dict[SaKey, SaCounters] = field(default_factory=dict)
+    installed: dict[ChildKey, set[int]] = field(default_factory=dict)
+    ike_establishments: Counter[str] = field(default_factory=Counter)
+    ike_deleted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (conn, reason)
+    child_failures: Counter[ChildKey] = field(default_factory=Counter)
+    last_ike_rekey: dict[str, float] = field(default_factory=dict)  # wall clock
+    last_child_rekey: dict[ChildKey, float] = field(default_factory=dict)
+    handshakes: dict[str, Histogram] = field(default_factory=dict)
+    reloads: Counter[str] = field(default_factory=Counter)  # "success" / "failure"
+    last_reload: float | None = None  # wall clock of the last successful reload
+
+    def observe(self, a: Action) -> None:
+        if isinstance(a, IkeSaEstablished):
+            if a.rekey:
+                self.last_ike_rekey[a.conn] = self.wall()
+            else:
+                self.ike_establishments[a.conn] += 1
+                self.handshakes.setdefault(a.conn, Histogram()).observe(a.handshake_seconds)
+        elif isinstance(a, IkeSaDeleted):
+            self.ike_deleted[(a.conn, a.reason)] += 1
+        elif isinstance(a, InstallChildSa):
+            live = self.installed.setdefault((a.conn, a.child), set())
+            if live:  # another SA of the same child is up: this one replaces it
+                self.last_child_rekey[(a.conn, a.child)] = self.wall()
+            live.add(a.unique_id)
+        elif isinstance(a, ChildSaFailed):
+            self.child_failures[(a.conn, a.child)] += 1
+        elif isinstance(a, DeleteChildSa):
+            self.installed.get((a.conn, a.child), set()).discard(a.unique_id)
+            # Read the final counts now: the runtime removes the SAs right after this.
+            for direction, spec in (("in", a.inbound), ("out", a.outbound)):
+                key = (spec.dst.compressed, spec.spi)
+                c = self.query(spec) or self.last_seen.get(key)
+                self.last_seen.pop(key, None)
+                if c is not None:
+                    self.gone_bytes[(a.conn, a.child, direction)] += c.bytes
+                    self.gone_packets[(a.conn, a.child, direction)] += c.packets
+
+    def read(self, spec: SaSpec) -> SaCounters | None:
+        """Counters of a live SA (remembered for when it vanishes without a query)."""
+        c = self.query(spec)
+        if c is not None:
+            self.last_seen[(spec.dst.compressed, spec.spi)] = c
+        return c
+
+    def reloaded(self, ok: bool) -> None:
+        self.reloads["success" if ok else "failure"] += 1
+        if ok:
+            self.last_reload = self.wall()
