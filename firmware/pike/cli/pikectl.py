@@ -5,6 +5,8 @@
     pikectl [--socket PATH] initiate CONN[.CHILD]...
     pikectl [--socket PATH] terminate CONN
     pikectl [--socket PATH] rekey CONN[.CHILD]...
+    pikectl [--socket PATH] reload
+    pikectl [--socket PATH] list-conns [--json]
     pikectl check-config FILE
 
 Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid),
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     term.add_argument("conn")
     rk = sub.add_parser("rekey", help="rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
     rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
+    sub.add_parser("reload", help="re-read the config file; unchanged tunnels stay up")
+    lc = sub.add_parser("list-conns", help="configured connections")
+    lc.add_argument("--json", action="store_true")
     chk = sub.add_parser("check-config", help="validate a config file (no daemon needed)")
     chk.add_argument("file")
     return p
@@ -106,6 +111,20 @@ def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     return worst
 
 
+def _ops(args: argparse.Namespace) -> int:
+    from pike.cli.conn_text import format_list_conns, format_reload
+
+    code, result = _call(args.socket, args.cmd, {})
+    if code == EXIT_OK:
+        if getattr(args, "json", False):
+            print(json.dumps(result, indent=2))
+        elif args.cmd == "reload":
+            print(format_reload(result))
+        elif result:
+            print(format_list_conns(result))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "check-config":
@@ -123,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             elif result:
                 print(format_list_sas(result))
         return code
+    if args.cmd in ("reload", "list-conns"):
+        return _ops(args)
     if args.cmd in ("initiate", "rekey"):
         return _per_target(args.socket, args.cmd, args.targets)
     code, _result = _call(args.socket, "terminate", {"conn": args.conn})

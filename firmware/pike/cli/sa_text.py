@@ -69,6 +69,14 @@ def _child_lines(c: JsonDict) -> list[str]:
     return lines
 
 
+def _liveness(sa: JsonDict) -> str:
+    dpd = "DPD outstanding" if sa.get("dpd_outstanding") else "DPD idle"
+    text = f"last inbound {_ago(sa.get('last_inbound'))}, {dpd}"
+    if sa.get("next_keepalive") is not None:
+        text += f", next keepalive in {sa['next_keepalive']}s"
+    return text
+
+
 def format_ike_sa(sa: JsonDict) -> str:
     # swanctl marks our own SPI with "*".
     mine_i = "*" if sa["initiator"] else ""
@@ -85,6 +93,8 @@ def format_ike_sa(sa: JsonDict) -> str:
         lines.append(f"  {algorithm_names(sa['algorithms'])}")
     if sa.get("established") is not None:
         lines.append(f"  established {_ago(sa['established'])}")
+    if sa.get("last_inbound") is not None:
+        lines.append("  " + _liveness(sa))
     for c in sa.get("children", []):
         lines += _child_lines(c)
     return "\n".join(lines)

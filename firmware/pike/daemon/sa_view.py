@@ -71,7 +71,21 @@ def ike_json(sa: IkeSaInfo, query: QueryCounters, now: float, wall_now: float) -
         "established_at": at,
         "nat_local": sa.nat_local,
         "nat_remote": sa.nat_remote,
+        **liveness_json(sa, now, wall_now),
         "children": [child_json(c, query, now, wall_now) for c in sa.children],
+    }
+
+
+def liveness_json(sa: IkeSaInfo, now: float, wall_now: float) -> JsonDict:
+    """DPD and NAT-T keepalive health: when the peer last spoke (authenticated IKE),
+    whether a liveness check is waiting for its answer, when the next keepalive goes."""
+    ago, at = _times(sa.last_inbound, now, wall_now)
+    keepalive = None if sa.keepalive_at is None else max(0, round(sa.keepalive_at - now))
+    return {
+        "last_inbound": ago,
+        "last_inbound_at": at,
+        "dpd_outstanding": sa.dpd_outstanding,
+        "next_keepalive": keepalive,
     }
 
 
