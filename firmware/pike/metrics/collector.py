@@ -104,6 +104,7 @@ class PikeCollector(Collector):
         last_in: dict[str, float] = {}
         dpd_out: dict[str, float] = {c: 0.0 for c in config.connections}
         nat: dict[tuple[str, str], float] = {}
+        keepalive: dict[str, float] = {}
         for sa in sas:
             states[(sa.name, sa.state)] = states.get((sa.name, sa.state), 0) + 1
             if sa.state not in ("ESTABLISHED", "REKEYING"):
@@ -116,6 +117,9 @@ class PikeCollector(Collector):
                 last_in[sa.name] = max(last_in.get(sa.name, li), li)
             if sa.dpd_outstanding:
                 dpd_out[sa.name] = 1.0
+            if sa.keepalive_at is not None:  # in the future: no clamping as in ts()
+                ka = round(wall + (sa.keepalive_at - now), 3)
+                keepalive[sa.name] = min(keepalive.get(sa.name, ka), ka)
             for side, flag in (("local", sa.nat_local), ("remote", sa.nat_remote)):
                 nk = (sa.name, side)
                 nat[nk] = max(nat.get(nk, 0.0), 1.0 if flag else 0.0)
@@ -152,6 +156,13 @@ class PikeCollector(Collector):
             "pike_dpd_outstanding",
             "1 while a DPD liveness check awaits the peer's answer",
             [([c], v) for c, v in sorted(dpd_out.items())],
+            ["connection"],
+        )
+        yield _gauge(
+            "pike_natt_keepalive_next_timestamp_seconds",
+            "When the next NAT-T keepalive is due (Unix time); only while keepalives are on "
+            "(behind a NAT or encap = true)",
+            [([c], v) for c, v in sorted(keepalive.items())],
             ["connection"],
         )
         yield _gauge(
