@@ -110,6 +110,36 @@ def test_trap_then_soft_expire_rekey_then_dpd_clear(lab: Lab, tmp_path: Path) ->
         p.wait(lambda: f"0x{out_spi}" not in xfrm(p.gw.left), 15, "old SA removed")
         timings["ping after rekey"] = _ping_until_ok(p, 10)
 
+        # -- pikectl rekey: the CHILD_SA, then the IKE SA (its child moves over) --------
+        before_child = _child(p.left)
+        t0 = time.monotonic()
+        assert p.left.pikectl("rekey", "hq.lan").returncode == 0
+        p.wait(
+            lambda: (
+                _child(p.left)["spi_in"] != before_child["spi_in"]
+                and len(xfrm(p.gw.left).split("proto esp")) == 3
+            ),
+            15,
+            "pikectl rekey hq.lan",
+        )
+        timings["pikectl rekey hq.lan -> old SAs gone"] = time.monotonic() - t0
+        _ping_until_ok(p, 10)
+        old_ike, kept = p.left.sas()[0], _child(p.left)
+        t0 = time.monotonic()
+        assert p.left.pikectl("rekey", "hq").returncode == 0
+        p.wait(
+            lambda: (
+                [s["spi_i"] for s in p.left.sas()] not in ([old_ike["spi_i"]], [])
+                and len(p.left.sas()) == 1
+            ),
+            15,
+            "pikectl rekey hq",
+        )
+        timings["pikectl rekey hq (IKE SA)"] = time.monotonic() - t0
+        assert _child(p.left)["spi_in"] == kept["spi_in"]  # the CHILD_SA moved over
+        assert _child(p.right)["spi_out"] == kept["spi_in"]
+        _ping_until_ok(p, 10)
+
         # -- DPD is quiet while ESP flows ----------------------------------------------
         pinger = host.popen(["ping", "-n", "-q", "-c", "40", "-i", "0.2", "10.2.0.2"])
         time.sleep(1.0)
