@@ -16,7 +16,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     strongswan-charon strongswan-swanctl strongswan-pki
     libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
     user-mode-linux
-    tshark
+    tshark prometheus
     nftables iproute2 iputils-ping kmod procps socat util-linux mount
   )
 fi
