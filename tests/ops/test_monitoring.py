@@ -1,0 +1,75 @@
+"""The monitoring files and the systemd unit pass their own tools: ``promtool check rules``
+and ``promtool test rules`` (alerts fire when they should), the dashboard is Grafana JSON
+whose queries use exported metrics (tests/metrics), ``systemd-analyze verify`` accepts
+the unit the image ships (the same file serves installs from source, see README)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).parents[2]
+UNIT = ROOT / "image" / "rootfs" / "etc" / "systemd" / "system" / "piked.service"
+
+
+def test_alert_rules_check_and_unit_tests(require: Any) -> None:
+    require(shutil.which("promtool") is not None, "promtool (Debian package prometheus)")
+    out = subprocess.run(
+        ["promtool", "check", "rules", str(ROOT / "monitoring" / "alerts.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run(
+        ["promtool", "test", "rules", "alerts_test.yml"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dashboard_is_grafana_json() -> None:
+    d = json.loads((ROOT / "monitoring" / "dashboard.json").read_text())
+    assert d["uid"] == "pike-fleet" and d["panels"]
+    names = [v["name"] for v in d["templating"]["list"]]
+    assert names == ["datasource", "job", "instance", "connection"]
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in d["panels"]:
+        if p["type"] == "row":
+            continue
+        assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
+        assert {"x", "y", "w", "h"} <= set(p["gridPos"]) and p["gridPos"]["w"] <= 24
+
+
+def test_systemd_unit_verifies(tmp_path: Path, require: Any) -> None:
+    require(shutil.which("systemd-analyze") is not None, "systemd-analyze (package systemd)")
+    # verify checks that ExecStart= binaries exist: point /opt/pike/bin at stand-ins.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("piked", "pikectl"):
+        (bindir / tool).write_text("#!/bin/sh\n")
+        (bindir / tool).chmod(0o755)
+    text = UNIT.read_text()
+    for key in ("Type=notify", "WatchdogSec=", "NoNewPrivileges=yes", "ProtectSystem=strict"):
+        assert key in text, key
+    unit = tmp_path / "piked.service"
+    unit.write_text(text.replace("/opt/pike/bin/", f"{bindir}/"))
+    out = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert out.returncode == 0 and not out.stderr.strip(), out.stdout + out.stderr
+    sec = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    if sec.returncode == 0 or "exposure level" in sec.stdout:
+        last = sec.stdout.strip().splitlines()[-1]
+        level = float(last.split("piked.service:")[1].split()[0])
+        assert level < 4.0, last  # "OK" or better
