@@ -1,0 +1,160 @@
+"""Helpers for the lifecycle proofs against strongSwan (issue 3, item 7).
+
+- :func:`rsa4096_chain`: root CA + intermediate + two leaves, all RSA-4096 (IKE_AUTH with
+  a leaf and the intermediate is well over 1280 octets, so it must be fragmented);
+- :data:`UDPSTREAM`: a Python script run inside a namespace: ``send DST PORT RATE SECONDS``
+  sends numbered datagrams at RATE/s; ``recv PORT IDLE`` counts them until IDLE seconds pass
+  without one and prints a JSON summary (received, highest number, missing, duplicates);
+- :data:`CAPTURE`: a raw AF_PACKET capture of UDP port 4500 on one device, one JSON line per
+  datagram (src, sport, dst, dport, payload hex);
+- :func:`wait_for`: poll a condition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ikev2 import x509gen
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, step: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout}s")
+        time.sleep(step)
+
+
+@dataclass(frozen=True)
+class Chain:
+    root: x509gen.Issued
+    intermediate: x509gen.Issued
+    branch: x509gen.Issued
+    hq: x509gen.Issued
+
+
+def _rsa4096(kind: str) -> x509gen.PrivateKey:
+    return rsa.generate_private_key(65537, 4096)
+
+
+def rsa4096_chain(branch: str, hq: str) -> Chain:
+    """CA -> intermediate -> {branch, hq} leaves, every key RSA-4096."""
+    orig = x509gen.new_key
+    x509gen.new_key = _rsa4096  # type: ignore[assignment]
+    try:
+        root = x509gen.make_ca("rsa", "pike big root CA")
+        inter = x509gen.make_ca("rsa", "pike big intermediate CA", issuer=root, path_length=0)
+        b = x509gen.issue(inter, "rsa", branch, [x509.DNSName(branch)])
+        h = x509gen.issue(inter, "rsa", hq, [x509.DNSName(hq)])
+    finally:
+        x509gen.new_key = orig  # type: ignore[assignment]
+    return Chain(root, inter, b, h)
+
+
+def write_chain(chain: Chain, directory: Path) -> dict[str, Path]:
+    """``root.pem``, ``inter.pem``, ``branch.pem``/``.key``, ``hq.pem``/``.key``."""
+    out: dict[str, Path] = {}
+    for stem, issued in (
+        ("root", chain.root),
+        ("inter", chain.intermediate),
+        ("branch", chain.branch),
+        ("hq", chain.hq),
+    ):
+        cert, key = x509gen.write(directory, stem, issued)
+        out[stem], out[stem + "_key"] = cert, key
+    return out
+
+
+UDPSTREAM = r"""
+import json, socket, struct, sys, time
+mode = sys.argv[1]
+if mode == "send":
+    dst, port, rate, seconds = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    n = int(rate * seconds)
+    t0 = time.monotonic()
+    errors = 0
+    for i in range(n):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            s.sendto(struct.pack("!I", i) + b"pike-stream" * 4, (dst, port))
+        except OSError:
+            errors += 1
+    print(json.dumps({"sent": n, "send_errors": errors, "seconds": time.monotonic() - t0}))
+else:
+    port, idle, limit = int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    print("ready", flush=True)
+    seen = set()
+    dups = 0
+    reordered = 0
+    last = -1
+    first_t = None
+    end = time.monotonic() + limit
+    s.settimeout(limit)
+    while time.monotonic() < end:
+        try:
+            data, _ = s.recvfrom(2048)
+        except socket.timeout:
+            break
+        s.settimeout(idle)
+        if first_t is None:
+            first_t = time.monotonic()
+        (i,) = struct.unpack("!I", data[:4])
+        if i in seen:
+            dups += 1
+        seen.add(i)
+        if i < last:
+            reordered += 1
+        last = max(last, i)
+    top = max(seen) if seen else -1
+    missing = sorted(set(range(top + 1)) - seen)
+    print(json.dumps({
+        "received": len(seen), "highest": top, "missing": missing[:50],
+        "missing_count": len(missing), "duplicates": dups, "reordered": reordered,
+    }), flush=True)
+"""
+
+CAPTURE = r"""
+import json, socket, struct, sys, time
+dev, duration = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((dev, 0))
+s.settimeout(0.2)
+print("ready", flush=True)
+end = time.monotonic() + duration
+while time.monotonic() < end:
+    try:
+        frame, addr = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if frame[12:14] != b"\x08\x00":
+        continue
+    ip = frame[14:]
+    if len(ip) < 28 or ip[9] != 17:
+        continue
+    ihl = (ip[0] & 15) * 4
+    sport, dport, ulen = struct.unpack("!HHH", ip[ihl:ihl + 6])
+    if 4500 not in (sport, dport) and 500 not in (sport, dport):
+        continue
+    print(json.dumps({
+        "t": time.monotonic(), "src": socket.inet_ntoa(ip[12:16]), "sport": sport,
+        "dst": socket.inet_ntoa(ip[16:20]), "dport": dport,
+        "data": ip[ihl + 8:ihl + min(ulen, 16)].hex(), "len": ulen - 8,
+    }), flush=True)
+"""
