@@ -18,30 +18,9 @@ from pike.daemon.sa_view import list_sas_json
 from pike.ikev2.actions import ChildSaInfo, IkeSaInfo
 from pike.policy.ipsec import SaCounters, SaSpec
 
-# The issue's example config (as in tests/policy/test_loader.py).
-EXAMPLE = """\
-[daemon]
-control_socket = "/run/pike/pike.sock"
-
-[connections.hq]
-version = 2
-local_addrs = ["192.0.2.1"]
-remote_addrs = ["192.0.2.2"]
-proposals = ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]
-local = { auth = "psk", id = "branch1.example.net" }
-remote = { auth = "psk", id = "hq.example.net" }
-
-[connections.hq.children.lan]
-local_ts = ["10.1.0.0/24"]
-remote_ts = ["10.2.0.0/24"]
-esp_proposals = ["aes128gcm16", "aes256-sha256"]
-mode = "tunnel"
-start_action = "start"
-
-[secrets.ike-hq]
-id = ["branch1.example.net", "hq.example.net"]
-secret = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
-"""
+EXAMPLE = (
+    Path(__file__).parents[1] / "fixtures" / "issue2-example.toml"
+).read_text()  # issue 2, as written
 PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
 
 

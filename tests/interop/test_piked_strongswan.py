@@ -62,30 +62,8 @@ def test_issue_config_renders_as_written(tmp_path: Path) -> None:
     text = render_piked_toml(
         Path("/run/pike/pike.sock"), [conn], [Secret("hq", ISSUE_PSK, [BRANCH, HQ])]
     )
-    expected = """\
-[daemon]
-control_socket = "/run/pike/pike.sock"
-
-[connections.hq]
-version = 2
-local_addrs = ["192.0.2.1"]
-remote_addrs = ["192.0.2.2"]
-proposals = ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]
-local = { auth = "psk", id = "branch1.example.net" }
-remote = { auth = "psk", id = "hq.example.net" }
-
-[connections.hq.children.lan]
-local_ts = ["10.1.0.0/24"]
-remote_ts = ["10.2.0.0/24"]
-esp_proposals = ["aes128gcm16", "aes256-sha256"]
-mode = "tunnel"
-start_action = "start"
-
-[secrets.ike-hq]
-id = ["branch1.example.net", "hq.example.net"]
-secret = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
-"""
-    assert text == expected
+    expected = Path(__file__).parents[1] / "fixtures" / "issue2-example.toml"
+    assert text == expected.read_text()
     path = tmp_path / "pike.toml"
     path.write_text(text)
     config = loader.load_config(str(path))
