@@ -1,0 +1,188 @@
+"""Kernel tier: a real Prometheus scrapes piked while ESP traffic crosses the tunnel.
+
+  lefthost -- left (piked, metrics_listen, Prometheus) == wan0 == right (piked) -- righthost
+
+``encap = true`` on left (NAT-T keepalives every second) and ``dpd_delay = 1s``. While
+pings flow, Prometheus (its HTTP API) shows ``pike_child_sa_bytes_total`` rising in both
+directions; a CHILD_SA rekey (``pikectl rekey hq.lan``) in the middle does not make it fall
+(the old SA's bytes are kept), and it ends at least at the kernel's counts; keepalives rise
+throughout, and DPD probes (every second once nothing arrives) rise when traffic stops.
+
+Marked ``kernel_interop``: needs ESP. tests/ops/test_ops_kernel_tier.py runs it in UML.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interop.netns import Lab, Namespace
+from interop.piked import PikedNode, piked_available
+from interop.strongswan import Child, Connection, Secret
+from interop.topology import make_gateways
+
+pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
+
+METRICS_PORT = 19447
+PROM_PORT = 19090
+LEFT_ID, RIGHT_ID = "branch1.example.net", "hq.example.net"
+SECRET = Secret("hq", "pike-metrics-psk", [LEFT_ID, RIGHT_ID])
+
+
+def _conn(left: bool) -> Connection:
+    return Connection(
+        "hq",
+        ["192.0.2.1" if left else "192.0.2.2"],
+        ["192.0.2.2" if left else "192.0.2.1"],
+        proposals=("aes128gcm16-prfsha256-x25519",),
+        local_id=LEFT_ID if left else RIGHT_ID,
+        remote_id=RIGHT_ID if left else LEFT_ID,
+        encap=left,
+        dpd_delay="1s" if left else None,
+        children=[
+            Child(
+                "lan",
+                ["10.1.0.0/24" if left else "10.2.0.0/24"],
+                ["10.2.0.0/24" if left else "10.1.0.0/24"],
+                ("aes128gcm16",),
+            )
+        ],
+    )
+
+
+def _http(ns: Namespace, url: str) -> str:
+    code = (
+        "import sys,urllib.request;"
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())"
+    )
+    out = ns.run([sys.executable, "-c", code, url], check=False, timeout=40)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _q(ns: Namespace, expr: str) -> float | None:
+    url = f"http://127.0.0.1:{PROM_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(_http(ns, url))
+    assert body["status"] == "success", body
+    r = body["data"]["result"]
+    return float(r[0]["value"][1]) if r else None
+
+
+def _bytes(ns: Namespace, direction: str) -> float:
+    v = _q(ns, f'pike_child_sa_bytes_total{{connection="hq",child="lan",direction="{direction}"}}')
+    return v or 0.0
+
+
+def _wait(cond: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.5)
+
+
+def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require: Any) -> None:
+    require(shutil.which("prometheus") is not None, "prometheus (Debian package prometheus)")
+    require(piked_available(), "piked/pikectl in the venv")
+    with Lab.create(f"{run_prefix}om-") as lab:
+        gw = make_gateways(lab)
+        if not gw.esp_in_kernel:
+            pytest.skip(
+                "KERNEL TIER SKIPPED: no ESP in this kernel; tests/ops/test_ops_kernel_tier.py "
+                "runs this inside User-Mode-Linux"
+            )
+        prom_dir = tmp_path / "prom"
+        prom_dir.mkdir()
+        (prom_dir / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: pike\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{METRICS_PORT}']}}]\n"
+        )
+        with (prom_dir / "log").open("wb") as plog:
+            gw.left.popen(
+                [
+                    "prometheus",
+                    f"--config.file={prom_dir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={prom_dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{PROM_PORT}",
+                ],
+                stdout=plog,
+            )
+        right = PikedNode(gw.right, tmp_path, "right")
+        right.add(_conn(False), SECRET)
+        left = PikedNode(gw.left, tmp_path, "left")
+        left.daemon.update({"metrics_listen": f"127.0.0.1:{METRICS_PORT}", "keepalive": "1s"})
+        left.add(_conn(True), SECRET)
+        left.poll_via_socket = right.poll_via_socket = True
+        try:
+            right.start(timeout=60)
+            left.start(timeout=60)
+            left.initiate("hq")
+            left.wait_established("hq", timeout=60, child="lan")
+            right.wait_established("hq", timeout=60, child="lan")
+            _wait(
+                lambda: _q(gw.left, 'pike_ike_sa_up{connection="hq"}') == 1.0,
+                60,
+                "Prometheus scraped piked " + (prom_dir / "log").read_text()[-2000:],
+            )
+            host, dst = gw.left_lan.host, gw.right_lan.host_ip
+            assert host is not None
+            dpd0 = _q(gw.left, 'pike_dpd_probes_total{connection="hq"}')
+            ping = host.popen(["ping", "-n", "-q", "-i", "0.2", "-s", "1000", "-w", "14", dst])
+            samples: list[tuple[float, float, float]] = []
+            t0 = time.monotonic()
+            rekeyed = False
+            while ping.poll() is None:
+                time.sleep(2)
+                samples.append(
+                    (time.monotonic() - t0, _bytes(gw.left, "out"), _bytes(gw.left, "in"))
+                )
+                if not rekeyed and samples[-1][0] > 5:
+                    rk = left.pikectl("rekey", "hq.lan", check=False)
+                    assert rk.returncode == 0, rk.stderr
+                    rekeyed = True
+            assert ping.returncode == 0, "pings did not cross the tunnel"
+            time.sleep(2.5)
+            samples.append((time.monotonic() - t0, _bytes(gw.left, "out"), _bytes(gw.left, "in")))
+            print("\nPrometheus pike_child_sa_bytes_total{hq,lan} (t, out, in):")
+            for t, bo, bi in samples:
+                print(f"  {t:5.1f}s  {bo:10.0f}  {bi:10.0f}")
+            outs, ins = [s[1] for s in samples], [s[2] for s in samples]
+            assert outs == sorted(outs) and ins == sorted(ins), "counter fell (rekey?)"
+            assert outs[-1] > outs[0] > 0 and ins[-1] > ins[0] > 0, samples
+            assert len(set(outs)) >= 3, "bytes did not keep rising while traffic flowed"
+            # 70 pings of 1000 bytes each way: at least 50 KB counted through the rekey
+            assert outs[-1] >= 50_000 and ins[-1] >= 50_000, samples
+            child_rekeys = _q(gw.left, 'pike_child_sa_rekeys_total{connection="hq"}')
+            assert child_rekeys is not None and child_rekeys >= 1.0
+            rate = _q(gw.left, 'rate(pike_child_sa_bytes_total{direction="out"}[10s])')
+            print(f"rate(out)[10s] at the end: {rate}")
+
+            ka = [_q(gw.left, 'pike_natt_keepalives_total{connection="hq"}') or 0.0]
+            dpd = [_q(gw.left, 'pike_dpd_probes_total{connection="hq"}') or 0.0]
+            time.sleep(5)  # idle: DPD probes now, keepalives go on
+            ka.append(_q(gw.left, 'pike_natt_keepalives_total{connection="hq"}') or 0.0)
+            dpd.append(_q(gw.left, 'pike_dpd_probes_total{connection="hq"}') or 0.0)
+            print(f"keepalives {ka}, DPD probes {dpd} (at traffic start: {dpd0})")
+            assert ka[1] > ka[0] > 0, ka
+            assert dpd[1] > dpd[0], dpd
+            expo = _http(gw.left, f"http://127.0.0.1:{METRICS_PORT}/metrics")
+            if shutil.which("promtool"):
+                chk = subprocess.run(
+                    ["promtool", "check", "metrics"], input=expo, capture_output=True, text=True
+                )
+                assert chk.returncode == 0, chk.stdout + chk.stderr
+        finally:
+            left.stop()
+            right.stop()
