@@ -34,7 +34,7 @@ log = logging.getLogger("pike.daemon")
 
 # [daemon] keys a reload cannot apply to a running daemon (sockets are open).
 RELOAD_KEYS = ("unchanged", "changed", "removed", "added")
-RESTART_KEYS = ("control_socket", "ike_port", "natt_port", "metrics_listen")
+RESTART_KEYS = ("control_socket", "ike_port", "natt_port", "metrics_listen", "log_level")
 
 
 class _Ctx(Protocol):
@@ -185,8 +185,6 @@ class Ops:
         result = self.engine.reload(new, self._now())
         self.daemon.config = new
         self._configure_keys(new.daemon)
-        with contextlib.suppress(Exception):
-            logging.getLogger("pike").setLevel(new.daemon.log_level.upper())
         self.recorder.reloaded(True)
         self._pump()
         if restart:
