@@ -55,6 +55,16 @@ class Chosen:
         ]
 
 
+def groups_of(specs: Sequence[ProposalSpec]) -> list[int]:
+    """The key exchange groups a list of proposals offers, in preference order, no NONE."""
+    out: list[int] = []
+    for spec in specs:
+        for alg in spec.of(TransformType.KE):
+            if alg.id and alg.id not in out:
+                out.append(alg.id)
+    return out
+
+
 def to_wire(
     specs: Sequence[ProposalSpec], spi: bytes, group_first: int | None = None
 ) -> tuple[Proposal, ...]:

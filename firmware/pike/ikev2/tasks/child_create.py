@@ -22,7 +22,7 @@ from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.ikev2.actions import ChildSaEstablished, ChildSaFailed, InstallChildSa
 from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.context import NONCE_SIZE
-from pike.ikev2.negotiate import Chosen, check_reply, select, to_wire
+from pike.ikev2.negotiate import Chosen, check_reply, groups_of, select, to_wire
 from pike.ikev2.state import ChildState, IkeState, log
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
@@ -149,7 +149,7 @@ class ChildCreate(Task):
         specs = self._specs(cfg)
         if not self.in_auth:
             if self.group is None:
-                groups = [a.id for s in specs for a in s.of(TransformType.KE) if a.id]
+                groups = groups_of(specs)
                 self.group = groups[0] if groups else 0
             if old is not None:
                 spi_bytes = old.spi_in.to_bytes(4, "big")
@@ -180,8 +180,7 @@ class ChildCreate(Task):
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and not self.in_auth:
             wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
-            groups = {a.id for s in self.config.esp_proposals for a in s.of(TransformType.KE)}
-            if wanted in groups and wanted != self.group:
+            if wanted in groups_of(self.config.esp_proposals) and wanted != self.group:
                 log.info("%s: peer wants PFS group %d, retrying", sa.tag(), wanted)
                 self.group = wanted
                 raise RestartExchange
@@ -243,6 +242,8 @@ class ChildCreate(Task):
             )
             self.sa.tasks.queue(ChildDelete(self.sa, True, self.child, rekeyed=True))
             return
+        if peer_new is not None:
+            peer_new.outbound_deferred = False  # redundant: the peer deletes it, never used
         self.sa.tasks.queue(ChildDelete(self.sa, True, old, rekeyed=True))
 
     def _lost_collision(self, peer_new: ChildSa) -> bool:
@@ -408,9 +409,18 @@ class ChildCreate(Task):
             sa.tasks.queue(ChildDelete(sa, True, child))
             return
         assert child.inbound is not None and child.outbound is not None
+        # As rekey responder, send on the old SA until the initiator deletes it: the
+        # initiator installs its new inbound SA only once our response is in.
+        child.outbound_deferred = not self.initiator and self.rekey is not None
         sa.ctx.emit(
             InstallChildSa(
-                sa.name, child.name, child.unique_id, child.inbound, child.outbound, child.policies
+                sa.name,
+                child.name,
+                child.unique_id,
+                child.inbound,
+                child.outbound,
+                child.policies,
+                child.outbound_deferred,
             )
         )
         child.installed_at = now

@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
-from pike.crypto.ids import TransformType
 from pike.crypto.ke import KeyExchange
 from pike.ikev2.context import NONCE_SIZE
-from pike.ikev2.negotiate import check_reply, select, to_wire
+from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
 from pike.wire.payloads import (
@@ -43,12 +42,7 @@ class IkeInit(Task):
 
     def _our_groups(self) -> list[int]:
         assert self.sa.conn is not None
-        groups: list[int] = []
-        for spec in self.sa.conn.proposals:
-            for alg in spec.of(TransformType.KE):
-                if alg.id not in groups:
-                    groups.append(alg.id)
-        return groups
+        return groups_of(self.sa.conn.proposals)
 
     # -- initiator -----------------------------------------------------------------------
     def build(self, msg: Message, now: float) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
-from pike.crypto.ids import TransformType
 from pike.crypto.ke import KeyExchange
 from pike.ikev2.context import NONCE_SIZE
-from pike.ikev2.negotiate import check_reply, select, to_wire
+from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.state import IkeState, log
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
@@ -74,8 +73,7 @@ class IkeRekey(Task):
         if self.group is None:
             self.group = old.chosen.group if old.chosen else 0
             if not self.group:
-                groups = [a.id for s in old.conn.proposals for a in s.of(TransformType.KE)]
-                self.group = groups[0]
+                self.group = groups_of(old.conn.proposals)[0]
         self.new = self._spawn(True, old.ctx.ike_spi(), bytes(8))
         self.ke = KeyExchange(self.group, old.ctx.random)
         self.ni = old.ctx.random(NONCE_SIZE)
@@ -92,8 +90,7 @@ class IkeRekey(Task):
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and len(invalid_ke.data) >= 2:
             wanted = int.from_bytes(invalid_ke.data[:2], "big")
-            groups = {a.id for s in old.conn.proposals for a in s.of(TransformType.KE)}
-            if wanted in groups and wanted != self.group:
+            if wanted in groups_of(old.conn.proposals) and wanted != self.group:
                 self.group = wanted
                 raise RestartExchange
         if any(n.notify_type <= ERROR_NOTIFY_MAX for n in msg.all(NotifyPayload)):
