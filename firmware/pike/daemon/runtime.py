@@ -32,6 +32,7 @@ from pike.ikev2.actions import (
     IkeSaEstablished,
     IkeSaInfo,
     InstallChildSa,
+    InstallOutboundSa,
     InstallTrap,
     MessageDropped,
     SendDatagram,
@@ -391,6 +392,8 @@ class Daemon:
             self._install_trap(a)
         elif isinstance(a, InstallChildSa):
             self._install(a)
+        elif isinstance(a, InstallOutboundSa):
+            self._install_outbound(a)
         elif isinstance(a, DeleteChildSa):
             self._delete(a)
         elif isinstance(a, IkeSaEstablished):
@@ -422,8 +425,9 @@ class Daemon:
         try:
             k.add_sa(a.inbound)
             undo.append(lambda: k.del_sa(a.inbound.dst, a.inbound.spi))
-            k.add_sa(a.outbound)
-            undo.append(lambda: k.del_sa(a.outbound.dst, a.outbound.spi))
+            if not a.defer_outbound:
+                k.add_sa(a.outbound)
+                undo.append(lambda: k.del_sa(a.outbound.dst, a.outbound.spi))
             for p in a.policies:
                 k.add_policy(p)
                 undo.append(lambda p=p: k.del_policy(p))  # type: ignore[misc]
@@ -437,7 +441,17 @@ class Daemon:
         self._child_spis[a.unique_id] = (a.inbound.spi, a.outbound.spi)
         # DPD baseline: any inbound packet counted later is ESP activity.
         self._esp_seen[(a.inbound.dst, a.inbound.spi)] = (0, None)
-        log.info("%s: installed in the kernel (%s)", what, a.inbound.mode)
+        later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""
+        log.info("%s: installed in the kernel (%s)%s", what, a.inbound.mode, later)
+
+    def _install_outbound(self, a: InstallOutboundSa) -> None:
+        what = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, SPI {a.outbound.spi:08x}_o"
+        try:
+            self.kernel.add_sa(a.outbound)
+        except KernelError as exc:
+            log.error("%s: kernel refused the outbound SA: %s", what, exc)
+            return
+        log.info("%s: outbound SA installed in the kernel", what)
 
     def _install_trap(self, a: InstallTrap) -> None:
         what = f"{a.conn}.{a.child}: trap policies (reqid {a.reqid})"

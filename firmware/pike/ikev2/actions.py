@@ -25,7 +25,11 @@ class SendDatagram:
 
 @dataclass(frozen=True, slots=True)
 class InstallChildSa:
-    """Install a CHILD_SA: inbound SA first, then outbound SA and the policies."""
+    """Install a CHILD_SA: inbound SA first, then outbound SA and the policies.
+
+    ``defer_outbound``: the outbound SA waits for :class:`InstallOutboundSa` (the
+    responder of a CHILD_SA rekey keeps sending on the old SA until the initiator, which
+    installs its inbound SA only after our response, deletes the old one)."""
 
     conn: str
     child: str
@@ -33,6 +37,17 @@ class InstallChildSa:
     inbound: SaSpec
     outbound: SaSpec
     policies: tuple[PolicySpec, ...]
+    defer_outbound: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InstallOutboundSa:
+    """Install the deferred outbound SA of a rekeyed CHILD_SA (before the old one goes)."""
+
+    conn: str
+    child: str
+    unique_id: int
+    outbound: SaSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +128,7 @@ Action = (
     | SendKeepalive
     | InstallTrap
     | InstallChildSa
+    | InstallOutboundSa
     | DeleteChildSa
     | IkeSaEstablished
     | IkeSaDeleted

@@ -35,6 +35,7 @@ class ChildSa:
     installed_at: float | None = None
     nonces: tuple[bytes, bytes] = (b"", b"")  # of the exchange that made it (collisions)
     replaced_by_peer: ChildSa | None = field(default=None, repr=False)
+    outbound_deferred: bool = False  # rekey responder: outbound SA not in the kernel yet
     rekey_at: float | None = None
     expire_at: float | None = None
 

@@ -197,6 +197,18 @@ class IkeSa:
 
         if child.state == ChildState.DELETED:
             return
+        successor = child.replaced_by_peer
+        if successor is not None and successor.outbound_deferred:
+            # make before break: the successor's outbound SA goes in before the old one goes
+            from pike.ikev2.actions import InstallOutboundSa
+
+            assert successor.outbound is not None
+            successor.outbound_deferred = False
+            self.ctx.emit(
+                InstallOutboundSa(
+                    self.name, successor.name, successor.unique_id, successor.outbound
+                )
+            )
         if (
             child.inbound is not None
             and child.outbound is not None

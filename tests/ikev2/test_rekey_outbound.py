@@ -1,0 +1,65 @@
+"""CHILD_SA rekey, responder side: the new outbound SA goes into the kernel only when the
+initiator deletes the old CHILD_SA (found against strongSwan under a 200 datagram/s stream:
+the initiator installs its new inbound SA only once our response is in, so sending on the
+new SA at once lost ~40 ms of traffic)."""
+
+from __future__ import annotations
+
+from pike.ikev2.actions import DeleteChildSa, InstallChildSa, InstallOutboundSa
+
+from .pair import deliver, transfer
+from .test_lifecycle import deletes, installs, up
+
+
+def test_rekey_responder_defers_outbound_until_old_child_deleted() -> None:
+    a, b = up()
+    (old_b,) = installs(b)
+    assert not old_b.defer_outbound
+    a.engine.rekey("gw", 10.0, "net")
+    # CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, TSi, TSr } -->
+    (resp,) = deliver(a.drain(), b, 10.0)
+    new_b = installs(b)[-1]
+    assert new_b.defer_outbound  # inbound now; outbound after the delete
+    assert not [e for e in b.events if isinstance(e, InstallOutboundSa)]
+    # <-- { SA, Nr, TSi, TSr }: the initiator installs both directions at once
+    (delete_req,) = deliver([resp], a, 10.0)
+    assert not installs(a)[-1].defer_outbound
+    # INFORMATIONAL { D(ESP old) } -->: new outbound in, then the old pair out
+    transfer(a, b, 10.0, in_flight=[delete_req])
+    order = [e for e in b.events if isinstance(e, InstallOutboundSa | DeleteChildSa)]
+    assert [type(e) for e in order] == [InstallOutboundSa, DeleteChildSa], order
+    out, gone = order
+    assert isinstance(out, InstallOutboundSa) and isinstance(gone, DeleteChildSa)
+    assert out.outbound == new_b.outbound and out.unique_id == new_b.unique_id
+    assert gone.inbound.spi == old_b.inbound.spi and gone.keep_policies
+    assert len(deletes(a)) == 1
+    (child,) = b.sa().children
+    assert child.spi_out == new_b.outbound.spi and child.state == "INSTALLED"
+
+
+def test_rekey_collision_winner_never_installs_the_redundant_outbound() -> None:
+    a, b = up()
+    a.engine.rekey("gw", 5.0, "net")
+    b.engine.rekey("gw", 5.0, "net")
+    ra, rb = a.drain(), b.drain()
+    resp_b = deliver(ra, b, 5.0)
+    resp_a = deliver(rb, a, 5.0)
+    out_a = deliver(resp_b, a, 5.0)
+    out_b = deliver(resp_a, b, 5.0)
+    transfer(a, b, 5.0, in_flight=out_a)
+    transfer(b, a, 5.0, in_flight=out_b)
+    for node in (a, b):
+        (child,) = [c for c in node.sa().children if c.state == "INSTALLED"]
+        live = [i for i in installs(node) if i.unique_id == child.unique_id]
+        deferred_out = [
+            e
+            for e in node.events
+            if isinstance(e, InstallOutboundSa) and e.unique_id == child.unique_id
+        ]
+        # the surviving CHILD_SA's outbound SA is in the kernel exactly once
+        assert len(live) == 1 and live[0].defer_outbound == bool(deferred_out), node.events
+        removed = {d.unique_id for d in deletes(node)}
+        assert not [
+            e for e in node.events if isinstance(e, InstallOutboundSa) and e.unique_id in removed
+        ], node.events
+    assert isinstance(installs(a)[0], InstallChildSa)
