@@ -14,7 +14,7 @@ import pytest
 from uml import GuestError, run_in_guest, uml_binary
 
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 180.0
+TIMEOUT = 360.0  # the lifecycle tests start piked gateways in the guest (~4 s each)
 
 
 def test_kernel_tier_in_uml() -> None:
