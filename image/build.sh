@@ -57,7 +57,10 @@ flock -n 9 || die "another image build is running on $OUT (lock $OUT/.build.lock
 # can leave /proc, /sys, /dev mounted in the root file system).
 clean_work() {
   [[ -d $WORK ]] || return 0
-  findmnt -rn -o TARGET | grep -F "$WORK/" | sort -r | while read -r m; do umount -l "$m" || true; done
+  local m
+  for m in $(findmnt -rn -o TARGET | { grep -F "$WORK/" || true; } | sort -r); do
+    umount -l "$m" || true
+  done
   rm -rf --one-file-system "$WORK"
 }
 
