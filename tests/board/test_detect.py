@@ -127,3 +127,17 @@ def test_this_machine() -> None:
         "pmull" in info.cpu.features or "pclmulqdq" in info.cpu.features
     )
     assert info.accelerated == expected
+
+
+def test_board_proposals_for_the_loader() -> None:
+    from pike.board.defaults import board_proposals
+
+    ike, esp, line = board_proposals(fixture("rpi4"))
+    assert ike[0].startswith("chacha20poly1305") and esp[0] == "chacha20poly1305"
+    assert line.startswith("board rpi4 (device-tree model")
+    assert board_proposals("/nonexistent-root") == (
+        (),
+        (),
+        "board detection failed (no board profile for architecture ''): "
+        "connections must name proposals",
+    )
