@@ -418,8 +418,8 @@ def test_nat_mapping_change_strongswan_behind_nat(
     assert_no_loss(res)
 
     nat.ip("addr", "add", "192.0.2.3/24", "dev", "pub0")
-    t0 = time.monotonic()
     tc_nat(nat, "192.0.2.3")
+    t0 = time.monotonic()
     charon.swanctl("--rekey", "--child", "lan")
 
     def moved() -> IkeSaInfo | None:
@@ -435,6 +435,7 @@ def test_nat_mapping_change_strongswan_behind_nat(
     res = stream_with(gw, [], seconds=2.0)
     assert_no_loss(res)
     print(
-        f"NAT mapping change 192.0.2.1 -> 192.0.2.3: piked moved its SAs in {took:.2f}s "
-        "(charon's CHILD_SA rekey from the new address); stream crossed again with no loss"
+        f"NAT mapping change 192.0.2.1 -> 192.0.2.3: piked moved its SAs and "
+        f"both settled on the rekeyed CHILD_SA {took:.2f}s after swanctl --rekey started; "
+        "stream crossed again with no loss"
     )
