@@ -54,8 +54,8 @@ def _sa(encr: int, integ: int, ikey: bytes) -> SaSpec:
 
 def test_esp_lines() -> None:
     assert esp_line(_sa(EncrId.AES_GCM_16, 0, b"")) == (
-        '"IPv4","192.0.2.1","192.0.2.2","0xc1234567","AES-GCM [RFC4106]","0x' + "11" * 20
-        + '","ANY 128 bit authentication [no checking]","0x"'
+        '"IPv4","192.0.2.1","192.0.2.2","0xc1234567",'
+        + '"AES-GCM with 16 octet ICV [RFC4106]","0x' + "11" * 20 + '","NULL","0x"'
     )  # fmt: skip
     line = esp_line(_sa(EncrId.AES_CBC, IntegId.HMAC_SHA2_256_128, b"\x22" * 32))
     assert line is not None and '"HMAC-SHA-256-128 [RFC4868]","0x' + "22" * 32 + '"' in line

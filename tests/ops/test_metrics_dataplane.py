@@ -14,6 +14,7 @@ Marked ``kernel_interop``: needs ESP. tests/ops/test_ops_kernel_tier.py runs it 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -122,9 +123,23 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
         right = PikedNode(gw.right, tmp_path, "right")
         right.add(_conn(False), SECRET)
         left = PikedNode(gw.left, tmp_path, "left")
-        left.daemon.update({"metrics_listen": f"127.0.0.1:{METRICS_PORT}", "keepalive": "1s"})
+        keys = tmp_path / "keys"
+        left.daemon.update(
+            {
+                "metrics_listen": f"127.0.0.1:{METRICS_PORT}",
+                "keepalive": "1s",
+                "save_keys_dir": str(keys),
+            }
+        )
         left.add(_conn(True), SECRET)
         left.poll_via_socket = right.poll_via_socket = True
+        pcap = tmp_path / "esp.pcap"
+        tshark = None
+        if shutil.which("tshark"):
+            tshark = gw.left.popen(
+                ["tshark", "-q", "-i", gw.wan.a_dev, "-w", str(pcap), "-f", "udp"]
+            )
+            _wait(pcap.exists, 30, "tshark capture file")
         try:
             right.start(timeout=60)
             left.start(timeout=60)
@@ -177,6 +192,8 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
             print(f"keepalives {ka}, DPD probes {dpd} (at traffic start: {dpd0})")
             assert ka[1] > ka[0] > 0, ka
             assert dpd[1] > dpd[0], dpd
+            if tshark is not None:
+                _esp_decrypts(tshark, pcap, keys / "esp_sa", tmp_path)
             expo = _http(gw.left, f"http://127.0.0.1:{METRICS_PORT}/metrics")
             if shutil.which("promtool"):
                 chk = subprocess.run(
@@ -186,3 +203,30 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
         finally:
             left.stop()
             right.stop()
+
+
+def _esp_decrypts(tshark: subprocess.Popen[bytes], pcap: Path, esp_sa: Path, tmp: Path) -> None:
+    """tshark finds the pings inside the captured ESP-in-UDP with piked's esp_sa table
+    (every SA, the rekeyed ones included), and none without it."""
+    from interop.netns import kill_pid
+
+    kill_pid(tshark.pid)
+    assert esp_sa.exists()
+    print(f"esp_sa: {len(esp_sa.read_text().splitlines())} lines")
+    counts = []
+    for with_keys in (False, True):
+        conf = tmp / f"ws-{with_keys}"
+        conf.mkdir()
+        if with_keys:
+            shutil.copy(esp_sa, conf / "esp_sa")
+        out = subprocess.run(
+            ["tshark", "-r", str(pcap), "-o", "esp.enable_encryption_decode:TRUE",
+             "-Y", "icmp.type == 8", "-T", "fields", "-e", "esp.spi"],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "WIRESHARK_CONFIG_DIR": str(conf)},
+        )  # fmt: skip
+        counts.append(len(out.stdout.split()))
+        if with_keys and counts[-1] == 0:
+            print(out.stderr[-2000:])
+    print(f"tshark: ICMP echo requests found in ESP without keys {counts[0]}, with {counts[1]}")
+    assert counts[0] == 0 and counts[1] >= 40, counts

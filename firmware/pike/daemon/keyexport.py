@@ -55,15 +55,12 @@ _IKE_INTEG: dict[int, str] = {
 _ESP_ENCR: dict[int, str] = {
     EncrId.AES_CBC: "AES-CBC [RFC3602]",
     EncrId.AES_CTR: "AES-CTR [RFC3686]",
-    EncrId.AES_GCM_8: "AES-GCM [RFC4106]",
-    EncrId.AES_GCM_12: "AES-GCM [RFC4106]",
-    EncrId.AES_GCM_16: "AES-GCM [RFC4106]",
+    EncrId.AES_GCM_8: "AES-GCM with 8 octet ICV [RFC4106]",
+    EncrId.AES_GCM_12: "AES-GCM with 12 octet ICV [RFC4106]",
+    EncrId.AES_GCM_16: "AES-GCM with 16 octet ICV [RFC4106]",
 }
-_ESP_ICV: dict[int, str] = {  # AEAD: no integrity key, "ANY n bit authentication" skips the ICV
-    EncrId.AES_GCM_8: "ANY 64 bit authentication [no checking]",
-    EncrId.AES_GCM_12: "ANY 96 bit authentication [no checking]",
-    EncrId.AES_GCM_16: "ANY 128 bit authentication [no checking]",
-}
+# AEAD: no integrity key; Wireshark takes AES-GCM only with "NULL" authentication.
+_ESP_AEAD = (EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16)
 _ESP_INTEG: dict[int, str] = {
     IntegId.HMAC_SHA2_256_128: "HMAC-SHA-256-128 [RFC4868]",
     IntegId.HMAC_SHA2_384_192: "HMAC-SHA-384-192 [RFC4868]",
@@ -97,7 +94,7 @@ def esp_line(sa: SaSpec) -> str | None:
     encr = _ESP_ENCR.get(sa.encr_id)
     if encr is None:
         return None
-    integ = _ESP_ICV.get(sa.encr_id) or _ESP_INTEG.get(sa.integ_id)
+    integ = "NULL" if sa.encr_id in _ESP_AEAD else _ESP_INTEG.get(sa.integ_id)
     if integ is None:
         return None
     family = "IPv4" if sa.dst.version == 4 else "IPv6"
