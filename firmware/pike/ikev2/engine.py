@@ -438,8 +438,13 @@ class Ikev2Engine:
         if msg.is_response:
             sa.tasks.on_response(msg, data, now)
             return
-        if (src, dst) != (sa.remote, sa.local) and msg.encrypted:
-            # Authenticated request from a new address/port: NAT float or mapping change.
+        if (
+            (src, dst) != (sa.remote, sa.local)
+            and msg.encrypted
+            and msg.message_id == sa.tasks.mid_in
+        ):
+            # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
+            # from a new address/port: NAT float or mapping change.
             log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
             sa.remote, sa.local = src, dst
             self._move_children(sa)
