@@ -147,8 +147,8 @@ class PikeCollector(Collector):
         )
         yield _gauge(
             "pike_peer_last_inbound_timestamp_seconds",
-            "Last authenticated IKE message from the peer (Unix time; ESP counts for DPD "
-            "but is in pike_child_sa_packets_total)",
+            "Last sign of life from the peer (Unix time): an authenticated IKE message, or "
+            "inbound ESP as seen by the DPD check (with dpd_delay)",
             [([c], v) for c, v in sorted(last_in.items())],
             ["connection"],
         )
