@@ -5,7 +5,7 @@ new SA at once lost ~40 ms of traffic)."""
 
 from __future__ import annotations
 
-from pike.ikev2.actions import DeleteChildSa, InstallChildSa, InstallOutboundSa
+from pike.ikev2.actions import DeleteChildSa, InstallChildSa, InstallOutboundSa, SendDatagram
 
 from .pair import deliver, transfer
 from .test_lifecycle import deletes, installs, up
@@ -63,3 +63,21 @@ def test_rekey_collision_winner_never_installs_the_redundant_outbound() -> None:
             e for e in node.events if isinstance(e, InstallOutboundSa) and e.unique_id in removed
         ], node.events
     assert isinstance(installs(a)[0], InstallChildSa)
+
+
+def test_rekey_responder_leaves_the_old_sa_before_answering_the_delete() -> None:
+    """Found piked <-> piked under a stream in UML: the responder answered the DELETE and
+    only then removed the old SAs; the initiator, given the answer, removed its old inbound
+    SA while the responder still sent on the old outbound one (XfrmInNoStates, 1 datagram)."""
+    a, b = up()
+    a.engine.rekey("gw", 10.0, "net")
+    (resp,) = deliver(a.drain(), b, 10.0)
+    (delete_req,) = deliver([resp], a, 10.0)
+    b.engine.receive_datagram(delete_req.data, delete_req.src, delete_req.dst, 10.0)
+    actions = []
+    while (act := b.engine.next_action()) is not None:
+        actions.append(act)
+    kinds = [
+        type(x) for x in actions if isinstance(x, InstallOutboundSa | DeleteChildSa | SendDatagram)
+    ]
+    assert kinds == [InstallOutboundSa, DeleteChildSa, SendDatagram], actions

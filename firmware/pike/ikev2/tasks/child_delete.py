@@ -43,6 +43,10 @@ class ChildDelete(Task):
         if self.deleted:
             spis = tuple(c.spi_in.to_bytes(4, "big") for c in self.deleted)
             msg.payloads.append(DeletePayload(ProtocolId.ESP, spis))
+        # Out of the kernel before the answer leaves: once the peer has it, the peer removes
+        # its inbound SA, so we must not send on the old outbound SA any longer.
+        for child in self.deleted:
+            self.sa.remove_child(child, "deleted by peer")
 
     def process(self, msg: Message, now: float) -> None:
         if self.initiator:
@@ -59,8 +63,3 @@ class ChildDelete(Task):
                     log.info("%s: peer deletes unknown CHILD_SA %08x", self.sa.tag(), value)
                     continue
                 self.deleted.append(child)
-
-    def completed(self, now: float) -> None:
-        if not self.initiator:
-            for child in self.deleted:
-                self.sa.remove_child(child, "deleted by peer")
