@@ -8,6 +8,7 @@
     pikectl [--socket PATH] reload
     pikectl [--socket PATH] list-conns [--json]
     pikectl check-config FILE
+    pikectl keys generate|csr|self-signed|import-cert|list --uri URI ...  (see pike.cli.keys)
 
 Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid),
 2 usage error or the daemon cannot be reached.
@@ -20,6 +21,7 @@ import json
 import sys
 from typing import Any
 
+from pike.cli import keys
 from pike.cli.sa_text import format_list_sas, format_status
 from pike.daemon.control import request
 from pike.ikev2.credentials import STORE
@@ -56,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     lc.add_argument("--json", action="store_true")
     chk = sub.add_parser("check-config", help="validate a config file (no daemon needed)")
     chk.add_argument("file")
+    keys.add_parser(sub)
     return p
 
 
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "check-config":
         return _check_config(args.file)
+    if args.cmd == "keys":
+        return keys.run(args)
     if args.cmd == "status":
         code, result = _call(args.socket, "status", {})
         if code == EXIT_OK:

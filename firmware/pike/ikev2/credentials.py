@@ -2,7 +2,7 @@
 
 Loaded once per file (the first IKE_AUTH that needs them, or ``preload`` at start) and kept.
 The engine stays free of key custody: ``signer_factory`` turns a config ``key`` into a
-Signer (file keys by default; the daemon passes a PKCS#11/TPM factory once tokens land),
+Signer (``pkcs11:`` URIs become token signers, anything else a file key),
 and ``clock`` gives the wall-clock time certificates are checked at (the engine's ``now``
 is monotonic; tests pass a fixed time).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +21,9 @@ from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import Signer, SignerError
 from pike.ikev2.certs import CertError, load_certificates
 from pike.policy.config import Config, ConnectionConfig
+
+if TYPE_CHECKING:
+    from pike.hsm.pkcs11 import TokenState
 
 SignerFactory = Callable[[str], Signer]
 Clock = Callable[[], datetime]
@@ -30,8 +34,16 @@ class CredentialError(Exception):
 
 
 def file_signer(key: str) -> Signer:
+    """A token signer for an RFC 7512 ``pkcs11:`` URI, else a PEM key file."""
     if key.startswith("pkcs11:"):
-        raise SignerError(f"{key}: PKCS#11 keys come with the key custody work, not yet")
+        # Imported here: python-pkcs11 loads only when a token key is configured.
+        from pike.hsm.pkcs11 import Pkcs11Signer
+        from pike.hsm.uri import UriError
+
+        try:
+            return Pkcs11Signer(key)
+        except UriError as exc:
+            raise SignerError(f"bad PKCS#11 URI: {exc}") from None
     return FileKeySigner(key)
 
 
@@ -81,7 +93,11 @@ class CredentialStore:
             except SignerError as exc:
                 raise CredentialError(str(exc)) from None
             self._signers[cfg.key] = signer
-        if not _same_key(chain[0], signer):
+        try:
+            same = _same_key(chain[0], signer)
+        except SignerError as exc:  # the token is not there (yet): fail closed
+            raise CredentialError(f"{conn.name}: key unavailable: {exc}") from None
+        if not same:
             raise CredentialError(
                 f"{conn.name}: key {cfg.key} does not belong to certificate {cfg.certs[0]}"
             )
@@ -96,6 +112,8 @@ class CredentialStore:
         problems = []
         for conn in config.connections.values():
             try:
+                if conn.local.auth == "pubkey" and self._token_down(conn):
+                    continue  # logged by the token; IKE_AUTH fails closed until it is back
                 if conn.local.auth == "pubkey":
                     self.local(conn)
                 if conn.remote.auth == "pubkey":
@@ -103,6 +121,30 @@ class CredentialStore:
             except CredentialError as exc:
                 problems.append(f"{conn.name}: {exc}")
         return problems
+
+    def _token_down(self, conn: ConnectionConfig) -> bool:
+        """Probe a token key at start: a token that is absent, locked or refuses the PIN
+        does not stop piked (its state is shown); a bad URI does (CredentialError)."""
+        key = conn.local.key
+        if not key or not key.startswith("pkcs11:"):
+            return False
+        from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
+
+        signer = self._signers.get(key)
+        if signer is None:
+            try:
+                signer = self._signers[key] = self.signer_factory(key)
+            except SignerError as exc:
+                raise CredentialError(str(exc)) from None
+        if isinstance(signer, Pkcs11Signer):
+            return signer.probe() is not TokenState.READY
+        return False
+
+    def token_states(self) -> dict[str, TokenState]:
+        """State of each token key in use, by configured key URI (for metrics/status)."""
+        from pike.hsm.pkcs11 import Pkcs11Signer
+
+        return {k: s.state for k, s in self._signers.items() if isinstance(s, Pkcs11Signer)}
 
 
 # The store the engine uses until Context carries one (``Context.credentials``): one

@@ -1,0 +1,175 @@
+"""``pikectl keys ...``: provision the key in a PKCS#11 token (HSM or TPM 2.0).
+
+    pikectl keys generate    --uri URI [--type ecdsa-p256|ecdsa-p384|rsa2048|rsa3072|ed25519]
+    pikectl keys csr         --uri URI --subject DN [--san NAME]... [--out FILE]
+    pikectl keys self-signed --uri URI --subject DN [--san NAME]... [--days N] [--out FILE]
+    pikectl keys import-cert --uri URI FILE
+    pikectl keys list        --uri URI
+
+URI is RFC 7512 (``pkcs11:token=gw;object=ike;id=%01?module-path=/usr/lib/...``). The user
+PIN comes from ``--pin-file``, the URI's ``pin-source`` or ``PIKE_PIN``: never from argv.
+A refused PIN is reported, never retried (a TPM locks after a few).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import sys
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def add_parser(sub: Any) -> None:
+    kp = sub.add_parser("keys", help="provision the key in a PKCS#11 token / TPM")
+    ks = kp.add_subparsers(dest="keys_cmd", required=True, parser_class=type(kp))
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--uri", required=True, help="RFC 7512 pkcs11: URI of the key/token")
+        p.add_argument("--pin-file", help="file holding the user PIN (else PIKE_PIN)")
+
+    g = ks.add_parser("generate", help="generate a key pair on the token")
+    common(g)
+    g.add_argument("--type", default="ecdsa-p256", help="ecdsa-p256 (default), ecdsa-p384, "
+                   "rsa2048, rsa3072, ed25519")  # fmt: skip
+    for name, helptext in (
+        ("csr", "PKCS#10 request signed by the token key"),
+        ("self-signed", "self-signed certificate of the token key"),
+    ):
+        c = ks.add_parser(name, help=helptext)
+        common(c)
+        c.add_argument("--subject", required=True, help='e.g. "C=CH, O=Example, CN=gw1"')
+        c.add_argument("--san", action="append", default=[], help="DNS name, IP or e-mail")
+        c.add_argument("--out", help="PEM output file (default stdout)")
+        if name == "self-signed":
+            c.add_argument("--days", type=int, default=365)
+    i = ks.add_parser("import-cert", help="store a certificate next to the key")
+    common(i)
+    i.add_argument("file", help="PEM or DER certificate")
+    ls = ks.add_parser("list", help="keys and certificates on the token")
+    common(ls)
+
+
+def _san(text: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if "@" in text:
+        return x509.RFC822Name(text)
+    return x509.DNSName(text)
+
+
+def _subject(text: str) -> x509.Name:
+    # Config order (C=.., O=.., CN=..) is DER order; RFC 4514 text lists it reversed.
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return x509.Name.from_rfc4514_string(",".join(reversed(parts)))
+
+
+def _uri(args: argparse.Namespace, need_key: bool) -> Any:
+    from pike.hsm.uri import parse
+
+    uri = parse(args.uri, need_key=need_key)
+    if args.pin_file:
+        uri = dataclasses.replace(uri, pin_source=f"file:{args.pin_file}")
+    return uri
+
+
+def _session(uri: Any) -> Any:
+    """A read/write session, logged in once (a refused PIN is not retried)."""
+    from pike.hsm.pkcs11 import find_token, module
+    from pike.hsm.uri import read_pin
+
+    pin = read_pin(uri)
+    lib = module(uri.module(), uri.tcti).load()
+    return find_token(lib, uri).open(rw=True, user_pin=pin)
+
+
+def _write(pem: bytes, out: str | None) -> None:
+    if out:
+        with open(out, "wb") as f:
+            f.write(pem)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(pem.decode())
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pkcs11.constants import ObjectClass
+
+    from pike.hsm import provision
+    from pike.hsm.pkcs11 import Pkcs11Signer
+
+    cmd = args.keys_cmd
+    uri = _uri(args, need_key=cmd in ("generate", "csr", "self-signed", "import-cert"))
+    key_id = uri.id if uri.id is not None else (uri.object or "").encode()
+    if cmd == "generate":
+        with _session(uri) as s:
+            provision.generate(s, args.type, uri.object or "", key_id)
+        signer = Pkcs11Signer(uri)
+        print(f"generated {args.type} key {uri.describe()} on the token")
+        print(provision.public_pem(signer).decode(), end="")
+        return EXIT_OK
+    if cmd in ("csr", "self-signed"):
+        signer = Pkcs11Signer(uri)
+        sans = [_san(s) for s in args.san]
+        if cmd == "csr":
+            req = provision.csr(signer, _subject(args.subject), sans)
+            _write(req.public_bytes(serialization.Encoding.PEM), args.out)
+        else:
+            cert = provision.self_signed(signer, _subject(args.subject), sans, args.days)
+            _write(cert.public_bytes(serialization.Encoding.PEM), args.out)
+        return EXIT_OK
+    if cmd == "import-cert":
+        with open(args.file, "rb") as f:
+            data = f.read()
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if b"-----BEGIN" in data
+            else x509.load_der_x509_certificate(data)
+        )
+        from pike.hsm.pkcs11 import public_key_of
+
+        fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        with _session(uri) as s:  # one login: a second one would be UserAlreadyLoggedIn
+            lookup = {"label": uri.object} if uri.id is None else {"id": uri.id}
+            pub = public_key_of(s.get_key(object_class=ObjectClass.PUBLIC_KEY, **lookup))
+            if cert.public_key().public_bytes(*fmt) != pub.public_bytes(*fmt):
+                print(f"pikectl keys: {args.file} is not the certificate of {uri}", file=sys.stderr)
+                return EXIT_ERROR
+            provision.import_cert(s, cert, uri.object or "", key_id)
+        print(f"imported {cert.subject.rfc4514_string()} as {uri.describe()}")
+        return EXIT_OK
+    with _session(uri) as s:
+        for cls, label, kid, detail in provision.list_objects(s):
+            print(f"{cls:8} {label:20} id={kid:10} {detail}")
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``pikectl keys``; errors are one line on stderr (never a PIN)."""
+    import pkcs11.exceptions as p11e
+
+    from pike.hsm.signer import SignerError
+    from pike.hsm.uri import UriError
+
+    try:
+        return _run(args)
+    except (UriError, SignerError, ValueError, OSError) as exc:
+        print(f"pikectl keys {args.keys_cmd}: {exc}", file=sys.stderr)
+    except p11e.PinIncorrect:
+        print(f"pikectl keys {args.keys_cmd}: the token refused the PIN (not retried)",
+              file=sys.stderr)  # fmt: skip
+    except p11e.PinLocked:
+        print(f"pikectl keys {args.keys_cmd}: the token is locked (PinLocked)", file=sys.stderr)
+    except p11e.PKCS11Error as exc:
+        print(f"pikectl keys {args.keys_cmd}: token error {type(exc).__name__} {exc}",
+              file=sys.stderr)  # fmt: skip
+    except Exception as exc:  # the token's _Fail and the like: one line, no traceback
+        print(f"pikectl keys {args.keys_cmd}: {exc}", file=sys.stderr)
+    return EXIT_ERROR
