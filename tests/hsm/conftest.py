@@ -1,0 +1,44 @@
+"""Fixtures: ``softhsm`` (a private SoftHSM2 per test) and ``tpm`` (swtpm + abrmd, per
+session). Both put their variables into os.environ (tokens read them at C_Initialize) and
+make pike forget its token sessions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .tokens import SoftHsm, Tpm, reset_pike_tokens, softhsm_available, tpm_available
+
+
+@pytest.fixture
+def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsm]:
+    if not softhsm_available():
+        pytest.skip("softhsm2 not installed")
+    hsm = SoftHsm(tmp_path)
+    for k, v in hsm.env().items():
+        monkeypatch.setenv(k, v)
+    reset_pike_tokens()
+    yield hsm
+    reset_pike_tokens()
+
+
+@pytest.fixture(scope="session")
+def tpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tpm]:
+    if not tpm_available():
+        pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
+    t = Tpm(tmp_path_factory.mktemp("tpm"))
+    saved = {k: os.environ.get(k) for k in t.env()}
+    os.environ.update(t.env())
+    try:
+        t.start()
+        yield t
+    finally:
+        t.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
