@@ -133,6 +133,7 @@ def stream_with(
     tx_r = rhost.popen(
         [*send, gw.left_lan.host_ip, "6001", str(RATE), str(seconds)], stdout=subprocess.PIPE
     )
+    stats0 = {ns.short: xfrm_stat(ns) for ns in (gw.left, gw.right)}
     t0 = time.monotonic()
     done: list[str] = []
     for at, what, fn in actions:
@@ -155,7 +156,18 @@ def stream_with(
             f"reordered {got['reordered']}, receive buffer drops {got['rcvbuf_errors']}"
         )
     print("; ".join(done))
+    for ns in (gw.left, gw.right):
+        grew = {k: v - stats0[ns.short].get(k, 0) for k, v in xfrm_stat(ns).items()}
+        grew = {k: v for k, v in grew.items() if v}
+        if grew:
+            print(f"{ns.short} /proc/net/xfrm_stat grew: {grew}")
     return res
+
+
+def xfrm_stat(ns: Namespace) -> dict[str, int]:
+    """The namespace's XFRM error counters (why the kernel dropped IPsec packets)."""
+    out = ns.run(["cat", "/proc/net/xfrm_stat"], check=False).stdout
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines() if line.strip())}
 
 
 def assert_no_loss(res: dict[str, Any]) -> None:
