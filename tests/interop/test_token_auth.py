@@ -1,0 +1,200 @@
+"""Host tier: piked authenticates to strongSwan 5.9 with a key that lives in a token.
+
+For SoftHSM2 and for a TPM 2.0 simulator (swtpm + tpm2-abrmd + tpm2-pkcs11), RSA and
+ECDSA: the key pair is generated on the token by pike's provisioning, the CSR is signed by
+the token, a CA made with ``cryptography`` issues the certificate, and piked's config names
+the key by its ``pkcs11:`` URI (PIN from PIKE_PIN in piked's environment). charon must
+accept piked's AUTH. Then the token goes away (SoftHSM: its directory is moved; TPM: abrmd
+is stopped by PID): the next IKE_AUTH fails closed; after it returns, the next succeeds
+without restarting piked. The host kernel has no ESP: only the IKE SA is checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from hsm.tokens import (
+    USER_PIN,
+    SoftHsm,
+    Tpm,
+    reset_pike_tokens,
+    softhsm_available,
+    tpm_available,
+    uri,
+)
+from ikev2.x509gen import Issued, issue, make_ca, write
+from pike.hsm import pkcs11 as hsm
+from pike.hsm import provision
+from pike.hsm.pkcs11 import Pkcs11Signer
+
+from .conftest import Gateways, MakeCharon, MakePiked
+from .piked import PikedNode
+from .strongswan import StrongswanNode
+from .test_piked_certs import BRANCH, HQ, _conn
+
+SCHEME = {"rsa2048": "RSA_EMSA_PKCS1_SHA2_256", "ecdsa-p256": "ECDSA_WITH_SHA256_DER"}
+CA_KIND = {"rsa2048": "rsa", "ecdsa-p256": "ecdsa-p256"}
+
+
+@pytest.fixture(scope="module")
+def tpm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tpm]:
+    if not tpm_available():
+        pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
+    t = Tpm(tmp_path_factory.mktemp("tpm"), label="gwtpm")
+    saved = {k: os.environ.get(k) for k in t.env()}
+    os.environ.update(t.env())
+    try:
+        t.start()
+        yield t
+    finally:
+        t.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _token_cert(ca: Issued, module: str, token: str, label: str, kind: str) -> x509.Certificate:
+    """Keygen on the token, CSR signed by it, certificate issued by ``ca``."""
+    lib = hsm.module(module).load()
+    with hsm.find_token(lib, hsm.parse(uri(module, token, label))).open(
+        rw=True, user_pin=USER_PIN
+    ) as s:
+        provision.generate(s, kind, label, label.encode())
+    signer = Pkcs11Signer(uri(module, token, label))
+    req = provision.csr(signer, x509.Name.from_rfc4514_string(f"CN={BRANCH},O=pike test,C=CH"),
+                        [x509.DNSName(BRANCH)])  # fmt: skip
+    assert req.is_signature_valid
+    reset_pike_tokens()  # log out: piked logs in by itself
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(req.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(req.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(BRANCH)]), False)
+        .sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+
+
+def _setup(
+    gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
+    kind: str, module: str, token: str, label: str,
+) -> tuple[PikedNode, StrongswanNode]:  # fmt: skip
+    ca = make_ca(CA_KIND[kind], "pike token CA")
+    theirs = issue(ca, CA_KIND[kind] if kind != "rsa2048" else "rsa", HQ, [x509.DNSName(HQ)])
+    mine = _token_cert(ca, module, token, label, kind)
+    files = tmp_path / "charon-creds"
+    cert, key = write(files, "hq", theirs)
+    ca_cert, _ = write(files, "ca", ca)
+    conn = _conn("192.0.2.2", "192.0.2.1", HQ, BRANCH, "10.2.0.0/24", "10.1.0.0/24",
+                 local_certs=[cert.name])  # fmt: skip
+    charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
+    charon.write_config()
+    charon.install_cert(ca_cert, ca=True)
+    charon.install_cert(cert)
+    charon.install_key(key)
+    charon.start()
+    piked = make_piked(gw.left, "piked", _conn("192.0.2.1", "192.0.2.2", BRANCH, HQ,
+                       "10.1.0.0/24", "10.2.0.0/24"), start=False)  # fmt: skip
+    piked.dir.mkdir(parents=True, exist_ok=True)
+    (piked.dir / "branch.pem").write_bytes(mine.public_bytes(serialization.Encoding.PEM))
+    write(piked.dir, "ca", ca)
+    local = {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"],
+             "key": uri(module, token, label)}  # fmt: skip
+    piked.extra = {
+        "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}  # type: ignore[dict-item]
+    }
+    piked.start()
+    return piked, charon
+
+
+def _established(piked: PikedNode, charon: StrongswanNode, kind: str) -> float:
+    t0 = time.monotonic()
+    piked.initiate("hq")
+    p = piked.wait_established("hq", timeout=20)
+    rtt = time.monotonic() - t0
+    c = charon.wait_established("hq", timeout=20)
+    assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
+    clog = charon.log_text()
+    assert f"authentication of '{BRANCH}' with {SCHEME[kind]} successful" in clog, clog[-3000:]
+    return rtt
+
+
+def _fails_closed(piked: PikedNode) -> None:
+    piked.terminate("hq", check=False)
+    time.sleep(1.0)
+    piked.initiate("hq", check=False)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if "cannot sign our AUTH" in piked.log_text():
+            break
+        time.sleep(0.2)
+    log = piked.log_text()
+    assert "cannot sign our AUTH" in log, log[-3000:]
+    assert USER_PIN not in log
+    assert not [s for s in piked.list_sas() if s.state == "ESTABLISHED"]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", list(SCHEME))
+def test_softhsm_key_auth_pull_and_return(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, kind: str,
+) -> None:  # fmt: skip
+    if not softhsm_available():
+        pytest.skip("softhsm2 not installed")
+    soft = SoftHsm(tmp_path)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    reset_pike_tokens()
+    soft.init("gw")
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind,
+                           soft.module, "gw", "ike")  # fmt: skip
+    _established(piked, charon, kind)
+    away = soft.pull()
+    _fails_closed(piked)
+    assert "token gw: absent" in piked.log_text()
+    soft.plug(away)
+    time.sleep(5.5)  # the re-probe interval
+    piked.terminate("hq", check=False)
+    time.sleep(0.5)
+    _established(piked, charon, kind)
+    assert "token gw: ready (logged in again)" in piked.log_text()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", list(SCHEME))
+def test_tpm_key_auth_abrmd_gone_and_back(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, tpm_token: Tpm, kind: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    reset_pike_tokens()
+    label = f"ike-{kind}"
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind,
+                           tpm_token.module, tpm_token.label, label)  # fmt: skip
+    _established(piked, charon, kind)
+    tpm_token.stop_abrmd()
+    try:
+        _fails_closed(piked)
+    finally:
+        tpm_token.start_abrmd()
+    time.sleep(5.5)
+    piked.terminate("hq", check=False)
+    time.sleep(0.5)
+    _established(piked, charon, kind)
+    assert f"token {tpm_token.label}: ready (logged in again)" in piked.log_text()
