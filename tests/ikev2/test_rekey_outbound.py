@@ -81,3 +81,25 @@ def test_rekey_responder_leaves_the_old_sa_before_answering_the_delete() -> None
         type(x) for x in actions if isinstance(x, InstallOutboundSa | DeleteChildSa | SendDatagram)
     ]
     assert kinds == [InstallOutboundSa, DeleteChildSa, SendDatagram], actions
+
+
+def test_mapping_change_keeps_the_rekey_successor_outbound_deferred() -> None:
+    """A NAT mapping change between the rekey and the DELETE moves the new CHILD_SA with
+    its outbound SA still deferred; the DELETE then installs it, at the new port."""
+    from .pair import conf, make_pair
+    from .test_ondemand import B_TS, A, B
+
+    a, b = make_pair(conf(*A, extra_conn="encap = true"), conf(*B, **B_TS))
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b)
+    a.engine.rekey("gw", 10.0, "net")
+    (resp,) = deliver(a.drain(), b, 10.0)
+    new_b = installs(b)[-1]
+    (delete_req,) = deliver([resp], a, 10.0)
+    # the DELETE arrives through a new NAT mapping
+    b.engine.receive_datagram(delete_req.data, ("192.0.2.1", 31000), delete_req.dst, 10.0)
+    b.drain()
+    moved = [i for i in installs(b) if i.unique_id == new_b.unique_id][-1]
+    assert moved is not new_b and moved.defer_outbound
+    (out,) = [e for e in b.events if isinstance(e, InstallOutboundSa)]
+    assert out.outbound.encap is not None and out.outbound.encap.dport == 31000

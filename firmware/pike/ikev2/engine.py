@@ -511,6 +511,7 @@ class Ikev2Engine:
                     child.inbound,
                     child.outbound,
                     child.policies,
+                    child.outbound_deferred,
                 )
             )
 
