@@ -393,6 +393,7 @@ class Pkcs11Signer:
         self._public: PublicKey | None = None
         self._type: KeyType | None = None
         self._mechs: frozenset[Any] = frozenset()
+        self._plans: dict[SignatureScheme, _Plan] = {}
 
     def __repr__(self) -> str:
         return f"Pkcs11Signer({self.uri.describe()!r})"
@@ -458,11 +459,23 @@ class Pkcs11Signer:
 
     def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
         with self.token.module.lock:
-            key = self._private()
-            assert self._type is not None
-            if not scheme.fits(self._type):
-                raise SignerError(f"{scheme.name} does not fit a {self._type} key ({self.uri})")
-            mech, param, payload = _mechanism(scheme, data)
+            tok = self.token
+            if (
+                self._key is not None
+                and tok.session is not None
+                and self._generation == tok.module.generation == tok.generation
+            ):
+                key = self._key  # the hot path: no lookups
+            else:
+                key = self._private()
+            plan = self._plans.get(scheme)
+            if plan is None:
+                assert self._type is not None
+                if not scheme.fits(self._type):
+                    raise SignerError(f"{scheme.name} does not fit a {self._type} key ({self.uri})")
+                plan = self._plans[scheme] = _plan(scheme)
+            mech, param, prefix, hasher, der = plan
+            payload = data if hasher is None else prefix + hasher(data).digest()
             try:
                 raw: bytes = key.sign(payload, mechanism=mech, mechanism_param=param)
             except (p11e.MechanismInvalid, p11e.MechanismParamInvalid) as exc:
@@ -470,20 +483,22 @@ class Pkcs11Signer:
             except p11e.PKCS11Error as exc:
                 self._key = None
                 raise self.token.lost(exc, "sign") from None
-        if scheme.family == "ecdsa":
-            return ecdsa_raw_to_der(raw)
-        return raw
+        return ecdsa_raw_to_der(raw) if der else raw
 
 
-def _mechanism(scheme: SignatureScheme, data: bytes) -> tuple[Mechanism, Any, bytes]:
-    """(mechanism, parameter, what to hand the token) for one signature."""
+_Plan = tuple[Mechanism, Any, bytes, Callable[[bytes], Any] | None, bool]
+
+
+def _plan(scheme: SignatureScheme) -> _Plan:
+    """(mechanism, parameter, prefix, hash, DER-encode?) of one signature scheme: we hash,
+    the token signs the digest (DigestInfo-prefixed for PKCS#1 v1.5)."""
     family, hname = scheme.family, scheme.hash_name
     if family == "ed25519":
-        return Mechanism.EDDSA, None, data
+        return Mechanism.EDDSA, None, b"", None, False
     assert hname is not None
-    digest = hashlib.new(hname, data).digest()
+    hasher = getattr(hashlib, hname)
     if family == "ecdsa":
-        return Mechanism.ECDSA, None, digest
+        return Mechanism.ECDSA, None, b"", hasher, True
     if family == "rsa-pss":
-        return Mechanism.RSA_PKCS_PSS, _PSS_PARAMS[hname], digest
-    return Mechanism.RSA_PKCS, None, _DIGEST_INFO[hname] + digest
+        return Mechanism.RSA_PKCS_PSS, _PSS_PARAMS[hname], b"", hasher, False
+    return Mechanism.RSA_PKCS, None, _DIGEST_INFO[hname], hasher, False
