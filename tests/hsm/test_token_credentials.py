@@ -1,0 +1,67 @@
+"""The CredentialStore with token keys: piked starts when the token is absent (the state
+is shown, IKE_AUTH fails closed), and uses the key once it is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from pike.hsm import provision
+from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
+from pike.ikev2.credentials import CredentialError, CredentialStore
+from pike.policy.loader import load_config_text
+
+from .test_pkcs11_tokens import _generate
+from .tokens import USER_PIN, SoftHsm, uri
+
+
+def _config(key: str, cert: Path) -> str:
+    return f"""
+[connections.gw]
+local_addrs = ["192.0.2.1"]
+remote_addrs = ["192.0.2.2"]
+proposals = ["aes128gcm16-prfsha256-x25519"]
+local = {{ auth = "pubkey", id = "gw.example.net", certs = ["{cert}"], key = "{key}" }}
+remote = {{ auth = "pubkey", id = "hq.example.net", cacerts = ["{cert}"] }}
+"""
+
+
+def test_absent_token_does_not_stop_start_but_fails_closed(
+    softhsm: SoftHsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography import x509
+
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    softhsm.init("gw")
+    _generate(softhsm.module, "gw", "ecdsa-p256", "ike")
+    signer = Pkcs11Signer(uri(softhsm.module, "gw", "ike"))
+    cert = provision.self_signed(signer, x509.Name.from_rfc4514_string("CN=gw.example.net"), [])
+    pem = tmp_path / "gw.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    missing = uri(softhsm.module, "elsewhere", "ike")
+    store = CredentialStore()
+    cfg = load_config_text(_config(missing, pem), str(tmp_path / "pike.toml"))
+    assert store.preload(cfg) == []  # piked starts; the token's state says why it cannot sign
+    assert store.token_states() == {missing: TokenState.ABSENT}
+    with pytest.raises(CredentialError, match="key unavailable"):
+        store.local(cfg.connections["gw"])
+
+    good = uri(softhsm.module, "gw", "ike")
+    store2 = CredentialStore()
+    cfg2 = load_config_text(_config(good, pem), str(tmp_path / "pike.toml"))
+    assert store2.preload(cfg2) == []
+    assert store2.local(cfg2.connections["gw"]).signer.key_type == "ecdsa-p256"
+    assert store2.token_states() == {good: TokenState.READY}
+
+
+def test_bad_uri_stops_start(tmp_path: Path) -> None:
+    pem = tmp_path / "x.pem"
+    pem.write_text("")
+    bad = "pkcs11:token=gw;object=k?module-path=/x.so&pin-value=1234"
+    store = CredentialStore()
+    cfg = load_config_text(_config(bad, pem), str(tmp_path / "pike.toml"))
+    problems = store.preload(cfg)
+    assert problems and "pin-value is refused" in problems[0] and "1234" not in problems[0]
