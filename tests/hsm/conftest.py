@@ -4,13 +4,19 @@ make pike forget its token sessions."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .tokens import SoftHsm, Tpm, reset_pike_tokens, softhsm_available, tpm_available
+from .tokens import (
+    SoftHsm,
+    Tpm,
+    reset_pike_tokens,
+    shared_tpm,
+    softhsm_available,
+    tpm_available,
+)
 
 
 @pytest.fixture
@@ -26,19 +32,7 @@ def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsm
 
 
 @pytest.fixture(scope="session")
-def tpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tpm]:
+def tpm(tmp_path_factory: pytest.TempPathFactory) -> Tpm:
     if not tpm_available():
         pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
-    t = Tpm(tmp_path_factory.mktemp("tpm"))
-    saved = {k: os.environ.get(k) for k in t.env()}
-    os.environ.update(t.env())
-    try:
-        t.start()
-        yield t
-    finally:
-        t.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return shared_tpm(tmp_path_factory.getbasetemp())

@@ -202,3 +202,26 @@ class Tpm:
         if self.swtpm_pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.swtpm_pid, signal.SIGTERM)
+
+
+_SHARED: Tpm | None = None
+
+
+def shared_tpm(base: Path) -> Tpm:
+    """One TPM simulator per test process: tpm2-pkcs11's tabrmd TCTI keeps the process's
+    D-Bus session connection, so a second private bus would not be seen. Its variables
+    stay in os.environ; it is stopped (by PID) when the process exits."""
+    global _SHARED
+    if _SHARED is None:
+        import atexit
+
+        t = Tpm(base / "shared-tpm", label="tpm")
+        os.environ.update(t.env())
+        try:
+            t.start()
+        except BaseException:
+            t.stop()
+            raise
+        atexit.register(t.stop)
+        _SHARED = t
+    return _SHARED

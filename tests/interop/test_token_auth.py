@@ -12,9 +12,7 @@ without restarting piked. The host kernel has no ESP: only the IKE SA is checked
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from hsm.tokens import (
     SoftHsm,
     Tpm,
     reset_pike_tokens,
+    shared_tpm,
     softhsm_available,
     tpm_available,
     uri,
@@ -45,22 +44,10 @@ CA_KIND = {"rsa2048": "rsa", "ecdsa-p256": "ecdsa-p256"}
 
 
 @pytest.fixture(scope="module")
-def tpm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tpm]:
+def tpm_token(tmp_path_factory: pytest.TempPathFactory) -> Tpm:
     if not tpm_available():
         pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
-    t = Tpm(tmp_path_factory.mktemp("tpm"), label="gwtpm")
-    saved = {k: os.environ.get(k) for k in t.env()}
-    os.environ.update(t.env())
-    try:
-        t.start()
-        yield t
-    finally:
-        t.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return shared_tpm(tmp_path_factory.getbasetemp())
 
 
 def _token_cert(ca: Issued, module: str, token: str, label: str, kind: str) -> x509.Certificate:
