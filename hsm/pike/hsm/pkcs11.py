@@ -392,7 +392,6 @@ class Pkcs11Signer:
         self._generation = -1
         self._public: PublicKey | None = None
         self._type: KeyType | None = None
-        self._mechs: frozenset[Any] = frozenset()
         self._plans: dict[SignatureScheme, _Plan] = {}
 
     def __repr__(self) -> str:
@@ -420,8 +419,6 @@ class Pkcs11Signer:
             key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, **_label_id(self.uri))
             if self._public is None:
                 self._load_public(session, key)
-            if not self._mechs:
-                self._mechs = frozenset(session.token.slot.get_mechanisms())
         except (p11e.NoSuchKey, p11e.MultipleObjectsReturned) as exc:
             what = "no such key" if isinstance(exc, p11e.NoSuchKey) else "several keys match"
             tok.set_state(TokenState.NO_KEY, f"{self.uri.describe()}: {what}")
