@@ -33,6 +33,7 @@ def conf(
     psk: str = PSK,
     extra_conn: str = "",
     extra_daemon: str = "",
+    extra_child: str = "",
 ) -> str:
     return f"""
 [daemon]
@@ -54,6 +55,7 @@ remote_ts = [{remote_ts}]
 esp_proposals = [{esp}]
 mode = "{mode}"
 start_action = "{start}"
+{extra_child}
 
 [secrets.gw]
 id = ["{local_id}", "{remote_id}"]

@@ -38,6 +38,8 @@ class ChildSa:
     outbound_deferred: bool = False  # rekey responder: outbound SA not in the kernel yet
     rekey_at: float | None = None
     expire_at: float | None = None
+    # Soft (rekey) volume limits in the kernel: (bytes, packets), drawn once per CHILD_SA.
+    soft_volume: tuple[int, int] | None = None
 
     def schedule(self, now: float, random: Callable[[int], bytes]) -> None:
         """Rekey at rekey_time minus up to rand_time (jitter keeps both peers from
@@ -50,6 +52,23 @@ class ChildSa:
             self.rekey_at = now + max(cfg.rekey_time - jitter, 1)
         if cfg.life_time:
             self.expire_at = now + cfg.life_time
+
+    def draw_soft_volume(self, random: Callable[[int], bytes] | None) -> tuple[int, int]:
+        """rekey_bytes/packets minus up to rand_bytes/packets (as with rand_time, so that
+        both peers do not rekey on the same packet); 0 stays 0 (no limit)."""
+        if self.soft_volume is None:
+            cfg = self.config
+
+            def soft(rekey: int, rand: int) -> int:
+                if not rekey or not rand or random is None:
+                    return rekey
+                return max(rekey - int.from_bytes(random(8), "big") % (rand + 1), 1)
+
+            self.soft_volume = (
+                soft(cfg.rekey_bytes, cfg.rand_bytes),
+                soft(cfg.rekey_packets, cfg.rand_packets),
+            )
+        return self.soft_volume
 
     def next_deadline(self) -> float | None:
         if self.state == ChildState.INSTALLED:
@@ -78,10 +97,16 @@ class ChildSa:
         self.state = new
 
     def build_kernel_specs(
-        self, local: str, remote: str, encap: UdpEncap | None, outbound_encap: UdpEncap | None
+        self,
+        local: str,
+        remote: str,
+        encap: UdpEncap | None,
+        outbound_encap: UdpEncap | None,
+        random: Callable[[int], bytes] | None = None,
     ) -> None:
         """SaSpecs for both directions and the policies; keys by who initiated (RFC 7296
-        §2.17: the first keys are for the initiator-to-responder direction)."""
+        §2.17: the first keys are for the initiator-to-responder direction). ``random``
+        draws the jitter of the volume limits (once: a rebuild keeps them)."""
         assert self.chosen is not None and self.keys is not None
         k = self.keys
         if self.initiator:
@@ -92,7 +117,15 @@ class ChildSa:
         lsrc, ldst = ip_address(local), ip_address(remote)
         cfg = self.config
         soft = max(cfg.rekey_time, 1)
-        lifetime = Lifetime(soft_seconds=soft, hard_seconds=max(cfg.life_time, soft))
+        soft_bytes, soft_packets = self.draw_soft_volume(random)
+        lifetime = Lifetime(
+            soft_bytes=soft_bytes,
+            hard_bytes=cfg.life_bytes,
+            soft_packets=soft_packets,
+            hard_packets=cfg.life_packets,
+            soft_seconds=soft,
+            hard_seconds=max(cfg.life_time, soft),
+        )
         chosen = self.chosen
 
         def sa(

@@ -51,6 +51,14 @@ class ChildConfig:
     rekey_time: int = 3600  # strongSwan's defaults
     life_time: int = 3960
     rand_time: int = 360
+    # Volume limits (strongSwan's meaning; 0 = none): the kernel's soft limit at rekey_*
+    # minus up to rand_* starts a rekey, its hard limit at life_* ends the SA.
+    rekey_bytes: int = 0
+    life_bytes: int = 0
+    rand_bytes: int = 0
+    rekey_packets: int = 0
+    life_packets: int = 0
+    rand_packets: int = 0
     hw_offload: Offload = "no"
     replay_window: int = 32
 

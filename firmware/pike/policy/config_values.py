@@ -13,6 +13,9 @@ from pike.policy.ts import TrafficSelector
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)\s*$", re.IGNORECASE)
+_SIZE_UNIT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}  # strongSwan's: binary
+MAX_SIZE = (1 << 64) - 2  # below the kernel's XFRM_INF ("no limit")
 _PROTOCOLS = {
     "any": 0,
     "%any": 0,
@@ -42,6 +45,20 @@ def parse_duration(value: object) -> float:
             return float(m.group(1)) * _UNIT[m.group(2)]
         raise ValueError(f"{value!r} is not a duration (like 30s, 5m, 1h, 1d)")
     raise ValueError(f"expected a duration like 30s, 5m, 1h, not {type(value).__name__}")
+
+
+def parse_size(value: object) -> int:
+    """A byte or packet count: ``1000``, ``"500k"``, ``"10M"``, ``"2G"`` (1024 multiples,
+    as strongSwan reads them); 0 means no limit."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        n = int(m.group(1)) * _SIZE_UNIT[m.group(2).lower()]
+    else:
+        raise ValueError(f"{value!r} is not a count like 1000, 500k, 10M or 2G")
+    if not 0 <= n <= MAX_SIZE:
+        raise ValueError(f"{value!r} is out of range 0..{MAX_SIZE}")
+    return n
 
 
 def _protocol(text: str) -> int:

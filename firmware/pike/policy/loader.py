@@ -26,7 +26,7 @@ from pike.policy.config import (
     Secret,
     StartAction,
 )
-from pike.policy.config_values import decode_secret, parse_duration, parse_ts
+from pike.policy.config_values import decode_secret, parse_duration, parse_size, parse_ts
 from pike.policy.identity import IdentityError, identity_of_address, parse_identity
 from pike.policy.ipsec import Mode, Offload
 from pike.policy.toml_lines import KeyPath, key_lines
@@ -337,6 +337,8 @@ def _child(t: Table, local_addr: str | None, remote_addr: str | None) -> ChildCo
             f"{start} needs a remote address (%any and subnets are responder only)",
         )
     rekey = t.convert("rekey_time", _seconds, 3600)
+    rekey_bytes, life_bytes, rand_bytes = _volume(t, "bytes")
+    rekey_packets, life_packets, rand_packets = _volume(t, "packets")
     child = ChildConfig(
         name=_name(t),
         local_ts=_selectors(t, "local_ts", local_addr, "local"),
@@ -347,6 +349,12 @@ def _child(t: Table, local_addr: str | None, remote_addr: str | None) -> ChildCo
         rekey_time=rekey,
         life_time=t.convert("life_time", _seconds, int(rekey * 1.1)),
         rand_time=t.convert("rand_time", _seconds, rekey // 10),
+        rekey_bytes=rekey_bytes,
+        life_bytes=life_bytes,
+        rand_bytes=rand_bytes,
+        rekey_packets=rekey_packets,
+        life_packets=life_packets,
+        rand_packets=rand_packets,
         hw_offload=cast(Offload, t.convert("hw_offload", _offload, "no")),
         replay_window=t.integer("replay_window", 32, 0, 2**32 - 1),
     )
@@ -354,6 +362,27 @@ def _child(t: Table, local_addr: str | None, remote_addr: str | None) -> ChildCo
         raise t.error("life_time", f"must be longer than rekey_time ({child.rekey_time}s)")
     t.finish()
     return child
+
+
+def _volume(t: Table, unit: str) -> tuple[int, int, int]:
+    """``rekey_<unit>``, ``life_<unit>``, ``rand_<unit>`` with strongSwan's defaults: all 0
+    (no limit); life is rekey + 10 %; rekey is life / 1.1 when only life is given; rand is
+    life - rekey (kept below rekey, so the soft limit never reaches 0)."""
+    rekey_key, life_key, rand_key = f"rekey_{unit}", f"life_{unit}", f"rand_{unit}"
+    rekey = t.convert(rekey_key, parse_size, None)
+    life = t.convert(life_key, parse_size, None)
+    rand = t.convert(rand_key, parse_size, None)
+    if rekey is None:
+        rekey = life * 10 // 11 if life else 0
+    if life is None:
+        life = rekey * 110 // 100
+    if rekey and life and rekey > life:
+        raise t.error(rekey_key, f"{rekey} is more than {life_key} ({life})")
+    if rand is None:
+        rand = min(max(life - rekey, 0), rekey - 1) if rekey else 0
+    elif rand and rand >= rekey:
+        raise t.error(rand_key, f"{rand} must be less than {rekey_key} ({rekey})")
+    return rekey, life, rand
 
 
 def _connection(t: Table) -> ConnectionConfig:

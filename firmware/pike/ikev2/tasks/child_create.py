@@ -392,7 +392,7 @@ class ChildCreate(Task):
         child.keys = derive_child_keys(sa.prf, sa.keys.sk_d, ni, nr, self.shared, ekey, ikey)
         encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
         out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
-        child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap)
+        child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, sa.ctx.random)
         sa.children.append(child)
         if not sa.ctx.caps.esp:
             # Our kernel cannot take it: tell the peer, as strongSwan does on install failure.
