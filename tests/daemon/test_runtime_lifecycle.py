@@ -22,6 +22,7 @@ from pike.cli import pikectl
 from pike.daemon.control import request
 from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, SpiAlloc
 from pike.ikev2.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.ikev2.state import RekeyRefused
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_selectors import Selector
@@ -142,6 +143,8 @@ class FakeEngine:
         if not self.established:
             raise KeyError(f"{conn} has no established IKE SA")
         self.calls.append(("rekey", conn, child))
+        if child is not None:  # as the engine answers for a child that is not INSTALLED
+            raise RekeyRefused(f"{conn}.{child}: CHILD_SA is REKEYING, not INSTALLED: not rekeyed")
 
     def acquire(self, reqid: int, now: float) -> None:
         self.calls.append(("acquire", reqid))
@@ -304,7 +307,7 @@ def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> Non
     assert daemon.stats["spi_fallback"] == 20
 
 
-def test_rekey_command_and_pikectl(tmp_path: Path) -> None:
+def test_rekey_command_and_pikectl(tmp_path: Path, capsys: Any) -> None:
     kernel = FakeKernel()
     daemon, engines, _natt = _daemon(tmp_path, kernel)
     sock = daemon.config.daemon.control_socket
@@ -328,9 +331,12 @@ def test_rekey_command_and_pikectl(tmp_path: Path) -> None:
     assert answers[0] == {"ok": True, "result": {"conn": "hq", "child": None}}
     assert answers[1] == {"ok": False, "error": "no connection named 'nope'"}
     assert answers[2] == {"ok": False, "error": "connection 'hq' has no child 'x'"}
-    # hq.lan: no installed CHILD_SA in the (fake) engine -> refused before the engine.
+    # hq.lan: the engine refuses (its child is not INSTALLED): one line, exit status 1.
     assert codes == [0, 1, 1, 1]
-    assert [c for c in engines[0].calls if c[0] == "rekey"] == [("rekey", "hq", None)] * 3
+    rekeys = [c for c in engines[0].calls if c[0] == "rekey"]
+    assert rekeys == [("rekey", "hq", None)] * 2 + [("rekey", "hq", "lan"), ("rekey", "hq", None)]
+    err = capsys.readouterr().err.splitlines()
+    assert "pikectl: rekey: hq.lan: CHILD_SA is REKEYING, not INSTALLED: not rekeyed" in err
 
 
 def test_pikectl_rekey_unreachable(tmp_path: Path) -> None:

@@ -567,13 +567,6 @@ class Daemon:
             not isinstance(child, str) or self.config.connections[conn].child(child) is None
         ):
             raise ControlError(f"connection {conn!r} has no child {child!r}")
-        if child is not None and not any(
-            c.name == child and c.state == "INSTALLED"
-            for sa in self.engine.list_sas()
-            if sa.name == conn
-            for c in sa.children
-        ):
-            raise ControlError(f"{conn}.{child} has no installed CHILD_SA to rekey")
         try:
             self.engine.rekey(conn, self._now(), child)
         except (KeyError, ValueError) as exc:

@@ -26,7 +26,7 @@ from pike.ikev2.child_sa import ChildSa, trap_policies
 from pike.ikev2.context import COOKIE_THRESHOLD, HALF_OPEN_TIMEOUT, Context, SpiAlloc
 from pike.ikev2.cookies import CookieJar
 from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import ChildState, IkeState, log
+from pike.ikev2.state import ChildState, IkeState, RekeyRefused, log
 from pike.ikev2.status import sa_info
 from pike.ikev2.tasks.base import Task
 from pike.ikev2.tasks.child_create import ChildCreate
@@ -250,20 +250,37 @@ class Ikev2Engine:
         return {"unchanged": kept, "changed": changed, "removed": removed, "added": added}
 
     def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
-        """Rekey a CHILD_SA (``child`` given) or the IKE SA of a connection now."""
+        """Rekey a CHILD_SA (``child`` given) or the IKE SA of a connection now.
+
+        KeyError: no such child, or no IKE SA at all; RekeyRefused (one line for pikectl):
+        the SA exists but is not in a state to rekey (being set up, already rekeying)."""
         conn = self.config.connections[conn_name]
-        for sa in self.sas.values():
-            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
-                continue
-            if child is None:
-                sa.tasks.queue(IkeRekey(sa, True))
-            else:
-                for c in sa.children:
-                    if c.name == child and c.state == ChildState.INSTALLED:
-                        self._rekey_child(sa, c)
-            sa.tasks.initiate(now)
-            return
-        raise KeyError(f"{conn_name} has no established IKE SA")
+        if child is not None and conn.child(child) is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        mine = [sa for sa in self.sas.values() if sa.conn is conn]
+        sa = next((s for s in mine if s.state == IkeState.ESTABLISHED), None)
+        if sa is None:
+            busy = next((s for s in mine if s.state != IkeState.DESTROYED), None)
+            if busy is None:
+                raise KeyError(f"{conn_name} has no established IKE SA")
+            raise RekeyRefused(f"{conn_name}: IKE_SA is {busy.state.value}, not ESTABLISHED")
+        if child is None:
+            if any(isinstance(t, IkeRekey) for t in sa.tasks.queued + sa.tasks.active):
+                raise RekeyRefused(f"{conn_name}: an IKE_SA rekey is already under way")
+            sa.tasks.queue(IkeRekey(sa, True))
+        else:
+            named = [c for c in sa.children if c.name == child]
+            ready = [c for c in named if c.state == ChildState.INSTALLED]
+            if not named:
+                raise RekeyRefused(f"{conn_name}.{child}: no CHILD_SA to rekey (not up)")
+            if not ready:
+                states = ", ".join(sorted({c.state.value for c in named}))
+                raise RekeyRefused(
+                    f"{conn_name}.{child}: CHILD_SA is {states}, not INSTALLED: not rekeyed"
+                )
+            for c in ready:
+                self._rekey_child(sa, c)
+        sa.tasks.initiate(now)
 
     def _rekey_child(self, sa: IkeSa, child: ChildSa) -> None:
         child.set_state(ChildState.REKEYING, sa.name)

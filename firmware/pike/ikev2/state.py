@@ -67,3 +67,8 @@ log = logging.getLogger("pike.ikev2")
 
 class StateError(RuntimeError):
     """A transition the tables forbid: a bug in the engine, never the peer's doing."""
+
+
+class RekeyRefused(ValueError):
+    """``rekey()`` cannot act now (nothing installed to rekey, or a rekey or setup is under
+    way): an operator's request, answered with this one-line reason, never a bug."""
