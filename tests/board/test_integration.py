@@ -1,6 +1,5 @@
 """How the daemon uses pike.board: board default proposals in the config loader, the
-``board`` control command and ``pikectl board``. Skipped until the daemon side is wired
-(the integration snippets in the board hand-over)."""
+``board`` control command and ``pikectl board``."""
 
 from __future__ import annotations
 
@@ -14,9 +13,6 @@ from pike.cli import pikectl
 from pike.policy import loader
 
 FIXTURES = Path(__file__).parent / "fixtures"
-wired = pytest.mark.skipif(
-    not hasattr(loader, "DefaultProposals"), reason="board defaults not wired into the loader yet"
-)
 
 CONFIG = """
 [connections.branch]
@@ -39,13 +35,12 @@ secret = "0sc2VjcmV0c2VjcmV0"
 
 def defaults_of(board: str) -> object:
     info = detect(str(FIXTURES / board))
-    return loader.DefaultProposals(info.proposals.ike, info.proposals.esp)  # type: ignore[attr-defined]
+    return loader.DefaultProposals(info.proposals.ike, info.proposals.esp)
 
 
-@wired
 @pytest.mark.parametrize(("board", "encr"), [("rpi4", "CHACHA20_POLY1305"), ("rpi5", "AES_GCM_16")])
 def test_connection_without_proposals_gets_the_boards(board: str, encr: str) -> None:
-    cfg = loader.load_config_text(CONFIG.format(ike="", esp=""), "p.toml", defaults_of(board))  # type: ignore[call-arg]
+    cfg = loader.load_config_text(CONFIG.format(ike="", esp=""), "p.toml", defaults_of(board))
     conn = cfg.connections["branch"]
     first_ike = conn.proposals[0].transforms[0]
     first_esp = conn.children[0].esp_proposals[0].transforms[0]
@@ -57,25 +52,20 @@ def test_connection_without_proposals_gets_the_boards(board: str, encr: str) -> 
     assert len(conn.proposals) == 3
 
 
-@wired
 def test_configured_proposals_win_over_the_boards() -> None:
     text = CONFIG.format(
         ike='proposals = ["aes128-sha256-modp2048"]', esp='esp_proposals = ["aes128-sha256"]'
     )
-    cfg = loader.load_config_text(text, "p.toml", defaults_of("rpi4"))  # type: ignore[call-arg]
+    cfg = loader.load_config_text(text, "p.toml", defaults_of("rpi4"))
     conn = cfg.connections["branch"]
     assert len(conn.proposals) == 1 and len(conn.children[0].esp_proposals) == 1
 
 
-@wired
 def test_without_board_defaults_proposals_stay_required() -> None:
     with pytest.raises(loader.ConfigError, match="proposals"):
         loader.load_config_text(CONFIG.format(ike="", esp=""), "p.toml")
 
 
-@pytest.mark.skipif(
-    "board" not in pikectl._parser().format_help(), reason="pikectl board not wired yet"
-)
 def test_pikectl_board_local(capsys: pytest.CaptureFixture[str]) -> None:
     assert pikectl.main(["board", "--local", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -29,12 +29,16 @@ def _setns(path: str) -> None:
         os.close(fd)
 
 
-def call_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
-    """``fn()`` with the calling thread in ``netns`` (None: here, no thread)."""
-    if netns is None:
+def call_in_netns(netns: str | None, fn: Callable[[], T], *, thread: bool = False) -> T:
+    """``fn()`` with the calling thread in ``netns`` (None: here, on a thread only when
+    ``thread``: pyroute2's IPRoute runs its own asyncio loop and refuses to start inside
+    a running one, such as piked's)."""
+    if netns is None and not thread:
         return fn()
-    path = netns if netns.startswith("/") else os.path.join(NETNS_RUN_DIR, netns)
-    if not os.path.exists(path):
+    path = None
+    if netns is not None:
+        path = netns if netns.startswith("/") else os.path.join(NETNS_RUN_DIR, netns)
+    if path is not None and not os.path.exists(path):
         # Never create it implicitly (pyroute2's NetlinkSocket(netns=...) does).
         raise FileNotFoundError(f"network namespace {netns!r} does not exist")
     result: list[T] = []
@@ -42,12 +46,14 @@ def call_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
 
     def run() -> None:
         try:
-            _setns(path)
+            if path is not None:
+                _setns(path)
             result.append(fn())
         except BaseException as exc:  # handed to the caller's thread
             error.append(exc)
 
-    t = threading.Thread(target=run, name=f"netns-{os.path.basename(path)}", daemon=True)
+    name = f"netns-{os.path.basename(path)}" if path else "netlink"
+    t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     t.join()
     if error:

@@ -106,7 +106,7 @@ def outgoing_interface(dst: str, netns: str | None = None) -> str | None:
                     return str(links[0].get_attr("IFLA_IFNAME")) if links else None
         return None
 
-    return call_in_netns(netns, lookup)
+    return call_in_netns(netns, lookup, thread=True)
 
 
 def plan_offload_for(requested: Requested, dst: str, netns: str | None = None) -> OffloadPlan:

@@ -9,6 +9,7 @@
     pikectl [--socket PATH] list-conns [--json]
     pikectl check-config FILE
     pikectl keys generate|csr|self-signed|import-cert|list --uri URI ...  (see pike.cli.keys)
+    pikectl [--socket PATH] board [--json] [--local]
 
 Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid),
 2 usage error or the daemon cannot be reached.
@@ -21,11 +22,12 @@ import json
 import sys
 from typing import Any
 
+from pike.board.defaults import board_proposals
 from pike.cli import keys
 from pike.cli.sa_text import format_list_sas, format_status
 from pike.daemon.control import request
 from pike.ikev2.credentials import STORE
-from pike.policy.loader import ConfigError, load_config
+from pike.policy.loader import ConfigError, DefaultProposals, load_config
 
 DEFAULT_SOCKET = "/run/pike/pike.sock"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a config file (no daemon needed)")
     chk.add_argument("file")
     keys.add_parser(sub)
+    bd = sub.add_parser("board", help="detected board and the defaults chosen for it")
+    bd.add_argument("--json", action="store_true")
+    bd.add_argument("--local", action="store_true", help="detect here, without the daemon")
     return p
 
 
@@ -80,7 +85,8 @@ def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
 
 def _check_config(path: str) -> int:
     try:
-        cfg = load_config(path)
+        ike, esp, _line = board_proposals()
+        cfg = load_config(path, DefaultProposals(ike, esp))  # as piked will load it
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_ERROR
@@ -134,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file)
     if args.cmd == "keys":
         return keys.run(args)
+    if args.cmd == "board":
+        from pike.board.detect import describe, format_board
+
+        if args.local:
+            code, result = EXIT_OK, describe()
+        else:
+            code, result = _call(args.socket, "board", {})
+        if code == EXIT_OK:
+            print(json.dumps(result, indent=2) if args.json else format_board(result))
+        return code
     if args.cmd == "status":
         code, result = _call(args.socket, "status", {})
         if code == EXIT_OK:

@@ -12,13 +12,14 @@ import logging
 import os
 import sys
 
+from pike.board.defaults import board_proposals
 from pike.cli.logsetup import LEVELS, setup_logging
 from pike.daemon.runtime import Daemon, Engine, SpiAlloc
 from pike.ikev2.credentials import STORE
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
-from pike.policy.loader import ConfigError, load_config
+from pike.policy.loader import ConfigError, DefaultProposals, load_config
 
 DEFAULT_CONFIG = "/etc/pike/pike.toml"
 log = logging.getLogger("pike.piked")
@@ -51,8 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    ike, esp, board_line = board_proposals()
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, DefaultProposals(ike, esp))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         return 2
     setup_logging(args.log_level or config.daemon.log_level)
+    log.info("%s", board_line)
     daemon = Daemon(config, _kernel(), _engine)
     try:
         return asyncio.run(daemon.run())

@@ -54,13 +54,18 @@ def _ago(seconds: int | None) -> str:
     return f"{seconds // 3600}h ago"
 
 
+def _offload(c: JsonDict) -> str:
+    used = c.get("offload", "no")
+    return "" if used == "no" else f", {used} offload"
+
+
 def _child_lines(c: JsonDict) -> list[str]:
     reqid = f"reqid {c['reqid']}, " if c.get("reqid") is not None else ""
     algs = algorithm_names(c.get("algorithms", ""))
     lines = [
         f"  {c['name']}: #{c['unique_id']}, {reqid}{c['state']}, {c['mode']}, "
         f"{c['protocol']}{':' + algs if algs else ''}",
-        f"    installed {_ago(c.get('installed'))}",
+        f"    installed {_ago(c.get('installed'))}{_offload(c)}",
         f"    in  {c['spi_in']}, {c['bytes_in']:>6} bytes, {c['packets_in']:>6} packets",
         f"    out {c['spi_out']}, {c['bytes_out']:>6} bytes, {c['packets_out']:>6} packets",
     ]

@@ -17,7 +17,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from pike.board.hotplug import HotplugEvent, HotplugWatcher, InterfaceEvent
+from pike.board.watchdog import Health, LoopLag, feed_watchdog, unix_socket_present
 from pike.daemon.control import ControlError, ControlServer
+from pike.daemon.interfaces import address_present, to_bring_up
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
 from pike.daemon.sa_view import list_sas_json
@@ -131,6 +134,9 @@ class Daemon:
         self.ready = asyncio.Event()  # set once sockets and control socket are up
         # Metrics, reload, list-conns, key export (sees every action before _do acts).
         self.ops = Ops(self, self._now, self._pump)
+        # Checked before every WATCHDOG=1 (pike.board.watchdog); others may add checks.
+        self.health = Health()
+        self._board: dict[str, Any] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -234,10 +240,13 @@ class Daemon:
         self.notifier.ready()
         self.ready.set()
         watchdog = loop.create_task(self._watchdog())
+        hotplug = self._start_hotplug(loop)
         self.engine.start(loop.time())
         self._pump()
         await self._stop.wait()
         watchdog.cancel()
+        if hotplug is not None:
+            hotplug.close()
         await self._shutdown()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -248,13 +257,66 @@ class Daemon:
             log.info("stopping: deleting IKE SAs")
         self._stop.set()
 
+    def _start_hotplug(self, loop: asyncio.AbstractEventLoop) -> HotplugWatcher | None:
+        """Kernel uevents for NICs and USB tokens (pike.board.hotplug); optional."""
+        try:
+            watcher = HotplugWatcher(self._on_hotplug)
+        except Exception as exc:  # no libudev, or netlink refused: run without hot-plug
+            log.warning("hot-plug disabled: %s", exc)
+            return None
+        watcher.attach(loop)
+        return watcher
+
+    def _on_hotplug(self, event: HotplugEvent) -> None:
+        if isinstance(event, InterfaceEvent):
+            log.info("interface %s %s", event.name, event.action)
+            if event.action != "vanished":
+                # Addresses follow the link (DHCP, networkd): look a moment later. A
+                # vanished one needs nothing here: DPD and dpd_action decide.
+                asyncio.get_running_loop().call_later(
+                    self.INTERFACE_SETTLE, self._bring_up, event.name
+                )
+        else:
+            log.info(
+                "key token %s %s (%s:%s)",
+                event.kind,
+                event.action,
+                event.vendor_id,
+                event.product_id,
+            )
+
+    INTERFACE_SETTLE = 1.0  # seconds from a link appearing to looking at its addresses
+
+    def _bring_up(self, ifname: str) -> None:
+        now = self._now()
+        for item in to_bring_up(self.config, self.engine.list_sas(), address_present):
+            log.info("%s: interface %s appeared: %s", item.conn, ifname, item.how)
+            try:
+                if item.how == "restart":
+                    self.engine.terminate(item.conn, now)
+                self.engine.initiate(item.conn, now, item.child)
+            except (KeyError, ValueError) as exc:  # not this engine's (IKEv1), no address
+                log.info("%s: not brought up: %s", item.conn, exc)
+        self._pump()
+
     async def _watchdog(self) -> None:
+        """WATCHDOG=1 only while healthy: a wedged piked gets killed and restarted by
+        systemd (WatchdogSec=), which itself feeds the hardware watchdog."""
         interval = self.notifier.watchdog_interval()
         if interval is None:
             return
-        while True:
-            self.notifier.watchdog()
-            await asyncio.sleep(interval)
+        lag = LoopLag(limit=interval)  # blocked for a whole ping interval: wedged
+        lag.start()
+        self.health.add("event loop", lag.check)
+        self.health.add(
+            "IKE sockets",
+            lambda: None if self._sockets is not None and self._sockets.bound else "none open",
+        )
+        self.health.add("control socket", unix_socket_present(self.config.daemon.control_socket))
+        try:
+            await feed_watchdog(self.notifier.watchdog, self.health, interval)
+        finally:
+            lag.stop()
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
@@ -503,6 +565,7 @@ class Daemon:
             "terminate": self.cmd_terminate,
             "rekey": self.cmd_rekey,
             **self.ops.handlers(),  # reload, list-conns
+            "board": self.cmd_board,
         }
 
     def _counters(self, spec: SaSpec) -> SaCounters | None:
@@ -527,6 +590,16 @@ class Daemon:
             "connections": sorted(self.config.connections),
             "ike_ports": [self.config.daemon.ike_port, self.config.daemon.natt_port],
         }
+
+    def cmd_board(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self._board is None:  # the board does not change while we run
+            from pike.board.detect import describe
+
+            try:
+                self._board = describe()
+            except LookupError as exc:
+                raise ControlError(str(exc)) from None
+        return self._board
 
     def cmd_list_sas(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         conn = args.get("conn")

@@ -45,9 +45,17 @@ def child_json(c: ChildSaInfo, query: QueryCounters, now: float, wall_now: float
         "bytes_out": cout.bytes if cout else 0,
         "packets_in": cin.packets if cin else 0,
         "packets_out": cout.packets if cout else 0,
+        "offload": _offload(cin, cout),
         "installed": ago,
         "installed_at": at,
     }
+
+
+def _offload(cin: SaCounters | None, cout: SaCounters | None) -> str:
+    """The NIC offload in use: one word when both directions agree (hw_offload = auto
+    may end up with different ones per direction)."""
+    seen_in, seen_out = (cin.offload if cin else "no"), (cout.offload if cout else "no")
+    return seen_in if seen_in == seen_out else f"in {seen_in}, out {seen_out}"
 
 
 def ike_json(sa: IkeSaInfo, query: QueryCounters, now: float, wall_now: float) -> JsonDict:

@@ -8,6 +8,9 @@ import socket
 from ipaddress import IPv4Address
 from typing import Any
 
+from pike.board.netns import call_in_netns
+from pike.board.offload import InUse, OffloadError, apply_offload, plan_offload_for
+from pike.board.offload import Mode as OffloadMode
 from pike.crypto.ids import EncrId, IntegId
 from pike.kernel import xfrm_messages as xm
 from pike.kernel.events import Acquire, Expire, KernelEvent
@@ -85,6 +88,7 @@ class XfrmKernel(KernelIpsec):
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
+        self.offload_in_use: dict[tuple[IPAddress, int], InUse] = {}
         self._nl = XfrmSocket(netns)
         self._sas: dict[SaKey, str] = {}  # installed or larval SA -> what (for logs)
         self._larval: set[SaKey] = set()  # allocated by get_spi, completed by UPDSA
@@ -164,14 +168,15 @@ class XfrmKernel(KernelIpsec):
         # An allocated SPI exists as a larval SA: UPDSA replaces it (as strongSwan does for
         # inbound SAs); NEWSA would fail with EEXIST.
         msg_type = xm.XFRM_MSG_UPDSA if key in self._larval else xm.XFRM_MSG_NEWSA
-        self._install_sa(sa, msg_type)
+        self.offload_in_use[key] = self._install_sa(sa, msg_type)  # for list-sas
         self._larval.discard(key)
         self._sas[key] = f"SA {sa.spi:08x} {sa.src} -> {sa.dst}"
         log.debug(
             "installed %s SA %08x %s -> %s reqid %d", sa.mode, sa.spi, sa.src, sa.dst, sa.reqid
         )
 
-    def _install_sa(self, sa: SaSpec, msg_type: int) -> None:
+    def _install_sa(self, sa: SaSpec, msg_type: int) -> InUse:
+        """Install (or update) one SA; returns the NIC offload in use (no/crypto/packet)."""
         msg = xm.xfrm_usersa_info()
         msg.update(
             id_daddr=packed(sa.dst),
@@ -208,39 +213,50 @@ class XfrmKernel(KernelIpsec):
                 "encap_dport": sa.encap.dport,
             }
             attrs.append(("XFRMA_ENCAP", encap))
-        offload = self._offload_attr(sa)
-        if offload is not None:
-            attrs.append(("XFRMA_OFFLOAD_DEV", offload))
-        msg["attrs"] = attrs
         op = "update" if msg_type == xm.XFRM_MSG_UPDSA else "add"
         what = f"{op} SA {sa.spi:08x} {sa.src} -> {sa.dst}"
-        try:
+        if sa.offload == "no":
+            msg["attrs"] = attrs
             self._request(what, msg, msg_type)
-        except KernelError:
-            if sa.offload != "auto" or offload is None:
-                raise
-            # "auto": the NIC declined; fall back to software crypto.
-            log.info("%s: offload to %s refused, using software", what, sa.offload_dev)
-            msg["attrs"] = [a for a in attrs if a[0] != "XFRMA_OFFLOAD_DEV"]
+            return "no"
+        # NIC offload (pike.board.offload): the interface towards the peer, its ethtool
+        # features, then packet/crypto/software in the order hw_offload allows.
+        peer = sa.src if sa.inbound else sa.dst
+        try:
+            plan = plan_offload_for(sa.offload, str(peer), self.netns)
+        except OffloadError as exc:
+            raise KernelError(what, detail=str(exc)) from None
+
+        def install(mode: OffloadMode | None) -> None:
+            extra = (
+                []
+                if mode is None
+                else [("XFRMA_OFFLOAD_DEV", self._offload_attr(sa, plan.dev, mode))]
+            )
+            msg["attrs"] = attrs + extra
             self._request(what, msg, msg_type)
 
-    def _offload_attr(self, sa: SaSpec) -> dict[str, int] | None:
-        if sa.offload == "no" or sa.offload_dev is None:
-            return None
-        if self.netns is not None:
-            raise KernelError("NIC offload is only supported in the current namespace")
         try:
-            ifindex = socket.if_nametoindex(sa.offload_dev)
+            used = apply_offload(plan, install, retry_on=(KernelError,))
+        except OffloadError as exc:
+            raise KernelError(what, detail=str(exc)) from None
+        log.info("%s: offload %s (%s)", what, used, plan.reason)
+        return used
+
+    def _offload_attr(self, sa: SaSpec, dev: str | None, mode: OffloadMode) -> dict[str, int]:
+        try:
+            ifindex = call_in_netns(self.netns, lambda: socket.if_nametoindex(dev or ""))
         except OSError as e:
-            raise KernelError(f"offload device {sa.offload_dev!r}", e.errno or 0) from e
+            raise KernelError(f"offload device {dev!r}", e.errno or 0) from e
         flags = xm.XFRM_OFFLOAD_IPV6 if sa.dst.version == 6 else 0
         flags |= xm.XFRM_OFFLOAD_INBOUND if sa.inbound else 0
-        flags |= xm.XFRM_OFFLOAD_PACKET if sa.offload == "packet" else 0
+        flags |= xm.XFRM_OFFLOAD_PACKET if mode == "packet" else 0
         return {"ifindex": ifindex, "flags": flags}
 
     def del_sa(self, dst: IPAddress, spi: int) -> None:
         self._delete_sa(dst, spi)
         self._sas.pop((dst, spi), None)
+        self.offload_in_use.pop((dst, spi), None)
         self._larval.discard((dst, spi))
 
     def _delete_sa(self, dst: IPAddress, spi: int) -> None:
@@ -270,6 +286,7 @@ class XfrmKernel(KernelIpsec):
             bytes=int(info["cur_bytes"]),
             packets=int(info["cur_packets"]),
             last_use=float(last) if last else None,
+            offload=self.offload_in_use.get((dst, spi), "no"),
         )
 
     # -- policies ----------------------------------------------------------------------

@@ -92,6 +92,7 @@ class SaCounters:
     bytes: int
     packets: int
     last_use: float | None = None  # wall-clock seconds of last use, None if never
+    offload: str = "no"  # NIC offload the SA was installed with: no, crypto, packet
 
 
 @dataclass(frozen=True, slots=True)

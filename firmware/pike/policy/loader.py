@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from dataclasses import dataclass
 from typing import Literal, cast
 
 from pike.crypto.errors import ProposalError
@@ -33,7 +34,7 @@ from pike.policy.toml_lines import KeyPath, key_lines
 from pike.policy.toml_table import ConfigError, Source, Table
 from pike.policy.ts import TrafficSelector
 
-__all__ = ["ConfigError", "load_config", "load_config_text"]
+__all__ = ["NO_DEFAULTS", "ConfigError", "DefaultProposals", "load_config", "load_config_text"]
 
 ANY = "%any"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -42,7 +43,18 @@ _MAX_SECONDS = 10 * 365 * 86400
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
-def load_config(path: str) -> Config:
+@dataclass(frozen=True, slots=True)
+class DefaultProposals:
+    """Proposals for connections/children that name none: the board's (``pike.board``)."""
+
+    ike: tuple[str, ...] = ()
+    esp: tuple[str, ...] = ()
+
+
+NO_DEFAULTS = DefaultProposals()
+
+
+def load_config(path: str, defaults: DefaultProposals = NO_DEFAULTS) -> Config:
     """Read and validate ``path``; raises ConfigError (``FILE:LINE: KEY: ...``)."""
     try:
         with open(path, "rb") as f:
@@ -54,10 +66,12 @@ def load_config(path: str) -> Config:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(path, line, "", "not UTF-8 text") from None
-    return load_config_text(text, path)
+    return load_config_text(text, path, defaults)
 
 
-def load_config_text(text: str, path: str = "<config>") -> Config:
+def load_config_text(
+    text: str, path: str = "<config>", defaults: DefaultProposals = NO_DEFAULTS
+) -> Config:
     """Validate TOML ``text`` as if read from ``path`` (relative secret_file names are
     resolved against the directory of ``path``)."""
     try:
@@ -73,7 +87,7 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
-    connections = {_name(t): _connection(t) for t in root.tables("connections")}
+    connections = {_name(t): _connection(t, defaults) for t in root.tables("connections")}
     root.finish()
     config = Config(daemon, connections, secrets, path)
     for conn in connections.values():
@@ -242,8 +256,15 @@ def _remote_addrs(t: Table) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _proposals(t: Table, key: str, protocol: Literal["ike", "esp"]) -> tuple[ProposalSpec, ...]:
-    items = t.strings(key)
+def _proposals(
+    t: Table, key: str, protocol: Literal["ike", "esp"], default: tuple[str, ...] = ()
+) -> tuple[ProposalSpec, ...]:
+    if not t.has(key) and default:
+        # None configured: the board's choice (`pikectl board`). A bad one is reported
+        # against the key that was left out, naming where it came from.
+        items = [(t.at(key), text) for text in default]
+    else:
+        items = t.strings(key)
     if not items:
         raise t.error(key, "must list at least one proposal")
     out = []
@@ -251,7 +272,8 @@ def _proposals(t: Table, key: str, protocol: Literal["ike", "esp"]) -> tuple[Pro
         try:
             out.append(parse_proposal(text, protocol))
         except ProposalError as exc:
-            raise t.error(path, str(exc)) from None
+            origin = "" if t.has(key) else " (board default)"
+            raise t.error(path, f"{exc}{origin}") from None
     return tuple(out)
 
 
@@ -329,7 +351,9 @@ def _offload(value: object) -> str:
     raise ValueError(f"{value!r} is not one of no, crypto, packet, auto")
 
 
-def _child(t: Table, local_addr: str | None, remote_addr: str | None) -> ChildConfig:
+def _child(
+    t: Table, local_addr: str | None, remote_addr: str | None, defaults: DefaultProposals
+) -> ChildConfig:
     start = t.choice("start_action", ("none", "start", "trap"), "none")
     if start != "none" and remote_addr is None:
         raise t.error(
@@ -343,7 +367,7 @@ def _child(t: Table, local_addr: str | None, remote_addr: str | None) -> ChildCo
         name=_name(t),
         local_ts=_selectors(t, "local_ts", local_addr, "local"),
         remote_ts=_selectors(t, "remote_ts", remote_addr, "remote"),
-        esp_proposals=_proposals(t, "esp_proposals", "esp"),
+        esp_proposals=_proposals(t, "esp_proposals", "esp", defaults.esp),
         mode=cast(Mode, t.choice("mode", ("tunnel", "transport"), "tunnel")),
         start_action=cast(StartAction, start),
         rekey_time=rekey,
@@ -385,17 +409,17 @@ def _volume(t: Table, unit: str) -> tuple[int, int, int]:
     return rekey, life, rand
 
 
-def _connection(t: Table) -> ConnectionConfig:
+def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     version = t.typed("version", int, 2)
     if version not in (1, 2):
         raise t.error("version", f"{version} is not 1 (IKEv1) or 2 (IKEv2)")
     local_addrs = _local_addrs(t)
     remote_addrs = _remote_addrs(t)
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
-    proposals = _proposals(t, "proposals", "ike")
+    proposals = _proposals(t, "proposals", "ike", defaults.ike)
     local = _auth(t.table("local"), local_host, "local")
     remote = _auth(t.table("remote"), remote_host, "remote")
-    children = tuple(_child(c, local_host, remote_host) for c in t.tables("children"))
+    children = tuple(_child(c, local_host, remote_host, defaults) for c in t.tables("children"))
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:
         raise t.error("aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
