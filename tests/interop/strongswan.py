@@ -599,6 +599,10 @@ class StrongswanNode(PeerNode):
             "syslog": {"daemon": {"default": -1}},
             "plugins": {"vici": {"socket": self.vici_uri}},
         }
+        if any(c.aggressive for c in self.connections):
+            # charon refuses Aggressive Mode PSK without this switch (the PSK hash is open
+            # to offline attack); a connection asking for Aggressive Mode means it
+            charon["i_dont_care_about_security_and_use_aggressive_mode_psk"] = True
         charon.update(self.charon_settings)
         conf: Settings = {"charon": charon, "swanctl": {"socket": self.vici_uri}}
         return render_settings(conf) + "\n"

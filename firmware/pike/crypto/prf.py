@@ -18,6 +18,10 @@ _PRF_HASHES: dict[int, tuple[str, int]] = {
     PrfId.HMAC_SHA2_384: ("sha384", 48),
     PrfId.HMAC_SHA2_512: ("sha512", 64),
 }
+# IKEv1 only: RFC 2409 §4 makes the HMAC of the negotiated hash the PRF, and head-office
+# IKEv1 peers still negotiate SHA-1 (RFC 8247 §2.3 keeps PRF_HMAC_SHA1 as MUST-). pike's
+# IKEv2 proposals stay SHA-2 only. HMAC-MD5 is refused everywhere (RFC 8247 §2.3).
+_IKEV1_PRF_HASHES: dict[int, tuple[str, int]] = {**_PRF_HASHES, PrfId.HMAC_SHA1: ("sha1", 20)}
 
 
 class Prf:
@@ -25,9 +29,10 @@ class Prf:
 
     __slots__ = ("_hash", "key_size", "output_size", "prf_id")
 
-    def __init__(self, prf_id: int) -> None:
+    def __init__(self, prf_id: int, *, ikev1: bool = False) -> None:
+        table = _IKEV1_PRF_HASHES if ikev1 else _PRF_HASHES
         try:
-            self._hash, self.output_size = _PRF_HASHES[prf_id]
+            self._hash, self.output_size = table[prf_id]
         except KeyError:
             raise CryptoError(f"PRF transform {prf_id} is not implemented") from None
         self.prf_id = prf_id
@@ -35,6 +40,11 @@ class Prf:
 
     def __repr__(self) -> str:
         return f"Prf({PrfId(self.prf_id).name})"
+
+    @property
+    def hash_name(self) -> str:
+        """hashlib name of the underlying hash (IKEv1 also uses the bare hash)."""
+        return self._hash
 
     def prf(self, key: bytes, data: bytes) -> bytes:
         """prf(key, data) = HMAC-SHA2(key, data)."""
