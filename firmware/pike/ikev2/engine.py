@@ -162,7 +162,11 @@ class Ikev2Engine:
                 # Back to on-demand: the next packet brings the tunnel up again.
                 self._install_trap(conn, child.name, child.reqid, child)
 
-    def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
+    def initiate(
+        self, conn_name: str, now: float, child: str | None = None, *, keyingtry: int = 0
+    ) -> None:
+        """Bring a connection (and ``child``, else its first child) up. ``keyingtry``: how
+        many attempts of ``keyingtries`` went before this one (the engine's retries)."""
         conn = self.config.connections[conn_name]
         if conn.version != 2:
             raise KeyError(f"{conn_name} is not an IKEv2 connection")
@@ -194,6 +198,8 @@ class Ikev2Engine:
             (conn.remote_addrs[0], conn.remote_port),
             conn,
             created_at=now,
+            keyingtry=keyingtry,
+            initiate_child=child,
         )
         self.sas[sa.spi_i] = sa
         sa.set_state(IkeState.CONNECTING)
@@ -652,10 +658,13 @@ class Ikev2Engine:
 
     def _sweep(self, now: float) -> None:
         restart: list[str] = []
+        retry: list[IkeSa] = []
         for spi, sa in list(self.sas.items()):
             if sa.state == IkeState.DESTROYED:
                 del self.sas[spi]
                 conn = sa.conn
+                if self._retries(sa):
+                    retry.append(sa)
                 dead = sa.established_at is not None and sa.delete_reason == "retransmit_timeout"
                 if conn is not None and dead and sa.dpd_outstanding:
                     self.ctx.counters.conn(conn.name).dpd_failures += 1
@@ -674,6 +683,33 @@ class Ikev2Engine:
             log.info("%s: peer is dead, dpd_action=restart: initiating again", name)
             with contextlib.suppress(KeyError):
                 self.initiate(name, now)
+        for sa in retry:
+            assert sa.conn is not None
+            tries = sa.conn.keyingtries
+            log.info(
+                "%s: peer not responding, trying again (%d/%s)",
+                sa.tag(),
+                sa.keyingtry + 2,
+                tries or "forever",
+            )
+            with contextlib.suppress(KeyError):
+                self.initiate(sa.conn.name, now, sa.initiate_child, keyingtry=sa.keyingtry + 1)
+
+    def _retries(self, sa: IkeSa) -> bool:
+        """keyingtries (strongSwan's meaning): an initiation whose retransmissions all went
+        unanswered starts again, up to keyingtries attempts in all (0: until it works).
+        Errors the peer answered (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED...) are final.
+        The retransmission sequence (retransmit_timeout x base^n) spaces the attempts."""
+        conn = sa.conn
+        if (
+            conn is None
+            or not sa.initiator
+            or sa.established_at is not None
+            or sa.delete_reason != "retransmit_timeout"
+            or self.config.connections.get(conn.name) != conn  # removed or changed meanwhile
+        ):
+            return False
+        return conn.keyingtries == 0 or sa.keyingtry + 1 < conn.keyingtries
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

@@ -58,6 +58,10 @@ class IkeSa:
     scheduled: bool = False  # rekey timer set once established
     keepalive_at: float | None = None
     frag_peer: bool = False  # both sides announced RFC 7383 fragmentation
+    # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
+    # initiation asked for, so that a retry asks for the same.
+    keyingtry: int = 0
+    initiate_child: str | None = None
     # Fragments of an incoming message by (message id, is_response): total, chunks.
     fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] = field(
         default_factory=dict, repr=False

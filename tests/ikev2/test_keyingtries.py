@@ -1,0 +1,107 @@
+"""keyingtries (strongSwan's meaning): an initiation whose retransmission sequence goes
+unanswered starts again with a new IKE SA, up to keyingtries sequences in all (0: until it
+works); an answered error is final. Fake clock, exact attempts and times."""
+
+from __future__ import annotations
+
+import pytest
+
+from pike.ikev2.actions import IkeSaDeleted
+from pike.wire.codec import decode_message
+from pike.wire.constants import ExchangeType
+
+from .pair import Node, conf, engine, make_pair, transfer
+
+A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
+B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
+SEQUENCE = 165.06112  # strongSwan's defaults: 4 s x 1.8^n, 5 retransmits, then give up
+FAST = 'retransmit_timeout = "1s"\nretransmit_base = 2.0\nretransmit_tries = 2'  # 1+2+4 = 7 s
+
+
+def _run_alone(node: Node, until: float) -> list[tuple[float, bytes, int]]:
+    """Step the clock with no peer; (time, IKE SPI_i, exchange) of every datagram sent."""
+    sent: list[tuple[float, bytes, int]] = []
+    now = 0.0
+    while True:
+        for d in node.drain():
+            msg = decode_message(d.data)
+            sent.append((now, msg.spi_i, msg.exchange))
+        t = node.engine.get_timer()
+        if t is None or t > until:
+            return sent
+        now = t
+        node.engine.handle_timer(now)
+
+
+def _attempts(sent: list[tuple[float, bytes, int]]) -> list[float]:
+    """When each new IKE SA sent its first IKE_SA_INIT."""
+    first: dict[bytes, float] = {}
+    for t, spi, exchange in sent:
+        assert exchange == ExchangeType.IKE_SA_INIT
+        first.setdefault(spi, t)
+    return sorted(first.values())
+
+
+@pytest.mark.parametrize(("tries", "expected"), [(1, 1), (3, 3)])
+def test_unanswered_initiation_is_retried_keyingtries_times(tries: int, expected: int) -> None:
+    a = Node(engine(conf(*A, extra_conn=f"keyingtries = {tries}"), 1))
+    a.engine.initiate("gw", 0.0)
+    sent = _run_alone(a, 10_000.0)
+    starts = _attempts(sent)
+    assert starts == pytest.approx([i * SEQUENCE for i in range(expected)])
+    assert len(sent) == 6 * expected  # each sequence: the request and 5 retransmits
+    assert a.engine.list_sas() == [] and a.engine.get_timer() is None  # then it gives up
+    gone = [e for e in a.events if isinstance(e, IkeSaDeleted)]
+    assert [g.reason for g in gone] == ["retransmit_timeout"] * expected
+
+
+def test_keyingtries_zero_keeps_trying() -> None:
+    a = Node(engine(conf(*A, extra_conn="keyingtries = 0", extra_daemon=FAST), 1))
+    a.engine.initiate("gw", 0.0)
+    sent = _run_alone(a, 70.0)
+    assert _attempts(sent) == pytest.approx([7.0 * i for i in range(11)])  # 0, 7, ..., 70
+    (sa,) = a.engine.list_sas()
+    assert sa.state == "CONNECTING"  # and still at it
+
+
+def test_retry_reaches_a_peer_that_comes_back() -> None:
+    a_text = conf(*A, extra_conn="keyingtries = 0", extra_daemon=FAST)
+    b_text = conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
+    a, b = make_pair(a_text, b_text)
+    a.engine.initiate("gw", 0.0, "net")
+    sent = _run_alone(a, 20.0)  # the peer is away: attempts at 0, 7, 14
+    assert _attempts(sent) == pytest.approx([0.0, 7.0, 14.0])
+    a.engine.handle_timer(21.0)  # the third attempt gives up, the fourth goes out
+    transfer(a, b, 21.0)  # ... and the peer answers it
+    assert a.sa().state == b.sa().state == "ESTABLISHED"
+    assert [c.name for c in a.sa().children] == ["net"]
+
+
+def test_answered_error_is_not_retried() -> None:
+    a_text = conf(*A, extra_conn="keyingtries = 0", extra_daemon=FAST)
+    b_text = conf(
+        *B,
+        local_ts='"10.2.0.0/24"',
+        remote_ts='"10.1.0.0/24"',
+        proposals='"aes256gcm16-prfsha384-ecp384"',
+    )
+    a, b = make_pair(a_text, b_text)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b)  # <-- N(NO_PROPOSAL_CHOSEN)
+    assert a.engine.list_sas() == [] and a.engine.get_timer() is None
+
+
+def test_dpd_restart_retries_keyingtries_times() -> None:
+    a_text = conf(*A, extra_conn='dpd_delay = "30s"\ndpd_action = "restart"\nkeyingtries = 3')
+    b_text = conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
+    a, b = make_pair(a_text, b_text)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b)
+    assert a.sa().state == "ESTABLISHED"
+    a.drain()
+    sent = _run_alone(a, 10_000.0)  # the peer is dead from now on
+    inits = [(t, spi) for t, spi, x in sent if x == ExchangeType.IKE_SA_INIT]
+    starts = sorted({spi: t for t, spi in reversed(inits)}.values())
+    dead = 30.0 + SEQUENCE  # the DPD probe and its retransmits go unanswered
+    assert starts == pytest.approx([dead, dead + SEQUENCE, dead + 2 * SEQUENCE])
+    assert a.engine.list_sas() == [] and a.engine.get_timer() is None
