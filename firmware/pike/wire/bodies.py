@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pike.wire.buffer import Reader, truncated
 from pike.wire.constants import IdType, NotifyType, ProtocolId
@@ -33,7 +33,6 @@ from pike.wire.payloads import (
     KePayload,
     NoncePayload,
     NotifyPayload,
-    Payload,
     VendorIdPayload,
 )
 
@@ -48,12 +47,15 @@ def invalid(detail: str) -> MalformedMessage:
     return MalformedMessage("invalid_syntax", detail, NotifyType.INVALID_SYNTAX)
 
 
+_P = TypeVar("_P")
+
+
 @dataclass(frozen=True, slots=True)
-class FixedSpec:
+class FixedSpec(Generic[_P]):
     """A body made of fixed fields (``fmt``; pad bytes ``x`` are RESERVED: zero when sent,
     ignored when received, RFC 7296 §2.5) followed by opaque ``tail`` data."""
 
-    cls: Callable[..., Payload]
+    cls: Callable[..., _P]
     fmt: struct.Struct
     fields: tuple[str, ...]
     tail: str = "data"
@@ -61,7 +63,7 @@ class FixedSpec:
     tail_max: int = 0xFFFF
     check: Callable[[Any], None] | None = None
 
-    def decode(self, view: memoryview, start: int, end: int) -> Payload:
+    def decode(self, view: memoryview, start: int, end: int) -> _P:
         fixed = start + self.fmt.size
         if fixed > end:
             raise truncated(f"{self.fmt.size} bytes of fields in a {end - start} byte body")

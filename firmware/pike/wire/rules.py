@@ -12,7 +12,7 @@ waives them too (EAP rounds carry just EAP, AUTH or both).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType
@@ -152,23 +152,30 @@ def check_payloads(
         raise MalformedMessage("invalid_syntax", f"{where}: {broken}", NotifyType.INVALID_SYNTAX)
 
 
-def _violation(rule: ExchangeRule, payloads: Sequence[Payload], inside_sk: bool) -> str | None:
-    """The first rule ``payloads`` break, or None."""
+def _violation(
+    rule: ExchangeRule,
+    payloads: Sequence[Payload],
+    inside_sk: bool,
+    name: Callable[[int], str] = _name,
+    unknown: type = UnknownPayload,
+) -> str | None:
+    """The first rule ``payloads`` break, or None. ``name`` and ``unknown`` let the IKEv1
+    tables (``isakmp_rules``) reuse this check with their own payload numbers."""
     table = rule.inside if inside_sk else rule.outside
     if table is None:
         return "this exchange is not encrypted"
     allowed = table.counts
     counts: dict[int, int] = {}
     for p in payloads:
-        if isinstance(p, UnknownPayload):
+        if isinstance(p, unknown):
             continue
         kind = p.TYPE
         if kind not in allowed:
-            return f"{_name(kind)} not allowed"
+            return f"{name(kind)} not allowed"
         counts[kind] = counts.get(kind, 0) + 1
     for kind, n in counts.items():
         if n > allowed[kind][1]:
-            return f"{n} {_name(kind)}, at most {allowed[kind][1]}"
+            return f"{n} {name(kind)}, at most {allowed[kind][1]}"
     if rule.inside is not None and not inside_sk:
         # Exactly one SK or SKF: this holds even for error messages.
         if sum(counts.get(k, 0) for k in _ENCRYPTED) != 1:
@@ -178,11 +185,11 @@ def _violation(rule: ExchangeRule, payloads: Sequence[Payload], inside_sk: bool)
         return None
     for kind, least in table.required:
         if counts.get(kind, 0) < least:
-            return f"missing {_name(kind)}"
+            return f"missing {name(kind)}"
     for group in table.together:
         present = sum(1 for k in group if k in counts)
         if present and present != len(group):
-            return f"{', '.join(_name(k) for k in group)} come together"
+            return f"{', '.join(name(k) for k in group)} come together"
     return None
 
 
