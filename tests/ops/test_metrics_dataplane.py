@@ -8,7 +8,7 @@ directions; a CHILD_SA rekey (``pikectl rekey hq.lan``) in the middle does not m
 (the old SA's bytes are kept), and it ends at least at the kernel's counts; keepalives rise
 throughout, and DPD probes (every second once nothing arrives) rise when traffic stops.
 
-Marked ``kernel_interop``: needs ESP. tests/ops/test_ops_kernel_tier.py runs it in UML.
+Marked ``kernel_interop``: needs ESP. tests/guest/test_ops_tier.py runs it in UML.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
         gw = make_gateways(lab)
         if not gw.esp_in_kernel:
             pytest.skip(
-                "KERNEL TIER SKIPPED: no ESP in this kernel; tests/ops/test_ops_kernel_tier.py "
+                "KERNEL TIER SKIPPED: no ESP in this kernel; tests/guest/test_ops_tier.py "
                 "runs this inside User-Mode-Linux"
             )
         prom_dir = tmp_path / "prom"
