@@ -32,6 +32,7 @@ class Message:
     flags: int
     message_id: int
     data: bytes
+    retransmit: bool = False  # the same bytes were sent before (charon retransmitted)
 
     @property
     def cky_i(self) -> bytes:
@@ -85,17 +86,22 @@ class Capture:
 
 def load(scenario: str) -> Capture:
     manifest = json.loads((FIXTURES / f"strongswan-{scenario}.json").read_text())
-    messages = [
-        Message(
-            m["n"],
-            m["from"],
-            m["exchange_type"],
-            m["flags"],
-            m["message_id"],
-            bytes.fromhex(m["hex"]),
+    messages: list[Message] = []
+    seen: set[bytes] = set()
+    for m in manifest["messages"]:
+        data = bytes.fromhex(m["hex"])
+        messages.append(
+            Message(
+                m["n"],
+                m["from"],
+                m["exchange_type"],
+                m["flags"],
+                m["message_id"],
+                data,
+                data in seen,
+            )
         )
-        for m in manifest["messages"]
-    ]
+        seen.add(data)
 
     def log(key: str) -> list[tuple[str, str, bytes]]:
         return [(g, lab, bytes.fromhex(h)) for g, lab, h in manifest[key]]

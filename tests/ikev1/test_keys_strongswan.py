@@ -132,7 +132,7 @@ def _replay(p: Phase1) -> dict[int, tuple[Message, list[Payload], bytes]]:
     }
     out = {}
     for msg in p.cap.messages:
-        if not msg.encrypted:
+        if not msg.encrypted or msg.retransmit:  # a retransmission does not chain the IV
             continue
         sender = msg.sender
         receiver = "responder" if sender == "initiator" else "initiator"

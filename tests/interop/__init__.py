@@ -7,6 +7,10 @@
 - :mod:`.strongswan`: ``StrongswanNode`` (charon in a private /run, swanctl over its own
   vici socket), ``Connection``/``Child``/``Secret`` -> swanctl.conf, ``list_sas()`` parsed
   from ``swanctl --list-sas --raw`` into ``IkeSaInfo``/``ChildSaInfo``.
+- :mod:`.strongswan_v1`: IKEv1 peers from the same parameters: ``ikev1_connection`` (Main or
+  Aggressive Mode, PSK or RSA/ECDSA certs, PFS via ``esp_proposals``, DPD, encap),
+  ``ikev1_charon`` (a node with the PSK or CA/cert/key installed), ``ikev1_pair`` (two
+  charons on ``make_gateways``), ``ikev1_exchanges(log)`` (the message flow charon logged).
 - :mod:`.piked`: ``PikedNode`` (same Connection objects -> pike.toml; ``pikectl list-sas
   --json`` -> the same ``IkeSaInfo``).
 - conftest fixtures: ``lab``, ``gateways``, ``make_charon``, ``make_piked``.

@@ -26,6 +26,7 @@ the IKE_SA (see tests/interop/test_strongswan_v1.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -184,20 +185,21 @@ def ikev1_pair(
     return nodes[0], nodes[1]
 
 
+_EXCHANGE = re.compile(
+    r"\[ENC\] (?:<[^>]*> )?(?P<verb>generating|parsed) (?P<exchange>[A-Z_0-9]+) "
+    r"(?:request|response) \d+ (?P<payloads>\[.*\])$"
+)
+
+
 def ikev1_exchanges(log: str) -> list[str]:
-    """The IKEv1 messages charon generated/parsed, e.g. ``"generating ID_PROT request 0
-    [ SA V V V V V ]"`` -> ``"> ID_PROT [ SA V V V V V ]"`` (``<`` for parsed), in order."""
+    """The messages charon generated (``>``) and parsed (``<``), in order:
+    ``generating ID_PROT request 0 [ SA V V V V V ]`` -> ``> ID_PROT [ SA V V V V V ]``."""
     out: list[str] = []
     for line in log.splitlines():
-        for verb, arrow in (("generating ", ">"), ("parsed ", "<")):
-            at = line.find("] " + verb) if "[ENC]" in line else -1
-            if at < 0:
-                continue
-            rest = line[line.find(verb, at) + len(verb) :].split(" ")
-            if len(rest) < 3 or rest[1] not in ("request", "response"):
-                continue
-            body = " ".join(rest[3:])
-            out.append(f"{arrow} {rest[0]} {body}")
+        m = _EXCHANGE.search(line)
+        if m:
+            arrow = ">" if m["verb"] == "generating" else "<"
+            out.append(f"{arrow} {m['exchange']} {m['payloads']}")
     return out
 
 
