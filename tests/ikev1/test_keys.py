@@ -15,8 +15,6 @@ from pike.crypto.prf import Prf
 from pike.ikev1 import cipher as cipher_mod
 from pike.ikev1.cipher import Ikev1Cipher
 from pike.ikev1.keys import (
-    HashAlg,
-    ProtocolId,
     derive_phase1,
     derive_phase2,
     digest,
@@ -29,6 +27,7 @@ from pike.ikev1.keys import (
     skeyid_psk,
     skeyid_signature,
 )
+from pike.wire.isakmp_constants import HashV1, ProtocolV1
 
 CKY_I, CKY_R = bytes(range(8)), bytes(range(8, 16))
 GXI, GXR = b"\x11" * 256, b"\x22" * 256
@@ -40,7 +39,7 @@ def _h(name: str, key: bytes, data: bytes) -> bytes:
 
 def test_hmac_sha1_prf_rfc2202() -> None:
     # RFC 2202 §3 test cases 1 and 2 (HMAC-SHA-1)
-    prf = phase1_prf(HashAlg.SHA)
+    prf = phase1_prf(HashV1.SHA1)
     assert prf.prf(b"\x0b" * 20, b"Hi There").hex() == "b617318655057264e28bc0b6fb378c8ef146be00"
     assert (
         prf.prf(b"Jefe", b"what do ya want for nothing?").hex()
@@ -51,8 +50,8 @@ def test_hmac_sha1_prf_rfc2202() -> None:
 
 @pytest.mark.parametrize(
     ("alg", "name"),
-    [(HashAlg.SHA, "sha1"), (HashAlg.SHA2_256, "sha256"), (HashAlg.SHA2_384, "sha384"),
-     (HashAlg.SHA2_512, "sha512")],
+    [(HashV1.SHA1, "sha1"), (HashV1.SHA2_256, "sha256"), (HashV1.SHA2_384, "sha384"),
+     (HashV1.SHA2_512, "sha512")],
 )  # fmt: skip
 def test_phase1_prf_is_hmac_of_the_hash(alg: int, name: str) -> None:
     prf = phase1_prf(alg)
@@ -62,8 +61,8 @@ def test_phase1_prf_is_hmac_of_the_hash(alg: int, name: str) -> None:
 
 def test_md5_refused_and_unknown_hashes() -> None:
     with pytest.raises(ProposalError, match="RFC 8247"):
-        phase1_prf(HashAlg.MD5)
-    for alg in (HashAlg.TIGER, 99):
+        phase1_prf(HashV1.MD5)
+    for alg in (HashV1.TIGER, 99):
         with pytest.raises(CryptoError, match="not implemented"):
             phase1_prf(alg)
     # IKEv2 keeps refusing SHA-1 as a PRF; only IKEv1 asks for it
@@ -74,7 +73,7 @@ def test_md5_refused_and_unknown_hashes() -> None:
 
 
 def test_skeyids_written_out() -> None:
-    prf = phase1_prf(HashAlg.SHA)
+    prf = phase1_prf(HashV1.SHA1)
     ni, nr, gxy = b"N" * 16, b"n" * 32, b"\x5a" * 256
     assert skeyid_psk(prf, b"psk", ni, nr) == _h("sha1", b"psk", ni + nr)
     assert skeyid_signature(prf, ni, nr, gxy) == _h("sha1", ni + nr, gxy)
@@ -89,7 +88,7 @@ def test_skeyids_written_out() -> None:
 
 
 def test_encryption_key_appendix_b() -> None:
-    prf = phase1_prf(HashAlg.SHA)
+    prf = phase1_prf(HashV1.SHA1)
     e = b"E" * 20
     k1 = _h("sha1", e, b"\0")
     k2 = _h("sha1", e, k1)
@@ -103,28 +102,28 @@ def test_encryption_key_appendix_b() -> None:
 
 
 def test_keymat_expansion_and_directions() -> None:
-    prf = phase1_prf(HashAlg.SHA2_256)
+    prf = phase1_prf(HashV1.SHA2_256)
     d, ni, nr, spi, g = b"D" * 32, b"i" * 32, b"r" * 32, b"\1\2\3\4", b"G" * 32
-    seed = g + bytes((ProtocolId.ESP,)) + spi + ni + nr
+    seed = g + bytes((ProtocolV1.ESP,)) + spi + ni + nr
     k1 = _h("sha256", d, seed)
     k2 = _h("sha256", d, k1 + seed)
     k3 = _h("sha256", d, k2 + seed)
-    assert keymat(prf, d, ProtocolId.ESP, spi, ni, nr, 80, g) == (k1 + k2 + k3)[:80]
+    assert keymat(prf, d, ProtocolV1.ESP, spi, ni, nr, 80, g) == (k1 + k2 + k3)[:80]
     no_pfs = _h("sha256", d, bytes((3,)) + spi + ni + nr)
-    assert keymat(prf, d, ProtocolId.ESP, spi, ni, nr, 20) == no_pfs[:20]
+    assert keymat(prf, d, ProtocolV1.ESP, spi, ni, nr, 20) == no_pfs[:20]
     with pytest.raises(CryptoError):
-        keymat(prf, d, ProtocolId.ESP, spi, ni, nr, 0)
+        keymat(prf, d, ProtocolV1.ESP, spi, ni, nr, 0)
     spi_i, spi_r = b"\xaa" * 4, b"\xbb" * 4
-    keys = derive_phase2(prf, d, ProtocolId.ESP, spi_i, spi_r, ni, nr, 32, 32, g)
-    i2r = keymat(prf, d, ProtocolId.ESP, spi_r, ni, nr, 64, g)
-    r2i = keymat(prf, d, ProtocolId.ESP, spi_i, ni, nr, 64, g)
+    keys = derive_phase2(prf, d, ProtocolV1.ESP, spi_i, spi_r, ni, nr, 32, 32, g)
+    i2r = keymat(prf, d, ProtocolV1.ESP, spi_r, ni, nr, 64, g)
+    r2i = keymat(prf, d, ProtocolV1.ESP, spi_i, ni, nr, 64, g)
     assert (keys.i2r.encr, keys.i2r.integ) == (i2r[:32], i2r[32:])
     assert (keys.r2i.encr, keys.r2i.integ) == (r2i[:32], r2i[32:])
     assert i2r.hex() not in repr(keys) and "32 bytes" in repr(keys)
 
 
 def test_ivs_and_natd() -> None:
-    prf = phase1_prf(HashAlg.SHA)
+    prf = phase1_prf(HashV1.SHA1)
     assert phase1_iv(prf, GXI, GXR, 16) == hashlib.sha1(GXI + GXR).digest()[:16]
     assert (
         phase2_iv(prf, b"L" * 16, 0x01020304, 16)
@@ -146,7 +145,7 @@ def test_ivs_and_natd() -> None:
 
 
 def _pair(key: bytes = b"K" * 16) -> tuple[Ikev1Cipher, Ikev1Cipher]:
-    prf = phase1_prf(HashAlg.SHA2_256)
+    prf = phase1_prf(HashV1.SHA2_256)
     return Ikev1Cipher(prf, key, GXI, GXR), Ikev1Cipher(prf, key, GXI, GXR)
 
 
@@ -166,7 +165,7 @@ def test_cipher_round_trip_and_chaining(size: int) -> None:
 def test_phase2_iv_comes_from_phase1_chain() -> None:
     a, _ = _pair()
     ct = a.encrypt(0, b"phase one")
-    prf = phase1_prf(HashAlg.SHA2_256)
+    prf = phase1_prf(HashV1.SHA2_256)
     assert a.iv(0x12345678) == phase2_iv(prf, ct[-16:], 0x12345678, 16)
     assert a.iv(0) == ct[-16:]
 
@@ -184,7 +183,7 @@ def test_decrypt_without_commit_keeps_the_chain() -> None:
 
 
 def test_cipher_refuses_bad_input() -> None:
-    prf = phase1_prf(HashAlg.SHA)
+    prf = phase1_prf(HashV1.SHA1)
     with pytest.raises(CryptoError, match="key"):
         Ikev1Cipher(prf, b"k" * 20, GXI, GXR)
     a, _ = _pair()

@@ -1,7 +1,8 @@
 """pike.ikev1.keys and pike.ikev1.cipher against real strongSwan: every key, IV and hash
 charon logged in tests/fixtures/ikev1/ is derived again from the captured messages
 (and charon's g^xy, which needs private values the capture lacks), and every encrypted
-message is decrypted and re-encrypted byte for byte.
+message is decrypted (also through the ISAKMP codec, pike.wire.isakmp) and re-encrypted
+byte for byte.
 
 Scenarios (capture.py): Main Mode PSK aes128-sha1-modp2048 and aes256-sha256-ecp256, each
 with and without Quick Mode PFS; aes256-sha1-modp2048 (SKEYID_e expanded, Appendix B);
@@ -10,6 +11,7 @@ Aggressive Mode PSK aes128-sha256-modp2048 with PFS.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -18,9 +20,7 @@ import pytest
 from pike.crypto.prf import Prf
 from pike.ikev1.cipher import Ikev1Cipher
 from pike.ikev1.keys import (
-    HashAlg,
     Phase1Keys,
-    ProtocolId,
     derive_phase1,
     derive_phase2,
     hash_i,
@@ -35,6 +35,8 @@ from pike.ikev1.keys import (
     qm_hash3,
     skeyid_psk,
 )
+from pike.wire.isakmp import decode_v1, decrypt_v1
+from pike.wire.isakmp_constants import HashV1, ProtocolV1
 
 from .strongswan_captures import (
     HASH,
@@ -53,7 +55,7 @@ from .strongswan_captures import (
 )
 
 AGGRESSIVE, INFORMATIONAL, QUICK_MODE = 4, 5, 32
-_HASHES = {"PRF_HMAC_SHA1": HashAlg.SHA, "PRF_HMAC_SHA2_256": HashAlg.SHA2_256}
+_HASHES = {"PRF_HMAC_SHA1": HashV1.SHA1, "PRF_HMAC_SHA2_256": HashV1.SHA2_256}
 _INTEG_KEY = {"HMAC_SHA1_96": 20, "HMAC_SHA2_256_128": 32}
 
 
@@ -143,10 +145,16 @@ def _replay(p: Phase1) -> dict[int, tuple[Message, list[Payload], bytes]]:
         assert len(padding) == ciphers[sender].padded_length(len(plain)) - len(plain)
         # the receiver decrypts it, padding included
         assert ciphers[receiver].iv(msg.message_id) == iv
-        text = ciphers[receiver].decrypt(msg.message_id, msg.body, commit=True)
+        receive = ciphers[receiver]
+        # the ISAKMP codec opens it through the cipher (without moving the IV) ...
+        opener = functools.partial(receive.decrypt, msg.message_id, commit=False)
+        decoded = decrypt_v1(decode_v1(msg.data), opener)
+        # ... and the engine then commits it
+        text = receive.decrypt(msg.message_id, msg.body, commit=True)
         assert text == plain + padding
         payloads, rest = walk(msg.first_payload, text)
         assert rest == padding and not any(rest)
+        assert list(decoded.raw) == [pl.raw for pl in payloads]
         out[msg.n] = (msg, payloads, plain)
         for side, c in ciphers.items():  # both chains now end on the same block
             assert c.iv(msg.message_id) == msg.body[-16:], side
@@ -231,7 +239,7 @@ def test_quick_mode_hashes_and_keymat(scenario: str) -> None:
     spi_i, spi_r = sa_spi(find(qm1, SA).body), sa_spi(find(qm2, SA).body)
     assert child["spi-in"] == spi_i.hex() and child["spi-out"] == spi_r.hex()
     keys = derive_phase2(
-        p.prf, p.keys.skeyid_d, ProtocolId.ESP, spi_i, spi_r, ni_b, nr_b, enc, integ, shared
+        p.prf, p.keys.skeyid_d, ProtocolV1.ESP, spi_i, spi_r, ni_b, nr_b, enc, integ, shared
     )
     # strongSwan's "initiator" keys protect initiator-to-responder traffic
     for side in ("initiator", "responder"):
@@ -240,7 +248,7 @@ def test_quick_mode_hashes_and_keymat(scenario: str) -> None:
         assert keys.r2i.encr == p.cap.dump("encryption responder key", side)
         assert keys.r2i.integ == p.cap.dump("integrity responder key", side)
     # its KEYMAT seeds: [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b
-    tail = (shared or b"") + bytes((ProtocolId.ESP,))
+    tail = (shared or b"") + bytes((ProtocolV1.ESP,))
     assert p.cap.dump("initiator SA seed") == tail + spi_r + ni_b + nr_b
     assert p.cap.dump("responder SA seed") == tail + spi_i + ni_b + nr_b
 

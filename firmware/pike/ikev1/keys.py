@@ -16,12 +16,12 @@ available for IKEv1 peers, MD5 is refused (RFC 8247 §2.3). The IV chaining itse
 import hashlib
 import ipaddress
 from dataclasses import dataclass, fields
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import CryptoError, ProposalError
 from pike.crypto.ids import PrfId
 from pike.crypto.prf import Prf
+from pike.wire.isakmp_constants import HashV1
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -30,41 +30,22 @@ COOKIE_SIZE = 8  # RFC 2408 §3.1: Initiator / Responder Cookie, 8 octets
 MESSAGE_ID_SIZE = 4  # RFC 2408 §3.1: Message ID, 4 octets
 
 
-class HashAlg(IntEnum):
-    """Phase-1 "Hash Algorithm" attribute values (RFC 2409 Appendix A; the SHA-2 values are
-    from IANA's IKEv1 "Hash Algorithm" registry, as strongSwan and libreswan send them)."""
-
-    MD5 = 1
-    SHA = 2
-    TIGER = 3
-    SHA2_256 = 4
-    SHA2_384 = 5
-    SHA2_512 = 6
-
-
-class ProtocolId(IntEnum):
-    """IPsec DOI protocol identifiers that enter KEYMAT (RFC 2407 §4.4.1)."""
-
-    ISAKMP = 1
-    AH = 2
-    ESP = 3
-    IPCOMP = 4
-
-
+# phase-1 Hash Algorithm attribute -> the PRF transform that is its HMAC
 _HASH_PRF: dict[int, int] = {
-    HashAlg.SHA: PrfId.HMAC_SHA1,
-    HashAlg.SHA2_256: PrfId.HMAC_SHA2_256,
-    HashAlg.SHA2_384: PrfId.HMAC_SHA2_384,
-    HashAlg.SHA2_512: PrfId.HMAC_SHA2_512,
+    HashV1.SHA1: PrfId.HMAC_SHA1,
+    HashV1.SHA2_256: PrfId.HMAC_SHA2_256,
+    HashV1.SHA2_384: PrfId.HMAC_SHA2_384,
+    HashV1.SHA2_512: PrfId.HMAC_SHA2_512,
 }
 
 
 def phase1_prf(hash_alg: int) -> Prf:
-    """The PRF of a phase-1 SA negotiating ``hash_alg`` (HMAC of that hash, RFC 2409 §4).
+    """The PRF of a phase-1 SA negotiating ``hash_alg`` (a :class:`HashV1` value; the HMAC
+    of that hash, RFC 2409 §4).
 
     ProposalError for MD5 (refused by RFC 8247), CryptoError for hashes pike lacks.
     """
-    if hash_alg == HashAlg.MD5:
+    if hash_alg == HashV1.MD5:
         raise ProposalError("md5 (hash 1) is refused: RFC 8247 forbids HMAC-MD5")
     try:
         return Prf(_HASH_PRF[hash_alg], ikev1=True)
@@ -242,6 +223,7 @@ def keymat(
     K1 = prf(SKEYID_d, [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b),
     Kn = prf(SKEYID_d, Kn-1 | [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b).
 
+    ``protocol`` is a :class:`pike.wire.isakmp_constants.ProtocolV1` value (ESP = 3);
     ``shared`` is the Quick Mode g^xy when PFS is used; ``spi`` is the SPI of the SA the
     keys are for, i.e. the one its receiving side chose."""
     if length <= 0:
