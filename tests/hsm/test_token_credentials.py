@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from pike.hsm import provision
-from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
+from pike.hsm.pkcs11 import Pkcs11Signer, TokenState, TokenUnavailable
+from pike.hsm.signer import SignatureScheme
 from pike.ikev2.credentials import CredentialError, CredentialStore
 from pike.policy.loader import load_config_text
 
@@ -46,15 +48,25 @@ def test_absent_token_does_not_stop_start_but_fails_closed(
     cfg = load_config_text(_config(missing, pem), str(tmp_path / "pike.toml"))
     assert store.preload(cfg) == []  # piked starts; the token's state says why it cannot sign
     assert store.token_states() == {missing: TokenState.ABSENT}
-    with pytest.raises(CredentialError, match="key unavailable"):
-        store.local(cfg.connections["gw"])
+    # The engine reads the certificate only; the signature (off the event loop) fails closed.
+    creds = store.local(cfg.connections["gw"])
+    assert creds.key == missing and creds.key_type == "ecdsa-p256"
+    with pytest.raises(TokenUnavailable, match="token elsewhere absent"):
+        store.sign(creds.key, creds.spki, b"octets", SignatureScheme.ECDSA_SHA256)
 
     good = uri(softhsm.module, "gw", "ike")
     store2 = CredentialStore()
     cfg2 = load_config_text(_config(good, pem), str(tmp_path / "pike.toml"))
     assert store2.preload(cfg2) == []
-    assert store2.local(cfg2.connections["gw"]).signer.key_type == "ecdsa-p256"
+    creds2 = store2.local(cfg2.connections["gw"])
+    sig = store2.sign(creds2.key, creds2.spki, b"octets", SignatureScheme.ECDSA_SHA256)
+    pub = cert.public_key()
+    assert isinstance(pub, ec.EllipticCurvePublicKey)
+    pub.verify(sig, b"octets", ec.ECDSA(hashes.SHA256()))
     assert store2.token_states() == {good: TokenState.READY}
+    # A key that is not the certificate's is never used.
+    with pytest.raises(CredentialError, match="does not belong to our certificate"):
+        store2.sign(creds2.key, b"other spki", b"octets", SignatureScheme.ECDSA_SHA256)
 
 
 def test_bad_uri_stops_start(tmp_path: Path) -> None:

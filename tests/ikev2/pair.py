@@ -2,6 +2,9 @@
 
 The helpers move SendDatagram actions from one engine to the other and keep every other
 action for the test to inspect, so each step of an exchange can be asserted exactly.
+A node answers the engine's SignRequest actions at once, as the runtime does from its
+executor (``auto_sign``); with ``auto_sign=False`` they wait in ``sign_requests`` for the
+test to answer with ``sign``/``engine.sign_done``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pike.ikev2.actions import Action, SendDatagram
+from pike.hsm.signer import SignerError
+from pike.ikev2.actions import Action, SendDatagram, SignRequest
+from pike.ikev2.credentials import CredentialError, store_for
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
@@ -78,6 +83,10 @@ class Node:
     engine: Ikev2Engine
     events: list[Action] = field(default_factory=list)
     outbox: list[SendDatagram] = field(default_factory=list)
+    auto_sign: bool = True
+    sign_requests: list[SignRequest] = field(default_factory=list)  # unanswered
+    signed: list[SignRequest] = field(default_factory=list)  # answered, in order
+    now: float = 0.0  # the time signatures are answered at (set by deliver/transfer)
 
     def drain(self) -> list[SendDatagram]:
         """Move new actions into ``events``/``outbox``; return the new datagrams."""
@@ -86,9 +95,25 @@ class Node:
             if isinstance(a, SendDatagram):
                 new.append(a)
                 self.outbox.append(a)
+            elif isinstance(a, SignRequest):
+                self.sign_requests.append(a)
+                if self.auto_sign:
+                    self.sign(a, self.now)
             else:
                 self.events.append(a)
         return new
+
+    def sign(self, req: SignRequest, now: float, result: bytes | Exception | None = None) -> None:
+        """Answer ``req`` (with the store's signature unless ``result`` is given), as the
+        runtime does once its executor is done; new actions wait for the next drain."""
+        self.sign_requests.remove(req)
+        self.signed.append(req)
+        if result is None:
+            try:
+                result = store_for(self.engine.ctx).sign(req.key, req.spki, req.data, req.scheme)
+            except (SignerError, CredentialError) as exc:
+                result = exc
+        self.engine.sign_done(req.ref, result, now)
 
     def of(self, cls: type) -> list[Action]:
         return [e for e in self.events if isinstance(e, cls)]
@@ -115,6 +140,7 @@ def make_pair(
 
 
 def deliver(dgrams: list[SendDatagram], to: Node, now: float) -> list[SendDatagram]:
+    to.now = now
     for d in dgrams:
         to.engine.receive_datagram(d.data, d.src, d.dst, now)
     return to.drain()
@@ -130,6 +156,7 @@ def transfer(
     """Ping-pong until both sides are quiet; returns how many datagrams crossed.
 
     ``in_flight`` are datagrams from ``a`` already drained by the test, still to deliver."""
+    a.now = b.now = now
     pending = (in_flight or []) + a.drain()
     pending_b = b.drain()
     crossed = 0

@@ -381,7 +381,7 @@ def test_hash_algorithms_notify() -> None:
     ],
 )
 def test_choose_scheme(kind: str, hashes_, pss: bool, expected) -> None:  # type: ignore[no-untyped-def]
-    assert choose_scheme(KeySigner(kind), hashes_, pss) == expected  # type: ignore[arg-type]
+    assert choose_scheme(KeySigner(kind).key_type, hashes_, pss) == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -390,7 +390,7 @@ def test_choose_scheme(kind: str, hashes_, pss: bool, expected) -> None:  # type
 )
 def test_no_usable_scheme(kind: str, hashes_) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NoUsableScheme):
-        choose_scheme(KeySigner(kind), hashes_)  # type: ignore[arg-type]
+        choose_scheme(KeySigner(kind).key_type, hashes_)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from pike.daemon.interfaces import address_present, to_bring_up
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
 from pike.daemon.sa_view import list_sas_json
+from pike.daemon.signing import Signing
 from pike.daemon.sockets import IkeSockets
 from pike.ikev2.actions import (
     Action,
@@ -40,7 +41,9 @@ from pike.ikev2.actions import (
     MessageDropped,
     SendDatagram,
     SendKeepalive,
+    SignRequest,
 )
+from pike.ikev2.credentials import store_for
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
@@ -80,6 +83,7 @@ class Engine(Protocol):
     def acquire(self, reqid: int, now: float) -> None: ...
     def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None: ...
+    def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None: ...
     def next_action(self) -> Action | None: ...
     def list_sas(self) -> list[IkeSaInfo]: ...
 
@@ -120,6 +124,7 @@ class Daemon:
         self._engine: Engine | None = None
         self._sockets: IkeSockets | None = None
         self._control: ControlServer | None = None
+        self._signing: Signing | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
@@ -210,6 +215,9 @@ class Daemon:
         self.caps = self._probe()
         self._engine = self._engine_factory(self.config, self.caps, self._spi_alloc())
         self._engine.ctx.esp_activity = self._esp_activity
+        self._signing = Signing(
+            loop, lambda: store_for(self.engine.ctx), self._signed, self.ops.recorder
+        )
         d = self.config.daemon
         self._sockets = IkeSockets(
             loop, self._on_datagram, ike_port=d.ike_port, natt_port=d.natt_port, ipv6=self._ipv6
@@ -331,6 +339,8 @@ class Daemon:
             await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
+        if self._signing is not None:
+            self._signing.close()
         if self._events_fd is not None:
             loop.remove_reader(self._events_fd)
             self._events_fd = None
@@ -370,6 +380,15 @@ class Daemon:
             log.exception("engine failed in its timer")
         finally:
             self._pump()  # always re-arm, or every SA would stall
+
+    def _signed(self, ref: int, result: bytes | Exception) -> None:
+        """A signature (or its failure) is back from the signing threads."""
+        try:
+            self.engine.sign_done(ref, result, self._now())
+        except Exception:
+            log.exception("engine failed on signature %d", ref)
+        finally:
+            self._pump()
 
     def _listen_kernel_events(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -450,6 +469,11 @@ class Daemon:
             ):
                 self.stats["keepalives_out"] += 1
                 log.debug("NAT-T keepalive %s[%d] -> %s[%d]", *a.src, *a.dst)
+        elif isinstance(a, SignRequest):
+            if self._signing is not None:
+                self._signing.submit(a)
+            else:  # not running: fail closed rather than leave the exchange waiting
+                self.engine.sign_done(a.ref, RuntimeError("piked is not running"), self._now())
         elif isinstance(a, InstallTrap):
             self._install_trap(a)
         elif isinstance(a, InstallChildSa):

@@ -6,8 +6,9 @@ with ``Ikev2Engine.next_action()``. Addresses are ``(ip_text, port)`` tuples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pike.hsm.signer import SignatureScheme
 from pike.policy.ipsec import PolicySpec, SaSpec
 
 Address = tuple[str, int]
@@ -83,6 +84,22 @@ class InstallTrap:
 
 
 @dataclass(frozen=True, slots=True)
+class SignRequest:
+    """Sign ``data`` (our AUTH octets, RFC 7296 §2.15) with ``scheme`` and the configured
+    ``key`` (a ``pkcs11:`` URI or a PEM file), which must belong to the certificate whose
+    SubjectPublicKeyInfo is ``spki``. A token may take a long time, so the runtime signs
+    off its event loop and answers with ``Ikev2Engine.sign_done(ref, ...)``; the exchange
+    waits for that answer."""
+
+    ref: int
+    conn: str
+    key: str
+    scheme: SignatureScheme
+    data: bytes = field(repr=False)
+    spki: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class IkeSaEstablished:
     conn: str
     unique_id: int
@@ -127,6 +144,7 @@ Action = (
     SendDatagram
     | SendKeepalive
     | InstallTrap
+    | SignRequest
     | InstallChildSa
     | InstallOutboundSa
     | DeleteChildSa

@@ -26,6 +26,9 @@ NONCE_SIZE = 32  # strongSwan's nonce length
 HALF_OPEN_TIMEOUT = 30.0  # strongSwan's half_open_timeout: responder drops unfinished SAs
 COOKIE_THRESHOLD = 10  # strongSwan's cookie_threshold: half-open SAs before cookies
 DELETE_TIMEOUT = 5.0  # grace for a DELETING SA whose peer does not answer
+# How long an exchange waits for our signature (a TPM signs in tens to hundreds of ms; a
+# hung token must not hold the IKE SA for ever).
+SIGN_TIMEOUT = 20.0
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Context:
     counters: Counters = field(default_factory=Counters)
     _next_unique: int = 0
     _next_reqid: int = 0
+    _next_sign: int = 0
 
     def emit(self, action: Action) -> None:
         self.actions.append(action)
@@ -102,6 +106,11 @@ class Context:
     def unique_id(self) -> int:
         self._next_unique += 1
         return self._next_unique
+
+    def sign_ref(self) -> int:
+        """A new SignRequest reference (unique for the engine's life)."""
+        self._next_sign += 1
+        return self._next_sign
 
     def reqid(self) -> int:
         self._next_reqid += 1

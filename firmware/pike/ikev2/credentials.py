@@ -1,14 +1,17 @@
 """Credentials of the pubkey connections: our chain and signer, the CAs we trust.
 
 Loaded once per file (the first IKE_AUTH that needs them, or ``preload`` at start) and kept.
-The engine stays free of key custody: ``signer_factory`` turns a config ``key`` into a
-Signer (``pkcs11:`` URIs become token signers, anything else a file key),
-and ``clock`` gives the wall-clock time certificates are checked at (the engine's ``now``
-is monotonic; tests pass a fixed time).
+The engine stays free of key custody: it reads certificates only (``local``: the key type
+comes from our certificate) and asks for a signature with a ``SignRequest`` action; the
+runtime answers it with ``sign`` off the event loop (a token round trip blocks).
+``signer_factory`` turns a config ``key`` into a Signer (``pkcs11:`` URIs become token
+signers, anything else a file key), and ``clock`` gives the wall-clock time certificates
+are checked at (the engine's ``now`` is monotonic; tests pass a fixed time).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pike.hsm.filekey import FileKeySigner
-from pike.hsm.signer import Signer, SignerError
+from pike.hsm.signer import KeyType, SignatureScheme, Signer, SignerError, key_type_of
 from pike.ikev2.certs import CertError, load_certificates
 from pike.policy.config import Config, ConnectionConfig
 
@@ -51,15 +54,15 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 @dataclass(frozen=True, slots=True)
 class LocalCredentials:
     chain: tuple[x509.Certificate, ...]  # our end entity first
-    signer: Signer
-
-
-def _same_key(cert: x509.Certificate, signer: Signer) -> bool:
-    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return cert.public_key().public_bytes(*fmt) == signer.public_key().public_bytes(*fmt)
+    key: str  # the configured key: a pkcs11: URI or a PEM file
+    key_type: KeyType  # of our certificate's key, which the key must match
+    spki: bytes  # our certificate's SubjectPublicKeyInfo (DER)
 
 
 @dataclass
@@ -68,6 +71,8 @@ class CredentialStore:
     clock: Clock = wall_clock
     _certs: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
     _signers: dict[str, Signer] = field(default_factory=dict)
+    # ``sign`` runs in executor threads while the loop reads states: guards _signers.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def now(self) -> datetime:
         return self.clock()
@@ -81,27 +86,45 @@ class CredentialStore:
         return self._certs[path]
 
     def local(self, conn: ConnectionConfig) -> LocalCredentials:
-        """Our chain and signer for ``conn`` (``local.auth = "pubkey"``)."""
+        """Our chain and key reference for ``conn`` (``local.auth = "pubkey"``).
+
+        Reads certificate files only, never the key (which may be in a token): the key is
+        checked against the certificate by ``preload`` and again by ``sign``."""
         cfg = conn.local
         if not cfg.certs or not cfg.key:
             raise CredentialError(f"{conn.name}: local pubkey auth needs certs and key")
         chain = tuple(c for path in cfg.certs for c in self._load(path))
-        signer = self._signers.get(cfg.key)
-        if signer is None:
-            try:
-                signer = self.signer_factory(cfg.key)
-            except SignerError as exc:
-                raise CredentialError(str(exc)) from None
-            self._signers[cfg.key] = signer
-        try:
-            same = _same_key(chain[0], signer)
-        except SignerError as exc:  # the token is not there (yet): fail closed
-            raise CredentialError(f"{conn.name}: key unavailable: {exc}") from None
-        if not same:
+        if not chain:
+            raise CredentialError(f"{conn.name}: no certificate in {cfg.certs[0]}")
+        public = chain[0].public_key()
+        kind = key_type_of(public)
+        if kind is None:
             raise CredentialError(
-                f"{conn.name}: key {cfg.key} does not belong to certificate {cfg.certs[0]}"
+                f"{conn.name}: certificate {cfg.certs[0]} has an unsupported key "
+                "(RSA, ECDSA P-256/P-384 or Ed25519 only)"
             )
-        return LocalCredentials(chain, signer)
+        return LocalCredentials(chain, cfg.key, kind, public.public_bytes(*_SPKI))
+
+    def signer(self, key: str) -> Signer:
+        """The Signer of a configured key, made once (thread-safe; no token I/O)."""
+        with self._lock:
+            signer = self._signers.get(key)
+            if signer is None:
+                try:
+                    signer = self.signer_factory(key)
+                except SignerError as exc:
+                    raise CredentialError(str(exc)) from None
+                self._signers[key] = signer
+            return signer
+
+    def sign(self, key: str, spki: bytes, data: bytes, scheme: SignatureScheme) -> bytes:
+        """Sign ``data`` with ``key``, which must belong to the certificate whose public
+        key is ``spki``. Blocking (a token round trip): the runtime calls it off the event
+        loop. Raises CredentialError or SignerError (TokenUnavailable: fail closed)."""
+        signer = self.signer(key)
+        if signer.public_key().public_bytes(*_SPKI) != spki:
+            raise CredentialError(f"key {key} does not belong to our certificate")
+        return signer.sign(data, scheme)
 
     def cas(self, conn: ConnectionConfig) -> tuple[x509.Certificate, ...]:
         """The CA certificates ``conn`` trusts for the peer (``remote.cacerts``)."""
@@ -115,12 +138,23 @@ class CredentialStore:
                 if conn.local.auth == "pubkey" and self._token_down(conn):
                     continue  # logged by the token; IKE_AUTH fails closed until it is back
                 if conn.local.auth == "pubkey":
-                    self.local(conn)
+                    self._check_key(conn)
                 if conn.remote.auth == "pubkey":
                     self.cas(conn)
             except CredentialError as exc:
                 problems.append(f"{conn.name}: {exc}")
         return problems
+
+    def _check_key(self, conn: ConnectionConfig) -> None:
+        creds = self.local(conn)
+        try:
+            public = self.signer(creds.key).public_key().public_bytes(*_SPKI)
+        except SignerError as exc:  # the token is not there (yet): fail closed
+            raise CredentialError(f"{conn.name}: key unavailable: {exc}") from None
+        if public != creds.spki:
+            raise CredentialError(
+                f"{conn.name}: key {creds.key} does not belong to certificate {conn.local.certs[0]}"
+            )
 
     def _token_down(self, conn: ConnectionConfig) -> bool:
         """Probe a token key at start: a token that is absent, locked or refuses the PIN
@@ -130,12 +164,7 @@ class CredentialStore:
             return False
         from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
 
-        signer = self._signers.get(key)
-        if signer is None:
-            try:
-                signer = self._signers[key] = self.signer_factory(key)
-            except SignerError as exc:
-                raise CredentialError(str(exc)) from None
+        signer = self.signer(key)
         if isinstance(signer, Pkcs11Signer):
             return signer.probe() is not TokenState.READY
         return False
@@ -144,7 +173,9 @@ class CredentialStore:
         """State of each token key in use, by configured key URI (for metrics/status)."""
         from pike.hsm.pkcs11 import Pkcs11Signer
 
-        return {k: s.state for k, s in self._signers.items() if isinstance(s, Pkcs11Signer)}
+        with self._lock:
+            signers = list(self._signers.items())
+        return {k: s.state for k, s in signers if isinstance(s, Pkcs11Signer)}
 
 
 # The store the engine uses until Context carries one (``Context.credentials``): one

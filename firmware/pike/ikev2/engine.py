@@ -325,6 +325,19 @@ class Ikev2Engine:
                     sa.tasks.initiate(now)
                     return
 
+    def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
+        """The answer to ``SignRequest`` ``ref``: the signature, or the error that makes
+        that IKE SA fail closed. An answer for an SA that is gone is dropped."""
+        for sa in list(self.sas.values()):
+            if sa.tasks.signing == ref:
+                answered = sa.tasks.sign_done(ref, result, now)
+                if answered is not None:
+                    self._after_request(sa, answered, now)
+                break
+        else:
+            log.debug("signature %d answered for an IKE_SA that is gone: dropped", ref)
+        self._sweep(now)
+
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
@@ -337,7 +350,12 @@ class Ikev2Engine:
         return best
 
     def _deadlines(self, sa: IkeSa) -> list[float | None]:
-        times = [sa.tasks.deadline, self._half_open_deadline(sa), sa.dpd_due()]
+        times = [
+            sa.tasks.deadline,
+            sa.tasks.sign_deadline,
+            self._half_open_deadline(sa),
+            sa.dpd_due(),
+        ]
         if sa.state == IkeState.ESTABLISHED:
             times += [sa.rekey_at, sa.keepalive_at]
         times.extend(c.next_deadline() for c in sa.children)
@@ -472,6 +490,10 @@ class Ikev2Engine:
             sa.remote, sa.local = src, dst
             self._move_children(sa)
         sa.tasks.on_request(msg, data, self._responder_tasks(sa, msg), now)
+        self._after_request(sa, msg, now)
+
+    def _after_request(self, sa: IkeSa, msg: Message, now: float) -> None:
+        """What follows an answered request (now, or once our signature was in)."""
         if (
             msg.exchange == ExchangeType.IKE_AUTH
             and sa.state == IkeState.ESTABLISHED

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from pike.hsm.signer import (
+    KeyType,
     SignatureScheme,
     Signer,
     ecdsa_der_to_raw,
@@ -84,14 +85,14 @@ def decode_hash_algorithms(data: bytes) -> frozenset[int]:
 
 
 def choose_scheme(
-    signer: Signer, peer_hashes: frozenset[int] | None, rsa_pss: bool = False
+    kind: KeyType, peer_hashes: frozenset[int] | None, rsa_pss: bool = False
 ) -> tuple[int, SignatureScheme]:
-    """(AUTH method, scheme) for our key: method 14 when the peer announced hashes.
+    """(AUTH method, scheme) for our key of type ``kind``: method 14 when the peer
+    announced hashes.
 
     ECDSA takes the hash of its curve, RSA SHA-256 first (what strongSwan prefers),
     Ed25519 needs the peer to accept "Identity" (RFC 8420).
     """
-    kind = signer.key_type
     if peer_hashes is None:
         if kind == "rsa":
             return AuthMethod.RSA_SIG, SignatureScheme.RSA_PKCS1_SHA1
@@ -134,22 +135,24 @@ def choose_scheme(
     )
 
 
+def auth_data(method: int, scheme: SignatureScheme, sig: bytes) -> bytes:
+    """AUTH payload data of ``method`` around a signature in the Signer format (DER for
+    ECDSA). Raises ValueError for an ECDSA signature that is not DER."""
+    if method == AuthMethod.DIGITAL_SIGNATURE:
+        alg = encode_algorithm_id(scheme)
+        return bytes((len(alg),)) + alg + sig
+    if method in _CLASSIC_EC:
+        return ecdsa_der_to_raw(sig, _CLASSIC_EC[method][2])
+    return sig
+
+
 def sign_auth(
     signer: Signer, octets: bytes, peer_hashes: frozenset[int] | None, rsa_pss: bool = False
 ) -> tuple[int, bytes]:
-    """(AUTH method, AUTH data) signing ``octets`` (RFC 7296 §2.15) with ``signer``.
-
-    Blocking: a token signer waits for the token here. This is where the engine will emit
-    a ``SignRequest`` action and resume IKE_AUTH on the answer (key custody issue).
-    """
-    method, scheme = choose_scheme(signer, peer_hashes, rsa_pss)
-    sig = signer.sign(octets, scheme)
-    if method == AuthMethod.DIGITAL_SIGNATURE:
-        alg = encode_algorithm_id(scheme)
-        return method, bytes((len(alg),)) + alg + sig
-    if method in _CLASSIC_EC:
-        return method, ecdsa_der_to_raw(sig, _CLASSIC_EC[method][2])
-    return method, sig
+    """(AUTH method, AUTH data) signing ``octets`` (RFC 7296 §2.15) with ``signer``, in one
+    blocking call (tools and tests; the engine asks by ``SignRequest`` instead)."""
+    method, scheme = choose_scheme(signer.key_type, peer_hashes, rsa_pss)
+    return method, auth_data(method, scheme, signer.sign(octets, scheme))
 
 
 # -- verification --------------------------------------------------------------------------

@@ -2,12 +2,19 @@
 
 Window size 1 (RFC 7296 §2.3): one outstanding request each way. Retransmission follows
 strongSwan's defaults: timeout 4 s x 1.8^n, 5 retransmits, then the SA is given up.
+
+A message that needs our signature (IKE_AUTH with a certificate) waits for it: a task's
+``prepare`` emits a ``SignRequest``, and the request (initiator) or the response
+(responder) is built only once ``sign_done`` brings the answer, at most SIGN_TIMEOUT later.
+Meanwhile the peer's retransmissions of the request are ignored (never a second signature).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pike.ikev2.context import SIGN_TIMEOUT
 from pike.ikev2.describe import describe_payloads, exchange_name
 from pike.ikev2.state import IkeState, log
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
@@ -18,6 +25,15 @@ if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A processed request whose response waits for our signature."""
+
+    msg: Message
+    data: bytes
+    tasks: list[Task]
 
 
 class TaskManager:
@@ -33,6 +49,9 @@ class TaskManager:
         self.deadline: float | None = None
         self.cached_response: tuple[int, list[bytes]] | None = None
         self.restarts = 0
+        self.signing: int | None = None  # SignRequest ref the current message waits for
+        self.sign_deadline: float | None = None
+        self.held: _Held | None = None  # responder: the request whose answer waits
 
     # -- initiator side ------------------------------------------------------------------
     def queue(self, task: Task) -> None:
@@ -42,12 +61,53 @@ class TaskManager:
         return bool(self.active)
 
     def initiate(self, now: float) -> None:
-        if self.active or not self.queued or self.sa.state == IkeState.DESTROYED:
+        if (
+            self.active
+            or self.held is not None
+            or not self.queued
+            or self.sa.state == IkeState.DESTROYED
+        ):
             return
         exchange = self.queued[0].exchange
         self.active = [t for t in self.queued if t.exchange == exchange]
         self.queued = [t for t in self.queued if t.exchange != exchange]
         self.active_exchange = exchange
+        try:
+            if self._wait_for_signature(self.active, now):
+                return
+        except TaskFailed as e:
+            self.sa.fail(e.reason, now)
+            return
+        self._send_request(now)
+
+    def _wait_for_signature(self, tasks: list[Task], now: float) -> bool:
+        """Let the tasks start what their build needs; True when a signature is awaited."""
+        for task in tasks:
+            ref = task.prepare(now)
+            if ref is not None:
+                self.signing = ref
+                self.sign_deadline = now + SIGN_TIMEOUT
+                log.debug("%s: waiting for signature %d", self.sa.tag(), ref)
+                return True
+        return False
+
+    def sign_done(self, ref: int, result: bytes | Exception, now: float) -> Message | None:
+        """The signature ``ref`` (or why there is none): build and send what waited for it.
+        Returns the request answered, when a held response went out."""
+        if ref != self.signing or self.sa.state == IkeState.DESTROYED:
+            return None
+        self.signing = self.sign_deadline = None
+        held, self.held = self.held, None
+        for task in held.tasks if held is not None else self.active:
+            task.signed(ref, result)
+        if held is not None:
+            self._respond(held.msg, held.data, held.tasks, now)
+            return held.msg
+        self._send_request(now)
+        return None
+
+    def _send_request(self, now: float) -> None:
+        exchange = self.active_exchange
         msg = self.sa.new_message(exchange, self.mid_out, response=False)
         try:
             for task in self.active:
@@ -108,6 +168,12 @@ class TaskManager:
         return d.retransmit_timeout * d.retransmit_base**n
 
     def on_timer(self, now: float) -> None:
+        deadline = self.sign_deadline
+        if self.signing is not None and deadline is not None and now >= deadline:
+            # Fails like any signing error (initiator: SA ends; responder: answers
+            # AUTHENTICATION_FAILED); a late answer is then ignored.
+            late = TimeoutError(f"no signature after {SIGN_TIMEOUT:.0f}s")
+            self.sign_done(self.signing, late, now)
         if self.deadline is None or now < self.deadline or self.request is None:
             return
         tries = self.sa.ctx.config.daemon.retransmit_tries
@@ -142,24 +208,51 @@ class TaskManager:
             log.debug("%s: retransmitting response %d", self.sa.tag(), mid)
             self._send(self.cached_response[1])
             return
+        if self.held is not None and mid == self.held.msg.message_id:
+            # Retransmitted while our signature is being made: the answer follows it.
+            log.debug("%s: request %d again, our signature is pending", self.sa.tag(), mid)
+            return
         if mid != self.mid_in:
             self.sa.ctx.counters.drop("invalid_message_id")
             log.info("%s: request %d out of window (expected %d)", self.sa.tag(), mid, self.mid_in)
             return
         self._log_in(msg)
-        request = data
-        resp = self.sa.new_message(msg.exchange, mid, response=True)
-        fatal = False
         try:
             for task in tasks:
                 task.process(msg, now)
-            for task in tasks:
-                task.build(resp, now)
+            if self._wait_for_signature(tasks, now):
+                self.held = _Held(msg, data, tasks)
+                return
         except RespondError as e:
-            resp.payloads = [NotifyPayload(e.notify, e.data)]
-            fatal = e.fatal
+            self._respond(msg, data, tasks, now, e)
+            return
+        self._respond(msg, data, tasks, now)
+
+    def _respond(
+        self,
+        msg: Message,
+        request: bytes,
+        tasks: list[Task],
+        now: float,
+        error: RespondError | None = None,
+    ) -> None:
+        mid = msg.message_id
+        resp = self.sa.new_message(msg.exchange, mid, response=True)
+        if error is None:
+            try:
+                for task in tasks:
+                    task.build(resp, now)
+            except RespondError as e:
+                error = e
+        fatal = False
+        if error is not None:
+            resp.payloads = [NotifyPayload(error.notify, error.data)]
+            fatal = error.fatal
             log.info(
-                "%s: answering %s with error: %s", self.sa.tag(), exchange_name(msg.exchange), e
+                "%s: answering %s with error: %s",
+                self.sa.tag(),
+                exchange_name(msg.exchange),
+                error,
             )
         if msg.exchange == ExchangeType.IKE_SA_INIT and fatal:
             # Stateless error answer: nothing of ours exists yet (RFC 7296 §2.6).

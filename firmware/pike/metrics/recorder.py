@@ -4,7 +4,8 @@ The engine keeps counters per connection (``Context.counters``) and reports live
 what only the runtime sees is recorded here: the kernel byte and packet counts of CHILD
 SAs that are gone (so ``pike_child_sa_bytes_total`` keeps counting across rekeys of the
 same child), wall-clock times of the last rekeys, handshake durations, deletes by reason,
-failed CHILD_SAs and config reloads. Keys are stable names, never SPIs or unique ids.
+failed CHILD_SAs, config reloads and our signatures (duration, failures; reported by
+``pike.daemon.signing``). Keys are stable names, never SPIs, unique ids or secrets.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ SaKey = tuple[str, int]  # (destination address, SPI): only as a cache key, neve
 # IKE_SA_INIT to established, seconds: LAN peers answer in milliseconds, a signing token
 # on a loaded board or a lossy uplink (retransmissions at 4 s x 1.8^n) take seconds.
 HANDSHAKE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# One signature: SoftHSM and file keys take well under a millisecond to a few ms, a TPM
+# 4-15 ms through a resource manager (a chip more), a busy or failing token seconds.
+SIGN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+SignKey = tuple[str, str, str]  # (token, key, mechanism) or (token, key, reason)
 
 
 @dataclass
@@ -85,6 +90,8 @@ class Recorder:
     handshakes: dict[str, Histogram] = field(default_factory=dict)
     reloads: Counter[str] = field(default_factory=Counter)  # "success" / "failure"
     last_reload: float | None = None  # wall clock of the last successful reload
+    sign_durations: dict[SignKey, Histogram] = field(default_factory=dict)
+    sign_failures: Counter[SignKey] = field(default_factory=Counter)  # (token, key, reason)
 
     def observe(self, a: Action) -> None:
         if isinstance(a, IkeSaEstablished):
@@ -119,6 +126,18 @@ class Recorder:
         if c is not None:
             self.last_seen[(spec.dst.compressed, spec.spi)] = c
         return c
+
+    def signed(
+        self, token: str, key: str, mechanism: str, seconds: float, failure: str | None
+    ) -> None:
+        """One signature asked by the engine: its duration, or why it failed."""
+        if failure is not None:
+            self.sign_failures[(token, key, failure)] += 1
+            return
+        hist = self.sign_durations.get((token, key, mechanism))
+        if hist is None:
+            hist = self.sign_durations[(token, key, mechanism)] = Histogram(SIGN_BUCKETS)
+        hist.observe(seconds)
 
     def reloaded(self, ok: bool) -> None:
         self.reloads["success" if ok else "failure"] += 1

@@ -2,6 +2,8 @@
 
 The initiator's task ``build``s a request and ``process``es the response; the responder's
 ``process``es the request and ``build``s the response. Several tasks fill one message.
+A task whose build needs a signature asks for it in ``prepare`` (a ``SignRequest`` action)
+and the task manager holds the message until ``signed`` brings the answer.
 """
 
 from __future__ import annotations
@@ -58,6 +60,16 @@ class Task:
 
     def process(self, msg: Message, now: float) -> None:
         raise NotImplementedError
+
+    def prepare(self, now: float) -> int | None:
+        """Before ``build``: start work it needs that finishes later (our signature).
+
+        Returns the reference of the ``SignRequest`` it emitted, or None when ``build`` can
+        run now. Raises what ``build`` would raise for a failure found early."""
+        return None
+
+    def signed(self, ref: int, result: bytes | Exception) -> None:
+        """The answer to the ``SignRequest`` ``ref``: the signature or why there is none."""
 
     def done(self) -> bool:
         """True when the task has nothing left to do after its last process/build."""

@@ -6,15 +6,21 @@ octets); with a certificate, AUTH is a signature over them (``pike.ikev2.pubkey`
 peer's CERT chain is validated to our CAs and must contain its ID (``pike.ikev2.certs``).
 
 Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH.
+
+Our signature is never made here: ``prepare`` emits a ``SignRequest`` (the key may sit in a
+token that takes its time) and the task manager builds the message once ``signed`` brings
+the answer. A failure to sign fails closed, with the same log line whatever the cause.
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pike.hsm.signer import SignerError
+from pike.hsm.signer import SignatureScheme
 from pike.ikev2 import identity
+from pike.ikev2.actions import SignRequest
 from pike.ikev2.certs import (
     CertError,
     cert_payloads,
@@ -26,12 +32,13 @@ from pike.ikev2.certs import (
     subject_identity,
     validate_chain,
 )
-from pike.ikev2.credentials import CredentialError, store_for
+from pike.ikev2.credentials import CredentialError, LocalCredentials, store_for
 from pike.ikev2.pubkey import (
     SIGNATURE_METHODS,
     NoUsableScheme,
     SignatureError,
-    sign_auth,
+    auth_data,
+    choose_scheme,
     verify_auth,
 )
 from pike.ikev2.state import IkeState, log
@@ -48,6 +55,9 @@ from pike.wire.payloads import (
     NotifyPayload,
     Payload,
 )
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
 
 KEY_PAD = b"Key Pad for IKEv2"  # RFC 7296 §2.15
 
@@ -73,8 +83,23 @@ def _is_psk(method: int) -> bool:
     return method == AuthMethod.SHARED_KEY_MIC
 
 
+@dataclass(slots=True)
+class _Signing:
+    """Our signature in progress: what was asked, and the answer once it is in."""
+
+    ref: int
+    method: int
+    scheme: SignatureScheme
+    creds: LocalCredentials
+    result: bytes | Exception | None = None
+
+
 class IkeAuth(Task):
     name = "ike_auth"
+
+    def __init__(self, sa: IkeSa, initiator: bool) -> None:
+        super().__init__(sa, initiator)
+        self._signing: _Signing | None = None
 
     @property
     def exchange(self) -> int:
@@ -113,18 +138,47 @@ class IkeAuth(Task):
         if conn.local.auth == "psk":
             data = self._psk_auth(self._psk(me, peer), me, self.initiator)
             return _Ours([], AuthPayload(AuthMethod.SHARED_KEY_MIC, data))
+        signing = self._signing
+        if signing is None or signing.result is None:
+            # prepare() asks first; a build without the answer is a bug of ours.
+            raise AuthFailure("cannot sign our AUTH: no signature was asked for")
+        if isinstance(signing.result, Exception):
+            raise AuthFailure(f"cannot sign our AUTH: {signing.result}")
         try:
-            creds = store_for(self.sa.ctx).local(conn)
-            # Blocking sign: the SignRequest action replaces this for tokens (key custody).
-            method, data = sign_auth(
-                creds.signer,
-                self._octets(me, self.initiator),
-                peer_hashes(self.sa),
-                conn.local.rsa_pss,
-            )
-        except (CredentialError, SignerError, NoUsableScheme) as exc:
+            data = auth_data(signing.method, signing.scheme, signing.result)
+        except ValueError as exc:  # a signer that returned no DER ECDSA-Sig-Value
             raise AuthFailure(f"cannot sign our AUTH: {exc}") from None
-        return _Ours(list(cert_payloads(creds.chain)), AuthPayload(method, data))
+        return _Ours(list(cert_payloads(signing.creds.chain)), AuthPayload(signing.method, data))
+
+    # -- our signature -------------------------------------------------------------------
+    def prepare(self, now: float) -> int | None:
+        sa = self.sa
+        conn = sa.conn
+        if conn is None or conn.local.auth != "pubkey" or self._signing is not None:
+            return None
+        try:
+            me = self._my_id(conn) if self.initiator else sa.my_id
+            assert me is not None
+            creds = store_for(sa.ctx).local(conn)
+            method, scheme = choose_scheme(creds.key_type, peer_hashes(sa), conn.local.rsa_pss)
+        except (CredentialError, NoUsableScheme) as exc:
+            raise self._cannot_sign(AuthFailure(f"cannot sign our AUTH: {exc}")) from None
+        ref = sa.ctx.sign_ref()
+        self._signing = _Signing(ref, method, scheme, creds)
+        octets = self._octets(me, self.initiator)
+        sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, octets, creds.spki))
+        return ref
+
+    def signed(self, ref: int, result: bytes | Exception) -> None:
+        if self._signing is not None and self._signing.ref == ref:
+            self._signing.result = result
+
+    def _cannot_sign(self, exc: AuthFailure) -> Exception:
+        """What build raises when we cannot authenticate ourselves, by role."""
+        if self.initiator:
+            return self._fail("no_credentials", exc)
+        log.error("%s: cannot authenticate ourselves: %s", self.sa.tag(), exc)
+        return RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc))
 
     def _verify(
         self, conn: ConnectionConfig, peer: Identity, msg: Message, auth: AuthPayload
@@ -187,7 +241,7 @@ class IkeAuth(Task):
             peer = sa.conn.remote.id or identity.from_address(sa.remote[0])
             ours = self._ours(sa.conn, me, peer)
         except (AuthFailure, CredentialError) as exc:
-            raise self._fail("no_credentials", exc) from None
+            raise self._cannot_sign(AuthFailure(str(exc))) from None
         sa.my_id = me
         msg.payloads.append(IdiPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
@@ -274,8 +328,7 @@ class IkeAuth(Task):
         try:
             ours = self._ours(sa.conn, me, sa.peer_id)
         except AuthFailure as exc:
-            log.error("%s: cannot authenticate ourselves: %s", sa.tag(), exc)
-            raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
+            raise self._cannot_sign(exc) from None
         msg.payloads.append(IdrPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
         msg.payloads.append(ours.auth)

@@ -1,0 +1,121 @@
+"""Signatures off the event loop: the engine's SignRequest actions, answered from threads.
+
+A token signs in milliseconds (SoftHSM) to hundreds of milliseconds (a TPM, RSA); the
+event loop must keep moving datagrams, timers and the control socket meanwhile. Each
+request runs ``CredentialStore.sign`` in a small thread pool (a PKCS#11 module serializes
+its own calls with its lock; file keys sign in parallel) and the answer goes back to the
+engine on the loop. Every result is reported with its duration for the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from pike.hsm.signer import SignerError
+from pike.ikev2.actions import SignRequest
+from pike.ikev2.credentials import CredentialError, CredentialStore
+
+log = logging.getLogger("pike.daemon")
+
+WORKERS = 4  # concurrent signatures (tokens serialize anyway; file keys need few)
+
+
+class SignResults(Protocol):
+    """Where durations and failures go (``pike.metrics.recorder.Recorder``)."""
+
+    def signed(
+        self, token: str, key: str, mechanism: str, seconds: float, failure: str | None
+    ) -> None: ...
+
+
+Answer = Callable[[int, bytes | Exception], None]
+
+
+def key_labels(key: str) -> tuple[str, str]:
+    """(token, key) metric labels of a configured key: the token label and the object
+    label (or id) of a ``pkcs11:`` URI, ``file`` and the file name otherwise. Never the
+    module path, the PIN source or anything secret."""
+    if key.lower().startswith("pkcs11:"):
+        from pike.hsm.uri import UriError, parse
+
+        try:
+            uri = parse(key)
+        except UriError:
+            return "?", "?"
+        name = uri.object or (uri.id.hex() if uri.id is not None else "*")
+        return uri.token or "*", name
+    return "file", os.path.basename(key)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A stable label for why a signature failed: the token state when a token said so."""
+    state = getattr(exc, "state", None)
+    value = getattr(state, "value", None)
+    if isinstance(value, str):
+        return value  # TokenUnavailable: absent, pin_incorrect, pin_locked, ...
+    if isinstance(exc, CredentialError):
+        return "config"
+    return "error"
+
+
+class Signing:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        store: Callable[[], CredentialStore],
+        answer: Answer,
+        results: SignResults | None = None,
+        workers: int = WORKERS,
+    ) -> None:
+        self._loop = loop
+        self._store = store
+        self._answer = answer
+        self._results = results
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="pike-sign")
+        self.in_flight = 0
+
+    def submit(self, req: SignRequest) -> None:
+        store = self._store()
+        self.in_flight += 1
+        fut = self._loop.run_in_executor(self._pool, _sign, store, req)
+        fut.add_done_callback(lambda f: self._done(req, f))
+
+    def _done(self, req: SignRequest, fut: asyncio.Future[tuple[bytes | Exception, float]]) -> None:
+        self.in_flight -= 1
+        if fut.cancelled():
+            return
+        result, took = fut.result()
+        failure = failure_reason(result) if isinstance(result, Exception) else None
+        if self._results is not None:
+            token, key = key_labels(req.key)
+            try:
+                self._results.signed(token, key, req.scheme.name.lower(), took, failure)
+            except Exception:  # observability must never break authentication
+                log.exception("recording a signature failed")
+        if failure is not None:
+            log.debug("%s: signature %d failed (%s): %s", req.conn, req.ref, failure, result)
+        self._answer(req.ref, result)
+
+    def close(self) -> None:
+        """Drop what has not started; a signature in a token call finishes on its own."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _sign(store: CredentialStore, req: SignRequest) -> tuple[bytes | Exception, float]:
+    """In a pool thread: the signature or the error, and how long it took."""
+    t0 = time.perf_counter()
+    result: bytes | Exception
+    try:
+        result = store.sign(req.key, req.spki, req.data, req.scheme)
+    except (SignerError, CredentialError) as exc:
+        result = exc
+    except Exception as exc:  # a backend bug: fail closed, keep the trace in the log
+        log.exception("%s: signing with %s failed", req.conn, key_labels(req.key)[1])
+        result = SignerError(f"signer failed: {type(exc).__name__}")
+    return result, time.perf_counter() - t0
