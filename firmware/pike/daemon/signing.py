@@ -2,9 +2,11 @@
 
 A token signs in milliseconds (SoftHSM) to hundreds of milliseconds (a TPM, RSA); the
 event loop must keep moving datagrams, timers and the control socket meanwhile. Each
-request runs ``CredentialStore.sign`` in a small thread pool (a PKCS#11 module serializes
-its own calls with its lock; file keys sign in parallel) and the answer goes back to the
-engine on the loop. Every result is reported with its duration for the metrics.
+request runs ``CredentialStore.sign`` in a thread of its own key's queue: one thread per
+PKCS#11 module (a module does one call at a time anyway, under its lock) and one for file
+keys, so a hung token delays only its own signatures. The answer goes back to the engine
+on the loop; every result is reported with its duration (the signing itself, not the
+wait in the queue) for the metrics.
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ from pike.ikev2.actions import SignRequest
 from pike.ikev2.credentials import CredentialError, CredentialStore
 
 log = logging.getLogger("pike.daemon")
-
-WORKERS = 4  # concurrent signatures (tokens serialize anyway; file keys need few)
-
 
 class SignResults(Protocol):
     """Where durations and failures go (``pike.metrics.recorder.Recorder``)."""
@@ -71,19 +70,27 @@ class Signing:
         store: Callable[[], CredentialStore],
         answer: Answer,
         results: SignResults | None = None,
-        workers: int = WORKERS,
     ) -> None:
         self._loop = loop
         self._store = store
         self._answer = answer
         self._results = results
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="pike-sign")
+        self._queues: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
         self.in_flight = 0
+
+    def _queue(self, key: str) -> concurrent.futures.ThreadPoolExecutor:
+        name = _queue_name(key)
+        pool = self._queues.get(name)
+        if pool is None:
+            pool = self._queues[name] = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="pike-sign"
+            )
+        return pool
 
     def submit(self, req: SignRequest) -> None:
         store = self._store()
         self.in_flight += 1
-        fut = self._loop.run_in_executor(self._pool, _sign, store, req)
+        fut = self._loop.run_in_executor(self._queue(req.key), _sign, store, req)
         fut.add_done_callback(lambda f: self._done(req, f))
 
     def _done(self, req: SignRequest, fut: asyncio.Future[tuple[bytes | Exception, float]]) -> None:
@@ -104,7 +111,21 @@ class Signing:
 
     def close(self) -> None:
         """Drop what has not started; a signature in a token call finishes on its own."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._queues.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._queues.clear()
+
+
+def _queue_name(key: str) -> str:
+    """The PKCS#11 module of a token key, or "file"."""
+    if key.lower().startswith("pkcs11:"):
+        from pike.hsm.uri import UriError, parse
+
+        try:
+            return parse(key).module()
+        except UriError:
+            return "?"
+    return "file"
 
 
 def _sign(store: CredentialStore, req: SignRequest) -> tuple[bytes | Exception, float]:
