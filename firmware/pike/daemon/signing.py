@@ -25,6 +25,7 @@ from pike.ikev2.credentials import CredentialError, CredentialStore
 
 log = logging.getLogger("pike.daemon")
 
+
 class SignResults(Protocol):
     """Where durations and failures go (``pike.metrics.recorder.Recorder``)."""
 
