@@ -6,7 +6,7 @@ byte for byte.
 
 Scenarios (capture.py): Main Mode PSK aes128-sha1-modp2048 and aes256-sha256-ecp256, each
 with and without Quick Mode PFS; aes256-sha1-modp2048 (SKEYID_e expanded, Appendix B);
-Aggressive Mode PSK aes128-sha256-modp2048 with PFS.
+aes128-sha256-x25519 with PFS x25519; Aggressive Mode PSK aes128-sha256-modp2048 with PFS.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _INTEG_KEY = {"HMAC_SHA1_96": 20, "HMAC_SHA2_256_128": 32}
 
 
 def test_all_scenarios_present() -> None:
-    assert len(SCENARIOS) == 6, SCENARIOS
+    assert len(SCENARIOS) == 7, SCENARIOS
 
 
 @dataclass
