@@ -65,7 +65,7 @@ def _variable(protocol: int) -> frozenset[int]:
     return P1_VARIABLE if protocol == _ISAKMP else P2_VARIABLE
 
 
-def _decode_attributes(r: Reader, variable: frozenset[int]) -> tuple[Attribute, ...]:
+def decode_attributes(r: Reader, variable: frozenset[int]) -> tuple[Attribute, ...]:
     attrs: list[Attribute] = []
     while r.remaining:
         type_field, value = r.unpack(ATTRIBUTE, "data attribute")
@@ -82,7 +82,7 @@ def _decode_attributes(r: Reader, variable: frozenset[int]) -> tuple[Attribute, 
     return tuple(attrs)
 
 
-def _encode_attributes(attrs: tuple[Attribute, ...], variable: frozenset[int]) -> bytes:
+def encode_attributes(attrs: tuple[Attribute, ...], variable: frozenset[int]) -> bytes:
     parts: list[bytes] = []
     for kind, value in attrs:
         if not 0 <= kind <= ATTR_TYPE_MASK or value < 0:
@@ -137,7 +137,7 @@ def _decode_proposal(r: Reader) -> V1Proposal:
     transforms = []
     for t in _substructs(r, PayloadV1.TRANSFORM, count, "transform"):
         tnum, tid = t.unpack(TRANSFORM, "transform")
-        transforms.append(V1Transform(tnum, tid, _decode_attributes(t, variable)))
+        transforms.append(V1Transform(tnum, tid, decode_attributes(t, variable)))
     return V1Proposal(number, protocol, spi, tuple(transforms))
 
 
@@ -176,7 +176,7 @@ def encode_sa(p: V1Sa) -> bytes:
     for prop in p.proposals:
         variable = _variable(prop.protocol)
         transforms = [
-            TRANSFORM.pack(t.number, t.transform_id) + _encode_attributes(t.attributes, variable)
+            TRANSFORM.pack(t.number, t.transform_id) + encode_attributes(t.attributes, variable)
             for t in prop.transforms
         ]
         head = PROPOSAL.pack(prop.number, prop.protocol, len(prop.spi), len(transforms))

@@ -1,0 +1,685 @@
+"""The sans-I/O IKEv1 engine: datagrams and time in, actions out, like ``Ikev2Engine``.
+
+It serves every ``version = 1`` connection: finds the ISAKMP SA a datagram belongs to by
+its cookies (or makes one as Main Mode responder), drops exact duplicates after answering
+them again (``flight``), opens encrypted bodies with the SA's IV chain and hands the
+message to Main Mode, Quick Mode or the Informational handling. The actions, SA views and
+counters are the IKEv2 engine's, so the runtime, ``pikectl`` and the metrics see IKEv1
+SAs like IKEv2 ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import ipaddress
+from collections.abc import Callable
+
+from pike.ikev1 import main_mode, quick_mode
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, id_text, log
+from pike.ikev1.keys import informational_hash
+from pike.ikev1.proposals import AUTH_PSK, phase1_choices, select_phase1
+from pike.ikev1.quick_mode import QuickMode
+from pike.ikev2.actions import (
+    Action,
+    Address,
+    ChildSaFailed,
+    DeleteChildSa,
+    IkeSaInfo,
+    MessageDropped,
+    SendKeepalive,
+)
+from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.context import HALF_OPEN_TIMEOUT, Context, SpiAlloc
+from pike.ikev2.state import ChildState, IkeState
+from pike.ikev2.status import child_info
+from pike.policy.config import Config, ConnectionConfig
+from pike.policy.ipsec import KernelCaps
+from pike.wire.errors import MalformedMessage
+from pike.wire.isakmp import decode_v1, decrypt_v1
+from pike.wire.isakmp_constants import (
+    NOTIFY_ERROR_MAX,
+    ExchangeV1,
+    NotifyV1,
+    ProtocolV1,
+)
+from pike.wire.isakmp_payloads import V1Delete, V1Hash, V1Message, V1Notify, V1Payload, V1Sa
+from pike.wire.isakmp_rules import check_v1
+
+MAIN, QUICK, INFO = ExchangeV1.MAIN, ExchangeV1.QUICK, ExchangeV1.INFORMATIONAL
+
+
+class Ikev1Engine:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        random: Callable[[int], bytes],
+        kernel_caps: KernelCaps,
+        spi_alloc: SpiAlloc | None = None,
+    ) -> None:
+        self.ctx = Context(config, random, kernel_caps, spi_alloc)
+        self.sas: dict[bytes, IsakmpSa] = {}  # by our cookie
+        self.half_open: dict[tuple[bytes, str, int], IsakmpSa] = {}  # MM1 retransmits
+        self.quick: dict[tuple[bytes, int], QuickMode] = {}
+        self.wanted: dict[int, list[str]] = {}  # SA unique id -> children to negotiate
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    # -- API -------------------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        for conn in self.config.connections.values():
+            if conn.version != 1:
+                continue
+            for child in conn.children:
+                if child.start_action == "start":
+                    self.initiate(conn.name, now, child.name)
+                    break
+
+    def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
+        conn = self.config.connections[conn_name]
+        if conn.version != 1:
+            raise KeyError(f"{conn_name} is not an IKEv1 connection")
+        if conn.aggressive:
+            raise KeyError(f"{conn_name}: Aggressive Mode is not implemented yet")
+        cfg = conn.child(child) if child else (conn.children[0] if conn.children else None)
+        if child is not None and cfg is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        for sa in self.sas.values():
+            if sa.conn is not conn or sa.state not in (IkeState.CONNECTING, IkeState.ESTABLISHED):
+                continue
+            if cfg is None or any(c.name == cfg.name for c in sa.live_children()):
+                log.info("%s: already up or connecting", sa.tag())
+                return
+            if sa.state == IkeState.ESTABLISHED:
+                self._quick(sa, cfg.name, now)
+            else:
+                self.wanted.setdefault(sa.unique_id, []).append(cfg.name)
+            return
+        self._new_initiator(conn, [cfg.name] if cfg else [], now)
+
+    def _new_initiator(self, conn: ConnectionConfig, children: list[str], now: float) -> IsakmpSa:
+        if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
+            raise KeyError(f"{conn.name} has no remote address to initiate to")
+        remote = conn.remote_addrs[0]
+        local_ip = conn.local_addrs[0] if conn.local_addrs else _any_of(remote)
+        sa = IsakmpSa(
+            self.ctx,
+            self.ctx.unique_id(),
+            True,
+            self.ctx.ike_spi(),
+            (local_ip, self.config.daemon.ike_port),
+            (remote, conn.remote_port),
+            conn,
+            now,
+        )
+        self.sas[sa.spi_i] = sa
+        self.wanted[sa.unique_id] = children
+        sa.set_state(IkeState.CONNECTING)
+        log.info("%s: initiating Main Mode to %s", sa.tag(), remote)
+        try:
+            main_mode.start(sa, now)
+        except PeerError as e:
+            sa.fail(str(e), now, self._remove_child)
+        return sa
+
+    def _quick(self, sa: IsakmpSa, child: str, now: float, rekey: ChildSa | None = None) -> None:
+        assert sa.conn is not None
+        cfg = sa.conn.child(child)
+        if cfg is None:
+            return
+        try:
+            qm = quick_mode.start(sa, cfg, now, rekey)
+        except PeerError as e:
+            log.error("%s: %s", sa.tag(), e)
+            self.ctx.emit(ChildSaFailed(sa.name, child, e.reason))
+            return
+        self.quick[(sa.our_spi, qm.mid)] = qm
+
+    def terminate(self, conn_name: str, now: float) -> None:
+        conn = self.config.connections[conn_name]
+        for sa in list(self.sas.values()):
+            if sa.conn is conn:
+                self._delete_sa(sa, "terminated", now)
+
+    def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
+        conn = self.config.connections[conn_name]
+        for sa in self.sas.values():
+            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
+                continue
+            if child is None:
+                self._reauth(sa, now)
+                return
+            for c in sa.live_children():
+                if c.name == child:
+                    self._rekey_child(sa, c, now)
+                    return
+        raise KeyError(f"{conn_name}: nothing established to rekey")
+
+    def acquire(self, reqid: int, now: float) -> None:
+        log.debug("acquire for reqid %d ignored: IKEv1 has no trap policies yet", reqid)
+
+    def child_expired(self, spi: int, hard: bool, now: float) -> None:
+        for sa in self.sas.values():
+            for child in sa.children:
+                if spi not in (child.spi_in, child.spi_out):
+                    continue
+                if hard:
+                    self._delete_child(sa, child, "expired", now)
+                elif child.state == ChildState.INSTALLED:
+                    self._rekey_child(sa, child, now)
+                return
+
+    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+        for sa in self.sas.values():
+            for child in sa.children:
+                if child.unique_id == unique_id:
+                    log.error("%s: CHILD_SA %s install failed: %s", sa.tag(), child.name, reason)
+                    child.installed_at = None
+                    self._delete_child(sa, child, "install_failed", now)
+                    return
+
+    def next_action(self) -> Action | None:
+        return self.ctx.actions.popleft() if self.ctx.actions else None
+
+    def get_timer(self) -> float | None:
+        times = [t for sa in self.sas.values() for t in self._deadlines(sa) if t is not None]
+        return min(times) if times else None
+
+    def _deadlines(self, sa: IsakmpSa) -> list[float | None]:
+        times: list[float | None] = [fl.deadline for fl in sa.flights.values()]
+        if sa.state == IkeState.CONNECTING and not sa.initiator:
+            times.append(sa.created_at + HALF_OPEN_TIMEOUT)
+        if sa.state == IkeState.ESTABLISHED:
+            times += [self._dpd_due(sa), sa.keepalive_at, sa.reauth_at]
+            times += [c.next_deadline() for c in sa.children]
+        return times
+
+    def list_sas(self) -> list[IkeSaInfo]:
+        return [_info(sa) for sa in self.sas.values() if sa.state != IkeState.DESTROYED]
+
+    # -- timers ------------------------------------------------------------------------------
+    def handle_timer(self, now: float) -> None:
+        for sa in list(self.sas.values()):
+            if sa.state == IkeState.DESTROYED:
+                continue
+            self._retransmit(sa, now)
+            half_open = sa.state == IkeState.CONNECTING and not sa.initiator
+            if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
+                # a responder has nothing to retransmit in Main Mode: unfinished SAs go
+                log.info("%s: half-open ISAKMP_SA timed out", sa.tag())
+                sa.fail("half_open_timeout", now, self._remove_child, quiet=True)
+            if sa.state != IkeState.ESTABLISHED:
+                continue
+            self._child_timers(sa, now)
+            self._dpd(sa, now)
+            if sa.keepalive_at is not None and now >= sa.keepalive_at:
+                self.ctx.counters.conn(sa.name).keepalives += 1
+                self.ctx.emit(SendKeepalive(sa.local, sa.remote))
+                sa.keepalive_at = now + self.config.daemon.keepalive
+            if sa.reauth_at is not None and now >= sa.reauth_at:
+                sa.reauth_at = None
+                self._reauth(sa, now)
+        self._sweep()
+
+    def _retransmit(self, sa: IsakmpSa, now: float) -> None:
+        tries = self.config.daemon.retransmit_tries
+        for mid, fl in list(sa.flights.items()):
+            if fl.deadline is None or now < fl.deadline or fl.pending is None:
+                continue
+            if fl.tries >= tries:
+                # strongSwan's IKEv1 gives the whole SA up when any exchange goes unanswered
+                log.info("%s: giving up after %d retransmits (M-ID %08x)", sa.tag(), fl.tries, mid)
+                fl.deadline = None
+                sa.fail("retransmit_timeout", now, self._remove_child)
+                self._after_loss(sa, now)
+                return
+            fl.tries += 1
+            fl.deadline = now + sa.timeout(fl.tries)
+            self.ctx.counters.conn(sa.name).retransmits += 1
+            log.info("%s: retransmit %d of M-ID %08x", sa.tag(), fl.tries, mid)
+            sa.send(fl.pending)
+
+    def _child_timers(self, sa: IsakmpSa, now: float) -> None:
+        for child in list(sa.children):
+            if child.expire_at is not None and now >= child.expire_at:
+                child.expire_at = None
+                self._delete_child(sa, child, "life_time", now)
+            elif child.rekey_at is not None and now >= child.rekey_at:
+                child.rekey_at = None
+                # Only the side that ran the Quick Mode rekeys it: IKEv1 has no collision
+                # handling, two rekeys would leave two pairs. The other side keeps its
+                # life_time as the backstop.
+                if child.state == ChildState.INSTALLED and child.initiator:
+                    log.info("%s: CHILD_SA %s{%d} rekey", sa.tag(), child.name, child.unique_id)
+                    self._rekey_child(sa, child, now)
+
+    def _rekey_child(self, sa: IsakmpSa, child: ChildSa, now: float) -> None:
+        child.set_state(ChildState.REKEYING, sa.name)
+        self._quick(sa, child.name, now, child)
+
+    def _reauth(self, sa: IsakmpSa, now: float) -> None:
+        """IKEv1 has no phase-1 rekey: a new ISAKMP SA with its own Quick Modes replaces
+        this one, which goes once they are installed (strongSwan's reauth for IKEv1)."""
+        assert sa.conn is not None
+        if not sa.initiator:
+            return
+        log.info("%s: reauthenticating", sa.tag())
+        new = self._new_initiator(sa.conn, [c.name for c in sa.live_children()], now)
+        new.replaces = sa
+
+    def _dpd_due(self, sa: IsakmpSa) -> float | None:
+        conn = sa.conn
+        if conn is None or not conn.dpd_delay:
+            return None
+        if sa.dpd_outstanding:
+            return sa.dpd_deadline
+        return sa.last_inbound + conn.dpd_delay
+
+    def _dpd(self, sa: IsakmpSa, now: float) -> None:
+        """RFC 3706 §5: R-U-THERE after dpd_delay of silence, each retry with the next
+        sequence number, on the retransmission schedule; no ACK at all: the peer is dead."""
+        due = self._dpd_due(sa)
+        if due is None or now < due:
+            return
+        counters = self.ctx.counters.conn(sa.name)
+        if sa.dpd_outstanding:
+            if sa.dpd_tries >= self.config.daemon.retransmit_tries:
+                log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
+                counters.dpd_failures += 1
+                sa.fail("retransmit_timeout", now, self._remove_child)
+                self._after_loss(sa, now)
+                return
+            sa.dpd_tries += 1
+        else:
+            sa.dpd_outstanding, sa.dpd_tries = True, 0
+        sa.dpd_deadline = now + sa.timeout(sa.dpd_tries)
+        sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF
+        counters.dpd_probes += 1
+        self._notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
+
+    def _after_loss(self, sa: IsakmpSa, now: float) -> None:
+        conn = sa.conn
+        if conn is not None and conn.dpd_action == "restart" and sa.initiator:
+            names = [c.name for c in conn.children]
+            self._new_initiator(conn, names[:1], now)
+
+    # -- informational -----------------------------------------------------------------------
+    def _informational(self, sa: IsakmpSa, payloads: list[V1Payload]) -> None:
+        mid = sa.message_id()
+        sa.send(sa.hashed(INFO, mid, payloads))
+        assert sa.cipher is not None
+        sa.cipher.forget(mid)
+
+    def _notify(self, sa: IsakmpSa, notify: int, data: bytes) -> None:
+        cookies = sa.spi_i + sa.spi_r
+        self._informational(sa, [V1Notify(notify, data, ProtocolV1.ISAKMP, cookies)])
+
+    def _delete_child(self, sa: IsakmpSa, child: ChildSa, reason: str, now: float) -> None:
+        if sa.state == IkeState.ESTABLISHED and child.state != ChildState.DELETED:
+            spi = child.spi_in.to_bytes(4, "big")
+            self._informational(sa, [V1Delete(ProtocolV1.ESP, (spi,))])
+        self._remove_child(child, reason, sa)
+
+    def _delete_sa(self, sa: IsakmpSa, reason: str, now: float) -> None:
+        if sa.state == IkeState.ESTABLISHED:
+            for child in list(sa.children):
+                self._delete_child(sa, child, reason, now)
+            self._informational(sa, [V1Delete(ProtocolV1.ISAKMP, (sa.spi_i + sa.spi_r,))])
+        sa.fail(reason, now, self._remove_child)
+        self._sweep()
+
+    def _remove_child(self, child: ChildSa, reason: str, sa: IsakmpSa | None = None) -> None:
+        owner = sa or next((s for s in self.sas.values() if child in s.children), None)
+        name = owner.name if owner else "-"
+        installed = child.installed_at is not None
+        if child.inbound is not None and child.outbound is not None and installed:
+            self.ctx.emit(
+                DeleteChildSa(
+                    name,
+                    child.name,
+                    child.unique_id,
+                    child.inbound,
+                    child.outbound,
+                    child.policies,
+                    self._shared_policies(child),
+                )
+            )
+        log.info("%s: CHILD_SA %s{%d} removed: %s", name, child.name, child.unique_id, reason)
+        if child.state != ChildState.DELETED:
+            child.set_state(ChildState.DELETED, name)
+        if owner is not None and child in owner.children:
+            owner.children.remove(child)
+
+    def _shared_policies(self, child: ChildSa) -> bool:
+        """A rekeyed child's successor uses the same policies: they stay."""
+        mine = {(p.src_ts, p.dst_ts, p.direction) for p in child.policies}
+        for sa in self.sas.values():
+            for other in sa.children:
+                if other is child or other.state != ChildState.INSTALLED:
+                    continue
+                if mine & {(p.src_ts, p.dst_ts, p.direction) for p in other.policies}:
+                    return True
+        return False
+
+    # -- datagrams -----------------------------------------------------------------------------
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        try:
+            self._receive(data, src, dst, now)
+        except MalformedMessage as e:
+            self._drop(e.reason, src, str(e))
+        except PeerError as e:
+            self._drop(e.reason, src, str(e))
+        self._sweep()
+
+    def _drop(self, reason: str, src: Address, detail: str) -> None:
+        self.ctx.counters.drop(reason)
+        log.info("dropped IKEv1 message from %s[%d]: %s", src[0], src[1], detail)
+        self.ctx.emit(MessageDropped(reason, src))
+
+    def _find(self, msg: V1Message) -> IsakmpSa | None:
+        sa = self.sas.get(msg.spi_r)
+        if sa is not None and not sa.initiator and sa.spi_i == msg.spi_i:
+            return sa
+        sa = self.sas.get(msg.spi_i)
+        if sa is not None and sa.initiator and sa.spi_r in (msg.spi_r, bytes(8)):
+            return sa
+        return None
+
+    def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        msg = decode_v1(data)
+        if msg.exchange == ExchangeV1.AGGRESSIVE:
+            # Aggressive Mode exposes the PSK hash to offline attack (RFC 2409 §5.4 notes,
+            # strongSwan's aggressive switch): refused.
+            raise PeerError("aggressive_refused", "Aggressive Mode is not accepted")
+        if msg.exchange == MAIN and msg.spi_r == bytes(8):
+            sa = self.half_open.get((msg.spi_i, src[0], src[1]))
+            if sa is None:
+                self._responder(msg, data, src, dst, now)
+                return
+        else:
+            sa = self._find(msg)
+        if sa is None or sa.state == IkeState.DESTROYED:
+            raise PeerError("unknown_spi", f"no ISAKMP_SA for cookies {msg.spi_i.hex()}")
+        mid = msg.message_id
+        fl = sa.flights.get(mid)
+        if fl is not None and fl.last_rx == data:
+            if fl.answer is not None:
+                log.debug("%s: retransmitting our answer to M-ID %08x", sa.tag(), mid)
+                sa.send(fl.answer)
+                return
+            raise PeerError("duplicate", "a message we already took")
+        if fl is not None and fl.done:
+            raise PeerError("unexpected_message", f"M-ID {mid:08x} is complete")
+        if msg.encrypted:
+            cipher = sa.cipher
+            if cipher is None:
+                raise PeerError("unexpected_message", "encrypted before keys exist")
+            msg = decrypt_v1(msg, lambda ct: cipher.decrypt(mid, ct, commit=False))
+            sa.uncommitted = (mid, data[28:])
+        elif msg.exchange != MAIN:
+            self._cleartext(sa, msg, now)
+            return
+        self._count_in(sa, msg)
+        saved = dataclasses.replace(fl) if fl is not None else None
+        sa.flight(mid).received(data)
+        try:
+            self._dispatch(sa, msg, src, dst, now)
+        except (PeerError, MalformedMessage):
+            # Not taken: the exchange stays where it was (a forged or garbled message must
+            # not move its IV chain or its flight).
+            sa.uncommitted = None
+            if saved is None:
+                sa.flights.pop(mid, None)
+            else:
+                sa.flights[mid] = saved
+            raise
+        sa.uncommitted = None
+        sa.last_inbound = now
+        if msg.encrypted and (src, dst) != (sa.remote, sa.local):
+            # Authenticated from a new address/port: NAT-T float or mapping change.
+            log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
+            sa.remote, sa.local = src, dst
+
+    def _count_in(self, sa: IsakmpSa, msg: V1Message) -> None:
+        c = self.ctx.counters.conn(sa.name).messages_in
+        try:
+            key = ExchangeV1(msg.exchange).name
+        except ValueError:
+            key = str(msg.exchange)
+        c[key] = c.get(key, 0) + 1
+
+    def _dispatch(
+        self, sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now: float
+    ) -> None:
+        if msg.exchange == MAIN:
+            self._main(sa, msg, src, dst, now)
+        elif msg.exchange == QUICK:
+            self._quick_mode(sa, msg, now)
+        elif msg.exchange == INFO:
+            self._info(sa, msg, now)
+        else:
+            raise PeerError("unsupported_exchange", f"exchange {msg.exchange}")
+
+    def _main(self, sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now: float) -> None:
+        step = sa.p1.step
+        if msg.message_id != 0:
+            raise PeerError("invalid_message_id", "Main Mode with a message ID")
+        if sa.initiator and step == 1:
+            main_mode.initiator_mm2(sa, msg, now)
+        elif sa.initiator and step == 3:
+            main_mode.initiator_mm4(sa, msg, src, dst, now)
+        elif sa.initiator and step == 5:
+            if not msg.encrypted:
+                raise PeerError("unprotected", "MM6 in the clear")
+            main_mode.initiator_mm6(sa, msg, now)
+            self._established(sa, now)
+        elif not sa.initiator and step == 2:
+            main_mode.responder_mm3(sa, msg, src, dst, now)
+        elif not sa.initiator and step == 4:
+            if not msg.encrypted:
+                raise PeerError("unprotected", "MM5 in the clear")
+            main_mode.responder_mm5(sa, msg, now)
+            self.half_open.pop((sa.spi_i, *sa.remote), None)
+            self._established(sa, now)
+        else:
+            raise PeerError("unexpected_message", f"Main Mode message after step {step}")
+
+    def _established(self, sa: IsakmpSa, now: float) -> None:
+        for child in self.wanted.pop(sa.unique_id, []):
+            self._quick(sa, child, now)
+
+    def _quick_mode(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
+        if sa.state != IkeState.ESTABLISHED:
+            raise PeerError("unexpected_message", "Quick Mode before phase 1 is done")
+        key = (sa.our_spi, msg.message_id)
+        qm = self.quick.get(key)
+        child: ChildSa | None
+        if qm is None:
+            qm = quick_mode.responder_qm1(sa, msg, now)
+            self.quick[key] = qm
+            return
+        if qm.initiator and qm.step == 1:
+            child = quick_mode.initiator_qm2(qm, msg, now)
+        elif not qm.initiator and qm.step == 2:
+            child = quick_mode.responder_qm3(qm, msg, now)
+        else:
+            raise PeerError("unexpected_message", "Quick Mode message out of order")
+        del self.quick[key]
+        if child is not None:
+            self._installed(sa, qm, child, now)
+
+    def _installed(self, sa: IsakmpSa, qm: QuickMode, child: ChildSa, now: float) -> None:
+        old = qm.rekey_of
+        if old is not None and old.state != ChildState.DELETED:
+            # make before break: the successor is in, the old pair goes (RFC 2409 §5.5 has
+            # no rekey; strongSwan deletes the old SAs right away)
+            self._delete_child(sa, old, "rekeyed", now)
+        previous = sa.replaces
+        pending = self.wanted.get(sa.unique_id) or any(k[0] == sa.our_spi for k in self.quick)
+        if previous is not None and previous.state == IkeState.ESTABLISHED and not pending:
+            self.ctx.counters.conn(sa.name).ike_rekeys += 1
+            self._delete_sa(previous, "reauthenticated", now)
+
+    def _info(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
+        check_v1(INFO, 1, msg.payloads)
+        first = msg.payloads[0] if msg.payloads else None
+        if not isinstance(first, V1Hash) or sa.prf is None or sa.keys is None:
+            raise PeerError("invalid_syntax", "Informational without HASH")
+        want = informational_hash(sa.prf, sa.keys.skeyid_a, msg.message_id, msg.after(0))
+        if not hmac.compare_digest(first.data, want):
+            raise PeerError("invalid_hash", "Informational HASH mismatch")
+        sa.accept()
+        if sa.cipher is not None:
+            sa.cipher.forget(msg.message_id)
+        sa.flights.pop(msg.message_id, None)  # one-shot: nothing to retransmit
+        for p in msg.payloads[1:]:
+            if isinstance(p, V1Notify):
+                self._on_notify(sa, p, now)
+            elif isinstance(p, V1Delete):
+                self._on_delete(sa, p, now)
+
+    def _on_notify(self, sa: IsakmpSa, n: V1Notify, now: float) -> None:
+        if n.notify_type == NotifyV1.R_U_THERE:
+            self._notify(sa, NotifyV1.R_U_THERE_ACK, n.data)
+        elif n.notify_type == NotifyV1.R_U_THERE_ACK:
+            if sa.dpd_outstanding and n.data == sa.dpd_seq.to_bytes(4, "big"):
+                sa.dpd_outstanding = False
+                sa.dpd_deadline = None
+        elif n.notify_type <= NOTIFY_ERROR_MAX:
+            log.info("%s: peer sent error notify %d", sa.tag(), n.notify_type)
+            for key, qm in list(self.quick.items()):
+                if key[0] == sa.our_spi and qm.initiator:
+                    del self.quick[key]
+                    sa.flights.pop(qm.mid, None)
+                    if qm.rekey_of is not None:
+                        qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)
+                    self.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
+
+    def _on_delete(self, sa: IsakmpSa, d: V1Delete, now: float) -> None:
+        if d.protocol == ProtocolV1.ISAKMP:
+            if sa.spi_i + sa.spi_r in d.spis:
+                log.info("%s: peer deleted the ISAKMP_SA", sa.tag())
+                sa.fail("peer_deleted", now, self._remove_child)
+            return
+        if d.protocol != ProtocolV1.ESP:
+            return
+        spis = {int.from_bytes(s, "big") for s in d.spis}
+        for child in list(sa.children):
+            if child.spi_out in spis:
+                self._remove_child(child, "peer_deleted", sa)
+
+    def _cleartext(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
+        """An unprotected Informational: only believable before phase 1 is done (e.g. the
+        responder's NO-PROPOSAL-CHOSEN), and then it ends our attempt."""
+        if msg.exchange == INFO and sa.state == IkeState.CONNECTING:
+            n = msg.first(V1Notify)
+            if n is not None and n.notify_type <= NOTIFY_ERROR_MAX:
+                log.info("%s: peer refused: notify %d", sa.tag(), n.notify_type)
+                sa.fail("peer_refused", now, self._remove_child)
+                return
+        raise PeerError("unprotected", f"exchange {msg.exchange} in the clear")
+
+    def _responder(
+        self, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+    ) -> None:
+        check_v1(MAIN, 1, msg.payloads)
+        offer = msg.first(V1Sa)
+        assert offer is not None
+        conn, chosen = None, None
+        for candidate in self._connections_for(dst[0], src[0]):
+            ours = phase1_choices(candidate.proposals, AUTH_PSK, candidate.rekey_time)
+            for prop in offer.proposals:
+                chosen = select_phase1(prop, ours)
+                if chosen is not None:
+                    break
+            if chosen is not None:
+                conn = candidate
+                break
+        if conn is None or chosen is None:
+            self._refuse_phase1(msg, src, dst)
+            raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
+        sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
+        sa.spi_r = self.ctx.ike_spi()
+        sa.choose(chosen)
+        sa.set_state(IkeState.CONNECTING)
+        self.sas[sa.spi_r] = sa
+        self.half_open[(msg.spi_i, src[0], src[1])] = sa
+        self._count_in(sa, msg)
+        sa.flight(0).received(data)
+        log.info("%s: Main Mode from %s[%d]", sa.tag(), src[0], src[1])
+        main_mode.responder_mm1(sa, msg, chosen.number, now)
+
+    def _refuse_phase1(self, msg: V1Message, src: Address, dst: Address) -> None:
+        """NO-PROPOSAL-CHOSEN in the clear (RFC 2408 §5.2), as strongSwan answers."""
+        from pike.ikev2.actions import SendDatagram
+        from pike.wire.isakmp import encode_v1
+
+        n = V1Notify(NotifyV1.NO_PROPOSAL_CHOSEN, b"", ProtocolV1.ISAKMP, b"")
+        out = V1Message(msg.spi_i, bytes(8), INFO, 0, 0, [n])
+        self.ctx.emit(SendDatagram(encode_v1(out), dst, src))
+
+    def _connections_for(self, local: str, remote: str) -> list[ConnectionConfig]:
+        return [
+            c
+            for c in self.config.connections.values()
+            if c.version == 1
+            and (not c.local_addrs or _addr_in(local, c.local_addrs))
+            and _addr_in(remote, c.remote_addrs or ("%any",))
+        ]
+
+    def _sweep(self) -> None:
+        for key, sa in list(self.sas.items()):
+            if sa.state == IkeState.DESTROYED:
+                del self.sas[key]
+                self.wanted.pop(sa.unique_id, None)
+                for qk in [qk for qk in self.quick if qk[0] == key]:
+                    del self.quick[qk]
+                for hk in [hk for hk, v in self.half_open.items() if v is sa]:
+                    del self.half_open[hk]
+
+
+def _info(sa: IsakmpSa) -> IkeSaInfo:
+    return IkeSaInfo(
+        name=sa.name,
+        unique_id=sa.unique_id,
+        state=sa.state.value,
+        version=1,
+        initiator=sa.initiator,
+        local=sa.local,
+        remote=sa.remote,
+        local_id=id_text(sa.my_id),
+        remote_id=id_text(sa.peer_id),
+        spi_i=sa.spi_i,
+        spi_r=sa.spi_r,
+        algorithms=sa.choice.name() if sa.choice else "",
+        established_at=sa.established_at,
+        nat_local=sa.nat_local,
+        nat_remote=sa.nat_remote,
+        children=tuple(child_info(c) for c in sa.children),
+        last_inbound=sa.last_inbound if sa.established_at is not None else None,
+        dpd_outstanding=sa.dpd_outstanding,
+        keepalive_at=sa.keepalive_at,
+    )
+
+
+def _addr_in(addr: str, configured: tuple[str, ...]) -> bool:
+    if "%any" in configured:
+        return True
+    ip = ipaddress.ip_address(addr)
+    for c in configured:
+        try:
+            if ip in ipaddress.ip_network(c, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _any_of(remote: str) -> str:
+    return "0.0.0.0" if ipaddress.ip_address(remote).version == 4 else "::"
+
+
+__all__ = ["Ikev1Engine"]

@@ -1,0 +1,208 @@
+"""IKEv1 in memory: Main Mode PSK and Quick Mode (with and without PFS), both roles,
+retransmission, duplicates, Delete, DPD, rekey, wrong keys."""
+
+from __future__ import annotations
+
+from ikev2.pair import Node, deliver, transfer
+from pike.ikev2.actions import (
+    ChildSaEstablished,
+    DeleteChildSa,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    InstallChildSa,
+)
+from pike.wire.isakmp import decode_v1, encode_v1
+from pike.wire.isakmp_constants import ExchangeV1
+from pike.wire.isakmp_payloads import V1Message, V1Nonce
+
+from .v1pair import A, B, make_pair
+
+
+def _up(a: Node, b: Node, now: float = 0.0) -> None:
+    a.engine.initiate("gw", now, "net")
+    transfer(a, b, now)
+
+
+def test_main_mode_psk_and_quick_mode_install_matching_sas() -> None:
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    # MM1 HDR, SA, VID -->
+    mm1 = a.drain()
+    assert [decode_v1(d.data).exchange for d in mm1] == [ExchangeV1.MAIN]
+    crossed = transfer(a, b, 0.0, in_flight=mm1)
+    assert crossed == 9  # MM1-MM6, QM1-QM3
+    assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
+    ia, ib = a.of(InstallChildSa)[0], b.of(InstallChildSa)[0]
+    assert isinstance(ia, InstallChildSa) and isinstance(ib, InstallChildSa)
+    # the same keys both ways: A's outbound is B's inbound
+    assert ia.outbound.spi == ib.inbound.spi and ia.inbound.spi == ib.outbound.spi
+    assert ia.outbound.encr_key == ib.inbound.encr_key
+    assert ia.outbound.integ_key == ib.inbound.integ_key
+    assert ia.inbound.encr_key == ib.outbound.encr_key
+    assert len(ia.outbound.encr_key) == 32 and len(ia.outbound.integ_key) == 32
+    assert str(ia.policies[0].src_ts) == "10.1.0.0/24"
+    sa = a.sa()
+    assert (sa.version, sa.state, sa.local_id, sa.remote_id) == (1, "ESTABLISHED", A, B)
+    assert sa.children[0].state == "INSTALLED"
+    assert sa.children[0].algorithms == "aes256-sha256"
+    assert b.sa().children[0].spi_in == sa.children[0].spi_out
+    assert len(a.of(ChildSaEstablished)) == len(b.of(ChildSaEstablished)) == 1
+
+
+def test_quick_mode_with_pfs() -> None:
+    kw = {"esp": '"aes128-sha256-modp2048"'}
+    a, b = make_pair(kw, kw)
+    _up(a, b)
+    ia, ib = a.of(InstallChildSa)[0], b.of(InstallChildSa)[0]
+    assert isinstance(ia, InstallChildSa) and isinstance(ib, InstallChildSa)
+    assert ia.outbound.encr_key == ib.inbound.encr_key and len(ia.outbound.encr_key) == 16
+    assert a.sa().children[0].algorithms == "aes128-sha256-modp2048"
+
+
+def test_wrong_psk_fails_at_mm5_and_nothing_installs() -> None:
+    a, b = make_pair(None, {"psk": "some-other-secret-entirely"})
+    _up(a, b)
+    assert not a.of(InstallChildSa) and not b.of(InstallChildSa)
+    assert not b.of(IkeSaEstablished)
+    assert (
+        b.engine.ctx.counters.dropped.get("decryption_failed", 0)
+        + b.engine.ctx.counters.dropped.get("auth_failed", 0)
+        >= 1
+    )
+
+
+def test_no_common_proposal_is_refused_in_the_clear() -> None:
+    a, b = make_pair(None, {"proposals": '"aes128-sha512-modp4096"'})
+    _up(a, b)
+    assert b.engine.ctx.counters.dropped == {"no_proposal_chosen": 1}
+    deleted = a.of(IkeSaDeleted)
+    assert len(deleted) == 1 and deleted[0].reason == "peer_refused"  # type: ignore[union-attr]
+    assert a.engine.list_sas() == [] and b.engine.list_sas() == []
+
+
+def test_lost_messages_are_retransmitted_with_backoff() -> None:
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    a.drain()  # MM1 lost
+    assert a.engine.get_timer() == 4.0
+    a.engine.handle_timer(4.0)
+    mm1 = a.drain()
+    assert len(mm1) == 1 and a.engine.get_timer() == 4.0 + 4.0 * 1.8
+    mm2 = deliver(mm1, b, 4.0)
+    mm3 = deliver(mm2, a, 4.0)
+    deliver(mm3, b, 4.0)  # MM4 lost
+    a.engine.handle_timer(8.0)
+    again = a.drain()
+    assert again[0].data == mm3[0].data  # the same bytes: the IV chain has not moved
+    mm4 = deliver(again, b, 8.0)
+    assert len(mm4) == 1  # B answers the duplicate MM3 with the same MM4
+    transfer(a, b, 8.0, in_flight=deliver(mm4, a, 8.0))
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+    assert a.engine.ctx.counters.retransmits == 2
+
+
+def test_lost_qm3_makes_the_responder_retransmit_qm2() -> None:
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    pending = a.drain()
+    for _ in range(3):  # MM1..MM6
+        pending = deliver(deliver(pending, b, 0.0), a, 0.0)
+    qm1 = pending
+    qm2 = deliver(qm1, b, 0.0)
+    qm3 = deliver(qm2, a, 0.0)
+    assert len(qm3) == 1 and len(a.of(InstallChildSa)) == 1  # QM3 lost on the way
+    assert b.engine.get_timer() == 4.0
+    b.engine.handle_timer(4.0)
+    qm2_again = b.drain()
+    assert qm2_again[0].data == qm2[0].data
+    qm3_again = deliver(qm2_again, a, 4.0)
+    assert qm3_again[0].data == qm3[0].data
+    deliver(qm3_again, b, 4.0)
+    assert len(b.of(InstallChildSa)) == 1 and len(a.of(InstallChildSa)) == 1
+
+
+def test_unanswered_main_mode_gives_up() -> None:
+    a, _ = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    now = 0.0
+    while (t := a.engine.get_timer()) is not None and t < 200:
+        now = t
+        a.engine.handle_timer(now)
+    a.drain()
+    assert len(a.outbox) == 6  # MM1 and 5 retransmits
+    deleted = a.of(IkeSaDeleted)
+    assert [d.reason for d in deleted] == ["retransmit_timeout"]  # type: ignore[union-attr]
+    assert round(now, 2) == round(sum(4.0 * 1.8**n for n in range(6)), 2)
+
+
+def test_terminate_deletes_phase_2_then_phase_1_at_the_peer() -> None:
+    a, b = make_pair()
+    _up(a, b)
+    a.engine.terminate("gw", 10.0)
+    transfer(a, b, 10.0)
+    assert len(a.of(DeleteChildSa)) == 1 and len(b.of(DeleteChildSa)) == 1
+    assert [d.reason for d in b.of(IkeSaDeleted)] == ["peer_deleted"]  # type: ignore[union-attr]
+    assert a.engine.list_sas() == [] and b.engine.list_sas() == []
+
+
+def test_dpd_r_u_there_ack_and_dead_peer() -> None:
+    kw = {"extra_conn": "dpd_delay = 30"}
+    a, b = make_pair(kw, kw)
+    _up(a, b)
+    assert a.engine.get_timer() == 30.0
+    a.engine.handle_timer(30.0)
+    probe = a.drain()
+    assert len(probe) == 1 and decode_v1(probe[0].data).exchange == ExchangeV1.INFORMATIONAL
+    ack = deliver(probe, b, 30.0)
+    deliver(ack, a, 30.0)
+    assert not a.sa().dpd_outstanding
+    assert a.engine.ctx.counters.dpd_probes == 1
+    # now B is gone: probes on the retransmission schedule, then the SA goes
+    now = 30.0
+    while a.engine.list_sas() and now < 1000:
+        t = a.engine.get_timer()
+        assert t is not None
+        now = t
+        a.engine.handle_timer(now)
+    a.drain()
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["retransmit_timeout"]  # type: ignore[union-attr]
+    assert len(a.of(DeleteChildSa)) == 1
+    assert a.engine.ctx.counters.conn("gw").dpd_failures == 1
+
+
+def test_child_rekey_replaces_the_sas_before_expiry() -> None:
+    kw = {"extra_child": "rekey_time = 100\nlife_time = 150\nrand_time = 0"}
+    a, b = make_pair(kw, kw)
+    _up(a, b)
+    old = a.sa().children[0]
+    a.engine.handle_timer(100.0)
+    b.engine.handle_timer(100.0)
+    transfer(a, b, 100.0)
+    assert len(a.of(InstallChildSa)) == 2
+    children_a = a.sa().children
+    children_b = b.sa().children
+    assert len(children_a) == 1 and children_a[0].spi_in != old.spi_in
+    assert len(children_b) == 1 and children_b[0].spi_out == children_a[0].spi_in
+    assert len(a.of(DeleteChildSa)) == 1 and len(b.of(DeleteChildSa)) >= 1
+
+
+def test_garbage_and_duplicates_are_dropped_and_counted() -> None:
+    a, b = make_pair()
+    _up(a, b)
+    b.engine.receive_datagram(b"\x00" * 10, (A, 500), (B, 500), 1.0)
+    last = a.outbox[-1]
+    b.engine.receive_datagram(last.data, last.src, last.dst, 1.0)  # QM3 again
+    dropped = b.engine.ctx.counters.dropped
+    assert dropped.get("truncated") == 1
+    assert sum(dropped.values()) == 2
+    assert b.sa().state == "ESTABLISHED"
+
+
+def test_responder_does_not_take_aggressive_mode() -> None:
+    _, b = make_pair()
+    am1 = encode_v1(
+        V1Message(b"i" * 8, bytes(8), ExchangeV1.AGGRESSIVE, 0, 0, [V1Nonce(bytes(16))])
+    )
+    b.engine.receive_datagram(am1, (A, 500), (B, 500), 0.0)
+    assert b.engine.ctx.counters.dropped == {"aggressive_refused": 1}
+    assert b.drain() == [] and b.engine.list_sas() == []
