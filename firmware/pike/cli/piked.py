@@ -26,9 +26,9 @@ log = logging.getLogger("pike.piked")
 
 
 def _engine(config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None) -> Engine:
-    from pike.ikev2.engine import Ikev2Engine
+    from pike.daemon.engines import Engines
 
-    return Ikev2Engine(config, random=os.urandom, kernel_caps=caps, spi_alloc=spi_alloc)
+    return Engines(config, random=os.urandom, kernel_caps=caps, spi_alloc=spi_alloc)
 
 
 def _kernel() -> KernelIpsec:

@@ -57,8 +57,11 @@ class Ikev1Engine:
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
         spi_alloc: SpiAlloc | None = None,
+        ctx: Context | None = None,
     ) -> None:
-        self.ctx = Context(config, random, kernel_caps, spi_alloc)
+        # Beside an IKEv2 engine the context is shared: one action queue, one set of
+        # counters, unique ids and reqids that never collide (``pike.daemon.engines``).
+        self.ctx = ctx or Context(config, random, kernel_caps, spi_alloc)
         self.sas: dict[bytes, IsakmpSa] = {}  # by our cookie
         self.half_open: dict[tuple[bytes, str, int], IsakmpSa] = {}  # MM1 retransmits
         self.quick: dict[tuple[bytes, int], QuickMode] = {}
@@ -125,6 +128,18 @@ class Ikev1Engine:
             sa.fail(str(e), now, self._remove_child)
         return sa
 
+    def rebind(self, config: Config, kept: list[str], now: float) -> None:
+        """After a reload (the shared context holds ``config``): SAs of unchanged
+        connections follow the new objects; changed or new ones start if they should."""
+        for sa in self.sas.values():
+            if sa.conn is not None and sa.conn.name in kept:
+                sa.conn = config.connections[sa.conn.name]
+        for conn in config.connections.values():
+            if conn.version == 1 and conn.name not in kept:
+                starts = [c.name for c in conn.children if c.start_action == "start"]
+                if starts:
+                    self.initiate(conn.name, now, starts[0])
+
     def _quick(self, sa: IsakmpSa, child: str, now: float, rekey: ChildSa | None = None) -> None:
         assert sa.conn is not None
         cfg = sa.conn.child(child)
@@ -139,9 +154,9 @@ class Ikev1Engine:
         self.quick[(sa.our_spi, qm.mid)] = qm
 
     def terminate(self, conn_name: str, now: float) -> None:
-        conn = self.config.connections[conn_name]
+        # by name: after a reload the connection may be gone from the config
         for sa in list(self.sas.values()):
-            if sa.conn is conn:
+            if sa.conn is not None and sa.conn.name == conn_name:
                 self._delete_sa(sa, "terminated", now)
 
     def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:

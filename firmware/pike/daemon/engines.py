@@ -1,0 +1,101 @@
+"""Both protocol engines behind the one ``Engine`` the runtime drives.
+
+The same sockets carry IKEv1 and IKEv2 (UDP 500, and 4500 after the non-ESP marker): each
+datagram goes to the engine its header's major version names (RFC 2408 §3.1 / RFC 7296
+§3.1: the same byte). API calls go by the connection's ``version``. The engines share one
+context (config, action queue, counters, unique ids, reqids, credentials), so actions,
+``pikectl list-sas`` and the metrics see one set of SAs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pike.ikev1.engine import Ikev1Engine
+from pike.ikev2.actions import Action, Address, IkeSaInfo
+from pike.ikev2.context import Context, SpiAlloc
+from pike.ikev2.engine import Ikev2Engine
+from pike.policy.config import Config
+from pike.policy.ipsec import KernelCaps
+
+VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
+HEADER_LEN = 28
+
+
+class Engines:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        random: Callable[[int], bytes],
+        kernel_caps: KernelCaps,
+        spi_alloc: SpiAlloc | None = None,
+    ) -> None:
+        self.v2 = Ikev2Engine(config, random=random, kernel_caps=kernel_caps, spi_alloc=spi_alloc)
+        self.v1 = Ikev1Engine(
+            config, random=random, kernel_caps=kernel_caps, spi_alloc=spi_alloc, ctx=self.v2.ctx
+        )
+
+    @property
+    def ctx(self) -> Context:
+        return self.v2.ctx
+
+    def _by_conn(self, conn: str) -> Ikev1Engine | Ikev2Engine:
+        version = self.ctx.config.connections[conn].version
+        return self.v1 if version == 1 else self.v2
+
+    def start(self, now: float) -> None:
+        self.v2.start(now)
+        self.v1.start(now)
+
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        if len(data) >= HEADER_LEN and data[VERSION_OFFSET] >> 4 == 1:
+            self.v1.receive_datagram(data, src, dst, now)
+        else:
+            self.v2.receive_datagram(data, src, dst, now)  # IKEv2 judges anything else
+
+    def handle_timer(self, now: float) -> None:
+        self.v2.handle_timer(now)
+        self.v1.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (self.v2.get_timer(), self.v1.get_timer()) if t is not None]
+        return min(times) if times else None
+
+    def initiate(self, conn: str, now: float, child: str | None = None) -> None:
+        self._by_conn(conn).initiate(conn, now, child)
+
+    def terminate(self, conn: str, now: float) -> None:
+        self._by_conn(conn).terminate(conn, now)
+
+    def rekey(self, conn: str, now: float, child: str | None = None) -> None:
+        self._by_conn(conn).rekey(conn, now, child)
+
+    def acquire(self, reqid: int, now: float) -> None:
+        self.v2.acquire(reqid, now)
+
+    def child_expired(self, spi: int, hard: bool, now: float) -> None:
+        self.v2.child_expired(spi, hard, now)
+        self.v1.child_expired(spi, hard, now)
+
+    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+        self.v2.child_install_failed(unique_id, reason, now)
+        self.v1.child_install_failed(unique_id, reason, now)
+
+    def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
+        self.v2.sign_done(ref, result, now)
+
+    def next_action(self) -> Action | None:
+        return self.ctx.actions.popleft() if self.ctx.actions else None
+
+    def list_sas(self) -> list[IkeSaInfo]:
+        return self.v2.list_sas() + self.v1.list_sas()
+
+    def reload(self, config: Config, now: float) -> dict[str, list[str]]:
+        v1 = {n for n, c in self.ctx.config.connections.items() if c.version == 1}
+        result = self.v2.reload(config, now)  # sorts every connection, swaps the config
+        for name in result.get("changed", []) + result.get("removed", []):
+            if name in v1:
+                self.v1.terminate(name, now)
+        self.v1.rebind(config, result.get("unchanged", []), now)
+        return result

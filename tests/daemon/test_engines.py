@@ -1,0 +1,65 @@
+"""IKEv1 and IKEv2 behind one runtime engine: dispatch by the header's major version and
+by the connection's version; one action queue, one set of ids and counters."""
+
+from __future__ import annotations
+
+import random
+
+from ikev1.v1pair import v1conf
+from ikev2.pair import Node, conf, transfer
+from pike.daemon.engines import Engines
+from pike.ikev2.actions import InstallChildSa
+from pike.policy.ipsec import KernelCaps
+from pike.policy.loader import load_config_text
+
+A, B = "192.0.2.1", "192.0.2.2"
+
+
+def _both(local: str, remote: str, lts: str, rts: str) -> str:
+    v2 = conf(local, remote, f"v2-{local}", f"v2-{remote}", local_ts=lts, remote_ts=rts)
+    v1 = v1conf(local, remote, local_ts=lts, remote_ts=rts)
+    # one file: the IKEv1 connection and its secret renamed beside the IKEv2 ones
+    v1 = v1.split("[connections.gw]", 1)[1].replace("connections.gw.", "connections.old.")
+    v1 = v1.replace("[secrets.gw]", "[secrets.old]")
+    return v2 + "\n[connections.old]" + v1
+
+
+def _engines(text: str, seed: int) -> Engines:
+    rng = random.Random(seed)
+    return Engines(load_config_text(text), random=rng.randbytes, kernel_caps=KernelCaps(True))
+
+
+def test_one_engine_speaks_both_versions_on_the_same_addresses() -> None:
+    a = Node(_engines(_both(A, B, '"10.1.0.0/24"', '"10.2.0.0/24"'), 1))  # type: ignore[arg-type]
+    b = Node(_engines(_both(B, A, '"10.2.0.0/24"', '"10.1.0.0/24"'), 2))  # type: ignore[arg-type]
+    a.engine.initiate("old", 0.0, "net")
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    for node in (a, b):
+        sas = sorted(node.engine.list_sas(), key=lambda s: s.version)
+        assert [(s.name, s.version, s.state) for s in sas] == [
+            ("old", 1, "ESTABLISHED"),
+            ("gw", 2, "ESTABLISHED"),
+        ]
+        ids = [s.unique_id for s in sas] + [c.unique_id for s in sas for c in s.children]
+        assert len(set(ids)) == len(ids)  # one id space
+        assert len(node.of(InstallChildSa)) == 2
+        per_conn = node.engine.ctx.counters.per_conn
+        assert set(per_conn) == {"old", "gw"}
+        assert per_conn["old"].messages_in and per_conn["gw"].messages_in
+    a.engine.terminate("old", 1.0)
+    transfer(a, b, 1.0)
+    assert [s.version for s in b.engine.list_sas()] == [2]
+
+
+def test_reload_removing_the_ikev1_connection_deletes_its_sa() -> None:
+    text_a = _both(A, B, '"10.1.0.0/24"', '"10.2.0.0/24"')
+    a = Node(_engines(text_a, 1))  # type: ignore[arg-type]
+    b = Node(_engines(_both(B, A, '"10.2.0.0/24"', '"10.1.0.0/24"'), 2))  # type: ignore[arg-type]
+    a.engine.initiate("old", 0.0, "net")
+    transfer(a, b, 0.0)
+    only_v2 = text_a.split("\n[connections.old]", 1)[0]
+    result = a.engine.reload(load_config_text(only_v2), 1.0)  # type: ignore[attr-defined]
+    assert result["removed"] == ["old"]
+    transfer(a, b, 1.0)
+    assert a.engine.list_sas() == [] and b.engine.list_sas() == []
