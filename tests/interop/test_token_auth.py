@@ -6,13 +6,17 @@ provisioning, the CSR is signed by the token, a CA made with ``cryptography`` is
 certificate, and piked's config names the key by its ``pkcs11:`` URI (PIN from PIKE_PIN in
 piked's environment); charon must accept piked's AUTH. Then the token goes away (SoftHSM:
 its directory is moved; TPM: abrmd is stopped by PID): the next IKE_AUTH fails closed; once
-it is back, the next one succeeds without restarting piked. The host kernel has no ESP:
-only the IKE SA is checked.
+it is back, the next one succeeds without restarting piked. Along the way piked's
+``/metrics`` (scraped inside its namespace) shows the token present/absent, the signature
+durations and the failures by reason, and never the PIN. The host kernel has no ESP: only
+the IKE SA is checked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -113,8 +117,35 @@ def _setup(
     piked.extra = {
         "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}  # type: ignore[dict-item]
     }
+    piked.daemon = {**piked.daemon, "metrics_listen": METRICS}
     piked.start()
     return piked, charon
+
+
+METRICS = "127.0.0.1:9447"  # inside piked's own namespace
+
+
+def _metrics(piked: PikedNode) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
+    """piked's /metrics, fetched inside its namespace: the text and its samples."""
+    code = (
+        "import sys,urllib.request;"
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+    )
+    out = piked.ns.run([sys.executable, "-c", code, f"http://{METRICS}/metrics"], check=False,
+                       timeout=20)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    samples = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if m and not line.startswith("#"):
+            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            samples[(m.group(1), labels)] = float(m.group(3))
+    return out.stdout, samples
+
+
+def _sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+            **labels: str) -> float | None:  # fmt: skip
+    return samples.get((name, frozenset(labels.items())))
 
 
 def _established(piked: PikedNode, charon: StrongswanNode, kind: str) -> float:
@@ -160,15 +191,34 @@ def test_softhsm_key_auth_pull_and_return(
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind,
                            soft.module, "gw", "ike")  # fmt: skip
     _established(piked, charon, kind)
+    mech = {"rsa2048": "rsa_pkcs1_sha256", "ecdsa-p256": "ecdsa_sha256",
+            "ecdsa-p384": "ecdsa_sha384", "ed25519": "ed25519"}[kind]  # fmt: skip
+    sign = {"token": "gw", "key": "ike", "mechanism": mech}
+    _, m = _metrics(piked)
+    assert _sample(m, "pike_token_present", token="gw") == 1.0
+    assert _sample(m, "pike_token_state", token="gw", state="ready") == 1.0
+    assert _sample(m, "pike_sign_duration_seconds_count", **sign) == 1.0
+    took = _sample(m, "pike_sign_duration_seconds_sum", **sign)
+    assert took is not None and 0 < took < 1.0
     away = soft.pull()
     _fails_closed(piked)
     assert "token gw: absent" in piked.log_text()
+    text, m = _metrics(piked)
+    assert _sample(m, "pike_token_present", token="gw") == 0.0
+    assert _sample(m, "pike_token_state", token="gw", state="absent") == 1.0
+    assert (_sample(m, "pike_sign_failures_total", token="gw", key="ike", reason="absent")
+            or 0) >= 1  # fmt: skip
+    # labels name the token and the key only: no PIN, PIN source or module path
+    assert f'"{USER_PIN}"' not in text and "pin-source" not in text and ".so" not in text
     soft.plug(away)
     time.sleep(5.5)  # the re-probe interval
     piked.terminate("hq", check=False)
     time.sleep(0.5)
     _established(piked, charon, kind)
     assert "token gw: ready (logged in again)" in piked.log_text()
+    _, m = _metrics(piked)
+    assert _sample(m, "pike_token_present", token="gw") == 1.0
+    assert _sample(m, "pike_sign_duration_seconds_count", **sign) == 2.0
 
 
 @pytest.mark.interop
@@ -183,6 +233,11 @@ def test_tpm_key_auth_abrmd_gone_and_back(
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind,
                            tpm_token.module, tpm_token.label, label)  # fmt: skip
     _established(piked, charon, kind)
+    mech = "rsa_pkcs1_sha256" if kind == "rsa2048" else "ecdsa_sha256"
+    _, m = _metrics(piked)
+    assert _sample(m, "pike_token_present", token=tpm_token.label) == 1.0
+    assert _sample(m, "pike_sign_duration_seconds_count", token=tpm_token.label, key=label,
+                   mechanism=mech) == 1.0  # fmt: skip
     tpm_token.stop_abrmd()
     try:
         _fails_closed(piked)

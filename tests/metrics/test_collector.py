@@ -104,6 +104,7 @@ class Fixture:
         self.sas: list[IkeSaInfo] = []
         self.counters = Counters()
         self.rec = Recorder(self.kernel.query, wall=lambda: 1_700_000_100.0)
+        self.tokens: dict[str, str] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(
             PikeCollector(
@@ -117,6 +118,7 @@ class Fixture:
                     recorder=self.rec,
                     version="0.1.0",
                     started_wall=1_700_000_000.0,
+                    tokens=lambda: self.tokens,
                 )
             )
         )
@@ -193,6 +195,10 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     f.rec.observe(IkeSaDeleted("hq", 1, "peer_deleted"))
     f.rec.observe(ChildSaFailed("hq", "lan", "NO_PROPOSAL_CHOSEN"))
     f.rec.reloaded(True)
+    f.tokens = {"gw": "ready", "tpm": "absent"}
+    f.rec.signed("gw", "ike", "ecdsa_sha256", 0.0008, None)
+    f.rec.signed("gw", "ike", "ecdsa_sha256", 0.003, None)
+    f.rec.signed("tpm", "ike-rsa", "rsa_pkcs1_sha256", 0.02, "absent")
     text = f.text()
     assert "c0ffee01" not in text.lower() and "1122334455667788" not in text
     assert f.value("pike_ike_sa_up", connection="hq") == 1.0
@@ -217,6 +223,14 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     assert f.value("pike_child_sa_failures_total", child="lan", connection="hq") == 1.0
     assert f.value("pike_config_reloads_total", result="success") == 1.0
     assert 'pike_build_info{python="' in text and 'version="0.1.0"} 1.0' in text
+    assert f.value("pike_token_present", token="gw") == 1.0
+    assert f.value("pike_token_present", token="tpm") == 0.0
+    assert f.value("pike_token_state", token="tpm", state="absent") == 1.0
+    sign = {"token": "gw", "key": "ike", "mechanism": "ecdsa_sha256"}
+    assert f.value("pike_sign_duration_seconds_bucket", **sign, le="0.001") == 1
+    assert f.value("pike_sign_duration_seconds_bucket", **sign, le="0.005") == 2
+    assert f.value("pike_sign_duration_seconds_count", **sign) == 2
+    assert f.value("pike_sign_failures_total", token="tpm", key="ike-rsa", reason="absent") == 1
     if shutil.which("promtool") is None:
         pytest.skip("promtool missing (Debian package prometheus): exposition not linted")
     out = subprocess.run(
@@ -239,8 +253,11 @@ def test_dashboard_and_alerts_use_exported_metrics() -> None:
     used: set[str] = set()
     for name in ("dashboard.json", "alerts.yml"):
         used |= set(re.findall(r"\b(pike_\w+)", (ROOT / "monitoring" / name).read_text()))
-    # pike_token_present comes with key custody on tokens (documented in alerts.yml).
-    missing = used - exported - {"pike_token_present"}
+    f.tokens = {"gw": "ready"}
+    f.rec.signed("gw", "ike", "ecdsa_sha256", 0.001, None)
+    f.rec.signed("gw", "ike", "ecdsa_sha256", 0.001, "absent")
+    exported = set(re.findall(r"^(pike_\w+)", f.text(), re.M))
+    missing = used - exported
     assert not missing, missing
 
 

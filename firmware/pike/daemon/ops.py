@@ -100,10 +100,16 @@ class Ops:
                     recorder=self.recorder,
                     version=version,
                     started_wall=self._started_wall,
+                    tokens=self._tokens,
                 )
             )
         )
         return reg
+
+    def _tokens(self) -> dict[str, str]:
+        from pike.ikev2.credentials import store_for
+
+        return store_for(getattr(self.daemon.engine, "ctx", None)).tokens()
 
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""

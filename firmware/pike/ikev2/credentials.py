@@ -177,6 +177,18 @@ class CredentialStore:
             signers = list(self._signers.items())
         return {k: s.state for k, s in signers if isinstance(s, Pkcs11Signer)}
 
+    def tokens(self) -> dict[str, str]:
+        """State of each token in use, by token label (metrics: no module path, no PIN)."""
+        from pike.hsm.pkcs11 import Pkcs11Signer
+
+        with self._lock:
+            signers = list(self._signers.values())
+        out: dict[str, str] = {}
+        for s in signers:
+            if isinstance(s, Pkcs11Signer):
+                out[s.uri.token or "*"] = s.state.value
+        return out
+
 
 # The store the engine uses until Context carries one (``Context.credentials``): one
 # process, one engine, so one store; tests set its clock or signer factory.

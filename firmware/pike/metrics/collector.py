@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -30,6 +30,8 @@ from pike.policy.config import Config
 # series exist before the first SA and alerts need no absent().
 IKE_STATES = ("CONNECTING", "ESTABLISHED", "REKEYING", "REKEYED", "DELETING")
 DIRECTIONS = ("in", "out")
+# Token states (pike.hsm.pkcs11.TokenState values) in which the token is not there.
+TOKEN_NOT_PRESENT = frozenset({"absent", "module_missing", "unknown"})
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Sources:
     recorder: Recorder
     version: str
     started_wall: float
+    # Token label -> TokenState value ("ready", "absent", ...) of the keys in use.
+    tokens: Callable[[], dict[str, str]] = field(default=lambda: {})
 
 
 class PikeCollector(Collector):
@@ -288,6 +292,36 @@ class PikeCollector(Collector):
             "CHILD SAs that could not be created or rekeyed (peer refused, kernel refused)",
             [([c, ch], float(rec.child_failures.get((c, ch), 0))) for c, ch in sorted(children)],
             ["connection", "child"],
+        )
+
+        # -- key custody --------------------------------------------------------------------
+        tokens = src.tokens()
+        yield _gauge(
+            "pike_token_present",
+            "1 when the PKCS#11/TPM token holding a private key answers (0: absent, "
+            "module missing, not reached yet)",
+            [([t], 0.0 if st in TOKEN_NOT_PRESENT else 1.0) for t, st in sorted(tokens.items())],
+            ["token"],
+        )
+        yield _gauge(
+            "pike_token_state",
+            "1 for the token's current state (ready, absent, pin_incorrect, pin_locked, ...)",
+            [([t, st], 1.0) for t, st in sorted(tokens.items())],
+            ["token", "state"],
+        )
+        sign = HistogramMetricFamily(
+            "pike_sign_duration_seconds",
+            "Our AUTH signatures, by key and mechanism (the signing itself, off the event loop)",
+            labels=["token", "key", "mechanism"],
+        )
+        for (token, kname, mech), h in sorted(rec.sign_durations.items()):
+            sign.add_metric([token, kname, mech], h.buckets(), h.total)
+        yield sign
+        yield _counter(
+            "pike_sign_failures",
+            "Signatures that failed (IKE_AUTH failed closed), by key and reason",
+            [([t, k, r], float(n)) for (t, k, r), n in sorted(rec.sign_failures.items())],
+            ["token", "key", "reason"],
         )
 
         # -- operations ---------------------------------------------------------------------
