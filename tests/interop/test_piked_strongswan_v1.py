@@ -1,0 +1,161 @@
+"""Host tier: piked's IKEv1 against strongSwan 5.9 charon in network namespaces.
+
+``left`` (192.0.2.1, LAN 10.1.0.0/24) runs piked, ``right`` (192.0.2.2, LAN 10.2.0.0/24)
+runs charon with an IKEv1 connection (tests/interop/strongswan_v1.py). Main Mode with a
+PSK and ID = IP address, Quick Mode with and without PFS, both roles. Where this kernel
+has no ESP, charon runs kernel-libipsec (and so fakes NAT: Main Mode floats to UDP 4500
+and the Quick Mode negotiates UDP encapsulation) while piked cannot install its
+CHILD_SA: the ISAKMP SA must be up on both sides with the same cookies, and the Quick
+Mode complete on both with the same SPIs (charon installs its half).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import Gateways, MakeCharon, MakePiked
+from .piked import PikedNode
+from .strongswan import IkeSaInfo, Secret, StrongswanNode
+from .strongswan_v1 import ikev1_connection
+
+PSK = "pike-ikev1-interop-psk-4Tq9"
+
+
+def _pair(
+    gw: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    *,
+    esp: tuple[str, ...] = ("aes256-sha256",),
+    proposals: tuple[str, ...] = ("aes256-sha256-modp3072",),
+    dpd_delay: str | None = None,
+    start_piked: bool = True,
+) -> tuple[PikedNode, StrongswanNode]:
+    charon = make_charon(
+        gw.right,
+        "charon",
+        ikev1_connection(
+            "192.0.2.2",
+            "192.0.2.1",
+            local_ts="10.2.0.0/24",
+            remote_ts="10.1.0.0/24",
+            proposals=proposals,
+            esp_proposals=esp,
+            dpd_delay=dpd_delay,
+        ),
+        Secret("hq", PSK),
+        libipsec=gw.libipsec,
+    )
+    piked = make_piked(
+        gw.left,
+        "piked",
+        ikev1_connection(
+            "192.0.2.1",
+            "192.0.2.2",
+            local_ts="10.1.0.0/24",
+            remote_ts="10.2.0.0/24",
+            proposals=proposals,
+            esp_proposals=esp,
+            dpd_delay=dpd_delay,
+        ),
+        Secret("hq", PSK),
+        start=start_piked,
+    )
+    return piked, charon
+
+
+def _check(gw: Gateways, piked: PikedNode, charon: StrongswanNode, piked_initiated: bool) -> None:
+    p = piked.wait_established("hq", timeout=15)
+    c = charon.wait_established("hq", timeout=15)
+    assert p.version == c.version == 1
+    assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
+    assert (p.local_id, p.remote_id) == ("192.0.2.1", "192.0.2.2")
+    assert (c.local_id, c.remote_id) == ("192.0.2.2", "192.0.2.1")
+    if gw.esp_in_kernel:
+        p = piked.wait_established("hq", timeout=10, child="lan")
+    else:
+        # piked cannot install: its half stays FAILED; charon (libipsec) installed its half
+        p = _wait_child(piked, "FAILED")
+    c = charon.wait_established("hq", timeout=10, child="lan")
+    pc, cc = p.child("lan"), c.child("lan")
+    assert pc is not None and cc is not None
+    assert (pc.spi_in, pc.spi_out) == (cc.spi_out, cc.spi_in)
+    assert (pc.local_ts, pc.remote_ts) == (["10.1.0.0/24"], ["10.2.0.0/24"])
+    assert (cc.local_ts, cc.remote_ts) == (["10.2.0.0/24"], ["10.1.0.0/24"])
+
+
+def _wait_child(node: PikedNode, state: str, timeout: float = 10.0) -> IkeSaInfo:
+    deadline = time.monotonic() + timeout
+    while True:
+        sa = node.ike_sa("hq")
+        child = sa.child("lan") if sa is not None else None
+        if sa is not None and child is not None and child.state == state:
+            return sa
+        if time.monotonic() > deadline:
+            raise AssertionError(f"child lan never {state}: {sa}")
+        time.sleep(0.2)
+
+
+@pytest.mark.interop
+def test_strongswan_main_mode_psk_to_piked(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    piked, charon = _pair(gateways, make_piked, make_charon)
+    t0 = time.monotonic()
+    charon.initiate("lan", ike="hq", check=False)
+    _check(gateways, piked, charon, piked_initiated=False)
+    print(f"charon -> piked Main Mode + Quick Mode: {time.monotonic() - t0:.2f} s")
+    assert "Main Mode from 192.0.2.2" in piked.log_text()
+
+
+@pytest.mark.interop
+def test_piked_main_mode_psk_to_strongswan(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    piked, charon = _pair(gateways, make_piked, make_charon)
+    t0 = time.monotonic()
+    piked.initiate("hq")
+    _check(gateways, piked, charon, piked_initiated=True)
+    print(f"piked -> charon Main Mode + Quick Mode: {time.monotonic() - t0:.2f} s")
+    sas = piked.list_sas_json()
+    assert [(d["name"], d["version"]) for d in sas] == [("hq", 1)]
+    text = piked.pikectl("list-sas").stdout
+    assert "IKEv1" in text, text
+
+
+@pytest.mark.interop
+def test_quick_mode_with_pfs_both_ways(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    piked, charon = _pair(
+        gateways,
+        make_piked,
+        make_charon,
+        esp=("aes128-sha256-modp2048",),
+        proposals=("aes128-sha256-modp2048",),
+    )
+    piked.initiate("hq")
+    _check(gateways, piked, charon, piked_initiated=True)
+    p = piked.ike_sa("hq")
+    assert p is not None and p.child("lan") is not None
+    c = charon.ike_sa("hq")
+    assert c is not None
+    cc = c.child("lan")
+    assert cc is not None and cc.raw.get("dh-group") == "MODP_2048", cc.raw
+
+
+@pytest.mark.interop
+def test_piked_terminate_deletes_at_strongswan(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    piked, charon = _pair(gateways, make_piked, make_charon)
+    piked.initiate("hq")
+    _check(gateways, piked, charon, piked_initiated=True)
+    piked.terminate("hq")
+    deadline = time.monotonic() + 10
+    while charon.ike_sa("hq") is not None:
+        assert time.monotonic() < deadline, charon.ike_sa("hq")
+        time.sleep(0.2)
+    assert piked.ike_sa("hq") is None
