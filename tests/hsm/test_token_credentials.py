@@ -13,7 +13,7 @@ from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer, TokenState, TokenUnavailable
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.credentials import CredentialError, CredentialStore
-from pike.policy.loader import load_config_text
+from pike.policy.loader import ConfigError, load_config_text
 
 from .test_pkcs11_tokens import _generate
 from .tokens import USER_PIN, SoftHsm, uri
@@ -70,10 +70,12 @@ def test_absent_token_does_not_stop_start_but_fails_closed(
 
 
 def test_bad_uri_stops_start(tmp_path: Path) -> None:
+    """Refused by the config loader already (file, line, key), never echoing the PIN."""
     pem = tmp_path / "x.pem"
     pem.write_text("")
     bad = "pkcs11:token=gw;object=k?module-path=/x.so&pin-value=1234"
-    store = CredentialStore()
-    cfg = load_config_text(_config(bad, pem), str(tmp_path / "pike.toml"))
-    problems = store.preload(cfg)
-    assert problems and "pin-value is refused" in problems[0] and "1234" not in problems[0]
+    with pytest.raises(ConfigError) as e:
+        load_config_text(_config(bad, pem), str(tmp_path / "pike.toml"))
+    text = str(e.value)
+    assert "pike.toml:6: connections.gw.local.key: bad PKCS#11 URI: pin-value is refused" in text
+    assert "1234" not in text

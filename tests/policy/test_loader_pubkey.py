@@ -49,14 +49,41 @@ def test_absolute_paths_and_pkcs11_uris_kept(tmp_path: Path) -> None:
     _files(tmp_path / "x")
     local = (
         f'{{ auth = "pubkey", certs = ["{tmp_path}/x/gw.pem"], '
-        'key = "pkcs11:token=gw;object=ike-key", rsa_pss = true }'
+        f'key = "{URI}", rsa_pss = true }}'
     )
     _files(tmp_path)
     conn = _load(tmp_path, local=local).connections["hq"]  # type: ignore[attr-defined]
     assert conn.local.certs == (f"{tmp_path}/x/gw.pem",)
-    assert conn.local.key == "pkcs11:token=gw;object=ike-key"
+    assert conn.local.key == URI
     assert conn.local.rsa_pss is True
     assert conn.local.id is None  # pubkey: our certificate's subject is used
+
+
+URI = "pkcs11:token=gw;object=ike-key?module-path=/usr/lib/softhsm/libsofthsm2.so"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("pkcs11:token=gw;objekt=ike?module-path=/m.so", "unknown attribute objekt"),
+        ("pkcs11:token=gw;object=ike", "needs module-path=... (or module-name=...)"),
+        ("pkcs11:token=gw?module-path=/m.so", "names no key: give object=... and/or id=..."),
+        ("pkcs11:token=gw;object=ike?module-path=/m.so&pin-value=4711",
+         "pin-value is refused: give the PIN by pin-source or PIKE_PIN"),
+        ("pkcs11:token=gw;object=ike?module-path=/m.so&pin-value4711",
+         "an attribute is not name=value"),
+        ("PKCS11:token=gw;object=ike;object=x?module-path=/m.so", "object given twice"),
+    ],
+)  # fmt: skip
+def test_bad_pkcs11_uri_names_file_line_and_key(tmp_path: Path, key: str, message: str) -> None:
+    _files(tmp_path)
+    local = f'{{ auth = "pubkey", certs = ["gw.pem"], key = "{key}" }}'
+    with pytest.raises(ConfigError) as e:
+        _load(tmp_path, local=local)
+    assert str(e.value) == (
+        f"{tmp_path}/pike.toml:4: connections.hq.local.key: bad PKCS#11 URI: {message}"
+    )
+    assert "4711" not in str(e.value)
 
 
 def test_missing_file_named_with_line(tmp_path: Path) -> None:

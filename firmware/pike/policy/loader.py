@@ -317,9 +317,18 @@ def _file(t: Table, path: KeyPath, name: str) -> str:
 
 
 def _key(t: Table) -> str | None:
-    """A key file (resolved like certs) or an RFC 7512 ``pkcs11:`` URI (kept as written)."""
+    """A key file (resolved like certs) or an RFC 7512 ``pkcs11:`` URI (kept as written,
+    checked here so that a typo names file, line and key before anything starts)."""
     value = t.typed("key", str, None)
-    if value is None or value.startswith("pkcs11:"):
+    if value is None:
+        return value
+    if value[:7].lower() == "pkcs11:":
+        from pike.hsm.uri import UriError, parse
+
+        try:
+            parse(value)
+        except UriError as exc:  # the message never repeats a PIN
+            raise t.error("key", f"bad PKCS#11 URI: {exc}") from None
         return value
     return _file(t, t.at("key"), value)
 

@@ -113,7 +113,9 @@ def parse(text: str, need_key: bool = True) -> Pkcs11Uri:
         for item in part.split(sep):
             name, eq, value = item.partition("=")
             if not eq or not name:
-                raise UriError(f"{item!r} is not name=value")
+                # Not echoed when it may hold a PIN (``pin-value1234``).
+                shown = "an attribute" if "pin" in item.lower() else repr(item)
+                raise UriError(f"{shown} is not name=value")
             if name == "pin-value":
                 raise UriError("pin-value is refused: give the PIN by pin-source or PIKE_PIN")
             if (name in _QUERY_ATTRS and where == "path") or (
