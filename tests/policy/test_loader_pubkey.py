@@ -47,10 +47,7 @@ def test_relative_paths_resolve_against_the_config(
 
 def test_absolute_paths_and_pkcs11_uris_kept(tmp_path: Path) -> None:
     _files(tmp_path / "x")
-    local = (
-        f'{{ auth = "pubkey", certs = ["{tmp_path}/x/gw.pem"], '
-        f'key = "{URI}", rsa_pss = true }}'
-    )
+    local = f'{{ auth = "pubkey", certs = ["{tmp_path}/x/gw.pem"], key = "{URI}", rsa_pss = true }}'
     _files(tmp_path)
     conn = _load(tmp_path, local=local).connections["hq"]  # type: ignore[attr-defined]
     assert conn.local.certs == (f"{tmp_path}/x/gw.pem",)
