@@ -286,12 +286,16 @@ class Daemon:
                 )
         else:
             log.info(
-                "key token %s %s (%s:%s)",
+                "key token %s %s (%s:%s): re-probing the tokens",
                 event.kind,
                 event.action,
                 event.vendor_id,
                 event.product_id,
             )
+            # At once rather than at the next signature (at most every 5 s): the state
+            # (and pike_token_present) follows the token, and IKE_AUTH finds it ready.
+            if self._signing is not None:
+                self._signing.reprobe(store_for(self.engine.ctx))
 
     INTERFACE_SETTLE = 1.0  # seconds from a link appearing to looking at its addresses
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pike.hsm.signer import SignerError
 from pike.ikev2.actions import SignRequest
 from pike.ikev2.credentials import CredentialError, CredentialStore
+
+if TYPE_CHECKING:
+    from pike.hsm.pkcs11 import TokenState
 
 log = logging.getLogger("pike.daemon")
 
@@ -80,7 +84,9 @@ class Signing:
         self.in_flight = 0
 
     def _queue(self, key: str) -> concurrent.futures.ThreadPoolExecutor:
-        name = _queue_name(key)
+        return self._queue_for(_queue_name(key))
+
+    def _queue_for(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
         pool = self._queues.get(name)
         if pool is None:
             pool = self._queues[name] = concurrent.futures.ThreadPoolExecutor(
@@ -110,11 +116,30 @@ class Signing:
             log.debug("%s: signature %d failed (%s): %s", req.conn, req.ref, failure, result)
         self._answer(req.ref, result)
 
+    def reprobe(self, store: CredentialStore) -> None:
+        """Look at every token now (a USB token came or went), each in its module's queue
+        so that it waits for a signature in progress; state changes log themselves and
+        show in the metrics at the next scrape."""
+        for signer in store.token_signers():
+            key = signer.uri.describe()
+            fut = self._loop.run_in_executor(self._queue_for(signer.uri.module()), signer.reprobe)
+            fut.add_done_callback(functools.partial(_log_reprobe, key))
+
     def close(self) -> None:
         """Drop what has not started; a signature in a token call finishes on its own."""
         for pool in self._queues.values():
             pool.shutdown(wait=False, cancel_futures=True)
         self._queues.clear()
+
+
+def _log_reprobe(key: str, fut: asyncio.Future[TokenState]) -> None:
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is not None:
+        log.error("re-probe of %s failed: %s", key, exc)
+    else:
+        log.info("re-probed %s: %s", key, fut.result().value)
 
 
 def _queue_name(key: str) -> str:

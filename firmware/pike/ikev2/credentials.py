@@ -26,7 +26,7 @@ from pike.ikev2.certs import CertError, load_certificates
 from pike.policy.config import Config, ConnectionConfig
 
 if TYPE_CHECKING:
-    from pike.hsm.pkcs11 import TokenState
+    from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
 
 SignerFactory = Callable[[str], Signer]
 Clock = Callable[[], datetime]
@@ -176,6 +176,13 @@ class CredentialStore:
         with self._lock:
             signers = list(self._signers.items())
         return {k: s.state for k, s in signers if isinstance(s, Pkcs11Signer)}
+
+    def token_signers(self) -> list[Pkcs11Signer]:
+        """The token keys in use (for a re-probe on hot-plug)."""
+        from pike.hsm.pkcs11 import Pkcs11Signer
+
+        with self._lock:
+            return [s for s in self._signers.values() if isinstance(s, Pkcs11Signer)]
 
     def tokens(self) -> dict[str, str]:
         """State of each token in use, by token label (metrics: no module path, no PIN)."""

@@ -14,7 +14,8 @@ tokens impose (measured, see recipes/hsm-tpm.md):
 
 Failure is a :class:`TokenState` (readable by metrics through the CredentialStore), one log
 line when the state changes, and :class:`TokenUnavailable` from ``sign`` so IKE_AUTH fails
-closed. Recovery is a bounded re-probe on the next use, at most every ``REPROBE_INTERVAL``.
+closed. Recovery is a bounded re-probe on the next use, at most every ``REPROBE_INTERVAL``,
+or at once by ``reprobe`` (a USB token was plugged in or pulled: ``pike.board.hotplug``).
 A PIN that the token refused is never presented again: only a different PIN (the operator
 changed the PIN file or variable) is tried, once. A locked token (PinLocked) is never
 logged in to again by this process.
@@ -22,6 +23,7 @@ logged in to again by this process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -267,6 +269,26 @@ class TokenSession:
         self._was_ready = True
         return self.session
 
+    def reprobe(self) -> TokenState:
+        """Look at the token now, whatever the back-off: a live session is checked (is the
+        token still in its slot?), a missing one is opened. The PIN rules still hold: a
+        refused PIN is not presented again, a locked token not logged in to."""
+        if self.session is not None and self.generation == self.module.generation:
+            try:
+                find_token(self.module.lib, self.uri)
+            except _Fail as fail:
+                self.module.needs_reinit = True
+                self.set_state(fail.state, f"re-probe: {fail.message}")
+                self.session = None
+                self._next_probe = self.clock() + REPROBE_INTERVAL
+            except p11e.PKCS11Error as exc:
+                self.lost(exc, "re-probe")
+            return self.state
+        self._next_probe = 0.0
+        with contextlib.suppress(TokenUnavailable):
+            self.get()
+        return self.state
+
     def _pin_mac(self, pin: str) -> bytes:
         return hmac.new(self._salt, pin.encode(), hashlib.sha256).digest()
 
@@ -408,6 +430,14 @@ class Pkcs11Signer:
                 self._private()
         except SignerError:
             pass
+        return self.token.state
+
+    def reprobe(self) -> TokenState:
+        """Re-probe the token now (hot-plug); never raises for a token problem."""
+        with self.token.module.lock:
+            if self.token.reprobe() is TokenState.READY:
+                with contextlib.suppress(SignerError):
+                    self._private()
         return self.token.state
 
     def _private(self) -> Any:
