@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehashed
 from pkcs11 import exceptions as p11e
 from pkcs11.constants import Attribute, ObjectClass
 
@@ -21,20 +23,34 @@ from pike.hsm import pkcs11 as hsm
 from pike.hsm import provision
 from pike.hsm.filekey import rsa_padding
 from pike.hsm.pkcs11 import Pkcs11Signer, TokenState, TokenUnavailable
-from pike.hsm.signer import PublicKey, SignatureScheme
+from pike.hsm.signer import PublicKey, SignatureScheme, digest_hash
 
 from .tokens import USER_PIN, SoftHsm, Tpm, reset_pike_tokens, uri
 
 S = SignatureScheme
+DIGEST = bytes(range(32))  # what IKEv1 signs: a prf output (SHA-256 here)
 SCHEMES = {
-    "ecdsa-p256": [S.ECDSA_SHA256],
-    "ecdsa-p384": [S.ECDSA_SHA384],
-    "rsa2048": [S.RSA_PKCS1_SHA256, S.RSA_PKCS1_SHA1, S.RSA_PSS_SHA256, S.RSA_PSS_SHA384],
+    "ecdsa-p256": [S.ECDSA_SHA256, S.ECDSA_NULL],
+    "ecdsa-p384": [S.ECDSA_SHA384, S.ECDSA_NULL],
+    "rsa2048": [
+        S.RSA_PKCS1_SHA256,
+        S.RSA_PKCS1_SHA1,
+        S.RSA_PSS_SHA256,
+        S.RSA_PSS_SHA384,
+        S.RSA_PKCS1_NULL,
+    ],
     "ed25519": [S.ED25519],
 }
 
 
 def _verify(pub: PublicKey, sig: bytes, data: bytes, scheme: SignatureScheme) -> None:
+    if scheme.prehashed:  # IKEv1: ``data`` is the digest, RSA without DigestInfo
+        if isinstance(pub, ec.EllipticCurvePublicKey):
+            pub.verify(sig, data, ec.ECDSA(Prehashed(digest_hash(data))))
+        else:
+            assert isinstance(pub, rsa.RSAPublicKey)
+            assert pub.recover_data_from_signature(sig, PKCS1v15(), NoDigestInfo()) == data
+        return
     if isinstance(pub, ed25519.Ed25519PublicKey):
         pub.verify(sig, data)
     elif isinstance(pub, ec.EllipticCurvePublicKey):
@@ -62,8 +78,9 @@ def test_softhsm_keygen_and_sign(softhsm: SoftHsm, pin: None, kind: str) -> None
     _generate(softhsm.module, "gw", kind, "ike")
     signer = Pkcs11Signer(uri(softhsm.module, "gw", "ike"))
     for scheme in SCHEMES[kind]:
-        sig = signer.sign(b"signed octets", scheme)
-        _verify(signer.public_key(), sig, b"signed octets", scheme)
+        data = DIGEST if scheme.prehashed else b"signed octets"
+        sig = signer.sign(data, scheme)
+        _verify(signer.public_key(), sig, data, scheme)
     assert signer.state is TokenState.READY
 
 
@@ -196,8 +213,9 @@ def test_tpm_keygen_and_sign(tpm_pin: Tpm, kind: str, label: str) -> None:
     for scheme in SCHEMES[kind]:
         if scheme is S.RSA_PSS_SHA384:
             continue
-        sig = signer.sign(b"signed octets", scheme)
-        _verify(signer.public_key(), sig, b"signed octets", scheme)
+        data = DIGEST if scheme.prehashed else b"signed octets"
+        sig = signer.sign(data, scheme)
+        _verify(signer.public_key(), sig, data, scheme)
 
 
 def test_tpm_private_key_cannot_be_read(tpm_pin: Tpm) -> None:

@@ -9,9 +9,16 @@ from __future__ import annotations
 import logging
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-from pike.hsm.signer import KeyType, PublicKey, SignatureScheme, SignerError, key_type_of
+from pike.hsm.signer import (
+    KeyType,
+    PublicKey,
+    SignatureScheme,
+    SignerError,
+    digest_hash,
+    key_type_of,
+)
 
 log = logging.getLogger("pike.hsm")
 
@@ -62,10 +69,24 @@ class FileKeySigner:
         key = self._key
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
+        if scheme.prehashed:
+            return _sign_digest(key, data, self.path)
         digest = scheme.hash_algorithm()
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(data, ec.ECDSA(digest))
         return key.sign(data, rsa_padding(scheme), digest)
+
+
+def _sign_digest(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, data: bytes, path: str
+) -> bytes:
+    """RSA_PKCS1_NULL / ECDSA_NULL: ``data`` is signed as the digest it is."""
+    try:
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(utils.Prehashed(digest_hash(data))))
+        return key.sign(data, padding.PKCS1v15(), utils.NoDigestInfo())
+    except (ValueError, TypeError) as exc:  # a data length no digest has, a too small key
+        raise SignerError(f"{path}: cannot sign a {len(data)}-byte digest: {exc}") from None
 
 
 def rsa_padding(scheme: SignatureScheme) -> padding.AsymmetricPadding:

@@ -522,6 +522,12 @@ def _plan(scheme: SignatureScheme) -> _Plan:
     family, hname = scheme.family, scheme.hash_name
     if family == "ed25519":
         return Mechanism.EDDSA, None, b"", None, False
+    if scheme.prehashed:
+        # IKEv1's *_NULL schemes: the data is the digest, signed as it is (CKM_RSA_PKCS
+        # pads it without a DigestInfo).
+        if family == "ecdsa":
+            return Mechanism.ECDSA, None, b"", None, True
+        return Mechanism.RSA_PKCS, None, b"", None, False
     assert hname is not None
     hasher = getattr(hashlib, hname)
     if family == "ecdsa":

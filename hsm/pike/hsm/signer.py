@@ -38,7 +38,9 @@ class SignerError(Exception):
 @dataclass(frozen=True, slots=True)
 class _Scheme:
     family: Literal["rsa-pkcs1", "rsa-pss", "ecdsa", "ed25519"]
-    hash: HashName | None  # None: the algorithm hashes by itself (Ed25519)
+    # None: the algorithm hashes by itself (Ed25519), or the data already is a digest
+    # (the *_NULL schemes: IKEv1 signs its HASH_I/HASH_R, RFC 2409 §5.1).
+    hash: HashName | None
 
 
 class SignatureScheme(Enum):
@@ -57,6 +59,12 @@ class SignatureScheme(Enum):
     ECDSA_SHA384 = _Scheme("ecdsa", "sha384")
     ECDSA_SHA512 = _Scheme("ecdsa", "sha512")
     ED25519 = _Scheme("ed25519", None)
+    # IKEv1 (RFC 2409 §5.1, RFC 4754 §8): the signed data is the prf output itself. RSA pads
+    # it PKCS#1 v1.5 without a DigestInfo (strongSwan's SIGN_RSA_EMSA_PKCS1_NULL, PKCS#11
+    # CKM_RSA_PKCS); ECDSA signs it as the digest (SIGN_ECDSA_WITH_NULL, CKM_ECDSA). The
+    # data must then be 20, 32, 48 or 64 bytes (a SHA-1/SHA-2 output).
+    RSA_PKCS1_NULL = _Scheme("rsa-pkcs1", None)
+    ECDSA_NULL = _Scheme("ecdsa", None)
 
     @property
     def family(self) -> str:
@@ -68,6 +76,11 @@ class SignatureScheme(Enum):
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
         return hash_algorithm(self.hash_name)
+
+    @property
+    def prehashed(self) -> bool:
+        """The data is signed as it is (already a digest): the *_NULL schemes."""
+        return self.hash_name is None and self.family != "ed25519"
 
     def fits(self, key_type: KeyType) -> bool:
         """Whether a key of ``key_type`` can make this kind of signature."""
@@ -89,6 +102,18 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 def hash_algorithm(name: HashName | None) -> hashes.HashAlgorithm:
     if name is None:
         raise ValueError("this scheme has no separate hash")
+    return _HASHES[name]()
+
+
+_BY_SIZE: dict[int, HashName] = {20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
+
+
+def digest_hash(digest: bytes) -> hashes.HashAlgorithm:
+    """The hash whose output ``digest`` stands for, by its length (for a *_NULL scheme:
+    ECDSA over a given digest needs its size). ValueError for other lengths."""
+    name = _BY_SIZE.get(len(digest))
+    if name is None:
+        raise ValueError(f"{len(digest)} bytes are no SHA-1/SHA-2 digest")
     return _HASHES[name]()
 
 
