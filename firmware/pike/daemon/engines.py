@@ -83,7 +83,9 @@ class Engines:
         self.v1.child_install_failed(unique_id, reason, now)
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
+        # references come from the shared context: only the engine that asked answers
         self.v2.sign_done(ref, result, now)
+        self.v1.sign_done(ref, result, now)
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None

@@ -15,10 +15,10 @@ import hmac
 import ipaddress
 from collections.abc import Callable
 
-from pike.ikev1 import main_mode, quick_mode
+from pike.ikev1 import main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, id_text, log
 from pike.ikev1.keys import informational_hash
-from pike.ikev1.proposals import AUTH_PSK, phase1_choices, select_phase1
+from pike.ikev1.proposals import phase1_choices, select_phase1
 from pike.ikev1.quick_mode import QuickMode
 from pike.ikev2.actions import (
     Action,
@@ -196,6 +196,23 @@ class Ikev1Engine:
                     self._delete_child(sa, child, "install_failed", now)
                     return
 
+    def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
+        """The answer to a ``SignRequest`` of ours (``signature_auth``): the phase-1
+        message it completes goes out, or, without a signature, the SA fails closed."""
+        for sa in list(self.sas.values()):
+            if sa.signing is None or sa.signing.ref != ref or sa.state == IkeState.DESTROYED:
+                continue
+            try:
+                signature_auth.signed(sa, result, now)
+            except PeerError as e:
+                log.error("%s: cannot authenticate ourselves: %s", sa.tag(), e)
+                sa.fail(e.reason, now, self._remove_child)
+            else:
+                if sa.state == IkeState.ESTABLISHED:
+                    self._established(sa, now)
+            break
+        self._sweep()
+
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
@@ -205,6 +222,8 @@ class Ikev1Engine:
 
     def _deadlines(self, sa: IsakmpSa) -> list[float | None]:
         times: list[float | None] = [fl.deadline for fl in sa.flights.values()]
+        if sa.signing is not None:
+            times.append(sa.signing.deadline)
         if sa.state == IkeState.CONNECTING and not sa.initiator:
             times.append(sa.created_at + HALF_OPEN_TIMEOUT)
         if sa.state == IkeState.ESTABLISHED:
@@ -221,6 +240,8 @@ class Ikev1Engine:
             if sa.state == IkeState.DESTROYED:
                 continue
             self._retransmit(sa, now)
+            if sa.signing is not None and now >= sa.signing.deadline:
+                self.sign_done(sa.signing.ref, TimeoutError("no signature in time"), now)
             half_open = sa.state == IkeState.CONNECTING and not sa.initiator
             if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
                 # a responder has nothing to retransmit in Main Mode: unfinished SAs go
@@ -498,7 +519,8 @@ class Ikev1Engine:
                 raise PeerError("unprotected", "MM5 in the clear")
             main_mode.responder_mm5(sa, msg, now)
             self.half_open.pop((sa.spi_i, *sa.remote), None)
-            self._established(sa, now)
+            if sa.state == IkeState.ESTABLISHED:  # else once our signature is made
+                self._established(sa, now)
         else:
             raise PeerError("unexpected_message", f"Main Mode message after step {step}")
 
@@ -605,7 +627,12 @@ class Ikev1Engine:
         assert offer is not None
         conn, chosen = None, None
         for candidate in self._connections_for(dst[0], src[0]):
-            ours = phase1_choices(candidate.proposals, AUTH_PSK, candidate.rekey_time)
+            try:
+                method = signature_auth.auth_method(self.ctx, candidate)
+            except PeerError as e:
+                log.error("%s: %s", candidate.name, e)
+                continue
+            ours = phase1_choices(candidate.proposals, method, candidate.rekey_time)
             for prop in offer.proposals:
                 chosen = select_phase1(prop, ours)
                 if chosen is not None:

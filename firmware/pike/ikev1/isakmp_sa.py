@@ -18,6 +18,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pike.crypto.errors import CryptoError
 from pike.crypto.ke import KeyExchange
@@ -33,6 +34,7 @@ from pike.ikev1.keys import (
     natd_hash,
     phase1_prf,
     skeyid_psk,
+    skeyid_signature,
 )
 from pike.ikev1.proposals import Phase1Choice
 from pike.ikev2.actions import Address, IkeSaDeleted, SendDatagram
@@ -52,6 +54,9 @@ from pike.wire.isakmp_constants import (
     IdV1,
 )
 from pike.wire.isakmp_payloads import V1Hash, V1Id, V1Message, V1Payload, V1VendorId
+
+if TYPE_CHECKING:
+    from pike.ikev1.signature_auth import Signing
 
 log = logging.getLogger("pike.ikev1")
 
@@ -129,6 +134,7 @@ class IsakmpSa:
         # A decrypted message whose IV chaining waits for its HASH to check out.
         self.uncommitted: tuple[int, bytes] | None = None
         self.replaces: IsakmpSa | None = None  # the SA this reauthentication replaces
+        self.signing: Signing | None = None  # our phase-1 signature, while it is made
 
     # -- naming and state ------------------------------------------------------------------
     @property
@@ -235,15 +241,19 @@ class IsakmpSa:
             where = "local" if not self.nat_remote else "remote" if not self.nat_local else "both"
             log.info("%s: NAT detected (%s)", self.tag(), where)
 
-    def derive(self, peer_public: bytes, psk: bytes) -> None:
-        """SKEYID (PSK), SKEYID_d/a/e, the cipher and its phase-1 IV (RFC 2409 §5, App. B)."""
+    def derive(self, peer_public: bytes, psk: bytes | None) -> None:
+        """SKEYID (PSK, or signatures when ``psk`` is None), SKEYID_d/a/e, the cipher and
+        its phase-1 IV (RFC 2409 §5, App. B)."""
         p1, choice = self.p1, self.choice
         assert p1.ke is not None and choice is not None and self.prf is not None
         try:
             shared = p1.ke.shared_secret(peer_public)
         except CryptoError as e:
             raise PeerError("invalid_ke", str(e)) from e
-        skeyid = skeyid_psk(self.prf, psk, p1.ni, p1.nr)
+        if psk is None:
+            skeyid = skeyid_signature(self.prf, p1.ni, p1.nr, shared)
+        else:
+            skeyid = skeyid_psk(self.prf, psk, p1.ni, p1.nr)
         self.keys = derive_phase1(
             self.prf, skeyid, shared, self.spi_i, self.spi_r, choice.key_bits // 8
         )

@@ -1,4 +1,5 @@
-"""Main Mode with pre-shared keys (RFC 2409 §5.4), both roles, one message per call.
+"""Main Mode with pre-shared keys (RFC 2409 §5.4) or signatures (§5.1, with
+``signature_auth``), both roles, one message per call.
 
 Each function takes the decoded (and, for MM5/MM6, decrypted) message, checks it against
 the payload rules and the SA's progress, and sends the next message. A message that does
@@ -10,8 +11,9 @@ from __future__ import annotations
 import hmac
 
 from pike.crypto.ke import KeyExchange
+from pike.ikev1 import signature_auth
 from pike.ikev1.isakmp_sa import NONCE_SIZE, IsakmpSa, PeerError, log
-from pike.ikev1.proposals import AUTH_PSK, parse_phase1, phase1_choices, phase1_proposal
+from pike.ikev1.proposals import parse_phase1, phase1_choices, phase1_proposal
 from pike.ikev2.actions import Address, IkeSaEstablished
 from pike.ikev2.state import IkeState
 from pike.wire.isakmp import encode_body
@@ -70,7 +72,8 @@ def _index(msg: V1Message, cls: type) -> int:
 def start(sa: IsakmpSa, now: float) -> None:
     """MM1: HDR, SA, VID."""
     assert sa.conn is not None
-    sa.p1.offers = phase1_choices(sa.conn.proposals, AUTH_PSK, sa.conn.rekey_time)
+    method = signature_auth.auth_method(sa.ctx, sa.conn)
+    sa.p1.offers = phase1_choices(sa.conn.proposals, method, sa.conn.rekey_time)
     if not sa.p1.offers:
         raise PeerError("no_proposal", "no proposal IKEv1 can offer (AES-CBC, SHA-2)")
     sa_payload = V1Sa((phase1_proposal(sa.p1.offers),))
@@ -105,7 +108,8 @@ def _send_ke(sa: IsakmpSa, step: int, now: float, *, initiator: bool) -> None:
         p1.g_xi, p1.ni = p1.ke.public_bytes(), nonce
     else:
         p1.g_xr, p1.nr = p1.ke.public_bytes(), nonce
-    payloads: list[V1Payload] = [V1Ke(p1.ke.public_bytes()), V1Nonce(nonce), *_natd_payloads(sa)]
+    payloads: list[V1Payload] = [V1Ke(p1.ke.public_bytes()), V1Nonce(nonce)]
+    payloads += [*signature_auth.certreqs(sa), *_natd_payloads(sa)]
     p1.step = step
     sa.transmit(0, sa.encode(MAIN, 0, payloads), now, wait=initiator)
 
@@ -126,27 +130,45 @@ def _take_ke(sa: IsakmpSa, msg: V1Message, step: int, src: Address, dst: Address
 def initiator_mm4(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now: float) -> None:
     """MM4 -> MM5: HDR*, IDii, HASH_I [, N(INITIAL-CONTACT)]."""
     peer_public = _take_ke(sa, msg, 4, src, dst)
-    sa.derive(peer_public, psk_of(sa))
+    signatures = signature_auth.uses_signatures(sa)
+    sa.derive(peer_public, None if signatures else psk_of(sa))
     if sa.natt and sa.nat_any:
         # RFC 3947 §4: float to 4500 once a NAT is seen (the non-ESP marker comes with it)
         natt_port = sa.ctx.config.daemon.natt_port
         sa.local = (sa.local[0], natt_port)
         sa.remote = (sa.remote[0], 4500 if sa.remote[1] == 500 else sa.remote[1])
+    if signatures:
+        sa.my_id = signature_auth.own_id(sa)
+        hash_i = sa.auth_hash(True, encode_body(sa.my_id))
+        sa.p1.step = 5  # MM5 goes once our signature is made
+        signature_auth.request(sa, hash_i, _send_mm5, now)
+        return
     sa.my_id = sa.own_id()
     id_b = encode_body(sa.my_id)
-    payloads: list[V1Payload] = [sa.my_id, V1Hash(sa.auth_hash(True, id_b))]
-    payloads.append(V1Notify(NotifyV1.INITIAL_CONTACT, b"", ProtocolV1.ISAKMP, sa.spi_i + sa.spi_r))
+    _send_mm5(sa, [V1Hash(sa.auth_hash(True, id_b))], now)
+
+
+def _send_mm5(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
+    """HDR*, IDii, [CERT+,] HASH_I | SIG_I, N(INITIAL-CONTACT)."""
+    assert sa.my_id is not None
+    contact = V1Notify(NotifyV1.INITIAL_CONTACT, b"", ProtocolV1.ISAKMP, sa.spi_i + sa.spi_r)
     sa.p1.step = 5
-    sa.transmit(0, sa.encode(MAIN, 0, payloads), now, wait=True)
+    sa.transmit(0, sa.encode(MAIN, 0, [sa.my_id, *auth, contact]), now, wait=True)
 
 
 def _check_auth(sa: IsakmpSa, msg: V1Message, step: int, peer_is_initiator: bool) -> None:
     check_v1(MAIN, step, msg.payloads)
-    i_id, i_hash = _index(msg, V1Id), _index(msg, V1Hash)
+    i_id = _index(msg, V1Id)
     peer_id = msg.payloads[i_id]
-    got = msg.payloads[i_hash]
-    assert isinstance(peer_id, V1Id) and isinstance(got, V1Hash)
+    assert isinstance(peer_id, V1Id)
     want = sa.auth_hash(peer_is_initiator, msg.body_of(i_id))
+    if signature_auth.uses_signatures(sa):
+        ident = signature_auth.verify_peer(sa, msg, peer_id, want)
+        sa.peer_id = V1Id(ident.id_type, 0, 0, ident.data)
+        sa.accept()
+        return
+    got = msg.payloads[_index(msg, V1Hash)]
+    assert isinstance(got, V1Hash)
     if not hmac.compare_digest(got.data, want):
         raise PeerError("auth_failed", "HASH mismatch: wrong pre-shared key?")
     expected = sa.expected_peer()
@@ -185,18 +207,28 @@ def responder_mm1(sa: IsakmpSa, msg: V1Message, chosen_number: int, now: float) 
 
 def responder_mm3(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now: float) -> None:
     peer_public = _take_ke(sa, msg, 3, src, dst)
-    psk = psk_of(sa)
+    psk = None if signature_auth.uses_signatures(sa) else psk_of(sa)
     _send_ke(sa, 4, now, initiator=False)
     sa.derive(peer_public, psk)
 
 
 def responder_mm5(sa: IsakmpSa, msg: V1Message, now: float) -> None:
     _check_auth(sa, msg, 5, True)
+    if signature_auth.uses_signatures(sa):
+        sa.my_id = signature_auth.own_id(sa)
+        hash_r = sa.auth_hash(False, encode_body(sa.my_id))
+        sa.p1.step = 6  # MM6 goes (and we are established) once our signature is made
+        signature_auth.request(sa, hash_r, _send_mm6, now)
+        return
     sa.my_id = sa.own_id()
-    id_b = encode_body(sa.my_id)
+    _send_mm6(sa, [V1Hash(sa.auth_hash(False, encode_body(sa.my_id)))], now)
+
+
+def _send_mm6(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
+    """HDR*, IDir, [CERT+,] HASH_R | SIG_R; the ISAKMP SA is up."""
+    assert sa.my_id is not None
     sa.p1.step = 6
-    payloads: list[V1Payload] = [sa.my_id, V1Hash(sa.auth_hash(False, id_b))]
-    sa.transmit(0, sa.encode(MAIN, 0, payloads), now, wait=False)
+    sa.transmit(0, sa.encode(MAIN, 0, [sa.my_id, *auth]), now, wait=False)
     sa.flight(0).done = True
     established(sa, now)
 

@@ -1,0 +1,238 @@
+"""Phase-1 authentication with signatures (RFC 2409 §5.1, RFC 4754 §8), for Main and
+Aggressive Mode, both roles.
+
+The method is negotiated in the phase-1 transform (Authentication Method attribute) and
+names the key type of both ends: 3 (RSA), 9/10/11 (ECDSA P-256/P-384/P-521 with RFC 4754).
+Ours follows our certificate's key, as strongSwan derives it from its local credentials.
+
+- SKEYID = prf(Ni_b | Nr_b, g^xy) (``keys.skeyid_signature``);
+- the signed data is HASH_I / HASH_R itself: RSA pads it PKCS#1 v1.5 without a DigestInfo,
+  ECDSA signs it as the digest and sends raw r||s (strongSwan's SIGN_RSA_EMSA_PKCS1_NULL /
+  SIGN_ECDSA_WITH_NULL; Signer schemes ``RSA_PKCS1_NULL`` / ``ECDSA_NULL``);
+- ``HDR*, IDx, CERT+, SIG`` carries our chain (X.509, encoding 4) and the signature;
+  CERTREQ (RFC 2408 §3.10) names each CA we trust by its DER subject, as strongSwan does;
+- the peer's chain goes to our CAs and its ID must be in its certificate, exactly as for
+  IKEv2 (``pike.ikev2.certs``), with the same config keys (``auth = "pubkey"``, ``certs``,
+  ``key``, ``cacerts``).
+
+Our signature is never made here: like IKE_AUTH, we emit a ``SignRequest`` (the key may
+be in a token) and the exchange continues when the engine's ``sign_done`` brings it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from pike.hsm.signer import SignatureScheme, digest_hash, ecdsa_der_to_raw, ecdsa_raw_to_der
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev2.actions import SignRequest
+from pike.ikev2.certs import (
+    CertError,
+    id_in_cert,
+    ids_match,
+    parse_cert_payloads,
+    peer_identity,
+    subject_identity,
+    validate_chain,
+)
+from pike.ikev2.context import SIGN_TIMEOUT, Context
+from pike.ikev2.credentials import CredentialError, LocalCredentials, store_for
+from pike.policy.config import ConnectionConfig, Identity
+from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
+from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
+from pike.wire.payloads import CertPayload
+
+SIGNATURE_METHODS = frozenset(
+    {AuthV1.RSA_SIG, AuthV1.ECDSA_SHA256, AuthV1.ECDSA_SHA384, AuthV1.ECDSA_SHA512}
+)
+_METHOD_OF_KEY = {
+    "rsa": AuthV1.RSA_SIG,
+    "ecdsa-p256": AuthV1.ECDSA_SHA256,
+    "ecdsa-p384": AuthV1.ECDSA_SHA384,
+}
+# RFC 4754 §3: curve and size of r and of s
+_EC: dict[int, tuple[type[ec.EllipticCurve], int]] = {
+    AuthV1.ECDSA_SHA256: (ec.SECP256R1, 32),
+    AuthV1.ECDSA_SHA384: (ec.SECP384R1, 48),
+    AuthV1.ECDSA_SHA512: (ec.SECP521R1, 66),
+}
+
+# Builds and sends the message that carries our CERTs and SIG (they come last but one).
+Continue = Callable[[IsakmpSa, list[V1Payload], float], None]
+
+
+@dataclass
+class Signing:
+    """Our signature in progress on one ISAKMP SA."""
+
+    ref: int
+    method: int
+    creds: LocalCredentials
+    deadline: float
+    then: Continue
+
+
+def auth_method(ctx: Context, conn: ConnectionConfig) -> int:
+    """The Authentication Method ``conn`` offers and accepts: PSK, or the signature
+    method of our certificate's key. PeerError("no_credentials") when there is none."""
+    if conn.local.auth != "pubkey":
+        return AuthV1.PSK
+    try:
+        creds = store_for(ctx).local(conn)
+    except CredentialError as exc:
+        raise PeerError("no_credentials", str(exc)) from None
+    method = _METHOD_OF_KEY.get(creds.key_type)
+    if method is None:
+        raise PeerError("no_credentials", f"{conn.name}: a {creds.key_type} key cannot sign IKEv1")
+    return method
+
+
+def uses_signatures(sa: IsakmpSa) -> bool:
+    return sa.choice is not None and sa.choice.auth in SIGNATURE_METHODS
+
+
+def certreqs(sa: IsakmpSa) -> list[V1Payload]:
+    """One CERTREQ per CA we trust for the peer (its DER subject), when we want its cert."""
+    conn = sa.conn
+    if conn is None or conn.remote.auth != "pubkey" or not uses_signatures(sa):
+        return []
+    try:
+        cas = store_for(sa.ctx).cas(conn)
+    except CredentialError as exc:
+        log.error("%s: %s", sa.tag(), exc)
+        return []
+    subjects = dict.fromkeys(ca.subject.public_bytes() for ca in cas)
+    return [V1CertReq(CertEncodingV1.X509_SIGNATURE, s) for s in subjects]
+
+
+def my_identity(sa: IsakmpSa) -> Identity:
+    """Our configured id, else (as strongSwan) our certificate's subject DN."""
+    conn = sa.conn
+    assert conn is not None
+    if conn.local.id is not None:
+        return conn.local.id
+    return subject_identity(store_for(sa.ctx).local(conn).chain[0])
+
+
+def own_id(sa: IsakmpSa) -> V1Id:
+    ident = my_identity(sa)
+    return V1Id(ident.id_type, 0, 0, ident.data)
+
+
+# -- our signature ---------------------------------------------------------------------------
+
+
+def request(sa: IsakmpSa, hash_value: bytes, then: Continue, now: float) -> None:
+    """Ask for our signature over ``hash_value`` (HASH_I or HASH_R); ``then`` sends the
+    message once ``signed`` has it."""
+    conn, choice = sa.conn, sa.choice
+    assert conn is not None and choice is not None
+    try:
+        creds = store_for(sa.ctx).local(conn)
+    except CredentialError as exc:
+        raise PeerError("no_credentials", str(exc)) from None
+    scheme = (
+        SignatureScheme.RSA_PKCS1_NULL if creds.key_type == "rsa" else SignatureScheme.ECDSA_NULL
+    )
+    ref = sa.ctx.sign_ref()
+    sa.signing = Signing(ref, choice.auth, creds, now + SIGN_TIMEOUT, then)
+    sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, hash_value, creds.spki))
+
+
+def signed(sa: IsakmpSa, result: bytes | Exception, now: float) -> None:
+    """The answer to our SignRequest: send the message it completes. PeerError when we
+    cannot authenticate ourselves (fail closed, whatever the cause)."""
+    signing = sa.signing
+    assert signing is not None
+    sa.signing = None
+    if isinstance(result, Exception):
+        raise PeerError("no_credentials", f"cannot sign our {_name(sa)}: {result}")
+    if signing.method in _EC:
+        try:
+            result = ecdsa_der_to_raw(result, _EC[signing.method][1])
+        except ValueError as exc:  # a signer that gave no DER ECDSA-Sig-Value
+            raise PeerError("no_credentials", f"cannot sign our {_name(sa)}: {exc}") from None
+    der = serialization.Encoding.DER
+    certs: list[V1Payload] = [
+        V1Cert(CertEncodingV1.X509_SIGNATURE, c.public_bytes(der)) for c in signing.creds.chain
+    ]
+    signing.then(sa, [*certs, V1Sig(result)], now)
+
+
+def _name(sa: IsakmpSa) -> str:
+    return "HASH_I" if sa.initiator else "HASH_R"
+
+
+# -- the peer's signature --------------------------------------------------------------------
+
+
+def verify_peer(sa: IsakmpSa, msg: V1Message, peer_id: V1Id, hash_value: bytes) -> Identity:
+    """Check the peer's chain, that ``peer_id`` is the configured remote id and in its
+    certificate, and its SIG over ``hash_value``. PeerError("auth_failed") naming what
+    failed; returns the peer's identity."""
+    conn, choice = sa.conn, sa.choice
+    assert conn is not None and choice is not None
+    peer = peer_identity(peer_id.id_type, peer_id.data)
+    if not ids_match(conn.remote.id, peer):
+        raise PeerError("auth_failed", f"peer identity '{peer}' is not '{conn.remote.id}'")
+    sig = msg.first(V1Sig)
+    if sig is None:
+        raise PeerError("auth_failed", f"no SIG from '{peer}' (method {choice.auth})")
+    store = store_for(sa.ctx)
+    try:
+        certs = parse_cert_payloads(CertPayload(c.encoding, c.data) for c in msg.all(V1Cert))
+        path = validate_chain(certs, store.cas(conn), store.now())
+    except (CertError, CredentialError) as exc:
+        raise PeerError("auth_failed", f"certificate of '{peer}' not accepted: {exc}") from None
+    leaf = certs[0]
+    subject = leaf.subject.rfc4514_string()
+    if not id_in_cert(peer, leaf):
+        raise PeerError("auth_failed", f"identity '{peer}' is not in certificate '{subject}'")
+    scheme = verify(choice.auth, sig.data, leaf.public_key(), hash_value)
+    log.info(
+        "%s: authenticated peer '%s' with %s (method %d), certificate '%s' issued via '%s'",
+        sa.tag(),
+        peer,
+        scheme.name,
+        choice.auth,
+        subject,
+        path[-1].subject.rfc4514_string(),
+    )
+    return peer
+
+
+def verify(
+    method: int, sig: bytes, key: CertificatePublicKeyTypes, hash_value: bytes
+) -> SignatureScheme:
+    """A SIG payload of ``method`` over ``hash_value`` with the certificate ``key``."""
+    if method == AuthV1.RSA_SIG:
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise PeerError("auth_failed", "RSA signature method but the certificate is not RSA")
+        try:
+            got = key.recover_data_from_signature(sig, padding.PKCS1v15(), utils.NoDigestInfo())
+        except (InvalidSignature, ValueError):
+            raise PeerError("auth_failed", "RSA signature does not verify") from None
+        if not hmac.compare_digest(got, hash_value):
+            raise PeerError("auth_failed", "RSA signature does not verify")
+        return SignatureScheme.RSA_PKCS1_NULL
+    if method not in _EC:
+        raise PeerError("auth_failed", f"authentication method {method} is not a signature")
+    curve, size = _EC[method]
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, curve):
+        raise PeerError("auth_failed", f"method {method} needs an ECDSA {curve.name} certificate")
+    if len(sig) != 2 * size:
+        raise PeerError("auth_failed", f"ECDSA signature of {len(sig)} bytes, not {2 * size}")
+    try:
+        key.verify(
+            ecdsa_raw_to_der(sig), hash_value, ec.ECDSA(utils.Prehashed(digest_hash(hash_value)))
+        )
+    except (InvalidSignature, ValueError):
+        raise PeerError("auth_failed", "ECDSA signature does not verify") from None
+    return SignatureScheme.ECDSA_NULL

@@ -1,0 +1,207 @@
+"""IKEv1 Main Mode with signatures in memory (RFC 2409 §5.1, RFC 4754 §8): RSA and ECDSA
+certificates, both roles, the signature made through SignRequest, chain and ID checks."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from ikev2.pair import Node, transfer
+from ikev2.x509gen import Issued, issue, make_ca, write
+from pike.hsm.signer import SignatureScheme
+from pike.ikev1.engine import Ikev1Engine
+from pike.ikev1.keys import phase1_prf
+from pike.ikev1.signature_auth import verify
+from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa, SignRequest
+from pike.policy.ipsec import KernelCaps
+from pike.policy.loader import load_config
+from pike.wire.isakmp import decode_v1
+from pike.wire.isakmp_constants import AuthV1, P1Attr
+from pike.wire.isakmp_payloads import V1CertReq, V1Sa
+
+A, B = "192.0.2.1", "192.0.2.2"
+A_ID, B_ID = "branch.example.net", "hq.example.net"
+METHOD = {
+    "rsa": AuthV1.RSA_SIG,
+    "ecdsa-p256": AuthV1.ECDSA_SHA256,
+    "ecdsa-p384": AuthV1.ECDSA_SHA384,
+}
+SCHEME = {"rsa": "RSA_PKCS1_NULL", "ecdsa-p256": "ECDSA_NULL", "ecdsa-p384": "ECDSA_NULL"}
+
+
+def conf(local: str, remote: str, local_id: str, remote_id: str, lts: str, rts: str) -> str:
+    return f"""
+[daemon]
+control_socket = "/tmp/unused.sock"
+
+[connections.gw]
+version = 1
+local_addrs = ["{local}"]
+remote_addrs = ["{remote}"]
+proposals = ["aes256-sha256-modp3072"]
+local = {{ auth = "pubkey", id = "{local_id}", certs = ["me.pem"], key = "me.key" }}
+remote = {{ auth = "pubkey", id = "{remote_id}", cacerts = ["ca.pem"] }}
+
+[connections.gw.children.net]
+local_ts = ["{lts}"]
+remote_ts = ["{rts}"]
+esp_proposals = ["aes256-sha256"]
+"""
+
+
+def node(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, remote_id: str = "") -> Node:
+    write(d, "me", me)
+    write(d, "ca", ca)
+    if a_side:
+        text = conf(A, B, A_ID, remote_id or B_ID, "10.1.0.0/24", "10.2.0.0/24")
+    else:
+        text = conf(B, A, B_ID, remote_id or A_ID, "10.2.0.0/24", "10.1.0.0/24")
+    (d / "pike.toml").write_text(text)
+    rng = random.Random(seed)
+    cfg = load_config(str(d / "pike.toml"))
+    return Node(Ikev1Engine(cfg, random=rng.randbytes, kernel_caps=KernelCaps(True)))  # type: ignore[arg-type]
+
+
+def gw(ca: Issued, kind: str, ident: str) -> Issued:
+    return issue(ca, kind, ident, [x509.DNSName(ident)])
+
+
+def pair(tmp_path: Path, a_kind: str, b_kind: str | None = None) -> tuple[Node, Node]:
+    ca = make_ca("ecdsa-p256")
+    a = node(tmp_path / "a", gw(ca, a_kind, A_ID), ca, 1, True)
+    b = node(tmp_path / "b", gw(ca, b_kind or a_kind, B_ID), ca, 2, False)
+    return a, b
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa-p256", "ecdsa-p384"])
+@pytest.mark.parametrize("b_initiates", [False, True])
+def test_main_mode_with_certificates_both_roles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str, b_initiates: bool
+) -> None:
+    caplog.set_level(logging.INFO, "pike.ikev1")
+    a, b = pair(tmp_path, kind)
+    i, r = (b, a) if b_initiates else (a, b)
+    i.engine.initiate("gw", 0.0, "net")
+    mm1 = i.drain()
+    offer = decode_v1(mm1[0].data).first(V1Sa)
+    assert offer is not None
+    assert {t.attr(P1Attr.AUTH_METHOD) for t in offer.proposals[0].transforms} == {METHOD[kind]}
+    assert transfer(i, r, 0.0, in_flight=mm1) == 9  # MM1-MM6, QM1-QM3
+    assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+    # one signature each, over a 32-byte HASH_I/HASH_R (SHA-256 prf), never twice
+    for n in (a, b):
+        assert [s.scheme.name for s in n.signed] == [SCHEME[kind]]
+        assert len(n.signed[0].data) == 32
+    sa_a, sa_b = a.sa(), b.sa()
+    assert (sa_a.local_id, sa_a.remote_id) == (A_ID, B_ID)
+    assert (sa_b.local_id, sa_b.remote_id) == (B_ID, A_ID)
+    scheme = SCHEME[kind]
+    assert f"authenticated peer '{B_ID}' with {scheme} (method {METHOD[kind]})" in caplog.text
+    assert f"authenticated peer '{A_ID}' with {scheme} (method {METHOD[kind]})" in caplog.text
+
+
+def test_certreq_names_our_ca_and_mm3_mm4_carry_it(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, "ecdsa-p256")
+    a.engine.initiate("gw", 0.0, "net")
+    mm1 = a.drain()
+    b.engine.receive_datagram(mm1[0].data, mm1[0].src, mm1[0].dst, 0.0)
+    mm2 = b.drain()
+    a.engine.receive_datagram(mm2[0].data, mm2[0].src, mm2[0].dst, 0.0)
+    mm3 = a.drain()
+    reqs = decode_v1(mm3[0].data).all(V1CertReq)
+    ca = x509.load_pem_x509_certificate((tmp_path / "a" / "ca.pem").read_bytes())
+    assert [(r.encoding, r.data) for r in reqs] == [(4, ca.subject.public_bytes())]
+
+
+def test_key_types_must_agree(tmp_path: Path) -> None:
+    """The method is one attribute for both ends: RSA against ECDSA finds no proposal."""
+    a, b = pair(tmp_path, "rsa", "ecdsa-p256")
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    assert b.engine.ctx.counters.dropped == {"no_proposal_chosen": 1}
+    assert not a.of(IkeSaEstablished) and not b.of(IkeSaEstablished)
+
+
+def test_untrusted_ca_fails_at_mm5(tmp_path: Path) -> None:
+    ca, other = make_ca("ecdsa-p256"), make_ca("ecdsa-p256", "another CA")
+    a = node(tmp_path / "a", gw(other, "ecdsa-p256", A_ID), ca, 1, True)
+    b = node(tmp_path / "b", gw(ca, "ecdsa-p256", B_ID), ca, 2, False)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    assert b.engine.ctx.counters.dropped.get("auth_failed") == 1
+    assert not b.of(IkeSaEstablished) and not b.of(InstallChildSa)
+    assert not b.signed  # we never sign for a peer we did not authenticate
+
+
+def test_identity_not_in_certificate_fails(tmp_path: Path) -> None:
+    ca = make_ca("ecdsa-p256")
+    a = node(tmp_path / "a", gw(ca, "ecdsa-p256", "someone.else.net"), ca, 1, True)
+    b = node(tmp_path / "b", gw(ca, "ecdsa-p256", B_ID), ca, 2, False)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    assert b.engine.ctx.counters.dropped.get("auth_failed") == 1
+    assert not b.of(IkeSaEstablished)
+
+
+def test_signature_waits_and_a_retransmit_is_not_signed_twice(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, "rsa")
+    a.auto_sign = False
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)  # MM1-MM4; MM5 waits for our signature
+    assert len(a.sign_requests) == 1 and not a.of(IkeSaEstablished)
+    timer = a.engine.get_timer()
+    assert timer is not None and timer <= 20.0  # bounded by SIGN_TIMEOUT
+    mm4 = b.outbox[-1]
+    a.engine.receive_datagram(mm4.data, mm4.src, mm4.dst, 1.0)  # a retransmitted MM4
+    assert not a.drain() and len(a.sign_requests) == 1
+    assert a.engine.ctx.counters.dropped == {"duplicate": 1}
+    a.sign(a.sign_requests[0], 2.0)
+    transfer(a, b, 2.0)
+    assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
+
+
+def test_signing_failure_fails_closed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a, b = pair(tmp_path, "ecdsa-p256")
+    b.auto_sign = False
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    req = b.sign_requests[0]
+    assert isinstance(req, SignRequest) and req.scheme is SignatureScheme.ECDSA_NULL
+    b.sign(req, 1.0, RuntimeError("token removed"))
+    assert "cannot authenticate ourselves" in caplog.text
+    assert not b.of(IkeSaEstablished) and b.engine.list_sas() == []
+
+
+def test_signature_timeout(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, "ecdsa-p256")
+    a.auto_sign = False
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    a.engine.handle_timer(25.0)
+    a.drain()
+    deleted = a.of(IkeSaDeleted)
+    assert [d.reason for d in deleted] == ["no_credentials"]  # type: ignore[attr-defined]
+    a.engine.sign_done(a.sign_requests[0].ref, b"late", 26.0)  # a late answer: ignored
+    assert a.engine.list_sas() == []
+
+
+def test_verify_refuses_bad_signatures(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from pike.ikev1.isakmp_sa import PeerError
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    h = phase1_prf(4).prf(b"k", b"data")
+    with pytest.raises(PeerError, match="64"):
+        verify(AuthV1.ECDSA_SHA256, b"\x01" * 63, key.public_key(), h)
+    with pytest.raises(PeerError, match="does not verify"):
+        verify(AuthV1.ECDSA_SHA256, b"\x01" * 64, key.public_key(), h)
+    with pytest.raises(PeerError, match="secp384r1"):
+        verify(AuthV1.ECDSA_SHA384, b"\x01" * 96, key.public_key(), h)
+    with pytest.raises(PeerError, match="not RSA"):
+        verify(AuthV1.RSA_SIG, b"\x01" * 256, key.public_key(), h)
