@@ -11,6 +11,8 @@ Mode complete on both with the same SPIs (charon installs its half).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -159,3 +161,35 @@ def test_piked_terminate_deletes_at_strongswan(
         assert time.monotonic() < deadline, charon.ike_sa("hq")
         time.sleep(0.2)
     assert piked.ike_sa("hq") is None
+
+
+FAST = {"log_level": "debug", "retransmit_timeout": "0.5s", "retransmit_tries": 2}
+
+
+@pytest.mark.interop
+def test_dpd_of_a_killed_strongswan(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    """RFC 3706: piked probes with R-U-THERE after dpd_delay of silence; charon answers
+    (R-U-THERE-ACK) while alive; once it is killed (SIGKILL by PID, no Delete) piked gives
+    the ISAKMP SA up after its retransmission schedule (dpd_action = clear)."""
+    piked, charon = _pair(gateways, make_piked, make_charon, dpd_delay="2s", start_piked=False)
+    piked.daemon.update(FAST)
+    piked.start()
+    piked.poll_via_socket = True
+    piked.initiate("hq")
+    _check(gateways, piked, charon, piked_initiated=True)
+    time.sleep(5)  # two DPD rounds answered: the SA stays
+    assert piked.ike_sa("hq") is not None
+    assert "R_U_THERE_ACK" in charon.log_text() or "DPD" in charon.log_text()
+    assert charon.pid is not None and charon.proc is not None
+    os.kill(charon.pid, signal.SIGKILL)
+    charon.proc.wait(timeout=5)
+    t0 = time.monotonic()
+    deadline = t0 + 20
+    while piked.ike_sa("hq") is not None:
+        assert time.monotonic() < deadline, piked.ike_sa("hq")
+        time.sleep(0.2)
+    took = time.monotonic() - t0
+    print(f"\nIKEv1 DPD: charon killed, piked cleared the ISAKMP SA after {took:.2f}s")
+    assert "DPD: peer did not answer" in piked.log_text()

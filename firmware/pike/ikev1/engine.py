@@ -455,6 +455,7 @@ class Ikev1Engine:
                 raise PeerError("unexpected_message", "encrypted before keys exist")
             msg = decrypt_v1(msg, lambda ct: cipher.decrypt(mid, ct, commit=False))
             sa.uncommitted = (mid, data[28:])
+            sa.arrived_on = (src, dst)
         elif msg.exchange != MAIN:
             self._cleartext(sa, msg, now)
             return
@@ -474,10 +475,6 @@ class Ikev1Engine:
             raise
         sa.uncommitted = None
         sa.last_inbound = now
-        if msg.encrypted and (src, dst) != (sa.remote, sa.local):
-            # Authenticated from a new address/port: NAT-T float or mapping change.
-            log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
-            sa.remote, sa.local = src, dst
 
     def _count_in(self, sa: IsakmpSa, msg: V1Message) -> None:
         c = self.ctx.counters.conn(sa.name).messages_in

@@ -133,6 +133,7 @@ class IsakmpSa:
         self.delete_reason = ""
         # A decrypted message whose IV chaining waits for its HASH to check out.
         self.uncommitted: tuple[int, bytes] | None = None
+        self.arrived_on: tuple[Address, Address] = (remote, local)  # of the message handled
         self.replaces: IsakmpSa | None = None  # the SA this reauthentication replaces
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
 
@@ -164,7 +165,20 @@ class IsakmpSa:
         if self.uncommitted is not None and self.cipher is not None:
             mid, ciphertext = self.uncommitted
             self.cipher.commit(mid, ciphertext)
+            self._follow(*self.arrived_on)
         self.uncommitted = None
+
+    def _follow(self, src: Address, dst: Address) -> None:
+        """An authentic message from another address/port: the peer floated to 4500 (RFC
+        3947 §4) or its NAT mapping changed; answers go there. Once on the NAT-T port we
+        never go back to 500 (a late retransmission from before the float)."""
+        if (src, dst) == (self.remote, self.local):
+            return
+        natt = self.ctx.config.daemon.natt_port
+        if self.local[1] == natt and dst[1] != natt:
+            return
+        log.info("%s: peer moved from %s[%d] to %s[%d]", self.tag(), *self.remote, *src)
+        self.remote, self.local = src, dst
 
     # -- sending -----------------------------------------------------------------------------
     def flight(self, mid: int) -> Flight:
@@ -235,7 +249,8 @@ class IsakmpSa:
         """RFC 3947 §3.2: the first hash is of the receiver (us), the others of the sender."""
         if not hashes:
             return
-        self.nat_local = hashes[0] != self.natd(dst)
+        forced = self.conn is not None and self.conn.encap
+        self.nat_local = forced or hashes[0] != self.natd(dst)
         self.nat_remote = all(h != self.natd(src) for h in hashes[1:])
         if self.nat_any:
             where = "local" if not self.nat_remote else "remote" if not self.nat_local else "both"

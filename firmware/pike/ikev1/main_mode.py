@@ -51,8 +51,13 @@ def _natd_payloads(sa: IsakmpSa) -> list[V1Payload]:
     if not sa.natt:
         return []
     cls = V1NatDDraft if sa.natt_draft else V1NatD
+    ours = sa.natd(sa.local)
+    if sa.conn is not None and sa.conn.encap:
+        # encap = true: a hash of no address makes the peer see us behind a NAT, so ESP
+        # goes in UDP (strongSwan's encap option does the same)
+        ours = sa.ctx.random(len(ours))
     # RFC 3947 §3.2: the peer's address first, then ours
-    return [cls(sa.natd(sa.remote)), cls(sa.natd(sa.local))]
+    return [cls(sa.natd(sa.remote)), cls(ours)]
 
 
 def _natd_hashes(msg: V1Message) -> list[bytes]:

@@ -45,11 +45,12 @@ def from_id(p: V1Id) -> TrafficSelector | None:
         a = _addr(p.data)
         return TrafficSelector(a, a, p.protocol, lo, hi)
     if p.id_type in (IdV1.IPV4_ADDR_SUBNET, IdV1.IPV6_ADDR_SUBNET):
-        addr, mask = _addr(p.data[:half]), _addr(p.data[half:])
-        try:
-            net = ipaddress.ip_network(f"{addr}/{mask}", strict=False)
-        except ValueError:
-            return None
+        addr, mask = _addr(p.data[:half]), int.from_bytes(p.data[half:], "big")
+        bits = half * 8
+        prefix = bin(mask).count("1")
+        if mask != ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1):
+            return None  # not a prefix: no selector the kernel can hold
+        net = ipaddress.ip_network((addr, prefix), strict=False)
         return TrafficSelector(net.network_address, net.broadcast_address, p.protocol, lo, hi)
     if p.id_type in (IdV1.IPV4_ADDR_RANGE, IdV1.IPV6_ADDR_RANGE):
         start, end = _addr(p.data[:half]), _addr(p.data[half:])
