@@ -198,11 +198,11 @@ def test_garbage_and_duplicates_are_dropped_and_counted() -> None:
     assert b.sa().state == "ESTABLISHED"
 
 
-def test_responder_does_not_take_aggressive_mode() -> None:
+def test_malformed_aggressive_mode_is_dropped() -> None:
     _, b = make_pair()
     am1 = encode_v1(
         V1Message(b"i" * 8, bytes(8), ExchangeV1.AGGRESSIVE, 0, 0, [V1Nonce(bytes(16))])
     )
     b.engine.receive_datagram(am1, (A, 500), (B, 500), 0.0)
-    assert b.engine.ctx.counters.dropped == {"aggressive_refused": 1}
+    assert b.engine.ctx.counters.dropped == {"invalid_syntax": 1}
     assert b.drain() == [] and b.engine.list_sas() == []

@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 from collections.abc import Callable
 
-from pike.ikev1 import main_mode, quick_mode, signature_auth
+from pike.ikev1 import aggressive_mode, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, id_text, log
 from pike.ikev1.keys import informational_hash
 from pike.ikev1.proposals import phase1_choices, select_phase1
@@ -39,14 +39,26 @@ from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
 from pike.wire.isakmp_constants import (
     NOTIFY_ERROR_MAX,
+    AuthV1,
     ExchangeV1,
     NotifyV1,
     ProtocolV1,
 )
-from pike.wire.isakmp_payloads import V1Delete, V1Hash, V1Message, V1Notify, V1Payload, V1Sa
+from pike.wire.isakmp_payloads import (
+    V1Delete,
+    V1Hash,
+    V1Id,
+    V1Message,
+    V1Notify,
+    V1Payload,
+    V1Sa,
+)
 from pike.wire.isakmp_rules import check_v1
 
 MAIN, QUICK, INFO = ExchangeV1.MAIN, ExchangeV1.QUICK, ExchangeV1.INFORMATIONAL
+AGGR = ExchangeV1.AGGRESSIVE
+PHASE1 = (MAIN, AGGR)
+MAX_QUEUED = 4  # Quick Modes kept while AM3 is outstanding
 
 
 class Ikev1Engine:
@@ -85,8 +97,6 @@ class Ikev1Engine:
         conn = self.config.connections[conn_name]
         if conn.version != 1:
             raise KeyError(f"{conn_name} is not an IKEv1 connection")
-        if conn.aggressive:
-            raise KeyError(f"{conn_name}: Aggressive Mode is not implemented yet")
         cfg = conn.child(child) if child else (conn.children[0] if conn.children else None)
         if child is not None and cfg is None:
             raise KeyError(f"{conn_name} has no child {child}")
@@ -121,9 +131,13 @@ class Ikev1Engine:
         self.sas[sa.spi_i] = sa
         self.wanted[sa.unique_id] = children
         sa.set_state(IkeState.CONNECTING)
-        log.info("%s: initiating Main Mode to %s", sa.tag(), remote)
+        mode = "Aggressive" if conn.aggressive else "Main"
+        log.info("%s: initiating %s Mode to %s", sa.tag(), mode, remote)
         try:
-            main_mode.start(sa, now)
+            if conn.aggressive:
+                aggressive_mode.start(sa, now)
+            else:
+                main_mode.start(sa, now)
         except PeerError as e:
             sa.fail(str(e), now, self._remove_child)
         return sa
@@ -426,19 +440,25 @@ class Ikev1Engine:
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
         msg = decode_v1(data)
-        if msg.exchange == ExchangeV1.AGGRESSIVE:
-            # Aggressive Mode exposes the PSK hash to offline attack (RFC 2409 §5.4 notes,
-            # strongSwan's aggressive switch): refused.
-            raise PeerError("aggressive_refused", "Aggressive Mode is not accepted")
-        if msg.exchange == MAIN and msg.spi_r == bytes(8):
+        if msg.exchange in PHASE1 and msg.spi_r == bytes(8):
             sa = self.half_open.get((msg.spi_i, src[0], src[1]))
             if sa is None:
-                self._responder(msg, data, src, dst, now)
+                if msg.exchange == AGGR:
+                    self._aggressive_responder(msg, data, src, dst, now)
+                else:
+                    self._responder(msg, data, src, dst, now)
                 return
         else:
             sa = self._find(msg)
         if sa is None or sa.state == IkeState.DESTROYED:
             raise PeerError("unknown_spi", f"no ISAKMP_SA for cookies {msg.spi_i.hex()}")
+        if msg.exchange == QUICK and sa.state == IkeState.CONNECTING and sa.p1.peer_id_b:
+            # Aggressive Mode responder still waiting for AM3: the IV of a Quick Mode
+            # derives from AM3's last block, so it can only be opened after AM3.
+            if len(sa.p1.queued) < MAX_QUEUED:
+                log.info("%s: Quick Mode before AM3: queued", sa.tag())
+                sa.p1.queued.append((data, src, dst))
+            return
         mid = msg.message_id
         fl = sa.flights.get(mid)
         if fl is not None and fl.last_rx == data:
@@ -456,7 +476,7 @@ class Ikev1Engine:
             msg = decrypt_v1(msg, lambda ct: cipher.decrypt(mid, ct, commit=False))
             sa.uncommitted = (mid, data[28:])
             sa.arrived_on = (src, dst)
-        elif msg.exchange != MAIN:
+        elif msg.exchange not in PHASE1:
             self._cleartext(sa, msg, now)
             return
         self._count_in(sa, msg)
@@ -489,6 +509,8 @@ class Ikev1Engine:
     ) -> None:
         if msg.exchange == MAIN:
             self._main(sa, msg, src, dst, now)
+        elif msg.exchange == AGGR:
+            self._aggressive(sa, msg, src, dst, now)
         elif msg.exchange == QUICK:
             self._quick_mode(sa, msg, now)
         elif msg.exchange == INFO:
@@ -520,6 +542,59 @@ class Ikev1Engine:
                 self._established(sa, now)
         else:
             raise PeerError("unexpected_message", f"Main Mode message after step {step}")
+
+    def _aggressive(
+        self, sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now: float
+    ) -> None:
+        step = sa.p1.step
+        if msg.message_id != 0:
+            raise PeerError("invalid_message_id", "Aggressive Mode with a message ID")
+        if sa.initiator and step == 1 and sa.conn is not None and sa.conn.aggressive:
+            aggressive_mode.initiator_am2(sa, msg, src, dst, now)
+            self._established(sa, now)
+        elif not sa.initiator and step == 2:
+            aggressive_mode.responder_am3(sa, msg, src, dst, now)
+            self.half_open.pop((sa.spi_i, *sa.remote), None)
+            queued, sa.p1.queued = sa.p1.queued, []
+            for data, qsrc, qdst in queued:
+                self.receive_datagram(data, qsrc, qdst, now)
+        else:
+            raise PeerError("unexpected_message", f"Aggressive Mode message after step {step}")
+
+    def _aggressive_responder(
+        self, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+    ) -> None:
+        """AM1: only connections with ``aggressive = true`` take it; the identity in the
+        clear must be the configured remote id (if one is configured)."""
+        check_v1(AGGR, 1, msg.payloads)
+        offer, peer_id = msg.first(V1Sa), msg.first(V1Id)
+        assert offer is not None and peer_id is not None
+        candidates = [c for c in self._connections_for(dst[0], src[0]) if _id_fits(c, peer_id)]
+        allowed = [c for c in candidates if c.aggressive and c.remote.auth == "psk"]
+        if candidates and not allowed:
+            # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
+            raise PeerError("aggressive_refused", f"Aggressive Mode from {src[0]} not allowed")
+        for conn in allowed:
+            ours = phase1_choices(conn.proposals, AuthV1.PSK, conn.rekey_time)
+            chosen = next((c for p in offer.proposals if (c := select_phase1(p, ours))), None)
+            if chosen is None:
+                continue
+            sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
+            sa.spi_r = self.ctx.ike_spi()
+            sa.set_state(IkeState.CONNECTING)
+            self._count_in(sa, msg)
+            sa.flight(0).received(data)
+            log.info("%s: Aggressive Mode from %s[%d]", sa.tag(), src[0], src[1])
+            try:
+                aggressive_mode.responder_am1(sa, msg, chosen, now)
+            except PeerError:
+                sa.fail("refused", now, self._remove_child, quiet=True)
+                raise
+            self.sas[sa.spi_r] = sa
+            self.half_open[(msg.spi_i, src[0], src[1])] = sa
+            return
+        self._refuse_phase1(msg, src, dst)
+        raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
 
     def _established(self, sa: IsakmpSa, now: float) -> None:
         for child in self.wanted.pop(sa.unique_id, []):
@@ -702,6 +777,11 @@ def _info(sa: IsakmpSa) -> IkeSaInfo:
         dpd_outstanding=sa.dpd_outstanding,
         keepalive_at=sa.keepalive_at,
     )
+
+
+def _id_fits(conn: ConnectionConfig, peer: V1Id) -> bool:
+    ident = conn.remote.id
+    return ident is None or (ident.id_type, ident.data) == (peer.id_type, peer.data)
 
 
 def _addr_in(addr: str, configured: tuple[str, ...]) -> bool:

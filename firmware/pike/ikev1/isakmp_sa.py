@@ -84,6 +84,10 @@ class Phase1State:
     g_xr: bytes = b""
     ni: bytes = b""
     nr: bytes = b""
+    peer_id_b: bytes = b""  # Aggressive Mode responder: IDii_b of AM1, for HASH_I in AM3
+    # Aggressive Mode responder: Quick Mode datagrams that overtook AM3 (strongSwan sends
+    # QM1 right behind it), handled once AM3 is in
+    queued: list[tuple[bytes, tuple[str, int], tuple[str, int]]] = field(default_factory=list)
 
 
 class IsakmpSa:
@@ -198,9 +202,12 @@ class IsakmpSa:
         self.flight(mid).sent(data, now, self.timeout(0), wait=wait)
         self.send(data)
 
-    def encode(self, exchange: int, mid: int, payloads: list[V1Payload]) -> bytes:
-        """A message; encrypted (flag E, IV chain of ``mid``) once the keys exist."""
-        cipher = self.cipher
+    def encode(
+        self, exchange: int, mid: int, payloads: list[V1Payload], *, clear: bool = False
+    ) -> bytes:
+        """A message; encrypted (flag E, IV chain of ``mid``) once the keys exist, unless
+        ``clear`` (Aggressive Mode's second message)."""
+        cipher = None if clear else self.cipher
         flags = FlagV1.ENCRYPTION if cipher is not None else 0
         msg = V1Message(self.spi_i, self.spi_r, exchange, mid, flags, payloads)
         c = self.ctx.counters.conn(self.name).messages_out

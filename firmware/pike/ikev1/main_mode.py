@@ -47,7 +47,7 @@ def psk_of(sa: IsakmpSa) -> bytes:
     return psk
 
 
-def _natd_payloads(sa: IsakmpSa) -> list[V1Payload]:
+def natd_payloads(sa: IsakmpSa) -> list[V1Payload]:
     if not sa.natt:
         return []
     cls = V1NatDDraft if sa.natt_draft else V1NatD
@@ -60,11 +60,11 @@ def _natd_payloads(sa: IsakmpSa) -> list[V1Payload]:
     return [cls(sa.natd(sa.remote)), cls(ours)]
 
 
-def _natd_hashes(msg: V1Message) -> list[bytes]:
+def natd_hashes(msg: V1Message) -> list[bytes]:
     return [p.data for p in msg.payloads if isinstance(p, V1NatD)]
 
 
-def _index(msg: V1Message, cls: type) -> int:
+def index_of(msg: V1Message, cls: type) -> int:
     for i, p in enumerate(msg.payloads):
         if isinstance(p, cls):
             return i
@@ -114,7 +114,7 @@ def _send_ke(sa: IsakmpSa, step: int, now: float, *, initiator: bool) -> None:
     else:
         p1.g_xr, p1.nr = p1.ke.public_bytes(), nonce
     payloads: list[V1Payload] = [V1Ke(p1.ke.public_bytes()), V1Nonce(nonce)]
-    payloads += [*signature_auth.certreqs(sa), *_natd_payloads(sa)]
+    payloads += [*signature_auth.certreqs(sa), *natd_payloads(sa)]
     p1.step = step
     sa.transmit(0, sa.encode(MAIN, 0, payloads), now, wait=initiator)
 
@@ -128,7 +128,7 @@ def _take_ke(sa: IsakmpSa, msg: V1Message, step: int, src: Address, dst: Address
     else:
         sa.p1.g_xr, sa.p1.nr = ke.data, nonce.data
     if sa.natt:
-        sa.check_natd(_natd_hashes(msg), src, dst)
+        sa.check_natd(natd_hashes(msg), src, dst)
     return ke.data
 
 
@@ -137,11 +137,7 @@ def initiator_mm4(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now:
     peer_public = _take_ke(sa, msg, 4, src, dst)
     signatures = signature_auth.uses_signatures(sa)
     sa.derive(peer_public, None if signatures else psk_of(sa))
-    if sa.natt and sa.nat_any:
-        # RFC 3947 §4: float to 4500 once a NAT is seen (the non-ESP marker comes with it)
-        natt_port = sa.ctx.config.daemon.natt_port
-        sa.local = (sa.local[0], natt_port)
-        sa.remote = (sa.remote[0], 4500 if sa.remote[1] == 500 else sa.remote[1])
+    float_if_nat(sa)
     if signatures:
         sa.my_id = signature_auth.own_id(sa)
         hash_i = sa.auth_hash(True, encode_body(sa.my_id))
@@ -161,9 +157,18 @@ def _send_mm5(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
     sa.transmit(0, sa.encode(MAIN, 0, [sa.my_id, *auth, contact]), now, wait=True)
 
 
+def float_if_nat(sa: IsakmpSa) -> None:
+    """RFC 3947 §4: the initiator moves to 4500 once a NAT is seen (the non-ESP marker
+    comes with it)."""
+    if sa.natt and sa.nat_any:
+        natt_port = sa.ctx.config.daemon.natt_port
+        sa.local = (sa.local[0], natt_port)
+        sa.remote = (sa.remote[0], 4500 if sa.remote[1] == 500 else sa.remote[1])
+
+
 def _check_auth(sa: IsakmpSa, msg: V1Message, step: int, peer_is_initiator: bool) -> None:
     check_v1(MAIN, step, msg.payloads)
-    i_id = _index(msg, V1Id)
+    i_id = index_of(msg, V1Id)
     peer_id = msg.payloads[i_id]
     assert isinstance(peer_id, V1Id)
     want = sa.auth_hash(peer_is_initiator, msg.body_of(i_id))
@@ -172,7 +177,7 @@ def _check_auth(sa: IsakmpSa, msg: V1Message, step: int, peer_is_initiator: bool
         sa.peer_id = V1Id(ident.id_type, 0, 0, ident.data)
         sa.accept()
         return
-    got = msg.payloads[_index(msg, V1Hash)]
+    got = msg.payloads[index_of(msg, V1Hash)]
     assert isinstance(got, V1Hash)
     if not hmac.compare_digest(got.data, want):
         raise PeerError("auth_failed", "HASH mismatch: wrong pre-shared key?")
@@ -201,7 +206,7 @@ def responder_mm1(sa: IsakmpSa, msg: V1Message, chosen_number: int, now: float) 
     """MM1 -> MM2: HDR, SA (the transform we chose), VID. ``sa.choice`` is set."""
     sa_p = msg.first(V1Sa)
     assert sa_p is not None and sa.choice is not None
-    sa.p1.sai_b = msg.body_of(_index(msg, V1Sa))
+    sa.p1.sai_b = msg.body_of(index_of(msg, V1Sa))
     prop = sa_p.proposals[0]
     transform = next(t for t in prop.transforms if t.number == chosen_number)
     answer = V1Sa((V1Proposal(prop.number, prop.protocol, prop.spi, (transform,)),))

@@ -1,0 +1,90 @@
+"""IKEv1 Aggressive Mode with PSK, in memory: only with ``aggressive = true``, a Quick Mode
+that overtakes AM3 is queued, lost messages are retransmitted."""
+
+from __future__ import annotations
+
+from ikev2.pair import Node, deliver, transfer
+from pike.ikev2.actions import IkeSaEstablished, InstallChildSa
+from pike.wire.isakmp import decode_v1
+from pike.wire.isakmp_constants import ExchangeV1
+from pike.wire.isakmp_payloads import V1Hash, V1Id, V1Ke, V1Nonce, V1Sa
+
+from .v1pair import make_pair
+
+AGGR = {"extra_conn": "aggressive = true"}
+IDS_A = {"local_id": "branch.example.net", "remote_id": "hq.example.net", **AGGR}
+IDS_B = {"local_id": "hq.example.net", "remote_id": "branch.example.net", **AGGR}
+
+
+def _pair(
+    a_kw: dict[str, str] | None = None, b_kw: dict[str, str] | None = None
+) -> tuple[Node, Node]:
+    return make_pair(a_kw or IDS_A, b_kw or IDS_B)
+
+
+def test_aggressive_mode_psk_then_quick_mode() -> None:
+    a, b = _pair()
+    a.engine.initiate("gw", 0.0, "net")
+    am1 = a.drain()
+    msg = decode_v1(am1[0].data)
+    assert msg.exchange == ExchangeV1.AGGRESSIVE
+    assert [type(p) for p in msg.payloads[:4]] == [V1Sa, V1Ke, V1Nonce, V1Id]
+    am2 = deliver(am1, b, 0.0)
+    assert V1Hash in {type(p) for p in decode_v1(am2[0].data).payloads}  # HASH_R in clear
+    crossed = transfer(a, b, 0.0, in_flight=deliver(am2, a, 0.0))
+    assert crossed == 4  # AM3, QM1, QM2, QM3
+    assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+    sa = a.sa()
+    assert (sa.local_id, sa.remote_id) == ("branch.example.net", "hq.example.net")
+    assert b.sa().children[0].spi_out == sa.children[0].spi_in
+
+
+def test_responder_refuses_aggressive_mode_unless_allowed() -> None:
+    a, b = _pair(IDS_A, {**IDS_B, "extra_conn": ""})
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    assert b.engine.ctx.counters.dropped == {"aggressive_refused": 1}
+    assert b.drain() == [] and b.engine.list_sas() == []
+    assert not a.of(IkeSaEstablished)
+
+
+def test_quick_mode_overtaking_am3_is_queued_not_dropped() -> None:
+    a, b = _pair()
+    a.engine.initiate("gw", 0.0, "net")
+    am2 = deliver(a.drain(), b, 0.0)
+    am3_qm1 = deliver(am2, a, 0.0)
+    assert [decode_v1(d.data).exchange for d in am3_qm1] == [ExchangeV1.AGGRESSIVE, 32]
+    am3, qm1 = am3_qm1
+    assert deliver([qm1], b, 0.0) == []  # before AM3: kept
+    qm2 = deliver([am3], b, 0.0)  # AM3 in, then the queued QM1 answered
+    assert [decode_v1(d.data).exchange for d in qm2] == [ExchangeV1.QUICK]
+    transfer(a, b, 0.0, in_flight=deliver(qm2, a, 0.0))
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+    assert b.engine.ctx.counters.dropped == {}
+
+
+def test_lost_am3_is_resent_when_the_responder_retransmits_am2() -> None:
+    a, b = _pair()
+    a.engine.initiate("gw", 0.0, "net")
+    am2 = deliver(a.drain(), b, 0.0)
+    deliver(am2, a, 0.0)  # AM3 and QM1 lost
+    assert b.engine.get_timer() == 4.0
+    b.engine.handle_timer(4.0)
+    again = b.drain()
+    assert again[0].data == am2[0].data
+    resent = deliver(again, a, 4.0)
+    assert [decode_v1(d.data).exchange for d in resent] == [ExchangeV1.AGGRESSIVE]
+    deliver(resent, b, 4.0)
+    assert b.sa().state == "ESTABLISHED"
+    a.engine.handle_timer(4.0)  # QM1 retransmitted on its own schedule
+    transfer(a, b, 4.0)
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+
+
+def test_wrong_psk_fails_at_am2_hash() -> None:
+    a, b = _pair(IDS_A, {**IDS_B, "psk": "another-secret-entirely"})
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    assert a.engine.ctx.counters.dropped == {"auth_failed": 1}
+    assert not a.of(IkeSaEstablished)
