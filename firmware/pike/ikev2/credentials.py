@@ -38,7 +38,7 @@ class CredentialError(Exception):
 
 def file_signer(key: str) -> Signer:
     """A token signer for an RFC 7512 ``pkcs11:`` URI, else a PEM key file."""
-    if key.startswith("pkcs11:"):
+    if key[:7].lower() == "pkcs11:":  # the scheme is case-insensitive (RFC 7512)
         # Imported here: python-pkcs11 loads only when a token key is configured.
         from pike.hsm.pkcs11 import Pkcs11Signer
         from pike.hsm.uri import UriError
@@ -158,15 +158,20 @@ class CredentialStore:
 
     def _token_down(self, conn: ConnectionConfig) -> bool:
         """Probe a token key at start: a token that is absent, locked or refuses the PIN
-        does not stop piked (its state is shown); a bad URI does (CredentialError)."""
+        does not stop piked (its state is shown); a bad URI does (CredentialError).
+
+        A token already looked at (a reload) keeps its state without a call: the call
+        would wait for the module's lock, held by a signature that may hang."""
         key = conn.local.key
-        if not key or not key.startswith("pkcs11:"):
+        if not key or not key.lower().startswith("pkcs11:"):
             return False
         from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
 
         signer = self.signer(key)
         if isinstance(signer, Pkcs11Signer):
-            return signer.probe() is not TokenState.READY
+            if signer.state is TokenState.UNKNOWN:
+                signer.probe()
+            return signer.state is not TokenState.READY
         return False
 
     def token_states(self) -> dict[str, TokenState]:
