@@ -23,6 +23,7 @@ from .strongswan import IkeSaInfo, Secret, StrongswanNode
 from .strongswan_v1 import ikev1_connection
 
 PSK = "pike-ikev1-interop-psk-4Tq9"
+BRANCH, HQ = "branch1.example.net", "hq.example.net"
 
 
 def _pair(
@@ -34,7 +35,11 @@ def _pair(
     proposals: tuple[str, ...] = ("aes256-sha256-modp3072",),
     dpd_delay: str | None = None,
     start_piked: bool = True,
+    aggressive: bool = False,
 ) -> tuple[PikedNode, StrongswanNode]:
+    # Aggressive Mode sends the identities in the clear: names, as its users configure
+    ids = {"local_id": HQ, "remote_id": BRANCH} if aggressive else {}
+    pids = {"local_id": BRANCH, "remote_id": HQ} if aggressive else {}
     charon = make_charon(
         gw.right,
         "charon",
@@ -46,6 +51,8 @@ def _pair(
             proposals=proposals,
             esp_proposals=esp,
             dpd_delay=dpd_delay,
+            aggressive=aggressive,
+            **ids,
         ),
         Secret("hq", PSK),
         libipsec=gw.libipsec,
@@ -61,6 +68,8 @@ def _pair(
             proposals=proposals,
             esp_proposals=esp,
             dpd_delay=dpd_delay,
+            aggressive=aggressive,
+            **pids,
         ),
         Secret("hq", PSK),
         start=start_piked,
@@ -68,13 +77,19 @@ def _pair(
     return piked, charon
 
 
-def _check(gw: Gateways, piked: PikedNode, charon: StrongswanNode, piked_initiated: bool) -> None:
+def _check(
+    gw: Gateways,
+    piked: PikedNode,
+    charon: StrongswanNode,
+    piked_initiated: bool,
+    ids: tuple[str, str] = ("192.0.2.1", "192.0.2.2"),
+) -> None:
     p = piked.wait_established("hq", timeout=15)
     c = charon.wait_established("hq", timeout=15)
     assert p.version == c.version == 1
     assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
-    assert (p.local_id, p.remote_id) == ("192.0.2.1", "192.0.2.2")
-    assert (c.local_id, c.remote_id) == ("192.0.2.2", "192.0.2.1")
+    assert (p.local_id, p.remote_id) == ids
+    assert (c.local_id, c.remote_id) == ids[::-1]
     if gw.esp_in_kernel:
         p = piked.wait_established("hq", timeout=10, child="lan")
     else:
@@ -193,3 +208,20 @@ def test_dpd_of_a_killed_strongswan(
     took = time.monotonic() - t0
     print(f"\nIKEv1 DPD: charon killed, piked cleared the ISAKMP SA after {took:.2f}s")
     assert "DPD: peer did not answer" in piked.log_text()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("initiator", ["piked", "strongswan"])
+def test_aggressive_mode_psk(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, initiator: str
+) -> None:
+    """Aggressive Mode PSK with FQDN identities, both roles; charon sends QM1 right behind
+    AM3, which piked as responder must not drop."""
+    piked, charon = _pair(gateways, make_piked, make_charon, aggressive=True)
+    if initiator == "piked":
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq", check=False)
+    _check(gateways, piked, charon, initiator == "piked", (BRANCH, HQ))
+    assert "Aggressive Mode" in piked.log_text()
+    assert "AGGRESSIVE" in charon.log_text() or "aggressive" in charon.log_text().lower()
