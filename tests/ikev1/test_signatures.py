@@ -93,10 +93,11 @@ def test_main_mode_with_certificates_both_roles(
     assert transfer(i, r, 0.0, in_flight=mm1) == 9  # MM1-MM6, QM1-QM3
     assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
     assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
-    # one signature each, over a 32-byte HASH_I/HASH_R (SHA-256 prf), never twice
+    # one signature each, never twice, over HASH_I/HASH_R: the SHA-256 prf's, or with
+    # ECDSA the HMAC of the curve's hash (RFC 4754 §8: P-384 -> 48 bytes)
     for n in (a, b):
         assert [s.scheme.name for s in n.signed] == [SCHEME[kind]]
-        assert len(n.signed[0].data) == 32
+        assert len(n.signed[0].data) == (48 if kind == "ecdsa-p384" else 32)
     sa_a, sa_b = a.sa(), b.sa()
     assert (sa_a.local_id, sa_a.remote_id) == (A_ID, B_ID)
     assert (sa_b.local_id, sa_b.remote_id) == (B_ID, A_ID)

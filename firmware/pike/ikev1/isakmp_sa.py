@@ -27,6 +27,7 @@ from pike.ikev1.cipher import Ikev1Cipher
 from pike.ikev1.flight import Flight
 from pike.ikev1.keys import (
     Phase1Keys,
+    auth_prf,
     derive_phase1,
     hash_i,
     hash_r,
@@ -282,11 +283,18 @@ class IsakmpSa:
         self.cipher = Ikev1Cipher(self.prf, self.keys.enc_key, p1.g_xi, p1.g_xr)
 
     def auth_hash(self, initiator: bool, id_b: bytes) -> bytes:
-        assert self.prf is not None and self.keys is not None
+        assert self.prf is not None and self.keys is not None and self.choice is not None
         p1 = self.p1
         f = hash_i if initiator else hash_r
         return f(
-            self.prf, self.keys.skeyid, p1.g_xi, p1.g_xr, self.spi_i, self.spi_r, p1.sai_b, id_b
+            auth_prf(self.prf, self.choice.auth),
+            self.keys.skeyid,
+            p1.g_xi,
+            p1.g_xr,
+            self.spi_i,
+            self.spi_r,
+            p1.sai_b,
+            id_b,
         )
 
     def own_id(self) -> V1Id:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from pike.crypto.errors import CryptoError, ProposalError
 from pike.crypto.ids import PrfId
 from pike.crypto.prf import Prf
-from pike.wire.isakmp_constants import HashV1
+from pike.wire.isakmp_constants import AuthV1, HashV1
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -51,6 +51,21 @@ def phase1_prf(hash_alg: int) -> Prf:
         return Prf(_HASH_PRF[hash_alg], ikev1=True)
     except KeyError:
         raise CryptoError(f"IKEv1 hash algorithm {hash_alg} is not implemented") from None
+
+
+# RFC 4754 §8: with an ECDSA method HASH_I/HASH_R are the HMAC of the curve's hash, whatever
+# the negotiated one (strongSwan's keymat_v1 prf_auth); SKEYID and the rest keep the latter.
+_ECDSA_AUTH_HASH = {
+    AuthV1.ECDSA_SHA256: HashV1.SHA2_256,
+    AuthV1.ECDSA_SHA384: HashV1.SHA2_384,
+    AuthV1.ECDSA_SHA512: HashV1.SHA2_512,
+}
+
+
+def auth_prf(prf: Prf, auth_method: int) -> Prf:
+    """The PRF of HASH_I/HASH_R for ``auth_method``: the phase-1 PRF, except for ECDSA."""
+    alg = _ECDSA_AUTH_HASH.get(auth_method)
+    return prf if alg is None else phase1_prf(alg)
 
 
 def digest(prf: Prf, data: bytes) -> bytes:

@@ -1,0 +1,105 @@
+"""Host tier: piked and strongSwan 5.9 in IKEv1 Main Mode with certificates (RSA, ECDSA).
+
+A CA and both gateway certificates are made with ``cryptography`` (tests/ikev2/x509gen.py).
+piked runs on ``left`` (branch1.example.net), charon on ``right`` (hq.example.net); each
+side initiates in turn. IKEv1 negotiates one authentication method for both ends (RSA 3,
+ECDSA 9/10), so both certificates have the same key type. Both sides must log that they
+verified the other's signature with the IKEv1 scheme: charon's RSA_EMSA_PKCS1_NULL /
+ECDSA_WITH_NULL (the hash signed as it is), piked's RSA_PKCS1_NULL / ECDSA_NULL. The host
+kernel has no ESP: the ISAKMP SA is what is checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from ikev2.x509gen import Issued, issue, make_ca, write
+
+from .conftest import Gateways, MakeCharon, MakePiked
+from .piked import PikedNode
+from .strongswan import StrongswanNode
+from .strongswan_v1 import ikev1_connection
+
+BRANCH = "branch1.example.net"
+HQ = "hq.example.net"
+
+# key type -> (charon's name for the scheme piked signed with, piked's, auth method)
+KINDS = {
+    "rsa": ("RSA_EMSA_PKCS1_NULL", "RSA_PKCS1_NULL", 3),
+    "ecdsa-p256": ("ECDSA_WITH_NULL", "ECDSA_NULL", 9),
+    "ecdsa-p384": ("ECDSA_WITH_NULL", "ECDSA_NULL", 10),
+}
+
+
+def _setup(
+    gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, kind: str
+) -> tuple[PikedNode, StrongswanNode]:
+    ca = make_ca("ecdsa-p256", "pike interop CA")
+    mine: Issued = issue(ca, kind, BRANCH, [x509.DNSName(BRANCH)])
+    theirs: Issued = issue(ca, kind, HQ, [x509.DNSName(HQ)])
+
+    charon_files = tmp_path / "charon-creds"
+    cert, key = write(charon_files, "hq", theirs)
+    ca_cert, _ = write(charon_files, "ca", ca)
+    conn = ikev1_connection(
+        "192.0.2.2", "192.0.2.1", local_ts="10.2.0.0/24", remote_ts="10.1.0.0/24",
+        local_id=HQ, remote_id=BRANCH,
+    )  # fmt: skip
+    conn.local_auth = conn.remote_auth = "pubkey"
+    conn.local_certs = [cert.name]
+    charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
+    charon.write_config()
+    charon.install_cert(ca_cert, ca=True)
+    charon.install_cert(cert)
+    charon.install_key(key)
+    charon.start()
+
+    mine_conn = ikev1_connection(
+        "192.0.2.1", "192.0.2.2", local_ts="10.1.0.0/24", remote_ts="10.2.0.0/24",
+        local_id=BRANCH, remote_id=HQ,
+    )  # fmt: skip
+    piked = make_piked(gw.left, "piked", mine_conn, start=False)
+    write(piked.dir, "branch", mine)
+    write(piked.dir, "ca", ca)
+    piked.extra = {
+        "hq": {
+            "local": {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"], "key": "branch.key"},
+            "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]},
+        }
+    }
+    piked.start()
+    return piked, charon
+
+
+def _check(piked: PikedNode, charon: StrongswanNode, kind: str) -> None:
+    p = piked.wait_established("hq", timeout=20)
+    c = charon.wait_established("hq", timeout=20)
+    assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
+    assert p.version == 1
+    theirs, ours, method = KINDS[kind]
+    clog, plog = charon.log_text(), piked.log_text()
+    assert f"authentication of '{BRANCH}' with {theirs} successful" in clog, clog[-3000:]
+    assert f"authenticated peer '{HQ}' with {ours} (method {method})" in plog, plog[-3000:]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_piked_initiates_main_mode_with_certificates(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, kind: str
+) -> None:
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind)
+    piked.initiate("hq", check=False)
+    _check(piked, charon, kind)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_strongswan_initiates_main_mode_with_certificates(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, kind: str
+) -> None:
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind)
+    charon.initiate("lan", ike="hq", check=False)
+    _check(piked, charon, kind)
