@@ -55,7 +55,7 @@ def phase1_prf(hash_alg: int) -> Prf:
 
 # RFC 4754 §8: with an ECDSA method HASH_I/HASH_R are the HMAC of the curve's hash, whatever
 # the negotiated one (strongSwan's keymat_v1 prf_auth); SKEYID and the rest keep the latter.
-_ECDSA_AUTH_HASH = {
+_ECDSA_AUTH_HASH: dict[int, int] = {
     AuthV1.ECDSA_SHA256: HashV1.SHA2_256,
     AuthV1.ECDSA_SHA384: HashV1.SHA2_384,
     AuthV1.ECDSA_SHA512: HashV1.SHA2_512,
