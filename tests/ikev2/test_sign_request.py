@@ -178,3 +178,19 @@ def test_psk_needs_no_signature() -> None:
 def test_sign_request_hides_the_signed_data() -> None:
     req = SignRequest(1, "gw", "pkcs11:token=gw;object=ike", SignatureScheme.ED25519, b"x", b"y")
     assert "data" not in repr(req) and "spki" not in repr(req)
+
+
+def test_copy_of_a_held_request_from_elsewhere_does_not_move_the_sa(tmp_path: Path) -> None:
+    """While our signature holds the answer, the request's mid is still the next one
+    expected: a copy from another address is a replay, not a NAT float (RFC 7296 §2.23)."""
+    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
+    b.auto_sign = False
+    auth = _init(a, b)
+    deliver(auth, b, 0.1)
+    [req] = b.sign_requests
+    for d in auth:
+        b.engine.receive_datagram(d.data, ("198.51.100.7", 4500), d.dst, 0.2)
+    assert b.drain() == []
+    b.sign(req, 0.3)
+    answer = b.drain()
+    assert answer and {d.dst for d in answer} == {auth[0].src}

@@ -483,6 +483,7 @@ class Ikev2Engine:
             (src, dst) != (sa.remote, sa.local)
             and msg.encrypted
             and msg.message_id == sa.tasks.mid_in
+            and sa.tasks.held is None  # else a copy of the request our signature holds
         ):
             # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
             # from a new address/port: NAT float or mapping change.
