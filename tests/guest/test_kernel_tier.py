@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tier import run_tier
 
-TIMEOUT = 360.0  # the lifecycle tests start piked gateways in the guest (~4 s each)
+TIMEOUT = 540.0  # the lifecycle tests start piked gateways in the guest (~4 s each)
 
 
 def test_kernel_tier_in_uml() -> None:

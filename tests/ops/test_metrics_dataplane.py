@@ -6,7 +6,8 @@
 pings flow, Prometheus (its HTTP API) shows ``pike_child_sa_bytes_total`` rising in both
 directions; a CHILD_SA rekey (``pikectl rekey hq.lan``) in the middle does not make it fall
 (the old SA's bytes are kept), and it ends at least at the kernel's counts; keepalives rise
-throughout, and DPD probes (every second once nothing arrives) rise when traffic stops.
+throughout; no DPD probe goes out while the pings flow (piked's own counter, read during
+the traffic), and probes (every second once nothing arrives) rise when traffic stops.
 
 Marked ``kernel_interop``: needs ESP. tests/guest/test_ops_tier.py runs it in UML.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,6 +77,13 @@ def _q(ns: Namespace, expr: str) -> float | None:
     assert body["status"] == "success", body
     r = body["data"]["result"]
     return float(r[0]["value"][1]) if r else None
+
+
+def _piked(ns: Namespace, name: str) -> float:
+    """A counter of connection hq straight from piked's /metrics."""
+    text = _http(ns, f"http://127.0.0.1:{METRICS_PORT}/metrics")
+    m = re.search(rf'^{name}{{connection="hq"}} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 def _bytes(ns: Namespace, direction: str) -> float:
@@ -153,16 +162,22 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
             )
             host, dst = gw.left_lan.host, gw.right_lan.host_ip
             assert host is not None
-            dpd0 = _q(gw.left, 'pike_dpd_probes_total{connection="hq"}')
             ping = host.popen(["ping", "-n", "-q", "-i", "0.2", "-s", "1000", "-w", "14", dst])
             samples: list[tuple[float, float, float]] = []
             t0 = time.monotonic()
+            time.sleep(1.5)  # a probe sent just before the first ping may still count
+            # DPD probes from piked's own /metrics (exact, no scrape delay), read while the
+            # pings flow: none may go out (issue 5) - ESP from the peer is a sign of life
+            dpd0 = dpd_during = _piked(gw.left, "pike_dpd_probes_total")
             rekeyed = False
             while ping.poll() is None:
                 time.sleep(2)
                 samples.append(
                     (time.monotonic() - t0, _bytes(gw.left, "out"), _bytes(gw.left, "in"))
                 )
+                probes = _piked(gw.left, "pike_dpd_probes_total")
+                if ping.poll() is None:  # read before the pings ended
+                    dpd_during = probes
                 if not rekeyed and samples[-1][0] > 5:
                     rk = left.pikectl("rekey", "hq.lan", check=False)
                     assert rk.returncode == 0, rk.stderr
@@ -189,8 +204,12 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
             time.sleep(5)  # idle: DPD probes now, keepalives go on
             ka.append(_q(gw.left, 'pike_natt_keepalives_total{connection="hq"}') or 0.0)
             dpd.append(_q(gw.left, 'pike_dpd_probes_total{connection="hq"}') or 0.0)
-            print(f"keepalives {ka}, DPD probes {dpd} (at traffic start: {dpd0})")
+            print(
+                f"keepalives {ka}; DPD probes (piked): {dpd0} at traffic start, {dpd_during} "
+                f"at its end; (Prometheus) {dpd} after the traffic and 5 s later"
+            )
             assert ka[1] > ka[0] > 0, ka
+            assert dpd_during == dpd0, (dpd0, dpd_during)
             assert dpd[1] > dpd[0], dpd
             if tshark is not None:
                 _esp_decrypts(tshark, pcap, keys / "esp_sa", tmp_path)
