@@ -31,6 +31,7 @@ def run_tier(
     *,
     show: Callable[[str], bool] = lambda line: False,
     passed: int | None = None,
+    deselected_ok: bool = False,
 ) -> list[str]:
     """Run ``pytest -m marker paths`` in the guest; assert it passed with nothing skipped or
     deselected (exactly ``passed`` tests when given). Prints the summary and the output
@@ -63,5 +64,6 @@ def run_tier(
     if passed is not None:
         assert int(count.group(1)) == passed, summary
     assert "skipped" not in summary, output  # ESP must be there in the guest
-    assert "deselected" not in summary, summary  # every test named is of this tier
+    if not deselected_ok:
+        assert "deselected" not in summary, summary  # every test named is of this tier
     return lines
