@@ -15,7 +15,7 @@ from pike.wire.isakmp import decode_v1, encode_v1
 from pike.wire.isakmp_constants import ExchangeV1
 from pike.wire.isakmp_payloads import V1Message, V1Nonce
 
-from .v1pair import A, B, make_pair
+from .v1pair import A, B, engine, make_pair, v1conf
 
 
 def _up(a: Node, b: Node, now: float = 0.0) -> None:
@@ -206,3 +206,35 @@ def test_malformed_aggressive_mode_is_dropped() -> None:
     b.engine.receive_datagram(am1, (A, 500), (B, 500), 0.0)
     assert b.engine.ctx.counters.dropped == {"invalid_syntax": 1}
     assert b.drain() == [] and b.engine.list_sas() == []
+
+
+def test_dpd_timeout_probes_every_dpd_delay_then_gives_up() -> None:
+    kw = {"extra_conn": 'dpd_delay = 10\ndpd_timeout = "35s"'}
+    a, b = make_pair(kw, kw)
+    _up(a, b)
+    a.drain()
+    times = []
+    while a.engine.list_sas():
+        t = a.engine.get_timer()
+        assert t is not None and t < 100
+        a.engine.handle_timer(t)
+        if a.drain():
+            times.append(t)
+    assert times == [10.0, 20.0, 30.0]  # R-U-THERE every dpd_delay
+    deleted = a.of(IkeSaDeleted)
+    assert [d.reason for d in deleted] == ["retransmit_timeout"]  # type: ignore[union-attr]
+    assert a.engine.ctx.counters.conn("gw").dpd_probes == 3
+
+
+def test_initial_contact_from_a_restarted_peer_removes_the_stale_sa() -> None:
+    a, b = make_pair()
+    _up(a, b)
+    stale = b.sa()
+    # A restarts: a new engine with the same config, no memory of the old SA
+    a2 = Node(engine(v1conf(A, B), 7))  # type: ignore[arg-type]
+    a2.engine.initiate("gw", 50.0, "net")
+    transfer(a2, b, 50.0)
+    (fresh,) = b.engine.list_sas()
+    assert fresh.spi_i != stale.spi_i and fresh.children[0].state == "INSTALLED"
+    assert [d.reason for d in b.of(IkeSaDeleted)] == ["initial_contact"]  # type: ignore[union-attr]
+    assert len(b.of(DeleteChildSa)) == 1

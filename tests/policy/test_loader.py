@@ -208,6 +208,12 @@ def test_traffic_selector_with_protocol_and_port(tmp_path: Path) -> None:
         ),
         ("version = 2", "verison = 2", "F:5: connections.hq.verison: unknown key (misspelt?)"),
         (
+            "version = 2",
+            'version = 2\ndpd_timeout = "150s"',
+            "F:6: connections.hq.dpd_timeout: "
+            "IKEv1 only (IKEv2 gives up after its retransmissions)",
+        ),
+        (
             'local = { auth = "psk", id = "branch1.example.net" }',
             'local = { auth = "psk", idd = "branch1.example.net" }',
             "F:9: connections.hq.local.idd: unknown key (misspelt?)",

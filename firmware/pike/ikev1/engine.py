@@ -324,19 +324,29 @@ class Ikev1Engine:
         conn = sa.conn
         if conn is None or not conn.dpd_delay:
             return None
-        if sa.dpd_outstanding:
-            return sa.dpd_deadline
-        return sa.last_inbound + conn.dpd_delay
+        if not sa.dpd_outstanding:
+            return sa.last_inbound + conn.dpd_delay
+        if conn.dpd_timeout and sa.dpd_deadline is not None:
+            return min(sa.dpd_deadline, sa.last_inbound + conn.dpd_timeout)
+        return sa.dpd_deadline
 
     def _dpd(self, sa: IsakmpSa, now: float) -> None:
         """RFC 3706 §5: R-U-THERE after dpd_delay of silence, each retry with the next
-        sequence number, on the retransmission schedule; no ACK at all: the peer is dead."""
+        sequence number. Without ``dpd_timeout`` the retries follow the retransmission
+        schedule and the peer is dead when the last goes unanswered; with it (strongSwan's
+        IKEv1 meaning) a probe goes every dpd_delay and the peer is dead after dpd_timeout
+        without any sign of life."""
         due = self._dpd_due(sa)
-        if due is None or now < due:
+        conn = sa.conn
+        if due is None or now < due or conn is None:
             return
         counters = self.ctx.counters.conn(sa.name)
         if sa.dpd_outstanding:
-            if sa.dpd_tries >= self.config.daemon.retransmit_tries:
+            if conn.dpd_timeout:
+                dead = now >= sa.last_inbound + conn.dpd_timeout
+            else:
+                dead = sa.dpd_tries >= self.config.daemon.retransmit_tries
+            if dead:
                 log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
                 counters.dpd_failures += 1
                 sa.fail("retransmit_timeout", now, self._remove_child)
@@ -345,7 +355,8 @@ class Ikev1Engine:
             sa.dpd_tries += 1
         else:
             sa.dpd_outstanding, sa.dpd_tries = True, 0
-        sa.dpd_deadline = now + sa.timeout(sa.dpd_tries)
+        step = conn.dpd_delay if conn.dpd_timeout else sa.timeout(sa.dpd_tries)
+        sa.dpd_deadline = now + step
         sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF
         counters.dpd_probes += 1
         self._notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
@@ -538,6 +549,8 @@ class Ikev1Engine:
                 raise PeerError("unprotected", "MM5 in the clear")
             main_mode.responder_mm5(sa, msg, now)
             self.half_open.pop((sa.spi_i, *sa.remote), None)
+            if msg.notify(NotifyV1.INITIAL_CONTACT) is not None:
+                self._initial_contact(sa, now)
             if sa.state == IkeState.ESTABLISHED:  # else once our signature is made
                 self._established(sa, now)
         else:
@@ -595,6 +608,20 @@ class Ikev1Engine:
             return
         self._refuse_phase1(msg, src, dst)
         raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
+
+    def _initial_contact(self, sa: IsakmpSa, now: float) -> None:
+        """RFC 2407 §4.6.3.3: the peer has no other SA with us (it restarted): what we
+        still hold for the same identity is stale; removed without messages."""
+        for other in list(self.sas.values()):
+            if (
+                other is not sa
+                and other.conn is sa.conn
+                and other.peer_id == sa.peer_id
+                and other.remote[0] == sa.remote[0]
+                and other.state == IkeState.ESTABLISHED
+            ):
+                log.info("%s: INITIAL-CONTACT: replacing %s", sa.tag(), other.tag())
+                other.fail("initial_contact", now, self._remove_child)
 
     def _established(self, sa: IsakmpSa, now: float) -> None:
         for child in self.wanted.pop(sa.unique_id, []):

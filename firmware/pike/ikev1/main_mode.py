@@ -150,11 +150,16 @@ def initiator_mm4(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now:
 
 
 def _send_mm5(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
-    """HDR*, IDii, [CERT+,] HASH_I | SIG_I, N(INITIAL-CONTACT)."""
+    """HDR*, IDii, [CERT+,] HASH_I | SIG_I [, N(INITIAL-CONTACT)]."""
     assert sa.my_id is not None
-    contact = V1Notify(NotifyV1.INITIAL_CONTACT, b"", ProtocolV1.ISAKMP, sa.spi_i + sa.spi_r)
+    contact: list[V1Payload] = []
+    if sa.replaces is None:
+        # the peer may drop what it still holds of us; not while we reauthenticate (the
+        # old SA carries the traffic until the new one has its children)
+        cookies = sa.spi_i + sa.spi_r
+        contact.append(V1Notify(NotifyV1.INITIAL_CONTACT, b"", ProtocolV1.ISAKMP, cookies))
     sa.p1.step = 5
-    sa.transmit(0, sa.encode(MAIN, 0, [sa.my_id, *auth, contact]), now, wait=True)
+    sa.transmit(0, sa.encode(MAIN, 0, [sa.my_id, *auth, *contact]), now, wait=True)
 
 
 def float_if_nat(sa: IsakmpSa) -> None:

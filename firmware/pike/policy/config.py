@@ -78,6 +78,7 @@ class ConnectionConfig:
     encap: bool = False
     fragmentation: bool = True  # RFC 7383, announced and used when the peer supports it
     dpd_delay: int = 0
+    dpd_timeout: int = 0  # IKEv1 only (strongSwan's meaning): dead after this long unheard
     dpd_action: DpdAction = "clear"
     keyingtries: int = 1
     rekey_time: int = 14400

@@ -432,6 +432,9 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:
         raise t.error("aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
+    dpd_timeout = t.convert("dpd_timeout", _seconds, 0)
+    if dpd_timeout and version != 1:
+        raise t.error("dpd_timeout", "IKEv1 only (IKEv2 gives up after its retransmissions)")
     conn = ConnectionConfig(
         name=str(t.path[-1]),
         version=cast(Literal[1, 2], version),
@@ -446,6 +449,7 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         encap=t.typed("encap", bool, False),
         fragmentation=t.typed("fragmentation", bool, True),
         dpd_delay=t.convert("dpd_delay", _seconds, 0),
+        dpd_timeout=dpd_timeout,
         dpd_action=cast(DpdAction, t.choice("dpd_action", ("clear", "trap", "restart"), "clear")),
         keyingtries=t.integer("keyingtries", 1, 0, 1_000_000),
         rekey_time=t.convert("rekey_time", _seconds, 14400),
