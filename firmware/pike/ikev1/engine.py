@@ -340,6 +340,19 @@ class Ikev1Engine:
         conn = sa.conn
         if due is None or now < due or conn is None:
             return
+        # inbound ESP is a sign of life too (as for IKEv2): no probe while traffic flows
+        probe = self.ctx.esp_activity
+        if probe is not None:
+            for child in sa.children:
+                if child.inbound is not None and child.installed_at is not None:
+                    seen = probe(child.inbound)
+                    if seen is not None and seen > sa.last_inbound:
+                        sa.last_inbound = min(seen, now)
+        if sa.dpd_outstanding and now < sa.last_inbound + conn.dpd_delay:
+            sa.dpd_outstanding, sa.dpd_deadline = False, None  # traffic answered for it
+        due = self._dpd_due(sa)
+        if due is None or now < due:
+            return
         counters = self.ctx.counters.conn(sa.name)
         if sa.dpd_outstanding:
             if conn.dpd_timeout:
