@@ -151,7 +151,10 @@ class Ops:
 
     def _export_ike(self, a: IkeSaEstablished) -> None:
         assert self._keys is not None
-        sas = getattr(self.daemon.engine, "sas", {})
+        engine = self.daemon.engine
+        sas = getattr(engine, "sas", None)
+        if sas is None:  # IKEv2's SAs behind pike.daemon.engines.Engines
+            sas = getattr(getattr(engine, "v2", None), "sas", {})
         for sa in list(sas.values()):
             if sa.spi_i == a.spi_i and sa.spi_r == a.spi_r:
                 if sa.keys is None or sa.chosen is None:
