@@ -422,7 +422,11 @@ class Ikev2Engine:
                     sa.last_inbound = min(seen, now)
         due = sa.dpd_due()
         if due is None or now < due:
-            log.debug("%s: ESP from the peer, DPD postponed to %.3f", sa.tag(), due or 0.0)
+            log.debug(
+                "%s: ESP from the peer within dpd_delay, next DPD check at %.3f",
+                sa.tag(),
+                due or 0.0,
+            )
             return
         log.info(
             "%s: no traffic for %ss, sending DPD", sa.tag(), sa.conn.dpd_delay if sa.conn else "?"
