@@ -4,10 +4,10 @@ that overtakes AM3 is queued, lost messages are retransmitted."""
 from __future__ import annotations
 
 from ikev2.pair import Node, deliver, transfer
-from pike.ikev2.actions import IkeSaEstablished, InstallChildSa
+from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa
 from pike.wire.isakmp import decode_v1
-from pike.wire.isakmp_constants import ExchangeV1
-from pike.wire.isakmp_payloads import V1Hash, V1Id, V1Ke, V1Nonce, V1Sa
+from pike.wire.isakmp_constants import ExchangeV1, NotifyV1
+from pike.wire.isakmp_payloads import V1Hash, V1Id, V1Ke, V1Nonce, V1Notify, V1Sa
 
 from .v1pair import make_pair
 
@@ -45,8 +45,14 @@ def test_responder_refuses_aggressive_mode_unless_allowed() -> None:
     a.engine.initiate("gw", 0.0, "net")
     transfer(a, b, 0.0)
     assert b.engine.ctx.counters.dropped == {"aggressive_refused": 1}
-    assert b.drain() == [] and b.engine.list_sas() == []
+    assert b.engine.list_sas() == []
+    # answered as strongSwan does: AUTHENTICATION-FAILED in the clear, which ends A's try
+    refusal = decode_v1(b.outbox[0].data)
+    assert refusal.exchange == ExchangeV1.INFORMATIONAL and not refusal.encrypted
+    notify = refusal.first(V1Notify)
+    assert notify is not None and notify.notify_type == NotifyV1.AUTHENTICATION_FAILED
     assert not a.of(IkeSaEstablished)
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["peer_refused"]  # type: ignore[attr-defined]
 
 
 def test_quick_mode_overtaking_am3_is_queued_not_dropped() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from ikev2.pair import Node, transfer
+from ikev2.pair import Node, deliver, transfer
 from ikev2.x509gen import Issued, issue, make_ca, write
 from pike.hsm.signer import SignatureScheme
 from pike.ikev1.engine import Ikev1Engine
@@ -20,8 +20,8 @@ from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa, S
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config
 from pike.wire.isakmp import decode_v1
-from pike.wire.isakmp_constants import AuthV1, P1Attr
-from pike.wire.isakmp_payloads import V1CertReq, V1Sa
+from pike.wire.isakmp_constants import AuthV1, ExchangeV1, P1Attr
+from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Hash, V1Sa, V1Sig
 
 A, B = "192.0.2.1", "192.0.2.2"
 A_ID, B_ID = "branch.example.net", "hq.example.net"
@@ -33,7 +33,9 @@ METHOD = {
 SCHEME = {"rsa": "RSA_PKCS1_NULL", "ecdsa-p256": "ECDSA_NULL", "ecdsa-p384": "ECDSA_NULL"}
 
 
-def conf(local: str, remote: str, local_id: str, remote_id: str, lts: str, rts: str) -> str:
+def conf(
+    local: str, remote: str, local_id: str, remote_id: str, lts: str, rts: str, aggr: bool
+) -> str:
     return f"""
 [daemon]
 control_socket = "/tmp/unused.sock"
@@ -45,6 +47,7 @@ remote_addrs = ["{remote}"]
 proposals = ["aes256-sha256-modp3072"]
 local = {{ auth = "pubkey", id = "{local_id}", certs = ["me.pem"], key = "me.key" }}
 remote = {{ auth = "pubkey", id = "{remote_id}", cacerts = ["ca.pem"] }}
+aggressive = {"true" if aggr else "false"}
 
 [connections.gw.children.net]
 local_ts = ["{lts}"]
@@ -53,13 +56,13 @@ esp_proposals = ["aes256-sha256"]
 """
 
 
-def node(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, remote_id: str = "") -> Node:
+def node(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, aggr: bool = False) -> Node:
     write(d, "me", me)
     write(d, "ca", ca)
     if a_side:
-        text = conf(A, B, A_ID, remote_id or B_ID, "10.1.0.0/24", "10.2.0.0/24")
+        text = conf(A, B, A_ID, B_ID, "10.1.0.0/24", "10.2.0.0/24", aggr)
     else:
-        text = conf(B, A, B_ID, remote_id or A_ID, "10.2.0.0/24", "10.1.0.0/24")
+        text = conf(B, A, B_ID, A_ID, "10.2.0.0/24", "10.1.0.0/24", aggr)
     (d / "pike.toml").write_text(text)
     rng = random.Random(seed)
     cfg = load_config(str(d / "pike.toml"))
@@ -70,10 +73,12 @@ def gw(ca: Issued, kind: str, ident: str) -> Issued:
     return issue(ca, kind, ident, [x509.DNSName(ident)])
 
 
-def pair(tmp_path: Path, a_kind: str, b_kind: str | None = None) -> tuple[Node, Node]:
+def pair(
+    tmp_path: Path, a_kind: str, b_kind: str | None = None, aggr: bool = False
+) -> tuple[Node, Node]:
     ca = make_ca("ecdsa-p256")
-    a = node(tmp_path / "a", gw(ca, a_kind, A_ID), ca, 1, True)
-    b = node(tmp_path / "b", gw(ca, b_kind or a_kind, B_ID), ca, 2, False)
+    a = node(tmp_path / "a", gw(ca, a_kind, A_ID), ca, 1, True, aggr)
+    b = node(tmp_path / "b", gw(ca, b_kind or a_kind, B_ID), ca, 2, False, aggr)
     return a, b
 
 
@@ -206,3 +211,65 @@ def test_verify_refuses_bad_signatures(tmp_path: Path) -> None:
         verify(AuthV1.ECDSA_SHA384, b"\x01" * 96, key.public_key(), h)
     with pytest.raises(PeerError, match="not RSA"):
         verify(AuthV1.RSA_SIG, b"\x01" * 256, key.public_key(), h)
+
+
+# -- Aggressive Mode -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa-p256", "ecdsa-p384"])
+@pytest.mark.parametrize("b_initiates", [False, True])
+def test_aggressive_mode_with_certificates_both_roles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str, b_initiates: bool
+) -> None:
+    caplog.set_level(logging.INFO, "pike.ikev1")
+    a, b = pair(tmp_path, kind, aggr=True)
+    i, r = (b, a) if b_initiates else (a, b)
+    i.engine.initiate("gw", 0.0, "net")
+    am1 = i.drain()
+    msg = decode_v1(am1[0].data)
+    assert msg.exchange == ExchangeV1.AGGRESSIVE and msg.all(V1CertReq)
+    assert transfer(i, r, 0.0, in_flight=am1) == 6  # AM1-AM3, QM1-QM3
+    assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+    for n in (a, b):
+        assert [s.scheme.name for s in n.signed] == [SCHEME[kind]]
+    # AM2 in the clear: the responder's CERT and SIG, no HASH
+    am2 = decode_v1(r.outbox[0].data)
+    assert not am2.encrypted and am2.all(V1Cert) and am2.first(V1Sig) is not None
+    assert am2.first(V1Hash) is None
+    scheme = SCHEME[kind]
+    assert f"authenticated peer '{B_ID}' with {scheme} (method {METHOD[kind]})" in caplog.text
+    assert f"authenticated peer '{A_ID}' with {scheme} (method {METHOD[kind]})" in caplog.text
+
+
+def test_aggressive_responder_answers_only_once_signed(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, "ecdsa-p256", aggr=True)
+    b.auto_sign = False
+    a.engine.initiate("gw", 0.0, "net")
+    am1 = a.drain()
+    assert deliver(am1, b, 0.0) == [] and len(b.sign_requests) == 1
+    assert deliver(am1, b, 0.5) == []  # AM1 again: still signing, not signed twice
+    assert len(b.sign_requests) == 1
+    b.sign(b.sign_requests[0], 1.0)
+    transfer(a, b, 1.0)
+    assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
+
+
+def test_aggressive_mode_with_certificates_needs_aggressive_true(tmp_path: Path) -> None:
+    ca = make_ca("ecdsa-p256")
+    a = node(tmp_path / "a", gw(ca, "rsa", A_ID), ca, 1, True, aggr=True)
+    b = node(tmp_path / "b", gw(ca, "rsa", B_ID), ca, 2, False, aggr=False)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    assert b.engine.ctx.counters.dropped == {"aggressive_refused": 1}
+    assert not b.signed and not a.of(IkeSaEstablished)
+
+
+def test_aggressive_mode_untrusted_responder_cert(tmp_path: Path) -> None:
+    ca, other = make_ca("ecdsa-p256"), make_ca("ecdsa-p256", "another CA")
+    a = node(tmp_path / "a", gw(ca, "ecdsa-p256", A_ID), ca, 1, True, aggr=True)
+    b = node(tmp_path / "b", gw(other, "ecdsa-p256", B_ID), ca, 2, False, aggr=True)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    assert a.engine.ctx.counters.dropped.get("auth_failed") == 1
+    assert not a.signed and not a.of(IkeSaEstablished)

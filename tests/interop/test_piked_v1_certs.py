@@ -1,4 +1,5 @@
-"""Host tier: piked and strongSwan 5.9 in IKEv1 Main Mode with certificates (RSA, ECDSA).
+"""Host tier: piked and strongSwan 5.9 in IKEv1 Main and Aggressive Mode with certificates
+(RSA, ECDSA).
 
 A CA and both gateway certificates are made with ``cryptography`` (tests/ikev2/x509gen.py).
 piked runs on ``left`` (branch1.example.net), charon on ``right`` (hq.example.net); each
@@ -11,6 +12,7 @@ kernel has no ESP: the ISAKMP SA is what is checked.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,13 @@ KINDS = {
 
 
 def _setup(
-    gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, kind: str
+    gw: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    kind: str,
+    aggressive: bool = False,
+    piked_aggressive: bool | None = None,
 ) -> tuple[PikedNode, StrongswanNode]:
     ca = make_ca("ecdsa-p256", "pike interop CA")
     mine: Issued = issue(ca, kind, BRANCH, [x509.DNSName(BRANCH)])
@@ -46,7 +54,7 @@ def _setup(
     ca_cert, _ = write(charon_files, "ca", ca)
     conn = ikev1_connection(
         "192.0.2.2", "192.0.2.1", local_ts="10.2.0.0/24", remote_ts="10.1.0.0/24",
-        local_id=HQ, remote_id=BRANCH,
+        local_id=HQ, remote_id=BRANCH, aggressive=aggressive,
     )  # fmt: skip
     conn.local_auth = conn.remote_auth = "pubkey"
     conn.local_certs = [cert.name]
@@ -60,6 +68,7 @@ def _setup(
     mine_conn = ikev1_connection(
         "192.0.2.1", "192.0.2.2", local_ts="10.1.0.0/24", remote_ts="10.2.0.0/24",
         local_id=BRANCH, remote_id=HQ,
+        aggressive=aggressive if piked_aggressive is None else piked_aggressive,
     )  # fmt: skip
     piked = make_piked(gw.left, "piked", mine_conn, start=False)
     write(piked.dir, "branch", mine)
@@ -74,7 +83,7 @@ def _setup(
     return piked, charon
 
 
-def _check(piked: PikedNode, charon: StrongswanNode, kind: str) -> None:
+def _check(piked: PikedNode, charon: StrongswanNode, kind: str, aggressive: bool = False) -> None:
     p = piked.wait_established("hq", timeout=20)
     c = charon.wait_established("hq", timeout=20)
     assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
@@ -83,6 +92,8 @@ def _check(piked: PikedNode, charon: StrongswanNode, kind: str) -> None:
     clog, plog = charon.log_text(), piked.log_text()
     assert f"authentication of '{BRANCH}' with {theirs} successful" in clog, clog[-3000:]
     assert f"authenticated peer '{HQ}' with {ours} (method {method})" in plog, plog[-3000:]
+    exchange = "AGGRESSIVE" if aggressive else "ID_PROT"
+    assert f"{exchange} request 0" in clog, clog[-3000:]
 
 
 @pytest.mark.interop
@@ -103,3 +114,53 @@ def test_strongswan_initiates_main_mode_with_certificates(
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind)
     charon.initiate("lan", ike="hq", check=False)
     _check(piked, charon, kind)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa-p256"])
+@pytest.mark.parametrize("initiator", ["piked", "strongswan"])
+def test_aggressive_mode_with_certificates(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    kind: str,
+    initiator: str,
+) -> None:
+    """Both roles; piked signs AM2 or AM3 through its SignRequest, and the Quick Mode that
+    follows (charon sends QM1 right behind AM3) completes: both halves of the CHILD_SA
+    carry the same SPIs (piked's stays FAILED on a host kernel without ESP)."""
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind, aggressive=True)
+    if initiator == "piked":
+        piked.initiate("hq", check=False)
+    else:
+        charon.initiate("lan", ike="hq", check=False)
+    _check(piked, charon, kind, aggressive=True)
+    assert "Aggressive Mode" in piked.log_text()
+    c = charon.wait_established("hq", timeout=10, child="lan")
+    deadline = time.monotonic() + 10
+    while (p := piked.ike_sa("hq")) is None or p.child("lan") is None:
+        assert time.monotonic() < deadline, p
+        time.sleep(0.2)
+    pc, cc = p.child("lan"), c.child("lan")
+    assert pc is not None and cc is not None
+    assert (pc.spi_in, pc.spi_out) == (cc.spi_out, cc.spi_in)
+
+
+@pytest.mark.interop
+def test_aggressive_mode_refused_without_aggressive_true(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path
+) -> None:
+    """charon offers Aggressive Mode to a piked connection without ``aggressive = true``:
+    piked answers AUTHENTICATION-FAILED in the clear (as charon itself would) and keeps
+    nothing; charon gives the attempt up."""
+    piked, charon = _setup(
+        gateways, make_piked, make_charon, tmp_path, "ecdsa-p256", True, piked_aggressive=False
+    )
+    charon.initiate("lan", ike="hq", check=False)
+    deadline = time.monotonic() + 15
+    while "received AUTHENTICATION_FAILED" not in (clog := charon.log_text()):
+        assert time.monotonic() < deadline, clog[-3000:]
+        time.sleep(0.2)
+    assert "Aggressive Mode from 192.0.2.2 not allowed" in piked.log_text()
+    assert piked.list_sas() == []

@@ -1,14 +1,17 @@
-"""Aggressive Mode with pre-shared keys (RFC 2409 §5.4), both roles; NAT-D per RFC 3947 §4.
+"""Aggressive Mode with pre-shared keys (RFC 2409 §5.4) or signatures (§5.1, with
+``signature_auth``), both roles; NAT-D per RFC 3947 §4.
 
-    AM1  HDR, SA, KE, Ni, IDii [, VID...]                      -->
-                            <--  AM2  HDR, SA, KE, Nr, IDir, HASH_R, NAT-D, NAT-D [, VID...]
-    AM3  HDR*, HASH_I, NAT-D, NAT-D                             -->
+    AM1  HDR, SA, KE, Ni, IDii [, CERTREQ] [, VID...]          -->
+        <--  AM2  HDR, SA, KE, Nr, IDir, [CERT,] HASH_R | SIG_R, NAT-D, NAT-D [, VID...]
+    AM3  HDR*, [CERT,] HASH_I | SIG_I, NAT-D, NAT-D             -->
 
 Only for connections with ``aggressive = true``: the responder sends a hash keyed with the
 PSK before the initiator proved anything, so anyone can collect it and guess the PSK offline
 (strongSwan refuses it for PSK unless told otherwise). The identities travel in the clear,
 which is what lets the responder pick the PSK by the initiator's ID rather than its address.
 All our transforms carry the group of AM1's KE payload: the group cannot be negotiated.
+With signatures, AM2 (responder) and AM3 (initiator) go once our ``SignRequest`` is
+answered (the engine's ``sign_done``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hmac
 
 from pike.crypto.ke import KeyExchange
+from pike.ikev1 import signature_auth
 from pike.ikev1.isakmp_sa import NONCE_SIZE, IsakmpSa, PeerError
 from pike.ikev1.main_mode import (
     established,
@@ -28,7 +32,7 @@ from pike.ikev1.main_mode import (
 from pike.ikev1.proposals import Phase1Choice, parse_phase1, phase1_choices, phase1_proposal
 from pike.ikev2.actions import Address
 from pike.wire.isakmp import encode_body
-from pike.wire.isakmp_constants import AuthV1, ExchangeV1
+from pike.wire.isakmp_constants import ExchangeV1
 from pike.wire.isakmp_payloads import (
     V1Hash,
     V1Id,
@@ -56,9 +60,8 @@ def _verify(sa: IsakmpSa, got: V1Hash | None, peer_is_initiator: bool, id_b: byt
 def start(sa: IsakmpSa, now: float) -> None:
     """AM1: HDR, SA, KE, Ni, IDii, VID."""
     assert sa.conn is not None
-    if sa.conn.local.auth != "psk":
-        raise PeerError("no_proposal", "Aggressive Mode is implemented with PSK only")
-    offers = phase1_choices(sa.conn.proposals, AuthV1.PSK, sa.conn.rekey_time)
+    method = signature_auth.auth_method(sa.ctx, sa.conn)
+    offers = phase1_choices(sa.conn.proposals, method, sa.conn.rekey_time)
     if not offers:
         raise PeerError("no_proposal", "no proposal IKEv1 can offer (AES-CBC, SHA-2)")
     group = offers[0].group
@@ -68,8 +71,9 @@ def start(sa: IsakmpSa, now: float) -> None:
     p1 = sa.p1
     p1.ke = KeyExchange(group, sa.ctx.random)
     p1.g_xi, p1.ni = p1.ke.public_bytes(), sa.ctx.random(NONCE_SIZE)
-    sa.my_id = sa.own_id()
+    sa.my_id = sa.own_id() if sa.conn.local.auth == "psk" else signature_auth.own_id(sa)
     payloads: list[V1Payload] = [sa_payload, V1Ke(p1.g_xi), V1Nonce(p1.ni), sa.my_id]
+    payloads += signature_auth.certreqs(sa)
     p1.step = 1
     sa.transmit(0, sa.encode(AGGRESSIVE, 0, [*payloads, *sa.vendor_ids()]), now, wait=True)
 
@@ -91,18 +95,33 @@ def initiator_am2(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now:
     sa.p1.g_xr, sa.p1.nr = ke.data, nonce.data
     if sa.natt:
         sa.check_natd(natd_hashes(msg), src, dst)
-    sa.derive(ke.data, psk_of(sa))
+    signatures = signature_auth.uses_signatures(sa)
+    sa.derive(ke.data, None if signatures else psk_of(sa))
     i_id = index_of(msg, V1Id)
     peer_id = msg.payloads[i_id]
     assert isinstance(peer_id, V1Id)
-    _check_peer_id(sa, peer_id)
-    _verify(sa, msg.first(V1Hash), False, msg.body_of(i_id))
+    if signatures:
+        hash_r = sa.auth_hash(False, msg.body_of(i_id))
+        ident = signature_auth.verify_peer(sa, msg, peer_id, hash_r)
+        peer_id = V1Id(ident.id_type, 0, 0, ident.data)
+    else:
+        _check_peer_id(sa, peer_id)
+        _verify(sa, msg.first(V1Hash), False, msg.body_of(i_id))
     sa.peer_id = V1Id(peer_id.id_type, 0, 0, peer_id.data)
     float_if_nat(sa)
     assert sa.my_id is not None
-    hash_i = V1Hash(sa.auth_hash(True, encode_body(sa.my_id)))
+    hash_i = sa.auth_hash(True, encode_body(sa.my_id))
     sa.p1.step = 3
-    sa.transmit(0, sa.encode(AGGRESSIVE, 0, [hash_i, *natd_payloads(sa)]), now, wait=False)
+    if signatures:
+        signature_auth.request(sa, hash_i, _send_am3, now)  # AM3 once it is signed
+        return
+    _send_am3(sa, [V1Hash(hash_i)], now)
+
+
+def _send_am3(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
+    """HDR*, [CERT+,] HASH_I | SIG_I, NAT-D, NAT-D; the ISAKMP SA is up."""
+    sa.p1.step = 3
+    sa.transmit(0, sa.encode(AGGRESSIVE, 0, [*auth, *natd_payloads(sa)]), now, wait=False)
     sa.flight(0).done = True
     established(sa, now)
 
@@ -135,22 +154,37 @@ def responder_am1(sa: IsakmpSa, msg: V1Message, chosen: Phase1Choice, now: float
     p1.g_xi, p1.ni = ke.data, nonce.data
     p1.ke = KeyExchange(chosen.group, sa.ctx.random)
     p1.g_xr, p1.nr = p1.ke.public_bytes(), sa.ctx.random(NONCE_SIZE)
-    sa.derive(ke.data, psk_of(sa))
-    sa.my_id = sa.own_id()
-    hash_r = V1Hash(sa.auth_hash(False, encode_body(sa.my_id)))
+    signatures = signature_auth.uses_signatures(sa)
+    sa.derive(ke.data, None if signatures else psk_of(sa))
+    sa.my_id = signature_auth.own_id(sa) if signatures else sa.own_id()
+    hash_r = sa.auth_hash(False, encode_body(sa.my_id))
     prop = sa_p.proposals[0]
     transform = next(t for t in prop.transforms if t.number == chosen.number)
     answer = V1Sa((V1Proposal(prop.number, prop.protocol, prop.spi, (transform,)),))
-    payloads: list[V1Payload] = [answer, V1Ke(p1.g_xr), V1Nonce(p1.nr), sa.my_id, hash_r]
-    payloads += [*natd_payloads(sa), *sa.vendor_ids()]
+    head: list[V1Payload] = [answer, V1Ke(p1.g_xr), V1Nonce(p1.nr), sa.my_id]
+
+    def send_am2(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
+        payloads = [*head, *auth, *signature_auth.certreqs(sa), *natd_payloads(sa)]
+        sa.p1.step = 2
+        # AM2 goes in the clear although the keys exist already (RFC 2409 §5.4)
+        msg = sa.encode(AGGRESSIVE, 0, [*payloads, *sa.vendor_ids()], clear=True)
+        sa.transmit(0, msg, now, wait=True)
+
     p1.step = 2
-    # AM2 goes in the clear although the keys exist already (RFC 2409 §5.4)
-    sa.transmit(0, sa.encode(AGGRESSIVE, 0, payloads, clear=True), now, wait=True)
+    if signatures:
+        signature_auth.request(sa, hash_r, send_am2, now)  # AM2 once it is signed
+        return
+    send_am2(sa, [V1Hash(hash_r)], now)
 
 
 def responder_am3(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now: float) -> None:
     check_v1(AGGRESSIVE, 3, msg.payloads)
-    _verify(sa, msg.first(V1Hash), True, sa.p1.peer_id_b)
+    if signature_auth.uses_signatures(sa):
+        assert sa.peer_id is not None
+        hash_i = sa.auth_hash(True, sa.p1.peer_id_b)
+        signature_auth.verify_peer(sa, msg, sa.peer_id, hash_i)
+    else:
+        _verify(sa, msg.first(V1Hash), True, sa.p1.peer_id_b)
     sa.accept()
     if sa.natt:
         sa.check_natd(natd_hashes(msg), src, dst)

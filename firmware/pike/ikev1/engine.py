@@ -39,7 +39,6 @@ from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
 from pike.wire.isakmp_constants import (
     NOTIFY_ERROR_MAX,
-    AuthV1,
     ExchangeV1,
     NotifyV1,
     ProtocolV1,
@@ -577,7 +576,8 @@ class Ikev1Engine:
             raise PeerError("invalid_message_id", "Aggressive Mode with a message ID")
         if sa.initiator and step == 1 and sa.conn is not None and sa.conn.aggressive:
             aggressive_mode.initiator_am2(sa, msg, src, dst, now)
-            self._established(sa, now)
+            if sa.state == IkeState.ESTABLISHED:  # else once our signature is made
+                self._established(sa, now)
         elif not sa.initiator and step == 2:
             aggressive_mode.responder_am3(sa, msg, src, dst, now)
             self.half_open.pop((sa.spi_i, *sa.remote), None)
@@ -596,12 +596,19 @@ class Ikev1Engine:
         offer, peer_id = msg.first(V1Sa), msg.first(V1Id)
         assert offer is not None and peer_id is not None
         candidates = [c for c in self._connections_for(dst[0], src[0]) if _id_fits(c, peer_id)]
-        allowed = [c for c in candidates if c.aggressive and c.remote.auth == "psk"]
+        allowed = [c for c in candidates if c.aggressive]
         if candidates and not allowed:
             # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
+            # strongSwan answers AUTHENTICATION-FAILED (no Aggressive Mode config for it)
+            self._refuse_phase1(msg, src, dst, NotifyV1.AUTHENTICATION_FAILED)
             raise PeerError("aggressive_refused", f"Aggressive Mode from {src[0]} not allowed")
         for conn in allowed:
-            ours = phase1_choices(conn.proposals, AuthV1.PSK, conn.rekey_time)
+            try:
+                method = signature_auth.auth_method(self.ctx, conn)
+            except PeerError as e:
+                log.error("%s: %s", conn.name, e)
+                continue
+            ours = phase1_choices(conn.proposals, method, conn.rekey_time)
             chosen = next((c for p in offer.proposals if (c := select_phase1(p, ours))), None)
             if chosen is None:
                 continue
@@ -766,12 +773,19 @@ class Ikev1Engine:
         log.info("%s: Main Mode from %s[%d]", sa.tag(), src[0], src[1])
         main_mode.responder_mm1(sa, msg, chosen.number, now)
 
-    def _refuse_phase1(self, msg: V1Message, src: Address, dst: Address) -> None:
-        """NO-PROPOSAL-CHOSEN in the clear (RFC 2408 §5.2), as strongSwan answers."""
+    def _refuse_phase1(
+        self,
+        msg: V1Message,
+        src: Address,
+        dst: Address,
+        notify: int = NotifyV1.NO_PROPOSAL_CHOSEN,
+    ) -> None:
+        """NO-PROPOSAL-CHOSEN (or ``notify``) in the clear (RFC 2408 §5.2), as strongSwan
+        answers."""
         from pike.ikev2.actions import SendDatagram
         from pike.wire.isakmp import encode_v1
 
-        n = V1Notify(NotifyV1.NO_PROPOSAL_CHOSEN, b"", ProtocolV1.ISAKMP, b"")
+        n = V1Notify(notify, b"", ProtocolV1.ISAKMP, b"")
         out = V1Message(msg.spi_i, bytes(8), INFO, 0, 0, [n])
         self.ctx.emit(SendDatagram(encode_v1(out), dst, src))
 

@@ -101,7 +101,7 @@ def uses_signatures(sa: IsakmpSa) -> bool:
 def certreqs(sa: IsakmpSa) -> list[V1Payload]:
     """One CERTREQ per CA we trust for the peer (its DER subject), when we want its cert."""
     conn = sa.conn
-    if conn is None or conn.remote.auth != "pubkey" or not uses_signatures(sa):
+    if conn is None or conn.remote.auth != "pubkey":
         return []
     try:
         cas = store_for(sa.ctx).cas(conn)
