@@ -11,11 +11,14 @@ pings and a UDP datagram each way between the LAN hosts; piked's counters
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from .conftest import Gateways, MakeCharon, MakePiked
+from .netns import Lab
 from .strongswan import Connection, Secret
 from .strongswan_v1 import ikev1_connection
 from .test_dataplane import (  # noqa: F401  (esp_gw/shared_gw are fixtures)
@@ -27,6 +30,7 @@ from .test_dataplane import (  # noqa: F401  (esp_gw/shared_gw are fixtures)
     shared_gw,
     traffic_both_ways,
 )
+from .test_lifecycle_dataplane import nat_gateways
 
 PSK = "pike-ikev1-dataplane-psk"
 SECRET = Secret("hq", PSK)
@@ -116,3 +120,57 @@ def test_two_piked_ikev1_dataplane(gw: Gateways, make_piked: MakePiked) -> None:
     before_l = counters_of(piked_child(left, cli=False))
     traffic_both_ways(gw)
     check_counters_moved(left, before_l)
+
+
+@pytest.fixture
+def nat_lab_v1(run_prefix: str) -> Iterator[Lab]:
+    with Lab.create(f"{run_prefix}v1n-") as la:
+        yield la
+
+
+def test_nat_in_the_middle_ikev1(
+    nat_lab_v1: Lab, make_charon: MakeCharon, make_piked: MakePiked
+) -> None:
+    """piked (192.168.1.2) behind a masquerading NAT (192.0.2.1) initiates to charon:
+    NAT-D shows the NAT, Main Mode floats to 4500, the Quick Mode negotiates
+    UDP-encapsulated tunnel mode, keepalives keep the mapping, traffic crosses."""
+    gw, _, how = nat_gateways(nat_lab_v1)
+    if not gw.esp_in_kernel:
+        pytest.skip("no ESP in this kernel: tests/guest/test_ikev1_tier.py runs this in UML")
+    esp = "aes256-sha256"
+    charon_conn = ikev1_connection(
+        "192.0.2.2",
+        "192.0.2.1",
+        local_ts="10.2.0.0/24",
+        remote_ts="10.1.0.0/24",
+        proposals=("aes256-sha256-modp3072",),
+        esp_proposals=(esp,),
+    )
+    charon = make_charon(gw.right, "charon", charon_conn, SECRET, libipsec=False)
+    piked_conn = ikev1_connection(
+        "192.168.1.2",
+        "192.0.2.2",
+        local_ts="10.1.0.0/24",
+        remote_ts="10.2.0.0/24",
+        proposals=("aes256-sha256-modp3072",),
+        esp_proposals=(esp,),
+    )
+    piked = make_piked(gw.left, "piked", piked_conn, SECRET, start=False)
+    piked.daemon["keepalive"] = "2s"
+    piked.start()
+    piked.poll_via_socket = True
+    t0 = time.monotonic()
+    piked.initiate("hq")
+    p = piked.wait_established("hq", timeout=30, child="lan")
+    c = charon.wait_established("hq", timeout=30, child="lan")
+    took = time.monotonic() - t0
+    assert (p.local_port, p.remote_port) == (4500, 4500), p
+    assert (c.remote_host, c.remote_port) == ("192.0.2.1", 4500), c
+    raw = json.loads(str(p.raw["json"]))
+    assert raw["nat_local"] and not raw["nat_remote"], raw
+    states = gw.left.run(["ip", "xfrm", "state"]).stdout
+    assert states.count("encap type espinudp sport 4500 dport 4500") == 2, states
+    before = counters_of(piked_child(piked, cli=False))
+    traffic_both_ways(gw)
+    check_counters_moved(piked, before)
+    print(f"IKEv1 through NAT ({how}): up in {took:.2f}s, floated to 4500, ESP in UDP")

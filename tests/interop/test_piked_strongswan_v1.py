@@ -14,8 +14,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+
+from ikev2.x509gen import Issued, issue, make_ca, write
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .piked import PikedNode
@@ -225,3 +229,78 @@ def test_aggressive_mode_psk(
     _check(gateways, piked, charon, initiator == "piked", (BRANCH, HQ))
     assert "Aggressive Mode" in piked.log_text()
     assert "AGGRESSIVE" in charon.log_text() or "aggressive" in charon.log_text().lower()
+
+
+# -- Main Mode with certificates -------------------------------------------------------------
+
+CERT_KINDS = {"rsa": "rsa", "ecdsa-p256": "ecdsa-p256", "ecdsa-p384": "ecdsa-p384"}
+
+
+def _cert_pair(
+    gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, kind: str
+) -> tuple[PikedNode, StrongswanNode]:
+    ca = make_ca(CERT_KINDS[kind], "pike IKEv1 interop CA")
+    mine: Issued = issue(ca, kind, BRANCH, [x509.DNSName(BRANCH)])
+    theirs: Issued = issue(ca, kind, HQ, [x509.DNSName(HQ)])
+    files = tmp_path / "charon-creds"
+    cert, key = write(files, "hq", theirs)
+    ca_cert, _ = write(files, "ca", ca)
+    conn = ikev1_connection(
+        "192.0.2.2",
+        "192.0.2.1",
+        local_ts="10.2.0.0/24",
+        remote_ts="10.1.0.0/24",
+        proposals=("aes256-sha256-modp3072",),
+        esp_proposals=("aes256-sha256",),
+        local_id=HQ,
+        remote_id=BRANCH,
+    )
+    conn.local_auth = conn.remote_auth = "pubkey"
+    conn.local_certs = [cert.name]
+    charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
+    charon.write_config()
+    charon.install_cert(ca_cert, ca=True)
+    charon.install_cert(cert)
+    charon.install_key(key)
+    charon.start()
+    mine_conn = ikev1_connection(
+        "192.0.2.1",
+        "192.0.2.2",
+        local_ts="10.1.0.0/24",
+        remote_ts="10.2.0.0/24",
+        proposals=("aes256-sha256-modp3072",),
+        esp_proposals=("aes256-sha256",),
+        local_id=BRANCH,
+        remote_id=HQ,
+    )
+    piked = make_piked(gw.left, "piked", mine_conn, start=False)
+    write(piked.dir, "branch", mine)
+    write(piked.dir, "ca", ca)
+    local = {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"], "key": "branch.key"}
+    remote = {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}
+    piked.extra = {"hq": {"local": local, "remote": remote}}  # type: ignore[dict-item]
+    piked.start()
+    return piked, charon
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("initiator", ["piked", "strongswan"])
+@pytest.mark.parametrize("kind", list(CERT_KINDS))
+def test_main_mode_certificates(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    kind: str,
+    initiator: str,
+) -> None:
+    """Main Mode with RSA / ECDSA certificates (methods 3, 9, 10), both roles: charon
+    verifies piked's signature, piked charon's, and both chains go to the CA."""
+    piked, charon = _cert_pair(gateways, make_piked, make_charon, tmp_path, kind)
+    if initiator == "piked":
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq", check=False)
+    _check(gateways, piked, charon, initiator == "piked", (BRANCH, HQ))
+    clog = charon.log_text()
+    assert f"authentication of '{BRANCH}' with" in clog and "successful" in clog, clog[-3000:]
