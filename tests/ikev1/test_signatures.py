@@ -273,3 +273,50 @@ def test_aggressive_mode_untrusted_responder_cert(tmp_path: Path) -> None:
     transfer(a, b)
     assert a.engine.ctx.counters.dropped.get("auth_failed") == 1
     assert not a.signed and not a.of(IkeSaEstablished)
+
+
+def test_responder_picks_the_connection_by_the_peers_identity(tmp_path: Path) -> None:
+    """A hub with two branch connections from any address: MM1 can only pick by address
+    and proposal (the first), the ID in MM5 moves the SA to the branch's own connection."""
+    ca = make_ca("ecdsa-p256")
+    branch = tmp_path / "branch2"
+    write(branch, "me", gw(ca, "ecdsa-p256", "branch2.example.net"))
+    write(branch, "ca", ca)
+    text = conf(A, B, "branch2.example.net", B_ID, "10.1.0.0/24", "10.2.0.0/24", False)
+    (branch / "pike.toml").write_text(text)
+    a = Node(
+        Ikev1Engine(
+            load_config(str(branch / "pike.toml")),
+            random=random.Random(1).randbytes,
+            kernel_caps=KernelCaps(True),
+        )  # type: ignore[arg-type]
+    )
+    hub = tmp_path / "hub"
+    write(hub, "me", gw(ca, "ecdsa-p256", B_ID))
+    write(hub, "ca", ca)
+    conns = []
+    for name, nets in (("branch1", "10.9.0.0/24"), ("branch2", "10.1.0.0/24")):
+        conns.append(f"""
+[connections.{name}]
+version = 1
+local_addrs = ["{B}"]
+remote_addrs = ["%any"]
+proposals = ["aes256-sha256-modp3072"]
+local = {{ auth = "pubkey", id = "{B_ID}", certs = ["me.pem"], key = "me.key" }}
+remote = {{ auth = "pubkey", id = "{name}.example.net", cacerts = ["ca.pem"] }}
+
+[connections.{name}.children.net]
+local_ts = ["10.2.0.0/24"]
+remote_ts = ["{nets}"]
+esp_proposals = ["aes256-sha256"]
+""")
+    text = '[daemon]\ncontrol_socket = "/tmp/unused.sock"\n' + "".join(conns)
+    (hub / "pike.toml").write_text(text)
+    cfg = load_config(str(hub / "pike.toml"))
+    rng = random.Random(2)
+    b = Node(Ikev1Engine(cfg, random=rng.randbytes, kernel_caps=KernelCaps(True)))  # type: ignore[arg-type]
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
+    assert b.sa().name == "branch2" and b.sa().remote_id == "branch2.example.net"
+    assert len(b.of(InstallChildSa)) == 1  # branch2's child: its proxy IDs fit

@@ -765,6 +765,7 @@ class Ikev1Engine:
         sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
         sa.spi_r = self.ctx.ike_spi()
         sa.choose(chosen)
+        sa.candidates = self._connections_for(dst[0], src[0])
         sa.set_state(IkeState.CONNECTING)
         self.sas[sa.spi_r] = sa
         self.half_open[(msg.spi_i, src[0], src[1])] = sa

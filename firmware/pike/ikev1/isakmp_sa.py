@@ -141,6 +141,9 @@ class IsakmpSa:
         self.arrived_on: tuple[Address, Address] = (remote, local)  # of the message handled
         self.replaces: IsakmpSa | None = None  # the SA this reauthentication replaces
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
+        # Main Mode responder: the connections our and the peer's addresses fit; with
+        # signatures the peer's ID (MM5) may pick another of them than MM1 did.
+        self.candidates: list[ConnectionConfig] = []
 
     # -- naming and state ------------------------------------------------------------------
     @property

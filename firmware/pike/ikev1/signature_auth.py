@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from pike.hsm.signer import SignatureScheme, digest_hash, ecdsa_der_to_raw, ecdsa_raw_to_der
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.proposals import phase1_choices
 from pike.ikev2.actions import SignRequest
 from pike.ikev2.certs import (
     CertError,
@@ -181,7 +182,10 @@ def verify_peer(sa: IsakmpSa, msg: V1Message, peer_id: V1Id, hash_value: bytes) 
     assert conn is not None and choice is not None
     peer = peer_identity(peer_id.id_type, peer_id.data)
     if not ids_match(conn.remote.id, peer):
-        raise PeerError("auth_failed", f"peer identity '{peer}' is not '{conn.remote.id}'")
+        other = _by_identity(sa, peer)
+        if other is None:
+            raise PeerError("auth_failed", f"peer identity '{peer}' is not '{conn.remote.id}'")
+        conn = other
     sig = msg.first(V1Sig)
     if sig is None:
         raise PeerError("auth_failed", f"no SIG from '{peer}' (method {choice.auth})")
@@ -206,6 +210,28 @@ def verify_peer(sa: IsakmpSa, msg: V1Message, peer_id: V1Id, hash_value: bytes) 
         path[-1].subject.rfc4514_string(),
     )
     return peer
+
+
+def _by_identity(sa: IsakmpSa, peer: Identity) -> ConnectionConfig | None:
+    """Main Mode responder: MM1 could only choose by address and proposal; when the
+    peer's ID belongs to another connection for the same addresses that accepts the same
+    transform, the SA moves to it (as strongSwan re-selects its peer config by IDii)."""
+    choice = sa.choice
+    assert choice is not None
+    agreed = (choice.key_bits, choice.hash_alg, choice.group, choice.auth)
+    for conn in sa.candidates:
+        if conn is sa.conn or conn.remote.auth != "pubkey" or not ids_match(conn.remote.id, peer):
+            continue
+        try:
+            method = auth_method(sa.ctx, conn)
+        except PeerError:
+            continue
+        ours = phase1_choices(conn.proposals, method, conn.rekey_time)
+        if any((c.key_bits, c.hash_alg, c.group, c.auth) == agreed for c in ours):
+            log.info("%s: peer '%s' belongs to connection %s", sa.tag(), peer, conn.name)
+            sa.conn = conn
+            return conn
+    return None
 
 
 def verify(
