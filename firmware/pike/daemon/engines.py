@@ -72,7 +72,9 @@ class Engines:
         self._by_conn(conn).rekey(conn, now, child)
 
     def acquire(self, reqid: int, now: float) -> None:
+        # reqids come from the shared context: only one engine knows a given one
         self.v2.acquire(reqid, now)
+        self.v1.acquire(reqid, now)
 
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         self.v2.child_expired(spi, hard, now)

@@ -14,6 +14,7 @@ import dataclasses
 import hmac
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
 
 from pike.ikev1 import aggressive_mode, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, id_text, log
@@ -26,10 +27,11 @@ from pike.ikev2.actions import (
     ChildSaFailed,
     DeleteChildSa,
     IkeSaInfo,
+    InstallTrap,
     MessageDropped,
     SendKeepalive,
 )
-from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.child_sa import ChildSa, trap_policies
 from pike.ikev2.context import HALF_OPEN_TIMEOUT, Context, SpiAlloc
 from pike.ikev2.state import ChildState, IkeState
 from pike.ikev2.status import child_info
@@ -77,6 +79,7 @@ class Ikev1Engine:
         self.half_open: dict[tuple[bytes, str, int], IsakmpSa] = {}  # MM1 retransmits
         self.quick: dict[tuple[bytes, int], QuickMode] = {}
         self.wanted: dict[int, list[str]] = {}  # SA unique id -> children to negotiate
+        self.traps: dict[tuple[str, str], int] = {}  # (conn, child) -> reqid (on demand)
 
     @property
     def config(self) -> Config:
@@ -88,9 +91,29 @@ class Ikev1Engine:
             if conn.version != 1:
                 continue
             for child in conn.children:
+                if child.start_action == "trap":
+                    self._install_trap(conn, child.name, self.ctx.reqid(), None)
+            for child in conn.children:
                 if child.start_action == "start":
                     self.initiate(conn.name, now, child.name)
                     break
+
+    # -- on-demand tunnels -------------------------------------------------------------------
+    def _install_trap(
+        self, conn: ConnectionConfig, child_name: str, reqid: int, child: ChildSa | None
+    ) -> None:
+        """Policies without SAs: the kernel asks (XFRM ACQUIRE) when traffic matches."""
+        cfg = conn.child(child_name)
+        if cfg is None or not conn.remote_addrs:
+            return
+        if child is not None:
+            policies = tuple(replace(p, trap=True) for p in child.policies)
+        else:
+            local = conn.local_addrs[0] if conn.local_addrs else _any_of(conn.remote_addrs[0])
+            policies = trap_policies(cfg, reqid, local, conn.remote_addrs[0])
+        self.traps[(conn.name, child_name)] = reqid
+        log.info("%s.%s: trap installed (reqid %d)", conn.name, child_name, reqid)
+        self.ctx.emit(InstallTrap(conn.name, child_name, reqid, policies))
 
     def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -147,8 +170,13 @@ class Ikev1Engine:
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
                 sa.conn = config.connections[sa.conn.name]
+        for key in [k for k in self.traps if k[0] not in kept]:
+            del self.traps[key]
         for conn in config.connections.values():
             if conn.version == 1 and conn.name not in kept:
+                for child in conn.children:
+                    if child.start_action == "trap":
+                        self._install_trap(conn, child.name, self.ctx.reqid(), None)
                 starts = [c.name for c in conn.children if c.start_action == "start"]
                 if starts:
                     self.initiate(conn.name, now, starts[0])
@@ -159,7 +187,7 @@ class Ikev1Engine:
         if cfg is None:
             return
         try:
-            qm = quick_mode.start(sa, cfg, now, rekey)
+            qm = quick_mode.start(sa, cfg, now, rekey, self.traps.get((sa.name, child)))
         except PeerError as e:
             log.error("%s: %s", sa.tag(), e)
             self.ctx.emit(ChildSaFailed(sa.name, child, e.reason))
@@ -187,7 +215,12 @@ class Ikev1Engine:
         raise KeyError(f"{conn_name}: nothing established to rekey")
 
     def acquire(self, reqid: int, now: float) -> None:
-        log.debug("acquire for reqid %d ignored: IKEv1 has no trap policies yet", reqid)
+        """The kernel saw traffic for a trap policy (XFRM ACQUIRE): negotiate it."""
+        for (conn, child), r in self.traps.items():
+            if r == reqid:
+                log.info("%s.%s: acquire for reqid %d", conn, child, reqid)
+                self.initiate(conn, now, child)
+                return
 
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         for sa in self.sas.values():
@@ -282,8 +315,7 @@ class Ikev1Engine:
                 # strongSwan's IKEv1 gives the whole SA up when any exchange goes unanswered
                 log.info("%s: giving up after %d retransmits (M-ID %08x)", sa.tag(), fl.tries, mid)
                 fl.deadline = None
-                sa.fail("retransmit_timeout", now, self._remove_child)
-                self._after_loss(sa, now)
+                self._lost(sa, now)
                 return
             fl.tries += 1
             fl.deadline = now + sa.timeout(fl.tries)
@@ -361,8 +393,7 @@ class Ikev1Engine:
             if dead:
                 log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
                 counters.dpd_failures += 1
-                sa.fail("retransmit_timeout", now, self._remove_child)
-                self._after_loss(sa, now)
+                self._lost(sa, now)
                 return
             sa.dpd_tries += 1
         else:
@@ -373,11 +404,26 @@ class Ikev1Engine:
         counters.dpd_probes += 1
         self._notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
 
-    def _after_loss(self, sa: IsakmpSa, now: float) -> None:
+    def _lost(self, sa: IsakmpSa, now: float) -> None:
+        """The peer stopped answering: the SA goes; then ``dpd_action`` (an established
+        SA) or ``keyingtries`` (one still connecting) say what comes next."""
         conn = sa.conn
-        if conn is not None and conn.dpd_action == "restart" and sa.initiator:
+        wanted = list(self.wanted.get(sa.unique_id, []))
+        established = sa.established_at is not None
+        if conn is not None and established and conn.dpd_action == "trap":
+            for child in sa.live_children():
+                # back to on-demand: the next packet brings the tunnel up again
+                self._install_trap(conn, child.name, child.reqid, child)
+        sa.fail("retransmit_timeout", now, self._remove_child)
+        if conn is None or not sa.initiator:
+            return
+        if established and conn.dpd_action == "restart":
             names = [c.name for c in conn.children]
             self._new_initiator(conn, names[:1], now)
+        elif not established and (conn.keyingtries == 0 or sa.attempt < conn.keyingtries):
+            log.info("%s: keyingtries: attempt %d", conn.name, sa.attempt + 1)
+            new = self._new_initiator(conn, wanted, now)
+            new.attempt = sa.attempt + 1
 
     # -- informational -----------------------------------------------------------------------
     def _informational(self, sa: IsakmpSa, payloads: list[V1Payload]) -> None:
@@ -427,7 +473,10 @@ class Ikev1Engine:
             owner.children.remove(child)
 
     def _shared_policies(self, child: ChildSa) -> bool:
-        """A rekeyed child's successor uses the same policies: they stay."""
+        """A rekeyed child's successor uses the same policies, or they are trap policies:
+        they stay."""
+        if child.reqid in self.traps.values():
+            return True
         mine = {(p.src_ts, p.dst_ts, p.direction) for p in child.policies}
         for sa in self.sas.values():
             for other in sa.children:
@@ -655,6 +704,7 @@ class Ikev1Engine:
         child: ChildSa | None
         if qm is None:
             qm = quick_mode.responder_qm1(sa, msg, now)
+            qm.reqid = self.traps.get((sa.name, qm.cfg.name))
             self.quick[key] = qm
             return
         if qm.initiator and qm.step == 1:

@@ -78,6 +78,7 @@ class QuickMode:
     spi_out: int = 0
     lifetime: int = 0
     step: int = 0
+    reqid: int | None = None  # a trapped child's: its SAs must match the trap policies
 
     @property
     def spi_in_b(self) -> bytes:
@@ -99,7 +100,13 @@ def _seal(sa: IsakmpSa, mid: int, hash_of_rest: bytes, rest: list[V1Payload]) ->
 # -- initiator ---------------------------------------------------------------------------------
 
 
-def start(sa: IsakmpSa, cfg: ChildConfig, now: float, rekey_of: ChildSa | None = None) -> QuickMode:
+def start(
+    sa: IsakmpSa,
+    cfg: ChildConfig,
+    now: float,
+    rekey_of: ChildSa | None = None,
+    reqid: int | None = None,
+) -> QuickMode:
     """QM1."""
     assert sa.prf is not None and sa.keys is not None
     local_ts = cfg.local_ts[0] if cfg.local_ts else TrafficSelector.host(ip_address(sa.local[0]))
@@ -116,6 +123,7 @@ def start(sa: IsakmpSa, cfg: ChildConfig, now: float, rekey_of: ChildSa | None =
         sa.ctx.child_spi(sa.remote[0], sa.local[0]),
         rekey_of,
     )
+    qm.reqid = reqid
     qm.choices = phase2_choices(cfg.esp_proposals, cfg.life_time)
     if not qm.choices:
         raise PeerError("no_proposal", f"{cfg.name}: no ESP proposal IKEv1 can offer")
@@ -327,7 +335,7 @@ def install(qm: QuickMode, now: float) -> ChildSa | None:
     child = ChildSa(
         qm.cfg,
         ctx.unique_id(),
-        qm.rekey_of.reqid if qm.rekey_of is not None else ctx.reqid(),
+        qm.rekey_of.reqid if qm.rekey_of is not None else qm.reqid or ctx.reqid(),
         qm.initiator,
         qm.spi_in,
         qm.spi_out,
