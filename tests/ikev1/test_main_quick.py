@@ -3,7 +3,10 @@ retransmission, duplicates, Delete, DPD, rekey, wrong keys."""
 
 from __future__ import annotations
 
+import pytest
+
 from ikev2.pair import Node, deliver, transfer
+from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.ikev2.actions import (
     ChildSaEstablished,
     DeleteChildSa,
@@ -12,8 +15,8 @@ from pike.ikev2.actions import (
     InstallChildSa,
 )
 from pike.wire.isakmp import decode_v1, encode_v1
-from pike.wire.isakmp_constants import ExchangeV1
-from pike.wire.isakmp_payloads import V1Message, V1Nonce
+from pike.wire.isakmp_constants import ExchangeV1, FlagV1
+from pike.wire.isakmp_payloads import V1Message, V1Nonce, V1Payload
 
 from .v1pair import A, B, engine, make_pair, v1conf
 
@@ -252,3 +255,24 @@ def test_inbound_esp_postpones_dpd() -> None:
     assert a.drain() == [] and a.engine.get_timer() == 55.0
     a.engine.handle_timer(55.0)  # silence since 25 s: now a probe
     assert len(a.drain()) == 1 and a.engine.ctx.counters.dpd_probes == 1
+
+
+def test_commit_bit_is_tolerated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 2408 §3.1 / RFC 2409 §5.5: a peer may set the commit bit in Quick Mode; we take
+    the exchange as usual (both sides install on QM3 anyway)."""
+    a, b = make_pair()
+    real_encode = IsakmpSa.encode
+
+    def with_commit(
+        self: IsakmpSa, exchange: int, mid: int, payloads: list[V1Payload], **kw: bool
+    ) -> bytes:
+        data = real_encode(self, exchange, mid, payloads, **kw)
+        if exchange == ExchangeV1.QUICK and self.initiator:
+            data = data[:19] + bytes([data[19] | FlagV1.COMMIT]) + data[20:]
+        return data
+
+    monkeypatch.setattr(IsakmpSa, "encode", with_commit)
+    _up(a, b)
+    qm1 = next(d for d in a.outbox if decode_v1(d.data).exchange == ExchangeV1.QUICK)
+    assert decode_v1(qm1.data).commit
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1

@@ -27,6 +27,7 @@ from .test_dataplane import (  # noqa: F401  (esp_gw/shared_gw are fixtures)
     counters_of,
     esp_gw,
     piked_child,
+    ping,
     shared_gw,
     traffic_both_ways,
 )
@@ -174,3 +175,28 @@ def test_nat_in_the_middle_ikev1(
     traffic_both_ways(gw)
     check_counters_moved(piked, before)
     print(f"IKEv1 through NAT ({how}): up in {took:.2f}s, floated to 4500, ESP in UDP")
+
+
+def test_ikev1_trap_acquire(gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked) -> None:
+    """``start_action = "trap"``: policies only until the first packet; the kernel's ACQUIRE
+    makes piked run Main Mode + Quick Mode with the trap's reqid, and pings cross."""
+    esp = "aes256-sha256"
+    charon = make_charon(gw.right, "charon", conn("right", esp), SECRET, libipsec=False)
+    trapped = conn("left", esp)
+    trapped.children[0].start_action = "trap"
+    piked = make_piked(gw.left, "piked", trapped, SECRET)
+    piked.poll_via_socket = True
+    assert "reqid" in gw.left.run(["ip", "xfrm", "policy"]).stdout
+    assert piked.ike_sa("hq") is None
+    host = gw.left_lan.host
+    assert host is not None
+    t0 = time.monotonic()
+    while not ping(host, gw.right_lan.host_ip):
+        assert time.monotonic() - t0 < 30, piked.log_tail(40)
+    took = time.monotonic() - t0
+    assert "kernel ACQUIRE reqid" in piked.log_text()
+    p = piked.wait_established("hq", timeout=10, child="lan")
+    charon.wait_established("hq", timeout=10, child="lan")
+    assert p.version == 1
+    traffic_both_ways(gw)
+    print(f"IKEv1 trap: first ping to ping answered in {took:.2f}s")
