@@ -187,7 +187,7 @@ def test_invalid_ke_payload_retry_with_the_group_the_peer_wants() -> None:
 
 
 def test_cookie_round_trip(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pike.ikev2.engine as eng
+    import pike.ikev2.responder as eng
 
     monkeypatch.setattr(eng, "COOKIE_THRESHOLD", 0)
     a, b = make_pair()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
@@ -192,3 +192,16 @@ def trap_policies(cfg: ChildConfig, reqid: int, local: str, remote: str) -> tupl
     rts = cfg.remote_ts or (TrafficSelector.host(rip),)
     policies = policies_for(lts, rts, cfg.mode, reqid, lip, rip)
     return tuple(replace(p, trap=True) for p in policies)
+
+
+def shares_policies(child: ChildSa, others: Iterable[ChildSa]) -> bool:
+    """Another live, installed CHILD_SA has one of ``child``'s policies (same selectors
+    and direction): the kernel holds one copy, which must outlive ``child``."""
+    live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.REKEYED)
+    mine = {(p.src_ts, p.dst_ts, p.direction) for p in child.policies}
+    for other in others:
+        if other is child or other.state not in live or other.installed_at is None:
+            continue
+        if mine & {(p.src_ts, p.dst_ts, p.direction) for p in other.policies}:
+            return True
+    return False

@@ -1,0 +1,175 @@
+"""Requests as responder: new IKE SAs from IKE_SA_INIT, and which tasks answer the
+requests of an existing IKE SA.
+
+An IKE_SA_INIT request finds its connections by address, is answered with a stateless
+notify where we take no state (no config, cookies under load, a malformed request), and
+otherwise creates a half-open IKE SA that HALF_OPEN_TIMEOUT bounds (see timers.py).
+"""
+
+from __future__ import annotations
+
+from pike.ikev2.actions import Address, SendDatagram
+from pike.ikev2.context import COOKIE_THRESHOLD, Context, Random
+from pike.ikev2.cookies import CookieJar
+from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.state import IkeState, log
+from pike.ikev2.tasks.base import Task
+from pike.ikev2.tasks.child_create import ChildCreate
+from pike.ikev2.tasks.child_delete import ChildDelete
+from pike.ikev2.tasks.ike_auth import IkeAuth
+from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
+from pike.ikev2.tasks.ike_frag import IkeFrag
+from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
+from pike.ikev2.tasks.ike_init import IkeInit
+from pike.ikev2.tasks.ike_natd import IkeNatd
+from pike.ikev2.tasks.ike_rekey import IkeRekey
+from pike.policy.addrs import addr_in
+from pike.policy.config import Config, ConnectionConfig
+from pike.wire.codec import decode_message, encode_message
+from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
+from pike.wire.errors import MalformedMessage
+from pike.wire.header import Header
+from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SaPayload
+from pike.wire.rules import check_payloads
+
+HalfOpenKey = tuple[bytes, str, int]  # (initiator's SPI, its address, its port)
+
+
+class InitResponder:
+    """IKE_SA_INIT requests: the half-open IKE SAs and the cookie secret."""
+
+    def __init__(self, ctx: Context, sas: dict[bytes, IkeSa], random: Random) -> None:
+        self.ctx = ctx
+        self.sas = sas  # the engine's table, by our SPI
+        self.half_open: dict[HalfOpenKey, IkeSa] = {}
+        self._cookies = CookieJar(random(32))
+
+    def request(self, hdr: Header, data: bytes, src: Address, dst: Address, now: float) -> None:
+        key = (hdr.spi_i, src[0], src[1])
+        existing = self.half_open.get(key)
+        if existing is not None and existing.state != IkeState.DESTROYED:
+            # A retransmitted IKE_SA_INIT: the task manager re-sends its cached response.
+            existing.tasks.on_request(decode_message(data), data, [], now)
+            return
+        try:
+            msg = decode_message(data)
+            check_payloads(msg.exchange, False, msg.payloads, False)
+        except MalformedMessage as e:
+            if e.notify is not None:
+                req = Message(hdr.spi_i, bytes(8), hdr.exchange, hdr.message_id, True, False)
+                stateless_notify(self.ctx, req, src, dst, e.notify, notify_data(e))
+            raise
+        candidates = connections_for(self.ctx.config, dst[0], src[0])
+        if not candidates:
+            log.info("no IKEv2 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0])
+            stateless_notify(self.ctx, msg, src, dst, NotifyType.NO_PROPOSAL_CHOSEN)
+            self.ctx.counters.drop("no_config")
+            return
+        if self._count() >= COOKIE_THRESHOLD and not self._cookies.valid(msg, src[0]):
+            cookie = self._cookies.make(msg, src[0])
+            stateless_notify(self.ctx, msg, src, dst, NotifyType.COOKIE, cookie)
+            return
+        sa = IkeSa(
+            self.ctx,
+            self.ctx.unique_id(),
+            False,
+            hdr.spi_i,
+            dst,
+            src,
+            candidates[0],
+            spi_r=self.ctx.ike_spi(),
+            created_at=now,
+        )
+        sa.candidates = candidates
+        sa.set_state(IkeState.CONNECTING)
+        self.sas[sa.spi_r] = sa
+        self.half_open[key] = sa
+        sa.tasks.on_request(
+            msg,
+            data,
+            [IkeInit(sa, False), IkeNatd(sa, False), IkeFrag(sa, False), IkeHashAlgs(sa, False)],
+            now,
+        )
+
+    def settle(self) -> None:
+        """Forget IKE SAs that are no longer half-open (established or gone)."""
+        for key, sa in list(self.half_open.items()):
+            if sa.state != IkeState.CONNECTING:
+                del self.half_open[key]
+
+    def _count(self) -> int:
+        return sum(1 for sa in self.half_open.values() if sa.state == IkeState.CONNECTING)
+
+
+def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
+    """The tasks that answer a request of an IKE SA past IKE_SA_INIT."""
+    if msg.exchange == ExchangeType.IKE_AUTH:
+        return [IkeAuth(sa, False), ChildCreate(sa, False)]
+    if msg.exchange == ExchangeType.INFORMATIONAL:
+        deletes = msg.all(DeletePayload)
+        tasks: list[Task] = []
+        if any(d.protocol == ProtocolId.IKE for d in deletes):
+            tasks.append(IkeDelete(sa, False))
+        elif any(d.protocol == ProtocolId.ESP for d in deletes):
+            tasks.append(ChildDelete(sa, False))
+        else:
+            tasks.append(Informational(sa, False))
+        return tasks
+    if msg.exchange == ExchangeType.CREATE_CHILD_SA:
+        sa_payload = msg.first(SaPayload)
+        if sa_payload is not None and any(
+            p.protocol == ProtocolId.IKE for p in sa_payload.proposals
+        ):
+            return [IkeRekey(sa, False)]
+        return [ChildCreate(sa, False, exchange=ExchangeType.CREATE_CHILD_SA)]
+    return [_Refuse(sa, NotifyType.NO_ADDITIONAL_SAS)]
+
+
+class _Refuse(Task):
+    """Answer an exchange we do not take part in yet with one notify (non-fatal)."""
+
+    name = "refuse"
+
+    def __init__(self, sa: IkeSa, notify: int) -> None:
+        super().__init__(sa, False)
+        self.notify = notify
+
+    @property
+    def exchange(self) -> int:
+        return ExchangeType.CREATE_CHILD_SA
+
+    def process(self, msg: Message, now: float) -> None:
+        pass
+
+    def build(self, msg: Message, now: float) -> None:
+        msg.payloads.append(NotifyPayload(self.notify))
+
+
+def connections_for(config: Config, local: str, remote: str) -> list[ConnectionConfig]:
+    """The IKEv2 connections whose configured addresses admit this pair."""
+    out = []
+    for conn in config.connections.values():
+        if conn.version != 2:
+            continue
+        if conn.local_addrs and not addr_in(local, conn.local_addrs):
+            continue
+        if conn.remote_addrs and not addr_in(remote, conn.remote_addrs):
+            continue
+        out.append(conn)
+    return out
+
+
+def stateless_notify(
+    ctx: Context, req: Message, src: Address, dst: Address, notify: int, data: bytes = b""
+) -> None:
+    """Answer ``req`` with one notify from no IKE SA (responder SPI zero)."""
+    resp = Message(req.spi_i, bytes(8), req.exchange, req.message_id, False, True)
+    resp.payloads.append(NotifyPayload(notify, data))
+    ctx.emit(SendDatagram(encode_message(resp), dst, src))
+
+
+def notify_data(e: MalformedMessage) -> bytes:
+    """UNSUPPORTED_CRITICAL_PAYLOAD names the payload type in one octet (RFC 7296 §3.10.1)."""
+    if e.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and e.detail.isdigit():
+        return bytes((int(e.detail) & 0xFF,))
+    return b""

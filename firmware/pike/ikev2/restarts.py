@@ -1,0 +1,60 @@
+"""What starts again after an IKE SA ended: dpd_action=restart and keyingtries.
+
+The engine removes destroyed IKE SAs after every step and asks this module which
+connections to initiate again, in order: peers found dead first, then initiations whose
+retransmissions all went unanswered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pike.ikev2.context import Context
+from pike.ikev2.ike_sa import IkeSa
+
+
+@dataclass(frozen=True)
+class Restart:
+    conn: str
+    child: str | None  # None: the connection's first child
+    keyingtry: int  # attempts of keyingtries that went before this one
+    note: str  # the log line that says why
+
+
+def restarts(ctx: Context, ended: list[IkeSa]) -> list[Restart]:
+    """Count DPD failures of the ``ended`` IKE SAs and say which to initiate again."""
+    dead_peers: list[Restart] = []
+    retries: list[Restart] = []
+    for sa in ended:
+        conn = sa.conn
+        if retries_after(ctx, sa):
+            assert conn is not None
+            note = (
+                f"{sa.tag()}: peer not responding, trying again "
+                f"({sa.keyingtry + 2}/{conn.keyingtries or 'forever'})"
+            )
+            retries.append(Restart(conn.name, sa.initiate_child, sa.keyingtry + 1, note))
+        dead = sa.established_at is not None and sa.delete_reason == "retransmit_timeout"
+        if conn is not None and dead and sa.dpd_outstanding:
+            ctx.counters.conn(conn.name).dpd_failures += 1
+        if conn is not None and dead and conn.dpd_action == "restart":
+            note = f"{conn.name}: peer is dead, dpd_action=restart: initiating again"
+            dead_peers.append(Restart(conn.name, None, 0, note))
+    return dead_peers + retries
+
+
+def retries_after(ctx: Context, sa: IkeSa) -> bool:
+    """keyingtries (strongSwan's meaning): an initiation whose retransmissions all went
+    unanswered starts again, up to keyingtries attempts in all (0: until it works).
+    Errors the peer answered (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED...) are final.
+    The retransmission sequence (retransmit_timeout x base^n) spaces the attempts."""
+    conn = sa.conn
+    if (
+        conn is None
+        or not sa.initiator
+        or sa.established_at is not None
+        or sa.delete_reason != "retransmit_timeout"
+        or ctx.config.connections.get(conn.name) != conn  # removed or changed meanwhile
+    ):
+        return False
+    return conn.keyingtries == 0 or sa.keyingtry + 1 < conn.keyingtries

@@ -1,0 +1,129 @@
+"""The clock of an established IKE SA: when it next needs the engine and what each
+deadline does.
+
+CHILD_SA life_time and rekey_time, the IKE SA's rekey_time, the responder's half-open
+timeout, DPD (a probe only when neither IKE nor ESP brought news within dpd_delay) and
+NAT-T keepalives. All times are passed in (sans-I/O).
+"""
+
+from __future__ import annotations
+
+from pike.ikev2.actions import SendKeepalive
+from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.context import HALF_OPEN_TIMEOUT, Context
+from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.state import ChildState, IkeState, log
+from pike.ikev2.tasks.child_create import ChildCreate
+from pike.ikev2.tasks.child_delete import ChildDelete
+from pike.ikev2.tasks.ike_delete import Informational
+from pike.ikev2.tasks.ike_rekey import IkeRekey
+from pike.wire.constants import ExchangeType
+
+
+def half_open_deadline(sa: IkeSa) -> float | None:
+    """A responder's IKE SA that never completes goes after HALF_OPEN_TIMEOUT."""
+    if sa.initiator or sa.state != IkeState.CONNECTING:
+        return None
+    return sa.created_at + HALF_OPEN_TIMEOUT
+
+
+def deadlines(sa: IkeSa) -> list[float | None]:
+    times = [
+        sa.tasks.deadline,
+        sa.tasks.sign_deadline,
+        half_open_deadline(sa),
+        sa.dpd_due(),
+    ]
+    if sa.state == IkeState.ESTABLISHED:
+        times += [sa.rekey_at, sa.keepalive_at]
+    times.extend(c.next_deadline() for c in sa.children)
+    return times
+
+
+def arm(ctx: Context, sa: IkeSa, now: float) -> None:
+    """Once established: the rekey timer, and keepalives behind a NAT (or forced encap)."""
+    sa.scheduled = True
+    sa.schedule(now)
+    forced = sa.conn is not None and sa.conn.encap
+    if (sa.nat_local or forced) and ctx.config.daemon.keepalive:
+        sa.keepalive_at = now + ctx.config.daemon.keepalive
+
+
+def on_timer(ctx: Context, sa: IkeSa, now: float) -> None:
+    """Everything due on ``sa`` at ``now``: retransmissions, timeouts, rekeys, DPD."""
+    sa.tasks.on_timer(now)
+    deadline = half_open_deadline(sa)
+    if deadline is not None and now >= deadline:
+        log.info("%s: half-open IKE_SA timed out", sa.tag())
+        sa.fail("half_open_timeout", now, quiet=True)
+        return
+    if sa.state != IkeState.ESTABLISHED:
+        return
+    _child_timers(sa, now)
+    if sa.rekey_at is not None and now >= sa.rekey_at:
+        sa.rekey_at = None
+        log.info("%s: IKE_SA rekey_time reached", sa.tag())
+        sa.tasks.queue(IkeRekey(sa, True))
+    due = sa.dpd_due()
+    if due is not None and now >= due:
+        _liveness(ctx, sa, now)
+    if sa.keepalive_at is not None and now >= sa.keepalive_at:
+        _keepalive(ctx, sa, now)
+    sa.tasks.initiate(now)
+
+
+def rekey_child(sa: IkeSa, child: ChildSa) -> None:
+    child.set_state(ChildState.REKEYING, sa.name)
+    sa.tasks.queue(ChildCreate(sa, True, exchange=ExchangeType.CREATE_CHILD_SA, rekey=child))
+
+
+def _child_timers(sa: IkeSa, now: float) -> None:
+    for child in list(sa.children):
+        if child.expire_at is not None and now >= child.expire_at:
+            if child.state in (ChildState.INSTALLED, ChildState.REKEYING, ChildState.REKEYED):
+                log.info(
+                    "%s: CHILD_SA %s{%d} life_time over", sa.tag(), child.name, child.unique_id
+                )
+                child.expire_at = None
+                sa.tasks.queue(ChildDelete(sa, True, child))
+        elif child.rekey_at is not None and now >= child.rekey_at:
+            child.rekey_at = None
+            if child.state == ChildState.INSTALLED:
+                log.info(
+                    "%s: CHILD_SA %s{%d} rekey_time reached",
+                    sa.tag(),
+                    child.name,
+                    child.unique_id,
+                )
+                rekey_child(sa, child)
+
+
+def _keepalive(ctx: Context, sa: IkeSa, now: float) -> None:
+    """Behind a NAT we keep its mapping open (RFC 3948 §2.3, strongSwan: 20 s)."""
+    ctx.counters.conn(sa.name).keepalives += 1
+    ctx.emit(SendKeepalive(sa.local, sa.remote))
+    sa.keepalive_at = now + ctx.config.daemon.keepalive
+
+
+def _liveness(ctx: Context, sa: IkeSa, now: float) -> None:
+    """DPD: probe only when neither IKE nor ESP brought news within dpd_delay."""
+    probe = ctx.esp_activity
+    if probe is not None:
+        for child in sa.children:
+            if child.inbound is None or child.installed_at is None:
+                continue
+            seen = probe(child.inbound)
+            if seen is not None and seen > sa.last_inbound:
+                sa.last_inbound = min(seen, now)
+    due = sa.dpd_due()
+    if due is None or now < due:
+        log.debug(
+            "%s: ESP from the peer within dpd_delay, next DPD check at %.3f",
+            sa.tag(),
+            due or 0.0,
+        )
+        return
+    log.info("%s: no traffic for %ss, sending DPD", sa.tag(), sa.conn.dpd_delay if sa.conn else "?")
+    sa.dpd_outstanding = True
+    ctx.counters.conn(sa.name).dpd_probes += 1
+    sa.tasks.queue(Informational(sa, True))

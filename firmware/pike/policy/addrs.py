@@ -1,0 +1,24 @@
+"""Configured outer addresses (``local_addrs``/``remote_addrs``) against real ones."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def addr_in(addr: str, configured: tuple[str, ...]) -> bool:
+    """``addr`` is one of ``configured`` (addresses, subnets, or ``%any``)."""
+    if "%any" in configured:
+        return True
+    ip = ipaddress.ip_address(addr)
+    for c in configured:
+        try:
+            if ip in ipaddress.ip_network(c, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def any_of(remote: str) -> str:
+    """The wildcard address of ``remote``'s family (no local address configured)."""
+    return "0.0.0.0" if ipaddress.ip_address(remote).version == 4 else "::"
