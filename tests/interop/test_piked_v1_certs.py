@@ -44,17 +44,19 @@ def _setup(
     kind: str,
     aggressive: bool = False,
     piked_aggressive: bool | None = None,
+    dn_ids: bool = False,
 ) -> tuple[PikedNode, StrongswanNode]:
     ca = make_ca("ecdsa-p256", "pike interop CA")
     mine: Issued = issue(ca, kind, BRANCH, [x509.DNSName(BRANCH)])
     theirs: Issued = issue(ca, kind, HQ, [x509.DNSName(HQ)])
+    hq_id, branch_id = (theirs.dn, mine.dn) if dn_ids else (HQ, BRANCH)
 
     charon_files = tmp_path / "charon-creds"
     cert, key = write(charon_files, "hq", theirs)
     ca_cert, _ = write(charon_files, "ca", ca)
     conn = ikev1_connection(
         "192.0.2.2", "192.0.2.1", local_ts="10.2.0.0/24", remote_ts="10.1.0.0/24",
-        local_id=HQ, remote_id=BRANCH, aggressive=aggressive,
+        local_id=hq_id, remote_id=branch_id, aggressive=aggressive,
     )  # fmt: skip
     conn.local_auth = conn.remote_auth = "pubkey"
     conn.local_certs = [cert.name]
@@ -75,8 +77,10 @@ def _setup(
     write(piked.dir, "ca", ca)
     piked.extra = {
         "hq": {
-            "local": {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"], "key": "branch.key"},
-            "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]},
+            "local": {"auth": "pubkey", "certs": ["branch.pem"], "key": "branch.key"}
+            # with DN ids piked names none for itself: its certificate's subject is used
+            | ({} if dn_ids else {"id": BRANCH}),
+            "remote": {"auth": "pubkey", "id": hq_id, "cacerts": ["ca.pem"]},
         }
     }
     piked.start()
@@ -164,3 +168,27 @@ def test_aggressive_mode_refused_without_aggressive_true(
         time.sleep(0.2)
     assert "Aggressive Mode from 192.0.2.2 not allowed" in piked.log_text()
     assert piked.list_sas() == []
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("aggressive", [False, True])
+def test_distinguished_name_identities(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    aggressive: bool,
+) -> None:
+    """IDs as DNs (charon encodes them as PrintableString, pike's config as UTF8String):
+    charon initiates, piked matches its ID by meaning, answers with its subject DN, and
+    lists both DNs the way strongSwan prints them."""
+    piked, charon = _setup(
+        gateways, make_piked, make_charon, tmp_path, "ecdsa-p256", aggressive, dn_ids=True
+    )
+    charon.initiate("lan", ike="hq", check=False)
+    p = piked.wait_established("hq", timeout=20)
+    c = charon.wait_established("hq", timeout=20)
+    assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
+    branch_dn, hq_dn = "C=CH, O=pike test, CN=" + BRANCH, "C=CH, O=pike test, CN=" + HQ
+    assert (p.local_id, p.remote_id) == (branch_dn, hq_dn)
+    assert f"authentication of '{branch_dn}' with ECDSA_WITH_NULL successful" in (charon.log_text())

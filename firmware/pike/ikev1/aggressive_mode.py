@@ -31,6 +31,7 @@ from pike.ikev1.main_mode import (
 )
 from pike.ikev1.proposals import Phase1Choice, parse_phase1, phase1_choices, phase1_proposal
 from pike.ikev2.actions import Address
+from pike.ikev2.certs import ids_match, peer_identity
 from pike.wire.isakmp import encode_body
 from pike.wire.isakmp_constants import ExchangeV1
 from pike.wire.isakmp_payloads import (
@@ -127,9 +128,10 @@ def _send_am3(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
 
 
 def _check_peer_id(sa: IsakmpSa, peer_id: V1Id) -> None:
-    expected = sa.expected_peer()
-    configured = sa.conn is not None and sa.conn.remote.id is not None
-    if configured and (peer_id.id_type, peer_id.data) != (expected.id_type, expected.data):
+    conn = sa.conn
+    assert conn is not None
+    # DNs compare by meaning (string types differ between implementations)
+    if not ids_match(conn.remote.id, peer_identity(peer_id.id_type, peer_id.data)):
         raise PeerError("auth_failed", "peer ID is not the configured remote id")
 
 

@@ -31,6 +31,7 @@ from pike.ikev2.actions import (
     MessageDropped,
     SendKeepalive,
 )
+from pike.ikev2.certs import ids_match, peer_identity
 from pike.ikev2.child_sa import ChildSa, trap_policies
 from pike.ikev2.context import HALF_OPEN_TIMEOUT, Context, SpiAlloc
 from pike.ikev2.state import ChildState, IkeState
@@ -885,8 +886,8 @@ def _info(sa: IsakmpSa) -> IkeSaInfo:
 
 
 def _id_fits(conn: ConnectionConfig, peer: V1Id) -> bool:
-    ident = conn.remote.id
-    return ident is None or (ident.id_type, ident.data) == (peer.id_type, peer.data)
+    # DNs by meaning: charon encodes them as PrintableString, our config as UTF8String
+    return ids_match(conn.remote.id, peer_identity(peer.id_type, peer.data))
 
 
 def _addr_in(addr: str, configured: tuple[str, ...]) -> bool:

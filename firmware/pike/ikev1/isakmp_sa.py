@@ -39,6 +39,7 @@ from pike.ikev1.keys import (
 )
 from pike.ikev1.proposals import Phase1Choice
 from pike.ikev2.actions import Address, IkeSaDeleted, SendDatagram
+from pike.ikev2.certs import peer_identity
 from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.context import Context
 from pike.ikev2.state import IKE_TRANSITIONS, ChildState, IkeState, StateError
@@ -348,4 +349,6 @@ def id_text(p: V1Id | None) -> str:
         return str(ipaddress.ip_address(p.data))
     if p.id_type in (IdV1.FQDN, IdV1.USER_FQDN):
         return p.data.decode("utf-8", "replace")
+    if p.id_type == IdV1.DER_ASN1_DN:
+        return peer_identity(p.id_type, p.data).text  # "C=CH, O=x, CN=gw" as strongSwan
     return p.data.hex()
