@@ -320,3 +320,40 @@ esp_proposals = ["aes256-sha256"]
     assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
     assert b.sa().name == "branch2" and b.sa().remote_id == "branch2.example.net"
     assert len(b.of(InstallChildSa)) == 1  # branch2's child: its proxy IDs fit
+
+
+def test_bad_certificate_or_signature_payloads_fail_authentication(tmp_path: Path) -> None:
+    """What a peer may put in MM5 instead of a good chain and SIG: each one is an
+    auth_failed PeerError naming the problem, never another exception."""
+    from cryptography.hazmat.primitives import serialization
+
+    from pike.ikev1.isakmp_sa import PeerError
+    from pike.ikev1.signature_auth import verify_peer
+    from pike.wire.isakmp_constants import IdV1
+    from pike.wire.isakmp_payloads import V1Id, V1Message
+
+    a, b = pair(tmp_path, "ecdsa-p256")
+    a.auto_sign = False
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)  # MM1-MM4: B has its keys and the agreed method
+    sa = next(iter(b.engine.sas.values()))
+    good = x509.load_pem_x509_certificate((tmp_path / "a" / "me.pem").read_bytes())
+    der = good.public_bytes(serialization.Encoding.DER)
+    pid = V1Id(IdV1.FQDN, 0, 0, A_ID.encode())
+    h = bytes(32)
+    cases = [
+        ([V1Cert(4, b"\x30\x03junk"), V1Sig(bytes(64))], "not a DER X.509"),
+        ([V1Cert(1, der), V1Sig(bytes(64))], "encoding 1"),
+        ([V1Sig(bytes(64))], "sent no certificate"),
+        ([V1Cert(4, der)], "no SIG"),
+        ([V1Cert(4, der), V1Sig(bytes(64))], "does not verify"),
+        ([V1Cert(4, der), V1Sig(bytes(7))], "7 bytes"),
+    ]
+    for payloads, why in cases:
+        msg = V1Message(sa.spi_i, sa.spi_r, 2, 0, 1, [pid, *payloads])
+        with pytest.raises(PeerError, match=why) as err:
+            verify_peer(sa, msg, pid, h)
+        assert err.value.reason == "auth_failed"
+    other = V1Id(IdV1.FQDN, 0, 0, b"mallory.example.net")
+    with pytest.raises(PeerError, match="is not"):
+        verify_peer(sa, V1Message(sa.spi_i, sa.spi_r, 2, 0, 1, [other]), other, h)
