@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 
-from pike.ikev1 import aggressive_mode, main_mode, quick_mode, signature_auth
-from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, id_text, log
+from pike.ikev1 import aggressive_mode, liveness, main_mode, quick_mode, signature_auth
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import informational_hash
-from pike.ikev1.proposals import phase1_choices, select_phase1
 from pike.ikev1.quick_mode import QuickMode
+from pike.ikev1.selection import any_of, choose, connections_for, id_fits
+from pike.ikev1.status import sa_info
 from pike.ikev2.actions import (
     Action,
     Address,
@@ -31,11 +31,9 @@ from pike.ikev2.actions import (
     MessageDropped,
     SendKeepalive,
 )
-from pike.ikev2.certs import ids_match, peer_identity
 from pike.ikev2.child_sa import ChildSa, trap_policies
 from pike.ikev2.context import HALF_OPEN_TIMEOUT, Context, SpiAlloc
 from pike.ikev2.state import ChildState, IkeState
-from pike.ikev2.status import child_info
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps
 from pike.wire.errors import MalformedMessage
@@ -110,7 +108,7 @@ class Ikev1Engine:
         if child is not None:
             policies = tuple(replace(p, trap=True) for p in child.policies)
         else:
-            local = conn.local_addrs[0] if conn.local_addrs else _any_of(conn.remote_addrs[0])
+            local = conn.local_addrs[0] if conn.local_addrs else any_of(conn.remote_addrs[0])
             policies = trap_policies(cfg, reqid, local, conn.remote_addrs[0])
         self.traps[(conn.name, child_name)] = reqid
         log.info("%s.%s: trap installed (reqid %d)", conn.name, child_name, reqid)
@@ -140,7 +138,7 @@ class Ikev1Engine:
         if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
             raise KeyError(f"{conn.name} has no remote address to initiate to")
         remote = conn.remote_addrs[0]
-        local_ip = conn.local_addrs[0] if conn.local_addrs else _any_of(remote)
+        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
         sa = IsakmpSa(
             self.ctx,
             self.ctx.unique_id(),
@@ -274,12 +272,12 @@ class Ikev1Engine:
         if sa.state == IkeState.CONNECTING and not sa.initiator:
             times.append(sa.created_at + HALF_OPEN_TIMEOUT)
         if sa.state == IkeState.ESTABLISHED:
-            times += [self._dpd_due(sa), sa.keepalive_at, sa.reauth_at]
+            times += [liveness.due(sa), sa.keepalive_at, sa.reauth_at]
             times += [c.next_deadline() for c in sa.children]
         return times
 
     def list_sas(self) -> list[IkeSaInfo]:
-        return [_info(sa) for sa in self.sas.values() if sa.state != IkeState.DESTROYED]
+        return [sa_info(sa) for sa in self.sas.values() if sa.state != IkeState.DESTROYED]
 
     # -- timers ------------------------------------------------------------------------------
     def handle_timer(self, now: float) -> None:
@@ -352,58 +350,15 @@ class Ikev1Engine:
         new = self._new_initiator(sa.conn, [c.name for c in sa.live_children()], now)
         new.replaces = sa
 
-    def _dpd_due(self, sa: IsakmpSa) -> float | None:
-        conn = sa.conn
-        if conn is None or not conn.dpd_delay:
-            return None
-        if not sa.dpd_outstanding:
-            return sa.last_inbound + conn.dpd_delay
-        if conn.dpd_timeout and sa.dpd_deadline is not None:
-            return min(sa.dpd_deadline, sa.last_inbound + conn.dpd_timeout)
-        return sa.dpd_deadline
-
     def _dpd(self, sa: IsakmpSa, now: float) -> None:
-        """RFC 3706 §5: R-U-THERE after dpd_delay of silence, each retry with the next
-        sequence number. Without ``dpd_timeout`` the retries follow the retransmission
-        schedule and the peer is dead when the last goes unanswered; with it (strongSwan's
-        IKEv1 meaning) a probe goes every dpd_delay and the peer is dead after dpd_timeout
-        without any sign of life."""
-        due = self._dpd_due(sa)
-        conn = sa.conn
-        if due is None or now < due or conn is None:
-            return
-        # inbound ESP is a sign of life too (as for IKEv2): no probe while traffic flows
-        probe = self.ctx.esp_activity
-        if probe is not None:
-            for child in sa.children:
-                if child.inbound is not None and child.installed_at is not None:
-                    seen = probe(child.inbound)
-                    if seen is not None and seen > sa.last_inbound:
-                        sa.last_inbound = min(seen, now)
-        if sa.dpd_outstanding and now < sa.last_inbound + conn.dpd_delay:
-            sa.dpd_outstanding, sa.dpd_deadline = False, None  # traffic answered for it
-        due = self._dpd_due(sa)
-        if due is None or now < due:
-            return
-        counters = self.ctx.counters.conn(sa.name)
-        if sa.dpd_outstanding:
-            if conn.dpd_timeout:
-                dead = now >= sa.last_inbound + conn.dpd_timeout
-            else:
-                dead = sa.dpd_tries >= self.config.daemon.retransmit_tries
-            if dead:
-                log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
-                counters.dpd_failures += 1
-                self._lost(sa, now)
-                return
-            sa.dpd_tries += 1
-        else:
-            sa.dpd_outstanding, sa.dpd_tries = True, 0
-        step = conn.dpd_delay if conn.dpd_timeout else sa.timeout(sa.dpd_tries)
-        sa.dpd_deadline = now + step
-        sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF
-        counters.dpd_probes += 1
-        self._notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
+        verdict = liveness.check(sa, now, self.ctx.esp_activity, self.config.daemon)
+        if verdict == "dead":
+            log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
+            self.ctx.counters.conn(sa.name).dpd_failures += 1
+            self._lost(sa, now)
+        elif verdict == "probe":
+            self.ctx.counters.conn(sa.name).dpd_probes += 1
+            self._notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
 
     def _lost(self, sa: IsakmpSa, now: float) -> None:
         """The peer stopped answering: the SA goes; then ``dpd_action`` (an established
@@ -645,39 +600,33 @@ class Ikev1Engine:
         check_v1(AGGR, 1, msg.payloads)
         offer, peer_id = msg.first(V1Sa), msg.first(V1Id)
         assert offer is not None and peer_id is not None
-        candidates = [c for c in self._connections_for(dst[0], src[0]) if _id_fits(c, peer_id)]
+        candidates = [
+            c for c in connections_for(self.config, dst[0], src[0]) if id_fits(c, peer_id)
+        ]
         allowed = [c for c in candidates if c.aggressive]
         if candidates and not allowed:
             # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
             # strongSwan answers AUTHENTICATION-FAILED (no Aggressive Mode config for it)
             self._refuse_phase1(msg, src, dst, NotifyV1.AUTHENTICATION_FAILED)
             raise PeerError("aggressive_refused", f"Aggressive Mode from {src[0]} not allowed")
-        for conn in allowed:
-            try:
-                method = signature_auth.auth_method(self.ctx, conn)
-            except PeerError as e:
-                log.error("%s: %s", conn.name, e)
-                continue
-            ours = phase1_choices(conn.proposals, method, conn.rekey_time)
-            chosen = next((c for p in offer.proposals if (c := select_phase1(p, ours))), None)
-            if chosen is None:
-                continue
-            sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
-            sa.spi_r = self.ctx.ike_spi()
-            sa.set_state(IkeState.CONNECTING)
-            self._count_in(sa, msg)
-            sa.flight(0).received(data)
-            log.info("%s: Aggressive Mode from %s[%d]", sa.tag(), src[0], src[1])
-            try:
-                aggressive_mode.responder_am1(sa, msg, chosen, now)
-            except PeerError:
-                sa.fail("refused", now, self._remove_child, quiet=True)
-                raise
-            self.sas[sa.spi_r] = sa
-            self.half_open[(msg.spi_i, src[0], src[1])] = sa
-            return
-        self._refuse_phase1(msg, src, dst)
-        raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
+        picked = choose(self.ctx, allowed, offer)
+        if picked is None:
+            self._refuse_phase1(msg, src, dst)
+            raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
+        conn, chosen = picked
+        sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
+        sa.spi_r = self.ctx.ike_spi()
+        sa.set_state(IkeState.CONNECTING)
+        self._count_in(sa, msg)
+        sa.flight(0).received(data)
+        log.info("%s: Aggressive Mode from %s[%d]", sa.tag(), src[0], src[1])
+        try:
+            aggressive_mode.responder_am1(sa, msg, chosen, now)
+        except PeerError:
+            sa.fail("refused", now, self._remove_child, quiet=True)
+            raise
+        self.sas[sa.spi_r] = sa
+        self.half_open[(msg.spi_i, src[0], src[1])] = sa
 
     def _initial_contact(self, sa: IsakmpSa, now: float) -> None:
         """RFC 2407 §4.6.3.3: the peer has no other SA with us (it restarted): what we
@@ -795,28 +744,15 @@ class Ikev1Engine:
         check_v1(MAIN, 1, msg.payloads)
         offer = msg.first(V1Sa)
         assert offer is not None
-        conn, chosen = None, None
-        for candidate in self._connections_for(dst[0], src[0]):
-            try:
-                method = signature_auth.auth_method(self.ctx, candidate)
-            except PeerError as e:
-                log.error("%s: %s", candidate.name, e)
-                continue
-            ours = phase1_choices(candidate.proposals, method, candidate.rekey_time)
-            for prop in offer.proposals:
-                chosen = select_phase1(prop, ours)
-                if chosen is not None:
-                    break
-            if chosen is not None:
-                conn = candidate
-                break
-        if conn is None or chosen is None:
+        picked = choose(self.ctx, connections_for(self.config, dst[0], src[0]), offer)
+        if picked is None:
             self._refuse_phase1(msg, src, dst)
             raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
+        conn, chosen = picked
         sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
         sa.spi_r = self.ctx.ike_spi()
         sa.choose(chosen)
-        sa.candidates = self._connections_for(dst[0], src[0])
+        sa.candidates = connections_for(self.config, dst[0], src[0])
         sa.set_state(IkeState.CONNECTING)
         self.sas[sa.spi_r] = sa
         self.half_open[(msg.spi_i, src[0], src[1])] = sa
@@ -841,15 +777,6 @@ class Ikev1Engine:
         out = V1Message(msg.spi_i, bytes(8), INFO, 0, 0, [n])
         self.ctx.emit(SendDatagram(encode_v1(out), dst, src))
 
-    def _connections_for(self, local: str, remote: str) -> list[ConnectionConfig]:
-        return [
-            c
-            for c in self.config.connections.values()
-            if c.version == 1
-            and (not c.local_addrs or _addr_in(local, c.local_addrs))
-            and _addr_in(remote, c.remote_addrs or ("%any",))
-        ]
-
     def _sweep(self) -> None:
         for key, sa in list(self.sas.items()):
             if sa.state == IkeState.DESTROYED:
@@ -859,52 +786,6 @@ class Ikev1Engine:
                     del self.quick[qk]
                 for hk in [hk for hk, v in self.half_open.items() if v is sa]:
                     del self.half_open[hk]
-
-
-def _info(sa: IsakmpSa) -> IkeSaInfo:
-    return IkeSaInfo(
-        name=sa.name,
-        unique_id=sa.unique_id,
-        state=sa.state.value,
-        version=1,
-        initiator=sa.initiator,
-        local=sa.local,
-        remote=sa.remote,
-        local_id=id_text(sa.my_id),
-        remote_id=id_text(sa.peer_id),
-        spi_i=sa.spi_i,
-        spi_r=sa.spi_r,
-        algorithms=sa.choice.name() if sa.choice else "",
-        established_at=sa.established_at,
-        nat_local=sa.nat_local,
-        nat_remote=sa.nat_remote,
-        children=tuple(child_info(c) for c in sa.children),
-        last_inbound=sa.last_inbound if sa.established_at is not None else None,
-        dpd_outstanding=sa.dpd_outstanding,
-        keepalive_at=sa.keepalive_at,
-    )
-
-
-def _id_fits(conn: ConnectionConfig, peer: V1Id) -> bool:
-    # DNs by meaning: charon encodes them as PrintableString, our config as UTF8String
-    return ids_match(conn.remote.id, peer_identity(peer.id_type, peer.data))
-
-
-def _addr_in(addr: str, configured: tuple[str, ...]) -> bool:
-    if "%any" in configured:
-        return True
-    ip = ipaddress.ip_address(addr)
-    for c in configured:
-        try:
-            if ip in ipaddress.ip_network(c, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def _any_of(remote: str) -> str:
-    return "0.0.0.0" if ipaddress.ip_address(remote).version == 4 else "::"
 
 
 __all__ = ["Ikev1Engine"]

@@ -1,0 +1,71 @@
+"""Which configured IKEv1 connection a phase-1 request from a peer is for.
+
+Main Mode with a PSK must choose before it can read the peer's ID (it is encrypted with a
+key the PSK makes): by addresses and proposal only. Aggressive Mode sends the ID in the
+clear, so it counts too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from pike.ikev1 import signature_auth
+from pike.ikev1.isakmp_sa import PeerError, log
+from pike.ikev1.proposals import Phase1Choice, phase1_choices, select_phase1
+from pike.ikev2.certs import ids_match, peer_identity
+from pike.ikev2.context import Context
+from pike.policy.config import Config, ConnectionConfig
+from pike.wire.isakmp_payloads import V1Id, V1Sa
+
+
+def connections_for(config: Config, local: str, remote: str) -> list[ConnectionConfig]:
+    """IKEv1 connections whose addresses fit a datagram from ``remote`` to ``local``."""
+    return [
+        c
+        for c in config.connections.values()
+        if c.version == 1
+        and (not c.local_addrs or addr_in(local, c.local_addrs))
+        and addr_in(remote, c.remote_addrs or ("%any",))
+    ]
+
+
+def choose(
+    ctx: Context, candidates: Iterable[ConnectionConfig], offer: V1Sa
+) -> tuple[ConnectionConfig, Phase1Choice] | None:
+    """The first connection (in config order) with a transform of the peer's offer we
+    accept, and that transform; our auth method (PSK or our key's) is part of the match."""
+    for conn in candidates:
+        try:
+            method = signature_auth.auth_method(ctx, conn)
+        except PeerError as e:
+            log.error("%s: %s", conn.name, e)
+            continue
+        ours = phase1_choices(conn.proposals, method, conn.rekey_time)
+        for prop in offer.proposals:
+            chosen = select_phase1(prop, ours)
+            if chosen is not None:
+                return conn, chosen
+    return None
+
+
+def id_fits(conn: ConnectionConfig, peer: V1Id) -> bool:
+    # DNs by meaning: charon encodes them as PrintableString, our config as UTF8String
+    return ids_match(conn.remote.id, peer_identity(peer.id_type, peer.data))
+
+
+def addr_in(addr: str, configured: tuple[str, ...]) -> bool:
+    if "%any" in configured:
+        return True
+    ip = ipaddress.ip_address(addr)
+    for c in configured:
+        try:
+            if ip in ipaddress.ip_network(c, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def any_of(remote: str) -> str:
+    return "0.0.0.0" if ipaddress.ip_address(remote).version == 4 else "::"
