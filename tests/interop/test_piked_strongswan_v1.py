@@ -23,7 +23,7 @@ from ikev2.x509gen import Issued, issue, make_ca, write
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .piked import PikedNode
-from .strongswan import IkeSaInfo, Secret, StrongswanNode
+from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
 from .strongswan_v1 import ikev1_connection
 
 PSK = "pike-ikev1-interop-psk-4Tq9"
@@ -304,3 +304,50 @@ def test_main_mode_certificates(
     _check(gateways, piked, charon, initiator == "piked", (BRANCH, HQ))
     clog = charon.log_text()
     assert f"authentication of '{BRANCH}' with" in clog and "successful" in clog, clog[-3000:]
+
+
+@pytest.mark.interop
+def test_ikev1_and_ikev2_side_by_side_on_the_same_sockets(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    """One piked, one charon, two connections between the same addresses: ``hq1`` IKEv1,
+    ``hq2`` IKEv2. piked's runtime hands each datagram to the engine its header's major
+    version names; both come up, and list-sas shows both versions."""
+
+    def conns(left: bool) -> list[Connection]:
+        me, peer = ("192.0.2.1", "192.0.2.2") if left else ("192.0.2.2", "192.0.2.1")
+        lnet, rnet = ("10.1", "10.2") if left else ("10.2", "10.1")
+        v1 = ikev1_connection(
+            me,
+            peer,
+            name="hq1",
+            local_ts=f"{lnet}.0.0/24",
+            remote_ts=f"{rnet}.0.0/24",
+            proposals=("aes256-sha256-modp3072",),
+            esp_proposals=("aes256-sha256",),
+        )
+        ids = (BRANCH, HQ) if left else (HQ, BRANCH)
+        v2 = Connection(
+            "hq2",
+            [me],
+            [peer],
+            proposals=("aes128gcm16-prfsha256-x25519",),
+            local_id=ids[0],
+            remote_id=ids[1],
+            children=[Child("lan", [f"{lnet}.2.0/24"], [f"{rnet}.2.0/24"], ("aes128gcm16",))],
+        )
+        return [v1, v2]
+
+    charon = make_charon(
+        gateways.right, "charon", *conns(False), Secret("any", PSK), libipsec=gateways.libipsec
+    )
+    piked = make_piked(gateways.left, "piked", *conns(True), Secret("any", PSK))
+    piked.initiate("hq1")
+    piked.initiate("hq2")
+    for name, version in (("hq1", 1), ("hq2", 2)):
+        p = piked.wait_established(name, timeout=15)
+        c = charon.wait_established(name, timeout=15)
+        assert p.version == c.version == version
+        assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
+    text = piked.pikectl("list-sas").stdout
+    assert "IKEv1" in text and "IKEv2" in text, text
