@@ -135,3 +135,20 @@ def test_reauthentication_replaces_the_isakmp_sa_and_its_children() -> None:
     assert [d.reason for d in a.of(IkeSaDeleted)] == ["reauthenticated"]  # type: ignore[union-attr]
     assert [d.reason for d in b.of(IkeSaDeleted)] == ["peer_deleted"]  # type: ignore[union-attr]
     assert a.engine.ctx.counters.conn("gw").ike_rekeys == 1
+
+
+def test_main_and_quick_mode_over_ipv6() -> None:
+    from ikev2.pair import Node
+
+    from .v1pair import engine, v1conf
+
+    a6, b6 = "2001:db8::1", "2001:db8::2"
+    a = Node(engine(v1conf(a6, b6, local_ts='"fd00:1::/64"', remote_ts='"fd00:2::/64"'), 1))  # type: ignore[arg-type]
+    b = Node(engine(v1conf(b6, a6, local_ts='"fd00:2::/64"', remote_ts='"fd00:1::/64"'), 2))  # type: ignore[arg-type]
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    sa = a.sa()
+    assert (sa.local_id, sa.remote_id) == (a6, b6) and not sa.nat_local and not sa.nat_remote
+    (ia,) = a.of(InstallChildSa)
+    assert isinstance(ia, InstallChildSa) and str(ia.policies[0].src_ts) == "fd00:1::/64"
+    assert len(b.of(InstallChildSa)) == 1

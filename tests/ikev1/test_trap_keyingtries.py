@@ -64,3 +64,18 @@ def test_keyingtries_starts_again_with_new_cookies() -> None:
     assert reasons == ["retransmit_timeout"] * 3
     assert len(a.outbox) == 18  # three sequences of MM1 + 5 retransmits
     assert a.engine.list_sas() == []
+
+
+def test_dpd_action_restart_initiates_again() -> None:
+    kw = {"extra_conn": 'dpd_delay = 10\ndpd_action = "restart"'}
+    a, b = make_pair(kw, kw)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    old = a.sa().spi_i
+    while (t := a.engine.get_timer()) is not None and a.engine.list_sas()[0].spi_i == old:
+        assert t < 500
+        a.engine.handle_timer(t)
+    a.drain()
+    (new,) = a.engine.list_sas()
+    assert new.spi_i != old and new.state == "CONNECTING"
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["retransmit_timeout"]  # type: ignore[union-attr]
