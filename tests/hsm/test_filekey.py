@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehashed
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    NoDigestInfo,
+    Prehashed,
+    encode_dss_signature,
+)
 
 from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import (
@@ -118,6 +123,30 @@ def test_ecdsa_raw_der_conversion() -> None:
     assert ecdsa_raw_to_der(raw) == der
     with pytest.raises(ValueError, match="odd"):
         ecdsa_raw_to_der(raw[:-1])
+
+
+@pytest.mark.parametrize("half", [1, 2, 32, 48, 60, 61, 66])
+def test_ecdsa_raw_to_der_is_the_library_encoding(half: int) -> None:
+    """The hand-built DER (the hot path after every token signature) gives the octets
+    ``encode_dss_signature`` gives: leading zeros dropped, a zero octet before a high
+    bit, zero itself, and the long-form lengths past P-384 (left to the library)."""
+    rng = random.Random(half)
+    edge = [
+        bytes(half),
+        b"\xff" * half,
+        b"\x80" + bytes(half - 1),
+        bytes(half - 1) + b"\x7f",
+        bytes(half - 1) + b"\x80",
+        bytes(half // 2) + b"\x80" * (half - half // 2),
+    ]
+    values = edge + [rng.randbytes(half) for _ in range(200)]
+    for r in values:
+        for s in (values[rng.randrange(len(values))], rng.randbytes(half)):
+            want = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+            assert ecdsa_raw_to_der(r + s) == want
+            assert ecdsa_der_to_raw(want, half) == r + s
+    with pytest.raises(ValueError, match="odd"):
+        ecdsa_raw_to_der(b"")
 
 
 def test_key_type_of() -> None:

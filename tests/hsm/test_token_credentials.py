@@ -79,3 +79,44 @@ def test_bad_uri_stops_start(tmp_path: Path) -> None:
     text = str(e.value)
     assert "pike.toml:6: connections.gw.local.key: bad PKCS#11 URI: pin-value is refused" in text
     assert "1234" not in text
+
+
+def test_each_signer_is_checked_against_the_certificate(tmp_path: Path) -> None:
+    """The public key of a signer is encoded once (not per signature), and a signer made
+    anew under the same key name (the signers forgotten, as on a reload) is checked again:
+    the check against the certificate never rests on an older signer's key."""
+    from pike.hsm.filekey import FileKeySigner
+
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)]
+    paths = []
+    for i, k in enumerate(keys):
+        paths.append(tmp_path / f"k{i}.pem")
+        paths[-1].write_bytes(
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    made: list[FileKeySigner] = []
+
+    def factory(_key: str) -> FileKeySigner:
+        made.append(FileKeySigner(str(paths[len(made)])))
+        return made[-1]
+
+    store = CredentialStore(signer_factory=factory)
+    spki = (
+        keys[0]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    for _ in range(3):
+        sig = store.sign("k", spki, b"octets", SignatureScheme.ECDSA_SHA256)
+        keys[0].public_key().verify(sig, b"octets", ec.ECDSA(hashes.SHA256()))
+    assert len(made) == 1
+    with pytest.raises(CredentialError, match="does not belong"):
+        store.sign("k", b"other spki", b"octets", SignatureScheme.ECDSA_SHA256)
+    store._signers.clear()  # the next signer for "k" holds the other key
+    with pytest.raises(CredentialError, match="does not belong"):
+        store.sign("k", spki, b"octets", SignatureScheme.ECDSA_SHA256)
+    assert len(made) == 2

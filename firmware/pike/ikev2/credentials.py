@@ -71,6 +71,9 @@ class CredentialStore:
     clock: Clock = wall_clock
     _certs: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
     _signers: dict[str, Signer] = field(default_factory=dict)
+    # The SPKI (DER) of each signer's public key, which never changes for one signer
+    # object: encoding it costs about as much as pike's whole signing path, per signature.
+    _spkis: dict[str, tuple[Signer, bytes]] = field(default_factory=dict, repr=False)
     # ``sign`` runs in executor threads while the loop reads states: guards _signers.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -121,10 +124,15 @@ class CredentialStore:
         """Sign ``data`` with ``key``, which must belong to the certificate whose public
         key is ``spki``. Blocking (a token round trip): the runtime calls it off the event
         loop. Raises CredentialError or SignerError (TokenUnavailable: fail closed)."""
-        signer = self.signer(key)
-        if signer.public_key().public_bytes(*_SPKI) != spki:
+        known = self._spkis.get(key)
+        # Lock-free when nothing changed: one dict read is atomic, and a signer replaced
+        # meanwhile (first use, reload) takes the locked path and is encoded again.
+        if known is None or self._signers.get(key) is not known[0]:
+            signer = self.signer(key)
+            known = self._spkis[key] = (signer, signer.public_key().public_bytes(*_SPKI))
+        if known[1] != spki:
             raise CredentialError(f"key {key} does not belong to our certificate")
-        return signer.sign(data, scheme)
+        return known[0].sign(data, scheme)
 
     def cas(self, conn: ConnectionConfig) -> tuple[x509.Certificate, ...]:
         """The CA certificates ``conn`` trusts for the peer (``remote.cacerts``)."""
