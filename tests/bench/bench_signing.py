@@ -16,6 +16,8 @@ are printed:
   every peer that sends SIGNATURE_HASH_ALGORITHMS, strongSwan included) as DER; the token
   returns r||s, so any IKE implementation over PKCS#11 pays that conversion. It uses the
   same function as pike (``ecdsa_raw_to_der``): the ratio is then pike's own overhead.
+  (Measured without DER on this side, SoftHSM2 P-256, ~0.11 ms a signature, reads about
+  1.06: about 3% is the DER itself, even built from slices as it is now.)
 - ``signer``: ``Pkcs11Signer.sign`` (the module lock, the token and session checks, the
   scheme's plan, the same hash, mechanism and DER);
 - ``store``: ``CredentialStore.sign``, what piked runs per AUTH signature (the key checked
@@ -25,7 +27,8 @@ Every signature is verified once against the key's public key, so the three side
 known to produce the same kind of signature. Then IKE_SA_INIT + IKE_AUTH between two pike
 engines in memory (tests/ikev2 pair, fixed randomness) with the initiator's key in each
 token vs in a PEM file: the round trip the key custody adds. A benchmark, not a test: it
-prints figures and asserts none of them (target: signer and store within 5% of raw).
+prints figures and asserts none of them (target: signer and store within 5% of raw). The
+TPM gets n/2 rounds: each signature takes milliseconds, and it shares the machine's cores.
 """
 
 from __future__ import annotations
@@ -196,7 +199,7 @@ def main() -> int:
             tpm = Tpm(tmp, label="bench")
             os.environ.update(tpm.env())
             tpm.start()
-            bench_sign("tpm", tpm.module, "bench", ["ecdsa-p256", "rsa2048"], max(60, args.n // 5))
+            bench_sign("tpm", tpm.module, "bench", ["ecdsa-p256", "rsa2048"], max(60, args.n // 2))
             tokens.append(("tpm", tpm.module, "bench"))
         # IKE_AUTH, in memory: a token P-256 key vs the same kind of key in a PEM file.
         from ikev2.test_pubkey import A_ID, B_ID, gw, node
