@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from pike.policy.config import Config
 from pike.policy.loader import load_config
 
 PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
+
+
+def daemon_env() -> dict[str, str]:
+    """This environment without systemd's variables: piked started by a test is not
+    under systemd, whatever the test runner's environment says."""
+    drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def pikectl(sock: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pikectl --socket SOCK ARGS...`` as a user runs it (output captured, not checked)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pike.cli.pikectl", "--socket", str(sock), *args],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        env=daemon_env(),
+    )
 
 
 def free_udp_ports(n: int) -> list[int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from daemon.helpers import daemon_env, pikectl
 from interop.netns import Lab
 
 PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
@@ -52,22 +53,6 @@ secret = "{PSK}"
 """
 
 
-def _env() -> dict[str, str]:
-    # Not under systemd here, whatever the test runner's environment says.
-    drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
-def _pikectl(sock: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pike.cli.pikectl", "--socket", str(sock), *args],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        env=_env(),
-    )
-
-
 def _wait_socket(sock: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 15
     while not sock.exists():
@@ -77,7 +62,7 @@ def _wait_socket(sock: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def _list_sas(sock: Path) -> list[dict[str, Any]]:
-    out = _pikectl(sock, "list-sas", "--json")
+    out = pikectl(sock, "list-sas", "--json")
     assert out.returncode == 0, out.stderr
     result: list[dict[str, Any]] = json.loads(out.stdout)
     return result
@@ -108,7 +93,7 @@ def test_two_piked_establish(tmp_path: Path, run_prefix: str) -> None:
                         "debug",
                     ],
                     stdout=logf,
-                    env=_env(),
+                    env=daemon_env(),
                 )
             _wait_socket(socks[name], procs[name], logs[name])
 
@@ -130,10 +115,10 @@ def test_two_piked_establish(tmp_path: Path, run_prefix: str) -> None:
         assert (ike_a["local_addr"], ike_a["remote_addr"]) == ("192.0.2.1", "192.0.2.2")
         assert (ike_a["local_id"], ike_a["remote_id"]) == ("branch1.example.net", "hq.example.net")
 
-        status = _pikectl(socks["a"], "status", "--json")
+        status = pikectl(socks["a"], "status", "--json")
         assert status.returncode == 0, status.stderr
         st = json.loads(status.stdout)
-        text = _pikectl(socks["a"], "list-sas")
+        text = pikectl(socks["a"], "list-sas")
         assert text.returncode == 0 and text.stdout.startswith("hq: #"), text
         if st["kernel"]["esp"]:
             time.sleep(0.5)  # the CHILD_SA rides on IKE_AUTH: installed by now
@@ -141,7 +126,7 @@ def test_two_piked_establish(tmp_path: Path, run_prefix: str) -> None:
                 assert [c["state"] for c in ike["children"]] == ["INSTALLED"], dump()
         else:
             assert st["kernel"]["missing"], st
-            assert "ESP missing" in _pikectl(socks["a"], "status").stdout
+            assert "ESP missing" in pikectl(socks["a"], "status").stdout
             for ike in (_list_sas(socks["a"])[0], _list_sas(socks["b"])[0]):
                 assert all(c["state"] != "INSTALLED" for c in ike["children"]), dump()
             assert "CHILD_SAs cannot be installed" in logs["a"].read_text()

@@ -5,8 +5,6 @@
 - :data:`UDPSTREAM`: a Python script run inside a namespace: ``send DST PORT RATE SECONDS``
   sends numbered datagrams at RATE/s; ``recv PORT IDLE`` counts them until IDLE seconds pass
   without one and prints a JSON summary (received, highest number, missing, duplicates);
-- :data:`CAPTURE`: a raw AF_PACKET capture of UDP port 4500 on one device, one JSON line per
-  datagram (src, sport, dst, dport, payload hex);
 - :func:`wait_for`: poll a condition.
 """
 
@@ -134,34 +132,5 @@ else:
         "received": len(seen), "highest": top, "missing": missing[:50],
         "missing_count": len(missing), "duplicates": dups, "reordered": reordered,
         "rcvbuf_errors": rcvbuf_errors() - errors0,
-    }), flush=True)
-"""
-
-CAPTURE = r"""
-import json, socket, struct, sys, time
-dev, duration = sys.argv[1], float(sys.argv[2])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind((dev, 0))
-s.settimeout(0.2)
-print("ready", flush=True)
-end = time.monotonic() + duration
-while time.monotonic() < end:
-    try:
-        frame, addr = s.recvfrom(65535)
-    except socket.timeout:
-        continue
-    if frame[12:14] != b"\x08\x00":
-        continue
-    ip = frame[14:]
-    if len(ip) < 28 or ip[9] != 17:
-        continue
-    ihl = (ip[0] & 15) * 4
-    sport, dport, ulen = struct.unpack("!HHH", ip[ihl:ihl + 6])
-    if 4500 not in (sport, dport) and 500 not in (sport, dport):
-        continue
-    print(json.dumps({
-        "t": time.monotonic(), "src": socket.inet_ntoa(ip[12:16]), "sport": sport,
-        "dst": socket.inet_ntoa(ip[16:20]), "dport": dport,
-        "data": ip[ihl + 8:ihl + min(ulen, 16)].hex(), "len": ulen - 8,
     }), flush=True)
 """

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -35,11 +34,12 @@ from typing import Any
 import pytest
 
 from .conftest import Gateways, MakeCharon, MakePiked
-from .lifecycle_tools import CAPTURE, UDPSTREAM, wait_for
+from .lifecycle_tools import UDPSTREAM, wait_for
 from .netns import Lab, Namespace, kill_pid
 from .piked import PikedNode
-from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode, kernel_has_esp
-from .topology import make_gateways
+from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
+from .topology import make_gateways, make_nat_gateways, tc_nat
+from .udp_capture import CAPTURE
 
 PSK = "pike-lifecycle-dataplane-psk"
 LEFT_ID, RIGHT_ID = "branch1.example.net", "hq.example.net"
@@ -306,53 +306,8 @@ def test_rekey_under_stream_two_piked(esp_gw: Gateways, make_piked: MakePiked) -
 
 # -- NAT in the middle ---------------------------------------------------------------------
 
-NFT = """
-table ip pikenat {
-    chain post {
-        type nat hook postrouting priority 100; policy accept;
-        oifname "pub0" masquerade
-    }
-}
-"""
 
-TC_NAT = (
-    "qdisc add dev pub0 clsact",
-    "filter add dev pub0 egress protocol ip matchall action nat egress 192.168.1.2/32 192.0.2.1",
-    "filter add dev pub0 ingress protocol ip matchall action nat ingress 192.0.2.1/32 192.168.1.2",
-)
-
-
-def tc_nat(nat: Namespace, public: str) -> None:
-    """Stateless NAT of 192.168.1.2 to ``public`` on pub0 (replacing any earlier one)."""
-    nat.run(["tc", "qdisc", "del", "dev", "pub0", "clsact"], check=False)
-    for cmd in TC_NAT:
-        nat.run(["tc", *cmd.replace("192.0.2.1", public).split()])
-
-
-def nat_gateways(la: Lab, *, stateless: bool = False) -> tuple[Gateways, Namespace, str]:
-    left = la.add_ns("left", forwarding=True)
-    nat = la.add_ns("nat", forwarding=True)
-    right = la.add_ns("right", forwarding=True)
-    la.link(left, nat, "192.168.1.2/24", "192.168.1.1/24", a_dev="wan0", b_dev="priv0")
-    wan = la.link(nat, right, "192.0.2.1/24", "192.0.2.2/24", a_dev="pub0", b_dev="wan0")
-    if os.environ.get("PIKE_IN_GUEST"):  # modules of the UML kernel (never on the host)
-        mods = ["nfnetlink", "nf_tables", "nft_masq", "sch_ingress", "cls_matchall", "act_nat"]
-        subprocess.run(["modprobe", "-a", *mods], capture_output=True, check=False)
-    how = "nftables masquerade"
-    done = nat.run(["nft", "-f", "-"], input="" if stateless else NFT, check=False)
-    if stateless:  # the mapping change test moves the public address
-        done = subprocess.CompletedProcess([], 1, "", "stateless NAT asked for")
-    if done.returncode != 0:
-        how = "tc act_nat (no nat chain type in this kernel)"
-        for cmd in TC_NAT:
-            tc = nat.run(["tc", *cmd.split()], check=False)
-            if tc.returncode != 0:
-                pytest.skip(f"no NAT: nft: {done.stderr.strip()}; tc: {tc.stderr.strip()}")
-    left.ip("route", "add", "default", "via", "192.168.1.1")
-    left_lan = la.add_host_net(left, "10.1.0.0/24", name="lefthost")
-    right_lan = la.add_host_net(right, "10.2.0.0/24", name="righthost")
-    right.ip("route", "add", "10.1.0.0/24", "via", "192.0.2.1")
-    return Gateways(la, left, right, wan, left_lan, right_lan, kernel_has_esp(left)), nat, how
+nat_gateways = make_nat_gateways  # also imported by test_dataplane_v1
 
 
 @pytest.fixture
@@ -386,7 +341,9 @@ def test_nat_in_the_middle_strongswan(
     states = gw.left.run(["ip", "xfrm", "state"]).stdout
     assert states.count("encap type espinudp sport 4500 dport 4500") == 2, states
 
-    cap = nat.popen([sys.executable, "-c", CAPTURE, "priv0", "5.0"], stdout=subprocess.PIPE)
+    cap = nat.popen(
+        [sys.executable, "-c", CAPTURE, "priv0", "5.0", "500,4500", "8"], stdout=subprocess.PIPE
+    )
     assert cap.stdout is not None and cap.stdout.readline().strip() == b"ready"
     out, _ = cap.communicate(timeout=30)
     seen = [json.loads(line) for line in out.decode().splitlines()]

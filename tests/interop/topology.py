@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass
+
+import pytest
 
 from .netns import HostNet, Lab, Link, Namespace
 from .strongswan import kernel_has_esp
@@ -51,3 +55,66 @@ def make_gateways(la: Lab, *, lan_routes: bool = True) -> Gateways:
         left.ip("route", "add", RIGHT_LAN, "via", wan.b_ip)
         right.ip("route", "add", LEFT_LAN, "via", wan.a_ip)
     return Gateways(la, left, right, wan, left_lan, right_lan, kernel_has_esp(left))
+
+
+# -- NAT in the middle ---------------------------------------------------------------------
+
+NFT = """
+table ip pikenat {
+    chain post {
+        type nat hook postrouting priority 100; policy accept;
+        oifname "pub0" masquerade
+    }
+}
+"""
+
+TC_NAT = (
+    "qdisc add dev pub0 clsact",
+    "filter add dev pub0 egress protocol ip matchall action nat egress 192.168.1.2/32 192.0.2.1",
+    "filter add dev pub0 ingress protocol ip matchall action nat ingress 192.0.2.1/32 192.168.1.2",
+)
+
+
+def tc_nat(nat: Namespace, public: str) -> None:
+    """Stateless NAT of 192.168.1.2 to ``public`` on pub0 (replacing any earlier one)."""
+    nat.run(["tc", "qdisc", "del", "dev", "pub0", "clsact"], check=False)
+    for cmd in TC_NAT:
+        nat.run(["tc", *cmd.replace("192.0.2.1", public).split()])
+
+
+def make_nat_gateways(
+    la: Lab, *, stateless: bool = False, dummy_lans: bool = False
+) -> tuple[Gateways, Namespace, str]:
+    """``left`` behind a NAT namespace ``nat``; returns the gateways, ``nat``, and how it
+    translates.
+
+    left wan0 192.168.1.2/24 -- priv0 .1 [nat] pub0 192.0.2.1/24 -- wan0 192.0.2.2/24 right
+
+    nftables masquerade where the kernel has the nat chain type, else (or ``stateless``)
+    tc act_nat of the one private address: addresses change, ports stay. Skips the test
+    when neither works.
+    """
+    left = la.add_ns("left", forwarding=True)
+    nat = la.add_ns("nat", forwarding=True)
+    right = la.add_ns("right", forwarding=True)
+    la.link(left, nat, "192.168.1.2/24", "192.168.1.1/24", a_dev="wan0", b_dev="priv0")
+    wan = la.link(nat, right, "192.0.2.1/24", "192.0.2.2/24", a_dev="pub0", b_dev="wan0")
+    if os.environ.get("PIKE_IN_GUEST"):  # modules of the UML kernel (never on the host)
+        mods = ["nfnetlink", "nf_tables", "nft_masq", "sch_ingress", "cls_matchall", "act_nat"]
+        subprocess.run(["modprobe", "-a", *mods], capture_output=True, check=False)
+    how = "nftables masquerade"
+    done = nat.run(["nft", "-f", "-"], input="" if stateless else NFT, check=False)
+    if stateless:  # the mapping change test moves the public address
+        done = subprocess.CompletedProcess([], 1, "", "stateless NAT asked for")
+    if done.returncode != 0:
+        how = "tc act_nat (no nat chain type in this kernel)"
+        for cmd in TC_NAT:
+            tc = nat.run(["tc", *cmd.split()], check=False)
+            if tc.returncode != 0:
+                pytest.skip(f"no NAT: nft: {done.stderr.strip()}; tc: {tc.stderr.strip()}")
+    left.ip("route", "add", "default", "via", "192.168.1.1")
+    left_lan = la.add_host_net(left, LEFT_LAN, name="lefthost", dummy=dummy_lans)
+    right_lan = la.add_host_net(right, RIGHT_LAN, name="righthost", dummy=dummy_lans)
+    right.ip("route", "add", LEFT_LAN, "via", "192.0.2.1")
+    gw = Gateways(la, left, right, wan, left_lan, right_lan, kernel_has_esp(left))
+    return gw, nat, how

@@ -21,40 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.helpers import daemon_env
 from interop.netns import Lab, Namespace, kill_pid
 from interop.topology import Gateways, make_gateways
 from pike.daemon.control import request
-
-# A raw AF_PACKET capture run inside a namespace: prints one JSON line per UDP datagram
-# to/from port 4500 (time, src, sport, dst, dport, payload hex) for DURATION seconds.
-CAPTURE = r"""
-import json, socket, struct, sys, time
-dev, duration = sys.argv[1], float(sys.argv[2])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL: both ways
-s.bind((dev, 0))
-s.settimeout(0.2)
-print("ready", flush=True)
-end = time.monotonic() + duration
-while time.monotonic() < end:
-    try:
-        frame, addr = s.recvfrom(65535)
-    except socket.timeout:
-        continue
-    if frame[12:14] != b"\x08\x00":
-        continue
-    ip = frame[14:]
-    if len(ip) < 28 or ip[9] != 17:
-        continue
-    ihl = (ip[0] & 15) * 4
-    sport, dport, ulen = struct.unpack("!HHH", ip[ihl:ihl + 6])
-    if 4500 not in (sport, dport):
-        continue
-    print(json.dumps({
-        "t": time.monotonic(), "src": socket.inet_ntoa(ip[12:16]), "sport": sport,
-        "dst": socket.inet_ntoa(ip[16:20]), "dport": dport,
-        "data": ip[ihl + 8:ihl + ulen].hex(),
-    }), flush=True)
-"""
 
 PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
 LEFT, RIGHT = "192.0.2.1", "192.0.2.2"
@@ -62,10 +32,7 @@ LEFT_LAN, RIGHT_LAN = "10.1.0.0/24", "10.2.0.0/24"
 
 
 def _env() -> dict[str, str]:
-    drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {**daemon_env(), "PYTHONUNBUFFERED": "1"}
 
 
 def config_text(

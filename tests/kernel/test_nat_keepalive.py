@@ -13,7 +13,6 @@ ESP (kernel tier, UML) the CHILD_SA is UDP-encapsulated and pings between the ho
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,51 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piked_netns import CAPTURE, Pair, Piked, config_text, established, running
+from piked_netns import Pair, Piked, config_text, established, running
 
 from interop.netns import Lab
-from interop.topology import Gateways
+from interop.topology import make_nat_gateways
+from interop.udp_capture import CAPTURE
 from pike.policy.ipsec import KernelCaps
-
-NFT = """
-table ip pikenat {
-    chain post {
-        type nat hook postrouting priority 100; policy accept;
-        oifname "pub0" masquerade
-    }
-}
-"""
-
-TC_NAT = (
-    "qdisc add dev pub0 clsact",
-    "filter add dev pub0 egress protocol ip matchall action nat egress 192.168.1.2/32 192.0.2.1",
-    "filter add dev pub0 ingress protocol ip matchall action nat ingress 192.0.2.1/32 192.168.1.2",
-)
 
 
 def _nat_pair(lab: Lab, tmp: Path, hosts: bool) -> Pair:
-    left = lab.add_ns("left", forwarding=True)
-    nat = lab.add_ns("nat", forwarding=True)
-    right = lab.add_ns("right", forwarding=True)
-    lab.link(left, nat, "192.168.1.2/24", "192.168.1.1/24", a_dev="wan0", b_dev="priv0")
-    wan = lab.link(nat, right, "192.0.2.1/24", "192.0.2.2/24", a_dev="pub0", b_dev="wan0")
-    if os.environ.get("PIKE_IN_GUEST"):
-        # the UML kernel has these as modules (never load modules on the host)
-        mods = ["nfnetlink", "nf_tables", "nft_masq", "sch_ingress", "cls_matchall", "act_nat"]
-        subprocess.run(["modprobe", "-a", *mods], capture_output=True, check=False)
-    done = nat.run(["nft", "-f", "-"], input=NFT, check=False)
-    if done.returncode != 0:
-        # No nat chain type (Debian's UML kernel lacks nft_chain_nat): stateless NAT of
-        # the one private address with tc act_nat; addresses change, ports stay.
-        for cmd in TC_NAT:
-            tc = nat.run(["tc", *cmd.split()], check=False)
-            if tc.returncode != 0:
-                pytest.skip(f"no NAT: nft: {done.stderr.strip()}; tc: {tc.stderr.strip()}")
-    left.ip("route", "add", "default", "via", "192.168.1.1")
-    left_lan = lab.add_host_net(left, "10.1.0.0/24", name="lefthost", dummy=not hosts)
-    right_lan = lab.add_host_net(right, "10.2.0.0/24", name="righthost", dummy=not hosts)
-    right.ip("route", "add", "10.1.0.0/24", "via", "192.0.2.1")
-    gw = Gateways(lab, left, right, wan, left_lan, right_lan, hosts)
+    gw, _, _ = make_nat_gateways(lab, dummy_lans=not hosts)
+    left, right = gw.left, gw.right
     sides = []
     for name, ns, local, remote, lts, rts, lid, rid, start in (
         ("left", left, "192.168.1.2", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", "l", "r", True),

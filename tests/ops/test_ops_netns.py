@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from daemon.helpers import daemon_env, pikectl
 from interop.netns import Lab, Namespace, kill_pid
 
 pytestmark = pytest.mark.interop
@@ -91,23 +92,8 @@ remote = { auth = "psk", id = "extra.example.net" }
 """
 
 
-def _env() -> dict[str, str]:
-    drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
-def _pikectl(sock: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pike.cli.pikectl", "--socket", str(sock), *args],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        env=_env(),
-    )
-
-
 def _sas(sock: Path) -> list[dict[str, Any]]:
-    out = _pikectl(sock, "list-sas", "--json")
+    out = pikectl(sock, "list-sas", "--json")
     assert out.returncode == 0, out.stderr
     result: list[dict[str, Any]] = json.loads(out.stdout)
     return result
@@ -221,7 +207,7 @@ scrape_configs:
                 procs[name] = (ns_a if name == "a" else ns_b).popen(
                     [sys.executable, "-m", "pike.cli.piked", "--config", str(cfg)],
                     stdout=f,
-                    env=_env(),
+                    env=daemon_env(),
                 )
             sock = (da if name == "a" else db) / "pike.sock"
             _wait(lambda sock=sock: sock.exists(), 15, f"{name} control socket")
@@ -239,10 +225,10 @@ scrape_configs:
         spis = (ike["spi_i"], ike["spi_r"], ike["unique_id"])
 
         # -- list-sas shows liveness --------------------------------------------------------
-        text = _pikectl(sock_a, "list-sas").stdout
+        text = pikectl(sock_a, "list-sas").stdout
         assert "last inbound" in text and "DPD" in text and "next keepalive in" in text, text
         assert ike["next_keepalive"] is not None and ike["last_inbound"] is not None, ike
-        conns = _pikectl(sock_a, "list-conns")
+        conns = pikectl(sock_a, "list-conns")
         assert conns.returncode == 0 and "hq: IKEv2, 1 ESTABLISHED" in conns.stdout, conns
 
         # -- metrics: exposition and Prometheus ---------------------------------------------
@@ -265,7 +251,7 @@ scrape_configs:
             m: _value(ns_a, f'{m}{{connection="hq"}}')
             for m in ("pike_dpd_probes_total", "pike_natt_keepalives_total")
         }
-        _pikectl(sock_a, "rekey", "hq")
+        pikectl(sock_a, "rekey", "hq")
         time.sleep(4)
         later = {m: _value(ns_a, f'{m}{{connection="hq"}}') for m in first}
         for m in first:
@@ -313,10 +299,10 @@ scrape_configs:
         # -- reload: unrelated connection changed, one added; hq untouched ------------------
         good = cfg_a.read_text()
         cfg_a.write_text(good + "\nbroken = [\n")
-        bad = _pikectl(sock_a, "reload")
+        bad = pikectl(sock_a, "reload")
         assert bad.returncode == 1 and "TOML syntax error" in bad.stderr, bad
         cfg_a.write_text(good.replace("203.0.113.9", "203.0.113.10") + EXTRA)
-        ok = _pikectl(sock_a, "reload")
+        ok = pikectl(sock_a, "reload")
         assert ok.returncode == 0, ok.stderr
         assert "unchanged: hq" in ok.stdout and "changed:   spare" in ok.stdout, ok.stdout
         assert "added:     extra" in ok.stdout, ok.stdout
@@ -325,7 +311,7 @@ scrape_configs:
         assert (after["spi_i"], after["spi_r"], after["unique_id"]) == spis, (after, spis)
         peer = [x for x in _sas(sock_b) if x["state"] == "ESTABLISHED"]
         assert [(x["spi_i"], x["spi_r"]) for x in peer] == [spis[:2]], peer
-        names = {c["name"] for c in json.loads(_pikectl(sock_a, "list-conns", "--json").stdout)}
+        names = {c["name"] for c in json.loads(pikectl(sock_a, "list-conns", "--json").stdout)}
         assert names == {"hq", "spare", "extra"}
         os.kill(procs["a"].pid, signal.SIGHUP)
         _wait(
