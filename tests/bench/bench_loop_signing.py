@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import select
@@ -241,11 +240,11 @@ def main() -> int:
         return _initiators(args.initiators, 60.0, args.spread)
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
 
     from daemon.helpers import free_udp_ports
     from hsm.tokens import USER_PIN, Tpm, reset_pike_tokens, tpm_available, uri
-    from ikev2.x509gen import make_ca, write
+    from ikev2.x509gen import certify, make_ca, write
     from pike.hsm import pkcs11 as hsm
     from pike.hsm import provision
     from pike.hsm.pkcs11 import Pkcs11Signer
@@ -270,15 +269,7 @@ def main() -> int:
         ca = make_ca("rsa", "bench CA")
         signer = Pkcs11Signer(key)
         req = provision.csr(signer, x509.Name.from_rfc4514_string(f"CN={HQ}"), [])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder().subject_name(req.subject).issuer_name(ca.cert.subject)
-            .public_key(req.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(HQ)]), False)
-            .sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
-        )  # fmt: skip
+        cert = certify(ca, req, [x509.DNSName(HQ)])
         (tmp / "hq.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         write(tmp, "ca", ca)
         reset_pike_tokens()

@@ -50,7 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (hsm, ikev2 helpers)
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from pkcs11.mechanisms import Mechanism
 
@@ -203,7 +203,7 @@ def main() -> int:
             tokens.append(("tpm", tpm.module, "bench"))
         # IKE_AUTH, in memory: a token P-256 key vs the same kind of key in a PEM file.
         from ikev2.test_pubkey import A_ID, B_ID, gw, node
-        from ikev2.x509gen import make_ca, write
+        from ikev2.x509gen import certify, make_ca, write
         from pike.ikev2.credentials import STORE
 
         ca = make_ca("ecdsa-p256")
@@ -218,17 +218,7 @@ def main() -> int:
             label = "ike-bench"
             signer = Pkcs11Signer(uri(module, token, label))
             req = provision.csr(signer, x509.Name.from_rfc4514_string(f"CN={A_ID}"), [])
-            import datetime as dt
-
-            now = dt.datetime.now(dt.UTC)
-            cert = (
-                x509.CertificateBuilder().subject_name(req.subject).issuer_name(ca.cert.subject)
-                .public_key(req.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(days=1))
-                .not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(A_ID)]), False)
-                .sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
-            )  # fmt: skip
+            cert = certify(ca, req, [x509.DNSName(A_ID)])
             tdir = tmp / f"ike-{name}"
             (tdir / "a").mkdir(parents=True)
             (tdir / "a" / "me.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -147,6 +147,30 @@ def issue(
     return _build(name(cn), new_key(kind), ca, not_before, not_after, exts)
 
 
+def certify(
+    ca: Issued,
+    req: x509.CertificateSigningRequest,
+    sans: Sequence[x509.GeneralName] = (),
+    *,
+    not_after: dt.datetime = NOW + DAY,
+) -> x509.Certificate:
+    """An end-entity certificate for the key behind ``req``: a key made on a token, of
+    which we only have the CSR (``pike.hsm.provision.csr``)."""
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(req.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(req.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+    )
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(list(sans)), False)
+    return b.sign(ca.key, _sign_hash(ca.key))
+
+
 def write(directory: Path, stem: str, issued: Issued, *chain: Issued) -> tuple[Path, Path]:
     """``stem.pem`` (the cert, then ``chain``) and ``stem.key`` (PKCS#8 PEM)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ the IKE SA is checked.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from hsm.tokens import (
     USER_PIN,
@@ -34,7 +33,7 @@ from hsm.tokens import (
     tpm_available,
     uri,
 )
-from ikev2.x509gen import Issued, issue, make_ca, write
+from ikev2.x509gen import DAY, NOW, Issued, certify, issue, make_ca, write
 from pike.hsm import pkcs11 as hsm
 from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer
@@ -74,19 +73,7 @@ def _token_cert(ca: Issued, module: str, token: str, label: str, kind: str) -> x
                         [x509.DNSName(BRANCH)])  # fmt: skip
     assert req.is_signature_valid
     reset_pike_tokens()  # log out: piked logs in by itself
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(req.subject)
-        .issuer_name(ca.cert.subject)
-        .public_key(req.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(BRANCH)]), False)
-        .sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
-    )
+    return certify(ca, req, [x509.DNSName(BRANCH)], not_after=NOW + 30 * DAY)
 
 
 def _setup(
