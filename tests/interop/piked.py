@@ -278,17 +278,6 @@ class PikedNode(PeerNode):
     def log_path(self) -> Path:
         return self.dir / "piked.log"
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def add(self, *items: Connection | Secret) -> None:
-        for it in items:
-            if isinstance(it, Connection):
-                self.connections.append(it)
-            else:
-                self.secrets.append(it)
-
     def config_text(self) -> str:
         return render_piked_toml(
             self.socket_path, self.connections, self.secrets, self.daemon, self.extra
@@ -401,16 +390,6 @@ class PikedNode(PeerNode):
 
     def terminate(self, conn: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.pikectl("terminate", conn, check=check)
-
-    # logs
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 __all__ = [

@@ -457,17 +457,42 @@ def parse_key_dumps(log: str) -> dict[str, list[str]]:
 class PeerNode:
     """What every IKE daemon node offers tests: SAs in one shape, waits, logs.
 
-    Subclasses (:class:`StrongswanNode`, ``piked.PikedNode``) implement :meth:`list_sas`
-    and :meth:`log_tail`.
+    Subclasses (:class:`StrongswanNode`, ``piked.PikedNode``, dataclasses with the fields
+    below) implement :meth:`list_sas` and :attr:`log_path`.
     """
 
     name: str
+    connections: list[Connection]
+    secrets: list[Secret]
+    proc: subprocess.Popen[bytes] | None
 
     def list_sas(self) -> list[IkeSaInfo]:
         raise NotImplementedError
 
-    def log_tail(self, lines: int = 40) -> str:
+    @property
+    def log_path(self) -> Path:
         raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def add(self, *items: Connection | Secret) -> None:
+        """Add connections/secrets to the config (a running charon: :meth:`load_all`)."""
+        for it in items:
+            if isinstance(it, Connection):
+                self.connections.append(it)
+            else:
+                self.secrets.append(it)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def ike_sa(self, name: str) -> IkeSaInfo | None:
         for sa in self.list_sas():
@@ -573,10 +598,6 @@ class StrongswanNode(PeerNode):
     def stdout_path(self) -> Path:
         return self.dir / "charon.stdout"
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
     def plugins(self) -> str:
         kernel = "kernel-libipsec kernel-netlink" if self.libipsec else "kernel-netlink"
         extra = " ".join(self.extra_plugins)
@@ -623,14 +644,6 @@ class StrongswanNode(PeerNode):
         (self.swanctl_dir / "swanctl.conf").write_text(
             render_swanctl(self.connections, self.secrets)
         )
-
-    def add(self, *items: Connection | Secret) -> None:
-        """Add connections/secrets; call :meth:`load_all` afterwards when running."""
-        for it in items:
-            if isinstance(it, Connection):
-                self.connections.append(it)
-            else:
-                self.secrets.append(it)
 
     def install_cert(self, path: Path, *, ca: bool = False) -> str:
         """Copy a PEM/DER cert into ``x509/`` (or ``x509ca/``); returns its file name."""
@@ -737,21 +750,12 @@ class StrongswanNode(PeerNode):
         return parse_list_sas(self.swanctl("--list-sas", "--raw").stdout)
 
     # logs
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def loaded_plugins(self) -> list[str]:
         """Plugins charon reports as loaded (a missing .so is skipped silently by charon)."""
         for line in self.log_text().splitlines():
             if "loaded plugins:" in line:
                 return line.split("loaded plugins:", 1)[1].split()
         return []
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def key_dumps(self) -> dict[str, list[str]]:
         """Keys charon logged (needs ``log_levels`` ike/chd at 4): see parse_key_dumps."""

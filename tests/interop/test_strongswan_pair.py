@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Gateways, MakeCharon, Require
-from .netns import Lab, list_netns
+from .netns import Lab, Namespace, list_netns
 from .pki import issue, make_ca, pki_available
 from .strongswan import (
     Child,
@@ -160,38 +160,28 @@ def _pair(
     esp_proposals: tuple[str, ...] = ("default",),
 ) -> tuple[StrongswanNode, StrongswanNode]:
     secret = Secret("hq", PSK, [LEFT_ID, RIGHT_ID])
-    left = make_charon(
-        gw.left,
-        "left",
-        Connection(
+
+    def charon(
+        ns: Namespace, name: str, ips: tuple[str, str], ids: tuple[str, str], lans: tuple[str, str]
+    ) -> StrongswanNode:
+        """One side; the other is the same with each (local, remote) pair swapped."""
+        child = Child("lan", [lans[0]], [lans[1]], esp_proposals)
+        conn = Connection(
             "hq",
-            [gw.wan.a_ip],
-            [gw.wan.b_ip],
+            [ips[0]],
+            [ips[1]],
             version=version,
             proposals=proposals,
-            local_id=LEFT_ID,
-            remote_id=RIGHT_ID,
-            children=[Child("lan", ["10.1.0.0/24"], ["10.2.0.0/24"], esp_proposals)],
-        ),
-        secret,
-        libipsec=gw.libipsec,
-    )
-    right = make_charon(
-        gw.right,
-        "right",
-        Connection(
-            "hq",
-            [gw.wan.b_ip],
-            [gw.wan.a_ip],
-            version=version,
-            proposals=proposals,
-            local_id=RIGHT_ID,
-            remote_id=LEFT_ID,
-            children=[Child("lan", ["10.2.0.0/24"], ["10.1.0.0/24"], esp_proposals)],
-        ),
-        secret,
-        libipsec=gw.libipsec,
-    )
+            local_id=ids[0],
+            remote_id=ids[1],
+            children=[child],
+        )
+        return make_charon(ns, name, conn, secret, libipsec=gw.libipsec)
+
+    wan = (gw.wan.a_ip, gw.wan.b_ip)
+    ids, lans = (LEFT_ID, RIGHT_ID), ("10.1.0.0/24", "10.2.0.0/24")
+    left = charon(gw.left, "left", wan, ids, lans)
+    right = charon(gw.right, "right", wan[::-1], ids[::-1], lans[::-1])
     return left, right
 
 
