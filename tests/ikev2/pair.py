@@ -170,6 +170,17 @@ def transfer(
     return crossed
 
 
+def send_informational(node: Node, now: float) -> SendDatagram:
+    """An empty INFORMATIONAL request (a DPD probe) from ``node``'s only IKE SA."""
+    from pike.ikev2.tasks.ike_delete import Informational
+
+    (sa,) = node.engine.sas.values()
+    sa.tasks.queue(Informational(sa, True))
+    sa.tasks.initiate(now)
+    (probe,) = node.drain()
+    return probe
+
+
 def nothing_in_flight(node: Node) -> bool:
     """No request of ours awaits an answer (rekey/DPD timers may still be armed)."""
     return all(sa.tasks.deadline is None for sa in node.engine.sas.values())

@@ -36,6 +36,20 @@ def up(
     return a, b
 
 
+def cross_child_rekeys(a: Node, b: Node, now: float) -> None:
+    """Both sides rekey CHILD_SA "net" at once: both requests cross on the wire, then both
+    answers, then whatever follows runs to the end (RFC 7296 §2.8.1 collision)."""
+    a.engine.rekey("gw", now, "net")
+    b.engine.rekey("gw", now, "net")
+    ra, rb = a.drain(), b.drain()
+    resp_b = deliver(ra, b, now)
+    resp_a = deliver(rb, a, now)
+    out_a = deliver(resp_b, a, now)
+    out_b = deliver(resp_a, b, now)
+    transfer(a, b, now, in_flight=out_a)
+    transfer(b, a, now, in_flight=out_b)
+
+
 def installs(node: Node) -> list[InstallChildSa]:
     return [e for e in node.events if isinstance(e, InstallChildSa)]
 
@@ -143,16 +157,7 @@ def test_child_rekey_by_time_with_jitter() -> None:
 
 def test_simultaneous_child_rekey_leaves_one_pair() -> None:
     a, b = up()
-    a.engine.rekey("gw", 5.0, "net")
-    b.engine.rekey("gw", 5.0, "net")
-    ra, rb = a.drain(), b.drain()
-    # Both requests cross on the wire, then both answers.
-    resp_b = deliver(ra, b, 5.0)
-    resp_a = deliver(rb, a, 5.0)
-    out_a = deliver(resp_b, a, 5.0)
-    out_b = deliver(resp_a, b, 5.0)
-    transfer(a, b, 5.0, in_flight=out_a)
-    transfer(b, a, 5.0, in_flight=out_b)
+    cross_child_rekeys(a, b, 5.0)
     ca = [(c.spi_in, c.spi_out) for c in a.sa().children if c.state == "INSTALLED"]
     cb = [(c.spi_out, c.spi_in) for c in b.sa().children if c.state == "INSTALLED"]
     assert len(ca) == 1 and ca == cb, (a.sa().children, b.sa().children)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pike.ikev2.actions import InstallChildSa
 
-from .pair import conf, deliver, make_pair, transfer
+from .pair import conf, deliver, make_pair, send_informational, transfer
 from .test_ondemand import B_TS, A, B, of
 
 
@@ -16,12 +16,7 @@ def test_replayed_request_from_new_address_does_not_move_the_sas() -> None:
     a, b = make_pair(conf(*A, extra_conn="encap = true"), conf(*B, **B_TS))
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
-    sa_a = next(iter(a.engine.sas.values()))
-    from pike.ikev2.tasks.ike_delete import Informational
-
-    sa_a.tasks.queue(Informational(sa_a, True))
-    sa_a.tasks.initiate(5.0)
-    (probe,) = a.drain()
+    probe = send_informational(a, 5.0)
     b.engine.receive_datagram(probe.data, probe.src, probe.dst, 5.0)
     answer = b.drain()
     installs = len(of(b, InstallChildSa))
@@ -32,9 +27,7 @@ def test_replayed_request_from_new_address_does_not_move_the_sas() -> None:
     assert len(of(b, InstallChildSa)) == installs  # nothing moved
     # a new request through a new mapping still moves them
     deliver(answer, a, 6.0)
-    sa_a.tasks.queue(Informational(sa_a, True))
-    sa_a.tasks.initiate(7.0)
-    (probe2,) = a.drain()
+    probe2 = send_informational(a, 7.0)
     b.engine.receive_datagram(probe2.data, ("192.0.2.1", 31000), probe2.dst, 7.0)
     b.drain()
     assert b.sa().remote == ("192.0.2.1", 31000)

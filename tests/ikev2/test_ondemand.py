@@ -13,7 +13,7 @@ from pike.ikev2.actions import (
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType
 
-from .pair import Node, conf, engine, make_pair, transfer
+from .pair import Node, conf, engine, make_pair, send_informational, transfer
 
 A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
 B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
@@ -124,12 +124,7 @@ def test_nat_mapping_change_moves_the_sas() -> None:
     a, b = make_pair(conf(*A, extra_conn="encap = true"), conf(*B, **B_TS))
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
-    sa_a = next(iter(a.engine.sas.values()))
-    from pike.ikev2.tasks.ike_delete import Informational
-
-    sa_a.tasks.queue(Informational(sa_a, True))
-    sa_a.tasks.initiate(5.0)
-    (probe,) = a.drain()
+    probe = send_informational(a, 5.0)
     # the NAT in front of a now maps it to port 31000
     b.engine.receive_datagram(probe.data, ("192.0.2.1", 31000), probe.dst, 5.0)
     b.drain()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pike.ikev2.actions import DeleteChildSa, InstallChildSa, InstallOutboundSa, SendDatagram
 
 from .pair import deliver, transfer
-from .test_lifecycle import deletes, installs, up
+from .test_lifecycle import cross_child_rekeys, deletes, installs, up
 
 
 def test_rekey_responder_defers_outbound_until_old_child_deleted() -> None:
@@ -39,15 +39,7 @@ def test_rekey_responder_defers_outbound_until_old_child_deleted() -> None:
 
 def test_rekey_collision_winner_never_installs_the_redundant_outbound() -> None:
     a, b = up()
-    a.engine.rekey("gw", 5.0, "net")
-    b.engine.rekey("gw", 5.0, "net")
-    ra, rb = a.drain(), b.drain()
-    resp_b = deliver(ra, b, 5.0)
-    resp_a = deliver(rb, a, 5.0)
-    out_a = deliver(resp_b, a, 5.0)
-    out_b = deliver(resp_a, b, 5.0)
-    transfer(a, b, 5.0, in_flight=out_a)
-    transfer(b, a, 5.0, in_flight=out_b)
+    cross_child_rekeys(a, b, 5.0)
     for node in (a, b):
         (child,) = [c for c in node.sa().children if c.state == "INSTALLED"]
         live = [i for i in installs(node) if i.unique_id == child.unique_id]
