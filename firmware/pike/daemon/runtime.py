@@ -642,13 +642,17 @@ class Daemon:
             raise ControlError(f"no connection named {conn!r}")
         return conn
 
-    def cmd_initiate(self, args: dict[str, Any]) -> dict[str, Any]:
-        conn = self._conn_arg(args)
+    def _child_arg(self, conn: str, args: dict[str, Any]) -> str | None:
         child = args.get("child")
         if child is not None and (
             not isinstance(child, str) or self.config.connections[conn].child(child) is None
         ):
             raise ControlError(f"connection {conn!r} has no child {child!r}")
+        return child
+
+    def cmd_initiate(self, args: dict[str, Any]) -> dict[str, Any]:
+        conn = self._conn_arg(args)
+        child = self._child_arg(conn, args)
         try:
             self.engine.initiate(conn, self._now(), child)
         except (KeyError, ValueError) as exc:
@@ -663,11 +667,7 @@ class Daemon:
     def cmd_rekey(self, args: dict[str, Any]) -> dict[str, Any]:
         """Rekey a connection's IKE SA, or one CHILD_SA (``child`` given), now."""
         conn = self._conn_arg(args)
-        child = args.get("child")
-        if child is not None and (
-            not isinstance(child, str) or self.config.connections[conn].child(child) is None
-        ):
-            raise ControlError(f"connection {conn!r} has no child {child!r}")
+        child = self._child_arg(conn, args)
         try:
             self.engine.rekey(conn, self._now(), child)
         except (KeyError, ValueError) as exc:
