@@ -125,3 +125,5 @@ def test_boots_under_qemu(image: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "PIKE-SELFTEST: PASS piked ready" in proc.stdout
     assert "PIKE-SELFTEST: PASS pikectl status answered" in proc.stdout
+    assert "PIKE-SELFTEST: PASS metrics on 127.0.0.1:9485 answer" in proc.stdout
+    assert "PIKE-SELFTEST: INFO board: board:" in proc.stdout

@@ -20,6 +20,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     softhsm2 swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd
     libtss2-tcti-tabrmd0 dbus
     nftables iproute2 iputils-ping kmod procps socat util-linux mount
+    qemu-system-arm qemu-utils mtools fdisk e2fsprogs
   )
 fi
 
