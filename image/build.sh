@@ -112,6 +112,9 @@ fi
   --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 \
   --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" \
   --find-links "$WORK/wheels" "$WORK/wheels"/pike-*.whl
+# pip download also drops pike's own wheel into the cache; an older one there (same
+# version, same file name) must never replace the one just built from this commit.
+rm -f "$CACHE/wheels"/pike-*.whl
 cp "$CACHE/wheels"/*.whl "$WORK/wheels/" 2>/dev/null || true
 
 # -- root file system -------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.image
-IMAGE_DIR = Path(__file__).resolve().parents[2] / "image"
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_DIR = REPO / "image"
 
 
 def require(condition: bool, reason: str) -> None:
@@ -113,6 +114,11 @@ def test_root_file_system(image: Path, tmp_path: Path) -> None:
     assert "piked.service" in wants.stdout
     assert "ssh_host_" not in run(["debugfs", "-R", "ls /etc/ssh", str(part)], 60).stdout
     assert cat("/etc/shadow").startswith("root:!")  # locked: no root password
+    # pike in the image is this commit's, not a wheel left in the download cache
+    site = "/opt/pike/lib/python3.11/site-packages"
+    for module in ("pike/cli/pikectl.py", "pike/daemon/runtime.py"):
+        built = run(["git", "-C", str(REPO), "show", f"HEAD:firmware/{module}"], 60).stdout
+        assert cat(f"{site}/{module}") == built, f"{module} in the image is not HEAD's"
 
 
 def test_boots_under_qemu(image: Path) -> None:
