@@ -276,3 +276,21 @@ def test_commit_bit_is_tolerated(monkeypatch: pytest.MonkeyPatch) -> None:
     qm1 = next(d for d in a.outbox if decode_v1(d.data).exchange == ExchangeV1.QUICK)
     assert decode_v1(qm1.data).commit
     assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+
+
+def test_peer_rekey_of_a_child_keeps_its_reqid() -> None:
+    """IKEv1 has no "this replaces that": a second Quick Mode for the same selectors is the
+    peer's rekey; the responder gives it the old pair's reqid (same kernel policies)."""
+    a, b = make_pair()
+    _up(a, b)
+    a.engine.initiate("gw", 1.0, "net")  # already up: nothing new
+    (child,) = a.sa().children
+    a.engine.rekey("gw", 2.0, "net")
+    transfer(a, b, 2.0)
+    first, second = b.of(InstallChildSa)
+    assert isinstance(first, InstallChildSa) and isinstance(second, InstallChildSa)
+    assert first.inbound.reqid == second.inbound.reqid
+    assert [p.reqid for p in second.policies] == [first.inbound.reqid] * len(second.policies)
+    (gone,) = b.of(DeleteChildSa)
+    assert isinstance(gone, DeleteChildSa) and gone.keep_policies
+    assert child.spi_in != a.sa().children[0].spi_in

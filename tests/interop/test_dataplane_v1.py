@@ -19,7 +19,8 @@ import pytest
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .netns import Lab
-from .strongswan import Connection, Secret
+from .piked import PikedNode
+from .strongswan import Connection, Secret, StrongswanNode
 from .strongswan_v1 import ikev1_connection
 from .test_dataplane import (  # noqa: F401  (esp_gw/shared_gw are fixtures)
     _spi,
@@ -200,3 +201,63 @@ def test_ikev1_trap_acquire(gw: Gateways, make_charon: MakeCharon, make_piked: M
     assert p.version == 1
     traffic_both_ways(gw)
     print(f"IKEv1 trap: first ping to ping answered in {took:.2f}s")
+
+
+def _lan(node: PikedNode | StrongswanNode) -> list[tuple[str, str]]:
+    sa = node.ike_sa("hq")
+    if sa is None:
+        return []
+    return [
+        (c.spi_in, c.spi_out) for c in sa.children if c.name == "lan" and c.state == "INSTALLED"
+    ]
+
+
+@pytest.mark.parametrize("rekeyer", ["piked", "strongswan"])
+def test_ikev1_quick_mode_rekey_under_traffic(
+    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked, rekeyer: str
+) -> None:
+    """The side that set the child up rekeys it with a new Quick Mode at rekey_time, then
+    deletes the old pair; the other side follows; traffic crosses the new pair."""
+    esp = "aes256-sha256"
+    theirs = conn("right", esp)
+    if rekeyer == "strongswan":
+        theirs.children[0].rekey_time = "8s"
+        theirs.children[0].extra.update(life_time="30s", rand_time="0s")
+    charon = make_charon(gw.right, "charon", theirs, SECRET, libipsec=False)
+    piked = make_piked(gw.left, "piked", conn("left", esp), SECRET, start=False)
+    if rekeyer == "piked":
+        piked.extra = {"hq.lan": {"rekey_time": "8s", "life_time": "60s", "rand_time": 0}}
+    piked.start()
+    piked.poll_via_socket = True
+    if rekeyer == "piked":
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq")
+    piked.wait_established("hq", timeout=30, child="lan")
+    charon.wait_established("hq", timeout=30, child="lan")
+    (first,) = _lan(piked)
+    t0 = time.monotonic()
+    while True:
+        mine, peers = _lan(piked), _lan(charon)
+        if rekeyer == "piked":
+            # piked deletes the old pair once the new one is in
+            done = len(mine) == 1 and mine[0] != first and peers == [mine[0][::-1]]
+        else:
+            # charon's IKEv1 rekey keeps the old pair (REKEYED) until its life_time ends,
+            # and piked the pairs it answered: charon's new pair is one of piked's
+            done = (
+                len(peers) == 1
+                and peers[0] != first[::-1]
+                and peers[0][::-1] in mine
+                and len(mine) >= 2
+            )
+        if done:
+            break
+        if time.monotonic() - t0 > 40:
+            keep = ("QUICK_MODE", "rekey", "CHILD_SA", "DELETE", "INFORMATIONAL", "error")
+            clog = [ln for ln in charon.log_text().splitlines() if any(k in ln for k in keep)]
+            raise AssertionError((first, mine, peers, "\n".join(clog[-60:])))
+        time.sleep(0.3)
+    took = time.monotonic() - t0
+    traffic_both_ways(gw)
+    print(f"IKEv1 CHILD rekey by {rekeyer}: {first} -> {mine} after {took:.2f}s, traffic ok")

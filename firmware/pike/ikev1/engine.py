@@ -654,7 +654,7 @@ class Ikev1Engine:
         child: ChildSa | None
         if qm is None:
             qm = quick_mode.responder_qm1(sa, msg, now)
-            qm.reqid = self.traps.get((sa.name, qm.cfg.name))
+            qm.reqid = self.traps.get((sa.name, qm.cfg.name)) or self._reqid_of(sa, qm)
             self.quick[key] = qm
             return
         if qm.initiator and qm.step == 1:
@@ -666,6 +666,17 @@ class Ikev1Engine:
         del self.quick[key]
         if child is not None:
             self._installed(sa, qm, child, now)
+
+    @staticmethod
+    def _reqid_of(sa: IsakmpSa, qm: QuickMode) -> int | None:
+        """The peer's rekey of a child is just a new Quick Mode for the same selectors
+        (IKEv1 names no SA it replaces): the new pair takes the old one's reqid, so the
+        policies stay the same."""
+        for child in sa.live_children():
+            same = (child.local_ts, child.remote_ts) == ((qm.local_ts,), (qm.remote_ts,))
+            if child.name == qm.cfg.name and same:
+                return child.reqid
+        return None
 
     def _installed(self, sa: IsakmpSa, qm: QuickMode, child: ChildSa, now: float) -> None:
         old = qm.rekey_of
