@@ -261,3 +261,36 @@ def test_ikev1_quick_mode_rekey_under_traffic(
     took = time.monotonic() - t0
     traffic_both_ways(gw)
     print(f"IKEv1 CHILD rekey by {rekeyer}: {first} -> {mine} after {took:.2f}s, traffic ok")
+
+
+def test_ikev1_reauthentication_under_traffic(
+    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked
+) -> None:
+    """IKEv1 has no phase-1 rekey: at rekey_time piked builds a new ISAKMP SA and its Quick
+    Mode, then deletes the old SA; charon ends with the new one only, traffic crosses it."""
+    esp = "aes256-sha256"
+    charon = make_charon(gw.right, "charon", conn("right", esp), SECRET, libipsec=False)
+    piked = make_piked(gw.left, "piked", conn("left", esp), SECRET, start=False)
+    piked.extra = {"hq": {"rekey_time": "10s"}}
+    piked.start()
+    piked.poll_via_socket = True
+    piked.initiate("hq")
+    old = piked.wait_established("hq", timeout=30, child="lan")
+    charon.wait_established("hq", timeout=30, child="lan")
+    t0 = time.monotonic()
+    while True:
+        p, c = piked.list_sas(), charon.list_sas()
+        spis = {(s.initiator_spi, s.responder_spi) for s in p}
+        if (
+            len(p) == len(c) == 1
+            and (old.initiator_spi, old.responder_spi) not in spis
+            and (c[0].initiator_spi, c[0].responder_spi) in spis
+            and _lan(piked)
+            and _lan(charon) == [m[::-1] for m in _lan(piked)]
+        ):
+            break
+        assert time.monotonic() - t0 < 40, (p, c)
+        time.sleep(0.3)
+    took = time.monotonic() - t0
+    traffic_both_ways(gw)
+    print(f"IKEv1 reauthentication: new ISAKMP SA and CHILD_SA {took:.2f}s after the first")
