@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from pike.crypto.kdf import ChildKeys
+from pike.ikev2.actions import InstallChildSa
 from pike.ikev2.negotiate import Chosen
 from pike.ikev2.state import CHILD_TRANSITIONS, ChildState, StateError, log
 from pike.policy.config import ChildConfig
@@ -52,6 +53,19 @@ class ChildSa:
             self.rekey_at = now + max(cfg.rekey_time - jitter, 1)
         if cfg.life_time:
             self.expire_at = now + cfg.life_time
+
+    def install(self, ike_name: str) -> InstallChildSa:
+        """The action that puts this CHILD_SA's kernel specs (built already) in place."""
+        assert self.inbound is not None and self.outbound is not None
+        return InstallChildSa(
+            ike_name,
+            self.name,
+            self.unique_id,
+            self.inbound,
+            self.outbound,
+            self.policies,
+            self.outbound_deferred,
+        )
 
     def draw_soft_volume(self, random: Callable[[int], bytes] | None) -> tuple[int, int]:
         """rekey_bytes/packets minus up to rand_bytes/packets (as with rand_time, so that

@@ -15,7 +15,6 @@ from pike.ikev2.actions import (
     Address,
     DeleteChildSa,
     IkeSaInfo,
-    InstallChildSa,
     MessageDropped,
 )
 from pike.ikev2.child_sa import ChildSa, shares_policies
@@ -396,21 +395,10 @@ class Ikev2Engine:
             encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
             out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
             child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap)
-            assert child.inbound is not None and child.outbound is not None
             self.ctx.emit(
                 DeleteChildSa(sa.name, child.name, child.unique_id, old_in, old_out, old_pol, True)
             )
-            self.ctx.emit(
-                InstallChildSa(
-                    sa.name,
-                    child.name,
-                    child.unique_id,
-                    child.inbound,
-                    child.outbound,
-                    child.policies,
-                    child.outbound_deferred,
-                )
-            )
+            self.ctx.emit(child.install(sa.name))
 
     def _error_response(self, sa: IkeSa, exchange: int, mid: int, e: MalformedMessage) -> None:
         if mid != sa.tasks.mid_in or sa.cipher_out is None:

@@ -19,7 +19,7 @@ from pike.crypto.kdf import derive_child_keys
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
-from pike.ikev2.actions import ChildSaEstablished, ChildSaFailed, InstallChildSa
+from pike.ikev2.actions import ChildSaEstablished, ChildSaFailed
 from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.context import NONCE_SIZE
 from pike.ikev2.negotiate import Chosen, check_reply, groups_of, select, to_wire
@@ -412,17 +412,7 @@ class ChildCreate(Task):
         # As rekey responder, send on the old SA until the initiator deletes it: the
         # initiator installs its new inbound SA only once our response is in.
         child.outbound_deferred = not self.initiator and self.rekey is not None
-        sa.ctx.emit(
-            InstallChildSa(
-                sa.name,
-                child.name,
-                child.unique_id,
-                child.inbound,
-                child.outbound,
-                child.policies,
-                child.outbound_deferred,
-            )
-        )
+        sa.ctx.emit(child.install(sa.name))
         child.installed_at = now
         child.schedule(now, sa.ctx.random)
         child.set_state(ChildState.INSTALLED, sa.name)
