@@ -14,14 +14,11 @@ Marked ``kernel_interop``: needs ESP. tests/guest/test_ops_tier.py runs it in UM
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +29,10 @@ from interop.piked import PikedNode, piked_available
 from interop.strongswan import Child, Connection, Secret
 from interop.topology import make_gateways
 
+from .prom import METRICS_PORT, http_get, prom_value, start_prometheus
+
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
 
-METRICS_PORT = 19447
-PROM_PORT = 19090
 LEFT_ID, RIGHT_ID = "branch1.example.net", "hq.example.net"
 SECRET = Secret("hq", "pike-metrics-psk", [LEFT_ID, RIGHT_ID])
 
@@ -62,21 +59,11 @@ def _conn(left: bool) -> Connection:
 
 
 def _http(ns: Namespace, url: str) -> str:
-    code = (
-        "import sys,urllib.request;"
-        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())"
-    )
-    out = ns.run([sys.executable, "-c", code, url], check=False, timeout=40)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    return http_get(ns, url, 20.0)
 
 
 def _q(ns: Namespace, expr: str) -> float | None:
-    url = f"http://127.0.0.1:{PROM_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    body = json.loads(_http(ns, url))
-    assert body["status"] == "success", body
-    r = body["data"]["result"]
-    return float(r[0]["value"][1]) if r else None
+    return prom_value(ns, expr, 20.0)
 
 
 def _piked(ns: Namespace, name: str) -> float:
@@ -112,23 +99,7 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
                 "runs this inside User-Mode-Linux"
             )
         prom_dir = tmp_path / "prom"
-        prom_dir.mkdir()
-        (prom_dir / "prometheus.yml").write_text(
-            "global: {scrape_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: pike\n"
-            f"    static_configs: [{{targets: ['127.0.0.1:{METRICS_PORT}']}}]\n"
-        )
-        with (prom_dir / "log").open("wb") as plog:
-            gw.left.popen(
-                [
-                    "prometheus",
-                    f"--config.file={prom_dir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={prom_dir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{PROM_PORT}",
-                ],
-                stdout=plog,
-            )
+        start_prometheus(gw.left, prom_dir)
         right = PikedNode(gw.right, tmp_path, "right")
         right.add(_conn(False), SECRET)
         left = PikedNode(gw.left, tmp_path, "left")

@@ -24,20 +24,19 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daemon.helpers import daemon_env, pikectl
-from interop.netns import Lab, Namespace, kill_pid
+from interop.netns import Lab, kill_pid
+
+from .prom import METRICS_PORT, http_get, prom_value, start_prometheus
 
 pytestmark = pytest.mark.interop
 
 PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
-METRICS_PORT = 19447  # inside namespace a only: no clash with the host
-PROM_PORT = 19090
 
 
 def _config(
@@ -109,29 +108,6 @@ def _wait(cond: Any, timeout: float, what: str, dump: Any = lambda: "") -> Any:
         time.sleep(0.2)
 
 
-def _http(ns: Namespace, url: str) -> str:
-    code = (
-        "import sys,urllib.request;"
-        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-    )
-    out = ns.run([sys.executable, "-c", code, url], check=False, timeout=20)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
-def _prom_query(ns: Namespace, expr: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{PROM_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    body = json.loads(_http(ns, url))
-    assert body["status"] == "success", body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
-
-
-def _value(ns: Namespace, expr: str) -> float | None:
-    r = _prom_query(ns, expr)
-    return float(r[0]["value"][1]) if r else None
-
-
 def test_prometheus_tshark_reload(tmp_path: Path, run_prefix: str, require: Any) -> None:
     for tool in ("prometheus", "promtool", "tshark"):
         require(shutil.which(tool) is not None, f"`{tool}` (Debian prometheus / tshark)")
@@ -179,26 +155,7 @@ def test_prometheus_tshark_reload(tmp_path: Path, run_prefix: str, require: Any)
 
         # Prometheus inside namespace a, scraping piked on a's loopback every second.
         prom_dir = tmp_path / "prom"
-        prom_dir.mkdir()
-        (prom_dir / "prometheus.yml").write_text(
-            f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-rule_files: ["{Path(__file__).parents[2] / "monitoring" / "alerts.yml"}"]
-scrape_configs:
-  - job_name: pike
-    static_configs: [{{targets: ["127.0.0.1:{METRICS_PORT}"]}}]
-"""
-        )
-        with (prom_dir / "log").open("wb") as plog:
-            ns_a.popen(
-                [
-                    "prometheus",
-                    f"--config.file={prom_dir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={prom_dir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{PROM_PORT}",
-                ],
-                stdout=plog,
-            )
+        start_prometheus(ns_a, prom_dir, [Path(__file__).parents[2] / "monitoring" / "alerts.yml"])
 
         logs = {"a": da / "log", "b": db / "log"}
         procs = {}
@@ -232,7 +189,7 @@ scrape_configs:
         assert conns.returncode == 0 and "hq: IKEv2, 1 ESTABLISHED" in conns.stdout, conns
 
         # -- metrics: exposition and Prometheus ---------------------------------------------
-        expo = _http(ns_a, f"http://127.0.0.1:{METRICS_PORT}/metrics")
+        expo = http_get(ns_a, f"http://127.0.0.1:{METRICS_PORT}/metrics")
         check = subprocess.run(
             ["promtool", "check", "metrics"], input=expo, capture_output=True, text=True
         )
@@ -241,28 +198,30 @@ scrape_configs:
         assert "SPI" not in expo and spis[0] not in expo, "no SPIs in labels"
 
         _wait(
-            lambda: _value(ns_a, 'pike_ike_sa_up{connection="hq"}') == 1.0,
+            lambda: prom_value(ns_a, 'pike_ike_sa_up{connection="hq"}') == 1.0,
             30,
             "Prometheus scraped pike_ike_sa_up == 1",
             lambda: (prom_dir / "log").read_text()[-3000:],
         )
-        assert _value(ns_a, 'pike_ike_sa_up{connection="spare"}') == 0.0
+        assert prom_value(ns_a, 'pike_ike_sa_up{connection="spare"}') == 0.0
         first = {
-            m: _value(ns_a, f'{m}{{connection="hq"}}')
+            m: prom_value(ns_a, f'{m}{{connection="hq"}}')
             for m in ("pike_dpd_probes_total", "pike_natt_keepalives_total")
         }
         pikectl(sock_a, "rekey", "hq")
         time.sleep(4)
-        later = {m: _value(ns_a, f'{m}{{connection="hq"}}') for m in first}
+        later = {m: prom_value(ns_a, f'{m}{{connection="hq"}}') for m in first}
         for m in first:
             assert later[m] is not None and later[m] > (first[m] or 0), (m, first, later)
         auth_out = 'pike_ike_messages_total{connection="hq",exchange="IKE_AUTH",direction="out"}'
-        assert _value(ns_a, auth_out) == 1.0
-        rekeys = _value(ns_a, 'pike_ike_rekeys_total{connection="hq"}')
+        assert prom_value(ns_a, auth_out) == 1.0
+        rekeys = prom_value(ns_a, 'pike_ike_rekeys_total{connection="hq"}')
         assert rekeys is not None and rekeys >= 1.0, dump()
-        assert _value(ns_a, 'pike_ike_sa_last_rekey_timestamp_seconds{connection="hq"}')
-        assert _value(ns_a, 'count(pike_ike_handshake_duration_seconds_bucket{connection="hq"})')
-        assert _value(ns_a, "pike_build_info") == 1.0
+        assert prom_value(ns_a, 'pike_ike_sa_last_rekey_timestamp_seconds{connection="hq"}')
+        assert prom_value(
+            ns_a, 'count(pike_ike_handshake_duration_seconds_bucket{connection="hq"})'
+        )
+        assert prom_value(ns_a, "pike_build_info") == 1.0
         (ike,) = _wait(up, 10, "hq established after rekey", dump)
         spis = (ike["spi_i"], ike["spi_r"], ike["unique_id"])
 
@@ -315,11 +274,11 @@ scrape_configs:
         assert names == {"hq", "spare", "extra"}
         os.kill(procs["a"].pid, signal.SIGHUP)
         _wait(
-            lambda: _value(ns_a, 'pike_config_reloads_total{result="success"}') == 2.0,
+            lambda: prom_value(ns_a, 'pike_config_reloads_total{result="success"}') == 2.0,
             10,
             "SIGHUP reload counted",
         )
-        assert _value(ns_a, 'pike_config_reloads_total{result="failure"}') == 1.0
+        assert prom_value(ns_a, 'pike_config_reloads_total{result="failure"}') == 1.0
         (after,) = _wait(up, 5, "hq still established after SIGHUP", dump)
         assert (after["spi_i"], after["spi_r"], after["unique_id"]) == spis
         for p in procs.values():
