@@ -294,3 +294,16 @@ def test_peer_rekey_of_a_child_keeps_its_reqid() -> None:
     (gone,) = b.of(DeleteChildSa)
     assert isinstance(gone, DeleteChildSa) and gone.keep_policies
     assert child.spi_in != a.sa().children[0].spi_in
+
+
+def test_half_open_phase_1s_per_address_are_capped() -> None:
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    (mm1,) = a.drain()
+    for i in range(7):
+        data = bytes([i + 1]) * 8 + mm1.data[8:]  # other initiator cookies, same address
+        b.engine.receive_datagram(data, mm1.src, mm1.dst, 0.0)
+    assert len(b.drain()) == 5 and len(b.engine.list_sas()) == 5
+    assert b.engine.ctx.counters.dropped == {"too_many_half_open": 2}
+    b.engine.handle_timer(30.0)  # half-open timeout: room again
+    assert b.engine.list_sas() == []

@@ -59,6 +59,7 @@ MAIN, QUICK, INFO = ExchangeV1.MAIN, ExchangeV1.QUICK, ExchangeV1.INFORMATIONAL
 AGGR = ExchangeV1.AGGRESSIVE
 PHASE1 = (MAIN, AGGR)
 MAX_QUEUED = 4  # Quick Modes kept while AM3 is outstanding
+HALF_OPEN_PER_PEER = 5  # strongSwan's block_threshold: unfinished phase 1s per address
 
 
 class Ikev1Engine:
@@ -471,6 +472,9 @@ class Ikev1Engine:
         if msg.exchange in PHASE1 and msg.spi_r == bytes(8):
             sa = self.half_open.get((msg.spi_i, src[0], src[1]))
             if sa is None:
+                if sum(1 for k in self.half_open if k[1] == src[0]) >= HALF_OPEN_PER_PEER:
+                    # IKEv1 has no COOKIE round trip: cap what one address can make us hold
+                    raise PeerError("too_many_half_open", f"from {src[0]}")
                 if msg.exchange == AGGR:
                     self._aggressive_responder(msg, data, src, dst, now)
                 else:
