@@ -152,3 +152,17 @@ def test_main_and_quick_mode_over_ipv6() -> None:
     (ia,) = a.of(InstallChildSa)
     assert isinstance(ia, InstallChildSa) and str(ia.policies[0].src_ts) == "fd00:1::/64"
     assert len(b.of(InstallChildSa)) == 1
+
+
+def test_pikectl_rekey_of_the_isakmp_sa_works_from_the_responder_side_too() -> None:
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    old = b.sa()
+    b.engine.rekey("gw", 5.0)  # b was the responder
+    transfer(a, b, 5.0)
+    (new,) = b.engine.list_sas()
+    assert new.spi_i != old.spi_i and new.initiator and new.children[0].state == "INSTALLED"
+    assert [d.reason for d in b.of(IkeSaDeleted)] == ["reauthenticated"]  # type: ignore[union-attr]
+    (peer,) = a.engine.list_sas()
+    assert peer.spi_i == new.spi_i

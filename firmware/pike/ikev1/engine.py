@@ -345,9 +345,8 @@ class Ikev1Engine:
         """IKEv1 has no phase-1 rekey: a new ISAKMP SA with its own Quick Modes replaces
         this one, which goes once they are installed (strongSwan's reauth for IKEv1)."""
         assert sa.conn is not None
-        if not sa.initiator:
-            return
         log.info("%s: reauthenticating", sa.tag())
+        # as responder too (pikectl rekey), when the connection names the peer's address
         new = self._new_initiator(sa.conn, [c.name for c in sa.live_children()], now)
         new.replaces = sa
 
