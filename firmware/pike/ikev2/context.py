@@ -87,6 +87,8 @@ class Context:
     actions: deque[Action] = field(default_factory=deque)
     # Set by the engine: registers an IKE SA created by a task (IKE rekey successor).
     adopt: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
+    # Set by the engine: start reauthenticating an IKE SA (reauth_time reached).
+    reauth: Callable[[IkeSa, float], None] = field(default=lambda sa, now: None, repr=False)
     # Set by the engine: whether a child's policies must outlive it (shared or trapped).
     keeps_policies: Callable[[ChildSa], bool] = field(default=lambda c: False, repr=False)
     # Set by the engine: the fixed reqid of a trapped child config, else None.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
+from pike.ikev2 import reauth
 from pike.ikev2.actions import (
     Action,
     Address,
@@ -63,6 +64,7 @@ class Ikev2Engine:
         self.half_open = self._responder.half_open
         self.traps = Traps(self.ctx)
         self.ctx.adopt = self._adopt
+        self.ctx.reauth = self._reauth
         self.ctx.keeps_policies = self._keeps_policies
         self.ctx.trap_reqid = self.traps.reqid
         self.ctx.before_fail = self.traps.before_fail
@@ -418,11 +420,17 @@ class Ikev2Engine:
     def _adopt(self, sa: IkeSa) -> None:
         self.sas[sa.my_spi] = sa
 
+    def _reauth(self, old: IkeSa, now: float) -> None:
+        new = reauth.start(self.ctx, old, now)
+        if new is not None:
+            self.sas[new.spi_i] = new
+
     def _sweep(self, now: float) -> None:
         """After every step: forget destroyed IKE SAs, arm the timers of newly
         established ones, and initiate again what dpd_action/keyingtries ask for."""
         ended: list[IkeSa] = []
         for spi, sa in list(self.sas.items()):
+            reauth.settle(sa, now)
             if sa.state == IkeState.DESTROYED:
                 del self.sas[spi]
                 ended.append(sa)

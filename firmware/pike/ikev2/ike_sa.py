@@ -53,6 +53,11 @@ class IkeSa:
     # Responder: connections whose addresses fit; IKE_AUTH picks one by identity.
     candidates: list[ConnectionConfig] = field(default_factory=list)
     rekey_at: float | None = None
+    reauth_at: float | None = None  # reauth_time: a new IKE SA from scratch (make-before-break)
+    # Reauthentication: the new IKE SA knows the one it replaces (deleted once the new
+    # children are in), the old one knows its replacement while that is under way.
+    replaces: IkeSa | None = field(default=None, repr=False)
+    replaced_by: IkeSa | None = field(default=None, repr=False)
     last_inbound: float = 0.0  # last authenticated message from the peer (DPD)
     dpd_outstanding: bool = False
     scheduled: bool = False  # rekey timer set once established
@@ -105,13 +110,22 @@ class IkeSa:
             self.remote = (self.remote[0], natt)
 
     def schedule(self, now: float) -> None:
-        """IKE rekey at rekey_time minus up to 10% jitter (strongSwan's default rand_time)."""
+        """IKE rekey at rekey_time and reauthentication at reauth_time, each minus a
+        jitter (strongSwan's default rand_time, see ike_jitter). A reauth time inherited
+        from a rekeyed predecessor stays: reauthentication survives an IKE rekey."""
         self.last_inbound = now
         conn = self.conn
-        if conn is not None and conn.rekey_time:
-            span = conn.rekey_time // 10
-            jitter = int.from_bytes(self.ctx.random(4), "big") % (span + 1) if span else 0
-            self.rekey_at = now + max(conn.rekey_time - jitter, 1)
+        if conn is None:
+            return
+        span = ike_jitter(conn)
+
+        def draw() -> int:
+            return int.from_bytes(self.ctx.random(4), "big") % (span + 1) if span else 0
+
+        if conn.rekey_time:
+            self.rekey_at = now + max(conn.rekey_time - draw(), 1)
+        if conn.reauth_time and self.reauth_at is None:
+            self.reauth_at = now + max(conn.reauth_time - draw(), 1)
 
     def dpd_due(self) -> float | None:
         """When a liveness check is due: dpd_delay after the last sign of life."""
@@ -248,3 +262,12 @@ class IkeSa:
             log.info("%s: IKE_SA ended: %s", self.tag(), reason)
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason))
         self.set_state(IkeState.DESTROYED)
+
+
+def ike_jitter(conn: ConnectionConfig) -> int:
+    """strongSwan's default IKE rand_time: over_time (10 % of the longer of rekey_time and
+    reauth_time), but at most half of the shorter one that is set."""
+    times = [t for t in (conn.rekey_time, conn.reauth_time) if t]
+    if not times:
+        return 0
+    return min(max(times) // 10, min(times) // 2)

@@ -1,9 +1,9 @@
 """The clock of an established IKE SA: when it next needs the engine and what each
 deadline does.
 
-CHILD_SA life_time and rekey_time, the IKE SA's rekey_time, the responder's half-open
-timeout, DPD (a probe only when neither IKE nor ESP brought news within dpd_delay) and
-NAT-T keepalives. All times are passed in (sans-I/O).
+CHILD_SA life_time and rekey_time, the IKE SA's rekey_time and reauth_time, the
+responder's half-open timeout, DPD (a probe only when neither IKE nor ESP brought news
+within dpd_delay) and NAT-T keepalives. All times are passed in (sans-I/O).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def deadlines(sa: IkeSa) -> list[float | None]:
     ]
     if sa.state == IkeState.ESTABLISHED:
         times += [sa.rekey_at, sa.keepalive_at]
+        if sa.replaced_by is None:
+            times.append(sa.reauth_at)
     times.extend(c.next_deadline() for c in sa.children)
     return times
 
@@ -64,6 +66,12 @@ def on_timer(ctx: Context, sa: IkeSa, now: float) -> None:
         sa.rekey_at = None
         log.info("%s: IKE_SA rekey_time reached", sa.tag())
         sa.tasks.queue(IkeRekey(sa, True))
+    if sa.reauth_at is not None and now >= sa.reauth_at and sa.replaced_by is None:
+        busy = any(isinstance(t, IkeRekey) for t in sa.tasks.queued + sa.tasks.active)
+        if not busy:  # an IKE rekey under way: its successor inherits reauth_at
+            sa.reauth_at = None
+            log.info("%s: IKE_SA reauth_time reached", sa.tag())
+            ctx.reauth(sa, now)
     due = sa.dpd_due()
     if due is not None and now >= due:
         _liveness(ctx, sa, now)
@@ -88,7 +96,8 @@ def _child_timers(sa: IkeSa, now: float) -> None:
                 sa.tasks.queue(ChildDelete(sa, True, child))
         elif child.rekey_at is not None and now >= child.rekey_at:
             child.rekey_at = None
-            if child.state == ChildState.INSTALLED:
+            # Under reauthentication the replacement IKE SA brings new keys anyway.
+            if child.state == ChildState.INSTALLED and sa.replaced_by is None:
                 log.info(
                     "%s: CHILD_SA %s{%d} rekey_time reached",
                     sa.tag(),

@@ -93,8 +93,10 @@ class ChildCreate(Task):
         *,
         exchange: int = ExchangeType.IKE_AUTH,
         rekey: ChildSa | None = None,
+        reqid: int | None = None,
     ) -> None:
         super().__init__(sa, initiator)
+        self.reqid = reqid  # reauthentication: the replaced child's, so policies stay put
         self.config = config if config is not None or rekey is None else rekey.config
         self.rekey = rekey  # the CHILD_SA this one replaces
         self._exchange = exchange
@@ -137,7 +139,7 @@ class ChildCreate(Task):
         assert cfg is not None
         old = self.rekey
         spi = sa.ctx.child_spi(sa.remote[0], sa.local[0])
-        reqid = old.reqid if old is not None else self._reqid(cfg)
+        reqid = old.reqid if old is not None else self.reqid or self._reqid(cfg)
         child = ChildSa(cfg, sa.ctx.unique_id(), reqid, True, spi, mode=cfg.mode)
         if old is not None:
             # Same selectors and reqid: the policies stay, only the SAs change.

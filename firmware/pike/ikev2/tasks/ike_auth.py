@@ -245,7 +245,9 @@ class IkeAuth(Task):
         sa.my_id = me
         msg.payloads.append(IdiPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
-        msg.payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+        if sa.replaces is None:
+            # Not when reauthenticating: the peer would drop the SAs we still use.
+            msg.payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         msg.payloads.extend(self._certreq(sa.conn))
         if sa.conn.remote.id is not None:
             msg.payloads.append(IdrPayload(peer.id_type, peer.data))

@@ -16,9 +16,12 @@ if TYPE_CHECKING:
 class IkeDelete(Task):
     name = "ike_delete"
 
-    def __init__(self, sa: IkeSa, initiator: bool, *, rekeyed: bool = False) -> None:
+    def __init__(
+        self, sa: IkeSa, initiator: bool, *, rekeyed: bool = False, reason: str = ""
+    ) -> None:
         super().__init__(sa, initiator)
         self.rekeyed = rekeyed  # the old SA after a rekey: its children live on elsewhere
+        self.reason = reason  # why we delete it, when not just "terminated"
 
     @property
     def exchange(self) -> int:
@@ -38,7 +41,7 @@ class IkeDelete(Task):
         if self.rekeyed or self.sa.state == IkeState.REKEYED:
             reason = "rekeyed"
         else:
-            reason = "terminated" if self.initiator else "peer_deleted"
+            reason = self.reason or ("terminated" if self.initiator else "peer_deleted")
         self.sa.fail(reason, now)
 
 

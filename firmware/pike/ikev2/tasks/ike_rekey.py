@@ -187,6 +187,10 @@ class IkeRekey(Task):
         new.created_at = now
         new.set_state(IkeState.CONNECTING)
         new.set_state(IkeState.ESTABLISHED)
+        new.reauth_at = old.reauth_at  # reauthentication is not postponed by a rekey
+        new.replaced_by, old.replaced_by = old.replaced_by, None
+        if new.replaced_by is not None:
+            new.replaced_by.replaces = new  # a reauthentication under way replaces new
         new.schedule(now)
         old.set_state(IkeState.REKEYED)
         old.ctx.adopt(new)
