@@ -40,6 +40,8 @@ def _pair(
     dpd_delay: str | None = None,
     start_piked: bool = True,
     aggressive: bool = False,
+    charon_esp: tuple[str, ...] | None = None,
+    charon_proposals: tuple[str, ...] | None = None,
 ) -> tuple[PikedNode, StrongswanNode]:
     # Aggressive Mode sends the identities in the clear: names, as its users configure
     ids = {"local_id": HQ, "remote_id": BRANCH} if aggressive else {}
@@ -52,8 +54,8 @@ def _pair(
             "192.0.2.1",
             local_ts="10.2.0.0/24",
             remote_ts="10.1.0.0/24",
-            proposals=proposals,
-            esp_proposals=esp,
+            proposals=charon_proposals or proposals,
+            esp_proposals=charon_esp or esp,
             dpd_delay=dpd_delay,
             aggressive=aggressive,
             **ids,
@@ -351,3 +353,28 @@ def test_ikev1_and_ikev2_side_by_side_on_the_same_sockets(
         assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
     text = piked.pikectl("list-sas").stdout
     assert "IKEv1" in text and "IKEv2" in text, text
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("initiator", ["piked", "strongswan"])
+def test_several_proposals_one_in_common(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, initiator: str
+) -> None:
+    """charon offers two phase-1 and two ESP proposals, piked accepts the second of each
+    (as responder it picks; as initiator charon picks from piked's one)."""
+    piked, charon = _pair(
+        gateways,
+        make_piked,
+        make_charon,
+        charon_proposals=("aes128-sha512-modp4096", "aes256-sha256-modp3072"),
+        charon_esp=("aes128gcm16", "aes256-sha256"),
+    )
+    if initiator == "piked":
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq", check=False)
+    _check(gateways, piked, charon, initiator == "piked")
+    c = charon.ike_sa("hq")
+    assert c is not None and c.raw.get("dh-group") == "MODP_3072", c.raw
+    lan = c.child("lan")
+    assert lan is not None and lan.encr_alg == "AES_CBC", lan
