@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -81,3 +83,62 @@ def test_signatures_come_back_on_the_loop_from_another_thread(tmp_path: Path) ->
     [(labels, hist)] = recorder.sign_durations.items()
     assert labels == ("file", "gw.key", "ecdsa_sha256") and hist.n == 1
     assert dict(recorder.sign_failures) == {("file", "gw.key", "config"): 1}
+
+
+def test_shutdown_is_bounded_with_a_call_that_never_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unit level: a signer whose sign() blocks on an Event stands for a token call that
+    never returns (tests/hsm/test_token_probe.py hangs a real probe in a real piked).
+    ``stopped`` gives up after its bound, names the call, and the thread is a daemon
+    thread, so the process can exit without it; calls queued behind it never run."""
+    from pike.hsm.filekey import FileKeySigner
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "gw.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    spki = key.public_key().public_bytes(*SPKI)
+    entered, release = threading.Event(), threading.Event()
+    calls: list[bytes] = []
+
+    class Hung(FileKeySigner):
+        def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
+            calls.append(data)
+            entered.set()
+            release.wait()
+            return super().sign(data, scheme)
+
+    store = CredentialStore(signer_factory=lambda k: Hung(k))
+    answers: list[int] = []
+
+    async def run() -> tuple[list[str], float, list[threading.Thread]]:
+        loop = asyncio.get_running_loop()
+        signing = Signing(loop, lambda: store, lambda ref, _r: answers.append(ref))
+        s = SignatureScheme.ECDSA_SHA256
+        signing.submit(SignRequest(1, "gw", str(path), s, b"first", spki))
+        signing.submit(SignRequest(2, "gw", str(path), s, b"queued", spki))
+        assert await loop.run_in_executor(None, entered.wait, 5)
+        threads = [t for t in threading.enumerate() if t.name.startswith("pike-sign")]
+        signing.close()
+        t0 = loop.time()
+        stuck = await signing.stopped(0.3)
+        return stuck, loop.time() - t0, threads
+
+    caplog.set_level(logging.ERROR, "pike.daemon")
+    try:
+        stuck, took, threads = asyncio.run(run())
+    finally:
+        release.set()
+    assert stuck == ["file gw.key"]
+    assert 0.3 <= took < 0.6
+    assert threads and all(t.daemon for t in threads)
+    assert "file gw.key still in a call after 0.3 s: stopping without it" in caplog.text
+    for t in threads:
+        t.join(5)  # released now: the call ends, the queued one is cancelled
+    assert calls == [b"first"] and answers == []

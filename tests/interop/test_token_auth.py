@@ -106,7 +106,17 @@ def _setup(
     }
     piked.daemon = {**piked.daemon, "metrics_listen": METRICS}
     piked.start()
+    wait_token_ready(piked, token)
     return piked, charon
+
+
+def wait_token_ready(piked: PikedNode, token: str) -> None:
+    """piked is READY before it has looked at the token (that runs in its signing thread);
+    until the token's state is logged, a signature would fail closed."""
+    deadline = time.monotonic() + 20
+    while f"token {token}: ready" not in piked.log_text():
+        assert time.monotonic() < deadline, piked.log_text()
+        time.sleep(0.05)
 
 
 METRICS = "127.0.0.1:9447"  # inside piked's own namespace

@@ -32,7 +32,14 @@ from ikev2.x509gen import issue, make_ca, write
 from .conftest import Gateways, MakeCharon, MakePiked
 from .strongswan_v1 import ikev1_connection
 from .test_piked_certs import BRANCH, HQ
-from .test_token_auth import METRICS, TPM_KINDS, _metrics, _sample, _token_cert
+from .test_token_auth import (
+    METRICS,
+    TPM_KINDS,
+    _metrics,
+    _sample,
+    _token_cert,
+    wait_token_ready,
+)
 
 # token key kind -> (charon's key kind, charon's scheme name, our metrics mechanism)
 KINDS = {
@@ -143,6 +150,7 @@ def _run(
     }
     piked.daemon = {**piked.daemon, "metrics_listen": METRICS}
     piked.start()
+    wait_token_ready(piked, token)
 
     piked.initiate("hq")
     p = piked.wait_established("hq", timeout=20)

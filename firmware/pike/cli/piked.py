@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     # Unreadable certificates or keys stop us here rather than at the first IKE_AUTH.
-    problems = STORE.preload(config)
+    # Tokens are looked at later, in the signing threads: a slow one must not hold READY.
+    problems = STORE.preload(config, probe=False)
     for line in problems:
         print(f"{args.config}: {line}", file=sys.stderr)
     if problems:
@@ -68,9 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%s", board_line)
     daemon = Daemon(config, _kernel(), _engine)
     try:
-        return asyncio.run(daemon.run())
+        rc = asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
+    if daemon.stuck:
+        # A thread is inside a token call that does not return: the interpreter's own
+        # teardown (the PKCS#11 library's C_Finalize) could wait for it. Leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":

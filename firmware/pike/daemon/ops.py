@@ -59,6 +59,8 @@ class _Daemon(Protocol):
     @property
     def engine(self) -> Any: ...
 
+    def probe_tokens(self) -> None: ...
+
 
 class Ops:
     def __init__(self, daemon: _Daemon, now: Callable[[], float], pump: Callable[[], None]):
@@ -183,7 +185,7 @@ class Ops:
             self.recorder.reloaded(False)
             log.error("reload refused: %s", exc)
             raise ControlError(str(exc)) from None
-        problems = STORE.preload(new)
+        problems = STORE.preload(new, probe=False)  # no token I/O on the loop
         if problems:
             self.recorder.reloaded(False)
             msg = "; ".join(f"{path}: {p}" for p in problems)
@@ -195,6 +197,7 @@ class Ops:
         self.daemon.config = new
         self._configure_keys(new.daemon)
         self.recorder.reloaded(True)
+        self.daemon.probe_tokens()  # a key added by the reload, in its signing thread
         self._pump()
         if restart:
             log.warning("reload: [daemon] %s change(s) need a restart", ", ".join(restart))

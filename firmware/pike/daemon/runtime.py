@@ -54,6 +54,7 @@ from pike.wire.constants import NATT_KEEPALIVE
 log = logging.getLogger("pike.daemon")
 
 SHUTDOWN_GRACE = 1.0  # seconds to wait for the peers' DELETE acks
+SIGNING_GRACE = 2.0  # seconds to wait at shutdown for a token call in progress
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
 EspActivity = Callable[[SaSpec], float | None]
 # strongSwan's range for allocated SPIs (as pike.kernel.xfrm allocates them), used for
@@ -125,6 +126,7 @@ class Daemon:
         self._sockets: IkeSockets | None = None
         self._control: ControlServer | None = None
         self._signing: Signing | None = None
+        self.stuck: list[str] = []  # token calls still running when shutdown gave up
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
@@ -218,6 +220,7 @@ class Daemon:
         self._signing = Signing(
             loop, lambda: store_for(self.engine.ctx), self._signed, self.ops.recorder
         )
+        self.probe_tokens()  # in the signing threads, while the sockets open
         d = self.config.daemon
         self._sockets = IkeSockets(
             loop, self._on_datagram, ike_port=d.ike_port, natt_port=d.natt_port, ipv6=self._ipv6
@@ -259,6 +262,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         return 0
+
+    def probe_tokens(self) -> None:
+        """Look at the token keys no one has looked at yet (start, reload), off the loop."""
+        if self._signing is not None:
+            self._signing.probe(store_for(self.engine.ctx), self.config)
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -358,6 +366,9 @@ class Daemon:
         except KernelError as exc:
             log.error("removing installed SAs/policies: %s", exc)
         self.kernel.close()
+        if self._signing is not None:
+            # A token call that never returns must not hold piked: bounded, then logged.
+            self.stuck = await self._signing.stopped(SIGNING_GRACE)
         log.info("stopped")
 
     # -- engine I/O ------------------------------------------------------------------------

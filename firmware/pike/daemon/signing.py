@@ -4,9 +4,12 @@ A token signs in milliseconds (SoftHSM) to hundreds of milliseconds (a TPM, RSA)
 event loop must keep moving datagrams, timers and the control socket meanwhile. Each
 request runs ``CredentialStore.sign`` in a thread of its own key's queue: one thread per
 PKCS#11 module (a module does one call at a time anyway, under its lock) and one for file
-keys, so a hung token delays only its own signatures. The answer goes back to the engine
-on the loop; every result is reported with its duration (the signing itself, not the
-wait in the queue) for the metrics.
+keys, so a hung token delays only its own signatures. The first look at a token
+(C_Initialize, login: ``probe``) runs in the same thread, so the loop never does token I/O;
+until it has answered, a signature with that token's key fails closed at once. The answer
+goes back to the engine on the loop; every result is reported with its duration (the
+signing itself, not the wait in the queue) for the metrics. The threads are daemon
+threads: a token call that never returns delays shutdown by ``stopped``'s bound only.
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ import concurrent.futures
 import functools
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pike.hsm.signer import SignerError
 from pike.ikev2.actions import SignRequest
 from pike.ikev2.credentials import CredentialError, CredentialStore
 
 if TYPE_CHECKING:
-    from pike.hsm.pkcs11 import TokenState
+    from pike.hsm.pkcs11 import TokenState, TokenUnavailable
+    from pike.policy.config import Config
 
 log = logging.getLogger("pike.daemon")
 
@@ -68,6 +74,56 @@ def failure_reason(exc: BaseException) -> str:
     return "error"
 
 
+_T = TypeVar("_T")
+_Job = tuple["concurrent.futures.Future[Any]", Callable[[], Any], str]
+
+
+class _Worker:
+    """One daemon thread and its FIFO of calls. A daemon thread because a token call that
+    never returns must not keep the process alive: shutdown waits a bounded time and then
+    leaves the thread behind (``Signing.stopped``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # the PKCS#11 module path, or "file"
+        self.busy_with: str | None = None  # what the running call is for ("token gw")
+        self._closing = False
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"pike-sign {name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, what: str, fn: Callable[[], _T]) -> concurrent.futures.Future[_T]:
+        fut: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        self._jobs.put((fut, fn, what))
+        return fut
+
+    def stop(self) -> None:
+        """Run nothing more: calls still queued are cancelled, the running one finishes."""
+        self._closing = True
+        self._jobs.put(None)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fut, fn, what = job
+            if self._closing:
+                fut.cancel()
+                continue
+            if not fut.set_running_or_notify_cancel():
+                continue
+            self.busy_with = what
+            try:
+                result = fn()
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+            finally:
+                self.busy_with = None
+
+
 class Signing:
     def __init__(
         self,
@@ -80,25 +136,53 @@ class Signing:
         self._store = store
         self._answer = answer
         self._results = results
-        self._queues: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._queues: dict[str, _Worker] = {}
+        self._probing: set[str] = set()  # token keys whose first probe has not answered
         self.in_flight = 0
 
-    def _queue(self, key: str) -> concurrent.futures.ThreadPoolExecutor:
+    def _queue(self, key: str) -> _Worker:
         return self._queue_for(_queue_name(key))
 
-    def _queue_for(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
-        pool = self._queues.get(name)
-        if pool is None:
-            pool = self._queues[name] = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="pike-sign"
-            )
-        return pool
+    def _queue_for(self, name: str) -> _Worker:
+        worker = self._queues.get(name)
+        if worker is None:
+            worker = self._queues[name] = _Worker(name)
+        return worker
+
+    def _run(self, name: str, what: str, fn: Callable[[], _T]) -> asyncio.Future[_T]:
+        """``fn()`` in the thread of queue ``name``; its answer comes back on the loop."""
+        return asyncio.wrap_future(self._queue_for(name).submit(what, fn), loop=self._loop)
 
     def submit(self, req: SignRequest) -> None:
         store = self._store()
         self.in_flight += 1
-        fut = self._loop.run_in_executor(self._queue(req.key), _sign, store, req)
+        unprobed = self._unprobed(store, req)
+        if unprobed is not None:
+            fut: asyncio.Future[tuple[bytes | Exception, float]] = self._loop.create_future()
+            fut.set_result((unprobed, 0.0))
+        else:
+            what = " ".join(key_labels(req.key))
+            fut = self._run(_queue_name(req.key), what, functools.partial(_sign, store, req))
         fut.add_done_callback(lambda f: self._done(req, f))
+
+    def _unprobed(self, store: CredentialStore, req: SignRequest) -> TokenUnavailable | None:
+        """A token key whose first probe has not answered yet fails closed at once, as an
+        absent token does, rather than waiting behind a probe that may hang."""
+        if req.key[:7].lower() != "pkcs11:":
+            return None
+        try:
+            signer = store.signer(req.key)
+        except CredentialError:
+            return None  # _sign reports it
+        if req.key not in self._probing and getattr(signer, "probed", True):
+            return None
+        from pike.hsm.pkcs11 import TokenState, TokenUnavailable
+
+        if req.key not in self._probing:  # no probe asked for yet (a key nobody preloaded)
+            self.probe(store, None, [req.key])
+        token = key_labels(req.key)[0]
+        log.error("%s: cannot sign: token %s not probed yet (fails closed)", req.conn, token)
+        return TokenUnavailable(f"token {token} not probed yet", TokenState.UNKNOWN)
 
     def _done(self, req: SignRequest, fut: asyncio.Future[tuple[bytes | Exception, float]]) -> None:
         self.in_flight -= 1
@@ -116,20 +200,61 @@ class Signing:
             log.debug("%s: signature %d failed (%s): %s", req.conn, req.ref, failure, result)
         self._answer(req.ref, result)
 
+    def probe(
+        self, store: CredentialStore, config: Config | None, keys: list[str] | None = None
+    ) -> None:
+        """The first look at each token key not looked at yet (at start, after a reload
+        that adds one): C_Initialize, login and key lookup in the module's thread, never on
+        the loop. The token logs its state when known; a key that does not belong to its
+        certificate (``config``'s connections) is logged then, and fails closed."""
+        for key in store.unprobed() if keys is None else keys:
+            if key in self._probing:
+                continue
+            self._probing.add(key)
+            fut = self._run(
+                _queue_name(key),
+                f"token {key_labels(key)[0]}",
+                functools.partial(store.probe_key, key, config),
+            )
+            fut.add_done_callback(functools.partial(self._probed, key))
+
+    def _probed(self, key: str, fut: asyncio.Future[list[str]]) -> None:
+        self._probing.discard(key)
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.error("probe of %s failed: %s", " ".join(key_labels(key)), exc)
+            return
+        for problem in fut.result():
+            log.error("%s (signatures with it fail closed)", problem)
+
     def reprobe(self, store: CredentialStore) -> None:
         """Look at every token now (a USB token came or went), each in its module's queue
         so that it waits for a signature in progress; state changes log themselves and
         show in the metrics at the next scrape."""
         for signer in store.token_signers():
             key = signer.uri.describe()
-            fut = self._loop.run_in_executor(self._queue_for(signer.uri.module()), signer.reprobe)
+            fut = self._run(signer.uri.module(), f"token {signer.uri.token or '*'}", signer.reprobe)
             fut.add_done_callback(functools.partial(_log_reprobe, key))
 
     def close(self) -> None:
-        """Drop what has not started; a signature in a token call finishes on its own."""
-        for pool in self._queues.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        """Drop what has not started; a call in progress finishes on its own (or never)."""
+        for worker in self._queues.values():
+            worker.stop()
+
+    async def stopped(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` for the threads to end after ``close``; the calls still
+        running then (a hung token), one log line each. Their threads are daemon threads:
+        the process exits without them."""
+        deadline = self._loop.time() + timeout
+        while any(w.alive for w in self._queues.values()) and self._loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        stuck = [w.busy_with or w.name for w in self._queues.values() if w.alive]
+        for what in stuck:
+            log.error("%s still in a call after %.1f s: stopping without it", what, timeout)
         self._queues.clear()
+        return stuck
 
 
 def _log_reprobe(key: str, fut: asyncio.Future[TokenState]) -> None:

@@ -138,12 +138,15 @@ class CredentialStore:
         """The CA certificates ``conn`` trusts for the peer (``remote.cacerts``)."""
         return tuple(c for path in conn.remote.cacerts for c in self._load(path))
 
-    def preload(self, config: Config) -> list[str]:
-        """Load every connection's credentials now; returns the problems (one line each)."""
+    def preload(self, config: Config, probe: bool = True) -> list[str]:
+        """Load every connection's credentials now; returns the problems (one line each).
+
+        ``probe=False`` (piked): no token I/O here; a token key not looked at yet is left
+        to ``probe_key`` in a signing thread (``unprobed`` lists them)."""
         problems = []
         for conn in config.connections.values():
             try:
-                if conn.local.auth == "pubkey" and self._token_down(conn):
+                if conn.local.auth == "pubkey" and self._token_down(conn, probe):
                     continue  # logged by the token; IKE_AUTH fails closed until it is back
                 if conn.local.auth == "pubkey":
                     self._check_key(conn)
@@ -164,12 +167,13 @@ class CredentialStore:
                 f"{conn.name}: key {creds.key} does not belong to certificate {conn.local.certs[0]}"
             )
 
-    def _token_down(self, conn: ConnectionConfig) -> bool:
+    def _token_down(self, conn: ConnectionConfig, probe: bool = True) -> bool:
         """Probe a token key at start: a token that is absent, locked or refuses the PIN
         does not stop piked (its state is shown); a bad URI does (CredentialError).
 
         A token already looked at (a reload) keeps its state without a call: the call
-        would wait for the module's lock, held by a signature that may hang."""
+        would wait for the module's lock, held by a signature that may hang. Without
+        ``probe``, a key not looked at yet (or whose public key is not known) is down."""
         key = conn.local.key
         if not key or not key.lower().startswith("pkcs11:"):
             return False
@@ -177,10 +181,39 @@ class CredentialStore:
 
         signer = self.signer(key)
         if isinstance(signer, Pkcs11Signer):
+            if not probe and not (signer.probed and signer.public_known):
+                return True
             if signer.state is TokenState.UNKNOWN:
                 signer.probe()
             return signer.state is not TokenState.READY
         return False
+
+    def unprobed(self) -> list[str]:
+        """The token keys in use that no probe has looked at yet."""
+        from pike.hsm.pkcs11 import Pkcs11Signer
+
+        with self._lock:
+            signers = list(self._signers.items())
+        return [k for k, s in signers if isinstance(s, Pkcs11Signer) and not s.probed]
+
+    def probe_key(self, key: str, config: Config | None) -> list[str]:
+        """In a signing thread: reach the token and the key now (the token logs its
+        state), then check the key against the certificate of each of ``config``'s
+        connections that uses it; the problems, one line each."""
+        signer = self.signer(key)
+        probe = getattr(signer, "probe", None)
+        if probe is not None:
+            probe()
+        problems = []
+        for conn in [] if config is None else config.connections.values():
+            if conn.local.auth != "pubkey" or conn.local.key != key:
+                continue
+            try:
+                if not self._token_down(conn, probe=False):
+                    self._check_key(conn)
+            except CredentialError as exc:
+                problems.append(f"{conn.name}: {exc}")
+        return problems
 
     def token_states(self) -> dict[str, TokenState]:
         """State of each token key in use, by configured key URI (for metrics/status)."""

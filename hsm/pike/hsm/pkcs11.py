@@ -418,6 +418,7 @@ class Pkcs11Signer:
         self._scheme: SignatureScheme | None = None  # the last scheme and its plan
         self._plan: _Plan = _NO_PLAN
         self._lock = self.token.module.lock  # modules are never replaced: bind it once
+        self.probed = False  # probe() or reprobe() has answered (piked's first look)
 
     def __repr__(self) -> str:
         return f"Pkcs11Signer({self.uri.describe()!r})"
@@ -426,6 +427,11 @@ class Pkcs11Signer:
     def state(self) -> TokenState:
         return self.token.state
 
+    @property
+    def public_known(self) -> bool:
+        """The public key has been read (``public_key`` needs no token call)."""
+        return self._public is not None
+
     def probe(self) -> TokenState:
         """Reach the token and the key now (at start); never raises for a token problem."""
         try:
@@ -433,6 +439,8 @@ class Pkcs11Signer:
                 self._private()
         except SignerError:
             pass
+        finally:
+            self.probed = True
         return self.token.state
 
     def reprobe(self) -> TokenState:
@@ -441,6 +449,7 @@ class Pkcs11Signer:
             if self.token.reprobe() is TokenState.READY:
                 with contextlib.suppress(SignerError):
                     self._private()
+        self.probed = True
         return self.token.state
 
     def _private(self) -> Any:
