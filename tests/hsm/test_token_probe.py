@@ -232,3 +232,62 @@ def test_piked_is_ready_with_a_hung_probe_and_stops_in_bounded_time(
                 assert 2.0 <= stop < 5.0, text
                 assert text.count(stuck) == 1, text
             assert "stopped" in text and USER_PIN not in text
+
+
+def test_reload_adding_a_token_key_probes_it_off_the_loop(
+    softhsm: SoftHsm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reload that adds a connection with a token key answers at once; the new token is
+    looked at in its signing thread (here: hung until the PIN arrives), then logged."""
+    from daemon.helpers import free_udp_ports
+    from pike.cli.piked import _engine
+    from pike.daemon import runtime
+    from pike.daemon.nokernel import NoKernel
+    from pike.ikev2 import credentials
+    from pike.policy.loader import load_config
+
+    pem, fifo, _spki = _token(softhsm, tmp_path)
+    key = uri(softhsm.module, "gw", "ike", fifo)
+    store = CredentialStore()
+    monkeypatch.setattr(credentials, "STORE", store)  # what reload and the engine use
+    ike, natt = free_udp_ports(2)
+    daemon_part = (
+        f'[daemon]\ncontrol_socket = "{tmp_path / "pike.sock"}"\n'
+        f"ike_port = {ike}\nnatt_port = {natt}\n"
+    )
+    path = tmp_path / "pike.toml"
+    path.write_text(daemon_part)
+    daemon = runtime.Daemon(load_config(str(path)), NoKernel("test"), _engine, ipv6=False)
+    caplog.set_level(logging.INFO)
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 10)
+        path.write_text(daemon_part + _conn(key, pem))
+        t0 = time.monotonic()
+        result = daemon.ops.cmd_reload({})  # on the loop, as the control socket calls it
+        took = time.monotonic() - t0
+        assert result["added"] == ["gw"]
+        assert store.token_states() == {key: TokenState.UNKNOWN}
+        await asyncio.sleep(0.2)  # the probe waits for its PIN; the loop does not
+        await loop.run_in_executor(None, fifo.write_text, USER_PIN)
+        t1 = time.monotonic()
+        while store.token_states()[key] is not TokenState.READY:
+            assert time.monotonic() - t1 < 5, store.token_states()
+            await asyncio.sleep(0.02)
+        daemon.request_stop()
+        t2 = time.monotonic()
+        assert await task == 0
+        return took, time.monotonic() - t2
+
+    try:
+        took, stop = asyncio.run(scenario())
+    finally:
+        _unblock(fifo)
+    assert took < 0.5, took
+    assert stop < 1.5 and daemon.stuck == []
+    assert caplog.text.count("token gw: ready (logged in)") == 1
