@@ -1,10 +1,10 @@
 """Run the ESP data-plane interop tests (``-m kernel_interop``) inside the UML guest.
 
-tests/interop/test_dataplane.py and tests/interop/test_lifecycle_dataplane.py need a kernel
-with ESP; this host test boots User-Mode-Linux once and runs both files inside it: piked <->
+tests/interop/test_dataplane.py, test_lifecycle_dataplane.py and test_reauth_dataplane.py need
+a kernel with ESP; this host test boots User-Mode-Linux once and runs them inside it: piked <->
 strongSwan (kernel-netlink) and piked <-> piked as gateways with LANs behind them, ping and UDP
-both ways, counters checked; CHILD_SA and IKE SA rekeys under a UDP stream with no loss; NAT in
-the middle with keepalives on the wire.
+both ways, counters checked; CHILD_SA and IKE SA rekeys and IKEv2 reauthentication (either side)
+under a UDP stream with no loss; NAT in the middle with keepalives on the wire.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ import re
 
 from tier import run_tier
 
-TIMEOUT = 780.0
-TESTS = ("tests/interop/test_dataplane.py", "tests/interop/test_lifecycle_dataplane.py")
+TIMEOUT = 900.0
+TESTS = (
+    "tests/interop/test_dataplane.py",
+    "tests/interop/test_lifecycle_dataplane.py",
+    "tests/interop/test_reauth_dataplane.py",
+)
 
 
 def test_interop_tier_in_uml() -> None:

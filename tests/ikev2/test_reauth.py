@@ -90,6 +90,7 @@ def test_reauth_make_before_break_new_spis_old_deleted_last() -> None:
     old_in = {c.name: c.spi_in for c in old_a.children}
     old_in_b = {c.name: c.spi_in for c in old_b.children}
     reqids = {c.name: c.reqid for c in old_a.children}
+    reqids_b = {c.name: c.reqid for c in old_b.children}
     a.events.clear()
     b.events.clear()
     t = reauth_now(a)
@@ -116,6 +117,19 @@ def test_reauth_make_before_break_new_spis_old_deleted_last() -> None:
         assert steps[4] == f"ike-{old.unique_id}:{why}"
         assert len(steps) == 5, steps
         assert all(d.keep_policies for d in node.events if isinstance(d, DeleteChildSa))
+    # The responder reuses the old reqids (the kernel's policy templates stay valid for
+    # packets of the old SAs) and holds its new outbound SAs back until the old ones go:
+    # the initiator installs its new inbound SAs only once our IKE_AUTH answer is in.
+    assert {c.name: c.reqid for c in new_b.children} == reqids_b
+    for e in b.events:
+        if isinstance(e, InstallChildSa):
+            assert e.defer_outbound
+    kernel = ("InstallChildSa", "InstallOutboundSa", "DeleteChildSa")
+    kinds = [type(e).__name__ for e in b.events if type(e).__name__ in kernel]
+    assert kinds[:2] == ["InstallChildSa", "InstallChildSa"]
+    assert kinds[2:6] == ["InstallOutboundSa", "DeleteChildSa"] * 2, kinds
+    # the initiator's new outbound SAs go in at once
+    assert not any(e.defer_outbound for e in a.events if isinstance(e, InstallChildSa))
     established = [e for e in a.events if isinstance(e, IkeSaEstablished)]
     assert len(established) == 1 and not established[0].rekey
     assert nothing_in_flight(a) and nothing_in_flight(b)

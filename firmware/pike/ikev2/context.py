@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pike.ikev2.actions import Action
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaSpec
-from pike.policy.ts import IPAddress
+from pike.policy.ts import IPAddress, TrafficSelector
 
 if TYPE_CHECKING:
     from pike.ikev2.child_sa import ChildSa
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 Random = Callable[[int], bytes]
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
+Selectors = tuple[TrafficSelector, ...]
 
 # Tunables (not RFC values).
 NONCE_SIZE = 32  # strongSwan's nonce length
@@ -89,6 +90,11 @@ class Context:
     adopt: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
     # Set by the engine: start reauthenticating an IKE SA (reauth_time reached).
     reauth: Callable[[IkeSa, float], None] = field(default=lambda sa, now: None, repr=False)
+    # Set by the engine: the installed child (config name, selectors) on another IKE SA
+    # of the same connection and peer, if any (a peer's reauthentication).
+    overlapping: Callable[[IkeSa, str, Selectors, Selectors], ChildSa | None] = field(
+        default=lambda sa, name, lts, rts: None, repr=False
+    )
     # Set by the engine: whether a child's policies must outlive it (shared or trapped).
     keeps_policies: Callable[[ChildSa], bool] = field(default=lambda c: False, repr=False)
     # Set by the engine: the fixed reqid of a trapped child config, else None.

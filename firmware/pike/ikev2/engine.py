@@ -19,7 +19,7 @@ from pike.ikev2.actions import (
     MessageDropped,
 )
 from pike.ikev2.child_sa import ChildSa, shares_policies
-from pike.ikev2.context import Context, SpiAlloc
+from pike.ikev2.context import Context, Selectors, SpiAlloc
 from pike.ikev2.ike_sa import IkeSa
 from pike.ikev2.reassembly import collect_fragment
 from pike.ikev2.responder import InitResponder, notify_data, responder_tasks
@@ -65,6 +65,7 @@ class Ikev2Engine:
         self.traps = Traps(self.ctx)
         self.ctx.adopt = self._adopt
         self.ctx.reauth = self._reauth
+        self.ctx.overlapping = self._overlapping
         self.ctx.keeps_policies = self._keeps_policies
         self.ctx.trap_reqid = self.traps.reqid
         self.ctx.before_fail = self.traps.before_fail
@@ -419,6 +420,18 @@ class Ikev2Engine:
 
     def _adopt(self, sa: IkeSa) -> None:
         self.sas[sa.my_spi] = sa
+
+    def _overlapping(self, sa: IkeSa, name: str, lts: Selectors, rts: Selectors) -> ChildSa | None:
+        for other in self.sas.values():
+            if other is sa or other.conn is not sa.conn or other.peer_id != sa.peer_id:
+                continue
+            if other.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
+                continue
+            for c in other.children:
+                same = (c.name, c.local_ts, c.remote_ts) == (name, lts, rts)
+                if same and c.state == ChildState.INSTALLED and c.installed_at is not None:
+                    return c
+        return None
 
     def _reauth(self, old: IkeSa, now: float) -> None:
         new = reauth.start(self.ctx, old, now)

@@ -216,7 +216,12 @@ class IkeSa:
         if child.state == ChildState.DELETED:
             return
         successor = child.replaced_by_peer
-        if successor is not None and successor.outbound_deferred:
+        # (a successor on another IKE SA, after a peer's reauthentication, may be gone)
+        if (
+            successor is not None
+            and successor.outbound_deferred
+            and successor.state != ChildState.DELETED
+        ):
             # make before break: the successor's outbound SA goes in before the old one goes
             from pike.ikev2.actions import InstallOutboundSa
 

@@ -108,6 +108,9 @@ class ChildCreate(Task):
         self.ni = b""  # this exchange's nonces (CREATE_CHILD_SA only)
         self.nr = b""
         self.shared: bytes | None = None
+        # Responder of a new child: the same child on an older IKE SA with this peer (the
+        # peer reauthenticates, make-before-break), replaced once that IKE SA goes.
+        self.prior: ChildSa | None = None
 
     @property
     def exchange(self) -> int:
@@ -332,7 +335,13 @@ class ChildCreate(Task):
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         spi = sa.ctx.child_spi(sa.remote[0], sa.local[0])
-        reqid = old.reqid if old is not None else self._reqid(cfg)
+        if old is None:
+            self.prior = sa.ctx.overlapping(sa, cfg.name, local, remote)
+        if old is not None:
+            reqid = old.reqid
+        else:
+            # The prior's reqid keeps the kernel's policy templates valid for both.
+            reqid = self.prior.reqid if self.prior is not None else self._reqid(cfg)
         child = ChildSa(cfg, sa.ctx.unique_id(), reqid, False, spi)
         child.local_ts, child.remote_ts = local, remote
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
@@ -413,7 +422,11 @@ class ChildCreate(Task):
         assert child.inbound is not None and child.outbound is not None
         # As rekey responder, send on the old SA until the initiator deletes it: the
         # initiator installs its new inbound SA only once our response is in.
-        child.outbound_deferred = not self.initiator and self.rekey is not None
+        # A reauthenticating peer, too, installs its inbound SA only once our answer is in.
+        prior = self.prior
+        child.outbound_deferred = not self.initiator and (self.rekey or prior) is not None
+        if prior is not None and prior.replaced_by_peer is None:
+            prior.replaced_by_peer = child
         sa.ctx.emit(child.install(sa.name))
         child.installed_at = now
         child.schedule(now, sa.ctx.random)
