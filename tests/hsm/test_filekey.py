@@ -33,6 +33,7 @@ def _key(kind: str):  # type: ignore[no-untyped-def]
         "rsa": lambda: rsa.generate_private_key(65537, 2048),
         "ecdsa-p256": lambda: ec.generate_private_key(ec.SECP256R1()),
         "ecdsa-p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+        "ecdsa-p521": lambda: ec.generate_private_key(ec.SECP521R1()),
         "ed25519": ed25519.Ed25519PrivateKey.generate,
     }[kind]()
 
@@ -54,6 +55,7 @@ SCHEMES = {
     "rsa": [s for s in SignatureScheme if s.family in ("rsa-pkcs1", "rsa-pss") and not s.prehashed],
     "ecdsa-p256": [s for s in SignatureScheme if s.family == "ecdsa" and not s.prehashed],
     "ecdsa-p384": [s for s in SignatureScheme if s.family == "ecdsa" and not s.prehashed],
+    "ecdsa-p521": [s for s in SignatureScheme if s.family == "ecdsa" and not s.prehashed],
     "ed25519": [SignatureScheme.ED25519],
 }
 
@@ -110,9 +112,9 @@ def test_bad_files(tmp_path: Path) -> None:
     junk.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(SignerError, match="not a usable PEM private key"):
         FileKeySigner(str(junk))
-    p521 = _write(tmp_path, ec.generate_private_key(ec.SECP521R1()))
+    secp256k1 = _write(tmp_path, ec.generate_private_key(ec.SECP256K1()))
     with pytest.raises(SignerError, match="unsupported key"):
-        FileKeySigner(p521)
+        FileKeySigner(secp256k1)
 
 
 def test_ecdsa_raw_der_conversion() -> None:
@@ -151,18 +153,20 @@ def test_ecdsa_raw_to_der_is_the_library_encoding(half: int) -> None:
 
 def test_key_type_of() -> None:
     assert key_type_of(_key("ecdsa-p384").public_key()) == "ecdsa-p384"
-    assert key_type_of(ec.generate_private_key(ec.SECP521R1())) is None
+    assert key_type_of(ec.generate_private_key(ec.SECP521R1())) == "ecdsa-p521"
+    assert key_type_of(ec.generate_private_key(ec.SECP256K1())) is None
     assert key_type_of(object()) is None
 
 
-@pytest.mark.parametrize("kind", ["rsa", "ecdsa-p256", "ecdsa-p384"])
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"])
 def test_file_key_signs_a_given_digest_for_ikev1(tmp_path: Path, kind: str) -> None:
     """RSA_PKCS1_NULL: PKCS#1 v1.5 padding around the bare digest (no DigestInfo), as
     strongSwan's SIGN_RSA_EMSA_PKCS1_NULL; ECDSA_NULL: the data is the digest."""
     key = _key(kind)
     signer = FileKeySigner(_write(tmp_path, key))
     pub = key.public_key()
-    for size, h in ((20, hashes.SHA1()), (32, hashes.SHA256()), (48, hashes.SHA384())):
+    sizes = [(20, hashes.SHA1()), (32, hashes.SHA256()), (48, hashes.SHA384())]
+    for size, h in [*sizes, (64, hashes.SHA512())]:
         digest = bytes(range(size))
         if kind == "rsa":
             sig = signer.sign(digest, SignatureScheme.RSA_PKCS1_NULL)

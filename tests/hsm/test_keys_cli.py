@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from .tokens import USER_PIN, SoftHsm, uri
@@ -19,14 +20,15 @@ def _pikectl(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str
     )  # fmt: skip
 
 
-def test_generate_csr_selfsigned_import_list(softhsm: SoftHsm, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["ecdsa-p384", "ecdsa-p521"])
+def test_generate_csr_selfsigned_import_list(softhsm: SoftHsm, tmp_path: Path, kind: str) -> None:
     softhsm.init("gw")
     pin = tmp_path / "pin"
     pin.write_text(USER_PIN + "\n")
     env = dict(os.environ, **softhsm.env())
     env.pop("PIKE_PIN", None)
     key = uri(softhsm.module, "gw", "ike")
-    r = _pikectl(env, "generate", "--uri", key, "--type", "ecdsa-p384", "--pin-file", str(pin))
+    r = _pikectl(env, "generate", "--uri", key, "--type", kind, "--pin-file", str(pin))
     assert r.returncode == 0, r.stderr
     assert "BEGIN PUBLIC KEY" in r.stdout
     subject = ["--subject", "C=CH, O=pike, CN=gw1"]

@@ -29,9 +29,11 @@ from .tokens import USER_PIN, SoftHsm, Tpm, reset_pike_tokens, uri
 
 S = SignatureScheme
 DIGEST = bytes(range(32))  # what IKEv1 signs: a prf output (SHA-256 here)
+DIGEST_512 = bytes(range(64))  # ... with P-521 the HMAC-SHA-512 (RFC 4754 §8)
 SCHEMES = {
     "ecdsa-p256": [S.ECDSA_SHA256, S.ECDSA_NULL],
     "ecdsa-p384": [S.ECDSA_SHA384, S.ECDSA_NULL],
+    "ecdsa-p521": [S.ECDSA_SHA512, S.ECDSA_NULL],
     "rsa2048": [
         S.RSA_PKCS1_SHA256,
         S.RSA_PKCS1_SHA1,
@@ -77,8 +79,9 @@ def test_softhsm_keygen_and_sign(softhsm: SoftHsm, pin: None, kind: str) -> None
     softhsm.init("gw")
     _generate(softhsm.module, "gw", kind, "ike")
     signer = Pkcs11Signer(uri(softhsm.module, "gw", "ike"))
+    assert signer.key_type == ("rsa" if kind.startswith("rsa") else kind)
     for scheme in SCHEMES[kind]:
-        data = DIGEST if scheme.prehashed else b"signed octets"
+        data = (DIGEST_512 if kind == "ecdsa-p521" else DIGEST) if scheme.prehashed else b"data"
         sig = signer.sign(data, scheme)
         _verify(signer.public_key(), sig, data, scheme)
     assert signer.state is TokenState.READY
@@ -105,11 +108,12 @@ def test_softhsm_private_key_cannot_be_read(softhsm: SoftHsm) -> None:
     _sensitive(softhsm.module, "gw")
 
 
-def test_softhsm_csr_and_self_signed(softhsm: SoftHsm, pin: None) -> None:
+@pytest.mark.parametrize("kind", ["ecdsa-p384", "ecdsa-p521"])
+def test_softhsm_csr_and_self_signed(softhsm: SoftHsm, pin: None, kind: str) -> None:
     from cryptography import x509
 
     softhsm.init("gw")
-    _generate(softhsm.module, "gw", "ecdsa-p384", "ike")
+    _generate(softhsm.module, "gw", kind, "ike")
     signer = Pkcs11Signer(uri(softhsm.module, "gw", "ike"))
     name = x509.Name.from_rfc4514_string("CN=gw1,O=pike,C=CH")
     req = provision.csr(signer, name, [x509.DNSName("gw1.example.net")])

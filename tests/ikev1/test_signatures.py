@@ -29,8 +29,13 @@ METHOD = {
     "rsa": AuthV1.RSA_SIG,
     "ecdsa-p256": AuthV1.ECDSA_SHA256,
     "ecdsa-p384": AuthV1.ECDSA_SHA384,
+    "ecdsa-p521": AuthV1.ECDSA_SHA512,
 }
-SCHEME = {"rsa": "RSA_PKCS1_NULL", "ecdsa-p256": "ECDSA_NULL", "ecdsa-p384": "ECDSA_NULL"}
+SCHEME = {"rsa": "RSA_PKCS1_NULL"} | dict.fromkeys(
+    ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521"), "ECDSA_NULL"
+)
+# HASH_I/HASH_R size: the SHA-256 prf's, or with ECDSA the HMAC of the curve's hash
+HASH_SIZE = {"rsa": 32, "ecdsa-p256": 32, "ecdsa-p384": 48, "ecdsa-p521": 64}
 
 
 def conf(
@@ -82,7 +87,7 @@ def pair(
     return a, b
 
 
-@pytest.mark.parametrize("kind", ["rsa", "ecdsa-p256", "ecdsa-p384"])
+@pytest.mark.parametrize("kind", list(METHOD))
 @pytest.mark.parametrize("b_initiates", [False, True])
 def test_main_mode_with_certificates_both_roles(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str, b_initiates: bool
@@ -99,10 +104,10 @@ def test_main_mode_with_certificates_both_roles(
     assert len(a.of(IkeSaEstablished)) == len(b.of(IkeSaEstablished)) == 1
     assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
     # one signature each, never twice, over HASH_I/HASH_R: the SHA-256 prf's, or with
-    # ECDSA the HMAC of the curve's hash (RFC 4754 §8: P-384 -> 48 bytes)
+    # ECDSA the HMAC of the curve's hash (RFC 4754 §8: P-384 -> 48 bytes, P-521 -> 64)
     for n in (a, b):
         assert [s.scheme.name for s in n.signed] == [SCHEME[kind]]
-        assert len(n.signed[0].data) == (48 if kind == "ecdsa-p384" else 32)
+        assert len(n.signed[0].data) == HASH_SIZE[kind]
     sa_a, sa_b = a.sa(), b.sa()
     assert (sa_a.local_id, sa_a.remote_id) == (A_ID, B_ID)
     assert (sa_b.local_id, sa_b.remote_id) == (B_ID, A_ID)
@@ -209,6 +214,11 @@ def test_verify_refuses_bad_signatures(tmp_path: Path) -> None:
         verify(AuthV1.ECDSA_SHA256, b"\x01" * 64, key.public_key(), h)
     with pytest.raises(PeerError, match="secp384r1"):
         verify(AuthV1.ECDSA_SHA384, b"\x01" * 96, key.public_key(), h)
+    with pytest.raises(PeerError, match="secp521r1"):
+        verify(AuthV1.ECDSA_SHA512, b"\x01" * 132, key.public_key(), h)
+    p521 = ec.generate_private_key(ec.SECP521R1()).public_key()
+    with pytest.raises(PeerError, match="not 132"):
+        verify(AuthV1.ECDSA_SHA512, b"\x01" * 128, p521, h)
     with pytest.raises(PeerError, match="not RSA"):
         verify(AuthV1.RSA_SIG, b"\x01" * 256, key.public_key(), h)
 
@@ -216,7 +226,7 @@ def test_verify_refuses_bad_signatures(tmp_path: Path) -> None:
 # -- Aggressive Mode -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["rsa", "ecdsa-p256", "ecdsa-p384"])
+@pytest.mark.parametrize("kind", list(METHOD))
 @pytest.mark.parametrize("b_initiates", [False, True])
 def test_aggressive_mode_with_certificates_both_roles(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str, b_initiates: bool

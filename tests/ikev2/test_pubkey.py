@@ -132,6 +132,7 @@ SCHEMES = {
     "rsa": "RSA_PKCS1_SHA256 (method 14)",
     "ecdsa-p256": "ECDSA_SHA256 (method 14)",
     "ecdsa-p384": "ECDSA_SHA384 (method 14)",
+    "ecdsa-p521": "ECDSA_SHA512 (method 14)",
     "ed25519": "ED25519 (method 14)",
 }
 
@@ -190,7 +191,7 @@ def test_psk_connections_send_no_hash_algorithms() -> None:
 @pytest.mark.parametrize(
     ("kind", "method"),
     [("rsa", "RSA_PKCS1_SHA1 (method 1)"), ("ecdsa-p256", "ECDSA_SHA256 (method 9)"),
-     ("ecdsa-p384", "ECDSA_SHA384 (method 10)")],
+     ("ecdsa-p384", "ECDSA_SHA384 (method 10)"), ("ecdsa-p521", "ECDSA_SHA512 (method 11)")],
 )  # fmt: skip
 def test_classic_methods_when_the_peer_announces_no_hashes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
@@ -372,10 +373,13 @@ def test_hash_algorithms_notify() -> None:
         ("rsa", None, False, (1, SignatureScheme.RSA_PKCS1_SHA1)),
         ("ecdsa-p256", None, False, (9, SignatureScheme.ECDSA_SHA256)),
         ("ecdsa-p384", None, False, (10, SignatureScheme.ECDSA_SHA384)),
+        ("ecdsa-p521", None, False, (11, SignatureScheme.ECDSA_SHA512)),
         ("rsa", ALL, False, (14, SignatureScheme.RSA_PKCS1_SHA256)),
         ("rsa", ALL, True, (14, SignatureScheme.RSA_PSS_SHA256)),
         ("rsa", frozenset({4}), False, (14, SignatureScheme.RSA_PKCS1_SHA512)),
         ("ecdsa-p384", ALL, False, (14, SignatureScheme.ECDSA_SHA384)),
+        ("ecdsa-p521", ALL, False, (14, SignatureScheme.ECDSA_SHA512)),
+        ("ecdsa-p521", frozenset({2}), False, (14, SignatureScheme.ECDSA_SHA256)),
         ("ecdsa-p256", frozenset({3}), False, (14, SignatureScheme.ECDSA_SHA384)),
         ("ed25519", ALL, False, (14, SignatureScheme.ED25519)),
     ],
@@ -395,7 +399,8 @@ def test_no_usable_scheme(kind: str, hashes_) -> None:  # type: ignore[no-untype
 
 @pytest.mark.parametrize(
     ("kind", "hashes_", "pss"),
-    [(k, h, p) for k in ("rsa", "ecdsa-p256", "ecdsa-p384") for h in (None, ALL)
+    [(k, h, p) for k in ("rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521")
+     for h in (None, ALL)
      for p in (False, True)] + [("ed25519", ALL, False)],
 )  # fmt: skip
 def test_sign_then_verify(kind: str, hashes_, pss: bool) -> None:  # type: ignore[no-untyped-def]
@@ -417,6 +422,16 @@ def test_classic_p521_method_11() -> None:
 
     raw = ecdsa_der_to_raw(key.sign(OCTETS, ec.ECDSA(hashes.SHA512())), 66)
     assert verify_auth(11, raw, key.public_key(), OCTETS).scheme is SignatureScheme.ECDSA_SHA512
+    # and we make them: r||s of 66-byte halves (RFC 4754 §7), or RFC 7427 with a DER
+    # ECDSA-Sig-Value under ecdsa-with-SHA512 (1.2.840.10045.4.3.4)
+    signer = KeySigner("ecdsa-p521")
+    assert signer.key_type == "ecdsa-p521"
+    method, data = sign_auth(signer, OCTETS, None)
+    assert method == 11 and len(data) == 132
+    method, data = sign_auth(signer, OCTETS, ALL)
+    alg = bytes.fromhex("300a06082a8648ce3d040304")
+    assert method == 14 and data[: 1 + len(alg)] == bytes((len(alg),)) + alg
+    signer.public_key().verify(data[1 + len(alg) :], OCTETS, ec.ECDSA(hashes.SHA512()))  # type: ignore[call-arg,arg-type]
     with pytest.raises(SignatureError, match=r"132"):
         verify_auth(11, raw[:-1], key.public_key(), OCTETS)
 

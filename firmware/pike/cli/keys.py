@@ -1,6 +1,7 @@
 """``pikectl keys ...``: provision the key in a PKCS#11 token (HSM or TPM 2.0).
 
-    pikectl keys generate    --uri URI [--type ecdsa-p256|ecdsa-p384|rsa2048|rsa3072|ed25519]
+    pikectl keys generate    --uri URI
+                             [--type ecdsa-p256|ecdsa-p384|ecdsa-p521|rsa2048|rsa3072|ed25519]
     pikectl keys csr         --uri URI --subject DN [--san NAME]... [--out FILE]
     pikectl keys self-signed --uri URI --subject DN [--san NAME]... [--days N] [--out FILE]
     pikectl keys import-cert --uri URI FILE
@@ -36,7 +37,7 @@ def add_parser(sub: Any) -> None:
     g = ks.add_parser("generate", help="generate a key pair on the token")
     common(g)
     g.add_argument("--type", default="ecdsa-p256", help="ecdsa-p256 (default), ecdsa-p384, "
-                   "rsa2048, rsa3072, ed25519")  # fmt: skip
+                   "ecdsa-p521, rsa2048, rsa3072, ed25519")  # fmt: skip
     for name, helptext in (
         ("csr", "PKCS#10 request signed by the token key"),
         ("self-signed", "self-signed certificate of the token key"),

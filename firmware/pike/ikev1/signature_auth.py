@@ -57,6 +57,7 @@ _METHOD_OF_KEY = {
     "rsa": AuthV1.RSA_SIG,
     "ecdsa-p256": AuthV1.ECDSA_SHA256,
     "ecdsa-p384": AuthV1.ECDSA_SHA384,
+    "ecdsa-p521": AuthV1.ECDSA_SHA512,
 }
 # RFC 4754 §3: curve and size of r and of s
 _EC: dict[int, tuple[type[ec.EllipticCurve], int]] = {

@@ -104,7 +104,7 @@ class CredentialStore:
         if kind is None:
             raise CredentialError(
                 f"{conn.name}: certificate {cfg.certs[0]} has an unsupported key "
-                "(RSA, ECDSA P-256/P-384 or Ed25519 only)"
+                "(RSA, ECDSA P-256/P-384/P-521 or Ed25519 only)"
             )
         return LocalCredentials(chain, cfg.key, kind, public.public_bytes(*_SPKI))
 

@@ -60,6 +60,15 @@ _CLASSIC_EC: dict[int, tuple[type[ec.EllipticCurve], SignatureScheme, int]] = {
     AuthMethod.ECDSA_SHA384_P384: (ec.SECP384R1, SignatureScheme.ECDSA_SHA384, 48),
     AuthMethod.ECDSA_SHA512_P521: (ec.SECP521R1, SignatureScheme.ECDSA_SHA512, 66),
 }
+_CLASSIC_OF_KEY: dict[KeyType, int] = {
+    "ecdsa-p256": AuthMethod.ECDSA_SHA256_P256,
+    "ecdsa-p384": AuthMethod.ECDSA_SHA384_P384,
+    "ecdsa-p521": AuthMethod.ECDSA_SHA512_P521,
+}
+# The hash of each curve's classic method, also our first choice for method 14 (RFC 4754 §3).
+_CURVE_HASH: dict[KeyType, SignatureScheme] = {
+    kind: _CLASSIC_EC[method][1] for kind, method in _CLASSIC_OF_KEY.items()
+}
 SIGNATURE_METHODS = frozenset({AuthMethod.RSA_SIG, AuthMethod.DIGITAL_SIGNATURE, *_CLASSIC_EC})
 
 
@@ -96,10 +105,8 @@ def choose_scheme(
     if peer_hashes is None:
         if kind == "rsa":
             return AuthMethod.RSA_SIG, SignatureScheme.RSA_PKCS1_SHA1
-        if kind == "ecdsa-p256":
-            return AuthMethod.ECDSA_SHA256_P256, SignatureScheme.ECDSA_SHA256
-        if kind == "ecdsa-p384":
-            return AuthMethod.ECDSA_SHA384_P384, SignatureScheme.ECDSA_SHA384
+        if kind in _CLASSIC_OF_KEY:
+            return _CLASSIC_OF_KEY[kind], _CURVE_HASH[kind]
         raise NoUsableScheme(
             "an Ed25519 key needs RFC 7427 signatures, but the peer sent no "
             "SIGNATURE_HASH_ALGORITHMS"
@@ -115,9 +122,7 @@ def choose_scheme(
             SignatureScheme.RSA_PSS_SHA512 if rsa_pss else SignatureScheme.RSA_PKCS1_SHA512
         ]
     else:
-        first = (
-            SignatureScheme.ECDSA_SHA384 if kind == "ecdsa-p384" else SignatureScheme.ECDSA_SHA256
-        )
+        first = _CURVE_HASH[kind]
         candidates = [first] + [
             s
             for s in (

@@ -44,7 +44,9 @@ class FileKeySigner:
         if kind is None or not isinstance(
             key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
         ):
-            raise SignerError(f"{path}: unsupported key (RSA, ECDSA P-256/P-384 or Ed25519 only)")
+            raise SignerError(
+                f"{path}: unsupported key (RSA, ECDSA P-256/P-384/P-521 or Ed25519 only)"
+            )
         self._key: PrivateKey = key
         self._type: KeyType = kind
         log.warning(

@@ -108,9 +108,11 @@ _PSS_PARAMS = {
     "sha384": (Mechanism.SHA384, MGF.SHA384, 48),
     "sha512": (Mechanism.SHA512, MGF.SHA512, 64),
 }
-_CURVES: dict[bytes, tuple[KeyType, int]] = {
-    bytes.fromhex("06082a8648ce3d030107"): ("ecdsa-p256", 32),
-    bytes.fromhex("06052b81040022"): ("ecdsa-p384", 48),
+# EC_PARAMS (named curve OID) -> curve and size of a coordinate
+_CURVES: dict[bytes, tuple[type[ec.EllipticCurve], int]] = {
+    bytes.fromhex("06082a8648ce3d030107"): (ec.SECP256R1, 32),
+    bytes.fromhex("06052b81040022"): (ec.SECP384R1, 48),
+    bytes.fromhex("06052b81040023"): (ec.SECP521R1, 66),
 }
 _ED25519_PARAMS = (bytes.fromhex("06032b6570"), b"\x13\x0cedwards25519")
 
@@ -382,9 +384,8 @@ def public_key_of(obj: Any) -> PublicKey:
         return ed25519.Ed25519PublicKey.from_public_bytes(_ec_point(point, 32))
     if params not in _CURVES:
         raise SignerError(f"unsupported curve (EC_PARAMS {params.hex()})")
-    _kind, size = _CURVES[params]
-    curve: ec.EllipticCurve = ec.SECP256R1() if size == 32 else ec.SECP384R1()
-    return ec.EllipticCurvePublicKey.from_encoded_point(curve, _ec_point(point, 2 * size + 1))
+    curve, size = _CURVES[params]
+    return ec.EllipticCurvePublicKey.from_encoded_point(curve(), _ec_point(point, 2 * size + 1))
 
 
 def _label_id(uri: Pkcs11Uri) -> dict[str, Any]:

@@ -25,14 +25,19 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from pike.hsm.signer import KeyType, SignatureScheme, Signer
 
-KINDS = ("ecdsa-p256", "ecdsa-p384", "rsa2048", "rsa3072", "ed25519")
-_CURVE_OIDS = {"ecdsa-p256": "1.2.840.10045.3.1.7", "ecdsa-p384": "1.3.132.0.34"}
+KINDS = ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa2048", "rsa3072", "ed25519")
+_CURVE_OIDS = {
+    "ecdsa-p256": "1.2.840.10045.3.1.7",
+    "ecdsa-p384": "1.3.132.0.34",
+    "ecdsa-p521": "1.3.132.0.35",
+}
 _ED25519_PARAMS = b"\x13\x0cedwards25519"  # PrintableString, as SoftHSM expects
 
 # signature scheme and AlgorithmIdentifier DER per key type, for CSRs and certificates
 _SIGALG: dict[KeyType, tuple[SignatureScheme, bytes]] = {
     "ecdsa-p256": (SignatureScheme.ECDSA_SHA256, bytes.fromhex("300a06082a8648ce3d040302")),
     "ecdsa-p384": (SignatureScheme.ECDSA_SHA384, bytes.fromhex("300a06082a8648ce3d040303")),
+    "ecdsa-p521": (SignatureScheme.ECDSA_SHA512, bytes.fromhex("300a06082a8648ce3d040304")),
     "rsa": (SignatureScheme.RSA_PKCS1_SHA256, bytes.fromhex("300d06092a864886f70d01010b0500")),
     "ed25519": (SignatureScheme.ED25519, bytes.fromhex("300506032b6570")),
 }
@@ -121,14 +126,28 @@ class _Stub:
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
+_STUB_CURVES: dict[KeyType, type[ec.EllipticCurve]] = {
+    "ecdsa-p256": ec.SECP256R1,
+    "ecdsa-p384": ec.SECP384R1,
+    "ecdsa-p521": ec.SECP521R1,
+}
+
+# the hash of _SIGALG's scheme, as CertificateBuilder.sign takes it
+_STUB_HASHES: dict[KeyType, hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None] = {
+    "rsa": hashes.SHA256(),
+    "ecdsa-p256": hashes.SHA256(),
+    "ecdsa-p384": hashes.SHA384(),
+    "ecdsa-p521": hashes.SHA512(),
+    "ed25519": None,
+}
+
+
 def _stub_key(kind: KeyType) -> _Stub:
     if kind == "rsa":
         return _Stub(rsa.generate_private_key(65537, 2048))
     if kind == "ed25519":
         return _Stub(ed25519.Ed25519PrivateKey.generate())
-    return _Stub(
-        ec.generate_private_key(ec.SECP256R1() if kind == "ecdsa-p256" else ec.SECP384R1())
-    )
+    return _Stub(ec.generate_private_key(_STUB_CURVES[kind]()))
 
 
 def self_signed(
@@ -151,11 +170,7 @@ def self_signed(
         b = b.add_extension(x509.SubjectAlternativeName(sans), False)
     kind = signer.key_type
     stub = _stub_key(kind).key
-    hash_alg = (
-        None
-        if kind == "ed25519"
-        else (hashes.SHA384() if kind == "ecdsa-p384" else hashes.SHA256())
-    )
+    hash_alg = _STUB_HASHES[kind]
     draft = b.sign(stub, hash_alg)  # same algorithm identifiers; only the signature changes
     cert = x509.load_der_x509_certificate(_signed(draft.tbs_certificate_bytes, signer))
     cert.verify_directly_issued_by(cert)

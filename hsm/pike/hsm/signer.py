@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-KeyType = Literal["rsa", "ecdsa-p256", "ecdsa-p384", "ed25519"]
+KeyType = Literal["rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519"]
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 HashName = Literal["sha1", "sha256", "sha384", "sha512"]
 
@@ -144,6 +144,8 @@ def key_type_of(key: object) -> KeyType | None:
             return "ecdsa-p256"
         if isinstance(key.curve, ec.SECP384R1):
             return "ecdsa-p384"
+        if isinstance(key.curve, ec.SECP521R1):
+            return "ecdsa-p521"
     return None
 
 
