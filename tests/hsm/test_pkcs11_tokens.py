@@ -222,6 +222,21 @@ def test_tpm_keygen_and_sign(tpm_pin: Tpm, kind: str, label: str) -> None:
         _verify(signer.public_key(), sig, data, scheme)
 
 
+def test_tpm_refuses_p521_keys_it_cannot_sign_with(tpm_pin: Tpm) -> None:
+    """tpm2-pkcs11 1.9 makes a P-521 key but C_Sign fails (HostMemory) and it cannot
+    destroy the private object (FunctionFailed): generate refuses the type and says what
+    is left; the token keeps working for other keys."""
+    with pytest.raises(
+        ValueError,
+        match=r"made the ecdsa-p521 key but cannot sign with it \(HostMemory\): "
+        r"private key object left on the token; choose another --type",
+    ):
+        _generate(tpm_pin.module, tpm_pin.label, "ecdsa-p521", "p521")
+    _generate(tpm_pin.module, tpm_pin.label, "ecdsa-p384", "p384")
+    signer = Pkcs11Signer(uri(tpm_pin.module, tpm_pin.label, "p384"))
+    _verify(signer.public_key(), signer.sign(b"x", S.ECDSA_SHA384), b"x", S.ECDSA_SHA384)
+
+
 def test_tpm_private_key_cannot_be_read(tpm_pin: Tpm) -> None:
     _generate(tpm_pin.module, tpm_pin.label, "ecdsa-p256", "ike")
     _sensitive(tpm_pin.module, tpm_pin.label)

@@ -18,8 +18,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pkcs11 import DEFAULT
+from pkcs11 import DEFAULT, Mechanism
 from pkcs11 import KeyType as P11KeyType
+from pkcs11 import exceptions as p11e
 from pkcs11.constants import Attribute, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
@@ -65,9 +66,32 @@ def generate(session: Any, kind: str, label: str, key_id: bytes) -> None:
     pub: dict[Any, Any] = {Attribute.ENCRYPT: DEFAULT, Attribute.WRAP: DEFAULT}
     priv.update({Attribute.DECRYPT: DEFAULT, Attribute.UNWRAP: DEFAULT, Attribute.DERIVE: DEFAULT})
     dp = session.create_domain_parameters(key_type, {Attribute.EC_PARAMS: params}, local=True)
-    dp.generate_keypair(
+    public, private = dp.generate_keypair(
         store=True, label=label, id=key_id, public_template=pub, private_template=priv
     )
+    if kind in _CURVE_OIDS:
+        _probe(public, private, kind)
+
+
+def _probe(public: Any, private: Any, kind: str) -> None:
+    """Sign once with a new EC key. tpm2-pkcs11 1.9 makes P-521 keys that it cannot sign
+    with (C_Sign: HostMemory, "d2i_ASN1_OCTET_STRING: too long"): the type is refused
+    here rather than left to fail every IKE_AUTH. Such a token cannot destroy the private
+    object either (FunctionFailed, measured), so the message says what is left."""
+    try:
+        private.sign(bytes(64), mechanism=Mechanism.ECDSA)
+    except p11e.PKCS11Error as exc:
+        left = []
+        for name, obj in (("public", public), ("private", private)):
+            try:
+                obj.destroy()
+            except p11e.PKCS11Error:
+                left.append(name)
+        what = f"{' and '.join(left)} key object left on the token" if left else "key removed"
+        raise ValueError(
+            f"the token made the {kind} key but cannot sign with it "
+            f"({type(exc).__name__}): {what}; choose another --type"
+        ) from None
 
 
 # -- DER, just what PKCS#10 needs -----------------------------------------------------------
