@@ -2,7 +2,7 @@
 
 A CA and both gateway certificates are made with ``cryptography`` (tests/ikev2/x509gen.py),
 for each key type the issue names: RSA (PKCS#1 v1.5, and PSS with ``rsa_pss``), ECDSA
-P-256/P-384 and Ed25519 (charon verifies and makes Ed25519 signatures with its openssl
+P-256/P-384/P-521 and Ed25519 (charon verifies and makes Ed25519 signatures with its openssl
 or curve25519 plugin, both loaded). piked runs on ``left`` (branch1.example.net), charon
 on ``right`` (hq.example.net); each side initiates in turn. The host kernel has no ESP, so
 only the IKE SA is checked (the CHILD_SA is refused the way strongSwan refuses it).
@@ -30,6 +30,7 @@ KINDS = {
     "rsa-pss": ("rsa", "RSA_EMSA_PSS_SHA2_256_SALT_32"),
     "ecdsa-p256": ("ecdsa-p256", "ECDSA_WITH_SHA256_DER"),
     "ecdsa-p384": ("ecdsa-p384", "ECDSA_WITH_SHA384_DER"),
+    "ecdsa-p521": ("ecdsa-p521", "ECDSA_WITH_SHA512_DER"),
     "ed25519": ("ed25519", "ED25519"),
 }
 
@@ -111,8 +112,13 @@ def _check(gw: Gateways, piked: PikedNode, charon: StrongswanNode, kind: str) ->
     assert f"authentication of '{BRANCH}' with {scheme} successful" in clog, clog[-3000:]
     plog = piked.log_text()
     assert f"authenticated peer '{HQ}' with" in plog, plog[-3000:]
-    ours = {"rsa": "RSA_PKCS1_SHA256", "rsa-pss": "RSA_PSS_SHA256"}.get(kind)
-    ours = ours or {"ecdsa-p256": "ECDSA_SHA256", "ecdsa-p384": "ECDSA_SHA384"}.get(kind, "ED25519")
+    ours = {
+        "rsa": "RSA_PKCS1_SHA256",
+        "rsa-pss": "RSA_PSS_SHA256",
+        "ecdsa-p256": "ECDSA_SHA256",
+        "ecdsa-p384": "ECDSA_SHA384",
+        "ecdsa-p521": "ECDSA_SHA512",
+    }.get(kind, "ED25519")
     assert f"authenticated peer '{HQ}' with {ours} (method 14)" in plog, plog[-3000:]
 
 
@@ -140,6 +146,7 @@ CLASSIC = {
     "rsa": ("RSA signature", "RSA_PKCS1_SHA1 (method 1)"),
     "ecdsa-p256": ("ECDSA-256 signature", "ECDSA_SHA256 (method 9)"),
     "ecdsa-p384": ("ECDSA-384 signature", "ECDSA_SHA384 (method 10)"),
+    "ecdsa-p521": ("ECDSA-521 signature", "ECDSA_SHA512 (method 11)"),
 }
 
 
@@ -148,7 +155,7 @@ CLASSIC = {
 def test_classic_auth_methods_with_strongswan(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, kind: str
 ) -> None:
-    """charon without RFC 7427: both sides sign and verify AUTH methods 1 / 9 / 10."""
+    """charon without RFC 7427: both sides sign and verify AUTH methods 1 / 9 / 10 / 11."""
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind, classic=True)
     charon.initiate("lan", ike="hq", check=False)
     p = piked.wait_established("hq", timeout=15)

@@ -4,7 +4,7 @@
 A CA and both gateway certificates are made with ``cryptography`` (tests/ikev2/x509gen.py).
 piked runs on ``left`` (branch1.example.net), charon on ``right`` (hq.example.net); each
 side initiates in turn. IKEv1 negotiates one authentication method for both ends (RSA 3,
-ECDSA 9/10), so both certificates have the same key type. Both sides must log that they
+ECDSA 9/10/11), so both certificates have the same key type. Both sides must log that they
 verified the other's signature with the IKEv1 scheme: charon's RSA_EMSA_PKCS1_NULL /
 ECDSA_WITH_NULL (the hash signed as it is), piked's RSA_PKCS1_NULL / ECDSA_NULL. The host
 kernel has no ESP: the ISAKMP SA is what is checked.
@@ -33,6 +33,7 @@ KINDS = {
     "rsa": ("RSA_EMSA_PKCS1_NULL", "RSA_PKCS1_NULL", 3),
     "ecdsa-p256": ("ECDSA_WITH_NULL", "ECDSA_NULL", 9),
     "ecdsa-p384": ("ECDSA_WITH_NULL", "ECDSA_NULL", 10),
+    "ecdsa-p521": ("ECDSA_WITH_NULL", "ECDSA_NULL", 11),
 }
 
 
