@@ -46,6 +46,7 @@ KINDS = {
     "rsa2048": ("rsa", "RSA_EMSA_PKCS1_NULL", "rsa_pkcs1_null"),
     "ecdsa-p256": ("ecdsa-p256", "ECDSA_WITH_NULL", "ecdsa_null"),
     "ecdsa-p384": ("ecdsa-p384", "ECDSA_WITH_NULL", "ecdsa_null"),
+    "ecdsa-p521": ("ecdsa-p521", "ECDSA_WITH_NULL", "ecdsa_null"),
 }
 
 
