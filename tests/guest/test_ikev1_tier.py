@@ -1,6 +1,7 @@
 """Run the IKEv1 ESP data-plane tests (tests/interop/test_dataplane_v1.py) inside the UML
 guest: piked's IKEv1 SAs in a real ESP kernel against strongSwan (kernel-netlink) and
-against piked, traffic both ways, counters checked."""
+against piked, traffic both ways, counters checked; Aggressive Mode, and DPD with
+``dpd_action = restart``/``trap`` against a killed and restarted piked."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 
 from tier import run_tier
 
-TIMEOUT = 600.0
+TIMEOUT = 900.0
 TESTS = ("tests/interop/test_dataplane_v1.py",)
 
 
@@ -20,7 +21,7 @@ def test_ikev1_tier_in_uml() -> None:
         TIMEOUT,
         show=lambda line: (
             ("bytes" in line and "packets" in line)
-            or "IKEv1 tunnel up" in line
+            or re.search(r"IKEv1 (tunnel up|Aggressive Mode|dpd_action)", line) is not None
             or re.match(r"traffic:", line) is not None
         ),
     )

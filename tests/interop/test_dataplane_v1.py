@@ -5,13 +5,17 @@
 
 Main Mode PSK + Quick Mode (with PFS in one case), piked as initiator and responder, then
 pings and a UDP datagram each way between the LAN hosts; piked's counters
-(``pikectl list-sas --json``) must have moved and equal the kernel's. Marked
+(``pikectl list-sas --json``) must have moved and equal the kernel's. Also Aggressive Mode
+PSK both roles, and DPD against a piked killed by PID and started again
+(``dpd_action = restart`` with ``keyingtries``, ``dpd_action = trap``). Marked
 ``kernel_interop``: tests/guest/test_ikev1_tier.py runs them inside User-Mode-Linux.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -35,6 +39,7 @@ from .test_dataplane import (  # noqa: F401  (esp_gw/shared_gw are fixtures)
 from .test_lifecycle_dataplane import nat_gateways
 
 PSK = "pike-ikev1-dataplane-psk"
+BRANCH, HQ = "branch1.example.net", "hq.example.net"
 SECRET = Secret("hq", PSK)
 
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
@@ -45,8 +50,10 @@ def gw(esp_gw: Gateways) -> Gateways:  # noqa: F811  (test_dataplane's topology 
     return esp_gw
 
 
-def conn(side: str, esp: str, *, encap: bool = False) -> Connection:
+def conn(side: str, esp: str, *, encap: bool = False, aggressive: bool = False) -> Connection:
     left = side == "left"
+    # Aggressive Mode sends the identities in the clear: names, as its users configure
+    ids = (BRANCH, HQ) if left else (HQ, BRANCH)
     return ikev1_connection(
         "192.0.2.1" if left else "192.0.2.2",
         "192.0.2.2" if left else "192.0.2.1",
@@ -55,6 +62,9 @@ def conn(side: str, esp: str, *, encap: bool = False) -> Connection:
         proposals=("aes256-sha256-modp3072",),
         esp_proposals=(esp,),
         encap=encap,
+        aggressive=aggressive,
+        local_id=ids[0] if aggressive else None,
+        remote_id=ids[1] if aggressive else None,
     )
 
 
@@ -294,3 +304,156 @@ def test_ikev1_reauthentication_under_traffic(
     took = time.monotonic() - t0
     traffic_both_ways(gw)
     print(f"IKEv1 reauthentication: new ISAKMP SA and CHILD_SA {took:.2f}s after the first")
+
+
+@pytest.mark.parametrize("initiator", ["piked", "strongswan"])
+def test_ikev1_aggressive_mode_psk_dataplane(
+    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked, initiator: str
+) -> None:
+    """Aggressive Mode PSK (``aggressive = true`` both ends, FQDN identities) then Quick
+    Mode into the kernel: pings and UDP cross, piked's counters match the kernel's."""
+    esp = "aes256-sha256"
+    charon = make_charon(
+        gw.right, "charon", conn("right", esp, aggressive=True), SECRET, libipsec=False
+    )
+    piked = make_piked(gw.left, "piked", conn("left", esp, aggressive=True), SECRET)
+    piked.poll_via_socket = True
+    t0 = time.monotonic()
+    if initiator == "piked":
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq", check=False)
+    p = piked.wait_established("hq", timeout=30, child="lan")
+    c = charon.wait_established("hq", timeout=30, child="lan")
+    took = time.monotonic() - t0
+    assert p.version == c.version == 1
+    assert (p.local_id, p.remote_id) == (BRANCH, HQ)
+    assert "Aggressive Mode" in piked.log_text()
+    assert "AGGRESSIVE" in charon.log_text()
+    pc, cc = p.child("lan"), c.child("lan")
+    assert pc is not None and cc is not None
+    assert (_spi(pc.spi_in), _spi(pc.spi_out)) == (_spi(cc.spi_out), _spi(cc.spi_in))
+    before = counters_of(piked_child(piked, cli=False))
+    traffic_both_ways(gw)
+    check_counters_moved(piked, before)
+    print(f"IKEv1 Aggressive Mode PSK tunnel up ({initiator} initiated) in {took:.2f}s")
+
+
+# -- DPD actions between two piked: the responder is killed (SIGKILL by PID, no Delete) ----
+
+# fast retransmits: a dead peer is found (and a restart attempt given up) in seconds
+FAST = {"log_level": "debug", "retransmit_timeout": "0.5s", "retransmit_tries": 2}
+
+
+def _dpd_pair(
+    gw: Gateways, make_piked: MakePiked, action: str, *, trap: bool = False
+) -> tuple[PikedNode, PikedNode]:
+    esp = "aes256-sha256"
+    mine = conn("left", esp)
+    mine.dpd_delay = "1s"
+    mine.children[0].dpd_action = action
+    if trap:
+        mine.children[0].start_action = "trap"
+    left = make_piked(gw.left, "left", mine, SECRET, start=False)
+    # keyingtries 0: the restart keeps trying while the peer is down
+    left.extra = {"hq": {"dpd_timeout": "3s", "keyingtries": 0}}
+    left.daemon.update(FAST)
+    right = make_piked(gw.right, "right", conn("right", esp), SECRET, start=False)
+    right.daemon.update(FAST)
+    left.start()
+    right.start(timeout=60)  # a busy UML guest can take long to answer pikectl
+    left.poll_via_socket = right.poll_via_socket = True
+    return left, right
+
+
+def _kill(node: PikedNode) -> None:
+    assert node.proc is not None
+    os.kill(node.proc.pid, signal.SIGKILL)
+    node.proc.wait(timeout=5)
+
+
+def _wait_log(node: PikedNode, text: str, timeout: float) -> float:
+    t0 = time.monotonic()
+    while text not in node.log_text():
+        assert time.monotonic() - t0 < timeout, (text, node.log_tail(40))
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def _pings(gw: Gateways, timeout: float) -> float:
+    host = gw.left_lan.host
+    assert host is not None
+    t0 = time.monotonic()
+    while not ping(host, gw.right_lan.host_ip):
+        assert time.monotonic() - t0 < timeout, "no ping answered"
+    return time.monotonic() - t0
+
+
+def test_two_piked_ikev1_dpd_restart(gw: Gateways, make_piked: MakePiked) -> None:
+    """``dpd_action = restart``: the responder piked is killed; the initiator finds it dead
+    by DPD, keeps initiating (``keyingtries = 0``) while it is down, and once it is started
+    again a new ISAKMP SA and CHILD_SA are up and pings cross."""
+    left, right = _dpd_pair(gw, make_piked, "restart")
+    left.initiate("hq")
+    old = left.wait_established("hq", timeout=30, child="lan")
+    right.wait_established("hq", timeout=30, child="lan")
+    traffic_both_ways(gw)
+    _kill(right)
+    t0 = time.monotonic()
+    dead = _wait_log(left, "DPD: peer did not answer", 20)
+    # a restart attempt went unanswered and the next one started: keyingtries at work
+    _wait_log(left, "keyingtries: attempt 2", 20)
+    down = time.monotonic() - t0
+    right.start(timeout=60)  # a busy UML guest can take long to answer pikectl
+    t1 = time.monotonic()
+    while True:
+        sa = left.ike_sa("hq")
+        if sa is not None and sa.initiator_spi != old.initiator_spi:
+            child = sa.child("lan")
+            if sa.state == "ESTABLISHED" and child is not None and child.state == "INSTALLED":
+                break
+        assert time.monotonic() - t1 < 30, (sa, left.log_tail(40))
+        time.sleep(0.2)
+    right.wait_established("hq", timeout=10, child="lan")
+    took = _pings(gw, 10)
+    traffic_both_ways(gw)
+    back = time.monotonic() - t1
+    print(
+        f"IKEv1 dpd_action=restart: peer found dead {dead:.2f}s after the kill, "
+        f"restarting for {down:.2f}s; tunnel back and pinging {back:.2f}s after the peer "
+        f"restarted (first ping {took:.2f}s)"
+    )
+
+
+def test_two_piked_ikev1_dpd_trap(gw: Gateways, make_piked: MakePiked) -> None:
+    """``dpd_action = trap``: once the killed peer is found dead the child's policies stay
+    in the kernel as trap policies with no SAs; when the peer is back, the next ping's
+    ACQUIRE negotiates the tunnel again and pings cross."""
+    left, right = _dpd_pair(gw, make_piked, "trap", trap=True)
+    host = gw.left_lan.host
+    assert host is not None
+    first = _pings(gw, 30)  # the trap brings it up
+    left.wait_established("hq", timeout=10, child="lan")
+    right.wait_established("hq", timeout=10, child="lan")
+    _kill(right)
+    t0 = time.monotonic()
+    _wait_log(left, "DPD: peer did not answer", 20)
+    while left.ike_sa("hq") is not None:
+        assert time.monotonic() - t0 < 20, left.ike_sa("hq")
+        time.sleep(0.2)
+    dead = time.monotonic() - t0
+    policies = gw.left.run(["ip", "xfrm", "policy"]).stdout
+    assert "10.1.0.0/24 dst 10.2.0.0/24" in policies, policies
+    assert "10.2.0.0/24 dst 10.1.0.0/24" in policies, policies
+    assert gw.left.run(["ip", "xfrm", "state"]).stdout.strip() == ""
+    right.start(timeout=60)  # a busy UML guest can take long to answer pikectl
+    t1 = time.monotonic()
+    again = _pings(gw, 30)
+    left.wait_established("hq", timeout=10, child="lan")
+    right.wait_established("hq", timeout=10, child="lan")
+    traffic_both_ways(gw)
+    print(
+        f"IKEv1 dpd_action=trap: first ping answered after {first:.2f}s; peer found dead "
+        f"{dead:.2f}s after the kill, policies back to trap; after the peer restarted the "
+        f"next ping was answered in {again:.2f}s ({time.monotonic() - t1:.2f}s to traffic)"
+    )
