@@ -13,7 +13,7 @@ import re
 
 from tier import run_tier
 
-TIMEOUT = 900.0
+TIMEOUT = 1080.0
 TESTS = (
     "tests/interop/test_dataplane.py",
     "tests/interop/test_lifecycle_dataplane.py",

@@ -20,6 +20,7 @@ import pytest
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .test_lifecycle_dataplane import (
+    RATE,
     SECRET,
     assert_no_loss,
     child_spis,
@@ -61,15 +62,17 @@ def test_piked_reauthenticates_under_stream(
     assert n >= 1, plog[-5000:]
     # piked -> charon: nothing lost. charon -> piked: charon, as IKE_AUTH responder, sends
     # on its new outbound SA from its answer on, before piked (which installs its inbound
-    # SA once that answer is in) can decrypt it: the packets of that one-way flight, a
-    # few ms, are lost (strongSwan does the same towards itself; the kernel counts them
-    # as XfrmAcquireError: the SPI still belongs to a larval state).
+    # SA once that answer is in and processed) can decrypt it: what charon sends in that
+    # window is lost (strongSwan does the same towards itself; the kernel counts them as
+    # XfrmAcquireError: the SPI still belongs to a larval state). Measured: 7 datagrams in
+    # 4 reauthentications on a quiet host, 73 in 3 on a loaded one (a slow UML guest);
+    # bounded here by half a second of the stream per reauthentication.
     lr_sent, lr_got = res["left->right"]
     rl_sent, rl_got = res["right->left"]
     assert lr_sent["send_errors"] == rl_sent["send_errors"] == 0
     assert lr_got["received"] == lr_sent["sent"], res
     rl_lost = rl_sent["sent"] - rl_got["received"]
-    assert rl_lost <= 10 * n, res
+    assert rl_lost <= RATE * 0.5 * n, res
     assert set(ike_spis(p1)).isdisjoint(ike_spis(p0))
     first, last = child_spis(p0), child_spis(p1)
     assert first[0] != last[0] and first[1] != last[1]
