@@ -11,55 +11,46 @@ SAs like IKEv2 ones.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 from collections.abc import Callable
-from dataclasses import replace
 
-from pike.ikev1 import aggressive_mode, liveness, main_mode, quick_mode, signature_auth
+from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
-from pike.ikev1.keys import informational_hash
 from pike.ikev1.quick_mode import QuickMode
-from pike.ikev1.selection import any_of, choose, connections_for, id_fits
+from pike.ikev1.responder import phase1_request
+from pike.ikev1.restarts import restart
 from pike.ikev1.status import sa_info
+from pike.ikev1.timers import deadlines, on_timer
+from pike.ikev1.traps import Traps
 from pike.ikev2.actions import (
     Action,
     Address,
     ChildSaFailed,
     DeleteChildSa,
     IkeSaInfo,
-    InstallTrap,
     MessageDropped,
-    SendKeepalive,
 )
-from pike.ikev2.child_sa import ChildSa, trap_policies
-from pike.ikev2.context import HALF_OPEN_TIMEOUT, Context, SpiAlloc
+from pike.ikev2.child_sa import ChildSa
+from pike.ikev2.context import Context, SpiAlloc
 from pike.ikev2.state import ChildState, IkeState
+from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
 from pike.wire.isakmp_constants import (
-    NOTIFY_ERROR_MAX,
     ExchangeV1,
     NotifyV1,
     ProtocolV1,
 )
 from pike.wire.isakmp_payloads import (
     V1Delete,
-    V1Hash,
-    V1Id,
     V1Message,
-    V1Notify,
-    V1Payload,
-    V1Sa,
 )
-from pike.wire.isakmp_rules import check_v1
 
 MAIN, QUICK, INFO = ExchangeV1.MAIN, ExchangeV1.QUICK, ExchangeV1.INFORMATIONAL
 AGGR = ExchangeV1.AGGRESSIVE
 PHASE1 = (MAIN, AGGR)
 MAX_QUEUED = 4  # Quick Modes kept while AM3 is outstanding
-HALF_OPEN_PER_PEER = 5  # strongSwan's block_threshold: unfinished phase 1s per address
 
 
 class Ikev1Engine:
@@ -79,7 +70,7 @@ class Ikev1Engine:
         self.half_open: dict[tuple[bytes, str, int], IsakmpSa] = {}  # MM1 retransmits
         self.quick: dict[tuple[bytes, int], QuickMode] = {}
         self.wanted: dict[int, list[str]] = {}  # SA unique id -> children to negotiate
-        self.traps: dict[tuple[str, str], int] = {}  # (conn, child) -> reqid (on demand)
+        self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
 
     @property
     def config(self) -> Config:
@@ -90,30 +81,11 @@ class Ikev1Engine:
         for conn in self.config.connections.values():
             if conn.version != 1:
                 continue
-            for child in conn.children:
-                if child.start_action == "trap":
-                    self._install_trap(conn, child.name, self.ctx.reqid(), None)
+            self.traps.install_configured(conn)
             for child in conn.children:
                 if child.start_action == "start":
                     self.initiate(conn.name, now, child.name)
                     break
-
-    # -- on-demand tunnels -------------------------------------------------------------------
-    def _install_trap(
-        self, conn: ConnectionConfig, child_name: str, reqid: int, child: ChildSa | None
-    ) -> None:
-        """Policies without SAs: the kernel asks (XFRM ACQUIRE) when traffic matches."""
-        cfg = conn.child(child_name)
-        if cfg is None or not conn.remote_addrs:
-            return
-        if child is not None:
-            policies = tuple(replace(p, trap=True) for p in child.policies)
-        else:
-            local = conn.local_addrs[0] if conn.local_addrs else any_of(conn.remote_addrs[0])
-            policies = trap_policies(cfg, reqid, local, conn.remote_addrs[0])
-        self.traps[(conn.name, child_name)] = reqid
-        log.info("%s.%s: trap installed (reqid %d)", conn.name, child_name, reqid)
-        self.ctx.emit(InstallTrap(conn.name, child_name, reqid, policies))
 
     def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -129,7 +101,7 @@ class Ikev1Engine:
                 log.info("%s: already up or connecting", sa.tag())
                 return
             if sa.state == IkeState.ESTABLISHED:
-                self._quick(sa, cfg.name, now)
+                self.start_quick_mode(sa, cfg.name, now)
             else:
                 self.wanted.setdefault(sa.unique_id, []).append(cfg.name)
             return
@@ -161,7 +133,7 @@ class Ikev1Engine:
             else:
                 main_mode.start(sa, now)
         except PeerError as e:
-            sa.fail(str(e), now, self._remove_child)
+            sa.fail(str(e), now, self.remove_child)
         return sa
 
     def rebind(self, config: Config, kept: list[str], now: float) -> None:
@@ -170,24 +142,24 @@ class Ikev1Engine:
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
                 sa.conn = config.connections[sa.conn.name]
-        for key in [k for k in self.traps if k[0] not in kept]:
-            del self.traps[key]
+        self.traps.forget([k[0] for k in self.traps.reqids if k[0] not in kept])
         for conn in config.connections.values():
             if conn.version == 1 and conn.name not in kept:
-                for child in conn.children:
-                    if child.start_action == "trap":
-                        self._install_trap(conn, child.name, self.ctx.reqid(), None)
+                self.traps.install_configured(conn)
                 starts = [c.name for c in conn.children if c.start_action == "start"]
                 if starts:
                     self.initiate(conn.name, now, starts[0])
 
-    def _quick(self, sa: IsakmpSa, child: str, now: float, rekey: ChildSa | None = None) -> None:
+    def start_quick_mode(
+        self, sa: IsakmpSa, child: str, now: float, rekey: ChildSa | None = None
+    ) -> None:
+        """Start a Quick Mode for ``child`` (a new pair, or ``rekey``'s successor)."""
         assert sa.conn is not None
         cfg = sa.conn.child(child)
         if cfg is None:
             return
         try:
-            qm = quick_mode.start(sa, cfg, now, rekey, self.traps.get((sa.name, child)))
+            qm = quick_mode.start(sa, cfg, now, rekey, self.traps.reqid(sa.name, child))
         except PeerError as e:
             log.error("%s: %s", sa.tag(), e)
             self.ctx.emit(ChildSaFailed(sa.name, child, e.reason))
@@ -198,7 +170,7 @@ class Ikev1Engine:
         # by name: after a reload the connection may be gone from the config
         for sa in list(self.sas.values()):
             if sa.conn is not None and sa.conn.name == conn_name:
-                self._delete_sa(sa, "terminated", now)
+                self.delete_sa(sa, "terminated", now)
 
     def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -206,21 +178,21 @@ class Ikev1Engine:
             if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
                 continue
             if child is None:
-                self._reauth(sa, now)
+                self.reauth(sa, now)
                 return
             for c in sa.live_children():
                 if c.name == child:
-                    self._rekey_child(sa, c, now)
+                    self.rekey_child(sa, c, now)
                     return
         raise KeyError(f"{conn_name}: nothing established to rekey")
 
     def acquire(self, reqid: int, now: float) -> None:
         """The kernel saw traffic for a trap policy (XFRM ACQUIRE): negotiate it."""
-        for (conn, child), r in self.traps.items():
-            if r == reqid:
-                log.info("%s.%s: acquire for reqid %d", conn, child, reqid)
-                self.initiate(conn, now, child)
-                return
+        found = self.traps.find(reqid)
+        if found is not None:
+            conn, child = found
+            log.info("%s.%s: acquire for reqid %d", conn, child, reqid)
+            self.initiate(conn, now, child)
 
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         for sa in self.sas.values():
@@ -228,9 +200,9 @@ class Ikev1Engine:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
                 if hard:
-                    self._delete_child(sa, child, "expired", now)
+                    self.delete_child(sa, child, "expired", now)
                 elif child.state == ChildState.INSTALLED:
-                    self._rekey_child(sa, child, now)
+                    self.rekey_child(sa, child, now)
                 return
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
@@ -239,7 +211,7 @@ class Ikev1Engine:
                 if child.unique_id == unique_id:
                     log.error("%s: CHILD_SA %s install failed: %s", sa.tag(), child.name, reason)
                     child.installed_at = None
-                    self._delete_child(sa, child, "install_failed", now)
+                    self.delete_child(sa, child, "install_failed", now)
                     return
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
@@ -252,7 +224,7 @@ class Ikev1Engine:
                 signature_auth.signed(sa, result, now)
             except PeerError as e:
                 log.error("%s: cannot authenticate ourselves: %s", sa.tag(), e)
-                sa.fail(e.reason, now, self._remove_child)
+                sa.fail(e.reason, now, self.remove_child)
             else:
                 if sa.state == IkeState.ESTABLISHED:
                     self._established(sa, now)
@@ -263,85 +235,24 @@ class Ikev1Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        times = [t for sa in self.sas.values() for t in self._deadlines(sa) if t is not None]
+        times = [t for sa in self.sas.values() for t in deadlines(sa) if t is not None]
         return min(times) if times else None
-
-    def _deadlines(self, sa: IsakmpSa) -> list[float | None]:
-        times: list[float | None] = [fl.deadline for fl in sa.flights.values()]
-        if sa.signing is not None:
-            times.append(sa.signing.deadline)
-        if sa.state == IkeState.CONNECTING and not sa.initiator:
-            times.append(sa.created_at + HALF_OPEN_TIMEOUT)
-        if sa.state == IkeState.ESTABLISHED:
-            times += [liveness.due(sa), sa.keepalive_at, sa.reauth_at]
-            times += [c.next_deadline() for c in sa.children]
-        return times
 
     def list_sas(self) -> list[IkeSaInfo]:
         return [sa_info(sa) for sa in self.sas.values() if sa.state != IkeState.DESTROYED]
 
-    # -- timers ------------------------------------------------------------------------------
     def handle_timer(self, now: float) -> None:
         for sa in list(self.sas.values()):
-            if sa.state == IkeState.DESTROYED:
-                continue
-            self._retransmit(sa, now)
-            if sa.signing is not None and now >= sa.signing.deadline:
-                self.sign_done(sa.signing.ref, TimeoutError("no signature in time"), now)
-            half_open = sa.state == IkeState.CONNECTING and not sa.initiator
-            if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
-                # a responder has nothing to retransmit in Main Mode: unfinished SAs go
-                log.info("%s: half-open ISAKMP_SA timed out", sa.tag())
-                sa.fail("half_open_timeout", now, self._remove_child, quiet=True)
-            if sa.state != IkeState.ESTABLISHED:
-                continue
-            self._child_timers(sa, now)
-            self._dpd(sa, now)
-            if sa.keepalive_at is not None and now >= sa.keepalive_at:
-                self.ctx.counters.conn(sa.name).keepalives += 1
-                self.ctx.emit(SendKeepalive(sa.local, sa.remote))
-                sa.keepalive_at = now + self.config.daemon.keepalive
-            if sa.reauth_at is not None and now >= sa.reauth_at:
-                sa.reauth_at = None
-                self._reauth(sa, now)
+            if sa.state != IkeState.DESTROYED:
+                on_timer(self, sa, now)
         self._sweep()
 
-    def _retransmit(self, sa: IsakmpSa, now: float) -> None:
-        tries = self.config.daemon.retransmit_tries
-        for mid, fl in list(sa.flights.items()):
-            if fl.deadline is None or now < fl.deadline or fl.pending is None:
-                continue
-            if fl.tries >= tries:
-                # strongSwan's IKEv1 gives the whole SA up when any exchange goes unanswered
-                log.info("%s: giving up after %d retransmits (M-ID %08x)", sa.tag(), fl.tries, mid)
-                fl.deadline = None
-                self._lost(sa, now)
-                return
-            fl.tries += 1
-            fl.deadline = now + sa.timeout(fl.tries)
-            self.ctx.counters.conn(sa.name).retransmits += 1
-            log.info("%s: retransmit %d of M-ID %08x", sa.tag(), fl.tries, mid)
-            sa.send(fl.pending)
-
-    def _child_timers(self, sa: IsakmpSa, now: float) -> None:
-        for child in list(sa.children):
-            if child.expire_at is not None and now >= child.expire_at:
-                child.expire_at = None
-                self._delete_child(sa, child, "life_time", now)
-            elif child.rekey_at is not None and now >= child.rekey_at:
-                child.rekey_at = None
-                # Only the side that ran the Quick Mode rekeys it: IKEv1 has no collision
-                # handling, two rekeys would leave two pairs. The other side keeps its
-                # life_time as the backstop.
-                if child.state == ChildState.INSTALLED and child.initiator:
-                    log.info("%s: CHILD_SA %s{%d} rekey", sa.tag(), child.name, child.unique_id)
-                    self._rekey_child(sa, child, now)
-
-    def _rekey_child(self, sa: IsakmpSa, child: ChildSa, now: float) -> None:
+    # -- what timers and peers set off ------------------------------------------------------
+    def rekey_child(self, sa: IsakmpSa, child: ChildSa, now: float) -> None:
         child.set_state(ChildState.REKEYING, sa.name)
-        self._quick(sa, child.name, now, child)
+        self.start_quick_mode(sa, child.name, now, child)
 
-    def _reauth(self, sa: IsakmpSa, now: float) -> None:
+    def reauth(self, sa: IsakmpSa, now: float) -> None:
         """IKEv1 has no phase-1 rekey: a new ISAKMP SA with its own Quick Modes replaces
         this one, which goes once they are installed (strongSwan's reauth for IKEv1)."""
         assert sa.conn is not None
@@ -350,17 +261,7 @@ class Ikev1Engine:
         new = self._new_initiator(sa.conn, [c.name for c in sa.live_children()], now)
         new.replaces = sa
 
-    def _dpd(self, sa: IsakmpSa, now: float) -> None:
-        verdict = liveness.check(sa, now, self.ctx.esp_activity, self.config.daemon)
-        if verdict == "dead":
-            log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
-            self.ctx.counters.conn(sa.name).dpd_failures += 1
-            self._lost(sa, now)
-        elif verdict == "probe":
-            self.ctx.counters.conn(sa.name).dpd_probes += 1
-            self._notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
-
-    def _lost(self, sa: IsakmpSa, now: float) -> None:
+    def lost(self, sa: IsakmpSa, now: float) -> None:
         """The peer stopped answering: the SA goes; then ``dpd_action`` (an established
         SA) or ``keyingtries`` (one still connecting) say what comes next."""
         conn = sa.conn
@@ -369,44 +270,30 @@ class Ikev1Engine:
         if conn is not None and established and conn.dpd_action == "trap":
             for child in sa.live_children():
                 # back to on-demand: the next packet brings the tunnel up again
-                self._install_trap(conn, child.name, child.reqid, child)
-        sa.fail("retransmit_timeout", now, self._remove_child)
-        if conn is None or not sa.initiator:
-            return
-        if established and conn.dpd_action == "restart":
-            names = [c.name for c in conn.children]
-            self._new_initiator(conn, names[:1], now)
-        elif not established and (conn.keyingtries == 0 or sa.attempt < conn.keyingtries):
-            log.info("%s: keyingtries: attempt %d", conn.name, sa.attempt + 1)
-            new = self._new_initiator(conn, wanted, now)
-            new.attempt = sa.attempt + 1
+                self.traps.install(conn, child.name, child.reqid, child)
+        sa.fail("retransmit_timeout", now, self.remove_child)
+        again = restart(sa, established, wanted)
+        if conn is not None and again is not None:
+            if again.note is not None:
+                log.info("%s", again.note)
+            new = self._new_initiator(conn, again.children, now)
+            new.attempt = again.attempt
 
-    # -- informational -----------------------------------------------------------------------
-    def _informational(self, sa: IsakmpSa, payloads: list[V1Payload]) -> None:
-        mid = sa.message_id()
-        sa.send(sa.hashed(INFO, mid, payloads))
-        assert sa.cipher is not None
-        sa.cipher.forget(mid)
-
-    def _notify(self, sa: IsakmpSa, notify: int, data: bytes) -> None:
-        cookies = sa.spi_i + sa.spi_r
-        self._informational(sa, [V1Notify(notify, data, ProtocolV1.ISAKMP, cookies)])
-
-    def _delete_child(self, sa: IsakmpSa, child: ChildSa, reason: str, now: float) -> None:
+    def delete_child(self, sa: IsakmpSa, child: ChildSa, reason: str, now: float) -> None:
         if sa.state == IkeState.ESTABLISHED and child.state != ChildState.DELETED:
             spi = child.spi_in.to_bytes(4, "big")
-            self._informational(sa, [V1Delete(ProtocolV1.ESP, (spi,))])
-        self._remove_child(child, reason, sa)
+            informational.send(sa, [V1Delete(ProtocolV1.ESP, (spi,))])
+        self.remove_child(child, reason, sa)
 
-    def _delete_sa(self, sa: IsakmpSa, reason: str, now: float) -> None:
+    def delete_sa(self, sa: IsakmpSa, reason: str, now: float) -> None:
         if sa.state == IkeState.ESTABLISHED:
             for child in list(sa.children):
-                self._delete_child(sa, child, reason, now)
-            self._informational(sa, [V1Delete(ProtocolV1.ISAKMP, (sa.spi_i + sa.spi_r,))])
-        sa.fail(reason, now, self._remove_child)
+                self.delete_child(sa, child, reason, now)
+            informational.send(sa, [V1Delete(ProtocolV1.ISAKMP, (sa.spi_i + sa.spi_r,))])
+        sa.fail(reason, now, self.remove_child)
         self._sweep()
 
-    def _remove_child(self, child: ChildSa, reason: str, sa: IsakmpSa | None = None) -> None:
+    def remove_child(self, child: ChildSa, reason: str, sa: IsakmpSa | None = None) -> None:
         owner = sa or next((s for s in self.sas.values() if child in s.children), None)
         name = owner.name if owner else "-"
         installed = child.installed_at is not None
@@ -431,7 +318,7 @@ class Ikev1Engine:
     def _shared_policies(self, child: ChildSa) -> bool:
         """A rekeyed child's successor uses the same policies, or they are trap policies:
         they stay."""
-        if child.reqid in self.traps.values():
+        if self.traps.holds(child.reqid):
             return True
         mine = {(p.src_ts, p.dst_ts, p.direction) for p in child.policies}
         for sa in self.sas.values():
@@ -471,13 +358,7 @@ class Ikev1Engine:
         if msg.exchange in PHASE1 and msg.spi_r == bytes(8):
             sa = self.half_open.get((msg.spi_i, src[0], src[1]))
             if sa is None:
-                if sum(1 for k in self.half_open if k[1] == src[0]) >= HALF_OPEN_PER_PEER:
-                    # IKEv1 has no COOKIE round trip: cap what one address can make us hold
-                    raise PeerError("too_many_half_open", f"from {src[0]}")
-                if msg.exchange == AGGR:
-                    self._aggressive_responder(msg, data, src, dst, now)
-                else:
-                    self._responder(msg, data, src, dst, now)
+                phase1_request(self, msg, data, src, dst, now)
                 return
         else:
             sa = self._find(msg)
@@ -508,9 +389,9 @@ class Ikev1Engine:
             sa.uncommitted = (mid, data[28:])
             sa.arrived_on = (src, dst)
         elif msg.exchange not in PHASE1:
-            self._cleartext(sa, msg, now)
+            informational.cleartext(self, sa, msg, now)
             return
-        self._count_in(sa, msg)
+        self.count_in(sa, msg)
         saved = dataclasses.replace(fl) if fl is not None else None
         sa.flight(mid).received(data)
         try:
@@ -527,7 +408,7 @@ class Ikev1Engine:
         sa.uncommitted = None
         sa.last_inbound = now
 
-    def _count_in(self, sa: IsakmpSa, msg: V1Message) -> None:
+    def count_in(self, sa: IsakmpSa, msg: V1Message) -> None:
         c = self.ctx.counters.conn(sa.name).messages_in
         try:
             key = ExchangeV1(msg.exchange).name
@@ -545,7 +426,7 @@ class Ikev1Engine:
         elif msg.exchange == QUICK:
             self._quick_mode(sa, msg, now)
         elif msg.exchange == INFO:
-            self._info(sa, msg, now)
+            informational.receive(self, sa, msg, now)
         else:
             raise PeerError("unsupported_exchange", f"exchange {msg.exchange}")
 
@@ -595,42 +476,6 @@ class Ikev1Engine:
         else:
             raise PeerError("unexpected_message", f"Aggressive Mode message after step {step}")
 
-    def _aggressive_responder(
-        self, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
-    ) -> None:
-        """AM1: only connections with ``aggressive = true`` take it; the identity in the
-        clear must be the configured remote id (if one is configured)."""
-        check_v1(AGGR, 1, msg.payloads)
-        offer, peer_id = msg.first(V1Sa), msg.first(V1Id)
-        assert offer is not None and peer_id is not None
-        candidates = [
-            c for c in connections_for(self.config, dst[0], src[0]) if id_fits(c, peer_id)
-        ]
-        allowed = [c for c in candidates if c.aggressive]
-        if candidates and not allowed:
-            # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
-            # strongSwan answers AUTHENTICATION-FAILED (no Aggressive Mode config for it)
-            self._refuse_phase1(msg, src, dst, NotifyV1.AUTHENTICATION_FAILED)
-            raise PeerError("aggressive_refused", f"Aggressive Mode from {src[0]} not allowed")
-        picked = choose(self.ctx, allowed, offer)
-        if picked is None:
-            self._refuse_phase1(msg, src, dst)
-            raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
-        conn, chosen = picked
-        sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
-        sa.spi_r = self.ctx.ike_spi()
-        sa.set_state(IkeState.CONNECTING)
-        self._count_in(sa, msg)
-        sa.flight(0).received(data)
-        log.info("%s: Aggressive Mode from %s[%d]", sa.tag(), src[0], src[1])
-        try:
-            aggressive_mode.responder_am1(sa, msg, chosen, now)
-        except PeerError:
-            sa.fail("refused", now, self._remove_child, quiet=True)
-            raise
-        self.sas[sa.spi_r] = sa
-        self.half_open[(msg.spi_i, src[0], src[1])] = sa
-
     def _initial_contact(self, sa: IsakmpSa, now: float) -> None:
         """RFC 2407 §4.6.3.3: the peer has no other SA with us (it restarted): what we
         still hold for the same identity is stale; removed without messages."""
@@ -643,11 +488,11 @@ class Ikev1Engine:
                 and other.state == IkeState.ESTABLISHED
             ):
                 log.info("%s: INITIAL-CONTACT: replacing %s", sa.tag(), other.tag())
-                other.fail("initial_contact", now, self._remove_child)
+                other.fail("initial_contact", now, self.remove_child)
 
     def _established(self, sa: IsakmpSa, now: float) -> None:
         for child in self.wanted.pop(sa.unique_id, []):
-            self._quick(sa, child, now)
+            self.start_quick_mode(sa, child, now)
 
     def _quick_mode(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
         if sa.state != IkeState.ESTABLISHED:
@@ -657,7 +502,7 @@ class Ikev1Engine:
         child: ChildSa | None
         if qm is None:
             qm = quick_mode.responder_qm1(sa, msg, now)
-            qm.reqid = self.traps.get((sa.name, qm.cfg.name)) or self._reqid_of(sa, qm)
+            qm.reqid = self.traps.reqid(sa.name, qm.cfg.name) or self._reqid_of(sa, qm)
             self.quick[key] = qm
             return
         if qm.initiator and qm.step == 1:
@@ -686,110 +531,12 @@ class Ikev1Engine:
         if old is not None and old.state != ChildState.DELETED:
             # make before break: the successor is in, the old pair goes (RFC 2409 §5.5 has
             # no rekey; strongSwan deletes the old SAs right away)
-            self._delete_child(sa, old, "rekeyed", now)
+            self.delete_child(sa, old, "rekeyed", now)
         previous = sa.replaces
         pending = self.wanted.get(sa.unique_id) or any(k[0] == sa.our_spi for k in self.quick)
         if previous is not None and previous.state == IkeState.ESTABLISHED and not pending:
             self.ctx.counters.conn(sa.name).ike_rekeys += 1
-            self._delete_sa(previous, "reauthenticated", now)
-
-    def _info(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
-        check_v1(INFO, 1, msg.payloads)
-        first = msg.payloads[0] if msg.payloads else None
-        if not isinstance(first, V1Hash) or sa.prf is None or sa.keys is None:
-            raise PeerError("invalid_syntax", "Informational without HASH")
-        want = informational_hash(sa.prf, sa.keys.skeyid_a, msg.message_id, msg.after(0))
-        if not hmac.compare_digest(first.data, want):
-            raise PeerError("invalid_hash", "Informational HASH mismatch")
-        sa.accept()
-        if sa.cipher is not None:
-            sa.cipher.forget(msg.message_id)
-        sa.flights.pop(msg.message_id, None)  # one-shot: nothing to retransmit
-        for p in msg.payloads[1:]:
-            if isinstance(p, V1Notify):
-                self._on_notify(sa, p, now)
-            elif isinstance(p, V1Delete):
-                self._on_delete(sa, p, now)
-
-    def _on_notify(self, sa: IsakmpSa, n: V1Notify, now: float) -> None:
-        if n.notify_type == NotifyV1.R_U_THERE:
-            self._notify(sa, NotifyV1.R_U_THERE_ACK, n.data)
-        elif n.notify_type == NotifyV1.R_U_THERE_ACK:
-            if sa.dpd_outstanding and n.data == sa.dpd_seq.to_bytes(4, "big"):
-                sa.dpd_outstanding = False
-                sa.dpd_deadline = None
-        elif n.notify_type <= NOTIFY_ERROR_MAX:
-            log.info("%s: peer sent error notify %d", sa.tag(), n.notify_type)
-            for key, qm in list(self.quick.items()):
-                if key[0] == sa.our_spi and qm.initiator:
-                    del self.quick[key]
-                    sa.flights.pop(qm.mid, None)
-                    if qm.rekey_of is not None:
-                        qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)
-                    self.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
-
-    def _on_delete(self, sa: IsakmpSa, d: V1Delete, now: float) -> None:
-        if d.protocol == ProtocolV1.ISAKMP:
-            if sa.spi_i + sa.spi_r in d.spis:
-                log.info("%s: peer deleted the ISAKMP_SA", sa.tag())
-                sa.fail("peer_deleted", now, self._remove_child)
-            return
-        if d.protocol != ProtocolV1.ESP:
-            return
-        spis = {int.from_bytes(s, "big") for s in d.spis}
-        for child in list(sa.children):
-            if child.spi_out in spis:
-                self._remove_child(child, "peer_deleted", sa)
-
-    def _cleartext(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
-        """An unprotected Informational: only believable before phase 1 is done (e.g. the
-        responder's NO-PROPOSAL-CHOSEN), and then it ends our attempt."""
-        if msg.exchange == INFO and sa.state == IkeState.CONNECTING:
-            n = msg.first(V1Notify)
-            if n is not None and n.notify_type <= NOTIFY_ERROR_MAX:
-                log.info("%s: peer refused: notify %d", sa.tag(), n.notify_type)
-                sa.fail("peer_refused", now, self._remove_child)
-                return
-        raise PeerError("unprotected", f"exchange {msg.exchange} in the clear")
-
-    def _responder(
-        self, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
-    ) -> None:
-        check_v1(MAIN, 1, msg.payloads)
-        offer = msg.first(V1Sa)
-        assert offer is not None
-        picked = choose(self.ctx, connections_for(self.config, dst[0], src[0]), offer)
-        if picked is None:
-            self._refuse_phase1(msg, src, dst)
-            raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
-        conn, chosen = picked
-        sa = IsakmpSa(self.ctx, self.ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
-        sa.spi_r = self.ctx.ike_spi()
-        sa.choose(chosen)
-        sa.candidates = connections_for(self.config, dst[0], src[0])
-        sa.set_state(IkeState.CONNECTING)
-        self.sas[sa.spi_r] = sa
-        self.half_open[(msg.spi_i, src[0], src[1])] = sa
-        self._count_in(sa, msg)
-        sa.flight(0).received(data)
-        log.info("%s: Main Mode from %s[%d]", sa.tag(), src[0], src[1])
-        main_mode.responder_mm1(sa, msg, chosen.number, now)
-
-    def _refuse_phase1(
-        self,
-        msg: V1Message,
-        src: Address,
-        dst: Address,
-        notify: int = NotifyV1.NO_PROPOSAL_CHOSEN,
-    ) -> None:
-        """NO-PROPOSAL-CHOSEN (or ``notify``) in the clear (RFC 2408 §5.2), as strongSwan
-        answers."""
-        from pike.ikev2.actions import SendDatagram
-        from pike.wire.isakmp import encode_v1
-
-        n = V1Notify(notify, b"", ProtocolV1.ISAKMP, b"")
-        out = V1Message(msg.spi_i, bytes(8), INFO, 0, 0, [n])
-        self.ctx.emit(SendDatagram(encode_v1(out), dst, src))
+            self.delete_sa(previous, "reauthenticated", now)
 
     def _sweep(self) -> None:
         for key, sa in list(self.sas.items()):

@@ -7,7 +7,6 @@ clear, so it counts too.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
 from pike.ikev1 import signature_auth
@@ -15,6 +14,7 @@ from pike.ikev1.isakmp_sa import PeerError, log
 from pike.ikev1.proposals import Phase1Choice, phase1_choices, select_phase1
 from pike.ikev2.certs import ids_match, peer_identity
 from pike.ikev2.context import Context
+from pike.policy.addrs import addr_in
 from pike.policy.config import Config, ConnectionConfig
 from pike.wire.isakmp_payloads import V1Id, V1Sa
 
@@ -52,20 +52,3 @@ def choose(
 def id_fits(conn: ConnectionConfig, peer: V1Id) -> bool:
     # DNs by meaning: charon encodes them as PrintableString, our config as UTF8String
     return ids_match(conn.remote.id, peer_identity(peer.id_type, peer.data))
-
-
-def addr_in(addr: str, configured: tuple[str, ...]) -> bool:
-    if "%any" in configured:
-        return True
-    ip = ipaddress.ip_address(addr)
-    for c in configured:
-        try:
-            if ip in ipaddress.ip_network(c, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def any_of(remote: str) -> str:
-    return "0.0.0.0" if ipaddress.ip_address(remote).version == 4 else "::"

@@ -1,0 +1,100 @@
+"""Informational exchanges of an ISAKMP SA (RFC 2408 §4.8): one-shot messages under
+HASH(1) that carry notifies (errors, DPD's R-U-THERE) and deletes, both ways.
+
+Before phase 1 is done a peer may only refuse us in the clear; once it is, an
+Informational counts only with a valid HASH.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.keys import informational_hash
+from pike.ikev2.actions import ChildSaFailed
+from pike.ikev2.state import ChildState, IkeState
+from pike.wire.isakmp_constants import NOTIFY_ERROR_MAX, ExchangeV1, NotifyV1, ProtocolV1
+from pike.wire.isakmp_payloads import V1Delete, V1Hash, V1Message, V1Notify, V1Payload
+from pike.wire.isakmp_rules import check_v1
+
+if TYPE_CHECKING:
+    from pike.ikev1.engine import Ikev1Engine
+
+INFO = ExchangeV1.INFORMATIONAL
+
+
+def send(sa: IsakmpSa, payloads: list[V1Payload]) -> None:
+    mid = sa.message_id()
+    sa.send(sa.hashed(INFO, mid, payloads))
+    assert sa.cipher is not None
+    sa.cipher.forget(mid)
+
+
+def notify(sa: IsakmpSa, notify_type: int, data: bytes) -> None:
+    cookies = sa.spi_i + sa.spi_r
+    send(sa, [V1Notify(notify_type, data, ProtocolV1.ISAKMP, cookies)])
+
+
+def receive(engine: Ikev1Engine, sa: IsakmpSa, msg: V1Message, now: float) -> None:
+    check_v1(INFO, 1, msg.payloads)
+    first = msg.payloads[0] if msg.payloads else None
+    if not isinstance(first, V1Hash) or sa.prf is None or sa.keys is None:
+        raise PeerError("invalid_syntax", "Informational without HASH")
+    want = informational_hash(sa.prf, sa.keys.skeyid_a, msg.message_id, msg.after(0))
+    if not hmac.compare_digest(first.data, want):
+        raise PeerError("invalid_hash", "Informational HASH mismatch")
+    sa.accept()
+    if sa.cipher is not None:
+        sa.cipher.forget(msg.message_id)
+    sa.flights.pop(msg.message_id, None)  # one-shot: nothing to retransmit
+    for p in msg.payloads[1:]:
+        if isinstance(p, V1Notify):
+            _on_notify(engine, sa, p)
+        elif isinstance(p, V1Delete):
+            _on_delete(engine, sa, p, now)
+
+
+def cleartext(engine: Ikev1Engine, sa: IsakmpSa, msg: V1Message, now: float) -> None:
+    """An unprotected Informational: only believable before phase 1 is done (e.g. the
+    responder's NO-PROPOSAL-CHOSEN), and then it ends our attempt."""
+    if msg.exchange == INFO and sa.state == IkeState.CONNECTING:
+        n = msg.first(V1Notify)
+        if n is not None and n.notify_type <= NOTIFY_ERROR_MAX:
+            log.info("%s: peer refused: notify %d", sa.tag(), n.notify_type)
+            sa.fail("peer_refused", now, engine.remove_child)
+            return
+    raise PeerError("unprotected", f"exchange {msg.exchange} in the clear")
+
+
+def _on_notify(engine: Ikev1Engine, sa: IsakmpSa, n: V1Notify) -> None:
+    if n.notify_type == NotifyV1.R_U_THERE:
+        notify(sa, NotifyV1.R_U_THERE_ACK, n.data)
+    elif n.notify_type == NotifyV1.R_U_THERE_ACK:
+        if sa.dpd_outstanding and n.data == sa.dpd_seq.to_bytes(4, "big"):
+            sa.dpd_outstanding = False
+            sa.dpd_deadline = None
+    elif n.notify_type <= NOTIFY_ERROR_MAX:
+        log.info("%s: peer sent error notify %d", sa.tag(), n.notify_type)
+        # it refuses what we asked: our Quick Modes under way on this SA fail
+        for key, qm in list(engine.quick.items()):
+            if key[0] == sa.our_spi and qm.initiator:
+                del engine.quick[key]
+                sa.flights.pop(qm.mid, None)
+                if qm.rekey_of is not None:
+                    qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)
+                engine.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
+
+
+def _on_delete(engine: Ikev1Engine, sa: IsakmpSa, d: V1Delete, now: float) -> None:
+    if d.protocol == ProtocolV1.ISAKMP:
+        if sa.spi_i + sa.spi_r in d.spis:
+            log.info("%s: peer deleted the ISAKMP_SA", sa.tag())
+            sa.fail("peer_deleted", now, engine.remove_child)
+        return
+    if d.protocol != ProtocolV1.ESP:
+        return
+    spis = {int.from_bytes(s, "big") for s in d.spis}
+    for child in list(sa.children):
+        if child.spi_out in spis:
+            engine.remove_child(child, "peer_deleted", sa)

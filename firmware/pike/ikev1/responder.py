@@ -1,0 +1,131 @@
+"""Phase-1 requests as responder: new ISAKMP SAs from MM1 or AM1.
+
+A first message finds its connections by address (and, in Aggressive Mode, by the
+identity sent in the clear) and proposal; a refusal is answered in the clear. The SA it
+makes is half-open until the peer authenticates: at most HALF_OPEN_PER_PEER per address,
+each bounded by HALF_OPEN_TIMEOUT (see timers.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pike.ikev1 import aggressive_mode, main_mode
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.proposals import Phase1Choice
+from pike.ikev1.selection import choose, connections_for, id_fits
+from pike.ikev2.actions import Address, SendDatagram
+from pike.ikev2.context import Context
+from pike.ikev2.state import IkeState
+from pike.policy.config import ConnectionConfig
+from pike.wire.isakmp import encode_v1
+from pike.wire.isakmp_constants import ExchangeV1, NotifyV1, ProtocolV1
+from pike.wire.isakmp_payloads import V1Id, V1Message, V1Notify, V1Sa
+from pike.wire.isakmp_rules import check_v1
+
+if TYPE_CHECKING:
+    from pike.ikev1.engine import Ikev1Engine
+
+HALF_OPEN_PER_PEER = 5  # strongSwan's block_threshold: unfinished phase 1s per address
+
+
+def phase1_request(
+    engine: Ikev1Engine, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+) -> None:
+    """MM1 or AM1 that no half-open SA of ours answers yet."""
+    if sum(1 for k in engine.half_open if k[1] == src[0]) >= HALF_OPEN_PER_PEER:
+        # IKEv1 has no COOKIE round trip: cap what one address can make us hold
+        raise PeerError("too_many_half_open", f"from {src[0]}")
+    if msg.exchange == ExchangeV1.AGGRESSIVE:
+        _aggressive_mode(engine, msg, data, src, dst, now)
+    else:
+        _main_mode(engine, msg, data, src, dst, now)
+
+
+def _main_mode(
+    engine: Ikev1Engine, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+) -> None:
+    check_v1(ExchangeV1.MAIN, 1, msg.payloads)
+    offer = msg.first(V1Sa)
+    assert offer is not None
+    candidates = connections_for(engine.config, dst[0], src[0])
+    conn, chosen = _choose(engine.ctx, candidates, msg, offer, src, dst)
+    sa = _new_sa(engine.ctx, msg, conn, src, dst, now)
+    sa.choose(chosen)
+    sa.candidates = candidates
+    sa.set_state(IkeState.CONNECTING)
+    engine.sas[sa.spi_r] = sa
+    engine.half_open[(msg.spi_i, src[0], src[1])] = sa
+    engine.count_in(sa, msg)
+    sa.flight(0).received(data)
+    log.info("%s: Main Mode from %s[%d]", sa.tag(), src[0], src[1])
+    main_mode.responder_mm1(sa, msg, chosen.number, now)
+
+
+def _aggressive_mode(
+    engine: Ikev1Engine, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+) -> None:
+    """AM1: only connections with ``aggressive = true`` take it; the identity in the
+    clear must be the configured remote id (if one is configured)."""
+    check_v1(ExchangeV1.AGGRESSIVE, 1, msg.payloads)
+    offer, peer_id = msg.first(V1Sa), msg.first(V1Id)
+    assert offer is not None and peer_id is not None
+    ctx = engine.ctx
+    candidates = [c for c in connections_for(engine.config, dst[0], src[0]) if id_fits(c, peer_id)]
+    allowed = [c for c in candidates if c.aggressive]
+    if candidates and not allowed:
+        # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
+        # strongSwan answers AUTHENTICATION-FAILED (no Aggressive Mode config for it)
+        refuse(ctx, msg, src, dst, NotifyV1.AUTHENTICATION_FAILED)
+        raise PeerError("aggressive_refused", f"Aggressive Mode from {src[0]} not allowed")
+    conn, chosen = _choose(ctx, allowed, msg, offer, src, dst)
+    sa = _new_sa(ctx, msg, conn, src, dst, now)
+    sa.set_state(IkeState.CONNECTING)
+    engine.count_in(sa, msg)
+    sa.flight(0).received(data)
+    log.info("%s: Aggressive Mode from %s[%d]", sa.tag(), src[0], src[1])
+    try:
+        aggressive_mode.responder_am1(sa, msg, chosen, now)
+    except PeerError:
+        sa.fail("refused", now, engine.remove_child, quiet=True)
+        raise
+    engine.sas[sa.spi_r] = sa
+    engine.half_open[(msg.spi_i, src[0], src[1])] = sa
+
+
+def _choose(
+    ctx: Context,
+    candidates: list[ConnectionConfig],
+    msg: V1Message,
+    offer: V1Sa,
+    src: Address,
+    dst: Address,
+) -> tuple[ConnectionConfig, Phase1Choice]:
+    """The connection and transform we take, or a refusal in the clear."""
+    picked = choose(ctx, candidates, offer)
+    if picked is None:
+        refuse(ctx, msg, src, dst)
+        raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
+    return picked
+
+
+def _new_sa(
+    ctx: Context, msg: V1Message, conn: ConnectionConfig, src: Address, dst: Address, now: float
+) -> IsakmpSa:
+    sa = IsakmpSa(ctx, ctx.unique_id(), False, msg.spi_i, dst, src, conn, now)
+    sa.spi_r = ctx.ike_spi()
+    return sa
+
+
+def refuse(
+    ctx: Context,
+    msg: V1Message,
+    src: Address,
+    dst: Address,
+    notify: int = NotifyV1.NO_PROPOSAL_CHOSEN,
+) -> None:
+    """NO-PROPOSAL-CHOSEN (or ``notify``) in the clear (RFC 2408 §5.2), as strongSwan
+    answers."""
+    n = V1Notify(notify, b"", ProtocolV1.ISAKMP, b"")
+    out = V1Message(msg.spi_i, bytes(8), ExchangeV1.INFORMATIONAL, 0, 0, [n])
+    ctx.emit(SendDatagram(encode_v1(out), dst, src))

@@ -1,0 +1,100 @@
+"""The clock of an ISAKMP SA: when it next needs the engine and what each deadline does.
+
+Retransmissions (any exchange that goes unanswered loses the whole SA, as in strongSwan's
+IKEv1), the signature we wait for, the responder's half-open timeout, CHILD_SA life_time
+and rekey_time, DPD (``liveness``), NAT-T keepalives and reauth_time. All times are passed
+in (sans-I/O).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pike.ikev1 import informational, liveness
+from pike.ikev1.isakmp_sa import IsakmpSa, log
+from pike.ikev2.actions import SendKeepalive
+from pike.ikev2.context import HALF_OPEN_TIMEOUT
+from pike.ikev2.state import ChildState, IkeState
+from pike.wire.isakmp_constants import NotifyV1
+
+if TYPE_CHECKING:
+    from pike.ikev1.engine import Ikev1Engine
+
+
+def deadlines(sa: IsakmpSa) -> list[float | None]:
+    times: list[float | None] = [fl.deadline for fl in sa.flights.values()]
+    if sa.signing is not None:
+        times.append(sa.signing.deadline)
+    if sa.state == IkeState.CONNECTING and not sa.initiator:
+        times.append(sa.created_at + HALF_OPEN_TIMEOUT)
+    if sa.state == IkeState.ESTABLISHED:
+        times += [liveness.due(sa), sa.keepalive_at, sa.reauth_at]
+        times += [c.next_deadline() for c in sa.children]
+    return times
+
+
+def on_timer(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+    """Everything due on ``sa`` at ``now``."""
+    _retransmit(engine, sa, now)
+    if sa.signing is not None and now >= sa.signing.deadline:
+        engine.sign_done(sa.signing.ref, TimeoutError("no signature in time"), now)
+    half_open = sa.state == IkeState.CONNECTING and not sa.initiator
+    if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
+        # a responder has nothing to retransmit in Main Mode: unfinished SAs go
+        log.info("%s: half-open ISAKMP_SA timed out", sa.tag())
+        sa.fail("half_open_timeout", now, engine.remove_child, quiet=True)
+    if sa.state != IkeState.ESTABLISHED:
+        return
+    _child_timers(engine, sa, now)
+    _dpd(engine, sa, now)
+    if sa.keepalive_at is not None and now >= sa.keepalive_at:
+        engine.ctx.counters.conn(sa.name).keepalives += 1
+        engine.ctx.emit(SendKeepalive(sa.local, sa.remote))
+        sa.keepalive_at = now + engine.config.daemon.keepalive
+    if sa.reauth_at is not None and now >= sa.reauth_at:
+        sa.reauth_at = None
+        engine.reauth(sa, now)
+
+
+def _retransmit(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+    tries = engine.config.daemon.retransmit_tries
+    for mid, fl in list(sa.flights.items()):
+        if fl.deadline is None or now < fl.deadline or fl.pending is None:
+            continue
+        if fl.tries >= tries:
+            # strongSwan's IKEv1 gives the whole SA up when any exchange goes unanswered
+            log.info("%s: giving up after %d retransmits (M-ID %08x)", sa.tag(), fl.tries, mid)
+            fl.deadline = None
+            engine.lost(sa, now)
+            return
+        fl.tries += 1
+        fl.deadline = now + sa.timeout(fl.tries)
+        engine.ctx.counters.conn(sa.name).retransmits += 1
+        log.info("%s: retransmit %d of M-ID %08x", sa.tag(), fl.tries, mid)
+        sa.send(fl.pending)
+
+
+def _child_timers(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+    for child in list(sa.children):
+        if child.expire_at is not None and now >= child.expire_at:
+            child.expire_at = None
+            engine.delete_child(sa, child, "life_time", now)
+        elif child.rekey_at is not None and now >= child.rekey_at:
+            child.rekey_at = None
+            # Only the side that ran the Quick Mode rekeys it: IKEv1 has no collision
+            # handling, two rekeys would leave two pairs. The other side keeps its
+            # life_time as the backstop.
+            if child.state == ChildState.INSTALLED and child.initiator:
+                log.info("%s: CHILD_SA %s{%d} rekey", sa.tag(), child.name, child.unique_id)
+                engine.rekey_child(sa, child, now)
+
+
+def _dpd(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+    verdict = liveness.check(sa, now, engine.ctx.esp_activity, engine.config.daemon)
+    if verdict == "dead":
+        log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
+        engine.ctx.counters.conn(sa.name).dpd_failures += 1
+        engine.lost(sa, now)
+    elif verdict == "probe":
+        engine.ctx.counters.conn(sa.name).dpd_probes += 1
+        informational.notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
