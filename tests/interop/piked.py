@@ -287,7 +287,7 @@ class PikedNode(PeerNode):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text())
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Write the config, start piked, wait until ``pikectl status`` answers."""
         piked = venv_bin("piked")
         if piked is None:

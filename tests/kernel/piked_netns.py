@@ -91,7 +91,7 @@ class Piked:
     def log(self) -> Path:
         return self.dir / "piked.log"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg = self.dir / "pike.toml"
         cfg.write_text(self.text)

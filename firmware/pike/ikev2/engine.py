@@ -81,9 +81,8 @@ class Ikev2Engine:
                 continue
             self.traps.install_configured(conn)
             for child in conn.children:
-                if child.start_action == "start":
+                if child.start_action == "start":  # the first in IKE_AUTH, the others after
                     self.initiate(conn.name, now, child.name)
-                    break
 
     def acquire(self, reqid: int, now: float) -> None:
         """The kernel saw traffic for a trap policy (XFRM ACQUIRE): negotiate it."""
@@ -133,9 +132,14 @@ class Ikev2Engine:
         for sa in self.sas.values():
             if sa.conn is not conn or sa.state not in (IkeState.CONNECTING, IkeState.ESTABLISHED):
                 continue
-            wanted = child_cfg is not None and not self._has_child(sa, child_cfg.name)
-            if wanted and sa.state == IkeState.ESTABLISHED:
-                # Another pair of subnets to the same peer: CREATE_CHILD_SA (§1.3.1).
+            wanted = (
+                child_cfg is not None
+                and not self._has_child(sa, child_cfg.name)
+                and not _child_queued(sa, child_cfg.name)
+            )
+            if wanted and child_cfg is not None and (sa.initiator or sa.established_at):
+                # Another pair of subnets to the same peer: CREATE_CHILD_SA (§1.3.1), at
+                # once, or right after IKE_AUTH while our IKE SA is still connecting.
                 sa.tasks.queue(
                     ChildCreate(sa, True, child_cfg, exchange=ExchangeType.CREATE_CHILD_SA)
                 )
@@ -197,9 +201,9 @@ class Ikev2Engine:
             if conn.version != 2:
                 continue
             self.traps.install_configured(conn)
-            starts = [c.name for c in conn.children if c.start_action == "start"]
-            if starts:
-                self.initiate(name, now, starts[0])
+            for child in conn.children:
+                if child.start_action == "start":
+                    self.initiate(name, now, child.name)
         log.info(
             "reloaded: %d unchanged, %d changed, %d removed, %d added",
             len(kept),
@@ -453,11 +457,20 @@ class Ikev2Engine:
         for again in restarts(self.ctx, ended):
             log.info("%s", again.note)
             with contextlib.suppress(KeyError):
-                self.initiate(again.conn, now, again.child, keyingtry=again.keyingtry)
+                for child in again.children or (None,):
+                    self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:
         return [sa_info(sa) for sa in self.sas.values()]
+
+
+def _child_queued(sa: IkeSa, name: str) -> bool:
+    """A CHILD_SA of that name is already asked for on ``sa`` (in IKE_AUTH or after)."""
+    return any(
+        isinstance(t, ChildCreate) and t.config is not None and t.config.name == name
+        for t in (*sa.tasks.active, *sa.tasks.queued)
+    )
 
 
 def _secrets_for(config: Config, conn: ConnectionConfig) -> bytes | None:

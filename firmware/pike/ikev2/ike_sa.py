@@ -67,6 +67,8 @@ class IkeSa:
     # initiation asked for, so that a retry asks for the same.
     keyingtry: int = 0
     initiate_child: str | None = None
+    # The children that were up when this IKE SA failed (dpd_action=restart brings them back).
+    lost_children: tuple[str, ...] = ()
     # Fragments of an incoming message by (message id, is_response): total, chunks.
     fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] = field(
         default_factory=dict, repr=False
@@ -261,6 +263,9 @@ class IkeSa:
             return
         self.delete_reason = reason
         self.ctx.before_fail(self, reason)
+        self.lost_children = tuple(
+            dict.fromkeys(c.name for c in self.children if c.installed_at is not None)
+        )
         for child in list(self.children):
             self.remove_child(child, reason)
         if not quiet or self.established_at is not None:

@@ -16,9 +16,20 @@ from pike.ikev2.ike_sa import IkeSa
 @dataclass(frozen=True)
 class Restart:
     conn: str
-    child: str | None  # None: the connection's first child
+    children: tuple[str, ...]  # the first in IKE_AUTH, the others after; (): the first
     keyingtry: int  # attempts of keyingtries that went before this one
     note: str  # the log line that says why
+
+
+def _asked_for(sa: IkeSa) -> tuple[str, ...]:
+    """The children an unanswered initiation asked for, so that a retry asks again."""
+    from pike.ikev2.tasks.child_create import ChildCreate
+
+    names = [sa.initiate_child] if sa.initiate_child else []
+    for t in (*sa.tasks.active, *sa.tasks.queued):
+        if isinstance(t, ChildCreate) and t.config is not None and t.config.name not in names:
+            names.append(t.config.name)
+    return tuple(names)
 
 
 def restarts(ctx: Context, ended: list[IkeSa]) -> list[Restart]:
@@ -33,13 +44,13 @@ def restarts(ctx: Context, ended: list[IkeSa]) -> list[Restart]:
                 f"{sa.tag()}: peer not responding, trying again "
                 f"({sa.keyingtry + 2}/{conn.keyingtries or 'forever'})"
             )
-            retries.append(Restart(conn.name, sa.initiate_child, sa.keyingtry + 1, note))
+            retries.append(Restart(conn.name, _asked_for(sa), sa.keyingtry + 1, note))
         dead = sa.established_at is not None and sa.delete_reason == "retransmit_timeout"
         if conn is not None and dead and sa.dpd_outstanding:
             ctx.counters.conn(conn.name).dpd_failures += 1
         if conn is not None and dead and conn.dpd_action == "restart":
             note = f"{conn.name}: peer is dead, dpd_action=restart: initiating again"
-            dead_peers.append(Restart(conn.name, None, 0, note))
+            dead_peers.append(Restart(conn.name, sa.lost_children, 0, note))
     return dead_peers + retries
 
 

@@ -69,8 +69,12 @@ class TaskManager:
         ):
             return
         exchange = self.queued[0].exchange
-        self.active = [t for t in self.queued if t.exchange == exchange]
-        self.queued = [t for t in self.queued if t.exchange != exchange]
+        if exchange == ExchangeType.CREATE_CHILD_SA:
+            # One CHILD_SA, CHILD rekey or IKE rekey per exchange (RFC 7296 §1.3).
+            self.active, self.queued = self.queued[:1], self.queued[1:]
+        else:
+            self.active = [t for t in self.queued if t.exchange == exchange]
+            self.queued = [t for t in self.queued if t.exchange != exchange]
         self.active_exchange = exchange
         try:
             if self._wait_for_signature(self.active, now):
