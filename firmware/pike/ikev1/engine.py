@@ -83,9 +83,8 @@ class Ikev1Engine:
                 continue
             self.traps.install_configured(conn)
             for child in conn.children:
-                if child.start_action == "start":
+                if child.start_action == "start":  # the others wait for phase 1
                     self.initiate(conn.name, now, child.name)
-                    break
 
     def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -146,9 +145,9 @@ class Ikev1Engine:
         for conn in config.connections.values():
             if conn.version == 1 and conn.name not in kept:
                 self.traps.install_configured(conn)
-                starts = [c.name for c in conn.children if c.start_action == "start"]
-                if starts:
-                    self.initiate(conn.name, now, starts[0])
+                for child in conn.children:
+                    if child.start_action == "start":
+                        self.initiate(conn.name, now, child.name)
 
     def start_quick_mode(
         self, sa: IsakmpSa, child: str, now: float, rekey: ChildSa | None = None
@@ -267,12 +266,13 @@ class Ikev1Engine:
         conn = sa.conn
         wanted = list(self.wanted.get(sa.unique_id, []))
         established = sa.established_at is not None
+        were_up = list(dict.fromkeys(c.name for c in sa.live_children()))
         if conn is not None and established and conn.dpd_action == "trap":
             for child in sa.live_children():
                 # back to on-demand: the next packet brings the tunnel up again
                 self.traps.install(conn, child.name, child.reqid, child)
         sa.fail("retransmit_timeout", now, self.remove_child)
-        again = restart(sa, established, wanted)
+        again = restart(sa, established, were_up if established else wanted)
         if conn is not None and again is not None:
             if again.note is not None:
                 log.info("%s", again.note)

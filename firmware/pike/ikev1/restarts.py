@@ -19,12 +19,13 @@ class Restart:
 
 
 def restart(sa: IsakmpSa, established: bool, wanted: list[str]) -> Restart | None:
-    """The new initiation after ``sa`` was lost, if any; ``wanted``: its pending children."""
+    """The new initiation after ``sa`` was lost, if any; ``wanted``: the children it
+    carried (established: strongSwan restarts all of them) or still waited for."""
     conn = sa.conn
     if conn is None or not sa.initiator:
         return None
     if established and conn.dpd_action == "restart":
-        return Restart([c.name for c in conn.children][:1], 1, None)
+        return Restart(wanted or [c.name for c in conn.children][:1], 1, None)
     if not established and (conn.keyingtries == 0 or sa.attempt < conn.keyingtries):
         note = f"{conn.name}: keyingtries: attempt {sa.attempt + 1}"
         return Restart(wanted, sa.attempt + 1, note)
