@@ -224,7 +224,10 @@ def settled(a: PikedNode | StrongswanNode, b: PikedNode | StrongswanNode) -> tup
 
 
 def xfrm_state_count(ns: Namespace) -> int:
-    return ns.run(["ip", "xfrm", "state"]).stdout.count("proto esp")
+    """ESP SAs in the kernel, without the larval ones (SPI 0) that an ACQUIRE leaves for
+    a while when a packet met a policy in a moment without an SA."""
+    out = ns.run(["ip", "xfrm", "state"]).stdout
+    return out.count("proto esp") - out.count("proto esp spi 0x00000000")
 
 
 # -- CHILD_SA rekey under a stream ---------------------------------------------------------
