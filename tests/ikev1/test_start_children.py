@@ -4,7 +4,7 @@ Two engines, fake clock."""
 
 from __future__ import annotations
 
-from ikev2.pair import Node, transfer
+from ikev2.pair import Node, installed, transfer
 
 from .v1pair import A, B, engine, v1conf
 
@@ -23,12 +23,6 @@ def pair(extra_a: str = "") -> tuple[Node, Node]:
     a = v1conf(A, B, start="start", extra_conn=extra_a) + VOICE_A.format(start="start")
     b = v1conf(B, A, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
     return Node(engine(a, 1)), Node(engine(b + VOICE_B.format(start="none"), 2))
-
-
-def installed(node: Node) -> list[str]:
-    (sa,) = node.engine.list_sas()
-    assert sa.state == "ESTABLISHED"
-    return sorted(c.name for c in sa.children if c.state == "INSTALLED")
 
 
 def test_every_start_child_comes_up() -> None:

@@ -181,6 +181,13 @@ def send_informational(node: Node, now: float) -> SendDatagram:
     return probe
 
 
+def installed(node: Node) -> list[str]:
+    """The INSTALLED children of ``node``'s one IKE SA, which must be ESTABLISHED."""
+    (sa,) = node.engine.list_sas()
+    assert sa.state == "ESTABLISHED"
+    return sorted(c.name for c in sa.children if c.state == "INSTALLED")
+
+
 def nothing_in_flight(node: Node) -> bool:
     """No request of ours awaits an answer (rekey/DPD timers may still be armed)."""
     return all(sa.tasks.deadline is None for sa in node.engine.sas.values())

@@ -5,7 +5,7 @@ dead peer's IKE SA carried. Two engines, fake clock."""
 
 from __future__ import annotations
 
-from .pair import Node, conf, make_pair, transfer
+from .pair import Node, conf, installed, make_pair, transfer
 
 A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
 B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
@@ -29,12 +29,6 @@ def pair(start: str = "start", extra_a: str = "") -> tuple[Node, Node]:
     b_text += child("voice", "10.2.1.0/24", "10.1.1.0/24", "none")
     b_text += child("mgmt", "10.2.2.0/24", "10.1.2.0/24", "none")
     return make_pair(a_text, b_text)
-
-
-def installed(node: Node) -> list[str]:
-    (sa,) = node.engine.list_sas()
-    assert sa.state == "ESTABLISHED"
-    return sorted(c.name for c in sa.children if c.state == "INSTALLED")
 
 
 def test_every_start_child_comes_up_on_one_ike_sa() -> None:

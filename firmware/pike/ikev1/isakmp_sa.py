@@ -42,7 +42,7 @@ from pike.ikev2.actions import Address, IkeSaDeleted, SendDatagram
 from pike.ikev2.certs import peer_identity
 from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.context import Context
-from pike.ikev2.state import IKE_TRANSITIONS, ChildState, IkeState, StateError
+from pike.ikev2.state import ChildState, IkeState, ike_transition, sa_tag
 from pike.policy.config import ConnectionConfig
 from pike.wire.isakmp import encode_chain, encode_v1
 from pike.wire.isakmp_constants import (
@@ -157,14 +157,10 @@ class IsakmpSa:
         return self.spi_i if self.initiator else self.spi_r
 
     def tag(self) -> str:
-        return f"{self.name}[{self.unique_id}] {self.spi_i.hex()}_i {self.spi_r.hex()}_r"
+        return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)
 
     def set_state(self, new: IkeState) -> None:
-        if new not in IKE_TRANSITIONS[self.state]:
-            raise StateError(f"{self.tag()}: {self.state.value} -> {new.value}")
-        if new != self.state:
-            log.info("%s: ISAKMP_SA %s -> %s", self.tag(), self.state.value, new.value)
-        self.state = new
+        self.state = ike_transition(self.tag(), "ISAKMP_SA", self.state, new, log)
 
     @property
     def nat_any(self) -> bool:

@@ -13,7 +13,7 @@ from pike.ikev2.actions import Address, SendDatagram
 from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.context import Context
 from pike.ikev2.negotiate import Chosen
-from pike.ikev2.state import IKE_TRANSITIONS, IkeState, StateError, log
+from pike.ikev2.state import IkeState, ike_transition, log, sa_tag
 from pike.policy.config import ConnectionConfig, Identity
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
@@ -89,15 +89,10 @@ class IkeSa:
         return self.spi_i if self.initiator else self.spi_r
 
     def tag(self) -> str:
-        """Connection name and SPIs, for every log line (DESIGN.md conventions)."""
-        return f"{self.name}[{self.unique_id}] {self.spi_i.hex()}_i {self.spi_r.hex()}_r"
+        return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)
 
     def set_state(self, new: IkeState) -> None:
-        if new not in IKE_TRANSITIONS[self.state]:
-            raise StateError(f"{self.tag()}: {self.state.value} -> {new.value}")
-        if new != self.state:
-            log.info("%s: IKE_SA %s -> %s", self.tag(), self.state.value, new.value)
-        self.state = new
+        self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log)
 
     @property
     def natt(self) -> bool:

@@ -69,6 +69,22 @@ class StateError(RuntimeError):
     """A transition the tables forbid: a bug in the engine, never the peer's doing."""
 
 
+def sa_tag(name: str, unique_id: int, spi_i: bytes, spi_r: bytes) -> str:
+    """Connection name and SPIs of an IKE or ISAKMP SA, for every log line (DESIGN.md)."""
+    return f"{name}[{unique_id}] {spi_i.hex()}_i {spi_r.hex()}_r"
+
+
+def ike_transition(
+    tag: str, kind: str, old: IkeState, new: IkeState, logger: logging.Logger
+) -> IkeState:
+    """``new`` if the table allows ``old`` -> ``new`` (logged as ``kind``), else StateError."""
+    if new not in IKE_TRANSITIONS[old]:
+        raise StateError(f"{tag}: {old.value} -> {new.value}")
+    if new != old:
+        logger.info("%s: %s %s -> %s", tag, kind, old.value, new.value)
+    return new
+
+
 class RekeyRefused(ValueError):
     """``rekey()`` cannot act now (nothing installed to rekey, or a rekey or setup is under
     way): an operator's request, answered with this one-line reason, never a bug."""
