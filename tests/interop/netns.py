@@ -132,6 +132,7 @@ class Namespace:
         self,
         cmd: Sequence[str],
         *,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = subprocess.DEVNULL,
         stderr: int | IO[Any] | None = subprocess.STDOUT,
         env: dict[str, str] | None = None,
@@ -143,7 +144,7 @@ class Namespace:
         """
         proc = subprocess.Popen(
             self.argv(cmd),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             env=env,

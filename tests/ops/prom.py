@@ -6,6 +6,7 @@ Both ports are on the namespace's loopback only: no clash with the host or anoth
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import urllib.parse
@@ -19,16 +20,46 @@ METRICS_PORT = 19447  # piked's metrics_listen
 PROM_PORT = 19090
 
 
+# One long-lived fetcher per namespace: a Python start-up per request (``ip netns exec``)
+# takes seconds in a busy UML guest, which left gaps of many seconds between samples.
+_FETCHER = r"""
+import json, sys, urllib.request
+for line in sys.stdin:
+    timeout, url = line.rstrip("\n").split("\t", 1)
+    try:
+        body = urllib.request.urlopen(url, timeout=float(timeout)).read().decode()
+        out = {"ok": True, "body": body}
+    except Exception as e:
+        out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    print(json.dumps(out), flush=True)
+"""
+_fetchers: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def _fetcher(ns: Namespace) -> subprocess.Popen[bytes]:
+    proc = _fetchers.get(ns.name)
+    if proc is None or proc.poll() is not None:  # the lab ended it with its namespace
+        proc = ns.popen(
+            [sys.executable, "-c", _FETCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        _fetchers[ns.name] = proc
+    return proc
+
+
 def http_get(ns: Namespace, url: str, timeout: float = 10.0) -> str:
     """GET ``url`` from inside ``ns``; the body (the request must succeed)."""
-    code = (
-        "import sys,urllib.request;"
-        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))"
-        ".read().decode())"
-    )
-    out = ns.run([sys.executable, "-c", code, url, str(timeout)], check=False, timeout=2 * timeout)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    proc = _fetcher(ns)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(f"{timeout}\t{url}\n".encode())
+    proc.stdin.flush()
+    ready, _, _ = select.select([proc.stdout], [], [], 2 * timeout + 30.0)
+    assert ready, f"no answer from the fetcher in {ns.name} for {url}"
+    line = proc.stdout.readline()
+    assert line, f"the fetcher in {ns.name} ended (exit {proc.poll()})"
+    out = json.loads(line)
+    assert out["ok"], f"GET {url} in {ns.name}: {out['error']}"
+    body: str = out["body"]
+    return body
 
 
 def prom_query(ns: Namespace, expr: str, timeout: float = 10.0) -> list[dict[str, Any]]:

@@ -6,8 +6,9 @@
 pings flow, Prometheus (its HTTP API) shows ``pike_child_sa_bytes_total`` rising in both
 directions; a CHILD_SA rekey (``pikectl rekey hq.lan``) in the middle does not make it fall
 (the old SA's bytes are kept), and it ends at least at the kernel's counts; keepalives rise
-throughout; no DPD probe goes out while the pings flow (piked's own counter, read during
-the traffic), and probes (every second once nothing arrives) rise when traffic stops.
+throughout; DPD stays quiet while the pings flow (piked's own counter, read during the
+traffic: at most one probe, where a stalled guest let a second pass without ESP), and probes
+(every second once nothing arrives) rise when traffic stops.
 
 Marked ``kernel_interop``: needs ESP. tests/guest/test_ops_tier.py runs it in UML.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -133,27 +135,32 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
             )
             host, dst = gw.left_lan.host, gw.right_lan.host_ip
             assert host is not None
-            ping = host.popen(["ping", "-n", "-q", "-i", "0.2", "-s", "1000", "-w", "14", dst])
+            # the pings run until at least 14 s and 4 samples (a busy guest samples slowly)
+            ping = host.popen(["ping", "-n", "-q", "-i", "0.2", "-s", "1000", "-w", "60", dst])
             samples: list[tuple[float, float, float]] = []
             t0 = time.monotonic()
             time.sleep(1.5)  # a probe sent just before the first ping may still count
             # DPD probes from piked's own /metrics (exact, no scrape delay), read while the
-            # pings flow: none may go out (issue 5) - ESP from the peer is a sign of life
-            dpd0 = dpd_during = _piked(gw.left, "pike_dpd_probes_total")
+            # pings flow (issue 5: ESP from the peer is a sign of life). Exactly when a probe
+            # may go out (no ESP arrived since the last check) is checked packet by packet
+            # in tests/kernel/test_dpd_traffic_kernel.py.
+            dpd0 = _piked(gw.left, "pike_dpd_probes_total")
             rekeyed = False
-            while ping.poll() is None:
+            while len(samples) < 4 or time.monotonic() - t0 < 14:
+                assert ping.poll() is None, "ping ended early"
                 time.sleep(2)
                 samples.append(
                     (time.monotonic() - t0, _bytes(gw.left, "out"), _bytes(gw.left, "in"))
                 )
-                probes = _piked(gw.left, "pike_dpd_probes_total")
-                if ping.poll() is None:  # read before the pings ended
-                    dpd_during = probes
                 if not rekeyed and samples[-1][0] > 5:
                     # over the control socket: pikectl's own start-up (seconds on a busy
                     # guest) would leave a gap in the samples (pikectl rekey: tests/cli)
                     left.control("rekey", {"conn": "hq", "child": "lan"})
                     rekeyed = True
+            dpd_during = _piked(gw.left, "pike_dpd_probes_total")
+            t_pings = time.monotonic() - t0
+            ping.send_signal(signal.SIGINT)  # ping exits 0 when replies came
+            ping.wait(timeout=30)
             assert ping.returncode == 0, "pings did not cross the tunnel"
             time.sleep(2.5)
             samples.append((time.monotonic() - t0, _bytes(gw.left, "out"), _bytes(gw.left, "in")))
@@ -163,8 +170,9 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
             outs, ins = [s[1] for s in samples], [s[2] for s in samples]
             assert outs == sorted(outs) and ins == sorted(ins), "counter fell (rekey?)"
             assert outs[-1] > outs[0] > 0 and ins[-1] > ins[0] > 0, samples
-            assert len(set(outs)) >= 3, "bytes did not keep rising while traffic flowed"
-            # 70 pings of 1000 bytes each way: at least 50 KB counted through the rekey
+            during = outs[:-1]  # the last sample comes after the pings
+            assert len(set(during)) >= 3, "bytes did not keep rising while traffic flowed"
+            # 70 pings or more of 1000 bytes each way: at least 50 KB counted through the rekey
             assert outs[-1] >= 50_000 and ins[-1] >= 50_000, samples
             child_rekeys = _q(gw.left, 'pike_child_sa_rekeys_total{connection="hq"}')
             assert child_rekeys is not None and child_rekeys >= 1.0
@@ -181,7 +189,8 @@ def test_prometheus_sees_esp_bytes_rise(tmp_path: Path, run_prefix: str, require
                 f"at its end; (Prometheus) {dpd} after the traffic and 5 s later"
             )
             assert ka[1] > ka[0] > 0, ka
-            assert dpd_during == dpd0, (dpd0, dpd_during)
+            # at most one probe in the traffic, against one per second without it
+            assert dpd_during - dpd0 <= 1, (dpd0, dpd_during, t_pings)
             assert dpd[1] > dpd[0], dpd
             if tshark is not None:
                 _esp_decrypts(tshark, pcap, keys / "esp_sa", tmp_path)
