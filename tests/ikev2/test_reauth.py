@@ -3,8 +3,23 @@ two engines, fake clock, exact expectations."""
 
 from __future__ import annotations
 
-from pike.ikev2.actions import DeleteChildSa, IkeSaDeleted, IkeSaEstablished, InstallChildSa
+from dataclasses import replace
+
+import pytest
+
+from pike.ikev2.actions import (
+    Action,
+    DeleteChildSa,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    InstallChildSa,
+    InstallInboundSa,
+    RemoveInboundSa,
+    SendDatagram,
+    SignRequest,
+)
 from pike.ikev2.ike_sa import IkeSa
+from pike.policy.ipsec import Lifetime
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.header import decode_header
@@ -256,3 +271,84 @@ def test_failed_reauth_leaves_the_old_ike_sa() -> None:
     assert [c.spi_in for c in old.children] == spis
     assert not [e for e in a.events if isinstance(e, DeleteChildSa)]
     assert old.replaced_by is None and now > t + 100
+
+
+def in_order(node: Node, now: float) -> list[Action]:
+    """``node``'s new actions in the order the runtime would carry them out."""
+    out: list[Action] = []
+    while (x := node.engine.next_action()) is not None:
+        out.append(x)
+        if isinstance(x, SignRequest):
+            node.sign_requests.append(x)
+            node.sign(x, now)
+    return out
+
+
+def hand(dgrams: list[Action], to: Node, now: float) -> None:
+    for d in dgrams:
+        if isinstance(d, SendDatagram):
+            to.engine.receive_datagram(d.data, d.src, d.dst, now)
+
+
+def _reauth_to_ike_auth(a: Node, b: Node) -> tuple[float, list[Action]]:
+    """Reauthenticate until our IKE_AUTH request is out; a's actions since IKE_SA_INIT."""
+    t = reauth_now(a)
+    hand(in_order(a, t), b, t)
+    hand(b.drain(), a, t)
+    return t, in_order(a, t)
+
+
+def test_reauth_puts_our_inbound_sa_in_before_ike_auth_goes_out() -> None:
+    # The peer (charon) answers IKE_AUTH and sends on its new SA at once: with our inbound
+    # SA already in the kernel, nothing of that is dropped.
+    a, b = up()
+    old_reqid = only_sa(a).children[0].reqid
+    t, steps = _reauth_to_ike_auth(a, b)
+    kinds = [type(x).__name__ for x in steps]
+    (auth,) = [x for x in steps if isinstance(x, SendDatagram)]
+    assert decode_header(auth.data).exchange == ExchangeType.IKE_AUTH
+    assert kinds.index("InstallInboundSa") < steps.index(auth), kinds
+    (ahead,) = [x for x in steps if isinstance(x, InstallInboundSa)]
+    # it outlives every retransmission of IKE_AUTH (165.06 s by default), and no more
+    assert ahead.inbound.lifetime == Lifetime(hard_seconds=195)
+    assert ahead.inbound.reqid == old_reqid  # the old child's policies take it
+    hand([auth], b, t)
+    hand(b.drain(), a, t)
+    steps = in_order(a, t)
+    (install,) = [x for x in steps if isinstance(x, InstallChildSa)]
+    # the install updates that very SA: same SPI, keys and reqid; the real lifetimes now
+    assert replace(install.inbound, lifetime=ahead.inbound.lifetime) == ahead.inbound
+    assert install.inbound.lifetime.hard_seconds > 195
+    assert not [x for x in steps if isinstance(x, RemoveInboundSa)]
+
+
+def test_inbound_sa_installed_ahead_goes_when_reauth_fails() -> None:
+    a, b = up()
+    t, steps = _reauth_to_ike_auth(a, b)
+    (ahead,) = [x for x in steps if isinstance(x, InstallInboundSa)]
+    # the IKE_AUTH request and all its retransmissions are lost
+    now = t
+    while len(a.engine.sas) == 2:
+        nxt = a.engine.get_timer()
+        assert nxt is not None and nxt < t + 400
+        now = nxt
+        a.engine.handle_timer(now)
+        steps += in_order(a, now)
+    (removed,) = [x for x in steps if isinstance(x, RemoveInboundSa)]
+    assert removed.inbound == ahead.inbound
+    assert now - t == pytest.approx(165.06112)  # within the SA's own lifetime
+    assert only_sa(a).state.value == "ESTABLISHED"  # the old IKE SA and its child stay
+
+
+def test_no_inbound_sa_ahead_when_the_peer_picks_the_algorithms() -> None:
+    # Two ESP proposals: the keys depend on the peer's choice, so nothing goes in early.
+    a_text = conf(*A, esp='"aes128gcm16", "aes256gcm16"', extra_conn='reauth_time = "20m"')
+    b_text = conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
+    a, b = make_pair(a_text, b_text)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b)
+    _t, steps = _reauth_to_ike_auth(a, b)
+    assert not [x for x in steps if isinstance(x, InstallInboundSa)]
+    assert [decode_header(x.data).exchange for x in steps if isinstance(x, SendDatagram)] == [
+        ExchangeType.IKE_AUTH
+    ]

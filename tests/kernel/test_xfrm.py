@@ -230,6 +230,43 @@ def test_udp_encapsulation(pair: Pair) -> None:
             s.close()
 
 
+def test_inbound_sa_installed_ahead_is_updated_in_place(pair: Pair) -> None:
+    """Reauthentication puts our inbound SA in before IKE_AUTH is answered, with a short
+    lifetime; the CHILD_SA's install then updates it in place (UPDSA: the kernel keeps the
+    state, its keys and counters, and takes the new lifetimes), or adds it anew when it
+    went meanwhile."""
+    suite = SUITES["aes128gcm16"]
+    spi_ab, spi_ba = pair.kb.get_spi(A, B, 1), pair.ka.get_spi(B, A, 1)
+    ab, ba = sa(A, B, spi_ab, suite, "tunnel"), sa(B, A, spi_ba, suite, "tunnel")
+    pair.kb.add_sa(replace(ab, inbound=True, lifetime=Lifetime(hard_seconds=195)))
+    assert "expire add: soft 0(sec), hard 195(sec)" in ip("-n", pair.b, "-s", "xfrm", "state")
+    pair.ka.add_sa(ab)
+    pair.kb.add_sa(ba)
+    pair.ka.add_sa(replace(ba, inbound=True))
+    for pol in policies(NET_A, NET_B, A, B, "tunnel"):
+        pair.ka.add_policy(pol)
+    for pol in policies(NET_B, NET_A, B, A, "tunnel"):
+        pair.kb.add_policy(pol)
+    ping(pair.a, "10.2.0.1", src="10.1.0.1")  # the SA installed ahead decrypts
+    before = pair.kb.query_sa(B, spi_ab).packets
+    assert before >= 3
+    full = Lifetime(soft_seconds=3000, hard_seconds=3600)
+    pair.kb.add_sa(replace(ab, inbound=True, lifetime=full))
+    state = ip("-n", pair.b, "-s", "xfrm", "state")
+    assert "expire add: soft 3000(sec), hard 3600(sec)" in state
+    assert "hard 195(sec)" not in state
+    assert pair.kb.query_sa(B, spi_ab).packets == before  # the same state, counters kept
+    ping(pair.a, "10.2.0.1", src="10.1.0.1")
+    assert pair.kb.query_sa(B, spi_ab).packets >= before + 3
+    # gone meanwhile (its short lifetime ran out): the install adds it anew
+    ip("-n", pair.b, "xfrm", "state", "delete", "src", str(A), "dst", str(B), "proto", "esp",
+       "spi", f"0x{spi_ab:08x}")  # fmt: skip
+    pair.kb.add_sa(replace(ab, inbound=True, lifetime=full))
+    assert pair.kb.query_sa(B, spi_ab).packets == 0
+    ping(pair.a, "10.2.0.1", src="10.1.0.1")
+    assert pair.kb.query_sa(B, spi_ab).packets >= 3
+
+
 def test_get_spi_then_delete(pair: Pair) -> None:
     spis = {pair.kb.get_spi(A, B, 9) for _ in range(3)}
     assert len(spis) == 3 and all(SPI_MIN <= s <= SPI_MAX for s in spis)

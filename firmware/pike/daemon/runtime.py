@@ -36,9 +36,11 @@ from pike.ikev2.actions import (
     IkeSaEstablished,
     IkeSaInfo,
     InstallChildSa,
+    InstallInboundSa,
     InstallOutboundSa,
     InstallTrap,
     MessageDropped,
+    RemoveInboundSa,
     SendDatagram,
     SendKeepalive,
     SignRequest,
@@ -495,6 +497,14 @@ class Daemon:
             self._install(a)
         elif isinstance(a, InstallOutboundSa):
             self._install_outbound(a)
+        elif isinstance(a, InstallInboundSa):
+            self._install_ahead(a)
+        elif isinstance(a, RemoveInboundSa):
+            with contextlib.suppress(KernelError):  # its short lifetime may have ended it
+                self.kernel.del_sa(a.inbound.dst, a.inbound.spi)
+            log.info(
+                "%s.%s: inbound SA %08x_i installed ahead removed", a.conn, a.child, a.inbound.spi
+            )
         elif isinstance(a, DeleteChildSa):
             self._delete(a)
         elif isinstance(a, IkeSaEstablished):
@@ -544,6 +554,16 @@ class Daemon:
         self._esp_seen[(a.inbound.dst, a.inbound.spi)] = (0, None)
         later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""
         log.info("%s: installed in the kernel (%s)%s", what, a.inbound.mode, later)
+
+    def _install_ahead(self, a: InstallInboundSa) -> None:
+        what = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, SPI {a.inbound.spi:08x}_i"
+        try:
+            self.kernel.add_sa(a.inbound)
+        except KernelError as exc:
+            # not fatal: the CHILD_SA's own install, once the answer is in, tries again
+            log.warning("%s: kernel refused the inbound SA ahead of the answer: %s", what, exc)
+            return
+        log.info("%s: inbound SA installed ahead of the answer", what)
 
     def _install_outbound(self, a: InstallOutboundSa) -> None:
         what = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, SPI {a.outbound.spi:08x}_o"

@@ -52,6 +52,31 @@ class InstallOutboundSa:
 
 
 @dataclass(frozen=True, slots=True)
+class InstallInboundSa:
+    """Install a CHILD_SA's inbound SA before the exchange that creates it is answered.
+
+    Reauthentication (make-before-break): the peer, as IKE_AUTH responder, sends on its new
+    SA as soon as it has answered; with our inbound SA already in, nothing it sends in that
+    moment is dropped. ``inbound`` carries a short hard lifetime so a failed exchange leaves
+    nothing behind; the ``InstallChildSa`` that follows updates it (same keys)."""
+
+    conn: str
+    child: str
+    unique_id: int
+    inbound: SaSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveInboundSa:
+    """Remove an inbound SA installed ahead (``InstallInboundSa``) whose exchange failed."""
+
+    conn: str
+    child: str
+    unique_id: int
+    inbound: SaSpec
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteChildSa:
     """Remove a CHILD_SA's SAs and (unless ``keep_policies``) its policies."""
 
@@ -147,6 +172,8 @@ Action = (
     | SignRequest
     | InstallChildSa
     | InstallOutboundSa
+    | InstallInboundSa
+    | RemoveInboundSa
     | DeleteChildSa
     | IkeSaEstablished
     | IkeSaDeleted

@@ -263,6 +263,8 @@ class IkeSa:
         )
         for child in list(self.children):
             self.remove_child(child, reason)
+        for task in self.tasks.active:
+            task.abandoned()
         if not quiet or self.established_at is not None:
             log.info("%s: IKE_SA ended: %s", self.tag(), reason)
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason))

@@ -167,6 +167,14 @@ def select(
     return None
 
 
+def only_choice(specs: Sequence[ProposalSpec], protocol: int) -> Chosen | None:
+    """The one combination ``specs`` allow (a single proposal with at most one transform
+    of each type), which is what any valid answer must name; None when the peer chooses."""
+    if len(specs) != 1 or any(len(specs[0].of(t)) > 1 for t in _ORDER):
+        return None
+    return select(specs, to_wire(specs, bytes(4)), protocol)
+
+
 def check_reply(
     offered: Sequence[ProposalSpec], reply: Sequence[Proposal], protocol: int
 ) -> Chosen | None:

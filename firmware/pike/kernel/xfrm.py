@@ -166,9 +166,17 @@ class XfrmKernel(KernelIpsec):
     def add_sa(self, sa: SaSpec) -> None:
         key = (sa.dst, sa.spi)
         # An allocated SPI exists as a larval SA: UPDSA replaces it (as strongSwan does for
-        # inbound SAs); NEWSA would fail with EEXIST.
-        msg_type = xm.XFRM_MSG_UPDSA if key in self._larval else xm.XFRM_MSG_NEWSA
-        self.offload_in_use[key] = self._install_sa(sa, msg_type)  # for list-sas
+        # inbound SAs); NEWSA would fail with EEXIST. So does an inbound SA installed ahead
+        # of its exchange's answer (the kernel keeps its keys and takes the new lifetimes).
+        update = key in self._sas
+        try:
+            in_use = self._install_sa(sa, xm.XFRM_MSG_UPDSA if update else xm.XFRM_MSG_NEWSA)
+        except KernelError as e:
+            if not update or e.code not in (errno.ESRCH, errno.ENOENT):
+                raise
+            # gone meanwhile (a larval SA or an SA installed ahead outlived its lifetime)
+            in_use = self._install_sa(sa, xm.XFRM_MSG_NEWSA)
+        self.offload_in_use[key] = in_use  # for list-sas
         self._larval.discard(key)
         self._sas[key] = f"SA {sa.spi:08x} {sa.src} -> {sa.dst}"
         log.debug(

@@ -118,6 +118,13 @@ class DaemonConfig:
     keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
 
+    def retransmit_span(self) -> float:
+        """Seconds from a request's first send until it is given up (165.06 by default)."""
+        return sum(
+            self.retransmit_timeout * self.retransmit_base**n
+            for n in range(self.retransmit_tries + 1)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Config:

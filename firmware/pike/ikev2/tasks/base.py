@@ -77,3 +77,7 @@ class Task:
 
     def completed(self, now: float) -> None:
         """Called once the exchange is over (response sent or processed)."""
+
+    def abandoned(self) -> None:
+        """The IKE SA ended with this task unfinished: undo what it set up outside the
+        engine (an inbound SA installed ahead)."""

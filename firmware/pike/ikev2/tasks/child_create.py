@@ -19,14 +19,19 @@ from pike.crypto.kdf import derive_child_keys
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
-from pike.ikev2.actions import ChildSaEstablished, ChildSaFailed
+from pike.ikev2.actions import (
+    ChildSaEstablished,
+    ChildSaFailed,
+    InstallInboundSa,
+    RemoveInboundSa,
+)
 from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.context import NONCE_SIZE
-from pike.ikev2.negotiate import Chosen, check_reply, groups_of, select, to_wire
+from pike.ikev2.negotiate import Chosen, check_reply, groups_of, only_choice, select, to_wire
 from pike.ikev2.state import ChildState, IkeState, log
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
-from pike.policy.ipsec import UdpEncap
+from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, TsType
 from pike.wire.payloads import (
@@ -111,6 +116,7 @@ class ChildCreate(Task):
         # Responder of a new child: the same child on an older IKE SA with this peer (the
         # peer reauthenticates, make-before-break), replaced once that IKE SA goes.
         self.prior: ChildSa | None = None
+        self.ahead: SaSpec | None = None  # our inbound SA, installed before the answer
 
     @property
     def exchange(self) -> int:
@@ -173,6 +179,35 @@ class ChildCreate(Task):
         msg.payloads.append(TsrPayload(tuple(ts_to_wire(t) for t in child.remote_ts)))
         if cfg.mode == "transport":
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        if self.in_auth and self.reqid is not None and self.ahead is None:
+            self._install_ahead(child, specs)
+
+    def _install_ahead(self, child: ChildSa, specs: Sequence[ProposalSpec]) -> None:
+        """Reauthentication: our new inbound SA goes into the kernel before IKE_AUTH goes
+        out, so what the peer sends on its new SA right after answering is not dropped
+        (see InstallInboundSa). Only where the answer cannot change it: a single algorithm
+        combination offered (keys come from the IKE SA's nonces), tunnel mode (the SA has
+        no selectors to narrow). Its lifetime outlasts every retransmission of IKE_AUTH."""
+        sa = self.sa
+        chosen = only_choice(specs, ProtocolId.ESP)
+        if chosen is None or child.mode != "tunnel" or not sa.ctx.caps.esp:
+            return
+        self._keyed(child, chosen)
+        assert child.inbound is not None
+        span = int(sa.ctx.config.daemon.retransmit_span()) + 30
+        self.ahead = replace(child.inbound, lifetime=Lifetime(hard_seconds=span))
+        sa.ctx.emit(InstallInboundSa(sa.name, child.name, child.unique_id, self.ahead))
+
+    def abandoned(self) -> None:
+        self._drop_ahead()
+
+    def _drop_ahead(self) -> None:
+        """The exchange failed: the inbound SA installed ahead goes (its lifetime would
+        end it too)."""
+        if self.ahead is not None and self.child is not None:
+            child = self.child
+            self.sa.ctx.emit(RemoveInboundSa(self.sa.name, child.name, child.unique_id, self.ahead))
+            self.ahead = None
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -181,6 +216,7 @@ class ChildCreate(Task):
         sa, child = self.sa, self.child
         assert child is not None and self.config is not None
         if sa.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
+            self._drop_ahead()
             return  # IKE_AUTH failed; the IKE SA goes and the child with it
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and not self.in_auth:
@@ -388,7 +424,8 @@ class ChildCreate(Task):
                 old.set_state(ChildState.REKEYED, self.sa.name)
 
     # -- both ----------------------------------------------------------------------------
-    def _established(self, child: ChildSa, chosen: Chosen, now: float) -> None:
+    def _keyed(self, child: ChildSa, chosen: Chosen) -> None:
+        """``child``'s keys (RFC 7296 §2.17) and kernel specs for ``chosen``."""
         sa = self.sa
         assert sa.prf is not None and sa.keys is not None
         child.chosen = chosen
@@ -404,6 +441,11 @@ class ChildCreate(Task):
         encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
         out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
         child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, sa.ctx.random)
+
+    def _established(self, child: ChildSa, chosen: Chosen, now: float) -> None:
+        sa = self.sa
+        self._keyed(child, chosen)
+        self.ahead = None  # the install below updates it in place: same SPI, same keys
         sa.children.append(child)
         if not sa.ctx.caps.esp:
             # Our kernel cannot take it: tell the peer, as strongSwan does on install failure.
@@ -449,6 +491,7 @@ class ChildCreate(Task):
     def _failed(self, why: str) -> None:
         sa = self.sa
         assert self.config is not None
+        self._drop_ahead()
         log.info("%s: CHILD_SA %s failed: %s", sa.tag(), self.config.name, why)
         if self.rekey is not None and self.rekey.state == ChildState.REKEYING:
             self.rekey.set_state(ChildState.INSTALLED, sa.name)  # keep using the old one
