@@ -43,7 +43,9 @@ def _attempts(sent: list[tuple[float, bytes, int]]) -> list[float]:
 
 
 @pytest.mark.parametrize(("tries", "expected"), [(1, 1), (3, 3)])
-def test_unanswered_initiation_is_retried_keyingtries_times(tries: int, expected: int) -> None:
+def test_unanswered_initiation_is_retried_keyingtries_times(
+    tries: int, expected: int, caplog: pytest.LogCaptureFixture
+) -> None:
     a = Node(engine(conf(*A, extra_conn=f"keyingtries = {tries}"), 1))
     a.engine.initiate("gw", 0.0)
     sent = _run_alone(a, 10_000.0)
@@ -53,6 +55,10 @@ def test_unanswered_initiation_is_retried_keyingtries_times(tries: int, expected
     assert a.engine.list_sas() == [] and a.engine.get_timer() is None  # then it gives up
     gone = [e for e in a.events if isinstance(e, IkeSaDeleted)]
     assert [g.reason for g in gone] == ["retransmit_timeout"] * expected
+    gave_up = [r.getMessage() for r in caplog.records if "giving up after" in r.getMessage()]
+    assert (
+        len(gave_up) == 1 and f"after {expected} attempt(s) (keyingtries = {tries})" in gave_up[0]
+    )
 
 
 def test_keyingtries_zero_keeps_trying() -> None:

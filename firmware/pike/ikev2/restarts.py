@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pike.ikev2.context import Context
 from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.state import log
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ def restarts(ctx: Context, ended: list[IkeSa]) -> list[Restart]:
                 f"({sa.keyingtry + 2}/{conn.keyingtries or 'forever'})"
             )
             retries.append(Restart(conn.name, _asked_for(sa), sa.keyingtry + 1, note))
+        elif conn is not None and _unanswered(sa) and ctx.config.connections.get(conn.name) == conn:
+            log.warning(
+                "%s: peer not responding, giving up after %d attempt(s) (keyingtries = %d)",
+                sa.tag(),
+                sa.keyingtry + 1,
+                conn.keyingtries,
+            )
         dead = sa.established_at is not None and sa.delete_reason == "retransmit_timeout"
         if conn is not None and dead and sa.dpd_outstanding:
             ctx.counters.conn(conn.name).dpd_failures += 1
@@ -60,12 +68,11 @@ def retries_after(ctx: Context, sa: IkeSa) -> bool:
     Errors the peer answered (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED...) are final.
     The retransmission sequence (retransmit_timeout x base^n) spaces the attempts."""
     conn = sa.conn
-    if (
-        conn is None
-        or not sa.initiator
-        or sa.established_at is not None
-        or sa.delete_reason != "retransmit_timeout"
-        or ctx.config.connections.get(conn.name) != conn  # removed or changed meanwhile
-    ):
-        return False
+    if conn is None or not _unanswered(sa) or ctx.config.connections.get(conn.name) != conn:
+        return False  # not an unanswered initiation, or its connection removed or changed
     return conn.keyingtries == 0 or sa.keyingtry + 1 < conn.keyingtries
+
+
+def _unanswered(sa: IkeSa) -> bool:
+    """An initiation of ours that never came up because the peer never answered."""
+    return sa.initiator and sa.established_at is None and sa.delete_reason == "retransmit_timeout"

@@ -1,0 +1,109 @@
+"""Host tier: ``keyingtries`` on the wire (issue 3): a real piked gives up after N attempts.
+
+piked on ``left`` (192.0.2.1) initiates towards ``right`` (192.0.2.2), where nothing
+answers: no charon at all, or a charon killed (SIGKILL by PID) after the IKE SA came up
+with ``dpd_action = "restart"``. A capture on left's wan0 sees every IKE_SA_INIT request
+piked sends. With ``keyingtries = 3``, ``retransmit_timeout = 0.5s`` and two retransmits
+(0.5 + 0.9 + 1.62 = 3.02 s per attempt): three attempts, each a new initiator SPI with its
+request and two retransmits, 3.02 s apart; then silence, one log line that says piked gave
+up, and no IKE SA left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import Gateways, MakeCharon, MakePiked
+from .lifecycle_tools import wait_for
+from .test_lifecycle_interop import FAST, SECRET, conn
+from .udp_capture import CAPTURE
+
+pytestmark = pytest.mark.interop
+
+IKE_SA_INIT = 34
+TRIES = 3
+SPAN = 0.5 + 0.9 + 1.62  # one attempt: the request, two retransmits, the last wait
+
+
+def _inits(capture: Path) -> list[tuple[float, str]]:
+    """(time, initiator SPI) of every IKE_SA_INIT request piked sent."""
+    out = []
+    for line in capture.read_text().splitlines()[1:]:
+        d = json.loads(line)
+        data = bytes.fromhex(d["data"])
+        if d["src"] != "192.0.2.1":
+            continue
+        if d["sport"] == 4500 or d["dport"] == 4500:
+            data = data[4:]  # non-ESP marker
+        if len(data) >= 28 and data[18] == IKE_SA_INIT and not data[19] & 0x20:
+            out.append((d["t"], data[:8].hex()))
+    return out
+
+
+@pytest.mark.parametrize("how", ["initiate", "dpd_restart"])
+def test_piked_gives_up_after_keyingtries(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    how: str,
+) -> None:
+    extra: dict[str, str | int] = {"keyingtries": TRIES}
+    if how == "dpd_restart":
+        extra |= {"dpd_delay": "1s", "dpd_action": "restart"}
+    piked = make_piked(gateways.left, "piked", conn("left"), SECRET, start=False)
+    piked.daemon.update(FAST)
+    piked.extra = {"hq": extra}
+    piked.poll_via_socket = True
+    piked.start()
+    capture = tmp_path / "wan0.jsonl"
+    with capture.open("wb") as f:
+        cap = gateways.left.popen(
+            [sys.executable, "-c", CAPTURE, "wan0", "40", "500,4500", "64"], stdout=f
+        )
+    wait_for("capture ready", lambda: capture.read_bytes().startswith(b"ready"), 30)
+    if how == "dpd_restart":
+        charon = make_charon(
+            gateways.right, "charon", conn("right"), SECRET, libipsec=gateways.libipsec
+        )
+        piked.initiate("hq")
+        piked.wait_established("hq", timeout=15)
+        charon.wait_established("hq", timeout=15)
+        assert charon.pid is not None
+        os.kill(charon.pid, signal.SIGKILL)
+        charon.proc.wait(timeout=5)  # type: ignore[union-attr]
+    t0 = time.monotonic()
+    before = len(_inits(capture))
+    if how == "initiate":
+        piked.initiate("hq", check=False)
+    wait_for("piked gave up", lambda: "attempt(s) (keyingtries" in piked.log_text(), 60)
+    gave_up = time.monotonic() - t0
+    time.sleep(SPAN + 1.0)  # nothing more may follow
+    cap.send_signal(signal.SIGTERM)
+    cap.wait(timeout=10)
+    sent = _inits(capture)[before:]
+    starts: dict[str, float] = {}
+    for t, spi in sent:
+        starts.setdefault(spi, t)
+    firsts = sorted(starts.values())
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(firsts)]
+    log = piked.log_text()
+    print(
+        f"\nkeyingtries = {TRIES} ({how}): {len(sent)} IKE_SA_INIT requests, {len(starts)} "
+        f"initiator SPIs, attempts {gaps} s apart; gave up {gave_up:.2f}s after "
+        f"{'the kill' if how == 'dpd_restart' else 'pikectl initiate'}"
+    )
+    assert len(starts) == TRIES, sent
+    assert len(sent) == 3 * TRIES, sent  # each attempt: the request and two retransmits
+    assert all(abs(g - SPAN) < 0.5 for g in gaps), gaps
+    line = next(x for x in log.splitlines() if "attempt(s) (keyingtries" in x)
+    assert f"after {TRIES} attempt(s) (keyingtries = {TRIES})" in line, line
+    assert piked.ike_sa("hq") is None
