@@ -39,8 +39,10 @@ VOICE_B = (
 )
 
 
-def up(extra_a: str = 'reauth_time = "20m"', voice: bool = False) -> tuple[Node, Node]:
-    a_text = conf(*A, extra_conn=extra_a)
+def up(
+    extra_a: str = 'reauth_time = "20m"', voice: bool = False, esp: str = '"aes128gcm16"'
+) -> tuple[Node, Node]:
+    a_text = conf(*A, extra_conn=extra_a, esp=esp)
     b_text = conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
     if voice:
         a_text = a_text.replace("[secrets.gw]", VOICE_A + "\n[secrets.gw]")
@@ -260,16 +262,10 @@ def test_failed_reauth_leaves_the_old_ike_sa() -> None:
     spis = [c.spi_in for c in old.children]
     t = reauth_now(a)
     a.drain()  # the IKE_SA_INIT is lost, as are all retransmissions
-    now = t
-    while len(a.engine.sas) == 2:
-        nxt = a.engine.get_timer()
-        assert nxt is not None and nxt < t + 400
-        now = nxt
-        a.engine.handle_timer(now)
-        a.drain()
+    now, steps = give_up(a, t)
     assert only_sa(a) is old and old.state.value == "ESTABLISHED"
     assert [c.spi_in for c in old.children] == spis
-    assert not [e for e in a.events if isinstance(e, DeleteChildSa)]
+    assert not [e for e in a.events + steps if isinstance(e, DeleteChildSa)]
     assert old.replaced_by is None and now > t + 100
 
 
@@ -282,6 +278,19 @@ def in_order(node: Node, now: float) -> list[Action]:
             node.sign_requests.append(x)
             node.sign(x, now)
     return out
+
+
+def give_up(a: Node, t: float) -> tuple[float, list[Action]]:
+    """Run ``a``'s timers, nothing answering, until the new IKE SA gives up (the old one
+    stays); when that was, and ``a``'s actions meanwhile."""
+    now, steps = t, []
+    while len(a.engine.sas) == 2:
+        nxt = a.engine.get_timer()
+        assert nxt is not None and nxt < t + 400
+        now = nxt
+        a.engine.handle_timer(now)
+        steps += in_order(a, now)
+    return now, steps
 
 
 def hand(dgrams: list[Action], to: Node, now: float) -> None:
@@ -326,15 +335,9 @@ def test_inbound_sa_installed_ahead_goes_when_reauth_fails() -> None:
     a, b = up()
     t, steps = _reauth_to_ike_auth(a, b)
     (ahead,) = [x for x in steps if isinstance(x, InstallInboundSa)]
-    # the IKE_AUTH request and all its retransmissions are lost
-    now = t
-    while len(a.engine.sas) == 2:
-        nxt = a.engine.get_timer()
-        assert nxt is not None and nxt < t + 400
-        now = nxt
-        a.engine.handle_timer(now)
-        steps += in_order(a, now)
-    (removed,) = [x for x in steps if isinstance(x, RemoveInboundSa)]
+    now, more = give_up(a, t)  # the IKE_AUTH request and all its retransmissions are lost
+    (removed,) = [x for x in more if isinstance(x, RemoveInboundSa)]
+    assert not [x for x in steps if isinstance(x, RemoveInboundSa)]
     assert removed.inbound == ahead.inbound
     assert now - t == pytest.approx(165.06112)  # within the SA's own lifetime
     assert only_sa(a).state.value == "ESTABLISHED"  # the old IKE SA and its child stay
@@ -342,11 +345,7 @@ def test_inbound_sa_installed_ahead_goes_when_reauth_fails() -> None:
 
 def test_no_inbound_sa_ahead_when_the_peer_picks_the_algorithms() -> None:
     # Two ESP proposals: the keys depend on the peer's choice, so nothing goes in early.
-    a_text = conf(*A, esp='"aes128gcm16", "aes256gcm16"', extra_conn='reauth_time = "20m"')
-    b_text = conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
-    a, b = make_pair(a_text, b_text)
-    a.engine.initiate("gw", 0.0)
-    transfer(a, b)
+    a, b = up(esp='"aes128gcm16", "aes256gcm16"')
     _t, steps = _reauth_to_ike_auth(a, b)
     assert not [x for x in steps if isinstance(x, InstallInboundSa)]
     assert [decode_header(x.data).exchange for x in steps if isinstance(x, SendDatagram)] == [

@@ -495,10 +495,8 @@ class Daemon:
             self._install_trap(a)
         elif isinstance(a, InstallChildSa):
             self._install(a)
-        elif isinstance(a, InstallOutboundSa):
-            self._install_outbound(a)
-        elif isinstance(a, InstallInboundSa):
-            self._install_ahead(a)
+        elif isinstance(a, InstallOutboundSa | InstallInboundSa):
+            self._install_one(a)
         elif isinstance(a, RemoveInboundSa):
             with contextlib.suppress(KernelError):  # its short lifetime may have ended it
                 self.kernel.del_sa(a.inbound.dst, a.inbound.spi)
@@ -555,24 +553,21 @@ class Daemon:
         later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""
         log.info("%s: installed in the kernel (%s)%s", what, a.inbound.mode, later)
 
-    def _install_ahead(self, a: InstallInboundSa) -> None:
-        what = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, SPI {a.inbound.spi:08x}_i"
+    def _install_one(self, a: InstallInboundSa | InstallOutboundSa) -> None:
+        """One SA of a CHILD_SA on its own: the inbound one ahead of its exchange's answer,
+        or the outbound one deferred until the old SA goes."""
+        ahead = isinstance(a, InstallInboundSa)
+        spec = a.inbound if isinstance(a, InstallInboundSa) else a.outbound
+        which = "inbound SA (ahead of the answer)" if ahead else "outbound SA"
+        what = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, SPI {spec.spi:08x}_{which[0]}"
         try:
-            self.kernel.add_sa(a.inbound)
+            self.kernel.add_sa(spec)
         except KernelError as exc:
-            # not fatal: the CHILD_SA's own install, once the answer is in, tries again
-            log.warning("%s: kernel refused the inbound SA ahead of the answer: %s", what, exc)
+            # Ahead: not fatal, the CHILD_SA's own install once the answer is in tries again.
+            level = logging.WARNING if ahead else logging.ERROR
+            log.log(level, "%s: kernel refused the %s: %s", what, which, exc)
             return
-        log.info("%s: inbound SA installed ahead of the answer", what)
-
-    def _install_outbound(self, a: InstallOutboundSa) -> None:
-        what = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, SPI {a.outbound.spi:08x}_o"
-        try:
-            self.kernel.add_sa(a.outbound)
-        except KernelError as exc:
-            log.error("%s: kernel refused the outbound SA: %s", what, exc)
-            return
-        log.info("%s: outbound SA installed in the kernel", what)
+        log.info("%s: %s installed in the kernel", what, which)
 
     def _install_trap(self, a: InstallTrap) -> None:
         what = f"{a.conn}.{a.child}: trap policies (reqid {a.reqid})"
