@@ -3,7 +3,8 @@
 ``SoftHsm(tmp)``: a token directory and SOFTHSM2_CONF of its own; ``init(label)`` makes a
 token (user PIN ``USER_PIN``). ``Tpm(tmp)``: swtpm on 127.0.0.1 (a free port pair),
 a private dbus-daemon, tpm2-abrmd on it, and a tpm2-pkcs11 store with one token; every
-process is ours and is stopped by PID. The PINs here are test PINs.
+process is ours and is stopped by PID (``start(init_store=False)``: a fresh TPM, no
+token). The PINs here are test PINs.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class Tpm:
             raise RuntimeError(f"{argv[0]} {argv[1]}: {r.stderr[-500:]}")
         return r.stdout
 
-    def start(self) -> None:
+    def start(self, init_store: bool = True) -> None:
+        """``init_store=False``: a fresh TPM and an empty store, no token (init-token's job)."""
         state = self.dir / "state"
         state.mkdir()
         pidfile = self.dir / "swtpm.pid"
@@ -159,6 +161,8 @@ class Tpm:
         )  # fmt: skip
         _wait(lambda: (self.dir / "bus").exists(), 5, "dbus socket")
         self.start_abrmd()
+        if not init_store:
+            return
         self._run("tpm2_ptool", "init")
         self._run("tpm2_ptool", "addtoken", "--pid=1", f"--sopin={SO_PIN}",
                   f"--userpin={USER_PIN}", f"--label={self.label}")  # fmt: skip

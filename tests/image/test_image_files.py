@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pike.hsm.uri import parse
 from pike.policy.loader import load_config
 
 IMAGE = Path(__file__).resolve().parents[2] / "image"
@@ -76,8 +77,34 @@ def test_firstboot_is_conditional_and_once() -> None:
     u = unit("pike-firstboot.service")
     assert "!/var/lib/pike/.firstboot-done" in u["ConditionPathExists"]
     assert u["Type"] == ["oneshot"]
+    assert u["After"] == ["local-fs.target systemd-udev-trigger.service"]  # no device wait
+    assert u["Before"] == ["piked.service"]
+
+
+def test_example_key_uri_is_the_one_first_boot_makes() -> None:
+    """pike.toml's commented key URI parses and names the token, key, module, TCTI, PIN
+    file and store that pike-firstboot uses by default."""
+    toml = (ROOTFS / "etc/pike/pike.toml").read_text()
+    m = re.search(r'^# key = "(pkcs11:[^"]+)"$', toml, re.M)
+    assert m, "no example key URI in pike.toml"
+    key = parse(m.group(1))
+    assert (key.token, key.object, key.pin_source) == (
+        "pike", "gateway", "file:/etc/pike/token.pin"
+    )  # fmt: skip
     script = (ROOTFS / "usr/local/sbin/pike-firstboot").read_text()
-    assert "keys --help" in script  # skips while pikectl has no `keys` command
+
+    def default(var: str) -> str:
+        found = re.search(rf"^\w+=\$\{{{var}:-(.*)\}}$", script, re.M)
+        assert found, var
+        return found.group(1)
+
+    assert key.module_path == default("PIKE_TPM_MODULE")
+    assert key.tcti == default("PIKE_TPM_TCTI").replace("$TPM_DEVICE", default("PIKE_TPM_DEVICE"))
+    assert (default("PIKE_TOKEN"), default("PIKE_KEY")) == ("pike", "gateway")
+    assert default("PIKE_ETC") == "/etc/pike" and default("PIKE_STATE") == "/var/lib/pike"
+    env = unit("piked.service")["Environment"]
+    assert "TPM2_PKCS11_STORE=/var/lib/pike/tpm2-pkcs11" in env
+    assert default("PIKE_TPM_STORE") == "$STATE/tpm2-pkcs11"
 
 
 def test_watchdog_config_feeds_the_hardware() -> None:

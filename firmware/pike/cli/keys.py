@@ -6,10 +6,13 @@
     pikectl keys self-signed --uri URI --subject DN [--san NAME]... [--days N] [--out FILE]
     pikectl keys import-cert --uri URI FILE
     pikectl keys list        --uri URI
+    pikectl keys init-token  --uri URI --so-pin-file F
 
 URI is RFC 7512 (``pkcs11:token=gw;object=ike;id=%01?module-path=/usr/lib/...``). The user
 PIN comes from ``--pin-file``, the URI's ``pin-source`` or ``PIKE_PIN``: never from argv.
-A refused PIN is reported, never retried (a TPM locks after a few).
+A refused PIN is reported, never retried (a TPM locks after a few). ``init-token``
+initializes a fresh token (the URI's ``token=`` is its label) with the SO PIN from
+``--so-pin-file`` and sets the user PIN; a token with that label is left alone.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ def add_parser(sub: Any) -> None:
     i.add_argument("file", help="PEM or DER certificate")
     ls = ks.add_parser("list", help="keys and certificates on the token")
     common(ls)
+    it = ks.add_parser("init-token", help="initialize a fresh token and set its user PIN")
+    common(it)
+    it.add_argument("--so-pin-file", required=True, help="file holding the SO PIN")
 
 
 def _san(text: str) -> x509.GeneralName:
@@ -100,6 +106,22 @@ def _write(pem: bytes, out: str | None) -> None:
         sys.stdout.write(pem.decode())
 
 
+def _init_token(uri: Any, so_pin_file: str) -> int:
+    from pike.hsm.pkcs11 import module
+    from pike.hsm.token_init import init_token
+    from pike.hsm.uri import read_pin
+
+    if not uri.token:
+        print("pikectl keys init-token: the URI needs token=LABEL", file=sys.stderr)
+        return EXIT_ERROR
+    so_pin = read_pin(dataclasses.replace(uri, pin_source=f"file:{so_pin_file}"))
+    user_pin = read_pin(uri)
+    path = uri.module()
+    slot = init_token(module(path, uri.tcti).load(), path, uri.token, so_pin, user_pin)
+    print(f"initialized token {uri.token} in slot {slot}; user PIN set")
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     from pkcs11.constants import ObjectClass
 
@@ -108,6 +130,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cmd = args.keys_cmd
     uri = _uri(args, need_key=cmd in ("generate", "csr", "self-signed", "import-cert"))
+    if cmd == "init-token":
+        return _init_token(uri, args.so_pin_file)
     key_id = uri.id if uri.id is not None else (uri.object or "").encode()
     if cmd == "generate":
         with _session(uri) as s:

@@ -8,7 +8,7 @@
     pikectl [--socket PATH] reload
     pikectl [--socket PATH] list-conns [--json]
     pikectl check-config FILE
-    pikectl keys generate|csr|self-signed|import-cert|list --uri URI ...  (see pike.cli.keys)
+    pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
     pikectl [--socket PATH] board [--json] [--local]
 
 Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid),
