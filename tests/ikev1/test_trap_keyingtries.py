@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ikev2.pair import transfer
 from pike.ikev2.actions import DeleteChildSa, IkeSaDeleted, InstallChildSa, InstallTrap
 
@@ -50,7 +52,7 @@ def test_dpd_action_trap_returns_the_child_to_its_trap() -> None:
     assert len(a.drain()) == 1
 
 
-def test_keyingtries_starts_again_with_new_cookies() -> None:
+def test_keyingtries_starts_again_with_new_cookies(caplog: pytest.LogCaptureFixture) -> None:
     a, _ = make_pair({"extra_conn": "keyingtries = 3"})
     a.engine.initiate("gw", 0.0, "net")
     cookies = set()
@@ -64,6 +66,8 @@ def test_keyingtries_starts_again_with_new_cookies() -> None:
     assert reasons == ["retransmit_timeout"] * 3
     assert len(a.outbox) == 18  # three sequences of MM1 + 5 retransmits
     assert a.engine.list_sas() == []
+    gave_up = [r.getMessage() for r in caplog.records if "giving up after" in r.getMessage()]
+    assert len(gave_up) == 1 and "after 3 attempt(s) (keyingtries = 3)" in gave_up[0], gave_up
 
 
 def test_dpd_action_restart_initiates_again() -> None:

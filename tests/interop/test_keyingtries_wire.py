@@ -1,12 +1,14 @@
-"""Host tier: ``keyingtries`` on the wire (issue 3): a real piked gives up after N attempts.
+"""Host tier: ``keyingtries`` on the wire (issues 3, 7): a real piked gives up after N
+attempts, IKEv2 and IKEv1.
 
 piked on ``left`` (192.0.2.1) initiates towards ``right`` (192.0.2.2), where nothing
 answers: no charon at all, or a charon killed (SIGKILL by PID) after the IKE SA came up
-with ``dpd_action = "restart"``. A capture on left's wan0 sees every IKE_SA_INIT request
-piked sends. With ``keyingtries = 3``, ``retransmit_timeout = 0.5s`` and two retransmits
-(0.5 + 0.9 + 1.62 = 3.02 s per attempt): three attempts, each a new initiator SPI with its
-request and two retransmits, 3.02 s apart; then silence, one log line that says piked gave
-up, and no IKE SA left.
+with ``dpd_action = "restart"``. A capture on left's wan0 sees every first request piked
+sends (IKE_SA_INIT; IKEv1: Main Mode's first message, responder cookie zero). With
+``keyingtries = 3``, ``retransmit_timeout = 0.5s`` and two retransmits (0.5 + 0.9 + 1.62
+= 3.02 s per attempt): three attempts, each a new initiator SPI (cookie) with its request
+and two retransmits, 3.02 s apart; then silence, one log line that says piked gave up,
+and no IKE SA left.
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ import pytest
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import wait_for
+from .strongswan import Connection, Secret
+from .strongswan_v1 import ikev1_connection
 from .test_lifecycle_interop import FAST, SECRET, conn
 from .udp_capture import CAPTURE
 
 pytestmark = pytest.mark.interop
 
 IKE_SA_INIT = 34
+ID_PROT = 2  # IKEv1 Main Mode
 TRIES = 3
 SPAN = 0.5 + 0.9 + 1.62  # one attempt: the request, two retransmits, the last wait
 
 
-def _inits(capture: Path) -> list[tuple[float, str]]:
-    """(time, initiator SPI) of every IKE_SA_INIT request piked sent."""
+def _inits(capture: Path, version: int) -> list[tuple[float, str]]:
+    """(time, initiator SPI) of every IKE_SA_INIT request (IKEv1: MM1) piked sent."""
     out = []
     for line in capture.read_text().splitlines()[1:]:
         d = json.loads(line)
@@ -43,11 +48,32 @@ def _inits(capture: Path) -> list[tuple[float, str]]:
             continue
         if d["sport"] == 4500 or d["dport"] == 4500:
             data = data[4:]  # non-ESP marker
-        if len(data) >= 28 and data[18] == IKE_SA_INIT and not data[19] & 0x20:
+        if len(data) < 28:
+            continue
+        if version == 2 and data[18] == IKE_SA_INIT and not data[19] & 0x20:
+            out.append((d["t"], data[:8].hex()))
+        if version == 1 and data[18] == ID_PROT and data[8:16] == bytes(8):
             out.append((d["t"], data[:8].hex()))
     return out
 
 
+def _secret(version: int) -> Secret:
+    return SECRET if version == 2 else Secret("hq", SECRET.secret)  # v1: address IDs
+
+
+def _conn(side: str, version: int) -> Connection:
+    if version == 2:
+        return conn(side)
+    left = side == "left"
+    return ikev1_connection(
+        "192.0.2.1" if left else "192.0.2.2",
+        "192.0.2.2" if left else "192.0.2.1",
+        local_ts="10.1.0.0/24" if left else "10.2.0.0/24",
+        remote_ts="10.2.0.0/24" if left else "10.1.0.0/24",
+    )
+
+
+@pytest.mark.parametrize("version", [2, 1])
 @pytest.mark.parametrize("how", ["initiate", "dpd_restart"])
 def test_piked_gives_up_after_keyingtries(
     gateways: Gateways,
@@ -55,11 +81,14 @@ def test_piked_gives_up_after_keyingtries(
     make_charon: MakeCharon,
     tmp_path: Path,
     how: str,
+    version: int,
 ) -> None:
     extra: dict[str, str | int] = {"keyingtries": TRIES}
     if how == "dpd_restart":
         extra |= {"dpd_delay": "1s", "dpd_action": "restart"}
-    piked = make_piked(gateways.left, "piked", conn("left"), SECRET, start=False)
+    piked = make_piked(
+        gateways.left, "piked", _conn("left", version), _secret(version), start=False
+    )
     piked.daemon.update(FAST)
     piked.extra = {"hq": extra}
     piked.poll_via_socket = True
@@ -72,7 +101,11 @@ def test_piked_gives_up_after_keyingtries(
     wait_for("capture ready", lambda: capture.read_bytes().startswith(b"ready"), 30)
     if how == "dpd_restart":
         charon = make_charon(
-            gateways.right, "charon", conn("right"), SECRET, libipsec=gateways.libipsec
+            gateways.right,
+            "charon",
+            _conn("right", version),
+            _secret(version),
+            libipsec=gateways.libipsec,
         )
         piked.initiate("hq")
         piked.wait_established("hq", timeout=15)
@@ -81,7 +114,7 @@ def test_piked_gives_up_after_keyingtries(
         os.kill(charon.pid, signal.SIGKILL)
         charon.proc.wait(timeout=5)  # type: ignore[union-attr]
     t0 = time.monotonic()
-    before = len(_inits(capture))
+    before = len(_inits(capture, version))
     if how == "initiate":
         piked.initiate("hq", check=False)
     wait_for("piked gave up", lambda: "attempt(s) (keyingtries" in piked.log_text(), 60)
@@ -89,7 +122,7 @@ def test_piked_gives_up_after_keyingtries(
     time.sleep(SPAN + 1.0)  # nothing more may follow
     cap.send_signal(signal.SIGTERM)
     cap.wait(timeout=10)
-    sent = _inits(capture)[before:]
+    sent = _inits(capture, version)[before:]
     starts: dict[str, float] = {}
     for t, spi in sent:
         starts.setdefault(spi, t)
@@ -97,7 +130,7 @@ def test_piked_gives_up_after_keyingtries(
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(firsts)]
     log = piked.log_text()
     print(
-        f"\nkeyingtries = {TRIES} ({how}): {len(sent)} IKE_SA_INIT requests, {len(starts)} "
+        f"\nIKEv{version} keyingtries = {TRIES} ({how}): {len(sent)} first requests, {len(starts)} "
         f"initiator SPIs, attempts {gaps} s apart; gave up {gave_up:.2f}s after "
         f"{'the kill' if how == 'dpd_restart' else 'pikectl initiate'}"
     )

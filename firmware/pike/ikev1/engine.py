@@ -273,6 +273,13 @@ class Ikev1Engine:
                 self.traps.install(conn, child.name, child.reqid, child)
         sa.fail("retransmit_timeout", now, self.remove_child)
         again = restart(sa, established, were_up if established else wanted)
+        if conn is not None and again is None and sa.initiator and not established:
+            log.warning(
+                "%s: peer not responding, giving up after %d attempt(s) (keyingtries = %d)",
+                sa.tag(),
+                sa.attempt,
+                conn.keyingtries,
+            )
         if conn is not None and again is not None:
             if again.note is not None:
                 log.info("%s", again.note)
