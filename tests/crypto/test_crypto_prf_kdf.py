@@ -130,7 +130,16 @@ def test_sizes(prf_id: int, size: int) -> None:
     assert (prf.output_size, prf.key_size) == (size, size)
 
 
-@pytest.mark.parametrize("prf_id", [PrfId.HMAC_MD5, PrfId.HMAC_SHA1, PrfId.AES128_XCBC, 99])
+def test_prf_hmac_sha1_rfc2202() -> None:
+    # RFC 2202 §3 test case 2 (RFC 8247 keeps PRF_HMAC_SHA1 as MUST-)
+    prf = Prf(PrfId.HMAC_SHA1)
+    assert (prf.output_size, prf.key_size) == (20, 20)
+    assert prf.prf(b"Jefe", b"what do ya want for nothing?") == H(
+        "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+    )
+
+
+@pytest.mark.parametrize("prf_id", [PrfId.HMAC_MD5, PrfId.AES128_XCBC, 99])
 def test_unimplemented_prf(prf_id: int) -> None:
     with pytest.raises(CryptoError, match="not implemented"):
         Prf(prf_id)

@@ -121,6 +121,18 @@ CASES = [
         [A(E, GCM, 128), A(P, P256), A(K, GroupId.ECP_256)],
         "aes128gcm16-prfsha256-ecp256",
     ),
+    (  # HMAC-SHA-1 (RFC 8247/8221: MUST-) for legacy head offices: implies prfsha1
+        "aes128-sha1-modp2048",
+        "ike",
+        [A(E, CBC, 128), A(IN, IntegId.HMAC_SHA1_96), A(P, PrfId.HMAC_SHA1), A(K, 14)],
+        "aes128-sha1-prfsha1-modp2048",
+    ),
+    (
+        "aes256-sha",
+        "esp",
+        [A(E, CBC, 256), A(IN, IntegId.HMAC_SHA1_96), NOESN],
+        "aes256-sha1-noesn",
+    ),
     ("aes128gcm128", "esp", [A(E, GCM, 128), NOESN], "aes128gcm16-noesn"),
     ("aes192gcm16", "esp", [A(E, GCM, 192), NOESN], "aes192gcm16-noesn"),
     (
@@ -221,8 +233,6 @@ def test_check_group() -> None:
         ("aes128-md5-modp2048", "ike", "md5 is refused: RFC 8247 and RFC 8221 forbid HMAC-MD5"),
         ("aes128-sha256-prfmd5-modp2048", "ike", "prfmd5 is refused"),
         ("null-sha256", "esp", "null is refused"),
-        ("aes128-sha1", "esp", "sha1 is not implemented"),
-        ("aes128-sha256-prfsha1-x25519", "ike", "prfsha1 is not implemented"),
         ("aes128gcm8", "esp", "aes128gcm8 is not implemented: pike offers AES-GCM only with"),
         ("aes256gcm12", "esp", "aes256gcm12 is not implemented"),
         ("aes128ctr-sha256", "esp", "unknown algorithm 'aes128ctr' in esp proposal"),
@@ -269,7 +279,8 @@ def test_algorithm_names() -> None:
     assert algorithm_name(A(N, EsnId.YES)) == "esn"
     # algorithms pike has no keyword for are still printed recognisably
     assert algorithm_name(A(E, EncrId.AES_CTR, 128)) == "encr13_128"
-    assert algorithm_name(A(IN, IntegId.HMAC_SHA1_96)) == "integ2"
+    assert algorithm_name(A(IN, IntegId.HMAC_SHA1_96)) == "sha1"
+    assert algorithm_name(A(IN, IntegId.HMAC_MD5_96)) == "integ1"
 
 
 def test_format_transforms_negotiated_set() -> None:

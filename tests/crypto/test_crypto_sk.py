@@ -27,6 +27,7 @@ H = bytes.fromhex
 GCM, CBC, CHACHA = EncrId.AES_GCM_16, EncrId.AES_CBC, EncrId.CHACHA20_POLY1305
 NONE = IntegId.NONE
 S256, S384, S512 = IntegId.HMAC_SHA2_256_128, IntegId.HMAC_SHA2_384_192, IntegId.HMAC_SHA2_512_256
+S1 = IntegId.HMAC_SHA1_96  # RFC 2404: 20-byte key, 96-bit ICV
 
 
 def fixed_random(seed: bytes = b"pike") -> Callable[[int], bytes]:
@@ -161,7 +162,8 @@ def test_cbc_rfc3602_vector_and_icv() -> None:
 
 
 @pytest.mark.parametrize(
-    ("integ", "name", "icv"), [(S256, "sha256", 16), (S384, "sha384", 24), (S512, "sha512", 32)]
+    ("integ", "name", "icv"),
+    [(S1, "sha1", 12), (S256, "sha256", 16), (S384, "sha384", 24), (S512, "sha512", 32)],
 )
 def test_cbc_seal_is_standard_cbc_with_truncated_hmac(integ: int, name: str, icv: int) -> None:
     key, ikey = b"K" * 32, b"I" * integ_key_size(integ)
@@ -192,6 +194,7 @@ CIPHERS = [
     (CBC, 192, S384),
     (CBC, 256, S512),
     (CBC, 256, S256),
+    (CBC, 128, S1),
 ]
 
 
@@ -262,7 +265,7 @@ def test_authentic_but_impossible_pad_length(encr: int, bits: int | None, integ:
         iv = b"\x01" * 16
         enc = Cipher(algorithms.AES(ekey), modes.CBC(iv)).encryptor()
         ct = enc.update(b"x" * 15 + b"\x10") + enc.finalize()
-        name = {S256: "sha256", S384: "sha384", S512: "sha512"}[integ]
+        name = {S1: "sha1", S256: "sha256", S384: "sha384", S512: "sha512"}[integ]
         body = iv + ct + hmac.new(ikey, b"a" + iv + ct, name).digest()[: sk.icv_size]
     with pytest.raises(IntegrityError, match="pad length"):
         sk.open(b"a", body)
@@ -316,9 +319,9 @@ def test_sizes() -> None:
     assert [encr_key_size(GCM, b) for b in (128, 192, 256)] == [20, 28, 36]
     assert encr_key_size(CHACHA, None) == 36
     assert [encr_key_size(CBC, b) for b in (128, 192, 256)] == [16, 24, 32]
-    assert [integ_key_size(i) for i in (NONE, S256, S384, S512)] == [0, 32, 48, 64]
+    assert [integ_key_size(i) for i in (NONE, S1, S256, S384, S512)] == [0, 20, 32, 48, 64]
     assert is_aead(GCM) and is_aead(CHACHA) and not is_aead(CBC)
     with pytest.raises(CryptoError):
-        integ_key_size(IntegId.HMAC_SHA1_96)
+        integ_key_size(IntegId.HMAC_MD5_96)
     with pytest.raises(CryptoError):
         encr_key_size(GCM, None)

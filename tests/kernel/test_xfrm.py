@@ -96,6 +96,7 @@ SUITES = {
     "chacha20poly1305": Suite(EncrId.CHACHA20_POLY1305, 32 + 4),
     "aes128-sha256": Suite(EncrId.AES_CBC, 16, IntegId.HMAC_SHA2_256_128, 32),
     "aes256-sha512": Suite(EncrId.AES_CBC, 32, IntegId.HMAC_SHA2_512_256, 64),
+    "aes128-sha1": Suite(EncrId.AES_CBC, 16, IntegId.HMAC_SHA1_96, 20),  # RFC 8221: MUST-
     "aes128gcm16-esn": Suite(EncrId.AES_GCM_16, 16 + 4, esn=True),
 }
 

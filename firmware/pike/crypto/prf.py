@@ -12,16 +12,16 @@ from pike.crypto.ids import PrfId
 
 PRF_PLUS_MAX_ITERATIONS = 255  # RFC 7296 §2.13: the counter octet runs 0x01..0xff
 
-# PRF transform -> (hash name, output size); RFC 4868 §2.1.2: preferred key size = output
+# PRF transform -> (hash name, output size); RFC 4868 §2.1.2: preferred key size = output.
+# PRF_HMAC_SHA1 (RFC 2104) stays: RFC 8247 §2.3 keeps it as MUST-.
 _PRF_HASHES: dict[int, tuple[str, int]] = {
+    PrfId.HMAC_SHA1: ("sha1", 20),
     PrfId.HMAC_SHA2_256: ("sha256", 32),
     PrfId.HMAC_SHA2_384: ("sha384", 48),
     PrfId.HMAC_SHA2_512: ("sha512", 64),
 }
-# IKEv1 only: RFC 2409 §4 makes the HMAC of the negotiated hash the PRF, and head-office
-# IKEv1 peers still negotiate SHA-1 (RFC 8247 §2.3 keeps PRF_HMAC_SHA1 as MUST-). pike's
-# IKEv2 proposals stay SHA-2 only. HMAC-MD5 is refused everywhere (RFC 8247 §2.3).
-_IKEV1_PRF_HASHES: dict[int, tuple[str, int]] = {**_PRF_HASHES, PrfId.HMAC_SHA1: ("sha1", 20)}
+# IKEv1 (RFC 2409 §4) makes the HMAC of the negotiated phase-1 hash its PRF: the same
+# table. HMAC-MD5 is refused everywhere (RFC 8247 §2.3).
 
 
 class Prf:
@@ -29,10 +29,9 @@ class Prf:
 
     __slots__ = ("_hash", "key_size", "output_size", "prf_id")
 
-    def __init__(self, prf_id: int, *, ikev1: bool = False) -> None:
-        table = _IKEV1_PRF_HASHES if ikev1 else _PRF_HASHES
+    def __init__(self, prf_id: int) -> None:
         try:
-            self._hash, self.output_size = table[prf_id]
+            self._hash, self.output_size = _PRF_HASHES[prf_id]
         except KeyError:
             raise CryptoError(f"PRF transform {prf_id} is not implemented") from None
         self.prf_id = prf_id

@@ -57,6 +57,7 @@ _TYPE_ORDER: dict[int, int] = {
 
 # strongSwan's integ_prf_map: the PRF an integrity algorithm implies in IKE proposals
 _INTEG_TO_PRF: dict[int, int] = {
+    IntegId.HMAC_SHA1_96: PrfId.HMAC_SHA1,
     IntegId.HMAC_SHA2_256_128: PrfId.HMAC_SHA2_256,
     IntegId.HMAC_SHA2_384_192: PrfId.HMAC_SHA2_384,
     IntegId.HMAC_SHA2_512_256: PrfId.HMAC_SHA2_512,

@@ -28,8 +28,9 @@ _AEAD = frozenset(
 )
 
 # integrity transform -> (hash name for hmac.digest, key size, truncated ICV size)
-# RFC 4868 §2.1.1 / §2.6: key = full hash output, ICV = half of it
+# RFC 4868 §2.1.1 / §2.6: key = full hash output, ICV = half of it; RFC 2404: HMAC-SHA-1-96
 INTEG_PARAMS: dict[int, tuple[str, int, int]] = {
+    IntegId.HMAC_SHA1_96: ("sha1", 20, 12),
     IntegId.HMAC_SHA2_256_128: ("sha256", 32, 16),
     IntegId.HMAC_SHA2_384_192: ("sha384", 48, 24),
     IntegId.HMAC_SHA2_512_256: ("sha512", 64, 32),

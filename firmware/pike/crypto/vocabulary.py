@@ -38,6 +38,11 @@ def _table() -> dict[str, Token]:
         t[f"sha2_{bits}"] = (_I, integ, None)
         t[f"prfsha{bits}"] = (_P, prf, None)
         t[f"prfsha2_{bits}"] = (_P, prf, None)
+    # HMAC-SHA-1 stays available for head offices whose parameter sheets still name it:
+    # RFC 8247 (IKEv2) and RFC 8221 (ESP) keep HMAC_SHA1_96 and PRF_HMAC_SHA1 as MUST-.
+    t["sha1"] = (_I, IntegId.HMAC_SHA1_96, None)
+    t["sha"] = (_I, IntegId.HMAC_SHA1_96, None)
+    t["prfsha1"] = (_P, PrfId.HMAC_SHA1, None)
     for bits, group in (
         (2048, GroupId.MODP_2048),
         (3072, GroupId.MODP_3072),
@@ -104,9 +109,6 @@ _REFUSED_KEYWORDS: dict[str, str] = {
     "md5_128": "md5_128 is refused: RFC 8247 and RFC 8221 forbid HMAC-MD5 integrity",
     "prfmd5": "prfmd5 is refused: RFC 8247 forbids PRF_HMAC_MD5",
     "null": "null is refused: pike never sends traffic unencrypted (ENCR_NULL, RFC 8221)",
-    "sha1": "sha1 is not implemented: pike offers only HMAC-SHA-2 (sha256, sha384, sha512)",
-    "sha": "sha is not implemented: pike offers only HMAC-SHA-2 (sha256, sha384, sha512)",
-    "prfsha1": "prfsha1 is not implemented: pike offers only prfsha256, prfsha384, prfsha512",
 }
 for _bits in (128, 192, 256):
     for _icv in ("8", "64", "12", "96"):

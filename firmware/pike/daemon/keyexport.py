@@ -48,6 +48,7 @@ _IKE_ENCR: dict[tuple[int, int], str] = {
 }
 _IKE_INTEG: dict[int, str] = {
     IntegId.NONE: "NONE [RFC4306]",
+    IntegId.HMAC_SHA1_96: "HMAC_SHA1_96 [RFC2404]",
     IntegId.HMAC_SHA2_256_128: "HMAC_SHA2_256_128 [RFC4868]",
     IntegId.HMAC_SHA2_384_192: "HMAC_SHA2_384_192 [RFC4868]",
     IntegId.HMAC_SHA2_512_256: "HMAC_SHA2_512_256 [RFC4868]",
@@ -62,6 +63,7 @@ _ESP_ENCR: dict[int, str] = {
 # AEAD: no integrity key; Wireshark takes AES-GCM only with "NULL" authentication.
 _ESP_AEAD = (EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16)
 _ESP_INTEG: dict[int, str] = {
+    IntegId.HMAC_SHA1_96: "HMAC-SHA-1-96 [RFC2404]",
     IntegId.HMAC_SHA2_256_128: "HMAC-SHA-256-128 [RFC4868]",
     IntegId.HMAC_SHA2_384_192: "HMAC-SHA-384-192 [RFC4868]",
     IntegId.HMAC_SHA2_512_256: "HMAC-SHA-512-256 [RFC4868]",

@@ -48,7 +48,7 @@ def phase1_prf(hash_alg: int) -> Prf:
     if hash_alg == HashV1.MD5:
         raise ProposalError("md5 (hash 1) is refused: RFC 8247 forbids HMAC-MD5")
     try:
-        return Prf(_HASH_PRF[hash_alg], ikev1=True)
+        return Prf(_HASH_PRF[hash_alg])
     except KeyError:
         raise CryptoError(f"IKEv1 hash algorithm {hash_alg} is not implemented") from None
 
