@@ -26,8 +26,8 @@ import pytest
 from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import wait_for
 from .strongswan import Connection, Secret
-from .strongswan_v1 import ikev1_connection
 from .test_lifecycle_interop import FAST, SECRET, conn
+from .topology import branch_hq_v1
 from .udp_capture import CAPTURE
 
 pytestmark = pytest.mark.interop
@@ -62,15 +62,7 @@ def _secret(version: int) -> Secret:
 
 
 def _conn(side: str, version: int) -> Connection:
-    if version == 2:
-        return conn(side)
-    left = side == "left"
-    return ikev1_connection(
-        "192.0.2.1" if left else "192.0.2.2",
-        "192.0.2.2" if left else "192.0.2.1",
-        local_ts="10.1.0.0/24" if left else "10.2.0.0/24",
-        remote_ts="10.2.0.0/24" if left else "10.1.0.0/24",
-    )
+    return conn(side) if version == 2 else branch_hq_v1(side)
 
 
 @pytest.mark.parametrize("version", [2, 1])

@@ -37,8 +37,8 @@ from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import UDPSTREAM, wait_for
 from .netns import Lab, Namespace, kill_pid
 from .piked import PikedNode
-from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
-from .topology import make_gateways, make_nat_gateways, tc_nat
+from .strongswan import Connection, IkeSaInfo, Secret, StrongswanNode
+from .topology import branch_hq, make_gateways, make_nat_gateways, tc_nat
 from .udp_capture import CAPTURE
 
 PSK = "pike-lifecycle-dataplane-psk"
@@ -56,23 +56,8 @@ pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
 
 
 def conn(side: str, esp: str, *, local: str | None = None, remote: str | None = None) -> Connection:
-    left = side == "left"
-    return Connection(
-        "hq",
-        [local or ("192.0.2.1" if left else "192.0.2.2")],
-        [remote or ("192.0.2.2" if left else "192.0.2.1")],
-        proposals=("aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"),
-        local_id=LEFT_ID if left else RIGHT_ID,
-        remote_id=RIGHT_ID if left else LEFT_ID,
-        children=[
-            Child(
-                "lan",
-                ["10.1.0.0/24" if left else "10.2.0.0/24"],
-                ["10.2.0.0/24" if left else "10.1.0.0/24"],
-                (esp,),
-            )
-        ],
-    )
+    proposals = ("aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072")
+    return branch_hq(side, proposals, (esp,), local=local, remote=remote)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ import pytest
 from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import rsa4096_chain, wait_for, write_chain
 from .piked import PikedNode
-from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
+from .strongswan import Connection, IkeSaInfo, Secret, StrongswanNode
+from .topology import branch_hq
 
 PSK = "pike-lifecycle-psk-3"
 BRANCH, HQ = "branch1.example.net", "hq.example.net"
@@ -37,24 +38,7 @@ pytestmark = pytest.mark.interop
 
 
 def conn(side: str, **kw: object) -> Connection:
-    left = side == "left"
-    return Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=PROPOSALS,
-        local_id=BRANCH if left else HQ,
-        remote_id=HQ if left else BRANCH,
-        children=[
-            Child(
-                "lan",
-                ["10.1.0.0/24" if left else "10.2.0.0/24"],
-                ["10.2.0.0/24" if left else "10.1.0.0/24"],
-                ("aes128gcm16",),
-            )
-        ],
-        **kw,  # type: ignore[arg-type]
-    )
+    return branch_hq(side, PROPOSALS, ("aes128gcm16",), **kw)
 
 
 def spis(sa: IkeSaInfo) -> tuple[str, str]:

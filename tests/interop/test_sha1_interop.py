@@ -13,46 +13,23 @@ from __future__ import annotations
 import pytest
 
 from .conftest import Gateways, MakeCharon, MakePiked
-from .strongswan import Child, Connection, Secret
-from .strongswan_v1 import ikev1_connection
+from .strongswan import Connection, Secret
+from .topology import BRANCH_ID as BRANCH
+from .topology import HQ_ID as HQ
+from .topology import branch_hq, branch_hq_v1
 
 pytestmark = pytest.mark.interop
 
 PSK = "pike-sha1-psk-4"
-BRANCH, HQ = "branch1.example.net", "hq.example.net"
 IKE, ESP = ("aes128-sha1-modp2048",), ("aes128-sha1",)
 
 
 def _v2(side: str) -> Connection:
-    left = side == "left"
-    return Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=IKE,
-        local_id=BRANCH if left else HQ,
-        remote_id=HQ if left else BRANCH,
-        children=[
-            Child(
-                "lan",
-                ["10.1.0.0/24" if left else "10.2.0.0/24"],
-                ["10.2.0.0/24" if left else "10.1.0.0/24"],
-                ESP,
-            )
-        ],
-    )
+    return branch_hq(side, IKE, ESP)
 
 
 def _v1(side: str) -> Connection:
-    left = side == "left"
-    return ikev1_connection(
-        "192.0.2.1" if left else "192.0.2.2",
-        "192.0.2.2" if left else "192.0.2.1",
-        local_ts="10.1.0.0/24" if left else "10.2.0.0/24",
-        remote_ts="10.2.0.0/24" if left else "10.1.0.0/24",
-        proposals=IKE,
-        esp_proposals=ESP,
-    )
+    return branch_hq_v1(side, proposals=IKE, esp_proposals=ESP)
 
 
 @pytest.mark.parametrize("version", [2, 1])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from .netns import HostNet, Lab, Link, Namespace
-from .strongswan import kernel_has_esp
+from .strongswan import Child, Connection, kernel_has_esp
 
 LEFT_WAN = ("192.0.2.1/24", "2001:db8::1/64")
 RIGHT_WAN = ("192.0.2.2/24", "2001:db8::2/64")
@@ -118,3 +120,53 @@ def make_nat_gateways(
     right.ip("route", "add", LEFT_LAN, "via", "192.0.2.1")
     gw = Gateways(la, left, right, wan, left_lan, right_lan, kernel_has_esp(left))
     return gw, nat, how
+
+
+BRANCH_ID, HQ_ID = "branch1.example.net", "hq.example.net"
+
+
+def branch_hq(
+    side: str,
+    proposals: Sequence[str],
+    esp: Sequence[str],
+    *,
+    local: str | None = None,
+    remote: str | None = None,
+    **kw: Any,
+) -> Connection:
+    """IKEv2 connection ``hq`` with child ``lan`` between the gateways above, as ``side``
+    (``left``: the branch, 192.0.2.1, 10.1.0.0/24; ``right``: the head office) sees it,
+    with FQDN identities; ``kw`` goes to :class:`Connection`."""
+    left = side == "left"
+    return Connection(
+        "hq",
+        [local or ("192.0.2.1" if left else "192.0.2.2")],
+        [remote or ("192.0.2.2" if left else "192.0.2.1")],
+        proposals=tuple(proposals),
+        local_id=BRANCH_ID if left else HQ_ID,
+        remote_id=HQ_ID if left else BRANCH_ID,
+        children=[
+            Child(
+                "lan",
+                [LEFT_LAN if left else RIGHT_LAN],
+                [RIGHT_LAN if left else LEFT_LAN],
+                tuple(esp),
+            )
+        ],
+        **kw,
+    )
+
+
+def branch_hq_v1(side: str, **kw: Any) -> Connection:
+    """The same as an IKEv1 connection (address identities); ``kw`` goes to
+    :func:`.strongswan_v1.ikev1_connection`."""
+    from .strongswan_v1 import ikev1_connection
+
+    left = side == "left"
+    return ikev1_connection(
+        "192.0.2.1" if left else "192.0.2.2",
+        "192.0.2.2" if left else "192.0.2.1",
+        local_ts=LEFT_LAN if left else RIGHT_LAN,
+        remote_ts=RIGHT_LAN if left else LEFT_LAN,
+        **kw,
+    )

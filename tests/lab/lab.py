@@ -30,13 +30,12 @@ sys.path.insert(0, str(REPO / "tests/guest"))
 from tests.interop.netns import Lab  # noqa: E402
 from tests.interop.piked import PikedNode  # noqa: E402
 from tests.interop.strongswan import (  # noqa: E402
-    Child,
     Connection,
     Secret,
     StrongswanNode,
     kernel_has_esp,
 )
-from tests.interop.topology import make_gateways  # noqa: E402
+from tests.interop.topology import branch_hq, make_gateways  # noqa: E402
 
 PSK = "pike-lab-example-psk"
 BRANCH, HQ = "branch1.example.net", "hq.example.net"
@@ -63,21 +62,10 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def connection(left: bool) -> Connection:
-    return Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=("aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"),
-        local_id=BRANCH if left else HQ,
-        remote_id=HQ if left else BRANCH,
-        children=[
-            Child(
-                "lan",
-                ["10.1.0.0/24" if left else "10.2.0.0/24"],
-                ["10.2.0.0/24" if left else "10.1.0.0/24"],
-                ("aes128gcm16", "aes256-sha256"),
-            )
-        ],
+    return branch_hq(
+        "left" if left else "right",
+        ("aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"),
+        ("aes128gcm16", "aes256-sha256"),
     )
 
 
