@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from pike.crypto.ids import EncrId
 from pike.ikev2.actions import (
     Action,
     DeleteChildSa,
@@ -343,9 +344,52 @@ def test_inbound_sa_installed_ahead_goes_when_reauth_fails() -> None:
     assert only_sa(a).state.value == "ESTABLISHED"  # the old IKE SA and its child stay
 
 
-def test_no_inbound_sa_ahead_when_the_peer_picks_the_algorithms() -> None:
-    # Two ESP proposals: the keys depend on the peer's choice, so nothing goes in early.
-    a, b = up(esp='"aes128gcm16", "aes256gcm16"')
+TWO_ESP = '"aes128gcm16", "aes256gcm16"'
+
+
+def _finish(a: Node, b: Node, t: float, steps: list[Action]) -> list[Action]:
+    """Deliver the IKE_AUTH request in ``steps``; a's actions for the answer."""
+    hand(steps, b, t)
+    hand(b.drain(), a, t)
+    return in_order(a, t)
+
+
+def test_with_several_proposals_the_peers_last_choice_goes_in_ahead() -> None:
+    # Two ESP proposals: the peer picks; it picked aes128gcm16 for the child being
+    # replaced, so that is what goes into the kernel ahead, and it was right.
+    a, b = up(esp=TWO_ESP)
+    t, steps = _reauth_to_ike_auth(a, b)
+    (ahead,) = [x for x in steps if isinstance(x, InstallInboundSa)]
+    assert len(ahead.inbound.encr_key) == 16 + 4  # AES-128-GCM key and salt
+    after = _finish(a, b, t, steps)
+    (install,) = [x for x in after if isinstance(x, InstallChildSa)]
+    assert replace(install.inbound, lifetime=ahead.inbound.lifetime) == ahead.inbound
+    assert not [x for x in after if isinstance(x, RemoveInboundSa)]
+
+
+def test_a_wrong_guess_is_replaced_once_the_answer_is_in() -> None:
+    # As if the peer had chosen aes256gcm16 last time and now answers aes128gcm16.
+    a, b = up(esp=TWO_ESP)
+    (old,) = only_sa(a).children
+    assert old.chosen is not None
+    old.chosen = replace(old.chosen, encr_key_length=256)
+    t, steps = _reauth_to_ike_auth(a, b)
+    (ahead,) = [x for x in steps if isinstance(x, InstallInboundSa)]
+    assert len(ahead.inbound.encr_key) == 32 + 4
+    after = _finish(a, b, t, steps)
+    kinds = [type(x).__name__ for x in after]
+    assert kinds.index("RemoveInboundSa") < kinds.index("InstallChildSa"), kinds
+    (removed,) = [x for x in after if isinstance(x, RemoveInboundSa)]
+    (install,) = [x for x in after if isinstance(x, InstallChildSa)]
+    assert removed.inbound == ahead.inbound
+    assert install.inbound.spi == ahead.inbound.spi and len(install.inbound.encr_key) == 20
+
+
+def test_no_inbound_sa_ahead_when_the_last_choice_is_no_longer_offered() -> None:
+    a, b = up(esp=TWO_ESP)
+    (old,) = only_sa(a).children
+    assert old.chosen is not None
+    old.chosen = replace(old.chosen, encr_id=EncrId.CHACHA20_POLY1305, encr_key_length=None)
     _t, steps = _reauth_to_ike_auth(a, b)
     assert not [x for x in steps if isinstance(x, InstallInboundSa)]
     assert [decode_header(x.data).exchange for x in steps if isinstance(x, SendDatagram)] == [

@@ -32,6 +32,7 @@ from .test_lifecycle_dataplane import (
     warm_up,
     xfrm_state_count,
 )
+from .topology import branch_hq
 
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
 ESP = "aes128gcm16"
@@ -45,11 +46,16 @@ def gw(gateways: Gateways) -> Gateways:
     return gateways
 
 
+@pytest.mark.parametrize("esp", [(ESP,), (ESP, "aes256-sha256")], ids=["one", "two"])
 def test_piked_reauthenticates_under_stream(
-    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked
+    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked, esp: tuple[str, ...]
 ) -> None:
-    charon = make_charon(gw.right, "charon", conn("right", ESP), SECRET, libipsec=False)
-    piked = make_piked(gw.left, "piked", conn("left", ESP), SECRET, start=False)
+    # one ESP proposal: the answer can name nothing else; two: charon chose aes128gcm16
+    # for the first child and chooses it again (piked's guess for the SA it installs ahead)
+    proposals = conn("left", ESP).proposals
+    right, left = branch_hq("right", proposals, esp), branch_hq("left", proposals, esp)
+    charon = make_charon(gw.right, "charon", right, SECRET, libipsec=False)
+    piked = make_piked(gw.left, "piked", left, SECRET, start=False)
     piked.extra = {"hq": {"reauth_time": "10s"}}
     piked.poll_via_socket = True
     piked.start()

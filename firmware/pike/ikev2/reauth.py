@@ -61,7 +61,11 @@ def start(ctx: Context, old: IkeSa, now: float) -> IkeSa | None:
         sa.tasks.queue(task(sa, True))
     for i, child in enumerate(children):
         exchange = ExchangeType.IKE_AUTH if i == 0 else ExchangeType.CREATE_CHILD_SA
-        sa.tasks.queue(ChildCreate(sa, True, child.config, exchange=exchange, reqid=child.reqid))
+        sa.tasks.queue(
+            ChildCreate(
+                sa, True, child.config, exchange=exchange, reqid=child.reqid, expect=child.chosen
+            )
+        )
     sa.tasks.initiate(now)
     return sa
 

@@ -99,9 +99,12 @@ class ChildCreate(Task):
         exchange: int = ExchangeType.IKE_AUTH,
         rekey: ChildSa | None = None,
         reqid: int | None = None,
+        expect: Chosen | None = None,
     ) -> None:
         super().__init__(sa, initiator)
         self.reqid = reqid  # reauthentication: the replaced child's, so policies stay put
+        # Reauthentication: what the peer chose for the replaced child, its likely choice.
+        self.expect = expect
         self.config = config if config is not None or rekey is None else rekey.config
         self.rekey = rekey  # the CHILD_SA this one replaces
         self._exchange = exchange
@@ -190,6 +193,11 @@ class ChildCreate(Task):
         no selectors to narrow). Its lifetime outlasts every retransmission of IKE_AUTH."""
         sa = self.sa
         chosen = only_choice(specs, ProtocolId.ESP)
+        if chosen is None and self.expect is not None:
+            # the peer chose these for the child being replaced and will again, unless
+            # its configuration changed (then the guess is replaced once the answer is in)
+            guess = Proposal(1, ProtocolId.ESP, bytes(4), self.expect.transforms())
+            chosen = check_reply(specs, (guess,), ProtocolId.ESP)
         if chosen is None or child.mode != "tunnel" or not sa.ctx.caps.esp:
             return
         self._keyed(child, chosen)
@@ -444,6 +452,10 @@ class ChildCreate(Task):
 
     def _established(self, child: ChildSa, chosen: Chosen, now: float) -> None:
         sa = self.sa
+        guessed = child.chosen
+        if self.ahead is not None and guessed is not None and _algs(guessed) != _algs(chosen):
+            log.info("%s: peer chose other algorithms than for the SA installed ahead", sa.tag())
+            self._drop_ahead()  # wrong keys: the install below adds the right SA anew
         self._keyed(child, chosen)
         self.ahead = None  # the install below updates it in place: same SPI, same keys
         sa.children.append(child)
@@ -496,6 +508,11 @@ class ChildCreate(Task):
         if self.rekey is not None and self.rekey.state == ChildState.REKEYING:
             self.rekey.set_state(ChildState.INSTALLED, sa.name)  # keep using the old one
         sa.ctx.emit(ChildSaFailed(sa.name, self.config.name, why))
+
+
+def _algs(c: Chosen) -> tuple[int, int | None, int, bool]:
+    """What decides an ESP SA's algorithms and key sizes."""
+    return (c.encr_id, c.encr_key_length, c.integ_id, c.esn)
 
 
 def _within(got: Sequence[TrafficSelector], offered: Sequence[TrafficSelector]) -> bool:
