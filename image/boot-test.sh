@@ -11,6 +11,13 @@
 # pike-selftest.service in the guest, which checks piked's READY, `pikectl status` and the
 # metrics port, prints PIKE-SELFTEST lines on the serial console and powers off.
 #
+# A TPM 2.0 is attached: swtpm on the host (state in the temp dir, ended by PID) behind a
+# virtio-serial port, which pike-vtpm.service in the guest (`pike.vtpm` on the command
+# line) turns into a kernel TPM chip, /dev/tpmrm0, through the vTPM proxy: Debian
+# bookworm's arm64 kernel has no tpm_tis, so qemu's tpm-tis-device would stay invisible.
+# First boot then makes the gateway key in it and the self-test checks it.
+# PIKE_BOOT_TPM=0 boots without a TPM.
+#
 # Exit 0 when the self-test passed. Serial log: image/out/boot-test.log. QEMU runs in a
 # private network namespace (unshare -n) with restricted user networking: no traffic
 # leaves. PIKE_BOOT_TIMEOUT (seconds, default 900) bounds the whole boot.
@@ -19,6 +26,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${PIKE_IMAGE_OUT:-$HERE/out}
 TIMEOUT=${PIKE_BOOT_TIMEOUT:-900}
+TPM=${PIKE_BOOT_TPM:-1}
 IMG=${1:-$(ls -t "$OUT"/pike-*-arm64.img 2>/dev/null | head -1)}
 [[ -n $IMG && -f $IMG ]] || {
   echo "boot-test: no image (run image/build.sh first)" >&2
@@ -31,8 +39,17 @@ for tool in qemu-system-aarch64 qemu-img mcopy sfdisk; do
   }
 done
 
+if [[ $TPM != 0 ]] && ! command -v swtpm >/dev/null; then
+  echo "boot-test: swtpm missing (apt-get install swtpm; or PIKE_BOOT_TPM=0)" >&2
+  exit 2
+fi
+
 T=$(mktemp -d /var/tmp/pike-boot.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+cleanup() {
+  if [[ -s $T/swtpm.pid ]]; then kill "$(cat "$T/swtpm.pid")" 2>/dev/null || true; fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
 LOG=$OUT/boot-test.log
 t0=$SECONDS
 
@@ -41,17 +58,32 @@ boot_start=$(sfdisk -d "$IMG" | sed -n 's/.*1 : start= *\([0-9]*\),.*/\1/p')
 mcopy -i "$IMG@@$((boot_start * 512))" ::vmlinuz ::initrd.img "$T/"
 qemu-img create -q -f qcow2 -F raw -b "$(realpath "$IMG")" "$T/disk.qcow2"
 
+vtpm_arg=""
+[[ $TPM == 0 ]] || vtpm_arg=" pike.vtpm"
 args=(
   -M virt -cpu cortex-a72 -smp 2 -m 1024
   -accel tcg,thread=multi,tb-size=256
   -kernel "$T/vmlinuz" -initrd "$T/initrd.img"
-  -append "console=ttyAMA0 root=LABEL=pikeroot rootwait ro pike.selftest systemd.show_status=1"
+  -append "console=ttyAMA0 root=LABEL=pikeroot rootwait ro pike.selftest systemd.show_status=1$vtpm_arg"
   -drive "if=none,id=disk,file=$T/disk.qcow2,format=qcow2,cache=unsafe"
   -device virtio-blk-pci,drive=disk
   -netdev user,id=net,restrict=on -device virtio-net-pci,netdev=net
   -device i6300esb # a PCI hardware watchdog: systemd's RuntimeWatchdogSec feeds it
   -display none -no-reboot -serial "file:$LOG"
 )
+if [[ $TPM != 0 ]]; then
+  mkdir "$T/tpm"
+  # allow-set-locality: the kernel's vTPM proxy sets the locality with TPM2_SetLocality.
+  swtpm socket --tpm2 --tpmstate dir="$T/tpm" --server type=unixio,path="$T/tpm.sock" \
+    --ctrl type=unixio,path="$T/tpm.ctrl" --flags not-need-init,startup-clear \
+    --locality allow-set-locality --daemon --pid file="$T/swtpm.pid"
+  for _ in $(seq 50); do [[ -S $T/tpm.sock ]] && break; sleep 0.1; done
+  args+=(
+    -device virtio-serial-pci
+    -chardev "socket,id=vtpm,path=$T/tpm.sock"
+    -device virtserialport,chardev=vtpm,name=org.pike.vtpm
+  )
+fi
 echo "boot-test: booting $(basename "$IMG") (serial log: $LOG)"
 rc=0
 if [[ $(id -u) -eq 0 ]] && command -v unshare >/dev/null; then

@@ -26,7 +26,7 @@ done
 cp "${SRC:-$ROOT}/README.md" "$r/opt/pike/README.md"
 ln -sf /opt/pike/bin/pikectl "$r/usr/local/sbin/pikectl"
 
-chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service \
+chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service pike-vtpm.service \
   ssh-hostkeys.service systemd-networkd.service >/dev/null 2>&1
 
 # Per-device identity is made at first boot: SSH host keys (ssh-hostkeys.service),

@@ -124,6 +124,7 @@ def test_root_file_system(image: Path, tmp_path: Path) -> None:
 def test_boots_under_qemu(image: Path) -> None:
     require(shutil.which("qemu-system-aarch64") is not None, "qemu-system-aarch64 missing")
     require(shutil.which("qemu-img") is not None, "qemu-img missing (package qemu-utils)")
+    require(shutil.which("swtpm") is not None, "swtpm missing (the guest's TPM)")
     t0 = time.monotonic()
     proc = run(["bash", str(IMAGE_DIR / "boot-test.sh"), str(image)], timeout=1200)
     print(f"\nimage/boot-test.sh: exit {proc.returncode} in {time.monotonic() - t0:.0f}s")
@@ -133,3 +134,8 @@ def test_boots_under_qemu(image: Path) -> None:
     assert "PIKE-SELFTEST: PASS pikectl status answered" in proc.stdout
     assert "PIKE-SELFTEST: PASS metrics on 127.0.0.1:9485 answer" in proc.stdout
     assert "PIKE-SELFTEST: INFO board: board:" in proc.stdout
+    # First boot made the gateway key in the TPM (swtpm on the host, a kernel TPM chip
+    # in the guest through the vTPM proxy) and a CSR whose signature verifies.
+    assert "PIKE-SELFTEST: PASS first boot made key gateway in the TPM" in proc.stdout
+    assert "PIKE-SELFTEST: PASS first boot wrote /etc/pike/gateway.csr (CN=" in proc.stdout
+    assert "firstboot: pike-firstboot: TPM /dev/tpmrm0: token pike" in proc.stdout

@@ -22,6 +22,7 @@ EXECUTABLES = (
     "/opt/pike/bin/pikectl",
     "/usr/local/sbin/pike-firstboot",
     "/usr/lib/pike/selftest",
+    "/usr/lib/pike/vtpm-relay",
 )
 
 
@@ -146,6 +147,15 @@ def test_boot_files() -> None:
     cmdline = (IMAGE / "boot/cmdline.txt").read_text()
     assert cmdline.count("\n") == 1  # the firmware wants one line
     assert "root=LABEL=pikeroot" in cmdline.split()
+
+
+def test_vtpm_relay_compiles_and_is_inert_without_pike_vtpm() -> None:
+    relay = ROOTFS / "usr/lib/pike/vtpm-relay"
+    assert relay.stat().st_mode & 0o111
+    compile(relay.read_text(), str(relay), "exec")
+    u = unit("pike-vtpm.service")
+    assert u["ConditionKernelCommandLine"] == ["pike.vtpm"]
+    assert u["Before"] == ["pike-firstboot.service"]
 
 
 @pytest.mark.parametrize(
