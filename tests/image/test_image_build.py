@@ -138,4 +138,5 @@ def test_boots_under_qemu(image: Path) -> None:
     # in the guest through the vTPM proxy) and a CSR whose signature verifies.
     assert "PIKE-SELFTEST: PASS first boot made key gateway in the TPM" in proc.stdout
     assert "PIKE-SELFTEST: PASS first boot wrote /etc/pike/gateway.csr (CN=" in proc.stdout
+    assert "PIKE-SELFTEST: PASS piked's user signs with the TPM key" in proc.stdout
     assert "firstboot: pike-firstboot: TPM /dev/tpmrm0: token pike" in proc.stdout
