@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+from pkcs11 import exceptions as p11e
 from pkcs11.constants import TokenFlag
 
 LABEL_SIZE = 32  # CK_TOKEN_INFO.label: UTF-8, padded with spaces
@@ -86,6 +87,13 @@ def init_token(lib: Any, module_path: str, label: str, so_pin: str, user_pin: st
     )  # fmt: skip
     if tok is None:
         raise ValueError(f"C_InitToken succeeded but no token {label} is listed")
-    with tok.open(rw=True, so_pin=so_pin) as session:
-        session.init_pin(user_pin)
+    try:
+        with tok.open(rw=True, so_pin=so_pin) as session:
+            session.init_pin(user_pin)
+    except p11e.PKCS11Error as exc:
+        # The label is taken now: say so, or a rerun would only see "already exists".
+        raise ValueError(
+            f"token {label} was initialized but its user PIN was not set "
+            f"({type(exc).__name__}); set it as SO or start from a fresh token"
+        ) from None
     return int(fresh)
