@@ -4,7 +4,7 @@ Two engines, fake clock."""
 
 from __future__ import annotations
 
-from ikev2.pair import Node, installed, transfer
+from ikev2.pair import Node, installed, transfer, until_restarted
 
 from .v1pair import A, B, engine, v1conf
 
@@ -38,15 +38,6 @@ def test_dpd_restart_brings_back_every_child() -> None:
     transfer(a, b)
     assert installed(a) == ["net", "voice"]
     _, b2 = pair()  # the peer rebooted: same config, no SAs
-    (old,) = a.engine.list_sas()
-    now = 0.0
-    while True:  # nothing answers until the old SA is found dead and a new one starts
-        t = a.engine.get_timer()
-        assert t is not None and t < 1000.0, a.engine.list_sas()
-        now = t
-        a.engine.handle_timer(now)
-        pending = a.drain()
-        if any(sa.spi_i != old.spi_i for sa in a.engine.list_sas()):
-            break
+    now, pending = until_restarted(a)  # nothing answers until the old SA is found dead
     transfer(a, b2, now, in_flight=pending)
     assert installed(a) == installed(b2) == ["net", "voice"]

@@ -191,3 +191,16 @@ def installed(node: Node) -> list[str]:
 def nothing_in_flight(node: Node) -> bool:
     """No request of ours awaits an answer (rekey/DPD timers may still be armed)."""
     return all(sa.tasks.deadline is None for sa in node.engine.sas.values())
+
+
+def until_restarted(node: Node) -> tuple[float, list[SendDatagram]]:
+    """Run ``node``'s timers, nothing answering, until its only IKE SA was found dead and a
+    new one started (dpd_action = restart); the time and the new SA's first datagrams."""
+    (old,) = node.engine.list_sas()
+    while True:
+        t = node.engine.get_timer()
+        assert t is not None and t < 1000.0, node.engine.list_sas()
+        node.engine.handle_timer(t)
+        pending = node.drain()
+        if any(sa.spi_i != old.spi_i for sa in node.engine.list_sas()):
+            return t, pending

@@ -5,7 +5,7 @@ dead peer's IKE SA carried. Two engines, fake clock."""
 
 from __future__ import annotations
 
-from .pair import Node, conf, installed, make_pair, transfer
+from .pair import Node, conf, installed, make_pair, transfer, until_restarted
 
 A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
 B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
@@ -56,15 +56,6 @@ def test_dpd_restart_brings_back_every_child() -> None:
     # The peer reboots: a fresh engine with the same config, no SAs; nothing answers
     # until the old IKE SA is found dead and the restart's IKE_SA_INIT goes out.
     _, b2 = pair()
-    (old,) = a.engine.list_sas()
-    now = 0.0
-    while True:
-        t = a.engine.get_timer()
-        assert t is not None and t < 1000.0, a.engine.list_sas()
-        now = t
-        a.engine.handle_timer(now)
-        pending = a.drain()
-        if any(sa.spi_i != old.spi_i for sa in a.engine.list_sas()):
-            break
+    now, pending = until_restarted(a)
     transfer(a, b2, now, in_flight=pending)
     assert installed(a) == installed(b2) == ["mgmt", "net", "voice"]
