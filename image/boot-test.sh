@@ -21,12 +21,53 @@
 # Exit 0 when the self-test passed. Serial log: image/out/boot-test.log. QEMU runs in a
 # private network namespace (unshare -n) with restricted user networking: no traffic
 # leaves. PIKE_BOOT_TIMEOUT (seconds, default 900) bounds the whole boot.
+#
+#     image/boot-test.sh --probe
+#
+# starts the same machine with the same devices (a blank disk, no kernel, paused) and quits
+# at once: it needs no image and shows in a second whether this host's qemu has every file
+# the boot needs (tests/setup/test_packages.py runs it under strace).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${PIKE_IMAGE_OUT:-$HERE/out}
 TIMEOUT=${PIKE_BOOT_TIMEOUT:-900}
 TPM=${PIKE_BOOT_TPM:-1}
+
+# The machine and its devices, shared by the boot and the probe. $1: the disk (qcow2),
+# $2: the chardev behind the TPM's virtio-serial port (empty: no TPM).
+qemu_machine() {
+  MACHINE=(
+    -M virt -cpu cortex-a72 -smp 2 -m 1024
+    -accel tcg,thread=multi,tb-size=256
+    -drive "if=none,id=disk,file=$1,format=qcow2,cache=unsafe"
+    -device virtio-blk-pci,drive=disk
+    # romfile= : no iPXE option ROM (a -kernel boot never network-boots; the ROM lives in
+    # ipxe-qemu, which qemu-system-arm only recommends, so a fresh machine lacks it).
+    -netdev user,id=net,restrict=on -device virtio-net-pci,netdev=net,romfile=
+    -device i6300esb # a PCI hardware watchdog: systemd's RuntimeWatchdogSec feeds it
+    -display none -no-reboot
+  )
+  if [[ -n $2 ]]; then
+    MACHINE+=(
+      -device virtio-serial-pci
+      -chardev "$2"
+      -device virtserialport,chardev=vtpm,name=org.pike.vtpm
+    )
+  fi
+}
+
+if [[ ${1:-} == --probe ]]; then
+  P=$(mktemp -d /var/tmp/pike-probe.XXXXXX)
+  trap 'rm -rf "$P"' EXIT
+  qemu-img create -q -f qcow2 "$P/disk.qcow2" 16M
+  qemu_machine "$P/disk.qcow2" "null,id=vtpm"
+  # -S: devices are created (and their ROMs loaded) but no CPU runs; `quit` ends it.
+  echo quit | timeout 60 qemu-system-aarch64 "${MACHINE[@]}" -S -serial null -monitor stdio >"$P/out" 2>&1 ||
+    { cat "$P/out" >&2; echo "boot-test: probe FAIL: qemu did not start" >&2; exit 1; }
+  echo "boot-test: probe OK"
+  exit 0
+fi
 IMG=${1:-$(ls -t "$OUT"/pike-*-arm64.img 2>/dev/null | head -1)}
 [[ -n $IMG && -f $IMG ]] || {
   echo "boot-test: no image (run image/build.sh first)" >&2
@@ -58,32 +99,24 @@ boot_start=$(sfdisk -d "$IMG" | sed -n 's/.*1 : start= *\([0-9]*\),.*/\1/p')
 mcopy -i "$IMG@@$((boot_start * 512))" ::vmlinuz ::initrd.img "$T/"
 qemu-img create -q -f qcow2 -F raw -b "$(realpath "$IMG")" "$T/disk.qcow2"
 
-vtpm_arg=""
-[[ $TPM == 0 ]] || vtpm_arg=" pike.vtpm"
-args=(
-  -M virt -cpu cortex-a72 -smp 2 -m 1024
-  -accel tcg,thread=multi,tb-size=256
-  -kernel "$T/vmlinuz" -initrd "$T/initrd.img"
-  -append "console=ttyAMA0 root=LABEL=pikeroot rootwait ro pike.selftest systemd.show_status=1$vtpm_arg"
-  -drive "if=none,id=disk,file=$T/disk.qcow2,format=qcow2,cache=unsafe"
-  -device virtio-blk-pci,drive=disk
-  -netdev user,id=net,restrict=on -device virtio-net-pci,netdev=net
-  -device i6300esb # a PCI hardware watchdog: systemd's RuntimeWatchdogSec feeds it
-  -display none -no-reboot -serial "file:$LOG"
-)
+vtpm_arg="" vtpm_chardev=""
 if [[ $TPM != 0 ]]; then
+  vtpm_arg=" pike.vtpm"
+  vtpm_chardev="socket,id=vtpm,path=$T/tpm.sock"
   mkdir "$T/tpm"
   # allow-set-locality: the kernel's vTPM proxy sets the locality with TPM2_SetLocality.
   swtpm socket --tpm2 --tpmstate dir="$T/tpm" --server type=unixio,path="$T/tpm.sock" \
     --ctrl type=unixio,path="$T/tpm.ctrl" --flags not-need-init,startup-clear \
     --locality allow-set-locality --daemon --pid file="$T/swtpm.pid"
   for _ in $(seq 50); do [[ -S $T/tpm.sock ]] && break; sleep 0.1; done
-  args+=(
-    -device virtio-serial-pci
-    -chardev "socket,id=vtpm,path=$T/tpm.sock"
-    -device virtserialport,chardev=vtpm,name=org.pike.vtpm
-  )
 fi
+qemu_machine "$T/disk.qcow2" "$vtpm_chardev"
+args=(
+  "${MACHINE[@]}"
+  -kernel "$T/vmlinuz" -initrd "$T/initrd.img"
+  -append "console=ttyAMA0 root=LABEL=pikeroot rootwait ro pike.selftest systemd.show_status=1$vtpm_arg"
+  -serial "file:$LOG"
+)
 echo "boot-test: booting $(basename "$IMG") (serial log: $LOG)"
 rc=0
 if [[ $(id -u) -eq 0 ]] && command -v unshare >/dev/null; then

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,12 @@ def unit(name: str) -> dict[str, list[str]]:
     return out
 
 
-def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze missing (package systemd)")
+def test_units_pass_systemd_analyze_verify(
+    tmp_path: Path, require: Callable[[bool, str], None]
+) -> None:
+    require(
+        shutil.which("systemd-analyze") is not None, "systemd-analyze missing (package systemd)"
+    )
     for exe in EXECUTABLES:
         stub = tmp_path / exe.lstrip("/")
         stub.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from ipaddress import IPv4Network, ip_address
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_algorithms import algorithm_attrs
 from pike.kernel.xfrm_selectors import Selector, port_blocks, sa_selector, selectors
 from pike.policy.ts import TrafficSelector
+
+Require = Callable[[bool, str], None]
 
 SIZES = {
     "xfrm_usersa_info": (xm.xfrm_usersa_info.fields, 224),
@@ -62,11 +65,11 @@ OFFSETS = [
 ]
 
 
-def test_layout_matches_system_header(tmp_path: Path) -> None:
+def test_layout_matches_system_header(tmp_path: Path, require: Require) -> None:
     """Cross-check sizes and offsets against <linux/xfrm.h> with the C compiler."""
     header = Path("/usr/include/linux/xfrm.h")
-    if shutil.which("cc") is None or not header.exists():
-        pytest.skip("no C compiler or linux/xfrm.h")
+    require(shutil.which("cc") is not None, "no C compiler (tests/run installs gcc)")
+    require(header.exists(), "no linux/xfrm.h (tests/run installs linux-libc-dev)")
     lines = [f'printf("{n} %zu\\n", sizeof(struct {n}));' for n in SIZES if n != "xfrm_selector"]
     lines += [f'printf("{s}.{m} %zu\\n", offsetof(struct {s}, {m}));' for s, m, _, _ in OFFSETS]
     src = tmp_path / "sizes.c"
