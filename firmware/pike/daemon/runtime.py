@@ -1,8 +1,8 @@
 """The asyncio runtime: sockets in -> engine, engine actions out, one re-armed timer.
 
-Thin on purpose (DESIGN.md): the engine decides everything; this module only moves
-datagrams, installs what the engine asks into the kernel, serves the control socket and
-handles signals and systemd. Every log line names the connection and SPIs it is about.
+Thin on purpose (docs/architecture.md): the engine decides everything; this module only
+moves datagrams, installs what the engine asks into the kernel, serves the control socket
+and handles signals and systemd. Every log line names the connection and SPIs it is about.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sans-I/O IKEv2 engine: datagrams and time in, actions out (DESIGN.md).
+"""The sans-I/O IKEv2 engine: datagrams and time in, actions out (docs/architecture.md).
 
 One engine serves every IKEv2 connection of the daemon (strongSwan's ike_sa_manager):
 it finds the IKE SA a datagram belongs to, or creates one as responder, and hands the

@@ -70,7 +70,8 @@ class StateError(RuntimeError):
 
 
 def sa_tag(name: str, unique_id: int, spi_i: bytes, spi_r: bytes) -> str:
-    """Connection name and SPIs of an IKE or ISAKMP SA, for every log line (DESIGN.md)."""
+    """Connection name and SPIs of an IKE or ISAKMP SA, for every log line (docs/architecture.md
+    "Conventions")."""
     return f"{name}[{unique_id}] {spi_i.hex()}_i {spi_r.hex()}_r"
 
 

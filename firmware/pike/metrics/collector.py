@@ -1,7 +1,7 @@
 """The Prometheus collector: engine state and kernel XFRM counters, read at scrape time.
 
 Runs on the daemon's event loop (``pike.metrics.server`` serves from it), so it reads the
-engine and queries the kernel without locks. Conventions (DESIGN.md): prefix ``pike_``,
+engine and queries the kernel without locks. Conventions (docs/architecture.md): prefix ``pike_``,
 counters end in ``_total``, labels are stable names (connection, child, direction,
 exchange, reason, state), never SPIs or unique ids, and times are Unix timestamps.
 """

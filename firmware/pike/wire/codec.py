@@ -5,7 +5,7 @@ Generic payload header (RFC 7296 §3.2), in front of every payload body:
     | Next Payload  |C|  RESERVED   |         Payload Length        |
     +---------------+-+-------------+-------------------------------+
 
-Decoding checks every length against its container before reading a value (DESIGN.md);
+Decoding checks every length against its container before reading a value (docs/architecture.md);
 whatever the bytes, it raises nothing but ``MalformedMessage``. Encoding builds a list of
 parts and joins it once (the responder's hot path). A value we cannot encode is our own
 bug and raises ``EncodeError``.

@@ -1,4 +1,4 @@
-"""The codec's two error roots (DESIGN.md): what the peer sent wrong, and our own bugs."""
+"""The codec's two error roots (docs/architecture.md): what the peer sent wrong, our bugs."""
 
 from __future__ import annotations
 

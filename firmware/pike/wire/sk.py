@@ -1,7 +1,7 @@
 """What the codec needs from the IKE SA's keys to seal and open an SK payload.
 
-The codec does not import ``pike.crypto`` (dependencies point down, DESIGN.md); the crypto
-package implements this protocol as ``pike.crypto.sk.SkCipher``.
+The codec does not import ``pike.crypto`` (dependencies point down, docs/architecture.md);
+the crypto package implements this protocol as ``pike.crypto.sk.SkCipher``.
 
 The SK payload body is ``IV || ciphertext || ICV`` (RFC 7296 §3.14), where the ciphertext
 encrypts ``inner payloads || padding || pad length``. The crypter owns everything that

@@ -1,7 +1,7 @@
 """Keys in a PKCS#11 token (SoftHSM2, a USB HSM, a TPM 2.0 through tpm2-pkcs11).
 
 ``Pkcs11Signer(uri)`` signs with the private key an RFC 7512 URI names. The rules the
-tokens impose (measured, see recipes/hsm-tpm.md):
+tokens impose (measured with SoftHSM2 2.6 and tpm2-pkcs11 1.9 on swtpm; docs/architecture.md):
 
 - login is per process, not per session: one logged-in session per token
   (:class:`TokenSession`), shared by every key on it, kept open;

@@ -1,7 +1,7 @@
 """Provisioning a token: key pairs made on the token, CSRs and certificates it signs.
 
 Keys are generated on the token, sensitive and non-extractable. The EC templates are the
-ones tpm2-pkcs11 accepts (recipes/hsm-tpm.md: it maps ENCRYPT/WRAP/DECRYPT/UNWRAP/DERIVE
+ones tpm2-pkcs11 1.9 accepts (measured on swtpm: it maps ENCRYPT/WRAP/DECRYPT/UNWRAP/DERIVE
 oddly and refuses other templates with "attr mismatch"); SoftHSM takes them too.
 
 A CSR (PKCS#10) is DER we build here, signed by the token through a Signer: ``cryptography``
