@@ -4,7 +4,7 @@
                          (piked)                    (charon kernel-netlink)
 
 A UDP stream of 200 numbered datagrams/s crosses both ways for 14 s while one side
-reauthenticates (reauth_time 10 s, so 5-10 s after the IKE SA came up): a new IKE SA
+reauthenticates (reauth_time 10 s, so 9-10 s after the IKE SA came up): a new IKE SA
 and CHILD_SA from scratch, then the old ones go (make-before-break). The receivers count.
 charon (``make_before_break = yes``) reauthenticating towards piked as responder: zero
 lost on a quiet host; under load what is in flight when charon drops the old SA.
