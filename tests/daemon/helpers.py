@@ -59,6 +59,7 @@ def gateway_config(
     remote_port: int = 500,
     start: bool = False,
     sock: str | None = None,
+    conn_extra: str = "",
 ) -> Config:
     sock = sock or str(tmp_path / name / "pike.sock")
     text = f"""
@@ -75,7 +76,7 @@ remote_port = {remote_port}
 proposals = ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]
 local = {{ auth = "psk", id = "{local_id}" }}
 remote = {{ auth = "psk", id = "{remote_id}" }}
-
+{conn_extra}
 [connections.hq.children.lan]
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.2.0.0/24"]

@@ -194,7 +194,7 @@ def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine
     cfg, natt = _config(tmp_path)
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None) -> FakeEngine:
+    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, _: Any) -> FakeEngine:
         engines.append(FakeEngine(alloc))
         return engines[-1]
 
