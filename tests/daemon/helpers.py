@@ -60,6 +60,7 @@ def gateway_config(
     start: bool = False,
     sock: str | None = None,
     conn_extra: str = "",
+    retransmit_timeout: str = "1s",
 ) -> Config:
     sock = sock or str(tmp_path / name / "pike.sock")
     text = f"""
@@ -67,7 +68,7 @@ def gateway_config(
 control_socket = "{sock}"
 ike_port = {ike_port}
 natt_port = {natt_port}
-retransmit_timeout = "1s"
+retransmit_timeout = "{retransmit_timeout}"
 
 [connections.hq]
 local_addrs = ["{local}"]

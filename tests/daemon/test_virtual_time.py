@@ -19,11 +19,13 @@ from pike.cli.piked import _engine
 from pike.daemon.clock import VirtualClock
 from pike.daemon.nokernel import NoKernel
 from pike.daemon.runtime import Daemon
+from pike.policy.loader import load_config
 
 from .helpers import free_udp_ports, gateway_config
 from .test_runtime_loopback import _ask, _established, _until
 
 HOUR = 3600
+QUIET = 0.01  # real seconds per timer once the peer is deaf: no exchange to wait for
 
 
 def _pair(tmp_path: Path, a_extra: str, b_extra: str) -> tuple[Any, Any]:
@@ -122,3 +124,104 @@ def test_rekey_and_reauth_over_hours_of_virtual_time(
     assert (sa_a["spi_i"], sa_a["spi_r"]) == (sa_b["spi_i"], sa_b["spi_r"])
     assert sa_a["state"] == sa_b["state"] == "ESTABLISHED"
     assert sa_a["spi_i"] != r["first"]["spi_i"]
+
+
+def _deaf(d: Daemon) -> None:
+    """From now on ``d`` drops every datagram unread: a peer that died without a word."""
+    d.engine.receive_datagram = lambda *args: None  # type: ignore[method-assign]
+
+
+def test_dpd_of_a_dead_peer_with_default_timers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dpd_delay 30 s and strongSwan's retransmission schedule (4 s x 1.8^n, 5 retransmits:
+    165 s): a clears the IKE SA of a peer that went silent, 165-195 s later."""
+    caplog.set_level(logging.INFO)
+    cfg_a, cfg_b = _pair(tmp_path, 'dpd_delay = "30s"\n', "")
+    cfg_a = _with_default_schedule(tmp_path, cfg_a)
+    span = cfg_a.daemon.retransmit_span()
+    assert round(span) == 165
+
+    async def scenario() -> dict[str, Any]:
+        clock = VirtualClock(asyncio.get_running_loop())
+        a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False, clock=clock)
+        b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False, clock=clock)
+        tb = asyncio.create_task(b.run())
+        await asyncio.wait_for(b.ready.wait(), 5)
+        ta = asyncio.create_task(a.run())
+        await asyncio.wait_for(a.ready.wait(), 5)
+        await _until(cfg_a.daemon.control_socket, _established)
+        await clock.run_for(100)  # b answers: probes every 30 s keep the SA
+        alive = await _ask(cfg_a.daemon.control_socket, "list-sas")
+        _deaf(b)
+        t0, dead_at = clock.monotonic(), None
+        for _ in range(40):
+            await clock.run_for(10, settle=QUIET)
+            if not (await _ask(cfg_a.daemon.control_socket, "list-sas"))["result"]:
+                dead_at = clock.monotonic() - t0
+                break
+        counters = a.engine.ctx.counters.conn("hq")  # type: ignore[attr-defined]
+        a.request_stop()
+        b.request_stop()
+        await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+        return {"alive": alive["result"], "dead_at": dead_at, "c": counters}
+
+    r = asyncio.run(scenario())
+    print(f"\nDPD: dead peer cleared {r['dead_at']:.0f} s (virtual) after it went silent")
+    assert len(r["alive"]) == 1 and r["alive"][0]["state"] == "ESTABLISHED"
+    assert r["c"].dpd_probes >= 3 + 1, r["c"]  # ~3 answered while b lived, then the last
+    assert r["dead_at"] is not None
+    # the first unanswered probe within dpd_delay of the last answer (DPD ran all along),
+    # then the retransmissions; the test looks every 10 s
+    assert span <= r["dead_at"] <= 30 + span + 10 + 1, r["dead_at"]
+    assert r["c"].retransmits == 5, r["c"]
+
+
+def test_keyingtries_with_default_timers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """keyingtries = 3 towards a peer that never answers: three IKE_SA_INIT sequences of
+    165 s each, then piked gives up, logs it, and nothing is left."""
+    caplog.set_level(logging.INFO)
+    cfg_a, cfg_b = _pair(tmp_path, "keyingtries = 3\n", "")
+    cfg_a = _with_default_schedule(tmp_path, cfg_a, start="start")
+    span = cfg_a.daemon.retransmit_span()
+
+    async def scenario() -> dict[str, Any]:
+        clock = VirtualClock(asyncio.get_running_loop())
+        a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False, clock=clock)
+        b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False, clock=clock)
+        tb = asyncio.create_task(b.run())
+        await asyncio.wait_for(b.ready.wait(), 5)
+        _deaf(b)
+        t0 = clock.monotonic()
+        ta = asyncio.create_task(a.run())
+        await asyncio.wait_for(a.ready.wait(), 5)
+        gave_up = None
+        for _ in range(60):
+            await clock.run_for(10, settle=QUIET)
+            if "attempt(s) (keyingtries" in caplog.text:
+                gave_up = clock.monotonic() - t0
+                break
+        await clock.run_for(2 * span, settle=QUIET)  # and nothing more
+        sas = await _ask(cfg_a.daemon.control_socket, "list-sas")
+        counters = a.engine.ctx.counters.conn("hq")  # type: ignore[attr-defined]
+        a.request_stop()
+        b.request_stop()
+        await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+        return {"gave_up": gave_up, "sas": sas["result"], "c": counters}
+
+    r = asyncio.run(scenario())
+    print(f"\nkeyingtries = 3: gave up {r['gave_up']:.0f} s (virtual) after the start")
+    assert r["gave_up"] is not None and 3 * span - 1 <= r["gave_up"] <= 3 * span + 10 + 1
+    assert "giving up after 3 attempt(s) (keyingtries = 3)" in caplog.text
+    assert r["c"].retransmits == 3 * 5 and r["sas"] == [], r
+
+
+def _with_default_schedule(tmp_path: Path, cfg: Any, start: str | None = None) -> Any:
+    """``cfg`` with strongSwan's default retransmission schedule (4 s, not the helper's 1 s);
+    ``start``: its child's start_action."""
+    path = Path(cfg.path)
+    text = path.read_text().replace('retransmit_timeout = "1s"', 'retransmit_timeout = "4s"')
+    if start is not None:
+        text = text.replace('start_action = "start"', f'start_action = "{start}"')
+    path.write_text(text)
+    return load_config(str(path))
