@@ -81,7 +81,8 @@ class _VirtualTimer:
 class VirtualClock:
     """The loop's clock plus an offset that only grows: ``advance(seconds)`` brings every
     timer that falls due in that span forward to now (they run in order of their time).
-    For tests of the real daemon that would otherwise wait out lifetimes."""
+    For tests of the real daemon that would otherwise wait out lifetimes. What others
+    stamp stays real (a real kernel's last-use times): only fakes should meet it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, wall_start: float | None = None):
         self.loop = loop
