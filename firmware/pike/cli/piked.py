@@ -14,7 +14,7 @@ import sys
 
 from pike.board.defaults import board_proposals
 from pike.cli.logsetup import LEVELS, setup_logging
-from pike.daemon.runtime import Daemon, Engine, SpiAlloc
+from pike.daemon.runtime import Daemon, Engine, Random, SpiAlloc
 from pike.ikev2.credentials import STORE
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
@@ -25,10 +25,12 @@ DEFAULT_CONFIG = "/etc/pike/pike.toml"
 log = logging.getLogger("pike.piked")
 
 
-def _engine(config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None) -> Engine:
+def _engine(
+    config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None, random: Random = os.urandom
+) -> Engine:
     from pike.daemon.engines import Engines
 
-    return Engines(config, random=os.urandom, kernel_caps=caps, spi_alloc=spi_alloc)
+    return Engines(config, random=random, kernel_caps=caps, spi_alloc=spi_alloc)
 
 
 def _kernel() -> KernelIpsec:

@@ -63,14 +63,22 @@ class _Daemon(Protocol):
 
 
 class Ops:
-    def __init__(self, daemon: _Daemon, now: Callable[[], float], pump: Callable[[], None]):
+    def __init__(
+        self,
+        daemon: _Daemon,
+        now: Callable[[], float],
+        pump: Callable[[], None],
+        *,
+        wall: Callable[[], float] = time.time,
+    ):
         self.daemon = daemon
         self._now = now
+        self._wall = wall
         self._pump = pump
-        self.recorder = Recorder(self.query)
+        self.recorder = Recorder(self.query, wall)
         self.metrics: MetricsServer | None = None
         self._keys: KeyExport | None = None
-        self._started_wall = time.time()
+        self._started_wall = 0.0  # set by start()
 
     @property
     def engine(self) -> _Engine:
@@ -97,7 +105,7 @@ class Ops:
                     sas=lambda: self.engine.list_sas(),
                     counters=lambda: getattr(self.engine.ctx, "counters", None),
                     now=self._now,
-                    wall=time.time,
+                    wall=self._wall,
                     esp=lambda: self.daemon.caps.esp,
                     recorder=self.recorder,
                     version=version,
@@ -115,7 +123,7 @@ class Ops:
 
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
-        self._started_wall = time.time()
+        self._started_wall = self._wall()
         self._configure_keys(self.daemon.config.daemon)
         listen = self.daemon.config.daemon.metrics_listen
         if not listen:

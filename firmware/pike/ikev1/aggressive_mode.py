@@ -62,7 +62,7 @@ def start(sa: IsakmpSa, now: float) -> None:
     """AM1: HDR, SA, KE, Ni, IDii, VID."""
     assert sa.conn is not None
     method = signature_auth.auth_method(sa.ctx, sa.conn)
-    offers = phase1_choices(sa.conn.proposals, method, sa.conn.rekey_time)
+    offers = phase1_choices(sa.conn.proposals, method, sa.conn.isakmp_lifetime)
     if not offers:
         raise PeerError("no_proposal", "no proposal IKEv1 can offer (AES-CBC, SHA-2)")
     group = offers[0].group

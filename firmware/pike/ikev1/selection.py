@@ -41,7 +41,7 @@ def choose(
         except PeerError as e:
             log.error("%s: %s", conn.name, e)
             continue
-        ours = phase1_choices(conn.proposals, method, conn.rekey_time)
+        ours = phase1_choices(conn.proposals, method, conn.isakmp_lifetime)
         for prop in offer.proposals:
             chosen = select_phase1(prop, ours)
             if chosen is not None:

@@ -227,7 +227,7 @@ def _by_identity(sa: IsakmpSa, peer: Identity) -> ConnectionConfig | None:
             method = auth_method(sa.ctx, conn)
         except PeerError:
             continue
-        ours = phase1_choices(conn.proposals, method, conn.rekey_time)
+        ours = phase1_choices(conn.proposals, method, conn.isakmp_lifetime)
         if any((c.key_bits, c.hash_alg, c.group, c.auth) == agreed for c in ours):
             log.info("%s: peer '%s' belongs to connection %s", sa.tag(), peer, conn.name)
             sa.conn = conn
