@@ -16,9 +16,9 @@ from pike.hsm.signer import SignatureScheme
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev1.keys import phase1_prf
 from pike.ikev1.signature_auth import verify
-from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa, SignRequest
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa, SignRequest
 from pike.wire.isakmp import decode_v1
 from pike.wire.isakmp_constants import AuthV1, ExchangeV1, P1Attr
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Hash, V1Sa, V1Sig

@@ -21,20 +21,13 @@ from pike.ikev1.restarts import restart
 from pike.ikev1.status import sa_info
 from pike.ikev1.timers import deadlines, on_timer
 from pike.ikev1.traps import Traps
-from pike.ikev2.actions import (
-    Action,
-    Address,
-    ChildSaFailed,
-    DeleteChildSa,
-    IkeSaInfo,
-    MessageDropped,
-)
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import Context, SpiAlloc
-from pike.ikev2.state import ChildState, IkeState
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps
+from pike.sa.actions import Action, Address, ChildSaFailed, DeleteChildSa, IkeSaInfo, MessageDropped
+from pike.sa.child_sa import ChildSa
+from pike.sa.context import Context, SpiAlloc
+from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
 from pike.wire.isakmp_constants import (

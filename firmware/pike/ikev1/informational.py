@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import informational_hash
-from pike.ikev2.actions import ChildSaFailed
-from pike.ikev2.state import ChildState, IkeState
+from pike.sa.actions import ChildSaFailed
+from pike.sa.state import ChildState, IkeState
 from pike.wire.isakmp_constants import NOTIFY_ERROR_MAX, ExchangeV1, NotifyV1, ProtocolV1
 from pike.wire.isakmp_payloads import V1Delete, V1Hash, V1Message, V1Notify, V1Payload
 from pike.wire.isakmp_rules import check_v1

@@ -38,12 +38,12 @@ from pike.ikev1.keys import (
     skeyid_signature,
 )
 from pike.ikev1.proposals import Phase1Choice
-from pike.ikev2.actions import Address, IkeSaDeleted, SendDatagram
-from pike.ikev2.certs import peer_identity
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import Context
-from pike.ikev2.state import ChildState, IkeState, ike_transition, sa_tag
 from pike.policy.config import ConnectionConfig
+from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
+from pike.sa.certs import peer_identity
+from pike.sa.child_sa import ChildSa
+from pike.sa.context import Context
+from pike.sa.state import ChildState, IkeState, ike_transition, sa_tag
 from pike.wire.isakmp import encode_chain, encode_v1
 from pike.wire.isakmp_constants import (
     VID_DPD,
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pike.ikev1")
 
-NONCE_SIZE = 32  # strongSwan's nonce length
 NATT_DRAFTS = (VID_NATT_DRAFT_02, VID_NATT_DRAFT_02N, VID_NATT_DRAFT_03)
 
 

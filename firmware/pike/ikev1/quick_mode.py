@@ -19,7 +19,7 @@ from ipaddress import ip_address
 from pike.crypto.errors import CryptoError
 from pike.crypto.kdf import ChildKeys
 from pike.crypto.ke import KeyExchange
-from pike.ikev1.isakmp_sa import NONCE_SIZE, IsakmpSa, PeerError, log
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import derive_phase2, qm_hash1, qm_hash2, qm_hash3
 from pike.ikev1.proposals import (
     Phase2Choice,
@@ -30,13 +30,14 @@ from pike.ikev1.proposals import (
     select_phase2,
 )
 from pike.ikev1.proxy_id import from_id, to_id
-from pike.ikev2.actions import ChildSaEstablished, ChildSaFailed, InstallChildSa
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.negotiate import Chosen
-from pike.ikev2.state import ChildState
 from pike.policy.config import ChildConfig, ConnectionConfig
 from pike.policy.ipsec import UdpEncap
 from pike.policy.ts import TrafficSelector
+from pike.sa.actions import ChildSaEstablished, ChildSaFailed, InstallChildSa
+from pike.sa.child_sa import ChildSa
+from pike.sa.chosen import Chosen
+from pike.sa.context import NONCE_SIZE
+from pike.sa.state import ChildState
 from pike.wire.buffer import Reader
 from pike.wire.isakmp import encode_chain
 from pike.wire.isakmp_constants import ExchangeV1, LifeType, NotifyV1, P2Attr, ProtocolV1

@@ -14,10 +14,10 @@ from pike.ikev1 import aggressive_mode, main_mode
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.proposals import Phase1Choice
 from pike.ikev1.selection import choose, connections_for, id_fits
-from pike.ikev2.actions import Address, SendDatagram
-from pike.ikev2.context import Context
-from pike.ikev2.state import IkeState
 from pike.policy.config import ConnectionConfig
+from pike.sa.actions import Address, SendDatagram
+from pike.sa.context import Context
+from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_v1
 from pike.wire.isakmp_constants import ExchangeV1, NotifyV1, ProtocolV1
 from pike.wire.isakmp_payloads import V1Id, V1Message, V1Notify, V1Sa

@@ -12,7 +12,7 @@ Ours follows our certificate's key, as strongSwan derives it from its local cred
 - ``HDR*, IDx, CERT+, SIG`` carries our chain (X.509, encoding 4) and the signature;
   CERTREQ (RFC 2408 §3.10) names each CA we trust by its DER subject, as strongSwan does;
 - the peer's chain goes to our CAs and its ID must be in its certificate, exactly as for
-  IKEv2 (``pike.ikev2.certs``), with the same config keys (``auth = "pubkey"``, ``certs``,
+  IKEv2 (``pike.sa.certs``), with the same config keys (``auth = "pubkey"``, ``certs``,
   ``key``, ``cacerts``).
 
 Our signature is never made here: like IKE_AUTH, we emit a ``SignRequest`` (the key may
@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from pike.hsm.signer import SignatureScheme, digest_hash, ecdsa_der_to_raw, ecdsa_raw_to_der
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.proposals import phase1_choices
-from pike.ikev2.actions import SignRequest
-from pike.ikev2.certs import (
+from pike.policy.config import ConnectionConfig, Identity
+from pike.sa.actions import SignRequest
+from pike.sa.certs import (
     CertError,
     id_in_cert,
     ids_match,
@@ -43,9 +44,8 @@ from pike.ikev2.certs import (
     subject_identity,
     validate_chain,
 )
-from pike.ikev2.context import SIGN_TIMEOUT, Context
-from pike.ikev2.credentials import CredentialError, LocalCredentials, store_for
-from pike.policy.config import ConnectionConfig, Identity
+from pike.sa.context import SIGN_TIMEOUT, Context
+from pike.sa.credentials import CredentialError, LocalCredentials, store_for
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
 from pike.wire.payloads import CertPayload

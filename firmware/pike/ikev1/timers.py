@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from pike.ikev1 import informational, liveness
 from pike.ikev1.isakmp_sa import IsakmpSa, log
-from pike.ikev2.actions import SendKeepalive
-from pike.ikev2.context import HALF_OPEN_TIMEOUT
-from pike.ikev2.state import ChildState, IkeState
+from pike.sa.actions import SendKeepalive
+from pike.sa.context import HALF_OPEN_TIMEOUT
+from pike.sa.state import ChildState, IkeState
 from pike.wire.isakmp_constants import NotifyV1
 
 if TYPE_CHECKING:

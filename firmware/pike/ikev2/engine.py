@@ -11,20 +11,12 @@ import contextlib
 from collections.abc import Callable
 
 from pike.ikev2 import reauth
-from pike.ikev2.actions import (
-    Action,
-    Address,
-    DeleteChildSa,
-    IkeSaInfo,
-    MessageDropped,
-)
-from pike.ikev2.child_sa import ChildSa, shares_policies
-from pike.ikev2.context import Context, Selectors, SpiAlloc
+from pike.ikev2.hooks import Ikev2Context
 from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.log import log
 from pike.ikev2.reassembly import collect_fragment
 from pike.ikev2.responder import InitResponder, notify_data, responder_tasks
 from pike.ikev2.restarts import restarts
-from pike.ikev2.state import ChildState, IkeState, RekeyRefused, log
 from pike.ikev2.status import sa_info
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
@@ -36,11 +28,15 @@ from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, deadlines, on_timer, rekey_child
-from pike.ikev2.traps import Traps
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
+from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
+from pike.sa.child_sa import ChildSa, shares_policies
+from pike.sa.context import Selectors, SpiAlloc
+from pike.sa.state import ChildState, IkeState, RekeyRefused
+from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.errors import MalformedMessage
@@ -58,7 +54,7 @@ class Ikev2Engine:
         kernel_caps: KernelCaps,
         spi_alloc: SpiAlloc | None = None,
     ) -> None:
-        self.ctx = Context(config, random, kernel_caps, spi_alloc)
+        self.ctx = Ikev2Context(config, random, kernel_caps, spi_alloc)
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open

@@ -9,12 +9,13 @@ from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
 from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.crypto.sk import SkCipher
-from pike.ikev2.actions import Address, SendDatagram
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import Context
-from pike.ikev2.negotiate import Chosen
-from pike.ikev2.state import IkeState, ike_transition, log, sa_tag
+from pike.ikev2.hooks import Ikev2Context
+from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
+from pike.sa.actions import Address, SendDatagram
+from pike.sa.child_sa import ChildSa
+from pike.sa.chosen import Chosen
+from pike.sa.state import IkeState, ike_transition, sa_tag
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
 from pike.wire.fragments import encode_fragments
@@ -23,7 +24,7 @@ from pike.wire.payloads import Message, Payload
 
 @dataclass(eq=False)
 class IkeSa:
-    ctx: Context
+    ctx: Ikev2Context
     unique_id: int
     initiator: bool
     spi_i: bytes
@@ -207,8 +208,8 @@ class IkeSa:
         Policies stay when another live CHILD_SA uses the same ones (a rekey successor, a
         new SA after INITIAL_CONTACT) or when they fall back to a trap."""
         keep_policies = keep_policies or self.ctx.keeps_policies(child)
-        from pike.ikev2.actions import DeleteChildSa
-        from pike.ikev2.state import ChildState
+        from pike.sa.actions import DeleteChildSa
+        from pike.sa.state import ChildState
 
         if child.state == ChildState.DELETED:
             return
@@ -220,7 +221,7 @@ class IkeSa:
             and successor.state != ChildState.DELETED
         ):
             # make before break: the successor's outbound SA goes in before the old one goes
-            from pike.ikev2.actions import InstallOutboundSa
+            from pike.sa.actions import InstallOutboundSa
 
             assert successor.outbound is not None
             successor.outbound_deferred = False
@@ -252,7 +253,7 @@ class IkeSa:
 
     def fail(self, reason: str, now: float, quiet: bool = False) -> None:
         """End this IKE SA without further messages (its children go with it)."""
-        from pike.ikev2.actions import IkeSaDeleted
+        from pike.sa.actions import IkeSaDeleted
 
         if self.state == IkeState.DESTROYED:
             return

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pike.ikev2.context import Context
+from pike.ikev2.hooks import Ikev2Context
 from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import log
+from pike.ikev2.log import log
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def _asked_for(sa: IkeSa) -> tuple[str, ...]:
     return tuple(names)
 
 
-def restarts(ctx: Context, ended: list[IkeSa]) -> list[Restart]:
+def restarts(ctx: Ikev2Context, ended: list[IkeSa]) -> list[Restart]:
     """Count DPD failures of the ``ended`` IKE SAs and say which to initiate again."""
     dead_peers: list[Restart] = []
     retries: list[Restart] = []
@@ -62,7 +62,7 @@ def restarts(ctx: Context, ended: list[IkeSa]) -> list[Restart]:
     return dead_peers + retries
 
 
-def retries_after(ctx: Context, sa: IkeSa) -> bool:
+def retries_after(ctx: Ikev2Context, sa: IkeSa) -> bool:
     """keyingtries (strongSwan's meaning): an initiation whose retransmissions all went
     unanswered starts again, up to keyingtries attempts in all (0: until it works).
     Errors the peer answered (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED...) are final.

@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pike.ikev2.context import SIGN_TIMEOUT
 from pike.ikev2.describe import describe_payloads, exchange_name
-from pike.ikev2.state import IkeState, log
+from pike.ikev2.log import log
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.sa.context import SIGN_TIMEOUT
+from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType
 from pike.wire.payloads import Message, NotifyPayload
 

@@ -19,20 +19,17 @@ from pike.crypto.kdf import derive_child_keys
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
-from pike.ikev2.actions import (
-    ChildSaEstablished,
-    ChildSaFailed,
-    InstallInboundSa,
-    RemoveInboundSa,
-)
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import NONCE_SIZE
-from pike.ikev2.negotiate import Chosen, check_reply, groups_of, only_choice, select, to_wire
-from pike.ikev2.state import ChildState, IkeState, log
+from pike.ikev2.log import log
+from pike.ikev2.negotiate import check_reply, groups_of, only_choice, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
+from pike.sa.actions import ChildSaEstablished, ChildSaFailed, InstallInboundSa, RemoveInboundSa
+from pike.sa.child_sa import ChildSa
+from pike.sa.chosen import Chosen
+from pike.sa.context import NONCE_SIZE
+from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, TsType
 from pike.wire.payloads import (
     KePayload,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pike.ikev2.state import IkeState
 from pike.ikev2.tasks.base import Task
+from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType, ProtocolId
 from pike.wire.payloads import DeletePayload, Message
 

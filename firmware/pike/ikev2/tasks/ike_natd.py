@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from pike.ikev2.actions import Address
 from pike.ikev2.tasks.base import Task
+from pike.sa.actions import Address
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 

@@ -8,13 +8,25 @@ back as traps.
 
 from __future__ import annotations
 
-from pike.ikev2.actions import InstallTrap
-from pike.ikev2.child_sa import ChildSa, trap_policies
-from pike.ikev2.context import Context
-from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import ChildState, log
+from collections.abc import Sequence
+from typing import Protocol
+
 from pike.policy.addrs import any_of
 from pike.policy.config import ConnectionConfig
+from pike.sa.actions import InstallTrap
+from pike.sa.child_sa import ChildSa, trap_policies
+from pike.sa.context import Context
+from pike.sa.state import ChildState, log
+
+
+class EndingSa(Protocol):
+    """What ``before_fail`` reads of an IKE or ISAKMP SA that ends."""
+
+    @property
+    def conn(self) -> ConnectionConfig | None: ...
+
+    @property
+    def children(self) -> Sequence[ChildSa]: ...
 
 
 class Traps:
@@ -61,7 +73,7 @@ class Traps:
         for key in [k for k in self.reqids if k[0] in conn_names]:
             del self.reqids[key]
 
-    def before_fail(self, sa: IkeSa, reason: str) -> None:
+    def before_fail(self, sa: EndingSa, reason: str) -> None:
         """dpd_action = trap: the children of a dead peer go back to on-demand, so that
         the next packet brings the tunnel up again."""
         conn = sa.conn
