@@ -10,6 +10,7 @@ SAs like IKEv2 ones.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -17,7 +18,6 @@ from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, si
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.quick_mode import QuickMode
 from pike.ikev1.responder import phase1_request
-from pike.ikev1.restarts import restart
 from pike.ikev1.status import sa_info
 from pike.ikev1.timers import deadlines, on_timer
 from pike.ikev1.traps import Traps
@@ -27,6 +27,7 @@ from pike.policy.ipsec import KernelCaps
 from pike.sa.actions import Action, Address, ChildSaFailed, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, SpiAlloc
+from pike.sa.restarts import restart
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
@@ -257,27 +258,21 @@ class Ikev1Engine:
         """The peer stopped answering: the SA goes; then ``dpd_action`` (an established
         SA) or ``keyingtries`` (one still connecting) say what comes next."""
         conn = sa.conn
-        wanted = list(self.wanted.get(sa.unique_id, []))
-        established = sa.established_at is not None
+        wanted = self.wanted.get(sa.unique_id, [])
         were_up = list(dict.fromkeys(c.name for c in sa.live_children()))
-        if conn is not None and established and conn.dpd_action == "trap":
+        if conn is not None and sa.established_at is not None and conn.dpd_action == "trap":
             for child in sa.live_children():
                 # back to on-demand: the next packet brings the tunnel up again
                 self.traps.install(conn, child.name, child.reqid, child)
         sa.fail("retransmit_timeout", now, self.remove_child)
-        again = restart(sa, established, were_up if established else wanted)
-        if conn is not None and again is None and sa.initiator and not established:
-            log.warning(
-                "%s: peer not responding, giving up after %d attempt(s) (keyingtries = %d)",
-                sa.tag(),
-                sa.attempt,
-                conn.keyingtries,
-            )
-        if conn is not None and again is not None:
-            if again.note is not None:
-                log.info("%s", again.note)
-            new = self._new_initiator(conn, again.children, now)
-            new.attempt = again.attempt
+        again = restart(self.config, sa, were_up, wanted)
+        if conn is None or again is None:
+            return
+        log.info("%s", again.note)
+        with contextlib.suppress(KeyError):  # no address to initiate to (a %any responder)
+            children = list(again.children) or [c.name for c in conn.children][:1]
+            new = self._new_initiator(conn, children, now)
+            new.keyingtry = again.keyingtry
 
     def delete_child(self, sa: IsakmpSa, child: ChildSa, reason: str, now: float) -> None:
         if sa.state == IkeState.ESTABLISHED and child.state != ChildState.DELETED:

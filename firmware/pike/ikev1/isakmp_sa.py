@@ -140,7 +140,7 @@ class IsakmpSa:
         self.uncommitted: tuple[int, bytes] | None = None
         self.arrived_on: tuple[Address, Address] = (remote, local)  # of the message handled
         self.replaces: IsakmpSa | None = None  # the SA this reauthentication replaces
-        self.attempt = 1  # keyingtries: which attempt to bring the SA up this is
+        self.keyingtry = 0  # attempts of keyingtries that went before this SA's
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
         # Main Mode responder: the connections our and the peer's addresses fit; with
         # signatures the peer's ID (MM5) may pick another of them than MM1 did.

@@ -16,7 +16,6 @@ from pike.ikev2.ike_sa import IkeSa
 from pike.ikev2.log import log
 from pike.ikev2.reassembly import collect_fragment
 from pike.ikev2.responder import InitResponder, notify_data, responder_tasks
-from pike.ikev2.restarts import restarts
 from pike.ikev2.status import sa_info
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
@@ -35,6 +34,7 @@ from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa, shares_policies
 from pike.sa.context import Selectors, SpiAlloc
+from pike.sa.restarts import Restart, dead_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
@@ -450,11 +450,17 @@ class Ikev2Engine:
             elif sa.state == IkeState.ESTABLISHED and not sa.scheduled:
                 arm(self.ctx, sa, now)
         self._responder.settle()
-        for again in restarts(self.ctx, ended):
+        agains = [r for sa in ended if (r := self._restart(sa)) is not None]
+        for again in sorted(agains, key=lambda r: r.keyingtry > 0):  # peers found dead first
             log.info("%s", again.note)
             with contextlib.suppress(KeyError):
                 for child in again.children or (None,):
                     self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
+
+    def _restart(self, sa: IkeSa) -> Restart | None:
+        if sa.conn is not None and dead_peer(sa) and sa.dpd_outstanding:
+            self.ctx.counters.conn(sa.conn.name).dpd_failures += 1
+        return restart(self.config, sa, sa.lost_children, _asked_for(sa))
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:
@@ -467,6 +473,15 @@ def _child_queued(sa: IkeSa, name: str) -> bool:
         isinstance(t, ChildCreate) and t.config is not None and t.config.name == name
         for t in (*sa.tasks.active, *sa.tasks.queued)
     )
+
+
+def _asked_for(sa: IkeSa) -> tuple[str, ...]:
+    """The children an unanswered initiation asked for, so that a retry asks again."""
+    names = [sa.initiate_child] if sa.initiate_child else []
+    for t in (*sa.tasks.active, *sa.tasks.queued):
+        if isinstance(t, ChildCreate) and t.config is not None and t.config.name not in names:
+            names.append(t.config.name)
+    return tuple(names)
 
 
 def _secrets_for(config: Config, conn: ConnectionConfig) -> bytes | None:
