@@ -18,6 +18,7 @@ from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.sa.actions import SendKeepalive
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import HALF_OPEN_TIMEOUT
+from pike.sa.liveness import last_sign_of_life, log_probe
 from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ExchangeType
 
@@ -118,14 +119,7 @@ def _keepalive(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
 
 def _liveness(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """DPD: probe only when neither IKE nor ESP brought news within dpd_delay."""
-    probe = ctx.esp_activity
-    if probe is not None:
-        for child in sa.children:
-            if child.inbound is None or child.installed_at is None:
-                continue
-            seen = probe(child.inbound)
-            if seen is not None and seen > sa.last_inbound:
-                sa.last_inbound = min(seen, now)
+    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, ctx.esp_activity, now)
     due = sa.dpd_due()
     if due is None or now < due:
         log.debug(
@@ -134,7 +128,8 @@ def _liveness(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
             due or 0.0,
         )
         return
-    log.info("%s: no traffic for %ss, sending DPD", sa.tag(), sa.conn.dpd_delay if sa.conn else "?")
+    assert sa.conn is not None  # dpd_due() is None without a connection
+    log_probe(sa.tag(), sa.conn.dpd_delay)
     sa.dpd_outstanding = True
     ctx.counters.conn(sa.name).dpd_probes += 1
     sa.tasks.queue(Informational(sa, True))

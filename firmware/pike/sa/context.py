@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps, SaSpec
+from pike.policy.ipsec import KernelCaps
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import Action
+from pike.sa.liveness import EspActivity
 
 Random = Callable[[int], bytes]
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
@@ -83,7 +84,7 @@ class Context:
     spi_alloc: SpiAlloc | None = None
     actions: deque[Action] = field(default_factory=deque)
     # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
-    esp_activity: Callable[[SaSpec], float | None] | None = None
+    esp_activity: EspActivity | None = None
     counters: Counters = field(default_factory=Counters)
     _next_unique: int = 0
     _next_reqid: int = 0
