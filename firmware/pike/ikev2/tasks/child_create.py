@@ -25,7 +25,8 @@ from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
-from pike.sa.actions import ChildSaEstablished, ChildSaFailed, InstallInboundSa, RemoveInboundSa
+from pike.sa import child_install
+from pike.sa.actions import ChildSaFailed, InstallInboundSa, RemoveInboundSa
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
@@ -456,16 +457,7 @@ class ChildCreate(Task):
         self._keyed(child, chosen)
         self.ahead = None  # the install below updates it in place: same SPI, same keys
         sa.children.append(child)
-        if not sa.ctx.caps.esp:
-            # Our kernel cannot take it: tell the peer, as strongSwan does on install failure.
-            log.error(
-                "%s: CHILD_SA %s negotiated but kernel lacks %s; deleting it",
-                sa.tag(),
-                child.name,
-                ", ".join(sa.ctx.caps.missing) or "ESP",
-            )
-            child.set_state(ChildState.FAILED, sa.name)
-            sa.ctx.emit(ChildSaFailed(sa.name, child.name, "kernel_no_esp"))
+        if child_install.kernel_refuses(sa.ctx, sa.tag(), sa.name, child):
             from pike.ikev2.tasks.child_delete import ChildDelete
 
             sa.tasks.queue(ChildDelete(sa, True, child))
@@ -478,24 +470,7 @@ class ChildCreate(Task):
         child.outbound_deferred = not self.initiator and (self.rekey or prior) is not None
         if prior is not None and prior.replaced_by_peer is None:
             prior.replaced_by_peer = child
-        sa.ctx.emit(child.install(sa.name))
-        child.installed_at = now
-        child.schedule(now, sa.ctx.random)
-        child.set_state(ChildState.INSTALLED, sa.name)
-        log.info(
-            "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
-            sa.tag(),
-            child.name,
-            child.unique_id,
-            "rekeyed" if self.rekey is not None else "established",
-            child.spi_in,
-            child.spi_out,
-            _fmt(child.local_ts),
-            _fmt(child.remote_ts),
-        )
-        if self.rekey is not None:
-            sa.ctx.counters.conn(sa.name).child_rekeys += 1
-        sa.ctx.emit(ChildSaEstablished(sa.name, child.name, child.unique_id))
+        child_install.install(sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None)
 
     def _failed(self, why: str) -> None:
         sa = self.sa

@@ -1,0 +1,39 @@
+"""pike.sa.child_install: a CHILD_SA our kernel cannot take (no ESP) fails and is deleted
+with the peer, in IKEv1 as in IKEv2, with one log line; in memory."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ikev2.pair import transfer
+from pike.sa.actions import ChildSaEstablished, ChildSaFailed, DeleteChildSa, InstallChildSa
+
+from .both import pair
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_without_esp_the_child_is_deleted_with_the_peer(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, b = pair(version, a_esp=False)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    assert a.of(InstallChildSa) == [] and a.of(ChildSaEstablished) == []
+    (failed,) = a.of(ChildSaFailed)
+    assert isinstance(failed, ChildSaFailed) and failed.reason == "kernel_no_esp"
+    said = [r.getMessage() for r in caplog.records if "kernel lacks" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].endswith(
+        ": CHILD_SA net negotiated but kernel lacks ESP (CONFIG_INET_ESP); deleting it"
+    )
+    # the peer had installed it; our Delete took it out again, the IKE SA stays
+    (put,) = b.of(InstallChildSa)
+    (gone,) = b.of(DeleteChildSa)
+    assert isinstance(put, InstallChildSa) and isinstance(gone, DeleteChildSa)
+    assert gone.inbound == put.inbound
+    for node in (a, b):
+        (sa,) = node.engine.list_sas()
+        assert sa.state == "ESTABLISHED" and sa.children == ()
