@@ -311,18 +311,8 @@ class Ikev1Engine:
             owner.children.remove(child)
 
     def _shared_policies(self, child: ChildSa) -> bool:
-        """A rekeyed child's successor uses the same policies, or they are trap policies:
-        they stay."""
-        if self.traps.holds(child.reqid):
-            return True
-        mine = {(p.src_ts, p.dst_ts, p.direction) for p in child.policies}
-        for sa in self.sas.values():
-            for other in sa.children:
-                if other is child or other.state != ChildState.INSTALLED:
-                    continue
-                if mine & {(p.src_ts, p.dst_ts, p.direction) for p in other.policies}:
-                    return True
-        return False
+        others = (c for sa in self.sas.values() for c in sa.children)
+        return self.traps.keeps_policies(child, others)
 
     # -- datagrams -----------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:

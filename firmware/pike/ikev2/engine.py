@@ -32,7 +32,7 @@ from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
-from pike.sa.child_sa import ChildSa, shares_policies
+from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors, SpiAlloc
 from pike.sa.restarts import Restart, dead_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
@@ -112,7 +112,7 @@ class Ikev2Engine:
 
     def _keeps_policies(self, child: ChildSa) -> bool:
         others = (c for sa in self.sas.values() for c in sa.children)
-        return self.traps.holds(child.reqid) or shares_policies(child, others)
+        return self.traps.keeps_policies(child, others)
 
     def initiate(
         self, conn_name: str, now: float, child: str | None = None, *, keyingtry: int = 0

@@ -8,13 +8,13 @@ back as traps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from pike.policy.addrs import any_of
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import InstallTrap
-from pike.sa.child_sa import ChildSa, trap_policies
+from pike.sa.child_sa import ChildSa, shares_policies, trap_policies
 from pike.sa.context import Context
 from pike.sa.state import ChildState, log
 
@@ -61,6 +61,11 @@ class Traps:
     def holds(self, reqid: int) -> bool:
         """A trap uses ``reqid``: its policies stay when a CHILD_SA of it goes."""
         return any(r == reqid for r in self.reqids.values())
+
+    def keeps_policies(self, child: ChildSa, others: Iterable[ChildSa]) -> bool:
+        """Whether ``child``'s policies must outlive it: a trap holds them, or another
+        live child among ``others`` has one of them (a rekey's successor or predecessor)."""
+        return self.holds(child.reqid) or shares_policies(child, others)
 
     def find(self, reqid: int) -> tuple[str, str] | None:
         """The (connection, child) an ACQUIRE for ``reqid`` is about."""
