@@ -24,7 +24,8 @@ from pike.ikev1.traps import Traps
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps
-from pike.sa.actions import Action, Address, ChildSaFailed, DeleteChildSa, IkeSaInfo, MessageDropped
+from pike.sa import child_lifecycle
+from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, SpiAlloc
 from pike.sa.restarts import restart
@@ -290,23 +291,9 @@ class Ikev1Engine:
 
     def remove_child(self, child: ChildSa, reason: str, sa: IsakmpSa | None = None) -> None:
         owner = sa or next((s for s in self.sas.values() if child in s.children), None)
-        name = owner.name if owner else "-"
-        installed = child.installed_at is not None
-        if child.inbound is not None and child.outbound is not None and installed:
-            self.ctx.emit(
-                DeleteChildSa(
-                    name,
-                    child.name,
-                    child.unique_id,
-                    child.inbound,
-                    child.outbound,
-                    child.policies,
-                    self._shared_policies(child),
-                )
-            )
-        log.info("%s: CHILD_SA %s{%d} removed: %s", name, child.name, child.unique_id, reason)
-        if child.state != ChildState.DELETED:
-            child.set_state(ChildState.DELETED, name)
+        tag, name = (owner.tag(), owner.name) if owner else ("-", "-")
+        keep = self._shared_policies(child)
+        child_lifecycle.remove(self.ctx, tag, name, child, reason, keep)
         if owner is not None and child in owner.children:
             owner.children.remove(child)
 

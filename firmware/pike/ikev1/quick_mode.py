@@ -33,7 +33,7 @@ from pike.ikev1.proxy_id import from_id, to_id
 from pike.policy.config import ChildConfig, ConnectionConfig
 from pike.policy.ipsec import UdpEncap
 from pike.policy.ts import TrafficSelector
-from pike.sa import child_install
+from pike.sa import child_lifecycle
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
@@ -359,9 +359,9 @@ def install(qm: QuickMode, now: float) -> ChildSa | None:
     out_encap = UdpEncap(sa.local[1], sa.remote[1]) if udp else None
     child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, ctx.random)
     sa.children.append(child)
-    if child_install.kernel_refuses(ctx, sa.tag(), sa.name, child):
+    if child_lifecycle.kernel_refuses(ctx, sa.tag(), sa.name, child):
         return child  # FAILED: the engine deletes it with the peer
-    child_install.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
+    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
     if qm.lifetime and (child.expire_at is None or now + qm.lifetime < child.expire_at):
         # the peer's proposed lifetime is shorter than ours
         child.expire_at = now + qm.lifetime

@@ -12,6 +12,7 @@ from pike.crypto.sk import SkCipher
 from pike.ikev2.hooks import Ikev2Context
 from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
+from pike.sa import child_lifecycle
 from pike.sa.actions import Address, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
@@ -208,46 +209,7 @@ class IkeSa:
         Policies stay when another live CHILD_SA uses the same ones (a rekey successor, a
         new SA after INITIAL_CONTACT) or when they fall back to a trap."""
         keep_policies = keep_policies or self.ctx.keeps_policies(child)
-        from pike.sa.actions import DeleteChildSa
-        from pike.sa.state import ChildState
-
-        if child.state == ChildState.DELETED:
-            return
-        successor = child.replaced_by_peer
-        # (a successor on another IKE SA, after a peer's reauthentication, may be gone)
-        if (
-            successor is not None
-            and successor.outbound_deferred
-            and successor.state != ChildState.DELETED
-        ):
-            # make before break: the successor's outbound SA goes in before the old one goes
-            from pike.sa.actions import InstallOutboundSa
-
-            assert successor.outbound is not None
-            successor.outbound_deferred = False
-            self.ctx.emit(
-                InstallOutboundSa(
-                    self.name, successor.name, successor.unique_id, successor.outbound
-                )
-            )
-        if (
-            child.inbound is not None
-            and child.outbound is not None
-            and child.installed_at is not None
-        ):
-            self.ctx.emit(
-                DeleteChildSa(
-                    self.name,
-                    child.name,
-                    child.unique_id,
-                    child.inbound,
-                    child.outbound,
-                    child.policies,
-                    keep_policies,
-                )
-            )
-        log.info("%s: CHILD_SA %s{%d} removed: %s", self.tag(), child.name, child.unique_id, reason)
-        child.set_state(ChildState.DELETED, self.name)
+        child_lifecycle.remove(self.ctx, self.tag(), self.name, child, reason, keep_policies)
         if child in self.children:
             self.children.remove(child)
 

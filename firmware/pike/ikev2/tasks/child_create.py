@@ -25,7 +25,7 @@ from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
-from pike.sa import child_install
+from pike.sa import child_lifecycle
 from pike.sa.actions import ChildSaFailed, InstallInboundSa, RemoveInboundSa
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
@@ -457,7 +457,7 @@ class ChildCreate(Task):
         self._keyed(child, chosen)
         self.ahead = None  # the install below updates it in place: same SPI, same keys
         sa.children.append(child)
-        if child_install.kernel_refuses(sa.ctx, sa.tag(), sa.name, child):
+        if child_lifecycle.kernel_refuses(sa.ctx, sa.tag(), sa.name, child):
             from pike.ikev2.tasks.child_delete import ChildDelete
 
             sa.tasks.queue(ChildDelete(sa, True, child))
@@ -470,7 +470,7 @@ class ChildCreate(Task):
         child.outbound_deferred = not self.initiator and (self.rekey or prior) is not None
         if prior is not None and prior.replaced_by_peer is None:
             prior.replaced_by_peer = child
-        child_install.install(sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None)
+        child_lifecycle.install(sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None)
 
     def _failed(self, why: str) -> None:
         sa = self.sa

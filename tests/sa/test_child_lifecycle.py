@@ -1,5 +1,5 @@
-"""pike.sa.child_install: a CHILD_SA our kernel cannot take (no ESP) fails and is deleted
-with the peer, in IKEv1 as in IKEv2, with one log line; in memory."""
+"""pike.sa.child_lifecycle: a CHILD_SA our kernel cannot take (no ESP) fails and is deleted
+with the peer, and a removal is logged with the SA's tag, in IKEv1 as in IKEv2; in memory."""
 
 from __future__ import annotations
 
@@ -37,3 +37,22 @@ def test_without_esp_the_child_is_deleted_with_the_peer(
     for node in (a, b):
         (sa,) = node.engine.list_sas()
         assert sa.state == "ESTABLISHED" and sa.children == ()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_removal_is_logged_alike_with_the_sa_tag(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, b = pair(version)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    (sa,) = a.engine.list_sas()
+    (child,) = sa.children
+    a.engine.terminate("gw", 1.0)
+    transfer(a, b, 1.0)
+    (gone,) = a.of(DeleteChildSa)
+    assert isinstance(gone, DeleteChildSa) and not gone.keep_policies
+    said = [r.getMessage() for r in caplog.records if "} removed: " in r.getMessage()]
+    tag = f"gw[{sa.unique_id}] {sa.spi_i.hex()}_i {sa.spi_r.hex()}_r"
+    assert f"{tag}: CHILD_SA net{{{child.unique_id}}} removed: terminated" in said
