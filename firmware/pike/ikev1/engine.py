@@ -212,7 +212,11 @@ class Ikev1Engine:
         """The answer to a ``SignRequest`` of ours (``signature_auth``): the phase-1
         message it completes goes out, or, without a signature, the SA fails closed."""
         for sa in list(self.sas.values()):
-            if sa.signing is None or sa.signing.ref != ref or sa.state == IkeState.DESTROYED:
+            if (
+                sa.signing is None
+                or sa.signing.awaited.ref != ref
+                or sa.state == IkeState.DESTROYED
+            ):
                 continue
             try:
                 signature_auth.signed(sa, result, now)

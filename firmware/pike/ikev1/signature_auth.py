@@ -44,8 +44,9 @@ from pike.sa.certs import (
     subject_identity,
     validate_chain,
 )
-from pike.sa.context import SIGN_TIMEOUT, Context
+from pike.sa.context import Context
 from pike.sa.credentials import CredentialError, LocalCredentials, store_for
+from pike.sa.signing import Awaited
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
 from pike.wire.payloads import CertPayload
@@ -74,10 +75,9 @@ Continue = Callable[[IsakmpSa, list[V1Payload], float], None]
 class Signing:
     """Our signature in progress on one ISAKMP SA."""
 
-    ref: int
+    awaited: Awaited
     method: int
     creds: LocalCredentials
-    deadline: float
     then: Continue
 
 
@@ -144,7 +144,7 @@ def request(sa: IsakmpSa, hash_value: bytes, then: Continue, now: float) -> None
         SignatureScheme.RSA_PKCS1_NULL if creds.key_type == "rsa" else SignatureScheme.ECDSA_NULL
     )
     ref = sa.ctx.sign_ref()
-    sa.signing = Signing(ref, choice.auth, creds, now + SIGN_TIMEOUT, then)
+    sa.signing = Signing(Awaited.since(ref, now), choice.auth, creds, then)
     sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, hash_value, creds.spki))
 
 

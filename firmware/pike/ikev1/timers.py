@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def deadlines(sa: IsakmpSa) -> list[float | None]:
     times: list[float | None] = [fl.deadline for fl in sa.flights.values()]
     if sa.signing is not None:
-        times.append(sa.signing.deadline)
+        times.append(sa.signing.awaited.deadline)
     if sa.state == IkeState.CONNECTING and not sa.initiator:
         times.append(sa.created_at + HALF_OPEN_TIMEOUT)
     if sa.state == IkeState.ESTABLISHED:
@@ -36,8 +36,9 @@ def deadlines(sa: IsakmpSa) -> list[float | None]:
 def on_timer(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
     """Everything due on ``sa`` at ``now``."""
     _retransmit(engine, sa, now)
-    if sa.signing is not None and now >= sa.signing.deadline:
-        engine.sign_done(sa.signing.ref, TimeoutError("no signature in time"), now)
+    late = sa.signing.awaited.late(now) if sa.signing is not None else None
+    if sa.signing is not None and late is not None:
+        engine.sign_done(sa.signing.awaited.ref, late, now)
     half_open = sa.state == IkeState.CONNECTING and not sa.initiator
     if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
         # a responder has nothing to retransmit in Main Mode: unfinished SAs go
