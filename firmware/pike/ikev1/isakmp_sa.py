@@ -18,7 +18,6 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pike.crypto.errors import CryptoError
 from pike.crypto.ke import KeyExchange
@@ -43,6 +42,8 @@ from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
 from pike.sa.certs import peer_identity
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
+from pike.sa.credentials import LocalCredentials
+from pike.sa.signing import Awaited
 from pike.sa.state import ChildState, IkeState, ike_transition, sa_tag
 from pike.wire.isakmp import encode_chain, encode_v1
 from pike.wire.isakmp_constants import (
@@ -56,9 +57,6 @@ from pike.wire.isakmp_constants import (
     IdV1,
 )
 from pike.wire.isakmp_payloads import V1Hash, V1Id, V1Message, V1Payload, V1VendorId
-
-if TYPE_CHECKING:
-    from pike.ikev1.signature_auth import Signing
 
 log = logging.getLogger("pike.ikev1")
 
@@ -330,6 +328,20 @@ class IsakmpSa:
 
     def live_children(self) -> list[ChildSa]:
         return [c for c in self.children if c.state in (ChildState.INSTALLED, ChildState.REKEYING)]
+
+
+# Builds and sends the message that carries our CERTs and SIG (they come last but one).
+Continue = Callable[[IsakmpSa, list[V1Payload], float], None]
+
+
+@dataclass
+class Signing:
+    """Our signature in progress on one ISAKMP SA (``signature_auth``)."""
+
+    awaited: Awaited
+    method: int
+    creds: LocalCredentials
+    then: Continue
 
 
 def address_id(ip: str) -> V1Id:

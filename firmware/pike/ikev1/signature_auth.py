@@ -22,8 +22,6 @@ be in a token) and the exchange continues when the engine's ``sign_done`` brings
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -31,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from pike.hsm.signer import SignatureScheme, digest_hash, ecdsa_der_to_raw, ecdsa_raw_to_der
-from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.isakmp_sa import Continue, IsakmpSa, PeerError, Signing, log
 from pike.ikev1.proposals import phase1_choices
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa.actions import SignRequest
@@ -45,7 +43,7 @@ from pike.sa.certs import (
     validate_chain,
 )
 from pike.sa.context import Context
-from pike.sa.credentials import CredentialError, LocalCredentials, store_for
+from pike.sa.credentials import CredentialError, store_for
 from pike.sa.signing import Awaited
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
@@ -66,19 +64,6 @@ _EC: dict[int, tuple[type[ec.EllipticCurve], int]] = {
     AuthV1.ECDSA_SHA384: (ec.SECP384R1, 48),
     AuthV1.ECDSA_SHA512: (ec.SECP521R1, 66),
 }
-
-# Builds and sends the message that carries our CERTs and SIG (they come last but one).
-Continue = Callable[[IsakmpSa, list[V1Payload], float], None]
-
-
-@dataclass
-class Signing:
-    """Our signature in progress on one ISAKMP SA."""
-
-    awaited: Awaited
-    method: int
-    creds: LocalCredentials
-    then: Continue
 
 
 def auth_method(ctx: Context, conn: ConnectionConfig) -> int:

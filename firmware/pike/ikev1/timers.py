@@ -8,17 +8,13 @@ in (sans-I/O).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pike.ikev1 import informational, liveness
+from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, log
 from pike.sa.actions import SendKeepalive
 from pike.sa.context import HALF_OPEN_TIMEOUT
 from pike.sa.state import ChildState, IkeState
 from pike.wire.isakmp_constants import NotifyV1
-
-if TYPE_CHECKING:
-    from pike.ikev1.engine import Ikev1Engine
 
 
 def deadlines(sa: IsakmpSa) -> list[float | None]:
@@ -33,7 +29,7 @@ def deadlines(sa: IsakmpSa) -> list[float | None]:
     return times
 
 
-def on_timer(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     """Everything due on ``sa`` at ``now``."""
     _retransmit(engine, sa, now)
     late = sa.signing.awaited.late(now) if sa.signing is not None else None
@@ -57,7 +53,7 @@ def on_timer(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
         engine.reauth(sa, now)
 
 
-def _retransmit(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def _retransmit(engine: Host, sa: IsakmpSa, now: float) -> None:
     tries = engine.config.daemon.retransmit_tries
     for mid, fl in list(sa.flights.items()):
         if fl.deadline is None or now < fl.deadline or fl.pending is None:
@@ -75,7 +71,7 @@ def _retransmit(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
         sa.send(fl.pending)
 
 
-def _child_timers(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def _child_timers(engine: Host, sa: IsakmpSa, now: float) -> None:
     for child in list(sa.children):
         if child.expire_at is not None and now >= child.expire_at:
             child.expire_at = None
@@ -90,7 +86,7 @@ def _child_timers(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
                 engine.rekey_child(sa, child, now)
 
 
-def _dpd(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def _dpd(engine: Host, sa: IsakmpSa, now: float) -> None:
     verdict = liveness.check(sa, now, engine.ctx.esp_activity, engine.config.daemon)
     if verdict == "dead":
         log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
