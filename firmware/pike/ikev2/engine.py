@@ -11,8 +11,7 @@ import contextlib
 from collections.abc import Callable
 
 from pike.ikev2 import reauth
-from pike.ikev2.hooks import Ikev2Context
-from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
 from pike.ikev2.reassembly import collect_fragment
 from pike.ikev2.responder import InitResponder, notify_data, responder_tasks

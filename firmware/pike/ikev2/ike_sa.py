@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
@@ -9,18 +10,39 @@ from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
 from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.crypto.sk import SkCipher
-from pike.ikev2.hooks import Ikev2Context
 from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import child_lifecycle
 from pike.sa.actions import Address, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
+from pike.sa.context import Context, Selectors
 from pike.sa.state import IkeState, ike_transition, sa_tag
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
 from pike.wire.fragments import encode_fragments
 from pike.wire.payloads import Message, Payload
+
+
+@dataclass
+class Ikev2Context(Context):
+    """The shared context with the IKEv2 engine's hooks: what its tasks ask of the engine."""
+
+    # Set by the engine: registers an IKE SA created by a task (IKE rekey successor).
+    adopt: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
+    # Set by the engine: start reauthenticating an IKE SA (reauth_time reached).
+    reauth: Callable[[IkeSa, float], None] = field(default=lambda sa, now: None, repr=False)
+    # Set by the engine: the installed child (config name, selectors) on another IKE SA
+    # of the same connection and peer, if any (a peer's reauthentication).
+    overlapping: Callable[[IkeSa, str, Selectors, Selectors], ChildSa | None] = field(
+        default=lambda sa, name, lts, rts: None, repr=False
+    )
+    # Set by the engine: whether a child's policies must outlive it (shared or trapped).
+    keeps_policies: Callable[[ChildSa], bool] = field(default=lambda c: False, repr=False)
+    # Set by the engine: the fixed reqid of a trapped child config, else None.
+    trap_reqid: Callable[[str, str], int | None] = field(default=lambda c, n: None, repr=False)
+    # Set by the engine: called as an IKE SA ends, before its children go.
+    before_fail: Callable[[IkeSa, str], None] = field(default=lambda sa, r: None, repr=False)
 
 
 @dataclass(eq=False)

@@ -10,8 +10,7 @@ kernel, so traffic never meets a gap. If the new IKE SA fails, the old one stays
 
 from __future__ import annotations
 
-from pike.ikev2.hooks import Ikev2Context
-from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.ike_auth import IkeAuth

@@ -9,8 +9,7 @@ otherwise creates a half-open IKE SA that HALF_OPEN_TIMEOUT bounds (see timers.p
 from __future__ import annotations
 
 from pike.ikev2.cookies import CookieJar
-from pike.ikev2.hooks import Ikev2Context
-from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import Task
 from pike.ikev2.tasks.child_create import ChildCreate

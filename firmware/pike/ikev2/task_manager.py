@@ -13,18 +13,14 @@ A message that needs our signature (IKE_AUTH with a certificate) waits for it: a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pike.ikev2.describe import describe_payloads, exchange_name
 from pike.ikev2.log import log
-from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
 from pike.sa.signing import Awaited
 from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType
 from pike.wire.payloads import Message, NotifyPayload
-
-if TYPE_CHECKING:
-    from pike.ikev2.ike_sa import IkeSa
 
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
 
@@ -39,7 +35,7 @@ class _Held:
 
 
 class TaskManager:
-    def __init__(self, sa: IkeSa) -> None:
+    def __init__(self, sa: ExchangeSa) -> None:
         self.sa = sa
         self.queued: list[Task] = []
         self.active: list[Task] = []

@@ -8,8 +8,7 @@ within dpd_delay) and NAT-T keepalives. All times are passed in (sans-I/O).
 
 from __future__ import annotations
 
-from pike.ikev2.hooks import Ikev2Context
-from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete

@@ -86,6 +86,8 @@ class ChildCreate(Task):
     ``{ [N(REKEY_SA)], SA, Ni, [KEi], TSi, TSr }``.
     """
 
+    sa: IkeSa
+
     name = "child_create"
 
     def __init__(

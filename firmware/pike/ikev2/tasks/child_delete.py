@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 class ChildDelete(Task):
+    sa: IkeSa
+
     name = "child_delete"
 
     def __init__(

@@ -96,6 +96,8 @@ class _Signing:
 
 
 class IkeAuth(Task):
+    sa: IkeSa
+
     name = "ike_auth"
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:

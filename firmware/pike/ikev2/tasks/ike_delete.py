@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 
 class IkeDelete(Task):
+    sa: IkeSa
+
     name = "ike_delete"
 
     def __init__(
@@ -48,6 +50,8 @@ class IkeDelete(Task):
 class Informational(Task):
     """A responder's answer to an INFORMATIONAL request without deletes: empty (liveness
     checks, RFC 7296 §1.4), or after logging the status notifies it carried."""
+
+    sa: IkeSa
 
     name = "informational"
 

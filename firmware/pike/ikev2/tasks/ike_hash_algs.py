@@ -43,6 +43,8 @@ def uses_pubkey(conn: ConnectionConfig) -> bool:
 
 
 class IkeHashAlgs(Task):
+    sa: IkeSa
+
     name = "ike_hash_algs"
 
     @property

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 
 class IkeInit(Task):
+    sa: IkeSa
+
     name = "ike_init"
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:

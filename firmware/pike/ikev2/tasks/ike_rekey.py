@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 
 class IkeRekey(Task):
+    sa: IkeSa
+
     name = "ike_rekey"
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:
