@@ -1,8 +1,8 @@
 """A CHILD_SA's way in and out of the kernel, one rule and one log wording for both IKE
 versions (IKEv2's CREATE_CHILD_SA/IKE_AUTH/INFORMATIONAL, IKEv1's Quick Mode/Informational).
 
-Without ESP in our kernel the CHILD_SA fails and the caller deletes it with the peer, as
-strongSwan does when an install fails, so that the peer does not keep a half tunnel.
+Without ESP in our kernel the CHILD_SA fails; IKEv2 then deletes it with the peer, as
+strongSwan does when an install fails (IKEv1 does not yet: see ``Ikev1Engine._installed``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from pike.sa.state import ChildState, log
 
 
 def kernel_refuses(ctx: Context, tag: str, ike_name: str, child: ChildSa) -> bool:
-    """True (and ``child`` FAILED, logged, reported) when our kernel lacks ESP: the caller
-    then deletes it with the peer."""
+    """True (and ``child`` FAILED, logged, reported) when our kernel lacks ESP."""
     if ctx.caps.esp:
         return False
     missing = ", ".join(ctx.caps.missing) or "ESP"
-    log.error(
-        "%s: CHILD_SA %s negotiated but kernel lacks %s; deleting it", tag, child.name, missing
-    )
+    log.error("%s: CHILD_SA %s negotiated but kernel lacks %s", tag, child.name, missing)
     child.set_state(ChildState.FAILED, ike_name)
     ctx.emit(ChildSaFailed(ike_name, child.name, "kernel_no_esp"))
     return True
