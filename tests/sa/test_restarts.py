@@ -56,3 +56,17 @@ def test_dpd_restart_by_the_responder_too(version: int, caplog: pytest.LogCaptur
     assert _said(caplog, "dpd_action=restart") == [
         "peer is dead, dpd_action=restart: initiating again"
     ]
+
+
+@VERSIONS
+def test_a_peer_found_dead_is_counted_once(version: int) -> None:
+    a, b = pair(version, "dpd_delay = 10")
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    while a.engine.list_sas():  # b never answers again
+        t = a.engine.get_timer()
+        assert t is not None and t < 500
+        a.engine.handle_timer(t)
+    counters = a.engine.ctx.counters.conn("gw")
+    # (IKEv1 counts every R-U-THERE as a probe, IKEv2 one probe and its retransmits)
+    assert counters.dpd_failures == 1 and counters.dpd_probes >= 1

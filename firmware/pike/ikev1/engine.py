@@ -272,7 +272,7 @@ class Ikev1Engine:
                 # back to on-demand: the next packet brings the tunnel up again
                 self.traps.install(conn, child.name, child.reqid, child)
         sa.fail("retransmit_timeout", now, self.remove_child)
-        again = restart(self.config, sa, were_up, wanted)
+        again = restart(self.ctx, sa, were_up, wanted)
         if conn is None or again is None:
             return
         log.info("%s", again.note)

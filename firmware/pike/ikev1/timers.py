@@ -90,7 +90,6 @@ def _dpd(engine: Host, sa: IsakmpSa, now: float) -> None:
     verdict = liveness.check(sa, now, engine.ctx.esp_activity, engine.config.daemon)
     if verdict == "dead":
         log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
-        engine.ctx.counters.conn(sa.name).dpd_failures += 1
         engine.lost(sa, now)
     elif verdict == "probe":
         engine.ctx.counters.conn(sa.name).dpd_probes += 1

@@ -33,7 +33,7 @@ from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors, SpiAlloc
-from pike.sa.restarts import Restart, dead_peer, restart
+from pike.sa.restarts import restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
@@ -449,17 +449,14 @@ class Ikev2Engine:
             elif sa.state == IkeState.ESTABLISHED and not sa.scheduled:
                 arm(self.ctx, sa, now)
         self._responder.settle()
-        agains = [r for sa in ended if (r := self._restart(sa)) is not None]
+        agains = [
+            r for sa in ended if (r := restart(self.ctx, sa, sa.lost_children, _asked_for(sa)))
+        ]
         for again in sorted(agains, key=lambda r: r.keyingtry > 0):  # peers found dead first
             log.info("%s", again.note)
             with contextlib.suppress(KeyError):
                 for child in again.children or (None,):
                     self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
-
-    def _restart(self, sa: IkeSa) -> Restart | None:
-        if sa.conn is not None and dead_peer(sa) and sa.dpd_outstanding:
-            self.ctx.counters.conn(sa.conn.name).dpd_failures += 1
-        return restart(self.config, sa, sa.lost_children, _asked_for(sa))
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

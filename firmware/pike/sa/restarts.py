@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pike.policy.config import Config, ConnectionConfig
+from pike.policy.config import ConnectionConfig
+from pike.sa.context import Context
 from pike.sa.state import log
 
 
@@ -34,7 +35,12 @@ class Ended(Protocol):
     def delete_reason(self) -> str: ...
 
     @property
-    def keyingtry(self) -> int: ...  # attempts of keyingtries that went before this SA's
+    def keyingtry(self) -> int:
+        """Attempts of keyingtries that went before this SA's."""
+
+    @property
+    def dpd_outstanding(self) -> bool:
+        """A liveness probe of ours is unanswered."""
 
     def tag(self) -> str: ...
 
@@ -47,13 +53,16 @@ class Restart:
     note: str  # the log line that says why
 
 
-def restart(config: Config, sa: Ended, lost: Sequence[str], asked: Sequence[str]) -> Restart | None:
+def restart(ctx: Context, sa: Ended, lost: Sequence[str], asked: Sequence[str]) -> Restart | None:
     """The new initiation after ``sa`` ended, if any. ``lost``: the children that were up
     (dpd_action = restart brings them back); ``asked``: the children an unanswered
-    initiation asked for (a retry asks again). Logs when keyingtries are used up."""
-    conn = sa.conn
+    initiation asked for (a retry asks again). Counts a peer found dead by DPD; logs when
+    keyingtries are used up."""
+    conn, config = sa.conn, ctx.config
     if conn is None:
         return None
+    if dead_peer(sa) and sa.dpd_outstanding:
+        ctx.counters.conn(conn.name).dpd_failures += 1
     if dead_peer(sa) and conn.dpd_action == "restart":
         note = f"{conn.name}: peer is dead, dpd_action=restart: initiating again"
         return Restart(conn.name, tuple(lost), 0, note)
