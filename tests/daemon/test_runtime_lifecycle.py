@@ -22,14 +22,14 @@ import pytest
 from pike.cli import pikectl
 from pike.daemon.control import request
 from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, SpiAlloc
-from pike.ikev2.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
-from pike.ikev2.state import RekeyRefused
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_selectors import Selector
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
+from pike.sa.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.sa.state import RekeyRefused
 
 from .helpers import free_udp_ports, gateway_config
 

@@ -9,8 +9,8 @@ import pytest
 from ikev2.pair import transfer
 from pike.ikev1.proposals import parse_phase1, parse_phase2
 from pike.ikev1.proxy_id import from_id, to_id
-from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa
 from pike.policy.ts import TrafficSelector
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa
 from pike.wire.isakmp import decode_v1, encode_v1
 from pike.wire.isakmp_constants import KEY_IKE, EncapMode, ExchangeV1, NotifyV1, P1Attr, P2Attr
 from pike.wire.isakmp_payloads import (

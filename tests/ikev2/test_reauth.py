@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 
 from pike.crypto.ids import EncrId
-from pike.ikev2.actions import (
+from pike.ikev2.ike_sa import IkeSa
+from pike.policy.ipsec import Lifetime
+from pike.sa.actions import (
     Action,
     DeleteChildSa,
     IkeSaDeleted,
@@ -19,8 +21,6 @@ from pike.ikev2.actions import (
     SendDatagram,
     SignRequest,
 )
-from pike.ikev2.ike_sa import IkeSa
-from pike.policy.ipsec import Lifetime
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.header import decode_header

@@ -26,8 +26,8 @@ from pike.board.defaults import board_proposals
 from pike.cli import keys
 from pike.cli.sa_text import format_list_sas, format_status
 from pike.daemon.control import request
-from pike.ikev2.credentials import STORE
 from pike.policy.loader import ConfigError, DefaultProposals, load_config
+from pike.sa.credentials import STORE
 
 DEFAULT_SOCKET = "/run/pike/pike.sock"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -15,11 +15,11 @@ import sys
 from pike.board.defaults import board_proposals
 from pike.cli.logsetup import LEVELS, setup_logging
 from pike.daemon.runtime import Daemon, Engine, Random, SpiAlloc
-from pike.ikev2.credentials import STORE
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import ConfigError, DefaultProposals, load_config
+from pike.sa.credentials import STORE
 
 DEFAULT_CONFIG = "/etc/pike/pike.toml"
 log = logging.getLogger("pike.piked")

@@ -18,14 +18,14 @@ from prometheus_client.registry import CollectorRegistry
 from pike.crypto.proposal import format_proposal
 from pike.daemon.control import ControlError
 from pike.daemon.keyexport import KeyExport
-from pike.ikev2.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
-from pike.ikev2.context import Counters
 from pike.metrics.collector import PikeCollector, Sources
 from pike.metrics.recorder import Recorder
 from pike.metrics.server import MetricsServer
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.policy.loader import ConfigError, load_config
+from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
+from pike.sa.context import Counters
 
 if TYPE_CHECKING:
     from pike.kernel.interface import KernelIpsec
@@ -117,7 +117,7 @@ class Ops:
         return reg
 
     def _tokens(self) -> dict[str, str]:
-        from pike.ikev2.credentials import store_for
+        from pike.sa.credentials import store_for
 
         return store_for(getattr(self.daemon.engine, "ctx", None)).tokens()
 
@@ -184,7 +184,7 @@ class Ops:
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Read the config file again; on any error nothing changes and the error is the
         answer. Unchanged connections keep their SAs."""
-        from pike.ikev2.credentials import STORE
+        from pike.sa.credentials import STORE
 
         path = self.daemon.config.path
         try:

@@ -26,7 +26,12 @@ from pike.daemon.ops import Ops
 from pike.daemon.sa_view import list_sas_json
 from pike.daemon.signing import Signing
 from pike.daemon.sockets import IkeSockets
-from pike.ikev2.actions import (
+from pike.kernel.events import Acquire, Expire, KernelEvent
+from pike.kernel.interface import KernelError, KernelIpsec
+from pike.policy.config import Config
+from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
+from pike.policy.ts import IPAddress
+from pike.sa.actions import (
     Action,
     Address,
     ChildSaEstablished,
@@ -45,12 +50,7 @@ from pike.ikev2.actions import (
     SendKeepalive,
     SignRequest,
 )
-from pike.ikev2.credentials import store_for
-from pike.kernel.events import Acquire, Expire, KernelEvent
-from pike.kernel.interface import KernelError, KernelIpsec
-from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
-from pike.policy.ts import IPAddress
+from pike.sa.credentials import store_for
 from pike.wire.constants import NATT_KEEPALIVE
 
 log = logging.getLogger("pike.daemon")

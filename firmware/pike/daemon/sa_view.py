@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pike.ikev2.actions import ChildSaInfo, IkeSaInfo
 from pike.policy.ipsec import SaCounters, SaSpec
+from pike.sa.actions import ChildSaInfo, IkeSaInfo
 
 # Counters of one SA, or None when the kernel cannot tell (no ESP, SA gone).
 QueryCounters = Callable[[SaSpec], SaCounters | None]

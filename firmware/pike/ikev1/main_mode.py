@@ -12,10 +12,11 @@ import hmac
 
 from pike.crypto.ke import KeyExchange
 from pike.ikev1 import signature_auth
-from pike.ikev1.isakmp_sa import NONCE_SIZE, IsakmpSa, PeerError, log
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.proposals import parse_phase1, phase1_choices, phase1_proposal
-from pike.ikev2.actions import Address, IkeSaEstablished
-from pike.ikev2.state import IkeState
+from pike.sa.actions import Address, IkeSaEstablished
+from pike.sa.context import NONCE_SIZE
+from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_body
 from pike.wire.isakmp_constants import ExchangeV1, NotifyV1, ProtocolV1
 from pike.wire.isakmp_payloads import (
