@@ -34,6 +34,7 @@ from hsm.tokens import (
     uri,
 )
 from ikev2.x509gen import DAY, NOW, Issued, certify, issue, make_ca, write
+from lib.prereq import require
 from pike.hsm import pkcs11 as hsm
 from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer
@@ -58,8 +59,7 @@ TPM_KINDS = ["rsa2048", "ecdsa-p256"]
 
 @pytest.fixture(scope="module")
 def tpm_token(tmp_path_factory: pytest.TempPathFactory) -> Tpm:
-    if not tpm_available():
-        pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
+    require(tpm_available(), "swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
     return shared_tpm(tmp_path_factory.getbasetemp())
 
 
@@ -180,8 +180,7 @@ def test_softhsm_key_auth_pull_and_return(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, kind: str,
 ) -> None:  # fmt: skip
-    if not softhsm_available():
-        pytest.skip("softhsm2 not installed")
+    require(softhsm_available(), "softhsm2 not installed")
     soft = SoftHsm(tmp_path)
     monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
     monkeypatch.setenv("PIKE_PIN", USER_PIN)

@@ -28,6 +28,7 @@ from hsm.tokens import (
     uri,
 )
 from ikev2.x509gen import issue, make_ca, write
+from lib.prereq import require
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .strongswan_v1 import ikev1_connection
@@ -52,8 +53,7 @@ KINDS = {
 
 @pytest.fixture(scope="module")
 def tpm_token(tmp_path_factory: pytest.TempPathFactory) -> Tpm:
-    if not tpm_available():
-        pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
+    require(tpm_available(), "swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
     return shared_tpm(tmp_path_factory.getbasetemp())
 
 
@@ -67,8 +67,7 @@ def test_softhsm_key_signs_ikev1_main_mode(
     monkeypatch: pytest.MonkeyPatch,
     kind: str,
 ) -> None:
-    if not softhsm_available():
-        pytest.skip("softhsm2 not installed")
+    require(softhsm_available(), "softhsm2 not installed")
     soft = SoftHsm(tmp_path)
     monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
     monkeypatch.setenv("PIKE_PIN", USER_PIN)
