@@ -12,6 +12,7 @@ from cryptography import x509
 
 from ikev2.pair import Node, deliver, transfer
 from ikev2.x509gen import Issued, issue, make_ca, write
+from lib.pikeconf import Child, Conn, PikeConf
 from pike.hsm.signer import SignatureScheme
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev1.keys import phase1_prf
@@ -37,28 +38,30 @@ SCHEME = {"rsa": "RSA_PKCS1_NULL"} | dict.fromkeys(
 # HASH_I/HASH_R size: the SHA-256 prf's, or with ECDSA the HMAC of the curve's hash
 HASH_SIZE = {"rsa": 32, "ecdsa-p256": 32, "ecdsa-p384": 48, "ecdsa-p521": 64}
 
+CHILD_ESP = ["aes256-sha256"]
+
 
 def conf(
     local: str, remote: str, local_id: str, remote_id: str, lts: str, rts: str, aggr: bool
 ) -> str:
-    return f"""
-[daemon]
-control_socket = "/tmp/unused.sock"
-
-[connections.gw]
-version = 1
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = ["aes256-sha256-modp3072"]
-local = {{ auth = "pubkey", id = "{local_id}", certs = ["me.pem"], key = "me.key" }}
-remote = {{ auth = "pubkey", id = "{remote_id}", cacerts = ["ca.pem"] }}
-aggressive = {"true" if aggr else "false"}
-
-[connections.gw.children.net]
-local_ts = ["{lts}"]
-remote_ts = ["{rts}"]
-esp_proposals = ["aes256-sha256"]
-"""
+    return PikeConf(
+        daemon={"control_socket": "/tmp/unused.sock"},
+        connections=[
+            Conn(
+                name="gw",
+                version=1,
+                local_addrs=[local],
+                remote_addrs=[remote],
+                proposals=["aes256-sha256-modp3072"],
+                local={"auth": "pubkey", "id": local_id, "certs": ["me.pem"], "key": "me.key"},
+                remote={"auth": "pubkey", "id": remote_id, "cacerts": ["ca.pem"]},
+                extra={"aggressive": aggr},
+                children=[
+                    Child(name="net", local_ts=[lts], remote_ts=[rts], esp_proposals=CHILD_ESP)
+                ],
+            )
+        ],
+    ).render()
 
 
 def node(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, aggr: bool = False) -> Node:
@@ -304,23 +307,30 @@ def test_responder_picks_the_connection_by_the_peers_identity(tmp_path: Path) ->
     hub = tmp_path / "hub"
     write(hub, "me", gw(ca, "ecdsa-p256", B_ID))
     write(hub, "ca", ca)
-    conns = []
-    for name, nets in (("branch1", "10.9.0.0/24"), ("branch2", "10.1.0.0/24")):
-        conns.append(f"""
-[connections.{name}]
-version = 1
-local_addrs = ["{B}"]
-remote_addrs = ["%any"]
-proposals = ["aes256-sha256-modp3072"]
-local = {{ auth = "pubkey", id = "{B_ID}", certs = ["me.pem"], key = "me.key" }}
-remote = {{ auth = "pubkey", id = "{name}.example.net", cacerts = ["ca.pem"] }}
-
-[connections.{name}.children.net]
-local_ts = ["10.2.0.0/24"]
-remote_ts = ["{nets}"]
-esp_proposals = ["aes256-sha256"]
-""")
-    text = '[daemon]\ncontrol_socket = "/tmp/unused.sock"\n' + "".join(conns)
+    hub_conf = PikeConf(
+        daemon={"control_socket": "/tmp/unused.sock"},
+        connections=[
+            Conn(
+                name=name,
+                version=1,
+                local_addrs=[B],
+                remote_addrs=["%any"],
+                proposals=["aes256-sha256-modp3072"],
+                local={"auth": "pubkey", "id": B_ID, "certs": ["me.pem"], "key": "me.key"},
+                remote={"auth": "pubkey", "id": f"{name}.example.net", "cacerts": ["ca.pem"]},
+                children=[
+                    Child(
+                        name="net",
+                        local_ts=["10.2.0.0/24"],
+                        remote_ts=[nets],
+                        esp_proposals=CHILD_ESP,
+                    )
+                ],
+            )
+            for name, nets in (("branch1", "10.9.0.0/24"), ("branch2", "10.1.0.0/24"))
+        ],
+    )
+    text = hub_conf.render()
     (hub / "pike.toml").write_text(text)
     cfg = load_config(str(hub / "pike.toml"))
     rng = random.Random(2)

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from lib.pikeconf import Child, Conn, PikeConf, TomlValue
 from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished
@@ -56,25 +57,35 @@ def conf(
     local_ts: str = "10.1.0.0/24",
     remote_ts: str = "10.2.0.0/24",
 ) -> str:
-    lid = f', id = "{local_id}"' if local_id else ""
-    rid = f', id = "{remote_id}"' if remote_id else ""
-    pss = ", rsa_pss = true" if rsa_pss else ""
-    return f"""
-[daemon]
-control_socket = "/tmp/unused.sock"
-
-[connections.gw]
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "pubkey"{lid}, certs = ["me.pem"], key = "me.key"{pss} }}
-remote = {{ auth = "pubkey"{rid}, cacerts = ["ca.pem"] }}
-
-[connections.gw.children.net]
-local_ts = ["{local_ts}"]
-remote_ts = ["{remote_ts}"]
-esp_proposals = ["aes128gcm16"]
-"""
+    me: dict[str, TomlValue] = {"auth": "pubkey", "certs": ["me.pem"], "key": "me.key"}
+    peer: dict[str, TomlValue] = {"auth": "pubkey", "cacerts": ["ca.pem"]}
+    if local_id:
+        me["id"] = local_id
+    if remote_id:
+        peer["id"] = remote_id
+    if rsa_pss:
+        me["rsa_pss"] = True
+    return PikeConf(
+        daemon={"control_socket": "/tmp/unused.sock"},
+        connections=[
+            Conn(
+                name="gw",
+                local_addrs=[local],
+                remote_addrs=[remote],
+                proposals=["aes128gcm16-prfsha256-x25519"],
+                local=me,
+                remote=peer,
+                children=[
+                    Child(
+                        name="net",
+                        local_ts=[local_ts],
+                        remote_ts=[remote_ts],
+                        esp_proposals=["aes128gcm16"],
+                    )
+                ],
+            )
+        ],
+    ).render()
 
 
 def node(
