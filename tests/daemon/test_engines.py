@@ -64,7 +64,7 @@ def test_reload_removing_the_ikev1_connection_deletes_its_sa() -> None:
     a.engine.initiate("old", 0.0, "net")
     transfer(a, b, 0.0)
     only_v2 = _both(A, B, '"10.1.0.0/24"', '"10.2.0.0/24"', v1=False)
-    result = a.engine.reload(load_config_text(only_v2), 1.0)  # type: ignore[attr-defined]
+    result = a.engine.reload(load_config_text(only_v2), 1.0)
     assert result["removed"] == ["old"]
     transfer(a, b, 1.0)
     assert a.engine.list_sas() == [] and b.engine.list_sas() == []

@@ -198,7 +198,8 @@ def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine
         engines.append(FakeEngine(alloc))
         return engines[-1]
 
-    return Daemon(cfg, kernel, factory, ipv6=False), engines, natt
+    # FakeEngine has the calls the daemon makes, not the whole Engine
+    return Daemon(cfg, kernel, factory, ipv6=False), engines, natt  # type: ignore[arg-type]
 
 
 def test_keepalive_is_one_ff_octet_without_marker(tmp_path: Path) -> None:

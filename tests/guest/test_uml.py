@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-import uml
 
+from guest import uml
 from lib.prereq import unavailable
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from uml import GuestError, run_in_guest, uml_binary
 
+from guest.uml import GuestError, run_in_guest, uml_binary
 from lib.prereq import unavailable
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ from ikev2.x509gen import Issued, issue, make_ca, write
 from lib.pikeconf import Child, Conn, PikeConf
 from pike.hsm.signer import SignatureScheme
 from pike.ikev1.engine import Ikev1Engine
+from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.ikev1.keys import phase1_prf
 from pike.ikev1.signature_auth import verify
 from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa, SignRequest
@@ -199,7 +200,7 @@ def test_signature_timeout(tmp_path: Path) -> None:
     a.engine.handle_timer(25.0)
     a.drain()
     deleted = a.of(IkeSaDeleted)
-    assert [d.reason for d in deleted] == ["no_credentials"]  # type: ignore[attr-defined]
+    assert [d.reason for d in deleted] == ["no_credentials"]
     a.engine.sign_done(a.sign_requests[0].ref, b"late", 26.0)  # a late answer: ignored
     assert a.engine.list_sas() == []
 
@@ -357,6 +358,7 @@ def test_bad_certificate_or_signature_payloads_fail_authentication(tmp_path: Pat
     a.engine.initiate("gw", 0.0, "net")
     transfer(a, b)  # MM1-MM4: B has its keys and the agreed method
     sa = next(iter(b.engine.sas.values()))
+    assert isinstance(sa, IsakmpSa)  # Node is typed for IKEv2; b runs IKEv1
     good = x509.load_pem_x509_certificate((tmp_path / "a" / "me.pem").read_bytes())
     der = good.public_bytes(serialization.Encoding.DER)
     pid = V1Id(IdV1.FQDN, 0, 0, A_ID.encode())

@@ -21,7 +21,7 @@ def v1psk_conf(local: str, remote: str, **kw: str) -> PikeConf:
     remote_id = kw.pop("remote_id", remote)
     kw.setdefault("proposals", '"aes256-sha256-modp3072"')
     kw.setdefault("esp", '"aes256-sha256"')
-    return psk_conf(local, remote, local_id, remote_id, version=1, **kw)  # type: ignore[arg-type]
+    return psk_conf(local, remote, local_id, remote_id, version=1, **kw)
 
 
 v1conf = rendered(v1psk_conf)  # the same, as TOML text

@@ -13,6 +13,7 @@ import random
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from lib.pikeconf import PikeConf, psk_tunnel, rendered
 from pike.hsm.signer import SignerError
@@ -23,6 +24,7 @@ from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
 
 PSK = "test-only-psk-7f3a9c"
+ActionT = TypeVar("ActionT")
 
 
 def _list(items: str) -> list[str]:
@@ -124,10 +126,10 @@ class Node:
                 result = exc
         self.engine.sign_done(req.ref, result, now)
 
-    def of(self, cls: type) -> list[Action]:
+    def of(self, cls: type[ActionT]) -> list[ActionT]:
         return [e for e in self.events if isinstance(e, cls)]
 
-    def sa(self):  # type: ignore[no-untyped-def]
+    def sa(self):
         sas = self.engine.list_sas()
         assert len(sas) == 1, sas
         return sas[0]

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from lib.pikeconf import TomlValue
+
 from .conftest import Gateways, MakeCharon, MakePiked
 from .netns import Lab
 from .piked import PikedNode
@@ -342,7 +344,11 @@ def test_ikev1_aggressive_mode_psk_dataplane(
 # -- DPD actions between two piked: the responder is killed (SIGKILL by PID, no Delete) ----
 
 # fast retransmits: a dead peer is found (and a restart attempt given up) in seconds
-FAST = {"log_level": "debug", "retransmit_timeout": "0.5s", "retransmit_tries": 2}
+FAST: dict[str, TomlValue] = {
+    "log_level": "debug",
+    "retransmit_timeout": "0.5s",
+    "retransmit_tries": 2,
+}
 
 
 def _dpd_pair(

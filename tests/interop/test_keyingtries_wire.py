@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.pikeconf import TomlValue
+
 from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import wait_for
 from .strongswan import Connection, Secret
@@ -75,7 +77,7 @@ def test_piked_gives_up_after_keyingtries(
     how: str,
     version: int,
 ) -> None:
-    extra: dict[str, str | int] = {"keyingtries": TRIES}
+    extra: dict[str, TomlValue] = {"keyingtries": TRIES}
     if how == "dpd_restart":
         extra |= {"dpd_delay": "1s", "dpd_action": "restart"}
     piked = make_piked(

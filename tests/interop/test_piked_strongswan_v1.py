@@ -15,11 +15,13 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 
 from ikev2.x509gen import Issued, issue, make_ca, write
+from lib.pikeconf import TomlValue
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .piked import PikedNode
@@ -44,8 +46,8 @@ def _pair(
     charon_proposals: tuple[str, ...] | None = None,
 ) -> tuple[PikedNode, StrongswanNode]:
     # Aggressive Mode sends the identities in the clear: names, as its users configure
-    ids = {"local_id": HQ, "remote_id": BRANCH} if aggressive else {}
-    pids = {"local_id": BRANCH, "remote_id": HQ} if aggressive else {}
+    ids: dict[str, Any] = {"local_id": HQ, "remote_id": BRANCH} if aggressive else {}
+    pids: dict[str, Any] = {"local_id": BRANCH, "remote_id": HQ} if aggressive else {}
     charon = make_charon(
         gw.right,
         "charon",
@@ -166,7 +168,8 @@ def test_quick_mode_with_pfs_both_ways(
     c = charon.ike_sa("hq")
     assert c is not None
     cc = c.child("lan")
-    assert cc is not None and cc.raw.get("dh-group") == "MODP_2048", cc.raw
+    assert cc is not None
+    assert cc.raw.get("dh-group") == "MODP_2048", cc.raw
 
 
 @pytest.mark.interop
@@ -184,7 +187,11 @@ def test_piked_terminate_deletes_at_strongswan(
     assert piked.ike_sa("hq") is None
 
 
-FAST = {"log_level": "debug", "retransmit_timeout": "0.5s", "retransmit_tries": 2}
+FAST: dict[str, TomlValue] = {
+    "log_level": "debug",
+    "retransmit_timeout": "0.5s",
+    "retransmit_tries": 2,
+}
 
 
 @pytest.mark.interop
@@ -280,7 +287,7 @@ def _cert_pair(
     write(piked.dir, "ca", ca)
     local = {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"], "key": "branch.key"}
     remote = {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}
-    piked.extra = {"hq": {"local": local, "remote": remote}}  # type: ignore[dict-item]
+    piked.extra = {"hq": {"local": local, "remote": remote}}
     piked.start()
     return piked, charon
 
@@ -375,6 +382,7 @@ def test_several_proposals_one_in_common(
         charon.initiate("lan", ike="hq", check=False)
     _check(gateways, piked, charon, initiator == "piked")
     c = charon.ike_sa("hq")
-    assert c is not None and c.raw.get("dh-group") == "MODP_3072", c.raw
+    assert c is not None
+    assert c.raw.get("dh-group") == "MODP_3072", c.raw
     lan = c.child("lan")
     assert lan is not None and lan.encr_alg == "AES_CBC", lan

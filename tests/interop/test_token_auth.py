@@ -104,7 +104,7 @@ def _setup(
     local = {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"],
              "key": uri(module, token, label)}  # fmt: skip
     piked.extra = {
-        "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}  # type: ignore[dict-item]
+        "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}
     }
     piked.daemon = {**piked.daemon, "metrics_listen": METRICS}
     piked.start()

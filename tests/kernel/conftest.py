@@ -12,8 +12,8 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from kernel_netns import Namespaces
 
+from kernel.kernel_netns import Namespaces
 from lib.prereq import require
 from pike.kernel.xfrm import XfrmKernel
 from pike.policy.ipsec import KernelCaps

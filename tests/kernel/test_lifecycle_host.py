@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piked_netns import LEFT, RIGHT, established, make_pair, running, xfrm
 
 from interop.netns import Lab
 from interop.udp_capture import CAPTURE
+from kernel.piked_netns import LEFT, RIGHT, established, make_pair, running, xfrm
 from lib.prereq import require
 
 pytestmark = pytest.mark.interop

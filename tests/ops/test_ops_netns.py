@@ -207,7 +207,8 @@ def test_prometheus_tshark_reload(tmp_path: Path, run_prefix: str, require: Any)
         time.sleep(4)
         later = {m: prom_value(ns_a, f'{m}{{connection="hq"}}') for m in first}
         for m in first:
-            assert later[m] is not None and later[m] > (first[m] or 0), (m, first, later)
+            after = later[m]
+            assert after is not None and after > (first[m] or 0), (m, first, later)
         auth_out = 'pike_ike_messages_total{connection="hq",exchange="IKE_AUTH",direction="out"}'
         assert prom_value(ns_a, auth_out) == 1.0
         rekeys = prom_value(ns_a, 'pike_ike_rekeys_total{connection="hq"}')
