@@ -1,33 +1,20 @@
 """Shared pytest fixtures for every test tier.
 
 - ``run_prefix``: the unique network-namespace prefix of this test run (``pk<pid>x-``).
-- ``require(condition, reason)``: skip when a prerequisite is missing, but *fail* when
-  ``CI=true`` (in CI everything must run).  Tests marked ``interop`` get the common
-  prerequisites (root, ``ip``, ``unshare``) checked automatically the same way.
+- ``require(condition, reason)``: tests/lib/prereq.py's ``require`` as a fixture: skip
+  when a prerequisite is missing, but *fail* when ``CI=true`` (in CI everything must run).
+  Tests marked ``interop`` get the common prerequisites (root, ``ip``, ``unshare``) checked
+  automatically the same way.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 
 import pytest
 
-Require = Callable[[bool, str], None]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip loudly (reason shown by ``-ra``) or, in CI, fail."""
-    if condition:
-        return
-    if in_ci():
-        pytest.fail(f"prerequisite missing (CI=true, so this is a failure): {reason}")
-    pytest.skip(f"prerequisite missing: {reason}")
+from lib.prereq import Require, require
 
 
 @pytest.fixture(scope="session")

@@ -84,39 +84,44 @@ def _initiators(path: str, timeout: float, spread: float) -> int:
 
 
 def _configs(d: Path, n: int, key: str, ports: tuple[int, int, int]) -> tuple[Path, Path]:
+    from lib.pikeconf import Conn, PikeConf, Secret
+
     a_ike, a_natt, b_ike = ports
-    a = [f'[daemon]\ncontrol_socket = "{d / "piked.sock"}"\nike_port = {a_ike}\n'
-         f'natt_port = {a_natt}\n']  # fmt: skip
-    b = [f'[daemon]\ncontrol_socket = "{d / "unused.sock"}"\nike_port = {b_ike}\n']
-    for k in range(n):
-        br = f"branch{k}.example.net"
-        a.append(f"""
-[connections.b{k}]
-local_addrs = ["127.0.0.1"]
-remote_addrs = ["127.0.0.2"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "pubkey", id = "{HQ}", certs = ["{d / "hq.pem"}"], key = "{key}" }}
-remote = {{ auth = "psk", id = "{br}" }}
-
-[secrets.b{k}]
-id = ["{HQ}", "{br}"]
-secret = "bench-only-psk-{k}-5b1e0f"
-""")
-        b.append(f"""
-[connections.b{k}]
-local_addrs = ["127.0.0.2"]
-remote_addrs = ["127.0.0.1"]
-remote_port = {a_ike}
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "psk", id = "{br}" }}
-remote = {{ auth = "pubkey", id = "{HQ}", cacerts = ["{d / "ca.pem"}"] }}
-
-[secrets.b{k}]
-id = ["{br}", "{HQ}"]
-secret = "bench-only-psk-{k}-5b1e0f"
-""")
-    (d / "a.toml").write_text("".join(a))
-    (d / "b.toml").write_text("".join(b))
+    branches = [(f"b{k}", f"branch{k}.example.net", f"bench-only-psk-{k}-5b1e0f") for k in range(n)]
+    hq_auth = {"auth": "pubkey", "id": HQ, "certs": [str(d / "hq.pem")], "key": key}
+    a = PikeConf(
+        daemon={"control_socket": str(d / "piked.sock"), "ike_port": a_ike, "natt_port": a_natt},
+        connections=[
+            Conn(
+                name=name,
+                local_addrs=["127.0.0.1"],
+                remote_addrs=["127.0.0.2"],
+                proposals=["aes128gcm16-prfsha256-x25519"],
+                local=hq_auth,
+                remote={"auth": "psk", "id": br},
+            )
+            for name, br, _ in branches
+        ],
+        secrets=[Secret(name, psk, [HQ, br]) for name, br, psk in branches],
+    )
+    b = PikeConf(
+        daemon={"control_socket": str(d / "unused.sock"), "ike_port": b_ike},
+        connections=[
+            Conn(
+                name=name,
+                local_addrs=["127.0.0.2"],
+                remote_addrs=["127.0.0.1"],
+                remote_port=a_ike,
+                proposals=["aes128gcm16-prfsha256-x25519"],
+                local={"auth": "psk", "id": br},
+                remote={"auth": "pubkey", "id": HQ, "cacerts": [str(d / "ca.pem")]},
+            )
+            for name, br, _ in branches
+        ],
+        secrets=[Secret(name, psk, [br, HQ]) for name, br, psk in branches],
+    )
+    (d / "a.toml").write_text(a.render())
+    (d / "b.toml").write_text(b.render())
     return d / "a.toml", d / "b.toml"
 
 

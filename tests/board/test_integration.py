@@ -33,7 +33,7 @@ secret = "0sc2VjcmV0c2VjcmV0"
 """
 
 
-def defaults_of(board: str) -> object:
+def defaults_of(board: str) -> loader.DefaultProposals:
     info = detect(str(FIXTURES / board))
     return loader.DefaultProposals(info.proposals.ike, info.proposals.esp)
 

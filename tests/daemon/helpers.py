@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lib.pikeconf import psk_tunnel
 from pike.policy.config import Config
 from pike.policy.loader import load_config
 
@@ -63,31 +64,24 @@ def gateway_config(
     retransmit_timeout: str = "1s",
 ) -> Config:
     sock = sock or str(tmp_path / name / "pike.sock")
-    text = f"""
-[daemon]
-control_socket = "{sock}"
-ike_port = {ike_port}
-natt_port = {natt_port}
-retransmit_timeout = "{retransmit_timeout}"
-
-[connections.hq]
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-remote_port = {remote_port}
-proposals = ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]
-local = {{ auth = "psk", id = "{local_id}" }}
-remote = {{ auth = "psk", id = "{remote_id}" }}
-{conn_extra}
-[connections.hq.children.lan]
-local_ts = ["10.1.0.0/24"]
-remote_ts = ["10.2.0.0/24"]
-esp_proposals = ["aes128gcm16", "aes256-sha256"]
-start_action = "{"start" if start else "none"}"
-
-[secrets.ike-hq]
-id = ["{local_id}", "{remote_id}"]
-secret = "{PSK}"
-"""
+    text = psk_tunnel(
+        local=local,
+        remote=remote,
+        local_id=local_id,
+        remote_id=remote_id,
+        psk=PSK,
+        remote_port=remote_port,
+        proposals=["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"],
+        esp_proposals=["aes128gcm16", "aes256-sha256"],
+        start_action="start" if start else "none",
+        daemon={
+            "control_socket": sock,
+            "ike_port": ike_port,
+            "natt_port": natt_port,
+            "retransmit_timeout": retransmit_timeout,
+        },
+        conn_raw=conn_extra,
+    ).render()
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return load_config(str(path))

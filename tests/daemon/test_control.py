@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def _refuse(args: dict[str, Any]) -> Any:
     raise ControlError("no connection named 'x'")
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "echo": lambda args: args,
     "boom": _boom,
     "refuse": _refuse,

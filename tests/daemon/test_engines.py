@@ -4,9 +4,10 @@ by the connection's version; one action queue, one set of ids and counters."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
-from ikev1.v1pair import v1conf
-from ikev2.pair import Node, conf, transfer
+from ikev1.v1pair import v1psk_conf
+from ikev2.pair import Node, psk_conf, transfer
 from pike.daemon.engines import Engines
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
@@ -15,13 +16,17 @@ from pike.sa.actions import InstallChildSa
 A, B = "192.0.2.1", "192.0.2.2"
 
 
-def _both(local: str, remote: str, lts: str, rts: str) -> str:
-    v2 = conf(local, remote, f"v2-{local}", f"v2-{remote}", local_ts=lts, remote_ts=rts)
-    v1 = v1conf(local, remote, local_ts=lts, remote_ts=rts)
-    # one file: the IKEv1 connection and its secret renamed beside the IKEv2 ones
-    v1 = v1.split("[connections.gw]", 1)[1].replace("connections.gw.", "connections.old.")
-    v1 = v1.replace("[secrets.gw]", "[secrets.old]")
-    return v2 + "\n[connections.old]" + v1
+def _both(local: str, remote: str, lts: str, rts: str, *, v1: bool = True) -> str:
+    """One file: the IKEv2 connection ``gw`` and (``v1``) the IKEv1 one ``old``."""
+    v2 = psk_conf(local, remote, f"v2-{local}", f"v2-{remote}", local_ts=lts, remote_ts=rts)
+    if not v1:
+        return v2.render()
+    old = v1psk_conf(local, remote, local_ts=lts, remote_ts=rts)
+    return replace(
+        v2,
+        connections=[*v2.connections, replace(old.connections[0], name="old")],
+        secrets=[*v2.secrets, replace(old.secrets[0], name="old")],
+    ).render()
 
 
 def _engines(text: str, seed: int) -> Engines:
@@ -58,8 +63,8 @@ def test_reload_removing_the_ikev1_connection_deletes_its_sa() -> None:
     b = Node(_engines(_both(B, A, '"10.2.0.0/24"', '"10.1.0.0/24"'), 2))  # type: ignore[arg-type]
     a.engine.initiate("old", 0.0, "net")
     transfer(a, b, 0.0)
-    only_v2 = text_a.split("\n[connections.old]", 1)[0]
-    result = a.engine.reload(load_config_text(only_v2), 1.0)  # type: ignore[attr-defined]
+    only_v2 = _both(A, B, '"10.1.0.0/24"', '"10.2.0.0/24"', v1=False)
+    result = a.engine.reload(load_config_text(only_v2), 1.0)
     assert result["removed"] == ["old"]
     transfer(a, b, 1.0)
     assert a.engine.list_sas() == [] and b.engine.list_sas() == []

@@ -21,7 +21,7 @@ import pytest
 
 from pike.cli import pikectl
 from pike.daemon.control import request
-from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, SpiAlloc
+from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, Engine, SpiAlloc
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_selectors import Selector
@@ -153,6 +153,9 @@ class FakeEngine:
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         self.calls.append(("expired", spi, hard))
 
+    def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
+        self.calls.append(("sign_done", ref, now))
+
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         pass
 
@@ -199,6 +202,7 @@ def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine
         engines.append(FakeEngine(alloc))
         return engines[-1]
 
+    # FakeEngine has the calls the daemon makes, not the whole Engine
     return Daemon(cfg, kernel, factory, ipv6=False), engines, natt
 
 
@@ -314,7 +318,7 @@ def test_randomness_is_injected(tmp_path: Path) -> None:
     given: list[Any] = []
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, rnd: Any) -> FakeEngine:
+    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, rnd: Any) -> Engine:
         given.append(rnd)
         engines.append(FakeEngine(alloc))
         return engines[-1]

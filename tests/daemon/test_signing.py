@@ -49,9 +49,9 @@ def test_signatures_come_back_on_the_loop_from_another_thread(tmp_path: Path) ->
     threads: set[str] = set()
     orig = store.sign
 
-    def sign(*args: object) -> bytes:
+    def sign(key: str, spki: bytes, data: bytes, scheme: SignatureScheme) -> bytes:
         threads.add(threading.current_thread().name)
-        return orig(*args)  # type: ignore[arg-type]
+        return orig(key, spki, data, scheme)
 
     store.sign = sign  # type: ignore[method-assign]
 

@@ -21,6 +21,7 @@ import pytest
 
 from daemon.helpers import daemon_env, pikectl
 from interop.netns import Lab
+from lib.pikeconf import psk_tunnel
 
 PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
 
@@ -28,30 +29,23 @@ pytestmark = pytest.mark.interop
 
 
 def _config(sock: Path, local: str, remote: str, local_id: str, remote_id: str, start: bool) -> str:
-    return f"""
-[daemon]
-control_socket = "{sock}"
-retransmit_timeout = "0.5s"
-
-[connections.hq]
-version = 2
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]
-local = {{ auth = "psk", id = "{local_id}" }}
-remote = {{ auth = "psk", id = "{remote_id}" }}
-
-[connections.hq.children.lan]
-local_ts = ["{"10.1.0.0/24" if start else "10.2.0.0/24"}"]
-remote_ts = ["{"10.2.0.0/24" if start else "10.1.0.0/24"}"]
-esp_proposals = ["aes128gcm16", "aes256-sha256"]
-mode = "tunnel"
-start_action = "{"start" if start else "none"}"
-
-[secrets.ike-hq]
-id = ["{local_id}", "{remote_id}"]
-secret = "{PSK}"
-"""
+    lan = ["10.1.0.0/24"] if start else ["10.2.0.0/24"]
+    far = ["10.2.0.0/24"] if start else ["10.1.0.0/24"]
+    return psk_tunnel(
+        local=local,
+        remote=remote,
+        local_id=local_id,
+        remote_id=remote_id,
+        psk=PSK,
+        version=2,
+        proposals=["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"],
+        esp_proposals=["aes128gcm16", "aes256-sha256"],
+        local_ts=lan,
+        remote_ts=far,
+        mode="tunnel",
+        start_action="start" if start else "none",
+        daemon={"control_socket": str(sock), "retransmit_timeout": "0.5s"},
+    ).render()
 
 
 def _wait_socket(sock: Path, proc: subprocess.Popen[bytes], log: Path) -> None:

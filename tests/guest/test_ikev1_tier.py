@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from tier import run_tier
+from guest.tier import run_tier
 
 TIMEOUT = 900.0
 TESTS = ("tests/interop/test_dataplane_v1.py",)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from tier import run_tier
+from guest.tier import run_tier
 
 TIMEOUT = 1080.0
 TESTS = (

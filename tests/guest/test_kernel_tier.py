@@ -5,7 +5,7 @@ So a plain ``pytest tests`` on a host without ESP still exercises ESP for real.
 
 from __future__ import annotations
 
-from tier import run_tier
+from guest.tier import run_tier
 
 TIMEOUT = 540.0  # the lifecycle tests start piked gateways in the guest (~4 s each)
 

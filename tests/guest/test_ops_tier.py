@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tier import run_tier
+from guest.tier import run_tier
 
 
 def test_metrics_dataplane_in_uml() -> None:

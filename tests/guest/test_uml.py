@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-import uml
+
+from guest import uml
+from lib.prereq import unavailable
 
 
 def test_missing_linux_uml_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,7 +36,7 @@ def test_guest_runs_command_in_cwd_with_exit_code(tmp_path: Path) -> None:
     try:
         uml.uml_binary()
     except uml.GuestError as e:
-        pytest.skip(str(e))
+        unavailable(str(e))
     script = "pwd; echo out; echo err >&2; test -w /tmp && ip netns list >/dev/null; exit 3"
     result = uml.run_in_guest(["sh", "-c", script], cwd=str(tmp_path), timeout=60)
     print(f"\nUML boot {result.boot_seconds:.2f}s, total {result.total_seconds:.2f}s")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.prereq import require
+
 from .tokens import (
     SoftHsm,
     Tpm,
@@ -21,8 +23,7 @@ from .tokens import (
 
 @pytest.fixture
 def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsm]:
-    if not softhsm_available():
-        pytest.skip("softhsm2 not installed")
+    require(softhsm_available(), "softhsm2 not installed")
     hsm = SoftHsm(tmp_path)
     for k, v in hsm.env().items():
         monkeypatch.setenv(k, v)
@@ -33,6 +34,5 @@ def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsm
 
 @pytest.fixture(scope="session")
 def tpm(tmp_path_factory: pytest.TempPathFactory) -> Tpm:
-    if not tpm_available():
-        pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
+    require(tpm_available(), "swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
     return shared_tpm(tmp_path_factory.getbasetemp())

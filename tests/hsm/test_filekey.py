@@ -28,7 +28,7 @@ from pike.hsm.signer import (
 DATA = b"IKE_SA_INIT | Nr | prf(SK_pi, IDi)"
 
 
-def _key(kind: str):  # type: ignore[no-untyped-def]
+def _key(kind: str):
     return {
         "rsa": lambda: rsa.generate_private_key(65537, 2048),
         "ecdsa-p256": lambda: ec.generate_private_key(ec.SECP256R1()),
@@ -38,7 +38,7 @@ def _key(kind: str):  # type: ignore[no-untyped-def]
     }[kind]()
 
 
-def _write(tmp_path: Path, key, password: bytes | None = None) -> str:  # type: ignore[no-untyped-def]
+def _write(tmp_path: Path, key, password: bytes | None = None) -> str:
     enc = (
         serialization.BestAvailableEncryption(password)
         if password
@@ -84,7 +84,7 @@ def test_file_key_signs_every_fitting_scheme(
             pub.verify(sig, DATA, pad, h)  # type: ignore[call-arg,arg-type]
         else:
             pub.verify(sig, DATA, ec.ECDSA(scheme.hash_algorithm()))  # type: ignore[call-arg,arg-type]
-    others = [s for s in SignatureScheme if not s.fits(kind)]  # type: ignore[arg-type]
+    others = [s for s in SignatureScheme if not s.fits(kind)]
     for scheme in others:
         with pytest.raises(SignerError, match="does not fit"):
             signer.sign(DATA, scheme)

@@ -9,15 +9,15 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from lib.prereq import Require
+
 from .tokens import SOFTHSM_MODULE, TPM_MODULE, SoftHsm, Tpm, softhsm_available, tpm_available
 
-Require = Callable[[bool, str], None]  # tests/conftest.py's `require` fixture
 SCRIPT = Path(__file__).parents[2] / "image/rootfs/usr/local/sbin/pike-firstboot"
 
 

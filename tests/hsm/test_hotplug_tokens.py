@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from daemon.helpers import free_udp_ports
+from lib.pikeconf import Conn, PikeConf, Secret
 from pike.board.hotplug import HotplugWatcher
 from pike.cli.piked import _engine
 from pike.daemon import runtime
@@ -72,24 +73,30 @@ def _free_tcp_port() -> int:
 
 def _config(d: Path, key: str, cert: Path, metrics: int) -> str:
     ike, natt = free_udp_ports(2)
-    return f"""
-[daemon]
-control_socket = "{d / "pike.sock"}"
-ike_port = {ike}
-natt_port = {natt}
-metrics_listen = "127.0.0.1:{metrics}"
-
-[connections.gw]
-local_addrs = ["127.0.0.1"]
-remote_addrs = ["127.0.0.9"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "pubkey", id = "gw.example.net", certs = ["{cert}"], key = "{key}" }}
-remote = {{ auth = "psk", id = "hq.example.net" }}
-
-[secrets.gw]
-id = ["gw.example.net", "hq.example.net"]
-secret = "test-only-psk-0c81d2"
-"""
+    return PikeConf(
+        daemon={
+            "control_socket": str(d / "pike.sock"),
+            "ike_port": ike,
+            "natt_port": natt,
+            "metrics_listen": f"127.0.0.1:{metrics}",
+        },
+        connections=[
+            Conn(
+                name="gw",
+                local_addrs=["127.0.0.1"],
+                remote_addrs=["127.0.0.9"],
+                proposals=["aes128gcm16-prfsha256-x25519"],
+                local={
+                    "auth": "pubkey",
+                    "id": "gw.example.net",
+                    "certs": [str(cert)],
+                    "key": key,
+                },
+                remote={"auth": "psk", "id": "hq.example.net"},
+            )
+        ],
+        secrets=[Secret("gw", "test-only-psk-0c81d2", ["gw.example.net", "hq.example.net"])],
+    ).render()
 
 
 def test_token_events_reprobe_at_once(

@@ -8,16 +8,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
+
+from lib.prereq import Require
 
 from .tokens import SOFTHSM_MODULE, TPM_MODULE, SoftHsm, Tpm, softhsm_available, tpm_available
 
 SO_PIN = "so-0f1e2d3c4b5a6978"
 USER_PIN = "user-a1b2c3d4e5f60718"
-Require = Callable[[bool, str], None]  # tests/conftest.py's `require` fixture
 
 
 def _pikectl(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from lib.pikeconf import Conn, PikeConf
 from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer, TokenState, TokenUnavailable
 from pike.hsm.signer import SignatureScheme
@@ -20,14 +21,23 @@ from .tokens import USER_PIN, SoftHsm, uri
 
 
 def _config(key: str, cert: Path) -> str:
-    return f"""
-[connections.gw]
-local_addrs = ["192.0.2.1"]
-remote_addrs = ["192.0.2.2"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "pubkey", id = "gw.example.net", certs = ["{cert}"], key = "{key}" }}
-remote = {{ auth = "pubkey", id = "hq.example.net", cacerts = ["{cert}"] }}
-"""
+    return PikeConf(
+        connections=[
+            Conn(
+                name="gw",
+                local_addrs=["192.0.2.1"],
+                remote_addrs=["192.0.2.2"],
+                proposals=["aes128gcm16-prfsha256-x25519"],
+                local={
+                    "auth": "pubkey",
+                    "id": "gw.example.net",
+                    "certs": [str(cert)],
+                    "key": key,
+                },
+                remote={"auth": "pubkey", "id": "hq.example.net", "cacerts": [str(cert)]},
+            )
+        ]
+    ).render()
 
 
 def test_absent_token_does_not_stop_start_but_fails_closed(
@@ -74,10 +84,14 @@ def test_bad_uri_stops_start(tmp_path: Path) -> None:
     pem = tmp_path / "x.pem"
     pem.write_text("")
     bad = "pkcs11:token=gw;object=k?module-path=/x.so&pin-value=1234"
+    conf = _config(bad, pem)
+    line = 1 + next(n for n, s in enumerate(conf.splitlines()) if s.startswith("local ="))
     with pytest.raises(ConfigError) as e:
-        load_config_text(_config(bad, pem), str(tmp_path / "pike.toml"))
+        load_config_text(conf, str(tmp_path / "pike.toml"))
     text = str(e.value)
-    assert "pike.toml:6: connections.gw.local.key: bad PKCS#11 URI: pin-value is refused" in text
+    assert f"pike.toml:{line}: connections.gw.local.key: bad PKCS#11 URI: pin-value is refused" in (
+        text
+    )
     assert "1234" not in text
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from daemon.helpers import daemon_env, pikectl
+from lib.pikeconf import Conn, PikeConf, TomlValue
 from pike.daemon.signing import Signing
 from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer, TokenState, TokenUnavailable
@@ -57,15 +58,18 @@ def _token(softhsm: SoftHsm, tmp_path: Path) -> tuple[Path, Path, bytes]:
     return pem, fifo, cert.public_key().public_bytes(*SPKI)
 
 
-def _conn(key: str, cert: Path) -> str:
-    return f"""
-[connections.gw]
-local_addrs = ["127.0.0.1"]
-remote_addrs = ["127.0.0.2"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "pubkey", id = "gw.example.net", certs = ["{cert}"], key = "{key}" }}
-remote = {{ auth = "pubkey", id = "hq.example.net", cacerts = ["{cert}"] }}
-"""
+def _conf(key: str | None, cert: Path, **daemon: TomlValue) -> str:
+    """``[daemon]`` with ``daemon``'s keys and (unless ``key`` is None) connection ``gw``
+    signing with ``key``, its certificate ``cert``."""
+    conn = Conn(
+        name="gw",
+        local_addrs=["127.0.0.1"],
+        remote_addrs=["127.0.0.2"],
+        proposals=["aes128gcm16-prfsha256-x25519"],
+        local={"auth": "pubkey", "id": "gw.example.net", "certs": [str(cert)], "key": key or ""},
+        remote={"auth": "pubkey", "id": "hq.example.net", "cacerts": [str(cert)]},
+    )
+    return PikeConf(daemon=daemon, connections=[] if key is None else [conn]).render()
 
 
 def _unblock(fifo: Path) -> None:
@@ -79,7 +83,7 @@ def test_unprobed_token_fails_closed_until_its_probe_answers(
 ) -> None:
     pem, fifo, spki = _token(softhsm, tmp_path)
     key = uri(softhsm.module, "gw", "ike", fifo)
-    cfg = load_config_text(_conn(key, pem), str(tmp_path / "pike.toml"))
+    cfg = load_config_text(_conf(key, pem), str(tmp_path / "pike.toml"))
     store = CredentialStore()
     assert store.preload(cfg, probe=False) == []  # piked's start: no token I/O
     assert store.unprobed() == [key]
@@ -133,7 +137,7 @@ def test_wrong_pin_found_by_the_probe_is_not_retried(
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("999999")
     key = uri(softhsm.module, "gw", "ike", wrong)
-    cfg = load_config_text(_conn(key, pem), str(tmp_path / "pike.toml"))
+    cfg = load_config_text(_conf(key, pem), str(tmp_path / "pike.toml"))
     store = CredentialStore()
     assert store.preload(cfg, probe=False) == []
     caplog.set_level(logging.INFO)
@@ -189,7 +193,7 @@ def test_piked_is_ready_with_a_hung_probe_and_stops_in_bounded_time(
         for run, give_pin in (("hung", False), ("pin", True)):
             sock = tmp_path / run / "pike.sock"
             conf = tmp_path / f"{run}.toml"
-            conf.write_text(f'[daemon]\ncontrol_socket = "{sock}"\n' + _conn(key, pem))
+            conf.write_text(_conf(key, pem, control_socket=str(sock)))
             log = tmp_path / f"{run}.log"
             t0 = time.monotonic()
             with log.open("wb") as out:
@@ -254,12 +258,13 @@ def test_reload_adding_a_token_key_probes_it_off_the_loop(
     store = CredentialStore()
     monkeypatch.setattr(credentials, "STORE", store)  # what reload and the engine use
     ike, natt = free_udp_ports(2)
-    daemon_part = (
-        f'[daemon]\ncontrol_socket = "{tmp_path / "pike.sock"}"\n'
-        f"ike_port = {ike}\nnatt_port = {natt}\n"
-    )
+    daemon_part: dict[str, TomlValue] = {
+        "control_socket": str(tmp_path / "pike.sock"),
+        "ike_port": ike,
+        "natt_port": natt,
+    }
     path = tmp_path / "pike.toml"
-    path.write_text(daemon_part)
+    path.write_text(_conf(None, pem, **daemon_part))
     daemon = runtime.Daemon(load_config(str(path)), NoKernel("test"), _engine, ipv6=False)
     caplog.set_level(logging.INFO)
 
@@ -267,7 +272,7 @@ def test_reload_adding_a_token_key_probes_it_off_the_loop(
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(daemon.run())
         await asyncio.wait_for(daemon.ready.wait(), 10)
-        path.write_text(daemon_part + _conn(key, pem))
+        path.write_text(_conf(key, pem, **daemon_part))
         t0 = time.monotonic()
         result = daemon.ops.cmd_reload({})  # on the loop, as the control socket calls it
         took = time.monotonic() - t0

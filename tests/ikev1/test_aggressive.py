@@ -52,7 +52,7 @@ def test_responder_refuses_aggressive_mode_unless_allowed() -> None:
     notify = refusal.first(V1Notify)
     assert notify is not None and notify.notify_type == NotifyV1.AUTHENTICATION_FAILED
     assert not a.of(IkeSaEstablished)
-    assert [d.reason for d in a.of(IkeSaDeleted)] == ["peer_refused"]  # type: ignore[attr-defined]
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["peer_refused"]
 
 
 def test_quick_mode_overtaking_am3_is_queued_not_dropped() -> None:

@@ -30,8 +30,8 @@ def _responder(aggressive: bool) -> Node:
         r["addr"], i["addr"], r["id"], i["id"],
         proposals=f'"{m["proposals"]}"', esp=f'"{m["esp_proposals"]}"',
         local_ts=f'"{r["ts"]}"', remote_ts=f'"{i["ts"]}"', psk=cap.psk.decode(),
-        extra_conn="aggressive = true" if aggressive else "",
-    ).replace("version = 2", "version = 1")  # fmt: skip
+        extra_conn="aggressive = true" if aggressive else "", version=1,
+    )  # fmt: skip
     engine = Ikev1Engine(
         load_config_text(text), random=random.Random(5).randbytes, kernel_caps=KernelCaps(True)
     )

@@ -79,7 +79,7 @@ def test_no_common_proposal_is_refused_in_the_clear() -> None:
     _up(a, b)
     assert b.engine.ctx.counters.dropped == {"no_proposal_chosen": 1}
     deleted = a.of(IkeSaDeleted)
-    assert len(deleted) == 1 and deleted[0].reason == "peer_refused"  # type: ignore[union-attr]
+    assert len(deleted) == 1 and deleted[0].reason == "peer_refused"
     assert a.engine.list_sas() == [] and b.engine.list_sas() == []
 
 
@@ -134,7 +134,7 @@ def test_unanswered_main_mode_gives_up() -> None:
     a.drain()
     assert len(a.outbox) == 6  # MM1 and 5 retransmits
     deleted = a.of(IkeSaDeleted)
-    assert [d.reason for d in deleted] == ["retransmit_timeout"]  # type: ignore[union-attr]
+    assert [d.reason for d in deleted] == ["retransmit_timeout"]
     assert round(now, 2) == round(sum(4.0 * 1.8**n for n in range(6)), 2)
 
 
@@ -144,7 +144,7 @@ def test_terminate_deletes_phase_2_then_phase_1_at_the_peer() -> None:
     a.engine.terminate("gw", 10.0)
     transfer(a, b, 10.0)
     assert len(a.of(DeleteChildSa)) == 1 and len(b.of(DeleteChildSa)) == 1
-    assert [d.reason for d in b.of(IkeSaDeleted)] == ["peer_deleted"]  # type: ignore[union-attr]
+    assert [d.reason for d in b.of(IkeSaDeleted)] == ["peer_deleted"]
     assert a.engine.list_sas() == [] and b.engine.list_sas() == []
 
 
@@ -168,7 +168,7 @@ def test_dpd_r_u_there_ack_and_dead_peer() -> None:
         now = t
         a.engine.handle_timer(now)
     a.drain()
-    assert [d.reason for d in a.of(IkeSaDeleted)] == ["retransmit_timeout"]  # type: ignore[union-attr]
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["retransmit_timeout"]
     assert len(a.of(DeleteChildSa)) == 1
     assert a.engine.ctx.counters.conn("gw").dpd_failures == 1
 
@@ -225,7 +225,7 @@ def test_dpd_timeout_probes_every_dpd_delay_then_gives_up() -> None:
             times.append(t)
     assert times == [10.0, 20.0, 30.0]  # R-U-THERE every dpd_delay
     deleted = a.of(IkeSaDeleted)
-    assert [d.reason for d in deleted] == ["retransmit_timeout"]  # type: ignore[union-attr]
+    assert [d.reason for d in deleted] == ["retransmit_timeout"]
     assert a.engine.ctx.counters.conn("gw").dpd_probes == 3
 
 
@@ -239,7 +239,7 @@ def test_initial_contact_from_a_restarted_peer_removes_the_stale_sa() -> None:
     transfer(a2, b, 50.0)
     (fresh,) = b.engine.list_sas()
     assert fresh.spi_i != stale.spi_i and fresh.children[0].state == "INSTALLED"
-    assert [d.reason for d in b.of(IkeSaDeleted)] == ["initial_contact"]  # type: ignore[union-attr]
+    assert [d.reason for d in b.of(IkeSaDeleted)] == ["initial_contact"]
     assert len(b.of(DeleteChildSa)) == 1
 
 

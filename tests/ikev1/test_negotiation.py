@@ -132,8 +132,8 @@ def test_reauthentication_replaces_the_isakmp_sa_and_its_children() -> None:
     assert len(new.children) == 1 and new.children[0].state == "INSTALLED"
     (peer,) = b.engine.list_sas()
     assert peer.spi_i == new.spi_i
-    assert [d.reason for d in a.of(IkeSaDeleted)] == ["reauthenticated"]  # type: ignore[union-attr]
-    assert [d.reason for d in b.of(IkeSaDeleted)] == ["peer_deleted"]  # type: ignore[union-attr]
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["reauthenticated"]
+    assert [d.reason for d in b.of(IkeSaDeleted)] == ["peer_deleted"]
     assert a.engine.ctx.counters.conn("gw").ike_rekeys == 1
 
 
@@ -163,7 +163,7 @@ def test_pikectl_rekey_of_the_isakmp_sa_works_from_the_responder_side_too() -> N
     transfer(a, b, 5.0)
     (new,) = b.engine.list_sas()
     assert new.spi_i != old.spi_i and new.initiator and new.children[0].state == "INSTALLED"
-    assert [d.reason for d in b.of(IkeSaDeleted)] == ["reauthenticated"]  # type: ignore[union-attr]
+    assert [d.reason for d in b.of(IkeSaDeleted)] == ["reauthenticated"]
     (peer,) = a.engine.list_sas()
     assert peer.spi_i == new.spi_i
 
@@ -186,4 +186,4 @@ def test_reauth_time_alone_is_the_isakmp_lifetime() -> None:
     transfer(a, b, 500.0)
     (new,) = a.engine.list_sas()
     assert new.spi_i != old.spi_i and new.state == "ESTABLISHED"
-    assert [d.reason for d in a.of(IkeSaDeleted)] == ["reauthenticated"]  # type: ignore[union-attr]
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["reauthenticated"]

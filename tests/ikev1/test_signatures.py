@@ -12,8 +12,10 @@ from cryptography import x509
 
 from ikev2.pair import Node, deliver, transfer
 from ikev2.x509gen import Issued, issue, make_ca, write
+from lib.pikeconf import Child, Conn, PikeConf
 from pike.hsm.signer import SignatureScheme
 from pike.ikev1.engine import Ikev1Engine
+from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.ikev1.keys import phase1_prf
 from pike.ikev1.signature_auth import verify
 from pike.policy.ipsec import KernelCaps
@@ -38,28 +40,30 @@ SCHEME = {"rsa": "RSA_PKCS1_NULL"} | dict.fromkeys(
 # HASH_I/HASH_R size: the SHA-256 prf's, or with ECDSA the HMAC of the curve's hash
 HASH_SIZE = {"rsa": 32, "ecdsa-p256": 32, "ecdsa-p384": 48, "ecdsa-p521": 64}
 
+CHILD_ESP = ["aes256-sha256"]
+
 
 def conf(
     local: str, remote: str, local_id: str, remote_id: str, lts: str, rts: str, aggr: bool
 ) -> str:
-    return f"""
-[daemon]
-control_socket = "/tmp/unused.sock"
-
-[connections.gw]
-version = 1
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = ["aes256-sha256-modp3072"]
-local = {{ auth = "pubkey", id = "{local_id}", certs = ["me.pem"], key = "me.key" }}
-remote = {{ auth = "pubkey", id = "{remote_id}", cacerts = ["ca.pem"] }}
-aggressive = {"true" if aggr else "false"}
-
-[connections.gw.children.net]
-local_ts = ["{lts}"]
-remote_ts = ["{rts}"]
-esp_proposals = ["aes256-sha256"]
-"""
+    return PikeConf(
+        daemon={"control_socket": "/tmp/unused.sock"},
+        connections=[
+            Conn(
+                name="gw",
+                version=1,
+                local_addrs=[local],
+                remote_addrs=[remote],
+                proposals=["aes256-sha256-modp3072"],
+                local={"auth": "pubkey", "id": local_id, "certs": ["me.pem"], "key": "me.key"},
+                remote={"auth": "pubkey", "id": remote_id, "cacerts": ["ca.pem"]},
+                extra={"aggressive": aggr},
+                children=[
+                    Child(name="net", local_ts=[lts], remote_ts=[rts], esp_proposals=CHILD_ESP)
+                ],
+            )
+        ],
+    ).render()
 
 
 def node(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, aggr: bool = False) -> Node:
@@ -197,7 +201,7 @@ def test_signature_timeout(tmp_path: Path) -> None:
     a.engine.handle_timer(25.0)
     a.drain()
     deleted = a.of(IkeSaDeleted)
-    assert [d.reason for d in deleted] == ["no_credentials"]  # type: ignore[attr-defined]
+    assert [d.reason for d in deleted] == ["no_credentials"]
     a.engine.sign_done(a.sign_requests[0].ref, b"late", 26.0)  # a late answer: ignored
     assert a.engine.list_sas() == []
 
@@ -305,23 +309,30 @@ def test_responder_picks_the_connection_by_the_peers_identity(tmp_path: Path) ->
     hub = tmp_path / "hub"
     write(hub, "me", gw(ca, "ecdsa-p256", B_ID))
     write(hub, "ca", ca)
-    conns = []
-    for name, nets in (("branch1", "10.9.0.0/24"), ("branch2", "10.1.0.0/24")):
-        conns.append(f"""
-[connections.{name}]
-version = 1
-local_addrs = ["{B}"]
-remote_addrs = ["%any"]
-proposals = ["aes256-sha256-modp3072"]
-local = {{ auth = "pubkey", id = "{B_ID}", certs = ["me.pem"], key = "me.key" }}
-remote = {{ auth = "pubkey", id = "{name}.example.net", cacerts = ["ca.pem"] }}
-
-[connections.{name}.children.net]
-local_ts = ["10.2.0.0/24"]
-remote_ts = ["{nets}"]
-esp_proposals = ["aes256-sha256"]
-""")
-    text = '[daemon]\ncontrol_socket = "/tmp/unused.sock"\n' + "".join(conns)
+    hub_conf = PikeConf(
+        daemon={"control_socket": "/tmp/unused.sock"},
+        connections=[
+            Conn(
+                name=name,
+                version=1,
+                local_addrs=[B],
+                remote_addrs=["%any"],
+                proposals=["aes256-sha256-modp3072"],
+                local={"auth": "pubkey", "id": B_ID, "certs": ["me.pem"], "key": "me.key"},
+                remote={"auth": "pubkey", "id": f"{name}.example.net", "cacerts": ["ca.pem"]},
+                children=[
+                    Child(
+                        name="net",
+                        local_ts=["10.2.0.0/24"],
+                        remote_ts=[nets],
+                        esp_proposals=CHILD_ESP,
+                    )
+                ],
+            )
+            for name, nets in (("branch1", "10.9.0.0/24"), ("branch2", "10.1.0.0/24"))
+        ],
+    )
+    text = hub_conf.render()
     (hub / "pike.toml").write_text(text)
     cfg = load_config(str(hub / "pike.toml"))
     rng = random.Random(2)
@@ -348,6 +359,7 @@ def test_bad_certificate_or_signature_payloads_fail_authentication(tmp_path: Pat
     a.engine.initiate("gw", 0.0, "net")
     transfer(a, b)  # MM1-MM4: B has its keys and the agreed method
     sa = next(iter(b.engine.sas.values()))
+    assert isinstance(sa, IsakmpSa)  # Node is typed for IKEv2; b runs IKEv1
     good = x509.load_pem_x509_certificate((tmp_path / "a" / "me.pem").read_bytes())
     der = good.public_bytes(serialization.Encoding.DER)
     pid = V1Id(IdV1.FQDN, 0, 0, A_ID.encode())
@@ -381,10 +393,10 @@ def test_signature_timeout_ends_the_sa_as_in_ikev2(
     transfer(a, b)  # MM1-MM4; MM5 waits for our signature
     [req] = a.sign_requests
     a.engine.handle_timer(SIGN_TIMEOUT - 0.1)
-    assert a.engine.sas  # type: ignore[attr-defined]
+    assert a.engine.sas
     a.engine.handle_timer(SIGN_TIMEOUT)
     a.drain()
-    assert not a.engine.sas and a.engine.get_timer() is None  # type: ignore[attr-defined]
+    assert not a.engine.sas and a.engine.get_timer() is None
     assert "no signature after 20s" in caplog.text
     a.sign(req, SIGN_TIMEOUT + 1)  # too late: ignored
-    assert a.drain() == [] and not a.engine.sas  # type: ignore[attr-defined]
+    assert a.drain() == [] and not a.engine.sas

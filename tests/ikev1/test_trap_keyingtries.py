@@ -57,12 +57,12 @@ def test_keyingtries_starts_again_with_new_cookies(caplog: pytest.LogCaptureFixt
     a.engine.initiate("gw", 0.0, "net")
     cookies = set()
     while (t := a.engine.get_timer()) is not None and t < 2000:
-        for sa in a.engine.sas.values():  # type: ignore[attr-defined]
+        for sa in a.engine.sas.values():
             cookies.add(sa.spi_i)
         a.engine.handle_timer(t)
     a.drain()
     assert len(cookies) == 3
-    reasons = [d.reason for d in a.of(IkeSaDeleted)]  # type: ignore[union-attr]
+    reasons = [d.reason for d in a.of(IkeSaDeleted)]
     assert reasons == ["retransmit_timeout"] * 3
     assert len(a.outbox) == 18  # three sequences of MM1 + 5 retransmits
     assert a.engine.list_sas() == []
@@ -82,4 +82,4 @@ def test_dpd_action_restart_initiates_again() -> None:
     a.drain()
     (new,) = a.engine.list_sas()
     assert new.spi_i != old and new.state == "CONNECTING"
-    assert [d.reason for d in a.of(IkeSaDeleted)] == ["retransmit_timeout"]  # type: ignore[union-attr]
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["retransmit_timeout"]

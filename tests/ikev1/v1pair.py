@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 
-from ikev2.pair import Node, conf
+from ikev2.pair import Node, psk_conf
+from lib.pikeconf import PikeConf, rendered
 from pike.ikev1.engine import Ikev1Engine
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
@@ -13,13 +14,17 @@ from pike.policy.loader import load_config_text
 A, B = "192.0.2.1", "192.0.2.2"
 
 
-def v1conf(local: str, remote: str, **kw: str) -> str:
+def v1psk_conf(local: str, remote: str, **kw: str) -> PikeConf:
+    """:func:`ikev2.pair.psk_conf` for IKEv1, with IKEv1 defaults: ids are the addresses,
+    MODP-3072 and AES-CBC proposals."""
     local_id = kw.pop("local_id", local)
     remote_id = kw.pop("remote_id", remote)
     kw.setdefault("proposals", '"aes256-sha256-modp3072"')
     kw.setdefault("esp", '"aes256-sha256"')
-    text = conf(local, remote, local_id, remote_id, **kw)  # type: ignore[arg-type]
-    return text.replace("version = 2", "version = 1")
+    return psk_conf(local, remote, local_id, remote_id, version=1, **kw)
+
+
+v1conf = rendered(v1psk_conf)  # the same, as TOML text
 
 
 def engine(text: str, seed: int, esp: bool = True) -> Ikev1Engine:

@@ -10,9 +10,12 @@ test to answer with ``sign``/``engine.sign_done``.
 from __future__ import annotations
 
 import random
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from lib.pikeconf import PikeConf, psk_tunnel, rendered
 from pike.hsm.signer import SignerError
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.ipsec import KernelCaps
@@ -21,9 +24,16 @@ from pike.sa.actions import Action, SendDatagram, SignRequest
 from pike.sa.credentials import CredentialError, store_for
 
 PSK = "test-only-psk-7f3a9c"
+ActionT = TypeVar("ActionT")
 
 
-def conf(
+def _list(items: str) -> list[str]:
+    """A TOML array's items as the callers write them (``'"a", "b"'``)."""
+    values: list[str] = tomllib.loads(f"v = [{items}]")["v"]
+    return values
+
+
+def psk_conf(
     local: str,
     remote: str,
     local_id: str,
@@ -39,33 +49,34 @@ def conf(
     extra_conn: str = "",
     extra_daemon: str = "",
     extra_child: str = "",
-) -> str:
-    return f"""
-[daemon]
-control_socket = "/tmp/unused.sock"
-{extra_daemon}
+    version: int = 2,
+) -> PikeConf:
+    """PSK connection ``gw`` with child ``net``; list arguments are TOML array items, the
+    ``extra_*`` ones TOML lines added to that table."""
+    return psk_tunnel(
+        local=local,
+        remote=remote,
+        local_id=local_id,
+        remote_id=remote_id,
+        psk=psk,
+        version=version,
+        proposals=_list(proposals),
+        esp_proposals=_list(esp),
+        local_ts=_list(local_ts),
+        remote_ts=_list(remote_ts),
+        start_action=start,
+        mode=mode,
+        name="gw",
+        child_name="net",
+        secret_name="gw",
+        daemon={"control_socket": "/tmp/unused.sock"},
+        daemon_raw=extra_daemon,
+        conn_raw=extra_conn,
+        child_raw=extra_child,
+    )
 
-[connections.gw]
-version = 2
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = [{proposals}]
-local = {{ auth = "psk", id = "{local_id}" }}
-remote = {{ auth = "psk", id = "{remote_id}" }}
-{extra_conn}
 
-[connections.gw.children.net]
-local_ts = [{local_ts}]
-remote_ts = [{remote_ts}]
-esp_proposals = [{esp}]
-mode = "{mode}"
-start_action = "{start}"
-{extra_child}
-
-[secrets.gw]
-id = ["{local_id}", "{remote_id}"]
-secret = "{psk}"
-"""
+conf = rendered(psk_conf)  # the same, as TOML text
 
 
 def engine(
@@ -115,10 +126,10 @@ class Node:
                 result = exc
         self.engine.sign_done(req.ref, result, now)
 
-    def of(self, cls: type) -> list[Action]:
+    def of(self, cls: type[ActionT]) -> list[ActionT]:
         return [e for e in self.events if isinstance(e, cls)]
 
-    def sa(self):  # type: ignore[no-untyped-def]
+    def sa(self):
         sas = self.engine.list_sas()
         assert len(sas) == 1, sas
         return sas[0]

@@ -38,36 +38,36 @@ AT = NOW  # every check gets its time as a parameter
 
 
 @pytest.fixture(scope="module")
-def root():  # type: ignore[no-untyped-def]
+def root():
     return make_ca("ecdsa-p256", "root", path_length=1)
 
 
 @pytest.fixture(scope="module")
-def sub(root):  # type: ignore[no-untyped-def]
+def sub(root):
     return make_ca("ecdsa-p256", "sub", issuer=root, path_length=0)
 
 
-def ee(ca, cn="gw.example.net", **kw):  # type: ignore[no-untyped-def]
+def ee(ca, cn="gw.example.net", **kw):
     return issue(ca, "ecdsa-p256", cn, [x509.DNSName(cn)], **kw)
 
 
 # -- chains --------------------------------------------------------------------------------
 
 
-def test_direct_chain(root) -> None:  # type: ignore[no-untyped-def]
+def test_direct_chain(root) -> None:
     leaf = ee(root)
     path = validate_chain([leaf.cert], [root.cert], AT)
     assert path == [leaf.cert, root.cert]
 
 
-def test_intermediate_in_any_order(root, sub) -> None:  # type: ignore[no-untyped-def]
+def test_intermediate_in_any_order(root, sub) -> None:
     leaf = ee(sub)
     stray = make_ca(cn="unrelated").cert
     path = validate_chain([leaf.cert, stray, sub.cert], [root.cert], AT)
     assert path == [leaf.cert, sub.cert, root.cert]
 
 
-def test_missing_intermediate(root, sub) -> None:  # type: ignore[no-untyped-def]
+def test_missing_intermediate(root, sub) -> None:
     with pytest.raises(CertError, match=r"no trusted path for 'CN=gw.example.net.*issuer 'CN=sub"):
         validate_chain([ee(sub).cert], [root.cert], AT)
 
@@ -85,7 +85,7 @@ def test_same_name_other_key() -> None:
         validate_chain([ee(impostor).cert], [ca.cert], AT)
 
 
-def test_no_anchor_configured(root) -> None:  # type: ignore[no-untyped-def]
+def test_no_anchor_configured(root) -> None:
     with pytest.raises(CertError, match=r"no CA certificate configured"):
         validate_chain([ee(root).cert], [], AT)
 
@@ -93,7 +93,7 @@ def test_no_anchor_configured(root) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("offset", "message"), [(-400 * DAY, "is not valid before"), (400 * DAY, "expired at")]
 )
-def test_end_entity_validity_at_given_time(root, offset, message) -> None:  # type: ignore[no-untyped-def]
+def test_end_entity_validity_at_given_time(root, offset, message) -> None:
     leaf = ee(root)
     validate_chain([leaf.cert], [root.cert], AT)
     with pytest.raises(CertError, match=rf"certificate 'CN=gw.example.net.*' {message}"):
@@ -107,26 +107,26 @@ def test_expired_ca() -> None:
         validate_chain([leaf.cert], [old.cert], AT)
 
 
-def test_intermediate_must_be_ca(root) -> None:  # type: ignore[no-untyped-def]
+def test_intermediate_must_be_ca(root) -> None:
     fake = make_ca(cn="not a ca", issuer=root, ca_flag=False)
     with pytest.raises(CertError, match=r"intermediate CA 'CN=not a ca.*' is not a CA"):
         validate_chain([ee(fake).cert, fake.cert], [root.cert], AT)
 
 
-def test_path_length(root, sub) -> None:  # type: ignore[no-untyped-def]
+def test_path_length(root, sub) -> None:
     deeper = make_ca(cn="deeper", issuer=sub)
     with pytest.raises(CertError, match=r"'CN=sub.*' allows 0 CAs below it, found 1"):
         validate_chain([ee(deeper).cert, deeper.cert, sub.cert], [root.cert], AT)
 
 
-def test_end_entity_key_usage(root) -> None:  # type: ignore[no-untyped-def]
+def test_end_entity_key_usage(root) -> None:
     no_sig = ee(root, digital_signature=False)
     with pytest.raises(CertError, match=r"lacks keyUsage digitalSignature"):
         validate_chain([no_sig.cert], [root.cert], AT)
     validate_chain([ee(root, key_usage=False).cert], [root.cert], AT)  # absent: any use
 
 
-def test_unknown_critical_extension(root) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_critical_extension(root) -> None:
     ext = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
     odd = ee(root, extra=[(ext, True)])
     with pytest.raises(CertError, match=r"unsupported critical extension"):
@@ -134,7 +134,7 @@ def test_unknown_critical_extension(root) -> None:  # type: ignore[no-untyped-de
     validate_chain([ee(root, extra=[(ext, False)]).cert], [root.cert], AT)
 
 
-def test_no_eku_required_but_any_accepted(root) -> None:  # type: ignore[no-untyped-def]
+def test_no_eku_required_but_any_accepted(root) -> None:
     eku = x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.3.6.1.5.5.7.3.17")])  # ipsecIKE
     validate_chain([ee(root, extra=[(eku, True)]).cert], [root.cert], AT)
 
@@ -142,7 +142,7 @@ def test_no_eku_required_but_any_accepted(root) -> None:  # type: ignore[no-unty
 # -- payloads ------------------------------------------------------------------------------
 
 
-def test_cert_payloads_roundtrip(root, sub) -> None:  # type: ignore[no-untyped-def]
+def test_cert_payloads_roundtrip(root, sub) -> None:
     leaf = ee(sub)
     payloads = cert_payloads([leaf.cert, sub.cert])
     assert [p.encoding for p in payloads] == [4, 4]
@@ -158,7 +158,7 @@ def test_parse_cert_payload_errors() -> None:
         parse_cert_payloads([CertPayload(4, b"\x30\x03junk")])
 
 
-def test_certreq_is_sha1_of_spki(root, sub) -> None:  # type: ignore[no-untyped-def]
+def test_certreq_is_sha1_of_spki(root, sub) -> None:
     spki = root.cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -172,7 +172,7 @@ def test_certreq_is_sha1_of_spki(root, sub) -> None:  # type: ignore[no-untyped-
     }
 
 
-def test_load_certificates(tmp_path: Path, root, sub) -> None:  # type: ignore[no-untyped-def]
+def test_load_certificates(tmp_path: Path, root, sub) -> None:
     leaf = ee(sub)
     pem, _ = write(tmp_path, "gw", leaf, sub)
     assert load_certificates(str(pem)) == [leaf.cert, sub.cert]
@@ -190,7 +190,7 @@ def test_load_certificates(tmp_path: Path, root, sub) -> None:  # type: ignore[n
 
 
 @pytest.fixture(scope="module")
-def multi(root):  # type: ignore[no-untyped-def]
+def multi(root):
     sans = [
         x509.DNSName("gw.example.net"),
         x509.IPAddress(ipaddress.ip_address("192.0.2.1")),
@@ -216,11 +216,11 @@ def multi(root):  # type: ignore[no-untyped-def]
         ("CN=gw.example.net, O=pike test, C=CH", False),  # RDN order matters
     ],
 )
-def test_id_in_cert(multi, text: str, inside: bool) -> None:  # type: ignore[no-untyped-def]
+def test_id_in_cert(multi, text: str, inside: bool) -> None:
     assert id_in_cert(parse_identity(text), multi.cert) is inside
 
 
-def test_key_id_identity(multi) -> None:  # type: ignore[no-untyped-def]
+def test_key_id_identity(multi) -> None:
     ski = multi.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     assert id_in_cert(parse_identity("keyid:#" + ski.hex()), multi.cert)
     assert not id_in_cert(parse_identity("keyid:#00112233"), multi.cert)
@@ -238,7 +238,7 @@ def _printable_dn(cn: str) -> bytes:
     ).public_bytes()
 
 
-def test_dn_compared_by_meaning(multi) -> None:  # type: ignore[no-untyped-def]
+def test_dn_compared_by_meaning(multi) -> None:
     configured = parse_identity("C=CH, O=pike test, CN=gw.example.net")
     wire = _printable_dn("gw.example.net")
     assert wire != configured.data  # cryptography writes UTF8String for O and CN
@@ -250,13 +250,13 @@ def test_dn_compared_by_meaning(multi) -> None:  # type: ignore[no-untyped-def]
     assert not dn_equal(wire, b"\x30\x05garbage")
 
 
-def test_subject_identity(multi) -> None:  # type: ignore[no-untyped-def]
+def test_subject_identity(multi) -> None:
     me = subject_identity(multi.cert)
     assert me.id_type == IdType.ID_DER_ASN1_DN
     assert me.text == "C=CH, O=pike test, CN=gw.example.net"
 
 
-def test_validation_time_is_a_parameter(root) -> None:  # type: ignore[no-untyped-def]
+def test_validation_time_is_a_parameter(root) -> None:
     leaf = ee(root)
     then = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(CertError, match=r"not valid before"):

@@ -181,7 +181,7 @@ def test_invalid_ke_payload_retry_with_the_group_the_peer_wants() -> None:
     assert a.sa().algorithms == "aes128gcm16-prfsha256-modp3072"
 
 
-def test_cookie_round_trip(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cookie_round_trip(monkeypatch) -> None:
     import pike.ikev2.responder as eng
 
     monkeypatch.setattr(eng, "COOKIE_THRESHOLD", 0)

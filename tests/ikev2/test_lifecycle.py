@@ -3,6 +3,8 @@ rekey timers, DPD — two engines, fake clock, exact expectations."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pike.sa.actions import (
@@ -23,7 +25,7 @@ B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
 
 
 def up(
-    esp: str = '"aes128gcm16"', extra_a: str = "", extra_b: str = "", **kw: str
+    esp: str = '"aes128gcm16"', extra_a: str = "", extra_b: str = "", **kw: Any
 ) -> tuple[Node, Node]:
     a_text = conf(*A, esp=esp, extra_conn=extra_a, **kw)
     b_text = conf(

@@ -3,6 +3,8 @@ NAT mapping changes — two engines, fake clock."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pike.sa.actions import DeleteChildSa, IkeSaDeleted, InstallChildSa, InstallTrap, SendKeepalive
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType
@@ -11,10 +13,10 @@ from .pair import Node, conf, engine, make_pair, send_informational, transfer
 
 A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
 B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
-B_TS = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
+B_TS: dict[str, Any] = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
 
 
-def of(node: Node, cls: type) -> list:  # type: ignore[type-arg]
+def of(node: Node, cls: type) -> list:
     return [e for e in node.events if isinstance(e, cls)]
 
 

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from lib.pikeconf import Child, Conn, PikeConf, TomlValue
 from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.engine import Ikev2Engine
@@ -56,25 +57,35 @@ def conf(
     local_ts: str = "10.1.0.0/24",
     remote_ts: str = "10.2.0.0/24",
 ) -> str:
-    lid = f', id = "{local_id}"' if local_id else ""
-    rid = f', id = "{remote_id}"' if remote_id else ""
-    pss = ", rsa_pss = true" if rsa_pss else ""
-    return f"""
-[daemon]
-control_socket = "/tmp/unused.sock"
-
-[connections.gw]
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "pubkey"{lid}, certs = ["me.pem"], key = "me.key"{pss} }}
-remote = {{ auth = "pubkey"{rid}, cacerts = ["ca.pem"] }}
-
-[connections.gw.children.net]
-local_ts = ["{local_ts}"]
-remote_ts = ["{remote_ts}"]
-esp_proposals = ["aes128gcm16"]
-"""
+    me: dict[str, TomlValue] = {"auth": "pubkey", "certs": ["me.pem"], "key": "me.key"}
+    peer: dict[str, TomlValue] = {"auth": "pubkey", "cacerts": ["ca.pem"]}
+    if local_id:
+        me["id"] = local_id
+    if remote_id:
+        peer["id"] = remote_id
+    if rsa_pss:
+        me["rsa_pss"] = True
+    return PikeConf(
+        daemon={"control_socket": "/tmp/unused.sock"},
+        connections=[
+            Conn(
+                name="gw",
+                local_addrs=[local],
+                remote_addrs=[remote],
+                proposals=["aes128gcm16-prfsha256-x25519"],
+                local=me,
+                remote=peer,
+                children=[
+                    Child(
+                        name="net",
+                        local_ts=[local_ts],
+                        remote_ts=[remote_ts],
+                        esp_proposals=["aes128gcm16"],
+                    )
+                ],
+            )
+        ],
+    ).render()
 
 
 def node(
@@ -225,13 +236,13 @@ def test_ed25519_needs_rfc7427(
     run(a, b)
     assert not established(a) and not established(b)
     assert "Ed25519 key needs RFC 7427 signatures" in caplog.text
-    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]  # type: ignore[attr-defined]
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]
 
 
 def _auth_failed(a: Node, b: Node, log: str) -> None:
     """The responder refused: AUTHENTICATION_FAILED went back and nothing is up."""
     assert not established(a) and not established(b)
-    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]  # type: ignore[attr-defined]
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]
     assert len(b.outbox) == 2, "IKE_SA_INIT and IKE_AUTH responses only"
     assert "the peer refused our authentication (AUTHENTICATION_FAILED)" in log
 
@@ -280,7 +291,7 @@ def test_responder_certificate_checked_by_initiator(
     b = node(tmp_path / "b", gw(other, "ecdsa-p256", B_ID), ca, 2, a_side=False)
     run(a, b)
     assert not established(a)
-    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]  # type: ignore[attr-defined]
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]
     assert "authentication failed: certificate of hq.example.net not accepted" in caplog.text
 
 
@@ -384,17 +395,17 @@ def test_hash_algorithms_notify() -> None:
         ("ed25519", ALL, False, (14, SignatureScheme.ED25519)),
     ],
 )
-def test_choose_scheme(kind: str, hashes_, pss: bool, expected) -> None:  # type: ignore[no-untyped-def]
-    assert choose_scheme(KeySigner(kind).key_type, hashes_, pss) == expected  # type: ignore[arg-type]
+def test_choose_scheme(kind: str, hashes_, pss: bool, expected) -> None:
+    assert choose_scheme(KeySigner(kind).key_type, hashes_, pss) == expected
 
 
 @pytest.mark.parametrize(
     ("kind", "hashes_"),
     [("ed25519", None), ("ed25519", frozenset({2, 3})), ("rsa", frozenset({1}))],
 )
-def test_no_usable_scheme(kind: str, hashes_) -> None:  # type: ignore[no-untyped-def]
+def test_no_usable_scheme(kind: str, hashes_) -> None:
     with pytest.raises(NoUsableScheme):
-        choose_scheme(KeySigner(kind).key_type, hashes_)  # type: ignore[arg-type]
+        choose_scheme(KeySigner(kind).key_type, hashes_)
 
 
 @pytest.mark.parametrize(
@@ -403,9 +414,9 @@ def test_no_usable_scheme(kind: str, hashes_) -> None:  # type: ignore[no-untype
      for h in (None, ALL)
      for p in (False, True)] + [("ed25519", ALL, False)],
 )  # fmt: skip
-def test_sign_then_verify(kind: str, hashes_, pss: bool) -> None:  # type: ignore[no-untyped-def]
+def test_sign_then_verify(kind: str, hashes_, pss: bool) -> None:
     signer = KeySigner(kind)
-    method, data = sign_auth(signer, OCTETS, hashes_, pss)  # type: ignore[arg-type]
+    method, data = sign_auth(signer, OCTETS, hashes_, pss)
     verified = verify_auth(method, data, signer.public_key(), OCTETS)
     assert verified.method == method
     with pytest.raises(SignatureError, match=r"does not verify|malformed"):

@@ -3,6 +3,7 @@ two engines, fake clock, exact expectations."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -295,7 +296,7 @@ def give_up(a: Node, t: float) -> tuple[float, list[Action]]:
     return now, steps
 
 
-def hand(dgrams: list[Action], to: Node, now: float) -> None:
+def hand(dgrams: Sequence[Action], to: Node, now: float) -> None:
     for d in dgrams:
         if isinstance(d, SendDatagram):
             to.engine.receive_datagram(d.data, d.src, d.dst, now)

@@ -19,14 +19,14 @@ esp_proposals = ["aes128gcm16"]
 """
 
 
-def _pair():  # type: ignore[no-untyped-def]
+def _pair():
     return make_pair(
         conf(*A) + SECOND,
         conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"'),
     )
 
 
-def _refused(node, child: str | None) -> str:  # type: ignore[no-untyped-def]
+def _refused(node, child: str | None) -> str:
     with pytest.raises(RekeyRefused) as info:
         node.engine.rekey("gw", 1.0, child)
     assert "\n" not in str(info.value)

@@ -23,6 +23,7 @@ def test_backoff_schedule_and_give_up_with_exact_timers() -> None:
     now = 0.0
     for i, at in enumerate(SENDS[1:], start=1):
         timer = a.engine.get_timer()
+        assert timer is not None
         assert timer == pytest.approx(at)
         a.engine.handle_timer(timer - 0.001)  # not yet
         assert a.drain() == []

@@ -91,7 +91,7 @@ def test_signing_error_fails_the_initiator_closed(
     a.sign(req, 1.0, SignerError("token gw absent: sign failed: GeneralError, token gone"))
     a.drain()
     assert [_exchange(d.data) for d in a.outbox] == [ExchangeType.IKE_SA_INIT]
-    assert [e.reason for e in a.of(IkeSaDeleted)] == ["no_credentials"]  # type: ignore[attr-defined]
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["no_credentials"]
     assert not a.engine.sas and a.engine.get_timer() is None
     assert (
         "authentication failed: cannot sign our AUTH: token gw absent: sign failed: "
@@ -127,7 +127,7 @@ def test_terminate_while_signing_leaves_nothing(tmp_path: Path) -> None:
     # the signature arrives after all: dropped, nothing is sent or kept
     a.sign(req, 1.5)
     assert a.drain() == [] and not a.engine.sas
-    assert [e.reason for e in a.of(IkeSaDeleted)] == ["terminated"]  # type: ignore[attr-defined]
+    assert [e.reason for e in a.of(IkeSaDeleted)] == ["terminated"]
 
 
 def test_signature_timeout_initiator(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

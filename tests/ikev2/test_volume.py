@@ -13,7 +13,7 @@ B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
 LIMITS = 'rekey_packets = 50\nlife_packets = 1000\nrand_packets = 0\nrekey_bytes = "1M"'
 
 
-def _pair(extra_child: str):  # type: ignore[no-untyped-def]
+def _pair(extra_child: str):
     a, b = make_pair(
         conf(*A, extra_child=extra_child),
         conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"'),
@@ -24,7 +24,7 @@ def _pair(extra_child: str):  # type: ignore[no-untyped-def]
     return a, b
 
 
-def _installs(node) -> list[InstallChildSa]:  # type: ignore[no-untyped-def]
+def _installs(node) -> list[InstallChildSa]:
     return [e for e in node.events if isinstance(e, InstallChildSa)]
 
 

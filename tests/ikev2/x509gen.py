@@ -57,7 +57,7 @@ def name(cn: str) -> x509.Name:
     )
 
 
-def _sign_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def _sign_hash(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 

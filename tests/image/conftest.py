@@ -12,6 +12,8 @@ import os
 
 import pytest
 
+from lib.prereq import in_ci
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -22,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _opted_in(config: pytest.Config) -> bool:
     if os.environ.get("PIKE_IMAGE_TESTS", "") not in ("", "0"):
         return True
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         return True  # CI runs every tier
     expr = str(config.getoption("-m", default="") or "")
     return "image" in expr and "not image" not in expr

@@ -17,18 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from lib.prereq import require
+
 pytestmark = pytest.mark.image
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_DIR = REPO / "image"
-
-
-def require(condition: bool, reason: str) -> None:
-    """As tests/conftest.py's ``require``: skip loudly, or fail under CI=true."""
-    if condition:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"prerequisite missing (CI=true, so this is a failure): {reason}")
-    pytest.skip(f"prerequisite missing: {reason}")
 
 
 def run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:

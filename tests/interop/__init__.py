@@ -15,6 +15,6 @@
   --json`` -> the same ``IkeSaInfo``).
 - conftest fixtures: ``lab``, ``gateways``, ``make_charon``, ``make_piked``.
 
-Usable from plain scripts: ``from tests.interop.netns import Lab`` with the repo root on
-``sys.path`` (see tests/wire/fixtures/capture.py).
+Usable from plain scripts: ``from interop.netns import Lab`` with tests/ on ``sys.path``,
+as pytest imports it (see tests/wire/fixtures/capture.py).
 """

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.prereq import Require
+
 from .netns import Lab, Namespace, cleanup_stale
 from .piked import PikedNode, piked_available
 from .strongswan import Connection, Secret, StrongswanNode, charon_available, kernel_has_esp
@@ -52,7 +54,6 @@ def gateways(lab: Lab) -> Gateways:
 
 MakeCharon = Callable[..., StrongswanNode]
 MakePiked = Callable[..., PikedNode]
-Require = Callable[[bool, str], None]
 
 
 @pytest.fixture

@@ -50,14 +50,14 @@ def _rsa4096(kind: str) -> x509gen.PrivateKey:
 def rsa4096_chain(branch: str, hq: str) -> Chain:
     """CA -> intermediate -> {branch, hq} leaves, every key RSA-4096."""
     orig = x509gen.new_key
-    x509gen.new_key = _rsa4096  # type: ignore[assignment]
+    x509gen.new_key = _rsa4096
     try:
         root = x509gen.make_ca("rsa", "pike big root CA")
         inter = x509gen.make_ca("rsa", "pike big intermediate CA", issuer=root, path_length=0)
         b = x509gen.issue(inter, "rsa", branch, [x509.DNSName(branch)])
         h = x509gen.issue(inter, "rsa", hq, [x509.DNSName(hq)])
     finally:
-        x509gen.new_key = orig  # type: ignore[assignment]
+        x509gen.new_key = orig
     return Chain(root, inter, b, h)
 
 

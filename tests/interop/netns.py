@@ -7,9 +7,9 @@ kills those processes by PID, then any process still inside one of its namespace
 deletes the namespaces.  Nothing is touched outside the lab's own namespaces: veth pairs
 are created directly inside them (``ip -n NS link add ... peer ... netns NS2``).
 
-Plain-script use::
+Plain-script use (tests/ on ``sys.path``, as pytest has it)::
 
-    from tests.interop.netns import Lab
+    from interop.netns import Lab
 
     with Lab.create() as lab:
         a, b = lab.add_ns("a"), lab.add_ns("b")

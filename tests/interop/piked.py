@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib import pikeconf
+from lib.pikeconf import TomlValue
+
 from .netns import Namespace, kill_pid
 from .strongswan import (
     ChildSaInfo,
@@ -36,8 +39,6 @@ from .strongswan import (
     Secret,
     Timing,
 )
-
-TomlValue = str | int | float | bool | Sequence[str] | dict[str, Any]
 
 
 def venv_bin(tool: str) -> Path | None:
@@ -66,29 +67,6 @@ def piked_available() -> bool:
 # -- TOML --------------------------------------------------------------------------------
 
 
-def _toml_value(v: TomlValue) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a valid TOML basic string
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    return "[" + ", ".join(json.dumps(x) for x in v) + "]"
-
-
-def _table(header: str, items: dict[str, TomlValue]) -> str:
-    lines = [f"[{header}]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in items.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _quote_key(name: str) -> str:
-    bare = name.replace("-", "").replace("_", "").isalnum() and name.isascii()
-    return name if bare else json.dumps(name)
-
-
 def render_piked_toml(
     control_socket: Path,
     connections: Sequence[Connection],
@@ -102,60 +80,60 @@ def render_piked_toml(
     options that have no field in :class:`Connection` / :class:`Child`.
     """
     extra = extra or {}
-    out = [_table("daemon", {"control_socket": str(control_socket), **(daemon or {})})]
+    conns: list[pikeconf.Conn] = []
     for c in connections:
-        cn = _quote_key(c.name)
-        conn: dict[str, TomlValue] = {"version": c.version}
-        if c.local_addrs:
-            conn["local_addrs"] = list(c.local_addrs)
-        if c.remote_addrs:
-            conn["remote_addrs"] = list(c.remote_addrs)
-        if list(c.proposals) != ["default"]:
-            conn["proposals"] = list(c.proposals)
-        local: dict[str, Any] = {"auth": c.local_auth}
+        local: dict[str, TomlValue] = {"auth": c.local_auth}
         if c.local_id is not None:
             local["id"] = c.local_id
         if c.local_certs:
             local["certs"] = list(c.local_certs)
-        remote: dict[str, Any] = {"auth": c.remote_auth}
+        remote: dict[str, TomlValue] = {"auth": c.remote_auth}
         if c.remote_id is not None:
             remote["id"] = c.remote_id
-        conn["local"] = local
-        conn["remote"] = remote
-        for k in ("dpd_delay", "rekey_time"):
-            v = getattr(c, k)
-            if v is not None:
-                conn[k] = v
+        keys: dict[str, TomlValue] = {
+            k: v for k in ("dpd_delay", "rekey_time") if (v := getattr(c, k)) is not None
+        }
         # strongSwan sets dpd_action per child; piked per connection
         dpd_actions = {ch.dpd_action for ch in c.children if ch.dpd_action is not None}
         if dpd_actions:
-            conn["dpd_action"] = sorted(dpd_actions)[0]
+            keys["dpd_action"] = sorted(dpd_actions)[0]
         if c.aggressive:
-            conn["aggressive"] = True
+            keys["aggressive"] = True
         if c.encap:
-            conn["encap"] = True
-        conn.update(extra.get(c.name, {}))
-        out.append(_table(f"connections.{cn}", conn))
-        for ch in c.children:
-            child: dict[str, TomlValue] = {
-                "local_ts": list(ch.local_ts),
-                "remote_ts": list(ch.remote_ts),
-            }
-            if list(ch.esp_proposals) != ["default"]:
-                child["esp_proposals"] = list(ch.esp_proposals)
-            child["mode"] = ch.mode
-            child["start_action"] = ch.start_action
-            if ch.rekey_time is not None:
-                child["rekey_time"] = ch.rekey_time
-            child.update(extra.get(f"{c.name}.{ch.name}", {}))
-            out.append(_table(f"connections.{cn}.children.{_quote_key(ch.name)}", child))
-    for s in secrets:
-        sec: dict[str, TomlValue] = {}
-        if s.ids:
-            sec["id"] = list(s.ids)
-        sec["secret"] = s.secret
-        out.append(_table(f"secrets.{_quote_key(f'{s.kind}-{s.name}')}", sec))
-    return "\n".join(out)
+            keys["encap"] = True
+        children = [
+            pikeconf.Child(
+                name=ch.name,
+                local_ts=ch.local_ts,
+                remote_ts=ch.remote_ts,
+                esp_proposals=None if list(ch.esp_proposals) == ["default"] else ch.esp_proposals,
+                mode=ch.mode,
+                start_action=ch.start_action,
+                extra={
+                    **({} if ch.rekey_time is None else {"rekey_time": ch.rekey_time}),
+                    **extra.get(f"{c.name}.{ch.name}", {}),
+                },
+            )
+            for ch in c.children
+        ]
+        conns.append(
+            pikeconf.Conn(
+                name=c.name,
+                version=c.version,
+                local_addrs=list(c.local_addrs) or None,
+                remote_addrs=list(c.remote_addrs) or None,
+                proposals=None if list(c.proposals) == ["default"] else c.proposals,
+                local=local,
+                remote=remote,
+                extra={**keys, **extra.get(c.name, {})},
+                children=children,
+            )
+        )
+    return pikeconf.PikeConf(
+        daemon={"control_socket": str(control_socket), **(daemon or {})},
+        connections=conns,
+        secrets=[pikeconf.Secret(f"{s.kind}-{s.name}", s.secret, s.ids) for s in secrets],
+    ).render()
 
 
 # -- list-sas --json -> IkeSaInfo ----------------------------------------------------------

@@ -3,7 +3,8 @@
   lefthost .2 -- 10.1.0.1 left 192.0.2.1 == wan0 == 192.0.2.2 right 10.2.0.1 -- righthost .2
                          (piked)                    (strongSwan with kernel-netlink, or piked)
 
-Each test brings the tunnel up (piked as initiator and as responder, per ESP proposal),
+Each test brings the tunnel up (piked as initiator and as responder, per ESP proposal;
+IKEv2, and IKEv1 Main Mode + Quick Mode: parametrized ``ikev1`` / ``ikev2``),
 sends 3 pings each way (both directions initiated) and one UDP datagram each way between
 the LAN hosts, and checks that the receiver got it, that piked's CHILD_SA counters in
 ``pikectl list-sas --json`` moved by at least that much, and that they are the kernel's own
@@ -26,6 +27,7 @@ from .conftest import Gateways, MakeCharon, MakePiked
 from .netns import Lab, Namespace
 from .piked import PikedNode
 from .strongswan import Child, Connection, Secret, StrongswanNode
+from .strongswan_v1 import ikev1_connection
 from .topology import make_gateways
 
 GUEST_COMMAND = (
@@ -38,6 +40,7 @@ PINGS = 3  # per direction
 # per direction through one SA, at least: 2 x PINGS ICMP packets + 1 UDP datagram
 MIN_PACKETS = 2 * PINGS + 1
 ESP = ("aes128gcm16", "aes256-sha256")
+SECRET_V1 = Secret("hq", "pike-ikev1-dataplane-psk")  # IKEv1: ID = IP address
 
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
 
@@ -61,6 +64,32 @@ def conn(side: str, esp: str, *, encap: bool = False) -> Connection:
             )
         ],
     )
+
+
+def conn_v1(side: str, esp: str, *, encap: bool = False, aggressive: bool = False) -> Connection:
+    """The same tunnel in IKEv1: Main Mode (address identities) or Aggressive Mode."""
+    left = side == "left"
+    # Aggressive Mode sends the identities in the clear: names, as its users configure
+    ids = (LEFT_ID, RIGHT_ID) if left else (RIGHT_ID, LEFT_ID)
+    return ikev1_connection(
+        "192.0.2.1" if left else "192.0.2.2",
+        "192.0.2.2" if left else "192.0.2.1",
+        local_ts="10.1.0.0/24" if left else "10.2.0.0/24",
+        remote_ts="10.2.0.0/24" if left else "10.1.0.0/24",
+        proposals=("aes256-sha256-modp3072",),
+        esp_proposals=(esp,),
+        encap=encap,
+        aggressive=aggressive,
+        local_id=ids[0] if aggressive else None,
+        remote_id=ids[1] if aggressive else None,
+    )
+
+
+def tunnel(version: int, side: str, esp: str, *, encap: bool = False) -> tuple[Connection, Secret]:
+    """``side``'s connection and secret for IKE ``version``."""
+    if version == 1:
+        return conn_v1(side, esp, encap=encap), SECRET_V1
+    return conn(side, esp, encap=encap), SECRET
 
 
 @pytest.fixture(scope="module")
@@ -187,15 +216,34 @@ def _check_algorithms(child: dict[str, Any], esp: str) -> None:
 # -- tests ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("esp", ESP)
-@pytest.mark.parametrize("role", ["initiator", "responder"])
+@pytest.mark.parametrize(
+    ("version", "role", "esp"),
+    [
+        *(
+            pytest.param(2, role, esp, id=f"ikev2-{role}-{esp}")
+            for esp in ESP
+            for role in ("initiator", "responder")
+        ),
+        pytest.param(1, "initiator", "aes256-sha256", id="ikev1-initiator-aes256-sha256"),
+        pytest.param(1, "responder", "aes256-sha256", id="ikev1-responder-aes256-sha256"),
+        # Quick Mode with PFS
+        pytest.param(
+            1, "initiator", "aes128-sha256-modp2048", id="ikev1-initiator-aes128-sha256-modp2048"
+        ),
+    ],
+)
 def test_piked_strongswan_dataplane(
-    esp_gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked, role: str, esp: str
+    esp_gw: Gateways,
+    make_charon: MakeCharon,
+    make_piked: MakePiked,
+    version: int,
+    role: str,
+    esp: str,
 ) -> None:
     """piked (left) <-> charon with kernel-netlink (right); real ESP, traffic both ways."""
-    charon = make_charon(esp_gw.right, "charon", conn("right", esp), SECRET, libipsec=False)
+    charon = make_charon(esp_gw.right, "charon", *tunnel(version, "right", esp), libipsec=False)
     assert "kernel-libipsec" not in charon.loaded_plugins()
-    piked = make_piked(esp_gw.left, "piked", conn("left", esp), SECRET)
+    piked = make_piked(esp_gw.left, "piked", *tunnel(version, "left", esp))
     piked.poll_via_socket = True  # waits over the socket; counters below via pikectl
     t0 = time.monotonic()
     if role == "initiator":
@@ -204,7 +252,8 @@ def test_piked_strongswan_dataplane(
         charon.initiate("lan", ike="hq")
     p = piked.wait_established("hq", timeout=30, child="lan")
     c = charon.wait_established("hq", timeout=30, child="lan")
-    print(f"tunnel up ({role}, {esp}) in {time.monotonic() - t0:.2f}s")
+    print(f"IKEv{version} tunnel up ({role}, {esp}) in {time.monotonic() - t0:.2f}s")
+    assert p.version == c.version == version
     assert p.initiator == (role == "initiator")
     pc, cc = p.child("lan"), c.child("lan")
     assert pc is not None and cc is not None
@@ -229,11 +278,19 @@ def test_two_charons_dataplane_baseline(esp_gw: Gateways, make_charon: MakeCharo
     assert lan is not None and min(lan.packets_in, lan.packets_out) >= MIN_PACKETS, lan
 
 
-@pytest.mark.parametrize("esp", ESP)
-def test_two_piked_dataplane(esp_gw: Gateways, make_piked: MakePiked, esp: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "esp"),
+    [
+        *(pytest.param(2, esp, id=f"ikev2-{esp}") for esp in ESP),
+        pytest.param(1, "aes128gcm16", id="ikev1-aes128gcm16"),
+    ],
+)
+def test_two_piked_dataplane(
+    esp_gw: Gateways, make_piked: MakePiked, version: int, esp: str
+) -> None:
     """piked <-> piked: both install their SAs with XFRM; traffic both ways."""
-    left = make_piked(esp_gw.left, "left", conn("left", esp), SECRET)
-    right = make_piked(esp_gw.right, "right", conn("right", esp), SECRET)
+    left = make_piked(esp_gw.left, "left", *tunnel(version, "left", esp))
+    right = make_piked(esp_gw.right, "right", *tunnel(version, "right", esp))
     left.poll_via_socket = right.poll_via_socket = True
     left.initiate("hq")
     left.wait_established("hq", timeout=30, child="lan")
@@ -248,25 +305,39 @@ def test_two_piked_dataplane(esp_gw: Gateways, make_piked: MakePiked, esp: str) 
     report_timings(left, right)
 
 
-@pytest.mark.parametrize("encap_side", ["piked", "strongswan"])
+@pytest.mark.parametrize(
+    ("version", "encap_side"),
+    [
+        pytest.param(2, "piked", id="ikev2-piked"),
+        pytest.param(2, "strongswan", id="ikev2-strongswan"),
+        pytest.param(1, "piked", id="ikev1-piked"),
+    ],
+)
 def test_piked_strongswan_dataplane_udp_encapsulated(
-    esp_gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked, encap_side: str
+    esp_gw: Gateways,
+    make_charon: MakeCharon,
+    make_piked: MakePiked,
+    version: int,
+    encap_side: str,
 ) -> None:
     """``encap = true`` (fakes NAT detection) on the initiator, piked or charon: ESP in UDP
-    4500 both ways; piked's NAT-T socket hands ESP-in-UDP to the kernel."""
-    esp = "aes128gcm16"
+    4500 both ways; piked's NAT-T socket hands ESP-in-UDP to the kernel. IKEv1: NAT faked
+    in NAT-D, Main Mode floats to 4500, Quick Mode negotiates UDP-encapsulated tunnel mode."""
+    esp = "aes128gcm16" if version == 2 else "aes256-sha256"
     on_piked = encap_side == "piked"
-    charon_conn = conn("right", esp, encap=not on_piked)
-    charon = make_charon(esp_gw.right, "charon", charon_conn, SECRET, libipsec=False)
-    piked = make_piked(esp_gw.left, "piked", conn("left", esp, encap=on_piked), SECRET)
+    charon_items = tunnel(version, "right", esp, encap=not on_piked)
+    charon = make_charon(esp_gw.right, "charon", *charon_items, libipsec=False)
+    piked = make_piked(esp_gw.left, "piked", *tunnel(version, "left", esp, encap=on_piked))
     piked.poll_via_socket = True
     if on_piked:
         piked.initiate("hq")
     else:
         charon.initiate("lan", ike="hq")
     p = piked.wait_established("hq", timeout=30, child="lan")
-    charon.wait_established("hq", timeout=30, child="lan")
+    c = charon.wait_established("hq", timeout=30, child="lan")
     assert p.remote_port == 4500 and p.local_port == 4500, p
+    if on_piked:
+        assert c.raw.get("nat-remote") == "yes", c.raw
     states = esp_gw.left.run(["ip", "xfrm", "state"]).stdout
     assert states.count("encap type espinudp sport 4500 dport 4500") == 2, states
     before = counters_of(piked_child(piked, cli=False))

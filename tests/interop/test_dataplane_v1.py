@@ -3,12 +3,13 @@
   lefthost .2 -- 10.1.0.1 left 192.0.2.1 == wan0 == 192.0.2.2 right 10.2.0.1 -- righthost .2
                          (piked)                    (strongSwan kernel-netlink, or piked)
 
-Main Mode PSK + Quick Mode (with PFS in one case), piked as initiator and responder, then
-pings and a UDP datagram each way between the LAN hosts; piked's counters
-(``pikectl list-sas --json``) must have moved and equal the kernel's. Also Aggressive Mode
-PSK both roles, and DPD against a piked killed by PID and started again
-(``dpd_action = restart`` with ``keyingtries``, ``dpd_action = trap``). Marked
-``kernel_interop``: tests/guest/test_ikev1_tier.py runs them inside User-Mode-Linux.
+Main Mode PSK + Quick Mode, piked against strongSwan and piked, plain and UDP-encapsulated,
+are in test_dataplane.py (parametrized ``ikev1``/``ikev2``; the interop tier runs them).
+Here the IKEv1-only scenarios: NAT in the middle, traps, Quick Mode rekeys and
+reauthentication under traffic, Aggressive Mode PSK both roles, and DPD against a piked
+killed by PID and started again (``dpd_action = restart`` with ``keyingtries``,
+``dpd_action = trap``). Marked ``kernel_interop``: tests/guest/test_ikev1_tier.py runs them
+inside User-Mode-Linux.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from lib.pikeconf import TomlValue
+
 from .conftest import Gateways, MakeCharon, MakePiked
 from .netns import Lab
 from .piked import PikedNode
-from .strongswan import Connection, Secret, StrongswanNode
+from .strongswan import StrongswanNode
 from .strongswan_v1 import ikev1_connection
 from .test_dataplane import (  # noqa: F401  (esp_gw/shared_gw are fixtures)
+    SECRET_V1,
     _spi,
     check_counters_moved,
+    conn_v1,
     counters_of,
     esp_gw,
     piked_child,
@@ -38,100 +43,17 @@ from .test_dataplane import (  # noqa: F401  (esp_gw/shared_gw are fixtures)
 )
 from .test_lifecycle_dataplane import nat_gateways
 
-PSK = "pike-ikev1-dataplane-psk"
 BRANCH, HQ = "branch1.example.net", "hq.example.net"
-SECRET = Secret("hq", PSK)
+SECRET = SECRET_V1
 
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
+
+conn = conn_v1
 
 
 @pytest.fixture
 def gw(esp_gw: Gateways) -> Gateways:  # noqa: F811  (test_dataplane's topology and checks)
     return esp_gw
-
-
-def conn(side: str, esp: str, *, encap: bool = False, aggressive: bool = False) -> Connection:
-    left = side == "left"
-    # Aggressive Mode sends the identities in the clear: names, as its users configure
-    ids = (BRANCH, HQ) if left else (HQ, BRANCH)
-    return ikev1_connection(
-        "192.0.2.1" if left else "192.0.2.2",
-        "192.0.2.2" if left else "192.0.2.1",
-        local_ts="10.1.0.0/24" if left else "10.2.0.0/24",
-        remote_ts="10.2.0.0/24" if left else "10.1.0.0/24",
-        proposals=("aes256-sha256-modp3072",),
-        esp_proposals=(esp,),
-        encap=encap,
-        aggressive=aggressive,
-        local_id=ids[0] if aggressive else None,
-        remote_id=ids[1] if aggressive else None,
-    )
-
-
-@pytest.mark.parametrize(
-    ("role", "esp"),
-    [
-        ("initiator", "aes256-sha256"),
-        ("responder", "aes256-sha256"),
-        ("initiator", "aes128-sha256-modp2048"),
-    ],
-)
-def test_piked_strongswan_ikev1_dataplane(
-    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked, role: str, esp: str
-) -> None:
-    charon = make_charon(gw.right, "charon", conn("right", esp), SECRET, libipsec=False)
-    piked = make_piked(gw.left, "piked", conn("left", esp), SECRET)
-    piked.poll_via_socket = True
-    t0 = time.monotonic()
-    if role == "initiator":
-        piked.initiate("hq")
-    else:
-        charon.initiate("lan", ike="hq")
-    p = piked.wait_established("hq", timeout=30, child="lan")
-    c = charon.wait_established("hq", timeout=30, child="lan")
-    print(f"IKEv1 tunnel up ({role}, {esp}) in {time.monotonic() - t0:.2f}s")
-    assert p.version == c.version == 1
-    pc, cc = p.child("lan"), c.child("lan")
-    assert pc is not None and cc is not None
-    assert (_spi(pc.spi_in), _spi(pc.spi_out)) == (_spi(cc.spi_out), _spi(cc.spi_in))
-    before = counters_of(piked_child(piked, cli=False))
-    traffic_both_ways(gw)
-    child = check_counters_moved(piked, before)
-    assert child.get("algorithms") == esp, child
-
-
-def test_piked_strongswan_ikev1_udp_encapsulated(
-    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked
-) -> None:
-    """``encap = true`` on piked: NAT faked in NAT-D, Main Mode floats to 4500, Quick Mode
-    negotiates UDP-encapsulated tunnel mode; ESP in UDP both ways."""
-    esp = "aes256-sha256"
-    charon = make_charon(gw.right, "charon", conn("right", esp), SECRET, libipsec=False)
-    piked = make_piked(gw.left, "piked", conn("left", esp, encap=True), SECRET)
-    piked.poll_via_socket = True
-    piked.initiate("hq")
-    p = piked.wait_established("hq", timeout=30, child="lan")
-    c = charon.wait_established("hq", timeout=30, child="lan")
-    assert (p.local_port, p.remote_port) == (4500, 4500), p
-    assert c.raw.get("nat-remote") == "yes", c.raw
-    before = counters_of(piked_child(piked, cli=False))
-    traffic_both_ways(gw)
-    check_counters_moved(piked, before)
-    states = gw.left.run(["ip", "xfrm", "state"]).stdout
-    assert "encap type espinudp sport 4500 dport 4500" in states, states
-
-
-def test_two_piked_ikev1_dataplane(gw: Gateways, make_piked: MakePiked) -> None:
-    esp = "aes128gcm16"
-    left = make_piked(gw.left, "left", conn("left", esp), SECRET)
-    right = make_piked(gw.right, "right", conn("right", esp), SECRET)
-    left.poll_via_socket = right.poll_via_socket = True
-    left.initiate("hq")
-    left.wait_established("hq", timeout=30, child="lan")
-    right.wait_established("hq", timeout=30, child="lan")
-    before_l = counters_of(piked_child(left, cli=False))
-    traffic_both_ways(gw)
-    check_counters_moved(left, before_l)
 
 
 @pytest.fixture
@@ -342,7 +264,11 @@ def test_ikev1_aggressive_mode_psk_dataplane(
 # -- DPD actions between two piked: the responder is killed (SIGKILL by PID, no Delete) ----
 
 # fast retransmits: a dead peer is found (and a restart attempt given up) in seconds
-FAST = {"log_level": "debug", "retransmit_timeout": "0.5s", "retransmit_tries": 2}
+FAST: dict[str, TomlValue] = {
+    "log_level": "debug",
+    "retransmit_timeout": "0.5s",
+    "retransmit_tries": 2,
+}
 
 
 def _dpd_pair(

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.pikeconf import TomlValue
+
 from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import wait_for
 from .strongswan import Connection, Secret
@@ -36,7 +38,7 @@ IKE_SA_INIT = 34
 ID_PROT = 2  # IKEv1 Main Mode
 TRIES = 3
 # a short schedule, so the test does not wait out the default one (3.02 s per attempt)
-SCHEDULE = {"retransmit_timeout": "0.25s", "retransmit_tries": 2}
+SCHEDULE: dict[str, TomlValue] = {"retransmit_timeout": "0.25s", "retransmit_tries": 2}
 SPAN = 0.25 + 0.45 + 0.81  # one attempt: the request, two retransmits, the last wait
 
 
@@ -77,7 +79,7 @@ def test_piked_gives_up_after_keyingtries(
     how: str,
     version: int,
 ) -> None:
-    extra: dict[str, str | int] = {"keyingtries": TRIES}
+    extra: dict[str, TomlValue] = {"keyingtries": TRIES}
     if how == "dpd_restart":
         extra |= {"dpd_delay": "1s", "dpd_action": "restart"}
     piked = make_piked(

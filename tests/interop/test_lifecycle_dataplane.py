@@ -131,7 +131,11 @@ def stream_with(
     sent_rl = _result(tx_r, SECONDS + 60)
     got_lr = _result(rx_r, 30)
     got_rl = _result(rx_l, 30)
-    res = {"left->right": (sent_lr, got_lr), "right->left": (sent_rl, got_rl), "actions": done}
+    res: dict[str, Any] = {
+        "left->right": (sent_lr, got_lr),
+        "right->left": (sent_rl, got_rl),
+        "actions": done,
+    }
     for way in ("left->right", "right->left"):
         sent, got = res[way]
         print(

@@ -19,8 +19,11 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from lib.pikeconf import TomlValue
 
 from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import rsa4096_chain, wait_for, write_chain
@@ -32,12 +35,16 @@ PSK = "pike-lifecycle-psk-3"
 BRANCH, HQ = "branch1.example.net", "hq.example.net"
 SECRET = Secret("hq", PSK, [BRANCH, HQ])
 PROPOSALS = ("aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072")
-FAST = {"log_level": "debug", "retransmit_timeout": "0.5s", "retransmit_tries": 2}
+FAST: dict[str, TomlValue] = {
+    "log_level": "debug",
+    "retransmit_timeout": "0.5s",
+    "retransmit_tries": 2,
+}
 
 pytestmark = pytest.mark.interop
 
 
-def conn(side: str, **kw: object) -> Connection:
+def conn(side: str, **kw: Any) -> Connection:
     return branch_hq(side, PROPOSALS, ("aes128gcm16",), **kw)
 
 

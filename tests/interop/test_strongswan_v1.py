@@ -106,8 +106,8 @@ def test_main_mode_psk_without_kernel_esp(
         )
         assert flow[8] == "> INFORMATIONAL_V1 [ HASH N(NO_PROP) ]", flow
         assert "> QUICK_MODE [ HASH ]" not in flow
-        sa = left.ike_sa("hq")
-        assert sa is not None and sa.state == "ESTABLISHED" and sa.children == []
+        ike = left.ike_sa("hq")
+        assert ike is not None and ike.state == "ESTABLISHED" and ike.children == []
     print(f"swanctl --initiate (Main Mode + Quick Mode attempt): {elapsed * 1000:.0f} ms")
 
 
@@ -207,7 +207,7 @@ def test_capture_regenerates_fixture_shape(tmp_path: Path, require: Require) -> 
         msgs = m["messages"]
         assert isinstance(msgs, list)
         seen: set[str] = set()
-        out = []
+        out: list[tuple[object, ...]] = []
         for x in msgs:
             if x["hex"] not in seen:
                 out.append((x["from"], x["exchange"], x["flags"], x["message_id"] != 0))

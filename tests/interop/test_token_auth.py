@@ -10,6 +10,10 @@ it is back, the next one succeeds without restarting piked. Along the way piked'
 ``/metrics`` (scraped inside its namespace) shows the token present/absent, the signature
 durations and the failures by reason, and never the PIN. The host kernel has no ESP: only
 the IKE SA is checked.
+
+IKEv1 Main Mode (same setup, ``version=1``): IKEv1 signs HASH_I itself: the token gets
+CKM_RSA_PKCS over the bare hash (no DigestInfo) or CKM_ECDSA over it, and charon must accept
+it as RSA_EMSA_PKCS1_NULL / ECDSA_WITH_NULL; /metrics counts it under the IKEv1 mechanism.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from hsm.tokens import (
     uri,
 )
 from ikev2.x509gen import DAY, NOW, Issued, certify, issue, make_ca, write
+from lib.prereq import require
 from pike.hsm import pkcs11 as hsm
 from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer
@@ -41,6 +46,7 @@ from pike.hsm.pkcs11 import Pkcs11Signer
 from .conftest import Gateways, MakeCharon, MakePiked
 from .piked import PikedNode
 from .strongswan import StrongswanNode
+from .strongswan_v1 import ikev1_connection
 from .test_piked_certs import BRANCH, HQ, _conn
 
 SCHEME = {
@@ -52,14 +58,20 @@ SCHEME = {
 }
 CA_KIND = {"rsa2048": "rsa", "ecdsa-p256": "ecdsa-p256", "ecdsa-p384": "ecdsa-p256",
            "ecdsa-p521": "ecdsa-p256", "ed25519": "ecdsa-p256"}  # fmt: skip
+# IKEv1: token key kind -> (charon's key kind, charon's scheme name, our metrics mechanism)
+KINDS_V1 = {
+    "rsa2048": ("rsa", "RSA_EMSA_PKCS1_NULL", "rsa_pkcs1_null"),
+    "ecdsa-p256": ("ecdsa-p256", "ECDSA_WITH_NULL", "ecdsa_null"),
+    "ecdsa-p384": ("ecdsa-p384", "ECDSA_WITH_NULL", "ecdsa_null"),
+    "ecdsa-p521": ("ecdsa-p521", "ECDSA_WITH_NULL", "ecdsa_null"),
+}
 # what tpm2-pkcs11 1.9 makes on the simulator (P-521 it makes but cannot sign with)
 TPM_KINDS = ["rsa2048", "ecdsa-p256"]
 
 
 @pytest.fixture(scope="module")
 def tpm_token(tmp_path_factory: pytest.TempPathFactory) -> Tpm:
-    if not tpm_available():
-        pytest.skip("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
+    require(tpm_available(), "swtpm / tpm2-abrmd / tpm2-pkcs11 not installed")
     return shared_tpm(tmp_path_factory.getbasetemp())
 
 
@@ -80,31 +92,49 @@ def _token_cert(ca: Issued, module: str, token: str, label: str, kind: str) -> x
 
 def _setup(
     gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
-    kind: str, module: str, token: str, label: str,
+    kind: str, module: str, token: str, label: str, version: int = 2,
 ) -> tuple[PikedNode, StrongswanNode]:  # fmt: skip
-    ca = make_ca(CA_KIND[kind], "pike token CA")
-    theirs = issue(ca, CA_KIND[kind], HQ, [x509.DNSName(HQ)])
+    """charon on ``right`` with a CA-issued certificate; piked on ``left`` signing with the
+    token's key ``label`` (IKEv2, or IKEv1 Main Mode)."""
+    if version == 1:
+        ca = make_ca("ecdsa-p256", "pike token CA")
+        theirs = issue(ca, KINDS_V1[kind][0], HQ, [x509.DNSName(HQ)])
+    else:
+        ca = make_ca(CA_KIND[kind], "pike token CA")
+        theirs = issue(ca, CA_KIND[kind], HQ, [x509.DNSName(HQ)])
     mine = _token_cert(ca, module, token, label, kind)
     files = tmp_path / "charon-creds"
     cert, key = write(files, "hq", theirs)
     ca_cert, _ = write(files, "ca", ca)
-    conn = _conn("192.0.2.2", "192.0.2.1", HQ, BRANCH, "10.2.0.0/24", "10.1.0.0/24",
-                 local_certs=[cert.name])  # fmt: skip
+    if version == 1:
+        conn = ikev1_connection(
+            "192.0.2.2", "192.0.2.1", local_ts="10.2.0.0/24", remote_ts="10.1.0.0/24",
+            local_id=HQ, remote_id=BRANCH,
+        )  # fmt: skip
+        conn.local_auth = conn.remote_auth = "pubkey"
+        conn.local_certs = [cert.name]
+        mine_conn = ikev1_connection(
+            "192.0.2.1", "192.0.2.2", local_ts="10.1.0.0/24", remote_ts="10.2.0.0/24",
+            local_id=BRANCH, remote_id=HQ,
+        )  # fmt: skip
+    else:
+        conn = _conn("192.0.2.2", "192.0.2.1", HQ, BRANCH, "10.2.0.0/24", "10.1.0.0/24",
+                     local_certs=[cert.name])  # fmt: skip
+        mine_conn = _conn("192.0.2.1", "192.0.2.2", BRANCH, HQ, "10.1.0.0/24", "10.2.0.0/24")
     charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
     charon.write_config()
     charon.install_cert(ca_cert, ca=True)
     charon.install_cert(cert)
     charon.install_key(key)
     charon.start()
-    piked = make_piked(gw.left, "piked", _conn("192.0.2.1", "192.0.2.2", BRANCH, HQ,
-                       "10.1.0.0/24", "10.2.0.0/24"), start=False)  # fmt: skip
+    piked = make_piked(gw.left, "piked", mine_conn, start=False)
     piked.dir.mkdir(parents=True, exist_ok=True)
     (piked.dir / "branch.pem").write_bytes(mine.public_bytes(serialization.Encoding.PEM))
     write(piked.dir, "ca", ca)
     local = {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"],
              "key": uri(module, token, label)}  # fmt: skip
     piked.extra = {
-        "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}  # type: ignore[dict-item]
+        "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}
     }
     piked.daemon = {**piked.daemon, "metrics_listen": METRICS}
     piked.start()
@@ -180,8 +210,7 @@ def test_softhsm_key_auth_pull_and_return(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, kind: str,
 ) -> None:  # fmt: skip
-    if not softhsm_available():
-        pytest.skip("softhsm2 not installed")
+    require(softhsm_available(), "softhsm2 not installed")
     soft = SoftHsm(tmp_path)
     monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
     monkeypatch.setenv("PIKE_PIN", USER_PIN)
@@ -248,3 +277,71 @@ def test_tpm_key_auth_abrmd_gone_and_back(
     time.sleep(0.5)
     _established(piked, charon, kind)
     assert f"token {tpm_token.label}: ready (logged in again)" in piked.log_text()
+
+
+# -- IKEv1: HASH_I signed as it is (CKM_RSA_PKCS without DigestInfo, or CKM_ECDSA) ------
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", list(KINDS_V1))
+def test_softhsm_key_signs_ikev1_main_mode(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    require(softhsm_available(), "softhsm2 not installed")
+    soft = SoftHsm(tmp_path)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    reset_pike_tokens()
+    soft.init("gw")
+    _run(gateways, make_piked, make_charon, tmp_path, kind, soft.module, "gw", "ike")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", TPM_KINDS)
+def test_tpm_key_signs_ikev1_main_mode(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tpm_token: Tpm,
+    kind: str,
+) -> None:
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    reset_pike_tokens()
+    label = f"ikev1-{kind}"
+    _run(gateways, make_piked, make_charon, tmp_path, kind, tpm_token.module, tpm_token.label,
+         label)  # fmt: skip
+
+
+def _run(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    kind: str,
+    module: str,
+    token: str,
+    label: str,
+) -> None:
+    """IKEv1 Main Mode signed with the token's key: charon verifies it with the IKEv1
+    scheme, piked's /metrics counts it under the IKEv1 mechanism, the PIN is never logged."""
+    _, scheme, mechanism = KINDS_V1[kind]
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind, module, token,
+                           label, version=1)  # fmt: skip
+    piked.initiate("hq")
+    p = piked.wait_established("hq", timeout=20)
+    c = charon.wait_established("hq", timeout=20)
+    assert p.version == 1
+    assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
+    clog = charon.log_text()
+    assert f"authentication of '{BRANCH}' with {scheme} successful" in clog, clog[-3000:]
+    text, m = _metrics(piked)
+    sign = {"token": token, "key": label, "mechanism": mechanism}
+    assert _sample(m, "pike_sign_duration_seconds_count", **sign) == 1.0, text[-2000:]
+    assert USER_PIN not in piked.log_text()

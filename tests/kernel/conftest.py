@@ -12,8 +12,9 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from kernel_netns import Namespaces
 
+from kernel.kernel_netns import Namespaces
+from lib.prereq import require
 from pike.kernel.xfrm import XfrmKernel
 from pike.policy.ipsec import KernelCaps
 
@@ -21,8 +22,10 @@ GUEST_COMMAND = "tests/guest/uml-run -- .venv/bin/pytest -m kernel tests/kernel"
 
 
 def _require_root() -> None:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 (network namespaces)")
+    require(
+        os.geteuid() == 0 and shutil.which("ip") is not None,
+        "needs root and iproute2 (network namespaces)",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from typing import Any
 from daemon.helpers import daemon_env
 from interop.netns import Lab, Namespace, kill_pid
 from interop.topology import Gateways, make_gateways
+from lib.pikeconf import psk_tunnel
 from pike.daemon.control import request
 
 PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
@@ -47,32 +48,22 @@ def config_text(
     child: str = "",
     start_action: str = "none",
 ) -> str:
-    lid, rid = f"{local}.example.net", f"{remote}.example.net"
-    return f"""
-[daemon]
-control_socket = "{sock}"
-log_level = "debug"
-{daemon}
-
-[connections.hq]
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "psk", id = "{lid}" }}
-remote = {{ auth = "psk", id = "{rid}" }}
-{conn}
-
-[connections.hq.children.lan]
-local_ts = ["{local_ts}"]
-remote_ts = ["{remote_ts}"]
-esp_proposals = ["aes128gcm16"]
-start_action = "{start_action}"
-{child}
-
-[secrets.ike-hq]
-id = ["{lid}", "{rid}"]
-secret = "{PSK}"
-"""
+    """The lifecycle tests' gateway: PSK tunnel ``hq``/``lan`` between the
+    ``<addr>.example.net`` ids; ``daemon``/``conn``/``child`` are TOML lines for each table."""
+    return psk_tunnel(
+        local=local,
+        remote=remote,
+        local_id=f"{local}.example.net",
+        remote_id=f"{remote}.example.net",
+        psk=PSK,
+        local_ts=[local_ts],
+        remote_ts=[remote_ts],
+        start_action=start_action,
+        daemon={"control_socket": str(sock), "log_level": "debug"},
+        daemon_raw=daemon,
+        conn_raw=conn,
+        child_raw=child,
+    ).render()
 
 
 @dataclass

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piked_netns import established, make_pair, running
 
 from interop.netns import Lab
 from interop.udp_capture import CAPTURE
+from kernel.piked_netns import established, make_pair, running
 from pike.policy.ipsec import KernelCaps
 
 pytestmark = pytest.mark.kernel

@@ -21,18 +21,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piked_netns import LEFT, RIGHT, established, make_pair, running, xfrm
 
 from interop.netns import Lab
 from interop.udp_capture import CAPTURE
+from kernel.piked_netns import LEFT, RIGHT, established, make_pair, running, xfrm
+from lib.prereq import require
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture
 def lab(run_prefix: str) -> Iterator[Lab]:
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2")
+    require(shutil.which("ip") is not None, "needs iproute2")
     with Lab.create(f"{run_prefix}lc-") as la:
         yield la
 

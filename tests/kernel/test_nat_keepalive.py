@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piked_netns import Pair, Piked, config_text, established, running
 
 from interop.netns import Lab
 from interop.topology import make_nat_gateways
 from interop.udp_capture import CAPTURE
+from kernel.piked_netns import Pair, Piked, config_text, established, running
 from pike.policy.ipsec import KernelCaps
 
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piked_netns import established, make_pair, running
 
 from interop.netns import Lab
+from kernel.piked_netns import established, make_pair, running
 from pike.policy.ipsec import KernelCaps
 
 pytestmark = pytest.mark.kernel

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piked_netns import Piked, established, make_pair, running, xfrm
 
 from interop.netns import Lab
+from kernel.piked_netns import Piked, established, make_pair, running, xfrm
 from pike.policy.ipsec import KernelCaps
 
 pytestmark = pytest.mark.kernel

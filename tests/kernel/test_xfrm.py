@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address
 
 import pytest
-from kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
 from pyroute2.netns import create_socket
 
+from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
 from pike.crypto.ids import EncrId, IntegId
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm import SPI_MAX, SPI_MIN, XfrmKernel

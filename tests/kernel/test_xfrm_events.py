@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 
 import pytest
-from kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec
-from test_xfrm import NET_A, NET_B, SUITES, A, B, Pair, install, ping, side
 
+from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec
+from kernel.test_xfrm import NET_A, NET_B, SUITES, A, B, Pair, install, ping, side
 from pike.kernel import xfrm_events
 from pike.kernel import xfrm_messages as xm
 from pike.kernel.events import Acquire, Expire, KernelEvent

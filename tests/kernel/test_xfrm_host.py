@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from ipaddress import ip_address
 
 import pytest
-from kernel_netns import Namespaces, ip
 
+from kernel.kernel_netns import Namespaces, ip
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm import SPI_MAX, SPI_MIN, XfrmKernel
 from pike.policy.ipsec import KernelCaps, PolicySpec

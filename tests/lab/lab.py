@@ -22,20 +22,20 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests/guest"))
+sys.path.insert(0, str(REPO / "tests"))  # the test helpers, as pytest imports them
 
-from tests.interop.netns import Lab  # noqa: E402
-from tests.interop.piked import PikedNode  # noqa: E402
-from tests.interop.strongswan import (  # noqa: E402
+from interop.netns import Lab  # noqa: E402
+from interop.piked import PikedNode  # noqa: E402
+from interop.strongswan import (  # noqa: E402
     Connection,
     Secret,
     StrongswanNode,
     kernel_has_esp,
 )
-from tests.interop.topology import branch_hq, make_gateways  # noqa: E402
+from interop.topology import branch_hq, make_gateways  # noqa: E402
 
 PSK = "pike-lab-example-psk"
 BRANCH, HQ = "branch1.example.net", "hq.example.net"
@@ -107,7 +107,7 @@ def run_lab(keep: bool) -> int:
     return rc
 
 
-def _exercise(la, gw, piked, charon, lhost, rhost, left_ip, right_ip, keep) -> int:  # type: ignore[no-untyped-def]
+def _exercise(la, gw, piked, charon, lhost, rhost, left_ip, right_ip, keep) -> int:
     heading("IKE: piked initiates 'hq'")
     t = time.monotonic()
     piked.initiate("hq")
@@ -172,7 +172,7 @@ def _exercise(la, gw, piked, charon, lhost, rhost, left_ip, right_ip, keep) -> i
 
 
 def run_in_uml(keep: bool) -> int:
-    import uml  # tests/guest/uml.py
+    from guest import uml  # tests/guest/uml.py
 
     say("== This kernel has no ESP: booting a User-Mode-Linux kernel that has (tests/guest/uml.py)")
     binary, modules = uml.uml_binary(), uml.modules_dir()
@@ -181,7 +181,7 @@ def run_in_uml(keep: bool) -> int:
     command = [str(python), "-u", str(Path(__file__).resolve()), "--here"]
     if keep:
         say("   (--keep is not offered inside the guest; the lab runs once)")
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
 
     def boot() -> None:
         try:
@@ -216,8 +216,8 @@ def run_in_uml(keep: bool) -> int:
     err = getattr(r, "stderr", "")
     if err.strip():
         say(indent(err[-3000:], "   guest stderr: "))
-    boot, total = getattr(r, "boot_seconds", 0.0), getattr(r, "total_seconds", 0.0)
-    say(f"\n(UML guest: boot {boot:.1f}s, total {total:.1f}s)")
+    boot_s, total_s = getattr(r, "boot_seconds", 0.0), getattr(r, "total_seconds", 0.0)
+    say(f"\n(UML guest: boot {boot_s:.1f}s, total {total_s:.1f}s)")
     return int(getattr(r, "returncode", 1))
 
 

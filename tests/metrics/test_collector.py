@@ -231,8 +231,10 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     assert f.value("pike_sign_duration_seconds_bucket", **sign, le="0.005") == 2
     assert f.value("pike_sign_duration_seconds_count", **sign) == 2
     assert f.value("pike_sign_failures_total", token="tpm", key="ike-rsa", reason="absent") == 1
-    if shutil.which("promtool") is None:
-        pytest.skip("promtool missing (Debian package prometheus): exposition not linted")
+    require(
+        shutil.which("promtool") is not None,
+        "promtool missing (Debian package prometheus): exposition not linted",
+    )
     out = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
     )

@@ -8,10 +8,12 @@ import asyncio
 import socket
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from daemon.helpers import PSK, free_udp_ports
+from lib.pikeconf import Conn, Secret, psk_tunnel
 from pike.cli.piked import _engine
 from pike.daemon.control import request
 from pike.daemon.nokernel import NoKernel
@@ -30,37 +32,30 @@ def _text(
 ) -> str:
     ike, natt, peer_ike = ports
     lid, rid = ("a.example", "b.example") if start else ("b.example", "a.example")
-    return f"""
-[daemon]
-control_socket = "{d / "pike.sock"}"
-ike_port = {ike}
-natt_port = {natt}
-metrics_listen = "{metrics}"
-
-[connections.hq]
-local_addrs = ["{me}"]
-remote_addrs = ["{peer}"]
-remote_port = {peer_ike}
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "psk", id = "{lid}" }}
-remote = {{ auth = "psk", id = "{rid}" }}
-
-[connections.hq.children.lan]
-local_ts = ["10.1.0.0/24"]
-remote_ts = ["10.2.0.0/24"]
-esp_proposals = ["aes128gcm16"]
-start_action = "{"start" if start else "none"}"
-
-[connections.spare]
-local_addrs = ["{me}"]
-remote_addrs = ["127.0.0.9"]
-proposals = ["aes128gcm16-prfsha256-x25519"]
-local = {{ auth = "psk", id = "{lid}" }}
-remote = {{ auth = "psk", id = "c.example" }}
-
-[secrets.s]
-secret = "{PSK}"
-"""
+    hq = psk_tunnel(
+        local=me,
+        remote=peer,
+        local_id=lid,
+        remote_id=rid,
+        psk=PSK,
+        remote_port=peer_ike,
+        start_action="start" if start else "none",
+        daemon={
+            "control_socket": str(d / "pike.sock"),
+            "ike_port": ike,
+            "natt_port": natt,
+            "metrics_listen": metrics,
+        },
+    )
+    spare = Conn(
+        name="spare",
+        local_addrs=[me],
+        remote_addrs=["127.0.0.9"],
+        proposals=["aes128gcm16-prfsha256-x25519"],
+        local={"auth": "psk", "id": lid},
+        remote={"auth": "psk", "id": "c.example"},
+    )
+    return replace(hq, connections=[*hq.connections, spare], secrets=[Secret("s", PSK)]).render()
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -31,6 +31,7 @@ import pytest
 
 from daemon.helpers import daemon_env, pikectl
 from interop.netns import Lab, kill_pid
+from lib.pikeconf import psk_tunnel
 
 from .prom import METRICS_PORT, http_get, prom_value, start_prometheus
 
@@ -42,35 +43,29 @@ PSK = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
 def _config(
     d: Path, name: str, local: str, remote: str, lid: str, rid: str, *, start: bool, extra: str = ""
 ) -> str:
-    metrics = f'metrics_listen = "127.0.0.1:{METRICS_PORT}"' if start else ""
-    keys = f'save_keys_dir = "{d / "keys"}"' if start else ""
-    dpd = 'dpd_delay = "1s"' if start else ""  # only a probes (b's probes would feed a)
-    return f"""
-[daemon]
-control_socket = "{d / "pike.sock"}"
-keepalive = "1s"
-{metrics}
-{keys}
-
-[connections.hq]
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-proposals = ["aes256-sha256-modp2048"]
-local = {{ auth = "psk", id = "{lid}" }}
-remote = {{ auth = "psk", id = "{rid}" }}
-encap = true
-{dpd}
-
-[connections.hq.children.lan]
-local_ts = ["{"10.1.0.0/24" if start else "10.2.0.0/24"}"]
-remote_ts = ["{"10.2.0.0/24" if start else "10.1.0.0/24"}"]
-esp_proposals = ["aes128gcm16"]
-start_action = "{"start" if start else "none"}"
-{extra}
-[secrets.ike-hq]
-id = ["{lid}", "{rid}"]
-secret = "{PSK}"
-"""
+    """a (``start``) initiates, keeps keys, serves metrics and probes DPD; ``extra`` is
+    more TOML (connections) after the tunnel."""
+    lan, far = ["10.1.0.0/24"], ["10.2.0.0/24"]
+    return psk_tunnel(
+        local=local,
+        remote=remote,
+        local_id=lid,
+        remote_id=rid,
+        psk=PSK,
+        proposals=["aes256-sha256-modp2048"],
+        local_ts=lan if start else far,
+        remote_ts=far if start else lan,
+        start_action="start" if start else "none",
+        daemon={
+            "control_socket": str(d / "pike.sock"),
+            "keepalive": "1s",
+            "metrics_listen": f"127.0.0.1:{METRICS_PORT}" if start else None,
+            "save_keys_dir": str(d / "keys") if start else None,
+        },
+        # only a probes (b's probes would feed a)
+        conn={"encap": True, **({"dpd_delay": "1s"} if start else {})},
+        tail=extra,
+    ).render()
 
 
 SPARE = """
@@ -212,7 +207,8 @@ def test_prometheus_tshark_reload(tmp_path: Path, run_prefix: str, require: Any)
         time.sleep(4)
         later = {m: prom_value(ns_a, f'{m}{{connection="hq"}}') for m in first}
         for m in first:
-            assert later[m] is not None and later[m] > (first[m] or 0), (m, first, later)
+            after = later[m]
+            assert after is not None and after > (first[m] or 0), (m, first, later)
         auth_out = 'pike_ike_messages_total{connection="hq",exchange="IKE_AUTH",direction="out"}'
         assert prom_value(ns_a, auth_out) == 1.0
         rekeys = prom_value(ns_a, 'pike_ike_rekeys_total{connection="hq"}')

@@ -3,13 +3,15 @@ test of the shared SA layer runs once per version with the same steps and assert
 
 from __future__ import annotations
 
+from typing import Any
+
 from ikev1.v1pair import engine as v1engine
 from ikev1.v1pair import v1conf
 from ikev2.pair import Node, conf
 from ikev2.pair import engine as v2engine
 
 A, B = "192.0.2.1", "192.0.2.2"
-B_TS = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
+B_TS: dict[str, Any] = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
 
 
 def pair(

@@ -20,7 +20,7 @@ def test_ikev1_child_removed_while_its_twin_rekeys_keeps_the_policies() -> None:
     b.engine.rekey("gw", 10.0, "net")  # b's own new pair for the same selectors
     qm3 = deliver(deliver(b.drain(), a, 10.0), b, 10.0)
     deliver(qm3[:1], a, 10.0)  # QM3; b's Delete of its old pair is lost
-    (isakmp,) = a.engine.sas.values()  # type: ignore[attr-defined]
+    (isakmp,) = a.engine.sas.values()
     rekeying, twin = isakmp.children
     assert rekeying.state == ChildState.REKEYING and twin.state == ChildState.INSTALLED
     assert len(a.of(InstallChildSa)) == 2

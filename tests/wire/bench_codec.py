@@ -14,9 +14,7 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from wire_samples import IKE_PROPOSAL, SPI_I, SPI_R, TS4
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, as pytest has it
 
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.payloads import (
@@ -27,6 +25,7 @@ from pike.wire.payloads import (
     Message,
     NoncePayload,
     NotifyPayload,
+    Payload,
     Proposal,
     SaPayload,
     Transform,
@@ -34,6 +33,7 @@ from pike.wire.payloads import (
     TsrPayload,
 )
 from pike.wire.rules import check_payloads
+from wire.wire_samples import IKE_PROPOSAL, SPI_I, SPI_R, TS4
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -89,7 +89,7 @@ def main() -> None:
     esp = SaPayload(
         (Proposal(1, 3, b"\xc1\x02\x03\x04", (Transform(1, 20, 128), Transform(5, 0))),)
     )
-    auth_inner = [
+    auth_inner: list[Payload] = [
         IdrPayload(2, b"hq.example.net"),
         AuthPayload(2, bytes(32)),
         esp,

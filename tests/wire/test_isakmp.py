@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from isakmp_samples import SAMPLES, SPI_I, SPI_R, XorSeal, message, messages
 
 from pike.wire.errors import EncodeError, MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1, encode_body, encode_chain, encode_v1
@@ -36,6 +35,7 @@ from pike.wire.isakmp_payloads import (
     V1VendorId,
 )
 from pike.wire.isakmp_rules import check_v1
+from wire.isakmp_samples import SAMPLES, SPI_I, SPI_R, XorSeal, message, messages
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("strongswan-ikev1-*.bin"))
@@ -277,7 +277,7 @@ def _decode_all_ways(data: bytes) -> None:
 
 @st.composite
 def valid_datagrams(draw: st.DrawFn) -> bytes:
-    if FIXTURES and draw(st.booleans()):
+    if FIXTURES and bool(draw(st.booleans())):
         return draw(st.sampled_from(FIXTURES)).read_bytes()
     msg = draw(messages(encrypted=draw(st.booleans())))
     return encode_v1(msg, XorSeal().seal)
@@ -347,7 +347,7 @@ def test_strongswan_encrypted_messages_open_with_charons_keys() -> None:
     assert ke_i is not None and ke_r is not None
     iv = hashlib.sha256(ke_i.data + ke_r.data).digest()[:16]
 
-    def opener(iv: bytes):  # type: ignore[no-untyped-def]
+    def opener(iv: bytes):
         def open_(body: bytes) -> bytes:
             dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
             return dec.update(body) + dec.finalize()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from wire_samples import SAMPLES, FakeSk, message
 
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.constants import GENERIC_PAYLOAD_HEADER_LEN, HEADER_LEN, PayloadType
@@ -17,6 +16,7 @@ from pike.wire.payloads import (
     VendorIdPayload,
 )
 from pike.wire.sk import SkCrypter
+from wire.wire_samples import SAMPLES, FakeSk, message
 
 INNER = [p for p in SAMPLES if not isinstance(p, SkPayload | SkfPayload)]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from wire_samples import SAMPLES, FakeSk, message
 
 from pike.wire.codec import decode_message
 from pike.wire.constants import HEADER_LEN, PayloadType
@@ -11,6 +10,7 @@ from pike.wire.errors import EncodeError, MalformedMessage
 from pike.wire.fragments import SKF_OVERHEAD, encode_fragments, open_fragment, reassemble
 from pike.wire.payloads import CertPayload, IdiPayload, SkfPayload, SkPayload
 from pike.wire.rules import check_payloads
+from wire.wire_samples import SAMPLES, FakeSk, message
 
 INNER = [p for p in SAMPLES if not isinstance(p, SkPayload | SkfPayload)]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-from wire_samples import SAMPLES, SPI_I, SPI_R, message
 
 from pike.wire.buffer import Reader, Writer
 from pike.wire.codec import decode_message, encode_message
@@ -27,6 +26,7 @@ from pike.wire.payloads import (
     UnknownPayload,
     VendorIdPayload,
 )
+from wire.wire_samples import SAMPLES, SPI_I, SPI_R, message
 
 
 def raw(first: int, chain: bytes, exchange: int = 34) -> bytes:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_samples import FakeSk, messages
 
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.errors import MalformedMessage
 from pike.wire.payloads import Message
 from pike.wire.rules import check_payloads
+from wire.wire_samples import FakeSk, messages
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.bin"))
@@ -47,7 +47,7 @@ def test_encrypted_messages_round_trip(msg: Message) -> None:
 
 @st.composite
 def valid_datagrams(draw: st.DrawFn) -> bytes:
-    if FIXTURES and draw(st.booleans()):
+    if FIXTURES and bool(draw(st.booleans())):
         return draw(st.sampled_from(FIXTURES)).read_bytes()
     msg = draw(messages())
     return encode_message(msg, FakeSk() if msg.encrypted else None)

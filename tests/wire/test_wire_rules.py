@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from wire_samples import IKE_PROPOSAL, TS4
 
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.errors import MalformedMessage
@@ -30,6 +29,7 @@ from pike.wire.payloads import (
     VendorIdPayload,
 )
 from pike.wire.rules import check_payloads
+from wire.wire_samples import IKE_PROPOSAL, TS4
 
 INIT, AUTH, CHILD, INFO = (
     ExchangeType.IKE_SA_INIT,
