@@ -207,7 +207,10 @@ def test_piked_unparsable_key_exits_2_before_starting(tmp_path: Path) -> None:
         timeout=30,
     )
     assert proc.returncode == 2, proc.stderr
-    assert "hq:" in proc.stderr and "gw.crt" in proc.stderr
+    assert proc.stderr.startswith(
+        f"{cfg}:9: connections.hq.local.certs[0]: {tmp_path / 'gw.crt'}: not a PEM or DER "
+        "certificate\n"
+    ), proc.stderr
     assert not sock.parent.exists()
 
 

@@ -22,12 +22,9 @@ import json
 import sys
 from typing import Any
 
-from pike.board.defaults import board_proposals
 from pike.cli import keys
 from pike.cli.sa_text import format_list_sas, format_status
 from pike.daemon.control import request
-from pike.ikev2.credentials import STORE
-from pike.policy.loader import ConfigError, DefaultProposals, load_config
 
 DEFAULT_SOCKET = "/run/pike/pike.sock"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -84,17 +81,12 @@ def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
 
 
 def _check_config(path: str) -> int:
+    from pike.daemon.configfile import ConfigRefused, load_checked
+
     try:
-        ike, esp, _line = board_proposals()
-        cfg = load_config(path, DefaultProposals(ike, esp))  # as piked will load it
-    except ConfigError as exc:
+        cfg = load_checked(path, probe=True)  # as piked loads it, tokens looked at too
+    except ConfigRefused as exc:
         print(exc, file=sys.stderr)
-        return EXIT_ERROR
-    # Certificates and keys must parse too, or piked would refuse to start.
-    problems = STORE.preload(cfg)
-    for line in problems:
-        print(f"{path}: {line}", file=sys.stderr)
-    if problems:
         return EXIT_ERROR
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")

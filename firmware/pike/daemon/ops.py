@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from prometheus_client.registry import CollectorRegistry
 
 from pike.crypto.proposal import format_proposal
+from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError
 from pike.daemon.keyexport import KeyExport
 from pike.ikev2.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
@@ -25,7 +26,6 @@ from pike.metrics.recorder import Recorder
 from pike.metrics.server import MetricsServer
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
-from pike.policy.loader import ConfigError, load_config
 
 if TYPE_CHECKING:
     from pike.kernel.interface import KernelIpsec
@@ -176,21 +176,14 @@ class Ops:
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Read the config file again; on any error nothing changes and the error is the
         answer. Unchanged connections keep their SAs."""
-        from pike.ikev2.credentials import STORE
-
         path = self.daemon.config.path
         try:
-            new = load_config(path)
-        except ConfigError as exc:
+            new = load_checked(path, probe=False)  # as at start; no token I/O on the loop
+        except ConfigRefused as exc:
             self.recorder.reloaded(False)
-            log.error("reload refused: %s", exc)
-            raise ControlError(str(exc)) from None
-        problems = STORE.preload(new, probe=False)  # no token I/O on the loop
-        if problems:
-            self.recorder.reloaded(False)
-            msg = "; ".join(f"{path}: {p}" for p in problems)
+            msg = "; ".join(exc.lines)
             log.error("reload refused: %s", msg)
-            raise ControlError(msg)
+            raise ControlError(msg) from None
         old = self.daemon.config.daemon
         restart = [k for k in RESTART_KEYS if getattr(old, k) != getattr(new.daemon, k)]
         result = self.engine.reload(new, self._now())
