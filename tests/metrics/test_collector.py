@@ -25,7 +25,7 @@ from pike.ikev2.actions import (
 )
 from pike.ikev2.context import Counters
 from pike.metrics.collector import PikeCollector, Sources
-from pike.metrics.recorder import Recorder
+from pike.metrics.recorder import Recorder, reason_label
 from pike.policy.ipsec import SaCounters, SaSpec
 from pike.policy.loader import ConfigError, load_config_text
 
@@ -220,7 +220,8 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     assert f.value("pike_ike_sa_establishments_total", connection="hq") == 1.0
     assert f.value("pike_ike_handshake_duration_seconds_bucket", connection="hq", le="0.05") == 1
     assert f.value("pike_ike_handshake_duration_seconds_bucket", connection="hq", le="0.025") == 0
-    assert f.value("pike_child_sa_failures_total", child="lan", connection="hq") == 1.0
+    failed = {"connection": "hq", "child": "lan", "reason": "NO_PROPOSAL_CHOSEN"}
+    assert f.value("pike_child_sa_failures_total", **failed) == 1.0
     assert f.value("pike_config_reloads_total", result="success") == 1.0
     assert 'pike_build_info{python="' in text and 'version="0.1.0"} 1.0' in text
     assert f.value("pike_token_present", token="gw") == 1.0
@@ -246,6 +247,7 @@ def test_dashboard_and_alerts_use_exported_metrics() -> None:
     f.rec.observe(IkeSaEstablished("hq", 1, bytes(8), bytes(8), handshake_seconds=0.03))
     f.rec.observe(IkeSaEstablished("hq", 2, bytes(8), bytes(8), rekey=True))
     f.rec.observe(IkeSaDeleted("hq", 1, "rekeyed"))
+    f.rec.observe(ChildSaFailed("hq", "lan", "TS_UNACCEPTABLE"))  # a series per reason seen
     f.rec.reloaded(True)
     f.counters.conn("hq").messages_in["INFORMATIONAL"] = 3
     f.counters.drop("unknown_spi")
@@ -282,3 +284,17 @@ def test_metrics_listen_is_validated(value: str, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match=r"p.toml:2: daemon.metrics_listen"):
             load_config_text(text, "p.toml")
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("kernel_no_esp", "kernel_no_esp"),
+        ("peer_refused", "peer_refused"),
+        ("peer refused CHILD_SA with notify TS_UNACCEPTABLE", "TS_UNACCEPTABLE"),
+        ("invalid KE payload: 42 bytes for ecp256", "invalid_response"),
+        ("responder widened the traffic selectors", "invalid_response"),
+    ],
+)
+def test_child_failure_reason_label_is_bounded(reason: str, label: str) -> None:
+    assert reason_label(reason) == label

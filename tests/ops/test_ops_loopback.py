@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -104,13 +105,32 @@ def test_reload_list_conns_and_metrics_over_loopback(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         (ike,) = sas
-        assert ike["last_inbound"] is not None and ike["dpd_outstanding"] is False
+        assert ike["last_inbound_ago_s"] is not None and ike["dpd_outstanding"] is False
+        # swanctl's "rekeying in": strongSwan's 4 h IKE rekey_time less up to 10 % jitter
+        assert 14400 * 0.9 - 5 <= ike["rekey_in_s"] <= 14400, ike
+        assert abs(ike["rekey_at"] - (time.time() + ike["rekey_in_s"])) < 5, ike
+        # Both sides offer the same selectors (no mirror): the peer refuses the child, and
+        # list-sas says so rather than hide it.
+        for _ in range(100):
+            (ike,) = (await ask("list-sas", {"conn": "hq"}))["result"]
+            if ike["failed_children"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [(f["name"], f["reason"]) for f in ike["failed_children"]] == [
+            ("lan", "peer refused CHILD_SA with notify TS_UNACCEPTABLE")
+        ], ike
+        unknown = await ask("list-sas", {"conn": "hqq"})
+        assert unknown == {"ok": False, "error": "no connection named 'hqq'"}
         status, body = await get("/metrics")
         assert status == 200
         assert 'pike_ike_sa_up{connection="hq"} 1.0' in body
         assert 'pike_ike_sa_up{connection="spare"} 0.0' in body
         assert (
             'pike_ike_messages_total{connection="hq",direction="out",exchange="IKE_AUTH"} 1.0'
+            in body
+        )
+        assert (
+            'pike_child_sa_failures_total{child="lan",connection="hq",reason="TS_UNACCEPTABLE"}'
             in body
         )
         assert (await get("/nope"))[0] == 404

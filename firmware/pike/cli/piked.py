@@ -18,8 +18,8 @@ from pike.daemon.runtime import Daemon, Engine, SpiAlloc
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
+from pike.policy.paths import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = "/etc/pike/pike.toml"
 log = logging.getLogger("pike.piked")
 
 

@@ -18,6 +18,11 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+from pike.daemon.control_client import encode as _encode
+from pike.daemon.control_client import request
+
+__all__ = ["ControlError", "ControlServer", "request"]
+
 log = logging.getLogger("pike.daemon.control")
 
 MAX_REQUEST = 1 << 20  # one request line; far above any real one
@@ -119,30 +124,3 @@ class ControlServer:
             # A bug must not take the daemon down with it; the log has the traceback.
             log.exception("control command %s failed", req["cmd"])
             return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
-
-
-def _encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-
-
-def request(
-    path: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0
-) -> dict[str, Any]:
-    """Send one request and return the response object (client side, blocking).
-
-    Raises OSError when the socket cannot be reached, ValueError on a garbled answer.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(_encode({"cmd": cmd, "args": args or {}}))
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    resp = json.loads(buf)
-    if not isinstance(resp, dict) or "ok" not in resp:
-        raise ValueError("malformed answer from the daemon")
-    return resp

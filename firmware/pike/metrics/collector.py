@@ -289,9 +289,10 @@ class PikeCollector(Collector):
         )
         yield _counter(
             "pike_child_sa_failures",
-            "CHILD SAs that could not be created or rekeyed (peer refused, kernel refused)",
-            [([c, ch], float(rec.child_failures.get((c, ch), 0))) for c, ch in sorted(children)],
-            ["connection", "child"],
+            "CHILD SAs that could not be created or rekeyed, by reason (the peer's error "
+            "notify, kernel_no_esp, ...)",
+            [([c, ch, r], float(n)) for (c, ch, r), n in sorted(rec.child_failures.items())],
+            ["connection", "child", "reason"],
         )
 
         # -- key custody --------------------------------------------------------------------
