@@ -310,3 +310,13 @@ def test_rekey_targets_and_exit_codes(
     sent.clear()
     assert pikectl.main(["--socket", sock, "rekey", "down", "hq"]) == 2
     assert sent == [("rekey", {"conn": "down"})]
+
+
+def test_piked_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pike.cli.piked", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0 and re.fullmatch(r"piked \d+\.\d+\.\d+\S*\n", proc.stdout)

@@ -45,11 +45,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="piked", description="pike IKE daemon (foreground)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     p.add_argument("--log-level", choices=LEVELS, help="overrides [daemon] log_level")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.version:
+        from pike.version import version
+
+        print(f"piked {version()}")
+        return 0
     # Unreadable certificates or keys stop us here rather than at the first IKE_AUTH.
     # Tokens are looked at later, in the signing threads: a slow one must not hold READY.
     try:
