@@ -43,6 +43,7 @@ remote = { auth = "psk", id = "b.example" }
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.2.0.0/24"]
 esp_proposals = ["aes128gcm16"]
+start_action = "start"
 [connections.spare]
 remote_addrs = ["192.0.2.9"]
 proposals = ["aes128gcm16-prfsha256-x25519"]
@@ -193,6 +194,8 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     f.rec.observe(IkeSaEstablished("hq", 1, bytes(8), bytes(8), handshake_seconds=0.03))
     f.rec.observe(IkeSaEstablished("hq", 4, bytes(8), bytes(8), rekey=True))
     f.rec.observe(IkeSaDeleted("hq", 1, "peer_deleted"))
+    f.rec.observe(IkeSaDeleted("hq", 2, "auth_failed"))  # IKEv2
+    f.rec.observe(IkeSaDeleted("hq", 3, "auth_failed: HASH mismatch: wrong pre-shared key?"))
     f.rec.observe(ChildSaFailed("hq", "lan", "NO_PROPOSAL_CHOSEN"))
     f.rec.reloaded(True)
     f.tokens = {"gw": "ready", "tpm": "absent"}
@@ -203,6 +206,14 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     assert "c0ffee01" not in text.lower() and "1122334455667788" not in text
     assert f.value("pike_ike_sa_up", connection="hq") == 1.0
     assert f.value("pike_ike_sa_up", connection="spare") == 0.0
+    # hq is kept up (start_action = "start"), spare is not: PikePeerDown is for hq only.
+    assert f.value("pike_connection_expected_up", connection="hq") == 1.0
+    assert f.value("pike_connection_expected_up", connection="spare") == 0.0
+    assert f.value("pike_child_sa_expected_up", connection="hq", child="lan") == 1.0
+    assert f.value("pike_ike_auth_failures_total", connection="hq") == 2.0
+    assert f.value("pike_ike_auth_failures_total", connection="spare") == 0.0
+    # Delete reasons are bounded label values, not the engine's detail text.
+    assert f.value("pike_ike_sa_deletes_total", connection="hq", reason="auth_failed") == 2.0
     assert f.value("pike_ike_sas", connection="hq", state="ESTABLISHED") == 1.0
     assert f.value("pike_ike_sa_established_timestamp_seconds", connection="hq") == 1_700_000_100
     assert f.value("pike_peer_last_inbound_timestamp_seconds", connection="hq") == 1_700_000_150
@@ -294,6 +305,7 @@ def test_metrics_listen_is_validated(value: str, ok: bool) -> None:
         ("peer refused CHILD_SA with notify TS_UNACCEPTABLE", "TS_UNACCEPTABLE"),
         ("invalid KE payload: 42 bytes for ecp256", "invalid_response"),
         ("responder widened the traffic selectors", "invalid_response"),
+        ("auth_failed: HASH mismatch: wrong pre-shared key?", "auth_failed"),
     ],
 )
 def test_child_failure_reason_label_is_bounded(reason: str, label: str) -> None:

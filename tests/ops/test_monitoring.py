@@ -6,6 +6,7 @@ the unit the image ships (the same file serves installs from source, see README)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,6 +45,21 @@ def test_dashboard_is_grafana_json() -> None:
             continue
         assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
         assert {"x", "y", "w", "h"} <= set(p["gridPos"]) and p["gridPos"]["w"] <= 24
+        for t in p["targets"]:  # the job variable narrows every panel
+            assert 'job=~"$job"' in t["expr"], (p["title"], t["expr"])
+
+
+def test_one_metrics_port_everywhere() -> None:
+    """The image listens where the scrape config and the README say, on every address
+    (a remote Prometheus cannot reach 127.0.0.1)."""
+    image = (ROOT / "image" / "rootfs" / "etc" / "pike" / "pike.toml").read_text()
+    (listen,) = re.findall(r'^metrics_listen = "(.*)"', image, re.M)
+    assert listen == ":9447"
+    scrape = (ROOT / "monitoring" / "README.md").read_text()
+    assert set(re.findall(r'\.example\.net:(\d+)"', scrape)) == {"9447"}
+    readme = (ROOT / "README.md").read_text()
+    assert set(re.findall(r"\b(?:metrics|tcp dport) .*?(\d{4,5})\b", readme)) <= {"9447"}
+    assert "9485" not in image + scrape + readme
 
 
 def test_systemd_unit_verifies(tmp_path: Path, require: Any) -> None:

@@ -125,6 +125,9 @@ def test_reload_list_conns_and_metrics_over_loopback(tmp_path: Path) -> None:
         assert status == 200
         assert 'pike_ike_sa_up{connection="hq"} 1.0' in body
         assert 'pike_ike_sa_up{connection="spare"} 0.0' in body
+        assert 'pike_connection_expected_up{connection="hq"} 1.0' in body
+        assert 'pike_connection_expected_up{connection="spare"} 0.0' in body
+        assert "\nprocess_cpu_seconds_total " in body and "\nprocess_open_fds " in body
         assert (
             'pike_ike_messages_total{connection="hq",direction="out",exchange="IKE_AUTH"} 1.0'
             in body

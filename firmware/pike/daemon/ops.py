@@ -89,7 +89,10 @@ class Ops:
     # -- life cycle ------------------------------------------------------------------------
 
     def registry(self, version: str) -> CollectorRegistry:
+        from prometheus_client.process_collector import ProcessCollector
+
         reg = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=reg)  # process_* (CPU, memory, open fds) as every exporter
         reg.register(
             PikeCollector(
                 Sources(

@@ -71,13 +71,15 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 
 
 def reason_label(reason: str) -> str:
-    """A bounded label value for a CHILD_SA failure: IKEv1 and the kernel give a word
-    (``kernel_no_esp``, ``peer_refused``), IKEv2 a sentence naming the peer's error notify
+    """A bounded label value for why an SA failed or ended. The engines give a word
+    (``kernel_no_esp``, ``peer_deleted``), a word and a detail (IKEv1: ``auth_failed: HASH
+    mismatch``) or, for a refused CHILD_SA, a sentence naming the peer's error notify
     (``TS_UNACCEPTABLE``) or what was wrong with its answer (``invalid_response``)."""
     m = _NOTIFY.search(reason)
     if m:
         return m.group(1)
-    return reason if _WORD.fullmatch(reason) else "invalid_response"
+    word = reason.split(":", 1)[0]
+    return word if _WORD.fullmatch(word) else "invalid_response"
 
 
 def _le(bound: float) -> str:
@@ -99,6 +101,7 @@ class Recorder:
     installed: dict[ChildKey, set[int]] = field(default_factory=dict)
     ike_establishments: Counter[str] = field(default_factory=Counter)
     ike_deleted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (conn, reason)
+    auth_failures: Counter[str] = field(default_factory=Counter)  # by connection
     child_failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # +reason
     # (reason, wall clock) of each child's last failure, until it is installed again.
     child_failed: dict[ChildKey, tuple[str, float]] = field(default_factory=dict)
@@ -118,7 +121,14 @@ class Recorder:
                 self.ike_establishments[a.conn] += 1
                 self.handshakes.setdefault(a.conn, Histogram()).observe(a.handshake_seconds)
         elif isinstance(a, IkeSaDeleted):
-            self.ike_deleted[(a.conn, a.reason)] += 1
+            reason = reason_label(a.reason)
+            self.ike_deleted[(a.conn, reason)] += 1
+            # IKEv2 says "auth_failed", IKEv1 "auth_failed: what" (either role). The IKEv2
+            # responder that answers AUTHENTICATION_FAILED ends its half-open SA quietly
+            # today, without an IkeSaDeleted: those are not counted until the engine
+            # reports them the same way.
+            if reason == "auth_failed":
+                self.auth_failures[a.conn] += 1
         elif isinstance(a, InstallChildSa):
             live = self.installed.setdefault((a.conn, a.child), set())
             if live:  # another SA of the same child is up: this one replaces it
