@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from pike.policy.loader import load_config_text
+
 ROOT = Path(__file__).parents[2]
 UNIT = ROOT / "image" / "rootfs" / "etc" / "systemd" / "system" / "piked.service"
 
@@ -59,7 +61,8 @@ def test_one_metrics_port_everywhere() -> None:
     assert set(re.findall(r'\.example\.net:(\d+)"', scrape)) == {"9447"}
     readme = (ROOT / "README.md").read_text()
     assert set(re.findall(r"\b(?:metrics|tcp dport) .*?(\d{4,5})\b", readme)) <= {"9447"}
-    assert "9485" not in image + scrape + readme
+    assert "9485" not in image + scrape
+    assert readme.count("9485") == 1 and "(was `127.0.0.1:9485`)" in readme  # upgrade note
 
 
 def test_systemd_unit_verifies(tmp_path: Path, require: Any) -> None:
@@ -89,3 +92,20 @@ def test_systemd_unit_verifies(tmp_path: Path, require: Any) -> None:
         last = sec.stdout.strip().splitlines()[-1]
         level = float(last.split("piked.service:")[1].split()[0])
         assert level < 4.0, last  # "OK" or better
+
+
+def test_readme_install_matches_the_image() -> None:
+    """The README installs the image's unit and creates the ``pike`` user as the image
+    does; its example config loads, with a PSK that reads as what it looks like."""
+    readme = (ROOT / "README.md").read_text()
+    (unit,) = set(re.findall(r"install -m 0644 (\S+piked\.service) ", readme))
+    assert (ROOT / unit) == UNIT
+    hook = (ROOT / "image" / "hooks" / "customize.sh").read_text().replace("\\\n", " ")
+    (image_user,) = re.findall(r"useradd (.*)", hook)
+    (readme_user,) = re.findall(r"^useradd (.*)", readme, re.M)
+    assert readme_user.split() == image_user.split()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = load_config_text(example, "/etc/pike/pike.toml")
+    (secret,) = re.findall(r'^secret = "(.*)"', example, re.M)
+    assert not secret.lower().startswith(("0s", "0x"))
+    assert config.secrets[0].secret == secret.encode()
