@@ -7,16 +7,17 @@ a good file and is handed each file in turn (at the path it was started with).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from cli.piked_proc import reloaded, start_piked, stop, wait_for
 from daemon.helpers import PSK, daemon_env, free_udp_ports, pikectl
 from ikev2.x509gen import issue, make_ca, write
 
@@ -88,34 +89,6 @@ def _write(path: Path, text: str, sock: Path, ports: list[int]) -> None:
     )
 
 
-def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as f:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pike.cli.piked", "--config", str(cfg)],
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            env=daemon_env(),
-        )
-
-
-def _wait(what: str, cond: object, log: Path, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"{what}:\n{log.read_text()}"
-        time.sleep(0.05)
-
-
-def _reloaded(log: Path, mark: int) -> bool:
-    tail = log.read_text()[mark:]
-    return "reload of " in tail or "reload refused" in tail
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[Path, Path, Path, list[int]]]:
     """A piked on a good file: (its config path, its socket, its log, its ports)."""
@@ -123,12 +96,12 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, Path, Path, list[int]]]:
     cfg, sock, log = tmp_path / "running.toml", tmp_path / "run" / "pike.sock", tmp_path / "d.log"
     ports = free_udp_ports(2)
     _write(cfg, files["board-defaults"][0], sock, ports)
-    proc = _start(cfg, log)
+    proc = start_piked(cfg, log)
     try:
-        _wait("no control socket", sock.exists, log)
+        wait_for("no control socket", sock.exists, log)
         yield cfg, sock, log, ports
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def test_start_check_config_reload_and_sighup_agree(
@@ -149,21 +122,21 @@ def test_start_check_config_reload_and_sighup_agree(
         )
         # start
         start_log = tmp_path / f"{name}.log"
-        proc = _start(path, start_log)
+        proc = start_piked(path, start_log)
         try:
             if expected is None:
-                _wait(f"{name}: piked did not start", start_sock.exists, start_log)
+                wait_for(f"{name}: piked did not start", start_sock.exists, start_log)
             else:
                 assert proc.wait(30) == 2, f"{name}: {start_log.read_text()}"
         finally:
-            _stop(proc)
+            stop(proc)
         started = start_log.read_text()
         # reload over the control socket, then SIGHUP, on the running daemon
         _write(cfg, text, sock, ports)
         rel = pikectl(sock, "reload")
         mark = log.stat().st_size
-        subprocess.run(["kill", "-HUP", str(pid)], check=True)
-        _wait(f"{name}: no SIGHUP outcome", lambda m=mark: _reloaded(log, m), log)
+        os.kill(pid, signal.SIGHUP)
+        wait_for(f"{name}: no SIGHUP outcome", lambda m=mark: reloaded(log, m), log)
         hup = log.read_text()[mark:]
         if expected is None:
             assert chk.returncode == 0, f"{name}: {chk.stderr}"

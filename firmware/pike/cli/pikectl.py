@@ -10,6 +10,7 @@
     pikectl check-config [FILE]            (default: --config)
     pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
     pikectl board [--json] [--local]
+    pikectl log [--level LEVEL] [--json]   (follows piked's log until Ctrl-C)
     pikectl --version
 
 ``--socket PATH`` and ``--config FILE`` go before or after the command. Without
@@ -32,7 +33,7 @@ import sys
 from typing import Any
 
 from pike.cli import keys
-from pike.daemon.control_client import request
+from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("conn", nargs="?", help="only this connection")
     ini = cmd("initiate", "bring connections (or one child) up")
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
-    term = cmd("terminate", "delete a connection's IKE SAs")
+    term = cmd("terminate", "delete a connection's IKE SAs (CONN.CHILD: not yet)")
     term.add_argument("conn")
     rk = cmd("rekey", "rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
     rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
@@ -80,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     chk = cmd("check-config", "validate a config file (no daemon needed)")
     chk.add_argument("file", nargs="?", help="default: --config, else " + DEFAULT_CONFIG)
     keys.add_parser(sub)
+    lg = cmd("log", "follow piked's log live (as swanctl --log)")
+    lg.add_argument(
+        "--level",
+        default="info",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="lines at this level and above (piked's own log_level still applies)",
+    )
+    lg.add_argument("--json", action="store_true", help="one JSON object a line")
     bd = cmd("board", "detected board and the defaults chosen for it")
     bd.add_argument("--json", action="store_true")
     bd.add_argument("--local", action="store_true", help="detect here, without the daemon")
@@ -167,6 +176,33 @@ def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     return worst
 
 
+def _log(sock: str, level: str, as_json: bool) -> int:
+    """Print piked's log lines as they come; 0 when piked stops or on Ctrl-C."""
+    import time
+
+    try:
+        for event in follow(sock, "log", {"level": level}):
+            if event.get("ok") is False:
+                print(f"pikectl: log: {event.get('error', 'failed')}", file=sys.stderr)
+                return EXIT_ERROR
+            if as_json:
+                print(json.dumps(event), flush=True)
+            elif "dropped" in event:
+                print(f"... {event['dropped']} lines dropped (reading too slowly)", flush=True)
+            else:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["time"]))
+                print(f"{when} {event['level']:<7} {event['message']}", flush=True)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        print(f"pikectl: cannot reach piked at {sock}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"pikectl: bad answer from piked at {sock}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def _ops(args: argparse.Namespace) -> int:
     from pike.cli.conn_text import format_list_conns, format_reload
 
@@ -233,8 +269,14 @@ def _run(args: argparse.Namespace) -> int:
         return code
     if args.cmd in ("reload", "list-conns"):
         return _ops(args)
+    if args.cmd == "log":
+        return _log(_socket(args), args.level, args.json)
     if args.cmd in ("initiate", "rekey"):
         return _per_target(_socket(args), args.cmd, args.targets)
+    if "." in args.conn:  # names have no dots: CONN.CHILD
+        # The engines delete whole connections only; a CHILD_SA alone needs engine work.
+        print("pikectl: terminate: one CHILD_SA alone cannot be terminated yet", file=sys.stderr)
+        return EXIT_USAGE
     code, _result = _call(_socket(args), "terminate", {"conn": args.conn})
     if code == EXIT_OK:
         print(f"terminating {args.conn}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -36,3 +37,24 @@ def request(
     if not isinstance(resp, dict) or "ok" not in resp:
         raise ValueError("malformed answer from the daemon")
     return resp
+
+
+def follow(path: str, cmd: str, args: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Ask for a stream (``log``) and yield its events until the daemon closes it.
+
+    The first answer is checked like ``request``'s: an ``{"ok": false}`` is yielded as is
+    and ends the stream. Raises OSError when the socket cannot be reached."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10.0)
+        s.connect(path)
+        s.sendall(encode({"cmd": cmd, "args": args or {}}))
+        f = s.makefile("rb")
+        first = json.loads(f.readline() or b"null")
+        if not isinstance(first, dict) or "ok" not in first:
+            raise ValueError("malformed answer from the daemon")
+        if not first["ok"]:
+            yield first
+            return
+        s.settimeout(None)  # events come when piked logs
+        for line in f:
+            yield json.loads(line)

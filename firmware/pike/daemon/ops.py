@@ -2,7 +2,7 @@
 
 The runtime (``pike.daemon.runtime.Daemon``) owns one ``Ops``; it hands every engine action
 to ``observe`` before acting on it, starts and closes it with the sockets, and merges its
-control commands (``reload``, ``list-conns``) into the control socket's.
+control commands (``reload``, ``list-conns``, the ``log`` stream) into the control socket's.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from pike.crypto.proposal import format_proposal
 from pike.daemon.configfile import ConfigRefused, load_checked
-from pike.daemon.control import ControlError
+from pike.daemon.control import ControlError, StreamSource
 from pike.daemon.keyexport import KeyExport
+from pike.daemon.logstream import LogHub
 from pike.ikev2.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.ikev2.context import Counters
 from pike.metrics.collector import PikeCollector, Sources
@@ -71,6 +72,7 @@ class Ops:
         self.metrics: MetricsServer | None = None
         self._keys: KeyExport | None = None
         self._started_wall = time.time()
+        self.logs = LogHub()  # pikectl log
 
     @property
     def engine(self) -> _Engine:
@@ -119,6 +121,7 @@ class Ops:
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
         self._started_wall = time.time()
+        logging.getLogger().addHandler(self.logs)
         self._configure_keys(self.daemon.config.daemon)
         listen = self.daemon.config.daemon.metrics_listen
         if not listen:
@@ -132,6 +135,7 @@ class Ops:
         self.metrics = server
 
     async def close(self) -> None:
+        logging.getLogger().removeHandler(self.logs)
         if self.metrics is not None:
             await self.metrics.close()
             self.metrics = None
@@ -175,6 +179,9 @@ class Ops:
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
+
+    def streams(self) -> dict[str, StreamSource]:
+        return {"log": self.logs}
 
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Read the config file again; on any error nothing changes and the error is the

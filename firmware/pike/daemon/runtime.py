@@ -224,7 +224,7 @@ class Daemon:
         self._sockets = IkeSockets(
             loop, self._on_datagram, ike_port=d.ike_port, natt_port=d.natt_port, ipv6=self._ipv6
         )
-        self._control = ControlServer(d.control_socket, self._handlers())
+        self._control = ControlServer(d.control_socket, self._handlers(), self.ops.streams())
         try:
             self._sockets.open()
             await self._control.start()
