@@ -320,3 +320,22 @@ def test_piked_version() -> None:
         timeout=30,
     )
     assert proc.returncode == 0 and re.fullmatch(r"piked \d+\.\d+\.\d+\S*\n", proc.stdout)
+
+
+def test_a_daemon_command_imports_only_what_it_needs(tmp_path: Path) -> None:
+    """pikectl status/list-sas cost what they import (~40 ms a call): no cryptography,
+    asyncio, board detection, config loader or engine (swanctl answers in ~15 ms)."""
+    code = (
+        "import sys\n"
+        "from pike.cli import pikectl\n"
+        "for argv in (['status'], ['list-sas', '--json'], ['--version']):\n"
+        f"    pikectl.main(['--socket', {str(tmp_path / 'absent.sock')!r}, *argv])\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    loaded = set(out.stdout.split())
+    heavy = {"cryptography", "asyncio", "prometheus_client", "pyroute2", "tomllib"}
+    heavy |= {"pike.board", "pike.policy.loader", "pike.policy.config", "pike.ikev2", "pike.wire"}
+    assert not heavy & loaded, heavy & loaded
