@@ -49,7 +49,11 @@ class _Parser(argparse.ArgumentParser):
 def _where(p: argparse.ArgumentParser, default: Any) -> None:
     """``--socket``/``--config``: on the top parser (``default`` None) and again on each
     command (SUPPRESS: not given there leaves the top's value alone)."""
-    p.add_argument("--socket", default=default, help=f"control socket (default {DEFAULT_SOCKET})")
+    p.add_argument(
+        "--socket",
+        default=default,
+        help=f"control socket (default: the config's [daemon] control_socket, {DEFAULT_SOCKET})",
+    )
     p.add_argument("--config", default=default, help=f"config file (default {DEFAULT_CONFIG})")
 
 
