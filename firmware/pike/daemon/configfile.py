@@ -88,7 +88,7 @@ def _credentials(src: Source, conn: ConnectionConfig) -> list[str]:
         return []
     from cryptography import x509
 
-    from pike.ikev2.certs import CertError, id_in_cert, load_certificates
+    from pike.ikev2.certs import CertError, id_in_cert, load_certificates, subject_identity
 
     base: KeyPath = ("connections", conn.name)
     out: list[str] = []
@@ -125,7 +125,7 @@ def _credentials(src: Source, conn: ConnectionConfig) -> list[str]:
                 except (x509.ExtensionNotFound, ValueError):
                     is_ca = False
                 if not is_ca:
-                    subject = cert.subject.rfc4514_string()
+                    subject = subject_identity(cert)  # strongSwan's DN notation
                     out.append(
                         str(
                             src.error(
