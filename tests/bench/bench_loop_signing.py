@@ -46,10 +46,10 @@ HQ = "hq.example.net"
 def _initiators(path: str, timeout: float, spread: float) -> int:
     """Child process: every connection of ``path`` initiates (at once, or one every
     ``spread`` seconds); prints a JSON line."""
-    from pike.ikev2.actions import IkeSaEstablished, SendDatagram
     from pike.ikev2.engine import Ikev2Engine
     from pike.policy.ipsec import KernelCaps
     from pike.policy.loader import load_config
+    from pike.sa.actions import IkeSaEstablished, SendDatagram
 
     cfg = load_config(path)
     eng = Ikev2Engine(cfg, random=os.urandom, kernel_caps=KernelCaps(False, ("bench",)))
@@ -248,7 +248,7 @@ def main() -> int:
     from pike.hsm import pkcs11 as hsm
     from pike.hsm import provision
     from pike.hsm.pkcs11 import Pkcs11Signer
-    from pike.ikev2.credentials import STORE
+    from pike.sa.credentials import STORE
 
     if not tpm_available():
         print("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed: nothing to measure")

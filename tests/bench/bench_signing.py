@@ -67,7 +67,7 @@ from pike.hsm import pkcs11 as hsm
 from pike.hsm import provision
 from pike.hsm.pkcs11 import _DIGEST_INFO, Pkcs11Signer
 from pike.hsm.signer import SignatureScheme, ecdsa_raw_to_der
-from pike.ikev2.credentials import CredentialStore
+from pike.sa.credentials import CredentialStore
 
 S = SignatureScheme
 SCHEME = {
@@ -151,7 +151,7 @@ def bench_ike(tmp: Path, key_for_a: str, cert_dir: Path, n: int) -> float:
     """Median ms of IKE_SA_INIT + IKE_AUTH in memory, initiator signing with key_for_a."""
     from ikev2.pair import Node, transfer
     from ikev2.test_pubkey import A_ID, B_ID, conf, engine_from
-    from pike.ikev2.actions import IkeSaEstablished
+    from pike.sa.actions import IkeSaEstablished
 
     a_dir, b_dir = cert_dir / "a", cert_dir / "b"
     text = conf("192.0.2.1", "192.0.2.2", A_ID, B_ID)
@@ -204,7 +204,7 @@ def main() -> int:
         # IKE_AUTH, in memory: a token P-256 key vs the same kind of key in a PEM file.
         from ikev2.test_pubkey import A_ID, B_ID, gw, node
         from ikev2.x509gen import certify, make_ca, write
-        from pike.ikev2.credentials import STORE
+        from pike.sa.credentials import STORE
 
         ca = make_ca("ecdsa-p256")
         d = tmp / "ike"

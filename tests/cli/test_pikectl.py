@@ -16,8 +16,8 @@ import pytest
 from pike.cli import pikectl
 from pike.cli.sa_text import algorithm_names, format_list_sas
 from pike.daemon.sa_view import Due, list_sas_json
-from pike.ikev2.actions import ChildSaInfo, IkeSaInfo
 from pike.policy.ipsec import SaCounters, SaSpec
+from pike.sa.actions import ChildSaInfo, IkeSaInfo
 
 EXAMPLE = (
     Path(__file__).parents[1] / "fixtures" / "issue2-example.toml"

@@ -59,6 +59,8 @@ def gateway_config(
     remote_port: int = 500,
     start: bool = False,
     sock: str | None = None,
+    conn_extra: str = "",
+    retransmit_timeout: str = "1s",
 ) -> Config:
     sock = sock or str(tmp_path / name / "pike.sock")
     text = f"""
@@ -66,7 +68,7 @@ def gateway_config(
 control_socket = "{sock}"
 ike_port = {ike_port}
 natt_port = {natt_port}
-retransmit_timeout = "1s"
+retransmit_timeout = "{retransmit_timeout}"
 
 [connections.hq]
 local_addrs = ["{local}"]
@@ -75,7 +77,7 @@ remote_port = {remote_port}
 proposals = ["aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]
 local = {{ auth = "psk", id = "{local_id}" }}
 remote = {{ auth = "psk", id = "{remote_id}" }}
-
+{conn_extra}
 [connections.hq.children.lan]
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.2.0.0/24"]

@@ -8,9 +8,9 @@ import random
 from ikev1.v1pair import v1conf
 from ikev2.pair import Node, conf, transfer
 from pike.daemon.engines import Engines
-from pike.ikev2.actions import InstallChildSa
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
+from pike.sa.actions import InstallChildSa
 
 A, B = "192.0.2.1", "192.0.2.2"
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pike.daemon.interfaces import Bringup, address_present, to_bring_up
-from pike.ikev2.actions import IkeSaInfo
 from pike.policy.loader import load_config_text
+from pike.sa.actions import IkeSaInfo
 
 CONF = """
 [connections.{name}]

@@ -8,6 +8,7 @@ Real sockets on loopback (random ports), real control socket; nothing touches th
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections import deque
@@ -21,14 +22,14 @@ import pytest
 from pike.cli import pikectl
 from pike.daemon.control import request
 from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, SpiAlloc
-from pike.ikev2.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
-from pike.ikev2.state import RekeyRefused
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_selectors import Selector
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
+from pike.sa.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.sa.state import RekeyRefused
 
 from .helpers import free_udp_ports, gateway_config
 
@@ -194,7 +195,7 @@ def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine
     cfg, natt = _config(tmp_path)
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None) -> FakeEngine:
+    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, _: Any) -> FakeEngine:
         engines.append(FakeEngine(alloc))
         return engines[-1]
 
@@ -305,6 +306,32 @@ def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> Non
     assert len(set(spis)) > 15
     assert sum("using random SPIs" in r.getMessage() for r in caplog.records) == 1  # once
     assert daemon.stats["spi_fallback"] == 20
+
+
+def test_randomness_is_injected(tmp_path: Path) -> None:
+    """Daemon(random=...) reaches the engine factory and the fallback SPIs."""
+    cfg, _natt = _config(tmp_path)
+    given: list[Any] = []
+    engines: list[FakeEngine] = []
+
+    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, rnd: Any) -> FakeEngine:
+        given.append(rnd)
+        engines.append(FakeEngine(alloc))
+        return engines[-1]
+
+    source = random.Random(11).randbytes
+    daemon = Daemon(cfg, FakeKernel(spi_fails=True), factory, ipv6=False, random=source)
+
+    async def body() -> list[int]:
+        alloc = engines[0].spi_alloc
+        assert alloc is not None
+        return [alloc(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(3)]
+
+    spis = _run(daemon, body)
+    again = random.Random(11)
+    span = FALLBACK_SPI_MAX - FALLBACK_SPI_MIN + 1
+    assert given == [source]
+    assert spis == [FALLBACK_SPI_MIN + int.from_bytes(again.randbytes(4)) % span for _ in spis]
 
 
 def test_rekey_command_and_pikectl(tmp_path: Path, capsys: Any) -> None:

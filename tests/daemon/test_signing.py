@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pike.daemon.signing import Signing, failure_reason, key_labels
 from pike.hsm.pkcs11 import TokenState, TokenUnavailable
 from pike.hsm.signer import SignatureScheme, SignerError
-from pike.ikev2.actions import SignRequest
-from pike.ikev2.credentials import CredentialError, CredentialStore
 from pike.metrics.recorder import Recorder
+from pike.sa.actions import SignRequest
+from pike.sa.credentials import CredentialError, CredentialStore
 
 SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 

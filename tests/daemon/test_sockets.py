@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 from pike.daemon.sockets import IkeSockets
-from pike.ikev2.actions import Address
+from pike.sa.actions import Address
 
 from .helpers import free_udp_ports
 

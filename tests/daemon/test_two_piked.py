@@ -31,6 +31,7 @@ def _config(sock: Path, local: str, remote: str, local_id: str, remote_id: str, 
     return f"""
 [daemon]
 control_socket = "{sock}"
+retransmit_timeout = "0.5s"
 
 [connections.hq]
 version = 2
@@ -95,6 +96,9 @@ def test_two_piked_establish(tmp_path: Path, run_prefix: str) -> None:
                     stdout=logf,
                     env=daemon_env(),
                 )
+        # both start at once: b's control socket, then a's (a initiates once up; an
+        # IKE_SA_INIT that reaches b before it listens is retransmitted after 0.5 s)
+        for name in ("b", "a"):
             _wait_socket(socks[name], procs[name], logs[name])
 
         def dump() -> str:
@@ -121,9 +125,17 @@ def test_two_piked_establish(tmp_path: Path, run_prefix: str) -> None:
         text = pikectl(socks["a"], "list-sas")
         assert text.returncode == 0 and text.stdout.startswith("hq: #"), text
         if st["kernel"]["esp"]:
-            time.sleep(0.5)  # the CHILD_SA rides on IKE_AUTH: installed by now
-            for ike in (_list_sas(socks["a"])[0], _list_sas(socks["b"])[0]):
-                assert [c["state"] for c in ike["children"]] == ["INSTALLED"], dump()
+            # the CHILD_SA rides on IKE_AUTH: installed on both sides within moments
+            deadline = time.monotonic() + 5
+            while True:
+                states = [
+                    [c["state"] for c in ike["children"]]
+                    for ike in (_list_sas(socks["a"])[0], _list_sas(socks["b"])[0])
+                ]
+                if states == [["INSTALLED"], ["INSTALLED"]]:
+                    break
+                assert time.monotonic() < deadline, f"{states}\n{dump()}"
+                time.sleep(0.1)
         else:
             assert st["kernel"]["missing"], st
             assert "ESP missing" in pikectl(socks["a"], "status").stdout

@@ -29,8 +29,8 @@ from pike.daemon import runtime
 from pike.daemon.nokernel import NoKernel
 from pike.hsm import provision
 from pike.hsm.pkcs11 import REPROBE_INTERVAL, Pkcs11Signer
-from pike.ikev2.credentials import CredentialStore
 from pike.policy.loader import load_config_text
+from pike.sa.credentials import CredentialStore
 
 from .test_pkcs11_tokens import _generate
 from .tokens import USER_PIN, SoftHsm, uri

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer, TokenState, TokenUnavailable
 from pike.hsm.signer import SignatureScheme
-from pike.ikev2.credentials import CredentialError, CredentialStore
 from pike.policy.loader import ConfigError, load_config_text
+from pike.sa.credentials import CredentialError, CredentialStore
 
 from .test_pkcs11_tokens import _generate
 from .tokens import USER_PIN, SoftHsm, uri

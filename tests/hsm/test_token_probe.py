@@ -30,9 +30,9 @@ from pike.daemon.signing import Signing
 from pike.hsm import provision
 from pike.hsm.pkcs11 import Pkcs11Signer, TokenState, TokenUnavailable
 from pike.hsm.signer import SignatureScheme
-from pike.ikev2.actions import SignRequest
-from pike.ikev2.credentials import CredentialStore
 from pike.policy.loader import load_config_text
+from pike.sa.actions import SignRequest
+from pike.sa.credentials import CredentialStore
 
 from .test_pkcs11_tokens import _generate
 from .tokens import USER_PIN, SoftHsm, reset_pike_tokens, uri
@@ -246,8 +246,8 @@ def test_reload_adding_a_token_key_probes_it_off_the_loop(
     from pike.cli.piked import _engine
     from pike.daemon import runtime
     from pike.daemon.nokernel import NoKernel
-    from pike.ikev2 import credentials
     from pike.policy.loader import load_config
+    from pike.sa import credentials
 
     pem, fifo, _spki = _token(softhsm, tmp_path)
     key = uri(softhsm.module, "gw", "ike", fifo)

@@ -4,7 +4,7 @@ that overtakes AM3 is queued, lost messages are retransmitted."""
 from __future__ import annotations
 
 from ikev2.pair import Node, deliver, transfer
-from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa
 from pike.wire.isakmp import decode_v1
 from pike.wire.isakmp_constants import ExchangeV1, NotifyV1
 from pike.wire.isakmp_payloads import V1Hash, V1Id, V1Ke, V1Nonce, V1Notify, V1Sa

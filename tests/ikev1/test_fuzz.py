@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ikev2.pair import Node, transfer
-from pike.ikev2.actions import SendDatagram
+from pike.sa.actions import SendDatagram
 
 from .v1pair import make_pair
 

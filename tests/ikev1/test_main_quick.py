@@ -7,7 +7,7 @@ import pytest
 
 from ikev2.pair import Node, deliver, transfer
 from pike.ikev1.isakmp_sa import IsakmpSa
-from pike.ikev2.actions import (
+from pike.sa.actions import (
     ChildSaEstablished,
     DeleteChildSa,
     IkeSaDeleted,

@@ -9,8 +9,8 @@ import pytest
 from ikev2.pair import transfer
 from pike.ikev1.proposals import parse_phase1, parse_phase2
 from pike.ikev1.proxy_id import from_id, to_id
-from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa
 from pike.policy.ts import TrafficSelector
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa
 from pike.wire.isakmp import decode_v1, encode_v1
 from pike.wire.isakmp_constants import KEY_IKE, EncapMode, ExchangeV1, NotifyV1, P1Attr, P2Attr
 from pike.wire.isakmp_payloads import (
@@ -166,3 +166,24 @@ def test_pikectl_rekey_of_the_isakmp_sa_works_from_the_responder_side_too() -> N
     assert [d.reason for d in b.of(IkeSaDeleted)] == ["reauthenticated"]  # type: ignore[union-attr]
     (peer,) = a.engine.list_sas()
     assert peer.spi_i == new.spi_i
+
+
+def test_reauth_time_alone_is_the_isakmp_lifetime() -> None:
+    """reauth_time without rekey_time (which then defaults to 0): MM1 offers reauth_time
+    as the phase-1 lifetime and the initiator reauthenticates then, not at 4 h."""
+    kw = {"extra_conn": "reauth_time = 500"}
+    a, b = make_pair(kw, kw)
+    a.engine.initiate("gw", 0.0, "net")
+    (mm1,) = a.drain()
+    (sa_payload,) = [p for p in decode_v1(mm1.data).payloads if isinstance(p, V1Sa)]
+    offered = [parse_phase1(t) for prop in sa_payload.proposals for t in prop.transforms]
+    assert [c.lifetime for c in offered if c is not None] == [500]
+    b.engine.receive_datagram(mm1.data, mm1.src, mm1.dst, 0.0)
+    transfer(a, b, 0.0)
+    old = a.sa()
+    assert a.engine.get_timer() == 500.0  # nothing before (no rekey_time of its own)
+    a.engine.handle_timer(500.0)
+    transfer(a, b, 500.0)
+    (new,) = a.engine.list_sas()
+    assert new.spi_i != old.spi_i and new.state == "ESTABLISHED"
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["reauthenticated"]  # type: ignore[union-attr]

@@ -16,9 +16,10 @@ from pike.hsm.signer import SignatureScheme
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev1.keys import phase1_prf
 from pike.ikev1.signature_auth import verify
-from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa, SignRequest
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished, InstallChildSa, SignRequest
+from pike.sa.context import SIGN_TIMEOUT
 from pike.wire.isakmp import decode_v1
 from pike.wire.isakmp_constants import AuthV1, ExchangeV1, P1Attr
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Hash, V1Sa, V1Sig
@@ -367,3 +368,23 @@ def test_bad_certificate_or_signature_payloads_fail_authentication(tmp_path: Pat
     other = V1Id(IdV1.FQDN, 0, 0, b"mallory.example.net")
     with pytest.raises(PeerError, match="is not"):
         verify_peer(sa, V1Message(sa.spi_i, sa.spi_r, 2, 0, 1, [other]), other, h)
+
+
+def test_signature_timeout_ends_the_sa_as_in_ikev2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pike.sa.signing: the same deadline and the same words as IKEv2's
+    (tests/ikev2/test_sign_request.py); a late signature is ignored."""
+    a, b = pair(tmp_path, "rsa")
+    a.auto_sign = False
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)  # MM1-MM4; MM5 waits for our signature
+    [req] = a.sign_requests
+    a.engine.handle_timer(SIGN_TIMEOUT - 0.1)
+    assert a.engine.sas  # type: ignore[attr-defined]
+    a.engine.handle_timer(SIGN_TIMEOUT)
+    a.drain()
+    assert not a.engine.sas and a.engine.get_timer() is None  # type: ignore[attr-defined]
+    assert "no signature after 20s" in caplog.text
+    a.sign(req, SIGN_TIMEOUT + 1)  # too late: ignored
+    assert a.drain() == [] and not a.engine.sas  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ikev2.pair import transfer
-from pike.ikev2.actions import DeleteChildSa, IkeSaDeleted, InstallChildSa, InstallTrap
+from pike.sa.actions import DeleteChildSa, IkeSaDeleted, InstallChildSa, InstallTrap
 
 from .v1pair import make_pair
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pike.hsm.signer import SignerError
-from pike.ikev2.actions import Action, SendDatagram, SignRequest
-from pike.ikev2.credentials import CredentialError, store_for
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
+from pike.sa.actions import Action, SendDatagram, SignRequest
+from pike.sa.credentials import CredentialError, store_for
 
 PSK = "test-only-psk-7f3a9c"
 

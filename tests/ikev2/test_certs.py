@@ -1,4 +1,4 @@
-"""pike.ikev2.certs: CERT/CERTREQ, chain validation at a given time, ID in certificate."""
+"""pike.sa.certs: CERT/CERTREQ, chain validation at a given time, ID in certificate."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-from pike.ikev2.certs import (
+from pike.policy.identity import parse_identity
+from pike.sa.certs import (
     CertError,
     ca_keyid,
     cert_payloads,
@@ -28,7 +29,6 @@ from pike.ikev2.certs import (
     subject_identity,
     validate_chain,
 )
-from pike.policy.identity import parse_identity
 from pike.wire.constants import IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pike.ikev2.actions import ChildSaFailed, InstallChildSa
+from pike.sa.actions import ChildSaFailed, InstallChildSa
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import NotifyType
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from pike.ikev2.actions import (
-    ChildSaEstablished,
-    IkeSaEstablished,
-    InstallChildSa,
-    SendDatagram,
-)
+from pike.sa.actions import ChildSaEstablished, IkeSaEstablished, InstallChildSa, SendDatagram
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import KePayload, SaPayload
@@ -110,7 +105,7 @@ def test_proposal_strings_negotiate_cbc_and_modp() -> None:
 
 
 def test_wrong_psk_fails_authentication_on_both_sides() -> None:
-    from pike.ikev2.actions import IkeSaDeleted
+    from pike.sa.actions import IkeSaDeleted
 
     a_text = conf(
         "192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net", psk="wrong-key-123"
@@ -125,7 +120,7 @@ def test_wrong_psk_fails_authentication_on_both_sides() -> None:
 
 
 def test_responder_without_esp_refuses_child_keeps_ike_sa() -> None:
-    from pike.ikev2.actions import ChildSaFailed
+    from pike.sa.actions import ChildSaFailed
 
     a, b = make_pair(b_esp=False)
     a.engine.initiate("gw", 0.0)
@@ -146,7 +141,7 @@ def test_initiator_without_esp_deletes_the_child_it_cannot_install() -> None:
     assert a.sa().children == () and b.sa().children == ()
     assert not a.of(InstallChildSa)
     (ib,) = b.of(InstallChildSa)
-    from pike.ikev2.actions import DeleteChildSa
+    from pike.sa.actions import DeleteChildSa
 
     (db,) = b.of(DeleteChildSa)
     assert isinstance(ib, InstallChildSa) and isinstance(db, DeleteChildSa)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pike.ikev2.actions import InstallChildSa
+from pike.sa.actions import InstallChildSa
 from pike.wire.codec import decode_message
 from pike.wire.constants import NotifyType
 from pike.wire.payloads import SkfPayload

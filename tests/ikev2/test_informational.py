@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pike.ikev2.actions import DeleteChildSa, IkeSaDeleted, InstallChildSa
 from pike.ikev2.tasks.child_delete import ChildDelete
 from pike.ikev2.tasks.ike_delete import Informational
+from pike.sa.actions import DeleteChildSa, IkeSaDeleted, InstallChildSa
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pike.ikev2.actions import IkeSaDeleted
+from pike.sa.actions import IkeSaDeleted
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pike.ikev2.actions import (
+from pike.sa.actions import (
     DeleteChildSa,
     IkeSaDeleted,
     IkeSaEstablished,

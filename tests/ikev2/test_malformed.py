@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pike.ikev2.actions import MessageDropped
+from pike.sa.actions import MessageDropped
 
 from .pair import Node, deliver, make_pair, transfer
 

@@ -6,7 +6,7 @@ replay of any earlier request of the peer, integrity intact, moved them to the s
 
 from __future__ import annotations
 
-from pike.ikev2.actions import InstallChildSa
+from pike.sa.actions import InstallChildSa
 
 from .pair import conf, deliver, make_pair, send_informational, transfer
 from .test_ondemand import B_TS, A, B, of

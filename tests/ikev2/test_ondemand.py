@@ -3,13 +3,7 @@ NAT mapping changes — two engines, fake clock."""
 
 from __future__ import annotations
 
-from pike.ikev2.actions import (
-    DeleteChildSa,
-    IkeSaDeleted,
-    InstallChildSa,
-    InstallTrap,
-    SendKeepalive,
-)
+from pike.sa.actions import DeleteChildSa, IkeSaDeleted, InstallChildSa, InstallTrap, SendKeepalive
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType
 

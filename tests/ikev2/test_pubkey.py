@@ -19,8 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import SignatureScheme
-from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished
-from pike.ikev2.der import DerError
 from pike.ikev2.engine import Ikev2Engine
 from pike.ikev2.pubkey import (
     HashAlg,
@@ -36,6 +34,8 @@ from pike.ikev2.sigalg import decode_algorithm_id, encode_algorithm_id
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished
+from pike.sa.der import DerError
 from pike.wire.codec import decode_message
 from pike.wire.constants import NotifyType
 from pike.wire.payloads import CertReqPayload, Message

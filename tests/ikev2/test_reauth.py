@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 
 from pike.crypto.ids import EncrId
-from pike.ikev2.actions import (
+from pike.ikev2.ike_sa import IkeSa
+from pike.policy.ipsec import Lifetime
+from pike.sa.actions import (
     Action,
     DeleteChildSa,
     IkeSaDeleted,
@@ -19,8 +21,6 @@ from pike.ikev2.actions import (
     SendDatagram,
     SignRequest,
 )
-from pike.ikev2.ike_sa import IkeSa
-from pike.policy.ipsec import Lifetime
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.header import decode_header
@@ -86,9 +86,10 @@ def order(node: Node) -> list[str]:
 def test_reauth_time_with_jitter_only_on_the_side_that_has_it() -> None:
     a, b = up()
     # reauth_time 1200 s minus up to rand_time: strongSwan's default, over_time (10 % of
-    # the longer of rekey_time 4h and reauth_time, 1440 s) but at most half of 1200 s.
+    # reauth_time, 120 s; rekey_time defaults to 0 with reauth_time, so no IKE rekey).
     t = only_sa(a).reauth_at
-    assert t is not None and 600.0 <= t <= 1200.0
+    assert t is not None and 1080.0 <= t <= 1200.0
+    assert only_sa(a).rekey_at is None
     assert only_sa(b).reauth_at is None
     assert a.engine.get_timer() == t
     a.engine.handle_timer(t - 0.001)

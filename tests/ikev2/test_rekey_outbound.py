@@ -5,7 +5,7 @@ new SA at once lost ~40 ms of traffic)."""
 
 from __future__ import annotations
 
-from pike.ikev2.actions import DeleteChildSa, InstallChildSa, InstallOutboundSa, SendDatagram
+from pike.sa.actions import DeleteChildSa, InstallChildSa, InstallOutboundSa, SendDatagram
 
 from .pair import deliver, transfer
 from .test_lifecycle import cross_child_rekeys, deletes, installs, up

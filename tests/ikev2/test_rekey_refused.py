@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pike.ikev2.state import RekeyRefused
+from pike.sa.state import RekeyRefused
 
 from .pair import conf, make_pair, transfer
 

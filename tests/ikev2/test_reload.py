@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pike.ikev2.actions import DeleteChildSa, IkeSaDeleted
 from pike.policy.loader import load_config_text
+from pike.sa.actions import DeleteChildSa, IkeSaDeleted
 
 from .pair import conf, make_pair, transfer
 

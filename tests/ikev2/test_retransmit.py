@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pike.ikev2.actions import IkeSaDeleted, InstallChildSa
+from pike.sa.actions import IkeSaDeleted, InstallChildSa
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType
 

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pike.hsm.signer import SignatureScheme, SignerError
-from pike.ikev2.actions import IkeSaDeleted, IkeSaEstablished, SendDatagram, SignRequest
-from pike.ikev2.context import SIGN_TIMEOUT
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished, SendDatagram, SignRequest
+from pike.sa.context import SIGN_TIMEOUT
 from pike.wire.codec import decode_header
 from pike.wire.constants import ExchangeType
 

@@ -3,8 +3,8 @@ the kernel's soft EXPIRE starts a CHILD_SA rekey — two engines, fixed randomne
 
 from __future__ import annotations
 
-from pike.ikev2.actions import InstallChildSa
 from pike.policy.ipsec import Lifetime
+from pike.sa.actions import InstallChildSa
 
 from .pair import conf, make_pair, transfer
 

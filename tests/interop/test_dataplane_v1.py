@@ -231,12 +231,12 @@ def test_ikev1_quick_mode_rekey_under_traffic(
     esp = "aes256-sha256"
     theirs = conn("right", esp)
     if rekeyer == "strongswan":
-        theirs.children[0].rekey_time = "8s"
+        theirs.children[0].rekey_time = "4s"
         theirs.children[0].extra.update(life_time="30s", rand_time="0s")
     charon = make_charon(gw.right, "charon", theirs, SECRET, libipsec=False)
     piked = make_piked(gw.left, "piked", conn("left", esp), SECRET, start=False)
     if rekeyer == "piked":
-        piked.extra = {"hq.lan": {"rekey_time": "8s", "life_time": "60s", "rand_time": 0}}
+        piked.extra = {"hq.lan": {"rekey_time": "4s", "life_time": "60s", "rand_time": 0}}
     piked.start()
     piked.poll_via_socket = True
     if rekeyer == "piked":
@@ -281,7 +281,7 @@ def test_ikev1_reauthentication_under_traffic(
     esp = "aes256-sha256"
     charon = make_charon(gw.right, "charon", conn("right", esp), SECRET, libipsec=False)
     piked = make_piked(gw.left, "piked", conn("left", esp), SECRET, start=False)
-    piked.extra = {"hq": {"rekey_time": "10s"}}
+    piked.extra = {"hq": {"rekey_time": "5s"}}
     piked.start()
     piked.poll_via_socket = True
     piked.initiate("hq")

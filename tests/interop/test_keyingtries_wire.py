@@ -5,9 +5,9 @@ piked on ``left`` (192.0.2.1) initiates towards ``right`` (192.0.2.2), where not
 answers: no charon at all, or a charon killed (SIGKILL by PID) after the IKE SA came up
 with ``dpd_action = "restart"``. A capture on left's wan0 sees every first request piked
 sends (IKE_SA_INIT; IKEv1: Main Mode's first message, responder cookie zero). With
-``keyingtries = 3``, ``retransmit_timeout = 0.5s`` and two retransmits (0.5 + 0.9 + 1.62
-= 3.02 s per attempt): three attempts, each a new initiator SPI (cookie) with its request
-and two retransmits, 3.02 s apart; then silence, one log line that says piked gave up,
+``keyingtries = 3``, ``retransmit_timeout = 0.25s`` and two retransmits (0.25 + 0.45 +
+0.81 = 1.51 s per attempt): three attempts, each a new initiator SPI (cookie) with its
+request and two retransmits, 1.51 s apart; then silence, one log line that says piked gave up,
 and no IKE SA left.
 """
 
@@ -35,7 +35,9 @@ pytestmark = pytest.mark.interop
 IKE_SA_INIT = 34
 ID_PROT = 2  # IKEv1 Main Mode
 TRIES = 3
-SPAN = 0.5 + 0.9 + 1.62  # one attempt: the request, two retransmits, the last wait
+# a short schedule, so the test does not wait out the default one (3.02 s per attempt)
+SCHEDULE = {"retransmit_timeout": "0.25s", "retransmit_tries": 2}
+SPAN = 0.25 + 0.45 + 0.81  # one attempt: the request, two retransmits, the last wait
 
 
 def _inits(capture: Path, version: int) -> list[tuple[float, str]]:
@@ -81,7 +83,7 @@ def test_piked_gives_up_after_keyingtries(
     piked = make_piked(
         gateways.left, "piked", _conn("left", version), _secret(version), start=False
     )
-    piked.daemon.update(FAST)
+    piked.daemon.update(FAST | SCHEDULE)
     piked.extra = {"hq": extra}
     piked.poll_via_socket = True
     piked.start()

@@ -204,7 +204,7 @@ def test_dpd_killed_strongswan(
     charon = make_charon(
         gateways.right, "charon", conn("right"), SECRET, libipsec=gateways.libipsec
     )
-    piked = make_piked(gateways.left, "piked", conn("left", dpd_delay="2s"), SECRET, start=False)
+    piked = make_piked(gateways.left, "piked", conn("left", dpd_delay="1s"), SECRET, start=False)
     piked.daemon.update(FAST)
     piked.extra = {"hq": {"dpd_action": action}}
     piked.start()

@@ -194,13 +194,13 @@ def test_dpd_of_a_killed_strongswan(
     """RFC 3706: piked probes with R-U-THERE after dpd_delay of silence; charon answers
     (R-U-THERE-ACK) while alive; once it is killed (SIGKILL by PID, no Delete) piked gives
     the ISAKMP SA up after its retransmission schedule (dpd_action = clear)."""
-    piked, charon = _pair(gateways, make_piked, make_charon, dpd_delay="2s", start_piked=False)
+    piked, charon = _pair(gateways, make_piked, make_charon, dpd_delay="1s", start_piked=False)
     piked.daemon.update(FAST)
     piked.start()
     piked.poll_via_socket = True
     piked.initiate("hq")
     _check(gateways, piked, charon, piked_initiated=True)
-    time.sleep(5)  # two DPD rounds answered: the SA stays
+    time.sleep(2.5)  # two DPD rounds answered: the SA stays
     assert piked.ike_sa("hq") is not None
     assert "R_U_THERE_ACK" in charon.log_text() or "DPD" in charon.log_text()
     assert charon.pid is not None and charon.proc is not None

@@ -4,8 +4,9 @@
                          (piked)                    (charon kernel-netlink)
 
 A UDP stream of 200 numbered datagrams/s crosses both ways for 14 s while one side
-reauthenticates (reauth_time 10 s, so 5-10 s after the IKE SA came up): a new IKE SA
-and CHILD_SA from scratch, then the old ones go (make-before-break). The receivers count.
+reauthenticates (reauth_time 10 s; piked with rekey_time 4 h too, so 5-10 s after the IKE
+SA came up, 2-3 times in the stream): a new IKE SA and CHILD_SA from scratch, then the
+old ones go (make-before-break). The receivers count.
 charon (``make_before_break = yes``) reauthenticating towards piked as responder: zero
 lost on a quiet host; under load what is in flight when charon drops the old SA.
 piked reauthenticating: zero lost either way (piked's new inbound SA is in the kernel
@@ -68,7 +69,9 @@ def test_piked_reauthenticates_under_stream(
     right, left = branch_hq("right", proposals, esp), branch_hq("left", proposals, esp)
     charon = make_charon(gw.right, "charon", right, SECRET, libipsec=False)
     piked = make_piked(gw.left, "piked", left, SECRET, start=False)
-    piked.extra = {"hq": {"reauth_time": "10s"}}
+    # rekey_time set too (it defaults to 0 with reauth_time): the jitter is then half of
+    # reauth_time (strongSwan's rand_time rule), so 2-3 reauthentications fit the stream
+    piked.extra = {"hq": {"reauth_time": "10s", "rekey_time": "4h"}}
     piked.poll_via_socket = True
     piked.start()
     piked.initiate("hq")

@@ -14,7 +14,11 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from pike.ikev2.actions import (
+from pike.metrics.collector import PikeCollector, Sources
+from pike.metrics.recorder import Recorder, reason_label
+from pike.policy.ipsec import SaCounters, SaSpec
+from pike.policy.loader import ConfigError, load_config_text
+from pike.sa.actions import (
     ChildSaFailed,
     ChildSaInfo,
     DeleteChildSa,
@@ -23,11 +27,7 @@ from pike.ikev2.actions import (
     IkeSaInfo,
     InstallChildSa,
 )
-from pike.ikev2.context import Counters
-from pike.metrics.collector import PikeCollector, Sources
-from pike.metrics.recorder import Recorder, reason_label
-from pike.policy.ipsec import SaCounters, SaSpec
-from pike.policy.loader import ConfigError, load_config_text
+from pike.sa.context import Counters
 
 ROOT = Path(__file__).parents[2]
 CONFIG = """

@@ -174,6 +174,22 @@ def test_all_documented_keys(tmp_path: Path) -> None:
     assert (lan.hw_offload, lan.replay_window) == ("auto", 1024)
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_rekey_time_defaults_to_0_with_reauth_time(tmp_path: Path, version: int) -> None:
+    """strongSwan's rule (swanctl.opt): with reauth_time, rekey_time defaults to zero;
+    both set explicitly keeps both. IKEv1's ISAKMP SA then lives until reauth_time."""
+
+    def hq(keys: str) -> tuple[int, int, int]:
+        text = EXAMPLE.replace("version = 2\n", f"version = {version}\n{keys}", 1)
+        c = load_config(write(tmp_path, text)).connections["hq"]
+        return c.rekey_time, c.reauth_time, c.isakmp_lifetime
+
+    assert hq("") == (14400, 0, 14400)
+    assert hq('reauth_time = "1h"\n') == (0, 3600, 3600)
+    assert hq('reauth_time = "1h"\nrekey_time = "4h"\n') == (14400, 3600, 3600)
+    assert hq('rekey_time = "2h"\n') == (7200, 0, 7200)
+
+
 def test_traffic_selector_with_protocol_and_port(tmp_path: Path) -> None:
     text = EXAMPLE.replace(
         'remote_ts = ["10.2.0.0/24"]',

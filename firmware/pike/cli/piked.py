@@ -14,7 +14,7 @@ import sys
 
 from pike.cli.logsetup import LEVELS, setup_logging
 from pike.daemon.configfile import ConfigRefused, board_defaults, load_checked
-from pike.daemon.runtime import Daemon, Engine, SpiAlloc
+from pike.daemon.runtime import Daemon, Engine, Random, SpiAlloc
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
@@ -23,10 +23,12 @@ from pike.policy.paths import DEFAULT_CONFIG
 log = logging.getLogger("pike.piked")
 
 
-def _engine(config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None) -> Engine:
+def _engine(
+    config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None, random: Random = os.urandom
+) -> Engine:
     from pike.daemon.engines import Engines
 
-    return Engines(config, random=os.urandom, kernel_caps=caps, spi_alloc=spi_alloc)
+    return Engines(config, random=random, kernel_caps=caps, spi_alloc=spi_alloc)
 
 
 def _kernel() -> KernelIpsec:

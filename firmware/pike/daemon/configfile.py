@@ -67,7 +67,7 @@ def load_checked(path: str, *, probe: bool) -> Config:
     problems = [p for conn in config.connections.values() for p in _credentials(src, conn)]
     if problems:
         raise ConfigRefused(problems)
-    from pike.ikev2.credentials import STORE  # cryptography: only for a config with certs
+    from pike.sa.credentials import STORE  # cryptography: only for a config with certs
 
     for conn in config.connections.values():
         # One connection at a time, so that a key problem names that connection's key.
@@ -88,7 +88,7 @@ def _credentials(src: Source, conn: ConnectionConfig) -> list[str]:
         return []
     from cryptography import x509
 
-    from pike.ikev2.certs import CertError, id_in_cert, load_certificates, subject_identity
+    from pike.sa.certs import CertError, id_in_cert, load_certificates, subject_identity
 
     base: KeyPath = ("connections", conn.name)
     out: list[str] = []

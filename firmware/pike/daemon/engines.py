@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pike.ikev1.engine import Ikev1Engine
-from pike.ikev2.actions import Action, Address, IkeSaInfo
-from pike.ikev2.context import Context, SpiAlloc
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
+from pike.sa.actions import Action, Address, IkeSaInfo
+from pike.sa.context import Context, SpiAlloc
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from pike.ikev2.actions import IkeSaInfo
 from pike.policy.config import Config, ConnectionConfig
+from pike.sa.actions import IkeSaInfo
 
 __all__ = ["Bringup", "address_present", "bound_to_present", "to_bring_up"]
 

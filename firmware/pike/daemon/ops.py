@@ -20,13 +20,13 @@ from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
-from pike.ikev2.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
-from pike.ikev2.context import Counters
 from pike.metrics.collector import PikeCollector, Sources
 from pike.metrics.recorder import Recorder
 from pike.metrics.server import MetricsServer
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
+from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
+from pike.sa.context import Counters
 
 if TYPE_CHECKING:
     from pike.kernel.interface import KernelIpsec
@@ -64,14 +64,22 @@ class _Daemon(Protocol):
 
 
 class Ops:
-    def __init__(self, daemon: _Daemon, now: Callable[[], float], pump: Callable[[], None]):
+    def __init__(
+        self,
+        daemon: _Daemon,
+        now: Callable[[], float],
+        pump: Callable[[], None],
+        *,
+        wall: Callable[[], float] = time.time,
+    ):
         self.daemon = daemon
         self._now = now
+        self._wall = wall
         self._pump = pump
-        self.recorder = Recorder(self.query)
+        self.recorder = Recorder(self.query, wall)
         self.metrics: MetricsServer | None = None
         self._keys: KeyExport | None = None
-        self._started_wall = time.time()
+        self._started_wall = 0.0  # set by start()
         self.logs = LogHub()  # pikectl log
 
     @property
@@ -102,7 +110,7 @@ class Ops:
                     sas=lambda: self.engine.list_sas(),
                     counters=lambda: getattr(self.engine.ctx, "counters", None),
                     now=self._now,
-                    wall=time.time,
+                    wall=self._wall,
                     esp=lambda: self.daemon.caps.esp,
                     recorder=self.recorder,
                     version=version,
@@ -114,13 +122,13 @@ class Ops:
         return reg
 
     def _tokens(self) -> dict[str, str]:
-        from pike.ikev2.credentials import store_for
+        from pike.sa.credentials import store_for
 
         return store_for(getattr(self.daemon.engine, "ctx", None)).tokens()
 
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
-        self._started_wall = time.time()
+        self._started_wall = self._wall()
         logging.getLogger().addHandler(self.logs)
         self._configure_keys(self.daemon.config.daemon)
         listen = self.daemon.config.daemon.metrics_listen

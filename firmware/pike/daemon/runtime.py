@@ -12,13 +12,13 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from pike.board.hotplug import HotplugEvent, HotplugWatcher, InterfaceEvent
 from pike.board.watchdog import Health, LoopLag, feed_watchdog, unix_socket_present
+from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.control import ControlError, ControlServer
 from pike.daemon.interfaces import address_present, to_bring_up
 from pike.daemon.notify import SystemdNotifier
@@ -26,7 +26,12 @@ from pike.daemon.ops import Ops
 from pike.daemon.sa_view import engine_due, list_sas_json
 from pike.daemon.signing import Signing
 from pike.daemon.sockets import IkeSockets
-from pike.ikev2.actions import (
+from pike.kernel.events import Acquire, Expire, KernelEvent
+from pike.kernel.interface import KernelError, KernelIpsec
+from pike.policy.config import Config
+from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
+from pike.policy.ts import IPAddress
+from pike.sa.actions import (
     Action,
     Address,
     ChildSaEstablished,
@@ -45,12 +50,7 @@ from pike.ikev2.actions import (
     SendKeepalive,
     SignRequest,
 )
-from pike.ikev2.credentials import store_for
-from pike.kernel.events import Acquire, Expire, KernelEvent
-from pike.kernel.interface import KernelError, KernelIpsec
-from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
-from pike.policy.ts import IPAddress
+from pike.sa.credentials import store_for
 from pike.wire.constants import NATT_KEEPALIVE
 
 log = logging.getLogger("pike.daemon")
@@ -59,6 +59,7 @@ SHUTDOWN_GRACE = 1.0  # seconds to wait for the peers' DELETE acks
 SIGNING_GRACE = 2.0  # seconds to wait at shutdown for a token call in progress
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
 EspActivity = Callable[[SaSpec], float | None]
+Random = Callable[[int], bytes]  # os.urandom's shape: SPIs, nonces, rekey jitter
 # strongSwan's range for allocated SPIs (as pike.kernel.xfrm allocates them), used for
 # random SPIs when the kernel cannot allocate one.
 FALLBACK_SPI_MIN = 0xC0000000
@@ -91,7 +92,7 @@ class Engine(Protocol):
     def list_sas(self) -> list[IkeSaInfo]: ...
 
 
-EngineFactory = Callable[[Config, KernelCaps, SpiAlloc | None], Engine]
+EngineFactory = Callable[[Config, KernelCaps, SpiAlloc | None, Random], Engine]
 
 
 def _version() -> str:
@@ -113,7 +114,11 @@ class Daemon:
         *,
         notifier: SystemdNotifier | None = None,
         ipv6: bool = True,
+        clock: Clock | None = None,
+        random: Random = os.urandom,
     ) -> None:
+        """``clock`` defaults to the event loop's (``LoopClock``, made in ``run``);
+        tests pass a ``VirtualClock`` and a seeded ``random`` to skip over lifetimes."""
         self.config = config
         self.kernel = kernel
         self._engine_factory = engine_factory
@@ -126,8 +131,9 @@ class Daemon:
         self._control: ControlServer | None = None
         self._signing: Signing | None = None
         self.stuck: list[str] = []  # token calls still running when shutdown gave up
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._clock = clock
+        self._random = random
+        self._timer: Timer | None = None
         self._stop = asyncio.Event()
         self._started = 0.0
         self._started_wall = 0.0
@@ -139,7 +145,7 @@ class Daemon:
         self._spi_fallback_logged = False
         self.ready = asyncio.Event()  # set once sockets and control socket are up
         # Metrics, reload, list-conns, key export (sees every action before _do acts).
-        self.ops = Ops(self, self._now, self._pump)
+        self.ops = Ops(self, self._now, self._pump, wall=lambda: self.clock.wall())
         # Checked before every WATCHDOG=1 (pike.board.watchdog); others may add checks.
         self.health = Health()
         self._board: dict[str, Any] | None = None
@@ -150,6 +156,11 @@ class Daemon:
     def engine(self) -> Engine:
         assert self._engine is not None, "daemon not started"
         return self._engine
+
+    @property
+    def clock(self) -> Clock:
+        assert self._clock is not None, "daemon not started"
+        return self._clock
 
     def _probe(self) -> KernelCaps:
         try:
@@ -180,7 +191,7 @@ class Daemon:
                         "SPI allocation %s -> %s failed (%s): using random SPIs", src, dst, exc
                     )
                 self.stats["spi_fallback"] += 1
-                return random_spi()
+                return random_spi(self._random)
 
         return alloc
 
@@ -191,14 +202,14 @@ class Daemon:
         The kernel's last use (wall clock, whole seconds) is converted; but Linux moves an
         SA's last-use time on output only (inbound SAs keep their first use), so a packet
         counter that grew since the previous query counts as use now."""
-        if not self.caps.esp or self._loop is None:
+        if not self.caps.esp or self._clock is None:
             return None
         try:
             c = self.kernel.query_sa(spec.dst, spec.spi)
         except KernelError:
             return None
-        now = self._loop.time()
-        seen = None if c.last_use is None else now - max(0.0, time.time() - c.last_use)
+        now = self.clock.monotonic()
+        seen = None if c.last_use is None else now - max(0.0, self.clock.wall() - c.last_use)
         key = (spec.dst, spec.spi)
         prev = self._esp_seen.get(key)
         grew = prev[1] if prev is not None else None
@@ -211,10 +222,12 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or ``request_stop``); the process exit status."""
-        loop = self._loop = asyncio.get_running_loop()
-        self._started, self._started_wall = loop.time(), time.time()
+        loop = asyncio.get_running_loop()
+        if self._clock is None:
+            self._clock = LoopClock(loop)
+        self._started, self._started_wall = self.clock.monotonic(), self.clock.wall()
         self.caps = self._probe()
-        self._engine = self._engine_factory(self.config, self.caps, self._spi_alloc())
+        self._engine = self._engine_factory(self.config, self.caps, self._spi_alloc(), self._random)
         self._engine.ctx.esp_activity = self._esp_activity
         self._signing = Signing(
             loop, lambda: store_for(self.engine.ctx), self._signed, self.ops.recorder
@@ -251,7 +264,7 @@ class Daemon:
         self.ready.set()
         watchdog = loop.create_task(self._watchdog())
         hotplug = self._start_hotplug(loop)
-        self.engine.start(loop.time())
+        self.engine.start(self._now())
         self._pump()
         await self._stop.wait()
         watchdog.cancel()
@@ -340,12 +353,13 @@ class Daemon:
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
         self.notifier.stopping()
-        now = loop.time()
+        now = self._now()
         for name in sorted({sa.name for sa in self.engine.list_sas()}):
             with contextlib.suppress(KeyError):
                 self.engine.terminate(name, now)
         self._pump()
-        deadline = now + SHUTDOWN_GRACE
+        # real time: the grace is for the peers' answers, not for the engine's timers
+        deadline = loop.time() + SHUTDOWN_GRACE
         while self.engine.list_sas() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if self._timer is not None:
@@ -373,8 +387,7 @@ class Daemon:
     # -- engine I/O ------------------------------------------------------------------------
 
     def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
+        return self.clock.monotonic()
 
     def _on_datagram(self, data: bytes, src: Address, dst: Address) -> None:
         self.stats["datagrams_in"] += 1
@@ -466,8 +479,8 @@ class Daemon:
         if self._timer is not None and (deadline is None or self._timer.when() != deadline):
             self._timer.cancel()
             self._timer = None
-        if deadline is not None and self._timer is None and self._loop is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        if deadline is not None and self._timer is None and self._clock is not None:
+            self._timer = self._clock.call_at(deadline, self._on_timer)
 
     def _do(self, a: Action) -> None:
         # The engine logs its own events (tagged with SPIs); these lines add what only the
@@ -656,7 +669,7 @@ class Daemon:
         conn = None if args.get("conn") is None else self._conn_arg(args)  # a typo: an error
         sas = [sa for sa in self.engine.list_sas() if conn is None or sa.name == conn]
         due, failed = engine_due(self.engine), self.ops.recorder.child_failed
-        return list_sas_json(sas, self._counters, self._now(), time.time(), due, failed)
+        return list_sas_json(sas, self._counters, self._now(), self.clock.wall(), due, failed)
 
     def _conn_arg(self, args: dict[str, Any]) -> str:
         conn = args.get("conn")
@@ -711,7 +724,7 @@ class Daemon:
         return {"conn": conn}
 
 
-def random_spi() -> int:
-    """A random SPI from FALLBACK_SPI_MIN..FALLBACK_SPI_MAX (os.urandom)."""
+def random_spi(random: Random = os.urandom) -> int:
+    """A random SPI from FALLBACK_SPI_MIN..FALLBACK_SPI_MAX."""
     span = FALLBACK_SPI_MAX - FALLBACK_SPI_MIN + 1
-    return FALLBACK_SPI_MIN + int.from_bytes(os.urandom(4), "big") % span
+    return FALLBACK_SPI_MIN + int.from_bytes(random(4), "big") % span

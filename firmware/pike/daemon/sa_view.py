@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from pike.ikev2.actions import ChildSaInfo, IkeSaInfo
 from pike.policy.ipsec import SaCounters, SaSpec
+from pike.sa.actions import ChildSaInfo, IkeSaInfo
 
 # Counters of one SA, or None when the kernel cannot tell (no ESP, SA gone).
 QueryCounters = Callable[[SaSpec], SaCounters | None]
@@ -51,7 +51,7 @@ def engine_due(engine: object) -> dict[bytes | int, Due]:
     parts: Iterable[object] = (engine, getattr(engine, "v2", None), getattr(engine, "v1", None))
     for part in parts:
         sas = getattr(part, "sas", None)
-        if not isinstance(sas, dict):
+        if not isinstance(sas, Mapping):
             continue
         for sa in sas.values():
             spi_i, spi_r = getattr(sa, "spi_i", b""), getattr(sa, "spi_r", b"")

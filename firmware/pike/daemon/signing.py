@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pike.hsm.signer import SignerError
-from pike.ikev2.actions import SignRequest
-from pike.ikev2.credentials import CredentialError, CredentialStore
+from pike.sa.actions import SignRequest
+from pike.sa.credentials import CredentialError, CredentialStore
 
 if TYPE_CHECKING:
     from pike.hsm.pkcs11 import TokenState, TokenUnavailable

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pike.ikev2.actions import Address
+from pike.sa.actions import Address
 from pike.wire.constants import NATT_KEEPALIVE, NON_ESP_MARKER
 
 log = logging.getLogger("pike.daemon.sockets")

@@ -20,7 +20,7 @@ import hmac
 
 from pike.crypto.ke import KeyExchange
 from pike.ikev1 import signature_auth
-from pike.ikev1.isakmp_sa import NONCE_SIZE, IsakmpSa, PeerError
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError
 from pike.ikev1.main_mode import (
     established,
     float_if_nat,
@@ -30,8 +30,9 @@ from pike.ikev1.main_mode import (
     psk_of,
 )
 from pike.ikev1.proposals import Phase1Choice, parse_phase1, phase1_choices, phase1_proposal
-from pike.ikev2.actions import Address
-from pike.ikev2.certs import ids_match, peer_identity
+from pike.sa.actions import Address
+from pike.sa.certs import ids_match, peer_identity
+from pike.sa.context import NONCE_SIZE
 from pike.wire.isakmp import encode_body
 from pike.wire.isakmp_constants import ExchangeV1
 from pike.wire.isakmp_payloads import (
@@ -62,7 +63,7 @@ def start(sa: IsakmpSa, now: float) -> None:
     """AM1: HDR, SA, KE, Ni, IDii, VID."""
     assert sa.conn is not None
     method = signature_auth.auth_method(sa.ctx, sa.conn)
-    offers = phase1_choices(sa.conn.proposals, method, sa.conn.rekey_time)
+    offers = phase1_choices(sa.conn.proposals, method, sa.conn.isakmp_lifetime)
     if not offers:
         raise PeerError("no_proposal", "no proposal IKEv1 can offer (AES-CBC, SHA-2)")
     group = offers[0].group

@@ -8,18 +8,15 @@ Informational counts only with a valid HASH.
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
 
+from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import informational_hash
-from pike.ikev2.actions import ChildSaFailed
-from pike.ikev2.state import ChildState, IkeState
+from pike.sa.actions import ChildSaFailed
+from pike.sa.state import ChildState, IkeState
 from pike.wire.isakmp_constants import NOTIFY_ERROR_MAX, ExchangeV1, NotifyV1, ProtocolV1
 from pike.wire.isakmp_payloads import V1Delete, V1Hash, V1Message, V1Notify, V1Payload
 from pike.wire.isakmp_rules import check_v1
-
-if TYPE_CHECKING:
-    from pike.ikev1.engine import Ikev1Engine
 
 INFO = ExchangeV1.INFORMATIONAL
 
@@ -36,7 +33,7 @@ def notify(sa: IsakmpSa, notify_type: int, data: bytes) -> None:
     send(sa, [V1Notify(notify_type, data, ProtocolV1.ISAKMP, cookies)])
 
 
-def receive(engine: Ikev1Engine, sa: IsakmpSa, msg: V1Message, now: float) -> None:
+def receive(engine: Host, sa: IsakmpSa, msg: V1Message, now: float) -> None:
     check_v1(INFO, 1, msg.payloads)
     first = msg.payloads[0] if msg.payloads else None
     if not isinstance(first, V1Hash) or sa.prf is None or sa.keys is None:
@@ -55,7 +52,7 @@ def receive(engine: Ikev1Engine, sa: IsakmpSa, msg: V1Message, now: float) -> No
             _on_delete(engine, sa, p, now)
 
 
-def cleartext(engine: Ikev1Engine, sa: IsakmpSa, msg: V1Message, now: float) -> None:
+def cleartext(engine: Host, sa: IsakmpSa, msg: V1Message, now: float) -> None:
     """An unprotected Informational: only believable before phase 1 is done (e.g. the
     responder's NO-PROPOSAL-CHOSEN), and then it ends our attempt."""
     if msg.exchange == INFO and sa.state == IkeState.CONNECTING:
@@ -67,7 +64,7 @@ def cleartext(engine: Ikev1Engine, sa: IsakmpSa, msg: V1Message, now: float) -> 
     raise PeerError("unprotected", f"exchange {msg.exchange} in the clear")
 
 
-def _on_notify(engine: Ikev1Engine, sa: IsakmpSa, n: V1Notify) -> None:
+def _on_notify(engine: Host, sa: IsakmpSa, n: V1Notify) -> None:
     if n.notify_type == NotifyV1.R_U_THERE:
         notify(sa, NotifyV1.R_U_THERE_ACK, n.data)
     elif n.notify_type == NotifyV1.R_U_THERE_ACK:
@@ -77,16 +74,16 @@ def _on_notify(engine: Ikev1Engine, sa: IsakmpSa, n: V1Notify) -> None:
     elif n.notify_type <= NOTIFY_ERROR_MAX:
         log.info("%s: peer sent error notify %d", sa.tag(), n.notify_type)
         # it refuses what we asked: our Quick Modes under way on this SA fail
-        for key, qm in list(engine.quick.items()):
-            if key[0] == sa.our_spi and qm.initiator:
-                del engine.quick[key]
+        for qm in engine.table.quick_modes(sa):
+            if qm.initiator:
+                engine.table.drop_quick(qm)
                 sa.flights.pop(qm.mid, None)
                 if qm.rekey_of is not None:
                     qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)
                 engine.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
 
 
-def _on_delete(engine: Ikev1Engine, sa: IsakmpSa, d: V1Delete, now: float) -> None:
+def _on_delete(engine: Host, sa: IsakmpSa, d: V1Delete, now: float) -> None:
     if d.protocol == ProtocolV1.ISAKMP:
         if sa.spi_i + sa.spi_r in d.spis:
             log.info("%s: peer deleted the ISAKMP_SA", sa.tag())

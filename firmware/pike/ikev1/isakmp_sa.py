@@ -18,7 +18,6 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pike.crypto.errors import CryptoError
 from pike.crypto.ke import KeyExchange
@@ -38,12 +37,14 @@ from pike.ikev1.keys import (
     skeyid_signature,
 )
 from pike.ikev1.proposals import Phase1Choice
-from pike.ikev2.actions import Address, IkeSaDeleted, SendDatagram
-from pike.ikev2.certs import peer_identity
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import Context
-from pike.ikev2.state import ChildState, IkeState, ike_transition, sa_tag
 from pike.policy.config import ConnectionConfig
+from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
+from pike.sa.certs import peer_identity
+from pike.sa.child_sa import ChildSa
+from pike.sa.context import Context
+from pike.sa.credentials import LocalCredentials
+from pike.sa.signing import Awaited
+from pike.sa.state import ChildState, IkeState, ike_transition, sa_tag
 from pike.wire.isakmp import encode_chain, encode_v1
 from pike.wire.isakmp_constants import (
     VID_DPD,
@@ -57,12 +58,8 @@ from pike.wire.isakmp_constants import (
 )
 from pike.wire.isakmp_payloads import V1Hash, V1Id, V1Message, V1Payload, V1VendorId
 
-if TYPE_CHECKING:
-    from pike.ikev1.signature_auth import Signing
-
 log = logging.getLogger("pike.ikev1")
 
-NONCE_SIZE = 32  # strongSwan's nonce length
 NATT_DRAFTS = (VID_NATT_DRAFT_02, VID_NATT_DRAFT_02N, VID_NATT_DRAFT_03)
 
 
@@ -141,7 +138,7 @@ class IsakmpSa:
         self.uncommitted: tuple[int, bytes] | None = None
         self.arrived_on: tuple[Address, Address] = (remote, local)  # of the message handled
         self.replaces: IsakmpSa | None = None  # the SA this reauthentication replaces
-        self.attempt = 1  # keyingtries: which attempt to bring the SA up this is
+        self.keyingtry = 0  # attempts of keyingtries that went before this SA's
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
         # Main Mode responder: the connections our and the peer's addresses fit; with
         # signatures the peer's ID (MM5) may pick another of them than MM1 did.
@@ -331,6 +328,20 @@ class IsakmpSa:
 
     def live_children(self) -> list[ChildSa]:
         return [c for c in self.children if c.state in (ChildState.INSTALLED, ChildState.REKEYING)]
+
+
+# Builds and sends the message that carries our CERTs and SIG (they come last but one).
+Continue = Callable[[IsakmpSa, list[V1Payload], float], None]
+
+
+@dataclass
+class Signing:
+    """Our signature in progress on one ISAKMP SA (``signature_auth``)."""
+
+    awaited: Awaited
+    method: int
+    creds: LocalCredentials
+    then: Continue
 
 
 def address_id(ip: str) -> V1Id:

@@ -1,22 +1,19 @@
 """DPD for IKEv1 (RFC 3706): when to send R-U-THERE and when the peer is dead.
 
-R-U-THERE goes after ``dpd_delay`` without a sign of life (an authenticated message, or
-inbound ESP as the kernel counts it, as for IKEv2), each retry with the next sequence
-number. Without ``dpd_timeout`` the retries follow the retransmission schedule and the peer
-is dead once the last goes unanswered; with it (strongSwan's IKEv1 meaning) a probe goes
-every ``dpd_delay`` and the peer is dead after ``dpd_timeout`` without any sign of life.
+R-U-THERE goes after ``dpd_delay`` without a sign of life (``pike.sa.liveness``, as for
+IKEv2), each retry with the next sequence number. Without ``dpd_timeout`` the retries
+follow the retransmission schedule and the peer is dead once the last goes unanswered;
+with it (strongSwan's IKEv1 meaning) a probe goes every ``dpd_delay`` and the peer is
+dead after ``dpd_timeout`` without any sign of life.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.policy.config import DaemonConfig
-from pike.policy.ipsec import SaSpec
-
-EspActivity = Callable[[SaSpec], float | None]
+from pike.sa.liveness import EspActivity, last_sign_of_life, log_probe
 
 
 def due(sa: IsakmpSa) -> float | None:
@@ -38,12 +35,7 @@ def check(
     when, conn = due(sa), sa.conn
     if when is None or now < when or conn is None:
         return "wait"
-    if esp is not None:
-        for child in sa.children:
-            if child.inbound is not None and child.installed_at is not None:
-                seen = esp(child.inbound)
-                if seen is not None and seen > sa.last_inbound:
-                    sa.last_inbound = min(seen, now)
+    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, esp, now)
     if sa.dpd_outstanding and now < sa.last_inbound + conn.dpd_delay:
         sa.dpd_outstanding, sa.dpd_deadline = False, None  # traffic answered for it
     when = due(sa)
@@ -58,6 +50,7 @@ def check(
             return "dead"
         sa.dpd_tries += 1
     else:
+        log_probe(sa.tag(), conn.dpd_delay)
         sa.dpd_outstanding, sa.dpd_tries = True, 0
     step = conn.dpd_delay if conn.dpd_timeout else sa.timeout(sa.dpd_tries)
     sa.dpd_deadline = now + step

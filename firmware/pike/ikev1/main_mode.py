@@ -12,10 +12,11 @@ import hmac
 
 from pike.crypto.ke import KeyExchange
 from pike.ikev1 import signature_auth
-from pike.ikev1.isakmp_sa import NONCE_SIZE, IsakmpSa, PeerError, log
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.proposals import parse_phase1, phase1_choices, phase1_proposal
-from pike.ikev2.actions import Address, IkeSaEstablished
-from pike.ikev2.state import IkeState
+from pike.sa.actions import Address, IkeSaEstablished
+from pike.sa.context import NONCE_SIZE
+from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_body
 from pike.wire.isakmp_constants import ExchangeV1, NotifyV1, ProtocolV1
 from pike.wire.isakmp_payloads import (
@@ -78,7 +79,7 @@ def start(sa: IsakmpSa, now: float) -> None:
     """MM1: HDR, SA, VID."""
     assert sa.conn is not None
     method = signature_auth.auth_method(sa.ctx, sa.conn)
-    sa.p1.offers = phase1_choices(sa.conn.proposals, method, sa.conn.rekey_time)
+    sa.p1.offers = phase1_choices(sa.conn.proposals, method, sa.conn.isakmp_lifetime)
     if not sa.p1.offers:
         raise PeerError("no_proposal", "no proposal IKEv1 can offer (AES-CBC, SHA-2)")
     sa_payload = V1Sa((phase1_proposal(sa.p1.offers),))
@@ -256,7 +257,7 @@ def established(sa: IsakmpSa, now: float) -> None:
     assert conn is not None and sa.choice is not None
     if sa.nat_local and sa.natt:
         sa.keepalive_at = now + sa.ctx.config.daemon.keepalive
-    life = conn.reauth_time or conn.rekey_time
+    life = conn.isakmp_lifetime
     if sa.initiator and life:
         sa.reauth_at = now + life
     log.info(

@@ -19,7 +19,7 @@ from ipaddress import ip_address
 from pike.crypto.errors import CryptoError
 from pike.crypto.kdf import ChildKeys
 from pike.crypto.ke import KeyExchange
-from pike.ikev1.isakmp_sa import NONCE_SIZE, IsakmpSa, PeerError, log
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import derive_phase2, qm_hash1, qm_hash2, qm_hash3
 from pike.ikev1.proposals import (
     Phase2Choice,
@@ -30,13 +30,13 @@ from pike.ikev1.proposals import (
     select_phase2,
 )
 from pike.ikev1.proxy_id import from_id, to_id
-from pike.ikev2.actions import ChildSaEstablished, ChildSaFailed, InstallChildSa
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.negotiate import Chosen
-from pike.ikev2.state import ChildState
 from pike.policy.config import ChildConfig, ConnectionConfig
 from pike.policy.ipsec import UdpEncap
 from pike.policy.ts import TrafficSelector
+from pike.sa import child_lifecycle
+from pike.sa.child_sa import ChildSa
+from pike.sa.chosen import Chosen
+from pike.sa.context import NONCE_SIZE
 from pike.wire.buffer import Reader
 from pike.wire.isakmp import encode_chain
 from pike.wire.isakmp_constants import ExchangeV1, LifeType, NotifyV1, P2Attr, ProtocolV1
@@ -359,36 +359,12 @@ def install(qm: QuickMode, now: float) -> ChildSa | None:
     out_encap = UdpEncap(sa.local[1], sa.remote[1]) if udp else None
     child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, ctx.random)
     sa.children.append(child)
-    if not ctx.caps.esp:
-        log.error("%s: CHILD_SA %s negotiated but the kernel lacks ESP", sa.tag(), child.name)
-        child.set_state(ChildState.FAILED, sa.name)
-        ctx.emit(ChildSaFailed(sa.name, child.name, "kernel_no_esp"))
-        return child
-    assert child.inbound is not None and child.outbound is not None
-    ctx.emit(
-        InstallChildSa(
-            sa.name, child.name, child.unique_id, child.inbound, child.outbound, child.policies
-        )
-    )
-    child.installed_at = now
-    child.schedule(now, ctx.random)
+    if child_lifecycle.kernel_refuses(ctx, sa.tag(), sa.name, child):
+        return child  # FAILED: the engine deletes it with the peer
+    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
     if qm.lifetime and (child.expire_at is None or now + qm.lifetime < child.expire_at):
+        # the peer's proposed lifetime is shorter than ours
         child.expire_at = now + qm.lifetime
         if child.rekey_at is not None and child.rekey_at >= child.expire_at:
             child.rekey_at = now + max(qm.lifetime * 9 // 10, 1)
-    child.set_state(ChildState.INSTALLED, sa.name)
-    log.info(
-        "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
-        sa.tag(),
-        child.name,
-        child.unique_id,
-        "rekeyed" if qm.rekey_of is not None else "established",
-        child.spi_in,
-        child.spi_out,
-        qm.local_ts,
-        qm.remote_ts,
-    )
-    if qm.rekey_of is not None:
-        ctx.counters.conn(sa.name).child_rekeys += 1
-    ctx.emit(ChildSaEstablished(sa.name, child.name, child.unique_id))
     return child

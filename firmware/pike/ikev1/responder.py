@@ -8,32 +8,28 @@ each bounded by HALF_OPEN_TIMEOUT (see timers.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pike.ikev1 import aggressive_mode, main_mode
+from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.proposals import Phase1Choice
 from pike.ikev1.selection import choose, connections_for, id_fits
-from pike.ikev2.actions import Address, SendDatagram
-from pike.ikev2.context import Context
-from pike.ikev2.state import IkeState
 from pike.policy.config import ConnectionConfig
+from pike.sa.actions import Address, SendDatagram
+from pike.sa.context import Context
+from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_v1
 from pike.wire.isakmp_constants import ExchangeV1, NotifyV1, ProtocolV1
 from pike.wire.isakmp_payloads import V1Id, V1Message, V1Notify, V1Sa
 from pike.wire.isakmp_rules import check_v1
 
-if TYPE_CHECKING:
-    from pike.ikev1.engine import Ikev1Engine
-
 HALF_OPEN_PER_PEER = 5  # strongSwan's block_threshold: unfinished phase 1s per address
 
 
 def phase1_request(
-    engine: Ikev1Engine, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+    engine: Host, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
 ) -> None:
     """MM1 or AM1 that no half-open SA of ours answers yet."""
-    if sum(1 for k in engine.half_open if k[1] == src[0]) >= HALF_OPEN_PER_PEER:
+    if engine.table.half_open_from(src[0]) >= HALF_OPEN_PER_PEER:
         # IKEv1 has no COOKIE round trip: cap what one address can make us hold
         raise PeerError("too_many_half_open", f"from {src[0]}")
     if msg.exchange == ExchangeV1.AGGRESSIVE:
@@ -43,7 +39,7 @@ def phase1_request(
 
 
 def _main_mode(
-    engine: Ikev1Engine, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+    engine: Host, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
 ) -> None:
     check_v1(ExchangeV1.MAIN, 1, msg.payloads)
     offer = msg.first(V1Sa)
@@ -54,8 +50,7 @@ def _main_mode(
     sa.choose(chosen)
     sa.candidates = candidates
     sa.set_state(IkeState.CONNECTING)
-    engine.sas[sa.spi_r] = sa
-    engine.half_open[(msg.spi_i, src[0], src[1])] = sa
+    engine.table.add_half_open(sa)
     engine.count_in(sa, msg)
     sa.flight(0).received(data)
     log.info("%s: Main Mode from %s[%d]", sa.tag(), src[0], src[1])
@@ -63,7 +58,7 @@ def _main_mode(
 
 
 def _aggressive_mode(
-    engine: Ikev1Engine, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+    engine: Host, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
 ) -> None:
     """AM1: only connections with ``aggressive = true`` take it; the identity in the
     clear must be the configured remote id (if one is configured)."""
@@ -89,8 +84,7 @@ def _aggressive_mode(
     except PeerError:
         sa.fail("refused", now, engine.remove_child, quiet=True)
         raise
-    engine.sas[sa.spi_r] = sa
-    engine.half_open[(msg.spi_i, src[0], src[1])] = sa
+    engine.table.add_half_open(sa)
 
 
 def _choose(

@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from pike.ikev1 import signature_auth
 from pike.ikev1.isakmp_sa import PeerError, log
 from pike.ikev1.proposals import Phase1Choice, phase1_choices, select_phase1
-from pike.ikev2.certs import ids_match, peer_identity
-from pike.ikev2.context import Context
 from pike.policy.addrs import addr_in
 from pike.policy.config import Config, ConnectionConfig
+from pike.sa.certs import ids_match, peer_identity
+from pike.sa.context import Context
 from pike.wire.isakmp_payloads import V1Id, V1Sa
 
 
@@ -41,7 +41,7 @@ def choose(
         except PeerError as e:
             log.error("%s: %s", conn.name, e)
             continue
-        ours = phase1_choices(conn.proposals, method, conn.rekey_time)
+        ours = phase1_choices(conn.proposals, method, conn.isakmp_lifetime)
         for prop in offer.proposals:
             chosen = select_phase1(prop, ours)
             if chosen is not None:

@@ -12,7 +12,7 @@ Ours follows our certificate's key, as strongSwan derives it from its local cred
 - ``HDR*, IDx, CERT+, SIG`` carries our chain (X.509, encoding 4) and the signature;
   CERTREQ (RFC 2408 §3.10) names each CA we trust by its DER subject, as strongSwan does;
 - the peer's chain goes to our CAs and its ID must be in its certificate, exactly as for
-  IKEv2 (``pike.ikev2.certs``), with the same config keys (``auth = "pubkey"``, ``certs``,
+  IKEv2 (``pike.sa.certs``), with the same config keys (``auth = "pubkey"``, ``certs``,
   ``key``, ``cacerts``).
 
 Our signature is never made here: like IKE_AUTH, we emit a ``SignRequest`` (the key may
@@ -22,8 +22,6 @@ be in a token) and the exchange continues when the engine's ``sign_done`` brings
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -31,10 +29,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from pike.hsm.signer import SignatureScheme, digest_hash, ecdsa_der_to_raw, ecdsa_raw_to_der
-from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.isakmp_sa import Continue, IsakmpSa, PeerError, Signing, log
 from pike.ikev1.proposals import phase1_choices
-from pike.ikev2.actions import SignRequest
-from pike.ikev2.certs import (
+from pike.policy.config import ConnectionConfig, Identity
+from pike.sa.actions import SignRequest
+from pike.sa.certs import (
     CertError,
     id_in_cert,
     ids_match,
@@ -43,9 +42,9 @@ from pike.ikev2.certs import (
     subject_identity,
     validate_chain,
 )
-from pike.ikev2.context import SIGN_TIMEOUT, Context
-from pike.ikev2.credentials import CredentialError, LocalCredentials, store_for
-from pike.policy.config import ConnectionConfig, Identity
+from pike.sa.context import Context
+from pike.sa.credentials import CredentialError, store_for
+from pike.sa.signing import Awaited
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
 from pike.wire.payloads import CertPayload
@@ -65,20 +64,6 @@ _EC: dict[int, tuple[type[ec.EllipticCurve], int]] = {
     AuthV1.ECDSA_SHA384: (ec.SECP384R1, 48),
     AuthV1.ECDSA_SHA512: (ec.SECP521R1, 66),
 }
-
-# Builds and sends the message that carries our CERTs and SIG (they come last but one).
-Continue = Callable[[IsakmpSa, list[V1Payload], float], None]
-
-
-@dataclass
-class Signing:
-    """Our signature in progress on one ISAKMP SA."""
-
-    ref: int
-    method: int
-    creds: LocalCredentials
-    deadline: float
-    then: Continue
 
 
 def auth_method(ctx: Context, conn: ConnectionConfig) -> int:
@@ -144,7 +129,7 @@ def request(sa: IsakmpSa, hash_value: bytes, then: Continue, now: float) -> None
         SignatureScheme.RSA_PKCS1_NULL if creds.key_type == "rsa" else SignatureScheme.ECDSA_NULL
     )
     ref = sa.ctx.sign_ref()
-    sa.signing = Signing(ref, choice.auth, creds, now + SIGN_TIMEOUT, then)
+    sa.signing = Signing(Awaited.since(ref, now), choice.auth, creds, then)
     sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, hash_value, creds.spki))
 
 
@@ -227,7 +212,7 @@ def _by_identity(sa: IsakmpSa, peer: Identity) -> ConnectionConfig | None:
             method = auth_method(sa.ctx, conn)
         except PeerError:
             continue
-        ours = phase1_choices(conn.proposals, method, conn.rekey_time)
+        ours = phase1_choices(conn.proposals, method, conn.isakmp_lifetime)
         if any((c.key_bits, c.hash_alg, c.group, c.auth) == agreed for c in ours):
             log.info("%s: peer '%s' belongs to connection %s", sa.tag(), peer, conn.name)
             sa.conn = conn

@@ -4,8 +4,8 @@ with version 1."""
 from __future__ import annotations
 
 from pike.ikev1.isakmp_sa import IsakmpSa, id_text
-from pike.ikev2.actions import IkeSaInfo
-from pike.ikev2.status import child_info
+from pike.sa.actions import IkeSaInfo
+from pike.sa.status import child_info
 
 
 def sa_info(sa: IsakmpSa) -> IkeSaInfo:

@@ -8,23 +8,19 @@ in (sans-I/O).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pike.ikev1 import informational, liveness
+from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, log
-from pike.ikev2.actions import SendKeepalive
-from pike.ikev2.context import HALF_OPEN_TIMEOUT
-from pike.ikev2.state import ChildState, IkeState
+from pike.sa.actions import SendKeepalive
+from pike.sa.context import HALF_OPEN_TIMEOUT
+from pike.sa.state import ChildState, IkeState
 from pike.wire.isakmp_constants import NotifyV1
-
-if TYPE_CHECKING:
-    from pike.ikev1.engine import Ikev1Engine
 
 
 def deadlines(sa: IsakmpSa) -> list[float | None]:
     times: list[float | None] = [fl.deadline for fl in sa.flights.values()]
     if sa.signing is not None:
-        times.append(sa.signing.deadline)
+        times.append(sa.signing.awaited.deadline)
     if sa.state == IkeState.CONNECTING and not sa.initiator:
         times.append(sa.created_at + HALF_OPEN_TIMEOUT)
     if sa.state == IkeState.ESTABLISHED:
@@ -33,11 +29,12 @@ def deadlines(sa: IsakmpSa) -> list[float | None]:
     return times
 
 
-def on_timer(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     """Everything due on ``sa`` at ``now``."""
     _retransmit(engine, sa, now)
-    if sa.signing is not None and now >= sa.signing.deadline:
-        engine.sign_done(sa.signing.ref, TimeoutError("no signature in time"), now)
+    late = sa.signing.awaited.late(now) if sa.signing is not None else None
+    if sa.signing is not None and late is not None:
+        engine.sign_done(sa.signing.awaited.ref, late, now)
     half_open = sa.state == IkeState.CONNECTING and not sa.initiator
     if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
         # a responder has nothing to retransmit in Main Mode: unfinished SAs go
@@ -56,7 +53,7 @@ def on_timer(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
         engine.reauth(sa, now)
 
 
-def _retransmit(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def _retransmit(engine: Host, sa: IsakmpSa, now: float) -> None:
     tries = engine.config.daemon.retransmit_tries
     for mid, fl in list(sa.flights.items()):
         if fl.deadline is None or now < fl.deadline or fl.pending is None:
@@ -74,7 +71,7 @@ def _retransmit(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
         sa.send(fl.pending)
 
 
-def _child_timers(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def _child_timers(engine: Host, sa: IsakmpSa, now: float) -> None:
     for child in list(sa.children):
         if child.expire_at is not None and now >= child.expire_at:
             child.expire_at = None
@@ -89,11 +86,10 @@ def _child_timers(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
                 engine.rekey_child(sa, child, now)
 
 
-def _dpd(engine: Ikev1Engine, sa: IsakmpSa, now: float) -> None:
+def _dpd(engine: Host, sa: IsakmpSa, now: float) -> None:
     verdict = liveness.check(sa, now, engine.ctx.esp_activity, engine.config.daemon)
     if verdict == "dead":
         log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
-        engine.ctx.counters.conn(sa.name).dpd_failures += 1
         engine.lost(sa, now)
     elif verdict == "probe":
         engine.ctx.counters.conn(sa.name).dpd_probes += 1

@@ -1,4 +1,4 @@
-"""On-demand tunnels (start_action = trap) for IKEv1: the IKEv2 engine's trap table.
+"""On-demand tunnels (start_action = trap) for IKEv1: the shared trap table.
 
 The reqids, ACQUIRE lookups and reload handling are shared with IKEv2; only putting a
 child's own policies back as traps differs (dpd_action = trap): IKEv1 marks them so.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pike.ikev2 import traps
-from pike.ikev2.child_sa import ChildSa
 from pike.policy.config import ConnectionConfig
+from pike.sa import traps
+from pike.sa.child_sa import ChildSa
 
 
 class Traps(traps.Traps):

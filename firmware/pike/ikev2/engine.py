@@ -11,20 +11,10 @@ import contextlib
 from collections.abc import Callable
 
 from pike.ikev2 import reauth
-from pike.ikev2.actions import (
-    Action,
-    Address,
-    DeleteChildSa,
-    IkeSaInfo,
-    MessageDropped,
-)
-from pike.ikev2.child_sa import ChildSa, shares_policies
-from pike.ikev2.context import Context, Selectors, SpiAlloc
-from pike.ikev2.ike_sa import IkeSa
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
+from pike.ikev2.log import log
 from pike.ikev2.reassembly import collect_fragment
 from pike.ikev2.responder import InitResponder, notify_data, responder_tasks
-from pike.ikev2.restarts import restarts
-from pike.ikev2.state import ChildState, IkeState, RekeyRefused, log
 from pike.ikev2.status import sa_info
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
@@ -36,11 +26,16 @@ from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, deadlines, on_timer, rekey_child
-from pike.ikev2.traps import Traps
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
+from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
+from pike.sa.child_sa import ChildSa
+from pike.sa.context import Selectors, SpiAlloc
+from pike.sa.restarts import restart
+from pike.sa.state import ChildState, IkeState, RekeyRefused
+from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.errors import MalformedMessage
@@ -58,7 +53,7 @@ class Ikev2Engine:
         kernel_caps: KernelCaps,
         spi_alloc: SpiAlloc | None = None,
     ) -> None:
-        self.ctx = Context(config, random, kernel_caps, spi_alloc)
+        self.ctx = Ikev2Context(config, random, kernel_caps, spi_alloc)
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open
@@ -116,7 +111,7 @@ class Ikev2Engine:
 
     def _keeps_policies(self, child: ChildSa) -> bool:
         others = (c for sa in self.sas.values() for c in sa.children)
-        return self.traps.holds(child.reqid) or shares_policies(child, others)
+        return self.traps.keeps_policies(child, others)
 
     def initiate(
         self, conn_name: str, now: float, child: str | None = None, *, keyingtry: int = 0
@@ -454,7 +449,10 @@ class Ikev2Engine:
             elif sa.state == IkeState.ESTABLISHED and not sa.scheduled:
                 arm(self.ctx, sa, now)
         self._responder.settle()
-        for again in restarts(self.ctx, ended):
+        agains = [
+            r for sa in ended if (r := restart(self.ctx, sa, sa.lost_children, _asked_for(sa)))
+        ]
+        for again in sorted(agains, key=lambda r: r.keyingtry > 0):  # peers found dead first
             log.info("%s", again.note)
             with contextlib.suppress(KeyError):
                 for child in again.children or (None,):
@@ -471,6 +469,15 @@ def _child_queued(sa: IkeSa, name: str) -> bool:
         isinstance(t, ChildCreate) and t.config is not None and t.config.name == name
         for t in (*sa.tasks.active, *sa.tasks.queued)
     )
+
+
+def _asked_for(sa: IkeSa) -> tuple[str, ...]:
+    """The children an unanswered initiation asked for, so that a retry asks again."""
+    names = [sa.initiate_child] if sa.initiate_child else []
+    for t in (*sa.tasks.active, *sa.tasks.queued):
+        if isinstance(t, ChildCreate) and t.config is not None and t.config.name not in names:
+            names.append(t.config.name)
+    return tuple(names)
 
 
 def _secrets_for(config: Config, conn: ConnectionConfig) -> bytes | None:

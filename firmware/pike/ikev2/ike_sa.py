@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
@@ -9,21 +10,44 @@ from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
 from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.crypto.sk import SkCipher
-from pike.ikev2.actions import Address, SendDatagram
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import Context
-from pike.ikev2.negotiate import Chosen
-from pike.ikev2.state import IkeState, ike_transition, log, sa_tag
+from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
+from pike.sa import child_lifecycle
+from pike.sa.actions import Address, SendDatagram
+from pike.sa.child_sa import ChildSa
+from pike.sa.chosen import Chosen
+from pike.sa.context import Context, Selectors
+from pike.sa.state import IkeState, ike_transition, sa_tag
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
 from pike.wire.fragments import encode_fragments
 from pike.wire.payloads import Message, Payload
 
 
+@dataclass
+class Ikev2Context(Context):
+    """The shared context with the IKEv2 engine's hooks: what its tasks ask of the engine."""
+
+    # Set by the engine: registers an IKE SA created by a task (IKE rekey successor).
+    adopt: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
+    # Set by the engine: start reauthenticating an IKE SA (reauth_time reached).
+    reauth: Callable[[IkeSa, float], None] = field(default=lambda sa, now: None, repr=False)
+    # Set by the engine: the installed child (config name, selectors) on another IKE SA
+    # of the same connection and peer, if any (a peer's reauthentication).
+    overlapping: Callable[[IkeSa, str, Selectors, Selectors], ChildSa | None] = field(
+        default=lambda sa, name, lts, rts: None, repr=False
+    )
+    # Set by the engine: whether a child's policies must outlive it (shared or trapped).
+    keeps_policies: Callable[[ChildSa], bool] = field(default=lambda c: False, repr=False)
+    # Set by the engine: the fixed reqid of a trapped child config, else None.
+    trap_reqid: Callable[[str, str], int | None] = field(default=lambda c, n: None, repr=False)
+    # Set by the engine: called as an IKE SA ends, before its children go.
+    before_fail: Callable[[IkeSa, str], None] = field(default=lambda sa, r: None, repr=False)
+
+
 @dataclass(eq=False)
 class IkeSa:
-    ctx: Context
+    ctx: Ikev2Context
     unique_id: int
     initiator: bool
     spi_i: bytes
@@ -207,52 +231,13 @@ class IkeSa:
         Policies stay when another live CHILD_SA uses the same ones (a rekey successor, a
         new SA after INITIAL_CONTACT) or when they fall back to a trap."""
         keep_policies = keep_policies or self.ctx.keeps_policies(child)
-        from pike.ikev2.actions import DeleteChildSa
-        from pike.ikev2.state import ChildState
-
-        if child.state == ChildState.DELETED:
-            return
-        successor = child.replaced_by_peer
-        # (a successor on another IKE SA, after a peer's reauthentication, may be gone)
-        if (
-            successor is not None
-            and successor.outbound_deferred
-            and successor.state != ChildState.DELETED
-        ):
-            # make before break: the successor's outbound SA goes in before the old one goes
-            from pike.ikev2.actions import InstallOutboundSa
-
-            assert successor.outbound is not None
-            successor.outbound_deferred = False
-            self.ctx.emit(
-                InstallOutboundSa(
-                    self.name, successor.name, successor.unique_id, successor.outbound
-                )
-            )
-        if (
-            child.inbound is not None
-            and child.outbound is not None
-            and child.installed_at is not None
-        ):
-            self.ctx.emit(
-                DeleteChildSa(
-                    self.name,
-                    child.name,
-                    child.unique_id,
-                    child.inbound,
-                    child.outbound,
-                    child.policies,
-                    keep_policies,
-                )
-            )
-        log.info("%s: CHILD_SA %s{%d} removed: %s", self.tag(), child.name, child.unique_id, reason)
-        child.set_state(ChildState.DELETED, self.name)
+        child_lifecycle.remove(self.ctx, self.tag(), self.name, child, reason, keep_policies)
         if child in self.children:
             self.children.remove(child)
 
     def fail(self, reason: str, now: float, quiet: bool = False) -> None:
         """End this IKE SA without further messages (its children go with it)."""
-        from pike.ikev2.actions import IkeSaDeleted
+        from pike.sa.actions import IkeSaDeleted
 
         if self.state == IkeState.DESTROYED:
             return

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pike.crypto.ids import EsnId, GroupId, IntegId, TransformType
 from pike.crypto.proposal import ProposalSpec
+from pike.sa.chosen import Chosen
 from pike.wire.constants import ProtocolId
 from pike.wire.payloads import Proposal, Transform
 
@@ -17,42 +17,6 @@ _ORDER = (
     TransformType.KE,
     TransformType.ESN,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Chosen:
-    """One transform of each type, as agreed; the proposal number and SPI are the peer's."""
-
-    number: int
-    spi: bytes
-    encr_id: int
-    encr_key_length: int | None
-    prf_id: int | None
-    integ_id: int
-    group: int
-    esn: bool
-    # The peer's proposal carried an ESN transform (every ESP proposal must, RFC 7296
-    # §3.3.3): the answer then names the one chosen, or strongSwan refuses it ("no
-    # acceptable EXTENDED_SEQUENCE_NUMBERS found").
-    esn_transform: bool = False
-
-    def transforms(self) -> tuple[Transform, ...]:
-        out = [Transform(TransformType.ENCR, self.encr_id, self.encr_key_length)]
-        if self.prf_id is not None:
-            out.append(Transform(TransformType.PRF, self.prf_id))
-        if self.integ_id:
-            out.append(Transform(TransformType.INTEG, self.integ_id))
-        if self.group:
-            out.append(Transform(TransformType.KE, self.group))
-        if self.esn_transform:
-            out.append(Transform(TransformType.ESN, EsnId.YES if self.esn else EsnId.NO))
-        return tuple(out)
-
-    def triples(self) -> list[tuple[int, int, int | None]]:
-        """The agreed algorithms for display (ESN left out, as strongSwan prints them)."""
-        return [
-            (t.type, t.id, t.key_length) for t in self.transforms() if t.type != TransformType.ESN
-        ]
 
 
 def groups_of(specs: Sequence[ProposalSpec]) -> list[int]:

@@ -30,8 +30,8 @@ from pike.hsm.signer import (
     ecdsa_raw_to_der,
     hash_algorithm,
 )
-from pike.ikev2.der import DerError
 from pike.ikev2.sigalg import decode_algorithm_id, encode_algorithm_id
+from pike.sa.der import DerError
 from pike.wire.constants import AuthMethod
 
 

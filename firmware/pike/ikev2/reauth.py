@@ -10,9 +10,8 @@ kernel, so traffic never meets a gap. If the new IKE SA fails, the old one stays
 
 from __future__ import annotations
 
-from pike.ikev2.context import Context
-from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import ChildState, IkeState, log
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
+from pike.ikev2.log import log
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete
@@ -20,13 +19,14 @@ from pike.ikev2.tasks.ike_frag import IkeFrag
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
+from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ExchangeType
 
 # Children that are, or are about to be, carrying traffic (a REKEYED one has a successor).
 _LIVE = (ChildState.INSTALLED, ChildState.REKEYING)
 
 
-def start(ctx: Context, old: IkeSa, now: float) -> IkeSa | None:
+def start(ctx: Ikev2Context, old: IkeSa, now: float) -> IkeSa | None:
     """The replacement of ``old``, initiating (the engine registers it by SPI)."""
     conn = old.conn
     if conn is None or ctx.config.connections.get(conn.name) != conn:

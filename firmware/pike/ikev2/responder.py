@@ -8,11 +8,9 @@ otherwise creates a half-open IKE SA that HALF_OPEN_TIMEOUT bounds (see timers.p
 
 from __future__ import annotations
 
-from pike.ikev2.actions import Address, SendDatagram
-from pike.ikev2.context import COOKIE_THRESHOLD, Context, Random
 from pike.ikev2.cookies import CookieJar
-from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import IkeState, log
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
+from pike.ikev2.log import log
 from pike.ikev2.tasks.base import Task
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
@@ -25,6 +23,9 @@ from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.addrs import addr_in
 from pike.policy.config import Config, ConnectionConfig
+from pike.sa.actions import Address, SendDatagram
+from pike.sa.context import COOKIE_THRESHOLD, Random
+from pike.sa.state import IkeState
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
 from pike.wire.errors import MalformedMessage
@@ -38,7 +39,7 @@ HalfOpenKey = tuple[bytes, str, int]  # (initiator's SPI, its address, its port)
 class InitResponder:
     """IKE_SA_INIT requests: the half-open IKE SAs and the cookie secret."""
 
-    def __init__(self, ctx: Context, sas: dict[bytes, IkeSa], random: Random) -> None:
+    def __init__(self, ctx: Ikev2Context, sas: dict[bytes, IkeSa], random: Random) -> None:
         self.ctx = ctx
         self.sas = sas  # the engine's table, by our SPI
         self.half_open: dict[HalfOpenKey, IkeSa] = {}
@@ -160,7 +161,7 @@ def connections_for(config: Config, local: str, remote: str) -> list[ConnectionC
 
 
 def stateless_notify(
-    ctx: Context, req: Message, src: Address, dst: Address, notify: int, data: bytes = b""
+    ctx: Ikev2Context, req: Message, src: Address, dst: Address, notify: int, data: bytes = b""
 ) -> None:
     """Answer ``req`` with one notify from no IKE SA (responder SPI zero)."""
     resp = Message(req.spi_i, bytes(8), req.exchange, req.message_id, False, True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pike.hsm.signer import HashName, SignatureScheme
-from pike.ikev2.der import (
+from pike.sa.der import (
     CTX,
     INTEGER,
     NULL,

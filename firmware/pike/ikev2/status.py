@@ -3,27 +3,9 @@
 from __future__ import annotations
 
 from pike.crypto.proposal import format_transforms
-from pike.ikev2.actions import ChildSaInfo, IkeSaInfo
-from pike.ikev2.child_sa import ChildSa
 from pike.ikev2.ike_sa import IkeSa
-
-
-def child_info(c: ChildSa) -> ChildSaInfo:
-    return ChildSaInfo(
-        name=c.name,
-        unique_id=c.unique_id,
-        state=c.state.value,
-        mode=c.mode.upper(),
-        protocol="ESP",
-        spi_in=c.spi_in,
-        spi_out=c.spi_out,
-        local_ts=tuple(str(t) for t in c.local_ts),
-        remote_ts=tuple(str(t) for t in c.remote_ts),
-        algorithms=format_transforms(c.chosen.triples()) if c.chosen else "",
-        inbound=c.inbound,
-        outbound=c.outbound,
-        installed_at=c.installed_at,
-    )
+from pike.sa.actions import IkeSaInfo
+from pike.sa.status import child_info
 
 
 def sa_info(sa: IkeSa) -> IkeSaInfo:

@@ -5,24 +5,22 @@ strongSwan's defaults: timeout 4 s x 1.8^n, 5 retransmits, then the SA is given 
 
 A message that needs our signature (IKE_AUTH with a certificate) waits for it: a task's
 ``prepare`` emits a ``SignRequest``, and the request (initiator) or the response
-(responder) is built only once ``sign_done`` brings the answer, at most SIGN_TIMEOUT later.
-Meanwhile the peer's retransmissions of the request are ignored (never a second signature).
+(responder) is built only once ``sign_done`` brings the answer, at most SIGN_TIMEOUT later
+(``pike.sa.signing``). Meanwhile the peer's retransmissions of the request are ignored
+(never a second signature).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from pike.ikev2.context import SIGN_TIMEOUT
 from pike.ikev2.describe import describe_payloads, exchange_name
-from pike.ikev2.state import IkeState, log
-from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.ikev2.log import log
+from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
+from pike.sa.signing import Awaited
+from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType
 from pike.wire.payloads import Message, NotifyPayload
-
-if TYPE_CHECKING:
-    from pike.ikev2.ike_sa import IkeSa
 
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
 
@@ -37,7 +35,7 @@ class _Held:
 
 
 class TaskManager:
-    def __init__(self, sa: IkeSa) -> None:
+    def __init__(self, sa: ExchangeSa) -> None:
         self.sa = sa
         self.queued: list[Task] = []
         self.active: list[Task] = []
@@ -49,9 +47,17 @@ class TaskManager:
         self.deadline: float | None = None
         self.cached_response: tuple[int, list[bytes]] | None = None
         self.restarts = 0
-        self.signing: int | None = None  # SignRequest ref the current message waits for
-        self.sign_deadline: float | None = None
+        self.awaited: Awaited | None = None  # the signature the current message waits for
         self.held: _Held | None = None  # responder: the request whose answer waits
+
+    @property
+    def signing(self) -> int | None:
+        """The SignRequest ref the current message waits for."""
+        return self.awaited.ref if self.awaited is not None else None
+
+    @property
+    def sign_deadline(self) -> float | None:
+        return self.awaited.deadline if self.awaited is not None else None
 
     # -- initiator side ------------------------------------------------------------------
     def queue(self, task: Task) -> None:
@@ -89,8 +95,7 @@ class TaskManager:
         for task in tasks:
             ref = task.prepare(now)
             if ref is not None:
-                self.signing = ref
-                self.sign_deadline = now + SIGN_TIMEOUT
+                self.awaited = Awaited.since(ref, now)
                 log.debug("%s: waiting for signature %d", self.sa.tag(), ref)
                 return True
         return False
@@ -98,9 +103,9 @@ class TaskManager:
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> Message | None:
         """The signature ``ref`` (or why there is none): build and send what waited for it.
         Returns the request answered, when a held response went out."""
-        if ref != self.signing or self.sa.state == IkeState.DESTROYED:
+        if self.signing != ref or self.sa.state == IkeState.DESTROYED:
             return None
-        self.signing = self.sign_deadline = None
+        self.awaited = None
         held, self.held = self.held, None
         for task in held.tasks if held is not None else self.active:
             task.signed(ref, result)
@@ -172,12 +177,10 @@ class TaskManager:
         return d.retransmit_timeout * d.retransmit_base**n
 
     def on_timer(self, now: float) -> None:
-        deadline = self.sign_deadline
-        if self.signing is not None and deadline is not None and now >= deadline:
-            # Fails like any signing error (initiator: SA ends; responder: answers
-            # AUTHENTICATION_FAILED); a late answer is then ignored.
-            late = TimeoutError(f"no signature after {SIGN_TIMEOUT:.0f}s")
-            self.sign_done(self.signing, late, now)
+        late = self.awaited.late(now) if self.awaited is not None else None
+        if self.awaited is not None and late is not None:
+            # initiator: the SA ends; responder: answers AUTHENTICATION_FAILED
+            self.sign_done(self.awaited.ref, late, now)
         if self.deadline is None or now < self.deadline or self.request is None:
             return
         tries = self.sa.ctx.config.daemon.retransmit_tries

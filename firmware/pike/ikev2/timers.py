@@ -8,15 +8,17 @@ within dpd_delay) and NAT-T keepalives. All times are passed in (sans-I/O).
 
 from __future__ import annotations
 
-from pike.ikev2.actions import SendKeepalive
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import HALF_OPEN_TIMEOUT, Context
-from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import ChildState, IkeState, log
+from pike.ikev2.ike_sa import IkeSa, Ikev2Context
+from pike.ikev2.log import log
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
 from pike.ikev2.tasks.ike_delete import Informational
 from pike.ikev2.tasks.ike_rekey import IkeRekey
+from pike.sa.actions import SendKeepalive
+from pike.sa.child_sa import ChildSa
+from pike.sa.context import HALF_OPEN_TIMEOUT
+from pike.sa.liveness import last_sign_of_life, log_probe
+from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ExchangeType
 
 
@@ -42,7 +44,7 @@ def deadlines(sa: IkeSa) -> list[float | None]:
     return times
 
 
-def arm(ctx: Context, sa: IkeSa, now: float) -> None:
+def arm(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """Once established: the rekey timer, and keepalives behind a NAT (or forced encap)."""
     sa.scheduled = True
     sa.schedule(now)
@@ -51,7 +53,7 @@ def arm(ctx: Context, sa: IkeSa, now: float) -> None:
         sa.keepalive_at = now + ctx.config.daemon.keepalive
 
 
-def on_timer(ctx: Context, sa: IkeSa, now: float) -> None:
+def on_timer(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """Everything due on ``sa`` at ``now``: retransmissions, timeouts, rekeys, DPD."""
     sa.tasks.on_timer(now)
     deadline = half_open_deadline(sa)
@@ -107,23 +109,16 @@ def _child_timers(sa: IkeSa, now: float) -> None:
                 rekey_child(sa, child)
 
 
-def _keepalive(ctx: Context, sa: IkeSa, now: float) -> None:
+def _keepalive(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """Behind a NAT we keep its mapping open (RFC 3948 §2.3, strongSwan: 20 s)."""
     ctx.counters.conn(sa.name).keepalives += 1
     ctx.emit(SendKeepalive(sa.local, sa.remote))
     sa.keepalive_at = now + ctx.config.daemon.keepalive
 
 
-def _liveness(ctx: Context, sa: IkeSa, now: float) -> None:
+def _liveness(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """DPD: probe only when neither IKE nor ESP brought news within dpd_delay."""
-    probe = ctx.esp_activity
-    if probe is not None:
-        for child in sa.children:
-            if child.inbound is None or child.installed_at is None:
-                continue
-            seen = probe(child.inbound)
-            if seen is not None and seen > sa.last_inbound:
-                sa.last_inbound = min(seen, now)
+    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, ctx.esp_activity, now)
     due = sa.dpd_due()
     if due is None or now < due:
         log.debug(
@@ -132,7 +127,8 @@ def _liveness(ctx: Context, sa: IkeSa, now: float) -> None:
             due or 0.0,
         )
         return
-    log.info("%s: no traffic for %ss, sending DPD", sa.tag(), sa.conn.dpd_delay if sa.conn else "?")
+    assert sa.conn is not None  # dpd_due() is None without a connection
+    log_probe(sa.tag(), sa.conn.dpd_delay)
     sa.dpd_outstanding = True
     ctx.counters.conn(sa.name).dpd_probes += 1
     sa.tasks.queue(Informational(sa, True))

@@ -21,10 +21,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pike.ikev2.actions import IkeSaInfo
-from pike.ikev2.context import ConnCounters, Counters
 from pike.metrics.recorder import ChildKey, Recorder, TotalKey
 from pike.policy.config import Config
+from pike.sa.actions import IkeSaInfo
+from pike.sa.context import ConnCounters, Counters
 
 # IKE SA states shown for every configured connection (0 when none is in it), so that
 # series exist before the first SA and alerts need no absent().

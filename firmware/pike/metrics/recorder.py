@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pike.ikev2.actions import (
+from pike.policy.ipsec import SaCounters, SaSpec
+from pike.sa.actions import (
     Action,
     ChildSaFailed,
     DeleteChildSa,
@@ -24,7 +25,6 @@ from pike.ikev2.actions import (
     IkeSaEstablished,
     InstallChildSa,
 )
-from pike.policy.ipsec import SaCounters, SaSpec
 
 # Counters of one SA from the kernel, or None when it cannot tell (no ESP, SA gone).
 QueryCounters = Callable[[SaSpec], SaCounters | None]

@@ -88,6 +88,12 @@ class ConnectionConfig:
     # Set from the [connections.X] table's TOML line for diagnostics.
     source_line: int | None = field(default=None, compare=False)
 
+    @property
+    def isakmp_lifetime(self) -> int:
+        """IKEv1 has no phase-1 rekey: the ISAKMP SA lives until reauth_time, else
+        rekey_time (strongSwan's choice; 0 when neither is set)."""
+        return self.reauth_time or self.rekey_time
+
     def child(self, name: str) -> ChildConfig | None:
         for c in self.children:
             if c.name == name:

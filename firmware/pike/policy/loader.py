@@ -436,6 +436,7 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     dpd_timeout = t.convert("dpd_timeout", _seconds, 0)
     if dpd_timeout and version != 1:
         raise t.error("dpd_timeout", "IKEv1 only (IKEv2 gives up after its retransmissions)")
+    reauth = t.convert("reauth_time", _seconds, 0)
     conn = ConnectionConfig(
         name=str(t.path[-1]),
         version=cast(Literal[1, 2], version),
@@ -453,8 +454,9 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         dpd_timeout=dpd_timeout,
         dpd_action=cast(DpdAction, t.choice("dpd_action", ("clear", "trap", "restart"), "clear")),
         keyingtries=t.integer("keyingtries", 1, 0, 1_000_000),
-        rekey_time=t.convert("rekey_time", _seconds, 14400),
-        reauth_time=t.convert("reauth_time", _seconds, 0),
+        # strongSwan's rule: with reauth_time, rekey_time defaults to 0 (no rekeys)
+        rekey_time=t.convert("rekey_time", _seconds, 0 if reauth else 14400),
+        reauth_time=reauth,
         aggressive=aggressive,
         source_line=t.src.lines.get(t.path),
     )

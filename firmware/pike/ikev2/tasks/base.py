@@ -8,12 +8,39 @@ and the task manager holds the message until ``signed`` brings the answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from pike.sa.context import Context
+from pike.sa.state import IkeState
 from pike.wire.payloads import Message
 
-if TYPE_CHECKING:
-    from pike.ikev2.ike_sa import IkeSa
+
+class ExchangeSa(Protocol):
+    """What the task manager and the task contract use of an IKE SA (a protocol, so that
+    they need not import ``ike_sa``, which imports them: no import cycle). Each task
+    names the full ``IkeSa`` it works on."""
+
+    init_request: bytes  # the IKE_SA_INIT messages as sent (AUTH signs them)
+    init_response: bytes
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> IkeState: ...
+
+    def tag(self) -> str: ...
+
+    def new_message(self, exchange: int, message_id: int, response: bool) -> Message: ...
+
+    def encode_datagrams(self, msg: Message) -> list[bytes]: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def fail(self, reason: str, now: float, quiet: bool = False) -> None: ...
 
 
 class TaskFailed(Exception):
@@ -46,7 +73,7 @@ class RestartExchange(Exception):
 class Task:
     name = "task"
 
-    def __init__(self, sa: IkeSa, initiator: bool) -> None:
+    def __init__(self, sa: ExchangeSa, initiator: bool) -> None:
         self.sa = sa
         self.initiator = initiator
 

@@ -19,20 +19,18 @@ from pike.crypto.kdf import derive_child_keys
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
-from pike.ikev2.actions import (
-    ChildSaEstablished,
-    ChildSaFailed,
-    InstallInboundSa,
-    RemoveInboundSa,
-)
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.context import NONCE_SIZE
-from pike.ikev2.negotiate import Chosen, check_reply, groups_of, only_choice, select, to_wire
-from pike.ikev2.state import ChildState, IkeState, log
+from pike.ikev2.log import log
+from pike.ikev2.negotiate import check_reply, groups_of, only_choice, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
+from pike.sa import child_lifecycle
+from pike.sa.actions import ChildSaFailed, InstallInboundSa, RemoveInboundSa
+from pike.sa.child_sa import ChildSa
+from pike.sa.chosen import Chosen
+from pike.sa.context import NONCE_SIZE
+from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, TsType
 from pike.wire.payloads import (
     KePayload,
@@ -87,6 +85,8 @@ class ChildCreate(Task):
     CREATE_CHILD_SA it carries its own nonces and, with PFS, a KE payload (RFC 7296 §1.3):
     ``{ [N(REKEY_SA)], SA, Ni, [KEi], TSi, TSr }``.
     """
+
+    sa: IkeSa
 
     name = "child_create"
 
@@ -459,16 +459,7 @@ class ChildCreate(Task):
         self._keyed(child, chosen)
         self.ahead = None  # the install below updates it in place: same SPI, same keys
         sa.children.append(child)
-        if not sa.ctx.caps.esp:
-            # Our kernel cannot take it: tell the peer, as strongSwan does on install failure.
-            log.error(
-                "%s: CHILD_SA %s negotiated but kernel lacks %s; deleting it",
-                sa.tag(),
-                child.name,
-                ", ".join(sa.ctx.caps.missing) or "ESP",
-            )
-            child.set_state(ChildState.FAILED, sa.name)
-            sa.ctx.emit(ChildSaFailed(sa.name, child.name, "kernel_no_esp"))
+        if child_lifecycle.kernel_refuses(sa.ctx, sa.tag(), sa.name, child):
             from pike.ikev2.tasks.child_delete import ChildDelete
 
             sa.tasks.queue(ChildDelete(sa, True, child))
@@ -481,24 +472,7 @@ class ChildCreate(Task):
         child.outbound_deferred = not self.initiator and (self.rekey or prior) is not None
         if prior is not None and prior.replaced_by_peer is None:
             prior.replaced_by_peer = child
-        sa.ctx.emit(child.install(sa.name))
-        child.installed_at = now
-        child.schedule(now, sa.ctx.random)
-        child.set_state(ChildState.INSTALLED, sa.name)
-        log.info(
-            "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
-            sa.tag(),
-            child.name,
-            child.unique_id,
-            "rekeyed" if self.rekey is not None else "established",
-            child.spi_in,
-            child.spi_out,
-            _fmt(child.local_ts),
-            _fmt(child.remote_ts),
-        )
-        if self.rekey is not None:
-            sa.ctx.counters.conn(sa.name).child_rekeys += 1
-        sa.ctx.emit(ChildSaEstablished(sa.name, child.name, child.unique_id))
+        child_lifecycle.install(sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None)
 
     def _failed(self, why: str) -> None:
         sa = self.sa

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pike.ikev2.child_sa import ChildSa
-from pike.ikev2.state import ChildState, log
+from pike.ikev2.log import log
 from pike.ikev2.tasks.base import Task
+from pike.sa.child_sa import ChildSa
+from pike.sa.state import ChildState
 from pike.wire.constants import ExchangeType, ProtocolId
 from pike.wire.payloads import DeletePayload, Message
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 
 class ChildDelete(Task):
+    sa: IkeSa
+
     name = "child_delete"
 
     def __init__(

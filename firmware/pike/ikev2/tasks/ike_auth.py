@@ -3,7 +3,7 @@
 Both sign the same octets: our IKE_SA_INIT message, the peer's nonce and
 prf(SK_p, our ID payload body). With a PSK, AUTH = prf(prf(PSK, "Key Pad for IKEv2"),
 octets); with a certificate, AUTH is a signature over them (``pike.ikev2.pubkey``), and the
-peer's CERT chain is validated to our CAs and must contain its ID (``pike.ikev2.certs``).
+peer's CERT chain is validated to our CAs and must contain its ID (``pike.sa.certs``).
 
 Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH.
 
@@ -19,9 +19,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pike.hsm.signer import SignatureScheme
-from pike.ikev2 import identity
-from pike.ikev2.actions import SignRequest
-from pike.ikev2.certs import (
+from pike.ikev2.log import log
+from pike.ikev2.pubkey import (
+    SIGNATURE_METHODS,
+    NoUsableScheme,
+    SignatureError,
+    auth_data,
+    choose_scheme,
+    verify_auth,
+)
+from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
+from pike.ikev2.tasks.ike_hash_algs import peer_hashes
+from pike.policy.config import ConnectionConfig, Identity
+from pike.sa import identity
+from pike.sa.actions import SignRequest
+from pike.sa.certs import (
     CertError,
     cert_payloads,
     certreq_payload,
@@ -32,19 +44,8 @@ from pike.ikev2.certs import (
     subject_identity,
     validate_chain,
 )
-from pike.ikev2.credentials import CredentialError, LocalCredentials, store_for
-from pike.ikev2.pubkey import (
-    SIGNATURE_METHODS,
-    NoUsableScheme,
-    SignatureError,
-    auth_data,
-    choose_scheme,
-    verify_auth,
-)
-from pike.ikev2.state import IkeState, log
-from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
-from pike.ikev2.tasks.ike_hash_algs import peer_hashes
-from pike.policy.config import ConnectionConfig, Identity
+from pike.sa.credentials import CredentialError, LocalCredentials, store_for
+from pike.sa.state import IkeState
 from pike.wire.constants import AuthMethod, ExchangeType, NotifyType
 from pike.wire.payloads import (
     AuthPayload,
@@ -95,6 +96,8 @@ class _Signing:
 
 
 class IkeAuth(Task):
+    sa: IkeSa
+
     name = "ike_auth"
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:
@@ -340,7 +343,7 @@ class IkeAuth(Task):
             self._established(now)
 
     def _established(self, now: float) -> None:
-        from pike.ikev2.actions import IkeSaEstablished
+        from pike.sa.actions import IkeSaEstablished
 
         sa = self.sa
         sa.set_state(IkeState.ESTABLISHED)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pike.ikev2.state import IkeState
 from pike.ikev2.tasks.base import Task
+from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType, ProtocolId
 from pike.wire.payloads import DeletePayload, Message
 
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 
 class IkeDelete(Task):
+    sa: IkeSa
+
     name = "ike_delete"
 
     def __init__(
@@ -48,6 +50,8 @@ class IkeDelete(Task):
 class Informational(Task):
     """A responder's answer to an INFORMATIONAL request without deletes: empty (liveness
     checks, RFC 7296 §1.4), or after logging the status notifies it carried."""
+
+    sa: IkeSa
 
     name = "informational"
 

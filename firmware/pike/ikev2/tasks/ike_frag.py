@@ -6,12 +6,19 @@ Both sides announce support; only when both did may later encrypted messages tha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pike.ikev2.tasks.base import Task
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
+
 
 class IkeFrag(Task):
+    sa: IkeSa
+
     name = "ike_frag"
 
     @property

@@ -16,12 +16,12 @@ from weakref import WeakKeyDictionary
 
 from cryptography import x509
 
-from pike.ikev2.certs import certreq_payload
-from pike.ikev2.credentials import CredentialError, store_for
+from pike.ikev2.log import log
 from pike.ikev2.pubkey import decode_hash_algorithms, encode_hash_algorithms
-from pike.ikev2.state import log
 from pike.ikev2.tasks.base import Task
 from pike.policy.config import ConnectionConfig
+from pike.sa.certs import certreq_payload
+from pike.sa.credentials import CredentialError, store_for
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
@@ -43,6 +43,8 @@ def uses_pubkey(conn: ConnectionConfig) -> bool:
 
 
 class IkeHashAlgs(Task):
+    sa: IkeSa
+
     name = "ike_hash_algs"
 
     @property

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
-from pike.ikev2.context import NONCE_SIZE
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.sa.context import NONCE_SIZE
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
 from pike.wire.payloads import (
     KePayload,
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 
 class IkeInit(Task):
+    sa: IkeSa
+
     name = "ike_init"
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from typing import TYPE_CHECKING
 
-from pike.ikev2.actions import Address
 from pike.ikev2.tasks.base import Task
+from pike.sa.actions import Address
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
 
 
 def natd_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
@@ -22,6 +26,8 @@ def natd_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
 
 
 class IkeNatd(Task):
+    sa: IkeSa
+
     name = "ike_natd"
 
     @property

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
-from pike.ikev2.context import NONCE_SIZE
+from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
-from pike.ikev2.state import IkeState, log
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
+from pike.sa.context import NONCE_SIZE
+from pike.sa.state import IkeState
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
 from pike.wire.payloads import (
     KePayload,
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 
 class IkeRekey(Task):
+    sa: IkeSa
+
     name = "ike_rekey"
 
     def __init__(self, sa: IkeSa, initiator: bool) -> None:
@@ -178,7 +181,7 @@ class IkeRekey(Task):
     # -- both ----------------------------------------------------------------------------
     def _switch(self, now: float) -> None:
         """The new IKE SA takes the children; the old one waits for its delete."""
-        from pike.ikev2.actions import IkeSaEstablished
+        from pike.sa.actions import IkeSaEstablished
 
         old, new = self.sa, self.new
         assert new is not None

@@ -28,9 +28,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from pike.ikev2 import identity
-from pike.ikev2.der import DerError, decode_name
 from pike.policy.config import Identity
+from pike.sa import identity
+from pike.sa.der import DerError, decode_name
 from pike.wire.constants import CertEncoding, IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 

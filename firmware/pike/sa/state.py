@@ -62,7 +62,7 @@ CHILD_TRANSITIONS: dict[ChildState, frozenset[ChildState]] = {
     ChildState.DELETED: frozenset(),
 }
 
-log = logging.getLogger("pike.ikev2")
+log = logging.getLogger("pike.sa")
 
 
 class StateError(RuntimeError):

@@ -8,13 +8,25 @@ back as traps.
 
 from __future__ import annotations
 
-from pike.ikev2.actions import InstallTrap
-from pike.ikev2.child_sa import ChildSa, trap_policies
-from pike.ikev2.context import Context
-from pike.ikev2.ike_sa import IkeSa
-from pike.ikev2.state import ChildState, log
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
 from pike.policy.addrs import any_of
 from pike.policy.config import ConnectionConfig
+from pike.sa.actions import InstallTrap
+from pike.sa.child_sa import ChildSa, shares_policies, trap_policies
+from pike.sa.context import Context
+from pike.sa.state import ChildState, log
+
+
+class EndingSa(Protocol):
+    """What ``before_fail`` reads of an IKE or ISAKMP SA that ends."""
+
+    @property
+    def conn(self) -> ConnectionConfig | None: ...
+
+    @property
+    def children(self) -> Sequence[ChildSa]: ...
 
 
 class Traps:
@@ -50,6 +62,11 @@ class Traps:
         """A trap uses ``reqid``: its policies stay when a CHILD_SA of it goes."""
         return any(r == reqid for r in self.reqids.values())
 
+    def keeps_policies(self, child: ChildSa, others: Iterable[ChildSa]) -> bool:
+        """Whether ``child``'s policies must outlive it: a trap holds them, or another
+        live child among ``others`` has one of them (a rekey's successor or predecessor)."""
+        return self.holds(child.reqid) or shares_policies(child, others)
+
     def find(self, reqid: int) -> tuple[str, str] | None:
         """The (connection, child) an ACQUIRE for ``reqid`` is about."""
         for key, r in self.reqids.items():
@@ -61,7 +78,7 @@ class Traps:
         for key in [k for k in self.reqids if k[0] in conn_names]:
             del self.reqids[key]
 
-    def before_fail(self, sa: IkeSa, reason: str) -> None:
+    def before_fail(self, sa: EndingSa, reason: str) -> None:
         """dpd_action = trap: the children of a dead peer go back to on-demand, so that
         the next packet brings the tunnel up again."""
         conn = sa.conn

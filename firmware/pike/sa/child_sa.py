@@ -8,12 +8,12 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
 from pike.crypto.kdf import ChildKeys
-from pike.ikev2.actions import InstallChildSa
-from pike.ikev2.negotiate import Chosen
-from pike.ikev2.state import CHILD_TRANSITIONS, ChildState, StateError, log
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress, TrafficSelector
+from pike.sa.actions import InstallChildSa
+from pike.sa.chosen import Chosen
+from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
 
 
 @dataclass

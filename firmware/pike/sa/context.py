@@ -1,4 +1,5 @@
-"""What every IKE SA of one engine shares: config, randomness, kernel facts, the action queue."""
+"""What every IKE and ISAKMP SA of both engines shares: config, randomness, kernel facts,
+the action queue, counters, unique ids and reqids."""
 
 from __future__ import annotations
 
@@ -7,16 +8,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import TYPE_CHECKING
 
-from pike.ikev2.actions import Action
 from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps, SaSpec
+from pike.policy.ipsec import KernelCaps
 from pike.policy.ts import IPAddress, TrafficSelector
-
-if TYPE_CHECKING:
-    from pike.ikev2.child_sa import ChildSa
-    from pike.ikev2.ike_sa import IkeSa
+from pike.sa.actions import Action
+from pike.sa.liveness import EspActivity
 
 Random = Callable[[int], bytes]
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
@@ -86,23 +83,8 @@ class Context:
     caps: KernelCaps
     spi_alloc: SpiAlloc | None = None
     actions: deque[Action] = field(default_factory=deque)
-    # Set by the engine: registers an IKE SA created by a task (IKE rekey successor).
-    adopt: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
-    # Set by the engine: start reauthenticating an IKE SA (reauth_time reached).
-    reauth: Callable[[IkeSa, float], None] = field(default=lambda sa, now: None, repr=False)
-    # Set by the engine: the installed child (config name, selectors) on another IKE SA
-    # of the same connection and peer, if any (a peer's reauthentication).
-    overlapping: Callable[[IkeSa, str, Selectors, Selectors], ChildSa | None] = field(
-        default=lambda sa, name, lts, rts: None, repr=False
-    )
-    # Set by the engine: whether a child's policies must outlive it (shared or trapped).
-    keeps_policies: Callable[[ChildSa], bool] = field(default=lambda c: False, repr=False)
-    # Set by the engine: the fixed reqid of a trapped child config, else None.
-    trap_reqid: Callable[[str, str], int | None] = field(default=lambda c, n: None, repr=False)
-    # Set by the engine: called as an IKE SA ends, before its children go.
-    before_fail: Callable[[IkeSa, str], None] = field(default=lambda sa, r: None, repr=False)
     # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
-    esp_activity: Callable[[SaSpec], float | None] | None = None
+    esp_activity: EspActivity | None = None
     counters: Counters = field(default_factory=Counters)
     _next_unique: int = 0
     _next_reqid: int = 0

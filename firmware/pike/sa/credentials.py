@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 
 from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import KeyType, SignatureScheme, Signer, SignerError, key_type_of
-from pike.ikev2.certs import CertError, load_certificates
 from pike.policy.config import Config, ConnectionConfig
+from pike.sa.certs import CertError, load_certificates
 
 if TYPE_CHECKING:
     from pike.hsm.pkcs11 import Pkcs11Signer, TokenState

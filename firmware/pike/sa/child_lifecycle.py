@@ -1,0 +1,83 @@
+"""A CHILD_SA's way in and out of the kernel, one rule and one log wording for both IKE
+versions (IKEv2's CREATE_CHILD_SA/IKE_AUTH/INFORMATIONAL, IKEv1's Quick Mode/Informational).
+
+Without ESP in our kernel the CHILD_SA fails; IKEv2 then deletes it with the peer, as
+strongSwan does when an install fails (IKEv1 does not yet: see ``Ikev1Engine._installed``).
+"""
+
+from __future__ import annotations
+
+from pike.sa.actions import ChildSaEstablished, ChildSaFailed, DeleteChildSa, InstallOutboundSa
+from pike.sa.child_sa import ChildSa
+from pike.sa.context import Context
+from pike.sa.state import ChildState, log
+
+
+def kernel_refuses(ctx: Context, tag: str, ike_name: str, child: ChildSa) -> bool:
+    """True (and ``child`` FAILED, logged, reported) when our kernel lacks ESP."""
+    if ctx.caps.esp:
+        return False
+    missing = ", ".join(ctx.caps.missing) or "ESP"
+    log.error("%s: CHILD_SA %s negotiated but kernel lacks %s", tag, child.name, missing)
+    child.set_state(ChildState.FAILED, ike_name)
+    ctx.emit(ChildSaFailed(ike_name, child.name, "kernel_no_esp"))
+    return True
+
+
+def install(ctx: Context, tag: str, ike_name: str, child: ChildSa, now: float, rekey: bool) -> None:
+    """Into the kernel (its specs built already), timers set, INSTALLED, reported."""
+    ctx.emit(child.install(ike_name))
+    child.installed_at = now
+    child.schedule(now, ctx.random)
+    child.set_state(ChildState.INSTALLED, ike_name)
+    log.info(
+        "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
+        tag,
+        child.name,
+        child.unique_id,
+        "rekeyed" if rekey else "established",
+        child.spi_in,
+        child.spi_out,
+        " ".join(str(t) for t in child.local_ts),
+        " ".join(str(t) for t in child.remote_ts),
+    )
+    if rekey:
+        ctx.counters.conn(ike_name).child_rekeys += 1
+    ctx.emit(ChildSaEstablished(ike_name, child.name, child.unique_id))
+
+
+def remove(
+    ctx: Context, tag: str, ike_name: str, child: ChildSa, reason: str, keep_policies: bool
+) -> None:
+    """Forget a CHILD_SA: its SAs leave the kernel if they were there, and its policies
+    too unless ``keep_policies`` (``Traps.keeps_policies``, or the caller's own reason).
+    The caller takes it off its IKE or ISAKMP SA."""
+    if child.state == ChildState.DELETED:
+        return
+    successor = child.replaced_by_peer
+    # (a successor on another IKE SA, after a peer's reauthentication, may be gone)
+    if (
+        successor is not None
+        and successor.outbound_deferred
+        and successor.state != ChildState.DELETED
+    ):
+        # make before break: the successor's outbound SA goes in before the old one goes
+        assert successor.outbound is not None
+        successor.outbound_deferred = False
+        ctx.emit(
+            InstallOutboundSa(ike_name, successor.name, successor.unique_id, successor.outbound)
+        )
+    if child.inbound is not None and child.outbound is not None and child.installed_at is not None:
+        ctx.emit(
+            DeleteChildSa(
+                ike_name,
+                child.name,
+                child.unique_id,
+                child.inbound,
+                child.outbound,
+                child.policies,
+                keep_policies,
+            )
+        )
+    log.info("%s: CHILD_SA %s{%d} removed: %s", tag, child.name, child.unique_id, reason)
+    child.set_state(ChildState.DELETED, ike_name)

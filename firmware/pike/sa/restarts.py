@@ -1,0 +1,93 @@
+"""What starts again after an IKE or ISAKMP SA ended: dpd_action = restart and keyingtries.
+
+One rule and one wording for both IKE versions (strongSwan's meanings). A peer found dead
+on an established SA follows ``dpd_action = restart`` (either role: whoever can reach the
+peer initiates again). An initiation of ours whose retransmissions all went unanswered
+starts again, up to ``keyingtries`` attempts in all (0: until it works); errors the peer
+answered (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED...) are final, and so is a connection
+removed or changed by a reload. The retransmission sequence spaces the attempts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pike.policy.config import ConnectionConfig
+from pike.sa.context import Context
+from pike.sa.state import log
+
+
+class Ended(Protocol):
+    """What the decision reads of an IKE or ISAKMP SA that ended."""
+
+    @property
+    def conn(self) -> ConnectionConfig | None: ...
+
+    @property
+    def initiator(self) -> bool: ...
+
+    @property
+    def established_at(self) -> float | None: ...
+
+    @property
+    def delete_reason(self) -> str: ...
+
+    @property
+    def keyingtry(self) -> int:
+        """Attempts of keyingtries that went before this SA's."""
+
+    @property
+    def dpd_outstanding(self) -> bool:
+        """A liveness probe of ours is unanswered."""
+
+    def tag(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Restart:
+    conn: str
+    children: tuple[str, ...]  # (): the connection's first child
+    keyingtry: int  # attempts of keyingtries that went before this one
+    note: str  # the log line that says why
+
+
+def restart(ctx: Context, sa: Ended, lost: Sequence[str], asked: Sequence[str]) -> Restart | None:
+    """The new initiation after ``sa`` ended, if any. ``lost``: the children that were up
+    (dpd_action = restart brings them back); ``asked``: the children an unanswered
+    initiation asked for (a retry asks again). Counts a peer found dead by DPD; logs when
+    keyingtries are used up."""
+    conn, config = sa.conn, ctx.config
+    if conn is None:
+        return None
+    if dead_peer(sa) and sa.dpd_outstanding:
+        ctx.counters.conn(conn.name).dpd_failures += 1
+    if dead_peer(sa) and conn.dpd_action == "restart":
+        note = f"{conn.name}: peer is dead, dpd_action=restart: initiating again"
+        return Restart(conn.name, tuple(lost), 0, note)
+    if not _unanswered(sa) or config.connections.get(conn.name) != conn:
+        return None  # not an unanswered initiation, or its connection removed or changed
+    if conn.keyingtries == 0 or sa.keyingtry + 1 < conn.keyingtries:
+        note = (
+            f"{sa.tag()}: peer not responding, keyingtries: attempt {sa.keyingtry + 2} "
+            f"of {conn.keyingtries or 'unlimited'}"
+        )
+        return Restart(conn.name, tuple(asked), sa.keyingtry + 1, note)
+    log.warning(
+        "%s: peer not responding, giving up after %d attempt(s) (keyingtries = %d)",
+        sa.tag(),
+        sa.keyingtry + 1,
+        conn.keyingtries,
+    )
+    return None
+
+
+def dead_peer(sa: Ended) -> bool:
+    """An established SA that ended because the peer stopped answering."""
+    return sa.established_at is not None and sa.delete_reason == "retransmit_timeout"
+
+
+def _unanswered(sa: Ended) -> bool:
+    """An initiation of ours that never came up because the peer never answered."""
+    return sa.initiator and sa.established_at is None and sa.delete_reason == "retransmit_timeout"

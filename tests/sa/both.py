@@ -1,0 +1,26 @@
+"""The same two-engine pair for either IKE version (fixed randomness, a fake clock), so a
+test of the shared SA layer runs once per version with the same steps and asserts."""
+
+from __future__ import annotations
+
+from ikev1.v1pair import engine as v1engine
+from ikev1.v1pair import v1conf
+from ikev2.pair import Node, conf
+from ikev2.pair import engine as v2engine
+
+A, B = "192.0.2.1", "192.0.2.2"
+B_TS = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
+
+
+def pair(
+    version: int, extra_conn: str = "", *, a_esp: bool = True, b_esp: bool = True
+) -> tuple[Node, Node]:
+    """a (192.0.2.1) and b (192.0.2.2) with connection gw, child net; ``a_esp``, ``b_esp``:
+    whether their kernels have ESP."""
+    if version == 1:
+        a_text = v1conf(A, B, extra_conn=extra_conn)
+        b_text = v1conf(B, A, extra_conn=extra_conn, **B_TS)
+        return Node(v1engine(a_text, 1, a_esp)), Node(v1engine(b_text, 2, b_esp))  # type: ignore[arg-type]
+    a_text = conf(A, B, "branch.example.net", "hq.example.net", extra_conn=extra_conn)
+    b_text = conf(B, A, "hq.example.net", "branch.example.net", extra_conn=extra_conn, **B_TS)
+    return Node(v2engine(a_text, 1, a_esp)), Node(v2engine(b_text, 2, b_esp))
