@@ -170,3 +170,50 @@ def test_reload_list_conns_and_metrics_over_loopback(tmp_path: Path) -> None:
         assert await asyncio.wait_for(asyncio.gather(ta, tb), 5) == [0, 0]
 
     asyncio.run(scenario())
+
+
+def test_auth_failures_are_counted(tmp_path: Path) -> None:
+    """A wrong PSK: the initiator counts the refused authentication in
+    pike_ike_auth_failures_total. The IKEv2 responder that refused it counts nothing yet:
+    the engine ends that half-open SA without an IkeSaDeleted (README, Metrics)."""
+    a_ike, a_natt, b_ike, b_natt = free_udp_ports(4)
+    port_a, port_b = _free_tcp_port(), _free_tcp_port()
+    da, db = tmp_path / "a", tmp_path / "b"
+    da.mkdir()
+    db.mkdir()
+    (da / "pike.toml").write_text(
+        _text(da, "127.0.0.1", "127.0.0.2", (a_ike, a_natt, b_ike), f"127.0.0.1:{port_a}", True)
+    )
+    b_ports = (b_ike, b_natt, a_ike)
+    wrong = _text(db, "127.0.0.2", "127.0.0.1", b_ports, f"127.0.0.1:{port_b}", False)
+    (db / "pike.toml").write_text(wrong.replace(PSK, "not-the-same-psk"))
+    a = Daemon(load_config(str(da / "pike.toml")), NoKernel("test"), _engine, ipv6=False)
+    b = Daemon(load_config(str(db / "pike.toml")), NoKernel("test"), _engine, ipv6=False)
+
+    async def metric(port: int, name: str) -> float:
+        url = f"http://127.0.0.1:{port}/metrics"
+        _, body = await asyncio.get_running_loop().run_in_executor(None, _get, url)
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+    async def scenario() -> tuple[float, float]:
+        tb = asyncio.create_task(b.run())
+        await asyncio.wait_for(b.ready.wait(), 5)
+        ta = asyncio.create_task(a.run())
+        await asyncio.wait_for(a.ready.wait(), 5)
+        name = 'pike_ike_auth_failures_total{connection="hq"}'
+        for _ in range(100):
+            if await metric(port_a, name) >= 1:
+                break
+            await asyncio.sleep(0.05)
+        counts = await metric(port_a, name), await metric(port_b, name)
+        a.request_stop()
+        b.request_stop()
+        await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+        return counts
+
+    initiator, responder = asyncio.run(scenario())
+    assert initiator == 1.0
+    assert responder == 0.0  # what the engine does not report yet
