@@ -114,8 +114,8 @@ def _socket(args: argparse.Namespace) -> str:
         if args.config:
             raise _NoSocket(f"--config {path}: no such file") from None
         return DEFAULT_SOCKET  # no config here: piked's own default
-    except OSError as exc:
-        raise _NoSocket(f"--config {path}: {exc.strerror or exc}") from None
+    except OSError as exc:  # e.g. not in the group that may read it
+        raise _NoSocket(f"{path}: {exc.strerror or exc} (give --socket)") from None
     import tomllib
 
     try:
