@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from ipaddress import ip_address
@@ -14,7 +15,7 @@ import pytest
 
 from pike.cli import pikectl
 from pike.cli.sa_text import algorithm_names, format_list_sas
-from pike.daemon.sa_view import list_sas_json
+from pike.daemon.sa_view import Due, list_sas_json
 from pike.policy.ipsec import SaCounters, SaSpec
 from pike.sa.actions import ChildSaInfo, IkeSaInfo
 
@@ -79,30 +80,51 @@ def _counters(spec: SaSpec) -> SaCounters | None:
     return SaCounters(8400, 100) if spec.spi == 0xC1234567 else SaCounters(4200, 50)
 
 
+# Engine-clock times of the SA above (now = 100): IKE rekey, CHILD rekey and expiry.
+DUE = {SA.spi_i + SA.spi_r: Due(rekey_at=14050.0), 0xC1234567: Due(3400.0, None, 4048.0)}
+FAILED = {("hq", "dmz"): ("TS_UNACCEPTABLE", 1_699_999_970.0), ("other", "x"): ("y", 0.0)}
+
+
 def test_list_sas_text_like_swanctl() -> None:
-    sas = list_sas_json([SA], _counters, now=100.0, wall_now=1_700_000_000.0)
+    """One time unit (seconds, as swanctl), rekey/expiry times, failed children."""
+    sas = list_sas_json([SA], _counters, 100.0, 1_700_000_000.0, DUE, FAILED)
     assert format_list_sas(sas) == "\n".join(
         [
             "hq: #1, ESTABLISHED, IKEv2, 8a3b1c2d3e4f5061_i* 4c1d2e3f40516273_r",
             "  local  'branch1.example.net' @ 192.0.2.1[500]",
             "  remote 'hq.example.net' @ 192.0.2.2[500]",
             "  AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519",
-            "  established 12s ago",
+            "  established 12s ago, rekeying in 13950s",
             "  lan: #1, reqid 1, INSTALLED, TUNNEL, ESP:AES_GCM_16-128",
-            "    installed 12s ago",
+            "    installed 12s ago, rekeying in 3300s, expires in 3948s",
             "    in  c1234567,   8400 bytes,    100 packets",
             "    out c7654321,   4200 bytes,     50 packets",
             "    local  10.1.0.0/24",
             "    remote 10.2.0.0/24",
+            "  dmz: FAILED, TS_UNACCEPTABLE, 30s ago",
         ]
     )
 
 
 def test_list_sas_json_fields() -> None:
-    (sa,) = list_sas_json([SA], lambda spec: None, now=100.0, wall_now=1_700_000_000.0)
+    (sa,) = list_sas_json([SA], lambda spec: None, 100.0, 1_700_000_000.0, DUE, FAILED)
     assert sa["spi_i"] == "8a3b1c2d3e4f5061" and sa["spi_r"] == "4c1d2e3f40516273"
-    assert sa["established"] == 12 and sa["established_at"] == 1_699_999_988.0
+    # Unambiguous: how long ago, and when (Unix time).
+    assert sa["established_ago_s"] == 12 and sa["established_at"] == 1_699_999_988.0
+    assert "established" not in sa
+    assert (sa["rekey_in_s"], sa["rekey_at"]) == (13950, 1_700_013_950.0)
+    assert sa["reauth_in_s"] is None and sa["reauth_at"] is None
+    assert sa["failed_children"] == [
+        {
+            "name": "dmz",
+            "reason": "TS_UNACCEPTABLE",
+            "failed_ago_s": 30,
+            "failed_at": 1_699_999_970.0,
+        }
+    ]
     (c,) = sa["children"]
+    assert (c["installed_ago_s"], c["installed_at"]) == (12, 1_699_999_988.0)
+    assert (c["rekey_in_s"], c["expire_in_s"], c["expire_at"]) == (3300, 3948, 1_700_003_948.0)
     assert (c["spi_in"], c["spi_out"], c["state"], c["mode"]) == (
         "c1234567",
         "c7654321",
@@ -149,6 +171,55 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         pikectl.main(["frobnicate"])
     assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        pikectl.main([])
+    assert info.value.code == 2
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pikectl.main(["--version"]) == 0
+    assert re.fullmatch(r"pikectl \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def test_socket_from_options_anywhere_or_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--socket`` before or after the command; without it, the config's
+    ``[daemon] control_socket`` (``--config``, before or after), else the default."""
+    asked: list[str] = []
+
+    def fake(sock: str, cmd: str, args: dict[str, object]) -> dict[str, object]:
+        asked.append(sock)
+        return {"ok": True, "result": []}
+
+    monkeypatch.setattr(pikectl, "request", fake)
+    cfg = tmp_path / "pike.toml"
+    cfg.write_text('[daemon]\ncontrol_socket = "/run/x/from-config.sock"\n[connections]\n')
+    for argv in (
+        ["--socket", "/a.sock", "list-sas"],
+        ["list-sas", "--socket", "/a.sock"],
+        ["list-sas", "--config", str(cfg)],
+        ["--config", str(cfg), "list-sas", "--json"],
+        ["--config", str(cfg), "list-sas", "--socket", "/a.sock"],  # --socket wins
+    ):
+        assert pikectl.main(argv) == 0, argv
+    assert asked == ["/a.sock", "/a.sock", *["/run/x/from-config.sock"] * 2, "/a.sock"]
+    monkeypatch.setattr(pikectl, "DEFAULT_CONFIG", str(tmp_path / "absent.toml"))
+    assert pikectl.main(["list-sas"]) == 0 and asked[-1] == "/run/pike/pike.sock"
+    assert pikectl.main(["status", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    cfg.write_text("[daemon\n")
+    assert pikectl.main(["status", "--config", str(cfg)]) == 2
+    assert "give --socket" in capsys.readouterr().err
+
+
+def test_check_config_defaults_to_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(EXAMPLE)
+    assert pikectl.main(["--config", str(good), "check-config"]) == 0
+    assert capsys.readouterr().out.startswith(f"{good}: OK")
 
 
 def test_piked_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
@@ -207,7 +278,10 @@ def test_piked_unparsable_key_exits_2_before_starting(tmp_path: Path) -> None:
         timeout=30,
     )
     assert proc.returncode == 2, proc.stderr
-    assert "hq:" in proc.stderr and "gw.crt" in proc.stderr
+    assert proc.stderr.startswith(
+        f"{cfg}:9: connections.hq.local.certs[0]: {tmp_path / 'gw.crt'}: not a PEM or DER "
+        "certificate\n"
+    ), proc.stderr
     assert not sock.parent.exists()
 
 
@@ -236,3 +310,32 @@ def test_rekey_targets_and_exit_codes(
     sent.clear()
     assert pikectl.main(["--socket", sock, "rekey", "down", "hq"]) == 2
     assert sent == [("rekey", {"conn": "down"})]
+
+
+def test_piked_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pike.cli.piked", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0 and re.fullmatch(r"piked \d+\.\d+\.\d+\S*\n", proc.stdout)
+
+
+def test_a_daemon_command_imports_only_what_it_needs(tmp_path: Path) -> None:
+    """pikectl status/list-sas cost what they import (~40 ms a call): no cryptography,
+    asyncio, board detection, config loader or engine (swanctl answers in ~15 ms)."""
+    code = (
+        "import sys\n"
+        "from pike.cli import pikectl\n"
+        "for argv in (['status'], ['list-sas', '--json'], ['--version']):\n"
+        f"    pikectl.main(['--socket', {str(tmp_path / 'absent.sock')!r}, *argv])\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    loaded = set(out.stdout.split())
+    heavy = {"cryptography", "asyncio", "prometheus_client", "pyroute2", "tomllib"}
+    heavy |= {"pike.board", "pike.policy.loader", "pike.policy.config", "pike.ikev2", "pike.wire"}
+    assert not heavy & loaded, heavy & loaded

@@ -125,7 +125,7 @@ def test_boots_under_qemu(image: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "PIKE-SELFTEST: PASS piked ready" in proc.stdout
     assert "PIKE-SELFTEST: PASS pikectl status answered" in proc.stdout
-    assert "PIKE-SELFTEST: PASS metrics on 127.0.0.1:9485 answer" in proc.stdout
+    assert "PIKE-SELFTEST: PASS metrics on :9447 answer" in proc.stdout
     assert "PIKE-SELFTEST: INFO board: board:" in proc.stdout
     # First boot made the gateway key in the TPM (swtpm on the host, a kernel TPM chip
     # in the guest through the vTPM proxy) and a CSR whose signature verifies.

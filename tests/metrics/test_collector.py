@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from pike.metrics.collector import PikeCollector, Sources
-from pike.metrics.recorder import Recorder
+from pike.metrics.recorder import Recorder, reason_label
 from pike.policy.ipsec import SaCounters, SaSpec
 from pike.policy.loader import ConfigError, load_config_text
 from pike.sa.actions import (
@@ -43,6 +43,7 @@ remote = { auth = "psk", id = "b.example" }
 local_ts = ["10.1.0.0/24"]
 remote_ts = ["10.2.0.0/24"]
 esp_proposals = ["aes128gcm16"]
+start_action = "start"
 [connections.spare]
 remote_addrs = ["192.0.2.9"]
 proposals = ["aes128gcm16-prfsha256-x25519"]
@@ -193,6 +194,8 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     f.rec.observe(IkeSaEstablished("hq", 1, bytes(8), bytes(8), handshake_seconds=0.03))
     f.rec.observe(IkeSaEstablished("hq", 4, bytes(8), bytes(8), rekey=True))
     f.rec.observe(IkeSaDeleted("hq", 1, "peer_deleted"))
+    f.rec.observe(IkeSaDeleted("hq", 2, "auth_failed"))  # IKEv2
+    f.rec.observe(IkeSaDeleted("hq", 3, "auth_failed: HASH mismatch: wrong pre-shared key?"))
     f.rec.observe(ChildSaFailed("hq", "lan", "NO_PROPOSAL_CHOSEN"))
     f.rec.reloaded(True)
     f.tokens = {"gw": "ready", "tpm": "absent"}
@@ -203,6 +206,14 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     assert "c0ffee01" not in text.lower() and "1122334455667788" not in text
     assert f.value("pike_ike_sa_up", connection="hq") == 1.0
     assert f.value("pike_ike_sa_up", connection="spare") == 0.0
+    # hq is kept up (start_action = "start"), spare is not: PikePeerDown is for hq only.
+    assert f.value("pike_connection_expected_up", connection="hq") == 1.0
+    assert f.value("pike_connection_expected_up", connection="spare") == 0.0
+    assert f.value("pike_child_sa_expected_up", connection="hq", child="lan") == 1.0
+    assert f.value("pike_ike_auth_failures_total", connection="hq") == 2.0
+    assert f.value("pike_ike_auth_failures_total", connection="spare") == 0.0
+    # Delete reasons are bounded label values, not the engine's detail text.
+    assert f.value("pike_ike_sa_deletes_total", connection="hq", reason="auth_failed") == 2.0
     assert f.value("pike_ike_sas", connection="hq", state="ESTABLISHED") == 1.0
     assert f.value("pike_ike_sa_established_timestamp_seconds", connection="hq") == 1_700_000_100
     assert f.value("pike_peer_last_inbound_timestamp_seconds", connection="hq") == 1_700_000_150
@@ -220,7 +231,8 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     assert f.value("pike_ike_sa_establishments_total", connection="hq") == 1.0
     assert f.value("pike_ike_handshake_duration_seconds_bucket", connection="hq", le="0.05") == 1
     assert f.value("pike_ike_handshake_duration_seconds_bucket", connection="hq", le="0.025") == 0
-    assert f.value("pike_child_sa_failures_total", child="lan", connection="hq") == 1.0
+    failed = {"connection": "hq", "child": "lan", "reason": "NO_PROPOSAL_CHOSEN"}
+    assert f.value("pike_child_sa_failures_total", **failed) == 1.0
     assert f.value("pike_config_reloads_total", result="success") == 1.0
     assert 'pike_build_info{python="' in text and 'version="0.1.0"} 1.0' in text
     assert f.value("pike_token_present", token="gw") == 1.0
@@ -248,6 +260,7 @@ def test_dashboard_and_alerts_use_exported_metrics() -> None:
     f.rec.observe(IkeSaEstablished("hq", 1, bytes(8), bytes(8), handshake_seconds=0.03))
     f.rec.observe(IkeSaEstablished("hq", 2, bytes(8), bytes(8), rekey=True))
     f.rec.observe(IkeSaDeleted("hq", 1, "rekeyed"))
+    f.rec.observe(ChildSaFailed("hq", "lan", "TS_UNACCEPTABLE"))  # a series per reason seen
     f.rec.reloaded(True)
     f.counters.conn("hq").messages_in["INFORMATIONAL"] = 3
     f.counters.drop("unknown_spi")
@@ -284,3 +297,18 @@ def test_metrics_listen_is_validated(value: str, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match=r"p.toml:2: daemon.metrics_listen"):
             load_config_text(text, "p.toml")
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("kernel_no_esp", "kernel_no_esp"),
+        ("peer_refused", "peer_refused"),
+        ("peer refused CHILD_SA with notify TS_UNACCEPTABLE", "TS_UNACCEPTABLE"),
+        ("invalid KE payload: 42 bytes for ecp256", "invalid_response"),
+        ("responder widened the traffic selectors", "invalid_response"),
+        ("auth_failed: HASH mismatch: wrong pre-shared key?", "auth_failed"),
+    ],
+)
+def test_child_failure_reason_label_is_bounded(reason: str, label: str) -> None:
+    assert reason_label(reason) == label

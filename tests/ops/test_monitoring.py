@@ -6,10 +6,13 @@ the unit the image ships (the same file serves installs from source, see README)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from pike.policy.loader import load_config_text
 
 ROOT = Path(__file__).parents[2]
 UNIT = ROOT / "image" / "rootfs" / "etc" / "systemd" / "system" / "piked.service"
@@ -44,6 +47,22 @@ def test_dashboard_is_grafana_json() -> None:
             continue
         assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
         assert {"x", "y", "w", "h"} <= set(p["gridPos"]) and p["gridPos"]["w"] <= 24
+        for t in p["targets"]:  # the job variable narrows every panel
+            assert 'job=~"$job"' in t["expr"], (p["title"], t["expr"])
+
+
+def test_one_metrics_port_everywhere() -> None:
+    """The image listens where the scrape config and the README say, on every address
+    (a remote Prometheus cannot reach 127.0.0.1)."""
+    image = (ROOT / "image" / "rootfs" / "etc" / "pike" / "pike.toml").read_text()
+    (listen,) = re.findall(r'^metrics_listen = "(.*)"', image, re.M)
+    assert listen == ":9447"
+    scrape = (ROOT / "monitoring" / "README.md").read_text()
+    assert set(re.findall(r'\.example\.net:(\d+)"', scrape)) == {"9447"}
+    readme = (ROOT / "README.md").read_text()
+    assert set(re.findall(r"\b(?:metrics|tcp dport) .*?(\d{4,5})\b", readme)) <= {"9447"}
+    assert "9485" not in image + scrape
+    assert readme.count("9485") == 1 and "(was `127.0.0.1:9485`)" in readme  # upgrade note
 
 
 def test_systemd_unit_verifies(tmp_path: Path, require: Any) -> None:
@@ -73,3 +92,20 @@ def test_systemd_unit_verifies(tmp_path: Path, require: Any) -> None:
         last = sec.stdout.strip().splitlines()[-1]
         level = float(last.split("piked.service:")[1].split()[0])
         assert level < 4.0, last  # "OK" or better
+
+
+def test_readme_install_matches_the_image() -> None:
+    """The README installs the image's unit and creates the ``pike`` user as the image
+    does; its example config loads, with a PSK that reads as what it looks like."""
+    readme = (ROOT / "README.md").read_text()
+    (unit,) = set(re.findall(r"install -m 0644 (\S+piked\.service) ", readme))
+    assert (ROOT / unit) == UNIT
+    hook = (ROOT / "image" / "hooks" / "customize.sh").read_text().replace("\\\n", " ")
+    (image_user,) = re.findall(r"useradd (.*)", hook)
+    (readme_user,) = re.findall(r"^useradd (.*)", readme, re.M)
+    assert readme_user.split() == image_user.split()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = load_config_text(example, "/etc/pike/pike.toml")
+    (secret,) = re.findall(r'^secret = "(.*)"', example, re.M)
+    assert not secret.lower().startswith(("0s", "0x"))
+    assert config.secrets[0].secret == secret.encode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -99,13 +100,35 @@ def test_reload_list_conns_and_metrics_over_loopback(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         (ike,) = sas
-        assert ike["last_inbound"] is not None and ike["dpd_outstanding"] is False
+        assert ike["last_inbound_ago_s"] is not None and ike["dpd_outstanding"] is False
+        # swanctl's "rekeying in": strongSwan's 4 h IKE rekey_time less up to 10 % jitter
+        assert 14400 * 0.9 - 5 <= ike["rekey_in_s"] <= 14400, ike
+        assert abs(ike["rekey_at"] - (time.time() + ike["rekey_in_s"])) < 5, ike
+        # Both sides offer the same selectors (no mirror): the peer refuses the child, and
+        # list-sas says so rather than hide it.
+        for _ in range(100):
+            (ike,) = (await ask("list-sas", {"conn": "hq"}))["result"]
+            if ike["failed_children"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [(f["name"], f["reason"]) for f in ike["failed_children"]] == [
+            ("lan", "peer refused CHILD_SA with notify TS_UNACCEPTABLE")
+        ], ike
+        unknown = await ask("list-sas", {"conn": "hqq"})
+        assert unknown == {"ok": False, "error": "no connection named 'hqq'"}
         status, body = await get("/metrics")
         assert status == 200
         assert 'pike_ike_sa_up{connection="hq"} 1.0' in body
         assert 'pike_ike_sa_up{connection="spare"} 0.0' in body
+        assert 'pike_connection_expected_up{connection="hq"} 1.0' in body
+        assert 'pike_connection_expected_up{connection="spare"} 0.0' in body
+        assert "\nprocess_cpu_seconds_total " in body and "\nprocess_open_fds " in body
         assert (
             'pike_ike_messages_total{connection="hq",direction="out",exchange="IKE_AUTH"} 1.0'
+            in body
+        )
+        assert (
+            'pike_child_sa_failures_total{child="lan",connection="hq",reason="TS_UNACCEPTABLE"}'
             in body
         )
         assert (await get("/nope"))[0] == 404
@@ -142,3 +165,50 @@ def test_reload_list_conns_and_metrics_over_loopback(tmp_path: Path) -> None:
         assert await asyncio.wait_for(asyncio.gather(ta, tb), 5) == [0, 0]
 
     asyncio.run(scenario())
+
+
+def test_auth_failures_are_counted(tmp_path: Path) -> None:
+    """A wrong PSK: the initiator counts the refused authentication in
+    pike_ike_auth_failures_total. The IKEv2 responder that refused it counts nothing yet:
+    the engine ends that half-open SA without an IkeSaDeleted (README, Metrics)."""
+    a_ike, a_natt, b_ike, b_natt = free_udp_ports(4)
+    port_a, port_b = _free_tcp_port(), _free_tcp_port()
+    da, db = tmp_path / "a", tmp_path / "b"
+    da.mkdir()
+    db.mkdir()
+    (da / "pike.toml").write_text(
+        _text(da, "127.0.0.1", "127.0.0.2", (a_ike, a_natt, b_ike), f"127.0.0.1:{port_a}", True)
+    )
+    b_ports = (b_ike, b_natt, a_ike)
+    wrong = _text(db, "127.0.0.2", "127.0.0.1", b_ports, f"127.0.0.1:{port_b}", False)
+    (db / "pike.toml").write_text(wrong.replace(PSK, "not-the-same-psk"))
+    a = Daemon(load_config(str(da / "pike.toml")), NoKernel("test"), _engine, ipv6=False)
+    b = Daemon(load_config(str(db / "pike.toml")), NoKernel("test"), _engine, ipv6=False)
+
+    async def metric(port: int, name: str) -> float:
+        url = f"http://127.0.0.1:{port}/metrics"
+        _, body = await asyncio.get_running_loop().run_in_executor(None, _get, url)
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+    async def scenario() -> tuple[float, float]:
+        tb = asyncio.create_task(b.run())
+        await asyncio.wait_for(b.ready.wait(), 5)
+        ta = asyncio.create_task(a.run())
+        await asyncio.wait_for(a.ready.wait(), 5)
+        name = 'pike_ike_auth_failures_total{connection="hq"}'
+        for _ in range(100):
+            if await metric(port_a, name) >= 1:
+                break
+            await asyncio.sleep(0.05)
+        counts = await metric(port_a, name), await metric(port_b, name)
+        a.request_stop()
+        b.request_stop()
+        await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+        return counts
+
+    initiator, responder = asyncio.run(scenario())
+    assert initiator == 1.0
+    assert responder == 0.0  # what the engine does not report yet

@@ -179,7 +179,7 @@ def test_prometheus_tshark_reload(tmp_path: Path, run_prefix: str, require: Any)
         # -- list-sas shows liveness --------------------------------------------------------
         text = pikectl(sock_a, "list-sas").stdout
         assert "last inbound" in text and "DPD" in text and "next keepalive in" in text, text
-        assert ike["next_keepalive"] is not None and ike["last_inbound"] is not None, ike
+        assert ike["next_keepalive_in_s"] is not None and ike["last_inbound_ago_s"] is not None, ike
         conns = pikectl(sock_a, "list-conns")
         assert conns.returncode == 0 and "hq: IKEv2, 1 ESTABLISHED" in conns.stdout, conns
 

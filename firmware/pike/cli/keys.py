@@ -18,13 +18,11 @@ initializes a fresh token (the URI's ``token=`` is its label) with the SO PIN fr
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import ipaddress
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+if TYPE_CHECKING:  # cryptography is imported when a keys command runs, not for pikectl's parser
+    from cryptography import x509
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -63,6 +61,10 @@ def add_parser(sub: Any) -> None:
 
 
 def _san(text: str) -> x509.GeneralName:
+    import ipaddress
+
+    from cryptography import x509
+
     try:
         return x509.IPAddress(ipaddress.ip_address(text))
     except ValueError:
@@ -73,12 +75,16 @@ def _san(text: str) -> x509.GeneralName:
 
 
 def _subject(text: str) -> x509.Name:
+    from cryptography import x509
+
     # Config order (C=.., O=.., CN=..) is DER order; RFC 4514 text lists it reversed.
     parts = [p.strip() for p in text.split(",") if p.strip()]
     return x509.Name.from_rfc4514_string(",".join(reversed(parts)))
 
 
 def _uri(args: argparse.Namespace, need_key: bool) -> Any:
+    import dataclasses
+
     from pike.hsm.uri import parse
 
     uri = parse(args.uri, need_key=need_key)
@@ -107,6 +113,8 @@ def _write(pem: bytes, out: str | None) -> None:
 
 
 def _init_token(uri: Any, so_pin_file: str) -> int:
+    import dataclasses
+
     from pike.hsm.pkcs11 import module
     from pike.hsm.token_init import init_token
     from pike.hsm.uri import read_pin
@@ -123,6 +131,8 @@ def _init_token(uri: Any, so_pin_file: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
     from pkcs11.constants import ObjectClass
 
     from pike.hsm import provision

@@ -1,18 +1,28 @@
 """``pikectl``: talk to piked over its control socket.
 
-    pikectl [--socket PATH] status [--json]
-    pikectl [--socket PATH] list-sas [--json] [CONN]
-    pikectl [--socket PATH] initiate CONN[.CHILD]...
-    pikectl [--socket PATH] terminate CONN
-    pikectl [--socket PATH] rekey CONN[.CHILD]...
-    pikectl [--socket PATH] reload
-    pikectl [--socket PATH] list-conns [--json]
-    pikectl check-config FILE
+    pikectl status [--json]
+    pikectl list-sas [--json] [CONN]
+    pikectl initiate CONN[.CHILD]...
+    pikectl terminate CONN
+    pikectl rekey CONN[.CHILD]...
+    pikectl reload
+    pikectl list-conns [--json]
+    pikectl check-config [FILE]            (default: --config)
     pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
-    pikectl [--socket PATH] board [--json] [--local]
+    pikectl board [--json] [--local]
+    pikectl log [--level LEVEL] [--json]   (follows piked's log until Ctrl-C)
+    pikectl --version
+
+``--socket PATH`` and ``--config FILE`` go before or after the command. Without
+``--socket`` the socket is ``[daemon] control_socket`` of the config (default
+/etc/pike/pike.toml), else /run/pike/pike.sock.
 
 Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid),
 2 usage error or the daemon cannot be reached.
+
+Each call pays for what it imports, and an operator (or a monitoring script) runs many:
+the module imports only argparse, json and the control client at the top; each command
+imports what it needs (cryptography, the config loader, board detection) itself.
 """
 
 from __future__ import annotations
@@ -22,14 +32,10 @@ import json
 import sys
 from typing import Any
 
-from pike.board.defaults import board_proposals
 from pike.cli import keys
-from pike.cli.sa_text import format_list_sas, format_status
-from pike.daemon.control import request
-from pike.policy.loader import ConfigError, DefaultProposals, load_config
-from pike.sa.credentials import STORE
+from pike.daemon.control_client import follow, request
+from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
-DEFAULT_SOCKET = "/run/pike/pike.sock"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -40,31 +46,90 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def _where(p: argparse.ArgumentParser, default: Any) -> None:
+    """``--socket``/``--config``: on the top parser (``default`` None) and again on each
+    command (SUPPRESS: not given there leaves the top's value alone)."""
+    p.add_argument(
+        "--socket",
+        default=default,
+        help=f"control socket (default: the config's [daemon] control_socket, {DEFAULT_SOCKET})",
+    )
+    p.add_argument("--config", default=default, help=f"config file (default {DEFAULT_CONFIG})")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pikectl", description="control the pike IKE daemon")
-    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"default {DEFAULT_SOCKET}")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    st = sub.add_parser("status", help="daemon status")
+    _where(p, None)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        _where(c, argparse.SUPPRESS)
+        return c
+
+    st = cmd("status", "daemon status")
     st.add_argument("--json", action="store_true")
-    ls = sub.add_parser("list-sas", help="IKE and CHILD SAs")
+    ls = cmd("list-sas", "IKE and CHILD SAs")
     ls.add_argument("--json", action="store_true")
     ls.add_argument("conn", nargs="?", help="only this connection")
-    ini = sub.add_parser("initiate", help="bring connections (or one child) up")
+    ini = cmd("initiate", "bring connections (or one child) up")
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
-    term = sub.add_parser("terminate", help="delete a connection's IKE SAs")
+    term = cmd("terminate", "delete a connection's IKE SAs (CONN.CHILD: not yet)")
     term.add_argument("conn")
-    rk = sub.add_parser("rekey", help="rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
+    rk = cmd("rekey", "rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
     rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
-    sub.add_parser("reload", help="re-read the config file; unchanged tunnels stay up")
-    lc = sub.add_parser("list-conns", help="configured connections")
+    cmd("reload", "re-read the config file; unchanged tunnels stay up")
+    lc = cmd("list-conns", "configured connections")
     lc.add_argument("--json", action="store_true")
-    chk = sub.add_parser("check-config", help="validate a config file (no daemon needed)")
-    chk.add_argument("file")
+    chk = cmd("check-config", "validate a config file (no daemon needed)")
+    chk.add_argument("file", nargs="?", help="default: --config, else " + DEFAULT_CONFIG)
     keys.add_parser(sub)
-    bd = sub.add_parser("board", help="detected board and the defaults chosen for it")
+    lg = cmd("log", "follow piked's log live (as swanctl --log)")
+    lg.add_argument(
+        "--level",
+        default="info",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="lines at this level and above (piked's own log_level still applies)",
+    )
+    lg.add_argument("--json", action="store_true", help="one JSON object a line")
+    bd = cmd("board", "detected board and the defaults chosen for it")
     bd.add_argument("--json", action="store_true")
     bd.add_argument("--local", action="store_true", help="detect here, without the daemon")
     return p
+
+
+def _socket(args: argparse.Namespace) -> str:
+    """``--socket``, else the config's ``[daemon] control_socket``, else the default.
+
+    Only that one key is read (tomllib, not the config loader): a call must stay cheap,
+    and a config that fails its checks still names the socket of the running daemon."""
+    if args.socket:
+        return str(args.socket)
+    path = args.config or DEFAULT_CONFIG
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        if args.config:
+            raise _NoSocket(f"--config {path}: no such file") from None
+        return DEFAULT_SOCKET  # no config here: piked's own default
+    except OSError as exc:  # e.g. not in the group that may read it
+        raise _NoSocket(f"{path}: {exc.strerror or exc} (give --socket)") from None
+    import tomllib
+
+    try:
+        sock = tomllib.loads(raw.decode("utf-8", "replace")).get("daemon", {})
+        sock = sock.get("control_socket", DEFAULT_SOCKET) if isinstance(sock, dict) else None
+    except tomllib.TOMLDecodeError as exc:
+        raise _NoSocket(f"{path}: {exc} (give --socket)") from None
+    if not isinstance(sock, str) or not sock:
+        raise _NoSocket(f"{path}: [daemon] control_socket is not a path (give --socket)")
+    return sock
+
+
+class _NoSocket(Exception):
+    """No socket to talk to: the config that should name it cannot be read."""
 
 
 def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
@@ -84,17 +149,12 @@ def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
 
 
 def _check_config(path: str) -> int:
+    from pike.daemon.configfile import ConfigRefused, load_checked
+
     try:
-        ike, esp, _line = board_proposals()
-        cfg = load_config(path, DefaultProposals(ike, esp))  # as piked will load it
-    except ConfigError as exc:
+        cfg = load_checked(path, probe=True)  # as piked loads it, tokens looked at too
+    except ConfigRefused as exc:
         print(exc, file=sys.stderr)
-        return EXIT_ERROR
-    # Certificates and keys must parse too, or piked would refuse to start.
-    problems = STORE.preload(cfg)
-    for line in problems:
-        print(f"{path}: {line}", file=sys.stderr)
-    if problems:
         return EXIT_ERROR
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
@@ -120,10 +180,37 @@ def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     return worst
 
 
+def _log(sock: str, level: str, as_json: bool) -> int:
+    """Print piked's log lines as they come; 0 when piked stops or on Ctrl-C."""
+    import time
+
+    try:
+        for event in follow(sock, "log", {"level": level}):
+            if event.get("ok") is False:
+                print(f"pikectl: log: {event.get('error', 'failed')}", file=sys.stderr)
+                return EXIT_ERROR
+            if as_json:
+                print(json.dumps(event), flush=True)
+            elif "dropped" in event:
+                print(f"... {event['dropped']} lines dropped (reading too slowly)", flush=True)
+            else:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["time"]))
+                print(f"{when} {event['level']:<7} {event['message']}", flush=True)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        print(f"pikectl: cannot reach piked at {sock}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"pikectl: bad answer from piked at {sock}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def _ops(args: argparse.Namespace) -> int:
     from pike.cli.conn_text import format_list_conns, format_reload
 
-    code, result = _call(args.socket, args.cmd, {})
+    code, result = _call(_socket(args), args.cmd, {})
     if code == EXIT_OK:
         if getattr(args, "json", False):
             print(json.dumps(result, indent=2))
@@ -135,9 +222,25 @@ def _ops(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from pike.version import version
+
+        print(f"pikectl {version()}")
+        return EXIT_OK
+    if args.cmd is None:
+        parser.error("a command is required")
+    try:
+        return _run(args)
+    except _NoSocket as exc:
+        print(f"pikectl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.cmd == "check-config":
-        return _check_config(args.file)
+        return _check_config(args.file or args.config or DEFAULT_CONFIG)
     if args.cmd == "keys":
         return keys.run(args)
     if args.cmd == "board":
@@ -146,17 +249,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.local:
             code, result = EXIT_OK, describe()
         else:
-            code, result = _call(args.socket, "board", {})
+            code, result = _call(_socket(args), "board", {})
         if code == EXIT_OK:
             print(json.dumps(result, indent=2) if args.json else format_board(result))
         return code
     if args.cmd == "status":
-        code, result = _call(args.socket, "status", {})
+        from pike.cli.sa_text import format_status
+
+        code, result = _call(_socket(args), "status", {})
         if code == EXIT_OK:
             print(json.dumps(result, indent=2) if args.json else format_status(result))
         return code
     if args.cmd == "list-sas":
-        code, result = _call(args.socket, "list-sas", {"conn": args.conn} if args.conn else {})
+        from pike.cli.sa_text import format_list_sas
+
+        req = {"conn": args.conn} if args.conn else {}
+        code, result = _call(_socket(args), "list-sas", req)
         if code == EXIT_OK:
             if args.json:
                 print(json.dumps(result, indent=2))
@@ -165,9 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         return code
     if args.cmd in ("reload", "list-conns"):
         return _ops(args)
+    if args.cmd == "log":
+        return _log(_socket(args), args.level, args.json)
     if args.cmd in ("initiate", "rekey"):
-        return _per_target(args.socket, args.cmd, args.targets)
-    code, _result = _call(args.socket, "terminate", {"conn": args.conn})
+        return _per_target(_socket(args), args.cmd, args.targets)
+    if "." in args.conn:  # names have no dots: CONN.CHILD
+        # The engines delete whole connections only; a CHILD_SA alone needs engine work.
+        print("pikectl: terminate: one CHILD_SA alone cannot be terminated yet", file=sys.stderr)
+        return EXIT_USAGE
+    code, _result = _call(_socket(args), "terminate", {"conn": args.conn})
     if code == EXIT_OK:
         print(f"terminating {args.conn}")
     return code

@@ -12,16 +12,14 @@ import logging
 import os
 import sys
 
-from pike.board.defaults import board_proposals
 from pike.cli.logsetup import LEVELS, setup_logging
+from pike.daemon.configfile import ConfigRefused, board_defaults, load_checked
 from pike.daemon.runtime import Daemon, Engine, Random, SpiAlloc
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
-from pike.policy.loader import ConfigError, DefaultProposals, load_config
-from pike.sa.credentials import STORE
+from pike.policy.paths import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = "/etc/pike/pike.toml"
 log = logging.getLogger("pike.piked")
 
 
@@ -49,26 +47,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="piked", description="pike IKE daemon (foreground)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     p.add_argument("--log-level", choices=LEVELS, help="overrides [daemon] log_level")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    ike, esp, board_line = board_proposals()
-    try:
-        config = load_config(args.config, DefaultProposals(ike, esp))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    if args.version:
+        from pike.version import version
+
+        print(f"piked {version()}")
+        return 0
     # Unreadable certificates or keys stop us here rather than at the first IKE_AUTH.
     # Tokens are looked at later, in the signing threads: a slow one must not hold READY.
-    problems = STORE.preload(config, probe=False)
-    for line in problems:
-        print(f"{args.config}: {line}", file=sys.stderr)
-    if problems:
+    try:
+        config = load_checked(args.config, probe=False)
+    except ConfigRefused as exc:
+        print(exc, file=sys.stderr)
         return 2
     setup_logging(args.log_level or config.daemon.log_level)
-    log.info("%s", board_line)
+    log.info("%s", board_defaults()[1])
     daemon = Daemon(config, _kernel(), _engine)
     try:
         rc = asyncio.run(daemon.run())

@@ -47,13 +47,17 @@ def algorithm_names(proposal: str) -> str:
 
 
 def _ago(seconds: int | None) -> str:
-    if seconds is None:
-        return "not yet"
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    return f"{seconds // 3600}h ago"
+    # Seconds everywhere, as swanctl prints them: one unit to read and to grep.
+    return "not yet" if seconds is None else f"{seconds}s ago"
+
+
+def _due(d: JsonDict, *keys: tuple[str, str]) -> str:
+    """``, rekeying in 3300s, expires in 3600s`` for the times the daemon knows."""
+    return "".join(
+        f", {label} in {d[key + '_in_s']}s"
+        for key, label in keys
+        if d.get(key + "_in_s") is not None
+    )
 
 
 def _offload(c: JsonDict) -> str:
@@ -67,7 +71,9 @@ def _child_lines(c: JsonDict) -> list[str]:
     lines = [
         f"  {c['name']}: #{c['unique_id']}, {reqid}{c['state']}, {c['mode']}, "
         f"{c['protocol']}{':' + algs if algs else ''}",
-        f"    installed {_ago(c.get('installed'))}{_offload(c)}",
+        f"    installed {_ago(c.get('installed_ago_s'))}"
+        + _due(c, ("rekey", "rekeying"), ("expire", "expires"))
+        + _offload(c),
         f"    in  {c['spi_in']}, {c['bytes_in']:>6} bytes, {c['packets_in']:>6} packets",
         f"    out {c['spi_out']}, {c['bytes_out']:>6} bytes, {c['packets_out']:>6} packets",
     ]
@@ -78,9 +84,9 @@ def _child_lines(c: JsonDict) -> list[str]:
 
 def _liveness(sa: JsonDict) -> str:
     dpd = "DPD outstanding" if sa.get("dpd_outstanding") else "DPD idle"
-    text = f"last inbound {_ago(sa.get('last_inbound'))}, {dpd}"
-    if sa.get("next_keepalive") is not None:
-        text += f", next keepalive in {sa['next_keepalive']}s"
+    text = f"last inbound {_ago(sa.get('last_inbound_ago_s'))}, {dpd}"
+    if sa.get("next_keepalive_in_s") is not None:
+        text += f", next keepalive in {sa['next_keepalive_in_s']}s"
     return text
 
 
@@ -98,12 +104,15 @@ def format_ike_sa(sa: JsonDict) -> str:
     ]
     if sa.get("algorithms"):
         lines.append(f"  {algorithm_names(sa['algorithms'])}")
-    if sa.get("established") is not None:
-        lines.append(f"  established {_ago(sa['established'])}")
-    if sa.get("last_inbound") is not None:
+    if sa.get("established_ago_s") is not None:
+        due = _due(sa, ("rekey", "rekeying"), ("reauth", "reauth"))
+        lines.append(f"  established {_ago(sa['established_ago_s'])}{due}")
+    if sa.get("last_inbound_ago_s") is not None:
         lines.append("  " + _liveness(sa))
     for c in sa.get("children", []):
         lines += _child_lines(c)
+    for f in sa.get("failed_children", []):
+        lines.append(f"  {f['name']}: FAILED, {f['reason']}, {_ago(f['failed_ago_s'])}")
     return "\n".join(lines)
 
 

@@ -1,7 +1,9 @@
 """The control socket: JSON lines over a Unix stream socket.
 
 Request ``{"cmd": "status", "args": {...}}`` -> one response line ``{"ok": true, "result":
-...}`` or ``{"ok": false, "error": "..."}``; a connection may carry several requests. The
+...}`` or ``{"ok": false, "error": "..."}``; a connection may carry several requests. A
+stream command (``log``) answers ``{"ok": true, "result": "following"}`` and then one
+line per event until the client goes away. The
 socket's directory is created 0750 and the socket is 0660: whoever can talk to it can
 tear tunnels down.
 """
@@ -16,7 +18,12 @@ import os
 import socket
 import stat
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+from pike.daemon.control_client import encode as _encode
+from pike.daemon.control_client import request
+
+__all__ = ["ControlError", "ControlServer", "request"]
 
 log = logging.getLogger("pike.daemon.control")
 
@@ -26,6 +33,17 @@ Handler = Callable[[dict[str, Any]], Any]
 
 class ControlError(Exception):
     """A request the daemon refuses; the message goes to the client as is."""
+
+
+class Stream(Protocol):
+    async def next(self) -> list[dict[str, Any]]: ...
+
+
+class StreamSource(Protocol):
+    """What a stream command follows (``pike.daemon.logstream.LogHub``)."""
+
+    def follow(self, args: dict[str, Any]) -> Stream: ...  # raises ControlError
+    def unfollow(self, stream: Any) -> None: ...
 
 
 def _check_stale(path: str) -> None:
@@ -46,9 +64,16 @@ def _check_stale(path: str) -> None:
 
 
 class ControlServer:
-    def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
+    def __init__(
+        self,
+        path: str,
+        handlers: dict[str, Handler],
+        streams: dict[str, StreamSource] | None = None,
+    ) -> None:
         self.path = path
         self._handlers = handlers
+        self._streams = streams or {}
+        self._following: set[asyncio.StreamWriter] = set()
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -67,6 +92,8 @@ class ControlServer:
         os.chmod(self.path, 0o660)
 
     async def close(self) -> None:
+        for writer in list(self._following):  # their _serve sees EOF and ends
+            writer.close()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -87,6 +114,10 @@ class ControlServer:
                     break
                 if not line.strip():
                     continue
+                stream = self._stream_request(line)
+                if stream is not None:
+                    await self._follow(*stream, reader, writer)
+                    break
                 writer.write(_encode(self.dispatch(line)))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -95,6 +126,50 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _stream_request(self, line: bytes) -> tuple[StreamSource, dict[str, Any]] | None:
+        """The source and args when ``line`` asks for a stream (else dispatch answers)."""
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(req, dict) or req.get("cmd") not in self._streams:
+            return None
+        args = req.get("args", {})
+        return (self._streams[req["cmd"]], args) if isinstance(args, dict) else None
+
+    async def _follow(
+        self,
+        source: StreamSource,
+        args: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Send ``source``'s events until the client closes (or sends anything)."""
+        try:
+            stream = source.follow(args)
+        except ControlError as exc:
+            writer.write(_encode({"ok": False, "error": str(exc)}))
+            return
+        writer.write(_encode({"ok": True, "result": "following"}))
+        self._following.add(writer)
+        eof = asyncio.ensure_future(reader.read(1))
+        try:
+            while True:
+                nxt = asyncio.ensure_future(stream.next())
+                await asyncio.wait({eof, nxt}, return_when=asyncio.FIRST_COMPLETED)
+                if eof.done():
+                    nxt.cancel()
+                    return
+                for event in nxt.result():
+                    writer.write(_encode(event))
+                # A slow client holds only this coroutine; its events wait in the
+                # stream's own bounded buffer.
+                await writer.drain()
+        finally:
+            eof.cancel()
+            source.unfollow(stream)
+            self._following.discard(writer)
 
     def dispatch(self, line: bytes) -> dict[str, Any]:
         """One request line -> the response object."""
@@ -119,30 +194,3 @@ class ControlServer:
             # A bug must not take the daemon down with it; the log has the traceback.
             log.exception("control command %s failed", req["cmd"])
             return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
-
-
-def _encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-
-
-def request(
-    path: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0
-) -> dict[str, Any]:
-    """Send one request and return the response object (client side, blocking).
-
-    Raises OSError when the socket cannot be reached, ValueError on a garbled answer.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(_encode({"cmd": cmd, "args": args or {}}))
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    resp = json.loads(buf)
-    if not isinstance(resp, dict) or "ok" not in resp:
-        raise ValueError("malformed answer from the daemon")
-    return resp

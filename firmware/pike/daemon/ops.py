@@ -2,7 +2,7 @@
 
 The runtime (``pike.daemon.runtime.Daemon``) owns one ``Ops``; it hands every engine action
 to ``observe`` before acting on it, starts and closes it with the sockets, and merges its
-control commands (``reload``, ``list-conns``) into the control socket's.
+control commands (``reload``, ``list-conns``, the ``log`` stream) into the control socket's.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from prometheus_client.registry import CollectorRegistry
 
 from pike.crypto.proposal import format_proposal
-from pike.daemon.control import ControlError
+from pike.daemon.configfile import ConfigRefused, load_checked
+from pike.daemon.control import ControlError, StreamSource
 from pike.daemon.keyexport import KeyExport
+from pike.daemon.logstream import LogHub
 from pike.metrics.collector import PikeCollector, Sources
 from pike.metrics.recorder import Recorder
 from pike.metrics.server import MetricsServer
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
-from pike.policy.loader import ConfigError, load_config
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
 
@@ -79,6 +80,7 @@ class Ops:
         self.metrics: MetricsServer | None = None
         self._keys: KeyExport | None = None
         self._started_wall = 0.0  # set by start()
+        self.logs = LogHub()  # pikectl log
 
     @property
     def engine(self) -> _Engine:
@@ -97,7 +99,10 @@ class Ops:
     # -- life cycle ------------------------------------------------------------------------
 
     def registry(self, version: str) -> CollectorRegistry:
+        from prometheus_client.process_collector import ProcessCollector
+
         reg = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=reg)  # process_* (CPU, memory, open fds) as every exporter
         reg.register(
             PikeCollector(
                 Sources(
@@ -124,6 +129,7 @@ class Ops:
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
         self._started_wall = self._wall()
+        logging.getLogger().addHandler(self.logs)
         self._configure_keys(self.daemon.config.daemon)
         listen = self.daemon.config.daemon.metrics_listen
         if not listen:
@@ -137,6 +143,7 @@ class Ops:
         self.metrics = server
 
     async def close(self) -> None:
+        logging.getLogger().removeHandler(self.logs)
         if self.metrics is not None:
             await self.metrics.close()
             self.metrics = None
@@ -181,24 +188,20 @@ class Ops:
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
 
+    def streams(self) -> dict[str, StreamSource]:
+        return {"log": self.logs}
+
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Read the config file again; on any error nothing changes and the error is the
         answer. Unchanged connections keep their SAs."""
-        from pike.sa.credentials import STORE
-
         path = self.daemon.config.path
         try:
-            new = load_config(path)
-        except ConfigError as exc:
+            new = load_checked(path, probe=False)  # as at start; no token I/O on the loop
+        except ConfigRefused as exc:
             self.recorder.reloaded(False)
-            log.error("reload refused: %s", exc)
-            raise ControlError(str(exc)) from None
-        problems = STORE.preload(new, probe=False)  # no token I/O on the loop
-        if problems:
-            self.recorder.reloaded(False)
-            msg = "; ".join(f"{path}: {p}" for p in problems)
+            msg = "; ".join(exc.lines)
             log.error("reload refused: %s", msg)
-            raise ControlError(msg)
+            raise ControlError(msg) from None
         old = self.daemon.config.daemon
         restart = [k for k in RESTART_KEYS if getattr(old, k) != getattr(new.daemon, k)]
         result = self.engine.reload(new, self._now())

@@ -23,7 +23,7 @@ from pike.daemon.control import ControlError, ControlServer
 from pike.daemon.interfaces import address_present, to_bring_up
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
-from pike.daemon.sa_view import list_sas_json
+from pike.daemon.sa_view import engine_due, list_sas_json
 from pike.daemon.signing import Signing
 from pike.daemon.sockets import IkeSockets
 from pike.kernel.events import Acquire, Expire, KernelEvent
@@ -96,12 +96,9 @@ EngineFactory = Callable[[Config, KernelCaps, SpiAlloc | None, Random], Engine]
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from pike.version import version
 
-        return version("pike")
-    except Exception:  # not installed as a distribution (running from a tree)
-        return "0.1.0"
+    return version()
 
 
 def _spis(spi_i: bytes, spi_r: bytes) -> str:
@@ -240,7 +237,7 @@ class Daemon:
         self._sockets = IkeSockets(
             loop, self._on_datagram, ike_port=d.ike_port, natt_port=d.natt_port, ipv6=self._ipv6
         )
-        self._control = ControlServer(d.control_socket, self._handlers())
+        self._control = ControlServer(d.control_socket, self._handlers(), self.ops.streams())
         try:
             self._sockets.open()
             await self._control.start()
@@ -669,9 +666,10 @@ class Daemon:
         return self._board
 
     def cmd_list_sas(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        conn = args.get("conn")
+        conn = None if args.get("conn") is None else self._conn_arg(args)  # a typo: an error
         sas = [sa for sa in self.engine.list_sas() if conn is None or sa.name == conn]
-        return list_sas_json(sas, self._counters, self._now(), self.clock.wall())
+        due, failed = engine_due(self.engine), self.ops.recorder.child_failed
+        return list_sas_json(sas, self._counters, self._now(), self.clock.wall(), due, failed)
 
     def _conn_arg(self, args: dict[str, Any]) -> str:
         conn = args.get("conn")

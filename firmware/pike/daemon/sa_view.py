@@ -2,12 +2,15 @@
 
 The engine reports SAs (``IkeSaInfo``) with times on the monotonic clock; counters come
 from the kernel at request time. Here both become plain JSON values: SPIs in hex,
-times as seconds ago plus a wall-clock timestamp.
+times as seconds (``*_ago_s`` before now, ``*_in_s`` ahead) plus a wall-clock
+timestamp (``*_at``, Unix time).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from pike.policy.ipsec import SaCounters, SaSpec
@@ -18,14 +21,81 @@ QueryCounters = Callable[[SaSpec], SaCounters | None]
 JsonDict = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """When an SA's next timed event is (engine clock), which ``IkeSaInfo`` and
+    ``ChildSaInfo`` do not carry yet (see ``engine_due``)."""
+
+    rekey_at: float | None = None
+    reauth_at: float | None = None  # IKE SAs
+    expire_at: float | None = None  # CHILD SAs: life_time
+
+
+# (connection, child) -> (reason, wall-clock time) of the last failure of a CHILD_SA
+# that has not come up since (``pike.metrics.recorder.Recorder.child_failed``).
+ChildFailures = Mapping[tuple[str, str], tuple[str, float]]
+NO_FAILURES: ChildFailures = MappingProxyType({})
+
+# Due times by IKE SPIs (spi_i + spi_r) or by a CHILD_SA's inbound SPI.
+DueTimes = Mapping[bytes | int, Due]
+NO_DUE: DueTimes = MappingProxyType({})
+
+
+def engine_due(engine: object) -> dict[bytes | int, Due]:
+    """The rekey/reauth/expiry times of the engine's SAs, read from its SA objects.
+
+    A read-only look inside the engine (as the key export does) until the engine's SA
+    infos carry these times themselves; an engine without them gives nothing, and
+    ``list-sas`` then shows no times rather than wrong ones."""
+    out: dict[bytes | int, Due] = {}
+    parts: Iterable[object] = (engine, getattr(engine, "v2", None), getattr(engine, "v1", None))
+    for part in parts:
+        sas = getattr(part, "sas", None)
+        if not isinstance(sas, Mapping):
+            continue
+        for sa in sas.values():
+            spi_i, spi_r = getattr(sa, "spi_i", b""), getattr(sa, "spi_r", b"")
+            if isinstance(spi_i, bytes) and isinstance(spi_r, bytes):
+                out[spi_i + spi_r] = Due(_t(sa, "rekey_at"), _t(sa, "reauth_at"))
+            for c in getattr(sa, "children", ()):
+                spi = getattr(c, "spi_in", None)
+                if isinstance(spi, int):
+                    out[spi] = Due(_t(c, "rekey_at"), expire_at=_t(c, "expire_at"))
+    return out
+
+
+def _t(obj: object, name: str) -> float | None:
+    value = getattr(obj, name, None)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _times(at: float | None, now: float, wall_now: float) -> tuple[int | None, float | None]:
+    """(whole seconds ago, wall-clock time) of engine-clock time ``at``."""
     if at is None:
         return None, None
     ago = max(0.0, now - at)
     return int(ago), round(wall_now - ago, 3)
 
 
-def child_json(c: ChildSaInfo, query: QueryCounters, now: float, wall_now: float) -> JsonDict:
+def _ahead(at: float | None, now: float, wall_now: float) -> tuple[int | None, float | None]:
+    """(whole seconds from now, wall-clock time) of engine-clock time ``at``."""
+    if at is None:
+        return None, None
+    left = max(0.0, at - now)
+    return int(left), round(wall_now + left, 3)
+
+
+def _due_json(due: Due | None, keys: tuple[str, ...], now: float, wall_now: float) -> JsonDict:
+    out: JsonDict = {}
+    for key in keys:
+        left, at = _ahead(getattr(due, f"{key}_at") if due else None, now, wall_now)
+        out[f"{key}_in_s"], out[f"{key}_at"] = left, at
+    return out
+
+
+def child_json(
+    c: ChildSaInfo, query: QueryCounters, now: float, wall_now: float, due: DueTimes = NO_DUE
+) -> JsonDict:
     cin = query(c.inbound) if c.inbound is not None else None
     cout = query(c.outbound) if c.outbound is not None else None
     ago, at = _times(c.installed_at, now, wall_now)
@@ -46,8 +116,9 @@ def child_json(c: ChildSaInfo, query: QueryCounters, now: float, wall_now: float
         "packets_in": cin.packets if cin else 0,
         "packets_out": cout.packets if cout else 0,
         "offload": _offload(cin, cout),
-        "installed": ago,
+        "installed_ago_s": ago,
         "installed_at": at,
+        **_due_json(due.get(c.spi_in), ("rekey", "expire"), now, wall_now),
     }
 
 
@@ -58,8 +129,16 @@ def _offload(cin: SaCounters | None, cout: SaCounters | None) -> str:
     return seen_in if seen_in == seen_out else f"in {seen_in}, out {seen_out}"
 
 
-def ike_json(sa: IkeSaInfo, query: QueryCounters, now: float, wall_now: float) -> JsonDict:
+def ike_json(
+    sa: IkeSaInfo,
+    query: QueryCounters,
+    now: float,
+    wall_now: float,
+    due: DueTimes = NO_DUE,
+    failures: ChildFailures = NO_FAILURES,
+) -> JsonDict:
     ago, at = _times(sa.established_at, now, wall_now)
+    failed = sorted((child, f) for (conn, child), f in failures.items() if conn == sa.name)
     return {
         "name": sa.name,
         "unique_id": sa.unique_id,
@@ -75,12 +154,22 @@ def ike_json(sa: IkeSaInfo, query: QueryCounters, now: float, wall_now: float) -
         "spi_i": sa.spi_i.hex(),
         "spi_r": sa.spi_r.hex(),
         "algorithms": sa.algorithms,
-        "established": ago,
+        "established_ago_s": ago,
         "established_at": at,
+        **_due_json(due.get(sa.spi_i + sa.spi_r), ("rekey", "reauth"), now, wall_now),
         "nat_local": sa.nat_local,
         "nat_remote": sa.nat_remote,
         **liveness_json(sa, now, wall_now),
-        "children": [child_json(c, query, now, wall_now) for c in sa.children],
+        "children": [child_json(c, query, now, wall_now, due) for c in sa.children],
+        "failed_children": [
+            {
+                "name": child,
+                "reason": reason,
+                "failed_ago_s": max(0, int(wall_now - wall)),
+                "failed_at": round(wall, 3),
+            }
+            for child, (reason, wall) in failed
+        ],
     }
 
 
@@ -88,16 +177,22 @@ def liveness_json(sa: IkeSaInfo, now: float, wall_now: float) -> JsonDict:
     """DPD and NAT-T keepalive health: when the peer last spoke (authenticated IKE),
     whether a liveness check is waiting for its answer, when the next keepalive goes."""
     ago, at = _times(sa.last_inbound, now, wall_now)
-    keepalive = None if sa.keepalive_at is None else max(0, round(sa.keepalive_at - now))
+    keepalive, keepalive_at = _ahead(sa.keepalive_at, now, wall_now)
     return {
-        "last_inbound": ago,
+        "last_inbound_ago_s": ago,
         "last_inbound_at": at,
         "dpd_outstanding": sa.dpd_outstanding,
-        "next_keepalive": keepalive,
+        "next_keepalive_in_s": keepalive,
+        "next_keepalive_at": keepalive_at,
     }
 
 
 def list_sas_json(
-    sas: list[IkeSaInfo], query: QueryCounters, now: float, wall_now: float
+    sas: list[IkeSaInfo],
+    query: QueryCounters,
+    now: float,
+    wall_now: float,
+    due: DueTimes = NO_DUE,
+    failures: ChildFailures = NO_FAILURES,
 ) -> list[JsonDict]:
-    return [ike_json(sa, query, now, wall_now) for sa in sas]
+    return [ike_json(sa, query, now, wall_now, due, failures) for sa in sas]

@@ -93,6 +93,27 @@ class PikeCollector(Collector):
             [([c], 1.0) for c in sorted(config.connections)],
             ["connection"],
         )
+        # Alerts need to know which tunnels should be up: start_action = "start" keeps a
+        # child up; "none" (up on request) and "trap" (up on traffic) may rest down.
+        yield _gauge(
+            "pike_connection_expected_up",
+            'Connections piked keeps up (1: a child has start_action = "start"), else 0',
+            [
+                ([n], float(any(ch.start_action == "start" for ch in c.children)))
+                for n, c in sorted(config.connections.items())
+            ],
+            ["connection"],
+        )
+        yield _gauge(
+            "pike_child_sa_expected_up",
+            'Children piked keeps up (1: start_action = "start"), else 0',
+            [
+                ([n, ch.name], float(ch.start_action == "start"))
+                for n, c in sorted(config.connections.items())
+                for ch in c.children
+            ],
+            ["connection", "child"],
+        )
         yield _gauge(
             "pike_connection_ike_rekey_interval_seconds",
             "Configured IKE SA rekey_time (0: no rekey)",
@@ -193,6 +214,12 @@ class PikeCollector(Collector):
             [([c, r], float(n)) for (c, r), n in sorted(rec.ike_deleted.items())],
             ["connection", "reason"],
         )
+        yield _counter(
+            "pike_ike_auth_failures",
+            "IKE SAs that failed authentication (the peer's or ours)",
+            [([c], float(rec.auth_failures.get(c, 0))) for c in conns],
+            ["connection"],
+        )
         hist = HistogramMetricFamily(
             "pike_ike_handshake_duration_seconds",
             "First IKE_SA_INIT request to established IKE SA",
@@ -289,9 +316,10 @@ class PikeCollector(Collector):
         )
         yield _counter(
             "pike_child_sa_failures",
-            "CHILD SAs that could not be created or rekeyed (peer refused, kernel refused)",
-            [([c, ch], float(rec.child_failures.get((c, ch), 0))) for c, ch in sorted(children)],
-            ["connection", "child"],
+            "CHILD SAs that could not be created or rekeyed, by reason (the peer's error "
+            "notify, kernel_no_esp, ...)",
+            [([c, ch, r], float(n)) for (c, ch, r), n in sorted(rec.child_failures.items())],
+            ["connection", "child", "reason"],
         )
 
         # -- key custody --------------------------------------------------------------------

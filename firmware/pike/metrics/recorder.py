@@ -10,6 +10,7 @@ failed CHILD_SAs, config reloads and our signatures (duration, failures; reporte
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -65,6 +66,22 @@ class Histogram:
         return [*out, ("+Inf", float(self.n))]
 
 
+_NOTIFY = re.compile(r"\bnotify ([A-Z][A-Z0-9_]*)")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+
+
+def reason_label(reason: str) -> str:
+    """A bounded label value for why an SA failed or ended. The engines give a word
+    (``kernel_no_esp``, ``peer_deleted``), a word and a detail (IKEv1: ``auth_failed: HASH
+    mismatch``) or, for a refused CHILD_SA, a sentence naming the peer's error notify
+    (``TS_UNACCEPTABLE``) or what was wrong with its answer (``invalid_response``)."""
+    m = _NOTIFY.search(reason)
+    if m:
+        return m.group(1)
+    word = reason.split(":", 1)[0]
+    return word if _WORD.fullmatch(word) else "invalid_response"
+
+
 def _le(bound: float) -> str:
     return repr(float(bound))
 
@@ -84,7 +101,10 @@ class Recorder:
     installed: dict[ChildKey, set[int]] = field(default_factory=dict)
     ike_establishments: Counter[str] = field(default_factory=Counter)
     ike_deleted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (conn, reason)
-    child_failures: Counter[ChildKey] = field(default_factory=Counter)
+    auth_failures: Counter[str] = field(default_factory=Counter)  # by connection
+    child_failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # +reason
+    # (reason, wall clock) of each child's last failure, until it is installed again.
+    child_failed: dict[ChildKey, tuple[str, float]] = field(default_factory=dict)
     last_ike_rekey: dict[str, float] = field(default_factory=dict)  # wall clock
     last_child_rekey: dict[ChildKey, float] = field(default_factory=dict)
     handshakes: dict[str, Histogram] = field(default_factory=dict)
@@ -101,14 +121,23 @@ class Recorder:
                 self.ike_establishments[a.conn] += 1
                 self.handshakes.setdefault(a.conn, Histogram()).observe(a.handshake_seconds)
         elif isinstance(a, IkeSaDeleted):
-            self.ike_deleted[(a.conn, a.reason)] += 1
+            reason = reason_label(a.reason)
+            self.ike_deleted[(a.conn, reason)] += 1
+            # IKEv2 says "auth_failed", IKEv1 "auth_failed: what" (either role). The IKEv2
+            # responder that answers AUTHENTICATION_FAILED ends its half-open SA quietly
+            # today, without an IkeSaDeleted: those are not counted until the engine
+            # reports them the same way.
+            if reason == "auth_failed":
+                self.auth_failures[a.conn] += 1
         elif isinstance(a, InstallChildSa):
             live = self.installed.setdefault((a.conn, a.child), set())
             if live:  # another SA of the same child is up: this one replaces it
                 self.last_child_rekey[(a.conn, a.child)] = self.wall()
             live.add(a.unique_id)
+            self.child_failed.pop((a.conn, a.child), None)
         elif isinstance(a, ChildSaFailed):
-            self.child_failures[(a.conn, a.child)] += 1
+            self.child_failures[(a.conn, a.child, reason_label(a.reason))] += 1
+            self.child_failed[(a.conn, a.child)] = (a.reason, self.wall())
         elif isinstance(a, DeleteChildSa):
             self.installed.get((a.conn, a.child), set()).discard(a.unique_id)
             # Read the final counts now: the runtime removes the SAs right after this.

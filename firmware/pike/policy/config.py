@@ -11,6 +11,7 @@ from typing import Literal
 
 from pike.crypto.proposal import ProposalSpec
 from pike.policy.ipsec import Mode, Offload
+from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.ts import TrafficSelector
 
 StartAction = Literal["none", "start", "trap"]
@@ -112,7 +113,7 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
-    control_socket: str = "/run/pike/pike.sock"
+    control_socket: str = DEFAULT_SOCKET
     metrics_listen: str = ""  # "HOST:PORT" of the Prometheus endpoint; "" disables it
     save_keys_dir: str = ""  # Wireshark key tables (debugging only); "" disables it
     ike_port: int = 500

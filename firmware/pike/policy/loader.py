@@ -30,6 +30,7 @@ from pike.policy.config import (
 from pike.policy.config_values import decode_secret, parse_duration, parse_size, parse_ts
 from pike.policy.identity import IdentityError, identity_of_address, parse_identity
 from pike.policy.ipsec import Mode, Offload
+from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.toml_lines import KeyPath, key_lines
 from pike.policy.toml_table import ConfigError, Source, Table
 from pike.policy.ts import TrafficSelector
@@ -107,7 +108,7 @@ def _name(t: Table) -> str:
 
 
 def _daemon(t: Table) -> DaemonConfig:
-    sock = t.typed("control_socket", str, "/run/pike/pike.sock")
+    sock = t.typed("control_socket", str, DEFAULT_SOCKET)
     if not sock:
         raise t.error("control_socket", "must not be empty")
     cfg = DaemonConfig(

@@ -37,9 +37,13 @@ class FileKeySigner:
             raise SignerError(f"cannot read key file {path}: {exc.strerror or exc}") from None
         try:
             key = serialization.load_pem_private_key(data, password)
-        except (ValueError, TypeError) as exc:
-            # The message of cryptography never contains key material.
-            raise SignerError(f"{path} is not a usable PEM private key: {exc}") from None
+        except TypeError:  # encrypted, and no password given
+            raise SignerError(f"{path} is not a usable PEM private key: encrypted") from None
+        except ValueError:
+            # The library's text (ASN.1 details) helps nobody: say what the file must be.
+            raise SignerError(
+                f"{path} is not a usable PEM private key (PKCS#8, SEC1 or PKCS#1, unencrypted)"
+            ) from None
         kind = key_type_of(key)
         if kind is None or not isinstance(
             key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
