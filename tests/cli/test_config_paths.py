@@ -7,6 +7,7 @@ a good file and is handed each file in turn (at the path it was started with).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -136,7 +137,7 @@ def test_start_check_config_reload_and_sighup_agree(
         rel = pikectl(sock, "reload")
         mark = log.stat().st_size
         os.kill(pid, signal.SIGHUP)
-        wait_for(f"{name}: no SIGHUP outcome", lambda m=mark: reloaded(log, m), log)
+        wait_for(f"{name}: no SIGHUP outcome", functools.partial(reloaded, log, mark), log)
         hup = log.read_text()[mark:]
         if expected is None:
             assert chk.returncode == 0, f"{name}: {chk.stderr}"

@@ -81,7 +81,10 @@ def _counters(spec: SaSpec) -> SaCounters | None:
 
 
 # Engine-clock times of the SA above (now = 100): IKE rekey, CHILD rekey and expiry.
-DUE = {SA.spi_i + SA.spi_r: Due(rekey_at=14050.0), 0xC1234567: Due(3400.0, None, 4048.0)}
+DUE: dict[bytes | int, Due] = {
+    SA.spi_i + SA.spi_r: Due(rekey_at=14050.0),
+    0xC1234567: Due(3400.0, None, 4048.0),
+}
 FAILED = {("hq", "dmz"): ("TS_UNACCEPTABLE", 1_699_999_970.0), ("other", "x"): ("y", 0.0)}
 
 

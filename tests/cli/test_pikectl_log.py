@@ -54,7 +54,12 @@ def test_pikectl_log_follows_piked(tmp_path: Path) -> None:
         lines: queue.Queue[str] = queue.Queue()
         assert follower.stdout is not None
         out = follower.stdout
-        threading.Thread(target=lambda: [lines.put(x) for x in out], daemon=True).start()
+
+        def pump() -> None:
+            for x in out:
+                lines.put(x)
+
+        threading.Thread(target=pump, daemon=True).start()
         try:
             seen: list[str] = []
             deadline = time.monotonic() + 15
