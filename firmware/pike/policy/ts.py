@@ -34,13 +34,24 @@ class TrafficSelector:
     def version(self) -> int:
         return self.start.version
 
+    @property
+    def empty(self) -> bool:
+        """Selects nothing: a peer may send a start above the end (or addresses of two
+        families); such a selector is never narrowed into, accepted or installed."""
+        return (
+            self.start.version != self.end.version
+            or int(self.start) > int(self.end)
+            or self.start_port > self.end_port
+        )
+
     def networks(self) -> list[IPNetwork]:
         """The range as the smallest list of prefixes (kernel selectors are prefixes)."""
         return list(ipaddress.summarize_address_range(self.start, self.end))
 
     def contains(self, other: TrafficSelector) -> bool:
         return (
-            self.version == other.version
+            not other.empty
+            and self.version == other.version
             and int(self.start) <= int(other.start)
             and int(other.end) <= int(self.end)
             and (self.protocol == 0 or self.protocol == other.protocol)
@@ -50,7 +61,7 @@ class TrafficSelector:
 
     def intersect(self, other: TrafficSelector) -> TrafficSelector | None:
         """The narrowed selector both sides accept, or None (RFC 7296 §2.9)."""
-        if self.version != other.version:
+        if self.version != other.version or self.empty or other.empty:
             return None
         start = max(self.start, other.start, key=int)
         end = min(self.end, other.end, key=int)
@@ -66,7 +77,7 @@ class TrafficSelector:
         return TrafficSelector(start, end, proto, lo, hi)
 
     def __str__(self) -> str:
-        nets = self.networks()
+        nets = [] if self.empty else self.networks()
         addr = str(nets[0]) if len(nets) == 1 else f"{self.start}..{self.end}"
         if self.protocol == 0 and self.start_port == 0 and self.end_port == 65535:
             return addr

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
@@ -35,6 +35,7 @@ from pike.wire.constants import CertEncoding, IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 
 MAX_PATH = 8  # CAs above the end entity; strongSwan's default is 7 intermediates
+MAX_CERT_PAYLOADS = MAX_PATH + 1  # the end entity and a full path of intermediates
 SHA1_LEN = 20
 
 # Extensions whose meaning we enforce (or that impose nothing on IKE); any other one marked
@@ -123,19 +124,52 @@ def requested_keyids(payloads: Iterable[CertReqPayload]) -> set[bytes]:
 
 
 def _dn(name: x509.Name) -> str:
-    return name.rfc4514_string()
+    return identity.printable(name.rfc4514_string())  # a peer's certificate: its text
+
+
+# cryptography parses a certificate lazily and reports malformed parts with several
+# unrelated exception types, the first time each part is read.
+_MALFORMED = (
+    ValueError,
+    TypeError,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+    x509.UnsupportedGeneralNameType,
+    UnsupportedAlgorithm,
+)
+
+
+def _parsed(data: bytes) -> x509.Certificate:
+    """A certificate whose every part the checks read parses (CertError otherwise), so
+    that no later access raises something other than CertError."""
+    cert = x509.load_der_x509_certificate(data)
+    _ = cert.version, cert.serial_number, cert.subject, cert.issuer
+    _ = cert.not_valid_before_utc, cert.not_valid_after_utc
+    _ = cert.signature_hash_algorithm, cert.signature_algorithm_oid
+    _ = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+    for ext in cert.extensions:  # each value, parsed once and cached by cryptography
+        _ = ext.value
+    cert.public_key()
+    return cert
 
 
 def parse_cert_payloads(payloads: Iterable[CertPayload]) -> list[x509.Certificate]:
-    """The peer's X.509 certificates in the order sent (the first is its end entity)."""
+    """The peer's X.509 certificates in the order sent (the first is its end entity).
+
+    At most ``MAX_CERT_PAYLOADS``: this runs before the peer is authenticated, and each
+    certificate costs a parse and maybe a signature check."""
+    payloads = list(payloads)
+    if len(payloads) > MAX_CERT_PAYLOADS:
+        raise CertError(f"{len(payloads)} CERT payloads, at most {MAX_CERT_PAYLOADS} accepted")
     out = []
     for i, p in enumerate(payloads):
         if p.encoding != CertEncoding.X509_SIGNATURE:
             raise CertError(f"CERT payload {i + 1} has encoding {p.encoding}, only 4 (X.509)")
         try:
-            out.append(x509.load_der_x509_certificate(p.data))
-        except ValueError as exc:
-            raise CertError(f"CERT payload {i + 1} is not a DER X.509 certificate: {exc}") from None
+            out.append(_parsed(p.data))
+        except _MALFORMED as exc:
+            why = identity.printable(str(exc), 120)
+            raise CertError(f"CERT payload {i + 1} is not a DER X.509 certificate: {why}") from None
     if not out:
         raise CertError("the peer sent no certificate")
     return out
@@ -195,6 +229,19 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:
     return None
 
 
+def _may_issue(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` is worth a signature check for ``cert``: the names match and, when
+    both carry key identifiers, so do those (RFC 5280 §4.2.1.1). Checked before AUTH, so
+    a peer's pile of same-named fake CAs costs a comparison each, not a verification."""
+    if issuer.subject != cert.issuer:
+        return False
+    aki = _ext(cert, x509.AuthorityKeyIdentifier)
+    ski = _ext(issuer, x509.SubjectKeyIdentifier)
+    if not isinstance(aki, x509.AuthorityKeyIdentifier) or aki.key_identifier is None:
+        return True
+    return not isinstance(ski, x509.SubjectKeyIdentifier) or ski.digest == aki.key_identifier
+
+
 def validate_chain(
     certs: Sequence[x509.Certificate],
     anchors: Sequence[x509.Certificate],
@@ -213,7 +260,7 @@ def validate_chain(
     for depth in range(MAX_PATH + 1):
         problems: list[str] = []
         for anchor in anchors:
-            if anchor.subject != current.issuer:
+            if not _may_issue(current, anchor):
                 continue
             why = _issued_by(current, anchor)
             if why is None:
@@ -221,7 +268,7 @@ def validate_chain(
                 return [*path, anchor]
             problems.append(f"'{_dn(anchor.subject)}': {why}")
         for inter in certs[1:]:
-            if inter in path or inter.subject != current.issuer:
+            if inter in path or not _may_issue(current, inter):
                 continue
             why = _issued_by(current, inter)
             if why is None:
@@ -275,7 +322,7 @@ def peer_identity(id_type: int, data: bytes) -> Identity:
     except DerError:
         return ident
     text = ", ".join("+".join(f"{_ATTR_NAMES.get(o, o)}={v}" for o, v in rdn) for rdn in rdns)
-    return Identity(id_type, data, text)
+    return Identity(id_type, data, identity.printable(text))
 
 
 def subject_identity(cert: x509.Certificate) -> Identity:

@@ -23,6 +23,11 @@ _STRINGS = {
 }
 
 
+# No standard OID has an arc near this long (a UUID arc, 2.25.x, takes 19 bytes); a longer
+# one is only there to make str(int) work for seconds, or raise past Python's 4 300 digits.
+MAX_ARC_BYTES = 20
+
+
 class DerError(ValueError):
     """Malformed DER (the text names what)."""
 
@@ -75,11 +80,16 @@ def decode_oid(body: bytes) -> str:
     top = min(body[0] // 40, 2)
     arcs = [top, body[0] - 40 * top]
     value = 0
+    length = 0
     for b in body[1:]:
         value = (value << 7) | (b & 0x7F)
+        length += 1
+        if length > MAX_ARC_BYTES:
+            raise DerError(f"OID: an arc longer than {MAX_ARC_BYTES} bytes")
         if not b & 0x80:
             arcs.append(value)
             value = 0
+            length = 0
     return ".".join(str(a) for a in arcs)
 
 

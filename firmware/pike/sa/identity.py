@@ -8,11 +8,26 @@ from pike.policy.config import Identity
 from pike.policy.identity import identity_of_address as from_address
 from pike.wire.constants import IdType
 
-__all__ = ["from_address", "from_wire", "matches"]
+__all__ = ["from_address", "from_wire", "matches", "printable"]
+
+# A peer's identity goes into logs, list-sas and metrics: as long as a line can sensibly be.
+MAX_TEXT = 256
+
+
+def printable(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` safe for a log line: each non-printable character (newline, escape
+    sequences, ...) as ``?``, as strongSwan prints them, and at most ``limit`` characters.
+    The peer chose these bytes; without this it could write forged lines into the journal."""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def from_wire(id_type: int, data: bytes) -> Identity:
-    """A peer's identity with a printable text (never raises: the peer chose the bytes)."""
+    """A peer's identity with a printable text (never raises: the peer chose the bytes);
+    ``data`` stays as sent, ``text`` is escaped (``printable``)."""
     try:
         if id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
             text = str(ipaddress.ip_address(data))
@@ -22,7 +37,7 @@ def from_wire(id_type: int, data: bytes) -> Identity:
             text = f"{id_type}:{data.hex()}"
     except (ValueError, UnicodeDecodeError):
         text = f"{id_type}:{data.hex()}"
-    return Identity(id_type, data, text)
+    return Identity(id_type, data, printable(text))
 
 
 def matches(configured: Identity | None, peer: Identity) -> bool:
