@@ -297,13 +297,39 @@ def test_peer_rekey_of_a_child_keeps_its_reqid() -> None:
 
 
 def test_half_open_phase_1s_per_address_are_capped() -> None:
+    """block_threshold (5) per address: a sixth MM1 replaces the oldest that never
+    answered (IKEv1 has no COOKIE to make a source prove its address)."""
     a, b = make_pair()
     a.engine.initiate("gw", 0.0, "net")
     (mm1,) = a.drain()
     for i in range(7):
         data = bytes([i + 1]) * 8 + mm1.data[8:]  # other initiator cookies, same address
         b.engine.receive_datagram(data, mm1.src, mm1.dst, 0.0)
-    assert len(b.drain()) == 5 and len(b.engine.list_sas()) == 5
-    assert b.engine.ctx.counters.dropped == {"too_many_half_open": 2}
+    assert len(b.drain()) == 7 and len(b.engine.list_sas()) == 5
+    assert b.engine.ctx.counters.dropped == {"half_open_replaced": 2}
+    assert b.engine.ctx.admission.half_open == 5
     b.engine.handle_timer(30.0)  # half-open timeout: room again
     assert b.engine.list_sas() == []
+    assert b.engine.ctx.admission.half_open == 0
+
+
+def test_spoofed_mm1s_with_a_peers_address_do_not_lock_it_out() -> None:
+    """Issue 13: 5 spoofed MM1 carrying a real peer's address used to block its own MM1s
+    for 200 s. Now they are replaced, and the peer's SA, once it answered, is kept."""
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    (mm1,) = a.drain()
+    for i in range(5):
+        b.engine.receive_datagram(bytes([i + 1]) * 8 + mm1.data[8:], mm1.src, mm1.dst, 0.0)
+    b.drain()
+    (mm2,) = deliver([mm1], b, 0.0)  # the real peer's MM1 replaces a spoofed one
+    (mm3,) = deliver([mm2], a, 0.0)
+    mm4 = deliver([mm3], b, 0.0)  # it answered at its address: proven
+    for i in range(10):  # more spoofed MM1s replace only the unproven ones
+        b.engine.receive_datagram(bytes([i + 9]) * 8 + mm1.data[8:], mm1.src, mm1.dst, 0.0)
+    b.drain()
+    assert b.engine.ctx.admission.half_open == 5
+    transfer(a, b, 0.0, in_flight=deliver(mm4, a, 0.0))
+    assert a.sa().state == "ESTABLISHED"
+    mine = [s for s in b.engine.list_sas() if s.state == "ESTABLISHED"]
+    assert len(mine) == 1

@@ -181,11 +181,17 @@ def test_invalid_ke_payload_retry_with_the_group_the_peer_wants() -> None:
     assert a.sa().algorithms == "aes128gcm16-prfsha256-modp3072"
 
 
-def test_cookie_round_trip(monkeypatch) -> None:
-    import pike.ikev2.responder as eng
-
-    monkeypatch.setattr(eng, "COOKIE_THRESHOLD", 0)
-    a, b = make_pair()
+def test_cookie_round_trip() -> None:
+    b_text = conf(
+        "192.0.2.2",
+        "192.0.2.1",
+        "hq.example.net",
+        "branch.example.net",
+        local_ts='"10.2.0.0/24"',
+        remote_ts='"10.1.0.0/24"',
+        extra_daemon="cookie_threshold = 0",
+    )
+    a, b = make_pair(None, b_text)
     a.engine.initiate("gw", 0.0)
     (req,) = a.drain()
     (resp,) = deliver([req], b, 0.0)

@@ -371,3 +371,21 @@ def test_secret_errors_never_echo_the_secret(tmp_path: Path) -> None:
     assert msg == "F:21: secrets.ike-hq.secret: must be a string, not an array"
     msg = error_of(tmp_path, EXAMPLE.replace(PSK, "0x"))
     assert msg == "F:21: secrets.ike-hq.secret: the secret is empty"
+
+
+def test_pre_authentication_limits(tmp_path: Path) -> None:
+    """The daemon settings of pike.sa.admission (issue 13), with strongSwan's defaults."""
+    cfg = load_config(write(tmp_path, EXAMPLE))
+    d = cfg.daemon
+    assert (d.max_packet, d.cookie_threshold, d.block_threshold) == (10000, 10, 5)
+    assert (d.half_open_max, d.ike_sa_max, d.init_rate) == (1000, 10000, 200)
+    text = EXAMPLE.replace(
+        "[daemon]\n",
+        "[daemon]\nmax_packet = 20000\ncookie_threshold = 0\nblock_threshold = 2\n"
+        "half_open_max = 50\nike_sa_max = 100\ninit_rate = 0\n",
+    )
+    d = load_config(write(tmp_path, text)).daemon
+    assert (d.max_packet, d.cookie_threshold, d.block_threshold) == (20000, 0, 2)
+    assert (d.half_open_max, d.ike_sa_max, d.init_rate) == (50, 100, 0)
+    with pytest.raises(ConfigError, match="max_packet"):
+        load_config(write(tmp_path, EXAMPLE.replace("[daemon]\n", "[daemon]\nmax_packet = 100\n")))

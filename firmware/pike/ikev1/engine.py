@@ -27,6 +27,7 @@ from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps
 from pike.sa import child_lifecycle
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
+from pike.sa.admission import check_size
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, SpiAlloc
 from pike.sa.restarts import restart
@@ -62,7 +63,7 @@ class Ikev1Engine:
         # Beside an IKEv2 engine the context is shared: one action queue, one set of
         # counters, unique ids and reqids that never collide (``pike.daemon.engines``).
         self.ctx = ctx or Context(config, random, kernel_caps, spi_alloc)
-        self.table = SaTable()
+        self.table = SaTable(self.ctx.admission)
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
 
     @property
@@ -322,6 +323,7 @@ class Ikev1Engine:
         self.ctx.emit(MessageDropped(reason, src))
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        check_size(self.config.daemon, data)
         msg = decode_v1(data)
         if msg.exchange in PHASE1 and msg.spi_r == bytes(8):
             sa = self.table.half_open((msg.spi_i, src[0], src[1]))
@@ -330,6 +332,8 @@ class Ikev1Engine:
                 return
         else:
             sa = self.table.find(msg)
+            if sa is not None:
+                self.table.answered(sa)
         if sa is None or sa.state == IkeState.DESTROYED:
             raise PeerError("unknown_spi", f"no ISAKMP_SA for cookies {msg.spi_i.hex()}")
         if msg.exchange == QUICK and sa.state == IkeState.CONNECTING and sa.p1.peer_id_b:

@@ -2,8 +2,8 @@
 
 A first message finds its connections by address (and, in Aggressive Mode, by the
 identity sent in the clear) and proposal; a refusal is answered in the clear. The SA it
-makes is half-open until the peer authenticates: at most HALF_OPEN_PER_PEER per address,
-each bounded by HALF_OPEN_TIMEOUT (see timers.py).
+makes is half-open until the peer authenticates, each bounded by HALF_OPEN_TIMEOUT (see
+timers.py); how many one address and all may hold is ``pike.sa.admission``'s to say.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pike.ikev1.proposals import Phase1Choice
 from pike.ikev1.selection import choose, connections_for, id_fits
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, SendDatagram
+from pike.sa.admission import Verdict
 from pike.sa.context import Context
 from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_v1
@@ -22,16 +23,26 @@ from pike.wire.isakmp_constants import ExchangeV1, NotifyV1, ProtocolV1
 from pike.wire.isakmp_payloads import V1Id, V1Message, V1Notify, V1Sa
 from pike.wire.isakmp_rules import check_v1
 
-HALF_OPEN_PER_PEER = 5  # strongSwan's block_threshold: unfinished phase 1s per address
-
 
 def phase1_request(
     engine: Host, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
 ) -> None:
     """MM1 or AM1 that no half-open SA of ours answers yet."""
-    if engine.table.half_open_from(src[0]) >= HALF_OPEN_PER_PEER:
-        # IKEv1 has no COOKIE round trip: cap what one address can make us hold
-        raise PeerError("too_many_half_open", f"from {src[0]}")
+    table = engine.table
+    verdict = table.admission.admit(
+        engine.config.daemon, src[0], now, cookie=None, ike_sas=len(table.sas)
+    )
+    if verdict is Verdict.REPLACE:
+        # IKEv1 has no COOKIE round trip: an address at block_threshold loses its oldest
+        # SA that never answered, so first messages spoofed with a real peer's address
+        # cannot lock that peer out (its own SA answers, and is kept).
+        uid = table.admission.oldest_unproven(src[0])
+        old = table.half_open_by_id(uid) if uid is not None else None
+        if old is not None:
+            log.info("%s: replaced by a newer first message from %s", old.tag(), src[0])
+            engine.ctx.counters.drop("half_open_replaced")
+            old.fail("replaced", now, engine.remove_child, quiet=True)
+            table.authenticated(old)  # no longer counted as half-open
     if msg.exchange == ExchangeV1.AGGRESSIVE:
         _aggressive_mode(engine, msg, data, src, dst, now)
     else:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.ikev1.quick_mode import QuickMode
+from pike.sa.admission import Admission
 from pike.sa.child_sa import ChildSa
 from pike.sa.state import IkeState
 from pike.wire.isakmp_payloads import V1Message
@@ -17,9 +18,13 @@ HalfOpenKey = tuple[bytes, str, int]  # the peer's cookie, address and port
 
 
 class SaTable:
-    def __init__(self) -> None:
+    def __init__(self, admission: Admission | None = None) -> None:
         self._sas: dict[bytes, IsakmpSa] = {}  # by our cookie
         self._half_open: dict[HalfOpenKey, IsakmpSa] = {}
+        # The same by unique id, with the key it was added under (the peer may move).
+        self._half_open_ids: dict[int, tuple[HalfOpenKey, IsakmpSa]] = {}
+        # Counts the half-open SAs per address as they come and go (pike.sa.admission).
+        self.admission = admission if admission is not None else Admission()
         self._quick: dict[tuple[bytes, int], QuickMode] = {}  # by (our cookie, M-ID)
         self._wanted: dict[int, list[str]] = {}  # SA unique id -> children to negotiate
 
@@ -56,17 +61,33 @@ class SaTable:
     # -- half-open responder SAs ---------------------------------------------------------
     def add_half_open(self, sa: IsakmpSa) -> None:
         self.add(sa)
-        self._half_open[(sa.spi_i, *sa.remote)] = sa
+        key = (sa.spi_i, *sa.remote)
+        self._half_open[key] = sa
+        self._half_open_ids[sa.unique_id] = (key, sa)
+        self.admission.opened(sa.remote[0], sa.unique_id, False)
 
     def half_open(self, key: HalfOpenKey) -> IsakmpSa | None:
         return self._half_open.get(key)
 
-    def half_open_from(self, ip: str) -> int:
-        return sum(1 for k in self._half_open if k[1] == ip)
+    def half_open_by_id(self, unique_id: int) -> IsakmpSa | None:
+        entry = self._half_open_ids.get(unique_id)
+        return entry[1] if entry is not None else None
+
+    def answered(self, sa: IsakmpSa) -> None:
+        """The peer of a half-open SA answered our first message: it receives at its
+        address (so its half-open SA is never the one replaced, pike.sa.admission)."""
+        if sa.unique_id in self._half_open_ids:
+            self.admission.prove(sa.unique_id)
 
     def authenticated(self, sa: IsakmpSa) -> None:
         """The peer authenticated: no longer half-open."""
-        self._half_open.pop((sa.spi_i, *sa.remote), None)
+        self._forget_half_open(sa)
+
+    def _forget_half_open(self, sa: IsakmpSa) -> None:
+        entry = self._half_open_ids.pop(sa.unique_id, None)
+        if entry is not None:
+            self._half_open.pop(entry[0], None)
+        self.admission.closed(sa.unique_id)
 
     # -- children to negotiate once phase 1 is up ------------------------------------------
     def want(self, sa: IsakmpSa, child: str) -> None:
@@ -101,5 +122,4 @@ class SaTable:
             self._wanted.pop(sa.unique_id, None)
             for qk in [qk for qk in self._quick if qk[0] == key]:
                 del self._quick[qk]
-            for hk in [hk for hk, v in self._half_open.items() if v is sa]:
-                del self._half_open[hk]
+            self._forget_half_open(sa)  # by its key: no scan (8 192 expiring took 1.7 s)

@@ -31,6 +31,7 @@ from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
+from pike.sa.admission import check_size
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors, SpiAlloc
 from pike.sa.restarts import restart
@@ -312,6 +313,7 @@ class Ikev2Engine:
         self._sweep(now)
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        check_size(self.config.daemon, data)
         hdr = decode_header(data)
         if hdr.exchange == ExchangeType.IKE_SA_INIT and not hdr.is_response:
             self._responder.request(hdr, data, src, dst, now)

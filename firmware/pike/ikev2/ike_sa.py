@@ -87,6 +87,7 @@ class IkeSa:
     scheduled: bool = False  # rekey timer set once established
     keepalive_at: float | None = None
     frag_peer: bool = False  # both sides announced RFC 7383 fragmentation
+    init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
     # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
     # initiation asked for, so that a retry asks for the same.
     keyingtry: int = 0

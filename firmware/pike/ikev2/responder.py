@@ -8,6 +8,8 @@ otherwise creates a half-open IKE SA that HALF_OPEN_TIMEOUT bounds (see timers.p
 
 from __future__ import annotations
 
+import hashlib
+
 from pike.ikev2.cookies import CookieJar
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
@@ -24,7 +26,8 @@ from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.addrs import addr_in
 from pike.policy.config import Config, ConnectionConfig
 from pike.sa.actions import Address, SendDatagram
-from pike.sa.context import COOKIE_THRESHOLD, Random
+from pike.sa.admission import Verdict
+from pike.sa.context import Random
 from pike.sa.state import IkeState
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType, ProtocolId
@@ -43,12 +46,18 @@ class InitResponder:
         self.ctx = ctx
         self.sas = sas  # the engine's table, by our SPI
         self.half_open: dict[HalfOpenKey, IkeSa] = {}
-        self._cookies = CookieJar(random(32))
+        self._cookies = CookieJar(random)
 
     def request(self, hdr: Header, data: bytes, src: Address, dst: Address, now: float) -> None:
         key = (hdr.spi_i, src[0], src[1])
         existing = self.half_open.get(key)
+        digest = hashlib.sha256(data).digest()
         if existing is not None and existing.state != IkeState.DESTROYED:
+            if existing.init_digest != digest:
+                # Same SPIi, address and port, other bytes: not a retransmission. Answering
+                # it with the cached response would reflect our larger answer at whoever
+                # the source pretends to be (a 28-byte header drew up to 22 times more).
+                raise MalformedMessage("retransmit_mismatch", "IKE_SA_INIT of a half-open SA")
             # A retransmitted IKE_SA_INIT: the task manager re-sends its cached response.
             existing.tasks.on_request(decode_message(data), data, [], now)
             return
@@ -66,9 +75,14 @@ class InitResponder:
             stateless_notify(self.ctx, msg, src, dst, NotifyType.NO_PROPOSAL_CHOSEN)
             self.ctx.counters.drop("no_config")
             return
-        if self._count() >= COOKIE_THRESHOLD and not self._cookies.valid(msg, src[0]):
-            cookie = self._cookies.make(msg, src[0])
-            stateless_notify(self.ctx, msg, src, dst, NotifyType.COOKIE, cookie)
+        cookie = self._cookies.valid(msg, src, now)
+        daemon = self.ctx.config.daemon
+        admission = self.ctx.admission
+        verdict = admission.admit(daemon, src[0], now, cookie=cookie, ike_sas=len(self.sas))
+        if verdict is Verdict.COOKIE:
+            made = self._cookies.make(msg, src, now)
+            stateless_notify(self.ctx, msg, src, dst, NotifyType.COOKIE, made)
+            self.ctx.counters.drop("cookie_required")
             return
         sa = IkeSa(
             self.ctx,
@@ -82,9 +96,11 @@ class InitResponder:
             created_at=now,
         )
         sa.candidates = candidates
+        sa.init_digest = digest
         sa.set_state(IkeState.CONNECTING)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
+        admission.opened(src[0], sa.unique_id, cookie)
         sa.tasks.on_request(
             msg,
             data,
@@ -97,9 +113,7 @@ class InitResponder:
         for key, sa in list(self.half_open.items()):
             if sa.state != IkeState.CONNECTING:
                 del self.half_open[key]
-
-    def _count(self) -> int:
-        return sum(1 for sa in self.half_open.values() if sa.state == IkeState.CONNECTING)
+                self.ctx.admission.closed(sa.unique_id)
 
 
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:

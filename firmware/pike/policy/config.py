@@ -122,6 +122,14 @@ class DaemonConfig:
     retransmit_base: float = 1.8
     retransmit_tries: int = 5
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (strongSwan's)
+    max_packet: int = 10000  # largest IKE message taken, whole or reassembled (strongSwan's)
+    # Before authentication (pike.sa.admission): strongSwan's names and defaults where it
+    # has them.
+    cookie_threshold: int = 10  # half-open IKE SAs in all before IKEv2 asks for COOKIEs
+    block_threshold: int = 5  # half-open IKE SAs per proven source address
+    half_open_max: int = 1000  # half-open IKE SAs in all (per daemon)
+    ike_sa_max: int = 10000  # IKE SAs per IKE version
+    init_rate: int = 200  # new half-open IKE SAs per second (0: no limit)
     keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
 

@@ -122,6 +122,12 @@ def _daemon(t: Table) -> DaemonConfig:
         retransmit_tries=t.integer("retransmit_tries", 5, 0, 100),
         keepalive=t.convert("keepalive", parse_duration, 20.0),
         fragment_size=t.integer("fragment_size", 1280, 576, 65535),
+        max_packet=t.integer("max_packet", 10000, 1280, 65535),
+        cookie_threshold=t.integer("cookie_threshold", 10, 0, 1_000_000),
+        block_threshold=t.integer("block_threshold", 5, 1, 1_000_000),
+        half_open_max=t.integer("half_open_max", 1000, 1, 1_000_000),
+        ike_sa_max=t.integer("ike_sa_max", 10000, 1, 10_000_000),
+        init_rate=t.integer("init_rate", 200, 0, 1_000_000),
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
     )
     if cfg.retransmit_base < 1.0:

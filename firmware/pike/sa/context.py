@@ -13,6 +13,7 @@ from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import Action
+from pike.sa.admission import Admission
 from pike.sa.liveness import EspActivity
 
 Random = Callable[[int], bytes]
@@ -22,7 +23,6 @@ Selectors = tuple[TrafficSelector, ...]
 # Tunables (not RFC values).
 NONCE_SIZE = 32  # strongSwan's nonce length
 HALF_OPEN_TIMEOUT = 30.0  # strongSwan's half_open_timeout: responder drops unfinished SAs
-COOKIE_THRESHOLD = 10  # strongSwan's cookie_threshold: half-open SAs before cookies
 DELETE_TIMEOUT = 5.0  # grace for a DELETING SA whose peer does not answer
 # How long an exchange waits for our signature (a TPM signs in tens to hundreds of ms; a
 # hung token must not hold the IKE SA for ever).
@@ -86,6 +86,7 @@ class Context:
     # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
     esp_activity: EspActivity | None = None
     counters: Counters = field(default_factory=Counters)
+    admission: Admission = field(default_factory=Admission)  # half-open SAs, both versions
     _next_unique: int = 0
     _next_reqid: int = 0
     _next_sign: int = 0

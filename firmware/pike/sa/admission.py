@@ -1,0 +1,130 @@
+"""Who may make us hold state before authentication: one set of rules for both versions.
+
+A branch gateway answers UDP 500/4500 on the open internet, so a first message (IKEv2
+IKE_SA_INIT, IKEv1 MM1/AM1) must cost the sender more than it costs us. The engines ask
+``Admission.admit`` before they create a half-open SA and report each one's end
+(``closed``); the counts are kept as they change, never by a scan over the SAs.
+
+- ``cookie_threshold`` half-open SAs in all: IKEv2 asks for a COOKIE first (RFC 7296
+  §2.6), so spoofed sources make us hold nothing.
+- ``block_threshold`` per source address (strongSwan's name and default, 5): a source
+  that proved it receives at its address (a valid COOKIE; in IKEv1 it answered our
+  first message) and holds that many half-open SAs is refused. Unproven SAs from one
+  address never block it: IKEv2 then asks that address for a COOKIE, IKEv1 replaces
+  the oldest unproven one, so spoofed first messages carrying a real peer's address
+  cannot lock that peer out.
+- ``half_open_max`` half-open SAs, ``ike_sa_max`` IKE SAs (per version) and
+  ``init_rate`` new half-open SAs per second (a token bucket) in all: refused above.
+
+Each refusal is a counted drop by reason (``pike_..._dropped_total{reason}``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from pike.policy.config import DaemonConfig
+from pike.wire.errors import MalformedMessage
+
+
+class Verdict(enum.Enum):
+    ADMIT = "admit"
+    COOKIE = "cookie"  # IKEv2: answer with a COOKIE, keep nothing
+    REPLACE = "replace"  # IKEv1: admit after ending ``Admission.oldest_unproven``
+
+
+@dataclass
+class _Source:
+    """The half-open SAs of one address, oldest first: unique id -> proven."""
+
+    sas: dict[int, bool] = field(default_factory=dict)
+    proven: int = 0
+
+
+@dataclass
+class Admission:
+    half_open: int = 0
+    _sources: dict[str, _Source] = field(default_factory=dict)
+    _owner: dict[int, str] = field(default_factory=dict)  # unique id -> address
+    _tokens: float = 0.0
+    _refilled: float | None = None
+
+    def admit(
+        self,
+        daemon: DaemonConfig,
+        addr: str,
+        now: float,
+        *,
+        cookie: bool | None,
+        ike_sas: int,
+    ) -> Verdict:
+        """May ``addr`` open one more half-open SA? ``cookie``: the request carried a valid
+        COOKIE (True), none or a wrong one (False), or the version has none (None: IKEv1).
+        Raises MalformedMessage (a counted drop, by reason) when refused."""
+        src = self._sources.get(addr)
+        proven = src.proven if src is not None else 0
+        unproven = len(src.sas) - proven if src is not None else 0
+        if proven >= daemon.block_threshold:
+            raise MalformedMessage("half_open_blocked", f"{addr}: {proven} half-open IKE SAs")
+        verdict = Verdict.ADMIT
+        if cookie is False:
+            if self.half_open >= daemon.cookie_threshold or unproven >= daemon.block_threshold:
+                return Verdict.COOKIE  # keep nothing until it shows it receives there
+        elif cookie is None and proven + unproven >= daemon.block_threshold:
+            verdict = Verdict.REPLACE  # proven < block_threshold: an unproven one goes
+        if verdict is Verdict.ADMIT and self.half_open >= daemon.half_open_max:
+            raise MalformedMessage("half_open_limit", f"{self.half_open} half-open IKE SAs")
+        if ike_sas >= daemon.ike_sa_max:
+            raise MalformedMessage("ike_sa_limit", f"{ike_sas} IKE SAs")
+        if daemon.init_rate:
+            self._refill(daemon.init_rate, now)
+            if self._tokens < 1.0:
+                raise MalformedMessage("init_rate_limit", f"over {daemon.init_rate}/s")
+            self._tokens -= 1.0
+        return verdict
+
+    def _refill(self, rate: int, now: float) -> None:
+        if self._refilled is None:
+            self._tokens = float(rate)  # a burst of one second's worth
+        else:
+            self._tokens = min(float(rate), self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+
+    def oldest_unproven(self, addr: str) -> int | None:
+        src = self._sources.get(addr)
+        if src is None:
+            return None
+        return next((uid for uid, proven in src.sas.items() if not proven), None)
+
+    def opened(self, addr: str, unique_id: int, proven: bool) -> None:
+        src = self._sources.setdefault(addr, _Source())
+        src.sas[unique_id] = proven
+        src.proven += proven
+        self._owner[unique_id] = addr
+        self.half_open += 1
+
+    def prove(self, unique_id: int) -> None:
+        """The peer of half-open SA ``unique_id`` answered at its address."""
+        addr = self._owner.get(unique_id)
+        src = self._sources.get(addr) if addr is not None else None
+        if src is not None and not src.sas[unique_id]:
+            src.sas[unique_id] = True
+            src.proven += 1
+
+    def closed(self, unique_id: int) -> None:
+        """Half-open SA ``unique_id`` authenticated or ended (idempotent)."""
+        addr = self._owner.pop(unique_id, None)
+        if addr is None:
+            return
+        src = self._sources[addr]
+        src.proven -= src.sas.pop(unique_id)
+        if not src.sas:
+            del self._sources[addr]
+        self.half_open -= 1
+
+
+def check_size(daemon: DaemonConfig, data: bytes) -> None:
+    """A datagram larger than ``max_packet`` is dropped before it is decoded."""
+    if len(data) > daemon.max_packet:
+        raise MalformedMessage("message_too_large", f"{len(data)} bytes > {daemon.max_packet}")
