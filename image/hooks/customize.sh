@@ -7,6 +7,12 @@ r=$1
 
 chroot "$r" useradd --system --user-group --home-dir /var/lib/pike --no-create-home \
   --shell /usr/sbin/nologin --comment "pike IKE daemon" pike
+# Members of pike may look (pikectl status, list-sas, log); pike-admin may also change
+# state (initiate, terminate, rekey, reload: pike.daemon.peercred).
+chroot "$r" groupadd --system pike-admin
+# The config may hold PSKs: root writes it, piked (group pike) reads it, nobody else.
+chroot "$r" chown root:pike /etc/pike/pike.toml
+chmod 0640 "$r/etc/pike/pike.toml"
 
 # The venv: created by the target's python (emulated, about a second), filled from the
 # host with the arm64 wheels (pip never runs emulated) and byte-compiled by the host's

@@ -118,3 +118,88 @@ def test_stale_socket_is_replaced_live_one_is_not(tmp_path: Path) -> None:
 def test_request_to_missing_socket_raises(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         request(str(tmp_path / "none.sock"), "status")
+
+
+def test_who_may_change_state() -> None:
+    from pike.daemon.peercred import Peer, may_change_state
+
+    me = os.geteuid()
+    assert may_change_state(Peer(1, 0, 0, ()), None)  # root
+    assert may_change_state(Peer(1, me, 1, ()), None)  # piked's own user
+    assert may_change_state(Peer(1, 5000, 5000, (100, 4242)), 4242)  # in pike-admin
+    assert may_change_state(Peer(1, 5000, 4242, ()), 4242)  # primary group pike-admin
+    if me != 5000:
+        assert not may_change_state(Peer(1, 5000, 5000, (100,)), 4242)
+        assert not may_change_state(Peer(1, 5000, 5000, (100,)), None)
+    assert not may_change_state(None, 4242)
+
+
+def test_state_changing_commands_need_root_or_pike_admin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: any member of group pike could terminate or reload. Now such a client
+    may look (status) but not change (terminate); with group pike-admin it may."""
+    import subprocess
+
+    from lib.prereq import require
+
+    require(os.geteuid() == 0, "needs root to run a client as another user")
+    import tempfile
+
+    import pike.daemon.control as control
+
+    monkeypatch.setattr(control, "admin_gid", lambda: 4242)
+    top = tempfile.mkdtemp(prefix="pike-ctl-")  # pytest's tmp_path is 0700 root's
+    os.chmod(top, 0o755)
+    path = os.path.join(top, "run", "pike.sock")
+    handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "status": lambda args: "up",
+        "terminate": lambda args: "done",
+    }
+    python = "/usr/bin/python3"  # the venv's may not be readable by nobody
+    require(os.path.exists(python), f"no {python}")
+    script = (  # the client's framing, stdlib only
+        "import json, socket\n"
+        "out = []\n"
+        "for cmd in ('status', 'terminate'):\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        f"    s.connect({path!r})\n"
+        "    s.sendall(json.dumps({'cmd': cmd}).encode() + b'\\n')\n"
+        "    out.append(json.loads(s.makefile().readline()))\n"
+        "print(json.dumps(out))\n"
+    )
+
+    def client(groups: list[int]) -> list[dict[str, Any]]:
+        out = subprocess.run(
+            [python, "-c", script],
+            user=65534,
+            group=65534,
+            extra_groups=groups,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd="/",
+        ).stdout
+        result: list[dict[str, Any]] = json.loads(out)
+        return result
+
+    async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        server = ControlServer(path, handlers)
+        await server.start()
+        os.chmod(os.path.dirname(path), 0o755)
+        os.chmod(path, 0o666)  # the test's stand-in for group pike
+        loop = asyncio.get_running_loop()
+        try:
+            plain = await loop.run_in_executor(None, client, [])
+            admin = await loop.run_in_executor(None, client, [4242])
+            return plain, admin
+        finally:
+            await server.close()
+
+    try:
+        plain, admin = asyncio.run(main())
+    finally:
+        import shutil
+
+        shutil.rmtree(top, ignore_errors=True)
+    assert plain[0] == {"ok": True, "result": "up"}
+    assert plain[1]["ok"] is False and "pike-admin" in plain[1]["error"]
+    assert admin == [{"ok": True, "result": "up"}, {"ok": True, "result": "done"}]

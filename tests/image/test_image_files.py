@@ -70,12 +70,23 @@ def test_piked_unit_is_notify_with_watchdog_and_hardening() -> None:
     assert u["ProtectSystem"] == ["strict"]
     assert u["PrivateTmp"] == ["yes"]
     assert u["ReadWritePaths"] == ["/run/pike /var/lib/pike"]
-    caps = "CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW"
+    caps = "CAP_NET_ADMIN CAP_NET_BIND_SERVICE"  # no NET_RAW; BIND_SERVICE dropped once bound
     assert u["CapabilityBoundingSet"] == [caps]
     assert u["AmbientCapabilities"] == [caps]
+    assert u["MemoryMax"] == ["256M"] and u["MemoryHigh"] == ["192M"]
+    assert u["TasksMax"] == ["64"]
     assert u["User"] == ["pike"]
     assert u["StartLimitAction"] == ["reboot"]
     assert u["ExecStart"] == ["/opt/pike/bin/piked --config /etc/pike/pike.toml"]
+
+
+def test_config_is_root_pike_0640_and_pike_admin_exists() -> None:
+    """The config may hold PSKs: not readable by others (issue 13)."""
+    hook = (IMAGE / "hooks/customize.sh").read_text()
+    assert 'chroot "$r" chown root:pike /etc/pike/pike.toml' in hook
+    assert 'chmod 0640 "$r/etc/pike/pike.toml"' in hook
+    assert 'chroot "$r" groupadd --system pike-admin' in hook
+    assert hook.index("groupadd --system pike-admin") > hook.index("useradd --system")
 
 
 def test_firstboot_is_conditional_and_once() -> None:

@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.log_level or config.daemon.log_level)
     log.info("%s", board_defaults()[1])
+    from pike.daemon import privileges
+    from pike.daemon.secret_files import exposed
+
+    for warning in exposed(config):
+        log.warning("%s", warning)
+    privileges.ENABLED = True  # this process is piked: drop what binding needed, once bound
     daemon = Daemon(config, _kernel(), _engine)
     try:
         rc = asyncio.run(daemon.run())

@@ -4,8 +4,9 @@ Request ``{"cmd": "status", "args": {...}}`` -> one response line ``{"ok": true,
 ...}`` or ``{"ok": false, "error": "..."}``; a connection may carry several requests. A
 stream command (``log``) answers ``{"ok": true, "result": "following"}`` and then one
 line per event until the client goes away. The
-socket's directory is created 0750 and the socket is 0660: whoever can talk to it can
-tear tunnels down.
+socket's directory is created 0750 and the socket is 0660: group pike may talk to it and
+look; commands that change state (``peercred.STATE_CHANGING``) also need root or group
+pike-admin (``peercred.may_change_state``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 from pike.daemon.control_client import encode as _encode
 from pike.daemon.control_client import request
+from pike.daemon.peercred import ADMIN_GROUP, STATE_CHANGING, admin_gid, may_change_state, peer_of
 
 __all__ = ["ControlError", "ControlServer", "request"]
 
@@ -103,6 +105,9 @@ class ControlServer:
                 os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        peer = peer_of(sock) if sock is not None else None
+        admin = may_change_state(peer, admin_gid())
         try:
             while True:
                 try:
@@ -118,7 +123,7 @@ class ControlServer:
                 if stream is not None:
                     await self._follow(*stream, reader, writer)
                     break
-                writer.write(_encode(self.dispatch(line)))
+                writer.write(_encode(self.dispatch(line, admin=admin)))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -171,8 +176,9 @@ class ControlServer:
             source.unfollow(stream)
             self._following.discard(writer)
 
-    def dispatch(self, line: bytes) -> dict[str, Any]:
-        """One request line -> the response object."""
+    def dispatch(self, line: bytes, *, admin: bool = True) -> dict[str, Any]:
+        """One request line -> the response object. ``admin``: the client may change
+        state (else those commands are refused)."""
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError):
@@ -186,6 +192,12 @@ class ControlServer:
         if handler is None:
             known = ", ".join(sorted(self._handlers))
             return {"ok": False, "error": f"unknown command {req['cmd']!r} (known: {known})"}
+        if not admin and req["cmd"] in STATE_CHANGING:
+            log.warning("control: %s refused (not root or group %s)", req["cmd"], ADMIN_GROUP)
+            return {
+                "ok": False,
+                "error": f"{req['cmd']} changes state: it needs root or group {ADMIN_GROUP}",
+            }
         try:
             return {"ok": True, "result": handler(args)}
         except ControlError as exc:

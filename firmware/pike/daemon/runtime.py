@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pike.board.hotplug import HotplugEvent, HotplugWatcher, InterfaceEvent
 from pike.board.watchdog import Health, LoopLag, feed_watchdog, unix_socket_present
+from pike.daemon import privileges
 from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.control import ControlError, ControlServer
 from pike.daemon.interfaces import address_present, to_bring_up
@@ -251,6 +252,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.ops.sighup)
         await self.ops.start(_version())
+        privileges.drop_after_binding()  # every socket is bound (IKE, control, metrics)
         self._listen_kernel_events(loop)
         log.info(
             "piked %s started: IKE on UDP %d/%d, control socket %s, %d connection(s)",
