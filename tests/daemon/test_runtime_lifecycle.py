@@ -103,6 +103,9 @@ class FakeKernel:
     def flush_installed(self) -> None:
         self.policies.clear()
 
+    def remove_stale(self) -> tuple[int, int]:
+        return 0, 0
+
     def close(self) -> None:
         self.closed = True
         self._r.close()

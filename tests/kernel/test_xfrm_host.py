@@ -157,3 +157,38 @@ def test_usable_inside_a_running_event_loop(ns: str) -> None:
 
     asyncio.run(use())
     assert ip("-n", ns, "xfrm", "policy").strip() == ""
+
+
+def test_a_new_run_removes_what_a_killed_one_left(ns: str) -> None:
+    """Issue 13: SIGKILL skips flush_installed. The next run's remove_stale takes out
+    the SAs and policies with a pike reqid it did not install, and nothing else."""
+    from pike.policy.ipsec import REQID_BASE
+
+    old = XfrmKernel(ns)
+    stale = replace_reqid(policy(), REQID_BASE + 1)
+    old.add_policy(stale)
+    old.add_policy(replace_reqid(policy("in", "10.2.0.0/16", "10.1.0.0/24"), 42))  # not ours
+    old_spi = old.get_spi(A, B, REQID_BASE + 1)  # a larval SA carries its reqid
+    foreign_spi = old.get_spi(A, B, 42)
+    old.close()  # killed: no flush
+    with XfrmKernel(ns) as new:
+        mine = replace_reqid(policy("out", "10.3.0.0/24", "10.4.0.0/24"), REQID_BASE + 1)
+        new.add_policy(mine)
+        new_spi = new.get_spi(A, B, REQID_BASE + 1)
+        assert new.remove_stale() == (1, 1)
+        assert new.remove_stale() == (0, 0)
+        states = ip("-n", ns, "xfrm", "state")
+        assert f"spi 0x{old_spi:08x}" not in states
+        assert f"spi 0x{foreign_spi:08x}" in states and f"spi 0x{new_spi:08x}" in states
+        pols = ip("-n", ns, "xfrm", "policy")
+        assert "10.1.0.0/24 dst 10.2.0.0/16" not in pols  # the stale one
+        assert "10.2.0.0/16 dst 10.1.0.0/24" in pols and "10.3.0.0/24 dst 10.4.0.0/24" in pols
+        new.flush_installed()
+    ip("-n", ns, "xfrm", "state", "flush")
+    ip("-n", ns, "xfrm", "policy", "flush")
+
+
+def replace_reqid(p: PolicySpec, reqid: int) -> PolicySpec:
+    from dataclasses import replace
+
+    return replace(p, reqid=reqid)

@@ -44,5 +44,8 @@ class NoKernel:
     def flush_installed(self) -> None:
         pass
 
+    def remove_stale(self) -> tuple[int, int]:
+        return 0, 0
+
     def close(self) -> None:
         pass

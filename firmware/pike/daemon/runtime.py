@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pike.board.hotplug import HotplugEvent, HotplugWatcher, InterfaceEvent
 from pike.board.watchdog import Health, LoopLag, feed_watchdog, unix_socket_present
-from pike.daemon import privileges
+from pike.daemon import privileges, recovery
 from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.control import ControlError, ControlServer
 from pike.daemon.interfaces import address_present, to_bring_up
@@ -168,6 +168,7 @@ class Daemon:
             caps = self.kernel.probe()
         except Exception as exc:  # whatever the backend raised, IKE must still come up
             caps = KernelCaps(esp=False, missing=(f"XFRM probe failed: {exc}",))
+        recovery.remove_stale(self.kernel)  # what a killed run left (pike.daemon.recovery)
         if not caps.esp:
             log.error(
                 "kernel cannot take ESP SAs (missing: %s): "

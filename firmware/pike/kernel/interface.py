@@ -68,4 +68,10 @@ class KernelIpsec(Protocol):
         """Remove every SA and policy this instance installed (shutdown)."""
         ...
 
+    def remove_stale(self) -> tuple[int, int]:
+        """At start: remove the SAs and policies a previous run left (killed before its
+        shutdown), recognized by their reqid (``pike.policy.ipsec.is_pike_reqid``);
+        (SAs, policies) removed. One piked per network namespace."""
+        ...
+
     def close(self) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from pike.board.netns import call_in_netns
@@ -26,6 +26,7 @@ from pike.policy.ipsec import (
     PolicySpec,
     SaCounters,
     SaSpec,
+    is_pike_reqid,
 )
 from pike.policy.ts import IPAddress
 
@@ -408,6 +409,56 @@ class XfrmKernel(KernelIpsec):
         if errors:
             raise KernelError(f"flush: {len(errors)} deletions failed; first: {errors[0]}")
 
+    def remove_stale(self) -> tuple[int, int]:
+        """SAs and policies with a pike reqid that this instance did not install: what a
+        killed run left (a SIGKILL or a crash skips ``flush_installed``)."""
+        sas = 0
+        for info in self._nl.dump("dump SAs", xm.xfrm_usersa_id(), xm.XFRM_MSG_GETSA):
+            if "reqid" not in info or not is_pike_reqid(int(info["reqid"])):
+                continue
+            msg = xm.xfrm_usersa_id()
+            msg.update(
+                daddr=info["id_daddr"],
+                spi=info["id_spi"],
+                family=info["family"],
+                proto=info["id_proto"],
+            )
+            if (self._key_of(info)) in self._sas:
+                continue
+            what = f"delete stale SA {int(info['id_spi']):08x} reqid {info['reqid']:#x}"
+            try:
+                self._request(what, msg, xm.XFRM_MSG_DELSA)
+                sas += 1
+            except KernelError as e:
+                if e.code not in (errno.ESRCH, errno.ENOENT):
+                    raise
+        policies = 0
+        # A new run counts reqids from the same base: ours are told apart by selector.
+        ours = {_policy_key(sel.fields(), direction) for sel, direction in self._policies}
+        dumped = self._nl.dump("dump policies", xm.xfrm_userpolicy_id(), xm.XFRM_MSG_GETPOLICY)
+        for info in dumped:
+            tmpls = xm.decode_tmpls(info.get_attr("XFRMA_TMPL") or b"")
+            if not any(is_pike_reqid(int(t["reqid"])) for t in tmpls):
+                continue
+            if _policy_key(info, int(info["dir"])) in ours:
+                continue
+            msg = xm.xfrm_userpolicy_id()
+            msg.update(index=info["index"], dir=info["dir"])
+            try:
+                self._request(f"delete stale policy {info['index']}", msg, xm.XFRM_MSG_DELPOLICY)
+                policies += 1
+            except KernelError as e:
+                if e.code not in (errno.ESRCH, errno.ENOENT):
+                    raise
+        return sas, policies
+
+    @staticmethod
+    def _key_of(info: Any) -> SaKey:
+        family = int(info["family"])
+        raw = bytes(info["id_daddr"])
+        dst = ip_address(raw[:4] if family == socket.AF_INET else raw[:16])
+        return dst, int(info["id_spi"])
+
     def close(self) -> None:
         if self._events is not None:
             self._events.close()
@@ -419,6 +470,21 @@ class XfrmKernel(KernelIpsec):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _policy_key(sel: Any, direction: int) -> tuple[object, ...]:
+    """A policy's identity (selector and direction) from our fields or a dump."""
+    return (
+        int(sel["sel_family"]),
+        bytes(sel["sel_saddr"]).ljust(16, b"\0"),
+        bytes(sel["sel_daddr"]).ljust(16, b"\0"),
+        int(sel["sel_prefixlen_s"]),
+        int(sel["sel_prefixlen_d"]),
+        int(sel["sel_proto"]),
+        int(sel["sel_sport"]),
+        int(sel["sel_dport"]),
+        direction,
+    )
 
 
 def supported_encr() -> frozenset[int]:

@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pyroute2.netlink import NETLINK_XFRM, NLM_F_ACK, NLM_F_REQUEST
+from pyroute2.netlink import NETLINK_XFRM, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nlsocket import NetlinkSocket
 
@@ -52,8 +52,16 @@ class XfrmSocket:
             raise KernelError(f"{what}: kernel interface is closed")
         return self._worker.submit(self._request, what, msg, msg_type, ack).result()
 
-    def _request(self, what: str, msg: Any, msg_type: int, ack: bool) -> list[Any]:
-        flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
+    def dump(self, what: str, msg: Any, msg_type: int) -> list[Any]:
+        """Every object of a kind (GETSA, GETPOLICY with NLM_F_DUMP)."""
+        if self._closed:
+            raise KernelError(f"{what}: kernel interface is closed")
+        return self._worker.submit(self._request, what, msg, msg_type, False, True).result()
+
+    def _request(
+        self, what: str, msg: Any, msg_type: int, ack: bool, dump: bool = False
+    ) -> list[Any]:
+        flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0) | (NLM_F_DUMP if dump else 0)
         try:
             return list(self._sock.nlm_request(msg, msg_type=msg_type, msg_flags=flags))
         except NetlinkError as e:

@@ -105,3 +105,14 @@ class KernelCaps:
 
     esp: bool
     missing: tuple[str, ...] = ()
+
+
+# piked's reqids: every SA and policy it installs carries one from this range, so that a
+# new run recognizes what a killed one left in the kernel (``KernelIpsec.remove_stale``).
+# Other IKE daemons count from 1; 2^24 reqids per run before they wrap within the range.
+REQID_BASE = 0x70000000
+REQID_COUNT = 1 << 24
+
+
+def is_pike_reqid(reqid: int) -> bool:
+    return REQID_BASE <= reqid < REQID_BASE + REQID_COUNT

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps
+from pike.policy.ipsec import REQID_BASE, REQID_COUNT, KernelCaps
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import Action
 from pike.sa.admission import Admission
@@ -104,8 +104,9 @@ class Context:
         return self._next_sign
 
     def reqid(self) -> int:
+        """A new reqid from piked's range (``pike.policy.ipsec.REQID_BASE``)."""
         self._next_reqid += 1
-        return self._next_reqid
+        return REQID_BASE + (self._next_reqid - 1) % REQID_COUNT
 
     def ike_spi(self) -> bytes:
         while True:
