@@ -94,3 +94,35 @@ def test_wrong_psk_fails_at_am2_hash() -> None:
     transfer(a, b, 0.0)
     assert a.engine.ctx.counters.dropped == {"auth_failed": 1}
     assert not a.of(IkeSaEstablished)
+
+
+def test_am1_with_a_dn_of_huge_oid_arcs_or_control_characters(caplog) -> None:
+    """Issue 13: Aggressive Mode reads the peer's identity in the clear, before anything
+    is authenticated: a DN with a 4 600-digit OID arc raised out of the engine, and an
+    FQDN with a newline wrote forged lines into the log. Now a refusal, escaped."""
+    from dataclasses import replace
+
+    from pike.sa.der import OID, SEQUENCE, SET, tlv
+    from pike.wire.isakmp import encode_v1
+    from pike.wire.isakmp_constants import IdV1
+
+    huge = tlv(
+        SEQUENCE,
+        tlv(SET, tlv(SEQUENCE, tlv(OID, b"\x2b" + b"\xff" * 2200 + b"\x01") + tlv(0x0C, b"x"))),
+    )
+    caplog.set_level("INFO", logger="pike")
+    for id_type, data in ((IdV1.DER_ASN1_DN, huge), (IdV1.FQDN, b"evil\nforged: line\x1b[31m")):
+        a, b = _pair(IDS_A, {**AGGR, "local_id": "hq.example.net"})  # b: any remote id
+        a.engine.initiate("gw", 0.0, "net")
+        (am1,) = a.drain()
+        msg = decode_v1(am1.data)
+        msg = replace(
+            msg,
+            payloads=[
+                replace(p, id_type=id_type, data=data) if isinstance(p, V1Id) else p
+                for p in msg.payloads
+            ],
+        )
+        b.engine.receive_datagram(encode_v1(msg), am1.src, am1.dst, 0.0)  # raises nothing
+        b.drain()
+    assert "evil\n" not in caplog.text and "\x1b" not in caplog.text

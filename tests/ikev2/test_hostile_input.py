@@ -16,8 +16,8 @@ from pike.wire.payloads import IdiPayload, Payload, TsiPayload
 from .pair import deliver, make_pair
 from .reseal import AuthRequest, auth_request
 
-_ATV = tlv(SEQUENCE, tlv(OID, b"\x2b" + b"\xff" * 2000 + b"\x01") + tlv(0x0C, b"x"))
-HUGE_ARC = tlv(SEQUENCE, tlv(SET, _ATV))  # an arc of 4 214 digits
+_ATV = tlv(SEQUENCE, tlv(OID, b"\x2b" + b"\xff" * 2200 + b"\x01") + tlv(0x0C, b"x"))
+HUGE_ARC = tlv(SEQUENCE, tlv(SET, _ATV))  # an arc of 4 636 digits: str() raises past 4 300
 
 
 def _with_idi(id_type: int, data: bytes) -> tuple[list[Payload], AuthRequest]:
