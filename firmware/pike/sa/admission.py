@@ -16,7 +16,7 @@ IKE_SA_INIT, IKEv1 MM1/AM1) must cost the sender more than it costs us. The engi
 - ``half_open_max`` half-open SAs, ``ike_sa_max`` IKE SAs (per version) and
   ``init_rate`` new half-open SAs per second (a token bucket) in all: refused above.
 
-Each refusal is a counted drop by reason (``pike_..._dropped_total{reason}``).
+Each refusal is a counted drop by reason (``pike_ike_invalid_messages_total{reason}``).
 """
 
 from __future__ import annotations
