@@ -74,3 +74,32 @@ def test_secret_files_readable_by_others_are_named(tmp_path: Path) -> None:
     conf.chmod(0o640)
     psk.chmod(0o600)
     assert exposed(load_config(str(conf))) == []
+
+
+def test_check_config_warns_about_a_world_readable_psk(tmp_path: Path) -> None:
+    conf = tmp_path / "pike.toml"
+    conf.write_text(
+        textwrap.dedent(
+            """
+            [connections.hq]
+            remote_addrs = ["192.0.2.1"]
+            proposals = ["aes128gcm16-prfsha256-x25519"]
+            local = { auth = "psk", id = "a.example" }
+            remote = { auth = "psk", id = "b.example" }
+            [connections.hq.children.net]
+            local_ts = ["10.1.0.0/24"]
+            remote_ts = ["10.2.0.0/24"]
+            esp_proposals = ["aes128gcm16"]
+            [secrets.a]
+            secret = "inline-psk-123456"
+            """
+        )
+    )
+    conf.chmod(0o644)
+    run = subprocess.run(
+        [sys.executable, "-m", "pike.cli.pikectl", "check-config", str(conf)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"warning: {conf} holds a secret and is readable by others" in run.stderr

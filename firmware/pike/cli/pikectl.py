@@ -156,6 +156,10 @@ def _check_config(path: str) -> int:
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
         return EXIT_ERROR
+    from pike.daemon.secret_files import exposed
+
+    for warning in exposed(cfg):  # valid, but a secret others can read: said, not refused
+        print(f"warning: {warning}", file=sys.stderr)
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
     return EXIT_OK
