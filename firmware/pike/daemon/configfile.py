@@ -15,7 +15,7 @@ import functools
 
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.loader import ConfigError, DefaultProposals, load_config_text
-from pike.policy.toml_lines import KeyPath, key_lines
+from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import Source
 
 __all__ = ["ConfigRefused", "board_defaults", "load_checked"]
@@ -63,7 +63,7 @@ def load_checked(path: str, *, probe: bool) -> Config:
         config = load_config_text(text, path, board_defaults()[0])
     except ConfigError as exc:
         raise ConfigRefused([str(exc)]) from None
-    src = Source(path, key_lines(text))
+    src = Source(path, text)
     problems = [p for conn in config.connections.values() for p in _credentials(src, conn)]
     if problems:
         raise ConfigRefused(problems)

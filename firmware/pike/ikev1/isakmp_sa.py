@@ -41,6 +41,7 @@ from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
 from pike.sa.certs import peer_identity
 from pike.sa.child_sa import ChildSa
+from pike.sa.conn_index import Candidates
 from pike.sa.context import Context
 from pike.sa.credentials import LocalCredentials
 from pike.sa.signing import Awaited
@@ -142,7 +143,7 @@ class IsakmpSa:
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
         # Main Mode responder: the connections our and the peer's addresses fit; with
         # signatures the peer's ID (MM5) may pick another of them than MM1 did.
-        self.candidates: list[ConnectionConfig] = []
+        self.candidates: Candidates | None = None  # responder: by address (MM1)
 
     # -- naming and state ------------------------------------------------------------------
     @property

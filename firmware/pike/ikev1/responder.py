@@ -12,9 +12,11 @@ from pike.ikev1 import aggressive_mode, main_mode
 from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.proposals import Phase1Choice
-from pike.ikev1.selection import choose, connections_for, id_fits
+from pike.ikev1.selection import choose, connections_for
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, SendDatagram
+from pike.sa.certs import peer_identity
+from pike.sa.conn_index import Candidates
 from pike.sa.context import Context
 from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_v1
@@ -66,7 +68,8 @@ def _aggressive_mode(
     offer, peer_id = msg.first(V1Sa), msg.first(V1Id)
     assert offer is not None and peer_id is not None
     ctx = engine.ctx
-    candidates = [c for c in connections_for(engine.config, dst[0], src[0]) if id_fits(c, peer_id)]
+    peer = peer_identity(peer_id.id_type, peer_id.data)
+    candidates = connections_for(engine.config, dst[0], src[0]).for_peer(peer)
     allowed = [c for c in candidates if c.aggressive]
     if candidates and not allowed:
         # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
@@ -89,7 +92,7 @@ def _aggressive_mode(
 
 def _choose(
     ctx: Context,
-    candidates: list[ConnectionConfig],
+    candidates: Candidates | list[ConnectionConfig],
     msg: V1Message,
     offer: V1Sa,
     src: Address,

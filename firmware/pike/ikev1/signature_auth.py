@@ -205,8 +205,8 @@ def _by_identity(sa: IsakmpSa, peer: Identity) -> ConnectionConfig | None:
     choice = sa.choice
     assert choice is not None
     agreed = (choice.key_bits, choice.hash_alg, choice.group, choice.auth)
-    for conn in sa.candidates:
-        if conn is sa.conn or conn.remote.auth != "pubkey" or not ids_match(conn.remote.id, peer):
+    for conn in sa.candidates.for_peer(peer) if sa.candidates else ():
+        if conn is sa.conn or conn.remote.auth != "pubkey":
             continue
         try:
             method = auth_method(sa.ctx, conn)

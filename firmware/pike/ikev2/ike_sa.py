@@ -16,12 +16,13 @@ from pike.sa import child_lifecycle
 from pike.sa.actions import Address, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
+from pike.sa.conn_index import Candidates
 from pike.sa.context import Context, Selectors
 from pike.sa.state import IkeState, ike_transition, sa_tag
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
 from pike.wire.fragments import encode_fragments
-from pike.wire.payloads import Message, Payload
+from pike.wire.payloads import Message, Payload, Proposal
 
 
 @dataclass
@@ -74,8 +75,10 @@ class IkeSa:
     established_at: float | None = None
     created_at: float = 0.0
     delete_reason: str = "terminated"
-    # Responder: connections whose addresses fit; IKE_AUTH picks one by identity.
-    candidates: list[ConnectionConfig] = field(default_factory=list)
+    # Responder: connections whose addresses fit; IKE_SA_INIT picks the IKE proposal
+    # from them, IKE_AUTH one connection by identity (among those accepting that proposal).
+    candidates: Candidates | None = None
+    offer: tuple[Proposal, ...] = ()  # the initiator's IKE proposals (responder)
     rekey_at: float | None = None
     reauth_at: float | None = None  # reauth_time: a new IKE SA from scratch (make-before-break)
     # Reauthentication: the new IKE SA knows the one it replaces (deleted once the new

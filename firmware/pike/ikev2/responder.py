@@ -21,9 +21,9 @@ from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
-from pike.policy.addrs import addr_in
-from pike.policy.config import Config, ConnectionConfig
+from pike.policy.config import Config
 from pike.sa.actions import Address, SendDatagram
+from pike.sa.conn_index import Candidates, index_of
 from pike.sa.context import COOKIE_THRESHOLD, Random
 from pike.sa.state import IkeState
 from pike.wire.codec import decode_message, encode_message
@@ -77,7 +77,7 @@ class InitResponder:
             hdr.spi_i,
             dst,
             src,
-            candidates[0],
+            candidates.conns[0],
             spi_r=self.ctx.ike_spi(),
             created_at=now,
         )
@@ -146,18 +146,9 @@ class _Refuse(Task):
         msg.payloads.append(NotifyPayload(self.notify))
 
 
-def connections_for(config: Config, local: str, remote: str) -> list[ConnectionConfig]:
-    """The IKEv2 connections whose configured addresses admit this pair."""
-    out = []
-    for conn in config.connections.values():
-        if conn.version != 2:
-            continue
-        if conn.local_addrs and not addr_in(local, conn.local_addrs):
-            continue
-        if conn.remote_addrs and not addr_in(remote, conn.remote_addrs):
-            continue
-        out.append(conn)
-    return out
+def connections_for(config: Config, local: str, remote: str) -> Candidates:
+    """The IKEv2 connections whose configured addresses admit this pair (indexed)."""
+    return index_of(config).candidates(2, local, remote)
 
 
 def stateless_notify(

@@ -31,7 +31,7 @@ from pike.policy.config_values import decode_secret, parse_duration, parse_size,
 from pike.policy.identity import IdentityError, identity_of_address, parse_identity
 from pike.policy.ipsec import Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
-from pike.policy.toml_lines import KeyPath, key_lines
+from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import ConfigError, Source, Table
 from pike.policy.ts import TrafficSelector
 
@@ -84,7 +84,7 @@ def load_config_text(
         detail = msg[: m.start()] if m else msg
         col = f" (column {m.group(2)})" if m else ""
         raise ConfigError(path, line, "", f"TOML syntax error: {detail}{col}") from None
-    src = Source(path, key_lines(text))
+    src = Source(path, text)
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
@@ -282,8 +282,10 @@ def _auth(t: Table, default_id: str | None, side: Literal["local", "remote"]) ->
     if not t.has("auth"):
         raise t.error("auth", "missing (psk or pubkey)")
     auth = t.choice("auth", ("psk", "pubkey"), "psk")
-    if t.has("id"):
-        ident: Identity | None = _identity(t, t.at("id"), t.typed("id", str))
+    if t.has("id") and side == "remote" and t.typed("id", str).strip() == "%any":
+        ident: Identity | None = None  # any peer identity (what a wildcard admits)
+    elif t.has("id"):
+        ident = _identity(t, t.at("id"), t.typed("id", str))
     elif auth == "pubkey":
         # strongSwan's defaults: our certificate's subject, and any peer the CA vouches for.
         ident = None
@@ -458,7 +460,7 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         rekey_time=t.convert("rekey_time", _seconds, 0 if reauth else 14400),
         reauth_time=reauth,
         aggressive=aggressive,
-        source_line=t.src.lines.get(t.path),
+        source_line=t.src.header_line(t.path),
     )
     t.finish()
     return conn

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.log import log
+from pike.ikev2.negotiate import select
 from pike.ikev2.pubkey import (
     SIGNATURE_METHODS,
     NoUsableScheme,
@@ -45,8 +46,9 @@ from pike.sa.certs import (
     validate_chain,
 )
 from pike.sa.credentials import CredentialError, LocalCredentials, store_for
+from pike.sa.id_match import is_wildcard
 from pike.sa.state import IkeState
-from pike.wire.constants import AuthMethod, ExchangeType, NotifyType
+from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
 from pike.wire.payloads import (
     AuthPayload,
     CertPayload,
@@ -252,7 +254,8 @@ class IkeAuth(Task):
             # Not when reauthenticating: the peer would drop the SAs we still use.
             msg.payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         msg.payloads.extend(self._certreq(sa.conn))
-        if sa.conn.remote.id is not None:
+        if not is_wildcard(sa.conn.remote.id):
+            assert peer is not None
             msg.payloads.append(IdrPayload(peer.id_type, peer.data))
         msg.payloads.append(ours.auth)
 
@@ -310,13 +313,13 @@ class IkeAuth(Task):
     def _select(self, peer: Identity, wanted: Identity | None, method: int) -> ConnectionConfig:
         """The connection for this peer: its remote id must match IDi (and IDr our id),
         and its remote auth the kind of AUTH the peer sent."""
-        by_id = []
-        for conn in self.sa.candidates:
-            if not ids_match(conn.remote.id, peer):
-                continue
-            if wanted is not None and not ids_match(self._my_id(conn), wanted):
-                continue
-            by_id.append(conn)
+        sa = self.sa
+        fitting = sa.candidates.for_peer(peer) if sa.candidates else []
+        by_id = [
+            conn
+            for conn in fitting
+            if (wanted is None or ids_match(self._my_id(conn), wanted)) and self._accepts(conn)
+        ]
         if not by_id:
             raise AuthFailure(f"no connection for peer identity {peer}")
         for conn in by_id:
@@ -325,6 +328,16 @@ class IkeAuth(Task):
         raise AuthFailure(
             f"auth method {method} not accepted ({by_id[0].name} expects {by_id[0].remote.auth})"
         )
+
+    def _accepts(self, conn: ConnectionConfig) -> bool:
+        """Whether ``conn``'s IKE proposals choose what IKE_SA_INIT agreed (a connection
+        with other proposals is not this IKE SA's, as in strongSwan)."""
+        sa = self.sa
+        if sa.conn is not None and conn.proposals == sa.conn.proposals:
+            return True
+        if sa.chosen is None or not sa.offer:
+            return False
+        return select(conn.proposals, sa.offer, ProtocolId.IKE, sa.chosen.group) == sa.chosen
 
     def _build_r(self, msg: Message) -> None:
         sa = self.sa

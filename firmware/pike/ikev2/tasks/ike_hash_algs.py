@@ -11,6 +11,7 @@ Queued after ike_natd, in both roles.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
@@ -51,14 +52,14 @@ class IkeHashAlgs(Task):
     def exchange(self) -> int:
         return ExchangeType.IKE_SA_INIT
 
-    def _conns(self) -> list[ConnectionConfig]:
+    def _conns(self) -> Sequence[ConnectionConfig]:
         sa = self.sa
         if not self.initiator and sa.candidates:
-            return sa.candidates
-        return [sa.conn] if sa.conn is not None else []
+            return sa.candidates.pubkey()
+        return [sa.conn] if sa.conn is not None and uses_pubkey(sa.conn) else []
 
     def build(self, msg: Message, now: float) -> None:
-        conns = [c for c in self._conns() if uses_pubkey(c)]
+        conns = self._conns()
         if not conns:
             return
         msg.payloads.append(
