@@ -25,9 +25,9 @@ from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
-from pike.ikev2.timers import arm, deadlines, on_timer, rekey_child
+from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
 from pike.policy.addrs import any_of
-from pike.policy.config import Config, ConnectionConfig
+from pike.policy.config import Config, ConnectionConfig, Identity
 from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
@@ -35,6 +35,7 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors, SpiAlloc
 from pike.sa.restarts import restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
+from pike.sa.timer_queue import TimerQueue
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
@@ -64,6 +65,16 @@ class Ikev2Engine:
         self.ctx.keeps_policies = self._keeps_policies
         self.ctx.trap_reqid = self.traps.reqid
         self.ctx.before_fail = self.traps.before_fail
+        self.ctx.touched = self._touch
+        # What keeps a step's cost flat with 10 000 SAs: one heap of each SA's next
+        # deadline, the SAs a step touched (only they are looked at again by _sweep),
+        # and the SAs by connection and peer identity (INITIAL_CONTACT, overlapping
+        # children, initiate/rekey/terminate), all kept up to date by _sweep.
+        self._timers: TimerQueue[IkeSa] = TimerQueue()
+        self._dirty: dict[IkeSa, None] = {}  # an ordered set
+        self._by_conn: dict[str, dict[IkeSa, None]] = {}
+        self._by_peer: dict[tuple[str, Identity | None], dict[IkeSa, None]] = {}
+        self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
 
     @property
     def config(self) -> Config:
@@ -107,6 +118,8 @@ class Ikev2Engine:
                     )
                     rekey_child(sa, child)
                 sa.tasks.initiate(now)
+                self._touch(sa)
+                self._sweep(now)
                 return
 
     def _keeps_policies(self, child: ChildSa) -> bool:
@@ -124,8 +137,8 @@ class Ikev2Engine:
         child_cfg = conn.child(child) if child else (conn.children[0] if conn.children else None)
         if child is not None and child_cfg is None:
             raise KeyError(f"{conn_name} has no child {child}")
-        for sa in self.sas.values():
-            if sa.conn is not conn or sa.state not in (IkeState.CONNECTING, IkeState.ESTABLISHED):
+        for sa in self._of_conn(conn):
+            if sa.state not in (IkeState.CONNECTING, IkeState.ESTABLISHED):
                 continue
             wanted = (
                 child_cfg is not None
@@ -139,6 +152,7 @@ class Ikev2Engine:
                     ChildCreate(sa, True, child_cfg, exchange=ExchangeType.CREATE_CHILD_SA)
                 )
                 sa.tasks.initiate(now)
+                self._touch(sa)
                 return
             log.info("%s: already up or connecting", sa.tag())
             return
@@ -159,6 +173,7 @@ class Ikev2Engine:
         )
         self.sas[sa.spi_i] = sa
         sa.set_state(IkeState.CONNECTING)
+        self._index(sa)
         log.info("%s: initiating IKE_SA to %s", sa.tag(), sa.remote[0])
         sa.tasks.queue(IkeInit(sa, True))
         sa.tasks.queue(IkeNatd(sa, True))
@@ -190,6 +205,7 @@ class Ikev2Engine:
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
                 sa.conn = config.connections[sa.conn.name]  # equal value, new object
+            self._touch(sa)
         self.traps.forget(removed + changed)
         for name in changed + added:
             conn = config.connections[name]
@@ -216,7 +232,7 @@ class Ikev2Engine:
         conn = self.config.connections[conn_name]
         if child is not None and conn.child(child) is None:
             raise KeyError(f"{conn_name} has no child {child}")
-        mine = [sa for sa in self.sas.values() if sa.conn is conn]
+        mine = self._of_conn(conn)
         sa = next((s for s in mine if s.state == IkeState.ESTABLISHED), None)
         if sa is None:
             busy = next((s for s in mine if s.state != IkeState.DESTROYED), None)
@@ -240,6 +256,7 @@ class Ikev2Engine:
             for c in ready:
                 rekey_child(sa, c)
         sa.tasks.initiate(now)
+        self._touch(sa)
 
     @staticmethod
     def _has_child(sa: IkeSa, name: str) -> bool:
@@ -248,9 +265,8 @@ class Ikev2Engine:
 
     def terminate(self, conn_name: str, now: float) -> None:
         conn = self.config.connections[conn_name]
-        for sa in list(self.sas.values()):
-            if sa.conn is not conn:
-                continue
+        for sa in self._of_conn(conn):
+            self._touch(sa)
             if sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
                 sa.tasks.queue(IkeDelete(sa, True))
                 sa.tasks.initiate(now)
@@ -272,6 +288,8 @@ class Ikev2Engine:
                     child.installed_at = None  # nothing of it is in the kernel
                     sa.tasks.queue(ChildDelete(sa, True, child))
                     sa.tasks.initiate(now)
+                    self._touch(sa)
+                    self._sweep(now)
                     return
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
@@ -279,6 +297,7 @@ class Ikev2Engine:
         that IKE SA fail closed. An answer for an SA that is gone is dropped."""
         for sa in list(self.sas.values()):
             if sa.tasks.signing == ref:
+                self._touch(sa)
                 answered = sa.tasks.sign_done(ref, result, now)
                 if answered is not None:
                     self._after_request(sa, answered, now)
@@ -291,17 +310,22 @@ class Ikev2Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        best: float | None = None
-        for sa in self.sas.values():
-            for t in deadlines(sa):
-                if t is not None and (best is None or t < best):
-                    best = t
-        return best
+        self._retime()
+        return self._timers.next()
 
     def handle_timer(self, now: float) -> None:
-        for sa in list(self.sas.values()):
-            on_timer(self.ctx, sa, now)
+        self._retime()
+        for sa in self._timers.pop_due(now):
+            self._touch(sa)
+            if sa.state != IkeState.DESTROYED:
+                on_timer(self.ctx, sa, now)
         self._sweep(now)
+
+    def _retime(self) -> None:
+        """The heap entries of the SAs touched since the last step (API calls do not
+        sweep; a timer asked for after one must see what it started)."""
+        for sa in self._dirty:
+            self._timers.set(sa, None if sa.state == IkeState.DESTROYED else next_deadline(sa))
 
     # -- datagrams -----------------------------------------------------------------------
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -322,6 +346,7 @@ class Ikev2Engine:
         if sa is None or sa.state == IkeState.DESTROYED:
             self._drop("unknown_spi", src, f"no IKE_SA with SPI {our_spi.hex()}")
             return
+        self._touch(sa)
         if (hdr.exchange == ExchangeType.IKE_SA_INIT) != (sa.cipher_in is None):
             self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state")
             return
@@ -377,7 +402,8 @@ class Ikev2Engine:
 
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """The peer rebooted: its older IKE SAs with us are gone on its side (§2.4)."""
-        for other in list(self.sas.values()):
+        assert sa.conn is not None
+        for other in list(self._by_peer.get((sa.conn.name, sa.peer_id), ())):
             if (
                 other is not sa
                 and other.conn is sa.conn
@@ -419,9 +445,11 @@ class Ikev2Engine:
 
     def _adopt(self, sa: IkeSa) -> None:
         self.sas[sa.my_spi] = sa
+        self._touch(sa)
 
     def _overlapping(self, sa: IkeSa, name: str, lts: Selectors, rts: Selectors) -> ChildSa | None:
-        for other in self.sas.values():
+        assert sa.conn is not None
+        for other in self._by_peer.get((sa.conn.name, sa.peer_id), ()):
             if other is sa or other.conn is not sa.conn or other.peer_id != sa.peer_id:
                 continue
             if other.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
@@ -436,19 +464,20 @@ class Ikev2Engine:
         new = reauth.start(self.ctx, old, now)
         if new is not None:
             self.sas[new.spi_i] = new
+            self._touch(new)
+        self._touch(old)
 
     def _sweep(self, now: float) -> None:
         """After every step: forget destroyed IKE SAs, arm the timers of newly
         established ones, and initiate again what dpd_action/keyingtries ask for."""
         ended: list[IkeSa] = []
-        for spi, sa in list(self.sas.items()):
-            reauth.settle(sa, now)
-            if sa.state == IkeState.DESTROYED:
-                del self.sas[spi]
-                ended.append(sa)
-            elif sa.state == IkeState.ESTABLISHED and not sa.scheduled:
-                arm(self.ctx, sa, now)
-        self._responder.settle()
+        for _ in range(8):  # settling may touch more (the old SA of a reauth); bounded
+            if not self._dirty:
+                break
+            batch = list(self._dirty)
+            self._dirty.clear()
+            for sa in batch:
+                self._settle(sa, now, ended)
         agains = [
             r for sa in ended if (r := restart(self.ctx, sa, sa.lost_children, _asked_for(sa)))
         ]
@@ -457,6 +486,64 @@ class Ikev2Engine:
             with contextlib.suppress(KeyError):
                 for child in again.children or (None,):
                     self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
+
+    def _settle(self, sa: IkeSa, now: float, ended: list[IkeSa]) -> None:
+        """After a step that touched ``sa``: its reauthentication, its place in the
+        tables, its timer."""
+        for new in (sa, sa.replaced_by):
+            if new is not None and new.replaces is not None:
+                old = new.replaces
+                reauth.settle(new, now)
+                if new.replaces is None:  # settled: the old one is deleted or carries on
+                    self._touch(old)
+        if sa.state == IkeState.DESTROYED:
+            if self.sas.get(sa.my_spi) is sa:
+                del self.sas[sa.my_spi]
+                ended.append(sa)
+            self._timers.discard(sa)
+            self._unindex(sa)
+            self._responder.forget(sa)
+            self._dirty.pop(sa, None)
+            return
+        if sa.state == IkeState.ESTABLISHED and not sa.scheduled:
+            arm(self.ctx, sa, now)
+        if sa.state != IkeState.CONNECTING:
+            self._responder.forget(sa)
+        self._index(sa)
+        self._timers.set(sa, next_deadline(sa))
+
+    def _touch(self, sa: IkeSa) -> None:
+        self._dirty[sa] = None
+
+    def _index(self, sa: IkeSa) -> None:
+        key = (sa.name, sa.peer_id)
+        old = self._keys.get(sa)
+        if old == key:
+            return
+        if old is not None:
+            self._unindex(sa)
+        self._keys[sa] = key
+        self._by_conn.setdefault(key[0], {})[sa] = None
+        self._by_peer.setdefault(key, {})[sa] = None
+
+    def _unindex(self, sa: IkeSa) -> None:
+        key = self._keys.pop(sa, None)
+        if key is None:
+            return
+        same_conn, same_peer = self._by_conn[key[0]], self._by_peer[key]
+        del same_conn[sa], same_peer[sa]
+        if not same_conn:
+            del self._by_conn[key[0]]
+        if not same_peer:
+            del self._by_peer[key]
+
+    def _of_conn(self, conn: ConnectionConfig) -> list[IkeSa]:
+        """The live IKE SAs of ``conn`` (this very config object), oldest first."""
+        return [
+            sa
+            for sa in self._by_conn.get(conn.name, ())
+            if sa.conn is conn and sa.state != IkeState.DESTROYED
+        ]
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

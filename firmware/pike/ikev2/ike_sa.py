@@ -44,6 +44,9 @@ class Ikev2Context(Context):
     trap_reqid: Callable[[str, str], int | None] = field(default=lambda c, n: None, repr=False)
     # Set by the engine: called as an IKE SA ends, before its children go.
     before_fail: Callable[[IkeSa, str], None] = field(default=lambda sa, r: None, repr=False)
+    # Set by the engine: an IKE SA changed in a way its timers or tables may depend on
+    # (its state); the engine looks at it again after this step (not at every SA).
+    touched: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
 
 
 @dataclass(eq=False)
@@ -120,6 +123,7 @@ class IkeSa:
 
     def set_state(self, new: IkeState) -> None:
         self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log)
+        self.ctx.touched(self)
 
     @property
     def natt(self) -> bool:

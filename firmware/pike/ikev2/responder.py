@@ -42,7 +42,10 @@ class InitResponder:
     def __init__(self, ctx: Ikev2Context, sas: dict[bytes, IkeSa], random: Random) -> None:
         self.ctx = ctx
         self.sas = sas  # the engine's table, by our SPI
+        # Only CONNECTING SAs (``forget`` takes the others out after each step), so its
+        # size is the half-open count the cookie threshold compares with.
         self.half_open: dict[HalfOpenKey, IkeSa] = {}
+        self._key_of: dict[IkeSa, HalfOpenKey] = {}
         self._cookies = CookieJar(random(32))
 
     def request(self, hdr: Header, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -85,6 +88,7 @@ class InitResponder:
         sa.set_state(IkeState.CONNECTING)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
+        self._key_of[sa] = key
         sa.tasks.on_request(
             msg,
             data,
@@ -92,14 +96,14 @@ class InitResponder:
             now,
         )
 
-    def settle(self) -> None:
-        """Forget IKE SAs that are no longer half-open (established or gone)."""
-        for key, sa in list(self.half_open.items()):
-            if sa.state != IkeState.CONNECTING:
-                del self.half_open[key]
+    def forget(self, sa: IkeSa) -> None:
+        """``sa`` is no longer half-open (established or gone)."""
+        key = self._key_of.pop(sa, None)
+        if key is not None and self.half_open.get(key) is sa:
+            del self.half_open[key]
 
     def _count(self) -> int:
-        return sum(1 for sa in self.half_open.values() if sa.state == IkeState.CONNECTING)
+        return len(self.half_open)
 
 
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:

@@ -44,6 +44,11 @@ def deadlines(sa: IkeSa) -> list[float | None]:
     return times
 
 
+def next_deadline(sa: IkeSa) -> float | None:
+    """The earliest of ``deadlines(sa)``: the SA's one entry in the engine's timer heap."""
+    return min((t for t in deadlines(sa) if t is not None), default=None)
+
+
 def arm(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """Once established: the rekey timer, and keepalives behind a NAT (or forced encap)."""
     sa.scheduled = True
