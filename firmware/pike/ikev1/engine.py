@@ -20,7 +20,7 @@ from pike.ikev1.quick_mode import QuickMode
 from pike.ikev1.responder import phase1_request
 from pike.ikev1.sa_table import SaTable
 from pike.ikev1.status import sa_info
-from pike.ikev1.timers import deadlines, on_timer
+from pike.ikev1.timers import next_deadline, on_timer
 from pike.ikev1.traps import Traps
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
@@ -138,6 +138,7 @@ class Ikev1Engine:
         for sa in self.table.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
                 sa.conn = config.connections[sa.conn.name]
+            self.table.touch(sa)  # its timers follow the new values
         self.traps.forget([k[0] for k in self.traps.reqids if k[0] not in kept])
         for conn in config.connections.values():
             if conn.version == 1 and conn.name not in kept:
@@ -151,6 +152,7 @@ class Ikev1Engine:
     ) -> None:
         """Start a Quick Mode for ``child`` (a new pair, or ``rekey``'s successor)."""
         assert sa.conn is not None
+        self.table.touch(sa)
         cfg = sa.conn.child(child)
         if cfg is None:
             return
@@ -220,6 +222,7 @@ class Ikev1Engine:
                 or sa.state == IkeState.DESTROYED
             ):
                 continue
+            self.table.touch(sa)
             try:
                 signature_auth.signed(sa, result, now)
             except PeerError as e:
@@ -235,14 +238,16 @@ class Ikev1Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        times = [t for sa in self.table.sas.values() for t in deadlines(sa) if t is not None]
-        return min(times) if times else None
+        self.table.retime(next_deadline)
+        return self.table.timers.next()
 
     def list_sas(self) -> list[IkeSaInfo]:
         return [sa_info(sa) for sa in self.table.sas.values() if sa.state != IkeState.DESTROYED]
 
     def handle_timer(self, now: float) -> None:
-        for sa in self.table.all():
+        self.table.retime(next_deadline)
+        for sa in self.table.timers.pop_due(now):
+            self.table.touch(sa)
             if sa.state != IkeState.DESTROYED:
                 on_timer(self, sa, now)
         self._sweep()
@@ -282,6 +287,7 @@ class Ikev1Engine:
             new.keyingtry = again.keyingtry
 
     def delete_child(self, sa: IsakmpSa, child: ChildSa, reason: str, now: float) -> None:
+        self.table.touch(sa)
         if sa.state == IkeState.ESTABLISHED and child.state != ChildState.DELETED:
             spi = child.spi_in.to_bytes(4, "big")
             informational.send(sa, [V1Delete(ProtocolV1.ESP, (spi,))])
@@ -332,6 +338,7 @@ class Ikev1Engine:
             sa = self.table.find(msg)
         if sa is None or sa.state == IkeState.DESTROYED:
             raise PeerError("unknown_spi", f"no ISAKMP_SA for cookies {msg.spi_i.hex()}")
+        self.table.touch(sa)
         if msg.exchange == QUICK and sa.state == IkeState.CONNECTING and sa.p1.peer_id_b:
             # Aggressive Mode responder still waiting for AM3: the IV of a Quick Mode
             # derives from AM3's last block, so it can only be opened after AM3.
@@ -512,7 +519,7 @@ class Ikev1Engine:
             self.delete_sa(previous, "reauthenticated", now)
 
     def _sweep(self) -> None:
-        self.table.sweep()
+        self.table.sweep(next_deadline)
 
 
 __all__ = ["Ikev1Engine"]

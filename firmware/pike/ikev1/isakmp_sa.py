@@ -90,6 +90,10 @@ class Phase1State:
     queued: list[tuple[bytes, tuple[str, int], tuple[str, int]]] = field(default_factory=list)
 
 
+def _untracked(sa: IsakmpSa) -> None:
+    """Before the table holds the SA (its ``add`` touches it anyway)."""
+
+
 class IsakmpSa:
     def __init__(
         self,
@@ -144,6 +148,9 @@ class IsakmpSa:
         # Main Mode responder: the connections our and the peer's addresses fit; with
         # signatures the peer's ID (MM5) may pick another of them than MM1 did.
         self.candidates: Candidates | None = None  # responder: by address (MM1)
+        # Set by the engine's table: this SA changed state (its timers and tables may
+        # depend on it); the engine looks at it again after this step.
+        self.touched: Callable[[IsakmpSa], None] = _untracked
 
     # -- naming and state ------------------------------------------------------------------
     @property
@@ -159,6 +166,7 @@ class IsakmpSa:
 
     def set_state(self, new: IkeState) -> None:
         self.state = ike_transition(self.tag(), "ISAKMP_SA", self.state, new, log)
+        self.touched(self)
 
     @property
     def nat_any(self) -> bool:

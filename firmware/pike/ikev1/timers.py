@@ -29,6 +29,11 @@ def deadlines(sa: IsakmpSa) -> list[float | None]:
     return times
 
 
+def next_deadline(sa: IsakmpSa) -> float | None:
+    """The earliest of ``deadlines(sa)``: the SA's one entry in the table's timer heap."""
+    return min((t for t in deadlines(sa) if t is not None), default=None)
+
+
 def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     """Everything due on ``sa`` at ``now``."""
     _retransmit(engine, sa, now)
