@@ -181,9 +181,8 @@ def main() -> None:
         print(f"# round {r + 1} done", flush=True)
     print("machine: shared 2 cores; medians of", args.rounds, "rounds")
     for k, vals in res.items():
-        print(
-            f"{k:45s} {statistics.median(vals):10.2f}   (rounds: {', '.join(f'{x:.2f}' for x in vals)})"
-        )
+        rounds = ", ".join(f"{x:.2f}" for x in vals)
+        print(f"{k:45s} {statistics.median(vals):10.2f}   (rounds: {rounds})")
     small = statistics.median(res["datagram µs, 10 SAs"])
     big = statistics.median(res[f"datagram µs, {args.sas} SAs"])
     print(f"datagram cost ratio {args.sas} SAs / 10 SAs: {big / small:.2f}")

@@ -104,6 +104,8 @@ class IkeSa:
         default_factory=dict, repr=False
     )
 
+    _tag: tuple[tuple[ConnectionConfig | None, bytes], str] | None = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         from pike.ikev2.task_manager import TaskManager
 
@@ -119,7 +121,11 @@ class IkeSa:
         return self.spi_i if self.initiator else self.spi_r
 
     def tag(self) -> str:
-        return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)
+        # cached: every log line and state change asks, and it changes only with these
+        key = (self.conn, self.spi_r)
+        if self._tag is None or self._tag[0] != key:
+            self._tag = (key, sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r))
+        return self._tag[1]
 
     def set_state(self, new: IkeState) -> None:
         self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log)

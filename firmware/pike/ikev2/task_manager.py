@@ -12,6 +12,7 @@ A message that needs our signature (IKE_AUTH with a certificate) waits for it: a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pike.ikev2.describe import describe_payloads, exchange_name
@@ -286,29 +287,31 @@ class TaskManager:
     # -- logs ----------------------------------------------------------------------------
     def _log_in(self, msg: Message) -> None:
         kind = "response" if msg.is_response else "request"
-        log.info(
-            "%s: received %s %s %d %s",
-            self.sa.tag(),
-            exchange_name(msg.exchange),
-            kind,
-            msg.message_id,
-            describe_payloads(msg.payloads),
-        )
+        if log.isEnabledFor(logging.INFO):  # describing payloads costs more than a MAC
+            log.info(
+                "%s: received %s %s %d %s",
+                self.sa.tag(),
+                exchange_name(msg.exchange),
+                kind,
+                msg.message_id,
+                describe_payloads(msg.payloads),
+            )
         key = exchange_name(msg.exchange)
         c = self.sa.ctx.counters.conn(self.sa.name).messages_in
         c[key] = c.get(key, 0) + 1
 
     def _log_out(self, msg: Message, fragments: int = 1) -> None:
         kind = "response" if msg.is_response else "request"
-        log.info(
-            "%s: sending %s %s %d %s%s",
-            self.sa.tag(),
-            exchange_name(msg.exchange),
-            kind,
-            msg.message_id,
-            describe_payloads(msg.payloads),
-            f" in {fragments} fragments" if fragments > 1 else "",
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s: sending %s %s %d %s%s",
+                self.sa.tag(),
+                exchange_name(msg.exchange),
+                kind,
+                msg.message_id,
+                describe_payloads(msg.payloads),
+                f" in {fragments} fragments" if fragments > 1 else "",
+            )
         key = exchange_name(msg.exchange)
         c = self.sa.ctx.counters.conn(self.sa.name).messages_out
         c[key] = c.get(key, 0) + 1

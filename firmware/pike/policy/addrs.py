@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_ip(text: str) -> IpAddress:
+    """``ipaddress.ip_address``, cached: every handshake parses the same few addresses
+    several times (NAT detection, selectors, the connection lookup); the values are
+    immutable, and the cache is bounded (peers choose their addresses)."""
+    return ipaddress.ip_address(text)
 
 
 def addr_in(addr: str, configured: tuple[str, ...]) -> bool:

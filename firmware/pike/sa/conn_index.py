@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pike.crypto.proposal import ProposalSpec
+from pike.policy.addrs import parse_ip
 from pike.policy.config import Config, ConnectionConfig, Identity
 from pike.sa.id_match import NONE, exact_key, is_wildcard, match_score
 
@@ -153,7 +154,7 @@ class ConnIndex:
 
     def candidates(self, version: int, local: str, remote: str) -> Candidates:
         """The connections of ``version`` whose addresses admit ``remote`` -> ``local``."""
-        rip, lip = ipaddress.ip_address(remote), ipaddress.ip_address(local)
+        rip, lip = parse_ip(remote), parse_ip(local)
         hosts = self._hosts[version].get(rip, [])
         found = [
             g for g in hosts + self._scan[version] if _fits(lip, g.local) and _fits(rip, g.remote)

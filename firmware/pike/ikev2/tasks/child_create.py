@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
@@ -22,6 +21,7 @@ from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
+from pike.policy.addrs import parse_ip
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
@@ -139,7 +139,7 @@ class ChildCreate(Task):
 
     def _dynamic(self, ts: tuple[TrafficSelector, ...], addr: str) -> tuple[TrafficSelector, ...]:
         # No selectors configured means "my own address" (strongSwan's `dynamic`).
-        return ts or (TrafficSelector.host(ip_address(addr)),)
+        return ts or (TrafficSelector.host(parse_ip(addr)),)
 
     # -- initiator -----------------------------------------------------------------------
     def build(self, msg: Message, now: float) -> None:
