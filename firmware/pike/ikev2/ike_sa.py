@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
@@ -23,6 +24,9 @@ from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
 from pike.wire.fragments import encode_fragments
 from pike.wire.payloads import Message, Payload, Proposal
+
+if TYPE_CHECKING:
+    from pike.ikev2.task_manager import TaskManager
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Ikev2Context(Context):
     touched: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)  # slots: a hub holds 10 000
 class IkeSa:
     ctx: Ikev2Context
     unique_id: int
@@ -105,6 +109,8 @@ class IkeSa:
     )
 
     _tag: tuple[tuple[ConnectionConfig | None, bytes], str] | None = field(default=None, repr=False)
+
+    tasks: TaskManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from pike.ikev2.task_manager import TaskManager
