@@ -16,7 +16,7 @@ from pike.sa.chosen import Chosen
 from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
 
 
-@dataclass
+@dataclass(slots=True)  # a hub holds 10 000 of these
 class ChildSa:
     config: ChildConfig
     unique_id: int
