@@ -61,6 +61,7 @@ def ensure_load_tester(prefix: Path) -> Path:
         print(f"# building strongSwan with load-tester into {prefix} (minutes)", flush=True)
         script = Path(__file__).with_name("build_load_tester.sh")
         subprocess.run([str(script), str(prefix)], check=True)
+    (prefix / "run").mkdir(exist_ok=True)  # each charon binds its own directory over it
     return charon
 
 
@@ -222,7 +223,9 @@ def run_one(
                 resp,
                 prefix,
                 rd,
-                "load-tester {\n enable = yes\n fake_kernel = yes\n initiators = 0\n }",
+                # its load-tester credentials answer for srv.example too: the same PSK
+                "load-tester {\n enable = yes\n fake_kernel = yes\n initiators = 0\n"
+                f" preshared_key = {PSK}\n }}",
             )
             vici = rd / "charon.vici"
             wait_for(vici.exists, 30, "charon's vici socket")
