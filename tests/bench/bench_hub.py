@@ -255,11 +255,14 @@ def run_one(
         gd.mkdir()
         gen_proc = start_charon(gen, prefix, gd, generator_plugins(n))
         log = gd / "charon.log"
-        try:
-            wait_for(lambda: established(log) >= n, 60 + n * 0.05, f"{impl}: {n} IKE SAs")
-            time.sleep(0.3)  # the last CHILD_SAs' responses are out
-        except TimeoutError:
-            print(f"# {impl}: only {established(log)} of {n} established", flush=True)
+        # until all are up, or none came up for 5 s (a lost IKE_SA_INIT the generator
+        # gave up on): what came up is what is counted
+        last, since = -1, time.monotonic()
+        while (now_up := established(log)) < n and time.monotonic() - since < 5:
+            if now_up != last:
+                last, since = now_up, time.monotonic()
+            time.sleep(0.2)
+        time.sleep(0.3)  # the last CHILD_SAs' responses are out
         got = established(log)
         cpu1, rss1 = cpu_seconds(pid), rss_kib(pid)
         kill_pid(gen_proc.pid)
