@@ -258,7 +258,9 @@ def run_one(
         # until all are up, or none came up for 5 s (a lost IKE_SA_INIT the generator
         # gave up on): what came up is what is counted
         last, since = -1, time.monotonic()
-        while (now_up := established(log)) < n and time.monotonic() - since < 5:
+        while (now_up := established(log)) < n and time.monotonic() - since < (
+            5 if last > 0 else 60
+        ):
             if now_up != last:
                 last, since = now_up, time.monotonic()
             time.sleep(0.2)
