@@ -137,8 +137,13 @@ class FakeEngine:
     def initiate(self, conn: str, now: float, child: str | None = None) -> None:
         self.calls.append(("initiate", conn, child))
 
-    def terminate(self, conn: str, now: float) -> None:
-        self.calls.append(("terminate", conn))
+    def terminate(self, conn: str, now: float, force: bool = False) -> None:
+        self.calls.append(("terminate", conn, force))
+
+    def terminate_child(self, conn: str, child: str, now: float) -> None:
+        if not self.established:
+            raise KeyError(f"{conn}.{child}: no CHILD_SA up")
+        self.calls.append(("terminate_child", conn, child))
 
     def rekey(self, conn: str, now: float, child: str | None = None) -> None:
         if not self.established:
@@ -368,6 +373,40 @@ def test_rekey_command_and_pikectl(tmp_path: Path, capsys: Any) -> None:
     assert rekeys == [("rekey", "hq", None)] * 2 + [("rekey", "hq", "lan"), ("rekey", "hq", None)]
     err = capsys.readouterr().err.splitlines()
     assert "pikectl: rekey: hq.lan: CHILD_SA is REKEYING, not INSTALLED: not rekeyed" in err
+
+
+def test_terminate_command_child_and_force(tmp_path: Path, capsys: Any) -> None:
+    """pikectl terminate CONN.CHILD reaches the engine's terminate_child, --force the
+    forced terminate; a child that is not up or not configured exits 1 with the reason."""
+    daemon, engines, _natt = _daemon(tmp_path, FakeKernel())
+    sock = daemon.config.daemon.control_socket
+
+    async def body() -> list[int]:
+        loop = asyncio.get_running_loop()
+        codes = []
+        for argv in (["terminate", "hq.lan"], ["terminate", "--force", "hq"], ["terminate", "hq"]):
+            codes.append(await loop.run_in_executor(None, pikectl.main, ["--socket", sock, *argv]))
+        codes.append(
+            await loop.run_in_executor(None, pikectl.main, ["--socket", sock, "terminate", "hq.x"])
+        )
+        engines[0].established = False
+        codes.append(
+            await loop.run_in_executor(
+                None, pikectl.main, ["--socket", sock, "terminate", "hq.lan"]
+            )
+        )
+        return codes
+
+    codes = _run(daemon, body)
+    assert codes == [0, 0, 0, 1, 1]
+    terms = [c for c in engines[0].calls if c[0].startswith("terminate")]
+    assert terms == [
+        ("terminate_child", "hq", "lan"),
+        ("terminate", "hq", True),
+        ("terminate", "hq", False),
+    ]
+    err = capsys.readouterr().err
+    assert "has no child 'x'" in err and "hq.lan: no CHILD_SA up" in err
 
 
 def test_pikectl_rekey_unreachable(tmp_path: Path) -> None:

@@ -270,6 +270,12 @@ def test_traffic_selector_with_protocol_and_port(tmp_path: Path) -> None:
         ),
         (
             'start_action = "start"',
+            'start_action = "start"\nclose_action = "restart"',
+            "F:18: connections.hq.children.lan.close_action:"
+            " 'restart' is not one of none, trap, start",
+        ),
+        (
+            'start_action = "start"',
             'start_action = "route"',
             "F:17: connections.hq.children.lan.start_action:"
             " 'route' is not one of none, start, trap",

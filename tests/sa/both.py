@@ -15,14 +15,21 @@ B_TS: dict[str, Any] = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"
 
 
 def pair(
-    version: int, extra_conn: str = "", *, a_esp: bool = True, b_esp: bool = True
+    version: int,
+    extra_conn: str = "",
+    *,
+    a_esp: bool = True,
+    b_esp: bool = True,
+    a_child: str = "",
 ) -> tuple[Node, Node]:
     """a (192.0.2.1) and b (192.0.2.2) with connection gw, child net; ``a_esp``, ``b_esp``:
-    whether their kernels have ESP."""
+    whether their kernels have ESP; ``a_child``: TOML lines for a's child."""
     if version == 1:
-        a_text = v1conf(A, B, extra_conn=extra_conn)
+        a_text = v1conf(A, B, extra_conn=extra_conn, extra_child=a_child)
         b_text = v1conf(B, A, extra_conn=extra_conn, **B_TS)
         return Node(v1engine(a_text, 1, a_esp)), Node(v1engine(b_text, 2, b_esp))  # type: ignore[arg-type]
-    a_text = conf(A, B, "branch.example.net", "hq.example.net", extra_conn=extra_conn)
+    a_text = conf(
+        A, B, "branch.example.net", "hq.example.net", extra_conn=extra_conn, extra_child=a_child
+    )
     b_text = conf(B, A, "hq.example.net", "branch.example.net", extra_conn=extra_conn, **B_TS)
     return Node(v2engine(a_text, 1, a_esp)), Node(v2engine(b_text, 2, b_esp))

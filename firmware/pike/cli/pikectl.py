@@ -3,7 +3,7 @@
     pikectl status [--json]
     pikectl list-sas [--json] [CONN]
     pikectl initiate CONN[.CHILD]...
-    pikectl terminate CONN
+    pikectl terminate [--force] CONN[.CHILD]
     pikectl rekey CONN[.CHILD]...
     pikectl reload
     pikectl list-conns [--json]
@@ -75,8 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("conn", nargs="?", help="only this connection")
     ini = cmd("initiate", "bring connections (or one child) up")
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
-    term = cmd("terminate", "delete a connection's IKE SAs (CONN.CHILD: not yet)")
-    term.add_argument("conn")
+    term = cmd("terminate", "delete a connection's IKE SAs, or CONN.CHILD's CHILD_SA")
+    term.add_argument("conn", metavar="CONN[.CHILD]")
+    term.add_argument(
+        "--force", action="store_true", help="remove the IKE SAs at once, without waiting"
+    )
     rk = cmd("rekey", "rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
     rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
     cmd("reload", "re-read the config file; unchanged tunnels stay up")
@@ -277,11 +280,13 @@ def _run(args: argparse.Namespace) -> int:
         return _log(_socket(args), args.level, args.json)
     if args.cmd in ("initiate", "rekey"):
         return _per_target(_socket(args), args.cmd, args.targets)
-    if "." in args.conn:  # names have no dots: CONN.CHILD
-        # The engines delete whole connections only; a CHILD_SA alone needs engine work.
-        print("pikectl: terminate: one CHILD_SA alone cannot be terminated yet", file=sys.stderr)
-        return EXIT_USAGE
-    code, _result = _call(_socket(args), "terminate", {"conn": args.conn})
+    conn, _, child = args.conn.partition(".")  # names have no dots: CONN.CHILD
+    term: dict[str, Any] = {"conn": conn}
+    if child:
+        term["child"] = child
+    if args.force:
+        term["force"] = True
+    code, _result = _call(_socket(args), "terminate", term)
     if code == EXIT_OK:
         print(f"terminating {args.conn}")
     return code

@@ -65,8 +65,11 @@ class Engines:
     def initiate(self, conn: str, now: float, child: str | None = None) -> None:
         self._by_conn(conn).initiate(conn, now, child)
 
-    def terminate(self, conn: str, now: float) -> None:
-        self._by_conn(conn).terminate(conn, now)
+    def terminate(self, conn: str, now: float, force: bool = False) -> None:
+        self._by_conn(conn).terminate(conn, now, force)
+
+    def terminate_child(self, conn: str, child: str, now: float) -> None:
+        self._by_conn(conn).terminate_child(conn, child, now)
 
     def rekey(self, conn: str, now: float, child: str | None = None) -> None:
         self._by_conn(conn).rekey(conn, now, child)

@@ -82,7 +82,8 @@ class Engine(Protocol):
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
     def initiate(self, conn: str, now: float, child: str | None = None) -> None: ...
-    def terminate(self, conn: str, now: float) -> None: ...
+    def terminate(self, conn: str, now: float, force: bool = False) -> None: ...
+    def terminate_child(self, conn: str, child: str, now: float) -> None: ...
     def rekey(self, conn: str, now: float, child: str | None = None) -> None: ...
     def acquire(self, reqid: int, now: float) -> None: ...
     def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
@@ -714,14 +715,22 @@ class Daemon:
         return {"conn": conn, "child": child}
 
     def cmd_terminate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Delete a connection's IKE SAs (``force``: at once, without waiting for the
+        peer), or one CHILD_SA (``child`` given) with the peer."""
         conn = self._conn_arg(args)
+        child = self._child_arg(conn, args)
+        force = args.get("force") is True
         try:
-            self.engine.terminate(conn, self._now())
-        except KeyError:
-            raise ControlError(f"no connection named {conn!r}") from None
+            if child is not None:
+                self.engine.terminate_child(conn, child, self._now())
+            else:
+                self.engine.terminate(conn, self._now(), force)
+        except KeyError as exc:
+            raise ControlError(str(exc.args[0]) if exc.args else f"no {conn!r}") from None
         self._pump()
-        log.info("%s: terminate requested", conn)
-        return {"conn": conn}
+        what = f" (child {child})" if child else " (forced)" if force else ""
+        log.info("%s: terminate requested%s", conn, what)
+        return {"conn": conn, "child": child}
 
 
 def random_spi(random: Random = os.urandom) -> int:

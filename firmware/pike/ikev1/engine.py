@@ -29,7 +29,7 @@ from pike.sa import child_lifecycle
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, SpiAlloc
-from pike.sa.restarts import restart
+from pike.sa.restarts import closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
@@ -64,6 +64,7 @@ class Ikev1Engine:
         self.ctx = ctx or Context(config, random, kernel_caps, spi_alloc)
         self.table = SaTable()
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
+        self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
 
     @property
     def config(self) -> Config:
@@ -162,11 +163,30 @@ class Ikev1Engine:
             return
         self.table.add_quick(qm)
 
-    def terminate(self, conn_name: str, now: float) -> None:
+    def terminate(self, conn_name: str, now: float, force: bool = False) -> None:
+        """IKEv1's Deletes are one-shot (nothing waits for an answer), so ``force`` changes
+        nothing: the SAs go at once either way."""
         # by name: after a reload the connection may be gone from the config
         for sa in self.table.all():
             if sa.conn is not None and sa.conn.name == conn_name:
                 self.delete_sa(sa, "terminated", now)
+
+    def terminate_child(self, conn_name: str, child: str, now: float) -> None:
+        """Delete the IPsec SAs named ``child`` of a connection with the peer (the ISAKMP
+        SA stays). KeyError: no such child, or none of it is up."""
+        conn = self.config.connections[conn_name]
+        if conn.child(child) is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        found = False
+        for sa in self.table.all():
+            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
+                continue
+            for c in list(sa.children):
+                if c.name == child and c.state in (ChildState.INSTALLED, ChildState.FAILED):
+                    self.delete_child(sa, c, "terminated", now)
+                    found = True
+        if not found:
+            raise KeyError(f"{conn_name}.{child}: no CHILD_SA up")
 
     def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -281,6 +301,22 @@ class Ikev1Engine:
             new = self._new_initiator(conn, children, now)
             new.keyingtry = again.keyingtry
 
+    def closed_by_peer(self, sa: IsakmpSa, children: list[ChildSa], whole: bool) -> None:
+        """The peer deletes ``children`` (``whole``: with their ISAKMP SA): close_action.
+        With the ISAKMP SA go our Quick Modes under way (a close_action = start that
+        met the peer's Delete of the ISAKMP SA, as strongSwan sends it after the ESP ones)."""
+        conn = sa.conn
+        if conn is None:
+            return
+        others = [c for s in self.table.all() if not (whole and s is sa) for c in s.children]
+        for child in children:
+            if closed_by_peer(conn, child, others, self.traps):
+                self._reopen.append((conn.name, child.name))
+        if whole:
+            for qm in self.table.quick_modes(sa):
+                if qm.initiator and qm.rekey_of is None and qm.cfg.close_action == "start":
+                    self._reopen.append((conn.name, qm.cfg.name))
+
     def delete_child(self, sa: IsakmpSa, child: ChildSa, reason: str, now: float) -> None:
         if sa.state == IkeState.ESTABLISHED and child.state != ChildState.DELETED:
             spi = child.spi_in.to_bytes(4, "big")
@@ -315,6 +351,10 @@ class Ikev1Engine:
         except PeerError as e:
             self._drop(e.reason, src, str(e))
         self._sweep()
+        reopen, self._reopen = self._reopen, []
+        for conn, name in dict.fromkeys(reopen):
+            with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+                self.initiate(conn, now, name)
 
     def _drop(self, reason: str, src: Address, detail: str) -> None:
         self.ctx.counters.drop(reason)

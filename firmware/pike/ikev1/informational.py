@@ -87,11 +87,13 @@ def _on_delete(engine: Host, sa: IsakmpSa, d: V1Delete, now: float) -> None:
     if d.protocol == ProtocolV1.ISAKMP:
         if sa.spi_i + sa.spi_r in d.spis:
             log.info("%s: peer deleted the ISAKMP_SA", sa.tag())
+            engine.closed_by_peer(sa, list(sa.children), True)
             sa.fail("peer_deleted", now, engine.remove_child)
         return
     if d.protocol != ProtocolV1.ESP:
         return
     spis = {int.from_bytes(s, "big") for s in d.spis}
-    for child in list(sa.children):
-        if child.spi_out in spis:
-            engine.remove_child(child, "peer_deleted", sa)
+    gone = [c for c in sa.children if c.spi_out in spis]
+    engine.closed_by_peer(sa, gone, False)
+    for child in gone:
+        engine.remove_child(child, "peer_deleted", sa)

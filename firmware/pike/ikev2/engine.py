@@ -33,7 +33,7 @@ from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors, SpiAlloc
-from pike.sa.restarts import restart
+from pike.sa.restarts import closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
@@ -63,7 +63,9 @@ class Ikev2Engine:
         self.ctx.overlapping = self._overlapping
         self.ctx.keeps_policies = self._keeps_policies
         self.ctx.trap_reqid = self.traps.reqid
-        self.ctx.before_fail = self.traps.before_fail
+        self.ctx.before_fail = self._before_fail
+        self.ctx.child_closed = self._child_closed
+        self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
 
     @property
     def config(self) -> Config:
@@ -246,7 +248,10 @@ class Ikev2Engine:
         live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.CREATED)
         return any(c.name == name and c.state in live for c in sa.children)
 
-    def terminate(self, conn_name: str, now: float) -> None:
+    def terminate(self, conn_name: str, now: float, force: bool = False) -> None:
+        """Delete a connection's IKE SAs with the peer. ``force`` (swanctl's --force): the
+        SAs go now, without waiting for answers or retransmitting (a Delete goes out once
+        when no other exchange holds the window), so a stuck SA is cleared at once."""
         conn = self.config.connections[conn_name]
         for sa in list(self.sas.values()):
             if sa.conn is not conn:
@@ -254,9 +259,29 @@ class Ikev2Engine:
             if sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
                 sa.tasks.queue(IkeDelete(sa, True))
                 sa.tasks.initiate(now)
-            elif sa.state != IkeState.DELETING:
+                if force:
+                    sa.fail("terminated", now)
+            elif sa.state != IkeState.DELETING or force:
                 sa.fail("terminated", now)
         self._sweep(now)
+
+    def terminate_child(self, conn_name: str, child: str, now: float) -> None:
+        """Delete the CHILD_SAs named ``child`` of a connection with the peer (the IKE SA
+        stays). KeyError: no such child, or none of it is up."""
+        conn = self.config.connections[conn_name]
+        if conn.child(child) is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        found = False
+        for sa in self.sas.values():
+            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
+                continue
+            for c in sa.children:
+                if c.name == child and c.state in (ChildState.INSTALLED, ChildState.FAILED):
+                    sa.tasks.queue(ChildDelete(sa, True, c))
+                    found = True
+            sa.tasks.initiate(now)
+        if not found:
+            raise KeyError(f"{conn_name}.{child}: no CHILD_SA up")
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         for sa in self.sas.values():
@@ -432,6 +457,21 @@ class Ikev2Engine:
                     return c
         return None
 
+    def _before_fail(self, sa: IkeSa, reason: str) -> None:
+        self.traps.before_fail(sa, reason)
+        if reason == "peer_deleted":
+            for child in sa.children:
+                self._closed(sa, child, whole=True)
+
+    def _child_closed(self, sa: IkeSa, child: ChildSa) -> None:
+        self._closed(sa, child, whole=False)
+
+    def _closed(self, sa: IkeSa, child: ChildSa, *, whole: bool) -> None:
+        """The peer deletes ``child`` (``whole``: with its IKE SA): close_action."""
+        others = [c for s in self.sas.values() if not (whole and s is sa) for c in s.children]
+        if sa.conn is not None and closed_by_peer(sa.conn, child, others, self.traps):
+            self._reopen.append((sa.conn.name, child.name))
+
     def _reauth(self, old: IkeSa, now: float) -> None:
         new = reauth.start(self.ctx, old, now)
         if new is not None:
@@ -457,6 +497,10 @@ class Ikev2Engine:
             with contextlib.suppress(KeyError):
                 for child in again.children or (None,):
                     self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
+        reopen, self._reopen = self._reopen, []
+        for conn, name in dict.fromkeys(reopen):
+            with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+                self.initiate(conn, now, name)
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

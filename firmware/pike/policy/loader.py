@@ -19,6 +19,7 @@ from pike.crypto.proposal import ProposalSpec, parse_proposal
 from pike.policy.config import (
     AuthConfig,
     ChildConfig,
+    CloseAction,
     Config,
     ConnectionConfig,
     DaemonConfig,
@@ -370,6 +371,12 @@ def _child(
             "start_action",
             f"{start} needs a remote address (%any and subnets are responder only)",
         )
+    close = t.choice("close_action", ("none", "trap", "start"), "none")
+    if close != "none" and remote_addr is None:
+        raise t.error(
+            "close_action",
+            f"{close} needs a remote address (%any and subnets are responder only)",
+        )
     rekey = t.convert("rekey_time", _seconds, 3600)
     rekey_bytes, life_bytes, rand_bytes = _volume(t, "bytes")
     rekey_packets, life_packets, rand_packets = _volume(t, "packets")
@@ -380,6 +387,7 @@ def _child(
         esp_proposals=_proposals(t, "esp_proposals", "esp", defaults.esp),
         mode=cast(Mode, t.choice("mode", ("tunnel", "transport"), "tunnel")),
         start_action=cast(StartAction, start),
+        close_action=cast(CloseAction, close),
         rekey_time=rekey,
         life_time=t.convert("life_time", _seconds, int(rekey * 1.1)),
         rand_time=t.convert("rand_time", _seconds, rekey // 10),

@@ -1,4 +1,5 @@
-"""What starts again after an IKE or ISAKMP SA ended: dpd_action = restart and keyingtries.
+"""What starts again after an IKE or ISAKMP SA ended: dpd_action = restart and keyingtries;
+and after the peer deleted a CHILD_SA (alone or with its IKE SA): close_action.
 
 One rule and one wording for both IKE versions (strongSwan's meanings). A peer found dead
 on an established SA follows ``dpd_action = restart`` (either role: whoever can reach the
@@ -6,17 +7,21 @@ peer initiates again). An initiation of ours whose retransmissions all went unan
 starts again, up to ``keyingtries`` attempts in all (0: until it works); errors the peer
 answered (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED...) are final, and so is a connection
 removed or changed by a reload. The retransmission sequence spaces the attempts.
+A CHILD_SA the peer deletes follows its ``close_action``: ``start`` initiates it again,
+``trap`` leaves its policies as a trap, ``none`` lets it go.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from pike.policy.config import ConnectionConfig
+from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
-from pike.sa.state import log
+from pike.sa.state import ChildState, log
+from pike.sa.traps import Traps
 
 
 class Ended(Protocol):
@@ -91,3 +96,28 @@ def dead_peer(sa: Ended) -> bool:
 def _unanswered(sa: Ended) -> bool:
     """An initiation of ours that never came up because the peer never answered."""
     return sa.initiator and sa.established_at is None and sa.delete_reason == "retransmit_timeout"
+
+
+def closed_by_peer(
+    conn: ConnectionConfig | None, child: ChildSa, others: Iterable[ChildSa], traps: Traps
+) -> bool:
+    """close_action for ``child``, which the peer deletes (alone or with its IKE SA), called
+    before it leaves the kernel. ``trap``: its policies stay as a trap (so they are kept);
+    returns whether it starts again (``start``). Nothing happens to a child that was not
+    in use or whose successor (a rekey, a reauthentication) is up: ``others``, the
+    children of every SA of its engine."""
+    cfg = conn.child(child.name) if conn is not None else None
+    if conn is None or cfg is None or cfg.close_action == "none":
+        return False
+    if child.state != ChildState.INSTALLED:
+        return False
+    live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.CREATED)
+    if any(o is not child and o.name == child.name and o.state in live for o in others):
+        return False  # IKEv1's rekey or a reauthentication: the successor is up
+    if cfg.close_action == "trap":
+        traps.install(conn, child.name, child.reqid, child)
+        return False
+    log.info(
+        "%s.%s: deleted by the peer, close_action=start: initiating again", conn.name, child.name
+    )
+    return True
