@@ -29,7 +29,7 @@ from pike.sa import child_lifecycle
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, SpiAlloc
-from pike.sa.restarts import closed_by_peer, restart
+from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
@@ -65,6 +65,7 @@ class Ikev1Engine:
         self.table = SaTable()
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
+        self.retries = Pending()  # keyingtries waiting for their backoff
 
     @property
     def config(self) -> Config:
@@ -167,6 +168,7 @@ class Ikev1Engine:
         """IKEv1's Deletes are one-shot (nothing waits for an answer), so ``force`` changes
         nothing: the SAs go at once either way."""
         # by name: after a reload the connection may be gone from the config
+        self.retries.forget(conn_name)
         for sa in self.table.all():
             if sa.conn is not None and sa.conn.name == conn_name:
                 self.delete_sa(sa, "terminated", now)
@@ -249,13 +251,15 @@ class Ikev1Engine:
                 if sa.state == IkeState.ESTABLISHED:
                     self._established(sa, now)
             break
-        self._sweep()
+        self._sweep(now)
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
         times = [t for sa in self.table.sas.values() for t in deadlines(sa) if t is not None]
+        if (retry := self.retries.deadline()) is not None:
+            times.append(retry)
         return min(times) if times else None
 
     def list_sas(self) -> list[IkeSaInfo]:
@@ -265,7 +269,9 @@ class Ikev1Engine:
         for sa in self.table.all():
             if sa.state != IkeState.DESTROYED:
                 on_timer(self, sa, now)
-        self._sweep()
+        for again in self.retries.due(now):
+            self._dial(again, now)
+        self._sweep(now)
 
     # -- what timers and peers set off ------------------------------------------------------
     def rekey_child(self, sa: IsakmpSa, child: ChildSa, now: float) -> None:
@@ -293,10 +299,21 @@ class Ikev1Engine:
                 self.traps.install(conn, child.name, child.reqid, child)
         sa.fail("retransmit_timeout", now, self.remove_child)
         again = restart(self.ctx, sa, were_up, wanted)
-        if conn is None or again is None:
-            return
+        if again is not None:
+            self._again(again, now)
+
+    def _again(self, again: Restart, now: float) -> None:
         log.info("%s", again.note)
+        if again.at > now:
+            self.retries.add(again)
+        else:
+            self._dial(again, now)
+
+    def _dial(self, again: Restart, now: float) -> None:
+        conn = self.config.connections.get(again.conn)
         with contextlib.suppress(KeyError):  # no address to initiate to (a %any responder)
+            if conn is None:
+                return
             children = list(again.children) or [c.name for c in conn.children][:1]
             new = self._new_initiator(conn, children, now)
             new.keyingtry = again.keyingtry
@@ -329,7 +346,7 @@ class Ikev1Engine:
                 self.delete_child(sa, child, reason, now)
             informational.send(sa, [V1Delete(ProtocolV1.ISAKMP, (sa.spi_i + sa.spi_r,))])
         sa.fail(reason, now, self.remove_child)
-        self._sweep()
+        self._sweep(now)
 
     def remove_child(self, child: ChildSa, reason: str, sa: IsakmpSa | None = None) -> None:
         owner = sa or self.table.owner(child)
@@ -350,7 +367,7 @@ class Ikev1Engine:
             self._drop(e.reason, src, str(e))
         except PeerError as e:
             self._drop(e.reason, src, str(e))
-        self._sweep()
+        self._sweep(now)
         reopen, self._reopen = self._reopen, []
         for conn, name in dict.fromkeys(reopen):
             with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
@@ -551,8 +568,14 @@ class Ikev1Engine:
             self.ctx.counters.conn(sa.name).ike_rekeys += 1
             self.delete_sa(previous, "reauthenticated", now)
 
-    def _sweep(self) -> None:
-        self.table.sweep()
+    def _sweep(self, now: float) -> None:
+        """Forget destroyed SAs; an initiation that failed otherwise than by silence (that
+        went through ``lost``) may start again (keyingtries = 0)."""
+        for sa, wanted in self.table.sweep():
+            if sa.delete_reason != "retransmit_timeout":
+                again = restart(self.ctx, sa, [], wanted)
+                if again is not None:
+                    self._again(again, now)
 
 
 __all__ = ["Ikev1Engine"]

@@ -33,7 +33,7 @@ from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors, SpiAlloc
-from pike.sa.restarts import closed_by_peer, restart
+from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
@@ -66,6 +66,7 @@ class Ikev2Engine:
         self.ctx.before_fail = self._before_fail
         self.ctx.child_closed = self._child_closed
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
+        self.retries = Pending()  # keyingtries waiting for their backoff
 
     @property
     def config(self) -> Config:
@@ -188,6 +189,7 @@ class Ikev2Engine:
         added = [n for n in config.connections if n not in old.connections]
         for name in removed + changed:
             self.terminate(name, now)
+            self.retries.forget(name)
         self.ctx.config = config
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
@@ -253,6 +255,7 @@ class Ikev2Engine:
         SAs go now, without waiting for answers or retransmitting (a Delete goes out once
         when no other exchange holds the window), so a stuck SA is cleared at once."""
         conn = self.config.connections[conn_name]
+        self.retries.forget(conn_name)
         for sa in list(self.sas.values()):
             if sa.conn is not conn:
                 continue
@@ -316,7 +319,7 @@ class Ikev2Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        best: float | None = None
+        best = self.retries.deadline()
         for sa in self.sas.values():
             for t in deadlines(sa):
                 if t is not None and (best is None or t < best):
@@ -326,6 +329,8 @@ class Ikev2Engine:
     def handle_timer(self, now: float) -> None:
         for sa in list(self.sas.values()):
             on_timer(self.ctx, sa, now)
+        for again in self.retries.due(now):
+            self._restart(again, now)
         self._sweep(now)
 
     # -- datagrams -----------------------------------------------------------------------
@@ -494,13 +499,19 @@ class Ikev2Engine:
         ]
         for again in sorted(agains, key=lambda r: r.keyingtry > 0):  # peers found dead first
             log.info("%s", again.note)
-            with contextlib.suppress(KeyError):
-                for child in again.children or (None,):
-                    self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
+            if again.at > now:
+                self.retries.add(again)
+            else:
+                self._restart(again, now)
         reopen, self._reopen = self._reopen, []
         for conn, name in dict.fromkeys(reopen):
             with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
                 self.initiate(conn, now, name)
+
+    def _restart(self, again: Restart, now: float) -> None:
+        with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+            for child in again.children or (None,):
+                self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

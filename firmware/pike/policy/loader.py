@@ -461,7 +461,9 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         dpd_delay=t.convert("dpd_delay", _seconds, 0),
         dpd_timeout=dpd_timeout,
         dpd_action=cast(DpdAction, t.choice("dpd_action", ("clear", "trap", "restart"), "clear")),
-        keyingtries=t.integer("keyingtries", 1, 0, 1_000_000),
+        # A box nobody logs into keeps trying: 0 (unlimited) when a child starts at boot
+        # (strongSwan's default is 1 everywhere).
+        keyingtries=t.integer("keyingtries", 0 if _starts(children) else 1, 0, 1_000_000),
         # strongSwan's rule: with reauth_time, rekey_time defaults to 0 (no rekeys)
         rekey_time=t.convert("rekey_time", _seconds, 0 if reauth else 14400),
         reauth_time=reauth,
@@ -470,6 +472,10 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     )
     t.finish()
     return conn
+
+
+def _starts(children: tuple[ChildConfig, ...]) -> bool:
+    return any(c.start_action == "start" for c in children)
 
 
 def _check_psk(src: Source, config: Config, conn: ConnectionConfig) -> None:

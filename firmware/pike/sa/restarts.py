@@ -7,6 +7,11 @@ peer initiates again). An initiation of ours whose retransmissions all went unan
 starts again, up to ``keyingtries`` attempts in all (0: until it works); errors the peer
 answered (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED...) are final, and so is a connection
 removed or changed by a reload. The retransmission sequence spaces the attempts.
+
+A box nobody logs into must keep trying (a deliberate difference from strongSwan): a
+connection with a ``start_action = start`` child defaults to ``keyingtries = 0``, and with
+``keyingtries = 0`` an attempt the peer refused starts again too, and every new attempt
+starts at least ``backoff`` after the one before (10 s, doubling, at most 2 min).
 A CHILD_SA the peer deletes follows its ``close_action``: ``start`` initiates it again,
 ``trap`` leaves its policies as a trap, ``none`` lets it go.
 """
@@ -37,6 +42,9 @@ class Ended(Protocol):
     def established_at(self) -> float | None: ...
 
     @property
+    def created_at(self) -> float: ...
+
+    @property
     def delete_reason(self) -> str: ...
 
     @property
@@ -50,12 +58,46 @@ class Ended(Protocol):
     def tag(self) -> str: ...
 
 
+RETRY_BASE = 10.0  # seconds between the starts of the first and second attempt
+RETRY_CAP = 120.0  # the longest wait between the starts of two attempts
+
+
+def backoff(keyingtry: int) -> float:
+    """The least time from the start of attempt ``keyingtry`` (0: the first) to the start
+    of the next, with keyingtries = 0: doubling, capped."""
+    return min(RETRY_CAP, RETRY_BASE * 2.0 ** min(keyingtry, 16))
+
+
 @dataclass(frozen=True)
 class Restart:
     conn: str
     children: tuple[str, ...]  # (): the connection's first child
     keyingtry: int  # attempts of keyingtries that went before this one
     note: str  # the log line that says why
+    at: float = 0.0  # not before this time (engine clock): the backoff
+
+
+class Pending:
+    """Restarts that wait for their backoff, in either engine."""
+
+    def __init__(self) -> None:
+        self.items: list[Restart] = []
+
+    def add(self, again: Restart) -> None:
+        self.items.append(again)
+
+    def deadline(self) -> float | None:
+        return min((r.at for r in self.items), default=None)
+
+    def due(self, now: float) -> list[Restart]:
+        """The restarts whose time has come (taken out)."""
+        ready = [r for r in self.items if r.at <= now]
+        self.items = [r for r in self.items if r.at > now]
+        return ready
+
+    def forget(self, conn: str) -> None:
+        """A terminate, a reload or a new initiation of ``conn`` supersedes its retries."""
+        self.items = [r for r in self.items if r.conn != conn]
 
 
 def restart(ctx: Context, sa: Ended, lost: Sequence[str], asked: Sequence[str]) -> Restart | None:
@@ -71,14 +113,24 @@ def restart(ctx: Context, sa: Ended, lost: Sequence[str], asked: Sequence[str]) 
     if dead_peer(sa) and conn.dpd_action == "restart":
         note = f"{conn.name}: peer is dead, dpd_action=restart: initiating again"
         return Restart(conn.name, tuple(lost), 0, note)
-    if not _unanswered(sa) or config.connections.get(conn.name) != conn:
-        return None  # not an unanswered initiation, or its connection removed or changed
+    if config.connections.get(conn.name) != conn:
+        return None  # its connection removed or changed by a reload
+    if conn.keyingtries == 0 and _refused(sa):
+        at = sa.created_at + backoff(sa.keyingtry)
+        note = (
+            f"{sa.tag()}: initiation failed ({sa.delete_reason}), keyingtries unlimited: "
+            f"attempt {sa.keyingtry + 2} at +{at - sa.created_at:.0f}s"
+        )
+        return Restart(conn.name, tuple(asked), sa.keyingtry + 1, note, at)
+    if not _unanswered(sa):
+        return None
     if conn.keyingtries == 0 or sa.keyingtry + 1 < conn.keyingtries:
         note = (
             f"{sa.tag()}: peer not responding, keyingtries: attempt {sa.keyingtry + 2} "
             f"of {conn.keyingtries or 'unlimited'}"
         )
-        return Restart(conn.name, tuple(asked), sa.keyingtry + 1, note)
+        at = sa.created_at + backoff(sa.keyingtry) if conn.keyingtries == 0 else 0.0
+        return Restart(conn.name, tuple(asked), sa.keyingtry + 1, note, at)
     log.warning(
         "%s: peer not responding, giving up after %d attempt(s) (keyingtries = %d)",
         sa.tag(),
@@ -91,6 +143,16 @@ def restart(ctx: Context, sa: Ended, lost: Sequence[str], asked: Sequence[str]) 
 def dead_peer(sa: Ended) -> bool:
     """An established SA that ended because the peer stopped answering."""
     return sa.established_at is not None and sa.delete_reason == "retransmit_timeout"
+
+
+# Ends of an initiation that are not a failure to retry: ours, or a peer that came back
+_NOT_FAILURES = ("retransmit_timeout", "terminated", "initial_contact", "reauthenticated")
+
+
+def _refused(sa: Ended) -> bool:
+    """An initiation of ours that never came up for a reason other than silence (the peer
+    refused, or we could not go on): retried only with keyingtries = 0."""
+    return sa.initiator and sa.established_at is None and sa.delete_reason not in _NOT_FAILURES
 
 
 def _unanswered(sa: Ended) -> bool:
