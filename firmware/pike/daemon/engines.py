@@ -35,6 +35,10 @@ class Engines:
         self.v1 = Ikev1Engine(
             config, random=random, kernel_caps=kernel_caps, spi_alloc=spi_alloc, ctx=self.v2.ctx
         )
+        # INITIAL_CONTACT looks at the IKE SAs of both versions (strongSwan's one manager)
+        self.ctx.has_contact = lambda mine, peer: (
+            self.v2.has_contact(mine, peer) or self.v1.has_contact(mine, peer)
+        )
 
     @property
     def ctx(self) -> Context:

@@ -28,7 +28,7 @@ from pike.policy.ipsec import KernelCaps
 from pike.sa import child_lifecycle
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Context, SpiAlloc
+from pike.sa.context import Context, IdKey, SpiAlloc
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
@@ -62,6 +62,8 @@ class Ikev1Engine:
         # Beside an IKEv2 engine the context is shared: one action queue, one set of
         # counters, unique ids and reqids that never collide (``pike.daemon.engines``).
         self.ctx = ctx or Context(config, random, kernel_caps, spi_alloc)
+        if ctx is None:  # else the owner of the shared context asks both engines
+            self.ctx.has_contact = self.has_contact
         self.table = SaTable()
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
@@ -500,6 +502,17 @@ class Ikev1Engine:
                 self.receive_datagram(data, qsrc, qdst, now)
         else:
             raise PeerError("unexpected_message", f"Aggressive Mode message after step {step}")
+
+    def has_contact(self, mine: IdKey, peer: IdKey) -> bool:
+        """An ISAKMP SA of ours with these identities is up (no INITIAL-CONTACT then)."""
+        return any(
+            sa.state == IkeState.ESTABLISHED
+            and sa.my_id is not None
+            and sa.peer_id is not None
+            and (sa.my_id.id_type, sa.my_id.data) == mine
+            and (sa.peer_id.id_type, sa.peer_id.data) == peer
+            for sa in self.table.sas.values()
+        )
 
     def _initial_contact(self, sa: IsakmpSa, now: float) -> None:
         """RFC 2407 §4.6.3.3: the peer has no other SA with us (it restarted): what we

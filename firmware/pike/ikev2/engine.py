@@ -32,7 +32,7 @@ from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Selectors, SpiAlloc
+from pike.sa.context import IdKey, Selectors, SpiAlloc
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
@@ -65,6 +65,7 @@ class Ikev2Engine:
         self.ctx.trap_reqid = self.traps.reqid
         self.ctx.before_fail = self._before_fail
         self.ctx.child_closed = self._child_closed
+        self.ctx.has_contact = self.has_contact
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
         self.retries = Pending()  # keyingtries waiting for their backoff
 
@@ -404,6 +405,17 @@ class Ikev2Engine:
             and msg.notify(NotifyType.INITIAL_CONTACT) is not None
         ):
             self._initial_contact(sa, now)
+
+    def has_contact(self, mine: IdKey, peer: IdKey) -> bool:
+        """An IKE SA of ours with these identities is up (no INITIAL_CONTACT then)."""
+        return any(
+            sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+            and sa.my_id is not None
+            and sa.peer_id is not None
+            and (sa.my_id.id_type, sa.my_id.data) == mine
+            and (sa.peer_id.id_type, sa.peer_id.data) == peer
+            for sa in self.sas.values()
+        )
 
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """The peer rebooted: its older IKE SAs with us are gone on its side (§2.4)."""

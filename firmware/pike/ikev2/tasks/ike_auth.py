@@ -248,8 +248,10 @@ class IkeAuth(Task):
         sa.my_id = me
         msg.payloads.append(IdiPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
-        if sa.replaces is None:
-            # Not when reauthenticating: the peer would drop the SAs we still use.
+        contact = sa.ctx.has_contact((me.id_type, me.data), (peer.id_type, peer.data))
+        if sa.replaces is None and not contact:
+            # Not when reauthenticating, nor beside another IKE SA with the same
+            # identities (strongSwan's rule): the peer would drop the SAs we still use.
             msg.payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         msg.payloads.extend(self._certreq(sa.conn))
         if sa.conn.remote.id is not None:
