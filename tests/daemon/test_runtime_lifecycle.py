@@ -28,7 +28,7 @@ from pike.kernel.xfrm_selectors import Selector
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
-from pike.sa.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.sa.actions import Action, IkeSaInfo, InstallTrap, ResolveRequest, SendKeepalive
 from pike.sa.state import RekeyRefused
 
 from .helpers import free_udp_ports, gateway_config
@@ -140,6 +140,9 @@ class FakeEngine:
     def terminate(self, conn: str, now: float, force: bool = False) -> None:
         self.calls.append(("terminate", conn, force))
 
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None:
+        self.calls.append(("resolved", conn, addresses))
+
     def terminate_child(self, conn: str, child: str, now: float) -> None:
         if not self.established:
             raise KeyError(f"{conn}.{child}: no CHILD_SA up")
@@ -231,6 +234,27 @@ def test_keepalive_is_one_ff_octet_without_marker(tmp_path: Path) -> None:
     assert data == b"\xff"
     assert src == ("127.0.0.1", natt)
     assert daemon.stats["keepalives_out"] == 1
+
+
+def test_names_are_resolved_off_the_loop_and_answered(tmp_path: Path) -> None:
+    """ResolveRequest: the runtime looks the name up (getaddrinfo in the executor) and
+    answers the engine; a name that does not resolve is answered with no addresses."""
+    daemon, engines, _natt = _daemon(tmp_path, FakeKernel())
+
+    async def body() -> list[tuple[Any, ...]]:
+        engines[0].actions.append(ResolveRequest("hq", "localhost", 4))
+        engines[0].actions.append(ResolveRequest("hq", "no-such-host.invalid", 0))
+        daemon._pump()
+        for _ in range(200):
+            answers = [c for c in engines[0].calls if c[0] == "resolved"]
+            if len(answers) == 2:
+                return answers
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no answers: {engines[0].calls}")
+
+    answers = _run(daemon, body)
+    assert ("resolved", "hq", ("127.0.0.1",)) in answers
+    assert ("resolved", "hq", ()) in answers
 
 
 def test_trap_policies_installed_and_events_reach_engine(tmp_path: Path) -> None:

@@ -23,14 +23,17 @@ def pair(
     a_child: str = "",
     b_proposals: str = "",
     a_start: str = "none",
+    a_remote: str = "",
 ) -> tuple[Node, Node]:
     """a (192.0.2.1) and b (192.0.2.2) with connection gw, child net; ``a_esp``, ``b_esp``:
     whether their kernels have ESP; ``a_child``: TOML lines for a's child;
     ``b_proposals``: b's IKE proposals (TOML array items) instead of the same as a's;
-    ``a_start``: a's start_action."""
+    ``a_start``: a's start_action; ``a_remote``: a's remote_addrs entry (a DNS name)
+    instead of b's address."""
     b_kw = {**B_TS, "proposals": b_proposals} if b_proposals else B_TS
     if version == 1:
         a_text = v1conf(A, B, extra_conn=extra_conn, extra_child=a_child, start=a_start)
+        a_text = _remote(a_text, a_remote)
         b_text = v1conf(B, A, extra_conn=extra_conn, **b_kw)
         return Node(v1engine(a_text, 1, a_esp)), Node(v1engine(b_text, 2, b_esp))  # type: ignore[arg-type]
     a_text = conf(
@@ -42,5 +45,12 @@ def pair(
         extra_child=a_child,
         start=a_start,
     )
+    a_text = _remote(a_text, a_remote)
     b_text = conf(B, A, "hq.example.net", "branch.example.net", extra_conn=extra_conn, **b_kw)
     return Node(v2engine(a_text, 1, a_esp)), Node(v2engine(b_text, 2, b_esp))
+
+
+def _remote(text: str, remote: str) -> str:
+    return (
+        text.replace(f'remote_addrs = ["{B}"]', f'remote_addrs = ["{remote}"]') if remote else text
+    )

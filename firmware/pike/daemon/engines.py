@@ -72,6 +72,10 @@ class Engines:
     def terminate(self, conn: str, now: float, force: bool = False) -> None:
         self._by_conn(conn).terminate(conn, now, force)
 
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None:
+        if conn in self.ctx.config.connections:
+            self._by_conn(conn).resolved(conn, addresses, now)
+
     def terminate_child(self, conn: str, child: str, now: float) -> None:
         self._by_conn(conn).terminate_child(conn, child, now)
 

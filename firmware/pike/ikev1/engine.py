@@ -29,6 +29,7 @@ from pike.sa import child_lifecycle
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, IdKey, SpiAlloc
+from pike.sa.resolving import Resolving, is_name, unresolved
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
@@ -68,6 +69,7 @@ class Ikev1Engine:
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
         self.retries = Pending()  # keyingtries waiting for their backoff
+        self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
 
     @property
     def config(self) -> Config:
@@ -88,7 +90,18 @@ class Ikev1Engine:
                 if child.start_action == "start":  # the others wait for phase 1
                     self.initiate(conn.name, now, child.name)
 
-    def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
+    def initiate(
+        self,
+        conn_name: str,
+        now: float,
+        child: str | None = None,
+        *,
+        remote: str | None = None,
+        keyingtry: int = 0,
+    ) -> None:
+        """Bring a connection (and ``child``, else its first child) up; ``remote``: the
+        address a DNS name in ``remote_addrs`` resolved to (else it waits for
+        ``resolved``)."""
         conn = self.config.connections[conn_name]
         if conn.version != 1:
             raise KeyError(f"{conn_name} is not an IKEv1 connection")
@@ -106,12 +119,25 @@ class Ikev1Engine:
             else:
                 self.table.want(sa, cfg.name)
             return
-        self._new_initiator(conn, [cfg.name] if cfg else [], now)
+        children = [cfg.name] if cfg else []
+        self._new_initiator(conn, children, now, remote=remote, keyingtry=keyingtry)
 
-    def _new_initiator(self, conn: ConnectionConfig, children: list[str], now: float) -> IsakmpSa:
+    def _new_initiator(
+        self,
+        conn: ConnectionConfig,
+        children: list[str],
+        now: float,
+        *,
+        remote: str | None = None,
+        keyingtry: int = 0,
+    ) -> IsakmpSa | None:
+        """A new ISAKMP SA as initiator, or None while a DNS name is being resolved."""
         if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
             raise KeyError(f"{conn.name} has no remote address to initiate to")
-        remote = conn.remote_addrs[0]
+        remote = remote or conn.remote_addrs[0]
+        if is_name(remote):
+            self.resolving.ask(conn, tuple(children), keyingtry)
+            return None
         local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
         sa = IsakmpSa(
             self.ctx,
@@ -123,6 +149,7 @@ class Ikev1Engine:
             conn,
             now,
         )
+        sa.keyingtry = keyingtry
         self.table.add(sa, wanted=children)
         sa.set_state(IkeState.CONNECTING)
         mode = "Aggressive" if conn.aggressive else "Main"
@@ -171,6 +198,7 @@ class Ikev1Engine:
         nothing: the SAs go at once either way."""
         # by name: after a reload the connection may be gone from the config
         self.retries.forget(conn_name)
+        self.resolving.forget(conn_name)
         for sa in self.table.all():
             if sa.conn is not None and sa.conn.name == conn_name:
                 self.delete_sa(sa, "terminated", now)
@@ -191,6 +219,26 @@ class Ikev1Engine:
                     found = True
         if not found:
             raise KeyError(f"{conn_name}.{child}: no CHILD_SA up")
+
+    def resolved(self, conn_name: str, addresses: tuple[str, ...], now: float) -> None:
+        """The answer to ``ResolveRequest``: the initiations that waited go on to the
+        first address; none (the lookup failed) counts as a failed attempt."""
+        conn = self.config.connections.get(conn_name)
+        for waiting in self.resolving.answered(conn_name):
+            if conn is None:
+                break
+            if not addresses:
+                again = unresolved(conn, waiting, now)
+                if again is not None:
+                    log.warning("%s", again.note)
+                    self.retries.add(again)
+                continue
+            with contextlib.suppress(KeyError):
+                for child in waiting.children or (None,):
+                    self.initiate(
+                        conn_name, now, child, remote=addresses[0], keyingtry=waiting.keyingtry
+                    )
+        self._sweep(now)
 
     def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -286,8 +334,10 @@ class Ikev1Engine:
         assert sa.conn is not None
         log.info("%s: reauthenticating", sa.tag())
         # as responder too (pikectl rekey), when the connection names the peer's address
-        new = self._new_initiator(sa.conn, [c.name for c in sa.live_children()], now)
-        new.replaces = sa
+        children = [c.name for c in sa.live_children()]
+        new = self._new_initiator(sa.conn, children, now, remote=sa.remote[0])
+        if new is not None:
+            new.replaces = sa
 
     def lost(self, sa: IsakmpSa, now: float) -> None:
         """The peer stopped answering: the SA goes; then ``dpd_action`` (an established
@@ -317,8 +367,7 @@ class Ikev1Engine:
             if conn is None:
                 return
             children = list(again.children) or [c.name for c in conn.children][:1]
-            new = self._new_initiator(conn, children, now)
-            new.keyingtry = again.keyingtry
+            self._new_initiator(conn, children, now, keyingtry=again.keyingtry)
 
     def closed_by_peer(self, sa: IsakmpSa, children: list[ChildSa], whole: bool) -> None:
         """The peer deletes ``children`` (``whole``: with their ISAKMP SA): close_action.

@@ -33,6 +33,7 @@ from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import IdKey, Selectors, SpiAlloc
+from pike.sa.resolving import Resolving, is_name, unresolved
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
@@ -68,6 +69,7 @@ class Ikev2Engine:
         self.ctx.has_contact = self.has_contact
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
         self.retries = Pending()  # keyingtries waiting for their backoff
+        self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
 
     @property
     def config(self) -> Config:
@@ -118,10 +120,18 @@ class Ikev2Engine:
         return self.traps.keeps_policies(child, others)
 
     def initiate(
-        self, conn_name: str, now: float, child: str | None = None, *, keyingtry: int = 0
+        self,
+        conn_name: str,
+        now: float,
+        child: str | None = None,
+        *,
+        keyingtry: int = 0,
+        remote: str | None = None,
     ) -> None:
         """Bring a connection (and ``child``, else its first child) up. ``keyingtry``: how
-        many attempts of ``keyingtries`` went before this one (the engine's retries)."""
+        many attempts of ``keyingtries`` went before this one (the engine's retries);
+        ``remote``: the address a DNS name in ``remote_addrs`` resolved to (else the
+        initiation waits for ``resolved``)."""
         conn = self.config.connections[conn_name]
         if conn.version != 2:
             raise KeyError(f"{conn_name} is not an IKEv2 connection")
@@ -148,14 +158,18 @@ class Ikev2Engine:
             return
         if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
             raise KeyError(f"{conn_name} has no remote address to initiate to")
-        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(conn.remote_addrs[0])
+        remote = remote or conn.remote_addrs[0]
+        if is_name(remote):
+            self.resolving.ask(conn, (child,) if child else (), keyingtry)
+            return
+        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
         sa = IkeSa(
             self.ctx,
             self.ctx.unique_id(),
             True,
             self.ctx.ike_spi(),
             (local_ip, self.config.daemon.ike_port),
-            (conn.remote_addrs[0], conn.remote_port),
+            (remote, conn.remote_port),
             conn,
             created_at=now,
             keyingtry=keyingtry,
@@ -191,6 +205,7 @@ class Ikev2Engine:
         for name in removed + changed:
             self.terminate(name, now)
             self.retries.forget(name)
+            self.resolving.forget(name)
         self.ctx.config = config
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
@@ -257,6 +272,7 @@ class Ikev2Engine:
         when no other exchange holds the window), so a stuck SA is cleared at once."""
         conn = self.config.connections[conn_name]
         self.retries.forget(conn_name)
+        self.resolving.forget(conn_name)
         for sa in list(self.sas.values()):
             if sa.conn is not conn:
                 continue
@@ -286,6 +302,26 @@ class Ikev2Engine:
             sa.tasks.initiate(now)
         if not found:
             raise KeyError(f"{conn_name}.{child}: no CHILD_SA up")
+
+    def resolved(self, conn_name: str, addresses: tuple[str, ...], now: float) -> None:
+        """The answer to ``ResolveRequest``: the initiations that waited go on to the
+        first address; none (the lookup failed) counts as a failed attempt."""
+        conn = self.config.connections.get(conn_name)
+        for waiting in self.resolving.answered(conn_name):
+            if conn is None:
+                break
+            if not addresses:
+                again = unresolved(conn, waiting, now)
+                if again is not None:
+                    log.warning("%s", again.note)
+                    self.retries.add(again)
+                continue
+            with contextlib.suppress(KeyError):
+                for child in waiting.children or (None,):
+                    self.initiate(
+                        conn_name, now, child, keyingtry=waiting.keyingtry, remote=addresses[0]
+                    )
+        self._sweep(now)
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         for sa in self.sas.values():

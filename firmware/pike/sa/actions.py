@@ -125,6 +125,17 @@ class SignRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    """Look ``host`` (a DNS name in ``remote_addrs``) up, off the event loop, and answer
+    with ``engine.resolved(conn, addresses, now)`` (no addresses: it failed). The
+    initiation of ``conn`` waits; every new attempt asks again."""
+
+    conn: str
+    host: str
+    family: int  # 4 or 6 to match our local address, 0: either
+
+
+@dataclass(frozen=True, slots=True)
 class IkeSaEstablished:
     conn: str
     unique_id: int
@@ -170,6 +181,7 @@ Action = (
     | SendKeepalive
     | InstallTrap
     | SignRequest
+    | ResolveRequest
     | InstallChildSa
     | InstallOutboundSa
     | InstallInboundSa
