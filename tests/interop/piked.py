@@ -111,6 +111,7 @@ def render_piked_toml(
                 start_action=ch.start_action,
                 extra={
                     **({} if ch.rekey_time is None else {"rekey_time": ch.rekey_time}),
+                    **({} if ch.close_action is None else {"close_action": ch.close_action}),
                     **extra.get(f"{c.name}.{ch.name}", {}),
                 },
             )
