@@ -24,13 +24,16 @@ def pair(
     b_proposals: str = "",
     a_start: str = "none",
     a_remote: str = "",
+    b_psk: str = "",
 ) -> tuple[Node, Node]:
     """a (192.0.2.1) and b (192.0.2.2) with connection gw, child net; ``a_esp``, ``b_esp``:
     whether their kernels have ESP; ``a_child``: TOML lines for a's child;
     ``b_proposals``: b's IKE proposals (TOML array items) instead of the same as a's;
     ``a_start``: a's start_action; ``a_remote``: a's remote_addrs entry (a DNS name)
-    instead of b's address."""
-    b_kw = {**B_TS, "proposals": b_proposals} if b_proposals else B_TS
+    instead of b's address; ``b_psk``: b's PSK instead of the same as a's."""
+    b_kw = {**B_TS, "proposals": b_proposals} if b_proposals else dict(B_TS)
+    if b_psk:
+        b_kw["psk"] = b_psk
     if version == 1:
         a_text = v1conf(A, B, extra_conn=extra_conn, extra_child=a_child, start=a_start)
         a_text = _remote(a_text, a_remote)

@@ -461,7 +461,12 @@ class Ikev1Engine:
             cipher = sa.cipher
             if cipher is None:
                 raise PeerError("unexpected_message", "encrypted before keys exist")
-            msg = decrypt_v1(msg, lambda ct: cipher.decrypt(mid, ct, commit=False))
+            try:
+                msg = decrypt_v1(msg, lambda ct: cipher.decrypt(mid, ct, commit=False))
+            except MalformedMessage:
+                if not sa.initiator and sa.state == IkeState.CONNECTING:
+                    sa.auth_suspect = "its phase-1 message does not decrypt: wrong PSK?"
+                raise
             sa.uncommitted = (mid, data[28:])
             sa.arrived_on = (src, dst)
         elif msg.exchange not in PHASE1:
@@ -472,7 +477,9 @@ class Ikev1Engine:
         sa.flight(mid).received(data)
         try:
             self._dispatch(sa, msg, src, dst, now)
-        except (PeerError, MalformedMessage):
+        except (PeerError, MalformedMessage) as e:
+            if isinstance(e, PeerError) and e.reason == "auth_failed" and not sa.initiator:
+                sa.auth_suspect = str(e).removeprefix("auth_failed: ")
             # Not taken: the exchange stays where it was (a forged or garbled message must
             # not move its IV chain or its flight).
             sa.uncommitted = None

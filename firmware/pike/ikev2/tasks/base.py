@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from pike.policy.config import ConnectionConfig
 from pike.sa.context import Context
 from pike.sa.state import IkeState
 from pike.wire.payloads import Message
@@ -28,6 +29,9 @@ class ExchangeSa(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def conn(self) -> ConnectionConfig | None: ...
 
     @property
     def state(self) -> IkeState: ...

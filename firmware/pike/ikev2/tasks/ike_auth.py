@@ -300,11 +300,14 @@ class IkeAuth(Task):
         peer = peer_identity(idi.id_type, idi.data)
         idr = msg.first(IdrPayload)
         wanted = peer_identity(idr.id_type, idr.data) if idr is not None else None
+        conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
             how = self._verify(conn, peer, msg, auth)
         except (AuthFailure, CredentialError) as exc:
             log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
+            # counted under the connection it was for (the only one its address fits)
+            sa.conn = conn or (sa.candidates[0] if len(sa.candidates) == 1 else None)
             raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
         sa.conn, sa.my_id, sa.peer_id = conn, self._my_id(conn), peer
         log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
