@@ -24,7 +24,7 @@ from pike.daemon.interfaces import address_present, to_bring_up
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
 from pike.daemon.resolver import resolve
-from pike.daemon.sa_view import engine_due, list_sas_json
+from pike.daemon.sa_view import list_sas_json
 from pike.daemon.signing import Signing
 from pike.daemon.sockets import IkeSockets
 from pike.kernel.events import Acquire, Expire, KernelEvent
@@ -695,8 +695,8 @@ class Daemon:
     def cmd_list_sas(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         conn = None if args.get("conn") is None else self._conn_arg(args)  # a typo: an error
         sas = [sa for sa in self.engine.list_sas() if conn is None or sa.name == conn]
-        due, failed = engine_due(self.engine), self.ops.recorder.child_failed
-        return list_sas_json(sas, self._counters, self._now(), self.clock.wall(), due, failed)
+        failed = self.ops.recorder.child_failed
+        return list_sas_json(sas, self._counters, self._now(), self.clock.wall(), failed)
 
     def _conn_arg(self, args: dict[str, Any]) -> str:
         conn = args.get("conn")

@@ -212,6 +212,8 @@ class ChildSaInfo:
     inbound: SaSpec | None  # for the runtime to query counters (dst, spi)
     outbound: SaSpec | None
     installed_at: float | None
+    rekey_at: float | None = None  # engine clock: the next rekey (rekey_time)
+    expire_at: float | None = None  # engine clock: the end of its life (life_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,3 +237,5 @@ class IkeSaInfo:
     last_inbound: float | None = None  # engine clock: last authenticated IKE message
     dpd_outstanding: bool = False  # a liveness check awaits its answer
     keepalive_at: float | None = None  # engine clock: next NAT-T keepalive
+    rekey_at: float | None = None  # engine clock: the next IKE SA rekey (IKEv2)
+    reauth_at: float | None = None  # engine clock: the next reauthentication
