@@ -7,7 +7,8 @@ Host tier (IKE only: the host kernel has no ESP, piked refuses CHILD_SAs):
   connection with the same identities comes up beside the first, and charon keeps both
   (with INITIAL_CONTACT charon drops the older one, silently);
 - ``pikectl terminate --force`` removes an IKE SA whose peer is gone at once, where a plain
-  ``terminate`` waits out the Delete's retransmissions.
+  ``terminate`` waits out the Delete's retransmissions;
+- ``pikectl initiate`` waits for the outcome and exits 1 when it fails.
 
 Kernel tier (``kernel_interop``, in UML via tests/guest/test_interop_tier.py): with
 ``close_action = "start"``, charon's ``swanctl --terminate --child`` and ``--terminate
@@ -29,7 +30,7 @@ from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import wait_for
 from .netns import Lab
 from .piked import PikedNode
-from .strongswan import IkeSaInfo, StrongswanNode
+from .strongswan import IkeSaInfo, Secret, StrongswanNode
 from .test_lifecycle_interop import SECRET, conn, spis
 from .topology import make_gateways
 
@@ -87,6 +88,38 @@ def test_terminate_force_clears_a_stuck_sa(
     assert "terminate requested (forced)" in piked.log_text()
 
 
+def test_initiate_waits_and_exits_non_zero_on_failure(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    """``pikectl initiate`` waits for the outcome, shows the connection's log lines and
+    exits 1 on failure, as ``swanctl --initiate``: here the host kernel has no ESP (the
+    IKE SA comes up, the CHILD_SA is refused), then charon refuses a wrong PSK, then the
+    name is unknown. (With ESP it exits 0: test_close_action_start_after_the_peer_deletes.)"""
+    wrong = Secret("hq", "not-the-psk-piked-has", SECRET.ids)
+    charon = make_charon(
+        gateways.right, "charon", conn("right"), SECRET, libipsec=gateways.libipsec
+    )
+    piked = make_piked(gateways.left, "piked", conn("left"), SECRET)
+    t0 = time.monotonic()
+    no_esp = piked.pikectl("initiate", "--timeout", "20", "hq", check=False)
+    took = time.monotonic() - t0
+    assert no_esp.returncode == 1, no_esp
+    assert "initiate hq failed: kernel_no_esp" in no_esp.stderr
+    assert "hq[1]" in no_esp.stdout and "IKE_AUTH" in no_esp.stdout  # the log lines
+    piked.pikectl("terminate", "--force", "hq")
+    charon.stop()
+    refusing = make_charon(
+        gateways.right, "charon2", conn("right"), wrong, libipsec=gateways.libipsec, start=False
+    )
+    refusing.start()
+    refused = piked.pikectl("initiate", "--timeout", "20", "hq", check=False)
+    assert refused.returncode == 1, refused
+    assert "initiate hq failed: auth_failed" in refused.stderr, refused
+    unknown = piked.pikectl("initiate", "--timeout", "5", "nope", check=False)
+    assert unknown.returncode == 1 and "no connection named 'nope'" in unknown.stderr
+    print(f"\npikectl initiate: outcome (CHILD_SA refused, no ESP) after {took:.2f}s, exit 1")
+
+
 # -- with ESP (UML) ------------------------------------------------------------------------
 
 
@@ -120,7 +153,8 @@ def _healing_pair(
     left.children[0].close_action = "start"
     piked = make_piked(gw.left, "piked", left, SECRET)
     piked.poll_via_socket = True
-    piked.initiate("hq")
+    up = piked.initiate("hq", wait=20)  # exits 0 once the CHILD_SA is up
+    assert "initiate hq: established" in up.stdout, up
     piked.wait_established("hq", timeout=20, child="lan")
     charon.wait_established("hq", timeout=10, child="lan")
     return piked, charon

@@ -2,7 +2,7 @@
 
     pikectl status [--json]
     pikectl list-sas [--json] [CONN]
-    pikectl initiate CONN[.CHILD]...
+    pikectl initiate [--timeout S] CONN[.CHILD]...
     pikectl terminate [--force] CONN[.CHILD]
     pikectl rekey CONN[.CHILD]...
     pikectl reload
@@ -73,8 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     ls = cmd("list-sas", "IKE and CHILD SAs")
     ls.add_argument("--json", action="store_true")
     ls.add_argument("conn", nargs="?", help="only this connection")
-    ini = cmd("initiate", "bring connections (or one child) up")
+    ini = cmd("initiate", "bring connections (or one child) up, and wait for the outcome")
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
+    ini.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for each (default 30; 0: do not wait, only ask)",
+    )
     term = cmd("terminate", "delete a connection's IKE SAs, or CONN.CHILD's CHILD_SA")
     term.add_argument("conn", metavar="CONN[.CHILD]")
     term.add_argument(
@@ -183,6 +189,47 @@ def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     return worst
 
 
+def _initiate(sock: str, targets: list[str], timeout: float) -> int:
+    """``initiate`` each CONN[.CHILD] and wait for it (as ``swanctl --initiate``): the log
+    lines about it as they come, then 0 when it is up, 1 when it failed or did not come
+    up within ``timeout`` seconds (piked may keep trying: keyingtries)."""
+    import time
+
+    worst = EXIT_OK
+    for target in targets:
+        conn, _, child = target.partition(".")
+        req: dict[str, Any] = {"conn": conn}
+        if child:
+            req["child"] = child
+        code = EXIT_ERROR
+        try:
+            for event in follow(sock, "initiate", req, time.monotonic() + timeout):
+                if event.get("ok") is False and "done" not in event:
+                    print(f"pikectl: initiate: {event.get('error', 'failed')}", file=sys.stderr)
+                    break
+                if "message" in event:
+                    print(event["message"], flush=True)
+                if event.get("done"):
+                    if event.get("ok"):
+                        print(f"initiate {target}: {event.get('reason', 'established')}")
+                        code = EXIT_OK
+                    else:
+                        why = event.get("reason", "failed")
+                        print(f"pikectl: initiate {target} failed: {why}", file=sys.stderr)
+                    break
+        except TimeoutError:
+            print(f"pikectl: initiate {target}: not up within {timeout:g}s", file=sys.stderr)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            print(f"pikectl: cannot reach piked at {sock}: {reason}", file=sys.stderr)
+            return EXIT_USAGE
+        except ValueError as exc:
+            print(f"pikectl: bad answer from piked at {sock}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        worst = max(worst, code)
+    return worst
+
+
 def _log(sock: str, level: str, as_json: bool) -> int:
     """Print piked's log lines as they come; 0 when piked stops or on Ctrl-C."""
     import time
@@ -278,6 +325,8 @@ def _run(args: argparse.Namespace) -> int:
         return _ops(args)
     if args.cmd == "log":
         return _log(_socket(args), args.level, args.json)
+    if args.cmd == "initiate" and args.timeout > 0:
+        return _initiate(_socket(args), args.targets, args.timeout)
     if args.cmd in ("initiate", "rekey"):
         return _per_target(_socket(args), args.cmd, args.targets)
     conn, _, child = args.conn.partition(".")  # names have no dots: CONN.CHILD
