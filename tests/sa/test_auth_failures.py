@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from ikev2.pair import transfer
+from ikev2.pair import Node, conf, transfer
+from ikev2.pair import engine as v2engine
 from pike.metrics.recorder import reason_label
 from pike.sa.actions import IkeSaDeleted
 
-from .both import A, B, pair
+from .both import B_TS, A, B, pair
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -42,3 +43,17 @@ def test_a_peer_that_gives_up_is_not_an_auth_failure(version: int) -> None:
         b.engine.handle_timer(t)
     b.drain()
     assert b.of(IkeSaDeleted) == []
+
+
+def test_a_wrong_remote_id_reads_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    """IKEv2: the responder names the identity it got and the one it wants."""
+    a = Node(v2engine(conf(A, B, "wrong.example.net", "hq.example.net"), 1))
+    b = Node(v2engine(conf(B, A, "hq.example.net", "branch.example.net", **B_TS), 2))
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    lines = [r.getMessage() for r in caplog.records if "authentication of" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].endswith(
+        "authentication of 'wrong.example.net' failed: peer identity 'wrong.example.net'"
+        " is not 'branch.example.net' (gw)"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pike.wire.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
+from pike.wire.constants import ExchangeType, PayloadType, ProtocolId, notify_name
 from pike.wire.payloads import DeletePayload, NotifyPayload, Payload
 
 _SHORT = {
@@ -31,10 +31,7 @@ _VALUES = {int(t) for t in PayloadType}
 
 def _one(p: Payload) -> str:
     if isinstance(p, NotifyPayload):
-        try:
-            return f"N({NotifyType(p.notify_type).name})"
-        except ValueError:
-            return f"N({p.notify_type})"
+        return f"N({notify_name(p.notify_type)})"
     if isinstance(p, DeletePayload):
         try:
             return f"D({ProtocolId(p.protocol).name})"

@@ -13,6 +13,7 @@ from typing import Protocol
 from pike.policy.config import ConnectionConfig
 from pike.sa.context import Context
 from pike.sa.state import IkeState
+from pike.wire.constants import notify_name
 from pike.wire.payloads import Message
 
 
@@ -64,7 +65,7 @@ class RespondError(Exception):
     def __init__(
         self, notify: int, data: bytes = b"", fatal: bool = True, detail: str = ""
     ) -> None:
-        super().__init__(detail or f"notify {notify}")
+        super().__init__(detail or f"notify {notify_name(notify)}")
         self.notify = notify
         self.data = data
         self.fatal = fatal

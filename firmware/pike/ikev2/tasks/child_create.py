@@ -31,7 +31,14 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
 from pike.sa.state import ChildState, IkeState
-from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, TsType
+from pike.wire.constants import (
+    ERROR_NOTIFY_MAX,
+    ExchangeType,
+    NotifyType,
+    ProtocolId,
+    TsType,
+    notify_name,
+)
 from pike.wire.payloads import (
     KePayload,
     Message,
@@ -235,7 +242,7 @@ class ChildCreate(Task):
                 raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
-                self._failed(f"peer refused CHILD_SA with notify {_notify_name(n.notify_type)}")
+                self._failed(f"peer refused CHILD_SA with notify {notify_name(n.notify_type)}")
                 return
         sa_payload, tsi, tsr = msg.first(SaPayload), msg.first(TsiPayload), msg.first(TsrPayload)
         if sa_payload is None or tsi is None or tsr is None:
@@ -495,10 +502,3 @@ def _within(got: Sequence[TrafficSelector], offered: Sequence[TrafficSelector]) 
 
 def _fmt(ts: Sequence[TrafficSelector]) -> str:
     return " ".join(str(t) for t in ts)
-
-
-def _notify_name(n: int) -> str:
-    try:
-        return NotifyType(n).name
-    except ValueError:
-        return str(n)

@@ -46,7 +46,7 @@ from pike.sa.certs import (
 )
 from pike.sa.credentials import CredentialError, LocalCredentials, store_for
 from pike.sa.state import IkeState
-from pike.wire.constants import AuthMethod, ExchangeType, NotifyType
+from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, notify_name
 from pike.wire.payloads import (
     AuthPayload,
     CertPayload,
@@ -78,6 +78,19 @@ class _Ours:
 def _id_body(ident: Identity) -> bytes:
     # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
     return bytes((ident.id_type, 0, 0, 0)) + ident.data
+
+
+def _expected(conns: list[ConnectionConfig]) -> str:
+    """The remote ids the connections want, for an error line: ``'hq.example.net' (hq)``."""
+    wanted = [f"'{c.remote.id}' ({c.name})" for c in conns if c.remote.id is not None]
+    return " or ".join(wanted) or "any configured remote id"
+
+
+def _method_name(method: int) -> str:
+    try:
+        return AuthMethod(method).name
+    except ValueError:
+        return f"auth method {method}"
 
 
 def _is_psk(method: int) -> bool:
@@ -272,7 +285,9 @@ class IkeAuth(Task):
                 NotifyType.INVALID_SYNTAX,
                 NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
             ):
-                raise TaskFailed("peer_error", f"IKE_AUTH answered with notify {n.notify_type}")
+                raise TaskFailed(
+                    "peer_error", f"IKE_AUTH answered with notify {notify_name(n.notify_type)}"
+                )
         idr = msg.first(IdrPayload)
         auth = msg.first(AuthPayload)
         if idr is None or auth is None:
@@ -323,12 +338,15 @@ class IkeAuth(Task):
                 continue
             by_id.append(conn)
         if not by_id:
-            raise AuthFailure(f"no connection for peer identity {peer}")
+            raise AuthFailure(f"peer identity '{peer}' is not {_expected(self.sa.candidates)}")
         for conn in by_id:
             if (conn.remote.auth == "psk") == _is_psk(method):
                 return conn
+        others = [c for c in self.sa.candidates if c not in by_id]
+        wrong_id = f"peer identity '{peer}' is not {_expected(others)}; " if others else ""
         raise AuthFailure(
-            f"auth method {method} not accepted ({by_id[0].name} expects {by_id[0].remote.auth})"
+            f"{wrong_id}{by_id[0].name} expects {by_id[0].remote.auth} authentication,"
+            f" the peer used {_method_name(method)}"
         )
 
     def _build_r(self, msg: Message) -> None:

@@ -13,7 +13,7 @@ from pike.crypto.ke import KeyExchange
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
 from pike.sa.context import NONCE_SIZE
-from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
+from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, notify_name
 from pike.wire.payloads import (
     KePayload,
     Message,
@@ -87,7 +87,9 @@ class IkeInit(Task):
             raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
-                raise TaskFailed("peer_error", f"IKE_SA_INIT answered with notify {n.notify_type}")
+                raise TaskFailed(
+                    "peer_error", f"IKE_SA_INIT answered with notify {notify_name(n.notify_type)}"
+                )
         sa_payload = msg.first(SaPayload)
         ke = msg.first(KePayload)
         nonce = msg.first(NoncePayload)
