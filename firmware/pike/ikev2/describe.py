@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pike.crypto.proposal import ProposalSpec, format_proposal, format_transforms
 from pike.wire.constants import ExchangeType, PayloadType, ProtocolId, notify_name
-from pike.wire.payloads import DeletePayload, NotifyPayload, Payload
+from pike.wire.payloads import DeletePayload, NotifyPayload, Payload, Proposal
 
 _SHORT = {
     PayloadType.SA: "SA",
@@ -50,3 +51,17 @@ def exchange_name(exchange: int) -> str:
         return ExchangeType(exchange).name
     except ValueError:
         return f"EXCHANGE_{exchange}"
+
+
+def offered(proposals: Iterable[Proposal]) -> str:
+    """A peer's proposals in strongSwan's notation, for a log line: ``aes128gcm16-prfsha256
+    -x25519, aes256-sha256-modp3072``."""
+    texts = [
+        format_transforms((t.type, t.id, t.key_length) for t in p.transforms) for p in proposals
+    ]
+    return ", ".join(texts) or "none"
+
+
+def configured(specs: Iterable[ProposalSpec]) -> str:
+    """Our proposals, in the same notation."""
+    return ", ".join(format_proposal(s) for s in specs) or "none"
