@@ -4,6 +4,7 @@ have (strongSwan prints both; an engineer fixes one side from that line)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from .pair import conf, make_pair, transfer
 
 A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
 B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
-B_TS = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
+B_TS: dict[str, Any] = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
