@@ -40,3 +40,15 @@ def test_selector_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -
         "no child config matches the peer's 10.1.0.0/24 === 10.2.0.0/24;"
         " we have net: 10.1.0.0/24 === 10.9.0.0/24" in said[0]
     ), said
+
+
+def test_main_mode_mismatch_says_both_sides(caplog: pytest.LogCaptureFixture) -> None:
+    a, b = make_pair(b_kw={"proposals": '"aes128-sha256-modp2048"'})
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said[0] == (
+        "no acceptable IKEv1 proposal from 192.0.2.1: the peer offered aes256-sha256-group15;"
+        " gw has aes128-sha256-prfsha256-modp2048"
+    ), said
+    assert said[1].endswith("peer refused: notify NO_PROPOSAL_CHOSEN"), said
