@@ -32,9 +32,10 @@ from .netns import Lab
 from .piked import PikedNode
 from .strongswan import IkeSaInfo, Secret, StrongswanNode
 from .test_lifecycle_interop import SECRET, conn, spis
-from .topology import make_gateways
+from .topology import branch_hq_v1, make_gateways
 
 pytestmark = pytest.mark.interop
+V1_SECRET = Secret("hq", "pike-self-healing-v1-psk")  # IKEv1: the IDs are the addresses
 
 
 def _up(node: PikedNode | StrongswanNode, name: str = "hq") -> list[IkeSaInfo]:
@@ -146,12 +147,14 @@ def _child_spi(sa: IkeSaInfo) -> str:
 
 
 def _healing_pair(
-    gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+    gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, version: int
 ) -> tuple[PikedNode, StrongswanNode]:
-    charon = make_charon(gw.right, "charon", conn("right"), SECRET, libipsec=False)
-    left = conn("left")
+    make = conn if version == 2 else branch_hq_v1
+    secret = SECRET if version == 2 else V1_SECRET
+    charon = make_charon(gw.right, "charon", make("right"), secret, libipsec=False)
+    left = make("left")
     left.children[0].close_action = "start"
-    piked = make_piked(gw.left, "piked", left, SECRET)
+    piked = make_piked(gw.left, "piked", left, secret)
     piked.poll_via_socket = True
     up = piked.initiate("hq", wait=20)  # exits 0 once the CHILD_SA is up
     assert "initiate hq: established" in up.stdout, up
@@ -161,10 +164,11 @@ def _healing_pair(
 
 
 @pytest.mark.kernel_interop
+@pytest.mark.parametrize("version", [2, 1])
 def test_close_action_start_after_the_peer_deletes(
-    esp_gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+    esp_gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, version: int
 ) -> None:
-    piked, charon = _healing_pair(esp_gw, make_piked, make_charon)
+    piked, charon = _healing_pair(esp_gw, make_piked, make_charon, version)
     ike = spis(piked.wait_established("hq", child="lan"))
     child = _child_spi(charon.wait_established("hq", child="lan"))
     t0 = time.monotonic()
@@ -188,18 +192,20 @@ def test_close_action_start_after_the_peer_deletes(
     charon.wait_established("hq", timeout=10, child="lan")
     ike_back = time.monotonic() - t0
     print(
-        f"\nclose_action = start: CHILD_SA back {child_back:.2f}s after charon deleted it, "
-        f"IKE SA and CHILD_SA back {ike_back:.2f}s after charon deleted the IKE SA"
+        f"\nIKEv{version} close_action = start: CHILD_SA back {child_back:.2f}s after"
+        f" charon deleted it, IKE SA and CHILD_SA back {ike_back:.2f}s after charon"
+        " deleted the IKE SA"
     )
     assert child_back < 10 and ike_back < 15
     assert "close_action=start: initiating again" in piked.log_text()
 
 
 @pytest.mark.kernel_interop
+@pytest.mark.parametrize("version", [2, 1])
 def test_terminate_one_child(
-    esp_gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+    esp_gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, version: int
 ) -> None:
-    piked, charon = _healing_pair(esp_gw, make_piked, make_charon)
+    piked, charon = _healing_pair(esp_gw, make_piked, make_charon, version)
     ike = spis(charon.wait_established("hq", child="lan"))
     assert piked.pikectl("terminate", "hq.lan").returncode == 0
     wait_for(
