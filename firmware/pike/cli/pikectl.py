@@ -203,7 +203,7 @@ def _initiate(sock: str, targets: list[str], timeout: float) -> int:
             req["child"] = child
         code = EXIT_ERROR
         try:
-            for event in follow(sock, "initiate", req, time.monotonic() + timeout):
+            for event in follow(sock, "initiate-wait", req, time.monotonic() + timeout):
                 if event.get("ok") is False and "done" not in event:
                     print(f"pikectl: initiate: {event.get('error', 'failed')}", file=sys.stderr)
                     break

@@ -1,8 +1,8 @@
 """``pikectl initiate`` that waits (as ``swanctl --initiate``): the control stream
-``initiate`` starts the connection, then sends the log lines about it and, at the end,
-``{"done": true, "ok": ..., "reason": ...}``: ok once the CHILD_SA asked for (or the IKE
-SA, for a connection without children) is up, not ok when it or its IKE SA fails first.
-The client decides how long it waits.
+``initiate-wait`` (the plain request ``initiate`` only asks) starts the connection, then
+sends the log lines about it and, at the end, ``{"done": true, "ok": ..., "reason": ...}``:
+ok once the CHILD_SA asked for (or the IKE SA, for a connection without children) is up,
+not ok when it or its IKE SA fails first. The client decides how long it waits.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Watch(Follower):
 
 
 class Initiations:
-    """The ``initiate`` stream source (``pike.daemon.control.StreamSource``)."""
+    """The ``initiate-wait`` stream source (``pike.daemon.control.StreamSource``)."""
 
     def __init__(
         self,

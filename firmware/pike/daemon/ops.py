@@ -199,7 +199,7 @@ class Ops:
         return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
 
     def streams(self) -> dict[str, StreamSource]:
-        return {"log": self.logs, "initiate": self.initiations}
+        return {"log": self.logs, "initiate-wait": self.initiations}
 
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Read the config file again; on any error nothing changes and the error is the
