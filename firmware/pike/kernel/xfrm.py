@@ -227,11 +227,14 @@ class XfrmKernel(KernelIpsec):
             msg["attrs"] = attrs
             self._request(what, msg, msg_type)
             return "no"
-        # NIC offload (pike.board.offload): the interface towards the peer, its ethtool
-        # features, then packet/crypto/software in the order hw_offload allows.
-        peer = sa.src if sa.inbound else sa.dst
+        # NIC offload (pike.board.offload): the SA's interface (outbound: the route to the
+        # peer; inbound: where its local address is), its ethtool features, then
+        # packet/crypto/software in the order hw_offload allows.
+        peer, local = (sa.src, sa.dst) if sa.inbound else (sa.dst, sa.src)
         try:
-            plan = plan_offload_for(sa.offload, str(peer), self.netns)
+            plan = plan_offload_for(
+                sa.offload, str(peer), self.netns, inbound_local=str(local) if sa.inbound else None
+            )
         except OffloadError as exc:
             raise KernelError(what, detail=str(exc)) from None
 
