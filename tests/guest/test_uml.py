@@ -10,6 +10,7 @@ import uml
 
 
 def test_missing_linux_uml_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(uml.KERNEL_ENV, "debian")
     monkeypatch.setattr(uml.shutil, "which", lambda name: None)
     monkeypatch.setattr(uml.os, "access", lambda path, mode: False)
     with pytest.raises(uml.GuestError, match=r"apt-get install .*user-mode-linux"):
@@ -42,3 +43,34 @@ def test_guest_runs_command_in_cwd_with_exit_code(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [str(tmp_path), "out"]
     assert result.stderr.strip() == "err"
     assert 0 < result.boot_seconds < result.total_seconds
+
+
+def test_kernel_choice_prefers_pike_kernels(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shared, cache = tmp_path / "shared", tmp_path / "cache"
+    monkeypatch.setattr(uml, "SHARED_KERNEL", shared)
+    monkeypatch.setattr(uml, "CACHE_KERNEL", cache)
+    monkeypatch.delenv(uml.KERNEL_ENV, raising=False)
+    for path in (shared, cache):
+        path.write_text("")
+        path.chmod(0o755)
+    assert uml.guest_kernel() == uml.GuestKernel(str(shared), None, "shared")
+    shared.unlink()
+    kernel = uml.guest_kernel()
+    assert (kernel.origin, kernel.ours) == ("cache", True)
+    monkeypatch.setenv(uml.KERNEL_ENV, str(tmp_path / "nope"))
+    with pytest.raises(uml.GuestError, match="not an executable kernel"):
+        uml.guest_kernel()
+    monkeypatch.setenv(uml.KERNEL_ENV, "debian")  # Debian's linux.uml and its modules
+    monkeypatch.setattr(uml, "uml_binary", lambda: "/usr/bin/linux.uml")
+    monkeypatch.setattr(uml, "modules_dir", lambda: Path("/usr/lib/uml/modules/6.1"))
+    kernel = uml.guest_kernel()
+    assert (kernel.origin, kernel.ours) == ("debian", False)
+
+
+def test_built_in_kernel_loads_no_modules() -> None:
+    assert uml._module_steps(None) == ("", "")
+    insmod, modprobe = uml._module_steps(Path("/usr/lib/uml/modules/6.1"))
+    assert insmod.startswith("insmod /usr/lib/uml/modules/6.1/kernel/fs/overlayfs/overlay.ko")
+    assert "modprobe -a xfrm_algo xfrm_user esp4" in modprobe
