@@ -207,19 +207,3 @@ def test_packet_offload_only_where_the_kernel_has_it(nsim: Nsim) -> None:
     auto = sa(0x4002, "auto")  # auto still ends up with what the NIC does
     nsim.kernel.add_sa(auto)
     assert nsim.kernel.query_sa(auto.dst, auto.spi).offload == "crypto"
-
-
-def test_xfrm_interface_can_be_created(esp_kernel: KernelCaps, namespaces: Namespaces) -> None:
-    """Smoke test that route-based work builds on: an XFRM interface
-    (CONFIG_XFRM_INTERFACE) with an if_id, up, in a namespace of ours."""
-    ns = namespaces.create("xfrmi")
-    made = subprocess.run(
-        ["ip", "-n", ns, "link", "add", "ipsec0", "type", "xfrm", "dev", "lo", "if_id", "7"],
-        capture_output=True,
-        text=True,
-    )
-    require_pike_kernel(made.returncode == 0, f"XFRM interfaces ({made.stderr.strip()})")
-    ip("-n", ns, "link", "set", "ipsec0", "up")
-    details = ip("-n", ns, "-d", "link", "show", "ipsec0")
-    assert "xfrm if_id 0x7" in details, details
-    assert "UP" in details
