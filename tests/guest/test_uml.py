@@ -33,12 +33,14 @@ def test_guest_runs_command_in_cwd_with_exit_code(tmp_path: Path) -> None:
     if os.environ.get("PIKE_IN_GUEST"):
         pytest.skip("already inside the guest")
     try:
-        uml.uml_binary()
+        kernel = uml.guest_kernel()
     except uml.GuestError as e:
         pytest.skip(str(e))
     script = "pwd; echo out; echo err >&2; test -w /tmp && ip netns list >/dev/null; exit 3"
     result = uml.run_in_guest(["sh", "-c", script], cwd=str(tmp_path), timeout=60)
-    print(f"\nUML boot {result.boot_seconds:.2f}s, total {result.total_seconds:.2f}s")
+    print(
+        f"\nUML {kernel.origin}: boot {result.boot_seconds:.2f}s, all {result.total_seconds:.2f}s"
+    )
     assert result.returncode == 3
     assert result.stdout.splitlines() == [str(tmp_path), "out"]
     assert result.stderr.strip() == "err"

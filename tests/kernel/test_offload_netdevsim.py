@@ -12,19 +12,15 @@ Kernel tier, and only pike's UML kernel has netdevsim (Debian's linux.uml skips 
 
 from __future__ import annotations
 
-import os
 import re
-import struct
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import ip_address
-from pathlib import Path
 
 import pytest
 from kernel_netns import Namespaces, ip, ip_batch
+from netdevsim import NsimPort, netdevsim_port, words
 
-from conftest import require_pike_kernel
 from pike.board.offload import packet_offload_unsupported
 from pike.crypto.ids import EncrId, IntegId
 from pike.kernel.interface import KernelError
@@ -33,8 +29,6 @@ from pike.policy.ipsec import KernelCaps, Offload, SaSpec
 
 pytestmark = pytest.mark.kernel
 
-NSIM_BUS = Path("/sys/bus/netdevsim")
-DEBUGFS = Path("/sys/kernel/debug")
 LOCAL = ip_address("192.0.2.1")
 PEER = ip_address("192.0.2.2")
 VETH_LOCAL = ip_address("198.51.100.1")
@@ -46,53 +40,39 @@ CHACHA_KEY = bytes(range(1, 37))  # 32-byte key + 4-byte salt
 @dataclass
 class Nsim:
     ns: str
-    dev: str  # the netdevsim port's interface name in ns
-    ipsec: Path  # its debugfs SA list
+    nic: NsimPort
     kernel: XfrmKernel
 
-
-def _mount_debugfs() -> None:
-    if not (DEBUGFS / "netdevsim").exists() and os.environ.get("PIKE_IN_GUEST"):
-        # the guest is ours to change; on a host, debugfs is the admin's business
-        subprocess.run(["mount", "-t", "debugfs", "debugfs", str(DEBUGFS)], check=False)
+    @property
+    def dev(self) -> str:
+        return self.nic.dev
 
 
 @pytest.fixture
 def nsim(esp_kernel: KernelCaps, namespaces: Namespaces) -> Iterator[Nsim]:
-    require_pike_kernel(NSIM_BUS.is_dir(), "netdevsim (CONFIG_NETDEVSIM)")
     ns = namespaces.create(f"nsim{len(namespaces.names)}")
-    dev_id = os.getpid() * 100 + len(namespaces.names)  # unique on this machine
-    # written from inside ns, so the port is born there (netdevsim uses the writer's netns)
-    subprocess.run(
-        ["ip", "netns", "exec", ns, "sh", "-c", f"echo {dev_id} 1 >{NSIM_BUS}/new_device"],
-        check=True,
-    )
-    try:
-        links = ip("-n", ns, "-o", "link", "show").splitlines()
-        # the only Ethernet device there (built-in VTI/ip6tnl add their fallback devices)
-        devs = [line.split(":")[1].strip() for line in links if "link/ether" in line]
-        assert len(devs) == 1, links
+    with netdevsim_port(ns) as nic:
         ip_batch(
             ns,
-            f"addr add {LOCAL}/24 dev {devs[0]}",
-            f"link set {devs[0]} up",
+            f"addr add {LOCAL}/24 dev {nic.dev}",
+            f"link set {nic.dev} up",
             "link add v0 type veth peer name v1",
             f"addr add {VETH_LOCAL}/24 dev v0",
             "link set v0 up",
             "link set v1 up",
         )
-        _mount_debugfs()
-        ipsec = DEBUGFS / f"netdevsim/netdevsim{dev_id}/ports/0/ipsec"
-        assert ipsec.exists(), f"{ipsec} missing (debugfs mounted?)"
         with XfrmKernel(ns) as kernel:
-            yield Nsim(ns, devs[0], ipsec, kernel)
+            yield Nsim(ns, nic, kernel)
             kernel.flush_installed()
-    finally:
-        (NSIM_BUS / "del_device").write_text(f"{dev_id}\n")
 
 
 def sa(
-    spi: int, offload: Offload, *, inbound: bool = False, veth: bool = False, **kw: object
+    spi: int,
+    offload: Offload,
+    *,
+    inbound: bool = False,
+    veth: bool = False,
+    **kw: object,
 ) -> SaSpec:
     local, peer = (VETH_LOCAL, VETH_PEER) if veth else (LOCAL, PEER)
     src, dst = (peer, local) if inbound else (local, peer)
@@ -114,27 +94,6 @@ def sa(
     return SaSpec(**fields)  # type: ignore[arg-type]
 
 
-def driver_sas(n: Nsim) -> dict[int, dict[str, str]]:
-    """netdevsim's debugfs list by SPI: dir (tx/rx), ipaddr, key, salt (drivers/net/
-    netdevsim/ipsec.c prints the key and salt as host-order 32-bit words)."""
-    out: dict[int, dict[str, str]] = {}
-    current: dict[str, str] = {}
-    for line in n.ipsec.read_text().splitlines():
-        if m := re.match(r"sa\[\d+\] (tx|rx) ipaddr=(\S+)", line):
-            current = {"dir": m[1], "ipaddr": m[2]}
-        elif m := re.match(r"sa\[\d+\]\s+spi=0x([0-9a-f]+) proto=\S+ salt=0x([0-9a-f]+)", line):
-            current["salt"] = m[2]
-            out[int(m[1], 16)] = current
-        elif m := re.match(r"sa\[\d+\]\s+key=0x(.*)$", line):
-            current["key"] = m[1]
-    return out
-
-
-def words(key: bytes) -> str:
-    """How netdevsim prints key bytes: 32-bit words in host order."""
-    return " ".join(f"{w:08x}" for w in struct.unpack(f"={len(key) // 4}I", key))
-
-
 def xfrm_state(n: Nsim) -> dict[int, str]:
     """``ip -s xfrm state`` of the namespace, one text block per SPI."""
     text = ip("-n", n.ns, "-s", "xfrm", "state")
@@ -150,13 +109,13 @@ def test_crypto_offload_in_and_out_is_taken_by_the_driver(nsim: Nsim) -> None:
     out, inb = sa(0x1001, "crypto"), sa(0x1002, "crypto", inbound=True)
     nsim.kernel.add_sa(out)
     nsim.kernel.add_sa(inb)
-    listed = driver_sas(nsim)
+    listed = nsim.nic.sas()
     assert listed[out.spi] == {
         "dir": "tx",
         "ipaddr": str(PEER),
         "salt": words(GCM128_KEY[16:]),
         "key": words(GCM128_KEY[:16]),
-    }, nsim.ipsec.read_text()
+    }, nsim.nic.ipsec.read_text()
     assert listed[inb.spi]["dir"] == "rx" and listed[inb.spi]["ipaddr"] == str(LOCAL)
     assert listed[inb.spi]["key"] == words(GCM128_KEY[:16])
     state = xfrm_state(nsim)
@@ -165,7 +124,7 @@ def test_crypto_offload_in_and_out_is_taken_by_the_driver(nsim: Nsim) -> None:
     for s in (out, inb):  # what list-sas and the metrics report
         assert nsim.kernel.query_sa(s.dst, s.spi).offload == "crypto"
     nsim.kernel.del_sa(out.dst, out.spi)
-    assert out.spi not in driver_sas(nsim)  # the driver lets go of a deleted SA
+    assert out.spi not in nsim.nic.sas()  # the driver lets go of a deleted SA
 
 
 def test_auto_chooses_crypto_on_netdevsim_and_software_on_veth(nsim: Nsim) -> None:
@@ -175,13 +134,19 @@ def test_auto_chooses_crypto_on_netdevsim_and_software_on_veth(nsim: Nsim) -> No
         nsim.kernel.add_sa(s)
     used = {s.spi: nsim.kernel.query_sa(s.dst, s.spi).offload for s in (on_nic, on_veth, nic_in)}
     assert used == {on_nic.spi: "crypto", on_veth.spi: "no", nic_in.spi: "crypto"}
-    assert set(driver_sas(nsim)) == {on_nic.spi, nic_in.spi}
+    assert set(nsim.nic.sas()) == {on_nic.spi, nic_in.spi}
     assert "offload" not in xfrm_state(nsim)[on_veth.spi]
 
 
-def test_refused_algorithm_falls_back_under_auto_and_fails_under_crypto(nsim: Nsim) -> None:
+def test_refused_algorithm_falls_back_under_auto_and_fails_under_crypto(
+    nsim: Nsim,
+) -> None:
     # netdevsim (like most NICs) offloads AES-GCM only; ChaCha20-Poly1305 it refuses.
-    chacha = {"encr_id": EncrId.CHACHA20_POLY1305, "encr_key": CHACHA_KEY, "encr_key_length": 256}
+    chacha = {
+        "encr_id": EncrId.CHACHA20_POLY1305,
+        "encr_key": CHACHA_KEY,
+        "encr_key_length": 256,
+    }
     auto = sa(0x3001, "auto", **chacha)
     nsim.kernel.add_sa(auto)
     assert nsim.kernel.query_sa(auto.dst, auto.spi).offload == "no"
@@ -192,7 +157,7 @@ def test_refused_algorithm_falls_back_under_auto_and_fails_under_crypto(nsim: Ns
     ):
         nsim.kernel.add_sa(strict)
     assert strict.spi not in xfrm_state(nsim)  # nothing half-installed
-    assert driver_sas(nsim) == {}
+    assert nsim.nic.sas() == {}
 
 
 def test_packet_offload_only_where_the_kernel_has_it(nsim: Nsim) -> None:
