@@ -64,6 +64,11 @@ def test_kernel_choice_prefers_pike_kernels(
     monkeypatch.setenv(uml.KERNEL_ENV, str(tmp_path / "nope"))
     with pytest.raises(uml.GuestError, match="not an executable kernel"):
         uml.guest_kernel()
+    monkeypatch.delenv(uml.KERNEL_ENV)
+    cache.chmod(0o644)  # there but broken: CI fails, a developer falls back to Debian's
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(uml.GuestError, match="exists but is not an executable kernel"):
+        uml.guest_kernel()
     monkeypatch.setenv(uml.KERNEL_ENV, "debian")  # Debian's linux.uml and its modules
     monkeypatch.setattr(uml, "uml_binary", lambda: "/usr/bin/linux.uml")
     monkeypatch.setattr(uml, "modules_dir", lambda: Path("/usr/lib/uml/modules/6.1"))
