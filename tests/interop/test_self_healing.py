@@ -5,7 +5,7 @@ Host tier (IKE only: the host kernel has no ESP, piked refuses CHILD_SAs):
 
 - INITIAL_CONTACT only when no IKE SA with the same identities is up: a second piked
   connection with the same identities comes up beside the first, and charon keeps both
-  (with INITIAL_CONTACT charon drops the older one, silently);
+  (with INITIAL_CONTACT charon drops the older one, silently), IKEv2 and IKEv1;
 - ``pikectl terminate --force`` removes an IKE SA whose peer is gone at once, where a plain
   ``terminate`` waits out the Delete's retransmissions;
 - ``pikectl initiate`` waits for the outcome and exits 1 when it fails.
@@ -42,14 +42,17 @@ def _up(node: PikedNode | StrongswanNode, name: str = "hq") -> list[IkeSaInfo]:
     return [s for s in node.list_sas() if s.name == name and s.state == "ESTABLISHED"]
 
 
+@pytest.mark.parametrize("version", [2, 1])
 def test_no_initial_contact_beside_a_live_sa(
-    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, version: int
 ) -> None:
+    make = conn if version == 2 else branch_hq_v1
+    secret = SECRET if version == 2 else V1_SECRET
     charon = make_charon(
-        gateways.right, "charon", conn("right"), SECRET, libipsec=gateways.libipsec
+        gateways.right, "charon", make("right"), secret, libipsec=gateways.libipsec
     )
-    second = dataclasses.replace(conn("left"), name="hq2")
-    piked = make_piked(gateways.left, "piked", conn("left"), second, SECRET)
+    second = dataclasses.replace(make("left"), name="hq2")
+    piked = make_piked(gateways.left, "piked", make("left"), second, secret)
     piked.poll_via_socket = True
     piked.initiate("hq")
     first = spis(piked.wait_established("hq", timeout=15))
@@ -61,6 +64,7 @@ def test_no_initial_contact_beside_a_live_sa(
     assert [spis(s) for s in _up(piked)] == [first]
     # charon logs the payloads it parsed: the notify came with the first IKE_AUTH only
     assert charon.log_text().count("N(INIT_CONTACT)") <= 1
+    assert charon.log_text().count("INITIAL_CONTACT") <= 1
 
 
 def test_terminate_force_clears_a_stuck_sa(
