@@ -378,7 +378,7 @@ class Ikev1Engine:
             return
         others = [c for s in self.table.all() if not (whole and s is sa) for c in s.children]
         for child in children:
-            if closed_by_peer(conn, child, others, self.traps):
+            if closed_by_peer(conn, child, others, self.traps, whole):
                 self._reopen.append((conn.name, child.name))
         if whole:
             for qm in self.table.quick_modes(sa):

@@ -522,7 +522,7 @@ class Ikev2Engine:
     def _closed(self, sa: IkeSa, child: ChildSa, *, whole: bool) -> None:
         """The peer deletes ``child`` (``whole``: with its IKE SA): close_action."""
         others = [c for s in self.sas.values() if not (whole and s is sa) for c in s.children]
-        if sa.conn is not None and closed_by_peer(sa.conn, child, others, self.traps):
+        if sa.conn is not None and closed_by_peer(sa.conn, child, others, self.traps, whole):
             self._reopen.append((sa.conn.name, child.name))
 
     def _reauth(self, old: IkeSa, now: float) -> None:

@@ -161,18 +161,23 @@ def _unanswered(sa: Ended) -> bool:
 
 
 def closed_by_peer(
-    conn: ConnectionConfig | None, child: ChildSa, others: Iterable[ChildSa], traps: Traps
+    conn: ConnectionConfig | None,
+    child: ChildSa,
+    others: Iterable[ChildSa],
+    traps: Traps,
+    whole: bool = False,
 ) -> bool:
     """close_action for ``child``, which the peer deletes (alone or with its IKE SA), called
     before it leaves the kernel. ``trap``: its policies stay as a trap (so they are kept);
     returns whether it starts again (``start``). Nothing happens to a child that was not
     in use or whose successor (a rekey, a reauthentication) is up: ``others``, the
-    children of every SA of its engine."""
+    children of every other SA of its engine. ``whole``: its IKE SA goes with it."""
     cfg = conn.child(child.name) if conn is not None else None
     if conn is None or cfg is None or cfg.close_action == "none":
         return False
-    if child.state != ChildState.INSTALLED:
-        return False
+    up = (ChildState.INSTALLED, ChildState.REKEYING) if whole else (ChildState.INSTALLED,)
+    if child.state not in up:
+        return False  # never up; or alone and rekeying: its successor is on its way
     live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.CREATED)
     if any(o is not child and o.name == child.name and o.state in live for o in others):
         return False  # IKEv1's rekey or a reauthentication: the successor is up
