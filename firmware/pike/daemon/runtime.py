@@ -23,7 +23,8 @@ from pike.daemon.control import ControlError, ControlServer
 from pike.daemon.interfaces import address_present, to_bring_up
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
-from pike.daemon.sa_view import engine_due, list_sas_json
+from pike.daemon.resolver import resolve
+from pike.daemon.sa_view import list_sas_json
 from pike.daemon.signing import Signing
 from pike.daemon.sockets import IkeSockets
 from pike.kernel.events import Acquire, Expire, KernelEvent
@@ -46,6 +47,7 @@ from pike.sa.actions import (
     InstallTrap,
     MessageDropped,
     RemoveInboundSa,
+    ResolveRequest,
     SendDatagram,
     SendKeepalive,
     SignRequest,
@@ -82,7 +84,9 @@ class Engine(Protocol):
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
     def initiate(self, conn: str, now: float, child: str | None = None) -> None: ...
-    def terminate(self, conn: str, now: float) -> None: ...
+    def terminate(self, conn: str, now: float, force: bool = False) -> None: ...
+    def terminate_child(self, conn: str, child: str, now: float) -> None: ...
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None: ...
     def rekey(self, conn: str, now: float, child: str | None = None) -> None: ...
     def acquire(self, reqid: int, now: float) -> None: ...
     def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
@@ -130,6 +134,7 @@ class Daemon:
         self._sockets: IkeSockets | None = None
         self._control: ControlServer | None = None
         self._signing: Signing | None = None
+        self._lookups: set[asyncio.Task[None]] = set()  # DNS lookups under way
         self.stuck: list[str] = []  # token calls still running when shutdown gave up
         self._clock = clock
         self._random = random
@@ -408,6 +413,26 @@ class Daemon:
         finally:
             self._pump()  # always re-arm, or every SA would stall
 
+    def _lookup(self, a: ResolveRequest) -> None:
+        """A DNS name to look up for an initiation: off the loop, answered on it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running: the attempt fails (and may retry)
+            self.engine.resolved(a.conn, (), self._now())
+            return
+        task = loop.create_task(self._looked_up(a))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _looked_up(self, a: ResolveRequest) -> None:
+        addresses = await resolve(a.host, a.family)
+        try:
+            self.engine.resolved(a.conn, addresses, self._now())
+        except Exception:
+            log.exception("engine failed on the addresses of %s", a.host)
+        finally:
+            self._pump()
+
     def _signed(self, ref: int, result: bytes | Exception) -> None:
         """A signature (or its failure) is back from the signing threads."""
         try:
@@ -501,6 +526,8 @@ class Daemon:
                 self._signing.submit(a)
             else:  # not running: fail closed rather than leave the exchange waiting
                 self.engine.sign_done(a.ref, RuntimeError("piked is not running"), self._now())
+        elif isinstance(a, ResolveRequest):
+            self._lookup(a)
         elif isinstance(a, InstallTrap):
             self._install_trap(a)
         elif isinstance(a, InstallChildSa):
@@ -668,8 +695,8 @@ class Daemon:
     def cmd_list_sas(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         conn = None if args.get("conn") is None else self._conn_arg(args)  # a typo: an error
         sas = [sa for sa in self.engine.list_sas() if conn is None or sa.name == conn]
-        due, failed = engine_due(self.engine), self.ops.recorder.child_failed
-        return list_sas_json(sas, self._counters, self._now(), self.clock.wall(), due, failed)
+        failed = self.ops.recorder.child_failed
+        return list_sas_json(sas, self._counters, self._now(), self.clock.wall(), failed)
 
     def _conn_arg(self, args: dict[str, Any]) -> str:
         conn = args.get("conn")
@@ -714,14 +741,22 @@ class Daemon:
         return {"conn": conn, "child": child}
 
     def cmd_terminate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Delete a connection's IKE SAs (``force``: at once, without waiting for the
+        peer), or one CHILD_SA (``child`` given) with the peer."""
         conn = self._conn_arg(args)
+        child = self._child_arg(conn, args)
+        force = args.get("force") is True
         try:
-            self.engine.terminate(conn, self._now())
-        except KeyError:
-            raise ControlError(f"no connection named {conn!r}") from None
+            if child is not None:
+                self.engine.terminate_child(conn, child, self._now())
+            else:
+                self.engine.terminate(conn, self._now(), force)
+        except KeyError as exc:
+            raise ControlError(str(exc.args[0]) if exc.args else f"no {conn!r}") from None
         self._pump()
-        log.info("%s: terminate requested", conn)
-        return {"conn": conn}
+        what = f" (child {child})" if child else " (forced)" if force else ""
+        log.info("%s: terminate requested%s", conn, what)
+        return {"conn": conn, "child": child}
 
 
 def random_spi(random: Random = os.urandom) -> int:

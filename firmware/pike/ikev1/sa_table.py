@@ -107,8 +107,13 @@ class SaTable:
         for sa in self._dirty:
             self.timers.set(sa, None if sa.state == IkeState.DESTROYED else deadline(sa))
 
-    def sweep(self, deadline: Callable[[IsakmpSa], float | None]) -> None:
-        """Forget destroyed SAs and all that hangs off them; set the others' timers."""
+    def sweep(
+        self, deadline: Callable[[IsakmpSa], float | None]
+    ) -> list[tuple[IsakmpSa, list[str]]]:
+        """Forget destroyed SAs and all that hangs off them, set the others' timers (only
+        the SAs touched since the last sweep); returns the destroyed ones, each with the
+        children it was to negotiate."""
+        gone: list[tuple[IsakmpSa, list[str]]] = []
         dirty, self._dirty = self._dirty, {}
         for sa in dirty:
             if sa.state != IkeState.DESTROYED:
@@ -119,8 +124,9 @@ class SaTable:
             if self._sas.get(key) is not sa:
                 continue
             del self._sas[key]
-            self._wanted.pop(sa.unique_id, None)
+            gone.append((sa, self._wanted.pop(sa.unique_id, [])))
             for qk in [qk for qk in self._quick if qk[0] == key]:
                 del self._quick[qk]
             for hk in [hk for hk, v in self._half_open.items() if v is sa]:
                 del self._half_open[hk]
+        return gone

@@ -51,6 +51,8 @@ class Ikev2Context(Context):
     # Set by the engine: an IKE SA changed in a way its timers or tables may depend on
     # (its state); the engine looks at it again after this step (not at every SA).
     touched: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
+    # Set by the engine: the peer deletes this CHILD_SA (close_action), before it goes.
+    child_closed: Callable[[IkeSa, ChildSa], None] = field(default=lambda sa, c: None, repr=False)
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)  # slots: a hub holds 10 000

@@ -18,6 +18,7 @@ from pike.sa.liveness import EspActivity
 Random = Callable[[int], bytes]
 SpiAlloc = Callable[[IPAddress, IPAddress], int]
 Selectors = tuple[TrafficSelector, ...]
+IdKey = tuple[int, bytes]  # an identity as (ID type, data): the same numbers in both versions
 
 # Tunables (not RFC values).
 NONCE_SIZE = 32  # strongSwan's nonce length
@@ -86,6 +87,12 @@ class Context:
     # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
     esp_activity: EspActivity | None = None
     counters: Counters = field(default_factory=Counters)
+    # Set by the engines: an IKE or ISAKMP SA with these identities (ours, the peer's) is
+    # up, of either version. Then no INITIAL_CONTACT: the peer would drop that SA
+    # (strongSwan's rule).
+    has_contact: Callable[[IdKey, IdKey], bool] = field(
+        default=lambda mine, peer: False, repr=False
+    )
     _next_unique: int = 0
     _next_reqid: int = 0
     _next_sign: int = 0

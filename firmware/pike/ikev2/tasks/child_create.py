@@ -18,6 +18,7 @@ from pike.crypto.kdf import derive_child_keys
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
+from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
@@ -31,7 +32,14 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
 from pike.sa.state import ChildState, IkeState
-from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, TsType
+from pike.wire.constants import (
+    ERROR_NOTIFY_MAX,
+    ExchangeType,
+    NotifyType,
+    ProtocolId,
+    TsType,
+    notify_name,
+)
 from pike.wire.payloads import (
     KePayload,
     Message,
@@ -235,7 +243,17 @@ class ChildCreate(Task):
                 raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
-                self._failed(f"peer refused CHILD_SA with notify {_notify_name(n.notify_type)}")
+                log.warning(
+                    "%s: the peer refused CHILD_SA %s (%s); we asked for local_ts %s,"
+                    " remote_ts %s, ESP %s",
+                    sa.tag(),
+                    self.config.name,
+                    notify_name(n.notify_type),
+                    _fmt(self.config.local_ts),
+                    _fmt(self.config.remote_ts),
+                    configured(self._specs(self.config)),
+                )
+                self._failed(f"peer refused CHILD_SA with notify {notify_name(n.notify_type)}")
                 return
         sa_payload, tsi, tsr = msg.first(SaPayload), msg.first(TsiPayload), msg.first(TsrPayload)
         if sa_payload is None or tsi is None or tsr is None:
@@ -333,11 +351,17 @@ class ChildCreate(Task):
                 match = (cfg, local, remote)
                 break
         if match is None:
-            log.info(
-                "%s: no child config matches TSi %s TSr %s",
+            log.warning(
+                "%s: no child config matches the peer's traffic selectors TSi %s TSr %s;"
+                " we have %s",
                 sa.tag(),
                 _fmt(theirs_i),
                 _fmt(theirs_r),
+                "; ".join(
+                    f"{c.name}: local_ts {_fmt(c.local_ts)}, remote_ts {_fmt(c.remote_ts)}"
+                    for c in candidates
+                )
+                or "no children",
             )
             self._refuse(NotifyType.TS_UNACCEPTABLE)
             return
@@ -347,7 +371,13 @@ class ChildCreate(Task):
             self._specs(cfg), sa_payload.proposals, ProtocolId.ESP, ke.group if ke else None
         )
         if chosen is None or len(chosen.spi) != 4:
-            log.info("%s: no acceptable ESP proposal for %s", sa.tag(), cfg.name)
+            log.warning(
+                "%s: no acceptable ESP proposal for %s: the peer offered %s; we have %s",
+                sa.tag(),
+                cfg.name,
+                offered(sa_payload.proposals),
+                configured(self._specs(cfg)),
+            )
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         if not self.in_auth:
@@ -495,10 +525,3 @@ def _within(got: Sequence[TrafficSelector], offered: Sequence[TrafficSelector]) 
 
 def _fmt(ts: Sequence[TrafficSelector]) -> str:
     return " ".join(str(t) for t in ts)
-
-
-def _notify_name(n: int) -> str:
-    try:
-        return NotifyType(n).name
-    except ValueError:
-        return str(n)

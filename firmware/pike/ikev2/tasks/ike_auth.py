@@ -15,6 +15,7 @@ the answer. A failure to sign fails closed, with the same log line whatever the 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,7 @@ from pike.sa.certs import (
 from pike.sa.credentials import CredentialError, LocalCredentials, store_for
 from pike.sa.id_match import is_wildcard
 from pike.sa.state import IkeState
-from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
+from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId, notify_name
 from pike.wire.payloads import (
     AuthPayload,
     CertPayload,
@@ -80,6 +81,21 @@ class _Ours:
 def _id_body(ident: Identity) -> bytes:
     # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
     return bytes((ident.id_type, 0, 0, 0)) + ident.data
+
+
+def _expected(conns: Sequence[ConnectionConfig]) -> str:
+    """The remote ids the connections want, for an error line: ``'hq.example.net' (hq)``
+    (the first five: a hub may have thousands)."""
+    wanted = [f"'{c.remote.id}' ({c.name})" for c in conns if c.remote.id is not None]
+    more = f" or {len(wanted) - 5} more" if len(wanted) > 5 else ""
+    return " or ".join(wanted[:5]) + more or "any configured remote id"
+
+
+def _method_name(method: int) -> str:
+    try:
+        return AuthMethod(method).name
+    except ValueError:
+        return f"auth method {method}"
 
 
 def _is_psk(method: int) -> bool:
@@ -250,8 +266,10 @@ class IkeAuth(Task):
         sa.my_id = me
         msg.payloads.append(IdiPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
-        if sa.replaces is None:
-            # Not when reauthenticating: the peer would drop the SAs we still use.
+        contact = sa.ctx.has_contact((me.id_type, me.data), (peer.id_type, peer.data))
+        if sa.replaces is None and not contact:
+            # Not when reauthenticating, nor beside another IKE SA with the same
+            # identities (strongSwan's rule): the peer would drop the SAs we still use.
             msg.payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         msg.payloads.extend(self._certreq(sa.conn))
         if not is_wildcard(sa.conn.remote.id):
@@ -273,7 +291,9 @@ class IkeAuth(Task):
                 NotifyType.INVALID_SYNTAX,
                 NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
             ):
-                raise TaskFailed("peer_error", f"IKE_AUTH answered with notify {n.notify_type}")
+                raise TaskFailed(
+                    "peer_error", f"IKE_AUTH answered with notify {notify_name(n.notify_type)}"
+                )
         idr = msg.first(IdrPayload)
         auth = msg.first(AuthPayload)
         if idr is None or auth is None:
@@ -301,11 +321,15 @@ class IkeAuth(Task):
         peer = peer_identity(idi.id_type, idi.data)
         idr = msg.first(IdrPayload)
         wanted = peer_identity(idr.id_type, idr.data) if idr is not None else None
+        conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
             how = self._verify(conn, peer, msg, auth)
         except (AuthFailure, CredentialError) as exc:
             log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
+            # counted under the connection it was for (the only one its address fits)
+            only = sa.candidates.conns if sa.candidates and len(sa.candidates) == 1 else ()
+            sa.conn = conn or (only[0] if only else None)
             raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
         sa.conn, sa.my_id, sa.peer_id = conn, self._my_id(conn), peer
         log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
@@ -321,12 +345,16 @@ class IkeAuth(Task):
             if (wanted is None or ids_match(self._my_id(conn), wanted)) and self._accepts(conn)
         ]
         if not by_id:
-            raise AuthFailure(f"no connection for peer identity {peer}")
+            known = sa.candidates.conns if sa.candidates else ()
+            raise AuthFailure(f"peer identity '{peer}' is not {_expected(known)}")
         for conn in by_id:
             if (conn.remote.auth == "psk") == _is_psk(method):
                 return conn
+        others = [c for c in sa.candidates or () if c not in by_id]
+        wrong_id = f"peer identity '{peer}' is not {_expected(others)}; " if others else ""
         raise AuthFailure(
-            f"auth method {method} not accepted ({by_id[0].name} expects {by_id[0].remote.auth})"
+            f"{wrong_id}{by_id[0].name} expects {by_id[0].remote.auth} authentication,"
+            f" the peer used {_method_name(method)}"
         )
 
     def _accepts(self, conn: ConnectionConfig) -> bool:
