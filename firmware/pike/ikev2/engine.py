@@ -8,7 +8,7 @@ message to that SA's task manager. It never touches a socket, a clock or the ker
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pike.ikev2 import reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
@@ -81,6 +81,9 @@ class Ikev2Engine:
         self._by_conn: dict[str, dict[IkeSa, None]] = {}
         self._by_peer: dict[tuple[str, Identity | None], dict[IkeSa, None]] = {}
         self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
+        # CHILD_SA SPIs (ours and the peer's) -> their IKE SA, for the kernel's expiries
+        self._by_spi: dict[int, IkeSa] = {}
+        self._spis: dict[IkeSa, set[int]] = {}
 
     @property
     def config(self) -> Config:
@@ -109,7 +112,7 @@ class Ikev2Engine:
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         """The kernel's soft (rekey now) or hard (gone) lifetime of a CHILD_SA ran out,
         in time, bytes or packets."""
-        for sa in self.sas.values():
+        for sa in self._with_spi(spi):
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
@@ -127,6 +130,14 @@ class Ikev2Engine:
                 self._touch(sa)
                 self._sweep(now)
                 return
+
+    def _with_spi(self, spi: int) -> Iterator[IkeSa]:
+        """The IKE SA whose CHILD_SA has ``spi`` first (indexed by _settle), then, should
+        the index be behind, every IKE SA."""
+        hit = self._by_spi.get(spi)
+        if hit is not None:
+            yield hit
+        yield from list(self.sas.values())
 
     def _keeps_policies(self, child: ChildSa) -> bool:
         others = (c for sa in self.sas.values() for c in sa.children)
@@ -606,6 +617,7 @@ class Ikev2Engine:
                 ended.append(sa)
             self._timers.discard(sa)
             self._unindex(sa)
+            self._index_spis(sa, set())
             self._responder.forget(sa)
             self._dirty.pop(sa, None)
             return
@@ -614,6 +626,7 @@ class Ikev2Engine:
         if sa.state != IkeState.CONNECTING:
             self._responder.forget(sa)
         self._index(sa)
+        self._index_spis(sa, {s for c in sa.children for s in (c.spi_in, c.spi_out) if s})
         self._timers.set(sa, next_deadline(sa))
 
     def _touch(self, sa: IkeSa) -> None:
@@ -629,6 +642,16 @@ class Ikev2Engine:
         self._keys[sa] = key
         self._by_conn.setdefault(key[0], {})[sa] = None
         self._by_peer.setdefault(key, {})[sa] = None
+
+    def _index_spis(self, sa: IkeSa, now_spis: set[int]) -> None:
+        before = self._spis.pop(sa, set())
+        for spi in before - now_spis:
+            if self._by_spi.get(spi) is sa:
+                del self._by_spi[spi]
+        for spi in now_spis:
+            self._by_spi[spi] = sa
+        if now_spis:
+            self._spis[sa] = now_spis
 
     def _unindex(self, sa: IkeSa) -> None:
         key = self._keys.pop(sa, None)
