@@ -55,7 +55,9 @@ class _Engine(Protocol):
 class _Daemon(Protocol):
     config: Config
     kernel: KernelIpsec
-    caps: KernelCaps
+
+    @property
+    def caps(self) -> KernelCaps: ...
 
     @property
     def engine(self) -> Any: ...
