@@ -21,7 +21,7 @@ import pytest
 
 from pike.cli import pikectl
 from pike.daemon.control import request
-from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, Engine, SpiAlloc
+from pike.daemon.runtime import Daemon, Engine
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_selectors import Selector
@@ -29,6 +29,7 @@ from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.sa.ports import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, SpiSource
 from pike.sa.state import RekeyRefused
 
 from .helpers import free_udp_ports, gateway_config
@@ -116,7 +117,7 @@ class Ctx:
 
 @dataclass
 class FakeEngine:
-    spi_alloc: SpiAlloc | None
+    spis: SpiSource
     ctx: Ctx = field(default_factory=Ctx)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     actions: deque[Action] = field(default_factory=deque)
@@ -198,8 +199,8 @@ def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine
     cfg, natt = _config(tmp_path)
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, _: Any) -> FakeEngine:
-        engines.append(FakeEngine(alloc))
+    def factory(config: Config, caps: KernelCaps, spis: SpiSource, _: Any) -> FakeEngine:
+        engines.append(FakeEngine(spis))
         return engines[-1]
 
     # FakeEngine has the calls the daemon makes, not the whole Engine
@@ -300,9 +301,8 @@ def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> Non
     daemon, engines, _natt = _daemon(tmp_path, kernel)
 
     async def body() -> list[int]:
-        alloc = engines[0].spi_alloc
-        assert alloc is not None
-        return [alloc(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(20)]
+        spis = engines[0].spis
+        return [spis.child_spi(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(20)]
 
     with caplog.at_level("ERROR", logger="pike.daemon"):
         spis = _run(daemon, body)
@@ -318,18 +318,17 @@ def test_randomness_is_injected(tmp_path: Path) -> None:
     given: list[Any] = []
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, rnd: Any) -> Engine:
+    def factory(config: Config, caps: KernelCaps, spis: SpiSource, rnd: Any) -> Engine:
         given.append(rnd)
-        engines.append(FakeEngine(alloc))
+        engines.append(FakeEngine(spis))
         return engines[-1]
 
     source = random.Random(11).randbytes
     daemon = Daemon(cfg, FakeKernel(spi_fails=True), factory, ipv6=False, random=source)
 
     async def body() -> list[int]:
-        alloc = engines[0].spi_alloc
-        assert alloc is not None
-        return [alloc(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(3)]
+        spis = engines[0].spis
+        return [spis.child_spi(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(3)]
 
     spis = _run(daemon, body)
     again = random.Random(11)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -22,6 +21,7 @@ from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
 from pike.sa.actions import Action, SendDatagram, SignRequest
 from pike.sa.credentials import CredentialError, store_for
+from pike.sa.ports import SpiSource
 
 PSK = "test-only-psk-7f3a9c"
 ActionT = TypeVar("ActionT")
@@ -79,14 +79,10 @@ def psk_conf(
 conf = rendered(psk_conf)  # the same, as TOML text
 
 
-def engine(
-    text: str, seed: int, esp: bool = True, spi_alloc: Callable[..., int] | None = None
-) -> Ikev2Engine:
+def engine(text: str, seed: int, esp: bool = True, spis: SpiSource | None = None) -> Ikev2Engine:
     rng = random.Random(seed)
     caps = KernelCaps(True) if esp else KernelCaps(False, ("ESP (CONFIG_INET_ESP)",))
-    return Ikev2Engine(
-        load_config_text(text), random=rng.randbytes, kernel_caps=caps, spi_alloc=spi_alloc
-    )
+    return Ikev2Engine(load_config_text(text), random=rng.randbytes, kernel_caps=caps, spis=spis)
 
 
 @dataclass

@@ -14,21 +14,22 @@ import sys
 
 from pike.cli.logsetup import LEVELS, setup_logging
 from pike.daemon.configfile import ConfigRefused, board_defaults, load_checked
-from pike.daemon.runtime import Daemon, Engine, Random, SpiAlloc
+from pike.daemon.runtime import Daemon, Engine, Random
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
 from pike.policy.paths import DEFAULT_CONFIG
+from pike.sa.ports import SpiSource
 
 log = logging.getLogger("pike.piked")
 
 
 def _engine(
-    config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None, random: Random = os.urandom
+    config: Config, caps: KernelCaps, spis: SpiSource, random: Random = os.urandom
 ) -> Engine:
     from pike.daemon.engines import Engines
 
-    return Engines(config, random=random, kernel_caps=caps, spi_alloc=spi_alloc)
+    return Engines(config, random=random, kernel_caps=caps, spis=spis)
 
 
 def _kernel() -> KernelIpsec:

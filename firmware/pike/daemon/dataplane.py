@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,15 +29,11 @@ from pike.sa.actions import (
     InstallTrap,
     RemoveInboundSa,
 )
+from pike.sa.ports import RandomSpis, SpiSource, random_spi
 
 log = logging.getLogger("pike.daemon")
 
-SpiAlloc = Callable[[IPAddress, IPAddress], int]
 Random = Callable[[int], bytes]  # os.urandom's shape: SPIs, nonces, rekey jitter
-# strongSwan's range for allocated SPIs (as pike.kernel.xfrm allocates them), used for
-# random SPIs when the kernel cannot allocate one.
-FALLBACK_SPI_MIN = 0xC0000000
-FALLBACK_SPI_MAX = 0xCFFFFFFF
 
 
 class KernelInputs(Protocol):
@@ -72,7 +67,6 @@ class DataPlane:
         self._child_spis: dict[int, tuple[int, int]] = {}  # unique id -> SPIs, for logs
         # inbound SA -> (packets at the last query, loop time the count last grew)
         self._esp_seen: dict[tuple[IPAddress, int], tuple[int, float | None]] = {}
-        self._spi_fallback_logged = False
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -118,25 +112,11 @@ class DataPlane:
 
     # -- SPIs and counters -----------------------------------------------------------------
 
-    def spi_alloc(self) -> SpiAlloc | None:
+    def spi_source(self) -> SpiSource:
+        """The engine's SPIs: the kernel's, or random ones when nothing will be installed."""
         if not self.caps.esp:
-            return None  # the engine draws random SPIs; nothing will be installed
-
-        def alloc(src: IPAddress, dst: IPAddress) -> int:
-            try:
-                return self.kernel.get_spi(src, dst, 0)
-            except KernelError as exc:
-                # Never raise into the engine: a random SPI from the same range still
-                # works (add_sa then creates the SA instead of completing a larval one).
-                if not self._spi_fallback_logged:
-                    self._spi_fallback_logged = True
-                    log.error(
-                        "SPI allocation %s -> %s failed (%s): using random SPIs", src, dst, exc
-                    )
-                self.stats["spi_fallback"] += 1
-                return random_spi(self._random)
-
-        return alloc
+            return RandomSpis(self._random)
+        return KernelSpis(self.kernel, self._random, self.stats)
 
     def esp_activity(self, spec: SaSpec) -> float | None:
         """When ESP last arrived on ``spec``, on the loop's clock, for DPD; None when
@@ -324,7 +304,23 @@ class DataPlane:
             log.exception("engine failed on kernel event %s", ev)
 
 
-def random_spi(random: Random = os.urandom) -> int:
-    """A random SPI from FALLBACK_SPI_MIN..FALLBACK_SPI_MAX."""
-    span = FALLBACK_SPI_MAX - FALLBACK_SPI_MIN + 1
-    return FALLBACK_SPI_MIN + int.from_bytes(random(4), "big") % span
+class KernelSpis:
+    """SPIs the kernel allocates (``KernelIpsec.get_spi``), random ones if it cannot."""
+
+    def __init__(self, kernel: KernelIpsec, random: Random, stats: Counter[str]) -> None:
+        self._kernel = kernel
+        self._random = random
+        self._stats = stats
+        self._fallback_logged = False
+
+    def child_spi(self, src: IPAddress, dst: IPAddress) -> int:
+        try:
+            return self._kernel.get_spi(src, dst, 0)
+        except KernelError as exc:
+            # Never raise into the engine: a random SPI from the same range still
+            # works (add_sa then creates the SA instead of completing a larval one).
+            if not self._fallback_logged:
+                self._fallback_logged = True
+                log.error("SPI allocation %s -> %s failed (%s): using random SPIs", src, dst, exc)
+            self._stats["spi_fallback"] += 1
+            return random_spi(self._random)

@@ -16,7 +16,8 @@ from pike.ikev2.engine import Ikev2Engine
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
 from pike.sa.actions import Action, Address, IkeSaInfo
-from pike.sa.context import Context, SpiAlloc
+from pike.sa.context import Context
+from pike.sa.ports import SpiSource
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28
@@ -29,11 +30,11 @@ class Engines:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
     ) -> None:
-        self.v2 = Ikev2Engine(config, random=random, kernel_caps=kernel_caps, spi_alloc=spi_alloc)
+        self.v2 = Ikev2Engine(config, random=random, kernel_caps=kernel_caps, spis=spis)
         self.v1 = Ikev1Engine(
-            config, random=random, kernel_caps=kernel_caps, spi_alloc=spi_alloc, ctx=self.v2.ctx
+            config, random=random, kernel_caps=kernel_caps, spis=spis, ctx=self.v2.ctx
         )
 
     @property

@@ -23,14 +23,7 @@ from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.commands import Commands
 from pike.daemon.control import ControlServer
 from pike.daemon.datagrams import Datagrams
-from pike.daemon.dataplane import (
-    FALLBACK_SPI_MAX,
-    FALLBACK_SPI_MIN,
-    DataPlane,
-    Random,
-    SpiAlloc,
-    random_spi,
-)
+from pike.daemon.dataplane import DataPlane, Random
 from pike.daemon.health import watchdog
 from pike.daemon.hotplug import Hotplug
 from pike.daemon.notify import SystemdNotifier
@@ -53,16 +46,9 @@ from pike.sa.actions import (
     SignRequest,
 )
 from pike.sa.credentials import store_for
+from pike.sa.ports import SpiSource
 
-__all__ = [
-    "FALLBACK_SPI_MAX",
-    "FALLBACK_SPI_MIN",
-    "Daemon",
-    "Engine",
-    "Random",
-    "SpiAlloc",
-    "random_spi",
-]
+__all__ = ["Daemon", "Engine", "EngineFactory", "Random"]
 
 log = logging.getLogger("pike.daemon")
 
@@ -97,7 +83,8 @@ class Engine(Protocol):
     def list_sas(self) -> list[IkeSaInfo]: ...
 
 
-EngineFactory = Callable[[Config, KernelCaps, SpiAlloc | None, Random], Engine]
+# The engine is given its ports (pike.sa.ports) and the daemon's randomness.
+EngineFactory = Callable[[Config, KernelCaps, SpiSource, Random], Engine]
 
 
 def _version() -> str:
@@ -188,7 +175,7 @@ class Daemon:
         self.started, self.started_wall = self.clock.monotonic(), self.clock.wall()
         caps = self.dataplane.probe()
         self._engine = self._engine_factory(
-            self.config, caps, self.dataplane.spi_alloc(), self._random
+            self.config, caps, self.dataplane.spi_source(), self._random
         )
         self._engine.ctx.esp_activity = self.dataplane.esp_activity
         self._signing = Signing(

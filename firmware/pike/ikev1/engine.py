@@ -28,7 +28,8 @@ from pike.policy.ipsec import KernelCaps
 from pike.sa import child_lifecycle
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Context, SpiAlloc
+from pike.sa.context import Context
+from pike.sa.ports import SpiSource
 from pike.sa.restarts import restart
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
@@ -56,12 +57,12 @@ class Ikev1Engine:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
         ctx: Context | None = None,
     ) -> None:
         # Beside an IKEv2 engine the context is shared: one action queue, one set of
         # counters, unique ids and reqids that never collide (``pike.daemon.engines``).
-        self.ctx = ctx or Context(config, random, kernel_caps, spi_alloc)
+        self.ctx = ctx or Context(config, random, kernel_caps, spis)
         self.table = SaTable()
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
 

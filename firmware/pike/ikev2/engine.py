@@ -32,7 +32,8 @@ from pike.policy.ipsec import KernelCaps, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Selectors, SpiAlloc
+from pike.sa.context import Selectors
+from pike.sa.ports import SpiSource
 from pike.sa.restarts import restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
@@ -51,9 +52,9 @@ class Ikev2Engine:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
     ) -> None:
-        self.ctx = Ikev2Context(config, random, kernel_caps, spi_alloc)
+        self.ctx = Ikev2Context(config, random, kernel_caps, spis)
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open
