@@ -153,6 +153,16 @@ def deliver(dgrams: list[SendDatagram], to: Node, now: float) -> list[SendDatagr
     return to.drain()
 
 
+def kernel_reports(
+    node: Node, now: float, *, packets: int = 0, last_use: float | None = None
+) -> None:
+    """What piked's runtime does before each timer (``DataPlane.report_esp``): the
+    kernel's counters of the inbound SAs the engine's DPD decisions want, here the same
+    ``packets`` and ``last_use`` (engine clock) for each."""
+    for spec in node.engine.esp_wanted(now):
+        node.engine.esp_seen(spec.spi, packets, last_use, now)
+
+
 def transfer(
     a: Node,
     b: Node,

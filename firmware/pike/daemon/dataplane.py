@@ -44,6 +44,13 @@ class KernelInputs(Protocol):
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None: ...
 
 
+class EspInputs(Protocol):
+    """What the engine takes about inbound ESP (``pike.sa.liveness``)."""
+
+    def esp_wanted(self, now: float) -> list[SaSpec]: ...
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None: ...
+
+
 class DataPlane:
     def __init__(
         self,
@@ -65,8 +72,6 @@ class DataPlane:
         self.caps = KernelCaps(esp=False, missing=("not probed",))
         self._events_fd: int | None = None
         self._child_spis: dict[int, tuple[int, int]] = {}  # unique id -> SPIs, for logs
-        # inbound SA -> (packets at the last query, loop time the count last grew)
-        self._esp_seen: dict[tuple[IPAddress, int], tuple[int, float | None]] = {}
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -118,31 +123,20 @@ class DataPlane:
             return RandomSpis(self._random)
         return KernelSpis(self.kernel, self._random, self.stats)
 
-    def esp_activity(self, spec: SaSpec) -> float | None:
-        """When ESP last arrived on ``spec``, on the loop's clock, for DPD; None when
-        unknown or never used.
-
-        The kernel's last use (wall clock, whole seconds) is converted; but Linux moves an
-        SA's last-use time on output only (inbound SAs keep their first use), so a packet
-        counter that grew since the previous query counts as use now."""
+    def report_esp(self, engine: EspInputs, now: float) -> None:
+        """Before the engine's timer: the kernel's counters of the inbound SAs its DPD
+        decisions need, the last use moved from the wall clock (whole seconds) onto the
+        engine's. The engine judges them (``pike.sa.liveness``)."""
         clock = self._clock()
         if not self.caps.esp or clock is None:
-            return None
-        try:
-            c = self.kernel.query_sa(spec.dst, spec.spi)
-        except KernelError:
-            return None
-        now = clock.monotonic()
-        seen = None if c.last_use is None else now - max(0.0, clock.wall() - c.last_use)
-        key = (spec.dst, spec.spi)
-        prev = self._esp_seen.get(key)
-        grew = prev[1] if prev is not None else None
-        if prev is not None and c.packets > prev[0]:
-            grew = now
-        self._esp_seen[key] = (c.packets, grew)
-        if grew is not None and (seen is None or grew > seen):
-            return grew
-        return seen
+            return
+        for spec in engine.esp_wanted(now):
+            try:
+                c = self.kernel.query_sa(spec.dst, spec.spi)
+            except KernelError:
+                continue
+            last_use = None if c.last_use is None else now - max(0.0, clock.wall() - c.last_use)
+            engine.esp_seen(spec.spi, c.packets, last_use, now)
 
     def counters(self, spec: SaSpec) -> SaCounters | None:
         if not self.caps.esp:
@@ -202,8 +196,6 @@ class DataPlane:
             self._engine().child_install_failed(a.unique_id, str(exc), self._now())
             return
         self._child_spis[a.unique_id] = (a.inbound.spi, a.outbound.spi)
-        # DPD baseline: any inbound packet counted later is ESP activity.
-        self._esp_seen[(a.inbound.dst, a.inbound.spi)] = (0, None)
         later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""
         log.info("%s: installed in the kernel (%s)%s", what, a.inbound.mode, later)
 
@@ -244,7 +236,6 @@ class DataPlane:
 
     def _delete(self, a: DeleteChildSa) -> None:
         self._child_spis.pop(a.unique_id, None)
-        self._esp_seen.pop((a.inbound.dst, a.inbound.spi), None)
         what = (
             f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
             f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"

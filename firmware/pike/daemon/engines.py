@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps
+from pike.policy.ipsec import KernelCaps, SaSpec
 from pike.sa.actions import Action, Address, IkeSaInfo
 from pike.sa.context import Context
 from pike.sa.ports import SpiSource
@@ -80,6 +80,14 @@ class Engines:
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         self.v2.child_expired(spi, hard, now)
         self.v1.child_expired(spi, hard, now)
+
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        return self.v2.esp_wanted(now) + self.v1.esp_wanted(now)
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        # our inbound SPIs are unique across both engines: only one finds it
+        self.v2.esp_seen(spi, packets, last_use, now)
+        self.v1.esp_seen(spi, packets, last_use, now)
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         self.v2.child_install_failed(unique_id, reason, now)

@@ -54,12 +54,11 @@ log = logging.getLogger("pike.daemon")
 
 SHUTDOWN_GRACE = 1.0  # seconds to wait for the peers' DELETE acks
 SIGNING_GRACE = 2.0  # seconds to wait at shutdown for a token call in progress
-EspActivity = Callable[[SaSpec], float | None]
 
 
 class EngineContext(Protocol):
-    # Set by the runtime: the last inbound ESP use of an SA on the engine's clock.
-    esp_activity: EspActivity | None
+    """The engines' shared ``pike.sa.context.Context``: the runtime hands it to the parts
+    that read it (``Ops``: counters) and sets nothing on it."""
 
 
 class Engine(Protocol):
@@ -78,6 +77,8 @@ class Engine(Protocol):
     def acquire(self, reqid: int, now: float) -> None: ...
     def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None: ...
+    def esp_wanted(self, now: float) -> list[SaSpec]: ...
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None: ...
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None: ...
     def next_action(self) -> Action | None: ...
     def list_sas(self) -> list[IkeSaInfo]: ...
@@ -177,7 +178,6 @@ class Daemon:
         self._engine = self._engine_factory(
             self.config, caps, self.dataplane.spi_source(), self._random
         )
-        self._engine.ctx.esp_activity = self.dataplane.esp_activity
         self._signing = Signing(
             loop, lambda: store_for(self.engine.ctx), self._signed, self.ops.recorder
         )
@@ -278,7 +278,9 @@ class Daemon:
     def _on_timer(self) -> None:
         self._timer = None
         try:
-            self.engine.handle_timer(self._now())
+            now = self._now()
+            self.dataplane.report_esp(self.engine, now)  # inbound ESP, for DPD
+            self.engine.handle_timer(now)
         except Exception:
             log.exception("engine failed in its timer")
         finally:

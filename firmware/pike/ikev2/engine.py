@@ -28,8 +28,9 @@ from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, deadlines, on_timer, rekey_child
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
-from pike.policy.ipsec import KernelCaps, UdpEncap
+from pike.policy.ipsec import KernelCaps, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress
+from pike.sa import liveness
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors
@@ -108,6 +109,23 @@ class Ikev2Engine:
                     )
                     rekey_child(sa, child)
                 sa.tasks.initiate(now)
+                return
+
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        """The inbound SAs whose kernel counters the DPD decisions due at ``now`` need;
+        the runtime reports each with ``esp_seen`` before ``handle_timer(now)``."""
+        out: list[SaSpec] = []
+        for sa in self.sas.values():
+            due = sa.dpd_due()
+            if due is not None and now >= due:
+                out += liveness.esp_wanted(sa.children)
+        return out
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        """The kernel's counters of our inbound SA ``spi``: its packets and last use (on
+        the engine's clock, None if never used)."""
+        for sa in self.sas.values():
+            if liveness.esp_seen(sa.children, spi, packets, last_use, now):
                 return
 
     def _keeps_policies(self, child: ChildSa) -> bool:

@@ -13,7 +13,6 @@ from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
 from pike.policy.ts import TrafficSelector
 from pike.sa.actions import Action
-from pike.sa.liveness import EspActivity
 from pike.sa.ports import RandomSpis, SpiSource
 
 Random = Callable[[int], bytes]
@@ -84,8 +83,6 @@ class Context:
     # Inbound SPIs (pike.sa.ports): the kernel's in the daemon, else from ``random``.
     spis: SpiSource | None = None
     actions: deque[Action] = field(default_factory=deque)
-    # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
-    esp_activity: EspActivity | None = None
     counters: Counters = field(default_factory=Counters)
     _next_unique: int = 0
     _next_reqid: int = 0
