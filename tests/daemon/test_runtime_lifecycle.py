@@ -209,7 +209,7 @@ def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine
     cfg, natt = _config(tmp_path)
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, spis: SpiSource, _: Any) -> FakeEngine:
+    def factory(config: Config, caps: KernelCaps, spis: SpiSource, *_: Any) -> FakeEngine:
         engines.append(FakeEngine(spis))
         return engines[-1]
 
@@ -327,7 +327,7 @@ def test_randomness_is_injected(tmp_path: Path) -> None:
     given: list[Any] = []
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, spis: SpiSource, rnd: Any) -> Engine:
+    def factory(config: Config, caps: KernelCaps, spis: SpiSource, rnd: Any, _: Any) -> Engine:
         given.append(rnd)
         engines.append(FakeEngine(spis))
         return engines[-1]

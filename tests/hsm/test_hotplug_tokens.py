@@ -126,12 +126,7 @@ def test_token_events_reprobe_at_once(
 
     monkeypatch.setattr(hotplug, "HotplugWatcher", Recorded)
 
-    def engine(*args: Any) -> Any:
-        eng = _engine(*args)
-        eng.ctx.credentials = store  # type: ignore[attr-defined]  # this test's store
-        return eng
-
-    daemon = runtime.Daemon(cfg, NoKernel("test"), engine, ipv6=False)
+    daemon = runtime.Daemon(cfg, NoKernel("test"), _engine, ipv6=False, credentials=store)
 
     def present() -> str:
         url = f"http://127.0.0.1:{port}/metrics"

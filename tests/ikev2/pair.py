@@ -20,7 +20,7 @@ from pike.ikev2.engine import Ikev2Engine
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
 from pike.sa.actions import Action, SendDatagram, SignRequest
-from pike.sa.credentials import CredentialError, store_for
+from pike.sa.credentials import CredentialError
 from pike.sa.ports import SpiSource
 
 PSK = "test-only-psk-7f3a9c"
@@ -117,7 +117,7 @@ class Node:
         self.signed.append(req)
         if result is None:
             try:
-                result = store_for(self.engine.ctx).sign(req.key, req.spki, req.data, req.scheme)
+                result = self.engine.ctx.credentials.sign(req.key, req.spki, req.data, req.scheme)
             except (SignerError, CredentialError) as exc:
                 result = exc
         self.engine.sign_done(req.ref, result, now)

@@ -3,7 +3,7 @@
 The same sockets carry IKEv1 and IKEv2 (UDP 500, and 4500 after the non-ESP marker): each
 datagram goes to the engine its header's major version names (RFC 2408 §3.1 / RFC 7296
 §3.1: the same byte). API calls go by the connection's ``version``. The engines share one
-context (config, action queue, counters, unique ids, reqids, credentials), so actions,
+context (config, action queue, counters, unique ids, reqids, SPIs, credentials), so actions,
 ``pikectl list-sas`` and the metrics see one set of SAs.
 """
 
@@ -17,6 +17,7 @@ from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaSpec
 from pike.sa.actions import Action, Address, IkeSaInfo
 from pike.sa.context import Context
+from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
@@ -31,8 +32,11 @@ class Engines:
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
         spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
     ) -> None:
-        self.v2 = Ikev2Engine(config, random=random, kernel_caps=kernel_caps, spis=spis)
+        self.v2 = Ikev2Engine(
+            config, random=random, kernel_caps=kernel_caps, spis=spis, credentials=credentials
+        )
         self.v1 = Ikev1Engine(
             config, random=random, kernel_caps=kernel_caps, spis=spis, ctx=self.v2.ctx
         )

@@ -27,6 +27,7 @@ from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
+from pike.sa.credentials import CredentialStore
 
 if TYPE_CHECKING:
     from pike.kernel.interface import KernelIpsec
@@ -55,6 +56,7 @@ class _Engine(Protocol):
 class _Daemon(Protocol):
     config: Config
     kernel: KernelIpsec
+    credentials: CredentialStore
 
     @property
     def caps(self) -> KernelCaps: ...
@@ -124,9 +126,7 @@ class Ops:
         return reg
 
     def _tokens(self) -> dict[str, str]:
-        from pike.sa.credentials import store_for
-
-        return store_for(getattr(self.daemon.engine, "ctx", None)).tokens()
+        return self.daemon.credentials.tokens()
 
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
@@ -198,7 +198,8 @@ class Ops:
         answer. Unchanged connections keep their SAs."""
         path = self.daemon.config.path
         try:
-            new = load_checked(path, probe=False)  # as at start; no token I/O on the loop
+            # as at start, into the daemon's store; no token I/O on the loop
+            new = load_checked(path, probe=False, store=self.daemon.credentials)
         except ConfigRefused as exc:
             self.recorder.reloaded(False)
             msg = "; ".join(exc.lines)

@@ -16,6 +16,7 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from pike.board.watchdog import Health
@@ -45,7 +46,7 @@ from pike.sa.actions import (
     SendKeepalive,
     SignRequest,
 )
-from pike.sa.credentials import store_for
+from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 
 __all__ = ["Daemon", "Engine", "EngineFactory", "Random"]
@@ -84,8 +85,8 @@ class Engine(Protocol):
     def list_sas(self) -> list[IkeSaInfo]: ...
 
 
-# The engine is given its ports (pike.sa.ports) and the daemon's randomness.
-EngineFactory = Callable[[Config, KernelCaps, SpiSource, Random], Engine]
+# The engine is given its ports (pike.sa.ports), the daemon's randomness and credentials.
+EngineFactory = Callable[[Config, KernelCaps, SpiSource, Random, CredentialStore], Engine]
 
 
 def _version() -> str:
@@ -109,9 +110,12 @@ class Daemon:
         ipv6: bool = True,
         clock: Clock | None = None,
         random: Random = os.urandom,
+        credentials: CredentialStore | None = None,
     ) -> None:
         """``clock`` defaults to the event loop's (``LoopClock``, made in ``run``);
-        tests pass a ``VirtualClock`` and a seeded ``random`` to skip over lifetimes."""
+        tests pass a ``VirtualClock`` and a seeded ``random`` to skip over lifetimes.
+        ``credentials``: the store the config was loaded into (``load_checked``); the
+        engines and the signing threads use it, and reloads load into it."""
         self.config = config
         self.kernel = kernel
         self._engine_factory = engine_factory
@@ -124,6 +128,7 @@ class Daemon:
         self.stuck: list[str] = []  # token calls still running when shutdown gave up
         self._clock = clock
         self._random = random
+        self.credentials = credentials or CredentialStore()
         self._timer: Timer | None = None
         self._stop = asyncio.Event()
         self.started = 0.0
@@ -175,12 +180,12 @@ class Daemon:
             self._clock = LoopClock(loop)
         self.started, self.started_wall = self.clock.monotonic(), self.clock.wall()
         caps = self.dataplane.probe()
+        # Certificates are checked at the wall-clock time of the engine's now.
+        self.credentials.clock = self._wall_at
         self._engine = self._engine_factory(
-            self.config, caps, self.dataplane.spi_source(), self._random
+            self.config, caps, self.dataplane.spi_source(), self._random, self.credentials
         )
-        self._signing = Signing(
-            loop, lambda: store_for(self.engine.ctx), self._signed, self.ops.recorder
-        )
+        self._signing = Signing(loop, lambda: self.credentials, self._signed, self.ops.recorder)
         self.probe_tokens()  # in the signing threads, while the sockets open
         d = self.config.daemon
         self._control = ControlServer(
@@ -232,11 +237,11 @@ class Daemon:
     def probe_tokens(self) -> None:
         """Look at the token keys no one has looked at yet (start, reload), off the loop."""
         if self._signing is not None:
-            self._signing.probe(store_for(self.engine.ctx), self.config)
+            self._signing.probe(self.credentials, self.config)
 
     def _reprobe(self) -> None:
         if self._signing is not None:
-            self._signing.reprobe(store_for(self.engine.ctx))
+            self._signing.reprobe(self.credentials)
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -274,6 +279,9 @@ class Daemon:
 
     def _now(self) -> float:
         return self.clock.monotonic()
+
+    def _wall_at(self, now: float) -> datetime:
+        return datetime.fromtimestamp(self.clock.wall() - self.clock.monotonic() + now, UTC)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -30,6 +30,7 @@ from pike.sa import child_lifecycle, liveness
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
+from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 from pike.sa.restarts import restart
 from pike.sa.state import ChildState, IkeState
@@ -59,11 +60,13 @@ class Ikev1Engine:
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
         spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
         ctx: Context | None = None,
     ) -> None:
         # Beside an IKEv2 engine the context is shared: one action queue, one set of
         # counters, unique ids and reqids that never collide (``pike.daemon.engines``).
-        self.ctx = ctx or Context(config, random, kernel_caps, spis)
+        store = credentials or CredentialStore()
+        self.ctx = ctx or Context(config, random, kernel_caps, spis, store)
         self.table = SaTable()
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
 

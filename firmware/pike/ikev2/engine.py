@@ -34,6 +34,7 @@ from pike.sa import liveness
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Selectors
+from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 from pike.sa.restarts import restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
@@ -54,8 +55,9 @@ class Ikev2Engine:
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
         spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
     ) -> None:
-        self.ctx = Ikev2Context(config, random, kernel_caps, spis)
+        self.ctx = Ikev2Context(config, random, kernel_caps, spis, credentials or CredentialStore())
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open

@@ -13,6 +13,7 @@ from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
 from pike.policy.ts import TrafficSelector
 from pike.sa.actions import Action
+from pike.sa.credentials import CredentialStore
 from pike.sa.ports import RandomSpis, SpiSource
 
 Random = Callable[[int], bytes]
@@ -82,6 +83,8 @@ class Context:
     caps: KernelCaps
     # Inbound SPIs (pike.sa.ports): the kernel's in the daemon, else from ``random``.
     spis: SpiSource | None = None
+    # Our certificates and signers, the CAs we trust: the daemon's (or a fresh one).
+    credentials: CredentialStore = field(default_factory=CredentialStore)
     actions: deque[Action] = field(default_factory=deque)
     counters: Counters = field(default_factory=Counters)
     _next_unique: int = 0
