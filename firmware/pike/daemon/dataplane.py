@@ -71,7 +71,6 @@ class DataPlane:
         self._random = random
         self.caps = KernelCaps(esp=False, missing=("not probed",))
         self._events_fd: int | None = None
-        self._child_spis: dict[int, tuple[int, int]] = {}  # unique id -> SPIs, for logs
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -168,10 +167,6 @@ class DataPlane:
             return False
         return True
 
-    def child_spis(self, unique_id: int) -> tuple[int, int] | None:
-        """The SPIs (inbound, outbound) of an installed CHILD_SA, for the runtime's logs."""
-        return self._child_spis.get(unique_id)
-
     def _install(self, a: InstallChildSa) -> None:
         what = (
             f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
@@ -195,7 +190,6 @@ class DataPlane:
                     fn()
             self._engine().child_install_failed(a.unique_id, str(exc), self._now())
             return
-        self._child_spis[a.unique_id] = (a.inbound.spi, a.outbound.spi)
         later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""
         log.info("%s: installed in the kernel (%s)%s", what, a.inbound.mode, later)
 
@@ -235,7 +229,6 @@ class DataPlane:
         log.info("%s installed in the kernel", what)
 
     def _delete(self, a: DeleteChildSa) -> None:
-        self._child_spis.pop(a.unique_id, None)
         what = (
             f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
             f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"

@@ -133,7 +133,6 @@ class Daemon:
         self._stop = asyncio.Event()
         self.started = 0.0
         self.started_wall = 0.0
-        self._ike_spis: dict[int, tuple[bytes, bytes]] = {}  # unique id -> SPIs, for logs
         self.ready = asyncio.Event()  # set once sockets and control socket are up
         self.dataplane = DataPlane(
             kernel,
@@ -331,16 +330,14 @@ class Daemon:
         elif self.dataplane.do(a):
             pass
         elif isinstance(a, IkeSaEstablished):
-            self._ike_spis[a.unique_id] = (a.spi_i, a.spi_r)
             log.debug(
                 "%s: IKE_SA #%d established, %s", a.conn, a.unique_id, _spis(a.spi_i, a.spi_r)
             )
         elif isinstance(a, IkeSaDeleted):
-            spis = self._ike_spis.pop(a.unique_id, None)
-            where = f", {_spis(*spis)}" if spis else ""
+            where = f", {_spis(*a.spis)}" if a.spis else ""
             log.debug("%s: IKE_SA #%d deleted (%s)%s", a.conn, a.unique_id, a.reason, where)
         elif isinstance(a, ChildSaEstablished):
-            cs = self.dataplane.child_spis(a.unique_id)
+            cs = a.spis
             where = f", SPIs {cs[0]:08x}_i {cs[1]:08x}_o" if cs else ""
             log.info("%s.%s: CHILD_SA #%d established%s", a.conn, a.child, a.unique_id, where)
         elif isinstance(a, ChildSaFailed):
