@@ -63,7 +63,7 @@ PROBE_SPI = 0xFD
 ESP_MISSING = "ESP (CONFIG_INET_ESP / esp4)"
 
 SaKey = tuple[IPAddress, int]
-PolicyKey = tuple[Selector, int]
+PolicyKey = tuple[Selector, int, int]  # selector, direction, if_id
 
 
 def _limit(value: int) -> int:
@@ -216,6 +216,8 @@ class XfrmKernel(KernelIpsec):
         else:
             msg["replay_window"] = sa.replay_window
         msg["flags"] = flags
+        if sa.if_id:
+            attrs.append(("XFRMA_IF_ID", sa.if_id))
         if sa.encap is not None:
             encap = {
                 "encap_type": xm.UDP_ENCAP_ESPINUDP,
@@ -229,11 +231,14 @@ class XfrmKernel(KernelIpsec):
             msg["attrs"] = attrs
             self._request(what, msg, msg_type)
             return "no"
-        # NIC offload (pike.board.offload): the interface towards the peer, its ethtool
-        # features, then packet/crypto/software in the order hw_offload allows.
-        peer = sa.src if sa.inbound else sa.dst
+        # NIC offload (pike.board.offload): the SA's interface (outbound: the route to the
+        # peer; inbound: where its local address is), its ethtool features, then
+        # packet/crypto/software in the order hw_offload allows.
+        peer, local = (sa.src, sa.dst) if sa.inbound else (sa.dst, sa.src)
         try:
-            plan = plan_offload_for(sa.offload, str(peer), self.netns)
+            plan = plan_offload_for(
+                sa.offload, str(peer), self.netns, inbound_local=str(local) if sa.inbound else None
+            )
         except OffloadError as exc:
             raise KernelError(what, detail=str(exc)) from None
 
@@ -315,12 +320,16 @@ class XfrmKernel(KernelIpsec):
                 dir=direction,
                 action=xm.XFRM_POLICY_ALLOW if p.action == "allow" else xm.XFRM_POLICY_BLOCK,
             )
+            attrs: list[tuple[str, Any]] = []
             if p.action == "allow":
-                msg["attrs"] = [("XFRMA_TMPL", xm.encode_tmpls([self._template(p)]))]
+                attrs.append(("XFRMA_TMPL", xm.encode_tmpls([self._template(p)])))
+            if p.if_id:  # the kernel keys policies by if_id too: deleting needs it again
+                attrs.append(("XFRMA_IF_ID", p.if_id))
+            msg["attrs"] = attrs
             what = f"add policy {sel.src} -> {sel.dst} {p.direction}"
             # UPDPOLICY creates or replaces, so re-adding after a rekey is not an error.
             self._request(what, msg, xm.XFRM_MSG_UPDPOLICY)
-            self._policies[(sel, direction)] = p.reqid
+            self._policies[(sel, direction, p.if_id)] = p.reqid
             log.debug(
                 "installed policy %s -> %s %s reqid %d", sel.src, sel.dst, p.direction, p.reqid
             )
@@ -347,13 +356,15 @@ class XfrmKernel(KernelIpsec):
     def del_policy(self, p: PolicySpec) -> None:
         direction = DIRECTIONS[p.direction]
         for sel in selectors(p.src_ts, p.dst_ts):
-            self._delete_policy(sel, direction)
-            self._policies.pop((sel, direction), None)
+            self._delete_policy(sel, direction, p.if_id)
+            self._policies.pop((sel, direction, p.if_id), None)
 
-    def _delete_policy(self, sel: Selector, direction: int) -> None:
+    def _delete_policy(self, sel: Selector, direction: int, if_id: int = 0) -> None:
         msg = xm.xfrm_userpolicy_id()
         msg.update(sel.fields())
         msg["dir"] = direction
+        if if_id:
+            msg["attrs"] = [("XFRMA_IF_ID", if_id)]
         what = f"delete policy {sel.src} -> {sel.dst} dir {direction}"
         try:
             self._request(what, msg, xm.XFRM_MSG_DELPOLICY)
@@ -401,10 +412,10 @@ class XfrmKernel(KernelIpsec):
                 self.del_sa(dst, spi)
             except KernelError as e:
                 errors.append(e)
-        for sel, direction in list(self._policies):
+        for sel, direction, if_id in list(self._policies):
             try:
-                self._delete_policy(sel, direction)
-                self._policies.pop((sel, direction), None)
+                self._delete_policy(sel, direction, if_id)
+                self._policies.pop((sel, direction, if_id), None)
             except KernelError as e:
                 errors.append(e)
         if errors:

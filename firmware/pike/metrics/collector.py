@@ -30,6 +30,7 @@ from pike.sa.context import ConnCounters, Counters
 # series exist before the first SA and alerts need no absent().
 IKE_STATES = ("CONNECTING", "ESTABLISHED", "REKEYING", "REKEYED", "DELETING")
 DIRECTIONS = ("in", "out")
+OFFLOADS = ("no", "crypto", "packet")  # pike.board.offload.InUse
 # Token states (pike.hsm.pkcs11.TokenState values) in which the token is not there.
 TOKEN_NOT_PRESENT = frozenset({"absent", "module_missing", "unknown"})
 
@@ -305,6 +306,10 @@ def _child_sas(s: _Scrape) -> Iterator[Metric]:
     for key, n in rec.gone_packets.items():
         npackets[key] = npackets.get(key, 0.0) + n
     installed: dict[ChildKey, float] = {k: 0.0 for k in children}
+    # installed SAs by the NIC offload they got (hw_offload = auto decides per SA)
+    offload: dict[tuple[str, str, str, str], float] = {
+        (c, ch, d, mode): 0.0 for c, ch in children for d in DIRECTIONS for mode in OFFLOADS
+    }
     child_at: dict[ChildKey, float] = {}
     for sa in sas:
         for ch in sa.children:
@@ -320,11 +325,20 @@ def _child_sas(s: _Scrape) -> Iterator[Metric]:
                     tk = (sa.name, ch.name, direction)
                     nbytes[tk] = nbytes.get(tk, 0.0) + got.bytes
                     npackets[tk] = npackets.get(tk, 0.0) + got.packets
+                    if ch.state in ("INSTALLED", "REKEYING"):
+                        ok = (*tk, got.offload)
+                        offload[ok] = offload.get(ok, 0.0) + 1.0
     yield _gauge(
         "pike_child_sa_installed",
         "CHILD SAs installed in the kernel (2 during a make-before-break rekey)",
         [([c, ch], v) for (c, ch), v in sorted(installed.items())],
         ["connection", "child"],
+    )
+    yield _gauge(
+        "pike_child_sa_offload",
+        "Installed CHILD SAs by the NIC ESP offload in use (no, crypto, packet)",
+        [([c, ch, d, m], v) for (c, ch, d, m), v in sorted(offload.items())],
+        ["connection", "child", "direction", "offload"],
     )
     yield _gauge(
         "pike_child_sa_installed_timestamp_seconds",
