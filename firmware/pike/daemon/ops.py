@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 from prometheus_client.registry import CollectorRegistry
 
@@ -28,9 +28,6 @@ from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
 from pike.sa.credentials import CredentialStore
-
-if TYPE_CHECKING:
-    from pike.kernel.interface import KernelIpsec
 
 log = logging.getLogger("pike.daemon")
 
@@ -55,7 +52,6 @@ class _Engine(Protocol):
 
 class _Daemon(Protocol):
     config: Config
-    kernel: KernelIpsec
     credentials: CredentialStore
 
     @property
@@ -65,6 +61,7 @@ class _Daemon(Protocol):
     def engine(self) -> Any: ...
 
     def probe_tokens(self) -> None: ...
+    def counters(self, spec: SaSpec) -> SaCounters | None: ...
 
 
 class Ops:
@@ -91,14 +88,7 @@ class Ops:
         return cast(_Engine, self.daemon.engine)
 
     def query(self, spec: SaSpec) -> SaCounters | None:
-        from pike.kernel.interface import KernelError
-
-        if not self.daemon.caps.esp:
-            return None
-        try:
-            return self.daemon.kernel.query_sa(spec.dst, spec.spi)
-        except KernelError:
-            return None
+        return self.daemon.counters(spec)  # the data plane's (None: no ESP, or gone)
 
     # -- life cycle ------------------------------------------------------------------------
 
