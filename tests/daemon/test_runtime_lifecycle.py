@@ -28,7 +28,7 @@ from pike.kernel.xfrm_selectors import Selector
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
-from pike.sa.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.sa.actions import Action, IkeSaInfo, InstallTrap, ResolveRequest, SendKeepalive
 from pike.sa.ports import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, SpiSource
 from pike.sa.state import RekeyRefused
 
@@ -148,8 +148,16 @@ class FakeEngine:
     def initiate(self, conn: str, now: float, child: str | None = None) -> None:
         self.calls.append(("initiate", conn, child))
 
-    def terminate(self, conn: str, now: float) -> None:
-        self.calls.append(("terminate", conn))
+    def terminate(self, conn: str, now: float, force: bool = False) -> None:
+        self.calls.append(("terminate", conn, force))
+
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None:
+        self.calls.append(("resolved", conn, addresses))
+
+    def terminate_child(self, conn: str, child: str, now: float) -> None:
+        if not self.established:
+            raise KeyError(f"{conn}.{child}: no CHILD_SA up")
+        self.calls.append(("terminate_child", conn, child))
 
     def rekey(self, conn: str, now: float, child: str | None = None) -> None:
         if not self.established:
@@ -237,6 +245,27 @@ def test_keepalive_is_one_ff_octet_without_marker(tmp_path: Path) -> None:
     assert data == b"\xff"
     assert src == ("127.0.0.1", natt)
     assert daemon.stats["keepalives_out"] == 1
+
+
+def test_names_are_resolved_off_the_loop_and_answered(tmp_path: Path) -> None:
+    """ResolveRequest: the runtime looks the name up (getaddrinfo in the executor) and
+    answers the engine; a name that does not resolve is answered with no addresses."""
+    daemon, engines, _natt = _daemon(tmp_path, FakeKernel())
+
+    async def body() -> list[tuple[Any, ...]]:
+        engines[0].actions.append(ResolveRequest("hq", "localhost", 4))
+        engines[0].actions.append(ResolveRequest("hq", "no-such-host.invalid", 0))
+        daemon._pump()
+        for _ in range(200):
+            answers = [c for c in engines[0].calls if c[0] == "resolved"]
+            if len(answers) == 2:
+                return answers
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no answers: {engines[0].calls}")
+
+    answers = _run(daemon, body)
+    assert ("resolved", "hq", ("127.0.0.1",)) in answers
+    assert ("resolved", "hq", ()) in answers
 
 
 def test_trap_policies_installed_and_events_reach_engine(tmp_path: Path) -> None:
@@ -376,6 +405,40 @@ def test_rekey_command_and_pikectl(tmp_path: Path, capsys: Any) -> None:
     assert rekeys == [("rekey", "hq", None)] * 2 + [("rekey", "hq", "lan"), ("rekey", "hq", None)]
     err = capsys.readouterr().err.splitlines()
     assert "pikectl: rekey: hq.lan: CHILD_SA is REKEYING, not INSTALLED: not rekeyed" in err
+
+
+def test_terminate_command_child_and_force(tmp_path: Path, capsys: Any) -> None:
+    """pikectl terminate CONN.CHILD reaches the engine's terminate_child, --force the
+    forced terminate; a child that is not up or not configured exits 1 with the reason."""
+    daemon, engines, _natt = _daemon(tmp_path, FakeKernel())
+    sock = daemon.config.daemon.control_socket
+
+    async def body() -> list[int]:
+        loop = asyncio.get_running_loop()
+        codes = []
+        for argv in (["terminate", "hq.lan"], ["terminate", "--force", "hq"], ["terminate", "hq"]):
+            codes.append(await loop.run_in_executor(None, pikectl.main, ["--socket", sock, *argv]))
+        codes.append(
+            await loop.run_in_executor(None, pikectl.main, ["--socket", sock, "terminate", "hq.x"])
+        )
+        engines[0].established = False
+        codes.append(
+            await loop.run_in_executor(
+                None, pikectl.main, ["--socket", sock, "terminate", "hq.lan"]
+            )
+        )
+        return codes
+
+    codes = _run(daemon, body)
+    assert codes == [0, 0, 0, 1, 1]
+    terms = [c for c in engines[0].calls if c[0].startswith("terminate")]
+    assert terms == [
+        ("terminate_child", "hq", "lan"),
+        ("terminate", "hq", True),
+        ("terminate", "hq", False),
+    ]
+    err = capsys.readouterr().err
+    assert "has no child 'x'" in err and "hq.lan: no CHILD_SA up" in err
 
 
 def test_pikectl_rekey_unreachable(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pike.daemon.control import ControlError
-from pike.daemon.sa_view import engine_due, list_sas_json
+from pike.daemon.sa_view import list_sas_json
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 
@@ -95,8 +95,8 @@ class Commands:
         d = self.daemon
         conn = None if args.get("conn") is None else self._conn_arg(args)  # a typo: an error
         sas = [sa for sa in d.engine.list_sas() if conn is None or sa.name == conn]
-        due, failed = engine_due(d.engine), d.ops.recorder.child_failed
-        return list_sas_json(sas, d.counters, self._now(), d.clock.wall(), due, failed)
+        failed = d.ops.recorder.child_failed
+        return list_sas_json(sas, d.counters, self._now(), d.clock.wall(), failed)
 
     def _conn_arg(self, args: dict[str, Any]) -> str:
         conn = args.get("conn")
@@ -141,11 +141,19 @@ class Commands:
         return {"conn": conn, "child": child}
 
     def cmd_terminate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Delete a connection's IKE SAs (``force``: at once, without waiting for the
+        peer), or one CHILD_SA (``child`` given) with the peer."""
         conn = self._conn_arg(args)
+        child = self._child_arg(conn, args)
+        force = args.get("force") is True
         try:
-            self.daemon.engine.terminate(conn, self._now())
-        except KeyError:
-            raise ControlError(f"no connection named {conn!r}") from None
+            if child is not None:
+                self.daemon.engine.terminate_child(conn, child, self._now())
+            else:
+                self.daemon.engine.terminate(conn, self._now(), force)
+        except KeyError as exc:
+            raise ControlError(str(exc.args[0]) if exc.args else f"no {conn!r}") from None
         self._pump()
-        log.info("%s: terminate requested", conn)
-        return {"conn": conn}
+        what = f" (child {child})" if child else " (forced)" if force else ""
+        log.info("%s: terminate requested%s", conn, what)
+        return {"conn": conn, "child": child}

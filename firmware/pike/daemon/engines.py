@@ -40,6 +40,10 @@ class Engines:
         self.v1 = Ikev1Engine(
             config, random=random, kernel_caps=kernel_caps, spis=spis, ctx=self.v2.ctx
         )
+        # INITIAL_CONTACT looks at the IKE SAs of both versions (strongSwan's one manager)
+        self.ctx.has_contact = lambda mine, peer: (
+            self.v2.has_contact(mine, peer) or self.v1.has_contact(mine, peer)
+        )
 
     @property
     def ctx(self) -> Context:
@@ -70,8 +74,15 @@ class Engines:
     def initiate(self, conn: str, now: float, child: str | None = None) -> None:
         self._by_conn(conn).initiate(conn, now, child)
 
-    def terminate(self, conn: str, now: float) -> None:
-        self._by_conn(conn).terminate(conn, now)
+    def terminate(self, conn: str, now: float, force: bool = False) -> None:
+        self._by_conn(conn).terminate(conn, now, force)
+
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None:
+        if conn in self.ctx.config.connections:
+            self._by_conn(conn).resolved(conn, addresses, now)
+
+    def terminate_child(self, conn: str, child: str, now: float) -> None:
+        self._by_conn(conn).terminate_child(conn, child, now)
 
     def rekey(self, conn: str, now: float, child: str | None = None) -> None:
         self._by_conn(conn).rekey(conn, now, child)

@@ -18,6 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 from pike.crypto.proposal import format_proposal
 from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
+from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
 from pike.metrics.collector import PikeCollector, Sources
@@ -50,9 +51,14 @@ class _Engine(Protocol):
     def reload(self, config: Config, now: float) -> dict[str, list[str]]: ...
 
 
+class _Commands(Protocol):
+    def cmd_initiate(self, args: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class _Daemon(Protocol):
     config: Config
     credentials: CredentialStore
+    commands: _Commands  # pike.daemon.commands.Commands
 
     @property
     def caps(self) -> KernelCaps: ...
@@ -82,6 +88,12 @@ class Ops:
         self._keys: KeyExport | None = None
         self._started_wall = 0.0  # set by start()
         self.logs = LogHub()  # pikectl log
+        self.initiations = Initiations(  # pikectl initiate, waiting for the outcome
+            lambda args: self.daemon.commands.cmd_initiate(args),
+            lambda: self.engine.list_sas(),
+            lambda: self.daemon.config,
+            self.logs,
+        )
 
     @property
     def engine(self) -> _Engine:
@@ -149,6 +161,7 @@ class Ops:
         """Called with every engine action before the runtime acts on it."""
         try:
             self.recorder.observe(a)
+            self.initiations.observe(a)
             if self._keys is not None:
                 if isinstance(a, IkeSaEstablished):
                     self._export_ike(a)
@@ -181,7 +194,7 @@ class Ops:
         return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
 
     def streams(self) -> dict[str, StreamSource]:
-        return {"log": self.logs}
+        return {"log": self.logs, "initiate-wait": self.initiations}
 
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Read the config file again; on any error nothing changes and the error is the

@@ -29,6 +29,7 @@ from pike.daemon.health import watchdog
 from pike.daemon.hotplug import Hotplug
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
+from pike.daemon.resolver import resolve
 from pike.daemon.signing import Signing
 from pike.kernel.interface import KernelIpsec
 from pike.policy.config import Config
@@ -42,6 +43,7 @@ from pike.sa.actions import (
     IkeSaEstablished,
     IkeSaInfo,
     MessageDropped,
+    ResolveRequest,
     SendDatagram,
     SendKeepalive,
     SignRequest,
@@ -73,7 +75,9 @@ class Engine(Protocol):
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
     def initiate(self, conn: str, now: float, child: str | None = None) -> None: ...
-    def terminate(self, conn: str, now: float) -> None: ...
+    def terminate(self, conn: str, now: float, force: bool = False) -> None: ...
+    def terminate_child(self, conn: str, child: str, now: float) -> None: ...
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None: ...
     def rekey(self, conn: str, now: float, child: str | None = None) -> None: ...
     def acquire(self, reqid: int, now: float) -> None: ...
     def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
@@ -125,6 +129,7 @@ class Daemon:
         self._engine: Engine | None = None
         self._control: ControlServer | None = None
         self._signing: Signing | None = None
+        self._lookups: set[asyncio.Task[None]] = set()  # DNS lookups under way
         self.stuck: list[str] = []  # token calls still running when shutdown gave up
         self._clock = clock
         self._random = random
@@ -293,6 +298,26 @@ class Daemon:
         finally:
             self._pump()  # always re-arm, or every SA would stall
 
+    def _lookup(self, a: ResolveRequest) -> None:
+        """A DNS name to look up for an initiation: off the loop, answered on it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running: the attempt fails (and may retry)
+            self.engine.resolved(a.conn, (), self._now())
+            return
+        task = loop.create_task(self._looked_up(a))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _looked_up(self, a: ResolveRequest) -> None:
+        addresses = await resolve(a.host, a.family)
+        try:
+            self.engine.resolved(a.conn, addresses, self._now())
+        except Exception:
+            log.exception("engine failed on the addresses of %s", a.host)
+        finally:
+            self._pump()
+
     def _signed(self, ref: int, result: bytes | Exception) -> None:
         """A signature (or its failure) is back from the signing threads."""
         try:
@@ -327,6 +352,8 @@ class Daemon:
                 self._signing.submit(a)
             else:  # not running: fail closed rather than leave the exchange waiting
                 self.engine.sign_done(a.ref, RuntimeError("piked is not running"), self._now())
+        elif isinstance(a, ResolveRequest):
+            self._lookup(a)
         elif self.dataplane.do(a):
             pass
         elif isinstance(a, IkeSaEstablished):

@@ -139,6 +139,10 @@ class IsakmpSa:
         self.arrived_on: tuple[Address, Address] = (remote, local)  # of the message handled
         self.replaces: IsakmpSa | None = None  # the SA this reauthentication replaces
         self.keyingtry = 0  # attempts of keyingtries that went before this SA's
+        # Responder: why the peer's authentication looks refused (its MM5/AM3 did not
+        # decrypt: a wrong PSK); reported if the SA then times out half-open. Not ended at
+        # once: a garbled message must not end an exchange (``Ikev1Engine._receive``).
+        self.auth_suspect = ""
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
         # Main Mode responder: the connections our and the peer's addresses fit; with
         # signatures the peer's ID (MM5) may pick another of them than MM1 did.

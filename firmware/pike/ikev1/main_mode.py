@@ -154,9 +154,12 @@ def _send_mm5(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
     """HDR*, IDii, [CERT+,] HASH_I | SIG_I [, N(INITIAL-CONTACT)]."""
     assert sa.my_id is not None
     contact: list[V1Payload] = []
-    if sa.replaces is None:
+    peer = sa.expected_peer()
+    up = sa.ctx.has_contact((sa.my_id.id_type, sa.my_id.data), (peer.id_type, peer.data))
+    if sa.replaces is None and not up:
         # the peer may drop what it still holds of us; not while we reauthenticate (the
-        # old SA carries the traffic until the new one has its children)
+        # old SA carries the traffic until the new one has its children), nor beside
+        # another ISAKMP SA with the same identities (strongSwan's rule)
         cookies = sa.spi_i + sa.spi_r
         contact.append(V1Notify(NotifyV1.INITIAL_CONTACT, b"", ProtocolV1.ISAKMP, cookies))
     sa.p1.step = 5

@@ -8,10 +8,11 @@ each bounded by HALF_OPEN_TIMEOUT (see timers.py).
 
 from __future__ import annotations
 
+from pike.crypto.proposal import format_proposal
 from pike.ikev1 import aggressive_mode, main_mode
 from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
-from pike.ikev1.proposals import Phase1Choice
+from pike.ikev1.proposals import Phase1Choice, describe_phase1
 from pike.ikev1.selection import choose, connections_for, id_fits
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, SendDatagram
@@ -98,6 +99,20 @@ def _choose(
     """The connection and transform we take, or a refusal in the clear."""
     picked = choose(ctx, candidates, offer)
     if picked is None:
+        if candidates:
+            log.warning(
+                "no acceptable IKEv1 proposal from %s: the peer offered %s; %s",
+                src[0],
+                ", ".join(describe_phase1(t) for p in offer.proposals for t in p.transforms),
+                "; ".join(
+                    f"{c.name} has {', '.join(format_proposal(s) for s in c.proposals)}"
+                    for c in candidates
+                ),
+            )
+        else:
+            log.warning(
+                "no IKEv1 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0]
+            )
         refuse(ctx, msg, src, dst)
         raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
     return picked

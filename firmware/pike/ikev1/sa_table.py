@@ -92,14 +92,17 @@ class SaTable:
         return [qm for key, qm in self._quick.items() if key[0] == sa.our_spi]
 
     # -- after every step -------------------------------------------------------------------
-    def sweep(self) -> None:
-        """Forget destroyed SAs and all that hangs off them."""
+    def sweep(self) -> list[tuple[IsakmpSa, list[str]]]:
+        """Forget destroyed SAs and all that hangs off them; returns them, each with the
+        children it was to negotiate."""
+        gone: list[tuple[IsakmpSa, list[str]]] = []
         for key, sa in list(self._sas.items()):
             if sa.state != IkeState.DESTROYED:
                 continue
             del self._sas[key]
-            self._wanted.pop(sa.unique_id, None)
+            gone.append((sa, self._wanted.pop(sa.unique_id, [])))
             for qk in [qk for qk in self._quick if qk[0] == key]:
                 del self._quick[qk]
             for hk in [hk for hk, v in self._half_open.items() if v is sa]:
                 del self._half_open[hk]
+        return gone

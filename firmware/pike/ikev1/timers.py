@@ -39,7 +39,11 @@ def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
         # a responder has nothing to retransmit in Main Mode: unfinished SAs go
         log.info("%s: half-open ISAKMP_SA timed out", sa.tag())
-        sa.fail("half_open_timeout", now, engine.remove_child, quiet=True)
+        if sa.auth_suspect:  # counted as a refused authentication, as IKEv2 does
+            log.error("%s: authentication of the peer failed: %s", sa.tag(), sa.auth_suspect)
+            sa.fail(f"auth_failed: {sa.auth_suspect}", now, engine.remove_child)
+        else:
+            sa.fail("half_open_timeout", now, engine.remove_child, quiet=True)
     if sa.state != IkeState.ESTABLISHED:
         return
     _child_timers(engine, sa, now)

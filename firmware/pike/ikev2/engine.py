@@ -33,10 +33,11 @@ from pike.policy.ts import IPAddress
 from pike.sa import liveness
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Selectors
+from pike.sa.context import IdKey, Selectors
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
-from pike.sa.restarts import restart
+from pike.sa.resolving import Resolving, is_name, unresolved
+from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
@@ -67,7 +68,12 @@ class Ikev2Engine:
         self.ctx.overlapping = self._overlapping
         self.ctx.keeps_policies = self._keeps_policies
         self.ctx.trap_reqid = self.traps.reqid
-        self.ctx.before_fail = self.traps.before_fail
+        self.ctx.before_fail = self._before_fail
+        self.ctx.child_closed = self._child_closed
+        self.ctx.has_contact = self.has_contact
+        self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
+        self.retries = Pending()  # keyingtries waiting for their backoff
+        self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
 
     @property
     def config(self) -> Config:
@@ -135,10 +141,18 @@ class Ikev2Engine:
         return self.traps.keeps_policies(child, others)
 
     def initiate(
-        self, conn_name: str, now: float, child: str | None = None, *, keyingtry: int = 0
+        self,
+        conn_name: str,
+        now: float,
+        child: str | None = None,
+        *,
+        keyingtry: int = 0,
+        remote: str | None = None,
     ) -> None:
         """Bring a connection (and ``child``, else its first child) up. ``keyingtry``: how
-        many attempts of ``keyingtries`` went before this one (the engine's retries)."""
+        many attempts of ``keyingtries`` went before this one (the engine's retries);
+        ``remote``: the address a DNS name in ``remote_addrs`` resolved to (else the
+        initiation waits for ``resolved``)."""
         conn = self.config.connections[conn_name]
         if conn.version != 2:
             raise KeyError(f"{conn_name} is not an IKEv2 connection")
@@ -165,14 +179,18 @@ class Ikev2Engine:
             return
         if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
             raise KeyError(f"{conn_name} has no remote address to initiate to")
-        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(conn.remote_addrs[0])
+        remote = remote or conn.remote_addrs[0]
+        if is_name(remote):
+            self.resolving.ask(conn, (child,) if child else (), keyingtry)
+            return
+        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
         sa = IkeSa(
             self.ctx,
             self.ctx.unique_id(),
             True,
             self.ctx.ike_spi(),
             (local_ip, self.config.daemon.ike_port),
-            (conn.remote_addrs[0], conn.remote_port),
+            (remote, conn.remote_port),
             conn,
             created_at=now,
             keyingtry=keyingtry,
@@ -207,6 +225,8 @@ class Ikev2Engine:
         added = [n for n in config.connections if n not in old.connections]
         for name in removed + changed:
             self.terminate(name, now)
+            self.retries.forget(name)
+            self.resolving.forget(name)
         self.ctx.config = config
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
@@ -267,16 +287,61 @@ class Ikev2Engine:
         live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.CREATED)
         return any(c.name == name and c.state in live for c in sa.children)
 
-    def terminate(self, conn_name: str, now: float) -> None:
+    def terminate(self, conn_name: str, now: float, force: bool = False) -> None:
+        """Delete a connection's IKE SAs with the peer. ``force`` (swanctl's --force): the
+        SAs go now, without waiting for answers or retransmitting (a Delete goes out once
+        when no other exchange holds the window), so a stuck SA is cleared at once."""
         conn = self.config.connections[conn_name]
+        self.retries.forget(conn_name)
+        self.resolving.forget(conn_name)
         for sa in list(self.sas.values()):
             if sa.conn is not conn:
                 continue
             if sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
                 sa.tasks.queue(IkeDelete(sa, True))
                 sa.tasks.initiate(now)
-            elif sa.state != IkeState.DELETING:
+                if force:
+                    sa.fail("terminated", now)
+            elif sa.state != IkeState.DELETING or force:
                 sa.fail("terminated", now)
+        self._sweep(now)
+
+    def terminate_child(self, conn_name: str, child: str, now: float) -> None:
+        """Delete the CHILD_SAs named ``child`` of a connection with the peer (the IKE SA
+        stays). KeyError: no such child, or none of it is up."""
+        conn = self.config.connections[conn_name]
+        if conn.child(child) is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        found = False
+        for sa in self.sas.values():
+            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
+                continue
+            for c in sa.children:
+                if c.name == child and c.state in (ChildState.INSTALLED, ChildState.FAILED):
+                    sa.tasks.queue(ChildDelete(sa, True, c))
+                    found = True
+            sa.tasks.initiate(now)
+        if not found:
+            raise KeyError(f"{conn_name}.{child}: no CHILD_SA up")
+
+    def resolved(self, conn_name: str, addresses: tuple[str, ...], now: float) -> None:
+        """The answer to ``ResolveRequest``: the initiations that waited go on to the
+        first address; none (the lookup failed) counts as a failed attempt."""
+        conn = self.config.connections.get(conn_name)
+        for waiting in self.resolving.answered(conn_name):
+            if conn is None:
+                break
+            if not addresses:
+                again = unresolved(conn, waiting, now)
+                if again is not None:
+                    log.warning("%s", again.note)
+                    self.retries.add(again)
+                continue
+            with contextlib.suppress(KeyError):
+                for child in waiting.children or (None,):
+                    self.initiate(
+                        conn_name, now, child, keyingtry=waiting.keyingtry, remote=addresses[0]
+                    )
         self._sweep(now)
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
@@ -312,7 +377,7 @@ class Ikev2Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        best: float | None = None
+        best = self.retries.deadline()
         for sa in self.sas.values():
             for t in deadlines(sa):
                 if t is not None and (best is None or t < best):
@@ -322,6 +387,8 @@ class Ikev2Engine:
     def handle_timer(self, now: float) -> None:
         for sa in list(self.sas.values()):
             on_timer(self.ctx, sa, now)
+        for again in self.retries.due(now):
+            self._restart(again, now)
         self._sweep(now)
 
     # -- datagrams -----------------------------------------------------------------------
@@ -396,6 +463,17 @@ class Ikev2Engine:
         ):
             self._initial_contact(sa, now)
 
+    def has_contact(self, mine: IdKey, peer: IdKey) -> bool:
+        """An IKE SA of ours with these identities is up (no INITIAL_CONTACT then)."""
+        return any(
+            sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+            and sa.my_id is not None
+            and sa.peer_id is not None
+            and (sa.my_id.id_type, sa.my_id.data) == mine
+            and (sa.peer_id.id_type, sa.peer_id.data) == peer
+            for sa in self.sas.values()
+        )
+
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """The peer rebooted: its older IKE SAs with us are gone on its side (§2.4)."""
         for other in list(self.sas.values()):
@@ -453,6 +531,21 @@ class Ikev2Engine:
                     return c
         return None
 
+    def _before_fail(self, sa: IkeSa, reason: str) -> None:
+        self.traps.before_fail(sa, reason)
+        if reason == "peer_deleted":
+            for child in sa.children:
+                self._closed(sa, child, whole=True)
+
+    def _child_closed(self, sa: IkeSa, child: ChildSa) -> None:
+        self._closed(sa, child, whole=False)
+
+    def _closed(self, sa: IkeSa, child: ChildSa, *, whole: bool) -> None:
+        """The peer deletes ``child`` (``whole``: with its IKE SA): close_action."""
+        others = [c for s in self.sas.values() if not (whole and s is sa) for c in s.children]
+        if sa.conn is not None and closed_by_peer(sa.conn, child, others, self.traps, whole):
+            self._reopen.append((sa.conn.name, child.name))
+
     def _reauth(self, old: IkeSa, now: float) -> None:
         new = reauth.start(self.ctx, old, now)
         if new is not None:
@@ -475,9 +568,19 @@ class Ikev2Engine:
         ]
         for again in sorted(agains, key=lambda r: r.keyingtry > 0):  # peers found dead first
             log.info("%s", again.note)
-            with contextlib.suppress(KeyError):
-                for child in again.children or (None,):
-                    self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
+            if again.at > now:
+                self.retries.add(again)
+            else:
+                self._restart(again, now)
+        reopen, self._reopen = self._reopen, []
+        for conn, name in dict.fromkeys(reopen):
+            with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+                self.initiate(conn, now, name)
+
+    def _restart(self, again: Restart, now: float) -> None:
+        with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+            for child in again.children or (None,):
+                self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

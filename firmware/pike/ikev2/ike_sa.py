@@ -43,6 +43,8 @@ class Ikev2Context(Context):
     trap_reqid: Callable[[str, str], int | None] = field(default=lambda c, n: None, repr=False)
     # Set by the engine: called as an IKE SA ends, before its children go.
     before_fail: Callable[[IkeSa, str], None] = field(default=lambda sa, r: None, repr=False)
+    # Set by the engine: the peer deletes this CHILD_SA (close_action), before it goes.
+    child_closed: Callable[[IkeSa, ChildSa], None] = field(default=lambda sa, c: None, repr=False)
 
 
 @dataclass(eq=False)

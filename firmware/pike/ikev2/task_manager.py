@@ -19,7 +19,7 @@ from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
 from pike.sa.signing import Awaited
 from pike.sa.state import IkeState
-from pike.wire.constants import ExchangeType
+from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
@@ -272,7 +272,15 @@ class TaskManager:
         self._log_out(resp, len(datagrams))
         self._send(datagrams)
         if fatal:
-            self.sa.fail("refused", now, quiet=True)
+            # A refused authentication is reported (pike_ike_auth_failures_total), as the
+            # initiator's is; other refusals of a half-open SA end it quietly.
+            auth = (
+                error is not None
+                and error.notify == NotifyType.AUTHENTICATION_FAILED
+                and msg.exchange == ExchangeType.IKE_AUTH
+                and self.sa.conn is not None
+            )
+            self.sa.fail("auth_failed" if auth else "refused", now, quiet=not auth)
             return
         for task in tasks:
             task.completed(now)

@@ -19,6 +19,17 @@ def addr_in(addr: str, configured: tuple[str, ...]) -> bool:
     return False
 
 
+def is_name(text: str) -> bool:
+    """A ``remote_addrs`` entry that is a DNS name (not an address, subnet or %any)."""
+    if text == "%any":
+        return False
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return True
+    return False
+
+
 def any_of(remote: str) -> str:
     """The wildcard address of ``remote``'s family (no local address configured)."""
     return "0.0.0.0" if ipaddress.ip_address(remote).version == 4 else "::"

@@ -16,6 +16,7 @@ from pike.policy.ts import TrafficSelector
 
 StartAction = Literal["none", "start", "trap"]
 DpdAction = Literal["clear", "trap", "restart"]
+CloseAction = Literal["none", "trap", "start"]
 AuthKind = Literal["psk", "pubkey"]
 
 
@@ -49,6 +50,7 @@ class ChildConfig:
     esp_proposals: tuple[ProposalSpec, ...]
     mode: Mode = "tunnel"
     start_action: StartAction = "none"
+    close_action: CloseAction = "none"  # when the peer deletes it (strongSwan's meaning)
     rekey_time: int = 3600  # strongSwan's defaults
     life_time: int = 3960
     rand_time: int = 360

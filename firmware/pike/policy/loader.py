@@ -16,9 +16,11 @@ from typing import Literal, cast
 
 from pike.crypto.errors import ProposalError
 from pike.crypto.proposal import ProposalSpec, parse_proposal
+from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
     ChildConfig,
+    CloseAction,
     Config,
     ConnectionConfig,
     DaemonConfig,
@@ -236,8 +238,14 @@ def _local_addrs(t: Table) -> tuple[str, ...]:
     return tuple(out)
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# RFC 1123 host names; the last label not all digits (so 192.0.2.300 stays a bad address)
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{_LABEL}\.)*(?=[^.]*[A-Za-z-]){_LABEL}\.?$")
+
+
 def _remote_addrs(t: Table) -> tuple[str, ...]:
-    """IP addresses, or (responder only) subnets and %any; missing means %any."""
+    """IP addresses or DNS names (resolved when initiating), or (responder only) subnets
+    and %any; missing means %any."""
     items = t.strings("remote_addrs", [ANY])
     if not items:
         raise t.error("remote_addrs", "must name at least one address (or %any)")
@@ -249,8 +257,13 @@ def _remote_addrs(t: Table) -> tuple[str, ...]:
         try:
             net = ipaddress.ip_network(text, strict=True)
         except ValueError:
+            if _HOSTNAME.match(text):
+                out.append(text.lower().rstrip("."))  # resolved when initiating
+                continue
             raise t.error(
-                path, f"{text!r} is not an IPv4/IPv6 address, a subnet or %any (responder only)"
+                path,
+                f"{text!r} is not an IPv4/IPv6 address, a DNS name, a subnet or %any"
+                " (responder only)",
             ) from None
         single = net.prefixlen == net.max_prefixlen
         out.append(str(net.network_address) if single else str(net))
@@ -370,6 +383,17 @@ def _child(
             "start_action",
             f"{start} needs a remote address (%any and subnets are responder only)",
         )
+    close = t.choice("close_action", ("none", "trap", "start"), "none")
+    if close != "none" and remote_addr is None:
+        raise t.error(
+            "close_action",
+            f"{close} needs a remote address (%any and subnets are responder only)",
+        )
+    if remote_addr is not None and is_name(remote_addr):
+        for key, value in (("start_action", start), ("close_action", close)):
+            if value == "trap":
+                raise t.error(key, "trap needs an IP address in remote_addrs, not a name")
+        remote_addr = None  # no address for remote_ts = dynamic
     rekey = t.convert("rekey_time", _seconds, 3600)
     rekey_bytes, life_bytes, rand_bytes = _volume(t, "bytes")
     rekey_packets, life_packets, rand_packets = _volume(t, "packets")
@@ -380,6 +404,7 @@ def _child(
         esp_proposals=_proposals(t, "esp_proposals", "esp", defaults.esp),
         mode=cast(Mode, t.choice("mode", ("tunnel", "transport"), "tunnel")),
         start_action=cast(StartAction, start),
+        close_action=cast(CloseAction, close),
         rekey_time=rekey,
         life_time=t.convert("life_time", _seconds, int(rekey * 1.1)),
         rand_time=t.convert("rand_time", _seconds, rekey // 10),
@@ -426,9 +451,14 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     local_addrs = _local_addrs(t)
     remote_addrs = _remote_addrs(t)
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
+    named = remote_host is not None and is_name(remote_host)
     proposals = _proposals(t, "proposals", "ike", defaults.ike)
     local = _auth(t.table("local"), local_host, "local")
-    remote = _auth(t.table("remote"), remote_host, "remote")
+    remote = _auth(t.table("remote"), None if named else remote_host, "remote")
+    if named and remote.auth == "psk" and remote.id is None:
+        raise t.table("remote").error(
+            "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
+        )
     children = tuple(_child(c, local_host, remote_host, defaults) for c in t.tables("children"))
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:
@@ -452,8 +482,10 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         fragmentation=t.typed("fragmentation", bool, True),
         dpd_delay=t.convert("dpd_delay", _seconds, 0),
         dpd_timeout=dpd_timeout,
-        dpd_action=cast(DpdAction, t.choice("dpd_action", ("clear", "trap", "restart"), "clear")),
-        keyingtries=t.integer("keyingtries", 1, 0, 1_000_000),
+        dpd_action=_dpd_action(t, named),
+        # A box nobody logs into keeps trying: 0 (unlimited) when a child starts at boot
+        # (strongSwan's default is 1 everywhere).
+        keyingtries=t.integer("keyingtries", 0 if _starts(children) else 1, 0, 1_000_000),
         # strongSwan's rule: with reauth_time, rekey_time defaults to 0 (no rekeys)
         rekey_time=t.convert("rekey_time", _seconds, 0 if reauth else 14400),
         reauth_time=reauth,
@@ -462,6 +494,17 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     )
     t.finish()
     return conn
+
+
+def _dpd_action(t: Table, named: bool) -> DpdAction:
+    action = t.choice("dpd_action", ("clear", "trap", "restart"), "clear")
+    if action == "trap" and named:
+        raise t.error("dpd_action", "trap needs an IP address in remote_addrs, not a name")
+    return cast(DpdAction, action)
+
+
+def _starts(children: tuple[ChildConfig, ...]) -> bool:
+    return any(c.start_action == "start" for c in children)
 
 
 def _check_psk(src: Source, config: Config, conn: ConnectionConfig) -> None:

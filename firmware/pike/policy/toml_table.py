@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pike.policy.key_hints import unknown_key
 from pike.policy.toml_lines import KeyPath, PathPart, format_path, line_of
 
 T = TypeVar("T")
@@ -156,4 +157,4 @@ class Table:
         unknown = [k for k in self.data if k not in self._seen]
         if unknown:
             unknown.sort(key=lambda k: line_of(self.src.lines, self.at(k)))
-            raise self.error(unknown[0], "unknown key (misspelt?)")
+            raise self.error(unknown[0], unknown_key(self.path, str(unknown[0])))

@@ -18,6 +18,7 @@ from pike.sa.ports import RandomSpis, SpiSource
 
 Random = Callable[[int], bytes]
 Selectors = tuple[TrafficSelector, ...]
+IdKey = tuple[int, bytes]  # an identity as (ID type, data): the same numbers in both versions
 
 # Tunables (not RFC values).
 NONCE_SIZE = 32  # strongSwan's nonce length
@@ -87,6 +88,12 @@ class Context:
     credentials: CredentialStore = field(default_factory=CredentialStore)
     actions: deque[Action] = field(default_factory=deque)
     counters: Counters = field(default_factory=Counters)
+    # Set by the engines: an IKE or ISAKMP SA with these identities (ours, the peer's) is
+    # up, of either version. Then no INITIAL_CONTACT: the peer would drop that SA
+    # (strongSwan's rule).
+    has_contact: Callable[[IdKey, IdKey], bool] = field(
+        default=lambda mine, peer: False, repr=False
+    )
     _next_unique: int = 0
     _next_reqid: int = 0
     _next_sign: int = 0

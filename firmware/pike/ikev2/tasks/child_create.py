@@ -18,6 +18,7 @@ from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.ikev2.child_proposal import child_specs, choose_esp
+from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
 from pike.ikev2.narrowing import ChildMatch, dynamic, match_child, ts_from_wire, ts_to_wire
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
@@ -31,7 +32,13 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
 from pike.sa.state import ChildState, IkeState
-from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
+from pike.wire.constants import (
+    ERROR_NOTIFY_MAX,
+    ExchangeType,
+    NotifyType,
+    ProtocolId,
+    notify_name,
+)
 from pike.wire.payloads import (
     KePayload,
     Message,
@@ -200,7 +207,17 @@ class ChildCreate(Task):
                 raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
-                self._failed(f"peer refused CHILD_SA with notify {_notify_name(n.notify_type)}")
+                log.warning(
+                    "%s: the peer refused CHILD_SA %s (%s); we asked for local_ts %s,"
+                    " remote_ts %s, ESP %s",
+                    sa.tag(),
+                    self.config.name,
+                    notify_name(n.notify_type),
+                    _fmt(self.config.local_ts),
+                    _fmt(self.config.remote_ts),
+                    configured(self._specs(self.config)),
+                )
+                self._failed(f"peer refused CHILD_SA with notify {notify_name(n.notify_type)}")
                 return
         sa_payload, tsi, tsr = msg.first(SaPayload), msg.first(TsiPayload), msg.first(TsrPayload)
         if sa_payload is None or tsi is None or tsr is None:
@@ -283,11 +300,17 @@ class ChildCreate(Task):
         candidates = (old.config,) if old is not None else sa.conn.children
         match = match_child(candidates, theirs_i, theirs_r, sa.local[0], sa.remote[0])
         if match is None:
-            log.info(
-                "%s: no child config matches TSi %s TSr %s",
+            log.warning(
+                "%s: no child config matches the peer's traffic selectors TSi %s TSr %s;"
+                " we have %s",
                 sa.tag(),
                 _fmt(theirs_i),
                 _fmt(theirs_r),
+                "; ".join(
+                    f"{c.name}: local_ts {_fmt(c.local_ts)}, remote_ts {_fmt(c.remote_ts)}"
+                    for c in candidates
+                )
+                or "no children",
             )
             self._refuse(NotifyType.TS_UNACCEPTABLE)
             return
@@ -295,7 +318,13 @@ class ChildCreate(Task):
         ke = msg.first(KePayload)
         chosen = choose_esp(self._specs(cfg), sa_payload.proposals, ke.group if ke else None)
         if chosen is None:
-            log.info("%s: no acceptable ESP proposal for %s", sa.tag(), cfg.name)
+            log.warning(
+                "%s: no acceptable ESP proposal for %s: the peer offered %s; we have %s",
+                sa.tag(),
+                cfg.name,
+                offered(sa_payload.proposals),
+                configured(self._specs(cfg)),
+            )
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         if not self.in_auth:
@@ -471,10 +500,3 @@ def _within(got: Sequence[TrafficSelector], offered: Sequence[TrafficSelector]) 
 
 def _fmt(ts: Sequence[TrafficSelector]) -> str:
     return " ".join(str(t) for t in ts)
-
-
-def _notify_name(n: int) -> str:
-    try:
-        return NotifyType(n).name
-    except ValueError:
-        return str(n)

@@ -46,7 +46,7 @@ from pike.sa.certs import (
 )
 from pike.sa.credentials import CredentialError, LocalCredentials
 from pike.sa.state import IkeState
-from pike.wire.constants import AuthMethod, ExchangeType, NotifyType
+from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, notify_name
 from pike.wire.payloads import (
     AuthPayload,
     CertPayload,
@@ -78,6 +78,19 @@ class _Ours:
 def _id_body(ident: Identity) -> bytes:
     # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
     return bytes((ident.id_type, 0, 0, 0)) + ident.data
+
+
+def _expected(conns: list[ConnectionConfig]) -> str:
+    """The remote ids the connections want, for an error line: ``'hq.example.net' (hq)``."""
+    wanted = [f"'{c.remote.id}' ({c.name})" for c in conns if c.remote.id is not None]
+    return " or ".join(wanted) or "any configured remote id"
+
+
+def _method_name(method: int) -> str:
+    try:
+        return AuthMethod(method).name
+    except ValueError:
+        return f"auth method {method}"
 
 
 def _is_psk(method: int) -> bool:
@@ -248,8 +261,10 @@ class IkeAuth(Task):
         sa.my_id = me
         msg.payloads.append(IdiPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
-        if sa.replaces is None:
-            # Not when reauthenticating: the peer would drop the SAs we still use.
+        contact = sa.ctx.has_contact((me.id_type, me.data), (peer.id_type, peer.data))
+        if sa.replaces is None and not contact:
+            # Not when reauthenticating, nor beside another IKE SA with the same
+            # identities (strongSwan's rule): the peer would drop the SAs we still use.
             msg.payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         msg.payloads.extend(self._certreq(sa.conn))
         if sa.conn.remote.id is not None:
@@ -270,7 +285,9 @@ class IkeAuth(Task):
                 NotifyType.INVALID_SYNTAX,
                 NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
             ):
-                raise TaskFailed("peer_error", f"IKE_AUTH answered with notify {n.notify_type}")
+                raise TaskFailed(
+                    "peer_error", f"IKE_AUTH answered with notify {notify_name(n.notify_type)}"
+                )
         idr = msg.first(IdrPayload)
         auth = msg.first(AuthPayload)
         if idr is None or auth is None:
@@ -298,11 +315,14 @@ class IkeAuth(Task):
         peer = peer_identity(idi.id_type, idi.data)
         idr = msg.first(IdrPayload)
         wanted = peer_identity(idr.id_type, idr.data) if idr is not None else None
+        conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
             how = self._verify(conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
+            # counted under the connection it was for (the only one its address fits)
+            sa.conn = conn or (sa.candidates[0] if len(sa.candidates) == 1 else None)
             raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
         sa.conn, sa.my_id, sa.peer_id = conn, self._my_id(conn), peer
         log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
@@ -318,12 +338,15 @@ class IkeAuth(Task):
                 continue
             by_id.append(conn)
         if not by_id:
-            raise AuthFailure(f"no connection for peer identity {peer}")
+            raise AuthFailure(f"peer identity '{peer}' is not {_expected(self.sa.candidates)}")
         for conn in by_id:
             if (conn.remote.auth == "psk") == _is_psk(method):
                 return conn
+        others = [c for c in self.sa.candidates if c not in by_id]
+        wrong_id = f"peer identity '{peer}' is not {_expected(others)}; " if others else ""
         raise AuthFailure(
-            f"auth method {method} not accepted ({by_id[0].name} expects {by_id[0].remote.auth})"
+            f"{wrong_id}{by_id[0].name} expects {by_id[0].remote.auth} authentication,"
+            f" the peer used {_method_name(method)}"
         )
 
     def _build_r(self, msg: Message) -> None:

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
+from pike.ikev2.describe import configured, offered
+from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
 from pike.sa.context import NONCE_SIZE
-from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
+from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, notify_name
 from pike.wire.payloads import (
     KePayload,
     Message,
@@ -87,7 +89,16 @@ class IkeInit(Task):
             raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
-                raise TaskFailed("peer_error", f"IKE_SA_INIT answered with notify {n.notify_type}")
+                if n.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:
+                    log.warning(
+                        "%s: the peer accepts none of our IKE proposals (NO_PROPOSAL_CHOSEN);"
+                        " we offered %s",
+                        self.sa.tag(),
+                        configured(self.sa.conn.proposals if self.sa.conn else ()),
+                    )
+                raise TaskFailed(
+                    "peer_error", f"IKE_SA_INIT answered with notify {notify_name(n.notify_type)}"
+                )
         sa_payload = msg.first(SaPayload)
         ke = msg.first(KePayload)
         nonce = msg.first(NoncePayload)
@@ -118,6 +129,13 @@ class IkeInit(Task):
             raise RespondError(NotifyType.INVALID_SYNTAX)
         chosen = select(sa.conn.proposals, sa_payload.proposals, ProtocolId.IKE, ke.group)
         if chosen is None or chosen.prf_id is None:
+            log.warning(
+                "%s: no acceptable IKE proposal: the peer offered %s; %s has %s",
+                sa.tag(),
+                offered(sa_payload.proposals),
+                sa.conn.name,
+                configured(sa.conn.proposals),
+            )
             raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
         if ke.group != chosen.group:
             raise RespondError(
