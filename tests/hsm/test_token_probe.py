@@ -274,12 +274,10 @@ def test_reload_adding_a_token_key_probes_it_off_the_loop(
     from pike.daemon import runtime
     from pike.daemon.nokernel import NoKernel
     from pike.policy.loader import load_config
-    from pike.sa import credentials
 
     pem, fifo, _spki = _token(softhsm, tmp_path)
     key = uri(softhsm.module, "gw", "ike", fifo)
-    store = CredentialStore()
-    monkeypatch.setattr(credentials, "STORE", store)  # what reload and the engine use
+    store = CredentialStore()  # the daemon's: what reload and the engine use
     ike, natt = free_udp_ports(2)
     daemon_part: dict[str, TomlValue] = {
         "control_socket": str(tmp_path / "pike.sock"),
@@ -288,7 +286,8 @@ def test_reload_adding_a_token_key_probes_it_off_the_loop(
     }
     path = tmp_path / "pike.toml"
     path.write_text(_conf(None, pem, **daemon_part))
-    daemon = runtime.Daemon(load_config(str(path)), NoKernel("test"), _engine, ipv6=False)
+    config = load_config(str(path))
+    daemon = runtime.Daemon(config, NoKernel("test"), _engine, ipv6=False, credentials=store)
     caplog.set_level(logging.INFO)
 
     async def scenario() -> tuple[float, float]:

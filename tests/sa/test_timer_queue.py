@@ -49,3 +49,13 @@ def test_stale_entries_do_not_pile_up() -> None:
         q.set(a, float(n))
     assert len(q._heap) < 200  # rebuilt once stale entries outnumber live ones
     assert q.next() == 9999.0
+
+
+def test_due_leaves_items_in_place() -> None:
+    q: TimerQueue[Item] = TimerQueue()
+    items = [Item() for _ in range(50)]
+    for n, it in enumerate(items):
+        q.set(it, float(n))
+    q.set(items[3], 100.0)  # a stale entry at 3.0 is not reported
+    assert set(q.due(10.0)) == set(items[:11]) - {items[3]}
+    assert len(q) == 50 and q.next() == 0.0

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.liveness import due as dpd_due
 from pike.ikev1.quick_mode import QuickMode
 from pike.ikev1.responder import phase1_request
 from pike.ikev1.sa_table import SaTable
@@ -24,11 +25,13 @@ from pike.ikev1.timers import next_deadline, on_timer
 from pike.ikev1.traps import Traps
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
-from pike.policy.ipsec import KernelCaps
-from pike.sa import child_lifecycle
+from pike.policy.ipsec import KernelCaps, SaSpec
+from pike.sa import child_lifecycle, liveness
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Context, IdKey, SpiAlloc
+from pike.sa.context import Context, IdKey
+from pike.sa.credentials import CredentialStore
+from pike.sa.ports import SpiSource
 from pike.sa.resolving import Resolving, is_name, unresolved
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState
@@ -57,12 +60,14 @@ class Ikev1Engine:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
         ctx: Context | None = None,
     ) -> None:
         # Beside an IKEv2 engine the context is shared: one action queue, one set of
         # counters, unique ids and reqids that never collide (``pike.daemon.engines``).
-        self.ctx = ctx or Context(config, random, kernel_caps, spi_alloc)
+        store = credentials or CredentialStore()
+        self.ctx = ctx or Context(config, random, kernel_caps, spis, store)
         if ctx is None:  # else the owner of the shared context asks both engines
             self.ctx.has_contact = self.has_contact
         self.table = SaTable()
@@ -273,6 +278,20 @@ class Ikev1Engine:
                     self.delete_child(sa, child, "expired", now)
                 elif child.state == ChildState.INSTALLED:
                     self.rekey_child(sa, child, now)
+                return
+
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        """As ``Ikev2Engine.esp_wanted``: the inbound SAs the DPD decisions due need."""
+        out: list[SaSpec] = []
+        for sa in self.table.sas.values():
+            due = dpd_due(sa)
+            if due is not None and now >= due:
+                out += liveness.esp_wanted(sa.children)
+        return out
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        for sa in self.table.sas.values():
+            if liveness.esp_seen(sa.children, spi, packets, last_use, now):
                 return
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:

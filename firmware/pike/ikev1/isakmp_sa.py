@@ -335,7 +335,8 @@ class IsakmpSa:
             remove(child, reason)
         if not quiet or self.established_at is not None:
             log.info("%s: ISAKMP_SA ended: %s", self.tag(), reason)
-            self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason))
+            spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
+            self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.flights.clear()
         self.set_state(IkeState.DESTROYED)
 

@@ -96,7 +96,7 @@ def _child_timers(engine: Host, sa: IsakmpSa, now: float) -> None:
 
 
 def _dpd(engine: Host, sa: IsakmpSa, now: float) -> None:
-    verdict = liveness.check(sa, now, engine.ctx.esp_activity, engine.config.daemon)
+    verdict = liveness.check(sa, now, engine.config.daemon)
     if verdict == "dead":
         log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
         engine.lost(sa, now)

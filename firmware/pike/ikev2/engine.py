@@ -28,11 +28,14 @@ from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig, Identity
-from pike.policy.ipsec import KernelCaps, UdpEncap
+from pike.policy.ipsec import KernelCaps, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress
+from pike.sa import liveness
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import IdKey, Selectors, SpiAlloc
+from pike.sa.context import IdKey, Selectors
+from pike.sa.credentials import CredentialStore
+from pike.sa.ports import SpiSource
 from pike.sa.resolving import Resolving, is_name, unresolved
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
@@ -53,9 +56,10 @@ class Ikev2Engine:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
     ) -> None:
-        self.ctx = Ikev2Context(config, random, kernel_caps, spi_alloc)
+        self.ctx = Ikev2Context(config, random, kernel_caps, spis, credentials or CredentialStore())
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open
@@ -138,6 +142,25 @@ class Ikev2Engine:
         if hit is not None:
             yield hit
         yield from list(self.sas.values())
+
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        """The inbound SAs whose kernel counters the DPD decisions due at ``now`` need;
+        the runtime reports each with ``esp_seen`` before ``handle_timer(now)``. Only the
+        SAs due at ``now`` in the timer heap are looked at."""
+        self._retime()
+        out: list[SaSpec] = []
+        for sa in self._timers.due(now):
+            due = sa.dpd_due()
+            if due is not None and now >= due:
+                out += liveness.esp_wanted(sa.children)
+        return out
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        """The kernel's counters of our inbound SA ``spi``: its packets and last use (on
+        the engine's clock, None if never used)."""
+        for sa in self._with_spi(spi):
+            if liveness.esp_seen(sa.children, spi, packets, last_use, now):
+                return
 
     def _keeps_policies(self, child: ChildSa) -> bool:
         others = (c for sa in self.sas.values() for c in sa.children)

@@ -123,7 +123,7 @@ def _keepalive(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
 
 def _liveness(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """DPD: probe only when neither IKE nor ESP brought news within dpd_delay."""
-    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, ctx.esp_activity, now)
+    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, now)
     due = sa.dpd_due()
     if due is None or now < due:
         log.debug(

@@ -90,7 +90,9 @@ class XfrmKernel(KernelIpsec):
         self.netns = netns
         self.offload_in_use: dict[tuple[IPAddress, int], InUse] = {}
         self._nl = XfrmSocket(netns)
-        self._sas: dict[SaKey, str] = {}  # installed or larval SA -> what (for logs)
+        # What this instance put in the kernel, by key only (the engine holds the rest):
+        # to remove it at shutdown and to tell our EXPIREs and ACQUIREs from others'.
+        self._sas: set[SaKey] = set()  # installed or larval SAs
         self._larval: set[SaKey] = set()  # allocated by get_spi, completed by UPDSA
         self._policies: dict[PolicyKey, int] = {}  # -> reqid
         self._events: XfrmEvents | None = None
@@ -159,7 +161,7 @@ class XfrmKernel(KernelIpsec):
         spi = int(replies[0]["id_spi"])
         key = (dst, spi)
         self._larval.add(key)
-        self._sas[key] = f"larval SA {spi:08x}"
+        self._sas.add(key)
         log.debug("allocated SPI %08x for %s -> %s reqid %d", spi, src, dst, reqid)
         return spi
 
@@ -178,7 +180,7 @@ class XfrmKernel(KernelIpsec):
             in_use = self._install_sa(sa, xm.XFRM_MSG_NEWSA)
         self.offload_in_use[key] = in_use  # for list-sas
         self._larval.discard(key)
-        self._sas[key] = f"SA {sa.spi:08x} {sa.src} -> {sa.dst}"
+        self._sas.add(key)
         log.debug(
             "installed %s SA %08x %s -> %s reqid %d", sa.mode, sa.spi, sa.src, sa.dst, sa.reqid
         )
@@ -268,7 +270,7 @@ class XfrmKernel(KernelIpsec):
 
     def del_sa(self, dst: IPAddress, spi: int) -> None:
         self._delete_sa(dst, spi)
-        self._sas.pop((dst, spi), None)
+        self._sas.discard((dst, spi))
         self.offload_in_use.pop((dst, spi), None)
         self._larval.discard((dst, spi))
 
@@ -394,7 +396,7 @@ class XfrmKernel(KernelIpsec):
                 if key not in self._sas or key in self._larval:
                     continue  # not ours, or an SPI we only reserved
                 if ev.hard:
-                    self._sas.pop(key, None)  # the kernel removed it already
+                    self._sas.discard(key)  # the kernel removed it already
             elif isinstance(ev, Acquire) and ev.reqid not in reqids:
                 continue
             out.append(ev)

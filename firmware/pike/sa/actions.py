@@ -150,6 +150,7 @@ class IkeSaDeleted:
     conn: str
     unique_id: int
     reason: str  # "terminated", "peer_deleted", "retransmit_timeout", "auth_failed", ...
+    spis: tuple[bytes, bytes] | None = None  # (SPIi, SPIr) of an SA that was established
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,7 @@ class ChildSaEstablished:
     conn: str
     child: str
     unique_id: int
+    spis: tuple[int, int] | None = None  # (inbound, outbound), for the runtime's log line
 
 
 @dataclass(frozen=True, slots=True)

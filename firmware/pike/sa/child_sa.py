@@ -13,6 +13,7 @@ from pike.policy.ipsec import Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import InstallChildSa
 from pike.sa.chosen import Chosen
+from pike.sa.esp_seen import EspSeen
 from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
 
 
@@ -41,6 +42,7 @@ class ChildSa:
     expire_at: float | None = None
     # Soft (rekey) volume limits in the kernel: (bytes, packets), drawn once per CHILD_SA.
     soft_volume: tuple[int, int] | None = None
+    esp: EspSeen = field(default_factory=EspSeen)  # inbound ESP as the kernel counted it
 
     def schedule(self, now: float, random: Callable[[int], bytes]) -> None:
         """Rekey at rekey_time minus up to rand_time (jitter keeps both peers from

@@ -54,6 +54,20 @@ class TimerQueue(Generic[T]):
             heapq.heappop(heap)
         return None
 
+    def due(self, now: float) -> list[T]:
+        """The items due at ``now``, left in place: a walk of the heap's top, which costs
+        what is due (and stale), not what is held."""
+        heap, out, stack = self._heap, [], [0]
+        while stack:
+            i = stack.pop()
+            if i >= len(heap) or heap[i][0] > now:
+                continue
+            when, seq, item = heap[i]
+            if self._due.get(item) == (when, seq):
+                out.append(item)
+            stack += (2 * i + 1, 2 * i + 2)
+        return out
+
     def pop_due(self, now: float) -> list[T]:
         """The items due at ``now``, earliest first; they have no deadline afterwards."""
         out: list[T] = []

@@ -46,7 +46,7 @@ from pike.sa.certs import (
     subject_identity,
     validate_chain,
 )
-from pike.sa.credentials import CredentialError, LocalCredentials, store_for
+from pike.sa.credentials import CredentialError, LocalCredentials
 from pike.sa.id_match import is_wildcard
 from pike.sa.state import IkeState
 from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId, notify_name
@@ -132,7 +132,7 @@ class IkeAuth(Task):
             return conn.local.id
         if conn.local.auth == "pubkey":
             # strongSwan's default: the subject of our certificate.
-            return subject_identity(store_for(self.sa.ctx).local(conn).chain[0])
+            return subject_identity(self.sa.ctx.credentials.local(conn).chain[0])
         return identity.from_address(self.sa.local[0])
 
     def _psk(self, me: Identity, peer: Identity) -> bytes:
@@ -180,7 +180,7 @@ class IkeAuth(Task):
         try:
             me = self._my_id(conn) if self.initiator else sa.my_id
             assert me is not None
-            creds = store_for(sa.ctx).local(conn)
+            creds = sa.ctx.credentials.local(conn)
             method, scheme = choose_scheme(creds.key_type, peer_hashes(sa), conn.local.rsa_pss)
         except (CredentialError, NoUsableScheme) as exc:
             raise self._cannot_sign(AuthFailure(f"cannot sign our AUTH: {exc}")) from None
@@ -202,7 +202,7 @@ class IkeAuth(Task):
         return RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc))
 
     def _verify(
-        self, conn: ConnectionConfig, peer: Identity, msg: Message, auth: AuthPayload
+        self, conn: ConnectionConfig, peer: Identity, msg: Message, auth: AuthPayload, now: float
     ) -> str:
         """Check the peer's AUTH (and certificate); returns how, for the log line."""
         peer_is_initiator = not self.initiator
@@ -215,10 +215,10 @@ class IkeAuth(Task):
             return "a pre-shared key"
         if auth.method not in SIGNATURE_METHODS:
             raise AuthFailure(f"peer used auth method {auth.method}, we expect a signature")
-        store = store_for(self.sa.ctx)
+        store = self.sa.ctx.credentials
         try:
             certs = parse_cert_payloads(msg.all(CertPayload))
-            path = validate_chain(certs, store.cas(conn), store.now())
+            path = validate_chain(certs, store.cas(conn), store.wall(now))
         except (CertError, CredentialError) as exc:
             raise AuthFailure(f"certificate of {peer} not accepted: {exc}") from None
         leaf = certs[0]
@@ -240,7 +240,7 @@ class IkeAuth(Task):
         if conn.remote.auth != "pubkey":
             return []
         try:
-            req = certreq_payload(store_for(self.sa.ctx).cas(conn))
+            req = certreq_payload(self.sa.ctx.credentials.cas(conn))
         except CredentialError as exc:
             log.error("%s: %s", self.sa.tag(), exc)
             return []
@@ -279,7 +279,7 @@ class IkeAuth(Task):
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
-            self._process_r(msg)
+            self._process_r(msg, now)
             return
         sa = self.sa
         assert sa.conn is not None and sa.my_id is not None
@@ -302,7 +302,7 @@ class IkeAuth(Task):
         try:
             if not ids_match(sa.conn.remote.id, peer):
                 raise AuthFailure(f"peer identity {peer} is not {sa.conn.remote.id}")
-            how = self._verify(sa.conn, peer, msg, auth)
+            how = self._verify(sa.conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             raise self._fail("auth_failed", exc) from None
         log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
@@ -310,7 +310,7 @@ class IkeAuth(Task):
         self._established(now)
 
     # -- responder -----------------------------------------------------------------------
-    def _process_r(self, msg: Message) -> None:
+    def _process_r(self, msg: Message, now: float) -> None:
         sa = self.sa
         idi = msg.first(IdiPayload)
         auth = msg.first(AuthPayload)
@@ -324,7 +324,7 @@ class IkeAuth(Task):
         conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
-            how = self._verify(conn, peer, msg, auth)
+            how = self._verify(conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
             # counted under the connection it was for (the only one its address fits)

@@ -22,7 +22,7 @@ from pike.ikev2.pubkey import decode_hash_algorithms, encode_hash_algorithms
 from pike.ikev2.tasks.base import Task
 from pike.policy.config import ConnectionConfig
 from pike.sa.certs import certreq_payload
-from pike.sa.credentials import CredentialError, store_for
+from pike.sa.credentials import CredentialError
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
@@ -67,7 +67,7 @@ class IkeHashAlgs(Task):
         )
         if self.initiator:
             return  # the initiator's CERTREQ goes in IKE_AUTH (RFC 7296 §1.2)
-        store = store_for(self.sa.ctx)
+        store = self.sa.ctx.credentials
         cas: list[x509.Certificate] = []
         for conn in conns:
             if conn.remote.auth != "pubkey":
