@@ -281,9 +281,11 @@ class Ikev1Engine:
                 return
 
     def esp_wanted(self, now: float) -> list[SaSpec]:
-        """As ``Ikev2Engine.esp_wanted``: the inbound SAs the DPD decisions due need."""
+        """As ``Ikev2Engine.esp_wanted``: the inbound SAs the DPD decisions due need
+        (only the SAs due at ``now`` in the timer heap are looked at)."""
+        self.table.retime(next_deadline)
         out: list[SaSpec] = []
-        for sa in self.table.sas.values():
+        for sa in self.table.timers.due(now):
             due = dpd_due(sa)
             if due is not None and now >= due:
                 out += liveness.esp_wanted(sa.children)
