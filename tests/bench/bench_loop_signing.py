@@ -36,7 +36,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pike.sa.credentials import CredentialStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (hsm, ikev2 helpers)
 
@@ -134,7 +137,7 @@ def _pcts(xs: list[float]) -> str:
 
 
 async def _scenario(
-    a_conf: Path, b_conf: Path, n: int, inline: bool, spread: float
+    a_conf: Path, b_conf: Path, n: int, inline: bool, spread: float, store: CredentialStore
 ) -> dict[str, Any]:
     from pike.cli.piked import _engine
     from pike.daemon import signing
@@ -144,7 +147,7 @@ async def _scenario(
     from pike.policy.loader import load_config
 
     cfg = load_config(str(a_conf))
-    daemon = Daemon(cfg, NoKernel("bench"), _engine, ipv6=False)
+    daemon = Daemon(cfg, NoKernel("bench"), _engine, ipv6=False, credentials=store)
     orig_submit, orig_done = signing.Signing.submit, signing.Signing._done
     busy: list[list[float]] = []  # [start, end] of each signature, from ask to answer
     started: dict[int, list[float]] = {}
@@ -253,7 +256,7 @@ def main() -> int:
     from pike.hsm import pkcs11 as hsm
     from pike.hsm import provision
     from pike.hsm.pkcs11 import Pkcs11Signer
-    from pike.sa.credentials import STORE
+    from pike.sa.credentials import CredentialStore
 
     if not tpm_available():
         print("swtpm / tpm2-abrmd / tpm2-pkcs11 not installed: nothing to measure")
@@ -281,7 +284,8 @@ def main() -> int:
         a_conf, b_conf = _configs(tmp, args.n, key, tuple(free_udp_ports(3)))  # type: ignore[arg-type]
         from pike.policy.loader import load_config
 
-        problems = STORE.preload(load_config(str(a_conf)))  # logs in, as piked does at start
+        store = CredentialStore()  # piked's, preloaded as at its start (logs in)
+        problems = store.preload(load_config(str(a_conf)))
         assert not problems, problems
         when = f"one every {args.spread * 1000:.0f} ms" if args.spread else "all at once"
         print(f"piked responder, TPM RSA-2048 key (swtpm via tpm2-abrmd), {args.n} initiators "
@@ -292,7 +296,7 @@ def main() -> int:
         for rnd in range(args.rounds):
             for mode in ("thread", "inline"):
                 r = asyncio.run(
-                    _scenario(a_conf, b_conf, args.n, mode == "inline", args.spread),
+                    _scenario(a_conf, b_conf, args.n, mode == "inline", args.spread, store),
                     debug=args.debug,
                 )
                 for ph in ("idle", "burst", "signing"):

@@ -12,7 +12,9 @@ from pike.board.offload import (
     NicOffload,
     OffloadError,
     apply_offload,
+    local_interface,
     outgoing_interface,
+    packet_offload_unsupported,
     plan_offload,
     plan_offload_for,
     probe_nic,
@@ -89,6 +91,21 @@ def test_outgoing_interface(veth: Netns) -> None:
     assert outgoing_interface("203.0.113.1", veth.name) is None  # no route
 
 
+def test_inbound_sa_uses_the_interface_of_its_local_address(veth: Netns) -> None:
+    # w0 holds 198.51.100.1 while the route to the peer leaves through v0: an inbound SA
+    # to 198.51.100.1 is planned on w0 (strongSwan's choice), an outbound one on v0.
+    veth.ip("link", "add", "w0", "type", "veth", "peer", "name", "w1")
+    veth.ip("addr", "add", "198.51.100.1/24", "dev", "w0")
+    veth.ip("link", "set", "w0", "up")
+    assert local_interface("198.51.100.1", veth.name) == "w0"
+    assert local_interface("203.0.113.1", veth.name) is None
+    plan = plan_offload_for("auto", "192.0.2.2", veth.name, inbound_local="198.51.100.1")
+    assert plan.dev == "w0"
+    assert plan_offload_for("auto", "192.0.2.2", veth.name).dev == "v0"
+    # a local address on no interface: the route to the peer decides
+    assert plan_offload_for("auto", "192.0.2.2", veth.name, inbound_local="203.0.113.1").dev == "v0"
+
+
 def test_missing_interface_is_described(netns: Netns) -> None:
     nic = probe_nic("nope0", netns.name)
     assert nic.error == "no such interface"
@@ -116,6 +133,22 @@ def test_auto_tries_packet_then_crypto() -> None:
     install = Recorder(refuse=("packet", "crypto"))
     assert apply_offload(plan, install) == "no"
     assert install.calls == ["packet", "crypto", None]
+
+
+def test_packet_offload_needs_linux_6_2() -> None:
+    assert packet_offload_unsupported("6.2.0") is None
+    assert packet_offload_unsupported("6.18.44-fc-v1300") is None
+    assert packet_offload_unsupported("7.0.1") is None
+    why = packet_offload_unsupported("6.1.0-42-amd64")
+    assert why == (
+        "packet offload needs Linux 6.2 or later (XFRM_OFFLOAD_PACKET); "
+        "this kernel is 6.1.0-42-amd64"
+    )
+    plan = plan_offload("auto", ESP_NIC, why)
+    assert plan.attempts == ("crypto",) and plan.reason.endswith(why)
+    with pytest.raises(OffloadError, match=r"hw_offload = packet is impossible: packet offload"):
+        plan_offload("packet", ESP_NIC, why)
+    assert plan_offload("crypto", ESP_NIC, why).attempts == ("crypto",)
 
 
 def test_explicit_mode_refused_by_the_kernel_is_an_error() -> None:

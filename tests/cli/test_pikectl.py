@@ -15,7 +15,7 @@ import pytest
 
 from pike.cli import pikectl
 from pike.cli.sa_text import algorithm_names, format_list_sas
-from pike.daemon.sa_view import Due, list_sas_json
+from pike.daemon.sa_view import list_sas_json
 from pike.policy.ipsec import SaCounters, SaSpec
 from pike.sa.actions import ChildSaInfo, IkeSaInfo
 
@@ -40,6 +40,7 @@ def _spec(dst: str, spi: int) -> SaSpec:
     )
 
 
+# Engine-clock times in it (now = 100): IKE rekey, CHILD rekey and expiry.
 SA = IkeSaInfo(
     name="hq",
     unique_id=1,
@@ -71,8 +72,11 @@ SA = IkeSaInfo(
             inbound=_spec("192.0.2.1", 0xC1234567),
             outbound=_spec("192.0.2.2", 0xC7654321),
             installed_at=88.0,
+            rekey_at=3400.0,
+            expire_at=4048.0,
         ),
     ),
+    rekey_at=14050.0,
 )
 
 
@@ -80,17 +84,12 @@ def _counters(spec: SaSpec) -> SaCounters | None:
     return SaCounters(8400, 100) if spec.spi == 0xC1234567 else SaCounters(4200, 50)
 
 
-# Engine-clock times of the SA above (now = 100): IKE rekey, CHILD rekey and expiry.
-DUE: dict[bytes | int, Due] = {
-    SA.spi_i + SA.spi_r: Due(rekey_at=14050.0),
-    0xC1234567: Due(3400.0, None, 4048.0),
-}
 FAILED = {("hq", "dmz"): ("TS_UNACCEPTABLE", 1_699_999_970.0), ("other", "x"): ("y", 0.0)}
 
 
 def test_list_sas_text_like_swanctl() -> None:
     """One time unit (seconds, as swanctl), rekey/expiry times, failed children."""
-    sas = list_sas_json([SA], _counters, 100.0, 1_700_000_000.0, DUE, FAILED)
+    sas = list_sas_json([SA], _counters, 100.0, 1_700_000_000.0, FAILED)
     assert format_list_sas(sas) == "\n".join(
         [
             "hq: #1, ESTABLISHED, IKEv2, 8a3b1c2d3e4f5061_i* 4c1d2e3f40516273_r",
@@ -110,7 +109,7 @@ def test_list_sas_text_like_swanctl() -> None:
 
 
 def test_list_sas_json_fields() -> None:
-    (sa,) = list_sas_json([SA], lambda spec: None, 100.0, 1_700_000_000.0, DUE, FAILED)
+    (sa,) = list_sas_json([SA], lambda spec: None, 100.0, 1_700_000_000.0, FAILED)
     assert sa["spi_i"] == "8a3b1c2d3e4f5061" and sa["spi_r"] == "4c1d2e3f40516273"
     # Unambiguous: how long ago, and when (Unix time).
     assert sa["established_ago_s"] == 12 and sa["established_at"] == 1_699_999_988.0

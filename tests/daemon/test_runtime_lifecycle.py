@@ -21,14 +21,15 @@ import pytest
 
 from pike.cli import pikectl
 from pike.daemon.control import request
-from pike.daemon.runtime import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, Daemon, Engine, SpiAlloc
+from pike.daemon.runtime import Daemon, Engine
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_selectors import Selector
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
-from pike.sa.actions import Action, IkeSaInfo, InstallTrap, SendKeepalive
+from pike.sa.actions import Action, IkeSaInfo, InstallTrap, ResolveRequest, SendKeepalive
+from pike.sa.ports import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, SpiSource
 from pike.sa.state import RekeyRefused
 
 from .helpers import free_udp_ports, gateway_config
@@ -114,16 +115,19 @@ class FakeKernel:
 
 @dataclass
 class Ctx:
-    esp_activity: Any = None
+    pass
 
 
 @dataclass
 class FakeEngine:
-    spi_alloc: SpiAlloc | None
+    spis: SpiSource
     ctx: Ctx = field(default_factory=Ctx)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     actions: deque[Action] = field(default_factory=deque)
     established: bool = True
+    deadline: float | None = None  # get_timer()
+    wanted: list[SaSpec] = field(default_factory=list)  # esp_wanted()
+    seen: list[tuple[int, int, float | None, float]] = field(default_factory=list)
 
     def start(self, now: float) -> None:
         self.calls.append(("start",))
@@ -132,16 +136,31 @@ class FakeEngine:
         self.calls.append(("datagram", data, src, dst))
 
     def handle_timer(self, now: float) -> None:
-        pass
+        self.deadline = None
+        self.calls.append(("timer", now))
 
     def get_timer(self) -> float | None:
-        return None
+        return self.deadline
+
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        return self.wanted
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        self.seen.append((spi, packets, last_use, now))
 
     def initiate(self, conn: str, now: float, child: str | None = None) -> None:
         self.calls.append(("initiate", conn, child))
 
-    def terminate(self, conn: str, now: float) -> None:
-        self.calls.append(("terminate", conn))
+    def terminate(self, conn: str, now: float, force: bool = False) -> None:
+        self.calls.append(("terminate", conn, force))
+
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None:
+        self.calls.append(("resolved", conn, addresses))
+
+    def terminate_child(self, conn: str, child: str, now: float) -> None:
+        if not self.established:
+            raise KeyError(f"{conn}.{child}: no CHILD_SA up")
+        self.calls.append(("terminate_child", conn, child))
 
     def rekey(self, conn: str, now: float, child: str | None = None) -> None:
         if not self.established:
@@ -201,8 +220,8 @@ def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine
     cfg, natt = _config(tmp_path)
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, _: Any) -> FakeEngine:
-        engines.append(FakeEngine(alloc))
+    def factory(config: Config, caps: KernelCaps, spis: SpiSource, *_: Any) -> FakeEngine:
+        engines.append(FakeEngine(spis))
         return engines[-1]
 
     # FakeEngine has the calls the daemon makes, not the whole Engine
@@ -229,6 +248,27 @@ def test_keepalive_is_one_ff_octet_without_marker(tmp_path: Path) -> None:
     assert data == b"\xff"
     assert src == ("127.0.0.1", natt)
     assert daemon.stats["keepalives_out"] == 1
+
+
+def test_names_are_resolved_off_the_loop_and_answered(tmp_path: Path) -> None:
+    """ResolveRequest: the runtime looks the name up (getaddrinfo in the executor) and
+    answers the engine; a name that does not resolve is answered with no addresses."""
+    daemon, engines, _natt = _daemon(tmp_path, FakeKernel())
+
+    async def body() -> list[tuple[Any, ...]]:
+        engines[0].actions.append(ResolveRequest("hq", "localhost", 4))
+        engines[0].actions.append(ResolveRequest("hq", "no-such-host.invalid", 0))
+        daemon._pump()
+        for _ in range(200):
+            answers = [c for c in engines[0].calls if c[0] == "resolved"]
+            if len(answers) == 2:
+                return answers
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no answers: {engines[0].calls}")
+
+    answers = _run(daemon, body)
+    assert ("resolved", "hq", ("127.0.0.1",)) in answers
+    assert ("resolved", "hq", ()) in answers
 
 
 def test_trap_policies_installed_and_events_reach_engine(tmp_path: Path) -> None:
@@ -259,9 +299,9 @@ def test_trap_policies_installed_and_events_reach_engine(tmp_path: Path) -> None
     assert kernel.closed
 
 
-def test_esp_activity_on_the_engine_clock(tmp_path: Path) -> None:
-    """query_sa's wall-clock last use moved onto loop.time(), or the time the inbound
-    packet counter was seen growing, for the engine's DPD."""
+def test_kernel_counters_reach_the_engine_before_its_timer(tmp_path: Path) -> None:
+    """Before each timer the runtime reports the counters of the inbound SAs the engine
+    wants (esp_wanted), the kernel's wall-clock last use moved onto the engine's clock."""
     kernel = FakeKernel(last_use=time.time() - 5.0)
     daemon, engines, _natt = _daemon(tmp_path, kernel)
     spec = SaSpec(
@@ -277,25 +317,24 @@ def test_esp_activity_on_the_engine_clock(tmp_path: Path) -> None:
         integ_key=b"",
     )
 
-    async def body() -> list[tuple[float | None, float]]:
-        probe = engines[0].ctx.esp_activity
-        assert probe is not None
-        loop = asyncio.get_running_loop()
-        out = [(probe(spec), loop.time())]  # the kernel's last use, 5 s ago
-        kernel.last_use = None
-        out.append((probe(spec), loop.time()))  # no last use, counter unchanged: unknown
-        await asyncio.sleep(0.2)
-        kernel.packets += 3  # inbound SAs: Linux keeps the first use; the counter moves
-        out.append((probe(spec), loop.time()))
-        await asyncio.sleep(0.2)
-        out.append((probe(spec), loop.time()))  # no news since: the time it last grew
-        return out
+    async def body() -> None:
+        engine = engines[0]
+        engine.wanted = [spec]
+        for packets, last_use in ((3, kernel.last_use), (7, None)):
+            kernel.packets, kernel.last_use = packets, last_use
+            engine.deadline = daemon.clock.monotonic() + 0.05
+            daemon._pump()
+            deadline = time.monotonic() + 2
+            while engine.deadline is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
 
-    (seen, t0), (never, _), (grew, t2), (kept, _) = _run(daemon, body)
-    assert seen is not None and abs((t0 - seen) - 5.0) < 0.5
-    assert never is None
-    assert grew is not None and abs(grew - t2) < 0.05 and kept == grew
-    assert kernel.queries == [(spec.dst, spec.spi)] * 4
+    _run(daemon, body)
+    timers = [c[1] for c in engines[0].calls if c[0] == "timer"]
+    (spi, packets, last_use, at), (spi2, packets2, never, at2) = engines[0].seen
+    assert (spi, packets, spi2, packets2, never) == (spec.spi, 3, spec.spi, 7, None)
+    assert [at, at2] == timers  # reported at the timer's own "now", just before it
+    assert last_use is not None and abs((at - last_use) - 5.0) < 1.0
+    assert kernel.queries == [(spec.dst, spec.spi)] * 2
 
 
 def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> None:
@@ -303,9 +342,8 @@ def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> Non
     daemon, engines, _natt = _daemon(tmp_path, kernel)
 
     async def body() -> list[int]:
-        alloc = engines[0].spi_alloc
-        assert alloc is not None
-        return [alloc(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(20)]
+        spis = engines[0].spis
+        return [spis.child_spi(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(20)]
 
     with caplog.at_level("ERROR", logger="pike.daemon"):
         spis = _run(daemon, body)
@@ -321,18 +359,17 @@ def test_randomness_is_injected(tmp_path: Path) -> None:
     given: list[Any] = []
     engines: list[FakeEngine] = []
 
-    def factory(config: Config, caps: KernelCaps, alloc: SpiAlloc | None, rnd: Any) -> Engine:
+    def factory(config: Config, caps: KernelCaps, spis: SpiSource, rnd: Any, _: Any) -> Engine:
         given.append(rnd)
-        engines.append(FakeEngine(alloc))
+        engines.append(FakeEngine(spis))
         return engines[-1]
 
     source = random.Random(11).randbytes
     daemon = Daemon(cfg, FakeKernel(spi_fails=True), factory, ipv6=False, random=source)
 
     async def body() -> list[int]:
-        alloc = engines[0].spi_alloc
-        assert alloc is not None
-        return [alloc(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(3)]
+        spis = engines[0].spis
+        return [spis.child_spi(ip_address("127.0.0.2"), ip_address("127.0.0.1")) for _ in range(3)]
 
     spis = _run(daemon, body)
     again = random.Random(11)
@@ -371,6 +408,40 @@ def test_rekey_command_and_pikectl(tmp_path: Path, capsys: Any) -> None:
     assert rekeys == [("rekey", "hq", None)] * 2 + [("rekey", "hq", "lan"), ("rekey", "hq", None)]
     err = capsys.readouterr().err.splitlines()
     assert "pikectl: rekey: hq.lan: CHILD_SA is REKEYING, not INSTALLED: not rekeyed" in err
+
+
+def test_terminate_command_child_and_force(tmp_path: Path, capsys: Any) -> None:
+    """pikectl terminate CONN.CHILD reaches the engine's terminate_child, --force the
+    forced terminate; a child that is not up or not configured exits 1 with the reason."""
+    daemon, engines, _natt = _daemon(tmp_path, FakeKernel())
+    sock = daemon.config.daemon.control_socket
+
+    async def body() -> list[int]:
+        loop = asyncio.get_running_loop()
+        codes = []
+        for argv in (["terminate", "hq.lan"], ["terminate", "--force", "hq"], ["terminate", "hq"]):
+            codes.append(await loop.run_in_executor(None, pikectl.main, ["--socket", sock, *argv]))
+        codes.append(
+            await loop.run_in_executor(None, pikectl.main, ["--socket", sock, "terminate", "hq.x"])
+        )
+        engines[0].established = False
+        codes.append(
+            await loop.run_in_executor(
+                None, pikectl.main, ["--socket", sock, "terminate", "hq.lan"]
+            )
+        )
+        return codes
+
+    codes = _run(daemon, body)
+    assert codes == [0, 0, 0, 1, 1]
+    terms = [c for c in engines[0].calls if c[0].startswith("terminate")]
+    assert terms == [
+        ("terminate_child", "hq", "lan"),
+        ("terminate", "hq", True),
+        ("terminate", "hq", False),
+    ]
+    err = capsys.readouterr().err
+    assert "has no child 'x'" in err and "hq.lan: no CHILD_SA up" in err
 
 
 def test_pikectl_rekey_unreachable(tmp_path: Path) -> None:

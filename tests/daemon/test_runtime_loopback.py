@@ -96,12 +96,18 @@ def test_two_daemons_establish_over_loopback(tmp_path: Path) -> None:
         codes_ctl.append(await loop.run_in_executor(None, ctl, "initiate", "hq.nochild"))
         codes_ctl.append(await loop.run_in_executor(None, ctl, "initiate", "hq.lan"))
         again = await _until(cfg_b.daemon.control_socket, _established)
+        # --timeout 0: the plain request, answered at once (already up here)
+        codes_ctl.append(
+            await loop.run_in_executor(None, ctl, "initiate", "--timeout", "0", "hq.lan")
+        )
         a.request_stop()
         b.request_stop()
         t0 = time.monotonic()
         codes = await asyncio.wait_for(asyncio.gather(ta, tb), 5)
         assert gone == [] and again[0]["spi_i"] != sa_b[0]["spi_i"]
-        assert codes_ctl == [0, 1, 0]
+        # initiate waits for the outcome: the IKE SA comes up, the CHILD_SA is refused
+        # (NoKernel: no ESP), so it exits 1, as swanctl --initiate does for a failed child
+        assert codes_ctl == [0, 1, 1, 0]
         return sa_a, sa_b, status, bad, codes, time.monotonic() - t0
 
     sa_a, sa_b, status, bad, codes, stop_time = asyncio.run(scenario())

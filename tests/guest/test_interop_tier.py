@@ -4,7 +4,8 @@ tests/interop/test_dataplane.py, test_lifecycle_dataplane.py and test_reauth_dat
 a kernel with ESP; this host test boots User-Mode-Linux once and runs them inside it: piked <->
 strongSwan (kernel-netlink) and piked <-> piked as gateways with LANs behind them, ping and UDP
 both ways, counters checked; CHILD_SA and IKE SA rekeys and IKEv2 reauthentication (either side)
-under a UDP stream with no loss; NAT in the middle with keepalives on the wire.
+under a UDP stream with no loss; NAT in the middle with keepalives on the wire; close_action =
+start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ TESTS = (
     "tests/interop/test_dataplane.py",
     "tests/interop/test_lifecycle_dataplane.py",
     "tests/interop/test_reauth_dataplane.py",
+    "tests/interop/test_self_healing.py",
 )
 
 

@@ -12,6 +12,7 @@ from lib.prereq import unavailable
 
 
 def test_missing_linux_uml_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(uml.KERNEL_ENV, "debian")
     monkeypatch.setattr(uml.shutil, "which", lambda name: None)
     monkeypatch.setattr(uml.os, "access", lambda path, mode: False)
     with pytest.raises(uml.GuestError, match=r"apt-get install .*user-mode-linux"):
@@ -34,13 +35,51 @@ def test_guest_runs_command_in_cwd_with_exit_code(tmp_path: Path) -> None:
     if os.environ.get("PIKE_IN_GUEST"):
         pytest.skip("already inside the guest")
     try:
-        uml.uml_binary()
+        kernel = uml.guest_kernel()
     except uml.GuestError as e:
         unavailable(str(e))
     script = "pwd; echo out; echo err >&2; test -w /tmp && ip netns list >/dev/null; exit 3"
     result = uml.run_in_guest(["sh", "-c", script], cwd=str(tmp_path), timeout=60)
-    print(f"\nUML boot {result.boot_seconds:.2f}s, total {result.total_seconds:.2f}s")
+    print(
+        f"\nUML {kernel.origin}: boot {result.boot_seconds:.2f}s, all {result.total_seconds:.2f}s"
+    )
     assert result.returncode == 3
     assert result.stdout.splitlines() == [str(tmp_path), "out"]
     assert result.stderr.strip() == "err"
     assert 0 < result.boot_seconds < result.total_seconds
+
+
+def test_kernel_choice_prefers_pike_kernels(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shared, cache = tmp_path / "shared", tmp_path / "cache"
+    monkeypatch.setattr(uml, "SHARED_KERNEL", shared)
+    monkeypatch.setattr(uml, "CACHE_KERNEL", cache)
+    monkeypatch.delenv(uml.KERNEL_ENV, raising=False)
+    for path in (shared, cache):
+        path.write_text("")
+        path.chmod(0o755)
+    assert uml.guest_kernel() == uml.GuestKernel(str(shared), None, "shared")
+    shared.unlink()
+    kernel = uml.guest_kernel()
+    assert (kernel.origin, kernel.ours) == ("cache", True)
+    monkeypatch.setenv(uml.KERNEL_ENV, str(tmp_path / "nope"))
+    with pytest.raises(uml.GuestError, match="not an executable kernel"):
+        uml.guest_kernel()
+    monkeypatch.delenv(uml.KERNEL_ENV)
+    cache.chmod(0o644)  # there but broken: CI fails, a developer falls back to Debian's
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(uml.GuestError, match="exists but is not an executable kernel"):
+        uml.guest_kernel()
+    monkeypatch.setenv(uml.KERNEL_ENV, "debian")  # Debian's linux.uml and its modules
+    monkeypatch.setattr(uml, "uml_binary", lambda: "/usr/bin/linux.uml")
+    monkeypatch.setattr(uml, "modules_dir", lambda: Path("/usr/lib/uml/modules/6.1"))
+    kernel = uml.guest_kernel()
+    assert (kernel.origin, kernel.ours) == ("debian", False)
+
+
+def test_built_in_kernel_loads_no_modules() -> None:
+    assert uml._module_steps(None) == ("", "")
+    insmod, modprobe = uml._module_steps(Path("/usr/lib/uml/modules/6.1"))
+    assert insmod.startswith("insmod /usr/lib/uml/modules/6.1/kernel/fs/overlayfs/overlay.ko")
+    assert "modprobe -a xfrm_algo xfrm_user esp4" in modprobe

@@ -1,9 +1,14 @@
 """Run a command inside a User-Mode-Linux guest that has ESP (the kernel test tier).
 
-The guest boots Debian's ``linux.uml`` with the host root read-only over hostfs and a tmpfs
-overlay on top, so the venv, the repo and iproute2 are all there; the command runs as root
-in the same working directory. Output and exit status come back through a hostfs mount of a
-per-run directory on the host.
+The guest kernel (``guest_kernel()``) is pike's own UML build when there is one: ESP, XFRM
+interfaces and netdevsim (a NIC driver that takes ESP offload) built in, from
+``<repo>/../shared/uml/linux`` or the per-machine cache ``/var/cache/pike-uml/linux`` that
+``tests/guest/build-uml-kernel.sh`` fills; else Debian's ``linux.uml`` and its modules
+(no XFRM interfaces, no netdevsim: the tests needing them skip and say so).
+``PIKE_UML_KERNEL`` names a kernel explicitly (a path, or ``debian``). It boots with the host
+root read-only over hostfs and a tmpfs overlay on top, so the venv, the repo and iproute2 are
+all there; the command runs as root in the same working directory. Output and exit status
+come back through a hostfs mount of a per-run directory on the host.
 
     tests/guest/uml-run -- .venv/bin/pytest -m kernel tests/kernel
 
@@ -27,6 +32,10 @@ from pathlib import Path
 
 UML_BINARY = "linux.uml"
 UML_MODULES = Path("/usr/lib/uml/modules")
+REPO = Path(__file__).resolve().parents[2]
+SHARED_KERNEL = REPO.parent / "shared/uml/linux"  # read-only beside the clone (CI, dev hosts)
+CACHE_KERNEL = Path("/var/cache/pike-uml/linux")  # tests/guest/build-uml-kernel.sh's output
+KERNEL_ENV = "PIKE_UML_KERNEL"
 GUEST_RUN = "/run/pike-guest"  # where the host run directory appears inside the guest
 
 # ESP, XFRM and the crypto the kernel tier uses; names missing from this UML build or
@@ -73,7 +82,7 @@ mount -t proc proc /proc
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p {run} /run/ovl /run/root
 mount -t hostfs -o {host_run} hostfs {run}
-insmod {overlay_ko} 2>>{run}/guest.log
+{insmod_overlay}
 mount -t tmpfs tmpfs /run/ovl
 mkdir -p /run/ovl/upper /run/ovl/work
 fail() {{ echo "$1" >>{run}/guest.log; echo o >/proc/sysrq-trigger; }}
@@ -98,9 +107,7 @@ mkdir -p /dev/pts /dev/shm && mount -t tmpfs tmpfs /dev/shm
 test -w /tmp || echo "/tmp not writable" >>{run}/guest.log
 mkdir -p /run/netns /run/lock
 [ -e /var/run ] || ln -s /run /var/run
-# modprobe wants /lib/modules/<release>; the host has none, the overlay is writable.
-rm -rf /usr/lib/modules && ln -s {modules} /usr/lib/modules
-modprobe -a {modules_list} 2>>{run}/guest.log
+{load_modules}
 # Everything needed is loaded now; without autoload the kernel's request_module() calls
 # (one per new crypto instance, ~0.3 s each under UML) fail fast instead of exec'ing modprobe.
 {autoload}
@@ -128,13 +135,45 @@ class GuestResult:
     total_seconds: float  # host wall clock, boot to power-off
 
 
+@dataclass(frozen=True)
+class GuestKernel:
+    path: str
+    modules: Path | None  # Debian's module tree; None: everything needed is built in
+    origin: str  # "shared", "cache", "env" or "debian": said in logs and skip reasons
+
+    @property
+    def ours(self) -> bool:
+        """pike's build (XFRM interfaces, netdevsim), not Debian's linux.uml."""
+        return self.modules is None
+
+
+def guest_kernel() -> GuestKernel:
+    """The kernel to boot: $PIKE_UML_KERNEL, ../shared/uml/linux, the cache, linux.uml."""
+    explicit = os.environ.get(KERNEL_ENV, "")
+    if explicit and explicit != "debian":
+        if not os.access(explicit, os.X_OK):
+            raise GuestError(f"{KERNEL_ENV}={explicit}: not an executable kernel")
+        return GuestKernel(explicit, None, "env")
+    if not explicit:
+        for path, origin in ((SHARED_KERNEL, "shared"), (CACHE_KERNEL, "cache")):
+            if os.access(path, os.X_OK):
+                return GuestKernel(str(path), None, origin)
+            if path.exists() and os.environ.get("CI", "").lower() == "true":
+                # there but broken: in CI that must not quietly become Debian's kernel
+                raise GuestError(f"{path} exists but is not an executable kernel")
+    return GuestKernel(uml_binary(), modules_dir(), "debian")
+
+
 def uml_binary() -> str:
+    """Debian's linux.uml (the fallback kernel)."""
     path = shutil.which(UML_BINARY) or (
         "/usr/bin/linux.uml" if os.access("/usr/bin/linux.uml", os.X_OK) else None
     )
     if path is None:
         raise GuestError(
-            "linux.uml not found: apt-get install --no-install-recommends user-mode-linux"
+            "no UML kernel: neither ../shared/uml/linux nor /var/cache/pike-uml/linux "
+            "(tests/guest/build-uml-kernel.sh) nor linux.uml "
+            "(apt-get install --no-install-recommends user-mode-linux)"
         )
     return path
 
@@ -165,20 +204,33 @@ def run_in_guest(
     """Boot UML, run ``command`` as root in ``cwd``, power off; return its exit code and
     output. ``autoload`` keeps on-demand module loading (slow) for modules beyond MODULES.
     Raises GuestError when the guest itself fails."""
-    binary = uml_binary()
-    modules = modules_dir()
+    kernel = guest_kernel()
     cwd = os.path.abspath(cwd or os.getcwd())
     run_dir = Path(tempfile.mkdtemp(prefix="pike-uml-"))
     try:
         env = env or dict(os.environ)
-        return _boot(binary, modules, command, cwd, timeout, mem, env, autoload, run_dir)
+        env = {**env, "PIKE_GUEST_KERNEL": kernel.origin}  # tests inside say which kernel
+        return _boot(kernel, command, cwd, timeout, mem, env, autoload, run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _module_steps(modules: Path | None) -> tuple[str, str]:
+    """Stage 1's overlay insmod and stage 2's modprobe; nothing for a kernel that has it
+    all built in (Debian's module tree would not match it anyway)."""
+    if modules is None:
+        return "", ""
+    overlay = modules / "kernel/fs/overlayfs/overlay.ko"
+    return (
+        f"insmod {overlay} 2>>{GUEST_RUN}/guest.log",
+        # modprobe wants /lib/modules/<release>; the host has none, the overlay is writable.
+        f"rm -rf /usr/lib/modules && ln -s {UML_MODULES} /usr/lib/modules\n"
+        f"modprobe -a {' '.join(MODULES)} 2>>{GUEST_RUN}/guest.log",
+    )
+
+
 def _boot(
-    binary: str,
-    modules: Path,
+    kernel: GuestKernel,
     command: list[str],
     cwd: str,
     timeout: float,
@@ -187,14 +239,13 @@ def _boot(
     autoload: bool,
     run_dir: Path,
 ) -> GuestResult:
-    overlay_ko = modules / "kernel/fs/overlayfs/overlay.ko"
+    insmod_overlay, load_modules = _module_steps(kernel.modules)
     stage1 = run_dir / "init.sh"
-    stage1.write_text(STAGE1.format(run=GUEST_RUN, host_run=run_dir, overlay_ko=overlay_ko))
+    stage1.write_text(STAGE1.format(run=GUEST_RUN, host_run=run_dir, insmod_overlay=insmod_overlay))
     (run_dir / "stage2.sh").write_text(
         STAGE2.format(
             run=GUEST_RUN,
-            modules=UML_MODULES,
-            modules_list=" ".join(MODULES),
+            load_modules=load_modules,
             cwd=shlex.quote(cwd),
             command=shlex.join(command),
             autoload="" if autoload else "echo >/proc/sys/kernel/modprobe",
@@ -203,7 +254,7 @@ def _boot(
     (run_dir / "env.sh").write_text(_env_script(env))
     stage1.chmod(0o755)
     argv = [
-        binary,
+        kernel.path,
         f"mem={mem}",
         "rootfstype=hostfs",
         "rootflags=/",

@@ -26,7 +26,7 @@ from daemon.helpers import free_udp_ports
 from lib.pikeconf import Conn, PikeConf, Secret
 from pike.board.hotplug import HotplugWatcher
 from pike.cli.piked import _engine
-from pike.daemon import runtime
+from pike.daemon import hotplug, runtime
 from pike.daemon.nokernel import NoKernel
 from pike.hsm import provision
 from pike.hsm.pkcs11 import REPROBE_INTERVAL, Pkcs11Signer
@@ -124,14 +124,9 @@ def test_token_events_reprobe_at_once(
             super().__init__(*a, **kw)
             watchers.append(self)
 
-    monkeypatch.setattr(runtime, "HotplugWatcher", Recorded)
+    monkeypatch.setattr(hotplug, "HotplugWatcher", Recorded)
 
-    def engine(*args: Any) -> Any:
-        eng = _engine(*args)
-        eng.ctx.credentials = store  # type: ignore[attr-defined]  # this test's store
-        return eng
-
-    daemon = runtime.Daemon(cfg, NoKernel("test"), engine, ipv6=False)
+    daemon = runtime.Daemon(cfg, NoKernel("test"), _engine, ipv6=False, credentials=store)
 
     def present() -> str:
         url = f"http://127.0.0.1:{port}/metrics"

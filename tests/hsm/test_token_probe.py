@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -49,13 +50,35 @@ def _token(softhsm: SoftHsm, tmp_path: Path) -> tuple[Path, Path, bytes]:
     pin = tmp_path / "pin.txt"
     pin.write_text(USER_PIN)
     signer = Pkcs11Signer(uri(softhsm.module, "gw", "ike", pin))
-    cert = provision.self_signed(signer, x509.Name.from_rfc4514_string("CN=gw.example.net"), [])
+    name = x509.Name.from_rfc4514_string("CN=gw.example.net")
+    cert = provision.self_signed(signer, name, [x509.DNSName("gw.example.net")])
     pem = tmp_path / "gw.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     reset_pike_tokens()
     fifo = tmp_path / "pin.fifo"
     os.mkfifo(fifo)
     return pem, fifo, cert.public_key().public_bytes(*SPKI)
+
+
+def _ca(directory: Path) -> Path:
+    """A CA certificate for the peer's side (check-config refuses a leaf given as a CA)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name.from_rfc4514_string("CN=hq test CA")
+    now = dt.datetime.now(dt.UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = directory / "hq-ca.pem"
+    path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return path
 
 
 def _conf(key: str | None, cert: Path, **daemon: TomlValue) -> str:
@@ -67,7 +90,7 @@ def _conf(key: str | None, cert: Path, **daemon: TomlValue) -> str:
         remote_addrs=["127.0.0.2"],
         proposals=["aes128gcm16-prfsha256-x25519"],
         local={"auth": "pubkey", "id": "gw.example.net", "certs": [str(cert)], "key": key or ""},
-        remote={"auth": "pubkey", "id": "hq.example.net", "cacerts": [str(cert)]},
+        remote={"auth": "pubkey", "id": "hq.example.net", "cacerts": [str(_ca(cert.parent))]},
     )
     return PikeConf(daemon=daemon, connections=[] if key is None else [conn]).render()
 
@@ -251,12 +274,10 @@ def test_reload_adding_a_token_key_probes_it_off_the_loop(
     from pike.daemon import runtime
     from pike.daemon.nokernel import NoKernel
     from pike.policy.loader import load_config
-    from pike.sa import credentials
 
     pem, fifo, _spki = _token(softhsm, tmp_path)
     key = uri(softhsm.module, "gw", "ike", fifo)
-    store = CredentialStore()
-    monkeypatch.setattr(credentials, "STORE", store)  # what reload and the engine use
+    store = CredentialStore()  # the daemon's: what reload and the engine use
     ike, natt = free_udp_ports(2)
     daemon_part: dict[str, TomlValue] = {
         "control_socket": str(tmp_path / "pike.sock"),
@@ -265,7 +286,8 @@ def test_reload_adding_a_token_key_probes_it_off_the_loop(
     }
     path = tmp_path / "pike.toml"
     path.write_text(_conf(None, pem, **daemon_part))
-    daemon = runtime.Daemon(load_config(str(path)), NoKernel("test"), _engine, ipv6=False)
+    config = load_config(str(path))
+    daemon = runtime.Daemon(config, NoKernel("test"), _engine, ipv6=False, credentials=store)
     caplog.set_level(logging.INFO)
 
     async def scenario() -> tuple[float, float]:

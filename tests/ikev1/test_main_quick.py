@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ikev2.pair import Node, deliver, transfer
+from ikev2.pair import Node, deliver, kernel_reports, transfer
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.sa.actions import (
     ChildSaEstablished,
@@ -246,13 +246,12 @@ def test_initial_contact_from_a_restarted_peer_removes_the_stale_sa() -> None:
 def test_inbound_esp_postpones_dpd() -> None:
     kw = {"extra_conn": "dpd_delay = 30"}
     a, b = make_pair(kw, kw)
-    last_esp = {"t": 0.0}
-    a.engine.ctx.esp_activity = lambda spec: last_esp["t"]
     _up(a, b)
     a.drain()
-    last_esp["t"] = 25.0  # traffic arrived at 25 s
+    kernel_reports(a, 30.0, last_use=25.0)  # traffic arrived at 25 s
     a.engine.handle_timer(30.0)
     assert a.drain() == [] and a.engine.get_timer() == 55.0
+    kernel_reports(a, 55.0, last_use=25.0)
     a.engine.handle_timer(55.0)  # silence since 25 s: now a probe
     assert len(a.drain()) == 1 and a.engine.ctx.counters.dpd_probes == 1
 

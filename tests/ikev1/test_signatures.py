@@ -375,11 +375,11 @@ def test_bad_certificate_or_signature_payloads_fail_authentication(tmp_path: Pat
     for payloads, why in cases:
         msg = V1Message(sa.spi_i, sa.spi_r, 2, 0, 1, [pid, *payloads])
         with pytest.raises(PeerError, match=why) as err:
-            verify_peer(sa, msg, pid, h)
+            verify_peer(sa, msg, pid, h, 0.0)
         assert err.value.reason == "auth_failed"
     other = V1Id(IdV1.FQDN, 0, 0, b"mallory.example.net")
     with pytest.raises(PeerError, match="is not"):
-        verify_peer(sa, V1Message(sa.spi_i, sa.spi_r, 2, 0, 1, [other]), other, h)
+        verify_peer(sa, V1Message(sa.spi_i, sa.spi_r, 2, 0, 1, [other]), other, h, 0.0)
 
 
 def test_signature_timeout_ends_the_sa_as_in_ikev2(

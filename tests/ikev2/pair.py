@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -21,7 +20,8 @@ from pike.ikev2.engine import Ikev2Engine
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
 from pike.sa.actions import Action, SendDatagram, SignRequest
-from pike.sa.credentials import CredentialError, store_for
+from pike.sa.credentials import CredentialError
+from pike.sa.ports import SpiSource
 
 PSK = "test-only-psk-7f3a9c"
 ActionT = TypeVar("ActionT")
@@ -79,14 +79,10 @@ def psk_conf(
 conf = rendered(psk_conf)  # the same, as TOML text
 
 
-def engine(
-    text: str, seed: int, esp: bool = True, spi_alloc: Callable[..., int] | None = None
-) -> Ikev2Engine:
+def engine(text: str, seed: int, esp: bool = True, spis: SpiSource | None = None) -> Ikev2Engine:
     rng = random.Random(seed)
     caps = KernelCaps(True) if esp else KernelCaps(False, ("ESP (CONFIG_INET_ESP)",))
-    return Ikev2Engine(
-        load_config_text(text), random=rng.randbytes, kernel_caps=caps, spi_alloc=spi_alloc
-    )
+    return Ikev2Engine(load_config_text(text), random=rng.randbytes, kernel_caps=caps, spis=spis)
 
 
 @dataclass
@@ -121,7 +117,7 @@ class Node:
         self.signed.append(req)
         if result is None:
             try:
-                result = store_for(self.engine.ctx).sign(req.key, req.spki, req.data, req.scheme)
+                result = self.engine.ctx.credentials.sign(req.key, req.spki, req.data, req.scheme)
             except (SignerError, CredentialError) as exc:
                 result = exc
         self.engine.sign_done(req.ref, result, now)
@@ -155,6 +151,16 @@ def deliver(dgrams: list[SendDatagram], to: Node, now: float) -> list[SendDatagr
     for d in dgrams:
         to.engine.receive_datagram(d.data, d.src, d.dst, now)
     return to.drain()
+
+
+def kernel_reports(
+    node: Node, now: float, *, packets: int = 0, last_use: float | None = None
+) -> None:
+    """What piked's runtime does before each timer (``DataPlane.report_esp``): the
+    kernel's counters of the inbound SAs the engine's DPD decisions want, here the same
+    ``packets`` and ``last_use`` (engine clock) for each."""
+    for spec in node.engine.esp_wanted(now):
+        node.engine.esp_seen(spec.spi, packets, last_use, now)
 
 
 def transfer(

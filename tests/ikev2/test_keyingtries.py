@@ -1,6 +1,8 @@
 """keyingtries (strongSwan's meaning): an initiation whose retransmission sequence goes
-unanswered starts again with a new IKE SA, up to keyingtries sequences in all (0: until it
-works); an answered error is final. Fake clock, exact attempts and times."""
+unanswered starts again with a new IKE SA, up to keyingtries sequences in all; an answered
+error is final. keyingtries = 0 (pike's own): until it works, answered errors too, each
+attempt at least the backoff (10 s doubling, at most 120 s) after the one before. Fake
+clock, exact attempts and times."""
 
 from __future__ import annotations
 
@@ -64,10 +66,10 @@ def test_unanswered_initiation_is_retried_keyingtries_times(
 def test_keyingtries_zero_keeps_trying() -> None:
     a = Node(engine(conf(*A, extra_conn="keyingtries = 0", extra_daemon=FAST), 1))
     a.engine.initiate("gw", 0.0)
-    sent = _run_alone(a, 70.0)
-    assert _attempts(sent) == pytest.approx([7.0 * i for i in range(11)])  # 0, 7, ..., 70
-    (sa,) = a.engine.list_sas()
-    assert sa.state == "CONNECTING"  # and still at it
+    sent = _run_alone(a, 400.0)
+    # each sequence takes 7 s; the backoff spaces the starts by 10, 20, 40, 80, then 120 s
+    assert _attempts(sent) == pytest.approx([0.0, 10.0, 30.0, 70.0, 150.0, 270.0, 390.0])
+    assert a.engine.get_timer() == 510.0  # and still at it
 
 
 def test_retry_reaches_a_peer_that_comes_back() -> None:
@@ -75,16 +77,18 @@ def test_retry_reaches_a_peer_that_comes_back() -> None:
     b_text = conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
     a, b = make_pair(a_text, b_text)
     a.engine.initiate("gw", 0.0, "net")
-    sent = _run_alone(a, 20.0)  # the peer is away: attempts at 0, 7, 14
-    assert _attempts(sent) == pytest.approx([0.0, 7.0, 14.0])
-    a.engine.handle_timer(21.0)  # the third attempt gives up, the fourth goes out
-    transfer(a, b, 21.0)  # ... and the peer answers it
+    sent = _run_alone(a, 25.0)  # the peer is away: attempts at 0 and 10
+    assert _attempts(sent) == pytest.approx([0.0, 10.0])
+    assert a.engine.get_timer() == 30.0  # the second gave up at 17; the third waits
+    a.engine.handle_timer(30.0)
+    transfer(a, b, 30.0)  # ... and the peer answers it
     assert a.sa().state == b.sa().state == "ESTABLISHED"
     assert [c.name for c in a.sa().children] == ["net"]
 
 
-def test_answered_error_is_not_retried() -> None:
-    a_text = conf(*A, extra_conn="keyingtries = 0", extra_daemon=FAST)
+@pytest.mark.parametrize("tries", [1, 3])
+def test_answered_error_is_not_retried(tries: int) -> None:
+    a_text = conf(*A, extra_conn=f"keyingtries = {tries}", extra_daemon=FAST)
     b_text = conf(
         *B,
         local_ts='"10.2.0.0/24"',
@@ -95,6 +99,30 @@ def test_answered_error_is_not_retried() -> None:
     a.engine.initiate("gw", 0.0)
     transfer(a, b)  # <-- N(NO_PROPOSAL_CHOSEN)
     assert a.engine.list_sas() == [] and a.engine.get_timer() is None
+
+
+def test_answered_error_is_retried_after_the_backoff_with_keyingtries_0() -> None:
+    """A head office that refuses now may be fixed later: with keyingtries = 0 a refused
+    attempt starts again after the backoff, and comes up once the peer agrees."""
+    a_text = conf(*A, extra_conn="keyingtries = 0", extra_daemon=FAST)
+    refusing = conf(
+        *B,
+        local_ts='"10.2.0.0/24"',
+        remote_ts='"10.1.0.0/24"',
+        proposals='"aes256gcm16-prfsha384-ecp384"',
+    )
+    a, b = make_pair(a_text, refusing)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b)  # <-- N(NO_PROPOSAL_CHOSEN)
+    assert a.engine.list_sas() == [] and a.engine.get_timer() == 10.0
+    a.engine.handle_timer(10.0)
+    transfer(a, b, 10.0)  # refused again: the next one waits 20 s
+    assert a.engine.list_sas() == [] and a.engine.get_timer() == 30.0
+    fixed = conf(*B, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"')
+    _, b = make_pair(a_text, fixed)
+    a.engine.handle_timer(30.0)
+    transfer(a, b, 30.0)
+    assert a.sa().state == b.sa().state == "ESTABLISHED"
 
 
 def test_dpd_restart_retries_keyingtries_times() -> None:

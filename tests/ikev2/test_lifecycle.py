@@ -18,7 +18,7 @@ from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import KePayload
 
-from .pair import Node, conf, deliver, make_pair, nothing_in_flight, transfer
+from .pair import Node, conf, deliver, kernel_reports, make_pair, nothing_in_flight, transfer
 
 A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
 B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
@@ -232,7 +232,7 @@ def test_dpd_probe_only_when_idle_and_answered() -> None:
 
 def test_dpd_esp_activity_postpones_the_probe() -> None:
     a, _b = up(extra_a=DPD)
-    a.engine.ctx.esp_activity = lambda spec: 25.0
+    kernel_reports(a, 30.0, last_use=25.0)  # inbound ESP 5 s ago, as the kernel counted it
     a.engine.handle_timer(30.0)
     assert a.drain() == []
     assert a.engine.get_timer() == 55.0

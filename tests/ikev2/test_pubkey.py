@@ -7,6 +7,7 @@ the peer's log says, and that failures end in AUTHENTICATION_FAILED.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import tempfile
@@ -267,6 +268,26 @@ def test_expired_certificate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     b = node(tmp_path / "b", gw(ca, "ecdsa-p256", B_ID), ca, 2, a_side=False)
     run(a, b)
     _auth_failed(a, b, caplog.text)
+    assert f"certificate 'CN={A_ID},O=pike test,C=CH' expired at" in caplog.text
+
+
+def test_certificates_are_checked_at_the_engines_now(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine's store turns its ``now`` into the wall-clock time of the check (piked:
+    the daemon's clock), so validity follows the engine's clock, not the host's."""
+    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
+    asked: list[float] = []
+
+    def in_two_years(now: float) -> dt.datetime:
+        asked.append(now)
+        return NOW + 730 * DAY  # past the gateways' year, within the CA's ten
+
+    b.engine.ctx.credentials.clock = in_two_years
+    a.engine.initiate("gw", 7.0)
+    transfer(a, b, 7.0)
+    _auth_failed(a, b, caplog.text)
+    assert asked == [7.0]
     assert f"certificate 'CN={A_ID},O=pike test,C=CH' expired at" in caplog.text
 
 

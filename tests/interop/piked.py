@@ -111,6 +111,7 @@ def render_piked_toml(
                 start_action=ch.start_action,
                 extra={
                     **({} if ch.rekey_time is None else {"rekey_time": ch.rekey_time}),
+                    **({} if ch.close_action is None else {"close_action": ch.close_action}),
                     **extra.get(f"{c.name}.{ch.name}", {}),
                 },
             )
@@ -360,9 +361,13 @@ class PikedNode(PeerNode):
             return [ike_from_json(d) for d in data or [] if isinstance(d, dict)]
         return [ike_from_json(d) for d in self.list_sas_json()]
 
-    def initiate(self, conn: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def initiate(
+        self, conn: str, *, check: bool = True, wait: float = 0.0
+    ) -> subprocess.CompletedProcess[str]:
+        """``pikectl initiate``; ``wait`` > 0 waits for the outcome (``--timeout``), 0 only
+        asks (the tests wait with ``wait_established``: the host kernel has no ESP)."""
         t0 = time.monotonic()
-        proc = self.pikectl("initiate", conn, check=check)
+        proc = self.pikectl("initiate", "--timeout", f"{wait:g}", conn, check=check)
         self.timings.append(Timing(f"initiate {conn}", time.monotonic() - t0))
         return proc
 

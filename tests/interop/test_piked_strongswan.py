@@ -16,6 +16,7 @@ complete on both with the same SPIs (charon installs its half).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -570,3 +571,21 @@ def test_several_proposals_one_in_common(
     assert c.raw.get("dh-group") == "MODP_3072", c.raw
     lan = c.child("lan")
     assert lan is not None and lan.encr_alg == "AES_CBC", lan
+
+
+@pytest.mark.interop
+def test_strongswan_connects_to_a_wildcard_hub(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    """piked as a hub whose remote id is ``*.example.net``: charon as the branch
+    ``hq.example.net`` fits it (the most specific match; here the only one)."""
+    secret = Secret("hq", PSK, [BRANCH, HQ])
+    charon = make_charon(
+        gateways.right, "charon", charon_conn(), secret, libipsec=gateways.libipsec
+    )
+    hub = dataclasses.replace(piked_conn(), remote_id="*.example.net")
+    piked = make_piked(gateways.left, "piked", hub, secret)
+    charon.initiate("lan", ike="hq", check=False)
+    _check_established(gateways, piked, charon)
+    sa = piked.ike_sa("hq")
+    assert sa is not None and sa.remote_id == HQ

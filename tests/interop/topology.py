@@ -70,10 +70,14 @@ table ip pikenat {
 }
 """
 
+# u32 "match all" rather than the matchall classifier: pike's UML kernel has cls_u32 and
+# act_nat built in but no matchall (and no nf_tables); Debian's has both as modules.
 TC_NAT = (
     "qdisc add dev pub0 clsact",
-    "filter add dev pub0 egress protocol ip matchall action nat egress 192.168.1.2/32 192.0.2.1",
-    "filter add dev pub0 ingress protocol ip matchall action nat ingress 192.0.2.1/32 192.168.1.2",
+    "filter add dev pub0 egress protocol ip u32 match u32 0 0 "
+    "action nat egress 192.168.1.2/32 192.0.2.1",
+    "filter add dev pub0 ingress protocol ip u32 match u32 0 0 "
+    "action nat ingress 192.0.2.1/32 192.168.1.2",
 )
 
 
@@ -102,7 +106,7 @@ def make_nat_gateways(
     la.link(left, nat, "192.168.1.2/24", "192.168.1.1/24", a_dev="wan0", b_dev="priv0")
     wan = la.link(nat, right, "192.0.2.1/24", "192.0.2.2/24", a_dev="pub0", b_dev="wan0")
     if os.environ.get("PIKE_IN_GUEST"):  # modules of the UML kernel (never on the host)
-        mods = ["nfnetlink", "nf_tables", "nft_masq", "sch_ingress", "cls_matchall", "act_nat"]
+        mods = ["nfnetlink", "nf_tables", "nft_masq", "sch_ingress", "cls_u32", "act_nat"]
         subprocess.run(["modprobe", "-a", *mods], capture_output=True, check=False)
     how = "nftables masquerade"
     done = nat.run(["nft", "-f", "-"], input="" if stateless else NFT, check=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from pike.kernel.xfrm import XfrmKernel
 from pike.policy.ipsec import KernelCaps
 
 GUEST_COMMAND = "tests/guest/uml-run -- .venv/bin/pytest -m kernel tests/kernel"
+SHARED_KERNEL = Path(__file__).resolve().parents[2].parent / "shared/uml/linux"
+PIKE_KERNEL_SKIP = "NEEDS THE PIKE UML KERNEL"  # tests/guest/tier.py tolerates only these skips
 
 
 def _require_root() -> None:
@@ -58,6 +61,22 @@ def esp_kernel(kernel_caps: KernelCaps) -> KernelCaps:
             f"{', '.join(kernel_caps.missing)}); run them in the kernel tier: {GUEST_COMMAND}"
         )
     return kernel_caps
+
+
+def require_pike_kernel(present: bool, what: str) -> None:
+    """For features only pike's UML kernel has (netdevsim, XFRM interfaces): skip loudly on
+    another kernel (Debian's linux.uml); fail under CI=true when ../shared/uml/linux is
+    there, because then the guest tier should have booted it."""
+    if present:
+        return
+    reason = (
+        f"{PIKE_KERNEL_SKIP}: this kernel ({os.uname().release}, guest kernel "
+        f"{os.environ.get('PIKE_GUEST_KERNEL', 'none')}) has no {what}; boot ../shared/uml/linux "
+        "or build /var/cache/pike-uml/linux with tests/guest/build-uml-kernel.sh"
+    )
+    if os.environ.get("CI", "").lower() == "true" and SHARED_KERNEL.exists():
+        pytest.fail(f"{reason} (CI=true and {SHARED_KERNEL} exists, so this is a failure)")
+    pytest.skip(reason)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -208,10 +208,10 @@ def test_read_events_keeps_only_ours(namespaces: Namespaces) -> None:
     one forgets the SA), ACQUIREs for reqids of policies it installed."""
     sel = Selector(ip_network("10.1.0.1/32"), ip_network("10.2.0.1/32"))
     with XfrmKernel(namespaces.create("filt")) as k:
-        k._sas[(B, 0xC0000001)] = "SA"
-        k._sas[(A, 0xC0000002)] = "larval SA"
+        k._sas.add((B, 0xC0000001))
+        k._sas.add((A, 0xC0000002))
         k._larval.add((A, 0xC0000002))
-        k._policies[(sel, xm.XFRM_POLICY_OUT)] = 7
+        k._policies[(sel, xm.XFRM_POLICY_OUT, 0)] = 7
         k._events = _FakeEvents(  # type: ignore[assignment]
             [
                 Expire(0xC0000001, B, hard=False),

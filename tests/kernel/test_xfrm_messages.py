@@ -118,6 +118,24 @@ def test_sa_message_encoding() -> None:
     assert back.get_attr("XFRMA_ALG_AEAD")["alg_key"] == key
 
 
+def test_offload_and_if_id_attributes() -> None:
+    msg = xm.xfrm_usersa_info()
+    msg["attrs"] = [
+        ("XFRMA_OFFLOAD_DEV", {"ifindex": 3, "flags": xm.XFRM_OFFLOAD_INBOUND}),
+        ("XFRMA_IF_ID", 7),
+    ]
+    msg["header"]["type"] = xm.XFRM_MSG_NEWSA
+    msg.encode()
+    nla = bytes(msg.data)[16 + 224 :]
+    # struct xfrm_user_offload { int ifindex; __u8 flags; } is 8 bytes with padding
+    assert struct.unpack_from("=HHiB3x", nla) == (12, xm.XFRMA_OFFLOAD_DEV, 3, 2)
+    assert struct.unpack_from("=HHI", nla, 12) == (8, xm.XFRMA_IF_ID, 7)
+    back = xm.xfrm_usersa_info(bytearray(msg.data))
+    back.decode()
+    assert back.get_attr("XFRMA_OFFLOAD_DEV")["ifindex"] == 3
+    assert back.get_attr("XFRMA_IF_ID") == 7
+
+
 def test_cbc_hmac_attributes() -> None:
     attrs = dict(algorithm_attrs(EncrId.AES_CBC, bytes(32), IntegId.HMAC_SHA2_512_256, bytes(64)))
     assert attrs["XFRMA_ALG_CRYPT"]["alg_name"] == b"cbc(aes)"

@@ -175,7 +175,7 @@ def run_in_uml(keep: bool) -> int:
     from guest import uml  # tests/guest/uml.py
 
     say("== This kernel has no ESP: booting a User-Mode-Linux kernel that has (tests/guest/uml.py)")
-    binary, modules = uml.uml_binary(), uml.modules_dir()
+    kernel = uml.guest_kernel()
     run_dir = Path(tempfile.mkdtemp(prefix="pike-lab-uml-"))
     python = REPO / ".venv/bin/python"
     command = [str(python), "-u", str(Path(__file__).resolve()), "--here"]
@@ -186,9 +186,8 @@ def run_in_uml(keep: bool) -> int:
     def boot() -> None:
         try:
             result["r"] = uml._boot(
-                binary, modules, command, str(REPO), 600.0, "768M",
-                dict(os.environ), False, run_dir,
-            )  # fmt: skip
+                kernel, command, str(REPO), 600.0, "768M", dict(os.environ), False, run_dir
+            )
         except BaseException as e:  # reported below
             result["e"] = e
 

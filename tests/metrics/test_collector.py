@@ -182,6 +182,24 @@ def test_child_bytes_keep_counting_across_rekeys_and_expiry() -> None:
     assert _bytes(f, "in") == 1800.0
 
 
+def test_offload_in_use_per_direction() -> None:
+    f = Fixture()
+    sin, sout = _spec("192.0.2.2", "192.0.2.1", 0xC0000001), _spec("192.0.2.1", "192.0.2.2", 0x1)
+    f.rec.observe(InstallChildSa("hq", "lan", 2, sin, sout, ()))
+    f.sas = [_ike((_child(2, sin, sout),))]
+    f.kernel.sas[("192.0.2.1", sin.spi)] = SaCounters(0, 0, offload="crypto")
+    f.kernel.sas[("192.0.2.2", sout.spi)] = SaCounters(0, 0, offload="no")  # auto fell back
+
+    def offload(direction: str, mode: str) -> float:
+        labels = {"connection": "hq", "child": "lan", "direction": direction, "offload": mode}
+        return f.value("pike_child_sa_offload", **labels)
+
+    assert (offload("in", "crypto"), offload("in", "no"), offload("in", "packet")) == (1, 0, 0)
+    assert (offload("out", "crypto"), offload("out", "no")) == (0, 1)
+    f.sas = [_ike((_child(2, sin, sout, "REKEYED"),))]  # on its way out: not counted
+    assert offload("in", "crypto") == 0
+
+
 def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     f = Fixture()
     in1, out1 = _spec("192.0.2.2", "192.0.2.1", 0xC0FFEE01), _spec("192.0.2.1", "192.0.2.2", 0x2)

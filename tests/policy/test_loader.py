@@ -243,7 +243,13 @@ def test_traffic_selector_with_protocol_and_port(tmp_path: Path) -> None:
             'remote_addrs = ["192.0.2.2"]',
             'remote_addrs = ["192.0.2.2", "192.0.2.300"]',
             "F:7: connections.hq.remote_addrs[1]: '192.0.2.300' is not an IPv4/IPv6 address,"
-            " a subnet or %any (responder only)",
+            " a DNS name, a subnet or %any (responder only)",
+        ),
+        (
+            'remote_addrs = ["192.0.2.2"]',
+            'remote_addrs = ["hq_gw.example.net"]',
+            "F:7: connections.hq.remote_addrs[0]: 'hq_gw.example.net' is not an IPv4/IPv6"
+            " address, a DNS name, a subnet or %any (responder only)",
         ),
         (
             'remote_addrs = ["192.0.2.2"]',
@@ -267,6 +273,12 @@ def test_traffic_selector_with_protocol_and_port(tmp_path: Path) -> None:
             'mode = "tunnel"',
             'mode = "tunel"',
             "F:16: connections.hq.children.lan.mode: 'tunel' is not one of tunnel, transport",
+        ),
+        (
+            'start_action = "start"',
+            'start_action = "start"\nclose_action = "restart"',
+            "F:18: connections.hq.children.lan.close_action:"
+            " 'restart' is not one of none, trap, start",
         ),
         (
             'start_action = "start"',
@@ -334,6 +346,33 @@ def test_errors(tmp_path: Path, old: str, new: str, expected: str) -> None:
         assert msg == expected
 
 
+def test_remote_addrs_may_be_a_dns_name(tmp_path: Path) -> None:
+    named = EXAMPLE.replace('remote_addrs = ["192.0.2.2"]', 'remote_addrs = ["VPN.Example.NET."]')
+    cfg = load_config(write(tmp_path, named))
+    hq = cfg.connections["hq"]
+    assert hq.remote_addrs == ("vpn.example.net",) and hq.keyingtries == 0  # a start child
+    trap = named.replace('start_action = "start"', 'start_action = "trap"')
+    assert error_of(tmp_path, trap) == (
+        "F:17: connections.hq.children.lan.start_action: trap needs an IP address in"
+        " remote_addrs, not a name"
+    )
+    no_id = named.replace(
+        'remote = { auth = "psk", id = "hq.example.net" }', 'remote = { auth = "psk" }'
+    )
+    assert error_of(tmp_path, no_id) == (
+        "F:10: connections.hq.remote.id: missing: with a DNS name in remote_addrs"
+        " (vpn.example.net) set the peer's id"
+    )
+    dynamic = named.replace('remote_ts = ["10.2.0.0/24"]', 'remote_ts = ["dynamic"]')
+    assert "dynamic needs remote_addrs to name one address" in error_of(tmp_path, dynamic)
+
+
+def test_keyingtries_default_follows_start_action(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, EXAMPLE)).connections["hq"].keyingtries == 0
+    none = EXAMPLE.replace('start_action = "start"', 'start_action = "none"')
+    assert load_config(write(tmp_path, none)).connections["hq"].keyingtries == 1
+
+
 def test_dynamic_ts_needs_an_address(tmp_path: Path) -> None:
     text = EXAMPLE.replace('local_addrs = ["192.0.2.1"]\n', "").replace(
         'local_ts = ["10.1.0.0/24"]\n', ""
@@ -378,7 +417,7 @@ def test_pre_authentication_limits(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, EXAMPLE))
     d = cfg.daemon
     assert (d.max_packet, d.cookie_threshold, d.block_threshold) == (10000, 10, 5)
-    assert (d.half_open_max, d.ike_sa_max, d.init_rate) == (1000, 10000, 200)
+    assert (d.half_open_max, d.ike_sa_max, d.init_rate) == (1000, 20000, 0)
     text = EXAMPLE.replace(
         "[daemon]\n",
         "[daemon]\nmax_packet = 20000\ncookie_threshold = 0\nblock_threshold = 2\n"

@@ -15,14 +15,45 @@ B_TS: dict[str, Any] = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"
 
 
 def pair(
-    version: int, extra_conn: str = "", *, a_esp: bool = True, b_esp: bool = True
+    version: int,
+    extra_conn: str = "",
+    *,
+    a_esp: bool = True,
+    b_esp: bool = True,
+    a_child: str = "",
+    b_proposals: str = "",
+    a_start: str = "none",
+    a_remote: str = "",
+    b_psk: str = "",
 ) -> tuple[Node, Node]:
     """a (192.0.2.1) and b (192.0.2.2) with connection gw, child net; ``a_esp``, ``b_esp``:
-    whether their kernels have ESP."""
+    whether their kernels have ESP; ``a_child``: TOML lines for a's child;
+    ``b_proposals``: b's IKE proposals (TOML array items) instead of the same as a's;
+    ``a_start``: a's start_action; ``a_remote``: a's remote_addrs entry (a DNS name)
+    instead of b's address; ``b_psk``: b's PSK instead of the same as a's."""
+    b_kw = {**B_TS, "proposals": b_proposals} if b_proposals else dict(B_TS)
+    if b_psk:
+        b_kw["psk"] = b_psk
     if version == 1:
-        a_text = v1conf(A, B, extra_conn=extra_conn)
-        b_text = v1conf(B, A, extra_conn=extra_conn, **B_TS)
+        a_text = v1conf(A, B, extra_conn=extra_conn, extra_child=a_child, start=a_start)
+        a_text = _remote(a_text, a_remote)
+        b_text = v1conf(B, A, extra_conn=extra_conn, **b_kw)
         return Node(v1engine(a_text, 1, a_esp)), Node(v1engine(b_text, 2, b_esp))  # type: ignore[arg-type]
-    a_text = conf(A, B, "branch.example.net", "hq.example.net", extra_conn=extra_conn)
-    b_text = conf(B, A, "hq.example.net", "branch.example.net", extra_conn=extra_conn, **B_TS)
+    a_text = conf(
+        A,
+        B,
+        "branch.example.net",
+        "hq.example.net",
+        extra_conn=extra_conn,
+        extra_child=a_child,
+        start=a_start,
+    )
+    a_text = _remote(a_text, a_remote)
+    b_text = conf(B, A, "hq.example.net", "branch.example.net", extra_conn=extra_conn, **b_kw)
     return Node(v2engine(a_text, 1, a_esp)), Node(v2engine(b_text, 2, b_esp))
+
+
+def _remote(text: str, remote: str) -> str:
+    return (
+        text.replace(f'remote_addrs = ["{B}"]', f'remote_addrs = ["{remote}"]') if remote else text
+    )

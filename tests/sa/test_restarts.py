@@ -70,3 +70,29 @@ def test_a_peer_found_dead_is_counted_once(version: int) -> None:
     counters = a.engine.ctx.counters.conn("gw")
     # (IKEv1 counts every R-U-THERE as a probe, IKEv2 one probe and its retransmits)
     assert counters.dpd_failures == 1 and counters.dpd_probes >= 1
+
+
+@VERSIONS
+def test_a_start_connection_keeps_trying_after_a_refusal(version: int) -> None:
+    """start_action = start makes keyingtries 0 by default (pike's choice, not
+    strongSwan's): a refused attempt starts again after the backoff (10 s, then 20 s),
+    on both versions; terminate ends the retries."""
+    a, b = pair(version, a_start="start", b_proposals='"aes256-sha384-ecp384"')
+    assert a.engine.config.connections["gw"].keyingtries == 0
+    a.engine.start(0.0)
+    transfer(a, b, 0.0)  # <-- NO_PROPOSAL_CHOSEN
+    assert a.engine.list_sas() == [] and a.engine.get_timer() == 10.0
+    a.engine.handle_timer(10.0)
+    transfer(a, b, 10.0)
+    assert a.engine.list_sas() == [] and a.engine.get_timer() == 30.0
+    a.engine.terminate("gw", 20.0)
+    assert a.engine.get_timer() is None
+
+
+@VERSIONS
+def test_without_start_one_refusal_is_final(version: int) -> None:
+    a, b = pair(version, b_proposals='"aes256-sha384-ecp384"')
+    assert a.engine.config.connections["gw"].keyingtries == 1
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    assert a.engine.list_sas() == [] and a.engine.get_timer() is None

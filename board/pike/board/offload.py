@@ -5,11 +5,18 @@
 - ``no``: software ESP.
 - ``crypto``: the NIC does the cipher (XFRM_DEV_OFFLOAD_CRYPTO); refused clearly when the
   interface does not have the ethtool feature ``esp-hw-offload`` switched on.
-- ``packet``: the NIC does ESP framing too (XFRM_OFFLOAD_PACKET, Linux 6.2+); same check.
+- ``packet``: the NIC does ESP framing too (XFRM_OFFLOAD_PACKET, Linux 6.2+); same check,
+  and refused with the reason on an older kernel (6.1 answers the flag with EINVAL
+  "Unrecognized flags in offload request").
   ethtool has no separate feature for it: only the kernel's answer to the SA tells.
-- ``auto``: packet, then crypto, then software, per SA; never fails.
+- ``auto``: packet (6.2+), then crypto, then software, per SA; never fails.
 
-The kernel backend calls ``plan_offload()`` once per SA and ``apply_offload()`` with a
+The device of an SA is the interface its packets use, as strongSwan's kernel-netlink
+plugin picks it: an outbound SA's is the interface the route to the peer leaves through;
+an inbound SA's is the interface that holds its local (destination) address, where the
+peer's ESP arrives (strongSwan takes the local address's interface for both directions).
+
+The kernel backend calls ``plan_offload_for()`` once per SA and ``apply_offload()`` with a
 function that installs the SA with a given offload mode; the mode that worked is what
 ``pikectl list-sas`` shows.
 """
@@ -18,6 +25,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -88,6 +97,35 @@ def probe_nic(ifname: str, netns: str | None = None) -> NicOffload:
     )
 
 
+PACKET_OFFLOAD_SINCE = (6, 2)  # XFRM_OFFLOAD_PACKET (struct xfrm_user_offload.flags)
+
+
+def packet_offload_unsupported(release: str | None = None) -> str | None:
+    """Why this kernel cannot do packet offload, or None when it can (Linux 6.2+). By
+    version, so the reason is clear (6.1's own answer is a bare "Unrecognized flags")."""
+    release = release or os.uname().release
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if m and (int(m[1]), int(m[2])) >= PACKET_OFFLOAD_SINCE:
+        return None
+    return (
+        f"packet offload needs Linux 6.2 or later (XFRM_OFFLOAD_PACKET); this kernel is {release}"
+    )
+
+
+def local_interface(addr: str, netns: str | None = None) -> str | None:
+    """The interface that holds ``addr`` (where ESP for it arrives), or None."""
+    from pyroute2 import IPRoute  # deferred: only this lookup needs it
+
+    def lookup() -> str | None:
+        with IPRoute() as ipr:
+            for a in ipr.get_addr(address=addr):
+                links = ipr.get_links(a["index"])
+                return str(links[0].get_attr("IFLA_IFNAME")) if links else None
+        return None
+
+    return call_in_netns(netns, lookup, thread=True)
+
+
 def outgoing_interface(dst: str, netns: str | None = None) -> str | None:
     """The interface the kernel routes ``dst`` through (``ip route get``), or None."""
     from pyroute2 import IPRoute  # deferred: only this lookup needs it
@@ -109,18 +147,32 @@ def outgoing_interface(dst: str, netns: str | None = None) -> str | None:
     return call_in_netns(netns, lookup, thread=True)
 
 
-def plan_offload_for(requested: Requested, dst: str, netns: str | None = None) -> OffloadPlan:
-    """``plan_offload`` for an SA towards ``dst``: finds its interface, reads its features."""
+def plan_offload_for(
+    requested: Requested,
+    peer: str,
+    netns: str | None = None,
+    *,
+    inbound_local: str | None = None,
+) -> OffloadPlan:
+    """``plan_offload`` for one SA with ``peer``: finds its interface (outbound: the route
+    to ``peer``; inbound: the one holding ``inbound_local``, the SA's destination, else
+    the route to ``peer``), reads its features."""
     if requested == "no":
         return plan_offload("no", None)
-    dev = outgoing_interface(dst, netns)
-    return plan_offload(requested, probe_nic(dev, netns) if dev else None)
+    dev = local_interface(inbound_local, netns) if inbound_local else None
+    dev = dev or outgoing_interface(peer, netns)
+    nic = probe_nic(dev, netns) if dev else None
+    return plan_offload(requested, nic, packet_offload_unsupported())
 
 
-def plan_offload(requested: Requested, nic: NicOffload | None) -> OffloadPlan:
-    """The offload attempts for one SA leaving through ``nic`` (None: unknown interface).
+def plan_offload(
+    requested: Requested, nic: NicOffload | None, no_packet: str | None = None
+) -> OffloadPlan:
+    """The offload attempts for one SA using ``nic`` (None: unknown interface);
+    ``no_packet`` says why the kernel cannot do packet offload (None: it can).
 
-    Raises OffloadError for ``crypto``/``packet`` when the interface cannot offload ESP.
+    Raises OffloadError for ``crypto``/``packet`` when the interface cannot offload ESP,
+    and for ``packet`` on a kernel without it.
     """
     dev = nic.ifname if nic else None
     if requested == "no":
@@ -132,7 +184,11 @@ def plan_offload(requested: Requested, nic: NicOffload | None) -> OffloadPlan:
         raise OffloadError(f"hw_offload = {requested} is impossible: {why}")
     if requested == "auto":
         # strongSwan's order: full packet offload, then crypto only, then software.
+        if no_packet:
+            return OffloadPlan(requested, dev, ("crypto",), True, f"{nic.describe()}; {no_packet}")
         return OffloadPlan(requested, dev, ("packet", "crypto"), True, nic.describe())
+    if requested == "packet" and no_packet:
+        raise OffloadError(f"hw_offload = packet is impossible: {no_packet}")
     return OffloadPlan(requested, dev, (requested,), False, nic.describe())
 
 

@@ -2,8 +2,8 @@
 
     pikectl status [--json]
     pikectl list-sas [--json] [CONN]
-    pikectl initiate CONN[.CHILD]...
-    pikectl terminate CONN
+    pikectl initiate [--timeout S] CONN[.CHILD]...
+    pikectl terminate [--force] CONN[.CHILD]
     pikectl rekey CONN[.CHILD]...
     pikectl reload
     pikectl list-conns [--json]
@@ -73,10 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     ls = cmd("list-sas", "IKE and CHILD SAs")
     ls.add_argument("--json", action="store_true")
     ls.add_argument("conn", nargs="?", help="only this connection")
-    ini = cmd("initiate", "bring connections (or one child) up")
+    ini = cmd("initiate", "bring connections (or one child) up, and wait for the outcome")
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
-    term = cmd("terminate", "delete a connection's IKE SAs (CONN.CHILD: not yet)")
-    term.add_argument("conn")
+    ini.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for each (default 30; 0: do not wait, only ask)",
+    )
+    term = cmd("terminate", "delete a connection's IKE SAs, or CONN.CHILD's CHILD_SA")
+    term.add_argument("conn", metavar="CONN[.CHILD]")
+    term.add_argument(
+        "--force", action="store_true", help="remove the IKE SAs at once, without waiting"
+    )
     rk = cmd("rekey", "rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
     rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
     cmd("reload", "re-read the config file; unchanged tunnels stay up")
@@ -184,6 +193,47 @@ def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     return worst
 
 
+def _initiate(sock: str, targets: list[str], timeout: float) -> int:
+    """``initiate`` each CONN[.CHILD] and wait for it (as ``swanctl --initiate``): the log
+    lines about it as they come, then 0 when it is up, 1 when it failed or did not come
+    up within ``timeout`` seconds (piked may keep trying: keyingtries)."""
+    import time
+
+    worst = EXIT_OK
+    for target in targets:
+        conn, _, child = target.partition(".")
+        req: dict[str, Any] = {"conn": conn}
+        if child:
+            req["child"] = child
+        code = EXIT_ERROR
+        try:
+            for event in follow(sock, "initiate-wait", req, time.monotonic() + timeout):
+                if event.get("ok") is False and "done" not in event:
+                    print(f"pikectl: initiate: {event.get('error', 'failed')}", file=sys.stderr)
+                    break
+                if "message" in event:
+                    print(event["message"], flush=True)
+                if event.get("done"):
+                    if event.get("ok"):
+                        print(f"initiate {target}: {event.get('reason', 'established')}")
+                        code = EXIT_OK
+                    else:
+                        why = event.get("reason", "failed")
+                        print(f"pikectl: initiate {target} failed: {why}", file=sys.stderr)
+                    break
+        except TimeoutError:
+            print(f"pikectl: initiate {target}: not up within {timeout:g}s", file=sys.stderr)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            print(f"pikectl: cannot reach piked at {sock}: {reason}", file=sys.stderr)
+            return EXIT_USAGE
+        except ValueError as exc:
+            print(f"pikectl: bad answer from piked at {sock}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        worst = max(worst, code)
+    return worst
+
+
 def _log(sock: str, level: str, as_json: bool) -> int:
     """Print piked's log lines as they come; 0 when piked stops or on Ctrl-C."""
     import time
@@ -279,13 +329,17 @@ def _run(args: argparse.Namespace) -> int:
         return _ops(args)
     if args.cmd == "log":
         return _log(_socket(args), args.level, args.json)
+    if args.cmd == "initiate" and args.timeout > 0:
+        return _initiate(_socket(args), args.targets, args.timeout)
     if args.cmd in ("initiate", "rekey"):
         return _per_target(_socket(args), args.cmd, args.targets)
-    if "." in args.conn:  # names have no dots: CONN.CHILD
-        # The engines delete whole connections only; a CHILD_SA alone needs engine work.
-        print("pikectl: terminate: one CHILD_SA alone cannot be terminated yet", file=sys.stderr)
-        return EXIT_USAGE
-    code, _result = _call(_socket(args), "terminate", {"conn": args.conn})
+    conn, _, child = args.conn.partition(".")  # names have no dots: CONN.CHILD
+    term: dict[str, Any] = {"conn": conn}
+    if child:
+        term["child"] = child
+    if args.force:
+        term["force"] = True
+    code, _result = _call(_socket(args), "terminate", term)
     if code == EXIT_OK:
         print(f"terminating {args.conn}")
     return code

@@ -14,21 +14,27 @@ import sys
 
 from pike.cli.logsetup import LEVELS, setup_logging
 from pike.daemon.configfile import ConfigRefused, board_defaults, load_checked
-from pike.daemon.runtime import Daemon, Engine, Random, SpiAlloc
+from pike.daemon.runtime import Daemon, Engine, Random
 from pike.kernel.interface import KernelError, KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps
 from pike.policy.paths import DEFAULT_CONFIG
+from pike.sa.credentials import CredentialStore
+from pike.sa.ports import SpiSource
 
 log = logging.getLogger("pike.piked")
 
 
 def _engine(
-    config: Config, caps: KernelCaps, spi_alloc: SpiAlloc | None, random: Random = os.urandom
+    config: Config,
+    caps: KernelCaps,
+    spis: SpiSource,
+    random: Random = os.urandom,
+    credentials: CredentialStore | None = None,
 ) -> Engine:
     from pike.daemon.engines import Engines
 
-    return Engines(config, random=random, kernel_caps=caps, spi_alloc=spi_alloc)
+    return Engines(config, random=random, kernel_caps=caps, spis=spis, credentials=credentials)
 
 
 def _kernel() -> KernelIpsec:
@@ -60,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Unreadable certificates or keys stop us here rather than at the first IKE_AUTH.
     # Tokens are looked at later, in the signing threads: a slow one must not hold READY.
+    credentials = CredentialStore()  # the daemon's: preloaded here, then the engines'
     try:
-        config = load_checked(args.config, probe=False)
+        config = load_checked(args.config, probe=False, store=credentials)
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in exposed(config):
         log.warning("%s", warning)
     privileges.ENABLED = True  # this process is piked: drop what binding needed, once bound
-    daemon = Daemon(config, _kernel(), _engine)
+    daemon = Daemon(config, _kernel(), _engine, credentials=credentials)
     try:
         rc = asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import TYPE_CHECKING
 
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.loader import ConfigError, DefaultProposals, load_config_text
-from pike.policy.toml_lines import KeyPath, key_lines
+from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import Source
+
+if TYPE_CHECKING:
+    from pike.sa.credentials import CredentialStore
 
 __all__ = ["ConfigRefused", "board_defaults", "load_checked"]
 
@@ -53,26 +57,30 @@ def _read(path: str) -> str:
         raise ConfigError(path, line, "", "not UTF-8 text") from None
 
 
-def load_checked(path: str, *, probe: bool) -> Config:
+def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None) -> Config:
     """Read, validate and load the credentials of ``path`` as piked runs it.
 
     ``probe``: look at token keys now (check-config); piked passes False and leaves
-    tokens to its signing threads, where a slow token cannot hold up the event loop."""
+    tokens to its signing threads, where a slow token cannot hold up the event loop.
+    ``store``: the daemon's credentials, preloaded here (certificates read, signers
+    made), so that IKE_AUTH reads no file; without it a store for this check only."""
     try:
         text = _read(path)
         config = load_config_text(text, path, board_defaults()[0])
     except ConfigError as exc:
         raise ConfigRefused([str(exc)]) from None
-    src = Source(path, key_lines(text))
+    src = Source(path, text)
     problems = [p for conn in config.connections.values() for p in _credentials(src, conn)]
     if problems:
         raise ConfigRefused(problems)
-    from pike.sa.credentials import STORE  # cryptography: only for a config with certs
+    if store is None:
+        from pike.sa.credentials import CredentialStore  # cryptography: only when needed
 
+        store = CredentialStore()
     for conn in config.connections.values():
         # One connection at a time, so that a key problem names that connection's key.
         only = dataclasses.replace(config, connections={conn.name: conn})
-        for problem in STORE.preload(only, probe=probe):
+        for problem in store.preload(only, probe=probe):
             at = ("connections", conn.name, "local", "key")
             while problem.startswith(f"{conn.name}: "):  # the store names it, once or twice
                 problem = problem.removeprefix(f"{conn.name}: ")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,8 +40,11 @@ def request(
     return resp
 
 
-def follow(path: str, cmd: str, args: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Ask for a stream (``log``) and yield its events until the daemon closes it.
+def follow(
+    path: str, cmd: str, args: dict[str, Any] | None = None, deadline: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """Ask for a stream (``log``, ``initiate``) and yield its events until the daemon
+    closes it, or until ``deadline`` (``time.monotonic``), when TimeoutError is raised.
 
     The first answer is checked like ``request``'s: an ``{"ok": false}`` is yielded as is
     and ends the stream. Raises OSError when the socket cannot be reached."""
@@ -56,5 +60,10 @@ def follow(path: str, cmd: str, args: dict[str, Any] | None = None) -> Iterator[
             yield first
             return
         s.settimeout(None)  # events come when piked logs
-        for line in f:
+        while True:
+            if deadline is not None:
+                s.settimeout(max(0.001, deadline - time.monotonic()))
+            line = f.readline()
+            if not line:
+                return
             yield json.loads(line)

@@ -3,7 +3,7 @@
 The same sockets carry IKEv1 and IKEv2 (UDP 500, and 4500 after the non-ESP marker): each
 datagram goes to the engine its header's major version names (RFC 2408 §3.1 / RFC 7296
 §3.1: the same byte). API calls go by the connection's ``version``. The engines share one
-context (config, action queue, counters, unique ids, reqids, credentials), so actions,
+context (config, action queue, counters, unique ids, reqids, SPIs, credentials), so actions,
 ``pikectl list-sas`` and the metrics see one set of SAs.
 """
 
@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.config import Config
-from pike.policy.ipsec import KernelCaps
+from pike.policy.ipsec import KernelCaps, SaSpec
 from pike.sa.actions import Action, Address, IkeSaInfo
-from pike.sa.context import Context, SpiAlloc
+from pike.sa.context import Context
+from pike.sa.credentials import CredentialStore
+from pike.sa.ports import SpiSource
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28
@@ -29,11 +31,18 @@ class Engines:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
     ) -> None:
-        self.v2 = Ikev2Engine(config, random=random, kernel_caps=kernel_caps, spi_alloc=spi_alloc)
+        self.v2 = Ikev2Engine(
+            config, random=random, kernel_caps=kernel_caps, spis=spis, credentials=credentials
+        )
         self.v1 = Ikev1Engine(
-            config, random=random, kernel_caps=kernel_caps, spi_alloc=spi_alloc, ctx=self.v2.ctx
+            config, random=random, kernel_caps=kernel_caps, spis=spis, ctx=self.v2.ctx
+        )
+        # INITIAL_CONTACT looks at the IKE SAs of both versions (strongSwan's one manager)
+        self.ctx.has_contact = lambda mine, peer: (
+            self.v2.has_contact(mine, peer) or self.v1.has_contact(mine, peer)
         )
 
     @property
@@ -65,8 +74,15 @@ class Engines:
     def initiate(self, conn: str, now: float, child: str | None = None) -> None:
         self._by_conn(conn).initiate(conn, now, child)
 
-    def terminate(self, conn: str, now: float) -> None:
-        self._by_conn(conn).terminate(conn, now)
+    def terminate(self, conn: str, now: float, force: bool = False) -> None:
+        self._by_conn(conn).terminate(conn, now, force)
+
+    def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None:
+        if conn in self.ctx.config.connections:
+            self._by_conn(conn).resolved(conn, addresses, now)
+
+    def terminate_child(self, conn: str, child: str, now: float) -> None:
+        self._by_conn(conn).terminate_child(conn, child, now)
 
     def rekey(self, conn: str, now: float, child: str | None = None) -> None:
         self._by_conn(conn).rekey(conn, now, child)
@@ -79,6 +95,14 @@ class Engines:
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         self.v2.child_expired(spi, hard, now)
         self.v1.child_expired(spi, hard, now)
+
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        return self.v2.esp_wanted(now) + self.v1.esp_wanted(now)
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        # our inbound SPIs are unique across both engines: only one finds it
+        self.v2.esp_seen(spi, packets, last_use, now)
+        self.v1.esp_seen(spi, packets, last_use, now)
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         self.v2.child_install_failed(unique_id, reason, now)

@@ -71,6 +71,12 @@ class LogHub(logging.Handler):
         self._followers.add(f)
         return f
 
+    def add(self, f: Follower) -> None:
+        """Another kind of follower (``pike.daemon.initiations.Watch``), not counted
+        against ``MAX_FOLLOWERS``: it ends with its initiation."""
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        self._followers.add(f)
+
     def unfollow(self, f: Follower) -> None:
         self._followers.discard(f)
 

@@ -11,13 +11,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 from prometheus_client.registry import CollectorRegistry
 
 from pike.crypto.proposal import format_proposal
 from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
+from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
 from pike.metrics.collector import PikeCollector, Sources
@@ -27,9 +28,7 @@ from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
-
-if TYPE_CHECKING:
-    from pike.kernel.interface import KernelIpsec
+from pike.sa.credentials import CredentialStore
 
 log = logging.getLogger("pike.daemon")
 
@@ -52,15 +51,23 @@ class _Engine(Protocol):
     def reload(self, config: Config, now: float) -> dict[str, list[str]]: ...
 
 
+class _Commands(Protocol):
+    def cmd_initiate(self, args: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class _Daemon(Protocol):
     config: Config
-    kernel: KernelIpsec
-    caps: KernelCaps
+    credentials: CredentialStore
+    commands: _Commands  # pike.daemon.commands.Commands
+
+    @property
+    def caps(self) -> KernelCaps: ...
 
     @property
     def engine(self) -> Any: ...
 
     def probe_tokens(self) -> None: ...
+    def counters(self, spec: SaSpec) -> SaCounters | None: ...
 
 
 class Ops:
@@ -81,20 +88,19 @@ class Ops:
         self._keys: KeyExport | None = None
         self._started_wall = 0.0  # set by start()
         self.logs = LogHub()  # pikectl log
+        self.initiations = Initiations(  # pikectl initiate, waiting for the outcome
+            lambda args: self.daemon.commands.cmd_initiate(args),
+            lambda: self.engine.list_sas(),
+            lambda: self.daemon.config,
+            self.logs,
+        )
 
     @property
     def engine(self) -> _Engine:
         return cast(_Engine, self.daemon.engine)
 
     def query(self, spec: SaSpec) -> SaCounters | None:
-        from pike.kernel.interface import KernelError
-
-        if not self.daemon.caps.esp:
-            return None
-        try:
-            return self.daemon.kernel.query_sa(spec.dst, spec.spi)
-        except KernelError:
-            return None
+        return self.daemon.counters(spec)  # the data plane's (None: no ESP, or gone)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -122,9 +128,7 @@ class Ops:
         return reg
 
     def _tokens(self) -> dict[str, str]:
-        from pike.sa.credentials import store_for
-
-        return store_for(getattr(self.daemon.engine, "ctx", None)).tokens()
+        return self.daemon.credentials.tokens()
 
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
@@ -157,6 +161,7 @@ class Ops:
         """Called with every engine action before the runtime acts on it."""
         try:
             self.recorder.observe(a)
+            self.initiations.observe(a)
             if self._keys is not None:
                 if isinstance(a, IkeSaEstablished):
                     self._export_ike(a)
@@ -189,14 +194,15 @@ class Ops:
         return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
 
     def streams(self) -> dict[str, StreamSource]:
-        return {"log": self.logs}
+        return {"log": self.logs, "initiate-wait": self.initiations}
 
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         """Read the config file again; on any error nothing changes and the error is the
         answer. Unchanged connections keep their SAs."""
         path = self.daemon.config.path
         try:
-            new = load_checked(path, probe=False)  # as at start; no token I/O on the loop
+            # as at start, into the daemon's store; no token I/O on the loop
+            new = load_checked(path, probe=False, store=self.daemon.credentials)
         except ConfigRefused as exc:
             self.recorder.reloaded(False)
             msg = "; ".join(exc.lines)

@@ -8,8 +8,7 @@ timestamp (``*_at``, Unix time).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -21,52 +20,10 @@ QueryCounters = Callable[[SaSpec], SaCounters | None]
 JsonDict = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Due:
-    """When an SA's next timed event is (engine clock), which ``IkeSaInfo`` and
-    ``ChildSaInfo`` do not carry yet (see ``engine_due``)."""
-
-    rekey_at: float | None = None
-    reauth_at: float | None = None  # IKE SAs
-    expire_at: float | None = None  # CHILD SAs: life_time
-
-
 # (connection, child) -> (reason, wall-clock time) of the last failure of a CHILD_SA
 # that has not come up since (``pike.metrics.recorder.Recorder.child_failed``).
 ChildFailures = Mapping[tuple[str, str], tuple[str, float]]
 NO_FAILURES: ChildFailures = MappingProxyType({})
-
-# Due times by IKE SPIs (spi_i + spi_r) or by a CHILD_SA's inbound SPI.
-DueTimes = Mapping[bytes | int, Due]
-NO_DUE: DueTimes = MappingProxyType({})
-
-
-def engine_due(engine: object) -> dict[bytes | int, Due]:
-    """The rekey/reauth/expiry times of the engine's SAs, read from its SA objects.
-
-    A read-only look inside the engine (as the key export does) until the engine's SA
-    infos carry these times themselves; an engine without them gives nothing, and
-    ``list-sas`` then shows no times rather than wrong ones."""
-    out: dict[bytes | int, Due] = {}
-    parts: Iterable[object] = (engine, getattr(engine, "v2", None), getattr(engine, "v1", None))
-    for part in parts:
-        sas = getattr(part, "sas", None)
-        if not isinstance(sas, Mapping):
-            continue
-        for sa in sas.values():
-            spi_i, spi_r = getattr(sa, "spi_i", b""), getattr(sa, "spi_r", b"")
-            if isinstance(spi_i, bytes) and isinstance(spi_r, bytes):
-                out[spi_i + spi_r] = Due(_t(sa, "rekey_at"), _t(sa, "reauth_at"))
-            for c in getattr(sa, "children", ()):
-                spi = getattr(c, "spi_in", None)
-                if isinstance(spi, int):
-                    out[spi] = Due(_t(c, "rekey_at"), expire_at=_t(c, "expire_at"))
-    return out
-
-
-def _t(obj: object, name: str) -> float | None:
-    value = getattr(obj, name, None)
-    return float(value) if isinstance(value, int | float) else None
 
 
 def _times(at: float | None, now: float, wall_now: float) -> tuple[int | None, float | None]:
@@ -85,17 +42,15 @@ def _ahead(at: float | None, now: float, wall_now: float) -> tuple[int | None, f
     return int(left), round(wall_now + left, 3)
 
 
-def _due_json(due: Due | None, keys: tuple[str, ...], now: float, wall_now: float) -> JsonDict:
+def _due_json(times: dict[str, float | None], now: float, wall_now: float) -> JsonDict:
+    """``KEY_in_s`` and ``KEY_at`` of each engine-clock time in ``times``."""
     out: JsonDict = {}
-    for key in keys:
-        left, at = _ahead(getattr(due, f"{key}_at") if due else None, now, wall_now)
-        out[f"{key}_in_s"], out[f"{key}_at"] = left, at
+    for key, due in times.items():
+        out[f"{key}_in_s"], out[f"{key}_at"] = _ahead(due, now, wall_now)
     return out
 
 
-def child_json(
-    c: ChildSaInfo, query: QueryCounters, now: float, wall_now: float, due: DueTimes = NO_DUE
-) -> JsonDict:
+def child_json(c: ChildSaInfo, query: QueryCounters, now: float, wall_now: float) -> JsonDict:
     cin = query(c.inbound) if c.inbound is not None else None
     cout = query(c.outbound) if c.outbound is not None else None
     ago, at = _times(c.installed_at, now, wall_now)
@@ -118,7 +73,7 @@ def child_json(
         "offload": _offload(cin, cout),
         "installed_ago_s": ago,
         "installed_at": at,
-        **_due_json(due.get(c.spi_in), ("rekey", "expire"), now, wall_now),
+        **_due_json({"rekey": c.rekey_at, "expire": c.expire_at}, now, wall_now),
     }
 
 
@@ -134,7 +89,6 @@ def ike_json(
     query: QueryCounters,
     now: float,
     wall_now: float,
-    due: DueTimes = NO_DUE,
     failures: ChildFailures = NO_FAILURES,
 ) -> JsonDict:
     ago, at = _times(sa.established_at, now, wall_now)
@@ -156,11 +110,11 @@ def ike_json(
         "algorithms": sa.algorithms,
         "established_ago_s": ago,
         "established_at": at,
-        **_due_json(due.get(sa.spi_i + sa.spi_r), ("rekey", "reauth"), now, wall_now),
+        **_due_json({"rekey": sa.rekey_at, "reauth": sa.reauth_at}, now, wall_now),
         "nat_local": sa.nat_local,
         "nat_remote": sa.nat_remote,
         **liveness_json(sa, now, wall_now),
-        "children": [child_json(c, query, now, wall_now, due) for c in sa.children],
+        "children": [child_json(c, query, now, wall_now) for c in sa.children],
         "failed_children": [
             {
                 "name": child,
@@ -192,7 +146,6 @@ def list_sas_json(
     query: QueryCounters,
     now: float,
     wall_now: float,
-    due: DueTimes = NO_DUE,
     failures: ChildFailures = NO_FAILURES,
 ) -> list[JsonDict]:
-    return [ike_json(sa, query, now, wall_now, due, failures) for sa in sas]
+    return [ike_json(sa, query, now, wall_now, failures) for sa in sas]

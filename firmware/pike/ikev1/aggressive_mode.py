@@ -104,7 +104,7 @@ def initiator_am2(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now:
     assert isinstance(peer_id, V1Id)
     if signatures:
         hash_r = sa.auth_hash(False, msg.body_of(i_id))
-        ident = signature_auth.verify_peer(sa, msg, peer_id, hash_r)
+        ident = signature_auth.verify_peer(sa, msg, peer_id, hash_r, now)
         peer_id = V1Id(ident.id_type, 0, 0, ident.data)
     else:
         _check_peer_id(sa, peer_id)
@@ -185,7 +185,7 @@ def responder_am3(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now:
     if signature_auth.uses_signatures(sa):
         assert sa.peer_id is not None
         hash_i = sa.auth_hash(True, sa.p1.peer_id_b)
-        signature_auth.verify_peer(sa, msg, sa.peer_id, hash_i)
+        signature_auth.verify_peer(sa, msg, sa.peer_id, hash_i, now)
     else:
         _verify(sa, msg.first(V1Hash), True, sa.p1.peer_id_b)
     sa.accept()

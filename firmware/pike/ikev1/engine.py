@@ -16,21 +16,25 @@ from collections.abc import Callable, Mapping
 
 from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.liveness import due as dpd_due
 from pike.ikev1.quick_mode import QuickMode
 from pike.ikev1.responder import phase1_request
 from pike.ikev1.sa_table import SaTable
 from pike.ikev1.status import sa_info
-from pike.ikev1.timers import deadlines, on_timer
+from pike.ikev1.timers import next_deadline, on_timer
 from pike.ikev1.traps import Traps
 from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
-from pike.policy.ipsec import KernelCaps
-from pike.sa import child_lifecycle
+from pike.policy.ipsec import KernelCaps, SaSpec
+from pike.sa import child_lifecycle, liveness
 from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
 from pike.sa.admission import check_size
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Context, SpiAlloc
-from pike.sa.restarts import restart
+from pike.sa.context import Context, IdKey
+from pike.sa.credentials import CredentialStore
+from pike.sa.ports import SpiSource
+from pike.sa.resolving import Resolving, is_name, unresolved
+from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
@@ -57,14 +61,21 @@ class Ikev1Engine:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
         ctx: Context | None = None,
     ) -> None:
         # Beside an IKEv2 engine the context is shared: one action queue, one set of
         # counters, unique ids and reqids that never collide (``pike.daemon.engines``).
-        self.ctx = ctx or Context(config, random, kernel_caps, spi_alloc)
+        store = credentials or CredentialStore()
+        self.ctx = ctx or Context(config, random, kernel_caps, spis, store)
+        if ctx is None:  # else the owner of the shared context asks both engines
+            self.ctx.has_contact = self.has_contact
         self.table = SaTable(self.ctx.admission)
         self.traps = Traps(self.ctx)  # on-demand tunnels: (conn, child) -> reqid
+        self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
+        self.retries = Pending()  # keyingtries waiting for their backoff
+        self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
 
     @property
     def config(self) -> Config:
@@ -85,7 +96,18 @@ class Ikev1Engine:
                 if child.start_action == "start":  # the others wait for phase 1
                     self.initiate(conn.name, now, child.name)
 
-    def initiate(self, conn_name: str, now: float, child: str | None = None) -> None:
+    def initiate(
+        self,
+        conn_name: str,
+        now: float,
+        child: str | None = None,
+        *,
+        remote: str | None = None,
+        keyingtry: int = 0,
+    ) -> None:
+        """Bring a connection (and ``child``, else its first child) up; ``remote``: the
+        address a DNS name in ``remote_addrs`` resolved to (else it waits for
+        ``resolved``)."""
         conn = self.config.connections[conn_name]
         if conn.version != 1:
             raise KeyError(f"{conn_name} is not an IKEv1 connection")
@@ -103,12 +125,25 @@ class Ikev1Engine:
             else:
                 self.table.want(sa, cfg.name)
             return
-        self._new_initiator(conn, [cfg.name] if cfg else [], now)
+        children = [cfg.name] if cfg else []
+        self._new_initiator(conn, children, now, remote=remote, keyingtry=keyingtry)
 
-    def _new_initiator(self, conn: ConnectionConfig, children: list[str], now: float) -> IsakmpSa:
+    def _new_initiator(
+        self,
+        conn: ConnectionConfig,
+        children: list[str],
+        now: float,
+        *,
+        remote: str | None = None,
+        keyingtry: int = 0,
+    ) -> IsakmpSa | None:
+        """A new ISAKMP SA as initiator, or None while a DNS name is being resolved."""
         if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
             raise KeyError(f"{conn.name} has no remote address to initiate to")
-        remote = conn.remote_addrs[0]
+        remote = remote or conn.remote_addrs[0]
+        if is_name(remote):
+            self.resolving.ask(conn, tuple(children), keyingtry)
+            return None
         local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
         sa = IsakmpSa(
             self.ctx,
@@ -120,6 +155,7 @@ class Ikev1Engine:
             conn,
             now,
         )
+        sa.keyingtry = keyingtry
         self.table.add(sa, wanted=children)
         sa.set_state(IkeState.CONNECTING)
         mode = "Aggressive" if conn.aggressive else "Main"
@@ -139,6 +175,7 @@ class Ikev1Engine:
         for sa in self.table.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
                 sa.conn = config.connections[sa.conn.name]
+            self.table.touch(sa)  # its timers follow the new values
         self.traps.forget([k[0] for k in self.traps.reqids if k[0] not in kept])
         for conn in config.connections.values():
             if conn.version == 1 and conn.name not in kept:
@@ -152,6 +189,7 @@ class Ikev1Engine:
     ) -> None:
         """Start a Quick Mode for ``child`` (a new pair, or ``rekey``'s successor)."""
         assert sa.conn is not None
+        self.table.touch(sa)
         cfg = sa.conn.child(child)
         if cfg is None:
             return
@@ -163,11 +201,52 @@ class Ikev1Engine:
             return
         self.table.add_quick(qm)
 
-    def terminate(self, conn_name: str, now: float) -> None:
+    def terminate(self, conn_name: str, now: float, force: bool = False) -> None:
+        """IKEv1's Deletes are one-shot (nothing waits for an answer), so ``force`` changes
+        nothing: the SAs go at once either way."""
         # by name: after a reload the connection may be gone from the config
+        self.retries.forget(conn_name)
+        self.resolving.forget(conn_name)
         for sa in self.table.all():
             if sa.conn is not None and sa.conn.name == conn_name:
                 self.delete_sa(sa, "terminated", now)
+
+    def terminate_child(self, conn_name: str, child: str, now: float) -> None:
+        """Delete the IPsec SAs named ``child`` of a connection with the peer (the ISAKMP
+        SA stays). KeyError: no such child, or none of it is up."""
+        conn = self.config.connections[conn_name]
+        if conn.child(child) is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        found = False
+        for sa in self.table.all():
+            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
+                continue
+            for c in list(sa.children):
+                if c.name == child and c.state in (ChildState.INSTALLED, ChildState.FAILED):
+                    self.delete_child(sa, c, "terminated", now)
+                    found = True
+        if not found:
+            raise KeyError(f"{conn_name}.{child}: no CHILD_SA up")
+
+    def resolved(self, conn_name: str, addresses: tuple[str, ...], now: float) -> None:
+        """The answer to ``ResolveRequest``: the initiations that waited go on to the
+        first address; none (the lookup failed) counts as a failed attempt."""
+        conn = self.config.connections.get(conn_name)
+        for waiting in self.resolving.answered(conn_name):
+            if conn is None:
+                break
+            if not addresses:
+                again = unresolved(conn, waiting, now)
+                if again is not None:
+                    log.warning("%s", again.note)
+                    self.retries.add(again)
+                continue
+            with contextlib.suppress(KeyError):
+                for child in waiting.children or (None,):
+                    self.initiate(
+                        conn_name, now, child, remote=addresses[0], keyingtry=waiting.keyingtry
+                    )
+        self._sweep(now)
 
     def rekey(self, conn_name: str, now: float, child: str | None = None) -> None:
         conn = self.config.connections[conn_name]
@@ -202,6 +281,22 @@ class Ikev1Engine:
                     self.rekey_child(sa, child, now)
                 return
 
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        """As ``Ikev2Engine.esp_wanted``: the inbound SAs the DPD decisions due need
+        (only the SAs due at ``now`` in the timer heap are looked at)."""
+        self.table.retime(next_deadline)
+        out: list[SaSpec] = []
+        for sa in self.table.timers.due(now):
+            due = dpd_due(sa)
+            if due is not None and now >= due:
+                out += liveness.esp_wanted(sa.children)
+        return out
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        for sa in self.table.sas.values():
+            if liveness.esp_seen(sa.children, spi, packets, last_use, now):
+                return
+
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         for sa in self.table.sas.values():
             for child in sa.children:
@@ -221,6 +316,7 @@ class Ikev1Engine:
                 or sa.state == IkeState.DESTROYED
             ):
                 continue
+            self.table.touch(sa)
             try:
                 signature_auth.signed(sa, result, now)
             except PeerError as e:
@@ -230,23 +326,28 @@ class Ikev1Engine:
                 if sa.state == IkeState.ESTABLISHED:
                     self._established(sa, now)
             break
-        self._sweep()
+        self._sweep(now)
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        times = [t for sa in self.table.sas.values() for t in deadlines(sa) if t is not None]
+        self.table.retime(next_deadline)
+        times = [t for t in (self.table.timers.next(), self.retries.deadline()) if t is not None]
         return min(times) if times else None
 
     def list_sas(self) -> list[IkeSaInfo]:
         return [sa_info(sa) for sa in self.table.sas.values() if sa.state != IkeState.DESTROYED]
 
     def handle_timer(self, now: float) -> None:
-        for sa in self.table.all():
+        self.table.retime(next_deadline)
+        for sa in self.table.timers.pop_due(now):
+            self.table.touch(sa)
             if sa.state != IkeState.DESTROYED:
                 on_timer(self, sa, now)
-        self._sweep()
+        for again in self.retries.due(now):
+            self._dial(again, now)
+        self._sweep(now)
 
     # -- what timers and peers set off ------------------------------------------------------
     def rekey_child(self, sa: IsakmpSa, child: ChildSa, now: float) -> None:
@@ -259,8 +360,10 @@ class Ikev1Engine:
         assert sa.conn is not None
         log.info("%s: reauthenticating", sa.tag())
         # as responder too (pikectl rekey), when the connection names the peer's address
-        new = self._new_initiator(sa.conn, [c.name for c in sa.live_children()], now)
-        new.replaces = sa
+        children = [c.name for c in sa.live_children()]
+        new = self._new_initiator(sa.conn, children, now, remote=sa.remote[0])
+        if new is not None:
+            new.replaces = sa
 
     def lost(self, sa: IsakmpSa, now: float) -> None:
         """The peer stopped answering: the SA goes; then ``dpd_action`` (an established
@@ -274,15 +377,42 @@ class Ikev1Engine:
                 self.traps.install(conn, child.name, child.reqid, child)
         sa.fail("retransmit_timeout", now, self.remove_child)
         again = restart(self.ctx, sa, were_up, wanted)
-        if conn is None or again is None:
-            return
+        if again is not None:
+            self._again(again, now)
+
+    def _again(self, again: Restart, now: float) -> None:
         log.info("%s", again.note)
+        if again.at > now:
+            self.retries.add(again)
+        else:
+            self._dial(again, now)
+
+    def _dial(self, again: Restart, now: float) -> None:
+        conn = self.config.connections.get(again.conn)
         with contextlib.suppress(KeyError):  # no address to initiate to (a %any responder)
+            if conn is None:
+                return
             children = list(again.children) or [c.name for c in conn.children][:1]
-            new = self._new_initiator(conn, children, now)
-            new.keyingtry = again.keyingtry
+            self._new_initiator(conn, children, now, keyingtry=again.keyingtry)
+
+    def closed_by_peer(self, sa: IsakmpSa, children: list[ChildSa], whole: bool) -> None:
+        """The peer deletes ``children`` (``whole``: with their ISAKMP SA): close_action.
+        With the ISAKMP SA go our Quick Modes under way (a close_action = start that
+        met the peer's Delete of the ISAKMP SA, as strongSwan sends it after the ESP ones)."""
+        conn = sa.conn
+        if conn is None:
+            return
+        others = [c for s in self.table.all() if not (whole and s is sa) for c in s.children]
+        for child in children:
+            if closed_by_peer(conn, child, others, self.traps, whole):
+                self._reopen.append((conn.name, child.name))
+        if whole:
+            for qm in self.table.quick_modes(sa):
+                if qm.initiator and qm.rekey_of is None and qm.cfg.close_action == "start":
+                    self._reopen.append((conn.name, qm.cfg.name))
 
     def delete_child(self, sa: IsakmpSa, child: ChildSa, reason: str, now: float) -> None:
+        self.table.touch(sa)
         if sa.state == IkeState.ESTABLISHED and child.state != ChildState.DELETED:
             spi = child.spi_in.to_bytes(4, "big")
             informational.send(sa, [V1Delete(ProtocolV1.ESP, (spi,))])
@@ -294,7 +424,7 @@ class Ikev1Engine:
                 self.delete_child(sa, child, reason, now)
             informational.send(sa, [V1Delete(ProtocolV1.ISAKMP, (sa.spi_i + sa.spi_r,))])
         sa.fail(reason, now, self.remove_child)
-        self._sweep()
+        self._sweep(now)
 
     def remove_child(self, child: ChildSa, reason: str, sa: IsakmpSa | None = None) -> None:
         owner = sa or self.table.owner(child)
@@ -315,7 +445,11 @@ class Ikev1Engine:
             self._drop(e.reason, src, str(e))
         except PeerError as e:
             self._drop(e.reason, src, str(e))
-        self._sweep()
+        self._sweep(now)
+        reopen, self._reopen = self._reopen, []
+        for conn, name in dict.fromkeys(reopen):
+            with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+                self.initiate(conn, now, name)
 
     def _drop(self, reason: str, src: Address, detail: str) -> None:
         self.ctx.counters.drop(reason)
@@ -336,6 +470,7 @@ class Ikev1Engine:
                 self.table.answered(sa)
         if sa is None or sa.state == IkeState.DESTROYED:
             raise PeerError("unknown_spi", f"no ISAKMP_SA for cookies {msg.spi_i.hex()}")
+        self.table.touch(sa)
         if msg.exchange == QUICK and sa.state == IkeState.CONNECTING and sa.p1.peer_id_b:
             # Aggressive Mode responder still waiting for AM3: the IV of a Quick Mode
             # derives from AM3's last block, so it can only be opened after AM3.
@@ -357,7 +492,12 @@ class Ikev1Engine:
             cipher = sa.cipher
             if cipher is None:
                 raise PeerError("unexpected_message", "encrypted before keys exist")
-            msg = decrypt_v1(msg, lambda ct: cipher.decrypt(mid, ct, commit=False))
+            try:
+                msg = decrypt_v1(msg, lambda ct: cipher.decrypt(mid, ct, commit=False))
+            except MalformedMessage:
+                if not sa.initiator and sa.state == IkeState.CONNECTING:
+                    sa.auth_suspect = "its phase-1 message does not decrypt: wrong PSK?"
+                raise
             sa.uncommitted = (mid, data[28:])
             sa.arrived_on = (src, dst)
         elif msg.exchange not in PHASE1:
@@ -368,7 +508,9 @@ class Ikev1Engine:
         sa.flight(mid).received(data)
         try:
             self._dispatch(sa, msg, src, dst, now)
-        except (PeerError, MalformedMessage):
+        except (PeerError, MalformedMessage) as e:
+            if isinstance(e, PeerError) and e.reason == "auth_failed" and not sa.initiator:
+                sa.auth_suspect = str(e).removeprefix("auth_failed: ")
             # Not taken: the exchange stays where it was (a forged or garbled message must
             # not move its IV chain or its flight).
             sa.uncommitted = None
@@ -448,6 +590,17 @@ class Ikev1Engine:
         else:
             raise PeerError("unexpected_message", f"Aggressive Mode message after step {step}")
 
+    def has_contact(self, mine: IdKey, peer: IdKey) -> bool:
+        """An ISAKMP SA of ours with these identities is up (no INITIAL-CONTACT then)."""
+        return any(
+            sa.state == IkeState.ESTABLISHED
+            and sa.my_id is not None
+            and sa.peer_id is not None
+            and (sa.my_id.id_type, sa.my_id.data) == mine
+            and (sa.peer_id.id_type, sa.peer_id.data) == peer
+            for sa in self.table.sas.values()
+        )
+
     def _initial_contact(self, sa: IsakmpSa, now: float) -> None:
         """RFC 2407 §4.6.3.3: the peer has no other SA with us (it restarted): what we
         still hold for the same identity is stale; removed without messages."""
@@ -515,8 +668,14 @@ class Ikev1Engine:
             self.ctx.counters.conn(sa.name).ike_rekeys += 1
             self.delete_sa(previous, "reauthenticated", now)
 
-    def _sweep(self) -> None:
-        self.table.sweep()
+    def _sweep(self, now: float) -> None:
+        """Forget destroyed SAs; an initiation that failed otherwise than by silence (that
+        went through ``lost``) may start again (keyingtries = 0)."""
+        for sa, wanted in self.table.sweep(next_deadline):
+            if sa.delete_reason != "retransmit_timeout":
+                again = restart(self.ctx, sa, [], wanted)
+                if again is not None:
+                    self._again(again, now)
 
 
 __all__ = ["Ikev1Engine"]

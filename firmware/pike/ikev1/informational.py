@@ -14,7 +14,13 @@ from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import informational_hash
 from pike.sa.actions import ChildSaFailed
 from pike.sa.state import ChildState, IkeState
-from pike.wire.isakmp_constants import NOTIFY_ERROR_MAX, ExchangeV1, NotifyV1, ProtocolV1
+from pike.wire.isakmp_constants import (
+    NOTIFY_ERROR_MAX,
+    ExchangeV1,
+    NotifyV1,
+    ProtocolV1,
+    notify_v1_name,
+)
 from pike.wire.isakmp_payloads import V1Delete, V1Hash, V1Message, V1Notify, V1Payload
 from pike.wire.isakmp_rules import check_v1
 
@@ -58,7 +64,7 @@ def cleartext(engine: Host, sa: IsakmpSa, msg: V1Message, now: float) -> None:
     if msg.exchange == INFO and sa.state == IkeState.CONNECTING:
         n = msg.first(V1Notify)
         if n is not None and n.notify_type <= NOTIFY_ERROR_MAX:
-            log.info("%s: peer refused: notify %d", sa.tag(), n.notify_type)
+            log.warning("%s: peer refused: notify %s", sa.tag(), notify_v1_name(n.notify_type))
             sa.fail("peer_refused", now, engine.remove_child)
             return
     raise PeerError("unprotected", f"exchange {msg.exchange} in the clear")
@@ -72,7 +78,7 @@ def _on_notify(engine: Host, sa: IsakmpSa, n: V1Notify) -> None:
             sa.dpd_outstanding = False
             sa.dpd_deadline = None
     elif n.notify_type <= NOTIFY_ERROR_MAX:
-        log.info("%s: peer sent error notify %d", sa.tag(), n.notify_type)
+        log.warning("%s: peer sent error notify %s", sa.tag(), notify_v1_name(n.notify_type))
         # it refuses what we asked: our Quick Modes under way on this SA fail
         for qm in engine.table.quick_modes(sa):
             if qm.initiator:
@@ -87,11 +93,13 @@ def _on_delete(engine: Host, sa: IsakmpSa, d: V1Delete, now: float) -> None:
     if d.protocol == ProtocolV1.ISAKMP:
         if sa.spi_i + sa.spi_r in d.spis:
             log.info("%s: peer deleted the ISAKMP_SA", sa.tag())
+            engine.closed_by_peer(sa, list(sa.children), True)
             sa.fail("peer_deleted", now, engine.remove_child)
         return
     if d.protocol != ProtocolV1.ESP:
         return
     spis = {int.from_bytes(s, "big") for s in d.spis}
-    for child in list(sa.children):
-        if child.spi_out in spis:
-            engine.remove_child(child, "peer_deleted", sa)
+    gone = [c for c in sa.children if c.spi_out in spis]
+    engine.closed_by_peer(sa, gone, False)
+    for child in gone:
+        engine.remove_child(child, "peer_deleted", sa)

@@ -41,6 +41,7 @@ from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
 from pike.sa.certs import peer_identity
 from pike.sa.child_sa import ChildSa
+from pike.sa.conn_index import Candidates
 from pike.sa.context import Context
 from pike.sa.credentials import LocalCredentials
 from pike.sa.signing import Awaited
@@ -87,6 +88,10 @@ class Phase1State:
     # Aggressive Mode responder: Quick Mode datagrams that overtook AM3 (strongSwan sends
     # QM1 right behind it), handled once AM3 is in
     queued: list[tuple[bytes, tuple[str, int], tuple[str, int]]] = field(default_factory=list)
+
+
+def _untracked(sa: IsakmpSa) -> None:
+    """Before the table holds the SA (its ``add`` touches it anyway)."""
 
 
 class IsakmpSa:
@@ -139,10 +144,17 @@ class IsakmpSa:
         self.arrived_on: tuple[Address, Address] = (remote, local)  # of the message handled
         self.replaces: IsakmpSa | None = None  # the SA this reauthentication replaces
         self.keyingtry = 0  # attempts of keyingtries that went before this SA's
+        # Responder: why the peer's authentication looks refused (its MM5/AM3 did not
+        # decrypt: a wrong PSK); reported if the SA then times out half-open. Not ended at
+        # once: a garbled message must not end an exchange (``Ikev1Engine._receive``).
+        self.auth_suspect = ""
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
         # Main Mode responder: the connections our and the peer's addresses fit; with
         # signatures the peer's ID (MM5) may pick another of them than MM1 did.
-        self.candidates: list[ConnectionConfig] = []
+        self.candidates: Candidates | None = None  # responder: by address (MM1)
+        # Set by the engine's table: this SA changed state (its timers and tables may
+        # depend on it); the engine looks at it again after this step.
+        self.touched: Callable[[IsakmpSa], None] = _untracked
 
     # -- naming and state ------------------------------------------------------------------
     @property
@@ -158,6 +170,7 @@ class IsakmpSa:
 
     def set_state(self, new: IkeState) -> None:
         self.state = ike_transition(self.tag(), "ISAKMP_SA", self.state, new, log)
+        self.touched(self)
 
     @property
     def nat_any(self) -> bool:
@@ -322,7 +335,8 @@ class IsakmpSa:
             remove(child, reason)
         if not quiet or self.established_at is not None:
             log.info("%s: ISAKMP_SA ended: %s", self.tag(), reason)
-            self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason))
+            spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
+            self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.flights.clear()
         self.set_state(IkeState.DESTROYED)
 

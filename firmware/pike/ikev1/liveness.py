@@ -13,7 +13,7 @@ from typing import Literal
 
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.policy.config import DaemonConfig
-from pike.sa.liveness import EspActivity, last_sign_of_life, log_probe
+from pike.sa.liveness import last_sign_of_life, log_probe
 
 
 def due(sa: IsakmpSa) -> float | None:
@@ -28,14 +28,12 @@ def due(sa: IsakmpSa) -> float | None:
     return sa.dpd_deadline
 
 
-def check(
-    sa: IsakmpSa, now: float, esp: EspActivity | None, daemon: DaemonConfig
-) -> Literal["wait", "probe", "dead"]:
+def check(sa: IsakmpSa, now: float, daemon: DaemonConfig) -> Literal["wait", "probe", "dead"]:
     """Decide at ``now``; on "probe" the SA's sequence number and deadline have moved."""
     when, conn = due(sa), sa.conn
     if when is None or now < when or conn is None:
         return "wait"
-    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, esp, now)
+    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, now)
     if sa.dpd_outstanding and now < sa.last_inbound + conn.dpd_delay:
         sa.dpd_outstanding, sa.dpd_deadline = False, None  # traffic answered for it
     when = due(sa)

@@ -154,9 +154,12 @@ def _send_mm5(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
     """HDR*, IDii, [CERT+,] HASH_I | SIG_I [, N(INITIAL-CONTACT)]."""
     assert sa.my_id is not None
     contact: list[V1Payload] = []
-    if sa.replaces is None:
+    peer = sa.expected_peer()
+    up = sa.ctx.has_contact((sa.my_id.id_type, sa.my_id.data), (peer.id_type, peer.data))
+    if sa.replaces is None and not up:
         # the peer may drop what it still holds of us; not while we reauthenticate (the
-        # old SA carries the traffic until the new one has its children)
+        # old SA carries the traffic until the new one has its children), nor beside
+        # another ISAKMP SA with the same identities (strongSwan's rule)
         cookies = sa.spi_i + sa.spi_r
         contact.append(V1Notify(NotifyV1.INITIAL_CONTACT, b"", ProtocolV1.ISAKMP, cookies))
     sa.p1.step = 5
@@ -172,14 +175,16 @@ def float_if_nat(sa: IsakmpSa) -> None:
         sa.remote = (sa.remote[0], 4500 if sa.remote[1] == 500 else sa.remote[1])
 
 
-def _check_auth(sa: IsakmpSa, msg: V1Message, step: int, peer_is_initiator: bool) -> None:
+def _check_auth(
+    sa: IsakmpSa, msg: V1Message, step: int, peer_is_initiator: bool, now: float
+) -> None:
     check_v1(MAIN, step, msg.payloads)
     i_id = index_of(msg, V1Id)
     peer_id = msg.payloads[i_id]
     assert isinstance(peer_id, V1Id)
     want = sa.auth_hash(peer_is_initiator, msg.body_of(i_id))
     if signature_auth.uses_signatures(sa):
-        ident = signature_auth.verify_peer(sa, msg, peer_id, want)
+        ident = signature_auth.verify_peer(sa, msg, peer_id, want, now)
         sa.peer_id = V1Id(ident.id_type, 0, 0, ident.data)
         sa.accept()
         return
@@ -199,7 +204,7 @@ def _check_auth(sa: IsakmpSa, msg: V1Message, step: int, peer_is_initiator: bool
 
 
 def initiator_mm6(sa: IsakmpSa, msg: V1Message, now: float) -> None:
-    _check_auth(sa, msg, 6, False)
+    _check_auth(sa, msg, 6, False, now)
     sa.p1.step = 6
     sa.flight(0).done = True
     established(sa, now)
@@ -229,7 +234,7 @@ def responder_mm3(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now:
 
 
 def responder_mm5(sa: IsakmpSa, msg: V1Message, now: float) -> None:
-    _check_auth(sa, msg, 5, True)
+    _check_auth(sa, msg, 5, True, now)
     if signature_auth.uses_signatures(sa):
         sa.my_id = signature_auth.own_id(sa)
         hash_r = sa.auth_hash(False, encode_body(sa.my_id))

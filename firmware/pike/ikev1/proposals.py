@@ -131,6 +131,18 @@ def parse_phase1(t: V1Transform) -> Phase1Choice | None:
     return Phase1Choice(t.number, bits, hash_alg, group, auth, lifetime)
 
 
+def describe_phase1(t: V1Transform) -> str:
+    """A peer's phase-1 transform for a log line: ours (``aes256-sha256-group14``) or its
+    attribute numbers (a refused or unknown algorithm)."""
+    c = parse_phase1(t)
+    if c is not None:
+        return c.name()
+    return (
+        f"encryption {t.attr(P1Attr.ENCRYPTION)}/hash {t.attr(P1Attr.HASH)}"
+        f"/group {t.attr(P1Attr.GROUP)} (not acceptable)"
+    )
+
+
 def seconds_life(attrs: tuple[tuple[int, int], ...], type_attr: int, duration_attr: int) -> int:
     """The lifetime in seconds of a life type/duration attribute pair (RFC 2409 App. A:
     each Life Type is followed by its Life Duration), 0 when there is none."""

@@ -19,6 +19,7 @@ from ipaddress import ip_address
 from pike.crypto.errors import CryptoError
 from pike.crypto.kdf import ChildKeys
 from pike.crypto.ke import KeyExchange
+from pike.crypto.proposal import format_proposal
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import derive_phase2, qm_hash1, qm_hash2, qm_hash3
 from pike.ikev1.proposals import (
@@ -39,7 +40,14 @@ from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
 from pike.wire.buffer import Reader
 from pike.wire.isakmp import encode_chain
-from pike.wire.isakmp_constants import ExchangeV1, LifeType, NotifyV1, P2Attr, ProtocolV1
+from pike.wire.isakmp_constants import (
+    ExchangeV1,
+    LifeType,
+    NotifyV1,
+    P2Attr,
+    ProtocolV1,
+    notify_v1_name,
+)
 from pike.wire.isakmp_payloads import (
     V1Hash,
     V1Id,
@@ -237,7 +245,12 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
         raise _refuse(sa, msg.message_id, NotifyV1.INVALID_ID_INFORMATION, "unusable proxy IDs")
     cfg = _child_for(sa.conn, tsi, tsr)
     if cfg is None:
-        raise _refuse(sa, msg.message_id, NotifyV1.INVALID_ID_INFORMATION, f"{tsi} === {tsr}")
+        have = "; ".join(
+            f"{c.name}: {' '.join(map(str, c.remote_ts))} === {' '.join(map(str, c.local_ts))}"
+            for c in (sa.conn.children if sa.conn else ())
+        )
+        why = f"no child config matches the peer's {tsi} === {tsr}; we have {have or 'none'}"
+        raise _refuse(sa, msg.message_id, NotifyV1.INVALID_ID_INFORMATION, why)
     qm = QuickMode(
         sa,
         msg.message_id,
@@ -250,12 +263,15 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
     qm.choices = phase2_choices(cfg.esp_proposals, cfg.life_time)
     picked = select_phase2(sa_p.proposals, qm.choices)
     if picked is None:
-        raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, "no ESP proposal chosen")
+        have = ", ".join(format_proposal(p) for p in cfg.esp_proposals)
+        why = f"no acceptable ESP proposal for {cfg.name}; we have {have}"
+        raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, why)
     prop, transform, chosen, encap = picked
     mode = mode_of(encap)
     assert mode is not None
     if mode[0] != cfg.mode:
-        raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, f"mode {mode[0]}")
+        why = f"the peer asks for {mode[0]} mode; {cfg.name} has mode = {cfg.mode}"
+        raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, why)
     qm.chosen, qm.encap = chosen, encap
     qm.spi_out = int.from_bytes(prop.spi, "big")
     qm.ni = nonce.data
@@ -282,7 +298,9 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
 
 def _refuse(sa: IsakmpSa, mid: int, notify: int, detail: str) -> PeerError:
     """Tell the peer why (an Informational with the notify), then drop the exchange."""
-    log.info("%s: refusing Quick Mode %08x: %s", sa.tag(), mid, detail)
+    log.warning(
+        "%s: refusing Quick Mode %08x (%s): %s", sa.tag(), mid, notify_v1_name(notify), detail
+    )
     info_mid = sa.message_id()
     n = V1Notify(notify, b"", ESP, b"")
     sa.send(sa.hashed(ExchangeV1.INFORMATIONAL, info_mid, [n]))

@@ -8,14 +8,17 @@ timers.py); how many one address and all may hold is ``pike.sa.admission``'s to 
 
 from __future__ import annotations
 
+from pike.crypto.proposal import format_proposal
 from pike.ikev1 import aggressive_mode, main_mode
 from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
-from pike.ikev1.proposals import Phase1Choice
-from pike.ikev1.selection import choose, connections_for, id_fits
+from pike.ikev1.proposals import Phase1Choice, describe_phase1
+from pike.ikev1.selection import choose, connections_for
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, SendDatagram
 from pike.sa.admission import Verdict
+from pike.sa.certs import peer_identity
+from pike.sa.conn_index import Candidates
 from pike.sa.context import Context
 from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_v1
@@ -43,6 +46,7 @@ def phase1_request(
             engine.ctx.counters.drop("half_open_replaced")
             old.fail("replaced", now, engine.remove_child, quiet=True)
             table.authenticated(old)  # no longer counted as half-open
+            table.touch(old)  # the sweep after this step forgets it
     if msg.exchange == ExchangeV1.AGGRESSIVE:
         _aggressive_mode(engine, msg, data, src, dst, now)
     else:
@@ -77,7 +81,8 @@ def _aggressive_mode(
     offer, peer_id = msg.first(V1Sa), msg.first(V1Id)
     assert offer is not None and peer_id is not None
     ctx = engine.ctx
-    candidates = [c for c in connections_for(engine.config, dst[0], src[0]) if id_fits(c, peer_id)]
+    peer = peer_identity(peer_id.id_type, peer_id.data)
+    candidates = connections_for(engine.config, dst[0], src[0]).for_peer(peer)
     allowed = [c for c in candidates if c.aggressive]
     if candidates and not allowed:
         # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
@@ -100,7 +105,7 @@ def _aggressive_mode(
 
 def _choose(
     ctx: Context,
-    candidates: list[ConnectionConfig],
+    candidates: Candidates | list[ConnectionConfig],
     msg: V1Message,
     offer: V1Sa,
     src: Address,
@@ -109,6 +114,20 @@ def _choose(
     """The connection and transform we take, or a refusal in the clear."""
     picked = choose(ctx, candidates, offer)
     if picked is None:
+        if candidates:
+            log.warning(
+                "no acceptable IKEv1 proposal from %s: the peer offered %s; %s",
+                src[0],
+                ", ".join(describe_phase1(t) for p in offer.proposals for t in p.transforms),
+                "; ".join(
+                    f"{c.name} has {', '.join(format_proposal(s) for s in c.proposals)}"
+                    for c in candidates
+                ),
+            )
+        else:
+            log.warning(
+                "no IKEv1 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0]
+            )
         refuse(ctx, msg, src, dst)
         raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
     return picked

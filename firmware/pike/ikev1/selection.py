@@ -7,34 +7,37 @@ clear, so it counts too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 from pike.ikev1 import signature_auth
 from pike.ikev1.isakmp_sa import PeerError, log
 from pike.ikev1.proposals import Phase1Choice, phase1_choices, select_phase1
-from pike.policy.addrs import addr_in
 from pike.policy.config import Config, ConnectionConfig
 from pike.sa.certs import ids_match, peer_identity
+from pike.sa.conn_index import Candidates, index_of
 from pike.sa.context import Context
 from pike.wire.isakmp_payloads import V1Id, V1Sa
 
 
-def connections_for(config: Config, local: str, remote: str) -> list[ConnectionConfig]:
+def connections_for(config: Config, local: str, remote: str) -> Candidates:
     """IKEv1 connections whose addresses fit a datagram from ``remote`` to ``local``."""
-    return [
-        c
-        for c in config.connections.values()
-        if c.version == 1
-        and (not c.local_addrs or addr_in(local, c.local_addrs))
-        and addr_in(remote, c.remote_addrs or ("%any",))
-    ]
+    return index_of(config).candidates(1, local, remote)
+
+
+def _phase1_key(conn: ConnectionConfig) -> Hashable:
+    # what decides whether a connection takes a phase-1 offer: proposals, lifetime, our auth
+    local = conn.local
+    return conn.proposals, conn.isakmp_lifetime, local.auth, local.certs, local.key
 
 
 def choose(
-    ctx: Context, candidates: Iterable[ConnectionConfig], offer: V1Sa
+    ctx: Context, candidates: Candidates | Iterable[ConnectionConfig], offer: V1Sa
 ) -> tuple[ConnectionConfig, Phase1Choice] | None:
     """The first connection (in config order) with a transform of the peer's offer we
-    accept, and that transform; our auth method (PSK or our key's) is part of the match."""
+    accept, and that transform; our auth method (PSK or our key's) is part of the match.
+    Of connections alike in all that, only the first is asked."""
+    if isinstance(candidates, Candidates):
+        candidates = candidates.distinct(_phase1_key)
     for conn in candidates:
         try:
             method = signature_auth.auth_method(ctx, conn)

@@ -43,7 +43,7 @@ from pike.sa.certs import (
     validate_chain,
 )
 from pike.sa.context import Context
-from pike.sa.credentials import CredentialError, store_for
+from pike.sa.credentials import CredentialError
 from pike.sa.signing import Awaited
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
@@ -72,7 +72,7 @@ def auth_method(ctx: Context, conn: ConnectionConfig) -> int:
     if conn.local.auth != "pubkey":
         return AuthV1.PSK
     try:
-        creds = store_for(ctx).local(conn)
+        creds = ctx.credentials.local(conn)
     except CredentialError as exc:
         raise PeerError("no_credentials", str(exc)) from None
     method = _METHOD_OF_KEY.get(creds.key_type)
@@ -91,7 +91,7 @@ def certreqs(sa: IsakmpSa) -> list[V1Payload]:
     if conn is None or conn.remote.auth != "pubkey":
         return []
     try:
-        cas = store_for(sa.ctx).cas(conn)
+        cas = sa.ctx.credentials.cas(conn)
     except CredentialError as exc:
         log.error("%s: %s", sa.tag(), exc)
         return []
@@ -105,7 +105,7 @@ def my_identity(sa: IsakmpSa) -> Identity:
     assert conn is not None
     if conn.local.id is not None:
         return conn.local.id
-    return subject_identity(store_for(sa.ctx).local(conn).chain[0])
+    return subject_identity(sa.ctx.credentials.local(conn).chain[0])
 
 
 def own_id(sa: IsakmpSa) -> V1Id:
@@ -122,7 +122,7 @@ def request(sa: IsakmpSa, hash_value: bytes, then: Continue, now: float) -> None
     conn, choice = sa.conn, sa.choice
     assert conn is not None and choice is not None
     try:
-        creds = store_for(sa.ctx).local(conn)
+        creds = sa.ctx.credentials.local(conn)
     except CredentialError as exc:
         raise PeerError("no_credentials", str(exc)) from None
     scheme = (
@@ -160,7 +160,9 @@ def _name(sa: IsakmpSa) -> str:
 # -- the peer's signature --------------------------------------------------------------------
 
 
-def verify_peer(sa: IsakmpSa, msg: V1Message, peer_id: V1Id, hash_value: bytes) -> Identity:
+def verify_peer(
+    sa: IsakmpSa, msg: V1Message, peer_id: V1Id, hash_value: bytes, now: float
+) -> Identity:
     """Check the peer's chain, that ``peer_id`` is the configured remote id and in its
     certificate, and its SIG over ``hash_value``. PeerError("auth_failed") naming what
     failed; returns the peer's identity."""
@@ -175,10 +177,10 @@ def verify_peer(sa: IsakmpSa, msg: V1Message, peer_id: V1Id, hash_value: bytes) 
     sig = msg.first(V1Sig)
     if sig is None:
         raise PeerError("auth_failed", f"no SIG from '{peer}' (method {choice.auth})")
-    store = store_for(sa.ctx)
+    store = sa.ctx.credentials
     try:
         certs = parse_cert_payloads(CertPayload(c.encoding, c.data) for c in msg.all(V1Cert))
-        path = validate_chain(certs, store.cas(conn), store.now())
+        path = validate_chain(certs, store.cas(conn), store.wall(now))
     except (CertError, CredentialError) as exc:
         raise PeerError("auth_failed", f"certificate of '{peer}' not accepted: {exc}") from None
     leaf = certs[0]
@@ -205,8 +207,8 @@ def _by_identity(sa: IsakmpSa, peer: Identity) -> ConnectionConfig | None:
     choice = sa.choice
     assert choice is not None
     agreed = (choice.key_bits, choice.hash_alg, choice.group, choice.auth)
-    for conn in sa.candidates:
-        if conn is sa.conn or conn.remote.auth != "pubkey" or not ids_match(conn.remote.id, peer):
+    for conn in sa.candidates.for_peer(peer) if sa.candidates else ():
+        if conn is sa.conn or conn.remote.auth != "pubkey":
             continue
         try:
             method = auth_method(sa.ctx, conn)

@@ -29,4 +29,5 @@ def sa_info(sa: IsakmpSa) -> IkeSaInfo:
         last_inbound=sa.last_inbound if sa.established_at is not None else None,
         dpd_outstanding=sa.dpd_outstanding,
         keepalive_at=sa.keepalive_at,
+        reauth_at=sa.reauth_at,  # IKEv1 has no phase-1 rekey
     )

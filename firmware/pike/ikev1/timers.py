@@ -29,6 +29,11 @@ def deadlines(sa: IsakmpSa) -> list[float | None]:
     return times
 
 
+def next_deadline(sa: IsakmpSa) -> float | None:
+    """The earliest of ``deadlines(sa)``: the SA's one entry in the table's timer heap."""
+    return min((t for t in deadlines(sa) if t is not None), default=None)
+
+
 def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     """Everything due on ``sa`` at ``now``."""
     _retransmit(engine, sa, now)
@@ -39,7 +44,11 @@ def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
         # a responder has nothing to retransmit in Main Mode: unfinished SAs go
         log.info("%s: half-open ISAKMP_SA timed out", sa.tag())
-        sa.fail("half_open_timeout", now, engine.remove_child, quiet=True)
+        if sa.auth_suspect:  # counted as a refused authentication, as IKEv2 does
+            log.error("%s: authentication of the peer failed: %s", sa.tag(), sa.auth_suspect)
+            sa.fail(f"auth_failed: {sa.auth_suspect}", now, engine.remove_child)
+        else:
+            sa.fail("half_open_timeout", now, engine.remove_child, quiet=True)
     if sa.state != IkeState.ESTABLISHED:
         return
     _child_timers(engine, sa, now)
@@ -87,7 +96,7 @@ def _child_timers(engine: Host, sa: IsakmpSa, now: float) -> None:
 
 
 def _dpd(engine: Host, sa: IsakmpSa, now: float) -> None:
-    verdict = liveness.check(sa, now, engine.ctx.esp_activity, engine.config.daemon)
+    verdict = liveness.check(sa, now, engine.config.daemon)
     if verdict == "dead":
         log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
         engine.lost(sa, now)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pike.wire.constants import ExchangeType, NotifyType, PayloadType, ProtocolId
-from pike.wire.payloads import DeletePayload, NotifyPayload, Payload
+from pike.crypto.proposal import ProposalSpec, format_proposal, format_transforms
+from pike.wire.constants import ExchangeType, PayloadType, ProtocolId, notify_name
+from pike.wire.payloads import DeletePayload, NotifyPayload, Payload, Proposal
 
 _SHORT = {
     PayloadType.SA: "SA",
@@ -31,10 +32,7 @@ _VALUES = {int(t) for t in PayloadType}
 
 def _one(p: Payload) -> str:
     if isinstance(p, NotifyPayload):
-        try:
-            return f"N({NotifyType(p.notify_type).name})"
-        except ValueError:
-            return f"N({p.notify_type})"
+        return f"N({notify_name(p.notify_type)})"
     if isinstance(p, DeletePayload):
         try:
             return f"D({ProtocolId(p.protocol).name})"
@@ -53,3 +51,17 @@ def exchange_name(exchange: int) -> str:
         return ExchangeType(exchange).name
     except ValueError:
         return f"EXCHANGE_{exchange}"
+
+
+def offered(proposals: Iterable[Proposal]) -> str:
+    """A peer's proposals in strongSwan's notation, for a log line: ``aes128gcm16-prfsha256
+    -x25519, aes256-sha256-modp3072``."""
+    texts = [
+        format_transforms((t.type, t.id, t.key_length) for t in p.transforms) for p in proposals
+    ]
+    return ", ".join(texts) or "none"
+
+
+def configured(specs: Iterable[ProposalSpec]) -> str:
+    """Our proposals, in the same notation."""
+    return ", ".join(format_proposal(s) for s in specs) or "none"

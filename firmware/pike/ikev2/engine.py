@@ -8,7 +8,7 @@ message to that SA's task manager. It never touches a socket, a clock or the ker
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pike.ikev2 import reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
@@ -25,17 +25,22 @@ from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
-from pike.ikev2.timers import arm, deadlines, on_timer, rekey_child
+from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
 from pike.policy.addrs import any_of
-from pike.policy.config import Config, ConnectionConfig
-from pike.policy.ipsec import KernelCaps, UdpEncap
+from pike.policy.config import Config, ConnectionConfig, Identity
+from pike.policy.ipsec import KernelCaps, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress
+from pike.sa import liveness
 from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
 from pike.sa.admission import check_size
 from pike.sa.child_sa import ChildSa
-from pike.sa.context import Selectors, SpiAlloc
-from pike.sa.restarts import restart
+from pike.sa.context import IdKey, Selectors
+from pike.sa.credentials import CredentialStore
+from pike.sa.ports import SpiSource
+from pike.sa.resolving import Resolving, is_name, unresolved
+from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
+from pike.sa.timer_queue import TimerQueue
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
@@ -52,9 +57,10 @@ class Ikev2Engine:
         *,
         random: Callable[[int], bytes],
         kernel_caps: KernelCaps,
-        spi_alloc: SpiAlloc | None = None,
+        spis: SpiSource | None = None,
+        credentials: CredentialStore | None = None,
     ) -> None:
-        self.ctx = Ikev2Context(config, random, kernel_caps, spi_alloc)
+        self.ctx = Ikev2Context(config, random, kernel_caps, spis, credentials or CredentialStore())
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open
@@ -64,7 +70,25 @@ class Ikev2Engine:
         self.ctx.overlapping = self._overlapping
         self.ctx.keeps_policies = self._keeps_policies
         self.ctx.trap_reqid = self.traps.reqid
-        self.ctx.before_fail = self.traps.before_fail
+        self.ctx.before_fail = self._before_fail
+        self.ctx.child_closed = self._child_closed
+        self.ctx.has_contact = self.has_contact
+        self.ctx.touched = self._touch
+        self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
+        self.retries = Pending()  # keyingtries waiting for their backoff
+        self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
+        # What keeps a step's cost flat with 10 000 SAs: one heap of each SA's next
+        # deadline, the SAs a step touched (only they are looked at again by _sweep),
+        # and the SAs by connection and peer identity (INITIAL_CONTACT, overlapping
+        # children, initiate/rekey/terminate), all kept up to date by _sweep.
+        self._timers: TimerQueue[IkeSa] = TimerQueue()
+        self._dirty: dict[IkeSa, None] = {}  # an ordered set
+        self._by_conn: dict[str, dict[IkeSa, None]] = {}
+        self._by_peer: dict[tuple[str, Identity | None], dict[IkeSa, None]] = {}
+        self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
+        # CHILD_SA SPIs (ours and the peer's) -> their IKE SA, for the kernel's expiries
+        self._by_spi: dict[int, IkeSa] = {}
+        self._spis: dict[IkeSa, set[int]] = {}
 
     @property
     def config(self) -> Config:
@@ -93,7 +117,7 @@ class Ikev2Engine:
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         """The kernel's soft (rekey now) or hard (gone) lifetime of a CHILD_SA ran out,
         in time, bytes or packets."""
-        for sa in self.sas.values():
+        for sa in self._with_spi(spi):
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
@@ -108,6 +132,35 @@ class Ikev2Engine:
                     )
                     rekey_child(sa, child)
                 sa.tasks.initiate(now)
+                self._touch(sa)
+                self._sweep(now)
+                return
+
+    def _with_spi(self, spi: int) -> Iterator[IkeSa]:
+        """The IKE SA whose CHILD_SA has ``spi`` first (indexed by _settle), then, should
+        the index be behind, every IKE SA."""
+        hit = self._by_spi.get(spi)
+        if hit is not None:
+            yield hit
+        yield from list(self.sas.values())
+
+    def esp_wanted(self, now: float) -> list[SaSpec]:
+        """The inbound SAs whose kernel counters the DPD decisions due at ``now`` need;
+        the runtime reports each with ``esp_seen`` before ``handle_timer(now)``. Only the
+        SAs due at ``now`` in the timer heap are looked at."""
+        self._retime()
+        out: list[SaSpec] = []
+        for sa in self._timers.due(now):
+            due = sa.dpd_due()
+            if due is not None and now >= due:
+                out += liveness.esp_wanted(sa.children)
+        return out
+
+    def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
+        """The kernel's counters of our inbound SA ``spi``: its packets and last use (on
+        the engine's clock, None if never used)."""
+        for sa in self._with_spi(spi):
+            if liveness.esp_seen(sa.children, spi, packets, last_use, now):
                 return
 
     def _keeps_policies(self, child: ChildSa) -> bool:
@@ -115,18 +168,26 @@ class Ikev2Engine:
         return self.traps.keeps_policies(child, others)
 
     def initiate(
-        self, conn_name: str, now: float, child: str | None = None, *, keyingtry: int = 0
+        self,
+        conn_name: str,
+        now: float,
+        child: str | None = None,
+        *,
+        keyingtry: int = 0,
+        remote: str | None = None,
     ) -> None:
         """Bring a connection (and ``child``, else its first child) up. ``keyingtry``: how
-        many attempts of ``keyingtries`` went before this one (the engine's retries)."""
+        many attempts of ``keyingtries`` went before this one (the engine's retries);
+        ``remote``: the address a DNS name in ``remote_addrs`` resolved to (else the
+        initiation waits for ``resolved``)."""
         conn = self.config.connections[conn_name]
         if conn.version != 2:
             raise KeyError(f"{conn_name} is not an IKEv2 connection")
         child_cfg = conn.child(child) if child else (conn.children[0] if conn.children else None)
         if child is not None and child_cfg is None:
             raise KeyError(f"{conn_name} has no child {child}")
-        for sa in self.sas.values():
-            if sa.conn is not conn or sa.state not in (IkeState.CONNECTING, IkeState.ESTABLISHED):
+        for sa in self._of_conn(conn):
+            if sa.state not in (IkeState.CONNECTING, IkeState.ESTABLISHED):
                 continue
             wanted = (
                 child_cfg is not None
@@ -140,19 +201,24 @@ class Ikev2Engine:
                     ChildCreate(sa, True, child_cfg, exchange=ExchangeType.CREATE_CHILD_SA)
                 )
                 sa.tasks.initiate(now)
+                self._touch(sa)
                 return
             log.info("%s: already up or connecting", sa.tag())
             return
         if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
             raise KeyError(f"{conn_name} has no remote address to initiate to")
-        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(conn.remote_addrs[0])
+        remote = remote or conn.remote_addrs[0]
+        if is_name(remote):
+            self.resolving.ask(conn, (child,) if child else (), keyingtry)
+            return
+        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
         sa = IkeSa(
             self.ctx,
             self.ctx.unique_id(),
             True,
             self.ctx.ike_spi(),
             (local_ip, self.config.daemon.ike_port),
-            (conn.remote_addrs[0], conn.remote_port),
+            (remote, conn.remote_port),
             conn,
             created_at=now,
             keyingtry=keyingtry,
@@ -160,6 +226,7 @@ class Ikev2Engine:
         )
         self.sas[sa.spi_i] = sa
         sa.set_state(IkeState.CONNECTING)
+        self._index(sa)
         log.info("%s: initiating IKE_SA to %s", sa.tag(), sa.remote[0])
         sa.tasks.queue(IkeInit(sa, True))
         sa.tasks.queue(IkeNatd(sa, True))
@@ -187,10 +254,13 @@ class Ikev2Engine:
         added = [n for n in config.connections if n not in old.connections]
         for name in removed + changed:
             self.terminate(name, now)
+            self.retries.forget(name)
+            self.resolving.forget(name)
         self.ctx.config = config
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
                 sa.conn = config.connections[sa.conn.name]  # equal value, new object
+            self._touch(sa)
         self.traps.forget(removed + changed)
         for name in changed + added:
             conn = config.connections[name]
@@ -217,7 +287,7 @@ class Ikev2Engine:
         conn = self.config.connections[conn_name]
         if child is not None and conn.child(child) is None:
             raise KeyError(f"{conn_name} has no child {child}")
-        mine = [sa for sa in self.sas.values() if sa.conn is conn]
+        mine = self._of_conn(conn)
         sa = next((s for s in mine if s.state == IkeState.ESTABLISHED), None)
         if sa is None:
             busy = next((s for s in mine if s.state != IkeState.DESTROYED), None)
@@ -241,22 +311,67 @@ class Ikev2Engine:
             for c in ready:
                 rekey_child(sa, c)
         sa.tasks.initiate(now)
+        self._touch(sa)
 
     @staticmethod
     def _has_child(sa: IkeSa, name: str) -> bool:
         live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.CREATED)
         return any(c.name == name and c.state in live for c in sa.children)
 
-    def terminate(self, conn_name: str, now: float) -> None:
+    def terminate(self, conn_name: str, now: float, force: bool = False) -> None:
+        """Delete a connection's IKE SAs with the peer. ``force`` (swanctl's --force): the
+        SAs go now, without waiting for answers or retransmitting (a Delete goes out once
+        when no other exchange holds the window), so a stuck SA is cleared at once."""
         conn = self.config.connections[conn_name]
-        for sa in list(self.sas.values()):
-            if sa.conn is not conn:
-                continue
+        self.retries.forget(conn_name)
+        self.resolving.forget(conn_name)
+        for sa in self._of_conn(conn):
+            self._touch(sa)
             if sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
                 sa.tasks.queue(IkeDelete(sa, True))
                 sa.tasks.initiate(now)
-            elif sa.state != IkeState.DELETING:
+                if force:
+                    sa.fail("terminated", now)
+            elif sa.state != IkeState.DELETING or force:
                 sa.fail("terminated", now)
+        self._sweep(now)
+
+    def terminate_child(self, conn_name: str, child: str, now: float) -> None:
+        """Delete the CHILD_SAs named ``child`` of a connection with the peer (the IKE SA
+        stays). KeyError: no such child, or none of it is up."""
+        conn = self.config.connections[conn_name]
+        if conn.child(child) is None:
+            raise KeyError(f"{conn_name} has no child {child}")
+        found = False
+        for sa in self.sas.values():
+            if sa.conn is not conn or sa.state != IkeState.ESTABLISHED:
+                continue
+            for c in sa.children:
+                if c.name == child and c.state in (ChildState.INSTALLED, ChildState.FAILED):
+                    sa.tasks.queue(ChildDelete(sa, True, c))
+                    found = True
+            sa.tasks.initiate(now)
+        if not found:
+            raise KeyError(f"{conn_name}.{child}: no CHILD_SA up")
+
+    def resolved(self, conn_name: str, addresses: tuple[str, ...], now: float) -> None:
+        """The answer to ``ResolveRequest``: the initiations that waited go on to the
+        first address; none (the lookup failed) counts as a failed attempt."""
+        conn = self.config.connections.get(conn_name)
+        for waiting in self.resolving.answered(conn_name):
+            if conn is None:
+                break
+            if not addresses:
+                again = unresolved(conn, waiting, now)
+                if again is not None:
+                    log.warning("%s", again.note)
+                    self.retries.add(again)
+                continue
+            with contextlib.suppress(KeyError):
+                for child in waiting.children or (None,):
+                    self.initiate(
+                        conn_name, now, child, keyingtry=waiting.keyingtry, remote=addresses[0]
+                    )
         self._sweep(now)
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
@@ -273,6 +388,8 @@ class Ikev2Engine:
                     child.installed_at = None  # nothing of it is in the kernel
                     sa.tasks.queue(ChildDelete(sa, True, child))
                     sa.tasks.initiate(now)
+                    self._touch(sa)
+                    self._sweep(now)
                     return
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
@@ -280,6 +397,7 @@ class Ikev2Engine:
         that IKE SA fail closed. An answer for an SA that is gone is dropped."""
         for sa in list(self.sas.values()):
             if sa.tasks.signing == ref:
+                self._touch(sa)
                 answered = sa.tasks.sign_done(ref, result, now)
                 if answered is not None:
                     self._after_request(sa, answered, now)
@@ -292,17 +410,25 @@ class Ikev2Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        best: float | None = None
-        for sa in self.sas.values():
-            for t in deadlines(sa):
-                if t is not None and (best is None or t < best):
-                    best = t
-        return best
+        self._retime()
+        times = [t for t in (self._timers.next(), self.retries.deadline()) if t is not None]
+        return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
-        for sa in list(self.sas.values()):
-            on_timer(self.ctx, sa, now)
+        self._retime()
+        for sa in self._timers.pop_due(now):
+            self._touch(sa)
+            if sa.state != IkeState.DESTROYED:
+                on_timer(self.ctx, sa, now)
+        for again in self.retries.due(now):
+            self._restart(again, now)
         self._sweep(now)
+
+    def _retime(self) -> None:
+        """The heap entries of the SAs touched since the last step (API calls do not
+        sweep; a timer asked for after one must see what it started)."""
+        for sa in self._dirty:
+            self._timers.set(sa, None if sa.state == IkeState.DESTROYED else next_deadline(sa))
 
     # -- datagrams -----------------------------------------------------------------------
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -324,6 +450,7 @@ class Ikev2Engine:
         if sa is None or sa.state == IkeState.DESTROYED:
             self._drop("unknown_spi", src, f"no IKE_SA with SPI {our_spi.hex()}")
             return
+        self._touch(sa)
         if (hdr.exchange == ExchangeType.IKE_SA_INIT) != (sa.cipher_in is None):
             self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state")
             return
@@ -381,9 +508,21 @@ class Ikev2Engine:
         ):
             self._initial_contact(sa, now)
 
+    def has_contact(self, mine: IdKey, peer: IdKey) -> bool:
+        """An IKE SA of ours with these identities is up (no INITIAL_CONTACT then)."""
+        return any(
+            sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING)
+            and sa.my_id is not None
+            and sa.peer_id is not None
+            and (sa.my_id.id_type, sa.my_id.data) == mine
+            and (sa.peer_id.id_type, sa.peer_id.data) == peer
+            for sa in self.sas.values()
+        )
+
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """The peer rebooted: its older IKE SAs with us are gone on its side (§2.4)."""
-        for other in list(self.sas.values()):
+        assert sa.conn is not None
+        for other in list(self._by_peer.get((sa.conn.name, sa.peer_id), ())):
             if (
                 other is not sa
                 and other.conn is sa.conn
@@ -425,9 +564,11 @@ class Ikev2Engine:
 
     def _adopt(self, sa: IkeSa) -> None:
         self.sas[sa.my_spi] = sa
+        self._touch(sa)
 
     def _overlapping(self, sa: IkeSa, name: str, lts: Selectors, rts: Selectors) -> ChildSa | None:
-        for other in self.sas.values():
+        assert sa.conn is not None
+        for other in self._by_peer.get((sa.conn.name, sa.peer_id), ()):
             if other is sa or other.conn is not sa.conn or other.peer_id != sa.peer_id:
                 continue
             if other.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
@@ -438,31 +579,127 @@ class Ikev2Engine:
                     return c
         return None
 
+    def _before_fail(self, sa: IkeSa, reason: str) -> None:
+        self.traps.before_fail(sa, reason)
+        if reason == "peer_deleted":
+            for child in sa.children:
+                self._closed(sa, child, whole=True)
+
+    def _child_closed(self, sa: IkeSa, child: ChildSa) -> None:
+        self._closed(sa, child, whole=False)
+
+    def _closed(self, sa: IkeSa, child: ChildSa, *, whole: bool) -> None:
+        """The peer deletes ``child`` (``whole``: with its IKE SA): close_action."""
+        others = [c for s in self.sas.values() if not (whole and s is sa) for c in s.children]
+        if sa.conn is not None and closed_by_peer(sa.conn, child, others, self.traps, whole):
+            self._reopen.append((sa.conn.name, child.name))
+
     def _reauth(self, old: IkeSa, now: float) -> None:
         new = reauth.start(self.ctx, old, now)
         if new is not None:
             self.sas[new.spi_i] = new
+            self._touch(new)
+        self._touch(old)
 
     def _sweep(self, now: float) -> None:
         """After every step: forget destroyed IKE SAs, arm the timers of newly
         established ones, and initiate again what dpd_action/keyingtries ask for."""
         ended: list[IkeSa] = []
-        for spi, sa in list(self.sas.items()):
-            reauth.settle(sa, now)
-            if sa.state == IkeState.DESTROYED:
-                del self.sas[spi]
-                ended.append(sa)
-            elif sa.state == IkeState.ESTABLISHED and not sa.scheduled:
-                arm(self.ctx, sa, now)
-        self._responder.settle()
+        for _ in range(8):  # settling may touch more (the old SA of a reauth); bounded
+            if not self._dirty:
+                break
+            batch = list(self._dirty)
+            self._dirty.clear()
+            for sa in batch:
+                self._settle(sa, now, ended)
         agains = [
             r for sa in ended if (r := restart(self.ctx, sa, sa.lost_children, _asked_for(sa)))
         ]
         for again in sorted(agains, key=lambda r: r.keyingtry > 0):  # peers found dead first
             log.info("%s", again.note)
-            with contextlib.suppress(KeyError):
-                for child in again.children or (None,):
-                    self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
+            if again.at > now:
+                self.retries.add(again)
+            else:
+                self._restart(again, now)
+        reopen, self._reopen = self._reopen, []
+        for conn, name in dict.fromkeys(reopen):
+            with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+                self.initiate(conn, now, name)
+
+    def _restart(self, again: Restart, now: float) -> None:
+        with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
+            for child in again.children or (None,):
+                self.initiate(again.conn, now, child, keyingtry=again.keyingtry)
+
+    def _settle(self, sa: IkeSa, now: float, ended: list[IkeSa]) -> None:
+        """After a step that touched ``sa``: its reauthentication, its place in the
+        tables, its timer."""
+        for new in (sa, sa.replaced_by):
+            if new is not None and new.replaces is not None:
+                old = new.replaces
+                reauth.settle(new, now)
+                if new.replaces is None:  # settled: the old one is deleted or carries on
+                    self._touch(old)
+        if sa.state == IkeState.DESTROYED:
+            if self.sas.get(sa.my_spi) is sa:
+                del self.sas[sa.my_spi]
+                ended.append(sa)
+            self._timers.discard(sa)
+            self._unindex(sa)
+            self._index_spis(sa, set())
+            self._responder.forget(sa)
+            self._dirty.pop(sa, None)
+            return
+        if sa.state == IkeState.ESTABLISHED and not sa.scheduled:
+            arm(self.ctx, sa, now)
+        if sa.state != IkeState.CONNECTING:
+            self._responder.forget(sa)
+        self._index(sa)
+        self._index_spis(sa, {s for c in sa.children for s in (c.spi_in, c.spi_out) if s})
+        self._timers.set(sa, next_deadline(sa))
+
+    def _touch(self, sa: IkeSa) -> None:
+        self._dirty[sa] = None
+
+    def _index(self, sa: IkeSa) -> None:
+        key = (sa.name, sa.peer_id)
+        old = self._keys.get(sa)
+        if old == key:
+            return
+        if old is not None:
+            self._unindex(sa)
+        self._keys[sa] = key
+        self._by_conn.setdefault(key[0], {})[sa] = None
+        self._by_peer.setdefault(key, {})[sa] = None
+
+    def _index_spis(self, sa: IkeSa, now_spis: set[int]) -> None:
+        before = self._spis.pop(sa, set())
+        for spi in before - now_spis:
+            if self._by_spi.get(spi) is sa:
+                del self._by_spi[spi]
+        for spi in now_spis:
+            self._by_spi[spi] = sa
+        if now_spis:
+            self._spis[sa] = now_spis
+
+    def _unindex(self, sa: IkeSa) -> None:
+        key = self._keys.pop(sa, None)
+        if key is None:
+            return
+        same_conn, same_peer = self._by_conn[key[0]], self._by_peer[key]
+        del same_conn[sa], same_peer[sa]
+        if not same_conn:
+            del self._by_conn[key[0]]
+        if not same_peer:
+            del self._by_peer[key]
+
+    def _of_conn(self, conn: ConnectionConfig) -> list[IkeSa]:
+        """The live IKE SAs of ``conn`` (this very config object), oldest first."""
+        return [
+            sa
+            for sa in self._by_conn.get(conn.name, ())
+            if sa.conn is conn and sa.state != IkeState.DESTROYED
+        ]
 
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
@@ -16,12 +17,16 @@ from pike.sa import child_lifecycle
 from pike.sa.actions import Address, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
+from pike.sa.conn_index import Candidates
 from pike.sa.context import Context, Selectors
 from pike.sa.state import IkeState, ike_transition, sa_tag
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
 from pike.wire.fragments import encode_fragments
-from pike.wire.payloads import Message, Payload
+from pike.wire.payloads import Message, Payload, Proposal
+
+if TYPE_CHECKING:
+    from pike.ikev2.task_manager import TaskManager
 
 
 @dataclass
@@ -43,9 +48,14 @@ class Ikev2Context(Context):
     trap_reqid: Callable[[str, str], int | None] = field(default=lambda c, n: None, repr=False)
     # Set by the engine: called as an IKE SA ends, before its children go.
     before_fail: Callable[[IkeSa, str], None] = field(default=lambda sa, r: None, repr=False)
+    # Set by the engine: an IKE SA changed in a way its timers or tables may depend on
+    # (its state); the engine looks at it again after this step (not at every SA).
+    touched: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
+    # Set by the engine: the peer deletes this CHILD_SA (close_action), before it goes.
+    child_closed: Callable[[IkeSa, ChildSa], None] = field(default=lambda sa, c: None, repr=False)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)  # slots: a hub holds 10 000
 class IkeSa:
     ctx: Ikev2Context
     unique_id: int
@@ -74,8 +84,10 @@ class IkeSa:
     established_at: float | None = None
     created_at: float = 0.0
     delete_reason: str = "terminated"
-    # Responder: connections whose addresses fit; IKE_AUTH picks one by identity.
-    candidates: list[ConnectionConfig] = field(default_factory=list)
+    # Responder: connections whose addresses fit; IKE_SA_INIT picks the IKE proposal
+    # from them, IKE_AUTH one connection by identity (among those accepting that proposal).
+    candidates: Candidates | None = None
+    offer: tuple[Proposal, ...] = ()  # the initiator's IKE proposals (responder)
     rekey_at: float | None = None
     reauth_at: float | None = None  # reauth_time: a new IKE SA from scratch (make-before-break)
     # Reauthentication: the new IKE SA knows the one it replaces (deleted once the new
@@ -99,6 +111,10 @@ class IkeSa:
         default_factory=dict, repr=False
     )
 
+    _tag: tuple[tuple[ConnectionConfig | None, bytes], str] | None = field(default=None, repr=False)
+
+    tasks: TaskManager = field(init=False, repr=False)
+
     def __post_init__(self) -> None:
         from pike.ikev2.task_manager import TaskManager
 
@@ -114,10 +130,15 @@ class IkeSa:
         return self.spi_i if self.initiator else self.spi_r
 
     def tag(self) -> str:
-        return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)
+        # cached: every log line and state change asks, and it changes only with these
+        key = (self.conn, self.spi_r)
+        if self._tag is None or self._tag[0] != key:
+            self._tag = (key, sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r))
+        return self._tag[1]
 
     def set_state(self, new: IkeState) -> None:
         self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log)
+        self.ctx.touched(self)
 
     @property
     def natt(self) -> bool:
@@ -253,7 +274,8 @@ class IkeSa:
             task.abandoned()
         if not quiet or self.established_at is not None:
             log.info("%s: IKE_SA ended: %s", self.tag(), reason)
-            self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason))
+            spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
+            self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.set_state(IkeState.DESTROYED)
 
 

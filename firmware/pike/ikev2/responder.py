@@ -23,10 +23,10 @@ from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
-from pike.policy.addrs import addr_in
-from pike.policy.config import Config, ConnectionConfig
+from pike.policy.config import Config
 from pike.sa.actions import Address, SendDatagram
 from pike.sa.admission import Verdict
+from pike.sa.conn_index import Candidates, index_of
 from pike.sa.context import Random
 from pike.sa.state import IkeState
 from pike.wire.codec import decode_message, encode_message
@@ -45,7 +45,10 @@ class InitResponder:
     def __init__(self, ctx: Ikev2Context, sas: dict[bytes, IkeSa], random: Random) -> None:
         self.ctx = ctx
         self.sas = sas  # the engine's table, by our SPI
+        # Only CONNECTING SAs (``forget`` takes the others out after each step), so its
+        # size is the half-open count the cookie threshold compares with.
         self.half_open: dict[HalfOpenKey, IkeSa] = {}
+        self._key_of: dict[IkeSa, HalfOpenKey] = {}
         self._cookies = CookieJar(random)
 
     def request(self, hdr: Header, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -91,7 +94,7 @@ class InitResponder:
             hdr.spi_i,
             dst,
             src,
-            candidates[0],
+            candidates.conns[0],
             spi_r=self.ctx.ike_spi(),
             created_at=now,
         )
@@ -100,6 +103,7 @@ class InitResponder:
         sa.set_state(IkeState.CONNECTING)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
+        self._key_of[sa] = key
         admission.opened(src[0], sa.unique_id, cookie)
         sa.tasks.on_request(
             msg,
@@ -108,12 +112,12 @@ class InitResponder:
             now,
         )
 
-    def settle(self) -> None:
-        """Forget IKE SAs that are no longer half-open (established or gone)."""
-        for key, sa in list(self.half_open.items()):
-            if sa.state != IkeState.CONNECTING:
-                del self.half_open[key]
-                self.ctx.admission.closed(sa.unique_id)
+    def forget(self, sa: IkeSa) -> None:
+        """``sa`` is no longer half-open (established or gone)."""
+        key = self._key_of.pop(sa, None)
+        if key is not None and self.half_open.get(key) is sa:
+            del self.half_open[key]
+        self.ctx.admission.closed(sa.unique_id)  # idempotent
 
 
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
@@ -160,18 +164,9 @@ class _Refuse(Task):
         msg.payloads.append(NotifyPayload(self.notify))
 
 
-def connections_for(config: Config, local: str, remote: str) -> list[ConnectionConfig]:
-    """The IKEv2 connections whose configured addresses admit this pair."""
-    out = []
-    for conn in config.connections.values():
-        if conn.version != 2:
-            continue
-        if conn.local_addrs and not addr_in(local, conn.local_addrs):
-            continue
-        if conn.remote_addrs and not addr_in(remote, conn.remote_addrs):
-            continue
-        out.append(conn)
-    return out
+def connections_for(config: Config, local: str, remote: str) -> Candidates:
+    """The IKEv2 connections whose configured addresses admit this pair (indexed)."""
+    return index_of(config).candidates(2, local, remote)
 
 
 def stateless_notify(

@@ -29,4 +29,6 @@ def sa_info(sa: IkeSa) -> IkeSaInfo:
         last_inbound=sa.last_inbound if sa.established_at is not None else None,
         dpd_outstanding=sa.dpd_outstanding,
         keepalive_at=sa.keepalive_at,
+        rekey_at=sa.rekey_at,
+        reauth_at=sa.reauth_at,
     )

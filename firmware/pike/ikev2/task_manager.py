@@ -12,6 +12,7 @@ A message that needs our signature (IKE_AUTH with a certificate) waits for it: a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pike.ikev2.describe import describe_payloads, exchange_name
@@ -19,7 +20,7 @@ from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
 from pike.sa.signing import Awaited
 from pike.sa.state import IkeState
-from pike.wire.constants import ExchangeType
+from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
@@ -272,7 +273,15 @@ class TaskManager:
         self._log_out(resp, len(datagrams))
         self._send(datagrams)
         if fatal:
-            self.sa.fail("refused", now, quiet=True)
+            # A refused authentication is reported (pike_ike_auth_failures_total), as the
+            # initiator's is; other refusals of a half-open SA end it quietly.
+            auth = (
+                error is not None
+                and error.notify == NotifyType.AUTHENTICATION_FAILED
+                and msg.exchange == ExchangeType.IKE_AUTH
+                and self.sa.conn is not None
+            )
+            self.sa.fail("auth_failed" if auth else "refused", now, quiet=not auth)
             return
         for task in tasks:
             task.completed(now)
@@ -286,29 +295,31 @@ class TaskManager:
     # -- logs ----------------------------------------------------------------------------
     def _log_in(self, msg: Message) -> None:
         kind = "response" if msg.is_response else "request"
-        log.info(
-            "%s: received %s %s %d %s",
-            self.sa.tag(),
-            exchange_name(msg.exchange),
-            kind,
-            msg.message_id,
-            describe_payloads(msg.payloads),
-        )
+        if log.isEnabledFor(logging.INFO):  # describing payloads costs more than a MAC
+            log.info(
+                "%s: received %s %s %d %s",
+                self.sa.tag(),
+                exchange_name(msg.exchange),
+                kind,
+                msg.message_id,
+                describe_payloads(msg.payloads),
+            )
         key = exchange_name(msg.exchange)
         c = self.sa.ctx.counters.conn(self.sa.name).messages_in
         c[key] = c.get(key, 0) + 1
 
     def _log_out(self, msg: Message, fragments: int = 1) -> None:
         kind = "response" if msg.is_response else "request"
-        log.info(
-            "%s: sending %s %s %d %s%s",
-            self.sa.tag(),
-            exchange_name(msg.exchange),
-            kind,
-            msg.message_id,
-            describe_payloads(msg.payloads),
-            f" in {fragments} fragments" if fragments > 1 else "",
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s: sending %s %s %d %s%s",
+                self.sa.tag(),
+                exchange_name(msg.exchange),
+                kind,
+                msg.message_id,
+                describe_payloads(msg.payloads),
+                f" in {fragments} fragments" if fragments > 1 else "",
+            )
         key = exchange_name(msg.exchange)
         c = self.sa.ctx.counters.conn(self.sa.name).messages_out
         c[key] = c.get(key, 0) + 1

@@ -44,6 +44,11 @@ def deadlines(sa: IkeSa) -> list[float | None]:
     return times
 
 
+def next_deadline(sa: IkeSa) -> float | None:
+    """The earliest of ``deadlines(sa)``: the SA's one entry in the engine's timer heap."""
+    return min((t for t in deadlines(sa) if t is not None), default=None)
+
+
 def arm(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """Once established: the rekey timer, and keepalives behind a NAT (or forced encap)."""
     sa.scheduled = True
@@ -118,7 +123,7 @@ def _keepalive(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
 
 def _liveness(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     """DPD: probe only when neither IKE nor ESP brought news within dpd_delay."""
-    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, ctx.esp_activity, now)
+    sa.last_inbound = last_sign_of_life(sa.last_inbound, sa.children, now)
     due = sa.dpd_due()
     if due is None or now < due:
         log.debug(

@@ -64,7 +64,7 @@ PROBE_SPI = 0xFD
 ESP_MISSING = "ESP (CONFIG_INET_ESP / esp4)"
 
 SaKey = tuple[IPAddress, int]
-PolicyKey = tuple[Selector, int]
+PolicyKey = tuple[Selector, int, int]  # selector, direction, if_id
 
 
 def _limit(value: int) -> int:
@@ -91,7 +91,9 @@ class XfrmKernel(KernelIpsec):
         self.netns = netns
         self.offload_in_use: dict[tuple[IPAddress, int], InUse] = {}
         self._nl = XfrmSocket(netns)
-        self._sas: dict[SaKey, str] = {}  # installed or larval SA -> what (for logs)
+        # What this instance put in the kernel, by key only (the engine holds the rest):
+        # to remove it at shutdown and to tell our EXPIREs and ACQUIREs from others'.
+        self._sas: set[SaKey] = set()  # installed or larval SAs
         self._larval: set[SaKey] = set()  # allocated by get_spi, completed by UPDSA
         self._policies: dict[PolicyKey, int] = {}  # -> reqid
         self._events: XfrmEvents | None = None
@@ -160,7 +162,7 @@ class XfrmKernel(KernelIpsec):
         spi = int(replies[0]["id_spi"])
         key = (dst, spi)
         self._larval.add(key)
-        self._sas[key] = f"larval SA {spi:08x}"
+        self._sas.add(key)
         log.debug("allocated SPI %08x for %s -> %s reqid %d", spi, src, dst, reqid)
         return spi
 
@@ -179,7 +181,7 @@ class XfrmKernel(KernelIpsec):
             in_use = self._install_sa(sa, xm.XFRM_MSG_NEWSA)
         self.offload_in_use[key] = in_use  # for list-sas
         self._larval.discard(key)
-        self._sas[key] = f"SA {sa.spi:08x} {sa.src} -> {sa.dst}"
+        self._sas.add(key)
         log.debug(
             "installed %s SA %08x %s -> %s reqid %d", sa.mode, sa.spi, sa.src, sa.dst, sa.reqid
         )
@@ -215,6 +217,8 @@ class XfrmKernel(KernelIpsec):
         else:
             msg["replay_window"] = sa.replay_window
         msg["flags"] = flags
+        if sa.if_id:
+            attrs.append(("XFRMA_IF_ID", sa.if_id))
         if sa.encap is not None:
             encap = {
                 "encap_type": xm.UDP_ENCAP_ESPINUDP,
@@ -228,11 +232,14 @@ class XfrmKernel(KernelIpsec):
             msg["attrs"] = attrs
             self._request(what, msg, msg_type)
             return "no"
-        # NIC offload (pike.board.offload): the interface towards the peer, its ethtool
-        # features, then packet/crypto/software in the order hw_offload allows.
-        peer = sa.src if sa.inbound else sa.dst
+        # NIC offload (pike.board.offload): the SA's interface (outbound: the route to the
+        # peer; inbound: where its local address is), its ethtool features, then
+        # packet/crypto/software in the order hw_offload allows.
+        peer, local = (sa.src, sa.dst) if sa.inbound else (sa.dst, sa.src)
         try:
-            plan = plan_offload_for(sa.offload, str(peer), self.netns)
+            plan = plan_offload_for(
+                sa.offload, str(peer), self.netns, inbound_local=str(local) if sa.inbound else None
+            )
         except OffloadError as exc:
             raise KernelError(what, detail=str(exc)) from None
 
@@ -264,7 +271,7 @@ class XfrmKernel(KernelIpsec):
 
     def del_sa(self, dst: IPAddress, spi: int) -> None:
         self._delete_sa(dst, spi)
-        self._sas.pop((dst, spi), None)
+        self._sas.discard((dst, spi))
         self.offload_in_use.pop((dst, spi), None)
         self._larval.discard((dst, spi))
 
@@ -314,12 +321,16 @@ class XfrmKernel(KernelIpsec):
                 dir=direction,
                 action=xm.XFRM_POLICY_ALLOW if p.action == "allow" else xm.XFRM_POLICY_BLOCK,
             )
+            attrs: list[tuple[str, Any]] = []
             if p.action == "allow":
-                msg["attrs"] = [("XFRMA_TMPL", xm.encode_tmpls([self._template(p)]))]
+                attrs.append(("XFRMA_TMPL", xm.encode_tmpls([self._template(p)])))
+            if p.if_id:  # the kernel keys policies by if_id too: deleting needs it again
+                attrs.append(("XFRMA_IF_ID", p.if_id))
+            msg["attrs"] = attrs
             what = f"add policy {sel.src} -> {sel.dst} {p.direction}"
             # UPDPOLICY creates or replaces, so re-adding after a rekey is not an error.
             self._request(what, msg, xm.XFRM_MSG_UPDPOLICY)
-            self._policies[(sel, direction)] = p.reqid
+            self._policies[(sel, direction, p.if_id)] = p.reqid
             log.debug(
                 "installed policy %s -> %s %s reqid %d", sel.src, sel.dst, p.direction, p.reqid
             )
@@ -346,13 +357,15 @@ class XfrmKernel(KernelIpsec):
     def del_policy(self, p: PolicySpec) -> None:
         direction = DIRECTIONS[p.direction]
         for sel in selectors(p.src_ts, p.dst_ts):
-            self._delete_policy(sel, direction)
-            self._policies.pop((sel, direction), None)
+            self._delete_policy(sel, direction, p.if_id)
+            self._policies.pop((sel, direction, p.if_id), None)
 
-    def _delete_policy(self, sel: Selector, direction: int) -> None:
+    def _delete_policy(self, sel: Selector, direction: int, if_id: int = 0) -> None:
         msg = xm.xfrm_userpolicy_id()
         msg.update(sel.fields())
         msg["dir"] = direction
+        if if_id:
+            msg["attrs"] = [("XFRMA_IF_ID", if_id)]
         what = f"delete policy {sel.src} -> {sel.dst} dir {direction}"
         try:
             self._request(what, msg, xm.XFRM_MSG_DELPOLICY)
@@ -384,7 +397,7 @@ class XfrmKernel(KernelIpsec):
                 if key not in self._sas or key in self._larval:
                     continue  # not ours, or an SPI we only reserved
                 if ev.hard:
-                    self._sas.pop(key, None)  # the kernel removed it already
+                    self._sas.discard(key)  # the kernel removed it already
             elif isinstance(ev, Acquire) and ev.reqid not in reqids:
                 continue
             out.append(ev)
@@ -400,10 +413,10 @@ class XfrmKernel(KernelIpsec):
                 self.del_sa(dst, spi)
             except KernelError as e:
                 errors.append(e)
-        for sel, direction in list(self._policies):
+        for sel, direction, if_id in list(self._policies):
             try:
-                self._delete_policy(sel, direction)
-                self._policies.pop((sel, direction), None)
+                self._delete_policy(sel, direction, if_id)
+                self._policies.pop((sel, direction, if_id), None)
             except KernelError as e:
                 errors.append(e)
         if errors:
@@ -434,16 +447,19 @@ class XfrmKernel(KernelIpsec):
                     raise
         policies = 0
         # A new run counts reqids from the same base: ours are told apart by selector.
-        ours = {_policy_key(sel.fields(), direction) for sel, direction in self._policies}
+        ours = {_policy_key(sel.fields(), d, if_id) for sel, d, if_id in self._policies}
         dumped = self._nl.dump("dump policies", xm.xfrm_userpolicy_id(), xm.XFRM_MSG_GETPOLICY)
         for info in dumped:
             tmpls = xm.decode_tmpls(info.get_attr("XFRMA_TMPL") or b"")
             if not any(is_pike_reqid(int(t["reqid"])) for t in tmpls):
                 continue
-            if _policy_key(info, int(info["dir"])) in ours:
+            if_id = int(info.get_attr("XFRMA_IF_ID") or 0)
+            if _policy_key(info, int(info["dir"]), if_id) in ours:
                 continue
             msg = xm.xfrm_userpolicy_id()
             msg.update(index=info["index"], dir=info["dir"])
+            if if_id:  # the kernel finds a policy by index only with its if_id
+                msg["attrs"] = [("XFRMA_IF_ID", if_id)]
             try:
                 self._request(f"delete stale policy {info['index']}", msg, xm.XFRM_MSG_DELPOLICY)
                 policies += 1
@@ -472,8 +488,8 @@ class XfrmKernel(KernelIpsec):
         self.close()
 
 
-def _policy_key(sel: Any, direction: int) -> tuple[object, ...]:
-    """A policy's identity (selector and direction) from our fields or a dump."""
+def _policy_key(sel: Any, direction: int, if_id: int) -> tuple[object, ...]:
+    """A policy's identity (selector, direction, if_id) from our fields or a dump."""
     return (
         int(sel["sel_family"]),
         bytes(sel["sel_saddr"]).ljust(16, b"\0"),
@@ -484,6 +500,7 @@ def _policy_key(sel: Any, direction: int) -> tuple[object, ...]:
         int(sel["sel_sport"]),
         int(sel["sel_dport"]),
         direction,
+        if_id,
     )
 
 

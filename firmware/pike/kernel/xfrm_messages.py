@@ -43,6 +43,7 @@ XFRMA_ALG_AUTH_TRUNC = 20
 XFRMA_REPLAY_ESN_VAL = 23
 XFRMA_SA_EXTRA_FLAGS = 24
 XFRMA_OFFLOAD_DEV = 28
+XFRMA_IF_ID = 31  # u32: the XFRM interface (route-based VPN) an SA or policy belongs to
 
 XFRM_INF = (1 << 64) - 1  # "no limit" for byte/packet lifetimes
 
@@ -216,6 +217,7 @@ class xfrm_attrs(nlmsg):  # type: ignore[misc]
         (XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL", "xfrm_replay_state_esn"),
         (XFRMA_SA_EXTRA_FLAGS, "XFRMA_SA_EXTRA_FLAGS", "uint32"),
         (XFRMA_OFFLOAD_DEV, "XFRMA_OFFLOAD_DEV", "xfrm_user_offload"),
+        (XFRMA_IF_ID, "XFRMA_IF_ID", "uint32"),
     )
 
     class xfrm_algo(_algo_with_key):

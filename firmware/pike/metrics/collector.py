@@ -30,6 +30,7 @@ from pike.sa.context import ConnCounters, Counters
 # series exist before the first SA and alerts need no absent().
 IKE_STATES = ("CONNECTING", "ESTABLISHED", "REKEYING", "REKEYED", "DELETING")
 DIRECTIONS = ("in", "out")
+OFFLOADS = ("no", "crypto", "packet")  # pike.board.offload.InUse
 # Token states (pike.hsm.pkcs11.TokenState values) in which the token is not there.
 TOKEN_NOT_PRESENT = frozenset({"absent", "module_missing", "unknown"})
 
@@ -60,311 +61,366 @@ class PikeCollector(Collector):
         return []  # collected on demand only (the series depend on the config)
 
     def collect(self) -> Iterator[Metric]:
-        src, rec = self.src, self.src.recorder
+        s = _Scrape.of(self.src)
+        for family in (_daemon, _ike_sas, _engine_counters, _child_sas, _key_custody, _operations):
+            yield from family(s)
+
+
+@dataclass(frozen=True)
+class _Scrape:
+    """One scrape's view: what every metric family reads, taken once."""
+
+    src: Sources
+    rec: Recorder
+    config: Config
+    sas: list[IkeSaInfo]
+    now: float
+    wall: float
+    counters: Counters
+    conns: list[str]  # configured, and any the engine still counts for
+    children: set[ChildKey]
+
+    @classmethod
+    def of(cls, src: Sources) -> _Scrape:
         config = src.config()
-        sas = src.sas()
-        now, wall = src.now(), src.wall()
         counters = src.counters() or Counters()
-
-        def ts(at: float | None) -> float | None:
-            return None if at is None else round(wall - max(0.0, now - at), 3)
-
-        conns = sorted(set(config.connections) | set(counters.per_conn))
-        children: set[ChildKey] = {
-            (c.name, ch.name) for c in config.connections.values() for ch in c.children
-        }
-
-        info = InfoMetricFamily("pike_build", "piked version")
-        info.add_metric([], {"version": src.version, "python": platform.python_version()})
-        yield info
-        yield _gauge(
-            "pike_start_timestamp_seconds",
-            "When piked started (Unix time)",
-            [([], src.started_wall)],
-        )
-        yield _gauge(
-            "pike_kernel_esp_available",
-            "1 when the kernel takes ESP SAs (else CHILD_SAs are refused)",
-            [([], 1.0 if src.esp() else 0.0)],
-        )
-        yield _gauge(
-            "pike_connection_configured",
-            "Connections in the loaded config (1 each)",
-            [([c], 1.0) for c in sorted(config.connections)],
-            ["connection"],
-        )
-        # Alerts need to know which tunnels should be up: start_action = "start" keeps a
-        # child up; "none" (up on request) and "trap" (up on traffic) may rest down.
-        yield _gauge(
-            "pike_connection_expected_up",
-            'Connections piked keeps up (1: a child has start_action = "start"), else 0',
-            [
-                ([n], float(any(ch.start_action == "start" for ch in c.children)))
-                for n, c in sorted(config.connections.items())
-            ],
-            ["connection"],
-        )
-        yield _gauge(
-            "pike_child_sa_expected_up",
-            'Children piked keeps up (1: start_action = "start"), else 0',
-            [
-                ([n, ch.name], float(ch.start_action == "start"))
-                for n, c in sorted(config.connections.items())
-                for ch in c.children
-            ],
-            ["connection", "child"],
-        )
-        yield _gauge(
-            "pike_connection_ike_rekey_interval_seconds",
-            "Configured IKE SA rekey_time (0: no rekey)",
-            [([n], float(c.rekey_time)) for n, c in sorted(config.connections.items())],
-            ["connection"],
+        return cls(
+            src,
+            src.recorder,
+            config,
+            src.sas(),
+            src.now(),
+            src.wall(),
+            counters,
+            sorted(set(config.connections) | set(counters.per_conn)),
+            {(c.name, ch.name) for c in config.connections.values() for ch in c.children},
         )
 
-        # -- IKE SAs ------------------------------------------------------------------------
-        states: dict[tuple[str, str], int] = {
-            (c, s): 0 for c in config.connections for s in IKE_STATES
-        }
-        est: dict[str, float] = {}
-        last_in: dict[str, float] = {}
-        dpd_out: dict[str, float] = {c: 0.0 for c in config.connections}
-        nat: dict[tuple[str, str], float] = {}
-        keepalive: dict[str, float] = {}
-        for sa in sas:
-            states[(sa.name, sa.state)] = states.get((sa.name, sa.state), 0) + 1
-            if sa.state not in ("ESTABLISHED", "REKEYING"):
-                continue
-            at = ts(sa.established_at)
-            if at is not None:
-                est[sa.name] = max(est.get(sa.name, at), at)
-            li = ts(sa.last_inbound)
-            if li is not None:
-                last_in[sa.name] = max(last_in.get(sa.name, li), li)
-            if sa.dpd_outstanding:
-                dpd_out[sa.name] = 1.0
-            if sa.keepalive_at is not None:  # in the future: no clamping as in ts()
-                ka = round(wall + (sa.keepalive_at - now), 3)
-                keepalive[sa.name] = min(keepalive.get(sa.name, ka), ka)
-            for side, flag in (("local", sa.nat_local), ("remote", sa.nat_remote)):
-                nk = (sa.name, side)
-                nat[nk] = max(nat.get(nk, 0.0), 1.0 if flag else 0.0)
-        up = {c: 0.0 for c in config.connections}
-        for (conn, state), n in states.items():
-            if state in ("ESTABLISHED", "REKEYING") and n:
-                up[conn] = 1.0
-        yield _gauge(
-            "pike_ike_sa_up",
-            "1 when the connection has an established IKE SA",
-            [([c], v) for c, v in sorted(up.items())],
-            ["connection"],
-        )
-        yield _gauge(
-            "pike_ike_sas",
-            "IKE SAs by state",
-            [([c, s], float(n)) for (c, s), n in sorted(states.items())],
-            ["connection", "state"],
-        )
-        yield _gauge(
-            "pike_ike_sa_established_timestamp_seconds",
-            "When the current IKE SA was established or rekeyed (Unix time)",
-            [([c], v) for c, v in sorted(est.items())],
-            ["connection"],
-        )
-        yield _gauge(
-            "pike_peer_last_inbound_timestamp_seconds",
-            "Last sign of life from the peer (Unix time): an authenticated IKE message, or "
-            "inbound ESP as seen by the DPD check (with dpd_delay)",
-            [([c], v) for c, v in sorted(last_in.items())],
-            ["connection"],
-        )
-        yield _gauge(
-            "pike_dpd_outstanding",
-            "1 while a DPD liveness check awaits the peer's answer",
-            [([c], v) for c, v in sorted(dpd_out.items())],
-            ["connection"],
-        )
-        yield _gauge(
-            "pike_natt_keepalive_next_timestamp_seconds",
-            "When the next NAT-T keepalive is due (Unix time); only while keepalives are on "
-            "(behind a NAT or encap = true)",
-            [([c], v) for c, v in sorted(keepalive.items())],
-            ["connection"],
-        )
-        yield _gauge(
-            "pike_nat_detected",
-            "1 when a NAT was detected in front of us (side=local) or the peer (remote)",
-            [([c, s], v) for (c, s), v in sorted(nat.items())],
-            ["connection", "side"],
-        )
-        yield _gauge(
-            "pike_ike_sa_last_rekey_timestamp_seconds",
-            "Last IKE SA rekey (Unix time)",
-            [([c], v) for c, v in sorted(rec.last_ike_rekey.items())],
-            ["connection"],
-        )
-        yield _counter(
-            "pike_ike_sa_establishments",
-            "IKE SAs established from scratch (not by rekey): a fast rise is a flapping tunnel",
-            [([c], float(rec.ike_establishments.get(c, 0))) for c in conns],
-            ["connection"],
-        )
-        yield _counter(
-            "pike_ike_sa_deletes",
-            "IKE SAs ended, by reason",
-            [([c, r], float(n)) for (c, r), n in sorted(rec.ike_deleted.items())],
-            ["connection", "reason"],
-        )
-        yield _counter(
-            "pike_ike_auth_failures",
-            "IKE SAs that failed authentication (the peer's or ours)",
-            [([c], float(rec.auth_failures.get(c, 0))) for c in conns],
-            ["connection"],
-        )
-        hist = HistogramMetricFamily(
-            "pike_ike_handshake_duration_seconds",
-            "First IKE_SA_INIT request to established IKE SA",
-            labels=["connection"],
-        )
-        for conn, h in sorted(rec.handshakes.items()):
-            hist.add_metric([conn], h.buckets(), h.total)
-        yield hist
+    def ts(self, at: float | None) -> float | None:
+        """An engine time (monotonic) as a Unix timestamp, never in the future."""
+        return None if at is None else round(self.wall - max(0.0, self.now - at), 3)
 
-        # -- per-connection engine counters -------------------------------------------------
-        per = {c: counters.per_conn.get(c, ConnCounters()) for c in conns}
-        for name, attr, help_ in (
-            ("pike_ike_rekeys", "ike_rekeys", "IKE SA rekeys completed"),
-            ("pike_child_sa_rekeys", "child_rekeys", "CHILD SA rekeys completed"),
-            ("pike_dpd_probes", "dpd_probes", "DPD liveness checks sent"),
-            ("pike_dpd_failures", "dpd_failures", "Peers declared dead (DPD unanswered)"),
-            ("pike_natt_keepalives", "keepalives", "NAT-T keepalives sent"),
-            ("pike_ike_retransmits", "retransmits", "IKE requests retransmitted"),
-        ):
-            yield _counter(
-                name, help_, [([c], float(getattr(per[c], attr))) for c in conns], ["connection"]
-            )
-        msgs = []
-        for c in conns:
-            for direction, by_ex in (("in", per[c].messages_in), ("out", per[c].messages_out)):
-                msgs += [([c, ex, direction], float(n)) for ex, n in sorted(by_ex.items())]
-        yield _counter(
-            "pike_ike_messages",
-            "IKE messages by exchange and direction (requests and responses)",
-            msgs,
-            ["connection", "exchange", "direction"],
-        )
-        yield _counter(
-            "pike_ike_invalid_messages",
-            "Inbound IKE datagrams dropped or refused, by reason",
-            [([r], float(n)) for r, n in sorted(counters.dropped.items())],
-            ["reason"],
-        )
 
-        # -- CHILD SAs ----------------------------------------------------------------------
-        nbytes: dict[TotalKey, float] = {}
-        npackets: dict[TotalKey, float] = {}
-        for key in {(c, ch, d) for c, ch in children for d in DIRECTIONS}:
-            nbytes[key] = npackets[key] = 0.0
-        for key, n in rec.gone_bytes.items():
-            nbytes[key] = nbytes.get(key, 0.0) + n
-        for key, n in rec.gone_packets.items():
-            npackets[key] = npackets.get(key, 0.0) + n
-        installed: dict[ChildKey, float] = {k: 0.0 for k in children}
-        child_at: dict[ChildKey, float] = {}
-        for sa in sas:
-            for ch in sa.children:
-                ck = (sa.name, ch.name)
-                if ch.state in ("INSTALLED", "REKEYING"):
-                    installed[ck] = installed.get(ck, 0.0) + 1.0
-                    at = ts(ch.installed_at)
-                    if at is not None:
-                        child_at[ck] = max(child_at.get(ck, at), at)
-                for direction, spec in (("in", ch.inbound), ("out", ch.outbound)):
-                    got = rec.read(spec) if spec is not None else None
-                    if got is not None:
-                        tk = (sa.name, ch.name, direction)
-                        nbytes[tk] = nbytes.get(tk, 0.0) + got.bytes
-                        npackets[tk] = npackets.get(tk, 0.0) + got.packets
-        yield _gauge(
-            "pike_child_sa_installed",
-            "CHILD SAs installed in the kernel (2 during a make-before-break rekey)",
-            [([c, ch], v) for (c, ch), v in sorted(installed.items())],
-            ["connection", "child"],
-        )
-        yield _gauge(
-            "pike_child_sa_installed_timestamp_seconds",
-            "When the newest CHILD SA of the child was installed (Unix time)",
-            [([c, ch], v) for (c, ch), v in sorted(child_at.items())],
-            ["connection", "child"],
-        )
-        yield _gauge(
-            "pike_child_sa_last_rekey_timestamp_seconds",
-            "Last CHILD SA rekey (Unix time)",
-            [([c, ch], v) for (c, ch), v in sorted(rec.last_child_rekey.items())],
-            ["connection", "child"],
-        )
-        yield _counter(
-            "pike_child_sa_bytes",
-            "ESP payload bytes (kernel XFRM counters), kept across rekeys of the child",
-            [([c, ch, d], v) for (c, ch, d), v in sorted(nbytes.items())],
-            ["connection", "child", "direction"],
-        )
-        yield _counter(
-            "pike_child_sa_packets",
-            "ESP packets (kernel XFRM counters), kept across rekeys of the child",
-            [([c, ch, d], v) for (c, ch, d), v in sorted(npackets.items())],
-            ["connection", "child", "direction"],
-        )
-        yield _counter(
-            "pike_child_sa_failures",
-            "CHILD SAs that could not be created or rekeyed, by reason (the peer's error "
-            "notify, kernel_no_esp, ...)",
-            [([c, ch, r], float(n)) for (c, ch, r), n in sorted(rec.child_failures.items())],
-            ["connection", "child", "reason"],
-        )
+def _daemon(s: _Scrape) -> Iterator[Metric]:
+    """The build, the start, the kernel, and what the config asks for."""
+    src, config = s.src, s.config
+    info = InfoMetricFamily("pike_build", "piked version")
+    info.add_metric([], {"version": src.version, "python": platform.python_version()})
+    yield info
+    yield _gauge(
+        "pike_start_timestamp_seconds",
+        "When piked started (Unix time)",
+        [([], src.started_wall)],
+    )
+    yield _gauge(
+        "pike_kernel_esp_available",
+        "1 when the kernel takes ESP SAs (else CHILD_SAs are refused)",
+        [([], 1.0 if src.esp() else 0.0)],
+    )
+    yield _gauge(
+        "pike_connection_configured",
+        "Connections in the loaded config (1 each)",
+        [([c], 1.0) for c in sorted(config.connections)],
+        ["connection"],
+    )
+    # Alerts need to know which tunnels should be up: start_action = "start" keeps a
+    # child up; "none" (up on request) and "trap" (up on traffic) may rest down.
+    yield _gauge(
+        "pike_connection_expected_up",
+        'Connections piked keeps up (1: a child has start_action = "start"), else 0',
+        [
+            ([n], float(any(ch.start_action == "start" for ch in c.children)))
+            for n, c in sorted(config.connections.items())
+        ],
+        ["connection"],
+    )
+    yield _gauge(
+        "pike_child_sa_expected_up",
+        'Children piked keeps up (1: start_action = "start"), else 0',
+        [
+            ([n, ch.name], float(ch.start_action == "start"))
+            for n, c in sorted(config.connections.items())
+            for ch in c.children
+        ],
+        ["connection", "child"],
+    )
+    yield _gauge(
+        "pike_connection_ike_rekey_interval_seconds",
+        "Configured IKE SA rekey_time (0: no rekey)",
+        [([n], float(c.rekey_time)) for n, c in sorted(config.connections.items())],
+        ["connection"],
+    )
 
-        # -- key custody --------------------------------------------------------------------
-        tokens = src.tokens()
-        yield _gauge(
-            "pike_token_present",
-            "1 when the PKCS#11/TPM token holding a private key answers (0: absent, "
-            "module missing, not reached yet)",
-            [([t], 0.0 if st in TOKEN_NOT_PRESENT else 1.0) for t, st in sorted(tokens.items())],
-            ["token"],
-        )
-        yield _gauge(
-            "pike_token_state",
-            "1 for the token's current state (ready, absent, pin_incorrect, pin_locked, ...)",
-            [([t, st], 1.0) for t, st in sorted(tokens.items())],
-            ["token", "state"],
-        )
-        sign = HistogramMetricFamily(
-            "pike_sign_duration_seconds",
-            "Our AUTH signatures, by key and mechanism (the signing itself, off the event loop)",
-            labels=["token", "key", "mechanism"],
-        )
-        for (token, kname, mech), h in sorted(rec.sign_durations.items()):
-            sign.add_metric([token, kname, mech], h.buckets(), h.total)
-        yield sign
-        yield _counter(
-            "pike_sign_failures",
-            "Signatures that failed (IKE_AUTH failed closed), by key and reason",
-            [([t, k, r], float(n)) for (t, k, r), n in sorted(rec.sign_failures.items())],
-            ["token", "key", "reason"],
-        )
 
-        # -- operations ---------------------------------------------------------------------
+def _ike_sas(s: _Scrape) -> Iterator[Metric]:
+    """IKE SAs: states, liveness, NAT, rekeys, establishments, deletes, handshakes."""
+    rec, config, sas, now, wall, ts, conns = s.rec, s.config, s.sas, s.now, s.wall, s.ts, s.conns
+    states: dict[tuple[str, str], int] = {(c, s): 0 for c in config.connections for s in IKE_STATES}
+    est: dict[str, float] = {}
+    last_in: dict[str, float] = {}
+    dpd_out: dict[str, float] = {c: 0.0 for c in config.connections}
+    nat: dict[tuple[str, str], float] = {}
+    keepalive: dict[str, float] = {}
+    for sa in sas:
+        states[(sa.name, sa.state)] = states.get((sa.name, sa.state), 0) + 1
+        if sa.state not in ("ESTABLISHED", "REKEYING"):
+            continue
+        at = ts(sa.established_at)
+        if at is not None:
+            est[sa.name] = max(est.get(sa.name, at), at)
+        li = ts(sa.last_inbound)
+        if li is not None:
+            last_in[sa.name] = max(last_in.get(sa.name, li), li)
+        if sa.dpd_outstanding:
+            dpd_out[sa.name] = 1.0
+        if sa.keepalive_at is not None:  # in the future: no clamping as in ts()
+            ka = round(wall + (sa.keepalive_at - now), 3)
+            keepalive[sa.name] = min(keepalive.get(sa.name, ka), ka)
+        for side, flag in (("local", sa.nat_local), ("remote", sa.nat_remote)):
+            nk = (sa.name, side)
+            nat[nk] = max(nat.get(nk, 0.0), 1.0 if flag else 0.0)
+    up = {c: 0.0 for c in config.connections}
+    for (conn, state), n in states.items():
+        if state in ("ESTABLISHED", "REKEYING") and n:
+            up[conn] = 1.0
+    yield _gauge(
+        "pike_ike_sa_up",
+        "1 when the connection has an established IKE SA",
+        [([c], v) for c, v in sorted(up.items())],
+        ["connection"],
+    )
+    yield _gauge(
+        "pike_ike_sas",
+        "IKE SAs by state",
+        [([c, s], float(n)) for (c, s), n in sorted(states.items())],
+        ["connection", "state"],
+    )
+    yield _gauge(
+        "pike_ike_sa_established_timestamp_seconds",
+        "When the current IKE SA was established or rekeyed (Unix time)",
+        [([c], v) for c, v in sorted(est.items())],
+        ["connection"],
+    )
+    yield _gauge(
+        "pike_peer_last_inbound_timestamp_seconds",
+        "Last sign of life from the peer (Unix time): an authenticated IKE message, or "
+        "inbound ESP as seen by the DPD check (with dpd_delay)",
+        [([c], v) for c, v in sorted(last_in.items())],
+        ["connection"],
+    )
+    yield _gauge(
+        "pike_dpd_outstanding",
+        "1 while a DPD liveness check awaits the peer's answer",
+        [([c], v) for c, v in sorted(dpd_out.items())],
+        ["connection"],
+    )
+    yield _gauge(
+        "pike_natt_keepalive_next_timestamp_seconds",
+        "When the next NAT-T keepalive is due (Unix time); only while keepalives are on "
+        "(behind a NAT or encap = true)",
+        [([c], v) for c, v in sorted(keepalive.items())],
+        ["connection"],
+    )
+    yield _gauge(
+        "pike_nat_detected",
+        "1 when a NAT was detected in front of us (side=local) or the peer (remote)",
+        [([c, s], v) for (c, s), v in sorted(nat.items())],
+        ["connection", "side"],
+    )
+    yield _gauge(
+        "pike_ike_sa_last_rekey_timestamp_seconds",
+        "Last IKE SA rekey (Unix time)",
+        [([c], v) for c, v in sorted(rec.last_ike_rekey.items())],
+        ["connection"],
+    )
+    yield _counter(
+        "pike_ike_sa_establishments",
+        "IKE SAs established from scratch (not by rekey): a fast rise is a flapping tunnel",
+        [([c], float(rec.ike_establishments.get(c, 0))) for c in conns],
+        ["connection"],
+    )
+    yield _counter(
+        "pike_ike_sa_deletes",
+        "IKE SAs ended, by reason",
+        [([c, r], float(n)) for (c, r), n in sorted(rec.ike_deleted.items())],
+        ["connection", "reason"],
+    )
+    yield _counter(
+        "pike_ike_auth_failures",
+        "IKE SAs that failed authentication (the peer's or ours)",
+        [([c], float(rec.auth_failures.get(c, 0))) for c in conns],
+        ["connection"],
+    )
+    hist = HistogramMetricFamily(
+        "pike_ike_handshake_duration_seconds",
+        "First IKE_SA_INIT request to established IKE SA",
+        labels=["connection"],
+    )
+    for conn, h in sorted(rec.handshakes.items()):
+        hist.add_metric([conn], h.buckets(), h.total)
+    yield hist
+
+
+def _engine_counters(s: _Scrape) -> Iterator[Metric]:
+    """The engine's per-connection counters and dropped datagrams."""
+    counters, conns = s.counters, s.conns
+    per = {c: counters.per_conn.get(c, ConnCounters()) for c in conns}
+    for name, attr, help_ in (
+        ("pike_ike_rekeys", "ike_rekeys", "IKE SA rekeys completed"),
+        ("pike_child_sa_rekeys", "child_rekeys", "CHILD SA rekeys completed"),
+        ("pike_dpd_probes", "dpd_probes", "DPD liveness checks sent"),
+        ("pike_dpd_failures", "dpd_failures", "Peers declared dead (DPD unanswered)"),
+        ("pike_natt_keepalives", "keepalives", "NAT-T keepalives sent"),
+        ("pike_ike_retransmits", "retransmits", "IKE requests retransmitted"),
+    ):
         yield _counter(
-            "pike_config_reloads",
-            "pikectl reload / SIGHUP, by result",
-            [([r], float(rec.reloads.get(r, 0))) for r in ("success", "failure")],
-            ["result"],
+            name, help_, [([c], float(getattr(per[c], attr))) for c in conns], ["connection"]
         )
-        if rec.last_reload is not None:
-            yield _gauge(
-                "pike_config_last_reload_success_timestamp_seconds",
-                "Last successful config reload (Unix time)",
-                [([], rec.last_reload)],
-            )
+    msgs = []
+    for c in conns:
+        for direction, by_ex in (("in", per[c].messages_in), ("out", per[c].messages_out)):
+            msgs += [([c, ex, direction], float(n)) for ex, n in sorted(by_ex.items())]
+    yield _counter(
+        "pike_ike_messages",
+        "IKE messages by exchange and direction (requests and responses)",
+        msgs,
+        ["connection", "exchange", "direction"],
+    )
+    yield _counter(
+        "pike_ike_invalid_messages",
+        "Inbound IKE datagrams dropped or refused, by reason",
+        [([r], float(n)) for r, n in sorted(counters.dropped.items())],
+        ["reason"],
+    )
+
+
+def _child_sas(s: _Scrape) -> Iterator[Metric]:
+    """CHILD SAs: installed, rekeys, kernel byte/packet counters (kept across rekeys), failures."""
+    rec, sas, ts, children = s.rec, s.sas, s.ts, s.children
+    nbytes: dict[TotalKey, float] = {}
+    npackets: dict[TotalKey, float] = {}
+    for key in {(c, ch, d) for c, ch in children for d in DIRECTIONS}:
+        nbytes[key] = npackets[key] = 0.0
+    for key, n in rec.gone_bytes.items():
+        nbytes[key] = nbytes.get(key, 0.0) + n
+    for key, n in rec.gone_packets.items():
+        npackets[key] = npackets.get(key, 0.0) + n
+    installed: dict[ChildKey, float] = {k: 0.0 for k in children}
+    # installed SAs by the NIC offload they got (hw_offload = auto decides per SA)
+    offload: dict[tuple[str, str, str, str], float] = {
+        (c, ch, d, mode): 0.0 for c, ch in children for d in DIRECTIONS for mode in OFFLOADS
+    }
+    child_at: dict[ChildKey, float] = {}
+    for sa in sas:
+        for ch in sa.children:
+            ck = (sa.name, ch.name)
+            if ch.state in ("INSTALLED", "REKEYING"):
+                installed[ck] = installed.get(ck, 0.0) + 1.0
+                at = ts(ch.installed_at)
+                if at is not None:
+                    child_at[ck] = max(child_at.get(ck, at), at)
+            for direction, spec in (("in", ch.inbound), ("out", ch.outbound)):
+                got = rec.read(spec) if spec is not None else None
+                if got is not None:
+                    tk = (sa.name, ch.name, direction)
+                    nbytes[tk] = nbytes.get(tk, 0.0) + got.bytes
+                    npackets[tk] = npackets.get(tk, 0.0) + got.packets
+                    if ch.state in ("INSTALLED", "REKEYING"):
+                        ok = (*tk, got.offload)
+                        offload[ok] = offload.get(ok, 0.0) + 1.0
+    yield _gauge(
+        "pike_child_sa_installed",
+        "CHILD SAs installed in the kernel (2 during a make-before-break rekey)",
+        [([c, ch], v) for (c, ch), v in sorted(installed.items())],
+        ["connection", "child"],
+    )
+    yield _gauge(
+        "pike_child_sa_offload",
+        "Installed CHILD SAs by the NIC ESP offload in use (no, crypto, packet)",
+        [([c, ch, d, m], v) for (c, ch, d, m), v in sorted(offload.items())],
+        ["connection", "child", "direction", "offload"],
+    )
+    yield _gauge(
+        "pike_child_sa_installed_timestamp_seconds",
+        "When the newest CHILD SA of the child was installed (Unix time)",
+        [([c, ch], v) for (c, ch), v in sorted(child_at.items())],
+        ["connection", "child"],
+    )
+    yield _gauge(
+        "pike_child_sa_last_rekey_timestamp_seconds",
+        "Last CHILD SA rekey (Unix time)",
+        [([c, ch], v) for (c, ch), v in sorted(rec.last_child_rekey.items())],
+        ["connection", "child"],
+    )
+    yield _counter(
+        "pike_child_sa_bytes",
+        "ESP payload bytes (kernel XFRM counters), kept across rekeys of the child",
+        [([c, ch, d], v) for (c, ch, d), v in sorted(nbytes.items())],
+        ["connection", "child", "direction"],
+    )
+    yield _counter(
+        "pike_child_sa_packets",
+        "ESP packets (kernel XFRM counters), kept across rekeys of the child",
+        [([c, ch, d], v) for (c, ch, d), v in sorted(npackets.items())],
+        ["connection", "child", "direction"],
+    )
+    yield _counter(
+        "pike_child_sa_failures",
+        "CHILD SAs that could not be created or rekeyed, by reason (the peer's error "
+        "notify, kernel_no_esp, ...)",
+        [([c, ch, r], float(n)) for (c, ch, r), n in sorted(rec.child_failures.items())],
+        ["connection", "child", "reason"],
+    )
+
+
+def _key_custody(s: _Scrape) -> Iterator[Metric]:
+    """Tokens and signatures."""
+    src, rec = s.src, s.rec
+    tokens = src.tokens()
+    yield _gauge(
+        "pike_token_present",
+        "1 when the PKCS#11/TPM token holding a private key answers (0: absent, "
+        "module missing, not reached yet)",
+        [([t], 0.0 if st in TOKEN_NOT_PRESENT else 1.0) for t, st in sorted(tokens.items())],
+        ["token"],
+    )
+    yield _gauge(
+        "pike_token_state",
+        "1 for the token's current state (ready, absent, pin_incorrect, pin_locked, ...)",
+        [([t, st], 1.0) for t, st in sorted(tokens.items())],
+        ["token", "state"],
+    )
+    sign = HistogramMetricFamily(
+        "pike_sign_duration_seconds",
+        "Our AUTH signatures, by key and mechanism (the signing itself, off the event loop)",
+        labels=["token", "key", "mechanism"],
+    )
+    for (token, kname, mech), h in sorted(rec.sign_durations.items()):
+        sign.add_metric([token, kname, mech], h.buckets(), h.total)
+    yield sign
+    yield _counter(
+        "pike_sign_failures",
+        "Signatures that failed (IKE_AUTH failed closed), by key and reason",
+        [([t, k, r], float(n)) for (t, k, r), n in sorted(rec.sign_failures.items())],
+        ["token", "key", "reason"],
+    )
+
+
+def _operations(s: _Scrape) -> Iterator[Metric]:
+    """Config reloads."""
+    rec = s.rec
+    yield _counter(
+        "pike_config_reloads",
+        "pikectl reload / SIGHUP, by result",
+        [([r], float(rec.reloads.get(r, 0))) for r in ("success", "failure")],
+        ["result"],
+    )
+    if rec.last_reload is not None:
+        yield _gauge(
+            "pike_config_last_reload_success_timestamp_seconds",
+            "Last successful config reload (Unix time)",
+            [([], rec.last_reload)],
+        )
 
 
 Samples = list[tuple[list[str], float]]

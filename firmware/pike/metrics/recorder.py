@@ -123,10 +123,8 @@ class Recorder:
         elif isinstance(a, IkeSaDeleted):
             reason = reason_label(a.reason)
             self.ike_deleted[(a.conn, reason)] += 1
-            # IKEv2 says "auth_failed", IKEv1 "auth_failed: what" (either role). The IKEv2
-            # responder that answers AUTHENTICATION_FAILED ends its half-open SA quietly
-            # today, without an IkeSaDeleted: those are not counted until the engine
-            # reports them the same way.
+            # IKEv2 says "auth_failed", IKEv1 "auth_failed: what", in either role (an IKEv1
+            # responder when the refused SA times out half-open).
             if reason == "auth_failed":
                 self.auth_failures[a.conn] += 1
         elif isinstance(a, InstallChildSa):

@@ -16,6 +16,7 @@ from pike.policy.ts import TrafficSelector
 
 StartAction = Literal["none", "start", "trap"]
 DpdAction = Literal["clear", "trap", "restart"]
+CloseAction = Literal["none", "trap", "start"]
 AuthKind = Literal["psk", "pubkey"]
 
 
@@ -49,6 +50,7 @@ class ChildConfig:
     esp_proposals: tuple[ProposalSpec, ...]
     mode: Mode = "tunnel"
     start_action: StartAction = "none"
+    close_action: CloseAction = "none"  # when the peer deletes it (strongSwan's meaning)
     rekey_time: int = 3600  # strongSwan's defaults
     life_time: int = 3960
     rand_time: int = 360
@@ -128,8 +130,8 @@ class DaemonConfig:
     cookie_threshold: int = 10  # half-open IKE SAs in all before IKEv2 asks for COOKIEs
     block_threshold: int = 5  # half-open IKE SAs per proven source address
     half_open_max: int = 1000  # half-open IKE SAs in all (per daemon)
-    ike_sa_max: int = 10000  # IKE SAs per IKE version
-    init_rate: int = 200  # new half-open IKE SAs per second (0: no limit)
+    ike_sa_max: int = 20000  # IKE SAs per IKE version (~10 KiB each: MemoryMax 256M)
+    init_rate: int = 0  # new half-open IKE SAs per second (0: no limit, as strongSwan)
     keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
 
@@ -147,6 +149,9 @@ class Config:
     connections: dict[str, ConnectionConfig]
     secrets: tuple[Secret, ...] = ()
     path: str = ""
+    # pike.sa.conn_index keeps its lookups here, built on first use (not a config value)
+    index: object = field(default=None, init=False, repr=False, compare=False)
+    _psk_index: object = field(default=None, init=False, repr=False, compare=False)
 
     def psk_for(self, local: str, remote: str) -> bytes | None:
         """The shared key for a pair of identities, strongSwan-style best match.
@@ -154,14 +159,26 @@ class Config:
         A secret whose ids include both identities wins over one that names only one;
         a secret with no ids matches any pair.
         """
-        best: tuple[int, bytes] | None = None
-        for s in self.secrets:
-            if not s.ids:
-                score = 1
-            else:
-                score = (2 if local in s.ids else 0) + (2 if remote in s.ids else 0)
-                if score == 0:
-                    continue
-            if best is None or score > best[0]:
-                best = (score, s.secret)
-        return None if best is None else best[1]
+        by_id, no_ids = self._secrets_by_id()
+        positions = set(by_id.get(local, ())) | set(by_id.get(remote, ())) | set(no_ids)
+        best: tuple[int, int] | None = None  # (score, -position): ties go to the first
+        for pos in positions:
+            ids = self.secrets[pos].ids
+            score = (2 if local in ids else 0) + (2 if remote in ids else 0) if ids else 1
+            if best is None or (score, -pos) > best:
+                best = (score, -pos)
+        return None if best is None else self.secrets[-best[1]].secret
+
+    def _secrets_by_id(self) -> tuple[dict[str, list[int]], list[int]]:
+        """Secret positions by id, and those with no ids; built on first use so that a
+        handshake costs the same with 10 000 secrets as with one."""
+        if self._psk_index is None:
+            by_id: dict[str, list[int]] = {}
+            no_ids = []
+            for pos, s in enumerate(self.secrets):
+                for i in dict.fromkeys(s.ids):
+                    by_id.setdefault(i, []).append(pos)
+                if not s.ids:
+                    no_ids.append(pos)
+            object.__setattr__(self, "_psk_index", (by_id, no_ids))  # a cache, not a value
+        return self._psk_index  # type: ignore[return-value]

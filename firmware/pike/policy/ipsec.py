@@ -66,6 +66,7 @@ class SaSpec:
     inbound: bool = False
     offload: Offload = "no"
     offload_dev: str | None = None
+    if_id: int = 0  # XFRM interface (ip link add ... type xfrm if_id N); 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class PolicySpec:
     priority: int = 0  # 0: derived from selector specificity by the kernel backend
     action: Literal["allow", "block"] = "allow"
     trap: bool = False  # on-demand: installed before any SA exists (start_action=trap)
+    if_id: int = 0  # only packets routed through that XFRM interface match; 0: any
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,11 @@ from typing import Literal, cast
 
 from pike.crypto.errors import ProposalError
 from pike.crypto.proposal import ProposalSpec, parse_proposal
+from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
     ChildConfig,
+    CloseAction,
     Config,
     ConnectionConfig,
     DaemonConfig,
@@ -31,7 +33,7 @@ from pike.policy.config_values import decode_secret, parse_duration, parse_size,
 from pike.policy.identity import IdentityError, identity_of_address, parse_identity
 from pike.policy.ipsec import Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
-from pike.policy.toml_lines import KeyPath, key_lines
+from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import ConfigError, Source, Table
 from pike.policy.ts import TrafficSelector
 
@@ -84,7 +86,7 @@ def load_config_text(
         detail = msg[: m.start()] if m else msg
         col = f" (column {m.group(2)})" if m else ""
         raise ConfigError(path, line, "", f"TOML syntax error: {detail}{col}") from None
-    src = Source(path, key_lines(text))
+    src = Source(path, text)
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
@@ -126,8 +128,8 @@ def _daemon(t: Table) -> DaemonConfig:
         cookie_threshold=t.integer("cookie_threshold", 10, 0, 1_000_000),
         block_threshold=t.integer("block_threshold", 5, 1, 1_000_000),
         half_open_max=t.integer("half_open_max", 1000, 1, 1_000_000),
-        ike_sa_max=t.integer("ike_sa_max", 10000, 1, 10_000_000),
-        init_rate=t.integer("init_rate", 200, 0, 1_000_000),
+        ike_sa_max=t.integer("ike_sa_max", 20000, 1, 10_000_000),
+        init_rate=t.integer("init_rate", 0, 0, 1_000_000),
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
     )
     if cfg.retransmit_base < 1.0:
@@ -242,8 +244,14 @@ def _local_addrs(t: Table) -> tuple[str, ...]:
     return tuple(out)
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# RFC 1123 host names; the last label not all digits (so 192.0.2.300 stays a bad address)
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{_LABEL}\.)*(?=[^.]*[A-Za-z-]){_LABEL}\.?$")
+
+
 def _remote_addrs(t: Table) -> tuple[str, ...]:
-    """IP addresses, or (responder only) subnets and %any; missing means %any."""
+    """IP addresses or DNS names (resolved when initiating), or (responder only) subnets
+    and %any; missing means %any."""
     items = t.strings("remote_addrs", [ANY])
     if not items:
         raise t.error("remote_addrs", "must name at least one address (or %any)")
@@ -255,8 +263,13 @@ def _remote_addrs(t: Table) -> tuple[str, ...]:
         try:
             net = ipaddress.ip_network(text, strict=True)
         except ValueError:
+            if _HOSTNAME.match(text):
+                out.append(text.lower().rstrip("."))  # resolved when initiating
+                continue
             raise t.error(
-                path, f"{text!r} is not an IPv4/IPv6 address, a subnet or %any (responder only)"
+                path,
+                f"{text!r} is not an IPv4/IPv6 address, a DNS name, a subnet or %any"
+                " (responder only)",
             ) from None
         single = net.prefixlen == net.max_prefixlen
         out.append(str(net.network_address) if single else str(net))
@@ -288,8 +301,10 @@ def _auth(t: Table, default_id: str | None, side: Literal["local", "remote"]) ->
     if not t.has("auth"):
         raise t.error("auth", "missing (psk or pubkey)")
     auth = t.choice("auth", ("psk", "pubkey"), "psk")
-    if t.has("id"):
-        ident: Identity | None = _identity(t, t.at("id"), t.typed("id", str))
+    if t.has("id") and side == "remote" and t.typed("id", str).strip() == "%any":
+        ident: Identity | None = None  # any peer identity (what a wildcard admits)
+    elif t.has("id"):
+        ident = _identity(t, t.at("id"), t.typed("id", str))
     elif auth == "pubkey":
         # strongSwan's defaults: our certificate's subject, and any peer the CA vouches for.
         ident = None
@@ -376,6 +391,17 @@ def _child(
             "start_action",
             f"{start} needs a remote address (%any and subnets are responder only)",
         )
+    close = t.choice("close_action", ("none", "trap", "start"), "none")
+    if close != "none" and remote_addr is None:
+        raise t.error(
+            "close_action",
+            f"{close} needs a remote address (%any and subnets are responder only)",
+        )
+    if remote_addr is not None and is_name(remote_addr):
+        for key, value in (("start_action", start), ("close_action", close)):
+            if value == "trap":
+                raise t.error(key, "trap needs an IP address in remote_addrs, not a name")
+        remote_addr = None  # no address for remote_ts = dynamic
     rekey = t.convert("rekey_time", _seconds, 3600)
     rekey_bytes, life_bytes, rand_bytes = _volume(t, "bytes")
     rekey_packets, life_packets, rand_packets = _volume(t, "packets")
@@ -386,6 +412,7 @@ def _child(
         esp_proposals=_proposals(t, "esp_proposals", "esp", defaults.esp),
         mode=cast(Mode, t.choice("mode", ("tunnel", "transport"), "tunnel")),
         start_action=cast(StartAction, start),
+        close_action=cast(CloseAction, close),
         rekey_time=rekey,
         life_time=t.convert("life_time", _seconds, int(rekey * 1.1)),
         rand_time=t.convert("rand_time", _seconds, rekey // 10),
@@ -432,9 +459,14 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     local_addrs = _local_addrs(t)
     remote_addrs = _remote_addrs(t)
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
+    named = remote_host is not None and is_name(remote_host)
     proposals = _proposals(t, "proposals", "ike", defaults.ike)
     local = _auth(t.table("local"), local_host, "local")
-    remote = _auth(t.table("remote"), remote_host, "remote")
+    remote = _auth(t.table("remote"), None if named else remote_host, "remote")
+    if named and remote.auth == "psk" and remote.id is None:
+        raise t.table("remote").error(
+            "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
+        )
     children = tuple(_child(c, local_host, remote_host, defaults) for c in t.tables("children"))
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:
@@ -458,16 +490,29 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         fragmentation=t.typed("fragmentation", bool, True),
         dpd_delay=t.convert("dpd_delay", _seconds, 0),
         dpd_timeout=dpd_timeout,
-        dpd_action=cast(DpdAction, t.choice("dpd_action", ("clear", "trap", "restart"), "clear")),
-        keyingtries=t.integer("keyingtries", 1, 0, 1_000_000),
+        dpd_action=_dpd_action(t, named),
+        # A box nobody logs into keeps trying: 0 (unlimited) when a child starts at boot
+        # (strongSwan's default is 1 everywhere).
+        keyingtries=t.integer("keyingtries", 0 if _starts(children) else 1, 0, 1_000_000),
         # strongSwan's rule: with reauth_time, rekey_time defaults to 0 (no rekeys)
         rekey_time=t.convert("rekey_time", _seconds, 0 if reauth else 14400),
         reauth_time=reauth,
         aggressive=aggressive,
-        source_line=t.src.lines.get(t.path),
+        source_line=t.src.header_line(t.path),
     )
     t.finish()
     return conn
+
+
+def _dpd_action(t: Table, named: bool) -> DpdAction:
+    action = t.choice("dpd_action", ("clear", "trap", "restart"), "clear")
+    if action == "trap" and named:
+        raise t.error("dpd_action", "trap needs an IP address in remote_addrs, not a name")
+    return cast(DpdAction, action)
+
+
+def _starts(children: tuple[ChildConfig, ...]) -> bool:
+    return any(c.start_action == "start" for c in children)
 
 
 def _check_psk(src: Source, config: Config, conn: ConnectionConfig) -> None:

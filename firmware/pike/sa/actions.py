@@ -125,6 +125,17 @@ class SignRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    """Look ``host`` (a DNS name in ``remote_addrs``) up, off the event loop, and answer
+    with ``engine.resolved(conn, addresses, now)`` (no addresses: it failed). The
+    initiation of ``conn`` waits; every new attempt asks again."""
+
+    conn: str
+    host: str
+    family: int  # 4 or 6 to match our local address, 0: either
+
+
+@dataclass(frozen=True, slots=True)
 class IkeSaEstablished:
     conn: str
     unique_id: int
@@ -139,6 +150,7 @@ class IkeSaDeleted:
     conn: str
     unique_id: int
     reason: str  # "terminated", "peer_deleted", "retransmit_timeout", "auth_failed", ...
+    spis: tuple[bytes, bytes] | None = None  # (SPIi, SPIr) of an SA that was established
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +158,7 @@ class ChildSaEstablished:
     conn: str
     child: str
     unique_id: int
+    spis: tuple[int, int] | None = None  # (inbound, outbound), for the runtime's log line
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +183,7 @@ Action = (
     | SendKeepalive
     | InstallTrap
     | SignRequest
+    | ResolveRequest
     | InstallChildSa
     | InstallOutboundSa
     | InstallInboundSa
@@ -200,6 +214,8 @@ class ChildSaInfo:
     inbound: SaSpec | None  # for the runtime to query counters (dst, spi)
     outbound: SaSpec | None
     installed_at: float | None
+    rekey_at: float | None = None  # engine clock: the next rekey (rekey_time)
+    expire_at: float | None = None  # engine clock: the end of its life (life_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,3 +239,5 @@ class IkeSaInfo:
     last_inbound: float | None = None  # engine clock: last authenticated IKE message
     dpd_outstanding: bool = False  # a liveness check awaits its answer
     keepalive_at: float | None = None  # engine clock: next NAT-T keepalive
+    rekey_at: float | None = None  # engine clock: the next IKE SA rekey (IKEv2)
+    reauth_at: float | None = None  # engine clock: the next reauthentication

@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from pike.policy.config import Identity
 from pike.sa import identity
 from pike.sa.der import DerError, decode_name
+from pike.sa.id_match import match_score
 from pike.wire.constants import CertEncoding, IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 
@@ -302,14 +303,9 @@ def dn_equal(a: bytes, b: bytes) -> bool:
 
 
 def ids_match(configured: Identity | None, peer: Identity) -> bool:
-    """Like ``identity.matches``, with DNs compared by meaning rather than bytes."""
-    if (
-        configured is not None
-        and configured.id_type == peer.id_type == IdType.ID_DER_ASN1_DN
-        and dn_equal(configured.data, peer.data)
-    ):
-        return True
-    return identity.matches(configured, peer)
+    """Whether ``configured`` (maybe a wildcard, see ``id_match``) admits ``peer``;
+    DNs compare by meaning rather than bytes."""
+    return match_score(configured, peer) > 0
 
 
 def peer_identity(id_type: int, data: bytes) -> Identity:

@@ -43,7 +43,8 @@ def install(ctx: Context, tag: str, ike_name: str, child: ChildSa, now: float, r
     )
     if rekey:
         ctx.counters.conn(ike_name).child_rekeys += 1
-    ctx.emit(ChildSaEstablished(ike_name, child.name, child.unique_id))
+    spis = (child.spi_in, child.spi_out)
+    ctx.emit(ChildSaEstablished(ike_name, child.name, child.unique_id, spis))
 
 
 def remove(

@@ -5,18 +5,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from ipaddress import ip_address
 
 from pike.crypto.kdf import ChildKeys
+from pike.policy.addrs import parse_ip
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import InstallChildSa
 from pike.sa.chosen import Chosen
+from pike.sa.esp_seen import EspSeen
 from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
 
 
-@dataclass
+@dataclass(slots=True)  # a hub holds 10 000 of these
 class ChildSa:
     config: ChildConfig
     unique_id: int
@@ -41,6 +42,7 @@ class ChildSa:
     expire_at: float | None = None
     # Soft (rekey) volume limits in the kernel: (bytes, packets), drawn once per CHILD_SA.
     soft_volume: tuple[int, int] | None = None
+    esp: EspSeen = field(default_factory=EspSeen)  # inbound ESP as the kernel counted it
 
     def schedule(self, now: float, random: Callable[[int], bytes]) -> None:
         """Rekey at rekey_time minus up to rand_time (jitter keeps both peers from
@@ -128,7 +130,7 @@ class ChildSa:
         else:
             enc_out, int_out, enc_in, int_in = k.encr_r, k.integ_r, k.encr_i, k.integ_i
         mode: Mode = "transport" if self.mode == "transport" else "tunnel"
-        lsrc, ldst = ip_address(local), ip_address(remote)
+        lsrc, ldst = parse_ip(local), parse_ip(remote)
         cfg = self.config
         soft = max(cfg.rekey_time, 1)
         soft_bytes, soft_packets = self.draw_soft_volume(random)
@@ -201,7 +203,7 @@ def policies_for(
 
 def trap_policies(cfg: ChildConfig, reqid: int, local: str, remote: str) -> tuple[PolicySpec, ...]:
     """The policies of a child before it exists (start_action = trap)."""
-    lip, rip = ip_address(local), ip_address(remote)
+    lip, rip = parse_ip(local), parse_ip(remote)
     lts = cfg.local_ts or (TrafficSelector.host(lip),)
     rts = cfg.remote_ts or (TrafficSelector.host(rip),)
     policies = policies_for(lts, rts, cfg.mode, reqid, lip, rip)

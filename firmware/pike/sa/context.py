@@ -11,14 +11,15 @@ from ipaddress import ip_address
 
 from pike.policy.config import Config
 from pike.policy.ipsec import REQID_BASE, REQID_COUNT, KernelCaps
-from pike.policy.ts import IPAddress, TrafficSelector
+from pike.policy.ts import TrafficSelector
 from pike.sa.actions import Action
 from pike.sa.admission import Admission
-from pike.sa.liveness import EspActivity
+from pike.sa.credentials import CredentialStore
+from pike.sa.ports import RandomSpis, SpiSource
 
 Random = Callable[[int], bytes]
-SpiAlloc = Callable[[IPAddress, IPAddress], int]
 Selectors = tuple[TrafficSelector, ...]
+IdKey = tuple[int, bytes]  # an identity as (ID type, data): the same numbers in both versions
 
 # Tunables (not RFC values).
 NONCE_SIZE = 32  # strongSwan's nonce length
@@ -81,15 +82,26 @@ class Context:
     config: Config
     random: Random
     caps: KernelCaps
-    spi_alloc: SpiAlloc | None = None
+    # Inbound SPIs (pike.sa.ports): the kernel's in the daemon, else from ``random``.
+    spis: SpiSource | None = None
+    # Our certificates and signers, the CAs we trust: the daemon's (or a fresh one).
+    credentials: CredentialStore = field(default_factory=CredentialStore)
     actions: deque[Action] = field(default_factory=deque)
-    # Last inbound ESP use of a CHILD_SA's inbound SA (monotonic), from the kernel.
-    esp_activity: EspActivity | None = None
     counters: Counters = field(default_factory=Counters)
     admission: Admission = field(default_factory=Admission)  # half-open SAs, both versions
+    # Set by the engines: an IKE or ISAKMP SA with these identities (ours, the peer's) is
+    # up, of either version. Then no INITIAL_CONTACT: the peer would drop that SA
+    # (strongSwan's rule).
+    has_contact: Callable[[IdKey, IdKey], bool] = field(
+        default=lambda mine, peer: False, repr=False
+    )
     _next_unique: int = 0
     _next_reqid: int = 0
     _next_sign: int = 0
+
+    def __post_init__(self) -> None:
+        if self.spis is None:
+            self.spis = RandomSpis(self.random)
 
     def emit(self, action: Action) -> None:
         self.actions.append(action)
@@ -115,11 +127,9 @@ class Context:
                 return spi
 
     def child_spi(self, src: str, dst: str) -> int:
-        """An inbound ESP SPI: from the kernel when it can allocate, else random."""
-        if self.spi_alloc is not None:
-            return self.spi_alloc(ip_address(src), ip_address(dst))
-        # strongSwan's range; values below 256 are reserved (RFC 4303 §2.1).
-        return 0xC0000000 | int.from_bytes(self.random(4), "big") & 0x0FFFFFFF
+        """An inbound ESP SPI from the context's ``SpiSource``."""
+        assert self.spis is not None  # __post_init__
+        return self.spis.child_spi(ip_address(src), ip_address(dst))
 
 
 def system_random(n: int) -> bytes:

@@ -1,12 +1,15 @@
 """Credentials of the pubkey connections: our chain and signer, the CAs we trust.
 
-Loaded once per file (the first IKE_AUTH that needs them, or ``preload`` at start) and kept.
+One store per daemon (or per ``pikectl check-config``), made by its owner and given to the
+engines, which reach it as ``ctx.credentials`` (docs/architecture.md); no module globals.
+Certificates are loaded once per file, by ``preload`` when the config is loaded (piked's
+start, reload; an engine built without it loads a file at its first use) and kept.
 The engine stays free of key custody: it reads certificates only (``local``: the key type
 comes from our certificate) and asks for a signature with a ``SignRequest`` action; the
 runtime answers it with ``sign`` off the event loop (a token round trip blocks).
 ``signer_factory`` turns a config ``key`` into a Signer (``pkcs11:`` URIs become token
-signers, anything else a file key), and ``clock`` gives the wall-clock time certificates
-are checked at (the engine's ``now`` is monotonic; tests pass a fixed time).
+signers, anything else a file key), and ``clock`` turns the engine's ``now`` (monotonic)
+into the wall-clock time certificates are checked at (piked: its clock; tests: fixed).
 """
 
 from __future__ import annotations
@@ -15,21 +18,26 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pike.hsm.filekey import FileKeySigner
-from pike.hsm.signer import KeyType, SignatureScheme, Signer, SignerError, key_type_of
+from pike.hsm.signer import (
+    KeyType,
+    SignatureScheme,
+    Signer,
+    SignerError,
+    TokenSigner,
+    TokenState,
+    key_type_of,
+    token_signer,
+)
 from pike.policy.config import Config, ConnectionConfig
 from pike.sa.certs import CertError, load_certificates
 
-if TYPE_CHECKING:
-    from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
-
 SignerFactory = Callable[[str], Signer]
-Clock = Callable[[], datetime]
+Clock = Callable[[float], datetime]  # the engine's now (monotonic) -> wall-clock time
 
 
 class CredentialError(Exception):
@@ -39,7 +47,7 @@ class CredentialError(Exception):
 def file_signer(key: str) -> Signer:
     """A token signer for an RFC 7512 ``pkcs11:`` URI, else a PEM key file."""
     if key[:7].lower() == "pkcs11:":  # the scheme is case-insensitive (RFC 7512)
-        # Imported here: python-pkcs11 loads only when a token key is configured.
+        # Imported here, the one place: python-pkcs11 loads only for a token key.
         from pike.hsm.pkcs11 import Pkcs11Signer
         from pike.hsm.uri import UriError
 
@@ -50,7 +58,8 @@ def file_signer(key: str) -> Signer:
     return FileKeySigner(key)
 
 
-def wall_clock() -> datetime:
+def wall_clock(now: float) -> datetime:
+    """Without a daemon clock (check-config, tests): the system's time, whatever ``now``."""
     return datetime.now(UTC)
 
 
@@ -77,8 +86,9 @@ class CredentialStore:
     # ``sign`` runs in executor threads while the loop reads states: guards _signers.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def now(self) -> datetime:
-        return self.clock()
+    def wall(self, now: float) -> datetime:
+        """The wall-clock time at the engine's ``now``, for certificate validity."""
+        return self.clock(now)
 
     def _load(self, path: str) -> tuple[x509.Certificate, ...]:
         if path not in self._certs:
@@ -177,10 +187,8 @@ class CredentialStore:
         key = conn.local.key
         if not key or not key.lower().startswith("pkcs11:"):
             return False
-        from pike.hsm.pkcs11 import Pkcs11Signer, TokenState
-
-        signer = self.signer(key)
-        if isinstance(signer, Pkcs11Signer):
+        signer = token_signer(self.signer(key))
+        if signer is not None:
             if not probe and not (signer.probed and signer.public_known):
                 return True
             if signer.state is TokenState.UNKNOWN:
@@ -190,11 +198,12 @@ class CredentialStore:
 
     def unprobed(self) -> list[str]:
         """The token keys in use that no probe has looked at yet."""
-        from pike.hsm.pkcs11 import Pkcs11Signer
+        return [k for k, s in self._token_keys() if not s.probed]
 
+    def _token_keys(self) -> list[tuple[str, TokenSigner]]:
         with self._lock:
             signers = list(self._signers.items())
-        return [k for k, s in signers if isinstance(s, Pkcs11Signer) and not s.probed]
+        return [(k, t) for k, s in signers if (t := token_signer(s)) is not None]
 
     def probe_key(self, key: str, config: Config | None) -> list[str]:
         """In a signing thread: reach the token and the key now (the token logs its
@@ -217,38 +226,12 @@ class CredentialStore:
 
     def token_states(self) -> dict[str, TokenState]:
         """State of each token key in use, by configured key URI (for metrics/status)."""
-        from pike.hsm.pkcs11 import Pkcs11Signer
+        return {k: s.state for k, s in self._token_keys()}
 
-        with self._lock:
-            signers = list(self._signers.items())
-        return {k: s.state for k, s in signers if isinstance(s, Pkcs11Signer)}
-
-    def token_signers(self) -> list[Pkcs11Signer]:
+    def token_signers(self) -> list[TokenSigner]:
         """The token keys in use (for a re-probe on hot-plug)."""
-        from pike.hsm.pkcs11 import Pkcs11Signer
-
-        with self._lock:
-            return [s for s in self._signers.values() if isinstance(s, Pkcs11Signer)]
+        return [s for _, s in self._token_keys()]
 
     def tokens(self) -> dict[str, str]:
         """State of each token in use, by token label (metrics: no module path, no PIN)."""
-        from pike.hsm.pkcs11 import Pkcs11Signer
-
-        with self._lock:
-            signers = list(self._signers.values())
-        out: dict[str, str] = {}
-        for s in signers:
-            if isinstance(s, Pkcs11Signer):
-                out[s.uri.token or "*"] = s.state.value
-        return out
-
-
-# The store the engine uses until Context carries one (``Context.credentials``): one
-# process, one engine, so one store; tests set its clock or signer factory.
-STORE = CredentialStore()
-
-
-def store_for(ctx: object) -> CredentialStore:
-    """``ctx.credentials`` when the engine context has that field, else the shared store."""
-    store = getattr(ctx, "credentials", None)
-    return store if isinstance(store, CredentialStore) else STORE
+        return {s.uri.token or "*": s.state.value for _, s in self._token_keys()}

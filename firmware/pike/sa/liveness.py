@@ -1,29 +1,45 @@
 """The peer's last sign of life, for DPD in both IKE versions: an authenticated IKE or
-ISAKMP message, or inbound ESP on an installed CHILD_SA as the kernel counts it. A probe
-goes only when neither came within dpd_delay (how it goes is each version's own)."""
+ISAKMP message, or inbound ESP on an installed CHILD_SA. A probe goes only when neither
+came within dpd_delay (how it goes is each version's own).
+
+The engine never reads the kernel: when a DPD decision is due, the runtime asks which
+inbound SAs it needs (``esp_wanted``), reads their kernel counters and reports each with
+``esp_seen`` (docs/architecture.md, "The kernel boundary"); this module judges them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from pike.policy.ipsec import SaSpec
 from pike.sa.child_sa import ChildSa
 from pike.sa.state import log
 
-# The last inbound use of an SA (monotonic), from the kernel; None: never used.
-EspActivity = Callable[[SaSpec], float | None]
+
+def _watched(children: Iterable[ChildSa]) -> Iterable[ChildSa]:
+    return (c for c in children if c.inbound is not None and c.installed_at is not None)
 
 
-def last_sign_of_life(
-    last_inbound: float, children: Iterable[ChildSa], esp: EspActivity | None, now: float
-) -> float:
+def esp_wanted(children: Iterable[ChildSa]) -> list[SaSpec]:
+    """The inbound SAs whose counters a DPD decision over ``children`` looks at."""
+    return [c.inbound for c in _watched(children) if c.inbound is not None]
+
+
+def esp_seen(
+    children: Iterable[ChildSa], spi: int, packets: int, last_use: float | None, now: float
+) -> bool:
+    """Record the kernel's counters of the inbound SA ``spi``; False if not one of these."""
+    for child in _watched(children):
+        if child.spi_in == spi:
+            child.esp.report(packets, last_use, now)
+            return True
+    return False
+
+
+def last_sign_of_life(last_inbound: float, children: Iterable[ChildSa], now: float) -> float:
     """``last_inbound``, or later inbound ESP on one of ``children`` (never after ``now``)."""
-    if esp is None:
-        return last_inbound
-    for child in children:
-        if child.inbound is None or child.installed_at is None:
-            continue
-        seen = esp(child.inbound)
+    for child in _watched(children):
+        seen = child.esp.at
         if seen is not None and seen > last_inbound:
             last_inbound = min(seen, now)
     return last_inbound

@@ -22,4 +22,6 @@ def child_info(c: ChildSa) -> ChildSaInfo:
         inbound=c.inbound,
         outbound=c.outbound,
         installed_at=c.installed_at,
+        rekey_at=c.rekey_at,
+        expire_at=c.expire_at,
     )

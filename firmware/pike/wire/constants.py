@@ -152,4 +152,38 @@ class NotifyType(IntEnum):
     INTERMEDIATE_EXCHANGE_SUPPORTED = 16438  # RFC 9242
 
 
+# IANA names of notify types pike does not act on (logs name them, not their numbers)
+_OTHER_NOTIFIES = {
+    40: "UNACCEPTABLE_ADDRESSES",
+    41: "UNEXPECTED_NAT_DETECTED",
+    45: "INVALID_GROUP_ID",
+    46: "AUTHORIZATION_FAILED",
+    47: "STATE_NOT_FOUND",
+    16397: "ADDITIONAL_IP4_ADDRESS",  # RFC 4555 (MOBIKE)
+    16398: "ADDITIONAL_IP6_ADDRESS",
+    16399: "NO_ADDITIONAL_ADDRESSES",
+    16400: "UPDATE_SA_ADDRESSES",
+    16401: "COOKIE2",
+    16402: "NO_NATS_ALLOWED",
+    16403: "AUTH_LIFETIME",  # RFC 4478
+    16405: "ANOTHER_AUTH_FOLLOWS",  # RFC 4739
+    16407: "REDIRECT",  # RFC 5685
+    16408: "REDIRECTED_FROM",
+    16419: "QUICK_CRASH_DETECTION",  # RFC 6290
+    16432: "CLONE_IKE_SA_SUPPORTED",  # RFC 7791
+    16433: "CLONE_IKE_SA",
+    16435: "USE_PPK",  # RFC 8784
+    16436: "PPK_IDENTITY",
+    16437: "NO_PPK_AUTH",
+}
+
+
+def notify_name(notify_type: int) -> str:
+    """An IKEv2 notify type's name (its number when IANA's list is news to us)."""
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return _OTHER_NOTIFIES.get(notify_type, str(notify_type))
+
+
 ERROR_NOTIFY_MAX = 16383  # RFC 7296 §3.10.1: types below 16384 are errors

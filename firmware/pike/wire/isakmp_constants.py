@@ -263,3 +263,11 @@ VID_NATT_DRAFT_02 = bytes.fromhex("cd60464335df21f87cfdb2fc68b6a448")
 VID_NATT_DRAFT_02N = bytes.fromhex("90cb80913ebb696e086381b5ec427b1f")
 VID_NATT_DRAFT_03 = bytes.fromhex("7d9419a65310ca6f2c179d9215529d56")
 VID_DPD = bytes.fromhex("afcad71368a1f1c96b8696fc77570100")  # RFC 3706 §5 (version 1.0)
+
+
+def notify_v1_name(notify_type: int) -> str:
+    """An ISAKMP notify type's name (its number when unknown)."""
+    try:
+        return NotifyV1(notify_type).name
+    except ValueError:
+        return str(notify_type)

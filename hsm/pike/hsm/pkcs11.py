@@ -31,7 +31,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from enum import Enum
 from typing import Any
 
 import pkcs11
@@ -49,23 +48,12 @@ from pike.hsm.signer import (
     ecdsa_raw_to_der,
     key_type_of,
 )
+from pike.hsm.signer import TokenState as TokenState  # its home before pike.hsm.signer
 from pike.hsm.uri import Pkcs11Uri, UriError, parse, read_pin
 
 log = logging.getLogger("pike.hsm")
 
 REPROBE_INTERVAL = 5.0  # seconds between two attempts to reach a token that failed
-
-
-class TokenState(Enum):
-    UNKNOWN = "unknown"  # not tried yet
-    READY = "ready"
-    MODULE_MISSING = "module_missing"  # the .so cannot be loaded
-    ABSENT = "absent"  # no such token, or it went away
-    NO_KEY = "no_key"  # the token is there, the key is not
-    PIN_MISSING = "pin_missing"  # no PIN file / variable
-    PIN_INCORRECT = "pin_incorrect"  # the token refused the PIN: not presented again
-    PIN_LOCKED = "pin_locked"  # never logged in to again by this process
-    FAILED = "failed"  # anything else the token said
 
 
 class TokenUnavailable(SignerError):
@@ -407,6 +395,8 @@ class Pkcs11Signer:
     key is looked up on first use. The public key (and so the key type) is cached once read,
     so a token that goes away later still lets the configuration be checked.
     """
+
+    in_token = True  # pike.hsm.signer.token_signer: a TokenSigner
 
     def __init__(self, uri: str | Pkcs11Uri) -> None:
         self.uri = parse(uri) if isinstance(uri, str) else uri

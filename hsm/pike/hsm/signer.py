@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+
+if TYPE_CHECKING:
+    from pike.hsm.uri import Pkcs11Uri
 
 KeyType = Literal["rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519"]
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -178,3 +181,39 @@ def ecdsa_raw_to_der(raw: bytes) -> bytes:
         s = b"\x00" + s
     # At most 2 * (2 + 61) = 126 octets inside: every length fits the short form.
     return bytes((0x30, len(r) + len(s) + 4, 0x02, len(r))) + r + bytes((0x02, len(s))) + s
+
+
+class TokenState(Enum):
+    UNKNOWN = "unknown"  # not tried yet
+    READY = "ready"
+    MODULE_MISSING = "module_missing"  # the .so cannot be loaded
+    ABSENT = "absent"  # no such token, or it went away
+    NO_KEY = "no_key"  # the token is there, the key is not
+    PIN_MISSING = "pin_missing"  # no PIN file / variable
+    PIN_INCORRECT = "pin_incorrect"  # the token refused the PIN: not presented again
+    PIN_LOCKED = "pin_locked"  # never logged in to again by this process
+    FAILED = "failed"  # anything else the token said
+
+
+class TokenSigner(Signer, Protocol):
+    """A ``Signer`` whose key is in a token (``pike.hsm.pkcs11.Pkcs11Signer``): it can be
+    absent, locked or not looked at yet, so it has a state and is probed off the loop."""
+
+    in_token: ClassVar[bool]  # True: see token_signer
+
+    uri: Pkcs11Uri
+    probed: bool  # a probe has answered
+
+    @property
+    def state(self) -> TokenState: ...
+    @property
+    def public_known(self) -> bool: ...
+
+    def probe(self) -> TokenState: ...
+    def reprobe(self) -> TokenState: ...
+
+
+def token_signer(signer: Signer) -> TokenSigner | None:
+    """``signer`` if its key is in a token. A class flag, not ``isinstance`` on a protocol:
+    that would read ``key_type``, which asks the token (and may wait for its PIN)."""
+    return cast(TokenSigner, signer) if getattr(type(signer), "in_token", False) else None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from pike.policy.config import ConnectionConfig
 from pike.sa.context import Context
 from pike.sa.state import IkeState
+from pike.wire.constants import notify_name
 from pike.wire.payloads import Message
 
 
@@ -28,6 +30,9 @@ class ExchangeSa(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def conn(self) -> ConnectionConfig | None: ...
 
     @property
     def state(self) -> IkeState: ...
@@ -60,7 +65,7 @@ class RespondError(Exception):
     def __init__(
         self, notify: int, data: bytes = b"", fatal: bool = True, detail: str = ""
     ) -> None:
-        super().__init__(detail or f"notify {notify}")
+        super().__init__(detail or f"notify {notify_name(notify)}")
         self.notify = notify
         self.data = data
         self.fatal = fatal

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
-from pike.crypto.ids import TransformType
 from pike.crypto.kdf import derive_child_keys
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import ProposalSpec
 from pike.crypto.sizes import encr_key_size, integ_key_size
+from pike.ikev2.child_proposal import child_specs, choose_esp
+from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
-from pike.ikev2.negotiate import check_reply, groups_of, only_choice, select, to_wire
+from pike.ikev2.narrowing import ChildMatch, dynamic, match_child, ts_from_wire, ts_to_wire
+from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
@@ -31,7 +32,13 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
 from pike.sa.state import ChildState, IkeState
-from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, TsType
+from pike.wire.constants import (
+    ERROR_NOTIFY_MAX,
+    ExchangeType,
+    NotifyType,
+    ProtocolId,
+    notify_name,
+)
 from pike.wire.payloads import (
     KePayload,
     Message,
@@ -39,43 +46,12 @@ from pike.wire.payloads import (
     NotifyPayload,
     Proposal,
     SaPayload,
-    TrafficSelectorWire,
     TsiPayload,
     TsrPayload,
 )
 
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
-
-
-def ts_to_wire(ts: TrafficSelector) -> TrafficSelectorWire:
-    kind = TsType.TS_IPV4_ADDR_RANGE if ts.version == 4 else TsType.TS_IPV6_ADDR_RANGE
-    return TrafficSelectorWire(kind, ts.protocol, ts.start_port, ts.end_port, ts.start, ts.end)
-
-
-def ts_from_wire(w: TrafficSelectorWire) -> TrafficSelector:
-    return TrafficSelector(w.start_addr, w.end_addr, w.ip_protocol, w.start_port, w.end_port)
-
-
-def narrow(
-    theirs: Sequence[TrafficSelector], ours: Sequence[TrafficSelector]
-) -> tuple[TrafficSelector, ...]:
-    """Every part of the peer's selectors that ours allow (RFC 7296 §2.9)."""
-    out: list[TrafficSelector] = []
-    for o in ours:
-        for t in theirs:
-            got = o.intersect(t)
-            if got is not None and got not in out:
-                out.append(got)
-    return tuple(out)
-
-
-def without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:
-    """IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2)."""
-    return tuple(
-        replace(s, transforms=tuple(a for a in s.transforms if a.type != TransformType.KE))
-        for s in specs
-    )
 
 
 class ChildCreate(Task):
@@ -130,16 +106,12 @@ class ChildCreate(Task):
         return self._exchange == ExchangeType.IKE_AUTH
 
     def _specs(self, cfg: ChildConfig) -> tuple[ProposalSpec, ...]:
-        return without_ke(cfg.esp_proposals) if self.in_auth else cfg.esp_proposals
+        return child_specs(cfg.esp_proposals, self.in_auth)
 
     def _reqid(self, cfg: ChildConfig) -> int:
         # A trapped child keeps its trap's reqid, so its policies are the trap's ones.
         trapped = self.sa.ctx.trap_reqid(self.sa.name, cfg.name)
         return trapped if trapped is not None else self.sa.ctx.reqid()
-
-    def _dynamic(self, ts: tuple[TrafficSelector, ...], addr: str) -> tuple[TrafficSelector, ...]:
-        # No selectors configured means "my own address" (strongSwan's `dynamic`).
-        return ts or (TrafficSelector.host(ip_address(addr)),)
 
     # -- initiator -----------------------------------------------------------------------
     def build(self, msg: Message, now: float) -> None:
@@ -157,8 +129,8 @@ class ChildCreate(Task):
             # Same selectors and reqid: the policies stay, only the SAs change.
             child.local_ts, child.remote_ts = old.local_ts, old.remote_ts
         else:
-            child.local_ts = self._dynamic(cfg.local_ts, sa.local[0])
-            child.remote_ts = self._dynamic(cfg.remote_ts, sa.remote[0])
+            child.local_ts = dynamic(cfg.local_ts, sa.local[0])
+            child.remote_ts = dynamic(cfg.remote_ts, sa.remote[0])
         self.child = child
         specs = self._specs(cfg)
         if not self.in_auth:
@@ -235,7 +207,17 @@ class ChildCreate(Task):
                 raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
-                self._failed(f"peer refused CHILD_SA with notify {_notify_name(n.notify_type)}")
+                log.warning(
+                    "%s: the peer refused CHILD_SA %s (%s); we asked for local_ts %s,"
+                    " remote_ts %s, ESP %s",
+                    sa.tag(),
+                    self.config.name,
+                    notify_name(n.notify_type),
+                    _fmt(self.config.local_ts),
+                    _fmt(self.config.remote_ts),
+                    configured(self._specs(self.config)),
+                )
+                self._failed(f"peer refused CHILD_SA with notify {notify_name(n.notify_type)}")
                 return
         sa_payload, tsi, tsr = msg.first(SaPayload), msg.first(TsiPayload), msg.first(TsrPayload)
         if sa_payload is None or tsi is None or tsr is None:
@@ -302,6 +284,8 @@ class ChildCreate(Task):
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message) -> None:
+        """strongSwan's order: narrow the selectors, select the proposal, then (nonces and
+        PFS in CREATE_CHILD_SA) the CHILD_SA to install once the answer is built."""
         sa = self.sa
         if sa.conn is None:
             return
@@ -312,62 +296,39 @@ class ChildCreate(Task):
             return  # childless IKE_AUTH (RFC 6023)
         theirs_i = [ts_from_wire(w) for w in tsi.selectors]
         theirs_r = [ts_from_wire(w) for w in tsr.selectors]
-        old: ChildSa | None = None
-        rekey = msg.notify(NotifyType.REKEY_SA)
-        if rekey is not None and not self.in_auth:
-            value = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
-            old = next((c for c in sa.children if c.spi_out == value), None)
-            if old is None or old.state not in (ChildState.INSTALLED, ChildState.REKEYING):
-                raise RespondError(
-                    NotifyType.CHILD_SA_NOT_FOUND,
-                    fatal=False,
-                    detail=f"rekey of unknown CHILD_SA {value:08x}",
-                )
+        old = self._rekeyed(msg)
         candidates = (old.config,) if old is not None else sa.conn.children
-        match: tuple[ChildConfig, tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]] | None
-        match = None
-        for cfg in candidates:
-            remote = narrow(theirs_i, self._dynamic(cfg.remote_ts, sa.remote[0]))
-            local = narrow(theirs_r, self._dynamic(cfg.local_ts, sa.local[0]))
-            if remote and local:
-                match = (cfg, local, remote)
-                break
+        match = match_child(candidates, theirs_i, theirs_r, sa.local[0], sa.remote[0])
         if match is None:
-            log.info(
-                "%s: no child config matches TSi %s TSr %s",
+            log.warning(
+                "%s: no child config matches the peer's traffic selectors TSi %s TSr %s;"
+                " we have %s",
                 sa.tag(),
                 _fmt(theirs_i),
                 _fmt(theirs_r),
+                "; ".join(
+                    f"{c.name}: local_ts {_fmt(c.local_ts)}, remote_ts {_fmt(c.remote_ts)}"
+                    for c in candidates
+                )
+                or "no children",
             )
             self._refuse(NotifyType.TS_UNACCEPTABLE)
             return
-        cfg, local, remote = match
+        cfg = match.config
         ke = msg.first(KePayload)
-        chosen = select(
-            self._specs(cfg), sa_payload.proposals, ProtocolId.ESP, ke.group if ke else None
-        )
-        if chosen is None or len(chosen.spi) != 4:
-            log.info("%s: no acceptable ESP proposal for %s", sa.tag(), cfg.name)
+        chosen = choose_esp(self._specs(cfg), sa_payload.proposals, ke.group if ke else None)
+        if chosen is None:
+            log.warning(
+                "%s: no acceptable ESP proposal for %s: the peer offered %s; we have %s",
+                sa.tag(),
+                cfg.name,
+                offered(sa_payload.proposals),
+                configured(self._specs(cfg)),
+            )
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         if not self.in_auth:
-            nonce = msg.first(NoncePayload)
-            if nonce is None:
-                raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
-            self.ni, self.nr = nonce.data, sa.ctx.random(NONCE_SIZE)
-            if chosen.group:
-                if ke is None or ke.group != chosen.group:
-                    raise RespondError(
-                        NotifyType.INVALID_KE_PAYLOAD,
-                        chosen.group.to_bytes(2, "big"),
-                        fatal=False,
-                        detail=f"PFS group {ke.group if ke else 'none'}, we want {chosen.group}",
-                    )
-                self.ke = KeyExchange(chosen.group, sa.ctx.random)
-                try:
-                    self.shared = self.ke.shared_secret(ke.data)
-                except KeyExchangeError as e:
-                    raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False, detail=str(e)) from e
+            self._nonces_and_pfs(msg, chosen, ke)
         if not sa.ctx.caps.esp:
             log.error(
                 "%s: cannot install CHILD_SA %s: kernel lacks %s; answering NO_PROPOSAL_CHOSEN",
@@ -378,17 +339,61 @@ class ChildCreate(Task):
             sa.ctx.emit(ChildSaFailed(sa.name, cfg.name, "kernel_no_esp"))
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
+        transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
+        self._new_child_r(match, chosen, old, transport)
+
+    def _rekeyed(self, msg: Message) -> ChildSa | None:
+        """The CHILD_SA a CREATE_CHILD_SA request's REKEY_SA names (None: a new one)."""
+        rekey = msg.notify(NotifyType.REKEY_SA)
+        if rekey is None or self.in_auth:
+            return None
+        value = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
+        old = next((c for c in self.sa.children if c.spi_out == value), None)
+        if old is None or old.state not in (ChildState.INSTALLED, ChildState.REKEYING):
+            raise RespondError(
+                NotifyType.CHILD_SA_NOT_FOUND,
+                fatal=False,
+                detail=f"rekey of unknown CHILD_SA {value:08x}",
+            )
+        return old
+
+    def _nonces_and_pfs(self, msg: Message, chosen: Chosen, ke: KePayload | None) -> None:
+        """CREATE_CHILD_SA: this exchange's nonces and, with PFS, the shared secret."""
+        nonce = msg.first(NoncePayload)
+        if nonce is None:
+            raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
+        self.ni, self.nr = nonce.data, self.sa.ctx.random(NONCE_SIZE)
+        if not chosen.group:
+            return
+        if ke is None or ke.group != chosen.group:
+            raise RespondError(
+                NotifyType.INVALID_KE_PAYLOAD,
+                chosen.group.to_bytes(2, "big"),
+                fatal=False,
+                detail=f"PFS group {ke.group if ke else 'none'}, we want {chosen.group}",
+            )
+        self.ke = KeyExchange(chosen.group, self.sa.ctx.random)
+        try:
+            self.shared = self.ke.shared_secret(ke.data)
+        except KeyExchangeError as e:
+            raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False, detail=str(e)) from e
+
+    def _new_child_r(
+        self, match: ChildMatch, chosen: Chosen, old: ChildSa | None, transport: bool
+    ) -> None:
+        """The CHILD_SA the answer creates: our inbound SPI and its reqid (the replaced
+        child's, an overlapping prior's, a trap's or a new one)."""
+        sa, cfg = self.sa, match.config
         spi = sa.ctx.child_spi(sa.remote[0], sa.local[0])
         if old is None:
-            self.prior = sa.ctx.overlapping(sa, cfg.name, local, remote)
+            self.prior = sa.ctx.overlapping(sa, cfg.name, match.local, match.remote)
         if old is not None:
             reqid = old.reqid
         else:
             # The prior's reqid keeps the kernel's policy templates valid for both.
             reqid = self.prior.reqid if self.prior is not None else self._reqid(cfg)
         child = ChildSa(cfg, sa.ctx.unique_id(), reqid, False, spi)
-        child.local_ts, child.remote_ts = local, remote
-        transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
+        child.local_ts, child.remote_ts = match.local, match.remote
         child.mode = "transport" if transport and cfg.mode == "transport" else "tunnel"
         self.child = child
         self._chosen = chosen
@@ -495,10 +500,3 @@ def _within(got: Sequence[TrafficSelector], offered: Sequence[TrafficSelector]) 
 
 def _fmt(ts: Sequence[TrafficSelector]) -> str:
     return " ".join(str(t) for t in ts)
-
-
-def _notify_name(n: int) -> str:
-    try:
-        return NotifyType(n).name
-    except ValueError:
-        return str(n)

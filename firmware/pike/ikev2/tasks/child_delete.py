@@ -65,4 +65,5 @@ class ChildDelete(Task):
                 if child is None:
                     log.info("%s: peer deletes unknown CHILD_SA %08x", self.sa.tag(), value)
                     continue
+                self.sa.ctx.child_closed(self.sa, child)
                 self.deleted.append(child)

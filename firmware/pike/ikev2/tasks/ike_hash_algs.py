@@ -11,6 +11,7 @@ Queued after ike_natd, in both roles.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
@@ -21,7 +22,7 @@ from pike.ikev2.pubkey import decode_hash_algorithms, encode_hash_algorithms
 from pike.ikev2.tasks.base import Task
 from pike.policy.config import ConnectionConfig
 from pike.sa.certs import certreq_payload
-from pike.sa.credentials import CredentialError, store_for
+from pike.sa.credentials import CredentialError
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
@@ -51,14 +52,14 @@ class IkeHashAlgs(Task):
     def exchange(self) -> int:
         return ExchangeType.IKE_SA_INIT
 
-    def _conns(self) -> list[ConnectionConfig]:
+    def _conns(self) -> Sequence[ConnectionConfig]:
         sa = self.sa
         if not self.initiator and sa.candidates:
-            return sa.candidates
-        return [sa.conn] if sa.conn is not None else []
+            return sa.candidates.pubkey()
+        return [sa.conn] if sa.conn is not None and uses_pubkey(sa.conn) else []
 
     def build(self, msg: Message, now: float) -> None:
-        conns = [c for c in self._conns() if uses_pubkey(c)]
+        conns = self._conns()
         if not conns:
             return
         msg.payloads.append(
@@ -66,7 +67,7 @@ class IkeHashAlgs(Task):
         )
         if self.initiator:
             return  # the initiator's CERTREQ goes in IKE_AUTH (RFC 7296 §1.2)
-        store = store_for(self.sa.ctx)
+        store = self.sa.ctx.credentials
         cas: list[x509.Certificate] = []
         for conn in conns:
             if conn.remote.auth != "pubkey":

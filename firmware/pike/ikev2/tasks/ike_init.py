@@ -6,14 +6,18 @@ the same messages but is its own task (ike_natd).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
+from pike.ikev2.describe import configured, offered
+from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
-from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
+from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, notify_name
 from pike.wire.payloads import (
     KePayload,
     Message,
@@ -87,7 +91,16 @@ class IkeInit(Task):
             raise RestartExchange
         for n in msg.all(NotifyPayload):
             if n.notify_type <= ERROR_NOTIFY_MAX:
-                raise TaskFailed("peer_error", f"IKE_SA_INIT answered with notify {n.notify_type}")
+                if n.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:
+                    log.warning(
+                        "%s: the peer accepts none of our IKE proposals (NO_PROPOSAL_CHOSEN);"
+                        " we offered %s",
+                        self.sa.tag(),
+                        configured(self.sa.conn.proposals if self.sa.conn else ()),
+                    )
+                raise TaskFailed(
+                    "peer_error", f"IKE_SA_INIT answered with notify {notify_name(n.notify_type)}"
+                )
         sa_payload = msg.first(SaPayload)
         ke = msg.first(KePayload)
         nonce = msg.first(NoncePayload)
@@ -116,8 +129,15 @@ class IkeInit(Task):
         nonce = msg.first(NoncePayload)
         if sa_payload is None or ke is None or nonce is None:
             raise RespondError(NotifyType.INVALID_SYNTAX)
-        chosen = select(sa.conn.proposals, sa_payload.proposals, ProtocolId.IKE, ke.group)
+        chosen = self._choose(sa_payload.proposals, ke.group)
         if chosen is None or chosen.prf_id is None:
+            log.warning(
+                "%s: no acceptable IKE proposal: the peer offered %s; %s has %s",
+                sa.tag(),
+                offered(sa_payload.proposals),
+                sa.conn.name,
+                configured(sa.conn.proposals),
+            )
             raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
         if ke.group != chosen.group:
             raise RespondError(
@@ -134,6 +154,24 @@ class IkeInit(Task):
         sa.ni = nonce.data
         sa.nr = sa.ctx.random(NONCE_SIZE)
         sa.derive_keys(shared)
+
+    def _choose(self, offer: Sequence[Proposal], group: int) -> Chosen | None:
+        """The IKE proposal of the first connection (config order) whose proposals accept
+        the offer: strongSwan's "trying alternative config", over each distinct proposal
+        list once. IKE_AUTH then picks among the connections that accept it."""
+        sa = self.sa
+        assert sa.conn is not None
+        if sa.candidates is None:
+            return select(sa.conn.proposals, offer, ProtocolId.IKE, group)
+        for proposals, conn in sa.candidates.proposal_sets():
+            chosen = select(proposals, offer, ProtocolId.IKE, group)
+            if chosen is not None and chosen.prf_id is not None:
+                if conn is not sa.conn:
+                    log.info("%s: trying alternative config %s", sa.tag(), conn.name)
+                sa.conn = conn
+                sa.offer = tuple(offer)
+                return chosen
+        return None
 
     def _build_r(self, msg: Message) -> None:
         sa = self.sa

@@ -8,10 +8,10 @@ the peer believes in a NAT and both ends use UDP encapsulation (as strongSwan do
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from typing import TYPE_CHECKING
 
 from pike.ikev2.tasks.base import Task
+from pike.policy.addrs import parse_ip
 from pike.sa.actions import Address
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def natd_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
-    ip = ipaddress.ip_address(addr[0]).packed
+    ip = parse_ip(addr[0]).packed
     return hashlib.sha1(spi_i + spi_r + ip + addr[1].to_bytes(2, "big")).digest()
 
 

@@ -1,0 +1,72 @@
+"""IKE datagrams in and out: each received datagram goes to the engine, each
+``SendDatagram``/``SendKeepalive`` action to the UDP 500/4500 sockets (``IkeSockets``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
+
+from pike.daemon.sockets import IkeSockets
+from pike.policy.config import DaemonConfig
+from pike.sa.actions import Address, SendDatagram, SendKeepalive
+from pike.wire.constants import NATT_KEEPALIVE
+
+log = logging.getLogger("pike.daemon")
+
+
+class DatagramInput(Protocol):
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
+
+
+class Datagrams:
+    def __init__(
+        self,
+        engine: Callable[[], DatagramInput],
+        now: Callable[[], float],
+        pump: Callable[[], None],
+        stats: Counter[str],
+    ) -> None:
+        self._engine = engine
+        self._now = now
+        self._pump = pump
+        self.stats = stats
+        self._sockets: IkeSockets | None = None
+
+    def open(self, loop: asyncio.AbstractEventLoop, d: DaemonConfig, ipv6: bool) -> None:
+        """Bind UDP 500/4500 (OSError if it cannot; ``close`` then cleans up)."""
+        self._sockets = IkeSockets(
+            loop, self.receive, ike_port=d.ike_port, natt_port=d.natt_port, ipv6=ipv6
+        )
+        self._sockets.open()
+
+    def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
+
+    @property
+    def bound(self) -> bool:
+        return self._sockets is not None and bool(self._sockets.bound)
+
+    def receive(self, data: bytes, src: Address, dst: Address) -> None:
+        self.stats["datagrams_in"] += 1
+        try:
+            self._engine().receive_datagram(data, src, dst, self._now())
+        except Exception:
+            # The engine must turn any input into a drop; a bug must not stop the daemon.
+            log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
+        finally:
+            self._pump()
+
+    def send(self, a: SendDatagram | SendKeepalive) -> None:
+        if self._sockets is None:
+            return
+        if isinstance(a, SendDatagram):
+            if self._sockets.send(a.data, a.src, a.dst):
+                self.stats["datagrams_out"] += 1
+        # RFC 3948 §2.3: one 0xFF octet, without the non-ESP marker.
+        elif self._sockets.send(NATT_KEEPALIVE, a.src, a.dst, marker=False):
+            self.stats["keepalives_out"] += 1
+            log.debug("NAT-T keepalive %s[%d] -> %s[%d]", *a.src, *a.dst)

@@ -1,0 +1,38 @@
+"""ESP proposal selection for a CHILD_SA, pure: the responder's choice among the
+initiator's proposals (RFC 7296 §2.7, §1.2: no KE in IKE_AUTH)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from pike.crypto.ids import TransformType
+from pike.crypto.proposal import ProposalSpec
+from pike.ikev2.negotiate import select
+from pike.sa.chosen import Chosen
+from pike.wire.constants import ProtocolId
+from pike.wire.payloads import Proposal
+
+
+def without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:
+    """IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2)."""
+    return tuple(
+        replace(s, transforms=tuple(a for a in s.transforms if a.type != TransformType.KE))
+        for s in specs
+    )
+
+
+def child_specs(esp_proposals: Sequence[ProposalSpec], in_auth: bool) -> tuple[ProposalSpec, ...]:
+    """Our ESP proposals for a child created in IKE_AUTH (no PFS) or CREATE_CHILD_SA."""
+    return without_ke(esp_proposals) if in_auth else tuple(esp_proposals)
+
+
+def choose_esp(
+    ours: Sequence[ProposalSpec], theirs: Sequence[Proposal], ke_group: int | None
+) -> Chosen | None:
+    """The first of our proposals the initiator offered, with its 4-octet ESP SPI; None:
+    NO_PROPOSAL_CHOSEN."""
+    chosen = select(tuple(ours), theirs, ProtocolId.ESP, ke_group)
+    if chosen is None or len(chosen.spi) != 4:
+        return None
+    return chosen

@@ -1,0 +1,63 @@
+"""Traffic selector narrowing for a CHILD_SA (RFC 7296 §2.9), pure: which child config
+takes the initiator's TSi/TSr, and what of them it allows. strongSwan keeps this apart
+from proposal selection and installation too (child_cfg's ``select_traffic``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from ipaddress import ip_address
+from typing import NamedTuple
+
+from pike.policy.config import ChildConfig
+from pike.policy.ts import TrafficSelector
+from pike.wire.constants import TsType
+from pike.wire.payloads import TrafficSelectorWire
+
+Selectors = tuple[TrafficSelector, ...]
+
+
+def ts_to_wire(ts: TrafficSelector) -> TrafficSelectorWire:
+    kind = TsType.TS_IPV4_ADDR_RANGE if ts.version == 4 else TsType.TS_IPV6_ADDR_RANGE
+    return TrafficSelectorWire(kind, ts.protocol, ts.start_port, ts.end_port, ts.start, ts.end)
+
+
+def ts_from_wire(w: TrafficSelectorWire) -> TrafficSelector:
+    return TrafficSelector(w.start_addr, w.end_addr, w.ip_protocol, w.start_port, w.end_port)
+
+
+def narrow(theirs: Sequence[TrafficSelector], ours: Sequence[TrafficSelector]) -> Selectors:
+    """Every part of the peer's selectors that ours allow (RFC 7296 §2.9)."""
+    out: list[TrafficSelector] = []
+    for o in ours:
+        for t in theirs:
+            got = o.intersect(t)
+            if got is not None and got not in out:
+                out.append(got)
+    return tuple(out)
+
+
+def dynamic(ts: Selectors, addr: str) -> Selectors:
+    """No selectors configured means "my own address" (strongSwan's ``dynamic``)."""
+    return ts or (TrafficSelector.host(ip_address(addr)),)
+
+
+class ChildMatch(NamedTuple):
+    config: ChildConfig
+    local: Selectors  # narrowed TSr: our side
+    remote: Selectors  # narrowed TSi: the initiator's side
+
+
+def match_child(
+    candidates: Iterable[ChildConfig],
+    theirs_i: Sequence[TrafficSelector],
+    theirs_r: Sequence[TrafficSelector],
+    local_addr: str,
+    remote_addr: str,
+) -> ChildMatch | None:
+    """The first child config that leaves something of both TSi and TSr, narrowed."""
+    for cfg in candidates:
+        remote = narrow(theirs_i, dynamic(cfg.remote_ts, remote_addr))
+        local = narrow(theirs_r, dynamic(cfg.local_ts, local_addr))
+        if remote and local:
+            return ChildMatch(cfg, local, remote)
+    return None

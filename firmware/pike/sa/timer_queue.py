@@ -1,0 +1,78 @@
+"""One heap of deadlines for all SAs of an engine, so that asking for the next timer and
+finding what is due cost O(log n) rather than a walk over every SA.
+
+Each item has at most one current deadline; ``set`` replaces it. Replaced and removed
+entries stay in the heap until they reach its top and are skipped there (lazy deletion),
+and the heap is rebuilt when stale entries outnumber live ones, so it stays O(live).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T", bound=Hashable)
+
+
+class TimerQueue(Generic[T]):
+    """Deadlines by item (items hash by identity: SAs are ``eq=False``)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, T]] = []
+        self._due: dict[T, tuple[float, int]] = {}  # item -> its live heap entry's key
+        self._seq = 0  # ties: first set, first out; and never compares items
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def set(self, item: T, when: float | None) -> None:
+        """``item`` is next due at ``when`` (None: no deadline)."""
+        current = self._due.get(item)
+        if current is not None and current[0] == when:
+            return
+        if when is None:
+            self._due.pop(item, None)
+        else:
+            self._seq += 1
+            self._due[item] = (when, self._seq)
+            heapq.heappush(self._heap, (when, self._seq, item))
+        if len(self._heap) > 2 * len(self._due) + 64:
+            self._heap = [(w, s, i) for i, (w, s) in self._due.items()]
+            heapq.heapify(self._heap)
+
+    def discard(self, item: T) -> None:
+        self.set(item, None)
+
+    def next(self) -> float | None:
+        """The earliest live deadline."""
+        heap = self._heap
+        while heap:
+            when, seq, item = heap[0]
+            if self._due.get(item) == (when, seq):
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def due(self, now: float) -> list[T]:
+        """The items due at ``now``, left in place: a walk of the heap's top, which costs
+        what is due (and stale), not what is held."""
+        heap, out, stack = self._heap, [], [0]
+        while stack:
+            i = stack.pop()
+            if i >= len(heap) or heap[i][0] > now:
+                continue
+            when, seq, item = heap[i]
+            if self._due.get(item) == (when, seq):
+                out.append(item)
+            stack += (2 * i + 1, 2 * i + 2)
+        return out
+
+    def pop_due(self, now: float) -> list[T]:
+        """The items due at ``now``, earliest first; they have no deadline afterwards."""
+        out: list[T] = []
+        while (when := self.next()) is not None and when <= now:
+            _, _, item = heapq.heappop(self._heap)
+            del self._due[item]
+            out.append(item)
+        return out

@@ -1,0 +1,342 @@
+"""A hub under strongSwan's load-tester: responder CPU and memory per IKE_SA+CHILD_SA,
+charon and piked side by side, plus piked's start time and pikectl latency.
+
+    sudo .venv/bin/python tests/bench/bench_hub.py [--sas 1000] [--conns 1,10000] [--rounds 3]
+        [--prefix DIR]   # strongSwan with load-tester; built there if missing
+
+Two network namespaces made here (``gen`` 192.0.2.1, ``resp`` 192.0.2.2, one veth;
+nothing leaves them). The generator is charon with the load-tester plugin
+(``fake_kernel``; ``initiators`` x ``iterations`` = ``--sas`` IKE SAs, PSK,
+aes128gcm16-prfsha256-x25519, IDs c1-r1.example ...). The responder is, in turn:
+charon (the same build, load-tester ``fake_kernel``, ``initiators = 0``, swanctl
+connections, log level 0) and piked (``piked_fake_kernel.py``: a kernel that installs
+nothing, as charon's; log level warning), each with 1 connection (remote id ``%any``)
+or one per branch ID. Figures: the responder's utime+stime (/proc/PID/stat, all threads)
+and VmRSS growth, divided by the IKE SAs the generator saw established. Rounds interleave
+charon and piked; medians are printed with every round's value. A benchmark: it prints,
+never asserts. The machine is shared: expect +-25 % between rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (helpers)
+
+from interop.netns import Lab, Namespace, kill_pid
+from lib.pikeconf import Child, Conn, PikeConf, Secret
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = REPO / ".venv" / "bin"
+GEN, RESP = "192.0.2.1", "192.0.2.2"
+IKE, ESP = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
+PSK = "bench-only-psk-3c1f9a7e"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (all threads)
+
+
+def rss_kib(pid: int) -> int:
+    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) if m else 0
+
+
+def ensure_load_tester(prefix: Path) -> Path:
+    charon = prefix / "libexec" / "ipsec" / "charon"
+    plugin = prefix / "lib" / "ipsec" / "plugins" / "libstrongswan-load-tester.so"
+    if not (charon.exists() and plugin.exists()):
+        print(f"# building strongSwan with load-tester into {prefix} (minutes)", flush=True)
+        script = Path(__file__).with_name("build_load_tester.sh")
+        subprocess.run([str(script), str(prefix)], check=True)
+    (prefix / "run").mkdir(exist_ok=True)  # each charon binds its own directory over it
+    return charon
+
+
+def charon_conf(d: Path, plugins: str) -> Path:
+    conf = d / "strongswan.conf"
+    conf.write_text(
+        f"""charon {{
+  threads = 16
+  reuse_ikesa = no
+  ikesa_table_size = 4096
+  ikesa_table_segments = 16
+  dos_protection = no
+  install_routes = no
+  retransmit_tries = 2
+  filelog {{
+    log {{
+      path = {d}/charon.log
+      default = 0
+      ike = 1
+    }}
+  }}
+  syslog {{
+    daemon {{
+      default = -1
+    }}
+  }}
+  plugins {{
+    vici {{
+      socket = unix://{d}/charon.vici
+    }}
+    {plugins}
+  }}
+}}
+"""
+    )
+    return conf
+
+
+def start_charon(ns: Namespace, prefix: Path, d: Path, plugins: str) -> subprocess.Popen[bytes]:
+    """charon in ``ns`` with its own mount namespace (its piddir ``prefix/run`` private)."""
+    (d / "run").mkdir(parents=True, exist_ok=True)
+    conf = charon_conf(d, plugins)
+    charon = prefix / "libexec" / "ipsec" / "charon"
+    script = f"mount --bind {d}/run {prefix}/run && exec {charon}"
+    env = dict(os.environ, STRONGSWAN_CONF=str(conf))
+    with (d / "stdout.log").open("wb") as out:
+        return ns.popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script], stdout=out, env=env
+        )
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def branch_ids(n: int) -> list[str]:
+    return [f"c{i}-r1.example" for i in range(1, n + 1)]
+
+
+def swanctl_conf(conns: int) -> str:
+    ids = ["%any"] if conns == 1 else branch_ids(conns)
+    out = ["connections {"]
+    for i, rid in enumerate(ids):
+        out.append(
+            f"  h{i} {{ version = 2\n local_addrs = {RESP}\n remote_addrs = %any\n"
+            f" proposals = {IKE}\n unique = never\n"
+            f" local {{ auth = psk\n id = srv.example }}\n remote {{ auth = psk\n id = {rid} }}\n"
+            f" children {{ net {{ esp_proposals = {ESP}\n local_ts = {RESP}/32\n"
+            f" remote_ts = 192.0.2.0/24 }} }} }}"
+        )
+    out.append("}\nsecrets {\n  ike-all { secret = " + PSK + " }\n}\n")
+    return "\n".join(out)
+
+
+def pike_toml(conns: int, sock: Path) -> str:
+    ids = ["%any"] if conns == 1 else branch_ids(conns)
+    return PikeConf(
+        daemon={"control_socket": str(sock), "log_level": "warning"},
+        connections=[
+            Conn(
+                name=f"h{i}",
+                local_addrs=[RESP],
+                remote_addrs=["%any"],
+                proposals=[IKE],
+                local={"auth": "psk", "id": "srv.example"},
+                remote={"auth": "psk", "id": rid},
+                children=[Child([f"{RESP}/32"], ["192.0.2.0/24"], "net", [ESP])],
+            )
+            for i, rid in enumerate(ids)
+        ],
+        secrets=[Secret("all", PSK)],
+    ).render()
+
+
+def generator_plugins(n: int) -> str:
+    initiators = 4 if n % 4 == 0 else 1
+    return f"""load-tester {{
+      enable = yes
+      fake_kernel = yes
+      version = 2
+      initiators = {initiators}
+      iterations = {n // initiators}
+      delay = 1
+      init_limit = 32
+      shutdown_when_complete = no
+      initiator = {GEN}
+      responder = {RESP}
+      proposal = {IKE}
+      esp = {ESP}
+      initiator_auth = psk
+      responder_auth = psk
+      initiator_id = c%d-r%d.example
+      responder_id = srv.example
+      preshared_key = {PSK}
+    }}"""
+
+
+def established(log: Path) -> int:
+    if not log.exists():
+        return 0
+    return len(re.findall(r"IKE_SA \S+ established between", log.read_text(errors="replace")))
+
+
+def start_piked(ns: Namespace, d: Path, conns: int) -> tuple[subprocess.Popen[bytes], float]:
+    """piked with the fake kernel; returns it and the seconds until it said READY=1."""
+    sock, notify = d / "pike.sock", d / "notify.sock"
+    (d / "pike.toml").write_text(pike_toml(conns, sock))
+    ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ready.bind(str(notify))
+    ready.settimeout(120)
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify), PYTHONUNBUFFERED="1")
+    script = str(Path(__file__).with_name("piked_fake_kernel.py"))
+    t0 = time.monotonic()
+    with (d / "piked.log").open("wb") as out:
+        proc = ns.popen(
+            [str(VENV / "python"), script, "--config", str(d / "pike.toml")], stdout=out, env=env
+        )
+    while b"READY=1" not in ready.recv(4096):
+        pass
+    took = time.monotonic() - t0
+    ready.close()
+    return proc, took
+
+
+def run_one(
+    lab: Lab, gen: Namespace, resp: Namespace, prefix: Path, impl: str, conns: int, n: int
+) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-hub-{impl}-") as tmp:
+        d = Path(tmp)
+        out: dict[str, float] = {}
+        if impl == "charon":
+            rd = d / "resp"
+            rd.mkdir()
+            proc = start_charon(
+                resp,
+                prefix,
+                rd,
+                # its load-tester credentials answer for srv.example too: the same PSK
+                "load-tester {\n enable = yes\n fake_kernel = yes\n initiators = 0\n"
+                f" preshared_key = {PSK}\n }}",
+            )
+            vici = rd / "charon.vici"
+            wait_for(vici.exists, 30, "charon's vici socket")
+            (rd / "swanctl").mkdir()
+            (rd / "swanctl" / "swanctl.conf").write_text(swanctl_conf(conns))
+            t0 = time.monotonic()
+            resp.run(
+                [
+                    str(prefix / "sbin" / "swanctl"),
+                    "--load-all",
+                    "--noprompt",
+                    "--uri",
+                    f"unix://{vici}",
+                    "--file",
+                    str(rd / "swanctl" / "swanctl.conf"),
+                ],
+                timeout=600,
+            )
+            out["load s"] = time.monotonic() - t0
+        else:
+            proc, out["ready s"] = start_piked(resp, d, conns)
+        pid = proc.pid
+        time.sleep(0.5)
+        cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
+        out["idle RSS MiB"] = rss0 / 1024
+        gd = d / "gen"
+        gd.mkdir()
+        gen_proc = start_charon(gen, prefix, gd, generator_plugins(n))
+        log = gd / "charon.log"
+        # until all are up, or none came up for 5 s (a lost IKE_SA_INIT the generator
+        # gave up on): what came up is what is counted
+        last, since = -1, time.monotonic()
+        while (now_up := established(log)) < n and time.monotonic() - since < (
+            5 if last > 0 else 60
+        ):
+            if now_up != last:
+                last, since = now_up, time.monotonic()
+            time.sleep(0.2)
+        time.sleep(0.3)  # the last CHILD_SAs' responses are out
+        got = established(log)
+        cpu1, rss1 = cpu_seconds(pid), rss_kib(pid)
+        kill_pid(gen_proc.pid)
+        kill_pid(pid)
+        if got:
+            out["CPU ms/SA"] = (cpu1 - cpu0) * 1000 / got
+            out["KiB/SA"] = (rss1 - rss0) / got
+        out["established"] = got
+        return out
+
+
+def pikectl_latency(lab: Lab, resp: Namespace) -> float:
+    with tempfile.TemporaryDirectory(prefix="bench-hub-ctl-") as tmp:
+        d = Path(tmp)
+        proc, _ = start_piked(resp, d, 1)
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            subprocess.run(
+                [str(VENV / "pikectl"), "--socket", str(d / "pike.sock"), "status"],
+                check=True,
+                capture_output=True,
+            )
+            times.append(time.monotonic() - t0)
+        kill_pid(proc.pid)
+        return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sas", type=int, default=1000)
+    ap.add_argument("--conns", default="1,10000")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--prefix", type=Path, default=REPO / "tests" / "bench" / ".load-tester")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench_hub needs root (network namespaces)")
+    prefix = args.prefix.resolve()
+    ensure_load_tester(prefix)
+    results: dict[tuple[str, int, str], list[float]] = {}
+    with Lab.create() as lab:
+        gen, resp = lab.add_ns("gen"), lab.add_ns("resp")
+        lab.link(gen, resp, f"{GEN}/24", f"{RESP}/24")
+        for r in range(args.rounds):
+            for conns in (int(c) for c in args.conns.split(",")):
+                for impl in ("charon", "piked") if r % 2 == 0 else ("piked", "charon"):
+                    got = run_one(lab, gen, resp, prefix, impl, conns, args.sas)
+                    print(f"# round {r + 1} {impl} {conns} conns: {got}", flush=True)
+                    for k, v in got.items():
+                        results.setdefault((impl, conns, k), []).append(v)
+        ctl = pikectl_latency(lab, resp)
+    print(
+        f"\nmachine: 2 cores shared with others; {args.sas} IKE SAs per run; medians of "
+        f"{args.rounds} rounds (each round's values in brackets)"
+    )
+    for conns in (int(c) for c in args.conns.split(",")):
+        for k in ("CPU ms/SA", "KiB/SA", "idle RSS MiB"):
+            c = results.get(("charon", conns, k), [])
+            p = results.get(("piked", conns, k), [])
+            if not c or not p:
+                continue
+            mc, mp = statistics.median(c), statistics.median(p)
+            print(
+                f"{conns:>6} conns  {k:13s} charon {mc:8.2f}  piked {mp:8.2f}  "
+                f"piked/charon {mp / mc:5.2f}   [{', '.join(f'{x:.2f}' for x in c)}] "
+                f"[{', '.join(f'{x:.2f}' for x in p)}]"
+            )
+        ready = results.get(("piked", conns, "ready s"), [])
+        if ready:
+            print(f"{conns:>6} conns  piked start to READY=1 {statistics.median(ready):.2f} s")
+    print(f"pikectl status (1 conn): {ctl * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

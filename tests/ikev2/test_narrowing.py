@@ -1,0 +1,39 @@
+"""The responder's CHILD_SA choice as pure functions: narrowing (RFC 7296 §2.9) picks the
+child config and what of the initiator's selectors it allows; proposal selection picks
+the ESP transforms."""
+
+from __future__ import annotations
+
+from pike.ikev2.child_proposal import choose_esp
+from pike.ikev2.narrowing import ChildMatch, match_child
+from pike.ikev2.negotiate import to_wire
+from pike.policy.loader import load_config_text
+from pike.policy.ts import TrafficSelector
+
+from .pair import conf
+
+A, B = "192.0.2.1", "192.0.2.2"
+CHILD = load_config_text(conf(A, B, "a.example", "b.example")).connections["gw"].children[0]
+
+
+def ts(*cidrs: str) -> list[TrafficSelector]:
+    return [TrafficSelector.from_cidr(c) for c in cidrs]
+
+
+def test_narrowed_to_what_our_config_allows() -> None:
+    # ours: local 10.1.0.0/24, remote 10.2.0.0/24; the initiator offers wider and a host
+    got = match_child([CHILD], ts("10.2.0.7/32", "192.168.0.0/16"), ts("10.0.0.0/8"), A, B)
+    assert got == ChildMatch(CHILD, tuple(ts("10.1.0.0/24")), tuple(ts("10.2.0.7/32")))
+
+
+def test_no_config_takes_selectors_outside_ours() -> None:
+    assert match_child([CHILD], ts("10.9.0.0/24"), ts("10.1.0.0/24"), A, B) is None
+    assert match_child([], ts("10.2.0.0/24"), ts("10.1.0.0/24"), A, B) is None
+
+
+def test_esp_proposal_is_ours_when_offered_else_none() -> None:
+    ours = CHILD.esp_proposals
+    offered = to_wire(ours, bytes.fromhex("c0000001"))
+    chosen = choose_esp(ours, offered, None)
+    assert chosen is not None and chosen.spi == bytes.fromhex("c0000001")
+    assert choose_esp(ours, to_wire(ours, b"\x01"), None) is None  # not a 4-octet SPI
