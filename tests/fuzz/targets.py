@@ -109,7 +109,13 @@ class V2Init:
 
     def __call__(self, rng: random.Random) -> bool:
         if self.node is None or self.inputs % 500 == 0:
-            text = conf("192.0.2.2", "%any", "hq.example.net", "branch.example.net")
+            text = conf(  # no COOKIEs: each input reaches IkeInit and the other tasks
+                "192.0.2.2",
+                "%any",
+                "hq.example.net",
+                "branch.example.net",
+                extra_daemon="cookie_threshold = 1000000",
+            )
             _, self.node = make_pair(None, text)
         self.inputs += 1
         self.now += 1.0
