@@ -15,7 +15,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from pike.policy.config import Config, ConnectionConfig
-from pike.policy.loader import ConfigError, DefaultProposals, load_config_text
+from pike.policy.loader import ConfigError, DefaultProposals, load_config_text, read_config_text
 from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import Source
 
@@ -44,19 +44,6 @@ def board_defaults() -> tuple[DefaultProposals, str]:
     return DefaultProposals(ike, esp), line
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(path, 0, "", f"cannot read: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(path, line, "", "not UTF-8 text") from None
-
-
 def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None) -> Config:
     """Read, validate and load the credentials of ``path`` as piked runs it.
 
@@ -65,7 +52,7 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
     ``store``: the daemon's credentials, preloaded here (certificates read, signers
     made), so that IKE_AUTH reads no file; without it a store for this check only."""
     try:
-        text = _read(path)
+        text = read_config_text(path)
         config = load_config_text(text, path, board_defaults()[0])
     except ConfigError as exc:
         raise ConfigRefused([str(exc)]) from None

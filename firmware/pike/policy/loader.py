@@ -59,17 +59,21 @@ NO_DEFAULTS = DefaultProposals()
 
 def load_config(path: str, defaults: DefaultProposals = NO_DEFAULTS) -> Config:
     """Read and validate ``path``; raises ConfigError (``FILE:LINE: KEY: ...``)."""
+    return load_config_text(read_config_text(path), path, defaults)
+
+
+def read_config_text(path: str) -> str:
+    """The UTF-8 text of ``path``; raises ConfigError when it cannot be read or decoded."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as exc:
         raise ConfigError(path, 0, "", f"cannot read: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(path, line, "", "not UTF-8 text") from None
-    return load_config_text(text, path, defaults)
 
 
 def load_config_text(
