@@ -174,16 +174,22 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
+def _target_request(target: str) -> dict[str, Any]:
+    """The request for one CONN[.CHILD] target: ``conn``, and ``child`` when given."""
+    conn, _, child = target.partition(".")
+    req: dict[str, Any] = {"conn": conn}
+    if child:
+        req["child"] = child
+    return req
+
+
 def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     """``initiate``/``rekey`` each CONN[.CHILD]; the worst exit status wins, and an
     unreachable daemon stops at once."""
     verb = {"initiate": "initiating", "rekey": "rekeying"}[cmd]
     worst = EXIT_OK
     for target in targets:
-        conn, _, child = target.partition(".")
-        req: dict[str, Any] = {"conn": conn}
-        if child:
-            req["child"] = child
+        req = _target_request(target)
         code, _result = _call(sock, cmd, req)
         if code == EXIT_USAGE:
             return code
@@ -201,10 +207,7 @@ def _initiate(sock: str, targets: list[str], timeout: float) -> int:
 
     worst = EXIT_OK
     for target in targets:
-        conn, _, child = target.partition(".")
-        req: dict[str, Any] = {"conn": conn}
-        if child:
-            req["child"] = child
+        req = _target_request(target)
         code = EXIT_ERROR
         try:
             for event in follow(sock, "initiate-wait", req, time.monotonic() + timeout):
