@@ -37,7 +37,7 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.context import IdKey, Selectors
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
-from pike.sa.resolving import Resolving, is_name, unresolved
+from pike.sa.resolving import Resolving, is_name
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.timer_queue import TimerQueue
@@ -358,20 +358,7 @@ class Ikev2Engine:
         """The answer to ``ResolveRequest``: the initiations that waited go on to the
         first address; none (the lookup failed) counts as a failed attempt."""
         conn = self.config.connections.get(conn_name)
-        for waiting in self.resolving.answered(conn_name):
-            if conn is None:
-                break
-            if not addresses:
-                again = unresolved(conn, waiting, now)
-                if again is not None:
-                    log.warning("%s", again.note)
-                    self.retries.add(again)
-                continue
-            with contextlib.suppress(KeyError):
-                for child in waiting.children or (None,):
-                    self.initiate(
-                        conn_name, now, child, keyingtry=waiting.keyingtry, remote=addresses[0]
-                    )
+        self.resolving.resolved(conn_name, conn, addresses, now, self.retries, self.initiate)
         self._sweep(now)
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:

@@ -8,14 +8,16 @@ again, so a head office that moved is found. One implementation for both IKE ver
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from dataclasses import dataclass
+from typing import Protocol
 
 from pike.policy.addrs import is_name
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import ResolveRequest
 from pike.sa.context import Context
-from pike.sa.restarts import Restart, backoff
+from pike.sa.restarts import Pending, Restart, backoff
 from pike.sa.state import log
 
 
@@ -23,6 +25,20 @@ from pike.sa.state import log
 class Waiting:
     children: tuple[str, ...]  # (): the connection's first child
     keyingtry: int
+
+
+class Initiate(Protocol):
+    """An engine's ``initiate``."""
+
+    def __call__(
+        self,
+        conn_name: str,
+        now: float,
+        child: str | None = None,
+        *,
+        remote: str | None = None,
+        keyingtry: int = 0,
+    ) -> None: ...
 
 
 class Resolving:
@@ -47,6 +63,33 @@ class Resolving:
     def forget(self, conn: str) -> None:
         self.waiting.pop(conn, None)
 
+    def resolved(
+        self,
+        conn_name: str,
+        conn: ConnectionConfig | None,
+        addresses: tuple[str, ...],
+        now: float,
+        retries: Pending,
+        initiate: Initiate,
+    ) -> None:
+        """The answer to ``ResolveRequest`` (the engines' ``resolved``): the initiations
+        that waited go on to the first address; none (the lookup failed) counts as a
+        failed attempt, queued on ``retries``."""
+        for waiting in self.answered(conn_name):
+            if conn is None:
+                break
+            if not addresses:
+                again = unresolved(conn, waiting, now)
+                if again is not None:
+                    log.warning("%s", again.note)
+                    retries.add(again)
+                continue
+            with contextlib.suppress(KeyError):
+                for child in waiting.children or (None,):
+                    initiate(
+                        conn_name, now, child, remote=addresses[0], keyingtry=waiting.keyingtry
+                    )
+
 
 def unresolved(conn: ConnectionConfig, waiting: Waiting, now: float) -> Restart | None:
     """A lookup that failed counts as an attempt of keyingtries (spaced by the backoff
@@ -69,4 +112,4 @@ def unresolved(conn: ConnectionConfig, waiting: Waiting, now: float) -> Restart 
     return None
 
 
-__all__ = ["Resolving", "Waiting", "is_name", "unresolved"]
+__all__ = ["Initiate", "Resolving", "Waiting", "is_name", "unresolved"]
