@@ -85,3 +85,44 @@ def gateway_config(
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return load_config(str(path))
+
+
+def gateway_pair(
+    tmp_path: Path,
+    *,
+    a_local: str = "127.0.0.1",
+    a_remote: str = "127.0.0.2",
+    b_local: str = "127.0.0.2",
+    b_remote: str = "127.0.0.1",
+    a_extra: str = "",
+    b_extra: str = "",
+) -> tuple[Config, Config]:
+    """Two gateways over loopback, each at the other's IKE port: a (branch1.example.net,
+    starts the connection) and b (hq.example.net); ``*_extra``: lines for the connection."""
+    a_ike, a_natt, b_ike, b_natt = free_udp_ports(4)
+    cfg_a = gateway_config(
+        tmp_path,
+        "a",
+        local=a_local,
+        remote=a_remote,
+        local_id="branch1.example.net",
+        remote_id="hq.example.net",
+        ike_port=a_ike,
+        natt_port=a_natt,
+        remote_port=b_ike,
+        start=True,
+        conn_extra=a_extra,
+    )
+    cfg_b = gateway_config(
+        tmp_path,
+        "b",
+        local=b_local,
+        remote=b_remote,
+        local_id="hq.example.net",
+        remote_id="branch1.example.net",
+        ike_port=b_ike,
+        natt_port=b_natt,
+        remote_port=a_ike,
+        conn_extra=b_extra,
+    )
+    return cfg_a, cfg_b

@@ -18,9 +18,9 @@ from pike.daemon.runtime import Daemon
 from pike.kernel.interface import KernelError
 from pike.policy.ipsec import SaSpec
 
+from .helpers import gateway_pair
 from .test_runtime_lifecycle import FakeKernel
 from .test_runtime_loopback import _ask, _established, _until
-from .test_virtual_time import _pair
 
 
 class RefusingKernel(FakeKernel):
@@ -41,7 +41,7 @@ def test_refused_sa_is_undone_and_deleted_with_the_peer(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, code: int
 ) -> None:
     caplog.set_level(logging.INFO)
-    cfg_a, cfg_b = _pair(tmp_path, "", "")
+    cfg_a, cfg_b = gateway_pair(tmp_path)
     # The helper's configs give both ends the same selectors: b's are the mirror image.
     conn = cfg_b.connections["hq"]
     child = conn.children[0]

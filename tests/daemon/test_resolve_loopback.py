@@ -11,36 +11,19 @@ from pike.cli.piked import _engine
 from pike.daemon.nokernel import NoKernel
 from pike.daemon.runtime import Daemon
 
-from .helpers import free_udp_ports, gateway_config
+from .helpers import gateway_pair
 from .test_runtime_loopback import _established, _until
 
 
 def test_remote_addrs_name_is_resolved_at_initiation(tmp_path: Path) -> None:
-    a_ike, a_natt, b_ike, b_natt = free_udp_ports(4)
-    cfg_a = gateway_config(
+    cfg_a, cfg_b = gateway_pair(
         tmp_path,
-        "a",
-        local="127.0.0.2",
-        remote="localhost",
-        local_id="branch1.example.net",
-        remote_id="hq.example.net",
-        ike_port=a_ike,
-        natt_port=a_natt,
-        remote_port=b_ike,
-        start=True,
+        a_local="127.0.0.2",
+        a_remote="localhost",
+        b_local="127.0.0.1",
+        b_remote="127.0.0.2",
     )
     assert cfg_a.connections["hq"].remote_addrs == ("localhost",)
-    cfg_b = gateway_config(
-        tmp_path,
-        "b",
-        local="127.0.0.1",
-        remote="127.0.0.2",
-        local_id="hq.example.net",
-        remote_id="branch1.example.net",
-        ike_port=b_ike,
-        natt_port=b_natt,
-        remote_port=a_ike,
-    )
     a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False)
     b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False)
 

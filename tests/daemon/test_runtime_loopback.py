@@ -20,7 +20,7 @@ from pike.daemon.nokernel import NoKernel
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.runtime import Daemon
 
-from .helpers import free_udp_ports, gateway_config
+from .helpers import gateway_pair
 
 
 async def _ask(path: str, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -43,30 +43,7 @@ def _established(sas: list[dict[str, Any]]) -> bool:
 
 
 def test_two_daemons_establish_over_loopback(tmp_path: Path) -> None:
-    a_ike, a_natt, b_ike, b_natt = free_udp_ports(4)
-    cfg_a = gateway_config(
-        tmp_path,
-        "a",
-        local="127.0.0.1",
-        remote="127.0.0.2",
-        local_id="branch1.example.net",
-        remote_id="hq.example.net",
-        ike_port=a_ike,
-        natt_port=a_natt,
-        remote_port=b_ike,
-        start=True,
-    )
-    cfg_b = gateway_config(
-        tmp_path,
-        "b",
-        local="127.0.0.2",
-        remote="127.0.0.1",
-        local_id="hq.example.net",
-        remote_id="branch1.example.net",
-        ike_port=b_ike,
-        natt_port=b_natt,
-        remote_port=a_ike,
-    )
+    cfg_a, cfg_b = gateway_pair(tmp_path)
     notify_path = str(tmp_path / "notify")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(notify_path)
@@ -126,8 +103,8 @@ def test_two_daemons_establish_over_loopback(tmp_path: Path) -> None:
     assert sa_a[0]["initiator"] and not sa_b[0]["initiator"]
     assert sa_a[0]["local_id"] == "branch1.example.net"
     assert sa_a[0]["remote_id"] == "hq.example.net"
-    assert (sa_a[0]["local_addr"], sa_a[0]["local_port"]) == ("127.0.0.1", a_ike)
-    assert (sa_a[0]["remote_addr"], sa_a[0]["remote_port"]) == ("127.0.0.2", b_ike)
+    assert (sa_a[0]["local_addr"], sa_a[0]["local_port"]) == ("127.0.0.1", cfg_a.daemon.ike_port)
+    assert (sa_a[0]["remote_addr"], sa_a[0]["remote_port"]) == ("127.0.0.2", cfg_b.daemon.ike_port)
     assert sa_a[0]["algorithms"] == "aes128gcm16-prfsha256-x25519"
     # No ESP here: no CHILD_SA stays installed.
     assert all(c["state"] != "INSTALLED" for c in sa_a[0]["children"])

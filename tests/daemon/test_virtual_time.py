@@ -21,41 +21,11 @@ from pike.daemon.nokernel import NoKernel
 from pike.daemon.runtime import Daemon
 from pike.policy.loader import load_config
 
-from .helpers import free_udp_ports, gateway_config
+from .helpers import gateway_pair
 from .test_runtime_loopback import _ask, _established, _until
 
 HOUR = 3600
 QUIET = 0.01  # real seconds per timer once the peer is deaf: no exchange to wait for
-
-
-def _pair(tmp_path: Path, a_extra: str, b_extra: str) -> tuple[Any, Any]:
-    a_ike, a_natt, b_ike, b_natt = free_udp_ports(4)
-    cfg_a = gateway_config(
-        tmp_path,
-        "a",
-        local="127.0.0.1",
-        remote="127.0.0.2",
-        local_id="branch1.example.net",
-        remote_id="hq.example.net",
-        ike_port=a_ike,
-        natt_port=a_natt,
-        remote_port=b_ike,
-        start=True,
-        conn_extra=a_extra,
-    )
-    cfg_b = gateway_config(
-        tmp_path,
-        "b",
-        local="127.0.0.2",
-        remote="127.0.0.1",
-        local_id="hq.example.net",
-        remote_id="branch1.example.net",
-        ike_port=b_ike,
-        natt_port=b_natt,
-        remote_port=a_ike,
-        conn_extra=b_extra,
-    )
-    return cfg_a, cfg_b
 
 
 def test_rekey_and_reauth_over_hours_of_virtual_time(
@@ -64,7 +34,9 @@ def test_rekey_and_reauth_over_hours_of_virtual_time(
     """a rekeys its IKE SA every hour (minus up to 6 min of jitter); b reauthenticates
     every 3 h and, reauth_time being set, does not rekey (rekey_time defaults to 0)."""
     caplog.set_level(logging.INFO)
-    cfg_a, cfg_b = _pair(tmp_path, 'rekey_time = "1h"\n', 'reauth_time = "3h"\n')
+    cfg_a, cfg_b = gateway_pair(
+        tmp_path, a_extra='rekey_time = "1h"\n', b_extra='reauth_time = "3h"\n'
+    )
     assert cfg_b.connections["hq"].rekey_time == 0
 
     async def scenario() -> dict[str, Any]:
@@ -137,7 +109,7 @@ def test_dpd_of_a_dead_peer_with_default_timers(
     """dpd_delay 30 s and strongSwan's retransmission schedule (4 s x 1.8^n, 5 retransmits:
     165 s): a clears the IKE SA of a peer that went silent, 165-195 s later."""
     caplog.set_level(logging.INFO)
-    cfg_a, cfg_b = _pair(tmp_path, 'dpd_delay = "30s"\n', "")
+    cfg_a, cfg_b = gateway_pair(tmp_path, a_extra='dpd_delay = "30s"\n')
     cfg_a = _with_default_schedule(tmp_path, cfg_a)
     span = cfg_a.daemon.retransmit_span()
     assert round(span) == 165
@@ -181,7 +153,7 @@ def test_keyingtries_with_default_timers(tmp_path: Path, caplog: pytest.LogCaptu
     """keyingtries = 3 towards a peer that never answers: three IKE_SA_INIT sequences of
     165 s each, then piked gives up, logs it, and nothing is left."""
     caplog.set_level(logging.INFO)
-    cfg_a, cfg_b = _pair(tmp_path, "keyingtries = 3\n", "")
+    cfg_a, cfg_b = gateway_pair(tmp_path, a_extra="keyingtries = 3\n")
     cfg_a = _with_default_schedule(tmp_path, cfg_a, start="start")
     span = cfg_a.daemon.retransmit_span()
 
