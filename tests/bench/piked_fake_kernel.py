@@ -11,15 +11,17 @@ import itertools
 import sys
 
 from pike.cli import piked
-from pike.kernel.events import KernelEvent
+from pike.daemon.nokernel import NoKernel
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress
 
 
-class FakeKernel:
-    """KernelIpsec that says yes: ESP present, SPIs counted up, SAs and policies dropped."""
+class FakeKernel(NoKernel):
+    """KernelIpsec that says yes: ESP present, SPIs counted up, SAs and policies dropped
+    (the rest, nothing to remove or read, as ``NoKernel``)."""
 
     def __init__(self) -> None:
+        super().__init__("fake kernel")
         self._spis = itertools.count(0xC0000001)
 
     def probe(self) -> KernelCaps:
@@ -31,31 +33,10 @@ class FakeKernel:
     def add_sa(self, sa: SaSpec) -> None:
         pass
 
-    def del_sa(self, dst: IPAddress, spi: int) -> None:
-        pass
-
     def query_sa(self, dst: IPAddress, spi: int) -> SaCounters:
         return SaCounters(0, 0)
 
     def add_policy(self, p: PolicySpec) -> None:
-        pass
-
-    def del_policy(self, p: PolicySpec) -> None:
-        pass
-
-    def events_fileno(self) -> int | None:
-        return None
-
-    def read_events(self) -> list[KernelEvent]:
-        return []
-
-    def flush_installed(self) -> None:
-        pass
-
-    def remove_stale(self) -> tuple[int, int]:
-        return 0, 0
-
-    def close(self) -> None:
         pass
 
 
