@@ -40,13 +40,9 @@ def test_bind_service_and_raw_are_dropped_after_binding() -> None:
     assert out.strip() == "refused"
 
 
-def test_secret_files_readable_by_others_are_named(tmp_path: Path) -> None:
-    psk = tmp_path / "hq.psk"
-    psk.write_text("0x" + "ab" * 16)
-    conf = tmp_path / "pike.toml"
-    conf.write_text(
-        textwrap.dedent(
-            """
+# One PSK connection; the tests add the secrets whose files they check.
+HQ = textwrap.dedent(
+    """
             [connections.hq]
             remote_addrs = ["192.0.2.1"]
             proposals = ["aes128gcm16-prfsha256-x25519"]
@@ -56,6 +52,18 @@ def test_secret_files_readable_by_others_are_named(tmp_path: Path) -> None:
             local_ts = ["10.1.0.0/24"]
             remote_ts = ["10.2.0.0/24"]
             esp_proposals = ["aes128gcm16"]
+    """
+)
+
+
+def test_secret_files_readable_by_others_are_named(tmp_path: Path) -> None:
+    psk = tmp_path / "hq.psk"
+    psk.write_text("0x" + "ab" * 16)
+    conf = tmp_path / "pike.toml"
+    conf.write_text(
+        HQ
+        + textwrap.dedent(
+            """
             [secrets.a]
             id = ["a.example", "b.example"]
             secret = "inline-psk-123456"
@@ -78,23 +86,7 @@ def test_secret_files_readable_by_others_are_named(tmp_path: Path) -> None:
 
 def test_check_config_warns_about_a_world_readable_psk(tmp_path: Path) -> None:
     conf = tmp_path / "pike.toml"
-    conf.write_text(
-        textwrap.dedent(
-            """
-            [connections.hq]
-            remote_addrs = ["192.0.2.1"]
-            proposals = ["aes128gcm16-prfsha256-x25519"]
-            local = { auth = "psk", id = "a.example" }
-            remote = { auth = "psk", id = "b.example" }
-            [connections.hq.children.net]
-            local_ts = ["10.1.0.0/24"]
-            remote_ts = ["10.2.0.0/24"]
-            esp_proposals = ["aes128gcm16"]
-            [secrets.a]
-            secret = "inline-psk-123456"
-            """
-        )
-    )
+    conf.write_text(HQ + '[secrets.a]\nsecret = "inline-psk-123456"\n')
     conf.chmod(0o644)
     run = subprocess.run(
         [sys.executable, "-m", "pike.cli.pikectl", "check-config", str(conf)],
