@@ -80,6 +80,7 @@ class ConnectionConfig:
     remote_port: int = 500
     encap: bool = False
     fragmentation: bool = True  # RFC 7383, announced and used when the peer supports it
+    mobike: bool = True  # RFC 4555 (IKEv2): announced; the IKE SA follows our address changes
     dpd_delay: int = 0
     dpd_timeout: int = 0  # IKEv1 only (strongSwan's meaning): dead after this long unheard
     dpd_action: DpdAction = "clear"

@@ -1,7 +1,7 @@
 """What to say about a key the loader does not read: one strongSwan has and pike does not
 yet, one of pike's in another section, or a typo.
 
-A strongSwan user copies swanctl.conf habits; ``unknown key (misspelt?)`` for ``mobike``
+A strongSwan user copies swanctl.conf habits; ``unknown key (misspelt?)`` for ``unique``
 or for ``dpd_action`` inside a child sends them hunting for a typo that is not there.
 """
 
@@ -24,7 +24,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "version", "local_addrs", "remote_addrs", "proposals", "local", "remote",
             "children", "local_port", "remote_port", "encap", "fragmentation", "dpd_delay",
             "dpd_timeout", "dpd_action", "keyingtries", "rekey_time", "reauth_time",
-            "aggressive",
+            "aggressive", "mobike",
         }
     ),
     "child": frozenset(
@@ -42,7 +42,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
 NOT_YET: dict[str, frozenset[str]] = {
     "connection": frozenset(
         {
-            "mobike", "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
+            "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
             "send_certreq", "ppk_id", "ppk_required", "over_time", "rand_time", "dscp",
             "pull", "childless", "split", "mediation", "mediated_by", "mediation_peer",
             "keyingtries_random", "local_addrs6", "ocsp",

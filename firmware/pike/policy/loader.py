@@ -492,6 +492,7 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         remote_port=t.integer("remote_port", 500, 1, 65535),
         encap=t.typed("encap", bool, False),
         fragmentation=t.typed("fragmentation", bool, True),
+        mobike=t.typed("mobike", bool, True),
         dpd_delay=t.convert("dpd_delay", _seconds, 0),
         dpd_timeout=dpd_timeout,
         dpd_action=_dpd_action(t, named),

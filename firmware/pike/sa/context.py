@@ -40,6 +40,7 @@ class ConnCounters:
     dpd_failures: int = 0
     keepalives: int = 0
     retransmits: int = 0
+    path_changes: int = 0  # MOBIKE: the IKE SA and its CHILD_SAs moved to new addresses
     messages_in: dict[str, int] = field(default_factory=dict)  # by exchange name
     messages_out: dict[str, int] = field(default_factory=dict)
 

@@ -62,6 +62,7 @@ class IkeRekey(Task):
         )
         new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
         new.my_id, new.peer_id = old.my_id, old.peer_id
+        new.mobike, new.peer_addrs = old.mobike, old.peer_addrs
         return new
 
     # -- initiator -----------------------------------------------------------------------
