@@ -286,7 +286,6 @@ class MobikeUpdate(Task):
                     raise InvalidMobike("no path for the request")
                 old = (sa.local, sa.remote)
                 sa.local, sa.remote = sa.request_path
-                sa.reply_path = None
                 try:
                     detect_nat(sa, msg)
                 except InvalidMobike:
