@@ -88,6 +88,15 @@ class FakeKernel:
     def del_policy(self, p: PolicySpec) -> None:
         self.policies.remove(p)
 
+    def migrate(
+        self,
+        old_policies: tuple[PolicySpec, ...],
+        policies: tuple[PolicySpec, ...],
+        old_sas: tuple[SaSpec, SaSpec],
+        sas: tuple[SaSpec, SaSpec],
+    ) -> None:
+        self.policies = [p for p in self.policies if p not in old_policies] + list(policies)
+
     def events_fileno(self) -> int | None:
         return self._r.fileno()
 
