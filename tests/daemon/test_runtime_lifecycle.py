@@ -12,6 +12,7 @@ import random
 import socket
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
@@ -195,6 +196,14 @@ class FakeEngine:
 
     def list_sas(self) -> list[IkeSaInfo]:
         return []
+
+    def mobike_peers(self) -> set[str]:
+        return set()
+
+    def paths_changed(
+        self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
+    ) -> None:
+        pass
 
 
 def _config(tmp_path: Path) -> tuple[Config, int]:

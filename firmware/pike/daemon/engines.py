@@ -9,7 +9,7 @@ context (config, action queue, counters, unique ids, reqids, SPIs, credentials),
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev2.engine import Ikev2Engine
@@ -52,6 +52,14 @@ class Engines:
     def _by_conn(self, conn: str) -> Ikev1Engine | Ikev2Engine:
         version = self.ctx.config.connections[conn].version
         return self.v1 if version == 1 else self.v2
+
+    def mobike_peers(self) -> set[str]:
+        return self.v2.mobike_peers()  # MOBIKE is IKEv2's
+
+    def paths_changed(
+        self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
+    ) -> None:
+        self.v2.paths_changed(addresses, sources, now)
 
     def start(self, now: float) -> None:
         self.v2.start(now)

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -30,6 +30,7 @@ from pike.daemon.health import watchdog
 from pike.daemon.hotplug import Hotplug
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
+from pike.daemon.paths import PathWatcher
 from pike.daemon.resolver import resolve
 from pike.daemon.signing import Signing
 from pike.kernel.interface import KernelIpsec
@@ -88,6 +89,10 @@ class Engine(Protocol):
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None: ...
     def next_action(self) -> Action | None: ...
     def list_sas(self) -> list[IkeSaInfo]: ...
+    def mobike_peers(self) -> set[str]: ...
+    def paths_changed(
+        self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
+    ) -> None: ...
 
 
 # The engine is given its ports (pike.sa.ports), the daemon's randomness and credentials.
@@ -156,6 +161,7 @@ class Daemon:
         self.hotplug = Hotplug(
             lambda: self.config, lambda: self.engine, self._now, self._pump, self._reprobe
         )
+        self.paths = PathWatcher(lambda: self.engine, self._now, self._pump)
         # Checked before every WATCHDOG=1 (pike.board.watchdog); others may add checks.
         self.health = Health()
 
@@ -230,11 +236,13 @@ class Daemon:
             )
         )
         self.hotplug.start(loop)
+        self.paths.start(loop)  # our addresses first: IKE_AUTH announces them (MOBIKE)
         self.engine.start(self._now())
         self._pump()
         await self._stop.wait()
         fed.cancel()
         self.hotplug.close()
+        self.paths.close()
         await self._shutdown()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

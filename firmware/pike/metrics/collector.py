@@ -272,6 +272,11 @@ def _engine_counters(s: _Scrape) -> Iterator[Metric]:
         ("pike_dpd_failures", "dpd_failures", "Peers declared dead (DPD unanswered)"),
         ("pike_natt_keepalives", "keepalives", "NAT-T keepalives sent"),
         ("pike_ike_retransmits", "retransmits", "IKE requests retransmitted"),
+        (
+            "pike_ike_sa_path_changes",
+            "path_changes",
+            "IKE SAs moved to new addresses with their CHILD SAs (MOBIKE)",
+        ),
     ):
         yield _counter(
             name, help_, [([c], float(getattr(per[c], attr))) for c in conns], ["connection"]
