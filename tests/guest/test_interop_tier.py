@@ -5,7 +5,8 @@ a kernel with ESP; this host test boots User-Mode-Linux once and runs them insid
 strongSwan (kernel-netlink) and piked <-> piked as gateways with LANs behind them, ping and UDP
 both ways, counters checked; CHILD_SA and IKE SA rekeys and IKEv2 reauthentication (either side)
 under a UDP stream with no loss; NAT in the middle with keepalives on the wire; close_action =
-start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA.
+start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA; MOBIKE
+with two uplinks under a UDP stream (piked branch vs charon hub, charon branch vs piked hub).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ TESTS = (
     "tests/interop/test_lifecycle_dataplane.py",
     "tests/interop/test_reauth_dataplane.py",
     "tests/interop/test_self_healing.py",
+    "tests/interop/test_mobike_dataplane.py",
 )
 
 
@@ -35,5 +37,6 @@ def test_interop_tier_in_uml() -> None:
         show=lambda line: (
             ("bytes" in line and "packets" in line)
             or re.match(r"(left|right)->(left|right): sent", line) is not None
+            or "path changes" in line
         ),
     )
