@@ -11,6 +11,7 @@
     pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
     pikectl board [--json] [--local]
     pikectl log [--level LEVEL] [--json]   (follows piked's log until Ctrl-C)
+    pikectl import-swanctl SWANCTL_CONF [SECRETS] [-o pike.toml] [--swanctl-dir DIR]
     pikectl --version
 
 ``--socket PATH`` and ``--config FILE`` go before or after the command. Without
@@ -102,6 +103,21 @@ def _parser() -> argparse.ArgumentParser:
         help="lines at this level and above (piked's own log_level still applies)",
     )
     lg.add_argument("--json", action="store_true", help="one JSON object a line")
+    imp = cmd(
+        "import-swanctl",
+        "write a pike.toml from swanctl.conf, listing (FILE:LINE) what cannot be carried over",
+    )
+    imp.add_argument("swanctl_conf", metavar="SWANCTL_CONF", help="swanctl.conf to read")
+    imp.add_argument(
+        "secrets", nargs="?", metavar="SECRETS", help="a further file with a secrets section"
+    )
+    imp.add_argument(
+        "-o", "--output", help="write pike.toml here (mode 0600) and check it; default stdout"
+    )
+    imp.add_argument(
+        "--swanctl-dir",
+        help="where x509/, x509ca/ and private/ are (default: SWANCTL_CONF's directory)",
+    )
     bd = cmd("board", "detected board and the defaults chosen for it")
     bd.add_argument("--json", action="store_true")
     bd.add_argument("--local", action="store_true", help="detect here, without the daemon")
@@ -171,6 +187,47 @@ def _check_config(path: str) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
+    return EXIT_OK
+
+
+def _import_swanctl(args: argparse.Namespace) -> int:
+    """Translate; the notes go to stderr, pike.toml to stdout or ``-o`` (then checked as
+    ``check-config`` would: certificate and key files too)."""
+    import os
+
+    from pike.daemon.configfile import ConfigRefused, board_defaults, load_checked
+    from pike.swanctl.importer import import_swanctl
+    from pike.swanctl.settings import SettingsError
+
+    try:
+        got = import_swanctl(args.swanctl_conf, args.secrets, args.swanctl_dir, board_defaults()[0])
+    except SettingsError as exc:
+        print(f"pikectl: import-swanctl: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for note in got.notes:
+        print(note, file=sys.stderr)
+    names = ", ".join(got.connections) or "none"
+    print(
+        f"imported {len(got.connections)} connection(s): {names};"
+        f" {len(got.notes)} item(s) not carried over (listed above)",
+        file=sys.stderr,
+    )
+    if not args.output:
+        sys.stdout.write(got.text)
+        return EXIT_OK
+    try:  # it may hold PSKs: never readable by others, not even for a moment
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(got.text)
+    except OSError as exc:
+        print(f"pikectl: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        load_checked(args.output, probe=False)
+    except ConfigRefused as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{args.output}: written, check-config OK", file=sys.stderr)
     return EXIT_OK
 
 
@@ -300,6 +357,8 @@ def _run(args: argparse.Namespace) -> int:
         return _check_config(args.file or args.config or DEFAULT_CONFIG)
     if args.cmd == "keys":
         return keys.run(args)
+    if args.cmd == "import-swanctl":
+        return _import_swanctl(args)
     if args.cmd == "board":
         from pike.board.detect import describe, format_board
 

@@ -46,7 +46,7 @@ _INTEG_AUTH = {
     IntegId.HMAC_SHA2_512_256: AuthAlgV1.HMAC_SHA2_512,
 }
 _AUTH_INTEG = {v: k for k, v in _INTEG_AUTH.items()}
-_HASH_PRF = {v: k for k, v in _PRF_HASH.items()}
+_HASH_PRF: dict[int, PrfId] = {v: PrfId(k) for k, v in _PRF_HASH.items()}
 # phase 1's hash also keys the HMAC that protects its messages: named as IKEv2's INTEG
 _PRF_INTEG = {
     PrfId.HMAC_SHA1: IntegId.HMAC_SHA1_96,
@@ -76,7 +76,9 @@ class Phase1Choice:
         """In the words IKEv2 and the config use (``aes256-sha256-prfsha256-modp3072``),
         so list-sas, logs and metrics name a group the same way in both versions."""
         prf = _HASH_PRF.get(self.hash_alg)
-        transforms = [(int(TransformType.ENCR), int(EncrId.AES_CBC), self.key_bits)]
+        transforms: list[tuple[int, int, int | None]] = [
+            (int(TransformType.ENCR), int(EncrId.AES_CBC), self.key_bits)
+        ]
         if prf is not None:
             transforms += [
                 (int(TransformType.INTEG), int(_PRF_INTEG[prf]), None),
