@@ -59,9 +59,24 @@ class Note:
 class Draft:
     tables: list[Table] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    # lines read but with nothing to write: their meaning is pike's default (a ``round``,
+    # ``local_ts = dynamic``), or inside a section one note already named
+    absorbed: set[Where] = field(default_factory=set)
 
     def note(self, where: Where, key: str, why: str) -> None:
         self.notes.append(Note(where, key, why))
+
+    def note_section(self, sec: Section, key: str, why: str) -> None:
+        """One note for a whole section; its lines count as named by it."""
+        self.note(sec.where, key, why)
+        self.absorbed |= _lines(sec)
+
+
+def _lines(sec: Section) -> set[Where]:
+    out = {v.where for v in sec.values.values()}
+    for sub in sec.sections.values():
+        out |= {sub.where} | _lines(sub)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +140,7 @@ def convert(root: Section, files: Files) -> Draft:
                 " remote cacerts (CRL/OCSP URIs are not fetched)",
                 "pools": "pike assigns no virtual IP addresses",
             }.get(name, "not a swanctl.conf section pike knows")
-            draft.note(sec.where, name, what)
+            draft.note_section(sec, name, what)
     for key, v in root.values.items():
         draft.note(v.where, key, "a key outside every section")
     return draft
@@ -227,8 +242,8 @@ def _auth_round(draft: Draft, swan: str, side: str, rounds: dict[str, Section]) 
 
     mine.sort(key=order)  # stable: position breaks ties
     for extra in mine[1:]:
-        draft.note(
-            extra.where,
+        draft.note_section(
+            extra,
             f"{swan}.{extra.name}",
             "a further authentication round: pike has one per side (the first is taken)",
         )
@@ -256,6 +271,7 @@ def _auth(
     for key, v in sec.values.items():
         kk = f"{k}.{key}"
         if key in ("auth", "round"):
+            draft.absorbed.add(v.where)  # read above
             continue
         if key == "id":
             t.add("id", v.text, v, kk)
@@ -287,8 +303,8 @@ def _auth(
         else:
             _not_carried(draft, "auth", key, v, kk)
     for sub in sec.sections.values():
-        draft.note(
-            sub.where,
+        draft.note_section(
+            sub,
             f"{k}.{sub.name}",
             'certificate or key in a token: give certs and key = "pkcs11:..." by hand',
         )
@@ -315,8 +331,7 @@ def _child(
     if sec.refs:
         draft.note(sec.where, swan, f"templates ({', '.join(sec.refs)}) are not followed")
     if sec.get("ah_proposals") is not None and sec.get("esp_proposals") is None:
-        v = sec.values["ah_proposals"]
-        draft.note(v.where, f"{swan}.ah_proposals", "pike has no AH: child not carried over")
+        draft.note_section(sec, swan, "AH only (ah_proposals): pike has no AH")
         return None
     for key, v in sec.values.items():
         k = f"{swan}.{key}"
@@ -330,8 +345,10 @@ def _child(
                     "dynamic beside other selectors: pike cannot say 'the address' in a"
                     " list; only the others are carried over",
                 )
-            if kept:  # only dynamic: pike's default is the address too
+            if kept:
                 t.add(key, [(p, v.where) for p in kept], v, k)
+            else:  # only dynamic: pike's default is the address too
+                draft.absorbed.add(v.where)
         elif key == "esp_proposals":
             _proposals(draft, t, key, v, k)
         elif key == "mode":
@@ -403,7 +420,7 @@ def _secret(draft: Draft, name: str, sec: Section) -> None:
         kind = next((w for p, w in why.items() if name.startswith(p)), None)
         if kind is None:  # private, rsa, ecdsa, pkcs8, pkcs12: a key file's passphrase
             kind = "a passphrase for an encrypted key: pike reads unencrypted key files or a token"
-        draft.note(sec.where, swan, kind)
+        draft.note_section(sec, swan, kind)
         return
     pname = _pike_name(draft, name, sec.where, swan)
     t = Table(f"secrets.{pname}", sec.where, group=f"secrets.{pname}")

@@ -26,6 +26,7 @@ class Imported:
     notes: list[Note]  # what was not carried over, in file and line order
     connections: list[str]
     carried: set[Where]  # the lines whose meaning is in ``text``
+    accounted: set[Where]  # carried, named by a note, or pike's default anyway
 
 
 def import_swanctl(
@@ -36,14 +37,21 @@ def import_swanctl(
 ) -> Imported:
     """Raises ``SettingsError`` (``FILE:LINE: ...``) for a file that cannot be parsed."""
     root = Section("", Where(conf, 0))
-    parse_file(conf, _read, _expand, root)
+    order: list[str] = []  # the files in the order read: notes follow it
+
+    def read(path: str) -> str:
+        order.append(path)
+        return _read(path)
+
+    parse_file(conf, read, _expand, root)
     if secrets is not None:
-        parse_file(secrets, _read, _expand, root)
+        parse_file(secrets, read, _expand, root)
     base = swanctl_dir or os.path.dirname(os.path.abspath(conf))
     files = Files(base, _listdir, lambda cert: key_for(cert, base))
     draft = convert(root, files)
     settle(draft, os.path.join(base, "pike.toml"), defaults)
-    notes = sorted(draft.notes, key=lambda n: (n.where.file, n.where.line))
+    rank = {f: i for i, f in reversed(list(enumerate(order)))}
+    notes = sorted(draft.notes, key=lambda n: (rank.get(n.where.file, -1), n.where.line))
     header = [f"pike.toml imported from {conf} by pikectl import-swanctl."]
     if secrets is not None:
         header.append(f"Secrets from {secrets}.")
@@ -54,7 +62,8 @@ def import_swanctl(
     carried = {i.where for t in draft.tables for i in t.items}
     carried |= {w for t in draft.tables for i in t.items if isinstance(i.value, list)
                 for _, w in i.value}  # fmt: skip
-    return Imported(render(draft.tables, header), notes, conns, carried)
+    accounted = carried | draft.absorbed | {n.where for n in notes}
+    return Imported(render(draft.tables, header), notes, conns, carried, accounted)
 
 
 def _read(path: str) -> str:
