@@ -38,6 +38,7 @@ from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_JSON = "print JSON instead of text"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,11 +59,27 @@ def _where(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--config", default=default, help=f"config file (default {DEFAULT_CONFIG})")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pikectl", description="control the pike IKE daemon")
+EPILOG = f"""\
+--socket and --config go before or after the command. Without --socket the socket is the
+config's [daemon] control_socket (default config {DEFAULT_CONFIG}), else {DEFAULT_SOCKET}.
+
+Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid, or the
+initiate failed), 2 usage error or the daemon cannot be reached.
+
+Files: {DEFAULT_CONFIG} (pike.toml(5)), {DEFAULT_SOCKET}."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """pikectl's command line: ``--help`` and pikectl(8) both come from here."""
+    p = _Parser(
+        prog="pikectl",
+        description="control the pike IKE daemon",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _where(p, None)
     p.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser, metavar="COMMAND")
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
@@ -70,12 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         return c
 
     st = cmd("status", "daemon status")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help=_JSON)
     ls = cmd("list-sas", "IKE and CHILD SAs")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help=_JSON)
     ls.add_argument("conn", nargs="?", help="only this connection")
     ini = cmd("initiate", "bring connections (or one child) up, and wait for the outcome")
-    ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
+    ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]", help="what to bring up")
     ini.add_argument(
         "--timeout",
         type=float,
@@ -83,15 +100,15 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for each (default 30; 0: do not wait, only ask)",
     )
     term = cmd("terminate", "delete a connection's IKE SAs, or CONN.CHILD's CHILD_SA")
-    term.add_argument("conn", metavar="CONN[.CHILD]")
+    term.add_argument("conn", metavar="CONN[.CHILD]", help="a connection, or one child of it")
     term.add_argument(
         "--force", action="store_true", help="remove the IKE SAs at once, without waiting"
     )
     rk = cmd("rekey", "rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
-    rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
+    rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]", help="what to rekey")
     cmd("reload", "re-read the config file; unchanged tunnels stay up")
     lc = cmd("list-conns", "configured connections")
-    lc.add_argument("--json", action="store_true")
+    lc.add_argument("--json", action="store_true", help=_JSON)
     chk = cmd("check-config", "validate a config file (no daemon needed)")
     chk.add_argument("file", nargs="?", help="default: --config, else " + DEFAULT_CONFIG)
     keys.add_parser(sub)
@@ -119,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where x509/, x509ca/ and private/ are (default: SWANCTL_CONF's directory)",
     )
     bd = cmd("board", "detected board and the defaults chosen for it")
-    bd.add_argument("--json", action="store_true")
+    bd.add_argument("--json", action="store_true", help=_JSON)
     bd.add_argument("--local", action="store_true", help="detect here, without the daemon")
     return p
 
@@ -336,15 +353,15 @@ def _ops(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.version:
         from pike.version import version
 
         print(f"pikectl {version()}")
         return EXIT_OK
     if args.cmd is None:
-        parser.error("a command is required")
+        cli.error("a command is required")
     try:
         return _run(args)
     except _NoSocket as exc:
