@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from interop import pki
 from lib.prereq import require
 from pike.daemon.configfile import board_defaults
 from pike.swanctl.importer import import_swanctl
@@ -153,7 +154,6 @@ def test_branch_fixture(tmp_path: Path) -> None:
 def _pki_dirs(base: Path) -> None:
     """x509/, x509ca/, private/ as swanctl keeps them: the gateway's cert and key, a
     second key that is not its, two CAs."""
-    pki = pytest.importorskip("interop.pki")
     require(pki.pki_available(), "strongSwan's pki tool missing (strongswan-pki)")
     ca = pki.make_ca(base / "work")
     other = pki.make_ca(base / "work2", cn="other CA")
