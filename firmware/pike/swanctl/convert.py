@@ -115,7 +115,6 @@ _WHY_NOT = {
     "unique": "pike keeps IKE SAs with the same identities side by side (strongSwan's 'no')",
     "mobike": "pike has no MOBIKE: a peer that changes address must come back with a new SA",
     "updown": "pike runs no updown script: follow `pikectl log` or the metrics instead",
-    "over_time": "pike ends an IKE SA whose rekey or reauthentication failed at retransmit timeout",
 }
 
 
