@@ -289,3 +289,17 @@ def test_engine_without_mobike_peers_lists_none() -> None:
     a, _ = _up("mobike = false")
     assert isinstance(a.engine, Ikev2Engine)
     assert a.engine.mobike_peers() == set()
+
+
+def test_initiation_without_local_addrs_starts_from_the_routes_source() -> None:
+    text = conf(*A).replace('local_addrs = ["192.0.2.1"]\n', "")
+    hub = conf(HUB, "%any", "hq.example.net", "branch.example.net", **B_TS)
+    a, b = make_pair(text, hub)
+    assert a.engine.mobike_peers() == {HUB}  # asked before anything is up
+    a.engine.paths_changed(("192.0.2.1", OTHER), {HUB: OTHER}, 0.0)
+    a.engine.initiate("gw", 0.0)
+    (init,) = a.drain()
+    assert init.src == (OTHER, 500)
+    transfer(a, b, 0.0, in_flight=[init])
+    assert b.sa().remote == (OTHER, 4500)
+    assert not _sa(b).nat_remote  # NAT detection saw the real address

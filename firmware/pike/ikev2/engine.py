@@ -89,6 +89,8 @@ class Ikev2Engine:
         self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
         # CHILD_SA SPIs (ours and the peer's) -> their IKE SA, for the kernel's expiries
         self._by_spi: dict[int, IkeSa] = {}
+        # the source address the routing table gives toward a peer (paths_changed)
+        self._sources: dict[str, str | None] = {}
         self._spis: dict[IkeSa, set[int]] = {}
 
     @property
@@ -212,7 +214,9 @@ class Ikev2Engine:
         if is_name(remote):
             self.resolving.ask(conn, (child,) if child else (), keyingtry)
             return
-        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
+        local_ip = (
+            conn.local_addrs[0] if conn.local_addrs else self._sources.get(remote) or any_of(remote)
+        )
         sa = IkeSa(
             self.ctx,
             self.ctx.unique_id(),
@@ -505,12 +509,20 @@ class Ikev2Engine:
     def mobike_peers(self) -> set[str]:
         """The peer addresses whose route the runtime looks up for ``paths_changed``: those
         of the IKE SAs we initiated with MOBIKE (their current and additional addresses)."""
-        return {
+        peers = {
             addr
             for sa in self.sas.values()
             if sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED
             for addr in (sa.remote[0], *sa.peer_addrs)
         }
+        # and the first remote address of connections without local_addrs: initiate
+        # starts from the source the route gives (else the unspecified address)
+        for conn in self.config.connections.values():
+            if conn.version == 2 and not conn.local_addrs and conn.remote_addrs:
+                first = conn.remote_addrs[0]
+                if not is_name(first) and first not in ("%any", "0.0.0.0", "::"):
+                    peers.add(first)
+        return peers
 
     def paths_changed(
         self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
@@ -520,6 +532,7 @@ class Ikev2Engine:
         ``mobike_peers()`` (None: no route). An IKE SA we initiated with MOBIKE whose path
         changed moves with UPDATE_SA_ADDRESSES; one without any path waits for the next."""
         self.ctx.local_addresses = tuple(addresses)
+        self._sources = dict(sources)
         for sa in list(self.sas.values()):
             if not (sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED):
                 continue

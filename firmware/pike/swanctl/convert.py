@@ -113,7 +113,6 @@ _WHY_NOT = {
     "pools": "pike assigns no virtual IPs (no configuration payloads)",
     "vips": "pike requests no virtual IPs (no configuration payloads)",
     "unique": "pike keeps IKE SAs with the same identities side by side (strongSwan's 'no')",
-    "mobike": "pike has no MOBIKE: a peer that changes address must come back with a new SA",
     "updown": "pike runs no updown script: follow `pikectl log` or the metrics instead",
 }
 
@@ -192,7 +191,7 @@ def _connection(draft: Draft, sec: Section, files: Files) -> None:
             _int(draft, table, key, v, k)
         elif key == "proposals":
             _proposals(draft, table, key, v, k)
-        elif key in ("aggressive", "encap"):
+        elif key in ("aggressive", "encap", "mobike"):
             _bool(draft, table, key, v, k)
         elif key == "fragmentation":
             _fragmentation(draft, table, v, k)
