@@ -24,6 +24,7 @@ from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
 from .pair import Node, conf, deliver, make_pair, send_informational, transfer
+from .reseal import auth_request
 from .test_ondemand import B_TS, A, B, of
 
 OTHER = "198.51.100.1"  # a's second uplink
@@ -303,3 +304,14 @@ def test_initiation_without_local_addrs_starts_from_the_routes_source() -> None:
     transfer(a, b, 0.0, in_flight=[init])
     assert b.sa().remote == (OTHER, 4500)
     assert not _sa(b).nat_remote  # NAT detection saw the real address
+
+
+def test_bad_address_list_in_ike_auth_is_ignored_and_counted() -> None:
+    req = auth_request(conf(*A), conf(*B, **B_TS))
+    bad = NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS, b"\x01\x02\x03\x04\x05")
+    answer = req.send(req.seal([*req.message.payloads, bad]))
+    assert len(answer) == 1
+    sa_b = _sa(req.responder)
+    assert sa_b.state.value == "ESTABLISHED" and sa_b.mobike
+    assert sa_b.peer_addrs == ()
+    assert req.responder.engine.ctx.counters.dropped["invalid_mobike_addresses"] == 1
