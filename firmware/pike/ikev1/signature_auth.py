@@ -188,6 +188,11 @@ def verify_peer(
     if not id_in_cert(peer, leaf):
         raise PeerError("auth_failed", f"identity '{peer}' is not in certificate '{subject}'")
     scheme = verify(choice.auth, sig.data, leaf.public_key(), hash_value)
+    try:
+        store.check_revocation(conn, path, now)
+    except CredentialError as exc:
+        raise PeerError("auth_failed", f"certificate of '{peer}' not accepted: {exc}") from None
+    sa.peer_path = tuple(path)
     log.info(
         "%s: authenticated peer '%s' with %s (method %d), certificate '%s' issued via '%s'",
         sa.tag(),

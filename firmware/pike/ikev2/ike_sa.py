@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
@@ -80,6 +82,9 @@ class IkeSa:
     nat_remote: bool = False  # the peer is behind a NAT (or faked it, like kernel-libipsec)
     my_id: Identity | None = None
     peer_id: Identity | None = None
+    # The peer's validated certificate path (end entity first): a refreshed CRL that
+    # revokes one of them ends the SA (pike.daemon.revocation).
+    peer_path: tuple[x509.Certificate, ...] = ()
     children: list[ChildSa] = field(default_factory=list)
     established_at: float | None = None
     created_at: float = 0.0

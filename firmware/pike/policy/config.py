@@ -40,6 +40,12 @@ class AuthConfig:
     key: str | None = None  # a PEM file path, or a pkcs11: URI once tokens land
     cacerts: tuple[str, ...] = ()
     rsa_pss: bool = False  # sign with RSASSA-PSS rather than PKCS#1 v1.5 (RFC 7427)
+    # remote only: strongSwan's revocation policy, and where to look beside the
+    # certificate's own CRL distribution points and OCSP responders (pike.sa.revocation)
+    revocation: Literal["strict", "ifuri", "relaxed"] = "relaxed"
+    crls: tuple[str, ...] = ()  # CRL files (DER or PEM)
+    crl_uris: tuple[str, ...] = ()  # http:// CRLs fetched beside the CDPs
+    ocsp_uris: tuple[str, ...] = ()  # http:// OCSP responders used instead of the AIA's
 
 
 @dataclass(frozen=True, slots=True)

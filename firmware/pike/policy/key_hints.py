@@ -34,7 +34,12 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "rekey_packets", "life_packets", "rand_packets", "hw_offload", "replay_window",
         }
     ),
-    "auth": frozenset({"auth", "id", "certs", "key", "cacerts", "rsa_pss"}),
+    "auth": frozenset(
+        {
+            "auth", "id", "certs", "key", "cacerts", "rsa_pss", "revocation", "crls",
+            "crl_uris", "ocsp_uris",
+        }
+    ),
     "secret": frozenset({"id", "secret", "secret_file"}),
 }  # fmt: skip
 
@@ -58,7 +63,7 @@ NOT_YET: dict[str, frozenset[str]] = {
     ),
     "auth": frozenset(
         {
-            "eap_id", "aaa_id", "xauth_id", "revocation", "groups", "cert_policy", "ca_id",
+            "eap_id", "aaa_id", "xauth_id", "groups", "cert_policy", "ca_id",
             "pubkeys", "round",
         }
     ),

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 from pike.crypto.errors import ProposalError
@@ -322,12 +322,29 @@ def _auth(t: Table, default_id: str | None, side: Literal["local", "remote"]) ->
         cacerts=tuple(_file(t, p, v) for p, v in t.strings("cacerts", [])),
         rsa_pss=t.typed("rsa_pss", bool, False),
     )
+    if side == "remote" and auth == "pubkey":
+        cfg = replace(
+            cfg,
+            revocation=cast(
+                Literal["strict", "ifuri", "relaxed"],
+                t.choice("revocation", ("strict", "ifuri", "relaxed"), "relaxed"),
+            ),
+            crls=tuple(_file(t, p, v) for p, v in t.strings("crls", [])),
+            crl_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("crl_uris", [])),
+            ocsp_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("ocsp_uris", [])),
+        )
     if auth == "pubkey" and side == "local" and not (cfg.certs and cfg.key):
         raise t.error("auth", 'pubkey needs certs = ["..."] and key = "..."')
     if auth == "pubkey" and side == "remote" and not cfg.cacerts:
         raise t.error("auth", 'pubkey needs cacerts = ["..."] (the CAs that vouch for the peer)')
     t.finish()
     return cfg
+
+
+def _http_uri(t: Table, path: KeyPath, uri: str) -> str:
+    if not uri.lower().startswith("http://") or len(uri) <= len("http://"):
+        raise t.error(path, f"{uri!r}: only http:// URIs (CRLs and OCSP are signed)")
+    return uri
 
 
 def _resolve(t: Table, name: str) -> str:

@@ -14,8 +14,9 @@ into the wall-clock time certificates are checked at (piked: its clock; tests: f
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,7 +36,20 @@ from pike.hsm.signer import (
 )
 from pike.policy.config import Config, ConnectionConfig
 from pike.sa.certs import CertError, load_certificates
+from pike.sa.revocation import (
+    RevocationCache,
+    RevocationError,
+    RevocationRefused,
+    Sources,
+    Verdict,
+    check_path,
+    parse_crl,
+    serial_text,
+)
 
+log = logging.getLogger("pike.revocation")
+
+MAX_CRL_FILE = 16 * 1024 * 1024
 SignerFactory = Callable[[str], Signer]
 Clock = Callable[[float], datetime]  # the engine's now (monotonic) -> wall-clock time
 
@@ -85,6 +99,10 @@ class CredentialStore:
     _spkis: dict[str, tuple[Signer, bytes]] = field(default_factory=dict, repr=False)
     # ``sign`` runs in executor threads while the loop reads states: guards _signers.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # CRLs and OCSP answers (pike.sa.revocation): the runtime fills it, checks read it.
+    revocation: RevocationCache = field(default_factory=RevocationCache)
+    # CRL files by path: their bytes when read (a reload reads them again).
+    _crl_files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def wall(self, now: float) -> datetime:
         """The wall-clock time at the engine's ``now``, for certificate validity."""
@@ -148,6 +166,56 @@ class CredentialStore:
         """The CA certificates ``conn`` trusts for the peer (``remote.cacerts``)."""
         return tuple(c for path in conn.remote.cacerts for c in self._load(path))
 
+    def revocation_sources(self, conn: ConnectionConfig) -> Sources:
+        r = conn.remote
+        return Sources(r.crls, r.crl_uris, r.ocsp_uris)
+
+    def check_revocation(
+        self, conn: ConnectionConfig, path: Sequence[x509.Certificate], now: float
+    ) -> list[Verdict]:
+        """The revocation check of a validated peer ``path`` under ``conn``'s policy,
+        from the cache only (no I/O: a status not held yet raises RevocationPending and
+        asks the runtime for it). A refusal is logged at WARNING naming serial and source
+        and raised as CredentialError. Callable from wherever chains are validated."""
+        try:
+            return check_path(
+                self.revocation,
+                path,
+                conn.remote.revocation,
+                self.revocation_sources(conn),
+                self.wall(now),
+            )
+        except RevocationRefused as exc:
+            log.warning(
+                "%s: peer certificate serial %s refused by revocation check: %s",
+                conn.name,
+                serial_text(exc.cert.serial_number),
+                exc,
+            )
+            raise CredentialError(str(exc)) from None
+
+    def load_crl_files(self, config: Config) -> list[str]:
+        """(Re)read the CRL files ``config`` names; the problems, one line each. An
+        unchanged file keeps its entry (and its checked signatures)."""
+        problems = []
+        wanted = {f for c in config.connections.values() for f in c.remote.crls}
+        now = datetime.now(UTC)
+        for path in sorted(wanted):
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(MAX_CRL_FILE + 1)
+                if len(data) > MAX_CRL_FILE:
+                    raise RevocationError(f"larger than {MAX_CRL_FILE} bytes")
+                if self._crl_files.get(path) == data and path in self.revocation.crls:
+                    continue
+                self.revocation.add_crl(parse_crl(data, path), now)
+                self._crl_files[path] = data
+            except (OSError, RevocationError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                problems.append(f"CRL {path}: {why}")
+        self.revocation.forget(wanted)
+        return problems
+
     def preload(self, config: Config, probe: bool = True) -> list[str]:
         """Load every connection's credentials now; returns the problems (one line each).
 
@@ -164,6 +232,7 @@ class CredentialStore:
                     self.cas(conn)
             except CredentialError as exc:
                 problems.append(f"{conn.name}: {exc}")
+        problems.extend(self.load_crl_files(config))
         return problems
 
     def _check_key(self, conn: ConnectionConfig) -> None:

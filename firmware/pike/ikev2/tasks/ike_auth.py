@@ -231,6 +231,12 @@ class IkeAuth(Task):
             )
         except SignatureError as exc:
             raise AuthFailure(f"AUTH payload of {peer} (method {auth.method}): {exc}") from None
+        # After the signature: only a peer that holds the key makes us fetch a status.
+        try:
+            store.check_revocation(conn, path, now)
+        except CredentialError as exc:
+            raise AuthFailure(f"certificate of {peer} not accepted: {exc}") from None
+        self.sa.peer_path = tuple(path)
         return (
             f"{how.scheme.name} (method {how.method}), certificate '{subject}' "
             f"issued via '{path[-1].subject.rfc4514_string()}'"
