@@ -19,6 +19,7 @@ from pike.sa.actions import Action, Address, IkeSaInfo
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
+from pike.sa.revocation import RevokedCheck
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28
@@ -112,6 +113,9 @@ class Engines:
         # references come from the shared context: only the engine that asked answers
         self.v2.sign_done(ref, result, now)
         self.v1.sign_done(ref, result, now)
+
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
+        return self.v2.drop_revoked(revoked, now) + self.v1.drop_revoked(revoked, now)
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None

@@ -21,6 +21,7 @@ from pike.daemon.control import ControlError, StreamSource
 from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
+from pike.daemon.revocation import Fetcher
 from pike.metrics.collector import PikeCollector, Sources
 from pike.metrics.recorder import Recorder
 from pike.metrics.server import MetricsServer
@@ -67,6 +68,9 @@ class _Daemon(Protocol):
     def engine(self) -> Any: ...
 
     def probe_tokens(self) -> None: ...
+
+    @property
+    def revocation(self) -> Fetcher: ...
     def counters(self, spec: SaSpec) -> SaCounters | None: ...
 
 
@@ -215,6 +219,7 @@ class Ops:
         self._configure_keys(new.daemon)
         self.recorder.reloaded(True)
         self.daemon.probe_tokens()  # a key added by the reload, in its signing thread
+        self.daemon.revocation.refetch_crls()
         self._pump()
         if restart:
             log.warning("reload: [daemon] %s change(s) need a restart", ", ".join(restart))

@@ -35,6 +35,7 @@ from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 from pike.sa.resolving import Resolving, is_name
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
+from pike.sa.revocation import RevokedCheck
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
@@ -210,6 +211,17 @@ class Ikev1Engine:
         for sa in self.table.all():
             if sa.conn is not None and sa.conn.name == conn_name:
                 self.delete_sa(sa, "terminated", now)
+
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
+        """Delete the ISAKMP SAs (and their IPsec SAs) whose peer path ``revoked``
+        condemns; one line per SA for the log."""
+        out = []
+        for sa in self.table.all():
+            why = revoked(sa.peer_path) if sa.peer_path else None
+            if why is not None:
+                out.append(f"{sa.tag()}: {why}")
+                self.delete_sa(sa, "revoked", now)
+        return out
 
     def terminate_child(self, conn_name: str, child: str, now: float) -> None:
         """Delete the IPsec SAs named ``child`` of a connection with the peer (the ISAKMP

@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -516,6 +516,23 @@ class RevocationCache:
 
 
 # -- the decision ---------------------------------------------------------------------------
+
+
+# Given a peer's validated path (end entity first): why it is revoked now, or None.
+RevokedCheck = Callable[[tuple[x509.Certificate, ...]], str | None]
+
+
+def revoked_check(cache: RevocationCache, now: datetime) -> RevokedCheck:
+    """What the engines' ``drop_revoked`` is given: the cache's word on a held path."""
+
+    def check(path: tuple[x509.Certificate, ...]) -> str | None:
+        for cert, issuer in itertools.pairwise(path):
+            source = cache.revokes(cert, issuer, now)
+            if source is not None:
+                return f"serial {serial_text(cert.serial_number)} revoked ({source})"
+        return None
+
+    return check
 
 
 class RevocationPending(Exception):
