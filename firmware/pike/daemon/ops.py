@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from cryptography import x509
 from prometheus_client.registry import CollectorRegistry
 
 from pike.crypto.proposal import format_proposal
+from pike.daemon import certs_view
 from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
 from pike.daemon.initiations import Initiations
@@ -50,6 +52,7 @@ class _Engine(Protocol):
 
     def list_sas(self) -> list[IkeSaInfo]: ...
     def reload(self, config: Config, now: float) -> dict[str, list[str]]: ...
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]: ...
 
 
 class _Commands(Protocol):
@@ -126,10 +129,30 @@ class Ops:
                     version=version,
                     started_wall=self._started_wall,
                     tokens=self._tokens,
+                    pki=self.pki,
                 )
             )
         )
         return reg
+
+    def pki(self) -> dict[str, Any]:
+        """Certificates and revocation sources (pikectl certs, metrics)."""
+        d = self.daemon
+        store = d.credentials
+        peers = self.engine.peer_paths()
+        return {
+            "certs": certs_view.certificates(d.config, store, peers, self._wall()),
+            "crls": certs_view.crls(store),
+            "sources": certs_view.sources(store),
+            "fetches": dict(d.revocation.counts),
+        }
+
+    def cmd_certs(self, args: dict[str, Any]) -> dict[str, Any]:
+        pki = self.pki()
+        pki["fetches"] = [
+            {"kind": k, "result": r, "count": n} for (k, r), n in sorted(pki["fetches"].items())
+        ]
+        return pki
 
     def _tokens(self) -> dict[str, str]:
         return self.daemon.credentials.tokens()
@@ -195,7 +218,11 @@ class Ops:
     # -- control commands ------------------------------------------------------------------
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
+        return {
+            "reload": self.cmd_reload,
+            "list-conns": self.cmd_list_conns,
+            "certs": self.cmd_certs,
+        }
 
     def streams(self) -> dict[str, StreamSource]:
         return {"log": self.logs, "initiate-wait": self.initiations}

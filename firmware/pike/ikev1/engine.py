@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 
+from cryptography import x509
+
 from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.liveness import due as dpd_due
@@ -211,6 +213,10 @@ class Ikev1Engine:
         for sa in self.table.all():
             if sa.conn is not None and sa.conn.name == conn_name:
                 self.delete_sa(sa, "terminated", now)
+
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]:
+        """(connection, validated peer path) of each ISAKMP SA authenticated by certificate."""
+        return [(sa.name, sa.peer_path) for sa in self.table.all() if sa.peer_path]
 
     def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
         """Delete the ISAKMP SAs (and their IPsec SAs) whose peer path ``revoked``

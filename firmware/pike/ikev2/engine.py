@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from cryptography import x509
+
 from pike.ikev2 import reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
@@ -336,6 +338,15 @@ class Ikev2Engine:
             elif sa.state != IkeState.DELETING or force:
                 sa.fail("terminated", now)
         self._sweep(now)
+
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]:
+        """(connection, validated peer path) of each IKE SA authenticated by certificate."""
+        return [
+            (sa.name, sa.peer_path)
+            for sas in self._by_conn.values()
+            for sa in sas
+            if sa.peer_path and sa.state != IkeState.DESTROYED
+        ]
 
     def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
         """Delete the IKE SAs whose peer path ``revoked`` condemns (a refreshed CRL);

@@ -15,6 +15,7 @@ into the wall-clock time certificates are checked at (piked: its clock; tests: f
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,15 @@ def file_signer(key: str) -> Signer:
     return FileKeySigner(key)
 
 
+def _stamp(path: str) -> tuple[int, int] | None:
+    """(mtime, size) of a file, None when it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
 def wall_clock(now: float) -> datetime:
     """Without a daemon clock (check-config, tests): the system's time, whatever ``now``."""
     return datetime.now(UTC)
@@ -93,6 +103,7 @@ class CredentialStore:
     signer_factory: SignerFactory = file_signer
     clock: Clock = wall_clock
     _certs: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
+    _stamps: dict[str, tuple[int, int] | None] = field(default_factory=dict, repr=False)
     _signers: dict[str, Signer] = field(default_factory=dict)
     # The SPKI (DER) of each signer's public key, which never changes for one signer
     # object: encoding it costs about as much as pike's whole signing path, per signature.
@@ -111,10 +122,19 @@ class CredentialStore:
     def _load(self, path: str) -> tuple[x509.Certificate, ...]:
         if path not in self._certs:
             try:
+                self._stamps[path] = _stamp(path)
                 self._certs[path] = tuple(load_certificates(path))
             except CertError as exc:
                 raise CredentialError(str(exc)) from None
         return self._certs[path]
+
+    def _forget_changed(self) -> None:
+        """A reload: certificate files replaced since they were read are read again (a
+        renewed certificate under the same name); the config is unchanged, so are the
+        tunnels: the next authentication uses the new file."""
+        for path in list(self._certs):
+            if _stamp(path) != self._stamps.get(path):
+                del self._certs[path]
 
     def local(self, conn: ConnectionConfig) -> LocalCredentials:
         """Our chain and key reference for ``conn`` (``local.auth = "pubkey"``).
@@ -222,6 +242,7 @@ class CredentialStore:
         ``probe=False`` (piked): no token I/O here; a token key not looked at yet is left
         to ``probe_key`` in a signing thread (``unprobed`` lists them)."""
         problems = []
+        self._forget_changed()
         for conn in config.connections.values():
             try:
                 if conn.local.auth == "pubkey" and self._token_down(conn, probe):

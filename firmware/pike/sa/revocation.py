@@ -426,8 +426,19 @@ class RevocationCache:
             del self.crls[source]
 
     # -- the question ------------------------------------------------------------------------
-    def status(
+    def peek(
         self, cert: x509.Certificate, issuer: x509.Certificate, sources: Sources, now: datetime
+    ) -> Verdict:
+        """``status`` without asking for any fetch (pikectl certs, metrics)."""
+        return self.status(cert, issuer, sources, now, ask=False)
+
+    def status(
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        sources: Sources,
+        now: datetime,
+        ask: bool = True,
     ) -> Verdict:
         """The revocation status of ``cert`` (issued by ``issuer``) from memory; notes the
         fetches a PENDING or stale answer needs in ``wanted``."""
@@ -449,7 +460,7 @@ class RevocationCache:
             failures.append(f"ocsp {entry.source}: responder does not know the certificate")
         elif ocsp_at:
             uri = ocsp_at[0]
-            state = self._ask(Fetch("ocsp", uri, cert, issuer), now)
+            state = self._ask(ask, Fetch("ocsp", uri, cert, issuer), now)
             if state is not None:
                 failures.append(f"ocsp {uri}: {state}")
             else:
@@ -462,7 +473,7 @@ class RevocationCache:
             crl = self.crls.get(source)
             if crl is None:
                 if _http(source):
-                    state = self._ask(Fetch("crl", source), now)
+                    state = self._ask(ask, Fetch("crl", source), now)
                     if state is not None:
                         failures.append(f"crl {source}: {state}")
                     else:
@@ -479,7 +490,7 @@ class RevocationCache:
             else:
                 stale.append(source)
                 if _http(source):
-                    self._ask(Fetch("crl", source), now)
+                    self._ask(ask, Fetch("crl", source), now)
         if good_from:
             return Verdict(Status.GOOD, f"crl {good_from}")
         if pending:
@@ -490,12 +501,12 @@ class RevocationCache:
             return Verdict(Status.FAILED, "", detail)
         return Verdict(Status.UNKNOWN, "", "no CRL or OCSP URI")
 
-    def _ask(self, fetch: Fetch, now: datetime) -> str | None:
+    def _ask(self, ask: bool, fetch: Fetch, now: datetime) -> str | None:
         """None: a fetch is (now) under way; else why the source failed recently."""
         fail = self.failures.get(fetch.uri)
         if fail is not None and now < fail[0]:
             return fail[1]
-        if fetch.key not in self.inflight:
+        if ask and fetch.key not in self.inflight:
             self.inflight.add(fetch.key)
             self.wanted.append(fetch)
         return None
