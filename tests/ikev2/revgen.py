@@ -35,10 +35,13 @@ def make_crl(
     )
     for serial in revoked:
         b = b.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW - DAY).build()
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(NOW - DAY)
+            .build()
         )
     key = (signer or ca).key
-    return b.sign(key, _sign_hash(key))  # type: ignore[arg-type]
+    return b.sign(key, _sign_hash(key))
 
 
 def crl_der(crl: x509.CertificateRevocationList) -> bytes:
@@ -89,5 +92,5 @@ def ocsp_response(
         b = b.certificates([responder.cert])
     if nonce is not None:
         b = b.add_extension(x509.OCSPNonce(nonce), False)
-    resp = b.sign(signer.key, _sign_hash(signer.key))  # type: ignore[arg-type]
+    resp = b.sign(signer.key, _sign_hash(signer.key))
     return resp.public_bytes(serialization.Encoding.DER)

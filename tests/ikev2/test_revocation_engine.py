@@ -22,9 +22,7 @@ from .x509gen import NOW, Issued, issue, make_ca, write
 CRL_URI = "http://192.0.2.9/ca.crl"
 
 
-def side(
-    d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, remote_extra: str = ""
-) -> Node:
+def side(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, remote_extra: str = "") -> Node:
     write(d, "me", me)
     write(d, "ca", ca)
     local, remote = ("192.0.2.1", "192.0.2.2") if a_side else ("192.0.2.2", "192.0.2.1")

@@ -110,9 +110,9 @@ def test_older_crl_number_is_refused(ca: Issued) -> None:
 def test_new_crl_reports_newly_revoked_serials(ca: Issued) -> None:
     a, b = leaf(ca), leaf(ca)
     cache = RevocationCache()
-    assert cache.add_crl(parse_crl(crl_der(make_crl(ca, [a.cert.serial_number])), CRL_URI), NOW) == [
-        a.cert.serial_number
-    ]
+    assert cache.add_crl(
+        parse_crl(crl_der(make_crl(ca, [a.cert.serial_number])), CRL_URI), NOW
+    ) == [a.cert.serial_number]
     serials = [a.cert.serial_number, b.cert.serial_number]
     fresh = cache.add_crl(parse_crl(crl_der(make_crl(ca, serials, number=2)), CRL_URI), NOW)
     assert fresh == [b.cert.serial_number]
@@ -255,6 +255,6 @@ def test_pending_asks_for_every_certificate_of_the_path(ca: Issued) -> None:
         check_path(cache, [gw.cert, sub.cert, ca.cert], "strict", Sources(), NOW)
     # sub has no URI: under strict it fails once the leaf's status is in
     cache.add_crl(parse_crl(crl_der(make_crl(sub)), "http://192.0.2.9/sub.crl"), NOW)
-    with pytest.raises(RevocationRefused, match="pike sub CA.*revocation = strict"):
+    with pytest.raises(RevocationRefused, match=r"pike sub CA.*revocation = strict"):
         check_path(cache, [gw.cert, sub.cert, ca.cert], "strict", Sources(), NOW)
     check_path(cache, [gw.cert, sub.cert, ca.cert], "ifuri", Sources(), NOW)

@@ -246,7 +246,7 @@ class Ops:
         self._configure_keys(new.daemon)
         self.recorder.reloaded(True)
         self.daemon.probe_tokens()  # a key added by the reload, in its signing thread
-        self.daemon.revocation.refetch_crls()
+        self.daemon.revocation.reloaded(new)
         self._pump()
         if restart:
             log.warning("reload: [daemon] %s change(s) need a restart", ", ".join(restart))

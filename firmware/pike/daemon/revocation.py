@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from pike.policy.config import Config
 from pike.sa.credentials import CredentialStore
 from pike.sa.revocation import (
     NONCE_SIZE,
@@ -149,8 +150,16 @@ class Fetcher:
     def _wall_dt(self) -> datetime:
         return datetime.fromtimestamp(self._wall(), UTC)
 
-    def start(self) -> None:
+    def start(self, config: Config) -> None:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh())
+        self._prefetch(config)
+
+    def _prefetch(self, config: Config) -> None:
+        """The CRL URIs the config names are fetched now, before any peer needs them."""
+        for conn in config.connections.values():
+            for uri in conn.remote.crl_uris:
+                self._due.setdefault(uri, 0.0)
+        self._wake.set()
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._refresher] if self._refresher else [])]
@@ -167,12 +176,14 @@ class Fetcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def refetch_crls(self) -> None:
-        """A reload: every HTTP CRL held is fetched again now."""
+    def reloaded(self, config: Config) -> None:
+        """A reload: every HTTP CRL held and configured is fetched again now, and the CRL
+        files just read may revoke a live peer."""
         for uri in self._store().revocation.crls:
             if uri.lower().startswith("http://"):
                 self._due[uri] = 0.0
-        self._wake.set()
+        self._prefetch(config)
+        self._drop_revoked()
 
     async def _run(self, fetch: Fetch) -> None:
         cache = self._store().revocation

@@ -242,7 +242,7 @@ class Daemon:
             )
         )
         self.hotplug.start(loop)
-        self.revocation.start()
+        self.revocation.start(self.config)
         self.engine.start(self._now())
         self._pump()
         await self._stop.wait()
