@@ -107,6 +107,13 @@ async def _http(uri: str, body: bytes | None, content_type: str, limit: int) -> 
                 length = int(value.strip())
         if length is not None and length > limit:
             raise FetchError(f"answer of {length} bytes, at most {limit} taken")
+        if length is not None:  # a server may keep the connection open after it
+            try:
+                return await reader.readexactly(length)
+            except asyncio.IncompleteReadError as exc:
+                raise FetchError(
+                    f"answer cut short ({len(exc.partial)} of {length} bytes)"
+                ) from None
         data = bytearray()
         while len(data) <= limit:
             chunk = await reader.read(65536)
@@ -115,8 +122,6 @@ async def _http(uri: str, body: bytes | None, content_type: str, limit: int) -> 
             data += chunk
         if len(data) > limit:
             raise FetchError(f"answer larger than {limit} bytes")
-        if length is not None and len(data) < length:
-            raise FetchError(f"answer cut short ({len(data)} of {length} bytes)")
         return bytes(data)
     finally:
         writer.close()
