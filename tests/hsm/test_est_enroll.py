@@ -144,8 +144,8 @@ def test_token_key_enrolled_into_the_token(
     _, trust, _ = _files(tmp_path, ca)
     out = tmp_path / "gw1.pem"
     with est:
-        r = run("enroll", "--uri", key, "--est", est.url, "--est-ca", str(trust),
-                "--est-user", "gw1", "--subject", SUBJECT, "--out", str(out), "--import")  # fmt: skip
+        where = ["--est", est.url, "--est-ca", str(trust), "--est-user", "gw1"]
+        r = run("enroll", "--uri", key, *where, "--subject", SUBJECT, "--out", str(out), "--import")
     assert r.returncode == 0, r.stderr
     cert = x509.load_pem_x509_certificate(out.read_bytes())
     assert cert.issuer == ca.cert.subject
