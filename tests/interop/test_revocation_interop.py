@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from ikev2.revgen import aia, cdp, crl_der, make_crl
-from ikev2.x509gen import NOW, Issued, issue, make_ca, write
+from ikev2.x509gen import DAY, NOW, Issued, certify, issue, make_ca, write
 from ops.prom import METRICS_PORT, prom_query, start_prometheus
 from pike.sa.revocation import serial_text
 
@@ -201,6 +202,7 @@ def _piked(
     me: Issued,
     remotes: dict[str, tuple[str, dict[str, object]]],
     version: int = 2,
+    start: bool = True,
 ) -> PikedNode:
     """piked on ``left`` as ``HQ``; ``remotes``: connection -> (peer id, remote keys)."""
     conns = []
@@ -230,7 +232,8 @@ def _piked(
         }
         for name, (peer, keys) in remotes.items()
     }
-    piked.start()
+    if start:
+        piked.start()
     return piked
 
 
@@ -427,3 +430,63 @@ def test_ikev1_main_mode_refuses_a_revoked_branch(
     assert "revocation status of 'CN=branch1.example.net" in plog and "is being fetched" in plog
     assert "is revoked (revoked at" in plog and f"crl {CRL_URI}" in plog, plog[-3000:]
     assert not _established(piked, "br")
+
+
+def _renewed(pki: Pki, old: Issued) -> Issued:
+    """A new certificate (new serial, same subject and SAN) for ``old``'s key."""
+    req = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(old.cert.subject)
+        .sign(old.key, hashes.SHA256())
+    )
+    san = old.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return Issued(certify(pki.ca, req, list(san), not_after=NOW + 400 * DAY), old.key)
+
+
+@pytest.mark.interop
+def test_reload_takes_new_certificates_and_crl_files_and_keeps_the_tunnel(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, pki: Pki
+) -> None:
+    """A renewed certificate and a new CRL file under the same names: ``pikectl reload``
+    uses both and leaves the live IKE SA alone; a CRL file that revokes the branch ends it
+    at the next reload."""
+    branch, hq = pki.gateway("branch1.example.net"), pki.gateway(HQ)
+    other = pki.gateway("stolen.example.net")
+    piked = _piked(
+        gateways, make_piked, pki, hq, {"br": ("branch1.example.net", {"crls": ["ca.crl"]})},
+        start=False,
+    )  # fmt: skip
+    (piked.dir / "ca.crl").write_bytes(crl_der(make_crl(pki.ca)))
+    piked.start()
+    charon = _charon(gateways, make_charon, tmp_path, pki, {"br": branch})
+    charon.initiate_ike("br", timeout=10)
+    (before,) = [sa for sa in piked.list_sas() if sa.name == "br"]
+
+    renewed = _renewed(pki, hq)
+    write(piked.dir, "hq", renewed)
+    (piked.dir / "ca.crl").write_bytes(
+        crl_der(make_crl(pki.ca, [other.cert.serial_number], number=2))
+    )
+    out = piked.pikectl("reload").stdout
+    assert "unchanged" in out and "br" in out, out
+    (after,) = [sa for sa in piked.list_sas() if sa.name == "br"]
+    assert (after.initiator_spi, after.responder_spi) == (
+        before.initiator_spi,
+        before.responder_spi,
+    )
+    certs = _certs(piked)
+    (local,) = [c for c in certs["certs"] if c["role"] == "local"]  # type: ignore[attr-defined]
+    assert local["serial"] == serial_text(renewed.cert.serial_number)
+    assert local["not_after"] == renewed.cert.not_valid_after_utc.timestamp()
+    crls = certs["crls"]
+    assert isinstance(crls, list) and len(crls) == 1
+    crl = crls[0]
+    assert crl["revoked"] == 1 and crl["number"] == 2 and crl["source"].endswith("/ca.crl")
+
+    (piked.dir / "ca.crl").write_bytes(
+        crl_der(make_crl(pki.ca, [other.cert.serial_number, branch.cert.serial_number], number=3))
+    )
+    piked.pikectl("reload")
+    _wait(lambda: not _established(piked, "br"), 10, "the revoked branch's IKE SA to go")
+    assert "deleting IKE SA of a revoked peer" in piked.log_text()
+    del charon
