@@ -84,6 +84,11 @@ def test_enroll_then_renew_with_the_current_certificate(
         assert "enrolled CN=gw1.example.net" in first_out.out
         assert "s3cret" not in first_out.out + first_out.err
 
+        # a timer's call: not due yet (90 days left, renew within 30)
+        renew = ["keys", "enroll", "--key", str(key), "--est", est.url, "--est-ca", str(trust),
+                 "--renew", "--cert", str(out), "--out", str(out)]  # fmt: skip
+        assert pikectl.main([*renew, "--within", "30"]) == 0
+        assert "not renewed" in capsys.readouterr().out and len(est.issued) == 1
         # renewal: no password, the TLS connection shows the current certificate; the
         # subject and subjectAltName come from it
         code = pikectl.main([

@@ -9,8 +9,8 @@
     pikectl keys init-token  --uri URI --so-pin-file F
     pikectl keys enroll      (--uri URI | --key FILE) --est URL --est-ca FILE --out FILE
                              [--subject DN] [--san NAME]... [--est-user NAME
-                             --est-password-file F] [--renew --cert FILE] [--cacerts-out F]
-                             [--import]
+                             --est-password-file F] [--renew --cert FILE [--within DAYS]]
+                             [--cacerts-out F] [--import]
 
 ``enroll`` asks an EST server (RFC 7030) for the certificate of the key: a first one
 (simpleenroll, authenticated with HTTP basic auth) or, with ``--renew``, a renewal
@@ -84,6 +84,12 @@ def add_parser(sub: Any) -> None:
     en.add_argument("--san", action="append", default=[], help="DNS name, IP or e-mail")
     en.add_argument("--renew", action="store_true", help="simplereenroll with --cert")
     en.add_argument("--cert", help="the current certificate (renewal, TLS client auth)")
+    en.add_argument(
+        "--within",
+        type=float,
+        metavar="DAYS",
+        help="with --renew: only when --cert ends within DAYS",
+    )
     en.add_argument("--out", required=True, help="where the certificate goes (PEM)")
     en.add_argument("--cacerts-out", help="write the EST server's CA certificates here")
     en.add_argument("--import", dest="import_", action="store_true",
@@ -196,6 +202,13 @@ def _enroll(args: argparse.Namespace) -> int:
         print("pikectl keys enroll: --renew needs --cert (the certificate to renew)",
               file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
+    if current is not None and args.renew and args.within is not None:
+        import datetime as dt
+
+        left = current.not_valid_after_utc - dt.datetime.now(dt.UTC)
+        if left > dt.timedelta(days=args.within):
+            print(f"pikectl keys enroll: {args.cert} is valid {left.days} more days; not renewed")
+            return EXIT_OK
     if args.subject:
         subject = _subject(args.subject)
     elif current is not None:
