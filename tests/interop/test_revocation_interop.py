@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from ikev2.x509gen import DAY, NOW, Issued, certify, issue, make_ca, write
 from ops.prom import METRICS_PORT, prom_query, start_prometheus
 from pike.sa.revocation import serial_text
 
-from .conftest import Gateways, MakeCharon, MakePiked
+from .conftest import Gateways, MakeCharon, MakePiked, Require
 from .netns import Namespace
 from .piked import PikedNode
 from .strongswan import Child, Connection, StrongswanNode
@@ -257,7 +258,8 @@ def _certs(piked: PikedNode) -> dict[str, object]:
 
 
 @pytest.fixture
-def pki(gateways: Gateways, tmp_path: Path) -> Pki:
+def pki(gateways: Gateways, tmp_path: Path, require: Require) -> Pki:
+    require(shutil.which("openssl") is not None, "openssl missing (Debian package openssl)")
     host = gateways.left_lan.host
     assert host is not None
     return Pki(tmp_path / "pki", host)
@@ -265,8 +267,14 @@ def pki(gateways: Gateways, tmp_path: Path) -> Pki:
 
 @pytest.mark.interop
 def test_strongswan_branch_crl_revocation_ends_the_live_sa(
-    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, pki: Pki
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon: MakeCharon,
+    tmp_path: Path,
+    pki: Pki,
+    require: Require,
 ) -> None:
+    require(shutil.which("prometheus") is not None, "prometheus missing (Debian package)")
     branch = pki.gateway("branch1.example.net", cdp(CRL_URI))
     pki.publish_crl([], next_update_s=7)
     pki.serve_crls()

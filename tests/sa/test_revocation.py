@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -258,3 +259,35 @@ def test_pending_asks_for_every_certificate_of_the_path(ca: Issued) -> None:
     with pytest.raises(RevocationRefused, match=r"pike sub CA.*revocation = strict"):
         check_path(cache, [gw.cert, sub.cert, ca.cert], "strict", Sources(), NOW)
     check_path(cache, [gw.cert, sub.cert, ca.cert], "ifuri", Sources(), NOW)
+
+
+def test_crl_files_of_every_connection_are_kept(tmp_path: Path, ca: Issued) -> None:
+    """load_checked preloads one connection at a time: each keeps its CRL files, and a
+    file no longer configured goes at the next load."""
+    from ikev2.x509gen import write
+    from pike.daemon.configfile import load_checked
+    from pike.sa.credentials import CredentialStore
+
+    write(tmp_path, "ca", ca)
+    write(tmp_path, "gw", leaf(ca))
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.crl").write_bytes(crl_der(make_crl(ca)))
+
+    def conn(name: str, last: int, crl: str) -> str:
+        return (
+            f'[connections.{name}]\nlocal_addrs = ["192.0.2.1"]\n'
+            f'remote_addrs = ["192.0.2.{last}"]\nproposals = ["aes128gcm16-prfsha256-x25519"]\n'
+            'local = { auth = "pubkey", certs = ["gw.pem"], key = "gw.key" }\n'
+            f'remote = {{ auth = "pubkey", cacerts = ["ca.pem"], crls = ["{crl}"] }}\n'
+            f"[connections.{name}.children.lan]\n"
+            'local_ts = ["10.1.0.0/24"]\nremote_ts = ["10.2.0.0/24"]\n'
+        )
+
+    path = tmp_path / "pike.toml"
+    path.write_text(conn("a", 2, "a.crl") + conn("b", 3, "b.crl"))
+    store = CredentialStore()
+    load_checked(str(path), probe=False, store=store)
+    assert sorted(store.revocation.crls) == [str(tmp_path / "a.crl"), str(tmp_path / "b.crl")]
+    path.write_text(conn("a", 2, "a.crl"))
+    load_checked(str(path), probe=False, store=store)
+    assert sorted(store.revocation.crls) == [str(tmp_path / "a.crl")]

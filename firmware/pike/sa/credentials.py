@@ -216,7 +216,9 @@ class CredentialStore:
 
     def load_crl_files(self, config: Config) -> list[str]:
         """(Re)read the CRL files ``config`` names; the problems, one line each. An
-        unchanged file keeps its entry (and its checked signatures)."""
+        unchanged file keeps its entry (and its checked signatures); the owner drops the
+        files no longer configured (``RevocationCache.forget``) once the whole config is
+        loaded."""
         problems = []
         wanted = {f for c in config.connections.values() for f in c.remote.crls}
         now = datetime.now(UTC)
@@ -233,7 +235,6 @@ class CredentialStore:
             except (OSError, RevocationError) as exc:
                 why = exc.strerror if isinstance(exc, OSError) else str(exc)
                 problems.append(f"CRL {path}: {why}")
-        self.revocation.forget(wanted)
         return problems
 
     def preload(self, config: Config, probe: bool = True) -> list[str]:
