@@ -276,7 +276,7 @@ def test_strongswan_branch_crl_revocation_ends_the_live_sa(
 ) -> None:
     require(shutil.which("prometheus") is not None, "prometheus missing (Debian package)")
     branch = pki.gateway("branch1.example.net", cdp(CRL_URI))
-    pki.publish_crl([], next_update_s=7)
+    pki.publish_crl([], next_update_s=9)
     pki.serve_crls()
     piked = _piked(
         gateways, make_piked, pki, pki.gateway(HQ),
