@@ -185,6 +185,7 @@ def test_gateway_fixture_with_certificates(tmp_path: Path) -> None:
     assert gw["remote"] == {
         "auth": "pubkey",
         "id": "*.branches.example.net",
+        "revocation": "strict",
         "cacerts": [str(tmp_path / "x509ca" / "ca.pem"), str(tmp_path / "x509ca" / "other.pem")],
     }
     said = run.stderr.splitlines()

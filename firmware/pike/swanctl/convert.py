@@ -136,7 +136,7 @@ def convert(root: Section, files: Files) -> Draft:
         else:
             what = {
                 "authorities": "pike has no [authorities]: list the CA files in"
-                " remote cacerts (CRL/OCSP URIs are not fetched)",
+                " remote cacerts, their CRL/OCSP URIs in remote crl_uris/ocsp_uris",
                 "pools": "pike assigns no virtual IP addresses",
             }.get(name, "not a swanctl.conf section pike knows")
             draft.note_section(sec, name, what)
@@ -290,6 +290,8 @@ def _auth(
         elif key == "cacerts" and side == "remote":
             cas = [files.x509(c, "x509ca") for c in split_list(v.text)]
             t.add("cacerts", [(c, v.where) for c in cas], v, kk)
+        elif key == "revocation" and side == "remote" and v.text in ("strict", "ifuri", "relaxed"):
+            t.add("revocation", v.text, v, kk)
         elif key.startswith("cert") and side == "local":
             draft.note(v.where, kk, "certificates in a token: give certs and key by hand")
         elif key.startswith(("cert", "cacert")) and side == "remote":
