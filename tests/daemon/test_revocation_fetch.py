@@ -131,3 +131,27 @@ def test_fetcher_fills_the_cache_and_drops_revoked_peers() -> None:
         await fetcher.stop()
 
     asyncio.run(main())
+
+
+def test_configured_crl_uris_are_fetched_at_start() -> None:
+    from types import SimpleNamespace
+
+    ca = make_ca()
+
+    async def main() -> None:
+        server, uri = await _serve(_answer(crl_der(make_crl(ca))))
+        store = CredentialStore()
+        loop = asyncio.get_running_loop()
+        fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
+        remote = SimpleNamespace(crl_uris=(uri,))
+        config: Any = SimpleNamespace(connections={"hq": SimpleNamespace(remote=remote)})
+        async with server:
+            fetcher.start(config)
+            for _ in range(50):
+                await asyncio.sleep(0.02)
+                if uri in store.revocation.crls:
+                    break
+            assert uri in store.revocation.crls
+        await fetcher.stop()
+
+    asyncio.run(main())
