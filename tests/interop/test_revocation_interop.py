@@ -160,6 +160,7 @@ def _charon(
     mine: dict[str, Issued],
     version: int = 2,
     hub: Issued | None = None,
+    hub_revocation: str | None = None,
 ) -> StrongswanNode:
     """charon on ``right`` with one connection per identity in ``mine`` (name: the key)."""
     files = tmp_path / "charon-creds"
@@ -185,8 +186,14 @@ def _charon(
                 children=[Child("lan", ["10.2.0.0/24"], ["10.1.0.0/24"], ("aes128gcm16",))],
             )
         ]  # fmt: skip
+        if hub_revocation is not None:  # charon's revocation plugin checks the branch
+            conns[0].extra = {
+                "remote": {"auth": "pubkey", "id": str(ident), "revocation": hub_revocation}
+            }
         certs = [(cert, key)]
     charon = make_charon(gw.right, "charon", *conns, libipsec=gw.libipsec, start=False)
+    if hub_revocation is not None:
+        charon.extra_plugins = ("curl",)  # CRLs over HTTP
     charon.write_config()
     charon.install_cert(pki.ca_pem, ca=True)
     for cert, key in certs:
@@ -337,19 +344,7 @@ def test_pike_branch_refuses_a_hub_revoked_at_the_ocsp_responder(
     pki.set_index([(hub, True), (branch, False)])
     pki.serve_ocsp()
     charon = _charon(gateways, make_charon, tmp_path, pki, {"hq": branch}, hub=hub)
-    # here piked is the branch: its connection "hq" authenticates charon as HQ
-    piked = make_piked(gateways.left, "piked", _branch_conn(), start=False)
-    write(piked.dir, "me", branch)
-    write(piked.dir, "ca", pki.ca)
-    piked.daemon["retransmit_timeout"] = 1.5
-    piked.extra = {
-        "hq": {
-            "local": {"auth": "pubkey", "id": "branch1.example.net", "certs": ["me.pem"],
-                      "key": "me.key"},
-            "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"], "revocation": "ifuri"},
-        }
-    }  # fmt: skip
-    piked.start()
+    piked = _piked_branch(gateways, make_piked, pki, branch, "ifuri")
     piked.initiate("hq", check=False)
     _wait(lambda: "refused by revocation check" in piked.log_text(), 20, "the refusal")
     plog = piked.log_text()
@@ -357,6 +352,26 @@ def test_pike_branch_refuses_a_hub_revoked_at_the_ocsp_responder(
     assert f"OCSP {OCSP_URI}: serial" in plog and "is revoked" in plog
     assert not _established(piked, "hq")
     del charon
+
+
+def _piked_branch(
+    gw: Gateways, make_piked: MakePiked, pki: Pki, branch: Issued, revocation: str
+) -> PikedNode:
+    """piked on ``left`` as the branch: its connection "hq" authenticates charon as HQ."""
+    piked = make_piked(gw.left, "piked", _branch_conn(), start=False)
+    write(piked.dir, "me", branch)
+    write(piked.dir, "ca", pki.ca)
+    piked.daemon["retransmit_timeout"] = 1.5
+    piked.extra = {
+        "hq": {
+            "local": {"auth": "pubkey", "id": "branch1.example.net", "certs": ["me.pem"],
+                      "key": "me.key"},
+            "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"],
+                       "revocation": revocation},
+        }
+    }  # fmt: skip
+    piked.start()
+    return piked
 
 
 def _branch_conn() -> Connection:
@@ -498,3 +513,25 @@ def test_reload_takes_new_certificates_and_crl_files_and_keeps_the_tunnel(
     _wait(lambda: not _established(piked, "br"), 10, "the revoked branch's IKE SA to go")
     assert "deleting IKE SA of a revoked peer" in piked.log_text()
     del charon
+
+
+@pytest.mark.interop
+def test_strongswan_hub_refuses_a_pike_branch_revoked_in_the_crl(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, pki: Pki
+) -> None:
+    """The other way round: charon (the hub, its revocation and curl plugins, revocation =
+    strict) fetches the CRL of the pike branch's certificate from the same HTTP server and
+    refuses it; piked reads the AUTHENTICATION_FAILED."""
+    branch = pki.gateway("branch1.example.net", cdp(CRL_URI))
+    pki.publish_crl([branch])
+    pki.serve_crls()
+    charon = _charon(
+        gateways, make_charon, tmp_path, pki, {"hq": branch}, hub=pki.gateway(HQ),
+        hub_revocation="strict",
+    )  # fmt: skip
+    piked = _piked_branch(gateways, make_piked, pki, branch, "relaxed")
+    piked.initiate("hq", check=False)
+    _wait(lambda: "the peer refused our authentication" in piked.log_text(), 20, "the refusal")
+    clog = charon.log_text()
+    assert "certificate was revoked" in clog, clog[-3000:]
+    assert not _established(piked, "hq")
