@@ -13,6 +13,10 @@ charon on ``right`` (IKE only: the host kernel has no ESP).
 - OCSP responder that hangs, under strict / ifuri / relaxed (one piked, three connections
   told apart by the branch's identity), and the real responder up under strict.
 - IKEv1 Main Mode: a revoked branch is refused after the CRL came in (MM5 waits for it).
+- ``pikectl reload`` takes a renewed certificate and a new CRL file under the same names
+  and keeps the tunnel; a CRL file that revokes the branch ends it.
+- strongSwan as the hub refuses a pike branch revoked in the CRL (charon's revocation
+  and curl plugins: the CA and CRL made here interoperate).
 """
 
 from __future__ import annotations

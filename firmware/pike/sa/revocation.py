@@ -277,15 +277,15 @@ def check_ocsp_response(
             raise RevocationError(
                 "response signature does not verify with the issuer or a responder it authorized"
             )
-        if nonce is not None:
-            got = None
-            for ext in resp.extensions:
-                if isinstance(ext.value, x509.OCSPNonce):
-                    got = ext.value.nonce
-            if got is None:
-                raise RevocationError("response has no nonce")
-            if got != nonce:
-                raise RevocationError("response nonce does not match our request")
+        got = None
+        for ext in resp.extensions:
+            if isinstance(ext.value, x509.OCSPNonce):
+                got = ext.value.nonce
+        # A nonce that differs is a replay or a mix-up. None at all is how RFC 5019
+        # responders (pre-signed answers, most public CAs) answer: then thisUpdate and
+        # nextUpdate bound the replay, as RFC 6960 §4.4.1 allows.
+        if nonce is not None and got is not None and got != nonce:
+            raise RevocationError("response nonce does not match our request")
         single = None
         want_key = _issuer_key_hash(issuer)
         for r in resp.responses:
