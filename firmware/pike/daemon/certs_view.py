@@ -88,7 +88,7 @@ def crls(store: CredentialStore) -> list[JsonDict]:
                 "this_update": _ts(entry.this_update),
                 "next_update": _ts(entry.next_update),
                 "number": entry.number,
-                "revoked": len(entry.crl),
+                "revoked": len(entry.revoked),
                 "fetched_at": _ts(cache.fetched.get(source)),
                 "error": cache.errors.get(source),
             }

@@ -201,7 +201,7 @@ class Fetcher:
                 log.info(
                     "CRL %s: %d revoked, nextUpdate %s",
                     fetch.uri,
-                    len(entry.crl),
+                    len(entry.revoked),
                     entry.next_update,
                 )
                 if fresh:

@@ -173,6 +173,8 @@ class CrlEntry:
     this_update: datetime
     next_update: datetime | None
     number: int | None
+    # serial -> revocation date, built once: a hub looks up every peer at each scrape
+    revoked: dict[int, datetime] = field(default_factory=dict)
     verified: dict[bytes, bool] = field(default_factory=dict)  # issuer key id -> signature ok
 
     def fresh(self, now: datetime) -> bool:
@@ -208,9 +210,10 @@ def parse_crl(data: bytes, source: str) -> CrlEntry:
                 raise RevocationError("delta CRLs are not supported")
             elif ext.critical:
                 raise RevocationError(f"unsupported critical CRL extension {ext.oid}")
+        revoked = {r.serial_number: r.revocation_date_utc for r in crl}
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise RevocationError(f"not a CRL: {identity.printable(str(exc), 120)}") from None
-    return CrlEntry(crl, source, this_update, next_update, number)
+    return CrlEntry(crl, source, this_update, next_update, number, revoked)
 
 
 # -- OCSP -----------------------------------------------------------------------------------
@@ -403,8 +406,8 @@ class RevocationCache:
         self.errors.pop(entry.source, None)
         self.fetched[entry.source] = now
         self.inflight.discard(("crl", entry.source, 0))
-        before = {r.serial_number for r in old.crl} if old is not None else set()
-        return [r.serial_number for r in entry.crl if r.serial_number not in before]
+        before = old.revoked if old is not None else {}
+        return [serial for serial in entry.revoked if serial not in before]
 
     def add_ocsp(self, fetch: Fetch, entry: OcspEntry, now: datetime) -> None:
         assert fetch.cert is not None and fetch.issuer is not None
@@ -481,9 +484,8 @@ class RevocationCache:
                 continue
             if crl.crl.issuer != cert.issuer or not crl.signed_by(issuer):
                 continue
-            revoked = crl.crl.get_revoked_certificate_by_serial_number(serial)
-            if revoked is not None:
-                at = revoked.revocation_date_utc
+            at = crl.revoked.get(serial)
+            if at is not None:
                 return Verdict(Status.REVOKED, f"crl {source}", f"revoked at {at}")
             if crl.fresh(now):
                 good_from = good_from or source
@@ -521,7 +523,7 @@ class RevocationCache:
         for source, crl in self.crls.items():
             if crl.crl.issuer != cert.issuer or not crl.signed_by(issuer):
                 continue
-            if crl.crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            if cert.serial_number in crl.revoked:
                 return f"crl {source}"
         return None
 
