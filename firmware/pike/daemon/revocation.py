@@ -195,7 +195,9 @@ class Fetcher:
         try:
             if fetch.kind == "crl":
                 data = await http_fetch(fetch.uri, limit=MAX_CRL)
-                entry = parse_crl(data, fetch.uri)
+                # a large CRL takes tens of ms to parse: not on the event loop
+                loop = asyncio.get_running_loop()
+                entry = await loop.run_in_executor(None, parse_crl, data, fetch.uri)
                 fresh = cache.add_crl(entry, self._wall_dt())
                 self._schedule(fetch.uri, entry.next_update)
                 log.info(
