@@ -48,6 +48,7 @@ OCSP_NO_NEXT_UPDATE = timedelta(minutes=5)
 # A response or CRL whose thisUpdate is this far in the future is refused (clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
 NONCE_SIZE = 16
+OCSP_PRUNE_EVERY = 1024  # held answers: expired ones are dropped at each multiple
 
 
 class Status(enum.Enum):
@@ -412,6 +413,9 @@ class RevocationCache:
     def add_ocsp(self, fetch: Fetch, entry: OcspEntry, now: datetime) -> None:
         assert fetch.cert is not None and fetch.issuer is not None
         self.ocsp[(_keyid(fetch.issuer), fetch.cert.serial_number)] = entry
+        if len(self.ocsp) % OCSP_PRUNE_EVERY == 0:  # answers past nextUpdate are never used
+            for key in [k for k, e in self.ocsp.items() if e.next_update < now]:
+                del self.ocsp[key]
         self.failures.pop(fetch.uri, None)
         self.errors.pop(fetch.uri, None)
         self.fetched[fetch.uri] = now
