@@ -16,7 +16,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     strongswan-charon strongswan-swanctl strongswan-pki
     libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
     user-mode-linux
-    tshark prometheus
+    tshark prometheus openssl
     softhsm2 swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd
     libtss2-tcti-tabrmd0 dbus
     nftables iproute2 iputils-ping kmod procps socat util-linux mount
