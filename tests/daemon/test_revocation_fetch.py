@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,6 +153,42 @@ def test_configured_crl_uris_are_fetched_at_start() -> None:
                 if uri in store.revocation.crls:
                     break
             assert uri in store.revocation.crls
+        await fetcher.stop()
+
+    asyncio.run(main())
+
+
+def test_a_replaced_crl_file_is_read_again_and_ends_the_revoked_peer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA drops its new CRL over the file ``crls`` names: no reload needed."""
+    from types import SimpleNamespace
+
+    import pike.daemon.revocation as revocation
+
+    monkeypatch.setattr(revocation, "FILE_POLL", 0.05)
+    ca = make_ca()
+    gw = issue(ca, "ecdsa-p256", "gw.example.net")
+    path = tmp_path / "ca.crl"
+    path.write_bytes(crl_der(make_crl(ca)))
+    remote = SimpleNamespace(crls=(str(path),), crl_uris=())
+    config: Any = SimpleNamespace(connections={"hq": SimpleNamespace(remote=remote)})
+    store = CredentialStore()
+    assert store.load_crl_files(config) == []
+
+    async def main() -> None:
+        engine = _Engine([(gw.cert, ca.cert)])
+        loop = asyncio.get_running_loop()
+        fetcher = Fetcher(lambda: store, lambda: engine, loop.time, lambda: None)
+        fetcher.start(config)
+        await asyncio.sleep(0.2)
+        assert engine.dropped == []  # polled, unchanged
+        path.write_bytes(crl_der(make_crl(ca, [gw.cert.serial_number], number=2)))
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if engine.dropped:
+                break
+        assert engine.dropped == [(gw.cert, ca.cert)]
         await fetcher.stop()
 
     asyncio.run(main())

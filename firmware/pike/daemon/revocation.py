@@ -45,6 +45,7 @@ MAX_HEADER = 16 * 1024
 MIN_REFRESH = 2.0  # seconds between two fetches of one CRL, whatever its nextUpdate says
 MAX_REFRESH = 3600.0  # a CRL without nextUpdate (or a far one) is fetched this often
 RETRY_FAILED = 30.0  # a CRL whose fetch failed is tried again this soon
+FILE_POLL = 30.0  # CRL files (``crls``) replaced meanwhile are read again this often
 
 
 class FetchError(Exception):
@@ -149,6 +150,9 @@ class Fetcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._due: dict[str, float] = {}  # CRL URI -> monotonic time of its next fetch
+        self._config: Config | None = None  # the CRL files to watch
+        self._file_poll = 0.0  # monotonic time of the next look at the CRL files
+        self._file_problems: list[str] = []
         self._wake = asyncio.Event()
         self.counts: dict[tuple[str, str], int] = {}  # (kind, result) -> fetches
 
@@ -156,6 +160,8 @@ class Fetcher:
         return datetime.fromtimestamp(self._wall(), UTC)
 
     def start(self, config: Config) -> None:
+        self._config = config
+        self._file_poll = self._now() + FILE_POLL
         self._refresher = asyncio.get_running_loop().create_task(self._refresh())
         self._prefetch(config)
 
@@ -184,6 +190,7 @@ class Fetcher:
     def reloaded(self, config: Config) -> None:
         """A reload: every HTTP CRL held and configured is fetched again now, and the CRL
         files just read may revoke a live peer."""
+        self._config = config
         for uri in self._store().revocation.crls:
             if uri.lower().startswith("http://"):
                 self._due[uri] = 0.0
@@ -258,6 +265,20 @@ class Fetcher:
             log.warning("deleting IKE SA of a revoked peer: %s", line)
         self._pump()
 
+    def _poll_files(self) -> None:
+        """CRL files replaced since they were read (a CA drops its new CRL in place):
+        read again, and a peer they now revoke loses its SA, without a reload."""
+        if self._config is None:
+            return
+        problems, changed = self._store().reread_crl_files(self._config)
+        for line in problems:
+            if line not in self._file_problems:  # once per problem, not every poll
+                log.warning("%s", line)
+        self._file_problems = problems
+        if changed:
+            log.info("CRL files re-read")
+            self._drop_revoked()
+
     async def _refresh(self) -> None:
         while True:
             now = self._now()
@@ -270,7 +291,10 @@ class Fetcher:
                     cache.inflight.add(fetch.key)
                     cache.wanted.append(fetch)
             self.drain()
-            wait = min((t for t in self._due.values()), default=now + MAX_REFRESH) - now
+            if now >= self._file_poll:
+                self._file_poll = now + FILE_POLL
+                self._poll_files()
+            wait = min([*self._due.values(), self._file_poll]) - now
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.1, wait))

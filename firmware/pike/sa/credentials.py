@@ -114,6 +114,7 @@ class CredentialStore:
     revocation: RevocationCache = field(default_factory=RevocationCache)
     # CRL files by path: their bytes when read (a reload reads them again).
     _crl_files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _crl_stamps: dict[str, tuple[int, int] | None] = field(default_factory=dict, repr=False)
 
     def wall(self, now: float) -> datetime:
         """The wall-clock time at the engine's ``now``, for certificate validity."""
@@ -219,23 +220,42 @@ class CredentialStore:
         unchanged file keeps its entry (and its checked signatures); the owner drops the
         files no longer configured (``RevocationCache.forget``) once the whole config is
         loaded."""
+        return self._read_crl_files(config)[0]
+
+    def reread_crl_files(self, config: Config) -> tuple[list[str], bool]:
+        """The background check: CRL files replaced since they were read are read again;
+        (the problems, whether any CRL changed)."""
+        return self._read_crl_files(config)
+
+    def _read_crl_files(self, config: Config) -> tuple[list[str], bool]:
         problems = []
+        changed = False
         wanted = {f for c in config.connections.values() for f in c.remote.crls}
         now = datetime.now(UTC)
         for path in sorted(wanted):
+            stamp = _stamp(path)
+            if (
+                stamp is not None
+                and stamp == self._crl_stamps.get(path)
+                and path in self.revocation.crls
+            ):
+                continue  # not touched since it was read
             try:
                 with open(path, "rb") as f:
                     data = f.read(MAX_CRL_FILE + 1)
                 if len(data) > MAX_CRL_FILE:
                     raise RevocationError(f"larger than {MAX_CRL_FILE} bytes")
                 if self._crl_files.get(path) == data and path in self.revocation.crls:
+                    self._crl_stamps[path] = stamp
                     continue
                 self.revocation.add_crl(parse_crl(data, path), now)
                 self._crl_files[path] = data
+                self._crl_stamps[path] = stamp
+                changed = True
             except (OSError, RevocationError) as exc:
                 why = exc.strerror if isinstance(exc, OSError) else str(exc)
                 problems.append(f"CRL {path}: {why}")
-        return problems
+        return problems, changed
 
     def preload(self, config: Config, probe: bool = True) -> list[str]:
         """Load every connection's credentials now; returns the problems (one line each).
