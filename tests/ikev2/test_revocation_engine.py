@@ -110,7 +110,7 @@ def test_unreachable_crl_under_each_policy(
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
     (fetch,) = cache(b).wanted
-    cache(b).failed(fetch, "no answer within 3 s", NOW)
+    cache(b).failed(fetch, "no answer within 3 s", b.engine.ctx.credentials.wall(0.0))
     retransmit(a, b, 4.5)
     assert established(b) is accepted and established(a) is accepted
 
