@@ -41,10 +41,8 @@ def _hq(node: PikedNode | StrongswanNode) -> list[IkeSaInfo]:
 def _one_and_the_same(piked: PikedNode, charon: StrongswanNode) -> tuple[str, str] | None:
     """The SPIs when each side holds exactly one IKE SA ``hq``, established, the same."""
     p, c = _hq(piked), _hq(charon)
-    if len(p) == len(c) == 1 and p[0].state == c[0].state == "ESTABLISHED":
-        if spis(p[0]) == spis(c[0]):
-            return spis(p[0])
-    return None
+    one = len(p) == len(c) == 1 and p[0].state == c[0].state == "ESTABLISHED"
+    return spis(p[0]) if one and spis(p[0]) == spis(c[0]) else None
 
 
 def test_peer_reboot_initial_contact(
