@@ -12,6 +12,10 @@ kernel has no ESP, so the IKE SA is what is proven (a CHILD_SA is refused).
   sends fail: counted, not fatal), and once it is up the tunnel is back with one IKE SA
   on each side (charon drops the old one on piked's INITIAL_CONTACT): no duplicates.
 
+Kernel tier (``kernel_interop``, in UML via tests/guest/test_interop_tier.py): the long
+link flap with ESP: the CHILD_SA comes back with the IKE SA, pings cross again, and the
+kernel holds exactly one SA pair and one set of policies on each side (nothing stale).
+
 piked's own crash (SIGKILL and restart, the kernel's stale SAs) is the kernel tier's
 tests/kernel/test_crash_recovery_kernel.py; the in-memory INITIAL_CONTACT rules are
 tests/sa/test_initial_contact.py.
@@ -29,6 +33,7 @@ from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import wait_for
 from .piked import PikedNode
 from .strongswan import IkeSaInfo, StrongswanNode
+from .test_lifecycle_dataplane import settled, warm_up, xfrm_state_count
 from .test_lifecycle_interop import FAST, SECRET, conn, spis
 
 pytestmark = pytest.mark.interop
@@ -107,3 +112,46 @@ def test_link_flap(
         assert back != old
         assert "Traceback" not in log
     assert piked.proc is not None and piked.proc.poll() is None
+
+
+def _flap_until_dead(gateways: Gateways, piked: PikedNode) -> float:
+    """wan0 down until piked's DPD gives up, a second more, then up; seconds down."""
+    gateways.left.ip("link", "set", "wan0", "down")
+    t0 = time.monotonic()
+    wait_for("DPD gave up", lambda: "peer is dead" in piked.log_text(), 15)
+    time.sleep(1.0)
+    gateways.left.ip("link", "set", "wan0", "up")
+    # down flushed the static route to the other LAN; the network manager of a real
+    # gateway puts it back, as this does (piked installs no routes)
+    gateways.left.ip("route", "replace", gateways.right_lan.subnet, "via", "192.0.2.2")
+    return time.monotonic() - t0
+
+
+def _out_policies(gateways: Gateways) -> list[str]:
+    out = gateways.left.run(["ip", "xfrm", "policy", "list", "dir", "out"]).stdout
+    return [ln for ln in out.splitlines() if ln.startswith("src 10.1.0.0/24 dst 10.2.0.0/24")]
+
+
+@pytest.mark.kernel_interop
+def test_link_flap_esp(gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon) -> None:
+    if not gateways.esp_in_kernel:
+        pytest.skip("no ESP in this kernel: tests/guest/test_interop_tier.py runs this in UML")
+    charon = make_charon(gateways.right, "charon", conn("right"), SECRET, libipsec=False)
+    piked = make_piked(gateways.left, "piked", conn("left", dpd_delay="1s"), SECRET, start=False)
+    piked.daemon.update(FAST)
+    piked.extra = {"hq": {"dpd_action": "restart", "keyingtries": 0}}
+    piked.start()
+    piked.poll_via_socket = True
+    piked.initiate("hq", wait=20)
+    first, _ = settled(piked, charon)
+    warm_up(gateways)
+    was_down = _flap_until_dead(gateways, piked)
+    t0 = time.monotonic()
+    again, _ = settled(piked, charon)
+    took = time.monotonic() - t0
+    warm_up(gateways)  # ESP across again, through the new CHILD_SA
+    print(f"\nlink flap with ESP: down {was_down:.1f} s, tunnel back {took:.2f} s after link up")
+    assert spis(again) != spis(first)
+    for ns in (gateways.left, gateways.right):
+        assert xfrm_state_count(ns) == 2, ns.run(["ip", "xfrm", "state"]).stdout
+    assert len(_out_policies(gateways)) == 1, _out_policies(gateways)
