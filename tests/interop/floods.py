@@ -84,13 +84,15 @@ class Figures:
     half_open: int  # IKE SAs piked holds that are not ESTABLISHED, after the flood
     packets_in: int  # what left's wan1 (mallory's side) received during the flood
     packets_out: int  # and sent: piked's answers (COOKIEs, responses)
+    rcvbuf_drops: int  # datagrams the kernel dropped, piked's socket buffers full (all UDP)
 
     def line(self) -> str:
         return (
             f"{self.kind:5}: charon up in {self.peer_up:.2f} s, RSS {self.rss_before / 1024:.1f}"
             f" -> {self.rss_after / 1024:.1f} MiB, loop lag worst {self.lag_worst * 1000:.0f} ms"
             f", status answered within {self.status_rtt * 1000:.0f} ms, {self.half_open} "
-            f"half-open held, {self.packets_in} packets in, {self.packets_out} out; "
+            f"half-open held, {self.packets_in} packets in, {self.packets_out} out, "
+            f"{self.rcvbuf_drops} dropped at a full socket buffer; "
             f"flood {json.dumps(self.flood)}"
         )
 
@@ -219,6 +221,13 @@ def _packets(ns: Namespace, dev: str) -> tuple[int, int]:
     return int(out[0]), int(out[1])
 
 
+def _rcvbuf_errors(ns: Namespace) -> int:
+    """UDP RcvbufErrors of ``ns`` (/proc/net/snmp): datagrams lost to full socket buffers."""
+    lines = [ln.split() for ln in ns.run(["cat", "/proc/net/snmp"]).stdout.splitlines()]
+    head, values = [ln for ln in lines if ln and ln[0] == "Udp:"][:2]
+    return int(values[head.index("RcvbufErrors")])
+
+
 def _status(piked: PikedNode) -> tuple[float, dict[str, object]]:
     t0 = time.monotonic()
     st = piked.control("status")
@@ -251,6 +260,7 @@ def _one(
 ) -> Figures:
     rss0 = rss_kib(pid)
     rx0, tx0 = _packets(piked.ns, "wan1")
+    drops0 = _rcvbuf_errors(piked.ns)
     argv = [sys.executable, str(TOOL), f.kind, TARGET, ",".join(f.sources), str(f.count)]
     proc = mallory.popen([*argv, str(f.rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     rtts: list[float] = []
@@ -292,6 +302,7 @@ def _one(
         half_open,
         rx1 - rx0,
         tx1 - tx0,
+        _rcvbuf_errors(piked.ns) - drops0,
     )
     charon.terminate("hq", check=False)
     charon.wait_no_sas(ike="hq", timeout=5)
