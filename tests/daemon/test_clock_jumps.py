@@ -114,3 +114,29 @@ def test_wall_clock_jumps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     assert r["rekeys_hour"] == 1
     assert r["status"]["uptime"] >= HOUR + 600  # monotonic, not the stepped wall clock
     assert "Traceback" not in log
+
+
+# Modules that may read the wall clock, and why; every other one takes time from the
+# runtime's Clock (monotonic for timers), so a settimeofday cannot move a timer.
+WALL_CLOCK_READERS = {
+    "firmware/pike/daemon/clock.py": "LoopClock.wall and VirtualClock's start",
+    "firmware/pike/sa/credentials.py": "certificate validity when no daemon clock is set",
+    "hsm/pike/hsm/provision.py": "notBefore of a certificate being made",
+}
+WALL_CLOCK_CALLS = re.compile(r"\btime\.time\(|\bdatetime\.now\(|\butcnow\(|\bdate\.today\(")
+
+
+def _code(path: Path) -> str:
+    """The file without its comments (a comment may name time.time())."""
+    return "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+
+
+def test_only_the_clock_reads_the_wall_clock() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readers = {
+        str(path.relative_to(root))
+        for top in ("firmware/pike", "board/pike", "hsm/pike")
+        for path in (root / top).rglob("*.py")
+        if WALL_CLOCK_CALLS.search(_code(path))
+    }
+    assert readers <= set(WALL_CLOCK_READERS), sorted(readers - set(WALL_CLOCK_READERS))
