@@ -52,7 +52,7 @@ class Sources:
     # Token label -> TokenState value ("ready", "absent", ...) of the keys in use.
     tokens: Callable[[], dict[str, str]] = field(default=lambda: {})
     # (worst over the last 10 s, worst since start) of the event loop's lateness.
-    loop_lag: Callable[[], tuple[float, float]] | None = None
+    loop_lag: Callable[[], tuple[float, float]] = field(default=lambda: (0.0, 0.0))
 
 
 class PikeCollector(Collector):
@@ -114,18 +114,17 @@ def _daemon(s: _Scrape) -> Iterator[Metric]:
         "When piked started (Unix time)",
         [([], src.started_wall)],
     )
-    if src.loop_lag is not None:
-        recent, worst = src.loop_lag()
-        yield _gauge(
-            "pike_event_loop_lag_seconds",
-            "How late the event loop woke a sleeping task, worst over the last 10 s",
-            [([], round(recent, 6))],
-        )
-        yield _gauge(
-            "pike_event_loop_lag_max_seconds",
-            "How late the event loop woke a sleeping task, worst since piked started",
-            [([], round(worst, 6))],
-        )
+    recent, worst = src.loop_lag()
+    yield _gauge(
+        "pike_event_loop_lag_seconds",
+        "How late the event loop woke a sleeping task, worst over the last 10 s",
+        [([], round(recent, 6))],
+    )
+    yield _gauge(
+        "pike_event_loop_lag_max_seconds",
+        "How late the event loop woke a sleeping task, worst since piked started",
+        [([], round(worst, 6))],
+    )
     yield _gauge(
         "pike_kernel_esp_available",
         "1 when the kernel takes ESP SAs (else CHILD_SAs are refused)",
