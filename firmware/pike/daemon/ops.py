@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 from cryptography import x509
 from prometheus_client.registry import CollectorRegistry
 
+from pike.board.watchdog import LoopLag
 from pike.crypto.proposal import format_proposal
 from pike.daemon import certs_view
 from pike.daemon.configfile import ConfigRefused, load_checked
@@ -63,6 +64,7 @@ class _Daemon(Protocol):
     config: Config
     credentials: CredentialStore
     commands: _Commands  # pike.daemon.commands.Commands
+    loop_lag: LoopLag
 
     @property
     def caps(self) -> KernelCaps: ...
@@ -130,6 +132,7 @@ class Ops:
                     started_wall=self._started_wall,
                     tokens=self._tokens,
                     pki=self.pki,
+                    loop_lag=self._loop_lag,
                 )
             )
         )
@@ -153,6 +156,10 @@ class Ops:
             {"kind": k, "result": r, "count": n} for (k, r), n in sorted(pki["fetches"].items())
         ]
         return pki
+
+    def _loop_lag(self) -> tuple[float, float]:
+        lag = self.daemon.loop_lag
+        return lag.recent, lag.worst
 
     def _tokens(self) -> dict[str, str]:
         return self.daemon.credentials.tokens()

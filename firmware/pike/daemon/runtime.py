@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pike.board.watchdog import Health
+from pike.board.watchdog import Health, LoopLag
 from pike.daemon import privileges
 from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.commands import Commands
@@ -170,6 +170,9 @@ class Daemon:
             self._pump,
             wall=lambda: self.clock.wall(),
         )
+        # How late the loop wakes a sleeper: the watchdog's health check, a metric and
+        # pikectl status (work done on the loop, e.g. a flood, shows up here).
+        self.loop_lag = LoopLag(limit=float("inf"), period=0.5)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -233,12 +236,14 @@ class Daemon:
         )
         self.notifier.ready()
         self.ready.set()
+        self.loop_lag.start()
         fed = loop.create_task(
             watchdog(
                 self.notifier,
                 self.health,
                 lambda: self.datagrams.bound,
                 self.config.daemon.control_socket,
+                self.loop_lag,
             )
         )
         self.hotplug.start(loop)
@@ -247,6 +252,7 @@ class Daemon:
         self._pump()
         await self._stop.wait()
         fed.cancel()
+        self.loop_lag.stop()
         self.hotplug.close()
         await self.revocation.stop()
         await self._shutdown()

@@ -55,6 +55,8 @@ class Sources:
     # pike.daemon.certs_view: "certs", "crls", "sources" (lists of dicts) and "fetches"
     # ({(kind, result): count}) of the certificates and revocation sources in use.
     pki: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    # (worst over the last 10 s, worst since start) of the event loop's lateness.
+    loop_lag: Callable[[], tuple[float, float]] = field(default=lambda: (0.0, 0.0))
 
 
 class PikeCollector(Collector):
@@ -117,6 +119,17 @@ def _daemon(s: _Scrape) -> Iterator[Metric]:
         "pike_start_timestamp_seconds",
         "When piked started (Unix time)",
         [([], src.started_wall)],
+    )
+    recent, worst = src.loop_lag()
+    yield _gauge(
+        "pike_event_loop_lag_seconds",
+        "How late the event loop woke a sleeping task, worst over the last 10 s",
+        [([], round(recent, 6))],
+    )
+    yield _gauge(
+        "pike_event_loop_lag_max_seconds",
+        "How late the event loop woke a sleeping task, worst since piked started",
+        [([], round(worst, 6))],
     )
     yield _gauge(
         "pike_kernel_esp_available",
