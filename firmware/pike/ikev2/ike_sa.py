@@ -99,6 +99,13 @@ class IkeSa:
     scheduled: bool = False  # rekey timer set once established
     keepalive_at: float | None = None
     frag_peer: bool = False  # both sides announced RFC 7383 fragmentation
+    intermediate: bool = False  # both sides announced IKE_INTERMEDIATE (RFC 9242)
+    # RFC 9370: the additional key exchanges still to run after IKE_SA_INIT, and those done
+    # (methods, in order); IntAuth_iN and IntAuth_rN of the IKE_INTERMEDIATE exchanges.
+    addke_todo: list[int] = field(default_factory=list)
+    addke_done: list[int] = field(default_factory=list)
+    int_auth_i: bytes = field(default=b"", repr=False)
+    int_auth_r: bytes = field(default=b"", repr=False)
     init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
     # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
     # initiation asked for, so that a retry asks for the same.
@@ -190,6 +197,32 @@ class IkeSa:
         else:
             assert rekey_of.prf is not None and rekey_of.keys is not None
             seed = rekey_skeyseed(rekey_of.prf, rekey_of.keys.sk_d, shared, self.ni, self.nr)
+        self._set_keys(prf, seed)
+
+    def fold_key(self, shared: bytes) -> None:
+        """An additional key exchange is done (RFC 9370 §2.2.2): SKEYSEED(n) =
+        prf(SK_d(n-1), SK(n) | Ni | Nr), all SK_* derived anew from it with the SA's PRF."""
+        assert self.prf is not None and self.keys is not None
+        self._set_keys(self.prf, rekey_skeyseed(self.prf, self.keys.sk_d, shared, self.ni, self.nr))
+
+    def add_int_auth(self, data: bytes, from_initiator: bool) -> None:
+        """Chain one IKE_INTERMEDIATE message into IntAuth (RFC 9242 §3.1): IntAuth_xN =
+        prf(SK_px, IntAuth_x(N-1) | A | P) with the keys that protected the message."""
+        assert self.prf is not None and self.keys is not None
+        if from_initiator:
+            self.int_auth_i = self.prf.prf(self.keys.sk_pi, self.int_auth_i + data)
+        else:
+            self.int_auth_r = self.prf.prf(self.keys.sk_pr, self.int_auth_r + data)
+
+    def int_auth(self, auth_mid: int) -> bytes:
+        """What AUTH covers of the IKE_INTERMEDIATE exchanges (RFC 9242 §3.3.2):
+        IntAuth_iN | IntAuth_rN | the IKE_AUTH request's message ID; empty without them."""
+        if not self.int_auth_i:
+            return b""
+        return self.int_auth_i + self.int_auth_r + auth_mid.to_bytes(4, "big")
+
+    def _set_keys(self, prf: Prf, seed: bytes) -> None:
+        assert self.chosen is not None
         ekey = encr_key_size(self.chosen.encr_id, self.chosen.encr_key_length)
         ikey = integ_key_size(self.chosen.integ_id)
         keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)

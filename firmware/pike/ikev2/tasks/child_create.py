@@ -372,7 +372,7 @@ class ChildCreate(Task):
                 fatal=False,
                 detail=f"PFS group {ke.group if ke else 'none'}, we want {chosen.group}",
             )
-        self.ke = KeyExchange(chosen.group, self.sa.ctx.random)
+        self.ke = KeyExchange(chosen.group, self.sa.ctx.random, responder=True)
         try:
             self.shared = self.ke.shared_secret(ke.data)
         except KeyExchangeError as e:

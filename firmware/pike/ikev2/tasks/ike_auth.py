@@ -145,9 +145,14 @@ class IkeAuth(Task):
         """RFC 7296 §2.15 InitiatorSignedOctets / ResponderSignedOctets."""
         sa = self.sa
         assert sa.prf is not None and sa.keys is not None
+        # RFC 9242 §3.3.2: IntAuth follows, the same for both (empty without IKE_INTERMEDIATE);
+        # the IKE_AUTH request is the one outstanding (ours) or being answered (the peer's).
+        int_auth = sa.int_auth(sa.tasks.mid_out if self.initiator else sa.tasks.mid_in)
         if signer_is_initiator:
-            return sa.init_request + sa.nr + sa.prf.prf(sa.keys.sk_pi, _id_body(ident))
-        return sa.init_response + sa.ni + sa.prf.prf(sa.keys.sk_pr, _id_body(ident))
+            mac = sa.prf.prf(sa.keys.sk_pi, _id_body(ident))
+            return sa.init_request + sa.nr + mac + int_auth
+        mac = sa.prf.prf(sa.keys.sk_pr, _id_body(ident))
+        return sa.init_response + sa.ni + mac + int_auth
 
     def _psk_auth(self, psk: bytes, ident: Identity, signer_is_initiator: bool) -> bytes:
         assert self.sa.prf is not None
@@ -312,6 +317,10 @@ class IkeAuth(Task):
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message, now: float) -> None:
         sa = self.sa
+        if sa.addke_todo:
+            raise RespondError(
+                NotifyType.INVALID_SYNTAX, detail="IKE_AUTH before the additional key exchanges"
+            )
         idi = msg.first(IdiPayload)
         auth = msg.first(AuthPayload)
         if idi is None or auth is None:
@@ -390,7 +399,7 @@ class IkeAuth(Task):
         sa.set_state(IkeState.ESTABLISHED)
         sa.established_at = now
         # AUTH signed them; nothing needs them again (a hub keeps ~0.5 KiB less per SA)
-        sa.init_request = sa.init_response = b""
+        sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""
         log.info(
             "%s: IKE_SA established between %s[%s]...%s[%s]",
             sa.tag(),

@@ -158,7 +158,7 @@ class IkeRekey(Task):
             # Simultaneous IKE rekey: keep it simple and let ours finish (RFC 7296 §2.8.2
             # allows refusing with TEMPORARY_FAILURE).
             raise RespondError(NotifyType.TEMPORARY_FAILURE, fatal=False)
-        self.ke = KeyExchange(chosen.group, old.ctx.random)
+        self.ke = KeyExchange(chosen.group, old.ctx.random, responder=True)
         try:
             shared = self.ke.shared_secret(ke.data)
         except KeyExchangeError as e:

@@ -1,0 +1,133 @@
+"""Post-quantum IKE SAs in memory: RFC 9370 additional key exchanges in IKE_INTERMEDIATE
+(RFC 9242), ML-KEM, IntAuth covered by AUTH."""
+
+from __future__ import annotations
+
+import pytest
+
+from pike.crypto.ids import GroupId
+from pike.sa.actions import InstallChildSa
+from pike.wire.codec import decode_message
+from pike.wire.constants import ExchangeType, NotifyType
+from pike.wire.payloads import KePayload
+
+from .pair import Node, conf, deliver, make_pair, transfer
+
+A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
+B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
+HYBRID = '"aes256gcm16-prfsha384-x25519-ke1_mlkem768"'
+CLASSIC = '"aes256gcm16-prfsha384-x25519"'
+
+
+def pair(a_props: str, b_props: str, **kw: str) -> tuple[Node, Node]:
+    a = conf(*A, proposals=a_props, **kw)
+    b = conf(*B, proposals=b_props, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"', **kw)
+    return make_pair(a, b)
+
+
+def exchanges(dgrams: list[object]) -> list[int]:
+    return [decode_message(d.data).exchange for d in dgrams]  # type: ignore[attr-defined]
+
+
+def test_hybrid_x25519_mlkem768_runs_one_intermediate_exchange() -> None:
+    a, b = pair(HYBRID, HYBRID)
+    a.engine.initiate("gw", 0.0)
+    (init,) = a.drain()
+    assert decode_message(init.data).notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED)
+    (init_resp,) = deliver([init], b, 0.0)
+    assert decode_message(init_resp.data).notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED)
+    inter = deliver([init_resp], a, 0.0)
+    assert exchanges(inter) == [ExchangeType.IKE_INTERMEDIATE]
+    assert decode_message(inter[0].data).message_id == 1
+    inter_resp = deliver(inter, b, 0.0)
+    assert exchanges(inter_resp) == [ExchangeType.IKE_INTERMEDIATE]
+    auth = deliver(inter_resp, a, 0.0)
+    assert exchanges(auth) == [ExchangeType.IKE_AUTH]
+    assert decode_message(auth[0].data).message_id == 2
+    transfer(a, b, 0.0, in_flight=auth)
+    for node in (a, b):
+        info = node.sa()
+        assert info.state == "ESTABLISHED"
+        assert info.algorithms == "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+    assert a.engine.sas[a.sa().spi_i].addke_done == [GroupId.ML_KEM_768]
+    # the keys changed with the ML-KEM secret: both ends agree on the new ones
+    sa_a = a.engine.sas[a.sa().spi_i]
+    sa_b = b.engine.sas[b.sa().spi_r]
+    assert sa_a.keys is not None and sa_b.keys is not None
+    assert sa_a.keys.sk_d == sa_b.keys.sk_d
+    assert len(a.of(InstallChildSa)) == len(b.of(InstallChildSa)) == 1
+
+
+def test_two_additional_exchanges_and_mlkem1024_with_fragments() -> None:
+    props = '"aes256gcm16-prfsha512-x25519-ke1_mlkem1024-ke2_mlkem768"'
+    a, b = pair(props, props)
+    a.engine.initiate("gw", 0.0)
+    seen: list[int] = []
+    in_flight = a.drain()
+    now = 0.0
+    while in_flight:
+        seen += exchanges(in_flight)
+        for d in in_flight:
+            # a 1568-byte key does not fit the default fragment_size: fragments
+            assert len(d.data) + 28 <= 1280 or decode_message(d.data).exchange == 34
+        target = b if not decode_message(in_flight[0].data).is_response else a
+        in_flight = deliver(in_flight, target, now)
+    assert seen.count(ExchangeType.IKE_INTERMEDIATE) >= 4  # fragmented requests/responses
+    assert a.sa().state == b.sa().state == "ESTABLISHED"
+    sa_a = a.engine.sas[a.sa().spi_i]
+    assert sa_a.addke_done == [GroupId.ML_KEM_1024, GroupId.ML_KEM_768]
+
+
+def test_optional_additional_exchange_is_skipped_when_the_peer_has_none() -> None:
+    a, b = pair('"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none"', CLASSIC)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    assert a.sa().state == b.sa().state == "ESTABLISHED"
+    assert a.sa().algorithms == "aes256gcm16-prfsha384-x25519"
+
+
+def test_classic_fallback_is_picked_by_an_old_peer() -> None:
+    a, b = pair(f"{HYBRID}, {CLASSIC}", CLASSIC)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    assert a.sa().state == b.sa().state == "ESTABLISHED"
+    assert a.sa().algorithms == "aes256gcm16-prfsha384-x25519"
+
+
+def test_mlkem_as_the_only_key_exchange() -> None:
+    props = '"aes256gcm16-prfsha384-mlkem768"'
+    a, b = pair(props, props)
+    a.engine.initiate("gw", 0.0)
+    (init,) = a.drain()
+    ke = decode_message(init.data).first(KePayload)
+    assert ke is not None and ke.group == GroupId.ML_KEM_768 and len(ke.data) == 1184
+    (resp,) = deliver([init], b, 0.0)
+    ke = decode_message(resp.data).first(KePayload)
+    assert ke is not None and len(ke.data) == 1088  # the ciphertext
+    transfer(a, b, 0.0, in_flight=deliver([resp], a, 0.0))
+    assert a.sa().state == b.sa().state == "ESTABLISHED"
+
+
+def test_mandatory_mlkem_against_a_classic_peer_is_refused() -> None:
+    a, b = pair(HYBRID, CLASSIC)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    assert a.engine.list_sas() == [] and b.engine.list_sas() == []
+
+
+@pytest.mark.parametrize("tamper_with", ["request", "response"])
+def test_a_changed_intermediate_message_fails_auth(tamper_with: str) -> None:
+    """IntAuth binds the IKE_INTERMEDIATE messages into AUTH: different ones (here: the
+    responder's view of IntAuth altered after the fact) make AUTH fail."""
+    a, b = pair(HYBRID, HYBRID)
+    a.engine.initiate("gw", 0.0)
+    (init,) = a.drain()
+    inter = deliver(deliver([init], b, 0.0), a, 0.0)
+    inter_resp = deliver(inter, b, 0.0)
+    sa_b = b.engine.sas[decode_message(inter_resp[0].data).spi_r]
+    if tamper_with == "request":
+        sa_b.int_auth_i = bytes(len(sa_b.int_auth_i))
+    else:
+        sa_b.int_auth_r = bytes(len(sa_b.int_auth_r))
+    transfer(a, b, 0.0, in_flight=deliver(inter_resp, a, 0.0))
+    assert all(s.state != "ESTABLISHED" for s in a.engine.list_sas() + b.engine.list_sas())
