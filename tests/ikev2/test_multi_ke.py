@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pike.crypto.ids import GroupId
-from pike.sa.actions import InstallChildSa
+from pike.sa.actions import InstallChildSa, SendDatagram
 from pike.wire.codec import decode_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import KePayload
@@ -19,14 +19,20 @@ HYBRID = '"aes256gcm16-prfsha384-x25519-ke1_mlkem768"'
 CLASSIC = '"aes256gcm16-prfsha384-x25519"'
 
 
-def pair(a_props: str, b_props: str, **kw: str) -> tuple[Node, Node]:
-    a = conf(*A, proposals=a_props, **kw)
-    b = conf(*B, proposals=b_props, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"', **kw)
+def pair(a_props: str, b_props: str, extra_conn: str = "") -> tuple[Node, Node]:
+    a = conf(*A, proposals=a_props, extra_conn=extra_conn)
+    b = conf(
+        *B,
+        proposals=b_props,
+        local_ts='"10.2.0.0/24"',
+        remote_ts='"10.1.0.0/24"',
+        extra_conn=extra_conn,
+    )
     return make_pair(a, b)
 
 
-def exchanges(dgrams: list[object]) -> list[int]:
-    return [decode_message(d.data).exchange for d in dgrams]  # type: ignore[attr-defined]
+def exchanges(dgrams: list[SendDatagram]) -> list[int]:
+    return [decode_message(d.data).exchange for d in dgrams]
 
 
 def test_hybrid_x25519_mlkem768_runs_one_intermediate_exchange() -> None:

@@ -6,8 +6,8 @@ protocol (IKE or ESP), each transform type listing its choices in preference ord
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -168,7 +168,8 @@ def algorithm_name(alg: Algorithm) -> str:
         return name
     if alg.type in ADDKE_TYPES:
         n = int(alg.type) - int(TransformType.ADDKE1) + 1
-        inner = "none" if alg.id == GroupId.NONE else algorithm_name(Algorithm(TransformType.KE, alg.id))
+        ke = Algorithm(TransformType.KE, alg.id)
+        inner = "none" if alg.id == GroupId.NONE else algorithm_name(ke)
         return f"ke{n}_{inner}"
     refused = REFUSED_GROUPS.get(alg.id) if alg.type == TransformType.KE else None
     if refused is not None:

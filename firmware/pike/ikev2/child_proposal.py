@@ -10,10 +10,10 @@ from pike.crypto.ids import ADDKE_TYPES, TransformType
 from pike.crypto.proposal import ProposalSpec
 from pike.ikev2.negotiate import select
 from pike.sa.chosen import Chosen
-
-_KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
 from pike.wire.constants import ProtocolId
 from pike.wire.payloads import Proposal
+
+_KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
 
 
 def without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ids import ADDKE_TYPES
-from pike.crypto.proposal import ProposalSpec
 from pike.crypto.ke import KeyExchange
+from pike.crypto.proposal import ProposalSpec
 from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import CryptoError, KeyExchangeError
+from pike.crypto.ids import TransformType
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import Algorithm, algorithm_name
-from pike.crypto.ids import TransformType
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
 from pike.wire.codec import int_auth_data
