@@ -32,7 +32,7 @@ src=$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -1)
 cd "$src"
 ./autogen.sh >"$work/autogen.log" 2>&1 || { tail -30 "$work/autogen.log" >&2; exit 1; }
 ./configure --prefix="$prefix" --sysconfdir="$prefix/etc" --with-piddir="$prefix/run" \
-  --enable-ml --enable-openssl --disable-stroke --disable-scepclient --disable-charon-cmd \
+  --enable-ml --enable-openssl --enable-kernel-libipsec --disable-stroke --disable-scepclient --disable-charon-cmd \
   --disable-defaultplugins-check >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log" >&2; exit 1; }
 make -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -40 "$work/make.log" >&2; exit 1; }
 make install >"$work/install.log" 2>&1 || { tail -30 "$work/install.log" >&2; exit 1; }
