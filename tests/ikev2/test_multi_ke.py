@@ -19,11 +19,14 @@ HYBRID = '"aes256gcm16-prfsha384-x25519-ke1_mlkem768"'
 CLASSIC = '"aes256gcm16-prfsha384-x25519"'
 
 
-def pair(a_props: str, b_props: str, extra_conn: str = "") -> tuple[Node, Node]:
-    a = conf(*A, proposals=a_props, extra_conn=extra_conn)
+def pair(
+    a_props: str, b_props: str, extra_conn: str = "", esp: str = '"aes256gcm16"'
+) -> tuple[Node, Node]:
+    a = conf(*A, proposals=a_props, extra_conn=extra_conn, esp=esp)
     b = conf(
         *B,
         proposals=b_props,
+        esp=esp,
         local_ts='"10.2.0.0/24"',
         remote_ts='"10.1.0.0/24"',
         extra_conn=extra_conn,
@@ -137,3 +140,91 @@ def test_a_changed_intermediate_message_fails_auth(tamper_with: str) -> None:
         sa_b.int_auth_r = bytes(len(sa_b.int_auth_r))
     transfer(a, b, 0.0, in_flight=deliver(inter_resp, a, 0.0))
     assert all(s.state != "ESTABLISHED" for s in a.engine.list_sas() + b.engine.list_sas())
+
+
+def _run(a: Node, b: Node, first: list[SendDatagram], now: float) -> list[int]:
+    """Deliver until quiet; the exchange types of the requests, in order."""
+    seen: list[int] = []
+    in_flight = first
+    while in_flight:
+        msg = decode_message(in_flight[0].data)
+        if not msg.is_response:
+            seen.append(msg.exchange)
+        sender_is_a = any(d.src[0] == "192.0.2.1" for d in in_flight)
+        in_flight = deliver(in_flight, b if sender_is_a else a, now)
+    return seen
+
+
+@pytest.mark.parametrize("who", ["initiator", "responder"])
+def test_ike_rekey_runs_the_additional_exchange_in_followup_ke(who: str) -> None:
+    props = '"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024"'
+    a, b = pair(props, props)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    before = a.sa()
+    rekeyer = a if who == "initiator" else b
+    rekeyer.engine.rekey("gw", 20.0)
+    seen = _run(a, b, rekeyer.drain(), 20.0)
+    # CREATE_CHILD_SA, two IKE_FOLLOWUP_KE, then the old IKE SA's delete
+    assert seen == [36, 44, 44, 37], seen
+    (after_a,) = a.engine.list_sas()
+    (after_b,) = b.engine.list_sas()
+    assert after_a.state == after_b.state == "ESTABLISHED"
+    assert (
+        (after_a.spi_i, after_a.spi_r)
+        == (after_b.spi_i, after_b.spi_r)
+        != (
+            before.spi_i,
+            before.spi_r,
+        )
+    )
+    assert after_a.algorithms.endswith("-x25519-ke1_mlkem768-ke2_mlkem1024")
+    new_a = next(iter(s for s in a.engine.sas.values() if s.spi_i == after_a.spi_i))
+    new_b = next(iter(s for s in b.engine.sas.values() if s.spi_i == after_b.spi_i))
+    assert new_a.keys is not None and new_b.keys is not None
+    assert new_a.keys.sk_d == new_b.keys.sk_d  # SK(0) | Ni | Nr | SK(1) | SK(2) agree
+    assert new_a.addke_done == new_b.addke_done == [GroupId.ML_KEM_768, GroupId.ML_KEM_1024]
+    # the new SA carries traffic: a child rekey over it
+    a.engine.rekey("gw", 30.0, "net")
+    transfer(a, b, 30.0)
+    assert len(a.of(InstallChildSa)) == 2
+
+
+def test_child_rekey_with_pfs_runs_the_additional_exchange_in_followup_ke() -> None:
+    esp = '"aes256gcm16-x25519-ke1_mlkem768"'
+    a, b = pair(HYBRID, HYBRID, esp=esp)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    (first_a,) = a.of(InstallChildSa)
+    a.engine.rekey("gw", 20.0, "net")
+    seen = _run(a, b, a.drain(), 20.0)
+    assert seen == [36, 44, 37], seen  # CREATE_CHILD_SA, IKE_FOLLOWUP_KE, delete of the old
+    new_a = a.of(InstallChildSa)[-1]
+    new_b = b.of(InstallChildSa)[-1]
+    assert new_a is not first_a
+    # both ends keyed the new CHILD_SA alike (SK(0) | Ni | Nr | SK(1))
+    assert new_a.inbound.encr_key == new_b.outbound.encr_key
+    assert new_a.outbound.encr_key == new_b.inbound.encr_key
+    assert new_a.inbound.spi == new_b.outbound.spi
+    (child,) = [c for c in a.sa().children if c.state == "INSTALLED"]
+    assert child.algorithms.endswith("x25519-ke1_mlkem768"), child.algorithms
+
+
+def test_followup_ke_with_an_unknown_link_is_refused() -> None:
+    esp = '"aes256gcm16-x25519-ke1_mlkem768"'
+    a, b = pair(HYBRID, HYBRID, esp=esp)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    a.engine.rekey("gw", 20.0, "net")
+    resp = deliver(a.drain(), b, 20.0)
+    b.engine.sas[b.sa().spi_r].followups.clear()  # the responder forgot the exchange
+    answer = deliver(deliver(resp, a, 20.0), b, 20.0)
+    sa_a = a.engine.sas[a.sa().spi_i]
+    from pike.wire.codec import decrypt_message
+
+    assert sa_a.cipher_in is not None
+    msg = decrypt_message(answer[0].data, decode_message(answer[0].data), sa_a.cipher_in)
+    assert msg.notify(NotifyType.STATE_NOT_FOUND) is not None
+    deliver(answer, a, 20.0)
+    assert len(a.of(InstallChildSa)) == 1  # the rekey failed, the old child stays
+    assert a.sa().state == "ESTABLISHED"

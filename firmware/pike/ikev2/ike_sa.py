@@ -27,6 +27,7 @@ from pike.wire.payloads import Message, Payload, Proposal
 
 if TYPE_CHECKING:
     from pike.ikev2.task_manager import TaskManager
+    from pike.ikev2.tasks.base import Task
 
 
 @dataclass
@@ -106,6 +107,8 @@ class IkeSa:
     addke_done: list[int] = field(default_factory=list)
     int_auth_i: bytes = field(default=b"", repr=False)
     int_auth_r: bytes = field(default=b"", repr=False)
+    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370)
+    followups: dict[bytes, Task] = field(default_factory=dict, repr=False)
     init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
     # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
     # initiation asked for, so that a retry asks for the same.
@@ -187,16 +190,18 @@ class IkeSa:
         return self.last_inbound + conn.dpd_delay
 
     # -- keys ----------------------------------------------------------------------------
-    def derive_keys(self, shared: bytes, rekey_of: IkeSa | None = None) -> None:
+    def derive_keys(self, shared: bytes, rekey_of: IkeSa | None = None, extra: bytes = b"") -> None:
         """SKEYSEED and SK_* after IKE_SA_INIT (RFC 7296 §2.14), or for the successor of
-        ``rekey_of`` (§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), old PRF)."""
+        ``rekey_of`` (§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), old PRF;
+        RFC 9370 §2.2.4: the additional exchanges' secrets ``extra`` follow)."""
         assert self.chosen is not None and self.chosen.prf_id is not None
         prf = Prf(self.chosen.prf_id)
         if rekey_of is None:
             seed = skeyseed(prf, self.ni, self.nr, shared)
         else:
             assert rekey_of.prf is not None and rekey_of.keys is not None
-            seed = rekey_skeyseed(rekey_of.prf, rekey_of.keys.sk_d, shared, self.ni, self.nr)
+            old_d = rekey_of.keys.sk_d
+            seed = rekey_skeyseed(rekey_of.prf, old_d, shared, self.ni, self.nr, extra)
         self._set_keys(prf, seed)
 
     def fold_key(self, shared: bytes) -> None:

@@ -127,6 +127,11 @@ def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
         return [IkeAuth(sa, False), ChildCreate(sa, False)]
     if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
         return [IkeIntermediate(sa, False)]
+    if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+        # the CREATE_CHILD_SA task the link names continues (RFC 9370 §2.2.4)
+        link = msg.notify(NotifyType.ADDITIONAL_KEY_EXCHANGE)
+        waiting = sa.followups.pop(link.data, None) if link is not None else None
+        return [waiting] if waiting is not None else [_Refuse(sa, NotifyType.STATE_NOT_FOUND)]
     if msg.exchange == ExchangeType.INFORMATIONAL:
         deletes = msg.all(DeletePayload)
         tasks: list[Task] = []
