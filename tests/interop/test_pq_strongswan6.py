@@ -10,6 +10,7 @@ additional key exchange, and charon's log show the ML-KEM exchange.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ import pytest
 from peers.strongswan6 import strongswan6_prefix
 
 from .conftest import Gateways, MakePiked
+from .lifecycle_tools import wait_for
 from .netns import Namespace
+from .piked import PikedNode
 from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
 
 PSK = "pike-pq-interop-psk-4Rt8"
@@ -68,8 +71,8 @@ def _conn(side: str, proposals: tuple[str, ...], esp: tuple[str, ...]) -> Connec
     )
 
 
-def _established(piked_node: object, charon: StrongswanNode) -> tuple[IkeSaInfo, IkeSaInfo]:
-    p = piked_node.wait_established("hq", timeout=20)  # type: ignore[attr-defined]
+def _established(piked: PikedNode, charon: StrongswanNode) -> tuple[IkeSaInfo, IkeSaInfo]:
+    p = piked.wait_established("hq", timeout=20)
     c = charon.wait_established("hq", timeout=20)
     assert (p.initiator_spi, p.responder_spi) == (c.initiator_spi, c.responder_spi)
     return p, c
@@ -133,3 +136,54 @@ def test_mlkem_alone_with_strongswan6(
     piked.initiate("hq")
     _, c = _established(piked, charon)
     assert "ML_KEM_768" in str(c.raw)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("rekeyer", ["piked", "strongswan"])
+def test_ike_rekey_with_followup_ke_with_strongswan6(
+    gateways: Gateways, make_piked: MakePiked, make_charon6: MakeCharon6, rekeyer: str
+) -> None:
+    """IKE SA rekey with the additional exchange in IKE_FOLLOWUP_KE, each side rekeying
+    once: new SPIs, the same on both sides, ML-KEM again in charon's log."""
+    secret = Secret("hq", PSK, [BRANCH, HQ])
+    charon = make_charon6(
+        gateways.right,
+        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        secret,
+        libipsec=gateways.libipsec,
+    )
+    piked = make_piked(
+        gateways.left, "piked", _conn("piked", (HYBRID768,), ("aes256gcm16",)), secret
+    )
+    piked.poll_via_socket = True
+    piked.initiate("hq")
+    p, _ = _established(piked, charon)
+    old = _spis(p)
+    for who in (rekeyer, "strongswan" if rekeyer == "piked" else "piked"):
+        if who == "piked":
+            piked.pikectl("rekey", "hq")
+        else:
+            charon.swanctl("--rekey", "--ike", "hq")
+        wait_for("IKE SA rekeyed on both sides", partial(_agree, piked, charon, old), 15)
+        p = _one(piked)
+        assert p is not None
+        old = _spis(p)
+    c = _one(charon)
+    assert c is not None and "ML_KEM_768" in str(c.raw)
+    assert charon.log_text().count("IKE_FOLLOWUP_KE request") >= 2
+    assert piked.log_text().count("IKE_FOLLOWUP_KE") >= 2
+    assert piked.list_sas_json()[0]["algorithms"] == HYBRID768
+
+
+def _spis(sa: IkeSaInfo) -> tuple[str, str]:
+    return (sa.initiator_spi.removeprefix("0x"), sa.responder_spi.removeprefix("0x"))
+
+
+def _one(node: PikedNode | StrongswanNode) -> IkeSaInfo | None:
+    sas = [s for s in node.list_sas() if s.name == "hq"]
+    return sas[0] if len(sas) == 1 and sas[0].state == "ESTABLISHED" else None
+
+
+def _agree(piked: PikedNode, charon: StrongswanNode, old: tuple[str, str]) -> bool:
+    p, c = _one(piked), _one(charon)
+    return bool(p and c and _spis(p) == _spis(c) and _spis(p) != old)

@@ -71,6 +71,8 @@ class IkeRekey(Task):
             spi_r=spi_r,
         )
         new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
+        # what IKE_SA_INIT announced holds for the successor (RFC 7383 §2.3: fragmentation)
+        new.frag_peer = old.frag_peer
         new.my_id, new.peer_id = old.my_id, old.peer_id
         return new
 
