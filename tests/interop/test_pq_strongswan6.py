@@ -165,9 +165,9 @@ def test_ike_rekey_with_followup_ke_with_strongswan6(
         else:
             charon.swanctl("--rekey", "--ike", "hq")
         wait_for("IKE SA rekeyed on both sides", partial(_agree, piked, charon, old), 15)
-        p = _one(piked)
-        assert p is not None
-        old = _spis(p)
+        now = _one(piked)
+        assert now is not None
+        old = _spis(now)
     c = _one(charon)
     assert c is not None and "ML_KEM_768" in str(c.raw)
     assert charon.log_text().count("IKE_FOLLOWUP_KE request") >= 2
