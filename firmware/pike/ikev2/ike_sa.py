@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
@@ -107,6 +107,8 @@ class IkeSa:
     addke_done: list[int] = field(default_factory=list)
     int_auth_i: bytes = field(default=b"", repr=False)
     int_auth_r: bytes = field(default=b"", repr=False)
+    ppk_peer: bool = False  # both announced USE_PPK in IKE_SA_INIT (RFC 8784)
+    ppk_used: bool = False  # IKE_AUTH mixed a post-quantum preshared key into the keys
     # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370)
     followups: dict[bytes, Task] = field(default_factory=dict, repr=False)
     init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
@@ -218,6 +220,18 @@ class IkeSa:
             self.int_auth_i = self.prf.prf(self.keys.sk_pi, self.int_auth_i + data)
         else:
             self.int_auth_r = self.prf.prf(self.keys.sk_pr, self.int_auth_r + data)
+
+    def apply_ppk(self, ppk: bytes) -> None:
+        """RFC 8784 §3: SK_d' = prf+(PPK, SK_d), SK_pi' and SK_pr' alike, each as long as
+        before; AUTH is made with SK_pi'/SK_pr' and children and rekeys come from SK_d'."""
+        assert self.prf is not None and self.keys is not None
+        k, prf = self.keys, self.prf
+        self.keys = replace(
+            k,
+            sk_d=prf.plus(ppk, k.sk_d, len(k.sk_d)),
+            sk_pi=prf.plus(ppk, k.sk_pi, len(k.sk_pi)),
+            sk_pr=prf.plus(ppk, k.sk_pr, len(k.sk_pr)),
+        )
 
     def int_auth(self, auth_mid: int) -> bytes:
         """What AUTH covers of the IKE_INTERMEDIATE exchanges (RFC 9242 §3.3.2):

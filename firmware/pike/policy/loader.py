@@ -99,6 +99,7 @@ def load_config_text(
     config = Config(daemon, connections, secrets, path)
     for conn in connections.values():
         _check_psk(src, config, conn)
+        _check_ppk(src, config, conn)
     return config
 
 
@@ -479,6 +480,14 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     if dpd_timeout and version != 1:
         raise t.error("dpd_timeout", "IKEv1 only (IKEv2 gives up after its retransmissions)")
     reauth = t.convert("reauth_time", _seconds, 0)
+    ppk_id = t.typed("ppk_id", str, None)
+    ppk_required = t.typed("ppk_required", bool, False)
+    if (ppk_id is not None or ppk_required) and version != 2:
+        raise t.error("ppk_id" if ppk_id is not None else "ppk_required", "IKEv2 only (RFC 8784)")
+    if ppk_required and ppk_id is None:
+        raise t.error("ppk_required", "needs ppk_id: the PPK this connection requires")
+    if ppk_id == "":
+        raise t.error("ppk_id", "empty")
     conn = ConnectionConfig(
         name=str(t.path[-1]),
         version=cast(Literal[1, 2], version),
@@ -502,6 +511,8 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         rekey_time=t.convert("rekey_time", _seconds, 0 if reauth else 14400),
         reauth_time=reauth,
         aggressive=aggressive,
+        ppk_id=ppk_id,
+        ppk_required=ppk_required,
         source_line=t.src.header_line(t.path),
     )
     t.finish()
@@ -517,6 +528,15 @@ def _dpd_action(t: Table, named: bool) -> DpdAction:
 
 def _starts(children: tuple[ChildConfig, ...]) -> bool:
     return any(c.start_action == "start" for c in children)
+
+
+def _check_ppk(src: Source, config: Config, conn: ConnectionConfig) -> None:
+    """A connection with ppk_id must find its PPK now (RFC 8784)."""
+    if conn.ppk_id is not None and config.ppk_for(conn.ppk_id) is None:
+        raise src.error(
+            ("connections", conn.name, "ppk_id"),
+            f"no [secrets.ppk...] entry has id {conn.ppk_id!r}",
+        )
 
 
 def _check_psk(src: Source, config: Config, conn: ConnectionConfig) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pike.crypto.kdf import IkeKeys
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import select
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
 KEY_PAD = b"Key Pad for IKEv2"  # RFC 7296 §2.15
+PPK_ID_FIXED = b"\x02"  # RFC 8784 §3: PPK_ID type "fixed", the id's octets follow
 
 
 class AuthFailure(Exception):
@@ -121,6 +123,9 @@ class IkeAuth(Task):
     def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         self._signing: _Signing | None = None
+        # RFC 8784: the keys without the PPK (NO_PPK_AUTH, and the fallback when the
+        # responder has no PPK); set once the PPK is mixed in
+        self._no_ppk_keys: IkeKeys | None = None
 
     @property
     def exchange(self) -> int:
@@ -141,23 +146,103 @@ class IkeAuth(Task):
             raise AuthFailure(f"no shared key for {me} - {peer}")
         return psk
 
-    def _octets(self, ident: Identity, signer_is_initiator: bool) -> bytes:
-        """RFC 7296 §2.15 InitiatorSignedOctets / ResponderSignedOctets."""
+    def _octets(
+        self, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
+    ) -> bytes:
+        """RFC 7296 §2.15 InitiatorSignedOctets / ResponderSignedOctets (with ``keys``
+        instead of the SA's: the ones without PPK for NO_PPK_AUTH)."""
         sa = self.sa
         assert sa.prf is not None and sa.keys is not None
+        k = keys or sa.keys
         # RFC 9242 §3.3.2: IntAuth follows, the same for both (empty without IKE_INTERMEDIATE);
         # the IKE_AUTH request is the one outstanding (ours) or being answered (the peer's).
         int_auth = sa.int_auth(sa.tasks.mid_out if self.initiator else sa.tasks.mid_in)
         if signer_is_initiator:
-            mac = sa.prf.prf(sa.keys.sk_pi, _id_body(ident))
+            mac = sa.prf.prf(k.sk_pi, _id_body(ident))
             return sa.init_request + sa.nr + mac + int_auth
-        mac = sa.prf.prf(sa.keys.sk_pr, _id_body(ident))
+        mac = sa.prf.prf(k.sk_pr, _id_body(ident))
         return sa.init_response + sa.ni + mac + int_auth
 
-    def _psk_auth(self, psk: bytes, ident: Identity, signer_is_initiator: bool) -> bytes:
+    def _psk_auth(
+        self, psk: bytes, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
+    ) -> bytes:
         assert self.sa.prf is not None
         prf = self.sa.prf
-        return prf.prf(prf.prf(psk, KEY_PAD), self._octets(ident, signer_is_initiator))
+        return prf.prf(prf.prf(psk, KEY_PAD), self._octets(ident, signer_is_initiator, keys))
+
+    # -- post-quantum preshared keys (RFC 8784) --------------------------------------------
+    def _use_ppk_i(self) -> None:
+        """Initiator: mix our PPK into SK_d/SK_pi/SK_pr before AUTH, once, when both sides
+        announced USE_PPK."""
+        sa = self.sa
+        conn = sa.conn
+        if self._no_ppk_keys is not None or conn is None or conn.ppk_id is None:
+            return
+        if not sa.ppk_peer:
+            log.info("%s: the peer does not support PPK, authenticating without", sa.tag())
+            return
+        ppk = sa.ctx.config.ppk_for(conn.ppk_id)
+        if ppk is None:  # the loader checks; a reload may have removed it
+            raise self._cannot_sign(AuthFailure(f"no PPK for ppk_id '{conn.ppk_id}'"))
+        assert sa.keys is not None
+        self._no_ppk_keys = sa.keys
+        sa.apply_ppk(ppk)
+
+    def _ppk_payloads(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> list[Payload]:
+        """PPK_IDENTITY, and NO_PPK_AUTH where the peer may lack the PPK (PSK only)."""
+        if self._no_ppk_keys is None or conn.ppk_id is None:
+            return []
+        out: list[Payload] = [
+            NotifyPayload(NotifyType.PPK_IDENTITY, PPK_ID_FIXED + conn.ppk_id.encode())
+        ]
+        if not conn.ppk_required and conn.local.auth == "psk":
+            data = self._psk_auth(self._psk(me, peer), me, True, self._no_ppk_keys)
+            out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
+        return out
+
+    def _ppk_answer_i(self, conn: ConnectionConfig, msg: Message) -> None:
+        """Initiator: the responder confirms the PPK with PPK_IDENTITY, or did without."""
+        sa = self.sa
+        if self._no_ppk_keys is None:
+            if conn.ppk_required:
+                raise AuthFailure("ppk_required, but no PPK was used")
+            return
+        if msg.notify(NotifyType.PPK_IDENTITY) is not None:
+            sa.ppk_used = True
+            return
+        if conn.ppk_required:
+            raise AuthFailure(f"the peer did not use the PPK '{conn.ppk_id}' (ppk_required)")
+        log.info("%s: the peer has no PPK '%s', keys without it", sa.tag(), conn.ppk_id)
+        sa.keys, self._no_ppk_keys = self._no_ppk_keys, None
+
+    def _ppk_r(self, conn: ConnectionConfig, msg: Message, auth: AuthPayload) -> AuthPayload:
+        """Responder: use the PPK the initiator names if we hold it; else its NO_PPK_AUTH
+        (unless ppk_required). Returns the AUTH to verify."""
+        sa = self.sa
+        note = msg.notify(NotifyType.PPK_IDENTITY) if sa.ppk_peer else None
+        ppk_id: str | None = None
+        if note is not None and len(note.data) > 1 and note.data[:1] == PPK_ID_FIXED:
+            ppk_id = note.data[1:].decode("utf-8", "replace")
+        if ppk_id is not None and conn.ppk_id is not None and ppk_id != conn.ppk_id:
+            log.info("%s: PPK_ID '%s' received, %s wants '%s'", sa.tag(), ppk_id, conn.name,
+                     conn.ppk_id)  # fmt: skip
+            ppk_id = None
+        ppk = sa.ctx.config.ppk_for(ppk_id) if ppk_id is not None else None
+        if ppk is not None:
+            assert sa.keys is not None
+            self._no_ppk_keys = sa.keys
+            sa.apply_ppk(ppk)
+            sa.ppk_used = True
+            return auth
+        if conn.ppk_required:
+            raise AuthFailure(f"ppk_required, but no PPK for PPK_ID '{ppk_id}'")
+        if note is None:
+            return auth
+        fallback = msg.notify(NotifyType.NO_PPK_AUTH)
+        if fallback is None or conn.remote.auth != "psk":
+            raise AuthFailure(f"no PPK for PPK_ID '{ppk_id}' and no usable NO_PPK_AUTH")
+        log.info("%s: no PPK for PPK_ID '%s', using NO_PPK_AUTH", sa.tag(), ppk_id)
+        return AuthPayload(AuthMethod.SHARED_KEY_MIC, fallback.data)
 
     def _ours(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> _Ours:
         """Our CERTs and AUTH; raises AuthFailure when we cannot authenticate ourselves."""
@@ -180,6 +265,8 @@ class IkeAuth(Task):
     def prepare(self, now: float) -> int | None:
         sa = self.sa
         conn = sa.conn
+        if self.initiator:
+            self._use_ppk_i()  # the signature covers SK_pi'
         if conn is None or conn.local.auth != "pubkey" or self._signing is not None:
             return None
         try:
@@ -262,10 +349,12 @@ class IkeAuth(Task):
             return
         sa = self.sa
         assert sa.conn is not None
+        self._use_ppk_i()
         try:
             me = self._my_id(sa.conn)
             peer = sa.conn.remote.id or identity.from_address(sa.remote[0])
             ours = self._ours(sa.conn, me, peer)
+            ppk = self._ppk_payloads(sa.conn, me, peer)
         except (AuthFailure, CredentialError) as exc:
             raise self._cannot_sign(AuthFailure(str(exc))) from None
         sa.my_id = me
@@ -281,6 +370,7 @@ class IkeAuth(Task):
             assert peer is not None
             msg.payloads.append(IdrPayload(peer.id_type, peer.data))
         msg.payloads.append(ours.auth)
+        msg.payloads.extend(ppk)
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -307,6 +397,7 @@ class IkeAuth(Task):
         try:
             if not ids_match(sa.conn.remote.id, peer):
                 raise AuthFailure(f"peer identity {peer} is not {sa.conn.remote.id}")
+            self._ppk_answer_i(sa.conn, msg)
             how = self._verify(sa.conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             raise self._fail("auth_failed", exc) from None
@@ -333,6 +424,7 @@ class IkeAuth(Task):
         conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
+            auth = self._ppk_r(conn, msg, auth)
             how = self._verify(conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
@@ -387,6 +479,8 @@ class IkeAuth(Task):
         msg.payloads.append(IdrPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
         msg.payloads.append(ours.auth)
+        if sa.ppk_used:
+            msg.payloads.append(NotifyPayload(NotifyType.PPK_IDENTITY))  # RFC 8784 §3
 
     def completed(self, now: float) -> None:
         if not self.initiator:

@@ -76,6 +76,8 @@ class IkeInit(Task):
         msg.payloads.append(NoncePayload(sa.ni))
         if _wants_intermediate(sa.conn.proposals):
             msg.payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+        if sa.conn.ppk_id is not None:
+            msg.payloads.append(NotifyPayload(NotifyType.USE_PPK))
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -120,6 +122,10 @@ class IkeInit(Task):
             shared = sa.ke.shared_secret(ke.data)
         except KeyExchangeError as e:
             raise TaskFailed("invalid_ke_payload", str(e)) from e
+        sa.ppk_peer = sa.conn.ppk_id is not None and msg.notify(NotifyType.USE_PPK) is not None
+        if sa.conn.ppk_required and not sa.ppk_peer:
+            log.error("%s: ppk_required, but the peer does not support PPK (RFC 8784)", sa.tag())
+            raise TaskFailed("ppk_required", "no USE_PPK from the peer")
         sa.intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
         if chosen.additional and not sa.intermediate:
             raise TaskFailed(
@@ -153,6 +159,9 @@ class IkeInit(Task):
                 configured(sa.conn.proposals),
             )
             raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
+        # USE_PPK back when we hold any PPK: which one is known only in IKE_AUTH
+        has_ppk = any(s.is_ppk for s in sa.ctx.config.secrets)
+        sa.ppk_peer = has_ppk and msg.notify(NotifyType.USE_PPK) is not None
         sa.intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
         if chosen.additional and not sa.intermediate:
             raise RespondError(
@@ -203,6 +212,8 @@ class IkeInit(Task):
         msg.payloads.append(NoncePayload(sa.nr))
         if sa.intermediate:
             msg.payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+        if sa.ppk_peer:
+            msg.payloads.append(NotifyPayload(NotifyType.USE_PPK))
 
 
 def _wants_intermediate(proposals: Sequence[ProposalSpec]) -> bool:
