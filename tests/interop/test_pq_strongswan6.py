@@ -187,3 +187,72 @@ def _one(node: PikedNode | StrongswanNode) -> IkeSaInfo | None:
 def _agree(piked: PikedNode, charon: StrongswanNode, old: tuple[str, str]) -> bool:
     p, c = _one(piked), _one(charon)
     return bool(p and c and _spis(p) == _spis(c) and _spis(p) != old)
+
+
+PPK_HEX = "0x" + "3c" * 32
+PPK_ID = "pike-ppk-1"
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("initiator", ["piked", "strongswan"])
+def test_ppk_with_strongswan6(
+    gateways: Gateways, make_piked: MakePiked, make_charon6: MakeCharon6, initiator: str
+) -> None:
+    """RFC 8784 with hybrid ML-KEM-768, ppk_required on both ends: charon logs the PPK
+    in use, and AUTH (made with SK_pi'/SK_pr') verifies on both sides."""
+    secret = Secret("hq", PSK, [BRANCH, HQ])
+    ppk = Secret("q", PPK_HEX, [PPK_ID], kind="ppk")
+    charon_conn = _conn("charon", (HYBRID768,), ("aes256gcm16",))
+    charon_conn.extra = {"ppk_id": PPK_ID, "ppk_required": "yes"}
+    charon = make_charon6(gateways.right, charon_conn, secret, ppk, libipsec=gateways.libipsec)
+    piked = make_piked(
+        gateways.left,
+        "piked",
+        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        secret,
+        ppk,
+        start=False,
+    )
+    piked.extra = {"hq": {"ppk_id": PPK_ID, "ppk_required": True}}
+    piked.start()
+    if initiator == "piked":
+        piked.initiate("hq")
+    else:
+        charon.initiate("lan", ike="hq", check=False)
+    _established(piked, charon)
+    assert f"using PPK for PPK_ID '{PPK_ID}'" in charon.log_text()
+    log = piked.log_text()
+    assert "PPK_IDENTITY" in log
+    assert PPK_HEX[2:] not in log and "3c3c3c3c" not in log  # the PPK is never logged
+
+
+@pytest.mark.interop
+def test_ppk_fallback_to_strongswan6_without_it(
+    gateways: Gateways, make_piked: MakePiked, make_charon6: MakeCharon6
+) -> None:
+    """piked offers a PPK that charon lacks (ppk_required off): charon authenticates with
+    NO_PPK_AUTH and the IKE SA comes up without the PPK."""
+    secret = Secret("hq", PSK, [BRANCH, HQ])
+    other = Secret("z", "0x" + "77" * 32, ["some-other-ppk"], kind="ppk")
+    charon = make_charon6(
+        gateways.right,
+        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        secret,
+        other,
+        libipsec=gateways.libipsec,
+    )
+    ppk = Secret("q", PPK_HEX, [PPK_ID], kind="ppk")
+    piked = make_piked(
+        gateways.left,
+        "piked",
+        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        secret,
+        ppk,
+        start=False,
+    )
+    piked.extra = {"hq": {"ppk_id": PPK_ID}}
+    piked.start()
+    piked.initiate("hq")
+    _established(piked, charon)
+    assert "NO_PPK_AUTH" in charon.log_text()
+    assert "keys without it" in piked.log_text()
