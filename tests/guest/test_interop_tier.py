@@ -32,7 +32,7 @@ PQ_TEST = "tests/interop/test_pq_dataplane.py"
 
 
 def test_interop_tier_in_uml() -> None:
-    tests = TESTS
+    tests: tuple[str, ...] = TESTS
     if TARBALL.exists() or in_ci():
         strongswan6_prefix()  # built (or found cached) on the host: the guest only reads it
     else:

@@ -75,7 +75,7 @@ def test_pq_tunnel_carries_traffic_and_rekeys_with_followup_ke(
     print(f"hybrid ML-KEM-768 tunnel up in {time.monotonic() - t0:.2f}s")
     assert "ML_KEM_768" in str(c.raw)
     child = piked.list_sas_json()[0]["children"][0]
-    assert child["algorithms"] == ESP, child
+    assert child["algorithms"] == "aes256gcm16", child  # IKE_AUTH has no KE (RFC 9370 §2.2.3)
     traffic_both_ways(esp_gw)
     warm_up(esp_gw)
     # CHILD rekeys with PFS from both ends, then an IKE rekey, under a UDP stream
@@ -91,6 +91,8 @@ def test_pq_tunnel_carries_traffic_and_rekeys_with_followup_ke(
     assert_no_loss(res)
     p2, _ = settled(piked, charon6)
     assert p2.initiator_spi != p.initiator_spi  # the IKE SA was rekeyed
+    child = piked.list_sas_json()[0]["children"][0]
+    assert child["algorithms"] == ESP, child  # rekeyed with PFS: x25519 + ML-KEM-768
     log = charon6.log_text()
     assert log.count("IKE_FOLLOWUP_KE request") >= 3, "two CHILD rekeys and one IKE rekey"
     assert piked.log_text().count("additional key exchange(s) done in IKE_FOLLOWUP_KE") >= 3
