@@ -111,6 +111,8 @@ def test_hybrid_mlkem_with_strongswan6(
     assert method in str(c.raw), c.raw  # swanctl --list-sas names the additional exchange
     algorithms = piked.list_sas_json()[0]["algorithms"]
     assert algorithms == proposal, algorithms
+    text = piked.pikectl("list-sas").stdout  # swanctl's notation: .../KE1_ML_KEM_768
+    assert f"CURVE_25519/KE1_{method}" in text, text
     log = charon.log_text()
     assert "IKE_INTERMEDIATE" in log and method in log
     piked_log = piked.log_text()
@@ -221,6 +223,8 @@ def test_ppk_with_strongswan6(
         charon.initiate("lan", ike="hq", check=False)
     _established(piked, charon)
     assert f"using PPK for PPK_ID '{PPK_ID}'" in charon.log_text()
+    assert piked.list_sas_json()[0]["ppk"] is True
+    assert "KE1_ML_KEM_768, PPK" in piked.pikectl("list-sas").stdout
     log = piked.log_text()
     assert "PPK_IDENTITY" in log
     assert PPK_HEX[2:] not in log and "3c3c3c3c" not in log  # the PPK is never logged

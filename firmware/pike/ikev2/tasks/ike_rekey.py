@@ -73,6 +73,7 @@ class IkeRekey(Task):
         new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
         # what IKE_SA_INIT announced holds for the successor (RFC 7383 §2.3: fragmentation)
         new.frag_peer = old.frag_peer
+        new.ppk_used = old.ppk_used  # its keys come from SK_d', which holds the PPK
         new.my_id, new.peer_id = old.my_id, old.peer_id
         return new
 
