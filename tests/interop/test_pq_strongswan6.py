@@ -9,6 +9,10 @@ additional key exchange, and charon's log show the ML-KEM exchange.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -17,9 +21,9 @@ import pytest
 
 from peers.strongswan6 import strongswan6_prefix
 
-from .conftest import Gateways, MakePiked
+from .conftest import Gateways, MakePiked, Require
 from .lifecycle_tools import wait_for
-from .netns import Namespace
+from .netns import Namespace, kill_pid
 from .piked import PikedNode
 from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
 
@@ -260,3 +264,59 @@ def test_ppk_fallback_to_strongswan6_without_it(
     _established(piked, charon)
     assert "NO_PPK_AUTH" in charon.log_text()
     assert "keys without it" in piked.log_text()
+
+
+@pytest.mark.interop
+def test_wireshark_keys_decrypt_a_pq_ike_sa(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon6: MakeCharon6,
+    tmp_path: Path,
+    require: Require,
+) -> None:
+    """``save_keys_dir``: the exported IKE SA keys are the final ones (after the ML-KEM
+    exchange), so tshark decrypts IKE_AUTH (piked's IDi) with them, and not without."""
+    require(shutil.which("tshark") is not None, "`tshark` (Debian tshark)")
+    secret = Secret("hq", PSK, [BRANCH, HQ])
+    make_charon6(
+        gateways.right,
+        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        secret,
+        libipsec=gateways.libipsec,
+    )
+    piked = make_piked(
+        gateways.left,
+        "piked",
+        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        secret,
+        start=False,
+    )
+    keys = tmp_path / "keys"
+    piked.daemon = {"log_level": "debug", "save_keys_dir": str(keys)}
+    piked.start()
+    pcap = tmp_path / "pq.pcapng"
+    tshark = gateways.left.popen(["tshark", "-q", "-i", "any", "-w", str(pcap), "-f", "udp"])
+    try:
+        wait_for("tshark capture file", pcap.exists, 10)
+        time.sleep(0.5)
+        piked.initiate("hq")
+        piked.wait_established("hq", timeout=20)
+        time.sleep(0.5)
+    finally:
+        kill_pid(tshark.pid)
+    table = keys / "ikev2_decryption_table"
+    assert len(table.read_text().splitlines()) == 1
+
+    def idi_seen(conf: Path) -> str:
+        env = dict(os.environ, WIRESHARK_CONFIG_DIR=str(conf))
+        argv = ["tshark", "-r", str(pcap), "-V", "-Y", "isakmp"]
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        return out.stdout
+
+    empty = tmp_path / "ws-empty"
+    empty.mkdir()
+    assert BRANCH not in idi_seen(empty), "IDi readable without keys?"
+    wsconf = tmp_path / "ws"
+    wsconf.mkdir()
+    shutil.copy(table, wsconf / "ikev2_decryption_table")
+    assert BRANCH in idi_seen(wsconf), "tshark did not decrypt IKE_AUTH with the exported keys"
