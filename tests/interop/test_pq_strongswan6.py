@@ -21,7 +21,7 @@ import pytest
 
 from peers.strongswan6 import strongswan6_prefix
 
-from .conftest import Gateways, MakePiked, Require
+from .conftest import Gateways, MakeCharon, MakePiked, Require
 from .lifecycle_tools import wait_for
 from .netns import Namespace, kill_pid
 from .piked import PikedNode
@@ -320,3 +320,25 @@ def test_wireshark_keys_decrypt_a_pq_ike_sa(
     wsconf.mkdir()
     shutil.copy(table, wsconf / "ikev2_decryption_table")
     assert BRANCH in idi_seen(wsconf), "tshark did not decrypt IKE_AUTH with the exported keys"
+
+
+@pytest.mark.interop
+def test_classic_fallback_with_strongswan59(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
+) -> None:
+    """Debian's strongSwan 5.9 (no ML-KEM, no IKE_INTERMEDIATE) skips the hybrid proposal
+    piked offers first and picks the classic one after it: the README's fallback."""
+    secret = Secret("hq", PSK, [BRANCH, HQ])
+    charon = make_charon(
+        gateways.right,
+        "charon",
+        _conn("charon", (CLASSIC,), ("aes256gcm16",)),
+        secret,
+        libipsec=gateways.libipsec,
+    )
+    piked = make_piked(
+        gateways.left, "piked", _conn("piked", (HYBRID768, CLASSIC), ("aes256gcm16",)), secret
+    )
+    piked.initiate("hq")
+    _established(piked, charon)
+    assert piked.list_sas_json()[0]["algorithms"] == CLASSIC
