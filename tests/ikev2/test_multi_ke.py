@@ -7,7 +7,7 @@ import pytest
 
 from pike.crypto.ids import GroupId
 from pike.sa.actions import InstallChildSa, SendDatagram
-from pike.wire.codec import decode_message
+from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import KePayload
 
@@ -220,7 +220,6 @@ def test_followup_ke_with_an_unknown_link_is_refused() -> None:
     b.engine.sas[b.sa().spi_r].followups.clear()  # the responder forgot the exchange
     answer = deliver(deliver(resp, a, 20.0), b, 20.0)
     sa_a = a.engine.sas[a.sa().spi_i]
-    from pike.wire.codec import decrypt_message
 
     assert sa_a.cipher_in is not None
     msg = decrypt_message(answer[0].data, decode_message(answer[0].data), sa_a.cipher_in)
@@ -228,3 +227,20 @@ def test_followup_ke_with_an_unknown_link_is_refused() -> None:
     deliver(answer, a, 20.0)
     assert len(a.of(InstallChildSa)) == 1  # the rekey failed, the old child stays
     assert a.sa().state == "ESTABLISHED"
+
+
+def test_stray_intermediate_requests_are_refused() -> None:
+    """IKE_INTERMEDIATE without agreed additional exchanges: INVALID_SYNTAX; during setup
+    that ends the half-open SA, an established SA stays."""
+    a, b = pair(CLASSIC, CLASSIC)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    sa_a = a.engine.sas[a.sa().spi_i]
+    msg = sa_a.new_message(ExchangeType.IKE_INTERMEDIATE, sa_a.tasks.mid_out, response=False)
+    msg.payloads.append(KePayload(GroupId.ML_KEM_768, bytes(1184)))
+    answer = deliver([SendDatagram(sa_a.encode(msg), sa_a.local, sa_a.remote)], b, 1.0)
+
+    assert sa_a.cipher_in is not None
+    reply = decrypt_message(answer[0].data, decode_message(answer[0].data), sa_a.cipher_in)
+    assert reply.notify(NotifyType.INVALID_SYNTAX) is not None
+    assert b.sa().state == "ESTABLISHED"

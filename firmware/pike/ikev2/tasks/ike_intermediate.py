@@ -18,6 +18,7 @@ from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import Algorithm, algorithm_name
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
+from pike.sa.state import IkeState
 from pike.wire.codec import int_auth_data
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, notify_name
 from pike.wire.payloads import KePayload, Message, NotifyPayload
@@ -102,7 +103,13 @@ class IkeIntermediate(Task):
     def _process_r(self, msg: Message) -> None:
         sa = self.sa
         if not sa.intermediate or not sa.addke_todo:
-            raise RespondError(NotifyType.INVALID_SYNTAX, detail="IKE_INTERMEDIATE not expected")
+            # an established SA survives a stray one (RFC 9242 allows it only before AUTH)
+            established = sa.state == IkeState.ESTABLISHED
+            raise RespondError(
+                NotifyType.INVALID_SYNTAX,
+                fatal=not established,
+                detail="IKE_INTERMEDIATE not expected",
+            )
         self.method = sa.addke_todo[0]
         ke = msg.first(KePayload)
         if ke is None or ke.group != self.method:
