@@ -15,13 +15,8 @@ from dataclasses import dataclass
 
 from pike.crypto.errors import CryptoError, ProposalError
 from pike.crypto.ids import EncrId, IntegId, PrfId, TransformType
-<<<<<<< HEAD
 from pike.crypto.ke import SUPPORTED_GROUPS, check_group, is_kem
-from pike.crypto.proposal import ProposalSpec
-=======
-from pike.crypto.ke import SUPPORTED_GROUPS, check_group
 from pike.crypto.proposal import ProposalSpec, format_transforms, group_name
->>>>>>> main
 from pike.crypto.sizes import encr_key_size, integ_key_size, is_aead
 from pike.wire.isakmp_constants import (
     KEY_IKE,

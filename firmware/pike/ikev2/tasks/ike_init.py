@@ -12,11 +12,7 @@ from typing import TYPE_CHECKING
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ids import ADDKE_TYPES
 from pike.crypto.ke import KeyExchange
-<<<<<<< HEAD
-from pike.crypto.proposal import ProposalSpec
-=======
-from pike.crypto.proposal import group_name
->>>>>>> main
+from pike.crypto.proposal import ProposalSpec, group_name
 from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire

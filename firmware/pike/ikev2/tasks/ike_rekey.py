@@ -12,11 +12,8 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
-<<<<<<< HEAD
-from pike.ikev2.followup_ke import Followup, FollowupError
-=======
 from pike.crypto.proposal import group_name
->>>>>>> main
+from pike.ikev2.followup_ke import Followup, FollowupError
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
