@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from pike.crypto.errors import ProposalError
-from pike.crypto.proposal import ProposalSpec, parse_proposal
+from pike.crypto.ids import ADDKE_TYPES, TransformType
+from pike.crypto.ke import is_kem
+from pike.crypto.proposal import ProposalSpec, algorithm_name, parse_proposal
 from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
@@ -472,7 +474,13 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         raise t.table("remote").error(
             "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
         )
-    children = tuple(_child(c, local_host, remote_host, defaults) for c in t.tables("children"))
+    child_tables = list(t.tables("children"))
+    children = tuple(_child(c, local_host, remote_host, defaults) for c in child_tables)
+    if version == 1:
+        # RFC 9370 additional exchanges and ML-KEM exist only in IKEv2: never drop them silently
+        _ikev2_only_ke(t, "proposals", proposals)
+        for ct, child in zip(child_tables, children, strict=True):
+            _ikev2_only_ke(ct, "esp_proposals", child.esp_proposals)
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:
         raise t.error("aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
@@ -517,6 +525,17 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     )
     t.finish()
     return conn
+
+
+def _ikev2_only_ke(t: Table, key: str, specs: tuple[ProposalSpec, ...]) -> None:
+    for spec in specs:
+        for alg in spec.transforms:
+            if alg.type in ADDKE_TYPES or (alg.type == TransformType.KE and is_kem(alg.id)):
+                raise t.error(
+                    key,
+                    f"{algorithm_name(alg)} is IKEv2 only (RFC 9370 / ML-KEM); "
+                    "IKEv1 (version = 1) has one Diffie-Hellman group",
+                )
 
 
 def _dpd_action(t: Table, named: bool) -> DpdAction:
