@@ -244,3 +244,43 @@ def test_stray_intermediate_requests_are_refused() -> None:
     reply = decrypt_message(answer[0].data, decode_message(answer[0].data), sa_a.cipher_in)
     assert reply.notify(NotifyType.INVALID_SYNTAX) is not None
     assert b.sa().state == "ESTABLISHED"
+
+
+def test_new_child_in_create_child_sa_runs_the_additional_exchange() -> None:
+    """A second CHILD_SA (not a rekey) with PFS + ML-KEM: CREATE_CHILD_SA, IKE_FOLLOWUP_KE."""
+    esp = '"aes256gcm16-x25519-ke1_mlkem768"'
+    second = '\n[connections.gw.children.voice]\nlocal_ts = ["{}"]\nremote_ts = ["{}"]\n'
+    second += f"esp_proposals = [{esp}]\n"
+    a_text = conf(*A, proposals=HYBRID, esp=esp) + second.format("10.1.9.0/24", "10.2.9.0/24")
+    b_text = conf(
+        *B, proposals=HYBRID, esp=esp, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"'
+    ) + second.format("10.2.9.0/24", "10.1.9.0/24")
+    a, b = make_pair(a_text, b_text)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    a.engine.initiate("gw", 5.0, "voice")
+    seen = _run(a, b, a.drain(), 5.0)
+    assert seen == [36, 44], seen
+    voice_a = [c for c in a.sa().children if c.name == "voice"]
+    voice_b = [c for c in b.sa().children if c.name == "voice"]
+    assert len(voice_a) == len(voice_b) == 1 and voice_a[0].state == "INSTALLED"
+    assert voice_a[0].algorithms == "aes256gcm16-x25519-ke1_mlkem768"
+    new_a, new_b = a.of(InstallChildSa)[-1], b.of(InstallChildSa)[-1]
+    assert new_a.inbound.encr_key == new_b.outbound.encr_key
+
+
+def test_malformed_ke_in_intermediate_is_refused_and_counted() -> None:
+    """An IKE_INTERMEDIATE whose ML-KEM key has the wrong length: INVALID_SYNTAX, the
+    half-open SA ends, nothing crashes."""
+    a, b = pair(HYBRID, HYBRID)
+    a.engine.initiate("gw", 0.0)
+    (init,) = a.drain()
+    inter = deliver(deliver([init], b, 0.0), a, 0.0)
+    sa_a = a.engine.sas[decode_message(inter[0].data).spi_i]
+    forged = sa_a.new_message(ExchangeType.IKE_INTERMEDIATE, 1, response=False)
+    forged.payloads.append(KePayload(GroupId.ML_KEM_768, bytes(100)))
+    answer = deliver([SendDatagram(sa_a.encode(forged), sa_a.local, sa_a.remote)], b, 0.0)
+    assert sa_a.cipher_in is not None
+    reply = decrypt_message(answer[0].data, decode_message(answer[0].data), sa_a.cipher_in)
+    assert reply.notify(NotifyType.INVALID_SYNTAX) is not None
+    assert b.engine.list_sas() == []
