@@ -269,7 +269,7 @@ def test_new_child_in_create_child_sa_runs_the_additional_exchange() -> None:
     assert new_a.inbound.encr_key == new_b.outbound.encr_key
 
 
-def test_malformed_ke_in_intermediate_is_refused_and_counted() -> None:
+def test_malformed_ke_in_intermediate_is_refused() -> None:
     """An IKE_INTERMEDIATE whose ML-KEM key has the wrong length: INVALID_SYNTAX, the
     half-open SA ends, nothing crashes."""
     a, b = pair(HYBRID, HYBRID)
