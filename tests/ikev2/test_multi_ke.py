@@ -284,3 +284,22 @@ def test_malformed_ke_in_intermediate_is_refused() -> None:
     reply = decrypt_message(answer[0].data, decode_message(answer[0].data), sa_a.cipher_in)
     assert reply.notify(NotifyType.INVALID_SYNTAX) is not None
     assert b.engine.list_sas() == []
+
+
+def test_simultaneous_child_rekeys_with_followup_ke_leave_one_pair() -> None:
+    """Both ends rekey the CHILD_SA at once with ML-KEM: the requests cross, then the
+    IKE_FOLLOWUP_KE exchanges; the redundant pair (lowest nonce) goes (RFC 7296 §2.8.1)."""
+    esp = '"aes256gcm16-x25519-ke1_mlkem768"'
+    a, b = pair(CLASSIC, CLASSIC, esp=esp)
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    a.engine.rekey("gw", 5.0, "net")
+    b.engine.rekey("gw", 5.0, "net")
+    ra, rb = a.drain(), b.drain()
+    resp_b, resp_a = deliver(ra, b, 5.0), deliver(rb, a, 5.0)
+    out_a, out_b = deliver(resp_b, a, 5.0), deliver(resp_a, b, 5.0)
+    transfer(a, b, 5.0, in_flight=out_a)
+    transfer(b, a, 5.0, in_flight=out_b)
+    ca = [(c.spi_in, c.spi_out) for c in a.sa().children if c.state == "INSTALLED"]
+    cb = [(c.spi_out, c.spi_in) for c in b.sa().children if c.state == "INSTALLED"]
+    assert len(ca) == 1 and ca == cb, (a.sa().children, b.sa().children)

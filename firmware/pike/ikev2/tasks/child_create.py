@@ -339,6 +339,8 @@ class ChildCreate(Task):
             try:
                 self.followup.process_r(msg)
             except FollowupError as e:
+                if self.rekey is not None and self.rekey.replaced_by_peer is self.child:
+                    self.rekey.replaced_by_peer = None
                 raise RespondError(
                     NotifyType.NO_PROPOSAL_CHOSEN, fatal=False, detail=str(e)
                 ) from None
@@ -499,6 +501,10 @@ class ChildCreate(Task):
             link = followup.new_link()
             msg.payloads.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, link))
             self.sa.followups[link] = self
+            if self.rekey is not None:
+                # known now, so that our own crossing rekey sees the collision (§2.8.1)
+                child.nonces = (self.ni, self.nr)
+                self.rekey.replaced_by_peer = child
             return
         self._install_r(child, chosen, now)
 
