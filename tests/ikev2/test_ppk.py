@@ -3,6 +3,8 @@ SK_d/SK_pi/SK_pr mixed with the PPK, ppk_required."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pike.ikev2.engine import Ikev2Engine
@@ -129,3 +131,35 @@ def test_ppk_keys_follow_rfc8784() -> None:
     ppk = bytes.fromhex(PPK[2:])
     assert sa1.keys.sk_d == sa0.prf.plus(ppk, sa0.keys.sk_d, len(sa0.keys.sk_d))
     assert sa1.keys.sk_d != sa0.keys.sk_d
+
+
+def _pubkey_pair(tmp_path: Path, b_ppk_id: str) -> tuple[Node, Node]:
+    """Certificate authentication; a uses PPK 'pq-1', b holds a PPK under ``b_ppk_id``."""
+    from .test_pubkey import engine_from
+    from .test_pubkey import pair as cert_pair
+
+    cert_pair(tmp_path, "ecdsa-p256", "ecdsa-p256")  # writes certificates and pike.toml
+    nodes = []
+    for name, seed, ppk_id in (("a", 1, "pq-1"), ("b", 2, b_ppk_id)):
+        path = tmp_path / name / "pike.toml"
+        text = path.read_text()
+        if name == "a":
+            text = text.replace("[connections.gw]\n", '[connections.gw]\nppk_id = "pq-1"\n', 1)
+        path.write_text(text + f'\n[secrets.ppk-q]\nid = "{ppk_id}"\nsecret = "{PPK}"\n')
+        nodes.append(Node(engine_from(path, seed)))
+    return nodes[0], nodes[1]
+
+
+@pytest.mark.parametrize("b_has_it", [True, False])
+def test_ppk_with_certificates(tmp_path: Path, b_has_it: bool) -> None:
+    """With certificates the initiator signs twice when the peer may lack the PPK: AUTH
+    over SK_pi', NO_PPK_AUTH over SK_pi; either way the IKE SA comes up."""
+    a, b = _pubkey_pair(tmp_path, "pq-1" if b_has_it else "other")
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b, 0.0)
+    (sa_a,), (sa_b,) = sas(a), sas(b)
+    assert sa_a.state.value == sa_b.state.value == "ESTABLISHED"
+    assert sa_a.ppk_used is sa_b.ppk_used is b_has_it
+    assert sa_a.keys is not None and sa_b.keys is not None
+    assert sa_a.keys.sk_d == sa_b.keys.sk_d
+    assert len(a.sign_requests) == 0 and len(a.signed) == 2  # AUTH and NO_PPK_AUTH

@@ -126,6 +126,7 @@ class IkeAuth(Task):
         # RFC 8784: the keys without the PPK (NO_PPK_AUTH, and the fallback when the
         # responder has no PPK); set once the PPK is mixed in
         self._no_ppk_keys: IkeKeys | None = None
+        self._no_ppk_signing: _Signing | None = None  # certificates: NO_PPK_AUTH's signature
 
     @property
     def exchange(self) -> int:
@@ -198,6 +199,13 @@ class IkeAuth(Task):
         if not conn.ppk_required and conn.local.auth == "psk":
             data = self._psk_auth(self._psk(me, peer), me, True, self._no_ppk_keys)
             out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
+        no_ppk = self._no_ppk_signing
+        if no_ppk is not None and isinstance(no_ppk.result, bytes):
+            # the AUTH payload's data without the PPK; its method is the AUTH payload's
+            data = auth_data(no_ppk.method, no_ppk.scheme, no_ppk.result)
+            out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
+        elif no_ppk is not None:
+            log.warning("%s: no NO_PPK_AUTH: %s", self.sa.tag(), no_ppk.result)
         return out
 
     def _ppk_answer_i(self, conn: ConnectionConfig, msg: Message) -> None:
@@ -239,10 +247,10 @@ class IkeAuth(Task):
         if note is None:
             return auth
         fallback = msg.notify(NotifyType.NO_PPK_AUTH)
-        if fallback is None or conn.remote.auth != "psk":
-            raise AuthFailure(f"no PPK for PPK_ID '{ppk_id}' and no usable NO_PPK_AUTH")
+        if fallback is None:
+            raise AuthFailure(f"no PPK for PPK_ID '{ppk_id}' and no NO_PPK_AUTH")
         log.info("%s: no PPK for PPK_ID '%s', using NO_PPK_AUTH", sa.tag(), ppk_id)
-        return AuthPayload(AuthMethod.SHARED_KEY_MIC, fallback.data)
+        return AuthPayload(auth.method, fallback.data)  # the AUTH payload's method
 
     def _ours(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> _Ours:
         """Our CERTs and AUTH; raises AuthFailure when we cannot authenticate ourselves."""
@@ -267,8 +275,10 @@ class IkeAuth(Task):
         conn = sa.conn
         if self.initiator:
             self._use_ppk_i()  # the signature covers SK_pi'
-        if conn is None or conn.local.auth != "pubkey" or self._signing is not None:
+        if conn is None or conn.local.auth != "pubkey":
             return None
+        if self._signing is not None:
+            return self._prepare_no_ppk(conn)
         try:
             me = self._my_id(conn) if self.initiator else sa.my_id
             assert me is not None
@@ -282,9 +292,31 @@ class IkeAuth(Task):
         sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, octets, creds.spki))
         return ref
 
+    def _prepare_no_ppk(self, conn: ConnectionConfig) -> int | None:
+        """Initiator with a certificate and a PPK the peer may lack: a second signature,
+        over the octets without the PPK, for NO_PPK_AUTH (RFC 8784 §3)."""
+        sa, first = self.sa, self._signing
+        if (
+            not self.initiator
+            or self._no_ppk_keys is None
+            or conn.ppk_required
+            or self._no_ppk_signing is not None
+            or first is None
+            or not isinstance(first.result, bytes)
+        ):
+            return None
+        me = self._my_id(conn)
+        ref = sa.ctx.sign_ref()
+        self._no_ppk_signing = _Signing(ref, first.method, first.scheme, first.creds)
+        octets = self._octets(me, True, self._no_ppk_keys)
+        creds = first.creds
+        sa.ctx.emit(SignRequest(ref, conn.name, creds.key, first.scheme, octets, creds.spki))
+        return ref
+
     def signed(self, ref: int, result: bytes | Exception) -> None:
-        if self._signing is not None and self._signing.ref == ref:
-            self._signing.result = result
+        for signing in (self._signing, self._no_ppk_signing):
+            if signing is not None and signing.ref == ref:
+                signing.result = result
 
     def _cannot_sign(self, exc: AuthFailure) -> Exception:
         """What build raises when we cannot authenticate ourselves, by role."""
