@@ -18,7 +18,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from ikev2.x509gen import issue, make_ca, write
 from peers.strongswan6 import strongswan6_prefix
 
 from .conftest import Gateways, MakeCharon, MakePiked, Require
@@ -41,11 +43,14 @@ def make_charon6(tmp_path: Path) -> Iterator[MakeCharon6]:
     prefix = strongswan6_prefix()
     nodes: list[StrongswanNode] = []
 
-    def make(ns: Namespace, *items: Connection | Secret, libipsec: bool) -> StrongswanNode:
+    def make(
+        ns: Namespace, *items: Connection | Secret, libipsec: bool, start: bool = True
+    ) -> StrongswanNode:
         node = StrongswanNode(ns, tmp_path, "charon6", libipsec=libipsec, prefix=prefix)
         node.add(*items)
         nodes.append(node)
-        node.start()
+        if start:
+            node.start()
         return node
 
     yield make
@@ -342,3 +347,58 @@ def test_classic_fallback_with_strongswan59(
     piked.initiate("hq")
     _established(piked, charon)
     assert piked.list_sas_json()[0]["algorithms"] == CLASSIC
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("charon_has_it", [True, False], ids=["ppk", "no-ppk-auth"])
+def test_ppk_with_certificates_with_strongswan6(
+    gateways: Gateways,
+    make_piked: MakePiked,
+    make_charon6: MakeCharon6,
+    tmp_path: Path,
+    charon_has_it: bool,
+) -> None:
+    """ECDSA certificates, hybrid ML-KEM-768 and a PPK piked does not require: charon with
+    the PPK uses it; charon without it verifies piked's NO_PPK_AUTH signature."""
+    ca = make_ca("ecdsa-p256", "pike pq CA")
+    mine = issue(ca, "ecdsa-p256", BRANCH, [x509.DNSName(BRANCH)])
+    theirs = issue(ca, "ecdsa-p256", HQ, [x509.DNSName(HQ)])
+    files = tmp_path / "charon-creds"
+    cert, key = write(files, "hq", theirs)
+    ca_cert, _ = write(files, "ca", ca)
+    conn = _conn("charon", (HYBRID768,), ("aes256gcm16",))
+    conn.local_auth = conn.remote_auth = "pubkey"
+    conn.local_certs = [cert.name]
+    ppk = Secret("q", PPK_HEX, [PPK_ID if charon_has_it else "another-ppk"], kind="ppk")
+    charon = make_charon6(gateways.right, conn, ppk, libipsec=gateways.libipsec, start=False)
+    charon.write_config()
+    charon.install_cert(ca_cert, ca=True)
+    charon.install_cert(cert)
+    charon.install_key(key)
+    charon.start()
+    piked = make_piked(
+        gateways.left,
+        "piked",
+        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        Secret("q", PPK_HEX, [PPK_ID], kind="ppk"),
+        start=False,
+    )
+    write(piked.dir, "branch", mine)
+    write(piked.dir, "ca", ca)
+    piked.extra = {
+        "hq": {
+            "ppk_id": PPK_ID,
+            "local": {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"], "key": "branch.key"},
+            "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]},
+        }
+    }
+    piked.start()
+    piked.initiate("hq")
+    _established(piked, charon)
+    log = charon.log_text()
+    if charon_has_it:
+        assert f"using PPK for PPK_ID '{PPK_ID}'" in log
+        assert piked.list_sas_json()[0]["ppk"] is True
+    else:
+        assert "using NO_PPK_AUTH notify" in log
+        assert piked.list_sas_json()[0]["ppk"] is False
