@@ -7,6 +7,12 @@ peer's CERT chain is validated to our CAs and must contain its ID (``pike.sa.cer
 
 Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH.
 
+After IKE_INTERMEDIATE exchanges (RFC 9242) the octets end with IntAuth. With a
+post-quantum preshared key (RFC 8784: USE_PPK announced by both), SK_d/SK_pi/SK_pr take
+the PPK before AUTH; the initiator adds PPK_IDENTITY and, unless ``ppk_required``,
+NO_PPK_AUTH (AUTH made without the PPK, a second signature with certificates) for a peer
+that lacks it; the responder confirms with an empty PPK_IDENTITY.
+
 Our signature is never made here: ``prepare`` emits a ``SignRequest`` (the key may sit in a
 token that takes its time) and the task manager builds the message once ``signed`` brings
 the answer. A failure to sign fails closed, with the same log line whatever the cause.
