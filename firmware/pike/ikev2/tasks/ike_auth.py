@@ -196,7 +196,7 @@ class IkeAuth(Task):
         sa.apply_ppk(ppk)
 
     def _ppk_payloads(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> list[Payload]:
-        """PPK_IDENTITY, and NO_PPK_AUTH where the peer may lack the PPK (PSK only)."""
+        """PPK_IDENTITY, and NO_PPK_AUTH where the peer may lack the PPK (not required)."""
         if self._no_ppk_keys is None or conn.ppk_id is None:
             return []
         out: list[Payload] = [
@@ -238,8 +238,8 @@ class IkeAuth(Task):
         if note is not None and len(note.data) > 1 and note.data[:1] == PPK_ID_FIXED:
             ppk_id = note.data[1:].decode("utf-8", "replace")
         if ppk_id is not None and conn.ppk_id is not None and ppk_id != conn.ppk_id:
-            log.info("%s: PPK_ID '%s' received, %s wants '%s'", sa.tag(), ppk_id, conn.name,
-                     conn.ppk_id)  # fmt: skip
+            wants = f"{conn.name} wants '{conn.ppk_id}'"
+            log.info("%s: PPK_ID '%s' received, %s", sa.tag(), ppk_id, wants)
             ppk_id = None
         ppk = sa.ctx.config.ppk_for(ppk_id) if ppk_id is not None else None
         if ppk is not None:
