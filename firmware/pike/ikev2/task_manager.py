@@ -114,6 +114,13 @@ class TaskManager:
         if held is not None:
             self._respond(held.msg, held.data, held.tasks, now)
             return held.msg
+        try:
+            # one more signature for the same message (RFC 8784 NO_PPK_AUTH)?
+            if self._wait_for_signature(self.active, now):
+                return None
+        except TaskFailed as e:
+            self.sa.fail(e.reason, now)
+            return None
         self._send_request(now)
         return None
 
