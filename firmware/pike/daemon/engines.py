@@ -113,6 +113,10 @@ class Engines:
         self.v2.sign_done(ref, result, now)
         self.v1.sign_done(ref, result, now)
 
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        # only IKEv2 checks chains off the loop (IKEv1 Main Mode validates inline)
+        self.v2.chain_checked(ref, result, now)
+
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 

@@ -1,0 +1,94 @@
+"""An IKE_AUTH message waiting for its CERT chain to be checked off the event loop.
+
+In piked (``ctx.offload_chains``) the engine does not parse or verify a peer's
+certificates on the loop: an authenticated IKE_AUTH request or response carrying CERT
+payloads is parked on its SA (``IkeSa.chain``) and a ``CheckChain`` goes out with the
+certificates and the CAs of the connections it may be for (the responder does not know
+which one yet: IDi picks it). The answer comes back through ``Ikev2Engine.chain_checked``,
+which hands the same message to the task manager; ``IkeAuth._verify`` then takes the
+verdict from here (``checked``) instead of validating, and requires that the path ends at
+a CA of the connection it chose. Copies of the message that arrive meanwhile are dropped
+(the peer retransmits; the answer follows the check). Cheap refusals (too many CERT
+payloads, a non-X.509 encoding) stay inline, so they cost no round trip.
+
+In-memory engines (tests, ``pikectl``) keep ``offload_chains`` off and validate inline.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pike.sa.certs import MAX_CERT_PAYLOADS, CertError, parse_cert_payloads
+from pike.sa.chain_check import ChainWait as ChainWait
+from pike.sa.credentials import CredentialError
+from pike.wire.constants import CertEncoding, ExchangeType
+from pike.wire.payloads import CertPayload, Message
+
+if TYPE_CHECKING:
+    from pike.ikev2.ike_sa import IkeSa
+    from pike.policy.config import ConnectionConfig
+
+_DER = serialization.Encoding.DER
+
+
+def _conns(sa: IkeSa, msg: Message) -> list[ConnectionConfig]:
+    if msg.is_response:
+        return [sa.conn] if sa.conn is not None else []
+    return list(sa.candidates.conns) if sa.candidates is not None else []
+
+
+def wanted(sa: IkeSa, msg: Message) -> tuple[tuple[bytes, ...], tuple[bytes, ...]] | None:
+    """(certificates, anchors) when ``msg``'s chain is to be checked off the loop."""
+    if not sa.ctx.offload_chains or msg.exchange != ExchangeType.IKE_AUTH:
+        return None
+    tasks = sa.tasks
+    if msg.is_response:
+        if not tasks.active or msg.message_id != tasks.mid_out:
+            return None  # the task manager drops it
+    elif msg.message_id != tasks.mid_in or tasks.held is not None:
+        return None  # a retransmission: answered from the cache or held
+    payloads = msg.all(CertPayload)
+    if not payloads or len(payloads) > MAX_CERT_PAYLOADS:
+        return None  # nothing to check, or refused inline at once
+    if any(p.encoding != CertEncoding.X509_SIGNATURE for p in payloads):
+        return None
+    store = sa.ctx.credentials
+    anchors: dict[bytes, None] = {}
+    for cacerts in {tuple(c.remote.cacerts) for c in _conns(sa, msg) if c.remote.auth == "pubkey"}:
+        for path in cacerts:
+            try:
+                for ca in store.cas_of(path):
+                    anchors[ca.public_bytes(_DER)] = None
+            except CredentialError:
+                continue  # reported when that connection is chosen
+    if not anchors:
+        return None  # validated inline: fails at once with the reason
+    return tuple(p.data for p in payloads), tuple(anchors)
+
+
+def checked(
+    sa: IkeSa, msg: Message, cas: tuple[x509.Certificate, ...]
+) -> tuple[x509.Certificate, x509.Certificate] | None:
+    """The end entity and the trusted CA of ``msg``'s checked chain, None when it was not
+    checked off the loop; raises CertError when the check failed or its path ends at a CA
+    the chosen connection (``cas``) does not trust."""
+    wait = sa.chain
+    if wait is None or wait.msg is not msg or wait.result is None:
+        return None
+    if isinstance(wait.result, Exception):
+        if isinstance(wait.result, CertError):
+            raise wait.result
+        raise CertError(f"certificate check failed: {wait.result}")
+    pool = (*wait.certs, *wait.anchors)
+    try:
+        top = pool[wait.result[-1]]
+    except IndexError:
+        raise CertError("certificate check answered no path") from None
+    anchor = next((c for c in cas if c.public_bytes(_DER) == top), None)
+    if anchor is None:
+        raise CertError("the chain ends at a CA this connection does not trust")
+    leaf = parse_cert_payloads(msg.all(CertPayload)[:1])[0]
+    return leaf, anchor
