@@ -97,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         sock = socket.socket(fileno=args.fd)
         log.info("serving piked (pid %d) as uid %d", os.getppid(), os.getuid())
         Connection(sock, service).serve()
-        return 0
+        # piked is gone: leave now, even with a token call that never returns (the
+        # interpreter's exit would wait for that worker thread)
+        logging.shutdown()
+        os._exit(0)
     peer = pwd.getpwnam(args.peer_user).pw_uid if args.peer_user else None
     listener = _listener(args.socket)
     log.info("listening for piked as uid %d", os.getuid())

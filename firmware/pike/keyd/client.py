@@ -68,8 +68,9 @@ class KeyHelper:
         self._reader.start()
 
     @classmethod
-    def spawn(cls, argv: list[str] | None = None) -> KeyHelper:
-        """Start pike-keyd as our child over a socketpair (``key_helper = "spawn"``)."""
+    def spawn(cls, argv: list[str] | None = None, stderr: int | None = None) -> KeyHelper:
+        """Start pike-keyd as our child over a socketpair (``key_helper = "spawn"``);
+        its log lines go to our stderr (the journal) unless ``stderr`` says otherwise."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = argv or [sys.executable, "-m", "pike.cli.keyd"]
         try:
@@ -77,6 +78,7 @@ class KeyHelper:
                 [*cmd, "--fd", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                stderr=stderr,
                 close_fds=True,
             )
         finally:
@@ -280,6 +282,8 @@ class RemoteTokenSigner(RemoteSigner):
         return self._look(Op.REPROBE)
 
     def public_key(self) -> PublicKey:
+        if self.helper.gone is not None:
+            raise HelperGone(f"key helper gone ({self.helper.gone})")
         if self._public is None and self._state is TokenState.UNKNOWN:
             self.probe()
         if self._public is None:
