@@ -116,7 +116,10 @@ def test_a_wrong_pin_is_presented_once(
 
 
 def test_helper_gone_fails_closed(
-    softhsm: SoftHsm, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    softhsm: SoftHsm,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A signature in progress (its probe waits for the PIN) and every later one fail with
     HelperGone; one error line; the engine's answer comes back, nothing hangs."""
@@ -167,7 +170,7 @@ def test_helper_gone_fails_closed(
 def test_helper_refuses_a_key_that_is_not_the_certificates(
     softhsm: SoftHsm, tmp_path: Path
 ) -> None:
-    pem, _fifo, _spki = _token(softhsm, tmp_path)
+    _pem, _fifo, _spki = _token(softhsm, tmp_path)
     key = uri(softhsm.module, "gw", "ike", tmp_path / "pin.txt")
     helper, _log = _spawn(tmp_path)
     try:

@@ -109,7 +109,9 @@ def test_helper_gone_fails_closed(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert "certificate check failed: key helper gone (exit status 1)" in caplog.text
 
 
-def test_an_answer_for_a_gone_sa_is_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_answer_for_a_gone_sa_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, "pike")
     a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
     b.engine.ctx.offload_chains = True

@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -61,11 +62,17 @@ class KeyHelper:
         self._sock = sock
         self.process = process  # when piked started it
         self._ids = itertools.count(1)
+        # Frames go out from a writer thread: a helper busy with a flood of chain checks
+        # must not make the event loop block in sendall.
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._pending: dict[int, concurrent.futures.Future[tuple[bytes, ...]]] = {}
         self._lock = threading.Lock()
         self.gone: str | None = None  # why, once the helper is gone
+        self._closing = False  # close() was called: its end is not an error
         self._reader = threading.Thread(target=self._read, name="pike-keyd reader", daemon=True)
         self._reader.start()
+        self._writer = threading.Thread(target=self._write, name="pike-keyd writer", daemon=True)
+        self._writer.start()
 
     @classmethod
     def spawn(cls, argv: list[str] | None = None, stderr: int | None = None) -> KeyHelper:
@@ -106,13 +113,22 @@ class KeyHelper:
                 fut.set_exception(HelperGone(f"key helper gone ({self.gone})"))
                 return fut
             rid = next(self._ids)
-            self._pending[rid] = fut
             try:
-                self._sock.sendall(encode(op, rid, fields))
-            except (OSError, ProtocolError) as exc:
-                del self._pending[rid]
-                fut.set_exception(HelperGone(f"key helper unreachable: {exc}"))
+                frame = encode(op, rid, fields)
+            except ProtocolError as exc:
+                fut.set_exception(HelperRefused(str(exc), None))
+                return fut
+            self._pending[rid] = fut
+        self._outbox.put(frame)
         return fut
+
+    def _write(self) -> None:
+        while (frame := self._outbox.get()) is not None:
+            try:
+                self._sock.sendall(frame)
+            except OSError as exc:
+                self._went(f"cannot write to it: {exc}")
+                return
 
     def call(self, op: Op, fields: list[bytes], timeout: float = CALL_TIMEOUT) -> tuple[bytes, ...]:
         """Blocking: the answer's fields; raises HelperGone or HelperRefused/CertError."""
@@ -159,7 +175,7 @@ class KeyHelper:
             except subprocess.TimeoutExpired:
                 pass
         with self._lock:
-            if self.gone is None and not getattr(self, "_closing", False):
+            if self.gone is None and not self._closing:
                 log.error(
                     "key helper pike-keyd gone (%s): signatures and certificate checks "
                     "fail closed until piked restarts",
@@ -173,6 +189,7 @@ class KeyHelper:
     def close(self) -> None:
         """piked stops: the helper sees the end of its stream and exits."""
         self._closing = True
+        self._outbox.put(None)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
@@ -193,7 +210,9 @@ class KeyHelper:
                 return RemoteTokenSigner(self, key, parse(key))
             except UriError as exc:
                 raise SignerError(f"bad PKCS#11 URI: {exc}") from None
-        return RemoteSigner(self, key)
+        signer = RemoteSigner(self, key)
+        signer.public_key()  # as a file key does: an unusable file is refused at once
+        return signer
 
     def check_chain(
         self, certs: tuple[bytes, ...], anchors: tuple[bytes, ...], when: datetime
