@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ikev2.x509gen import issue, make_ca
 from pike.daemon.chain_checks import ChainChecks
-from pike.keyd.client import KeyHelper
+from pike.keyd.client import KeyHelper, path_of
 from pike.sa.actions import CheckChain
 from pike.sa.certs import CertError, check_chain
 
@@ -68,6 +68,8 @@ def test_a_chain_flood_does_not_stall_the_loop(tmp_path: Path) -> None:
     reqs = [CheckChain(i, "peer", certs, anchors, when) for i in range(n)]
     reqs.append(CheckChain(n, "peer", broken, anchors, when))
     helper = KeyHelper.spawn()
+    # started (at its first request) before the loop runs, as piked's config load does
+    assert path_of(helper.check_chain(certs, anchors, when).result(30)) == expected
     try:
         got: dict[int, object] = {}
 

@@ -44,9 +44,15 @@ def no_pin_here(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _spawn(tmp_path: Path) -> tuple[KeyHelper, Path]:
+    """The helper as piked starts it (at the first request: made here, a refused one),
+    its log lines into a file."""
+    from pike.keyd.protocol import Op
+
     log = tmp_path / "keyd.log"
     with open(log, "wb") as f:
         helper = KeyHelper.spawn(stderr=f.fileno())
+        with pytest.raises(HelperRefused, match=r"no usable|cannot read|No such"):
+            helper.call(Op.PUBLIC, [str(tmp_path / "no.key").encode()])
     return helper, log
 
 

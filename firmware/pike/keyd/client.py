@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
 
@@ -57,10 +58,14 @@ class HelperRefused(SignerError):
         self.state = state
 
 
+Opener = Callable[[], "tuple[socket.socket, subprocess.Popen[bytes] | None]"]
+
+
 class KeyHelper:
-    def __init__(self, sock: socket.socket, process: subprocess.Popen[bytes] | None = None) -> None:
-        self._sock = sock
-        self.process = process  # when piked started it
+    def __init__(self, opener: Opener) -> None:
+        self._opener = opener
+        self._sock: socket.socket | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # when piked started it
         self._ids = itertools.count(1)
         # Frames go out from a writer thread: a helper busy with a flood of chain checks
         # must not make the event loop block in sendall.
@@ -69,33 +74,53 @@ class KeyHelper:
         self._lock = threading.Lock()
         self.gone: str | None = None  # why, once the helper is gone
         self._closing = False  # close() was called: its end is not an error
-        self._reader = threading.Thread(target=self._read, name="pike-keyd reader", daemon=True)
-        self._reader.start()
-        self._writer = threading.Thread(target=self._write, name="pike-keyd writer", daemon=True)
-        self._writer.start()
+
+    def _open(self) -> socket.socket | None:
+        """The connection, made at the first request (under ``_lock``): a config without
+        certificates never starts the helper, nor does a config piked refuses."""
+        if self.gone is not None:
+            return None
+        if self._sock is None:
+            try:
+                self._sock, self.process = self._opener()
+            except OSError as exc:
+                self.gone = f"cannot start it: {exc}"
+                log.error("key helper pike-keyd: %s: signatures fail closed", self.gone)
+                return None
+            for name, run in (("reader", self._read), ("writer", self._write)):
+                threading.Thread(target=run, name=f"pike-keyd {name}", daemon=True).start()
+        return self._sock
 
     @classmethod
     def spawn(cls, argv: list[str] | None = None, stderr: int | None = None) -> KeyHelper:
-        """Start pike-keyd as our child over a socketpair (``key_helper = "spawn"``);
-        its log lines go to our stderr (the journal) unless ``stderr`` says otherwise."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = argv or [sys.executable, "-m", "pike.cli.keyd"]
-        try:
-            proc = subprocess.Popen(
-                [*cmd, "--fd", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stderr=stderr,
-                close_fds=True,
-            )
-        finally:
-            theirs.close()
-        log.info("started key helper pike-keyd (pid %d)", proc.pid)
-        return cls(ours, proc)
+        """pike-keyd as our child over a socketpair (``key_helper = "spawn"``), started at
+        the first request; its log lines go to our stderr (the journal) unless ``stderr``
+        says otherwise."""
+
+        def start() -> tuple[socket.socket, subprocess.Popen[bytes]]:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            cmd = argv or [sys.executable, "-m", "pike.cli.keyd"]
+            try:
+                proc = subprocess.Popen(
+                    [*cmd, "--fd", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stderr=stderr,
+                    close_fds=True,
+                )
+            except OSError:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+            log.info("started key helper pike-keyd (pid %d)", proc.pid)
+            return ours, proc
+
+        return cls(start)
 
     @classmethod
     def connect(cls, path: str) -> KeyHelper:
-        """Connect to a helper run by its own unit (``key_helper = "/run/..."``)."""
+        """Connect now to a helper run by its own unit (``key_helper = "/run/..."``)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(path)
@@ -103,13 +128,16 @@ class KeyHelper:
             sock.close()
             raise HelperGone(f"cannot reach key helper at {path}: {exc.strerror or exc}") from None
         log.info("connected to key helper at %s", path)
-        return cls(sock)
+        helper = cls(lambda: (sock, None))
+        with helper._lock:
+            helper._open()
+        return helper
 
     # -- requests ------------------------------------------------------------------------
     def submit(self, op: Op, fields: list[bytes]) -> concurrent.futures.Future[tuple[bytes, ...]]:
         fut: concurrent.futures.Future[tuple[bytes, ...]] = concurrent.futures.Future()
         with self._lock:
-            if self.gone is not None:
+            if self._open() is None:
                 fut.set_exception(HelperGone(f"key helper gone ({self.gone})"))
                 return fut
             rid = next(self._ids)
@@ -123,6 +151,7 @@ class KeyHelper:
         return fut
 
     def _write(self) -> None:
+        assert self._sock is not None  # started by _open
         while (frame := self._outbox.get()) is not None:
             try:
                 self._sock.sendall(frame)
@@ -138,6 +167,7 @@ class KeyHelper:
             raise HelperGone(f"key helper did not answer within {timeout:.0f} s") from None
 
     def _read(self) -> None:
+        assert self._sock is not None  # started by _open
         why = "closed its socket"
         try:
             while (frame := read_frame(self._sock)) is not None:
@@ -188,11 +218,15 @@ class KeyHelper:
 
     def close(self) -> None:
         """piked stops: the helper sees the end of its stream and exits."""
-        self._closing = True
+        with self._lock:
+            self._closing = True
+            sock, self.gone = self._sock, self.gone or "closed"
+        if sock is None:
+            return  # never started
         self._outbox.put(None)
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
         if self.process is not None:
             try:
                 self.process.wait(timeout=2.0)
