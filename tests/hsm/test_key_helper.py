@@ -221,7 +221,8 @@ def test_helper_without_privileges_on_a_unix_socket(tmp_path: Path) -> None:
     """``key_helper = "/run/..."``: a helper its own unit runs. Here it has no capability
     at all (not even in its bounding set) and reaches the key file through its group
     only (0040 nobody:nogroup: neither its owner's bits nor others' allow it); piked's
-    side connects to the socket and signs."""
+    side connects to the socket and signs; another user's connection is closed unanswered
+    (``--peer-user``)."""
     import shutil
     import sys
 
@@ -242,10 +243,16 @@ def test_helper_without_privileges_on_a_unix_socket(tmp_path: Path) -> None:
     nobody = 65534
     os.chown(key_file, nobody, nobody)
     key_file.chmod(0o040)
-    sock = tmp_path / "keyd.sock"
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="pike-keyd-"))  # tmp_path is 0700 root's
+    top.chmod(0o755)
+    sock = top / "keyd.sock"
     proc = subprocess.Popen(
         ["setpriv", f"--regid={nobody}", "--clear-groups", "--inh-caps=-all",
-         "--bounding-set=-all", sys.executable, "-m", "pike.cli.keyd", "--socket", str(sock)],
+         "--bounding-set=-all", sys.executable, "-m", "pike.cli.keyd", "--socket", str(sock),
+         "--peer-user", "root"],
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         for _ in range(200):
@@ -263,6 +270,29 @@ def test_helper_without_privileges_on_a_unix_socket(tmp_path: Path) -> None:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         for cap in ("CapEff", "CapPrm", "CapBnd"):
             assert f"{cap}:\t0000000000000000" in status
+        # user nobody: connected, its request closed unanswered
+        python = "/usr/bin/python3"  # the venv's is not readable by nobody
+        require(os.path.exists(python), f"no {python}")
+        script = (
+            "import socket, struct\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            f"s.connect({str(sock)!r})\n"
+            "body = struct.pack('>BII', 2, 1, 1) + b'x'\n"
+            "try:\n"
+            "    s.sendall(struct.pack('>I', len(body)) + body)\n"
+            "    print(repr(s.recv(100)))\n"
+            "except OSError:\n"
+            "    print(repr(b''))  # closed before the request was written\n"
+        )
+        out = subprocess.run(
+            [python, "-c", script], user=nobody, group=nobody, capture_output=True,
+            text=True, check=True, cwd="/", timeout=10,
+        ).stdout  # fmt: skip
+        assert out.strip() == "b''"
     finally:
         os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(5)
+        _out, err = proc.communicate(timeout=5)
+        import shutil as sh
+
+        sh.rmtree(top, ignore_errors=True)
+    assert f"refused a connection from uid {nobody} (only 0 may ask)" in err

@@ -52,7 +52,9 @@ def _peer_uid(sock: socket.socket) -> int:
     return int(struct.unpack("3i", creds)[1])
 
 
-def _listener(path: str | None) -> socket.socket:
+def _listener(path: str | None, open_to_all: bool) -> socket.socket:
+    """The listening socket: systemd's, or bound at ``path``: 0660 (owner and group), or
+    0666 when ``--peer-user`` decides who may ask (by SO_PEERCRED, whatever the mode)."""
     if os.environ.get("LISTEN_FDS") == "1" and os.environ.get("LISTEN_PID") == str(os.getpid()):
         return socket.socket(fileno=_LISTEN_FDS_START)
     if path is None:
@@ -60,7 +62,7 @@ def _listener(path: str | None) -> socket.socket:
     if os.path.exists(path):
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o117)  # srw-rw----: the owner and its group (pike) only
+    old = os.umask(0o111 if open_to_all else 0o117)
     try:
         sock.bind(path)
     finally:
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.shutdown()
         os._exit(0)
     peer = pwd.getpwnam(args.peer_user).pw_uid if args.peer_user else None
-    listener = _listener(args.socket)
+    listener = _listener(args.socket, peer is not None)
     log.info("listening for piked as uid %d", os.getuid())
     try:
         serve_socket(listener, service, peer)
