@@ -428,3 +428,16 @@ def test_pre_authentication_limits(tmp_path: Path) -> None:
     assert (d.half_open_max, d.ike_sa_max, d.init_rate) == (50, 100, 0)
     with pytest.raises(ConfigError, match="max_packet"):
         load_config(write(tmp_path, EXAMPLE.replace("[daemon]\n", "[daemon]\nmax_packet = 100\n")))
+
+
+def test_key_helper_is_spawn_off_or_a_socket_path(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, EXAMPLE)).daemon.key_helper == "spawn"
+    for value in ("off", "/run/pike-keyd/keyd.sock"):
+        text = EXAMPLE.replace("[daemon]\n", f'[daemon]\nkey_helper = "{value}"\n')
+        assert load_config(write(tmp_path, text)).daemon.key_helper == value
+    path = write(tmp_path, EXAMPLE.replace("[daemon]\n", '[daemon]\nkey_helper = "yes"\n'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f'{path}:2: daemon.key_helper: "spawn", "off" or the absolute path of its socket'
+    )
