@@ -26,7 +26,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from cryptography.hazmat.primitives import serialization
 
@@ -40,6 +40,9 @@ from pike.hsm.signer import (
 )
 from pike.keyd.protocol import Frame, Op, ProtocolError, Status, encode, read_frame
 from pike.sa.certs import CertError
+
+if TYPE_CHECKING:
+    from pike.hsm.uri import Pkcs11Uri
 
 log = logging.getLogger("pike.daemon")
 
@@ -302,7 +305,7 @@ class RemoteTokenSigner(RemoteSigner):
 
     in_token: ClassVar[bool] = True
 
-    def __init__(self, helper: KeyHelper, key: str, uri: object) -> None:
+    def __init__(self, helper: KeyHelper, key: str, uri: Pkcs11Uri) -> None:
         super().__init__(helper, key)
         self.uri = uri
         self.probed = False
