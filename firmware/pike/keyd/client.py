@@ -348,11 +348,13 @@ class RemoteTokenSigner(RemoteSigner):
 
     def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
         try:
-            return super().sign(data, scheme)
+            signature = super().sign(data, scheme)
         except HelperRefused as exc:
             if exc.state is not None:
-                self._state = exc.state
+                self._state = exc.state  # as the helper's token says
             raise
+        self._state = TokenState.READY  # it signed: the token is back (if it was away)
+        return signature
 
 
 def spawn_argv() -> list[str] | None:
