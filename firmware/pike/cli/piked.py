@@ -62,7 +62,12 @@ line on stderr, before anything is touched), 1 when it cannot start (the IKE por
 the control socket cannot be opened).
 
 Files: {DEFAULT_CONFIG} (pike.toml(5)); the control socket [daemon] control_socket
-(default /run/pike/pike.sock); logs go to stderr (the journal under systemd)."""
+(default /run/pike/pike.sock); logs go to stderr (the journal under systemd).
+
+Processes: private keys, token sessions and peers' certificate checks are in pike-keyd,
+a child piked starts when the first key or certificate is loaded (no capabilities, not
+dumpable; [daemon] key_helper). If it ends, certificate authentication fails closed
+until piked restarts."""
 
 
 def parser() -> argparse.ArgumentParser:
