@@ -19,19 +19,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from pike.sa.certs import MAX_CERT_PAYLOADS, CertError, parse_cert_payloads
 from pike.sa.chain_check import ChainWait as ChainWait
-from pike.sa.credentials import CredentialError
-from pike.wire.constants import CertEncoding, ExchangeType
+from pike.sa.chain_check import anchors_of, offloadable, verdict
+from pike.wire.constants import ExchangeType
 from pike.wire.payloads import CertPayload, Message
 
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
     from pike.policy.config import ConnectionConfig
-
-_DER = serialization.Encoding.DER
 
 
 def _conns(sa: IkeSa, msg: Message) -> list[ConnectionConfig]:
@@ -51,22 +47,12 @@ def wanted(sa: IkeSa, msg: Message) -> tuple[tuple[bytes, ...], tuple[bytes, ...
     elif msg.message_id != tasks.mid_in or tasks.held is not None:
         return None  # a retransmission: answered from the cache or held
     payloads = msg.all(CertPayload)
-    if not payloads or len(payloads) > MAX_CERT_PAYLOADS:
-        return None  # nothing to check, or refused inline at once
-    if any(p.encoding != CertEncoding.X509_SIGNATURE for p in payloads):
+    if not offloadable(payloads):
         return None
-    store = sa.ctx.credentials
-    anchors: dict[bytes, None] = {}
-    for cacerts in {tuple(c.remote.cacerts) for c in _conns(sa, msg) if c.remote.auth == "pubkey"}:
-        for path in cacerts:
-            try:
-                for ca in store.cas_of(path):
-                    anchors[ca.public_bytes(_DER)] = None
-            except CredentialError:
-                continue  # reported when that connection is chosen
+    anchors = anchors_of(sa.ctx.credentials, _conns(sa, msg))
     if not anchors:
         return None  # validated inline: fails at once with the reason
-    return tuple(p.data for p in payloads), tuple(anchors)
+    return tuple(p.data for p in payloads), anchors
 
 
 def checked(
@@ -76,19 +62,6 @@ def checked(
     checked off the loop; raises CertError when the check failed or its path ends at a CA
     the chosen connection (``cas``) does not trust."""
     wait = sa.chain
-    if wait is None or wait.msg is not msg or wait.result is None:
+    if wait is None or wait.msg is not msg:
         return None
-    if isinstance(wait.result, Exception):
-        if isinstance(wait.result, CertError):
-            raise wait.result
-        raise CertError(f"certificate check failed: {wait.result}")
-    pool = (*wait.certs, *wait.anchors)
-    try:
-        top = pool[wait.result[-1]]
-    except IndexError:
-        raise CertError("certificate check answered no path") from None
-    anchor = next((c for c in cas if c.public_bytes(_DER) == top), None)
-    if anchor is None:
-        raise CertError("the chain ends at a CA this connection does not trust")
-    leaf = parse_cert_payloads(msg.all(CertPayload)[:1])[0]
-    return leaf, anchor
+    return verdict(wait, tuple(p.data for p in msg.all(CertPayload)), cas)

@@ -519,6 +519,7 @@ class Ikev2Engine:
             return
         self._touch(sa)
         wait.result = result
+        assert wait.msg is not None  # IKEv2 parks the decrypted message
         try:
             self._dispatch(sa, wait.msg, wait.data, wait.src, wait.dst, now)
         except MalformedMessage as e:
