@@ -114,8 +114,9 @@ class Engines:
         self.v1.sign_done(ref, result, now)
 
     def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
-        # only IKEv2 checks chains off the loop (IKEv1 Main Mode validates inline)
+        # references come from the shared context: only the engine that asked answers
         self.v2.chain_checked(ref, result, now)
+        self.v1.chain_checked(ref, result, now)
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None

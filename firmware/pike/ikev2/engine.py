@@ -512,8 +512,10 @@ class Ikev2Engine:
         """The answer to ``CheckChain`` ``ref``: the message that waited goes on, with the
         verdict for ``IkeAuth._verify``. An answer for an SA that is gone is dropped."""
         sa = self._chains.pop(ref, None)
-        wait = sa.chain if sa is not None else None
-        if sa is None or wait is None or wait.ref != ref or sa.state == IkeState.DESTROYED:
+        if sa is None:
+            return  # not ours (IKEv1's)
+        wait = sa.chain
+        if wait is None or wait.ref != ref or sa.state == IkeState.DESTROYED:
             log.debug("certificate check %d answered for an IKE_SA that is gone: dropped", ref)
             self._sweep(now)
             return
