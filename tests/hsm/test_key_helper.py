@@ -235,18 +235,16 @@ def test_helper_without_privileges_on_a_unix_socket(tmp_path: Path) -> None:
 
     from cryptography.hazmat.primitives import serialization
 
+    from ikev2.x509gen import issue, make_ca, write
     from lib.prereq import require
 
     require(shutil.which("setpriv") is not None, "setpriv (util-linux) not installed")
-    key = ec.generate_private_key(ec.SECP256R1())
-    key_file = tmp_path / "gw.key"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    gw = issue(
+        make_ca("ecdsa-p256"), "ecdsa-p256", "gw.example.net", [x509.DNSName("gw.example.net")]
     )
+    cert_file, key_file = write(tmp_path, "gw", gw)
+    key = gw.key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
     nobody = 65534
     os.chown(key_file, nobody, nobody)
     key_file.chmod(0o040)
@@ -274,6 +272,14 @@ def test_helper_without_privileges_on_a_unix_socket(tmp_path: Path) -> None:
         sig = store.sign(str(key_file), spki, b"octets", SignatureScheme.ECDSA_SHA256)
         key.public_key().verify(sig, b"octets", ec.ECDSA(hashes.SHA256()))
         helper.close()
+        # pikectl check-config (the unit's ExecStartPre) looks at the key there too
+        cfg = tmp_path / "pike.toml"
+        cfg.write_text(_conf(str(key_file), cert_file, key_helper=str(sock)))
+        check = subprocess.run(
+            [sys.executable, "-m", "pike.cli.pikectl", "check-config", str(cfg)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert check.returncode == 0 and check.stderr == "", check.stderr  # all in the helper
         status = Path(f"/proc/{proc.pid}/status").read_text()
         for cap in ("CapEff", "CapPrm", "CapBnd"):
             assert f"{cap}:\t0000000000000000" in status
@@ -303,6 +309,17 @@ def test_helper_without_privileges_on_a_unix_socket(tmp_path: Path) -> None:
 
         sh.rmtree(top, ignore_errors=True)
     assert f"refused a connection from uid {nobody} (only 0 may ask)" in err
+    # the helper gone: check-config says so and looks at the key itself
+    check = subprocess.run(
+        [sys.executable, "-m", "pike.cli.pikectl", "check-config", str(cfg)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert check.returncode == 0
+    first, *rest = check.stderr.splitlines()
+    assert first.startswith(f"warning: cannot reach key helper at {sock}: ")
+    assert first.endswith(": keys looked at by pikectl instead")
+    # looked at here now: the file key's own warning is pikectl's (it was the helper's)
+    assert any("is a file, not a token" in line for line in rest)
 
 
 def test_tpm_key_signs_in_the_helper(

@@ -127,17 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _key_helper(path: str) -> KeyHelper | None:
     """pike-keyd as ``[daemon] key_helper`` says: started, reached, or none ("off")."""
-    import tomllib
+    from pike.keyd.client import HelperGone, KeyHelper, helper_setting, spawn_argv
 
-    from pike.keyd.client import HelperGone, KeyHelper, spawn_argv
-
-    try:  # only this key, before the config is loaded with the helper's signers
-        with open(path, "rb") as f:
-            setting = tomllib.load(f).get("daemon", {}).get("key_helper", "spawn")
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
-        return None  # load_checked reports it
-    if not isinstance(setting, str) or setting == "off":
-        return None  # load_checked reports a wrong type
+    setting = helper_setting(path)
+    if setting is None or setting == "off":
+        return None
     if setting == "spawn":
         try:
             return KeyHelper.spawn(spawn_argv())

@@ -361,3 +361,17 @@ def spawn_argv() -> list[str] | None:
     """``PIKE_KEYD`` names another pike-keyd command line (tests: a different user)."""
     cmd = os.environ.get("PIKE_KEYD")
     return cmd.split() if cmd else None
+
+
+def helper_setting(path: str) -> str | None:
+    """``[daemon] key_helper`` of the config at ``path``, read before the config is loaded
+    (its keys are loaded through the helper); None when unreadable (the loader says why)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            daemon = tomllib.load(f).get("daemon", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    setting = daemon.get("key_helper", "spawn") if isinstance(daemon, dict) else None
+    return setting if isinstance(setting, str) else None
