@@ -36,7 +36,7 @@ from pike.sa.actions import (
     MessageDropped,
 )
 from pike.sa.admission import check_size
-from pike.sa.chain_check import ChainWait, anchors_of, offloadable
+from pike.sa.chain_check import ChainWait, anchors_of, offloadable, trust_key
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, IdKey
 from pike.sa.credentials import CredentialStore
@@ -542,7 +542,8 @@ class Ikev1Engine:
             return False
         conns = [sa.conn] if sa.conn is not None else []
         if not sa.initiator and sa.candidates is not None:
-            conns += sa.candidates.conns  # the peer's ID may pick another (signature_auth)
+            # the peer's ID may pick another (signature_auth); one per distinct CA set
+            conns += sa.candidates.distinct(trust_key)
         anchors = anchors_of(self.ctx.credentials, conns)
         if not anchors:
             return False

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from pike.sa.chain_check import ChainWait as ChainWait
-from pike.sa.chain_check import anchors_of, offloadable, verdict
+from pike.sa.chain_check import anchors_of, offloadable, trust_key, verdict
 from pike.wire.constants import ExchangeType
 from pike.wire.payloads import CertPayload, Message
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def _conns(sa: IkeSa, msg: Message) -> list[ConnectionConfig]:
     if msg.is_response:
         return [sa.conn] if sa.conn is not None else []
-    return list(sa.candidates.conns) if sa.candidates is not None else []
+    return list(sa.candidates.distinct(trust_key)) if sa.candidates is not None else []
 
 
 def wanted(sa: IkeSa, msg: Message) -> tuple[tuple[bytes, ...], tuple[bytes, ...]] | None:

@@ -6,7 +6,7 @@ engine parks a phase-1 message and feeds the same datagram again after the answe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -42,6 +42,13 @@ def offloadable(payloads: Sequence[CertPayload]) -> bool:
     if not payloads or len(payloads) > MAX_CERT_PAYLOADS:
         return False
     return all(p.encoding == CertEncoding.X509_SIGNATURE for p in payloads)
+
+
+def trust_key(conn: ConnectionConfig) -> Hashable:
+    """What decides a connection's anchors: ``Candidates.distinct(trust_key)`` gives one
+    connection per distinct set (built once per config: a hub with thousands of
+    connections sharing a CA pays one, not thousands, per IKE_AUTH)."""
+    return conn.remote.auth == "pubkey", conn.remote.cacerts
 
 
 def anchors_of(store: CredentialStore, conns: Iterable[ConnectionConfig]) -> tuple[bytes, ...]:
