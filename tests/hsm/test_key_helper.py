@@ -355,3 +355,19 @@ def test_tpm_key_signs_in_the_helper(
     finally:
         helper.close()
     assert USER_PIN not in _without_numbers(log.read_text())
+
+
+def test_piked_refuses_to_start_without_its_helpers_socket(tmp_path: Path) -> None:
+    """``key_helper`` names a socket nobody listens on: one line, exit 2, nothing started."""
+    import sys
+
+    sock = tmp_path / "keyd.sock"
+    cfg = tmp_path / "pike.toml"
+    cfg.write_text(f'[daemon]\nkey_helper = "{sock}"\ncontrol_socket = "{tmp_path}/run/p.sock"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "pike.cli.piked", "--config", str(cfg)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == f"cannot reach key helper at {sock}: No such file or directory\n"
+    assert not (tmp_path / "run").exists()

@@ -127,16 +127,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _key_helper(path: str) -> KeyHelper | None:
     """pike-keyd as ``[daemon] key_helper`` says: started, reached, or none ("off")."""
-    from pike.keyd.client import HelperGone, KeyHelper, helper_setting, spawn_argv
+    from pike.keyd.client import HelperGone, KeyHelper, helper_setting
 
     setting = helper_setting(path)
-    if setting is None or setting == "off":
-        return None
+    if setting is None or not (setting == "spawn" or setting.startswith("/")):
+        return None  # "off", or a wrong value the loader reports with its line
     if setting == "spawn":
-        try:
-            return KeyHelper.spawn(spawn_argv())
-        except OSError as exc:
-            raise ConfigRefused([f"cannot start the key helper pike-keyd: {exc}"]) from None
+        return KeyHelper.spawn()  # started at the first key or certificate loaded
     try:
         return KeyHelper.connect(setting)
     except HelperGone as exc:

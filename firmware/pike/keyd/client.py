@@ -18,7 +18,6 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
-import os
 import queue
 import socket
 import subprocess
@@ -355,12 +354,6 @@ class RemoteTokenSigner(RemoteSigner):
             raise
         self._state = TokenState.READY  # it signed: the token is back (if it was away)
         return signature
-
-
-def spawn_argv() -> list[str] | None:
-    """``PIKE_KEYD`` names another pike-keyd command line (tests: a different user)."""
-    cmd = os.environ.get("PIKE_KEYD")
-    return cmd.split() if cmd else None
 
 
 def helper_setting(path: str) -> str | None:
