@@ -3,7 +3,10 @@ a flood of the largest chains piked accepts (end entity and eight P-521 intermed
 is checked in pike-keyd, the loop's timers stay on time.
 
 The same work done inline is measured first: it would hold the loop for at least
-``STALL`` seconds, so a lag bound far below that shows where the work ran.
+``STALL`` seconds (about what 64 such IKE_AUTHs, one wake-up of ``IkeSockets._readable``,
+cost inline), so a lag bound well below that shows where the work ran. The bound leaves
+room for a machine shared with guests and other test runs (13-45 ms measured on a quiet
+one, up to 130 ms beside qemu and UML guests: the loop's thread then waits for a core).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pike.sa.certs import CertError, check_chain
 
 _DER = serialization.Encoding.DER
 STALL = 0.5  # seconds of inline checking the flood amounts to (at least)
-LAG_BOUND = 0.1  # the loop may be late by this much at most meanwhile
+LAG_BOUND = STALL / 2  # the loop may be late by this much at most meanwhile
 
 
 def _chain() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
@@ -55,15 +58,12 @@ def test_a_chain_flood_does_not_stall_the_loop(tmp_path: Path) -> None:
     when = datetime.now(UTC)
     expected = check_chain(certs, anchors, when)
     assert len(expected) == 10  # leaf, eight intermediates, root
-    t0 = time.perf_counter()
-    check_chain(certs, anchors, when)
-    one = time.perf_counter() - t0
-    n = max(8, int(2 * STALL / one))
-    t0 = time.perf_counter()
-    for _ in range(n):
+    # as many checks as hold a loop for STALL seconds when done inline (calibrated here:
+    # the machine's speed and load vary)
+    n, t0 = 0, time.perf_counter()
+    while (inline := time.perf_counter() - t0) < STALL or n < 8:
         check_chain(certs, anchors, when)
-    inline = time.perf_counter() - t0
-    assert inline >= STALL  # what the loop would have been held for
+        n += 1
     broken = (certs[0], *certs[2:])  # a missing intermediate: refused, by the helper
     reqs = [CheckChain(i, "peer", certs, anchors, when) for i in range(n)]
     reqs.append(CheckChain(n, "peer", broken, anchors, when))
