@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 from prometheus_client.registry import CollectorRegistry
 
+from pike.board.watchdog import LoopLag
 from pike.crypto.proposal import format_proposal
 from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
@@ -59,6 +60,7 @@ class _Daemon(Protocol):
     config: Config
     credentials: CredentialStore
     commands: _Commands  # pike.daemon.commands.Commands
+    loop_lag: LoopLag
 
     @property
     def caps(self) -> KernelCaps: ...
@@ -122,10 +124,15 @@ class Ops:
                     version=version,
                     started_wall=self._started_wall,
                     tokens=self._tokens,
+                    loop_lag=self._loop_lag,
                 )
             )
         )
         return reg
+
+    def _loop_lag(self) -> tuple[float, float]:
+        lag = self.daemon.loop_lag
+        return lag.recent, lag.worst
 
     def _tokens(self) -> dict[str, str]:
         return self.daemon.credentials.tokens()
