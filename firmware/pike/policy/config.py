@@ -108,6 +108,9 @@ class Secret:
     name: str
     ids: tuple[str, ...]
     secret: bytes = field(repr=False)  # never in logs or exceptions
+    # The file it was read from (the config itself when inline): piked warns when others
+    # may read it (pike.daemon.secret_files).
+    file: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"Secret({self.name}, ids={list(self.ids)})"

@@ -113,10 +113,11 @@ def parse_identity(text: str) -> Identity:
     }
     if sep and prefix.lower() in explicit:
         return explicit[prefix.lower()](rest)
-    try:
-        return _ip(text)
-    except IdentityError:
-        pass
+    if ":" in text or text[:1].isdigit():  # what an IPv6 or IPv4 address starts with
+        try:
+            return _ip(text)
+        except IdentityError:
+            pass
     if _DN_START.match(text):
         return _dn(text)
     if text.startswith("@"):
