@@ -38,7 +38,14 @@ from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import ConfigError, Source, Table
 from pike.policy.ts import TrafficSelector
 
-__all__ = ["NO_DEFAULTS", "ConfigError", "DefaultProposals", "load_config", "load_config_text"]
+__all__ = [
+    "NO_DEFAULTS",
+    "ConfigError",
+    "DefaultProposals",
+    "load_config",
+    "load_config_text",
+    "secret_of_file",
+]
 
 T = TypeVar("T")
 ANY = "%any"
@@ -233,12 +240,17 @@ def _read_secret_file(t: Table, config_path: str) -> tuple[bytes, str]:
             data = f.read()
     except OSError as exc:
         raise t.error("secret_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    return secret_of_file(data), path
+
+
+def secret_of_file(data: bytes) -> bytes:
+    """The secret a ``secret_file`` holding ``data`` gives."""
     # One trailing newline is the editor's, not the key's.
     data = data.removesuffix(b"\n").removesuffix(b"\r")
     try:
-        return decode_secret(data.decode("utf-8")), path
+        return decode_secret(data.decode("utf-8"))
     except UnicodeDecodeError:
-        return data, path  # a binary key file is the key itself
+        return data  # a binary key file is the key itself
 
 
 # -- [connections.NAME] ---------------------------------------------------------------------
