@@ -141,7 +141,7 @@ def _still_valid(config: Config, path: str, secret_of_file: Callable[[bytes], by
     auths = {id(a): a for c in config.connections.values() for a in (c.local, c.remote)}
     for a in auths.values():
         files = [*a.certs, *a.cacerts]
-        if a.key is not None and not a.key[:7].lower() == "pkcs11:":
+        if a.key is not None and a.key[:7].lower() != "pkcs11:":
             files.append(a.key)
         if not all(os.path.isfile(f) and os.access(f, os.R_OK) for f in files):
             return False
