@@ -390,7 +390,8 @@ def main() -> None:
             mc, mp = statistics.median(c), statistics.median(p)
             print(
                 f"{conns:>6} conns  {k:13s} charon {mc:8.2f}  piked {mp:8.2f}  "
-                f"piked/charon {mp / mc:5.2f}   [{', '.join(f'{x:.2f}' for x in c)}] "
+                f"piked/charon {mp / mc if mc else float('nan'):5.2f}   "
+                f"[{', '.join(f'{x:.2f}' for x in c)}] "
                 f"[{', '.join(f'{x:.2f}' for x in p)}]"
             )
         for k in (
