@@ -31,7 +31,6 @@ import os
 import pickle
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -161,6 +160,8 @@ def _write(directory: str, entry: str, key: bytes, data: bytes) -> None:
         if not _private(os.stat(directory)):
             log.warning("config cache %s: not private to this user, not written", directory)
             return
+        import tempfile  # not at import: it loads shutil, bz2, lzma (0.6 MiB)
+
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".entry-")  # 0600
         try:
             with os.fdopen(fd, "wb") as f:
