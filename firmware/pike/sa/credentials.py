@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pike.hsm.filekey import FileKeySigner
@@ -34,7 +34,9 @@ from pike.hsm.signer import (
     token_signer,
 )
 from pike.policy.config import Config, ConnectionConfig
-from pike.sa.certs import CertError, load_certificates
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 SignerFactory = Callable[[str], Signer]
 Clock = Callable[[float], datetime]  # the engine's now (monotonic) -> wall-clock time
@@ -92,6 +94,9 @@ class CredentialStore:
 
     def _load(self, path: str) -> tuple[x509.Certificate, ...]:
         if path not in self._certs:
+            # certificates (cryptography.x509, 2.5 MiB) only when a connection uses them
+            from pike.sa.certs import CertError, load_certificates
+
             try:
                 self._certs[path] = tuple(load_certificates(path))
             except CertError as exc:
