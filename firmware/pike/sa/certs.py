@@ -29,6 +29,9 @@ from cryptography.hazmat.primitives import serialization
 
 from pike.policy.config import Identity
 from pike.sa import identity
+
+# Re-exported for the certificate paths (IKEv1 included); the PSK path imports them from
+# pike.sa.peer_ids, which does not load cryptography.x509.
 from pike.sa.peer_ids import dn_equal as dn_equal
 from pike.sa.peer_ids import ids_match as ids_match
 from pike.sa.peer_ids import peer_identity as peer_identity
