@@ -2,7 +2,7 @@
 charon and piked side by side, plus piked's start time and pikectl latency.
 
     sudo .venv/bin/python tests/bench/bench_hub.py [--sas 1000] [--conns 1,10000] [--rounds 3]
-        [--prefix DIR]   # strongSwan with load-tester; built there if missing
+        [--idle 20] [--prefix DIR]   # strongSwan with load-tester; built there if missing
 
 Two network namespaces made here (``gen`` 192.0.2.1, ``resp`` 192.0.2.2, one veth;
 nothing leaves them). The generator is charon with the load-tester plugin
@@ -11,8 +11,12 @@ aes128gcm16-prfsha256-x25519, IDs c1-r1.example ...). The responder is, in turn:
 charon (the same build, load-tester ``fake_kernel``, ``initiators = 0``, swanctl
 connections, log level 0) and piked (``piked_fake_kernel.py``: a kernel that installs
 nothing, as charon's; log level warning), each with 1 connection (remote id ``%any``)
-or one per branch ID. Figures: the responder's utime+stime (/proc/PID/stat, all threads)
-and VmRSS growth, divided by the IKE SAs the generator saw established. Rounds interleave
+or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder's
+utime+stime (/proc/PID/stat, all threads) and VmRSS growth, divided by the IKE SAs the
+generator saw established; then, all SAs held, the responder's CPU over ``--idle``
+seconds (nothing due: what the held SAs and their armed timers cost) and piked's CHILD_SA
+rekey jitter from ``pikectl list-sas --json``. piked starts twice: the first start fills
+its config cache, the second (measured) reads it. Rounds interleave
 charon and piked; medians are printed with every round's value. A benchmark: it prints,
 never asserts. The machine is shared: expect +-25 % between rounds.
 """
