@@ -5,7 +5,8 @@ a kernel with ESP; this host test boots User-Mode-Linux once and runs them insid
 strongSwan (kernel-netlink) and piked <-> piked as gateways with LANs behind them, ping and UDP
 both ways, counters checked; CHILD_SA and IKE SA rekeys and IKEv2 reauthentication (either side)
 under a UDP stream with no loss; NAT in the middle with keepalives on the wire; close_action =
-start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA.
+start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA; a link
+flap long enough for DPD to give up (the tunnel back, one SA pair in each kernel).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ TESTS = (
     "tests/interop/test_lifecycle_dataplane.py",
     "tests/interop/test_reauth_dataplane.py",
     "tests/interop/test_self_healing.py",
+    "tests/interop/test_faults.py",
 )
 
 
@@ -29,8 +31,8 @@ def test_interop_tier_in_uml() -> None:
         "kernel_interop",
         TESTS,
         TIMEOUT,
-        # test_self_healing.py also holds host tests (marker interop, run by the host
-        # suite): those are deselected here, the kernel_interop ones all run
+        # test_self_healing.py and test_faults.py also hold host tests (marker interop,
+        # run by the host suite): those are deselected here, the kernel_interop ones all run
         deselected_ok=True,
         show=lambda line: (
             ("bytes" in line and "packets" in line)

@@ -106,6 +106,7 @@ class Fixture:
         self.counters = Counters()
         self.rec = Recorder(self.kernel.query, wall=lambda: 1_700_000_100.0)
         self.tokens: dict[str, str] = {}
+        self.loop_lag = (0.0, 0.0)  # (worst of the last 10 s, worst since start)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(
             PikeCollector(
@@ -120,6 +121,7 @@ class Fixture:
                     version="0.1.0",
                     started_wall=1_700_000_000.0,
                     tokens=lambda: self.tokens,
+                    loop_lag=lambda: self.loop_lag,
                 )
             )
         )
@@ -269,6 +271,15 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
     )
     assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+
+
+def test_event_loop_lag_gauges() -> None:
+    f = Fixture()
+    assert "pike_event_loop_lag_seconds 0.0" in f.text()  # exported from the start
+    f.loop_lag = (0.25, 1.5)
+    text = f.text()
+    assert "\npike_event_loop_lag_seconds 0.25\n" in text
+    assert "\npike_event_loop_lag_max_seconds 1.5\n" in text
 
 
 def test_dashboard_and_alerts_use_exported_metrics() -> None:

@@ -133,5 +133,14 @@ def format_status(st: JsonDict) -> str:
             f"kernel: {esp}",
             f"IKE_SAs: {st['ike_sas']}, CHILD_SAs: {st['child_sas']}",
             "connections: " + (", ".join(st["connections"]) or "none"),
+            *_loop_lag_line(st),
         ]
     )
+
+
+def _loop_lag_line(st: JsonDict) -> list[str]:
+    lag = st.get("event_loop_lag")
+    if not isinstance(lag, dict):
+        return []  # an older piked
+    recent, worst = lag.get("recent", 0.0), lag.get("worst", 0.0)
+    return [f"event loop lag: {recent * 1000:.0f} ms (last 10 s), {worst * 1000:.0f} ms worst"]

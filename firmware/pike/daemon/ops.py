@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from pike.board.watchdog import LoopLag
 from pike.crypto.proposal import format_proposal
 from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
@@ -62,6 +63,7 @@ class _Daemon(Protocol):
     config: Config
     credentials: CredentialStore
     commands: _Commands  # pike.daemon.commands.Commands
+    loop_lag: LoopLag
 
     @property
     def caps(self) -> KernelCaps: ...
@@ -128,10 +130,15 @@ class Ops:
                     version=version,
                     started_wall=self._started_wall,
                     tokens=self._tokens,
+                    loop_lag=self._loop_lag,
                 )
             )
         )
         return reg
+
+    def _loop_lag(self) -> tuple[float, float]:
+        lag = self.daemon.loop_lag
+        return lag.recent, lag.worst
 
     def _tokens(self) -> dict[str, str]:
         return self.daemon.credentials.tokens()

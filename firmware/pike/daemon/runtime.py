@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pike.board.watchdog import Health
+from pike.board.watchdog import Health, LoopLag
 from pike.daemon import privileges
 from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.commands import Commands
@@ -158,6 +158,9 @@ class Daemon:
         )
         # Checked before every WATCHDOG=1 (pike.board.watchdog); others may add checks.
         self.health = Health()
+        # How late the loop wakes a sleeper: the watchdog's health check, a metric and
+        # pikectl status (work done on the loop, e.g. a flood, shows up here).
+        self.loop_lag = LoopLag(limit=float("inf"), period=0.5)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -221,12 +224,14 @@ class Daemon:
         )
         self.notifier.ready()
         self.ready.set()
+        self.loop_lag.start()
         fed = loop.create_task(
             watchdog(
                 self.notifier,
                 self.health,
                 lambda: self.datagrams.bound,
                 self.config.daemon.control_socket,
+                self.loop_lag,
             )
         )
         self.hotplug.start(loop)
@@ -234,6 +239,7 @@ class Daemon:
         self._pump()
         await self._stop.wait()
         fed.cancel()
+        self.loop_lag.stop()
         self.hotplug.close()
         await self._shutdown()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

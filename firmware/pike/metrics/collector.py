@@ -51,6 +51,8 @@ class Sources:
     started_wall: float
     # Token label -> TokenState value ("ready", "absent", ...) of the keys in use.
     tokens: Callable[[], dict[str, str]] = field(default=lambda: {})
+    # (worst over the last 10 s, worst since start) of the event loop's lateness.
+    loop_lag: Callable[[], tuple[float, float]] = field(default=lambda: (0.0, 0.0))
 
 
 class PikeCollector(Collector):
@@ -111,6 +113,17 @@ def _daemon(s: _Scrape) -> Iterator[Metric]:
         "pike_start_timestamp_seconds",
         "When piked started (Unix time)",
         [([], src.started_wall)],
+    )
+    recent, worst = src.loop_lag()
+    yield _gauge(
+        "pike_event_loop_lag_seconds",
+        "How late the event loop woke a sleeping task, worst over the last 10 s",
+        [([], round(recent, 6))],
+    )
+    yield _gauge(
+        "pike_event_loop_lag_max_seconds",
+        "How late the event loop woke a sleeping task, worst since piked started",
+        [([], round(worst, 6))],
     )
     yield _gauge(
         "pike_kernel_esp_available",
