@@ -1,7 +1,7 @@
-"""What a PSK-only IKEv2 gateway loads at start: not the IKEv1 engine, not the
-certificate code (``cryptography.x509``), not the metrics server (``prometheus_client``),
-not ``importlib.metadata``; each is imported when a config or a peer needs it (idle RSS,
-docs/performance.md). In a fresh interpreter, as piked starts."""
+"""What a PSK-only IKEv2 gateway loads at start: not the IKEv1 engine, not the metrics
+server (``prometheus_client``), not ``importlib.metadata``; each is imported when a
+config or a peer needs it (idle RSS, docs/performance.md). In a fresh interpreter, as
+piked starts."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ version()
 print(json.dumps(sorted(sys.modules)))
 """
 
-LAZY = ("pike.ikev1.engine", "cryptography.x509", "prometheus_client", "importlib.metadata")
+LAZY = ("pike.ikev1.engine", "prometheus_client", "importlib.metadata")
 
 
 def test_a_psk_ikev2_gateway_starts_without_what_it_does_not_use(tmp_path: Path) -> None:

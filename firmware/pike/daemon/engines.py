@@ -22,8 +22,11 @@ from pike.sa.actions import Action, Address, IkeSaInfo
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
+from pike.sa.revocation import RevokedCheck
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from pike.ikev1.engine import Ikev1Engine
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
@@ -145,6 +148,14 @@ class Engines:
         self.v2.sign_done(ref, result, now)
         for v1 in self._v1s():
             v1.sign_done(ref, result, now)
+
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]:
+        return self.v2.peer_paths() + [p for v1 in self._v1s() for p in v1.peer_paths()]
+
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
+        return self.v2.drop_revoked(revoked, now) + [
+            name for v1 in self._v1s() for name in v1.drop_revoked(revoked, now)
+        ]
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
