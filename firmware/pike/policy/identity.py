@@ -11,36 +11,26 @@ equal: IP addresses compressed, FQDNs without ``@``, DNs re-printed.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
-from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from pike.policy.config import Identity
 from pike.wire.constants import IdType
 
-if TYPE_CHECKING:
-    from cryptography.x509 import ObjectIdentifier
-
-
-@functools.cache
-def _dn_names() -> dict[str, ObjectIdentifier]:
-    """Attribute names strongSwan accepts beyond RFC 4514's short list (``cryptography``'s
-    x509 is loaded only for a DN: 2.5 MiB that a PSK-only gateway never needs)."""
-    from cryptography.x509.oid import NameOID
-
-    return {
-        "E": NameOID.EMAIL_ADDRESS,
-        "EMAIL": NameOID.EMAIL_ADDRESS,
-        "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
-        "SN": NameOID.SURNAME,
-        "SERIALNUMBER": NameOID.SERIAL_NUMBER,
-        "G": NameOID.GIVEN_NAME,
-        "GN": NameOID.GIVEN_NAME,
-        "T": NameOID.TITLE,
-    }
-
-
+# Attribute names strongSwan accepts beyond RFC 4514's short list.
+_DN_NAMES = {
+    "E": NameOID.EMAIL_ADDRESS,
+    "EMAIL": NameOID.EMAIL_ADDRESS,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+    "SN": NameOID.SURNAME,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "G": NameOID.GIVEN_NAME,
+    "GN": NameOID.GIVEN_NAME,
+    "T": NameOID.TITLE,
+}
 _DN_START = re.compile(r"^\s*[A-Za-z][A-Za-z0-9.-]*\s*=")
 _HOST_CHARS = re.compile(r"^[A-Za-z0-9._*-]+$")
 
@@ -50,8 +40,6 @@ class IdentityError(ValueError):
 
 
 def _dn(text: str) -> Identity:
-    from cryptography import x509
-
     # strongSwan order: RDNs as written are the DER sequence order (unlike RFC 4514 strings).
     parts = [p.strip() for p in re.split(r"(?<!\\)[,/]", text) if p.strip()]
     if not parts:
@@ -63,7 +51,7 @@ def _dn(text: str) -> Identity:
             raise IdentityError(f"{part!r} in DN {text!r} is not TYPE=value")
         one = f"{key.strip()}={value.strip()}"
         try:
-            name = x509.Name.from_rfc4514_string(one, dict(_dn_names()))
+            name = x509.Name.from_rfc4514_string(one, {k: v for k, v in _DN_NAMES.items()})
         except ValueError:
             raise IdentityError(f"{part!r} in DN {text!r} is not TYPE=value") from None
         rdns.extend(name.rdns)
@@ -125,11 +113,10 @@ def parse_identity(text: str) -> Identity:
     }
     if sep and prefix.lower() in explicit:
         return explicit[prefix.lower()](rest)
-    if ":" in text or text[:1].isdigit():  # what an IPv6 or IPv4 address starts with
-        try:
-            return _ip(text)
-        except IdentityError:
-            pass
+    try:
+        return _ip(text)
+    except IdentityError:
+        pass
     if _DN_START.match(text):
         return _dn(text)
     if text.startswith("@"):

@@ -26,15 +26,12 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from pike.policy.config import Identity
 from pike.sa import identity
-
-# Re-exported for the certificate paths (IKEv1 included); the PSK path imports them from
-# pike.sa.peer_ids, which does not load cryptography.x509.
-from pike.sa.peer_ids import dn_equal as dn_equal
-from pike.sa.peer_ids import ids_match as ids_match
-from pike.sa.peer_ids import peer_identity as peer_identity
+from pike.sa.der import DerError, decode_name
+from pike.sa.id_match import match_score
 from pike.wire.constants import CertEncoding, IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 
@@ -52,6 +49,23 @@ _UNDERSTOOD = (
     x509.SubjectKeyIdentifier,
     x509.AuthorityKeyIdentifier,
 )
+
+
+# How strongSwan prints DN attributes (its "C=CH, O=x, CN=gw" notation).
+_ATTR_NAMES = {
+    NameOID.COUNTRY_NAME.dotted_string: "C",
+    NameOID.STATE_OR_PROVINCE_NAME.dotted_string: "ST",
+    NameOID.LOCALITY_NAME.dotted_string: "L",
+    NameOID.ORGANIZATION_NAME.dotted_string: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string: "OU",
+    NameOID.COMMON_NAME.dotted_string: "CN",
+    NameOID.EMAIL_ADDRESS.dotted_string: "E",
+    NameOID.SERIAL_NUMBER.dotted_string: "serialNumber",
+    NameOID.DOMAIN_COMPONENT.dotted_string: "DC",
+    NameOID.SURNAME.dotted_string: "SN",
+    NameOID.GIVEN_NAME.dotted_string: "G",
+    NameOID.TITLE.dotted_string: "T",
+}
 
 
 class CertError(Exception):
@@ -274,6 +288,37 @@ def validate_chain(
 
 
 # -- identities ----------------------------------------------------------------------------
+
+
+def dn_equal(a: bytes, b: bytes) -> bool:
+    """Two DER DNs name the same entity (string types and case aside, as strongSwan)."""
+    if a == b:
+        return True
+    try:
+        da, db = decode_name(a), decode_name(b)
+    except DerError:
+        return False
+    fold = [tuple((o, v.casefold()) for o, v in rdn) for rdn in da]
+    return fold == [tuple((o, v.casefold()) for o, v in rdn) for rdn in db]
+
+
+def ids_match(configured: Identity | None, peer: Identity) -> bool:
+    """Whether ``configured`` (maybe a wildcard, see ``id_match``) admits ``peer``;
+    DNs compare by meaning rather than bytes."""
+    return match_score(configured, peer) > 0
+
+
+def peer_identity(id_type: int, data: bytes) -> Identity:
+    """``identity.from_wire`` with a readable text for DNs (for logs and list-sas)."""
+    ident = identity.from_wire(id_type, data)
+    if id_type != IdType.ID_DER_ASN1_DN:
+        return ident
+    try:
+        rdns = decode_name(data)
+    except DerError:
+        return ident
+    text = ", ".join("+".join(f"{_ATTR_NAMES.get(o, o)}={v}" for o, v in rdn) for rdn in rdns)
+    return Identity(id_type, data, identity.printable(text))
 
 
 def subject_identity(cert: x509.Certificate) -> Identity:

@@ -42,9 +42,19 @@ from pike.ikev2.tasks.ike_hash_algs import peer_hashes
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import identity
 from pike.sa.actions import SignRequest
+from pike.sa.certs import (
+    CertError,
+    cert_payloads,
+    certreq_payload,
+    id_in_cert,
+    ids_match,
+    parse_cert_payloads,
+    peer_identity,
+    subject_identity,
+    validate_chain,
+)
 from pike.sa.credentials import CredentialError, LocalCredentials
 from pike.sa.id_match import is_wildcard
-from pike.sa.peer_ids import ids_match, peer_identity
 from pike.sa.state import IkeState
 from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId, notify_name
 from pike.wire.payloads import (
@@ -134,8 +144,6 @@ class IkeAuth(Task):
             return conn.local.id
         if conn.local.auth == "pubkey":
             # strongSwan's default: the subject of our certificate.
-            from pike.sa.certs import subject_identity
-
             return subject_identity(self.sa.ctx.credentials.local(conn).chain[0])
         return identity.from_address(self.sa.local[0])
 
@@ -265,8 +273,6 @@ class IkeAuth(Task):
             data = auth_data(signing.method, signing.scheme, signing.result)
         except ValueError as exc:  # a signer that returned no DER ECDSA-Sig-Value
             raise AuthFailure(f"cannot sign our AUTH: {exc}") from None
-        from pike.sa.certs import cert_payloads
-
         return _Ours(list(cert_payloads(signing.creds.chain)), AuthPayload(signing.method, data))
 
     # -- our signature -------------------------------------------------------------------
@@ -339,9 +345,6 @@ class IkeAuth(Task):
             return "a pre-shared key"
         if auth.method not in SIGNATURE_METHODS:
             raise AuthFailure(f"peer used auth method {auth.method}, we expect a signature")
-        # certificates (cryptography.x509) only with pubkey connections
-        from pike.sa.certs import CertError, id_in_cert, parse_cert_payloads, validate_chain
-
         store = self.sa.ctx.credentials
         try:
             certs = parse_cert_payloads(msg.all(CertPayload))
@@ -372,8 +375,6 @@ class IkeAuth(Task):
     def _certreq(self, conn: ConnectionConfig) -> list[Payload]:
         if conn.remote.auth != "pubkey":
             return []
-        from pike.sa.certs import certreq_payload
-
         try:
             req = certreq_payload(self.sa.ctx.credentials.cas(conn))
         except CredentialError as exc:

@@ -15,17 +15,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
+from cryptography import x509
+
 from pike.ikev2.log import log
 from pike.ikev2.pubkey import decode_hash_algorithms, encode_hash_algorithms
 from pike.ikev2.tasks.base import Task
 from pike.policy.config import ConnectionConfig
+from pike.sa.certs import certreq_payload
 from pike.sa.credentials import CredentialError
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
     from pike.ikev2.ike_sa import IkeSa
 
 # The peer's SIGNATURE_HASH_ALGORITHMS per IKE SA (absent: it sent none). A side table so
@@ -75,8 +76,6 @@ class IkeHashAlgs(Task):
                 cas.extend(store.cas(conn))
             except CredentialError as exc:
                 log.error("%s: %s", self.sa.tag(), exc)
-        from pike.sa.certs import certreq_payload  # x509: only with pubkey connections
-
         certreq = certreq_payload(cas)
         if certreq is not None:
             msg.payloads.append(certreq)
