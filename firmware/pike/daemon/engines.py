@@ -157,6 +157,11 @@ class Engines:
             name for v1 in self._v1s() for name in v1.drop_revoked(revoked, now)
         ]
 
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        # references come from the shared context: only the engine that asked answers
+        self.v2.chain_checked(ref, result, now)
+        self.v1.chain_checked(ref, result, now)
+
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
