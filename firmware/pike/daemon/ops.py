@@ -11,10 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, cast
-
-from cryptography import x509
-from prometheus_client.registry import CollectorRegistry
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pike.board.watchdog import LoopLag
 from pike.crypto.proposal import format_proposal
@@ -25,14 +22,21 @@ from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
 from pike.daemon.revocation import Fetcher
-from pike.metrics.collector import PikeCollector, Sources
 from pike.metrics.recorder import Recorder
-from pike.metrics.server import MetricsServer
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
 from pike.sa.credentials import CredentialStore
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    # prometheus_client (and the HTTP server modules it loads, ~2 MiB) only when the
+    # metrics endpoint is on (metrics_listen)
+    from prometheus_client.registry import CollectorRegistry
+
+    from pike.metrics.server import MetricsServer
 
 log = logging.getLogger("pike.daemon")
 
@@ -115,6 +119,9 @@ class Ops:
 
     def registry(self, version: str) -> CollectorRegistry:
         from prometheus_client.process_collector import ProcessCollector
+        from prometheus_client.registry import CollectorRegistry
+
+        from pike.metrics.collector import PikeCollector, Sources
 
         reg = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=reg)  # process_* (CPU, memory, open fds) as every exporter
@@ -172,6 +179,8 @@ class Ops:
         listen = self.daemon.config.daemon.metrics_listen
         if not listen:
             return
+        from pike.metrics.server import MetricsServer
+
         server = MetricsServer(self.registry(version), listen)
         try:
             await server.start()

@@ -7,12 +7,13 @@ and the engines only ever see valid values. Error text never contains a secret.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
 import tomllib
 from dataclasses import dataclass, replace
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 from pike.crypto.errors import ProposalError
 from pike.crypto.ids import ADDKE_TYPES, TransformType
@@ -39,13 +40,40 @@ from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import ConfigError, Source, Table
 from pike.policy.ts import TrafficSelector
 
-__all__ = ["NO_DEFAULTS", "ConfigError", "DefaultProposals", "load_config", "load_config_text"]
+__all__ = [
+    "NO_DEFAULTS",
+    "ConfigError",
+    "DefaultProposals",
+    "load_config",
+    "load_config_text",
+    "secret_of_file",
+]
 
+T = TypeVar("T")
 ANY = "%any"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _MAX_SECONDS = 10 * 365 * 86400
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+# Pure parses of one value, memoized: a hub's 10 000 connections repeat the same few
+# proposals, selectors and addresses, and share the (frozen) results. Errors are not
+# cached (they re-raise), and the results are immutable, so sharing changes nothing.
+_proposal = functools.lru_cache(maxsize=512)(parse_proposal)
+_ts = functools.lru_cache(maxsize=2048)(parse_ts)
+
+
+@functools.lru_cache(maxsize=2048)
+def _address(text: str) -> str:
+    return str(ipaddress.ip_address(text))
+
+
+@functools.lru_cache(maxsize=2048)
+def _network(text: str) -> str:
+    net = ipaddress.ip_network(text, strict=True)
+    single = net.prefixlen == net.max_prefixlen
+    return str(net.network_address) if single else str(net)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +124,8 @@ def load_config_text(
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
-    connections = {_name(t): _connection(t, defaults) for t in root.tables("connections")}
+    shared: dict[object, object] = {}  # equal children and auth sections, one object each
+    connections = {_name(t): _connection(t, defaults, shared) for t in root.tables("connections")}
     root.finish()
     config = Config(daemon, connections, secrets, path)
     for conn in connections.values():
@@ -198,17 +227,18 @@ def _secret(t: Table, config_path: str) -> Secret:
         raise t.error(t.path, 'needs secret = "..." or secret_file = "PATH"')
     if has_inline:
         value = decode_secret(t.typed("secret", str))
-        key = "secret"
+        key, file = "secret", config_path
     else:
-        value = _read_secret_file(t, config_path)
+        value, file = _read_secret_file(t, config_path)
         key = "secret_file"
     if not value:
         raise t.error(key, "the secret is empty")
     t.finish()
-    return Secret(str(t.path[-1]), ids, value)
+    return Secret(str(t.path[-1]), ids, value, file)
 
 
-def _read_secret_file(t: Table, config_path: str) -> bytes:
+def _read_secret_file(t: Table, config_path: str) -> tuple[bytes, str]:
+    """The key and the path it was read from."""
     name = t.typed("secret_file", str)
     path = os.path.join(os.path.dirname(os.path.abspath(config_path)), name)
     try:
@@ -216,6 +246,11 @@ def _read_secret_file(t: Table, config_path: str) -> bytes:
             data = f.read()
     except OSError as exc:
         raise t.error("secret_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    return secret_of_file(data), path
+
+
+def secret_of_file(data: bytes) -> bytes:
+    """The secret a ``secret_file`` holding ``data`` gives."""
     # One trailing newline is the editor's, not the key's.
     data = data.removesuffix(b"\n").removesuffix(b"\r")
     try:
@@ -248,7 +283,7 @@ def _local_addrs(t: Table) -> tuple[str, ...]:
         if text == ANY:
             continue
         try:
-            out.append(str(ipaddress.ip_address(text)))
+            out.append(_address(text))
         except ValueError:
             raise t.error(path, f"{text!r} is not an IPv4/IPv6 address or %any") from None
     return tuple(out)
@@ -271,7 +306,7 @@ def _remote_addrs(t: Table) -> tuple[str, ...]:
             out.append(ANY)
             continue
         try:
-            net = ipaddress.ip_network(text, strict=True)
+            out.append(_network(text))
         except ValueError:
             if _HOSTNAME.match(text):
                 out.append(text.lower().rstrip("."))  # resolved when initiating
@@ -281,8 +316,6 @@ def _remote_addrs(t: Table) -> tuple[str, ...]:
                 f"{text!r} is not an IPv4/IPv6 address, a DNS name, a subnet or %any"
                 " (responder only)",
             ) from None
-        single = net.prefixlen == net.max_prefixlen
-        out.append(str(net.network_address) if single else str(net))
     return tuple(out)
 
 
@@ -300,7 +333,7 @@ def _proposals(
     out = []
     for path, text in items:
         try:
-            out.append(parse_proposal(text, protocol))
+            out.append(_proposal(text, protocol))
         except ProposalError as exc:
             origin = "" if t.has(key) else " (board default)"
             raise t.error(path, f"{exc}{origin}") from None
@@ -391,7 +424,7 @@ def _selectors(t: Table, key: str, dynamic: str | None, side: str) -> tuple[Traf
             out.append(TrafficSelector.host(ipaddress.ip_address(dynamic)))
             continue
         try:
-            out.append(parse_ts(text))
+            out.append(_ts(text))
         except ValueError as exc:
             raise t.error(path, str(exc)) from None
     if not out:
@@ -479,7 +512,15 @@ def _volume(t: Table, unit: str) -> tuple[int, int, int]:
     return rekey, life, rand
 
 
-def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
+def _shared(shared: dict[object, object], value: T) -> T:
+    """The one object equal to ``value`` in this config (frozen values, so sharing is
+    invisible; it saves memory and the config cache's size)."""
+    return cast(T, shared.setdefault(value, value))
+
+
+def _connection(
+    t: Table, defaults: DefaultProposals, shared: dict[object, object]
+) -> ConnectionConfig:
     version = t.typed("version", int, 2)
     if version not in (1, 2):
         raise t.error("version", f"{version} is not 1 (IKEv1) or 2 (IKEv2)")
@@ -488,14 +529,16 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
     named = remote_host is not None and is_name(remote_host)
     proposals = _proposals(t, "proposals", "ike", defaults.ike)
-    local = _auth(t.table("local"), local_host, "local")
-    remote = _auth(t.table("remote"), None if named else remote_host, "remote")
+    local = _shared(shared, _auth(t.table("local"), local_host, "local"))
+    remote = _shared(shared, _auth(t.table("remote"), None if named else remote_host, "remote"))
     if named and remote.auth == "psk" and remote.id is None:
         raise t.table("remote").error(
             "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
         )
     child_tables = list(t.tables("children"))
-    children = tuple(_child(c, local_host, remote_host, defaults) for c in child_tables)
+    children = tuple(
+        _shared(shared, _child(c, local_host, remote_host, defaults)) for c in child_tables
+    )
     if version == 1:
         # RFC 9370 additional exchanges and ML-KEM exist only in IKEv2: never drop them silently
         _ikev2_only_ke(t, "proposals", proposals)
