@@ -32,6 +32,7 @@ from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
 from pike.daemon.resolver import resolve
 from pike.daemon.signing import Signing
+from pike.daemon.tunnels import Tunnels
 from pike.kernel.interface import KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
@@ -150,6 +151,8 @@ class Daemon:
             random,
         )
         self.datagrams = Datagrams(lambda: self.engine, self._now, self._pump, self.stats)
+        # Route-based children: the interfaces piked creates and the updown scripts.
+        self.tunnels = Tunnels(lambda: self.config, getattr(kernel, "netns", None))
         # Metrics, reload, list-conns, key export (sees every action before _do acts).
         self.ops = Ops(self, self._now, self._pump, wall=lambda: self.clock.wall())
         self.commands = Commands(self, self._now, self._pump)
@@ -268,6 +271,7 @@ class Daemon:
             await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
+        await self.tunnels.close()  # the down scripts of what the deletes took down
         if self._signing is not None:
             self._signing.close()
         self.dataplane.stop_listening(loop)
@@ -347,6 +351,7 @@ class Daemon:
         # The engine logs its own events (tagged with SPIs); these lines add what only the
         # runtime knows (kernel results) and repeat events at debug level.
         self.ops.observe(a)  # metrics and key export first: DeleteChildSa's final counts
+        self.tunnels.observe(a)  # a route-based child's interface before its SAs
         if isinstance(a, SendDatagram | SendKeepalive):
             self.datagrams.send(a)
         elif isinstance(a, SignRequest):
