@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from ipaddress import summarize_address_range
 
 from pike.kernel import tunnel_links
 from pike.kernel.tunnel_links import LinkError, TunnelLink
@@ -159,7 +158,7 @@ def _pairs(a: InstallChildSa | DeleteChildSa) -> list[tuple[TrafficSelector, Tra
 
 def _net(ts: TrafficSelector) -> tuple[str, str, str]:
     """CIDR, network and mask of a selector's first covering network."""
-    net = next(iter(summarize_address_range(ts.start, ts.end)))
+    net = ts.networks()[0]
     return str(net), str(net.network_address), str(net.netmask)
 
 
