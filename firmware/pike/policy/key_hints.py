@@ -32,6 +32,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "close_action",
             "rekey_time", "life_time", "rand_time", "rekey_bytes", "life_bytes", "rand_bytes",
             "rekey_packets", "life_packets", "rand_packets", "hw_offload", "replay_window",
+            "if_id_in", "if_id_out", "mark_in", "mark_out", "interface", "updown",
         }
     ),
     "auth": frozenset({"auth", "id", "certs", "key", "cacerts", "rsa_pss"}),
