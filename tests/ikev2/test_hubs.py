@@ -21,7 +21,6 @@ HUB1, HUB2 = "192.0.2.2", "192.0.2.3"
 A = ("192.0.2.1", HUB1, "branch.example.net", "hq.example.net")
 FAST = 'retransmit_timeout = "1s"\nretransmit_base = 2.0\nretransmit_tries = 2'  # 7 s
 SEQUENCE = 7.0
-TS = {"local_ts": '"10.2.0.0/24"', "remote_ts": '"10.1.0.0/24"'}
 
 
 def branch(extra: str) -> str:
@@ -32,7 +31,15 @@ def branch(extra: str) -> str:
 
 
 def hub(addr: str, seed: int) -> Node:
-    return Node(engine(conf(addr, "192.0.2.1", "hq.example.net", "branch.example.net", **TS), seed))
+    text = conf(
+        addr,
+        "192.0.2.1",
+        "hq.example.net",
+        "branch.example.net",
+        local_ts='"10.2.0.0/24"',
+        remote_ts='"10.1.0.0/24"',
+    )
+    return Node(engine(text, seed))
 
 
 def run_alone(node: Node, until: float) -> list[tuple[float, SendDatagram]]:
@@ -101,7 +108,7 @@ def test_pikectl_initiate_peer_picks_the_hub() -> None:
         kernel_caps=KernelCaps(True),
     )
     assert engines.active_hub("gw") == (HUB1, 0, 2)
-    with pytest.raises(ValueError, match="192.0.2.9 is not one of gw's remote_addrs"):
+    with pytest.raises(ValueError, match=r"192\.0\.2\.9 is not one of gw's remote_addrs"):
         engines.initiate("gw", 0.0, peer="192.0.2.9")
     engines.initiate("gw", 0.0, peer=HUB2)
     assert engines.active_hub("gw") == (HUB2, 1, 2)
