@@ -23,6 +23,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     qemu-system-arm qemu-utils mtools fdisk e2fsprogs
     gcc libc6-dev linux-libc-dev systemd strace
     groff-base
+    frr
   )
 fi
 
