@@ -5,7 +5,9 @@ a kernel with ESP; this host test boots User-Mode-Linux once and runs them insid
 strongSwan (kernel-netlink) and piked <-> piked as gateways with LANs behind them, ping and UDP
 both ways, counters checked; CHILD_SA and IKE SA rekeys and IKEv2 reauthentication (either side)
 under a UDP stream with no loss; NAT in the middle with keepalives on the wire; close_action =
-start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA.
+start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA;
+redundant hubs (the first charon killed, the branch up on the second), route-based tunnels
+over an XFRM interface and a VTI made by piked, with BGP (FRR) learning the far LAN.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import re
 
 from guest.tier import run_tier
 
-TIMEOUT = 1080.0
+TIMEOUT = 1260.0  # test_route_based_dataplane.py: ~120 s of it
 TESTS = (
     "tests/interop/test_dataplane.py",
     "tests/interop/test_lifecycle_dataplane.py",
     "tests/interop/test_reauth_dataplane.py",
     "tests/interop/test_self_healing.py",
+    "tests/interop/test_route_based_dataplane.py",
 )
 
 
@@ -35,5 +38,6 @@ def test_interop_tier_in_uml() -> None:
         show=lambda line: (
             ("bytes" in line and "packets" in line)
             or re.match(r"(left|right)->(left|right): sent", line) is not None
+            or line.startswith(("hub failover:", "BGP across"))
         ),
     )

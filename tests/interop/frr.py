@@ -2,6 +2,8 @@
 the learned routes into the namespace's kernel table) and bgpd, each with its own config,
 pid file, zserv socket and vty socket directory under the test's directory, so any number
 of them run side by side (and inside the UML guest, which shares the host's file system).
+The directory is a fresh one under /tmp (pytest's own are 0700 root, which FRR's user could
+not enter); the test's directory gets a copy of the logs when the speaker stops.
 
 FRR drops to its ``frr`` user (whose group ``frrvty`` owns the vty sockets: root is not in
 it, and FRR refuses ``-u root`` for that), keeping the capabilities it needs; its directory
@@ -11,7 +13,9 @@ is handed to that user.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +54,10 @@ class BgpSpeaker:
     peer_as: int
     networks: tuple[str, ...]
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    dir: Path = field(init=False)
 
-    @property
-    def dir(self) -> Path:
-        return self.workdir / f"frr-{self.name}"
+    def __post_init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"pike-frr-{self.name}-"))
 
     def bgpd_conf(self) -> str:
         nets = "".join(f"  network {n}\n" for n in self.networks)
@@ -75,7 +79,6 @@ class BgpSpeaker:
         ids = _user("frr")
         assert ids is not None
         d = self.dir
-        d.mkdir(parents=True, exist_ok=True)
         (d / "zebra.conf").write_text(f"hostname {self.name}\n")
         (d / "bgpd.conf").write_text(self.bgpd_conf())
         for p in [d, *d.iterdir()]:
@@ -100,6 +103,11 @@ class BgpSpeaker:
             kill_pid(proc.pid, grace=3.0)
             proc.wait(timeout=5)
         self.procs.clear()
+        keep = self.workdir / f"frr-{self.name}"
+        keep.mkdir(parents=True, exist_ok=True)
+        for log in self.dir.glob("*.log"):
+            shutil.copyfile(log, keep / log.name)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def bgp_routes(self) -> list[str]:
         """The routes bgpd put into the namespace's kernel table (via zebra)."""
@@ -121,6 +129,8 @@ class BgpSpeaker:
         out = []
         for which in ("zebra", "bgpd"):
             p = self.dir / f"{which}.log"
+            if not p.exists():
+                p = self.workdir / f"frr-{self.name}" / f"{which}.log"
             if p.exists():
                 out.append(f"--- {which} ---\n" + "\n".join(p.read_text().splitlines()[-15:]))
         return "\n".join(out)
