@@ -80,3 +80,28 @@ def test_mark_with_mask_and_updown(tmp_path: Path) -> None:
 )
 def test_route_key_errors(tmp_path: Path, keys: str, expected: str) -> None:
     assert error_of(tmp_path, EXAMPLE.replace(LAN, LAN + keys, 1)).startswith(expected)
+
+
+README = (Path(__file__).parents[2] / "README.md").read_text()
+SECRET = '\n[secrets.hq]\nid = ["branch1.example.net", "hq.example.net"]\nsecret = "x"\n'
+
+
+def readme_toml(title: str) -> str:
+    """The first ```toml block after the bold ``title`` in README.md."""
+    after = README[README.index(f"**{title}.**") :]
+    start = after.index("```toml\n") + len("```toml\n")
+    return after[start : after.index("```", start)]
+
+
+def test_readme_dual_wan_example_loads(tmp_path: Path) -> None:
+    hq = load_config(write(tmp_path, readme_toml("Dual WAN / redundant hubs") + SECRET))
+    conn = hq.connections["hq"]
+    assert conn.remote_addrs == ("hub1.example.net", "hub2.example.net")
+    assert conn.dpd_action == "restart" and hq.daemon.retransmit_span() == pytest.approx(4.75)
+
+
+def test_readme_route_based_example_loads(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, readme_toml("Route-based with BGP") + SECRET))
+    net = cfg.connections["hq"].child("net")
+    assert net is not None and net.interface == "vti0" and net.mark_out == (42, FULL)
+    assert [str(t) for t in net.remote_ts] == ["0.0.0.0/0", "::/0"]
