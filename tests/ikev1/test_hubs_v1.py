@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ikev2.pair import Node, transfer
 
-
 from .v1pair import A, engine, v1conf
 
 HUB1, HUB2 = "192.0.2.2", "192.0.2.3"
