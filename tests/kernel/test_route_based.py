@@ -133,6 +133,10 @@ def test_vti_towards_another_hub_is_made_again(ends: Ends) -> None:
     moved = TunnelLink("vti0", local=str(A), remote="192.0.2.9", ikey=1, okey=2)
     assert tunnel_links.ensure(moved, ends.a)  # the hub changed: re-created
     assert "remote 192.0.2.9" in ip("-n", ends.a, "-d", "link", "show", "vti0")
+    v6 = TunnelLink("vti6x", local="2001:db8::1", remote="2001:db8::2", ikey=3, okey=4)
+    assert tunnel_links.ensure(v6, ends.a) and not tunnel_links.ensure(v6, ends.a)
+    shown = ip("-n", ends.a, "-d", "link", "show", "vti6x")
+    assert "vti6 remote 2001:db8::2 local 2001:db8::1" in shown, shown
 
 
 def test_marked_leftovers_of_a_killed_run_are_removed(ends: Ends) -> None:

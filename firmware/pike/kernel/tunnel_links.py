@@ -48,13 +48,13 @@ class TunnelLink:
 def _attrs(link: TunnelLink) -> dict[str, Any]:
     if link.if_id:
         return {"kind": "xfrm", "xfrm_if_id": link.if_id}
-    p = "vti6" if link.kind == "vti6" else "vti"
+    # vti and vti6 share the attribute names (IFLA_VTI_*)
     return {
         "kind": link.kind,
-        f"{p}_local": link.local,
-        f"{p}_remote": link.remote,
-        f"{p}_ikey": link.ikey,
-        f"{p}_okey": link.okey,
+        "vti_local": link.local,
+        "vti_remote": link.remote,
+        "vti_ikey": link.ikey,
+        "vti_okey": link.okey,
     }
 
 
@@ -103,7 +103,8 @@ def ensure(link: TunnelLink, netns: str | None = None) -> bool:
     if made and link.kind.startswith("vti"):
         # Decrypted packets arrive on the VTI: no second policy check there (the SAs'
         # marks already tie them to the tunnel).
-        _sysctl(netns, f"net/ipv4/conf/{link.name}/disable_policy", "1")
+        family = "ipv6" if link.kind == "vti6" else "ipv4"
+        _sysctl(netns, f"net/{family}/conf/{link.name}/disable_policy", "1")
     return made
 
 
