@@ -80,6 +80,7 @@ def test_up_and_down_once_across_a_rekey(tmp_path: Path, monkeypatch: pytest.Mon
     up = env_of(tmp_path / "up-client.1")
     assert up["PLUTO_CONNECTION"] == "lan" and up["PLUTO_VERSION"] == "1.1"
     assert (up["PLUTO_ME"], up["PLUTO_PEER"]) == ("192.0.2.1", "192.0.2.2")
+    assert (up["PLUTO_MY_ID"], up["PLUTO_PEER_ID"]) == ("branch1.example.net", "hq.example.net")
     assert up["PLUTO_MY_CLIENT"] == "10.1.0.0/24" and up["PLUTO_PEER_CLIENT"] == "10.2.0.0/24"
     assert up["PLUTO_MY_CLIENT_MASK"] == "255.255.255.0"
     assert (up["PLUTO_IF_ID_IN"], up["PLUTO_IF_ID_OUT"]) == ("7", "8")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from pike.kernel import tunnel_links
 from pike.kernel.tunnel_links import LinkError, TunnelLink
-from pike.policy.config import ChildConfig, Config
+from pike.policy.config import ChildConfig, Config, ConnectionConfig
 from pike.policy.ipsec import NO_MARK, Mark
 from pike.policy.ts import TrafficSelector
 from pike.sa.actions import Action, DeleteChildSa, InstallChildSa
@@ -45,7 +45,7 @@ class Tunnels:
             return
         conn = self._config().connections.get(a.conn)
         cfg = conn.child(a.child) if conn is not None else None
-        if cfg is None or not (cfg.interface or cfg.updown):
+        if conn is None or cfg is None or not (cfg.interface or cfg.updown):
             return
         key = (a.conn, a.child, str(a.outbound.src), str(a.outbound.dst))
         ids = self._live.setdefault(key, set())
@@ -54,12 +54,12 @@ class Tunnels:
             ids.add(a.unique_id)
             if first:
                 self._link_up(cfg, a)
-                self._updown("up", cfg, a)
+                self._updown("up", conn, cfg, a)
         elif a.unique_id in ids:
             ids.discard(a.unique_id)
             if not ids:
                 del self._live[key]
-                self._updown("down", cfg, a)
+                self._updown("down", conn, cfg, a)
 
     def _link_up(self, cfg: ChildConfig, a: InstallChildSa) -> None:
         if not cfg.interface:
@@ -81,10 +81,16 @@ class Tunnels:
         except LinkError as exc:
             log.error("%s.%s: tunnel interface: %s", a.conn, a.child, exc)
 
-    def _updown(self, verb: str, cfg: ChildConfig, a: InstallChildSa | DeleteChildSa) -> None:
+    def _updown(
+        self,
+        verb: str,
+        conn: ConnectionConfig,
+        cfg: ChildConfig,
+        a: InstallChildSa | DeleteChildSa,
+    ) -> None:
         if not cfg.updown:
             return
-        envs = [updown_env(verb, cfg, a, lts, rts) for lts, rts in _pairs(a)]
+        envs = [updown_env(verb, conn, cfg, a, lts, rts) for lts, rts in _pairs(a)]
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -168,6 +174,7 @@ def _mark(mark: Mark) -> str:
 
 def updown_env(
     verb: str,
+    conn: ConnectionConfig,
     cfg: ChildConfig,
     a: InstallChildSa | DeleteChildSa,
     lts: TrafficSelector,
@@ -197,6 +204,10 @@ def updown_env(
         "PLUTO_PEER_PORT": str(rts.start_port if rts.start_port == rts.end_port else 0),
         "PLUTO_PEER_PROTOCOL": str(rts.protocol),
     }
+    # The configured identities (strongSwan gives the authenticated ones; with a wildcard
+    # remote id these differ): an address when none is configured.
+    env["PLUTO_MY_ID"] = conn.local.id.text if conn.local.id else env["PLUTO_ME"]
+    env["PLUTO_PEER_ID"] = conn.remote.id.text if conn.remote.id else env["PLUTO_PEER"]
     if cfg.interface:
         env["PLUTO_INTERFACE"] = cfg.interface
     if cfg.if_id_in:
