@@ -110,8 +110,22 @@ class Engines:
             times.append(t)
         return min(times) if times else None
 
-    def initiate(self, conn: str, now: float, child: str | None = None) -> None:
+    def initiate(
+        self, conn: str, now: float, child: str | None = None, peer: str | None = None
+    ) -> None:
+        """``peer``: one of the connection's ``remote_addrs`` (a hub) to go to."""
+        if peer is not None:
+            self.ctx.hubs.pick(self.ctx.config.connections[conn], peer)  # ValueError: not one
         self._by_conn(conn).initiate(conn, now, child)
+
+    def active_hub(self, conn: str) -> tuple[str | None, int, int]:
+        """(the hub initiations of ``conn`` go to, its index, how many) for list-sas and
+        the metrics."""
+        cfg = self.ctx.config.connections.get(conn)
+        if cfg is None:
+            return None, 0, 0
+        index, count = self.ctx.hubs.position(cfg)
+        return self.ctx.hubs.active(cfg), index, count
 
     def terminate(self, conn: str, now: float, force: bool = False) -> None:
         self._by_conn(conn).terminate(conn, now, force)

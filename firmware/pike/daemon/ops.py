@@ -28,6 +28,7 @@ from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
 from pike.sa.credentials import CredentialStore
+from pike.sa.hubs import Hubs
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -47,6 +48,7 @@ RESTART_KEYS = ("control_socket", "ike_port", "natt_port", "metrics_listen", "lo
 
 class _Ctx(Protocol):
     counters: Counters
+    hubs: Hubs
 
 
 class _Engine(Protocol):
@@ -57,6 +59,7 @@ class _Engine(Protocol):
 
     def list_sas(self) -> list[IkeSaInfo]: ...
     def reload(self, config: Config, now: float) -> dict[str, list[str]]: ...
+    def active_hub(self, conn: str) -> tuple[str | None, int, int]: ...
     def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]: ...
 
 
@@ -138,6 +141,7 @@ class Ops:
                     version=version,
                     started_wall=self._started_wall,
                     tokens=self._tokens,
+                    hubs=self._hub,
                     pki=self.pki,
                     loop_lag=self._loop_lag,
                 )
@@ -170,6 +174,10 @@ class Ops:
 
     def _tokens(self) -> dict[str, str]:
         return self.daemon.credentials.tokens()
+
+    def _hub(self, conn: str) -> tuple[str | None, int]:
+        hub, _index, count = self.engine.active_hub(conn)
+        return (hub if count else None), self.engine.ctx.hubs.changes.get(conn, 0)
 
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pike.crypto.proposal import ProposalSpec
-from pike.policy.ipsec import Mode, Offload
+from pike.policy.ipsec import NO_MARK, Mark, Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.ts import TrafficSelector
 
@@ -79,6 +79,14 @@ class ChildConfig:
     rand_packets: int = 0
     hw_offload: Offload = "no"
     replay_window: int = 32
+    # Route-based tunnels: SAs and policies bound to an XFRM interface (if_id) or to a VTI
+    # (marks), so routes, not selectors, decide what enters the tunnel.
+    if_id_in: int = 0
+    if_id_out: int = 0
+    mark_in: Mark = NO_MARK
+    mark_out: Mark = NO_MARK
+    interface: str = ""  # created by piked: an XFRM interface (if_id) or a VTI (marks)
+    updown: str = ""  # script run on child up/down with strongSwan's PLUTO_* environment
     __reduce__ = _by_init
 
 

@@ -32,6 +32,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "close_action",
             "rekey_time", "life_time", "rand_time", "rekey_bytes", "life_bytes", "rand_bytes",
             "rekey_packets", "life_packets", "rand_packets", "hw_offload", "replay_window",
+            "if_id_in", "if_id_out", "mark_in", "mark_out", "interface", "updown",
         }
     ),
     "auth": frozenset(
@@ -55,10 +56,10 @@ NOT_YET: dict[str, frozenset[str]] = {
     ),
     "child": frozenset(
         {
-            "updown", "hostaccess", "ipcomp", "inactivity", "reqid", "priority", "interface",
-            "mark_in", "mark_out", "set_mark_in", "set_mark_out", "mark_in_sa", "tfc_padding",
+            "hostaccess", "ipcomp", "inactivity", "reqid", "priority",
+            "set_mark_in", "set_mark_out", "mark_in_sa", "tfc_padding",
             "copy_df", "copy_ecn", "copy_dscp", "sha256_96", "policies", "policies_fwd_out",
-            "if_id_in", "if_id_out", "label", "label_mode", "ah_proposals", "per_cpu_sas",
+            "label", "label_mode", "ah_proposals", "per_cpu_sas",
         }
     ),
     "auth": frozenset(

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, replace
-from typing import Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from pike.crypto.errors import ProposalError
 from pike.crypto.ids import ADDKE_TYPES, TransformType
@@ -34,7 +34,7 @@ from pike.policy.config import (
 )
 from pike.policy.config_values import decode_secret, parse_duration, parse_size, parse_ts
 from pike.policy.identity import IdentityError, identity_of_address, parse_identity
-from pike.policy.ipsec import Mode, Offload
+from pike.policy.ipsec import NO_MARK, Mark, Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import ConfigError, Source, Table
@@ -415,9 +415,12 @@ def _key(t: Table) -> str | None:
     return _file(t, t.at("key"), value)
 
 
-def _selectors(t: Table, key: str, dynamic: str | None, side: str) -> tuple[TrafficSelector, ...]:
+def _selectors(
+    t: Table, key: str, dynamic: str | None, side: str, routed: bool = False
+) -> tuple[TrafficSelector, ...]:
     out = []
-    for path, text in t.strings(key, ["dynamic"]):
+    default = ["0.0.0.0/0", "::/0"] if routed else ["dynamic"]
+    for path, text in t.strings(key, default):
         if text == "dynamic":
             if dynamic is None:
                 raise t.error(path, f"dynamic needs {side}_addrs to name one address")
@@ -430,6 +433,74 @@ def _selectors(t: Table, key: str, dynamic: str | None, side: str) -> tuple[Traf
     if not out:
         raise t.error(key, "must list at least one traffic selector")
     return tuple(out)
+
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # the kernel's IFNAMSIZ less the NUL
+
+
+def _mark(value: object) -> Mark:
+    """``mark_in``/``mark_out``: a number (mask 0xffffffff) or "VALUE/MASK" as swanctl
+    writes it (decimal or 0x hex)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a mark (a number or VALUE/MASK)")
+    if isinstance(value, int):
+        v, m = value, 0xFFFFFFFF
+    elif isinstance(value, str):
+        text, _, mask = value.partition("/")
+        try:
+            v, m = int(text, 0), int(mask, 0) if mask else 0xFFFFFFFF
+        except ValueError:
+            raise ValueError(f"{value!r} is not a mark (a number or VALUE/MASK)") from None
+    else:
+        raise ValueError(f"{value!r} is not a mark (a number or VALUE/MASK)")
+    if not (0 < v <= 0xFFFFFFFF and 0 < m <= 0xFFFFFFFF) or v & ~m:
+        raise ValueError(f"{value!r}: value and mask must be 1..0xffffffff, value within mask")
+    return v, m
+
+
+def _route(t: Table) -> dict[str, Any]:
+    """Route-based keys of a child: XFRM interface ids, VTI marks, the interface piked
+    creates, the updown script."""
+    if_in = t.integer("if_id_in", 0, 0, 0xFFFFFFFF)
+    if_out = t.integer("if_id_out", 0, 0, 0xFFFFFFFF)
+    mark_in = t.convert("mark_in", _mark, NO_MARK)
+    mark_out = t.convert("mark_out", _mark, NO_MARK)
+    interface = t.typed("interface", str, "")
+    updown = t.typed("updown", str, "")
+    if interface:
+        if not _IFNAME.match(interface):
+            raise t.error(
+                "interface", f"{interface!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)"
+            )
+        xfrm = bool(if_in or if_out)
+        vti = mark_in != NO_MARK or mark_out != NO_MARK
+        if xfrm and vti:
+            raise t.error(
+                "interface",
+                "takes if_id_in/if_id_out (XFRM interface) or mark_in/mark_out (VTI), not both",
+            )
+        if xfrm and if_in != if_out:
+            raise t.error(
+                "if_id_out", f"an XFRM interface has one if_id: set if_id_in = if_id_out ({if_in})"
+            )
+        if vti and (
+            mark_in[1] != 0xFFFFFFFF or mark_out[1] != 0xFFFFFFFF or NO_MARK in (mark_in, mark_out)
+        ):
+            raise t.error("mark_in", "a VTI needs mark_in and mark_out (its keys), without masks")
+        if not (xfrm or vti):
+            raise t.error(
+                "interface", "needs if_id_in/if_id_out (XFRM interface) or mark_in/mark_out (VTI)"
+            )
+    if updown and not os.path.isabs(updown):
+        raise t.error("updown", f"{updown!r} must be an absolute path")
+    return {
+        "if_id_in": if_in,
+        "if_id_out": if_out,
+        "mark_in": mark_in,
+        "mark_out": mark_out,
+        "interface": interface,
+        "updown": updown,
+    }
 
 
 def _offload(value: object) -> str:
@@ -463,12 +534,16 @@ def _child(
                 raise t.error(key, "trap needs an IP address in remote_addrs, not a name")
         remote_addr = None  # no address for remote_ts = dynamic
     rekey = t.convert("rekey_time", _seconds, 3600)
+    route = _route(t)
+    if route["interface"]:
+        # Policies for everything, bound to the interface: routes decide what enters.
+        local_addr = remote_addr = None
     rekey_bytes, life_bytes, rand_bytes = _volume(t, "bytes")
     rekey_packets, life_packets, rand_packets = _volume(t, "packets")
     child = ChildConfig(
         name=_name(t),
-        local_ts=_selectors(t, "local_ts", local_addr, "local"),
-        remote_ts=_selectors(t, "remote_ts", remote_addr, "remote"),
+        local_ts=_selectors(t, "local_ts", local_addr, "local", bool(route["interface"])),
+        remote_ts=_selectors(t, "remote_ts", remote_addr, "remote", bool(route["interface"])),
         esp_proposals=_proposals(t, "esp_proposals", "esp", defaults.esp),
         mode=cast(Mode, t.choice("mode", ("tunnel", "transport"), "tunnel")),
         start_action=cast(StartAction, start),
@@ -484,6 +559,7 @@ def _child(
         rand_packets=rand_packets,
         hw_offload=cast(Offload, t.convert("hw_offload", _offload, "no")),
         replay_window=t.integer("replay_window", 32, 0, 2**32 - 1),
+        **route,
     )
     if child.life_time and child.rekey_time and child.life_time <= child.rekey_time:
         raise t.error("life_time", f"must be longer than rekey_time ({child.rekey_time}s)")
