@@ -7,6 +7,9 @@ r=$1
 
 chroot "$r" useradd --system --user-group --home-dir /var/lib/pike --no-create-home \
   --shell /usr/sbin/nologin --comment "pike IKE daemon" pike
+# pike-keyd.service (not enabled; README "The key helper"): the key helper as its own user.
+chroot "$r" useradd --system --user-group --home-dir /nonexistent --no-create-home \
+  --shell /usr/sbin/nologin --comment "pike key helper" pike-keyd
 # Members of pike may look (pikectl status, list-sas, log); pike-admin may also change
 # state (initiate, terminate, rekey, reload: pike.daemon.peercred).
 chroot "$r" groupadd --system pike-admin

@@ -21,6 +21,7 @@ UNITS = ROOTFS / "etc/systemd/system"
 EXECUTABLES = (
     "/opt/pike/bin/piked",
     "/opt/pike/bin/pikectl",
+    "/opt/pike/bin/python3",
     "/usr/local/sbin/pike-firstboot",
     "/usr/lib/pike/selftest",
     "/usr/lib/pike/vtpm-relay",
@@ -78,6 +79,26 @@ def test_piked_unit_is_notify_with_watchdog_and_hardening() -> None:
     assert u["User"] == ["pike"]
     assert u["StartLimitAction"] == ["reboot"]
     assert u["ExecStart"] == ["/opt/pike/bin/piked --config /etc/pike/pike.toml"]
+
+
+def test_keyd_unit_is_the_one_the_readme_switches_to() -> None:
+    """pike-keyd.service (own-unit mode, issue 13): its own user, no capability, the
+    socket path and peer user the README's switch gives piked; shipped, not enabled."""
+    u = unit("pike-keyd.service")
+    sock = "/run/pike-keyd/keyd.sock"
+    assert u["ExecStart"] == [
+        f"/opt/pike/bin/python3 -m pike.cli.keyd --socket {sock} --peer-user pike"
+    ]
+    assert u["User"] == ["pike-keyd"] and u["RuntimeDirectory"] == ["pike-keyd"]
+    assert u["CapabilityBoundingSet"] == [""] and u["NoNewPrivileges"] == ["yes"]
+    assert u["Before"] == ["piked.service"]
+    hook = (IMAGE / "hooks/customize.sh").read_text()
+    assert "--comment \"pike key helper\" pike-keyd" in hook
+    enable = next(ln for ln in hook.replace("\\\n", " ").splitlines() if "systemctl enable" in ln)
+    assert "pike-keyd" not in enable  # the image ships the spawned mode
+    readme = (IMAGE.parent / "README.md").read_text()
+    assert f'key_helper = "{sock}"' in readme
+    assert "Requires=pike-keyd.service" in readme and "chown pike-keyd:pike-keyd" in readme
 
 
 def test_config_is_root_pike_0640_and_pike_admin_exists() -> None:
