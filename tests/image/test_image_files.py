@@ -93,7 +93,7 @@ def test_keyd_unit_is_the_one_the_readme_switches_to() -> None:
     assert u["CapabilityBoundingSet"] == [""] and u["NoNewPrivileges"] == ["yes"]
     assert u["Before"] == ["piked.service"]
     hook = (IMAGE / "hooks/customize.sh").read_text()
-    assert "--comment \"pike key helper\" pike-keyd" in hook
+    assert '--comment "pike key helper" pike-keyd' in hook
     enable = next(ln for ln in hook.replace("\\\n", " ").splitlines() if "systemctl enable" in ln)
     assert "pike-keyd" not in enable  # the image ships the spawned mode
     readme = (IMAGE.parent / "README.md").read_text()
