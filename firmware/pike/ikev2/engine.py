@@ -135,7 +135,20 @@ class Ikev2Engine:
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
-                if hard:
+                early = _ended_early(child, now)
+                if hard and early is not None and sa.state == IkeState.ESTABLISHED:
+                    # The kernel judges time lifetimes on the wall clock when its timer
+                    # fires: after a jump forward it removes SAs long before their time.
+                    # Ours run on the monotonic clock: make the CHILD_SA again (a rekey,
+                    # once for both directions) instead of losing the tunnel.
+                    if child.state == ChildState.INSTALLED:
+                        log.warning(
+                            "%s: CHILD_SA %s{%d} removed by the kernel %d s before its "
+                            "life_time (wall clock stepped forward?): creating it again",
+                            sa.tag(), child.name, child.unique_id, early,
+                        )  # fmt: skip
+                        rekey_child(sa, child)
+                elif hard:
                     log.info(
                         "%s: CHILD_SA %s{%d} hard expired", sa.tag(), child.name, child.unique_id
                     )
@@ -894,3 +907,16 @@ def _secrets_for(config: Config, conn: ConnectionConfig) -> bytes | None:
 
 
 __all__ = ["IPAddress", "Ikev2Engine"]
+
+
+EARLY_MARGIN = 5.0  # seconds: a hard expiry this much before life_time is not ours
+
+
+def _ended_early(child: ChildSa, now: float) -> int | None:
+    """Seconds left of ``child``'s life_time (monotonic) when the kernel's hard expiry came
+    that early and no byte or packet limit can explain it; None otherwise."""
+    cfg = child.config
+    if child.expire_at is None or cfg.life_bytes or cfg.life_packets:
+        return None
+    left = child.expire_at - now
+    return int(left) if left > EARLY_MARGIN else None
