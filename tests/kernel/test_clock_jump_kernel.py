@@ -9,7 +9,14 @@ jump fires anything (no timer storm: little CPU, no rekey, expiry or DPD line), 
 stay, and the rekey comes on the monotonic schedule. The kernel's XFRM lifetime check
 uses the wall clock when its timer fires (at the soft lifetime, counted by a relative
 timer): piked must have rekeyed before, or the kernel would take the jump for an expired
-SA and delete it (hard expire without a soft one).
+SA and delete it (hard expire without a soft one). The kernel's soft timer is set to
+rekey_time, the latest piked's rekey comes (rekey_time minus 0..rand_time): when they
+coincide the kernel may end the old SAs while the rekey exchange is under way, which
+piked then ignores (the CHILD_SA is being made again anyway).
+
+Last, a jump right after an install (a manual rekey): the kernel's first check of the new
+SAs sees them a day old and removes them; piked (either side, whichever hears first)
+makes the CHILD_SA again at once instead of losing the tunnel.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from pike.policy.ipsec import KernelCaps
 pytestmark = pytest.mark.kernel
 
 DAY = 86_400
-REKEY, RAND, LIFE = 10, 2, 20  # the CHILD_SA's rekey_time, rand_time, life_time (left)
-QUIET = 2.0  # seconds watched after each jump
+REKEY, RAND, LIFE = 6, 1, 12  # the CHILD_SA's rekey_time, rand_time, life_time (left)
+QUIET = 1.5  # seconds watched after each jump
 CPU_QUIET = 0.5  # CPU seconds piked may use in that window (a timer storm spins a core)
 SETTLE = 1.5  # seconds between the SAs' install and the jump
 STORM = re.compile(r"rekey|expire|DPD|dead|retransmit", re.I)
@@ -108,6 +115,7 @@ def test_wall_clock_jumps_a_day_and_back_with_a_tunnel_up(lab: Lab, tmp_path: Pa
             p.wait(lambda: len(_kernel_spis(p)) == 2, 10, "the old CHILD_SA's SAs gone")
             ike2, kids2 = _spis(p.left)
             assert ike2 == ike and len(kids2) == 1 and kids2 != kids
+            kernel2 = _kernel_spis(p)
             _jump(-DAY)
             jumped = 0
             _quiet([p.left, p.right], "one day back")
@@ -119,8 +127,33 @@ def test_wall_clock_jumps_a_day_and_back_with_a_tunnel_up(lab: Lab, tmp_path: Pa
                 assert time.monotonic() - t0 < 10, p.dump()
             for side in (p.left, p.right):
                 log = side.text_log()
-                assert "hard" not in " ".join(ln for ln in log.splitlines() if "xpire" in ln)
+                # no CHILD_SA ended by a hard expiry (the kernel may still report one for
+                # the old SAs when its soft timer beats the rekey exchange: see the doc)
+                assert "hard expired" not in log, side.tail()
                 assert "Traceback" not in log
+            # A jump within a second of an install: the kernel's first lifetime check
+            # of the new SAs sees them a day old and removes them (hard expiry); piked
+            # makes the CHILD_SA again rather than leaving the tunnel down.
+            p.left.ctl("rekey", {"conn": "hq", "child": "lan"})
+            t0 = time.monotonic()  # jump as soon as left has installed the new SAs
+            while not (fresh := _kernel_spis(p) - kernel2):
+                assert time.monotonic() - t0 < 10, p.dump()
+                time.sleep(0.02)
+            _jump(DAY)
+            jumped = DAY
+            warned = "wall clock stepped forward?"
+            sides = (p.left, p.right)
+            p.wait(lambda: any(warned in x.text_log() for x in sides), 10, "the hard expiry")
+            p.wait(
+                lambda: len(now := _kernel_spis(p)) == 2 and not now & (fresh | kernel2),
+                10,
+                "the CHILD_SA made again",
+            )
+            assert _spis(p.left)[0] == ike  # the same IKE SA
+            t0 = time.monotonic()
+            while not host.ping("10.2.0.2", timeout=1.0):
+                assert time.monotonic() - t0 < 10, p.dump()
+            print(f"early hard expiry: tunnel back {time.monotonic() - t0:.2f} s later")
     finally:
         if jumped:
             _jump(-jumped)  # the next tests in this guest get their clock back
