@@ -15,7 +15,8 @@ from ikev2.revgen import cdp, crl_der, make_crl
 from ikev2.x509gen import Issued, issue, make_ca
 from pike.daemon.revocation import Fetcher, FetchError, http_fetch
 from pike.sa.credentials import CredentialStore
-from pike.sa.revocation import Fetch, RevokedCheck, Sources, Status
+from pike.sa.revocation import Fetch, RevokedCheck, Sources
+from pike.sa.revocation_status import Status
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from ikev2.revgen import aia, cdp, crl_der, make_crl
 from ikev2.x509gen import DAY, NOW, Issued, certify, issue, make_ca, write
 from ops.prom import METRICS_PORT, prom_query, start_prometheus
-from pike.sa.revocation import serial_text
+from pike.sa.revocation_status import serial_text
 
 from .conftest import Gateways, MakeCharon, MakePiked, Require
 from .netns import Namespace

@@ -12,22 +12,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ikev2.revgen import aia, cdp, crl_der, make_crl, ocsp_response
 from ikev2.x509gen import DAY, NOW, Issued, issue, make_ca
+from pike.sa.cert_fields import crl_uris, ocsp_uris
+from pike.sa.crl import parse_crl
+from pike.sa.ocsp import check_ocsp_response, ocsp_request
 from pike.sa.revocation import (
     Fetch,
     RevocationCache,
-    RevocationError,
     RevocationPending,
     RevocationRefused,
     Sources,
-    Status,
-    check_ocsp_response,
     check_path,
-    crl_uris,
-    ocsp_request,
-    ocsp_uris,
-    parse_crl,
     revoked_check,
 )
+from pike.sa.revocation_status import RevocationError, Status
 
 CRL_URI = "http://192.0.2.9/ca.crl"
 OCSP_URI = "http://192.0.2.9:8080/"

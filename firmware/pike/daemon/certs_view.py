@@ -18,7 +18,7 @@ from cryptography import x509
 from pike.policy.config import Config
 from pike.sa import identity
 from pike.sa.credentials import CredentialError, CredentialStore
-from pike.sa.revocation import serial_text
+from pike.sa.revocation_status import serial_text
 
 JsonDict = dict[str, Any]
 # (connection, the peer's validated path, end entity first) of each live IKE SA

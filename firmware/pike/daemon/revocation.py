@@ -25,16 +25,10 @@ from urllib.parse import urlsplit
 
 from pike.policy.config import Config
 from pike.sa.credentials import CredentialStore
-from pike.sa.revocation import (
-    NONCE_SIZE,
-    Fetch,
-    RevocationError,
-    RevokedCheck,
-    check_ocsp_response,
-    ocsp_request,
-    parse_crl,
-    revoked_check,
-)
+from pike.sa.crl import parse_crl
+from pike.sa.ocsp import NONCE_SIZE, check_ocsp_response, ocsp_request
+from pike.sa.revocation import Fetch, RevokedCheck, revoked_check
+from pike.sa.revocation_status import RevocationError
 
 log = logging.getLogger("pike.revocation")
 

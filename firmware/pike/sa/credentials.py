@@ -37,16 +37,9 @@ from pike.hsm.signer import (
 )
 from pike.policy.config import Config, ConnectionConfig
 from pike.sa.certs import CertError, load_certificates
-from pike.sa.revocation import (
-    RevocationCache,
-    RevocationError,
-    RevocationRefused,
-    Sources,
-    Verdict,
-    check_path,
-    parse_crl,
-    serial_text,
-)
+from pike.sa.crl import parse_crl
+from pike.sa.revocation import RevocationCache, RevocationRefused, Sources, check_path
+from pike.sa.revocation_status import RevocationError, Verdict, serial_text
 
 log = logging.getLogger("pike.revocation")
 
