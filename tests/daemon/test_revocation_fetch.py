@@ -146,7 +146,9 @@ def test_configured_crl_uris_are_fetched_at_start() -> None:
         loop = asyncio.get_running_loop()
         fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
         remote = SimpleNamespace(crl_uris=(uri,))
-        config: Any = SimpleNamespace(connections={"hq": SimpleNamespace(remote=remote)})
+        config: Any = SimpleNamespace(
+            connections={"hq": SimpleNamespace(remote=remote)}, authorities=()
+        )
         async with server:
             fetcher.start(config)
             for _ in range(50):
@@ -155,6 +157,43 @@ def test_configured_crl_uris_are_fetched_at_start() -> None:
                     break
             assert uri in store.revocation.crls
         await fetcher.stop()
+
+    asyncio.run(main())
+
+
+def test_authority_crl_is_fetched_at_start_and_revokes_what_its_ca_issued(
+    tmp_path: Path,
+) -> None:
+    """[authorities.NAME] crl_uris: fetched at start like a connection's, and used for
+    every certificate that CA issued (this one has no CRL distribution point)."""
+    from types import SimpleNamespace
+
+    from ikev2.x509gen import write
+    from pike.policy.loader import load_config_text
+
+    ca = make_ca()
+    gw = issue(ca, "ecdsa-p256", "gw.example.net")
+    ca_file, _ = write(tmp_path, "ca", ca)
+
+    async def main() -> None:
+        server, uri = await _serve(_answer(crl_der(make_crl(ca, [gw.cert.serial_number]))))
+        text = f'[authorities.corp]\ncacert = "{ca_file}"\ncrl_uris = ["{uri}"]\n'
+        config = load_config_text(text, str(tmp_path / "pike.toml"))
+        store = CredentialStore()
+        assert store.preload(config) == []
+        loop = asyncio.get_running_loop()
+        fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
+        async with server:
+            fetcher.start(config)
+            for _ in range(50):
+                await asyncio.sleep(0.02)
+                if uri in store.revocation.crls:
+                    break
+        await fetcher.stop()
+        remote = SimpleNamespace(crls=(), crl_uris=(), ocsp_uris=())
+        sources = store.revocation_sources(SimpleNamespace(remote=remote))  # type: ignore[arg-type]
+        v = store.revocation.status(gw.cert, ca.cert, sources, store.wall(0.0))
+        assert v.status is Status.REVOKED and v.source == f"crl {uri}"
 
     asyncio.run(main())
 
@@ -173,7 +212,9 @@ def test_a_replaced_crl_file_is_read_again_and_ends_the_revoked_peer(
     path = tmp_path / "ca.crl"
     path.write_bytes(crl_der(make_crl(ca)))
     remote = SimpleNamespace(crls=(str(path),), crl_uris=())
-    config: Any = SimpleNamespace(connections={"hq": SimpleNamespace(remote=remote)})
+    config: Any = SimpleNamespace(
+        connections={"hq": SimpleNamespace(remote=remote)}, authorities=()
+    )
     store = CredentialStore()
     assert store.load_crl_files(config) == []
 

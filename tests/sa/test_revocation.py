@@ -12,10 +12,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ikev2.revgen import aia, cdp, crl_der, make_crl, ocsp_response
 from ikev2.x509gen import DAY, NOW, Issued, issue, make_ca
-from pike.sa.cert_fields import crl_uris, ocsp_uris
+from pike.sa.cert_fields import crl_uris, keyid, ocsp_uris
 from pike.sa.crl import parse_crl
 from pike.sa.ocsp import check_ocsp_response, ocsp_request
 from pike.sa.revocation import (
+    Authority,
     Fetch,
     RevocationCache,
     RevocationPending,
@@ -291,3 +292,24 @@ def test_crl_files_of_every_connection_are_kept(tmp_path: Path, ca: Issued) -> N
     path.write_text(conn("a", 2, "a.crl"))
     load_checked(str(path), probe=False, store=store)
     assert sorted(store.revocation.crls) == [str(tmp_path / "a.crl")]
+
+
+def test_authority_uris_apply_to_what_that_ca_issued(ca: Issued) -> None:
+    """[authorities.NAME]: a CA's crl_uris and ocsp_uris for certificates without CDP or
+    AIA, not for another CA's; the connection's OCSP responder still wins."""
+    other_ca = make_ca(cn="other CA")
+    gw, stranger = leaf(ca), leaf(other_ca)
+    src = Sources(authorities=(Authority(keyid(ca.cert), (CRL_URI,), (OCSP_URI,)),))
+    cache = RevocationCache()
+    assert cache.status(gw.cert, ca.cert, src, NOW).status is Status.PENDING
+    assert [(f.kind, f.uri) for f in cache.wanted] == [("ocsp", OCSP_URI), ("crl", CRL_URI)]
+    assert cache.status(stranger.cert, other_ca.cert, src, NOW).status is Status.UNKNOWN
+    cache.wanted.clear()
+    cache.failed(Fetch("ocsp", OCSP_URI, gw.cert, ca.cert), "refused", NOW)
+    cache.add_crl(parse_crl(crl_der(make_crl(ca, [gw.cert.serial_number])), CRL_URI), NOW)
+    v = cache.status(gw.cert, ca.cert, src, NOW)
+    assert v.status is Status.REVOKED and v.source == f"crl {CRL_URI}"
+    own = Sources(ocsp_uris=("http://192.0.2.7/",), authorities=src.authorities)
+    fresh = RevocationCache()
+    fresh.status(gw.cert, ca.cert, own, NOW)
+    assert [f.uri for f in fresh.wanted] == ["http://192.0.2.7/", CRL_URI]

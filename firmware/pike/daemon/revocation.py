@@ -160,9 +160,13 @@ class Fetcher:
         self._prefetch(config)
 
     def _prefetch(self, config: Config) -> None:
-        """The CRL URIs the config names are fetched now, before any peer needs them."""
+        """The CRL URIs the config names (connections and authorities) are fetched now,
+        before any peer needs them."""
         for conn in config.connections.values():
             for uri in conn.remote.crl_uris:
+                self._due.setdefault(uri, 0.0)
+        for authority in config.authorities:
+            for uri in authority.crl_uris:
                 self._due.setdefault(uri, 0.0)
         self._wake.set()
 

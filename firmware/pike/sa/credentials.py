@@ -36,9 +36,16 @@ from pike.hsm.signer import (
     token_signer,
 )
 from pike.policy.config import Config, ConnectionConfig
+from pike.sa.cert_fields import keyid
 from pike.sa.certs import CertError, load_certificates
 from pike.sa.crl import parse_crl
-from pike.sa.revocation import RevocationCache, RevocationRefused, Sources, check_path
+from pike.sa.revocation import (
+    Authority,
+    RevocationCache,
+    RevocationRefused,
+    Sources,
+    check_path,
+)
 from pike.sa.revocation_status import RevocationError, Verdict, serial_text
 
 log = logging.getLogger("pike.revocation")
@@ -108,6 +115,8 @@ class CredentialStore:
     # CRL files by path: their bytes when read (a reload reads them again).
     _crl_files: dict[str, bytes] = field(default_factory=dict, repr=False)
     _crl_stamps: dict[str, tuple[int, int] | None] = field(default_factory=dict, repr=False)
+    # [authorities.NAME] of the config loaded, by CA key id (load_authorities)
+    authorities: tuple[Authority, ...] = ()
 
     def wall(self, now: float) -> datetime:
         """The wall-clock time at the engine's ``now``, for certificate validity."""
@@ -182,7 +191,22 @@ class CredentialStore:
 
     def revocation_sources(self, conn: ConnectionConfig) -> Sources:
         r = conn.remote
-        return Sources(r.crls, r.crl_uris, r.ocsp_uris)
+        return Sources(r.crls, r.crl_uris, r.ocsp_uris, self.authorities)
+
+    def load_authorities(self, config: Config) -> list[str]:
+        """The ``[authorities.NAME]`` CA certificates, read (again) at each load; the
+        problems, one line each (that authority then adds nothing)."""
+        out: list[Authority] = []
+        problems = []
+        for a in config.authorities:
+            try:
+                certs = self._load(a.cacert)
+            except CredentialError as exc:
+                problems.append(f"authorities.{a.name}: {exc}")
+                continue
+            out.extend(Authority(keyid(c), a.crl_uris, a.ocsp_uris) for c in certs)
+        self.authorities = tuple(out)
+        return problems
 
     def check_revocation(
         self, conn: ConnectionConfig, path: Sequence[x509.Certificate], now: float
@@ -267,6 +291,7 @@ class CredentialStore:
                     self.cas(conn)
             except CredentialError as exc:
                 problems.append(f"{conn.name}: {exc}")
+        problems.extend(self.load_authorities(config))
         problems.extend(self.load_crl_files(config))
         return problems
 

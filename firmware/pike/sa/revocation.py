@@ -73,6 +73,27 @@ class Sources:
     crl_files: tuple[str, ...] = ()
     crl_uris: tuple[str, ...] = ()
     ocsp_uris: tuple[str, ...] = ()  # replace the certificate's AIA responders
+    # [authorities.NAME]: per CA (its key id), where what it issued is looked up
+    authorities: tuple[Authority, ...] = ()
+
+    def of_issuer(self, kid: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The (CRL, OCSP) URIs the authorities give for certificates of issuer ``kid``."""
+        crls: list[str] = []
+        ocsps: list[str] = []
+        for a in self.authorities:
+            if a.keyid == kid:
+                crls.extend(a.crl_uris)
+                ocsps.extend(a.ocsp_uris)
+        return tuple(crls), tuple(ocsps)
+
+
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """strongSwan's ``authorities`` entry: revocation URIs for one CA's certificates."""
+
+    keyid: bytes  # keyid() of the CA certificate
+    crl_uris: tuple[str, ...] = ()
+    ocsp_uris: tuple[str, ...] = ()
 
 
 @dataclass
@@ -147,8 +168,10 @@ class RevocationCache:
         fetches a PENDING or stale answer needs in ``wanted``."""
         kid = keyid(issuer)
         serial = cert.serial_number
-        ocsp_at = list(sources.ocsp_uris) or ocsp_uris(cert)
-        crl_at = list(dict.fromkeys([*sources.crl_uris, *crl_uris(cert)]))
+        ca_crls, ca_ocsps = sources.of_issuer(kid)
+        # OCSP: the connection's responders, else the CA's, else the certificate's AIA
+        ocsp_at = list(sources.ocsp_uris or ca_ocsps) or ocsp_uris(cert)
+        crl_at = list(dict.fromkeys([*sources.crl_uris, *ca_crls, *crl_uris(cert)]))
         has_uri = bool(ocsp_at or crl_at or sources.crl_files)
         failures: list[str] = []
         pending = False
