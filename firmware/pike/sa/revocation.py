@@ -236,6 +236,21 @@ class RevocationCache:
             self.wanted.append(fetch)
         return None
 
+    def held(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Verdict:
+        """What the CRLs and OCSP answers held say of ``cert``, whatever source fetched
+        them, without asking for anything (our own certificate: its CA's CRL is there
+        when a peer of the same CA needed it)."""
+        revoked = self.revokes(cert, issuer, now)
+        if revoked is not None:
+            return Verdict(Status.REVOKED, revoked)
+        entry = self.ocsp.get((keyid(issuer), cert.serial_number))
+        if entry is not None and entry.status is Status.GOOD and now <= entry.next_update:
+            return Verdict(Status.GOOD, f"ocsp {entry.source}")
+        for source, crl in sorted(self.crls.items()):
+            if crl.crl.issuer == cert.issuer and crl.fresh(now) and crl.signed_by(issuer):
+                return Verdict(Status.GOOD, f"crl {source}")
+        return Verdict(Status.UNKNOWN, "", "no fresh CRL or OCSP answer of its CA held")
+
     def revokes(
         self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime
     ) -> str | None:
