@@ -1,6 +1,6 @@
-"""What revocation reads from a certificate: the URIs of its CRL distribution points and
-OCSP responders (RFC 5280 §4.2.1.13, §4.2.2.1) and the key id CRLs and OCSP answers are
-filed under."""
+"""What revocation reads from a certificate: the URIs of its CRL distribution points,
+delta CRLs and OCSP responders (RFC 5280 §4.2.1.13, §4.2.1.15, §4.2.2.1) and the key id
+CRLs and OCSP answers are filed under."""
 
 from __future__ import annotations
 
@@ -20,10 +20,19 @@ def ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extensio
 
 def crl_uris(cert: x509.Certificate) -> list[str]:
     """The HTTP URIs of the certificate's CRL distribution points."""
-    cdp = ext(cert, x509.CRLDistributionPoints)
+    return point_uris(ext(cert, x509.CRLDistributionPoints))
+
+
+def delta_crl_uris(cert: x509.Certificate) -> list[str]:
+    """The HTTP URIs of the certificate's freshestCRL (delta CRLs, RFC 5280 §4.2.1.15)."""
+    return point_uris(ext(cert, x509.FreshestCRL))
+
+
+def point_uris(points: object) -> list[str]:
+    """The HTTP URIs of CRLDistributionPoints or FreshestCRL (of a certificate or CRL)."""
     out: list[str] = []
-    if isinstance(cdp, x509.CRLDistributionPoints):
-        for point in cdp:
+    if isinstance(points, x509.CRLDistributionPoints | x509.FreshestCRL):
+        for point in points:
             for name in point.full_name or ():
                 if isinstance(name, x509.UniformResourceIdentifier) and is_http(name.value):
                     out.append(name.value)

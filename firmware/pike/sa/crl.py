@@ -1,5 +1,9 @@
 """Certificate revocation lists (RFC 5280 §5): parsing, and a held CRL with its revoked
-serials and the issuers whose signature on it was checked."""
+serials and the issuers whose signature on it was checked.
+
+A delta CRL (§5.2.4: a DeltaCRLIndicator naming the base CRL number) lists what changed
+since a complete CRL: its entries are revoked too, and its removeFromCRL entries take a
+certificate on hold off the complete CRL it updates (``applies_to``)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from pike.sa import identity
-from pike.sa.cert_fields import keyid
+from pike.sa.cert_fields import keyid, point_uris
 from pike.sa.revocation_status import RevocationError
 
 
@@ -24,6 +28,21 @@ class CrlEntry:
     # serial -> revocation date, built once: a hub looks up every peer at each scrape
     revoked: dict[int, datetime] = field(default_factory=dict)
     verified: dict[bytes, bool] = field(default_factory=dict)  # issuer key id -> signature ok
+    delta_base: int | None = None  # a delta CRL: the BaseCRLNumber it updates
+    removed: frozenset[int] = frozenset()  # a delta CRL: serials taken off (removeFromCRL)
+    delta_uris: tuple[str, ...] = ()  # a complete CRL's freshestCRL: where its deltas are
+
+    def applies_to(self, base: CrlEntry) -> bool:
+        """Whether this delta CRL updates the complete CRL ``base`` (§5.2.4: same issuer,
+        base number at least the delta's BaseCRLNumber and below the delta's own)."""
+        return (
+            self.delta_base is not None
+            and self.number is not None
+            and base.delta_base is None
+            and base.number is not None
+            and self.delta_base <= base.number < self.number
+            and base.crl.issuer == self.crl.issuer
+        )
 
     def fresh(self, now: datetime) -> bool:
         return self.next_update is None or now <= self.next_update
@@ -50,15 +69,62 @@ def parse_crl(data: bytes, source: str) -> CrlEntry:
         this_update = crl.last_update_utc
         next_update = crl.next_update_utc
         _ = crl.issuer.rfc4514_string()
-        number = None
+        number = base = None
+        deltas: list[str] = []
         for ext in crl.extensions:
             if isinstance(ext.value, x509.CRLNumber):
                 number = ext.value.crl_number
             elif isinstance(ext.value, x509.DeltaCRLIndicator):
-                raise RevocationError("delta CRLs are not supported")
+                base = ext.value.crl_number
+            elif isinstance(ext.value, x509.FreshestCRL):
+                deltas = point_uris(ext.value)
             elif ext.critical:
                 raise RevocationError(f"unsupported critical CRL extension {ext.oid}")
-        revoked = {r.serial_number: r.revocation_date_utc for r in crl}
+        if base is not None and number is None:
+            raise RevocationError("delta CRL without a CRL number")
+        revoked: dict[int, datetime] = {}
+        removed: set[int] = set()
+        for r in crl:
+            if _reason(r) is x509.ReasonFlags.remove_from_crl:
+                removed.add(r.serial_number)  # only meaningful in a delta CRL
+            else:
+                revoked[r.serial_number] = r.revocation_date_utc
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise RevocationError(f"not a CRL: {identity.printable(str(exc), 120)}") from None
-    return CrlEntry(crl, source, this_update, next_update, number, revoked)
+    return CrlEntry(
+        crl,
+        source,
+        this_update,
+        next_update,
+        number,
+        revoked,
+        delta_base=base,
+        removed=frozenset(removed),
+        delta_uris=tuple(deltas),
+    )
+
+
+def _reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        return None
+
+
+def revoked_by(
+    serial: int, bases: list[CrlEntry], deltas: list[CrlEntry]
+) -> tuple[CrlEntry, datetime] | None:
+    """The CRL (complete or delta, all of one issuer) that revokes ``serial``, if any: a
+    delta listing it, or a complete CRL listing it that no delta updating it took off."""
+    for delta in deltas:
+        at = delta.revoked.get(serial)
+        if at is not None:
+            return delta, at
+    for base in bases:
+        at = base.revoked.get(serial)
+        if at is None:
+            continue
+        if any(serial in d.removed and d.applies_to(base) for d in deltas):
+            continue  # a hold released since
+        return base, at
+    return None

@@ -29,8 +29,8 @@ from typing import Literal
 
 from cryptography import x509
 
-from pike.sa.cert_fields import crl_uris, is_http, keyid, ocsp_uris
-from pike.sa.crl import CrlEntry
+from pike.sa.cert_fields import crl_uris, delta_crl_uris, is_http, keyid, ocsp_uris
+from pike.sa.crl import CrlEntry, revoked_by
 from pike.sa.ocsp import OcspEntry
 from pike.sa.revocation_status import (
     RevocationError,
@@ -192,10 +192,17 @@ class RevocationCache:
             else:
                 pending = True
 
-        # CRLs: files and fetched ones, by issuer; a revoked serial counts even if stale.
-        good_from = ""
-        stale: list[str] = []
-        for source in [*sources.crl_files, *crl_at]:
+        # CRLs: files and fetched ones, complete and delta, by issuer; a revoked serial
+        # counts even if stale.
+        bases: list[CrlEntry] = []
+        deltas: list[CrlEntry] = []
+        todo = [*sources.crl_files, *crl_at, *delta_crl_uris(cert)]
+        seen: set[str] = set()
+        while todo:
+            source = todo.pop(0)
+            if source in seen:
+                continue
+            seen.add(source)
             crl = self.crls.get(source)
             if crl is None:
                 if is_http(source):
@@ -207,17 +214,21 @@ class RevocationCache:
                 continue
             if crl.crl.issuer != cert.issuer or not crl.signed_by(issuer):
                 continue
-            at = crl.revoked.get(serial)
-            if at is not None:
-                return Verdict(Status.REVOKED, f"crl {source}", f"revoked at {at}")
-            if crl.fresh(now):
-                good_from = good_from or source
+            if crl.delta_base is None:
+                bases.append(crl)
+                todo.extend(crl.delta_uris)  # the delta CRLs it names (freshestCRL)
             else:
-                stale.append(source)
-                if is_http(source):
-                    self._ask(ask, Fetch("crl", source), now)
+                deltas.append(crl)
+        hit = revoked_by(serial, bases, deltas)
+        if hit is not None:
+            return Verdict(Status.REVOKED, f"crl {hit[0].source}", f"revoked at {hit[1]}")
+        good_from = _current(bases, deltas, now)
         if good_from:
             return Verdict(Status.GOOD, f"crl {good_from}")
+        stale = [c.source for c in [*bases, *deltas] if not c.fresh(now)]
+        for source in stale:
+            if is_http(source):
+                self._ask(ask, Fetch("crl", source), now)
         if pending:
             return Verdict(Status.PENDING, "", "fetching")
         failures.extend(f"crl {s}: stale (nextUpdate passed)" for s in stale)
@@ -246,9 +257,9 @@ class RevocationCache:
         entry = self.ocsp.get((keyid(issuer), cert.serial_number))
         if entry is not None and entry.status is Status.GOOD and now <= entry.next_update:
             return Verdict(Status.GOOD, f"ocsp {entry.source}")
-        for source, crl in sorted(self.crls.items()):
-            if crl.crl.issuer == cert.issuer and crl.fresh(now) and crl.signed_by(issuer):
-                return Verdict(Status.GOOD, f"crl {source}")
+        good_from = _current(*self._of_issuer(cert, issuer), now)
+        if good_from:
+            return Verdict(Status.GOOD, f"crl {good_from}")
         return Verdict(Status.UNKNOWN, "", "no fresh CRL or OCSP answer of its CA held")
 
     def revokes(
@@ -258,12 +269,32 @@ class RevocationCache:
         entry = self.ocsp.get((keyid(issuer), cert.serial_number))
         if entry is not None and entry.status is Status.REVOKED:
             return f"ocsp {entry.source}"
-        for source, crl in self.crls.items():
-            if crl.crl.issuer != cert.issuer or not crl.signed_by(issuer):
-                continue
-            if cert.serial_number in crl.revoked:
-                return f"crl {source}"
-        return None
+        hit = revoked_by(cert.serial_number, *self._of_issuer(cert, issuer))
+        return None if hit is None else f"crl {hit[0].source}"
+
+    def _of_issuer(
+        self, cert: x509.Certificate, issuer: x509.Certificate
+    ) -> tuple[list[CrlEntry], list[CrlEntry]]:
+        """The complete and the delta CRLs held that ``issuer`` signed for ``cert``."""
+        bases: list[CrlEntry] = []
+        deltas: list[CrlEntry] = []
+        for _, crl in sorted(self.crls.items()):
+            if crl.crl.issuer == cert.issuer and crl.signed_by(issuer):
+                (bases if crl.delta_base is None else deltas).append(crl)
+        return bases, deltas
+
+
+def _current(bases: list[CrlEntry], deltas: list[CrlEntry], now: datetime) -> str:
+    """The source of a current CRL answer: a fresh complete CRL, or a stale one that a
+    fresh delta CRL updates (what deltas are for); "" when there is none."""
+    for base in bases:
+        if base.fresh(now):
+            return base.source
+    for base in bases:
+        for delta in deltas:
+            if delta.fresh(now) and delta.applies_to(base):
+                return f"{base.source} + delta {delta.source}"
+    return ""
 
 
 # -- the decision ---------------------------------------------------------------------------
