@@ -505,6 +505,11 @@ def test_reload_takes_new_certificates_and_crl_files_and_keeps_the_tunnel(
     (local,) = [c for c in certs["certs"] if c["role"] == "local"]  # type: ignore[attr-defined]
     assert local["serial"] == serial_text(renewed.cert.serial_number)
     assert local["not_after"] == renewed.cert.not_valid_after_utc.timestamp()
+    # our own certificate, from the CRL of our CA held for the branches (not revoked)
+    assert (local["revocation"], local["revocation_source"]) == (
+        "good",
+        f"crl {piked.dir / 'ca.crl'}",
+    )
     crls = certs["crls"]
     assert isinstance(crls, list) and len(crls) == 1
     crl = crls[0]
