@@ -115,7 +115,7 @@ class FakeKernel:
 
 @dataclass
 class Ctx:
-    pass
+    offload_chains = False  # the runtime sets it: it answers CheckChain
 
 
 @dataclass
@@ -177,6 +177,9 @@ class FakeEngine:
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
         self.calls.append(("sign_done", ref, now))
+
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        self.calls.append(("chain_checked", ref))
 
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         pass

@@ -32,11 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pike.cli import keys
 from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from pike.keyd.client import KeyHelper
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _JSON = "print JSON instead of text"
@@ -196,11 +199,20 @@ def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
 def _check_config(path: str) -> int:
     from pike.daemon.configfile import ConfigRefused, load_checked
 
+    helper = _own_unit_helper(path)
+    store = None
+    if helper is not None:  # the keys are the helper's: looked at there, as piked will
+        from pike.sa.credentials import CredentialStore
+
+        store = CredentialStore(helper.signer)
     try:
-        cfg = load_checked(path, probe=True)  # as piked loads it, tokens looked at too
+        cfg = load_checked(path, probe=True, store=store)  # as piked loads it, tokens too
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if helper is not None:
+            helper.close()
     from pike.daemon.secret_files import exposed
 
     for warning in exposed(cfg):  # valid, but a secret others can read: said, not refused
@@ -208,6 +220,21 @@ def _check_config(path: str) -> int:
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
     return EXIT_OK
+
+
+def _own_unit_helper(path: str) -> KeyHelper | None:
+    """The pike-keyd of its own unit (``key_helper`` a socket path), where the keys are
+    readable; not reachable: the keys are looked at here (said on stderr)."""
+    from pike.keyd.client import HelperGone, KeyHelper, helper_setting
+
+    setting = helper_setting(path)
+    if setting is None or not setting.startswith("/"):
+        return None
+    try:
+        return KeyHelper.connect(setting)
+    except HelperGone as exc:
+        print(f"warning: {exc}: keys looked at by pikectl instead", file=sys.stderr)
+        return None
 
 
 def _import_swanctl(args: argparse.Namespace) -> int:

@@ -122,6 +122,11 @@ class Engines:
     def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
         return self.v2.drop_revoked(revoked, now) + self.v1.drop_revoked(revoked, now)
 
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        # references come from the shared context: only the engine that asked answers
+        self.v2.chain_checked(ref, result, now)
+        self.v1.chain_checked(ref, result, now)
+
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 

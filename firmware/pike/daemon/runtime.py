@@ -17,10 +17,11 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pike.board.watchdog import Health, LoopLag
 from pike.daemon import privileges
+from pike.daemon.chain_checks import ChainChecks
 from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.commands import Commands
 from pike.daemon.control import ControlServer
@@ -39,6 +40,7 @@ from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import (
     Action,
     Address,
+    CheckChain,
     ChildSaEstablished,
     ChildSaFailed,
     IkeSaDeleted,
@@ -54,6 +56,9 @@ from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 from pike.sa.revocation import RevokedCheck
 
+if TYPE_CHECKING:
+    from pike.keyd.client import KeyHelper
+
 __all__ = ["Daemon", "Engine", "EngineFactory", "Random"]
 
 log = logging.getLogger("pike.daemon")
@@ -64,7 +69,10 @@ SIGNING_GRACE = 2.0  # seconds to wait at shutdown for a token call in progress
 
 class EngineContext(Protocol):
     """The engines' shared ``pike.sa.context.Context``: the runtime hands it to the parts
-    that read it (``Ops``: counters) and sets nothing on it."""
+    that read it (``Ops``: counters) and sets only ``offload_chains`` (it answers
+    ``CheckChain``)."""
+
+    offload_chains: bool
 
 
 class Engine(Protocol):
@@ -90,6 +98,7 @@ class Engine(Protocol):
     def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]: ...
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None: ...
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None: ...
     def next_action(self) -> Action | None: ...
     def list_sas(self) -> list[IkeSaInfo]: ...
 
@@ -120,11 +129,14 @@ class Daemon:
         clock: Clock | None = None,
         random: Random = os.urandom,
         credentials: CredentialStore | None = None,
+        key_helper: KeyHelper | None = None,
     ) -> None:
         """``clock`` defaults to the event loop's (``LoopClock``, made in ``run``);
         tests pass a ``VirtualClock`` and a seeded ``random`` to skip over lifetimes.
         ``credentials``: the store the config was loaded into (``load_checked``); the
-        engines and the signing threads use it, and reloads load into it."""
+        engines and the signing threads use it, and reloads load into it. ``key_helper``:
+        pike-keyd (piked started or reached it; its signers are in ``credentials``), where
+        peers' certificate chains are checked; without it, in a worker thread."""
         self.config = config
         self.kernel = kernel
         self._engine_factory = engine_factory
@@ -134,6 +146,8 @@ class Daemon:
         self._engine: Engine | None = None
         self._control: ControlServer | None = None
         self._signing: Signing | None = None
+        self._chains: ChainChecks | None = None
+        self.key_helper = key_helper
         self._lookups: set[asyncio.Task[None]] = set()  # DNS lookups under way
         self.stuck: list[str] = []  # token calls still running when shutdown gave up
         self._clock = clock
@@ -206,6 +220,8 @@ class Daemon:
             self.config, caps, self.dataplane.spi_source(), self._random, self.credentials
         )
         self._signing = Signing(loop, lambda: self.credentials, self._signed, self.ops.recorder)
+        self._chains = ChainChecks(loop, self._chain_checked, self.key_helper)
+        self.engine.ctx.offload_chains = True  # answered by self._chains
         self.probe_tokens()  # in the signing threads, while the sockets open
         d = self.config.daemon
         self._control = ControlServer(
@@ -290,6 +306,8 @@ class Daemon:
             self._timer.cancel()
         if self._signing is not None:
             self._signing.close()
+        if self._chains is not None:
+            self._chains.close()
         self.dataplane.stop_listening(loop)
         if self._control is not None:
             await self._control.close()
@@ -349,6 +367,15 @@ class Daemon:
         finally:
             self._pump()
 
+    def _chain_checked(self, ref: int, result: tuple[int, ...] | Exception) -> None:
+        """A peer's certificate chain is checked (pike-keyd or the chain worker)."""
+        try:
+            self.engine.chain_checked(ref, result, self._now())
+        except Exception:
+            log.exception("engine failed on certificate check %d", ref)
+        finally:
+            self._pump()
+
     def _pump(self) -> None:
         """Drain the engine's actions, then re-arm the single timer."""
         while (action := self.engine.next_action()) is not None:
@@ -376,6 +403,11 @@ class Daemon:
                 self._signing.submit(a)
             else:  # not running: fail closed rather than leave the exchange waiting
                 self.engine.sign_done(a.ref, RuntimeError("piked is not running"), self._now())
+        elif isinstance(a, CheckChain):
+            if self._chains is not None:
+                self._chains.submit(a)
+            else:
+                self.engine.chain_checked(a.ref, RuntimeError("piked is not running"), self._now())
         elif isinstance(a, ResolveRequest):
             self._lookup(a)
         elif self.dataplane.do(a):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from cryptography import x509
 
-from pike.ikev2 import reauth
+from pike.ikev2 import chain_wait, reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
 from pike.ikev2.reassembly import collect_fragment
@@ -33,7 +33,14 @@ from pike.policy.config import Config, ConnectionConfig, Identity
 from pike.policy.ipsec import KernelCaps, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.sa import liveness
-from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
+from pike.sa.actions import (
+    Action,
+    Address,
+    CheckChain,
+    DeleteChildSa,
+    IkeSaInfo,
+    MessageDropped,
+)
 from pike.sa.admission import check_size
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import IdKey, Selectors
@@ -65,6 +72,7 @@ class Ikev2Engine:
     ) -> None:
         self.ctx = Ikev2Context(config, random, kernel_caps, spis, credentials or CredentialStore())
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
+        self._chains: dict[int, IkeSa] = {}  # CheckChain refs not answered yet
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open
         self.traps = Traps(self.ctx)
@@ -499,6 +507,63 @@ class Ikev2Engine:
                 raise
         sa.last_inbound = now
         sa.dpd_outstanding = False
+        if self._await_chain(sa, msg, data, src, dst, now):
+            return
+        self._dispatch(sa, msg, data, src, dst, now)
+
+    def _await_chain(
+        self, sa: IkeSa, msg: Message, data: bytes, src: Address, dst: Address, now: float
+    ) -> bool:
+        """Park an IKE_AUTH message whose CERT chain is checked off the loop (piked):
+        True when it waits (or is a copy of the one waiting)."""
+        wait = sa.chain
+        if wait is not None and (wait.message_id, wait.response) == (
+            msg.message_id,
+            msg.is_response,
+        ):
+            log.debug(
+                "%s: message %d again, its certificates are being checked", sa.tag(), msg.message_id
+            )
+            return True
+        found = chain_wait.wanted(sa, msg)
+        if found is None:
+            return False
+        certs, anchors = found
+        ref = self.ctx.sign_ref()
+        sa.chain = chain_wait.ChainWait(
+            ref, msg.message_id, msg.is_response, msg, data, src, dst, certs, anchors
+        )
+        self._chains[ref] = sa
+        when = self.ctx.credentials.wall(now)
+        self.ctx.emit(CheckChain(ref, sa.name, certs, anchors, when))
+        return True
+
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        """The answer to ``CheckChain`` ``ref``: the message that waited goes on, with the
+        verdict for ``IkeAuth._verify``. An answer for an SA that is gone is dropped."""
+        sa = self._chains.pop(ref, None)
+        if sa is None:
+            return  # not ours (IKEv1's)
+        wait = sa.chain
+        if wait is None or wait.ref != ref or sa.state == IkeState.DESTROYED:
+            log.debug("certificate check %d answered for an IKE_SA that is gone: dropped", ref)
+            self._sweep(now)
+            return
+        self._touch(sa)
+        wait.result = result
+        assert wait.msg is not None  # IKEv2 parks the decrypted message
+        try:
+            self._dispatch(sa, wait.msg, wait.data, wait.src, wait.dst, now)
+        except MalformedMessage as e:
+            self._drop(e.reason, wait.src, str(e))
+        finally:
+            sa.chain = None
+        self._sweep(now)
+
+    def _dispatch(
+        self, sa: IkeSa, msg: Message, data: bytes, src: Address, dst: Address, now: float
+    ) -> None:
+        """An authenticated message, to the SA's task manager."""
         if msg.is_response:
             sa.tasks.on_response(msg, data, now)
             return

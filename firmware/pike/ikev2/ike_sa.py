@@ -30,6 +30,7 @@ from pike.wire.payloads import Message, Payload, Proposal
 if TYPE_CHECKING:
     from pike.ikev2.task_manager import TaskManager
     from pike.ikev2.tasks.base import Task
+    from pike.sa.chain_check import ChainWait
 
 
 @dataclass
@@ -127,6 +128,9 @@ class IkeSa:
     fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] = field(
         default_factory=dict, repr=False
     )
+
+    # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
+    chain: ChainWait | None = field(default=None, repr=False)
 
     _tag: tuple[tuple[ConnectionConfig | None, bytes], str] | None = field(default=None, repr=False)
 

@@ -176,6 +176,9 @@ class DaemonConfig:
     init_rate: int = 0  # new half-open IKE SAs per second (0: no limit, as strongSwan)
     keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
+    # pike-keyd (pike.keyd): "spawn" (piked starts it), "off" (keys in piked), or the
+    # Unix socket of a helper its own unit runs
+    key_helper: str = "spawn"
 
     def retransmit_span(self) -> float:
         """Seconds from a request's first send until it is given up (165.06 by default)."""

@@ -16,7 +16,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "control_socket", "metrics_listen", "save_keys_dir", "ike_port", "natt_port",
             "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragment_size",
             "keepalive", "log_level", "max_packet", "cookie_threshold", "block_threshold",
-            "half_open_max", "ike_sa_max", "init_rate",
+            "half_open_max", "ike_sa_max", "init_rate", "key_helper",
         }
     ),
     "connection": frozenset(

@@ -142,7 +142,10 @@ def _daemon(t: Table) -> DaemonConfig:
         ike_sa_max=t.integer("ike_sa_max", 20000, 1, 10_000_000),
         init_rate=t.integer("init_rate", 0, 0, 1_000_000),
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
+        key_helper=t.typed("key_helper", str, "spawn"),
     )
+    if cfg.key_helper not in ("spawn", "off") and not cfg.key_helper.startswith("/"):
+        raise t.error("key_helper", '"spawn", "off" or the absolute path of its socket')
     if cfg.retransmit_base < 1.0:
         raise t.error("retransmit_base", f"{cfg.retransmit_base} is below 1.0")
     if cfg.natt_port == cfg.ike_port:

@@ -7,6 +7,7 @@ with ``Ikev2Engine.next_action()``. Addresses are ``(ip_text, port)`` tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pike.hsm.signer import SignatureScheme
 from pike.policy.ipsec import PolicySpec, SaSpec
@@ -125,6 +126,20 @@ class SignRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckChain:
+    """Check a peer's CERT chain (``certs``, DER, end entity first) against ``anchors``
+    (the configured CAs, DER) at wall-clock time ``when``, off the event loop (pike-keyd,
+    or piked's chain worker: ``pike.sa.certs.check_chain``). The runtime answers with
+    ``engine.chain_checked(ref, path or CertError, now)``; the IKE_AUTH message waits."""
+
+    ref: int
+    conn: str  # the IKE SA's name, for log lines
+    certs: tuple[bytes, ...] = field(repr=False)
+    anchors: tuple[bytes, ...] = field(repr=False)
+    when: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ResolveRequest:
     """Look ``host`` (a DNS name in ``remote_addrs``) up, off the event loop, and answer
     with ``engine.resolved(conn, addresses, now)`` (no addresses: it failed). The
@@ -183,6 +198,7 @@ Action = (
     | SendKeepalive
     | InstallTrap
     | SignRequest
+    | CheckChain
     | ResolveRequest
     | InstallChildSa
     | InstallOutboundSa

@@ -97,6 +97,9 @@ class Context:
     )
     _next_unique: int = 0
     _next_reqid: int = 0
+    # The runtime checks peers' CERT chains off its event loop (``CheckChain``, answered
+    # by ``chain_checked``); in-memory engines check them inline.
+    offload_chains: bool = False
     _next_sign: int = 0
 
     def __post_init__(self) -> None:

@@ -185,6 +185,10 @@ class CredentialStore:
             raise CredentialError(f"key {key} does not belong to our certificate")
         return known[0].sign(data, scheme)
 
+    def cas_of(self, path: str) -> tuple[x509.Certificate, ...]:
+        """The certificates of one ``cacerts`` file."""
+        return self._load(path)
+
     def cas(self, conn: ConnectionConfig) -> tuple[x509.Certificate, ...]:
         """The CA certificates ``conn`` trusts for the peer (``remote.cacerts``)."""
         return tuple(c for path in conn.remote.cacerts for c in self._load(path))
