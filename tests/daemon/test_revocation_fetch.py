@@ -180,7 +180,7 @@ def test_authority_crl_is_fetched_at_start_and_revokes_what_its_ca_issued(
         text = f'[authorities.corp]\ncacert = "{ca_file}"\ncrl_uris = ["{uri}"]\n'
         config = load_config_text(text, str(tmp_path / "pike.toml"))
         store = CredentialStore()
-        assert store.preload(config) == []
+        assert store.load_authorities(config) == []
         loop = asyncio.get_running_loop()
         fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
         async with server:
@@ -234,3 +234,15 @@ def test_a_replaced_crl_file_is_read_again_and_ends_the_revoked_peer(
         await fetcher.stop()
 
     asyncio.run(main())
+
+
+def test_check_config_names_a_bad_authority_certificate(tmp_path: Path) -> None:
+    from pike.daemon.configfile import ConfigRefused, load_checked
+
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    path = tmp_path / "pike.toml"
+    path.write_text('[authorities.corp]\ncacert = "ca.pem"\ncrl_uris = "http://pki/ca.crl"\n')
+    with pytest.raises(ConfigRefused) as err:
+        load_checked(str(path), probe=True)
+    (problem,) = err.value.lines
+    assert problem.startswith(f"{path}:2: authorities.corp.cacert: "), problem

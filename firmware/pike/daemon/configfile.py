@@ -64,6 +64,8 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
         from pike.sa.credentials import CredentialStore  # cryptography: only when needed
 
         store = CredentialStore()
+    for name, problem in store.load_authorities(config):
+        problems.append(str(src.error(("authorities", name, "cacert"), problem)))
     for conn in config.connections.values():
         # One connection at a time, so that a key problem names that connection's key.
         only = dataclasses.replace(config, connections={conn.name: conn})

@@ -197,16 +197,17 @@ class CredentialStore:
         r = conn.remote
         return Sources(r.crls, r.crl_uris, r.ocsp_uris, self.authorities)
 
-    def load_authorities(self, config: Config) -> list[str]:
-        """The ``[authorities.NAME]`` CA certificates, read (again) at each load; the
-        problems, one line each (that authority then adds nothing)."""
+    def load_authorities(self, config: Config) -> list[tuple[str, str]]:
+        """The ``[authorities.NAME]`` CA certificates, read (again) at each load (once
+        per config, not per connection as ``preload``); the problems as (NAME, why)
+        (that authority then adds nothing)."""
         out: list[Authority] = []
         problems = []
         for a in config.authorities:
             try:
                 certs = self._load(a.cacert)
             except CredentialError as exc:
-                problems.append(f"authorities.{a.name}: {exc}")
+                problems.append((a.name, str(exc)))
                 continue
             out.extend(Authority(keyid(c), a.crl_uris, a.ocsp_uris) for c in certs)
         self.authorities = tuple(out)
@@ -295,7 +296,6 @@ class CredentialStore:
                     self.cas(conn)
             except CredentialError as exc:
                 problems.append(f"{conn.name}: {exc}")
-        problems.extend(self.load_authorities(config))
         problems.extend(self.load_crl_files(config))
         return problems
 
