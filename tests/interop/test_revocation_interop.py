@@ -338,6 +338,32 @@ def test_strongswan_branch_crl_revocation_ends_the_live_sa(
 
 
 @pytest.mark.interop
+def test_authority_crl_refuses_a_branch_whose_certificate_names_none(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, pki: Pki
+) -> None:
+    """[authorities.NAME] on the hub: the CA's crl_uris, fetched at start, revoke a
+    strongSwan branch whose certificate has no CRL distribution point."""
+    branch = pki.gateway("branch1.example.net")  # no CDP, no AIA
+    pki.publish_crl([branch])
+    pki.serve_crls()
+    piked = _piked(
+        gateways, make_piked, pki, pki.gateway(HQ), {"br": ("branch1.example.net", {})},
+        start=False,
+    )  # fmt: skip
+    base = piked.config_text
+    authority = f'\n[authorities.corp]\ncacert = "ca.pem"\ncrl_uris = ["{CRL_URI}"]\n'
+    setattr(piked, "config_text", lambda: base() + authority)  # noqa: B010
+    piked.start()
+    _wait(lambda: f"CRL {CRL_URI}: 1 revoked" in piked.log_text(), 15, "the CA's CRL at start")
+    charon = _charon(gateways, make_charon, tmp_path, pki, {"br": branch})
+    charon.swanctl("--initiate", "--ike", "br", "--timeout", "10", check=False)
+    _wait(lambda: "received AUTHENTICATION_FAILED" in charon.log_text(), 15, "the refusal")
+    plog = piked.log_text()
+    assert "is revoked (revoked at" in plog and f"crl {CRL_URI}" in plog, plog[-3000:]
+    assert not _established(piked, "br")
+
+
+@pytest.mark.interop
 def test_pike_branch_refuses_a_hub_revoked_at_the_ocsp_responder(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, pki: Pki
 ) -> None:
