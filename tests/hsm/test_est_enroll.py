@@ -212,8 +212,15 @@ def test_renew_without_enroll_section_does_nothing(
     config = tmp_path / "pike.toml"
     config.write_text('[daemon]\nlog_level = "info"\n')
     assert pikectl.main(["--config", str(config), "keys", "renew", "--configured"]) == 1
-    assert pikectl.main(["--config", str(config), "keys", "renew"]) == 0
+    assert pikectl.main(["keys", "renew", "--config", str(config)]) == 0
     assert "has no [enroll] section; nothing to renew" in capsys.readouterr().out
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "gw.key").write_text("x")
+    enroll = '[enroll]\nurl = "https://est.example.net"\nca = "ca.pem"\nkey = "gw.key"\n'
+    config.write_text(enroll + 'cert = "gw.pem"\n')
+    assert pikectl.main(["--config", str(config), "keys", "renew", "--configured"]) == 0
+    assert pikectl.main(["--config", str(config), "keys", "renew"]) == 1
+    assert "no certificate " + str(tmp_path / "gw.pem") in capsys.readouterr().err
     config.write_text('[enroll]\nurl = "http://est.example.net"\n')
     assert pikectl.main(["--config", str(config), "keys", "renew"]) == 1
     err = capsys.readouterr().err

@@ -101,6 +101,9 @@ def add_parser(sub: Any) -> None:
     en.add_argument("--import", dest="import_", action="store_true",
                     help="also store the certificate on the token (with --uri)")  # fmt: skip
     rn = ks.add_parser("renew", help="renew the certificate as pike.toml's [enroll] says")
+    # like every pikectl command: --config/--socket after it too (SUPPRESS keeps the top's)
+    rn.add_argument("--config", default=argparse.SUPPRESS, help="config file (pike.toml)")
+    rn.add_argument("--socket", default=argparse.SUPPRESS, help="piked's control socket")
     rn.add_argument(
         "--configured", action="store_true", help="exit 0 if [enroll] is configured, else 1"
     )
@@ -216,6 +219,12 @@ def _renew(args: argparse.Namespace) -> int:
     if enroll is None:
         print(f"pikectl keys renew: {path} has no [enroll] section; nothing to renew")
         return EXIT_OK
+    import os
+
+    if not os.path.isfile(enroll.cert):
+        print(f"pikectl keys renew: no certificate {enroll.cert} to renew yet; the first one "
+              "comes from pikectl keys enroll", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
     token = enroll.key.lower().startswith("pkcs11:")
     en = argparse.Namespace(
         uri=enroll.key if token else None,
