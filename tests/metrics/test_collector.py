@@ -106,6 +106,7 @@ class Fixture:
         self.counters = Counters()
         self.rec = Recorder(self.kernel.query, wall=lambda: 1_700_000_100.0)
         self.tokens: dict[str, str] = {}
+        self.hubs: dict[str, tuple[str | None, int]] = {}
         self.pki: dict[str, Any] = {}
         self.loop_lag = (0.0, 0.0)  # (worst of the last 10 s, worst since start)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -122,6 +123,7 @@ class Fixture:
                     version="0.1.0",
                     started_wall=1_700_000_000.0,
                     tokens=lambda: self.tokens,
+                    hubs=lambda conn: self.hubs.get(conn, (None, 0)),
                     pki=lambda: self.pki,
                     loop_lag=lambda: self.loop_lag,
                 )
@@ -145,6 +147,14 @@ class Fixture:
 
 def _bytes(f: Fixture, direction: str) -> float:
     return f.value("pike_child_sa_bytes_total", child="lan", connection="hq", direction=direction)
+
+
+def test_active_hub_and_hub_changes() -> None:
+    f = Fixture()
+    assert "pike_connection_active_peer{" not in f.text()  # nothing to dial: no series
+    f.hubs["hq"] = ("hub-b.example.net", 3)
+    assert f.value("pike_connection_active_peer", connection="hq", peer="hub-b.example.net") == 1
+    assert f.value("pike_connection_hub_changes_total", connection="hq") == 3
 
 
 def test_child_bytes_keep_counting_across_rekeys_and_expiry() -> None:

@@ -91,6 +91,23 @@ class DeleteChildSa:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrateChildSa:
+    """Move an installed CHILD_SA to new outer addresses (MOBIKE, RFC 4555): same SPIs,
+    keys and sequence numbers; its policies' templates follow (XFRM_MSG_MIGRATE, or
+    remove and add again where the kernel cannot migrate). ``old_*`` are as installed."""
+
+    conn: str
+    child: str
+    unique_id: int
+    old_inbound: SaSpec
+    old_outbound: SaSpec
+    old_policies: tuple[PolicySpec, ...]
+    inbound: SaSpec
+    outbound: SaSpec
+    policies: tuple[PolicySpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SendKeepalive:
     """A NAT-T keepalive (RFC 3948 §2.3): one 0xFF octet from the NAT-T socket."""
 
@@ -205,6 +222,7 @@ Action = (
     | InstallInboundSa
     | RemoveInboundSa
     | DeleteChildSa
+    | MigrateChildSa
     | IkeSaEstablished
     | IkeSaDeleted
     | ChildSaEstablished
