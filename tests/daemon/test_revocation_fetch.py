@@ -237,12 +237,26 @@ def test_a_replaced_crl_file_is_read_again_and_ends_the_revoked_peer(
 
 
 def test_check_config_names_a_bad_authority_certificate(tmp_path: Path) -> None:
+    from ikev2.x509gen import write
     from pike.daemon.configfile import ConfigRefused, load_checked
 
     (tmp_path / "ca.pem").write_text("not a certificate\n")
     path = tmp_path / "pike.toml"
     path.write_text('[authorities.corp]\ncacert = "ca.pem"\ncrl_uris = "http://pki/ca.crl"\n')
+    store = CredentialStore()
     with pytest.raises(ConfigRefused) as err:
-        load_checked(str(path), probe=True)
+        load_checked(str(path), probe=True, store=store)
     (problem,) = err.value.lines
     assert problem.startswith(f"{path}:2: authorities.corp.cacert: "), problem
+    # a good one, then a refused reload: the running config's authorities stay
+    ca = make_ca()
+    write(tmp_path, "ca", ca)
+    load_checked(str(path), probe=True, store=store)
+    running = store.authorities
+    assert [a.crl_uris for a in running] == [("http://pki/ca.crl",)]
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (tmp_path / "ca.pem").touch()
+    path.write_text(path.read_text().replace("http://pki/ca.crl", "http://pki/new.crl"))
+    with pytest.raises(ConfigRefused):
+        load_checked(str(path), probe=True, store=store)
+    assert store.authorities == running

@@ -199,10 +199,11 @@ class CredentialStore:
 
     def load_authorities(self, config: Config) -> list[tuple[str, str]]:
         """The ``[authorities.NAME]`` CA certificates, read (again) at each load (once
-        per config, not per connection as ``preload``); the problems as (NAME, why)
-        (that authority then adds nothing)."""
+        per config, not per connection as ``preload``); the problems as (NAME, why),
+        which refuse the config."""
         out: list[Authority] = []
         problems = []
+        self._forget_changed()  # a CA certificate replaced under the same name
         for a in config.authorities:
             try:
                 certs = self._load(a.cacert)
@@ -210,7 +211,8 @@ class CredentialStore:
                 problems.append((a.name, str(exc)))
                 continue
             out.extend(Authority(keyid(c), a.crl_uris, a.ocsp_uris) for c in certs)
-        self.authorities = tuple(out)
+        if not problems:  # a refused config (reload) leaves the running one's in place
+            self.authorities = tuple(out)
         return problems
 
     def check_revocation(
