@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from guest.tier import run_tier
 
-TIMEOUT = 600.0  # lifecycle tests start piked gateways (~4 s each); the 1000-SA scale test 22-60 s
+TIMEOUT = 900.0  # ~250 s idle: lifecycle tests start piked gateways (~4 s each), the 1000-SA scale test, the clock jump
 
 
 def test_kernel_tier_in_uml() -> None:
