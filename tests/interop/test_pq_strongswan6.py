@@ -23,7 +23,7 @@ from cryptography import x509
 from ikev2.x509gen import issue, make_ca, write
 from peers.strongswan6 import strongswan6_prefix
 
-from .conftest import Gateways, MakeCharon, MakePiked, Require
+from .conftest import Gateways, MakeCharon, MakePiked, Require, charon_nodes
 from .lifecycle_tools import wait_for
 from .netns import Namespace, kill_pid
 from .piked import PikedNode
@@ -40,24 +40,14 @@ MakeCharon6 = Callable[..., StrongswanNode]
 
 @pytest.fixture
 def make_charon6(tmp_path: Path) -> Iterator[MakeCharon6]:
-    prefix = strongswan6_prefix()
-    nodes: list[StrongswanNode] = []
+    with charon_nodes(tmp_path, strongswan6_prefix()) as make:
 
-    def make(
-        ns: Namespace, *items: Connection | Secret, libipsec: bool, start: bool = True
-    ) -> StrongswanNode:
-        node = StrongswanNode(ns, tmp_path, "charon6", libipsec=libipsec, prefix=prefix)
-        node.add(*items)
-        nodes.append(node)
-        if start:
-            node.start()
-        return node
+        def make6(
+            ns: Namespace, *items: Connection | Secret, libipsec: bool, start: bool = True
+        ) -> StrongswanNode:
+            return make(ns, "charon6", *items, libipsec=libipsec, start=start)
 
-    yield make
-    for node in nodes:
-        node.stop()
-        print(f"--- {node.name} charon log tail ({node.log_path}) ---")
-        print(node.log_tail(60))
+        yield make6
 
 
 def _conn(side: str, proposals: tuple[str, ...], esp: tuple[str, ...]) -> Connection:
