@@ -13,25 +13,32 @@ from pike.policy.config import Config
 from pike.sa.context import Random
 
 
-def virtual_pair(
-    cfg_a: Config, cfg_b: Config, clock: VirtualClock, random: Random = os.urandom
-) -> tuple[Daemon, Daemon]:
-    """Daemons for ``cfg_a`` and ``cfg_b`` (made in that order: a seeded ``random`` gives
-    each the same bytes every run), not started."""
-    a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False, clock=clock, random=random)
-    b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False, clock=clock, random=random)
-    return a, b
+class VirtualPair:
+    """Daemons ``a`` and ``b`` for two configs on one VirtualClock (made in the running
+    loop, a before b: a seeded ``random`` gives each the same bytes every run)."""
 
+    def __init__(self, cfg_a: Config, cfg_b: Config, random: Random = os.urandom) -> None:
+        self.clock = VirtualClock(asyncio.get_running_loop())
+        self.a, self.b = (
+            Daemon(cfg, NoKernel("test"), _engine, ipv6=False, clock=self.clock, random=random)
+            for cfg in (cfg_a, cfg_b)
+        )
+        self._runs: list[tuple[Daemon, asyncio.Task[int]]] = []
 
-async def run_ready(d: Daemon) -> asyncio.Task[int]:
-    """``d`` running, once it is ready (sockets bound, connections loaded)."""
-    task = asyncio.create_task(d.run())
-    await asyncio.wait_for(d.ready.wait(), 5)
-    return task
+    async def start(self, d: Daemon) -> None:
+        """``d`` running, once it is ready (sockets bound, connections loaded)."""
+        self._runs.append((d, asyncio.create_task(d.run())))
+        await asyncio.wait_for(d.ready.wait(), 5)
 
+    async def start_both(self) -> None:
+        """b first, so that a's initiation meets a ready responder."""
+        await self.start(self.b)
+        await self.start(self.a)
 
-async def stop_all(*runs: tuple[Daemon, asyncio.Task[int]]) -> list[int]:
-    """Stop every daemon and wait for them: their exit codes, in order."""
-    for d, _ in runs:
-        d.request_stop()
-    return list(await asyncio.wait_for(asyncio.gather(*(t for _, t in runs)), 5))
+    async def stop(self) -> list[int]:
+        """Stop the daemons started, the last started first, and wait for them: their exit
+        codes in that order."""
+        runs = self._runs[::-1]
+        for d, _ in runs:
+            d.request_stop()
+        return list(await asyncio.wait_for(asyncio.gather(*(t for _, t in runs)), 5))
