@@ -27,7 +27,8 @@ from .conftest import Gateways, MakeCharon, MakePiked, Require, charon_nodes
 from .lifecycle_tools import wait_for
 from .netns import Namespace, kill_pid
 from .piked import PikedNode
-from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
+from .strongswan import Connection, IkeSaInfo, Secret, StrongswanNode
+from .topology import branch_hq
 
 PSK = "pike-pq-interop-psk-4Rt8"
 BRANCH, HQ = "branch1.example.net", "hq.example.net"
@@ -48,26 +49,6 @@ def make_charon6(tmp_path: Path) -> Iterator[MakeCharon6]:
             return make(ns, "charon6", *items, libipsec=libipsec, start=start)
 
         yield make6
-
-
-def _conn(side: str, proposals: tuple[str, ...], esp: tuple[str, ...]) -> Connection:
-    left = side == "piked"
-    return Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=proposals,
-        local_id=BRANCH if left else HQ,
-        remote_id=HQ if left else BRANCH,
-        children=[
-            Child(
-                "lan",
-                ["10.1.0.0/24" if left else "10.2.0.0/24"],
-                ["10.2.0.0/24" if left else "10.1.0.0/24"],
-                esp,
-            )
-        ],
-    )
 
 
 def _established(piked: PikedNode, charon: StrongswanNode) -> tuple[IkeSaInfo, IkeSaInfo]:
@@ -98,10 +79,10 @@ def test_hybrid_mlkem_with_strongswan6(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     esp = ("aes256gcm16",)
     charon = make_charon6(
-        gateways.right, _conn("charon", (proposal,), esp), secret, libipsec=gateways.libipsec
+        gateways.right, branch_hq("right", (proposal,), esp), secret, libipsec=gateways.libipsec
     )
     # piked keeps the classic proposal as the fallback a peer without ML-KEM may pick
-    piked = make_piked(gateways.left, "piked", _conn("piked", (proposal, CLASSIC), esp), secret)
+    piked = make_piked(gateways.left, "piked", branch_hq("left", (proposal, CLASSIC), esp), secret)
     if initiator == "piked":
         piked.initiate("hq")
     else:
@@ -131,9 +112,12 @@ def test_mlkem_alone_with_strongswan6(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     props = ("aes256gcm16-prfsha384-mlkem768",)
     charon = make_charon6(
-        gateways.right, _conn("charon", props, ("aes256gcm16",)), secret, libipsec=gateways.libipsec
+        gateways.right,
+        branch_hq("right", props, ("aes256gcm16",)),
+        secret,
+        libipsec=gateways.libipsec,
     )
-    piked = make_piked(gateways.left, "piked", _conn("piked", props, ("aes256gcm16",)), secret)
+    piked = make_piked(gateways.left, "piked", branch_hq("left", props, ("aes256gcm16",)), secret)
     piked.initiate("hq")
     _, c = _established(piked, charon)
     assert "ML_KEM_768" in str(c.raw)
@@ -149,12 +133,12 @@ def test_ike_rekey_with_followup_ke_with_strongswan6(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     charon = make_charon6(
         gateways.right,
-        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        branch_hq("right", (HYBRID768,), ("aes256gcm16",)),
         secret,
         libipsec=gateways.libipsec,
     )
     piked = make_piked(
-        gateways.left, "piked", _conn("piked", (HYBRID768,), ("aes256gcm16",)), secret
+        gateways.left, "piked", branch_hq("left", (HYBRID768,), ("aes256gcm16",)), secret
     )
     piked.poll_via_socket = True
     piked.initiate("hq")
@@ -203,13 +187,13 @@ def test_ppk_with_strongswan6(
     in use, and AUTH (made with SK_pi'/SK_pr') verifies on both sides."""
     secret = Secret("hq", PSK, [BRANCH, HQ])
     ppk = Secret("q", PPK_HEX, [PPK_ID], kind="ppk")
-    charon_conn = _conn("charon", (HYBRID768,), ("aes256gcm16",))
+    charon_conn = branch_hq("right", (HYBRID768,), ("aes256gcm16",))
     charon_conn.extra = {"ppk_id": PPK_ID, "ppk_required": "yes"}
     charon = make_charon6(gateways.right, charon_conn, secret, ppk, libipsec=gateways.libipsec)
     piked = make_piked(
         gateways.left,
         "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
         secret,
         ppk,
         start=False,
@@ -239,7 +223,7 @@ def test_ppk_fallback_to_strongswan6_without_it(
     other = Secret("z", "0x" + "77" * 32, ["some-other-ppk"], kind="ppk")
     charon = make_charon6(
         gateways.right,
-        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        branch_hq("right", (HYBRID768,), ("aes256gcm16",)),
         secret,
         other,
         libipsec=gateways.libipsec,
@@ -248,7 +232,7 @@ def test_ppk_fallback_to_strongswan6_without_it(
     piked = make_piked(
         gateways.left,
         "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
         secret,
         ppk,
         start=False,
@@ -275,14 +259,14 @@ def test_wireshark_keys_decrypt_a_pq_ike_sa(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     make_charon6(
         gateways.right,
-        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        branch_hq("right", (HYBRID768,), ("aes256gcm16",)),
         secret,
         libipsec=gateways.libipsec,
     )
     piked = make_piked(
         gateways.left,
         "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
         secret,
         start=False,
     )
@@ -327,12 +311,12 @@ def test_classic_fallback_with_strongswan59(
     charon = make_charon(
         gateways.right,
         "charon",
-        _conn("charon", (CLASSIC,), ("aes256gcm16",)),
+        branch_hq("right", (CLASSIC,), ("aes256gcm16",)),
         secret,
         libipsec=gateways.libipsec,
     )
     piked = make_piked(
-        gateways.left, "piked", _conn("piked", (HYBRID768, CLASSIC), ("aes256gcm16",)), secret
+        gateways.left, "piked", branch_hq("left", (HYBRID768, CLASSIC), ("aes256gcm16",)), secret
     )
     piked.initiate("hq")
     _established(piked, charon)
@@ -356,7 +340,7 @@ def test_ppk_with_certificates_with_strongswan6(
     files = tmp_path / "charon-creds"
     cert, key = write(files, "hq", theirs)
     ca_cert, _ = write(files, "ca", ca)
-    conn = _conn("charon", (HYBRID768,), ("aes256gcm16",))
+    conn = branch_hq("right", (HYBRID768,), ("aes256gcm16",))
     conn.local_auth = conn.remote_auth = "pubkey"
     conn.local_certs = [cert.name]
     ppk = Secret("q", PPK_HEX, [PPK_ID if charon_has_it else "another-ppk"], kind="ppk")
@@ -369,7 +353,7 @@ def test_ppk_with_certificates_with_strongswan6(
     piked = make_piked(
         gateways.left,
         "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
         Secret("q", PPK_HEX, [PPK_ID], kind="ppk"),
         start=False,
     )
