@@ -145,10 +145,6 @@ def test_imported_certificate_config_brings_the_tunnel_up(
     charon: StrongswanNode = make_charon(
         gateways.right, "charon", right, libipsec=gateways.libipsec, start=False
     )
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
     _, theirs_sa = _imported_up(gateways, tmp_path, text, charon)
     assert theirs_sa.remote_id == BRANCH

@@ -124,11 +124,7 @@ def _setup(
                      local_certs=[cert.name])  # fmt: skip
         mine_conn = _conn("192.0.2.1", "192.0.2.2", BRANCH, HQ, "10.1.0.0/24", "10.2.0.0/24")
     charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
     piked = make_piked(gw.left, "piked", mine_conn, start=False)
     piked.dir.mkdir(parents=True, exist_ok=True)
     (piked.dir / "branch.pem").write_bytes(mine.public_bytes(serialization.Encoding.PEM))
