@@ -21,6 +21,7 @@ import pytest
 from cryptography import x509
 
 from ikev2.x509gen import issue, make_ca, write
+from lib.pikeconf import TomlValue
 from peers.strongswan6 import strongswan6_prefix
 
 from .conftest import Gateways, MakeCharon, MakePiked, Require, charon_nodes
@@ -49,6 +50,24 @@ def make_charon6(tmp_path: Path) -> Iterator[MakeCharon6]:
             return make(ns, "charon6", *items, libipsec=libipsec, start=start)
 
         yield make6
+
+
+def _hybrid768(side: str) -> Connection:
+    """``hq`` with x25519 + ML-KEM-768 for the IKE SA, AES-GCM for ESP, as ``side`` sees it."""
+    return branch_hq(side, (HYBRID768,), ("aes256gcm16",))
+
+
+def _ppk_piked(
+    gateways: Gateways, make_piked: MakePiked, secret: Secret, ppk: Secret, *, required: bool
+) -> PikedNode:
+    """piked on ``_hybrid768`` with the PPK ``PPK_ID`` (``ppk_required`` only if asked)."""
+    piked = make_piked(gateways.left, "piked", _hybrid768("left"), secret, ppk, start=False)
+    hq: dict[str, TomlValue] = {"ppk_id": PPK_ID}
+    if required:
+        hq["ppk_required"] = True
+    piked.extra = {"hq": hq}
+    piked.start()
+    return piked
 
 
 def _established(piked: PikedNode, charon: StrongswanNode) -> tuple[IkeSaInfo, IkeSaInfo]:
@@ -133,13 +152,11 @@ def test_ike_rekey_with_followup_ke_with_strongswan6(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     charon = make_charon6(
         gateways.right,
-        branch_hq("right", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("right"),
         secret,
         libipsec=gateways.libipsec,
     )
-    piked = make_piked(
-        gateways.left, "piked", branch_hq("left", (HYBRID768,), ("aes256gcm16",)), secret
-    )
+    piked = make_piked(gateways.left, "piked", _hybrid768("left"), secret)
     piked.poll_via_socket = True
     piked.initiate("hq")
     p, _ = _established(piked, charon)
@@ -187,19 +204,10 @@ def test_ppk_with_strongswan6(
     in use, and AUTH (made with SK_pi'/SK_pr') verifies on both sides."""
     secret = Secret("hq", PSK, [BRANCH, HQ])
     ppk = Secret("q", PPK_HEX, [PPK_ID], kind="ppk")
-    charon_conn = branch_hq("right", (HYBRID768,), ("aes256gcm16",))
+    charon_conn = _hybrid768("right")
     charon_conn.extra = {"ppk_id": PPK_ID, "ppk_required": "yes"}
     charon = make_charon6(gateways.right, charon_conn, secret, ppk, libipsec=gateways.libipsec)
-    piked = make_piked(
-        gateways.left,
-        "piked",
-        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
-        secret,
-        ppk,
-        start=False,
-    )
-    piked.extra = {"hq": {"ppk_id": PPK_ID, "ppk_required": True}}
-    piked.start()
+    piked = _ppk_piked(gateways, make_piked, secret, ppk, required=True)
     if initiator == "piked":
         piked.initiate("hq")
     else:
@@ -223,22 +231,13 @@ def test_ppk_fallback_to_strongswan6_without_it(
     other = Secret("z", "0x" + "77" * 32, ["some-other-ppk"], kind="ppk")
     charon = make_charon6(
         gateways.right,
-        branch_hq("right", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("right"),
         secret,
         other,
         libipsec=gateways.libipsec,
     )
     ppk = Secret("q", PPK_HEX, [PPK_ID], kind="ppk")
-    piked = make_piked(
-        gateways.left,
-        "piked",
-        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
-        secret,
-        ppk,
-        start=False,
-    )
-    piked.extra = {"hq": {"ppk_id": PPK_ID}}
-    piked.start()
+    piked = _ppk_piked(gateways, make_piked, secret, ppk, required=False)
     piked.initiate("hq")
     _established(piked, charon)
     assert "NO_PPK_AUTH" in charon.log_text()
@@ -259,14 +258,14 @@ def test_wireshark_keys_decrypt_a_pq_ike_sa(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     make_charon6(
         gateways.right,
-        branch_hq("right", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("right"),
         secret,
         libipsec=gateways.libipsec,
     )
     piked = make_piked(
         gateways.left,
         "piked",
-        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("left"),
         secret,
         start=False,
     )
@@ -340,20 +339,16 @@ def test_ppk_with_certificates_with_strongswan6(
     files = tmp_path / "charon-creds"
     cert, key = write(files, "hq", theirs)
     ca_cert, _ = write(files, "ca", ca)
-    conn = branch_hq("right", (HYBRID768,), ("aes256gcm16",))
+    conn = _hybrid768("right")
     conn.local_auth = conn.remote_auth = "pubkey"
     conn.local_certs = [cert.name]
     ppk = Secret("q", PPK_HEX, [PPK_ID if charon_has_it else "another-ppk"], kind="ppk")
     charon = make_charon6(gateways.right, conn, ppk, libipsec=gateways.libipsec, start=False)
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
     piked = make_piked(
         gateways.left,
         "piked",
-        branch_hq("left", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("left"),
         Secret("q", PPK_HEX, [PPK_ID], kind="ppk"),
         start=False,
     )
