@@ -24,7 +24,7 @@ from pike.ikev2.log import log
 from pike.ikev2.narrowing import ChildMatch, dynamic, match_child, ts_from_wire, ts_to_wire
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
-from pike.ikev2.tasks.followup_steps import take_answer, take_request
+from pike.ikev2.tasks.followup_steps import answer, offer, take_answer, take_request
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
@@ -472,9 +472,7 @@ class ChildCreate(Task):
         followup = self.followup
         if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
             assert followup is not None
-            followup.build_r(msg)
-            if not followup.finished:
-                self.sa.followups[followup.link] = self
+            if not answer(followup, msg, self.sa, self):
                 return
             self._log_followups()
             self._install_r(child, chosen, now)
@@ -493,7 +491,7 @@ class ChildCreate(Task):
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         if followup is not None:
             # keys and install once the additional exchanges are done (RFC 9370 §2.2.4)
-            self.sa.followups[followup.offer_link(msg)] = self
+            offer(followup, msg, self.sa, self)
             if self.rekey is not None:
                 # known now, so that our own crossing rekey sees the collision (§2.8.1)
                 child.nonces = (self.ni, self.nr)

@@ -17,7 +17,7 @@ from pike.ikev2.followup_ke import Followup, FollowupError
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
-from pike.ikev2.tasks.followup_steps import take_answer, take_request
+from pike.ikev2.tasks.followup_steps import answer, offer, take_answer, take_request
 from pike.sa.context import NONCE_SIZE
 from pike.sa.state import IkeState
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
@@ -241,9 +241,7 @@ class IkeRekey(Task):
         new, followup = self.new, self.followup
         if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
             assert followup is not None
-            followup.build_r(msg)
-            if not followup.finished:
-                self.sa.followups[followup.link] = self
+            answer(followup, msg, self.sa, self)
             return
         assert new is not None and new.chosen is not None and self.ke is not None
         reply = Proposal(new.chosen.number, ProtocolId.IKE, new.spi_r, new.chosen.transforms())
@@ -251,7 +249,7 @@ class IkeRekey(Task):
         msg.payloads.append(NoncePayload(self.nr))
         msg.payloads.append(KePayload(self.ke.group, self.ke.public_bytes()))
         if followup is not None:
-            self.sa.followups[followup.offer_link(msg)] = self
+            offer(followup, msg, self.sa, self)
 
     # -- both ----------------------------------------------------------------------------
     def _switch(self, now: float) -> None:
