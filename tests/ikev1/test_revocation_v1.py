@@ -15,7 +15,8 @@ from ikev2.test_pubkey import established
 from ikev2.x509gen import NOW, make_ca
 from pike.ikev1.engine import Ikev1Engine
 from pike.sa.actions import IkeSaDeleted
-from pike.sa.revocation import parse_crl, revoked_check
+from pike.sa.crl import parse_crl
+from pike.sa.revocation import revoked_check
 
 from .test_signatures import A_ID, B_ID, node
 

@@ -11,7 +11,9 @@ import pytest
 
 from pike.ikev2.engine import Ikev2Engine
 from pike.sa.actions import IkeSaDeleted
-from pike.sa.revocation import parse_crl, revoked_check, serial_text
+from pike.sa.crl import parse_crl
+from pike.sa.revocation import revoked_check
+from pike.sa.revocation_status import serial_text
 
 from .pair import Node, revocation_cache, transfer
 from .revgen import CRL_URI, crl_der, crl_gateway, make_crl
