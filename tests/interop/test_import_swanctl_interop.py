@@ -23,10 +23,9 @@ from ikev2.x509gen import issue, make_ca, write
 from .conftest import Gateways, MakeCharon, Require
 from .piked import PikedNode, piked_available, venv_bin
 from .strongswan import Connection, IkeSaInfo, Secret, StrongswanNode, render_swanctl
-from .test_lifecycle_interop import BRANCH, HQ, SECRET, conn
+from .test_lifecycle_interop import BRANCH, HQ
 from .test_piked_certs import _conn
-from .test_self_healing import V1_SECRET
-from .topology import branch_hq_v1
+from .test_self_healing import psk_tunnel
 
 pytestmark = pytest.mark.interop
 
@@ -96,8 +95,7 @@ def test_imported_config_brings_the_tunnel_up(
     gateways: Gateways, make_charon: MakeCharon, tmp_path: Path, require: Require, version: int
 ) -> None:
     require(piked_available(), "piked/pikectl not installed in the venv")
-    make = conn if version == 2 else branch_hq_v1
-    secret = SECRET if version == 2 else V1_SECRET
+    make, secret = psk_tunnel(version)
     text, said = _import(tmp_path, make("left"), secret)
     parsed = tomllib.loads(text)
     hq = parsed["connections"]["hq"]
