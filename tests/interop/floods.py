@@ -22,7 +22,6 @@ gaps between piked's WATCHDOG=1 notifications (piked runs with ``NOTIFY_SOCKET``
 
 from __future__ import annotations
 
-import datetime
 import json
 import socket
 import subprocess
@@ -32,10 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+
+from ikev2.x509gen import make_ca
 
 from .netns import Lab, Namespace
 from .piked import PikedNode
@@ -134,25 +132,9 @@ def rss_kib(pid: int) -> int:
 
 def _ca(directory: Path) -> None:
     """A CA for ``rw`` (P-256, self-signed) that signed none of the flood's certificates."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pike flood test CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-        .sign(key, hashes.SHA256())
-    )
+    ca = make_ca("ecdsa-p256", "pike flood test CA")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "ca.pem").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
 
 
 class _Watchdog:

@@ -116,11 +116,7 @@ def _setup(
     if classic:
         # No RFC 7427: charon sends no SIGNATURE_HASH_ALGORITHMS and signs the classic way.
         charon.charon_settings["signature_authentication"] = "no"
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
 
     if version == 1:
         mine_conn = ikev1_connection(

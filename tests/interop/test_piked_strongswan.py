@@ -452,11 +452,7 @@ def _cert_pair(
     conn.local_auth = conn.remote_auth = "pubkey"
     conn.local_certs = [cert.name]
     charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
     mine_conn = ikev1_connection(
         "192.0.2.1",
         "192.0.2.2",

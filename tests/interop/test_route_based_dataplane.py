@@ -40,7 +40,7 @@ from .lifecycle_tools import wait_for
 from .netns import HostNet, Lab, Namespace
 from .piked import PikedNode
 from .strongswan import Child, Connection, Secret, kernel_has_esp
-from .topology import make_gateways
+from .topology import branch_hq, make_gateways
 
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
 
@@ -186,24 +186,17 @@ def test_branch_moves_to_the_second_hub_when_the_first_dies(
 def routed(side: str, child_keys: dict[str, Any]) -> tuple[Connection, dict[str, Any]]:
     """``hq`` between the gateways with 0.0.0.0/0 selectors; piked's extra child keys."""
     left = side == "left"
-    conn = Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=("aes128gcm16-prfsha256-x25519",),
-        local_id=BRANCH if left else HQ,
-        remote_id=HQ if left else BRANCH,
-        children=[
-            Child(
-                "lan",
-                ANY4,
-                ANY4,
-                ("aes128gcm16",),
-                start_action="start" if left else "none",
-                extra={} if left else child_keys,
-            )
-        ],
-    )
+    conn = branch_hq(side, ("aes128gcm16-prfsha256-x25519",), ("aes128gcm16",))
+    conn.children = [
+        Child(
+            "lan",
+            ANY4,
+            ANY4,
+            ("aes128gcm16",),
+            start_action="start" if left else "none",
+            extra={} if left else child_keys,
+        )
+    ]
     return conn, child_keys
 
 

@@ -96,6 +96,18 @@ def _token_cert(ca: Issued, module: str, token: str, label: str, kind: str) -> x
     return certify(ca, req, [x509.DNSName(BRANCH)], not_after=NOW + 30 * DAY)
 
 
+def _softhsm_gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
+    """A private SoftHSM2 with the token ``gw``, its config and PIN in this process's
+    environment (piked inherits them), pike's token cache emptied."""
+    require(softhsm_available(), "softhsm2 not installed")
+    soft = SoftHsm(tmp_path)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    reset_pike_tokens()
+    soft.init("gw")
+    return soft
+
+
 def _setup(
     gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
     kind: str, module: str, token: str, label: str, version: int = 2,
@@ -130,11 +142,7 @@ def _setup(
                      local_certs=[cert.name])  # fmt: skip
         mine_conn = _conn("192.0.2.1", "192.0.2.2", BRANCH, HQ, "10.1.0.0/24", "10.2.0.0/24")
     charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
     piked = make_piked(gw.left, "piked", mine_conn, start=False)
     piked.dir.mkdir(parents=True, exist_ok=True)
     (piked.dir / "branch.pem").write_bytes(mine.public_bytes(serialization.Encoding.PEM))
@@ -222,12 +230,7 @@ def test_softhsm_key_auth_pull_and_return(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, kind: str,
 ) -> None:  # fmt: skip
-    require(softhsm_available(), "softhsm2 not installed")
-    soft = SoftHsm(tmp_path)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
-    monkeypatch.setenv("PIKE_PIN", USER_PIN)
-    reset_pike_tokens()
-    soft.init("gw")
+    soft = _softhsm_gw(tmp_path, monkeypatch)
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind,
                            soft.module, "gw", "ike")  # fmt: skip
     _established(piked, charon, kind)
@@ -367,12 +370,7 @@ def test_softhsm_token_gone_mid_ike_sa(
     not retried (keyingtries 1), piked keeps running and answering, the PIN appears
     nowhere; once the token is back piked logs in again by itself, once, and the next
     IKE SA comes up."""
-    require(softhsm_available(), "softhsm2 not installed")
-    soft = SoftHsm(tmp_path)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
-    monkeypatch.setenv("PIKE_PIN", USER_PIN)
-    reset_pike_tokens()
-    soft.init("gw")
+    soft = _softhsm_gw(tmp_path, monkeypatch)
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, "ecdsa-p256",
                            soft.module, "gw", "ike")  # fmt: skip
     piked.poll_via_socket = True
@@ -455,12 +453,7 @@ def test_softhsm_key_signs_ikev1_main_mode(
     monkeypatch: pytest.MonkeyPatch,
     kind: str,
 ) -> None:
-    require(softhsm_available(), "softhsm2 not installed")
-    soft = SoftHsm(tmp_path)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
-    monkeypatch.setenv("PIKE_PIN", USER_PIN)
-    reset_pike_tokens()
-    soft.init("gw")
+    soft = _softhsm_gw(tmp_path, monkeypatch)
     _run(gateways, make_piked, make_charon, tmp_path, kind, soft.module, "gw", "ike")
 
 

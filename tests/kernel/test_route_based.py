@@ -10,85 +10,47 @@ Kernel tier (VTI is in Debian's linux.uml and pike's; XFRM interfaces only in pi
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from ipaddress import ip_address
+from dataclasses import replace
 
 import pytest
 
 from kernel.conftest import require_pike_kernel
-from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
-from pike.crypto.ids import EncrId, IntegId
+from kernel.kernel_netns import Namespaces, ip, netns_exec, xfrm_dump
+from kernel.tunnel_ends import ANY, A, B, Ends, addressed, gcm_sa, joined, random_key, xfrm_ends
 from pike.kernel import tunnel_links
 from pike.kernel.tunnel_links import LinkError, TunnelLink
 from pike.kernel.xfrm import XfrmKernel
 from pike.policy.ipsec import REQID_BASE, KernelCaps, Mark, PolicySpec, SaSpec
-from pike.policy.ts import IPAddress, TrafficSelector
+from pike.policy.ts import IPAddress
 
 pytestmark = pytest.mark.kernel
 
-A, B = ip_address("192.0.2.1"), ip_address("192.0.2.2")
-ANY = TrafficSelector.from_cidr("0.0.0.0/0")
 KEY_AB, KEY_BA = 42, 43  # a's okey = b's ikey and the reverse
-_n = itertools.count()
-
-
-@dataclass
-class Ends:
-    a: str
-    b: str
-    ka: XfrmKernel
-    kb: XfrmKernel
 
 
 @pytest.fixture
 def ends(namespaces: Namespaces, esp_kernel: KernelCaps) -> Iterator[Ends]:
-    n = next(_n)
-    a, b = namespaces.create(f"va{n}"), namespaces.create(f"vb{n}")
-    va, vb = PREFIX + "vva", PREFIX + "vvb"
-    ip("-n", a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b)
+    a, b, va, vb = joined(namespaces, "v")
     for ns, dev, me in ((a, va, 1), (b, vb, 2)):
-        ip_batch(
-            ns,
-            f"addr add 192.0.2.{me}/24 dev {dev}",
-            f"link set {dev} up",
-            f"addr add 10.{me}.0.1/32 dev lo",
-        )
-    with XfrmKernel(a) as ka, XfrmKernel(b) as kb:
-        yield Ends(a, b, ka, kb)
-        ka.flush_installed()
-        kb.flush_installed()
-        for ns in (a, b):
-            assert xfrm_dump(ns).strip() == "", ns  # marked SAs and policies deleted too
+        addressed(ns, dev, me)
+    with xfrm_ends(a, b) as ends:
+        yield ends
 
 
-KEYS = {KEY_AB: os.urandom(20), KEY_BA: os.urandom(20)}  # both ends' copies of an SA
+KEYS = {KEY_AB: random_key(), KEY_BA: random_key()}  # both ends' copies of an SA
 
 
-def gcm_sa(src: IPAddress, dst: IPAddress, spi: int, mark: Mark, reqid: int = 1) -> SaSpec:
-    return SaSpec(
-        src=src,
-        dst=dst,
-        spi=spi,
-        reqid=reqid,
-        mode="tunnel",
-        encr_id=EncrId.AES_GCM_16,
-        encr_key=KEYS[mark[0]],
-        encr_key_length=128,
-        integ_id=IntegId.NONE,
-        integ_key=b"",
-        mark=mark,
-    )
+def marked_sa(src: IPAddress, dst: IPAddress, spi: int, mark: Mark, reqid: int = 1) -> SaSpec:
+    return gcm_sa(src, dst, spi, KEYS[mark[0]], reqid=reqid, mark=mark)
 
 
 def install(
     k: XfrmKernel, me: IPAddress, peer: IPAddress, okey: int, ikey: int, reqid: int = 1
 ) -> None:
     full = 0xFFFFFFFF
-    k.add_sa(gcm_sa(me, peer, 0xC2000000 + okey, (okey, full), reqid))
-    k.add_sa(replace(gcm_sa(peer, me, 0xC2000000 + ikey, (ikey, full), reqid), inbound=True))
+    k.add_sa(marked_sa(me, peer, 0xC2000000 + okey, (okey, full), reqid))
+    k.add_sa(replace(marked_sa(peer, me, 0xC2000000 + ikey, (ikey, full), reqid), inbound=True))
     out = PolicySpec(ANY, ANY, "out", reqid, "tunnel", me, peer, mark=(okey, full))
     k.add_policy(out)
     for direction in ("in", "fwd"):
