@@ -639,10 +639,12 @@ class Ikev1Engine:
 
     def _installed(self, sa: IsakmpSa, qm: QuickMode, child: ChildSa, now: float) -> None:
         if child.state == ChildState.FAILED:
-            # Our kernel could not take it. IKEv2 deletes it with the peer; IKEv1 keeps
-            # the FAILED half and sends no Delete: the host interop tier (no ESP) checks
-            # Quick Mode against charon's half, and charon drops an ISAKMP SA left without
-            # CHILD_SAs (tests/interop/test_piked_strongswan_v1.py). Open: issue 11.
+            # our kernel could not take it: deleted with the peer, as IKEv2 does
+            # (pike.sa.child_lifecycle); a rekeyed pair stays in use
+            old = qm.rekey_of
+            if old is not None and old.state == ChildState.REKEYING:
+                old.set_state(ChildState.INSTALLED, sa.name)
+            self.delete_child(sa, child, "kernel_no_esp", now)
             return
         old = qm.rekey_of
         if old is not None and old.state != ChildState.DELETED:

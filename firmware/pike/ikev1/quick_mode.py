@@ -272,6 +272,9 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
     if mode[0] != cfg.mode:
         why = f"the peer asks for {mode[0]} mode; {cfg.name} has mode = {cfg.mode}"
         raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, why)
+    if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, cfg.name):
+        no_esp = "kernel_no_esp"
+        raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, no_esp, said=True)
     qm.chosen, qm.encap = chosen, encap
     qm.spi_out = int.from_bytes(prop.spi, "big")
     qm.ni = nonce.data
@@ -296,11 +299,13 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
     return qm
 
 
-def _refuse(sa: IsakmpSa, mid: int, notify: int, detail: str) -> PeerError:
-    """Tell the peer why (an Informational with the notify), then drop the exchange."""
-    log.warning(
-        "%s: refusing Quick Mode %08x (%s): %s", sa.tag(), mid, notify_v1_name(notify), detail
-    )
+def _refuse(sa: IsakmpSa, mid: int, notify: int, detail: str, *, said: bool = False) -> PeerError:
+    """Tell the peer why (an Informational with the notify), then drop the exchange
+    (``said``: the caller logged why already)."""
+    if not said:
+        log.warning(
+            "%s: refusing Quick Mode %08x (%s): %s", sa.tag(), mid, notify_v1_name(notify), detail
+        )
     info_mid = sa.message_id()
     n = V1Notify(notify, b"", ESP, b"")
     sa.send(sa.hashed(ExchangeV1.INFORMATIONAL, info_mid, [n]))
@@ -378,7 +383,7 @@ def install(qm: QuickMode, now: float) -> ChildSa | None:
     child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, ctx.random)
     sa.children.append(child)
     if child_lifecycle.kernel_refuses(ctx, sa.tag(), sa.name, child):
-        return child  # FAILED: the engine deletes it with the peer
+        return child  # FAILED: the engine deletes it with the peer (``_installed``)
     child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
     if qm.lifetime and (child.expire_at is None or now + qm.lifetime < child.expire_at):
         # the peer's proposed lifetime is shorter than ours
