@@ -101,5 +101,4 @@ def _dpd(engine: Host, sa: IsakmpSa, now: float) -> None:
         log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
         engine.lost(sa, now)
     elif verdict == "probe":
-        engine.ctx.counters.conn(sa.name).dpd_probes += 1
         informational.notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))
