@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.liveness import due as dpd_due
-from pike.ikev1.quick_mode import QuickMode
+from pike.ikev1.quick_state import QuickMode
 from pike.ikev1.responder import phase1_request
 from pike.ikev1.sa_table import SaTable
 from pike.ikev1.status import sa_info
@@ -199,7 +199,7 @@ class Ikev1Engine:
             log.error("%s: %s", sa.tag(), e)
             self.ctx.emit(ChildSaFailed(sa.name, child, e.reason))
             return
-        self.table.add_quick(qm)
+        sa.quick.add(qm)
 
     def terminate(self, conn_name: str, now: float, force: bool = False) -> None:
         """IKEv1's Deletes are one-shot (nothing waits for an answer), so ``force`` changes
@@ -394,7 +394,7 @@ class Ikev1Engine:
             if closed_by_peer(conn, child, others, self.traps, whole):
                 self._reopen.append((conn.name, child.name))
         if whole:
-            for qm in self.table.quick_modes(sa):
+            for qm in sa.quick:
                 if qm.initiator and qm.rekey_of is None and qm.cfg.close_action == "start":
                     self._reopen.append((conn.name, qm.cfg.name))
 
@@ -501,10 +501,7 @@ class Ikev1Engine:
             # Not taken: the exchange stays where it was (a forged or garbled message must
             # not move its IV chain or its flight).
             sa.uncommitted = None
-            if saved is None:
-                sa.flights.pop(mid, None)
-            else:
-                sa.flights[mid] = saved
+            sa.restore_flight(mid, saved)
             raise
         sa.uncommitted = None
         sa.last_inbound = now
@@ -609,20 +606,20 @@ class Ikev1Engine:
     def _quick_mode(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
         if sa.state != IkeState.ESTABLISHED:
             raise PeerError("unexpected_message", "Quick Mode before phase 1 is done")
-        qm = self.table.quick(sa, msg.message_id)
+        qm = sa.quick.get(msg.message_id)
         child: ChildSa | None
         if qm is None:
             qm = quick_mode.responder_qm1(sa, msg, now)
             qm.reqid = self.traps.reqid(sa.name, qm.cfg.name) or self._reqid_of(sa, qm)
-            self.table.add_quick(qm)
+            sa.quick.add(qm)
             return
         if qm.initiator and qm.step == 1:
-            child = quick_mode.initiator_qm2(qm, msg, now)
+            child = quick_mode.initiator_qm2(sa, qm, msg, now)
         elif not qm.initiator and qm.step == 2:
-            child = quick_mode.responder_qm3(qm, msg, now)
+            child = quick_mode.responder_qm3(sa, qm, msg, now)
         else:
             raise PeerError("unexpected_message", "Quick Mode message out of order")
-        self.table.drop_quick(qm)
+        sa.quick.done(qm)
         if child is not None:
             self._installed(sa, qm, child, now)
 
@@ -652,7 +649,7 @@ class Ikev1Engine:
             # no rekey; strongSwan deletes the old SAs right away)
             self.delete_child(sa, old, "rekeyed", now)
         previous = sa.replaces
-        pending = self.table.wanted(sa) or self.table.quick_modes(sa)
+        pending = self.table.wanted(sa) or len(sa.quick) > 0
         if previous is not None and previous.state == IkeState.ESTABLISHED and not pending:
             self.ctx.counters.conn(sa.name).ike_rekeys += 1
             self.delete_sa(previous, "reauthenticated", now)

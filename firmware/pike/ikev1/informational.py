@@ -13,7 +13,7 @@ from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import informational_hash
 from pike.sa.actions import ChildSaFailed
-from pike.sa.state import ChildState, IkeState
+from pike.sa.state import IkeState
 from pike.wire.isakmp_constants import (
     NOTIFY_ERROR_MAX,
     ExchangeV1,
@@ -50,7 +50,7 @@ def receive(engine: Host, sa: IsakmpSa, msg: V1Message, now: float) -> None:
     sa.accept()
     if sa.cipher is not None:
         sa.cipher.forget(msg.message_id)
-    sa.flights.pop(msg.message_id, None)  # one-shot: nothing to retransmit
+    sa.forget_flight(msg.message_id)  # one-shot: nothing to retransmit
     for p in msg.payloads[1:]:
         if isinstance(p, V1Notify):
             _on_notify(engine, sa, p)
@@ -80,13 +80,8 @@ def _on_notify(engine: Host, sa: IsakmpSa, n: V1Notify) -> None:
     elif n.notify_type <= NOTIFY_ERROR_MAX:
         log.warning("%s: peer sent error notify %s", sa.tag(), notify_v1_name(n.notify_type))
         # it refuses what we asked: our Quick Modes under way on this SA fail
-        for qm in engine.table.quick_modes(sa):
-            if qm.initiator:
-                engine.table.drop_quick(qm)
-                sa.flights.pop(qm.mid, None)
-                if qm.rekey_of is not None:
-                    qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)
-                engine.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
+        for qm in sa.quick_refused():
+            engine.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
 
 
 def _on_delete(engine: Host, sa: IsakmpSa, d: V1Delete, now: float) -> None:

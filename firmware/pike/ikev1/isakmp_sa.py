@@ -37,6 +37,7 @@ from pike.ikev1.keys import (
     skeyid_signature,
 )
 from pike.ikev1.proposals import Phase1Choice
+from pike.ikev1.quick_state import QuickMode, QuickModes
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
 from pike.sa.certs import peer_identity
@@ -129,6 +130,7 @@ class IsakmpSa:
         self.nat_local = False
         self.nat_remote = False
         self.flights: dict[int, Flight] = {}
+        self.quick = QuickModes()  # under way on this SA
         self.children: list[ChildSa] = []
         self.established_at: float | None = None
         self.last_inbound = created_at
@@ -202,6 +204,17 @@ class IsakmpSa:
         if fl is None:
             fl = self.flights[mid] = Flight()
         return fl
+
+    def forget_flight(self, mid: int) -> None:
+        """A one-shot exchange, or one that ended: nothing of it to retransmit."""
+        self.flights.pop(mid, None)
+
+    def restore_flight(self, mid: int, saved: Flight | None) -> None:
+        """Back to how the exchange ``mid`` was before a message it did not take."""
+        if saved is None:
+            self.flights.pop(mid, None)
+        else:
+            self.flights[mid] = saved
 
     def timeout(self, n: int) -> float:
         d = self.ctx.config.daemon
@@ -338,7 +351,18 @@ class IsakmpSa:
             spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.flights.clear()
+        self.quick.clear()
         self.set_state(IkeState.DESTROYED)
+
+    def quick_refused(self) -> list[QuickMode]:
+        """The peer refused what we asked (an error notify): our Quick Modes under way
+        end, unretransmitted; a child they were to rekey stays in use."""
+        refused = self.quick.take_initiated()
+        for qm in refused:
+            self.forget_flight(qm.mid)
+            if qm.rekey_of is not None and qm.rekey_of.state == ChildState.REKEYING:
+                qm.rekey_of.set_state(ChildState.INSTALLED, self.name)
+        return refused
 
     def live_children(self) -> list[ChildSa]:
         return [c for c in self.children if c.state in (ChildState.INSTALLED, ChildState.REKEYING)]
