@@ -3,12 +3,12 @@ guest: piked's IKEv1 SAs in a real ESP kernel against strongSwan (kernel-netlink
 against piked, traffic both ways, counters checked; Aggressive Mode, and DPD with
 ``dpd_action = restart``/``trap`` against a killed and restarted piked.
 
-Also the Quick Modes of the host interop tests that need piked's half in the kernel
-(marked ``kernel_interop`` in test_piked_strongswan.py and test_piked_certs.py): charon
-initiating (Main Mode PSK and certificates, Aggressive Mode PSK and certificates, ESP
-proposal choice) and PFS. Without ESP piked refuses charon's Quick Mode (as it refuses
-an IKEv2 CHILD_SA), so on the host those tests only see the refusal; here both halves
-are installed with the same SPIs. Their other tests run on the host and are deselected."""
+Also the IKEv1 Quick Mode tests of the host interop files (marked ``kernel_interop`` in
+test_piked_strongswan.py and test_piked_certs.py): Main Mode PSK and certificates,
+Aggressive Mode PSK and certificates, both roles, ESP proposal choice, PFS, Delete, DPD.
+Without ESP piked refuses every Quick Mode with NO_PROPOSAL_CHOSEN (as it refuses an
+IKEv2 CHILD_SA), so on the host those tests see only the refusal; here both halves are
+installed with the same SPIs. The files' other tests run on the host and are deselected."""
 
 from __future__ import annotations
 

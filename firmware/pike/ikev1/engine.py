@@ -635,14 +635,6 @@ class Ikev1Engine:
         return None
 
     def _installed(self, sa: IsakmpSa, qm: QuickMode, child: ChildSa, now: float) -> None:
-        if child.state == ChildState.FAILED:
-            # our kernel could not take it: deleted with the peer, as IKEv2 does
-            # (pike.sa.child_lifecycle); a rekeyed pair stays in use
-            old = qm.rekey_of
-            if old is not None and old.state == ChildState.REKEYING:
-                old.set_state(ChildState.INSTALLED, sa.name)
-            self.delete_child(sa, child, "kernel_no_esp", now)
-            return
         old = qm.rekey_of
         if old is not None and old.state != ChildState.DELETED:
             # make before break: the successor is in, the old pair goes (RFC 2409 §5.5 has

@@ -79,8 +79,9 @@ def _on_notify(engine: Host, sa: IsakmpSa, n: V1Notify) -> None:
             sa.dpd_deadline = None
     elif n.notify_type <= NOTIFY_ERROR_MAX:
         log.warning("%s: peer sent error notify %s", sa.tag(), notify_v1_name(n.notify_type))
-        # it refuses what we asked: our Quick Modes under way on this SA fail
-        for qm in sa.quick_refused():
+        # it refuses what we asked, or what we answered (strongSwan's initiator sends
+        # NO_PROPOSAL_CHOSEN instead of QM3 when its kernel cannot install the pair)
+        for qm in sa.quick_refused(n.spi):
             engine.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
 
 

@@ -354,10 +354,12 @@ class IsakmpSa:
         self.quick.clear()
         self.set_state(IkeState.DESTROYED)
 
-    def quick_refused(self) -> list[QuickMode]:
-        """The peer refused what we asked (an error notify): our Quick Modes under way
-        end, unretransmitted; a child they were to rekey stays in use."""
-        refused = self.quick.take_initiated()
+    def quick_refused(self, spi: bytes) -> list[QuickMode]:
+        """The peer refused what we asked (an error notify about the ESP SA ``spi``, or
+        about none): our Quick Modes under way end, and the one we answered that waits
+        for QM3 with that SPI (any, for none: the peer's kernel refused the pair), all
+        unretransmitted; a child they were to rekey stays in use."""
+        refused = self.quick.take_refused(int.from_bytes(spi, "big") if len(spi) == 4 else None)
         for qm in refused:
             self.forget_flight(qm.mid)
             if qm.rekey_of is not None and qm.rekey_of.state == ChildState.REKEYING:

@@ -7,7 +7,10 @@
 
 The proxy IDs are the child's first local/remote selectors (IKEv1 carries one pair). The
 initiator installs after QM2 (it sends QM3 at once), the responder after QM3, as strongSwan
-does. The commit bit (RFC 2408 §3.1) is accepted and not used: both install on QM3 anyway.
+does. Without ESP in our kernel neither role agrees to a pair it cannot install
+(``child_lifecycle.refuse_without_esp``, as IKEv2's responder): the responder answers QM1,
+the initiator QM2, with NO_PROPOSAL_CHOSEN. The commit bit (RFC 2408 §3.1) is accepted
+and not used: both install on QM3 anyway.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pike.sa import child_lifecycle
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
+from pike.sa.state import ChildState
 from pike.wire.buffer import Reader
 from pike.wire.isakmp import encode_chain
 from pike.wire.isakmp_constants import (
@@ -158,6 +162,17 @@ def initiator_qm2(sa: IsakmpSa, qm: QuickMode, msg: V1Message, now: float) -> Ch
     if len(ids) == 2 and (from_id(ids[0]), from_id(ids[1])) != (qm.local_ts, qm.remote_ts):
         raise PeerError("invalid_id", "the responder changed the proxy IDs")
     qm.lifetime = _responder_lifetime(msg)
+    if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, qm.cfg.name):
+        # As strongSwan does: NO_PROPOSAL_CHOSEN instead of QM3. The responder installs
+        # only on QM3, so it never holds a half we cannot match (a Delete after QM3 could
+        # overtake QM3 at a peer that handles messages in parallel, as charon does).
+        _tell(sa, NotifyV1.NO_PROPOSAL_CHOSEN, qm.spi_out.to_bytes(4, "big"))
+        sa.flight(qm.mid).complete()
+        if sa.cipher is not None:
+            sa.cipher.forget(qm.mid)
+        if qm.rekey_of is not None and qm.rekey_of.state == ChildState.REKEYING:
+            qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)  # keep using it
+        return None
     h3 = qm_hash3(sa.prf, sa.keys.skeyid_a, qm.mid, qm.ni, qm.nr)
     qm.step = 3
     sa.transmit(qm.mid, sa.encode(QUICK, qm.mid, [V1Hash(h3)]), now, wait=False)
@@ -275,12 +290,17 @@ def _refuse(sa: IsakmpSa, mid: int, notify: int, detail: str, *, said: bool = Fa
         log.warning(
             "%s: refusing Quick Mode %08x (%s): %s", sa.tag(), mid, notify_v1_name(notify), detail
         )
+    _tell(sa, notify, b"")
+    return PeerError("quick_mode_refused", detail)
+
+
+def _tell(sa: IsakmpSa, notify: int, spi: bytes) -> None:
+    """An Informational with ``notify`` about the ESP SA ``spi`` (the peer's inbound)."""
     info_mid = sa.message_id()
-    n = V1Notify(notify, b"", ESP, b"")
+    n = V1Notify(notify, b"", ESP, spi)
     sa.send(sa.hashed(ExchangeV1.INFORMATIONAL, info_mid, [n]))
     if sa.cipher is not None:
         sa.cipher.forget(info_mid)
-    return PeerError("quick_mode_refused", detail)
 
 
 def responder_qm3(sa: IsakmpSa, qm: QuickMode, msg: V1Message, now: float) -> ChildSa | None:
@@ -349,8 +369,6 @@ def install(sa: IsakmpSa, qm: QuickMode, now: float) -> ChildSa | None:
     out_encap = UdpEncap(sa.local[1], sa.remote[1]) if udp else None
     child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, ctx.random)
     sa.children.append(child)
-    if child_lifecycle.kernel_refuses(ctx, sa.tag(), sa.name, child):
-        return child  # FAILED: the engine deletes it with the peer (``_installed``)
     child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
     if qm.lifetime and (child.expire_at is None or now + qm.lifetime < child.expire_at):
         # the peer's proposed lifetime is shorter than ours

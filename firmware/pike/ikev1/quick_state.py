@@ -64,12 +64,17 @@ class QuickModes:
         """Its SAs are in (or it failed): no longer under way."""
         self._by_mid.pop(qm.mid, None)
 
-    def take_initiated(self) -> list[QuickMode]:
-        """Ours under way, which the peer just refused: they end here."""
-        ours = [qm for qm in self._by_mid.values() if qm.initiator]
-        for qm in ours:
+    def take_refused(self, spi: int | None) -> list[QuickMode]:
+        """What an error notify from the peer ends: ours under way, and those we answered
+        whose SPI (ours, which the peer names) is ``spi``, or all of them for None."""
+        gone = [
+            qm
+            for qm in self._by_mid.values()
+            if qm.initiator or spi is None or spi in (qm.spi_in, qm.spi_out)
+        ]
+        for qm in gone:
             del self._by_mid[qm.mid]
-        return ours
+        return gone
 
     def clear(self) -> None:
         self._by_mid.clear()

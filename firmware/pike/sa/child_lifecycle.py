@@ -1,10 +1,13 @@
 """A CHILD_SA's way in and out of the kernel, one rule and one log wording for both IKE
 versions (IKEv2's CREATE_CHILD_SA/IKE_AUTH/INFORMATIONAL, IKEv1's Quick Mode/Informational).
 
-Without ESP in our kernel no CHILD_SA is pretended, in either version: as responder we
-refuse it before answering (``refuse_without_esp``: NO_PROPOSAL_CHOSEN), as initiator,
-whose answer arrives negotiated, it fails and the caller deletes it with the peer
-(``kernel_refuses``), as strongSwan does when an install fails.
+Without ESP in our kernel no CHILD_SA is pretended and the peer keeps no half of one, in
+either version. Where we can still say no, we refuse with NO_PROPOSAL_CHOSEN
+(``refuse_without_esp``): as responder of both versions, and as IKEv1 initiator, whose
+peer installs only on QM3 (we answer QM2 with the notify instead, as strongSwan does).
+An IKEv2 initiator learns of the CHILD_SA when the peer has installed it already: it
+fails and the caller deletes it with the peer (``kernel_refuses``), as strongSwan does
+when an install fails.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pike.sa.state import ChildState, log
 
 
 def refuse_without_esp(ctx: Context, tag: str, ike_name: str, child_name: str) -> bool:
-    """True (logged, reported) when our kernel lacks ESP: the responder then answers
+    """True (logged, reported) when our kernel lacks ESP: the caller then answers
     NO_PROPOSAL_CHOSEN instead of agreeing to a CHILD_SA it cannot install."""
     if ctx.caps.esp:
         return False
