@@ -3,12 +3,13 @@ guest: piked's IKEv1 SAs in a real ESP kernel against strongSwan (kernel-netlink
 against piked, traffic both ways, counters checked; Aggressive Mode, and DPD with
 ``dpd_action = restart``/``trap`` against a killed and restarted piked.
 
-Also the IKEv1 Quick Mode tests of the host interop files (marked ``kernel_interop`` in
-test_piked_strongswan.py and test_piked_certs.py): Main Mode PSK and certificates,
-Aggressive Mode PSK and certificates, both roles, ESP proposal choice, PFS, Delete, DPD.
-Without ESP piked refuses every Quick Mode with NO_PROPOSAL_CHOSEN (as it refuses an
-IKEv2 CHILD_SA), so on the host those tests see only the refusal; here both halves are
-installed with the same SPIs. The files' other tests run on the host and are deselected."""
+Also the IKEv1 Quick Modes of the host interop files that no other guest test runs
+(marked ``kernel_interop`` in test_piked_strongswan.py and test_piked_certs.py): after
+Main and Aggressive Mode with certificates (RSA; the Quick Mode is the same for any key),
+both roles; PFS; piked choosing among charon's ESP proposals. Without ESP piked refuses
+every Quick Mode with NO_PROPOSAL_CHOSEN (as it refuses an IKEv2 CHILD_SA), so on the
+host those tests see only the refusal; here both halves are installed with the same
+SPIs. The files' other tests run on the host and are deselected."""
 
 from __future__ import annotations
 
