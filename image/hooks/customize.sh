@@ -30,6 +30,10 @@ for tool in piked pikectl; do
 done
 "$PY" -m compileall -q -j0 --invalidation-mode unchecked-hash "$r$SITE" >/dev/null
 cp "${SRC:-$ROOT}/README.md" "$r/opt/pike/README.md"
+# The manual pages (docs/man, generated from --help and the README): mmdebstrap's
+# path-exclude keeps Debian's out, these are pike's own.
+install -m 0644 -D -t "$r/usr/share/man/man8" "${SRC:-$ROOT}"/docs/man/*.8
+install -m 0644 -D -t "$r/usr/share/man/man5" "${SRC:-$ROOT}"/docs/man/*.5
 ln -sf /opt/pike/bin/pikectl "$r/usr/local/sbin/pikectl"
 
 chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service pike-vtpm.service \

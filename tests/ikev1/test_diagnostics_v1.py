@@ -1,5 +1,7 @@
-"""IKEv1: a Quick Mode refused as responder says why in one WARNING line, with what we
-have (and the notify by name)."""
+"""IKEv1: every refusal says why in one WARNING line, on both sides: the responder names
+what it has, the initiator what it asked for (selectors, ESP proposals; phase-1 proposals
+and mode), the notify by name, and groups as IKEv2 and strongSwan name them
+(``modp3072``, never ``group15``)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ def test_esp_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -> Non
         and "(NO_PROPOSAL_CHOSEN): no acceptable ESP proposal for net; we have aes128-sha256"
         in said[0]
     ), said
-    assert any("peer sent error notify NO_PROPOSAL_CHOSEN" in w for w in said), said
+    refused = [w for w in said if "peer sent error notify NO_PROPOSAL_CHOSEN" in w]
+    assert refused == [
+        "peer sent error notify NO_PROPOSAL_CHOSEN; we asked for net: local_ts 10.1.0.0/24,"
+        " remote_ts 10.2.0.0/24, ESP aes256-sha256-noesn"
+    ], said
 
 
 def test_selector_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -> None:
@@ -40,6 +46,7 @@ def test_selector_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -
         "no child config matches the peer's 10.1.0.0/24 === 10.2.0.0/24;"
         " we have net: 10.1.0.0/24 === 10.9.0.0/24" in said[0]
     ), said
+    assert "; we asked for net: local_ts 10.1.0.0/24, remote_ts 10.2.0.0/24" in said[1], said
 
 
 def test_main_mode_mismatch_says_both_sides(caplog: pytest.LogCaptureFixture) -> None:
@@ -48,7 +55,36 @@ def test_main_mode_mismatch_says_both_sides(caplog: pytest.LogCaptureFixture) ->
     transfer(a, b)
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert said[0] == (
-        "no acceptable IKEv1 proposal from 192.0.2.1: the peer offered aes256-sha256-group15;"
-        " gw has aes128-sha256-prfsha256-modp2048"
+        "no acceptable IKEv1 proposal from 192.0.2.1: the peer offered"
+        " aes256-sha256-prfsha256-modp3072; gw has aes128-sha256-prfsha256-modp2048"
     ), said
-    assert said[1].endswith("peer refused: notify NO_PROPOSAL_CHOSEN"), said
+    assert said[1].endswith(
+        "peer refused: notify NO_PROPOSAL_CHOSEN; we offered aes256-sha256-prfsha256-modp3072"
+        " in Main Mode (auth psk)"
+    ), said
+
+
+def test_aggressive_mode_refusal_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A responder without ``aggressive = true`` says so, and the initiator what it offered."""
+    a, b = make_pair(a_kw={"extra_conn": "aggressive = true"})
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said[0] == (
+        "refusing Aggressive Mode from 192.0.2.1 (id 192.0.2.1, sending AUTHENTICATION_FAILED):"
+        " gw has aggressive = false; the peer should use Main Mode (or set aggressive = true,"
+        " which exposes a PSK-keyed hash to offline guessing)"
+    ), said
+    assert said[1].endswith(
+        "peer refused: notify AUTHENTICATION_FAILED; we offered"
+        " aes256-sha256-prfsha256-modp3072 in Aggressive Mode as 192.0.2.1 (auth psk)"
+    ), said
+
+
+def test_list_sas_names_the_group_as_ikev2_does() -> None:
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    for node in (a, b):
+        (sa,) = node.engine.list_sas()
+        assert sa.algorithms == "aes256-sha256-prfsha256-modp3072"

@@ -102,6 +102,9 @@ def test_root_file_system(image: Path, tmp_path: Path) -> None:
     assert "Type=notify" in cat("/etc/systemd/system/piked.service")
     assert "[daemon]" in cat("/etc/pike/pike.toml")
     assert "from pike.cli.piked import main" in cat("/opt/pike/bin/piked")
+    for page in ("man8/piked.8", "man8/pikectl.8", "man5/pike.toml.5"):  # docs/man at HEAD
+        committed = run(["git", "-C", str(REPO), "show", f"HEAD:docs/man/{page[5:]}"], 60)
+        assert cat(f"/usr/share/man/{page}") == committed.stdout, page
     assert "RuntimeWatchdogSec=15s" in cat("/etc/systemd/system.conf.d/pike-watchdog.conf")
     wants = run(["debugfs", "-R", "ls /etc/systemd/system/multi-user.target.wants", str(part)], 60)
     assert "piked.service" in wants.stdout

@@ -135,6 +135,25 @@ def test_ikev1_trap_acquire(gw: Gateways, make_charon: MakeCharon, make_piked: M
     print(f"IKEv1 trap: first ping to ping answered in {took:.2f}s")
 
 
+def test_ikev1_quick_mode_refusal_names_what_we_asked(
+    gw: Gateways, make_charon: MakeCharon, make_piked: MakePiked
+) -> None:
+    """charon has other ESP proposals: it refuses piked's Quick Mode (NO_PROPOSAL_CHOSEN in
+    an Informational), and piked's one WARNING names the selectors and ESP proposals it
+    asked for, as IKEv2's does; ``pikectl initiate`` exits 1."""
+    make_charon(gw.right, "charon", conn("right", "aes128-sha256"), SECRET, libipsec=False)
+    piked = make_piked(gw.left, "piked", conn("left", "aes256-sha384"), SECRET)
+    out = piked.initiate("hq", check=False, wait=20)
+    assert out.returncode == 1, out
+    said = [line for line in piked.log_text().splitlines() if "peer sent error notify" in line]
+    assert len(said) == 1 and "WARNING" in said[0], said
+    assert said[0].endswith(
+        "peer sent error notify NO_PROPOSAL_CHOSEN; we asked for lan: local_ts 10.1.0.0/24,"
+        " remote_ts 10.2.0.0/24, ESP aes256-sha384-noesn"
+    ), said
+    print(f"IKEv1 Quick Mode refused: {said[0].split('WARNING', 1)[1].strip()}")
+
+
 def _lan(node: PikedNode | StrongswanNode) -> list[tuple[str, str]]:
     sa = node.ike_sa("hq")
     if sa is None:

@@ -19,6 +19,7 @@ ECDSA_WITH_NULL (the hash signed as it is), piked's RSA_PKCS1_NULL / ECDSA_NULL.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -324,4 +325,9 @@ def test_ikev1_aggressive_mode_refused_without_aggressive_true(
         assert time.monotonic() < deadline, clog[-3000:]
         time.sleep(0.2)
     assert "Aggressive Mode from 192.0.2.2 not allowed" in piked.log_text()
+    assert re.search(  # one WARNING an operator can act on
+        r"WARNING\s+refusing Aggressive Mode from 192\.0\.2\.2 \(id .+, sending"
+        r" AUTHENTICATION_FAILED\): hq has aggressive = false",
+        piked.log_text(),
+    ), piked.log_text()[-3000:]
     assert piked.list_sas() == []

@@ -7,7 +7,8 @@ Host tier (IKE only: the host kernel has no ESP, piked refuses CHILD_SAs):
   connection with the same identities comes up beside the first, and charon keeps both
   (with INITIAL_CONTACT charon drops the older one, silently), IKEv2 and IKEv1;
 - ``pikectl terminate --force`` removes an IKE SA whose peer is gone at once, where a plain
-  ``terminate`` waits out the Delete's retransmissions;
+  ``terminate`` waits out the Delete's retransmissions; in IKEv1 (Deletes are never
+  acknowledged) both remove it at once, and charon still learns of it by the Delete;
 - ``pikectl initiate`` waits for the outcome and exits 1 when it fails.
 
 Kernel tier (``kernel_interop``, in UML via tests/guest/test_interop_tier.py): with
@@ -91,6 +92,37 @@ def test_terminate_force_clears_a_stuck_sa(
     took = time.monotonic() - t0
     print(f"\nterminate --force: a stuck IKE SA removed in {took:.2f}s (pikectl included)")
     assert "terminate requested (forced)" in piked.log_text()
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_terminate_v1_never_waits(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, force: bool
+) -> None:
+    """IKEv1: ``terminate`` (with or without ``--force``) removes the ISAKMP SA at once,
+    the peer alive or gone; the one Delete reaches a live charon, which drops its SA."""
+    charon = make_charon(
+        gateways.right, "charon", branch_hq_v1("right"), V1_SECRET, libipsec=gateways.libipsec
+    )
+    second = dataclasses.replace(branch_hq_v1("left"), name="hq2")
+    piked = make_piked(gateways.left, "piked", branch_hq_v1("left"), second, V1_SECRET)
+    piked.poll_via_socket = True
+    flag = ("--force",) if force else ()
+    piked.initiate("hq")
+    live = spis(piked.wait_established("hq", timeout=15))
+    piked.initiate("hq2")
+    piked.wait_established("hq2", timeout=15)
+    wait_for("charon holds both ISAKMP SAs", lambda: len(_up(charon)) == 2, 10)
+    t0 = time.monotonic()
+    assert piked.pikectl("terminate", *flag, "hq").returncode == 0
+    assert [s for s in piked.list_sas() if s.name == "hq"] == []  # nothing waits
+    took = time.monotonic() - t0
+    wait_for("charon drops the deleted SA", lambda: live not in [spis(s) for s in _up(charon)], 10)
+    assert charon.pid is not None
+    os.kill(charon.pid, signal.SIGKILL)  # now the peer is gone: the Delete goes unanswered
+    charon.proc.wait(timeout=5)  # type: ignore[union-attr]
+    assert piked.pikectl("terminate", *flag, "hq2").returncode == 0
+    assert [s.state for s in piked.list_sas() if s.name == "hq2"] == []  # no DELETING
+    print(f"\nIKEv1 terminate{' --force' if force else ''}: SA gone in {took:.2f}s")
 
 
 def test_initiate_waits_and_exits_non_zero_on_failure(

@@ -22,6 +22,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     nftables iproute2 iputils-ping kmod procps socat util-linux mount
     qemu-system-arm qemu-utils mtools fdisk e2fsprogs
     gcc libc6-dev linux-libc-dev systemd strace
+    groff-base
   )
 fi
 

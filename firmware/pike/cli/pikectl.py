@@ -11,6 +11,7 @@
     pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
     pikectl board [--json] [--local]
     pikectl log [--level LEVEL] [--json]   (follows piked's log until Ctrl-C)
+    pikectl import-swanctl SWANCTL_CONF [SECRETS] [-o pike.toml] [--swanctl-dir DIR]
     pikectl --version
 
 ``--socket PATH`` and ``--config FILE`` go before or after the command. Without
@@ -37,6 +38,7 @@ from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_JSON = "print JSON instead of text"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,11 +59,27 @@ def _where(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--config", default=default, help=f"config file (default {DEFAULT_CONFIG})")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pikectl", description="control the pike IKE daemon")
+EPILOG = f"""\
+--socket and --config go before or after the command. Without --socket the socket is the
+config's [daemon] control_socket (default config {DEFAULT_CONFIG}), else {DEFAULT_SOCKET}.
+
+Exit status: 0 ok, 1 the daemon answered with an error (or the config is invalid, or the
+initiate failed), 2 usage error or the daemon cannot be reached.
+
+Files: {DEFAULT_CONFIG} (pike.toml(5)), {DEFAULT_SOCKET}."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """pikectl's command line: ``--help`` and pikectl(8) both come from here."""
+    p = _Parser(
+        prog="pikectl",
+        description="control the pike IKE daemon",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _where(p, None)
     p.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser, metavar="COMMAND")
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
@@ -69,12 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         return c
 
     st = cmd("status", "daemon status")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help=_JSON)
     ls = cmd("list-sas", "IKE and CHILD SAs")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help=_JSON)
     ls.add_argument("conn", nargs="?", help="only this connection")
     ini = cmd("initiate", "bring connections (or one child) up, and wait for the outcome")
-    ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
+    ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]", help="what to bring up")
     ini.add_argument(
         "--timeout",
         type=float,
@@ -82,15 +100,15 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for each (default 30; 0: do not wait, only ask)",
     )
     term = cmd("terminate", "delete a connection's IKE SAs, or CONN.CHILD's CHILD_SA")
-    term.add_argument("conn", metavar="CONN[.CHILD]")
+    term.add_argument("conn", metavar="CONN[.CHILD]", help="a connection, or one child of it")
     term.add_argument(
         "--force", action="store_true", help="remove the IKE SAs at once, without waiting"
     )
     rk = cmd("rekey", "rekey a connection's IKE SA (or CONN.CHILD's CHILD_SA)")
-    rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]")
+    rk.add_argument("targets", nargs="+", metavar="CONN[.CHILD]", help="what to rekey")
     cmd("reload", "re-read the config file; unchanged tunnels stay up")
     lc = cmd("list-conns", "configured connections")
-    lc.add_argument("--json", action="store_true")
+    lc.add_argument("--json", action="store_true", help=_JSON)
     chk = cmd("check-config", "validate a config file (no daemon needed)")
     chk.add_argument("file", nargs="?", help="default: --config, else " + DEFAULT_CONFIG)
     keys.add_parser(sub)
@@ -102,8 +120,23 @@ def _parser() -> argparse.ArgumentParser:
         help="lines at this level and above (piked's own log_level still applies)",
     )
     lg.add_argument("--json", action="store_true", help="one JSON object a line")
+    imp = cmd(
+        "import-swanctl",
+        "write a pike.toml from swanctl.conf, listing (FILE:LINE) what cannot be carried over",
+    )
+    imp.add_argument("swanctl_conf", metavar="SWANCTL_CONF", help="swanctl.conf to read")
+    imp.add_argument(
+        "secrets", nargs="?", metavar="SECRETS", help="a further file with a secrets section"
+    )
+    imp.add_argument(
+        "-o", "--output", help="write pike.toml here (mode 0600) and check it; default stdout"
+    )
+    imp.add_argument(
+        "--swanctl-dir",
+        help="where x509/, x509ca/ and private/ are (default: SWANCTL_CONF's directory)",
+    )
     bd = cmd("board", "detected board and the defaults chosen for it")
-    bd.add_argument("--json", action="store_true")
+    bd.add_argument("--json", action="store_true", help=_JSON)
     bd.add_argument("--local", action="store_true", help="detect here, without the daemon")
     return p
 
@@ -171,6 +204,47 @@ def _check_config(path: str) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
+    return EXIT_OK
+
+
+def _import_swanctl(args: argparse.Namespace) -> int:
+    """Translate; the notes go to stderr, pike.toml to stdout or ``-o`` (then checked as
+    ``check-config`` would: certificate and key files too)."""
+    import os
+
+    from pike.daemon.configfile import ConfigRefused, board_defaults, load_checked
+    from pike.swanctl.importer import import_swanctl
+    from pike.swanctl.settings import SettingsError
+
+    try:
+        got = import_swanctl(args.swanctl_conf, args.secrets, args.swanctl_dir, board_defaults()[0])
+    except SettingsError as exc:
+        print(f"pikectl: import-swanctl: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for note in got.notes:
+        print(note, file=sys.stderr)
+    names = ", ".join(got.connections) or "none"
+    print(
+        f"imported {len(got.connections)} connection(s): {names};"
+        f" {len(got.notes)} item(s) not carried over (listed above)",
+        file=sys.stderr,
+    )
+    if not args.output:
+        sys.stdout.write(got.text)
+        return EXIT_OK
+    try:  # it may hold PSKs: never readable by others, not even for a moment
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(got.text)
+    except OSError as exc:
+        print(f"pikectl: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        load_checked(args.output, probe=False)
+    except ConfigRefused as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{args.output}: written, check-config OK", file=sys.stderr)
     return EXIT_OK
 
 
@@ -279,15 +353,15 @@ def _ops(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.version:
         from pike.version import version
 
         print(f"pikectl {version()}")
         return EXIT_OK
     if args.cmd is None:
-        parser.error("a command is required")
+        cli.error("a command is required")
     try:
         return _run(args)
     except _NoSocket as exc:
@@ -300,6 +374,8 @@ def _run(args: argparse.Namespace) -> int:
         return _check_config(args.file or args.config or DEFAULT_CONFIG)
     if args.cmd == "keys":
         return keys.run(args)
+    if args.cmd == "import-swanctl":
+        return _import_swanctl(args)
     if args.cmd == "board":
         from pike.board.detect import describe, format_board
 

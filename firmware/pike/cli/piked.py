@@ -49,12 +49,40 @@ def _kernel() -> KernelIpsec:
         return NoKernel(str(exc))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="piked", description="pike IKE daemon (foreground)")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
-    p.add_argument("--log-level", choices=LEVELS, help="overrides [daemon] log_level")
+EPILOG = f"""\
+Signals: SIGHUP re-reads the config as pikectl reload does (on an error nothing changes);
+SIGTERM and SIGINT delete the IKE SAs with their peers and stop.
+
+Exit status: 0 after a clean stop, 2 when the config is refused (its FILE:LINE: KEY:
+line on stderr, before anything is touched), 1 when it cannot start (the IKE ports or
+the control socket cannot be opened).
+
+Files: {DEFAULT_CONFIG} (pike.toml(5)); the control socket [daemon] control_socket
+(default /run/pike/pike.sock); logs go to stderr (the journal under systemd)."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """piked's command line: ``--help`` and piked(8) both come from here."""
+    p = argparse.ArgumentParser(
+        prog="piked",
+        description="pike IKE daemon (IKEv2 and IKEv1), in the foreground: negotiates the"
+        " connections of the config with their peers and installs their IPsec SAs in the"
+        " kernel (XFRM); pikectl talks to it over its control socket.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
+    )
+    p.add_argument(
+        "--log-level", choices=LEVELS, metavar="LEVEL", help="overrides [daemon] log_level"
+    )
     p.add_argument("--version", action="store_true", help="print the version and exit")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

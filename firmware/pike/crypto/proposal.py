@@ -158,6 +158,15 @@ def algorithm_name(alg: Algorithm) -> str:
     return f"{tname}{alg.id}{suffix}"
 
 
+def group_name(group: int) -> str:
+    """A key exchange group as the config and strongSwan name it (``modp3072``, ``ecp256``,
+    ``x25519``; ``modp1024`` for a refused one), ``group N`` when pike has no name for it:
+    the one spelling for logs, list-sas and metrics, whatever the IKE version."""
+    known = CANONICAL.get((TransformType.KE, group, None))
+    refused = REFUSED_GROUPS.get(group)
+    return known or (refused[0] if refused else f"group {group}")
+
+
 def format_proposal(spec: ProposalSpec) -> str:
     """Print ``spec`` as a canonical proposal string that parses back to ``spec``."""
     return "-".join(algorithm_name(a) for a in _canonical_order(spec.transforms))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hmac
 
+from pike.crypto.proposal import format_proposal
 from pike.ikev1.host import Host
-from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, id_text, log
 from pike.ikev1.keys import informational_hash
 from pike.sa.actions import ChildSaFailed
 from pike.sa.state import IkeState
@@ -64,7 +65,10 @@ def cleartext(engine: Host, sa: IsakmpSa, msg: V1Message, now: float) -> None:
     if msg.exchange == INFO and sa.state == IkeState.CONNECTING:
         n = msg.first(V1Notify)
         if n is not None and n.notify_type <= NOTIFY_ERROR_MAX:
-            log.warning("%s: peer refused: notify %s", sa.tag(), notify_v1_name(n.notify_type))
+            log.warning(
+                "%s: peer refused: notify %s; we offered %s", sa.tag(),
+                notify_v1_name(n.notify_type), _phase1_offer(sa),
+            )  # fmt: skip
             sa.fail("peer_refused", now, engine.remove_child)
             return
     raise PeerError("unprotected", f"exchange {msg.exchange} in the clear")
@@ -78,11 +82,31 @@ def _on_notify(engine: Host, sa: IsakmpSa, n: V1Notify) -> None:
             sa.dpd_outstanding = False
             sa.dpd_deadline = None
     elif n.notify_type <= NOTIFY_ERROR_MAX:
-        log.warning("%s: peer sent error notify %s", sa.tag(), notify_v1_name(n.notify_type))
+        ours = [qm for qm in sa.quick if qm.initiator]
+        # what we asked for, as IKEv2's line says it: the selectors and ESP proposals
+        asked = "; ".join(
+            f"{qm.cfg.name}: local_ts {qm.local_ts}, remote_ts {qm.remote_ts},"
+            f" ESP {', '.join(format_proposal(p) for p in qm.cfg.esp_proposals) or 'none'}"
+            for qm in ours
+        )
+        log.warning(
+            "%s: peer sent error notify %s%s", sa.tag(), notify_v1_name(n.notify_type),
+            f"; we asked for {asked}" if asked else "",
+        )  # fmt: skip
         # it refuses what we asked, or what we answered (strongSwan's initiator sends
         # NO_PROPOSAL_CHOSEN instead of QM3 when its kernel cannot install the pair)
         for qm in sa.quick_refused(n.spi):
             engine.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
+
+
+def _phase1_offer(sa: IsakmpSa) -> str:
+    """Our phase-1 proposals and mode, for the line that says the peer refused them."""
+    if sa.conn is None:
+        return "nothing (no connection)"
+    mode = "Aggressive" if sa.conn.aggressive else "Main"
+    have = ", ".join(format_proposal(p) for p in sa.conn.proposals) or "none"
+    who = f" as {id_text(sa.my_id)}" if sa.my_id is not None else ""
+    return f"{have} in {mode} Mode{who} (auth {sa.conn.local.auth})"
 
 
 def _on_delete(engine: Host, sa: IsakmpSa, d: V1Delete, now: float) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pike.crypto.errors import CryptoError, ProposalError
 from pike.crypto.ids import EncrId, IntegId, PrfId, TransformType
 from pike.crypto.ke import SUPPORTED_GROUPS, check_group
-from pike.crypto.proposal import ProposalSpec
+from pike.crypto.proposal import ProposalSpec, format_transforms, group_name
 from pike.crypto.sizes import encr_key_size, integ_key_size, is_aead
 from pike.wire.isakmp_constants import (
     KEY_IKE,
@@ -46,6 +46,14 @@ _INTEG_AUTH = {
     IntegId.HMAC_SHA2_512_256: AuthAlgV1.HMAC_SHA2_512,
 }
 _AUTH_INTEG = {v: k for k, v in _INTEG_AUTH.items()}
+_HASH_PRF: dict[int, PrfId] = {v: PrfId(k) for k, v in _PRF_HASH.items()}
+# phase 1's hash also keys the HMAC that protects its messages: named as IKEv2's INTEG
+_PRF_INTEG = {
+    PrfId.HMAC_SHA1: IntegId.HMAC_SHA1_96,
+    PrfId.HMAC_SHA2_256: IntegId.HMAC_SHA2_256_128,
+    PrfId.HMAC_SHA2_384: IntegId.HMAC_SHA2_384_192,
+    PrfId.HMAC_SHA2_512: IntegId.HMAC_SHA2_512_256,
+}
 # ESP transform IDs (RFC 2407 §4.4.4) equal IKEv2's ENCR IDs for the ciphers pike has.
 _ESP_CIPHERS = (EncrId.AES_CBC, EncrId.AES_GCM_16)
 
@@ -65,8 +73,19 @@ class Phase1Choice:
         return V1Transform(self.number, KEY_IKE, _p1_attrs(self))
 
     def name(self) -> str:
-        hashes = {2: "sha1", 4: "sha256", 5: "sha384", 6: "sha512"}
-        return f"aes{self.key_bits}-{hashes.get(self.hash_alg, '?')}-group{self.group}"
+        """In the words IKEv2 and the config use (``aes256-sha256-prfsha256-modp3072``),
+        so list-sas, logs and metrics name a group the same way in both versions."""
+        prf = _HASH_PRF.get(self.hash_alg)
+        transforms: list[tuple[int, int, int | None]] = [
+            (int(TransformType.ENCR), int(EncrId.AES_CBC), self.key_bits)
+        ]
+        if prf is not None:
+            transforms += [
+                (int(TransformType.INTEG), int(_PRF_INTEG[prf]), None),
+                (int(TransformType.PRF), int(prf), None),
+            ]
+        transforms.append((int(TransformType.KE), self.group, None))
+        return format_transforms(transforms)
 
 
 def _p1_attrs(c: Phase1Choice) -> tuple[tuple[int, int], ...]:
@@ -132,14 +151,16 @@ def parse_phase1(t: V1Transform) -> Phase1Choice | None:
 
 
 def describe_phase1(t: V1Transform) -> str:
-    """A peer's phase-1 transform for a log line: ours (``aes256-sha256-group14``) or its
-    attribute numbers (a refused or unknown algorithm)."""
+    """A peer's phase-1 transform for a log line: ours (``aes256-sha256-prfsha256-modp2048``)
+    or its attribute numbers (a refused or unknown algorithm; the group by name)."""
     c = parse_phase1(t)
     if c is not None:
         return c.name()
+    group = t.attr(P1Attr.GROUP)
+    named = group_name(group) if group is not None else "none"
     return (
         f"encryption {t.attr(P1Attr.ENCRYPTION)}/hash {t.attr(P1Attr.HASH)}"
-        f"/group {t.attr(P1Attr.GROUP)} (not acceptable)"
+        f"/group {named} (not acceptable)"
     )
 
 

@@ -87,6 +87,15 @@ def _aggressive_mode(
     if candidates and not allowed:
         # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
         # strongSwan answers AUTHENTICATION-FAILED (no Aggressive Mode config for it)
+        log.warning(
+            "refusing Aggressive Mode from %s (id %s, sending AUTHENTICATION_FAILED): %s %s"
+            " aggressive = false; the peer should use Main Mode (or set aggressive = true,"
+            " which exposes a PSK-keyed hash to offline guessing)",
+            src[0],
+            peer.text,
+            ", ".join(c.name for c in candidates),
+            "has" if len(candidates) == 1 else "have",
+        )
         refuse(ctx, msg, src, dst, NotifyV1.AUTHENTICATION_FAILED)
         raise PeerError("aggressive_refused", f"Aggressive Mode from {src[0]} not allowed")
     conn, chosen = _choose(ctx, allowed, msg, offer, src, dst)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.kdf import derive_child_keys
 from pike.crypto.ke import KeyExchange
-from pike.crypto.proposal import ProposalSpec
+from pike.crypto.proposal import ProposalSpec, group_name
 from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.ikev2.child_proposal import child_specs, choose_esp
 from pike.ikev2.describe import configured, offered
@@ -202,7 +202,7 @@ class ChildCreate(Task):
         if invalid_ke is not None and not self.in_auth:
             wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
             if wanted in groups_of(self.config.esp_proposals) and wanted != self.group:
-                log.info("%s: peer wants PFS group %d, retrying", sa.tag(), wanted)
+                log.info("%s: peer wants PFS group %s, retrying", sa.tag(), group_name(wanted))
                 self.group = wanted
                 raise RestartExchange
         for n in msg.all(NotifyPayload):
@@ -359,11 +359,12 @@ class ChildCreate(Task):
         if not chosen.group:
             return
         if ke is None or ke.group != chosen.group:
+            theirs = group_name(ke.group) if ke else "none"
             raise RespondError(
                 NotifyType.INVALID_KE_PAYLOAD,
                 chosen.group.to_bytes(2, "big"),
                 fatal=False,
-                detail=f"PFS group {ke.group if ke else 'none'}, we want {chosen.group}",
+                detail=f"PFS group {theirs}, we want {group_name(chosen.group)}",
             )
         self.ke = KeyExchange(chosen.group, self.sa.ctx.random)
         try:

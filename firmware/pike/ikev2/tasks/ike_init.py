@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
+from pike.crypto.proposal import group_name
 from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
@@ -86,7 +87,7 @@ class IkeInit(Task):
         if invalid_ke is not None:
             wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
             if wanted not in self._our_groups() or wanted == self.group:
-                raise TaskFailed("invalid_ke_payload", f"peer wants group {wanted}")
+                raise TaskFailed("invalid_ke_payload", f"peer wants group {group_name(wanted)}")
             self.group = wanted
             raise RestartExchange
         for n in msg.all(NotifyPayload):
@@ -110,7 +111,7 @@ class IkeInit(Task):
         if chosen is None or chosen.prf_id is None:
             raise TaskFailed("no_proposal_chosen", "responder chose what we did not offer")
         if ke.group != chosen.group or sa.ke is None or ke.group != sa.ke.group:
-            raise TaskFailed("invalid_ke_payload", f"responder KE group {ke.group}")
+            raise TaskFailed("invalid_ke_payload", f"responder KE group {group_name(ke.group)}")
         try:
             shared = sa.ke.shared_secret(ke.data)
         except KeyExchangeError as e:
@@ -143,7 +144,7 @@ class IkeInit(Task):
             raise RespondError(
                 NotifyType.INVALID_KE_PAYLOAD,
                 chosen.group.to_bytes(2, "big"),
-                detail=f"KE group {ke.group}, we want {chosen.group}",
+                detail=f"KE group {group_name(ke.group)}, we want {group_name(chosen.group)}",
             )
         sa.ke = KeyExchange(chosen.group, sa.ctx.random)
         try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
+from pike.crypto.proposal import group_name
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
@@ -109,7 +110,7 @@ class IkeRekey(Task):
             self._abort("invalid IKE rekey response")
             return
         if ke.group != chosen.group or ke.group != self.ke.group:
-            self._abort(f"responder KE group {ke.group}")
+            self._abort(f"responder KE group {group_name(ke.group)}")
             return
         try:
             shared = self.ke.shared_secret(ke.data)
