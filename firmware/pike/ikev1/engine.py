@@ -461,9 +461,8 @@ class Ikev1Engine:
         if msg.exchange == QUICK and sa.state == IkeState.CONNECTING and sa.p1.peer_id_b:
             # Aggressive Mode responder still waiting for AM3: the IV of a Quick Mode
             # derives from AM3's last block, so it can only be opened after AM3.
-            if len(sa.p1.queued) < MAX_QUEUED:
+            if sa.hold_early(data, src, dst, MAX_QUEUED):
                 log.info("%s: Quick Mode before AM3: queued", sa.tag())
-                sa.p1.queued.append((data, src, dst))
             return
         mid = msg.message_id
         fl = sa.flights.get(mid)
@@ -568,8 +567,7 @@ class Ikev1Engine:
         elif not sa.initiator and step == 2:
             aggressive_mode.responder_am3(sa, msg, src, dst, now)
             self.table.authenticated(sa)
-            queued, sa.p1.queued = sa.p1.queued, []
-            for data, qsrc, qdst in queued:
+            for data, qsrc, qdst in sa.take_early():
                 self.receive_datagram(data, qsrc, qdst, now)
         else:
             raise PeerError("unexpected_message", f"Aggressive Mode message after step {step}")

@@ -216,6 +216,18 @@ class IsakmpSa:
         else:
             self.flights[mid] = saved
 
+    def hold_early(self, data: bytes, src: Address, dst: Address, limit: int) -> bool:
+        """A Quick Mode that overtook AM3, kept until AM3 is in (at most ``limit``)."""
+        if len(self.p1.queued) >= limit:
+            return False
+        self.p1.queued.append((data, src, dst))
+        return True
+
+    def take_early(self) -> list[tuple[bytes, Address, Address]]:
+        """AM3 is in: the Quick Modes that came before it, to be handled now."""
+        queued, self.p1.queued = self.p1.queued, []
+        return queued
+
     def timeout(self, n: int) -> float:
         d = self.ctx.config.daemon
         return d.retransmit_timeout * d.retransmit_base**n
