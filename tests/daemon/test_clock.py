@@ -54,3 +54,25 @@ def test_virtual_clock_only_moves_forward() -> None:
 
     with pytest.raises(ValueError, match="forward"):
         asyncio.run(scenario())
+
+
+def test_a_wall_clock_jump_moves_no_timer() -> None:
+    """settimeofday either way: wall() jumps, monotonic() and the timers stay."""
+
+    async def scenario() -> tuple[list[float], float, float]:
+        clock = VirtualClock(asyncio.get_running_loop(), wall_start=1_800_000_000.0)
+        t0, fired = clock.monotonic(), []
+        clock.call_at(t0 + 60, lambda: fired.append(clock.monotonic() - t0))
+        clock.jump_wall(86400)
+        await asyncio.sleep(0.02)
+        ahead = clock.wall()
+        clock.jump_wall(-2 * 86400)
+        await asyncio.sleep(0.02)
+        before = list(fired)
+        await clock.run_for(61, settle=0.01)
+        return [*before, *fired], ahead, clock.wall()
+
+    fired, ahead, back = asyncio.run(scenario())
+    assert len(fired) == 1 and 60 <= fired[0] < 61  # not at either jump
+    assert 1_800_086_400 <= ahead < 1_800_086_401
+    assert 1_799_913_600 + 61 <= back < 1_799_913_600 + 63

@@ -235,6 +235,7 @@ class PikedNode(PeerNode):
     daemon: dict[str, TomlValue] = field(default_factory=lambda: {"log_level": "debug"})
     extra: dict[str, dict[str, TomlValue]] = field(default_factory=dict)
     timings: list[Timing] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # beside os.environ (NOTIFY_SOCKET...)
     proc: subprocess.Popen[bytes] | None = None
     # list_sas() (and so the waits) over the control socket directly instead of running
     # pikectl (~0.35 s of Python start-up per call); pikectl stays the default so the CLI
@@ -272,7 +273,7 @@ class PikedNode(PeerNode):
         if piked is None:
             raise PikedError("piked not found (pip install -e . in the venv)")
         self.write_config()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         t0 = time.monotonic()
         with self.log_path.open("wb") as log:
             self.proc = self.ns.popen(

@@ -1,132 +1,69 @@
-"""Host tier: floods before authentication while strongSwan connects (issue 13).
+"""Host tier: floods before authentication while strongSwan connects (issue 13, item 7).
 
-``left`` runs piked as responder for 192.0.2.0/24; ``right`` runs charon (192.0.2.2) and,
-in the same namespace, two bounded floods that stop by themselves and go only to piked's
-address in this lab:
-
-- IKE_SA_INIT requests with charon's own address (other SPIs and ports) that never echo a
-  COOKIE: what a spoofer sending with a real peer's address can do;
-- a cookie-echoing source at 192.0.2.99 (an extra address on right's wan0).
-
-charon must get its IKE SA up within 2 s of asking; piked holds at most its
-block_threshold of proven plus unproven SAs from the echoing address.
+The scenario is tests/interop/floods.py: piked on ``left`` answers charon on ``right``
+while ``mallory`` floods it, one flood at a time: spoofed IKE_SA_INIT from many addresses,
+a cookie-echoing source, certificate-laden IKE_AUTHs after a proper IKE_SA_INIT, SKF
+fragments over max_packet on half-open SAs. During each, charon's IKE SA is up within 2 s,
+piked's RSS and event-loop lag stay bounded, and piked never misses a watchdog ping
+(``WATCHDOG_USEC`` 4 s, as systemd would judge it). The bounds are generous: they catch a
+flood that makes piked hold or compute per datagram (the issue measured 11.2 s on the loop
+and 83 MB held before these limits); the figures go to docs/performance.md.
 """
 
 from __future__ import annotations
 
-import sys
-import textwrap
-import time
+from pathlib import Path
 
 import pytest
 
-from .conftest import Gateways, MakeCharon, MakePiked
-from .strongswan import Child, Connection, Secret
-from .test_piked_strongswan import BRANCH, HQ, PSK, charon_conn
+from lib.prereq import Require
 
-FLOOD = textwrap.dedent(
-    """
-    import socket, sys, time
-    from pike.ikev2.engine import Ikev2Engine
-    from pike.policy.ipsec import KernelCaps
-    from pike.policy.loader import load_config_text
-    from pike.wire.codec import decode_message, encode_message
-    from pike.wire.constants import NotifyType
-    from pike.wire.payloads import NotifyPayload
+from . import floods
+from .netns import Lab
+from .piked import piked_available
+from .strongswan import charon_available
 
-    src, count, rate, echo = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
-    text = '''
-    [daemon]
-    control_socket = "/tmp/unused.sock"
-    [connections.x]
-    local_addrs = ["%s"]
-    remote_addrs = ["192.0.2.1"]
-    proposals = ["aes128gcm16-prfsha256-x25519"]
-    local = { auth = "psk", id = "flood.example" }
-    remote = { auth = "psk", id = "branch1.example.net" }
-    [connections.x.children.c]
-    local_ts = ["10.9.0.0/24"]
-    remote_ts = ["10.1.0.0/24"]
-    esp_proposals = ["aes128gcm16"]
-    [secrets.s]
-    secret = "x"
-    ''' % src
-    import os
-    eng = Ikev2Engine(load_config_text(text), random=os.urandom, kernel_caps=KernelCaps(True))
-    eng.initiate("x", 0.0)
-    init = eng.next_action().data
-    socks = []
-    t0 = time.monotonic()
-    answered = 0
-    for i in range(count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((src, 0))
-        s.settimeout(0.2 if echo else 0.0)
-        data = i.to_bytes(8, "big") + init[8:]
-        s.sendto(data, ("192.0.2.1", 500))
-        if echo:
-            try:
-                resp = decode_message(s.recv(4096))
-            except OSError:
-                resp = None
-            cookie = resp.notify(NotifyType.COOKIE) if resp is not None else None
-            if cookie is not None:
-                msg = decode_message(data)
-                msg.payloads.insert(0, NotifyPayload(NotifyType.COOKIE, cookie.data))
-                s.sendto(encode_message(msg), ("192.0.2.1", 500))
-                answered += 1
-        s.close()
-        delay = t0 + (i + 1) / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-    print(f"sent {count} from {src} in {time.monotonic() - t0:.1f} s, {answered} cookies echoed")
-    """
-)
+pytestmark = pytest.mark.interop
+
+PEER_UP = 2.0  # seconds, the issue's bar
+RSS_GROWTH = 32 * 1024  # KiB per flood
+LOOP_LAG = 1.0  # seconds: the watchdog's health check would fail at its 2 s interval
+BLOCK = 5  # piked's default block_threshold: proven half-open SAs per address
 
 
-@pytest.mark.interop
-def test_strongswan_connects_during_floods(
-    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon
-) -> None:
-    secret = Secret("hq", PSK, [BRANCH, HQ])
-    charon = make_charon(
-        gateways.right, "charon", charon_conn(), secret, libipsec=gateways.libipsec
-    )
-    conn = Connection(
-        "hq",
-        ["192.0.2.1"],
-        ["192.0.2.0/24"],
-        proposals=("aes128gcm16-prfsha256-x25519",),
-        local_id=BRANCH,
-        remote_id=HQ,
-        children=[Child("lan", ["10.1.0.0/24"], ["10.2.0.0/24"], ("aes128gcm16",))],
-    )
-    piked = make_piked(gateways.left, "piked", conn, secret)
-    gateways.right.ip("addr", "add", "192.0.2.99/24", "dev", "wan0")
-    floods = [
-        gateways.right.popen([sys.executable, "-c", FLOOD, "192.0.2.2", "1500", "500", "0"]),
-        gateways.right.popen([sys.executable, "-c", FLOOD, "192.0.2.99", "300", "100", "1"]),
-    ]
-    try:
-        time.sleep(1.0)  # both floods under way
-        t0 = time.monotonic()
-        charon.initiate("lan", ike="hq", check=False)
-        sa = charon.wait_established("hq", timeout=15)
-        took = time.monotonic() - t0
-        p = piked.wait_established("hq", timeout=5)
-        assert (p.initiator_spi, p.responder_spi) == (sa.initiator_spi, sa.responder_spi)
-        held = [s for s in piked.list_sas_json() if s["state"] == "CONNECTING"]
-        print(f"charon up in {took:.2f} s during the floods; piked holds {len(held)} half-open")
-        assert took < 2.0, took
-        assert len(held) <= 10 + 10  # block_threshold x 2 per address, two addresses
-    finally:
-        for f in floods:
-            try:
-                f.wait(timeout=30)
-            except Exception:
-                from .netns import kill_pid
-
-                kill_pid(f.pid)
-    log = piked.log_text()
+def test_strongswan_connects_during_each_flood(lab: Lab, tmp_path: Path, require: Require) -> None:
+    require(charon_available(), "strongSwan charon/swanctl not installed")
+    require(piked_available(), "piked/pikectl not installed in the venv")
+    out = floods.run(lab, tmp_path, floods.floods())
+    for fig in out.figures:
+        print(fig.line())
+    gaps = out.watchdog_gaps
+    print(f"watchdog: {len(gaps) + 1} pings, longest gap {max(gaps, default=0):.2f} s")
+    assert [f.kind for f in out.figures] == ["spoof", "echo", "certs", "frags"]
+    by = {f.kind: f for f in out.figures}
+    for fig in out.figures:
+        assert fig.peer_up < PEER_UP, fig.line()
+        assert fig.rss_after - fig.rss_before < RSS_GROWTH, fig.line()
+        assert fig.lag_worst < LOOP_LAG, fig.line()
+        assert fig.status_rtt < LOOP_LAG, fig.line()
+        # spoofed sources are held only below cookie_threshold (10); the others by address
+        assert fig.half_open <= 10 + BLOCK * len(floods.MALLORY), fig.line()
+    # each flood reached piked and did what it is meant to (else the test proves nothing)
+    spoofed = floods.floods()[0].count
+    assert by["spoof"].flood["sent"] == spoofed
+    assert by["spoof"].packets_in >= spoofed
+    # answered with COOKIEs: all when piked keeps up; on a loaded machine the kernel drops
+    # some at piked's full socket buffer first (counted), which is the cheap place to drop
+    spoof = by["spoof"]
+    assert spoof.packets_out + spoof.rcvbuf_drops >= 0.9 * spoofed, spoof.line()
+    assert spoof.packets_out >= 0.25 * spoofed, spoof.line()
+    assert 0 < by["echo"].flood["answered_after_cookie"] <= BLOCK  # then blocked
+    assert by["certs"].flood["ike_auth_sent"] > 0
+    assert by["frags"].flood["fragments"] > 0
+    assert 0 < by["frags"].flood["half_open_sas"] <= BLOCK * len(floods.floods()[3].sources)
+    log = out.piked_log
     assert "Traceback" not in log
-    assert "half_open_blocked" in log or "block_threshold" in log
+    assert "unhealthy" not in log
+    assert "certificate of flood.example not accepted" in log
+    # systemd's view: a WATCHDOG=1 at least every WATCHDOG_USEC (pinged at half of it)
+    assert len(gaps) >= 3 and max(gaps) < floods.WATCHDOG_USEC / 1e6, gaps

@@ -18,7 +18,9 @@ it as RSA_EMSA_PKCS1_NULL / ECDSA_WITH_NULL; /metrics counts it under the IKEv1 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -248,6 +250,63 @@ def test_softhsm_key_auth_pull_and_return(
     _, m = _metrics(piked)
     assert _sample(m, "pike_token_present", token="gw") == 1.0
     assert _sample(m, "pike_sign_duration_seconds_count", **sign) == 2.0
+
+
+@pytest.mark.interop
+def test_softhsm_token_gone_mid_ike_sa(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The token goes away after piked has sent IKE_SA_INIT and before it signs IKE_AUTH
+    (charon is held with SIGSTOP while the token is pulled; piked still believes it
+    ready): the signature fails with one clear error, the IKE SA fails closed and is
+    not retried (keyingtries 1), piked keeps running and answering, the PIN appears
+    nowhere; once the token is back piked logs in again by itself, once, and the next
+    IKE SA comes up."""
+    require(softhsm_available(), "softhsm2 not installed")
+    soft = SoftHsm(tmp_path)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    reset_pike_tokens()
+    soft.init("gw")
+    piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, "ecdsa-p256",
+                           soft.module, "gw", "ike")  # fmt: skip
+    piked.poll_via_socket = True
+    _established(piked, charon, "ecdsa-p256")
+    piked.terminate("hq")
+    charon.wait_no_sas(ike="hq", timeout=10)
+    assert charon.pid is not None
+    inits = piked.log_text().count("sending IKE_SA_INIT request")
+    os.kill(charon.pid, signal.SIGSTOP)
+    try:
+        piked.initiate("hq")
+        deadline = time.monotonic() + 10
+        while piked.log_text().count("sending IKE_SA_INIT request") == inits:
+            assert time.monotonic() < deadline, piked.log_tail(30)
+            time.sleep(0.02)
+        away = soft.pull()  # mid-IKE SA: the INIT is out, the answer not yet read
+    finally:
+        os.kill(charon.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while "cannot sign our AUTH" not in piked.log_text():
+        assert time.monotonic() < deadline, piked.log_tail(40)
+        time.sleep(0.1)
+    time.sleep(2.0)  # no second attempt, no retry of the signature
+    log = piked.log_text()
+    errors = [ln for ln in log.splitlines() if "cannot sign our AUTH" in ln and "ERROR" in ln]
+    assert len(errors) == 1, errors
+    assert USER_PIN not in log
+    assert "Traceback" not in log
+    assert not [s for s in piked.list_sas() if s.state == "ESTABLISHED"]
+    assert piked.proc is not None and piked.proc.poll() is None
+    assert piked.control("status")["ike_sas"] == 0  # answering, nothing left half-made
+    logins = log.count("logged in again")
+    soft.plug(away)
+    time.sleep(5.5)  # the re-probe interval
+    _established(piked, charon, "ecdsa-p256")
+    log = piked.log_text()
+    assert log.count("logged in again") == logins + 1
+    assert USER_PIN not in log
 
 
 @pytest.mark.interop

@@ -20,7 +20,6 @@ CONN = "[connections.hq]\n"
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        (CONN, CONN + "mobike = false\n", "F:5: connections.hq.mobike: not supported by pike yet"),
         (
             CONN,
             CONN + 'unique = "replace"\n',

@@ -22,6 +22,7 @@ import os
 import socket
 import stat
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,11 +60,14 @@ class LoopLag:
     """Measures how late the event loop wakes a sleeping task (a blocking call on the loop,
     e.g. a PKCS#11 sign that should have gone to a thread, shows up here)."""
 
-    def __init__(self, limit: float, period: float = 1.0) -> None:
+    def __init__(self, limit: float, period: float = 1.0, window: float = 10.0) -> None:
         self.limit = limit
         self.period = period
         self.lag = 0.0  # the worst since the last check()
         self.worst = 0.0  # the worst ever
+        # The last ``window`` seconds of samples, for the metric (one scrape must not
+        # reset what the watchdog's check() judges, nor the other way round).
+        self._recent: deque[float] = deque(maxlen=max(1, round(window / period)))
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -82,6 +86,12 @@ class LoopLag:
             late = max(0.0, loop.time() - before - self.period)
             self.lag = max(self.lag, late)
             self.worst = max(self.worst, late)
+            self._recent.append(late)
+
+    @property
+    def recent(self) -> float:
+        """The worst lateness over the last ``window`` seconds (0 before the first sample)."""
+        return max(self._recent, default=0.0)
 
     def check(self) -> str | None:
         if self._task is None or self._task.done():

@@ -7,6 +7,7 @@
     pikectl rekey CONN[.CHILD]...
     pikectl reload
     pikectl list-conns [--json]
+    pikectl certs [--json]                 (certificates, CRLs, revocation status)
     pikectl check-config [FILE]            (default: --config)
     pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
     pikectl board [--json] [--local]
@@ -31,11 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pike.cli import keys
 from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from pike.keyd.client import KeyHelper
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _JSON = "print JSON instead of text"
@@ -109,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     cmd("reload", "re-read the config file; unchanged tunnels stay up")
     lc = cmd("list-conns", "configured connections")
     lc.add_argument("--json", action="store_true", help=_JSON)
+    ce = cmd("certs", "certificates in use, CRLs and the revocation status of peers")
+    ce.add_argument("--json", action="store_true", help=_JSON)
     chk = cmd("check-config", "validate a config file (no daemon needed)")
     chk.add_argument("file", nargs="?", help="default: --config, else " + DEFAULT_CONFIG)
     keys.add_parser(sub)
@@ -193,11 +199,20 @@ def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
 def _check_config(path: str) -> int:
     from pike.daemon.configfile import ConfigRefused, load_checked
 
+    helper = _own_unit_helper(path)
+    store = None
+    if helper is not None:  # the keys are the helper's: looked at there, as piked will
+        from pike.sa.credentials import CredentialStore
+
+        store = CredentialStore(helper.signer)
     try:
-        cfg = load_checked(path, probe=True)  # as piked loads it, tokens looked at too
+        cfg = load_checked(path, probe=True, store=store)  # as piked loads it, tokens too
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if helper is not None:
+            helper.close()
     from pike.daemon.secret_files import exposed
 
     for warning in exposed(cfg):  # valid, but a secret others can read: said, not refused
@@ -205,6 +220,21 @@ def _check_config(path: str) -> int:
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
     return EXIT_OK
+
+
+def _own_unit_helper(path: str) -> KeyHelper | None:
+    """The pike-keyd of its own unit (``key_helper`` a socket path), where the keys are
+    readable; not reachable: the keys are looked at here (said on stderr)."""
+    from pike.keyd.client import HelperGone, KeyHelper, helper_setting
+
+    setting = helper_setting(path)
+    if setting is None or not setting.startswith("/"):
+        return None
+    try:
+        return KeyHelper.connect(setting)
+    except HelperGone as exc:
+        print(f"warning: {exc}: keys looked at by pikectl instead", file=sys.stderr)
+        return None
 
 
 def _import_swanctl(args: argparse.Namespace) -> int:
@@ -406,6 +436,13 @@ def _run(args: argparse.Namespace) -> int:
         return code
     if args.cmd in ("reload", "list-conns"):
         return _ops(args)
+    if args.cmd == "certs":
+        from pike.cli.cert_text import format_certs
+
+        code, result = _call(_socket(args), "certs", {})
+        if code == EXIT_OK:
+            print(json.dumps(result, indent=2) if args.json else format_certs(result))
+        return code
     if args.cmd == "log":
         return _log(_socket(args), args.level, args.json)
     if args.cmd == "initiate" and args.timeout > 0:

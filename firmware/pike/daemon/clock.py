@@ -117,6 +117,11 @@ class VirtualClock:
         self.advance(max(0.0, end - self.monotonic()))
         await asyncio.sleep(settle)
 
+    def jump_wall(self, seconds: float) -> None:
+        """What settimeofday (an NTP step, an RTC set by hand) does: the wall clock jumps
+        ``seconds`` either way; the monotonic clock and the timers do not move."""
+        self._wall_base += seconds
+
     def advance(self, seconds: float) -> None:
         """Move time ``seconds`` ahead; due timers run from the loop, soonest first."""
         if seconds < 0:

@@ -18,6 +18,7 @@ from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 
 if TYPE_CHECKING:
+    from pike.board.watchdog import LoopLag
     from pike.daemon.clock import Clock
     from pike.daemon.ops import Ops
     from pike.daemon.runtime import Engine
@@ -30,6 +31,7 @@ class _Daemon(Protocol):
     ops: Ops
     started: float
     started_wall: float
+    loop_lag: LoopLag
 
     @property
     def engine(self) -> Engine: ...
@@ -79,6 +81,11 @@ class Commands:
             "child_sas": sum(len(sa.children) for sa in sas),
             "connections": sorted(d.config.connections),
             "ike_ports": [d.config.daemon.ike_port, d.config.daemon.natt_port],
+            # seconds the loop woke a sleeper late: worst of the last 10 s, since start
+            "event_loop_lag": {
+                "recent": round(d.loop_lag.recent, 6),
+                "worst": round(d.loop_lag.worst, 6),
+            },
         }
 
     def cmd_board(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ context (config, action queue, counters, unique ids, reqids, SPIs, credentials),
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+from cryptography import x509
 
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev2.engine import Ikev2Engine
@@ -19,6 +21,7 @@ from pike.sa.actions import Action, Address, IkeSaInfo
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
+from pike.sa.revocation import RevokedCheck
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28
@@ -52,6 +55,14 @@ class Engines:
     def _by_conn(self, conn: str) -> Ikev1Engine | Ikev2Engine:
         version = self.ctx.config.connections[conn].version
         return self.v1 if version == 1 else self.v2
+
+    def mobike_peers(self) -> set[str]:
+        return self.v2.mobike_peers()  # MOBIKE is IKEv2's
+
+    def paths_changed(
+        self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
+    ) -> None:
+        self.v2.paths_changed(addresses, sources, now)
 
     def start(self, now: float) -> None:
         self.v2.start(now)
@@ -112,6 +123,17 @@ class Engines:
         # references come from the shared context: only the engine that asked answers
         self.v2.sign_done(ref, result, now)
         self.v1.sign_done(ref, result, now)
+
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]:
+        return self.v2.peer_paths() + self.v1.peer_paths()
+
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
+        return self.v2.drop_revoked(revoked, now) + self.v1.drop_revoked(revoked, now)
+
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        # references come from the shared context: only the engine that asked answers
+        self.v2.chain_checked(ref, result, now)
+        self.v1.chain_checked(ref, result, now)
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None

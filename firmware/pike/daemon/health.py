@@ -13,18 +13,16 @@ async def watchdog(
     health: Health,
     sockets_bound: Callable[[], bool],
     control_socket: str,
+    lag: LoopLag,
 ) -> None:
     """WATCHDOG=1 only while healthy: a wedged piked gets killed and restarted by
-    systemd (WatchdogSec=), which itself feeds the hardware watchdog."""
+    systemd (WatchdogSec=), which itself feeds the hardware watchdog. ``lag``: the
+    runtime's running loop-lag probe (also the pike_event_loop_lag_seconds metric)."""
     interval = notifier.watchdog_interval()
     if interval is None:
         return
-    lag = LoopLag(limit=interval)  # blocked for a whole ping interval: wedged
-    lag.start()
+    lag.limit = interval  # blocked for a whole ping interval: wedged
     health.add("event loop", lag.check)
     health.add("IKE sockets", lambda: None if sockets_bound() else "none open")
     health.add("control socket", unix_socket_present(control_socket))
-    try:
-        await feed_watchdog(notifier.watchdog, health, interval)
-    finally:
-        lag.stop()
+    await feed_watchdog(notifier.watchdog, health, interval)

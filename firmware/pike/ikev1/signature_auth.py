@@ -42,8 +42,10 @@ from pike.sa.certs import (
     subject_identity,
     validate_chain,
 )
+from pike.sa.chain_check import verdict
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialError
+from pike.sa.revocation import RevocationPending
 from pike.sa.signing import Awaited
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
@@ -179,15 +181,28 @@ def verify_peer(
         raise PeerError("auth_failed", f"no SIG from '{peer}' (method {choice.auth})")
     store = sa.ctx.credentials
     try:
-        certs = parse_cert_payloads(CertPayload(c.encoding, c.data) for c in msg.all(V1Cert))
-        path = validate_chain(certs, store.cas(conn), store.wall(now))
+        cas = store.cas(conn)
+        # checked off the loop in piked (the engine parked this message until then)
+        path = verdict(sa.chain, tuple(c.data for c in msg.all(V1Cert)), cas)
+        if path is None:
+            payloads = (CertPayload(c.encoding, c.data) for c in msg.all(V1Cert))
+            path = validate_chain(parse_cert_payloads(payloads), cas, store.wall(now))
     except (CertError, CredentialError) as exc:
         raise PeerError("auth_failed", f"certificate of '{peer}' not accepted: {exc}") from None
-    leaf = certs[0]
+    leaf, anchor = path[0], path[-1]
     subject = leaf.subject.rfc4514_string()
     if not id_in_cert(peer, leaf):
         raise PeerError("auth_failed", f"identity '{peer}' is not in certificate '{subject}'")
     scheme = verify(choice.auth, sig.data, leaf.public_key(), hash_value)
+    try:
+        store.check_revocation(conn, path, now)
+    except CredentialError as exc:
+        raise PeerError("auth_failed", f"certificate of '{peer}' not accepted: {exc}") from None
+    except RevocationPending as exc:
+        # Not taken (the IV chain and flight stay): the peer's retransmission, or the
+        # answer to ours, is looked at again once the status is in.
+        raise PeerError("revocation_pending", str(exc)) from None
+    sa.peer_path = tuple(path)
     log.info(
         "%s: authenticated peer '%s' with %s (method %d), certificate '%s' issued via '%s'",
         sa.tag(),
@@ -195,7 +210,7 @@ def verify_peer(
         scheme.name,
         choice.auth,
         subject,
-        path[-1].subject.rfc4514_string(),
+        anchor.subject.rfc4514_string(),
     )
     return peer
 

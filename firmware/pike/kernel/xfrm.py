@@ -335,6 +335,72 @@ class XfrmKernel(KernelIpsec):
                 "installed policy %s -> %s %s reqid %d", sel.src, sel.dst, p.direction, p.reqid
             )
 
+    def migrate(
+        self,
+        old_policies: tuple[PolicySpec, ...],
+        policies: tuple[PolicySpec, ...],
+        old_sas: tuple[SaSpec, SaSpec],
+        sas: tuple[SaSpec, SaSpec],
+    ) -> None:
+        """Move a tunnel-mode CHILD_SA (inbound, outbound) to new outer addresses with
+        XFRM_MSG_MIGRATE, one message per policy: the kernel clones each SA found at the
+        old addresses (same SPI, keys, sequence numbers and replay window) to the new ones
+        and rewrites the policy's template. KernelError where the kernel cannot
+        (ENOPROTOOPT without CONFIG_XFRM_MIGRATE; transport mode is refused here)."""
+        if any(p.mode != "tunnel" for p in policies) or len(old_policies) != len(policies):
+            raise KernelError("migrate", detail="only tunnel-mode policies are migrated")
+        (old_in, old_out), (new_in, new_out) = old_sas, sas
+        for old, new in zip(old_policies, policies, strict=True):
+            inbound = old.direction != "out"
+            sa = new_in if inbound else new_out
+            entry = xm.encode_struct(
+                xm.xfrm_user_migrate,
+                {
+                    "old_daddr": packed(old.tmpl_dst),
+                    "old_saddr": packed(old.tmpl_src),
+                    "new_daddr": packed(new.tmpl_dst),
+                    "new_saddr": packed(new.tmpl_src),
+                    "proto": IPPROTO_ESP,
+                    "mode": MODES[new.mode],
+                    "reqid": new.reqid,
+                    "old_family": family_of(old.tmpl_dst),
+                    "new_family": family_of(new.tmpl_dst),
+                },
+            )
+            for sel in selectors(old.src_ts, old.dst_ts):
+                msg = xm.xfrm_userpolicy_id()
+                msg.update(sel.fields())
+                msg["dir"] = DIRECTIONS[old.direction]
+                attrs: list[tuple[str, Any]] = [("XFRMA_MIGRATE", entry)]
+                if sa.encap is not None:
+                    attrs.append(
+                        (
+                            "XFRMA_ENCAP",
+                            {
+                                "encap_type": xm.UDP_ENCAP_ESPINUDP,
+                                "encap_sport": sa.encap.sport,
+                                "encap_dport": sa.encap.dport,
+                            },
+                        )
+                    )
+                if old.if_id:
+                    attrs.append(("XFRMA_IF_ID", old.if_id))
+                msg["attrs"] = attrs
+                what = (
+                    f"migrate policy {sel.src} -> {sel.dst} {old.direction}: "
+                    f"{old.tmpl_src} -> {old.tmpl_dst} to {new.tmpl_src} -> {new.tmpl_dst}"
+                )
+                self._request(what, msg, xm.XFRM_MSG_MIGRATE)
+        for old_sa, new_sa in ((old_in, new_in), (old_out, new_out)):
+            key, new_key = (old_sa.dst, old_sa.spi), (new_sa.dst, new_sa.spi)
+            if key in self._sas:
+                self._sas.discard(key)
+                self._sas.add(new_key)
+                self.offload_in_use[new_key] = self.offload_in_use.pop(key, "no")
+        log.debug(
+            "migrated SAs %08x/%08x to %s <-> %s", new_in.spi, new_out.spi, new_in.dst, new_out.dst
+        )
+
     @staticmethod
     def _template(p: PolicySpec) -> dict[str, Any]:
         tmpl: dict[str, Any] = {

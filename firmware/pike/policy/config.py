@@ -40,6 +40,12 @@ class AuthConfig:
     key: str | None = None  # a PEM file path, or a pkcs11: URI once tokens land
     cacerts: tuple[str, ...] = ()
     rsa_pss: bool = False  # sign with RSASSA-PSS rather than PKCS#1 v1.5 (RFC 7427)
+    # remote only: strongSwan's revocation policy, and where to look beside the
+    # certificate's own CRL distribution points and OCSP responders (pike.sa.revocation)
+    revocation: Literal["strict", "ifuri", "relaxed"] = "relaxed"
+    crls: tuple[str, ...] = ()  # CRL files (DER or PEM)
+    crl_uris: tuple[str, ...] = ()  # http:// CRLs fetched beside the CDPs
+    ocsp_uris: tuple[str, ...] = ()  # http:// OCSP responders used instead of the AIA's
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class ConnectionConfig:
     remote_port: int = 500
     encap: bool = False
     fragmentation: bool = True  # RFC 7383, announced and used when the peer supports it
+    mobike: bool = True  # RFC 4555 (IKEv2): announced; the IKE SA follows our address changes
     dpd_delay: int = 0
     dpd_timeout: int = 0  # IKEv1 only (strongSwan's meaning): dead after this long unheard
     dpd_action: DpdAction = "clear"
@@ -87,6 +94,10 @@ class ConnectionConfig:
     rekey_time: int = 14400
     reauth_time: int = 0
     aggressive: bool = False
+    # RFC 8784 post-quantum preshared key: the PPK_ID we use (a [secrets.ppk*] entry with
+    # that id holds the key), and whether an IKE SA without it is refused
+    ppk_id: str | None = None
+    ppk_required: bool = False
     # Set from the [connections.X] table's TOML line for diagnostics.
     source_line: int | None = field(default=None, compare=False)
 
@@ -112,6 +123,12 @@ class Secret:
     def __str__(self) -> str:
         return f"Secret({self.name}, ids={list(self.ids)})"
 
+    @property
+    def is_ppk(self) -> bool:
+        """A post-quantum preshared key (RFC 8784), named like strongSwan's ``ppk<suffix>``
+        sections: never used as an IKE PSK."""
+        return self.name.startswith("ppk")
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
@@ -134,6 +151,9 @@ class DaemonConfig:
     init_rate: int = 0  # new half-open IKE SAs per second (0: no limit, as strongSwan)
     keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
+    # pike-keyd (pike.keyd): "spawn" (piked starts it), "off" (keys in piked), or the
+    # Unix socket of a helper its own unit runs
+    key_helper: str = "spawn"
 
     def retransmit_span(self) -> float:
         """Seconds from a request's first send until it is given up (165.06 by default)."""
@@ -169,6 +189,13 @@ class Config:
                 best = (score, -pos)
         return None if best is None else self.secrets[-best[1]].secret
 
+    def ppk_for(self, ppk_id: str) -> bytes | None:
+        """The post-quantum preshared key whose ``[secrets.ppk*]`` entry has ``ppk_id``."""
+        for s in self.secrets:
+            if s.is_ppk and ppk_id in s.ids:
+                return s.secret
+        return None
+
     def _secrets_by_id(self) -> tuple[dict[str, list[int]], list[int]]:
         """Secret positions by id, and those with no ids; built on first use so that a
         handshake costs the same with 10 000 secrets as with one."""
@@ -176,6 +203,8 @@ class Config:
             by_id: dict[str, list[int]] = {}
             no_ids = []
             for pos, s in enumerate(self.secrets):
+                if s.is_ppk:
+                    continue
                 for i in dict.fromkeys(s.ids):
                     by_id.setdefault(i, []).append(pos)
                 if not s.ids:

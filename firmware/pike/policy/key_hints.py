@@ -1,7 +1,7 @@
 """What to say about a key the loader does not read: one strongSwan has and pike does not
 yet, one of pike's in another section, or a typo.
 
-A strongSwan user copies swanctl.conf habits; ``unknown key (misspelt?)`` for ``mobike``
+A strongSwan user copies swanctl.conf habits; ``unknown key (misspelt?)`` for ``unique``
 or for ``dpd_action`` inside a child sends them hunting for a typo that is not there.
 """
 
@@ -16,7 +16,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "control_socket", "metrics_listen", "save_keys_dir", "ike_port", "natt_port",
             "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragment_size",
             "keepalive", "log_level", "max_packet", "cookie_threshold", "block_threshold",
-            "half_open_max", "ike_sa_max", "init_rate",
+            "half_open_max", "ike_sa_max", "init_rate", "key_helper",
         }
     ),
     "connection": frozenset(
@@ -24,7 +24,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "version", "local_addrs", "remote_addrs", "proposals", "local", "remote",
             "children", "local_port", "remote_port", "encap", "fragmentation", "dpd_delay",
             "dpd_timeout", "dpd_action", "keyingtries", "rekey_time", "reauth_time",
-            "aggressive",
+            "aggressive", "ppk_id", "ppk_required", "mobike",
         }
     ),
     "child": frozenset(
@@ -34,7 +34,12 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "rekey_packets", "life_packets", "rand_packets", "hw_offload", "replay_window",
         }
     ),
-    "auth": frozenset({"auth", "id", "certs", "key", "cacerts", "rsa_pss"}),
+    "auth": frozenset(
+        {
+            "auth", "id", "certs", "key", "cacerts", "rsa_pss", "revocation", "crls",
+            "crl_uris", "ocsp_uris",
+        }
+    ),
     "secret": frozenset({"id", "secret", "secret_file"}),
 }  # fmt: skip
 
@@ -42,8 +47,8 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
 NOT_YET: dict[str, frozenset[str]] = {
     "connection": frozenset(
         {
-            "mobike", "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
-            "send_certreq", "ppk_id", "ppk_required", "over_time", "rand_time", "dscp",
+            "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
+            "send_certreq", "over_time", "rand_time", "dscp",
             "pull", "childless", "split", "mediation", "mediated_by", "mediation_peer",
             "keyingtries_random", "local_addrs6", "ocsp",
         }
@@ -58,7 +63,7 @@ NOT_YET: dict[str, frozenset[str]] = {
     ),
     "auth": frozenset(
         {
-            "eap_id", "aaa_id", "xauth_id", "revocation", "groups", "cert_policy", "ca_id",
+            "eap_id", "aaa_id", "xauth_id", "groups", "cert_policy", "ca_id",
             "pubkeys", "round",
         }
     ),

@@ -40,6 +40,7 @@ class ConnCounters:
     dpd_failures: int = 0
     keepalives: int = 0
     retransmits: int = 0
+    path_changes: int = 0  # MOBIKE: the IKE SA and its CHILD_SAs moved to new addresses
     messages_in: dict[str, int] = field(default_factory=dict)  # by exchange name
     messages_out: dict[str, int] = field(default_factory=dict)
 
@@ -97,6 +98,9 @@ class Context:
     )
     _next_unique: int = 0
     _next_reqid: int = 0
+    # The runtime checks peers' CERT chains off its event loop (``CheckChain``, answered
+    # by ``chain_checked``); in-memory engines check them inline.
+    offload_chains: bool = False
     _next_sign: int = 0
 
     def __post_init__(self) -> None:
