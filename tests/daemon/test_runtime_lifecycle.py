@@ -158,8 +158,13 @@ class FakeEngine:
     def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
         self.seen.append((spi, packets, last_use, now))
 
-    def initiate(self, conn: str, now: float, child: str | None = None) -> None:
+    def initiate(
+        self, conn: str, now: float, child: str | None = None, peer: str | None = None
+    ) -> None:
         self.calls.append(("initiate", conn, child))
+
+    def active_hub(self, conn: str) -> tuple[str | None, int, int]:
+        return None, 0, 0
 
     def terminate(self, conn: str, now: float, force: bool = False) -> None:
         self.calls.append(("terminate", conn, force))

@@ -2,7 +2,7 @@
 
     pikectl status [--json]
     pikectl list-sas [--json] [CONN]
-    pikectl initiate [--timeout S] CONN[.CHILD]...
+    pikectl initiate [--timeout S] [--peer ADDR] CONN[.CHILD]...
     pikectl terminate [--force] CONN[.CHILD]
     pikectl rekey CONN[.CHILD]...
     pikectl reload
@@ -97,6 +97,11 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("conn", nargs="?", help="only this connection")
     ini = cmd("initiate", "bring connections (or one child) up, and wait for the outcome")
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]", help="what to bring up")
+    ini.add_argument(
+        "--peer",
+        metavar="ADDR",
+        help="the hub to go to: one of the connection's remote_addrs (redundant hubs)",
+    )
     ini.add_argument(
         "--timeout",
         type=float,
@@ -278,22 +283,25 @@ def _import_swanctl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _target_request(target: str) -> dict[str, Any]:
-    """The request for one CONN[.CHILD] target: ``conn``, and ``child`` when given."""
+def _target_request(target: str, peer: str | None = None) -> dict[str, Any]:
+    """The request for one CONN[.CHILD] target: ``conn``, and ``child`` (``peer``) when
+    given."""
     conn, _, child = target.partition(".")
     req: dict[str, Any] = {"conn": conn}
     if child:
         req["child"] = child
+    if peer:
+        req["peer"] = peer
     return req
 
 
-def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
+def _per_target(sock: str, cmd: str, targets: list[str], peer: str | None = None) -> int:
     """``initiate``/``rekey`` each CONN[.CHILD]; the worst exit status wins, and an
     unreachable daemon stops at once."""
     verb = {"initiate": "initiating", "rekey": "rekeying"}[cmd]
     worst = EXIT_OK
     for target in targets:
-        req = _target_request(target)
+        req = _target_request(target, peer)
         code, _result = _call(sock, cmd, req)
         if code == EXIT_USAGE:
             return code
@@ -303,7 +311,7 @@ def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     return worst
 
 
-def _initiate(sock: str, targets: list[str], timeout: float) -> int:
+def _initiate(sock: str, targets: list[str], timeout: float, peer: str | None = None) -> int:
     """``initiate`` each CONN[.CHILD] and wait for it (as ``swanctl --initiate``): the log
     lines about it as they come, then 0 when it is up, 1 when it failed or did not come
     up within ``timeout`` seconds (piked may keep trying: keyingtries)."""
@@ -311,7 +319,7 @@ def _initiate(sock: str, targets: list[str], timeout: float) -> int:
 
     worst = EXIT_OK
     for target in targets:
-        req = _target_request(target)
+        req = _target_request(target, peer)
         code = EXIT_ERROR
         try:
             for event in follow(sock, "initiate-wait", req, time.monotonic() + timeout):
@@ -446,9 +454,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "log":
         return _log(_socket(args), args.level, args.json)
     if args.cmd == "initiate" and args.timeout > 0:
-        return _initiate(_socket(args), args.targets, args.timeout)
+        return _initiate(_socket(args), args.targets, args.timeout, args.peer)
     if args.cmd in ("initiate", "rekey"):
-        return _per_target(_socket(args), args.cmd, args.targets)
+        return _per_target(_socket(args), args.cmd, args.targets, getattr(args, "peer", None))
     conn, _, child = args.conn.partition(".")  # names have no dots: CONN.CHILD
     term: dict[str, Any] = {"conn": conn}
     if child:

@@ -35,6 +35,7 @@ from pike.daemon.paths import PathWatcher
 from pike.daemon.resolver import resolve
 from pike.daemon.revocation import Fetcher
 from pike.daemon.signing import Signing
+from pike.daemon.tunnels import Tunnels
 from pike.kernel.interface import KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
@@ -86,7 +87,10 @@ class Engine(Protocol):
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
-    def initiate(self, conn: str, now: float, child: str | None = None) -> None: ...
+    def initiate(
+        self, conn: str, now: float, child: str | None = None, peer: str | None = None
+    ) -> None: ...
+    def active_hub(self, conn: str) -> tuple[str | None, int, int]: ...
     def terminate(self, conn: str, now: float, force: bool = False) -> None: ...
     def terminate_child(self, conn: str, child: str, now: float) -> None: ...
     def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None: ...
@@ -173,6 +177,8 @@ class Daemon:
             random,
         )
         self.datagrams = Datagrams(lambda: self.engine, self._now, self._pump, self.stats)
+        # Route-based children: the interfaces piked creates and the updown scripts.
+        self.tunnels = Tunnels(lambda: self.config, getattr(kernel, "netns", None))
         # Metrics, reload, list-conns, key export (sees every action before _do acts).
         self.ops = Ops(self, self._now, self._pump, wall=lambda: self.clock.wall())
         self.commands = Commands(self, self._now, self._pump)
@@ -312,6 +318,7 @@ class Daemon:
             await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
+        await self.tunnels.close()  # the down scripts of what the deletes took down
         if self._signing is not None:
             self._signing.close()
         if self._chains is not None:
@@ -404,6 +411,7 @@ class Daemon:
         # The engine logs its own events (tagged with SPIs); these lines add what only the
         # runtime knows (kernel results) and repeat events at debug level.
         self.ops.observe(a)  # metrics and key export first: DeleteChildSa's final counts
+        self.tunnels.observe(a)  # a route-based child's interface before its SAs
         if isinstance(a, SendDatagram | SendKeepalive):
             self.datagrams.send(a)
         elif isinstance(a, SignRequest):

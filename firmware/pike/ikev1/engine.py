@@ -152,9 +152,10 @@ class Ikev1Engine:
         keyingtry: int = 0,
     ) -> IsakmpSa | None:
         """A new ISAKMP SA as initiator, or None while a DNS name is being resolved."""
-        if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
+        hub = self.ctx.hubs.active(conn)  # the first of remote_addrs, or the one moved to
+        if hub is None:
             raise KeyError(f"{conn.name} has no remote address to initiate to")
-        remote = remote or conn.remote_addrs[0]
+        remote = remote or hub
         if is_name(remote):
             self.resolving.ask(conn, tuple(children), keyingtry)
             return None

@@ -219,9 +219,10 @@ class Ikev2Engine:
                 return
             log.info("%s: already up or connecting", sa.tag())
             return
-        if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
+        hub = self.ctx.hubs.active(conn)  # the first of remote_addrs, or the one moved to
+        if hub is None:
             raise KeyError(f"{conn_name} has no remote address to initiate to")
-        remote = remote or conn.remote_addrs[0]
+        remote = remote or hub
         if is_name(remote):
             self.resolving.ask(conn, (child,) if child else (), keyingtry)
             return
@@ -273,6 +274,7 @@ class Ikev2Engine:
             self.terminate(name, now)
             self.retries.forget(name)
             self.resolving.forget(name)
+            self.ctx.hubs.forget(name)
         self.ctx.config = config
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:

@@ -42,6 +42,7 @@ XFRMA_LASTUSED = 15
 XFRMA_MIGRATE = 17  # xfrm_user_migrate[]
 XFRMA_ALG_AEAD = 18
 XFRMA_ALG_AUTH_TRUNC = 20
+XFRMA_MARK = 21  # struct xfrm_mark: only packets whose mark & m == v use the SA/policy (VTI)
 XFRMA_REPLAY_ESN_VAL = 23
 XFRMA_SA_EXTRA_FLAGS = 24
 XFRMA_OFFLOAD_DEV = 28
@@ -236,6 +237,7 @@ class xfrm_attrs(nlmsg):  # type: ignore[misc]
         (XFRMA_MIGRATE, "XFRMA_MIGRATE", "cdata"),  # encode_struct(xfrm_user_migrate, ...)
         (XFRMA_ALG_AEAD, "XFRMA_ALG_AEAD", "xfrm_algo_aead"),
         (XFRMA_ALG_AUTH_TRUNC, "XFRMA_ALG_AUTH_TRUNC", "xfrm_algo_auth"),
+        (XFRMA_MARK, "XFRMA_MARK", "xfrm_mark"),
         (XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL", "xfrm_replay_state_esn"),
         (XFRMA_SA_EXTRA_FLAGS, "XFRMA_SA_EXTRA_FLAGS", "uint32"),
         (XFRMA_OFFLOAD_DEV, "XFRMA_OFFLOAD_DEV", "xfrm_user_offload"),
@@ -270,6 +272,12 @@ class xfrm_attrs(nlmsg):  # type: ignore[misc]
             ("alg_icv_len", "I"),
             ("alg_key", "s"),
         )
+        defaults = _defaults(fields)
+
+    class xfrm_mark(nla):  # type: ignore[misc]
+        """struct xfrm_mark: value and mask, host order."""
+
+        fields = (("v", "I"), ("m", "I"))
         defaults = _defaults(fields)
 
     class xfrm_encap_tmpl(nla):  # type: ignore[misc]

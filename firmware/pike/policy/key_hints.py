@@ -32,6 +32,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "close_action",
             "rekey_time", "life_time", "rand_time", "rekey_bytes", "life_bytes", "rand_bytes",
             "rekey_packets", "life_packets", "rand_packets", "hw_offload", "replay_window",
+            "if_id_in", "if_id_out", "mark_in", "mark_out", "interface", "updown",
         }
     ),
     "auth": frozenset(
@@ -41,6 +42,10 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "secret": frozenset({"id", "secret", "secret_file"}),
+    "enroll": frozenset(
+        {"url", "ca", "key", "cert", "user", "password_file", "within_days", "import"}
+    ),
+    "authority": frozenset({"cacert", "crl_uris", "ocsp_uris"}),
 }  # fmt: skip
 
 # swanctl.conf keys pike does not have yet, by the section strongSwan puts them in.
@@ -55,10 +60,10 @@ NOT_YET: dict[str, frozenset[str]] = {
     ),
     "child": frozenset(
         {
-            "updown", "hostaccess", "ipcomp", "inactivity", "reqid", "priority", "interface",
-            "mark_in", "mark_out", "set_mark_in", "set_mark_out", "mark_in_sa", "tfc_padding",
+            "hostaccess", "ipcomp", "inactivity", "reqid", "priority",
+            "set_mark_in", "set_mark_out", "mark_in_sa", "tfc_padding",
             "copy_df", "copy_ecn", "copy_dscp", "sha256_96", "policies", "policies_fwd_out",
-            "if_id_in", "if_id_out", "label", "label_mode", "ah_proposals", "per_cpu_sas",
+            "label", "label_mode", "ah_proposals", "per_cpu_sas",
         }
     ),
     "auth": frozenset(
@@ -75,6 +80,8 @@ _WHERE = {
     "child": "[connections.NAME.children.CHILD]",
     "auth": "local = {...} or remote = {...}",
     "secret": "[secrets.NAME]",
+    "enroll": "[enroll]",
+    "authority": "[authorities.NAME]",
 }
 
 
@@ -91,6 +98,10 @@ def section_of(path: KeyPath) -> str | None:
         return "child"
     if len(parts) == 2 and parts[0] == "secrets":
         return "secret"
+    if parts == ("enroll",):
+        return "enroll"
+    if len(parts) == 2 and parts[0] == "authorities":
+        return "authority"
     return None
 
 

@@ -15,6 +15,7 @@ from pike.policy.ts import TrafficSelector
 from pike.sa.actions import Action
 from pike.sa.admission import Admission
 from pike.sa.credentials import CredentialStore
+from pike.sa.hubs import Hubs
 from pike.sa.ports import RandomSpis, SpiSource
 
 Random = Callable[[int], bytes]
@@ -90,6 +91,7 @@ class Context:
     actions: deque[Action] = field(default_factory=deque)
     counters: Counters = field(default_factory=Counters)
     admission: Admission = field(default_factory=Admission)  # half-open SAs, both versions
+    hubs: Hubs = field(default_factory=Hubs)  # the active one of several remote_addrs
     # Set by the engines: an IKE or ISAKMP SA with these identities (ours, the peer's) is
     # up, of either version. Then no INITIAL_CONTACT: the peer would drop that SA
     # (strongSwan's rule).
