@@ -226,7 +226,9 @@ def test_dpd_timeout_probes_every_dpd_delay_then_gives_up() -> None:
     assert times == [10.0, 20.0, 30.0]  # R-U-THERE every dpd_delay
     deleted = a.of(IkeSaDeleted)
     assert [d.reason for d in deleted] == ["retransmit_timeout"]
-    assert a.engine.ctx.counters.conn("gw").dpd_probes == 3
+    # one probe, retried twice (counted as IKEv2 counts its retransmitted probe)
+    c = a.engine.ctx.counters.conn("gw")
+    assert (c.dpd_probes, c.retransmits) == (1, 2)
 
 
 def test_initial_contact_from_a_restarted_peer_removes_the_stale_sa() -> None:

@@ -380,14 +380,7 @@ class ChildCreate(Task):
             return
         if not self.in_auth:
             self._nonces_and_pfs(msg, chosen, ke)
-        if not sa.ctx.caps.esp:
-            log.error(
-                "%s: cannot install CHILD_SA %s: kernel lacks %s; answering NO_PROPOSAL_CHOSEN",
-                sa.tag(),
-                cfg.name,
-                ", ".join(sa.ctx.caps.missing) or "ESP",
-            )
-            sa.ctx.emit(ChildSaFailed(sa.name, cfg.name, "kernel_no_esp"))
+        if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, cfg.name):
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
