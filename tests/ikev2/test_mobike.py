@@ -176,6 +176,49 @@ def test_cookie2_mismatch_closes_the_ike_sa_and_is_counted() -> None:
     assert a.engine.list_sas() == []
 
 
+UNACCEPTABLE_ADDRESSES = 40  # RFC 4555 §4 (an error notify pike never sends)
+
+
+def _refused(a: Node, b: Node, update: SendDatagram, now: float) -> list[SendDatagram]:
+    """b's answer to ``update`` replaced by N(UNACCEPTABLE_ADDRESSES); what a sends then."""
+    (answer,) = deliver([update], b, now)
+    resp = _open(answer.data, _sa(a))
+    resp.payloads = [NotifyPayload(UNACCEPTABLE_ADDRESSES)]
+    assert _sa(b).cipher_out is not None
+    refusal = encode_message(resp, _sa(b).cipher_out)
+    return deliver([SendDatagram(refusal, answer.src, answer.dst)], a, now)
+
+
+def test_refused_update_puts_the_ike_sa_back_where_its_child_sas_are() -> None:
+    a, b = _up()
+    assert _refused(a, b, _roam(a, 10.0), 10.0) == []
+    assert a.engine.ctx.counters.dropped["update_sa_addresses_refused"] == 1
+    # IKE and the kernel agree: both still on the old path, the SA lives on
+    assert _sa(a).local == ("192.0.2.1", 4500) and _sa(a).remote == (HUB, 4500)
+    assert of(a, MigrateChildSa) == [] and of(a, IkeSaDeleted) == []
+    assert send_informational(a, 11.0).src == ("192.0.2.1", 4500)
+    transfer(a, b, 11.0, in_flight=[])
+    # not asked again in a loop (nothing sent above), but after the next address or
+    # route event the path is tried once more
+    a.engine.paths_changed(("192.0.2.1", OTHER), {HUB: OTHER}, 12.0)
+    (retry,) = a.drain()
+    assert retry.src == (OTHER, 4500)
+
+
+def test_refused_update_tries_the_peers_other_address() -> None:
+    a, b = _up()
+    _sa(a).peer_addrs = ("203.0.113.2",)  # as if b had announced it
+    a.engine.paths_changed(("192.0.2.1", OTHER), {HUB: OTHER, "203.0.113.2": OTHER}, 10.0)
+    (update,) = a.drain()
+    assert update.dst == (HUB, 4500)
+    (second,) = _refused(a, b, update, 10.0)
+    # RFC 4555 §3.5: another pair of addresses, with a fresh UPDATE_SA_ADDRESSES
+    assert (second.src, second.dst) == ((OTHER, 4500), ("203.0.113.2", 4500))
+    req = _open(second.data, _sa(b))
+    assert NotifyType.UPDATE_SA_ADDRESSES in _notifies(req)
+    assert _sa(a).remote == ("203.0.113.2", 4500)
+
+
 def test_nat_on_the_new_path_turns_on_udp_encapsulation_both_ways() -> None:
     a, b = _up()
     update = _roam(a, 10.0)
@@ -284,6 +327,40 @@ def test_path_change_is_kept_across_an_ike_rekey() -> None:
     assert _sa(a).mobike and _sa(b).mobike
     transfer(a, b, 10.0, in_flight=[_roam(a, 10.0)])
     assert b.sa().remote == (OTHER, 4500)
+
+
+def test_original_initiator_still_roams_after_an_ike_rekey_the_peer_started() -> None:
+    a, b = _up()
+    b.engine.rekey("gw", 5.0)
+    transfer(b, a, 5.0)
+    # the successor was created by b: a is its responder, yet still MOBIKE's initiator
+    assert not _sa(a).initiator and _sa(b).initiator
+    assert _sa(a).roams() and not _sa(b).roams()
+    assert a.engine.mobike_peers() == {HUB}
+    # b (the original responder) never moves the SA, even as the new SA's initiator
+    b.engine.paths_changed((HUB, "203.0.113.9"), {"192.0.2.1": "203.0.113.9"}, 8.0)
+    assert b.drain() == []
+    transfer(a, b, 10.0, in_flight=[_roam(a, 10.0)])
+    assert b.sa().remote == (OTHER, 4500)
+    assert [str(m.outbound.src) for m in of(a, MigrateChildSa)] == [OTHER]
+    assert [str(m.outbound.dst) for m in of(b, MigrateChildSa)] == [OTHER]
+    assert b.engine.ctx.counters.dropped.get("invalid_update_sa_addresses", 0) == 0
+
+
+def test_update_from_the_original_responder_after_its_rekey_is_refused() -> None:
+    a, b = _up()
+    b.engine.rekey("gw", 5.0)
+    transfer(b, a, 5.0)
+    sa_b = _sa(b)
+    # forge b's roam by hand: its engine refuses to (it is not the original initiator)
+    sa_b.original_initiator = True
+    b.engine.paths_changed((HUB, "203.0.113.9"), {"192.0.2.1": "203.0.113.9"}, 8.0)
+    (update,) = b.drain()
+    (answer,) = deliver([update], a, 8.0)
+    assert NotifyType.INVALID_SYNTAX in _notifies(_open(answer.data, _sa(b)))
+    assert a.engine.ctx.counters.dropped["invalid_update_sa_addresses"] == 1
+    assert _sa(a).remote == (HUB, 4500)
+    assert of(a, MigrateChildSa) == []
 
 
 def test_engine_without_mobike_peers_lists_none() -> None:

@@ -86,6 +86,7 @@ class Ikev2Engine:
         self.ctx.child_closed = self._child_closed
         self.ctx.has_contact = self.has_contact
         self.ctx.touched = self._touch
+        self.ctx.path_refused = self._path_refused
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
         self.retries = Pending()  # keyingtries waiting for their backoff
         self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
@@ -609,7 +610,7 @@ class Ikev2Engine:
         peers = {
             addr
             for sa in self.sas.values()
-            if sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED
+            if sa.mobike and sa.roams() and sa.state == IkeState.ESTABLISHED
             for addr in (sa.remote[0], *sa.peer_addrs)
         }
         # and the first remote address of connections without local_addrs: initiate
@@ -631,16 +632,10 @@ class Ikev2Engine:
         self.ctx.local_addresses = tuple(addresses)
         self._sources = dict(sources)
         for sa in list(self.sas.values()):
-            if not (sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED):
+            if not (sa.mobike and sa.roams() and sa.state == IkeState.ESTABLISHED):
                 continue
-            path = next(
-                (
-                    (src, peer)
-                    for peer in (sa.remote[0], *sa.peer_addrs)
-                    if (src := sources.get(peer))
-                ),
-                None,
-            )
+            sa.refused_paths.clear()  # a new situation: a path refused before may do now
+            path = self._pick_path(sa)
             if path is None:
                 log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
                 continue
@@ -649,7 +644,29 @@ class Ikev2Engine:
             self._roam(sa, path[0], path[1], now)
         self._sweep(now)
 
-    def _roam(self, sa: IkeSa, local: str, peer: str, now: float) -> None:
+    def _pick_path(self, sa: IkeSa) -> tuple[str, str] | None:
+        """The (local, peer) pair to use: the first of the peer's addresses with a route,
+        from the source the route gives, not one the peer refused."""
+        return next(
+            (
+                (src, peer)
+                for peer in (sa.remote[0], *sa.peer_addrs)
+                if (src := self._sources.get(peer)) and (src, peer) not in sa.refused_paths
+            ),
+            None,
+        )
+
+    def _path_refused(self, sa: IkeSa, now: float) -> None:
+        """The peer refused the path it was asked to move to (the IKE SA is back on the
+        one its CHILD_SAs use): try another pair of addresses if there is one."""
+        path = self._pick_path(sa)
+        if path is None or path == (sa.local[0], sa.remote[0]):
+            log.info("%s: no other path, staying on %s...%s", sa.tag(), sa.local[0], sa.remote[0])
+            return
+        # called while the refusal is processed: the task manager starts it after that
+        self._roam(sa, path[0], path[1], now, start=False)
+
+    def _roam(self, sa: IkeSa, local: str, peer: str, now: float, start: bool = True) -> None:
         old = (sa.local, sa.remote)
         log.info("%s: new path %s...%s (was %s...%s)", sa.tag(), local, peer, old[0][0], old[1][0])
         sa.local = (local, sa.local[1])
@@ -659,7 +676,8 @@ class Ikev2Engine:
             tasks.resend(now)  # an exchange under way goes on over the new path
         if not any(isinstance(t, MobikeUpdate) for t in tasks.queued):
             tasks.queue(MobikeUpdate(sa, True, old))
-        tasks.initiate(now)
+        if start:
+            tasks.initiate(now)
         self._touch(sa)
 
     def _after_request(self, sa: IkeSa, msg: Message, now: float) -> None:

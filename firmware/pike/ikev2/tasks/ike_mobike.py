@@ -242,11 +242,11 @@ class MobikeUpdate(Task):
 
     def process(self, msg: Message, now: float) -> None:
         if self.initiator:
-            self._process_i(msg)
+            self._process_i(msg, now)
         else:
             self._process_r(msg)
 
-    def _process_i(self, msg: Message) -> None:
+    def _process_i(self, msg: Message, now: float) -> None:
         sa = self.sa
         errors = [n for n in msg.all(NotifyPayload) if n.notify_type <= ERROR_NOTIFY_MAX]
         if errors:
@@ -254,6 +254,12 @@ class MobikeUpdate(Task):
                 "%s: peer refused UPDATE_SA_ADDRESSES (notify %d)", sa.tag(), errors[0].notify_type
             )
             sa.ctx.counters.drop("update_sa_addresses_refused")
+            # the kernel's CHILD_SAs never left the old path: the IKE SA goes back there
+            # (unless a newer move is queued) and the engine tries another pair (§3.5)
+            sa.refused_paths.add((sa.local[0], sa.remote[0]))
+            if not any(isinstance(t, MobikeUpdate) for t in sa.tasks.queued):
+                sa.local, sa.remote = self.old
+                sa.ctx.path_refused(sa, now)
             return
         echoed = [n.data for n in msg.all(NotifyPayload) if n.notify_type == COOKIE2]
         if echoed != [self.cookie2]:
@@ -280,8 +286,8 @@ class MobikeUpdate(Task):
             if update is not None:
                 if not sa.mobike:
                     raise InvalidMobike("MOBIKE was not negotiated")
-                if sa.initiator:
-                    raise InvalidMobike("only the IKE SA's initiator updates addresses")
+                if sa.roams():
+                    raise InvalidMobike("only the IKE SA's original initiator updates addresses")
                 if sa.request_path is None:
                     raise InvalidMobike("no path for the request")
                 old = (sa.local, sa.remote)
