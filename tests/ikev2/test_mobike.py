@@ -140,8 +140,9 @@ def test_path_change_moves_both_ends_same_spis_no_new_ike_sa() -> None:
 
 def test_no_route_keeps_the_path_and_unchanged_route_sends_nothing() -> None:
     a, _ = _up()
-    a.engine.paths_changed(("192.0.2.1",), {HUB: None}, 5.0)
-    a.engine.paths_changed(("192.0.2.1",), {HUB: "192.0.2.1"}, 6.0)
+    mine = a.engine.ctx.local_addresses  # as announced: no address list to send either
+    a.engine.paths_changed(mine, {HUB: None}, 5.0)
+    a.engine.paths_changed(mine, {HUB: "192.0.2.1"}, 6.0)
     assert a.drain() == []
     assert a.engine.mobike_peers() == {HUB}
 
@@ -337,9 +338,14 @@ def test_original_initiator_still_roams_after_an_ike_rekey_the_peer_started() ->
     assert not _sa(a).initiator and _sa(b).initiator
     assert _sa(a).roams() and not _sa(b).roams()
     assert a.engine.mobike_peers() == {HUB}
-    # b (the original responder) never moves the SA, even as the new SA's initiator
+    # b (the original responder) never moves the SA, even as the new SA's initiator:
+    # it only tells a of its new address
     b.engine.paths_changed((HUB, "203.0.113.9"), {"192.0.2.1": "203.0.113.9"}, 8.0)
-    assert b.drain() == []
+    (told,) = b.drain()
+    assert (told.src, told.dst) == ((HUB, 4500), ("192.0.2.1", 4500))
+    assert NotifyType.UPDATE_SA_ADDRESSES not in _notifies(_open(told.data, _sa(a)))
+    transfer(b, a, 8.0, in_flight=[told])
+    assert _sa(a).peer_addrs == ("203.0.113.9",)
     transfer(a, b, 10.0, in_flight=[_roam(a, 10.0)])
     assert b.sa().remote == (OTHER, 4500)
     assert [str(m.outbound.src) for m in of(a, MigrateChildSa)] == [OTHER]
@@ -361,6 +367,32 @@ def test_update_from_the_original_responder_after_its_rekey_is_refused() -> None
     assert a.engine.ctx.counters.dropped["invalid_update_sa_addresses"] == 1
     assert _sa(a).remote == (HUB, 4500)
     assert of(a, MigrateChildSa) == []
+
+
+def test_new_address_without_a_path_change_is_told_in_an_informational() -> None:
+    a, b = _up()
+    extra = "203.0.113.7"
+    a.engine.paths_changed(("192.0.2.1", OTHER, extra), {HUB: "192.0.2.1"}, 5.0)
+    (told,) = a.drain()
+    assert (told.src, told.dst) == (("192.0.2.1", 4500), (HUB, 4500))
+    req = _open(told.data, _sa(b))
+    assert req.exchange == ExchangeType.INFORMATIONAL
+    # RFC 4555 §3.6: the list alone, no UPDATE_SA_ADDRESSES (the path stays)
+    assert _notifies(req) == [NotifyType.ADDITIONAL_IP4_ADDRESS] * 2
+    (answer,) = deliver([told], b, 5.0)
+    assert deliver([answer], a, 5.0) == []
+    assert _sa(b).peer_addrs == (OTHER, extra)
+    assert _sa(b).remote == ("192.0.2.1", 4500)
+    assert of(a, MigrateChildSa) == of(b, MigrateChildSa) == []
+    # the same addresses again: nothing new to tell
+    a.engine.paths_changed(("192.0.2.1", OTHER, extra), {HUB: "192.0.2.1"}, 6.0)
+    assert a.drain() == []
+    # the last other address gone: NO_ADDITIONAL_ADDRESSES
+    a.engine.paths_changed(("192.0.2.1",), {HUB: "192.0.2.1"}, 7.0)
+    (gone,) = a.drain()
+    assert _notifies(_open(gone.data, _sa(b))) == [NotifyType.NO_ADDITIONAL_ADDRESSES]
+    transfer(a, b, 7.0, in_flight=[gone])
+    assert _sa(b).peer_addrs == ()
 
 
 def test_engine_without_mobike_peers_lists_none() -> None:

@@ -25,7 +25,7 @@ from pike.ikev2.tasks.ike_delete import IkeDelete
 from pike.ikev2.tasks.ike_frag import IkeFrag
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
-from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate
+from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate, list_changed
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
@@ -632,16 +632,23 @@ class Ikev2Engine:
         self.ctx.local_addresses = tuple(addresses)
         self._sources = dict(sources)
         for sa in list(self.sas.values()):
-            if not (sa.mobike and sa.roams() and sa.state == IkeState.ESTABLISHED):
+            if not (sa.mobike and sa.state == IkeState.ESTABLISHED):
                 continue
-            sa.refused_paths.clear()  # a new situation: a path refused before may do now
-            path = self._pick_path(sa)
-            if path is None:
-                log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
-                continue
-            if path == (sa.local[0], sa.remote[0]):
-                continue
-            self._roam(sa, path[0], path[1], now)
+            if sa.roams():
+                sa.refused_paths.clear()  # a new situation: a path refused before may do now
+                path = self._pick_path(sa)
+                if path is None:
+                    log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
+                    continue
+                if path != (sa.local[0], sa.remote[0]):
+                    self._roam(sa, path[0], path[1], now)  # the update carries our list
+                    continue
+            if list_changed(sa) and not any(
+                isinstance(t, MobikeUpdate) for t in (*sa.tasks.active, *sa.tasks.queued)
+            ):
+                sa.tasks.queue(MobikeUpdate(sa, True, addresses_only=True))
+                sa.tasks.initiate(now)
+                self._touch(sa)
         self._sweep(now)
 
     def _pick_path(self, sa: IkeSa) -> tuple[str, str] | None:

@@ -132,6 +132,9 @@ class IkeSa:
     # (local, peer) addresses the peer refused to move to, until our addresses or routes
     # change again (RFC 4555 §3.5: try another pair, not the same one in a loop).
     refused_paths: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    # Our address list as last announced to the peer (notify type, data), so that a
+    # change of our addresses alone is told in an INFORMATIONAL (RFC 4555 §3.6).
+    announced: tuple[tuple[int, bytes], ...] = ()
     # The (local, remote) path of the request being answered: MOBIKE answers a request
     # where it came from without moving the IKE SA (only UPDATE_SA_ADDRESSES moves it).
     request_path: tuple[Address, Address] | None = None

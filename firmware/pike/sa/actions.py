@@ -276,3 +276,5 @@ class IkeSaInfo:
     rekey_at: float | None = None  # engine clock: the next IKE SA rekey (IKEv2)
     reauth_at: float | None = None  # engine clock: the next reauthentication
     ppk: bool = False  # a post-quantum preshared key is mixed into the keys (RFC 8784)
+    mobike: bool = False  # both sides negotiated MOBIKE (RFC 4555): local/remote may move
+    peer_addrs: tuple[str, ...] = ()  # the peer's other addresses it announced (MOBIKE)
