@@ -415,6 +415,26 @@ def test_initiation_without_local_addrs_starts_from_the_routes_source() -> None:
     assert not _sa(b).nat_remote  # NAT detection saw the real address
 
 
+def test_second_hub_without_local_addrs_starts_from_its_uplinks_source() -> None:
+    """Redundant hubs, one per uplink, no local_addrs: the failover to the second hub
+    speaks from the address the route to that hub gives, not 0.0.0.0 (which would land
+    in the kernel SAs as the outer source)."""
+    hub2 = "203.0.113.2"
+    text = conf(*A).replace('local_addrs = ["192.0.2.1"]\n', "")
+    text = text.replace('remote_addrs = ["192.0.2.2"]', f'remote_addrs = ["{HUB}", "{hub2}"]')
+    second = conf(hub2, "%any", "hq.example.net", "branch.example.net", **B_TS)
+    a, b = make_pair(text, second)
+    assert a.engine.mobike_peers() == {HUB, hub2}  # every hub, before anything is up
+    a.engine.paths_changed(("192.0.2.1", OTHER), {HUB: "192.0.2.1", hub2: OTHER}, 0.0)
+    a.engine.initiate("gw", 0.0, remote=hub2)  # as the failover does
+    (init,) = a.drain()
+    assert (init.src, init.dst) == ((OTHER, 500), (hub2, 500))
+    transfer(a, b, 0.0, in_flight=[init])
+    (child,) = _sa(a).children
+    assert child.outbound is not None and str(child.outbound.src) == OTHER
+    assert not _sa(b).nat_remote
+
+
 def test_bad_address_list_in_ike_auth_is_ignored_and_counted() -> None:
     req = auth_request(conf(*A), conf(*B, **B_TS))
     bad = NotifyPayload(NotifyType.ADDITIONAL_IP4_ADDRESS, b"\x01\x02\x03\x04\x05")

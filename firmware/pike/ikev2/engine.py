@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from ipaddress import ip_address
 
 from cryptography import x509
 
@@ -613,13 +614,12 @@ class Ikev2Engine:
             if sa.mobike and sa.roams() and sa.state == IkeState.ESTABLISHED
             for addr in (sa.remote[0], *sa.peer_addrs)
         }
-        # and the first remote address of connections without local_addrs: initiate
+        # and the remote addresses of connections without local_addrs (every hub: a
+        # failover to the second starts from the uplink that routes there): initiate
         # starts from the source the route gives (else the unspecified address)
         for conn in self.config.connections.values():
-            if conn.version == 2 and not conn.local_addrs and conn.remote_addrs:
-                first = conn.remote_addrs[0]
-                if not is_name(first) and first not in ("%any", "0.0.0.0", "::"):
-                    peers.add(first)
+            if conn.version == 2 and not conn.local_addrs:
+                peers.update(addr for addr in conn.remote_addrs if _host_address(addr))
         return peers
 
     def paths_changed(
@@ -916,6 +916,14 @@ def _secrets_for(config: Config, conn: ConnectionConfig) -> bytes | None:
     local = conn.local.id.text if conn.local.id else (conn.local_addrs or ("",))[0]
     remote = conn.remote.id.text if conn.remote.id else (conn.remote_addrs or ("",))[0]
     return config.psk_for(local, remote)
+
+
+def _host_address(text: str) -> bool:
+    """One IP address to route to (not %any, a subnet, a name or the unspecified one)."""
+    try:
+        return not ip_address(text).is_unspecified
+    except ValueError:
+        return False
 
 
 __all__ = ["IPAddress", "Ikev2Engine"]
