@@ -18,7 +18,14 @@ from __future__ import annotations
 from pike.ikev2.engine import Ikev2Engine
 from pike.ikev2.ike_sa import IkeSa
 from pike.policy.addrs import parse_ip
-from pike.sa.actions import IkeSaDeleted, MigrateChildSa, SendDatagram
+from pike.sa.actions import (
+    DeleteChildSa,
+    IkeRef,
+    IkeSaDeleted,
+    InstallChildSa,
+    MigrateChildSa,
+    SendDatagram,
+)
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
@@ -393,6 +400,22 @@ def test_new_address_without_a_path_change_is_told_in_an_informational() -> None
     assert _notifies(_open(gone.data, _sa(b))) == [NotifyType.NO_ADDITIONAL_ADDRESSES]
     transfer(a, b, 7.0, in_flight=[gone])
     assert _sa(b).peer_addrs == ()
+
+
+def test_child_sa_actions_name_their_ike_sa_for_updown() -> None:
+    """Install and delete carry the IKE SA's unique id and the authenticated identities
+    (updown's PLUTO_UNIQUEID, PLUTO_MY_ID, PLUTO_PEER_ID), also after an IKE rekey."""
+    a, b = _up()
+    (install,) = of(a, InstallChildSa)
+    assert install.ike == IkeRef(_sa(a).unique_id, "branch.example.net", "hq.example.net")
+    b.engine.rekey("gw", 5.0)
+    transfer(b, a, 5.0)
+    (child,) = _sa(a).children
+    _sa(a).remove_child(child, "test")
+    a.drain()
+    (delete,) = of(a, DeleteChildSa)
+    assert delete.ike == IkeRef(_sa(a).unique_id, "branch.example.net", "hq.example.net")
+    assert delete.ike.unique_id != install.ike.unique_id  # the successor IKE SA's
 
 
 def test_engine_without_mobike_peers_lists_none() -> None:

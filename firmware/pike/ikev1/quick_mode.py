@@ -379,7 +379,8 @@ def install(qm: QuickMode, now: float) -> ChildSa | None:
     sa.children.append(child)
     if child_lifecycle.kernel_refuses(ctx, sa.tag(), sa.name, child):
         return child  # FAILED: the engine deletes it with the peer
-    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
+    rekey = qm.rekey_of is not None
+    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=rekey, ike=sa.ref())
     if qm.lifetime and (child.expire_at is None or now + qm.lifetime < child.expire_at):
         # the peer's proposed lifetime is shorter than ours
         child.expire_at = now + qm.lifetime

@@ -730,10 +730,13 @@ class Ikev2Engine:
             encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
             out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
             child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap)
+            ref = sa.ref()
             self.ctx.emit(
-                DeleteChildSa(sa.name, child.name, child.unique_id, old_in, old_out, old_pol, True)
+                DeleteChildSa(
+                    sa.name, child.name, child.unique_id, old_in, old_out, old_pol, True, ref
+                )
             )
-            self.ctx.emit(child.install(sa.name))
+            self.ctx.emit(child.install(sa.name, ref))
 
     def _error_response(self, sa: IkeSa, exchange: int, mid: int, e: MalformedMessage) -> None:
         if mid != sa.tasks.mid_in or sa.cipher_out is None:

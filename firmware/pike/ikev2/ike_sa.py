@@ -16,7 +16,7 @@ from pike.crypto.sk import SkCipher
 from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import child_lifecycle
-from pike.sa.actions import Address, SendDatagram
+from pike.sa.actions import Address, IkeRef, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.conn_index import Candidates
@@ -171,6 +171,11 @@ class IkeSa:
     @property
     def my_spi(self) -> bytes:
         return self.spi_i if self.initiator else self.spi_r
+
+    def ref(self) -> IkeRef:
+        """What the updown script is told of this IKE SA (authenticated identities)."""
+        mine, peer = self.my_id, self.peer_id
+        return IkeRef(self.unique_id, str(mine) if mine else "", str(peer) if peer else "")
 
     def roams(self) -> bool:
         """We are the original initiator: MOBIKE lets only that side move the IKE SA."""
@@ -343,7 +348,9 @@ class IkeSa:
         Policies stay when another live CHILD_SA uses the same ones (a rekey successor, a
         new SA after INITIAL_CONTACT) or when they fall back to a trap."""
         keep_policies = keep_policies or self.ctx.keeps_policies(child)
-        child_lifecycle.remove(self.ctx, self.tag(), self.name, child, reason, keep_policies)
+        child_lifecycle.remove(
+            self.ctx, self.tag(), self.name, child, reason, keep_policies, self.ref()
+        )
         if child in self.children:
             self.children.remove(child)
 
