@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from ipaddress import ip_address
 
 import pytest
 
 from kernel.conftest import require_pike_kernel
-from kernel.kernel_netns import Namespaces, ip, netns_exec, xfrm_dump
+from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
 from kernel.tunnel_ends import ANY, A, B, Ends, addressed, gcm_sa, joined, random_key, xfrm_ends
 from pike.kernel import tunnel_links
 from pike.kernel.tunnel_links import LinkError, TunnelLink
 from pike.kernel.xfrm import XfrmKernel
 from pike.policy.ipsec import REQID_BASE, KernelCaps, Mark, PolicySpec, SaSpec
-from pike.policy.ts import IPAddress
+from pike.policy.ts import IPAddress, TrafficSelector
 
 pytestmark = pytest.mark.kernel
 
@@ -121,3 +122,36 @@ def test_xfrm_interface_made_by_piked(ends: Ends) -> None:
     assert "if_id 0x9" in shown and "UP" in shown.split("\n")[0], shown
     with pytest.raises(LinkError, match="ipsec9"):
         tunnel_links.remove("ipsec9", "pkk-no-such-netns")
+
+
+def test_ipv6_over_a_vti6_made_by_piked(ends: Ends) -> None:
+    """A child to an IPv6 peer: piked's VTI is a vti6 (outer IPv6), the marked SAs and
+    catch-all ::/0 policies carry the IPv6 LAN traffic the routing table sends into it."""
+    a6, b6 = ip_address("2001:db8:14::1"), ip_address("2001:db8:14::2")
+    any6 = TrafficSelector.from_cidr("::/0")
+    full = 0xFFFFFFFF
+    sides = (
+        (ends.a, ends.ka, PREFIX + "vva", 1, a6, b6, KEY_AB, KEY_BA),
+        (ends.b, ends.kb, PREFIX + "vvb", 2, b6, a6, KEY_BA, KEY_AB),
+    )
+    for ns, k, dev, n, me, peer, okey, ikey in sides:
+        ip_batch(
+            ns,
+            f"addr add {me}/64 dev {dev} nodad",
+            f"addr add fd0{n}::1/128 dev lo",
+        )
+        link = TunnelLink("vti6p", local=str(me), remote=str(peer), ikey=ikey, okey=okey)
+        assert link.kind == "vti6" and tunnel_links.ensure(link, ns)
+        ip("-n", ns, "-6", "route", "add", f"fd0{3 - n}::/64", "dev", "vti6p", "src", f"fd0{n}::1")
+        k.add_sa(marked_sa(me, peer, 0xC3000000 + okey, (okey, full)))
+        k.add_sa(replace(marked_sa(peer, me, 0xC3000000 + ikey, (ikey, full)), inbound=True))
+        out = PolicySpec(any6, any6, "out", 1, "tunnel", me, peer, mark=(okey, full))
+        k.add_policy(out)
+        back = replace(out, tmpl_src=peer, tmpl_dst=me, mark=(ikey, full))
+        for direction in ("in", "fwd"):
+            k.add_policy(replace(back, direction=direction))
+    netns_exec(ends.a, "ping", "-6", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", "fd02::1")
+    assert ends.ka.query_sa(b6, 0xC3000000 + KEY_AB).packets >= 3
+    assert ends.kb.query_sa(a6, 0xC3000000 + KEY_BA).packets >= 3  # the answers came back
+    for ns in (ends.a, ends.b):
+        tunnel_links.remove("vti6p", ns)

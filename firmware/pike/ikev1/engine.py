@@ -447,7 +447,8 @@ class Ikev1Engine:
         owner = sa or self.table.owner(child)
         tag, name = (owner.tag(), owner.name) if owner else ("-", "-")
         keep = self._shared_policies(child)
-        child_lifecycle.remove(self.ctx, tag, name, child, reason, keep)
+        ref = owner.ref() if owner else None
+        child_lifecycle.remove(self.ctx, tag, name, child, reason, keep, ref)
         if owner is not None and child in owner.children:
             owner.children.remove(child)
 

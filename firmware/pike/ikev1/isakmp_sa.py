@@ -46,7 +46,7 @@ from pike.ikev1.keys import (
 from pike.ikev1.proposals import Phase1Choice
 from pike.ikev1.quick_state import QuickMode, QuickModes
 from pike.policy.config import ConnectionConfig
-from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
+from pike.sa.actions import Address, IkeRef, IkeSaDeleted, SendDatagram
 from pike.sa.certs import peer_identity
 from pike.sa.child_sa import ChildSa
 from pike.sa.conn_index import Candidates
@@ -176,6 +176,10 @@ class IsakmpSa:
     @property
     def our_spi(self) -> bytes:
         return self.spi_i if self.initiator else self.spi_r
+
+    def ref(self) -> IkeRef:
+        """What the updown script is told of this ISAKMP SA (authenticated identities)."""
+        return IkeRef(self.unique_id, id_text(self.my_id), id_text(self.peer_id))
 
     def tag(self) -> str:
         return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)

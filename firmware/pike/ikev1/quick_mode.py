@@ -369,7 +369,8 @@ def install(sa: IsakmpSa, qm: QuickMode, now: float) -> ChildSa | None:
     out_encap = UdpEncap(sa.local[1], sa.remote[1]) if udp else None
     child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, ctx.random)
     sa.children.append(child)
-    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
+    rekey = qm.rekey_of is not None
+    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=rekey, ike=sa.ref())
     if qm.lifetime and (child.expire_at is None or now + qm.lifetime < child.expire_at):
         # the peer's proposed lifetime is shorter than ours
         child.expire_at = now + qm.lifetime

@@ -12,7 +12,13 @@ when an install fails.
 
 from __future__ import annotations
 
-from pike.sa.actions import ChildSaEstablished, ChildSaFailed, DeleteChildSa, InstallOutboundSa
+from pike.sa.actions import (
+    ChildSaEstablished,
+    ChildSaFailed,
+    DeleteChildSa,
+    IkeRef,
+    InstallOutboundSa,
+)
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
 from pike.sa.state import ChildState, log
@@ -49,9 +55,17 @@ def kernel_refuses(ctx: Context, tag: str, ike_name: str, child: ChildSa) -> boo
     return True
 
 
-def install(ctx: Context, tag: str, ike_name: str, child: ChildSa, now: float, rekey: bool) -> None:
+def install(
+    ctx: Context,
+    tag: str,
+    ike_name: str,
+    child: ChildSa,
+    now: float,
+    rekey: bool,
+    ike: IkeRef | None = None,
+) -> None:
     """Into the kernel (its specs built already), timers set, INSTALLED, reported."""
-    ctx.emit(child.install(ike_name))
+    ctx.emit(child.install(ike_name, ike))
     child.installed_at = now
     child.schedule(now, ctx.random)
     child.set_state(ChildState.INSTALLED, ike_name)
@@ -73,7 +87,13 @@ def install(ctx: Context, tag: str, ike_name: str, child: ChildSa, now: float, r
 
 
 def remove(
-    ctx: Context, tag: str, ike_name: str, child: ChildSa, reason: str, keep_policies: bool
+    ctx: Context,
+    tag: str,
+    ike_name: str,
+    child: ChildSa,
+    reason: str,
+    keep_policies: bool,
+    ike: IkeRef | None = None,
 ) -> None:
     """Forget a CHILD_SA: its SAs leave the kernel if they were there, and its policies
     too unless ``keep_policies`` (``Traps.keeps_policies``, or the caller's own reason).
@@ -103,6 +123,7 @@ def remove(
                 child.outbound,
                 child.policies,
                 keep_policies,
+                ike,
             )
         )
     log.info("%s: CHILD_SA %s{%d} removed: %s", tag, child.name, child.unique_id, reason)

@@ -546,7 +546,9 @@ class ChildCreate(Task):
         child.outbound_deferred = not self.initiator and (self.rekey or prior) is not None
         if prior is not None and prior.replaced_by_peer is None:
             prior.replaced_by_peer = child
-        child_lifecycle.install(sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None)
+        child_lifecycle.install(
+            sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None, ike=sa.ref()
+        )
 
     def _failed(self, why: str) -> None:
         sa = self.sa
