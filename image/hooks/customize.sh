@@ -37,6 +37,7 @@ install -m 0644 -D -t "$r/usr/share/man/man5" "${SRC:-$ROOT}"/docs/man/*.5
 ln -sf /opt/pike/bin/pikectl "$r/usr/local/sbin/pikectl"
 
 chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service pike-vtpm.service \
+  pike-data.service pike-mark-good.service pike-update-selftest.service \
   ssh-hostkeys.service systemd-networkd.service >/dev/null 2>&1
 
 # Per-device identity is made at first boot: SSH host keys (ssh-hostkeys.service),
