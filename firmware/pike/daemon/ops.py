@@ -23,6 +23,7 @@ from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
 from pike.metrics.collector import PikeCollector, Sources
+from pike.metrics.firmware import read_firmware
 from pike.metrics.recorder import Recorder
 from pike.metrics.server import MetricsServer
 from pike.policy.config import Config, DaemonConfig
@@ -125,6 +126,7 @@ class Ops:
                     started_wall=self._started_wall,
                     tokens=self._tokens,
                     loop_lag=self._loop_lag,
+                    firmware=read_firmware(),
                 )
             )
         )
