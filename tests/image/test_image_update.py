@@ -206,7 +206,6 @@ def test_ab_update_and_rollback_under_qemu(image: Path, work: Path) -> None:
     assert good == [("A", n), ("B", n1), ("B", n1)], good
     # The broken slot never got marked good: piked's start limit or pike-mark-good's
     # failure rebooted it (whichever came first; the NOT-GOOD line only in the latter case).
-    assert f"marked good: {broken_v}" not in text
     assert not re.search(rf"pike-mark-good: slot A \({re.escape(broken_v)}\) marked good", text)
     refused = re.search(r"PIKE-UPDATE: REFUSED badsig.raucb: (.*) \(t=", text)
     assert refused and refused.group(1), "no refusal line for the wrongly signed bundle"
