@@ -185,6 +185,7 @@ def test_gateway_fixture_with_certificates(tmp_path: Path) -> None:
     assert gw["remote"] == {
         "auth": "pubkey",
         "id": "*.branches.example.net",
+        "revocation": "strict",
         "cacerts": [str(tmp_path / "x509ca" / "ca.pem"), str(tmp_path / "x509ca" / "other.pem")],
     }
     said = run.stderr.splitlines()
@@ -218,3 +219,45 @@ def test_cli_output_mode_secrets_and_errors(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"bad.conf:1: unterminated quoted string"):
         bad.write_text('secrets { ike { secret = "open\n } }\n')
         import_swanctl(str(bad))
+
+
+def test_ppk_is_carried_over(tmp_path: Path) -> None:
+    """RFC 8784 PPKs: ``ppk_id``/``ppk_required`` and a ``ppk<suffix>`` secret become
+    pike's keys and a ``[secrets.ppk...]`` entry, which pike's loader accepts."""
+    conf = tmp_path / "swanctl.conf"
+    conf.write_text(
+        """connections {
+  hq {
+    remote_addrs = 192.0.2.2
+    proposals = aes256gcm16-prfsha384-x25519-ke1_mlkem768, aes256gcm16-prfsha384-x25519
+    ppk_id = pike-ppk-1
+    ppk_required = yes
+    local { auth = psk
+      id = branch.example.net }
+    remote { auth = psk
+      id = hq.example.net }
+    children { lan { local_ts = 10.1.0.0/24
+      remote_ts = 10.2.0.0/24
+      esp_proposals = aes256gcm16-x25519-ke1_mlkem768 } }
+  }
+}
+secrets {
+  ike-hq { id-1 = branch.example.net
+    id-2 = hq.example.net
+    secret = 0x0102030405060708 }
+  ppk-q { id = pike-ppk-1
+    secret = 0x3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c }
+}
+"""
+    )
+    got = import_swanctl(str(conf), swanctl_dir=str(tmp_path))
+    assert [n for n in got.notes if "ppk" in n.key.lower()] == [], got.notes
+    data = tomllib.loads(got.text)
+    hq = data["connections"]["hq"]
+    assert hq["ppk_id"] == "pike-ppk-1" and hq["ppk_required"] is True
+    assert hq["proposals"][0] == "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+    assert data["secrets"]["ppk-q"]["id"] == ["pike-ppk-1"]
+    out = tmp_path / "pike.toml"
+    out.write_text(got.text)
+    check = _pikectl("check-config", str(out))
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -143,6 +143,13 @@ def test_algorithm_names() -> None:
     assert algorithm_names("chacha20poly1305-prfsha384-ecp384") == (
         "CHACHA20_POLY1305/PRF_HMAC_SHA2_384/ECP_384"
     )
+    # RFC 9370 additional key exchanges, as swanctl --list-sas prints them
+    assert algorithm_names("aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024") == (
+        "AES_GCM_16-256/PRF_HMAC_SHA2_384/CURVE_25519/KE1_ML_KEM_768/KE2_ML_KEM_1024"
+    )
+    assert algorithm_names("aes256gcm16-prfsha384-mlkem1024") == (
+        "AES_GCM_16-256/PRF_HMAC_SHA2_384/ML_KEM_1024"
+    )
 
 
 def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -286,7 +286,7 @@ def test_x_wrong_lengths() -> None:
 
 
 def test_groups() -> None:
-    assert sorted(SUPPORTED_GROUPS) == sorted(LENGTHS)
+    assert sorted(SUPPORTED_GROUPS) == sorted([*LENGTHS, 36, 37])  # + ML-KEM-768/1024
     with pytest.raises(ProposalError, match="modp1024 \\(group 2\\) is refused"):
         KeyExchange(2, fixed_random(b"a"))
     with pytest.raises(ProposalError):
@@ -302,3 +302,26 @@ def test_system_random() -> None:
     a, b = system_random(32), system_random(32)
     assert len(a) == 32 and a != b
     assert len(KeyExchange(31, system_random).public_bytes()) == 32
+
+
+@pytest.mark.parametrize(("group", "key", "ciphertext"), [(36, 1184, 1088), (37, 1568, 1568)])
+def test_mlkem_encapsulates_to_the_initiators_key(group: int, key: int, ciphertext: int) -> None:
+    """ML-KEM (FIPS 203): the initiator sends its encapsulation key, the responder a
+    ciphertext; both end with the same 32-octet secret; the key pair follows the seed."""
+    init = KeyExchange(group, fixed_random(b"i"))
+    assert init.public_bytes() == KeyExchange(group, fixed_random(b"i")).public_bytes()
+    assert len(init.public_bytes()) == key == public_length(group)
+    resp = KeyExchange(group, fixed_random(b"r"), responder=True)
+    with pytest.raises(CryptoError):
+        resp.public_bytes()  # no ciphertext before the initiator's key
+    secret = resp.shared_secret(init.public_bytes())
+    assert len(resp.public_bytes()) == ciphertext == public_length(group, from_responder=True)
+    assert init.shared_secret(resp.public_bytes()) == secret and len(secret) == 32
+    # a ciphertext of the wrong length, or a key whose coefficients exceed q, is refused
+    with pytest.raises(KeyExchangeError, match="must be"):
+        init.shared_secret(resp.public_bytes()[:-1])
+    with pytest.raises(KeyExchangeError):
+        KeyExchange(group, fixed_random(b"r"), responder=True).shared_secret(b"\xff" * key)
+    # a changed ciphertext opens to another secret (implicit rejection)
+    forged = bytes([resp.public_bytes()[0] ^ 1]) + resp.public_bytes()[1:]
+    assert init.shared_secret(forged) != secret

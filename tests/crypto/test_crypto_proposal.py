@@ -288,4 +288,28 @@ def test_format_transforms_negotiated_set() -> None:
     negotiated = [(4, 19, None), (2, 6, None), (1, 20, 256)]
     assert format_transforms(negotiated) == "aes256gcm16-prfsha384-ecp256"
     assert format_transforms([(1, 12, 128), (3, 12, None), (5, 1, None)]) == "aes128-sha256-esn"
-    assert format_transforms([(9, 3, None)]) == "type9_3"
+    # RFC 9370 additional key exchanges print as strongSwan 6 writes them
+    assert format_transforms([(9, 3, None)]) == "ke4_ec2n155"
+    assert format_transforms([(6, 36, None), (4, 31, None)]) == "x25519-ke1_mlkem768"
+    assert format_transforms([(13, 3, None)]) == "type13_3"
+
+
+def test_additional_key_exchanges_parse_as_strongswan6_writes_them() -> None:
+    spec = parse_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024-ke2_none", "ike")
+    assert [(a.type, a.id) for a in spec.transforms if a.type > 5] == [(6, 36), (7, 37), (7, 0)]
+    assert (
+        format_proposal(spec) == "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024-ke2_none"
+    )
+    esp = parse_proposal("aes256gcm16-x25519-ke1_mlkem768", "esp")
+    assert format_proposal(esp) == "aes256gcm16-x25519-ke1_mlkem768-noesn"
+    assert format_proposal(parse_proposal("aes256gcm16-prfsha384-mlkem768", "ike")).endswith(
+        "-mlkem768"
+    )
+    for bad, why in (
+        ("ke8_mlkem768", "unknown algorithm"),
+        ("ke1_sha256", "names no key exchange method"),
+        ("ke1_mlkem512", "mlkem512 is not implemented"),
+        ("ke1_modp1024", "refused"),
+    ):
+        with pytest.raises(ProposalError, match=why):
+            parse_proposal(f"aes256gcm16-prfsha384-x25519-{bad}", "ike")

@@ -122,6 +122,8 @@ WALL_CLOCK_READERS = {
     "firmware/pike/daemon/clock.py": "LoopClock.wall and VirtualClock's start",
     "firmware/pike/sa/credentials.py": "certificate validity when no daemon clock is set",
     "hsm/pike/hsm/provision.py": "notBefore of a certificate being made",
+    "firmware/pike/cli/cert_text.py": "pikectl certs: days left of each certificate",
+    "firmware/pike/cli/keys.py": "pikectl keys enroll --within: days left of --cert",
 }
 WALL_CLOCK_CALLS = re.compile(r"\btime\.time\(|\bdatetime\.now\(|\butcnow\(|\bdate\.today\(")
 

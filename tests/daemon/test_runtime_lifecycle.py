@@ -184,6 +184,12 @@ class FakeEngine:
     def next_action(self) -> Action | None:
         return self.actions.popleft() if self.actions else None
 
+    def drop_revoked(self, revoked: Any, now: float) -> list[str]:
+        return []
+
+    def peer_paths(self) -> list[Any]:
+        return []
+
     def list_sas(self) -> list[IkeSaInfo]:
         return []
 

@@ -68,6 +68,8 @@ def image() -> Path:
     print(f"\nimage/build.sh: exit {proc.returncode} in {time.monotonic() - t0:.0f}s")
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stderr[-5000:]
-    images = sorted((IMAGE_DIR / "out").glob("pike-*-arm64.img"), key=lambda p: p.stat().st_mtime)
+    # build.sh writes to $PIKE_IMAGE_OUT when set: look there, not at an older image/out
+    out = Path(os.environ.get("PIKE_IMAGE_OUT") or IMAGE_DIR / "out")
+    images = sorted(out.glob("pike-*-arm64.img"), key=lambda p: p.stat().st_mtime)
     assert images, "build.sh made no image"
     return images[-1]

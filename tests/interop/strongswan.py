@@ -37,6 +37,10 @@ BASE_PLUGINS = (
     "curve25519 gmp aes sha1 sha2 hmac gcm kdf"
 )
 TAIL_PLUGINS = "socket-default vici updown"
+# tests/peers/build-strongswan6.sh's charon: OpenSSL for the classic algorithms, `ml` for ML-KEM
+BUILT_PLUGINS = (
+    "random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey kdf drbg ml"
+)
 
 
 def charon_available() -> bool:
@@ -568,8 +572,19 @@ class StrongswanNode(PeerNode):
     secrets: list[Secret] = field(default_factory=list)
     timings: list[Timing] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    # A strongSwan built from source (tests/peers/build-strongswan6.sh) instead of Debian's:
+    # its charon and swanctl, and its pid directory PREFIX/run in place of /run.
+    prefix: Path | None = None
 
     # paths
+    @property
+    def charon_path(self) -> Path:
+        return CHARON if self.prefix is None else self.prefix / "libexec" / "ipsec" / "charon"
+
+    @property
+    def swanctl_path(self) -> str:
+        return SWANCTL if self.prefix is None else str(self.prefix / "sbin" / "swanctl")
+
     @property
     def dir(self) -> Path:
         return self.workdir / self.name
@@ -601,7 +616,9 @@ class StrongswanNode(PeerNode):
     def plugins(self) -> str:
         kernel = "kernel-libipsec kernel-netlink" if self.libipsec else "kernel-netlink"
         extra = " ".join(self.extra_plugins)
-        return " ".join(p for p in (BASE_PLUGINS, extra, kernel, TAIL_PLUGINS) if p)
+        # a source build has OpenSSL do what Debian splits into aes, sha2, gmp... plugins
+        base = BASE_PLUGINS if self.prefix is None else BUILT_PLUGINS
+        return " ".join(p for p in (base, extra, kernel, TAIL_PLUGINS) if p)
 
     def strongswan_conf(self) -> str:
         charon: Settings = {
@@ -664,7 +681,8 @@ class StrongswanNode(PeerNode):
         if self.vici_path.exists():
             self.vici_path.unlink()
         run = self.dir / "run"
-        script = f"mount --bind {run} /run && exec {CHARON}"
+        piddir = "/run" if self.prefix is None else self.prefix / "run"
+        script = f"mount --bind {run} {piddir} && exec {self.charon_path}"
         t0 = time.monotonic()
         with self.stdout_path.open("wb") as out:
             self.proc = self.ns.popen(
@@ -702,7 +720,7 @@ class StrongswanNode(PeerNode):
     def swanctl(
         self, *args: str, check: bool = True, timeout: float = 30.0
     ) -> subprocess.CompletedProcess[str]:
-        argv = [SWANCTL, *args, "--uri", self.vici_uri]
+        argv = [self.swanctl_path, *args, "--uri", self.vici_uri]
         proc = subprocess.run(
             argv, capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
         )

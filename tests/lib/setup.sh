@@ -16,7 +16,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     strongswan-charon strongswan-swanctl strongswan-pki
     libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
     user-mode-linux
-    tshark prometheus
+    tshark prometheus openssl
     softhsm2 swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd
     libtss2-tcti-tabrmd0 dbus
     nftables iproute2 iputils-ping kmod procps socat util-linux mount
@@ -24,6 +24,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     rauc squashfs-tools u-boot-qemu u-boot-tools
     gcc libc6-dev linux-libc-dev systemd strace
     groff-base
+    autoconf automake libtool gperf bison flex pkg-config libgmp-dev libssl-dev make
   )
 fi
 

@@ -106,6 +106,7 @@ class Fixture:
         self.counters = Counters()
         self.rec = Recorder(self.kernel.query, wall=lambda: 1_700_000_100.0)
         self.tokens: dict[str, str] = {}
+        self.pki: dict[str, Any] = {}
         self.loop_lag = (0.0, 0.0)  # (worst of the last 10 s, worst since start)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(
@@ -121,6 +122,7 @@ class Fixture:
                     version="0.1.0",
                     started_wall=1_700_000_000.0,
                     tokens=lambda: self.tokens,
+                    pki=lambda: self.pki,
                     loop_lag=lambda: self.loop_lag,
                 )
             )
@@ -273,6 +275,51 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
     assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
 
 
+# what pike.daemon.certs_view gives the collector: one connection with our certificate,
+# its CA and an authenticated peer; one CRL; a CRL source and a failing OCSP responder
+PKI: dict[str, Any] = {
+    "certs": [
+        {"connection": "hq", "role": "local", "subject": "CN=gw", "not_after": 1_800_000_000.0},
+        {"connection": "hq", "role": "ca", "subject": "CN=CA", "not_after": 2_000_000_000.0},
+        {"connection": "hq", "role": "peer", "subject": "CN=hq", "not_after": 1_750_000_000.0,
+         "revocation": "good", "revocation_source": "crl http://pki/ca.crl"},
+    ],
+    "crls": [
+        {"source": "http://pki/ca.crl", "issuer": "CN=CA", "this_update": 1_700_000_000.0,
+         "next_update": 1_700_086_400.0, "number": 4, "revoked": 3, "fetched_at": 1.0,
+         "error": None},
+    ],
+    "sources": [
+        {"source": "http://pki/ca.crl", "fetched_at": 1_700_000_050.0, "error": None},
+        {"source": "http://ocsp/", "fetched_at": None, "error": "no answer within 3 s"},
+    ],
+    "fetches": {("crl", "ok"): 2, ("ocsp", "failed"): 1},
+}  # fmt: skip
+
+
+def test_certificate_and_revocation_series() -> None:
+    f = Fixture()
+    f.pki = PKI
+    expiry = "pike_certificate_expiry_timestamp_seconds"
+    assert f.value(expiry, connection="hq", role="local", subject="CN=gw") == 1_800_000_000.0
+    assert f.value(expiry, connection="hq", role="peer", subject="CN=hq") == 1_750_000_000.0
+    status = {"connection": "hq", "subject": "CN=hq", "status": "good"}
+    assert f.value("pike_peer_certificate_revocation_status", **status) == 1.0
+    crl = {"source": "http://pki/ca.crl", "issuer": "CN=CA"}
+    assert f.value("pike_crl_next_update_timestamp_seconds", **crl) == 1_700_086_400.0
+    assert f.value("pike_crl_revoked_certificates", **crl) == 3.0
+    assert f.value("pike_revocation_source_up", source="http://pki/ca.crl") == 1.0
+    assert f.value("pike_revocation_source_up", source="http://ocsp/") == 0.0
+    with pytest.raises(KeyError):  # never a success: no timestamp
+        f.value("pike_revocation_last_success_timestamp_seconds", source="http://ocsp/")
+    assert f.value("pike_revocation_fetches_total", kind="ocsp", result="failed") == 1.0
+    if shutil.which("promtool") is not None:
+        out = subprocess.run(
+            ["promtool", "check", "metrics"], input=f.text(), capture_output=True, text=True
+        )
+        assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+
+
 def test_event_loop_lag_gauges() -> None:
     f = Fixture()
     assert "pike_event_loop_lag_seconds 0.0" in f.text()  # exported from the start
@@ -298,6 +345,7 @@ def test_dashboard_and_alerts_use_exported_metrics() -> None:
     for name in ("dashboard.json", "alerts.yml"):
         used |= set(re.findall(r"\b(pike_\w+)", (ROOT / "monitoring" / name).read_text()))
     f.tokens = {"gw": "ready"}
+    f.pki = PKI
     f.rec.signed("gw", "ike", "ecdsa_sha256", 0.001, None)
     f.rec.signed("gw", "ike", "ecdsa_sha256", 0.001, "absent")
     exported = set(re.findall(r"^(pike_\w+)", f.text(), re.M))

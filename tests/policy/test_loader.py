@@ -428,3 +428,63 @@ def test_pre_authentication_limits(tmp_path: Path) -> None:
     assert (d.half_open_max, d.ike_sa_max, d.init_rate) == (50, 100, 0)
     with pytest.raises(ConfigError, match="max_packet"):
         load_config(write(tmp_path, EXAMPLE.replace("[daemon]\n", "[daemon]\nmax_packet = 100\n")))
+
+
+# -- post-quantum (RFC 9370, RFC 8784) ---------------------------------------------------------
+
+PPK_SECRET = '\n[secrets.ppk-q]\nid = "pq-1"\nsecret = "0x' + "3c" * 32 + '"\n'
+
+
+def test_ppk_keys_and_secret(tmp_path: Path) -> None:
+    text = EXAMPLE.replace("version = 2\n", 'version = 2\nppk_id = "pq-1"\nppk_required = true\n')
+    config = load_config(write(tmp_path, text + PPK_SECRET))
+    hq = config.connections["hq"]
+    assert (hq.ppk_id, hq.ppk_required) == ("pq-1", True)
+    assert config.ppk_for("pq-1") == bytes([0x3C] * 32)
+    # a PPK is never a PSK, whatever its ids
+    assert config.psk_for("pq-1", "hq.example.net") != config.ppk_for("pq-1")
+    assert "3c3c" not in repr(config) and "3c3c" not in str(config.secrets)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "extra", "expected"),
+    [
+        (
+            "version = 2\n",
+            'version = 2\nppk_id = "pq-2"\n',
+            PPK_SECRET,
+            "F:6: connections.hq.ppk_id: no [secrets.ppk...] entry has id 'pq-2'",
+        ),
+        (
+            "version = 2\n",
+            "version = 2\nppk_required = true\n",
+            "",
+            "F:6: connections.hq.ppk_required: needs ppk_id: the PPK this connection requires",
+        ),
+        (
+            "version = 2\n",
+            'version = 1\nppk_id = "pq-1"\n',
+            PPK_SECRET,
+            "F:6: connections.hq.ppk_id: IKEv2 only (RFC 8784)",
+        ),
+        (
+            '"aes128gcm16-prfsha256-x25519", "aes256-sha256-modp3072"]',
+            '"aes256-sha256-modp3072-ke1_mlkem768"]',
+            "",
+            "F:8: connections.hq.proposals: ke1_mlkem768 is IKEv2 only (RFC 9370 / ML-KEM);"
+            " IKEv1 (version = 1) has one Diffie-Hellman group",
+        ),
+        (
+            'esp_proposals = ["aes128gcm16", "aes256-sha256"]',
+            'esp_proposals = ["aes256-sha256-mlkem768"]',
+            "",
+            "F:15: connections.hq.children.lan.esp_proposals: mlkem768 is IKEv2 only"
+            " (RFC 9370 / ML-KEM); IKEv1 (version = 1) has one Diffie-Hellman group",
+        ),
+    ],
+)
+def test_pq_errors(tmp_path: Path, old: str, new: str, extra: str, expected: str) -> None:
+    text = EXAMPLE.replace(old, new, 1) + extra
+    if "ke1_" in new or "mlkem" in new:
+        text = text.replace("version = 2\n", "version = 1\n")
+    assert error_of(tmp_path, text) == expected

@@ -7,6 +7,17 @@
     pikectl keys import-cert --uri URI FILE
     pikectl keys list        --uri URI
     pikectl keys init-token  --uri URI --so-pin-file F
+    pikectl keys enroll      (--uri URI | --key FILE) --est URL --est-ca FILE --out FILE
+                             [--subject DN] [--san NAME]... [--est-user NAME
+                             --est-password-file F] [--renew --cert FILE [--within DAYS]]
+                             [--cacerts-out F] [--import]
+
+``enroll`` asks an EST server (RFC 7030) for the certificate of the key: a first one
+(simpleenroll, authenticated with HTTP basic auth) or, with ``--renew``, a renewal
+(simplereenroll; the subject and subjectAltNames come from the current ``--cert``, and
+with a file key the TLS connection authenticates with it). The certificate goes to
+``--out`` (the file the config's ``local.certs`` names; ``pikectl reload`` then uses it)
+and, with ``--import``, to the token beside the key.
 
 URI is RFC 7512 (``pkcs11:token=gw;object=ike;id=%01?module-path=/usr/lib/...``). The user
 PIN comes from ``--pin-file``, the URI's ``pin-source`` or ``PIKE_PIN``: never from argv.
@@ -58,6 +69,31 @@ def add_parser(sub: Any) -> None:
     it = ks.add_parser("init-token", help="initialize a fresh token and set its user PIN")
     common(it)
     it.add_argument("--so-pin-file", required=True, help="file holding the SO PIN")
+    en = ks.add_parser("enroll", help="get the key's certificate from an EST server (RFC 7030)")
+    which = en.add_mutually_exclusive_group(required=True)
+    which.add_argument("--uri", help="RFC 7512 pkcs11: URI of the key")
+    which.add_argument("--key", help="PEM private key file (development)")
+    en.add_argument("--pin-file", help="file holding the user PIN (else PIKE_PIN)")
+    en.add_argument("--est", required=True, help="https://server[:port][/label] of the EST CA")
+    en.add_argument("--est-ca", required=True, help="PEM file: the CA of the server's TLS cert")
+    en.add_argument("--est-user", help="HTTP basic auth user")
+    en.add_argument(
+        "--est-password-file", help="file holding its password (else PIKE_EST_PASSWORD)"
+    )
+    en.add_argument("--subject", help='e.g. "C=CH, O=Example, CN=gw1" (default: --cert\'s)')
+    en.add_argument("--san", action="append", default=[], help="DNS name, IP or e-mail")
+    en.add_argument("--renew", action="store_true", help="simplereenroll with --cert")
+    en.add_argument("--cert", help="the current certificate (renewal, TLS client auth)")
+    en.add_argument(
+        "--within",
+        type=float,
+        metavar="DAYS",
+        help="with --renew: only when --cert ends within DAYS",
+    )
+    en.add_argument("--out", required=True, help="where the certificate goes (PEM)")
+    en.add_argument("--cacerts-out", help="write the EST server's CA certificates here")
+    en.add_argument("--import", dest="import_", action="store_true",
+                    help="also store the certificate on the token (with --uri)")  # fmt: skip
 
 
 def _san(text: str) -> x509.GeneralName:
@@ -130,7 +166,109 @@ def _init_token(uri: Any, so_pin_file: str) -> int:
     return EXIT_OK
 
 
+def _password(args: argparse.Namespace) -> str | None:
+    import os
+
+    if args.est_password_file:
+        with open(args.est_password_file, encoding="utf-8") as f:
+            return f.read().strip()
+    return os.environ.get("PIKE_EST_PASSWORD")
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """A new file beside ``path`` moved over it: piked never reads half a certificate."""
+    import os
+
+    tmp = f"{path}.new"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from pike.cli.est import EstClient, EstError
+    from pike.hsm import provision
+    from pike.hsm.filekey import FileKeySigner
+    from pike.hsm.signer import Signer
+
+    current = None
+    if args.cert:
+        with open(args.cert, "rb") as f:
+            current = x509.load_pem_x509_certificates(f.read())[0]
+    if args.renew and current is None:
+        print("pikectl keys enroll: --renew needs --cert (the certificate to renew)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    if current is not None and args.renew and args.within is not None:
+        import datetime as dt
+
+        left = current.not_valid_after_utc - dt.datetime.now(dt.UTC)
+        if left > dt.timedelta(days=args.within):
+            print(f"pikectl keys enroll: {args.cert} is valid {left.days} more days; not renewed")
+            return EXIT_OK
+    if args.subject:
+        subject = _subject(args.subject)
+    elif current is not None:
+        subject = current.subject
+    else:
+        print("pikectl keys enroll: give --subject (or --cert to renew)", file=sys.stderr)
+        return EXIT_ERROR
+    sans = [_san(s) for s in args.san]
+    if not sans and current is not None:
+        try:
+            ext = current.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            sans = list(ext.value)
+        except x509.ExtensionNotFound:
+            pass
+    signer: Signer
+    if args.uri:
+        from pike.hsm.pkcs11 import Pkcs11Signer
+
+        uri = _uri(args, need_key=True)
+        signer = Pkcs11Signer(uri)
+    else:
+        signer = FileKeySigner(args.key)
+    req = provision.csr(signer, subject, sans)
+    # TLS client auth with the current certificate needs its key as a file
+    tls_cert = args.cert if args.cert and args.key else None
+    client = EstClient(
+        args.est,
+        args.est_ca,
+        user=args.est_user,
+        password=_password(args) if args.est_user else None,
+        client_cert=tls_cert,
+        client_key=args.key if tls_cert else None,
+    )
+    try:
+        cas = client.cacerts() if args.cacerts_out else []
+        cert = client.enroll(req, renew=args.renew)
+    except EstError as exc:
+        print(f"pikectl keys enroll: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    pem = serialization.Encoding.PEM
+    _atomic_write(args.out, cert.public_bytes(pem))
+    if args.cacerts_out:
+        _atomic_write(args.cacerts_out, b"".join(c.public_bytes(pem) for c in cas))
+    if args.import_ and args.uri:
+        from pike.hsm.pkcs11 import module
+
+        # The signer's login holds the token: start the module afresh for a rw session.
+        module(uri.module(), uri.tcti).needs_reinit = True
+        key_id = uri.id if uri.id is not None else (uri.object or "").encode()
+        with _session(uri) as s:
+            provision.import_cert(s, cert, uri.object or "", key_id)
+    until = cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+    print(f"enrolled {cert.subject.rfc4514_string()} (serial {cert.serial_number:x}), "
+          f"valid until {until}: {args.out}")  # fmt: skip
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.keys_cmd == "enroll":
+        return _enroll(args)
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from pkcs11.constants import ObjectClass

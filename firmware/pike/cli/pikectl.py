@@ -7,6 +7,7 @@
     pikectl rekey CONN[.CHILD]...
     pikectl reload
     pikectl list-conns [--json]
+    pikectl certs [--json]                 (certificates, CRLs, revocation status)
     pikectl check-config [FILE]            (default: --config)
     pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
     pikectl board [--json] [--local]
@@ -109,6 +110,8 @@ def parser() -> argparse.ArgumentParser:
     cmd("reload", "re-read the config file; unchanged tunnels stay up")
     lc = cmd("list-conns", "configured connections")
     lc.add_argument("--json", action="store_true", help=_JSON)
+    ce = cmd("certs", "certificates in use, CRLs and the revocation status of peers")
+    ce.add_argument("--json", action="store_true", help=_JSON)
     chk = cmd("check-config", "validate a config file (no daemon needed)")
     chk.add_argument("file", nargs="?", help="default: --config, else " + DEFAULT_CONFIG)
     keys.add_parser(sub)
@@ -406,6 +409,13 @@ def _run(args: argparse.Namespace) -> int:
         return code
     if args.cmd in ("reload", "list-conns"):
         return _ops(args)
+    if args.cmd == "certs":
+        from pike.cli.cert_text import format_certs
+
+        code, result = _call(_socket(args), "certs", {})
+        if code == EXIT_OK:
+            print(json.dumps(result, indent=2) if args.json else format_certs(result))
+        return code
     if args.cmd == "log":
         return _log(_socket(args), args.level, args.json)
     if args.cmd == "initiate" and args.timeout > 0:

@@ -27,7 +27,10 @@ _NAMES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^ecp(\d+)$"), "ECP_{0}"),
     (re.compile(r"^(?:x|curve)(25519|448)$"), "CURVE_{0}"),
     (re.compile(r"^esn$"), "ESN"),
+    (re.compile(r"^mlkem(\d+)$"), "ML_KEM_{0}"),
 ]
+# RFC 9370 additional key exchanges: ke1_mlkem768 -> KE1_ML_KEM_768
+_ADDKE = re.compile(r"^ke([1-7])_(.+)$")
 
 
 def algorithm_names(proposal: str) -> str:
@@ -35,6 +38,10 @@ def algorithm_names(proposal: str) -> str:
     out = []
     for word in filter(None, proposal.split("-")):
         if word == "noesn":
+            continue
+        addke = _ADDKE.match(word)
+        if addke is not None:
+            out.append(f"KE{addke.group(1)}_{algorithm_names(addke.group(2))}")
             continue
         for pattern, fmt in _NAMES:
             m = pattern.match(word)
@@ -103,7 +110,8 @@ def format_ike_sa(sa: JsonDict) -> str:
         + (" [NAT]" if sa.get("nat_remote") else ""),
     ]
     if sa.get("algorithms"):
-        lines.append(f"  {algorithm_names(sa['algorithms'])}")
+        ppk = ", PPK" if sa.get("ppk") else ""  # RFC 8784 key mixed in
+        lines.append(f"  {algorithm_names(sa['algorithms'])}{ppk}")
     if sa.get("established_ago_s") is not None:
         due = _due(sa, ("rekey", "rekeying"), ("reauth", "reauth"))
         lines.append(f"  established {_ago(sa['established_ago_s'])}{due}")

@@ -9,6 +9,18 @@ class TransformType(IntEnum):
     INTEG = 3
     KE = 4  # "D-H" in RFC 7296, renamed "Key Exchange Method" by RFC 9370
     ESN = 5
+    # RFC 9370 §2.2.1: Additional Key Exchange 1..7, each run after the first KE
+    ADDKE1 = 6
+    ADDKE2 = 7
+    ADDKE3 = 8
+    ADDKE4 = 9
+    ADDKE5 = 10
+    ADDKE6 = 11
+    ADDKE7 = 12
+
+
+# The key exchange transform types in the order their exchanges run (RFC 9370 §2.2.2)
+ADDKE_TYPES: tuple[TransformType, ...] = tuple(TransformType(t) for t in range(6, 13))
 
 
 class EncrId(IntEnum):
@@ -66,6 +78,11 @@ class GroupId(IntEnum):
     MODP_2048_256 = 24
     CURVE25519 = 31
     CURVE448 = 32
+    # IANA "Transform Type 4 - Key Exchange Method Transform IDs" (draft-ietf-ipsecme-ikev2-mlkem,
+    # as strongSwan 6 numbers them: ML_KEM_512 = 35, ML_KEM_768 = 36, ML_KEM_1024 = 37)
+    ML_KEM_512 = 35
+    ML_KEM_768 = 36
+    ML_KEM_1024 = 37
 
 
 class EsnId(IntEnum):

@@ -58,9 +58,12 @@ def skeyseed(prf: Prf, ni: bytes, nr: bytes, shared: bytes) -> bytes:
     return prf.prf(ni + nr, shared)
 
 
-def rekey_skeyseed(prf: Prf, old_sk_d: bytes, shared: bytes, ni: bytes, nr: bytes) -> bytes:
-    """SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)  (RFC 7296 §2.18)."""
-    return prf.prf(old_sk_d, shared + ni + nr)
+def rekey_skeyseed(
+    prf: Prf, old_sk_d: bytes, shared: bytes, ni: bytes, nr: bytes, extra: bytes = b""
+) -> bytes:
+    """SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)  (RFC 7296 §2.18), with the
+    additional key exchanges' SK(1) | ... | SK(n) as ``extra`` (RFC 9370 §2.2.4)."""
+    return prf.prf(old_sk_d, shared + ni + nr + extra)
 
 
 def derive_ike_keys(
@@ -100,12 +103,14 @@ def derive_child_keys(
     shared: bytes | None,
     encr_key_size: int,
     integ_key_size: int,
+    extra: bytes = b"",
 ) -> ChildKeys:
-    """KEYMAT = prf+ (SK_d, [g^ir (new)] | Ni | Nr)  (RFC 7296 §2.17).
+    """KEYMAT = prf+ (SK_d, [g^ir (new)] | Ni | Nr)  (RFC 7296 §2.17), followed by the
+    additional key exchanges' SK(1) | ... | SK(n) as ``extra`` (RFC 9370 §2.2.4).
 
     Initiator-to-responder keys come first; in each direction the encryption key
     precedes the integrity key.
     """
     e, a = encr_key_size, integ_key_size
-    km = prf.plus(sk_d, (shared or b"") + ni + nr, 2 * (e + a))
+    km = prf.plus(sk_d, (shared or b"") + ni + nr + extra, 2 * (e + a))
     return ChildKeys(km[:e], km[e : e + a], km[e + a : 2 * e + a], km[2 * e + a :])

@@ -6,12 +6,13 @@ protocol (IKE or ESP), each transform type listing its choices in preference ord
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from pike.crypto.errors import ProposalError
-from pike.crypto.ids import EsnId, IntegId, PrfId, TransformType
+from pike.crypto.ids import ADDKE_TYPES, EsnId, GroupId, IntegId, PrfId, TransformType
 from pike.crypto.sizes import is_aead
 from pike.crypto.vocabulary import CANONICAL, REFUSED_GROUPS, REFUSED_KEYWORDS, TOKENS
 
@@ -52,8 +53,12 @@ _TYPE_ORDER: dict[int, int] = {
     TransformType.INTEG: 1,
     TransformType.PRF: 2,
     TransformType.KE: 3,
-    TransformType.ESN: 4,
+    **{t: 4 + i for i, t in enumerate(ADDKE_TYPES)},
+    TransformType.ESN: 11,
 }
+
+# strongSwan 6's prefix for additional key exchanges: ke1_mlkem768, ke2_none, ...
+_ADDKE_PREFIX = re.compile(r"ke([1-7])_(.+)")
 
 # strongSwan's integ_prf_map: the PRF an integrity algorithm implies in IKE proposals
 _INTEG_TO_PRF: dict[int, int] = {
@@ -82,17 +87,32 @@ def parse_proposal(text: str, protocol: Protocol) -> ProposalSpec:
     for word in words:
         if not word:
             raise ProposalError(f"empty algorithm name in {where}")
-        refusal = REFUSED_KEYWORDS.get(word)
-        if refusal is not None:
-            raise ProposalError(refusal)
-        token = TOKENS.get(word)
-        if token is None:
-            raise ProposalError(f"unknown algorithm '{word}' in {where}")
-        alg = Algorithm(token[0], int(token[1]), token[2])
+        alg = _algorithm(word, where)
         if alg in algs:
             raise ProposalError(f"'{word}' names an algorithm listed twice in {where}")
         algs.append(alg)
     return ProposalSpec(protocol, _canonical_order(_complete(algs, protocol, where)))
+
+
+def _algorithm(word: str, where: str) -> Algorithm:
+    """One keyword; ``keN_<group>`` (or ``keN_none``: the exchange is optional) names an
+    additional key exchange (RFC 9370 §2.2.1)."""
+    addke = _ADDKE_PREFIX.fullmatch(word)
+    if addke is not None:
+        ttype = ADDKE_TYPES[int(addke.group(1)) - 1]
+        if addke.group(2) == "none":
+            return Algorithm(ttype, int(GroupId.NONE))
+        inner = _algorithm(addke.group(2), where)
+        if inner.type != TransformType.KE:
+            raise ProposalError(f"'{word}' names no key exchange method in {where}")
+        return Algorithm(ttype, inner.id)
+    refusal = REFUSED_KEYWORDS.get(word)
+    if refusal is not None:
+        raise ProposalError(refusal)
+    token = TOKENS.get(word)
+    if token is None:
+        raise ProposalError(f"unknown algorithm '{word}' in {where}")
+    return Algorithm(token[0], int(token[1]), token[2])
 
 
 def _complete(algs: list[Algorithm], protocol: Protocol, where: str) -> list[Algorithm]:
@@ -146,6 +166,11 @@ def algorithm_name(alg: Algorithm) -> str:
     name = CANONICAL.get((alg.type, alg.id, alg.key_length))
     if name is not None:
         return name
+    if alg.type in ADDKE_TYPES:
+        n = int(alg.type) - int(TransformType.ADDKE1) + 1
+        ke = Algorithm(TransformType.KE, alg.id)
+        inner = "none" if alg.id == GroupId.NONE else algorithm_name(ke)
+        return f"ke{n}_{inner}"
     refused = REFUSED_GROUPS.get(alg.id) if alg.type == TransformType.KE else None
     if refused is not None:
         return refused[0]

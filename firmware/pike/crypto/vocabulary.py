@@ -58,6 +58,10 @@ def _table() -> dict[str, Token]:
     t["curve25519"] = (_K, GroupId.CURVE25519, None)
     t["x448"] = (_K, GroupId.CURVE448, None)
     t["curve448"] = (_K, GroupId.CURVE448, None)
+    # ML-KEM (FIPS 203) as a key exchange method; usually an additional one (RFC 9370):
+    # ``ke1_mlkem768`` (see proposal.py), or alone where both ends allow it
+    t["mlkem768"] = (_K, GroupId.ML_KEM_768, None)
+    t["mlkem1024"] = (_K, GroupId.ML_KEM_1024, None)
     t["esn"] = (_N, EsnId.YES, None)
     t["noesn"] = (_N, EsnId.NO, None)
     return t
@@ -109,6 +113,10 @@ _REFUSED_KEYWORDS: dict[str, str] = {
     "md5_128": "md5_128 is refused: RFC 8247 and RFC 8221 forbid HMAC-MD5 integrity",
     "prfmd5": "prfmd5 is refused: RFC 8247 forbids PRF_HMAC_MD5",
     "null": "null is refused: pike never sends traffic unencrypted (ENCR_NULL, RFC 8221)",
+    "mlkem512": (
+        "mlkem512 is not implemented: pike offers ML-KEM-768 and ML-KEM-1024 "
+        "(NIST category 3 and 5)"
+    ),
 }
 for _bits in (128, 192, 256):
     for _icv in ("8", "64", "12", "96"):

@@ -68,12 +68,16 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
         # One connection at a time, so that a key problem names that connection's key.
         only = dataclasses.replace(config, connections={conn.name: conn})
         for problem in store.preload(only, probe=probe):
-            at = ("connections", conn.name, "local", "key")
+            at: KeyPath = ("connections", conn.name, "local", "key")
             while problem.startswith(f"{conn.name}: "):  # the store names it, once or twice
                 problem = problem.removeprefix(f"{conn.name}: ")
+            for i, file in enumerate(conn.remote.crls):
+                if problem.startswith(f"CRL {file}: "):
+                    at = ("connections", conn.name, "remote", "crls", i)
             problems.append(str(src.error(at, problem)))
     if problems:
         raise ConfigRefused(problems)
+    store.revocation.forget(f for c in config.connections.values() for f in c.remote.crls)
     return config
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cryptography import x509
+
 from pike.ikev1.engine import Ikev1Engine
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.config import Config
@@ -19,6 +21,7 @@ from pike.sa.actions import Action, Address, IkeSaInfo
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
+from pike.sa.revocation import RevokedCheck
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28
@@ -112,6 +115,12 @@ class Engines:
         # references come from the shared context: only the engine that asked answers
         self.v2.sign_done(ref, result, now)
         self.v1.sign_done(ref, result, now)
+
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]:
+        return self.v2.peer_paths() + self.v1.peer_paths()
+
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
+        return self.v2.drop_revoked(revoked, now) + self.v1.drop_revoked(revoked, now)
 
     def next_action(self) -> Action | None:
         return self.ctx.actions.popleft() if self.ctx.actions else None

@@ -13,15 +13,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from cryptography import x509
 from prometheus_client.registry import CollectorRegistry
 
 from pike.board.watchdog import LoopLag
 from pike.crypto.proposal import format_proposal
+from pike.daemon import certs_view
 from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
 from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
+from pike.daemon.revocation import Fetcher
 from pike.metrics.collector import PikeCollector, Sources
 from pike.metrics.firmware import read_firmware
 from pike.metrics.recorder import Recorder
@@ -51,6 +54,7 @@ class _Engine(Protocol):
 
     def list_sas(self) -> list[IkeSaInfo]: ...
     def reload(self, config: Config, now: float) -> dict[str, list[str]]: ...
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]: ...
 
 
 class _Commands(Protocol):
@@ -70,6 +74,9 @@ class _Daemon(Protocol):
     def engine(self) -> Any: ...
 
     def probe_tokens(self) -> None: ...
+
+    @property
+    def revocation(self) -> Fetcher: ...
     def counters(self, spec: SaSpec) -> SaCounters | None: ...
 
 
@@ -125,12 +132,32 @@ class Ops:
                     version=version,
                     started_wall=self._started_wall,
                     tokens=self._tokens,
+                    pki=self.pki,
                     loop_lag=self._loop_lag,
                     firmware=read_firmware(),
                 )
             )
         )
         return reg
+
+    def pki(self) -> dict[str, Any]:
+        """Certificates and revocation sources (pikectl certs, metrics)."""
+        d = self.daemon
+        store = d.credentials
+        peers = self.engine.peer_paths()
+        return {
+            "certs": certs_view.certificates(d.config, store, peers, self._wall()),
+            "crls": certs_view.crls(store),
+            "sources": certs_view.sources(store),
+            "fetches": dict(d.revocation.counts),
+        }
+
+    def cmd_certs(self, args: dict[str, Any]) -> dict[str, Any]:
+        pki = self.pki()
+        pki["fetches"] = [
+            {"kind": k, "result": r, "count": n} for (k, r), n in sorted(pki["fetches"].items())
+        ]
+        return pki
 
     def _loop_lag(self) -> tuple[float, float]:
         lag = self.daemon.loop_lag
@@ -200,7 +227,11 @@ class Ops:
     # -- control commands ------------------------------------------------------------------
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        return {"reload": self.cmd_reload, "list-conns": self.cmd_list_conns}
+        return {
+            "reload": self.cmd_reload,
+            "list-conns": self.cmd_list_conns,
+            "certs": self.cmd_certs,
+        }
 
     def streams(self) -> dict[str, StreamSource]:
         return {"log": self.logs, "initiate-wait": self.initiations}
@@ -224,6 +255,7 @@ class Ops:
         self._configure_keys(new.daemon)
         self.recorder.reloaded(True)
         self.daemon.probe_tokens()  # a key added by the reload, in its signing thread
+        self.daemon.revocation.reloaded(new)
         self._pump()
         if restart:
             log.warning("reload: [daemon] %s change(s) need a restart", ", ".join(restart))

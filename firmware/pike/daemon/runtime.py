@@ -31,6 +31,7 @@ from pike.daemon.hotplug import Hotplug
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
 from pike.daemon.resolver import resolve
+from pike.daemon.revocation import Fetcher
 from pike.daemon.signing import Signing
 from pike.kernel.interface import KernelIpsec
 from pike.policy.config import Config
@@ -51,6 +52,7 @@ from pike.sa.actions import (
 )
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
+from pike.sa.revocation import RevokedCheck
 
 __all__ = ["Daemon", "Engine", "EngineFactory", "Random"]
 
@@ -85,6 +87,8 @@ class Engine(Protocol):
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None: ...
     def esp_wanted(self, now: float) -> list[SaSpec]: ...
     def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None: ...
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]: ...
+
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None: ...
     def next_action(self) -> Action | None: ...
     def list_sas(self) -> list[IkeSaInfo]: ...
@@ -158,6 +162,14 @@ class Daemon:
         )
         # Checked before every WATCHDOG=1 (pike.board.watchdog); others may add checks.
         self.health = Health()
+        # CRL and OCSP fetches the revocation checks ask for (pike.daemon.revocation).
+        self.revocation = Fetcher(
+            lambda: self.credentials,
+            lambda: self._engine,
+            self._now,
+            self._pump,
+            wall=lambda: self.clock.wall(),
+        )
         # How late the loop wakes a sleeper: the watchdog's health check, a metric and
         # pikectl status (work done on the loop, e.g. a flood, shows up here).
         self.loop_lag = LoopLag(limit=float("inf"), period=0.5)
@@ -235,12 +247,14 @@ class Daemon:
             )
         )
         self.hotplug.start(loop)
+        self.revocation.start(self.config)
         self.engine.start(self._now())
         self._pump()
         await self._stop.wait()
         fed.cancel()
         self.loop_lag.stop()
         self.hotplug.close()
+        await self.revocation.stop()
         await self._shutdown()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -342,6 +356,8 @@ class Daemon:
                 self._do(action)
             except Exception:
                 log.exception("handling %s failed", type(action).__name__)
+        if self.credentials.revocation.wanted:
+            self.revocation.drain()
         deadline = self.engine.get_timer()
         if self._timer is not None and (deadline is None or self._timer.when() != deadline):
             self._timer.cancel()

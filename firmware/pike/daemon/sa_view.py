@@ -108,6 +108,7 @@ def ike_json(
         "spi_i": sa.spi_i.hex(),
         "spi_r": sa.spi_r.hex(),
         "algorithms": sa.algorithms,
+        "ppk": sa.ppk,
         "established_ago_s": ago,
         "established_at": at,
         **_due_json({"rekey": sa.rekey_at, "reauth": sa.reauth_at}, now, wall_now),

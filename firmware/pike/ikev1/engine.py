@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 
+from cryptography import x509
+
 from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.liveness import due as dpd_due
@@ -35,6 +37,7 @@ from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 from pike.sa.resolving import Resolving, is_name
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
+from pike.sa.revocation import RevokedCheck
 from pike.sa.state import ChildState, IkeState
 from pike.wire.errors import MalformedMessage
 from pike.wire.isakmp import decode_v1, decrypt_v1
@@ -210,6 +213,21 @@ class Ikev1Engine:
         for sa in self.table.all():
             if sa.conn is not None and sa.conn.name == conn_name:
                 self.delete_sa(sa, "terminated", now)
+
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]:
+        """(connection, validated peer path) of each ISAKMP SA authenticated by certificate."""
+        return [(sa.name, sa.peer_path) for sa in self.table.all() if sa.peer_path]
+
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
+        """Delete the ISAKMP SAs (and their IPsec SAs) whose peer path ``revoked``
+        condemns; one line per SA for the log."""
+        out = []
+        for sa in self.table.all():
+            why = revoked(sa.peer_path) if sa.peer_path else None
+            if why is not None:
+                out.append(f"{sa.tag()}: {why}")
+                self.delete_sa(sa, "revoked", now)
+        return out
 
     def terminate_child(self, conn_name: str, child: str, now: float) -> None:
         """Delete the IPsec SAs named ``child`` of a connection with the peer (the ISAKMP

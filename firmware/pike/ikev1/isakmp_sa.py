@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
 from pike.crypto.errors import CryptoError
 from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
@@ -123,6 +125,7 @@ class IsakmpSa:
         self.cipher: Ikev1Cipher | None = None
         self.my_id: V1Id | None = None
         self.peer_id: V1Id | None = None
+        self.peer_path: tuple[x509.Certificate, ...] = ()  # validated, end entity first
         self.natt = False  # the peer announced RFC 3947 (or a draft)
         self.natt_draft = False
         self.dpd_peer = False  # the peer announced RFC 3706

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pike.crypto.errors import CryptoError, ProposalError
 from pike.crypto.ids import EncrId, IntegId, PrfId, TransformType
-from pike.crypto.ke import SUPPORTED_GROUPS, check_group
+from pike.crypto.ke import SUPPORTED_GROUPS, check_group, is_kem
 from pike.crypto.proposal import ProposalSpec, format_transforms, group_name
 from pike.crypto.sizes import encr_key_size, integ_key_size, is_aead
 from pike.wire.isakmp_constants import (
@@ -125,7 +125,7 @@ def _acceptable_group(group: int) -> bool:
         check_group(group)
     except (ProposalError, CryptoError):
         return False
-    return group in SUPPORTED_GROUPS
+    return group in SUPPORTED_GROUPS and not is_kem(group)  # ML-KEM is IKEv2 only
 
 
 def parse_phase1(t: V1Transform) -> Phase1Choice | None:

@@ -44,6 +44,7 @@ from pike.sa.certs import (
 )
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialError
+from pike.sa.revocation import RevocationPending
 from pike.sa.signing import Awaited
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
@@ -188,6 +189,15 @@ def verify_peer(
     if not id_in_cert(peer, leaf):
         raise PeerError("auth_failed", f"identity '{peer}' is not in certificate '{subject}'")
     scheme = verify(choice.auth, sig.data, leaf.public_key(), hash_value)
+    try:
+        store.check_revocation(conn, path, now)
+    except CredentialError as exc:
+        raise PeerError("auth_failed", f"certificate of '{peer}' not accepted: {exc}") from None
+    except RevocationPending as exc:
+        # Not taken (the IV chain and flight stay): the peer's retransmission, or the
+        # answer to ours, is looked at again once the status is in.
+        raise PeerError("revocation_pending", str(exc)) from None
+    sa.peer_path = tuple(path)
     log.info(
         "%s: authenticated peer '%s' with %s (method %d), certificate '%s' issued via '%s'",
         sa.tag(),

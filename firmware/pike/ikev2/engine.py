@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from cryptography import x509
+
 from pike.ikev2 import reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
@@ -39,6 +41,7 @@ from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 from pike.sa.resolving import Resolving, is_name
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
+from pike.sa.revocation import RevokedCheck
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.timer_queue import TimerQueue
 from pike.sa.traps import Traps
@@ -335,6 +338,33 @@ class Ikev2Engine:
             elif sa.state != IkeState.DELETING or force:
                 sa.fail("terminated", now)
         self._sweep(now)
+
+    def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]:
+        """(connection, validated peer path) of each IKE SA authenticated by certificate."""
+        return [
+            (sa.name, sa.peer_path)
+            for sas in self._by_conn.values()
+            for sa in sas
+            if sa.peer_path and sa.state != IkeState.DESTROYED
+        ]
+
+    def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]:
+        """Delete the IKE SAs whose peer path ``revoked`` condemns (a refreshed CRL);
+        one line per SA for the log."""
+        out = []
+        for sas in list(self._by_conn.values()):
+            for sa in list(sas):
+                why = revoked(sa.peer_path) if sa.peer_path else None
+                if why is None or sa.state == IkeState.DESTROYED:
+                    continue
+                out.append(f"{sa.tag()}: {why}")
+                self._touch(sa)
+                if sa.state in (IkeState.ESTABLISHED, IkeState.REKEYING, IkeState.REKEYED):
+                    sa.tasks.queue(IkeDelete(sa, True))
+                    sa.tasks.initiate(now)
+                sa.fail("revoked", now)
+        self._sweep(now)
+        return out
 
     def terminate_child(self, conn_name: str, child: str, now: float) -> None:
         """Delete the CHILD_SAs named ``child`` of a connection with the peer (the IKE SA

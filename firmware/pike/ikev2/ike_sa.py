@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
@@ -27,6 +29,7 @@ from pike.wire.payloads import Message, Payload, Proposal
 
 if TYPE_CHECKING:
     from pike.ikev2.task_manager import TaskManager
+    from pike.ikev2.tasks.base import Task
 
 
 @dataclass
@@ -80,6 +83,9 @@ class IkeSa:
     nat_remote: bool = False  # the peer is behind a NAT (or faked it, like kernel-libipsec)
     my_id: Identity | None = None
     peer_id: Identity | None = None
+    # The peer's validated certificate path (end entity first): a refreshed CRL that
+    # revokes one of them ends the SA (pike.daemon.revocation).
+    peer_path: tuple[x509.Certificate, ...] = ()
     children: list[ChildSa] = field(default_factory=list)
     established_at: float | None = None
     created_at: float = 0.0
@@ -99,6 +105,17 @@ class IkeSa:
     scheduled: bool = False  # rekey timer set once established
     keepalive_at: float | None = None
     frag_peer: bool = False  # both sides announced RFC 7383 fragmentation
+    intermediate: bool = False  # both sides announced IKE_INTERMEDIATE (RFC 9242)
+    # RFC 9370: the additional key exchanges still to run after IKE_SA_INIT, and those done
+    # (methods, in order); IntAuth_iN and IntAuth_rN of the IKE_INTERMEDIATE exchanges.
+    addke_todo: list[int] = field(default_factory=list)
+    addke_done: list[int] = field(default_factory=list)
+    int_auth_i: bytes = field(default=b"", repr=False)
+    int_auth_r: bytes = field(default=b"", repr=False)
+    ppk_peer: bool = False  # both announced USE_PPK in IKE_SA_INIT (RFC 8784)
+    ppk_used: bool = False  # IKE_AUTH mixed a post-quantum preshared key into the keys
+    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370)
+    followups: dict[bytes, Task] = field(default_factory=dict, repr=False)
     init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
     # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
     # initiation asked for, so that a retry asks for the same.
@@ -180,16 +197,56 @@ class IkeSa:
         return self.last_inbound + conn.dpd_delay
 
     # -- keys ----------------------------------------------------------------------------
-    def derive_keys(self, shared: bytes, rekey_of: IkeSa | None = None) -> None:
+    def derive_keys(self, shared: bytes, rekey_of: IkeSa | None = None, extra: bytes = b"") -> None:
         """SKEYSEED and SK_* after IKE_SA_INIT (RFC 7296 §2.14), or for the successor of
-        ``rekey_of`` (§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), old PRF)."""
+        ``rekey_of`` (§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), old PRF;
+        RFC 9370 §2.2.4: the additional exchanges' secrets ``extra`` follow)."""
         assert self.chosen is not None and self.chosen.prf_id is not None
         prf = Prf(self.chosen.prf_id)
         if rekey_of is None:
             seed = skeyseed(prf, self.ni, self.nr, shared)
         else:
             assert rekey_of.prf is not None and rekey_of.keys is not None
-            seed = rekey_skeyseed(rekey_of.prf, rekey_of.keys.sk_d, shared, self.ni, self.nr)
+            old_d = rekey_of.keys.sk_d
+            seed = rekey_skeyseed(rekey_of.prf, old_d, shared, self.ni, self.nr, extra)
+        self._set_keys(prf, seed)
+
+    def fold_key(self, shared: bytes) -> None:
+        """An additional key exchange is done (RFC 9370 §2.2.2): SKEYSEED(n) =
+        prf(SK_d(n-1), SK(n) | Ni | Nr), all SK_* derived anew from it with the SA's PRF."""
+        assert self.prf is not None and self.keys is not None
+        self._set_keys(self.prf, rekey_skeyseed(self.prf, self.keys.sk_d, shared, self.ni, self.nr))
+
+    def add_int_auth(self, data: bytes, from_initiator: bool) -> None:
+        """Chain one IKE_INTERMEDIATE message into IntAuth (RFC 9242 §3.1): IntAuth_xN =
+        prf(SK_px, IntAuth_x(N-1) | A | P) with the keys that protected the message."""
+        assert self.prf is not None and self.keys is not None
+        if from_initiator:
+            self.int_auth_i = self.prf.prf(self.keys.sk_pi, self.int_auth_i + data)
+        else:
+            self.int_auth_r = self.prf.prf(self.keys.sk_pr, self.int_auth_r + data)
+
+    def apply_ppk(self, ppk: bytes) -> None:
+        """RFC 8784 §3: SK_d' = prf+(PPK, SK_d), SK_pi' and SK_pr' alike, each as long as
+        before; AUTH is made with SK_pi'/SK_pr' and children and rekeys come from SK_d'."""
+        assert self.prf is not None and self.keys is not None
+        k, prf = self.keys, self.prf
+        self.keys = replace(
+            k,
+            sk_d=prf.plus(ppk, k.sk_d, len(k.sk_d)),
+            sk_pi=prf.plus(ppk, k.sk_pi, len(k.sk_pi)),
+            sk_pr=prf.plus(ppk, k.sk_pr, len(k.sk_pr)),
+        )
+
+    def int_auth(self, auth_mid: int) -> bytes:
+        """What AUTH covers of the IKE_INTERMEDIATE exchanges (RFC 9242 §3.3.2):
+        IntAuth_iN | IntAuth_rN | the IKE_AUTH request's message ID; empty without them."""
+        if not self.int_auth_i:
+            return b""
+        return self.int_auth_i + self.int_auth_r + auth_mid.to_bytes(4, "big")
+
+    def _set_keys(self, prf: Prf, seed: bytes) -> None:
+        assert self.chosen is not None
         ekey = encr_key_size(self.chosen.encr_id, self.chosen.encr_key_length)
         ikey = integ_key_size(self.chosen.integ_id)
         keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pike.crypto.ids import EsnId, GroupId, IntegId, TransformType
+from pike.crypto.ids import ADDKE_TYPES, EsnId, GroupId, IntegId, TransformType
 from pike.crypto.proposal import ProposalSpec
 from pike.sa.chosen import Chosen
 from pike.wire.constants import ProtocolId
@@ -15,8 +15,10 @@ _ORDER = (
     TransformType.PRF,
     TransformType.INTEG,
     TransformType.KE,
+    *ADDKE_TYPES,
     TransformType.ESN,
 )
+_KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
 
 
 def groups_of(specs: Sequence[ProposalSpec]) -> list[int]:
@@ -80,15 +82,15 @@ def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chos
                 continue
             none = {
                 TransformType.INTEG: IntegId.NONE,
-                TransformType.KE: GroupId.NONE,
                 TransformType.ESN: EsnId.NO,
+                **{t: GroupId.NONE for t in _KE_TYPES},
             }.get(ttype)
             if none is None or all(t.id != none for t in offered):
                 return None
             chosen[ttype] = (none, None)
             continue
         if not offered:
-            if ttype == TransformType.KE and all(a.id == GroupId.NONE for a in spec.of(ttype)):
+            if ttype in _KE_TYPES and any(a.id == GroupId.NONE for a in spec.of(ttype)):
                 continue
             if ttype == TransformType.ESN and any(a.id == EsnId.NO for a in spec.of(ttype)):
                 continue
@@ -110,6 +112,7 @@ def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chos
         group=chosen.get(TransformType.KE, (GroupId.NONE, None))[0],
         esn=chosen.get(TransformType.ESN, (EsnId.NO, None))[0] == EsnId.YES,
         esn_transform=TransformType.ESN in chosen,
+        addke=tuple((int(t), chosen[t][0]) for t in ADDKE_TYPES if t in chosen),
     )
 
 

@@ -21,6 +21,7 @@ from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
 from pike.ikev2.tasks.ike_frag import IkeFrag
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
+from pike.ikev2.tasks.ike_intermediate import IkeIntermediate
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.config import Config
@@ -124,6 +125,13 @@ def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
     """The tasks that answer a request of an IKE SA past IKE_SA_INIT."""
     if msg.exchange == ExchangeType.IKE_AUTH:
         return [IkeAuth(sa, False), ChildCreate(sa, False)]
+    if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
+        return [IkeIntermediate(sa, False)]
+    if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+        # the CREATE_CHILD_SA task the link names continues (RFC 9370 §2.2.4)
+        link = msg.notify(NotifyType.ADDITIONAL_KEY_EXCHANGE)
+        waiting = sa.followups.pop(link.data, None) if link is not None else None
+        return [waiting] if waiting is not None else [_Refuse(sa, NotifyType.STATE_NOT_FOUND)]
     if msg.exchange == ExchangeType.INFORMATIONAL:
         deletes = msg.all(DeletePayload)
         tasks: list[Task] = []

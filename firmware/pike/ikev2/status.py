@@ -31,4 +31,5 @@ def sa_info(sa: IkeSa) -> IkeSaInfo:
         keepalive_at=sa.keepalive_at,
         rekey_at=sa.rekey_at,
         reauth_at=sa.reauth_at,
+        ppk=sa.ppk_used,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pike.ikev2.describe import describe_payloads, exchange_name
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
+from pike.sa.revocation import RevocationPending
 from pike.sa.signing import Awaited
 from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType, NotifyType
@@ -113,6 +114,13 @@ class TaskManager:
         if held is not None:
             self._respond(held.msg, held.data, held.tasks, now)
             return held.msg
+        try:
+            # one more signature for the same message (RFC 8784 NO_PPK_AUTH)?
+            if self._wait_for_signature(self.active, now):
+                return None
+        except TaskFailed as e:
+            self.sa.fail(e.reason, now)
+            return None
         self._send_request(now)
         return None
 
@@ -145,11 +153,19 @@ class TaskManager:
             return
         self._log_in(msg)
         tasks, self.active = self.active, []
+        request, deadline = self.request, self.deadline
         self.request = None
         self.deadline = None
         try:
             for task in tasks:
                 task.process(msg, now)
+        except RevocationPending as e:
+            # The peer's certificate status is being fetched: as if this response was
+            # lost, our retransmission brings the peer's cached answer back to look again.
+            self.active, self.request, self.deadline = tasks, request, deadline
+            self.sa.ctx.counters.drop("revocation_pending")
+            log.info("%s: %s; response %d set aside", self.sa.tag(), e, msg.message_id)
+            return
         except RestartExchange:
             self.restarts += 1
             if self.restarts > MAX_RESTARTS:
@@ -231,6 +247,12 @@ class TaskManager:
             if self._wait_for_signature(tasks, now):
                 self.held = _Held(msg, data, tasks)
                 return
+        except RevocationPending as e:
+            # Not answered and not consumed: the peer's retransmission of this request is
+            # processed anew once the status fetched for its certificate is in.
+            self.sa.ctx.counters.drop("revocation_pending")
+            log.info("%s: %s; request %d left unanswered for now", self.sa.tag(), e, mid)
+            return
         except RespondError as e:
             self._respond(msg, data, tasks, now, e)
             return

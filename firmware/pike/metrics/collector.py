@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -52,6 +53,9 @@ class Sources:
     started_wall: float
     # Token label -> TokenState value ("ready", "absent", ...) of the keys in use.
     tokens: Callable[[], dict[str, str]] = field(default=lambda: {})
+    # pike.daemon.certs_view: "certs", "crls", "sources" (lists of dicts) and "fetches"
+    # ({(kind, result): count}) of the certificates and revocation sources in use.
+    pki: Callable[[], dict[str, Any]] = field(default=lambda: {})
     # (worst over the last 10 s, worst since start) of the event loop's lateness.
     loop_lag: Callable[[], tuple[float, float]] = field(default=lambda: (0.0, 0.0))
     # The image build and A/B slot running (pike.metrics.firmware); None: not the image.
@@ -67,7 +71,9 @@ class PikeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = _Scrape.of(self.src)
-        for family in (_daemon, _ike_sas, _engine_counters, _child_sas, _key_custody, _operations):
+        for family in (
+            _daemon, _ike_sas, _engine_counters, _child_sas, _key_custody, _pki, _operations
+        ):  # fmt: skip
             yield from family(s)
 
 
@@ -423,6 +429,65 @@ def _key_custody(s: _Scrape) -> Iterator[Metric]:
         "Signatures that failed (IKE_AUTH failed closed), by key and reason",
         [([t, k, r], float(n)) for (t, k, r), n in sorted(rec.sign_failures.items())],
         ["token", "key", "reason"],
+    )
+
+
+def _pki(s: _Scrape) -> Iterator[Metric]:
+    """Certificate expiry and the health of CRLs and OCSP responders."""
+    pki = s.src.pki()
+    certs = pki.get("certs", [])
+    yield _gauge(
+        "pike_certificate_expiry_timestamp_seconds",
+        "notAfter of each certificate in use: ours (local), the trusted CAs (ca) and the "
+        "end entity of each authenticated peer (peer)",
+        [([c["connection"], c["role"], c["subject"]], c["not_after"]) for c in certs],
+        ["connection", "role", "subject"],
+    )
+    peers = [c for c in certs if "revocation" in c]
+    yield _gauge(
+        "pike_peer_certificate_revocation_status",
+        "1 for the revocation status the cache holds now for each peer's certificate "
+        "(good, revoked, unknown, failed, pending)",
+        [([c["connection"], c["subject"], c["revocation"]], 1.0) for c in peers],
+        ["connection", "subject", "status"],
+    )
+    crls = pki.get("crls", [])
+    yield _gauge(
+        "pike_crl_next_update_timestamp_seconds",
+        "nextUpdate of each CRL held (a CRL past it is stale)",
+        [([c["source"], c["issuer"]], c["next_update"]) for c in crls if c["next_update"]],
+        ["source", "issuer"],
+    )
+    yield _gauge(
+        "pike_crl_this_update_timestamp_seconds",
+        "thisUpdate of each CRL held",
+        [([c["source"], c["issuer"]], c["this_update"]) for c in crls],
+        ["source", "issuer"],
+    )
+    yield _gauge(
+        "pike_crl_revoked_certificates",
+        "Entries of each CRL held",
+        [([c["source"], c["issuer"]], float(c["revoked"])) for c in crls],
+        ["source", "issuer"],
+    )
+    sources = pki.get("sources", [])
+    yield _gauge(
+        "pike_revocation_source_up",
+        "1 when the last fetch from this CRL URI or OCSP responder succeeded",
+        [([x["source"]], 0.0 if x["error"] else 1.0) for x in sources],
+        ["source"],
+    )
+    yield _gauge(
+        "pike_revocation_last_success_timestamp_seconds",
+        "When a CRL or OCSP answer last came from this source",
+        [([x["source"]], x["fetched_at"]) for x in sources if x["fetched_at"]],
+        ["source"],
+    )
+    yield _counter(
+        "pike_revocation_fetches",
+        "CRL and OCSP fetches, by kind (crl, ocsp) and result (ok, failed)",
+        [([k, r], float(n)) for (k, r), n in sorted(pki.get("fetches", {}).items())],
+        ["kind", "result"],
     )
 
 

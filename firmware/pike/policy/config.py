@@ -40,6 +40,12 @@ class AuthConfig:
     key: str | None = None  # a PEM file path, or a pkcs11: URI once tokens land
     cacerts: tuple[str, ...] = ()
     rsa_pss: bool = False  # sign with RSASSA-PSS rather than PKCS#1 v1.5 (RFC 7427)
+    # remote only: strongSwan's revocation policy, and where to look beside the
+    # certificate's own CRL distribution points and OCSP responders (pike.sa.revocation)
+    revocation: Literal["strict", "ifuri", "relaxed"] = "relaxed"
+    crls: tuple[str, ...] = ()  # CRL files (DER or PEM)
+    crl_uris: tuple[str, ...] = ()  # http:// CRLs fetched beside the CDPs
+    ocsp_uris: tuple[str, ...] = ()  # http:// OCSP responders used instead of the AIA's
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,10 @@ class ConnectionConfig:
     rekey_time: int = 14400
     reauth_time: int = 0
     aggressive: bool = False
+    # RFC 8784 post-quantum preshared key: the PPK_ID we use (a [secrets.ppk*] entry with
+    # that id holds the key), and whether an IKE SA without it is refused
+    ppk_id: str | None = None
+    ppk_required: bool = False
     # Set from the [connections.X] table's TOML line for diagnostics.
     source_line: int | None = field(default=None, compare=False)
 
@@ -111,6 +121,12 @@ class Secret:
 
     def __str__(self) -> str:
         return f"Secret({self.name}, ids={list(self.ids)})"
+
+    @property
+    def is_ppk(self) -> bool:
+        """A post-quantum preshared key (RFC 8784), named like strongSwan's ``ppk<suffix>``
+        sections: never used as an IKE PSK."""
+        return self.name.startswith("ppk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +185,13 @@ class Config:
                 best = (score, -pos)
         return None if best is None else self.secrets[-best[1]].secret
 
+    def ppk_for(self, ppk_id: str) -> bytes | None:
+        """The post-quantum preshared key whose ``[secrets.ppk*]`` entry has ``ppk_id``."""
+        for s in self.secrets:
+            if s.is_ppk and ppk_id in s.ids:
+                return s.secret
+        return None
+
     def _secrets_by_id(self) -> tuple[dict[str, list[int]], list[int]]:
         """Secret positions by id, and those with no ids; built on first use so that a
         handshake costs the same with 10 000 secrets as with one."""
@@ -176,6 +199,8 @@ class Config:
             by_id: dict[str, list[int]] = {}
             no_ids = []
             for pos, s in enumerate(self.secrets):
+                if s.is_ppk:
+                    continue
                 for i in dict.fromkeys(s.ids):
                     by_id.setdefault(i, []).append(pos)
                 if not s.ids:

@@ -24,7 +24,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "version", "local_addrs", "remote_addrs", "proposals", "local", "remote",
             "children", "local_port", "remote_port", "encap", "fragmentation", "dpd_delay",
             "dpd_timeout", "dpd_action", "keyingtries", "rekey_time", "reauth_time",
-            "aggressive",
+            "aggressive", "ppk_id", "ppk_required",
         }
     ),
     "child": frozenset(
@@ -34,7 +34,12 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "rekey_packets", "life_packets", "rand_packets", "hw_offload", "replay_window",
         }
     ),
-    "auth": frozenset({"auth", "id", "certs", "key", "cacerts", "rsa_pss"}),
+    "auth": frozenset(
+        {
+            "auth", "id", "certs", "key", "cacerts", "rsa_pss", "revocation", "crls",
+            "crl_uris", "ocsp_uris",
+        }
+    ),
     "secret": frozenset({"id", "secret", "secret_file"}),
 }  # fmt: skip
 
@@ -43,7 +48,7 @@ NOT_YET: dict[str, frozenset[str]] = {
     "connection": frozenset(
         {
             "mobike", "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
-            "send_certreq", "ppk_id", "ppk_required", "over_time", "rand_time", "dscp",
+            "send_certreq", "over_time", "rand_time", "dscp",
             "pull", "childless", "split", "mediation", "mediated_by", "mediation_peer",
             "keyingtries_random", "local_addrs6", "ocsp",
         }
@@ -58,7 +63,7 @@ NOT_YET: dict[str, frozenset[str]] = {
     ),
     "auth": frozenset(
         {
-            "eap_id", "aaa_id", "xauth_id", "revocation", "groups", "cert_policy", "ca_id",
+            "eap_id", "aaa_id", "xauth_id", "groups", "cert_policy", "ca_id",
             "pubkeys", "round",
         }
     ),

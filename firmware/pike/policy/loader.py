@@ -11,11 +11,13 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 from pike.crypto.errors import ProposalError
-from pike.crypto.proposal import ProposalSpec, parse_proposal
+from pike.crypto.ids import ADDKE_TYPES, TransformType
+from pike.crypto.ke import is_kem
+from pike.crypto.proposal import ProposalSpec, algorithm_name, parse_proposal
 from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
@@ -99,6 +101,7 @@ def load_config_text(
     config = Config(daemon, connections, secrets, path)
     for conn in connections.values():
         _check_psk(src, config, conn)
+        _check_ppk(src, config, conn)
     return config
 
 
@@ -322,12 +325,29 @@ def _auth(t: Table, default_id: str | None, side: Literal["local", "remote"]) ->
         cacerts=tuple(_file(t, p, v) for p, v in t.strings("cacerts", [])),
         rsa_pss=t.typed("rsa_pss", bool, False),
     )
+    if side == "remote" and auth == "pubkey":
+        cfg = replace(
+            cfg,
+            revocation=cast(
+                Literal["strict", "ifuri", "relaxed"],
+                t.choice("revocation", ("strict", "ifuri", "relaxed"), "relaxed"),
+            ),
+            crls=tuple(_file(t, p, v) for p, v in t.strings("crls", [])),
+            crl_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("crl_uris", [])),
+            ocsp_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("ocsp_uris", [])),
+        )
     if auth == "pubkey" and side == "local" and not (cfg.certs and cfg.key):
         raise t.error("auth", 'pubkey needs certs = ["..."] and key = "..."')
     if auth == "pubkey" and side == "remote" and not cfg.cacerts:
         raise t.error("auth", 'pubkey needs cacerts = ["..."] (the CAs that vouch for the peer)')
     t.finish()
     return cfg
+
+
+def _http_uri(t: Table, path: KeyPath, uri: str) -> str:
+    if not uri.lower().startswith("http://") or len(uri) <= len("http://"):
+        raise t.error(path, f"{uri!r}: only http:// URIs (CRLs and OCSP are signed)")
+    return uri
 
 
 def _resolve(t: Table, name: str) -> str:
@@ -471,7 +491,13 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         raise t.table("remote").error(
             "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
         )
-    children = tuple(_child(c, local_host, remote_host, defaults) for c in t.tables("children"))
+    child_tables = list(t.tables("children"))
+    children = tuple(_child(c, local_host, remote_host, defaults) for c in child_tables)
+    if version == 1:
+        # RFC 9370 additional exchanges and ML-KEM exist only in IKEv2: never drop them silently
+        _ikev2_only_ke(t, "proposals", proposals)
+        for ct, child in zip(child_tables, children, strict=True):
+            _ikev2_only_ke(ct, "esp_proposals", child.esp_proposals)
     aggressive = t.typed("aggressive", bool, False)
     if aggressive and version != 1:
         raise t.error("aggressive", "Aggressive Mode exists only in IKEv1 (version = 1)")
@@ -479,6 +505,14 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     if dpd_timeout and version != 1:
         raise t.error("dpd_timeout", "IKEv1 only (IKEv2 gives up after its retransmissions)")
     reauth = t.convert("reauth_time", _seconds, 0)
+    ppk_id = t.typed("ppk_id", str, None)
+    ppk_required = t.typed("ppk_required", bool, False)
+    if (ppk_id is not None or ppk_required) and version != 2:
+        raise t.error("ppk_id" if ppk_id is not None else "ppk_required", "IKEv2 only (RFC 8784)")
+    if ppk_required and ppk_id is None:
+        raise t.error("ppk_required", "needs ppk_id: the PPK this connection requires")
+    if ppk_id == "":
+        raise t.error("ppk_id", "empty")
     conn = ConnectionConfig(
         name=str(t.path[-1]),
         version=cast(Literal[1, 2], version),
@@ -502,10 +536,23 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         rekey_time=t.convert("rekey_time", _seconds, 0 if reauth else 14400),
         reauth_time=reauth,
         aggressive=aggressive,
+        ppk_id=ppk_id,
+        ppk_required=ppk_required,
         source_line=t.src.header_line(t.path),
     )
     t.finish()
     return conn
+
+
+def _ikev2_only_ke(t: Table, key: str, specs: tuple[ProposalSpec, ...]) -> None:
+    for spec in specs:
+        for alg in spec.transforms:
+            if alg.type in ADDKE_TYPES or (alg.type == TransformType.KE and is_kem(alg.id)):
+                raise t.error(
+                    key,
+                    f"{algorithm_name(alg)} is IKEv2 only (RFC 9370 / ML-KEM); "
+                    "IKEv1 (version = 1) has one Diffie-Hellman group",
+                )
 
 
 def _dpd_action(t: Table, named: bool) -> DpdAction:
@@ -517,6 +564,15 @@ def _dpd_action(t: Table, named: bool) -> DpdAction:
 
 def _starts(children: tuple[ChildConfig, ...]) -> bool:
     return any(c.start_action == "start" for c in children)
+
+
+def _check_ppk(src: Source, config: Config, conn: ConnectionConfig) -> None:
+    """A connection with ppk_id must find its PPK now (RFC 8784)."""
+    if conn.ppk_id is not None and config.ppk_for(conn.ppk_id) is None:
+        raise src.error(
+            ("connections", conn.name, "ppk_id"),
+            f"no [secrets.ppk...] entry has id {conn.ppk_id!r}",
+        )
 
 
 def _check_psk(src: Source, config: Config, conn: ConnectionConfig) -> None:

@@ -241,3 +241,4 @@ class IkeSaInfo:
     keepalive_at: float | None = None  # engine clock: next NAT-T keepalive
     rekey_at: float | None = None  # engine clock: the next IKE SA rekey (IKEv2)
     reauth_at: float | None = None  # engine clock: the next reauthentication
+    ppk: bool = False  # a post-quantum preshared key is mixed into the keys (RFC 8784)

@@ -24,6 +24,14 @@ class Chosen:
     # §3.3.3): the answer then names the one chosen, or strongSwan refuses it ("no
     # acceptable EXTENDED_SEQUENCE_NUMBERS found").
     esn_transform: bool = False
+    # RFC 9370: (ADDKEn transform type, method) for each additional key exchange type the
+    # proposal named, in type order; method 0 (NONE) means that exchange is skipped.
+    addke: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def additional(self) -> tuple[int, ...]:
+        """The additional key exchange methods to run, in order (NONE left out)."""
+        return tuple(method for _, method in self.addke if method)
 
     def transforms(self) -> tuple[Transform, ...]:
         out = [Transform(TransformType.ENCR, self.encr_id, self.encr_key_length)]
@@ -33,6 +41,7 @@ class Chosen:
             out.append(Transform(TransformType.INTEG, self.integ_id))
         if self.group:
             out.append(Transform(TransformType.KE, self.group))
+        out.extend(Transform(ttype, method) for ttype, method in self.addke)
         if self.esn_transform:
             out.append(Transform(TransformType.ESN, EsnId.YES if self.esn else EsnId.NO))
         return tuple(out)
@@ -40,5 +49,7 @@ class Chosen:
     def triples(self) -> list[tuple[int, int, int | None]]:
         """The agreed algorithms for display (ESN left out, as strongSwan prints them)."""
         return [
-            (t.type, t.id, t.key_length) for t in self.transforms() if t.type != TransformType.ESN
+            (t.type, t.id, t.key_length)
+            for t in self.transforms()
+            if t.type != TransformType.ESN and not (t.type > TransformType.ESN and not t.id)
         ]

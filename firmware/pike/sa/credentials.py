@@ -14,8 +14,10 @@ into the wall-clock time certificates are checked at (piked: its clock; tests: f
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,7 +37,20 @@ from pike.hsm.signer import (
 )
 from pike.policy.config import Config, ConnectionConfig
 from pike.sa.certs import CertError, load_certificates
+from pike.sa.revocation import (
+    RevocationCache,
+    RevocationError,
+    RevocationRefused,
+    Sources,
+    Verdict,
+    check_path,
+    parse_crl,
+    serial_text,
+)
 
+log = logging.getLogger("pike.revocation")
+
+MAX_CRL_FILE = 16 * 1024 * 1024
 SignerFactory = Callable[[str], Signer]
 Clock = Callable[[float], datetime]  # the engine's now (monotonic) -> wall-clock time
 
@@ -56,6 +71,15 @@ def file_signer(key: str) -> Signer:
         except UriError as exc:
             raise SignerError(f"bad PKCS#11 URI: {exc}") from None
     return FileKeySigner(key)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    """(mtime, size) of a file, None when it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def wall_clock(now: float) -> datetime:
@@ -79,12 +103,18 @@ class CredentialStore:
     signer_factory: SignerFactory = file_signer
     clock: Clock = wall_clock
     _certs: dict[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
+    _stamps: dict[str, tuple[int, int] | None] = field(default_factory=dict, repr=False)
     _signers: dict[str, Signer] = field(default_factory=dict)
     # The SPKI (DER) of each signer's public key, which never changes for one signer
     # object: encoding it costs about as much as pike's whole signing path, per signature.
     _spkis: dict[str, tuple[Signer, bytes]] = field(default_factory=dict, repr=False)
     # ``sign`` runs in executor threads while the loop reads states: guards _signers.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # CRLs and OCSP answers (pike.sa.revocation): the runtime fills it, checks read it.
+    revocation: RevocationCache = field(default_factory=RevocationCache)
+    # CRL files by path: their bytes when read (a reload reads them again).
+    _crl_files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _crl_stamps: dict[str, tuple[int, int] | None] = field(default_factory=dict, repr=False)
 
     def wall(self, now: float) -> datetime:
         """The wall-clock time at the engine's ``now``, for certificate validity."""
@@ -93,10 +123,19 @@ class CredentialStore:
     def _load(self, path: str) -> tuple[x509.Certificate, ...]:
         if path not in self._certs:
             try:
+                self._stamps[path] = _stamp(path)
                 self._certs[path] = tuple(load_certificates(path))
             except CertError as exc:
                 raise CredentialError(str(exc)) from None
         return self._certs[path]
+
+    def _forget_changed(self) -> None:
+        """A reload: certificate files replaced since they were read are read again (a
+        renewed certificate under the same name); the config is unchanged, so are the
+        tunnels: the next authentication uses the new file."""
+        for path in list(self._certs):
+            if _stamp(path) != self._stamps.get(path):
+                del self._certs[path]
 
     def local(self, conn: ConnectionConfig) -> LocalCredentials:
         """Our chain and key reference for ``conn`` (``local.auth = "pubkey"``).
@@ -148,12 +187,83 @@ class CredentialStore:
         """The CA certificates ``conn`` trusts for the peer (``remote.cacerts``)."""
         return tuple(c for path in conn.remote.cacerts for c in self._load(path))
 
+    def revocation_sources(self, conn: ConnectionConfig) -> Sources:
+        r = conn.remote
+        return Sources(r.crls, r.crl_uris, r.ocsp_uris)
+
+    def check_revocation(
+        self, conn: ConnectionConfig, path: Sequence[x509.Certificate], now: float
+    ) -> list[Verdict]:
+        """The revocation check of a validated peer ``path`` under ``conn``'s policy,
+        from the cache only (no I/O: a status not held yet raises RevocationPending and
+        asks the runtime for it). A refusal is logged at WARNING naming serial and source
+        and raised as CredentialError. Callable from wherever chains are validated."""
+        try:
+            return check_path(
+                self.revocation,
+                path,
+                conn.remote.revocation,
+                self.revocation_sources(conn),
+                self.wall(now),
+            )
+        except RevocationRefused as exc:
+            log.warning(
+                "%s: peer certificate serial %s refused by revocation check: %s",
+                conn.name,
+                serial_text(exc.cert.serial_number),
+                exc,
+            )
+            raise CredentialError(str(exc)) from None
+
+    def load_crl_files(self, config: Config) -> list[str]:
+        """(Re)read the CRL files ``config`` names; the problems, one line each. An
+        unchanged file keeps its entry (and its checked signatures); the owner drops the
+        files no longer configured (``RevocationCache.forget``) once the whole config is
+        loaded."""
+        return self._read_crl_files(config)[0]
+
+    def reread_crl_files(self, config: Config) -> tuple[list[str], bool]:
+        """The background check: CRL files replaced since they were read are read again;
+        (the problems, whether any CRL changed)."""
+        return self._read_crl_files(config)
+
+    def _read_crl_files(self, config: Config) -> tuple[list[str], bool]:
+        problems = []
+        changed = False
+        wanted = {f for c in config.connections.values() for f in c.remote.crls}
+        now = datetime.now(UTC)
+        for path in sorted(wanted):
+            stamp = _stamp(path)
+            if (
+                stamp is not None
+                and stamp == self._crl_stamps.get(path)
+                and path in self.revocation.crls
+            ):
+                continue  # not touched since it was read
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(MAX_CRL_FILE + 1)
+                if len(data) > MAX_CRL_FILE:
+                    raise RevocationError(f"larger than {MAX_CRL_FILE} bytes")
+                if self._crl_files.get(path) == data and path in self.revocation.crls:
+                    self._crl_stamps[path] = stamp
+                    continue
+                self.revocation.add_crl(parse_crl(data, path), now)
+                self._crl_files[path] = data
+                self._crl_stamps[path] = stamp
+                changed = True
+            except (OSError, RevocationError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                problems.append(f"CRL {path}: {why}")
+        return problems, changed
+
     def preload(self, config: Config, probe: bool = True) -> list[str]:
         """Load every connection's credentials now; returns the problems (one line each).
 
         ``probe=False`` (piked): no token I/O here; a token key not looked at yet is left
         to ``probe_key`` in a signing thread (``unprobed`` lists them)."""
         problems = []
+        self._forget_changed()
         for conn in config.connections.values():
             try:
                 if conn.local.auth == "pubkey" and self._token_down(conn, probe):
@@ -164,6 +274,7 @@ class CredentialStore:
                     self.cas(conn)
             except CredentialError as exc:
                 problems.append(f"{conn.name}: {exc}")
+        problems.extend(self.load_crl_files(config))
         return problems
 
     def _check_key(self, conn: ConnectionConfig) -> None:

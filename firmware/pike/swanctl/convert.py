@@ -108,8 +108,6 @@ _CHILD_COUNTS = (
 _WHY_NOT = {
     "send_cert": "pike sends its certificate chain whenever it authenticates with one",
     "send_certreq": "pike sends CERTREQ for its cacerts",
-    "ppk_id": "pike has no post-quantum PPKs (RFC 8784) yet",
-    "ppk_required": "pike has no post-quantum PPKs (RFC 8784) yet",
     "pools": "pike assigns no virtual IPs (no configuration payloads)",
     "vips": "pike requests no virtual IPs (no configuration payloads)",
     "unique": "pike keeps IKE SAs with the same identities side by side (strongSwan's 'no')",
@@ -136,7 +134,7 @@ def convert(root: Section, files: Files) -> Draft:
         else:
             what = {
                 "authorities": "pike has no [authorities]: list the CA files in"
-                " remote cacerts (CRL/OCSP URIs are not fetched)",
+                " remote cacerts, their CRL/OCSP URIs in remote crl_uris/ocsp_uris",
                 "pools": "pike assigns no virtual IP addresses",
             }.get(name, "not a swanctl.conf section pike knows")
             draft.note_section(sec, name, what)
@@ -192,8 +190,10 @@ def _connection(draft: Draft, sec: Section, files: Files) -> None:
             _int(draft, table, key, v, k)
         elif key == "proposals":
             _proposals(draft, table, key, v, k)
-        elif key in ("aggressive", "encap"):
+        elif key in ("aggressive", "encap", "ppk_required"):
             _bool(draft, table, key, v, k)
+        elif key == "ppk_id":
+            table.add(key, v.text, v, k)
         elif key == "fragmentation":
             _fragmentation(draft, table, v, k)
         elif key in _CONN_DURATIONS:
@@ -290,6 +290,8 @@ def _auth(
         elif key == "cacerts" and side == "remote":
             cas = [files.x509(c, "x509ca") for c in split_list(v.text)]
             t.add("cacerts", [(c, v.where) for c in cas], v, kk)
+        elif key == "revocation" and side == "remote" and v.text in ("strict", "ifuri", "relaxed"):
+            t.add("revocation", v.text, v, kk)
         elif key.startswith("cert") and side == "local":
             draft.note(v.where, kk, "certificates in a token: give certs and key by hand")
         elif key.startswith(("cert", "cacert")) and side == "remote":
@@ -408,12 +410,11 @@ def _dpd_action(draft: Draft, table: Table, actions: list[tuple[str, Value]]) ->
 
 def _secret(draft: Draft, name: str, sec: Section) -> None:
     swan = f"secrets.{name}"
-    if not name.startswith("ike"):
+    if not name.startswith(("ike", "ppk")):  # ppk<suffix>: RFC 8784 keys, as pike names them
         why = {
             "eap": "pike has no EAP",
             "xauth": "pike has no XAuth",
             "ntlm": "pike has no EAP",
-            "ppk": "pike has no post-quantum PPKs (RFC 8784) yet",
             "token": 'a key in a token: give key = "pkcs11:token=...;object=..." instead',
         }
         kind = next((w for p, w in why.items() if name.startswith(p)), None)
@@ -431,11 +432,11 @@ def _secret(draft: Draft, name: str, sec: Section) -> None:
         elif key.startswith("id"):
             ids.append((v.text, v.where))
         else:
-            draft.note(v.where, k, "not a key of an ike secret")
+            draft.note(v.where, k, f"not a key of an {name[:3]} secret")
     if ids:
         t.items.insert(0, Item("id", ids, ids[0][1], f"{swan}.id"))
     for sub in sec.sections.values():
-        draft.note(sub.where, f"{swan}.{sub.name}", "not a section of an ike secret")
+        draft.note(sub.where, f"{swan}.{sub.name}", f"not a section of an {name[:3]} secret")
     draft.tables.append(t)
 
 

@@ -256,7 +256,25 @@ def decrypt_message(data: bytes, msg: Message, cipher: SkCrypter) -> Message:
         msg.is_response,
         decode_payloads(plaintext, sk.first_payload, outer=False),
         encrypted=True,
+        plaintext=plaintext,
+        first_inner=sk.first_payload,
     )
+
+
+def int_auth_data(msg: Message) -> bytes:
+    """IntAuth_[i|r]*A | IntAuth_[i|r]*P of an IKE_INTERMEDIATE message (RFC 9242 §3.1):
+    the IKE header and the Encrypted payload's generic header with lengths as if the
+    Encrypted payload held just the plaintext inner payloads (no IV, padding or ICV),
+    then those payloads. A fragmented message counts as the whole (RFC 9242 §3.1.2).
+    Received messages use the octets as received, ours are encoded."""
+    if msg.plaintext or msg.first_inner:
+        first, plain = msg.first_inner, msg.plaintext
+    else:
+        first, parts = encode_payloads(msg.payloads, outer=False)
+        plain = b"".join(parts)
+    sk_len = GENERIC_PAYLOAD_HEADER_LEN + len(plain)
+    head = _header(msg, PayloadType.SK, HEADER_LEN + sk_len)
+    return head + GENERIC.pack(first, 0, sk_len) + plain
 
 
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:

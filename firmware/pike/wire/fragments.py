@@ -103,6 +103,8 @@ def reassemble(msg: Message, first_payload: int, chunks: Sequence[bytes]) -> Mes
         msg.message_id,
         msg.is_initiator,
         msg.is_response,
-        decode_payloads(b"".join(chunks), first_payload, outer=False),
+        decode_payloads(plain := b"".join(chunks), first_payload, outer=False),
         encrypted=True,
+        plaintext=plain,
+        first_inner=first_payload,
     )

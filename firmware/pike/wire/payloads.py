@@ -246,6 +246,10 @@ class Message:
     is_response: bool
     payloads: list[Payload] = field(default_factory=list)
     encrypted: bool = False
+    # A decrypted message: its inner payload chain as received and the type of the first
+    # (RFC 9242 IntAuth covers these octets, not a re-encoding of them).
+    plaintext: bytes = field(default=b"", repr=False, compare=False)
+    first_inner: int = field(default=0, repr=False, compare=False)
 
     def first(self, cls: type[_P]) -> _P | None:
         for p in self.payloads:

@@ -94,6 +94,10 @@ _INFORMATIONAL = PayloadRule({T.NOTIFY: MANY, T.DELETE: MANY, T.CP: OPTIONAL, T.
 # IKE_INTERMEDIATE (RFC 9242 §3, RFC 9370 §2.2.2): SK {[KEi(n)], [N,] ...}
 _INTERMEDIATE = PayloadRule({T.KE: OPTIONAL, T.NOTIFY: MANY, T.VENDOR_ID: MANY})
 
+# IKE_FOLLOWUP_KE (RFC 9370 §2.2.4): SK {KEi(n), N(ADDITIONAL_KEY_EXCHANGE)} and
+# SK {KEr(n), [N(ADDITIONAL_KEY_EXCHANGE)]}; an error answer carries just its notify.
+_FOLLOWUP = PayloadRule({T.KE: OPTIONAL, T.NOTIFY: MANY, T.VENDOR_ID: MANY})
+
 _RETRY = frozenset({NotifyType.COOKIE})
 
 # (exchange, is_response) -> rule
@@ -108,6 +112,8 @@ RULES: dict[tuple[int, bool], ExchangeRule] = {
     (ExchangeType.INFORMATIONAL, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _INFORMATIONAL),
     (ExchangeType.IKE_INTERMEDIATE, False): ExchangeRule(_ENCRYPTED_OUTSIDE, _INTERMEDIATE),
     (ExchangeType.IKE_INTERMEDIATE, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _INTERMEDIATE),
+    (ExchangeType.IKE_FOLLOWUP_KE, False): ExchangeRule(_ENCRYPTED_OUTSIDE, _FOLLOWUP),
+    (ExchangeType.IKE_FOLLOWUP_KE, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _FOLLOWUP),
 }
 
 _ENCRYPTED = (int(T.SK), int(T.SKF))

@@ -19,6 +19,7 @@ from pike.crypto.proposal import ProposalSpec, group_name
 from pike.crypto.sizes import encr_key_size, integ_key_size
 from pike.ikev2.child_proposal import child_specs, choose_esp
 from pike.ikev2.describe import configured, offered
+from pike.ikev2.followup_ke import Followup, FollowupError
 from pike.ikev2.log import log
 from pike.ikev2.narrowing import ChildMatch, dynamic, match_child, ts_from_wire, ts_to_wire
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
@@ -96,6 +97,11 @@ class ChildCreate(Task):
         # peer reauthenticates, make-before-break), replaced once that IKE SA goes.
         self.prior: ChildSa | None = None
         self.ahead: SaSpec | None = None  # our inbound SA, installed before the answer
+        # RFC 9370: the additional key exchanges that follow in IKE_FOLLOWUP_KE
+        self.followup: Followup | None = None
+
+    def done(self) -> bool:
+        return self.followup is None or self.followup.finished
 
     @property
     def exchange(self) -> int:
@@ -117,6 +123,9 @@ class ChildCreate(Task):
     def build(self, msg: Message, now: float) -> None:
         if not self.initiator:
             self._build_r(msg, now)
+            return
+        if self.followup is not None:
+            self.followup.build_i(msg)
             return
         sa = self.sa
         cfg = self.config
@@ -195,6 +204,9 @@ class ChildCreate(Task):
             return
         sa, child = self.sa, self.child
         assert child is not None and self.config is not None
+        if self.followup is not None:
+            self._followup_i(msg, child, now)
+            return
         if sa.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
             self._drop_ahead()
             return  # IKE_AUTH failed; the IKE SA goes and the child with it
@@ -252,7 +264,40 @@ class ChildCreate(Task):
         child.local_ts, child.remote_ts = local, remote
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
         child.mode = "transport" if transport and self.config.mode == "transport" else "tunnel"
+        if chosen.additional and not self.in_auth:
+            self._chosen = chosen
+            self.followup = Followup(chosen.additional, sa.ctx.random)
+            try:
+                self.followup.answered(msg)
+            except FollowupError as e:
+                self.followup = None
+                self._failed(str(e))
+                return
+            self._exchange = ExchangeType.IKE_FOLLOWUP_KE  # keys once those are done
+            return
         self._established(child, chosen, now)
+
+    def _followup_i(self, msg: Message, child: ChildSa, now: float) -> None:
+        followup = self.followup
+        assert followup is not None and self._chosen is not None
+        try:
+            followup.process_i(msg)
+        except FollowupError as e:
+            self.followup = None
+            self._failed(f"additional key exchange: {e}")
+            return
+        if followup.finished:
+            self._log_followups()
+            self._established(child, self._chosen, now)
+
+    def _log_followups(self) -> None:
+        assert self.followup is not None and self.child is not None
+        log.info(
+            "%s: CHILD_SA %s: %d additional key exchange(s) done in IKE_FOLLOWUP_KE",
+            self.sa.tag(),
+            self.child.name,
+            len(self.followup.done),
+        )
 
     def completed(self, now: float) -> None:
         if not self.initiator or self.rekey is None or self.child is None:
@@ -288,6 +333,17 @@ class ChildCreate(Task):
         PFS in CREATE_CHILD_SA) the CHILD_SA to install once the answer is built."""
         sa = self.sa
         if sa.conn is None:
+            return
+        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            assert self.followup is not None
+            try:
+                self.followup.process_r(msg)
+            except FollowupError as e:
+                if self.rekey is not None and self.rekey.replaced_by_peer is self.child:
+                    self.rekey.replaced_by_peer = None
+                raise RespondError(
+                    NotifyType.NO_PROPOSAL_CHOSEN, fatal=False, detail=str(e)
+                ) from None
             return
         sa_payload, tsi, tsr = msg.first(SaPayload), msg.first(TsiPayload), msg.first(TsrPayload)
         if sa_payload is None or tsi is None or tsr is None:
@@ -341,6 +397,8 @@ class ChildCreate(Task):
             return
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
         self._new_child_r(match, chosen, old, transport)
+        if chosen.additional:
+            self.followup = Followup(chosen.additional, sa.ctx.random)
 
     def _rekeyed(self, msg: Message) -> ChildSa | None:
         """The CHILD_SA a CREATE_CHILD_SA request's REKEY_SA names (None: a new one)."""
@@ -373,7 +431,7 @@ class ChildCreate(Task):
                 fatal=False,
                 detail=f"PFS group {theirs}, we want {group_name(chosen.group)}",
             )
-        self.ke = KeyExchange(chosen.group, self.sa.ctx.random)
+        self.ke = KeyExchange(chosen.group, self.sa.ctx.random, responder=True)
         try:
             self.shared = self.ke.shared_secret(ke.data)
         except KeyExchangeError as e:
@@ -416,6 +474,16 @@ class ChildCreate(Task):
             return
         chosen = self._chosen
         assert chosen is not None
+        followup = self.followup
+        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            assert followup is not None
+            followup.build_r(msg)
+            if not followup.finished:
+                self.sa.followups[followup.link] = self
+                return
+            self._log_followups()
+            self._install_r(child, chosen, now)
+            return
         reply = Proposal(
             chosen.number, ProtocolId.ESP, child.spi_in.to_bytes(4, "big"), chosen.transforms()
         )
@@ -428,6 +496,19 @@ class ChildCreate(Task):
         msg.payloads.append(TsrPayload(tuple(ts_to_wire(t) for t in child.local_ts)))
         if child.mode == "transport":
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        if followup is not None:
+            # keys and install once the additional exchanges are done (RFC 9370 §2.2.4)
+            link = followup.new_link()
+            msg.payloads.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, link))
+            self.sa.followups[link] = self
+            if self.rekey is not None:
+                # known now, so that our own crossing rekey sees the collision (§2.8.1)
+                child.nonces = (self.ni, self.nr)
+                self.rekey.replaced_by_peer = child
+            return
+        self._install_r(child, chosen, now)
+
+    def _install_r(self, child: ChildSa, chosen: Chosen, now: float) -> None:
         # Install before the response leaves, so the peer's first ESP packet finds the SA.
         self._established(child, chosen, now)
         old = self.rekey
@@ -451,7 +532,10 @@ class ChildCreate(Task):
         else:
             ni, nr = (self.ni, self.nr)
         child.nonces = (ni, nr)
-        child.keys = derive_child_keys(sa.prf, sa.keys.sk_d, ni, nr, self.shared, ekey, ikey)
+        extra = self.followup.secret if self.followup is not None else b""
+        child.keys = derive_child_keys(
+            sa.prf, sa.keys.sk_d, ni, nr, self.shared, ekey, ikey, extra=extra
+        )
         encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
         out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
         child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, sa.ctx.random)

@@ -7,6 +7,12 @@ peer's CERT chain is validated to our CAs and must contain its ID (``pike.sa.cer
 
 Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH.
 
+After IKE_INTERMEDIATE exchanges (RFC 9242) the octets end with IntAuth. With a
+post-quantum preshared key (RFC 8784: USE_PPK announced by both), SK_d/SK_pi/SK_pr take
+the PPK before AUTH; the initiator adds PPK_IDENTITY and, unless ``ppk_required``,
+NO_PPK_AUTH (AUTH made without the PPK, a second signature with certificates) for a peer
+that lacks it; the responder confirms with an empty PPK_IDENTITY.
+
 Our signature is never made here: ``prepare`` emits a ``SignRequest`` (the key may sit in a
 token that takes its time) and the task manager builds the message once ``signed`` brings
 the answer. A failure to sign fails closed, with the same log line whatever the cause.
@@ -19,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pike.crypto.kdf import IkeKeys
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import select
@@ -64,6 +71,7 @@ if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
 KEY_PAD = b"Key Pad for IKEv2"  # RFC 7296 §2.15
+PPK_ID_FIXED = b"\x02"  # RFC 8784 §3: PPK_ID type "fixed", the id's octets follow
 
 
 class AuthFailure(Exception):
@@ -121,6 +129,10 @@ class IkeAuth(Task):
     def __init__(self, sa: IkeSa, initiator: bool) -> None:
         super().__init__(sa, initiator)
         self._signing: _Signing | None = None
+        # RFC 8784: the keys without the PPK (NO_PPK_AUTH, and the fallback when the
+        # responder has no PPK); set once the PPK is mixed in
+        self._no_ppk_keys: IkeKeys | None = None
+        self._no_ppk_signing: _Signing | None = None  # certificates: NO_PPK_AUTH's signature
 
     @property
     def exchange(self) -> int:
@@ -141,18 +153,110 @@ class IkeAuth(Task):
             raise AuthFailure(f"no shared key for {me} - {peer}")
         return psk
 
-    def _octets(self, ident: Identity, signer_is_initiator: bool) -> bytes:
-        """RFC 7296 §2.15 InitiatorSignedOctets / ResponderSignedOctets."""
+    def _octets(
+        self, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
+    ) -> bytes:
+        """RFC 7296 §2.15 InitiatorSignedOctets / ResponderSignedOctets (with ``keys``
+        instead of the SA's: the ones without PPK for NO_PPK_AUTH)."""
         sa = self.sa
         assert sa.prf is not None and sa.keys is not None
+        k = keys or sa.keys
+        # RFC 9242 §3.3.2: IntAuth follows, the same for both (empty without IKE_INTERMEDIATE);
+        # the IKE_AUTH request is the one outstanding (ours) or being answered (the peer's).
+        int_auth = sa.int_auth(sa.tasks.mid_out if self.initiator else sa.tasks.mid_in)
         if signer_is_initiator:
-            return sa.init_request + sa.nr + sa.prf.prf(sa.keys.sk_pi, _id_body(ident))
-        return sa.init_response + sa.ni + sa.prf.prf(sa.keys.sk_pr, _id_body(ident))
+            mac = sa.prf.prf(k.sk_pi, _id_body(ident))
+            return sa.init_request + sa.nr + mac + int_auth
+        mac = sa.prf.prf(k.sk_pr, _id_body(ident))
+        return sa.init_response + sa.ni + mac + int_auth
 
-    def _psk_auth(self, psk: bytes, ident: Identity, signer_is_initiator: bool) -> bytes:
+    def _psk_auth(
+        self, psk: bytes, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
+    ) -> bytes:
         assert self.sa.prf is not None
         prf = self.sa.prf
-        return prf.prf(prf.prf(psk, KEY_PAD), self._octets(ident, signer_is_initiator))
+        return prf.prf(prf.prf(psk, KEY_PAD), self._octets(ident, signer_is_initiator, keys))
+
+    # -- post-quantum preshared keys (RFC 8784) --------------------------------------------
+    def _use_ppk_i(self) -> None:
+        """Initiator: mix our PPK into SK_d/SK_pi/SK_pr before AUTH, once, when both sides
+        announced USE_PPK."""
+        sa = self.sa
+        conn = sa.conn
+        if self._no_ppk_keys is not None or conn is None or conn.ppk_id is None:
+            return
+        if not sa.ppk_peer:
+            log.info("%s: the peer does not support PPK, authenticating without", sa.tag())
+            return
+        ppk = sa.ctx.config.ppk_for(conn.ppk_id)
+        if ppk is None:  # the loader checks; a reload may have removed it
+            raise self._cannot_sign(AuthFailure(f"no PPK for ppk_id '{conn.ppk_id}'"))
+        assert sa.keys is not None
+        self._no_ppk_keys = sa.keys
+        sa.apply_ppk(ppk)
+
+    def _ppk_payloads(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> list[Payload]:
+        """PPK_IDENTITY, and NO_PPK_AUTH where the peer may lack the PPK (not required)."""
+        if self._no_ppk_keys is None or conn.ppk_id is None:
+            return []
+        out: list[Payload] = [
+            NotifyPayload(NotifyType.PPK_IDENTITY, PPK_ID_FIXED + conn.ppk_id.encode())
+        ]
+        if not conn.ppk_required and conn.local.auth == "psk":
+            data = self._psk_auth(self._psk(me, peer), me, True, self._no_ppk_keys)
+            out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
+        no_ppk = self._no_ppk_signing
+        if no_ppk is not None and isinstance(no_ppk.result, bytes):
+            # the AUTH payload's data without the PPK; its method is the AUTH payload's
+            data = auth_data(no_ppk.method, no_ppk.scheme, no_ppk.result)
+            out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
+        elif no_ppk is not None:
+            log.warning("%s: no NO_PPK_AUTH: %s", self.sa.tag(), no_ppk.result)
+        return out
+
+    def _ppk_answer_i(self, conn: ConnectionConfig, msg: Message) -> None:
+        """Initiator: the responder confirms the PPK with PPK_IDENTITY, or did without."""
+        sa = self.sa
+        if self._no_ppk_keys is None:
+            if conn.ppk_required:
+                raise AuthFailure("ppk_required, but no PPK was used")
+            return
+        if msg.notify(NotifyType.PPK_IDENTITY) is not None:
+            sa.ppk_used = True
+            return
+        if conn.ppk_required:
+            raise AuthFailure(f"the peer did not use the PPK '{conn.ppk_id}' (ppk_required)")
+        log.info("%s: the peer has no PPK '%s', keys without it", sa.tag(), conn.ppk_id)
+        sa.keys, self._no_ppk_keys = self._no_ppk_keys, None
+
+    def _ppk_r(self, conn: ConnectionConfig, msg: Message, auth: AuthPayload) -> AuthPayload:
+        """Responder: use the PPK the initiator names if we hold it; else its NO_PPK_AUTH
+        (unless ppk_required). Returns the AUTH to verify."""
+        sa = self.sa
+        note = msg.notify(NotifyType.PPK_IDENTITY) if sa.ppk_peer else None
+        ppk_id: str | None = None
+        if note is not None and len(note.data) > 1 and note.data[:1] == PPK_ID_FIXED:
+            ppk_id = note.data[1:].decode("utf-8", "replace")
+        if ppk_id is not None and conn.ppk_id is not None and ppk_id != conn.ppk_id:
+            wants = f"{conn.name} wants '{conn.ppk_id}'"
+            log.info("%s: PPK_ID '%s' received, %s", sa.tag(), ppk_id, wants)
+            ppk_id = None
+        ppk = sa.ctx.config.ppk_for(ppk_id) if ppk_id is not None else None
+        if ppk is not None:
+            assert sa.keys is not None
+            self._no_ppk_keys = sa.keys
+            sa.apply_ppk(ppk)
+            sa.ppk_used = True
+            return auth
+        if conn.ppk_required:
+            raise AuthFailure(f"ppk_required, but no PPK for PPK_ID '{ppk_id}'")
+        if note is None:
+            return auth
+        fallback = msg.notify(NotifyType.NO_PPK_AUTH)
+        if fallback is None:
+            raise AuthFailure(f"no PPK for PPK_ID '{ppk_id}' and no NO_PPK_AUTH")
+        log.info("%s: no PPK for PPK_ID '%s', using NO_PPK_AUTH", sa.tag(), ppk_id)
+        return AuthPayload(auth.method, fallback.data)  # the AUTH payload's method
 
     def _ours(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> _Ours:
         """Our CERTs and AUTH; raises AuthFailure when we cannot authenticate ourselves."""
@@ -175,8 +279,12 @@ class IkeAuth(Task):
     def prepare(self, now: float) -> int | None:
         sa = self.sa
         conn = sa.conn
-        if conn is None or conn.local.auth != "pubkey" or self._signing is not None:
+        if self.initiator:
+            self._use_ppk_i()  # the signature covers SK_pi'
+        if conn is None or conn.local.auth != "pubkey":
             return None
+        if self._signing is not None:
+            return self._prepare_no_ppk(conn)
         try:
             me = self._my_id(conn) if self.initiator else sa.my_id
             assert me is not None
@@ -190,9 +298,31 @@ class IkeAuth(Task):
         sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, octets, creds.spki))
         return ref
 
+    def _prepare_no_ppk(self, conn: ConnectionConfig) -> int | None:
+        """Initiator with a certificate and a PPK the peer may lack: a second signature,
+        over the octets without the PPK, for NO_PPK_AUTH (RFC 8784 §3)."""
+        sa, first = self.sa, self._signing
+        if (
+            not self.initiator
+            or self._no_ppk_keys is None
+            or conn.ppk_required
+            or self._no_ppk_signing is not None
+            or first is None
+            or not isinstance(first.result, bytes)
+        ):
+            return None
+        me = self._my_id(conn)
+        ref = sa.ctx.sign_ref()
+        self._no_ppk_signing = _Signing(ref, first.method, first.scheme, first.creds)
+        octets = self._octets(me, True, self._no_ppk_keys)
+        creds = first.creds
+        sa.ctx.emit(SignRequest(ref, conn.name, creds.key, first.scheme, octets, creds.spki))
+        return ref
+
     def signed(self, ref: int, result: bytes | Exception) -> None:
-        if self._signing is not None and self._signing.ref == ref:
-            self._signing.result = result
+        for signing in (self._signing, self._no_ppk_signing):
+            if signing is not None and signing.ref == ref:
+                signing.result = result
 
     def _cannot_sign(self, exc: AuthFailure) -> Exception:
         """What build raises when we cannot authenticate ourselves, by role."""
@@ -231,6 +361,12 @@ class IkeAuth(Task):
             )
         except SignatureError as exc:
             raise AuthFailure(f"AUTH payload of {peer} (method {auth.method}): {exc}") from None
+        # After the signature: only a peer that holds the key makes us fetch a status.
+        try:
+            store.check_revocation(conn, path, now)
+        except CredentialError as exc:
+            raise AuthFailure(f"certificate of {peer} not accepted: {exc}") from None
+        self.sa.peer_path = tuple(path)
         return (
             f"{how.scheme.name} (method {how.method}), certificate '{subject}' "
             f"issued via '{path[-1].subject.rfc4514_string()}'"
@@ -257,10 +393,12 @@ class IkeAuth(Task):
             return
         sa = self.sa
         assert sa.conn is not None
+        self._use_ppk_i()
         try:
             me = self._my_id(sa.conn)
             peer = sa.conn.remote.id or identity.from_address(sa.remote[0])
             ours = self._ours(sa.conn, me, peer)
+            ppk = self._ppk_payloads(sa.conn, me, peer)
         except (AuthFailure, CredentialError) as exc:
             raise self._cannot_sign(AuthFailure(str(exc))) from None
         sa.my_id = me
@@ -276,6 +414,7 @@ class IkeAuth(Task):
             assert peer is not None
             msg.payloads.append(IdrPayload(peer.id_type, peer.data))
         msg.payloads.append(ours.auth)
+        msg.payloads.extend(ppk)
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -302,6 +441,7 @@ class IkeAuth(Task):
         try:
             if not ids_match(sa.conn.remote.id, peer):
                 raise AuthFailure(f"peer identity {peer} is not {sa.conn.remote.id}")
+            self._ppk_answer_i(sa.conn, msg)
             how = self._verify(sa.conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             raise self._fail("auth_failed", exc) from None
@@ -312,6 +452,10 @@ class IkeAuth(Task):
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message, now: float) -> None:
         sa = self.sa
+        if sa.addke_todo:
+            raise RespondError(
+                NotifyType.INVALID_SYNTAX, detail="IKE_AUTH before the additional key exchanges"
+            )
         idi = msg.first(IdiPayload)
         auth = msg.first(AuthPayload)
         if idi is None or auth is None:
@@ -324,6 +468,7 @@ class IkeAuth(Task):
         conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
+            auth = self._ppk_r(conn, msg, auth)
             how = self._verify(conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
@@ -378,6 +523,8 @@ class IkeAuth(Task):
         msg.payloads.append(IdrPayload(me.id_type, me.data))
         msg.payloads.extend(ours.certs)
         msg.payloads.append(ours.auth)
+        if sa.ppk_used:
+            msg.payloads.append(NotifyPayload(NotifyType.PPK_IDENTITY))  # RFC 8784 §3
 
     def completed(self, now: float) -> None:
         if not self.initiator:
@@ -390,7 +537,7 @@ class IkeAuth(Task):
         sa.set_state(IkeState.ESTABLISHED)
         sa.established_at = now
         # AUTH signed them; nothing needs them again (a hub keeps ~0.5 KiB less per SA)
-        sa.init_request = sa.init_response = b""
+        sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""
         log.info(
             "%s: IKE_SA established between %s[%s]...%s[%s]",
             sa.tag(),

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
+from pike.crypto.ids import ADDKE_TYPES
 from pike.crypto.ke import KeyExchange
-from pike.crypto.proposal import group_name
+from pike.crypto.proposal import ProposalSpec, group_name
 from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.ikev2.tasks.ike_intermediate import IkeIntermediate
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, notify_name
@@ -72,6 +74,10 @@ class IkeInit(Task):
         msg.payloads.append(SaPayload(to_wire(sa.conn.proposals, b"", self.group)))
         msg.payloads.append(KePayload(self.group, sa.ke.public_bytes()))
         msg.payloads.append(NoncePayload(sa.ni))
+        if _wants_intermediate(sa.conn.proposals):
+            msg.payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+        if sa.conn.ppk_id is not None:
+            msg.payloads.append(NotifyPayload(NotifyType.USE_PPK))
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -116,10 +122,23 @@ class IkeInit(Task):
             shared = sa.ke.shared_secret(ke.data)
         except KeyExchangeError as e:
             raise TaskFailed("invalid_ke_payload", str(e)) from e
+        sa.ppk_peer = sa.conn.ppk_id is not None and msg.notify(NotifyType.USE_PPK) is not None
+        if sa.conn.ppk_required and not sa.ppk_peer:
+            log.error("%s: ppk_required, but the peer does not support PPK (RFC 8784)", sa.tag())
+            raise TaskFailed("ppk_required", "no USE_PPK from the peer")
+        sa.intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+        if chosen.additional and not sa.intermediate:
+            raise TaskFailed(
+                "no_proposal_chosen", "additional key exchanges without IKE_INTERMEDIATE support"
+            )
         sa.chosen = chosen
         sa.nr = nonce.data
         sa.spi_r = msg.spi_r
         sa.derive_keys(shared)
+        sa.addke_todo = list(chosen.additional)
+        if sa.addke_todo:
+            # before IKE_AUTH and anything else queued (RFC 9370 §2.2.2)
+            sa.tasks.queued.insert(0, IkeIntermediate(sa, True))
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message) -> None:
@@ -140,13 +159,22 @@ class IkeInit(Task):
                 configured(sa.conn.proposals),
             )
             raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
+        # USE_PPK back when we hold any PPK: which one is known only in IKE_AUTH
+        has_ppk = any(s.is_ppk for s in sa.ctx.config.secrets)
+        sa.ppk_peer = has_ppk and msg.notify(NotifyType.USE_PPK) is not None
+        sa.intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+        if chosen.additional and not sa.intermediate:
+            raise RespondError(
+                NotifyType.NO_PROPOSAL_CHOSEN,
+                detail="additional key exchanges, but no INTERMEDIATE_EXCHANGE_SUPPORTED",
+            )
         if ke.group != chosen.group:
             raise RespondError(
                 NotifyType.INVALID_KE_PAYLOAD,
                 chosen.group.to_bytes(2, "big"),
                 detail=f"KE group {group_name(ke.group)}, we want {group_name(chosen.group)}",
             )
-        sa.ke = KeyExchange(chosen.group, sa.ctx.random)
+        sa.ke = KeyExchange(chosen.group, sa.ctx.random, responder=True)
         try:
             shared = sa.ke.shared_secret(ke.data)
         except KeyExchangeError as e:
@@ -155,6 +183,7 @@ class IkeInit(Task):
         sa.ni = nonce.data
         sa.nr = sa.ctx.random(NONCE_SIZE)
         sa.derive_keys(shared)
+        sa.addke_todo = list(chosen.additional)
 
     def _choose(self, offer: Sequence[Proposal], group: int) -> Chosen | None:
         """The IKE proposal of the first connection (config order) whose proposals accept
@@ -181,3 +210,12 @@ class IkeInit(Task):
         msg.payloads.append(SaPayload((reply,)))
         msg.payloads.append(KePayload(sa.chosen.group, sa.ke.public_bytes()))
         msg.payloads.append(NoncePayload(sa.nr))
+        if sa.intermediate:
+            msg.payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+        if sa.ppk_peer:
+            msg.payloads.append(NotifyPayload(NotifyType.USE_PPK))
+
+
+def _wants_intermediate(proposals: Sequence[ProposalSpec]) -> bool:
+    """Whether we offer an additional key exchange (RFC 9370), which needs IKE_INTERMEDIATE."""
+    return any(a.id for spec in proposals for t in ADDKE_TYPES for a in spec.of(t))

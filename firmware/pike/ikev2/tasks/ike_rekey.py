@@ -2,6 +2,8 @@
 
 The new IKE SA takes over every CHILD_SA; the side that initiated the rekey then deletes
 the old IKE SA. SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), with the old PRF.
+Additional key exchanges (RFC 9370) follow in IKE_FOLLOWUP_KE; their secrets come after
+Ni | Nr, and the new IKE SA exists only once they are done.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 from pike.crypto.errors import KeyExchangeError
 from pike.crypto.ke import KeyExchange
 from pike.crypto.proposal import group_name
+from pike.ikev2.followup_ke import Followup, FollowupError
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
@@ -42,10 +45,17 @@ class IkeRekey(Task):
         self.ke: KeyExchange | None = None
         self.ni = b""
         self.nr = b""
+        self.followup: Followup | None = None  # RFC 9370 additional key exchanges
+        self.shared = b""  # SK(0), kept until they are done
 
     @property
     def exchange(self) -> int:
+        if self.followup is not None and self.initiator:
+            return ExchangeType.IKE_FOLLOWUP_KE
         return ExchangeType.CREATE_CHILD_SA
+
+    def done(self) -> bool:
+        return self.followup is None or self.followup.finished
 
     def _spawn(self, initiator: bool, spi_i: bytes, spi_r: bytes) -> IkeSa:
         from pike.ikev2.ike_sa import IkeSa
@@ -62,6 +72,9 @@ class IkeRekey(Task):
             spi_r=spi_r,
         )
         new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
+        # what IKE_SA_INIT announced holds for the successor (RFC 7383 §2.3: fragmentation)
+        new.frag_peer = old.frag_peer
+        new.ppk_used = old.ppk_used  # its keys come from SK_d', which holds the PPK
         new.my_id, new.peer_id = old.my_id, old.peer_id
         return new
 
@@ -69,6 +82,9 @@ class IkeRekey(Task):
     def build(self, msg: Message, now: float) -> None:
         if not self.initiator:
             self._build_r(msg)
+            return
+        if self.followup is not None:
+            self.followup.build_i(msg)
             return
         old = self.sa
         assert old.conn is not None
@@ -90,7 +106,11 @@ class IkeRekey(Task):
             self._process_r(msg)
             return
         old, new = self.sa, self.new
-        assert old.conn is not None and new is not None and self.ke is not None
+        assert old.conn is not None and new is not None
+        if self.followup is not None:
+            self._followup_i(msg, now)
+            return
+        assert self.ke is not None
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and len(invalid_ke.data) >= 2:
             wanted = int.from_bytes(invalid_ke.data[:2], "big")
@@ -121,12 +141,46 @@ class IkeRekey(Task):
         new.spi_r = chosen.spi
         new.chosen = chosen
         new.ni, new.nr = self.ni, self.nr
+        if chosen.additional:
+            self.shared = shared
+            self.followup = Followup(chosen.additional, old.ctx.random)
+            try:
+                self.followup.answered(msg)
+            except FollowupError as e:
+                self.followup = None
+                self._abort(str(e))
+            return
         new.derive_keys(shared, rekey_of=old)
         self._switch(now)
 
+    def _followup_i(self, msg: Message, now: float) -> None:
+        followup, new = self.followup, self.new
+        assert followup is not None and new is not None
+        try:
+            followup.process_i(msg)
+        except FollowupError as e:
+            self.followup = None
+            self._abort(f"additional key exchange: {e}")
+            return
+        if followup.finished:
+            self._keys_with_followups(new)
+            self._switch(now)
+
+    def _keys_with_followups(self, new: IkeSa) -> None:
+        assert self.followup is not None
+        new.derive_keys(self.shared, rekey_of=self.sa, extra=self.followup.secret)
+        new.addke_done = list(self.followup.done)
+        self.shared = b""
+        log.info(
+            "%s: IKE rekey: %d additional key exchange(s) done in IKE_FOLLOWUP_KE",
+            self.sa.tag(),
+            len(self.followup.done),
+        )
+
     def completed(self, now: float) -> None:
         if not self.initiator and self.new is not None:
-            self._switch(now)
+            if self.followup is None or self.followup.finished:
+                self._switch(now)
             return
         if self.initiator and self.new is not None and self.new.state == IkeState.ESTABLISHED:
             from pike.ikev2.tasks.ike_delete import IkeDelete
@@ -143,6 +197,18 @@ class IkeRekey(Task):
     def _process_r(self, msg: Message) -> None:
         old = self.sa
         assert old.conn is not None
+        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            assert self.followup is not None and self.new is not None
+            try:
+                self.followup.process_r(msg)
+            except FollowupError as e:
+                self.new = None
+                raise RespondError(
+                    NotifyType.NO_PROPOSAL_CHOSEN, fatal=False, detail=str(e)
+                ) from None
+            if self.followup.finished:
+                self._keys_with_followups(self.new)
+            return
         sa_payload, nonce, ke = msg.first(SaPayload), msg.first(NoncePayload), msg.first(KePayload)
         if sa_payload is None or nonce is None:
             raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
@@ -159,7 +225,7 @@ class IkeRekey(Task):
             # Simultaneous IKE rekey: keep it simple and let ours finish (RFC 7296 §2.8.2
             # allows refusing with TEMPORARY_FAILURE).
             raise RespondError(NotifyType.TEMPORARY_FAILURE, fatal=False)
-        self.ke = KeyExchange(chosen.group, old.ctx.random)
+        self.ke = KeyExchange(chosen.group, old.ctx.random, responder=True)
         try:
             shared = self.ke.shared_secret(ke.data)
         except KeyExchangeError as e:
@@ -168,16 +234,30 @@ class IkeRekey(Task):
         new = self._spawn(False, chosen.spi, old.ctx.ike_spi())
         new.chosen = chosen
         new.ni, new.nr = self.ni, self.nr
-        new.derive_keys(shared, rekey_of=old)
         self.new = new
+        if chosen.additional:
+            self.shared = shared
+            self.followup = Followup(chosen.additional, old.ctx.random)
+            return
+        new.derive_keys(shared, rekey_of=old)
 
     def _build_r(self, msg: Message) -> None:
-        new = self.new
+        new, followup = self.new, self.followup
+        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            assert followup is not None
+            followup.build_r(msg)
+            if not followup.finished:
+                self.sa.followups[followup.link] = self
+            return
         assert new is not None and new.chosen is not None and self.ke is not None
         reply = Proposal(new.chosen.number, ProtocolId.IKE, new.spi_r, new.chosen.transforms())
         msg.payloads.append(SaPayload((reply,)))
         msg.payloads.append(NoncePayload(self.nr))
         msg.payloads.append(KePayload(self.ke.group, self.ke.public_bytes()))
+        if followup is not None:
+            link = followup.new_link()
+            msg.payloads.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, link))
+            self.sa.followups[link] = self
 
     # -- both ----------------------------------------------------------------------------
     def _switch(self, now: float) -> None:
