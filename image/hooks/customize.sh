@@ -40,6 +40,10 @@ chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.
   pike-data.service pike-mark-good.service pike-update-selftest.service \
   ssh-hostkeys.service systemd-networkd.service >/dev/null 2>&1
 
+# The root is read-only at run time: directories units name in StateDirectory= must
+# exist already (systemd-logind's linger list; it stays empty, nobody lingers).
+mkdir -p "$r/var/lib/systemd/linger"
+
 # Per-device identity is made at first boot: SSH host keys (ssh-hostkeys.service),
 # machine-id (mmdebstrap leaves it empty). No root password: SSH keys only.
 rm -f "$r"/etc/ssh/ssh_host_*
