@@ -2,7 +2,7 @@
 charon and piked side by side, plus piked's start time and pikectl latency.
 
     sudo .venv/bin/python tests/bench/bench_hub.py [--sas 1000] [--conns 1,10000] [--rounds 3]
-        [--prefix DIR]   # strongSwan with load-tester; built there if missing
+        [--idle 20] [--prefix DIR]   # strongSwan with load-tester; built there if missing
 
 Two network namespaces made here (``gen`` 192.0.2.1, ``resp`` 192.0.2.2, one veth;
 nothing leaves them). The generator is charon with the load-tester plugin
@@ -11,8 +11,12 @@ aes128gcm16-prfsha256-x25519, IDs c1-r1.example ...). The responder is, in turn:
 charon (the same build, load-tester ``fake_kernel``, ``initiators = 0``, swanctl
 connections, log level 0) and piked (``piked_fake_kernel.py``: a kernel that installs
 nothing, as charon's; log level warning), each with 1 connection (remote id ``%any``)
-or one per branch ID. Figures: the responder's utime+stime (/proc/PID/stat, all threads)
-and VmRSS growth, divided by the IKE SAs the generator saw established. Rounds interleave
+or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder's
+utime+stime (/proc/PID/stat, all threads) and VmRSS growth, divided by the IKE SAs the
+generator saw established; then, all SAs held, the responder's CPU over ``--idle``
+seconds (nothing due: what the held SAs and their armed timers cost) and piked's CHILD_SA
+rekey jitter from ``pikectl list-sas --json``. piked starts twice: the first start fills
+its config cache, the second (measured) reads it. Rounds interleave
 charon and piked; medians are printed with every round's value. A benchmark: it prints,
 never asserts. The machine is shared: expect +-25 % between rounds.
 """
@@ -20,6 +24,7 @@ never asserts. The machine is shared: expect +-25 % between rounds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import socket
@@ -42,6 +47,10 @@ GEN, RESP = "192.0.2.1", "192.0.2.2"
 IKE, ESP = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
 PSK = "bench-only-psk-3c1f9a7e"
 TICK = os.sysconf("SC_CLK_TCK")
+# DPD armed on every IKE SA (none due while idle is measured); rekeys at the defaults
+# (IKE 4 h, CHILD 1 h minus up to rand_time 6 min), as a hub would run
+DPD = 300
+CHILD_REKEY, CHILD_RAND = 3600, 360
 
 
 def cpu_seconds(pid: int) -> float:
@@ -131,7 +140,7 @@ def swanctl_conf(conns: int) -> str:
     for i, rid in enumerate(ids):
         out.append(
             f"  h{i} {{ version = 2\n local_addrs = {RESP}\n remote_addrs = %any\n"
-            f" proposals = {IKE}\n unique = never\n"
+            f" proposals = {IKE}\n unique = never\n dpd_delay = {DPD}s\n"
             f" local {{ auth = psk\n id = srv.example }}\n remote {{ auth = psk\n id = {rid} }}\n"
             f" children {{ net {{ esp_proposals = {ESP}\n local_ts = {RESP}/32\n"
             f" remote_ts = 192.0.2.0/24 }} }} }}"
@@ -150,6 +159,7 @@ def pike_toml(conns: int, sock: Path) -> str:
                 local_addrs=[RESP],
                 remote_addrs=["%any"],
                 proposals=[IKE],
+                extra={"dpd_delay": f"{DPD}s"},
                 local={"auth": "psk", "id": "srv.example"},
                 remote={"auth": "psk", "id": rid},
                 children=[Child([f"{RESP}/32"], ["192.0.2.0/24"], "net", [ESP])],
@@ -190,13 +200,21 @@ def established(log: Path) -> int:
 
 
 def start_piked(ns: Namespace, d: Path, conns: int) -> tuple[subprocess.Popen[bytes], float]:
-    """piked with the fake kernel; returns it and the seconds until it said READY=1."""
+    """piked with the fake kernel; returns it and the seconds until it said READY=1.
+    Its config cache is ``d/cache`` (a second start in ``d`` reads it)."""
     sock, notify = d / "pike.sock", d / "notify.sock"
     (d / "pike.toml").write_text(pike_toml(conns, sock))
+    (d / "pike.toml").chmod(0o600)
+    notify.unlink(missing_ok=True)
     ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     ready.bind(str(notify))
     ready.settimeout(120)
-    env = dict(os.environ, NOTIFY_SOCKET=str(notify), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        NOTIFY_SOCKET=str(notify),
+        PYTHONUNBUFFERED="1",
+        PIKE_CONFIG_CACHE=str(d / "cache"),
+    )
     script = str(Path(__file__).with_name("piked_fake_kernel.py"))
     t0 = time.monotonic()
     with (d / "piked.log").open("wb") as out:
@@ -210,8 +228,40 @@ def start_piked(ns: Namespace, d: Path, conns: int) -> tuple[subprocess.Popen[by
     return proc, took
 
 
+def rekey_spread(resp: Namespace, sock: Path) -> dict[str, float]:
+    """How far piked's CHILD_SA rekeys are drawn before rekey_time (their jitter, up to
+    rand_time): from ``pikectl list-sas --json``, rekey due + age = rekey_time - jitter."""
+    listing = resp.run(
+        [str(VENV / "pikectl"), "--socket", str(sock), "list-sas", "--json"], timeout=120
+    )
+    jitter = sorted(
+        CHILD_REKEY - (c["rekey_in_s"] + c["installed_ago_s"])
+        for sa in json.loads(listing.stdout)
+        for c in sa["children"]
+        if c.get("rekey_in_s") is not None
+    )
+    if not jitter:
+        return {}
+    tenths = [0] * 10  # how many fall in each tenth of rand_time
+    for j in jitter:
+        tenths[min(max(int(j * 10 // CHILD_RAND), 0), 9)] += 1
+    return {
+        "rekey jitter min s": jitter[0],
+        "rekey jitter max s": jitter[-1],
+        "rekey jitter median s": statistics.median(jitter),
+        "rekeys in fullest tenth %": max(tenths) * 100 / len(jitter),
+    }
+
+
 def run_one(
-    lab: Lab, gen: Namespace, resp: Namespace, prefix: Path, impl: str, conns: int, n: int
+    lab: Lab,
+    gen: Namespace,
+    resp: Namespace,
+    prefix: Path,
+    impl: str,
+    conns: int,
+    n: int,
+    idle: float,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix=f"bench-hub-{impl}-") as tmp:
         d = Path(tmp)
@@ -246,7 +296,10 @@ def run_one(
             )
             out["load s"] = time.monotonic() - t0
         else:
+            # the first start parses and fills the config cache, the second reads it
             proc, out["ready s"] = start_piked(resp, d, conns)
+            kill_pid(proc.pid)
+            proc, out["ready s cached"] = start_piked(resp, d, conns)
         pid = proc.pid
         time.sleep(0.5)
         cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
@@ -267,6 +320,15 @@ def run_one(
         time.sleep(0.3)  # the last CHILD_SAs' responses are out
         got = established(log)
         cpu1, rss1 = cpu_seconds(pid), rss_kib(pid)
+        if idle:
+            # all SAs held, their DPD and rekey timers armed, nothing due: what does
+            # holding them cost?
+            time.sleep(2)
+            c0, t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(idle)
+            out["idle CPU %"] = (cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100
+        if impl == "piked":
+            out.update(rekey_spread(resp, d / "pike.sock"))
         kill_pid(gen_proc.pid)
         kill_pid(pid)
         if got:
@@ -298,6 +360,9 @@ def main() -> None:
     ap.add_argument("--sas", type=int, default=1000)
     ap.add_argument("--conns", default="1,10000")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--idle", type=float, default=20, help="seconds of idle CPU measured with all SAs held"
+    )
     ap.add_argument("--prefix", type=Path, default=REPO / "tests" / "bench" / ".load-tester")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -311,7 +376,7 @@ def main() -> None:
         for r in range(args.rounds):
             for conns in (int(c) for c in args.conns.split(",")):
                 for impl in ("charon", "piked") if r % 2 == 0 else ("piked", "charon"):
-                    got = run_one(lab, gen, resp, prefix, impl, conns, args.sas)
+                    got = run_one(lab, gen, resp, prefix, impl, conns, args.sas, args.idle)
                     print(f"# round {r + 1} {impl} {conns} conns: {got}", flush=True)
                     for k, v in got.items():
                         results.setdefault((impl, conns, k), []).append(v)
@@ -321,7 +386,7 @@ def main() -> None:
         f"{args.rounds} rounds (each round's values in brackets)"
     )
     for conns in (int(c) for c in args.conns.split(",")):
-        for k in ("CPU ms/SA", "KiB/SA", "idle RSS MiB"):
+        for k in ("CPU ms/SA", "KiB/SA", "idle RSS MiB", "idle CPU %"):
             c = results.get(("charon", conns, k), [])
             p = results.get(("piked", conns, k), [])
             if not c or not p:
@@ -329,12 +394,24 @@ def main() -> None:
             mc, mp = statistics.median(c), statistics.median(p)
             print(
                 f"{conns:>6} conns  {k:13s} charon {mc:8.2f}  piked {mp:8.2f}  "
-                f"piked/charon {mp / mc:5.2f}   [{', '.join(f'{x:.2f}' for x in c)}] "
+                f"piked/charon {mp / mc if mc else float('nan'):5.2f}   "
+                f"[{', '.join(f'{x:.2f}' for x in c)}] "
                 f"[{', '.join(f'{x:.2f}' for x in p)}]"
             )
-        ready = results.get(("piked", conns, "ready s"), [])
-        if ready:
-            print(f"{conns:>6} conns  piked start to READY=1 {statistics.median(ready):.2f} s")
+        for k in (
+            "ready s",
+            "ready s cached",
+            "rekey jitter min s",
+            "rekey jitter median s",
+            "rekey jitter max s",
+            "rekeys in fullest tenth %",
+        ):
+            vals = results.get(("piked", conns, k), [])
+            if vals:
+                print(
+                    f"{conns:>6} conns  piked {k:25s} {statistics.median(vals):8.2f}   "
+                    f"[{', '.join(f'{x:.2f}' for x in vals)}]"
+                )
     print(f"pikectl status (1 conn): {ctl * 1000:.0f} ms")
 
 

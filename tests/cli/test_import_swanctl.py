@@ -107,6 +107,7 @@ def test_branch_fixture(tmp_path: Path) -> None:
     assert hq["proposals"] == ["aes256gcm16-prfsha384-ecp384"]  # modp1024 refused
     assert (hq["dpd_delay"], hq["rekey_time"], hq["keyingtries"]) == ("30s", "8h", 0)
     assert hq["dpd_action"] == "restart"  # strongSwan's per child, pike's per connection
+    assert hq["mobike"] is False  # mobike = no carried over
     assert hq["local"] == {"auth": "psk", "id": "C=DE, O=Example AG, CN=branch7"}
     office, voice = hq["children"]["office"], hq["children"]["voice"]
     assert office["remote_ts"] == ["10.0.0.0/8", "172.16.0.0/12"]
@@ -126,7 +127,6 @@ def test_branch_fixture(tmp_path: Path) -> None:
     notes = [f"{Path(n.where.file).name}:{n.where.line}: {n.key}" for n in got.notes]
     assert notes == [
         "swanctl.conf:9: connections.hq.proposals",
-        "swanctl.conf:14: connections.hq.mobike",
         "swanctl.conf:15: connections.hq.fragmentation",
         "swanctl.conf:21: connections.hq.local-2",
         "swanctl.conf:33: connections.hq.children.office.esp_proposals",
@@ -208,7 +208,7 @@ def test_cli_output_mode_secrets_and_errors(tmp_path: Path) -> None:
     assert os.stat(out).st_mode & 0o777 == 0o600
     for secret in ("46bd1e9a7c3f0b2d58e46a91c0f7d3b2", "lab psk", "not-for-pike"):
         assert secret not in run.stderr and secret not in run.stdout
-    assert "imported 2 connection(s): hq, lab; 14 item(s) not carried over" in run.stderr
+    assert "imported 2 connection(s): hq, lab; 13 item(s) not carried over" in run.stderr
     to_stdout = _pikectl("import-swanctl", str(conf))
     assert to_stdout.returncode == 0 and "[connections.hq]" in to_stdout.stdout
     bad = tmp_path / "bad.conf"

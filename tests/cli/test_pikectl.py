@@ -108,6 +108,13 @@ def test_list_sas_text_like_swanctl() -> None:
     )
 
 
+def test_list_sas_text_names_the_active_hub() -> None:
+    (sa,) = list_sas_json([SA], _counters, 100.0, 1_700_000_000.0, FAILED)
+    sa["hub"] = {"active": "192.0.2.2", "index": 0, "count": 2}  # as piked adds it
+    text = format_list_sas([sa]).splitlines()
+    assert text[2] == "  remote 'hq.example.net' @ 192.0.2.2[500] hub 1/2 (192.0.2.2)"
+
+
 def test_list_sas_json_fields() -> None:
     (sa,) = list_sas_json([SA], lambda spec: None, 100.0, 1_700_000_000.0, FAILED)
     assert sa["spi_i"] == "8a3b1c2d3e4f5061" and sa["spi_r"] == "4c1d2e3f40516273"

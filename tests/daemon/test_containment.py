@@ -95,3 +95,81 @@ def test_check_config_warns_about_a_world_readable_psk(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert f"warning: {conf} holds a secret and is readable by others" in run.stderr
+
+
+def _caps(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {
+        k: int(v, 16)
+        for k, v in (line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if k.startswith("Cap")
+    }
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_running_piked_holds_net_admin_only_and_its_key_helper_nothing(tmp_path: Path) -> None:
+    """A real piked (started as root, as the unit would with more capabilities): once
+    ready, CAP_NET_BIND_SERVICE and CAP_NET_RAW are gone from every set and
+    CAP_NET_ADMIN stays; its key helper pike-keyd (started for the certificate key) holds
+    no capability at all."""
+    import time
+
+    from cryptography import x509
+
+    from daemon.helpers import daemon_env, free_udp_ports, pikectl
+    from hsm.test_token_probe import _conf
+    from ikev2.x509gen import issue, make_ca, write
+
+    require(os.geteuid() == 0, "needs root (capabilities to drop)")
+    ca = make_ca("ecdsa-p256")
+    gw = issue(ca, "ecdsa-p256", "gw.example.net", [x509.DNSName("gw.example.net")])
+    write(tmp_path, "gw", gw)
+    ike, natt = free_udp_ports(2)
+    sock = tmp_path / "run" / "pike.sock"
+    cfg = tmp_path / "pike.toml"
+    cfg.write_text(
+        _conf(
+            str(tmp_path / "gw.key"),
+            tmp_path / "gw.pem",
+            control_socket=str(sock),
+            ike_port=ike,
+            natt_port=natt,
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pike.cli.piked", "--config", str(cfg)],
+        env=daemon_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while pikectl(sock, "status").returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        caps = _caps(proc.pid)
+        bind, raw, admin = 1 << 10, 1 << 13, 1 << 12
+        for name in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+            assert not caps[name] & (bind | raw), (name, hex(caps[name]))
+        assert caps["CapEff"] & admin
+        [helper] = _children(proc.pid)
+        assert "pike.cli.keyd" in Path(f"/proc/{helper}/cmdline").read_text()
+        helper_caps = _caps(helper)
+        for name in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+            assert helper_caps[name] == 0, (name, hex(helper_caps[name]))
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err[-2000:]
+    assert "pike-keyd" in err  # its lines are in piked's log (the journal)

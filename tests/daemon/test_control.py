@@ -136,7 +136,8 @@ def test_who_may_change_state() -> None:
 
 def test_state_changing_commands_need_root_or_pike_admin(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 13: any member of group pike could terminate or reload. Now such a client
-    may look (status) but not change (terminate); with group pike-admin it may."""
+    may look (status, the log stream) but not change (terminate, or the initiate-wait
+    stream ``pikectl initiate`` uses); with group pike-admin it may."""
     import subprocess
 
     from lib.prereq import require
@@ -156,10 +157,31 @@ def test_state_changing_commands_need_root_or_pike_admin(monkeypatch: pytest.Mon
     }
     python = "/usr/bin/python3"  # the venv's may not be readable by nobody
     require(os.path.exists(python), f"no {python}")
+    started: list[dict[str, Any]] = []
+
+    class Source:
+        """A stream source; following ``initiate-wait`` is what starts a connection."""
+
+        def __init__(self, starts: bool) -> None:
+            self.starts = starts
+
+        def follow(self, args: dict[str, Any]) -> Any:
+            if self.starts:
+                started.append(args)
+            return self
+
+        async def next(self) -> list[dict[str, Any]]:
+            await asyncio.Event().wait()  # nothing more until the client closes
+            return []
+
+        def unfollow(self, stream: Any) -> None:
+            pass
+
+    streams: dict[str, Any] = {"log": Source(False), "initiate-wait": Source(True)}
     script = (  # the client's framing, stdlib only
         "import json, socket\n"
         "out = []\n"
-        "for cmd in ('status', 'terminate'):\n"
+        "for cmd in ('status', 'terminate', 'log', 'initiate-wait'):\n"
         "    s = socket.socket(socket.AF_UNIX)\n"
         f"    s.connect({path!r})\n"
         "    s.sendall(json.dumps({'cmd': cmd}).encode() + b'\\n')\n"
@@ -182,7 +204,7 @@ def test_state_changing_commands_need_root_or_pike_admin(monkeypatch: pytest.Mon
         return result
 
     async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        server = ControlServer(path, handlers)
+        server = ControlServer(path, handlers, streams)
         await server.start()
         os.chmod(os.path.dirname(path), 0o755)
         os.chmod(path, 0o666)  # the test's stand-in for group pike
@@ -202,4 +224,16 @@ def test_state_changing_commands_need_root_or_pike_admin(monkeypatch: pytest.Mon
         shutil.rmtree(top, ignore_errors=True)
     assert plain[0] == {"ok": True, "result": "up"}
     assert plain[1]["ok"] is False and "pike-admin" in plain[1]["error"]
-    assert admin == [{"ok": True, "result": "up"}, {"ok": True, "result": "done"}]
+    assert plain[2] == {"ok": True, "result": "following"}
+    assert plain[3] == {
+        "ok": False,
+        "error": "initiate-wait changes state: it needs root or group pike-admin",
+    }
+    following = {"ok": True, "result": "following"}
+    assert admin == [
+        {"ok": True, "result": "up"},
+        {"ok": True, "result": "done"},
+        following,
+        following,
+    ]
+    assert len(started) == 1  # only the admin's initiate-wait started anything

@@ -68,3 +68,22 @@ def test_reload_removing_the_ikev1_connection_deletes_its_sa() -> None:
     assert result["removed"] == ["old"]
     transfer(a, b, 1.0)
     assert a.engine.list_sas() == [] and b.engine.list_sas() == []
+
+
+def test_the_ikev1_engine_comes_with_an_ikev1_connection_or_datagram() -> None:
+    """Made on demand (idle memory): a gateway without IKEv1 connections still answers an
+    IKEv1 peer as before, and a reload that adds one brings it up."""
+    only_v2 = _both(A, B, '"10.1.0.0/24"', '"10.2.0.0/24"', v1=False)
+    both_b = _both(B, A, '"10.2.0.0/24"', '"10.1.0.0/24"')
+    engines = _engines(only_v2, 1)
+    assert engines._v1 is None
+    a, b = Node(engines), Node(_engines(both_b, 2))  # type: ignore[arg-type]
+    b.engine.initiate("old", 0.0, "net")
+    transfer(b, a, 0.0)
+    assert engines._v1 is not None
+    assert a.engine.list_sas() == []  # no IKEv1 connection here: nothing comes up
+    c, d = Node(_engines(only_v2, 3)), Node(_engines(both_b, 4))
+    c.engine.reload(load_config_text(_both(A, B, '"10.1.0.0/24"', '"10.2.0.0/24"')), 1.0)
+    c.engine.initiate("old", 1.0, "net")
+    transfer(c, d, 1.0)
+    assert [(s.name, s.state) for s in c.engine.list_sas()] == [("old", "ESTABLISHED")]

@@ -12,6 +12,7 @@ import random
 import socket
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
@@ -88,6 +89,15 @@ class FakeKernel:
     def del_policy(self, p: PolicySpec) -> None:
         self.policies.remove(p)
 
+    def migrate(
+        self,
+        old_policies: tuple[PolicySpec, ...],
+        policies: tuple[PolicySpec, ...],
+        old_sas: tuple[SaSpec, SaSpec],
+        sas: tuple[SaSpec, SaSpec],
+    ) -> None:
+        self.policies = [p for p in self.policies if p not in old_policies] + list(policies)
+
     def events_fileno(self) -> int | None:
         return self._r.fileno()
 
@@ -115,7 +125,7 @@ class FakeKernel:
 
 @dataclass
 class Ctx:
-    pass
+    offload_chains = False  # the runtime sets it: it answers CheckChain
 
 
 @dataclass
@@ -148,8 +158,13 @@ class FakeEngine:
     def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
         self.seen.append((spi, packets, last_use, now))
 
-    def initiate(self, conn: str, now: float, child: str | None = None) -> None:
+    def initiate(
+        self, conn: str, now: float, child: str | None = None, peer: str | None = None
+    ) -> None:
         self.calls.append(("initiate", conn, child))
+
+    def active_hub(self, conn: str) -> tuple[str | None, int, int]:
+        return None, 0, 0
 
     def terminate(self, conn: str, now: float, force: bool = False) -> None:
         self.calls.append(("terminate", conn, force))
@@ -178,6 +193,9 @@ class FakeEngine:
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
         self.calls.append(("sign_done", ref, now))
 
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        self.calls.append(("chain_checked", ref))
+
     def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
         pass
 
@@ -192,6 +210,14 @@ class FakeEngine:
 
     def list_sas(self) -> list[IkeSaInfo]:
         return []
+
+    def mobike_peers(self) -> set[str]:
+        return set()
+
+    def paths_changed(
+        self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
+    ) -> None:
+        pass
 
 
 def _config(tmp_path: Path) -> tuple[Config, int]:

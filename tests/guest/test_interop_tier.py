@@ -8,7 +8,10 @@ under a UDP stream with no loss; NAT in the middle with keepalives on the wire; 
 start after charon deletes the CHILD_SA or the IKE SA, and terminating one CHILD_SA; a link
 flap long enough for DPD to give up (the tunnel back, one SA pair in each kernel);
 post-quantum (hybrid ML-KEM-768) against strongSwan 6.0.6, built here on the host first
-(tests/peers/strongswan6.py), whose cache the guest reads.
+(tests/peers/strongswan6.py), whose cache the guest reads; MOBIKE with two uplinks
+under a UDP stream (piked branch vs charon hub, charon branch vs piked hub); redundant
+hubs (the first charon killed, the branch up on the second), route-based tunnels over an
+XFRM interface and a VTI made by piked, with BGP (FRR) learning the far LAN.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from guest.tier import run_tier
 from lib.prereq import in_ci
 from peers.strongswan6 import TARBALL, strongswan6_prefix
 
-TIMEOUT = 1800.0  # ~450 s on an idle 2-core machine; room for a loaded one
+TIMEOUT = 1920.0  # ~450 s on an idle 2-core machine + ~95 s route-based; room for load
 TESTS = (
     "tests/interop/test_dataplane.py",
     "tests/interop/test_lifecycle_dataplane.py",
@@ -27,6 +30,8 @@ TESTS = (
     "tests/interop/test_self_healing.py",
     "tests/interop/test_faults.py",
     "tests/interop/test_pq_dataplane.py",  # PQ_TEST
+    "tests/interop/test_mobike_dataplane.py",
+    "tests/interop/test_route_based_dataplane.py",
 )
 
 
@@ -52,5 +57,7 @@ def test_interop_tier_in_uml() -> None:
         show=lambda line: (
             ("bytes" in line and "packets" in line)
             or re.match(r"(left|right)->(left|right): sent", line) is not None
+            or "path changes" in line
+            or line.startswith(("hub failover:", "BGP across"))
         ),
     )

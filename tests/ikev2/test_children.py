@@ -34,7 +34,8 @@ def test_disjoint_selectors_answered_ts_unacceptable_ike_sa_stays() -> None:
     resp = b.outbox[-1]
     sa_b = next(iter(b.engine.sas.values()))
     assert sa_b.cipher_out is not None and sa_b.cipher_in is not None
-    # Decrypt the answer as the initiator would: IKE_AUTH response [ IDr AUTH N(TS_UNACCEPT) ]
+    # Decrypt the answer as the initiator would:
+    # IKE_AUTH response [ IDr AUTH N(MOBIKE_SUP) N(NO_ADD_ADDR) N(TS_UNACCEPT) ]
     sa_a = next(iter(a.engine.sas.values()))
     assert sa_a.cipher_in is not None
     msg = decrypt_message(resp.data, decode_message(resp.data), sa_a.cipher_in)
@@ -42,7 +43,10 @@ def test_disjoint_selectors_answered_ts_unacceptable_ike_sa_stays() -> None:
         "IdrPayload",
         "AuthPayload",
         "NotifyPayload",
+        "NotifyPayload",
+        "NotifyPayload",
     ]
+    assert msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
     assert msg.notify(NotifyType.TS_UNACCEPTABLE) is not None
     (failed,) = a.of(ChildSaFailed)
     assert isinstance(failed, ChildSaFailed) and "TS_UNACCEPTABLE" in failed.reason

@@ -46,12 +46,15 @@ def test_hybrid_x25519_mlkem768_runs_one_intermediate_exchange() -> None:
     (init_resp,) = deliver([init], b, 0.0)
     assert decode_message(init_resp.data).notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED)
     inter = deliver([init_resp], a, 0.0)
-    assert exchanges(inter) == [ExchangeType.IKE_INTERMEDIATE]
+    # on port 4500 from here (MOBIKE), where the non-ESP marker makes the ML-KEM key's
+    # message cross fragment_size: one message, perhaps in RFC 7383 fragments
+    assert set(exchanges(inter)) == {ExchangeType.IKE_INTERMEDIATE}
+    assert inter[0].src[1] == 4500
     assert decode_message(inter[0].data).message_id == 1
     inter_resp = deliver(inter, b, 0.0)
-    assert exchanges(inter_resp) == [ExchangeType.IKE_INTERMEDIATE]
+    assert set(exchanges(inter_resp)) == {ExchangeType.IKE_INTERMEDIATE}
     auth = deliver(inter_resp, a, 0.0)
-    assert exchanges(auth) == [ExchangeType.IKE_AUTH]
+    assert set(exchanges(auth)) == {ExchangeType.IKE_AUTH}
     assert decode_message(auth[0].data).message_id == 2
     transfer(a, b, 0.0, in_flight=auth)
     for node in (a, b):

@@ -306,3 +306,42 @@ def test_tunnel_ipv6_inner(pair: Pair, outer: str) -> None:
     spi_ab, spi_ba = install(pair, SUITES["aes128gcm16"], "tunnel", outer=addrs, nets=nets)
     ping(pair.a, "fd02::1", src="fd01::1")
     assert_counted(pair, spi_ab, spi_ba, 3, outer=addrs)
+
+
+def test_migrate_moves_a_tunnel_in_place_keeping_spis_and_sequence_numbers(pair: Pair) -> None:
+    """MOBIKE (XFRM_MSG_MIGRATE): the SAs and policy templates move to a second pair of
+    outer addresses; the SPIs stay and the sequence numbers go on (the peer's replay
+    window would drop a restarted sequence)."""
+    a2, b2 = ip_address("198.51.100.1"), ip_address("198.51.100.2")
+    ip("-n", pair.a, "addr", "add", "198.51.100.1/24", "dev", PREFIX + "va")
+    ip("-n", pair.b, "addr", "add", "198.51.100.2/24", "dev", PREFIX + "vb")
+    try:
+        spi_ab, spi_ba = install(pair, SUITES["aes128gcm16"], "tunnel")
+        ping(pair.a, "10.2.0.1", src="10.1.0.1")
+        for kernel, ours, peer, spi_in, spi_out, local, remote in (
+            (pair.ka, (A, a2), (B, b2), spi_ba, spi_ab, NET_A, NET_B),
+            (pair.kb, (B, b2), (A, a2), spi_ab, spi_ba, NET_B, NET_A),
+        ):
+            suite = SUITES["aes128gcm16"]
+            old_in = sa(peer[0], ours[0], spi_in, suite, "tunnel", inbound=True)
+            old_out = sa(ours[0], peer[0], spi_out, suite, "tunnel")
+            new_in = replace(old_in, src=peer[1], dst=ours[1])
+            new_out = replace(old_out, src=ours[1], dst=peer[1])
+            kernel.migrate(
+                tuple(policies(local, remote, ours[0], peer[0], "tunnel")),
+                tuple(policies(local, remote, ours[1], peer[1], "tunnel")),
+                (old_in, old_out),
+                (new_in, new_out),
+            )
+        state = ip("-n", pair.a, "-s", "xfrm", "state")
+        assert f"src 198.51.100.1 dst 198.51.100.2\n\tproto esp spi 0x{spi_ab:08x}" in state
+        assert "192.0.2." not in state, state
+        assert "tmpl src 198.51.100.1 dst 198.51.100.2" in ip("-n", pair.a, "xfrm", "policy")
+        ping(pair.a, "10.2.0.1", src="10.1.0.1")
+        assert pair.ka.query_sa(b2, spi_ab).packets >= 3  # counted at its new address
+        # A's outbound SA: 3 echo requests before the move and 3 after, one sequence
+        after = ip("-n", pair.a, "-s", "xfrm", "state").split(f"spi 0x{spi_ab:08x}")[1]
+        assert "oseq 0x6," in after.split("\nsrc ")[0], after
+    finally:
+        ip("-n", pair.a, "addr", "del", "198.51.100.1/24", "dev", PREFIX + "va")
+        ip("-n", pair.b, "addr", "del", "198.51.100.2/24", "dev", PREFIX + "vb")

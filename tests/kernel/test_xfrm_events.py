@@ -211,7 +211,7 @@ def test_read_events_keeps_only_ours(namespaces: Namespaces) -> None:
         k._sas.add((B, 0xC0000001))
         k._sas.add((A, 0xC0000002))
         k._larval.add((A, 0xC0000002))
-        k._policies[(sel, xm.XFRM_POLICY_OUT, 0)] = 7
+        k._policies[(sel, xm.XFRM_POLICY_OUT, 0, (0, 0))] = 7
         k._events = _FakeEvents(  # type: ignore[assignment]
             [
                 Expire(0xC0000001, B, hard=False),

@@ -27,6 +27,7 @@ SIZES = {
     "xfrm_userpolicy_info": (xm.xfrm_userpolicy_info.fields, 168),
     "xfrm_userpolicy_id": (xm.xfrm_userpolicy_id.fields, 64),
     "xfrm_user_tmpl": (xm.xfrm_user_tmpl.fields, 64),
+    "xfrm_user_migrate": (xm.xfrm_user_migrate.fields, 76),
     "xfrm_encap_tmpl": (xm.xfrm_attrs.xfrm_encap_tmpl.fields, 24),
     "xfrm_user_offload": (xm.xfrm_attrs.xfrm_user_offload.fields, 8),
     "xfrm_selector": (xm.SELECTOR, 56),

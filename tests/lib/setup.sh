@@ -25,6 +25,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     gcc libc6-dev linux-libc-dev systemd strace
     groff-base
     autoconf automake libtool gperf bison flex pkg-config libgmp-dev libssl-dev make
+    frr
   )
 fi
 

@@ -106,6 +106,7 @@ class Fixture:
         self.counters = Counters()
         self.rec = Recorder(self.kernel.query, wall=lambda: 1_700_000_100.0)
         self.tokens: dict[str, str] = {}
+        self.hubs: dict[str, tuple[str | None, int]] = {}
         self.pki: dict[str, Any] = {}
         self.loop_lag = (0.0, 0.0)  # (worst of the last 10 s, worst since start)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -122,6 +123,7 @@ class Fixture:
                     version="0.1.0",
                     started_wall=1_700_000_000.0,
                     tokens=lambda: self.tokens,
+                    hubs=lambda conn: self.hubs.get(conn, (None, 0)),
                     pki=lambda: self.pki,
                     loop_lag=lambda: self.loop_lag,
                 )
@@ -145,6 +147,14 @@ class Fixture:
 
 def _bytes(f: Fixture, direction: str) -> float:
     return f.value("pike_child_sa_bytes_total", child="lan", connection="hq", direction=direction)
+
+
+def test_active_hub_and_hub_changes() -> None:
+    f = Fixture()
+    assert "pike_connection_active_peer{" not in f.text()  # nothing to dial: no series
+    f.hubs["hq"] = ("hub-b.example.net", 3)
+    assert f.value("pike_connection_active_peer", connection="hq", peer="hub-b.example.net") == 1
+    assert f.value("pike_connection_hub_changes_total", connection="hq") == 3
 
 
 def test_child_bytes_keep_counting_across_rekeys_and_expiry() -> None:
@@ -279,7 +289,8 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
 # its CA and an authenticated peer; one CRL; a CRL source and a failing OCSP responder
 PKI: dict[str, Any] = {
     "certs": [
-        {"connection": "hq", "role": "local", "subject": "CN=gw", "not_after": 1_800_000_000.0},
+        {"connection": "hq", "role": "local", "subject": "CN=gw", "not_after": 1_800_000_000.0,
+         "revocation": "revoked", "revocation_source": "crl http://pki/ca.crl"},
         {"connection": "hq", "role": "ca", "subject": "CN=CA", "not_after": 2_000_000_000.0},
         {"connection": "hq", "role": "peer", "subject": "CN=hq", "not_after": 1_750_000_000.0,
          "revocation": "good", "revocation_source": "crl http://pki/ca.crl"},
@@ -305,6 +316,10 @@ def test_certificate_and_revocation_series() -> None:
     assert f.value(expiry, connection="hq", role="peer", subject="CN=hq") == 1_750_000_000.0
     status = {"connection": "hq", "subject": "CN=hq", "status": "good"}
     assert f.value("pike_peer_certificate_revocation_status", **status) == 1.0
+    ours = {"connection": "hq", "subject": "CN=gw", "status": "revoked"}
+    assert f.value("pike_local_certificate_revocation_status", **ours) == 1.0
+    with pytest.raises(KeyError):  # ours is not among the peers'
+        f.value("pike_peer_certificate_revocation_status", **ours)
     crl = {"source": "http://pki/ca.crl", "issuer": "CN=CA"}
     assert f.value("pike_crl_next_update_timestamp_seconds", **crl) == 1_700_086_400.0
     assert f.value("pike_crl_revoked_certificates", **crl) == 3.0

@@ -20,7 +20,6 @@ CONN = "[connections.hq]\n"
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        (CONN, CONN + "mobike = false\n", "F:5: connections.hq.mobike: not supported by pike yet"),
         (
             CONN,
             CONN + 'unique = "replace"\n',
@@ -29,8 +28,8 @@ CONN = "[connections.hq]\n"
         (CONN, CONN + "if_id_in = 42\n", "F:5: connections.hq.if_id_in: not supported by pike yet"),
         (
             CHILD,
-            CHILD + '\nupdown = "/usr/lib/ipsec/_updown"',
-            "F:18: connections.hq.children.lan.updown: not supported by pike yet",
+            CHILD + "\nhostaccess = true",
+            "F:18: connections.hq.children.lan.hostaccess: not supported by pike yet",
         ),
         (
             CHILD,

@@ -488,3 +488,16 @@ def test_pq_errors(tmp_path: Path, old: str, new: str, extra: str, expected: str
     if "ke1_" in new or "mlkem" in new:
         text = text.replace("version = 2\n", "version = 1\n")
     assert error_of(tmp_path, text) == expected
+
+
+def test_key_helper_is_spawn_off_or_a_socket_path(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, EXAMPLE)).daemon.key_helper == "spawn"
+    for value in ("off", "/run/pike-keyd/keyd.sock"):
+        text = EXAMPLE.replace("[daemon]\n", f'[daemon]\nkey_helper = "{value}"\n')
+        assert load_config(write(tmp_path, text)).daemon.key_helper == value
+    path = write(tmp_path, EXAMPLE.replace("[daemon]\n", '[daemon]\nkey_helper = "yes"\n'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f'{path}:2: daemon.key_helper: "spawn", "off" or the absolute path of its socket'
+    )

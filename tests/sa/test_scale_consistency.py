@@ -5,9 +5,12 @@ kernel holds nothing else (no leaked SA, policy or SPI).
 
 In memory: the kernel is a model that applies the install/remove actions the way the
 runtime does (``Daemon._do``), since the development host has no ESP; the XFRM side of
-the same actions is covered by tests/kernel and the guest tiers."""
+the same actions, at the same scale, is tests/kernel/test_scale_kernel.py (in the UML
+kernel tier)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ikev2.pair import PSK, Node
 from ikev2.pair import engine as v2engine
@@ -21,6 +24,7 @@ from pike.sa.actions import (
     RemoveInboundSa,
     SendDatagram,
 )
+from pike.sa.ports import SpiSource
 
 HUB, BRANCH = "192.0.2.2", "192.0.2.1"
 IKE = "aes128gcm16-prfsha256-x25519"
@@ -100,8 +104,11 @@ def configs() -> tuple[str, str]:
     return hub.render(), branches.render()
 
 
-def pump(branch: Node, hub: Node, kernel: ModelKernel, now: float) -> None:
-    """Deliver datagrams both ways until quiet; the hub's kernel actions go to ``kernel``."""
+Apply = Callable[[Action], None]
+
+
+def pump(branch: Node, hub: Node, apply: Apply, now: float) -> None:
+    """Deliver datagrams both ways until quiet; the hub's kernel actions go to ``apply``."""
     for _ in range(50):
         moved = False
         while (a := branch.engine.next_action()) is not None:
@@ -109,7 +116,7 @@ def pump(branch: Node, hub: Node, kernel: ModelKernel, now: float) -> None:
                 hub.engine.receive_datagram(a.data, a.src, a.dst, now)
                 moved = True
         while (a := hub.engine.next_action()) is not None:
-            kernel.apply(a)
+            apply(a)
             if isinstance(a, SendDatagram):
                 branch.engine.receive_datagram(a.data, a.src, a.dst, now)
                 moved = True
@@ -131,13 +138,16 @@ def listed(hub: Node) -> tuple[set[tuple[str, int]], int]:
     return sas, children
 
 
-def test_thousand_sas_rekeying_and_churning_leave_nothing_behind() -> None:
+def churn(apply: Apply, spis: SpiSource | None = None) -> Node:
+    """N branches come up; then 200 rekey their IKE SA, 250 their CHILD_SA, 150 go and
+    EXTRA new ones come, all at once. The hub's kernel actions go to ``apply`` and its
+    CHILD_SA SPIs come from ``spis`` (the engine's own without). Returns the hub, after
+    checking what its engine lists."""
     hub_text, branch_text = configs()
-    hub, branch = Node(v2engine(hub_text, 2)), Node(v2engine(branch_text, 1))
-    kernel = ModelKernel()
+    hub, branch = Node(v2engine(hub_text, 2, spis=spis)), Node(v2engine(branch_text, 1))
     for i in range(N):
         branch.engine.initiate(f"c{i}", 0.0)
-        pump(branch, hub, kernel, 0.0)
+        pump(branch, hub, apply, 0.0)
     assert len(hub.engine.list_sas()) == N
     now = 100.0
     for i in range(0, 200):  # IKE rekeys (the branch's side starts them)
@@ -148,15 +158,27 @@ def test_thousand_sas_rekeying_and_churning_leave_nothing_behind() -> None:
         branch.engine.terminate(f"c{i}", now)
     for i in range(N, N + EXTRA):  # new branches
         branch.engine.initiate(f"c{i}", now)
-    pump(branch, hub, kernel, now)
+    pump(branch, hub, apply, now)
     # timers past the rekeys' aftermath (nothing else is due for hours)
     t = hub.engine.get_timer()
     assert t is None or t > now + 600, t
-    sas, children = listed(hub)
+    _, children = listed(hub)
     assert children == N - 150 + EXTRA
     assert len(hub.engine.list_sas()) == N - 150 + EXTRA
-    assert sas == kernel.sas  # every listed SA is in the kernel, and nothing else is
+    return hub
+
+
+def policies_wanted() -> set[tuple[str, str, str]]:
+    """The hub's policies (direction, src, dst) for the branches up after ``churn``."""
     up = [*range(450), *range(600, N + EXTRA)]
     want = {("out", "10.0.0.0/24", lan(i)) for i in up}
     want |= {(d, lan(i), "10.0.0.0/24") for i in up for d in ("in", "fwd")}
-    assert kernel.policies == want
+    return want
+
+
+def test_thousand_sas_rekeying_and_churning_leave_nothing_behind() -> None:
+    kernel = ModelKernel()
+    hub = churn(kernel.apply)
+    sas, _ = listed(hub)
+    assert sas == kernel.sas  # every listed SA is in the kernel, and nothing else is
+    assert kernel.policies == policies_wanted()

@@ -2,7 +2,7 @@
 
     pikectl status [--json]
     pikectl list-sas [--json] [CONN]
-    pikectl initiate [--timeout S] CONN[.CHILD]...
+    pikectl initiate [--timeout S] [--peer ADDR] CONN[.CHILD]...
     pikectl terminate [--force] CONN[.CHILD]
     pikectl rekey CONN[.CHILD]...
     pikectl reload
@@ -32,11 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pike.cli import keys
 from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from pike.keyd.client import KeyHelper
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _JSON = "print JSON instead of text"
@@ -94,6 +97,11 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("conn", nargs="?", help="only this connection")
     ini = cmd("initiate", "bring connections (or one child) up, and wait for the outcome")
     ini.add_argument("targets", nargs="+", metavar="CONN[.CHILD]", help="what to bring up")
+    ini.add_argument(
+        "--peer",
+        metavar="ADDR",
+        help="the hub to go to: one of the connection's remote_addrs (redundant hubs)",
+    )
     ini.add_argument(
         "--timeout",
         type=float,
@@ -196,11 +204,20 @@ def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
 def _check_config(path: str) -> int:
     from pike.daemon.configfile import ConfigRefused, load_checked
 
+    helper = _own_unit_helper(path)
+    store = None
+    if helper is not None:  # the keys are the helper's: looked at there, as piked will
+        from pike.sa.credentials import CredentialStore
+
+        store = CredentialStore(helper.signer)
     try:
-        cfg = load_checked(path, probe=True)  # as piked loads it, tokens looked at too
+        cfg = load_checked(path, probe=True, store=store)  # as piked loads it, tokens too
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if helper is not None:
+            helper.close()
     from pike.daemon.secret_files import exposed
 
     for warning in exposed(cfg):  # valid, but a secret others can read: said, not refused
@@ -208,6 +225,21 @@ def _check_config(path: str) -> int:
     names = ", ".join(cfg.connections) or "none"
     print(f"{path}: OK, {len(cfg.connections)} connection(s): {names}")
     return EXIT_OK
+
+
+def _own_unit_helper(path: str) -> KeyHelper | None:
+    """The pike-keyd of its own unit (``key_helper`` a socket path), where the keys are
+    readable; not reachable: the keys are looked at here (said on stderr)."""
+    from pike.keyd.client import HelperGone, KeyHelper, helper_setting
+
+    setting = helper_setting(path)
+    if setting is None or not setting.startswith("/"):
+        return None
+    try:
+        return KeyHelper.connect(setting)
+    except HelperGone as exc:
+        print(f"warning: {exc}: keys looked at by pikectl instead", file=sys.stderr)
+        return None
 
 
 def _import_swanctl(args: argparse.Namespace) -> int:
@@ -251,22 +283,25 @@ def _import_swanctl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _target_request(target: str) -> dict[str, Any]:
-    """The request for one CONN[.CHILD] target: ``conn``, and ``child`` when given."""
+def _target_request(target: str, peer: str | None = None) -> dict[str, Any]:
+    """The request for one CONN[.CHILD] target: ``conn``, and ``child`` (``peer``) when
+    given."""
     conn, _, child = target.partition(".")
     req: dict[str, Any] = {"conn": conn}
     if child:
         req["child"] = child
+    if peer:
+        req["peer"] = peer
     return req
 
 
-def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
+def _per_target(sock: str, cmd: str, targets: list[str], peer: str | None = None) -> int:
     """``initiate``/``rekey`` each CONN[.CHILD]; the worst exit status wins, and an
     unreachable daemon stops at once."""
     verb = {"initiate": "initiating", "rekey": "rekeying"}[cmd]
     worst = EXIT_OK
     for target in targets:
-        req = _target_request(target)
+        req = _target_request(target, peer)
         code, _result = _call(sock, cmd, req)
         if code == EXIT_USAGE:
             return code
@@ -276,7 +311,7 @@ def _per_target(sock: str, cmd: str, targets: list[str]) -> int:
     return worst
 
 
-def _initiate(sock: str, targets: list[str], timeout: float) -> int:
+def _initiate(sock: str, targets: list[str], timeout: float, peer: str | None = None) -> int:
     """``initiate`` each CONN[.CHILD] and wait for it (as ``swanctl --initiate``): the log
     lines about it as they come, then 0 when it is up, 1 when it failed or did not come
     up within ``timeout`` seconds (piked may keep trying: keyingtries)."""
@@ -284,7 +319,7 @@ def _initiate(sock: str, targets: list[str], timeout: float) -> int:
 
     worst = EXIT_OK
     for target in targets:
-        req = _target_request(target)
+        req = _target_request(target, peer)
         code = EXIT_ERROR
         try:
             for event in follow(sock, "initiate-wait", req, time.monotonic() + timeout):
@@ -419,9 +454,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "log":
         return _log(_socket(args), args.level, args.json)
     if args.cmd == "initiate" and args.timeout > 0:
-        return _initiate(_socket(args), args.targets, args.timeout)
+        return _initiate(_socket(args), args.targets, args.timeout, args.peer)
     if args.cmd in ("initiate", "rekey"):
-        return _per_target(_socket(args), args.cmd, args.targets)
+        return _per_target(_socket(args), args.cmd, args.targets, getattr(args, "peer", None))
     conn, _, child = args.conn.partition(".")  # names have no dots: CONN.CHILD
     term: dict[str, Any] = {"conn": conn}
     if child:

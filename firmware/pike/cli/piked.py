@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pike.cli.logsetup import LEVELS, setup_logging
 from pike.daemon.configfile import ConfigRefused, board_defaults, load_checked
@@ -21,6 +23,9 @@ from pike.policy.ipsec import KernelCaps
 from pike.policy.paths import DEFAULT_CONFIG
 from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
+
+if TYPE_CHECKING:
+    from pike.keyd.client import KeyHelper
 
 log = logging.getLogger("pike.piked")
 
@@ -58,7 +63,12 @@ line on stderr, before anything is touched), 1 when it cannot start (the IKE por
 the control socket cannot be opened).
 
 Files: {DEFAULT_CONFIG} (pike.toml(5)); the control socket [daemon] control_socket
-(default /run/pike/pike.sock); logs go to stderr (the journal under systemd)."""
+(default /run/pike/pike.sock); logs go to stderr (the journal under systemd).
+
+Processes: private keys, token sessions and peers' certificate checks are in pike-keyd,
+a child piked starts when the first key or certificate is loaded (no capabilities, not
+dumpable; [daemon] key_helper). If it ends, certificate authentication fails closed
+until piked restarts."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,12 +104,49 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # Unreadable certificates or keys stop us here rather than at the first IKE_AUTH.
     # Tokens are looked at later, in the signing threads: a slow one must not hold READY.
-    credentials = CredentialStore()  # the daemon's: preloaded here, then the engines'
+    # With pike-keyd the keys (and token sessions, PINs) are in that process only.
+    try:
+        helper = _key_helper(args.config)
+    except ConfigRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    # the daemon's: preloaded here, then the engines'
+    credentials = CredentialStore() if helper is None else CredentialStore(helper.signer)
     try:
         config = load_checked(args.config, probe=False, store=credentials)
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
+        if helper is not None:
+            helper.close()
         return 2
+    try:
+        return _run(args, config, credentials, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _key_helper(path: str) -> KeyHelper | None:
+    """pike-keyd as ``[daemon] key_helper`` says: started, reached, or none ("off")."""
+    from pike.keyd.client import HelperGone, KeyHelper, helper_setting
+
+    setting = helper_setting(path)
+    if setting is None or not (setting == "spawn" or setting.startswith("/")):
+        return None  # "off", or a wrong value the loader reports with its line
+    if setting == "spawn":
+        return KeyHelper.spawn()  # started at the first key or certificate loaded
+    try:
+        return KeyHelper.connect(setting)
+    except HelperGone as exc:
+        raise ConfigRefused([str(exc)]) from None
+
+
+def _run(
+    args: argparse.Namespace,
+    config: Config,
+    credentials: CredentialStore,
+    helper: KeyHelper | None,
+) -> int:
     setup_logging(args.log_level or config.daemon.log_level)
     log.info("%s", board_defaults()[1])
     from pike.daemon import privileges
@@ -108,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     for warning in exposed(config):
         log.warning("%s", warning)
     privileges.ENABLED = True  # this process is piked: drop what binding needed, once bound
-    daemon = Daemon(config, _kernel(), _engine, credentials=credentials)
+    # A handshake allocates a few thousand objects and leaves no reference cycles; with
+    # the default threshold (700) the collector ran several times per handshake and its
+    # scans of the SAs held cost 20-30 % of a handshake's CPU at 1000 SAs. Cycles (a
+    # deleted SA and its tasks) are still collected, later.
+    gc.set_threshold(10_000)
+    daemon = Daemon(config, _kernel(), _engine, credentials=credentials, key_helper=helper)
     try:
         rc = asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

@@ -107,7 +107,8 @@ def format_ike_sa(sa: JsonDict) -> str:
         f"  local  '{sa['local_id']}' @ {sa['local_addr']}[{sa['local_port']}]"
         + (" [NAT]" if sa.get("nat_local") else ""),
         f"  remote '{sa['remote_id']}' @ {sa['remote_addr']}[{sa['remote_port']}]"
-        + (" [NAT]" if sa.get("nat_remote") else ""),
+        + (" [NAT]" if sa.get("nat_remote") else "")
+        + _hub(sa.get("hub")),
     ]
     if sa.get("algorithms"):
         ppk = ", PPK" if sa.get("ppk") else ""  # RFC 8784 key mixed in
@@ -144,6 +145,13 @@ def format_status(st: JsonDict) -> str:
             *_loop_lag_line(st),
         ]
     )
+
+
+def _hub(hub: dict[str, Any] | None) -> str:
+    """`` hub 2/3 (hub-b.example.net)``: which of several remote_addrs is active."""
+    if not hub:
+        return ""
+    return f" hub {hub['index'] + 1}/{hub['count']} ({hub['active']})"
 
 
 def _loop_lag_line(st: JsonDict) -> list[str]:

@@ -103,7 +103,12 @@ class Commands:
         conn = None if args.get("conn") is None else self._conn_arg(args)  # a typo: an error
         sas = [sa for sa in d.engine.list_sas() if conn is None or sa.name == conn]
         failed = d.ops.recorder.child_failed
-        return list_sas_json(sas, d.counters, self._now(), d.clock.wall(), failed)
+        out = list_sas_json(sas, d.counters, self._now(), d.clock.wall(), failed)
+        for sa in out:
+            # Redundant hubs: which of remote_addrs initiations go to now (None: one hub).
+            hub, index, count = d.engine.active_hub(sa["name"])
+            sa["hub"] = {"active": hub, "index": index, "count": count} if count > 1 else None
+        return out
 
     def _conn_arg(self, args: dict[str, Any]) -> str:
         conn = args.get("conn")
@@ -124,15 +129,19 @@ class Commands:
     def cmd_initiate(self, args: dict[str, Any]) -> dict[str, Any]:
         conn = self._conn_arg(args)
         child = self._child_arg(conn, args)
+        peer = args.get("peer")
+        if peer is not None and not isinstance(peer, str):
+            raise ControlError('"peer" must be a string')
         try:
-            self.daemon.engine.initiate(conn, self._now(), child)
+            self.daemon.engine.initiate(conn, self._now(), child, peer)
         except (KeyError, ValueError) as exc:
             # The engine's KeyError says why (IKEv1 connection, no remote address, ...).
             raise ControlError(
                 str(exc.args[0]) if exc.args else f"cannot initiate {conn}"
             ) from None
         self._pump()
-        log.info("%s: initiate requested%s", conn, f" (child {child})" if child else "")
+        to = f" to hub {peer}" if peer else ""
+        log.info("%s: initiate requested%s%s", conn, f" (child {child})" if child else "", to)
         return {"conn": conn, "child": child}
 
     def cmd_rekey(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,14 @@ import functools
 from typing import TYPE_CHECKING
 
 from pike.policy.config import Config, ConnectionConfig
-from pike.policy.loader import ConfigError, DefaultProposals, load_config_text, read_config_text
+from pike.policy.config_cache import cache_dir, load_cached
+from pike.policy.loader import (
+    ConfigError,
+    DefaultProposals,
+    load_config_text,
+    read_config_text,
+    secret_of_file,
+)
 from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import Source
 
@@ -53,7 +60,15 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
     made), so that IKE_AUTH reads no file; without it a store for this check only."""
     try:
         text = read_config_text(path)
-        config = load_config_text(text, path, board_defaults()[0])
+        defaults = board_defaults()[0]
+        config = load_cached(
+            text,
+            path,
+            defaults,
+            lambda: load_config_text(text, path, defaults),
+            secret_of_file,
+            cache_dir(),
+        )
     except ConfigError as exc:
         raise ConfigRefused([str(exc)]) from None
     src = Source(path, text)
@@ -64,7 +79,11 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
         from pike.sa.credentials import CredentialStore  # cryptography: only when needed
 
         store = CredentialStore()
+    for name, problem in store.load_authorities(config):
+        problems.append(str(src.error(("authorities", name, "cacert"), problem)))
     for conn in config.connections.values():
+        if conn.local.auth != "pubkey" and conn.remote.auth != "pubkey":
+            continue  # nothing to load (a hub's thousands of PSK branches)
         # One connection at a time, so that a key problem names that connection's key.
         only = dataclasses.replace(config, connections={conn.name: conn})
         for problem in store.preload(only, probe=probe):

@@ -121,7 +121,12 @@ class ControlServer:
                     continue
                 stream = self._stream_request(line)
                 if stream is not None:
-                    await self._follow(*stream, reader, writer)
+                    cmd, source, args = stream
+                    if not admin and cmd in STATE_CHANGING:
+                        writer.write(_encode(_refused(cmd)))
+                        await writer.drain()
+                        break
+                    await self._follow(source, args, reader, writer)
                     break
                 writer.write(_encode(self.dispatch(line, admin=admin)))
                 await writer.drain()
@@ -132,8 +137,9 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _stream_request(self, line: bytes) -> tuple[StreamSource, dict[str, Any]] | None:
-        """The source and args when ``line`` asks for a stream (else dispatch answers)."""
+    def _stream_request(self, line: bytes) -> tuple[str, StreamSource, dict[str, Any]] | None:
+        """The name, source and args when ``line`` asks for a stream (else dispatch
+        answers)."""
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError):
@@ -141,7 +147,8 @@ class ControlServer:
         if not isinstance(req, dict) or req.get("cmd") not in self._streams:
             return None
         args = req.get("args", {})
-        return (self._streams[req["cmd"]], args) if isinstance(args, dict) else None
+        cmd = req["cmd"]
+        return (cmd, self._streams[cmd], args) if isinstance(args, dict) else None
 
     async def _follow(
         self,
@@ -193,11 +200,7 @@ class ControlServer:
             known = ", ".join(sorted(self._handlers))
             return {"ok": False, "error": f"unknown command {req['cmd']!r} (known: {known})"}
         if not admin and req["cmd"] in STATE_CHANGING:
-            log.warning("control: %s refused (not root or group %s)", req["cmd"], ADMIN_GROUP)
-            return {
-                "ok": False,
-                "error": f"{req['cmd']} changes state: it needs root or group {ADMIN_GROUP}",
-            }
+            return _refused(req["cmd"])
         try:
             return {"ok": True, "result": handler(args)}
         except ControlError as exc:
@@ -206,3 +209,8 @@ class ControlServer:
             # A bug must not take the daemon down with it; the log has the traceback.
             log.exception("control command %s failed", req["cmd"])
             return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
+
+
+def _refused(cmd: str) -> dict[str, Any]:
+    log.warning("control: %s refused (not root or group %s)", cmd, ADMIN_GROUP)
+    return {"ok": False, "error": f"{cmd} changes state: it needs root or group {ADMIN_GROUP}"}

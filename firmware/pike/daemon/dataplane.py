@@ -28,6 +28,7 @@ from pike.sa.actions import (
     InstallInboundSa,
     InstallOutboundSa,
     InstallTrap,
+    MigrateChildSa,
     RemoveInboundSa,
 )
 from pike.sa.ports import RandomSpis, SpiSource, random_spi
@@ -165,6 +166,8 @@ class DataPlane:
             )
         elif isinstance(a, DeleteChildSa):
             self._delete(a)
+        elif isinstance(a, MigrateChildSa):
+            self._migrate(a)
         else:
             return False
         return True
@@ -248,6 +251,34 @@ class DataPlane:
                 log.warning("%s: kernel delete: %s", what, exc)
         kept = " (policies kept)" if a.keep_policies else ""
         log.info("%s: removed from the kernel%s", what, kept)
+
+    def _migrate(self, a: MigrateChildSa) -> None:
+        """MOBIKE: the CHILD_SA follows its IKE SA to new addresses, in place where the
+        kernel can (XFRM_MSG_MIGRATE keeps the sequence numbers the peer's replay window
+        expects), else removed and added again (the outbound sequence restarts)."""
+        what = (
+            f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
+            f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
+        )
+        try:
+            self.kernel.migrate(
+                a.old_policies,
+                a.policies,
+                (a.old_inbound, a.old_outbound),
+                (a.inbound, a.outbound),
+            )
+        except KernelError as exc:
+            log.warning("%s: kernel cannot migrate (%s): removing and adding it again", what, exc)
+            self._delete(
+                DeleteChildSa(
+                    a.conn, a.child, a.unique_id, a.old_inbound, a.old_outbound, a.old_policies
+                )
+            )
+            self._install(
+                InstallChildSa(a.conn, a.child, a.unique_id, a.inbound, a.outbound, a.policies)
+            )
+            return
+        log.info("%s: migrated in the kernel to %s <-> %s", what, a.outbound.src, a.outbound.dst)
 
     # -- kernel events ---------------------------------------------------------------------
 

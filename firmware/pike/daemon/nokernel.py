@@ -35,6 +35,15 @@ class NoKernel:
     def del_policy(self, p: PolicySpec) -> None:
         pass
 
+    def migrate(
+        self,
+        old_policies: tuple[PolicySpec, ...],
+        policies: tuple[PolicySpec, ...],
+        old_sas: tuple[SaSpec, SaSpec],
+        sas: tuple[SaSpec, SaSpec],
+    ) -> None:
+        raise KernelError("migrate", detail=self.reason)
+
     def events_fileno(self) -> int | None:
         return None
 

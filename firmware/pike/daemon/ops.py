@@ -11,10 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, cast
-
-from cryptography import x509
-from prometheus_client.registry import CollectorRegistry
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pike.board.watchdog import LoopLag
 from pike.crypto.proposal import format_proposal
@@ -25,15 +22,22 @@ from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
 from pike.daemon.revocation import Fetcher
-from pike.metrics.collector import PikeCollector, Sources
-from pike.metrics.firmware import read_firmware
 from pike.metrics.recorder import Recorder
-from pike.metrics.server import MetricsServer
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
 from pike.sa.credentials import CredentialStore
+from pike.sa.hubs import Hubs
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    # prometheus_client (and the HTTP server modules it loads, ~2 MiB) only when the
+    # metrics endpoint is on (metrics_listen)
+    from prometheus_client.registry import CollectorRegistry
+
+    from pike.metrics.server import MetricsServer
 
 log = logging.getLogger("pike.daemon")
 
@@ -44,6 +48,7 @@ RESTART_KEYS = ("control_socket", "ike_port", "natt_port", "metrics_listen", "lo
 
 class _Ctx(Protocol):
     counters: Counters
+    hubs: Hubs
 
 
 class _Engine(Protocol):
@@ -54,6 +59,7 @@ class _Engine(Protocol):
 
     def list_sas(self) -> list[IkeSaInfo]: ...
     def reload(self, config: Config, now: float) -> dict[str, list[str]]: ...
+    def active_hub(self, conn: str) -> tuple[str | None, int, int]: ...
     def peer_paths(self) -> list[tuple[str, tuple[x509.Certificate, ...]]]: ...
 
 
@@ -116,6 +122,10 @@ class Ops:
 
     def registry(self, version: str) -> CollectorRegistry:
         from prometheus_client.process_collector import ProcessCollector
+        from prometheus_client.registry import CollectorRegistry
+
+        from pike.metrics.collector import PikeCollector, Sources
+        from pike.metrics.firmware import read_firmware
 
         reg = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=reg)  # process_* (CPU, memory, open fds) as every exporter
@@ -132,6 +142,7 @@ class Ops:
                     version=version,
                     started_wall=self._started_wall,
                     tokens=self._tokens,
+                    hubs=self._hub,
                     pki=self.pki,
                     loop_lag=self._loop_lag,
                     firmware=read_firmware(),
@@ -166,6 +177,10 @@ class Ops:
     def _tokens(self) -> dict[str, str]:
         return self.daemon.credentials.tokens()
 
+    def _hub(self, conn: str) -> tuple[str | None, int]:
+        hub, _index, count = self.engine.active_hub(conn)
+        return (hub if count else None), self.engine.ctx.hubs.changes.get(conn, 0)
+
     async def start(self, version: str) -> None:
         """Start the metrics endpoint (a bind error is logged; IKE comes up anyway)."""
         self._started_wall = self._wall()
@@ -174,6 +189,8 @@ class Ops:
         listen = self.daemon.config.daemon.metrics_listen
         if not listen:
             return
+        from pike.metrics.server import MetricsServer
+
         server = MetricsServer(self.registry(version), listen)
         try:
             await server.start()

@@ -15,7 +15,8 @@ import struct
 from dataclasses import dataclass
 
 ADMIN_GROUP = "pike-admin"
-STATE_CHANGING = frozenset({"initiate", "terminate", "rekey", "reload"})
+# "initiate-wait" is the stream pikectl initiate uses: it starts the connection too.
+STATE_CHANGING = frozenset({"initiate", "initiate-wait", "terminate", "rekey", "reload"})
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 

@@ -15,12 +15,13 @@ import logging
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pike.board.watchdog import Health, LoopLag
 from pike.daemon import privileges
+from pike.daemon.chain_checks import ChainChecks
 from pike.daemon.clock import Clock, LoopClock, Timer
 from pike.daemon.commands import Commands
 from pike.daemon.control import ControlServer
@@ -30,15 +31,18 @@ from pike.daemon.health import watchdog
 from pike.daemon.hotplug import Hotplug
 from pike.daemon.notify import SystemdNotifier
 from pike.daemon.ops import Ops
+from pike.daemon.paths import PathWatcher
 from pike.daemon.resolver import resolve
 from pike.daemon.revocation import Fetcher
 from pike.daemon.signing import Signing
+from pike.daemon.tunnels import Tunnels
 from pike.kernel.interface import KernelIpsec
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import (
     Action,
     Address,
+    CheckChain,
     ChildSaEstablished,
     ChildSaFailed,
     IkeSaDeleted,
@@ -54,6 +58,9 @@ from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 from pike.sa.revocation import RevokedCheck
 
+if TYPE_CHECKING:
+    from pike.keyd.client import KeyHelper
+
 __all__ = ["Daemon", "Engine", "EngineFactory", "Random"]
 
 log = logging.getLogger("pike.daemon")
@@ -64,7 +71,10 @@ SIGNING_GRACE = 2.0  # seconds to wait at shutdown for a token call in progress
 
 class EngineContext(Protocol):
     """The engines' shared ``pike.sa.context.Context``: the runtime hands it to the parts
-    that read it (``Ops``: counters) and sets nothing on it."""
+    that read it (``Ops``: counters) and sets only ``offload_chains`` (it answers
+    ``CheckChain``)."""
+
+    offload_chains: bool
 
 
 class Engine(Protocol):
@@ -77,7 +87,10 @@ class Engine(Protocol):
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
-    def initiate(self, conn: str, now: float, child: str | None = None) -> None: ...
+    def initiate(
+        self, conn: str, now: float, child: str | None = None, peer: str | None = None
+    ) -> None: ...
+    def active_hub(self, conn: str) -> tuple[str | None, int, int]: ...
     def terminate(self, conn: str, now: float, force: bool = False) -> None: ...
     def terminate_child(self, conn: str, child: str, now: float) -> None: ...
     def resolved(self, conn: str, addresses: tuple[str, ...], now: float) -> None: ...
@@ -90,8 +103,13 @@ class Engine(Protocol):
     def drop_revoked(self, revoked: RevokedCheck, now: float) -> list[str]: ...
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None: ...
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None: ...
     def next_action(self) -> Action | None: ...
     def list_sas(self) -> list[IkeSaInfo]: ...
+    def mobike_peers(self) -> set[str]: ...
+    def paths_changed(
+        self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
+    ) -> None: ...
 
 
 # The engine is given its ports (pike.sa.ports), the daemon's randomness and credentials.
@@ -120,11 +138,14 @@ class Daemon:
         clock: Clock | None = None,
         random: Random = os.urandom,
         credentials: CredentialStore | None = None,
+        key_helper: KeyHelper | None = None,
     ) -> None:
         """``clock`` defaults to the event loop's (``LoopClock``, made in ``run``);
         tests pass a ``VirtualClock`` and a seeded ``random`` to skip over lifetimes.
         ``credentials``: the store the config was loaded into (``load_checked``); the
-        engines and the signing threads use it, and reloads load into it."""
+        engines and the signing threads use it, and reloads load into it. ``key_helper``:
+        pike-keyd (piked started or reached it; its signers are in ``credentials``), where
+        peers' certificate chains are checked; without it, in a worker thread."""
         self.config = config
         self.kernel = kernel
         self._engine_factory = engine_factory
@@ -134,6 +155,8 @@ class Daemon:
         self._engine: Engine | None = None
         self._control: ControlServer | None = None
         self._signing: Signing | None = None
+        self._chains: ChainChecks | None = None
+        self.key_helper = key_helper
         self._lookups: set[asyncio.Task[None]] = set()  # DNS lookups under way
         self.stuck: list[str] = []  # token calls still running when shutdown gave up
         self._clock = clock
@@ -154,12 +177,15 @@ class Daemon:
             random,
         )
         self.datagrams = Datagrams(lambda: self.engine, self._now, self._pump, self.stats)
+        # Route-based children: the interfaces piked creates and the updown scripts.
+        self.tunnels = Tunnels(lambda: self.config, getattr(kernel, "netns", None))
         # Metrics, reload, list-conns, key export (sees every action before _do acts).
         self.ops = Ops(self, self._now, self._pump, wall=lambda: self.clock.wall())
         self.commands = Commands(self, self._now, self._pump)
         self.hotplug = Hotplug(
             lambda: self.config, lambda: self.engine, self._now, self._pump, self._reprobe
         )
+        self.paths = PathWatcher(lambda: self.engine, self._now, self._pump)
         # Checked before every WATCHDOG=1 (pike.board.watchdog); others may add checks.
         self.health = Health()
         # CRL and OCSP fetches the revocation checks ask for (pike.daemon.revocation).
@@ -206,6 +232,8 @@ class Daemon:
             self.config, caps, self.dataplane.spi_source(), self._random, self.credentials
         )
         self._signing = Signing(loop, lambda: self.credentials, self._signed, self.ops.recorder)
+        self._chains = ChainChecks(loop, self._chain_checked, self.key_helper)
+        self.engine.ctx.offload_chains = True  # answered by self._chains
         self.probe_tokens()  # in the signing threads, while the sockets open
         d = self.config.daemon
         self._control = ControlServer(
@@ -247,6 +275,7 @@ class Daemon:
             )
         )
         self.hotplug.start(loop)
+        self.paths.start(loop)  # our addresses first: IKE_AUTH announces them (MOBIKE)
         self.revocation.start(self.config)
         self.engine.start(self._now())
         self._pump()
@@ -254,6 +283,7 @@ class Daemon:
         fed.cancel()
         self.loop_lag.stop()
         self.hotplug.close()
+        self.paths.close()
         await self.revocation.stop()
         await self._shutdown()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -288,8 +318,11 @@ class Daemon:
             await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
+        await self.tunnels.close()  # the down scripts of what the deletes took down
         if self._signing is not None:
             self._signing.close()
+        if self._chains is not None:
+            self._chains.close()
         self.dataplane.stop_listening(loop)
         if self._control is not None:
             await self._control.close()
@@ -349,6 +382,15 @@ class Daemon:
         finally:
             self._pump()
 
+    def _chain_checked(self, ref: int, result: tuple[int, ...] | Exception) -> None:
+        """A peer's certificate chain is checked (pike-keyd or the chain worker)."""
+        try:
+            self.engine.chain_checked(ref, result, self._now())
+        except Exception:
+            log.exception("engine failed on certificate check %d", ref)
+        finally:
+            self._pump()
+
     def _pump(self) -> None:
         """Drain the engine's actions, then re-arm the single timer."""
         while (action := self.engine.next_action()) is not None:
@@ -369,6 +411,7 @@ class Daemon:
         # The engine logs its own events (tagged with SPIs); these lines add what only the
         # runtime knows (kernel results) and repeat events at debug level.
         self.ops.observe(a)  # metrics and key export first: DeleteChildSa's final counts
+        self.tunnels.observe(a)  # a route-based child's interface before its SAs
         if isinstance(a, SendDatagram | SendKeepalive):
             self.datagrams.send(a)
         elif isinstance(a, SignRequest):
@@ -376,6 +419,11 @@ class Daemon:
                 self._signing.submit(a)
             else:  # not running: fail closed rather than leave the exchange waiting
                 self.engine.sign_done(a.ref, RuntimeError("piked is not running"), self._now())
+        elif isinstance(a, CheckChain):
+            if self._chains is not None:
+                self._chains.submit(a)
+            else:
+                self.engine.chain_checked(a.ref, RuntimeError("piked is not running"), self._now())
         elif isinstance(a, ResolveRequest):
             self._lookup(a)
         elif self.dataplane.do(a):

@@ -10,29 +10,13 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
-from pathlib import Path
 
 from pike.policy.config import Config
 
 
 def secret_paths(config: Config) -> list[str]:
     """The files the config makes hold secrets (the config itself when it has a PSK)."""
-    paths: list[str] = []
-    try:
-        raw = tomllib.loads(Path(config.path).read_text()) if config.path else {}
-    except (OSError, ValueError):
-        raw = {}
-    secrets = raw.get("secrets", {})
-    base = Path(config.path).parent
-    if isinstance(secrets, dict):
-        for entry in secrets.values():
-            if not isinstance(entry, dict):
-                continue
-            if "secret" in entry:
-                paths.append(config.path)
-            if isinstance(entry.get("secret_file"), str):
-                paths.append(str(base / entry["secret_file"]))
+    paths = [s.file for s in config.secrets if s.file]
     for conn in config.connections.values():
         key = conn.local.key
         if key is None:

@@ -71,6 +71,8 @@ def failure_reason(exc: BaseException) -> str:
         return value  # TokenUnavailable: absent, pin_incorrect, pin_locked, ...
     if isinstance(exc, CredentialError):
         return "config"
+    if type(exc).__name__ == "HelperGone":  # pike.keyd.client, not imported without it
+        return "helper_gone"
     return "error"
 
 

@@ -29,8 +29,16 @@ from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig
 from pike.policy.ipsec import KernelCaps, SaSpec
 from pike.sa import child_lifecycle, liveness
-from pike.sa.actions import Action, Address, ChildSaFailed, IkeSaInfo, MessageDropped
+from pike.sa.actions import (
+    Action,
+    Address,
+    CheckChain,
+    ChildSaFailed,
+    IkeSaInfo,
+    MessageDropped,
+)
 from pike.sa.admission import check_size
+from pike.sa.chain_check import ChainWait, anchors_of, offloadable, trust_key
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context, IdKey
 from pike.sa.credentials import CredentialStore
@@ -47,9 +55,11 @@ from pike.wire.isakmp_constants import (
     ProtocolV1,
 )
 from pike.wire.isakmp_payloads import (
+    V1Cert,
     V1Delete,
     V1Message,
 )
+from pike.wire.payloads import CertPayload
 
 MAIN, QUICK, INFO = ExchangeV1.MAIN, ExchangeV1.QUICK, ExchangeV1.INFORMATIONAL
 AGGR = ExchangeV1.AGGRESSIVE
@@ -79,6 +89,7 @@ class Ikev1Engine:
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
         self.retries = Pending()  # keyingtries waiting for their backoff
         self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
+        self._chains: dict[int, IsakmpSa] = {}  # CheckChain refs not answered yet
 
     @property
     def config(self) -> Config:
@@ -141,9 +152,10 @@ class Ikev1Engine:
         keyingtry: int = 0,
     ) -> IsakmpSa | None:
         """A new ISAKMP SA as initiator, or None while a DNS name is being resolved."""
-        if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
+        hub = self.ctx.hubs.active(conn)  # the first of remote_addrs, or the one moved to
+        if hub is None:
             raise KeyError(f"{conn.name} has no remote address to initiate to")
-        remote = remote or conn.remote_addrs[0]
+        remote = remote or hub
         if is_name(remote):
             self.resolving.ask(conn, tuple(children), keyingtry)
             return None
@@ -508,6 +520,9 @@ class Ikev1Engine:
         elif msg.exchange not in PHASE1:
             informational.cleartext(self, sa, msg, now)
             return
+        if self._await_chain(sa, msg, data, src, dst, now):
+            sa.uncommitted = None  # decrypted again when fed again
+            return
         self.count_in(sa, msg)
         saved = dataclasses.replace(fl) if fl is not None else None
         sa.flight(mid).received(data)
@@ -526,6 +541,55 @@ class Ikev1Engine:
             raise
         sa.uncommitted = None
         sa.last_inbound = now
+
+    def _await_chain(
+        self, sa: IsakmpSa, msg: V1Message, data: bytes, src: Address, dst: Address, now: float
+    ) -> bool:
+        """Park a phase-1 message that authenticates the peer with certificates while its
+        chain is checked off the loop (piked): True when it waits, or is a copy of the one
+        waiting. Once answered, ``chain_checked`` feeds the same datagram again."""
+        wait = sa.chain
+        if wait is not None and wait.data == data:
+            if wait.result is None:
+                log.debug("%s: message again, its certificates are being checked", sa.tag())
+                return True
+            return False  # fed again with the answer
+        if not self.ctx.offload_chains or not _verifies_peer(sa, msg):
+            return False
+        payloads = [CertPayload(c.encoding, c.data) for c in msg.all(V1Cert)]
+        if not offloadable(payloads):
+            return False
+        conns = [sa.conn] if sa.conn is not None else []
+        if not sa.initiator and sa.candidates is not None:
+            # the peer's ID may pick another (signature_auth); one per distinct CA set
+            conns += sa.candidates.distinct(trust_key)
+        anchors = anchors_of(self.ctx.credentials, conns)
+        if not anchors:
+            return False
+        certs = tuple(p.data for p in payloads)
+        ref = self.ctx.sign_ref()
+        sa.chain = ChainWait(ref, msg.message_id, False, None, data, src, dst, certs, anchors)
+        self._chains[ref] = sa
+        self.ctx.emit(CheckChain(ref, sa.name, certs, anchors, self.ctx.credentials.wall(now)))
+        return True
+
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        """The answer to a ``CheckChain`` of ours: the parked datagram is taken again,
+        now with the verdict (``signature_auth.verify_peer``)."""
+        sa = self._chains.pop(ref, None)
+        if sa is None:
+            return  # not ours (IKEv2's), or answered already
+        wait = sa.chain
+        if wait is None or wait.ref != ref or sa.state == IkeState.DESTROYED:
+            log.debug("certificate check %d answered for an ISAKMP_SA that is gone", ref)
+            self._sweep(now)
+            return
+        wait.result = result
+        try:
+            self.receive_datagram(wait.data, wait.src, wait.dst, now)
+        finally:
+            if sa.chain is wait:
+                sa.chain = None
 
     def count_in(self, sa: IsakmpSa, msg: V1Message) -> None:
         c = self.ctx.counters.conn(sa.name).messages_in
@@ -684,3 +748,14 @@ class Ikev1Engine:
 
 
 __all__ = ["Ikev1Engine"]
+
+
+def _verifies_peer(sa: IsakmpSa, msg: V1Message) -> bool:
+    """Whether ``msg`` is the phase-1 message whose certificates authenticate the peer
+    now (MM5, MM6, AM2, AM3): only those are worth a chain check."""
+    step = sa.p1.step
+    if msg.exchange == MAIN:
+        return step == (5 if sa.initiator else 4)
+    if msg.exchange == AGGR:
+        return step == (1 if sa.initiator else 2)
+    return False

@@ -14,6 +14,11 @@ connection (and its PSK) is found by the peer's address, as the seed article exp
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pike.sa.chain_check import ChainWait
+
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -152,6 +157,8 @@ class IsakmpSa:
         # once: a garbled message must not end an exchange (``Ikev1Engine._receive``).
         self.auth_suspect = ""
         self.signing: Signing | None = None  # our phase-1 signature, while it is made
+        # The phase-1 message whose CERT chain is being checked off the loop (piked).
+        self.chain: ChainWait | None = None
         # Main Mode responder: the connections our and the peer's addresses fit; with
         # signatures the peer's ID (MM5) may pick another of them than MM1 did.
         self.candidates: Candidates | None = None  # responder: by address (MM1)

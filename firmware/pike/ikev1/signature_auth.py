@@ -42,6 +42,7 @@ from pike.sa.certs import (
     subject_identity,
     validate_chain,
 )
+from pike.sa.chain_check import verdict
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialError
 from pike.sa.revocation import RevocationPending
@@ -180,11 +181,15 @@ def verify_peer(
         raise PeerError("auth_failed", f"no SIG from '{peer}' (method {choice.auth})")
     store = sa.ctx.credentials
     try:
-        certs = parse_cert_payloads(CertPayload(c.encoding, c.data) for c in msg.all(V1Cert))
-        path = validate_chain(certs, store.cas(conn), store.wall(now))
+        cas = store.cas(conn)
+        # checked off the loop in piked (the engine parked this message until then)
+        path = verdict(sa.chain, tuple(c.data for c in msg.all(V1Cert)), cas)
+        if path is None:
+            payloads = (CertPayload(c.encoding, c.data) for c in msg.all(V1Cert))
+            path = validate_chain(parse_cert_payloads(payloads), cas, store.wall(now))
     except (CertError, CredentialError) as exc:
         raise PeerError("auth_failed", f"certificate of '{peer}' not accepted: {exc}") from None
-    leaf = certs[0]
+    leaf, anchor = path[0], path[-1]
     subject = leaf.subject.rfc4514_string()
     if not id_in_cert(peer, leaf):
         raise PeerError("auth_failed", f"identity '{peer}' is not in certificate '{subject}'")
@@ -205,7 +210,7 @@ def verify_peer(
         scheme.name,
         choice.auth,
         subject,
-        path[-1].subject.rfc4514_string(),
+        anchor.subject.rfc4514_string(),
     )
     return peer
 

@@ -8,11 +8,11 @@ message to that SA's task manager. It never touches a socket, a clock or the ker
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from cryptography import x509
 
-from pike.ikev2 import reauth
+from pike.ikev2 import chain_wait, reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
 from pike.ikev2.reassembly import collect_fragment
@@ -25,6 +25,7 @@ from pike.ikev2.tasks.ike_delete import IkeDelete
 from pike.ikev2.tasks.ike_frag import IkeFrag
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
+from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
@@ -33,7 +34,14 @@ from pike.policy.config import Config, ConnectionConfig, Identity
 from pike.policy.ipsec import KernelCaps, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress
 from pike.sa import liveness
-from pike.sa.actions import Action, Address, DeleteChildSa, IkeSaInfo, MessageDropped
+from pike.sa.actions import (
+    Action,
+    Address,
+    CheckChain,
+    DeleteChildSa,
+    IkeSaInfo,
+    MessageDropped,
+)
 from pike.sa.admission import check_size
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import IdKey, Selectors
@@ -65,6 +73,7 @@ class Ikev2Engine:
     ) -> None:
         self.ctx = Ikev2Context(config, random, kernel_caps, spis, credentials or CredentialStore())
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
+        self._chains: dict[int, IkeSa] = {}  # CheckChain refs not answered yet
         self._responder = InitResponder(self.ctx, self.sas, random)
         self.half_open = self._responder.half_open
         self.traps = Traps(self.ctx)
@@ -91,6 +100,8 @@ class Ikev2Engine:
         self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
         # CHILD_SA SPIs (ours and the peer's) -> their IKE SA, for the kernel's expiries
         self._by_spi: dict[int, IkeSa] = {}
+        # the source address the routing table gives toward a peer (paths_changed)
+        self._sources: dict[str, str | None] = {}
         self._spis: dict[IkeSa, set[int]] = {}
 
     @property
@@ -208,13 +219,16 @@ class Ikev2Engine:
                 return
             log.info("%s: already up or connecting", sa.tag())
             return
-        if not conn.remote_addrs or conn.remote_addrs[0] in ("%any", "0.0.0.0", "::"):
+        hub = self.ctx.hubs.active(conn)  # the first of remote_addrs, or the one moved to
+        if hub is None:
             raise KeyError(f"{conn_name} has no remote address to initiate to")
-        remote = remote or conn.remote_addrs[0]
+        remote = remote or hub
         if is_name(remote):
             self.resolving.ask(conn, (child,) if child else (), keyingtry)
             return
-        local_ip = conn.local_addrs[0] if conn.local_addrs else any_of(remote)
+        local_ip = (
+            conn.local_addrs[0] if conn.local_addrs else self._sources.get(remote) or any_of(remote)
+        )
         sa = IkeSa(
             self.ctx,
             self.ctx.unique_id(),
@@ -236,6 +250,7 @@ class Ikev2Engine:
         sa.tasks.queue(IkeFrag(sa, True))
         sa.tasks.queue(IkeHashAlgs(sa, True))
         sa.tasks.queue(IkeAuth(sa, True))
+        sa.tasks.queue(IkeMobike(sa, True))
         if child_cfg is not None:
             sa.tasks.queue(ChildCreate(sa, True, child_cfg))
         sa.tasks.initiate(now)
@@ -259,6 +274,7 @@ class Ikev2Engine:
             self.terminate(name, now)
             self.retries.forget(name)
             self.resolving.forget(name)
+            self.ctx.hubs.forget(name)
         self.ctx.config = config
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
@@ -499,14 +515,84 @@ class Ikev2Engine:
                 raise
         sa.last_inbound = now
         sa.dpd_outstanding = False
+        if self._await_chain(sa, msg, data, src, dst, now):
+            return
+        self._dispatch(sa, msg, data, src, dst, now)
+
+    def _await_chain(
+        self, sa: IkeSa, msg: Message, data: bytes, src: Address, dst: Address, now: float
+    ) -> bool:
+        """Park an IKE_AUTH message whose CERT chain is checked off the loop (piked):
+        True when it waits (or is a copy of the one waiting)."""
+        wait = sa.chain
+        if wait is not None and (wait.message_id, wait.response) == (
+            msg.message_id,
+            msg.is_response,
+        ):
+            log.debug(
+                "%s: message %d again, its certificates are being checked", sa.tag(), msg.message_id
+            )
+            return True
+        found = chain_wait.wanted(sa, msg)
+        if found is None:
+            return False
+        certs, anchors = found
+        ref = self.ctx.sign_ref()
+        sa.chain = chain_wait.ChainWait(
+            ref, msg.message_id, msg.is_response, msg, data, src, dst, certs, anchors
+        )
+        self._chains[ref] = sa
+        when = self.ctx.credentials.wall(now)
+        self.ctx.emit(CheckChain(ref, sa.name, certs, anchors, when))
+        return True
+
+    def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
+        """The answer to ``CheckChain`` ``ref``: the message that waited goes on, with the
+        verdict for ``IkeAuth._verify``. An answer for an SA that is gone is dropped."""
+        sa = self._chains.pop(ref, None)
+        if sa is None:
+            return  # not ours (IKEv1's)
+        wait = sa.chain
+        if wait is None or wait.ref != ref or sa.state == IkeState.DESTROYED:
+            log.debug("certificate check %d answered for an IKE_SA that is gone: dropped", ref)
+            self._sweep(now)
+            return
+        self._touch(sa)
+        wait.result = result
+        assert wait.msg is not None  # IKEv2 parks the decrypted message
+        try:
+            self._dispatch(sa, wait.msg, wait.data, wait.src, wait.dst, now)
+        except MalformedMessage as e:
+            self._drop(e.reason, wait.src, str(e))
+        finally:
+            sa.chain = None
+        self._sweep(now)
+
+    def _dispatch(
+        self, sa: IkeSa, msg: Message, data: bytes, src: Address, dst: Address, now: float
+    ) -> None:
+        """An authenticated message, to the SA's task manager."""
         if msg.is_response:
             sa.tasks.on_response(msg, data, now)
             return
+        sa.request_path, sa.reply_path = (dst, src), None
         if (
             (src, dst) != (sa.remote, sa.local)
             and msg.encrypted
             and msg.message_id == sa.tasks.mid_in
             and sa.tasks.held is None  # else a copy of the request our signature holds
+            and sa.mobike
+            and not sa.nat_remote
+        ):
+            # MOBIKE: only UPDATE_SA_ADDRESSES moves the IKE SA (RFC 4555 §3.5); a new
+            # request from elsewhere is answered where it came from. A peer behind a NAT
+            # still moves with its mapping (below), as strongSwan lets it.
+            sa.reply_path = (dst, src)
+        elif (
+            (src, dst) != (sa.remote, sa.local)
+            and msg.encrypted
+            and msg.message_id == sa.tasks.mid_in
+            and sa.tasks.held is None
         ):
             # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
             # from a new address/port: NAT float or mapping change.
@@ -515,6 +601,66 @@ class Ikev2Engine:
             self._move_children(sa)
         sa.tasks.on_request(msg, data, responder_tasks(sa, msg), now)
         self._after_request(sa, msg, now)
+
+    # -- MOBIKE (RFC 4555) -----------------------------------------------------------------
+    def mobike_peers(self) -> set[str]:
+        """The peer addresses whose route the runtime looks up for ``paths_changed``: those
+        of the IKE SAs we initiated with MOBIKE (their current and additional addresses)."""
+        peers = {
+            addr
+            for sa in self.sas.values()
+            if sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED
+            for addr in (sa.remote[0], *sa.peer_addrs)
+        }
+        # and the first remote address of connections without local_addrs: initiate
+        # starts from the source the route gives (else the unspecified address)
+        for conn in self.config.connections.values():
+            if conn.version == 2 and not conn.local_addrs and conn.remote_addrs:
+                first = conn.remote_addrs[0]
+                if not is_name(first) and first not in ("%any", "0.0.0.0", "::"):
+                    peers.add(first)
+        return peers
+
+    def paths_changed(
+        self, addresses: tuple[str, ...], sources: Mapping[str, str | None], now: float
+    ) -> None:
+        """Our addresses or routes changed: ``addresses`` are the local ones now,
+        ``sources`` the source address the routing table picks toward each of
+        ``mobike_peers()`` (None: no route). An IKE SA we initiated with MOBIKE whose path
+        changed moves with UPDATE_SA_ADDRESSES; one without any path waits for the next."""
+        self.ctx.local_addresses = tuple(addresses)
+        self._sources = dict(sources)
+        for sa in list(self.sas.values()):
+            if not (sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED):
+                continue
+            path = next(
+                (
+                    (src, peer)
+                    for peer in (sa.remote[0], *sa.peer_addrs)
+                    if (src := sources.get(peer))
+                ),
+                None,
+            )
+            if path is None:
+                log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
+                continue
+            if path == (sa.local[0], sa.remote[0]):
+                continue
+            self._roam(sa, path[0], path[1], now)
+        self._sweep(now)
+
+    def _roam(self, sa: IkeSa, local: str, peer: str, now: float) -> None:
+        old = (sa.local, sa.remote)
+        log.info("%s: new path %s...%s (was %s...%s)", sa.tag(), local, peer, old[0][0], old[1][0])
+        sa.local = (local, sa.local[1])
+        sa.remote = (peer, sa.remote[1])
+        tasks = sa.tasks
+        if tasks.active and not any(isinstance(t, MobikeUpdate) for t in tasks.active):
+            tasks.resend(now)  # an exchange under way goes on over the new path
+        if not any(isinstance(t, MobikeUpdate) for t in tasks.queued):
+            tasks.queue(MobikeUpdate(sa, True, old))
+        tasks.initiate(now)
+        self._touch(sa)
 
     def _after_request(self, sa: IkeSa, msg: Message, now: float) -> None:
         """What follows an answered request (now, or once our signature was in)."""
@@ -572,7 +718,7 @@ class Ikev2Engine:
         data = sa.encode(resp)
         sa.tasks.mid_in += 1
         sa.tasks.cached_response = (mid, [data])
-        sa.send(data)
+        sa.send(data, response=True)
 
     def _drop(self, reason: str, src: Address, detail: str) -> None:
         log.info("dropped datagram from %s[%d]: %s", src[0], src[1], detail)

@@ -30,6 +30,7 @@ from pike.wire.payloads import Message, Payload, Proposal
 if TYPE_CHECKING:
     from pike.ikev2.task_manager import TaskManager
     from pike.ikev2.tasks.base import Task
+    from pike.sa.chain_check import ChainWait
 
 
 @dataclass
@@ -56,6 +57,9 @@ class Ikev2Context(Context):
     touched: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
     # Set by the engine: the peer deletes this CHILD_SA (close_action), before it goes.
     child_closed: Callable[[IkeSa, ChildSa], None] = field(default=lambda sa, c: None, repr=False)
+    # Set by the runtime (Ikev2Engine.paths_changed): our addresses, which MOBIKE announces
+    # as ADDITIONAL_IP4/6_ADDRESS besides the one an IKE SA uses.
+    local_addresses: tuple[str, ...] = ()
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)  # slots: a hub holds 10 000
@@ -116,6 +120,13 @@ class IkeSa:
     ppk_used: bool = False  # IKE_AUTH mixed a post-quantum preshared key into the keys
     # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370)
     followups: dict[bytes, Task] = field(default_factory=dict, repr=False)
+    # MOBIKE (RFC 4555): both sides announced it; the peer's other addresses it told us of.
+    mobike: bool = False
+    peer_addrs: tuple[str, ...] = ()
+    # The (local, remote) path of the request being answered: MOBIKE answers a request
+    # where it came from without moving the IKE SA (only UPDATE_SA_ADDRESSES moves it).
+    request_path: tuple[Address, Address] | None = None
+    reply_path: tuple[Address, Address] | None = None
     init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
     # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
     # initiation asked for, so that a retry asks for the same.
@@ -127,6 +138,9 @@ class IkeSa:
     fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] = field(
         default_factory=dict, repr=False
     )
+
+    # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
+    chain: ChainWait | None = field(default=None, repr=False)
 
     _tag: tuple[tuple[ConnectionConfig | None, bytes], str] | None = field(default=None, repr=False)
 
@@ -295,7 +309,10 @@ class IkeSa:
             return [data]
         return encode_fragments(msg, self.cipher_out, limit - overhead)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, response: bool = False) -> None:
+        if response and self.reply_path is not None:
+            self.ctx.emit(SendDatagram(data, *self.reply_path))
+            return
         self.ctx.emit(SendDatagram(data, self.local, self.remote))
 
     def payloads_text(self, payloads: list[Payload]) -> str:

@@ -22,6 +22,7 @@ from pike.ikev2.tasks.ike_frag import IkeFrag
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_intermediate import IkeIntermediate
+from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate, carries_mobike
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.config import Config
@@ -124,7 +125,7 @@ class InitResponder:
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
     """The tasks that answer a request of an IKE SA past IKE_SA_INIT."""
     if msg.exchange == ExchangeType.IKE_AUTH:
-        return [IkeAuth(sa, False), ChildCreate(sa, False)]
+        return [IkeAuth(sa, False), IkeMobike(sa, False), ChildCreate(sa, False)]
     if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
         return [IkeIntermediate(sa, False)]
     if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
@@ -139,6 +140,8 @@ def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
             tasks.append(IkeDelete(sa, False))
         elif any(d.protocol == ProtocolId.ESP for d in deletes):
             tasks.append(ChildDelete(sa, False))
+        elif carries_mobike(msg):
+            tasks.append(MobikeUpdate(sa, False))
         else:
             tasks.append(Informational(sa, False))
         return tasks

@@ -230,7 +230,7 @@ class TaskManager:
         if self.cached_response is not None and mid == self.cached_response[0]:
             # A retransmitted request: answer with the same bytes (RFC 7296 §2.1).
             log.debug("%s: retransmitting response %d", self.sa.tag(), mid)
-            self._send(self.cached_response[1])
+            self._send(self.cached_response[1], response=True)
             return
         if self.held is not None and mid == self.held.msg.message_id:
             # Retransmitted while our signature is being made: the answer follows it.
@@ -293,7 +293,7 @@ class TaskManager:
         self.mid_in = mid + 1
         self.cached_response = (mid, datagrams)
         self._log_out(resp, len(datagrams))
-        self._send(datagrams)
+        self._send(datagrams, response=True)
         if fatal:
             # A refused authentication is reported (pike_ike_auth_failures_total), as the
             # initiator's is; other refusals of a half-open SA end it quietly.
@@ -310,9 +310,17 @@ class TaskManager:
         # Our own queued work may have waited for this exchange (e.g. after IKE_AUTH).
         self.initiate(now)
 
-    def _send(self, datagrams: list[bytes]) -> None:
+    def resend(self, now: float) -> None:
+        """Send the outstanding request again at once (MOBIKE: over a new path), keeping
+        its place in the retransmission schedule."""
+        if self.request is None:
+            return
+        self.deadline = now + self._timeout(self.retransmits)
+        self._send(self.request)
+
+    def _send(self, datagrams: list[bytes], response: bool = False) -> None:
         for data in datagrams:
-            self.sa.send(data)
+            self.sa.send(data, response)
 
     # -- logs ----------------------------------------------------------------------------
     def _log_in(self, msg: Message) -> None:

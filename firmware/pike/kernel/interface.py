@@ -54,6 +54,18 @@ class KernelIpsec(Protocol):
         """Remove a policy; a missing one is not an error."""
         ...
 
+    def migrate(
+        self,
+        old_policies: tuple[PolicySpec, ...],
+        policies: tuple[PolicySpec, ...],
+        old_sas: tuple[SaSpec, SaSpec],
+        sas: tuple[SaSpec, SaSpec],
+    ) -> None:
+        """Move a CHILD_SA's (inbound, outbound) SAs and its policies' templates to new
+        outer addresses in place: same SPIs, keys and sequence numbers (MOBIKE).
+        KernelError when this kernel cannot; the caller then removes and adds them."""
+        ...
+
     def events_fileno(self) -> int | None:
         """A descriptor that becomes readable when ``read_events`` has something (for
         the event loop's ``add_reader``); None when this kernel reports no events."""

@@ -21,8 +21,10 @@ from pike.kernel.xfrm_selectors import Selector, family_of, packed, sa_selector,
 from pike.kernel.xfrm_socket import XfrmSocket
 from pike.policy.ipsec import (
     IPPROTO_ESP,
+    NO_MARK,
     KernelCaps,
     Lifetime,
+    Mark,
     PolicySpec,
     SaCounters,
     SaSpec,
@@ -64,7 +66,7 @@ PROBE_SPI = 0xFD
 ESP_MISSING = "ESP (CONFIG_INET_ESP / esp4)"
 
 SaKey = tuple[IPAddress, int]
-PolicyKey = tuple[Selector, int, int]  # selector, direction, if_id
+PolicyKey = tuple[Selector, int, int, Mark]  # selector, direction, if_id, mark
 
 
 def _limit(value: int) -> int:
@@ -96,6 +98,7 @@ class XfrmKernel(KernelIpsec):
         self._sas: set[SaKey] = set()  # installed or larval SAs
         self._larval: set[SaKey] = set()  # allocated by get_spi, completed by UPDSA
         self._policies: dict[PolicyKey, int] = {}  # -> reqid
+        self._sa_marks: dict[SaKey, Mark] = {}  # the kernel finds a marked SA only by mark
         self._events: XfrmEvents | None = None
 
     def _request(self, what: str, msg: Any, msg_type: int, ack: bool = True) -> list[Any]:
@@ -180,6 +183,8 @@ class XfrmKernel(KernelIpsec):
             # gone meanwhile (a larval SA or an SA installed ahead outlived its lifetime)
             in_use = self._install_sa(sa, xm.XFRM_MSG_NEWSA)
         self.offload_in_use[key] = in_use  # for list-sas
+        if sa.mark != NO_MARK:
+            self._sa_marks[key] = sa.mark
         self._larval.discard(key)
         self._sas.add(key)
         log.debug(
@@ -219,6 +224,8 @@ class XfrmKernel(KernelIpsec):
         msg["flags"] = flags
         if sa.if_id:
             attrs.append(("XFRMA_IF_ID", sa.if_id))
+        if sa.mark != NO_MARK:
+            attrs.append(("XFRMA_MARK", _mark_attr(sa.mark)))
         if sa.encap is not None:
             encap = {
                 "encap_type": xm.UDP_ENCAP_ESPINUDP,
@@ -274,6 +281,7 @@ class XfrmKernel(KernelIpsec):
         self._sas.discard((dst, spi))
         self.offload_in_use.pop((dst, spi), None)
         self._larval.discard((dst, spi))
+        self._sa_marks.pop((dst, spi), None)
 
     def _delete_sa(self, dst: IPAddress, spi: int) -> None:
         what = f"delete SA {spi:08x} -> {dst}"
@@ -284,10 +292,12 @@ class XfrmKernel(KernelIpsec):
                 raise
             log.debug("%s: already gone", what)
 
-    @staticmethod
-    def _sa_id(dst: IPAddress, spi: int) -> Any:
+    def _sa_id(self, dst: IPAddress, spi: int) -> Any:
         msg = xm.xfrm_usersa_id()
         msg.update(daddr=packed(dst), spi=spi, family=family_of(dst), proto=IPPROTO_ESP)
+        mark = self._sa_marks.get((dst, spi), NO_MARK)
+        if mark != NO_MARK:
+            msg["attrs"] = [("XFRMA_MARK", _mark_attr(mark))]
         return msg
 
     def query_sa(self, dst: IPAddress, spi: int) -> SaCounters:
@@ -324,16 +334,82 @@ class XfrmKernel(KernelIpsec):
             attrs: list[tuple[str, Any]] = []
             if p.action == "allow":
                 attrs.append(("XFRMA_TMPL", xm.encode_tmpls([self._template(p)])))
-            if p.if_id:  # the kernel keys policies by if_id too: deleting needs it again
-                attrs.append(("XFRMA_IF_ID", p.if_id))
+            # The kernel keys policies by if_id and mark too: deleting needs them again.
+            attrs.extend(_policy_id_attrs(p.if_id, p.mark))
             msg["attrs"] = attrs
             what = f"add policy {sel.src} -> {sel.dst} {p.direction}"
             # UPDPOLICY creates or replaces, so re-adding after a rekey is not an error.
             self._request(what, msg, xm.XFRM_MSG_UPDPOLICY)
-            self._policies[(sel, direction, p.if_id)] = p.reqid
+            self._policies[(sel, direction, p.if_id, p.mark)] = p.reqid
             log.debug(
                 "installed policy %s -> %s %s reqid %d", sel.src, sel.dst, p.direction, p.reqid
             )
+
+    def migrate(
+        self,
+        old_policies: tuple[PolicySpec, ...],
+        policies: tuple[PolicySpec, ...],
+        old_sas: tuple[SaSpec, SaSpec],
+        sas: tuple[SaSpec, SaSpec],
+    ) -> None:
+        """Move a tunnel-mode CHILD_SA (inbound, outbound) to new outer addresses with
+        XFRM_MSG_MIGRATE, one message per policy: the kernel clones each SA found at the
+        old addresses (same SPI, keys, sequence numbers and replay window) to the new ones
+        and rewrites the policy's template. KernelError where the kernel cannot
+        (ENOPROTOOPT without CONFIG_XFRM_MIGRATE; transport mode is refused here)."""
+        if any(p.mode != "tunnel" for p in policies) or len(old_policies) != len(policies):
+            raise KernelError("migrate", detail="only tunnel-mode policies are migrated")
+        (old_in, old_out), (new_in, new_out) = old_sas, sas
+        for old, new in zip(old_policies, policies, strict=True):
+            inbound = old.direction != "out"
+            sa = new_in if inbound else new_out
+            entry = xm.encode_struct(
+                xm.xfrm_user_migrate,
+                {
+                    "old_daddr": packed(old.tmpl_dst),
+                    "old_saddr": packed(old.tmpl_src),
+                    "new_daddr": packed(new.tmpl_dst),
+                    "new_saddr": packed(new.tmpl_src),
+                    "proto": IPPROTO_ESP,
+                    "mode": MODES[new.mode],
+                    "reqid": new.reqid,
+                    "old_family": family_of(old.tmpl_dst),
+                    "new_family": family_of(new.tmpl_dst),
+                },
+            )
+            for sel in selectors(old.src_ts, old.dst_ts):
+                msg = xm.xfrm_userpolicy_id()
+                msg.update(sel.fields())
+                msg["dir"] = DIRECTIONS[old.direction]
+                attrs: list[tuple[str, Any]] = [("XFRMA_MIGRATE", entry)]
+                if sa.encap is not None:
+                    attrs.append(
+                        (
+                            "XFRMA_ENCAP",
+                            {
+                                "encap_type": xm.UDP_ENCAP_ESPINUDP,
+                                "encap_sport": sa.encap.sport,
+                                "encap_dport": sa.encap.dport,
+                            },
+                        )
+                    )
+                if old.if_id:
+                    attrs.append(("XFRMA_IF_ID", old.if_id))
+                msg["attrs"] = attrs
+                what = (
+                    f"migrate policy {sel.src} -> {sel.dst} {old.direction}: "
+                    f"{old.tmpl_src} -> {old.tmpl_dst} to {new.tmpl_src} -> {new.tmpl_dst}"
+                )
+                self._request(what, msg, xm.XFRM_MSG_MIGRATE)
+        for old_sa, new_sa in ((old_in, new_in), (old_out, new_out)):
+            key, new_key = (old_sa.dst, old_sa.spi), (new_sa.dst, new_sa.spi)
+            if key in self._sas:
+                self._sas.discard(key)
+                self._sas.add(new_key)
+                self.offload_in_use[new_key] = self.offload_in_use.pop(key, "no")
+        log.debug(
+            "migrated SAs %08x/%08x to %s <-> %s", new_in.spi, new_out.spi, new_in.dst, new_out.dst
+        )
 
     @staticmethod
     def _template(p: PolicySpec) -> dict[str, Any]:
@@ -357,15 +433,18 @@ class XfrmKernel(KernelIpsec):
     def del_policy(self, p: PolicySpec) -> None:
         direction = DIRECTIONS[p.direction]
         for sel in selectors(p.src_ts, p.dst_ts):
-            self._delete_policy(sel, direction, p.if_id)
-            self._policies.pop((sel, direction, p.if_id), None)
+            self._delete_policy(sel, direction, p.if_id, p.mark)
+            self._policies.pop((sel, direction, p.if_id, p.mark), None)
 
-    def _delete_policy(self, sel: Selector, direction: int, if_id: int = 0) -> None:
+    def _delete_policy(
+        self, sel: Selector, direction: int, if_id: int = 0, mark: Mark = NO_MARK
+    ) -> None:
         msg = xm.xfrm_userpolicy_id()
         msg.update(sel.fields())
         msg["dir"] = direction
-        if if_id:
-            msg["attrs"] = [("XFRMA_IF_ID", if_id)]
+        attrs = _policy_id_attrs(if_id, mark)
+        if attrs:
+            msg["attrs"] = attrs
         what = f"delete policy {sel.src} -> {sel.dst} dir {direction}"
         try:
             self._request(what, msg, xm.XFRM_MSG_DELPOLICY)
@@ -413,10 +492,10 @@ class XfrmKernel(KernelIpsec):
                 self.del_sa(dst, spi)
             except KernelError as e:
                 errors.append(e)
-        for sel, direction, if_id in list(self._policies):
+        for key in list(self._policies):
             try:
-                self._delete_policy(sel, direction, if_id)
-                self._policies.pop((sel, direction, if_id), None)
+                self._delete_policy(*key)
+                self._policies.pop(key, None)
             except KernelError as e:
                 errors.append(e)
         if errors:
@@ -438,6 +517,9 @@ class XfrmKernel(KernelIpsec):
             )
             if (self._key_of(info)) in self._sas:
                 continue
+            mark = info.get_attr("XFRMA_MARK")
+            if mark:
+                msg["attrs"] = [("XFRMA_MARK", {"v": mark["v"], "m": mark["m"]})]
             what = f"delete stale SA {int(info['id_spi']):08x} reqid {info['reqid']:#x}"
             try:
                 self._request(what, msg, xm.XFRM_MSG_DELSA)
@@ -447,19 +529,22 @@ class XfrmKernel(KernelIpsec):
                     raise
         policies = 0
         # A new run counts reqids from the same base: ours are told apart by selector.
-        ours = {_policy_key(sel.fields(), d, if_id) for sel, d, if_id in self._policies}
+        ours = {_policy_key(sel.fields(), d, if_id, mark) for sel, d, if_id, mark in self._policies}
         dumped = self._nl.dump("dump policies", xm.xfrm_userpolicy_id(), xm.XFRM_MSG_GETPOLICY)
         for info in dumped:
             tmpls = xm.decode_tmpls(info.get_attr("XFRMA_TMPL") or b"")
             if not any(is_pike_reqid(int(t["reqid"])) for t in tmpls):
                 continue
             if_id = int(info.get_attr("XFRMA_IF_ID") or 0)
-            if _policy_key(info, int(info["dir"]), if_id) in ours:
+            got = info.get_attr("XFRMA_MARK")
+            mark = (int(got["v"]), int(got["m"])) if got else NO_MARK
+            if _policy_key(info, int(info["dir"]), if_id, mark) in ours:
                 continue
             msg = xm.xfrm_userpolicy_id()
             msg.update(index=info["index"], dir=info["dir"])
-            if if_id:  # the kernel finds a policy by index only with its if_id
-                msg["attrs"] = [("XFRMA_IF_ID", if_id)]
+            attrs = _policy_id_attrs(if_id, mark)
+            if attrs:  # the kernel finds a policy by index only with its if_id and mark
+                msg["attrs"] = attrs
             try:
                 self._request(f"delete stale policy {info['index']}", msg, xm.XFRM_MSG_DELPOLICY)
                 policies += 1
@@ -488,8 +573,21 @@ class XfrmKernel(KernelIpsec):
         self.close()
 
 
-def _policy_key(sel: Any, direction: int, if_id: int) -> tuple[object, ...]:
-    """A policy's identity (selector, direction, if_id) from our fields or a dump."""
+def _mark_attr(mark: Mark) -> dict[str, int]:
+    return {"v": mark[0], "m": mark[1]}
+
+
+def _policy_id_attrs(if_id: int, mark: Mark) -> list[tuple[str, Any]]:
+    attrs: list[tuple[str, Any]] = []
+    if if_id:
+        attrs.append(("XFRMA_IF_ID", if_id))
+    if mark != NO_MARK:
+        attrs.append(("XFRMA_MARK", _mark_attr(mark)))
+    return attrs
+
+
+def _policy_key(sel: Any, direction: int, if_id: int, mark: Mark) -> tuple[object, ...]:
+    """A policy's identity (selector, direction, if_id, mark) from our fields or a dump."""
     return (
         int(sel["sel_family"]),
         bytes(sel["sel_saddr"]).ljust(16, b"\0"),
@@ -501,6 +599,7 @@ def _policy_key(sel: Any, direction: int, if_id: int) -> tuple[object, ...]:
         int(sel["sel_dport"]),
         direction,
         if_id,
+        mark,
     )
 
 

@@ -27,6 +27,7 @@ XFRM_MSG_EXPIRE = 0x18  # kernel -> daemon: an SA's soft or hard lifetime ran ou
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1A
 XFRM_MSG_POLEXPIRE = 0x1B
+XFRM_MSG_MIGRATE = 0x21  # move a policy's SAs to new addresses (CONFIG_XFRM_MIGRATE)
 
 # Multicast groups (enum xfrm_nlgroups); bind() takes them as a bit mask 1 << (group - 1).
 XFRMNLGRP_ACQUIRE = 1
@@ -38,8 +39,10 @@ XFRMA_ALG_CRYPT = 2
 XFRMA_ENCAP = 4
 XFRMA_TMPL = 5
 XFRMA_LASTUSED = 15
+XFRMA_MIGRATE = 17  # xfrm_user_migrate[]
 XFRMA_ALG_AEAD = 18
 XFRMA_ALG_AUTH_TRUNC = 20
+XFRMA_MARK = 21  # struct xfrm_mark: only packets whose mark & m == v use the SA/policy (VTI)
 XFRMA_REPLAY_ESN_VAL = 23
 XFRMA_SA_EXTRA_FLAGS = 24
 XFRMA_OFFLOAD_DEV = 28
@@ -170,6 +173,25 @@ class xfrm_user_tmpl(_struct):
     defaults = _defaults(fields)
 
 
+class xfrm_user_migrate(_struct):
+    """struct xfrm_user_migrate: 76 bytes; old and new outer addresses of the SAs (and
+    the template) of one policy."""
+
+    fields = (
+        ("old_daddr", "16s"),
+        ("old_saddr", "16s"),
+        ("new_daddr", "16s"),
+        ("new_saddr", "16s"),
+        ("proto", "B"),
+        ("mode", "B"),
+        ("reserved", "H"),
+        ("reqid", "I"),
+        ("old_family", "H"),
+        ("new_family", "H"),
+    )
+    defaults = _defaults(fields)
+
+
 def encode_struct(cls: type[Any], values: Mapping[str, Any]) -> bytes:
     """Pack one bare struct."""
     msg = cls()
@@ -212,8 +234,10 @@ class xfrm_attrs(nlmsg):  # type: ignore[misc]
         (XFRMA_ENCAP, "XFRMA_ENCAP", "xfrm_encap_tmpl"),
         (XFRMA_TMPL, "XFRMA_TMPL", "cdata"),  # encode_tmpls()/decode_tmpls()
         (XFRMA_LASTUSED, "XFRMA_LASTUSED", "uint64"),
+        (XFRMA_MIGRATE, "XFRMA_MIGRATE", "cdata"),  # encode_struct(xfrm_user_migrate, ...)
         (XFRMA_ALG_AEAD, "XFRMA_ALG_AEAD", "xfrm_algo_aead"),
         (XFRMA_ALG_AUTH_TRUNC, "XFRMA_ALG_AUTH_TRUNC", "xfrm_algo_auth"),
+        (XFRMA_MARK, "XFRMA_MARK", "xfrm_mark"),
         (XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL", "xfrm_replay_state_esn"),
         (XFRMA_SA_EXTRA_FLAGS, "XFRMA_SA_EXTRA_FLAGS", "uint32"),
         (XFRMA_OFFLOAD_DEV, "XFRMA_OFFLOAD_DEV", "xfrm_user_offload"),
@@ -248,6 +272,12 @@ class xfrm_attrs(nlmsg):  # type: ignore[misc]
             ("alg_icv_len", "I"),
             ("alg_key", "s"),
         )
+        defaults = _defaults(fields)
+
+    class xfrm_mark(nla):  # type: ignore[misc]
+        """struct xfrm_mark: value and mask, host order."""
+
+        fields = (("v", "I"), ("m", "I"))
         defaults = _defaults(fields)
 
     class xfrm_encap_tmpl(nla):  # type: ignore[misc]

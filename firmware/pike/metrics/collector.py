@@ -53,6 +53,8 @@ class Sources:
     started_wall: float
     # Token label -> TokenState value ("ready", "absent", ...) of the keys in use.
     tokens: Callable[[], dict[str, str]] = field(default=lambda: {})
+    # Connection -> (the hub its initiations go to, or None; times it moved to another)
+    hubs: Callable[[str], tuple[str | None, int]] = field(default=lambda conn: (None, 0))
     # pike.daemon.certs_view: "certs", "crls", "sources" (lists of dicts) and "fetches"
     # ({(kind, result): count}) of the certificates and revocation sources in use.
     pki: Callable[[], dict[str, Any]] = field(default=lambda: {})
@@ -298,6 +300,11 @@ def _engine_counters(s: _Scrape) -> Iterator[Metric]:
         ("pike_dpd_failures", "dpd_failures", "Peers declared dead (DPD unanswered)"),
         ("pike_natt_keepalives", "keepalives", "NAT-T keepalives sent"),
         ("pike_ike_retransmits", "retransmits", "IKE requests retransmitted"),
+        (
+            "pike_ike_sa_path_changes",
+            "path_changes",
+            "IKE SAs moved to new addresses with their CHILD SAs (MOBIKE)",
+        ),
     ):
         yield _counter(
             name, help_, [([c], float(getattr(per[c], attr))) for c in conns], ["connection"]
@@ -317,6 +324,19 @@ def _engine_counters(s: _Scrape) -> Iterator[Metric]:
         "Inbound IKE datagrams dropped or refused, by reason",
         [([r], float(n)) for r, n in sorted(counters.dropped.items())],
         ["reason"],
+    )
+    hubs = {c: s.src.hubs(c) for c in s.config.connections}
+    yield _gauge(
+        "pike_connection_active_peer",
+        "1 for the remote_addrs entry (hub) the connection initiates to",
+        [([c, h[0]], 1.0) for c, h in sorted(hubs.items()) if h[0] is not None],
+        ["connection", "peer"],
+    )
+    yield _counter(
+        "pike_connection_hub_changes",
+        "Moves to the next hub of remote_addrs (the active one not answering or dead)",
+        [([c], float(h[1])) for c, h in sorted(hubs.items()) if h[0] is not None],
+        ["connection"],
     )
 
 
@@ -443,12 +463,20 @@ def _pki(s: _Scrape) -> Iterator[Metric]:
         [([c["connection"], c["role"], c["subject"]], c["not_after"]) for c in certs],
         ["connection", "role", "subject"],
     )
-    peers = [c for c in certs if "revocation" in c]
+    peers = [c for c in certs if c["role"] == "peer" and "revocation" in c]
     yield _gauge(
         "pike_peer_certificate_revocation_status",
         "1 for the revocation status the cache holds now for each peer's certificate "
         "(good, revoked, unknown, failed, pending)",
         [([c["connection"], c["subject"], c["revocation"]], 1.0) for c in peers],
+        ["connection", "subject", "status"],
+    )
+    ours = [c for c in certs if c["role"] == "local" and "revocation" in c]
+    yield _gauge(
+        "pike_local_certificate_revocation_status",
+        "1 for what the CRLs and OCSP answers held say of our own certificate (good, "
+        "revoked, unknown: no fresh CRL of its CA held)",
+        [([c["connection"], c["subject"], c["revocation"]], 1.0) for c in ours],
         ["connection", "subject", "status"],
     )
     crls = pki.get("crls", [])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pike.crypto.proposal import ProposalSpec
-from pike.policy.ipsec import Mode, Offload
+from pike.policy.ipsec import NO_MARK, Mark, Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.ts import TrafficSelector
 
@@ -20,6 +20,13 @@ CloseAction = Literal["none", "trap", "start"]
 AuthKind = Literal["psk", "pubkey"]
 
 
+def _by_init(self: object) -> tuple[type, tuple[object, ...]]:
+    """``__reduce__`` of the per-connection classes: pickled as a call of the class, which
+    loads far faster than the frozen dataclass's field-by-field ``__setstate__`` (the
+    config cache, ``pike.policy.config_cache``, reads 10 000 connections at start)."""
+    return type(self), tuple(getattr(self, name) for name in self.__match_args__)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """An IKE identity (RFC 7296 §3.5): its ID type and the bytes that go on the wire."""
@@ -27,6 +34,7 @@ class Identity:
     id_type: int
     data: bytes
     text: str  # as configured, for logs and matching
+    __reduce__ = _by_init
 
     def __str__(self) -> str:
         return self.text
@@ -46,6 +54,33 @@ class AuthConfig:
     crls: tuple[str, ...] = ()  # CRL files (DER or PEM)
     crl_uris: tuple[str, ...] = ()  # http:// CRLs fetched beside the CDPs
     ocsp_uris: tuple[str, ...] = ()  # http:// OCSP responders used instead of the AIA's
+    __reduce__ = _by_init
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollConfig:
+    """``[enroll]``: where ``pikectl keys renew`` (the daily pike-renew.timer) renews our
+    certificate over EST (RFC 7030) before it expires."""
+
+    url: str  # https:// EST server (and label)
+    ca: str  # PEM: the CA(s) of the EST server's TLS certificate
+    key: str  # the key's PEM file or pkcs11: URI
+    cert: str  # the certificate renewed and replaced (the one local.certs names)
+    user: str | None = None  # HTTP basic auth
+    password_file: str | None = None
+    within_days: float = 45.0
+    import_cert: bool = False  # also store the new certificate on the token
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityConfig:
+    """``[authorities.NAME]``: where revocation of what one CA issued is looked up, for
+    every connection (strongSwan's ``authorities`` section)."""
+
+    name: str
+    cacert: str  # the CA certificate file
+    crl_uris: tuple[str, ...] = ()  # http:// CRLs of this CA, beside each certificate's CDPs
+    ocsp_uris: tuple[str, ...] = ()  # http:// OCSP responders for its certificates
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +105,15 @@ class ChildConfig:
     rand_packets: int = 0
     hw_offload: Offload = "no"
     replay_window: int = 32
+    # Route-based tunnels: SAs and policies bound to an XFRM interface (if_id) or to a VTI
+    # (marks), so routes, not selectors, decide what enters the tunnel.
+    if_id_in: int = 0
+    if_id_out: int = 0
+    mark_in: Mark = NO_MARK
+    mark_out: Mark = NO_MARK
+    interface: str = ""  # created by piked: an XFRM interface (if_id) or a VTI (marks)
+    updown: str = ""  # script run on child up/down with strongSwan's PLUTO_* environment
+    __reduce__ = _by_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +130,7 @@ class ConnectionConfig:
     remote_port: int = 500
     encap: bool = False
     fragmentation: bool = True  # RFC 7383, announced and used when the peer supports it
+    mobike: bool = True  # RFC 4555 (IKEv2): announced; the IKE SA follows our address changes
     dpd_delay: int = 0
     dpd_timeout: int = 0  # IKEv1 only (strongSwan's meaning): dead after this long unheard
     dpd_action: DpdAction = "clear"
@@ -99,6 +144,7 @@ class ConnectionConfig:
     ppk_required: bool = False
     # Set from the [connections.X] table's TOML line for diagnostics.
     source_line: int | None = field(default=None, compare=False)
+    __reduce__ = _by_init
 
     @property
     def isakmp_lifetime(self) -> int:
@@ -118,6 +164,9 @@ class Secret:
     name: str
     ids: tuple[str, ...]
     secret: bytes = field(repr=False)  # never in logs or exceptions
+    # The file it was read from (the config itself when inline): piked warns when others
+    # may read it (pike.daemon.secret_files).
+    file: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"Secret({self.name}, ids={list(self.ids)})"
@@ -150,6 +199,9 @@ class DaemonConfig:
     init_rate: int = 0  # new half-open IKE SAs per second (0: no limit, as strongSwan)
     keepalive: float = 20.0  # NAT-T keepalive interval while behind a NAT (strongSwan's)
     log_level: str = "info"  # debug|info|warning|error; piked --log-level overrides it
+    # pike-keyd (pike.keyd): "spawn" (piked starts it), "off" (keys in piked), or the
+    # Unix socket of a helper its own unit runs
+    key_helper: str = "spawn"
 
     def retransmit_span(self) -> float:
         """Seconds from a request's first send until it is given up (165.06 by default)."""
@@ -165,6 +217,8 @@ class Config:
     connections: dict[str, ConnectionConfig]
     secrets: tuple[Secret, ...] = ()
     path: str = ""
+    enroll: EnrollConfig | None = None
+    authorities: tuple[AuthorityConfig, ...] = ()
     # pike.sa.conn_index keeps its lookups here, built on first use (not a config value)
     index: object = field(default=None, init=False, repr=False, compare=False)
     _psk_index: object = field(default=None, init=False, repr=False, compare=False)

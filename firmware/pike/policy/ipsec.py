@@ -38,6 +38,12 @@ class UdpEncap:
     dport: int = 4500
 
 
+# An XFRM mark (value, mask): a VTI sets its key as the mark of the packets it hands to
+# XFRM, so SAs and policies with that mark belong to the tunnel. (0, 0): no mark.
+Mark = tuple[int, int]
+NO_MARK: Mark = (0, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class SaSpec:
     """One unidirectional ESP SA.
@@ -67,6 +73,7 @@ class SaSpec:
     offload: Offload = "no"
     offload_dev: str | None = None
     if_id: int = 0  # XFRM interface (ip link add ... type xfrm if_id N); 0: none
+    mark: Mark = NO_MARK  # only packets with mark & mask == value use it (VTI keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,7 @@ class PolicySpec:
     action: Literal["allow", "block"] = "allow"
     trap: bool = False  # on-demand: installed before any SA exists (start_action=trap)
     if_id: int = 0  # only packets routed through that XFRM interface match; 0: any
+    mark: Mark = NO_MARK  # only packets with mark & mask == value match (VTI keys)
 
 
 @dataclass(frozen=True, slots=True)

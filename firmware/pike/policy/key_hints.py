@@ -1,7 +1,7 @@
 """What to say about a key the loader does not read: one strongSwan has and pike does not
 yet, one of pike's in another section, or a typo.
 
-A strongSwan user copies swanctl.conf habits; ``unknown key (misspelt?)`` for ``mobike``
+A strongSwan user copies swanctl.conf habits; ``unknown key (misspelt?)`` for ``unique``
 or for ``dpd_action`` inside a child sends them hunting for a typo that is not there.
 """
 
@@ -16,7 +16,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "control_socket", "metrics_listen", "save_keys_dir", "ike_port", "natt_port",
             "retransmit_timeout", "retransmit_base", "retransmit_tries", "fragment_size",
             "keepalive", "log_level", "max_packet", "cookie_threshold", "block_threshold",
-            "half_open_max", "ike_sa_max", "init_rate",
+            "half_open_max", "ike_sa_max", "init_rate", "key_helper",
         }
     ),
     "connection": frozenset(
@@ -24,7 +24,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "version", "local_addrs", "remote_addrs", "proposals", "local", "remote",
             "children", "local_port", "remote_port", "encap", "fragmentation", "dpd_delay",
             "dpd_timeout", "dpd_action", "keyingtries", "rekey_time", "reauth_time",
-            "aggressive", "ppk_id", "ppk_required",
+            "aggressive", "ppk_id", "ppk_required", "mobike",
         }
     ),
     "child": frozenset(
@@ -32,6 +32,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "local_ts", "remote_ts", "esp_proposals", "mode", "start_action", "close_action",
             "rekey_time", "life_time", "rand_time", "rekey_bytes", "life_bytes", "rand_bytes",
             "rekey_packets", "life_packets", "rand_packets", "hw_offload", "replay_window",
+            "if_id_in", "if_id_out", "mark_in", "mark_out", "interface", "updown",
         }
     ),
     "auth": frozenset(
@@ -41,13 +42,17 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "secret": frozenset({"id", "secret", "secret_file"}),
+    "enroll": frozenset(
+        {"url", "ca", "key", "cert", "user", "password_file", "within_days", "import"}
+    ),
+    "authority": frozenset({"cacert", "crl_uris", "ocsp_uris"}),
 }  # fmt: skip
 
 # swanctl.conf keys pike does not have yet, by the section strongSwan puts them in.
 NOT_YET: dict[str, frozenset[str]] = {
     "connection": frozenset(
         {
-            "mobike", "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
+            "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
             "send_certreq", "over_time", "rand_time", "dscp",
             "pull", "childless", "split", "mediation", "mediated_by", "mediation_peer",
             "keyingtries_random", "local_addrs6", "ocsp",
@@ -55,10 +60,10 @@ NOT_YET: dict[str, frozenset[str]] = {
     ),
     "child": frozenset(
         {
-            "updown", "hostaccess", "ipcomp", "inactivity", "reqid", "priority", "interface",
-            "mark_in", "mark_out", "set_mark_in", "set_mark_out", "mark_in_sa", "tfc_padding",
+            "hostaccess", "ipcomp", "inactivity", "reqid", "priority",
+            "set_mark_in", "set_mark_out", "mark_in_sa", "tfc_padding",
             "copy_df", "copy_ecn", "copy_dscp", "sha256_96", "policies", "policies_fwd_out",
-            "if_id_in", "if_id_out", "label", "label_mode", "ah_proposals", "per_cpu_sas",
+            "label", "label_mode", "ah_proposals", "per_cpu_sas",
         }
     ),
     "auth": frozenset(
@@ -75,6 +80,8 @@ _WHERE = {
     "child": "[connections.NAME.children.CHILD]",
     "auth": "local = {...} or remote = {...}",
     "secret": "[secrets.NAME]",
+    "enroll": "[enroll]",
+    "authority": "[authorities.NAME]",
 }
 
 
@@ -91,6 +98,10 @@ def section_of(path: KeyPath) -> str | None:
         return "child"
     if len(parts) == 2 and parts[0] == "secrets":
         return "secret"
+    if parts == ("enroll",):
+        return "enroll"
+    if len(parts) == 2 and parts[0] == "authorities":
+        return "authority"
     return None
 
 

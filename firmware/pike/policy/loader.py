@@ -7,12 +7,13 @@ and the engines only ever see valid values. Error text never contains a secret.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
 import tomllib
 from dataclasses import dataclass, replace
-from typing import Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from pike.crypto.errors import ProposalError
 from pike.crypto.ids import ADDKE_TYPES, TransformType
@@ -21,31 +22,60 @@ from pike.crypto.proposal import ProposalSpec, algorithm_name, parse_proposal
 from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
+    AuthorityConfig,
     ChildConfig,
     CloseAction,
     Config,
     ConnectionConfig,
     DaemonConfig,
     DpdAction,
+    EnrollConfig,
     Identity,
     Secret,
     StartAction,
 )
 from pike.policy.config_values import decode_secret, parse_duration, parse_size, parse_ts
 from pike.policy.identity import IdentityError, identity_of_address, parse_identity
-from pike.policy.ipsec import Mode, Offload
+from pike.policy.ipsec import NO_MARK, Mark, Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.toml_lines import KeyPath
 from pike.policy.toml_table import ConfigError, Source, Table
 from pike.policy.ts import TrafficSelector
 
-__all__ = ["NO_DEFAULTS", "ConfigError", "DefaultProposals", "load_config", "load_config_text"]
+__all__ = [
+    "NO_DEFAULTS",
+    "ConfigError",
+    "DefaultProposals",
+    "load_config",
+    "load_config_text",
+    "secret_of_file",
+]
 
+T = TypeVar("T")
 ANY = "%any"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _MAX_SECONDS = 10 * 365 * 86400
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+# Pure parses of one value, memoized: a hub's 10 000 connections repeat the same few
+# proposals, selectors and addresses, and share the (frozen) results. Errors are not
+# cached (they re-raise), and the results are immutable, so sharing changes nothing.
+_proposal = functools.lru_cache(maxsize=512)(parse_proposal)
+_ts = functools.lru_cache(maxsize=2048)(parse_ts)
+
+
+@functools.lru_cache(maxsize=2048)
+def _address(text: str) -> str:
+    return str(ipaddress.ip_address(text))
+
+
+@functools.lru_cache(maxsize=2048)
+def _network(text: str) -> str:
+    net = ipaddress.ip_network(text, strict=True)
+    single = net.prefixlen == net.max_prefixlen
+    return str(net.network_address) if single else str(net)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +126,12 @@ def load_config_text(
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
-    connections = {_name(t): _connection(t, defaults) for t in root.tables("connections")}
+    shared: dict[object, object] = {}  # equal children and auth sections, one object each
+    connections = {_name(t): _connection(t, defaults, shared) for t in root.tables("connections")}
+    enroll = _enroll(root.table("enroll")) if root.has("enroll") else None
+    authorities = tuple(_authority(t) for t in root.tables("authorities"))
     root.finish()
-    config = Config(daemon, connections, secrets, path)
+    config = Config(daemon, connections, secrets, path, enroll, authorities)
     for conn in connections.values():
         _check_psk(src, config, conn)
         _check_ppk(src, config, conn)
@@ -138,7 +171,10 @@ def _daemon(t: Table) -> DaemonConfig:
         ike_sa_max=t.integer("ike_sa_max", 20000, 1, 10_000_000),
         init_rate=t.integer("init_rate", 0, 0, 1_000_000),
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
+        key_helper=t.typed("key_helper", str, "spawn"),
     )
+    if cfg.key_helper not in ("spawn", "off") and not cfg.key_helper.startswith("/"):
+        raise t.error("key_helper", '"spawn", "off" or the absolute path of its socket')
     if cfg.retransmit_base < 1.0:
         raise t.error("retransmit_base", f"{cfg.retransmit_base} is below 1.0")
     if cfg.natt_port == cfg.ike_port:
@@ -182,6 +218,55 @@ def _seconds(value: object) -> int:
     return int(seconds)
 
 
+# -- [enroll] and [authorities.NAME] ---------------------------------------------------------
+
+
+def _enroll(t: Table) -> EnrollConfig:
+    url = t.typed("url", str)
+    if not url.lower().startswith("https://") or len(url) <= len("https://"):
+        raise t.error("url", f"{url!r}: EST runs over TLS, give an https:// URL")
+    user = t.typed("user", str, None)
+    password_file = t.typed("password_file", str, None)
+    if password_file is not None:
+        password_file = _file(t, t.at("password_file"), password_file)
+    if user is None and password_file is not None:
+        raise t.error("password_file", "needs user (HTTP basic auth)")
+    within = t.typed("within_days", float, 45.0)
+    if not 0 < within <= 3650:
+        raise t.error("within_days", f"{within!r} is not a number of days between 0 and 3650")
+    key = _key(t)
+    if key is None:
+        raise t.error("key", "missing (the key's file or pkcs11: URI)")
+    cfg = EnrollConfig(
+        url=url,
+        ca=_file(t, t.at("ca"), t.typed("ca", str)),
+        key=key,
+        # renewed in place: it may not exist yet when the config is checked before enrolment
+        cert=_resolve(t, t.typed("cert", str)),
+        user=user,
+        password_file=password_file,
+        within_days=within,
+        import_cert=t.typed("import", bool, False),
+    )
+    if cfg.import_cert and not key.lower().startswith("pkcs11:"):
+        raise t.error("import", "only a pkcs11: key has a token to import into")
+    t.finish()
+    return cfg
+
+
+def _authority(t: Table) -> AuthorityConfig:
+    cfg = AuthorityConfig(
+        name=_name(t),
+        cacert=_file(t, t.at("cacert"), t.typed("cacert", str)),
+        crl_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("crl_uris", [])),
+        ocsp_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("ocsp_uris", [])),
+    )
+    if not (cfg.crl_uris or cfg.ocsp_uris):
+        raise t.error(t.path, "needs crl_uris or ocsp_uris (else it adds nothing)")
+    t.finish()
+    return cfg
+
+
 # -- [secrets.NAME] -------------------------------------------------------------------------
 
 
@@ -195,17 +280,18 @@ def _secret(t: Table, config_path: str) -> Secret:
         raise t.error(t.path, 'needs secret = "..." or secret_file = "PATH"')
     if has_inline:
         value = decode_secret(t.typed("secret", str))
-        key = "secret"
+        key, file = "secret", config_path
     else:
-        value = _read_secret_file(t, config_path)
+        value, file = _read_secret_file(t, config_path)
         key = "secret_file"
     if not value:
         raise t.error(key, "the secret is empty")
     t.finish()
-    return Secret(str(t.path[-1]), ids, value)
+    return Secret(str(t.path[-1]), ids, value, file)
 
 
-def _read_secret_file(t: Table, config_path: str) -> bytes:
+def _read_secret_file(t: Table, config_path: str) -> tuple[bytes, str]:
+    """The key and the path it was read from."""
     name = t.typed("secret_file", str)
     path = os.path.join(os.path.dirname(os.path.abspath(config_path)), name)
     try:
@@ -213,6 +299,11 @@ def _read_secret_file(t: Table, config_path: str) -> bytes:
             data = f.read()
     except OSError as exc:
         raise t.error("secret_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    return secret_of_file(data), path
+
+
+def secret_of_file(data: bytes) -> bytes:
+    """The secret a ``secret_file`` holding ``data`` gives."""
     # One trailing newline is the editor's, not the key's.
     data = data.removesuffix(b"\n").removesuffix(b"\r")
     try:
@@ -245,7 +336,7 @@ def _local_addrs(t: Table) -> tuple[str, ...]:
         if text == ANY:
             continue
         try:
-            out.append(str(ipaddress.ip_address(text)))
+            out.append(_address(text))
         except ValueError:
             raise t.error(path, f"{text!r} is not an IPv4/IPv6 address or %any") from None
     return tuple(out)
@@ -268,7 +359,7 @@ def _remote_addrs(t: Table) -> tuple[str, ...]:
             out.append(ANY)
             continue
         try:
-            net = ipaddress.ip_network(text, strict=True)
+            out.append(_network(text))
         except ValueError:
             if _HOSTNAME.match(text):
                 out.append(text.lower().rstrip("."))  # resolved when initiating
@@ -278,8 +369,6 @@ def _remote_addrs(t: Table) -> tuple[str, ...]:
                 f"{text!r} is not an IPv4/IPv6 address, a DNS name, a subnet or %any"
                 " (responder only)",
             ) from None
-        single = net.prefixlen == net.max_prefixlen
-        out.append(str(net.network_address) if single else str(net))
     return tuple(out)
 
 
@@ -297,7 +386,7 @@ def _proposals(
     out = []
     for path, text in items:
         try:
-            out.append(parse_proposal(text, protocol))
+            out.append(_proposal(text, protocol))
         except ProposalError as exc:
             origin = "" if t.has(key) else " (board default)"
             raise t.error(path, f"{exc}{origin}") from None
@@ -379,21 +468,92 @@ def _key(t: Table) -> str | None:
     return _file(t, t.at("key"), value)
 
 
-def _selectors(t: Table, key: str, dynamic: str | None, side: str) -> tuple[TrafficSelector, ...]:
+def _selectors(
+    t: Table, key: str, dynamic: str | None, side: str, routed: bool = False
+) -> tuple[TrafficSelector, ...]:
     out = []
-    for path, text in t.strings(key, ["dynamic"]):
+    default = ["0.0.0.0/0", "::/0"] if routed else ["dynamic"]
+    for path, text in t.strings(key, default):
         if text == "dynamic":
             if dynamic is None:
                 raise t.error(path, f"dynamic needs {side}_addrs to name one address")
             out.append(TrafficSelector.host(ipaddress.ip_address(dynamic)))
             continue
         try:
-            out.append(parse_ts(text))
+            out.append(_ts(text))
         except ValueError as exc:
             raise t.error(path, str(exc)) from None
     if not out:
         raise t.error(key, "must list at least one traffic selector")
     return tuple(out)
+
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # the kernel's IFNAMSIZ less the NUL
+
+
+def _mark(value: object) -> Mark:
+    """``mark_in``/``mark_out``: a number (mask 0xffffffff) or "VALUE/MASK" as swanctl
+    writes it (decimal or 0x hex)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a mark (a number or VALUE/MASK)")
+    if isinstance(value, int):
+        v, m = value, 0xFFFFFFFF
+    elif isinstance(value, str):
+        text, _, mask = value.partition("/")
+        try:
+            v, m = int(text, 0), int(mask, 0) if mask else 0xFFFFFFFF
+        except ValueError:
+            raise ValueError(f"{value!r} is not a mark (a number or VALUE/MASK)") from None
+    else:
+        raise ValueError(f"{value!r} is not a mark (a number or VALUE/MASK)")
+    if not (0 < v <= 0xFFFFFFFF and 0 < m <= 0xFFFFFFFF) or v & ~m:
+        raise ValueError(f"{value!r}: value and mask must be 1..0xffffffff, value within mask")
+    return v, m
+
+
+def _route(t: Table) -> dict[str, Any]:
+    """Route-based keys of a child: XFRM interface ids, VTI marks, the interface piked
+    creates, the updown script."""
+    if_in = t.integer("if_id_in", 0, 0, 0xFFFFFFFF)
+    if_out = t.integer("if_id_out", 0, 0, 0xFFFFFFFF)
+    mark_in = t.convert("mark_in", _mark, NO_MARK)
+    mark_out = t.convert("mark_out", _mark, NO_MARK)
+    interface = t.typed("interface", str, "")
+    updown = t.typed("updown", str, "")
+    if interface:
+        if not _IFNAME.match(interface):
+            raise t.error(
+                "interface", f"{interface!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)"
+            )
+        xfrm = bool(if_in or if_out)
+        vti = mark_in != NO_MARK or mark_out != NO_MARK
+        if xfrm and vti:
+            raise t.error(
+                "interface",
+                "takes if_id_in/if_id_out (XFRM interface) or mark_in/mark_out (VTI), not both",
+            )
+        if xfrm and if_in != if_out:
+            raise t.error(
+                "if_id_out", f"an XFRM interface has one if_id: set if_id_in = if_id_out ({if_in})"
+            )
+        if vti and (
+            mark_in[1] != 0xFFFFFFFF or mark_out[1] != 0xFFFFFFFF or NO_MARK in (mark_in, mark_out)
+        ):
+            raise t.error("mark_in", "a VTI needs mark_in and mark_out (its keys), without masks")
+        if not (xfrm or vti):
+            raise t.error(
+                "interface", "needs if_id_in/if_id_out (XFRM interface) or mark_in/mark_out (VTI)"
+            )
+    if updown and not os.path.isabs(updown):
+        raise t.error("updown", f"{updown!r} must be an absolute path")
+    return {
+        "if_id_in": if_in,
+        "if_id_out": if_out,
+        "mark_in": mark_in,
+        "mark_out": mark_out,
+        "interface": interface,
+        "updown": updown,
+    }
 
 
 def _offload(value: object) -> str:
@@ -427,12 +587,16 @@ def _child(
                 raise t.error(key, "trap needs an IP address in remote_addrs, not a name")
         remote_addr = None  # no address for remote_ts = dynamic
     rekey = t.convert("rekey_time", _seconds, 3600)
+    route = _route(t)
+    if route["interface"]:
+        # Policies for everything, bound to the interface: routes decide what enters.
+        local_addr = remote_addr = None
     rekey_bytes, life_bytes, rand_bytes = _volume(t, "bytes")
     rekey_packets, life_packets, rand_packets = _volume(t, "packets")
     child = ChildConfig(
         name=_name(t),
-        local_ts=_selectors(t, "local_ts", local_addr, "local"),
-        remote_ts=_selectors(t, "remote_ts", remote_addr, "remote"),
+        local_ts=_selectors(t, "local_ts", local_addr, "local", bool(route["interface"])),
+        remote_ts=_selectors(t, "remote_ts", remote_addr, "remote", bool(route["interface"])),
         esp_proposals=_proposals(t, "esp_proposals", "esp", defaults.esp),
         mode=cast(Mode, t.choice("mode", ("tunnel", "transport"), "tunnel")),
         start_action=cast(StartAction, start),
@@ -448,6 +612,7 @@ def _child(
         rand_packets=rand_packets,
         hw_offload=cast(Offload, t.convert("hw_offload", _offload, "no")),
         replay_window=t.integer("replay_window", 32, 0, 2**32 - 1),
+        **route,
     )
     if child.life_time and child.rekey_time and child.life_time <= child.rekey_time:
         raise t.error("life_time", f"must be longer than rekey_time ({child.rekey_time}s)")
@@ -476,7 +641,15 @@ def _volume(t: Table, unit: str) -> tuple[int, int, int]:
     return rekey, life, rand
 
 
-def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
+def _shared(shared: dict[object, object], value: T) -> T:
+    """The one object equal to ``value`` in this config (frozen values, so sharing is
+    invisible; it saves memory and the config cache's size)."""
+    return cast(T, shared.setdefault(value, value))
+
+
+def _connection(
+    t: Table, defaults: DefaultProposals, shared: dict[object, object]
+) -> ConnectionConfig:
     version = t.typed("version", int, 2)
     if version not in (1, 2):
         raise t.error("version", f"{version} is not 1 (IKEv1) or 2 (IKEv2)")
@@ -485,14 +658,16 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
     named = remote_host is not None and is_name(remote_host)
     proposals = _proposals(t, "proposals", "ike", defaults.ike)
-    local = _auth(t.table("local"), local_host, "local")
-    remote = _auth(t.table("remote"), None if named else remote_host, "remote")
+    local = _shared(shared, _auth(t.table("local"), local_host, "local"))
+    remote = _shared(shared, _auth(t.table("remote"), None if named else remote_host, "remote"))
     if named and remote.auth == "psk" and remote.id is None:
         raise t.table("remote").error(
             "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
         )
     child_tables = list(t.tables("children"))
-    children = tuple(_child(c, local_host, remote_host, defaults) for c in child_tables)
+    children = tuple(
+        _shared(shared, _child(c, local_host, remote_host, defaults)) for c in child_tables
+    )
     if version == 1:
         # RFC 9370 additional exchanges and ML-KEM exist only in IKEv2: never drop them silently
         _ikev2_only_ke(t, "proposals", proposals)
@@ -526,6 +701,7 @@ def _connection(t: Table, defaults: DefaultProposals) -> ConnectionConfig:
         remote_port=t.integer("remote_port", 500, 1, 65535),
         encap=t.typed("encap", bool, False),
         fragmentation=t.typed("fragmentation", bool, True),
+        mobike=t.typed("mobike", bool, True),
         dpd_delay=t.convert("dpd_delay", _seconds, 0),
         dpd_timeout=dpd_timeout,
         dpd_action=_dpd_action(t, named),

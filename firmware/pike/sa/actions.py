@@ -7,6 +7,7 @@ with ``Ikev2Engine.next_action()``. Addresses are ``(ip_text, port)`` tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pike.hsm.signer import SignatureScheme
 from pike.policy.ipsec import PolicySpec, SaSpec
@@ -90,6 +91,23 @@ class DeleteChildSa:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrateChildSa:
+    """Move an installed CHILD_SA to new outer addresses (MOBIKE, RFC 4555): same SPIs,
+    keys and sequence numbers; its policies' templates follow (XFRM_MSG_MIGRATE, or
+    remove and add again where the kernel cannot migrate). ``old_*`` are as installed."""
+
+    conn: str
+    child: str
+    unique_id: int
+    old_inbound: SaSpec
+    old_outbound: SaSpec
+    old_policies: tuple[PolicySpec, ...]
+    inbound: SaSpec
+    outbound: SaSpec
+    policies: tuple[PolicySpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SendKeepalive:
     """A NAT-T keepalive (RFC 3948 §2.3): one 0xFF octet from the NAT-T socket."""
 
@@ -122,6 +140,20 @@ class SignRequest:
     scheme: SignatureScheme
     data: bytes = field(repr=False)
     spki: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckChain:
+    """Check a peer's CERT chain (``certs``, DER, end entity first) against ``anchors``
+    (the configured CAs, DER) at wall-clock time ``when``, off the event loop (pike-keyd,
+    or piked's chain worker: ``pike.sa.certs.check_chain``). The runtime answers with
+    ``engine.chain_checked(ref, path or CertError, now)``; the IKE_AUTH message waits."""
+
+    ref: int
+    conn: str  # the IKE SA's name, for log lines
+    certs: tuple[bytes, ...] = field(repr=False)
+    anchors: tuple[bytes, ...] = field(repr=False)
+    when: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +215,14 @@ Action = (
     | SendKeepalive
     | InstallTrap
     | SignRequest
+    | CheckChain
     | ResolveRequest
     | InstallChildSa
     | InstallOutboundSa
     | InstallInboundSa
     | RemoveInboundSa
     | DeleteChildSa
+    | MigrateChildSa
     | IkeSaEstablished
     | IkeSaDeleted
     | ChildSaEstablished

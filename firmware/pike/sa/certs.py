@@ -287,6 +287,21 @@ def validate_chain(
     raise CertError(f"chain of '{_dn(leaf.subject)}' longer than {MAX_PATH} CAs")
 
 
+def check_chain(certs: Sequence[bytes], anchors: Sequence[bytes], now: datetime) -> tuple[int, ...]:
+    """The whole check of a peer's CERT chain, from octets: what pike-keyd (or piked's
+    chain worker) does for a ``CheckChain`` off the event loop. Returns the path as
+    indices into ``certs + anchors`` (end entity first, trusted CA last); raises CertError.
+    ``anchors`` are the configured CAs (trusted input: a bad one is a CertError too)."""
+    parsed = parse_cert_payloads(CertPayload(CertEncoding.X509_SIGNATURE, d) for d in certs)
+    try:
+        cas = [x509.load_der_x509_certificate(a) for a in anchors]
+    except ValueError as exc:
+        raise CertError(f"a configured CA certificate does not parse: {exc}") from None
+    path = validate_chain(parsed, cas, now)
+    pool = [*parsed, *cas]
+    return tuple(next(i for i, c in enumerate(pool) if c is p) for p in path)
+
+
 # -- identities ----------------------------------------------------------------------------
 
 

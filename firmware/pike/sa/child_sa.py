@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pike.crypto.kdf import ChildKeys
 from pike.policy.addrs import parse_ip
@@ -172,6 +173,8 @@ class ChildSa:
                 esn=chosen.esn,
                 inbound=inbound,
                 offload=cfg.hw_offload,
+                if_id=cfg.if_id_in if inbound else cfg.if_id_out,
+                mark=cfg.mark_in if inbound else cfg.mark_out,
             )
 
         lts0 = self.local_ts[0] if mode == "transport" else None
@@ -180,7 +183,9 @@ class ChildSa:
         self.outbound = sa(
             lsrc, ldst, self.spi_out, (enc_out, int_out), (lts0, rts0), outbound_encap, False
         )
-        self.policies = policies_for(self.local_ts, self.remote_ts, mode, self.reqid, lsrc, ldst)
+        self.policies = policies_for(
+            self.local_ts, self.remote_ts, mode, self.reqid, lsrc, ldst, cfg
+        )
 
 
 def policies_for(
@@ -190,14 +195,23 @@ def policies_for(
     reqid: int,
     local: IPAddress,
     remote: IPAddress,
+    cfg: ChildConfig | None = None,
 ) -> tuple[PolicySpec, ...]:
-    """out/in (and fwd in tunnel mode) policies for every pair of selectors."""
+    """out/in (and fwd in tunnel mode) policies for every pair of selectors, bound to the
+    child's XFRM interface or VTI marks (out: the _out ones; in and fwd: the _in ones)."""
+    out_bind: dict[str, Any] = {}
+    in_bind: dict[str, Any] = {}
+    if cfg is not None:
+        out_bind = {"if_id": cfg.if_id_out, "mark": cfg.mark_out}
+        in_bind = {"if_id": cfg.if_id_in, "mark": cfg.mark_in}
     policies: list[PolicySpec] = []
     for lts, rts in itertools.product(local_ts, remote_ts):
-        policies.append(PolicySpec(lts, rts, "out", reqid, mode, local, remote))
-        policies.append(PolicySpec(rts, lts, "in", reqid, mode, remote, local))
+        if lts.start.version != rts.start.version:
+            continue  # 0.0.0.0/0 and ::/0 on both sides pair by family
+        policies.append(PolicySpec(lts, rts, "out", reqid, mode, local, remote, **out_bind))
+        policies.append(PolicySpec(rts, lts, "in", reqid, mode, remote, local, **in_bind))
         if mode == "tunnel":
-            policies.append(PolicySpec(rts, lts, "fwd", reqid, mode, remote, local))
+            policies.append(PolicySpec(rts, lts, "fwd", reqid, mode, remote, local, **in_bind))
     return tuple(policies)
 
 
@@ -206,7 +220,7 @@ def trap_policies(cfg: ChildConfig, reqid: int, local: str, remote: str) -> tupl
     lip, rip = parse_ip(local), parse_ip(remote)
     lts = cfg.local_ts or (TrafficSelector.host(lip),)
     rts = cfg.remote_ts or (TrafficSelector.host(rip),)
-    policies = policies_for(lts, rts, cfg.mode, reqid, lip, rip)
+    policies = policies_for(lts, rts, cfg.mode, reqid, lip, rip, cfg)
     return tuple(replace(p, trap=True) for p in policies)
 
 
@@ -214,10 +228,14 @@ def shares_policies(child: ChildSa, others: Iterable[ChildSa]) -> bool:
     """Another live, installed CHILD_SA has one of ``child``'s policies (same selectors
     and direction): the kernel holds one copy, which must outlive ``child``."""
     live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.REKEYED)
-    mine = {(p.src_ts, p.dst_ts, p.direction) for p in child.policies}
+
+    def keys(c: ChildSa) -> set[tuple[object, ...]]:
+        return {(p.src_ts, p.dst_ts, p.direction, p.if_id, p.mark) for p in c.policies}
+
+    mine = keys(child)
     for other in others:
         if other is child or other.state not in live or other.installed_at is None:
             continue
-        if mine & {(p.src_ts, p.dst_ts, p.direction) for p in other.policies}:
+        if mine & keys(other):
             return True
     return False

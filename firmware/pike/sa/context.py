@@ -15,6 +15,7 @@ from pike.policy.ts import TrafficSelector
 from pike.sa.actions import Action
 from pike.sa.admission import Admission
 from pike.sa.credentials import CredentialStore
+from pike.sa.hubs import Hubs
 from pike.sa.ports import RandomSpis, SpiSource
 
 Random = Callable[[int], bytes]
@@ -40,6 +41,7 @@ class ConnCounters:
     dpd_failures: int = 0
     keepalives: int = 0
     retransmits: int = 0
+    path_changes: int = 0  # MOBIKE: the IKE SA and its CHILD_SAs moved to new addresses
     messages_in: dict[str, int] = field(default_factory=dict)  # by exchange name
     messages_out: dict[str, int] = field(default_factory=dict)
 
@@ -89,6 +91,7 @@ class Context:
     actions: deque[Action] = field(default_factory=deque)
     counters: Counters = field(default_factory=Counters)
     admission: Admission = field(default_factory=Admission)  # half-open SAs, both versions
+    hubs: Hubs = field(default_factory=Hubs)  # the active one of several remote_addrs
     # Set by the engines: an IKE or ISAKMP SA with these identities (ours, the peer's) is
     # up, of either version. Then no INITIAL_CONTACT: the peer would drop that SA
     # (strongSwan's rule).
@@ -97,6 +100,9 @@ class Context:
     )
     _next_unique: int = 0
     _next_reqid: int = 0
+    # The runtime checks peers' CERT chains off its event loop (``CheckChain``, answered
+    # by ``chain_checked``); in-memory engines check them inline.
+    offload_chains: bool = False
     _next_sign: int = 0
 
     def __post_init__(self) -> None:

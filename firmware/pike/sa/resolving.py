@@ -25,6 +25,7 @@ from pike.sa.state import log
 class Waiting:
     children: tuple[str, ...]  # (): the connection's first child
     keyingtry: int
+    host: str = ""  # the name looked up (the active hub's)
 
 
 class Initiate(Protocol):
@@ -49,9 +50,9 @@ class Resolving:
     def ask(self, conn: ConnectionConfig, children: tuple[str, ...], keyingtry: int) -> None:
         """Wait for ``conn``'s addresses (one lookup for every initiation that waits)."""
         first = conn.name not in self.waiting
-        self.waiting.setdefault(conn.name, []).append(Waiting(children, keyingtry))
+        host = self.ctx.hubs.active(conn) or conn.remote_addrs[0]
+        self.waiting.setdefault(conn.name, []).append(Waiting(children, keyingtry, host))
         if first:
-            host = conn.remote_addrs[0]
             local = conn.local_addrs[0] if conn.local_addrs else None
             family = ipaddress.ip_address(local).version if local else 0
             log.info("%s: resolving %s", conn.name, host)
@@ -75,11 +76,13 @@ class Resolving:
         """The answer to ``ResolveRequest`` (the engines' ``resolved``): the initiations
         that waited go on to the first address; none (the lookup failed) counts as a
         failed attempt, queued on ``retries``."""
+        if addresses:
+            self.ctx.hubs.resolved(conn_name, addresses)
         for waiting in self.answered(conn_name):
             if conn is None:
                 break
             if not addresses:
-                again = unresolved(conn, waiting, now)
+                again = unresolved(self.ctx, conn, waiting, now)
                 if again is not None:
                     log.warning("%s", again.note)
                     retries.add(again)
@@ -91,10 +94,16 @@ class Resolving:
                     )
 
 
-def unresolved(conn: ConnectionConfig, waiting: Waiting, now: float) -> Restart | None:
+def unresolved(
+    ctx: Context, conn: ConnectionConfig, waiting: Waiting, now: float
+) -> Restart | None:
     """A lookup that failed counts as an attempt of keyingtries (spaced by the backoff
-    with keyingtries = 0); None once they are used up."""
-    host = conn.remote_addrs[0]
+    with keyingtries = 0); None once they are used up. With several hubs, the next one is
+    tried at once (a round over all of them is one attempt)."""
+    host = waiting.host or conn.remote_addrs[0]
+    if not ctx.hubs.advance(conn, host, "cannot be resolved"):
+        note = f"{conn.name}: cannot resolve {host}: trying hub {ctx.hubs.active(conn)}"
+        return Restart(conn.name, waiting.children, waiting.keyingtry, note, now)
     if conn.keyingtries == 0 or waiting.keyingtry + 1 < conn.keyingtries:
         at = now + backoff(waiting.keyingtry)
         note = (

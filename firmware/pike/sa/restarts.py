@@ -25,6 +25,7 @@ from typing import Protocol
 from pike.policy.config import ConnectionConfig
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
+from pike.sa.hubs import hubs_of
 from pike.sa.state import ChildState, log
 from pike.sa.traps import Traps
 
@@ -54,6 +55,10 @@ class Ended(Protocol):
     @property
     def dpd_outstanding(self) -> bool:
         """A liveness probe of ours is unanswered."""
+
+    @property
+    def remote(self) -> tuple[str, int]:
+        """The peer's address and port (a hub of several: the one that went silent)."""
 
     def tag(self) -> str: ...
 
@@ -110,8 +115,12 @@ def restart(ctx: Context, sa: Ended, lost: Sequence[str], asked: Sequence[str]) 
         return None
     if dead_peer(sa) and sa.dpd_outstanding:
         ctx.counters.conn(conn.name).dpd_failures += 1
+    several = len(hubs_of(conn)) > 1
+    if dead_peer(sa) and several:
+        ctx.hubs.advance(conn, sa.remote[0], "is dead")
     if dead_peer(sa) and conn.dpd_action == "restart":
-        note = f"{conn.name}: peer is dead, dpd_action=restart: initiating again"
+        to = f" to hub {ctx.hubs.active(conn)}" if several else ""
+        note = f"{conn.name}: peer is dead, dpd_action=restart: initiating again{to}"
         return Restart(conn.name, tuple(lost), 0, note)
     if config.connections.get(conn.name) != conn:
         return None  # its connection removed or changed by a reload
@@ -124,6 +133,10 @@ def restart(ctx: Context, sa: Ended, lost: Sequence[str], asked: Sequence[str]) 
         return Restart(conn.name, tuple(asked), sa.keyingtry + 1, note, at)
     if not _unanswered(sa):
         return None
+    if several and not ctx.hubs.advance(conn, sa.remote[0], "is not answering"):
+        # the next hub at once: a round over all of them is one attempt of keyingtries
+        note = f"{sa.tag()}: peer not responding: trying hub {ctx.hubs.active(conn)}"
+        return Restart(conn.name, tuple(asked), sa.keyingtry, note)
     if conn.keyingtries == 0 or sa.keyingtry + 1 < conn.keyingtries:
         note = (
             f"{sa.tag()}: peer not responding, keyingtries: attempt {sa.keyingtry + 2} "

@@ -111,8 +111,9 @@ _WHY_NOT = {
     "pools": "pike assigns no virtual IPs (no configuration payloads)",
     "vips": "pike requests no virtual IPs (no configuration payloads)",
     "unique": "pike keeps IKE SAs with the same identities side by side (strongSwan's 'no')",
-    "mobike": "pike has no MOBIKE: a peer that changes address must come back with a new SA",
-    "updown": "pike runs no updown script: follow `pikectl log` or the metrics instead",
+    "updown": "pike runs the script without arguments: wrap it in a script of its own",
+    "interface": "strongSwan's interface restricts policies; pike's interface key creates"
+    " the tunnel interface instead",
 }
 
 
@@ -190,7 +191,7 @@ def _connection(draft: Draft, sec: Section, files: Files) -> None:
             _int(draft, table, key, v, k)
         elif key == "proposals":
             _proposals(draft, table, key, v, k)
-        elif key in ("aggressive", "encap", "ppk_required"):
+        elif key in ("aggressive", "encap", "ppk_required", "mobike"):
             _bool(draft, table, key, v, k)
         elif key == "ppk_id":
             table.add(key, v.text, v, k)
@@ -369,6 +370,10 @@ def _child(
             t.add(key, _number_or_text(v.text), v, k)
         elif key == "hw_offload":
             t.add(key, {"yes": "crypto"}.get(v.text, v.text), v, k)
+        elif key in ("if_id_in", "if_id_out", "mark_in", "mark_out") or (
+            key == "updown" and not v.text.split()[1:]
+        ):
+            t.add(key, _number_or_text(v.text), v, k)
         else:
             _not_carried(draft, "child", key, v, k)
     for sub in sec.sections.values():

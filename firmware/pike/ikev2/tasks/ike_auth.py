@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pike.crypto.kdf import IkeKeys
 from pike.hsm.signer import SignatureScheme
+from pike.ikev2.chain_wait import checked
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import select
 from pike.ikev2.pubkey import (
@@ -347,11 +348,15 @@ class IkeAuth(Task):
             raise AuthFailure(f"peer used auth method {auth.method}, we expect a signature")
         store = self.sa.ctx.credentials
         try:
-            certs = parse_cert_payloads(msg.all(CertPayload))
-            path = validate_chain(certs, store.cas(conn), store.wall(now))
+            cas = store.cas(conn)
+            path = checked(self.sa, msg, cas)  # off the loop, in piked (chain_wait)
+            if path is None:
+                path = validate_chain(
+                    parse_cert_payloads(msg.all(CertPayload)), cas, store.wall(now)
+                )
         except (CertError, CredentialError) as exc:
             raise AuthFailure(f"certificate of {peer} not accepted: {exc}") from None
-        leaf = certs[0]
+        leaf, anchor = path[0], path[-1]
         subject = leaf.subject.rfc4514_string()
         if not id_in_cert(peer, leaf):
             raise AuthFailure(f"identity '{peer}' is not in certificate '{subject}'")
@@ -369,7 +374,7 @@ class IkeAuth(Task):
         self.sa.peer_path = tuple(path)
         return (
             f"{how.scheme.name} (method {how.method}), certificate '{subject}' "
-            f"issued via '{path[-1].subject.rfc4514_string()}'"
+            f"issued via '{anchor.subject.rfc4514_string()}'"
         )
 
     def _certreq(self, conn: ConnectionConfig) -> list[Payload]:

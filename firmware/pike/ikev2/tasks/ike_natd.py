@@ -69,6 +69,10 @@ class IkeNatd(Task):
         sa.nat_remote = natd_hash(msg.spi_i, msg.spi_r, sa.remote) not in src
 
     def completed(self, now: float) -> None:
-        # The initiator moves to port 4500 for IKE_AUTH when a NAT (or forced encap) is seen.
-        if self.initiator and self.sa.natt:
-            self.sa.float_ports()
+        # The initiator moves to port 4500 for IKE_AUTH when a NAT (or forced encap) is
+        # seen, or when it offers MOBIKE (RFC 4555 §3.4: the addresses may change later;
+        # not toward a peer at a port of its own, whose NAT-T port we cannot know).
+        sa, conn = self.sa, self.sa.conn
+        mobike = conn is not None and conn.mobike and sa.remote[1] == sa.ctx.config.daemon.ike_port
+        if self.initiator and (sa.natt or mobike):
+            sa.float_ports()

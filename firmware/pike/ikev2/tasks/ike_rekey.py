@@ -76,6 +76,7 @@ class IkeRekey(Task):
         new.frag_peer = old.frag_peer
         new.ppk_used = old.ppk_used  # its keys come from SK_d', which holds the PPK
         new.my_id, new.peer_id = old.my_id, old.peer_id
+        new.mobike, new.peer_addrs = old.mobike, old.peer_addrs
         return new
 
     # -- initiator -----------------------------------------------------------------------

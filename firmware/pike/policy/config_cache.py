@@ -1,0 +1,174 @@
+"""A validated config kept for the next start or reload of the same file.
+
+A hub's ``pike.toml`` with 10 000 connections takes seconds to parse and validate
+(``tomllib`` alone is half of it) and a fraction of a second to read back as the
+``Config`` it gave. An entry is used only when everything the loader's result depends
+on is what it was:
+
+- the file's bytes, its path (relative files resolve against it), the board's default
+  proposals, and the code that reads them (every module of ``pike`` by size and mtime,
+  and the Python version), all in one SHA-256 key;
+- every ``secret_file`` still gives the same secret (read again, compared), and every
+  certificate or key file named is still a readable file (the loader's own checks).
+
+Anything else (no entry, another key, a changed secret file, a damaged entry) is a miss:
+the loader runs and its result replaces the entry. So a cached load equals a fresh one.
+
+An entry holds the secrets of the config, and loading it runs ``pickle``: it is written
+0600 in a directory 0700 owned by this user, and read only while both still are (a file
+someone else could write would let them run code as piked). One entry per config path,
+overwritten, so edits do not pile up files.
+
+Where: ``$PIKE_CONFIG_CACHE`` if set (empty: off), else ``$STATE_DIRECTORY/config-cache``
+(systemd's ``StateDirectory=pike``: ``/var/lib/pike``), else no cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pike.policy.config import Config
+
+__all__ = ["cache_dir", "load_cached"]
+
+log = logging.getLogger(__name__)
+
+_FORMAT = b"pike-config-cache 1\n"
+_PIKE = Path(__file__).resolve().parents[1]  # the package whose code reads the config
+
+
+def cache_dir() -> str | None:
+    """The cache directory from the environment, or None (no cache)."""
+    explicit = os.environ.get("PIKE_CONFIG_CACHE")
+    if explicit is not None:
+        return explicit or None
+    state = os.environ.get("STATE_DIRECTORY")  # systemd; may list several, ':'-separated
+    return os.path.join(state.split(":")[0], "config-cache") if state else None
+
+
+def load_cached(
+    text: str,
+    path: str,
+    defaults: object,
+    load: Callable[[], Config],
+    secret_of_file: Callable[[bytes], bytes],
+    directory: str | None,
+) -> Config:
+    """``load()``'s result for ``text`` read from ``path``, from the cache in ``directory``
+    when it holds a valid entry, else loaded and stored. ``secret_of_file``: how the
+    loader turns a secret file's bytes into the secret (to check the entry's secrets)."""
+    if directory is None:
+        return load()
+    key = _key(text, path, defaults)
+    entry = os.path.join(directory, hashlib.sha256(os.path.abspath(path).encode()).hexdigest())
+    config = _read(entry, key)
+    if config is not None and _still_valid(config, path, secret_of_file):
+        return config
+    # raises ConfigError for a bad file: nothing is stored then
+    data = pickle.dumps(load(), protocol=pickle.HIGHEST_PROTOCOL)
+    _write(directory, entry, key, data)
+    # The parser's garbage (the TOML tables, 100 MiB with 10 000 connections) is freed
+    # by now; the Config read back from the entry's bytes is allocated afresh, so
+    # Python's arenas are not held by a few survivors among that garbage (152 -> 53 MiB).
+    config = pickle.loads(data)
+    assert isinstance(config, Config)
+    return config
+
+
+def _key(text: str, path: str, defaults: object) -> bytes:
+    h = hashlib.sha256(_FORMAT)
+    h.update(sys.version.encode() + b"\0" + _code_stamp() + b"\0")
+    h.update(os.path.abspath(path).encode() + b"\0" + repr(defaults).encode() + b"\0")
+    h.update(text.encode("utf-8"))
+    return h.hexdigest().encode()
+
+
+def _code_stamp() -> bytes:
+    """Every module of the package by name, size and mtime: a changed loader or config
+    class (an upgrade, a developer's edit) never reads an old entry."""
+    h = hashlib.sha256()
+    for name, st in sorted(_modules(str(_PIKE))):
+        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest().encode()
+
+
+def _modules(top: str) -> Iterator[tuple[str, os.stat_result]]:
+    with os.scandir(top) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False) and e.name != "__pycache__":
+                yield from _modules(e.path)
+            elif e.name.endswith(".py"):
+                yield e.path, e.stat()
+
+
+def _private(st: os.stat_result) -> bool:
+    """Ours, and nobody else may read or write it."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
+def _read(entry: str, key: bytes) -> Config | None:
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        directory = os.stat(os.path.dirname(entry))
+        if not (stat.S_ISREG(st.st_mode) and _private(st) and _private(directory)):
+            log.warning("config cache %s: not private to this user, not used", entry)
+            return None
+        if f.readline() != _FORMAT or f.readline() != key + b"\n":
+            return None
+        try:
+            config = pickle.load(f)
+        except Exception:  # a damaged or truncated entry: a miss, rewritten below
+            return None
+    return config if isinstance(config, Config) else None
+
+
+def _still_valid(config: Config, path: str, secret_of_file: Callable[[bytes], bytes]) -> bool:
+    """The files the loader read or checked say what they said when the entry was made."""
+    for s in config.secrets:
+        if s.file and s.file != path:  # a secret_file (inline ones are in the key)
+            try:
+                with open(s.file, "rb") as f:
+                    if secret_of_file(f.read()) != s.secret:
+                        return False
+            except OSError:
+                return False
+    auths = {id(a): a for c in config.connections.values() for a in (c.local, c.remote)}
+    for a in auths.values():
+        files = [*a.certs, *a.cacerts]
+        if a.key is not None and a.key[:7].lower() != "pkcs11:":
+            files.append(a.key)
+        if not all(os.path.isfile(f) and os.access(f, os.R_OK) for f in files):
+            return False
+    return True
+
+
+def _write(directory: str, entry: str, key: bytes, data: bytes) -> None:
+    """Best effort: a cache that cannot be written costs the next start time only."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _private(os.stat(directory)):
+            log.warning("config cache %s: not private to this user, not written", directory)
+            return
+        import tempfile  # not at import: it loads shutil, bz2, lzma (0.6 MiB)
+
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".entry-")  # 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_FORMAT + key + b"\n" + data)
+            os.replace(tmp, entry)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        log.info("config cache %s: not written: %s", directory, exc.strerror or exc)
