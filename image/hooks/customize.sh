@@ -40,8 +40,13 @@ install -m 0644 -D -t "$r/usr/share/man/man5" "${SRC:-$ROOT}"/docs/man/*.5
 ln -sf /opt/pike/bin/pikectl "$r/usr/local/sbin/pikectl"
 
 chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service pike-vtpm.service \
+  pike-data.service pike-mark-good.service pike-update-selftest.service \
   ssh-hostkeys.service systemd-networkd.service >/dev/null 2>&1
 chroot "$r" systemctl enable pike-renew.timer >/dev/null 2>&1 # runs only with [enroll]
+
+# The root is read-only at run time: directories units name in StateDirectory= must
+# exist already (systemd-logind's linger list; it stays empty, nobody lingers).
+mkdir -p "$r/var/lib/systemd/linger"
 
 # Per-device identity is made at first boot: SSH host keys (ssh-hostkeys.service),
 # machine-id (mmdebstrap leaves it empty). No root password: SSH keys only.
