@@ -12,6 +12,7 @@ import logging
 import pytest
 
 from ikev2.pair import Node, transfer
+from pike.sa import child_lifecycle
 from pike.sa.actions import ChildSaEstablished, ChildSaFailed, DeleteChildSa, InstallChildSa
 
 from .both import pair
@@ -109,3 +110,56 @@ def test_removal_is_logged_alike_with_the_sa_tag(
     said = [r.getMessage() for r in caplog.records if "} removed: " in r.getMessage()]
     tag = f"gw[{sa.unique_id}] {sa.spi_i.hex()}_i {sa.spi_r.hex()}_r"
     assert f"{tag}: CHILD_SA net{{{child.unique_id}}} removed: terminated" in said
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_hard_expiry_long_before_life_time_makes_the_child_again(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kernel judges time lifetimes on the wall clock: stepped forward, it ends SAs
+    whose life_time (monotonic, ours) has an hour left. The CHILD_SA is made again (a
+    rekey: CREATE_CHILD_SA, Quick Mode), once for both directions' expiries, with one log
+    line in the same words for both versions, instead of the tunnel going down."""
+    caplog.set_level(logging.INFO)
+    a, b = pair(version)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    (old,) = a.sa().children
+    assert old.expire_at is not None and old.expire_at - 100.0 > 3000
+    a.engine.child_expired(old.spi_out, True, 100.0)
+    a.engine.child_expired(old.spi_in, True, 100.0)  # the other direction: no second one
+    transfer(a, b, 100.0)
+    assert len(a.of(InstallChildSa)) == 2 and len(a.of(DeleteChildSa)) == 1
+    (now,) = a.sa().children
+    assert now.state == "INSTALLED" and now.spi_in != old.spi_in
+    (theirs,) = b.sa().children
+    assert theirs.spi_out == now.spi_in and theirs.state == "INSTALLED"
+    assert a.engine.ctx.counters.conn("gw").child_rekeys == 1
+    said = [r.getMessage() for r in caplog.records if "before its life_time" in r.getMessage()]
+    left = int(old.expire_at - 100.0)
+    assert said == [
+        f"{_tag(a)}: CHILD_SA net{{{old.unique_id}}} removed by the "
+        f"kernel {left} s before its life_time (wall clock stepped forward?): creating it again"
+    ]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_hard_expiry_at_life_time_deletes_the_child(version: int) -> None:
+    """Within EARLY_MARGIN of its life_time a hard expiry is the kernel doing its job: the
+    CHILD_SA goes (with the peer), the IKE/ISAKMP SA stays."""
+    a, b = pair(version)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    (old,) = a.sa().children
+    assert old.expire_at is not None
+    at = old.expire_at - child_lifecycle.EARLY_MARGIN + 1
+    a.engine.child_expired(old.spi_out, True, at)
+    transfer(a, b, at)
+    assert a.sa().children == () and b.sa().children == ()
+    assert a.sa().state == "ESTABLISHED" and len(a.of(InstallChildSa)) == 1
+    assert a.engine.ctx.counters.conn("gw").child_rekeys == 0
+
+
+def _tag(n: Node) -> str:
+    sa = n.sa()
+    return f"gw[{sa.unique_id}] {sa.spi_i.hex()}_i {sa.spi_r.hex()}_r"

@@ -292,7 +292,14 @@ class Ikev1Engine:
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
-                if hard:
+                if (
+                    hard
+                    and sa.state == IkeState.ESTABLISHED
+                    and child_lifecycle.hard_expired_early(sa.tag(), child, now)
+                ):
+                    if child.state == ChildState.INSTALLED:
+                        self.rekey_child(sa, child, now)
+                elif hard:
                     self.delete_child(sa, child, "expired", now)
                 elif child.state == ChildState.INSTALLED:
                     self.rekey_child(sa, child, now)

@@ -34,7 +34,7 @@ from pike.policy.addrs import any_of
 from pike.policy.config import Config, ConnectionConfig, Identity
 from pike.policy.ipsec import KernelCaps, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress
-from pike.sa import liveness
+from pike.sa import child_lifecycle, liveness
 from pike.sa.actions import (
     Action,
     Address,
@@ -137,18 +137,12 @@ class Ikev2Engine:
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
-                early = _ended_early(child, now)
-                if hard and early is not None and sa.state == IkeState.ESTABLISHED:
-                    # The kernel judges time lifetimes on the wall clock when its timer
-                    # fires: after a jump forward it removes SAs long before their time.
-                    # Ours run on the monotonic clock: make the CHILD_SA again (a rekey,
-                    # once for both directions) instead of losing the tunnel.
+                if (
+                    hard
+                    and sa.state == IkeState.ESTABLISHED
+                    and child_lifecycle.hard_expired_early(sa.tag(), child, now)
+                ):
                     if child.state == ChildState.INSTALLED:
-                        log.warning(
-                            "%s: CHILD_SA %s{%d} removed by the kernel %d s before its "
-                            "life_time (wall clock stepped forward?): creating it again",
-                            sa.tag(), child.name, child.unique_id, early,
-                        )  # fmt: skip
                         rekey_child(sa, child)
                 elif hard:
                     log.info(
@@ -944,15 +938,3 @@ def _host_address(text: str) -> bool:
 
 __all__ = ["IPAddress", "Ikev2Engine"]
 
-
-EARLY_MARGIN = 5.0  # seconds: a hard expiry this much before life_time is not ours
-
-
-def _ended_early(child: ChildSa, now: float) -> int | None:
-    """Seconds left of ``child``'s life_time (monotonic) when the kernel's hard expiry came
-    that early and no byte or packet limit can explain it; None otherwise."""
-    cfg = child.config
-    if child.expire_at is None or cfg.life_bytes or cfg.life_packets:
-        return None
-    left = child.expire_at - now
-    return int(left) if left > EARLY_MARGIN else None

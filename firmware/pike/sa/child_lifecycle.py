@@ -130,5 +130,33 @@ def remove(
     child.set_state(ChildState.DELETED, ike_name)
 
 
+EARLY_MARGIN = 5.0  # seconds: a hard expiry this much before life_time is not ours
+
+
+def hard_expired_early(tag: str, child: ChildSa, now: float) -> bool:
+    """True when the kernel's hard expiry of ``child`` came more than ``EARLY_MARGIN``
+    before its life_time and no byte or packet limit explains it. The kernel judges time
+    lifetimes on the wall clock when its timer fires, so after a step forward it removes
+    SAs long before their (monotonic) time: the caller then makes the CHILD_SA again (a
+    rekey) if it is INSTALLED, instead of deleting it; the other direction's expiry, with
+    the rekey under way, is ignored. Logged once, for the INSTALLED one."""
+    cfg = child.config
+    if child.expire_at is None or cfg.life_bytes or cfg.life_packets:
+        return False
+    left = child.expire_at - now
+    if left <= EARLY_MARGIN:
+        return False
+    if child.state == ChildState.INSTALLED:
+        log.warning(
+            "%s: CHILD_SA %s{%d} removed by the kernel %d s before its life_time "
+            "(wall clock stepped forward?): creating it again",
+            tag,
+            child.name,
+            child.unique_id,
+            int(left),
+        )
+    return True
+
+
 def _missing(ctx: Context) -> str:
     return ", ".join(ctx.caps.missing) or "ESP"
