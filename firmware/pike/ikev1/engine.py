@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 
 from cryptography import x509
@@ -371,6 +372,7 @@ class Ikev1Engine:
                 on_timer(self, sa, now)
         for again in self.retries.due(now):
             self._dial(again, now)
+        self.ctx.log_limit.flush(log, now)
         self._sweep(now)
 
     # -- what timers and peers set off ------------------------------------------------------
@@ -467,18 +469,20 @@ class Ikev1Engine:
         try:
             self._receive(data, src, dst, now)
         except MalformedMessage as e:
-            self._drop(e.reason, src, str(e))
+            self._drop(e.reason, src, str(e), now)
         except PeerError as e:
-            self._drop(e.reason, src, str(e))
+            self._drop(e.reason, src, str(e), now)
         self._sweep(now)
         reopen, self._reopen = self._reopen, []
         for conn, name in dict.fromkeys(reopen):
             with contextlib.suppress(KeyError):  # removed by a reload, or nothing to dial
                 self.initiate(conn, now, name)
 
-    def _drop(self, reason: str, src: Address, detail: str) -> None:
+    def _drop(self, reason: str, src: Address, detail: str, now: float) -> None:
         self.ctx.counters.drop(reason)
-        log.info("dropped IKEv1 message from %s[%d]: %s", src[0], src[1], detail)
+        self.ctx.log_limit.log(
+            log, logging.INFO, reason, now, "dropped IKEv1 message from %s[%d]: %s", *src, detail
+        )
         self.ctx.emit(MessageDropped(reason, src))
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:

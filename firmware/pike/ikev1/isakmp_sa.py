@@ -184,8 +184,12 @@ class IsakmpSa:
     def tag(self) -> str:
         return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)
 
-    def set_state(self, new: IkeState) -> None:
-        self.state = ike_transition(self.tag(), "ISAKMP_SA", self.state, new, log)
+    def set_state(self, new: IkeState, now: float | None = None) -> None:
+        """With ``now``, a responder's SA that never came up logs through the rate
+        limit (a flood of first messages makes and ends many)."""
+        half_open = now is not None and not self.initiator and self.established_at is None
+        limit = (self.ctx.log_limit, now) if half_open and now is not None else None
+        self.state = ike_transition(self.tag(), "ISAKMP_SA", self.state, new, log, limit)
         self.touched(self)
 
     @property
@@ -378,7 +382,7 @@ class IsakmpSa:
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.flights.clear()
         self.quick.clear()
-        self.set_state(IkeState.DESTROYED)
+        self.set_state(IkeState.DESTROYED, now)
 
     def quick_refused(self, spi: bytes) -> list[QuickMode]:
         """The peer refused what we asked (an error notify about the ESP SA ``spi``, or

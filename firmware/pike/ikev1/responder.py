@@ -8,6 +8,8 @@ timers.py); how many one address and all may hold is ``pike.sa.admission``'s to 
 
 from __future__ import annotations
 
+import logging
+
 from pike.crypto.proposal import format_proposal
 from pike.ikev1 import aggressive_mode, main_mode
 from pike.ikev1.host import Host
@@ -44,7 +46,10 @@ def phase1_request(
         uid = table.admission.oldest_unproven(src[0])
         old = table.half_open_by_id(uid) if uid is not None else None
         if old is not None:
-            log.info("%s: replaced by a newer first message from %s", old.tag(), src[0])
+            engine.ctx.log_limit.log(
+                log, logging.INFO, "half_open_replaced", now,
+                "%s: replaced by a newer first message from %s", old.tag(), src[0],
+            )  # fmt: skip
             engine.ctx.counters.drop("half_open_replaced")
             old.fail("replaced", now, engine.remove_child, quiet=True)
             table.authenticated(old)  # no longer counted as half-open
@@ -62,15 +67,17 @@ def _main_mode(
     offer = msg.first(V1Sa)
     assert offer is not None
     candidates = connections_for(engine.config, dst[0], src[0])
-    conn, chosen = _choose(engine.ctx, candidates, msg, offer, src, dst)
+    conn, chosen = _choose(engine.ctx, candidates, msg, offer, src, dst, now)
     sa = _new_sa(engine.ctx, msg, conn, src, dst, now)
     sa.choose(chosen)
     sa.candidates = candidates
-    sa.set_state(IkeState.CONNECTING)
+    sa.set_state(IkeState.CONNECTING, now)
     engine.table.add_half_open(sa)
     engine.count_in(sa, msg)
     sa.flight(0).received(data)
-    log.info("%s: Main Mode from %s[%d]", sa.tag(), src[0], src[1])
+    engine.ctx.log_limit.log(
+        log, logging.INFO, "main_mode_request", now, "%s: Main Mode from %s[%d]", sa.tag(), *src
+    )
     main_mode.responder_mm1(sa, msg, chosen.number, now)
 
 
@@ -89,7 +96,11 @@ def _aggressive_mode(
     if candidates and not allowed:
         # It would expose the PSK's hash to offline guessing (strongSwan refuses too).
         # strongSwan answers AUTHENTICATION-FAILED (no Aggressive Mode config for it)
-        log.warning(
+        ctx.log_limit.log(
+            log,
+            logging.WARNING,
+            "aggressive_refused",
+            now,
             "refusing Aggressive Mode from %s (id %s, sending AUTHENTICATION_FAILED): %s %s"
             " aggressive = false; the peer should use Main Mode (or set aggressive = true,"
             " which exposes a PSK-keyed hash to offline guessing)",
@@ -100,12 +111,15 @@ def _aggressive_mode(
         )
         refuse(ctx, msg, src, dst, NotifyV1.AUTHENTICATION_FAILED)
         raise PeerError("aggressive_refused", f"Aggressive Mode from {src[0]} not allowed")
-    conn, chosen = _choose(ctx, allowed, msg, offer, src, dst)
+    conn, chosen = _choose(ctx, allowed, msg, offer, src, dst, now)
     sa = _new_sa(ctx, msg, conn, src, dst, now)
-    sa.set_state(IkeState.CONNECTING)
+    sa.set_state(IkeState.CONNECTING, now)
     engine.count_in(sa, msg)
     sa.flight(0).received(data)
-    log.info("%s: Aggressive Mode from %s[%d]", sa.tag(), src[0], src[1])
+    engine.ctx.log_limit.log(
+        log, logging.INFO, "aggressive_mode_request", now,
+        "%s: Aggressive Mode from %s[%d]", sa.tag(), *src,
+    )  # fmt: skip
     try:
         aggressive_mode.responder_am1(sa, msg, chosen, now)
     except PeerError:
@@ -121,12 +135,17 @@ def _choose(
     offer: V1Sa,
     src: Address,
     dst: Address,
+    now: float,
 ) -> tuple[ConnectionConfig, Phase1Choice]:
     """The connection and transform we take, or a refusal in the clear."""
     picked = choose(ctx, candidates, offer)
     if picked is None:
         if candidates:
-            log.warning(
+            ctx.log_limit.log(
+                log,
+                logging.WARNING,
+                "no_proposal_chosen",
+                now,
                 "no acceptable IKEv1 proposal from %s: the peer offered %s; %s",
                 src[0],
                 ", ".join(describe_phase1(t) for p in offer.proposals for t in p.transforms),
@@ -136,9 +155,10 @@ def _choose(
                 ),
             )
         else:
-            log.warning(
-                "no IKEv1 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0]
-            )
+            ctx.log_limit.log(
+                log, logging.WARNING, "no_config", now,
+                "no IKEv1 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0],
+            )  # fmt: skip
         refuse(ctx, msg, src, dst)
         raise PeerError("no_proposal_chosen", f"no IKEv1 connection for {src[0]}")
     return picked

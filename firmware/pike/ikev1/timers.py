@@ -8,6 +8,8 @@ in (sans-I/O).
 
 from __future__ import annotations
 
+import logging
+
 from pike.ikev1 import informational, liveness
 from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, log
@@ -43,7 +45,14 @@ def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     half_open = sa.state == IkeState.CONNECTING and not sa.initiator
     if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
         # a responder has nothing to retransmit in Main Mode: unfinished SAs go
-        log.info("%s: half-open ISAKMP_SA timed out", sa.tag())
+        sa.ctx.log_limit.log(
+            log,
+            logging.INFO,
+            "half_open_timeout",
+            now,
+            "%s: half-open ISAKMP_SA timed out",
+            sa.tag(),
+        )
         if sa.auth_suspect:  # counted as a refused authentication, as IKEv2 does
             log.error("%s: authentication of the peer failed: %s", sa.tag(), sa.auth_suspect)
             sa.fail(f"auth_failed: {sa.auth_suspect}", now, engine.remove_child)

@@ -8,6 +8,7 @@ message to that SA's task manager. It never touches a socket, a clock or the ker
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from ipaddress import ip_address
 
@@ -464,6 +465,7 @@ class Ikev2Engine:
                 on_timer(self.ctx, sa, now)
         for again in self.retries.due(now):
             self._restart(again, now)
+        self.ctx.log_limit.flush(log, now)
         self._sweep(now)
 
     def _retime(self) -> None:
@@ -477,7 +479,7 @@ class Ikev2Engine:
         try:
             self._receive(data, src, dst, now)
         except MalformedMessage as e:
-            self._drop(e.reason, src, str(e))
+            self._drop(e.reason, src, str(e), now)
         self._sweep(now)
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -490,11 +492,11 @@ class Ikev2Engine:
         our_spi = hdr.spi_r if hdr.is_initiator else hdr.spi_i
         sa = self.sas.get(our_spi)
         if sa is None or sa.state == IkeState.DESTROYED:
-            self._drop("unknown_spi", src, f"no IKE_SA with SPI {our_spi.hex()}")
+            self._drop("unknown_spi", src, f"no IKE_SA with SPI {our_spi.hex()}", now)
             return
         self._touch(sa)
         if (hdr.exchange == ExchangeType.IKE_SA_INIT) != (sa.cipher_in is None):
-            self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state")
+            self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state", now)
             return
         msg = decode_message(data)
         sealed = msg.first(SkfPayload) is not None or msg.first(SkPayload) is not None
@@ -572,7 +574,7 @@ class Ikev2Engine:
         try:
             self._dispatch(sa, wait.msg, wait.data, wait.src, wait.dst, now)
         except MalformedMessage as e:
-            self._drop(e.reason, wait.src, str(e))
+            self._drop(e.reason, wait.src, str(e), now)
         finally:
             sa.chain = None
         self._sweep(now)
@@ -755,8 +757,10 @@ class Ikev2Engine:
         sa.tasks.cached_response = (mid, [data])
         sa.send(data, response=True)
 
-    def _drop(self, reason: str, src: Address, detail: str) -> None:
-        log.info("dropped datagram from %s[%d]: %s", src[0], src[1], detail)
+    def _drop(self, reason: str, src: Address, detail: str, now: float) -> None:
+        self.ctx.log_limit.log(
+            log, logging.INFO, reason, now, "dropped datagram from %s[%d]: %s", *src, detail
+        )
         self.ctx.counters.drop(reason)
         self.ctx.emit(MessageDropped(reason, src))
 
@@ -937,4 +941,3 @@ def _host_address(text: str) -> bool:
 
 
 __all__ = ["IPAddress", "Ikev2Engine"]
-

@@ -188,8 +188,12 @@ class IkeSa:
             self._tag = (key, sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r))
         return self._tag[1]
 
-    def set_state(self, new: IkeState) -> None:
-        self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log)
+    def set_state(self, new: IkeState, now: float | None = None) -> None:
+        """With ``now``, a responder's SA that never came up logs through the rate
+        limit (a flood of first messages makes and ends many)."""
+        half_open = now is not None and not self.initiator and self.established_at is None
+        limit = (self.ctx.log_limit, now) if half_open and now is not None else None
+        self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log, limit)
         self.ctx.touched(self)
 
     @property
@@ -373,7 +377,7 @@ class IkeSa:
             log.info("%s: IKE_SA ended: %s", self.tag(), reason)
             spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
-        self.set_state(IkeState.DESTROYED)
+        self.set_state(IkeState.DESTROYED, now)
 
 
 def ike_jitter(conn: ConnectionConfig) -> int:

@@ -9,6 +9,7 @@ otherwise creates a half-open IKE SA that HALF_OPEN_TIMEOUT bounds (see timers.p
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from pike.ikev2.cookies import CookieJar
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
@@ -76,7 +77,10 @@ class InitResponder:
             raise
         candidates = connections_for(self.ctx.config, dst[0], src[0])
         if not candidates:
-            log.info("no IKEv2 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0])
+            self.ctx.log_limit.log(
+                log, logging.INFO, "no_config", now,
+                "no IKEv2 connection for %s...%s, sending NO_PROPOSAL_CHOSEN", dst[0], src[0],
+            )  # fmt: skip
             stateless_notify(self.ctx, msg, src, dst, NotifyType.NO_PROPOSAL_CHOSEN)
             self.ctx.counters.drop("no_config")
             return
@@ -102,7 +106,7 @@ class InitResponder:
         )
         sa.candidates = candidates
         sa.init_digest = digest
-        sa.set_state(IkeState.CONNECTING)
+        sa.set_state(IkeState.CONNECTING, now)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
         self._key_of[sa] = key

@@ -8,6 +8,8 @@ within dpd_delay) and NAT-T keepalives. All times are passed in (sans-I/O).
 
 from __future__ import annotations
 
+import logging
+
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
 from pike.ikev2.tasks.child_create import ChildCreate
@@ -63,7 +65,9 @@ def on_timer(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
     sa.tasks.on_timer(now)
     deadline = half_open_deadline(sa)
     if deadline is not None and now >= deadline:
-        log.info("%s: half-open IKE_SA timed out", sa.tag())
+        sa.ctx.log_limit.log(
+            log, logging.INFO, "half_open_timeout", now, "%s: half-open IKE_SA timed out", sa.tag()
+        )
         sa.fail("half_open_timeout", now, quiet=True)
         return
     if sa.state != IkeState.ESTABLISHED:

@@ -16,6 +16,7 @@ from pike.sa.actions import Action
 from pike.sa.admission import Admission
 from pike.sa.credentials import CredentialStore
 from pike.sa.hubs import Hubs
+from pike.sa.log_limit import LogLimit
 from pike.sa.ports import RandomSpis, SpiSource
 
 Random = Callable[[int], bytes]
@@ -92,6 +93,8 @@ class Context:
     counters: Counters = field(default_factory=Counters)
     admission: Admission = field(default_factory=Admission)  # half-open SAs, both versions
     hubs: Hubs = field(default_factory=Hubs)  # the active one of several remote_addrs
+    # lines a peer sets off once a message, before it is authenticated (pike.sa.log_limit)
+    log_limit: LogLimit = field(default_factory=LogLimit)
     # Set by the engines: an IKE or ISAKMP SA with these identities (ours, the peer's) is
     # up, of either version. Then no INITIAL_CONTACT: the peer would drop that SA
     # (strongSwan's rule).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from enum import Enum
 
+from pike.sa.log_limit import LogLimit
+
 
 class IkeState(Enum):
     CREATED = "CREATED"
@@ -76,13 +78,23 @@ def sa_tag(name: str, unique_id: int, spi_i: bytes, spi_r: bytes) -> str:
 
 
 def ike_transition(
-    tag: str, kind: str, old: IkeState, new: IkeState, logger: logging.Logger
+    tag: str,
+    kind: str,
+    old: IkeState,
+    new: IkeState,
+    logger: logging.Logger,
+    limit: tuple[LogLimit, float] | None = None,
 ) -> IkeState:
-    """``new`` if the table allows ``old`` -> ``new`` (logged as ``kind``), else StateError."""
+    """``new`` if the table allows ``old`` -> ``new`` (logged as ``kind``, through
+    ``limit``'s rate limit at its time if given: a half-open SA's), else StateError."""
     if new not in IKE_TRANSITIONS[old]:
         raise StateError(f"{tag}: {old.value} -> {new.value}")
     if new != old:
-        logger.info("%s: %s %s -> %s", tag, kind, old.value, new.value)
+        line = ("%s: %s %s -> %s", tag, kind, old.value, new.value)
+        if limit is None:
+            logger.info(*line)
+        else:
+            limit[0].log(logger, logging.INFO, "half_open_state", limit[1], *line)
     return new
 
 
