@@ -24,7 +24,9 @@ def test_ikev1_child_removed_while_its_twin_rekeys_keeps_the_policies() -> None:
     rekeying, twin = isakmp.children
     assert rekeying.state == ChildState.REKEYING and twin.state == ChildState.INSTALLED
     assert len(a.of(InstallChildSa)) == 2
-    a.engine.child_expired(twin.spi_in, True, 20.0)  # hard expiry of the new pair
+    # hard expiry of the new pair, at its life_time (earlier it would be made again)
+    assert twin.expire_at is not None
+    a.engine.child_expired(twin.spi_in, True, twin.expire_at)
     a.drain()
     (gone,) = a.of(DeleteChildSa)
     assert isinstance(gone, DeleteChildSa) and gone.unique_id == twin.unique_id
