@@ -19,7 +19,7 @@ from pike.policy.config_cache import cache_dir, load_cached
 from pike.policy.loader import (
     ConfigError,
     DefaultProposals,
-    load_config_text,
+    load_config_reusing,
     read_config_text,
     secret_of_file,
 )
@@ -65,7 +65,7 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
             text,
             path,
             defaults,
-            lambda: load_config_text(text, path, defaults),
+            lambda reuse: load_config_reusing(text, path, defaults, reuse),
             secret_of_file,
             cache_dir(),
         )

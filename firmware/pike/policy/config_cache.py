@@ -31,16 +31,16 @@ import os
 import pickle
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from pike.policy.config import Config
+from pike.policy.config import Config, ConnectionConfig
 
 __all__ = ["cache_dir", "load_cached"]
 
 log = logging.getLogger(__name__)
 
-_FORMAT = b"pike-config-cache 1\n"
+_FORMAT = b"pike-config-cache 2\n"
 _PIKE = Path(__file__).resolve().parents[1]  # the package whose code reads the config
 
 
@@ -53,41 +53,58 @@ def cache_dir() -> str | None:
     return os.path.join(state.split(":")[0], "config-cache") if state else None
 
 
+# What a load makes of a text, given what may be reused: the Config and the digest of
+# each connection's TOML (``pike.policy.loader.load_config_reusing``).
+Load = Callable[[Mapping[bytes, ConnectionConfig]], tuple[Config, dict[str, bytes]]]
+
+
 def load_cached(
     text: str,
     path: str,
     defaults: object,
-    load: Callable[[], Config],
+    load: Load,
     secret_of_file: Callable[[bytes], bytes],
     directory: str | None,
 ) -> Config:
     """``load()``'s result for ``text`` read from ``path``, from the cache in ``directory``
     when it holds a valid entry, else loaded and stored. ``secret_of_file``: how the
-    loader turns a secret file's bytes into the secret (to check the entry's secrets)."""
+    loader turns a secret file's bytes into the secret (to check the entry's secrets).
+
+    An entry for another text of the same path, defaults and code (the file was edited)
+    still gives its connections: ``load`` reuses those whose TOML is unchanged."""
     if directory is None:
-        return load()
-    key = _key(text, path, defaults)
+        return load({})[0]
+    base = _base_key(path, defaults)
+    key = _key(base, text)
     entry = os.path.join(directory, hashlib.sha256(os.path.abspath(path).encode()).hexdigest())
-    config = _read(entry, key)
-    if config is not None and _still_valid(config, path, secret_of_file):
-        return config
+    reuse: dict[bytes, ConnectionConfig] = {}
+    found = _read(entry, base)
+    if found is not None:
+        (config, digests), entry_key = found
+        if entry_key == key and _still_valid(config, path, secret_of_file):
+            return config
+        reuse = {digests[n]: c for n, c in config.connections.items() if n in digests}
     # raises ConfigError for a bad file: nothing is stored then
-    data = pickle.dumps(load(), protocol=pickle.HIGHEST_PROTOCOL)
-    _write(directory, entry, key, data)
+    data = pickle.dumps(load(reuse), protocol=pickle.HIGHEST_PROTOCOL)
+    _write(directory, entry, base, key, data)
     # The parser's garbage (the TOML tables, 100 MiB with 10 000 connections) is freed
     # by now; the Config read back from the entry's bytes is allocated afresh, so
     # Python's arenas are not held by a few survivors among that garbage (152 -> 53 MiB).
-    config = pickle.loads(data)
+    config, _ = pickle.loads(data)
     assert isinstance(config, Config)
     return config
 
 
-def _key(text: str, path: str, defaults: object) -> bytes:
+def _base_key(path: str, defaults: object) -> bytes:
+    """What a connection's validated form depends on besides its own TOML."""
     h = hashlib.sha256(_FORMAT)
     h.update(sys.version.encode() + b"\0" + _code_stamp() + b"\0")
     h.update(os.path.abspath(path).encode() + b"\0" + repr(defaults).encode() + b"\0")
-    h.update(text.encode("utf-8"))
     return h.hexdigest().encode()
+
+
+def _key(base: bytes, text: str) -> bytes:
+    return hashlib.sha256(base + b"\0" + text.encode("utf-8")).hexdigest().encode()
 
 
 def _code_stamp() -> bytes:
@@ -113,7 +130,12 @@ def _private(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
-def _read(entry: str, key: bytes) -> Config | None:
+Entry = tuple[Config, dict[str, bytes]]
+
+
+def _read(entry: str, base: bytes) -> tuple[Entry, bytes] | None:
+    """The entry's Config and connection digests, and its text's key, when it was made
+    for the same path, defaults and code (``base``)."""
     try:
         fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -124,13 +146,21 @@ def _read(entry: str, key: bytes) -> Config | None:
         if not (stat.S_ISREG(st.st_mode) and _private(st) and _private(directory)):
             log.warning("config cache %s: not private to this user, not used", entry)
             return None
-        if f.readline() != _FORMAT or f.readline() != key + b"\n":
+        if f.readline() != _FORMAT or f.readline() != base + b"\n":
             return None
+        key = f.readline().rstrip(b"\n")
         try:
-            config = pickle.load(f)
+            found = pickle.load(f)
         except Exception:  # a damaged or truncated entry: a miss, rewritten below
             return None
-    return config if isinstance(config, Config) else None
+    if not (
+        isinstance(found, tuple)
+        and len(found) == 2
+        and isinstance(found[0], Config)
+        and isinstance(found[1], dict)
+    ):
+        return None
+    return found, key
 
 
 def _still_valid(config: Config, path: str, secret_of_file: Callable[[bytes], bytes]) -> bool:
@@ -153,7 +183,7 @@ def _still_valid(config: Config, path: str, secret_of_file: Callable[[bytes], by
     return True
 
 
-def _write(directory: str, entry: str, key: bytes, data: bytes) -> None:
+def _write(directory: str, entry: str, base: bytes, key: bytes, data: bytes) -> None:
     """Best effort: a cache that cannot be written costs the next start time only."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -165,7 +195,7 @@ def _write(directory: str, entry: str, key: bytes, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".entry-")  # 0600
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(_FORMAT + key + b"\n" + data)
+                f.write(_FORMAT + base + b"\n" + key + b"\n" + data)
             os.replace(tmp, entry)
         except BaseException:
             os.unlink(tmp)

@@ -8,10 +8,12 @@ and the engines only ever see valid values. Error text never contains a secret.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar, cast
 
@@ -19,6 +21,7 @@ from pike.crypto.errors import ProposalError
 from pike.crypto.ids import ADDKE_TYPES, TransformType
 from pike.crypto.ke import is_kem
 from pike.crypto.proposal import ProposalSpec, algorithm_name, parse_proposal
+from pike.policy import toml_fast
 from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
@@ -45,6 +48,7 @@ __all__ = [
     "ConfigError",
     "DefaultProposals",
     "load_config",
+    "load_config_reusing",
     "load_config_text",
     "secret_of_file",
 ]
@@ -111,8 +115,22 @@ def load_config_text(
 ) -> Config:
     """Validate TOML ``text`` as if read from ``path`` (relative secret_file names are
     resolved against the directory of ``path``)."""
+    return load_config_reusing(text, path, defaults, {})[0]
+
+
+def load_config_reusing(
+    text: str,
+    path: str,
+    defaults: DefaultProposals,
+    reuse: Mapping[bytes, ConnectionConfig],
+) -> tuple[Config, dict[str, bytes]]:
+    """``load_config_text``, taking each connection whose TOML (its whole subtree, and its
+    name) has a digest in ``reuse`` from there instead of validating it again: what an
+    earlier load of the same path, defaults and code made of the same input (the config
+    cache keeps them, so a reload after editing one of 10 000 connections checks that one).
+    Also returns each connection's digest, for the next load."""
     try:
-        data = tomllib.loads(text)
+        data = toml_fast.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_AT.search(msg)
@@ -125,13 +143,35 @@ def load_config_text(
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
     shared: dict[object, object] = {}  # equal children and auth sections, one object each
-    connections = {_name(t): _connection(t, defaults, shared) for t in root.tables("connections")}
+    connections: dict[str, ConnectionConfig] = {}
+    digests: dict[str, bytes] = {}
+    for t in root.tables("connections"):
+        name = _name(t)
+        digest = digests[name] = hashlib.sha256(repr((name, t.data)).encode()).digest()
+        old = reuse.get(digest)
+        if old is not None and _files_readable(old):
+            at = src.header_line(t.path)  # the text above it may have moved
+            connections[name] = old if old.source_line == at else replace(old, source_line=at)
+        else:
+            connections[name] = _connection(t, defaults, shared)
     root.finish()
     config = Config(daemon, connections, secrets, path)
     for conn in connections.values():
         _check_psk(src, config, conn)
         _check_ppk(src, config, conn)
-    return config
+    return config, digests
+
+
+def _files_readable(conn: ConnectionConfig) -> bool:
+    """The files a connection names are still there (what ``_file`` checked when it was
+    loaded; when one is gone the connection is loaded again, which says where)."""
+    for a in (conn.local, conn.remote):
+        files = [*a.certs, *a.cacerts, *a.crls]
+        if a.key is not None and a.key[:7].lower() != "pkcs11:":
+            files.append(a.key)
+        if not all(os.path.isfile(f) and os.access(f, os.R_OK) for f in files):
+            return False
+    return True
 
 
 def _name(t: Table) -> str:
