@@ -142,7 +142,8 @@ def load_config_reusing(
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
-    shared: dict[object, object] = {}  # equal children and auth sections, one object each
+    # equal children and auth sections, one object each; what _auth_once and _child_once made
+    shared: dict[object, object] = {}
     connections: dict[str, ConnectionConfig] = {}
     digests: dict[str, bytes] = {}
     for t in root.tables("connections"):
@@ -634,6 +635,41 @@ def _shared(shared: dict[object, object], value: T) -> T:
     return cast(T, shared.setdefault(value, value))
 
 
+# What an auth section names on disk: its checks read the file system, so it is validated
+# each time; everything else is a function of the table's text (and the arguments).
+_FILE_KEYS = frozenset(("certs", "cacerts", "key", "crls"))
+
+
+def _auth_once(
+    shared: dict[object, object],
+    t: Table,
+    default_id: str | None,
+    side: Literal["local", "remote"],
+) -> AuthConfig:
+    """``_auth``, once per distinct table in this config (a hub's 10 000 connections have
+    the same ``local``): a pure function of its arguments unless it names files."""
+    if not _FILE_KEYS.isdisjoint(t.data):
+        return _auth(t, default_id, side)
+    key = ("auth", repr(t.data), default_id, side)
+    if (found := shared.get(key)) is None:
+        found = shared[key] = _auth(t, default_id, side)
+    return cast(AuthConfig, found)
+
+
+def _child_once(
+    shared: dict[object, object],
+    t: Table,
+    local_addr: str | None,
+    remote_addr: str | None,
+    defaults: DefaultProposals,
+) -> ChildConfig:
+    """``_child``, once per distinct table and name in this config (a pure function)."""
+    key = ("child", t.path[-1], repr(t.data), local_addr, remote_addr)
+    if (found := shared.get(key)) is None:
+        found = shared[key] = _child(t, local_addr, remote_addr, defaults)
+    return cast(ChildConfig, found)
+
+
 def _connection(
     t: Table, defaults: DefaultProposals, shared: dict[object, object]
 ) -> ConnectionConfig:
@@ -645,15 +681,17 @@ def _connection(
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
     named = remote_host is not None and is_name(remote_host)
     proposals = _proposals(t, "proposals", "ike", defaults.ike)
-    local = _shared(shared, _auth(t.table("local"), local_host, "local"))
-    remote = _shared(shared, _auth(t.table("remote"), None if named else remote_host, "remote"))
+    local = _shared(shared, _auth_once(shared, t.table("local"), local_host, "local"))
+    remote_id = None if named else remote_host
+    remote = _shared(shared, _auth_once(shared, t.table("remote"), remote_id, "remote"))
     if named and remote.auth == "psk" and remote.id is None:
         raise t.table("remote").error(
             "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
         )
     child_tables = list(t.tables("children"))
     children = tuple(
-        _shared(shared, _child(c, local_host, remote_host, defaults)) for c in child_tables
+        _shared(shared, _child_once(shared, c, local_host, remote_host, defaults))
+        for c in child_tables
     )
     if version == 1:
         # RFC 9370 additional exchanges and ML-KEM exist only in IKEv2: never drop them silently
