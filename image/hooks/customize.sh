@@ -38,6 +38,7 @@ ln -sf /opt/pike/bin/pikectl "$r/usr/local/sbin/pikectl"
 
 chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service pike-vtpm.service \
   ssh-hostkeys.service systemd-networkd.service >/dev/null 2>&1
+chroot "$r" systemctl enable pike-renew.timer >/dev/null 2>&1 # runs only with [enroll]
 
 # Per-device identity is made at first boot: SSH host keys (ssh-hostkeys.service),
 # machine-id (mmdebstrap leaves it empty). No root password: SSH keys only.

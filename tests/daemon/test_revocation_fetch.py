@@ -15,7 +15,8 @@ from ikev2.revgen import cdp, crl_der, make_crl
 from ikev2.x509gen import Issued, issue, make_ca
 from pike.daemon.revocation import Fetcher, FetchError, http_fetch
 from pike.sa.credentials import CredentialStore
-from pike.sa.revocation import Fetch, RevokedCheck, Sources, Status
+from pike.sa.revocation import Fetch, RevokedCheck, Sources
+from pike.sa.revocation_status import Status
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -145,7 +146,9 @@ def test_configured_crl_uris_are_fetched_at_start() -> None:
         loop = asyncio.get_running_loop()
         fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
         remote = SimpleNamespace(crl_uris=(uri,))
-        config: Any = SimpleNamespace(connections={"hq": SimpleNamespace(remote=remote)})
+        config: Any = SimpleNamespace(
+            connections={"hq": SimpleNamespace(remote=remote)}, authorities=()
+        )
         async with server:
             fetcher.start(config)
             for _ in range(50):
@@ -154,6 +157,43 @@ def test_configured_crl_uris_are_fetched_at_start() -> None:
                     break
             assert uri in store.revocation.crls
         await fetcher.stop()
+
+    asyncio.run(main())
+
+
+def test_authority_crl_is_fetched_at_start_and_revokes_what_its_ca_issued(
+    tmp_path: Path,
+) -> None:
+    """[authorities.NAME] crl_uris: fetched at start like a connection's, and used for
+    every certificate that CA issued (this one has no CRL distribution point)."""
+    from types import SimpleNamespace
+
+    from ikev2.x509gen import write
+    from pike.policy.loader import load_config_text
+
+    ca = make_ca()
+    gw = issue(ca, "ecdsa-p256", "gw.example.net")
+    ca_file, _ = write(tmp_path, "ca", ca)
+
+    async def main() -> None:
+        server, uri = await _serve(_answer(crl_der(make_crl(ca, [gw.cert.serial_number]))))
+        text = f'[authorities.corp]\ncacert = "{ca_file}"\ncrl_uris = ["{uri}"]\n'
+        config = load_config_text(text, str(tmp_path / "pike.toml"))
+        store = CredentialStore()
+        assert store.load_authorities(config) == []
+        loop = asyncio.get_running_loop()
+        fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
+        async with server:
+            fetcher.start(config)
+            for _ in range(50):
+                await asyncio.sleep(0.02)
+                if uri in store.revocation.crls:
+                    break
+        await fetcher.stop()
+        remote = SimpleNamespace(crls=(), crl_uris=(), ocsp_uris=())
+        sources = store.revocation_sources(SimpleNamespace(remote=remote))  # type: ignore[arg-type]
+        v = store.revocation.status(gw.cert, ca.cert, sources, store.wall(0.0))
+        assert v.status is Status.REVOKED and v.source == f"crl {uri}"
 
     asyncio.run(main())
 
@@ -172,7 +212,9 @@ def test_a_replaced_crl_file_is_read_again_and_ends_the_revoked_peer(
     path = tmp_path / "ca.crl"
     path.write_bytes(crl_der(make_crl(ca)))
     remote = SimpleNamespace(crls=(str(path),), crl_uris=())
-    config: Any = SimpleNamespace(connections={"hq": SimpleNamespace(remote=remote)})
+    config: Any = SimpleNamespace(
+        connections={"hq": SimpleNamespace(remote=remote)}, authorities=()
+    )
     store = CredentialStore()
     assert store.load_crl_files(config) == []
 
@@ -192,3 +234,29 @@ def test_a_replaced_crl_file_is_read_again_and_ends_the_revoked_peer(
         await fetcher.stop()
 
     asyncio.run(main())
+
+
+def test_check_config_names_a_bad_authority_certificate(tmp_path: Path) -> None:
+    from ikev2.x509gen import write
+    from pike.daemon.configfile import ConfigRefused, load_checked
+
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    path = tmp_path / "pike.toml"
+    path.write_text('[authorities.corp]\ncacert = "ca.pem"\ncrl_uris = "http://pki/ca.crl"\n')
+    store = CredentialStore()
+    with pytest.raises(ConfigRefused) as err:
+        load_checked(str(path), probe=True, store=store)
+    (problem,) = err.value.lines
+    assert problem.startswith(f"{path}:2: authorities.corp.cacert: "), problem
+    # a good one, then a refused reload: the running config's authorities stay
+    ca = make_ca()
+    write(tmp_path, "ca", ca)
+    load_checked(str(path), probe=True, store=store)
+    running = store.authorities
+    assert [a.crl_uris for a in running] == [("http://pki/ca.crl",)]
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (tmp_path / "ca.pem").touch()
+    path.write_text(path.read_text().replace("http://pki/ca.crl", "http://pki/new.crl"))
+    with pytest.raises(ConfigRefused):
+        load_checked(str(path), probe=True, store=store)
+    assert store.authorities == running

@@ -9,6 +9,7 @@ import ipaddress
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -148,13 +149,79 @@ def test_token_key_enrolled_into_the_token(
     assert r.returncode == 0, r.stderr
     _, trust, _ = _files(tmp_path, ca)
     out = tmp_path / "gw1.pem"
-    with est:
-        where = ["--est", est.url, "--est-ca", str(trust), "--est-user", "gw1"]
-        r = run("enroll", "--uri", key, *where, "--subject", SUBJECT, "--out", str(out), "--import")
+    est.__enter__()
+    try:
+        _token_enrol_and_renew(est, run, env, key, trust, out, tmp_path, softhsm)
+    finally:
+        est.__exit__()
+
+
+def _token_enrol_and_renew(
+    est: EstServer,
+    run: Callable[..., subprocess.CompletedProcess[str]],
+    env: dict[str, str],
+    key: str,
+    trust: Path,
+    out: Path,
+    tmp_path: Path,
+    softhsm: SoftHsm,
+) -> None:
+    where = ["--est", est.url, "--est-ca", str(trust), "--est-user", "gw1"]
+    r = run("enroll", "--uri", key, *where, "--subject", SUBJECT, "--out", str(out), "--import")
     assert r.returncode == 0, r.stderr
     cert = x509.load_pem_x509_certificate(out.read_bytes())
-    assert cert.issuer == ca.cert.subject
+    assert cert.issuer == est.ca.cert.subject
     r = run("list", "--uri", f"pkcs11:token=gw?module-path={softhsm.module}")
     assert r.returncode == 0, r.stderr
     assert any(ln.startswith("cert") and "gw1.example.net" in ln for ln in r.stdout.splitlines())
     assert "s3cret" not in r.stdout + r.stderr
+
+    # Renewal of the token key as pike-renew.service runs it: [enroll] of pike.toml, HTTP
+    # basic auth (TLS cannot sign with the token key), the request signed by the token key
+    # proves possession of the certified key; the new certificate replaces file and token's.
+    config = tmp_path / "pike.toml"
+    config.write_text(
+        f'[enroll]\nurl = "{est.url}"\nca = "{trust}"\nkey = "{key}"\ncert = "{out}"\n'
+        'user = "gw1"\nimport = true\nwithin_days = 100\n'
+    )
+    renew = [sys.executable, "-m", "pike.cli.pikectl", "--config", str(config), "--socket",
+             str(tmp_path / "none.sock"), "keys", "renew"]  # fmt: skip
+    assert subprocess.run([*renew, "--configured"], env=env, timeout=60).returncode == 0
+    r = subprocess.run(renew, capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "piked not reached; it uses the new certificate when it starts" in r.stdout
+    second = x509.load_pem_x509_certificate(out.read_bytes())
+    assert second.serial_number != cert.serial_number and second.subject == cert.subject
+    assert _spki(second) == _spki(cert)  # the same token key
+    assert [op for op, _ in est.issued] == ["simpleenroll", "simplereenroll"]
+    assert est.client_subjects == []  # no TLS client certificate: basic auth
+    r = run("list", "--uri", f"pkcs11:token=gw?module-path={softhsm.module}")
+    assert r.returncode == 0, r.stderr
+    certs = [ln for ln in r.stdout.splitlines() if ln.startswith("cert")]
+    assert len(certs) == 1 and "gw1.example.net" in certs[0]  # the old one is gone
+    # without basic auth a token key cannot be renewed: said plainly, nothing asked
+    config.write_text(config.read_text().replace('user = "gw1"\n', ""))
+    r = subprocess.run(renew, capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1 and "renewing a token key needs --est-user" in r.stderr
+    assert len(est.issued) == 2 and "s3cret" not in r.stdout + r.stderr
+
+
+def test_renew_without_enroll_section_does_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "pike.toml"
+    config.write_text('[daemon]\nlog_level = "info"\n')
+    assert pikectl.main(["--config", str(config), "keys", "renew", "--configured"]) == 1
+    assert pikectl.main(["keys", "renew", "--config", str(config)]) == 0
+    assert "has no [enroll] section; nothing to renew" in capsys.readouterr().out
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "gw.key").write_text("x")
+    enroll = '[enroll]\nurl = "https://est.example.net"\nca = "ca.pem"\nkey = "gw.key"\n'
+    config.write_text(enroll + 'cert = "gw.pem"\n')
+    assert pikectl.main(["--config", str(config), "keys", "renew", "--configured"]) == 0
+    assert pikectl.main(["--config", str(config), "keys", "renew"]) == 1
+    assert "no certificate " + str(tmp_path / "gw.pem") in capsys.readouterr().err
+    config.write_text('[enroll]\nurl = "http://est.example.net"\n')
+    assert pikectl.main(["--config", str(config), "keys", "renew"]) == 1
+    err = capsys.readouterr().err
+    assert f"{config}:2: enroll.url: 'http://est.example.net': EST runs over TLS" in err

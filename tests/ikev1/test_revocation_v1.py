@@ -15,7 +15,8 @@ from ikev2.revgen import cdp, crl_der, make_crl
 from ikev2.x509gen import NOW, Issued, issue, make_ca
 from pike.ikev1.engine import Ikev1Engine
 from pike.sa.actions import IkeSaDeleted, IkeSaEstablished
-from pike.sa.revocation import RevocationCache, parse_crl, revoked_check
+from pike.sa.crl import parse_crl
+from pike.sa.revocation import RevocationCache, revoked_check
 
 from .test_signatures import A_ID, B_ID, node
 

@@ -25,7 +25,13 @@ def make_crl(
     next_update: dt.datetime | None = NOW + DAY,
     number: int = 1,
     signer: Issued | None = None,
+    delta_of: int | None = None,
+    removed: Sequence[int] = (),
+    freshest: str | None = None,
 ) -> x509.CertificateRevocationList:
+    """A CRL; ``delta_of``: a delta CRL updating complete CRL number ``delta_of``, whose
+    ``removed`` serials are taken off it (removeFromCRL); ``freshest``: the delta CRLs'
+    URI a complete CRL names."""
     b = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.cert.subject)
@@ -33,11 +39,24 @@ def make_crl(
         .next_update(next_update or NOW + 3650 * DAY)
         .add_extension(x509.CRLNumber(number), False)
     )
+    if delta_of is not None:
+        b = b.add_extension(x509.DeltaCRLIndicator(delta_of), True)
+    if freshest is not None:
+        b = b.add_extension(x509.FreshestCRL([_point(freshest)]), False)
     for serial in revoked:
         b = b.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
             .serial_number(serial)
             .revocation_date(NOW - DAY)
+            .build()
+        )
+    for serial in removed:
+        reason = x509.CRLReason(x509.ReasonFlags.remove_from_crl)
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(NOW - DAY)
+            .add_extension(reason, False)
             .build()
         )
     key = (signer or ca).key
@@ -46,6 +65,15 @@ def make_crl(
 
 def crl_der(crl: x509.CertificateRevocationList) -> bytes:
     return crl.public_bytes(serialization.Encoding.DER)
+
+
+def _point(uri: str) -> x509.DistributionPoint:
+    return x509.DistributionPoint([x509.UniformResourceIdentifier(uri)], None, None, None)
+
+
+def freshest(uri: str) -> tuple[x509.ExtensionType, bool]:
+    """A certificate's freshestCRL extension: where its CA's delta CRLs are."""
+    return x509.FreshestCRL([_point(uri)]), False
 
 
 def cdp(uri: str) -> tuple[x509.ExtensionType, bool]:

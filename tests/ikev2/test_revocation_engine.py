@@ -12,7 +12,9 @@ from cryptography import x509
 
 from pike.ikev2.engine import Ikev2Engine
 from pike.sa.actions import IkeSaDeleted, IkeSaEstablished
-from pike.sa.revocation import RevocationCache, parse_crl, revoked_check, serial_text
+from pike.sa.crl import parse_crl
+from pike.sa.revocation import RevocationCache, revoked_check
+from pike.sa.revocation_status import serial_text
 
 from .pair import Node, transfer
 from .revgen import cdp, crl_der, make_crl

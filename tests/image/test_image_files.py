@@ -49,7 +49,7 @@ def test_units_pass_systemd_analyze_verify(
         stub.write_text("#!/bin/sh\n")
         stub.chmod(0o755)
     files = []
-    for path in sorted(UNITS.glob("*.service")):
+    for path in sorted([*UNITS.glob("*.service"), *UNITS.glob("*.timer")]):
         text = path.read_text()
         for exe in EXECUTABLES:
             text = text.replace(exe, f"{tmp_path}{exe}")
@@ -60,6 +60,18 @@ def test_units_pass_systemd_analyze_verify(
     )
     # verify exits 0 on unknown keys too: any output at all is a finding.
     assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == "", proc.stderr
+
+
+def test_renewal_timer_is_daily_spread_and_enabled() -> None:
+    t = unit("pike-renew.timer")
+    assert t["OnCalendar"] == ["daily"] and t["Persistent"] == ["true"]
+    assert t["RandomizedDelaySec"] == ["6h"]  # a fleet does not hit the EST server at once
+    s = unit("pike-renew.service")
+    assert s["ExecCondition"] == [
+        "/opt/pike/bin/pikectl --config /etc/pike/pike.toml keys renew --configured"
+    ]
+    assert s["ExecStart"] == ["/opt/pike/bin/pikectl --config /etc/pike/pike.toml keys renew"]
+    assert "systemctl enable pike-renew.timer" in (IMAGE / "hooks/customize.sh").read_text()
 
 
 def test_piked_unit_is_notify_with_watchdog_and_hardening() -> None:

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from ikev2.revgen import aia, cdp, crl_der, make_crl
 from ikev2.x509gen import DAY, NOW, Issued, certify, issue, make_ca, write
 from ops.prom import METRICS_PORT, prom_query, start_prometheus
-from pike.sa.revocation import serial_text
+from pike.sa.revocation_status import serial_text
 
 from .conftest import Gateways, MakeCharon, MakePiked, Require
 from .netns import Namespace
@@ -338,6 +338,32 @@ def test_strongswan_branch_crl_revocation_ends_the_live_sa(
 
 
 @pytest.mark.interop
+def test_authority_crl_refuses_a_branch_whose_certificate_names_none(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, pki: Pki
+) -> None:
+    """[authorities.NAME] on the hub: the CA's crl_uris, fetched at start, revoke a
+    strongSwan branch whose certificate has no CRL distribution point."""
+    branch = pki.gateway("branch1.example.net")  # no CDP, no AIA
+    pki.publish_crl([branch])
+    pki.serve_crls()
+    piked = _piked(
+        gateways, make_piked, pki, pki.gateway(HQ), {"br": ("branch1.example.net", {})},
+        start=False,
+    )  # fmt: skip
+    base = piked.config_text
+    authority = f'\n[authorities.corp]\ncacert = "ca.pem"\ncrl_uris = ["{CRL_URI}"]\n'
+    setattr(piked, "config_text", lambda: base() + authority)  # noqa: B010
+    piked.start()
+    _wait(lambda: f"CRL {CRL_URI}: 1 revoked" in piked.log_text(), 15, "the CA's CRL at start")
+    charon = _charon(gateways, make_charon, tmp_path, pki, {"br": branch})
+    charon.swanctl("--initiate", "--ike", "br", "--timeout", "10", check=False)
+    _wait(lambda: "received AUTHENTICATION_FAILED" in charon.log_text(), 15, "the refusal")
+    plog = piked.log_text()
+    assert "is revoked (revoked at" in plog and f"crl {CRL_URI}" in plog, plog[-3000:]
+    assert not _established(piked, "br")
+
+
+@pytest.mark.interop
 def test_pike_branch_refuses_a_hub_revoked_at_the_ocsp_responder(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path, pki: Pki
 ) -> None:
@@ -505,6 +531,11 @@ def test_reload_takes_new_certificates_and_crl_files_and_keeps_the_tunnel(
     (local,) = [c for c in certs["certs"] if c["role"] == "local"]  # type: ignore[attr-defined]
     assert local["serial"] == serial_text(renewed.cert.serial_number)
     assert local["not_after"] == renewed.cert.not_valid_after_utc.timestamp()
+    # our own certificate, from the CRL of our CA held for the branches (not revoked)
+    assert (local["revocation"], local["revocation_source"]) == (
+        "good",
+        f"crl {piked.dir / 'ca.crl'}",
+    )
     crls = certs["crls"]
     assert isinstance(crls, list) and len(crls) == 1
     crl = crls[0]

@@ -2,9 +2,10 @@
 
 No EST server is packaged in Debian (libest, the reference one, is not), so this one
 stands in: HTTPS (``ssl``), ``/cacerts``, ``/simpleenroll`` (HTTP basic auth) and
-``/simplereenroll`` (TLS client authentication with a certificate of its CA, and the
-request's subject and subjectAltName identical to that certificate's, §4.2.2), answers as
-base64 PKCS#7 certs-only. A CSR whose signature does not verify is refused (400).
+``/simplereenroll`` (TLS client authentication with a certificate of its CA, or HTTP basic
+auth with a request signed by the key of a certificate issued here, as for a token key
+TLS cannot sign with; the request's subject identical to that certificate's, §4.2.2),
+answers as base64 PKCS#7 certs-only. A CSR whose signature does not verify is refused (400).
 
 with EstServer(ca, tls, users={"gw1": "secret"}) as est:
     est.url   # https://127.0.0.1:PORT
@@ -98,6 +99,15 @@ class EstServer:
         algo = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
         return b.sign(key, algo)
 
+    def issued_for(self, req: x509.CertificateSigningRequest) -> x509.Certificate | None:
+        """The newest certificate issued here for the request's public key."""
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        want = req.public_key().public_bytes(serialization.Encoding.DER, spki)
+        for _, cert in reversed(self.issued):
+            if cert.public_key().public_bytes(serialization.Encoding.DER, spki) == want:
+                return cert
+        return None
+
     # -- HTTP ------------------------------------------------------------------------------
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -167,10 +177,15 @@ class EstServer:
                     self._send(401, b"authentication required")
                     return
                 if op == "simplereenroll":
-                    if client is None:
-                        self._send(401, b"renewal needs the current certificate (TLS)")
+                    # the certificate renewed: the TLS client's, or (basic auth, a token
+                    # key TLS cannot sign with) one issued here for the request's key, whose
+                    # signature proves possession of it
+                    current = client if client is not None else server.issued_for(req)
+                    if current is None or (client is None and not self._basic_ok()):
+                        self._send(401, b"renewal needs the current certificate (TLS)"
+                                   b" or basic auth and a request by its key")  # fmt: skip
                         return
-                    if req.subject != client.subject:
+                    if req.subject != current.subject:
                         self._send(400, b"subject differs from the certificate renewed")
                         return
                 cert = server.issue(req)

@@ -289,7 +289,8 @@ def test_exposition_is_promtool_clean_and_has_no_spis(require: Any) -> None:
 # its CA and an authenticated peer; one CRL; a CRL source and a failing OCSP responder
 PKI: dict[str, Any] = {
     "certs": [
-        {"connection": "hq", "role": "local", "subject": "CN=gw", "not_after": 1_800_000_000.0},
+        {"connection": "hq", "role": "local", "subject": "CN=gw", "not_after": 1_800_000_000.0,
+         "revocation": "revoked", "revocation_source": "crl http://pki/ca.crl"},
         {"connection": "hq", "role": "ca", "subject": "CN=CA", "not_after": 2_000_000_000.0},
         {"connection": "hq", "role": "peer", "subject": "CN=hq", "not_after": 1_750_000_000.0,
          "revocation": "good", "revocation_source": "crl http://pki/ca.crl"},
@@ -315,6 +316,10 @@ def test_certificate_and_revocation_series() -> None:
     assert f.value(expiry, connection="hq", role="peer", subject="CN=hq") == 1_750_000_000.0
     status = {"connection": "hq", "subject": "CN=hq", "status": "good"}
     assert f.value("pike_peer_certificate_revocation_status", **status) == 1.0
+    ours = {"connection": "hq", "subject": "CN=gw", "status": "revoked"}
+    assert f.value("pike_local_certificate_revocation_status", **ours) == 1.0
+    with pytest.raises(KeyError):  # ours is not among the peers'
+        f.value("pike_peer_certificate_revocation_status", **ours)
     crl = {"source": "http://pki/ca.crl", "issuer": "CN=CA"}
     assert f.value("pike_crl_next_update_timestamp_seconds", **crl) == 1_700_086_400.0
     assert f.value("pike_crl_revoked_certificates", **crl) == 3.0

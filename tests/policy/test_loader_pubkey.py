@@ -103,3 +103,67 @@ def test_pubkey_needs_its_files(tmp_path: Path, local: str, remote: str, message
     _files(tmp_path)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
         _load(tmp_path, local, remote)
+
+
+ENROLL = """\
+[enroll]
+url = "https://est.example.net/gateways"
+ca = "ca/ca.pem"
+key = "{key}"
+cert = "gw-new.pem"
+user = "gw1"
+password_file = "gw.key"
+"""
+
+
+def test_enroll_section(tmp_path: Path) -> None:
+    _files(tmp_path)
+    path = tmp_path / "pike.toml"
+    path.write_text(ENROLL.format(key=URI) + "within_days = 30\nimport = true\n")
+    e = load_config(str(path)).enroll
+    assert e is not None and e.key == URI and e.import_cert and e.within_days == 30.0
+    assert e.cert == str(tmp_path / "gw-new.pem")  # need not exist before the enrolment
+    assert e.ca == str(tmp_path / "ca" / "ca.pem") and e.user == "gw1"
+    path.write_text(ENROLL.format(key="gw.key"))
+    e = load_config(str(path)).enroll
+    assert e is not None and e.within_days == 45.0 and not e.import_cert
+
+
+@pytest.mark.parametrize(
+    ("extra", "old", "new", "message"),
+    [
+        ("", "https://est", "http://est", "F:2: enroll.url: 'http://est.example.net/gateways'"),
+        ("within_days = 0\n", "", "", "F:8: enroll.within_days: 0.0 is not a number of days"),
+        ("import = true\n", "", "", "F:8: enroll.import: only a pkcs11: key has a token"),
+        ("", 'user = "gw1"\n', "", "F:6: enroll.password_file: needs user"),
+        ("renew = true\n", "", "", "F:8: enroll.renew: unknown key (misspelt?)"),
+    ],
+)
+def test_enroll_errors_name_file_line_key(
+    tmp_path: Path, extra: str, old: str, new: str, message: str
+) -> None:
+    _files(tmp_path)
+    path = tmp_path / "pike.toml"
+    path.write_text((ENROLL.format(key="gw.key") + extra).replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert str(err.value).replace(str(path), "F").startswith(message), str(err.value)
+
+
+def test_authorities(tmp_path: Path) -> None:
+    _files(tmp_path)
+    path = tmp_path / "pike.toml"
+    path.write_text(
+        '[authorities.corp]\ncacert = "ca/ca.pem"\ncrl_uris = ["http://pki.example.net/c.crl"]\n'
+        'ocsp_uris = "http://ocsp.example.net/"\n'
+    )
+    (a,) = load_config(str(path)).authorities
+    assert a.name == "corp" and a.cacert == str(tmp_path / "ca" / "ca.pem")
+    assert a.crl_uris == ("http://pki.example.net/c.crl",)
+    assert a.ocsp_uris == ("http://ocsp.example.net/",)
+    path.write_text('[authorities.corp]\ncacert = "ca/ca.pem"\n')
+    with pytest.raises(ConfigError, match=r":1: authorities.corp: needs crl_uris or ocsp_uris"):
+        load_config(str(path))
+    path.write_text('[authorities.corp]\ncacert = "ca/ca.pem"\ncrl_uris = ["ldap://x/"]\n')
+    with pytest.raises(ConfigError, match=r":3: authorities.corp.crl_uris\[0\]: 'ldap://x/'"):
+        load_config(str(path))

@@ -7,27 +7,26 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ikev2.revgen import aia, cdp, crl_der, make_crl, ocsp_response
+from ikev2.revgen import aia, cdp, crl_der, freshest, make_crl, ocsp_response
 from ikev2.x509gen import DAY, NOW, Issued, issue, make_ca
+from pike.sa.cert_fields import crl_uris, keyid, ocsp_uris
+from pike.sa.crl import parse_crl
+from pike.sa.ocsp import check_ocsp_response, ocsp_request
 from pike.sa.revocation import (
+    Authority,
     Fetch,
     RevocationCache,
-    RevocationError,
     RevocationPending,
     RevocationRefused,
     Sources,
-    Status,
-    check_ocsp_response,
     check_path,
-    crl_uris,
-    ocsp_request,
-    ocsp_uris,
-    parse_crl,
     revoked_check,
 )
+from pike.sa.revocation_status import RevocationError, Status
 
 CRL_URI = "http://192.0.2.9/ca.crl"
 OCSP_URI = "http://192.0.2.9:8080/"
@@ -294,3 +293,94 @@ def test_crl_files_of_every_connection_are_kept(tmp_path: Path, ca: Issued) -> N
     path.write_text(conn("a", 2, "a.crl"))
     load_checked(str(path), probe=False, store=store)
     assert sorted(store.revocation.crls) == [str(tmp_path / "a.crl")]
+
+
+def test_authority_uris_apply_to_what_that_ca_issued(ca: Issued) -> None:
+    """[authorities.NAME]: a CA's crl_uris and ocsp_uris for certificates without CDP or
+    AIA, not for another CA's; the connection's OCSP responder still wins."""
+    other_ca = make_ca(cn="other CA")
+    gw, stranger = leaf(ca), leaf(other_ca)
+    src = Sources(authorities=(Authority(keyid(ca.cert), (CRL_URI,), (OCSP_URI,)),))
+    cache = RevocationCache()
+    assert cache.status(gw.cert, ca.cert, src, NOW).status is Status.PENDING
+    assert [(f.kind, f.uri) for f in cache.wanted] == [("ocsp", OCSP_URI), ("crl", CRL_URI)]
+    assert cache.status(stranger.cert, other_ca.cert, src, NOW).status is Status.UNKNOWN
+    cache.wanted.clear()
+    cache.failed(Fetch("ocsp", OCSP_URI, gw.cert, ca.cert), "refused", NOW)
+    cache.add_crl(parse_crl(crl_der(make_crl(ca, [gw.cert.serial_number])), CRL_URI), NOW)
+    v = cache.status(gw.cert, ca.cert, src, NOW)
+    assert v.status is Status.REVOKED and v.source == f"crl {CRL_URI}"
+    own = Sources(ocsp_uris=("http://192.0.2.7/",), authorities=src.authorities)
+    fresh = RevocationCache()
+    fresh.status(gw.cert, ca.cert, own, NOW)
+    assert [f.uri for f in fresh.wanted] == ["http://192.0.2.7/", CRL_URI]
+
+
+DELTA_URI = "http://192.0.2.9/ca-delta.crl"
+
+
+def test_delta_crl_revokes_and_keeps_a_stale_base_current(ca: Issued) -> None:
+    """RFC 5280 §5.2.4: a complete CRL published rarely (stale here) and a fresh delta
+    CRL that updates it; the certificate's freshestCRL says where the delta is."""
+    gw, other = leaf(ca, cdp(CRL_URI), freshest(DELTA_URI)), leaf(ca, cdp(CRL_URI))
+    cache = RevocationCache()
+    base = make_crl(ca, [], number=10, this_update=NOW - 3 * DAY, next_update=NOW - DAY)
+    cache.add_crl(parse_crl(crl_der(base), CRL_URI), NOW)
+    # the base alone is stale; the delta named by the certificate is asked for
+    assert cache.status(gw.cert, ca.cert, Sources(), NOW).status is Status.PENDING
+    assert {f.uri for f in cache.wanted} == {DELTA_URI, CRL_URI}
+    cache.wanted.clear()
+    cache.inflight.clear()
+    delta = parse_crl(
+        crl_der(make_crl(ca, [gw.cert.serial_number], number=12, delta_of=10)), DELTA_URI
+    )
+    assert delta.delta_base == 10 and delta.applies_to(cache.crls[CRL_URI])
+    assert cache.add_crl(delta, NOW) == [gw.cert.serial_number]  # for the SA teardown
+    v = cache.status(gw.cert, ca.cert, Sources(), NOW)
+    assert v.status is Status.REVOKED and v.source == f"crl {DELTA_URI}"
+    assert revoked_check(cache, NOW)((gw.cert, ca.cert)) is not None
+    # a certificate without freshestCRL: the stale base is current through the delta
+    v = cache.status(other.cert, ca.cert, Sources(crl_uris=(DELTA_URI,)), NOW)
+    assert v.status is Status.GOOD and v.source == f"crl {CRL_URI} + delta {DELTA_URI}"
+    v = cache.status(other.cert, ca.cert, Sources(), NOW)  # it does not know the delta
+    assert v.status is Status.FAILED and "stale" in v.detail
+
+
+def test_delta_crl_named_by_the_base_and_releasing_a_hold(ca: Issued) -> None:
+    held, gw = leaf(ca, cdp(CRL_URI)), leaf(ca, cdp(CRL_URI))
+    cache = RevocationCache()
+    base = make_crl(ca, [held.cert.serial_number], number=20, freshest=DELTA_URI)
+    cache.add_crl(parse_crl(crl_der(base), CRL_URI), NOW)
+    assert cache.status(held.cert, ca.cert, Sources(), NOW).status is Status.REVOKED
+    assert cache.status(gw.cert, ca.cert, Sources(), NOW).status is Status.GOOD
+    assert [f.uri for f in cache.wanted] == [DELTA_URI]  # the base's freshestCRL
+    delta = make_crl(ca, [], number=21, delta_of=20, removed=[held.cert.serial_number])
+    cache.add_crl(parse_crl(crl_der(delta), DELTA_URI), NOW)
+    assert cache.status(held.cert, ca.cert, Sources(), NOW).status is Status.GOOD
+    assert revoked_check(cache, NOW)((held.cert, ca.cert)) is None
+    # a delta for an older base (number 30 > 20: not this base's) takes nothing off
+    other_base = RevocationCache()
+    other_base.add_crl(parse_crl(crl_der(base), CRL_URI), NOW)
+    late = make_crl(ca, [], number=31, delta_of=30, removed=[held.cert.serial_number])
+    other_base.add_crl(parse_crl(crl_der(late), DELTA_URI), NOW)
+    assert other_base.status(held.cert, ca.cert, Sources(), NOW).status is Status.REVOKED
+
+
+def test_delta_crl_signed_by_another_ca_or_without_number_is_not_used(ca: Issued) -> None:
+    gw = leaf(ca, cdp(CRL_URI), freshest(DELTA_URI))
+    forger = make_ca(cn="forger")
+    cache = RevocationCache()
+    cache.add_crl(parse_crl(crl_der(make_crl(ca, number=5)), CRL_URI), NOW)
+    forged = make_crl(ca, [gw.cert.serial_number], number=6, delta_of=5, signer=forger)
+    cache.add_crl(parse_crl(crl_der(forged), DELTA_URI), NOW)
+    assert cache.status(gw.cert, ca.cert, Sources(), NOW).status is Status.GOOD
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(NOW - DAY)
+        .next_update(NOW + DAY)
+        .add_extension(x509.DeltaCRLIndicator(5), True)
+    )
+    bare = b.sign(ca.key, hashes.SHA256())
+    with pytest.raises(RevocationError, match="delta CRL without a CRL number"):
+        parse_crl(crl_der(bare), DELTA_URI)

@@ -11,6 +11,12 @@
                              [--subject DN] [--san NAME]... [--est-user NAME
                              --est-password-file F] [--renew --cert FILE [--within DAYS]]
                              [--cacerts-out F] [--import]
+    pikectl keys renew       [--configured]
+
+``renew`` is ``enroll --renew --within DAYS`` with the settings of pike.toml's
+``[enroll]`` section (what pike-renew.timer runs daily); after a renewal it asks piked to
+reload, so the new certificate is used. ``--configured`` only tells (exit 0) whether
+``[enroll]`` is there (exit 1 if not: the timer's condition).
 
 ``enroll`` asks an EST server (RFC 7030) for the certificate of the key: a first one
 (simpleenroll, authenticated with HTTP basic auth) or, with ``--renew``, a renewal
@@ -35,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # cryptography is imported when a keys command runs, not for pikectl's parser
     from cryptography import x509
 
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 def add_parser(sub: Any) -> None:
@@ -94,6 +100,13 @@ def add_parser(sub: Any) -> None:
     en.add_argument("--cacerts-out", help="write the EST server's CA certificates here")
     en.add_argument("--import", dest="import_", action="store_true",
                     help="also store the certificate on the token (with --uri)")  # fmt: skip
+    rn = ks.add_parser("renew", help="renew the certificate as pike.toml's [enroll] says")
+    # like every pikectl command: --config/--socket after it too (SUPPRESS keeps the top's)
+    rn.add_argument("--config", default=argparse.SUPPRESS, help="config file (pike.toml)")
+    rn.add_argument("--socket", default=argparse.SUPPRESS, help="piked's control socket")
+    rn.add_argument(
+        "--configured", action="store_true", help="exit 0 if [enroll] is configured, else 1"
+    )
 
 
 def _san(text: str) -> x509.GeneralName:
@@ -186,6 +199,66 @@ def _atomic_write(path: str, data: bytes) -> None:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    return _enroll_cert(args)[0]
+
+
+def _renew(args: argparse.Namespace) -> int:
+    """``keys renew``: [enroll] of the config, then a reload of piked when renewed."""
+    from pike.policy.loader import load_config
+    from pike.policy.paths import DEFAULT_CONFIG
+    from pike.policy.toml_table import ConfigError
+
+    path = args.config or DEFAULT_CONFIG
+    try:
+        enroll = load_config(path).enroll
+    except ConfigError as exc:
+        print(f"pikectl keys renew: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.configured:
+        return EXIT_OK if enroll is not None else EXIT_ERROR
+    if enroll is None:
+        print(f"pikectl keys renew: {path} has no [enroll] section; nothing to renew")
+        return EXIT_OK
+    import os
+
+    if not os.path.isfile(enroll.cert):
+        print(f"pikectl keys renew: no certificate {enroll.cert} to renew yet; the first one "
+              "comes from pikectl keys enroll", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    token = enroll.key.lower().startswith("pkcs11:")
+    en = argparse.Namespace(
+        uri=enroll.key if token else None,
+        key=None if token else enroll.key,
+        pin_file=None,
+        est=enroll.url,
+        est_ca=enroll.ca,
+        est_user=enroll.user,
+        est_password_file=enroll.password_file,
+        subject=None,
+        san=[],
+        renew=True,
+        cert=enroll.cert,
+        within=enroll.within_days,
+        out=enroll.cert,
+        cacerts_out=None,
+        import_=enroll.import_cert,
+    )
+    code, renewed = _enroll_cert(en)
+    if code != EXIT_OK or not renewed:
+        return code
+    from pike.cli.pikectl import _call, _socket
+
+    code, _ = _call(_socket(args), "reload", {})
+    if code == EXIT_OK:
+        print("piked reloaded: it uses the new certificate")
+    elif code == EXIT_USAGE:  # piked not running: it reads the new file when it starts
+        print("piked not reached; it uses the new certificate when it starts")
+        return EXIT_OK
+    return code
+
+
+def _enroll_cert(args: argparse.Namespace) -> tuple[int, bool]:
+    """``keys enroll``: its exit code, and whether a certificate was written."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -201,21 +274,21 @@ def _enroll(args: argparse.Namespace) -> int:
     if args.renew and current is None:
         print("pikectl keys enroll: --renew needs --cert (the certificate to renew)",
               file=sys.stderr)  # fmt: skip
-        return EXIT_ERROR
+        return EXIT_ERROR, False
     if current is not None and args.renew and args.within is not None:
         import datetime as dt
 
         left = current.not_valid_after_utc - dt.datetime.now(dt.UTC)
         if left > dt.timedelta(days=args.within):
             print(f"pikectl keys enroll: {args.cert} is valid {left.days} more days; not renewed")
-            return EXIT_OK
+            return EXIT_OK, False
     if args.subject:
         subject = _subject(args.subject)
     elif current is not None:
         subject = current.subject
     else:
         print("pikectl keys enroll: give --subject (or --cert to renew)", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_ERROR, False
     sans = [_san(s) for s in args.san]
     if not sans and current is not None:
         try:
@@ -231,6 +304,11 @@ def _enroll(args: argparse.Namespace) -> int:
         signer = Pkcs11Signer(uri)
     else:
         signer = FileKeySigner(args.key)
+    if args.renew and args.uri and not args.est_user:
+        # Python's TLS signs the handshake only with a key file, never a token's.
+        print("pikectl keys enroll: renewing a token key needs --est-user (HTTP basic auth;"
+              " TLS client auth cannot sign with a token key)", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR, False
     req = provision.csr(signer, subject, sans)
     # TLS client auth with the current certificate needs its key as a file
     tls_cert = args.cert if args.cert and args.key else None
@@ -247,7 +325,7 @@ def _enroll(args: argparse.Namespace) -> int:
         cert = client.enroll(req, renew=args.renew)
     except EstError as exc:
         print(f"pikectl keys enroll: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_ERROR, False
     pem = serialization.Encoding.PEM
     _atomic_write(args.out, cert.public_bytes(pem))
     if args.cacerts_out:
@@ -259,16 +337,21 @@ def _enroll(args: argparse.Namespace) -> int:
         module(uri.module(), uri.tcti).needs_reinit = True
         key_id = uri.id if uri.id is not None else (uri.object or "").encode()
         with _session(uri) as s:
-            provision.import_cert(s, cert, uri.object or "", key_id)
+            if args.renew:  # the token keeps the key's newest certificate only
+                provision.replace_cert(s, cert, uri.object or "", key_id)
+            else:
+                provision.import_cert(s, cert, uri.object or "", key_id)
     until = cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%S UTC")
     print(f"enrolled {cert.subject.rfc4514_string()} (serial {cert.serial_number:x}), "
           f"valid until {until}: {args.out}")  # fmt: skip
-    return EXIT_OK
+    return EXIT_OK, True
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.keys_cmd == "enroll":
         return _enroll(args)
+    if args.keys_cmd == "renew":
+        return _renew(args)
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from pkcs11.constants import ObjectClass
@@ -315,7 +398,10 @@ def _run(args: argparse.Namespace) -> int:
             if cert.public_key().public_bytes(*fmt) != pub.public_bytes(*fmt):
                 print(f"pikectl keys: {args.file} is not the certificate of {uri}", file=sys.stderr)
                 return EXIT_ERROR
-            provision.import_cert(s, cert, uri.object or "", key_id)
+            if args.renew:  # the token keeps the key's newest certificate only
+                provision.replace_cert(s, cert, uri.object or "", key_id)
+            else:
+                provision.import_cert(s, cert, uri.object or "", key_id)
         print(f"imported {cert.subject.rfc4514_string()} as {uri.describe()}")
         return EXIT_OK
     with _session(uri) as s:

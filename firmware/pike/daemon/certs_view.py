@@ -2,7 +2,8 @@
 and as what the metrics read (``pike_certificate_expiry_timestamp_seconds`` and the CRL /
 OCSP health series).
 
-Roles: ``local`` (our chain, per connection), ``ca`` (the CAs a connection trusts for its
+Roles: ``local`` (our chain, per connection, with what the CRLs and OCSP answers held
+say of our certificate), ``ca`` (the CAs a connection trusts for its
 peer), ``peer`` (the validated end entity of each live IKE SA, with the revocation status
 the cache holds for it now).
 """
@@ -14,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from pike.policy.config import Config
 from pike.sa import identity
 from pike.sa.credentials import CredentialError, CredentialStore
-from pike.sa.revocation import serial_text
+from pike.sa.revocation_status import serial_text
 
 JsonDict = dict[str, Any]
 # (connection, the peer's validated path, end entity first) of each live IKE SA
@@ -45,21 +47,62 @@ def _cert(conn: str, role: str, cert: x509.Certificate) -> JsonDict:
     }
 
 
+def _local(
+    name: str,
+    chain: tuple[x509.Certificate, ...],
+    config: Config,
+    store: CredentialStore,
+    now: datetime,
+) -> JsonDict:
+    """Our certificate, with what the CRLs and OCSP answers held say of it (never a
+    fetch of its own): its issuer from our chain, else from the CAs loaded."""
+    entry = _cert(name, "local", chain[0])
+    issuer = chain[1] if len(chain) > 1 else _issuer_of(chain[0], config, store)
+    if issuer is None:
+        entry["revocation"] = "unknown"
+        entry["revocation_source"] = "its CA certificate is not loaded"
+    else:
+        verdict = store.revocation.held(chain[0], issuer, now)
+        entry["revocation"] = verdict.status.value
+        entry["revocation_source"] = verdict.source or verdict.detail
+    return entry
+
+
+def _issuer_of(
+    cert: x509.Certificate, config: Config, store: CredentialStore
+) -> x509.Certificate | None:
+    for conn in config.connections.values():
+        if conn.remote.auth != "pubkey":
+            continue
+        try:
+            cas = store.cas(conn)
+        except CredentialError:
+            continue
+        for ca in cas:
+            if ca.subject == cert.issuer:
+                try:
+                    cert.verify_directly_issued_by(ca)
+                except (ValueError, TypeError, InvalidSignature):
+                    continue
+                return ca
+    return None
+
+
 def certificates(
     config: Config, store: CredentialStore, peers: PeerPaths, wall: float
 ) -> list[JsonDict]:
     """Every certificate in use, one entry per (connection, role, certificate); peers
     carry ``revocation`` (good, revoked, unknown, failed, pending) and its ``source``."""
     out: list[JsonDict] = []
+    now = datetime.fromtimestamp(wall, UTC)
     for conn in config.connections.values():
         try:
             if conn.local.auth == "pubkey":
-                out.append(_cert(conn.name, "local", store.local(conn).chain[0]))
+                out.append(_local(conn.name, store.local(conn).chain, config, store, now))
             if conn.remote.auth == "pubkey":
                 out.extend(_cert(conn.name, "ca", c) for c in store.cas(conn))
         except CredentialError:
             continue  # reported by check-config and at load
-    now = datetime.fromtimestamp(wall, UTC)
     seen: set[tuple[str, int]] = set()
     for name, path in peers:
         if not path or (name, path[0].serial_number) in seen:

@@ -91,6 +91,8 @@ def load_checked(
         from pike.sa.credentials import CredentialStore  # cryptography: only when needed
 
         store = CredentialStore()
+    for name, problem in store.load_authorities(config):
+        problems.append(str(src.error(("authorities", name, "cacert"), problem)))
     for conn in config.connections.values():
         if conn.local.auth != "pubkey" and conn.remote.auth != "pubkey":
             continue  # nothing to load (a hub's thousands of PSK branches)

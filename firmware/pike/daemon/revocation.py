@@ -25,16 +25,10 @@ from urllib.parse import urlsplit
 
 from pike.policy.config import Config
 from pike.sa.credentials import CredentialStore
-from pike.sa.revocation import (
-    NONCE_SIZE,
-    Fetch,
-    RevocationError,
-    RevokedCheck,
-    check_ocsp_response,
-    ocsp_request,
-    parse_crl,
-    revoked_check,
-)
+from pike.sa.crl import parse_crl
+from pike.sa.ocsp import NONCE_SIZE, check_ocsp_response, ocsp_request
+from pike.sa.revocation import Fetch, RevokedCheck, revoked_check
+from pike.sa.revocation_status import RevocationError
 
 log = logging.getLogger("pike.revocation")
 
@@ -166,9 +160,13 @@ class Fetcher:
         self._prefetch(config)
 
     def _prefetch(self, config: Config) -> None:
-        """The CRL URIs the config names are fetched now, before any peer needs them."""
+        """The CRL URIs the config names (connections and authorities) are fetched now,
+        before any peer needs them."""
         for conn in config.connections.values():
             for uri in conn.remote.crl_uris:
+                self._due.setdefault(uri, 0.0)
+        for authority in config.authorities:
+            for uri in authority.crl_uris:
                 self._due.setdefault(uri, 0.0)
         self._wake.set()
 

@@ -456,12 +456,20 @@ def _pki(s: _Scrape) -> Iterator[Metric]:
         [([c["connection"], c["role"], c["subject"]], c["not_after"]) for c in certs],
         ["connection", "role", "subject"],
     )
-    peers = [c for c in certs if "revocation" in c]
+    peers = [c for c in certs if c["role"] == "peer" and "revocation" in c]
     yield _gauge(
         "pike_peer_certificate_revocation_status",
         "1 for the revocation status the cache holds now for each peer's certificate "
         "(good, revoked, unknown, failed, pending)",
         [([c["connection"], c["subject"], c["revocation"]], 1.0) for c in peers],
+        ["connection", "subject", "status"],
+    )
+    ours = [c for c in certs if c["role"] == "local" and "revocation" in c]
+    yield _gauge(
+        "pike_local_certificate_revocation_status",
+        "1 for what the CRLs and OCSP answers held say of our own certificate (good, "
+        "revoked, unknown: no fresh CRL of its CA held)",
+        [([c["connection"], c["subject"], c["revocation"]], 1.0) for c in ours],
         ["connection", "subject", "status"],
     )
     crls = pki.get("crls", [])

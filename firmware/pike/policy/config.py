@@ -58,6 +58,32 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrollConfig:
+    """``[enroll]``: where ``pikectl keys renew`` (the daily pike-renew.timer) renews our
+    certificate over EST (RFC 7030) before it expires."""
+
+    url: str  # https:// EST server (and label)
+    ca: str  # PEM: the CA(s) of the EST server's TLS certificate
+    key: str  # the key's PEM file or pkcs11: URI
+    cert: str  # the certificate renewed and replaced (the one local.certs names)
+    user: str | None = None  # HTTP basic auth
+    password_file: str | None = None
+    within_days: float = 45.0
+    import_cert: bool = False  # also store the new certificate on the token
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityConfig:
+    """``[authorities.NAME]``: where revocation of what one CA issued is looked up, for
+    every connection (strongSwan's ``authorities`` section)."""
+
+    name: str
+    cacert: str  # the CA certificate file
+    crl_uris: tuple[str, ...] = ()  # http:// CRLs of this CA, beside each certificate's CDPs
+    ocsp_uris: tuple[str, ...] = ()  # http:// OCSP responders for its certificates
+
+
+@dataclass(frozen=True, slots=True)
 class ChildConfig:
     name: str
     local_ts: tuple[TrafficSelector, ...]
@@ -191,6 +217,8 @@ class Config:
     connections: dict[str, ConnectionConfig]
     secrets: tuple[Secret, ...] = ()
     path: str = ""
+    enroll: EnrollConfig | None = None
+    authorities: tuple[AuthorityConfig, ...] = ()
     # pike.sa.conn_index keeps its lookups here, built on first use (not a config value)
     index: object = field(default=None, init=False, repr=False, compare=False)
     _psk_index: object = field(default=None, init=False, repr=False, compare=False)

@@ -42,6 +42,10 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "secret": frozenset({"id", "secret", "secret_file"}),
+    "enroll": frozenset(
+        {"url", "ca", "key", "cert", "user", "password_file", "within_days", "import"}
+    ),
+    "authority": frozenset({"cacert", "crl_uris", "ocsp_uris"}),
 }  # fmt: skip
 
 # swanctl.conf keys pike does not have yet, by the section strongSwan puts them in.
@@ -76,6 +80,8 @@ _WHERE = {
     "child": "[connections.NAME.children.CHILD]",
     "auth": "local = {...} or remote = {...}",
     "secret": "[secrets.NAME]",
+    "enroll": "[enroll]",
+    "authority": "[authorities.NAME]",
 }
 
 
@@ -92,6 +98,10 @@ def section_of(path: KeyPath) -> str | None:
         return "child"
     if len(parts) == 2 and parts[0] == "secrets":
         return "secret"
+    if parts == ("enroll",):
+        return "enroll"
+    if len(parts) == 2 and parts[0] == "authorities":
+        return "authority"
     return None
 
 

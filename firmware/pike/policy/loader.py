@@ -25,12 +25,14 @@ from pike.policy import toml_fast
 from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
+    AuthorityConfig,
     ChildConfig,
     CloseAction,
     Config,
     ConnectionConfig,
     DaemonConfig,
     DpdAction,
+    EnrollConfig,
     Identity,
     Secret,
     StartAction,
@@ -155,8 +157,10 @@ def load_config_reusing(
             connections[name] = old if old.source_line == at else replace(old, source_line=at)
         else:
             connections[name] = _connection(t, defaults, shared)
+    enroll = _enroll(root.table("enroll")) if root.has("enroll") else None
+    authorities = tuple(_authority(t) for t in root.tables("authorities"))
     root.finish()
-    config = Config(daemon, connections, secrets, path)
+    config = Config(daemon, connections, secrets, path, enroll, authorities)
     for conn in connections.values():
         _check_psk(src, config, conn)
         _check_ppk(src, config, conn)
@@ -253,6 +257,55 @@ def _seconds(value: object) -> int:
     if seconds != int(seconds) or seconds > _MAX_SECONDS:
         raise ValueError(f"{value!r} is not a whole number of seconds up to 10 years")
     return int(seconds)
+
+
+# -- [enroll] and [authorities.NAME] ---------------------------------------------------------
+
+
+def _enroll(t: Table) -> EnrollConfig:
+    url = t.typed("url", str)
+    if not url.lower().startswith("https://") or len(url) <= len("https://"):
+        raise t.error("url", f"{url!r}: EST runs over TLS, give an https:// URL")
+    user = t.typed("user", str, None)
+    password_file = t.typed("password_file", str, None)
+    if password_file is not None:
+        password_file = _file(t, t.at("password_file"), password_file)
+    if user is None and password_file is not None:
+        raise t.error("password_file", "needs user (HTTP basic auth)")
+    within = t.typed("within_days", float, 45.0)
+    if not 0 < within <= 3650:
+        raise t.error("within_days", f"{within!r} is not a number of days between 0 and 3650")
+    key = _key(t)
+    if key is None:
+        raise t.error("key", "missing (the key's file or pkcs11: URI)")
+    cfg = EnrollConfig(
+        url=url,
+        ca=_file(t, t.at("ca"), t.typed("ca", str)),
+        key=key,
+        # renewed in place: it may not exist yet when the config is checked before enrolment
+        cert=_resolve(t, t.typed("cert", str)),
+        user=user,
+        password_file=password_file,
+        within_days=within,
+        import_cert=t.typed("import", bool, False),
+    )
+    if cfg.import_cert and not key.lower().startswith("pkcs11:"):
+        raise t.error("import", "only a pkcs11: key has a token to import into")
+    t.finish()
+    return cfg
+
+
+def _authority(t: Table) -> AuthorityConfig:
+    cfg = AuthorityConfig(
+        name=_name(t),
+        cacert=_file(t, t.at("cacert"), t.typed("cacert", str)),
+        crl_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("crl_uris", [])),
+        ocsp_uris=tuple(_http_uri(t, p, v) for p, v in t.strings("ocsp_uris", [])),
+    )
+    if not (cfg.crl_uris or cfg.ocsp_uris):
+        raise t.error(t.path, "needs crl_uris or ocsp_uris (else it adds nothing)")
+    t.finish()
+    return cfg
 
 
 # -- [secrets.NAME] -------------------------------------------------------------------------

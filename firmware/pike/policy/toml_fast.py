@@ -132,6 +132,7 @@ def _copy(value: object) -> object:
 class _Reader:
     def __init__(self) -> None:
         self.root: dict[str, Any] = {}
+        self.tables = {id(self.root)}  # the tables made by headers (these may get more)
         # A hub's config repeats the same values thousands of times: read each text once.
         self.values: dict[str, object] = {}
 
@@ -139,13 +140,18 @@ class _Reader:
         """A new table at ``path``; parents are made (implicitly) or must be tables."""
         d = self.root
         for part in path[:-1]:
-            d = d.setdefault(part, {})
-            if not isinstance(d, dict):
+            parent = d.get(part)
+            if parent is None:
+                parent = d[part] = {}
+                self.tables.add(id(parent))
+            elif id(parent) not in self.tables:  # a value, or an inline table (immutable)
                 raise _Unsupported
+            d = parent
         if path[-1] in d:  # defined before (or implicitly): tomllib knows the rules
             raise _Unsupported
         new: dict[str, Any] = {}
         d[path[-1]] = new
+        self.tables.add(id(new))
         return new
 
     def read(self, text: str) -> dict[str, Any]:

@@ -36,17 +36,17 @@ from pike.hsm.signer import (
     token_signer,
 )
 from pike.policy.config import Config, ConnectionConfig
+from pike.sa.cert_fields import keyid
 from pike.sa.certs import CertError, load_certificates
+from pike.sa.crl import parse_crl
 from pike.sa.revocation import (
+    Authority,
     RevocationCache,
-    RevocationError,
     RevocationRefused,
     Sources,
-    Verdict,
     check_path,
-    parse_crl,
-    serial_text,
 )
+from pike.sa.revocation_status import RevocationError, Verdict, serial_text
 
 log = logging.getLogger("pike.revocation")
 
@@ -115,6 +115,8 @@ class CredentialStore:
     # CRL files by path: their bytes when read (a reload reads them again).
     _crl_files: dict[str, bytes] = field(default_factory=dict, repr=False)
     _crl_stamps: dict[str, tuple[int, int] | None] = field(default_factory=dict, repr=False)
+    # [authorities.NAME] of the config loaded, by CA key id (load_authorities)
+    authorities: tuple[Authority, ...] = ()
 
     def wall(self, now: float) -> datetime:
         """The wall-clock time at the engine's ``now``, for certificate validity."""
@@ -193,7 +195,25 @@ class CredentialStore:
 
     def revocation_sources(self, conn: ConnectionConfig) -> Sources:
         r = conn.remote
-        return Sources(r.crls, r.crl_uris, r.ocsp_uris)
+        return Sources(r.crls, r.crl_uris, r.ocsp_uris, self.authorities)
+
+    def load_authorities(self, config: Config) -> list[tuple[str, str]]:
+        """The ``[authorities.NAME]`` CA certificates, read (again) at each load (once
+        per config, not per connection as ``preload``); the problems as (NAME, why),
+        which refuse the config."""
+        out: list[Authority] = []
+        problems = []
+        self._forget_changed()  # a CA certificate replaced under the same name
+        for a in config.authorities:
+            try:
+                certs = self._load(a.cacert)
+            except CredentialError as exc:
+                problems.append((a.name, str(exc)))
+                continue
+            out.extend(Authority(keyid(c), a.crl_uris, a.ocsp_uris) for c in certs)
+        if not problems:  # a refused config (reload) leaves the running one's in place
+            self.authorities = tuple(out)
+        return problems
 
     def check_revocation(
         self, conn: ConnectionConfig, path: Sequence[x509.Certificate], now: float

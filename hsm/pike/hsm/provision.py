@@ -217,6 +217,21 @@ def import_cert(session: Any, cert: x509.Certificate, label: str, key_id: bytes)
     )
 
 
+def replace_cert(session: Any, cert: x509.Certificate, label: str, key_id: bytes) -> int:
+    """Import ``cert`` and then remove the key's other certificates (a renewal: the token
+    keeps one certificate per key). Returns how many were removed."""
+    import_cert(session, cert, label, key_id)
+    new = cert.public_bytes(serialization.Encoding.DER)
+    old = [
+        obj
+        for obj in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE})
+        if bytes(obj[Attribute.ID]) == key_id and bytes(obj[Attribute.VALUE]) != new
+    ]
+    for obj in old:
+        obj.destroy()
+    return len(old)
+
+
 def _int_bytes(n: int) -> bytes:
     return n.to_bytes(n.bit_length() // 8 + 1, "big")
 
