@@ -77,22 +77,34 @@ def load_cached(
     base = _base_key(path, defaults)
     key = _key(base, text)
     entry = os.path.join(directory, hashlib.sha256(os.path.abspath(path).encode()).hexdigest())
-    reuse: dict[bytes, ConnectionConfig] = {}
-    found = _read(entry, base)
-    if found is not None:
-        (config, digests), entry_key = found
-        if entry_key == key and _still_valid(config, path, secret_of_file):
-            return config
-        reuse = {digests[n]: c for n, c in config.connections.items() if n in digests}
+    previous = _previous(entry, base, key, path, secret_of_file)
+    if isinstance(previous, Config):
+        return previous
     # raises ConfigError for a bad file: nothing is stored then
-    data = pickle.dumps(load(reuse), protocol=pickle.HIGHEST_PROTOCOL)
-    _write(directory, entry, base, key, data)
+    config, digests = load(previous)
+    data = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    _write(directory, entry, base, key, data + pickle.dumps(digests, pickle.HIGHEST_PROTOCOL))
     # The parser's garbage (the TOML tables, 100 MiB with 10 000 connections) is freed
     # by now; the Config read back from the entry's bytes is allocated afresh, so
     # Python's arenas are not held by a few survivors among that garbage (152 -> 53 MiB).
-    config, _ = pickle.loads(data)
+    del config, digests, previous  # and the old entry's connections with them
+    config = pickle.loads(data)
     assert isinstance(config, Config)
     return config
+
+
+def _previous(
+    entry: str, base: bytes, key: bytes, path: str, secret_of_file: Callable[[bytes], bytes]
+) -> Config | dict[bytes, ConnectionConfig]:
+    """The entry's Config when it is for this text and still valid, else what an entry
+    for another text (an edit) gives to reuse, by digest of each connection's TOML."""
+    found = _read(entry, base, key)
+    if found is None:
+        return {}
+    config, digests = found
+    if digests is None:  # the same text: used unless a file it read changed
+        return config if _still_valid(config, path, secret_of_file) else {}
+    return {digests[n]: c for n, c in config.connections.items() if n in digests}
 
 
 def _base_key(path: str, defaults: object) -> bytes:
@@ -130,12 +142,10 @@ def _private(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
-Entry = tuple[Config, dict[str, bytes]]
-
-
-def _read(entry: str, base: bytes) -> tuple[Entry, bytes] | None:
-    """The entry's Config and connection digests, and its text's key, when it was made
-    for the same path, defaults and code (``base``)."""
+def _read(entry: str, base: bytes, key: bytes) -> tuple[Config, dict[str, bytes] | None] | None:
+    """The entry's Config when it was made for the same path, defaults and code
+    (``base``), with None when it was also made for the same text (``key``), else with
+    the digests of its connections' TOML (only then read: a hit keeps no more in memory)."""
     try:
         fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -148,19 +158,15 @@ def _read(entry: str, base: bytes) -> tuple[Entry, bytes] | None:
             return None
         if f.readline() != _FORMAT or f.readline() != base + b"\n":
             return None
-        key = f.readline().rstrip(b"\n")
+        same = f.readline() == key + b"\n"
         try:
-            found = pickle.load(f)
+            config = pickle.load(f)
+            digests = None if same else pickle.load(f)
         except Exception:  # a damaged or truncated entry: a miss, rewritten below
             return None
-    if not (
-        isinstance(found, tuple)
-        and len(found) == 2
-        and isinstance(found[0], Config)
-        and isinstance(found[1], dict)
-    ):
+    if not isinstance(config, Config) or not (same or isinstance(digests, dict)):
         return None
-    return found, key
+    return config, digests
 
 
 def _still_valid(config: Config, path: str, secret_of_file: Callable[[bytes], bytes]) -> bool:
