@@ -114,7 +114,7 @@ qemu_machine "$T/disk.qcow2" "$vtpm_chardev"
 args=(
   "${MACHINE[@]}"
   -kernel "$T/vmlinuz" -initrd "$T/initrd.img"
-  -append "console=ttyAMA0 root=LABEL=pikeroot rootwait ro pike.selftest systemd.show_status=1$vtpm_arg"
+  -append "console=ttyAMA0 root=PARTUUID=70696b65-02 rootwait ro pike.selftest systemd.show_status=1$vtpm_arg"
   -serial "file:$LOG"
 )
 echo "boot-test: booting $(basename "$IMG") (serial log: $LOG)"

@@ -3,9 +3,14 @@
 #
 #     image/build.sh
 #
-# -> image/out/pike-<version>-arm64.img         MBR disk: FAT boot (Raspberry Pi firmware,
-#                                                kernel, initrd, config.txt, cmdline.txt)
-#                                                + ext4 root (LABEL=pikeroot)
+# -> image/out/pike-<version>-arm64.img         MBR disk (id 0x70696b65): 1 FAT boot
+#                                                (Raspberry Pi firmware, kernel, initrd,
+#                                                config.txt, cmdline.txt, U-Boot boot.scr
+#                                                and uboot.env), 2 root slot A (ext4,
+#                                                LABEL=pikeroot), 3 root slot B (empty),
+#                                                4 data (ext4 LABEL=pikedata, grows at boot)
+#    image/out/pike-<version>-arm64.raucb       signed RAUC update bundle of the same root
+#    image/out/pike-<version>-arm64.rootfs.ext4 that root file system (bundles, tests)
 #    image/out/pike-<version>-arm64.sbom.txt    Debian packages with versions + pip freeze
 #    image/out/pike-<version>-arm64.sha256
 #
@@ -16,7 +21,12 @@
 #
 # Cache (apt .debs and wheels): $PIKE_IMAGE_CACHE, default /var/cache/pike-image; a second
 # build downloads nothing. PIKE_IMAGE_KEEP=1 keeps image/out/work (the rootfs tree).
-# PIKE_IMAGE_MIRROR overrides the Debian mirror. SOURCE_DATE_EPOCH (default: the last
+# PIKE_IMAGE_MIRROR overrides the Debian mirror. Signing: PIKE_SIGNING_KEY and
+# PIKE_SIGNING_CERT (PEM; PKCS#11 URIs work too, RAUC takes them) sign the bundle, and
+# PIKE_SIGNING_KEYRING (default: the certificate) is baked into the image as RAUC's keyring;
+# without them a DEVELOPMENT key is made once in $CACHE/dev-signing and used (never ship
+# it). PIKE_FIRMWARE_VERSION (default <version>+g<commit>) names the build in the bundle
+# and /usr/lib/pike/firmware-version. PIKE_BUNDLE_SQUASHFS_ARGS (default -comp lz4). SOURCE_DATE_EPOCH (default: the last
 # commit's time) fixes file times and the file system UUIDs. pike itself is built from the
 # checked-out commit (git archive HEAD), not from uncommitted changes, unless
 # PIKE_IMAGE_SOURCE=worktree.
@@ -30,7 +40,10 @@ MIRROR=${PIKE_IMAGE_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 PYVER=3.11 # bookworm's python3
 BOOT_MB=256
-HOST_PACKAGES=(mmdebstrap qemu-user-static mtools fdisk e2fsprogs arch-test python3-venv)
+HOST_PACKAGES=(mmdebstrap qemu-user-static mtools fdisk e2fsprogs arch-test python3-venv
+  rauc squashfs-tools u-boot-tools openssl)
+DISK_ID=0x70696b65 # "pike": fixed, root=PARTUUID=70696b65-0N and RAUC's slots name it
+DATA_MB=64         # grows to the end of the card at first boot
 
 t_start=$SECONDS
 step() { printf '==> %s (%ds)\n' "$*" $((SECONDS - t_start)); }
@@ -88,6 +101,30 @@ if [[ $(uname -m) != aarch64 ]]; then
   arch-test arm64 >/dev/null || die "arm64 binaries do not run here (binfmt_misc/qemu-aarch64)"
 fi
 
+# -- signing key of the update bundle ---------------------------------------------------------
+step "signing key"
+FWVERSION=${PIKE_FIRMWARE_VERSION:-$VERSION+g$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+SIGN_KEY=${PIKE_SIGNING_KEY:-}
+SIGN_CERT=${PIKE_SIGNING_CERT:-}
+if [[ -z $SIGN_KEY || -z $SIGN_CERT ]]; then
+  [[ -z $SIGN_KEY && -z $SIGN_CERT ]] || die "PIKE_SIGNING_KEY and PIKE_SIGNING_CERT go together"
+  # One development key per build host (cached), so development images update each other.
+  dev=$CACHE/dev-signing
+  SIGN_KEY=$dev/pike-DEVELOPMENT-ONLY.key.pem
+  SIGN_CERT=$dev/pike-DEVELOPMENT-ONLY.cert.pem
+  if [[ ! -s $SIGN_CERT ]]; then
+    mkdir -p "$dev" && chmod 0700 "$dev"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/O=pike/CN=pike DEVELOPMENT update signing key - NOT FOR PRODUCTION" \
+      -keyout "$SIGN_KEY.tmp" -out "$SIGN_CERT.tmp" 2>/dev/null
+    mv "$SIGN_KEY.tmp" "$SIGN_KEY" && mv "$SIGN_CERT.tmp" "$SIGN_CERT"
+  fi
+  echo "    WARNING: no PIKE_SIGNING_KEY/PIKE_SIGNING_CERT: bundle signed with the DEVELOPMENT key $SIGN_CERT"
+fi
+SIGN_KEYRING=${PIKE_SIGNING_KEYRING:-$SIGN_CERT}
+[[ -r $SIGN_KEYRING ]] || die "keyring $SIGN_KEYRING not readable"
+echo "    firmware version $FWVERSION, signer: $(openssl x509 -noout -subject -in "$SIGN_CERT" 2>/dev/null || echo "$SIGN_CERT")"
+
 # -- pike's wheel and its arm64 dependencies -------------------------------------------------
 step "wheels"
 mkdir -p "$CACHE/apt" "$CACHE/wheels" "$OUT"
@@ -142,6 +179,18 @@ mmdebstrap --mode=root --arch=arm64 --variant=apt --components=main,non-free-fir
 rm -f "$CACHE/apt/lock"
 rm -rf "$CACHE/apt/partial"
 
+# -- A/B and data partition pieces of the root --------------------------------------------------
+step "A/B root"
+# The keyring bundles are checked against, the build's name, the kernel and initrd under
+# fixed names (U-Boot's boot.scr loads them from the slot it boots), and the mount points
+# of the data partition's directories (the root is read-only at run time).
+install -m 0644 "$SIGN_KEYRING" "$ROOTFS/etc/rauc/keyring.pem"
+echo "$FWVERSION" >"$ROOTFS/usr/lib/pike/firmware-version"
+kver=$(basename "$(ls -d "$ROOTFS"/lib/modules/* | sort -V | tail -1)")
+ln -f "$ROOTFS/boot/vmlinuz-$kver" "$ROOTFS/boot/vmlinuz"
+ln -f "$ROOTFS/boot/initrd.img-$kver" "$ROOTFS/boot/initrd.img"
+mkdir -p "$ROOTFS/data" "$ROOTFS/var/lib/pike" "$ROOTFS/var/lib/rauc" "$ROOTFS/etc/ssh/keys"
+
 # -- units -------------------------------------------------------------------------------------
 step "systemd-analyze verify"
 units=()
@@ -176,6 +225,10 @@ cp "$ROOTFS/boot/initrd.img-$kver" "$FW/initrd.img"
 cp "$ROOTFS"/usr/lib/linux-image-"$kver"/broadcom/bcm27*-rpi-*.dtb "$FW/"
 rm -f "$FW"/config.txt "$FW"/cmdline.txt "$FW"/vmlinuz-* "$FW"/initrd.img-*
 cp "$HERE/boot/config.txt" "$HERE/boot/cmdline.txt" "$FW/"
+# U-Boot (qemu virt; boards that boot U-Boot): the A/B boot script and its boot counters.
+mkimage -q -A arm64 -O linux -T script -C none -n "pike A/B boot" -d "$HERE/boot/boot.cmd" "$FW/boot.scr"
+printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n' >"$WORK/uboot-env.txt"
+mkenvimage -s 0x4000 -o "$FW/uboot.env" "$WORK/uboot-env.txt"
 find "$FW" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 boot_sectors=$((BOOT_MB * 2048))
 truncate -s 0 "$WORK/boot.vfat"
@@ -184,39 +237,77 @@ serial=$(printf '%08x' $((SOURCE_DATE_EPOCH & 0xffffffff)))
 mformat -i "$WORK/boot.vfat" -F -v PIKEBOOT -N "$serial" -H 8192 ::
 mcopy -i "$WORK/boot.vfat" -s -m -Q "$FW"/* ::
 
-# -- root partition (ext4, mke2fs -d) -----------------------------------------------------------
-step "root partition"
+# -- root file system (ext4, mke2fs -d): slot A, and the bundle's image ------------------------
+step "root file system"
 used_kb=$(du -skx "$ROOTFS" | cut -f1)
-root_mb=$(((used_kb * 13 / 10) / 1024 + 256)) # 30 % + 256 MiB free: logs, state, apt
+root_mb=$(((used_kb * 11 / 10) / 1024 + 64)) # read-only at run time: 10 % + 64 MiB slack
+# A slot holds this root and room for later, bigger ones (RAUC's resize=true grows the
+# ext4 to the slot after writing it).
+slot_mb=${PIKE_SLOT_MB:-$(((root_mb * 2 + 511) / 512 * 512))}
+((slot_mb >= root_mb)) || die "PIKE_SLOT_MB=$slot_mb is smaller than the root ($root_mb MiB)"
 root_uuid=$(printf '%s' "pikeroot-$VERSION-$SOURCE_DATE_EPOCH" | sha256sum |
   sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
-rm -f "$WORK/root.ext4"
+ROOTIMG=$OUT/$NAME.rootfs.ext4
+rm -f "$ROOTIMG"
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L pikeroot -U "$root_uuid" \
-  -E "root_owner=0:0,hash_seed=$root_uuid" -d "$ROOTFS" "$WORK/root.ext4" "${root_mb}M"
+  -E "root_owner=0:0,hash_seed=$root_uuid" -d "$ROOTFS" "$ROOTIMG" "${root_mb}M"
+data_uuid=$(printf '%s' "pikedata-$VERSION-$SOURCE_DATE_EPOCH" | sha256sum |
+  sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
+rm -f "$WORK/data.ext4"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -t ext4 -L pikedata -U "$data_uuid" \
+  -E "root_owner=0:0,hash_seed=$data_uuid" "$WORK/data.ext4" "${DATA_MB}M"
+
+# -- update bundle (RAUC, verity format, signed) -------------------------------------------------
+step "update bundle"
+BUNDLE=$OUT/$NAME.raucb
+rm -rf "$WORK/bundle" "$BUNDLE"
+mkdir -p "$WORK/bundle"
+ln "$ROOTIMG" "$WORK/bundle/rootfs.ext4" 2>/dev/null || cp --sparse=always "$ROOTIMG" "$WORK/bundle/rootfs.ext4"
+cat >"$WORK/bundle/manifest.raucm" <<EOF
+[update]
+compatible=pike-gateway-arm64
+version=$FWVERSION
+description=pike gateway firmware $FWVERSION (Debian $SUITE arm64)
+
+[bundle]
+format=verity
+
+[image.rootfs]
+filename=rootfs.ext4
+EOF
+# shellcheck disable=SC2086 # the arguments are a list
+rauc bundle --cert="$SIGN_CERT" --key="$SIGN_KEY" --keyring="$SIGN_KEYRING" \
+  --mksquashfs-args="${PIKE_BUNDLE_SQUASHFS_ARGS:--comp lz4}" "$WORK/bundle" "$BUNDLE" >/dev/null
+rm -rf "$WORK/bundle"
 
 # -- disk image -----------------------------------------------------------------------------
 step "disk image"
 IMG=$OUT/$NAME.img
-root_start=$((2048 * 4 + boot_sectors))
-root_sectors=$((root_mb * 2048))
+a_start=$((2048 * 4 + boot_sectors))
+slot_sectors=$((slot_mb * 2048))
+b_start=$((a_start + slot_sectors))
+data_start=$((b_start + slot_sectors))
+data_sectors=$((DATA_MB * 2048))
 rm -f "$IMG"
-truncate -s $(((root_start + root_sectors) * 512)) "$IMG"
-disk_id=0x${root_uuid:0:8}
+truncate -s $(((data_start + data_sectors) * 512)) "$IMG"
 sfdisk -q "$IMG" <<EOF
 label: dos
-label-id: $disk_id
+label-id: $DISK_ID
 unit: sectors
 
 start=8192, size=$boot_sectors, type=c, bootable
-start=$root_start, size=$root_sectors, type=83
+start=$a_start, size=$slot_sectors, type=83
+start=$b_start, size=$slot_sectors, type=83
+start=$data_start, size=$data_sectors, type=83
 EOF
 dd if="$WORK/boot.vfat" of="$IMG" bs=1M seek=4 conv=notrunc,sparse status=none
-dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$((root_start / 2048)) conv=notrunc,sparse status=none
-(cd "$OUT" && sha256sum "$NAME.img" "$NAME.sbom.txt" >"$NAME.sha256")
+dd if="$ROOTIMG" of="$IMG" bs=1M seek=$((a_start / 2048)) conv=notrunc,sparse status=none
+dd if="$WORK/data.ext4" of="$IMG" bs=1M seek=$((data_start / 2048)) conv=notrunc,sparse status=none
+(cd "$OUT" && sha256sum "$NAME.img" "$NAME.raucb" "$NAME.sbom.txt" >"$NAME.sha256")
 
 [[ -n ${PIKE_IMAGE_KEEP:-} ]] || clean_work
 step "done"
-ls -l "$IMG" "$OUT/$NAME.sbom.txt"
+ls -l "$IMG" "$BUNDLE" "$OUT/$NAME.sbom.txt"
 printf 'image: %s (%d MiB, %d MiB allocated), %d Debian packages, built in %ds\n' \
   "$IMG" $(($(stat -c %s "$IMG") / 1048576)) $(($(du -k "$IMG" | cut -f1) / 1024)) \
   "$(grep -c '^deb ' "$OUT/$NAME.sbom.txt")" $((SECONDS - t_start))

@@ -7,6 +7,9 @@ r=$1
 
 chroot "$r" useradd --system --user-group --home-dir /var/lib/pike --no-create-home \
   --shell /usr/sbin/nologin --comment "pike IKE daemon" pike
+# pike-keyd.service (not enabled; README "The key helper"): the key helper as its own user.
+chroot "$r" useradd --system --user-group --home-dir /nonexistent --no-create-home \
+  --shell /usr/sbin/nologin --comment "pike key helper" pike-keyd
 # Members of pike may look (pikectl status, list-sas, log); pike-admin may also change
 # state (initiate, terminate, rekey, reload: pike.daemon.peercred).
 chroot "$r" groupadd --system pike-admin
@@ -37,8 +40,13 @@ install -m 0644 -D -t "$r/usr/share/man/man5" "${SRC:-$ROOT}"/docs/man/*.5
 ln -sf /opt/pike/bin/pikectl "$r/usr/local/sbin/pikectl"
 
 chroot "$r" systemctl enable piked.service pike-firstboot.service pike-selftest.service pike-vtpm.service \
+  pike-data.service pike-mark-good.service pike-update-selftest.service \
   ssh-hostkeys.service systemd-networkd.service >/dev/null 2>&1
 chroot "$r" systemctl enable pike-renew.timer >/dev/null 2>&1 # runs only with [enroll]
+
+# The root is read-only at run time: directories units name in StateDirectory= must
+# exist already (systemd-logind's linger list; it stays empty, nobody lingers).
+mkdir -p "$r/var/lib/systemd/linger"
 
 # Per-device identity is made at first boot: SSH host keys (ssh-hostkeys.service),
 # machine-id (mmdebstrap leaves it empty). No root password: SSH keys only.

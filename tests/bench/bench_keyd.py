@@ -17,7 +17,6 @@ benchmark: it prints figures and asserts none.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import statistics
@@ -32,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (hsm, ike
 
 from cryptography.hazmat.primitives import serialization
 
+from bench.bench_tokens import BenchTokens
 from hsm.test_pkcs11_tokens import _generate
-from hsm.tokens import USER_PIN, SoftHsm, Tpm, reset_pike_tokens, softhsm_available, uri
+from hsm.tokens import reset_pike_tokens, uri
 from ikev2.x509gen import issue, make_ca, new_key
-from pike.hsm import pkcs11 as hsm
 from pike.hsm.signer import SignatureScheme
 from pike.keyd.client import KeyHelper, path_of
 from pike.sa.certs import check_chain
@@ -113,10 +112,8 @@ def main() -> int:
     p.add_argument("--n", type=int, default=1000, help="calls per key and side")
     p.add_argument("--tpm", action="store_true", help="also the TPM 2.0 simulator")
     args = p.parse_args()
-    os.environ["PIKE_PIN"] = USER_PIN  # the helper inherits it, as from its unit
-    os.environ.setdefault("TPM2_PKCS11_LOG_LEVEL", "0")
     tmp = Path(tempfile.mkdtemp(prefix="pike-bench-keyd-"))
-    tpm: Tpm | None = None
+    tokens = BenchTokens(tmp)
     keys: list[tuple[str, str, str]] = []
     for kind in ("ecdsa-p256", "rsa"):
         path = tmp / f"{kind}.key"
@@ -129,18 +126,14 @@ def main() -> int:
             )
         )
         keys.append(("file", str(path), kind))
-    try:
-        if softhsm_available():
-            soft = SoftHsm(tmp)
-            os.environ.update(soft.env())
-            soft.init("bench")
+    with tokens:
+        soft = tokens.softhsm()
+        if soft is not None:
             for kind, label in (("ecdsa-p256", "ec"), ("rsa", "rsa")):
                 _generate(soft.module, "bench", "rsa3072" if kind == "rsa" else kind, label)
                 keys.append(("softhsm", uri(soft.module, "bench", label), kind))
         if args.tpm:
-            tpm = Tpm(tmp, label="bench")
-            os.environ.update(tpm.env())
-            tpm.start()
+            tpm = tokens.start_tpm()
             _generate(tpm.module, "bench", "ecdsa-p256", "ec")
             keys.append(("tpm", uri(tpm.module, "bench", "ec"), "ecdsa-p256"))
         reset_pike_tokens()
@@ -158,12 +151,6 @@ def main() -> int:
             bench_chains(helper, max(50, args.n // 5))
         finally:
             helper.close()
-    finally:
-        reset_pike_tokens()
-        if tpm is not None:
-            with contextlib.suppress(Exception):
-                hsm.module(tpm.module).lib.finalize()
-            tpm.stop()
     return 0
 
 

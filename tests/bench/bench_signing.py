@@ -34,7 +34,6 @@ TPM gets n/2 rounds: each signature takes milliseconds, and it shares the machin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import itertools
@@ -54,12 +53,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from pkcs11.mechanisms import Mechanism
 
+from bench.bench_tokens import BenchTokens
 from hsm.tokens import (
     USER_PIN,
-    SoftHsm,
-    Tpm,
-    reset_pike_tokens,
-    softhsm_available,
     tpm_available,
     uri,
 )
@@ -179,9 +175,8 @@ def main() -> int:
     p.add_argument("--n", type=int, default=1000, help="signatures per key and side")
     p.add_argument("--ike", type=int, default=30, help="IKE_AUTH round trips per key")
     args = p.parse_args()
-    os.environ["PIKE_PIN"] = USER_PIN
-    os.environ.setdefault("TPM2_PKCS11_LOG_LEVEL", "0")
     tmp = Path(tempfile.mkdtemp(prefix="pike-bench-"))
+    made = BenchTokens(tmp)
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -192,18 +187,13 @@ def main() -> int:
     print("signing latency (median ms): raw python-pkcs11, Pkcs11Signer, CredentialStore")
     print(header)
     tokens: list[tuple[str, str, str]] = []  # name, module, token
-    tpm: Tpm | None = None
-    try:
-        if softhsm_available():
-            soft = SoftHsm(tmp)
-            os.environ.update(soft.env())
-            soft.init("bench")
+    with made:
+        soft = made.softhsm()
+        if soft is not None:
             bench_sign("softhsm", soft.module, "bench", list(SCHEME), args.n)
             tokens.append(("softhsm", soft.module, "bench"))
         if tpm_available():
-            tpm = Tpm(tmp, label="bench")
-            os.environ.update(tpm.env())
-            tpm.start()
+            tpm = made.start_tpm()
             bench_sign("tpm", tpm.module, "bench", ["ecdsa-p256", "rsa2048"], max(60, args.n // 2))
             tokens.append(("tpm", tpm.module, "bench"))
         # IKE_AUTH, in memory: a token P-256 key vs the same kind of key in a PEM file.
@@ -230,14 +220,6 @@ def main() -> int:
             (tdir / "b").symlink_to(d / "b")
             ms = bench_ike(tmp, uri(module, token, label), tdir, args.ike)
             print(f"{name:8} {'ecdsa-p256':11} {ms:10.2f} ms  (+{ms - file_ms:.2f} ms vs file)")
-    finally:
-        reset_pike_tokens()
-        if tpm is not None:
-            # C_Finalize while the TPM is still there: its sessions are flushed now, not
-            # at exit against a stopped resource manager (a screen of esys errors).
-            with contextlib.suppress(Exception):
-                hsm.module(tpm.module).lib.finalize()
-            tpm.stop()
     return 0
 
 

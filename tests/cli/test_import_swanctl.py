@@ -261,3 +261,38 @@ secrets {
     out.write_text(got.text)
     check = _pikectl("check-config", str(out))
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_connection_level_if_ids_are_carried_over(tmp_path: Path) -> None:
+    """swanctl's connection-level ``if_id_in``/``if_id_out`` (every child's default)
+    become the same keys of the pike connection, which children inherit."""
+    conf = tmp_path / "swanctl.conf"
+    conf.write_text(
+        """connections {
+  hq {
+    remote_addrs = 192.0.2.2
+    proposals = aes256gcm16-prfsha384-x25519
+    if_id_in = 7
+    if_id_out = 7
+    local { auth = psk
+      id = branch.example.net }
+    remote { auth = psk
+      id = hq.example.net }
+    children { lan { local_ts = 0.0.0.0/0
+      remote_ts = 0.0.0.0/0
+      esp_proposals = aes256gcm16 } }
+  }
+}
+secrets { ike-hq { id-1 = branch.example.net
+    id-2 = hq.example.net
+    secret = 0x0102030405060708 } }
+"""
+    )
+    got = import_swanctl(str(conf), swanctl_dir=str(tmp_path))
+    assert [n for n in got.notes if "if_id" in n.key] == [], got.notes
+    hq = tomllib.loads(got.text)["connections"]["hq"]
+    assert (hq["if_id_in"], hq["if_id_out"]) == (7, 7)
+    out = tmp_path / "pike.toml"
+    out.write_text(got.text)
+    check = _pikectl("check-config", str(out))
+    assert check.returncode == 0, check.stdout + check.stderr

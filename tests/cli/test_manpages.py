@@ -33,29 +33,28 @@ def test_committed_pages_are_the_generated_ones() -> None:
         )
 
 
-@pytest.mark.parametrize("name", sorted(PAGES))
-def test_pages_render_without_warnings(name: str) -> None:
-    groff = shutil.which("groff")
-    require(groff is not None, "groff missing (apt-get install groff-base)")
-    assert groff is not None
-    run = subprocess.run(
-        [groff, "-man", "-ww", "-z", "-Tutf8", str(MAN / name)],
+def _groff(groff: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """groff ``-man ARGS`` in the C locale, output captured, not checked."""
+    return subprocess.run(
+        [groff, "-man", *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
         env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"},
     )
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_pages_render_without_warnings(name: str) -> None:
+    groff = shutil.which("groff")
+    require(groff is not None, "groff missing (apt-get install groff-base)")
+    assert groff is not None
+    run = _groff(groff, "-ww", "-z", "-Tutf8", str(MAN / name))
     assert run.returncode == 0 and run.stderr == "", run.stderr
-    text = subprocess.run(
-        [groff, "-man", "-Tutf8", "-P", "-c", str(MAN / name)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"},
-    ).stdout
-    plain = re.sub(".\b", "", text)  # overstrike bold/underline -> the characters
+    rendered = _groff(groff, "-Tutf8", "-P", "-c", str(MAN / name))
+    assert rendered.returncode == 0, rendered.stderr
+    plain = re.sub(".\b", "", rendered.stdout)  # overstrike bold/underline -> the characters
     assert "SEE ALSO" in plain and "NAME" in plain
 
 

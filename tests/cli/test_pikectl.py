@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -113,6 +114,17 @@ def test_list_sas_text_names_the_active_hub() -> None:
     sa["hub"] = {"active": "192.0.2.2", "index": 0, "count": 2}  # as piked adds it
     text = format_list_sas([sa]).splitlines()
     assert text[2] == "  remote 'hq.example.net' @ 192.0.2.2[500] hub 1/2 (192.0.2.2)"
+
+
+def test_list_sas_shows_mobike_and_the_peers_other_addresses() -> None:
+    moving = replace(SA, mobike=True, peer_addrs=("203.0.113.2",), remote=("192.0.2.2", 4500))
+    (sa,) = list_sas_json([moving], _counters, 100.0, 1_700_000_000.0, FAILED)
+    assert (sa["mobike"], sa["peer_additional_addrs"]) == (True, ["203.0.113.2"])
+    assert (sa["remote_addr"], sa["remote_port"]) == ("192.0.2.2", 4500)  # the current path
+    text = format_list_sas([sa]).splitlines()
+    assert text[2] == "  remote 'hq.example.net' @ 192.0.2.2[4500] [MOBIKE, also 203.0.113.2]"
+    (plain,) = list_sas_json([SA], _counters, 100.0, 1_700_000_000.0, FAILED)
+    assert plain["mobike"] is False and plain["peer_additional_addrs"] == []
 
 
 def test_list_sas_json_fields() -> None:

@@ -19,15 +19,12 @@ import pytest
 from cryptography import x509
 
 from ikev2.x509gen import DAY, NOW, issue, make_ca, write
-from pike.cli.piked import _engine
-from pike.daemon.clock import VirtualClock
-from pike.daemon.nokernel import NoKernel
-from pike.daemon.runtime import Daemon
 from pike.policy.config import Config
 from pike.policy.loader import load_config
 
 from .helpers import gateway_pair
 from .test_runtime_loopback import _ask, _established, _until
+from .virtual_pair import VirtualPair
 
 HOUR = 3600
 
@@ -62,14 +59,9 @@ def test_wall_clock_jumps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     cfg_a, cfg_b = _configs(tmp_path)
 
     async def scenario() -> dict[str, Any]:
-        clock = VirtualClock(asyncio.get_running_loop())
-        rng = random.Random(13)
-        a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False, clock=clock, random=rng.randbytes)
-        b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False, clock=clock, random=rng.randbytes)
-        tb = asyncio.create_task(b.run())
-        await asyncio.wait_for(b.ready.wait(), 5)
-        ta = asyncio.create_task(a.run())
-        await asyncio.wait_for(a.ready.wait(), 5)
+        pair = VirtualPair(cfg_a, cfg_b, random.Random(13).randbytes)
+        await pair.start_both()
+        clock, a = pair.clock, pair.a
         sock = cfg_a.daemon.control_socket
         first = (await _until(sock, _established))[0]
         rekeys = a.engine.ctx.counters.conn("hq")  # type: ignore[attr-defined]
@@ -95,9 +87,7 @@ def test_wall_clock_jumps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
         await clock.run_for(HOUR + 10)
         out["rekeys_hour"] = rekeys.ike_rekeys
         out["status"] = (await _ask(sock, "status"))["result"]
-        a.request_stop()
-        b.request_stop()
-        assert await asyncio.wait_for(asyncio.gather(ta, tb), 5) == [0, 0]
+        assert await pair.stop() == [0, 0]
         return out
 
     r = asyncio.run(scenario())

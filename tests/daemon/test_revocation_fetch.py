@@ -135,6 +135,24 @@ def test_fetcher_fills_the_cache_and_drops_revoked_peers() -> None:
     asyncio.run(main())
 
 
+async def _fetched_at_start(
+    server: asyncio.Server, uri: str, store: CredentialStore, config: Any
+) -> bool:
+    """A Fetcher started on ``config`` while ``server`` answers: whether ``uri``'s CRL
+    reached ``store`` within a second."""
+    loop = asyncio.get_running_loop()
+    fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
+    async with server:
+        fetcher.start(config)
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if uri in store.revocation.crls:
+                break
+        fetched = uri in store.revocation.crls
+    await fetcher.stop()
+    return fetched
+
+
 def test_configured_crl_uris_are_fetched_at_start() -> None:
     from types import SimpleNamespace
 
@@ -143,20 +161,11 @@ def test_configured_crl_uris_are_fetched_at_start() -> None:
     async def main() -> None:
         server, uri = await _serve(_answer(crl_der(make_crl(ca))))
         store = CredentialStore()
-        loop = asyncio.get_running_loop()
-        fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
         remote = SimpleNamespace(crl_uris=(uri,))
         config: Any = SimpleNamespace(
             connections={"hq": SimpleNamespace(remote=remote)}, authorities=()
         )
-        async with server:
-            fetcher.start(config)
-            for _ in range(50):
-                await asyncio.sleep(0.02)
-                if uri in store.revocation.crls:
-                    break
-            assert uri in store.revocation.crls
-        await fetcher.stop()
+        assert await _fetched_at_start(server, uri, store, config)
 
     asyncio.run(main())
 
@@ -181,15 +190,7 @@ def test_authority_crl_is_fetched_at_start_and_revokes_what_its_ca_issued(
         config = load_config_text(text, str(tmp_path / "pike.toml"))
         store = CredentialStore()
         assert store.load_authorities(config) == []
-        loop = asyncio.get_running_loop()
-        fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
-        async with server:
-            fetcher.start(config)
-            for _ in range(50):
-                await asyncio.sleep(0.02)
-                if uri in store.revocation.crls:
-                    break
-        await fetcher.stop()
+        await _fetched_at_start(server, uri, store, config)
         remote = SimpleNamespace(crls=(), crl_uris=(), ocsp_uris=())
         sources = store.revocation_sources(SimpleNamespace(remote=remote))  # type: ignore[arg-type]
         v = store.revocation.status(gw.cert, ca.cert, sources, store.wall(0.0))

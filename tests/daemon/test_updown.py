@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from pike.daemon.tunnels import Tunnels
 from pike.policy.config import Config
 from pike.policy.ipsec import SaSpec
 from pike.policy.loader import load_config
-from pike.sa.actions import DeleteChildSa, InstallChildSa
+from pike.sa.actions import DeleteChildSa, IkeRef, InstallChildSa
 from pike.sa.child_sa import policies_for
 from policy.test_loader import EXAMPLE, PSK, write
 
@@ -135,3 +136,17 @@ def test_children_without_route_keys_are_left_alone(tmp_path: Path) -> None:
     run(t, actions(config, 7)[0])
     assert t._live == {}  # nothing tracked for a policy-based child
     assert json.dumps(sorted(os.listdir(tmp_path))) == '["pike.toml"]'
+
+
+def test_ids_and_uniqueid_are_the_ike_sas(tmp_path: Path) -> None:
+    """strongSwan's meaning: PLUTO_MY_ID/PLUTO_PEER_ID are the authenticated identities
+    (a wildcard remote id matched a real one), PLUTO_UNIQUEID the IKE SA's unique id."""
+    config, _ = setup(tmp_path)
+    install, delete = actions(config, 8)
+    ike = IkeRef(42, "branch1.example.net", "CN=hq-2.example.net, O=Example")
+    run(Tunnels(lambda: config), replace(install, ike=ike), replace(delete, ike=ike))
+    for verb in ("up-client", "down-client"):
+        env = env_of(tmp_path / f"{verb}.42")
+        assert env["PLUTO_UNIQUEID"] == "42"
+        assert env["PLUTO_MY_ID"] == "branch1.example.net"
+        assert env["PLUTO_PEER_ID"] == "CN=hq-2.example.net, O=Example"

@@ -15,14 +15,12 @@ from typing import Any
 
 import pytest
 
-from pike.cli.piked import _engine
-from pike.daemon.clock import VirtualClock
-from pike.daemon.nokernel import NoKernel
 from pike.daemon.runtime import Daemon
 from pike.policy.loader import load_config
 
 from .helpers import gateway_pair
 from .test_runtime_loopback import _ask, _established, _until
+from .virtual_pair import VirtualPair
 
 HOUR = 3600
 QUIET = 0.01  # real seconds per timer once the peer is deaf: no exchange to wait for
@@ -40,14 +38,9 @@ def test_rekey_and_reauth_over_hours_of_virtual_time(
     assert cfg_b.connections["hq"].rekey_time == 0
 
     async def scenario() -> dict[str, Any]:
-        clock = VirtualClock(asyncio.get_running_loop())
-        rng = random.Random(7)
-        a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False, clock=clock, random=rng.randbytes)
-        b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False, clock=clock, random=rng.randbytes)
-        tb = asyncio.create_task(b.run())
-        await asyncio.wait_for(b.ready.wait(), 5)
-        ta = asyncio.create_task(a.run())
-        await asyncio.wait_for(a.ready.wait(), 5)
+        pair = VirtualPair(cfg_a, cfg_b, random.Random(7).randbytes)
+        await pair.start_both()
+        clock, a, b = pair.clock, pair.a, pair.b
         sock_a, sock_b = cfg_a.daemon.control_socket, cfg_b.daemon.control_socket
         first = (await _until(sock_a, _established))[0]
         assert first["spi_i"] == (await _until(sock_b, _established))[0]["spi_i"]
@@ -73,9 +66,7 @@ def test_rekey_and_reauth_over_hours_of_virtual_time(
             "sa_b": sa_b["result"],
             "uptime": status["result"]["uptime"],
         }
-        a.request_stop()
-        b.request_stop()
-        assert await asyncio.wait_for(asyncio.gather(ta, tb), 5) == [0, 0]
+        assert await pair.stop() == [0, 0]
         return out
 
     r = asyncio.run(scenario())
@@ -115,13 +106,9 @@ def test_dpd_of_a_dead_peer_with_default_timers(
     assert round(span) == 165
 
     async def scenario() -> dict[str, Any]:
-        clock = VirtualClock(asyncio.get_running_loop())
-        a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False, clock=clock)
-        b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False, clock=clock)
-        tb = asyncio.create_task(b.run())
-        await asyncio.wait_for(b.ready.wait(), 5)
-        ta = asyncio.create_task(a.run())
-        await asyncio.wait_for(a.ready.wait(), 5)
+        pair = VirtualPair(cfg_a, cfg_b)
+        await pair.start_both()
+        clock, a, b = pair.clock, pair.a, pair.b
         await _until(cfg_a.daemon.control_socket, _established)
         await clock.run_for(100)  # b answers: probes every 30 s keep the SA
         alive = await _ask(cfg_a.daemon.control_socket, "list-sas")
@@ -133,9 +120,7 @@ def test_dpd_of_a_dead_peer_with_default_timers(
                 dead_at = clock.monotonic() - t0
                 break
         counters = a.engine.ctx.counters.conn("hq")  # type: ignore[attr-defined]
-        a.request_stop()
-        b.request_stop()
-        await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+        await pair.stop()
         return {"alive": alive["result"], "dead_at": dead_at, "c": counters}
 
     r = asyncio.run(scenario())
@@ -158,15 +143,12 @@ def test_keyingtries_with_default_timers(tmp_path: Path, caplog: pytest.LogCaptu
     span = cfg_a.daemon.retransmit_span()
 
     async def scenario() -> dict[str, Any]:
-        clock = VirtualClock(asyncio.get_running_loop())
-        a = Daemon(cfg_a, NoKernel("test"), _engine, ipv6=False, clock=clock)
-        b = Daemon(cfg_b, NoKernel("test"), _engine, ipv6=False, clock=clock)
-        tb = asyncio.create_task(b.run())
-        await asyncio.wait_for(b.ready.wait(), 5)
+        pair = VirtualPair(cfg_a, cfg_b)
+        clock, a, b = pair.clock, pair.a, pair.b
+        await pair.start(b)
         _deaf(b)
         t0 = clock.monotonic()
-        ta = asyncio.create_task(a.run())
-        await asyncio.wait_for(a.ready.wait(), 5)
+        await pair.start(a)
         gave_up = None
         for _ in range(60):
             await clock.run_for(10, settle=QUIET)
@@ -176,9 +158,7 @@ def test_keyingtries_with_default_timers(tmp_path: Path, caplog: pytest.LogCaptu
         await clock.run_for(2 * span, settle=QUIET)  # and nothing more
         sas = await _ask(cfg_a.daemon.control_socket, "list-sas")
         counters = a.engine.ctx.counters.conn("hq")  # type: ignore[attr-defined]
-        a.request_stop()
-        b.request_stop()
-        await asyncio.wait_for(asyncio.gather(ta, tb), 5)
+        await pair.stop()
         return {"gave_up": gave_up, "sas": sas["result"], "c": counters}
 
     r = asyncio.run(scenario())

@@ -16,7 +16,15 @@ from cryptography.hazmat.primitives import serialization
 
 from lib.prereq import Require
 
-from .tokens import SOFTHSM_MODULE, TPM_MODULE, SoftHsm, Tpm, softhsm_available, tpm_available
+from .tokens import (
+    SOFTHSM_MODULE,
+    TPM_MODULE,
+    USER_PIN,
+    SoftHsm,
+    Tpm,
+    softhsm_available,
+    tpm_available,
+)
 
 SCRIPT = Path(__file__).parents[2] / "image/rootfs/usr/local/sbin/pike-firstboot"
 
@@ -152,7 +160,7 @@ def test_firstboot_hsm_uri(tmp_path: Path, require: Require) -> None:
     hsm = SoftHsm(tmp_path)
     hsm.init("branch")
     pin = tmp_path / "hsm.pin"
-    pin.write_text("1234\n")
+    pin.write_text(USER_PIN + "\n")
     env = dict(_env(tmp_path), **hsm.env())
     (tmp_path / "etc").mkdir()
     token = f"pkcs11:token=branch?module-path={SOFTHSM_MODULE}&pin-source=file:{pin}"

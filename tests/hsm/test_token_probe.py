@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from daemon.helpers import daemon_env, pikectl
+from ikev2.x509gen import make_ca
 from lib.pikeconf import Conn, PikeConf, TomlValue
 from pike.daemon.signing import Signing
 from pike.hsm import provision
@@ -62,22 +62,10 @@ def _token(softhsm: SoftHsm, tmp_path: Path) -> tuple[Path, Path, bytes]:
 
 def _ca(directory: Path) -> Path:
     """A CA certificate for the peer's side (check-config refuses a leaf given as a CA)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name.from_rfc4514_string("CN=hq test CA")
-    now = dt.datetime.now(dt.UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
     path = directory / "hq-ca.pem"
-    path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(
+        make_ca("ecdsa-p256", "hq test CA").cert.public_bytes(serialization.Encoding.PEM)
+    )
     return path
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 TPM_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so"
-USER_PIN = "1234"
-SO_PIN = "87654321"
+# Not hex and not digits only: "PIN not in the log" must not match inside an SPI or a count.
+USER_PIN = "userpin-qz"
+SO_PIN = "sopin-qzkx"
 
 
 def softhsm_available() -> bool:

@@ -9,21 +9,33 @@ import logging
 
 import pytest
 
-from ikev2.pair import transfer
+from ikev2.pair import Node, transfer
 
 from .v1pair import make_pair
 
 
+def _attempt(
+    a_kw: dict[str, str] | None = None, b_kw: dict[str, str] | None = None
+) -> tuple[Node, Node]:
+    """a initiates ``net`` to b once (configs changed by ``a_kw``/``b_kw``), all delivered."""
+    a, b = make_pair(a_kw, b_kw)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b)
+    return a, b
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The WARNING lines logged."""
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage().split(": ", 1)[1] for r in caplog.records if r.levelno == logging.WARNING
-    ]
+    """The WARNING lines logged, without their SA tag."""
+    return [m.split(": ", 1)[1] for m in _said(caplog)]
 
 
 def test_esp_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -> None:
-    a, b = make_pair(b_kw={"esp": '"aes128-sha256"'})
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b)
+    _attempt(b_kw={"esp": '"aes128-sha256"'})
     said = _warnings(caplog)
     assert (
         "refusing Quick Mode" in said[0]
@@ -38,9 +50,7 @@ def test_esp_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -> Non
 
 
 def test_selector_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -> None:
-    a, b = make_pair(b_kw={"local_ts": '"10.9.0.0/24"'})
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b)
+    _attempt(b_kw={"local_ts": '"10.9.0.0/24"'})
     said = _warnings(caplog)
     assert (
         "no child config matches the peer's 10.1.0.0/24 === 10.2.0.0/24;"
@@ -50,10 +60,8 @@ def test_selector_mismatch_says_what_we_have(caplog: pytest.LogCaptureFixture) -
 
 
 def test_main_mode_mismatch_says_both_sides(caplog: pytest.LogCaptureFixture) -> None:
-    a, b = make_pair(b_kw={"proposals": '"aes128-sha256-modp2048"'})
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b)
-    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    _attempt(b_kw={"proposals": '"aes128-sha256-modp2048"'})
+    said = _said(caplog)
     assert said[0] == (
         "no acceptable IKEv1 proposal from 192.0.2.1: the peer offered"
         " aes256-sha256-prfsha256-modp3072; gw has aes128-sha256-prfsha256-modp2048"
@@ -66,10 +74,8 @@ def test_main_mode_mismatch_says_both_sides(caplog: pytest.LogCaptureFixture) ->
 
 def test_aggressive_mode_refusal_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """A responder without ``aggressive = true`` says so, and the initiator what it offered."""
-    a, b = make_pair(a_kw={"extra_conn": "aggressive = true"})
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b)
-    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    _attempt(a_kw={"extra_conn": "aggressive = true"})
+    said = _said(caplog)
     assert said[0] == (
         "refusing Aggressive Mode from 192.0.2.1 (id 192.0.2.1, sending AUTHENTICATION_FAILED):"
         " gw has aggressive = false; the peer should use Main Mode (or set aggressive = true,"
@@ -82,9 +88,7 @@ def test_aggressive_mode_refusal_is_a_warning(caplog: pytest.LogCaptureFixture) 
 
 
 def test_list_sas_names_the_group_as_ikev2_does() -> None:
-    a, b = make_pair()
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b)
+    a, b = _attempt()
     for node in (a, b):
         (sa,) = node.engine.list_sas()
         assert sa.algorithms == "aes256-sha256-prfsha256-modp3072"

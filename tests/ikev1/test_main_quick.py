@@ -226,7 +226,9 @@ def test_dpd_timeout_probes_every_dpd_delay_then_gives_up() -> None:
     assert times == [10.0, 20.0, 30.0]  # R-U-THERE every dpd_delay
     deleted = a.of(IkeSaDeleted)
     assert [d.reason for d in deleted] == ["retransmit_timeout"]
-    assert a.engine.ctx.counters.conn("gw").dpd_probes == 3
+    # one probe, retried twice (counted as IKEv2 counts its retransmitted probe)
+    c = a.engine.ctx.counters.conn("gw")
+    assert (c.dpd_probes, c.retransmits) == (1, 2)
 
 
 def test_initial_contact_from_a_restarted_peer_removes_the_stale_sa() -> None:
@@ -332,3 +334,31 @@ def test_spoofed_mm1s_with_a_peers_address_do_not_lock_it_out() -> None:
     assert a.sa().state == "ESTABLISHED"
     mine = [s for s in b.engine.list_sas() if s.state == "ESTABLISHED"]
     assert len(mine) == 1
+
+
+def test_spoofed_mm1s_filling_half_open_max_do_not_lock_a_configured_peer_out() -> None:
+    """No COOKIE in IKEv1: spoofed MM1s from many addresses fill half_open_max and used to
+    refuse every configured peer's MM1 too (half_open_limit) until they timed out, 30 s.
+    A peer a connection names passes the global cap; other addresses do not."""
+    a, _ = make_pair()
+    rw = (  # a roaming connection: the spoofed addresses find one, as on a hub
+        '[connections.rw]\nversion = 1\nlocal_addrs = ["192.0.2.2"]\nremote_addrs = ["%any"]\n'
+        'proposals = ["aes256-sha256-modp3072"]\nlocal = { auth = "psk", id = "192.0.2.2" }\n'
+        'remote = { auth = "psk", id = "%any" }\n[connections.rw.children.c]\n'
+        'local_ts = ["10.2.0.0/24"]\nremote_ts = ["10.9.0.0/24"]\n'
+        'esp_proposals = ["aes256-sha256"]\n'
+    )
+    text = v1conf(B, A, local_ts='"10.2.0.0/24"', remote_ts='"10.1.0.0/24"',
+                  extra_daemon="half_open_max = 4")  # fmt: skip
+    b = Node(engine(text + "\n" + rw, 2))  # type: ignore[arg-type]
+    a.engine.initiate("gw", 0.0, "net")
+    (mm1,) = a.drain()
+    for i in range(6):  # from six other addresses: four held, two refused
+        src = (f"203.0.113.{i + 1}", 500)
+        b.engine.receive_datagram(bytes([i + 1]) * 8 + mm1.data[8:], src, mm1.dst, 0.0)
+    b.drain()
+    assert b.engine.ctx.counters.dropped == {"half_open_limit": 2}
+    assert b.engine.ctx.admission.half_open == 4
+    transfer(a, b, 0.0, in_flight=[mm1])  # the configured peer, at the cap
+    assert a.sa().state == "ESTABLISHED"
+    assert b.engine.ctx.counters.dropped == {"half_open_limit": 2}

@@ -22,6 +22,7 @@ from pike.policy.loader import load_config_text
 from pike.sa.actions import Action, SendDatagram, SignRequest
 from pike.sa.credentials import CredentialError
 from pike.sa.ports import SpiSource
+from pike.sa.revocation import RevocationCache
 
 PSK = "test-only-psk-7f3a9c"
 ActionT = TypeVar("ActionT")
@@ -196,6 +197,10 @@ def send_informational(node: Node, now: float) -> SendDatagram:
     sa.tasks.initiate(now)
     (probe,) = node.drain()
     return probe
+
+
+def revocation_cache(node: Node) -> RevocationCache:
+    return node.engine.ctx.credentials.revocation
 
 
 def installed(node: Node) -> list[str]:

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from .x509gen import DAY, NOW, Issued, _sign_hash
+from .x509gen import DAY, NOW, Issued, _sign_hash, issue
+
+CRL_URI = "http://192.0.2.9/ca.crl"  # in memory: nothing is fetched from it
 
 
 def make_crl(
@@ -122,3 +124,10 @@ def ocsp_response(
         b = b.add_extension(x509.OCSPNonce(nonce), False)
     resp = b.sign(signer.key, _sign_hash(signer.key))
     return resp.public_bytes(serialization.Encoding.DER)
+
+
+def crl_gateway(ca: Issued, ident: str, uri: str | None = CRL_URI) -> Issued:
+    """A P-256 gateway certificate for ``ident`` naming ``uri`` as its CRL distribution
+    point (None: no CDP, so no revocation check)."""
+    extra = [cdp(uri)] if uri else []
+    return issue(ca, "ecdsa-p256", ident, [x509.DNSName(ident)], extra=extra)

@@ -45,6 +45,22 @@ def _auth_request(a: Node, b: Node) -> list:
     return deliver(init, a, 0.0)
 
 
+def _checking_responder(tmp_path: Path) -> tuple[Node, Node, CheckChain]:
+    """a's IKE_AUTH request at b, which checks chains off the loop: the check it asks for."""
+    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
+    b.engine.ctx.offload_chains = True
+    deliver(_auth_request(a, b), b, 0.1)
+    [req] = _checks(b)
+    return a, b, req
+
+
+def _refused(a: Node, b: Node, req: CheckChain, result: object) -> None:
+    """The checker answers ``result`` (an error): neither side gets an IKE SA."""
+    _answer(b, req, 0.2, result)
+    deliver(b.drain(), a, 0.2)
+    assert not established(a) and not established(b)
+
+
 def test_responder_waits_for_the_check_and_drops_copies(tmp_path: Path) -> None:
     a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
     b.engine.ctx.offload_chains = True
@@ -84,13 +100,8 @@ def test_initiator_checks_the_responders_chain_off_the_loop(tmp_path: Path) -> N
 def test_a_refused_chain_answers_authentication_failed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
-    b.engine.ctx.offload_chains = True
-    deliver(_auth_request(a, b), b, 0.1)
-    [req] = _checks(b)
-    _answer(b, req, 0.2, CertError("certificate 'CN=a' expired at 2020-01-01"))
-    deliver(b.drain(), a, 0.2)
-    assert not established(a) and not established(b)
+    a, b, req = _checking_responder(tmp_path)
+    _refused(a, b, req, CertError("certificate 'CN=a' expired at 2020-01-01"))
     assert "not accepted: certificate 'CN=a' expired at 2020-01-01" in caplog.text
     assert "the peer refused our authentication (AUTHENTICATION_FAILED)" in caplog.text
     assert [e.reason for e in a.of(IkeSaDeleted)] == ["auth_failed"]
@@ -99,13 +110,8 @@ def test_a_refused_chain_answers_authentication_failed(
 def test_helper_gone_fails_closed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from pike.keyd.client import HelperGone
 
-    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
-    b.engine.ctx.offload_chains = True
-    deliver(_auth_request(a, b), b, 0.1)
-    [req] = _checks(b)
-    _answer(b, req, 0.2, HelperGone("key helper gone (exit status 1)"))
-    deliver(b.drain(), a, 0.2)
-    assert not established(a) and not established(b)
+    a, b, req = _checking_responder(tmp_path)
+    _refused(a, b, req, HelperGone("key helper gone (exit status 1)"))
     assert "certificate check failed: key helper gone (exit status 1)" in caplog.text
 
 
@@ -113,10 +119,7 @@ def test_an_answer_for_a_gone_sa_is_dropped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, "pike")
-    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
-    b.engine.ctx.offload_chains = True
-    deliver(_auth_request(a, b), b, 0.1)
-    [req] = _checks(b)
+    _, b, req = _checking_responder(tmp_path)
     b.engine.handle_timer(31.0)  # the half-open timeout ends b's SA
     assert not b.engine.sas
     _answer(b, req, 31.5)
@@ -125,10 +128,5 @@ def test_an_answer_for_a_gone_sa_is_dropped(
 
 
 def test_a_wrong_path_from_the_checker_is_refused(tmp_path: Path) -> None:
-    a, b = pair(tmp_path, "ecdsa-p256", "ecdsa-p256")
-    b.engine.ctx.offload_chains = True
-    deliver(_auth_request(a, b), b, 0.1)
-    [req] = _checks(b)
-    _answer(b, req, 0.2, (0, 99))  # no such certificate: fails, never crashes
-    deliver(b.drain(), a, 0.2)
-    assert not established(a) and not established(b)
+    a, b, req = _checking_responder(tmp_path)
+    _refused(a, b, req, (0, 99))  # no such certificate: fails, never crashes

@@ -18,7 +18,14 @@ from __future__ import annotations
 from pike.ikev2.engine import Ikev2Engine
 from pike.ikev2.ike_sa import IkeSa
 from pike.policy.addrs import parse_ip
-from pike.sa.actions import IkeSaDeleted, MigrateChildSa, SendDatagram
+from pike.sa.actions import (
+    DeleteChildSa,
+    IkeRef,
+    IkeSaDeleted,
+    InstallChildSa,
+    MigrateChildSa,
+    SendDatagram,
+)
 from pike.wire.codec import decode_message, decrypt_message, encode_message
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
@@ -140,8 +147,9 @@ def test_path_change_moves_both_ends_same_spis_no_new_ike_sa() -> None:
 
 def test_no_route_keeps_the_path_and_unchanged_route_sends_nothing() -> None:
     a, _ = _up()
-    a.engine.paths_changed(("192.0.2.1",), {HUB: None}, 5.0)
-    a.engine.paths_changed(("192.0.2.1",), {HUB: "192.0.2.1"}, 6.0)
+    mine = a.engine.ctx.local_addresses  # as announced: no address list to send either
+    a.engine.paths_changed(mine, {HUB: None}, 5.0)
+    a.engine.paths_changed(mine, {HUB: "192.0.2.1"}, 6.0)
     assert a.drain() == []
     assert a.engine.mobike_peers() == {HUB}
 
@@ -174,6 +182,49 @@ def test_cookie2_mismatch_closes_the_ike_sa_and_is_counted() -> None:
     (gone,) = of(a, IkeSaDeleted)
     assert gone.reason == "cookie2_mismatch"
     assert a.engine.list_sas() == []
+
+
+UNACCEPTABLE_ADDRESSES = 40  # RFC 4555 §4 (an error notify pike never sends)
+
+
+def _refused(a: Node, b: Node, update: SendDatagram, now: float) -> list[SendDatagram]:
+    """b's answer to ``update`` replaced by N(UNACCEPTABLE_ADDRESSES); what a sends then."""
+    (answer,) = deliver([update], b, now)
+    resp = _open(answer.data, _sa(a))
+    resp.payloads = [NotifyPayload(UNACCEPTABLE_ADDRESSES)]
+    assert _sa(b).cipher_out is not None
+    refusal = encode_message(resp, _sa(b).cipher_out)
+    return deliver([SendDatagram(refusal, answer.src, answer.dst)], a, now)
+
+
+def test_refused_update_puts_the_ike_sa_back_where_its_child_sas_are() -> None:
+    a, b = _up()
+    assert _refused(a, b, _roam(a, 10.0), 10.0) == []
+    assert a.engine.ctx.counters.dropped["update_sa_addresses_refused"] == 1
+    # IKE and the kernel agree: both still on the old path, the SA lives on
+    assert _sa(a).local == ("192.0.2.1", 4500) and _sa(a).remote == (HUB, 4500)
+    assert of(a, MigrateChildSa) == [] and of(a, IkeSaDeleted) == []
+    assert send_informational(a, 11.0).src == ("192.0.2.1", 4500)
+    transfer(a, b, 11.0, in_flight=[])
+    # not asked again in a loop (nothing sent above), but after the next address or
+    # route event the path is tried once more
+    a.engine.paths_changed(("192.0.2.1", OTHER), {HUB: OTHER}, 12.0)
+    (retry,) = a.drain()
+    assert retry.src == (OTHER, 4500)
+
+
+def test_refused_update_tries_the_peers_other_address() -> None:
+    a, b = _up()
+    _sa(a).peer_addrs = ("203.0.113.2",)  # as if b had announced it
+    a.engine.paths_changed(("192.0.2.1", OTHER), {HUB: OTHER, "203.0.113.2": OTHER}, 10.0)
+    (update,) = a.drain()
+    assert update.dst == (HUB, 4500)
+    (second,) = _refused(a, b, update, 10.0)
+    # RFC 4555 §3.5: another pair of addresses, with a fresh UPDATE_SA_ADDRESSES
+    assert (second.src, second.dst) == ((OTHER, 4500), ("203.0.113.2", 4500))
+    req = _open(second.data, _sa(b))
+    assert NotifyType.UPDATE_SA_ADDRESSES in _notifies(req)
+    assert _sa(a).remote == ("203.0.113.2", 4500)
 
 
 def test_nat_on_the_new_path_turns_on_udp_encapsulation_both_ways() -> None:
@@ -286,6 +337,87 @@ def test_path_change_is_kept_across_an_ike_rekey() -> None:
     assert b.sa().remote == (OTHER, 4500)
 
 
+def test_original_initiator_still_roams_after_an_ike_rekey_the_peer_started() -> None:
+    a, b = _up()
+    b.engine.rekey("gw", 5.0)
+    transfer(b, a, 5.0)
+    # the successor was created by b: a is its responder, yet still MOBIKE's initiator
+    assert not _sa(a).initiator and _sa(b).initiator
+    assert _sa(a).roams() and not _sa(b).roams()
+    assert a.engine.mobike_peers() == {HUB}
+    # b (the original responder) never moves the SA, even as the new SA's initiator:
+    # it only tells a of its new address
+    b.engine.paths_changed((HUB, "203.0.113.9"), {"192.0.2.1": "203.0.113.9"}, 8.0)
+    (told,) = b.drain()
+    assert (told.src, told.dst) == ((HUB, 4500), ("192.0.2.1", 4500))
+    assert NotifyType.UPDATE_SA_ADDRESSES not in _notifies(_open(told.data, _sa(a)))
+    transfer(b, a, 8.0, in_flight=[told])
+    assert _sa(a).peer_addrs == ("203.0.113.9",)
+    transfer(a, b, 10.0, in_flight=[_roam(a, 10.0)])
+    assert b.sa().remote == (OTHER, 4500)
+    assert [str(m.outbound.src) for m in of(a, MigrateChildSa)] == [OTHER]
+    assert [str(m.outbound.dst) for m in of(b, MigrateChildSa)] == [OTHER]
+    assert b.engine.ctx.counters.dropped.get("invalid_update_sa_addresses", 0) == 0
+
+
+def test_update_from_the_original_responder_after_its_rekey_is_refused() -> None:
+    a, b = _up()
+    b.engine.rekey("gw", 5.0)
+    transfer(b, a, 5.0)
+    sa_b = _sa(b)
+    # forge b's roam by hand: its engine refuses to (it is not the original initiator)
+    sa_b.original_initiator = True
+    b.engine.paths_changed((HUB, "203.0.113.9"), {"192.0.2.1": "203.0.113.9"}, 8.0)
+    (update,) = b.drain()
+    (answer,) = deliver([update], a, 8.0)
+    assert NotifyType.INVALID_SYNTAX in _notifies(_open(answer.data, _sa(b)))
+    assert a.engine.ctx.counters.dropped["invalid_update_sa_addresses"] == 1
+    assert _sa(a).remote == (HUB, 4500)
+    assert of(a, MigrateChildSa) == []
+
+
+def test_new_address_without_a_path_change_is_told_in_an_informational() -> None:
+    a, b = _up()
+    extra = "203.0.113.7"
+    a.engine.paths_changed(("192.0.2.1", OTHER, extra), {HUB: "192.0.2.1"}, 5.0)
+    (told,) = a.drain()
+    assert (told.src, told.dst) == (("192.0.2.1", 4500), (HUB, 4500))
+    req = _open(told.data, _sa(b))
+    assert req.exchange == ExchangeType.INFORMATIONAL
+    # RFC 4555 §3.6: the list alone, no UPDATE_SA_ADDRESSES (the path stays)
+    assert _notifies(req) == [NotifyType.ADDITIONAL_IP4_ADDRESS] * 2
+    (answer,) = deliver([told], b, 5.0)
+    assert deliver([answer], a, 5.0) == []
+    assert _sa(b).peer_addrs == (OTHER, extra)
+    assert _sa(b).remote == ("192.0.2.1", 4500)
+    assert of(a, MigrateChildSa) == of(b, MigrateChildSa) == []
+    # the same addresses again: nothing new to tell
+    a.engine.paths_changed(("192.0.2.1", OTHER, extra), {HUB: "192.0.2.1"}, 6.0)
+    assert a.drain() == []
+    # the last other address gone: NO_ADDITIONAL_ADDRESSES
+    a.engine.paths_changed(("192.0.2.1",), {HUB: "192.0.2.1"}, 7.0)
+    (gone,) = a.drain()
+    assert _notifies(_open(gone.data, _sa(b))) == [NotifyType.NO_ADDITIONAL_ADDRESSES]
+    transfer(a, b, 7.0, in_flight=[gone])
+    assert _sa(b).peer_addrs == ()
+
+
+def test_child_sa_actions_name_their_ike_sa_for_updown() -> None:
+    """Install and delete carry the IKE SA's unique id and the authenticated identities
+    (updown's PLUTO_UNIQUEID, PLUTO_MY_ID, PLUTO_PEER_ID), also after an IKE rekey."""
+    a, b = _up()
+    (install,) = of(a, InstallChildSa)
+    assert install.ike == IkeRef(_sa(a).unique_id, "branch.example.net", "hq.example.net")
+    b.engine.rekey("gw", 5.0)
+    transfer(b, a, 5.0)
+    (child,) = _sa(a).children
+    _sa(a).remove_child(child, "test")
+    a.drain()
+    (delete,) = of(a, DeleteChildSa)
+    assert delete.ike == IkeRef(_sa(a).unique_id, "branch.example.net", "hq.example.net")
+    assert delete.ike.unique_id != install.ike.unique_id  # the successor IKE SA's
+
+
 def test_engine_without_mobike_peers_lists_none() -> None:
     a, _ = _up("mobike = false")
     assert isinstance(a.engine, Ikev2Engine)
@@ -304,6 +436,26 @@ def test_initiation_without_local_addrs_starts_from_the_routes_source() -> None:
     transfer(a, b, 0.0, in_flight=[init])
     assert b.sa().remote == (OTHER, 4500)
     assert not _sa(b).nat_remote  # NAT detection saw the real address
+
+
+def test_second_hub_without_local_addrs_starts_from_its_uplinks_source() -> None:
+    """Redundant hubs, one per uplink, no local_addrs: the failover to the second hub
+    speaks from the address the route to that hub gives, not 0.0.0.0 (which would land
+    in the kernel SAs as the outer source)."""
+    hub2 = "203.0.113.2"
+    text = conf(*A).replace('local_addrs = ["192.0.2.1"]\n', "")
+    text = text.replace('remote_addrs = ["192.0.2.2"]', f'remote_addrs = ["{HUB}", "{hub2}"]')
+    second = conf(hub2, "%any", "hq.example.net", "branch.example.net", **B_TS)
+    a, b = make_pair(text, second)
+    assert a.engine.mobike_peers() == {HUB, hub2}  # every hub, before anything is up
+    a.engine.paths_changed(("192.0.2.1", OTHER), {HUB: "192.0.2.1", hub2: OTHER}, 0.0)
+    a.engine.initiate("gw", 0.0, remote=hub2)  # as the failover does
+    (init,) = a.drain()
+    assert (init.src, init.dst) == ((OTHER, 500), (hub2, 500))
+    transfer(a, b, 0.0, in_flight=[init])
+    (child,) = _sa(a).children
+    assert child.outbound is not None and str(child.outbound.src) == OTHER
+    assert not _sa(b).nat_remote
 
 
 def test_bad_address_list_in_ike_auth_is_ignored_and_counted() -> None:

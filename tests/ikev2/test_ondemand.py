@@ -81,10 +81,30 @@ def test_soft_expire_rekeys_and_hard_expire_deletes() -> None:
     transfer(a, b, 5.0)
     assert len(of(a, InstallChildSa)) == 2 and len(of(a, DeleteChildSa)) == 1
     new = next(iter(a.engine.sas.values())).children[0]
-    a.engine.child_expired(new.spi_out, True, 6.0)
-    transfer(a, b, 6.0)
+    assert new.expire_at == 5.0 + 3960  # life_time
+    a.engine.child_expired(new.spi_out, True, 3963.0)  # at its life_time, give or take
+    transfer(a, b, 3963.0)
     assert a.sa().children == () and b.sa().children == ()
     assert a.sa().state == "ESTABLISHED"
+
+
+def test_hard_expire_long_before_life_time_makes_the_child_again() -> None:
+    """The kernel judges time lifetimes on the wall clock: stepped a day forward, it ends
+    SAs whose life_time (monotonic, ours) has hours left. Those are made again (a rekey),
+    once for both directions' expiries, instead of the tunnel going down."""
+    a, b = make_pair()
+    a.engine.initiate("gw", 0.0)
+    transfer(a, b)
+    child = next(iter(a.engine.sas.values())).children[0]
+    a.engine.child_expired(child.spi_out, True, 100.0)
+    a.engine.child_expired(child.spi_in, True, 100.0)  # the other direction: no second one
+    transfer(a, b, 100.0)
+    assert len(of(a, InstallChildSa)) == 2 and len(of(a, DeleteChildSa)) == 1
+    (now,) = a.sa().children
+    assert now.state == "INSTALLED" and now.spi_in != child.spi_in
+    (theirs,) = b.sa().children
+    assert theirs.spi_out == now.spi_in
+    assert a.engine.ctx.counters.conn("gw").child_rekeys == 1
 
 
 def test_keepalives_every_20s_when_encapsulating() -> None:

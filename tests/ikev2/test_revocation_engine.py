@@ -8,20 +8,17 @@ import logging
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from pike.ikev2.engine import Ikev2Engine
-from pike.sa.actions import IkeSaDeleted, IkeSaEstablished
+from pike.sa.actions import IkeSaDeleted
 from pike.sa.crl import parse_crl
-from pike.sa.revocation import RevocationCache, revoked_check
+from pike.sa.revocation import revoked_check
 from pike.sa.revocation_status import serial_text
 
-from .pair import Node, transfer
-from .revgen import cdp, crl_der, make_crl
-from .test_pubkey import A_ID, B_ID, conf, engine_from
-from .x509gen import NOW, Issued, issue, make_ca, write
-
-CRL_URI = "http://192.0.2.9/ca.crl"
+from .pair import Node, revocation_cache, transfer
+from .revgen import CRL_URI, crl_der, crl_gateway, make_crl
+from .test_pubkey import A_ID, B_ID, conf, engine_from, established
+from .x509gen import NOW, Issued, make_ca, write
 
 
 def side(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, remote_extra: str = "") -> Node:
@@ -35,19 +32,6 @@ def side(d: Path, me: Issued, ca: Issued, seed: int, a_side: bool, remote_extra:
     path = d / "pike.toml"
     path.write_text(text)
     return Node(engine_from(path, seed))
-
-
-def gw(ca: Issued, ident: str, uri: str | None = CRL_URI) -> Issued:
-    extra = [cdp(uri)] if uri else []
-    return issue(ca, "ecdsa-p256", ident, [x509.DNSName(ident)], extra=extra)
-
-
-def cache(n: Node) -> RevocationCache:
-    return n.engine.ctx.credentials.revocation
-
-
-def established(n: Node) -> bool:
-    return bool(n.of(IkeSaEstablished))
 
 
 def retransmit(a: Node, b: Node, now: float) -> None:
@@ -66,18 +50,18 @@ def test_responder_waits_for_the_crl_then_refuses_a_revoked_peer(
     tmp_path: Path, ca: Issued, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "pike")
-    mine = gw(ca, A_ID)
+    mine = crl_gateway(ca, A_ID)
     a = side(tmp_path / "a", mine, ca, 1, True)
-    b = side(tmp_path / "b", gw(ca, B_ID, None), ca, 2, False)
+    b = side(tmp_path / "b", crl_gateway(ca, B_ID, None), ca, 2, False)
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
     # IKE_AUTH arrived; b asked for the CRL and did not answer
-    assert [(f.kind, f.uri) for f in cache(b).wanted] == [("crl", CRL_URI)]
+    assert [(f.kind, f.uri) for f in revocation_cache(b).wanted] == [("crl", CRL_URI)]
     assert len(b.outbox) == 1, "only the IKE_SA_INIT response"
     assert "is being fetched; request 1 left unanswered" in caplog.text
     # the runtime brings the CRL in; the initiator's retransmission is answered
     crl = make_crl(ca, [mine.cert.serial_number])
-    cache(b).add_crl(parse_crl(crl_der(crl), CRL_URI), NOW)
+    revocation_cache(b).add_crl(parse_crl(crl_der(crl), CRL_URI), NOW)
     retransmit(a, b, 4.5)
     assert not established(a) and not established(b)
     assert "sending IKE_AUTH response 1 [ N(AUTHENTICATION_FAILED) ]" in caplog.text
@@ -90,13 +74,13 @@ def test_responder_waits_for_the_crl_then_refuses_a_revoked_peer(
 
 
 def test_responder_accepts_once_a_clean_crl_is_in(tmp_path: Path, ca: Issued) -> None:
-    a = side(tmp_path / "a", gw(ca, A_ID), ca, 1, True)
-    b = side(tmp_path / "b", gw(ca, B_ID, None), ca, 2, False, ', revocation = "strict"')
+    a = side(tmp_path / "a", crl_gateway(ca, A_ID), ca, 1, True)
+    b = side(tmp_path / "b", crl_gateway(ca, B_ID, None), ca, 2, False, ', revocation = "strict"')
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
     assert not established(b)
-    cache(b).wanted.clear()
-    cache(b).add_crl(parse_crl(crl_der(make_crl(ca)), CRL_URI), NOW)
+    revocation_cache(b).wanted.clear()
+    revocation_cache(b).add_crl(parse_crl(crl_der(make_crl(ca)), CRL_URI), NOW)
     retransmit(a, b, 4.5)
     assert established(a) and established(b)
 
@@ -107,24 +91,26 @@ def test_responder_accepts_once_a_clean_crl_is_in(tmp_path: Path, ca: Issued) ->
 def test_unreachable_crl_under_each_policy(
     tmp_path: Path, ca: Issued, policy: str, accepted: bool
 ) -> None:
-    a = side(tmp_path / "a", gw(ca, A_ID), ca, 1, True)
-    b = side(tmp_path / "b", gw(ca, B_ID, None), ca, 2, False, f', revocation = "{policy}"')
+    a = side(tmp_path / "a", crl_gateway(ca, A_ID), ca, 1, True)
+    b = side(
+        tmp_path / "b", crl_gateway(ca, B_ID, None), ca, 2, False, f', revocation = "{policy}"'
+    )
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
-    (fetch,) = cache(b).wanted
-    cache(b).failed(fetch, "no answer within 3 s", b.engine.ctx.credentials.wall(0.0))
+    (fetch,) = revocation_cache(b).wanted
+    revocation_cache(b).failed(fetch, "no answer within 3 s", b.engine.ctx.credentials.wall(0.0))
     retransmit(a, b, 4.5)
     assert established(b) is accepted and established(a) is accepted
 
 
 def test_no_uri_fails_only_strict(tmp_path: Path, ca: Issued) -> None:
     for policy, accepted in (("strict", False), ("ifuri", True)):
-        a = side(tmp_path / policy / "a", gw(ca, A_ID, None), ca, 1, True)
+        a = side(tmp_path / policy / "a", crl_gateway(ca, A_ID, None), ca, 1, True)
         extra = f', revocation = "{policy}"'
-        b = side(tmp_path / policy / "b", gw(ca, B_ID, None), ca, 2, False, extra)
+        b = side(tmp_path / policy / "b", crl_gateway(ca, B_ID, None), ca, 2, False, extra)
         a.engine.initiate("gw", 0.0)
         transfer(a, b)
-        assert not cache(b).wanted
+        assert not revocation_cache(b).wanted
         assert established(b) is accepted, policy
 
 
@@ -132,35 +118,35 @@ def test_initiator_sets_the_response_aside_until_the_status_is_in(
     tmp_path: Path, ca: Issued, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "pike")
-    hq = gw(ca, B_ID)
-    a = side(tmp_path / "a", gw(ca, A_ID, None), ca, 1, True, ', revocation = "strict"')
+    hq = crl_gateway(ca, B_ID)
+    a = side(tmp_path / "a", crl_gateway(ca, A_ID, None), ca, 1, True, ', revocation = "strict"')
     b = side(tmp_path / "b", hq, ca, 2, False)
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
     assert established(b) and not established(a)
     assert "response 1 set aside" in caplog.text
-    cache(a).wanted.clear()
-    cache(a).add_crl(parse_crl(crl_der(make_crl(ca)), CRL_URI), NOW)
+    revocation_cache(a).wanted.clear()
+    revocation_cache(a).add_crl(parse_crl(crl_der(make_crl(ca)), CRL_URI), NOW)
     retransmit(a, b, 4.5)  # b answers with its cached response
     assert established(a)
 
 
 def test_a_refreshed_crl_ends_the_live_sa(tmp_path: Path, ca: Issued) -> None:
-    mine = gw(ca, A_ID)
+    mine = crl_gateway(ca, A_ID)
     a = side(tmp_path / "a", mine, ca, 1, True)
-    b = side(tmp_path / "b", gw(ca, B_ID, None), ca, 2, False)
-    cache(b).add_crl(parse_crl(crl_der(make_crl(ca)), CRL_URI), NOW)
+    b = side(tmp_path / "b", crl_gateway(ca, B_ID, None), ca, 2, False)
+    revocation_cache(b).add_crl(parse_crl(crl_der(make_crl(ca)), CRL_URI), NOW)
     a.engine.initiate("gw", 0.0)
     transfer(a, b)
     assert established(a) and established(b)
     engine: Ikev2Engine = b.engine
-    check = revoked_check(cache(b), NOW)
+    check = revoked_check(revocation_cache(b), NOW)
     assert engine.drop_revoked(check, 10.0) == []  # nothing revoked yet
-    fresh = cache(b).add_crl(
+    fresh = revocation_cache(b).add_crl(
         parse_crl(crl_der(make_crl(ca, [mine.cert.serial_number], number=2)), CRL_URI), NOW
     )
     assert fresh == [mine.cert.serial_number]
-    lines = engine.drop_revoked(revoked_check(cache(b), NOW), 10.0)
+    lines = engine.drop_revoked(revoked_check(revocation_cache(b), NOW), 10.0)
     assert len(lines) == 1 and serial_text(mine.cert.serial_number) in lines[0]
     transfer(b, a, 10.0)
     assert [e.reason for e in b.of(IkeSaDeleted)] == ["revoked"]

@@ -9,10 +9,16 @@ names the marker (``-m image``); otherwise they are skipped with that reason.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from lib.prereq import in_ci
+from lib.prereq import in_ci, require
+
+IMAGE_DIR = Path(__file__).resolve().parents[2] / "image"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,3 +46,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("image") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def image() -> Path:
+    """The image under test: ``PIKE_IMAGE`` if set, else one build for the whole session
+    (the boot test and the A/B update test share it)."""
+    require(os.geteuid() == 0, "the image build needs root (mmdebstrap --mode=root, chroot)")
+    require(shutil.which("apt-get") is not None, "the image build needs a Debian host")
+    given = os.environ.get("PIKE_IMAGE")
+    if given:
+        return Path(given)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(IMAGE_DIR / "build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    print(f"\nimage/build.sh: exit {proc.returncode} in {time.monotonic() - t0:.0f}s")
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    # build.sh writes to $PIKE_IMAGE_OUT when set: look there, not at an older image/out
+    out = Path(os.environ.get("PIKE_IMAGE_OUT") or IMAGE_DIR / "out")
+    images = sorted(out.glob("pike-*-arm64.img"), key=lambda p: p.stat().st_mtime)
+    assert images, "build.sh made no image"
+    return images[-1]

@@ -21,9 +21,13 @@ UNITS = ROOTFS / "etc/systemd/system"
 EXECUTABLES = (
     "/opt/pike/bin/piked",
     "/opt/pike/bin/pikectl",
+    "/opt/pike/bin/python3",
     "/usr/local/sbin/pike-firstboot",
     "/usr/lib/pike/selftest",
     "/usr/lib/pike/vtpm-relay",
+    "/usr/lib/pike/data-setup",
+    "/usr/lib/pike/mark-good",
+    "/usr/lib/pike/update-selftest",
 )
 
 
@@ -90,6 +94,26 @@ def test_piked_unit_is_notify_with_watchdog_and_hardening() -> None:
     assert u["User"] == ["pike"]
     assert u["StartLimitAction"] == ["reboot"]
     assert u["ExecStart"] == ["/opt/pike/bin/piked --config /etc/pike/pike.toml"]
+
+
+def test_keyd_unit_is_the_one_the_readme_switches_to() -> None:
+    """pike-keyd.service (own-unit mode, issue 13): its own user, no capability, the
+    socket path and peer user the README's switch gives piked; shipped, not enabled."""
+    u = unit("pike-keyd.service")
+    sock = "/run/pike-keyd/keyd.sock"
+    assert u["ExecStart"] == [
+        f"/opt/pike/bin/python3 -m pike.cli.keyd --socket {sock} --peer-user pike"
+    ]
+    assert u["User"] == ["pike-keyd"] and u["RuntimeDirectory"] == ["pike-keyd"]
+    assert u["CapabilityBoundingSet"] == [""] and u["NoNewPrivileges"] == ["yes"]
+    assert u["Before"] == ["piked.service"]
+    hook = (IMAGE / "hooks/customize.sh").read_text()
+    assert '--comment "pike key helper" pike-keyd' in hook
+    enable = next(ln for ln in hook.replace("\\\n", " ").splitlines() if "systemctl enable" in ln)
+    assert "pike-keyd" not in enable  # the image ships the spawned mode
+    readme = (IMAGE.parent / "README.md").read_text()
+    assert f'key_helper = "{sock}"' in readme
+    assert "Requires=pike-keyd.service" in readme and "chown pike-keyd:pike-keyd" in readme
 
 
 def test_config_is_root_pike_0640_and_pike_admin_exists() -> None:
@@ -173,7 +197,37 @@ def test_boot_files() -> None:
     assert re.search(r"^arm_64bit=1$", config, re.M)
     cmdline = (IMAGE / "boot/cmdline.txt").read_text()
     assert cmdline.count("\n") == 1  # the firmware wants one line
-    assert "root=LABEL=pikeroot" in cmdline.split()
+    # Slot A by its MBR PARTUUID: after an update both slots hold a root labelled pikeroot.
+    assert {"root=PARTUUID=70696b65-02", "ro", "rauc.slot=A"} <= set(cmdline.split())
+
+
+def test_ab_slots_agree() -> None:
+    """RAUC's slots, U-Boot's boot script, the disk id build.sh writes and the boot
+    counters' file name one layout: A = partition 2, B = 3, data = 4 on disk 0x70696b65."""
+    conf = (ROOTFS / "etc/rauc/system.conf").read_text()
+    slots = re.findall(
+        r"device=/dev/disk/by-partuuid/70696b65-0(\d)\s+type=ext4\s+bootname=(\w)", conf
+    )
+    assert slots == [("2", "A"), ("3", "B")]
+    assert re.search(r"^bootloader=uboot$", conf, re.M)
+    assert re.search(r"^boot-attempts-primary=1$", conf, re.M)  # a new slot gets one try
+    script = (IMAGE / "boot/boot.cmd").read_text()
+    assert "setenv pike_slot A\n      setenv pike_part 2" in script
+    assert "setenv pike_slot B\n      setenv pike_part 3" in script
+    assert "root=PARTUUID=70696b65-0${pike_part}" in script and "rauc.slot=${pike_slot}" in script
+    assert "DISK_ID=0x70696b65" in (IMAGE / "build.sh").read_text()
+    assert "70696b65-04" in (ROOTFS / "usr/lib/pike/data-setup").read_text()
+    env = (ROOTFS / "etc/fw_env.config").read_text().split("\n")
+    assert "/boot/firmware/uboot.env 0x0000 0x4000" in env
+    assert "uboot.env 0x4000" in script
+    fstab = (ROOTFS / "etc/fstab").read_text()
+    assert re.search(r"^/dev/root\s+/\s+ext4\s+ro,", fstab, re.M)  # read-only root
+
+
+def test_mark_good_reboots_on_failure_and_runs_after_piked() -> None:
+    u = unit("pike-mark-good.service")
+    assert u["FailureAction"] == ["reboot"]
+    assert "piked.service" in u["After"][0].split()
 
 
 def test_vtpm_relay_compiles_and_is_inert_without_pike_vtpm() -> None:
@@ -194,6 +248,9 @@ def test_vtpm_relay_compiles_and_is_inert_without_pike_vtpm() -> None:
         "hooks/customize.sh",
         "rootfs/usr/lib/pike/selftest",
         "rootfs/usr/local/sbin/pike-firstboot",
+        "rootfs/usr/lib/pike/data-setup",
+        "rootfs/usr/lib/pike/mark-good",
+        "rootfs/usr/lib/pike/update-selftest",
     ],
 )
 def test_scripts_parse(script: str) -> None:

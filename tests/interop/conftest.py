@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from .piked import PikedNode, piked_available
 from .strongswan import Connection, Secret, StrongswanNode, charon_available, kernel_has_esp
 from .topology import Gateways, make_gateways
 
-__all__ = ["Gateways", "MakeCharon", "MakePiked", "Require"]
+__all__ = ["Gateways", "MakeCharon", "MakePiked", "Require", "charon_nodes"]
 
 _lab_counter = itertools.count()
 
@@ -56,9 +57,10 @@ MakeCharon = Callable[..., StrongswanNode]
 MakePiked = Callable[..., PikedNode]
 
 
-@pytest.fixture
-def make_charon(lab: Lab, tmp_path: Path, require: Require) -> Iterator[MakeCharon]:
-    require(charon_available(), "strongSwan charon/swanctl not installed")
+@contextmanager
+def charon_nodes(tmp_path: Path, prefix: Path | None = None) -> Iterator[MakeCharon]:
+    """A factory of charon nodes (from the build at ``prefix``, else the installed one),
+    each stopped with its log tail printed on leaving (shown when the test fails)."""
     nodes: list[StrongswanNode] = []
 
     def make(
@@ -70,7 +72,7 @@ def make_charon(lab: Lab, tmp_path: Path, require: Require) -> Iterator[MakeChar
     ) -> StrongswanNode:
         if libipsec is None:
             libipsec = not kernel_has_esp(ns)
-        node = StrongswanNode(ns, tmp_path, name, libipsec=libipsec)
+        node = StrongswanNode(ns, tmp_path, name, libipsec=libipsec, prefix=prefix)
         node.add(*items)
         nodes.append(node)
         if start:
@@ -82,6 +84,13 @@ def make_charon(lab: Lab, tmp_path: Path, require: Require) -> Iterator[MakeChar
         node.stop()
         print(f"--- {node.name} charon log tail ({node.log_path}) ---")
         print(node.log_tail(60))
+
+
+@pytest.fixture
+def make_charon(lab: Lab, tmp_path: Path, require: Require) -> Iterator[MakeCharon]:
+    require(charon_available(), "strongSwan charon/swanctl not installed")
+    with charon_nodes(tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pike.ikev1.engine import Ikev1Engine
 from pike.ikev2.engine import Ikev2Engine
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config_text
@@ -129,6 +130,71 @@ def spoof(dst: str, net: str, count: int, rate: float) -> dict[str, int | float]
         _pace(t0, i, rate)
     raw.close()
     return {"sent": sent, "seconds": round(time.monotonic() - t0, 2)}
+
+
+# -- IKEv1 -------------------------------------------------------------------------------------
+
+CONFIG_V1 = """
+[daemon]
+control_socket = "/nonexistent/flood.sock"
+[connections.x]
+version = 1
+aggressive = {aggressive}
+local_addrs = ["{src}"]
+remote_addrs = ["{dst}"]
+proposals = ["aes128-sha256-modp2048"]
+local = {{ auth = "psk", id = "{fid}" }}
+remote = {{ auth = "psk", id = "rw1.example" }}
+[connections.x.children.c]
+local_ts = ["10.9.0.0/24"]
+remote_ts = ["10.1.0.0/24"]
+esp_proposals = ["aes128-sha256"]
+[secrets.s]
+secret = "flood-psk-unused-by-piked"
+id = ["{fid}", "rw1.example"]
+"""
+
+
+def _v1_first(src: str, dst: str, aggressive: bool) -> bytes:
+    """Main Mode's first message (SA), or Aggressive Mode's (SA, KE, nonce, ID)."""
+    text = CONFIG_V1.format(src=src, dst=dst, fid=FLOOD_ID, aggressive=str(aggressive).lower())
+    eng = Ikev1Engine(load_config_text(text), random=os.urandom, kernel_caps=KernelCaps(True))
+    eng.initiate("x", 0.0)
+    out = [a for a in iter(eng.next_action, None) if isinstance(a, SendDatagram)]
+    return out[0].data
+
+
+def v1spoof(
+    dst: str, net: str, count: int, rate: float, aggressive: bool
+) -> dict[str, int | float]:
+    """MM1s or AM1s from random addresses of ``net`` (new initiator cookie each)."""
+    hosts = ipaddress.ip_network(net)
+    first = _v1_first(str(hosts[1]), dst, aggressive)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    rng = random.Random(14 if aggressive else 15)
+    t0 = time.monotonic()
+    for i in range(count):
+        src = str(hosts[rng.randrange(1, hosts.num_addresses - 1)])
+        data = rng.randbytes(8) + first[8:]
+        raw.sendto(_ip_udp(src, rng.randrange(1024, 65535), dst, data), (dst, 0))
+        _pace(t0, i, rate)
+    raw.close()
+    return {"sent": count, "seconds": round(time.monotonic() - t0, 2)}
+
+
+def v1half(dst: str, srcs: list[str], count: int, rate: float) -> dict[str, int | float]:
+    """MM1s from one real address, each a new ISAKMP SA left half-open (MM2 not answered)."""
+    peer = _Peer(srcs[0], dst, timeout=min(0.1, 0.5 / rate))
+    first = _v1_first(srcs[0], dst, False)
+    t0 = time.monotonic()
+    answered = 0
+    for i in range(count):
+        cookie = random.randbytes(8)
+        peer.send(cookie + first[8:])
+        got = peer.recv()
+        answered += got is not None and got[:8] == cookie
+        _pace(t0, i, rate)
+    return {"sent": count, "answered": answered, "seconds": round(time.monotonic() - t0, 2)}
 
 
 # -- from real addresses -----------------------------------------------------------------------
@@ -314,6 +380,10 @@ def main(argv: list[str]) -> None:
     kind, dst, src, count, rate = argv[0], argv[1], argv[2], int(argv[3]), float(argv[4])
     if kind == "spoof":
         result = spoof(dst, src, count, rate)
+    elif kind in ("v1mm", "v1am"):
+        result = v1spoof(dst, src, count, rate, kind == "v1am")
+    elif kind == "v1half":
+        result = v1half(dst, src.split(","), count, rate)
     else:
         fn = {"echo": echo, "certs": certs, "frags": frags}[kind]
         result = fn(dst, src.split(","), count, rate)

@@ -22,7 +22,6 @@ gaps between piked's WATCHDOG=1 notifications (piked runs with ``NOTIFY_SOCKET``
 
 from __future__ import annotations
 
-import datetime
 import json
 import socket
 import subprocess
@@ -32,14 +31,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+
+from ikev2.x509gen import make_ca
 
 from .netns import Lab, Namespace
 from .piked import PikedNode
 from .strongswan import Child, Connection, Secret, StrongswanNode
+from .strongswan_v1 import ikev1_connection
 from .test_piked_strongswan import BRANCH, HQ, PSK, charon_conn
 from .topology import make_gateways
 
@@ -48,6 +47,7 @@ TARGET = "198.51.100.1"
 MALLORY = [f"198.51.100.{n}" for n in range(2, 11)]
 SPOOFED = "198.18.0.0/15"
 WATCHDOG_USEC = 4_000_000  # systemd would kill piked after 4 s without WATCHDOG=1
+HALF_OPEN_MAX = 1000  # piked's default half_open_max
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class Flood:
     count: int
     rate: float
     sources: list[str]
+    ike: str = "hq"  # charon's connection that comes up meanwhile (hq1: IKEv1 Main Mode)
+    child: str = "lan"
+    full: int = 0  # charon starts only once piked holds this many IKE SAs (else after 0.5 s)
 
 
 def floods(scale: float = 1.0) -> list[Flood]:
@@ -72,6 +75,20 @@ def floods(scale: float = 1.0) -> list[Flood]:
     ]
 
 
+def floods_v1(scale: float = 1.0) -> list[Flood]:
+    """IKEv1 (no COOKIEs there): spoofed Main Mode and Aggressive Mode first messages, and
+    Main Mode half-open SAs from one address, while charon's IKEv1 ``hq1`` comes up."""
+
+    def n(x: int) -> int:
+        return max(1, round(x * scale))
+
+    return [  # in this order: the spoofed ones leave half_open_max full for 30 s
+        Flood("v1half", n(300), 200.0, MALLORY[:1], "hq1", "lan1"),
+        Flood("v1am", n(500), 500.0, [SPOOFED], "hq1", "lan1"),
+        Flood("v1mm", n(3000), 3000.0, [SPOOFED], "hq1", "lan1", full=HALF_OPEN_MAX),
+    ]
+
+
 @dataclass
 class Figures:
     kind: str
@@ -85,6 +102,7 @@ class Figures:
     packets_in: int  # what left's wan1 (mallory's side) received during the flood
     packets_out: int  # and sent: piked's answers (COOKIEs, responses)
     rcvbuf_drops: int  # datagrams the kernel dropped, piked's socket buffers full (all UDP)
+    half_open_most: int = 0  # the most half-open IKE SAs one address holds, after the flood
 
     def line(self) -> str:
         return (
@@ -92,7 +110,8 @@ class Figures:
             f" -> {self.rss_after / 1024:.1f} MiB, loop lag worst {self.lag_worst * 1000:.0f} ms"
             f", status answered within {self.status_rtt * 1000:.0f} ms, {self.half_open} "
             f"half-open held, {self.packets_in} packets in, {self.packets_out} out, "
-            f"{self.rcvbuf_drops} dropped at a full socket buffer; "
+            f"{self.rcvbuf_drops} dropped at a full socket buffer, at most "
+            f"{self.half_open_most} half-open from one address; "
             f"flood {json.dumps(self.flood)}"
         )
 
@@ -113,25 +132,9 @@ def rss_kib(pid: int) -> int:
 
 def _ca(directory: Path) -> None:
     """A CA for ``rw`` (P-256, self-signed) that signed none of the flood's certificates."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pike flood test CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-        .sign(key, hashes.SHA256())
-    )
+    ca = make_ca("ecdsa-p256", "pike flood test CA")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "ca.pem").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
 
 
 class _Watchdog:
@@ -184,6 +187,11 @@ def _nodes(lab: Lab, workdir: Path) -> tuple[Namespace, StrongswanNode, PikedNod
     # counting as the flood's effect.
     charon.charon_settings = {"retransmit_timeout": "0.5"}
     charon.add(charon_conn(), secret)
+    hq1_charon = ikev1_connection(
+        "192.0.2.2", "192.0.2.1", name="hq1", child="lan1", local_ts="10.2.0.0/24",
+        remote_ts="10.1.0.0/24", local_id=HQ, remote_id=BRANCH,
+    )  # fmt: skip
+    charon.add(hq1_charon)
     hq = Connection(
         "hq",
         ["192.0.2.1"],
@@ -203,8 +211,23 @@ def _nodes(lab: Lab, workdir: Path) -> tuple[Namespace, StrongswanNode, PikedNod
         children=[Child("c", ["10.1.0.0/24"], ["10.9.0.0/24"], ("aes128gcm16",))],
     )
     rw_secret = Secret("rw", "pike-flood-rw-local-psk", ["rw.example"])
+    hq1 = ikev1_connection(
+        "192.0.2.1", "192.0.2.2", name="hq1", child="lan1", local_ts="10.1.0.0/24",
+        remote_ts="10.2.0.0/24", local_id=BRANCH, remote_id=HQ,
+    )  # fmt: skip
+    # IKEv1 roaming peers in Main Mode and in Aggressive Mode (PSK): what the v1 floods hit
+    roaming = []
+    for name, aggressive in (("rw1", False), ("rwa", True)):
+        c = ikev1_connection(
+            TARGET, "%any", name=name, child="c", local_ts="10.1.0.0/24",
+            remote_ts="10.9.0.0/24", local_id="rw1.example", remote_id="flood.example",
+            aggressive=aggressive,
+        )  # fmt: skip
+        c.remote_addrs = ["198.51.100.0/24", SPOOFED]
+        roaming.append(c)
+    rw1_secret = Secret("rw1", "pike-flood-rw1-psk-never-used", ["rw1.example", "flood.example"])
     piked = PikedNode(gw.left, workdir, "piked")
-    piked.add(hq, rw, secret, rw_secret)
+    piked.add(hq, rw, hq1, *roaming, secret, rw_secret, rw1_secret)
     piked.daemon = {"log_level": "info"}  # debug lines per flood datagram would be the load
     piked.extra = {
         "rw": {"remote": {"auth": "pubkey", "id": "flood.example", "cacerts": ["ca.pem"]}}
@@ -265,15 +288,21 @@ def _one(
     proc = mallory.popen([*argv, str(f.rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     rtts: list[float] = []
     try:
-        deadline = time.monotonic() + 0.5
+        deadline = time.monotonic() + (10.0 if f.full else 0.5)
         while time.monotonic() < deadline:  # the flood under way
-            rtts.append(_status(piked)[0])
+            rtt, st = _status(piked)
+            rtts.append(rtt)
+            if f.full and isinstance(st["ike_sas"], int) and st["ike_sas"] >= f.full:
+                break
             time.sleep(0.05)
+        else:
+            if f.full:
+                raise AssertionError(f"{f.kind}: piked never held {f.full} IKE SAs")
         t0 = time.monotonic()
-        charon.initiate("lan", ike="hq", timeout=5, check=False)
-        sa = charon.wait_established("hq", timeout=5)
+        charon.initiate(f.child, ike=f.ike, timeout=5, check=False)
+        sa = charon.wait_established(f.ike, timeout=5)
         took = time.monotonic() - t0
-        p = piked.wait_established("hq", timeout=5)
+        p = piked.wait_established(f.ike, timeout=5)
         if (p.initiator_spi, p.responder_spi) != (sa.initiator_spi, sa.responder_spi):
             raise AssertionError(f"{f.kind}: piked's hq SA is not charon's: {p} {sa}")
         while proc.poll() is None:
@@ -289,7 +318,9 @@ def _one(
     rtt, st = _status(piked)
     lag = st["event_loop_lag"]
     assert isinstance(lag, dict)
-    half_open = sum(1 for s in piked.list_sas() if s.state != "ESTABLISHED")
+    held = [s.remote_host for s in piked.list_sas() if s.state != "ESTABLISHED"]
+    half_open = len(held)
+    most = max((held.count(a) for a in set(held)), default=0)
     rx1, tx1 = _packets(piked.ns, "wan1")
     fig = Figures(
         f.kind,
@@ -303,7 +334,8 @@ def _one(
         rx1 - rx0,
         tx1 - tx0,
         _rcvbuf_errors(piked.ns) - drops0,
+        most,
     )
-    charon.terminate("hq", check=False)
-    charon.wait_no_sas(ike="hq", timeout=5)
+    charon.terminate(f.ike, check=False)
+    charon.wait_no_sas(ike=f.ike, timeout=5)
     return fig

@@ -674,6 +674,15 @@ class StrongswanNode(PeerNode):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dest)
 
+    def start_with(self, cert: Path, key: Path, *cas: Path) -> None:
+        """Start with our certificate and key and the CA certificates installed."""
+        self.write_config()
+        for ca in cas:
+            self.install_cert(ca, ca=True)
+        self.install_cert(cert)
+        self.install_key(key)
+        self.start()
+
     # lifecycle
     def start(self, timeout: float = 10.0) -> None:
         """Write config, start charon in its private /run, wait for vici, load config."""

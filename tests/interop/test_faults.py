@@ -36,8 +36,7 @@ from .piked import PikedNode
 from .strongswan import IkeSaInfo, StrongswanNode
 from .test_lifecycle_dataplane import settled, warm_up, xfrm_state_count
 from .test_lifecycle_interop import FAST, SECRET, conn, spis
-from .test_self_healing import V1_SECRET
-from .topology import branch_hq_v1
+from .test_self_healing import psk_tunnel
 
 pytestmark = pytest.mark.interop
 
@@ -57,8 +56,7 @@ def _one_and_the_same(piked: PikedNode, charon: StrongswanNode) -> tuple[str, st
 def test_peer_reboot_initial_contact(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, version: int
 ) -> None:
-    make = conn if version == 2 else branch_hq_v1
-    secret = SECRET if version == 2 else V1_SECRET
+    make, secret = psk_tunnel(version)
     theirs = make("right")
     if version == 1:
         # charon sends IKEv1's INITIAL-CONTACT only when it knows the peer's id (none:

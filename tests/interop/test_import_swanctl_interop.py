@@ -22,11 +22,10 @@ from ikev2.x509gen import issue, make_ca, write
 
 from .conftest import Gateways, MakeCharon, Require
 from .piked import PikedNode, piked_available, venv_bin
-from .strongswan import Connection, Secret, StrongswanNode, render_swanctl
-from .test_lifecycle_interop import BRANCH, HQ, SECRET, conn
+from .strongswan import Connection, IkeSaInfo, Secret, StrongswanNode, render_swanctl
+from .test_lifecycle_interop import BRANCH, HQ
 from .test_piked_certs import _conn
-from .test_self_healing import V1_SECRET
-from .topology import branch_hq_v1
+from .test_self_healing import psk_tunnel
 
 pytestmark = pytest.mark.interop
 
@@ -69,13 +68,34 @@ def _import(tmp_path: Path, connection: Connection, secret: Secret | None) -> tu
     return out.read_text(), proc.stderr
 
 
+def _imported_up(
+    gateways: Gateways, tmp_path: Path, text: str, charon: StrongswanNode
+) -> tuple[IkeSaInfo, IkeSaInfo]:
+    """piked on the imported config initiates to ``charon``: the IKE SA as each side lists
+    it, the same SPIs."""
+    piked = ImportedPiked(gateways.left, tmp_path, "piked", imported=text)
+    piked.poll_via_socket = True
+    piked.start()
+    try:
+        piked.initiate("hq")
+        ours = piked.wait_established("hq", timeout=20)
+        theirs = charon.wait_established("hq", timeout=10)
+        assert (ours.initiator_spi, ours.responder_spi) == (
+            theirs.initiator_spi,
+            theirs.responder_spi,
+        )
+        return ours, theirs
+    finally:
+        status = piked.stop()
+        print(f"--- piked log tail, exit {status} ---\n{piked.log_tail(40)}")
+
+
 @pytest.mark.parametrize("version", [2, 1])
 def test_imported_config_brings_the_tunnel_up(
     gateways: Gateways, make_charon: MakeCharon, tmp_path: Path, require: Require, version: int
 ) -> None:
     require(piked_available(), "piked/pikectl not installed in the venv")
-    make = conn if version == 2 else branch_hq_v1
-    secret = SECRET if version == 2 else V1_SECRET
+    make, secret = psk_tunnel(version)
     text, said = _import(tmp_path, make("left"), secret)
     parsed = tomllib.loads(text)
     hq = parsed["connections"]["hq"]
@@ -87,21 +107,8 @@ def test_imported_config_brings_the_tunnel_up(
     charon = make_charon(
         gateways.right, "charon", make("right"), secret, libipsec=gateways.libipsec
     )
-    piked = ImportedPiked(gateways.left, tmp_path, "piked", imported=text)
-    piked.poll_via_socket = True
-    piked.start()
-    try:
-        piked.initiate("hq")
-        ours = piked.wait_established("hq", timeout=20)
-        theirs = charon.wait_established("hq", timeout=10)
-        assert ours.remote_host == "192.0.2.2" and theirs.remote_host == "192.0.2.1"
-        assert (ours.initiator_spi, ours.responder_spi) == (
-            theirs.initiator_spi,
-            theirs.responder_spi,
-        )
-    finally:
-        status = piked.stop()
-        print(f"--- piked log tail, exit {status} ---\n{piked.log_tail(40)}")
+    ours, theirs = _imported_up(gateways, tmp_path, text, charon)
+    assert ours.remote_host == "192.0.2.2" and theirs.remote_host == "192.0.2.1"
 
 
 def test_imported_certificate_config_brings_the_tunnel_up(
@@ -136,23 +143,6 @@ def test_imported_certificate_config_brings_the_tunnel_up(
     charon: StrongswanNode = make_charon(
         gateways.right, "charon", right, libipsec=gateways.libipsec, start=False
     )
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
-    piked = ImportedPiked(gateways.left, tmp_path, "piked", imported=text)
-    piked.poll_via_socket = True
-    piked.start()
-    try:
-        piked.initiate("hq")
-        ours = piked.wait_established("hq", timeout=20)
-        theirs_sa = charon.wait_established("hq", timeout=10)
-        assert (ours.initiator_spi, ours.responder_spi) == (
-            theirs_sa.initiator_spi,
-            theirs_sa.responder_spi,
-        )
-        assert theirs_sa.remote_id == BRANCH
-    finally:
-        status = piked.stop()
-        print(f"--- piked log tail, exit {status} ---\n{piked.log_tail(40)}")
+    charon.start_with(cert, key, ca_cert)
+    _, theirs_sa = _imported_up(gateways, tmp_path, text, charon)
+    assert theirs_sa.remote_id == BRANCH

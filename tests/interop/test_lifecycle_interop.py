@@ -138,12 +138,7 @@ def _big_cert_setup(
     charon.charon_settings["fragment_size"] = 1280
     charon.log_levels["net"] = 2
     charon.log_levels["enc"] = 1
-    charon.write_config()
-    charon.install_cert(files["root"], ca=True)
-    charon.install_cert(files["inter"], ca=True)
-    charon.install_cert(files["hq"])
-    charon.install_key(files["hq_key"])
-    charon.start()
+    charon.start_with(files["hq"], files["hq_key"], files["root"], files["inter"])
 
     piked = make_piked(gw.left, "piked", conn("left"), start=False)
     piked.poll_via_socket = True

@@ -17,10 +17,11 @@ import pytest
 
 from peers.strongswan6 import strongswan6_prefix
 
-from .conftest import Gateways, MakePiked
-from .strongswan import Child, Connection, Secret, StrongswanNode
+from .conftest import Gateways, MakePiked, charon_nodes
+from .strongswan import Secret, StrongswanNode
 from .test_dataplane import esp_gw, shared_gw, traffic_both_ways  # noqa: F401 (fixtures)
 from .test_lifecycle_dataplane import LAN, assert_no_loss, settled, stream_with, warm_up
+from .topology import branch_hq
 
 PSK = "pike-pq-dataplane-psk"
 LEFT_ID, RIGHT_ID = "branch1.example.net", "hq.example.net"
@@ -30,36 +31,16 @@ ESP = "aes256gcm16-x25519-ke1_mlkem768"
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
 
 
-def _conn(left: bool) -> Connection:
-    return Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=(IKE,),
-        local_id=LEFT_ID if left else RIGHT_ID,
-        remote_id=RIGHT_ID if left else LEFT_ID,
-        children=[
-            Child(
-                "lan",
-                ["10.1.0.0/24" if left else "10.2.0.0/24"],
-                ["10.2.0.0/24" if left else "10.1.0.0/24"],
-                (ESP,),
-            )
-        ],
-    )
-
-
 @pytest.fixture
 def charon6(esp_gw: Gateways, tmp_path: Path) -> Iterator[StrongswanNode]:  # noqa: F811
-    node = StrongswanNode(
-        esp_gw.right, tmp_path, "charon6", libipsec=False, prefix=strongswan6_prefix()
-    )
-    node.add(_conn(False), Secret("hq", PSK, [LEFT_ID, RIGHT_ID]))
-    node.start()
-    yield node
-    node.stop()
-    print(f"--- charon6 log tail ({node.log_path}) ---")
-    print(node.log_tail(60))
+    with charon_nodes(tmp_path, strongswan6_prefix()) as make:
+        yield make(
+            esp_gw.right,
+            "charon6",
+            branch_hq("right", (IKE,), (ESP,)),
+            Secret("hq", PSK, [LEFT_ID, RIGHT_ID]),
+            libipsec=False,
+        )
 
 
 def test_pq_tunnel_carries_traffic_and_rekeys_with_followup_ke(
@@ -67,7 +48,12 @@ def test_pq_tunnel_carries_traffic_and_rekeys_with_followup_ke(
     make_piked: MakePiked,
     charon6: StrongswanNode,
 ) -> None:
-    piked = make_piked(esp_gw.left, "piked", _conn(True), Secret("hq", PSK, [LEFT_ID, RIGHT_ID]))
+    piked = make_piked(
+        esp_gw.left,
+        "piked",
+        branch_hq("left", (IKE,), (ESP,)),
+        Secret("hq", PSK, [LEFT_ID, RIGHT_ID]),
+    )
     piked.poll_via_socket = True
     t0 = time.monotonic()
     piked.initiate("hq")

@@ -21,13 +21,15 @@ import pytest
 from cryptography import x509
 
 from ikev2.x509gen import issue, make_ca, write
+from lib.pikeconf import TomlValue
 from peers.strongswan6 import strongswan6_prefix
 
-from .conftest import Gateways, MakeCharon, MakePiked, Require
+from .conftest import Gateways, MakeCharon, MakePiked, Require, charon_nodes
 from .lifecycle_tools import wait_for
 from .netns import Namespace, kill_pid
 from .piked import PikedNode
-from .strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
+from .strongswan import Connection, IkeSaInfo, Secret, StrongswanNode
+from .topology import branch_hq
 
 PSK = "pike-pq-interop-psk-4Rt8"
 BRANCH, HQ = "branch1.example.net", "hq.example.net"
@@ -40,44 +42,32 @@ MakeCharon6 = Callable[..., StrongswanNode]
 
 @pytest.fixture
 def make_charon6(tmp_path: Path) -> Iterator[MakeCharon6]:
-    prefix = strongswan6_prefix()
-    nodes: list[StrongswanNode] = []
+    with charon_nodes(tmp_path, strongswan6_prefix()) as make:
 
-    def make(
-        ns: Namespace, *items: Connection | Secret, libipsec: bool, start: bool = True
-    ) -> StrongswanNode:
-        node = StrongswanNode(ns, tmp_path, "charon6", libipsec=libipsec, prefix=prefix)
-        node.add(*items)
-        nodes.append(node)
-        if start:
-            node.start()
-        return node
+        def make6(
+            ns: Namespace, *items: Connection | Secret, libipsec: bool, start: bool = True
+        ) -> StrongswanNode:
+            return make(ns, "charon6", *items, libipsec=libipsec, start=start)
 
-    yield make
-    for node in nodes:
-        node.stop()
-        print(f"--- {node.name} charon log tail ({node.log_path}) ---")
-        print(node.log_tail(60))
+        yield make6
 
 
-def _conn(side: str, proposals: tuple[str, ...], esp: tuple[str, ...]) -> Connection:
-    left = side == "piked"
-    return Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=proposals,
-        local_id=BRANCH if left else HQ,
-        remote_id=HQ if left else BRANCH,
-        children=[
-            Child(
-                "lan",
-                ["10.1.0.0/24" if left else "10.2.0.0/24"],
-                ["10.2.0.0/24" if left else "10.1.0.0/24"],
-                esp,
-            )
-        ],
-    )
+def _hybrid768(side: str) -> Connection:
+    """``hq`` with x25519 + ML-KEM-768 for the IKE SA, AES-GCM for ESP, as ``side`` sees it."""
+    return branch_hq(side, (HYBRID768,), ("aes256gcm16",))
+
+
+def _ppk_piked(
+    gateways: Gateways, make_piked: MakePiked, secret: Secret, ppk: Secret, *, required: bool
+) -> PikedNode:
+    """piked on ``_hybrid768`` with the PPK ``PPK_ID`` (``ppk_required`` only if asked)."""
+    piked = make_piked(gateways.left, "piked", _hybrid768("left"), secret, ppk, start=False)
+    hq: dict[str, TomlValue] = {"ppk_id": PPK_ID}
+    if required:
+        hq["ppk_required"] = True
+    piked.extra = {"hq": hq}
+    piked.start()
+    return piked
 
 
 def _established(piked: PikedNode, charon: StrongswanNode) -> tuple[IkeSaInfo, IkeSaInfo]:
@@ -108,10 +98,10 @@ def test_hybrid_mlkem_with_strongswan6(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     esp = ("aes256gcm16",)
     charon = make_charon6(
-        gateways.right, _conn("charon", (proposal,), esp), secret, libipsec=gateways.libipsec
+        gateways.right, branch_hq("right", (proposal,), esp), secret, libipsec=gateways.libipsec
     )
     # piked keeps the classic proposal as the fallback a peer without ML-KEM may pick
-    piked = make_piked(gateways.left, "piked", _conn("piked", (proposal, CLASSIC), esp), secret)
+    piked = make_piked(gateways.left, "piked", branch_hq("left", (proposal, CLASSIC), esp), secret)
     if initiator == "piked":
         piked.initiate("hq")
     else:
@@ -141,9 +131,12 @@ def test_mlkem_alone_with_strongswan6(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     props = ("aes256gcm16-prfsha384-mlkem768",)
     charon = make_charon6(
-        gateways.right, _conn("charon", props, ("aes256gcm16",)), secret, libipsec=gateways.libipsec
+        gateways.right,
+        branch_hq("right", props, ("aes256gcm16",)),
+        secret,
+        libipsec=gateways.libipsec,
     )
-    piked = make_piked(gateways.left, "piked", _conn("piked", props, ("aes256gcm16",)), secret)
+    piked = make_piked(gateways.left, "piked", branch_hq("left", props, ("aes256gcm16",)), secret)
     piked.initiate("hq")
     _, c = _established(piked, charon)
     assert "ML_KEM_768" in str(c.raw)
@@ -159,13 +152,11 @@ def test_ike_rekey_with_followup_ke_with_strongswan6(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     charon = make_charon6(
         gateways.right,
-        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("right"),
         secret,
         libipsec=gateways.libipsec,
     )
-    piked = make_piked(
-        gateways.left, "piked", _conn("piked", (HYBRID768,), ("aes256gcm16",)), secret
-    )
+    piked = make_piked(gateways.left, "piked", _hybrid768("left"), secret)
     piked.poll_via_socket = True
     piked.initiate("hq")
     p, _ = _established(piked, charon)
@@ -213,19 +204,10 @@ def test_ppk_with_strongswan6(
     in use, and AUTH (made with SK_pi'/SK_pr') verifies on both sides."""
     secret = Secret("hq", PSK, [BRANCH, HQ])
     ppk = Secret("q", PPK_HEX, [PPK_ID], kind="ppk")
-    charon_conn = _conn("charon", (HYBRID768,), ("aes256gcm16",))
+    charon_conn = _hybrid768("right")
     charon_conn.extra = {"ppk_id": PPK_ID, "ppk_required": "yes"}
     charon = make_charon6(gateways.right, charon_conn, secret, ppk, libipsec=gateways.libipsec)
-    piked = make_piked(
-        gateways.left,
-        "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
-        secret,
-        ppk,
-        start=False,
-    )
-    piked.extra = {"hq": {"ppk_id": PPK_ID, "ppk_required": True}}
-    piked.start()
+    piked = _ppk_piked(gateways, make_piked, secret, ppk, required=True)
     if initiator == "piked":
         piked.initiate("hq")
     else:
@@ -249,22 +231,13 @@ def test_ppk_fallback_to_strongswan6_without_it(
     other = Secret("z", "0x" + "77" * 32, ["some-other-ppk"], kind="ppk")
     charon = make_charon6(
         gateways.right,
-        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("right"),
         secret,
         other,
         libipsec=gateways.libipsec,
     )
     ppk = Secret("q", PPK_HEX, [PPK_ID], kind="ppk")
-    piked = make_piked(
-        gateways.left,
-        "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
-        secret,
-        ppk,
-        start=False,
-    )
-    piked.extra = {"hq": {"ppk_id": PPK_ID}}
-    piked.start()
+    piked = _ppk_piked(gateways, make_piked, secret, ppk, required=False)
     piked.initiate("hq")
     _established(piked, charon)
     assert "NO_PPK_AUTH" in charon.log_text()
@@ -285,14 +258,14 @@ def test_wireshark_keys_decrypt_a_pq_ike_sa(
     secret = Secret("hq", PSK, [BRANCH, HQ])
     make_charon6(
         gateways.right,
-        _conn("charon", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("right"),
         secret,
         libipsec=gateways.libipsec,
     )
     piked = make_piked(
         gateways.left,
         "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("left"),
         secret,
         start=False,
     )
@@ -337,12 +310,12 @@ def test_classic_fallback_with_strongswan59(
     charon = make_charon(
         gateways.right,
         "charon",
-        _conn("charon", (CLASSIC,), ("aes256gcm16",)),
+        branch_hq("right", (CLASSIC,), ("aes256gcm16",)),
         secret,
         libipsec=gateways.libipsec,
     )
     piked = make_piked(
-        gateways.left, "piked", _conn("piked", (HYBRID768, CLASSIC), ("aes256gcm16",)), secret
+        gateways.left, "piked", branch_hq("left", (HYBRID768, CLASSIC), ("aes256gcm16",)), secret
     )
     piked.initiate("hq")
     _established(piked, charon)
@@ -366,20 +339,16 @@ def test_ppk_with_certificates_with_strongswan6(
     files = tmp_path / "charon-creds"
     cert, key = write(files, "hq", theirs)
     ca_cert, _ = write(files, "ca", ca)
-    conn = _conn("charon", (HYBRID768,), ("aes256gcm16",))
+    conn = _hybrid768("right")
     conn.local_auth = conn.remote_auth = "pubkey"
     conn.local_certs = [cert.name]
     ppk = Secret("q", PPK_HEX, [PPK_ID if charon_has_it else "another-ppk"], kind="ppk")
     charon = make_charon6(gateways.right, conn, ppk, libipsec=gateways.libipsec, start=False)
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
     piked = make_piked(
         gateways.left,
         "piked",
-        _conn("piked", (HYBRID768,), ("aes256gcm16",)),
+        _hybrid768("left"),
         Secret("q", PPK_HEX, [PPK_ID], kind="ppk"),
         start=False,
     )

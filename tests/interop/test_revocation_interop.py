@@ -140,19 +140,24 @@ def _wait_port(ns: Namespace, port: int, timeout: float = 10.0) -> None:
     ns.run([sys.executable, "-c", code], timeout=timeout + 5)
 
 
-def _hub_conn(version: int, remote_id: str, name: str = "hq") -> Connection:
+def _pubkey_conn(left: bool, version: int, name: str, peer: str) -> Connection:
+    """Certificate connection ``name`` between piked (left, ``HQ``) and ``peer`` (right),
+    as the ``left`` side or the right one sees it."""
+    here, there = ("192.0.2.1", "192.0.2.2") if left else ("192.0.2.2", "192.0.2.1")
+    mine, theirs = ("10.1.0.0/24", "10.2.0.0/24") if left else ("10.2.0.0/24", "10.1.0.0/24")
+    local_id, remote_id = (HQ, peer) if left else (peer, HQ)
     if version == 1:
         c = ikev1_connection(
-            "192.0.2.2", "192.0.2.1", name=name, local_ts="10.2.0.0/24",
-            remote_ts="10.1.0.0/24", local_id=remote_id, remote_id=HQ,
+            here, there, name=name, local_ts=mine, remote_ts=theirs,
+            local_id=local_id, remote_id=remote_id,
         )  # fmt: skip
         c.local_auth = c.remote_auth = "pubkey"
         return c
     return Connection(
-        name, ["192.0.2.2"], ["192.0.2.1"],
+        name, [here], [there],
         proposals=("aes128gcm16-prfsha256-x25519",),
-        local_auth="pubkey", remote_auth="pubkey", local_id=remote_id, remote_id=HQ,
-        children=[Child("lan", ["10.2.0.0/24"], ["10.1.0.0/24"], ("aes128gcm16",))],
+        local_auth="pubkey", remote_auth="pubkey", local_id=local_id, remote_id=remote_id,
+        children=[Child("lan", [mine], [theirs], ("aes128gcm16",))],
     )  # fmt: skip
 
 
@@ -173,7 +178,7 @@ def _charon(
     for name, issued in mine.items():
         ident = issued.cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
         cert, key = write(files, name, issued)
-        conn = _hub_conn(version, str(ident), name)
+        conn = _pubkey_conn(False, version, name, str(ident))
         conn.local_certs = [cert.name]
         conns.append(conn)
         certs.append((cert, key))
@@ -217,22 +222,7 @@ def _piked(
     start: bool = True,
 ) -> PikedNode:
     """piked on ``left`` as ``HQ``; ``remotes``: connection -> (peer id, remote keys)."""
-    conns = []
-    for name, (peer, _) in remotes.items():
-        if version == 1:
-            c = ikev1_connection(
-                "192.0.2.1", "192.0.2.2", name=name, local_ts="10.1.0.0/24",
-                remote_ts="10.2.0.0/24", local_id=HQ, remote_id=peer,
-            )  # fmt: skip
-            c.local_auth = c.remote_auth = "pubkey"
-        else:
-            c = Connection(
-                name, ["192.0.2.1"], ["192.0.2.2"],
-                proposals=("aes128gcm16-prfsha256-x25519",),
-                local_auth="pubkey", remote_auth="pubkey", local_id=HQ, remote_id=peer,
-                children=[Child("lan", ["10.1.0.0/24"], ["10.2.0.0/24"], ("aes128gcm16",))],
-            )  # fmt: skip
-        conns.append(c)
+    conns = [_pubkey_conn(True, version, name, peer) for name, (peer, _) in remotes.items()]
     piked = make_piked(gw.left, "piked", *conns, start=False)
     write(piked.dir, "hq", me)
     write(piked.dir, "ca", pki.ca)

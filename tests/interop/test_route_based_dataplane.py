@@ -40,7 +40,7 @@ from .lifecycle_tools import wait_for
 from .netns import HostNet, Lab, Namespace
 from .piked import PikedNode
 from .strongswan import Child, Connection, Secret, kernel_has_esp
-from .topology import make_gateways
+from .topology import branch_hq, make_gateways
 
 pytestmark = [pytest.mark.interop, pytest.mark.kernel_interop]
 
@@ -116,17 +116,16 @@ def test_branch_moves_to_the_second_hub_when_the_first_dies(
     for i, (hub, _addr, via) in enumerate(ends):
         lab.add_host_net(hub, "10.2.0.0/24", name=f"host{i + 1}")
         hub.ip("route", "add", "10.1.0.0/24", "via", via)
-    # The branch speaks IKE and ESP from 192.0.2.1 on either uplink (local_addrs: piked
-    # takes no source address per path yet, that is MOBIKE's path choice).
-    hubs[1].ip("route", "add", "192.0.2.1/32", "via", "198.51.100.1")
+    # No local_addrs: the branch speaks to each hub from the uplink the route gives
+    # (192.0.2.1 to hub1, 198.51.100.1 to hub2), IKE and the kernel's SAs alike.
     left.ip("route", "add", "10.2.0.0/24", "via", HUB1)  # any route: the policy picks the hub
     charons = [
-        make_charon(hub, f"hub{i + 1}", hub_conn(addr, "192.0.2.1"), SECRET)
-        for i, (hub, addr, _via) in enumerate(ends)
+        make_charon(hub, f"hub{i + 1}", hub_conn(addr, via), SECRET)
+        for i, (hub, addr, via) in enumerate(ends)
     ]
     branch = Connection(
         "hq",
-        ["192.0.2.1"],
+        [],
         [HUB1, HUB2],
         proposals=("aes128gcm16-prfsha256-x25519",),
         local_id=BRANCH,
@@ -147,7 +146,7 @@ def test_branch_moves_to_the_second_hub_when_the_first_dies(
     piked.daemon.update(FAST)
     piked.start()
     first = wait_for("branch up on hub1", lambda: piked_lan(piked), 30.0)
-    assert first["remote_addr"] == HUB1
+    assert (first["local_addr"], first["remote_addr"]) == ("192.0.2.1", HUB1)
     assert first["hub"] == {"active": HUB1, "index": 0, "count": 2}
     assert host_of(lefthost).ping("10.2.0.2", count=2)
 
@@ -170,6 +169,9 @@ def test_branch_moves_to_the_second_hub_when_the_first_dies(
     # SA goes to hub2 at once (its handshake and this poll: ~1 s in the UML guest)
     assert failover <= DPD_DELAY + SEQUENCE + 3.0, failover
     assert moved["hub"] == {"active": HUB2, "index": 1, "count": 2}
+    assert moved["local_addr"] == "198.51.100.1", moved  # the uplink toward hub2
+    state = left.run(["ip", "xfrm", "state"]).stdout
+    assert f"src 198.51.100.1 dst {HUB2}" in state and "src 0.0.0.0" not in state, state
     before = child_packets(moved)
     assert host_of(lefthost).ping("10.2.0.2", count=2)
     after = child_packets(piked_lan(piked) or moved)
@@ -186,24 +188,17 @@ def test_branch_moves_to_the_second_hub_when_the_first_dies(
 def routed(side: str, child_keys: dict[str, Any]) -> tuple[Connection, dict[str, Any]]:
     """``hq`` between the gateways with 0.0.0.0/0 selectors; piked's extra child keys."""
     left = side == "left"
-    conn = Connection(
-        "hq",
-        ["192.0.2.1" if left else "192.0.2.2"],
-        ["192.0.2.2" if left else "192.0.2.1"],
-        proposals=("aes128gcm16-prfsha256-x25519",),
-        local_id=BRANCH if left else HQ,
-        remote_id=HQ if left else BRANCH,
-        children=[
-            Child(
-                "lan",
-                ANY4,
-                ANY4,
-                ("aes128gcm16",),
-                start_action="start" if left else "none",
-                extra={} if left else child_keys,
-            )
-        ],
-    )
+    conn = branch_hq(side, ("aes128gcm16-prfsha256-x25519",), ("aes128gcm16",))
+    conn.children = [
+        Child(
+            "lan",
+            ANY4,
+            ANY4,
+            ("aes128gcm16",),
+            start_action="start" if left else "none",
+            extra={} if left else child_keys,
+        )
+    ]
     return conn, child_keys
 
 

@@ -23,7 +23,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -31,12 +31,17 @@ from .conftest import Gateways, MakeCharon, MakePiked
 from .lifecycle_tools import wait_for
 from .netns import Lab
 from .piked import PikedNode
-from .strongswan import IkeSaInfo, Secret, StrongswanNode
+from .strongswan import Connection, IkeSaInfo, Secret, StrongswanNode
 from .test_lifecycle_interop import SECRET, conn, spis
 from .topology import branch_hq_v1, make_gateways
 
 pytestmark = pytest.mark.interop
 V1_SECRET = Secret("hq", "pike-self-healing-v1-psk")  # IKEv1: the IDs are the addresses
+
+
+def psk_tunnel(version: int) -> tuple[Callable[[str], Connection], Secret]:
+    """The branch-hq PSK tunnel in IKEv2 or IKEv1: its connection by side, its secret."""
+    return (conn, SECRET) if version == 2 else (branch_hq_v1, V1_SECRET)
 
 
 def _up(node: PikedNode | StrongswanNode, name: str = "hq") -> list[IkeSaInfo]:
@@ -47,8 +52,7 @@ def _up(node: PikedNode | StrongswanNode, name: str = "hq") -> list[IkeSaInfo]:
 def test_no_initial_contact_beside_a_live_sa(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, version: int
 ) -> None:
-    make = conn if version == 2 else branch_hq_v1
-    secret = SECRET if version == 2 else V1_SECRET
+    make, secret = psk_tunnel(version)
     charon = make_charon(
         gateways.right, "charon", make("right"), secret, libipsec=gateways.libipsec
     )
@@ -185,8 +189,7 @@ def _child_spi(sa: IkeSaInfo) -> str:
 def _healing_pair(
     gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, version: int
 ) -> tuple[PikedNode, StrongswanNode]:
-    make = conn if version == 2 else branch_hq_v1
-    secret = SECRET if version == 2 else V1_SECRET
+    make, secret = psk_tunnel(version)
     charon = make_charon(gw.right, "charon", make("right"), secret, libipsec=False)
     left = make("left")
     left.children[0].close_action = "start"

@@ -293,11 +293,7 @@ def test_pubkey_tunnel_between_two_charons(
             children=[Child("lan", [lts], [rts])],
         )
         node = make_charon(ns, side, conn, libipsec=gateways.libipsec, start=False)
-        node.write_config()
-        node.install_cert(ca.cert, ca=True)
-        node.install_cert(me.cert)
-        node.install_key(me.key)
-        node.start()
+        node.start_with(me.cert, me.key, ca.cert)
         nodes[side] = node
     nodes["left"].initiate("lan", ike="hq")
     for node in nodes.values():

@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,12 +96,26 @@ def _token_cert(ca: Issued, module: str, token: str, label: str, kind: str) -> x
     return certify(ca, req, [x509.DNSName(BRANCH)], not_after=NOW + 30 * DAY)
 
 
+def _softhsm_gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
+    """A private SoftHSM2 with the token ``gw``, its config and PIN in this process's
+    environment (piked inherits them), pike's token cache emptied."""
+    require(softhsm_available(), "softhsm2 not installed")
+    soft = SoftHsm(tmp_path)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)
+    reset_pike_tokens()
+    soft.init("gw")
+    return soft
+
+
 def _setup(
     gw: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
     kind: str, module: str, token: str, label: str, version: int = 2,
+    key_uri: str | None = None, before_piked: Callable[[], str] | None = None,
 ) -> tuple[PikedNode, StrongswanNode]:  # fmt: skip
     """charon on ``right`` with a CA-issued certificate; piked on ``left`` signing with the
-    token's key ``label`` (IKEv2, or IKEv1 Main Mode)."""
+    token's key ``label`` (IKEv2, or IKEv1 Main Mode). ``before_piked``: runs once the key
+    is made and returns the socket of the key helper piked is to use (own-unit mode)."""
     if version == 1:
         ca = make_ca("ecdsa-p256", "pike token CA")
         theirs = issue(ca, KINDS_V1[kind][0], HQ, [x509.DNSName(HQ)])
@@ -124,21 +142,21 @@ def _setup(
                      local_certs=[cert.name])  # fmt: skip
         mine_conn = _conn("192.0.2.1", "192.0.2.2", BRANCH, HQ, "10.1.0.0/24", "10.2.0.0/24")
     charon = make_charon(gw.right, "charon", conn, libipsec=gw.libipsec, start=False)
-    charon.write_config()
-    charon.install_cert(ca_cert, ca=True)
-    charon.install_cert(cert)
-    charon.install_key(key)
-    charon.start()
+    charon.start_with(cert, key, ca_cert)
     piked = make_piked(gw.left, "piked", mine_conn, start=False)
     piked.dir.mkdir(parents=True, exist_ok=True)
     (piked.dir / "branch.pem").write_bytes(mine.public_bytes(serialization.Encoding.PEM))
     write(piked.dir, "ca", ca)
     local = {"auth": "pubkey", "id": BRANCH, "certs": ["branch.pem"],
-             "key": uri(module, token, label)}  # fmt: skip
+             "key": key_uri or uri(module, token, label)}  # fmt: skip
     piked.extra = {
         "hq": {"local": local, "remote": {"auth": "pubkey", "id": HQ, "cacerts": ["ca.pem"]}}
     }
     piked.daemon = {**piked.daemon, "metrics_listen": METRICS}
+    if before_piked is not None:
+        piked.daemon["key_helper"] = before_piked()
+        piked.start()
+        return piked, charon
     piked.start()
     wait_token_ready(piked, token)
     return piked, charon
@@ -212,12 +230,7 @@ def test_softhsm_key_auth_pull_and_return(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, kind: str,
 ) -> None:  # fmt: skip
-    require(softhsm_available(), "softhsm2 not installed")
-    soft = SoftHsm(tmp_path)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
-    monkeypatch.setenv("PIKE_PIN", USER_PIN)
-    reset_pike_tokens()
-    soft.init("gw")
+    soft = _softhsm_gw(tmp_path, monkeypatch)
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, kind,
                            soft.module, "gw", "ike")  # fmt: skip
     _established(piked, charon, kind)
@@ -252,6 +265,100 @@ def test_softhsm_key_auth_pull_and_return(
     assert _sample(m, "pike_sign_duration_seconds_count", **sign) == 2.0
 
 
+NOBODY = 65534  # pike-keyd's stand-in
+PIKE_USER = "daemon"  # piked's user's stand-in (--peer-user); piked itself runs as root here
+
+
+@pytest.mark.interop
+def test_softhsm_key_in_keyd_own_unit(
+    gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Own-unit mode (pike-keyd.service, ``key_helper = "/run/pike-keyd/keyd.sock"``): the
+    helper runs as its own unprivileged user without capabilities (``setpriv``, as the unit
+    has it), the token and the PIN file belong to that user alone (0700/0400), piked has no
+    PIN in its environment, connects to the helper's socket and authenticates to charon
+    with the token's key; the token session and its log lines are the helper's, and the
+    user piked runs as in the image cannot read the PIN."""
+    require(softhsm_available(), "softhsm2 not installed")
+    require(shutil.which("setpriv") is not None, "setpriv (util-linux) not installed")
+    top = Path(tempfile.mkdtemp(prefix="pike-keyd-"))  # tmp_path is root's 0700
+    top.chmod(0o755)
+    soft = SoftHsm(top)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
+    monkeypatch.setenv("PIKE_PIN", USER_PIN)  # provisioning here; piked never gets it
+    reset_pike_tokens()
+    soft.init("gw")
+    pin = top / "token.pin"
+    run = top / "run"  # RuntimeDirectory=pike-keyd
+    sock = run / "keyd.sock"
+    err_path = top / "keyd.log"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start_keyd() -> str:
+        monkeypatch.delenv("PIKE_PIN")
+        pin.write_text(USER_PIN + "\n")
+        run.mkdir()
+        for p in (pin, run, soft.dir, *soft.dir.rglob("*")):
+            os.chown(p, NOBODY, NOBODY)
+        pin.chmod(0o400)
+        soft.tokens.chmod(0o700)
+        run.chmod(0o755)
+        with err_path.open("wb") as err:
+            procs.append(subprocess.Popen(
+                ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", sys.executable,
+                 "-m", "pike.cli.keyd", "--socket", str(sock), "--peer-user", PIKE_USER],
+                stderr=err, env={"SOFTHSM2_CONF": str(soft.conf), "PATH": "/usr/bin:/bin"},
+                cwd="/",
+            ))  # fmt: skip
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert procs[0].poll() is None and time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.05)
+        return str(sock)
+
+    try:
+        piked, charon = _setup(
+            gateways, make_piked, make_charon, tmp_path, "ecdsa-p256", soft.module, "gw",
+            "ike", key_uri=uri(soft.module, "gw", "ike", pin_file=pin), before_piked=start_keyd,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while "token gw: ready (logged in)" not in err_path.read_text():
+            assert time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.05)
+        rtt = _established(piked, charon, "ecdsa-p256")
+        assert rtt < 5.0
+        keyd = procs[0].pid
+        status = Path(f"/proc/{keyd}/status").read_text()
+        assert re.search(rf"^Uid:\t{NOBODY}\t{NOBODY}\t{NOBODY}\t", status, re.M), status
+        for cap in ("CapEff", "CapPrm", "CapBnd"):
+            assert f"{cap}:\t0000000000000000" in status
+        assert piked.proc is not None
+        assert "PIKE_PIN" not in Path(f"/proc/{piked.proc.pid}/environ").read_bytes().decode(
+            errors="replace"
+        )
+        plog, klog = piked.log_text(), err_path.read_text()
+        assert "token gw: ready" not in plog  # no token session in piked
+        assert f"listening for piked as uid {NOBODY}" in klog
+        assert USER_PIN not in plog and USER_PIN not in klog
+        # piked's user of the image cannot read the PIN nor see the token
+        probe = subprocess.run(
+            ["/usr/bin/python3", "-c",
+             "import sys\nfor p in sys.argv[1:]:\n"
+             "    try:\n        open(p).read(); print('read', p)\n"
+             "    except PermissionError:\n        pass\n",
+             str(pin), str(next(soft.tokens.rglob("*.object")))],
+            user=PIKE_USER, capture_output=True, text=True, timeout=10, cwd="/",
+        )  # fmt: skip
+        assert probe.returncode == 0 and probe.stdout == "", probe.stdout + probe.stderr
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(top, ignore_errors=True)
+
+
 @pytest.mark.interop
 def test_softhsm_token_gone_mid_ike_sa(
     gateways: Gateways, make_piked: MakePiked, make_charon: MakeCharon, tmp_path: Path,
@@ -263,12 +370,7 @@ def test_softhsm_token_gone_mid_ike_sa(
     not retried (keyingtries 1), piked keeps running and answering, the PIN appears
     nowhere; once the token is back piked logs in again by itself, once, and the next
     IKE SA comes up."""
-    require(softhsm_available(), "softhsm2 not installed")
-    soft = SoftHsm(tmp_path)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
-    monkeypatch.setenv("PIKE_PIN", USER_PIN)
-    reset_pike_tokens()
-    soft.init("gw")
+    soft = _softhsm_gw(tmp_path, monkeypatch)
     piked, charon = _setup(gateways, make_piked, make_charon, tmp_path, "ecdsa-p256",
                            soft.module, "gw", "ike")  # fmt: skip
     piked.poll_via_socket = True
@@ -351,12 +453,7 @@ def test_softhsm_key_signs_ikev1_main_mode(
     monkeypatch: pytest.MonkeyPatch,
     kind: str,
 ) -> None:
-    require(softhsm_available(), "softhsm2 not installed")
-    soft = SoftHsm(tmp_path)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(soft.conf))
-    monkeypatch.setenv("PIKE_PIN", USER_PIN)
-    reset_pike_tokens()
-    soft.init("gw")
+    soft = _softhsm_gw(tmp_path, monkeypatch)
     _run(gateways, make_piked, make_charon, tmp_path, kind, soft.module, "gw", "ike")
 
 

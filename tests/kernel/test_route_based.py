@@ -10,17 +10,15 @@ Kernel tier (VTI is in Debian's linux.uml and pike's; XFRM interfaces only in pi
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from ipaddress import ip_address
 
 import pytest
 
 from kernel.conftest import require_pike_kernel
 from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
-from pike.crypto.ids import EncrId, IntegId
+from kernel.tunnel_ends import ANY, A, B, Ends, addressed, gcm_sa, joined, random_key, xfrm_ends
 from pike.kernel import tunnel_links
 from pike.kernel.tunnel_links import LinkError, TunnelLink
 from pike.kernel.xfrm import XfrmKernel
@@ -29,66 +27,31 @@ from pike.policy.ts import IPAddress, TrafficSelector
 
 pytestmark = pytest.mark.kernel
 
-A, B = ip_address("192.0.2.1"), ip_address("192.0.2.2")
-ANY = TrafficSelector.from_cidr("0.0.0.0/0")
 KEY_AB, KEY_BA = 42, 43  # a's okey = b's ikey and the reverse
-_n = itertools.count()
-
-
-@dataclass
-class Ends:
-    a: str
-    b: str
-    ka: XfrmKernel
-    kb: XfrmKernel
 
 
 @pytest.fixture
 def ends(namespaces: Namespaces, esp_kernel: KernelCaps) -> Iterator[Ends]:
-    n = next(_n)
-    a, b = namespaces.create(f"va{n}"), namespaces.create(f"vb{n}")
-    va, vb = PREFIX + "vva", PREFIX + "vvb"
-    ip("-n", a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b)
+    a, b, va, vb = joined(namespaces, "v")
     for ns, dev, me in ((a, va, 1), (b, vb, 2)):
-        ip_batch(
-            ns,
-            f"addr add 192.0.2.{me}/24 dev {dev}",
-            f"link set {dev} up",
-            f"addr add 10.{me}.0.1/32 dev lo",
-        )
-    with XfrmKernel(a) as ka, XfrmKernel(b) as kb:
-        yield Ends(a, b, ka, kb)
-        ka.flush_installed()
-        kb.flush_installed()
-        for ns in (a, b):
-            assert xfrm_dump(ns).strip() == "", ns  # marked SAs and policies deleted too
+        addressed(ns, dev, me)
+    with xfrm_ends(a, b) as ends:
+        yield ends
 
 
-KEYS = {KEY_AB: os.urandom(20), KEY_BA: os.urandom(20)}  # both ends' copies of an SA
+KEYS = {KEY_AB: random_key(), KEY_BA: random_key()}  # both ends' copies of an SA
 
 
-def gcm_sa(src: IPAddress, dst: IPAddress, spi: int, mark: Mark, reqid: int = 1) -> SaSpec:
-    return SaSpec(
-        src=src,
-        dst=dst,
-        spi=spi,
-        reqid=reqid,
-        mode="tunnel",
-        encr_id=EncrId.AES_GCM_16,
-        encr_key=KEYS[mark[0]],
-        encr_key_length=128,
-        integ_id=IntegId.NONE,
-        integ_key=b"",
-        mark=mark,
-    )
+def marked_sa(src: IPAddress, dst: IPAddress, spi: int, mark: Mark, reqid: int = 1) -> SaSpec:
+    return gcm_sa(src, dst, spi, KEYS[mark[0]], reqid=reqid, mark=mark)
 
 
 def install(
     k: XfrmKernel, me: IPAddress, peer: IPAddress, okey: int, ikey: int, reqid: int = 1
 ) -> None:
     full = 0xFFFFFFFF
-    k.add_sa(gcm_sa(me, peer, 0xC2000000 + okey, (okey, full), reqid))
-    k.add_sa(replace(gcm_sa(peer, me, 0xC2000000 + ikey, (ikey, full), reqid), inbound=True))
+    k.add_sa(marked_sa(me, peer, 0xC2000000 + okey, (okey, full), reqid))
+    k.add_sa(replace(marked_sa(peer, me, 0xC2000000 + ikey, (ikey, full), reqid), inbound=True))
     out = PolicySpec(ANY, ANY, "out", reqid, "tunnel", me, peer, mark=(okey, full))
     k.add_policy(out)
     for direction in ("in", "fwd"):
@@ -159,3 +122,36 @@ def test_xfrm_interface_made_by_piked(ends: Ends) -> None:
     assert "if_id 0x9" in shown and "UP" in shown.split("\n")[0], shown
     with pytest.raises(LinkError, match="ipsec9"):
         tunnel_links.remove("ipsec9", "pkk-no-such-netns")
+
+
+def test_ipv6_over_a_vti6_made_by_piked(ends: Ends) -> None:
+    """A child to an IPv6 peer: piked's VTI is a vti6 (outer IPv6), the marked SAs and
+    catch-all ::/0 policies carry the IPv6 LAN traffic the routing table sends into it."""
+    a6, b6 = ip_address("2001:db8:14::1"), ip_address("2001:db8:14::2")
+    any6 = TrafficSelector.from_cidr("::/0")
+    full = 0xFFFFFFFF
+    sides = (
+        (ends.a, ends.ka, PREFIX + "vva", 1, a6, b6, KEY_AB, KEY_BA),
+        (ends.b, ends.kb, PREFIX + "vvb", 2, b6, a6, KEY_BA, KEY_AB),
+    )
+    for ns, k, dev, n, me, peer, okey, ikey in sides:
+        ip_batch(
+            ns,
+            f"addr add {me}/64 dev {dev} nodad",
+            f"addr add fd0{n}::1/128 dev lo",
+        )
+        link = TunnelLink("vti6p", local=str(me), remote=str(peer), ikey=ikey, okey=okey)
+        assert link.kind == "vti6" and tunnel_links.ensure(link, ns)
+        ip("-n", ns, "-6", "route", "add", f"fd0{3 - n}::/64", "dev", "vti6p", "src", f"fd0{n}::1")
+        k.add_sa(marked_sa(me, peer, 0xC3000000 + okey, (okey, full)))
+        k.add_sa(replace(marked_sa(peer, me, 0xC3000000 + ikey, (ikey, full)), inbound=True))
+        out = PolicySpec(any6, any6, "out", 1, "tunnel", me, peer, mark=(okey, full))
+        k.add_policy(out)
+        back = replace(out, tmpl_src=peer, tmpl_dst=me, mark=(ikey, full))
+        for direction in ("in", "fwd"):
+            k.add_policy(replace(back, direction=direction))
+    netns_exec(ends.a, "ping", "-6", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", "fd02::1")
+    assert ends.ka.query_sa(b6, 0xC3000000 + KEY_AB).packets >= 3
+    assert ends.kb.query_sa(a6, 0xC3000000 + KEY_BA).packets >= 3  # the answers came back
+    for ns in (ends.a, ends.b):
+        tunnel_links.remove("vti6p", ns)

@@ -8,8 +8,10 @@ tests/guest/uml-run -- .venv/bin/pytest -m kernel tests/kernel).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from ipaddress import ip_address
@@ -19,10 +21,12 @@ from pyroute2.netns import create_socket
 
 from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
 from pike.crypto.ids import EncrId, IntegId
+from pike.daemon.dataplane import DataPlane
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm import SPI_MAX, SPI_MIN, XfrmKernel
 from pike.policy.ipsec import KernelCaps, Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress, TrafficSelector
+from pike.sa.actions import MigrateChildSa
 
 pytestmark = pytest.mark.kernel
 
@@ -342,6 +346,78 @@ def test_migrate_moves_a_tunnel_in_place_keeping_spis_and_sequence_numbers(pair:
         # A's outbound SA: 3 echo requests before the move and 3 after, one sequence
         after = ip("-n", pair.a, "-s", "xfrm", "state").split(f"spi 0x{spi_ab:08x}")[1]
         assert "oseq 0x6," in after.split("\nsrc ")[0], after
+    finally:
+        ip("-n", pair.a, "addr", "del", "198.51.100.1/24", "dev", PREFIX + "va")
+        ip("-n", pair.b, "addr", "del", "198.51.100.2/24", "dev", PREFIX + "vb")
+
+
+class NoEngine:
+    """The data plane's engine: the kernel must take everything (nothing to report)."""
+
+    def acquire(self, reqid: int, now: float) -> None:
+        raise AssertionError(f"ACQUIRE {reqid}")
+
+    def child_expired(self, spi: int, hard: bool, now: float) -> None:
+        raise AssertionError(f"expired {spi:08x}")
+
+    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+        raise AssertionError(f"install failed: {reason}")
+
+
+def test_migrate_fallback_removes_and_adds_going_on_from_the_sequence(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MOBIKE on a kernel without XFRM migrate (ENOPROTOOPT): piked's data plane removes
+    A's CHILD_SA and adds it again at the new addresses, same SPIs and keys, its outbound
+    SA going on from the sequence number it had. B migrates in place (as a strongSwan hub
+    would), so its replay window still remembers 40 packets: a restarted sequence from A
+    would be dropped as replays."""
+    a2, b2 = ip_address("198.51.100.1"), ip_address("198.51.100.2")
+    ip("-n", pair.a, "addr", "add", "198.51.100.1/24", "dev", PREFIX + "va")
+    ip("-n", pair.b, "addr", "add", "198.51.100.2/24", "dev", PREFIX + "vb")
+    try:
+        suite = SUITES["aes128gcm16"]
+        spi_ab, spi_ba = pair.kb.get_spi(A, B, 1), pair.ka.get_spi(B, A, 1)
+        ab = sa(A, B, spi_ab, suite, "tunnel")
+        ba = sa(B, A, spi_ba, suite, "tunnel")
+        for kernel, spec in ((pair.ka, ab), (pair.kb, replace(ab, inbound=True))):
+            kernel.add_sa(spec)
+        for kernel, spec in ((pair.kb, ba), (pair.ka, replace(ba, inbound=True))):
+            kernel.add_sa(spec)
+        pol_a = tuple(policies(NET_A, NET_B, A, B, "tunnel"))
+        pol_b = tuple(policies(NET_B, NET_A, B, A, "tunnel"))
+        for kernel, pols in ((pair.ka, pol_a), (pair.kb, pol_b)):
+            for pol in pols:
+                kernel.add_policy(pol)
+        netns_exec(
+            pair.a, "ping", "-n", "-q", "-c", "40", "-i", "0.01", "-I", "10.1.0.1", "10.2.0.1"
+        )
+        assert pair.ka.query_sa(B, spi_ab).oseq == 40
+
+        def refuse(*args: object) -> None:
+            raise KernelError("migrate", errno.ENOPROTOOPT)
+
+        monkeypatch.setattr(pair.ka, "migrate", refuse)
+        plane = DataPlane(
+            pair.ka, NoEngine, lambda: 0.0, lambda: None, lambda: None, Counter(), os.urandom
+        )
+        in_a, out_a = replace(ba, inbound=True), ab
+        new_in, new_out = replace(in_a, src=b2, dst=a2), replace(out_a, src=a2, dst=b2)
+        new_pol_a = tuple(policies(NET_A, NET_B, a2, b2, "tunnel"))
+        assert plane.do(
+            MigrateChildSa("gw", "net", 1, in_a, out_a, pol_a, new_in, new_out, new_pol_a)
+        )
+        pair.kb.migrate(
+            pol_b,
+            tuple(policies(NET_B, NET_A, b2, a2, "tunnel")),
+            (replace(ab, inbound=True), ba),
+            (replace(ab, inbound=True, src=a2, dst=b2), replace(ba, src=b2, dst=a2)),
+        )
+        state = ip("-n", pair.a, "-s", "xfrm", "state")
+        assert "192.0.2." not in state, state  # removed at the old addresses
+        ping(pair.a, "10.2.0.1", src="10.1.0.1")
+        assert pair.ka.query_sa(b2, spi_ab).oseq == 43  # one sequence, not restarted
+        assert pair.kb.query_sa(b2, spi_ab).packets >= 43
     finally:
         ip("-n", pair.a, "addr", "del", "198.51.100.1/24", "dev", PREFIX + "va")
         ip("-n", pair.b, "addr", "del", "198.51.100.2/24", "dev", PREFIX + "vb")

@@ -10,37 +10,23 @@ loudly).
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from ipaddress import ip_address
+from dataclasses import replace
 
 import pytest
 
 from kernel.conftest import require_pike_kernel
-from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
-from pike.crypto.ids import EncrId, IntegId
+from kernel.kernel_netns import Namespaces, ip, netns_exec
+from kernel.tunnel_ends import ANY, A, B, Ends, addressed, gcm_sa, joined, random_key, xfrm_ends
 from pike.kernel.xfrm import XfrmKernel
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaSpec
-from pike.policy.ts import IPAddress, TrafficSelector
+from pike.policy.ts import IPAddress
 
 pytestmark = pytest.mark.kernel
 
-A, B = ip_address("192.0.2.1"), ip_address("192.0.2.2")
-ANY = TrafficSelector.from_cidr("0.0.0.0/0")
 IF_ID = 7
-_n = itertools.count()  # namespaces live as long as the module: new names per test
-
-
-@dataclass
-class Ends:
-    a: str
-    b: str
-    ka: XfrmKernel
-    kb: XfrmKernel
 
 
 def xfrm_link(ns: str, dev: str) -> subprocess.CompletedProcess[str]:
@@ -53,45 +39,25 @@ def xfrm_link(ns: str, dev: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def ends(namespaces: Namespaces, esp_kernel: KernelCaps) -> Iterator[Ends]:
-    n = next(_n)
-    a, b = namespaces.create(f"xa{n}"), namespaces.create(f"xb{n}")
-    va, vb = PREFIX + "xva", PREFIX + "xvb"
-    ip("-n", a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b)
+    a, b, va, vb = joined(namespaces, "x")
     made = xfrm_link(a, va)
     require_pike_kernel(made.returncode == 0, f"XFRM interfaces ({made.stderr.strip()})")
     assert xfrm_link(b, vb).returncode == 0
     for ns, dev, me, peer in ((a, va, 1, 2), (b, vb, 2, 1)):
-        ip_batch(
+        addressed(
             ns,
-            f"addr add 192.0.2.{me}/24 dev {dev}",
-            f"link set {dev} up",
-            f"addr add 10.{me}.0.1/32 dev lo",
+            dev,
+            me,
             "link set ipsec0 up",
             # the route, not a selector, puts the LAN behind the tunnel
             f"route add 10.{peer}.0.0/24 dev ipsec0 src 10.{me}.0.1",
         )
-    with XfrmKernel(a) as ka, XfrmKernel(b) as kb:
-        yield Ends(a, b, ka, kb)
-        ka.flush_installed()
-        kb.flush_installed()
-        for ns in (a, b):
-            assert xfrm_dump(ns).strip() == "", ns  # if_id policies deleted too
+    with xfrm_ends(a, b) as ends:
+        yield ends
 
 
-def gcm_sa(src: IPAddress, dst: IPAddress, spi: int) -> SaSpec:
-    return SaSpec(
-        src=src,
-        dst=dst,
-        spi=spi,
-        reqid=IF_ID,
-        mode="tunnel",
-        encr_id=EncrId.AES_GCM_16,
-        encr_key=os.urandom(20),
-        encr_key_length=128,
-        integ_id=IntegId.NONE,
-        integ_key=b"",
-        if_id=IF_ID,
-    )
+def if_id_sa(src: IPAddress, dst: IPAddress, spi: int) -> SaSpec:
+    return gcm_sa(src, dst, spi, random_key(), reqid=IF_ID, if_id=IF_ID)
 
 
 def install(k: XfrmKernel, me: IPAddress, peer: IPAddress, out: SaSpec, inb: SaSpec) -> None:
@@ -111,7 +77,7 @@ def link_packets(ns: str) -> tuple[int, int]:
 
 
 def test_sa_and_policy_with_if_id_carry_routed_traffic(ends: Ends) -> None:
-    ab, ba = gcm_sa(A, B, 0xC1000001), gcm_sa(B, A, 0xC1000002)
+    ab, ba = if_id_sa(A, B, 0xC1000001), if_id_sa(B, A, 0xC1000002)
     install(ends.ka, A, B, ab, ba)
     install(ends.kb, B, A, ba, ab)
     assert f"if_id {IF_ID:#x}" in ip("-n", ends.a, "xfrm", "state")

@@ -25,7 +25,7 @@ CONN = "[connections.hq]\n"
             CONN + 'unique = "replace"\n',
             "F:5: connections.hq.unique: not supported by pike yet",
         ),
-        (CONN, CONN + "if_id_in = 42\n", "F:5: connections.hq.if_id_in: not supported by pike yet"),
+        (CONN, CONN + "dscp = 1\n", "F:5: connections.hq.dscp: not supported by pike yet"),
         (
             CHILD,
             CHILD + "\nhostaccess = true",

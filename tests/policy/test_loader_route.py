@@ -105,3 +105,24 @@ def test_readme_route_based_example_loads(tmp_path: Path) -> None:
     net = cfg.connections["hq"].child("net")
     assert net is not None and net.interface == "vti0" and net.mark_out == (42, FULL)
     assert [str(t) for t in net.remote_ts] == ["0.0.0.0/0", "::/0"]
+
+
+def test_connection_if_ids_are_every_childs_default(tmp_path: Path) -> None:
+    """swanctl's connection-level if_id_in/if_id_out: children take them unless they
+    set their own."""
+    conn_keys = 'remote = { auth = "psk", id = "hq.example.net" }\nif_id_in = 7\nif_id_out = 8\n'
+    text = EXAMPLE.replace('remote = { auth = "psk", id = "hq.example.net" }\n', conn_keys, 1)
+    text += '\n[connections.hq.children.own]\nremote_ts = ["10.3.0.0/24"]\nif_id_in = 9\n'
+    text += 'esp_proposals = ["aes128gcm16"]\n'
+    hq = load_config(write(tmp_path, text)).connections["hq"]
+    lan, own = hq.child("lan"), hq.child("own")
+    assert lan is not None and own is not None
+    assert (lan.if_id_in, lan.if_id_out) == (7, 8)
+    assert (own.if_id_in, own.if_id_out) == (9, 8)
+    me, peer = ip_address("192.0.2.1"), ip_address("192.0.2.2")
+    pols = policies_for(lan.local_ts, lan.remote_ts, "tunnel", 5, me, peer, lan)
+    assert {(p.direction, p.if_id) for p in pols} == {("out", 8), ("in", 7), ("fwd", 7)}
+    bad = text.replace("if_id_in = 7\n", "if_id_in = -1\n")
+    assert (
+        error_of(tmp_path, bad) == "F:11: connections.hq.if_id_in: -1 is out of range 0..4294967295"
+    )

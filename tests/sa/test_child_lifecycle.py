@@ -1,6 +1,9 @@
-"""pike.sa.child_lifecycle: a CHILD_SA our kernel cannot take (no ESP) fails with one log
-line (IKEv2 deletes it with the peer), and a removal is logged with the SA's tag, in IKEv1
-as in IKEv2; in memory."""
+"""pike.sa.child_lifecycle: without ESP in our kernel no CHILD_SA is pretended, and the
+peer keeps no half of one, in IKEv1 as in IKEv2: a responder refuses with
+NO_PROPOSAL_CHOSEN; an initiator deletes it with the peer (IKEv2, whose responder installs
+before answering) or answers QM2 with NO_PROPOSAL_CHOSEN instead of QM3 (IKEv1, whose
+responder installs on QM3; strongSwan does the same). A removal is logged with the SA's
+tag. In memory."""
 
 from __future__ import annotations
 
@@ -8,14 +11,28 @@ import logging
 
 import pytest
 
-from ikev2.pair import transfer
+from ikev2.pair import Node, transfer
 from pike.sa.actions import ChildSaEstablished, ChildSaFailed, DeleteChildSa, InstallChildSa
 
 from .both import pair
 
 
+def _later(nodes: tuple[Node, Node], until: float) -> None:
+    """Run both engines' timers (and what they send each other) up to ``until``."""
+    while True:
+        due = [t for n in nodes if (t := n.engine.get_timer()) is not None and t <= until]
+        if not due:
+            return
+        t = min(due)
+        for n in nodes:
+            n.engine.handle_timer(t)
+        transfer(nodes[0], nodes[1], t)
+
+
 @pytest.mark.parametrize("version", [1, 2])
-def test_without_esp_the_child_fails_alike(version: int, caplog: pytest.LogCaptureFixture) -> None:
+def test_without_esp_the_initiator_leaves_the_peer_no_child(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     a, b = pair(version, a_esp=False)
     a.engine.initiate("gw", 0.0, "net")
@@ -25,18 +42,54 @@ def test_without_esp_the_child_fails_alike(version: int, caplog: pytest.LogCaptu
     assert isinstance(failed, ChildSaFailed) and failed.reason == "kernel_no_esp"
     said = [r.getMessage() for r in caplog.records if "kernel lacks" in r.getMessage()]
     assert len(said) == 1
-    assert said[0].endswith(": CHILD_SA net negotiated but kernel lacks ESP (CONFIG_INET_ESP)")
-    (put,) = b.of(InstallChildSa)  # the peer had installed it
-    assert isinstance(put, InstallChildSa)
-    if version == 2:  # our Delete took it out again (IKEv1: not yet, see Ikev1Engine)
+    if version == 2:  # the peer had installed it; our Delete took it out again
+        assert said[0].endswith(
+            ": CHILD_SA net negotiated but kernel lacks ESP (CONFIG_INET_ESP); deleting it"
+        )
+        (put,) = b.of(InstallChildSa)
         (gone,) = b.of(DeleteChildSa)
-        assert isinstance(gone, DeleteChildSa) and gone.inbound == put.inbound
-        assert b.engine.list_sas()[0].children == ()
-    else:
-        assert b.of(DeleteChildSa) == [] and len(b.engine.list_sas()[0].children) == 1
+        assert isinstance(put, InstallChildSa) and isinstance(gone, DeleteChildSa)
+        assert gone.inbound == put.inbound
+    else:  # no QM3: the peer never installed it, and ended its Quick Mode on our notify
+        assert said[0].endswith(
+            ": cannot install CHILD_SA net: kernel lacks ESP (CONFIG_INET_ESP);"
+            " answering NO_PROPOSAL_CHOSEN"
+        )
+        assert b.of(InstallChildSa) == []
+        (told,) = b.of(ChildSaFailed)
+        assert isinstance(told, ChildSaFailed) and told.reason == "peer_refused"
+    _later((a, b), 600.0)  # nothing waits for an answer: no retransmission ends the SA
     for node in (a, b):
         (sa,) = node.engine.list_sas()
-        assert sa.state == "ESTABLISHED"
+        assert sa.state == "ESTABLISHED" and sa.children == ()
+        assert node.engine.ctx.counters.conn("gw").retransmits == 0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_without_esp_the_responder_refuses_the_child(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, b = pair(version, b_esp=False)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    for node in (a, b):  # nothing installed on either side
+        assert node.of(InstallChildSa) == [] and node.of(ChildSaEstablished) == []
+    (refused,) = b.of(ChildSaFailed)
+    assert isinstance(refused, ChildSaFailed) and refused.reason == "kernel_no_esp"
+    (told,) = a.of(ChildSaFailed)  # the initiator learns it from NO_PROPOSAL_CHOSEN
+    assert isinstance(told, ChildSaFailed) and told.child == "net"
+    said = [r.getMessage() for r in caplog.records if "kernel lacks" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].endswith(
+        ": cannot install CHILD_SA net: kernel lacks ESP (CONFIG_INET_ESP);"
+        " answering NO_PROPOSAL_CHOSEN"
+    )
+    _later((a, b), 600.0)
+    for node in (a, b):
+        (sa,) = node.engine.list_sas()
+        assert sa.state == "ESTABLISHED" and sa.children == ()
+        assert node.engine.ctx.counters.conn("gw").retransmits == 0
 
 
 @pytest.mark.parametrize("version", [1, 2])

@@ -1,5 +1,6 @@
 """pike.sa.liveness: inbound ESP counts as the peer's sign of life for DPD, the same way
-and with the same log line in IKEv1 and IKEv2, in memory."""
+and with the same log line in IKEv1 and IKEv2, and an unanswered probe is counted alike
+(one probe, its retries as retransmissions); in memory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import pytest
 
 from ikev2.pair import kernel_reports, transfer
+from pike.sa.actions import IkeSaDeleted
 
 from .both import pair
 
@@ -50,3 +52,27 @@ def test_a_growing_packet_counter_is_traffic_now(version: int) -> None:
     kernel_reports(a, 60.0, packets=5, last_use=1.0)  # no more since: still 30 s
     a.engine.handle_timer(60.0)
     assert len(a.drain()) == 1 and a.engine.ctx.counters.dpd_probes == 1
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_dead_peer_costs_one_probe_and_its_retransmissions(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a, b = pair(version, "dpd_delay = 30")
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    a.drain()
+    sent = 0
+    while a.engine.list_sas():  # b is gone: nothing a sends is answered
+        t = a.engine.get_timer()
+        assert t is not None and t < 1000
+        a.engine.handle_timer(t)
+        sent += sum(1 for x in a.drain() if type(x).__name__ == "SendDatagram")
+    tries = a.engine.config.daemon.retransmit_tries
+    c = a.engine.ctx.counters.conn("gw")
+    assert (c.dpd_probes, c.retransmits, c.dpd_failures) == (1, tries, 1)
+    assert sent == 1 + tries  # the probe and its retries, nothing after
+    assert [d.reason for d in a.of(IkeSaDeleted)] == ["retransmit_timeout"]
+    probes = [r.getMessage() for r in caplog.records if "sending DPD" in r.getMessage()]
+    assert len(probes) == 1

@@ -398,7 +398,9 @@ def _run(args: argparse.Namespace) -> int:
             if cert.public_key().public_bytes(*fmt) != pub.public_bytes(*fmt):
                 print(f"pikectl keys: {args.file} is not the certificate of {uri}", file=sys.stderr)
                 return EXIT_ERROR
-            if args.renew:  # the token keeps the key's newest certificate only
+            if getattr(
+                args, "renew", False
+            ):  # keys enroll --renew: the token keeps the key's newest certificate only
                 provision.replace_cert(s, cert, uri.object or "", key_id)
             else:
                 provision.import_cert(s, cert, uri.object or "", key_id)

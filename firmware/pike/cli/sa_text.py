@@ -108,7 +108,8 @@ def format_ike_sa(sa: JsonDict) -> str:
         + (" [NAT]" if sa.get("nat_local") else ""),
         f"  remote '{sa['remote_id']}' @ {sa['remote_addr']}[{sa['remote_port']}]"
         + (" [NAT]" if sa.get("nat_remote") else "")
-        + _hub(sa.get("hub")),
+        + _hub(sa.get("hub"))
+        + _mobike(sa),
     ]
     if sa.get("algorithms"):
         ppk = ", PPK" if sa.get("ppk") else ""  # RFC 8784 key mixed in
@@ -145,6 +146,15 @@ def format_status(st: JsonDict) -> str:
             *_loop_lag_line(st),
         ]
     )
+
+
+def _mobike(sa: JsonDict) -> str:
+    """`` [MOBIKE, also 203.0.113.2]``: the path (local/remote above) may move, and to
+    which other addresses of the peer."""
+    if not sa.get("mobike"):
+        return ""
+    also = sa.get("peer_additional_addrs") or []
+    return " [MOBIKE" + (", also " + ", ".join(also) if also else "") + "]"
 
 
 def _hub(hub: dict[str, Any] | None) -> str:

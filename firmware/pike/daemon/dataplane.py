@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from pike.daemon import recovery
@@ -269,16 +270,25 @@ class DataPlane:
             )
         except KernelError as exc:
             log.warning("%s: kernel cannot migrate (%s): removing and adding it again", what, exc)
-            self._delete(
-                DeleteChildSa(
-                    a.conn, a.child, a.unique_id, a.old_inbound, a.old_outbound, a.old_policies
-                )
-            )
-            self._install(
-                InstallChildSa(a.conn, a.child, a.unique_id, a.inbound, a.outbound, a.policies)
-            )
+            self._readd(a)
             return
         log.info("%s: migrated in the kernel to %s <-> %s", what, a.outbound.src, a.outbound.dst)
+
+    def _readd(self, a: MigrateChildSa) -> None:
+        """The fallback without XFRM migrate: the SAs go and come back at the new
+        addresses, same SPIs and keys. The outbound one goes on from its sequence number
+        (the peer's replay window would drop a restarted one until it caught up)."""
+        try:
+            oseq = self.kernel.query_sa(a.old_outbound.dst, a.old_outbound.spi).oseq
+        except KernelError as exc:
+            log.warning("%s.%s: outbound sequence number unknown (%s)", a.conn, a.child, exc)
+            oseq = 0
+        old = DeleteChildSa(
+            a.conn, a.child, a.unique_id, a.old_inbound, a.old_outbound, a.old_policies
+        )
+        self._delete(old)
+        outbound = replace(a.outbound, oseq=oseq)
+        self._install(InstallChildSa(a.conn, a.child, a.unique_id, a.inbound, outbound, a.policies))
 
     # -- kernel events ---------------------------------------------------------------------
 

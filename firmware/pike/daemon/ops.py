@@ -125,6 +125,7 @@ class Ops:
         from prometheus_client.registry import CollectorRegistry
 
         from pike.metrics.collector import PikeCollector, Sources
+        from pike.metrics.firmware import read_firmware
 
         reg = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=reg)  # process_* (CPU, memory, open fds) as every exporter
@@ -144,6 +145,7 @@ class Ops:
                     hubs=self._hub,
                     pki=self.pki,
                     loop_lag=self._loop_lag,
+                    firmware=read_firmware(),
                 )
             )
         )

@@ -109,6 +109,8 @@ def ike_json(
         "spi_r": sa.spi_r.hex(),
         "algorithms": sa.algorithms,
         "ppk": sa.ppk,
+        "mobike": sa.mobike,
+        "peer_additional_addrs": list(sa.peer_addrs),
         "established_ago_s": ago,
         "established_at": at,
         **_due_json({"rekey": sa.rekey_at, "reauth": sa.reauth_at}, now, wall_now),

@@ -190,7 +190,8 @@ def updown_env(
         "PLUTO_CONNECTION": a.child,  # strongSwan's: the CHILD_SA's name
         "PLUTO_REQID": str(a.outbound.reqid),
         "PLUTO_PROTO": "esp",
-        "PLUTO_UNIQUEID": str(a.unique_id),
+        # strongSwan's: the IKE SA's unique id (the CHILD_SA's when the IKE SA is unknown)
+        "PLUTO_UNIQUEID": str(a.ike.unique_id if a.ike else a.unique_id),
         "PLUTO_ME": str(a.outbound.src),
         "PLUTO_MY_CLIENT": my[0],
         "PLUTO_MY_CLIENT_NET": my[1],
@@ -204,10 +205,12 @@ def updown_env(
         "PLUTO_PEER_PORT": str(rts.start_port if rts.start_port == rts.end_port else 0),
         "PLUTO_PEER_PROTOCOL": str(rts.protocol),
     }
-    # The configured identities (strongSwan gives the authenticated ones; with a wildcard
-    # remote id these differ): an address when none is configured.
-    env["PLUTO_MY_ID"] = conn.local.id.text if conn.local.id else env["PLUTO_ME"]
-    env["PLUTO_PEER_ID"] = conn.remote.id.text if conn.remote.id else env["PLUTO_PEER"]
+    # The authenticated identities, as strongSwan (with a wildcard remote id the peer's
+    # differs from the configured one); else the configured ones, else the address.
+    my_id = a.ike.local_id if a.ike else ""
+    peer_id = a.ike.remote_id if a.ike else ""
+    env["PLUTO_MY_ID"] = my_id or (conn.local.id.text if conn.local.id else env["PLUTO_ME"])
+    env["PLUTO_PEER_ID"] = peer_id or (conn.remote.id.text if conn.remote.id else env["PLUTO_PEER"])
     if cfg.interface:
         env["PLUTO_INTERFACE"] = cfg.interface
     if cfg.if_id_in:

@@ -124,7 +124,7 @@ def _send_am3(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
     """HDR*, [CERT+,] HASH_I | SIG_I, NAT-D, NAT-D; the ISAKMP SA is up."""
     sa.p1.step = 3
     sa.transmit(0, sa.encode(AGGRESSIVE, 0, [*auth, *natd_payloads(sa)]), now, wait=False)
-    sa.flight(0).done = True
+    sa.flight(0).complete()
     established(sa, now)
 
 
@@ -191,7 +191,6 @@ def responder_am3(sa: IsakmpSa, msg: V1Message, src: Address, dst: Address, now:
     sa.accept()
     if sa.natt:
         sa.check_natd(natd_hashes(msg), src, dst)
-    fl = sa.flight(0)
-    fl.pending, fl.deadline, fl.done = None, None, True
+    sa.flight(0).complete()
     sa.p1.step = 3
     established(sa, now)

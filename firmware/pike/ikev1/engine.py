@@ -19,7 +19,7 @@ from cryptography import x509
 from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.liveness import due as dpd_due
-from pike.ikev1.quick_mode import QuickMode
+from pike.ikev1.quick_state import QuickMode
 from pike.ikev1.responder import phase1_request
 from pike.ikev1.sa_table import SaTable
 from pike.ikev1.status import sa_info
@@ -214,7 +214,7 @@ class Ikev1Engine:
             log.error("%s: %s", sa.tag(), e)
             self.ctx.emit(ChildSaFailed(sa.name, child, e.reason))
             return
-        self.table.add_quick(qm)
+        sa.quick.add(qm)
 
     def terminate(self, conn_name: str, now: float, force: bool = False) -> None:
         """IKEv1's Deletes are one-shot (nothing waits for an answer), so ``force`` changes
@@ -424,7 +424,7 @@ class Ikev1Engine:
             if closed_by_peer(conn, child, others, self.traps, whole):
                 self._reopen.append((conn.name, child.name))
         if whole:
-            for qm in self.table.quick_modes(sa):
+            for qm in sa.quick:
                 if qm.initiator and qm.rekey_of is None and qm.cfg.close_action == "start":
                     self._reopen.append((conn.name, qm.cfg.name))
 
@@ -447,7 +447,8 @@ class Ikev1Engine:
         owner = sa or self.table.owner(child)
         tag, name = (owner.tag(), owner.name) if owner else ("-", "-")
         keep = self._shared_policies(child)
-        child_lifecycle.remove(self.ctx, tag, name, child, reason, keep)
+        ref = owner.ref() if owner else None
+        child_lifecycle.remove(self.ctx, tag, name, child, reason, keep, ref)
         if owner is not None and child in owner.children:
             owner.children.remove(child)
 
@@ -491,9 +492,8 @@ class Ikev1Engine:
         if msg.exchange == QUICK and sa.state == IkeState.CONNECTING and sa.p1.peer_id_b:
             # Aggressive Mode responder still waiting for AM3: the IV of a Quick Mode
             # derives from AM3's last block, so it can only be opened after AM3.
-            if len(sa.p1.queued) < MAX_QUEUED:
+            if sa.hold_early(data, src, dst, MAX_QUEUED):
                 log.info("%s: Quick Mode before AM3: queued", sa.tag())
-                sa.p1.queued.append((data, src, dst))
             return
         mid = msg.message_id
         fl = sa.flights.get(mid)
@@ -534,10 +534,7 @@ class Ikev1Engine:
             # Not taken: the exchange stays where it was (a forged or garbled message must
             # not move its IV chain or its flight).
             sa.uncommitted = None
-            if saved is None:
-                sa.flights.pop(mid, None)
-            else:
-                sa.flights[mid] = saved
+            sa.restore_flight(mid, saved)
             raise
         sa.uncommitted = None
         sa.last_inbound = now
@@ -653,8 +650,7 @@ class Ikev1Engine:
         elif not sa.initiator and step == 2:
             aggressive_mode.responder_am3(sa, msg, src, dst, now)
             self.table.authenticated(sa)
-            queued, sa.p1.queued = sa.p1.queued, []
-            for data, qsrc, qdst in queued:
+            for data, qsrc, qdst in sa.take_early():
                 self.receive_datagram(data, qsrc, qdst, now)
         else:
             raise PeerError("unexpected_message", f"Aggressive Mode message after step {step}")
@@ -691,20 +687,20 @@ class Ikev1Engine:
     def _quick_mode(self, sa: IsakmpSa, msg: V1Message, now: float) -> None:
         if sa.state != IkeState.ESTABLISHED:
             raise PeerError("unexpected_message", "Quick Mode before phase 1 is done")
-        qm = self.table.quick(sa, msg.message_id)
+        qm = sa.quick.get(msg.message_id)
         child: ChildSa | None
         if qm is None:
             qm = quick_mode.responder_qm1(sa, msg, now)
             qm.reqid = self.traps.reqid(sa.name, qm.cfg.name) or self._reqid_of(sa, qm)
-            self.table.add_quick(qm)
+            sa.quick.add(qm)
             return
         if qm.initiator and qm.step == 1:
-            child = quick_mode.initiator_qm2(qm, msg, now)
+            child = quick_mode.initiator_qm2(sa, qm, msg, now)
         elif not qm.initiator and qm.step == 2:
-            child = quick_mode.responder_qm3(qm, msg, now)
+            child = quick_mode.responder_qm3(sa, qm, msg, now)
         else:
             raise PeerError("unexpected_message", "Quick Mode message out of order")
-        self.table.drop_quick(qm)
+        sa.quick.done(qm)
         if child is not None:
             self._installed(sa, qm, child, now)
 
@@ -720,19 +716,13 @@ class Ikev1Engine:
         return None
 
     def _installed(self, sa: IsakmpSa, qm: QuickMode, child: ChildSa, now: float) -> None:
-        if child.state == ChildState.FAILED:
-            # Our kernel could not take it. IKEv2 deletes it with the peer; IKEv1 keeps
-            # the FAILED half and sends no Delete: the host interop tier (no ESP) checks
-            # Quick Mode against charon's half, and charon drops an ISAKMP SA left without
-            # CHILD_SAs (tests/interop/test_piked_strongswan_v1.py). Open: issue 11.
-            return
         old = qm.rekey_of
         if old is not None and old.state != ChildState.DELETED:
             # make before break: the successor is in, the old pair goes (RFC 2409 §5.5 has
             # no rekey; strongSwan deletes the old SAs right away)
             self.delete_child(sa, old, "rekeyed", now)
         previous = sa.replaces
-        pending = self.table.wanted(sa) or self.table.quick_modes(sa)
+        pending = self.table.wanted(sa) or len(sa.quick) > 0
         if previous is not None and previous.state == IkeState.ESTABLISHED and not pending:
             self.ctx.counters.conn(sa.name).ike_rekeys += 1
             self.delete_sa(previous, "reauthenticated", now)

@@ -35,3 +35,22 @@ class Flight:
         self.pending = data if wait else None
         self.deadline = now + first_timeout if wait else None
         self.tries = 0
+
+    def complete(self) -> None:
+        """The exchange's last message is handled: nothing more to wait for or resend."""
+        self.pending, self.deadline, self.done = None, None, True
+
+    def due(self, now: float) -> bool:
+        """Our pending message waited its timeout unanswered."""
+        return self.pending is not None and self.deadline is not None and now >= self.deadline
+
+    def retry(self, now: float, timeout: float) -> bytes:
+        """The next retransmission (``timeout`` until the one after): the bytes to send."""
+        assert self.pending is not None
+        self.tries += 1
+        self.deadline = now + timeout
+        return self.pending
+
+    def abandon(self) -> None:
+        """Retransmitted enough: no more deadlines (the SA goes)."""
+        self.deadline = None

@@ -14,7 +14,7 @@ from pike.ikev1.host import Host
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, id_text, log
 from pike.ikev1.keys import informational_hash
 from pike.sa.actions import ChildSaFailed
-from pike.sa.state import ChildState, IkeState
+from pike.sa.state import IkeState
 from pike.wire.isakmp_constants import (
     NOTIFY_ERROR_MAX,
     ExchangeV1,
@@ -51,7 +51,7 @@ def receive(engine: Host, sa: IsakmpSa, msg: V1Message, now: float) -> None:
     sa.accept()
     if sa.cipher is not None:
         sa.cipher.forget(msg.message_id)
-    sa.flights.pop(msg.message_id, None)  # one-shot: nothing to retransmit
+    sa.forget_flight(msg.message_id)  # one-shot: nothing to retransmit
     for p in msg.payloads[1:]:
         if isinstance(p, V1Notify):
             _on_notify(engine, sa, p)
@@ -82,7 +82,7 @@ def _on_notify(engine: Host, sa: IsakmpSa, n: V1Notify) -> None:
             sa.dpd_outstanding = False
             sa.dpd_deadline = None
     elif n.notify_type <= NOTIFY_ERROR_MAX:
-        ours = [qm for qm in engine.table.quick_modes(sa) if qm.initiator]
+        ours = [qm for qm in sa.quick if qm.initiator]
         # what we asked for, as IKEv2's line says it: the selectors and ESP proposals
         asked = "; ".join(
             f"{qm.cfg.name}: local_ts {qm.local_ts}, remote_ts {qm.remote_ts},"
@@ -93,12 +93,9 @@ def _on_notify(engine: Host, sa: IsakmpSa, n: V1Notify) -> None:
             "%s: peer sent error notify %s%s", sa.tag(), notify_v1_name(n.notify_type),
             f"; we asked for {asked}" if asked else "",
         )  # fmt: skip
-        # it refuses what we asked: our Quick Modes under way on this SA fail
-        for qm in ours:
-            engine.table.drop_quick(qm)
-            sa.flights.pop(qm.mid, None)
-            if qm.rekey_of is not None:
-                qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)
+        # it refuses what we asked, or what we answered (strongSwan's initiator sends
+        # NO_PROPOSAL_CHOSEN instead of QM3 when its kernel cannot install the pair)
+        for qm in sa.quick_refused(n.spi):
             engine.ctx.emit(ChildSaFailed(sa.name, qm.cfg.name, "peer_refused"))
 
 

@@ -44,8 +44,9 @@ from pike.ikev1.keys import (
     skeyid_signature,
 )
 from pike.ikev1.proposals import Phase1Choice
+from pike.ikev1.quick_state import QuickMode, QuickModes
 from pike.policy.config import ConnectionConfig
-from pike.sa.actions import Address, IkeSaDeleted, SendDatagram
+from pike.sa.actions import Address, IkeRef, IkeSaDeleted, SendDatagram
 from pike.sa.certs import peer_identity
 from pike.sa.child_sa import ChildSa
 from pike.sa.conn_index import Candidates
@@ -137,6 +138,7 @@ class IsakmpSa:
         self.nat_local = False
         self.nat_remote = False
         self.flights: dict[int, Flight] = {}
+        self.quick = QuickModes()  # under way on this SA
         self.children: list[ChildSa] = []
         self.established_at: float | None = None
         self.last_inbound = created_at
@@ -175,6 +177,10 @@ class IsakmpSa:
     def our_spi(self) -> bytes:
         return self.spi_i if self.initiator else self.spi_r
 
+    def ref(self) -> IkeRef:
+        """What the updown script is told of this ISAKMP SA (authenticated identities)."""
+        return IkeRef(self.unique_id, id_text(self.my_id), id_text(self.peer_id))
+
     def tag(self) -> str:
         return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)
 
@@ -212,6 +218,29 @@ class IsakmpSa:
         if fl is None:
             fl = self.flights[mid] = Flight()
         return fl
+
+    def forget_flight(self, mid: int) -> None:
+        """A one-shot exchange, or one that ended: nothing of it to retransmit."""
+        self.flights.pop(mid, None)
+
+    def restore_flight(self, mid: int, saved: Flight | None) -> None:
+        """Back to how the exchange ``mid`` was before a message it did not take."""
+        if saved is None:
+            self.flights.pop(mid, None)
+        else:
+            self.flights[mid] = saved
+
+    def hold_early(self, data: bytes, src: Address, dst: Address, limit: int) -> bool:
+        """A Quick Mode that overtook AM3, kept until AM3 is in (at most ``limit``)."""
+        if len(self.p1.queued) >= limit:
+            return False
+        self.p1.queued.append((data, src, dst))
+        return True
+
+    def take_early(self) -> list[tuple[bytes, Address, Address]]:
+        """AM3 is in: the Quick Modes that came before it, to be handled now."""
+        queued, self.p1.queued = self.p1.queued, []
+        return queued
 
     def timeout(self, n: int) -> float:
         d = self.ctx.config.daemon
@@ -348,7 +377,20 @@ class IsakmpSa:
             spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.flights.clear()
+        self.quick.clear()
         self.set_state(IkeState.DESTROYED)
+
+    def quick_refused(self, spi: bytes) -> list[QuickMode]:
+        """The peer refused what we asked (an error notify about the ESP SA ``spi``, or
+        about none): our Quick Modes under way end, and the one we answered that waits
+        for QM3 with that SPI (any, for none: the peer's kernel refused the pair), all
+        unretransmitted; a child they were to rekey stays in use."""
+        refused = self.quick.take_refused(int.from_bytes(spi, "big") if len(spi) == 4 else None)
+        for qm in refused:
+            self.forget_flight(qm.mid)
+            if qm.rekey_of is not None and qm.rekey_of.state == ChildState.REKEYING:
+                qm.rekey_of.set_state(ChildState.INSTALLED, self.name)
+        return refused
 
     def live_children(self) -> list[ChildSa]:
         return [c for c in self.children if c.state in (ChildState.INSTALLED, ChildState.REKEYING)]

@@ -4,7 +4,8 @@ R-U-THERE goes after ``dpd_delay`` without a sign of life (``pike.sa.liveness``,
 IKEv2), each retry with the next sequence number. Without ``dpd_timeout`` the retries
 follow the retransmission schedule and the peer is dead once the last goes unanswered;
 with it (strongSwan's IKEv1 meaning) a probe goes every ``dpd_delay`` and the peer is
-dead after ``dpd_timeout`` without any sign of life.
+dead after ``dpd_timeout`` without any sign of life. The first R-U-THERE of a check is
+the probe, the others its retries (``pike.sa.liveness``: counted as IKEv2 counts them).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.policy.config import DaemonConfig
-from pike.sa.liveness import last_sign_of_life, log_probe
+from pike.sa.liveness import last_sign_of_life, probe_retried, probe_sent
 
 
 def due(sa: IsakmpSa) -> float | None:
@@ -29,7 +30,8 @@ def due(sa: IsakmpSa) -> float | None:
 
 
 def check(sa: IsakmpSa, now: float, daemon: DaemonConfig) -> Literal["wait", "probe", "dead"]:
-    """Decide at ``now``; on "probe" the SA's sequence number and deadline have moved."""
+    """Decide at ``now``; on "probe" (a new one or a retry, logged and counted) the SA's
+    sequence number and deadline have moved."""
     when, conn = due(sa), sa.conn
     if when is None or now < when or conn is None:
         return "wait"
@@ -47,8 +49,9 @@ def check(sa: IsakmpSa, now: float, daemon: DaemonConfig) -> Literal["wait", "pr
         if dead:
             return "dead"
         sa.dpd_tries += 1
+        probe_retried(sa.ctx, sa.tag(), sa.name, sa.dpd_tries)
     else:
-        log_probe(sa.tag(), conn.dpd_delay)
+        probe_sent(sa.ctx, sa.tag(), sa.name, conn.dpd_delay)
         sa.dpd_outstanding, sa.dpd_tries = True, 0
     step = conn.dpd_delay if conn.dpd_timeout else sa.timeout(sa.dpd_tries)
     sa.dpd_deadline = now + step

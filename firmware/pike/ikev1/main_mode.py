@@ -206,7 +206,7 @@ def _check_auth(
 def initiator_mm6(sa: IsakmpSa, msg: V1Message, now: float) -> None:
     _check_auth(sa, msg, 6, False, now)
     sa.p1.step = 6
-    sa.flight(0).done = True
+    sa.flight(0).complete()
     established(sa, now)
 
 
@@ -250,7 +250,7 @@ def _send_mm6(sa: IsakmpSa, auth: list[V1Payload], now: float) -> None:
     assert sa.my_id is not None
     sa.p1.step = 6
     sa.transmit(0, sa.encode(MAIN, 0, [sa.my_id, *auth]), now, wait=False)
-    sa.flight(0).done = True
+    sa.flight(0).complete()
     established(sa, now)
 
 

@@ -7,13 +7,15 @@
 
 The proxy IDs are the child's first local/remote selectors (IKEv1 carries one pair). The
 initiator installs after QM2 (it sends QM3 at once), the responder after QM3, as strongSwan
-does. The commit bit (RFC 2408 §3.1) is accepted and not used: both install on QM3 anyway.
+does. Without ESP in our kernel neither role agrees to a pair it cannot install
+(``child_lifecycle.refuse_without_esp``, as IKEv2's responder): the responder answers QM1,
+the initiator QM2, with NO_PROPOSAL_CHOSEN. The commit bit (RFC 2408 §3.1) is accepted
+and not used: both install on QM3 anyway.
 """
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from pike.crypto.errors import CryptoError
@@ -23,7 +25,6 @@ from pike.crypto.proposal import format_proposal
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.keys import derive_phase2, qm_hash1, qm_hash2, qm_hash3
 from pike.ikev1.proposals import (
-    Phase2Choice,
     mode_of,
     phase2_choices,
     phase2_proposals,
@@ -31,6 +32,7 @@ from pike.ikev1.proposals import (
     select_phase2,
 )
 from pike.ikev1.proxy_id import from_id, to_id
+from pike.ikev1.quick_state import QuickMode
 from pike.policy.config import ChildConfig, ConnectionConfig
 from pike.policy.ipsec import UdpEncap
 from pike.policy.ts import TrafficSelector
@@ -38,6 +40,7 @@ from pike.sa import child_lifecycle
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
+from pike.sa.state import ChildState
 from pike.wire.buffer import Reader
 from pike.wire.isakmp import encode_chain
 from pike.wire.isakmp_constants import (
@@ -64,33 +67,6 @@ from pike.wire.isakmp_sa import decode_attributes, encode_attributes
 
 QUICK = ExchangeV1.QUICK
 ESP = ProtocolV1.ESP
-
-
-@dataclass
-class QuickMode:
-    sa: IsakmpSa
-    mid: int
-    initiator: bool
-    cfg: ChildConfig
-    local_ts: TrafficSelector
-    remote_ts: TrafficSelector
-    spi_in: int
-    rekey_of: ChildSa | None = None
-    choices: list[Phase2Choice] = field(default_factory=list)
-    ni: bytes = b""
-    nr: bytes = b""
-    ke: KeyExchange | None = None
-    shared: bytes | None = field(default=None, repr=False)
-    chosen: Phase2Choice | None = None
-    encap: int = 0
-    spi_out: int = 0
-    lifetime: int = 0
-    step: int = 0
-    reqid: int | None = None  # a trapped child's: its SAs must match the trap policies
-
-    @property
-    def spi_in_b(self) -> bytes:
-        return self.spi_in.to_bytes(4, "big")
 
 
 def _hash_first(msg: V1Message, step: int) -> V1Hash:
@@ -122,7 +98,6 @@ def start(
         cfg.remote_ts[0] if cfg.remote_ts else TrafficSelector.host(ip_address(sa.remote[0]))
     )
     qm = QuickMode(
-        sa,
         sa.message_id(),
         True,
         cfg,
@@ -163,9 +138,8 @@ def _responder_lifetime(msg: V1Message) -> int:
     return seconds_life(attrs, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
 
 
-def initiator_qm2(qm: QuickMode, msg: V1Message, now: float) -> ChildSa | None:
+def initiator_qm2(sa: IsakmpSa, qm: QuickMode, msg: V1Message, now: float) -> ChildSa | None:
     """QM2 -> QM3, then install."""
-    sa = qm.sa
     assert sa.prf is not None and sa.keys is not None
     got = _hash_first(msg, 2)
     want = qm_hash2(sa.prf, sa.keys.skeyid_a, qm.mid, qm.ni, msg.after(0))
@@ -183,19 +157,30 @@ def initiator_qm2(qm: QuickMode, msg: V1Message, now: float) -> ChildSa | None:
     qm.chosen, qm.encap = chosen, encap
     qm.spi_out = int.from_bytes(prop.spi, "big")
     qm.nr = nonce.data
-    _pfs(qm, msg)
+    _pfs(sa, qm, msg)
     ids = msg.all(V1Id)
     if len(ids) == 2 and (from_id(ids[0]), from_id(ids[1])) != (qm.local_ts, qm.remote_ts):
         raise PeerError("invalid_id", "the responder changed the proxy IDs")
     qm.lifetime = _responder_lifetime(msg)
+    if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, qm.cfg.name):
+        # As strongSwan does: NO_PROPOSAL_CHOSEN instead of QM3. The responder installs
+        # only on QM3, so it never holds a half we cannot match (a Delete after QM3 could
+        # overtake QM3 at a peer that handles messages in parallel, as charon does).
+        _tell(sa, NotifyV1.NO_PROPOSAL_CHOSEN, qm.spi_out.to_bytes(4, "big"))
+        sa.flight(qm.mid).complete()
+        if sa.cipher is not None:
+            sa.cipher.forget(qm.mid)
+        if qm.rekey_of is not None and qm.rekey_of.state == ChildState.REKEYING:
+            qm.rekey_of.set_state(ChildState.INSTALLED, sa.name)  # keep using it
+        return None
     h3 = qm_hash3(sa.prf, sa.keys.skeyid_a, qm.mid, qm.ni, qm.nr)
     qm.step = 3
     sa.transmit(qm.mid, sa.encode(QUICK, qm.mid, [V1Hash(h3)]), now, wait=False)
-    sa.flight(qm.mid).done = True
-    return install(qm, now)
+    sa.flight(qm.mid).complete()
+    return install(sa, qm, now)
 
 
-def _pfs(qm: QuickMode, msg: V1Message) -> None:
+def _pfs(sa: IsakmpSa, qm: QuickMode, msg: V1Message) -> None:
     assert qm.chosen is not None
     ke = msg.first(V1Ke)
     if bool(qm.chosen.group) != (ke is not None):
@@ -203,7 +188,7 @@ def _pfs(qm: QuickMode, msg: V1Message) -> None:
     if ke is None:
         return
     if qm.ke is None or qm.ke.group != qm.chosen.group:
-        qm.ke = KeyExchange(qm.chosen.group, qm.sa.ctx.random)
+        qm.ke = KeyExchange(qm.chosen.group, sa.ctx.random)
     try:
         qm.shared = qm.ke.shared_secret(ke.data)
     except CryptoError as e:
@@ -252,7 +237,6 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
         why = f"no child config matches the peer's {tsi} === {tsr}; we have {have or 'none'}"
         raise _refuse(sa, msg.message_id, NotifyV1.INVALID_ID_INFORMATION, why)
     qm = QuickMode(
-        sa,
         msg.message_id,
         False,
         cfg,
@@ -272,11 +256,14 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
     if mode[0] != cfg.mode:
         why = f"the peer asks for {mode[0]} mode; {cfg.name} has mode = {cfg.mode}"
         raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, why)
+    if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, cfg.name):
+        no_esp = "kernel_no_esp"
+        raise _refuse(sa, msg.message_id, NotifyV1.NO_PROPOSAL_CHOSEN, no_esp, said=True)
     qm.chosen, qm.encap = chosen, encap
     qm.spi_out = int.from_bytes(prop.spi, "big")
     qm.ni = nonce.data
     qm.nr = sa.ctx.random(NONCE_SIZE)
-    _pfs(qm, msg)
+    _pfs(sa, qm, msg)
     answer = V1Proposal(prop.number, ESP, qm.spi_in_b, (transform,))
     rest: list[V1Payload] = [V1Sa((answer,)), V1Nonce(qm.nr)]
     if qm.ke is not None:
@@ -296,39 +283,44 @@ def responder_qm1(sa: IsakmpSa, msg: V1Message, now: float) -> QuickMode:
     return qm
 
 
-def _refuse(sa: IsakmpSa, mid: int, notify: int, detail: str) -> PeerError:
-    """Tell the peer why (an Informational with the notify), then drop the exchange."""
-    log.warning(
-        "%s: refusing Quick Mode %08x (%s): %s", sa.tag(), mid, notify_v1_name(notify), detail
-    )
-    info_mid = sa.message_id()
-    n = V1Notify(notify, b"", ESP, b"")
-    sa.send(sa.hashed(ExchangeV1.INFORMATIONAL, info_mid, [n]))
-    if sa.cipher is not None:
-        sa.cipher.forget(info_mid)
+def _refuse(sa: IsakmpSa, mid: int, notify: int, detail: str, *, said: bool = False) -> PeerError:
+    """Tell the peer why (an Informational with the notify), then drop the exchange
+    (``said``: the caller logged why already)."""
+    if not said:
+        log.warning(
+            "%s: refusing Quick Mode %08x (%s): %s", sa.tag(), mid, notify_v1_name(notify), detail
+        )
+    _tell(sa, notify, b"")
     return PeerError("quick_mode_refused", detail)
 
 
-def responder_qm3(qm: QuickMode, msg: V1Message, now: float) -> ChildSa | None:
-    sa = qm.sa
+def _tell(sa: IsakmpSa, notify: int, spi: bytes) -> None:
+    """An Informational with ``notify`` about the ESP SA ``spi`` (the peer's inbound)."""
+    info_mid = sa.message_id()
+    n = V1Notify(notify, b"", ESP, spi)
+    sa.send(sa.hashed(ExchangeV1.INFORMATIONAL, info_mid, [n]))
+    if sa.cipher is not None:
+        sa.cipher.forget(info_mid)
+
+
+def responder_qm3(sa: IsakmpSa, qm: QuickMode, msg: V1Message, now: float) -> ChildSa | None:
     assert sa.prf is not None and sa.keys is not None
     got = _hash_first(msg, 3)
     want = qm_hash3(sa.prf, sa.keys.skeyid_a, qm.mid, qm.ni, qm.nr)
     if not hmac.compare_digest(got.data, want):
         raise PeerError("invalid_hash", "Quick Mode HASH(3) mismatch")
     sa.accept()
-    fl = sa.flight(qm.mid)
-    fl.pending, fl.deadline, fl.done = None, None, True
+    sa.flight(qm.mid).complete()
     qm.step = 3
-    return install(qm, now)
+    return install(sa, qm, now)
 
 
 # -- both --------------------------------------------------------------------------------------
 
 
-def install(qm: QuickMode, now: float) -> ChildSa | None:
+def install(sa: IsakmpSa, qm: QuickMode, now: float) -> ChildSa | None:
     """KEYMAT for both SAs (RFC 2409 §5.5) and the InstallChildSa action."""
-    sa, chosen = qm.sa, qm.chosen
+    chosen = qm.chosen
     assert sa.prf is not None and sa.keys is not None and chosen is not None
     if sa.cipher is not None:
         sa.cipher.forget(qm.mid)
@@ -377,9 +369,8 @@ def install(qm: QuickMode, now: float) -> ChildSa | None:
     out_encap = UdpEncap(sa.local[1], sa.remote[1]) if udp else None
     child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, ctx.random)
     sa.children.append(child)
-    if child_lifecycle.kernel_refuses(ctx, sa.tag(), sa.name, child):
-        return child  # FAILED: the engine deletes it with the peer
-    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=qm.rekey_of is not None)
+    rekey = qm.rekey_of is not None
+    child_lifecycle.install(ctx, sa.tag(), sa.name, child, now, rekey=rekey, ike=sa.ref())
     if qm.lifetime and (child.expire_at is None or now + qm.lifetime < child.expire_at):
         # the peer's proposed lifetime is shorter than ours
         child.expire_at = now + qm.lifetime

@@ -18,7 +18,7 @@ from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address, SendDatagram
 from pike.sa.admission import Verdict
 from pike.sa.certs import peer_identity
-from pike.sa.conn_index import Candidates
+from pike.sa.conn_index import Candidates, index_of
 from pike.sa.context import Context
 from pike.sa.state import IkeState
 from pike.wire.isakmp import encode_v1
@@ -32,9 +32,11 @@ def phase1_request(
 ) -> None:
     """MM1 or AM1 that no half-open SA of ours answers yet."""
     table = engine.table
+    configured = index_of(engine.config).is_configured_host(1, src[0])
     verdict = table.admission.admit(
-        engine.config.daemon, src[0], now, cookie=None, ike_sas=len(table.sas)
-    )
+        engine.config.daemon, src[0], now, cookie=None, ike_sas=len(table.sas),
+        configured=configured,
+    )  # fmt: skip
     if verdict is Verdict.REPLACE:
         # IKEv1 has no COOKIE round trip: an address at block_threshold loses its oldest
         # SA that never answered, so first messages spoofed with a real peer's address

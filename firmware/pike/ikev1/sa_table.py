@@ -1,14 +1,13 @@
-"""The ISAKMP SAs of one IKEv1 engine and what hangs off them: Quick Modes under way,
-half-open responder SAs (by the MM1/AM1 that made them, so that its retransmits find
-them), and the children each SA is to negotiate once phase 1 is up. The only owner of
-these maps: the engine and the exchange modules go through its methods."""
+"""The ISAKMP SAs of one IKEv1 engine and what hangs off them: half-open responder SAs
+(by the MM1/AM1 that made them, so that its retransmits find them), and the children each
+SA is to negotiate once phase 1 is up. The only owner of these maps: the engine and the
+exchange modules go through its methods. (Each SA owns its Quick Modes: ``IsakmpSa.quick``.)"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
 from pike.ikev1.isakmp_sa import IsakmpSa
-from pike.ikev1.quick_mode import QuickMode
 from pike.sa.admission import Admission
 from pike.sa.child_sa import ChildSa
 from pike.sa.state import IkeState
@@ -26,7 +25,6 @@ class SaTable:
         self._half_open_ids: dict[int, tuple[HalfOpenKey, IsakmpSa]] = {}
         # Counts the half-open SAs per address as they come and go (pike.sa.admission).
         self.admission = admission if admission is not None else Admission()
-        self._quick: dict[tuple[bytes, int], QuickMode] = {}  # by (our cookie, M-ID)
         self._wanted: dict[int, list[str]] = {}  # SA unique id -> children to negotiate
         # One heap of every SA's next deadline, and the SAs a step touched: only they are
         # looked at again (``retime``, ``sweep``), so a step costs the same with 10 000 SAs.
@@ -106,19 +104,6 @@ class SaTable:
     def take_wanted(self, sa: IsakmpSa) -> list[str]:
         return self._wanted.pop(sa.unique_id, [])
 
-    # -- Quick Modes ----------------------------------------------------------------------------
-    def add_quick(self, qm: QuickMode) -> None:
-        self._quick[(qm.sa.our_spi, qm.mid)] = qm
-
-    def quick(self, sa: IsakmpSa, mid: int) -> QuickMode | None:
-        return self._quick.get((sa.our_spi, mid))
-
-    def drop_quick(self, qm: QuickMode) -> None:
-        self._quick.pop((qm.sa.our_spi, qm.mid), None)
-
-    def quick_modes(self, sa: IsakmpSa) -> list[QuickMode]:
-        return [qm for key, qm in self._quick.items() if key[0] == sa.our_spi]
-
     # -- after every step -------------------------------------------------------------------
     def touch(self, sa: IsakmpSa) -> None:
         self._dirty[sa] = None
@@ -146,7 +131,5 @@ class SaTable:
                 continue
             del self._sas[key]
             gone.append((sa, self._wanted.pop(sa.unique_id, [])))
-            for qk in [qk for qk in self._quick if qk[0] == key]:
-                del self._quick[qk]
             self._forget_half_open(sa)  # by its key: no scan (8 192 expiring took 1.7 s)
         return gone

@@ -65,19 +65,18 @@ def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
 def _retransmit(engine: Host, sa: IsakmpSa, now: float) -> None:
     tries = engine.config.daemon.retransmit_tries
     for mid, fl in list(sa.flights.items()):
-        if fl.deadline is None or now < fl.deadline or fl.pending is None:
+        if not fl.due(now):
             continue
         if fl.tries >= tries:
             # strongSwan's IKEv1 gives the whole SA up when any exchange goes unanswered
             log.info("%s: giving up after %d retransmits (M-ID %08x)", sa.tag(), fl.tries, mid)
-            fl.deadline = None
+            fl.abandon()
             engine.lost(sa, now)
             return
-        fl.tries += 1
-        fl.deadline = now + sa.timeout(fl.tries)
+        data = fl.retry(now, sa.timeout(fl.tries + 1))
         engine.ctx.counters.conn(sa.name).retransmits += 1
         log.info("%s: retransmit %d of M-ID %08x", sa.tag(), fl.tries, mid)
-        sa.send(fl.pending)
+        sa.send(data)
 
 
 def _child_timers(engine: Host, sa: IsakmpSa, now: float) -> None:
@@ -101,5 +100,4 @@ def _dpd(engine: Host, sa: IsakmpSa, now: float) -> None:
         log.info("%s: DPD: peer did not answer, it is dead", sa.tag())
         engine.lost(sa, now)
     elif verdict == "probe":
-        engine.ctx.counters.conn(sa.name).dpd_probes += 1
         informational.notify(sa, NotifyV1.R_U_THERE, sa.dpd_seq.to_bytes(4, "big"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from ipaddress import ip_address
 
 from cryptography import x509
 
@@ -25,7 +26,7 @@ from pike.ikev2.tasks.ike_delete import IkeDelete
 from pike.ikev2.tasks.ike_frag import IkeFrag
 from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
-from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate
+from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate, list_changed
 from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
@@ -86,6 +87,7 @@ class Ikev2Engine:
         self.ctx.child_closed = self._child_closed
         self.ctx.has_contact = self.has_contact
         self.ctx.touched = self._touch
+        self.ctx.path_refused = self._path_refused
         self._reopen: list[tuple[str, str]] = []  # close_action = start: (conn, child)
         self.retries = Pending()  # keyingtries waiting for their backoff
         self.resolving = Resolving(self.ctx)  # initiations waiting for a DNS name
@@ -135,7 +137,20 @@ class Ikev2Engine:
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
-                if hard:
+                early = _ended_early(child, now)
+                if hard and early is not None and sa.state == IkeState.ESTABLISHED:
+                    # The kernel judges time lifetimes on the wall clock when its timer
+                    # fires: after a jump forward it removes SAs long before their time.
+                    # Ours run on the monotonic clock: make the CHILD_SA again (a rekey,
+                    # once for both directions) instead of losing the tunnel.
+                    if child.state == ChildState.INSTALLED:
+                        log.warning(
+                            "%s: CHILD_SA %s{%d} removed by the kernel %d s before its "
+                            "life_time (wall clock stepped forward?): creating it again",
+                            sa.tag(), child.name, child.unique_id, early,
+                        )  # fmt: skip
+                        rekey_child(sa, child)
+                elif hard:
                     log.info(
                         "%s: CHILD_SA %s{%d} hard expired", sa.tag(), child.name, child.unique_id
                     )
@@ -609,16 +624,15 @@ class Ikev2Engine:
         peers = {
             addr
             for sa in self.sas.values()
-            if sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED
+            if sa.mobike and sa.roams() and sa.state == IkeState.ESTABLISHED
             for addr in (sa.remote[0], *sa.peer_addrs)
         }
-        # and the first remote address of connections without local_addrs: initiate
+        # and the remote addresses of connections without local_addrs (every hub: a
+        # failover to the second starts from the uplink that routes there): initiate
         # starts from the source the route gives (else the unspecified address)
         for conn in self.config.connections.values():
-            if conn.version == 2 and not conn.local_addrs and conn.remote_addrs:
-                first = conn.remote_addrs[0]
-                if not is_name(first) and first not in ("%any", "0.0.0.0", "::"):
-                    peers.add(first)
+            if conn.version == 2 and not conn.local_addrs:
+                peers.update(addr for addr in conn.remote_addrs if _host_address(addr))
         return peers
 
     def paths_changed(
@@ -631,25 +645,48 @@ class Ikev2Engine:
         self.ctx.local_addresses = tuple(addresses)
         self._sources = dict(sources)
         for sa in list(self.sas.values()):
-            if not (sa.mobike and sa.initiator and sa.state == IkeState.ESTABLISHED):
+            if not (sa.mobike and sa.state == IkeState.ESTABLISHED):
                 continue
-            path = next(
-                (
-                    (src, peer)
-                    for peer in (sa.remote[0], *sa.peer_addrs)
-                    if (src := sources.get(peer))
-                ),
-                None,
-            )
-            if path is None:
-                log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
-                continue
-            if path == (sa.local[0], sa.remote[0]):
-                continue
-            self._roam(sa, path[0], path[1], now)
+            if sa.roams():
+                sa.refused_paths.clear()  # a new situation: a path refused before may do now
+                path = self._pick_path(sa)
+                if path is None:
+                    log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
+                    continue
+                if path != (sa.local[0], sa.remote[0]):
+                    self._roam(sa, path[0], path[1], now)  # the update carries our list
+                    continue
+            if list_changed(sa) and not any(
+                isinstance(t, MobikeUpdate) for t in (*sa.tasks.active, *sa.tasks.queued)
+            ):
+                sa.tasks.queue(MobikeUpdate(sa, True, addresses_only=True))
+                sa.tasks.initiate(now)
+                self._touch(sa)
         self._sweep(now)
 
-    def _roam(self, sa: IkeSa, local: str, peer: str, now: float) -> None:
+    def _pick_path(self, sa: IkeSa) -> tuple[str, str] | None:
+        """The (local, peer) pair to use: the first of the peer's addresses with a route,
+        from the source the route gives, not one the peer refused."""
+        return next(
+            (
+                (src, peer)
+                for peer in (sa.remote[0], *sa.peer_addrs)
+                if (src := self._sources.get(peer)) and (src, peer) not in sa.refused_paths
+            ),
+            None,
+        )
+
+    def _path_refused(self, sa: IkeSa, now: float) -> None:
+        """The peer refused the path it was asked to move to (the IKE SA is back on the
+        one its CHILD_SAs use): try another pair of addresses if there is one."""
+        path = self._pick_path(sa)
+        if path is None or path == (sa.local[0], sa.remote[0]):
+            log.info("%s: no other path, staying on %s...%s", sa.tag(), sa.local[0], sa.remote[0])
+            return
+        # called while the refusal is processed: the task manager starts it after that
+        self._roam(sa, path[0], path[1], now, start=False)
+
+    def _roam(self, sa: IkeSa, local: str, peer: str, now: float, start: bool = True) -> None:
         old = (sa.local, sa.remote)
         log.info("%s: new path %s...%s (was %s...%s)", sa.tag(), local, peer, old[0][0], old[1][0])
         sa.local = (local, sa.local[1])
@@ -659,7 +696,8 @@ class Ikev2Engine:
             tasks.resend(now)  # an exchange under way goes on over the new path
         if not any(isinstance(t, MobikeUpdate) for t in tasks.queued):
             tasks.queue(MobikeUpdate(sa, True, old))
-        tasks.initiate(now)
+        if start:
+            tasks.initiate(now)
         self._touch(sa)
 
     def _after_request(self, sa: IkeSa, msg: Message, now: float) -> None:
@@ -705,10 +743,13 @@ class Ikev2Engine:
             encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
             out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
             child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap)
+            ref = sa.ref()
             self.ctx.emit(
-                DeleteChildSa(sa.name, child.name, child.unique_id, old_in, old_out, old_pol, True)
+                DeleteChildSa(
+                    sa.name, child.name, child.unique_id, old_in, old_out, old_pol, True, ref
+                )
             )
-            self.ctx.emit(child.install(sa.name))
+            self.ctx.emit(child.install(sa.name, ref))
 
     def _error_response(self, sa: IkeSa, exchange: int, mid: int, e: MalformedMessage) -> None:
         if mid != sa.tasks.mid_in or sa.cipher_out is None:
@@ -893,4 +934,25 @@ def _secrets_for(config: Config, conn: ConnectionConfig) -> bytes | None:
     return config.psk_for(local, remote)
 
 
+def _host_address(text: str) -> bool:
+    """One IP address to route to (not %any, a subnet, a name or the unspecified one)."""
+    try:
+        return not ip_address(text).is_unspecified
+    except ValueError:
+        return False
+
+
 __all__ = ["IPAddress", "Ikev2Engine"]
+
+
+EARLY_MARGIN = 5.0  # seconds: a hard expiry this much before life_time is not ours
+
+
+def _ended_early(child: ChildSa, now: float) -> int | None:
+    """Seconds left of ``child``'s life_time (monotonic) when the kernel's hard expiry came
+    that early and no byte or packet limit can explain it; None otherwise."""
+    cfg = child.config
+    if child.expire_at is None or cfg.life_bytes or cfg.life_packets:
+        return None
+    left = child.expire_at - now
+    return int(left) if left > EARLY_MARGIN else None

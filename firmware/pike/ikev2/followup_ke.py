@@ -53,6 +53,13 @@ class Followup:
         self.done.append(self.todo.pop(0))
 
     # -- initiator -----------------------------------------------------------------------
+    @classmethod
+    def after_answer(cls, methods: tuple[int, ...], random: Random, msg: Message) -> Followup:
+        """The exchanges a CREATE_CHILD_SA response agreed on, linked to its first one."""
+        followup = cls(methods, random)
+        followup.answered(msg)
+        return followup
+
     def answered(self, msg: Message) -> None:
         """The CREATE_CHILD_SA response: its link to the first IKE_FOLLOWUP_KE."""
         self._take_link(msg)
@@ -82,6 +89,12 @@ class Followup:
     def new_link(self) -> bytes:
         self.link = self._random(LINK_SIZE)
         return self.link
+
+    def offer_link(self, msg: Message) -> bytes:
+        """The CREATE_CHILD_SA answer's link to the first IKE_FOLLOWUP_KE."""
+        link = self.new_link()
+        msg.payloads.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, link))
+        return link
 
     def process_r(self, msg: Message) -> None:
         ke = msg.first(KePayload)

@@ -16,7 +16,7 @@ from pike.crypto.sk import SkCipher
 from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import child_lifecycle
-from pike.sa.actions import Address, SendDatagram
+from pike.sa.actions import Address, IkeRef, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.conn_index import Candidates
@@ -57,6 +57,8 @@ class Ikev2Context(Context):
     touched: Callable[[IkeSa], None] = field(default=lambda sa: None, repr=False)
     # Set by the engine: the peer deletes this CHILD_SA (close_action), before it goes.
     child_closed: Callable[[IkeSa, ChildSa], None] = field(default=lambda sa, c: None, repr=False)
+    # Set by the engine: the peer refused our UPDATE_SA_ADDRESSES; try another path.
+    path_refused: Callable[[IkeSa, float], None] = field(default=lambda sa, now: None, repr=False)
     # Set by the runtime (Ikev2Engine.paths_changed): our addresses, which MOBIKE announces
     # as ADDITIONAL_IP4/6_ADDRESS besides the one an IKE SA uses.
     local_addresses: tuple[str, ...] = ()
@@ -123,6 +125,16 @@ class IkeSa:
     # MOBIKE (RFC 4555): both sides announced it; the peer's other addresses it told us of.
     mobike: bool = False
     peer_addrs: tuple[str, ...] = ()
+    # Whether we initiated the first IKE SA of this chain (None: this one). An IKE rekey
+    # the peer starts makes it the new SA's initiator, but RFC 4555 keeps the right to
+    # move the SA with the original initiator.
+    original_initiator: bool | None = None
+    # (local, peer) addresses the peer refused to move to, until our addresses or routes
+    # change again (RFC 4555 §3.5: try another pair, not the same one in a loop).
+    refused_paths: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    # Our address list as last announced to the peer (notify type, data), so that a
+    # change of our addresses alone is told in an INFORMATIONAL (RFC 4555 §3.6).
+    announced: tuple[tuple[int, bytes], ...] = ()
     # The (local, remote) path of the request being answered: MOBIKE answers a request
     # where it came from without moving the IKE SA (only UPDATE_SA_ADDRESSES moves it).
     request_path: tuple[Address, Address] | None = None
@@ -159,6 +171,15 @@ class IkeSa:
     @property
     def my_spi(self) -> bytes:
         return self.spi_i if self.initiator else self.spi_r
+
+    def ref(self) -> IkeRef:
+        """What the updown script is told of this IKE SA (authenticated identities)."""
+        mine, peer = self.my_id, self.peer_id
+        return IkeRef(self.unique_id, str(mine) if mine else "", str(peer) if peer else "")
+
+    def roams(self) -> bool:
+        """We are the original initiator: MOBIKE lets only that side move the IKE SA."""
+        return self.initiator if self.original_initiator is None else self.original_initiator
 
     def tag(self) -> str:
         # cached: every log line and state change asks, and it changes only with these
@@ -327,7 +348,9 @@ class IkeSa:
         Policies stay when another live CHILD_SA uses the same ones (a rekey successor, a
         new SA after INITIAL_CONTACT) or when they fall back to a trap."""
         keep_policies = keep_policies or self.ctx.keeps_policies(child)
-        child_lifecycle.remove(self.ctx, self.tag(), self.name, child, reason, keep_policies)
+        child_lifecycle.remove(
+            self.ctx, self.tag(), self.name, child, reason, keep_policies, self.ref()
+        )
         if child in self.children:
             self.children.remove(child)
 

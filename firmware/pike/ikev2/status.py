@@ -32,4 +32,6 @@ def sa_info(sa: IkeSa) -> IkeSaInfo:
         rekey_at=sa.rekey_at,
         reauth_at=sa.reauth_at,
         ppk=sa.ppk_used,
+        mobike=sa.mobike,
+        peer_addrs=sa.peer_addrs,
     )

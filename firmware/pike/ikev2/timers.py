@@ -17,7 +17,7 @@ from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.sa.actions import SendKeepalive
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import HALF_OPEN_TIMEOUT
-from pike.sa.liveness import last_sign_of_life, log_probe
+from pike.sa.liveness import last_sign_of_life, probe_sent
 from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ExchangeType
 
@@ -133,7 +133,6 @@ def _liveness(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:
         )
         return
     assert sa.conn is not None  # dpd_due() is None without a connection
-    log_probe(sa.tag(), sa.conn.dpd_delay)
+    probe_sent(ctx, sa.tag(), sa.name, sa.conn.dpd_delay)
     sa.dpd_outstanding = True
-    ctx.counters.conn(sa.name).dpd_probes += 1
     sa.tasks.queue(Informational(sa, True))

@@ -215,12 +215,20 @@ class XfrmKernel(KernelIpsec):
         if sa.esn or sa.replay_window > 32:
             # The legacy replay field holds at most 32; larger windows and ESN need this.
             words = (sa.replay_window + 31) // 32
-            esn = {"bmp_len": words, "replay_window": sa.replay_window, "bmp": bytes(4 * words)}
+            esn = {
+                "bmp_len": words,
+                "oseq": sa.oseq & 0xFFFFFFFF,
+                "oseq_hi": sa.oseq >> 32,
+                "replay_window": sa.replay_window,
+                "bmp": bytes(4 * words),
+            }
             attrs.append(("XFRMA_REPLAY_ESN_VAL", esn))
             if sa.esn:
                 flags |= xm.XFRM_STATE_ESN
         else:
             msg["replay_window"] = sa.replay_window
+            if sa.oseq:
+                attrs.append(("XFRMA_REPLAY_VAL", {"oseq": sa.oseq, "seq": 0, "bitmap": 0}))
         msg["flags"] = flags
         if sa.if_id:
             attrs.append(("XFRMA_IF_ID", sa.if_id))
@@ -308,11 +316,17 @@ class XfrmKernel(KernelIpsec):
         info = replies[0]
         # XFRMA_LASTUSED is the latest use; curlft.use_time only the first one.
         last = info.get_attr("XFRMA_LASTUSED") or info["cur_use_time"]
+        oseq = 0
+        if (esn := info.get_attr("XFRMA_REPLAY_ESN_VAL")) is not None:
+            oseq = int(esn["oseq_hi"]) << 32 | int(esn["oseq"])
+        elif (replay := info.get_attr("XFRMA_REPLAY_VAL")) is not None:
+            oseq = int(replay["oseq"])
         return SaCounters(
             bytes=int(info["cur_bytes"]),
             packets=int(info["cur_packets"]),
             last_use=float(last) if last else None,
             offload=self.offload_in_use.get((dst, spi), "no"),
+            oseq=oseq,
         )
 
     # -- policies ----------------------------------------------------------------------

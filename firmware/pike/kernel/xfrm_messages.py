@@ -38,6 +38,7 @@ XFRMA_ALG_AUTH = 1
 XFRMA_ALG_CRYPT = 2
 XFRMA_ENCAP = 4
 XFRMA_TMPL = 5
+XFRMA_REPLAY_VAL = 10  # struct xfrm_replay_state (windows up to 32 without ESN)
 XFRMA_LASTUSED = 15
 XFRMA_MIGRATE = 17  # xfrm_user_migrate[]
 XFRMA_ALG_AEAD = 18
@@ -233,6 +234,7 @@ class xfrm_attrs(nlmsg):  # type: ignore[misc]
         (XFRMA_ALG_CRYPT, "XFRMA_ALG_CRYPT", "xfrm_algo"),
         (XFRMA_ENCAP, "XFRMA_ENCAP", "xfrm_encap_tmpl"),
         (XFRMA_TMPL, "XFRMA_TMPL", "cdata"),  # encode_tmpls()/decode_tmpls()
+        (XFRMA_REPLAY_VAL, "XFRMA_REPLAY_VAL", "xfrm_replay_state"),
         (XFRMA_LASTUSED, "XFRMA_LASTUSED", "uint64"),
         (XFRMA_MIGRATE, "XFRMA_MIGRATE", "cdata"),  # encode_struct(xfrm_user_migrate, ...)
         (XFRMA_ALG_AEAD, "XFRMA_ALG_AEAD", "xfrm_algo_aead"),
@@ -290,6 +292,12 @@ class xfrm_attrs(nlmsg):  # type: ignore[misc]
             ("pad", "2x"),
             ("encap_oa", "16s"),
         )
+        defaults = _defaults(fields)
+
+    class xfrm_replay_state(nla):  # type: ignore[misc]
+        """struct xfrm_replay_state: outbound and inbound sequence, 32-bit bitmap."""
+
+        fields = (("oseq", "I"), ("seq", "I"), ("bitmap", "I"))
         defaults = _defaults(fields)
 
     class xfrm_replay_state_esn(nla):  # type: ignore[misc]

@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from pike.metrics.firmware import Firmware
 from pike.metrics.recorder import ChildKey, Recorder, TotalKey
 from pike.policy.config import Config
 from pike.sa.actions import IkeSaInfo
@@ -59,6 +60,8 @@ class Sources:
     pki: Callable[[], dict[str, Any]] = field(default=lambda: {})
     # (worst over the last 10 s, worst since start) of the event loop's lateness.
     loop_lag: Callable[[], tuple[float, float]] = field(default=lambda: (0.0, 0.0))
+    # The image build and A/B slot running (pike.metrics.firmware); None: not the image.
+    firmware: Firmware | None = None
 
 
 class PikeCollector(Collector):
@@ -117,6 +120,10 @@ def _daemon(s: _Scrape) -> Iterator[Metric]:
     info = InfoMetricFamily("pike_build", "piked version")
     info.add_metric([], {"version": src.version, "python": platform.python_version()})
     yield info
+    if src.firmware is not None:
+        fw = InfoMetricFamily("pike_firmware", "firmware image build and the A/B slot it booted")
+        fw.add_metric([], {"version": src.firmware.version, "slot": src.firmware.slot})
+        yield fw
     yield _gauge(
         "pike_start_timestamp_seconds",
         "When piked started (Unix time)",

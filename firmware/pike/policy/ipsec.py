@@ -74,6 +74,9 @@ class SaSpec:
     offload_dev: str | None = None
     if_id: int = 0  # XFRM interface (ip link add ... type xfrm if_id N); 0: none
     mark: Mark = NO_MARK  # only packets with mark & mask == value use it (VTI keys)
+    # Outbound: the last sequence number already sent. A CHILD_SA removed and added again
+    # (MOBIKE without XFRM migrate) goes on from there: the peer's replay window kept it.
+    oseq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class SaCounters:
     packets: int
     last_use: float | None = None  # wall-clock seconds of last use, None if never
     offload: str = "no"  # NIC offload the SA was installed with: no, crypto, packet
+    oseq: int = 0  # outbound: the last sequence number sent (ESN: all 64 bits)
 
 
 @dataclass(frozen=True, slots=True)

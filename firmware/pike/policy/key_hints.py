@@ -24,7 +24,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
             "version", "local_addrs", "remote_addrs", "proposals", "local", "remote",
             "children", "local_port", "remote_port", "encap", "fragmentation", "dpd_delay",
             "dpd_timeout", "dpd_action", "keyingtries", "rekey_time", "reauth_time",
-            "aggressive", "ppk_id", "ppk_required", "mobike",
+            "aggressive", "ppk_id", "ppk_required", "mobike", "if_id_in", "if_id_out",
         }
     ),
     "child": frozenset(
@@ -52,7 +52,7 @@ PIKE_KEYS: dict[str, frozenset[str]] = {
 NOT_YET: dict[str, frozenset[str]] = {
     "connection": frozenset(
         {
-            "unique", "if_id_in", "if_id_out", "pools", "vips", "send_cert",
+            "unique", "pools", "vips", "send_cert",
             "send_certreq", "over_time", "rand_time", "dscp",
             "pull", "childless", "split", "mediation", "mediated_by", "mediation_peer",
             "keyingtries_random", "local_addrs6", "ocsp",

@@ -552,11 +552,11 @@ def _mark(value: object) -> Mark:
     return v, m
 
 
-def _route(t: Table) -> dict[str, Any]:
-    """Route-based keys of a child: XFRM interface ids, VTI marks, the interface piked
-    creates, the updown script."""
-    if_in = t.integer("if_id_in", 0, 0, 0xFFFFFFFF)
-    if_out = t.integer("if_id_out", 0, 0, 0xFFFFFFFF)
+def _route(t: Table, if_ids: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """Route-based keys of a child: XFRM interface ids (the connection's ``if_ids`` unless
+    the child has its own), VTI marks, the interface piked creates, the updown script."""
+    if_in = t.integer("if_id_in", if_ids[0], 0, 0xFFFFFFFF)
+    if_out = t.integer("if_id_out", if_ids[1], 0, 0xFFFFFFFF)
     mark_in = t.convert("mark_in", _mark, NO_MARK)
     mark_out = t.convert("mark_out", _mark, NO_MARK)
     interface = t.typed("interface", str, "")
@@ -608,7 +608,11 @@ def _offload(value: object) -> str:
 
 
 def _child(
-    t: Table, local_addr: str | None, remote_addr: str | None, defaults: DefaultProposals
+    t: Table,
+    local_addr: str | None,
+    remote_addr: str | None,
+    defaults: DefaultProposals,
+    if_ids: tuple[int, int] = (0, 0),
 ) -> ChildConfig:
     start = t.choice("start_action", ("none", "start", "trap"), "none")
     if start != "none" and remote_addr is None:
@@ -628,7 +632,7 @@ def _child(
                 raise t.error(key, "trap needs an IP address in remote_addrs, not a name")
         remote_addr = None  # no address for remote_ts = dynamic
     rekey = t.convert("rekey_time", _seconds, 3600)
-    route = _route(t)
+    route = _route(t, if_ids)
     if route["interface"]:
         # Policies for everything, bound to the interface: routes decide what enters.
         local_addr = remote_addr = None
@@ -715,11 +719,12 @@ def _child_once(
     local_addr: str | None,
     remote_addr: str | None,
     defaults: DefaultProposals,
+    if_ids: tuple[int, int],
 ) -> ChildConfig:
     """``_child``, once per distinct table and name in this config (a pure function)."""
-    key = ("child", t.path[-1], repr(t.data), local_addr, remote_addr)
+    key = ("child", t.path[-1], repr(t.data), local_addr, remote_addr, if_ids)
     if (found := shared.get(key)) is None:
-        found = shared[key] = _child(t, local_addr, remote_addr, defaults)
+        found = shared[key] = _child(t, local_addr, remote_addr, defaults, if_ids)
     return cast(ChildConfig, found)
 
 
@@ -741,9 +746,11 @@ def _connection(
         raise t.table("remote").error(
             "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
         )
+    # swanctl's connection-level if_id_in/if_id_out: the default of every child
+    if_ids = (t.integer("if_id_in", 0, 0, 0xFFFFFFFF), t.integer("if_id_out", 0, 0, 0xFFFFFFFF))
     child_tables = list(t.tables("children"))
     children = tuple(
-        _shared(shared, _child_once(shared, c, local_host, remote_host, defaults))
+        _shared(shared, _child_once(shared, c, local_host, remote_host, defaults, if_ids))
         for c in child_tables
     )
     if version == 1:

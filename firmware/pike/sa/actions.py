@@ -26,6 +26,16 @@ class SendDatagram:
 
 
 @dataclass(frozen=True, slots=True)
+class IkeRef:
+    """The IKE (or ISAKMP) SA a CHILD_SA belongs to, as the updown script sees it: its
+    unique id and the authenticated identities."""
+
+    unique_id: int
+    local_id: str
+    remote_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class InstallChildSa:
     """Install a CHILD_SA: inbound SA first, then outbound SA and the policies.
 
@@ -40,6 +50,7 @@ class InstallChildSa:
     outbound: SaSpec
     policies: tuple[PolicySpec, ...]
     defer_outbound: bool = False
+    ike: IkeRef | None = None  # its IKE SA (updown's PLUTO_UNIQUEID, PLUTO_MY_ID, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,7 @@ class DeleteChildSa:
     outbound: SaSpec
     policies: tuple[PolicySpec, ...]
     keep_policies: bool = False
+    ike: IkeRef | None = None  # its IKE SA (updown's PLUTO_UNIQUEID, PLUTO_MY_ID, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,3 +288,5 @@ class IkeSaInfo:
     rekey_at: float | None = None  # engine clock: the next IKE SA rekey (IKEv2)
     reauth_at: float | None = None  # engine clock: the next reauthentication
     ppk: bool = False  # a post-quantum preshared key is mixed into the keys (RFC 8784)
+    mobike: bool = False  # both sides negotiated MOBIKE (RFC 4555): local/remote may move
+    peer_addrs: tuple[str, ...] = ()  # the peer's other addresses it announced (MOBIKE)

@@ -15,6 +15,10 @@ IKE_SA_INIT, IKEv1 MM1/AM1) must cost the sender more than it costs us. The engi
   cannot lock that peer out.
 - ``half_open_max`` half-open SAs, ``ike_sa_max`` IKE SAs (per version) and
   ``init_rate`` new half-open SAs per second (a token bucket) in all: refused above.
+  IKEv1 first messages from an address a connection names as its peer (a single host)
+  pass ``half_open_max``: without a COOKIE, spoofed MM1s from many addresses would
+  otherwise fill it and lock every configured peer out; ``block_threshold`` still bounds
+  what each such address holds.
 
 Each refusal is a counted drop by reason (``pike_ike_invalid_messages_total{reason}``).
 """
@@ -58,9 +62,11 @@ class Admission:
         *,
         cookie: bool | None,
         ike_sas: int,
+        configured: bool = False,
     ) -> Verdict:
         """May ``addr`` open one more half-open SA? ``cookie``: the request carried a valid
         COOKIE (True), none or a wrong one (False), or the version has none (None: IKEv1).
+        ``configured``: ``addr`` is a peer a connection names (IKEv1: past half_open_max).
         Raises MalformedMessage (a counted drop, by reason) when refused."""
         src = self._sources.get(addr)
         proven = src.proven if src is not None else 0
@@ -73,7 +79,8 @@ class Admission:
                 return Verdict.COOKIE  # keep nothing until it shows it receives there
         elif cookie is None and proven + unproven >= daemon.block_threshold:
             verdict = Verdict.REPLACE  # proven < block_threshold: an unproven one goes
-        if verdict is Verdict.ADMIT and self.half_open >= daemon.half_open_max:
+        spare = cookie is None and configured  # IKEv1, a named peer: see the module doc
+        if verdict is Verdict.ADMIT and self.half_open >= daemon.half_open_max and not spare:
             raise MalformedMessage("half_open_limit", f"{self.half_open} half-open IKE SAs")
         if ike_sas >= daemon.ike_sa_max:
             raise MalformedMessage("ike_sa_limit", f"{ike_sas} IKE SAs")

@@ -1,32 +1,71 @@
 """A CHILD_SA's way in and out of the kernel, one rule and one log wording for both IKE
 versions (IKEv2's CREATE_CHILD_SA/IKE_AUTH/INFORMATIONAL, IKEv1's Quick Mode/Informational).
 
-Without ESP in our kernel the CHILD_SA fails; IKEv2 then deletes it with the peer, as
-strongSwan does when an install fails (IKEv1 does not yet: see ``Ikev1Engine._installed``).
+Without ESP in our kernel no CHILD_SA is pretended and the peer keeps no half of one, in
+either version. Where we can still say no, we refuse with NO_PROPOSAL_CHOSEN
+(``refuse_without_esp``): as responder of both versions, and as IKEv1 initiator, whose
+peer installs only on QM3 (we answer QM2 with the notify instead, as strongSwan does).
+An IKEv2 initiator learns of the CHILD_SA when the peer has installed it already: it
+fails and the caller deletes it with the peer (``kernel_refuses``), as strongSwan does
+when an install fails.
 """
 
 from __future__ import annotations
 
-from pike.sa.actions import ChildSaEstablished, ChildSaFailed, DeleteChildSa, InstallOutboundSa
+from pike.sa.actions import (
+    ChildSaEstablished,
+    ChildSaFailed,
+    DeleteChildSa,
+    IkeRef,
+    InstallOutboundSa,
+)
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
 from pike.sa.state import ChildState, log
 
 
-def kernel_refuses(ctx: Context, tag: str, ike_name: str, child: ChildSa) -> bool:
-    """True (and ``child`` FAILED, logged, reported) when our kernel lacks ESP."""
+def refuse_without_esp(ctx: Context, tag: str, ike_name: str, child_name: str) -> bool:
+    """True (logged, reported) when our kernel lacks ESP: the caller then answers
+    NO_PROPOSAL_CHOSEN instead of agreeing to a CHILD_SA it cannot install."""
     if ctx.caps.esp:
         return False
-    missing = ", ".join(ctx.caps.missing) or "ESP"
-    log.error("%s: CHILD_SA %s negotiated but kernel lacks %s", tag, child.name, missing)
+    log.error(
+        "%s: cannot install CHILD_SA %s: kernel lacks %s; answering NO_PROPOSAL_CHOSEN",
+        tag,
+        child_name,
+        _missing(ctx),
+    )
+    ctx.emit(ChildSaFailed(ike_name, child_name, "kernel_no_esp"))
+    return True
+
+
+def kernel_refuses(ctx: Context, tag: str, ike_name: str, child: ChildSa) -> bool:
+    """True (and ``child`` FAILED, logged, reported) when our kernel lacks ESP: the
+    caller then deletes it with the peer."""
+    if ctx.caps.esp:
+        return False
+    log.error(
+        "%s: CHILD_SA %s negotiated but kernel lacks %s; deleting it",
+        tag,
+        child.name,
+        _missing(ctx),
+    )
     child.set_state(ChildState.FAILED, ike_name)
     ctx.emit(ChildSaFailed(ike_name, child.name, "kernel_no_esp"))
     return True
 
 
-def install(ctx: Context, tag: str, ike_name: str, child: ChildSa, now: float, rekey: bool) -> None:
+def install(
+    ctx: Context,
+    tag: str,
+    ike_name: str,
+    child: ChildSa,
+    now: float,
+    rekey: bool,
+    ike: IkeRef | None = None,
+) -> None:
     """Into the kernel (its specs built already), timers set, INSTALLED, reported."""
-    ctx.emit(child.install(ike_name))
+    ctx.emit(child.install(ike_name, ike))
     child.installed_at = now
     child.schedule(now, ctx.random)
     child.set_state(ChildState.INSTALLED, ike_name)
@@ -48,7 +87,13 @@ def install(ctx: Context, tag: str, ike_name: str, child: ChildSa, now: float, r
 
 
 def remove(
-    ctx: Context, tag: str, ike_name: str, child: ChildSa, reason: str, keep_policies: bool
+    ctx: Context,
+    tag: str,
+    ike_name: str,
+    child: ChildSa,
+    reason: str,
+    keep_policies: bool,
+    ike: IkeRef | None = None,
 ) -> None:
     """Forget a CHILD_SA: its SAs leave the kernel if they were there, and its policies
     too unless ``keep_policies`` (``Traps.keeps_policies``, or the caller's own reason).
@@ -78,7 +123,12 @@ def remove(
                 child.outbound,
                 child.policies,
                 keep_policies,
+                ike,
             )
         )
     log.info("%s: CHILD_SA %s{%d} removed: %s", tag, child.name, child.unique_id, reason)
     child.set_state(ChildState.DELETED, ike_name)
+
+
+def _missing(ctx: Context) -> str:
+    return ", ".join(ctx.caps.missing) or "ESP"

@@ -12,7 +12,7 @@ from pike.policy.addrs import parse_ip
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress, TrafficSelector
-from pike.sa.actions import InstallChildSa
+from pike.sa.actions import IkeRef, InstallChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.esp_seen import EspSeen
 from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
@@ -57,7 +57,7 @@ class ChildSa:
         if cfg.life_time:
             self.expire_at = now + cfg.life_time
 
-    def install(self, ike_name: str) -> InstallChildSa:
+    def install(self, ike_name: str, ike: IkeRef | None = None) -> InstallChildSa:
         """The action that puts this CHILD_SA's kernel specs (built already) in place."""
         assert self.inbound is not None and self.outbound is not None
         return InstallChildSa(
@@ -68,6 +68,7 @@ class ChildSa:
             self.outbound,
             self.policies,
             self.outbound_deferred,
+            ike,
         )
 
     def draw_soft_volume(self, random: Callable[[int], bytes] | None) -> tuple[int, int]:

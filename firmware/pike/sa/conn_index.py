@@ -152,6 +152,14 @@ class ConnIndex:
         self._merged: dict[tuple[int, ...], Candidates] = {}
         self._order = {id(c): pos for pos, c in enumerate(connections)}
 
+    def is_configured_host(self, version: int, remote: str) -> bool:
+        """``remote`` is a single-host remote address of a ``version`` connection (not
+        ``%any``, not inside a subnet): a peer the config names."""
+        try:
+            return parse_ip(remote) in self._hosts[version]
+        except ValueError:
+            return False
+
     def candidates(self, version: int, local: str, remote: str) -> Candidates:
         """The connections of ``version`` whose addresses admit ``remote`` -> ``local``."""
         rip, lip = parse_ip(remote), parse_ip(local)

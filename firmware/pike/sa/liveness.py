@@ -1,6 +1,8 @@
 """The peer's last sign of life, for DPD in both IKE versions: an authenticated IKE or
 ISAKMP message, or inbound ESP on an installed CHILD_SA. A probe goes only when neither
-came within dpd_delay (how it goes is each version's own).
+came within dpd_delay (how it goes is each version's own). A probe counts once
+(``probe_sent``); its retries count as retransmissions (``probe_retried``), in IKEv1 as
+in IKEv2 (whose probe is an INFORMATIONAL request that its task manager retransmits).
 
 The engine never reads the kernel: when a DPD decision is due, the runtime asks which
 inbound SAs it needs (``esp_wanted``), reads their kernel counters and reports each with
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 
 from pike.policy.ipsec import SaSpec
 from pike.sa.child_sa import ChildSa
+from pike.sa.context import Context
 from pike.sa.state import log
 
 
@@ -45,5 +48,13 @@ def last_sign_of_life(last_inbound: float, children: Iterable[ChildSa], now: flo
     return last_inbound
 
 
-def log_probe(tag: str, dpd_delay: float) -> None:
+def probe_sent(ctx: Context, tag: str, ike_name: str, dpd_delay: float) -> None:
+    """A new DPD probe goes out: logged and counted (``dpd_probes``)."""
     log.info("%s: no traffic for %ss, sending DPD", tag, dpd_delay)
+    ctx.counters.conn(ike_name).dpd_probes += 1
+
+
+def probe_retried(ctx: Context, tag: str, ike_name: str, tries: int) -> None:
+    """The ``tries``-th retry of an unanswered probe: a retransmission, not a new probe."""
+    log.info("%s: retransmit %d of the DPD probe", tag, tries)
+    ctx.counters.conn(ike_name).retransmits += 1

@@ -197,7 +197,7 @@ def _connection(draft: Draft, sec: Section, files: Files) -> None:
             table.add(key, v.text, v, k)
         elif key == "fragmentation":
             _fragmentation(draft, table, v, k)
-        elif key in _CONN_DURATIONS:
+        elif key in _CONN_DURATIONS or key in ("if_id_in", "if_id_out"):
             table.add(key, _number_or_text(v.text), v, k)
         else:
             _not_carried(draft, "connection", key, v, k)

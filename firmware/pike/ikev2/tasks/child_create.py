@@ -24,6 +24,7 @@ from pike.ikev2.log import log
 from pike.ikev2.narrowing import ChildMatch, dynamic, match_child, ts_from_wire, ts_to_wire
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
+from pike.ikev2.tasks.followup_steps import answer, offer, take_answer, take_request
 from pike.policy.config import ChildConfig
 from pike.policy.ipsec import Lifetime, SaSpec, UdpEncap
 from pike.policy.ts import TrafficSelector
@@ -266,11 +267,9 @@ class ChildCreate(Task):
         child.mode = "transport" if transport and self.config.mode == "transport" else "tunnel"
         if chosen.additional and not self.in_auth:
             self._chosen = chosen
-            self.followup = Followup(chosen.additional, sa.ctx.random)
             try:
-                self.followup.answered(msg)
+                self.followup = Followup.after_answer(chosen.additional, sa.ctx.random, msg)
             except FollowupError as e:
-                self.followup = None
                 self._failed(str(e))
                 return
             self._exchange = ExchangeType.IKE_FOLLOWUP_KE  # keys once those are done
@@ -280,15 +279,18 @@ class ChildCreate(Task):
     def _followup_i(self, msg: Message, child: ChildSa, now: float) -> None:
         followup = self.followup
         assert followup is not None and self._chosen is not None
-        try:
-            followup.process_i(msg)
-        except FollowupError as e:
+        why = take_answer(followup, msg)
+        if why is not None:
             self.followup = None
-            self._failed(f"additional key exchange: {e}")
+            self._failed(why)
             return
         if followup.finished:
             self._log_followups()
             self._established(child, self._chosen, now)
+
+    def _followup_refused(self) -> None:
+        if self.rekey is not None and self.rekey.replaced_by_peer is self.child:
+            self.rekey.replaced_by_peer = None
 
     def _log_followups(self) -> None:
         assert self.followup is not None and self.child is not None
@@ -336,14 +338,7 @@ class ChildCreate(Task):
             return
         if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
             assert self.followup is not None
-            try:
-                self.followup.process_r(msg)
-            except FollowupError as e:
-                if self.rekey is not None and self.rekey.replaced_by_peer is self.child:
-                    self.rekey.replaced_by_peer = None
-                raise RespondError(
-                    NotifyType.NO_PROPOSAL_CHOSEN, fatal=False, detail=str(e)
-                ) from None
+            take_request(self.followup, msg, self._followup_refused)
             return
         sa_payload, tsi, tsr = msg.first(SaPayload), msg.first(TsiPayload), msg.first(TsrPayload)
         if sa_payload is None or tsi is None or tsr is None:
@@ -385,14 +380,7 @@ class ChildCreate(Task):
             return
         if not self.in_auth:
             self._nonces_and_pfs(msg, chosen, ke)
-        if not sa.ctx.caps.esp:
-            log.error(
-                "%s: cannot install CHILD_SA %s: kernel lacks %s; answering NO_PROPOSAL_CHOSEN",
-                sa.tag(),
-                cfg.name,
-                ", ".join(sa.ctx.caps.missing) or "ESP",
-            )
-            sa.ctx.emit(ChildSaFailed(sa.name, cfg.name, "kernel_no_esp"))
+        if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, cfg.name):
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
@@ -477,9 +465,7 @@ class ChildCreate(Task):
         followup = self.followup
         if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
             assert followup is not None
-            followup.build_r(msg)
-            if not followup.finished:
-                self.sa.followups[followup.link] = self
+            if not answer(followup, msg, self.sa, self):
                 return
             self._log_followups()
             self._install_r(child, chosen, now)
@@ -498,9 +484,7 @@ class ChildCreate(Task):
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         if followup is not None:
             # keys and install once the additional exchanges are done (RFC 9370 §2.2.4)
-            link = followup.new_link()
-            msg.payloads.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, link))
-            self.sa.followups[link] = self
+            offer(followup, msg, self.sa, self)
             if self.rekey is not None:
                 # known now, so that our own crossing rekey sees the collision (§2.8.1)
                 child.nonces = (self.ni, self.nr)
@@ -562,7 +546,9 @@ class ChildCreate(Task):
         child.outbound_deferred = not self.initiator and (self.rekey or prior) is not None
         if prior is not None and prior.replaced_by_peer is None:
             prior.replaced_by_peer = child
-        child_lifecycle.install(sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None)
+        child_lifecycle.install(
+            sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None, ike=sa.ref()
+        )
 
     def _failed(self, why: str) -> None:
         sa = self.sa

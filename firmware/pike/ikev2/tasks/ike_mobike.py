@@ -57,6 +57,15 @@ def address_list(sa: IkeSa) -> list[NotifyPayload]:
     return out or [NotifyPayload(NO_ADDITIONAL_ADDRESSES)]
 
 
+def list_key(notes: list[NotifyPayload]) -> tuple[tuple[int, bytes], ...]:
+    return tuple((n.notify_type, n.data) for n in notes)
+
+
+def list_changed(sa: IkeSa) -> bool:
+    """Our addresses differ from those the peer was last told of."""
+    return list_key(address_list(sa)) != sa.announced
+
+
 def peer_addresses(msg: Message) -> tuple[str, ...] | None:
     """The peer's other addresses in ``msg``; None when it says nothing of them."""
     notes = [n for n in msg.all(NotifyPayload) if n.notify_type in MOBIKE_NOTIFIES]
@@ -170,7 +179,9 @@ class IkeMobike(Task):
 
     def _announce(self, msg: Message) -> None:
         msg.payloads.append(NotifyPayload(NotifyType.MOBIKE_SUPPORTED))
-        msg.payloads.extend(address_list(self.sa))
+        notes = address_list(self.sa)
+        msg.payloads.extend(notes)
+        self.sa.announced = list_key(notes)
 
     def _learn(self, msg: Message) -> None:
         self.peer_supports = msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
@@ -205,17 +216,24 @@ class IkeMobike(Task):
 
 
 class MobikeUpdate(Task):
-    """INFORMATIONAL with UPDATE_SA_ADDRESSES (initiator of the IKE SA), or the
-    responder's answer to any INFORMATIONAL carrying MOBIKE notifies."""
+    """INFORMATIONAL with UPDATE_SA_ADDRESSES (original initiator of the IKE SA), one
+    with only our new address list (either side, ``addresses_only``: our addresses changed
+    but not the path, RFC 4555 §3.6), or the answer to any INFORMATIONAL carrying MOBIKE
+    notifies."""
 
     sa: IkeSa
 
     name = "mobike_update"
 
     def __init__(
-        self, sa: IkeSa, initiator: bool, old: tuple[Address, Address] | None = None
+        self,
+        sa: IkeSa,
+        initiator: bool,
+        old: tuple[Address, Address] | None = None,
+        addresses_only: bool = False,
     ) -> None:
         super().__init__(sa, initiator)
+        self.addresses_only = addresses_only
         self.cookie2: bytes | None = None
         self.answer_nat = False
         # the path the kernel's CHILD_SAs use now (they move once the peer answered)
@@ -233,20 +251,31 @@ class MobikeUpdate(Task):
             if self.cookie2 is not None:
                 msg.payloads.append(NotifyPayload(COOKIE2, self.cookie2))
             return
+        notes = address_list(sa)
+        sa.announced = list_key(notes)
+        if self.addresses_only:
+            msg.payloads.extend(notes)
+            log.info("%s: telling the peer our addresses changed", sa.tag())
+            return
         self.cookie2 = sa.ctx.random(COOKIE2_SIZE)
         msg.payloads.append(NotifyPayload(UPDATE_SA_ADDRESSES))
         msg.payloads.extend(natd_payloads(sa))
         msg.payloads.append(NotifyPayload(COOKIE2, self.cookie2))
-        msg.payloads.extend(address_list(sa))
+        msg.payloads.extend(notes)
         log.info("%s: updating addresses to %s[%d]...%s[%d]", sa.tag(), *sa.local, *sa.remote)
 
     def process(self, msg: Message, now: float) -> None:
-        if self.initiator:
-            self._process_i(msg)
+        if self.initiator and self.addresses_only:
+            if errors := [n for n in msg.all(NotifyPayload) if n.notify_type <= ERROR_NOTIFY_MAX]:
+                log.info(
+                    "%s: peer refused our addresses (%d)", self.sa.tag(), errors[0].notify_type
+                )
+        elif self.initiator:
+            self._process_i(msg, now)
         else:
             self._process_r(msg)
 
-    def _process_i(self, msg: Message) -> None:
+    def _process_i(self, msg: Message, now: float) -> None:
         sa = self.sa
         errors = [n for n in msg.all(NotifyPayload) if n.notify_type <= ERROR_NOTIFY_MAX]
         if errors:
@@ -254,6 +283,12 @@ class MobikeUpdate(Task):
                 "%s: peer refused UPDATE_SA_ADDRESSES (notify %d)", sa.tag(), errors[0].notify_type
             )
             sa.ctx.counters.drop("update_sa_addresses_refused")
+            # the kernel's CHILD_SAs never left the old path: the IKE SA goes back there
+            # (unless a newer move is queued) and the engine tries another pair (§3.5)
+            sa.refused_paths.add((sa.local[0], sa.remote[0]))
+            if not any(isinstance(t, MobikeUpdate) for t in sa.tasks.queued):
+                sa.local, sa.remote = self.old
+                sa.ctx.path_refused(sa, now)
             return
         echoed = [n.data for n in msg.all(NotifyPayload) if n.notify_type == COOKIE2]
         if echoed != [self.cookie2]:
@@ -280,8 +315,8 @@ class MobikeUpdate(Task):
             if update is not None:
                 if not sa.mobike:
                     raise InvalidMobike("MOBIKE was not negotiated")
-                if sa.initiator:
-                    raise InvalidMobike("only the IKE SA's initiator updates addresses")
+                if sa.roams():
+                    raise InvalidMobike("only the IKE SA's original initiator updates addresses")
                 if sa.request_path is None:
                     raise InvalidMobike("no path for the request")
                 old = (sa.local, sa.remote)

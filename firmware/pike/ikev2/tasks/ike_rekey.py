@@ -17,6 +17,7 @@ from pike.ikev2.followup_ke import Followup, FollowupError
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
+from pike.ikev2.tasks.followup_steps import answer, offer, take_answer, take_request
 from pike.sa.context import NONCE_SIZE
 from pike.sa.state import IkeState
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId
@@ -77,6 +78,7 @@ class IkeRekey(Task):
         new.ppk_used = old.ppk_used  # its keys come from SK_d', which holds the PPK
         new.my_id, new.peer_id = old.my_id, old.peer_id
         new.mobike, new.peer_addrs = old.mobike, old.peer_addrs
+        new.original_initiator = old.roams()
         return new
 
     # -- initiator -----------------------------------------------------------------------
@@ -144,11 +146,9 @@ class IkeRekey(Task):
         new.ni, new.nr = self.ni, self.nr
         if chosen.additional:
             self.shared = shared
-            self.followup = Followup(chosen.additional, old.ctx.random)
             try:
-                self.followup.answered(msg)
+                self.followup = Followup.after_answer(chosen.additional, old.ctx.random, msg)
             except FollowupError as e:
-                self.followup = None
                 self._abort(str(e))
             return
         new.derive_keys(shared, rekey_of=old)
@@ -157,15 +157,17 @@ class IkeRekey(Task):
     def _followup_i(self, msg: Message, now: float) -> None:
         followup, new = self.followup, self.new
         assert followup is not None and new is not None
-        try:
-            followup.process_i(msg)
-        except FollowupError as e:
+        why = take_answer(followup, msg)
+        if why is not None:
             self.followup = None
-            self._abort(f"additional key exchange: {e}")
+            self._abort(why)
             return
         if followup.finished:
             self._keys_with_followups(new)
             self._switch(now)
+
+    def _followup_refused(self) -> None:
+        self.new = None
 
     def _keys_with_followups(self, new: IkeSa) -> None:
         assert self.followup is not None
@@ -200,13 +202,7 @@ class IkeRekey(Task):
         assert old.conn is not None
         if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
             assert self.followup is not None and self.new is not None
-            try:
-                self.followup.process_r(msg)
-            except FollowupError as e:
-                self.new = None
-                raise RespondError(
-                    NotifyType.NO_PROPOSAL_CHOSEN, fatal=False, detail=str(e)
-                ) from None
+            take_request(self.followup, msg, self._followup_refused)
             if self.followup.finished:
                 self._keys_with_followups(self.new)
             return
@@ -246,9 +242,7 @@ class IkeRekey(Task):
         new, followup = self.new, self.followup
         if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
             assert followup is not None
-            followup.build_r(msg)
-            if not followup.finished:
-                self.sa.followups[followup.link] = self
+            answer(followup, msg, self.sa, self)
             return
         assert new is not None and new.chosen is not None and self.ke is not None
         reply = Proposal(new.chosen.number, ProtocolId.IKE, new.spi_r, new.chosen.transforms())
@@ -256,9 +250,7 @@ class IkeRekey(Task):
         msg.payloads.append(NoncePayload(self.nr))
         msg.payloads.append(KePayload(self.ke.group, self.ke.public_bytes()))
         if followup is not None:
-            link = followup.new_link()
-            msg.payloads.append(NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, link))
-            self.sa.followups[link] = self
+            offer(followup, msg, self.sa, self)
 
     # -- both ----------------------------------------------------------------------------
     def _switch(self, now: float) -> None:
