@@ -37,18 +37,13 @@ def rss_mib(pid: int) -> float:
 
 def one(ns: Namespace, d: Path, conns: int, edit: bool) -> tuple[float, float]:
     """Start piked in ``d`` (its cache as it is), return seconds to READY and RSS 1 s on."""
+    text = None
     if edit:  # the text of the entry, with one connection changed and every line moved
         middle = f"[connections.h{conns // 2}]\n"
         text = "# edited\n" + pike_toml(conns, d / "pike.sock").replace(
             middle, middle + 'rekey_time = "3h"\n'
         )
-        original = bench_hub.pike_toml
-        bench_hub.pike_toml = lambda n, sock: text  # start_piked writes the config
-    try:
-        proc, took = start_piked(ns, d, conns)
-    finally:
-        if edit:
-            bench_hub.pike_toml = original
+    proc, took = start_piked(ns, d, conns, text)
     time.sleep(1.0)
     rss = rss_mib(proc.pid)
     kill_pid(proc.pid)
