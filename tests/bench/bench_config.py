@@ -2,7 +2,9 @@
 branch ID, as bench_hub.py writes it), through ``load_checked`` as piked's start, reload
 and ``pikectl check-config`` run it: parsed and validated (no cache), parsed and stored
 (the first start), read from the config cache (every later start or reload of the same
-file). Also ``tomllib`` alone, for scale. Medians over interleaved rounds; no root.
+file), and after an edit of one connection (the cache holds the entry of the text
+before). Also ``tomllib`` and pike's reader (``pike.policy.toml_fast``) alone. Medians
+over interleaved rounds; no root.
 
     .venv/bin/python tests/bench/bench_config.py [--conns 10000] [--rounds 5]
 
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (helpers)
 
 from bench.bench_hub import pike_toml
 from pike.daemon.configfile import load_checked
+from pike.policy import toml_fast
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -55,16 +58,35 @@ def main() -> None:
 
             return run
 
+        def edit_and_load(cache_dir: str) -> Callable[[], object]:
+            """One connection changed and every line moved (the cache holds the entry of
+            the text before): what a reload after an operator's edit costs."""
+            middle = f"[connections.h{args.conns // 2}]\n"
+            edited = "# edited\n" + text.replace(middle, middle + 'rekey_time = "3h"\n')
+            run = load(cache_dir)
+
+            def edit_run() -> object:
+                conf.write_text(edited)
+                return run()
+
+            return edit_run
+
+        loads: list[float] = []
         for _ in range(args.rounds):
             for label, fn in (
                 ("tomllib.loads alone", lambda: tomllib.loads(text)),
+                ("toml_fast.loads alone", lambda: toml_fast.loads(text)),
                 ("load, no cache", load("")),
                 ("load, cache miss (parse + store)", load(str(cache))),
                 ("load, cache hit", load(str(cache))),
+                ("load after an edit", edit_and_load(str(cache))),
             ):
                 res.setdefault(label, []).append(timed(fn))
+            conf.write_text(text)
             shutil.rmtree(cache)
-    print(f"machine: shared 2 cores (load {os.getloadavg()[0]:.1f}); medians of {args.rounds}")
+            loads.append(os.getloadavg()[0])
+    load_range = f"{min(loads):.1f}-{max(loads):.1f}"
+    print(f"machine: shared 2 cores (load average {load_range}); medians of {args.rounds}")
     for label, vals in res.items():
         rounds = ", ".join(f"{v:.2f}" for v in vals)
         print(f"{label:34s} {statistics.median(vals):6.2f} s   ({rounds})")

@@ -199,11 +199,14 @@ def established(log: Path) -> int:
     return len(re.findall(r"IKE_SA \S+ established between", log.read_text(errors="replace")))
 
 
-def start_piked(ns: Namespace, d: Path, conns: int) -> tuple[subprocess.Popen[bytes], float]:
+def start_piked(
+    ns: Namespace, d: Path, conns: int, text: str | None = None
+) -> tuple[subprocess.Popen[bytes], float]:
     """piked with the fake kernel; returns it and the seconds until it said READY=1.
-    Its config cache is ``d/cache`` (a second start in ``d`` reads it)."""
+    Its config cache is ``d/cache`` (a second start in ``d`` reads it). ``text``: the
+    config, else ``pike_toml(conns, ...)``."""
     sock, notify = d / "pike.sock", d / "notify.sock"
-    (d / "pike.toml").write_text(pike_toml(conns, sock))
+    (d / "pike.toml").write_text(pike_toml(conns, sock) if text is None else text)
     (d / "pike.toml").chmod(0o600)
     notify.unlink(missing_ok=True)
     ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -101,7 +101,8 @@ def test_readme_install_matches_the_image() -> None:
     (unit,) = set(re.findall(r"install -m 0644 (\S+piked\.service) ", readme))
     assert (ROOT / unit) == UNIT
     hook = (ROOT / "image" / "hooks" / "customize.sh").read_text().replace("\\\n", " ")
-    (image_user,) = re.findall(r"useradd (.*)", hook)
+    # the pike user's (the image also makes pike-keyd's, for the key helper's own unit)
+    (image_user,) = re.findall(r"useradd (.* pike)$", hook, re.M)
     (readme_user,) = re.findall(r"^useradd (.*)", readme, re.M)
     assert readme_user.split() == image_user.split()
     example = readme.split("```toml\n", 1)[1].split("```", 1)[0]

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pike.daemon.configfile import load_checked
-from pike.policy.config import Config
+from pike.policy import loader
+from pike.policy.config import Config, ConnectionConfig
 from pike.policy.config_cache import cache_dir, load_cached
 from pike.policy.loader import (
     ConfigError,
     DefaultProposals,
+    load_config_reusing,
     load_config_text,
     read_config_text,
     secret_of_file,
@@ -84,13 +88,16 @@ class Loads:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fresh = 0
+        self.reused: list[str] = []  # connections the last fresh load took from an entry
 
     def __call__(self, cache: Path) -> Config:
         text = read_config_text(str(self.path))
 
-        def load() -> Config:
+        def load(reuse: Mapping[bytes, ConnectionConfig]) -> tuple[Config, dict[str, bytes]]:
             self.fresh += 1
-            return load_config_text(text, str(self.path), BOARD)
+            config, digests = load_config_reusing(text, str(self.path), BOARD, reuse)
+            self.reused = [n for n, d in digests.items() if d in reuse]
+            return config, digests
 
         return load_cached(text, str(self.path), BOARD, load, secret_of_file, str(cache))
 
@@ -187,7 +194,8 @@ def test_a_damaged_entry_is_a_miss_and_rewritten(conf: Path, tmp_path: Path) -> 
     loads = Loads(conf)
     loads(cache)
     (entry,) = _entries(cache)
-    entry.write_bytes(entry.read_bytes()[:-100])
+    whole = entry.read_bytes()
+    entry.write_bytes(whole[: len(whole) // 2])  # into the Config's pickle
     loads(cache)
     loads(cache)
     assert loads.fresh == 2
@@ -222,9 +230,63 @@ def test_the_entry_is_a_pickle_of_the_config_behind_its_key(conf: Path, tmp_path
     Loads(conf)(cache)
     (entry,) = _entries(cache)
     with entry.open("rb") as f:
-        assert f.readline() == b"pike-config-cache 1\n"
-        assert len(f.readline()) == 65
-        assert isinstance(pickle.load(f), Config)
+        assert f.readline() == b"pike-config-cache 2\n"
+        assert len(f.readline()) == 65  # path, defaults, code
+        assert len(f.readline()) == 65  # and the text
+        config = pickle.load(f)
+        assert isinstance(config, Config)
+        digests = pickle.load(f)  # read only after an edit
+        assert set(digests) == set(config.connections)
+
+
+def test_an_edit_validates_only_the_connections_it_touched(
+    conf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry for the file before the edit gives the unchanged connections; the result
+    equals a fresh load, lines included (the edit moved them)."""
+    cache = tmp_path / "cache"
+    loads = Loads(conf)
+    loads(cache)
+    validated: list[str] = []
+    real = loader._connection
+
+    def counting(t: Any, *args: Any) -> ConnectionConfig:
+        validated.append(str(t.path[-1]))
+        return real(t, *args)
+
+    monkeypatch.setattr(loader, "_connection", counting)
+    edited = "# moved down\n\n" + TEXT.replace('dpd_delay = "30s"', 'dpd_delay = "31s"')
+    conf.write_text(edited)
+    got = loads(cache)
+    assert validated == ["hq"] and loads.reused == ["v1", "ca"]
+    fresh = load_config_text(edited, str(conf), BOARD)
+    assert got == fresh and got.connections["hq"].dpd_delay == 31
+    assert [c.source_line for c in got.connections.values()] == [
+        c.source_line for c in fresh.connections.values()
+    ]
+    # a connection's file gone: validated again, so the error names it
+    (conf.parent / "ca.pem").unlink()
+    conf.write_text(edited + "# again\n")
+    with pytest.raises(ConfigError, match="cacerts"):
+        loads(cache)
+
+
+def test_an_entry_for_other_defaults_gives_nothing(conf: Path, tmp_path: Path) -> None:
+    """Connections are reused only from an entry of the same path, defaults and code."""
+    cache = tmp_path / "cache"
+    text = read_config_text(str(conf))
+    calls: list[int] = []
+
+    def load(reuse: Mapping[bytes, ConnectionConfig]) -> tuple[Config, dict[str, bytes]]:
+        calls.append(len(reuse))
+        return load_config_reusing(text, str(conf), BOARD, reuse)
+
+    load_cached(text, str(conf), BOARD, load, secret_of_file, str(cache))
+    other = DefaultProposals(("aes128gcm16-prfsha256-x25519",), ("aes128gcm16",))
+    load_cached(text, str(conf), other, load, secret_of_file, str(cache))
+    conf.write_text(TEXT + "# edited\n")
+    load_cached(conf.read_text(), str(conf), other, load, secret_of_file, str(cache))
+    assert calls == [0, 0, 3]
 
 
 def test_piked_uses_its_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

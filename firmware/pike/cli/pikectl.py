@@ -40,6 +40,8 @@ from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
 if TYPE_CHECKING:
     from pike.keyd.client import KeyHelper
+    from pike.policy.config import Config
+    from pike.sa.credentials import CredentialStore
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _JSON = "print JSON instead of text"
@@ -204,14 +206,20 @@ def _call(sock: str, cmd: str, args: dict[str, Any]) -> tuple[int, Any]:
 def _check_config(path: str) -> int:
     from pike.daemon.configfile import ConfigRefused, load_checked
 
-    helper = _own_unit_helper(path)
-    store = None
-    if helper is not None:  # the keys are the helper's: looked at there, as piked will
+    helper: KeyHelper | None = None
+
+    def store_for(cfg: Config) -> CredentialStore | None:
+        """The keys are the helper's: looked at there, as piked will."""
+        nonlocal helper
+        helper = _own_unit_helper(cfg.daemon.key_helper)
+        if helper is None:
+            return None
         from pike.sa.credentials import CredentialStore
 
-        store = CredentialStore(helper.signer)
+        return CredentialStore(helper.signer)
+
     try:
-        cfg = load_checked(path, probe=True, store=store)  # as piked loads it, tokens too
+        cfg = load_checked(path, probe=True, store_for=store_for)  # as piked, tokens too
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
         return EXIT_ERROR
@@ -227,14 +235,13 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
-def _own_unit_helper(path: str) -> KeyHelper | None:
+def _own_unit_helper(setting: str) -> KeyHelper | None:
     """The pike-keyd of its own unit (``key_helper`` a socket path), where the keys are
     readable; not reachable: the keys are looked at here (said on stderr)."""
-    from pike.keyd.client import HelperGone, KeyHelper, helper_setting
-
-    setting = helper_setting(path)
-    if setting is None or not setting.startswith("/"):
+    if not setting.startswith("/"):
         return None
+    from pike.keyd.client import HelperGone, KeyHelper
+
     try:
         return KeyHelper.connect(setting)
     except HelperGone as exc:

@@ -105,15 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     # Unreadable certificates or keys stop us here rather than at the first IKE_AUTH.
     # Tokens are looked at later, in the signing threads: a slow one must not hold READY.
     # With pike-keyd the keys (and token sessions, PINs) are in that process only.
+    # The daemon's credentials, behind pike-keyd as ``[daemon] key_helper`` says: made
+    # once the config is valid (from the config cache: no second parse to read that key).
+    helper: KeyHelper | None = None
+    credentials = CredentialStore()
+
+    def store_for(config: Config) -> CredentialStore:
+        nonlocal helper, credentials
+        helper = _key_helper(config.daemon.key_helper)
+        if helper is not None:
+            credentials = CredentialStore(helper.signer)
+        return credentials
+
     try:
-        helper = _key_helper(args.config)
-    except ConfigRefused as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    # the daemon's: preloaded here, then the engines'
-    credentials = CredentialStore() if helper is None else CredentialStore(helper.signer)
-    try:
-        config = load_checked(args.config, probe=False, store=credentials)
+        config = load_checked(args.config, probe=False, store_for=store_for)
     except ConfigRefused as exc:
         print(exc, file=sys.stderr)
         if helper is not None:
@@ -126,13 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             helper.close()
 
 
-def _key_helper(path: str) -> KeyHelper | None:
+def _key_helper(setting: str) -> KeyHelper | None:
     """pike-keyd as ``[daemon] key_helper`` says: started, reached, or none ("off")."""
-    from pike.keyd.client import HelperGone, KeyHelper, helper_setting
+    from pike.keyd.client import HelperGone, KeyHelper
 
-    setting = helper_setting(path)
-    if setting is None or not (setting == "spawn" or setting.startswith("/")):
-        return None  # "off", or a wrong value the loader reports with its line
+    if setting == "off":
+        return None
     if setting == "spawn":
         return KeyHelper.spawn()  # started at the first key or certificate loaded
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pike.policy.config import Config, ConnectionConfig
@@ -19,7 +20,7 @@ from pike.policy.config_cache import cache_dir, load_cached
 from pike.policy.loader import (
     ConfigError,
     DefaultProposals,
-    load_config_text,
+    load_config_reusing,
     read_config_text,
     secret_of_file,
 )
@@ -51,13 +52,22 @@ def board_defaults() -> tuple[DefaultProposals, str]:
     return DefaultProposals(ike, esp), line
 
 
-def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None) -> Config:
+def load_checked(
+    path: str,
+    *,
+    probe: bool,
+    store: CredentialStore | None = None,
+    store_for: Callable[[Config], CredentialStore | None] | None = None,
+) -> Config:
     """Read, validate and load the credentials of ``path`` as piked runs it.
 
     ``probe``: look at token keys now (check-config); piked passes False and leaves
     tokens to its signing threads, where a slow token cannot hold up the event loop.
     ``store``: the daemon's credentials, preloaded here (certificates read, signers
-    made), so that IKE_AUTH reads no file; without it a store for this check only."""
+    made), so that IKE_AUTH reads no file; without it a store for this check only.
+    ``store_for``: instead, the store for the validated config (its ``key_helper`` decides
+    where keys live), or None for a store for this check only; it may raise
+    ConfigRefused."""
     try:
         text = read_config_text(path)
         defaults = board_defaults()[0]
@@ -65,7 +75,7 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
             text,
             path,
             defaults,
-            lambda: load_config_text(text, path, defaults),
+            lambda reuse: load_config_reusing(text, path, defaults, reuse),
             secret_of_file,
             cache_dir(),
         )
@@ -75,6 +85,8 @@ def load_checked(path: str, *, probe: bool, store: CredentialStore | None = None
     problems = [p for conn in config.connections.values() for p in _credentials(src, conn)]
     if problems:
         raise ConfigRefused(problems)
+    if store is None and store_for is not None:
+        store = store_for(config)
     if store is None:
         from pike.sa.credentials import CredentialStore  # cryptography: only when needed
 

@@ -354,17 +354,3 @@ class RemoteTokenSigner(RemoteSigner):
             raise
         self._state = TokenState.READY  # it signed: the token is back (if it was away)
         return signature
-
-
-def helper_setting(path: str) -> str | None:
-    """``[daemon] key_helper`` of the config at ``path``, read before the config is loaded
-    (its keys are loaded through the helper); None when unreadable (the loader says why)."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            daemon = tomllib.load(f).get("daemon", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    setting = daemon.get("key_helper", "spawn") if isinstance(daemon, dict) else None
-    return setting if isinstance(setting, str) else None

@@ -31,16 +31,16 @@ import os
 import pickle
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from pike.policy.config import Config
+from pike.policy.config import Config, ConnectionConfig
 
 __all__ = ["cache_dir", "load_cached"]
 
 log = logging.getLogger(__name__)
 
-_FORMAT = b"pike-config-cache 1\n"
+_FORMAT = b"pike-config-cache 2\n"
 _PIKE = Path(__file__).resolve().parents[1]  # the package whose code reads the config
 
 
@@ -53,41 +53,70 @@ def cache_dir() -> str | None:
     return os.path.join(state.split(":")[0], "config-cache") if state else None
 
 
+# What a load makes of a text, given what may be reused: the Config and the digest of
+# each connection's TOML (``pike.policy.loader.load_config_reusing``).
+Load = Callable[[Mapping[bytes, ConnectionConfig]], tuple[Config, dict[str, bytes]]]
+
+
 def load_cached(
     text: str,
     path: str,
     defaults: object,
-    load: Callable[[], Config],
+    load: Load,
     secret_of_file: Callable[[bytes], bytes],
     directory: str | None,
 ) -> Config:
     """``load()``'s result for ``text`` read from ``path``, from the cache in ``directory``
     when it holds a valid entry, else loaded and stored. ``secret_of_file``: how the
-    loader turns a secret file's bytes into the secret (to check the entry's secrets)."""
+    loader turns a secret file's bytes into the secret (to check the entry's secrets).
+
+    An entry for another text of the same path, defaults and code (the file was edited)
+    still gives its connections: ``load`` reuses those whose TOML is unchanged."""
     if directory is None:
-        return load()
-    key = _key(text, path, defaults)
+        return load({})[0]
+    base = _base_key(path, defaults)
+    key = _key(base, text)
     entry = os.path.join(directory, hashlib.sha256(os.path.abspath(path).encode()).hexdigest())
-    config = _read(entry, key)
-    if config is not None and _still_valid(config, path, secret_of_file):
-        return config
+    previous = _previous(entry, base, key, path, secret_of_file)
+    if isinstance(previous, Config):
+        return previous
     # raises ConfigError for a bad file: nothing is stored then
-    data = pickle.dumps(load(), protocol=pickle.HIGHEST_PROTOCOL)
-    _write(directory, entry, key, data)
+    config, digests = load(previous)
+    data = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    _write(directory, entry, base, key, data + pickle.dumps(digests, pickle.HIGHEST_PROTOCOL))
     # The parser's garbage (the TOML tables, 100 MiB with 10 000 connections) is freed
     # by now; the Config read back from the entry's bytes is allocated afresh, so
     # Python's arenas are not held by a few survivors among that garbage (152 -> 53 MiB).
+    del config, digests, previous  # and the old entry's connections with them
     config = pickle.loads(data)
     assert isinstance(config, Config)
     return config
 
 
-def _key(text: str, path: str, defaults: object) -> bytes:
+def _previous(
+    entry: str, base: bytes, key: bytes, path: str, secret_of_file: Callable[[bytes], bytes]
+) -> Config | dict[bytes, ConnectionConfig]:
+    """The entry's Config when it is for this text and still valid, else what an entry
+    for another text (an edit) gives to reuse, by digest of each connection's TOML."""
+    found = _read(entry, base, key)
+    if found is None:
+        return {}
+    config, digests = found
+    if digests is None:  # the same text: used unless a file it read changed
+        return config if _still_valid(config, path, secret_of_file) else {}
+    return {digests[n]: c for n, c in config.connections.items() if n in digests}
+
+
+def _base_key(path: str, defaults: object) -> bytes:
+    """What a connection's validated form depends on besides its own TOML."""
     h = hashlib.sha256(_FORMAT)
     h.update(sys.version.encode() + b"\0" + _code_stamp() + b"\0")
     h.update(os.path.abspath(path).encode() + b"\0" + repr(defaults).encode() + b"\0")
-    h.update(text.encode("utf-8"))
     return h.hexdigest().encode()
+
+
+def _key(base: bytes, text: str) -> bytes:
+    return hashlib.sha256(base + b"\0" + text.encode("utf-8")).hexdigest().encode()
 
 
 def _code_stamp() -> bytes:
@@ -113,7 +142,10 @@ def _private(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
-def _read(entry: str, key: bytes) -> Config | None:
+def _read(entry: str, base: bytes, key: bytes) -> tuple[Config, dict[str, bytes] | None] | None:
+    """The entry's Config when it was made for the same path, defaults and code
+    (``base``), with None when it was also made for the same text (``key``), else with
+    the digests of its connections' TOML (only then read: a hit keeps no more in memory)."""
     try:
         fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -124,13 +156,17 @@ def _read(entry: str, key: bytes) -> Config | None:
         if not (stat.S_ISREG(st.st_mode) and _private(st) and _private(directory)):
             log.warning("config cache %s: not private to this user, not used", entry)
             return None
-        if f.readline() != _FORMAT or f.readline() != key + b"\n":
+        if f.readline() != _FORMAT or f.readline() != base + b"\n":
             return None
+        same = f.readline() == key + b"\n"
         try:
             config = pickle.load(f)
+            digests = None if same else pickle.load(f)
         except Exception:  # a damaged or truncated entry: a miss, rewritten below
             return None
-    return config if isinstance(config, Config) else None
+    if not isinstance(config, Config) or not (same or isinstance(digests, dict)):
+        return None
+    return config, digests
 
 
 def _still_valid(config: Config, path: str, secret_of_file: Callable[[bytes], bytes]) -> bool:
@@ -153,7 +189,7 @@ def _still_valid(config: Config, path: str, secret_of_file: Callable[[bytes], by
     return True
 
 
-def _write(directory: str, entry: str, key: bytes, data: bytes) -> None:
+def _write(directory: str, entry: str, base: bytes, key: bytes, data: bytes) -> None:
     """Best effort: a cache that cannot be written costs the next start time only."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -165,7 +201,7 @@ def _write(directory: str, entry: str, key: bytes, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".entry-")  # 0600
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(_FORMAT + key + b"\n" + data)
+                f.write(_FORMAT + base + b"\n" + key + b"\n" + data)
             os.replace(tmp, entry)
         except BaseException:
             os.unlink(tmp)

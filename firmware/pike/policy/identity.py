@@ -113,10 +113,13 @@ def parse_identity(text: str) -> Identity:
     }
     if sep and prefix.lower() in explicit:
         return explicit[prefix.lower()](rest)
-    try:
-        return _ip(text)
-    except IdentityError:
-        pass
+    # Only a text of digits and dots (IPv4) or with a colon (IPv6) can be an address: not
+    # trying the others saves an exception per FQDN (a hub loads thousands of them).
+    if ":" in text or text.replace(".", "").isdigit():
+        try:
+            return _ip(text)
+        except IdentityError:
+            pass
     if _DN_START.match(text):
         return _dn(text)
     if text.startswith("@"):

@@ -8,10 +8,12 @@ and the engines only ever see valid values. Error text never contains a secret.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar, cast
 
@@ -19,6 +21,7 @@ from pike.crypto.errors import ProposalError
 from pike.crypto.ids import ADDKE_TYPES, TransformType
 from pike.crypto.ke import is_kem
 from pike.crypto.proposal import ProposalSpec, algorithm_name, parse_proposal
+from pike.policy import toml_fast
 from pike.policy.addrs import is_name
 from pike.policy.config import (
     AuthConfig,
@@ -47,6 +50,7 @@ __all__ = [
     "ConfigError",
     "DefaultProposals",
     "load_config",
+    "load_config_reusing",
     "load_config_text",
     "secret_of_file",
 ]
@@ -113,8 +117,22 @@ def load_config_text(
 ) -> Config:
     """Validate TOML ``text`` as if read from ``path`` (relative secret_file names are
     resolved against the directory of ``path``)."""
+    return load_config_reusing(text, path, defaults, {})[0]
+
+
+def load_config_reusing(
+    text: str,
+    path: str,
+    defaults: DefaultProposals,
+    reuse: Mapping[bytes, ConnectionConfig],
+) -> tuple[Config, dict[str, bytes]]:
+    """``load_config_text``, taking each connection whose TOML (its whole subtree, and its
+    name) has a digest in ``reuse`` from there instead of validating it again: what an
+    earlier load of the same path, defaults and code made of the same input (the config
+    cache keeps them, so a reload after editing one of 10 000 connections checks that one).
+    Also returns each connection's digest, for the next load."""
     try:
-        data = tomllib.loads(text)
+        data = toml_fast.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_AT.search(msg)
@@ -126,8 +144,19 @@ def load_config_text(
     root = Table(src, (), data)
     daemon = _daemon(root.table("daemon", {}))
     secrets = tuple(_secret(t, path) for t in root.tables("secrets"))
-    shared: dict[object, object] = {}  # equal children and auth sections, one object each
-    connections = {_name(t): _connection(t, defaults, shared) for t in root.tables("connections")}
+    # equal children and auth sections, one object each; what _auth_once and _child_once made
+    shared: dict[object, object] = {}
+    connections: dict[str, ConnectionConfig] = {}
+    digests: dict[str, bytes] = {}
+    for t in root.tables("connections"):
+        name = _name(t)
+        digest = digests[name] = hashlib.sha256(repr((name, t.data)).encode()).digest()
+        old = reuse.get(digest)
+        if old is not None and _files_readable(old):
+            at = src.header_line(t.path)  # the text above it may have moved
+            connections[name] = old if old.source_line == at else replace(old, source_line=at)
+        else:
+            connections[name] = _connection(t, defaults, shared)
     enroll = _enroll(root.table("enroll")) if root.has("enroll") else None
     authorities = tuple(_authority(t) for t in root.tables("authorities"))
     root.finish()
@@ -135,7 +164,19 @@ def load_config_text(
     for conn in connections.values():
         _check_psk(src, config, conn)
         _check_ppk(src, config, conn)
-    return config
+    return config, digests
+
+
+def _files_readable(conn: ConnectionConfig) -> bool:
+    """The files a connection names are still there (what ``_file`` checked when it was
+    loaded; when one is gone the connection is loaded again, which says where)."""
+    for a in (conn.local, conn.remote):
+        files = [*a.certs, *a.cacerts, *a.crls]
+        if a.key is not None and a.key[:7].lower() != "pkcs11:":
+            files.append(a.key)
+        if not all(os.path.isfile(f) and os.access(f, os.R_OK) for f in files):
+            return False
+    return True
 
 
 def _name(t: Table) -> str:
@@ -651,6 +692,42 @@ def _shared(shared: dict[object, object], value: T) -> T:
     return cast(T, shared.setdefault(value, value))
 
 
+# What an auth section names on disk: its checks read the file system, so it is validated
+# each time; everything else is a function of the table's text (and the arguments).
+_FILE_KEYS = frozenset(("certs", "cacerts", "key", "crls"))
+
+
+def _auth_once(
+    shared: dict[object, object],
+    t: Table,
+    default_id: str | None,
+    side: Literal["local", "remote"],
+) -> AuthConfig:
+    """``_auth``, once per distinct table in this config (a hub's 10 000 connections have
+    the same ``local``): a pure function of its arguments unless it names files."""
+    if not _FILE_KEYS.isdisjoint(t.data):
+        return _auth(t, default_id, side)
+    key = ("auth", repr(t.data), default_id, side)
+    if (found := shared.get(key)) is None:
+        found = shared[key] = _auth(t, default_id, side)
+    return cast(AuthConfig, found)
+
+
+def _child_once(
+    shared: dict[object, object],
+    t: Table,
+    local_addr: str | None,
+    remote_addr: str | None,
+    defaults: DefaultProposals,
+    if_ids: tuple[int, int],
+) -> ChildConfig:
+    """``_child``, once per distinct table and name in this config (a pure function)."""
+    key = ("child", t.path[-1], repr(t.data), local_addr, remote_addr, if_ids)
+    if (found := shared.get(key)) is None:
+        found = shared[key] = _child(t, local_addr, remote_addr, defaults, if_ids)
+    return cast(ChildConfig, found)
+
+
 def _connection(
     t: Table, defaults: DefaultProposals, shared: dict[object, object]
 ) -> ConnectionConfig:
@@ -662,8 +739,9 @@ def _connection(
     local_host, remote_host = _host_or_none(local_addrs), _host_or_none(remote_addrs)
     named = remote_host is not None and is_name(remote_host)
     proposals = _proposals(t, "proposals", "ike", defaults.ike)
-    local = _shared(shared, _auth(t.table("local"), local_host, "local"))
-    remote = _shared(shared, _auth(t.table("remote"), None if named else remote_host, "remote"))
+    local = _shared(shared, _auth_once(shared, t.table("local"), local_host, "local"))
+    remote_id = None if named else remote_host
+    remote = _shared(shared, _auth_once(shared, t.table("remote"), remote_id, "remote"))
     if named and remote.auth == "psk" and remote.id is None:
         raise t.table("remote").error(
             "id", f"missing: with a DNS name in remote_addrs ({remote_host}) set the peer's id"
@@ -672,7 +750,8 @@ def _connection(
     if_ids = (t.integer("if_id_in", 0, 0, 0xFFFFFFFF), t.integer("if_id_out", 0, 0, 0xFFFFFFFF))
     child_tables = list(t.tables("children"))
     children = tuple(
-        _shared(shared, _child(c, local_host, remote_host, defaults, if_ids)) for c in child_tables
+        _shared(shared, _child_once(shared, c, local_host, remote_host, defaults, if_ids))
+        for c in child_tables
     )
     if version == 1:
         # RFC 9370 additional exchanges and ML-KEM exist only in IKEv2: never drop them silently
