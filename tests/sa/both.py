@@ -25,19 +25,21 @@ def pair(
     a_start: str = "none",
     a_remote: str = "",
     b_psk: str = "",
+    b_daemon: str = "",
 ) -> tuple[Node, Node]:
     """a (192.0.2.1) and b (192.0.2.2) with connection gw, child net; ``a_esp``, ``b_esp``:
     whether their kernels have ESP; ``a_child``: TOML lines for a's child;
     ``b_proposals``: b's IKE proposals (TOML array items) instead of the same as a's;
     ``a_start``: a's start_action; ``a_remote``: a's remote_addrs entry (a DNS name)
-    instead of b's address; ``b_psk``: b's PSK instead of the same as a's."""
+    instead of b's address; ``b_psk``: b's PSK instead of the same as a's; ``b_daemon``: TOML
+    lines for b's [daemon] table."""
     b_kw = {**B_TS, "proposals": b_proposals} if b_proposals else dict(B_TS)
     if b_psk:
         b_kw["psk"] = b_psk
     if version == 1:
         a_text = v1conf(A, B, extra_conn=extra_conn, extra_child=a_child, start=a_start)
         a_text = _remote(a_text, a_remote)
-        b_text = v1conf(B, A, extra_conn=extra_conn, **b_kw)
+        b_text = _daemon(v1conf(B, A, extra_conn=extra_conn, **b_kw), b_daemon)
         return Node(v1engine(a_text, 1, a_esp)), Node(v1engine(b_text, 2, b_esp))  # type: ignore[arg-type]
     a_text = conf(
         A,
@@ -50,6 +52,7 @@ def pair(
     )
     a_text = _remote(a_text, a_remote)
     b_text = conf(B, A, "hq.example.net", "branch.example.net", extra_conn=extra_conn, **b_kw)
+    b_text = _daemon(b_text, b_daemon)
     return Node(v2engine(a_text, 1, a_esp)), Node(v2engine(b_text, 2, b_esp))
 
 
@@ -57,3 +60,7 @@ def _remote(text: str, remote: str) -> str:
     return (
         text.replace(f'remote_addrs = ["{B}"]', f'remote_addrs = ["{remote}"]') if remote else text
     )
+
+
+def _daemon(text: str, lines: str) -> str:
+    return text.replace("[daemon]\n", f"[daemon]\n{lines}\n", 1) if lines else text

@@ -9,7 +9,9 @@ import logging
 
 import pytest
 
+from ikev2.pair import Node
 from pike.ikev1.engine import Ikev1Engine
+from pike.sa.actions import IkeSaDeleted
 from pike.sa.context import HALF_OPEN_TIMEOUT
 from pike.sa.log_limit import LINES_PER_SECOND, LogLimit
 
@@ -111,3 +113,31 @@ def test_a_flood_of_first_messages_logs_a_few_half_open_lines(
             f"suppressed {opened - LINES_PER_SECOND} similar lines (half_open_timeout) "
             "in one second"
         ]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_many_half_open_sas_ending_at_once_log_a_few_lines(
+    version: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """piked stopping (terminate) with a flood's half-open SAs: each ends and is reported,
+    a few say so in the log; the SAs that came up are logged as ever."""
+    caplog.set_level(logging.INFO)
+    roomy = "block_threshold = 1000\ncookie_threshold = 1000"
+    a, b = pair(version, b_daemon=roomy)
+    a.engine.initiate("gw", 0.0, "net")
+    (first,) = a.drain()
+    n = 100
+    for i in range(n):
+        data = (0xC0DE0000 + i).to_bytes(8, "big") + first.data[8:]
+        b.engine.receive_datagram(data, ("192.0.2.1", 500), ("192.0.2.2", 500), 0.5)
+    assert len(b.engine.list_sas()) == n
+    caplog.clear()
+    b.engine.terminate("gw", 1.0)
+    assert b.engine.list_sas() == []
+    assert len(_drained(b)) == n
+    assert len(_said(caplog, "_SA ended: terminated")) == LINES_PER_SECOND
+
+
+def _drained(n: Node) -> list[IkeSaDeleted]:
+    n.drain()
+    return n.of(IkeSaDeleted)

@@ -377,7 +377,14 @@ class IsakmpSa:
         for child in list(self.children):
             remove(child, reason)
         if not quiet or self.established_at is not None:
-            log.info("%s: ISAKMP_SA ended: %s", self.tag(), reason)
+            if self.established_at is None and not self.initiator:
+                # a responder's half-open SA: a flood's (e.g. all of them at shutdown)
+                self.ctx.log_limit.log(
+                    log, logging.INFO, "half_open_ended", now,
+                    "%s: ISAKMP_SA ended: %s", self.tag(), reason,
+                )  # fmt: skip
+            else:
+                log.info("%s: ISAKMP_SA ended: %s", self.tag(), reason)
             spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.flights.clear()

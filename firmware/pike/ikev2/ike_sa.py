@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -374,7 +375,14 @@ class IkeSa:
         for task in self.tasks.active:
             task.abandoned()
         if not quiet or self.established_at is not None:
-            log.info("%s: IKE_SA ended: %s", self.tag(), reason)
+            if self.established_at is None and not self.initiator:
+                # a responder's half-open SA: a flood's (e.g. all of them at shutdown)
+                self.ctx.log_limit.log(
+                    log, logging.INFO, "half_open_ended", now,
+                    "%s: IKE_SA ended: %s", self.tag(), reason,
+                )  # fmt: skip
+            else:
+                log.info("%s: IKE_SA ended: %s", self.tag(), reason)
             spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.set_state(IkeState.DESTROYED, now)
