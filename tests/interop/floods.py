@@ -46,7 +46,7 @@ TOOL = Path(__file__).with_name("flood_tool.py")
 TARGET = "198.51.100.1"
 MALLORY = [f"198.51.100.{n}" for n in range(2, 11)]
 SPOOFED = "198.18.0.0/15"
-WATCHDOG_USEC = 4_000_000  # systemd would kill piked after 4 s without WATCHDOG=1
+WATCHDOG_USEC = 2_000_000  # systemd would kill piked after 2 s without WATCHDOG=1 (pings every 1 s)
 HALF_OPEN_MAX = 1000  # piked's default half_open_max
 
 

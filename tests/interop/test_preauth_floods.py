@@ -5,7 +5,7 @@ while ``mallory`` floods it, one flood at a time: spoofed IKE_SA_INIT from many 
 a cookie-echoing source, certificate-laden IKE_AUTHs after a proper IKE_SA_INIT, SKF
 fragments over max_packet on half-open SAs. During each, charon's IKE SA is up within 2 s,
 piked's RSS and event-loop lag stay bounded, and piked never misses a watchdog ping
-(``WATCHDOG_USEC`` 4 s, as systemd would judge it). The bounds are generous: they catch a
+(``WATCHDOG_USEC`` 2 s, as systemd would judge it). The bounds are generous: they catch a
 flood that makes piked hold or compute per datagram (the issue measured 11.2 s on the loop
 and 83 MB held before these limits); the figures go to docs/interop.md.
 
@@ -70,7 +70,7 @@ def test_strongswan_connects_during_each_flood(lab: Lab, tmp_path: Path, require
     assert "unhealthy" not in log
     assert "certificate of flood.example not accepted" in log
     # systemd's view: a WATCHDOG=1 at least every WATCHDOG_USEC (pinged at half of it)
-    assert len(gaps) >= 3 and max(gaps) < floods.WATCHDOG_USEC / 1e6, gaps
+    assert len(gaps) >= 2 and max(gaps) < floods.WATCHDOG_USEC / 1e6, gaps
 
 
 HALF_OPEN_MAX = floods.HALF_OPEN_MAX
@@ -121,4 +121,4 @@ def test_strongswan_ikev1_connects_during_each_ikev1_flood(
     assert "half_open_limit" in log
     assert "Traceback" not in log
     assert "unhealthy" not in log
-    assert len(gaps) >= 3 and max(gaps) < floods.WATCHDOG_USEC / 1e6, gaps
+    assert len(gaps) >= 2 and max(gaps) < floods.WATCHDOG_USEC / 1e6, gaps
