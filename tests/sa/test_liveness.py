@@ -8,10 +8,20 @@ import logging
 
 import pytest
 
-from ikev2.pair import kernel_reports, transfer
+from ikev2.pair import Node, kernel_reports, transfer
 from pike.sa.actions import IkeSaDeleted
 
 from .both import pair
+
+
+def _up(version: int) -> Node:
+    """Gateway a with its tunnel to b up (dpd_delay 30 s), a's actions drained; b answers
+    nothing more."""
+    a, b = pair(version, "dpd_delay = 30")
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    a.drain()
+    return a
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -19,10 +29,7 @@ def test_esp_postpones_the_probe_then_it_goes(
     version: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    a, b = pair(version, "dpd_delay = 30")
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b, 0.0)
-    a.drain()
+    a = _up(version)
     kernel_reports(a, 30.0, last_use=40.0)  # a kernel clock ahead of ours: now, no later
     a.engine.handle_timer(30.0)
     assert a.drain() == [] and a.engine.get_timer() == 60.0
@@ -41,10 +48,7 @@ def test_esp_postpones_the_probe_then_it_goes(
 def test_a_growing_packet_counter_is_traffic_now(version: int) -> None:
     """Linux keeps an inbound SA's first use as its last use; the packet counter growing
     between two reports is what says ESP arrived (at the report that saw it grow)."""
-    a, b = pair(version, "dpd_delay = 30")
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b, 0.0)
-    a.drain()
+    a = _up(version)
     assert len(a.engine.esp_wanted(30.0)) == 1 and a.engine.esp_wanted(29.0) == []
     kernel_reports(a, 30.0, packets=5, last_use=1.0)  # grew since install (0): at 30 s
     a.engine.handle_timer(30.0)
@@ -59,10 +63,7 @@ def test_a_dead_peer_costs_one_probe_and_its_retransmissions(
     version: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    a, b = pair(version, "dpd_delay = 30")
-    a.engine.initiate("gw", 0.0, "net")
-    transfer(a, b, 0.0)
-    a.drain()
+    a = _up(version)
     sent = 0
     while a.engine.list_sas():  # b is gone: nothing a sends is answered
         t = a.engine.get_timer()
