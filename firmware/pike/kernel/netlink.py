@@ -251,11 +251,13 @@ class AttrSet:
     def encode(self, attrs: Iterable[tuple[str, Any]]) -> bytes:
         parts: list[bytes] = []
         for name, value in attrs:
-            try:
-                number, codec = self._by_name[name]
-            except KeyError:
-                raise ValueError(f"unknown attribute {name}") from None
-            payload = codec.encode(value)
+            known = self._by_name.get(name)
+            if known is not None:
+                number, payload = known[0], known[1].encode(value)
+            elif name.isdigit():  # one we did not know when decoding: as it came
+                number, payload = int(name), bytes(value)
+            else:
+                raise ValueError(f"unknown attribute {name}")
             length = NLA_HEADER.size + len(payload)
             if length > 0xFFFF:
                 raise ValueError(f"attribute {name} of {length} bytes")
