@@ -30,7 +30,7 @@ version()
 print(json.dumps(sorted(sys.modules)))
 """
 
-LAZY = ("pike.ikev1.engine", "prometheus_client", "importlib.metadata")
+LAZY = ("pike.ikev1.engine", "prometheus_client", "importlib.metadata", "cryptography.x509")
 
 
 def test_a_psk_ikev2_gateway_starts_without_what_it_does_not_use(tmp_path: Path) -> None:

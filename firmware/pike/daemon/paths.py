@@ -127,8 +127,9 @@ class PathWatcher:
         self._pending = None
         if self._loop is None or self._sock is None:
             return
-        # a netlink request takes microseconds: no worker thread needed
-        self._deliver(_lookup(self._engine().mobike_peers()))
+        # off the loop: one route request per MOBIKE peer (a hub may have thousands)
+        task = self._loop.run_in_executor(None, _lookup, self._engine().mobike_peers())
+        task.add_done_callback(lambda f: self._deliver(f.result()))
 
     def _deliver(self, found: Found | None) -> None:
         """Hand what the lookups found to the engine (on the event loop)."""
