@@ -268,7 +268,7 @@ def test_dn_attribute_names_are_the_oids_cryptography_names() -> None:
     start); they must be the ones NameOID holds."""
     from cryptography.x509.oid import NameOID
 
-    from pike.sa.certs import _ATTR_NAMES
+    from pike.sa.certs import _ATTR_NAMES as spelled_out
 
     expected = {
         NameOID.COUNTRY_NAME: "C",
@@ -284,4 +284,4 @@ def test_dn_attribute_names_are_the_oids_cryptography_names() -> None:
         NameOID.GIVEN_NAME: "G",
         NameOID.TITLE: "T",
     }
-    assert _ATTR_NAMES == {oid.dotted_string: name for oid, name in expected.items()}
+    assert spelled_out == {oid.dotted_string: name for oid, name in expected.items()}
