@@ -63,7 +63,7 @@ def _understood() -> tuple[type[x509.ExtensionType], ...]:
 
 # How strongSwan prints DN attributes (its "C=CH, O=x, CN=gw" notation), by OID (X.520,
 # PKCS #9, RFC 4519; the dotted strings of cryptography's NameOID, which we do not import at
-# start: tests/sa/test_certs.py checks they agree).
+# start: tests/ikev2/test_certs.py checks they agree).
 _ATTR_NAMES = {
     "2.5.4.6": "C",
     "2.5.4.8": "ST",
