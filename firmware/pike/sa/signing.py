@@ -173,8 +173,9 @@ class Signatures:
         """The deadline passed without an answer: the exchange fails closed, and the
         answer, when it comes, is ignored."""
         late = TimeoutError(f"no signature after {SIGN_TIMEOUT:.0f}s")
+        why = f"the exchange gave up ({late})"
         self._gave_up[pending.ref] = _GaveUp(
-            pending.sa.name, pending.sa.tag(), pending.what, str(late), now
+            pending.sa.name, pending.sa.tag(), pending.what, why, now
         )
         return self.settle(pending, late, now)
 
