@@ -13,10 +13,11 @@ import pytest
 from ikev1 import test_signatures as v1
 from ikev2 import test_pubkey as v2
 from ikev2.pair import Node, deliver
-from pike.hsm.signer import SignerError
-from pike.sa.actions import IkeSaDeleted, IkeSaEstablished
+from pike.hsm.signer import SignatureScheme, SignerError
+from pike.sa.actions import IkeSaDeleted, IkeSaEstablished, SignRequest
 from pike.sa.context import SIGN_TIMEOUT
-from pike.sa.signing import PendingSignature
+from pike.sa.signing import LATE_MEMORY, PendingSignature, Signatures, Wanted
+from pike.sa.state import IkeState
 
 VERSIONS = [1, 2]
 # what each version signs, by role: the name in the shared log lines
@@ -140,3 +141,48 @@ def test_a_signature_for_an_sa_that_ended(
     ]
     assert n.engine.ctx.counters.conn("gw").late_signatures == 1
     assert n.engine.ctx.signatures.waiting() == 0
+
+
+class _Sa:
+    """An SA as ``pike.sa.signing`` sees one."""
+
+    def __init__(self) -> None:
+        self.state = IkeState.CONNECTING
+        self.name = "gw"
+
+    def tag(self) -> str:
+        return "gw[1]"
+
+
+def _request(ref: int) -> SignRequest:
+    return SignRequest(ref, "gw", "k.pem", SignatureScheme.ECDSA_SHA256, b"d", b"s")
+
+
+def test_only_the_asking_engine_takes_the_answer_and_memory_stays_bounded() -> None:
+    """One registry for the daemon's two engines: an answer goes to the version that
+    asked; what was given up is forgotten after LATE_MEMORY (a later answer is then a
+    stray one: silent, not counted)."""
+    sent: list[SignRequest] = []
+    late: list[str] = []
+    sigs = Signatures(sent.append, late.append)
+    done: list[bytes] = []
+    sa = _Sa()
+    p1 = sigs.wait(1, sa, Wanted(_request(1), "HASH_I"), 0.0, lambda s, n: done.append(s), _no)
+    assert sent == [_request(1)] and sigs.waiting() == 1
+    assert sigs.take(1, 2) is None and sigs.waiting() == 1  # the IKEv2 engine leaves it
+    assert sigs.take(1, 1) is p1
+    sigs.settle(p1, b"sig", 1.0)
+    assert done == [b"sig"] and sigs.waiting() == 0 and not late
+    p2 = sigs.wait(2, sa, Wanted(_request(2), "AUTH"), 0.0, lambda s, n: None, lambda w, n: None)
+    sigs.expire(p2, SIGN_TIMEOUT)
+    p3 = sigs.wait(2, sa, Wanted(_request(3), "AUTH"), 30.0, lambda s, n: None, lambda w, n: None)
+    sigs.expire(p3, 30.0 + SIGN_TIMEOUT)
+    sigs.take(3, 1)  # late: whichever engine is asked first logs and counts it, once
+    assert late == ["gw"] and sigs.take(3, 2) is None and late == ["gw"]
+    # ref 2 given up at 20 s; a wait after LATE_MEMORY forgets it
+    sigs.wait(2, sa, Wanted(_request(4), "AUTH"), SIGN_TIMEOUT + LATE_MEMORY + 1, _no, _no)
+    assert sigs.take(2, 2) is None and late == ["gw"]
+
+
+def _no(*args: object) -> None:
+    raise AssertionError("not called")

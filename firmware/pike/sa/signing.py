@@ -108,6 +108,7 @@ class Signatures:
         self._count_late = count_late  # by the SA's name
         self._waiting: dict[int, PendingSignature[Any]] = {}
         self._gave_up: dict[int, _GaveUp] = {}  # refs whose exchange no longer waits
+        self._forget_at = 0.0
 
     def wait(
         self,
@@ -183,9 +184,13 @@ class Signatures:
         return len(self._waiting)
 
     def _forget(self, now: float) -> None:
-        """Drop what no answer will come for any more (bounded memory)."""
+        """Drop what no answer will come for any more (bounded memory; a look at most
+        once a minute, so many signatures under way cost no quadratic time)."""
+        if now < self._forget_at:
+            return
+        self._forget_at = now + 60.0
         for ref, gone in list(self._gave_up.items()):
-            if gone.at and gone.at < now - LATE_MEMORY:
+            if gone.at < now - LATE_MEMORY:
                 del self._gave_up[ref]
         for ref, pending in list(self._waiting.items()):
             if pending.sa.state == IkeState.DESTROYED and pending.deadline < now - LATE_MEMORY:
