@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import sys
 
+import pike.cli.piked_entry  # first: piked's process without ssl, as installed
 from pike.cli import piked
 from pike.daemon.nokernel import NoKernel
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
@@ -42,4 +43,4 @@ class FakeKernel(NoKernel):
 
 if __name__ == "__main__":
     piked._kernel = FakeKernel
-    sys.exit(piked.main())
+    sys.exit(pike.cli.piked_entry.main())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 Expectation = Literal["none", "optional", "expected"]
@@ -121,7 +121,9 @@ def parse_profile(data: dict[str, Any], where: str) -> BoardProfile:
 def load_profiles() -> dict[str, BoardProfile]:
     """Every profile shipped in the package, by id (sorted for stable output)."""
     out: dict[str, BoardProfile] = {}
-    for entry in sorted(resources.files("pike.board").joinpath("profiles").iterdir(), key=str):
+    # the package's own directory (installed as files, never zipped): importlib.resources
+    # would import zipfile and its readers at every start for the same listing (idle RSS)
+    for entry in sorted(Path(__file__).with_name("profiles").iterdir(), key=str):
         if not entry.name.endswith(".toml"):
             continue
         where = f"profiles/{entry.name}"

@@ -11,7 +11,6 @@ sets needs no privilege; the stdlib has no capset, so it is one libc syscall by 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 
@@ -43,7 +42,9 @@ class _Data(ctypes.Structure):
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # the C library piked already runs on: ctypes.util.find_library would import
+    # shutil, tempfile, bz2 and lzma at start for the same answer (idle RSS)
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def effective() -> int:
