@@ -20,6 +20,19 @@ log = logging.getLogger("pike.daemon")
 INTERFACE_SETTLE = 1.0  # seconds from a link appearing to looking at its addresses
 
 
+def wanted(config: Config) -> bool:
+    """Whether hot-plug has something to act on: a connection that starts itself towards
+    a peer (its interface may come later) or a key on a token. Without one, the watcher
+    (pyudev with ctypes.util, shutil, tempfile: about 1 MiB of idle RSS) is not started;
+    a reload that adds one starts it."""
+    for conn in config.connections.values():
+        if conn.remote_addrs and any(c.start_action == "start" for c in conn.children):
+            return True
+        if any(a.key and a.key[:7].lower() == "pkcs11:" for a in (conn.local, conn.remote)):
+            return True
+    return False
+
+
 class Hotplug:
     def __init__(
         self,
@@ -35,18 +48,31 @@ class Hotplug:
         self._pump = pump
         self._reprobe = reprobe
         self._watcher: HotplugWatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failed = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Kernel uevents for NICs and USB tokens; optional."""
+        """Kernel uevents for NICs and USB tokens, once the config wants them; optional."""
+        self._loop = loop
+        self.follow()
+
+    def follow(self) -> None:
+        """Start the watcher if the (reloaded) config now wants it; it then stays."""
+        if self._loop is None or self._watcher is not None or self._failed:
+            return
+        if not wanted(self._config()):
+            return
         try:
             watcher = HotplugWatcher(self._on_hotplug)
         except Exception as exc:  # no libudev, or netlink refused: run without hot-plug
             log.warning("hot-plug disabled: %s", exc)
+            self._failed = True  # said once
             return
-        watcher.attach(loop)
+        watcher.attach(self._loop)
         self._watcher = watcher
 
     def close(self) -> None:
+        self._loop = None
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None

@@ -79,6 +79,7 @@ class _Daemon(Protocol):
     def engine(self) -> Any: ...
 
     def probe_tokens(self) -> None: ...
+    def follow_hotplug(self) -> None: ...
 
     @property
     def revocation(self) -> Fetcher: ...
@@ -273,6 +274,7 @@ class Ops:
         self._configure_keys(new.daemon)
         self.recorder.reloaded(True)
         self.daemon.probe_tokens()  # a key added by the reload, in its signing thread
+        self.daemon.follow_hotplug()  # a token key or self-starting connection added
         self.daemon.revocation.reloaded(new)
         self._pump()
         if restart:

@@ -127,8 +127,12 @@ class PathWatcher:
         self._pending = None
         if self._loop is None or self._sock is None:
             return
+        peers = self._engine().mobike_peers()
+        if not peers:  # the address dump alone, on the loop as at start: no executor thread
+            self._deliver(_lookup(peers))
+            return
         # off the loop: one route request per MOBIKE peer (a hub may have thousands)
-        task = self._loop.run_in_executor(None, _lookup, self._engine().mobike_peers())
+        task = self._loop.run_in_executor(None, _lookup, peers)
         task.add_done_callback(lambda f: self._deliver(f.result()))
 
     def _deliver(self, found: Found | None) -> None:

@@ -295,6 +295,10 @@ class Daemon:
         if self._signing is not None:
             self._signing.probe(self.credentials, self.config)
 
+    def follow_hotplug(self) -> None:
+        """Start hot-plug if a reload gave it something to act on (``hotplug.wanted``)."""
+        self.hotplug.follow()
+
     def _reprobe(self) -> None:
         if self._signing is not None:
             self._signing.reprobe(self.credentials)
