@@ -15,10 +15,13 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pike.keyd.client import KeyHelper, path_of
 from pike.sa.actions import CheckChain
 from pike.sa.cert_error import CertError
+
+if TYPE_CHECKING:
+    from pike.keyd.client import KeyHelper
 
 log = logging.getLogger("pike.daemon")
 
@@ -44,6 +47,8 @@ class ChainChecks:
 
     async def _check(self, req: CheckChain) -> tuple[int, ...]:
         if self._helper is not None:
+            from pike.keyd.client import path_of  # with the helper (certificates) only
+
             fields = await asyncio.wrap_future(
                 self._helper.check_chain(req.certs, req.anchors, req.when)
             )

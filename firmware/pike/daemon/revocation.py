@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from pike.policy.config import Config
 from pike.sa.credentials import CredentialStore
-from pike.sa.crl import parse_crl
 from pike.sa.revocation import Fetch, RevokedCheck, revoked_check
 from pike.sa.revocation_status import RevocationError
 
@@ -201,6 +200,8 @@ class Fetcher:
                 data = await http_fetch(fetch.uri, limit=MAX_CRL)
                 # a large CRL takes tens of ms to parse: not on the event loop
                 loop = asyncio.get_running_loop()
+                from pike.sa.crl import parse_crl  # deferred: a CRL was fetched
+
                 entry = await loop.run_in_executor(None, parse_crl, data, fetch.uri)
                 fresh = cache.add_crl(entry, self._wall_dt())
                 self._schedule(fetch.uri, entry.next_update)

@@ -14,8 +14,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from pike.kernel import tunnel_links
-from pike.kernel.tunnel_links import LinkError, TunnelLink
 from pike.policy.config import ChildConfig, Config, ConnectionConfig
 from pike.policy.ipsec import NO_MARK, Mark
 from pike.policy.ts import TrafficSelector
@@ -64,6 +62,10 @@ class Tunnels:
     def _link_up(self, cfg: ChildConfig, a: InstallChildSa) -> None:
         if not cfg.interface:
             return
+        # deferred: route-based children only (pike.board.netns, the link messages)
+        from pike.kernel import tunnel_links
+        from pike.kernel.tunnel_links import LinkError, TunnelLink
+
         if cfg.if_id_out:
             link = TunnelLink(cfg.interface, if_id=cfg.if_id_out)
         else:
@@ -144,6 +146,11 @@ class Tunnels:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
+        if not self._made:
+            return
+        from pike.kernel import tunnel_links  # loaded when they were made
+        from pike.kernel.tunnel_links import LinkError
+
         for name in sorted(self._made):
             try:
                 tunnel_links.remove(name, self._netns)

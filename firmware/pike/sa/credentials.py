@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
-from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import (
     KeyType,
     SignatureScheme,
@@ -38,7 +37,6 @@ from pike.hsm.signer import (
 from pike.policy.config import Config, ConnectionConfig
 from pike.sa.cert_error import CertError
 from pike.sa.cert_fields import keyid
-from pike.sa.crl import parse_crl
 from pike.sa.revocation import (
     Authority,
     RevocationCache,
@@ -73,6 +71,8 @@ def file_signer(key: str) -> Signer:
             return Pkcs11Signer(key)
         except UriError as exc:
             raise SignerError(f"bad PKCS#11 URI: {exc}") from None
+    from pike.hsm.filekey import FileKeySigner  # deferred: a key file is configured
+
     return FileKeySigner(key)
 
 
@@ -278,6 +278,8 @@ class CredentialStore:
                 if self._crl_files.get(path) == data and path in self.revocation.crls:
                     self._crl_stamps[path] = stamp
                     continue
+                from pike.sa.crl import parse_crl  # deferred: CRL files are configured
+
                 self.revocation.add_crl(parse_crl(data, path), now)
                 self._crl_files[path] = data
                 self._crl_stamps[path] = stamp
