@@ -1,7 +1,7 @@
 """What a PSK-only IKEv2 gateway loads at start: not the IKEv1 engine, not the metrics
-server (``prometheus_client``), not ``importlib.metadata``; each is imported when a
-config or a peer needs it (idle RSS, docs/performance.md). In a fresh interpreter, as
-piked starts."""
+server (``prometheus_client``), not ``importlib.metadata``, not ``ssl``, not the hot-plug
+watcher (``pyudev``); each is imported when a config or a peer needs it (idle RSS,
+docs/performance.md). In a fresh interpreter, as piked starts."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from daemon.helpers import free_udp_ports, gateway_config
 from ikev2.pair import psk_conf
 from lib.prereq import unavailable
+from pike.daemon.hotplug import wanted
+from pike.policy.loader import load_config_text
 
 SCRIPT = """
 import json, os, sys
@@ -30,7 +35,16 @@ version()
 print(json.dumps(sorted(sys.modules)))
 """
 
-LAZY = ("pike.ikev1.engine", "prometheus_client", "importlib.metadata", "cryptography.x509")
+LAZY = (
+    "pike.ikev1.engine",
+    "prometheus_client",
+    "importlib.metadata",
+    "cryptography.x509",
+    "zipfile",  # importlib.resources' readers: board profiles are listed as files
+    "ctypes.util",  # with shutil, tempfile, bz2, lzma: libc is the process's own
+    "pike.kernel.tunnel_links",  # route-based children
+    "pike.hsm.filekey",  # a key file
+)
 
 
 def test_a_psk_ikev2_gateway_starts_without_what_it_does_not_use(tmp_path: Path) -> None:
@@ -94,3 +108,104 @@ def test_the_daemon_path_does_not_import_pyroute2() -> None:
     loaded = set(out["modules"])
     assert "pike.kernel.xfrm_events" in loaded
     assert sorted(m for m in loaded if m.split(".")[0] == "pyroute2") == []
+
+
+RUNNING = """
+import json, sys
+import pike.cli.piked_entry  # as the installed piked command: before asyncio
+import asyncio
+from pike.cli import piked
+from pike.daemon import runtime
+from pike.daemon.nokernel import NoKernel
+
+piked._kernel = lambda: NoKernel("test")
+run = runtime.Daemon.run
+
+async def report(daemon):
+    await daemon.ready.wait()
+    await asyncio.sleep(0.5)  # the watchers started after READY
+    loaded = sorted(k for k, v in sys.modules.items() if v is not None)
+    print(json.dumps(loaded), flush=True)
+    daemon.request_stop()
+
+async def run_and_report(self):
+    asyncio.get_running_loop().create_task(report(self))
+    return await run(self)
+
+runtime.Daemon.run = run_and_report
+sys.exit(piked.main())
+"""
+
+# started and listening, the running daemon still without these (besides LAZY)
+LAZY_RUNNING = (
+    "ssl",  # piked speaks no TLS (pike.cli.piked_entry)
+    "_ssl",
+    "pyudev",  # hot-plug: nothing in this config for it (pike.daemon.hotplug.wanted)
+)
+
+
+def test_a_running_psk_gateway_has_not_loaded_what_it_does_not_use(tmp_path: Path) -> None:
+    """piked's own entry (the ``piked`` command) up to READY and its watchers started: no
+    ``ssl`` (asyncio runs without it), no hot-plug watcher for a responder-only config."""
+    ike, natt = free_udp_ports(2)
+    gateway_config(
+        tmp_path,
+        "gw",
+        local="127.0.0.1",
+        remote="127.0.0.2",
+        local_id="hq.example.net",
+        remote_id="branch1.example.net",
+        ike_port=ike,
+        natt_port=natt,
+    )
+    (tmp_path / "gw").mkdir()
+    (tmp_path / "gw.toml").chmod(0o600)
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNING, "--config", str(tmp_path / "gw.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PIKE_CONFIG_CACHE": "", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "pike.daemon.paths" in loaded and "asyncio" in loaded  # it did run
+    assert [m for m in (*LAZY, *LAZY_RUNNING) if m in loaded] == []
+
+
+HOTPLUG_CONF = """
+[connections.gw]
+local_addrs = ["192.0.2.1"]
+remote_addrs = [{remote}]
+proposals = ["aes128gcm16-prfsha256-x25519"]
+[connections.gw.local]
+auth = "psk"
+id = "a.example"
+[connections.gw.remote]
+auth = "psk"
+id = "b.example"
+[connections.gw.children.net]
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.2.0.0/24"]
+esp_proposals = ["aes128gcm16"]
+start_action = "{start}"
+[secrets.ike-gw]
+secret = "0sv4Qn9-example-only-psk-replace-me-7Kd2"
+"""
+
+
+@pytest.mark.parametrize(
+    ("remote", "start", "want"),
+    [
+        ('"192.0.2.2"', "none", False),  # a responder: nothing for hot-plug
+        ('"%any"', "none", False),
+        ('"192.0.2.2"', "start", True),  # its interface may come later
+        ('"192.0.2.2"', "trap", False),
+    ],
+)
+def test_hotplug_is_wanted_for_self_starting_connections(
+    remote: str, start: str, want: bool
+) -> None:
+    """(A token key wants it too: tests/hsm/test_hotplug_tokens.py.)"""
+    text = HOTPLUG_CONF.format(remote=remote, start=start)
+    assert wanted(load_config_text(text, "pike.toml")) is want
