@@ -141,6 +141,8 @@ LAZY_RUNNING = (
     "ssl",  # piked speaks no TLS (pike.cli.piked_entry)
     "_ssl",
     "pyudev",  # hot-plug: nothing in this config for it (pike.daemon.hotplug.wanted)
+    "shutil",  # argparse's terminal width (pike.cli.piked._Formatter)
+    "lzma",
 )
 
 
