@@ -55,11 +55,14 @@ def test_disk_layout(image: Path) -> None:
     files = {Path(line).name for line in listing.stdout.split()}
     assert {"config.txt", "cmdline.txt", "vmlinuz", "initrd.img", "start4.elf"} <= files
     assert {"fixup4.dat", "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-cm4-io.dtb"} <= files
-    assert {"boot.scr", "uboot.env"} <= files  # U-Boot's A/B script and its counters
+    # U-Boot for the Pi, the A/B script (U-Boot on every board runs it), its counters.
+    assert {"u-boot.bin", "boot.scr", "pikeboot.env"} <= files
+    assert "uboot.env" not in files  # U-Boot for the Pi would load it as its environment
     config = run(["mtype", "-i", f"{image}@@{offset}", "::config.txt"], 60).stdout
     assert "arm_64bit=1" in config.splitlines()
     cmdline = run(["mtype", "-i", f"{image}@@{offset}", "::cmdline.txt"], 60).stdout
-    assert "root=PARTUUID=70696b65-02" in cmdline.split()
+    assert "kernel=u-boot.bin" in config.splitlines()
+    assert not [a for a in cmdline.split() if a.startswith(("root=", "rauc.slot="))]
 
 
 def test_root_file_system(image: Path, tmp_path: Path) -> None:
