@@ -99,31 +99,32 @@ class Disk:
 
 @pytest.fixture(scope="module")
 def parts(image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """U-Boot for the Pi, the kernel and the Pi 3 device tree, from the image build's
-    cache (``image``: the build fills it; the image itself is not booted here)."""
+    """U-Boot for the Pi, the Pi 3 device tree and a root slot holding the kernel, from the
+    image build's cache (``image``: the build fills it; the image itself is not booted)."""
     for tool in ("qemu-system-aarch64", "mkimage", "mkenvimage", "mformat", "mcopy", "mke2fs",
                  "sfdisk", "fw_printenv", "fw_setenv", "dpkg-deb"):  # fmt: skip
         require(shutil.which(tool) is not None, f"{tool} not installed")
     require(QEMU_UBOOT.exists(), f"{QEMU_UBOOT} missing (Debian: u-boot-qemu)")
-    d = tmp_path_factory.mktemp("debs")
+    d = tmp_path_factory.mktemp("parts")
     kernel_deb = _deb("linux-image-*-arm64_*_arm64.deb")
     uboot_deb = _deb("u-boot-rpi_*_arm64.deb")
+    slot = d / "slot"
+    (slot / "boot").mkdir(parents=True)
+    shutil.move(_extract(kernel_deb, "./boot/vmlinuz-*", d), slot / "boot" / "vmlinuz")
+    (slot / "boot" / "initrd.img").write_bytes(bytes(MiB))
+    root = d / "root.ext4"
+    _run(["mke2fs", "-q", "-t", "ext4", "-d", str(slot), str(root), f"{SLOT_SIZE // MiB}M"])
     return {
         "uboot_rpi": _extract(uboot_deb, "./usr/lib/u-boot/rpi_arm64/u-boot.bin", d),
-        "kernel": _extract(kernel_deb, "./boot/vmlinuz-*", d),
         "dtb": _extract(kernel_deb, "./usr/lib/linux-image-*/broadcom/bcm2837-rpi-3-b.dtb", d),
+        "root": root,
     }
 
 
 @pytest.fixture
 def disk(parts: dict[str, Path], tmp_path: Path) -> Disk:
     """As image/build.sh leaves it: boot.scr from boot.cmd, counters A B / 3 / 3."""
-    slot = tmp_path / "slot"
-    (slot / "boot").mkdir(parents=True)
-    shutil.copy(parts["kernel"], slot / "boot" / "vmlinuz")
-    (slot / "boot" / "initrd.img").write_bytes(bytes(MiB))
-    root = tmp_path / "root.ext4"
-    _run(["mke2fs", "-q", "-t", "ext4", "-d", str(slot), str(root), f"{SLOT_SIZE // MiB}M"])
+    root = parts["root"]
     _run(["mkimage", "-q", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none",
           "-n", "pike A/B boot", "-d", str(BOOT_CMD), str(tmp_path / "boot.scr")])  # fmt: skip
     (tmp_path / "env.txt").write_text("BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n")
