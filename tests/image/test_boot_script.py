@@ -36,6 +36,8 @@ CACHE = Path(os.environ.get("PIKE_IMAGE_CACHE", "/var/cache/pike-image"))
 QEMU_UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 # The image's cmdline.txt after the firmware resolved serial0 (the Pi 3's mini UART).
 FIRMWARE_ARGS = "console=ttyS1,115200 fsck.repair=yes"
+# Early console on that UART: the command line shows at once, not when its driver binds.
+EARLYCON = "earlycon=uart8250,mmio32,0x3f215040"
 MiB = 1 << 20
 FAT_START, SLOT_SIZE = 1 * MiB, 48 * MiB
 
@@ -53,19 +55,22 @@ def _deb(pattern: str) -> Path:
     return found[-1]
 
 
-def _extract(deb: Path, member: str, dest: Path) -> Path:
-    """One file (a tar pattern) out of a .deb, without unpacking the rest."""
+def _extract(deb: Path, dest: Path, *members: str) -> list[Path]:
+    """Some files (tar patterns) out of a .deb in one pass, without unpacking the rest."""
     tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     subprocess.run(
-        ["tar", "-x", "-C", str(dest), "--wildcards", member],
+        ["tar", "-x", "-C", str(dest), "--wildcards", *members],
         stdin=tar.stdout,
         check=True,
         timeout=120,
     )
     assert tar.wait(timeout=120) == 0
-    hits = sorted(dest.glob(member.lstrip("./")))
-    assert hits, f"{member} not in {deb.name}"
-    return hits[-1]
+    found = []
+    for member in members:
+        hits = sorted(dest.glob(member.lstrip("./")))
+        assert hits, f"{member} not in {deb.name}"
+        found.append(hits[-1])
+    return found
 
 
 class Disk:
@@ -110,13 +115,16 @@ def parts(image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     uboot_deb = _deb("u-boot-rpi_*_arm64.deb")
     slot = d / "slot"
     (slot / "boot").mkdir(parents=True)
-    shutil.move(_extract(kernel_deb, "./boot/vmlinuz-*", d), slot / "boot" / "vmlinuz")
+    kernel, dtb = _extract(
+        kernel_deb, d, "./boot/vmlinuz-*", "./usr/lib/linux-image-*/broadcom/bcm2837-rpi-3-b.dtb"
+    )
+    shutil.move(kernel, slot / "boot" / "vmlinuz")
     (slot / "boot" / "initrd.img").write_bytes(bytes(MiB))
     root = d / "root.ext4"
     _run(["mke2fs", "-q", "-t", "ext4", "-d", str(slot), str(root), f"{SLOT_SIZE // MiB}M"])
     return {
-        "uboot_rpi": _extract(uboot_deb, "./usr/lib/u-boot/rpi_arm64/u-boot.bin", d),
-        "dtb": _extract(kernel_deb, "./usr/lib/linux-image-*/broadcom/bcm2837-rpi-3-b.dtb", d),
+        "uboot_rpi": _extract(uboot_deb, d, "./usr/lib/u-boot/rpi_arm64/u-boot.bin")[0],
+        "dtb": dtb,
         "root": root,
     }
 
@@ -170,7 +178,7 @@ def boot(machine: str, disk: Disk, parts: dict[str, Path]) -> tuple[str, str]:
     if machine == "raspi3b":
         # serial 0 is the PL011, serial 1 the mini UART U-Boot and the kernel talk on.
         argv = ["qemu-system-aarch64", "-M", "raspi3b", "-kernel", str(parts["uboot_rpi"]),
-                "-dtb", str(parts["dtb"]), "-append", FIRMWARE_ARGS,
+                "-dtb", str(parts["dtb"]), "-append", f"{FIRMWARE_ARGS} {EARLYCON}",
                 "-drive", f"if=sd,file={disk.path},format=raw",
                 "-serial", "null", "-serial", f"file:{log}"]  # fmt: skip
     else:
@@ -206,7 +214,8 @@ def test_pi_u_boot_tries_a_new_slot_once_then_falls_back(
     line, cmdline = boot("raspi3b", disk, parts)
     assert line == "pike-boot: slot B (order B A, tries left A=3 B=0)"
     assert cmdline == (
-        f"{FIRMWARE_ARGS} root=PARTUUID=70696b65-03 rootfstype=ext4 rootwait ro rauc.slot=B"
+        f"{FIRMWARE_ARGS} {EARLYCON} root=PARTUUID=70696b65-03 rootfstype=ext4 rootwait ro "
+        "rauc.slot=B"
     )
     assert disk.env() == {"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "0"}
     # B never reached mark-good (it hung, or pike-mark-good rebooted): the next boot is A,
