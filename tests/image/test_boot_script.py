@@ -19,7 +19,6 @@ the firmware puts into the device tree's /chosen/bootargs (with ``serial0`` reso
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from image.uboot_boot import EARLYCON, FIRMWARE_ARGS, raspi3b, to_kernel
 from lib.prereq import require, unavailable
 
 pytestmark = pytest.mark.image
@@ -34,10 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 BOOT_CMD = REPO / "image" / "boot" / "boot.cmd"
 CACHE = Path(os.environ.get("PIKE_IMAGE_CACHE", "/var/cache/pike-image"))
 QEMU_UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
-# The image's cmdline.txt after the firmware resolved serial0 (the Pi 3's mini UART).
-FIRMWARE_ARGS = "console=ttyS1,115200 fsck.repair=yes"
-# Early console on that UART: the command line shows at once, not when its driver binds.
-EARLYCON = "earlycon=uart8250,mmio32,0x3f215040"
 MiB = 1 << 20
 FAT_START, SLOT_SIZE = 1 * MiB, 48 * MiB
 
@@ -172,38 +168,16 @@ def disk(parts: dict[str, Path], tmp_path: Path) -> Disk:
 
 
 def boot(machine: str, disk: Disk, parts: dict[str, Path]) -> tuple[str, str]:
-    """Boot until the kernel prints its command line: (the script's pike-boot line, the
-    kernel's command line)."""
+    """(the script's pike-boot line, the kernel's command line) of one boot."""
     log = disk.work / f"{machine}-{time.monotonic_ns()}.log"
+    drive = f"file={disk.path},format=raw"
     if machine == "raspi3b":
-        # serial 0 is the PL011, serial 1 the mini UART U-Boot and the kernel talk on.
-        argv = ["qemu-system-aarch64", "-M", "raspi3b", "-kernel", str(parts["uboot_rpi"]),
-                "-dtb", str(parts["dtb"]), "-append", f"{FIRMWARE_ARGS} {EARLYCON}",
-                "-drive", f"if=sd,file={disk.path},format=raw",
-                "-serial", "null", "-serial", f"file:{log}"]  # fmt: skip
-    else:
-        argv = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "1024",
-                "-bios", str(QEMU_UBOOT),
-                "-drive", f"if=none,id=disk,file={disk.path},format=raw",
-                "-device", "virtio-blk-pci,drive=disk", "-nic", "none",
-                "-serial", f"file:{log}"]  # fmt: skip
-    argv += ["-display", "none", "-monitor", "none", "-no-reboot"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    text = ""
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            if "Kernel command line:" in text:
-                break
-            time.sleep(0.5)
-    finally:
-        proc.kill()  # our own qemu, by its handle
-        proc.wait(timeout=30)
-    chosen = re.search(r"^pike-boot: .*$", text, re.M)
-    cmdline = re.search(r"Kernel command line: (.*)$", text, re.M)
-    assert chosen and cmdline, f"{machine} did not reach the kernel:\n{text[-3000:]}"
-    return chosen.group(0), cmdline.group(1).strip()
+        return to_kernel(raspi3b(parts["uboot_rpi"], parts["dtb"], drive, log), log)
+    argv = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "1024",
+            "-bios", str(QEMU_UBOOT), "-drive", f"if=none,id=disk,{drive}",
+            "-device", "virtio-blk-pci,drive=disk", "-nic", "none",
+            "-serial", f"file:{log}"]  # fmt: skip
+    return to_kernel(argv, log)
 
 
 def test_pi_u_boot_tries_a_new_slot_once_then_falls_back(
