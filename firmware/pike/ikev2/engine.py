@@ -11,8 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from ipaddress import ip_address
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from pike.ikev2 import chain_wait, reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
@@ -61,6 +60,9 @@ from pike.wire.errors import MalformedMessage
 from pike.wire.header import decode_header
 from pike.wire.payloads import Message, NotifyPayload, SkfPayload, SkPayload
 from pike.wire.rules import check_payloads
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 class Ikev2Engine:
@@ -437,16 +439,17 @@ class Ikev2Engine:
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
         """The answer to ``SignRequest`` ``ref``: the signature, or the error that makes
-        that IKE SA fail closed. An answer for an SA that is gone is dropped."""
-        for sa in list(self.sas.values()):
-            if sa.tasks.signing == ref:
-                self._touch(sa)
-                answered = sa.tasks.sign_done(ref, result, now)
-                if answered is not None:
-                    self._after_request(sa, answered, now)
-                break
-        else:
-            log.debug("signature %d answered for an IKE_SA that is gone: dropped", ref)
+        that IKE SA fail closed (``pike.sa.signing``, which also ignores, logs and counts
+        an answer that comes too late)."""
+        pending = self.ctx.signatures.take(ref, 2)
+        if pending is not None:
+            for sa in list(self.sas.values()):
+                if sa.tasks.pending is pending:
+                    self._touch(sa)
+                    answered = sa.tasks.sign_done(sa.tasks.pending, result, now)
+                    if answered is not None:
+                        self._after_request(sa, answered, now)
+                    break
         self._sweep(now)
 
     def next_action(self) -> Action | None:
