@@ -42,7 +42,9 @@ def add_parser(sub: Any) -> None:
     ins = fs.add_parser(
         "install", help="install a signed bundle into the other slot (it boots next, once)"
     )
-    ins.add_argument("bundle", metavar="BUNDLE", help="RAUC bundle (.raucb): a file or URL")
+    ins.add_argument(
+        "bundle", metavar="BUNDLE", help="the signed RAUC bundle (.raucb) on the gateway"
+    )
     fs.add_parser("mark-good", help="mark the booted slot good (it keeps booting)")
 
 
