@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pike.crypto.errors import ProposalError
@@ -30,9 +30,33 @@ class Algorithm:
 class ProposalSpec:
     protocol: Protocol
     transforms: tuple[Algorithm, ...]
+    # transforms by type, built once: every handshake asks ``of`` for each type
+    _by_type: dict[int, tuple[Algorithm, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    _choices: dict[int, tuple[tuple[int, int | None], ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        by_type: dict[int, tuple[Algorithm, ...]] = {}
+        for a in self.transforms:
+            by_type[a.type] = (*by_type.get(a.type, ()), a)
+        object.__setattr__(self, "_by_type", by_type)
+        choices = {t: tuple((a.id, a.key_length) for a in algs) for t, algs in by_type.items()}
+        object.__setattr__(self, "_choices", choices)
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[Algorithm, ...]]]:
+        # pickled (the config cache) as a call: the lookups are rebuilt, not stored
+        return type(self), (self.protocol, self.transforms)
 
     def of(self, ttype: TransformType) -> tuple[Algorithm, ...]:
-        return tuple(a for a in self.transforms if a.type == ttype)
+        return self._by_type.get(ttype, ())
+
+    def choices(self, ttype: TransformType) -> tuple[tuple[int, int | None], ...]:
+        """``of(ttype)`` as (transform ID, key length) pairs, as they are matched."""
+        return self._choices.get(ttype, ())
 
 
 # --- strongSwan proposal strings --------------------------------------------------------

@@ -74,7 +74,7 @@ def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chos
         theirs.setdefault(t.type, []).append(t)
     chosen: dict[int, tuple[int, int | None]] = {}
     for ttype in _ORDER:
-        ours = [(a.id, a.key_length) for a in spec.of(ttype)]
+        ours = spec.choices(ttype)
         offered = theirs.get(ttype, [])
         if not ours:
             # A type we do not configure is acceptable only as "none" (RFC 7296 §3.3.3).
