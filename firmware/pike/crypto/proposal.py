@@ -38,6 +38,9 @@ class ProposalSpec:
     _choices: dict[int, tuple[tuple[int, int | None], ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
+    _no_ke: ProposalSpec | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         by_type: dict[int, tuple[Algorithm, ...]] = {}
@@ -57,6 +60,18 @@ class ProposalSpec:
     def choices(self, ttype: TransformType) -> tuple[tuple[int, int | None], ...]:
         """``of(ttype)`` as (transform ID, key length) pairs, as they are matched."""
         return self._choices.get(ttype, ())
+
+    def without_ke(self) -> ProposalSpec:
+        """This proposal without key exchange transforms (KE, ADDKE1..7), built once: a
+        CHILD_SA made in IKE_AUTH asks for it on every handshake."""
+        if self._no_ke is None:
+            kept = tuple(a for a in self.transforms if a.type not in _KE_TYPES)
+            object.__setattr__(self, "_no_ke", ProposalSpec(self.protocol, kept))
+        assert self._no_ke is not None
+        return self._no_ke
+
+
+_KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
 
 
 # --- strongSwan proposal strings --------------------------------------------------------
