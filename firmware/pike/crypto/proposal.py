@@ -7,7 +7,7 @@ protocol (IKE or ESP), each transform type listing its choices in preference ord
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, KeysView
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,6 +60,11 @@ class ProposalSpec:
     def choices(self, ttype: TransformType) -> tuple[tuple[int, int | None], ...]:
         """``of(ttype)`` as (transform ID, key length) pairs, as they are matched."""
         return self._choices.get(ttype, ())
+
+    @property
+    def types(self) -> KeysView[int]:
+        """The transform types this proposal names."""
+        return self._choices.keys()
 
     def without_ke(self) -> ProposalSpec:
         """This proposal without key exchange transforms (KE, ADDKE1..7), built once: a

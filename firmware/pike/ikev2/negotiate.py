@@ -73,7 +73,10 @@ def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chos
     for t in prop.transforms:
         theirs.setdefault(t.type, []).append(t)
     chosen: dict[int, tuple[int, int | None]] = {}
+    present = spec.types | theirs.keys()  # a type neither side names needs no look
     for ttype in _ORDER:
+        if ttype not in present:
+            continue
         ours = spec.choices(ttype)
         offered = theirs.get(ttype, [])
         if not ours:
