@@ -506,19 +506,19 @@ class Ikev2Engine:
             self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state", now)
             return
         msg = decode_message(data)
-        sealed = msg.first(SkfPayload) is not None or msg.first(SkPayload) is not None
-        if sealed and sa.cipher_in is None:
+        skf, sk = msg.first(SkfPayload), msg.first(SkPayload)
+        if (skf is not None or sk is not None) and sa.cipher_in is None:
             # An IKE_SA_INIT (response) carrying SK or SKF: there are no keys to open it.
             raise MalformedMessage("unexpected_payload", "SK/SKF before the IKE SA has keys")
-        if msg.first(SkfPayload) is not None:
+        if skf is not None:
             assert sa.cipher_in is not None  # sealed, and checked just above
             whole = collect_fragment(sa, data, msg)
             if whole is None:
                 return  # more fragments to come
             msg = whole
             check_payloads(msg.exchange, msg.is_response, msg.payloads, True)
-        elif msg.first(SkPayload) is None:
-            if msg.exchange != ExchangeType.IKE_SA_INIT:
+        elif sk is None:
+            if msg.exchange != _IKE_SA_INIT:
                 # Only IKE_SA_INIT travels in clear; anything else unprotected is ignored.
                 raise MalformedMessage("unprotected", f"exchange {msg.exchange} without SK")
         else:
