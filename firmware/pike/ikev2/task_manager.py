@@ -37,6 +37,9 @@ class _Held:
     tasks: list[Task]
 
 
+_IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
+
+
 class TaskManager:
     def __init__(self, sa: ExchangeSa) -> None:
         self.sa = sa
@@ -313,11 +316,11 @@ class TaskManager:
                 exchange_name(msg.exchange),
                 error,
             )
-        if msg.exchange == ExchangeType.IKE_SA_INIT and fatal:
+        if msg.exchange == _IKE_SA_INIT and fatal:
             # Stateless error answer: nothing of ours exists yet (RFC 7296 §2.6).
             resp.spi_r = bytes(8)
         datagrams = self.sa.encode_datagrams(resp)
-        if msg.exchange == ExchangeType.IKE_SA_INIT and not fatal:
+        if msg.exchange == _IKE_SA_INIT and not fatal:
             self.sa.init_request, self.sa.init_response = request, datagrams[0]
         self.mid_in = mid + 1
         self.cached_response = (mid, datagrams)
