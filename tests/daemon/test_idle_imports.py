@@ -143,6 +143,7 @@ LAZY_RUNNING = (
     "pyudev",  # hot-plug: nothing in this config for it (pike.daemon.hotplug.wanted)
     "shutil",  # argparse's terminal width (pike.cli.piked._Formatter)
     "lzma",
+    "tempfile",  # the config cache entry's file (pike.policy.config_cache._write)
 )
 
 
@@ -167,11 +168,12 @@ def test_a_running_psk_gateway_has_not_loaded_what_it_does_not_use(tmp_path: Pat
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PIKE_CONFIG_CACHE": "", "PATH": "/usr/bin:/bin"},
+        env={"PIKE_CONFIG_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert "pike.daemon.paths" in loaded and "asyncio" in loaded  # it did run
+    assert list((tmp_path / "cache").iterdir())  # and wrote its config cache entry
     assert [m for m in (*LAZY, *LAZY_RUNNING) if m in loaded] == []
 
 

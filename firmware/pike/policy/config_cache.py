@@ -196,9 +196,10 @@ def _write(directory: str, entry: str, base: bytes, key: bytes, data: bytes) -> 
         if not _private(os.stat(directory)):
             log.warning("config cache %s: not private to this user, not written", directory)
             return
-        import tempfile  # not at import: it loads shutil, bz2, lzma (0.6 MiB)
-
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".entry-")  # 0600
+        # tempfile.mkstemp's way without tempfile (it loads shutil, bz2, lzma: 0.6 MiB
+        # of idle RSS after a start that wrote the entry); a name taken is an OSError
+        tmp = os.path.join(directory, f".entry-{os.urandom(8).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(_FORMAT + base + b"\n" + key + b"\n" + data)
