@@ -454,7 +454,12 @@ class Ikev2Engine:
 
     def get_timer(self) -> float | None:
         self._retime()
-        times = [t for t in (self._timers.next(), self.retries.deadline()) if t is not None]
+        # the log limit's too: a flood's last summary is written when its second is over
+        times = [
+            t
+            for t in (self._timers.next(), self.retries.deadline(), self.ctx.log_limit.deadline())
+            if t is not None
+        ]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -465,7 +470,7 @@ class Ikev2Engine:
                 on_timer(self.ctx, sa, now)
         for again in self.retries.due(now):
             self._restart(again, now)
-        self.ctx.log_limit.flush(log, now)
+        self.ctx.log_limit.flush(now)
         self._sweep(now)
 
     def _retime(self) -> None:
