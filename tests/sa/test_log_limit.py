@@ -204,7 +204,7 @@ def test_a_flood_that_stops_is_summed_up_by_the_engines_timer(
     caplog.set_level(logging.INFO)
     a, _ = pair(version)
     assert a.engine.get_timer() is None
-    for i in range(30):
+    for _ in range(30):
         a.engine.receive_datagram(bytes(40), ("198.51.100.7", 500), ("192.0.2.1", 500), 5.0)
     (reason,) = a.engine.ctx.counters.dropped
     assert a.engine.get_timer() == 6.0
@@ -317,3 +317,27 @@ def test_a_flood_of_refused_first_messages_logs_a_few_lines_per_reason(
     else:  # refused before an SA is made: its drop shares the reason
         assert reasons == {"no_proposal_chosen"}
         assert b.engine.ctx.counters.dropped == {"no_proposal_chosen": n}
+
+
+def test_many_failed_authentications_log_a_few_lines_and_count_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Peers that complete IKE_SA_INIT and then fail to authenticate (another PSK),
+    3 * LINES_PER_SECOND of them in one second: "authentication of ... failed" is written
+    LINES_PER_SECOND times, the rest summed up; each failure is reported (the metrics'
+    auth failures). IKEv1's responder says so in its drop line, limited the same way
+    (reason auth_failed)."""
+    caplog.set_level(logging.INFO)
+    _, b = pair(2, b_psk="not-what-the-peers-have-0123456789")
+    n = 3 * LINES_PER_SECOND
+    for _ in range(n):
+        a, _ = pair(2)
+        a.engine.initiate("gw", 1.0, "net")
+        transfer(a, b, 1.0)
+    assert b.engine.list_sas() == []
+    assert [e.reason for e in b.of(IkeSaDeleted)] == ["auth_failed"] * n
+    assert len(_said(caplog, "authentication of 'branch.example.net' failed")) == LINES_PER_SECOND
+    b.engine.handle_timer(2.0)
+    assert f"suppressed {n - LINES_PER_SECOND} similar lines (auth_failed) in one second" in (
+        _said(caplog, "suppressed")
+    )
