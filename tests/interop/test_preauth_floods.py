@@ -129,9 +129,13 @@ def test_strongswan_ikev1_connects_during_each_ikev1_flood(
 
 def _log_volume(log: str) -> None:
     """Whatever the floods sent, no kind of line fills piked's log: what they set off goes
-    through the rate limit (before it, the IKEv2 floods logged each message received and
-    sent and each failed authentication, up to ~40 a second each)."""
+    through the rate limit. Before the limit covered them, the IKEv2 floods logged each
+    message of a half-open SA received and sent and each failed authentication (up to 51
+    of one kind in a second), the IKEv1 ones each retransmission of the answers to spoofed
+    Aggressive Mode first messages (286 in a second)."""
     lines = log.count("\n")
     most, kind = floods.log_burst(log)
     print(f"piked log: {lines} lines, at most {most} of one kind in a second ({kind[:60]})")
-    assert most <= 2 * LINES_PER_SECOND, (most, kind)
+    # two windows of a reason can fall in one clock second, and a line is stamped when the
+    # loop gets to it (up to its lag after the datagram's time, which the window goes by)
+    assert most <= 3 * LINES_PER_SECOND, (most, kind)
