@@ -323,10 +323,10 @@ def test_many_failed_authentications_log_a_few_lines_and_count_each(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Peers that complete IKE_SA_INIT and then fail to authenticate (another PSK),
-    3 * LINES_PER_SECOND of them in one second: "authentication of ... failed" is written
-    LINES_PER_SECOND times, the rest summed up; each failure is reported (the metrics'
-    auth failures). IKEv1's responder says so in its drop line, limited the same way
-    (reason auth_failed)."""
+    3 * LINES_PER_SECOND of them in one second: "authentication of ... failed" (and the
+    move to port 4500 before it) is written LINES_PER_SECOND times, the rest summed up;
+    each failure is reported (the metrics' auth failures). IKEv1's responder says so in
+    its drop line, limited the same way (reason auth_failed)."""
     caplog.set_level(logging.INFO)
     _, b = pair(2, b_psk="not-what-the-peers-have-0123456789")
     n = 3 * LINES_PER_SECOND
@@ -337,6 +337,10 @@ def test_many_failed_authentications_log_a_few_lines_and_count_each(
     assert b.engine.list_sas() == []
     assert [e.reason for e in b.of(IkeSaDeleted)] == ["auth_failed"] * n
     assert len(_said(caplog, "authentication of 'branch.example.net' failed")) == LINES_PER_SECOND
+    # IKE_AUTH comes from port 4500: each SA follows it, only a few say so
+    assert len(_said(caplog, "peer moved from 192.0.2.1[500] to 192.0.2.1[4500]")) == (
+        LINES_PER_SECOND
+    )
     b.engine.handle_timer(2.0)
     assert f"suppressed {n - LINES_PER_SECOND} similar lines (auth_failed) in one second" in (
         _said(caplog, "suppressed")

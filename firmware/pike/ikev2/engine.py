@@ -611,8 +611,10 @@ class Ikev2Engine:
             and sa.tasks.held is None
         ):
             # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
-            # from a new address/port: NAT float or mapping change.
-            log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
+            # from a new address/port: NAT float or mapping change. Before IKE_AUTH anyone
+            # who sent an IKE_SA_INIT has the keys: that SA's line is rate-limited.
+            if self.ctx.log_limit.wanted(log, logging.INFO, "peer_moved", now, sa.unproven):
+                log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
             sa.remote, sa.local = src, dst
             self._move_children(sa)
         sa.tasks.on_request(msg, data, responder_tasks(sa, msg), now)
