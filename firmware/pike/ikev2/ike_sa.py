@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
@@ -29,9 +27,13 @@ from pike.wire.fragments import encode_fragments
 from pike.wire.payloads import Message, Payload, Proposal
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from pike.ikev2.task_manager import TaskManager
     from pike.ikev2.tasks.base import Task
     from pike.sa.chain_check import ChainWait
+
+_IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
 
 
 @dataclass
@@ -320,7 +322,7 @@ class IkeSa:
             message_id=message_id,
             is_initiator=self.initiator,
             is_response=response,
-            encrypted=exchange != ExchangeType.IKE_SA_INIT,
+            encrypted=exchange != _IKE_SA_INIT,
         )
 
     def encode(self, msg: Message) -> bytes:

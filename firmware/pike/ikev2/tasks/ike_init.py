@@ -163,8 +163,7 @@ class IkeInit(Task):
                 )
             raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
         # USE_PPK back when we hold any PPK: which one is known only in IKE_AUTH
-        has_ppk = any(s.is_ppk for s in sa.ctx.config.secrets)
-        sa.ppk_peer = has_ppk and msg.notify(NotifyType.USE_PPK) is not None
+        sa.ppk_peer = sa.ctx.config.has_ppk and msg.notify(NotifyType.USE_PPK) is not None
         sa.intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
         if chosen.additional and not sa.intermediate:
             raise RespondError(
