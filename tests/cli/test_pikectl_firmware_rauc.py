@@ -125,6 +125,14 @@ def rauc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             stdout=subprocess.DEVNULL,
             stderr=(d / "service.log").open("w"),
         )
+        # The service owns its bus name a moment after it starts (longer on a loaded
+        # machine): the tests' first `rauc status` must not race it.
+        for _ in range(600):
+            probe = subprocess.run(["rauc", "status"], env=env, capture_output=True, check=False)
+            if probe.returncode == 0 or service.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert service.poll() is None, (d / "service.log").read_text()
         yield {"dir": str(d), "PATH": env["PATH"], "DBUS_SYSTEM_BUS_ADDRESS": env[
             "DBUS_SYSTEM_BUS_ADDRESS"], "badsig": str(badsig)}  # fmt: skip
     finally:

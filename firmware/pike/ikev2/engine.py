@@ -463,7 +463,12 @@ class Ikev2Engine:
 
     def get_timer(self) -> float | None:
         self._retime()
-        times = [t for t in (self._timers.next(), self.retries.deadline()) if t is not None]
+        # the log limit's too: a flood's last summary is written when its second is over
+        times = [
+            t
+            for t in (self._timers.next(), self.retries.deadline(), self.ctx.log_limit.deadline())
+            if t is not None
+        ]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -474,7 +479,7 @@ class Ikev2Engine:
                 on_timer(self.ctx, sa, now)
         for again in self.retries.due(now):
             self._restart(again, now)
-        self.ctx.log_limit.flush(log, now)
+        self.ctx.log_limit.flush(now)
         self._sweep(now)
 
     def _retime(self) -> None:
@@ -615,8 +620,10 @@ class Ikev2Engine:
             and sa.tasks.held is None
         ):
             # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
-            # from a new address/port: NAT float or mapping change.
-            log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
+            # from a new address/port: NAT float or mapping change. Before IKE_AUTH anyone
+            # who sent an IKE_SA_INIT has the keys: that SA's line is rate-limited.
+            if self.ctx.log_limit.wanted(log, logging.INFO, "peer_moved", now, sa.unproven):
+                log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
             sa.remote, sa.local = src, dst
             self._move_children(sa)
         sa.tasks.on_request(msg, data, responder_tasks(sa, msg), now)
