@@ -147,10 +147,10 @@ LAZY_RUNNING = (
 )
 
 
-def test_a_running_psk_gateway_has_not_loaded_what_it_does_not_use(tmp_path: Path) -> None:
-    """piked's own entry (the ``piked`` command) up to READY and its watchers started: no
-    ``ssl`` (asyncio runs without it), no hot-plug watcher for a responder-only config."""
-    ike, natt = free_udp_ports(2)
+def _run_piked(tmp_path: Path, metrics: bool = False) -> set[str]:
+    """piked's own entry (the ``piked`` command) up to READY and 0.5 s on: the modules
+    then loaded."""
+    ike, natt, http = free_udp_ports(3)
     gateway_config(
         tmp_path,
         "gw",
@@ -161,10 +161,17 @@ def test_a_running_psk_gateway_has_not_loaded_what_it_does_not_use(tmp_path: Pat
         ike_port=ike,
         natt_port=natt,
     )
+    conf = tmp_path / "gw.toml"
+    if metrics:  # the metrics server: prometheus_client, which needs ssl
+        text = conf.read_text()
+        assert "[daemon]\n" in text
+        conf.write_text(
+            text.replace("[daemon]\n", f'[daemon]\nmetrics_listen = "127.0.0.1:{http}"\n')
+        )
     (tmp_path / "gw").mkdir()
-    (tmp_path / "gw.toml").chmod(0o600)
+    conf.chmod(0o600)
     done = subprocess.run(
-        [sys.executable, "-c", RUNNING, "--config", str(tmp_path / "gw.toml")],
+        [sys.executable, "-c", RUNNING, "--config", str(conf)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -174,7 +181,22 @@ def test_a_running_psk_gateway_has_not_loaded_what_it_does_not_use(tmp_path: Pat
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert "pike.daemon.paths" in loaded and "asyncio" in loaded  # it did run
     assert list((tmp_path / "cache").iterdir())  # and wrote its config cache entry
+    return loaded
+
+
+def test_a_running_psk_gateway_has_not_loaded_what_it_does_not_use(tmp_path: Path) -> None:
+    """Its watchers started: no ``ssl`` (asyncio runs without it), no hot-plug watcher
+    for a responder-only config."""
+    loaded = _run_piked(tmp_path)
     assert [m for m in (*LAZY, *LAZY_RUNNING) if m in loaded] == []
+
+
+def test_what_needs_ssl_still_gets_it(tmp_path: Path) -> None:
+    """asyncio loaded without ``ssl`` does not keep it from what needs it later: with
+    ``metrics_listen`` piked starts its metrics server (``prometheus_client`` imports
+    ``ssl``)."""
+    loaded = _run_piked(tmp_path, metrics=True)
+    assert {"prometheus_client", "ssl"} <= loaded
 
 
 HOTPLUG_CONF = """
