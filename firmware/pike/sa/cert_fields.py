@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-
 if TYPE_CHECKING:
     from cryptography import x509
 
@@ -75,6 +73,9 @@ def is_http(uri: str) -> bool:
 
 
 def keyid(cert: x509.Certificate) -> bytes:
+    # cryptography's serialization (0.9 MiB with ssh, dsa, ...): with certificates only
+    from cryptography.hazmat.primitives import serialization
+
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from pike.policy.config import Identity
 from pike.sa import identity
@@ -103,6 +102,9 @@ def load_certificates(path: str) -> list[x509.Certificate]:
 
 
 def cert_payloads(chain: Sequence[x509.Certificate]) -> list[CertPayload]:
+    # cryptography's serialization (0.9 MiB with ssh, dsa, ...): with certificates only
+    from cryptography.hazmat.primitives import serialization
+
     return [
         CertPayload(CertEncoding.X509_SIGNATURE, c.public_bytes(serialization.Encoding.DER))
         for c in chain
@@ -111,6 +113,8 @@ def cert_payloads(chain: Sequence[x509.Certificate]) -> list[CertPayload]:
 
 def ca_keyid(cert: x509.Certificate) -> bytes:
     """SHA-1 of the DER SubjectPublicKeyInfo: how CERTREQ names a CA (RFC 7296 §3.7)."""
+    from cryptography.hazmat.primitives import serialization  # as in cert_payloads
+
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -10,8 +10,6 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import Address
 from pike.sa.certs import MAX_CERT_PAYLOADS, CertError, parse_cert_payloads
@@ -21,8 +19,6 @@ from pike.wire.payloads import CertPayload, Message
 
 if TYPE_CHECKING:
     from cryptography import x509
-
-_DER = serialization.Encoding.DER
 
 
 @dataclass(slots=True)
@@ -54,6 +50,13 @@ def trust_key(conn: ConnectionConfig) -> Hashable:
     return conn.remote.auth == "pubkey", conn.remote.cacerts
 
 
+def _der(cert: x509.Certificate) -> bytes:
+    # cryptography's serialization (0.9 MiB with ssh, dsa, ...): with certificates only
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 def anchors_of(store: CredentialStore, conns: Iterable[ConnectionConfig]) -> tuple[bytes, ...]:
     """The CA certificates (DER) of the pubkey connections a message may be for."""
     anchors: dict[bytes, None] = {}
@@ -61,7 +64,7 @@ def anchors_of(store: CredentialStore, conns: Iterable[ConnectionConfig]) -> tup
         for path in cacerts:
             try:
                 for ca in store.cas_of(path):
-                    anchors[ca.public_bytes(_DER)] = None
+                    anchors[_der(ca)] = None
             except CredentialError:
                 continue  # reported when that connection is chosen
     return tuple(anchors)
@@ -85,7 +88,7 @@ def verdict(
         top = pool[wait.result[-1]]
     except IndexError:
         raise CertError("certificate check answered no path") from None
-    anchor = next((c for c in cas if c.public_bytes(_DER) == top), None)
+    anchor = next((c for c in cas if _der(c) == top), None)
     if anchor is None:
         raise CertError("the chain ends at a CA this connection does not trust")
     if not wait.result or wait.result[0] != 0:

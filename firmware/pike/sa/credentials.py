@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-
 from pike.hsm.signer import (
     KeyType,
     SignatureScheme,
@@ -48,6 +46,7 @@ from pike.sa.revocation_status import RevocationError, Verdict, serial_text
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 log = logging.getLogger("pike.revocation")
 
@@ -90,7 +89,13 @@ def wall_clock(now: float) -> datetime:
     return datetime.now(UTC)
 
 
-_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+def _spki(key: PublicKeyTypes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a public key."""
+    # cryptography's serialization (0.9 MiB with ssh, dsa, ...): with certificates only
+    from cryptography.hazmat.primitives import serialization
+
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_bytes(der, spki)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +168,7 @@ class CredentialStore:
                 f"{conn.name}: certificate {cfg.certs[0]} has an unsupported key "
                 "(RSA, ECDSA P-256/P-384/P-521 or Ed25519 only)"
             )
-        return LocalCredentials(chain, cfg.key, kind, public.public_bytes(*_SPKI))
+        return LocalCredentials(chain, cfg.key, kind, _spki(public))
 
     def signer(self, key: str) -> Signer:
         """The Signer of a configured key, made once (thread-safe; no token I/O)."""
@@ -186,7 +191,7 @@ class CredentialStore:
         # meanwhile (first use, reload) takes the locked path and is encoded again.
         if known is None or self._signers.get(key) is not known[0]:
             signer = self.signer(key)
-            known = self._spkis[key] = (signer, signer.public_key().public_bytes(*_SPKI))
+            known = self._spkis[key] = (signer, _spki(signer.public_key()))
         if known[1] != spki:
             raise CredentialError(f"key {key} does not belong to our certificate")
         return known[0].sign(data, scheme)
@@ -312,7 +317,7 @@ class CredentialStore:
     def _check_key(self, conn: ConnectionConfig) -> None:
         creds = self.local(conn)
         try:
-            public = self.signer(creds.key).public_key().public_bytes(*_SPKI)
+            public = _spki(self.signer(creds.key).public_key())
         except SignerError as exc:  # the token is not there (yet): fail closed
             raise CredentialError(f"{conn.name}: key unavailable: {exc}") from None
         if public != creds.spki:
