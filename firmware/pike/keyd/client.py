@@ -27,8 +27,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from cryptography.hazmat.primitives import serialization
-
 from pike.hsm.signer import (
     KeyType,
     PublicKey,
@@ -274,6 +272,9 @@ class RemoteSigner:
         self._public: PublicKey | None = None
 
     def _learn(self, spki: bytes) -> None:
+        # cryptography's serialization (0.9 MiB with ssh, dsa, ...): with a key only
+        from cryptography.hazmat.primitives import serialization
+
         if spki:
             key = serialization.load_der_public_key(spki)
             if key_type_of(key) is None:
@@ -293,6 +294,8 @@ class RemoteSigner:
         return kind
 
     def sign(self, data: bytes, scheme: SignatureScheme) -> bytes:
+        from cryptography.hazmat.primitives import serialization  # as in _learn
+
         spki = self.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
