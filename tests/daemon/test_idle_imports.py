@@ -44,6 +44,8 @@ LAZY = (
     "ctypes.util",  # with shutil, tempfile, bz2, lzma: libc is the process's own
     "pike.kernel.tunnel_links",  # route-based children
     "pike.hsm.filekey",  # a key file
+    # with ssh, dsa, ...: certificates and pike-keyd's keys (pike.sa.credentials, ...)
+    "cryptography.hazmat.primitives.serialization",
 )
 
 
