@@ -46,6 +46,8 @@ LAZY = (
     "pike.hsm.filekey",  # a key file
     # with ssh, dsa, ...: certificates and pike-keyd's keys (pike.sa.credentials, ...)
     "cryptography.hazmat.primitives.serialization",
+    "cryptography.hazmat.primitives.asymmetric.padding",  # RSA signature checks
+    "cryptography.hazmat.primitives.asymmetric.types",  # with dsa, ed448, mldsa
 )
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from pike.hsm.signer import (
     KeyType,
@@ -33,6 +33,10 @@ from pike.hsm.signer import (
 from pike.ikev2.sigalg import decode_algorithm_id, encode_algorithm_id
 from pike.sa.der import DerError
 from pike.wire.constants import AuthMethod
+
+if TYPE_CHECKING:
+    # with dsa, ed448, mldsa: 0.1 MiB a PSK-only piked does not load
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 
 class HashAlg(IntEnum):
@@ -178,6 +182,9 @@ def verify_auth(
 
     Raises SignatureError naming what failed.
     """
+    # RSA paddings: loaded with the first certificate's signature, not by a PSK gateway
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     if method == AuthMethod.DIGITAL_SIGNATURE:
         return _verify_rfc7427(data, key, octets)
     if method == AuthMethod.RSA_SIG:
@@ -199,6 +206,8 @@ def verify_auth(
 
 
 def _verify_rfc7427(data: bytes, key: CertificatePublicKeyTypes, octets: bytes) -> Verified:
+    from cryptography.hazmat.primitives.asymmetric import padding  # as in verify_auth
+
     if not data or len(data) < 1 + data[0]:
         raise SignatureError("RFC 7427 AUTH data shorter than its AlgorithmIdentifier")
     try:
