@@ -37,7 +37,14 @@ from pathlib import Path
 import pytest
 
 from interop.netns import Lab, Namespace
-from interop.strongswan import Child, Connection, IkeSaInfo, Secret, StrongswanNode
+from interop.strongswan import (
+    Child,
+    Connection,
+    IkeSaInfo,
+    Secret,
+    StrongswanNode,
+    charon_available,
+)
 from lib.prereq import require
 
 pytestmark = pytest.mark.image
@@ -203,8 +210,12 @@ def first(lines: list[tuple[float, str]], needle: str) -> tuple[int, float]:
 
 
 def test_ab_update_and_rollback_under_qemu(image: Path, work: Path) -> None:
-    for tool in ("qemu-system-aarch64", "qemu-img", "rauc", "mksquashfs", "debugfs", "openssl"):
+    for tool in (
+        "qemu-system-aarch64", "qemu-img", "rauc", "mksquashfs", "debugfs", "openssl",
+        "dnsmasq", "ping", "swanctl",
+    ):  # fmt: skip
         require(shutil.which(tool) is not None, f"{tool} missing (tests/lib/setup.sh)")
+    require(charon_available(), "strongSwan's charon missing (tests/lib/setup.sh)")
     require(UBOOT.is_file(), f"{UBOOT} missing (package u-boot-qemu)")
     cert = Path(os.environ.get("PIKE_SIGNING_CERT", DEV_SIGNING / "pike-DEVELOPMENT-ONLY.cert.pem"))
     key = Path(os.environ.get("PIKE_SIGNING_KEY", DEV_SIGNING / "pike-DEVELOPMENT-ONLY.key.pem"))
