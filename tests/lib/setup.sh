@@ -19,7 +19,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     tshark prometheus openssl
     softhsm2 swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd
     libtss2-tcti-tabrmd0 dbus
-    nftables iproute2 iputils-ping kmod procps socat util-linux mount
+    nftables iproute2 iputils-ping kmod procps socat util-linux mount dnsmasq-base
     qemu-system-arm qemu-utils mtools fdisk e2fsprogs
     rauc squashfs-tools u-boot-qemu u-boot-tools libubootenv-tool
     gcc libc6-dev linux-libc-dev systemd strace
