@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pike.crypto.ids import ADDKE_TYPES, EsnId, GroupId, IntegId, TransformType
+from pike.crypto.ids import (
+    ADDKE_TYPES,
+    T_ENCR,
+    T_ESN,
+    T_INTEG,
+    T_KE,
+    T_PRF,
+    EsnId,
+    GroupId,
+    IntegId,
+    TransformType,
+)
 from pike.crypto.proposal import ProposalSpec
 from pike.sa.chosen import Chosen
 from pike.wire.constants import ProtocolId
@@ -20,18 +31,7 @@ _ORDER = (
 )
 _KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
 
-# Plain ints for ``_match``, which runs for every proposal of every handshake: a member
-# lookup on an Enum class goes through EnumType.__getattr__ on Python 3.11 (~0.3 µs).
-_ENCR, _PRF, _INTEG, _KE, _ESN = (
-    int(t)
-    for t in (
-        TransformType.ENCR,
-        TransformType.PRF,
-        TransformType.INTEG,
-        TransformType.KE,
-        TransformType.ESN,
-    )
-)
+_ENCR, _PRF, _INTEG, _KE, _ESN = T_ENCR, T_PRF, T_INTEG, T_KE, T_ESN
 _INTEG_NONE, _GROUP_NONE = int(IntegId.NONE), int(GroupId.NONE)
 _ESN_NO, _ESN_YES = int(EsnId.NO), int(EsnId.YES)
 # A type we do not configure is acceptable only as "none" (RFC 7296 §3.3.3).

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pike.crypto.ids import EsnId, TransformType
+from pike.crypto.ids import T_ENCR, T_ESN, T_INTEG, T_KE, T_PRF, EsnId, TransformType
 from pike.wire.payloads import Transform
 
-# plain ints: an enum member lookup costs a descriptor call, and every answer builds these
-_ENCR, _PRF, _INTEG, _KE, _ESN = (
-    int(t)
-    for t in (
-        TransformType.ENCR,
-        TransformType.PRF,
-        TransformType.INTEG,
-        TransformType.KE,
-        TransformType.ESN,
-    )
-)
+_ENCR, _PRF, _INTEG, _KE, _ESN = T_ENCR, T_PRF, T_INTEG, T_KE, T_ESN
 _ESN_YES, _ESN_NO = int(EsnId.YES), int(EsnId.NO)
 
 
