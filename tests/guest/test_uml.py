@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,28 @@ def test_built_in_kernel_loads_no_modules() -> None:
     insmod, modprobe = uml._module_steps(Path("/usr/lib/uml/modules/6.1"))
     assert insmod.startswith("insmod /usr/lib/uml/modules/6.1/kernel/fs/overlayfs/overlay.ko")
     assert "modprobe -a xfrm_algo xfrm_user esp4" in modprobe
+
+
+def test_cancelled_guest_is_killed() -> None:
+    """A guest left running in the background when the session ends goes at once."""
+    if os.environ.get("PIKE_IN_GUEST"):
+        pytest.skip("already inside the guest")
+    try:
+        uml.guest_kernel()
+    except uml.GuestError as e:
+        unavailable(str(e))
+    cancel = threading.Event()
+    timer = threading.Timer(3.0, cancel.set)
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(uml.GuestError, match="cancelled"):
+        uml.run_in_guest(["sleep", "120"], timeout=60, cancel=cancel)
+    assert time.monotonic() - t0 < 20
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_our_guest(p)]
+
+
+def _is_our_guest(cmdline: Path) -> bool:
+    try:
+        return f"umid=pike{os.getpid()}-".encode() in cmdline.read_bytes()
+    except OSError:
+        return False

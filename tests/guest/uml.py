@@ -19,6 +19,7 @@ host side runs before anything is installed into the guest).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -26,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,17 +202,19 @@ def run_in_guest(
     mem: str = "768M",
     env: dict[str, str] | None = None,
     autoload: bool = False,
+    cancel: threading.Event | None = None,
 ) -> GuestResult:
     """Boot UML, run ``command`` as root in ``cwd``, power off; return its exit code and
     output. ``autoload`` keeps on-demand module loading (slow) for modules beyond MODULES.
-    Raises GuestError when the guest itself fails."""
+    Setting ``cancel`` kills the guest (a test session ending under a guest running in the
+    background). Raises GuestError when the guest itself fails."""
     kernel = guest_kernel()
     cwd = os.path.abspath(cwd or os.getcwd())
     run_dir = Path(tempfile.mkdtemp(prefix="pike-uml-"))
     try:
         env = env or dict(os.environ)
         env = {**env, "PIKE_GUEST_KERNEL": kernel.origin}  # tests inside say which kernel
-        return _boot(kernel, command, cwd, timeout, mem, env, autoload, run_dir)
+        return _boot(kernel, command, cwd, timeout, mem, env, autoload, run_dir, cancel)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -238,6 +242,7 @@ def _boot(
     env: dict[str, str],
     autoload: bool,
     run_dir: Path,
+    cancel: threading.Event | None,
 ) -> GuestResult:
     insmod_overlay, load_modules = _module_steps(kernel.modules)
     stage1 = run_dir / "init.sh"
@@ -261,7 +266,8 @@ def _boot(
         "ro",
         f"init={stage1}",
         f"uml_dir={run_dir}",
-        f"umid=pike{os.getpid()}",
+        # unique per guest: one process may run several guests at once (tests/guest/tier.py)
+        f"umid=pike{os.getpid()}-{run_dir.name.rsplit('-', 1)[-1]}",
         "quiet",
         "con=null",
         "con0=fd:0,fd:1",
@@ -279,13 +285,18 @@ def _boot(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise GuestError(
-                f"UML guest timed out after {timeout:.0f}s\n{_diagnostics(run_dir)}"
-            ) from None
+        deadline = start + timeout
+        while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                _kill_group(proc)
+                raise GuestError("UML guest cancelled (the test session ended)")
+            if time.monotonic() >= deadline:
+                _kill_group(proc)
+                raise GuestError(
+                    f"UML guest timed out after {timeout:.0f}s\n{_diagnostics(run_dir)}"
+                )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
     total = time.monotonic() - start
     status = run_dir / "status"
     if not status.exists():
