@@ -87,7 +87,7 @@ def test_built_in_kernel_loads_no_modules() -> None:
     assert "modprobe -a xfrm_algo xfrm_user esp4" in modprobe
 
 
-def test_cancelled_guest_is_killed() -> None:
+def test_cancelled_guest_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A guest left running in the background when the session ends goes at once."""
     if os.environ.get("PIKE_IN_GUEST"):
         pytest.skip("already inside the guest")
@@ -95,18 +95,37 @@ def test_cancelled_guest_is_killed() -> None:
         uml.guest_kernel()
     except uml.GuestError as e:
         unavailable(str(e))
+    run_dirs: list[str] = []  # this guest's, named in its UML processes' command lines
+    mkdtemp = uml.tempfile.mkdtemp
+
+    def made(prefix: str) -> str:
+        run_dirs.append(mkdtemp(prefix=prefix))
+        return run_dirs[-1]
+
+    monkeypatch.setattr(uml.tempfile, "mkdtemp", made)
     cancel = threading.Event()
-    timer = threading.Timer(3.0, cancel.set)
+    running: list[list[str]] = []
+
+    def stop() -> None:
+        running.append(_processes_naming(f"uml_dir={run_dirs[0]} "))
+        cancel.set()
+
+    timer = threading.Timer(3.0, stop)
     timer.start()
     t0 = time.monotonic()
     with pytest.raises(uml.GuestError, match="cancelled"):
         uml.run_in_guest(["sleep", "120"], timeout=60, cancel=cancel)
     assert time.monotonic() - t0 < 20
-    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_our_guest(p)]
+    assert len(run_dirs) == 1 and running[0]  # it was running, and found by its run_dir
+    assert not _processes_naming(f"uml_dir={run_dirs[0]} ")
 
 
-def _is_our_guest(cmdline: Path) -> bool:
-    try:
-        return f"umid=pike{os.getpid()}-".encode() in cmdline.read_bytes()
-    except OSError:
-        return False
+def _processes_naming(text: str) -> list[str]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes().replace(b"\0", b" "):
+                pids.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return pids
