@@ -2,13 +2,13 @@
 set of tests inside it, and report. The host's kernel may lack ESP; this way a plain
 ``pytest tests`` still exercises the data plane for real.
 
-The guests run in the background: when collection has selected tier tests,
-tests/guest/conftest.py calls :func:`start_background` and every selected tier's guest
-boots at once, beside the host tests (a UML guest waits most of its time: lifetimes, DPD,
-streams; it uses about half a core). Each tier's host test then waits for its own guest and
-judges the result exactly as a guest run in the foreground. ``PIKE_GUEST_JOBS`` caps how
-many guests run at a time (default: all; ``0`` runs each tier in its own test, one after
-another, as before). A session that ends early (``-x``, Ctrl-C) kills the guests."""
+The guests run in the background: once collection has selected tier tests,
+tests/guest/conftest.py calls :func:`start_background`, which boots the selected tiers'
+guests, longest first, ``PIKE_GUEST_JOBS`` at a time (default 2; ``0``: each tier boots in
+its own test, one after another). A UML guest waits most of its time (lifetimes, DPD,
+streams) and uses about half a core, so the host tests run beside them; the tier tests run
+last and each waits for its guest, then judges the result exactly as a guest run in the
+foreground. A session that ends early (``-x``, Ctrl-C) kills the guests."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 # XFRM interfaces): the one skip a tier tolerates, and only when booting Debian's kernel.
 PIKE_KERNEL_SKIP = "NEEDS THE PIKE UML KERNEL"
 JOBS_ENV = "PIKE_GUEST_JOBS"
+# Two guests at once: about one core between them, so the host tests beside them keep the
+# other; the interop tier alone is about as long as the three others in a row.
+DEFAULT_JOBS = 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class _Job:
     result: GuestResult | None = None
     error: BaseException | None = None  # pytest's skip/fail outcomes too, raised in the test
     notes: list[str] = field(default_factory=list)
-    waited: float = 0.0  # seconds queued behind PIKE_GUEST_JOBS before booting
+    waited: float = 0.0  # seconds queued behind other guests (PIKE_GUEST_JOBS) before booting
 
 
 _jobs: dict[str, _Job] = {}
@@ -67,8 +70,8 @@ _threads: list[threading.Thread] = []
 
 
 def _jobs_allowed() -> int:
-    value = os.environ.get(JOBS_ENV, "")
-    return int(value) if value.strip() else 1 << 10
+    value = os.environ.get(JOBS_ENV, "").strip()
+    return int(value) if value else DEFAULT_JOBS
 
 
 def _runnable() -> bool:
@@ -83,33 +86,39 @@ def _runnable() -> bool:
 
 
 def start_background(tiers: Iterable[Tier]) -> None:
-    """Boot the tiers' guests now, longest first, at most ``PIKE_GUEST_JOBS`` at a time."""
+    """Boot the tiers' guests now, longest first, ``PIKE_GUEST_JOBS`` at a time."""
     jobs = _jobs_allowed()
     todo = [t for t in tiers if t.label not in _jobs]
     if jobs <= 0 or not todo or not _runnable():
         return
-    slots = threading.Semaphore(jobs)
-    for tier in sorted(todo, key=lambda t: -t.seconds):
-        job = _Job(tier)
-        _jobs[tier.label] = job
+    queue = [_Job(t) for t in sorted(todo, key=lambda t: -t.seconds)]
+    _jobs.update((job.tier.label, job) for job in queue)
+    lock = threading.Lock()
+    for n in range(min(jobs, len(queue))):
         thread = threading.Thread(
-            target=_background, args=(job, slots), name=f"guest {tier.label}", daemon=True
+            target=_worker, args=(queue, lock), name=f"guest worker {n}", daemon=True
         )
         _threads.append(thread)
         thread.start()
 
 
-def _background(job: _Job, slots: threading.Semaphore) -> None:
+def _worker(queue: list[_Job], lock: threading.Lock) -> None:
+    """Boot the next queued tier's guest until none is left (or the session ended)."""
     t0 = time.monotonic()
-    try:
-        with slots:
-            job.waited = time.monotonic() - t0
-            if not _cancel.is_set():
-                job.result = _boot(job.tier, job.notes, _cancel)
-    except BaseException as e:  # handed to the tier's test, which raises it there
-        job.error = e
-    finally:
-        job.done.set()
+    while True:
+        with lock:
+            if not queue:
+                return
+            job = queue.pop(0)
+        job.waited = time.monotonic() - t0
+        try:
+            if _cancel.is_set():
+                raise GuestError("the test session ended before this guest booted")
+            job.result = _boot(job.tier, job.notes, _cancel)
+        except BaseException as e:  # handed to the tier's test, which raises it there
+            job.error = e
+        finally:
+            job.done.set()
 
 
 def stop_background() -> None:
