@@ -181,7 +181,8 @@ def _judge(
     summary = lines[-1] if lines else "(no output)"
     print(
         f"\n{tier.label} in UML ({origin} kernel {path}, {how}): "
-        f"boot {result.boot_seconds:.2f}s, total {result.total_seconds:.2f}s: {summary}"
+        f"boot {result.boot_seconds:.2f}s, total {result.total_seconds:.2f}s, "
+        f"cpu {result.cpu_seconds:.0f}s: {summary}"
     )
     print("\n".join(line for line in lines if tier.show(line)))
     output = result.stdout[-20000:] + result.stderr[-5000:]
