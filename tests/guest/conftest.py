@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from guest.tier import selected_tiers, start_background, stop_background
+from guest.tier import selected_tiers, start_background, stop_background, summaries
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,3 +22,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     stop_background()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if summaries:  # each tier's wall and CPU time, also when it passed
+        terminalreporter.write_sep("-", "UML guest tiers")
+        for line in summaries:
+            terminalreporter.write_line(line)

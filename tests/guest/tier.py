@@ -65,6 +65,7 @@ class _Job:
 
 
 _jobs: dict[str, _Job] = {}
+summaries: list[str] = []  # one line per tier judged, for the session's terminal summary
 _cancel = threading.Event()
 _threads: list[threading.Thread] = []
 
@@ -163,12 +164,11 @@ def run_tier(tier: Tier) -> list[str]:
     else:
         t0 = time.monotonic()
         job.done.wait()
-        print(f"\n{tier.label}: waited {time.monotonic() - t0:.0f}s for its background guest")
         if job.error is not None:
             raise job.error
         assert job.result is not None
         result, notes = job.result, job.notes
-        how = "background" + (f", queued {job.waited:.0f}s" if job.waited >= 1 else "")
+        how = f"background, queued {job.waited:.0f}s, waited for {time.monotonic() - t0:.0f}s"
     for note in notes:
         print(note)
     return _judge(tier, kernel.origin, kernel.path, kernel.ours, result, how)
@@ -179,11 +179,12 @@ def _judge(
 ) -> list[str]:
     lines = result.stdout.strip().splitlines()
     summary = lines[-1] if lines else "(no output)"
-    print(
-        f"\n{tier.label} in UML ({origin} kernel {path}, {how}): "
-        f"boot {result.boot_seconds:.2f}s, total {result.total_seconds:.2f}s, "
-        f"cpu {result.cpu_seconds:.0f}s: {summary}"
+    figures = (
+        f"boot {result.boot_seconds:.2f}s, total {result.total_seconds:.0f}s, "
+        f"cpu {result.cpu_seconds:.0f}s"
     )
+    summaries.append(f"{tier.label} ({how}): {figures}: {summary}")
+    print(f"\n{tier.label} in UML ({origin} kernel {path}, {how}): {figures}: {summary}")
     print("\n".join(line for line in lines if tier.show(line)))
     output = result.stdout[-20000:] + result.stderr[-5000:]
     assert result.returncode == 0, output
