@@ -242,7 +242,7 @@ def _boot(
     env: dict[str, str],
     autoload: bool,
     run_dir: Path,
-    cancel: threading.Event | None,
+    cancel: threading.Event | None = None,
 ) -> GuestResult:
     insmod_overlay, load_modules = _module_steps(kernel.modules)
     stage1 = run_dir / "init.sh"
