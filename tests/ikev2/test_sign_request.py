@@ -93,8 +93,8 @@ def test_signing_error_fails_the_initiator_closed(
     assert [_exchange(d.data) for d in a.outbox] == [ExchangeType.IKE_SA_INIT]
     assert [e.reason for e in a.of(IkeSaDeleted)] == ["no_credentials"]
     assert not a.engine.sas and a.engine.get_timer() is None
-    assert (
-        "authentication failed: cannot sign our AUTH: token gw absent: sign failed: "
+    assert (  # pike.sa.signing's wording, both versions and roles
+        "cannot authenticate ourselves: cannot sign our AUTH: token gw absent: sign failed: "
         "GeneralError, token gone"
     ) in caplog.text
 

@@ -10,8 +10,8 @@ PSK before the initiator proved anything, so anyone can collect it and guess the
 (strongSwan refuses it for PSK unless told otherwise). The identities travel in the clear,
 which is what lets the responder pick the PSK by the initiator's ID rather than its address.
 All our transforms carry the group of AM1's KE payload: the group cannot be negotiated.
-With signatures, AM2 (responder) and AM3 (initiator) go once our ``SignRequest`` is
-answered (the engine's ``sign_done``).
+With signatures, AM2 (responder) and AM3 (initiator) go once our signature is in
+(``signature_auth.request``: the shared wait of ``pike.sa.signing``).
 """
 
 from __future__ import annotations

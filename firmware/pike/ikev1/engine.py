@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 from cryptography import x509
 
-from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode, signature_auth
+from pike.ikev1 import aggressive_mode, informational, main_mode, quick_mode
 from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.ikev1.liveness import due as dpd_due
 from pike.ikev1.quick_state import QuickMode
@@ -333,19 +333,17 @@ class Ikev1Engine:
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
         """The answer to a ``SignRequest`` of ours (``signature_auth``): the phase-1
-        message it completes goes out, or, without a signature, the SA fails closed."""
+        message it completes goes out, or, without a signature, the SA fails closed
+        (``pike.sa.signing``, which also ignores, logs and counts a late answer)."""
+        pending = self.ctx.signatures.take(ref, 1)
         for sa in self.table.all():
-            if (
-                sa.signing is None
-                or sa.signing.awaited.ref != ref
-                or sa.state == IkeState.DESTROYED
-            ):
+            if pending is None or sa.signing is not pending:
                 continue
             self.table.touch(sa)
+            sa.signing = None
             try:
-                signature_auth.signed(sa, result, now)
-            except PeerError as e:
-                log.error("%s: cannot authenticate ourselves: %s", sa.tag(), e)
+                self.ctx.signatures.settle(pending, result, now)
+            except PeerError as e:  # refused (logged by settle)
                 sa.fail(e.reason, now, self.remove_child)
             else:
                 if sa.state == IkeState.ESTABLISHED:

@@ -51,8 +51,7 @@ from pike.sa.certs import peer_identity
 from pike.sa.child_sa import ChildSa
 from pike.sa.conn_index import Candidates
 from pike.sa.context import Context
-from pike.sa.credentials import LocalCredentials
-from pike.sa.signing import Awaited
+from pike.sa.signing import PendingSignature
 from pike.sa.state import ChildState, IkeState, ike_transition, sa_tag
 from pike.wire.isakmp import encode_chain, encode_v1
 from pike.wire.isakmp_constants import (
@@ -158,7 +157,7 @@ class IsakmpSa:
         # decrypt: a wrong PSK); reported if the SA then times out half-open. Not ended at
         # once: a garbled message must not end an exchange (``Ikev1Engine._receive``).
         self.auth_suspect = ""
-        self.signing: Signing | None = None  # our phase-1 signature, while it is made
+        self.signing: PendingSignature[None] | None = None  # our phase-1 signature, while made
         # The phase-1 message whose CERT chain is being checked off the loop (piked).
         self.chain: ChainWait | None = None
         # Main Mode responder: the connections our and the peer's addresses fit; with
@@ -409,16 +408,6 @@ class IsakmpSa:
 
 # Builds and sends the message that carries our CERTs and SIG (they come last but one).
 Continue = Callable[[IsakmpSa, list[V1Payload], float], None]
-
-
-@dataclass
-class Signing:
-    """Our signature in progress on one ISAKMP SA (``signature_auth``)."""
-
-    awaited: Awaited
-    method: int
-    creds: LocalCredentials
-    then: Continue
 
 
 def address_id(ip: str) -> V1Id:

@@ -15,8 +15,9 @@ Ours follows our certificate's key, as strongSwan derives it from its local cred
   IKEv2 (``pike.sa.certs``), with the same config keys (``auth = "pubkey"``, ``certs``,
   ``key``, ``cacerts``).
 
-Our signature is never made here: like IKE_AUTH, we emit a ``SignRequest`` (the key may
-be in a token) and the exchange continues when the engine's ``sign_done`` brings it.
+Our signature is never made here: like IKE_AUTH, we wait for it in ``pike.sa.signing``
+(the key may be in a token) and the exchange continues when the engine's ``sign_done``
+brings it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from pike.hsm.signer import SignatureScheme, digest_hash, ecdsa_der_to_raw, ecdsa_raw_to_der
-from pike.ikev1.isakmp_sa import Continue, IsakmpSa, PeerError, Signing, log
+from pike.ikev1.isakmp_sa import Continue, IsakmpSa, PeerError, log
 from pike.ikev1.proposals import phase1_choices
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa.actions import SignRequest
@@ -46,7 +47,7 @@ from pike.sa.chain_check import verdict
 from pike.sa.context import Context
 from pike.sa.credentials import CredentialError
 from pike.sa.revocation import RevocationPending
-from pike.sa.signing import Awaited
+from pike.sa.signing import SignatureUnusable, Wanted
 from pike.wire.isakmp_constants import AuthV1, CertEncodingV1
 from pike.wire.isakmp_payloads import V1Cert, V1CertReq, V1Id, V1Message, V1Payload, V1Sig
 from pike.wire.payloads import CertPayload
@@ -120,7 +121,8 @@ def own_id(sa: IsakmpSa) -> V1Id:
 
 def request(sa: IsakmpSa, hash_value: bytes, then: Continue, now: float) -> None:
     """Ask for our signature over ``hash_value`` (HASH_I or HASH_R); ``then`` sends the
-    message once ``signed`` has it."""
+    message once it is in. The wait, its deadline and a failure's handling are
+    ``pike.sa.signing``'s, as for IKEv2's IKE_AUTH."""
     conn, choice = sa.conn, sa.choice
     assert conn is not None and choice is not None
     try:
@@ -131,28 +133,33 @@ def request(sa: IsakmpSa, hash_value: bytes, then: Continue, now: float) -> None
         SignatureScheme.RSA_PKCS1_NULL if creds.key_type == "rsa" else SignatureScheme.ECDSA_NULL
     )
     ref = sa.ctx.sign_ref()
-    sa.signing = Signing(Awaited.since(ref, now), choice.auth, creds, then)
-    sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, hash_value, creds.spki))
+    wanted = Wanted(
+        SignRequest(ref, conn.name, creds.key, scheme, hash_value, creds.spki), _name(sa)
+    )
+    method = choice.auth
+
+    def signed(signature: bytes, now: float) -> None:
+        """Send the message our signature completes."""
+        if method in _EC:
+            try:
+                signature = ecdsa_der_to_raw(signature, _EC[method][1])
+            except ValueError as exc:  # a signer that gave no DER ECDSA-Sig-Value
+                raise SignatureUnusable(str(exc)) from None
+        der = serialization.Encoding.DER
+        certs: list[V1Payload] = [
+            V1Cert(CertEncodingV1.X509_SIGNATURE, c.public_bytes(der)) for c in creds.chain
+        ]
+        then(sa, [*certs, V1Sig(signature)], now)
+
+    sa.signing = sa.ctx.signatures.wait(
+        1, sa, wanted, now, signed, refused, answering=None if sa.initiator else 0
+    )
 
 
-def signed(sa: IsakmpSa, result: bytes | Exception, now: float) -> None:
-    """The answer to our SignRequest: send the message it completes. PeerError when we
-    cannot authenticate ourselves (fail closed, whatever the cause)."""
-    signing = sa.signing
-    assert signing is not None
-    sa.signing = None
-    if isinstance(result, Exception):
-        raise PeerError("no_credentials", f"cannot sign our {_name(sa)}: {result}")
-    if signing.method in _EC:
-        try:
-            result = ecdsa_der_to_raw(result, _EC[signing.method][1])
-        except ValueError as exc:  # a signer that gave no DER ECDSA-Sig-Value
-            raise PeerError("no_credentials", f"cannot sign our {_name(sa)}: {exc}") from None
-    der = serialization.Encoding.DER
-    certs: list[V1Payload] = [
-        V1Cert(CertEncodingV1.X509_SIGNATURE, c.public_bytes(der)) for c in signing.creds.chain
-    ]
-    signing.then(sa, [*certs, V1Sig(result)], now)
+def refused(why: str, now: float) -> None:
+    """No signature (``pike.sa.signing``'s policy, logged there): the SA ends, in either
+    role without a message (an IKEv1 phase-1 responder has no answer for it)."""
+    raise PeerError("no_credentials", why)
 
 
 def _name(sa: IsakmpSa) -> str:

@@ -12,7 +12,7 @@ import logging
 
 from pike.ikev1 import informational, liveness
 from pike.ikev1.host import Host
-from pike.ikev1.isakmp_sa import IsakmpSa, log
+from pike.ikev1.isakmp_sa import IsakmpSa, PeerError, log
 from pike.sa.actions import SendKeepalive
 from pike.sa.context import HALF_OPEN_TIMEOUT
 from pike.sa.state import ChildState, IkeState
@@ -22,7 +22,7 @@ from pike.wire.isakmp_constants import NotifyV1
 def deadlines(sa: IsakmpSa) -> list[float | None]:
     times: list[float | None] = [fl.deadline for fl in sa.flights.values()]
     if sa.signing is not None:
-        times.append(sa.signing.awaited.deadline)
+        times.append(sa.signing.deadline)
     if sa.state == IkeState.CONNECTING and not sa.initiator:
         times.append(sa.created_at + HALF_OPEN_TIMEOUT)
     if sa.state == IkeState.ESTABLISHED:
@@ -39,9 +39,13 @@ def next_deadline(sa: IsakmpSa) -> float | None:
 def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
     """Everything due on ``sa`` at ``now``."""
     _retransmit(engine, sa, now)
-    late = sa.signing.awaited.late(now) if sa.signing is not None else None
-    if sa.signing is not None and late is not None:
-        engine.sign_done(sa.signing.awaited.ref, late, now)
+    pending = sa.signing
+    if pending is not None and pending.due(now):
+        sa.signing = None
+        try:
+            sa.ctx.signatures.expire(pending, now)  # refuses: no signature in time
+        except PeerError as e:
+            sa.fail(e.reason, now, engine.remove_child)
     half_open = sa.state == IkeState.CONNECTING and not sa.initiator
     if half_open and now >= sa.created_at + HALF_OPEN_TIMEOUT:
         # a responder has nothing to retransmit in Main Mode: unfinished SAs go

@@ -437,16 +437,17 @@ class Ikev2Engine:
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
         """The answer to ``SignRequest`` ``ref``: the signature, or the error that makes
-        that IKE SA fail closed. An answer for an SA that is gone is dropped."""
-        for sa in list(self.sas.values()):
-            if sa.tasks.signing == ref:
-                self._touch(sa)
-                answered = sa.tasks.sign_done(ref, result, now)
-                if answered is not None:
-                    self._after_request(sa, answered, now)
-                break
-        else:
-            log.debug("signature %d answered for an IKE_SA that is gone: dropped", ref)
+        that IKE SA fail closed (``pike.sa.signing``, which also ignores, logs and counts
+        an answer that comes too late)."""
+        pending = self.ctx.signatures.take(ref, 2)
+        if pending is not None:
+            for sa in list(self.sas.values()):
+                if sa.tasks.pending is pending:
+                    self._touch(sa)
+                    answered = sa.tasks.sign_done(sa.tasks.pending, result, now)
+                    if answered is not None:
+                        self._after_request(sa, answered, now)
+                    break
         self._sweep(now)
 
     def next_action(self) -> Action | None:

@@ -3,23 +3,24 @@
 Window size 1 (RFC 7296 §2.3): one outstanding request each way. Retransmission follows
 strongSwan's defaults: timeout 4 s x 1.8^n, 5 retransmits, then the SA is given up.
 
-A message that needs our signature (IKE_AUTH with a certificate) waits for it: a task's
-``prepare`` emits a ``SignRequest``, and the request (initiator) or the response
-(responder) is built only once ``sign_done`` brings the answer, at most SIGN_TIMEOUT later
-(``pike.sa.signing``). Meanwhile the peer's retransmissions of the request are ignored
-(never a second signature).
+A message that needs our signature (IKE_AUTH with a certificate) waits for it in the
+shared ``pike.sa.signing`` (as IKEv1's phase 1 does): a task's ``prepare`` says what it
+needs signed, and the request (initiator) or the response (responder) is built only once
+``sign_done`` brings the answer, at most SIGN_TIMEOUT later. Meanwhile the peer's
+retransmissions of the request are ignored (never a second signature).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from pike.ikev2.describe import describe_payloads, exchange_name
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
 from pike.sa.revocation import RevocationPending
-from pike.sa.signing import Awaited
+from pike.sa.signing import PendingSignature
 from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
@@ -49,17 +50,17 @@ class TaskManager:
         self.deadline: float | None = None
         self.cached_response: tuple[int, list[bytes]] | None = None
         self.restarts = 0
-        self.awaited: Awaited | None = None  # the signature the current message waits for
-        self.held: _Held | None = None  # responder: the request whose answer waits
+        # the signature the current message waits for; it holds what follows (pike.sa.signing)
+        self.pending: PendingSignature[Message | None] | None = None
 
     @property
-    def signing(self) -> int | None:
-        """The SignRequest ref the current message waits for."""
-        return self.awaited.ref if self.awaited is not None else None
+    def held(self) -> int | None:
+        """Responder: the message ID of the request whose answer waits for our signature."""
+        return self.pending.answering if self.pending is not None else None
 
     @property
     def sign_deadline(self) -> float | None:
-        return self.awaited.deadline if self.awaited is not None else None
+        return self.pending.deadline if self.pending is not None else None
 
     # -- initiator side ------------------------------------------------------------------
     def queue(self, task: Task) -> None:
@@ -92,24 +93,38 @@ class TaskManager:
             return
         self._send_request(now)
 
-    def _wait_for_signature(self, tasks: list[Task], now: float) -> bool:
+    def _wait_for_signature(self, tasks: list[Task], now: float, held: _Held | None = None) -> bool:
         """Let the tasks start what their build needs; True when a signature is awaited."""
         for task in tasks:
-            ref = task.prepare(now)
-            if ref is not None:
-                self.awaited = Awaited.since(ref, now)
-                log.debug("%s: waiting for signature %d", self.sa.tag(), ref)
+            wanted = task.prepare(now)
+            if wanted is not None:
+                ref = wanted.request.ref
+                self.pending = self.sa.ctx.signatures.wait(
+                    2,
+                    self.sa,
+                    wanted,
+                    now,
+                    partial(self._signed, ref, tasks, held),
+                    partial(self._refused, ref, tasks, held, wanted.required),
+                    answering=held.msg.message_id if held is not None else None,
+                )
                 return True
         return False
 
-    def sign_done(self, ref: int, result: bytes | Exception, now: float) -> Message | None:
-        """The signature ``ref`` (or why there is none): build and send what waited for it.
-        Returns the request answered, when a held response went out."""
-        if self.signing != ref or self.sa.state == IkeState.DESTROYED:
+    def sign_done(
+        self, pending: PendingSignature[Message | None], result: bytes | Exception, now: float
+    ) -> Message | None:
+        """The answer to ``pending`` (taken from ``ctx.signatures``): build and send what
+        waited for it. Returns the request answered, when a held response went out."""
+        if pending is not self.pending or self.sa.state == IkeState.DESTROYED:
             return None
-        self.awaited = None
-        held, self.held = self.held, None
-        for task in held.tasks if held is not None else self.active:
+        self.pending = None
+        return self.sa.ctx.signatures.settle(pending, result, now)
+
+    def _signed(
+        self, ref: int, tasks: list[Task], held: _Held | None, result: bytes | Exception, now: float
+    ) -> Message | None:
+        for task in tasks:
             task.signed(ref, result)
         if held is not None:
             self._respond(held.msg, held.data, held.tasks, now)
@@ -122,6 +137,20 @@ class TaskManager:
             self.sa.fail(e.reason, now)
             return None
         self._send_request(now)
+        return None
+
+    def _refused(
+        self, ref: int, tasks: list[Task], held: _Held | None, required: bool, why: str, now: float
+    ) -> Message | None:
+        """No signature (pike.sa.signing's policy): the message goes without an optional
+        one; else the initiator ends the SA, the responder answers AUTHENTICATION_FAILED."""
+        if not required:
+            return self._signed(ref, tasks, held, RuntimeError(why), now)
+        if held is not None:
+            error = RespondError(NotifyType.AUTHENTICATION_FAILED, detail=why)
+            self._respond(held.msg, held.data, held.tasks, now, error)
+            return held.msg
+        self.sa.fail("no_credentials", now)
         return None
 
     def _send_request(self, now: float) -> None:
@@ -194,10 +223,11 @@ class TaskManager:
         return d.retransmit_timeout * d.retransmit_base**n
 
     def on_timer(self, now: float) -> None:
-        late = self.awaited.late(now) if self.awaited is not None else None
-        if self.awaited is not None and late is not None:
+        pending = self.pending
+        if pending is not None and pending.due(now):
             # initiator: the SA ends; responder: answers AUTHENTICATION_FAILED
-            self.sign_done(self.awaited.ref, late, now)
+            self.pending = None
+            self.sa.ctx.signatures.expire(pending, now)
         if self.deadline is None or now < self.deadline or self.request is None:
             return
         tries = self.sa.ctx.config.daemon.retransmit_tries
@@ -232,7 +262,7 @@ class TaskManager:
             log.debug("%s: retransmitting response %d", self.sa.tag(), mid)
             self._send(self.cached_response[1], response=True)
             return
-        if self.held is not None and mid == self.held.msg.message_id:
+        if self.held is not None and mid == self.held:
             # Retransmitted while our signature is being made: the answer follows it.
             log.debug("%s: request %d again, our signature is pending", self.sa.tag(), mid)
             return
@@ -244,8 +274,7 @@ class TaskManager:
         try:
             for task in tasks:
                 task.process(msg, now)
-            if self._wait_for_signature(tasks, now):
-                self.held = _Held(msg, data, tasks)
+            if self._wait_for_signature(tasks, now, _Held(msg, data, tasks)):
                 return
         except RevocationPending as e:
             # Not answered and not consumed: the peer's retransmission of this request is

@@ -305,6 +305,11 @@ def _engine_counters(s: _Scrape) -> Iterator[Metric]:
             "path_changes",
             "IKE SAs moved to new addresses with their CHILD SAs (MOBIKE)",
         ),
+        (
+            "pike_late_signatures",
+            "late_signatures",
+            "Our signatures answered after the exchange gave up on them (ignored)",
+        ),
     ):
         yield _counter(
             name, help_, [([c], float(getattr(per[c], attr))) for c in conns], ["connection"]

@@ -140,11 +140,12 @@ class InstallTrap:
 
 @dataclass(frozen=True, slots=True)
 class SignRequest:
-    """Sign ``data`` (our AUTH octets, RFC 7296 §2.15) with ``scheme`` and the configured
-    ``key`` (a ``pkcs11:`` URI or a PEM file), which must belong to the certificate whose
-    SubjectPublicKeyInfo is ``spki``. A token may take a long time, so the runtime signs
-    off its event loop and answers with ``Ikev2Engine.sign_done(ref, ...)``; the exchange
-    waits for that answer."""
+    """Sign ``data`` (IKEv2's AUTH octets, RFC 7296 §2.15; IKEv1's HASH_I/HASH_R) with
+    ``scheme`` and the configured ``key`` (a ``pkcs11:`` URI or a PEM file), which must
+    belong to the certificate whose SubjectPublicKeyInfo is ``spki``. A token may take a
+    long time, so the runtime signs off its event loop and answers with the engine's
+    ``sign_done(ref, ...)``; the exchange waits for that answer (``pike.sa.signing``, both
+    IKE versions)."""
 
     ref: int
     conn: str

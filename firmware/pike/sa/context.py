@@ -18,6 +18,8 @@ from pike.sa.credentials import CredentialStore
 from pike.sa.hubs import Hubs
 from pike.sa.log_limit import LogLimit
 from pike.sa.ports import RandomSpis, SpiSource
+from pike.sa.signing import SIGN_TIMEOUT as SIGN_TIMEOUT  # with the other timings
+from pike.sa.signing import Signatures
 
 Random = Callable[[int], bytes]
 Selectors = tuple[TrafficSelector, ...]
@@ -27,9 +29,6 @@ IdKey = tuple[int, bytes]  # an identity as (ID type, data): the same numbers in
 NONCE_SIZE = 32  # strongSwan's nonce length
 HALF_OPEN_TIMEOUT = 30.0  # strongSwan's half_open_timeout: responder drops unfinished SAs
 DELETE_TIMEOUT = 5.0  # grace for a DELETING SA whose peer does not answer
-# How long an exchange waits for our signature (a TPM signs in tens to hundreds of ms; a
-# hung token must not hold the IKE SA for ever).
-SIGN_TIMEOUT = 20.0
 
 
 @dataclass
@@ -43,6 +42,7 @@ class ConnCounters:
     keepalives: int = 0
     retransmits: int = 0
     path_changes: int = 0  # MOBIKE: the IKE SA and its CHILD_SAs moved to new addresses
+    late_signatures: int = 0  # our signatures answered after the exchange gave up
     messages_in: dict[str, int] = field(default_factory=dict)  # by exchange name
     messages_out: dict[str, int] = field(default_factory=dict)
 
@@ -107,10 +107,16 @@ class Context:
     # by ``chain_checked``); in-memory engines check them inline.
     offload_chains: bool = False
     _next_sign: int = 0
+    # Our signatures the exchanges of both versions wait for (pike.sa.signing).
+    signatures: Signatures = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.spis is None:
             self.spis = RandomSpis(self.random)
+        self.signatures = Signatures(self.emit, self._late_signature)
+
+    def _late_signature(self, conn: str) -> None:
+        self.counters.conn(conn).late_signatures += 1
 
     def emit(self, action: Action) -> None:
         self.actions.append(action)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from pike.policy.config import ConnectionConfig
 from pike.sa.context import Context
+from pike.sa.signing import Wanted
 from pike.sa.state import IkeState
 from pike.wire.constants import notify_name
 from pike.wire.payloads import Message
@@ -93,15 +94,16 @@ class Task:
     def process(self, msg: Message, now: float) -> None:
         raise NotImplementedError
 
-    def prepare(self, now: float) -> int | None:
-        """Before ``build``: start work it needs that finishes later (our signature).
-
-        Returns the reference of the ``SignRequest`` it emitted, or None when ``build`` can
-        run now. Raises what ``build`` would raise for a failure found early."""
+    def prepare(self, now: float) -> Wanted | None:
+        """Before ``build``: the signature it needs, made off the loop (the task manager
+        waits for it through ``pike.sa.signing``), or None when ``build`` can run now.
+        Raises what ``build`` would raise for a failure found early."""
         return None
 
     def signed(self, ref: int, result: bytes | Exception) -> None:
-        """The answer to the ``SignRequest`` ``ref``: the signature or why there is none."""
+        """The answer to the ``SignRequest`` ``ref``: the signature, or why an optional
+        one (``Wanted.required`` False) is missing. Raises ``SignatureUnusable`` for a
+        signature that cannot be used."""
 
     def done(self) -> bool:
         """True when the task has nothing left to do after its last process/build."""

@@ -56,6 +56,7 @@ from pike.sa.certs import (
 )
 from pike.sa.credentials import CredentialError, LocalCredentials
 from pike.sa.id_match import is_wildcard
+from pike.sa.signing import SignatureUnusable, Wanted
 from pike.sa.state import IkeState
 from pike.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId, notify_name
 from pike.wire.payloads import (
@@ -211,9 +212,7 @@ class IkeAuth(Task):
             # the AUTH payload's data without the PPK; its method is the AUTH payload's
             data = auth_data(no_ppk.method, no_ppk.scheme, no_ppk.result)
             out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
-        elif no_ppk is not None:
-            log.warning("%s: no NO_PPK_AUTH: %s", self.sa.tag(), no_ppk.result)
-        return out
+        return out  # without NO_PPK_AUTH when it could not be signed (logged then)
 
     def _ppk_answer_i(self, conn: ConnectionConfig, msg: Message) -> None:
         """Initiator: the responder confirms the PPK with PPK_IDENTITY, or did without."""
@@ -277,7 +276,7 @@ class IkeAuth(Task):
         return _Ours(list(cert_payloads(signing.creds.chain)), AuthPayload(signing.method, data))
 
     # -- our signature -------------------------------------------------------------------
-    def prepare(self, now: float) -> int | None:
+    def prepare(self, now: float) -> Wanted | None:
         sa = self.sa
         conn = sa.conn
         if self.initiator:
@@ -296,10 +295,9 @@ class IkeAuth(Task):
         ref = sa.ctx.sign_ref()
         self._signing = _Signing(ref, method, scheme, creds)
         octets = self._octets(me, self.initiator)
-        sa.ctx.emit(SignRequest(ref, conn.name, creds.key, scheme, octets, creds.spki))
-        return ref
+        return Wanted(SignRequest(ref, conn.name, creds.key, scheme, octets, creds.spki), "AUTH")
 
-    def _prepare_no_ppk(self, conn: ConnectionConfig) -> int | None:
+    def _prepare_no_ppk(self, conn: ConnectionConfig) -> Wanted | None:
         """Initiator with a certificate and a PPK the peer may lack: a second signature,
         over the octets without the PPK, for NO_PPK_AUTH (RFC 8784 §3)."""
         sa, first = self.sa, self._signing
@@ -317,13 +315,19 @@ class IkeAuth(Task):
         self._no_ppk_signing = _Signing(ref, first.method, first.scheme, first.creds)
         octets = self._octets(me, True, self._no_ppk_keys)
         creds = first.creds
-        sa.ctx.emit(SignRequest(ref, conn.name, creds.key, first.scheme, octets, creds.spki))
-        return ref
+        req = SignRequest(ref, conn.name, creds.key, first.scheme, octets, creds.spki)
+        return Wanted(req, "NO_PPK_AUTH", required=False)
 
     def signed(self, ref: int, result: bytes | Exception) -> None:
         for signing in (self._signing, self._no_ppk_signing):
             if signing is not None and signing.ref == ref:
                 signing.result = result
+                if isinstance(result, bytes):
+                    try:  # a signer that returned no DER ECDSA-Sig-Value
+                        auth_data(signing.method, signing.scheme, result)
+                    except ValueError as exc:
+                        signing.result = exc
+                        raise SignatureUnusable(str(exc)) from None
 
     def _cannot_sign(self, exc: AuthFailure) -> Exception:
         """What build raises when we cannot authenticate ourselves, by role."""
