@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guest import uml
+from guest import tier, uml
 from lib.prereq import unavailable
 
 
@@ -129,3 +129,33 @@ def _processes_naming(text: str) -> list[str]:
         except OSError:
             pass
     return pids
+
+
+def test_background_tiers_queue_longest_first_and_hand_errors_to_their_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler alone (no boot): one worker takes the longest tier first; a tier's
+    failure (here a skip from its prepare step) is raised by that tier's own test."""
+    booted: list[str] = []
+
+    def boot(t: tier.Tier, notes: list[str], cancel: threading.Event | None) -> uml.GuestResult:
+        booted.append(t.label)
+        if t.label == "short":
+            pytest.skip("prerequisite missing: a test of the scheduler")
+        notes.append(f"{t.label} prepared")
+        return uml.GuestResult(0, "1 passed in 1s\n", "", 1.0, 2.0, 0.5)
+
+    monkeypatch.setenv(tier.JOBS_ENV, "1")
+    monkeypatch.setattr(tier, "_runnable", lambda: True)
+    monkeypatch.setattr(tier, "_boot", boot)
+    monkeypatch.setattr(tier, "_jobs", {})
+    monkeypatch.setattr(tier, "_threads", [])
+    short = tier.Tier("short", "m", ("a",), timeout=9, seconds=10)
+    long = tier.Tier("long", "m", ("b",), timeout=9, seconds=100)
+    tier.start_background([short, long])
+    for thread in tier._threads:
+        thread.join(10)
+    assert booted == ["long", "short"] and len(tier._threads) == 1
+    job_long, job_short = tier._jobs["long"], tier._jobs["short"]
+    assert job_long.notes == ["long prepared"] and job_long.result is not None
+    assert isinstance(job_short.error, pytest.skip.Exception)
