@@ -261,3 +261,27 @@ def test_validation_time_is_a_parameter(root) -> None:
     then = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(CertError, match=r"not valid before"):
         validate_chain([leaf.cert], [root.cert], then)
+
+
+def test_dn_attribute_names_are_the_oids_cryptography_names() -> None:
+    """pike.sa.certs spells the DN attribute OIDs out (cryptography.x509 is not imported at
+    start); they must be the ones NameOID holds."""
+    from cryptography.x509.oid import NameOID
+
+    from pike.sa.certs import _ATTR_NAMES as spelled_out
+
+    expected = {
+        NameOID.COUNTRY_NAME: "C",
+        NameOID.STATE_OR_PROVINCE_NAME: "ST",
+        NameOID.LOCALITY_NAME: "L",
+        NameOID.ORGANIZATION_NAME: "O",
+        NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+        NameOID.COMMON_NAME: "CN",
+        NameOID.EMAIL_ADDRESS: "E",
+        NameOID.SERIAL_NUMBER: "serialNumber",
+        NameOID.DOMAIN_COMPONENT: "DC",
+        NameOID.SURNAME: "SN",
+        NameOID.GIVEN_NAME: "G",
+        NameOID.TITLE: "T",
+    }
+    assert spelled_out == {oid.dotted_string: name for oid, name in expected.items()}

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address
 
 import pytest
-from pyroute2.netns import create_socket
 
 from kernel.kernel_netns import PREFIX, Namespaces, ip, ip_batch, netns_exec, xfrm_dump
+from pike.board.netns import call_in_netns
 from pike.crypto.ids import EncrId, IntegId
 from pike.daemon.dataplane import DataPlane
 from pike.kernel.interface import KernelError
@@ -217,7 +217,7 @@ def test_transport_ping(pair: Pair) -> None:
 
 def encap_socket(ns: str) -> socket.socket:
     """What an IKE daemon holds on port 4500: the kernel decapsulates ESP-in-UDP there."""
-    s = create_socket(ns, socket.AF_INET, socket.SOCK_DGRAM, flags=0)
+    s = call_in_netns(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     s.setsockopt(socket.IPPROTO_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
     s.bind(("0.0.0.0", 4500))
     return s

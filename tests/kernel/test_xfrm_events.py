@@ -22,12 +22,13 @@ from kernel.test_xfrm import NET_A, NET_B, SUITES, A, B, Pair, install, ping, si
 from pike.kernel import xfrm_events
 from pike.kernel import xfrm_messages as xm
 from pike.kernel.events import Acquire, Expire, KernelEvent
+from pike.kernel.netlink import Fields, Message, struct_size
 from pike.kernel.xfrm import XfrmKernel
 from pike.kernel.xfrm_selectors import Selector
 from pike.policy.ipsec import KernelCaps, Lifetime, PolicySpec
 
 
-def _offset(fields: xm.Fields, name: str) -> int:
+def _offset(fields: Fields, name: str) -> int:
     total = 0
     for field, fmt in fields:
         if field == name:
@@ -38,23 +39,19 @@ def _offset(fields: xm.Fields, name: str) -> int:
 
 def test_event_struct_layouts() -> None:
     acq = xm.xfrm_user_acquire.fields
-    assert xm.struct_size(acq) == 280  # sizeof(struct xfrm_user_acquire) on x86_64/arm64
+    assert struct_size(acq) == 280  # sizeof(struct xfrm_user_acquire) on x86_64/arm64
     assert _offset(acq, "saddr") == 24
     assert _offset(acq, "sel_daddr") == 40
     assert _offset(acq, "pol_sel_daddr") == 96
     assert _offset(acq, "aalgos") == 264
     exp = xm.xfrm_user_expire.fields
-    assert xm.struct_size(exp) == 232
+    assert struct_size(exp) == 232
     assert _offset(exp, "hard") == 224
     assert xfrm_events.GROUPS == 0b11
 
 
-def _nlmsg(cls: type, msg_type: int, values: dict[str, object]) -> bytes:
-    msg = cls()
-    msg["header"]["type"] = msg_type
-    msg.update(values)
-    msg.encode()
-    return bytes(msg.data)
+def _nlmsg(cls: type[Message], msg_type: int, values: dict[str, object]) -> bytes:
+    return cls(values).encode(msg_type)
 
 
 def test_parse_expire_and_acquire() -> None:

@@ -147,7 +147,7 @@ def test_closed_kernel_refuses(ns: str) -> None:
 
 
 def test_usable_inside_a_running_event_loop(ns: str) -> None:
-    """piked calls the kernel from its asyncio loop; pyroute2's own loop must not clash."""
+    """piked calls the kernel from inside its asyncio loop: plain blocking requests."""
 
     async def use() -> None:
         with XfrmKernel(ns) as k:

@@ -14,6 +14,7 @@ import pytest
 from pike.crypto.ids import EncrId, IntegId
 from pike.kernel import xfrm_messages as xm
 from pike.kernel.interface import KernelError
+from pike.kernel.netlink import Fields, struct_size
 from pike.kernel.xfrm_algorithms import algorithm_attrs
 from pike.kernel.xfrm_selectors import Selector, port_blocks, sa_selector, selectors
 from pike.policy.ts import TrafficSelector
@@ -26,10 +27,14 @@ SIZES = {
     "xfrm_userspi_info": (xm.xfrm_userspi_info.fields, 232),
     "xfrm_userpolicy_info": (xm.xfrm_userpolicy_info.fields, 168),
     "xfrm_userpolicy_id": (xm.xfrm_userpolicy_id.fields, 64),
-    "xfrm_user_tmpl": (xm.xfrm_user_tmpl.fields, 64),
-    "xfrm_user_migrate": (xm.xfrm_user_migrate.fields, 76),
-    "xfrm_encap_tmpl": (xm.xfrm_attrs.xfrm_encap_tmpl.fields, 24),
-    "xfrm_user_offload": (xm.xfrm_attrs.xfrm_user_offload.fields, 8),
+    "xfrm_user_tmpl": (xm.USER_TMPL, 64),
+    "xfrm_user_migrate": (xm.USER_MIGRATE, 76),
+    "xfrm_encap_tmpl": (xm.ENCAP_TMPL, 24),
+    "xfrm_user_offload": (xm.USER_OFFLOAD, 8),
+    "xfrm_replay_state_esn": (xm.REPLAY_STATE_ESN, 24),
+    "xfrm_algo_aead": (xm.ALGO_AEAD, 72),
+    "xfrm_user_acquire": (xm.xfrm_user_acquire.fields, 280),
+    "xfrm_user_expire": (xm.xfrm_user_expire.fields, 232),
     "xfrm_selector": (xm.SELECTOR, 56),
 }
 
@@ -37,10 +42,10 @@ SIZES = {
 @pytest.mark.parametrize("name", sorted(SIZES))
 def test_struct_sizes(name: str) -> None:
     fields, size = SIZES[name]
-    assert xm.struct_size(fields) == size
+    assert struct_size(fields) == size
 
 
-def _offset(fields: xm.Fields, name: str) -> int:
+def _offset(fields: Fields, name: str) -> int:
     total = 0
     for field, fmt in fields:
         if field == name:
@@ -59,9 +64,15 @@ OFFSETS = [
     ("xfrm_usersa_info", "sel.ifindex", xm.USERSA_INFO, "sel_ifindex"),
     ("xfrm_userpolicy_info", "priority", xm.xfrm_userpolicy_info.fields, "priority"),
     ("xfrm_userpolicy_info", "dir", xm.xfrm_userpolicy_info.fields, "dir"),
-    ("xfrm_user_tmpl", "saddr", xm.xfrm_user_tmpl.fields, "saddr"),
-    ("xfrm_user_tmpl", "mode", xm.xfrm_user_tmpl.fields, "mode"),
-    ("xfrm_user_tmpl", "aalgos", xm.xfrm_user_tmpl.fields, "aalgos"),
+    ("xfrm_user_tmpl", "saddr", xm.USER_TMPL, "saddr"),
+    ("xfrm_user_tmpl", "mode", xm.USER_TMPL, "mode"),
+    ("xfrm_user_tmpl", "aalgos", xm.USER_TMPL, "aalgos"),
+    ("xfrm_user_migrate", "reqid", xm.USER_MIGRATE, "reqid"),
+    ("xfrm_user_migrate", "new_family", xm.USER_MIGRATE, "new_family"),
+    ("xfrm_encap_tmpl", "encap_oa", xm.ENCAP_TMPL, "encap_oa"),
+    ("xfrm_user_acquire", "policy", xm.xfrm_user_acquire.fields, "pol_sel_daddr"),
+    ("xfrm_user_acquire", "seq", xm.xfrm_user_acquire.fields, "seq"),
+    ("xfrm_user_expire", "hard", xm.xfrm_user_expire.fields, "hard"),
     ("xfrm_userspi_info", "min", xm.xfrm_userspi_info.fields, "min"),
 ]
 
@@ -83,7 +94,7 @@ def test_layout_matches_system_header(tmp_path: Path, require: Require) -> None:
     c = dict(line.rsplit(" ", 1) for line in out.stdout.splitlines())
     for name in SIZES:
         if name != "xfrm_selector":
-            assert int(c[name]) == xm.struct_size(SIZES[name][0]), name
+            assert int(c[name]) == struct_size(SIZES[name][0]), name
     for s, m, fields, ours in OFFSETS:
         assert int(c[f"{s}.{m}"]) == _offset(fields, ours), f"{s}.{m}"
 
@@ -96,9 +107,7 @@ def test_sa_message_encoding() -> None:
         *algorithm_attrs(EncrId.AES_GCM_16, key, IntegId.NONE, b""),
         ("XFRMA_ENCAP", {"encap_type": 2, "encap_sport": 4500, "encap_dport": 4501}),
     ]
-    msg["header"]["type"] = xm.XFRM_MSG_NEWSA
-    msg.encode()
-    data = bytes(msg.data)
+    data = msg.encode(xm.XFRM_MSG_NEWSA)
     body = data[16:]
     assert body[56 + 16 : 56 + 20] == bytes.fromhex("c0000001")  # SPI in network order
     assert body[56:60] == bytes([192, 0, 2, 2])
@@ -113,8 +122,7 @@ def test_sa_message_encoding() -> None:
     assert struct.unpack_from("=H", encap, 4) == (2,)
     assert struct.unpack_from(">HH", encap, 6) == (4500, 4501)  # network order
     # and it decodes back
-    back = xm.xfrm_usersa_info(bytearray(data))
-    back.decode()
+    back = xm.xfrm_usersa_info.decode(body)
     assert back["id_spi"] == 0xC0000001
     assert back.get_attr("XFRMA_ALG_AEAD")["alg_key"] == key
 
@@ -125,14 +133,12 @@ def test_offload_and_if_id_attributes() -> None:
         ("XFRMA_OFFLOAD_DEV", {"ifindex": 3, "flags": xm.XFRM_OFFLOAD_INBOUND}),
         ("XFRMA_IF_ID", 7),
     ]
-    msg["header"]["type"] = xm.XFRM_MSG_NEWSA
-    msg.encode()
-    nla = bytes(msg.data)[16 + 224 :]
+    data = msg.encode(xm.XFRM_MSG_NEWSA)
+    nla = data[16 + 224 :]
     # struct xfrm_user_offload { int ifindex; __u8 flags; } is 8 bytes with padding
     assert struct.unpack_from("=HHiB3x", nla) == (12, xm.XFRMA_OFFLOAD_DEV, 3, 2)
     assert struct.unpack_from("=HHI", nla, 12) == (8, xm.XFRMA_IF_ID, 7)
-    back = xm.xfrm_usersa_info(bytearray(msg.data))
-    back.decode()
+    back = xm.xfrm_usersa_info.decode(data[16:])
     assert back.get_attr("XFRMA_OFFLOAD_DEV")["ifindex"] == 3
     assert back.get_attr("XFRMA_IF_ID") == 7
 

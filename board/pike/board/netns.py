@@ -31,15 +31,14 @@ def _setns(path: str) -> None:
 
 def call_in_netns(netns: str | None, fn: Callable[[], T], *, thread: bool = False) -> T:
     """``fn()`` with the calling thread in ``netns`` (None: here, on a thread only when
-    ``thread``: pyroute2's IPRoute runs its own asyncio loop and refuses to start inside
-    a running one, such as piked's)."""
+    ``thread``)."""
     if netns is None and not thread:
         return fn()
     path = None
     if netns is not None:
         path = netns if netns.startswith("/") else os.path.join(NETNS_RUN_DIR, netns)
     if path is not None and not os.path.exists(path):
-        # Never create it implicitly (pyroute2's NetlinkSocket(netns=...) does).
+        # Never create it implicitly.
         raise FileNotFoundError(f"network namespace {netns!r} does not exist")
     result: list[T] = []
     error: list[BaseException] = []

@@ -114,37 +114,37 @@ def packet_offload_unsupported(release: str | None = None) -> str | None:
 
 def local_interface(addr: str, netns: str | None = None) -> str | None:
     """The interface that holds ``addr`` (where ESP for it arrives), or None."""
-    from pyroute2 import IPRoute  # deferred: only this lookup needs it
+    from pike.kernel.route_socket import RouteSocket  # deferred: only offload needs it
 
     def lookup() -> str | None:
-        with IPRoute() as ipr:
-            for a in ipr.get_addr(address=addr):
-                links = ipr.get_links(a["index"])
-                return str(links[0].get_attr("IFLA_IFNAME")) if links else None
+        with RouteSocket() as rtnl:
+            for a in rtnl.addresses():
+                if addr in (a.get_attr("IFA_ADDRESS"), a.get_attr("IFA_LOCAL")):
+                    return rtnl.link_name(a["index"])
         return None
 
-    return call_in_netns(netns, lookup, thread=True)
+    return call_in_netns(netns, lookup)
 
 
 def outgoing_interface(dst: str, netns: str | None = None) -> str | None:
     """The interface the kernel routes ``dst`` through (``ip route get``), or None."""
-    from pyroute2 import IPRoute  # deferred: only this lookup needs it
+    from pike.kernel.netlink import NetlinkError
+    from pike.kernel.route_socket import RouteSocket
 
     def lookup() -> str | None:
-        with IPRoute() as ipr:
+        with RouteSocket() as rtnl:
             try:
-                routes = ipr.route("get", dst=dst)
-            except Exception as exc:  # NetlinkError: unreachable, bad address
+                routes = rtnl.route_get(dst)
+            except (NetlinkError, ValueError) as exc:  # unreachable, bad address
                 log.debug("route get %s: %s", dst, exc)
                 return None
             for r in routes:
                 oif = r.get_attr("RTA_OIF")
                 if oif is not None:
-                    links = ipr.get_links(oif)
-                    return str(links[0].get_attr("IFLA_IFNAME")) if links else None
+                    return rtnl.link_name(oif)
         return None
 
-    return call_in_netns(netns, lookup, thread=True)
+    return call_in_netns(netns, lookup)
 
 
 def plan_offload_for(

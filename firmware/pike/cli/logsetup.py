@@ -41,7 +41,7 @@ def setup_logging(level: str, *, journal: bool | None = None) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    # --log-level debug is about pike; third-party debug chatter (pyroute2 dumps every
-    # netlink message, asyncio its selector) stays at warnings.
+    # --log-level debug is about pike; third-party debug chatter (asyncio's selector)
+    # stays at warnings.
     root.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     logging.getLogger("pike").setLevel(level.upper())

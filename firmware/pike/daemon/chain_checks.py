@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from pike.keyd.client import KeyHelper, path_of
 from pike.sa.actions import CheckChain
-from pike.sa.certs import CertError, check_chain
+from pike.sa.cert_error import CertError
 
 log = logging.getLogger("pike.daemon")
 
@@ -74,4 +74,6 @@ class ChainChecks:
 
 
 def _indices(req: CheckChain) -> tuple[int, ...]:
+    from pike.sa.certs import check_chain  # deferred: x509 only once a chain comes
+
     return check_chain(req.certs, req.anchors, req.when)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pike.board.watchdog import LoopLag
 from pike.crypto.proposal import format_proposal
-from pike.daemon import certs_view
 from pike.daemon.configfile import ConfigRefused, load_checked
 from pike.daemon.control import ControlError, StreamSource
 from pike.daemon.initiations import Initiations
@@ -153,6 +152,8 @@ class Ops:
 
     def pki(self) -> dict[str, Any]:
         """Certificates and revocation sources (pikectl certs, metrics)."""
+        from pike.daemon import certs_view  # deferred: cryptography.x509 (idle RSS)
+
         d = self.daemon
         store = d.credentials
         peers = self.engine.peer_paths()

@@ -13,17 +13,22 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pike.kernel import rtnetlink as rt
+from pike.kernel.netlink import NetlinkDecodeError, NetlinkError
+from pike.kernel.route_socket import RouteSocket
 
 log = logging.getLogger("pike.daemon")
 
 SETTLE = 0.1  # seconds from the first event of a burst to the route lookups
-# rtnetlink multicast groups (linux/rtnetlink.h RTMGRP_*)
-_GROUPS = 0x1 | 0x10 | 0x40 | 0x100 | 0x400  # LINK, IPV4_IFADDR/ROUTE, IPV6_IFADDR/ROUTE
+_GROUPS = (
+    rt.RTMGRP_LINK
+    | rt.RTMGRP_IPV4_IFADDR
+    | rt.RTMGRP_IPV4_ROUTE
+    | rt.RTMGRP_IPV6_IFADDR
+    | rt.RTMGRP_IPV6_ROUTE
+)
 
 
 class Roaming(Protocol):
@@ -34,25 +39,25 @@ class Roaming(Protocol):
     ) -> None: ...
 
 
-def local_addresses(ipr: IPRoute) -> tuple[str, ...]:
+def local_addresses(rtnl: RouteSocket) -> tuple[str, ...]:
     """Every address assigned here that can carry IKE (not loopback, not tentative)."""
     out: list[str] = []
-    for msg in ipr.get_addr():
+    for msg in rtnl.addresses():
         addr = msg.get_attr("IFA_ADDRESS")
         flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
-        if not addr or addr in ("127.0.0.1", "::1") or flags & 0x40:  # IFA_F_TENTATIVE
+        if not addr or addr in ("127.0.0.1", "::1") or flags & rt.IFA_F_TENTATIVE:
             continue
         out.append(str(addr))
     return tuple(dict.fromkeys(out))
 
 
-def route_sources(ipr: IPRoute, peers: Iterable[str]) -> dict[str, str | None]:
+def route_sources(rtnl: RouteSocket, peers: Iterable[str]) -> dict[str, str | None]:
     """The source address the kernel picks toward each peer; None without a route."""
     out: dict[str, str | None] = {}
     for peer in sorted(peers):
         try:
-            routes = ipr.route("get", dst=peer)
-        except NetlinkError:  # ENETUNREACH, EHOSTUNREACH: no path now
+            routes = rtnl.route_get(peer)
+        except (NetlinkError, ValueError):  # ENETUNREACH, EHOSTUNREACH: no path now
             out[peer] = None
             continue
         src = routes[0].get_attr("RTA_PREFSRC") if routes else None
@@ -64,11 +69,11 @@ Found = tuple[tuple[str, ...], dict[str, str | None]]
 
 
 def _lookup(peers: set[str]) -> Found | None:
-    """Our addresses and the source toward each peer (in a worker thread)."""
+    """Our addresses and the source toward each peer."""
     try:
-        with IPRoute() as ipr:
-            return local_addresses(ipr), route_sources(ipr, peers)
-    except (OSError, NetlinkError) as exc:
+        with RouteSocket() as rtnl:
+            return local_addresses(rtnl), route_sources(rtnl, peers)
+    except (OSError, NetlinkError, NetlinkDecodeError) as exc:
         log.warning("reading addresses and routes failed: %s", exc)
         return None
 
@@ -97,11 +102,8 @@ class PathWatcher:
             return
         self._sock = sock
         loop.add_reader(sock.fileno(), self._readable)
-        # once now, waiting: IKE_AUTH announces our addresses (pyroute2 runs an event loop
-        # of its own, so its calls go to a thread)
-        with ThreadPoolExecutor(1) as pool:
-            found = pool.submit(_lookup, self._engine().mobike_peers()).result(timeout=10)
-        self._deliver(found)
+        # once now, waiting: IKE_AUTH announces our addresses
+        self._deliver(_lookup(self._engine().mobike_peers()))
 
     def close(self) -> None:
         if self._pending is not None:
@@ -125,6 +127,7 @@ class PathWatcher:
         self._pending = None
         if self._loop is None or self._sock is None:
             return
+        # off the loop: one route request per MOBIKE peer (a hub may have thousands)
         task = self._loop.run_in_executor(None, _lookup, self._engine().mobike_peers())
         task.add_done_callback(lambda f: self._deliver(f.result()))
 

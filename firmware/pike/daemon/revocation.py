@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from pike.policy.config import Config
 from pike.sa.credentials import CredentialStore
 from pike.sa.crl import parse_crl
-from pike.sa.ocsp import NONCE_SIZE, check_ocsp_response, ocsp_request
 from pike.sa.revocation import Fetch, RevokedCheck, revoked_check
 from pike.sa.revocation_status import RevocationError
 
@@ -215,6 +214,9 @@ class Fetcher:
                     self._drop_revoked()
             else:
                 assert fetch.cert is not None and fetch.issuer is not None
+                # deferred: cryptography.x509.ocsp loads with the first OCSP fetch
+                from pike.sa.ocsp import NONCE_SIZE, check_ocsp_response, ocsp_request
+
                 nonce = self._random(NONCE_SIZE)
                 request = ocsp_request(fetch.cert, fetch.issuer, nonce)
                 data = await http_fetch(

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from pike.sa.chain_check import ChainWait as ChainWait
 from pike.sa.chain_check import anchors_of, offloadable, trust_key, verdict
 from pike.wire.constants import ExchangeType
 from pike.wire.payloads import CertPayload, Message
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from pike.ikev2.ike_sa import IkeSa
     from pike.policy.config import ConnectionConfig
 

@@ -11,8 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from ipaddress import ip_address
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from pike.ikev2 import chain_wait, reauth
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
@@ -61,6 +60,9 @@ from pike.wire.errors import MalformedMessage
 from pike.wire.header import decode_header
 from pike.wire.payloads import Message, NotifyPayload, SkfPayload, SkPayload
 from pike.wire.rules import check_payloads
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 class Ikev2Engine:

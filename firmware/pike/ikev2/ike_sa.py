@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
@@ -29,6 +27,8 @@ from pike.wire.fragments import encode_fragments
 from pike.wire.payloads import Message, Payload, Proposal
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from pike.ikev2.task_manager import TaskManager
     from pike.ikev2.tasks.base import Task
     from pike.sa.chain_check import ChainWait

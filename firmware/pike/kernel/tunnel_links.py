@@ -1,9 +1,6 @@
 """The tunnel interfaces of route-based children (``interface = "ipsec0"``): an XFRM
 interface (its if_id) or a VTI (its keys are the SAs' and policies' marks), created,
-brought up and removed over rtnetlink.
-
-pyroute2's IPRoute runs its own asyncio loop, so every call runs on a short thread
-(``call_in_netns(..., thread=True)``), as pike.board.offload's lookups do.
+brought up and removed over rtnetlink (pike.kernel.route_socket).
 """
 
 from __future__ import annotations
@@ -13,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pike.board.netns import call_in_netns
+from pike.kernel import rtnetlink as rt
+from pike.kernel.netlink import Message
+from pike.kernel.route_socket import RouteSocket
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +45,23 @@ class TunnelLink:
         return f"VTI {self.name} {self.local} -> {self.remote} keys {self.ikey}/{self.okey}"
 
 
-def _attrs(link: TunnelLink) -> dict[str, Any]:
+def _data(link: TunnelLink) -> list[tuple[str, Any]]:
+    """IFLA_INFO_DATA of ``link``'s kind."""
     if link.if_id:
-        return {"kind": "xfrm", "xfrm_if_id": link.if_id}
-    # vti and vti6 share the attribute names (IFLA_VTI_*)
-    return {
-        "kind": link.kind,
-        "vti_local": link.local,
-        "vti_remote": link.remote,
-        "vti_ikey": link.ikey,
-        "vti_okey": link.okey,
-    }
+        return [("IFLA_XFRM_IF_ID", link.if_id)]
+    # vti and vti6 share the attributes (IFLA_VTI_*)
+    return [
+        ("IFLA_VTI_LOCAL", link.local),
+        ("IFLA_VTI_REMOTE", link.remote),
+        ("IFLA_VTI_IKEY", link.ikey),
+        ("IFLA_VTI_OKEY", link.okey),
+    ]
 
 
-def _matches(found: Any, link: TunnelLink) -> bool:
+def _matches(found: Message, link: TunnelLink) -> bool:
     """Whether an existing interface already is ``link`` (kind and endpoints/if_id)."""
-    info = found.get_attr("IFLA_LINKINFO")
-    if info is None or info.get_attr("IFLA_INFO_KIND") != link.kind:
-        return False
-    data = info.get_attr("IFLA_INFO_DATA")
-    if data is None:
+    kind, data = rt.link_info(found)
+    if kind != link.kind or data is None:
         return False
     if link.if_id:
         return bool(data.get_attr("IFLA_XFRM_IF_ID") == link.if_id)
@@ -80,24 +77,27 @@ def _matches(found: Any, link: TunnelLink) -> bool:
 def ensure(link: TunnelLink, netns: str | None = None) -> bool:
     """Create ``link`` (or re-create it when an interface of that name differs, e.g. a
     VTI towards the hub that was active before) and bring it up; True if it was made."""
-    from pyroute2 import IPRoute  # deferred: only route-based children need it
 
     def run() -> bool:
-        with IPRoute() as ipr:
-            idx = ipr.link_lookup(ifname=link.name)
+        with RouteSocket() as rtnl:
+            found = rtnl.link(name=link.name)
             made = False
-            if idx and not _matches(ipr.get_links(idx[0])[0], link):
-                ipr.link("del", index=idx[0])
-                idx = []
-            if not idx:
-                ipr.link("add", ifname=link.name, **_attrs(link))
-                idx = ipr.link_lookup(ifname=link.name)
+            if found is not None and not _matches(found, link):
+                rtnl.del_link(found["index"])
+                found = None
+            if found is None:
+                rtnl.add_link(rt.new_link(link.name, link.kind, _data(link)))
+                found = rtnl.link(name=link.name)
                 made = True
-            ipr.link("set", index=idx[0], state="up")
+            if found is None:
+                raise LinkError(f"{link.describe()}: gone right after it was made")
+            rtnl.set_up(found["index"])
             return made
 
     try:
-        made = call_in_netns(netns, run, thread=True)
+        made = call_in_netns(netns, run)
+    except LinkError:
+        raise
     except Exception as exc:  # NetlinkError, OSError: say which interface
         raise LinkError(f"{link.describe()}: {exc}") from exc
     if made and link.kind.startswith("vti"):
@@ -109,16 +109,14 @@ def ensure(link: TunnelLink, netns: str | None = None) -> bool:
 
 
 def remove(name: str, netns: str | None = None) -> None:
-    from pyroute2 import IPRoute
-
     def run() -> None:
-        with IPRoute() as ipr:
-            idx = ipr.link_lookup(ifname=name)
-            if idx:
-                ipr.link("del", index=idx[0])
+        with RouteSocket() as rtnl:
+            found = rtnl.link(name=name)
+            if found is not None:
+                rtnl.del_link(found["index"])
 
     try:
-        call_in_netns(netns, run, thread=True)
+        call_in_netns(netns, run)
     except Exception as exc:
         raise LinkError(f"remove {name}: {exc}") from exc
 

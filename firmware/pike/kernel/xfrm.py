@@ -1,4 +1,4 @@
-"""Linux XFRM data plane over pyroute2's NETLINK_XFRM socket (SAD, SPD, SPI allocation)."""
+"""Linux XFRM data plane over a NETLINK_XFRM socket (SAD, SPD, SPI allocation)."""
 
 from __future__ import annotations
 
@@ -377,8 +377,7 @@ class XfrmKernel(KernelIpsec):
         for old, new in zip(old_policies, policies, strict=True):
             inbound = old.direction != "out"
             sa = new_in if inbound else new_out
-            entry = xm.encode_struct(
-                xm.xfrm_user_migrate,
+            entry = xm.encode_migrate(
                 {
                     "old_daddr": packed(old.tmpl_dst),
                     "old_saddr": packed(old.tmpl_src),
@@ -554,13 +553,12 @@ class XfrmKernel(KernelIpsec):
             mark = (int(got["v"]), int(got["m"])) if got else NO_MARK
             if _policy_key(info, int(info["dir"]), if_id, mark) in ours:
                 continue
-            msg = xm.xfrm_userpolicy_id()
-            msg.update(index=info["index"], dir=info["dir"])
+            pol_id = xm.xfrm_userpolicy_id(index=info["index"], dir=info["dir"])
             attrs = _policy_id_attrs(if_id, mark)
             if attrs:  # the kernel finds a policy by index only with its if_id and mark
-                msg["attrs"] = attrs
+                pol_id["attrs"] = attrs
             try:
-                self._request(f"delete stale policy {info['index']}", msg, xm.XFRM_MSG_DELPOLICY)
+                self._request(f"delete stale policy {info['index']}", pol_id, xm.XFRM_MSG_DELPOLICY)
                 policies += 1
             except KernelError as e:
                 if e.code not in (errno.ESRCH, errno.ENOENT):

@@ -13,16 +13,14 @@ import errno
 import logging
 import os
 import socket
-import struct
 import threading
 from ipaddress import ip_address, ip_network
 from typing import Any
 
-from pyroute2.netlink import NETLINK_XFRM
-
 from pike.kernel import xfrm_messages as xm
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
+from pike.kernel.netlink import NetlinkDecodeError, split
 from pike.kernel.xfrm_selectors import Selector
 from pike.policy.ts import IPAddress
 
@@ -30,8 +28,6 @@ log = logging.getLogger(__name__)
 
 NETNS_DIR = "/var/run/netns"
 CLONE_NEWNET = 0x40000000
-NLMSG_HDR = struct.Struct("=IHHII")  # struct nlmsghdr: len, type, flags, seq, pid
-NLMSG_ERROR = 2
 RCVBUF = 1 << 20  # a burst of ACQUIREs (many hosts behind a trap) must not overflow
 GROUPS = (1 << (xm.XFRMNLGRP_ACQUIRE - 1)) | (1 << (xm.XFRMNLGRP_EXPIRE - 1))
 
@@ -55,9 +51,8 @@ def _selector(msg: Any) -> Selector:
     )
 
 
-def parse_acquire(data: bytes | bytearray, offset: int = 0) -> Acquire:
-    msg = xm.xfrm_user_acquire(bytearray(data), offset=offset)
-    msg.decode()
+def parse_acquire(payload: bytes) -> Acquire:
+    msg = xm.xfrm_user_acquire.decode(payload)
     family = msg["pol_sel_family"] or msg["sel_family"]
     tmpls = xm.decode_tmpls(msg.get_attr("XFRMA_TMPL") or b"")
     # The first ESP template names the SA wanted; its reqid is what the trap installed.
@@ -72,9 +67,8 @@ def parse_acquire(data: bytes | bytearray, offset: int = 0) -> Acquire:
     )
 
 
-def parse_expire(data: bytes | bytearray, offset: int = 0) -> Expire:
-    msg = xm.xfrm_user_expire(bytearray(data), offset=offset)
-    msg.decode()
+def parse_expire(payload: bytes) -> Expire:
+    msg = xm.xfrm_user_expire.decode(payload)
     return Expire(
         spi=int(msg["id_spi"]),
         dst=_address(msg["id_daddr"], msg["family"]),
@@ -86,25 +80,22 @@ def parse_expire(data: bytes | bytearray, offset: int = 0) -> Expire:
 def parse(data: bytes) -> list[KernelEvent]:
     """Every ACQUIRE/EXPIRE in one datagram (other message types are skipped)."""
     events: list[KernelEvent] = []
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, msg_type, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size or offset + length > len(data):
-            log.warning("truncated netlink message (%d bytes at %d)", length, offset)
-            break
-        try:
-            if msg_type == xm.XFRM_MSG_ACQUIRE:
-                events.append(parse_acquire(data, offset))
-            elif msg_type == xm.XFRM_MSG_EXPIRE:
-                events.append(parse_expire(data, offset))
-        except (struct.error, ValueError, IndexError) as exc:
-            log.warning("cannot parse XFRM message type %d: %s", msg_type, exc)
-        offset += (length + 3) & ~3
+    try:
+        for header, payload in split(data):
+            try:
+                if header.type == xm.XFRM_MSG_ACQUIRE:
+                    events.append(parse_acquire(payload))
+                elif header.type == xm.XFRM_MSG_EXPIRE:
+                    events.append(parse_expire(payload))
+            except (NetlinkDecodeError, ValueError) as exc:
+                log.warning("cannot parse XFRM message type %d: %s", header.type, exc)
+    except NetlinkDecodeError as exc:
+        log.warning("truncated netlink datagram: %s", exc)
     return events
 
 
 def _open_in(netns: str | None) -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, xm.NETLINK_XFRM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.bind((0, GROUPS))

@@ -1,18 +1,27 @@
-"""XFRM netlink messages (linux/include/uapi/linux/xfrm.h) declared on pyroute2's nlmsg.
+"""XFRM netlink messages (linux/include/uapi/linux/xfrm.h) declared on pike.kernel.netlink.
 
-pyroute2 has no XFRM SA/policy classes, so the kernel structs are spelled out here. pyroute2
-packs each field on its own, so C alignment padding is written as explicit ``x`` fields;
-nested structs (selector, id, lifetimes) are flattened with a prefix. Sizes are checked in
-tests/kernel/test_xfrm_messages.py.
+The kernel structs are spelled out field by field, C alignment padding as explicit ``x``
+fields; nested structs (selector, id, lifetimes) are flattened with a prefix. Sizes and
+offsets are checked against the system header in tests/kernel/test_xfrm_messages.py.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pyroute2.netlink import nla, nlmsg, nlmsg_base, nlmsg_decoder_generic, nlmsg_encoder_generic
+from pike.kernel.netlink import (
+    AttrSet,
+    Fields,
+    Message,
+    NetlinkDecodeError,
+    Raw,
+    Scalar,
+    Struct,
+    StructValue,
+)
+
+NETLINK_XFRM = 6
 
 # Message types (enum starting at XFRM_MSG_BASE = 0x10).
 XFRM_MSG_NEWSA = 0x10
@@ -72,8 +81,6 @@ XFRM_OFFLOAD_PACKET = 4
 UDP_ENCAP_ESPINUDP = 2  # RFC 3948 (linux/udp.h)
 
 ALL_ALGOS = 0xFFFFFFFF  # template aalgos/ealgos/calgos: accept any
-
-Fields = tuple[tuple[str, str], ...]
 
 # struct xfrm_selector: 56 bytes.
 SELECTOR: Fields = (
@@ -138,197 +145,116 @@ USERSA_INFO: Fields = (
 )
 
 
-def struct_size(fields: Fields) -> int:
-    return sum(struct.calcsize(fmt) for _, fmt in fields)
+# struct xfrm_user_tmpl: 64 bytes; XFRMA_TMPL holds one or more back to back.
+USER_TMPL: Fields = (
+    *XFRM_ID,
+    ("family", "H"),
+    ("pad1", "2x"),
+    ("saddr", "16s"),
+    ("reqid", "I"),
+    ("mode", "B"),
+    ("share", "B"),
+    ("optional", "B"),
+    ("pad2", "x"),
+    ("aalgos", "I"),
+    ("ealgos", "I"),
+    ("calgos", "I"),
+)
+# struct xfrm_user_migrate: 76 bytes; old and new outer addresses of the SAs (and the
+# template) of one policy.
+USER_MIGRATE: Fields = (
+    ("old_daddr", "16s"),
+    ("old_saddr", "16s"),
+    ("new_daddr", "16s"),
+    ("new_saddr", "16s"),
+    ("proto", "B"),
+    ("mode", "B"),
+    ("reserved", "H"),
+    ("reqid", "I"),
+    ("old_family", "H"),
+    ("new_family", "H"),
+)
+# struct xfrm_algo: name[64], key length in bits, key.
+ALGO: Fields = (("alg_name", "64s"), ("alg_key_len", "I"))
+# struct xfrm_algo_auth: name[64], key length and truncation in bits, key.
+ALGO_AUTH: Fields = (("alg_name", "64s"), ("alg_key_len", "I"), ("alg_trunc_len", "I"))
+# struct xfrm_algo_aead: name[64], key length (with salt) and ICV in bits, key.
+ALGO_AEAD: Fields = (("alg_name", "64s"), ("alg_key_len", "I"), ("alg_icv_len", "I"))
+# struct xfrm_mark: value and mask, host order.
+MARK: Fields = (("v", "I"), ("m", "I"))
+# struct xfrm_encap_tmpl: 24 bytes; ports in network order.
+ENCAP_TMPL: Fields = (
+    ("encap_type", "H"),
+    ("encap_sport", ">H"),
+    ("encap_dport", ">H"),
+    ("pad", "2x"),
+    ("encap_oa", "16s"),
+)
+# struct xfrm_replay_state: outbound and inbound sequence, 32-bit bitmap.
+REPLAY_STATE: Fields = (("oseq", "I"), ("seq", "I"), ("bitmap", "I"))
+# struct xfrm_replay_state_esn, followed by bmp_len 32-bit words of bitmap (``bmp``).
+REPLAY_STATE_ESN: Fields = (
+    ("bmp_len", "I"),
+    ("oseq", "I"),
+    ("seq", "I"),
+    ("oseq_hi", "I"),
+    ("seq_hi", "I"),
+    ("replay_window", "I"),
+)
+# struct xfrm_user_offload: ifindex and flags (8 bytes).
+USER_OFFLOAD: Fields = (("ifindex", "i"), ("flags", "B"), ("pad", "3x"))
 
-
-def _defaults(fields: Fields) -> dict[str, Any]:
-    """Zero for every field, so a message only names what it sets."""
-    return {name: b"" if fmt.endswith("s") else 0 for name, fmt in fields if not fmt.endswith("x")}
-
-
-class _struct(nlmsg_base, nlmsg_encoder_generic, nlmsg_decoder_generic):  # type: ignore[misc]
-    """A bare C struct (no netlink header), for arrays packed inside one NLA."""
-
-    header = None
-    align = 0
-
-
-class xfrm_user_tmpl(_struct):
-    """struct xfrm_user_tmpl: 64 bytes; XFRMA_TMPL holds one or more back to back."""
-
-    fields = (
-        *XFRM_ID,
-        ("family", "H"),
-        ("pad1", "2x"),
-        ("saddr", "16s"),
-        ("reqid", "I"),
-        ("mode", "B"),
-        ("share", "B"),
-        ("optional", "B"),
-        ("pad2", "x"),
-        ("aalgos", "I"),
-        ("ealgos", "I"),
-        ("calgos", "I"),
-    )
-    defaults = _defaults(fields)
-
-
-class xfrm_user_migrate(_struct):
-    """struct xfrm_user_migrate: 76 bytes; old and new outer addresses of the SAs (and
-    the template) of one policy."""
-
-    fields = (
-        ("old_daddr", "16s"),
-        ("old_saddr", "16s"),
-        ("new_daddr", "16s"),
-        ("new_saddr", "16s"),
-        ("proto", "B"),
-        ("mode", "B"),
-        ("reserved", "H"),
-        ("reqid", "I"),
-        ("old_family", "H"),
-        ("new_family", "H"),
-    )
-    defaults = _defaults(fields)
-
-
-def encode_struct(cls: type[Any], values: Mapping[str, Any]) -> bytes:
-    """Pack one bare struct."""
-    msg = cls()
-    msg.setvalue(dict(values))
-    msg.encode()
-    return bytes(msg.data)
+_TMPL = Struct(USER_TMPL)
+_MIGRATE = Struct(USER_MIGRATE)
 
 
 def encode_tmpls(tmpls: Iterable[Mapping[str, Any]]) -> bytes:
-    return b"".join(encode_struct(xfrm_user_tmpl, t) for t in tmpls)
+    return b"".join(_TMPL.pack(t) for t in tmpls)
 
 
 def decode_tmpls(payload: bytes) -> list[dict[str, Any]]:
-    size = struct_size(xfrm_user_tmpl.fields)
-    out = []
-    for offset in range(0, len(payload) - size + 1, size):
-        msg = xfrm_user_tmpl(bytearray(payload), offset=offset)
-        msg.decode()
-        out.append({k: v for k, v in msg.items() if k != "attrs" and "pad" not in k})
-    return out
+    if len(payload) % _TMPL.size:
+        raise NetlinkDecodeError(f"XFRMA_TMPL of {len(payload)} bytes")
+    return [_TMPL.unpack(payload, offset) for offset in range(0, len(payload), _TMPL.size)]
 
 
-class _algo_with_key(nla):  # type: ignore[misc]
-    """Algorithm NLAs end in a variable-length key (``alg_key``)."""
-
-    key_offset = 68
-
-    def decode(self) -> None:
-        nla.decode(self)
-        start = self.offset + 4 + self.key_offset
-        self["alg_key"] = bytes(self.data[start : self.offset + self.length])
+def encode_migrate(values: Mapping[str, Any]) -> bytes:
+    """One struct xfrm_user_migrate (XFRMA_MIGRATE holds one or more)."""
+    return _MIGRATE.pack(values)
 
 
-class xfrm_attrs(nlmsg):  # type: ignore[misc]
-    """NLAs shared by the SA and policy messages."""
-
-    nla_map = (
-        (XFRMA_ALG_AUTH, "XFRMA_ALG_AUTH", "xfrm_algo"),
-        (XFRMA_ALG_CRYPT, "XFRMA_ALG_CRYPT", "xfrm_algo"),
-        (XFRMA_ENCAP, "XFRMA_ENCAP", "xfrm_encap_tmpl"),
-        (XFRMA_TMPL, "XFRMA_TMPL", "cdata"),  # encode_tmpls()/decode_tmpls()
-        (XFRMA_REPLAY_VAL, "XFRMA_REPLAY_VAL", "xfrm_replay_state"),
-        (XFRMA_LASTUSED, "XFRMA_LASTUSED", "uint64"),
-        (XFRMA_MIGRATE, "XFRMA_MIGRATE", "cdata"),  # encode_struct(xfrm_user_migrate, ...)
-        (XFRMA_ALG_AEAD, "XFRMA_ALG_AEAD", "xfrm_algo_aead"),
-        (XFRMA_ALG_AUTH_TRUNC, "XFRMA_ALG_AUTH_TRUNC", "xfrm_algo_auth"),
-        (XFRMA_MARK, "XFRMA_MARK", "xfrm_mark"),
-        (XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL", "xfrm_replay_state_esn"),
-        (XFRMA_SA_EXTRA_FLAGS, "XFRMA_SA_EXTRA_FLAGS", "uint32"),
-        (XFRMA_OFFLOAD_DEV, "XFRMA_OFFLOAD_DEV", "xfrm_user_offload"),
-        (XFRMA_IF_ID, "XFRMA_IF_ID", "uint32"),
+# NLAs shared by the SA and policy messages (enum xfrm_attr_type_t).
+XFRM_ATTRS = AttrSet(
+    (
+        (XFRMA_ALG_AUTH, "XFRMA_ALG_AUTH", StructValue(ALGO, tail="alg_key")),
+        (XFRMA_ALG_CRYPT, "XFRMA_ALG_CRYPT", StructValue(ALGO, tail="alg_key")),
+        (XFRMA_ENCAP, "XFRMA_ENCAP", StructValue(ENCAP_TMPL)),
+        (XFRMA_TMPL, "XFRMA_TMPL", Raw()),  # encode_tmpls()/decode_tmpls()
+        (XFRMA_REPLAY_VAL, "XFRMA_REPLAY_VAL", StructValue(REPLAY_STATE)),
+        (XFRMA_LASTUSED, "XFRMA_LASTUSED", Scalar("Q")),
+        (XFRMA_MIGRATE, "XFRMA_MIGRATE", Raw()),  # encode_migrate()
+        (XFRMA_ALG_AEAD, "XFRMA_ALG_AEAD", StructValue(ALGO_AEAD, tail="alg_key")),
+        (XFRMA_ALG_AUTH_TRUNC, "XFRMA_ALG_AUTH_TRUNC", StructValue(ALGO_AUTH, tail="alg_key")),
+        (XFRMA_MARK, "XFRMA_MARK", StructValue(MARK)),
+        (XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL", StructValue(REPLAY_STATE_ESN, "bmp")),
+        (XFRMA_SA_EXTRA_FLAGS, "XFRMA_SA_EXTRA_FLAGS", Scalar("I")),
+        (XFRMA_OFFLOAD_DEV, "XFRMA_OFFLOAD_DEV", StructValue(USER_OFFLOAD)),
+        (XFRMA_IF_ID, "XFRMA_IF_ID", Scalar("I")),
     )
-
-    class xfrm_algo(_algo_with_key):
-        """struct xfrm_algo: name[64], key length in bits, key."""
-
-        fields = (("alg_name", "64s"), ("alg_key_len", "I"), ("alg_key", "s"))
-        defaults = _defaults(fields)
-
-    class xfrm_algo_auth(_algo_with_key):
-        """struct xfrm_algo_auth: name[64], key length and truncation in bits, key."""
-
-        key_offset = 72
-        fields = (
-            ("alg_name", "64s"),
-            ("alg_key_len", "I"),
-            ("alg_trunc_len", "I"),
-            ("alg_key", "s"),
-        )
-        defaults = _defaults(fields)
-
-    class xfrm_algo_aead(_algo_with_key):
-        """struct xfrm_algo_aead: name[64], key length (with salt) and ICV in bits, key."""
-
-        key_offset = 72
-        fields = (
-            ("alg_name", "64s"),
-            ("alg_key_len", "I"),
-            ("alg_icv_len", "I"),
-            ("alg_key", "s"),
-        )
-        defaults = _defaults(fields)
-
-    class xfrm_mark(nla):  # type: ignore[misc]
-        """struct xfrm_mark: value and mask, host order."""
-
-        fields = (("v", "I"), ("m", "I"))
-        defaults = _defaults(fields)
-
-    class xfrm_encap_tmpl(nla):  # type: ignore[misc]
-        """struct xfrm_encap_tmpl: 24 bytes; ports in network order."""
-
-        fields = (
-            ("encap_type", "H"),
-            ("encap_sport", ">H"),
-            ("encap_dport", ">H"),
-            ("pad", "2x"),
-            ("encap_oa", "16s"),
-        )
-        defaults = _defaults(fields)
-
-    class xfrm_replay_state(nla):  # type: ignore[misc]
-        """struct xfrm_replay_state: outbound and inbound sequence, 32-bit bitmap."""
-
-        fields = (("oseq", "I"), ("seq", "I"), ("bitmap", "I"))
-        defaults = _defaults(fields)
-
-    class xfrm_replay_state_esn(nla):  # type: ignore[misc]
-        """struct xfrm_replay_state_esn followed by bmp_len 32-bit words of bitmap."""
-
-        fields = (
-            ("bmp_len", "I"),
-            ("oseq", "I"),
-            ("seq", "I"),
-            ("oseq_hi", "I"),
-            ("seq_hi", "I"),
-            ("replay_window", "I"),
-            ("bmp", "s"),
-        )
-        defaults = _defaults(fields)
-
-    class xfrm_user_offload(nla):  # type: ignore[misc]
-        """struct xfrm_user_offload: ifindex and flags (8 bytes)."""
-
-        fields = (("ifindex", "i"), ("flags", "B"), ("pad", "3x"))
-        defaults = _defaults(fields)
+)
 
 
-class xfrm_usersa_info(xfrm_attrs):
+class XfrmMessage(Message):
+    nla = XFRM_ATTRS
+
+
+class xfrm_usersa_info(XfrmMessage):
     """struct xfrm_usersa_info (224 bytes): NEWSA / UPDSA, and the reply to GETSA."""
 
     fields = USERSA_INFO
-    defaults = _defaults(fields)
 
 
-class xfrm_usersa_id(xfrm_attrs):
+class xfrm_usersa_id(XfrmMessage):
     """struct xfrm_usersa_id (24 bytes): DELSA / GETSA."""
 
     fields = (
@@ -338,18 +264,16 @@ class xfrm_usersa_id(xfrm_attrs):
         ("proto", "B"),
         ("pad", "x"),
     )
-    defaults = _defaults(fields)
 
 
-class xfrm_userspi_info(xfrm_attrs):
+class xfrm_userspi_info(XfrmMessage):
     """struct xfrm_userspi_info (232 bytes): ALLOCSPI = usersa_info + SPI range."""
 
     fields = (*USERSA_INFO, ("min", "I"), ("max", "I"))
-    defaults = _defaults(fields)
 
 
-class xfrm_userpolicy_info(xfrm_attrs):
-    """struct xfrm_userpolicy_info (168 bytes): NEWPOLICY / UPDPOLICY."""
+class xfrm_userpolicy_info(XfrmMessage):
+    """struct xfrm_userpolicy_info (168 bytes): NEWPOLICY / UPDPOLICY, GETPOLICY dumps."""
 
     fields = (
         *SELECTOR,
@@ -363,17 +287,15 @@ class xfrm_userpolicy_info(xfrm_attrs):
         ("share", "B"),
         ("pad_end", "4x"),
     )
-    defaults = _defaults(fields)
 
 
-class xfrm_userpolicy_id(xfrm_attrs):
-    """struct xfrm_userpolicy_id (64 bytes): DELPOLICY / GETPOLICY."""
+class xfrm_userpolicy_id(XfrmMessage):
+    """struct xfrm_userpolicy_id (64 bytes): DELPOLICY / GETPOLICY / MIGRATE."""
 
     fields = (*SELECTOR, ("index", "I"), ("dir", "B"), ("pad", "3x"))
-    defaults = _defaults(fields)
 
 
-class xfrm_user_acquire(xfrm_attrs):
+class xfrm_user_acquire(XfrmMessage):
     """struct xfrm_user_acquire (280 bytes), XFRM_MSG_ACQUIRE: the SA wanted (id, saddr),
     the packet's selector and the policy that matched; XFRMA_TMPL carries its templates
     (with the reqid)."""
@@ -388,19 +310,17 @@ class xfrm_user_acquire(xfrm_attrs):
         ("calgos", "I"),
         ("seq", "I"),
     )
-    defaults = _defaults(fields)
 
 
-class xfrm_user_expire(xfrm_attrs):
+class xfrm_user_expire(XfrmMessage):
     """struct xfrm_user_expire (232 bytes), XFRM_MSG_EXPIRE: the SA and whether its hard
     (gone) or soft (rekey now) limit was reached."""
 
     fields = (*USERSA_INFO, ("hard", "B"), ("pad_hard", "7x"))
-    defaults = _defaults(fields)
 
 
-# Replies the kernel sends on NETLINK_XFRM, for the socket's marshal.
-REPLY_CLASSES: dict[int, type[Any]] = {
+# What the kernel answers on NETLINK_XFRM, by message type.
+REPLY_CLASSES: dict[int, type[XfrmMessage]] = {
     XFRM_MSG_NEWSA: xfrm_usersa_info,
     XFRM_MSG_UPDSA: xfrm_usersa_info,
     XFRM_MSG_NEWPOLICY: xfrm_userpolicy_info,

@@ -38,7 +38,7 @@ from pike.hsm.signer import (
     key_type_of,
 )
 from pike.keyd.protocol import Frame, Op, ProtocolError, Status, encode, read_frame
-from pike.sa.certs import CertError
+from pike.sa.cert_error import CertError
 
 if TYPE_CHECKING:
     from pike.hsm.uri import Pkcs11Uri

@@ -14,22 +14,21 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from pike.policy.config import Identity
 from pike.wire.constants import IdType
 
 # Attribute names strongSwan accepts beyond RFC 4514's short list.
+# (NameOID attribute names; cryptography.x509 is imported by the first DN: 4 MiB of idle
+# RSS a gateway without DN identities does without, docs/performance.md)
 _DN_NAMES = {
-    "E": NameOID.EMAIL_ADDRESS,
-    "EMAIL": NameOID.EMAIL_ADDRESS,
-    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
-    "SN": NameOID.SURNAME,
-    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
-    "G": NameOID.GIVEN_NAME,
-    "GN": NameOID.GIVEN_NAME,
-    "T": NameOID.TITLE,
+    "E": "EMAIL_ADDRESS",
+    "EMAIL": "EMAIL_ADDRESS",
+    "EMAILADDRESS": "EMAIL_ADDRESS",
+    "SN": "SURNAME",
+    "SERIALNUMBER": "SERIAL_NUMBER",
+    "G": "GIVEN_NAME",
+    "GN": "GIVEN_NAME",
+    "T": "TITLE",
 }
 _DN_START = re.compile(r"^\s*[A-Za-z][A-Za-z0-9.-]*\s*=")
 _HOST_CHARS = re.compile(r"^[A-Za-z0-9._*-]+$")
@@ -40,6 +39,10 @@ class IdentityError(ValueError):
 
 
 def _dn(text: str) -> Identity:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    names = {k: getattr(NameOID, v) for k, v in _DN_NAMES.items()}
     # strongSwan order: RDNs as written are the DER sequence order (unlike RFC 4514 strings).
     parts = [p.strip() for p in re.split(r"(?<!\\)[,/]", text) if p.strip()]
     if not parts:
@@ -51,7 +54,7 @@ def _dn(text: str) -> Identity:
             raise IdentityError(f"{part!r} in DN {text!r} is not TYPE=value")
         one = f"{key.strip()}={value.strip()}"
         try:
-            name = x509.Name.from_rfc4514_string(one, {k: v for k, v in _DN_NAMES.items()})
+            name = x509.Name.from_rfc4514_string(one, names)
         except ValueError:
             raise IdentityError(f"{part!r} in DN {text!r} is not TYPE=value") from None
         rdns.extend(name.rdns)

@@ -5,13 +5,19 @@ CRLs and OCSP answers are filed under."""
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import AuthorityInformationAccessOID
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# cryptography.x509 is imported by the first call (idle RSS, docs/performance.md).
 
 
 def ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    from cryptography import x509
+
     try:
         return cert.extensions.get_extension_for_class(kind).value
     except (x509.ExtensionNotFound, ValueError):
@@ -20,16 +26,22 @@ def ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extensio
 
 def crl_uris(cert: x509.Certificate) -> list[str]:
     """The HTTP URIs of the certificate's CRL distribution points."""
+    from cryptography import x509
+
     return point_uris(ext(cert, x509.CRLDistributionPoints))
 
 
 def delta_crl_uris(cert: x509.Certificate) -> list[str]:
     """The HTTP URIs of the certificate's freshestCRL (delta CRLs, RFC 5280 §4.2.1.15)."""
+    from cryptography import x509
+
     return point_uris(ext(cert, x509.FreshestCRL))
 
 
 def point_uris(points: object) -> list[str]:
     """The HTTP URIs of CRLDistributionPoints or FreshestCRL (of a certificate or CRL)."""
+    from cryptography import x509
+
     out: list[str] = []
     if isinstance(points, x509.CRLDistributionPoints | x509.FreshestCRL):
         for point in points:
@@ -41,6 +53,9 @@ def point_uris(points: object) -> list[str]:
 
 def ocsp_uris(cert: x509.Certificate) -> list[str]:
     """The HTTP URIs of the OCSP responders in the certificate's authorityInfoAccess."""
+    from cryptography import x509
+    from cryptography.x509.oid import AuthorityInformationAccessOID
+
     aia = ext(cert, x509.AuthorityInformationAccess)
     out: list[str] = []
     if isinstance(aia, x509.AuthorityInformationAccess):

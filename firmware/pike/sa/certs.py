@@ -18,58 +18,66 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from pike.policy.config import Identity
 from pike.sa import identity
+from pike.sa.cert_error import CertError as CertError
 from pike.sa.der import DerError, decode_name
 from pike.sa.id_match import match_score
 from pike.wire.constants import CertEncoding, IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 
+if TYPE_CHECKING:
+    # cryptography.x509 loads with the first certificate (idle RSS, docs/performance.md)
+    from cryptography import x509
+
 MAX_PATH = 8  # CAs above the end entity; strongSwan's default is 7 intermediates
 MAX_CERT_PAYLOADS = MAX_PATH + 1  # the end entity and a full path of intermediates
 SHA1_LEN = 20
 
+
 # Extensions whose meaning we enforce (or that impose nothing on IKE); any other one marked
 # critical fails the certificate (RFC 5280 §4.2).
-_UNDERSTOOD = (
-    x509.BasicConstraints,
-    x509.KeyUsage,
-    x509.ExtendedKeyUsage,
-    x509.SubjectAlternativeName,
-    x509.SubjectKeyIdentifier,
-    x509.AuthorityKeyIdentifier,
-)
+@functools.cache
+def _understood() -> tuple[type[x509.ExtensionType], ...]:
+    from cryptography import x509
+
+    return (
+        x509.BasicConstraints,
+        x509.KeyUsage,
+        x509.ExtendedKeyUsage,
+        x509.SubjectAlternativeName,
+        x509.SubjectKeyIdentifier,
+        x509.AuthorityKeyIdentifier,
+    )
 
 
-# How strongSwan prints DN attributes (its "C=CH, O=x, CN=gw" notation).
+# How strongSwan prints DN attributes (its "C=CH, O=x, CN=gw" notation), by OID (X.520,
+# PKCS #9, RFC 4519; the dotted strings of cryptography's NameOID, which we do not import at
+# start: tests/ikev2/test_certs.py checks they agree).
 _ATTR_NAMES = {
-    NameOID.COUNTRY_NAME.dotted_string: "C",
-    NameOID.STATE_OR_PROVINCE_NAME.dotted_string: "ST",
-    NameOID.LOCALITY_NAME.dotted_string: "L",
-    NameOID.ORGANIZATION_NAME.dotted_string: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string: "OU",
-    NameOID.COMMON_NAME.dotted_string: "CN",
-    NameOID.EMAIL_ADDRESS.dotted_string: "E",
-    NameOID.SERIAL_NUMBER.dotted_string: "serialNumber",
-    NameOID.DOMAIN_COMPONENT.dotted_string: "DC",
-    NameOID.SURNAME.dotted_string: "SN",
-    NameOID.GIVEN_NAME.dotted_string: "G",
-    NameOID.TITLE.dotted_string: "T",
+    "2.5.4.6": "C",
+    "2.5.4.8": "ST",
+    "2.5.4.7": "L",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.3": "CN",
+    "1.2.840.113549.1.9.1": "E",
+    "2.5.4.5": "serialNumber",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "2.5.4.4": "SN",
+    "2.5.4.42": "G",
+    "2.5.4.12": "T",
 }
-
-
-class CertError(Exception):
-    """A certificate problem; the text names the certificate and what failed."""
 
 
 # -- our side ------------------------------------------------------------------------------
@@ -77,6 +85,8 @@ class CertError(Exception):
 
 def load_certificates(path: str) -> list[x509.Certificate]:
     """All certificates of a PEM file (several allowed) or one DER certificate."""
+    from cryptography import x509
+
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -130,19 +140,25 @@ def _dn(name: x509.Name) -> str:
 
 # cryptography parses a certificate lazily and reports malformed parts with several
 # unrelated exception types, the first time each part is read.
-_MALFORMED = (
-    ValueError,
-    TypeError,
-    x509.DuplicateExtension,
-    x509.InvalidVersion,
-    x509.UnsupportedGeneralNameType,
-    UnsupportedAlgorithm,
-)
+@functools.cache
+def _malformed() -> tuple[type[Exception], ...]:
+    from cryptography import x509
+
+    return (
+        ValueError,
+        TypeError,
+        x509.DuplicateExtension,
+        x509.InvalidVersion,
+        x509.UnsupportedGeneralNameType,
+        UnsupportedAlgorithm,
+    )
 
 
 def _parsed(data: bytes) -> x509.Certificate:
     """A certificate whose every part the checks read parses (CertError otherwise), so
     that no later access raises something other than CertError."""
+    from cryptography import x509
+
     cert = x509.load_der_x509_certificate(data)
     _ = cert.version, cert.serial_number, cert.subject, cert.issuer
     _ = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -168,7 +184,7 @@ def parse_cert_payloads(payloads: Iterable[CertPayload]) -> list[x509.Certificat
             raise CertError(f"CERT payload {i + 1} has encoding {p.encoding}, only 4 (X.509)")
         try:
             out.append(_parsed(p.data))
-        except _MALFORMED as exc:
+        except _malformed() as exc:
             why = identity.printable(str(exc), 120)
             raise CertError(f"CERT payload {i + 1} is not a DER X.509 certificate: {why}") from None
     if not out:
@@ -187,11 +203,13 @@ def _check_common(cert: x509.Certificate, now: datetime, role: str) -> None:
     except ValueError as exc:
         raise CertError(f"{role} '{name}' has a malformed extension: {exc}") from None
     for ext in extensions:
-        if ext.critical and not isinstance(ext.value, _UNDERSTOOD):
+        if ext.critical and not isinstance(ext.value, _understood()):
             raise CertError(f"{role} '{name}' has unsupported critical extension {ext.oid}")
 
 
 def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    from cryptography import x509
+
     try:
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
@@ -199,6 +217,8 @@ def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extensi
 
 
 def _check_end_entity(cert: x509.Certificate, now: datetime) -> None:
+    from cryptography import x509
+
     _check_common(cert, now, "certificate")
     ku = _ext(cert, x509.KeyUsage)
     if isinstance(ku, x509.KeyUsage) and not ku.digital_signature:
@@ -207,6 +227,8 @@ def _check_end_entity(cert: x509.Certificate, now: datetime) -> None:
 
 def _check_ca(cert: x509.Certificate, now: datetime, below: int, role: str) -> None:
     """``below``: intermediate CAs between this CA and the end entity."""
+    from cryptography import x509
+
     _check_common(cert, now, role)
     name = _dn(cert.subject)
     bc = _ext(cert, x509.BasicConstraints)
@@ -234,6 +256,8 @@ def _may_issue(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer`` is worth a signature check for ``cert``: the names match and, when
     both carry key identifiers, so do those (RFC 5280 §4.2.1.1). Checked before AUTH, so
     a peer's pile of same-named fake CAs costs a comparison each, not a verification."""
+    from cryptography import x509
+
     if issuer.subject != cert.issuer:
         return False
     aki = _ext(cert, x509.AuthorityKeyIdentifier)
@@ -292,6 +316,8 @@ def check_chain(certs: Sequence[bytes], anchors: Sequence[bytes], now: datetime)
     chain worker) does for a ``CheckChain`` off the event loop. Returns the path as
     indices into ``certs + anchors`` (end entity first, trusted CA last); raises CertError.
     ``anchors`` are the configured CAs (trusted input: a bad one is a CertError too)."""
+    from cryptography import x509
+
     parsed = parse_cert_payloads(CertPayload(CertEncoding.X509_SIGNATURE, d) for d in certs)
     try:
         cas = [x509.load_der_x509_certificate(a) for a in anchors]
@@ -344,6 +370,8 @@ def subject_identity(cert: x509.Certificate) -> Identity:
 
 def id_in_cert(ident: Identity, cert: x509.Certificate) -> bool:
     """Whether ``ident`` is the certificate's subject or one of its subjectAltNames."""
+    from cryptography import x509
+
     kind = ident.id_type
     if kind == IdType.ID_DER_ASN1_DN:
         return dn_equal(ident.data, cert.subject.public_bytes())

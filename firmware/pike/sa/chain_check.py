@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pike.policy.config import ConnectionConfig
@@ -18,6 +18,9 @@ from pike.sa.certs import MAX_CERT_PAYLOADS, CertError, parse_cert_payloads
 from pike.sa.credentials import CredentialError, CredentialStore
 from pike.wire.constants import CertEncoding
 from pike.wire.payloads import CertPayload, Message
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 _DER = serialization.Encoding.DER
 

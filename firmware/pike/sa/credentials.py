@@ -20,8 +20,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pike.hsm.filekey import FileKeySigner
@@ -36,8 +36,8 @@ from pike.hsm.signer import (
     token_signer,
 )
 from pike.policy.config import Config, ConnectionConfig
+from pike.sa.cert_error import CertError
 from pike.sa.cert_fields import keyid
-from pike.sa.certs import CertError, load_certificates
 from pike.sa.crl import parse_crl
 from pike.sa.revocation import (
     Authority,
@@ -47,6 +47,9 @@ from pike.sa.revocation import (
     check_path,
 )
 from pike.sa.revocation_status import RevocationError, Verdict, serial_text
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger("pike.revocation")
 
@@ -123,6 +126,9 @@ class CredentialStore:
         return self.clock(now)
 
     def _load(self, path: str) -> tuple[x509.Certificate, ...]:
+        # deferred: cryptography.x509 loads with the first certificate (idle RSS)
+        from pike.sa.certs import load_certificates
+
         if path not in self._certs:
             try:
                 self._stamps[path] = _stamp(path)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from pike.sa import identity
 from pike.sa.cert_fields import keyid, point_uris
 from pike.sa.revocation_status import RevocationError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 @dataclass(slots=True)
@@ -61,6 +64,8 @@ class CrlEntry:
 
 def parse_crl(data: bytes, source: str) -> CrlEntry:
     """A CRL in DER or PEM; its signature is checked against the issuer when used."""
+    from cryptography import x509  # deferred: idle RSS (docs/performance.md)
+
     try:
         if b"-----BEGIN" in data:
             crl = x509.load_pem_x509_crl(data)
@@ -105,6 +110,8 @@ def parse_crl(data: bytes, source: str) -> CrlEntry:
 
 
 def _reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
+    from cryptography import x509
+
     try:
         return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
     except x509.ExtensionNotFound:

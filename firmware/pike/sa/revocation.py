@@ -25,13 +25,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pike.sa.cert_fields import crl_uris, delta_crl_uris, is_http, keyid, ocsp_uris
 from pike.sa.crl import CrlEntry, revoked_by
-from pike.sa.ocsp import OcspEntry
 from pike.sa.revocation_status import (
     RevocationError,
     Status,
@@ -39,6 +36,13 @@ from pike.sa.revocation_status import (
     serial_text,
     subject_text,
 )
+
+if TYPE_CHECKING:
+    # only annotations here: cryptography.x509 and the OCSP module load with the first
+    # certificate (idle RSS, docs/performance.md)
+    from cryptography import x509
+
+    from pike.sa.ocsp import OcspEntry
 
 Policy = Literal["strict", "ifuri", "relaxed"]
 POLICIES: tuple[Policy, ...] = ("strict", "ifuri", "relaxed")
@@ -301,7 +305,7 @@ def _current(bases: list[CrlEntry], deltas: list[CrlEntry], now: datetime) -> st
 
 
 # Given a peer's validated path (end entity first): why it is revoked now, or None.
-RevokedCheck = Callable[[tuple[x509.Certificate, ...]], str | None]
+RevokedCheck: TypeAlias = "Callable[[tuple[x509.Certificate, ...]], str | None]"
 
 
 def revoked_check(cache: RevocationCache, now: datetime) -> RevokedCheck:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from pike.sa import identity
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 class Status(enum.Enum):

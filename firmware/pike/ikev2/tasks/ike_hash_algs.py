@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from cryptography import x509
-
 from pike.ikev2.log import log
 from pike.ikev2.pubkey import decode_hash_algorithms, encode_hash_algorithms
 from pike.ikev2.tasks.base import Task
@@ -27,6 +25,8 @@ from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from pike.ikev2.ike_sa import IkeSa
 
 # The peer's SIGNATURE_HASH_ALGORITHMS per IKE SA (absent: it sent none). A side table so
