@@ -4,9 +4,10 @@
 #     image/build.sh
 #
 # -> image/out/pike-<version>-arm64.img         MBR disk (id 0x70696b65): 1 FAT boot
-#                                                (Raspberry Pi firmware, kernel, initrd,
-#                                                config.txt, cmdline.txt, U-Boot boot.scr
-#                                                and uboot.env), 2 root slot A (ext4,
+#                                                (Raspberry Pi firmware, U-Boot for the
+#                                                Pi, kernel, initrd, config.txt,
+#                                                cmdline.txt, the A/B boot.scr
+#                                                and pikeboot.env), 2 root slot A (ext4,
 #                                                LABEL=pikeroot), 3 root slot B (empty),
 #                                                4 data (ext4 LABEL=pikedata, grows at boot)
 #    image/out/pike-<version>-arm64.raucb       signed RAUC update bundle of the same root
@@ -225,10 +226,12 @@ cp "$ROOTFS/boot/initrd.img-$kver" "$FW/initrd.img"
 cp "$ROOTFS"/usr/lib/linux-image-"$kver"/broadcom/bcm27*-rpi-*.dtb "$FW/"
 rm -f "$FW"/config.txt "$FW"/cmdline.txt "$FW"/vmlinuz-* "$FW"/initrd.img-*
 cp "$HERE/boot/config.txt" "$HERE/boot/cmdline.txt" "$FW/"
-# U-Boot (qemu virt; boards that boot U-Boot): the A/B boot script and its boot counters.
+# U-Boot for the Pi (config.txt: kernel=u-boot.bin; qemu's virt machine brings its own),
+# the A/B boot script both run, and its boot counters.
+cp "$ROOTFS/usr/lib/u-boot/rpi_arm64/u-boot.bin" "$FW/u-boot.bin"
 mkimage -q -A arm64 -O linux -T script -C none -n "pike A/B boot" -d "$HERE/boot/boot.cmd" "$FW/boot.scr"
 printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n' >"$WORK/uboot-env.txt"
-mkenvimage -s 0x4000 -o "$FW/uboot.env" "$WORK/uboot-env.txt"
+mkenvimage -s 0x4000 -o "$FW/pikeboot.env" "$WORK/uboot-env.txt"
 find "$FW" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 boot_sectors=$((BOOT_MB * 2048))
 truncate -s 0 "$WORK/boot.vfat"

@@ -261,3 +261,23 @@ def test_check_config_names_a_bad_authority_certificate(tmp_path: Path) -> None:
     with pytest.raises(ConfigRefused):
         load_checked(str(path), probe=True, store=store)
     assert store.authorities == running
+
+
+def test_stop_ends_the_refresher_even_as_it_is_woken() -> None:
+    """A reload (or a fetch done) wakes the refresher just as piked stops: ``stop`` must
+    still end it. ``asyncio.wait_for`` in Python 3.11 returns the wait's result when the
+    cancellation meets a wait already done, and the refresher went on forever (piked's
+    shutdown and this file's tests hung now and then)."""
+    from types import SimpleNamespace
+
+    async def main() -> None:
+        store = CredentialStore()
+        config: Any = SimpleNamespace(connections={}, authorities=())
+        loop = asyncio.get_running_loop()
+        fetcher = Fetcher(lambda: store, lambda: None, loop.time, lambda: None)
+        fetcher.start(config)
+        await asyncio.sleep(0.05)  # the refresher waits for its next due time
+        fetcher.reloaded(config)  # wakes it; the cancellation comes before it runs
+        await asyncio.wait_for(fetcher.stop(), 2)
+
+    asyncio.run(main())

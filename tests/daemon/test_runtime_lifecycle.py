@@ -30,6 +30,7 @@ from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import Action, IkeSaInfo, InstallTrap, ResolveRequest, SendKeepalive
+from pike.sa.log_limit import LogLimit
 from pike.sa.ports import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, SpiSource
 from pike.sa.state import RekeyRefused
 
@@ -126,6 +127,7 @@ class FakeKernel:
 @dataclass
 class Ctx:
     offload_chains = False  # the runtime sets it: it answers CheckChain
+    log_limit: LogLimit = field(default_factory=LogLimit)
 
 
 @dataclass

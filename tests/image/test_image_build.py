@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from image.uboot_boot import EARLYCON, FIRMWARE_ARGS, raspi3b, to_kernel
 from lib.prereq import require
 
 pytestmark = pytest.mark.image
@@ -56,11 +57,38 @@ def test_disk_layout(image: Path) -> None:
     files = {Path(line).name for line in listing.stdout.split()}
     assert {"config.txt", "cmdline.txt", "vmlinuz", "initrd.img", "start4.elf"} <= files
     assert {"fixup4.dat", "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-cm4-io.dtb"} <= files
-    assert {"boot.scr", "uboot.env"} <= files  # U-Boot's A/B script and its counters
+    # U-Boot for the Pi, the A/B script (U-Boot on every board runs it), its counters.
+    assert {"u-boot.bin", "boot.scr", "pikeboot.env"} <= files
+    assert "uboot.env" not in files  # U-Boot for the Pi would load it as its environment
     config = run(["mtype", "-i", f"{image}@@{offset}", "::config.txt"], 60).stdout
     assert "arm_64bit=1" in config.splitlines()
     cmdline = run(["mtype", "-i", f"{image}@@{offset}", "::cmdline.txt"], 60).stdout
-    assert "root=PARTUUID=70696b65-02" in cmdline.split()
+    assert "kernel=u-boot.bin" in config.splitlines()
+    assert not [a for a in cmdline.split() if a.startswith(("root=", "rauc.slot="))]
+
+
+def test_pi_u_boot_boots_slot_a(image: Path, tmp_path: Path) -> None:
+    """The image's own Pi boot chain on qemu's raspi3b: U-Boot for the Pi from the FAT
+    partition runs the built boot.scr with the built pikeboot.env, and starts slot A's
+    kernel and initrd with its slot on the command line (after the firmware's arguments)."""
+    boot = partitions(image)[0]
+    fat = f"{image}@@{int(str(boot['start'])) * 512}"
+    for name in ("u-boot.bin", "bcm2837-rpi-3-b.dtb"):
+        got = run(["mcopy", "-o", "-i", fat, f"::{name}", str(tmp_path / name)], 60)
+        assert got.returncode == 0, got.stderr
+    overlay = tmp_path / "sd.qcow2"  # qemu's SD card: a power of two, the image untouched
+    made = run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image),
+                str(overlay), "8G"], 60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    log = tmp_path / "raspi3b.log"
+    argv = raspi3b(tmp_path / "u-boot.bin", tmp_path / "bcm2837-rpi-3-b.dtb",
+                   f"file={overlay},format=qcow2", log)  # fmt: skip
+    line, cmdline = to_kernel(argv, log, timeout=600)
+    assert line == "pike-boot: slot A (order A B, tries left A=2 B=3)"
+    assert cmdline == (
+        f"{FIRMWARE_ARGS} {EARLYCON} root=PARTUUID=70696b65-02 rootfstype=ext4 rootwait ro "
+        "rauc.slot=A"
+    )
 
 
 def test_root_file_system(image: Path, tmp_path: Path) -> None:

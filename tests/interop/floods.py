@@ -23,11 +23,13 @@ gaps between piked's WATCHDOG=1 notifications (piked runs with ``NOTIFY_SOCKET``
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +123,22 @@ class Outcome:
     figures: list[Figures] = field(default_factory=list)
     watchdog_gaps: list[float] = field(default_factory=list)  # between WATCHDOG=1
     piked_log: str = ""
+
+
+def log_burst(text: str) -> tuple[int, str]:
+    """The most lines of one kind (the text with numbers, SPIs and addresses as N) that
+    piked's log (``2026-12-07 11:00:41,746 INFO    ...``) holds within one clock second,
+    and that kind. The rate limit allows LINES_PER_SECOND a second per reason: twice that
+    in a clock second when its window straddles two."""
+    seen: Counter[tuple[str, str]] = Counter()
+    for line in text.splitlines():
+        stamp, _, rest = line.partition(",")
+        kind = re.sub(r"[0-9a-f]{8,}|\d+", "N", rest[4:])
+        seen[(stamp, kind)] += 1
+    if not seen:
+        return 0, ""
+    (_, kind), most = seen.most_common(1)[0]
+    return most, kind
 
 
 def rss_kib(pid: int) -> int:

@@ -21,7 +21,7 @@ if [[ -z ${APT_PACKAGES+x} ]]; then
     libtss2-tcti-tabrmd0 dbus
     nftables iproute2 iputils-ping kmod procps socat util-linux mount
     qemu-system-arm qemu-utils mtools fdisk e2fsprogs
-    rauc squashfs-tools u-boot-qemu u-boot-tools
+    rauc squashfs-tools u-boot-qemu u-boot-tools libubootenv-tool
     gcc libc6-dev linux-libc-dev systemd strace
     groff-base
     autoconf automake libtool gperf bison flex pkg-config libgmp-dev libssl-dev make

@@ -159,6 +159,9 @@ def churn(apply: Apply, spis: SpiSource | None = None) -> Node:
     for i in range(N, N + EXTRA):  # new branches
         branch.engine.initiate(f"c{i}", now)
     pump(branch, hub, apply, now)
+    # the log limit's summaries of the new branches' lines are due a second later
+    assert hub.engine.get_timer() == now + 1.0
+    hub.engine.handle_timer(now + 1.0)
     # timers past the rekeys' aftermath (nothing else is due for hours)
     t = hub.engine.get_timer()
     assert t is None or t > now + 600, t

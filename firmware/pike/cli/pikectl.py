@@ -11,6 +11,7 @@
     pikectl check-config [FILE]            (default: --config)
     pikectl keys generate|csr|self-signed|import-cert|list|init-token ...  (pike.cli.keys)
     pikectl board [--json] [--local]
+    pikectl firmware status [--json]|install BUNDLE|mark-good   (pike.cli.firmware, RAUC)
     pikectl log [--level LEVEL] [--json]   (follows piked's log until Ctrl-C)
     pikectl import-swanctl SWANCTL_CONF [SECRETS] [-o pike.toml] [--swanctl-dir DIR]
     pikectl --version
@@ -34,7 +35,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from pike.cli import keys
+from pike.cli import firmware, keys
 from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
@@ -125,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
     chk = cmd("check-config", "validate a config file (no daemon needed)")
     chk.add_argument("file", nargs="?", help="default: --config, else " + DEFAULT_CONFIG)
     keys.add_parser(sub)
+    firmware.add_parser(sub)
     lg = cmd("log", "follow piked's log live (as swanctl --log)")
     lg.add_argument(
         "--level",
@@ -419,6 +421,8 @@ def _run(args: argparse.Namespace) -> int:
         return _check_config(args.file or args.config or DEFAULT_CONFIG)
     if args.cmd == "keys":
         return keys.run(args)
+    if args.cmd == "firmware":
+        return firmware.run(args)
     if args.cmd == "import-swanctl":
         return _import_swanctl(args)
     if args.cmd == "board":

@@ -7,8 +7,8 @@ protocol (IKE or ESP), each transform type listing its choices in preference ord
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, KeysView
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pike.crypto.errors import ProposalError
@@ -30,9 +30,53 @@ class Algorithm:
 class ProposalSpec:
     protocol: Protocol
     transforms: tuple[Algorithm, ...]
+    # transforms by type, built once: every handshake asks ``of`` for each type
+    _by_type: dict[int, tuple[Algorithm, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    _choices: dict[int, tuple[tuple[int, int | None], ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    _no_ke: ProposalSpec | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        by_type: dict[int, tuple[Algorithm, ...]] = {}
+        for a in self.transforms:
+            by_type[a.type] = (*by_type.get(a.type, ()), a)
+        object.__setattr__(self, "_by_type", by_type)
+        choices = {t: tuple((a.id, a.key_length) for a in algs) for t, algs in by_type.items()}
+        object.__setattr__(self, "_choices", choices)
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[Algorithm, ...]]]:
+        # pickled (the config cache) as a call: the lookups are rebuilt, not stored
+        return type(self), (self.protocol, self.transforms)
 
     def of(self, ttype: TransformType) -> tuple[Algorithm, ...]:
-        return tuple(a for a in self.transforms if a.type == ttype)
+        return self._by_type.get(ttype, ())
+
+    def choices(self, ttype: TransformType) -> tuple[tuple[int, int | None], ...]:
+        """``of(ttype)`` as (transform ID, key length) pairs, as they are matched."""
+        return self._choices.get(ttype, ())
+
+    @property
+    def types(self) -> KeysView[int]:
+        """The transform types this proposal names."""
+        return self._choices.keys()
+
+    def without_ke(self) -> ProposalSpec:
+        """This proposal without key exchange transforms (KE, ADDKE1..7), built once: a
+        CHILD_SA made in IKE_AUTH asks for it on every handshake."""
+        if self._no_ke is None:
+            kept = tuple(a for a in self.transforms if a.type not in _KE_TYPES)
+            object.__setattr__(self, "_no_ke", ProposalSpec(self.protocol, kept))
+        assert self._no_ke is not None
+        return self._no_ke
+
+
+_KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
 
 
 # --- strongSwan proposal strings --------------------------------------------------------

@@ -37,6 +37,11 @@ INTEG_PARAMS: dict[int, tuple[str, int, int]] = {
 }
 
 
+# every key derivation asks: an Enum member lookup is slow on Python 3.11
+_AES_CBC, _AES_GCM_16 = EncrId.AES_CBC, EncrId.AES_GCM_16
+_CHACHA20, _INTEG_NONE = EncrId.CHACHA20_POLY1305, IntegId.NONE
+
+
 def is_aead(encr_id: int) -> bool:
     """True for combined-mode ciphers, which take no separate integrity transform."""
     return encr_id in _AEAD
@@ -60,11 +65,11 @@ def _encr_name(encr_id: int) -> str:
 
 def encr_key_size(encr_id: int, key_length_bits: int | None) -> int:
     """Bytes of keying material one direction of ``encr_id`` takes, salt included."""
-    if encr_id == EncrId.AES_CBC:
+    if encr_id == _AES_CBC:
         return _aes_key_bytes(encr_id, key_length_bits)
-    if encr_id == EncrId.AES_GCM_16:
+    if encr_id == _AES_GCM_16:
         return _aes_key_bytes(encr_id, key_length_bits) + AEAD_SALT_SIZE
-    if encr_id == EncrId.CHACHA20_POLY1305:
+    if encr_id == _CHACHA20:
         if key_length_bits not in (None, 256):
             raise CryptoError(f"CHACHA20_POLY1305 has no key length {key_length_bits}")
         return CHACHA20_KEY_SIZE + AEAD_SALT_SIZE
@@ -73,7 +78,7 @@ def encr_key_size(encr_id: int, key_length_bits: int | None) -> int:
 
 def integ_key_size(integ_id: int) -> int:
     """Bytes of keying material of the integrity transform (0 for NONE)."""
-    if integ_id == IntegId.NONE:
+    if integ_id == _INTEG_NONE:
         return 0
     try:
         return INTEG_PARAMS[integ_id][1]

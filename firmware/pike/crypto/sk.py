@@ -36,6 +36,8 @@ from pike.crypto.sizes import (
 )
 
 _IV_SPACE = 1 << 64  # the 8-byte AEAD IV is a 64-bit counter
+# two ciphers per IKE SA: an Enum member lookup is slow on Python 3.11
+_INTEG_NONE, _CHACHA20 = IntegId.NONE, EncrId.CHACHA20_POLY1305
 
 
 class SkCipher:
@@ -56,10 +58,10 @@ class SkCipher:
         self._random = random
         self._aead: AESGCM | ChaCha20Poly1305 | None = None
         if is_aead(encr_id):
-            if integ_id != IntegId.NONE or integ_key:
+            if integ_id != _INTEG_NONE or integ_key:
                 raise CryptoError("an AEAD cipher takes no separate integrity algorithm")
             key, self._salt = encr_key[:-AEAD_SALT_SIZE], encr_key[-AEAD_SALT_SIZE:]
-            if encr_id == EncrId.CHACHA20_POLY1305:
+            if encr_id == _CHACHA20:
                 self._aead = ChaCha20Poly1305(key)
             else:
                 self._aead = AESGCM(key)

@@ -296,5 +296,8 @@ class Fetcher:
                 self._poll_files()
             wait = min([*self._due.values(), self._file_poll]) - now
             self._wake.clear()
+            # not wait_for: in 3.11 it drops a cancellation that meets a wake-up (stop()
+            # would wait forever); asyncio.timeout lets it through
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.1, wait))
+                async with asyncio.timeout(max(0.1, wait)):
+                    await self._wake.wait()

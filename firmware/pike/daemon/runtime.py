@@ -55,6 +55,7 @@ from pike.sa.actions import (
     SignRequest,
 )
 from pike.sa.credentials import CredentialStore
+from pike.sa.log_limit import LogLimit
 from pike.sa.ports import SpiSource
 from pike.sa.revocation import RevokedCheck
 
@@ -75,6 +76,7 @@ class EngineContext(Protocol):
     ``CheckChain``)."""
 
     offload_chains: bool
+    log_limit: LogLimit  # its pending summaries are written at shutdown
 
 
 class Engine(Protocol):
@@ -332,6 +334,9 @@ class Daemon:
         if self._signing is not None:
             # A token call that never returns must not hold piked: bounded, then logged.
             self.stuck = await self._signing.stopped(SIGNING_GRACE)
+        # a flood's last "suppressed K similar lines" (e.g. of the half-open SAs the
+        # terminate above ended): no timer is left to write it
+        self.engine.ctx.log_limit.flush_all()
         log.info("stopped")
 
     # -- engine I/O ------------------------------------------------------------------------

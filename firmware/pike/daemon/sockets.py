@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -43,22 +44,44 @@ class _Sock:
     natt: bool
 
 
+# The address conversions below run for every datagram, on the gateway's few local
+# addresses and its peers' addresses: cached (bounded; values are plain strings/bytes).
+
+
+@functools.lru_cache(maxsize=256)
 def _in_pktinfo(src: str) -> bytes:
     """struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }"""
     return struct.pack("=i4s4s", 0, ipaddress.IPv4Address(src).packed, bytes(4))
 
 
+@functools.lru_cache(maxsize=256)
 def _in6_pktinfo(src: str) -> bytes:
     """struct in6_pktinfo { in6_addr addr; int ifindex; }"""
     return struct.pack("=16si", ipaddress.IPv6Address(src).packed, 0)
 
 
+@functools.lru_cache(maxsize=256)
+def _v4_text(packed: bytes) -> str:
+    return str(ipaddress.IPv4Address(packed))
+
+
+@functools.lru_cache(maxsize=256)
+def _v6_text(packed: bytes) -> str:
+    return str(ipaddress.IPv6Address(packed))
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_text(host: str) -> str:
+    """The peer's address as the engine spells it (canonical, without an IPv6 scope)."""
+    return str(ipaddress.ip_address(host.split("%", 1)[0]))
+
+
 def _local_addr(family: int, ancdata: list[tuple[int, int, bytes]]) -> str | None:
     for level, ctype, data in ancdata:
         if family == socket.AF_INET and level == socket.IPPROTO_IP and ctype == _IP_PKTINFO:
-            return str(ipaddress.IPv4Address(data[8:12]))
+            return _v4_text(data[8:12])
         if family == socket.AF_INET6 and level == socket.IPPROTO_IPV6 and ctype == _IPV6_PKTINFO:
-            return str(ipaddress.IPv6Address(data[:16]))
+            return _v6_text(data[:16])
     return None
 
 
@@ -161,7 +184,7 @@ class IkeSockets:
         local = _local_addr(entry.family, anc)
         if local is None:
             return
-        src: Address = (str(ipaddress.ip_address(peer[0].split("%", 1)[0])), peer[1])
+        src: Address = (_peer_text(peer[0]), peer[1])
         try:
             self._on_datagram(data, src, (local, entry.port))
         except Exception:

@@ -356,7 +356,16 @@ class Ikev1Engine:
 
     def get_timer(self) -> float | None:
         self.table.retime(next_deadline)
-        times = [t for t in (self.table.timers.next(), self.retries.deadline()) if t is not None]
+        # the log limit's too: a flood's last summary is written when its second is over
+        times = [
+            t
+            for t in (
+                self.table.timers.next(),
+                self.retries.deadline(),
+                self.ctx.log_limit.deadline(),
+            )
+            if t is not None
+        ]
         return min(times) if times else None
 
     def list_sas(self) -> list[IkeSaInfo]:
@@ -370,7 +379,7 @@ class Ikev1Engine:
                 on_timer(self, sa, now)
         for again in self.retries.due(now):
             self._dial(again, now)
-        self.ctx.log_limit.flush(log, now)
+        self.ctx.log_limit.flush(now)
         self._sweep(now)
 
     # -- what timers and peers set off ------------------------------------------------------

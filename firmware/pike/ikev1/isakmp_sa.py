@@ -183,11 +183,15 @@ class IsakmpSa:
     def tag(self) -> str:
         return sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r)
 
+    @property
+    def unproven(self) -> bool:
+        """A responder's SA that never came up: what it logs, anyone could set off (a
+        flood of first messages makes many), so it goes through the rate limit."""
+        return not self.initiator and self.established_at is None
+
     def set_state(self, new: IkeState, now: float | None = None) -> None:
-        """With ``now``, a responder's SA that never came up logs through the rate
-        limit (a flood of first messages makes and ends many)."""
-        half_open = now is not None and not self.initiator and self.established_at is None
-        limit = (self.ctx.log_limit, now) if half_open and now is not None else None
+        """With ``now``, an unproven SA logs through the rate limit."""
+        limit = (self.ctx.log_limit, now) if now is not None and self.unproven else None
         self.state = ike_transition(self.tag(), "ISAKMP_SA", self.state, new, log, limit)
         self.touched(self)
 
@@ -376,8 +380,7 @@ class IsakmpSa:
         for child in list(self.children):
             remove(child, reason)
         if not quiet or self.established_at is not None:
-            if self.established_at is None and not self.initiator:
-                # a responder's half-open SA: a flood's (e.g. all of them at shutdown)
+            if self.unproven:  # a flood's (e.g. all of them at shutdown)
                 self.ctx.log_limit.log(
                     log, logging.INFO, "half_open_ended", now,
                     "%s: ISAKMP_SA ended: %s", self.tag(), reason,

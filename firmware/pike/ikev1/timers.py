@@ -58,7 +58,10 @@ def on_timer(engine: Host, sa: IsakmpSa, now: float) -> None:
             sa.tag(),
         )
         if sa.auth_suspect:  # counted as a refused authentication, as IKEv2 does
-            log.error("%s: authentication of the peer failed: %s", sa.tag(), sa.auth_suspect)
+            sa.ctx.log_limit.log(
+                log, logging.ERROR, "auth_failed", now,
+                "%s: authentication of the peer failed: %s", sa.tag(), sa.auth_suspect,
+            )  # fmt: skip
             sa.fail(f"auth_failed: {sa.auth_suspect}", now, engine.remove_child)
         else:
             sa.fail("half_open_timeout", now, engine.remove_child, quiet=True)
@@ -82,13 +85,16 @@ def _retransmit(engine: Host, sa: IsakmpSa, now: float) -> None:
             continue
         if fl.tries >= tries:
             # strongSwan's IKEv1 gives the whole SA up when any exchange goes unanswered
-            log.info("%s: giving up after %d retransmits (M-ID %08x)", sa.tag(), fl.tries, mid)
+            if sa.ctx.log_limit.wanted(log, logging.INFO, "half_open_timeout", now, sa.unproven):
+                log.info("%s: giving up after %d retransmits (M-ID %08x)", sa.tag(), fl.tries, mid)
             fl.abandon()
             engine.lost(sa, now)
             return
         data = fl.retry(now, sa.timeout(fl.tries + 1))
         engine.ctx.counters.conn(sa.name).retransmits += 1
-        log.info("%s: retransmit %d of M-ID %08x", sa.tag(), fl.tries, mid)
+        # an unproven SA's (a flood's AM2s, MM2s) as IKEv2's messages of one: limited
+        if sa.ctx.log_limit.wanted(log, logging.INFO, "half_open_sent", now, sa.unproven):
+            log.info("%s: retransmit %d of M-ID %08x", sa.tag(), fl.tries, mid)
         sa.send(data)
 
 

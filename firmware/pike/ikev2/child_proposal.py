@@ -4,25 +4,18 @@ initiator's proposals (RFC 7296 §2.7, §1.2: no KE in IKE_AUTH)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
-from pike.crypto.ids import ADDKE_TYPES, TransformType
 from pike.crypto.proposal import ProposalSpec
 from pike.ikev2.negotiate import select
 from pike.sa.chosen import Chosen
 from pike.wire.constants import ProtocolId
 from pike.wire.payloads import Proposal
 
-_KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
-
 
 def without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:
     """IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2),
     and with them the additional key exchanges (RFC 9370 §2.2.3)."""
-    return tuple(
-        replace(s, transforms=tuple(a for a in s.transforms if a.type not in _KE_TYPES))
-        for s in specs
-    )
+    return tuple(s.without_ke() for s in specs)
 
 
 def child_specs(esp_proposals: Sequence[ProposalSpec], in_auth: bool) -> tuple[ProposalSpec, ...]:

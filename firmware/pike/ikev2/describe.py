@@ -46,11 +46,11 @@ def describe_payloads(payloads: Iterable[Payload]) -> str:
     return "[ " + " ".join(_one(p) for p in payloads) + " ]"
 
 
+_EXCHANGE_NAMES = {int(e): e.name for e in ExchangeType}  # every message counts by name
+
+
 def exchange_name(exchange: int) -> str:
-    try:
-        return ExchangeType(exchange).name
-    except ValueError:
-        return f"EXCHANGE_{exchange}"
+    return _EXCHANGE_NAMES.get(exchange) or f"EXCHANGE_{exchange}"
 
 
 def offered(proposals: Iterable[Proposal]) -> str:

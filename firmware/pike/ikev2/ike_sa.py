@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from pike.ikev2.tasks.base import Task
     from pike.sa.chain_check import ChainWait
 
+_IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
+
 
 @dataclass
 class Ikev2Context(Context):
@@ -189,11 +191,15 @@ class IkeSa:
             self._tag = (key, sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r))
         return self._tag[1]
 
+    @property
+    def unproven(self) -> bool:
+        """A responder's SA that never came up: what it logs, anyone could set off (a
+        flood of first messages makes many), so it goes through the rate limit."""
+        return not self.initiator and self.established_at is None
+
     def set_state(self, new: IkeState, now: float | None = None) -> None:
-        """With ``now``, a responder's SA that never came up logs through the rate
-        limit (a flood of first messages makes and ends many)."""
-        half_open = now is not None and not self.initiator and self.established_at is None
-        limit = (self.ctx.log_limit, now) if half_open and now is not None else None
+        """With ``now``, an unproven SA logs through the rate limit."""
+        limit = (self.ctx.log_limit, now) if now is not None and self.unproven else None
         self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log, limit)
         self.ctx.touched(self)
 
@@ -316,7 +322,7 @@ class IkeSa:
             message_id=message_id,
             is_initiator=self.initiator,
             is_response=response,
-            encrypted=exchange != ExchangeType.IKE_SA_INIT,
+            encrypted=exchange != _IKE_SA_INIT,
         )
 
     def encode(self, msg: Message) -> bytes:
@@ -375,8 +381,7 @@ class IkeSa:
         for task in self.tasks.active:
             task.abandoned()
         if not quiet or self.established_at is not None:
-            if self.established_at is None and not self.initiator:
-                # a responder's half-open SA: a flood's (e.g. all of them at shutdown)
+            if self.unproven:  # a flood's (e.g. all of them at shutdown)
                 self.ctx.log_limit.log(
                     log, logging.INFO, "half_open_ended", now,
                     "%s: IKE_SA ended: %s", self.tag(), reason,

@@ -20,6 +20,24 @@ _ORDER = (
 )
 _KE_TYPES = frozenset((TransformType.KE, *ADDKE_TYPES))
 
+# Plain ints for ``_match``, which runs for every proposal of every handshake: a member
+# lookup on an Enum class goes through EnumType.__getattr__ on Python 3.11 (~0.3 µs).
+_ENCR, _PRF, _INTEG, _KE, _ESN = (
+    int(t)
+    for t in (
+        TransformType.ENCR,
+        TransformType.PRF,
+        TransformType.INTEG,
+        TransformType.KE,
+        TransformType.ESN,
+    )
+)
+_INTEG_NONE, _GROUP_NONE = int(IntegId.NONE), int(GroupId.NONE)
+_ESN_NO, _ESN_YES = int(EsnId.NO), int(EsnId.YES)
+# A type we do not configure is acceptable only as "none" (RFC 7296 §3.3.3).
+_NONE_OF = {_INTEG: _INTEG_NONE, _ESN: _ESN_NO, **{int(t): _GROUP_NONE for t in _KE_TYPES}}
+_ADDKE = tuple(int(t) for t in ADDKE_TYPES)
+
 
 def groups_of(specs: Sequence[ProposalSpec]) -> list[int]:
     """The key exchange groups a list of proposals offers, in preference order, no NONE."""
@@ -73,46 +91,44 @@ def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chos
     for t in prop.transforms:
         theirs.setdefault(t.type, []).append(t)
     chosen: dict[int, tuple[int, int | None]] = {}
+    present = spec.types | theirs.keys()  # a type neither side names needs no look
     for ttype in _ORDER:
-        ours = [(a.id, a.key_length) for a in spec.of(ttype)]
+        if ttype not in present:
+            continue
+        ours = spec.choices(ttype)
         offered = theirs.get(ttype, [])
         if not ours:
-            # A type we do not configure is acceptable only as "none" (RFC 7296 §3.3.3).
             if not offered:
                 continue
-            none = {
-                TransformType.INTEG: IntegId.NONE,
-                TransformType.ESN: EsnId.NO,
-                **{t: GroupId.NONE for t in _KE_TYPES},
-            }.get(ttype)
+            none = _NONE_OF.get(ttype)
             if none is None or all(t.id != none for t in offered):
                 return None
             chosen[ttype] = (none, None)
             continue
         if not offered:
-            if ttype in _KE_TYPES and any(a.id == GroupId.NONE for a in spec.of(ttype)):
+            if ttype in _KE_TYPES and any(a.id == _GROUP_NONE for a in spec.of(ttype)):
                 continue
-            if ttype == TransformType.ESN and any(a.id == EsnId.NO for a in spec.of(ttype)):
+            if ttype == _ESN and any(a.id == _ESN_NO for a in spec.of(ttype)):
                 continue
             return None
-        pick = _pick(ours, offered, prefer_group if ttype == TransformType.KE else None)
+        pick = _pick(ours, offered, prefer_group if ttype == _KE else None)
         if pick is None:
             return None
         chosen[ttype] = pick
-    if TransformType.ENCR not in chosen:
+    if _ENCR not in chosen:
         return None
-    encr_id, keylen = chosen[TransformType.ENCR]
+    encr_id, keylen = chosen[_ENCR]
     return Chosen(
         number=prop.number,
         spi=prop.spi,
         encr_id=encr_id,
         encr_key_length=keylen,
-        prf_id=chosen[TransformType.PRF][0] if TransformType.PRF in chosen else None,
-        integ_id=chosen.get(TransformType.INTEG, (IntegId.NONE, None))[0],
-        group=chosen.get(TransformType.KE, (GroupId.NONE, None))[0],
-        esn=chosen.get(TransformType.ESN, (EsnId.NO, None))[0] == EsnId.YES,
-        esn_transform=TransformType.ESN in chosen,
-        addke=tuple((int(t), chosen[t][0]) for t in ADDKE_TYPES if t in chosen),
+        prf_id=chosen[_PRF][0] if _PRF in chosen else None,
+        integ_id=chosen.get(_INTEG, (_INTEG_NONE, None))[0],
+        group=chosen.get(_KE, (_GROUP_NONE, None))[0],
+        esn=chosen.get(_ESN, (_ESN_NO, None))[0] == _ESN_YES,
+        esn_transform=_ESN in chosen,
+        addke=tuple((t, chosen[t][0]) for t in _ADDKE if t in chosen),
     )
 
 

@@ -37,6 +37,9 @@ class _Held:
     tasks: list[Task]
 
 
+_IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
+
+
 class TaskManager:
     def __init__(self, sa: ExchangeSa) -> None:
         self.sa = sa
@@ -168,7 +171,7 @@ class TaskManager:
         self.request = datagrams
         self.retransmits = 0
         self.deadline = now + self._timeout(0)
-        self._log_out(msg, len(datagrams))
+        self._log_out(msg, now, len(datagrams))
         self._send(datagrams)
 
     def on_response(self, msg: Message, data: bytes, now: float) -> None:
@@ -180,7 +183,7 @@ class TaskManager:
             self.sa.ctx.counters.drop("unexpected_response")
             log.debug("%s: unexpected response %d dropped", self.sa.tag(), msg.message_id)
             return
-        self._log_in(msg)
+        self._log_in(msg, now)
         tasks, self.active = self.active, []
         request, deadline = self.request, self.deadline
         self.request = None
@@ -268,9 +271,12 @@ class TaskManager:
             return
         if mid != self.mid_in:
             self.sa.ctx.counters.drop("invalid_message_id")
-            log.info("%s: request %d out of window (expected %d)", self.sa.tag(), mid, self.mid_in)
+            if self._wanted("invalid_message_id", now):
+                log.info(
+                    "%s: request %d out of window (expected %d)", self.sa.tag(), mid, self.mid_in
+                )
             return
-        self._log_in(msg)
+        self._log_in(msg, now)
         try:
             for task in tasks:
                 task.process(msg, now)
@@ -307,21 +313,22 @@ class TaskManager:
         if error is not None:
             resp.payloads = [NotifyPayload(error.notify, error.data)]
             fatal = error.fatal
-            log.info(
-                "%s: answering %s with error: %s",
-                self.sa.tag(),
-                exchange_name(msg.exchange),
-                error,
-            )
-        if msg.exchange == ExchangeType.IKE_SA_INIT and fatal:
+            if self._wanted("half_open_refused", now):
+                log.info(
+                    "%s: answering %s with error: %s",
+                    self.sa.tag(),
+                    exchange_name(msg.exchange),
+                    error,
+                )
+        if msg.exchange == _IKE_SA_INIT and fatal:
             # Stateless error answer: nothing of ours exists yet (RFC 7296 §2.6).
             resp.spi_r = bytes(8)
         datagrams = self.sa.encode_datagrams(resp)
-        if msg.exchange == ExchangeType.IKE_SA_INIT and not fatal:
+        if msg.exchange == _IKE_SA_INIT and not fatal:
             self.sa.init_request, self.sa.init_response = request, datagrams[0]
         self.mid_in = mid + 1
         self.cached_response = (mid, datagrams)
-        self._log_out(resp, len(datagrams))
+        self._log_out(resp, now, len(datagrams))
         self._send(datagrams, response=True)
         if fatal:
             # A refused authentication is reported (pike_ike_auth_failures_total), as the
@@ -352,9 +359,14 @@ class TaskManager:
             self.sa.send(data, response)
 
     # -- logs ----------------------------------------------------------------------------
-    def _log_in(self, msg: Message) -> None:
+    def _wanted(self, reason: str, now: float) -> bool:
+        """Whether to write an info line; an unproven SA's go through the rate limit."""
+        return self.sa.ctx.log_limit.wanted(log, logging.INFO, reason, now, self.sa.unproven)
+
+    def _log_in(self, msg: Message, now: float) -> None:
         kind = "response" if msg.is_response else "request"
-        if log.isEnabledFor(logging.INFO):  # describing payloads costs more than a MAC
+        # describing payloads costs more than a MAC: only for the lines written
+        if self._wanted("half_open_received", now):
             log.info(
                 "%s: received %s %s %d %s",
                 self.sa.tag(),
@@ -367,9 +379,9 @@ class TaskManager:
         c = self.sa.ctx.counters.conn(self.sa.name).messages_in
         c[key] = c.get(key, 0) + 1
 
-    def _log_out(self, msg: Message, fragments: int = 1) -> None:
+    def _log_out(self, msg: Message, now: float, fragments: int = 1) -> None:
         kind = "response" if msg.is_response else "request"
-        if log.isEnabledFor(logging.INFO):
+        if self._wanted("half_open_sent", now):
             log.info(
                 "%s: sending %s %s %d %s%s",
                 self.sa.tag(),

@@ -23,10 +23,13 @@ from pike.sa.liveness import last_sign_of_life, probe_sent
 from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ExchangeType
 
+# asked after every message: an Enum member lookup is slow on Python 3.11
+_CONNECTING, _ESTABLISHED = IkeState.CONNECTING, IkeState.ESTABLISHED
+
 
 def half_open_deadline(sa: IkeSa) -> float | None:
     """A responder's IKE SA that never completes goes after HALF_OPEN_TIMEOUT."""
-    if sa.initiator or sa.state != IkeState.CONNECTING:
+    if sa.initiator or sa.state is not _CONNECTING:
         return None
     return sa.created_at + HALF_OPEN_TIMEOUT
 
@@ -38,7 +41,7 @@ def deadlines(sa: IkeSa) -> list[float | None]:
         half_open_deadline(sa),
         sa.dpd_due(),
     ]
-    if sa.state == IkeState.ESTABLISHED:
+    if sa.state is _ESTABLISHED:
         times += [sa.rekey_at, sa.keepalive_at]
         if sa.replaced_by is None:
             times.append(sa.reauth_at)

@@ -229,7 +229,7 @@ class Config:
         A secret whose ids include both identities wins over one that names only one;
         a secret with no ids matches any pair.
         """
-        by_id, no_ids = self._secrets_by_id()
+        by_id, no_ids, _ = self._secrets_by_id()
         positions = set(by_id.get(local, ())) | set(by_id.get(remote, ())) | set(no_ids)
         best: tuple[int, int] | None = None  # (score, -position): ties go to the first
         for pos in positions:
@@ -239,6 +239,12 @@ class Config:
                 best = (score, -pos)
         return None if best is None else self.secrets[-best[1]].secret
 
+    @property
+    def has_ppk(self) -> bool:
+        """Any ``[secrets.ppk*]``: asked by every IKE_SA_INIT, so from the index, not a
+        walk over all secrets."""
+        return self._secrets_by_id()[2]
+
     def ppk_for(self, ppk_id: str) -> bytes | None:
         """The post-quantum preshared key whose ``[secrets.ppk*]`` entry has ``ppk_id``."""
         for s in self.secrets:
@@ -246,18 +252,21 @@ class Config:
                 return s.secret
         return None
 
-    def _secrets_by_id(self) -> tuple[dict[str, list[int]], list[int]]:
-        """Secret positions by id, and those with no ids; built on first use so that a
-        handshake costs the same with 10 000 secrets as with one."""
+    def _secrets_by_id(self) -> tuple[dict[str, list[int]], list[int], bool]:
+        """Secret positions by id, those with no ids, and whether there are PPKs; built on
+        first use so that a handshake costs the same with 10 000 secrets as with one."""
         if self._psk_index is None:
             by_id: dict[str, list[int]] = {}
             no_ids = []
+            has_ppk = False
             for pos, s in enumerate(self.secrets):
                 if s.is_ppk:
+                    has_ppk = True
                     continue
                 for i in dict.fromkeys(s.ids):
                     by_id.setdefault(i, []).append(pos)
                 if not s.ids:
                     no_ids.append(pos)
-            object.__setattr__(self, "_psk_index", (by_id, no_ids))  # a cache, not a value
+            index = (by_id, no_ids, has_ppk)
+            object.__setattr__(self, "_psk_index", index)  # a cache, not a value
         return self._psk_index  # type: ignore[return-value]

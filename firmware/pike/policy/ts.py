@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -46,6 +47,13 @@ class TrafficSelector:
 
     def networks(self) -> list[IPNetwork]:
         """The range as the smallest list of prefixes (kernel selectors are prefixes)."""
+        lo, hi = int(self.start), int(self.end)
+        span = hi - lo + 1
+        one = span > 0 and span & (span - 1) == 0 and lo & (span - 1) == 0
+        if one and self.start.version == self.end.version:
+            # one prefix (the usual case): no need for the general summary
+            bits = self.start.max_prefixlen - span.bit_length() + 1
+            return [ipaddress.ip_network((self.start, bits))]
         return list(ipaddress.summarize_address_range(self.start, self.end))
 
     def contains(self, other: TrafficSelector) -> bool:
@@ -89,3 +97,16 @@ class TrafficSelector:
             else f"{self.start_port}-{self.end_port}"
         )
         return f"{addr}[{self.protocol}/{ports}]"
+
+
+class TsText:
+    """Selectors space-separated, formatted only when a log record is (a handshake's log
+    line at a level that is off then costs nothing)."""
+
+    __slots__ = ("_ts",)
+
+    def __init__(self, ts: Sequence[TrafficSelector]) -> None:
+        self._ts = ts
+
+    def __str__(self) -> str:
+        return " ".join(str(t) for t in self._ts)

@@ -12,6 +12,7 @@ when an install fails.
 
 from __future__ import annotations
 
+from pike.policy.ts import TsText
 from pike.sa.actions import (
     ChildSaEstablished,
     ChildSaFailed,
@@ -77,8 +78,8 @@ def install(
         "rekeyed" if rekey else "established",
         child.spi_in,
         child.spi_out,
-        " ".join(str(t) for t in child.local_ts),
-        " ".join(str(t) for t in child.remote_ts),
+        TsText(child.local_ts),
+        TsText(child.remote_ts),
     )
     if rekey:
         ctx.counters.conn(ike_name).child_rekeys += 1

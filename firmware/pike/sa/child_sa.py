@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -103,15 +104,16 @@ class ChildSa:
     def set_state(self, new: ChildState, conn: str) -> None:
         if new not in CHILD_TRANSITIONS[self.state]:
             raise StateError(f"child {self.name}: {self.state.value} -> {new.value}")
-        log.info(
-            "%s.%s: CHILD_SA %s -> %s, SPIs %08x_i %08x_o",
-            conn,
-            self.name,
-            self.state.value,
-            new.value,
-            self.spi_in,
-            self.spi_out,
-        )
+        if log.isEnabledFor(logging.INFO):  # its arguments cost; a busy hub logs less
+            log.info(
+                "%s.%s: CHILD_SA %s -> %s, SPIs %08x_i %08x_o",
+                conn,
+                self.name,
+                self.state.value,
+                new.value,
+                self.spi_in,
+                self.spi_out,
+            )
         self.state = new
 
     def build_kernel_specs(

@@ -7,6 +7,19 @@ from dataclasses import dataclass
 from pike.crypto.ids import EsnId, TransformType
 from pike.wire.payloads import Transform
 
+# plain ints: an enum member lookup costs a descriptor call, and every answer builds these
+_ENCR, _PRF, _INTEG, _KE, _ESN = (
+    int(t)
+    for t in (
+        TransformType.ENCR,
+        TransformType.PRF,
+        TransformType.INTEG,
+        TransformType.KE,
+        TransformType.ESN,
+    )
+)
+_ESN_YES, _ESN_NO = int(EsnId.YES), int(EsnId.NO)
+
 
 @dataclass(frozen=True, slots=True)
 class Chosen:
@@ -34,16 +47,16 @@ class Chosen:
         return tuple(method for _, method in self.addke if method)
 
     def transforms(self) -> tuple[Transform, ...]:
-        out = [Transform(TransformType.ENCR, self.encr_id, self.encr_key_length)]
+        out = [Transform(_ENCR, self.encr_id, self.encr_key_length)]
         if self.prf_id is not None:
-            out.append(Transform(TransformType.PRF, self.prf_id))
+            out.append(Transform(_PRF, self.prf_id))
         if self.integ_id:
-            out.append(Transform(TransformType.INTEG, self.integ_id))
+            out.append(Transform(_INTEG, self.integ_id))
         if self.group:
-            out.append(Transform(TransformType.KE, self.group))
+            out.append(Transform(_KE, self.group))
         out.extend(Transform(ttype, method) for ttype, method in self.addke)
         if self.esn_transform:
-            out.append(Transform(TransformType.ESN, EsnId.YES if self.esn else EsnId.NO))
+            out.append(Transform(_ESN, _ESN_YES if self.esn else _ESN_NO))
         return tuple(out)
 
     def triples(self) -> list[tuple[int, int, int | None]]:

@@ -7,8 +7,8 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import ip_address
 
+from pike.policy.addrs import parse_ip
 from pike.policy.config import Config
 from pike.policy.ipsec import REQID_BASE, REQID_COUNT, KernelCaps
 from pike.policy.ts import TrafficSelector
@@ -144,7 +144,7 @@ class Context:
     def child_spi(self, src: str, dst: str) -> int:
         """An inbound ESP SPI from the context's ``SpiSource``."""
         assert self.spis is not None  # __post_init__
-        return self.spis.child_spi(ip_address(src), ip_address(dst))
+        return self.spis.child_spi(parse_ip(src), parse_ip(dst))
 
 
 def system_random(n: int) -> bytes:

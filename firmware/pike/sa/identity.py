@@ -25,13 +25,18 @@ def printable(text: str, limit: int = MAX_TEXT) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
+# built once: every IKE_AUTH asks (an Enum member lookup is slow on Python 3.11)
+_ADDRESS_IDS = frozenset((IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR))
+_NAME_IDS = frozenset((IdType.ID_FQDN, IdType.ID_RFC822_ADDR))
+
+
 def from_wire(id_type: int, data: bytes) -> Identity:
     """A peer's identity with a printable text (never raises: the peer chose the bytes);
     ``data`` stays as sent, ``text`` is escaped (``printable``)."""
     try:
-        if id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
+        if id_type in _ADDRESS_IDS:
             text = str(ipaddress.ip_address(data))
-        elif id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
+        elif id_type in _NAME_IDS:
             text = data.decode("ascii")
         else:
             text = f"{id_type}:{data.hex()}"

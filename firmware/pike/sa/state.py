@@ -89,12 +89,13 @@ def ike_transition(
     ``limit``'s rate limit at its time if given: a half-open SA's), else StateError."""
     if new not in IKE_TRANSITIONS[old]:
         raise StateError(f"{tag}: {old.value} -> {new.value}")
-    if new != old:
+    if new == old:
+        return new
+    if limit is not None:
         line = ("%s: %s %s -> %s", tag, kind, old.value, new.value)
-        if limit is None:
-            logger.info(*line)
-        else:
-            limit[0].log(logger, logging.INFO, "half_open_state", limit[1], *line)
+        limit[0].log(logger, logging.INFO, "half_open_state", limit[1], *line)
+    elif logger.isEnabledFor(logging.INFO):  # its arguments cost; a busy hub logs less
+        logger.info("%s: %s %s -> %s", tag, kind, old.value, new.value)
     return new
 
 

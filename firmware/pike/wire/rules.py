@@ -187,16 +187,19 @@ def _violation(
         if sum(counts.get(k, 0) for k in _ENCRYPTED) != 1:
             return "needs exactly one SK or SKF payload"
         return None
-    if _waived(rule, payloads):
-        return None
+    broken = None
     for kind, least in table.required:
         if counts.get(kind, 0) < least:
-            return f"missing {name(kind)}"
-    for group in table.together:
-        present = sum(1 for k in group if k in counts)
-        if present and present != len(group):
-            return f"{', '.join(name(k) for k in group)} come together"
-    return None
+            broken = f"missing {name(kind)}"
+            break
+    else:
+        for group in table.together:
+            present = sum(1 for k in group if k in counts)
+            if present and present != len(group):
+                broken = f"{', '.join(name(k) for k in group)} come together"
+                break
+    # an error notify (or a waiver, or EAP) excuses what is missing; asked only then
+    return None if broken is None or _waived(rule, payloads) else broken
 
 
 def _exchange_name(exchange: int) -> str:

@@ -38,6 +38,9 @@ class ExchangeSa(Protocol):
     @property
     def state(self) -> IkeState: ...
 
+    @property
+    def unproven(self) -> bool: ...  # a responder's SA not yet up: logs rate-limited
+
     def tag(self) -> str: ...
 
     def new_message(self, exchange: int, message_id: int, response: bool) -> Message: ...

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
 
+_IKE_AUTH = ExchangeType.IKE_AUTH  # asked per message: Enum lookups are slow on 3.11
+
+
 class ChildCreate(Task):
     """Create (or, with ``rekey``, replace) a CHILD_SA.
 
@@ -110,7 +113,7 @@ class ChildCreate(Task):
 
     @property
     def in_auth(self) -> bool:
-        return self._exchange == ExchangeType.IKE_AUTH
+        return self._exchange == _IKE_AUTH
 
     def _specs(self, cfg: ChildConfig) -> tuple[ProposalSpec, ...]:
         return child_specs(cfg.esp_proposals, self.in_auth)

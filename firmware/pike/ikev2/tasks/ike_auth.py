@@ -21,6 +21,7 @@ the answer. A failure to sign fails closed, with the same log line whatever the 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -480,7 +481,9 @@ class IkeAuth(Task):
             auth = self._ppk_r(conn, msg, auth)
             how = self._verify(conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
-            log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
+            # counted exactly (auth failures); the lines, as IKEv1's, within the limit
+            if sa.ctx.log_limit.wanted(log, logging.ERROR, "auth_failed", now, sa.unproven):
+                log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
             # counted under the connection it was for (the only one its address fits)
             only = sa.candidates.conns if sa.candidates and len(sa.candidates) == 1 else ()
             sa.conn = conn or (only[0] if only else None)

@@ -7,6 +7,7 @@ the same messages but is its own task (ike_natd).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from logging import INFO, WARNING
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import KeyExchangeError
@@ -81,7 +82,7 @@ class IkeInit(Task):
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
-            self._process_r(msg)
+            self._process_r(msg, now)
             return
         sa = self.sa
         assert sa.conn is not None
@@ -141,7 +142,7 @@ class IkeInit(Task):
             sa.tasks.queued.insert(0, IkeIntermediate(sa, True))
 
     # -- responder -----------------------------------------------------------------------
-    def _process_r(self, msg: Message) -> None:
+    def _process_r(self, msg: Message, now: float) -> None:
         sa = self.sa
         assert sa.conn is not None
         sa_payload = msg.first(SaPayload)
@@ -149,19 +150,20 @@ class IkeInit(Task):
         nonce = msg.first(NoncePayload)
         if sa_payload is None or ke is None or nonce is None:
             raise RespondError(NotifyType.INVALID_SYNTAX)
-        chosen = self._choose(sa_payload.proposals, ke.group)
+        chosen = self._choose(sa_payload.proposals, ke.group, now)
         if chosen is None or chosen.prf_id is None:
-            log.warning(
-                "%s: no acceptable IKE proposal: the peer offered %s; %s has %s",
-                sa.tag(),
-                offered(sa_payload.proposals),
-                sa.conn.name,
-                configured(sa.conn.proposals),
-            )
+            # anyone can send one (IKEv1 has the same line and reason)
+            if sa.ctx.log_limit.wanted(log, WARNING, "no_proposal_chosen", now, sa.unproven):
+                log.warning(
+                    "%s: no acceptable IKE proposal: the peer offered %s; %s has %s",
+                    sa.tag(),
+                    offered(sa_payload.proposals),
+                    sa.conn.name,
+                    configured(sa.conn.proposals),
+                )
             raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
         # USE_PPK back when we hold any PPK: which one is known only in IKE_AUTH
-        has_ppk = any(s.is_ppk for s in sa.ctx.config.secrets)
-        sa.ppk_peer = has_ppk and msg.notify(NotifyType.USE_PPK) is not None
+        sa.ppk_peer = sa.ctx.config.has_ppk and msg.notify(NotifyType.USE_PPK) is not None
         sa.intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
         if chosen.additional and not sa.intermediate:
             raise RespondError(
@@ -185,7 +187,7 @@ class IkeInit(Task):
         sa.derive_keys(shared)
         sa.addke_todo = list(chosen.additional)
 
-    def _choose(self, offer: Sequence[Proposal], group: int) -> Chosen | None:
+    def _choose(self, offer: Sequence[Proposal], group: int, now: float) -> Chosen | None:
         """The IKE proposal of the first connection (config order) whose proposals accept
         the offer: strongSwan's "trying alternative config", over each distinct proposal
         list once. IKE_AUTH then picks among the connections that accept it."""
@@ -196,7 +198,9 @@ class IkeInit(Task):
         for proposals, conn in sa.candidates.proposal_sets():
             chosen = select(proposals, offer, ProtocolId.IKE, group)
             if chosen is not None and chosen.prf_id is not None:
-                if conn is not sa.conn:
+                if conn is not sa.conn and sa.ctx.log_limit.wanted(
+                    log, INFO, "alternative_config", now, sa.unproven
+                ):
                     log.info("%s: trying alternative config %s", sa.tag(), conn.name)
                 sa.conn = conn
                 sa.offer = tuple(offer)

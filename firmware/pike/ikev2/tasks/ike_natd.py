@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
 
+_NATD_SRC = NotifyType.NAT_DETECTION_SOURCE_IP  # looked up per message: an Enum member
+_NATD_DST = NotifyType.NAT_DETECTION_DESTINATION_IP  # lookup is slow on Python 3.11
+
+
 def natd_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
     ip = parse_ip(addr[0]).packed
     return hashlib.sha1(spi_i + spi_r + ip + addr[1].to_bytes(2, "big")).digest()
@@ -53,16 +57,8 @@ class IkeNatd(Task):
             msg.notify(NotifyType.COOKIE) or msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         ):
             return
-        dst = [
-            n.data
-            for n in msg.all(NotifyPayload)
-            if n.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP
-        ]
-        src = [
-            n.data
-            for n in msg.all(NotifyPayload)
-            if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
-        ]
+        dst = [n.data for n in msg.all(NotifyPayload) if n.notify_type == _NATD_DST]
+        src = [n.data for n in msg.all(NotifyPayload) if n.notify_type == _NATD_SRC]
         if not dst or not src:
             return  # the peer does not do NAT detection: assume no NAT
         sa.nat_local = natd_hash(msg.spi_i, msg.spi_r, sa.local) not in dst
