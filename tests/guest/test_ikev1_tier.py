@@ -15,26 +15,29 @@ from __future__ import annotations
 
 import re
 
-from guest.tier import run_tier
+import pytest
 
-TIMEOUT = 900.0
-TESTS = (
-    "tests/interop/test_dataplane_v1.py",
-    "tests/interop/test_piked_strongswan.py",
-    "tests/interop/test_piked_certs.py",
+from guest.tier import Tier, run_tier
+
+TIER = Tier(
+    "IKEv1 tier",
+    "kernel_interop",
+    (
+        "tests/interop/test_dataplane_v1.py",
+        "tests/interop/test_piked_strongswan.py",
+        "tests/interop/test_piked_certs.py",
+    ),
+    timeout=900.0,
+    seconds=190.0,
+    deselected_ok=True,  # the host tests of test_piked_strongswan.py and test_piked_certs.py
+    show=lambda line: (
+        ("bytes" in line and "packets" in line)
+        or re.search(r"IKEv1 (tunnel up|Aggressive Mode|dpd_action)", line) is not None
+        or re.match(r"traffic:", line) is not None
+    ),
 )
 
 
+@pytest.mark.guest_tier(TIER)
 def test_ikev1_tier_in_uml() -> None:
-    run_tier(
-        "IKEv1 tier",
-        "kernel_interop",
-        TESTS,
-        TIMEOUT,
-        deselected_ok=True,  # the host tests of test_piked_strongswan.py and test_piked_certs.py
-        show=lambda line: (
-            ("bytes" in line and "packets" in line)
-            or re.search(r"IKEv1 (tunnel up|Aggressive Mode|dpd_action)", line) is not None
-            or re.match(r"traffic:", line) is not None
-        ),
-    )
+    run_tier(TIER)

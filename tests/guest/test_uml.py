@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from guest import uml
+from guest import tier, uml
 from lib.prereq import unavailable
 
 
@@ -83,3 +85,77 @@ def test_built_in_kernel_loads_no_modules() -> None:
     insmod, modprobe = uml._module_steps(Path("/usr/lib/uml/modules/6.1"))
     assert insmod.startswith("insmod /usr/lib/uml/modules/6.1/kernel/fs/overlayfs/overlay.ko")
     assert "modprobe -a xfrm_algo xfrm_user esp4" in modprobe
+
+
+def test_cancelled_guest_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest left running in the background when the session ends goes at once."""
+    if os.environ.get("PIKE_IN_GUEST"):
+        pytest.skip("already inside the guest")
+    try:
+        uml.guest_kernel()
+    except uml.GuestError as e:
+        unavailable(str(e))
+    run_dirs: list[str] = []  # this guest's, named in its UML processes' command lines
+    mkdtemp = uml.tempfile.mkdtemp
+
+    def made(prefix: str) -> str:
+        run_dirs.append(mkdtemp(prefix=prefix))
+        return run_dirs[-1]
+
+    monkeypatch.setattr(uml.tempfile, "mkdtemp", made)
+    cancel = threading.Event()
+    running: list[list[str]] = []
+
+    def stop() -> None:
+        running.append(_processes_naming(f"uml_dir={run_dirs[0]} "))
+        cancel.set()
+
+    timer = threading.Timer(3.0, stop)
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(uml.GuestError, match="cancelled"):
+        uml.run_in_guest(["sleep", "120"], timeout=60, cancel=cancel)
+    assert time.monotonic() - t0 < 20
+    assert len(run_dirs) == 1 and running[0]  # it was running, and found by its run_dir
+    assert not _processes_naming(f"uml_dir={run_dirs[0]} ")
+
+
+def _processes_naming(text: str) -> list[str]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes().replace(b"\0", b" "):
+                pids.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return pids
+
+
+def test_background_tiers_queue_longest_first_and_hand_errors_to_their_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler alone (no boot): one worker takes the longest tier first; a tier's
+    failure (here a skip from its prepare step) is raised by that tier's own test."""
+    booted: list[str] = []
+
+    def boot(t: tier.Tier, notes: list[str], cancel: threading.Event | None) -> uml.GuestResult:
+        booted.append(t.label)
+        if t.label == "short":
+            pytest.skip("prerequisite missing: a test of the scheduler")
+        notes.append(f"{t.label} prepared")
+        return uml.GuestResult(0, "1 passed in 1s\n", "", 1.0, 2.0, 0.5)
+
+    monkeypatch.setenv(tier.JOBS_ENV, "1")
+    monkeypatch.setattr(tier, "_runnable", lambda: True)
+    monkeypatch.setattr(tier, "_boot", boot)
+    monkeypatch.setattr(tier, "_jobs", {})
+    monkeypatch.setattr(tier, "_threads", [])
+    short = tier.Tier("short", "m", ("a",), timeout=9, seconds=10)
+    long = tier.Tier("long", "m", ("b",), timeout=9, seconds=100)
+    tier.start_background([short, long])
+    for thread in tier._threads:
+        thread.join(10)
+    assert booted == ["long", "short"] and len(tier._threads) == 1
+    job_long, job_short = tier._jobs["long"], tier._jobs["short"]
+    assert job_long.notes == ["long prepared"] and job_long.result is not None
+    assert isinstance(job_short.error, pytest.skip.Exception)

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,7 @@ class GuestResult:
     stderr: str
     boot_seconds: float  # guest uptime when the command started
     total_seconds: float  # host wall clock, boot to power-off
+    cpu_seconds: float = float("nan")  # host CPU (user + system) of the UML processes
 
 
 @dataclass(frozen=True)
@@ -200,17 +202,19 @@ def run_in_guest(
     mem: str = "768M",
     env: dict[str, str] | None = None,
     autoload: bool = False,
+    cancel: threading.Event | None = None,
 ) -> GuestResult:
     """Boot UML, run ``command`` as root in ``cwd``, power off; return its exit code and
     output. ``autoload`` keeps on-demand module loading (slow) for modules beyond MODULES.
-    Raises GuestError when the guest itself fails."""
+    Setting ``cancel`` kills the guest (a test session ending under a guest running in the
+    background). Raises GuestError when the guest itself fails."""
     kernel = guest_kernel()
     cwd = os.path.abspath(cwd or os.getcwd())
     run_dir = Path(tempfile.mkdtemp(prefix="pike-uml-"))
     try:
         env = env or dict(os.environ)
         env = {**env, "PIKE_GUEST_KERNEL": kernel.origin}  # tests inside say which kernel
-        return _boot(kernel, command, cwd, timeout, mem, env, autoload, run_dir)
+        return _boot(kernel, command, cwd, timeout, mem, env, autoload, run_dir, cancel)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -238,6 +242,7 @@ def _boot(
     env: dict[str, str],
     autoload: bool,
     run_dir: Path,
+    cancel: threading.Event | None = None,
 ) -> GuestResult:
     insmod_overlay, load_modules = _module_steps(kernel.modules)
     stage1 = run_dir / "init.sh"
@@ -261,7 +266,8 @@ def _boot(
         "ro",
         f"init={stage1}",
         f"uml_dir={run_dir}",
-        f"umid=pike{os.getpid()}",
+        # unique per guest: one process may run several guests at once (tests/guest/tier.py)
+        f"umid=pike{os.getpid()}-{run_dir.name.rsplit('-', 1)[-1]}",
         "quiet",
         "con=null",
         "con0=fd:0,fd:1",
@@ -279,13 +285,25 @@ def _boot(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise GuestError(
-                f"UML guest timed out after {timeout:.0f}s\n{_diagnostics(run_dir)}"
-            ) from None
+        deadline = start + timeout
+        cpu = float("nan")
+        while True:
+            # wait4, not Popen.poll: its rusage is the guest's CPU time (UML reaps the host
+            # processes of its guest processes, so their time is in it)
+            pid, wstatus, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(wstatus)
+                cpu = usage.ru_utime + usage.ru_stime
+                break
+            if cancel is not None and cancel.is_set():
+                _kill_group(proc)
+                raise GuestError("UML guest cancelled (the test session ended)")
+            if time.monotonic() >= deadline:
+                _kill_group(proc)
+                raise GuestError(
+                    f"UML guest timed out after {timeout:.0f}s\n{_diagnostics(run_dir)}"
+                )
+            time.sleep(0.2)
     total = time.monotonic() - start
     status = run_dir / "status"
     if not status.exists():
@@ -297,6 +315,7 @@ def _boot(
         stderr=_read(run_dir / "stderr"),
         boot_seconds=float(boot.read_text().strip()) if boot.exists() else float("nan"),
         total_seconds=total,
+        cpu_seconds=cpu,
     )
 
 
@@ -354,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(
             f"uml-run: exit {result.returncode}, boot {result.boot_seconds:.2f}s, "
-            f"total {result.total_seconds:.2f}s",
+            f"total {result.total_seconds:.2f}s, cpu {result.cpu_seconds:.2f}s",
             file=sys.stderr,
         )
     return result.returncode

@@ -18,6 +18,7 @@ import pytest
 from peers.strongswan6 import strongswan6_prefix
 
 from .conftest import Gateways, MakePiked, charon_nodes
+from .lifecycle_tools import wait_for
 from .strongswan import Secret, StrongswanNode
 from .test_dataplane import esp_gw, shared_gw, traffic_both_ways  # noqa: F401 (fixtures)
 from .test_lifecycle_dataplane import LAN, assert_no_loss, settled, stream_with, warm_up
@@ -75,8 +76,12 @@ def test_pq_tunnel_carries_traffic_and_rekeys_with_followup_ke(
         seconds=6.0,
     )
     assert_no_loss(res)
-    p2, _ = settled(piked, charon6)
-    assert p2.initiator_spi != p.initiator_spi  # the IKE SA was rekeyed
+
+    def rekeyed() -> object:  # polled: on a loaded machine the rekey may still be under way
+        p2, _ = settled(piked, charon6)
+        return p2 if p2.initiator_spi != p.initiator_spi else None
+
+    wait_for("the IKE SA rekeyed with IKE_FOLLOWUP_KE", rekeyed, 30, 0.5)
     child = piked.list_sas_json()[0]["children"][0]
     assert child["algorithms"] == ESP, child  # rekeyed with PFS: x25519 + ML-KEM-768
     log = charon6.log_text()
