@@ -146,14 +146,18 @@ if [[ ${PIKE_IMAGE_SOURCE:-head} != worktree ]] && git -C "$ROOT" rev-parse --ve
 fi
 "$PY" -m pip wheel -q --no-deps -w "$WORK/wheels" "$SRC"
 # Binary wheels for the target only (never built here): manylinux aarch64, CPython 3.11.
-"$PY" -m pip download -q --only-binary=:all: --dest "$CACHE/wheels" \
+# Resolved into a directory of this build's own, so only what pike depends on now goes into
+# the image (the cache also holds wheels older builds needed); the cache keeps them all.
+mkdir -p "$WORK/deps"
+"$PY" -m pip download -q --only-binary=:all: --dest "$WORK/deps" \
   --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 \
   --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" \
-  --find-links "$WORK/wheels" "$WORK/wheels"/pike-*.whl
-# pip download also drops pike's own wheel into the cache; an older one there (same
-# version, same file name) must never replace the one just built from this commit.
-rm -f "$CACHE/wheels"/pike-*.whl
-cp "$CACHE/wheels"/*.whl "$WORK/wheels/" 2>/dev/null || true
+  --find-links "$CACHE/wheels" --find-links "$WORK/wheels" "$WORK/wheels"/pike-*.whl
+# pike's own wheel is the one just built from this commit, never a copy of it; and a pike
+# wheel in the cache (same version, same file name) could be an older commit's.
+rm -f "$WORK/deps"/pike-*.whl "$CACHE/wheels"/pike-*.whl
+cp "$WORK/deps"/*.whl "$CACHE/wheels/"
+cp "$WORK/deps"/*.whl "$WORK/wheels/"
 
 # -- root file system -------------------------------------------------------------------------
 step "mmdebstrap $SUITE arm64"
@@ -223,7 +227,8 @@ kver=$(basename "$(ls -d "$ROOTFS"/lib/modules/* | sort -V | tail -1)")
 cp "$ROOTFS"/usr/lib/raspi-firmware/* "$FW/"
 cp "$ROOTFS/boot/vmlinuz-$kver" "$FW/vmlinuz"
 cp "$ROOTFS/boot/initrd.img-$kver" "$FW/initrd.img"
-cp "$ROOTFS"/usr/lib/linux-image-"$kver"/broadcom/bcm27*-rpi-*.dtb "$FW/"
+cp "$ROOTFS"/usr/lib/linux-image-"$kver"/broadcom/bcm27*-rpi-*.dtb \
+  "$ROOTFS"/usr/lib/linux-image-"$kver"/broadcom/bcm2837-rpi-*.dtb "$FW/"  # Pi 4/400/CM4, Pi 3
 rm -f "$FW"/config.txt "$FW"/cmdline.txt "$FW"/vmlinuz-* "$FW"/initrd.img-*
 cp "$HERE/boot/config.txt" "$HERE/boot/cmdline.txt" "$FW/"
 # U-Boot for the Pi (config.txt: kernel=u-boot.bin; qemu's virt machine brings its own),
