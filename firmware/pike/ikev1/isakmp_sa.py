@@ -52,7 +52,7 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.conn_index import Candidates
 from pike.sa.context import Context
 from pike.sa.signing import PendingSignature
-from pike.sa.state import ChildState, IkeState, ike_transition, sa_tag
+from pike.sa.state import ChildState, IkeState, ike_transition, sa_tag, unproven
 from pike.wire.isakmp import encode_chain, encode_v1
 from pike.wire.isakmp_constants import (
     VID_DPD,
@@ -185,9 +185,7 @@ class IsakmpSa:
 
     @property
     def unproven(self) -> bool:
-        """A responder's SA that never came up: what it logs, anyone could set off (a
-        flood of first messages makes many), so it goes through the rate limit."""
-        return not self.initiator and self.established_at is None
+        return unproven(self.initiator, self.established_at)
 
     def set_state(self, new: IkeState, now: float | None = None) -> None:
         """With ``now``, an unproven SA logs through the rate limit."""

@@ -20,7 +20,7 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.conn_index import Candidates
 from pike.sa.context import Context, Selectors
-from pike.sa.state import IkeState, ike_transition, sa_tag
+from pike.sa.state import IkeState, ike_transition, sa_tag, unproven
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
 from pike.wire.fragments import encode_fragments
@@ -193,9 +193,7 @@ class IkeSa:
 
     @property
     def unproven(self) -> bool:
-        """A responder's SA that never came up: what it logs, anyone could set off (a
-        flood of first messages makes many), so it goes through the rate limit."""
-        return not self.initiator and self.established_at is None
+        return unproven(self.initiator, self.established_at)
 
     def set_state(self, new: IkeState, now: float | None = None) -> None:
         """With ``now``, an unproven SA logs through the rate limit."""

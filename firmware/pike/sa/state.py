@@ -77,6 +77,12 @@ def sa_tag(name: str, unique_id: int, spi_i: bytes, spi_r: bytes) -> str:
     return f"{name}[{unique_id}] {spi_i.hex()}_i {spi_r.hex()}_r"
 
 
+def unproven(initiator: bool, established_at: float | None) -> bool:
+    """A responder's SA that never came up: what it logs, anyone could set off (a flood of
+    first messages makes many), so its lines go through the rate limit."""
+    return not initiator and established_at is None
+
+
 def ike_transition(
     tag: str,
     kind: str,
