@@ -126,3 +126,20 @@ def gateway_pair(
         conn_extra=b_extra,
     )
     return cfg_a, cfg_b
+
+
+def loopback_gateway(tmp_path: Path) -> tuple[Config, int, int]:
+    """Gateway ``a`` (127.0.0.1) for a peer at 127.0.0.2 that never answers, on free ports:
+    the config, its IKE port and its NAT-T port."""
+    ike, natt = free_udp_ports(2)
+    cfg = gateway_config(
+        tmp_path,
+        "a",
+        local="127.0.0.1",
+        remote="127.0.0.2",
+        local_id="a.example.net",
+        remote_id="b.example.net",
+        ike_port=ike,
+        natt_port=natt,
+    )
+    return cfg, ike, natt

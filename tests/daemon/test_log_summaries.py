@@ -18,7 +18,7 @@ from pike.daemon.nokernel import NoKernel
 from pike.daemon.runtime import Daemon
 from pike.sa.log_limit import LINES_PER_SECOND
 
-from .helpers import free_udp_ports, gateway_config
+from .helpers import loopback_gateway
 
 JUNK = bytes(40)  # no IKE header a decoder takes: dropped as "truncated" or the like
 
@@ -44,17 +44,7 @@ def test_a_flood_is_summed_up_by_the_timer_and_at_shutdown(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    ike, natt = free_udp_ports(2)
-    cfg = gateway_config(
-        tmp_path,
-        "a",
-        local="127.0.0.1",
-        remote="127.0.0.2",
-        local_id="a.example.net",
-        remote_id="b.example.net",
-        ike_port=ike,
-        natt_port=natt,
-    )  # start_action none: no SA, so no timer of its own
+    cfg, ike, _natt = loopback_gateway(tmp_path)  # start_action none: no SA, no timer
 
     async def scenario() -> tuple[list[str], list[str], list[str]]:
         clock = VirtualClock(asyncio.get_running_loop())

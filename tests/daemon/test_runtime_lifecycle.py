@@ -34,7 +34,7 @@ from pike.sa.log_limit import LogLimit
 from pike.sa.ports import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, SpiSource
 from pike.sa.state import RekeyRefused
 
-from .helpers import free_udp_ports, gateway_config
+from .helpers import loopback_gateway
 
 POLICY = PolicySpec(
     TrafficSelector.from_cidr("10.1.0.0/24"),
@@ -222,21 +222,6 @@ class FakeEngine:
         pass
 
 
-def _config(tmp_path: Path) -> tuple[Config, int]:
-    ike, natt = free_udp_ports(2)
-    cfg = gateway_config(
-        tmp_path,
-        "a",
-        local="127.0.0.1",
-        remote="127.0.0.2",
-        local_id="a.example.net",
-        remote_id="b.example.net",
-        ike_port=ike,
-        natt_port=natt,
-    )
-    return cfg, natt
-
-
 def _run(daemon: Daemon, body: Any) -> Any:
     async def scenario() -> Any:
         task = asyncio.create_task(daemon.run())
@@ -251,7 +236,7 @@ def _run(daemon: Daemon, body: Any) -> Any:
 
 
 def _daemon(tmp_path: Path, kernel: FakeKernel) -> tuple[Daemon, list[FakeEngine], int]:
-    cfg, natt = _config(tmp_path)
+    cfg, _ike, natt = loopback_gateway(tmp_path)
     engines: list[FakeEngine] = []
 
     def factory(config: Config, caps: KernelCaps, spis: SpiSource, *_: Any) -> FakeEngine:
@@ -389,7 +374,7 @@ def test_spi_allocation_falls_back_to_random(tmp_path: Path, caplog: Any) -> Non
 
 def test_randomness_is_injected(tmp_path: Path) -> None:
     """Daemon(random=...) reaches the engine factory and the fallback SPIs."""
-    cfg, _natt = _config(tmp_path)
+    cfg, _ike, _natt = loopback_gateway(tmp_path)
     given: list[Any] = []
     engines: list[FakeEngine] = []
 
