@@ -61,12 +61,19 @@ class Datagrams:
             self._pump()
 
     def send(self, a: SendDatagram | SendKeepalive) -> None:
-        if self._sockets is None:
-            return
         if isinstance(a, SendDatagram):
-            if self._sockets.send(a.data, a.src, a.dst):
-                self.stats["datagrams_out"] += 1
+            self.send_datagram(a)
+        else:
+            self.send_keepalive(a)
+
+    def send_datagram(self, a: SendDatagram) -> None:
+        if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
+            self.stats["datagrams_out"] += 1
+
+    def send_keepalive(self, a: SendKeepalive) -> None:
         # RFC 3948 §2.3: one 0xFF octet, without the non-ESP marker.
-        elif self._sockets.send(NATT_KEEPALIVE, a.src, a.dst, marker=False):
+        if self._sockets is not None and self._sockets.send(
+            NATT_KEEPALIVE, a.src, a.dst, marker=False
+        ):
             self.stats["keepalives_out"] += 1
             log.debug("NAT-T keepalive %s[%d] -> %s[%d]", *a.src, *a.dst)

@@ -95,8 +95,9 @@ class Initiations:
         self._logs.unfollow(stream)
 
     def observe(self, a: Action) -> None:
-        for w in list(self._watches):
-            w.action(a)
+        if self._watches:  # every action passes here; someone waits on an initiation rarely
+            for w in list(self._watches):
+                w.action(a)
 
     def _up(self, w: Watch) -> bool:
         for sa in self._sas():

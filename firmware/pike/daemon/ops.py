@@ -217,7 +217,7 @@ class Ops:
         try:
             self.recorder.observe(a)
             self.initiations.observe(a)
-            if self._keys is not None:
+            if self._keys is not None:  # key export (save_keys_dir): a debugging aid
                 if isinstance(a, IkeSaEstablished):
                     self._export_ike(a)
                 elif isinstance(a, InstallChildSa):

@@ -34,6 +34,7 @@ _MAX_DATAGRAM = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(64)
 
 OnDatagram = Callable[[bytes, Address, Address], None]
+Ancillary = tuple[tuple[int, int, bytes], ...]  # sendmsg's ancillary data
 
 
 @dataclass(slots=True)
@@ -42,6 +43,7 @@ class _Sock:
     family: int
     port: int
     natt: bool
+    pktinfo: Callable[[str], Ancillary]  # the ancillary data that sends from an address
 
 
 # The address conversions below run for every datagram, on the gateway's few local
@@ -49,15 +51,17 @@ class _Sock:
 
 
 @functools.lru_cache(maxsize=256)
-def _in_pktinfo(src: str) -> bytes:
+def _in_pktinfo(src: str) -> Ancillary:
     """struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }"""
-    return struct.pack("=i4s4s", 0, ipaddress.IPv4Address(src).packed, bytes(4))
+    info = struct.pack("=i4s4s", 0, ipaddress.IPv4Address(src).packed, bytes(4))
+    return ((socket.IPPROTO_IP, _IP_PKTINFO, info),)
 
 
 @functools.lru_cache(maxsize=256)
-def _in6_pktinfo(src: str) -> bytes:
+def _in6_pktinfo(src: str) -> Ancillary:
     """struct in6_pktinfo { in6_addr addr; int ifindex; }"""
-    return struct.pack("=16si", ipaddress.IPv6Address(src).packed, 0)
+    info = struct.pack("=16si", ipaddress.IPv6Address(src).packed, 0)
+    return ((socket.IPPROTO_IPV6, _IPV6_PKTINFO, info),)
 
 
 @functools.lru_cache(maxsize=256)
@@ -104,6 +108,9 @@ class IkeSockets:
         self.natt_port = natt_port
         self._ipv6 = ipv6
         self._socks: list[_Sock] = []
+        # (IPv6, source port, destination port) -> the socket ``_pick`` chose: every
+        # datagram sent asks, the answer changes only when sockets open or close
+        self._picked: dict[tuple[bool, int, int], _Sock | None] = {}
         self.encap_ok = True  # False when the kernel refused UDP_ENCAP (logged once)
 
     def open(self) -> None:
@@ -138,8 +145,10 @@ class IkeSockets:
         except OSError:
             sock.close()
             raise
-        entry = _Sock(sock, family, port, natt)
+        pktinfo = _in6_pktinfo if family == socket.AF_INET6 else _in_pktinfo
+        entry = _Sock(sock, family, port, natt, pktinfo)
         self._socks.append(entry)
+        self._picked.clear()
         self._loop.add_reader(sock.fileno(), self._readable, entry)
         fam = "IPv6" if family == socket.AF_INET6 else "IPv4"
         log.debug("listening on %s UDP port %d%s", fam, port, " (NAT-T)" if natt else "")
@@ -192,13 +201,21 @@ class IkeSockets:
             log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
 
     def _pick(self, src: Address, dst: Address) -> _Sock | None:
-        family = socket.AF_INET6 if ":" in dst[0] else socket.AF_INET
-        if src[1] == self.natt_port:
+        key = (":" in dst[0], src[1], dst[1])
+        try:
+            return self._picked[key]
+        except KeyError:
+            entry = self._picked[key] = self._choose(*key)
+            return entry
+
+    def _choose(self, ipv6: bool, src_port: int, dst_port: int) -> _Sock | None:
+        family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        if src_port == self.natt_port:
             natt = True
-        elif src[1] == self.ike_port:
+        elif src_port == self.ike_port:
             natt = False
         else:
-            natt = dst[1] in (self.natt_port, 4500)
+            natt = dst_port in (self.natt_port, 4500)
         for entry in self._socks:
             if entry.family == family and entry.natt == natt:
                 return entry
@@ -215,12 +232,8 @@ class IkeSockets:
             return False
         if entry.natt and marker:
             data = NON_ESP_MARKER + data
-        if entry.family == socket.AF_INET6:
-            anc = [(socket.IPPROTO_IPV6, _IPV6_PKTINFO, _in6_pktinfo(src[0]))]
-        else:
-            anc = [(socket.IPPROTO_IP, _IP_PKTINFO, _in_pktinfo(src[0]))]
         try:
-            entry.sock.sendmsg([data], anc, 0, dst)
+            entry.sock.sendmsg((data,), entry.pktinfo(src[0]), 0, dst)
         except OSError as exc:
             # A full send buffer or unreachable peer: the engine retransmits.
             log.warning("send %s[%d] -> %s[%d]: %s", src[0], src[1], dst[0], dst[1], exc)
@@ -232,6 +245,7 @@ class IkeSockets:
             self._loop.remove_reader(entry.sock.fileno())
             entry.sock.close()
             self._socks.remove(entry)
+        self._picked.clear()
 
     def close(self) -> None:
         for entry in self._socks:
@@ -239,6 +253,7 @@ class IkeSockets:
                 self._loop.remove_reader(entry.sock.fileno())
             entry.sock.close()
         self._socks.clear()
+        self._picked.clear()
 
     @property
     def bound(self) -> list[tuple[str, int]]:
