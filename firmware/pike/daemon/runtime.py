@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -181,7 +182,7 @@ class Daemon:
         self.datagrams = Datagrams(lambda: self.engine, self._now, self._pump, self.stats)
         # Route-based children: the interfaces piked creates and the updown scripts.
         self.tunnels = Tunnels(lambda: self.config, getattr(kernel, "netns", None))
-        # Metrics, reload, list-conns, key export (sees every action before _do acts).
+        # Metrics, reload, list-conns, key export (sees the actions it observes first).
         self.ops = Ops(self, self._now, self._pump, wall=lambda: self.clock.wall())
         self.commands = Commands(self, self._now, self._pump)
         self.hotplug = Hotplug(
@@ -404,10 +405,12 @@ class Daemon:
     def _pump(self) -> None:
         """Drain the engine's actions, then re-arm the single timer."""
         engine = self.engine
-        next_action, do = engine.next_action, self._do
+        next_action, route = engine.next_action, self._route
         while (action := next_action()) is not None:
             try:
-                do(action)
+                act = route.get(type(action))
+                if act is not None:
+                    act(action)
             except Exception:
                 log.exception("handling %s failed", type(action).__name__)
         if self.credentials.revocation.wanted:
@@ -423,9 +426,10 @@ class Daemon:
             self._timer = self._clock.call_at(deadline, self._on_timer)
 
     def _routes(self) -> dict[type, Callable[[Any], None]]:
-        """Who acts on each kind of action (after ``Ops`` and ``Tunnels`` observed it):
-        looked up by type, once per action, instead of testing each kind in turn."""
-        routes: dict[type, Callable[[Any], None]] = {
+        """What acts on each kind of action, looked up by its type (one dict lookup per
+        action: the two datagrams of a handshake go straight to the socket). The kinds
+        ``Ops`` and ``Tunnels`` observe go to them first (``_observed``)."""
+        acts: dict[type, Callable[[Any], None]] = {
             SendDatagram: self.datagrams.send_datagram,
             SendKeepalive: self.datagrams.send_keepalive,
             SignRequest: self._sign,
@@ -436,16 +440,19 @@ class Daemon:
             ChildSaEstablished: _log_child_up,
             ChildSaFailed: _log_child_failed,
             MessageDropped: self._dropped,
+            **self.dataplane.routes(),
         }
-        routes.update(self.dataplane.routes())
+        observed = self.ops.OBSERVED | self.tunnels.OBSERVED
+        routes = {kind: act for kind, act in acts.items() if kind not in observed}
+        for kind in observed:
+            routes[kind] = functools.partial(self._observed, acts.get(kind))
         return routes
 
-    def _do(self, a: Action) -> None:
+    def _observed(self, act: Callable[[Any], None] | None, a: Action) -> None:
         # The engine logs its own events (tagged with SPIs); the log lines here add what
         # only the runtime knows (kernel results) and repeat events at debug level.
         self.ops.observe(a)  # metrics and key export first: DeleteChildSa's final counts
         self.tunnels.observe(a)  # a route-based child's interface before its SAs
-        act = self._route.get(type(a))
         if act is not None:
             act(a)
 

@@ -27,10 +27,9 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Key = tuple[str, str, str, str]  # connection, child, local address, peer address
 
 
-_OBSERVED = frozenset({InstallChildSa, DeleteChildSa})
-
-
 class Tunnels:
+    OBSERVED = frozenset({InstallChildSa, DeleteChildSa})  # what the runtime shows ``observe``
+
     def __init__(self, config: Callable[[], Config], netns: str | None = None) -> None:
         self._config = config
         self._netns = netns
@@ -42,9 +41,8 @@ class Tunnels:
 
     def observe(self, a: Action) -> None:
         """Before the data plane acts: an install may bring a child up, a delete down."""
-        if type(a) not in _OBSERVED:  # every action passes here: a set lookup, not isinstance
+        if not isinstance(a, InstallChildSa | DeleteChildSa):
             return
-        assert isinstance(a, InstallChildSa | DeleteChildSa)
         conn = self._config().connections.get(a.conn)
         cfg = conn.child(a.child) if conn is not None else None
         if conn is None or cfg is None or not (cfg.interface or cfg.updown):

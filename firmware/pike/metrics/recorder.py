@@ -202,3 +202,4 @@ _RECORDS: dict[type, Callable[[Recorder, Any], None]] = {
     ChildSaFailed: Recorder._child_failed,
     DeleteChildSa: Recorder._child_deleted,
 }
+RECORDED = frozenset(_RECORDS)  # the kinds of action ``Recorder.observe`` records
