@@ -30,6 +30,7 @@ UDP_ENCAP_ESPINUDP = 2
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 _IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_SOL_IP, _SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 _MAX_DATAGRAM = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(64)
 
@@ -44,6 +45,7 @@ class _Sock:
     port: int
     natt: bool
     pktinfo: Callable[[str], Ancillary]  # the ancillary data that sends from an address
+    local: Callable[[list[tuple[int, int, bytes]]], str | None]  # where a datagram went
 
 
 # The address conversions below run for every datagram, on the gateway's few local
@@ -80,11 +82,18 @@ def _peer_text(host: str) -> str:
     return str(ipaddress.ip_address(host.split("%", 1)[0]))
 
 
-def _local_addr(family: int, ancdata: list[tuple[int, int, bytes]]) -> str | None:
+def _local_v4(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+    """The datagram's destination: ``in_pktinfo.ipi_addr``."""
     for level, ctype, data in ancdata:
-        if family == socket.AF_INET and level == socket.IPPROTO_IP and ctype == _IP_PKTINFO:
+        if ctype == _IP_PKTINFO and level == _SOL_IP:
             return _v4_text(data[8:12])
-        if family == socket.AF_INET6 and level == socket.IPPROTO_IPV6 and ctype == _IPV6_PKTINFO:
+    return None
+
+
+def _local_v6(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+    """The datagram's destination: ``in6_pktinfo.ipi6_addr``."""
+    for level, ctype, data in ancdata:
+        if ctype == _IPV6_PKTINFO and level == _SOL_IPV6:
             return _v6_text(data[:16])
     return None
 
@@ -145,8 +154,10 @@ class IkeSockets:
         except OSError:
             sock.close()
             raise
-        pktinfo = _in6_pktinfo if family == socket.AF_INET6 else _in_pktinfo
-        entry = _Sock(sock, family, port, natt, pktinfo)
+        if family == socket.AF_INET6:
+            entry = _Sock(sock, family, port, natt, _in6_pktinfo, _local_v6)
+        else:
+            entry = _Sock(sock, family, port, natt, _in_pktinfo, _local_v4)
         self._socks.append(entry)
         self._picked.clear()
         self._loop.add_reader(sock.fileno(), self._readable, entry)
@@ -190,7 +201,7 @@ class IkeSockets:
                 # ESP the kernel did not take (no ESP support): nothing IKE can use.
                 return
             data = data[len(NON_ESP_MARKER) :]
-        local = _local_addr(entry.family, anc)
+        local = entry.local(anc)
         if local is None:
             return
         src: Address = (_peer_text(peer[0]), peer[1])
