@@ -179,7 +179,9 @@ class Daemon:
             self.stats,
             random,
         )
-        self.datagrams = Datagrams(lambda: self.engine, self._now, self._pump, self.stats)
+        self.datagrams = Datagrams(
+            lambda: self.engine, self._now, self._drain, self._rearm, self.stats
+        )
         # Route-based children: the interfaces piked creates and the updown scripts.
         self.tunnels = Tunnels(lambda: self.config, getattr(kernel, "netns", None))
         # Metrics, reload, list-conns, key export (sees the actions it observes first).
@@ -404,8 +406,12 @@ class Daemon:
 
     def _pump(self) -> None:
         """Drain the engine's actions, then re-arm the single timer."""
-        engine = self.engine
-        next_action, route = engine.next_action, self._route
+        self._drain()
+        self._rearm()
+
+    def _drain(self) -> None:
+        """Act on the engine's actions, in order (after every input to the engine)."""
+        next_action, route = self.engine.next_action, self._route
         while (action := next_action()) is not None:
             try:
                 act = route.get(type(action))
@@ -415,7 +421,11 @@ class Daemon:
                 log.exception("handling %s failed", type(action).__name__)
         if self.credentials.revocation.wanted:
             self.revocation.drain()
-        deadline = engine.get_timer()
+
+    def _rearm(self) -> None:
+        """Arm the loop timer at the engine's next deadline. A batch of datagrams asks
+        once, after its last one (``Datagrams.batch_done``): no timer can run before."""
+        deadline = self.engine.get_timer()
         timer = self._timer
         if timer is not None:
             if deadline == timer.when():

@@ -100,7 +100,8 @@ def _local_v6(ancdata: list[tuple[int, int, bytes]]) -> str | None:
 
 class IkeSockets:
     """UDP sockets on ``ike_port`` and ``natt_port`` (wildcard addresses), read from the
-    event loop; every datagram goes to ``on_datagram(data, src, dst)`` without marker."""
+    event loop; every datagram goes to ``on_datagram(data, src, dst)`` without marker,
+    and ``on_batch()`` follows the datagrams read in one wake-up."""
 
     def __init__(
         self,
@@ -110,9 +111,11 @@ class IkeSockets:
         ike_port: int = 500,
         natt_port: int = 4500,
         ipv6: bool = True,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
         self._on_datagram = on_datagram
+        self._on_batch = on_batch  # after the datagrams of one wake-up
         self.ike_port = ike_port
         self.natt_port = natt_port
         self._ipv6 = ipv6
@@ -179,7 +182,14 @@ class IkeSockets:
             self.encap_ok = False
 
     def _readable(self, entry: _Sock) -> None:
-        # Drain what is queued now, bounded so one busy socket cannot starve the loop.
+        try:
+            self._drain(entry)
+        finally:
+            if self._on_batch is not None:
+                self._on_batch()
+
+    def _drain(self, entry: _Sock) -> None:
+        # Read what is queued now, bounded so one busy socket cannot starve the loop.
         for _ in range(64):
             try:
                 data, anc, _flags, peer = entry.sock.recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
