@@ -48,6 +48,8 @@ LAZY = (
     "cryptography.hazmat.primitives.serialization",
     "cryptography.hazmat.primitives.asymmetric.padding",  # RSA signature checks
     "cryptography.hazmat.primitives.asymmetric.types",  # with dsa, ed448, mldsa
+    "argparse",  # piked's usual command lines: pike.cli.piked.parse_args
+    "tomllib",  # configs and board profiles in pike.policy.toml_fast's subset
 )
 
 

@@ -8,10 +8,11 @@ custody hardware to expect.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from pike.policy import toml_fast
 
 Expectation = Literal["none", "optional", "expected"]
 _EXPECTATIONS = ("none", "optional", "expected")
@@ -128,8 +129,9 @@ def load_profiles() -> dict[str, BoardProfile]:
             continue
         where = f"profiles/{entry.name}"
         try:
-            data = tomllib.loads(entry.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+            # the profiles are in toml_fast's subset: tomllib (0.4 MiB) stays out of piked
+            data = toml_fast.loads(entry.read_text(encoding="utf-8"))
+        except ValueError as exc:  # tomllib.TOMLDecodeError
             raise ProfileError(f"{where}: {exc}") from None
         profile = parse_profile(data, where)
         if profile.id in out:
