@@ -50,6 +50,7 @@ LAZY = (
     "cryptography.hazmat.primitives.asymmetric.types",  # with dsa, ed448, mldsa
     "argparse",  # piked's usual command lines: pike.cli.piked.parse_args
     "tomllib",  # configs and board profiles in pike.policy.toml_fast's subset
+    "pathlib",  # the config cache's and the board profiles' paths: os.path
 )
 
 
