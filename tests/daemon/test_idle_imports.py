@@ -51,6 +51,8 @@ LAZY = (
     "argparse",  # piked's usual command lines: pike.cli.piked.parse_args
     "tomllib",  # configs and board profiles in pike.policy.toml_fast's subset
     "pathlib",  # the config cache's and the board profiles' paths: os.path
+    "datetime",  # wall-clock times for certificates and CRLs: imported where made
+    "urllib.parse",  # CRL and OCSP URIs: pike.daemon.revocation's first fetch
 )
 
 
