@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pike.hsm.signer import (
     KeyType,
-    PublicKey,
     SignatureScheme,
     SignerError,
     TokenState,
@@ -40,6 +39,7 @@ from pike.sa.cert_error import CertError
 if TYPE_CHECKING:
     from datetime import datetime  # annotations only (idle RSS)
 
+    from pike.hsm.signer import PublicKey  # annotations only: it loads the key types
     from pike.hsm.uri import Pkcs11Uri
 
 log = logging.getLogger("pike.daemon")
