@@ -76,13 +76,13 @@ def parser() -> argparse.ArgumentParser:
     """piked's command line: ``--help``, its errors and piked(8) all come from here."""
     import argparse
 
+    from pike.cli.terminal import help_width
+
     class Formatter(argparse.RawDescriptionHelpFormatter):
-        """argparse's, with the terminal width found as ``shutil.get_terminal_size``
-        finds it: argparse imports ``shutil`` for it (with bz2 and lzma, 0.5 MiB) whenever
-        a parser is built, not only for ``--help``."""
+        """argparse's, with the terminal's width found without ``shutil`` (0.5 MiB)."""
 
         def __init__(self, prog: str) -> None:
-            super().__init__(prog, width=_columns() - 2)  # argparse's own margin
+            super().__init__(prog, width=help_width())
 
     p = argparse.ArgumentParser(
         prog="piked",
@@ -100,19 +100,6 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
-
-
-def _columns() -> int:
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
 
 
 class Args:
