@@ -136,6 +136,9 @@ class IkeAuth(Task):
         # responder has no PPK); set once the PPK is mixed in
         self._no_ppk_keys: IkeKeys | None = None
         self._no_ppk_signing: _Signing | None = None  # certificates: NO_PPK_AUTH's signature
+        # prf(PSK, KEY_PAD) for a pair of identities: a responder verifies the peer's AUTH
+        # and makes its own with the same key, so it is looked up and padded once
+        self._pad: tuple[tuple[str, str], bytes] | None = None
 
     @property
     def exchange(self) -> int:
@@ -150,11 +153,18 @@ class IkeAuth(Task):
             return subject_identity(self.sa.ctx.credentials.local(conn).chain[0])
         return identity.from_address(self.sa.local[0])
 
-    def _psk(self, me: Identity, peer: Identity) -> bytes:
-        psk = self.sa.ctx.config.psk_for(me.text, peer.text)
+    def _psk_pad(self, me: Identity, peer: Identity) -> bytes:
+        """prf(PSK, "Key Pad for IKEv2") of the shared key for ``me`` and ``peer``."""
+        ids = (me.text, peer.text)
+        if self._pad is not None and self._pad[0] == ids:
+            return self._pad[1]
+        psk = self.sa.ctx.config.psk_for(*ids)
         if psk is None:
             raise AuthFailure(f"no shared key for {me} - {peer}")
-        return psk
+        assert self.sa.prf is not None
+        pad = self.sa.prf.prf(psk, KEY_PAD)
+        self._pad = (ids, pad)
+        return pad
 
     def _octets(
         self, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
@@ -174,11 +184,11 @@ class IkeAuth(Task):
         return sa.init_response + sa.ni + mac + int_auth
 
     def _psk_auth(
-        self, psk: bytes, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
+        self, pad: bytes, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
     ) -> bytes:
+        """AUTH = prf(prf(PSK, KEY_PAD), <SignedOctets>) with ``pad`` from ``_psk_pad``."""
         assert self.sa.prf is not None
-        prf = self.sa.prf
-        return prf.prf(prf.prf(psk, KEY_PAD), self._octets(ident, signer_is_initiator, keys))
+        return self.sa.prf.prf(pad, self._octets(ident, signer_is_initiator, keys))
 
     # -- post-quantum preshared keys (RFC 8784) --------------------------------------------
     def _use_ppk_i(self) -> None:
@@ -206,7 +216,7 @@ class IkeAuth(Task):
             NotifyPayload(NotifyType.PPK_IDENTITY, PPK_ID_FIXED + conn.ppk_id.encode())
         ]
         if not conn.ppk_required and conn.local.auth == "psk":
-            data = self._psk_auth(self._psk(me, peer), me, True, self._no_ppk_keys)
+            data = self._psk_auth(self._psk_pad(me, peer), me, True, self._no_ppk_keys)
             out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
         no_ppk = self._no_ppk_signing
         if no_ppk is not None and isinstance(no_ppk.result, bytes):
@@ -262,7 +272,7 @@ class IkeAuth(Task):
     def _ours(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> _Ours:
         """Our CERTs and AUTH; raises AuthFailure when we cannot authenticate ourselves."""
         if conn.local.auth == "psk":
-            data = self._psk_auth(self._psk(me, peer), me, self.initiator)
+            data = self._psk_auth(self._psk_pad(me, peer), me, self.initiator)
             return _Ours([], AuthPayload(AuthMethod.SHARED_KEY_MIC, data))
         signing = self._signing
         if signing is None or signing.result is None:
@@ -345,7 +355,9 @@ class IkeAuth(Task):
         if conn.remote.auth == "psk":
             if not _is_psk(auth.method):
                 raise AuthFailure(f"peer used auth method {auth.method}, we expect PSK")
-            expected = self._psk_auth(self._psk(self._my_id(conn), peer), peer, peer_is_initiator)
+            expected = self._psk_auth(
+                self._psk_pad(self._my_id(conn), peer), peer, peer_is_initiator
+            )
             if not hmac.compare_digest(expected, auth.data):
                 raise AuthFailure(f"AUTH payload of {peer} does not verify (PSK)")
             return "a pre-shared key"
