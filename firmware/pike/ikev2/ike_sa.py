@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from pike.ikev2.tasks.base import Task
     from pike.sa.chain_check import ChainWait
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_ESTABLISHED = IkeState.ESTABLISHED
+
 _IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
 
 
@@ -234,7 +237,7 @@ class IkeSa:
     def dpd_due(self) -> float | None:
         """When a liveness check is due: dpd_delay after the last sign of life."""
         conn = self.conn
-        if conn is None or not conn.dpd_delay or self.state != IkeState.ESTABLISHED:
+        if conn is None or not conn.dpd_delay or self.state != _ESTABLISHED:
             return None
         if self.dpd_outstanding:
             return None

@@ -39,6 +39,12 @@ from pike.wire.header import Header
 from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SaPayload
 from pike.wire.rules import check_payloads
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_DESTROYED = IkeState.DESTROYED
+_CONNECTING = IkeState.CONNECTING
+_IKE_AUTH = ExchangeType.IKE_AUTH
+_COOKIE_VERDICT = Verdict.COOKIE
+
 HalfOpenKey = tuple[bytes, str, int]  # (initiator's SPI, its address, its port)
 
 
@@ -58,7 +64,7 @@ class InitResponder:
         key = (hdr.spi_i, src[0], src[1])
         existing = self.half_open.get(key)
         digest = hashlib.sha256(data).digest()
-        if existing is not None and existing.state != IkeState.DESTROYED:
+        if existing is not None and existing.state != _DESTROYED:
             if existing.init_digest != digest:
                 # Same SPIi, address and port, other bytes: not a retransmission. Answering
                 # it with the cached response would reflect our larger answer at whoever
@@ -88,7 +94,7 @@ class InitResponder:
         daemon = self.ctx.config.daemon
         admission = self.ctx.admission
         verdict = admission.admit(daemon, src[0], now, cookie=cookie, ike_sas=len(self.sas))
-        if verdict is Verdict.COOKIE:
+        if verdict is _COOKIE_VERDICT:
             made = self._cookies.make(msg, src, now)
             stateless_notify(self.ctx, msg, src, dst, NotifyType.COOKIE, made)
             self.ctx.counters.drop("cookie_required")
@@ -106,7 +112,7 @@ class InitResponder:
         )
         sa.candidates = candidates
         sa.init_digest = digest
-        sa.set_state(IkeState.CONNECTING, now)
+        sa.set_state(_CONNECTING, now)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
         self._key_of[sa] = key
@@ -128,7 +134,7 @@ class InitResponder:
 
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
     """The tasks that answer a request of an IKE SA past IKE_SA_INIT."""
-    if msg.exchange == ExchangeType.IKE_AUTH:
+    if msg.exchange == _IKE_AUTH:
         return [IkeAuth(sa, False), IkeMobike(sa, False), ChildCreate(sa, False)]
     if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
         return [IkeIntermediate(sa, False)]

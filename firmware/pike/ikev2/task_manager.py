@@ -25,6 +25,9 @@ from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_DESTROYED = IkeState.DESTROYED
+
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
 
 
@@ -73,12 +76,7 @@ class TaskManager:
         return bool(self.active)
 
     def initiate(self, now: float) -> None:
-        if (
-            self.active
-            or self.held is not None
-            or not self.queued
-            or self.sa.state == IkeState.DESTROYED
-        ):
+        if self.active or self.held is not None or not self.queued or self.sa.state == _DESTROYED:
             return
         exchange = self.queued[0].exchange
         if exchange == ExchangeType.CREATE_CHILD_SA:

@@ -24,6 +24,9 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
 from pike.sa.state import ChildState, log
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_INSTALLED = ChildState.INSTALLED
+
 
 def refuse_without_esp(ctx: Context, tag: str, ike_name: str, child_name: str) -> bool:
     """True (logged, reported) when our kernel lacks ESP: the caller then answers
@@ -69,7 +72,7 @@ def install(
     ctx.emit(child.install(ike_name, ike))
     child.installed_at = now
     child.schedule(now, ctx.random)
-    child.set_state(ChildState.INSTALLED, ike_name)
+    child.set_state(_INSTALLED, ike_name)
     log.info(
         "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
         tag,

@@ -18,6 +18,11 @@ from pike.sa.chosen import Chosen
 from pike.sa.esp_seen import EspSeen
 from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_INSTALLED = ChildState.INSTALLED
+_REKEYING = ChildState.REKEYING
+_REKEYED = ChildState.REKEYED
+
 
 @dataclass(slots=True)  # a hub holds 10 000 of these
 class ChildSa:
@@ -90,10 +95,10 @@ class ChildSa:
         return self.soft_volume
 
     def next_deadline(self) -> float | None:
-        if self.state == ChildState.INSTALLED:
+        if self.state == _INSTALLED:
             times = [t for t in (self.rekey_at, self.expire_at) if t is not None]
             return min(times) if times else None
-        if self.state in (ChildState.REKEYING, ChildState.REKEYED):
+        if self.state in (_REKEYING, _REKEYED):
             return self.expire_at
         return None
 

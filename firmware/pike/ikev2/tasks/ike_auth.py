@@ -73,6 +73,10 @@ from pike.wire.payloads import (
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_SHARED_KEY_MIC = AuthMethod.SHARED_KEY_MIC
+_ESTABLISHED = IkeState.ESTABLISHED
+
 KEY_PAD = b"Key Pad for IKEv2"  # RFC 7296 §2.15
 PPK_ID_FIXED = b"\x02"  # RFC 8784 §3: PPK_ID type "fixed", the id's octets follow
 
@@ -110,7 +114,7 @@ def _method_name(method: int) -> str:
 
 
 def _is_psk(method: int) -> bool:
-    return method == AuthMethod.SHARED_KEY_MIC
+    return method == _SHARED_KEY_MIC
 
 
 @dataclass(slots=True)
@@ -273,7 +277,7 @@ class IkeAuth(Task):
         """Our CERTs and AUTH; raises AuthFailure when we cannot authenticate ourselves."""
         if conn.local.auth == "psk":
             data = self._psk_auth(self._psk_pad(me, peer), me, self.initiator)
-            return _Ours([], AuthPayload(AuthMethod.SHARED_KEY_MIC, data))
+            return _Ours([], AuthPayload(_SHARED_KEY_MIC, data))
         signing = self._signing
         if signing is None or signing.result is None:
             # prepare() asks first; a build without the answer is a bug of ours.
@@ -558,7 +562,7 @@ class IkeAuth(Task):
         from pike.sa.actions import IkeSaEstablished
 
         sa = self.sa
-        sa.set_state(IkeState.ESTABLISHED)
+        sa.set_state(_ESTABLISHED)
         sa.established_at = now
         # AUTH signed them; nothing needs them again (a hub keeps ~0.5 KiB less per SA)
         sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""

@@ -26,6 +26,9 @@ from pike.wire.payloads import Message, NotifyPayload
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_MOBIKE_SUPPORTED = NotifyType.MOBIKE_SUPPORTED
+
 ADDITIONAL_IP4_ADDRESS = NotifyType.ADDITIONAL_IP4_ADDRESS
 ADDITIONAL_IP6_ADDRESS = NotifyType.ADDITIONAL_IP6_ADDRESS
 NO_ADDITIONAL_ADDRESSES = NotifyType.NO_ADDITIONAL_ADDRESSES
@@ -178,13 +181,13 @@ class IkeMobike(Task):
         return conn is not None and conn.mobike
 
     def _announce(self, msg: Message) -> None:
-        msg.payloads.append(NotifyPayload(NotifyType.MOBIKE_SUPPORTED))
+        msg.payloads.append(NotifyPayload(_MOBIKE_SUPPORTED))
         notes = address_list(self.sa)
         msg.payloads.extend(notes)
         self.sa.announced = list_key(notes)
 
     def _learn(self, msg: Message) -> None:
-        self.peer_supports = msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
+        self.peer_supports = msg.notify(_MOBIKE_SUPPORTED) is not None
         try:
             addrs = peer_addresses(msg)
         except InvalidMobike as exc:

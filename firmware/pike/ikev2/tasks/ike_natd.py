@@ -44,12 +44,8 @@ class IkeNatd(Task):
             src = sa.ctx.random(20)
         else:
             src = natd_hash(msg.spi_i, msg.spi_r, sa.local)
-        msg.payloads.append(NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, src))
-        msg.payloads.append(
-            NotifyPayload(
-                NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(msg.spi_i, msg.spi_r, sa.remote)
-            )
-        )
+        msg.payloads.append(NotifyPayload(_NATD_SRC, src))
+        msg.payloads.append(NotifyPayload(_NATD_DST, natd_hash(msg.spi_i, msg.spi_r, sa.remote)))
 
     def process(self, msg: Message, now: float) -> None:
         sa = self.sa
