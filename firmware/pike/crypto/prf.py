@@ -11,6 +11,7 @@ from pike.crypto.errors import CryptoError
 from pike.crypto.ids import PrfId
 
 PRF_PLUS_MAX_ITERATIONS = 255  # RFC 7296 §2.13: the counter octet runs 0x01..0xff
+_COUNTERS = [bytes((n,)) for n in range(PRF_PLUS_MAX_ITERATIONS + 1)]
 
 # PRF transform -> (hash name, output size); RFC 4868 §2.1.2: preferred key size = output.
 # PRF_HMAC_SHA1 (RFC 2104) stays: RFC 8247 §2.3 keeps it as MUST-.
@@ -61,9 +62,9 @@ class Prf:
                 f"{PRF_PLUS_MAX_ITERATIONS} iterations of {self._hash}"
             )
         digest, name = hmac.digest, self._hash
-        out = []
-        block = b""
-        for counter in range(1, rounds + 1):
-            block = digest(key, block + seed + bytes((counter,)), name)
+        block = digest(key, seed + b"\x01", name)
+        out = [block]
+        for counter in _COUNTERS[2 : rounds + 1]:
+            block = digest(key, block + seed + counter, name)
             out.append(block)
         return b"".join(out)[:length]
