@@ -12,6 +12,8 @@ when an install fails.
 
 from __future__ import annotations
 
+import logging
+
 from pike.policy.ts import TsText
 from pike.sa.actions import (
     ChildSaEstablished,
@@ -73,17 +75,18 @@ def install(
     child.installed_at = now
     child.schedule(now, ctx.random)
     child.set_state(_INSTALLED, ike_name)
-    log.info(
-        "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
-        tag,
-        child.name,
-        child.unique_id,
-        "rekeyed" if rekey else "established",
-        child.spi_in,
-        child.spi_out,
-        TsText(child.local_ts),
-        TsText(child.remote_ts),
-    )
+    if log.isEnabledFor(logging.INFO):  # its arguments cost; a busy hub logs less
+        log.info(
+            "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
+            tag,
+            child.name,
+            child.unique_id,
+            "rekeyed" if rekey else "established",
+            child.spi_in,
+            child.spi_out,
+            TsText(child.local_ts),
+            TsText(child.remote_ts),
+        )
     if rekey:
         ctx.counters.conn(ike_name).child_rekeys += 1
     spis = (child.spi_in, child.spi_out)
