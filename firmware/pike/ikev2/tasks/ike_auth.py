@@ -43,7 +43,7 @@ from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
 from pike.ikev2.tasks.ike_hash_algs import peer_hashes
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import identity
-from pike.sa.actions import SignRequest
+from pike.sa.actions import IkeSaEstablished, SignRequest
 from pike.sa.certs import (
     CertError,
     cert_payloads,
@@ -559,8 +559,6 @@ class IkeAuth(Task):
             self._established(now)
 
     def _established(self, now: float) -> None:
-        from pike.sa.actions import IkeSaEstablished
-
         sa = self.sa
         sa.set_state(_ESTABLISHED)
         sa.established_at = now
