@@ -363,6 +363,8 @@ class TaskManager:
     # -- logs ----------------------------------------------------------------------------
     def _wanted(self, reason: str, now: float) -> bool:
         """Whether to write an info line; an unproven SA's go through the rate limit."""
+        if not log.isEnabledFor(logging.INFO):  # four times a handshake: ask first
+            return False
         return self.sa.ctx.log_limit.wanted(log, logging.INFO, reason, now, self.sa.unproven)
 
     def _log_in(self, msg: Message, now: float) -> None:
