@@ -540,7 +540,8 @@ class ChildCreate(Task):
         self._keyed(child, chosen)
         self.ahead = None  # the install below updates it in place: same SPI, same keys
         sa.children.append(child)
-        if child_lifecycle.kernel_refuses(sa.ctx, sa.tag(), sa.name, child):
+        tag, name = sa.tag(), sa.name
+        if child_lifecycle.kernel_refuses(sa.ctx, tag, name, child):
             from pike.ikev2.tasks.child_delete import ChildDelete
 
             sa.tasks.queue(ChildDelete(sa, True, child))
@@ -554,7 +555,7 @@ class ChildCreate(Task):
         if prior is not None and prior.replaced_by_peer is None:
             prior.replaced_by_peer = child
         child_lifecycle.install(
-            sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None, ike=sa.ref()
+            sa.ctx, tag, name, child, now, rekey=self.rekey is not None, ike=sa.ref()
         )
 
     def _failed(self, why: str) -> None:
