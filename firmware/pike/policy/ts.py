@@ -72,8 +72,10 @@ class TrafficSelector:
         within the other (the usual case), that one itself."""
         # every handshake narrows: each address is turned into a number once
         a0, a1, b0, b1 = self.start, self.end, other.start, other.end
-        version = a0.version
-        if a1.version != version or b0.version != version or b1.version != version:
+        v4 = isinstance(a0, IPv4Address)  # the family, without four property calls
+        if isinstance(a1, IPv4Address) != v4 or isinstance(b0, IPv4Address) != v4:
+            return None
+        if isinstance(b1, IPv4Address) != v4:
             return None
         lo_a, hi_a, lo_b, hi_b = int(a0), int(a1), int(b0), int(b1)
         if lo_a > hi_a or lo_b > hi_b or max(lo_a, lo_b) > min(hi_a, hi_b):
