@@ -39,11 +39,18 @@ from pike.wire.header import Header
 from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SaPayload
 from pike.wire.rules import check_payloads
 
-# Enum members the handshake path compares with: a member lookup is slow on 3.11
+# Enum members compared per request: a member lookup is slow on Python 3.11
 _DESTROYED = IkeState.DESTROYED
 _CONNECTING = IkeState.CONNECTING
 _IKE_AUTH = ExchangeType.IKE_AUTH
 _COOKIE_VERDICT = Verdict.COOKIE
+_IKE_INTERMEDIATE = ExchangeType.IKE_INTERMEDIATE
+_IKE_FOLLOWUP_KE = ExchangeType.IKE_FOLLOWUP_KE
+_INFORMATIONAL = ExchangeType.INFORMATIONAL
+_CREATE_CHILD_SA = ExchangeType.CREATE_CHILD_SA
+_IKE = ProtocolId.IKE
+_ESP = ProtocolId.ESP
+_ADDITIONAL_KEY_EXCHANGE = NotifyType.ADDITIONAL_KEY_EXCHANGE
 
 HalfOpenKey = tuple[bytes, str, int]  # (initiator's SPI, its address, its port)
 
@@ -136,32 +143,30 @@ def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
     """The tasks that answer a request of an IKE SA past IKE_SA_INIT."""
     if msg.exchange == _IKE_AUTH:
         return [IkeAuth(sa, False), IkeMobike(sa, False), ChildCreate(sa, False)]
-    if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
+    if msg.exchange == _IKE_INTERMEDIATE:
         return [IkeIntermediate(sa, False)]
-    if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+    if msg.exchange == _IKE_FOLLOWUP_KE:
         # the CREATE_CHILD_SA task the link names continues (RFC 9370 §2.2.4)
-        link = msg.notify(NotifyType.ADDITIONAL_KEY_EXCHANGE)
+        link = msg.notify(_ADDITIONAL_KEY_EXCHANGE)
         waiting = sa.followups.pop(link.data, None) if link is not None else None
         return [waiting] if waiting is not None else [_Refuse(sa, NotifyType.STATE_NOT_FOUND)]
-    if msg.exchange == ExchangeType.INFORMATIONAL:
+    if msg.exchange == _INFORMATIONAL:
         deletes = msg.all(DeletePayload)
         tasks: list[Task] = []
-        if any(d.protocol == ProtocolId.IKE for d in deletes):
+        if any(d.protocol == _IKE for d in deletes):
             tasks.append(IkeDelete(sa, False))
-        elif any(d.protocol == ProtocolId.ESP for d in deletes):
+        elif any(d.protocol == _ESP for d in deletes):
             tasks.append(ChildDelete(sa, False))
         elif carries_mobike(msg):
             tasks.append(MobikeUpdate(sa, False))
         else:
             tasks.append(Informational(sa, False))
         return tasks
-    if msg.exchange == ExchangeType.CREATE_CHILD_SA:
+    if msg.exchange == _CREATE_CHILD_SA:
         sa_payload = msg.first(SaPayload)
-        if sa_payload is not None and any(
-            p.protocol == ProtocolId.IKE for p in sa_payload.proposals
-        ):
+        if sa_payload is not None and any(p.protocol == _IKE for p in sa_payload.proposals):
             return [IkeRekey(sa, False)]
-        return [ChildCreate(sa, False, exchange=ExchangeType.CREATE_CHILD_SA)]
+        return [ChildCreate(sa, False, exchange=_CREATE_CHILD_SA)]
     return [_Refuse(sa, NotifyType.NO_ADDITIONAL_SAS)]
 
 
