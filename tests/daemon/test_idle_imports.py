@@ -157,7 +157,6 @@ LAZY_RUNNING = (
     "shutil",  # argparse's terminal width (pike.cli.piked._Formatter)
     "lzma",
     "tempfile",  # the config cache entry's file (pike.policy.config_cache._write)
-    "_hashlib",  # the system's OpenSSL: hashlib and hmac use CPython's own (piked_entry)
 )
 
 
