@@ -10,8 +10,9 @@ not, so it shows what a change to the handshake path saves. Counted with
 count, and the tracer's own cost is outside). Also counted: member lookups on Enum
 classes (``SomeEnum.MEMBER``), which on Python 3.11 go through
 ``EnumType.__getattr__`` and cost ~0.3 µs each, invisible to the instruction count.
-Prints the totals per handshake and the functions with the most instructions. A
-benchmark: it prints, never asserts.
+Prints the totals per handshake, the functions with the most Enum member loads, and the
+functions with the most instructions (a dataclass-generated ``__init__`` under the name of
+its class: they all live in "<string>"). A benchmark: it prints, never asserts.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Counter:
         self.ops: collections.Counter[Where] = collections.Counter()
         self.calls: collections.Counter[Where] = collections.Counter()
         self.enum_loads = 0
+        self.enum_where: collections.Counter[Where] = collections.Counter()
         self._loads: dict[CodeType, dict[int, str]] = {}
 
     def _globals_then_attr(self, code: CodeType) -> dict[int, str]:
@@ -60,6 +62,10 @@ class Counter:
         frame.f_trace_opcodes = True
         code = frame.f_code
         where = (code.co_filename.rsplit("/pike/", 1)[-1], code.co_firstlineno, code.co_name)
+        if code.co_filename == "<string>" and "self" in frame.f_locals:
+            # dataclass-generated __init__s all live in "<string>": name the class
+            cls = type(frame.f_locals["self"])
+            where = (f"{cls.__module__}.{cls.__qualname__}", code.co_firstlineno, code.co_name)
         if event == "call":
             self.calls[where] += 1
         elif event == "opcode":
@@ -67,6 +73,7 @@ class Counter:
             name = self._globals_then_attr(code).get(frame.f_lasti)
             if name is not None and isinstance(frame.f_globals.get(name), enum.EnumMeta):
                 self.enum_loads += 1
+                self.enum_where[where] += 1
         return self
 
 
@@ -107,6 +114,10 @@ def main() -> None:
     print(f"  Python opcodes      {sum(tracer.ops.values()) / n:8.0f}")
     print(f"  Python calls        {sum(tracer.calls.values()) / n:8.0f}")
     print(f"  Enum member loads   {tracer.enum_loads / n:8.0f}")
+    print("\nEnum member loads  function")
+    for where, loads in tracer.enum_where.most_common(args.top):
+        path, line, name = where
+        print(f"{loads / n:7.1f}  {name} ({path}:{line})")
     print(f"\nopcodes  calls  function (top {args.top})")
     for where, ops in tracer.ops.most_common(args.top):
         path, line, name = where

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import mlkem, x448, x25519
 
 from pike.crypto.errors import CryptoError, KeyExchangeError, ProposalError
 from pike.crypto.ids import GroupId
@@ -37,11 +37,12 @@ try:  # cryptography deprecates FFDH; keep working with pow() once it is gone
 except ImportError:  # pragma: no cover - depends on the installed cryptography
     _dh = None  # type: ignore[assignment]
 
-# ECP groups: curve class, field size in bytes (RFC 5903 §3.1-3.3)
-_ECP: dict[int, tuple[type[ec.EllipticCurve], int]] = {
-    GroupId.ECP_256: (ec.SECP256R1, 32),
-    GroupId.ECP_384: (ec.SECP384R1, 48),
-    GroupId.ECP_521: (ec.SECP521R1, 66),
+# ECP groups: curve class in ``ec``, field size in bytes (RFC 5903 §3.1-3.3). ``ec`` (with
+# cryptography's OID tables, 0.4 MiB of idle RSS) is imported by the first ECP exchange.
+_ECP: dict[int, tuple[str, int]] = {
+    GroupId.ECP_256: ("SECP256R1", 32),
+    GroupId.ECP_384: ("SECP384R1", 48),
+    GroupId.ECP_521: ("SECP521R1", 66),
 }
 # Group orders n, for reducing random bytes to a scalar (SEC 2 §2.4.2, 2.5.1, 2.6.1)
 _ECP_ORDER: dict[int, int] = {
@@ -60,6 +61,7 @@ _ECP_ORDER: dict[int, int] = {
 _ECP_EXTRA_BYTES = 8  # 64 extra random bits make the mod-n bias negligible (FIPS 186-5 A.2.1)
 
 _X_SIZES: dict[int, int] = {GroupId.CURVE25519: 32, GroupId.CURVE448: 56}  # RFC 7748 §5
+_CURVE25519 = GroupId.CURVE25519  # per handshake: an Enum member lookup is slow on 3.11
 
 # Private exponent length of MODP groups: at least twice the group's security strength
 # (RFC 3526 §8, NIST SP 800-56A rev 3 §5.6.1.1.1): 2048 -> 112, 3072 -> 128,
@@ -184,10 +186,12 @@ class KeyExchange:
             else:
                 self._public = self._pow(MODP_GENERATOR)
         elif group in _ECP:
+            from cryptography.hazmat.primitives.asymmetric import ec
+
             curve, self._length = _ECP[group]
             n = _ECP_ORDER[group]
             d = int.from_bytes(random(self._length + _ECP_EXTRA_BYTES), "big") % (n - 1) + 1
-            self._curve = curve()
+            self._curve: ec.EllipticCurve = getattr(ec, curve)()
             self._private = ec.derive_private_key(d, self._curve)
             # x | y without SEC1's 0x04 prefix (RFC 5903 §7); from the numbers, as
             # cryptography's serialization package costs piked 0.9 MiB (idle RSS)
@@ -195,7 +199,7 @@ class KeyExchange:
             self._public = nums.x.to_bytes(self._length, "big") + nums.y.to_bytes(
                 self._length, "big"
             )
-        elif group == GroupId.CURVE25519:
+        elif group == _CURVE25519:
             self._private = x25519.X25519PrivateKey.from_private_bytes(random(32))
             self._public = self._private.public_key().public_bytes_raw()
         else:
@@ -257,6 +261,8 @@ class KeyExchange:
             raise KeyExchangeError(f"invalid MODP group {self.group} public value") from exc
 
     def _ecp_shared(self, peer_public: bytes) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         try:
             peer = ec.EllipticCurvePublicKey.from_encoded_point(self._curve, b"\x04" + peer_public)
             secret: bytes = self._private.exchange(ec.ECDH(), peer)
@@ -266,7 +272,7 @@ class KeyExchange:
 
     def _x_shared(self, peer_public: bytes) -> bytes:
         try:
-            if self.group == GroupId.CURVE25519:
+            if self.group == _CURVE25519:
                 peer: Any = x25519.X25519PublicKey.from_public_bytes(peer_public)
             else:
                 peer = x448.X448PublicKey.from_public_bytes(peer_public)

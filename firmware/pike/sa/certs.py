@@ -22,7 +22,6 @@ import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -36,8 +35,13 @@ from pike.wire.constants import CertEncoding, IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 
 if TYPE_CHECKING:
+    from datetime import datetime  # annotations only (idle RSS)
+
     # cryptography.x509 loads with the first certificate (idle RSS, docs/performance.md)
     from cryptography import x509
+
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_ID_DER_ASN1_DN = IdType.ID_DER_ASN1_DN
 
 MAX_PATH = 8  # CAs above the end entity; strongSwan's default is 7 intermediates
 MAX_CERT_PAYLOADS = MAX_PATH + 1  # the end entity and a full path of intermediates
@@ -356,7 +360,7 @@ def ids_match(configured: Identity | None, peer: Identity) -> bool:
 def peer_identity(id_type: int, data: bytes) -> Identity:
     """``identity.from_wire`` with a readable text for DNs (for logs and list-sas)."""
     ident = identity.from_wire(id_type, data)
-    if id_type != IdType.ID_DER_ASN1_DN:
+    if id_type != _ID_DER_ASN1_DN:
         return ident
     try:
         rdns = decode_name(data)
