@@ -44,6 +44,17 @@ class Counter:
         self.calls: collections.Counter[Where] = collections.Counter()
         self.enum_loads = 0
         self._loads: dict[CodeType, dict[int, str]] = {}
+        self._where: dict[CodeType, Where] = {}
+
+    @staticmethod
+    def _generated(frame: FrameType, where: Where) -> Where:
+        """A dataclass's generated ``__init__``/``__eq__``/``__hash__`` all come from
+        ``<string>``: name them by the class of ``self`` so each class counts apart."""
+        self_ = frame.f_locals.get("self")
+        if self_ is None:
+            return where
+        cls = type(self_)
+        return (f"{cls.__module__.removeprefix('pike.')}.{cls.__qualname__}", 0, where[2])
 
     def _globals_then_attr(self, code: CodeType) -> dict[int, str]:
         found = self._loads.get(code)
@@ -59,7 +70,13 @@ class Counter:
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Counter:
         frame.f_trace_opcodes = True
         code = frame.f_code
-        where = (code.co_filename.rsplit("/pike/", 1)[-1], code.co_firstlineno, code.co_name)
+        where = self._where.get(code)
+        if where is None:
+            where = (code.co_filename.rsplit("/pike/", 1)[-1], code.co_firstlineno, code.co_name)
+            if code.co_filename == "<string>":  # generated (dataclass) methods
+                where = self._generated(frame, where)
+            else:
+                self._where[code] = where
         if event == "call":
             self.calls[where] += 1
         elif event == "opcode":
@@ -68,6 +85,14 @@ class Counter:
             if name is not None and isinstance(frame.f_globals.get(name), enum.EnumMeta):
                 self.enum_loads += 1
         return self
+
+
+def _package(path: str) -> str:
+    """``wire/codec.py`` or ``wire.payloads.Message`` -> ``wire``; code outside pike (the
+    standard library, the test pair) by its directory."""
+    if path.startswith("/"):
+        return f"{path.rsplit('/', 2)[-2]} (not pike)"
+    return path.replace("/", ".").split(".", 1)[0]
 
 
 def handshake(branch: Node, hub: Node, i: int, tracer: Counter | None) -> None:
@@ -107,10 +132,17 @@ def main() -> None:
     print(f"  Python opcodes      {sum(tracer.ops.values()) / n:8.0f}")
     print(f"  Python calls        {sum(tracer.calls.values()) / n:8.0f}")
     print(f"  Enum member loads   {tracer.enum_loads / n:8.0f}")
+    packages: collections.Counter[str] = collections.Counter()
+    for (path, _, _), ops in tracer.ops.items():
+        packages[_package(path)] += ops
+    print("\nopcodes  package")
+    for package, ops in packages.most_common():
+        print(f"{ops / n:7.0f}  {package}")
     print(f"\nopcodes  calls  function (top {args.top})")
     for where, ops in tracer.ops.most_common(args.top):
         path, line, name = where
-        print(f"{ops / n:7.0f} {tracer.calls[where] / n:6.1f}  {name} ({path}:{line})")
+        at = f"{path}:{line}" if line else path
+        print(f"{ops / n:7.0f} {tracer.calls[where] / n:6.1f}  {name} ({at})")
 
 
 if __name__ == "__main__":
