@@ -64,15 +64,15 @@ _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
 CRITICAL = 0x80  # RFC 7296 §3.2
 MAX_PAYLOAD_LEN = 0xFFFF
 
-# A body decoder gets the message view and the body's bounds and must use all of it.
-Decoder = Callable[[memoryview, int, int], Payload]
+# A body decoder gets the message's bytes and the body's bounds and must use all of it.
+Decoder = Callable[[bytes, int, int], Payload]
 
 
 def _with_reader(decode: Callable[[Reader], Payload]) -> Decoder:
     """Adapt a decoder of nested structures, which walks a ``Reader``."""
 
-    def decoder(view: memoryview, start: int, end: int) -> Payload:
-        r = Reader(view, start, end)
+    def decoder(data: bytes, start: int, end: int) -> Payload:
+        r = Reader(data, start, end)
         payload = decode(r)
         if r.remaining:
             raise invalid(f"{r.remaining} bytes after the payload's fields")
@@ -140,14 +140,15 @@ ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
 
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
 _ENCRYPTED_TYPES = (_SK, int(PayloadType.SKF))
+_GENERIC_UNPACK = GENERIC.unpack_from
 
 
 def _decode_encrypted(
-    kind: int, first: int, view: memoryview, start: int, end: int
+    kind: int, first: int, data: bytes, start: int, end: int
 ) -> SkPayload | SkfPayload:
     if kind == _SK:
-        return SkPayload(first, view[start:end].tobytes())
-    r = Reader(view, start, end)
+        return SkPayload(first, data[start:end])
+    r = Reader(data, start, end)
     number, total = r.unpack(bodies.SKF_HEADER, "SKF")
     # RFC 7383 §2.5: numbers run 1..Total; Next Payload is zero except in fragment 1.
     if not 1 <= number <= total:
@@ -162,43 +163,46 @@ def decode_payloads(
 ) -> list[Payload]:
     """Walk a payload chain from ``start`` to the end of ``data``, starting with type
     ``first``. ``outer`` is False inside an SK payload, where SK/SKF may not appear."""
-    view = data if isinstance(data, memoryview) else memoryview(data)
-    end = len(view)
+    if type(data) is not bytes:
+        data = bytes(data)
+    end = len(data)
     pos = start
     payloads: list[Payload] = []
+    append = payloads.append
     kind = first
     while kind:
         if end - pos < GENERIC_PAYLOAD_HEADER_LEN:
             raise truncated(f"payload {kind} header at offset {pos}")
-        next_kind, flags, length = GENERIC.unpack_from(view, pos)
-        if length < GENERIC_PAYLOAD_HEADER_LEN or pos + length > end:
-            raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
+        next_kind, flags, length = _GENERIC_UNPACK(data, pos)
         body_start = pos + GENERIC_PAYLOAD_HEADER_LEN
         pos += length
-        if kind in _ENCRYPTED_TYPES:
+        if length < GENERIC_PAYLOAD_HEADER_LEN or pos > end:
+            pos -= length
+            raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
+        decoder = DECODERS.get(kind)
+        if decoder is not None:
+            try:
+                append(decoder(data, body_start, pos))
+            except MalformedMessage as e:
+                # Name the payload: body decoders only know their own fields.
+                raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
+        elif kind in _ENCRYPTED_TYPES:
             # RFC 7296 §3.14: the Encrypted payload is the last one of the message.
             if not outer:
                 raise invalid(f"payload {kind} inside the Encrypted payload")
             if pos != end:
                 raise invalid(f"payload {kind} is not the last payload")
-            payloads.append(_decode_encrypted(kind, next_kind, view, body_start, pos))
+            append(_decode_encrypted(kind, next_kind, data, body_start, pos))
             return payloads
-        decoder = DECODERS.get(kind)
-        if decoder is None:
+        elif flags & CRITICAL:
             # RFC 7296 §2.5: skip unknown payloads unless the sender marked them critical.
-            if flags & CRITICAL:
-                raise MalformedMessage(
-                    "unsupported_critical_payload",
-                    str(kind),
-                    NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
-                )
-            payloads.append(UnknownPayload(kind, False, view[body_start:pos].tobytes()))
+            raise MalformedMessage(
+                "unsupported_critical_payload",
+                str(kind),
+                NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+            )
         else:
-            try:
-                payloads.append(decoder(view, body_start, pos))
-            except MalformedMessage as e:
-                # Name the payload: body decoders only know their own fields.
-                raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
+            append(UnknownPayload(kind, False, data[body_start:pos]))
         kind = next_kind
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")

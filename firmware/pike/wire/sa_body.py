@@ -85,7 +85,7 @@ _CACHE_MAX = 256
 
 
 def _decode_transforms(r: Reader, count: int, number: int) -> tuple[Transform, ...]:
-    key = r.view[r.pos : r.end].tobytes()
+    key = r.data[r.pos : r.end]
     cached = _TRANSFORMS_CACHE.get(key)
     if cached is not None and len(cached) == count:
         r.pos = r.end
@@ -126,7 +126,7 @@ def _decode_proposal(r: Reader) -> Proposal:
 
 
 def decode_sa(r: Reader) -> SaPayload:
-    key = r.view[r.pos : r.end].tobytes()
+    key = r.data[r.pos : r.end]
     cached = _SA_CACHE.get(key)
     if cached is not None:
         r.pos = r.end
