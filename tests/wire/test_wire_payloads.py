@@ -14,9 +14,12 @@ from pike.wire.errors import EncodeError, MalformedMessage
 from pike.wire.header import Header, pack_header
 from pike.wire.payloads import (
     DeletePayload,
+    IdiPayload,
+    IdPayload,
     IdrPayload,
     Message,
     NoncePayload,
+    NotifyPayload,
     Payload,
     Proposal,
     SaPayload,
@@ -287,6 +290,20 @@ def test_ts_faults(data: bytes) -> None:
 def test_local_mistakes_raise_encode_error(msg: Message) -> None:
     with pytest.raises(EncodeError):
         encode_message(msg)
+
+
+def test_message_finds_payloads_by_class_and_notify_type() -> None:
+    idi, n1, n2 = (
+        IdiPayload(2, b"a.example"),
+        NotifyPayload(16388, b"1"),
+        NotifyPayload(16388, b"2"),
+    )
+    msg = message([VendorIdPayload(b"v"), n1, idi, UnknownPayload(16388, False, b""), n2])
+    assert msg.first(IdiPayload) is idi and msg.first(IdPayload) is idi  # subclasses count
+    assert msg.first(IdrPayload) is None and msg.first(NoncePayload) is None
+    assert msg.all(NotifyPayload) == [n1, n2] and msg.all(DeletePayload) == []
+    assert msg.notify(16388) is n1  # the first of two; an unknown payload's type is not one
+    assert msg.notify(16389) is None and message([]).notify(16388) is None
 
 
 # --- buffer -------------------------------------------------------------------------
