@@ -12,8 +12,11 @@ waives them too (EAP rounds carry just EAP, AUTH or both).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import filterfalse
+from operator import attrgetter
 
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType
 from pike.wire.constants import PayloadType as T
@@ -35,6 +38,9 @@ class PayloadRule:
     required: tuple[tuple[int, int], ...] = field(init=False)  # (type, min) with min > 0
 
     def __post_init__(self) -> None:
+        # An allowed type may appear once at least: ``_violation`` compares counts above 1.
+        if any(most < 1 for _, most in self.counts.values()):
+            raise ValueError(f"a payload allowed at most 0 times: {self.counts}")
         required = tuple((kind, least) for kind, (least, _) in self.counts.items() if least)
         object.__setattr__(self, "required", required)
 
@@ -116,7 +122,8 @@ RULES: dict[tuple[int, bool], ExchangeRule] = {
     (ExchangeType.IKE_FOLLOWUP_KE, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _FOLLOWUP),
 }
 
-_ENCRYPTED = (int(T.SK), int(T.SKF))
+_SK, _SKF = int(T.SK), int(T.SKF)
+_TYPE = attrgetter("TYPE")
 _EAP = int(T.EAP)
 
 
@@ -171,30 +178,28 @@ def _violation(
     if table is None:
         return "this exchange is not encrypted"
     allowed = table.counts
-    counts: dict[int, int] = {}
-    for p in payloads:
-        if isinstance(p, unknown):
-            continue
-        kind = p.TYPE
-        if kind not in allowed:
-            return f"{name(kind)} not allowed"
-        counts[kind] = counts.get(kind, 0) + 1
+    # Counted in C (Counter, map, filterfalse); kinds in order of first appearance, so the
+    # first payload that breaks a rule is the one named.
+    counts = Counter(map(_TYPE, filterfalse(unknown.__instancecheck__, payloads)))
+    if not counts.keys() <= allowed.keys():
+        kind = next(k for k in counts if k not in allowed)
+        return f"{name(kind)} not allowed"
     for kind, n in counts.items():
-        if n > allowed[kind][1]:
+        if n > 1 and n > allowed[kind][1]:
             return f"{n} {name(kind)}, at most {allowed[kind][1]}"
     if rule.inside is not None and not inside_sk:
         # Exactly one SK or SKF: this holds even for error messages.
-        if sum(counts.get(k, 0) for k in _ENCRYPTED) != 1:
+        if counts[_SK] + counts[_SKF] != 1:
             return "needs exactly one SK or SKF payload"
         return None
     broken = None
     for kind, least in table.required:
-        if counts.get(kind, 0) < least:
+        if counts[kind] < least:
             broken = f"missing {name(kind)}"
             break
     else:
         for group in table.together:
-            present = sum(1 for k in group if k in counts)
+            present = len(counts.keys() & group)
             if present and present != len(group):
                 broken = f"{', '.join(name(k) for k in group)} come together"
                 break
