@@ -101,6 +101,13 @@ def test_unknown_critical_payload() -> None:
     assert e.detail == "99"
 
 
+def test_unknown_payload_is_sent_with_its_critical_bit_and_the_next_type() -> None:
+    msg = message([UnknownPayload(99, True, b"u"), VendorIdPayload(b"v")])
+    data = encode_message(msg)
+    assert data[16] == 99 and data[28:] == gen(PayloadType.VENDOR_ID, b"u", 0x80) + gen(0, b"v")
+    assert malformed(data).reason == "unsupported_critical_payload"
+
+
 def test_critical_bit_ignored_on_known_payload() -> None:
     msg = decode_message(raw(PayloadType.VENDOR_ID, gen(0, b"v", flags=0xFF)))
     assert msg.payloads == [VendorIdPayload(b"v")]

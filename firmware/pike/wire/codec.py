@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from pike.wire import bodies, sa_body, ts_body
@@ -61,6 +62,9 @@ _GENERIC_PACK = GENERIC.pack
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
+# Payloads whose generic header is not just (next type, 0, length).
+_OWN_HEADER = frozenset({SkPayload, SkfPayload, UnknownPayload})
+_TYPE = attrgetter("TYPE")
 CRITICAL = 0x80  # RFC 7296 §3.2
 MAX_PAYLOAD_LEN = 0xFFFF
 
@@ -284,9 +288,9 @@ def int_auth_data(msg: Message) -> bytes:
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
     """Return the first payload type and the parts of the chain (headers and bodies)."""
     parts: list[bytes] = []
+    append = parts.append
     # Each generic header names the type of the payload after it.
-    kinds = [p.TYPE for p in payloads]
-    kinds.append(0)
+    kinds = [*map(_TYPE, payloads), 0]
     last = len(payloads) - 1
     for i, p in enumerate(payloads):
         cls = type(p)
@@ -294,20 +298,26 @@ def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple
         if encoder is None:
             raise EncodeError(f"no encoder for {cls.__name__}")
         body = encoder(p)
-        flags = 0
-        next_kind = kinds[i + 1]
-        if isinstance(p, _ENCRYPTED_CLASSES):  # a tuple: no Union object built per call
-            if not outer or i != last:
-                raise EncodeError("the Encrypted payload must be the last outer payload")
-            next_kind = p.first_payload
-        elif isinstance(p, UnknownPayload) and p.critical:
-            flags = CRITICAL
-        length = 4 + len(body)
+        length = GENERIC_PAYLOAD_HEADER_LEN + len(body)
         if length > MAX_PAYLOAD_LEN:
             raise EncodeError(f"{cls.__name__} is {length} bytes long")
-        parts.append(_GENERIC_PACK(next_kind, flags, length))
-        parts.append(body)
+        if cls in _OWN_HEADER:
+            append(_own_header(p, kinds[i + 1], outer and i == last, length))
+        else:
+            append(_GENERIC_PACK(kinds[i + 1], 0, length))
+        append(body)
     return kinds[0], parts
+
+
+def _own_header(p: Payload, next_kind: int, may_be_encrypted: bool, length: int) -> bytes:
+    """The generic header of SK/SKF (whose Next Payload is the first inner payload's type)
+    or of an unknown payload (critical bit as given)."""
+    if isinstance(p, _ENCRYPTED_CLASSES):
+        if not may_be_encrypted:
+            raise EncodeError("the Encrypted payload must be the last outer payload")
+        return _GENERIC_PACK(p.first_payload, 0, length)
+    critical = isinstance(p, UnknownPayload) and p.critical
+    return _GENERIC_PACK(next_kind, CRITICAL if critical else 0, length)
 
 
 def _flags(msg: Message) -> int:
