@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from operator import attrgetter
-from typing import ClassVar, TypeVar, cast
+from typing import ClassVar, TypeVar
 
 from pike.wire.constants import PayloadType
 from pike.wire.frozen import frozen
@@ -253,20 +252,17 @@ class Message:
     plaintext: bytes = field(default=b"", repr=False, compare=False)
     first_inner: int = field(default=0, repr=False, compare=False)
 
-    # The engine asks a message for its payloads a dozen times per exchange: the scans run
-    # in C (``filter`` with the class's own instance check, which is what ``isinstance``
-    # calls) rather than as a Python loop over every payload.
     def first(self, cls: type[_P]) -> _P | None:
-        return cast("_P | None", next(filter(cls.__instancecheck__, self.payloads), None))
+        for p in self.payloads:
+            if isinstance(p, cls):
+                return p
+        return None
 
     def all(self, cls: type[_P]) -> list[_P]:
-        return cast("list[_P]", list(filter(cls.__instancecheck__, self.payloads)))
+        return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
-        notifies = cast("list[NotifyPayload]", list(filter(_is_notify, self.payloads)))
-        types = list(map(_notify_type, notifies))
-        return notifies[types.index(notify_type)] if notify_type in types else None
-
-
-_is_notify = NotifyPayload.__instancecheck__
-_notify_type = attrgetter("notify_type")
+        for p in self.payloads:
+            if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
+                return p
+        return None

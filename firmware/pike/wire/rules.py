@@ -12,11 +12,8 @@ waives them too (EAP rounds carry just EAP, AUTH or both).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import filterfalse
-from operator import attrgetter
 
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType
 from pike.wire.constants import PayloadType as T
@@ -123,7 +120,6 @@ RULES: dict[tuple[int, bool], ExchangeRule] = {
 }
 
 _SK, _SKF = int(T.SK), int(T.SKF)
-_TYPE = attrgetter("TYPE")
 _EAP = int(T.EAP)
 
 
@@ -178,23 +174,25 @@ def _violation(
     if table is None:
         return "this exchange is not encrypted"
     allowed = table.counts
-    # Counted in C (Counter, map, filterfalse); kinds in order of first appearance, so the
-    # first payload that breaks a rule is the one named.
-    counts = Counter(map(_TYPE, filterfalse(unknown.__instancecheck__, payloads)))
-    if not counts.keys() <= allowed.keys():
-        kind = next(k for k in counts if k not in allowed)
-        return f"{name(kind)} not allowed"
+    counts: dict[int, int] = {}  # in order of first appearance: the first culprit is named
+    for p in payloads:
+        kind = p.TYPE
+        if kind in allowed:
+            if p.__class__ is not unknown:  # unknown payloads are skipped, whatever their type
+                counts[kind] = counts.get(kind, 0) + 1
+        elif not isinstance(p, unknown):
+            return f"{name(kind)} not allowed"
     for kind, n in counts.items():
         if n > 1 and n > allowed[kind][1]:
             return f"{n} {name(kind)}, at most {allowed[kind][1]}"
     if rule.inside is not None and not inside_sk:
         # Exactly one SK or SKF: this holds even for error messages.
-        if counts[_SK] + counts[_SKF] != 1:
+        if counts.get(_SK, 0) + counts.get(_SKF, 0) != 1:
             return "needs exactly one SK or SKF payload"
         return None
     broken = None
     for kind, least in table.required:
-        if counts[kind] < least:
+        if counts.get(kind, 0) < least:
             broken = f"missing {name(kind)}"
             break
     else:
