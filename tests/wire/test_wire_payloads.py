@@ -3,6 +3,7 @@ of RFC 7296 §3 becomes MalformedMessage with the right reason and notify."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -26,10 +27,12 @@ from pike.wire.payloads import (
     SkfPayload,
     SkPayload,
     Transform,
+    TsiPayload,
+    TsrPayload,
     UnknownPayload,
     VendorIdPayload,
 )
-from wire.wire_samples import SAMPLES, SPI_I, SPI_R, message
+from wire.wire_samples import SAMPLES, SPI_I, SPI_R, TS4, TS6, message
 
 
 def raw(first: int, chain: bytes, exchange: int = 34) -> bytes:
@@ -292,6 +295,8 @@ def test_ts_faults(data: bytes) -> None:
         message([SkPayload(0, b""), VendorIdPayload(b"x")]),  # SK not last
         message([DeletePayload(3, (b"1234", b"12345"))]),
         message([VendorIdPayload(b"x")], encrypted=True),  # no cipher
+        message([TsiPayload((dataclasses.replace(TS4, end_addr=TS6.end_addr),))]),
+        message([TsrPayload((dataclasses.replace(TS6, ts_type=9),))]),  # unknown TS type
     ],
 )
 def test_local_mistakes_raise_encode_error(msg: Message) -> None:

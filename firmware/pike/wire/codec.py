@@ -99,8 +99,8 @@ DECODERS: dict[int, Decoder] = {
     PayloadType.NOTIFY: bodies.decode_notify,
     PayloadType.DELETE: _with_reader(bodies.decode_delete),
     PayloadType.VENDOR_ID: bodies.VENDOR_ID.decode,
-    PayloadType.TSI: _with_reader(ts_body.decode_tsi),
-    PayloadType.TSR: _with_reader(ts_body.decode_tsr),
+    PayloadType.TSI: ts_body.decode_tsi,
+    PayloadType.TSR: ts_body.decode_tsr,
     PayloadType.CP: _with_reader(bodies.decode_cp),
     PayloadType.EAP: bodies.EAP.decode,
 }
