@@ -88,7 +88,7 @@ def _with_reader(decode: Callable[[Reader], Payload]) -> Decoder:
 # Payload type -> body decoder. SK and SKF are handled by the chain walker itself because
 # their generic header's Next Payload names the first inner payload (RFC 7296 §3.14).
 DECODERS: dict[int, Decoder] = {
-    PayloadType.SA: _with_reader(sa_body.decode_sa),
+    PayloadType.SA: sa_body.decode_sa,
     PayloadType.KE: bodies.KE.decode,
     PayloadType.IDI: bodies.IDI.decode,
     PayloadType.IDR: bodies.IDR.decode,
