@@ -84,12 +84,14 @@ _ENCODED_TRANSFORMS: dict[tuple[Transform, ...], bytes] = {}
 _CACHE_MAX = 256
 
 
-def _decode_transforms(r: Reader, count: int, number: int) -> tuple[Transform, ...]:
-    key = r.data[r.pos : r.end]
+def _decode_transforms(
+    data: bytes, start: int, end: int, count: int, number: int
+) -> tuple[Transform, ...]:
+    key = data[start:end]
     cached = _TRANSFORMS_CACHE.get(key)
     if cached is not None and len(cached) == count:
-        r.pos = r.end
         return cached
+    r = Reader(data, start, end)
     transforms = []
     for i in range(count):
         tlast, tlength, ttype, tid = r.unpack(TRANSFORM, "transform")
@@ -128,7 +130,7 @@ def _decode_proposal(data: bytes, pos: int, end: int) -> tuple[Proposal, int]:
     elif protocol in _ESP_AH and spi_size != ESP_AH_SPI_LEN:
         raise invalid(f"proposal {number}: ESP/AH SPI size {spi_size}")
     spi_end = pos + PROPOSAL.size + spi_size
-    transforms = _decode_transforms(Reader(data, spi_end, stop), count, number)
+    transforms = _decode_transforms(data, spi_end, stop, count, number)
     return Proposal(number, protocol, data[pos + PROPOSAL.size : spi_end], transforms), stop
 
 
@@ -138,9 +140,11 @@ def decode_sa(data: bytes, start: int, end: int) -> SaPayload:
     if cached is not None:
         return cached
     proposals: list[Proposal] = []
+    spis = False
     pos = start
     while pos < end:
         proposal, pos = _decode_proposal(data, pos, end)
+        spis = spis or bool(proposal.spi)
         # §3.3.1: numbered from 1, each one more than the previous. A response carries one
         # proposal whose number is the one accepted, so only the sequence is checked.
         if proposal.number == 0 or (proposals and proposal.number != proposals[-1].number + 1):
@@ -151,7 +155,7 @@ def decode_sa(data: bytes, start: int, end: int) -> SaPayload:
     sa = SaPayload(tuple(proposals))
     # IKE_SA_INIT proposals carry no SPI, so every initiator with the same configuration
     # sends the same bytes; proposals with SPIs are unique and would only churn the cache.
-    if not any(p.spi for p in proposals):
+    if not spis:
         if len(_SA_CACHE) >= _CACHE_MAX:
             _SA_CACHE.clear()
         _SA_CACHE[key] = sa
