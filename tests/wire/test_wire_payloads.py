@@ -304,6 +304,17 @@ def test_local_mistakes_raise_encode_error(msg: Message) -> None:
         encode_message(msg)
 
 
+def test_frozen_values_compare_and_hash_by_class_and_fields() -> None:
+    # @frozen: frozen for mypy, plain slotted dataclasses at run time with the same
+    # field-wise __eq__ and __hash__ (transforms key the proposal caches and sets).
+    assert Transform(1, 20, 128) == Transform(1, 20, 128) != Transform(1, 20, 256)
+    assert len({Transform(1, 20, 128), Transform(1, 20, 128), Transform(3, 12)}) == 2
+    assert IdiPayload(2, b"a") != IdrPayload(2, b"a") and hash(NotifyPayload(1)) == hash(
+        NotifyPayload(1)
+    )
+    assert not hasattr(Transform(1, 2), "__dict__")  # slots: no stray attributes
+
+
 def test_message_finds_payloads_by_class_and_notify_type() -> None:
     idi, n1, n2 = (
         IdiPayload(2, b"a.example"),
