@@ -10,8 +10,10 @@ not, so it shows what a change to the handshake path saves. Counted with
 count, and the tracer's own cost is outside). Also counted: member lookups on Enum
 classes (``SomeEnum.MEMBER``), which on Python 3.11 go through
 ``EnumType.__getattr__`` and cost ~0.3 µs each, invisible to the instruction count.
-Prints the totals per handshake, per package (``wire``, ``ikev2``, ...) and the functions
-with the most instructions; a dataclass's generated ``__init__`` is named by its class.
+Prints the totals per handshake, per package (``wire``, ``ikev2``, ...), the functions
+with the most Enum member loads and the functions with the most instructions (a
+dataclass-generated ``__init__`` under the name of its class: they all live in
+"<string>").
 Fewer instructions is not always less time: a scan moved into C (``filter``, ``Counter``)
 counts few instructions but allocates an object per call, so time a change too (the
 ``tests/wire/bench_codec.py`` kind of best-of-N loop). A benchmark: it prints, never
@@ -47,6 +49,7 @@ class Counter:
         self.ops: collections.Counter[Where] = collections.Counter()
         self.calls: collections.Counter[Where] = collections.Counter()
         self.enum_loads = 0
+        self.enum_where: collections.Counter[Where] = collections.Counter()
         self._loads: dict[CodeType, dict[int, str]] = {}
         self._where: dict[CodeType, Where] = {}
 
@@ -88,6 +91,7 @@ class Counter:
             name = self._globals_then_attr(code).get(frame.f_lasti)
             if name is not None and isinstance(frame.f_globals.get(name), enum.EnumMeta):
                 self.enum_loads += 1
+                self.enum_where[where] += 1
         return self
 
 
@@ -97,6 +101,11 @@ def _package(path: str) -> str:
     if path.startswith("/"):
         return f"{path.rsplit('/', 2)[-2]} (not pike)"
     return path.replace("/", ".").split(".", 1)[0]
+
+
+def _function(where: Where) -> str:
+    path, line, name = where
+    return f"{name} ({path}:{line})" if line else f"{name} ({path})"
 
 
 def handshake(branch: Node, hub: Node, i: int, tracer: Counter | None) -> None:
@@ -142,11 +151,12 @@ def main() -> None:
     print("\nopcodes  package")
     for package, ops in packages.most_common():
         print(f"{ops / n:7.0f}  {package}")
+    print("\nEnum member loads  function")
+    for where, loads in tracer.enum_where.most_common(args.top):
+        print(f"{loads / n:7.1f}  {_function(where)}")
     print(f"\nopcodes  calls  function (top {args.top})")
     for where, ops in tracer.ops.most_common(args.top):
-        path, line, name = where
-        at = f"{path}:{line}" if line else path
-        print(f"{ops / n:7.0f} {tracer.calls[where] / n:6.1f}  {name} ({at})")
+        print(f"{ops / n:7.0f} {tracer.calls[where] / n:6.1f}  {_function(where)}")
 
 
 if __name__ == "__main__":

@@ -86,13 +86,16 @@ def derive_ike_keys(
         raise CryptoError(f"IKE SPIs are {IKE_SPI_SIZE} bytes, got {len(spi_i)}/{len(spi_r)}")
     p, a, e = prf.key_size, integ_key_size, encr_key_size
     km = prf.plus(skeyseed, ni + nr + spi_i + spi_r, 3 * p + 2 * a + 2 * e)
-    cuts = [p, a, a, e, e, p, p]
-    parts: list[bytes] = []
-    at = 0
-    for size in cuts:
-        parts.append(km[at : at + size])
-        at += size
-    return IkeKeys(*parts)
+    ai, ei = p + 2 * a, p + 2 * a + 2 * e  # where SK_ei and SK_pi start
+    return IkeKeys(
+        km[:p],
+        km[p : p + a],
+        km[p + a : ai],
+        km[ai : ai + e],
+        km[ai + e : ei],
+        km[ei : ei + p],
+        km[ei + p :],
+    )
 
 
 def derive_child_keys(

@@ -60,6 +60,7 @@ _ECP_ORDER: dict[int, int] = {
 _ECP_EXTRA_BYTES = 8  # 64 extra random bits make the mod-n bias negligible (FIPS 186-5 A.2.1)
 
 _X_SIZES: dict[int, int] = {GroupId.CURVE25519: 32, GroupId.CURVE448: 56}  # RFC 7748 §5
+_CURVE25519 = GroupId.CURVE25519  # per handshake: an Enum member lookup is slow on 3.11
 
 # Private exponent length of MODP groups: at least twice the group's security strength
 # (RFC 3526 §8, NIST SP 800-56A rev 3 §5.6.1.1.1): 2048 -> 112, 3072 -> 128,
@@ -195,7 +196,7 @@ class KeyExchange:
             self._public = nums.x.to_bytes(self._length, "big") + nums.y.to_bytes(
                 self._length, "big"
             )
-        elif group == GroupId.CURVE25519:
+        elif group == _CURVE25519:
             self._private = x25519.X25519PrivateKey.from_private_bytes(random(32))
             self._public = self._private.public_key().public_bytes_raw()
         else:
@@ -266,7 +267,7 @@ class KeyExchange:
 
     def _x_shared(self, peer_public: bytes) -> bytes:
         try:
-            if self.group == GroupId.CURVE25519:
+            if self.group == _CURVE25519:
                 peer: Any = x25519.X25519PublicKey.from_public_bytes(peer_public)
             else:
                 peer = x448.X448PublicKey.from_public_bytes(peer_public)

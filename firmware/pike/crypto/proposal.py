@@ -41,6 +41,11 @@ class ProposalSpec:
     _no_ke: ProposalSpec | None = field(
         default=None, init=False, repr=False, compare=False, hash=False
     )
+    # What ``pike.ikev2.negotiate`` agreed with each offer (transforms, preferred group)
+    # seen lately: a hub's peers offer the same few, and matching costs more than a look-up.
+    matches: dict[object, object] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         by_type: dict[int, tuple[Algorithm, ...]] = {}

@@ -4,6 +4,8 @@ Encryption key sizes include the salt that AEAD transforms take from the keying
 material (RFC 5282 §7.1 / RFC 4106 §8.1 for AES-GCM, RFC 7634 §2 for ChaCha20-Poly1305).
 """
 
+import functools
+
 from pike.crypto.errors import CryptoError
 from pike.crypto.ids import EncrId, IntegId
 
@@ -63,6 +65,7 @@ def _encr_name(encr_id: int) -> str:
         return f"encryption transform {encr_id}"
 
 
+@functools.lru_cache(maxsize=64)  # four times a handshake, for the few we configure
 def encr_key_size(encr_id: int, key_length_bits: int | None) -> int:
     """Bytes of keying material one direction of ``encr_id`` takes, salt included."""
     if encr_id == _AES_CBC:

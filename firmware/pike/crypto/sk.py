@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from pike.crypto.errors import CryptoError, IntegrityError
 from pike.crypto.ids import EncrId, IntegId
+from pike.crypto.prf import hmac_digest
 from pike.crypto.sizes import (
     AEAD_ICV_SIZE,
     AEAD_IV_SIZE,
@@ -106,7 +107,7 @@ class SkCipher:
             self._sealed += 1
             return iv + self._aead.encrypt(self._salt + iv, data, aad)
         iv_ct = self._encryptor.update(self._random(AES_BLOCK_SIZE) + data)
-        icv = hmac.digest(self._integ_key, aad + iv_ct, self._hash)[: self.icv_size]
+        icv = hmac_digest(self._integ_key, aad + iv_ct, self._hash)[: self.icv_size]
         return iv_ct + icv
 
     def open(self, aad: bytes, body: bytes) -> bytes:
@@ -132,7 +133,7 @@ class SkCipher:
         if ct_len < AES_BLOCK_SIZE or ct_len % AES_BLOCK_SIZE:
             raise IntegrityError(f"SK body of {len(body)} bytes is not IV + blocks + ICV")
         mac_end = len(body) - self.icv_size
-        want = hmac.digest(self._integ_key, aad + body[:mac_end], self._hash)
+        want = hmac_digest(self._integ_key, aad + body[:mac_end], self._hash)
         if not hmac.compare_digest(want[: self.icv_size], body[mac_end:]):
             raise IntegrityError("SK payload ICV check failed")
         return self._decryptor.update(body[:mac_end])[AES_BLOCK_SIZE:]

@@ -190,7 +190,7 @@ class IsakmpSa:
     def set_state(self, new: IkeState, now: float | None = None) -> None:
         """With ``now``, an unproven SA logs through the rate limit."""
         limit = (self.ctx.log_limit, now) if now is not None and self.unproven else None
-        self.state = ike_transition(self.tag(), "ISAKMP_SA", self.state, new, log, limit)
+        self.state = ike_transition(self.tag, "ISAKMP_SA", self.state, new, log, limit)
         self.touched(self)
 
     @property

@@ -11,6 +11,9 @@ from pike.sa.chosen import Chosen
 from pike.wire.constants import ProtocolId
 from pike.wire.payloads import Proposal
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_ESP = ProtocolId.ESP
+
 
 def without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:
     """IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2),
@@ -28,7 +31,7 @@ def choose_esp(
 ) -> Chosen | None:
     """The first of our proposals the initiator offered, with its 4-octet ESP SPI; None:
     NO_PROPOSAL_CHOSEN."""
-    chosen = select(tuple(ours), theirs, ProtocolId.ESP, ke_group)
+    chosen = select(tuple(ours), theirs, _ESP, ke_group)
     if chosen is None or len(chosen.spi) != 4:
         return None
     return chosen

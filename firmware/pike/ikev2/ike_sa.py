@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -33,7 +34,19 @@ if TYPE_CHECKING:
     from pike.ikev2.tasks.base import Task
     from pike.sa.chain_check import ChainWait
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_ESTABLISHED = IkeState.ESTABLISHED
+
 _IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
+
+
+@functools.cache
+def _task_manager() -> type[TaskManager]:
+    """The task manager's class, imported when the first IKE SA is made (not at start),
+    once: an import statement costs ~0.5 µs each time it runs."""
+    from pike.ikev2.task_manager import TaskManager
+
+    return TaskManager
 
 
 @dataclass
@@ -162,9 +175,7 @@ class IkeSa:
     tasks: TaskManager = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from pike.ikev2.task_manager import TaskManager
-
-        self.tasks = TaskManager(self)
+        self.tasks = _task_manager()(self)
 
     # -- identity and logging ------------------------------------------------------------
     @property
@@ -198,7 +209,7 @@ class IkeSa:
     def set_state(self, new: IkeState, now: float | None = None) -> None:
         """With ``now``, an unproven SA logs through the rate limit."""
         limit = (self.ctx.log_limit, now) if now is not None and self.unproven else None
-        self.state = ike_transition(self.tag(), "IKE_SA", self.state, new, log, limit)
+        self.state = ike_transition(self.tag, "IKE_SA", self.state, new, log, limit)
         self.ctx.touched(self)
 
     @property
@@ -234,7 +245,7 @@ class IkeSa:
     def dpd_due(self) -> float | None:
         """When a liveness check is due: dpd_delay after the last sign of life."""
         conn = self.conn
-        if conn is None or not conn.dpd_delay or self.state != IkeState.ESTABLISHED:
+        if conn is None or not conn.dpd_delay or self.state != _ESTABLISHED:
             return None
         if self.dpd_outstanding:
             return None

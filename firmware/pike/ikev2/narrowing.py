@@ -13,11 +13,15 @@ from pike.policy.ts import TrafficSelector
 from pike.wire.constants import TsType
 from pike.wire.payloads import TrafficSelectorWire
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_TS_IPV4_ADDR_RANGE = TsType.TS_IPV4_ADDR_RANGE
+_TS_IPV6_ADDR_RANGE = TsType.TS_IPV6_ADDR_RANGE
+
 Selectors = tuple[TrafficSelector, ...]
 
 
 def ts_to_wire(ts: TrafficSelector) -> TrafficSelectorWire:
-    kind = TsType.TS_IPV4_ADDR_RANGE if ts.version == 4 else TsType.TS_IPV6_ADDR_RANGE
+    kind = _TS_IPV4_ADDR_RANGE if ts.version == 4 else _TS_IPV6_ADDR_RANGE
     return TrafficSelectorWire(kind, ts.protocol, ts.start_port, ts.end_port, ts.start, ts.end)
 
 

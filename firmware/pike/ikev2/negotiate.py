@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from pike.crypto.ids import (
     ADDKE_TYPES,
@@ -86,9 +87,34 @@ def _pick(
     return None
 
 
+# Bound of ``ProposalSpec.matches``: offers are the peer's to choose, so a flood of
+# distinct ones only empties it (and costs the match it would have saved).
+_MATCHES_MAX = 64
+_MISS = object()
+
+# What a match agrees on besides the proposal's number and SPI: Chosen's other fields.
+_Agreed = tuple[int, int | None, int | None, int, int, bool, bool, tuple[tuple[int, int], ...]]
+
+
 def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chosen | None:
+    key = (prop.transforms, prefer_group)
+    memo = spec.matches
+    found = memo.get(key, _MISS)
+    if found is _MISS:
+        found = _agree(spec, prop.transforms, prefer_group)
+        if len(memo) >= _MATCHES_MAX:
+            memo.clear()
+        memo[key] = found
+    if found is None:
+        return None
+    return Chosen(prop.number, prop.spi, *cast(_Agreed, found))
+
+
+def _agree(
+    spec: ProposalSpec, transforms: Sequence[Transform], prefer_group: int | None
+) -> _Agreed | None:
     theirs: dict[int, list[Transform]] = {}
-    for t in prop.transforms:
+    for t in transforms:
         theirs.setdefault(t.type, []).append(t)
     chosen: dict[int, tuple[int, int | None]] = {}
     present = spec.types | theirs.keys()  # a type neither side names needs no look
@@ -118,17 +144,15 @@ def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chos
     if _ENCR not in chosen:
         return None
     encr_id, keylen = chosen[_ENCR]
-    return Chosen(
-        number=prop.number,
-        spi=prop.spi,
-        encr_id=encr_id,
-        encr_key_length=keylen,
-        prf_id=chosen[_PRF][0] if _PRF in chosen else None,
-        integ_id=chosen.get(_INTEG, (_INTEG_NONE, None))[0],
-        group=chosen.get(_KE, (_GROUP_NONE, None))[0],
-        esn=chosen.get(_ESN, (_ESN_NO, None))[0] == _ESN_YES,
-        esn_transform=_ESN in chosen,
-        addke=tuple((t, chosen[t][0]) for t in _ADDKE if t in chosen),
+    return (
+        encr_id,
+        keylen,
+        chosen[_PRF][0] if _PRF in chosen else None,  # prf_id
+        chosen.get(_INTEG, (_INTEG_NONE, None))[0],  # integ_id
+        chosen.get(_KE, (_GROUP_NONE, None))[0],  # group
+        chosen.get(_ESN, (_ESN_NO, None))[0] == _ESN_YES,  # esn
+        _ESN in chosen,  # esn_transform
+        tuple((t, chosen[t][0]) for t in _ADDKE if t in chosen),  # addke
     )
 
 

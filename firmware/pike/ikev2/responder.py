@@ -39,6 +39,19 @@ from pike.wire.header import Header
 from pike.wire.payloads import DeletePayload, Message, NotifyPayload, SaPayload
 from pike.wire.rules import check_payloads
 
+# Enum members compared per request: a member lookup is slow on Python 3.11
+_DESTROYED = IkeState.DESTROYED
+_CONNECTING = IkeState.CONNECTING
+_IKE_AUTH = ExchangeType.IKE_AUTH
+_COOKIE_VERDICT = Verdict.COOKIE
+_IKE_INTERMEDIATE = ExchangeType.IKE_INTERMEDIATE
+_IKE_FOLLOWUP_KE = ExchangeType.IKE_FOLLOWUP_KE
+_INFORMATIONAL = ExchangeType.INFORMATIONAL
+_CREATE_CHILD_SA = ExchangeType.CREATE_CHILD_SA
+_IKE = ProtocolId.IKE
+_ESP = ProtocolId.ESP
+_ADDITIONAL_KEY_EXCHANGE = NotifyType.ADDITIONAL_KEY_EXCHANGE
+
 HalfOpenKey = tuple[bytes, str, int]  # (initiator's SPI, its address, its port)
 
 
@@ -58,7 +71,7 @@ class InitResponder:
         key = (hdr.spi_i, src[0], src[1])
         existing = self.half_open.get(key)
         digest = hashlib.sha256(data).digest()
-        if existing is not None and existing.state != IkeState.DESTROYED:
+        if existing is not None and existing.state != _DESTROYED:
             if existing.init_digest != digest:
                 # Same SPIi, address and port, other bytes: not a retransmission. Answering
                 # it with the cached response would reflect our larger answer at whoever
@@ -88,7 +101,7 @@ class InitResponder:
         daemon = self.ctx.config.daemon
         admission = self.ctx.admission
         verdict = admission.admit(daemon, src[0], now, cookie=cookie, ike_sas=len(self.sas))
-        if verdict is Verdict.COOKIE:
+        if verdict is _COOKIE_VERDICT:
             made = self._cookies.make(msg, src, now)
             stateless_notify(self.ctx, msg, src, dst, NotifyType.COOKIE, made)
             self.ctx.counters.drop("cookie_required")
@@ -106,7 +119,7 @@ class InitResponder:
         )
         sa.candidates = candidates
         sa.init_digest = digest
-        sa.set_state(IkeState.CONNECTING, now)
+        sa.set_state(_CONNECTING, now)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
         self._key_of[sa] = key
@@ -128,34 +141,32 @@ class InitResponder:
 
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
     """The tasks that answer a request of an IKE SA past IKE_SA_INIT."""
-    if msg.exchange == ExchangeType.IKE_AUTH:
+    if msg.exchange == _IKE_AUTH:
         return [IkeAuth(sa, False), IkeMobike(sa, False), ChildCreate(sa, False)]
-    if msg.exchange == ExchangeType.IKE_INTERMEDIATE:
+    if msg.exchange == _IKE_INTERMEDIATE:
         return [IkeIntermediate(sa, False)]
-    if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+    if msg.exchange == _IKE_FOLLOWUP_KE:
         # the CREATE_CHILD_SA task the link names continues (RFC 9370 §2.2.4)
-        link = msg.notify(NotifyType.ADDITIONAL_KEY_EXCHANGE)
+        link = msg.notify(_ADDITIONAL_KEY_EXCHANGE)
         waiting = sa.followups.pop(link.data, None) if link is not None else None
         return [waiting] if waiting is not None else [_Refuse(sa, NotifyType.STATE_NOT_FOUND)]
-    if msg.exchange == ExchangeType.INFORMATIONAL:
+    if msg.exchange == _INFORMATIONAL:
         deletes = msg.all(DeletePayload)
         tasks: list[Task] = []
-        if any(d.protocol == ProtocolId.IKE for d in deletes):
+        if any(d.protocol == _IKE for d in deletes):
             tasks.append(IkeDelete(sa, False))
-        elif any(d.protocol == ProtocolId.ESP for d in deletes):
+        elif any(d.protocol == _ESP for d in deletes):
             tasks.append(ChildDelete(sa, False))
         elif carries_mobike(msg):
             tasks.append(MobikeUpdate(sa, False))
         else:
             tasks.append(Informational(sa, False))
         return tasks
-    if msg.exchange == ExchangeType.CREATE_CHILD_SA:
+    if msg.exchange == _CREATE_CHILD_SA:
         sa_payload = msg.first(SaPayload)
-        if sa_payload is not None and any(
-            p.protocol == ProtocolId.IKE for p in sa_payload.proposals
-        ):
+        if sa_payload is not None and any(p.protocol == _IKE for p in sa_payload.proposals):
             return [IkeRekey(sa, False)]
-        return [ChildCreate(sa, False, exchange=ExchangeType.CREATE_CHILD_SA)]
+        return [ChildCreate(sa, False, exchange=_CREATE_CHILD_SA)]
     return [_Refuse(sa, NotifyType.NO_ADDITIONAL_SAS)]
 
 

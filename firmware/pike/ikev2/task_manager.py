@@ -25,6 +25,9 @@ from pike.sa.state import IkeState
 from pike.wire.constants import ExchangeType, NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_DESTROYED = IkeState.DESTROYED
+
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
 
 
@@ -73,12 +76,7 @@ class TaskManager:
         return bool(self.active)
 
     def initiate(self, now: float) -> None:
-        if (
-            self.active
-            or self.held is not None
-            or not self.queued
-            or self.sa.state == IkeState.DESTROYED
-        ):
+        if self.active or self.held is not None or not self.queued or self.sa.state == _DESTROYED:
             return
         exchange = self.queued[0].exchange
         if exchange == ExchangeType.CREATE_CHILD_SA:
@@ -96,11 +94,15 @@ class TaskManager:
             return
         self._send_request(now)
 
-    def _wait_for_signature(self, tasks: list[Task], now: float, held: _Held | None = None) -> bool:
-        """Let the tasks start what their build needs; True when a signature is awaited."""
+    def _wait_for_signature(
+        self, tasks: list[Task], now: float, request: tuple[Message, bytes] | None = None
+    ) -> bool:
+        """Let the tasks start what their build needs; True when a signature is awaited.
+        ``request``: the request (and its bytes) whose answer then waits (responder)."""
         for task in tasks:
             wanted = task.prepare(now)
             if wanted is not None:
+                held = _Held(request[0], request[1], tasks) if request is not None else None
                 ref = wanted.request.ref
                 self.pending = self.sa.ctx.signatures.wait(
                     2,
@@ -280,7 +282,7 @@ class TaskManager:
         try:
             for task in tasks:
                 task.process(msg, now)
-            if self._wait_for_signature(tasks, now, _Held(msg, data, tasks)):
+            if self._wait_for_signature(tasks, now, (msg, data)):
                 return
         except RevocationPending as e:
             # Not answered and not consumed: the peer's retransmission of this request is
@@ -361,36 +363,38 @@ class TaskManager:
     # -- logs ----------------------------------------------------------------------------
     def _wanted(self, reason: str, now: float) -> bool:
         """Whether to write an info line; an unproven SA's go through the rate limit."""
+        if not log.isEnabledFor(logging.INFO):  # four times a handshake: ask first
+            return False
         return self.sa.ctx.log_limit.wanted(log, logging.INFO, reason, now, self.sa.unproven)
 
     def _log_in(self, msg: Message, now: float) -> None:
-        kind = "response" if msg.is_response else "request"
+        key = exchange_name(msg.exchange)
         # describing payloads costs more than a MAC: only for the lines written
         if self._wanted("half_open_received", now):
+            kind = "response" if msg.is_response else "request"
             log.info(
                 "%s: received %s %s %d %s",
                 self.sa.tag(),
-                exchange_name(msg.exchange),
+                key,
                 kind,
                 msg.message_id,
                 describe_payloads(msg.payloads),
             )
-        key = exchange_name(msg.exchange)
         c = self.sa.ctx.counters.conn(self.sa.name).messages_in
         c[key] = c.get(key, 0) + 1
 
     def _log_out(self, msg: Message, now: float, fragments: int = 1) -> None:
-        kind = "response" if msg.is_response else "request"
+        key = exchange_name(msg.exchange)
         if self._wanted("half_open_sent", now):
+            kind = "response" if msg.is_response else "request"
             log.info(
                 "%s: sending %s %s %d %s%s",
                 self.sa.tag(),
-                exchange_name(msg.exchange),
+                key,
                 kind,
                 msg.message_id,
                 describe_payloads(msg.payloads),
                 f" in {fragments} fragments" if fragments > 1 else "",
             )
-        key = exchange_name(msg.exchange)
         c = self.sa.ctx.counters.conn(self.sa.name).messages_out
         c[key] = c.get(key, 0) + 1

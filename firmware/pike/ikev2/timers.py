@@ -51,7 +51,8 @@ def deadlines(sa: IkeSa) -> list[float | None]:
 
 def next_deadline(sa: IkeSa) -> float | None:
     """The earliest of ``deadlines(sa)``: the SA's one entry in the engine's timer heap."""
-    return min((t for t in deadlines(sa) if t is not None), default=None)
+    times = [t for t in deadlines(sa) if t is not None]
+    return min(times) if times else None
 
 
 def arm(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:

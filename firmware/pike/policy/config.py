@@ -230,7 +230,10 @@ class Config:
         a secret with no ids matches any pair.
         """
         by_id, no_ids, _ = self._secrets_by_id()
-        positions = set(by_id.get(local, ())) | set(by_id.get(remote, ())) | set(no_ids)
+        mine, theirs = by_id.get(local), by_id.get(remote)
+        if not mine and not theirs:  # only secrets without ids match: the first of them
+            return self.secrets[no_ids[0]].secret if no_ids else None
+        positions = set(mine or ()) | set(theirs or ()) | set(no_ids)
         best: tuple[int, int] | None = None  # (score, -position): ties go to the first
         for pos in positions:
             ids = self.secrets[pos].ids

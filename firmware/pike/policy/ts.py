@@ -68,21 +68,40 @@ class TrafficSelector:
         )
 
     def intersect(self, other: TrafficSelector) -> TrafficSelector | None:
-        """The narrowed selector both sides accept, or None (RFC 7296 §2.9)."""
-        if self.version != other.version or self.empty or other.empty:
+        """The narrowed selector both sides accept, or None (RFC 7296 §2.9). When one lies
+        within the other (the usual case), that one itself."""
+        # every handshake narrows: each address is turned into a number once
+        a0, a1, b0, b1 = self.start, self.end, other.start, other.end
+        v4 = isinstance(a0, IPv4Address)  # the family, without four property calls
+        if isinstance(a1, IPv4Address) != v4 or isinstance(b0, IPv4Address) != v4:
             return None
-        start = max(self.start, other.start, key=int)
-        end = min(self.end, other.end, key=int)
-        if int(start) > int(end):
+        if isinstance(b1, IPv4Address) != v4:
             return None
-        if self.protocol and other.protocol and self.protocol != other.protocol:
+        lo_a, hi_a, lo_b, hi_b = int(a0), int(a1), int(b0), int(b1)
+        if lo_a > hi_a or lo_b > hi_b or max(lo_a, lo_b) > min(hi_a, hi_b):
+            return None  # one is empty, or they do not meet
+        p_a, p_b = self.protocol, other.protocol
+        if p_a and p_b and p_a != p_b:
             return None
-        proto = self.protocol or other.protocol
-        lo = max(self.start_port, other.start_port)
-        hi = min(self.end_port, other.end_port)
-        if lo > hi:
+        lo_pa, hi_pa, lo_pb, hi_pb = (
+            self.start_port,
+            self.end_port,
+            other.start_port,
+            other.end_port,
+        )
+        if lo_pa > hi_pa or lo_pb > hi_pb or max(lo_pa, lo_pb) > min(hi_pa, hi_pb):
             return None
-        return TrafficSelector(start, end, proto, lo, hi)
+        if lo_a <= lo_b and hi_b <= hi_a and p_a in (0, p_b) and lo_pa <= lo_pb and hi_pb <= hi_pa:
+            return other
+        if lo_b <= lo_a and hi_a <= hi_b and p_b in (0, p_a) and lo_pb <= lo_pa and hi_pa <= hi_pb:
+            return self
+        return TrafficSelector(
+            a0 if lo_a >= lo_b else b0,
+            a1 if hi_a <= hi_b else b1,
+            p_a or p_b,
+            max(lo_pa, lo_pb),
+            min(hi_pa, hi_pb),
+        )
 
     def __str__(self) -> str:
         nets = [] if self.empty else self.networks()

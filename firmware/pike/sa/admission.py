@@ -38,6 +38,9 @@ class Verdict(enum.Enum):
     REPLACE = "replace"  # IKEv1: admit after ending ``Admission.oldest_unproven``
 
 
+_ADMIT = Verdict.ADMIT  # per handshake: an Enum member lookup is slow on 3.11
+
+
 @dataclass
 class _Source:
     """The half-open SAs of one address, oldest first: unique id -> proven."""
@@ -73,14 +76,14 @@ class Admission:
         unproven = len(src.sas) - proven if src is not None else 0
         if proven >= daemon.block_threshold:
             raise MalformedMessage("half_open_blocked", f"{addr}: {proven} half-open IKE SAs")
-        verdict = Verdict.ADMIT
+        verdict = _ADMIT
         if cookie is False:
             if self.half_open >= daemon.cookie_threshold or unproven >= daemon.block_threshold:
                 return Verdict.COOKIE  # keep nothing until it shows it receives there
         elif cookie is None and proven + unproven >= daemon.block_threshold:
             verdict = Verdict.REPLACE  # proven < block_threshold: an unproven one goes
         spare = cookie is None and configured  # IKEv1, a named peer: see the module doc
-        if verdict is Verdict.ADMIT and self.half_open >= daemon.half_open_max and not spare:
+        if verdict is _ADMIT and self.half_open >= daemon.half_open_max and not spare:
             raise MalformedMessage("half_open_limit", f"{self.half_open} half-open IKE SAs")
         if ike_sas >= daemon.ike_sa_max:
             raise MalformedMessage("ike_sa_limit", f"{ike_sas} IKE SAs")

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     # cryptography.x509 loads with the first certificate (idle RSS, docs/performance.md)
     from cryptography import x509
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_ID_DER_ASN1_DN = IdType.ID_DER_ASN1_DN
+
 MAX_PATH = 8  # CAs above the end entity; strongSwan's default is 7 intermediates
 MAX_CERT_PAYLOADS = MAX_PATH + 1  # the end entity and a full path of intermediates
 SHA1_LEN = 20
@@ -356,7 +359,7 @@ def ids_match(configured: Identity | None, peer: Identity) -> bool:
 def peer_identity(id_type: int, data: bytes) -> Identity:
     """``identity.from_wire`` with a readable text for DNs (for logs and list-sas)."""
     ident = identity.from_wire(id_type, data)
-    if id_type != IdType.ID_DER_ASN1_DN:
+    if id_type != _ID_DER_ASN1_DN:
         return ident
     try:
         rdns = decode_name(data)

@@ -12,6 +12,8 @@ when an install fails.
 
 from __future__ import annotations
 
+import logging
+
 from pike.policy.ts import TsText
 from pike.sa.actions import (
     ChildSaEstablished,
@@ -23,6 +25,9 @@ from pike.sa.actions import (
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
 from pike.sa.state import ChildState, log
+
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_INSTALLED = ChildState.INSTALLED
 
 
 def refuse_without_esp(ctx: Context, tag: str, ike_name: str, child_name: str) -> bool:
@@ -69,18 +74,19 @@ def install(
     ctx.emit(child.install(ike_name, ike))
     child.installed_at = now
     child.schedule(now, ctx.random)
-    child.set_state(ChildState.INSTALLED, ike_name)
-    log.info(
-        "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
-        tag,
-        child.name,
-        child.unique_id,
-        "rekeyed" if rekey else "established",
-        child.spi_in,
-        child.spi_out,
-        TsText(child.local_ts),
-        TsText(child.remote_ts),
-    )
+    child.set_state(_INSTALLED, ike_name)
+    if log.isEnabledFor(logging.INFO):  # its arguments cost; a busy hub logs less
+        log.info(
+            "%s: CHILD_SA %s{%d} %s with SPIs %08x_i %08x_o and TS %s === %s",
+            tag,
+            child.name,
+            child.unique_id,
+            "rekeyed" if rekey else "established",
+            child.spi_in,
+            child.spi_out,
+            TsText(child.local_ts),
+            TsText(child.remote_ts),
+        )
     if rekey:
         ctx.counters.conn(ike_name).child_rekeys += 1
     spis = (child.spi_in, child.spi_out)

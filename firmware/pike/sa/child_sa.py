@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from pike.crypto.kdf import ChildKeys
 from pike.policy.addrs import parse_ip
 from pike.policy.config import ChildConfig
-from pike.policy.ipsec import Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
+from pike.policy.ipsec import NO_MARK, Lifetime, Mode, PolicySpec, SaSpec, UdpEncap
 from pike.policy.ts import IPAddress, TrafficSelector
 from pike.sa.actions import IkeRef, InstallChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.esp_seen import EspSeen
 from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
+
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_INSTALLED = ChildState.INSTALLED
+_REKEYING = ChildState.REKEYING
+_REKEYED = ChildState.REKEYED
 
 
 @dataclass(slots=True)  # a hub holds 10 000 of these
@@ -90,10 +93,10 @@ class ChildSa:
         return self.soft_volume
 
     def next_deadline(self) -> float | None:
-        if self.state == ChildState.INSTALLED:
+        if self.state == _INSTALLED:
             times = [t for t in (self.rekey_at, self.expire_at) if t is not None]
             return min(times) if times else None
-        if self.state in (ChildState.REKEYING, ChildState.REKEYED):
+        if self.state in (_REKEYING, _REKEYED):
             return self.expire_at
         return None
 
@@ -202,19 +205,25 @@ def policies_for(
 ) -> tuple[PolicySpec, ...]:
     """out/in (and fwd in tunnel mode) policies for every pair of selectors, bound to the
     child's XFRM interface or VTI marks (out: the _out ones; in and fwd: the _in ones)."""
-    out_bind: dict[str, Any] = {}
-    in_bind: dict[str, Any] = {}
-    if cfg is not None:
-        out_bind = {"if_id": cfg.if_id_out, "mark": cfg.mark_out}
-        in_bind = {"if_id": cfg.if_id_in, "mark": cfg.mark_in}
+    out_if, out_mark = (cfg.if_id_out, cfg.mark_out) if cfg is not None else (0, NO_MARK)
+    in_if, in_mark = (cfg.if_id_in, cfg.mark_in) if cfg is not None else (0, NO_MARK)
     policies: list[PolicySpec] = []
-    for lts, rts in itertools.product(local_ts, remote_ts):
-        if lts.start.version != rts.start.version:
-            continue  # 0.0.0.0/0 and ::/0 on both sides pair by family
-        policies.append(PolicySpec(lts, rts, "out", reqid, mode, local, remote, **out_bind))
-        policies.append(PolicySpec(rts, lts, "in", reqid, mode, remote, local, **in_bind))
-        if mode == "tunnel":
-            policies.append(PolicySpec(rts, lts, "fwd", reqid, mode, remote, local, **in_bind))
+    for lts in local_ts:
+        for rts in remote_ts:
+            if lts.start.version != rts.start.version:
+                continue  # 0.0.0.0/0 and ::/0 on both sides pair by family
+            policies.append(
+                PolicySpec(lts, rts, "out", reqid, mode, local, remote, if_id=out_if, mark=out_mark)
+            )
+            policies.append(
+                PolicySpec(rts, lts, "in", reqid, mode, remote, local, if_id=in_if, mark=in_mark)
+            )
+            if mode == "tunnel":
+                policies.append(
+                    PolicySpec(
+                        rts, lts, "fwd", reqid, mode, remote, local, if_id=in_if, mark=in_mark
+                    )
+                )
     return tuple(policies)
 
 

@@ -10,6 +10,12 @@ from pike.wire.payloads import Transform
 _ENCR, _PRF, _INTEG, _KE, _ESN = T_ENCR, T_PRF, T_INTEG, T_KE, T_ESN
 _ESN_YES, _ESN_NO = int(EsnId.YES), int(EsnId.NO)
 
+# ``Chosen.transforms`` by the algorithms agreed: every answer (IKE_SA_INIT, IKE_AUTH,
+# CREATE_CHILD_SA) names them, and they are few (what our proposals allow). Bounded all
+# the same; Transforms are immutable, so answers share them.
+_TRANSFORMS: dict[tuple[object, ...], tuple[Transform, ...]] = {}
+_TRANSFORMS_MAX = 256
+
 
 @dataclass(frozen=True, slots=True)
 class Chosen:
@@ -37,6 +43,25 @@ class Chosen:
         return tuple(method for _, method in self.addke if method)
 
     def transforms(self) -> tuple[Transform, ...]:
+        """The agreed transforms as the answer's proposal carries them."""
+        key = (
+            self.encr_id,
+            self.encr_key_length,
+            self.prf_id,
+            self.integ_id,
+            self.group,
+            self.esn,
+            self.esn_transform,
+            self.addke,
+        )
+        found = _TRANSFORMS.get(key)
+        if found is None:
+            if len(_TRANSFORMS) >= _TRANSFORMS_MAX:
+                _TRANSFORMS.clear()
+            found = _TRANSFORMS[key] = self._transforms()
+        return found
+
+    def _transforms(self) -> tuple[Transform, ...]:
         out = [Transform(_ENCR, self.encr_id, self.encr_key_length)]
         if self.prf_id is not None:
             out.append(Transform(_PRF, self.prf_id))

@@ -47,7 +47,8 @@ class LogLimit:
         msg: str,
         *args: object,
     ) -> None:
-        if self.admit(logger, level, reason, now):
+        # a level that is off needs no window: its summary would be off too
+        if logger.isEnabledFor(level) and self.admit(logger, level, reason, now):
             logger.log(level, msg, *args)
 
     def admit(self, logger: logging.Logger, level: int, reason: str, now: float) -> bool:

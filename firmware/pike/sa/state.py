@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from enum import Enum
 
 from pike.sa.log_limit import LogLimit
@@ -84,7 +85,7 @@ def unproven(initiator: bool, established_at: float | None) -> bool:
 
 
 def ike_transition(
-    tag: str,
+    tag: Callable[[], str],
     kind: str,
     old: IkeState,
     new: IkeState,
@@ -92,16 +93,17 @@ def ike_transition(
     limit: tuple[LogLimit, float] | None = None,
 ) -> IkeState:
     """``new`` if the table allows ``old`` -> ``new`` (logged as ``kind``, through
-    ``limit``'s rate limit at its time if given: a half-open SA's), else StateError."""
+    ``limit``'s rate limit at its time if given: a half-open SA's), else StateError.
+    ``tag`` gives the SA's tag, asked for only when a line or the error needs it."""
     if new not in IKE_TRANSITIONS[old]:
-        raise StateError(f"{tag}: {old.value} -> {new.value}")
-    if new == old:
+        raise StateError(f"{tag()}: {old.value} -> {new.value}")
+    if new == old or not logger.isEnabledFor(logging.INFO):  # its arguments cost
         return new
     if limit is not None:
-        line = ("%s: %s %s -> %s", tag, kind, old.value, new.value)
+        line = ("%s: %s %s -> %s", tag(), kind, old.value, new.value)
         limit[0].log(logger, logging.INFO, "half_open_state", limit[1], *line)
-    elif logger.isEnabledFor(logging.INFO):  # its arguments cost; a busy hub logs less
-        logger.info("%s: %s %s -> %s", tag, kind, old.value, new.value)
+    else:
+        logger.info("%s: %s %s -> %s", tag(), kind, old.value, new.value)
     return new
 
 

@@ -55,6 +55,12 @@ from pike.wire.payloads import (
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_IKE_FOLLOWUP_KE = ExchangeType.IKE_FOLLOWUP_KE
+_USE_TRANSPORT_MODE = NotifyType.USE_TRANSPORT_MODE
+_ESP = ProtocolId.ESP
+_REKEY_SA = NotifyType.REKEY_SA
+
 
 _IKE_AUTH = ExchangeType.IKE_AUTH  # asked per message: Enum lookups are slow on 3.11
 
@@ -339,7 +345,7 @@ class ChildCreate(Task):
         sa = self.sa
         if sa.conn is None:
             return
-        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+        if msg.exchange == _IKE_FOLLOWUP_KE:
             assert self.followup is not None
             take_request(self.followup, msg, self._followup_refused)
             return
@@ -386,14 +392,14 @@ class ChildCreate(Task):
         if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, cfg.name):
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
-        transport = msg.notify(NotifyType.USE_TRANSPORT_MODE) is not None
+        transport = msg.notify(_USE_TRANSPORT_MODE) is not None
         self._new_child_r(match, chosen, old, transport)
         if chosen.additional:
             self.followup = Followup(chosen.additional, sa.ctx.random)
 
     def _rekeyed(self, msg: Message) -> ChildSa | None:
         """The CHILD_SA a CREATE_CHILD_SA request's REKEY_SA names (None: a new one)."""
-        rekey = msg.notify(NotifyType.REKEY_SA)
+        rekey = msg.notify(_REKEY_SA)
         if rekey is None or self.in_auth:
             return None
         value = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
@@ -466,16 +472,14 @@ class ChildCreate(Task):
         chosen = self._chosen
         assert chosen is not None
         followup = self.followup
-        if msg.exchange == ExchangeType.IKE_FOLLOWUP_KE:
+        if msg.exchange == _IKE_FOLLOWUP_KE:
             assert followup is not None
             if not answer(followup, msg, self.sa, self):
                 return
             self._log_followups()
             self._install_r(child, chosen, now)
             return
-        reply = Proposal(
-            chosen.number, ProtocolId.ESP, child.spi_in.to_bytes(4, "big"), chosen.transforms()
-        )
+        reply = Proposal(chosen.number, _ESP, child.spi_in.to_bytes(4, "big"), chosen.transforms())
         msg.payloads.append(SaPayload((reply,)))
         if not self.in_auth:
             msg.payloads.append(NoncePayload(self.nr))
@@ -484,7 +488,7 @@ class ChildCreate(Task):
         msg.payloads.append(TsiPayload(tuple(ts_to_wire(t) for t in child.remote_ts)))
         msg.payloads.append(TsrPayload(tuple(ts_to_wire(t) for t in child.local_ts)))
         if child.mode == "transport":
-            msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+            msg.payloads.append(NotifyPayload(_USE_TRANSPORT_MODE))
         if followup is not None:
             # keys and install once the additional exchanges are done (RFC 9370 §2.2.4)
             offer(followup, msg, self.sa, self)
@@ -536,7 +540,8 @@ class ChildCreate(Task):
         self._keyed(child, chosen)
         self.ahead = None  # the install below updates it in place: same SPI, same keys
         sa.children.append(child)
-        if child_lifecycle.kernel_refuses(sa.ctx, sa.tag(), sa.name, child):
+        tag, name = sa.tag(), sa.name
+        if child_lifecycle.kernel_refuses(sa.ctx, tag, name, child):
             from pike.ikev2.tasks.child_delete import ChildDelete
 
             sa.tasks.queue(ChildDelete(sa, True, child))
@@ -550,7 +555,7 @@ class ChildCreate(Task):
         if prior is not None and prior.replaced_by_peer is None:
             prior.replaced_by_peer = child
         child_lifecycle.install(
-            sa.ctx, sa.tag(), sa.name, child, now, rekey=self.rekey is not None, ike=sa.ref()
+            sa.ctx, tag, name, child, now, rekey=self.rekey is not None, ike=sa.ref()
         )
 
     def _failed(self, why: str) -> None:

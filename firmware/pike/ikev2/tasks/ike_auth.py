@@ -43,7 +43,7 @@ from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
 from pike.ikev2.tasks.ike_hash_algs import peer_hashes
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import identity
-from pike.sa.actions import SignRequest
+from pike.sa.actions import IkeSaEstablished, SignRequest
 from pike.sa.certs import (
     CertError,
     cert_payloads,
@@ -72,6 +72,10 @@ from pike.wire.payloads import (
 
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
+
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_SHARED_KEY_MIC = AuthMethod.SHARED_KEY_MIC
+_ESTABLISHED = IkeState.ESTABLISHED
 
 KEY_PAD = b"Key Pad for IKEv2"  # RFC 7296 §2.15
 PPK_ID_FIXED = b"\x02"  # RFC 8784 §3: PPK_ID type "fixed", the id's octets follow
@@ -110,7 +114,7 @@ def _method_name(method: int) -> str:
 
 
 def _is_psk(method: int) -> bool:
-    return method == AuthMethod.SHARED_KEY_MIC
+    return method == _SHARED_KEY_MIC
 
 
 @dataclass(slots=True)
@@ -136,6 +140,9 @@ class IkeAuth(Task):
         # responder has no PPK); set once the PPK is mixed in
         self._no_ppk_keys: IkeKeys | None = None
         self._no_ppk_signing: _Signing | None = None  # certificates: NO_PPK_AUTH's signature
+        # prf(PSK, KEY_PAD) for a pair of identities: a responder verifies the peer's AUTH
+        # and makes its own with the same key, so it is looked up and padded once
+        self._pad: tuple[tuple[str, str], bytes] | None = None
 
     @property
     def exchange(self) -> int:
@@ -150,11 +157,18 @@ class IkeAuth(Task):
             return subject_identity(self.sa.ctx.credentials.local(conn).chain[0])
         return identity.from_address(self.sa.local[0])
 
-    def _psk(self, me: Identity, peer: Identity) -> bytes:
-        psk = self.sa.ctx.config.psk_for(me.text, peer.text)
+    def _psk_pad(self, me: Identity, peer: Identity) -> bytes:
+        """prf(PSK, "Key Pad for IKEv2") of the shared key for ``me`` and ``peer``."""
+        ids = (me.text, peer.text)
+        if self._pad is not None and self._pad[0] == ids:
+            return self._pad[1]
+        psk = self.sa.ctx.config.psk_for(*ids)
         if psk is None:
             raise AuthFailure(f"no shared key for {me} - {peer}")
-        return psk
+        assert self.sa.prf is not None
+        pad = self.sa.prf.prf(psk, KEY_PAD)
+        self._pad = (ids, pad)
+        return pad
 
     def _octets(
         self, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
@@ -174,11 +188,11 @@ class IkeAuth(Task):
         return sa.init_response + sa.ni + mac + int_auth
 
     def _psk_auth(
-        self, psk: bytes, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
+        self, pad: bytes, ident: Identity, signer_is_initiator: bool, keys: IkeKeys | None = None
     ) -> bytes:
+        """AUTH = prf(prf(PSK, KEY_PAD), <SignedOctets>) with ``pad`` from ``_psk_pad``."""
         assert self.sa.prf is not None
-        prf = self.sa.prf
-        return prf.prf(prf.prf(psk, KEY_PAD), self._octets(ident, signer_is_initiator, keys))
+        return self.sa.prf.prf(pad, self._octets(ident, signer_is_initiator, keys))
 
     # -- post-quantum preshared keys (RFC 8784) --------------------------------------------
     def _use_ppk_i(self) -> None:
@@ -206,7 +220,7 @@ class IkeAuth(Task):
             NotifyPayload(NotifyType.PPK_IDENTITY, PPK_ID_FIXED + conn.ppk_id.encode())
         ]
         if not conn.ppk_required and conn.local.auth == "psk":
-            data = self._psk_auth(self._psk(me, peer), me, True, self._no_ppk_keys)
+            data = self._psk_auth(self._psk_pad(me, peer), me, True, self._no_ppk_keys)
             out.append(NotifyPayload(NotifyType.NO_PPK_AUTH, data))
         no_ppk = self._no_ppk_signing
         if no_ppk is not None and isinstance(no_ppk.result, bytes):
@@ -262,8 +276,8 @@ class IkeAuth(Task):
     def _ours(self, conn: ConnectionConfig, me: Identity, peer: Identity) -> _Ours:
         """Our CERTs and AUTH; raises AuthFailure when we cannot authenticate ourselves."""
         if conn.local.auth == "psk":
-            data = self._psk_auth(self._psk(me, peer), me, self.initiator)
-            return _Ours([], AuthPayload(AuthMethod.SHARED_KEY_MIC, data))
+            data = self._psk_auth(self._psk_pad(me, peer), me, self.initiator)
+            return _Ours([], AuthPayload(_SHARED_KEY_MIC, data))
         signing = self._signing
         if signing is None or signing.result is None:
             # prepare() asks first; a build without the answer is a bug of ours.
@@ -345,7 +359,9 @@ class IkeAuth(Task):
         if conn.remote.auth == "psk":
             if not _is_psk(auth.method):
                 raise AuthFailure(f"peer used auth method {auth.method}, we expect PSK")
-            expected = self._psk_auth(self._psk(self._my_id(conn), peer), peer, peer_is_initiator)
+            expected = self._psk_auth(
+                self._psk_pad(self._my_id(conn), peer), peer, peer_is_initiator
+            )
             if not hmac.compare_digest(expected, auth.data):
                 raise AuthFailure(f"AUTH payload of {peer} does not verify (PSK)")
             return "a pre-shared key"
@@ -543,10 +559,8 @@ class IkeAuth(Task):
             self._established(now)
 
     def _established(self, now: float) -> None:
-        from pike.sa.actions import IkeSaEstablished
-
         sa = self.sa
-        sa.set_state(IkeState.ESTABLISHED)
+        sa.set_state(_ESTABLISHED)
         sa.established_at = now
         # AUTH signed them; nothing needs them again (a hub keeps ~0.5 KiB less per SA)
         sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""

@@ -15,6 +15,9 @@ from pike.wire.payloads import Message, NotifyPayload
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_IKEV2_FRAGMENTATION_SUPPORTED = NotifyType.IKEV2_FRAGMENTATION_SUPPORTED
+
 
 class IkeFrag(Task):
     sa: IkeSa
@@ -31,8 +34,8 @@ class IkeFrag(Task):
     def build(self, msg: Message, now: float) -> None:
         # The responder announces it only in answer to the initiator's announcement.
         if self._enabled() and (self.initiator or self.sa.frag_peer):
-            msg.payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+            msg.payloads.append(NotifyPayload(_IKEV2_FRAGMENTATION_SUPPORTED))
 
     def process(self, msg: Message, now: float) -> None:
-        peer = msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        peer = msg.notify(_IKEV2_FRAGMENTATION_SUPPORTED) is not None
         self.sa.frag_peer = peer and self._enabled()

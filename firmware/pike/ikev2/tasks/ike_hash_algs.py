@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
     from pike.ikev2.ike_sa import IkeSa
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_SIGNATURE_HASH_ALGORITHMS = NotifyType.SIGNATURE_HASH_ALGORITHMS
+
 # The peer's SIGNATURE_HASH_ALGORITHMS per IKE SA (absent: it sent none). A side table so
 # that IkeSa needs no field for it; it goes with the SA.
 _PEER_HASHES: WeakKeyDictionary[IkeSa, frozenset[int]] = WeakKeyDictionary()
@@ -81,6 +84,6 @@ class IkeHashAlgs(Task):
             msg.payloads.append(certreq)
 
     def process(self, msg: Message, now: float) -> None:
-        n = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+        n = msg.notify(_SIGNATURE_HASH_ALGORITHMS)
         if n is not None:
             _PEER_HASHES[self.sa] = decode_hash_algorithms(n.data)

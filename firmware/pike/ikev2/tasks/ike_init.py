@@ -34,6 +34,11 @@ from pike.wire.payloads import (
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
 
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_USE_PPK = NotifyType.USE_PPK
+_INTERMEDIATE_EXCHANGE_SUPPORTED = NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED
+_IKE = ProtocolId.IKE
+
 
 class IkeInit(Task):
     sa: IkeSa
@@ -163,8 +168,8 @@ class IkeInit(Task):
                 )
             raise RespondError(NotifyType.NO_PROPOSAL_CHOSEN, detail="no acceptable IKE proposal")
         # USE_PPK back when we hold any PPK: which one is known only in IKE_AUTH
-        sa.ppk_peer = sa.ctx.config.has_ppk and msg.notify(NotifyType.USE_PPK) is not None
-        sa.intermediate = msg.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
+        sa.ppk_peer = sa.ctx.config.has_ppk and msg.notify(_USE_PPK) is not None
+        sa.intermediate = msg.notify(_INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
         if chosen.additional and not sa.intermediate:
             raise RespondError(
                 NotifyType.NO_PROPOSAL_CHOSEN,
@@ -194,9 +199,9 @@ class IkeInit(Task):
         sa = self.sa
         assert sa.conn is not None
         if sa.candidates is None:
-            return select(sa.conn.proposals, offer, ProtocolId.IKE, group)
+            return select(sa.conn.proposals, offer, _IKE, group)
         for proposals, conn in sa.candidates.proposal_sets():
-            chosen = select(proposals, offer, ProtocolId.IKE, group)
+            chosen = select(proposals, offer, _IKE, group)
             if chosen is not None and chosen.prf_id is not None:
                 if conn is not sa.conn and sa.ctx.log_limit.wanted(
                     log, INFO, "alternative_config", now, sa.unproven
@@ -210,14 +215,14 @@ class IkeInit(Task):
     def _build_r(self, msg: Message) -> None:
         sa = self.sa
         assert sa.chosen is not None and sa.ke is not None
-        reply = Proposal(sa.chosen.number, ProtocolId.IKE, b"", sa.chosen.transforms())
+        reply = Proposal(sa.chosen.number, _IKE, b"", sa.chosen.transforms())
         msg.payloads.append(SaPayload((reply,)))
         msg.payloads.append(KePayload(sa.chosen.group, sa.ke.public_bytes()))
         msg.payloads.append(NoncePayload(sa.nr))
         if sa.intermediate:
-            msg.payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+            msg.payloads.append(NotifyPayload(_INTERMEDIATE_EXCHANGE_SUPPORTED))
         if sa.ppk_peer:
-            msg.payloads.append(NotifyPayload(NotifyType.USE_PPK))
+            msg.payloads.append(NotifyPayload(_USE_PPK))
 
 
 def _wants_intermediate(proposals: Sequence[ProposalSpec]) -> bool:

@@ -11,6 +11,7 @@ detection and the COOKIE2, and both move their CHILD_SAs in the kernel (``Migrat
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from pike.ikev2.log import log
@@ -25,6 +26,9 @@ from pike.wire.payloads import Message, NotifyPayload
 
 if TYPE_CHECKING:
     from pike.ikev2.ike_sa import IkeSa
+
+# Enum members the handshake path compares with: a member lookup is slow on 3.11
+_MOBIKE_SUPPORTED = NotifyType.MOBIKE_SUPPORTED
 
 ADDITIONAL_IP4_ADDRESS = NotifyType.ADDITIONAL_IP4_ADDRESS
 ADDITIONAL_IP6_ADDRESS = NotifyType.ADDITIONAL_IP6_ADDRESS
@@ -45,16 +49,23 @@ class InvalidMobike(Exception):
 
 def address_list(sa: IkeSa) -> list[NotifyPayload]:
     """Our addresses other than the one the IKE SA uses (RFC 4555 §3.6)."""
+    return list(_address_list(sa.ctx.local_addresses, sa.local[0]))
+
+
+@functools.lru_cache(maxsize=256)
+def _address_list(ours: tuple[str, ...], used: str) -> tuple[NotifyPayload, ...]:
+    # every IKE_AUTH with MOBIKE asks, with the same few addresses (the payloads are
+    # immutable: messages share them)
     out: list[NotifyPayload] = []
-    for text in sa.ctx.local_addresses:
+    for text in ours:
         ip = parse_ip(text)
-        if text == sa.local[0] or ip.is_loopback or ip.is_link_local or ip.is_multicast:
+        if text == used or ip.is_loopback or ip.is_link_local or ip.is_multicast:
             continue
         kind = ADDITIONAL_IP4_ADDRESS if ip.version == 4 else ADDITIONAL_IP6_ADDRESS
         out.append(NotifyPayload(kind, ip.packed))
         if len(out) == MAX_ADDITIONAL:
             break
-    return out or [NotifyPayload(NO_ADDITIONAL_ADDRESSES)]
+    return tuple(out) or (NotifyPayload(NO_ADDITIONAL_ADDRESSES),)
 
 
 def list_key(notes: list[NotifyPayload]) -> tuple[tuple[int, bytes], ...]:
@@ -178,13 +189,13 @@ class IkeMobike(Task):
         return conn is not None and conn.mobike
 
     def _announce(self, msg: Message) -> None:
-        msg.payloads.append(NotifyPayload(NotifyType.MOBIKE_SUPPORTED))
+        msg.payloads.append(NotifyPayload(_MOBIKE_SUPPORTED))
         notes = address_list(self.sa)
         msg.payloads.extend(notes)
         self.sa.announced = list_key(notes)
 
     def _learn(self, msg: Message) -> None:
-        self.peer_supports = msg.notify(NotifyType.MOBIKE_SUPPORTED) is not None
+        self.peer_supports = msg.notify(_MOBIKE_SUPPORTED) is not None
         try:
             addrs = peer_addresses(msg)
         except InvalidMobike as exc:

@@ -7,6 +7,7 @@ the peer believes in a NAT and both ends use UDP encapsulation (as strongSwan do
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,14 @@ _NATD_DST = NotifyType.NAT_DETECTION_DESTINATION_IP  # lookup is slow on Python 
 
 
 def natd_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
-    ip = parse_ip(addr[0]).packed
-    return hashlib.sha1(spi_i + spi_r + ip + addr[1].to_bytes(2, "big")).digest()
+    return hashlib.sha1(spi_i + spi_r + _endpoint(addr)).digest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _endpoint(addr: Address) -> bytes:
+    """IP | port as NAT detection hashes them: four per IKE_SA_INIT, mostly the same few
+    (bounded: peers choose their addresses)."""
+    return parse_ip(addr[0]).packed + addr[1].to_bytes(2, "big")
 
 
 class IkeNatd(Task):
@@ -44,12 +51,8 @@ class IkeNatd(Task):
             src = sa.ctx.random(20)
         else:
             src = natd_hash(msg.spi_i, msg.spi_r, sa.local)
-        msg.payloads.append(NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, src))
-        msg.payloads.append(
-            NotifyPayload(
-                NotifyType.NAT_DETECTION_DESTINATION_IP, natd_hash(msg.spi_i, msg.spi_r, sa.remote)
-            )
-        )
+        msg.payloads.append(NotifyPayload(_NATD_SRC, src))
+        msg.payloads.append(NotifyPayload(_NATD_DST, natd_hash(msg.spi_i, msg.spi_r, sa.remote)))
 
     def process(self, msg: Message, now: float) -> None:
         sa = self.sa
