@@ -48,6 +48,15 @@ LAZY = (
     "cryptography.hazmat.primitives.serialization",
     "cryptography.hazmat.primitives.asymmetric.padding",  # RSA signature checks
     "cryptography.hazmat.primitives.asymmetric.types",  # with dsa, ed448, mldsa
+    "argparse",  # piked's usual command lines: pike.cli.piked.parse_args
+    "tomllib",  # configs and board profiles in pike.policy.toml_fast's subset
+    "pathlib",  # the config cache's and the board profiles' paths: os.path
+    "datetime",  # wall-clock times for certificates and CRLs: imported where made
+    "urllib.parse",  # CRL and OCSP URIs: pike.daemon.revocation's first fetch
+    # with cryptography's OID tables: the first ECP exchange or signature (pike.crypto.ke,
+    # pike.ikev2.pubkey, pike.hsm.signer)
+    "cryptography.hazmat.primitives.asymmetric.ec",
+    "cryptography.hazmat.primitives.asymmetric.rsa",  # with random: the first RSA key
 )
 
 

@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import subprocess
 import sys
-from collections.abc import Iterable
-from typing import Any
 
+# typing is not imported at run time: pikectl's calls should not pay 2 ms for it (issue #12)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+# subprocess and shutil are imported where RAUC is run: every pikectl command builds this
+# module's parser, and ``pikectl status`` should not pay for them (issue #12)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 KEYRING = "/etc/rauc/keyring.pem"
 _COUNTERS = ("BOOT_ORDER", "BOOT_A_LEFT", "BOOT_B_LEFT")
@@ -57,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tool(name: str) -> str | None:
+    import shutil
+
     path = shutil.which(name)
     if path is None:
         print(
@@ -157,6 +163,9 @@ def format_status(s: dict[str, Any]) -> str:
 
 
 def _status(as_json: bool) -> int:
+    import shutil
+    import subprocess
+
     rauc = _tool("rauc")
     if rauc is None:
         return EXIT_ERROR
@@ -208,6 +217,8 @@ def refusal(lines: Iterable[str], bundle: str) -> str:
 
 
 def _install(bundle: str) -> int:
+    import subprocess
+
     rauc = _tool("rauc")
     if rauc is None:
         return EXIT_ERROR
@@ -238,6 +249,8 @@ def _install(bundle: str) -> int:
 
 
 def _mark_good() -> int:
+    import subprocess
+
     rauc = _tool("rauc")
     if rauc is None:
         return EXIT_ERROR

@@ -33,13 +33,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
 
 from pike.cli import firmware, keys
+from pike.cli.terminal import help_width
 from pike.daemon.control_client import follow, request
 from pike.policy.paths import DEFAULT_CONFIG, DEFAULT_SOCKET
 
+# typing is not imported at run time: pikectl's calls should not pay 2 ms for it (issue #12)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from pike.keyd.client import KeyHelper
     from pike.policy.config import Config
     from pike.sa.credentials import CredentialStore
@@ -49,6 +53,11 @@ _JSON = "print JSON instead of text"
 
 
 class _Parser(argparse.ArgumentParser):
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own, given the terminal's width: it would import shutil (with bz2,
+        # lzma) to find it for every parser built, i.e. on every pikectl call
+        return self.formatter_class(prog=self.prog, width=help_width())  # type: ignore[call-arg]
+
     def error(self, message: str) -> Any:  # argparse exits 2 too; keep its wording
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)

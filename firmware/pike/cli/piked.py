@@ -6,7 +6,6 @@ anything (socket, kernel state) is touched.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import logging
@@ -25,6 +24,8 @@ from pike.sa.credentials import CredentialStore
 from pike.sa.ports import SpiSource
 
 if TYPE_CHECKING:
+    import argparse
+
     from pike.keyd.client import KeyHelper
 
 log = logging.getLogger("pike.piked")
@@ -71,37 +72,25 @@ dumpable; [daemon] key_helper). If it ends, certificate authentication fails clo
 until piked restarts."""
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's, with the terminal width found as ``shutil.get_terminal_size`` finds it:
-    argparse imports ``shutil`` for it (with bz2 and lzma, 0.5 MiB of the daemon's idle
-    RSS) whenever a parser is built, not only for ``--help``."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_columns() - 2)  # argparse's own margin
-
-
-def _columns() -> int:
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
 def parser() -> argparse.ArgumentParser:
-    """piked's command line: ``--help`` and piked(8) both come from here."""
+    """piked's command line: ``--help``, its errors and piked(8) all come from here."""
+    import argparse
+
+    from pike.cli.terminal import help_width
+
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        """argparse's, with the terminal's width found without ``shutil`` (0.5 MiB)."""
+
+        def __init__(self, prog: str) -> None:
+            super().__init__(prog, width=help_width())
+
     p = argparse.ArgumentParser(
         prog="piked",
         description="pike IKE daemon (IKEv2 and IKEv1), in the foreground: negotiates the"
         " connections of the config with their peers and installs their IPsec SAs in the"
         " kernel (XFRM); pikectl talks to it over its control socket.",
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
@@ -113,8 +102,56 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return parser().parse_args(argv)
+class Args:
+    """piked's options, as ``parser()`` defines them."""
+
+    __slots__ = ("config", "log_level", "version")
+
+    def __init__(self) -> None:
+        self.config = DEFAULT_CONFIG
+        self.log_level: str | None = None
+        self.version = False
+
+
+def parse_args(argv: list[str] | None) -> Args:
+    """The command lines a unit file or a shell writes (``--config PATH``,
+    ``--config=PATH``, ``--log-level LEVEL``, ``--version``) are read here; anything else
+    (``--help``, an abbreviation, an unknown option, a missing or bad value) goes to
+    ``parser()``, so help and errors are argparse's. argparse with ``gettext`` is 0.4 MiB
+    of the daemon's idle RSS (docs/performance.md)."""
+    words = sys.argv[1:] if argv is None else argv
+    args = Args()
+    i = 0
+    while i < len(words):
+        name, eq, value = words[i].partition("=")
+        if name == "--version" and not eq:
+            args.version = True
+            i += 1
+            continue
+        if name not in ("--config", "--log-level"):
+            return _argparse(words)
+        if not eq:  # the value is the next word, as long as it is not an option
+            if i + 1 == len(words) or words[i + 1].startswith("-"):
+                return _argparse(words)
+            value = words[i + 1]
+            i += 1
+        i += 1
+        if name == "--config":
+            args.config = value
+        elif value in LEVELS:
+            args.log_level = value
+        else:
+            return _argparse(words)
+    return args
+
+
+def _argparse(words: list[str]) -> Args:
+    """What ``parse_args`` does not read: argparse prints the help or the error and
+    exits, or reads what it accepts (an abbreviation: ``--conf=PATH``)."""
+    ns = parser().parse_args(words)
+    args = Args()
+    args.config, args.log_level, args.version = ns.config, ns.log_level, ns.version
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +205,7 @@ def _key_helper(setting: str) -> KeyHelper | None:
 
 
 def _run(
-    args: argparse.Namespace,
+    args: Args,
     config: Config,
     credentials: CredentialStore,
     helper: KeyHelper | None,

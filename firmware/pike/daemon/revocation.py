@@ -19,14 +19,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Protocol
 
 from pike.policy.config import Config
 from pike.sa.credentials import CredentialStore
 from pike.sa.revocation import Fetch, RevokedCheck, revoked_check
 from pike.sa.revocation_status import RevocationError
+
+if TYPE_CHECKING:
+    from datetime import datetime  # imported where a time is made (idle RSS)
 
 log = logging.getLogger("pike.revocation")
 
@@ -67,6 +68,8 @@ async def http_fetch(
 
 
 async def _http(uri: str, body: bytes | None, content_type: str, limit: int) -> bytes:
+    from urllib.parse import urlsplit  # with the first fetch (idle RSS)
+
     parts = urlsplit(uri)
     if parts.scheme.lower() != "http" or not parts.hostname:
         raise FetchError(f"not an http:// URI: {uri}")
@@ -149,6 +152,8 @@ class Fetcher:
         self.counts: dict[tuple[str, str], int] = {}  # (kind, result) -> fetches
 
     def _wall_dt(self) -> datetime:
+        from datetime import UTC, datetime
+
         return datetime.fromtimestamp(self._wall(), UTC)
 
     def start(self, config: Config) -> None:
@@ -253,7 +258,7 @@ class Fetcher:
     def _schedule(self, uri: str, next_update: datetime | None) -> None:
         wait = MAX_REFRESH
         if next_update is not None:
-            wait = (next_update - self._wall_dt()) / timedelta(seconds=1)
+            wait = (next_update - self._wall_dt()).total_seconds()
         self._due[uri] = self._now() + min(MAX_REFRESH, max(MIN_REFRESH, wait))
         self._wake.set()
 

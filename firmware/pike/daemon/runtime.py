@@ -16,7 +16,6 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from pike.board.watchdog import Health, LoopLag
@@ -60,6 +59,8 @@ from pike.sa.ports import SpiSource
 from pike.sa.revocation import RevokedCheck
 
 if TYPE_CHECKING:
+    from datetime import datetime  # imported where a time is made (idle RSS)
+
     from pike.keyd.client import KeyHelper
 
 __all__ = ["Daemon", "Engine", "EngineFactory", "Random"]
@@ -349,6 +350,8 @@ class Daemon:
         return self.clock.monotonic()
 
     def _wall_at(self, now: float) -> datetime:
+        from datetime import UTC, datetime
+
         return datetime.fromtimestamp(self.clock.wall() - self.clock.monotonic() + now, UTC)
 
     def _on_timer(self) -> None:

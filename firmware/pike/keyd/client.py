@@ -24,12 +24,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from pike.hsm.signer import (
     KeyType,
-    PublicKey,
     SignatureScheme,
     SignerError,
     TokenState,
@@ -39,6 +37,9 @@ from pike.keyd.protocol import Frame, Op, ProtocolError, Status, encode, read_fr
 from pike.sa.cert_error import CertError
 
 if TYPE_CHECKING:
+    from datetime import datetime  # annotations only (idle RSS)
+
+    from pike.hsm.signer import PublicKey  # annotations only: it loads the key types
     from pike.hsm.uri import Pkcs11Uri
 
 log = logging.getLogger("pike.daemon")

@@ -32,7 +32,6 @@ import pickle
 import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
 from pike.policy.config import Config, ConnectionConfig
 
@@ -41,7 +40,8 @@ __all__ = ["cache_dir", "load_cached"]
 log = logging.getLogger(__name__)
 
 _FORMAT = b"pike-config-cache 2\n"
-_PIKE = Path(__file__).resolve().parents[1]  # the package whose code reads the config
+# the package whose code reads the config (os.path: pathlib is 0.3 MiB of idle RSS)
+_PIKE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
 def cache_dir() -> str | None:
@@ -123,7 +123,7 @@ def _code_stamp() -> bytes:
     """Every module of the package by name, size and mtime: a changed loader or config
     class (an upgrade, a developer's edit) never reads an old entry."""
     h = hashlib.sha256()
-    for name, st in sorted(_modules(str(_PIKE))):
+    for name, st in sorted(_modules(_PIKE)):
         h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest().encode()
 

@@ -12,7 +12,6 @@ import hashlib
 import ipaddress
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar, cast
@@ -133,7 +132,7 @@ def load_config_reusing(
     Also returns each connection's digest, for the next load."""
     try:
         data = toml_fast.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # tomllib.TOMLDecodeError (toml_fast imports tomllib)
         msg = str(exc)
         m = _TOML_AT.search(msg)
         line = int(m.group(1)) if m else 0

@@ -7,10 +7,13 @@ with ``Ikev2Engine.next_action()``. Addresses are ``(ip_text, port)`` tuples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pike.hsm.signer import SignatureScheme
 from pike.policy.ipsec import PolicySpec, SaSpec
+
+if TYPE_CHECKING:
+    from datetime import datetime  # annotations only: datetime is 0.4 MiB of idle RSS
 
 Address = tuple[str, int]
 

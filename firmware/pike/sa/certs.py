@@ -22,7 +22,6 @@ import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -36,6 +35,8 @@ from pike.wire.constants import CertEncoding, IdType
 from pike.wire.payloads import CertPayload, CertReqPayload
 
 if TYPE_CHECKING:
+    from datetime import datetime  # annotations only (idle RSS)
+
     # cryptography.x509 loads with the first certificate (idle RSS, docs/performance.md)
     from cryptography import x509
 

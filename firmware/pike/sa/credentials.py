@@ -19,7 +19,6 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pike.hsm.signer import (
@@ -45,6 +44,8 @@ from pike.sa.revocation import (
 from pike.sa.revocation_status import RevocationError, Verdict, serial_text
 
 if TYPE_CHECKING:
+    from datetime import datetime  # imported where a time is read (idle RSS)
+
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
@@ -52,7 +53,7 @@ log = logging.getLogger("pike.revocation")
 
 MAX_CRL_FILE = 16 * 1024 * 1024
 SignerFactory = Callable[[str], Signer]
-Clock = Callable[[float], datetime]  # the engine's now (monotonic) -> wall-clock time
+Clock = Callable[[float], "datetime"]  # the engine's now (monotonic) -> wall-clock time
 
 
 class CredentialError(Exception):
@@ -86,6 +87,8 @@ def _stamp(path: str) -> tuple[int, int] | None:
 
 def wall_clock(now: float) -> datetime:
     """Without a daemon clock (check-config, tests): the system's time, whatever ``now``."""
+    from datetime import UTC, datetime
+
     return datetime.now(UTC)
 
 
@@ -266,7 +269,6 @@ class CredentialStore:
         problems = []
         changed = False
         wanted = {f for c in config.connections.values() for f in c.remote.crls}
-        now = datetime.now(UTC)
         for path in sorted(wanted):
             stamp = _stamp(path)
             if (
@@ -283,9 +285,11 @@ class CredentialStore:
                 if self._crl_files.get(path) == data and path in self.revocation.crls:
                     self._crl_stamps[path] = stamp
                     continue
+                from datetime import UTC, datetime
+
                 from pike.sa.crl import parse_crl  # deferred: CRL files are configured
 
-                self.revocation.add_crl(parse_crl(data, path), now)
+                self.revocation.add_crl(parse_crl(data, path), datetime.now(UTC))
                 self._crl_files[path] = data
                 self._crl_stamps[path] = stamp
                 changed = True

@@ -8,7 +8,6 @@ certificate on hold off the complete CRL it updates (``applies_to``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -18,6 +17,8 @@ from pike.sa.cert_fields import keyid, point_uris
 from pike.sa.revocation_status import RevocationError
 
 if TYPE_CHECKING:
+    from datetime import datetime  # annotations only (idle RSS)
+
     from cryptography import x509
 
 

@@ -24,7 +24,6 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pike.sa.cert_fields import crl_uris, delta_crl_uris, is_http, keyid, ocsp_uris
@@ -38,6 +37,8 @@ from pike.sa.revocation_status import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime  # imported where a time is made (idle RSS)
+
     # only annotations here: cryptography.x509 and the OCSP module load with the first
     # certificate (idle RSS, docs/performance.md)
     from cryptography import x509
@@ -49,7 +50,7 @@ POLICIES: tuple[Policy, ...] = ("strict", "ifuri", "relaxed")
 
 # How long a failed fetch stands for its URI (the retransmission that follows it must see
 # the failure, not start another fetch).
-FAILURE_HOLD = timedelta(seconds=60)
+FAILURE_HOLD = 60.0  # seconds
 OCSP_PRUNE_EVERY = 1024  # held answers: expired ones are dropped at each multiple
 
 
@@ -143,7 +144,9 @@ class RevocationCache:
         self.inflight.discard(fetch.key)
 
     def failed(self, fetch: Fetch, why: str, now: datetime) -> None:
-        self.failures[fetch.uri] = (now + FAILURE_HOLD, why)
+        from datetime import timedelta
+
+        self.failures[fetch.uri] = (now + timedelta(seconds=FAILURE_HOLD), why)
         self.errors[fetch.uri] = why
         self.inflight.discard(fetch.key)
 

@@ -14,20 +14,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeAlias, cast, runtime_checkable
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 
 if TYPE_CHECKING:
+    # the key types load with the first key (``key_type_of``, ``PublicKey`` at run time):
+    # ``ec`` and ``rsa`` (with ``random``) are 0.6 MiB of a PSK gateway's idle RSS
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
     from pike.hsm.uri import Pkcs11Uri
 
+    PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
 KeyType = Literal["rsa", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519"]
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 HashName = Literal["sha1", "sha256", "sha384", "sha512"]
 
 
@@ -138,6 +142,8 @@ class Signer(Protocol):
 
 def key_type_of(key: object) -> KeyType | None:
     """The KeyType of a ``cryptography`` public or private key, None if unsupported."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
     if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
         return "rsa"
     if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
@@ -217,3 +223,12 @@ def token_signer(signer: Signer) -> TokenSigner | None:
     """``signer`` if its key is in a token. A class flag, not ``isinstance`` on a protocol:
     that would read ``key_type``, which asks the token (and may wait for its PIN)."""
     return cast(TokenSigner, signer) if getattr(type(signer), "in_token", False) else None
+
+
+def __getattr__(name: str) -> object:
+    """``PublicKey`` for a module that uses it at run time: made with its key types."""
+    if name == "PublicKey":
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+        return rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
