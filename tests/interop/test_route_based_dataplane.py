@@ -166,8 +166,9 @@ def test_branch_moves_to_the_second_hub_when_the_first_dies(
         f"(dpd_delay {DPD_DELAY:g}s + retransmission sequence {SEQUENCE:g}s)"
     )
     # DPD probes after dpd_delay of silence, gives up after one sequence, and the new IKE
-    # SA goes to hub2 at once (its handshake and this poll: ~1 s in the UML guest)
-    assert failover <= DPD_DELAY + SEQUENCE + 3.0, failover
+    # SA goes to hub2 at once (its handshake and this poll: ~0.6 s in an idle UML guest,
+    # 3.15 s once when the guest shared the 2 cores with the host suite and benchmarks)
+    assert failover <= DPD_DELAY + SEQUENCE + 4.0, failover
     assert moved["hub"] == {"active": HUB2, "index": 1, "count": 2}
     assert moved["local_addr"] == "198.51.100.1", moved  # the uplink toward hub2
     state = left.run(["ip", "xfrm", "state"]).stdout
