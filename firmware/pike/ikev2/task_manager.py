@@ -13,9 +13,9 @@ retransmissions of the request are ignored (never a second signature).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import partial
 
+from pike.frozen import frozen
 from pike.ikev2.describe import describe_payloads, exchange_name
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
@@ -31,7 +31,7 @@ _DESTROYED = IkeState.DESTROYED
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Held:
     """A processed request whose response waits for our signature."""
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pike.crypto.kdf import IkeKeys
+from pike.frozen import frozen
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.chain_wait import checked
 from pike.ikev2.log import log
@@ -85,7 +86,7 @@ class AuthFailure(Exception):
     """The peer's authentication failed; the text says what, for one log line."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Ours:
     """What we put in IKE_AUTH besides IDs: our certificates and AUTH."""
 
