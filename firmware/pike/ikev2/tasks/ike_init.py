@@ -141,6 +141,7 @@ class IkeInit(Task):
         sa.nr = nonce.data
         sa.spi_r = msg.spi_r
         sa.derive_keys(shared)
+        sa.ke = None  # the private key is done with
         sa.addke_todo = list(chosen.additional)
         if sa.addke_todo:
             # before IKE_AUTH and anything else queued (RFC 9370 §2.2.2)
@@ -218,6 +219,7 @@ class IkeInit(Task):
         reply = Proposal(sa.chosen.number, _IKE, b"", sa.chosen.transforms())
         msg.payloads.append(SaPayload((reply,)))
         msg.payloads.append(KePayload(sa.chosen.group, sa.ke.public_bytes()))
+        sa.ke = None  # the private key is done with (kept, it was 3 objects per held SA)
         msg.payloads.append(NoncePayload(sa.nr))
         if sa.intermediate:
             msg.payloads.append(NotifyPayload(_INTERMEDIATE_EXCHANGE_SUPPORTED))
