@@ -662,7 +662,7 @@ class Ikev2Engine:
             if not (sa.mobike and sa.state == IkeState.ESTABLISHED):
                 continue
             if sa.roams():
-                sa.refused_paths.clear()  # a new situation: a path refused before may do now
+                sa.refused_paths = frozenset()  # a new situation: a path refused before may do now
                 path = self._pick_path(sa)
                 if path is None:
                     log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
@@ -772,7 +772,7 @@ class Ikev2Engine:
         resp.payloads.append(NotifyPayload(e.notify or NotifyType.INVALID_SYNTAX, notify_data(e)))
         data = sa.encode(resp)
         sa.tasks.mid_in += 1
-        sa.tasks.cached_response = (mid, [data])
+        sa.tasks.cached_response = (mid, (data,))
         sa.send(data, response=True)
 
     def _drop(self, reason: str, src: Address, detail: str, now: float) -> None:

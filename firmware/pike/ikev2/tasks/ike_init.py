@@ -142,7 +142,7 @@ class IkeInit(Task):
         sa.spi_r = msg.spi_r
         sa.derive_keys(shared)
         sa.ke = None  # the private key is done with
-        sa.addke_todo = list(chosen.additional)
+        sa.addke_todo = chosen.additional
         if sa.addke_todo:
             # before IKE_AUTH and anything else queued (RFC 9370 §2.2.2)
             sa.tasks.queued.insert(0, IkeIntermediate(sa, True))
@@ -191,7 +191,7 @@ class IkeInit(Task):
         sa.ni = nonce.data
         sa.nr = sa.ctx.random(NONCE_SIZE)
         sa.derive_keys(shared)
-        sa.addke_todo = list(chosen.additional)
+        sa.addke_todo = chosen.additional
 
     def _choose(self, offer: Sequence[Proposal], group: int, now: float) -> Chosen | None:
         """The IKE proposal of the first connection (config order) whose proposals accept
