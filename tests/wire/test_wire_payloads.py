@@ -3,6 +3,7 @@ of RFC 7296 §3 becomes MalformedMessage with the right reason and notify."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -14,19 +15,24 @@ from pike.wire.errors import EncodeError, MalformedMessage
 from pike.wire.header import Header, pack_header
 from pike.wire.payloads import (
     DeletePayload,
+    IdiPayload,
+    IdPayload,
     IdrPayload,
     Message,
     NoncePayload,
+    NotifyPayload,
     Payload,
     Proposal,
     SaPayload,
     SkfPayload,
     SkPayload,
     Transform,
+    TsiPayload,
+    TsrPayload,
     UnknownPayload,
     VendorIdPayload,
 )
-from wire.wire_samples import SAMPLES, SPI_I, SPI_R, message
+from wire.wire_samples import SAMPLES, SPI_I, SPI_R, TS4, TS6, message
 
 
 def raw(first: int, chain: bytes, exchange: int = 34) -> bytes:
@@ -96,6 +102,13 @@ def test_unknown_critical_payload() -> None:
     assert e.reason == "unsupported_critical_payload"
     assert e.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
     assert e.detail == "99"
+
+
+def test_unknown_payload_is_sent_with_its_critical_bit_and_the_next_type() -> None:
+    msg = message([UnknownPayload(99, True, b"u"), VendorIdPayload(b"v")])
+    data = encode_message(msg)
+    assert data[16] == 99 and data[28:] == gen(PayloadType.VENDOR_ID, b"u", 0x80) + gen(0, b"v")
+    assert malformed(data).reason == "unsupported_critical_payload"
 
 
 def test_critical_bit_ignored_on_known_payload() -> None:
@@ -282,11 +295,38 @@ def test_ts_faults(data: bytes) -> None:
         message([SkPayload(0, b""), VendorIdPayload(b"x")]),  # SK not last
         message([DeletePayload(3, (b"1234", b"12345"))]),
         message([VendorIdPayload(b"x")], encrypted=True),  # no cipher
+        message([TsiPayload((dataclasses.replace(TS4, end_addr=TS6.end_addr),))]),
+        message([TsrPayload((dataclasses.replace(TS6, ts_type=9),))]),  # unknown TS type
     ],
 )
 def test_local_mistakes_raise_encode_error(msg: Message) -> None:
     with pytest.raises(EncodeError):
         encode_message(msg)
+
+
+def test_frozen_values_compare_and_hash_by_class_and_fields() -> None:
+    # @frozen: frozen for mypy, plain slotted dataclasses at run time with the same
+    # field-wise __eq__ and __hash__ (transforms key the proposal caches and sets).
+    assert Transform(1, 20, 128) == Transform(1, 20, 128) != Transform(1, 20, 256)
+    assert len({Transform(1, 20, 128), Transform(1, 20, 128), Transform(3, 12)}) == 2
+    assert IdiPayload(2, b"a") != IdrPayload(2, b"a") and hash(NotifyPayload(1)) == hash(
+        NotifyPayload(1)
+    )
+    assert not hasattr(Transform(1, 2), "__dict__")  # slots: no stray attributes
+
+
+def test_message_finds_payloads_by_class_and_notify_type() -> None:
+    idi, n1, n2 = (
+        IdiPayload(2, b"a.example"),
+        NotifyPayload(16388, b"1"),
+        NotifyPayload(16388, b"2"),
+    )
+    msg = message([VendorIdPayload(b"v"), n1, idi, UnknownPayload(16388, False, b""), n2])
+    assert msg.first(IdiPayload) is idi and msg.first(IdPayload) is idi  # subclasses count
+    assert msg.first(IdrPayload) is None and msg.first(NoncePayload) is None
+    assert msg.all(NotifyPayload) == [n1, n2] and msg.all(DeletePayload) == []
+    assert msg.notify(16388) is n1  # the first of two; an unknown payload's type is not one
+    assert msg.notify(16389) is None and message([]).notify(16388) is None
 
 
 # --- buffer -------------------------------------------------------------------------

@@ -111,6 +111,7 @@ BROKEN: list[tuple[int, bool, list[Payload], bool, str]] = [
     (INIT, False, [SA, KE, NONCE, IDI], False, "IDI not allowed"),
     (INIT, False, [SA, KE, NONCE], True, "not encrypted"),
     (INIT, True, [N(NotifyType.INVALID_KE_PAYLOAD), SA, SA], False, "2 SA"),
+    (AUTH, True, [N(NotifyType.AUTHENTICATION_FAILED), KE], True, "KE not allowed"),
     (AUTH, False, [], False, "exactly one SK"),
     (AUTH, False, [IDI, SK], False, "IDI not allowed"),
     (AUTH, False, [SK, SkfPayload(0, 2, 2, b"")], False, "exactly one SK"),
@@ -133,6 +134,20 @@ def test_broken(
     exchange: int, response: bool, payloads: list[Payload], inside: bool, why: str
 ) -> None:
     assert why in broken(exchange, response, payloads, inside)
+
+
+def test_a_passing_sequence_of_payload_classes_is_remembered_without_its_waivers() -> None:
+    # An error notify alone passes (what is missing is waived); the same class sequence
+    # with a status notify must still miss IDr and AUTH: a waived pass is not remembered.
+    for _ in range(2):
+        check_payloads(AUTH, True, [N(NotifyType.AUTHENTICATION_FAILED)], True)
+        assert "missing IDR" in broken(AUTH, True, [N(16384)], True)
+    # A sequence that passed once passes again, and other payloads of its classes do too.
+    check_payloads(AUTH, True, [IDR, AUTHP, SA, TSI, TSR], True)
+    check_payloads(AUTH, True, [IdrPayload(1, b"\x0a\0\0\1"), AUTHP, SA, TSI, TSR], True)
+    assert "missing IDR" in broken(AUTH, True, [AUTHP, SA, TSI, TSR], True)
+    assert "SK not allowed" in broken(AUTH, False, [IDI, SK], True)
+    check_payloads(AUTH, False, [SK], False)  # the same class outside SK is another key
 
 
 def test_detail_names_the_exchange() -> None:

@@ -6,15 +6,17 @@ declared as a ``FixedSpec`` beside their RFC diagram. Bodies with inner counts o
 (Notify, Delete, CP) have a small decoder/encoder pair. SA and TS bodies live in
 ``sa_body`` and ``ts_body``.
 
-A decoder receives a ``Reader`` bounded to the body and must consume it exactly; the
-chain walker rejects leftovers.
+A decoder receives the message's bytes and the body's bounds (nested bodies: a
+``Reader`` bounded to the body) and must consume them exactly; the chain walker rejects
+leftovers.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from pike.wire.buffer import Reader, truncated
@@ -62,25 +64,32 @@ class FixedSpec(Generic[_P]):
     tail_min: int = 0
     tail_max: int = 0xFFFF
     check: Callable[[Any], None] | None = None
+    # The payload's values in ``fmt``'s order, then the tail: one C call to read them all.
+    _values: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
 
-    def decode(self, view: memoryview, start: int, end: int) -> _P:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_values", attrgetter(*self.fields, self.tail))
+
+    def decode(self, data: bytes, start: int, end: int) -> _P:
         fixed = start + self.fmt.size
-        if fixed > end:
-            raise truncated(f"{self.fmt.size} bytes of fields in a {end - start} byte body")
         if not self.tail_min <= end - fixed <= self.tail_max:
+            if fixed > end:
+                raise truncated(f"{self.fmt.size} bytes of fields in a {end - start} byte body")
             raise invalid(
                 f"{self.tail} is {end - fixed} bytes, "
                 f"must be {self.tail_min}..{self.tail_max} (RFC 7296 §3)"
             )
         # Payload classes list the fixed fields first and the tail last.
-        payload = self.cls(*self.fmt.unpack_from(view, start), view[fixed:end].tobytes())
+        payload = self.cls(*self.fmt.unpack_from(data, start), data[fixed:end])
         if self.check is not None:
             self.check(payload)
         return payload
 
     def encode(self, p: Any) -> bytes:
-        tail: bytes = getattr(p, self.tail)
-        return self.fmt.pack(*[getattr(p, f) for f in self.fields]) + tail
+        if not self.fields:
+            return self._values(p)  # type: ignore[no-any-return]  # just the tail
+        *fixed, tail = self._values(p)
+        return self.fmt.pack(*fixed) + tail  # type: ignore[no-any-return]
 
 
 _ID_ADDRESS_LEN = {int(IdType.ID_IPV4_ADDR): IPV4_LEN, int(IdType.ID_IPV6_ADDR): IPV6_LEN}
@@ -140,17 +149,18 @@ EAP = FixedSpec(EapPayload, _NO_FIELDS, ())
 #    ~                Security Parameter Index (SPI)                 ~
 #    ~                       Notification Data                       ~
 _NOTIFY = struct.Struct("!BBH")
+_NOTIFY_SIZE, _NOTIFY_UNPACK = _NOTIFY.size, _NOTIFY.unpack_from
 
 
-def decode_notify(view: memoryview, start: int, end: int) -> NotifyPayload:
-    if end - start < _NOTIFY.size:
+def decode_notify(data: bytes, start: int, end: int) -> NotifyPayload:
+    if end - start < _NOTIFY_SIZE:
         raise truncated(f"Notify body of {end - start} bytes")
-    protocol, spi_size, notify_type = _NOTIFY.unpack_from(view, start)
-    data_start = start + _NOTIFY.size + spi_size
+    protocol, spi_size, notify_type = _NOTIFY_UNPACK(data, start)
+    spi_start = start + _NOTIFY_SIZE
+    data_start = spi_start + spi_size
     if data_start > end:
         raise truncated(f"Notify SPI of {spi_size} bytes in a {end - start} byte body")
-    spi = view[start + _NOTIFY.size : data_start].tobytes() if spi_size else b""
-    return NotifyPayload(notify_type, view[data_start:end].tobytes(), protocol, spi)
+    return NotifyPayload(notify_type, data[data_start:end], protocol, data[spi_start:data_start])
 
 
 def encode_notify(p: NotifyPayload) -> bytes:

@@ -1,9 +1,11 @@
 """Bounds-checked reading and cheap writing of network-order fields.
 
-``Reader`` walks a ``memoryview`` so that nested structures (payload -> proposal ->
-transform) are sub-readers over the same bytes, never copies; only values handed out as
-``bytes`` are copied. Reading past the end is the peer's fault, so it raises
-``MalformedMessage("truncated")`` rather than IndexError or struct.error.
+``Reader`` walks a ``bytes`` object between two offsets, so that nested structures
+(payload -> proposal -> transform) are sub-readers over the same bytes, never copies;
+only values handed out as ``bytes`` are copied (slicing ``bytes`` makes them in one step,
+where a ``memoryview`` would need a view and then ``tobytes()``). Reading past the end is
+the peer's fault, so it raises ``MalformedMessage("truncated")`` rather than IndexError or
+struct.error.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ def truncated(detail: str) -> MalformedMessage:
 
 
 class Reader:
-    """Sequential reader over ``view[pos:end]``."""
+    """Sequential reader over ``data[pos:end]``."""
 
-    __slots__ = ("end", "pos", "view")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes | memoryview, pos: int = 0, end: int | None = None) -> None:
-        self.view = data if isinstance(data, memoryview) else memoryview(data)
+        self.data = data if type(data) is bytes else bytes(data)
         self.pos = pos
-        self.end = len(self.view) if end is None else end
+        self.end = len(self.data) if end is None else end
 
     @property
     def remaining(self) -> int:
@@ -38,36 +40,37 @@ class Reader:
 
     def _take(self, n: int, what: str) -> int:
         start = self.pos
-        if n < 0 or start + n > self.end:
+        stop = start + n
+        if n < 0 or stop > self.end:
             raise truncated(f"{what}: need {n} bytes at offset {start}, have {self.end - start}")
-        self.pos = start + n
+        self.pos = stop
         return start
 
     def u8(self, what: str = "u8") -> int:
-        return int(self.view[self._take(1, what)])
+        return self.data[self._take(1, what)]
 
     def u16(self, what: str = "u16") -> int:
-        return int(_U16.unpack_from(self.view, self._take(2, what))[0])
+        return int(_U16.unpack_from(self.data, self._take(2, what))[0])
 
     def u32(self, what: str = "u32") -> int:
-        return int(_U32.unpack_from(self.view, self._take(4, what))[0])
+        return int(_U32.unpack_from(self.data, self._take(4, what))[0])
 
     def unpack(self, fmt: struct.Struct, what: str) -> tuple[int, ...]:
         """Read a fixed block of fields in one call (the hot path's way)."""
-        return fmt.unpack_from(self.view, self._take(fmt.size, what))
+        return fmt.unpack_from(self.data, self._take(fmt.size, what))
 
     def read(self, n: int, what: str = "bytes") -> bytes:
         start = self._take(n, what)
-        return self.view[start : start + n].tobytes()
+        return self.data[start : start + n]
 
     def rest(self) -> bytes:
         start, self.pos = self.pos, self.end
-        return self.view[start : self.end].tobytes()
+        return self.data[start : self.end]
 
     def sub(self, n: int, what: str = "sub") -> Reader:
         """A reader over the next ``n`` bytes; this reader moves past them."""
         start = self._take(n, what)
-        return Reader(self.view, start, start + n)
+        return Reader(self.data, start, start + n)
 
 
 class Writer:

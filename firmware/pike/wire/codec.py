@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from pike.wire import bodies, sa_body, ts_body
@@ -61,18 +62,21 @@ _GENERIC_PACK = GENERIC.pack
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
+# Payloads whose generic header is not just (next type, 0, length).
+_OWN_HEADER = frozenset({SkPayload, SkfPayload, UnknownPayload})
+_TYPE = attrgetter("TYPE")
 CRITICAL = 0x80  # RFC 7296 §3.2
 MAX_PAYLOAD_LEN = 0xFFFF
 
-# A body decoder gets the message view and the body's bounds and must use all of it.
-Decoder = Callable[[memoryview, int, int], Payload]
+# A body decoder gets the message's bytes and the body's bounds and must use all of it.
+Decoder = Callable[[bytes, int, int], Payload]
 
 
 def _with_reader(decode: Callable[[Reader], Payload]) -> Decoder:
     """Adapt a decoder of nested structures, which walks a ``Reader``."""
 
-    def decoder(view: memoryview, start: int, end: int) -> Payload:
-        r = Reader(view, start, end)
+    def decoder(data: bytes, start: int, end: int) -> Payload:
+        r = Reader(data, start, end)
         payload = decode(r)
         if r.remaining:
             raise invalid(f"{r.remaining} bytes after the payload's fields")
@@ -84,7 +88,7 @@ def _with_reader(decode: Callable[[Reader], Payload]) -> Decoder:
 # Payload type -> body decoder. SK and SKF are handled by the chain walker itself because
 # their generic header's Next Payload names the first inner payload (RFC 7296 §3.14).
 DECODERS: dict[int, Decoder] = {
-    PayloadType.SA: _with_reader(sa_body.decode_sa),
+    PayloadType.SA: sa_body.decode_sa,
     PayloadType.KE: bodies.KE.decode,
     PayloadType.IDI: bodies.IDI.decode,
     PayloadType.IDR: bodies.IDR.decode,
@@ -95,8 +99,8 @@ DECODERS: dict[int, Decoder] = {
     PayloadType.NOTIFY: bodies.decode_notify,
     PayloadType.DELETE: _with_reader(bodies.decode_delete),
     PayloadType.VENDOR_ID: bodies.VENDOR_ID.decode,
-    PayloadType.TSI: _with_reader(ts_body.decode_tsi),
-    PayloadType.TSR: _with_reader(ts_body.decode_tsr),
+    PayloadType.TSI: ts_body.decode_tsi,
+    PayloadType.TSR: ts_body.decode_tsr,
     PayloadType.CP: _with_reader(bodies.decode_cp),
     PayloadType.EAP: bodies.EAP.decode,
 }
@@ -140,14 +144,15 @@ ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
 
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
 _ENCRYPTED_TYPES = (_SK, int(PayloadType.SKF))
+_GENERIC_UNPACK = GENERIC.unpack_from
 
 
 def _decode_encrypted(
-    kind: int, first: int, view: memoryview, start: int, end: int
+    kind: int, first: int, data: bytes, start: int, end: int
 ) -> SkPayload | SkfPayload:
     if kind == _SK:
-        return SkPayload(first, view[start:end].tobytes())
-    r = Reader(view, start, end)
+        return SkPayload(first, data[start:end])
+    r = Reader(data, start, end)
     number, total = r.unpack(bodies.SKF_HEADER, "SKF")
     # RFC 7383 §2.5: numbers run 1..Total; Next Payload is zero except in fragment 1.
     if not 1 <= number <= total:
@@ -162,43 +167,46 @@ def decode_payloads(
 ) -> list[Payload]:
     """Walk a payload chain from ``start`` to the end of ``data``, starting with type
     ``first``. ``outer`` is False inside an SK payload, where SK/SKF may not appear."""
-    view = data if isinstance(data, memoryview) else memoryview(data)
-    end = len(view)
+    if type(data) is not bytes:
+        data = bytes(data)
+    end = len(data)
     pos = start
     payloads: list[Payload] = []
+    append = payloads.append
     kind = first
     while kind:
         if end - pos < GENERIC_PAYLOAD_HEADER_LEN:
             raise truncated(f"payload {kind} header at offset {pos}")
-        next_kind, flags, length = GENERIC.unpack_from(view, pos)
-        if length < GENERIC_PAYLOAD_HEADER_LEN or pos + length > end:
-            raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
+        next_kind, flags, length = _GENERIC_UNPACK(data, pos)
         body_start = pos + GENERIC_PAYLOAD_HEADER_LEN
         pos += length
-        if kind in _ENCRYPTED_TYPES:
+        if length < GENERIC_PAYLOAD_HEADER_LEN or pos > end:
+            pos -= length
+            raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
+        decoder = DECODERS.get(kind)
+        if decoder is not None:
+            try:
+                append(decoder(data, body_start, pos))
+            except MalformedMessage as e:
+                # Name the payload: body decoders only know their own fields.
+                raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
+        elif kind in _ENCRYPTED_TYPES:
             # RFC 7296 §3.14: the Encrypted payload is the last one of the message.
             if not outer:
                 raise invalid(f"payload {kind} inside the Encrypted payload")
             if pos != end:
                 raise invalid(f"payload {kind} is not the last payload")
-            payloads.append(_decode_encrypted(kind, next_kind, view, body_start, pos))
+            append(_decode_encrypted(kind, next_kind, data, body_start, pos))
             return payloads
-        decoder = DECODERS.get(kind)
-        if decoder is None:
+        elif flags & CRITICAL:
             # RFC 7296 §2.5: skip unknown payloads unless the sender marked them critical.
-            if flags & CRITICAL:
-                raise MalformedMessage(
-                    "unsupported_critical_payload",
-                    str(kind),
-                    NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
-                )
-            payloads.append(UnknownPayload(kind, False, view[body_start:pos].tobytes()))
+            raise MalformedMessage(
+                "unsupported_critical_payload",
+                str(kind),
+                NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+            )
         else:
-            try:
-                payloads.append(decoder(view, body_start, pos))
-            except MalformedMessage as e:
-                # Name the payload: body decoders only know their own fields.
-                raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
+            append(UnknownPayload(kind, False, data[body_start:pos]))
         kind = next_kind
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
@@ -280,9 +288,9 @@ def int_auth_data(msg: Message) -> bytes:
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
     """Return the first payload type and the parts of the chain (headers and bodies)."""
     parts: list[bytes] = []
+    append = parts.append
     # Each generic header names the type of the payload after it.
-    kinds = [p.TYPE for p in payloads]
-    kinds.append(0)
+    kinds = [*map(_TYPE, payloads), 0]
     last = len(payloads) - 1
     for i, p in enumerate(payloads):
         cls = type(p)
@@ -290,20 +298,26 @@ def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple
         if encoder is None:
             raise EncodeError(f"no encoder for {cls.__name__}")
         body = encoder(p)
-        flags = 0
-        next_kind = kinds[i + 1]
-        if isinstance(p, _ENCRYPTED_CLASSES):  # a tuple: no Union object built per call
-            if not outer or i != last:
-                raise EncodeError("the Encrypted payload must be the last outer payload")
-            next_kind = p.first_payload
-        elif isinstance(p, UnknownPayload) and p.critical:
-            flags = CRITICAL
-        length = 4 + len(body)
+        length = GENERIC_PAYLOAD_HEADER_LEN + len(body)
         if length > MAX_PAYLOAD_LEN:
             raise EncodeError(f"{cls.__name__} is {length} bytes long")
-        parts.append(_GENERIC_PACK(next_kind, flags, length))
-        parts.append(body)
+        if cls in _OWN_HEADER:
+            append(_own_header(p, kinds[i + 1], outer and i == last, length))
+        else:
+            append(_GENERIC_PACK(kinds[i + 1], 0, length))
+        append(body)
     return kinds[0], parts
+
+
+def _own_header(p: Payload, next_kind: int, may_be_encrypted: bool, length: int) -> bytes:
+    """The generic header of SK/SKF (whose Next Payload is the first inner payload's type)
+    or of an unknown payload (critical bit as given)."""
+    if isinstance(p, _ENCRYPTED_CLASSES):
+        if not may_be_encrypted:
+            raise EncodeError("the Encrypted payload must be the last outer payload")
+        return _GENERIC_PACK(p.first_payload, 0, length)
+    critical = isinstance(p, UnknownPayload) and p.critical
+    return _GENERIC_PACK(next_kind, CRITICAL if critical else 0, length)
 
 
 def _flags(msg: Message) -> int:

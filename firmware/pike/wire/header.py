@@ -20,10 +20,10 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from pike.wire.constants import HEADER_LEN, HeaderFlag, NotifyType
 from pike.wire.errors import MalformedMessage
+from pike.wire.frozen import frozen
 
 HEADER = struct.Struct("!8s8sBBBBII")
 IKE_MAJOR_VERSION = 2  # RFC 7296 §3.1
@@ -32,7 +32,7 @@ IKE_MAJOR_VERSION = 2  # RFC 7296 §3.1
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Header:
     spi_i: bytes
     spi_r: bytes

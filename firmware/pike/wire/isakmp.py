@@ -56,12 +56,12 @@ MAX_PAYLOAD_LEN = 0xFFFF
 MAX_PADDING = 255  # RFC 2409 §5.3 padding after the last payload of an encrypted body
 KNOWN_FLAGS = FlagV1.ENCRYPTION | FlagV1.COMMIT | FlagV1.AUTH_ONLY
 
-Decoder = Callable[[memoryview, int, int], V1Payload]
+Decoder = Callable[[bytes, int, int], V1Payload]
 
 
 def _with_reader(decode: Callable[[Reader], Any]) -> Decoder:
-    def decoder(view: memoryview, start: int, end: int) -> V1Payload:
-        r = Reader(view, start, end)
+    def decoder(data: bytes, start: int, end: int) -> V1Payload:
+        r = Reader(data, start, end)
         payload: V1Payload = decode(r)
         if r.remaining:
             raise malformed(f"{r.remaining} bytes after the payload's fields")
@@ -124,8 +124,9 @@ def decode_payloads_v1(
 ) -> tuple[list[V1Payload], tuple[bytes, ...]]:
     """Walk the chain from ``start``; return the payloads and each one's raw bytes.
     ``padded``: bytes after the last payload are padding (an opened encrypted body)."""
-    view = data if isinstance(data, memoryview) else memoryview(data)
-    end = len(view)
+    if type(data) is not bytes:
+        data = bytes(data)
+    end = len(data)
     pos = start
     payloads: list[V1Payload] = []
     raw: list[bytes] = []
@@ -135,22 +136,22 @@ def decode_payloads_v1(
             raise MalformedMessage(
                 "truncated", f"payload {kind} header at offset {pos}", NotifyV1.PAYLOAD_MALFORMED
             )
-        next_kind, length = GENERIC.unpack_from(view, pos)
+        next_kind, length = GENERIC.unpack_from(data, pos)
         if length < GENERIC_PAYLOAD_HEADER_LEN or pos + length > end:
             raise malformed(f"payload {_name(kind)} at offset {pos}: length {length}")
         body_start, payload_end = pos + GENERIC_PAYLOAD_HEADER_LEN, pos + length
         decoder = DECODERS.get(kind)
         if decoder is None:
-            payloads.append(V1Unknown(kind, view[body_start:payload_end].tobytes()))
+            payloads.append(V1Unknown(kind, data[body_start:payload_end]))
         else:
             try:
-                payloads.append(decoder(view, body_start, payload_end))
+                payloads.append(decoder(data, body_start, payload_end))
             except MalformedMessage as e:
                 # Body decoders share IKEv2's specs: name the payload, use ISAKMP's notify.
                 raise MalformedMessage(
                     e.reason, f"{_name(kind)}: {e.detail}", NotifyV1.PAYLOAD_MALFORMED
                 ) from None
-        raw.append(view[pos:payload_end].tobytes())
+        raw.append(data[pos:payload_end])
         pos = payload_end
         kind = next_kind
     left = end - pos

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from pike.wire.frozen import frozen
 from pike.wire.isakmp_constants import DOI_IPSEC, SIT_IDENTITY_ONLY, FlagV1, PayloadV1
 
 # A data attribute: (class, value). Basic attributes are 16-bit; variable ones (life
@@ -16,7 +17,7 @@ from pike.wire.isakmp_constants import DOI_IPSEC, SIT_IDENTITY_ONLY, FlagV1, Pay
 Attribute = tuple[int, int]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Transform:
     """RFC 2408 §3.6: transform number, transform ID and its SA attributes, in order."""
 
@@ -31,7 +32,7 @@ class V1Transform:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Proposal:
     """RFC 2408 §3.5. Proposals sharing a number are one logical proposal (AND)."""
 
@@ -41,7 +42,7 @@ class V1Proposal:
     transforms: tuple[V1Transform, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Sa:
     """RFC 2408 §3.4 with the IPsec DOI situation (RFC 2407 §4.6.1)."""
 
@@ -51,7 +52,7 @@ class V1Sa:
     situation: int = SIT_IDENTITY_ONLY
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Ke:
     """RFC 2408 §3.7: just the public value; the group comes from the SA."""
 
@@ -59,7 +60,7 @@ class V1Ke:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Id:
     """RFC 2407 §4.6.2: phase 1 identity or Quick Mode proxy ID (IDci/IDcr)."""
 
@@ -70,39 +71,39 @@ class V1Id:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Cert:
     TYPE: ClassVar[int] = PayloadV1.CERT
     encoding: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1CertReq:
     TYPE: ClassVar[int] = PayloadV1.CERTREQ
     encoding: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Hash:
     TYPE: ClassVar[int] = PayloadV1.HASH
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Sig:
     TYPE: ClassVar[int] = PayloadV1.SIG
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Nonce:
     TYPE: ClassVar[int] = PayloadV1.NONCE
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Notify:
     """RFC 2408 §3.14. ``spi`` is empty when the SPI size is 0."""
 
@@ -114,7 +115,7 @@ class V1Notify:
     doi: int = DOI_IPSEC
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Delete:
     """RFC 2408 §3.15: ISAKMP SAs are named by their 16-byte cookie pair."""
 
@@ -124,13 +125,13 @@ class V1Delete:
     doi: int = DOI_IPSEC
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1VendorId:
     TYPE: ClassVar[int] = PayloadV1.VENDOR_ID
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1NatD:
     """RFC 3947 §3.2: HASH(CKY-I | CKY-R | IP | Port). ``TYPE`` 130 for the drafts."""
 
@@ -138,12 +139,12 @@ class V1NatD:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1NatDDraft(V1NatD):
     TYPE: ClassVar[int] = PayloadV1.NAT_D_DRAFT
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1NatOa:
     """RFC 3947 §5.2: the original address; ``id_type`` IPV4_ADDR or IPV6_ADDR."""
 
@@ -152,12 +153,12 @@ class V1NatOa:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1NatOaDraft(V1NatOa):
     TYPE: ClassVar[int] = PayloadV1.NAT_OA_DRAFT
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class V1Unknown:
     """A payload type we do not know: kept, the engine ignores it (RFC 2408 has no
     critical bit)."""

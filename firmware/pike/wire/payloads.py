@@ -11,11 +11,12 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar, TypeVar
 
 from pike.wire.constants import PayloadType
+from pike.wire.frozen import frozen
 
 IPAddress = IPv4Address | IPv6Address
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Transform:
     """RFC 7296 §3.3.2. ``key_length`` is the Key Length attribute (type 14) in bits."""
 
@@ -27,7 +28,7 @@ class Transform:
     unknown_attributes: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Proposal:
     """RFC 7296 §3.3.1."""
 
@@ -37,20 +38,20 @@ class Proposal:
     transforms: tuple[Transform, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SaPayload:
     TYPE: ClassVar[int] = PayloadType.SA
     proposals: tuple[Proposal, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KePayload:
     TYPE: ClassVar[int] = PayloadType.KE
     group: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IdPayload:
     """IDi or IDr (RFC 7296 §3.5); ``data`` is the identification data as sent."""
 
@@ -59,44 +60,44 @@ class IdPayload:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IdiPayload(IdPayload):
     TYPE: ClassVar[int] = PayloadType.IDI
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IdrPayload(IdPayload):
     TYPE: ClassVar[int] = PayloadType.IDR
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CertPayload:
     TYPE: ClassVar[int] = PayloadType.CERT
     encoding: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CertReqPayload:
     TYPE: ClassVar[int] = PayloadType.CERTREQ
     encoding: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthPayload:
     TYPE: ClassVar[int] = PayloadType.AUTH
     method: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NoncePayload:
     TYPE: ClassVar[int] = PayloadType.NONCE
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NotifyPayload:
     """RFC 7296 §3.10. ``spi`` is empty when the SPI size is 0."""
 
@@ -107,7 +108,7 @@ class NotifyPayload:
     spi: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeletePayload:
     """RFC 7296 §3.11. For protocol IKE the SPI list is empty (the header names the SA)."""
 
@@ -116,13 +117,13 @@ class DeletePayload:
     spis: tuple[bytes, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VendorIdPayload:
     TYPE: ClassVar[int] = PayloadType.VENDOR_ID
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TrafficSelectorWire:
     """One selector inside TSi/TSr (RFC 7296 §3.13.1)."""
 
@@ -134,23 +135,23 @@ class TrafficSelectorWire:
     end_addr: IPAddress
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TsPayload:
     TYPE: ClassVar[int] = PayloadType.TSI
     selectors: tuple[TrafficSelectorWire, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TsiPayload(TsPayload):
     TYPE: ClassVar[int] = PayloadType.TSI
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TsrPayload(TsPayload):
     TYPE: ClassVar[int] = PayloadType.TSR
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CpPayload:
     """RFC 7296 §3.15: attributes as (type, value) pairs."""
 
@@ -159,7 +160,7 @@ class CpPayload:
     attributes: tuple[tuple[int, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EapPayload:
     """Kept opaque: pike does not act as an EAP server or client yet."""
 
@@ -167,7 +168,7 @@ class EapPayload:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SkPayload:
     """The Encrypted payload (RFC 7296 §3.14) before decryption.
 
@@ -180,7 +181,7 @@ class SkPayload:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SkfPayload:
     """Encrypted Fragment payload (RFC 7383 §2.5) before decryption."""
 
@@ -191,7 +192,7 @@ class SkfPayload:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UnknownPayload:
     """A payload type we do not know; kept when its critical bit is clear (RFC 7296 §2.5)."""
 

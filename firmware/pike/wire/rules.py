@@ -35,6 +35,9 @@ class PayloadRule:
     required: tuple[tuple[int, int], ...] = field(init=False)  # (type, min) with min > 0
 
     def __post_init__(self) -> None:
+        # An allowed type may appear once at least: ``_violation`` compares counts above 1.
+        if any(most < 1 for _, most in self.counts.values()):
+            raise ValueError(f"a payload allowed at most 0 times: {self.counts}")
         required = tuple((kind, least) for kind, (least, _) in self.counts.items() if least)
         object.__setattr__(self, "required", required)
 
@@ -116,7 +119,7 @@ RULES: dict[tuple[int, bool], ExchangeRule] = {
     (ExchangeType.IKE_FOLLOWUP_KE, True): ExchangeRule(_ENCRYPTED_OUTSIDE, _FOLLOWUP),
 }
 
-_ENCRYPTED = (int(T.SK), int(T.SKF))
+_SK, _SKF = int(T.SK), int(T.SKF)
 _EAP = int(T.EAP)
 
 
@@ -138,6 +141,14 @@ def _waived(rule: ExchangeRule, payloads: Sequence[Payload]) -> bool:
     return False
 
 
+# Payload class sequences that passed their rule unwaived, keyed with the rule's place:
+# the verdict depends on nothing else (a known class has one TYPE, unknown payloads are
+# skipped whatever their type), and every peer with the same configuration sends the same
+# sequence, so most messages are checked with one lookup. Bounded like sa_body's caches.
+_PASSED: set[tuple[object, ...]] = set()
+_PASSED_MAX = 256
+
+
 def check_payloads(
     exchange: int, is_response: bool, payloads: Sequence[Payload], inside_sk: bool
 ) -> None:
@@ -146,11 +157,18 @@ def check_payloads(
     ``inside_sk`` says whether ``payloads`` are the decrypted inner payloads or the outer
     ones. Unknown non-critical payloads are ignored (RFC 7296 §2.5).
     """
+    key = (exchange, is_response, inside_sk, *map(type, payloads))
+    if key in _PASSED:
+        return
     rule = RULES.get((exchange, is_response))
     if rule is None:
         raise MalformedMessage("unknown_exchange", f"exchange type {exchange}", None)
-    broken = _violation(rule, payloads, inside_sk)
-    if broken is not None:
+    broken, waivable = _broken(rule, payloads, inside_sk)
+    if broken is None:
+        if len(_PASSED) >= _PASSED_MAX:
+            _PASSED.clear()
+        _PASSED.add(key)
+    elif not (waivable and _waived(rule, payloads)):
         where = (
             f"{_exchange_name(exchange)} {'response' if is_response else 'request'}"
             f" {'inside' if inside_sk else 'outside'} SK"
@@ -167,39 +185,48 @@ def _violation(
 ) -> str | None:
     """The first rule ``payloads`` break, or None. ``name`` and ``unknown`` let the IKEv1
     tables (``isakmp_rules``) reuse this check with their own payload numbers."""
+    broken, waivable = _broken(rule, payloads, inside_sk, name, unknown)
+    # an error notify (or a waiver, or EAP) excuses what is missing; asked only then
+    return None if broken is None or (waivable and _waived(rule, payloads)) else broken
+
+
+def _broken(
+    rule: ExchangeRule,
+    payloads: Sequence[Payload],
+    inside_sk: bool,
+    name: Callable[[int], str] = _name,
+    unknown: type = UnknownPayload,
+) -> tuple[str | None, bool]:
+    """The first rule ``payloads`` break, and whether a waiver may excuse it: a type not
+    allowed, too many of one or the SK count never; what is missing may be."""
     table = rule.inside if inside_sk else rule.outside
     if table is None:
-        return "this exchange is not encrypted"
+        return "this exchange is not encrypted", False
     allowed = table.counts
-    counts: dict[int, int] = {}
+    counts: dict[int, int] = {}  # in order of first appearance: the first culprit is named
     for p in payloads:
-        if isinstance(p, unknown):
-            continue
         kind = p.TYPE
-        if kind not in allowed:
-            return f"{name(kind)} not allowed"
-        counts[kind] = counts.get(kind, 0) + 1
+        if kind in allowed:
+            if p.__class__ is not unknown:  # unknown payloads are skipped, whatever their type
+                counts[kind] = counts.get(kind, 0) + 1
+        elif not isinstance(p, unknown):
+            return f"{name(kind)} not allowed", False
     for kind, n in counts.items():
-        if n > allowed[kind][1]:
-            return f"{n} {name(kind)}, at most {allowed[kind][1]}"
+        if n > 1 and n > allowed[kind][1]:
+            return f"{n} {name(kind)}, at most {allowed[kind][1]}", False
     if rule.inside is not None and not inside_sk:
         # Exactly one SK or SKF: this holds even for error messages.
-        if sum(counts.get(k, 0) for k in _ENCRYPTED) != 1:
-            return "needs exactly one SK or SKF payload"
-        return None
-    broken = None
+        if counts.get(_SK, 0) + counts.get(_SKF, 0) != 1:
+            return "needs exactly one SK or SKF payload", False
+        return None, False
     for kind, least in table.required:
         if counts.get(kind, 0) < least:
-            broken = f"missing {name(kind)}"
-            break
-    else:
-        for group in table.together:
-            present = sum(1 for k in group if k in counts)
-            if present and present != len(group):
-                broken = f"{', '.join(name(k) for k in group)} come together"
-                break
-    # an error notify (or a waiver, or EAP) excuses what is missing; asked only then
-    return None if broken is None or _waived(rule, payloads) else broken
+            return f"missing {name(kind)}", True
+    for group in table.together:
+        present = len(counts.keys() & group)
+        if present and present != len(group):
+            return f"{', '.join(name(k) for k in group)} come together", True
+    return None, False
 
 
 def _exchange_name(exchange: int) -> str:

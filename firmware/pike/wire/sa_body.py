@@ -34,7 +34,7 @@ from __future__ import annotations
 import struct
 
 from pike.wire.bodies import ESP_AH_SPI_LEN, invalid
-from pike.wire.buffer import Reader
+from pike.wire.buffer import Reader, truncated
 from pike.wire.constants import ProtocolId
 from pike.wire.errors import EncodeError
 from pike.wire.payloads import Proposal, SaPayload, Transform
@@ -84,12 +84,14 @@ _ENCODED_TRANSFORMS: dict[tuple[Transform, ...], bytes] = {}
 _CACHE_MAX = 256
 
 
-def _decode_transforms(r: Reader, count: int, number: int) -> tuple[Transform, ...]:
-    key = r.view[r.pos : r.end].tobytes()
+def _decode_transforms(
+    data: bytes, start: int, end: int, count: int, number: int
+) -> tuple[Transform, ...]:
+    key = data[start:end]
     cached = _TRANSFORMS_CACHE.get(key)
     if cached is not None and len(cached) == count:
-        r.pos = r.end
         return cached
+    r = Reader(data, start, end)
     transforms = []
     for i in range(count):
         tlast, tlength, ttype, tid = r.unpack(TRANSFORM, "transform")
@@ -109,31 +111,40 @@ def _decode_transforms(r: Reader, count: int, number: int) -> tuple[Transform, .
     return result
 
 
-def _decode_proposal(r: Reader) -> Proposal:
-    last, length, number, protocol, spi_size, count = r.unpack(PROPOSAL, "proposal")
+def _decode_proposal(data: bytes, pos: int, end: int) -> tuple[Proposal, int]:
+    """The proposal at ``pos`` and the offset after it (walked by offsets like the payload
+    chain: the Reader's calls were most of the cost of an IKE_AUTH or CREATE_CHILD_SA)."""
+    if end - pos < PROPOSAL.size:
+        raise truncated(f"proposal: need {PROPOSAL.size} bytes at offset {pos}, have {end - pos}")
+    last, length, number, protocol, spi_size, count = PROPOSAL.unpack_from(data, pos)
     if length < PROPOSAL.size + spi_size:
         raise invalid(f"proposal length {length} < header + SPI {spi_size}")
-    body = r.sub(length - PROPOSAL.size, "proposal")
-    if last != (MORE_PROPOSALS if r.remaining else LAST):
+    stop = pos + length
+    if stop > end:
+        raise truncated(f"proposal: length {length} at offset {pos}, have {end - pos}")
+    if last != (MORE_PROPOSALS if stop < end else LAST):
         raise invalid(f"proposal {number}: Last Substruc {last} inconsistent with length")
     if protocol == _IKE:
         if spi_size not in IKE_SPI_SIZES:
             raise invalid(f"proposal {number}: IKE SPI size {spi_size}")
     elif protocol in _ESP_AH and spi_size != ESP_AH_SPI_LEN:
         raise invalid(f"proposal {number}: ESP/AH SPI size {spi_size}")
-    spi = body.read(spi_size, "proposal SPI") if spi_size else b""
-    return Proposal(number, protocol, spi, _decode_transforms(body, count, number))
+    spi_end = pos + PROPOSAL.size + spi_size
+    transforms = _decode_transforms(data, spi_end, stop, count, number)
+    return Proposal(number, protocol, data[pos + PROPOSAL.size : spi_end], transforms), stop
 
 
-def decode_sa(r: Reader) -> SaPayload:
-    key = r.view[r.pos : r.end].tobytes()
+def decode_sa(data: bytes, start: int, end: int) -> SaPayload:
+    key = data[start:end]
     cached = _SA_CACHE.get(key)
     if cached is not None:
-        r.pos = r.end
         return cached
     proposals: list[Proposal] = []
-    while r.remaining:
-        proposal = _decode_proposal(r)
+    spis = False
+    pos = start
+    while pos < end:
+        proposal, pos = _decode_proposal(data, pos, end)
+        spis = spis or bool(proposal.spi)
         # §3.3.1: numbered from 1, each one more than the previous. A response carries one
         # proposal whose number is the one accepted, so only the sequence is checked.
         if proposal.number == 0 or (proposals and proposal.number != proposals[-1].number + 1):
@@ -144,7 +155,7 @@ def decode_sa(r: Reader) -> SaPayload:
     sa = SaPayload(tuple(proposals))
     # IKE_SA_INIT proposals carry no SPI, so every initiator with the same configuration
     # sends the same bytes; proposals with SPIs are unique and would only churn the cache.
-    if not any(p.spi for p in proposals):
+    if not spis:
         if len(_SA_CACHE) >= _CACHE_MAX:
             _SA_CACHE.clear()
         _SA_CACHE[key] = sa

@@ -24,55 +24,57 @@ import struct
 from ipaddress import IPv4Address, IPv6Address
 
 from pike.wire.bodies import invalid
-from pike.wire.buffer import Reader
+from pike.wire.buffer import truncated
 from pike.wire.constants import TsType
 from pike.wire.errors import EncodeError
-from pike.wire.payloads import IPAddress, TrafficSelectorWire, TsiPayload, TsPayload, TsrPayload
+from pike.wire.payloads import TrafficSelectorWire, TsiPayload, TsPayload, TsrPayload
 
 TS_HEADER = struct.Struct("!B3x")
-SELECTOR = struct.Struct("!BBHHH")
+SELECTOR = struct.Struct("!BBHHH")  # then the starting and the ending address
 
-# TS type -> (address length, address class)
-_ADDRESS: dict[int, tuple[int, type[IPv4Address] | type[IPv6Address]]] = {
-    TsType.TS_IPV4_ADDR_RANGE: (4, IPv4Address),
-    TsType.TS_IPV6_ADDR_RANGE: (16, IPv6Address),
+# TS type -> (the two addresses, address class)
+_ADDRESS: dict[int, tuple[struct.Struct, type[IPv4Address] | type[IPv6Address]]] = {
+    TsType.TS_IPV4_ADDR_RANGE: (struct.Struct("!4s4s"), IPv4Address),
+    TsType.TS_IPV6_ADDR_RANGE: (struct.Struct("!16s16s"), IPv6Address),
 }
 
 
-def _decode_selectors(r: Reader) -> tuple[TrafficSelectorWire, ...]:
-    (count,) = r.unpack(TS_HEADER, "TS")
+def _decode_selectors(data: bytes, start: int, end: int) -> tuple[TrafficSelectorWire, ...]:
+    # Walks the body by offsets (as the chain walker does) rather than with a Reader: a
+    # TS payload is in every CHILD_SA exchange, and the Reader's calls were most of its cost.
+    if end - start < TS_HEADER.size:
+        raise truncated(f"TS header in a {end - start} byte body")
+    (count,) = TS_HEADER.unpack_from(data, start)
+    pos = start + TS_HEADER.size
     selectors = []
-    for _ in range(count):
-        ts_type, ip_protocol, length, start_port, end_port = r.unpack(SELECTOR, "selector")
+    for i in range(count):
+        if end - pos < SELECTOR.size:
+            raise truncated(f"selector {i}: {end - pos} bytes left")
+        ts_type, ip_protocol, length, start_port, end_port = SELECTOR.unpack_from(data, pos)
         address = _ADDRESS.get(ts_type)
         if address is None:
             raise invalid(f"unknown TS type {ts_type}")
-        size, cls = address
-        if length != SELECTOR.size + 2 * size:
+        addresses, cls = address
+        if length != SELECTOR.size + addresses.size:
             raise invalid(f"TS type {ts_type} with Selector Length {length}")
-        start = cls(r.read(size, "TS start address"))
-        end = cls(r.read(size, "TS end address"))
+        if end - pos < length:
+            raise truncated(f"selector {i}: {end - pos} bytes left of {length}")
+        first, last = addresses.unpack_from(data, pos + SELECTOR.size)
+        pos += length
         selectors.append(
-            TrafficSelectorWire(ts_type, ip_protocol, start_port, end_port, start, end)
+            TrafficSelectorWire(ts_type, ip_protocol, start_port, end_port, cls(first), cls(last))
         )
-    if r.remaining:
-        raise invalid(f"{r.remaining} bytes after {count} traffic selectors")
+    if pos != end:
+        raise invalid(f"{end - pos} bytes after {count} traffic selectors")
     return tuple(selectors)
 
 
-def decode_tsi(r: Reader) -> TsiPayload:
-    return TsiPayload(_decode_selectors(r))
+def decode_tsi(data: bytes, start: int, end: int) -> TsiPayload:
+    return TsiPayload(_decode_selectors(data, start, end))
 
 
-def decode_tsr(r: Reader) -> TsrPayload:
-    return TsrPayload(_decode_selectors(r))
-
-
-def _packed(addr: IPAddress, size: int) -> bytes:
-    packed = addr.packed
-    if len(packed) != size:
-        raise EncodeError(f"address {addr} does not fit its TS type")
-    return packed
+def decode_tsr(data: bytes, start: int, end: int) -> TsrPayload:
+    return TsrPayload(_decode_selectors(data, start, end))
 
 
 def encode_ts(p: TsPayload) -> bytes:
@@ -81,12 +83,17 @@ def encode_ts(p: TsPayload) -> bytes:
         address = _ADDRESS.get(ts.ts_type)
         if address is None:
             raise EncodeError(f"unknown TS type {ts.ts_type}")
-        size = address[0]
+        addresses, cls = address
+        if type(ts.start_addr) is not cls or type(ts.end_addr) is not cls:
+            raise EncodeError(f"addresses {ts.start_addr}, {ts.end_addr} do not fit TS type")
         parts.append(
             SELECTOR.pack(
-                ts.ts_type, ts.ip_protocol, SELECTOR.size + 2 * size, ts.start_port, ts.end_port
+                ts.ts_type,
+                ts.ip_protocol,
+                SELECTOR.size + addresses.size,
+                ts.start_port,
+                ts.end_port,
             )
         )
-        parts.append(_packed(ts.start_addr, size))
-        parts.append(_packed(ts.end_addr, size))
+        parts.append(addresses.pack(ts.start_addr.packed, ts.end_addr.packed))
     return b"".join(parts)
