@@ -172,7 +172,7 @@ class IkeSa:
     # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
     chain: ChainWait | None = field(default=None, repr=False)
 
-    _tag: tuple[tuple[ConnectionConfig | None, bytes], str] | None = field(default=None, repr=False)
+    _tag: tuple[tuple[str, bytes], str] | None = field(default=None, repr=False)
 
     tasks: TaskManager = field(init=False, repr=False)
 
@@ -199,7 +199,9 @@ class IkeSa:
 
     def tag(self) -> str:
         # cached: every log line and state change asks, and it changes only with these
-        key = (self.conn, self.spi_r)
+        # keyed by the name, not the connection: strings and bytes only, so the collector
+        # stops tracking the cache after one pass (a hub holds 10 000 of them)
+        key = (self.name, self.spi_r)
         if self._tag is None or self._tag[0] != key:
             self._tag = (key, sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r))
         return self._tag[1]

@@ -69,7 +69,8 @@ def _address_list(ours: tuple[str, ...], used: str) -> tuple[NotifyPayload, ...]
 
 
 def list_key(notes: list[NotifyPayload]) -> tuple[tuple[int, bytes], ...]:
-    return tuple((n.notify_type, n.data) for n in notes)
+    # ints, not NotifyType members: a tuple of ints and bytes is one the collector drops
+    return tuple((int(n.notify_type), n.data) for n in notes)
 
 
 def list_changed(sa: IkeSa) -> bool:
