@@ -76,14 +76,3 @@ def test_intersect_keeps_our_selector_when_both_are_equal() -> None:
     part = TrafficSelector.from_cidr("10.1.0.128/25", 6)
     assert ours.intersect(part) is part
     assert ours.intersect(TrafficSelector.from_cidr("10.2.0.0/24")) is None
-
-
-def test_narrowing_to_all_of_ours_shares_our_tuple() -> None:
-    from pike.ikev2.narrowing import narrow
-
-    ours = (TrafficSelector.from_cidr("10.1.0.0/24"), TrafficSelector.from_cidr("10.3.0.0/24"))
-    theirs = [TrafficSelector.from_cidr("10.0.0.0/8")]
-    assert narrow(theirs, ours) is ours
-    inner = TrafficSelector.from_cidr("10.1.0.0/25")
-    assert narrow([inner], ours) == (inner,)
-    assert narrow([TrafficSelector.from_cidr("10.3.0.0/24")], ours) == (ours[1],)
