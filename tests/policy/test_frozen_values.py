@@ -36,3 +36,12 @@ def test_hidden_repr_kept() -> None:
     keys = ChildKeys(b"a" * 16, b"", b"b" * 16, b"")
     assert "aaaa" not in repr(keys) and "<16 bytes>" in repr(keys)
     assert "kkkk" not in repr(_spec(1))  # field(repr=False) still honoured
+
+
+def test_config_values_compare_hash_and_pickle() -> None:
+    from pike.policy.config import Identity
+
+    a, b = Identity(2, b"hub.example", "hub.example"), Identity(2, b"hub.example", "hub.example")
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert Identity(2, b"other.example", "other.example") != a
