@@ -15,7 +15,10 @@ or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder'
 utime+stime (/proc/PID/stat, all threads) and VmRSS growth, divided by the IKE SAs the
 generator saw established; then, all SAs held, the responder's CPU over ``--idle``
 seconds (nothing due: what the held SAs and their armed timers cost) and piked's CHILD_SA
-rekey jitter from ``pikectl list-sas --json``. piked starts twice: the first start fills
+rekey jitter from ``pikectl list-sas --json``. With ``--split``, piked's CPU per SA is
+also split into the engine's (thread CPU inside its datagram and timer entry points,
+``piked_fake_kernel.py``) and the runtime's around it (sockets, dispatch, kernel calls,
+metrics, the event loop; the rest). piked starts twice: the first start fills
 its config cache, the second (measured) reads it. Rounds interleave
 charon and piked; medians are printed with every round's value. A benchmark: it prints,
 never asserts. The machine is shared: expect +-25 % between rounds.
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -200,11 +204,12 @@ def established(log: Path) -> int:
 
 
 def start_piked(
-    ns: Namespace, d: Path, conns: int, text: str | None = None
+    ns: Namespace, d: Path, conns: int, text: str | None = None, split: bool = False
 ) -> tuple[subprocess.Popen[bytes], float]:
     """piked with the fake kernel; returns it and the seconds until it said READY=1.
     Its config cache is ``d/cache`` (a second start in ``d`` reads it). ``text``: the
-    config, else ``pike_toml(conns, ...)``."""
+    config, else ``pike_toml(conns, ...)``. ``split``: it accounts its engine's CPU
+    (``engine_cpu``)."""
     sock, notify = d / "pike.sock", d / "notify.sock"
     (d / "pike.toml").write_text(pike_toml(conns, sock) if text is None else text)
     (d / "pike.toml").chmod(0o600)
@@ -218,6 +223,8 @@ def start_piked(
         PYTHONUNBUFFERED="1",
         PIKE_CONFIG_CACHE=str(d / "cache"),
     )
+    if split:
+        env["PIKE_BENCH_ENGINE_CPU"] = str(d / "engine-cpu")
     script = str(Path(__file__).with_name("piked_fake_kernel.py"))
     t0 = time.monotonic()
     with (d / "piked.log").open("wb") as out:
@@ -229,6 +236,15 @@ def start_piked(
     took = time.monotonic() - t0
     ready.close()
     return proc, took
+
+
+def engine_cpu(pid: int, d: Path, n: int) -> float:
+    """The CPU seconds piked (``start_piked(split=True)`` in ``d``) spent in its engine so
+    far; ``n``: how many times it has been asked, this one included."""
+    path = d / "engine-cpu"
+    os.kill(pid, signal.SIGUSR2)
+    wait_for(lambda: path.exists() and path.read_text().split()[0] == str(n), 10, "engine CPU")
+    return float(path.read_text().split()[1])
 
 
 def rekey_spread(resp: Namespace, sock: Path) -> dict[str, float]:
@@ -265,6 +281,7 @@ def run_one(
     conns: int,
     n: int,
     idle: float,
+    split: bool = False,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix=f"bench-hub-{impl}-") as tmp:
         d = Path(tmp)
@@ -302,10 +319,12 @@ def run_one(
             # the first start parses and fills the config cache, the second reads it
             proc, out["ready s"] = start_piked(resp, d, conns)
             kill_pid(proc.pid)
-            proc, out["ready s cached"] = start_piked(resp, d, conns)
+            proc, out["ready s cached"] = start_piked(resp, d, conns, split=split)
+        split = split and impl == "piked"
         pid = proc.pid
         time.sleep(0.5)
         cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
+        engine0 = engine_cpu(pid, d, 1) if split else 0.0
         out["idle RSS MiB"] = rss0 / 1024
         gd = d / "gen"
         gd.mkdir()
@@ -323,6 +342,7 @@ def run_one(
         time.sleep(0.3)  # the last CHILD_SAs' responses are out
         got = established(log)
         cpu1, rss1 = cpu_seconds(pid), rss_kib(pid)
+        engine1 = engine_cpu(pid, d, 2) if split else 0.0
         if idle:
             # all SAs held, their DPD and rekey timers armed, nothing due: what does
             # holding them cost?
@@ -337,6 +357,9 @@ def run_one(
         if got:
             out["CPU ms/SA"] = (cpu1 - cpu0) * 1000 / got
             out["KiB/SA"] = (rss1 - rss0) / got
+            if split:
+                out["engine ms/SA"] = (engine1 - engine0) * 1000 / got
+                out["runtime ms/SA"] = out["CPU ms/SA"] - out["engine ms/SA"]
         out["established"] = got
         return out
 
@@ -367,6 +390,9 @@ def main() -> None:
         "--idle", type=float, default=20, help="seconds of idle CPU measured with all SAs held"
     )
     ap.add_argument("--prefix", type=Path, default=REPO / "tests" / "bench" / ".load-tester")
+    ap.add_argument(
+        "--split", action="store_true", help="piked's CPU per SA: the engine's and the rest"
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_hub needs root (network namespaces)")
@@ -379,7 +405,9 @@ def main() -> None:
         for r in range(args.rounds):
             for conns in (int(c) for c in args.conns.split(",")):
                 for impl in ("charon", "piked") if r % 2 == 0 else ("piked", "charon"):
-                    got = run_one(lab, gen, resp, prefix, impl, conns, args.sas, args.idle)
+                    got = run_one(
+                        lab, gen, resp, prefix, impl, conns, args.sas, args.idle, args.split
+                    )
                     print(f"# round {r + 1} {impl} {conns} conns: {got}", flush=True)
                     for k, v in got.items():
                         results.setdefault((impl, conns, k), []).append(v)
@@ -402,6 +430,8 @@ def main() -> None:
                 f"[{', '.join(f'{x:.2f}' for x in p)}]"
             )
         for k in (
+            "engine ms/SA",
+            "runtime ms/SA",
             "ready s",
             "ready s cached",
             "rekey jitter min s",

@@ -3,12 +3,23 @@ beside charon's load-tester ``fake_kernel`` (both then do the IKE work only, and
 their CHILD_SAs). Not a product mode: it lives with the benchmarks.
 
     python tests/bench/piked_fake_kernel.py --config pike.toml
+
+With ``PIKE_BENCH_ENGINE_CPU=FILE`` the thread CPU time spent inside the engines'
+datagram and timer entry points is summed, and written to FILE as ``N SECONDS`` (N counts
+the requests) on every SIGUSR2: ``bench_hub.py --split`` tells the engine's share of
+piked's CPU from the runtime's around it (two ``thread_time`` calls per datagram).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pike.cli.piked_entry  # first: piked's process without ssl, as installed
 from pike.cli import piked
@@ -41,6 +52,37 @@ class FakeKernel(NoKernel):
         pass
 
 
+def account_engine_cpu(path: Path) -> None:
+    """Sum the thread CPU time inside ``Engines.receive_datagram``/``handle_timer``;
+    write it to ``path`` on SIGUSR2."""
+    from pike.daemon.engines import Engines
+
+    spent = [0.0]
+    asked = itertools.count(1)
+
+    def timed(fn: Callable[..., None]) -> Callable[..., None]:
+        def wrapper(*args: Any) -> None:
+            t0 = time.thread_time()
+            try:
+                fn(*args)
+            finally:
+                spent[0] += time.thread_time() - t0
+
+        return wrapper
+
+    Engines.receive_datagram = timed(Engines.receive_datagram)  # type: ignore[method-assign]
+    Engines.handle_timer = timed(Engines.handle_timer)  # type: ignore[method-assign]
+
+    def report(*_: object) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{next(asked)} {spent[0]!r}")
+        tmp.replace(path)  # whole: the bench may read it at once
+
+    signal.signal(signal.SIGUSR2, report)
+
+
 if __name__ == "__main__":
     piked._kernel = FakeKernel
+    if where := os.environ.get("PIKE_BENCH_ENGINE_CPU"):
+        account_engine_cpu(Path(where))
     sys.exit(pike.cli.piked_entry.main())

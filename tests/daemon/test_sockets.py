@@ -71,3 +71,40 @@ def test_send_picks_socket_source_and_marker() -> None:
         (b"plain", ("127.0.0.2", ike)),
         (b"\x00\x00\x00\x00natt", ("127.0.0.1", natt)),
     ]
+
+
+def test_datagrams_read_in_one_wakeup_end_with_one_batch_call() -> None:
+    """The runtime re-arms the engine's timer once per batch (``on_batch``): it must
+    follow every datagram of the wake-up, and come even when delivering one failed."""
+    ike, natt = free_udp_ports(2)
+    peer = _peer()
+    events: list[str] = []
+
+    def on_datagram(data: bytes, src: Address, dst: Address) -> None:
+        events.append(data.decode())
+        if data == b"bad":
+            raise ValueError("the engine failed")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        socks = IkeSockets(
+            loop,
+            on_datagram,
+            ike_port=ike,
+            natt_port=natt,
+            ipv6=False,
+            on_batch=lambda: events.append("batch"),
+        )
+        socks.open()
+        try:
+            for data in (b"one", b"bad", b"three"):  # queued before the loop reads any
+                peer.sendto(data, ("127.0.0.1", ike))
+            await asyncio.sleep(0.1)
+            peer.sendto(b"four", ("127.0.0.1", ike))
+            await asyncio.sleep(0.1)
+        finally:
+            socks.close()
+
+    asyncio.run(scenario())
+    peer.close()
+    assert events == ["one", "bad", "three", "batch", "four", "batch"]

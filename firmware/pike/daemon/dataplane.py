@@ -74,6 +74,7 @@ class DataPlane:
         self._random = random
         self.caps = KernelCaps(esp=False, missing=("not probed",))
         self._events_fd: int | None = None
+        self._acts = self.routes()
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -151,53 +152,61 @@ class DataPlane:
 
     # -- engine actions --------------------------------------------------------------------
 
+    def routes(self) -> dict[type, Callable[[Any], None]]:
+        """The actions that are the kernel's business, each with what acts on it."""
+        return {
+            InstallTrap: self._install_trap,
+            InstallChildSa: self._install,
+            InstallOutboundSa: self._install_one,
+            InstallInboundSa: self._install_one,
+            RemoveInboundSa: self._remove_inbound,
+            DeleteChildSa: self._delete,
+            MigrateChildSa: self._migrate,
+        }
+
     def do(self, a: Action) -> bool:
         """Act on ``a`` if it is the kernel's business; False if it is not."""
-        if isinstance(a, InstallTrap):
-            self._install_trap(a)
-        elif isinstance(a, InstallChildSa):
-            self._install(a)
-        elif isinstance(a, InstallOutboundSa | InstallInboundSa):
-            self._install_one(a)
-        elif isinstance(a, RemoveInboundSa):
-            with contextlib.suppress(KernelError):  # its short lifetime may have ended it
-                self.kernel.del_sa(a.inbound.dst, a.inbound.spi)
-            log.info(
-                "%s.%s: inbound SA %08x_i installed ahead removed", a.conn, a.child, a.inbound.spi
-            )
-        elif isinstance(a, DeleteChildSa):
-            self._delete(a)
-        elif isinstance(a, MigrateChildSa):
-            self._migrate(a)
-        else:
+        act = self._acts.get(type(a))
+        if act is None:
             return False
+        act(a)
         return True
 
+    def _remove_inbound(self, a: RemoveInboundSa) -> None:
+        with contextlib.suppress(KernelError):  # its short lifetime may have ended it
+            self.kernel.del_sa(a.inbound.dst, a.inbound.spi)
+        log.info("%s.%s: inbound SA %08x_i installed ahead removed", a.conn, a.child, a.inbound.spi)
+
     def _install(self, a: InstallChildSa) -> None:
-        what = (
-            f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
-            f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
-        )
-        undo: list[Callable[[], None]] = []
         k = self.kernel
+        done = 0  # SAs and policies in, for the undo
         try:
             k.add_sa(a.inbound)
-            undo.append(lambda: k.del_sa(a.inbound.dst, a.inbound.spi))
+            done += 1
             if not a.defer_outbound:
                 k.add_sa(a.outbound)
-                undo.append(lambda: k.del_sa(a.outbound.dst, a.outbound.spi))
+                done += 1
             for p in a.policies:
                 k.add_policy(p)
-                undo.append(lambda p=p: k.del_policy(p))  # type: ignore[misc]
+                done += 1
         except KernelError as exc:
-            log.error("%s: kernel refused: %s", what, exc)
-            for fn in reversed(undo):
-                with contextlib.suppress(KernelError):
-                    fn()
+            log.error("%s: kernel refused: %s", _child_sa(a), exc)
+            self._undo(a, done)
             self._engine().child_install_failed(a.unique_id, str(exc), self._now())
             return
-        later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""
-        log.info("%s: installed in the kernel (%s)%s", what, a.inbound.mode, later)
+        if log.isEnabledFor(logging.INFO):  # most gateways log at warning: no formatting
+            later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""
+            log.info("%s: installed in the kernel (%s)%s", _child_sa(a), a.inbound.mode, later)
+
+    def _undo(self, a: InstallChildSa, done: int) -> None:
+        """Remove, newest first, the first ``done`` of what ``_install`` added."""
+        undo: list[Callable[[], None]] = [lambda: self.kernel.del_sa(a.inbound.dst, a.inbound.spi)]
+        if not a.defer_outbound:
+            undo.append(lambda: self.kernel.del_sa(a.outbound.dst, a.outbound.spi))
+        undo += [lambda p=p: self.kernel.del_policy(p) for p in a.policies]  # type: ignore[misc]
+        for fn in reversed(undo[:done]):
+            with contextlib.suppress(KernelError):
+                fn()
 
     def _install_one(self, a: InstallInboundSa | InstallOutboundSa) -> None:
         """One SA of a CHILD_SA on its own: the inbound one ahead of its exchange's answer,
@@ -235,10 +244,7 @@ class DataPlane:
         log.info("%s installed in the kernel", what)
 
     def _delete(self, a: DeleteChildSa) -> None:
-        what = (
-            f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
-            f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
-        )
+        what = _child_sa(a)
         steps: list[Callable[[], None]] = [
             lambda: self.kernel.del_sa(a.inbound.dst, a.inbound.spi),
             lambda: self.kernel.del_sa(a.outbound.dst, a.outbound.spi),
@@ -257,10 +263,7 @@ class DataPlane:
         """MOBIKE: the CHILD_SA follows its IKE SA to new addresses, in place where the
         kernel can (XFRM_MSG_MIGRATE keeps the sequence numbers the peer's replay window
         expects), else removed and added again (the outbound sequence restarts)."""
-        what = (
-            f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
-            f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
-        )
+        what = _child_sa(a)
         try:
             self.kernel.migrate(
                 a.old_policies,
@@ -329,6 +332,14 @@ class DataPlane:
                 self._engine().child_expired(ev.spi, ev.hard, now)
         except Exception:
             log.exception("engine failed on kernel event %s", ev)
+
+
+def _child_sa(a: InstallChildSa | DeleteChildSa | MigrateChildSa) -> str:
+    """How the log names a CHILD_SA: connection, child, unique id and SPIs."""
+    return (
+        f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}, "
+        f"SPIs {a.inbound.spi:08x}_i {a.outbound.spi:08x}_o"
+    )
 
 
 class KernelSpis:

@@ -46,6 +46,7 @@ class Engines:
         self.v2 = Ikev2Engine(
             config, random=random, kernel_caps=kernel_caps, spis=spis, credentials=credentials
         )
+        self._actions = self.v2.ctx.actions  # shared by both engines, for the engines' life
         self._v1_args = (random, kernel_caps, spis)
         self._v1: Ikev1Engine | None = None
         if _has_v1(config):
@@ -105,6 +106,8 @@ class Engines:
             v1.handle_timer(now)
 
     def get_timer(self) -> float | None:
+        if self._v1 is None:  # after every datagram: the usual gateway has IKEv2 only
+            return self.v2.get_timer()
         times = [t for v1 in self._v1s() if (t := v1.get_timer()) is not None]
         if (t := self.v2.get_timer()) is not None:
             times.append(t)
@@ -186,7 +189,7 @@ class Engines:
             v1.chain_checked(ref, result, now)
 
     def next_action(self) -> Action | None:
-        return self.ctx.actions.popleft() if self.ctx.actions else None
+        return self._actions.popleft() if self._actions else None
 
     def list_sas(self) -> list[IkeSaInfo]:
         return self.v2.list_sas() + [sa for v1 in self._v1s() for sa in v1.list_sas()]

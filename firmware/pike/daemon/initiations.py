@@ -61,6 +61,8 @@ class Watch(Follower):
 class Initiations:
     """The ``initiate-wait`` stream source (``pike.daemon.control.StreamSource``)."""
 
+    OBSERVED = frozenset({ChildSaEstablished, ChildSaFailed, IkeSaEstablished, IkeSaDeleted})
+
     def __init__(
         self,
         initiate: Callable[[dict[str, Any]], Any],
@@ -95,8 +97,10 @@ class Initiations:
         self._logs.unfollow(stream)
 
     def observe(self, a: Action) -> None:
-        for w in list(self._watches):
-            w.action(a)
+        """An action of a kind in ``OBSERVED``: it may end a watch."""
+        if self._watches:
+            for w in list(self._watches):
+                w.action(a)
 
     def _up(self, w: Watch) -> bool:
         for sa in self._sas():

@@ -21,7 +21,7 @@ from pike.daemon.initiations import Initiations
 from pike.daemon.keyexport import KeyExport
 from pike.daemon.logstream import LogHub
 from pike.daemon.revocation import Fetcher
-from pike.metrics.recorder import Recorder
+from pike.metrics.recorder import RECORDED, Recorder
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
 from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
@@ -87,6 +87,9 @@ class _Daemon(Protocol):
 
 
 class Ops:
+    # What ``observe`` needs to see: the metrics', initiate-wait's and key export's.
+    OBSERVED = RECORDED | Initiations.OBSERVED | {IkeSaEstablished, InstallChildSa}
+
     def __init__(
         self,
         daemon: _Daemon,
@@ -213,11 +216,12 @@ class Ops:
     # -- engine actions --------------------------------------------------------------------
 
     def observe(self, a: Action) -> None:
-        """Called with every engine action before the runtime acts on it."""
+        """Called with every engine action of a kind in ``OBSERVED``, before the runtime
+        acts on it."""
         try:
             self.recorder.observe(a)
             self.initiations.observe(a)
-            if self._keys is not None:
+            if self._keys is not None:  # key export (save_keys_dir): a debugging aid
                 if isinstance(a, IkeSaEstablished):
                     self._export_ike(a)
                 elif isinstance(a, InstallChildSa):

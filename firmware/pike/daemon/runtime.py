@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pike.board.watchdog import Health, LoopLag
 from pike.daemon import privileges
@@ -179,10 +180,12 @@ class Daemon:
             self.stats,
             random,
         )
-        self.datagrams = Datagrams(lambda: self.engine, self._now, self._pump, self.stats)
+        self.datagrams = Datagrams(
+            lambda: self.engine, self._now, self._drain, self._rearm, self.stats
+        )
         # Route-based children: the interfaces piked creates and the updown scripts.
         self.tunnels = Tunnels(lambda: self.config, getattr(kernel, "netns", None))
-        # Metrics, reload, list-conns, key export (sees every action before _do acts).
+        # Metrics, reload, list-conns, key export (sees the actions it observes first).
         self.ops = Ops(self, self._now, self._pump, wall=lambda: self.clock.wall())
         self.commands = Commands(self, self._now, self._pump)
         self.hotplug = Hotplug(
@@ -202,6 +205,7 @@ class Daemon:
         # How late the loop wakes a sleeper: the watchdog's health check, a metric and
         # pikectl status (work done on the loop, e.g. a flood, shows up here).
         self.loop_lag = LoopLag(limit=float("inf"), period=0.5)
+        self._route = self._routes()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -405,54 +409,100 @@ class Daemon:
 
     def _pump(self) -> None:
         """Drain the engine's actions, then re-arm the single timer."""
-        while (action := self.engine.next_action()) is not None:
+        self._drain()
+        self._rearm()
+
+    def _drain(self) -> None:
+        """Act on the engine's actions, in order (after every input to the engine)."""
+        next_action, route = self.engine.next_action, self._route
+        while (action := next_action()) is not None:
             try:
-                self._do(action)
+                act = route.get(type(action))
+                if act is not None:
+                    act(action)
             except Exception:
                 log.exception("handling %s failed", type(action).__name__)
         if self.credentials.revocation.wanted:
             self.revocation.drain()
+
+    def _rearm(self) -> None:
+        """Arm the loop timer at the engine's next deadline. A batch of datagrams asks
+        once, after its last one (``Datagrams.batch_done``): no timer can run before."""
         deadline = self.engine.get_timer()
-        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
-            self._timer.cancel()
+        timer = self._timer
+        if timer is not None:
+            if deadline == timer.when():
+                return  # armed for it already: the usual case after a datagram
+            timer.cancel()
             self._timer = None
-        if deadline is not None and self._timer is None and self._clock is not None:
+        if deadline is not None and self._clock is not None:
             self._timer = self._clock.call_at(deadline, self._on_timer)
 
-    def _do(self, a: Action) -> None:
-        # The engine logs its own events (tagged with SPIs); these lines add what only the
-        # runtime knows (kernel results) and repeat events at debug level.
+    def _routes(self) -> dict[type, Callable[[Any], None]]:
+        """What acts on each kind of action, looked up by its type (one dict lookup per
+        action: the two datagrams of a handshake go straight to the socket). The kinds
+        ``Ops`` and ``Tunnels`` observe go to them first (``_observed``)."""
+        acts: dict[type, Callable[[Any], None]] = {
+            SendDatagram: self.datagrams.send_datagram,
+            SendKeepalive: self.datagrams.send_keepalive,
+            SignRequest: self._sign,
+            CheckChain: self._check_chain,
+            ResolveRequest: self._lookup,
+            IkeSaEstablished: _log_ike_up,
+            IkeSaDeleted: _log_ike_down,
+            ChildSaEstablished: _log_child_up,
+            ChildSaFailed: _log_child_failed,
+            MessageDropped: self._dropped,
+            **self.dataplane.routes(),
+        }
+        observed = self.ops.OBSERVED | self.tunnels.OBSERVED
+        routes = {kind: act for kind, act in acts.items() if kind not in observed}
+        for kind in observed:
+            routes[kind] = functools.partial(self._observed, acts.get(kind))
+        return routes
+
+    def _observed(self, act: Callable[[Any], None] | None, a: Action) -> None:
+        # The engine logs its own events (tagged with SPIs); the log lines here add what
+        # only the runtime knows (kernel results) and repeat events at debug level.
         self.ops.observe(a)  # metrics and key export first: DeleteChildSa's final counts
         self.tunnels.observe(a)  # a route-based child's interface before its SAs
-        if isinstance(a, SendDatagram | SendKeepalive):
-            self.datagrams.send(a)
-        elif isinstance(a, SignRequest):
-            if self._signing is not None:
-                self._signing.submit(a)
-            else:  # not running: fail closed rather than leave the exchange waiting
-                self.engine.sign_done(a.ref, RuntimeError("piked is not running"), self._now())
-        elif isinstance(a, CheckChain):
-            if self._chains is not None:
-                self._chains.submit(a)
-            else:
-                self.engine.chain_checked(a.ref, RuntimeError("piked is not running"), self._now())
-        elif isinstance(a, ResolveRequest):
-            self._lookup(a)
-        elif self.dataplane.do(a):
-            pass
-        elif isinstance(a, IkeSaEstablished):
-            log.debug(
-                "%s: IKE_SA #%d established, %s", a.conn, a.unique_id, _spis(a.spi_i, a.spi_r)
-            )
-        elif isinstance(a, IkeSaDeleted):
-            where = f", {_spis(*a.spis)}" if a.spis else ""
-            log.debug("%s: IKE_SA #%d deleted (%s)%s", a.conn, a.unique_id, a.reason, where)
-        elif isinstance(a, ChildSaEstablished):
-            cs = a.spis
-            where = f", SPIs {cs[0]:08x}_i {cs[1]:08x}_o" if cs else ""
-            log.info("%s.%s: CHILD_SA #%d established%s", a.conn, a.child, a.unique_id, where)
-        elif isinstance(a, ChildSaFailed):
-            log.debug("%s.%s: CHILD_SA failed: %s", a.conn, a.child, a.reason)
-        elif isinstance(a, MessageDropped):
-            self.stats["dropped"] += 1
-            log.debug("dropped datagram from %s[%d]: %s", a.src[0], a.src[1], a.reason)
+        if act is not None:
+            act(a)
+
+    def _sign(self, a: SignRequest) -> None:
+        if self._signing is not None:
+            self._signing.submit(a)
+        else:  # not running: fail closed rather than leave the exchange waiting
+            self.engine.sign_done(a.ref, RuntimeError("piked is not running"), self._now())
+
+    def _check_chain(self, a: CheckChain) -> None:
+        if self._chains is not None:
+            self._chains.submit(a)
+        else:
+            self.engine.chain_checked(a.ref, RuntimeError("piked is not running"), self._now())
+
+    def _dropped(self, a: MessageDropped) -> None:
+        self.stats["dropped"] += 1
+        log.debug("dropped datagram from %s[%d]: %s", a.src[0], a.src[1], a.reason)
+
+
+def _log_ike_up(a: IkeSaEstablished) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s: IKE_SA #%d established, %s", a.conn, a.unique_id, _spis(a.spi_i, a.spi_r))
+
+
+def _log_ike_down(a: IkeSaDeleted) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        where = f", {_spis(*a.spis)}" if a.spis else ""
+        log.debug("%s: IKE_SA #%d deleted (%s)%s", a.conn, a.unique_id, a.reason, where)
+
+
+def _log_child_up(a: ChildSaEstablished) -> None:
+    if log.isEnabledFor(logging.INFO):
+        cs = a.spis
+        where = f", SPIs {cs[0]:08x}_i {cs[1]:08x}_o" if cs else ""
+        log.info("%s.%s: CHILD_SA #%d established%s", a.conn, a.child, a.unique_id, where)
+
+
+def _log_child_failed(a: ChildSaFailed) -> None:
+    log.debug("%s.%s: CHILD_SA failed: %s", a.conn, a.child, a.reason)

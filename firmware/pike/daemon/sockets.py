@@ -30,10 +30,12 @@ UDP_ENCAP_ESPINUDP = 2
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 _IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_SOL_IP, _SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 _MAX_DATAGRAM = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(64)
 
 OnDatagram = Callable[[bytes, Address, Address], None]
+Ancillary = tuple[tuple[int, int, bytes], ...]  # sendmsg's ancillary data
 
 
 @dataclass(slots=True)
@@ -42,6 +44,8 @@ class _Sock:
     family: int
     port: int
     natt: bool
+    pktinfo: Callable[[str], Ancillary]  # the ancillary data that sends from an address
+    local: Callable[[list[tuple[int, int, bytes]]], str | None]  # where a datagram went
 
 
 # The address conversions below run for every datagram, on the gateway's few local
@@ -49,15 +53,17 @@ class _Sock:
 
 
 @functools.lru_cache(maxsize=256)
-def _in_pktinfo(src: str) -> bytes:
+def _in_pktinfo(src: str) -> Ancillary:
     """struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }"""
-    return struct.pack("=i4s4s", 0, ipaddress.IPv4Address(src).packed, bytes(4))
+    info = struct.pack("=i4s4s", 0, ipaddress.IPv4Address(src).packed, bytes(4))
+    return ((socket.IPPROTO_IP, _IP_PKTINFO, info),)
 
 
 @functools.lru_cache(maxsize=256)
-def _in6_pktinfo(src: str) -> bytes:
+def _in6_pktinfo(src: str) -> Ancillary:
     """struct in6_pktinfo { in6_addr addr; int ifindex; }"""
-    return struct.pack("=16si", ipaddress.IPv6Address(src).packed, 0)
+    info = struct.pack("=16si", ipaddress.IPv6Address(src).packed, 0)
+    return ((socket.IPPROTO_IPV6, _IPV6_PKTINFO, info),)
 
 
 @functools.lru_cache(maxsize=256)
@@ -76,18 +82,26 @@ def _peer_text(host: str) -> str:
     return str(ipaddress.ip_address(host.split("%", 1)[0]))
 
 
-def _local_addr(family: int, ancdata: list[tuple[int, int, bytes]]) -> str | None:
+def _local_v4(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+    """The datagram's destination: ``in_pktinfo.ipi_addr``."""
     for level, ctype, data in ancdata:
-        if family == socket.AF_INET and level == socket.IPPROTO_IP and ctype == _IP_PKTINFO:
+        if ctype == _IP_PKTINFO and level == _SOL_IP:
             return _v4_text(data[8:12])
-        if family == socket.AF_INET6 and level == socket.IPPROTO_IPV6 and ctype == _IPV6_PKTINFO:
+    return None
+
+
+def _local_v6(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+    """The datagram's destination: ``in6_pktinfo.ipi6_addr``."""
+    for level, ctype, data in ancdata:
+        if ctype == _IPV6_PKTINFO and level == _SOL_IPV6:
             return _v6_text(data[:16])
     return None
 
 
 class IkeSockets:
     """UDP sockets on ``ike_port`` and ``natt_port`` (wildcard addresses), read from the
-    event loop; every datagram goes to ``on_datagram(data, src, dst)`` without marker."""
+    event loop; every datagram goes to ``on_datagram(data, src, dst)`` without marker,
+    and ``on_batch()`` follows the datagrams read in one wake-up."""
 
     def __init__(
         self,
@@ -97,13 +111,18 @@ class IkeSockets:
         ike_port: int = 500,
         natt_port: int = 4500,
         ipv6: bool = True,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
         self._on_datagram = on_datagram
+        self._on_batch = on_batch  # after the datagrams of one wake-up
         self.ike_port = ike_port
         self.natt_port = natt_port
         self._ipv6 = ipv6
         self._socks: list[_Sock] = []
+        # (IPv6, source port, destination port) -> the socket ``_pick`` chose: every
+        # datagram sent asks, the answer changes only when sockets open or close
+        self._picked: dict[tuple[bool, int, int], _Sock | None] = {}
         self.encap_ok = True  # False when the kernel refused UDP_ENCAP (logged once)
 
     def open(self) -> None:
@@ -138,8 +157,12 @@ class IkeSockets:
         except OSError:
             sock.close()
             raise
-        entry = _Sock(sock, family, port, natt)
+        if family == socket.AF_INET6:
+            entry = _Sock(sock, family, port, natt, _in6_pktinfo, _local_v6)
+        else:
+            entry = _Sock(sock, family, port, natt, _in_pktinfo, _local_v4)
         self._socks.append(entry)
+        self._picked.clear()
         self._loop.add_reader(sock.fileno(), self._readable, entry)
         fam = "IPv6" if family == socket.AF_INET6 else "IPv4"
         log.debug("listening on %s UDP port %d%s", fam, port, " (NAT-T)" if natt else "")
@@ -159,7 +182,14 @@ class IkeSockets:
             self.encap_ok = False
 
     def _readable(self, entry: _Sock) -> None:
-        # Drain what is queued now, bounded so one busy socket cannot starve the loop.
+        try:
+            self._drain(entry)
+        finally:
+            if self._on_batch is not None:
+                self._on_batch()
+
+    def _drain(self, entry: _Sock) -> None:
+        # Read what is queued now, bounded so one busy socket cannot starve the loop.
         for _ in range(64):
             try:
                 data, anc, _flags, peer = entry.sock.recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
@@ -181,7 +211,7 @@ class IkeSockets:
                 # ESP the kernel did not take (no ESP support): nothing IKE can use.
                 return
             data = data[len(NON_ESP_MARKER) :]
-        local = _local_addr(entry.family, anc)
+        local = entry.local(anc)
         if local is None:
             return
         src: Address = (_peer_text(peer[0]), peer[1])
@@ -192,13 +222,21 @@ class IkeSockets:
             log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
 
     def _pick(self, src: Address, dst: Address) -> _Sock | None:
-        family = socket.AF_INET6 if ":" in dst[0] else socket.AF_INET
-        if src[1] == self.natt_port:
+        key = (":" in dst[0], src[1], dst[1])
+        try:
+            return self._picked[key]
+        except KeyError:
+            entry = self._picked[key] = self._choose(*key)
+            return entry
+
+    def _choose(self, ipv6: bool, src_port: int, dst_port: int) -> _Sock | None:
+        family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        if src_port == self.natt_port:
             natt = True
-        elif src[1] == self.ike_port:
+        elif src_port == self.ike_port:
             natt = False
         else:
-            natt = dst[1] in (self.natt_port, 4500)
+            natt = dst_port in (self.natt_port, 4500)
         for entry in self._socks:
             if entry.family == family and entry.natt == natt:
                 return entry
@@ -215,12 +253,8 @@ class IkeSockets:
             return False
         if entry.natt and marker:
             data = NON_ESP_MARKER + data
-        if entry.family == socket.AF_INET6:
-            anc = [(socket.IPPROTO_IPV6, _IPV6_PKTINFO, _in6_pktinfo(src[0]))]
-        else:
-            anc = [(socket.IPPROTO_IP, _IP_PKTINFO, _in_pktinfo(src[0]))]
         try:
-            entry.sock.sendmsg([data], anc, 0, dst)
+            entry.sock.sendmsg((data,), entry.pktinfo(src[0]), 0, dst)
         except OSError as exc:
             # A full send buffer or unreachable peer: the engine retransmits.
             log.warning("send %s[%d] -> %s[%d]: %s", src[0], src[1], dst[0], dst[1], exc)
@@ -232,6 +266,7 @@ class IkeSockets:
             self._loop.remove_reader(entry.sock.fileno())
             entry.sock.close()
             self._socks.remove(entry)
+        self._picked.clear()
 
     def close(self) -> None:
         for entry in self._socks:
@@ -239,6 +274,7 @@ class IkeSockets:
                 self._loop.remove_reader(entry.sock.fileno())
             entry.sock.close()
         self._socks.clear()
+        self._picked.clear()
 
     @property
     def bound(self) -> list[tuple[str, int]]:

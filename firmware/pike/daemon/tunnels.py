@@ -28,6 +28,8 @@ Key = tuple[str, str, str, str]  # connection, child, local address, peer addres
 
 
 class Tunnels:
+    OBSERVED = frozenset({InstallChildSa, DeleteChildSa})  # what the runtime shows ``observe``
+
     def __init__(self, config: Callable[[], Config], netns: str | None = None) -> None:
         self._config = config
         self._netns = netns

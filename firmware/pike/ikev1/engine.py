@@ -435,8 +435,15 @@ class Ikev1Engine:
         conn = sa.conn
         if conn is None:
             return
-        others = [c for s in self.table.all() if not (whole and s is sa) for c in s.children]
         for child in children:
+            # its successor (a rekey, a reauthentication) is a child of the same
+            # connection; walked only if close_action asks (a hub deletes often)
+            others = (
+                c
+                for s in self.table.sas.values()
+                if s.conn is not None and s.conn.name == conn.name and not (whole and s is sa)
+                for c in s.children
+            )
             if closed_by_peer(conn, child, others, self.traps, whole):
                 self._reopen.append((conn.name, child.name))
         if whole:

@@ -810,9 +810,15 @@ class Ikev2Engine:
 
     def _closed(self, sa: IkeSa, child: ChildSa, *, whole: bool) -> None:
         """The peer deletes ``child`` (``whole``: with its IKE SA): close_action."""
-        others = [c for s in self.sas.values() if not (whole and s is sa) for c in s.children]
-        if sa.conn is not None and closed_by_peer(sa.conn, child, others, self.traps, whole):
-            self._reopen.append((sa.conn.name, child.name))
+        conn = sa.conn
+        if conn is None:
+            return
+        # A successor (rekey, reauthentication) is a child of the same connection: only
+        # its SAs are looked at, and only if close_action asks (a hub deletes often).
+        same = self._by_conn.get(conn.name, ())
+        others = (c for s in same if not (whole and s is sa) for c in s.children)
+        if closed_by_peer(conn, child, others, self.traps, whole):
+            self._reopen.append((conn.name, child.name))
 
     def _reauth(self, old: IkeSa, now: float) -> None:
         new = reauth.start(self.ctx, old, now)

@@ -112,23 +112,57 @@ def split(data: bytes) -> Iterator[tuple[Header, bytes]]:
 class Struct:
     """A C struct given as ``(name, format)`` fields packed back to back (``=`` sizes, no
     implicit alignment: padding is spelled out as ``x`` fields). Byte strings (``16s``)
-    are zero-padded; a field left out is zero."""
+    are zero-padded; a field left out is zero.
+
+    Consecutive fields of one byte order are packed by one ``struct.Struct`` (a run): an
+    SA or policy message is then three or four ``pack_into`` calls, not one per field."""
 
     def __init__(self, fields: Fields) -> None:
         self.fields = fields
         self._parts: list[tuple[str | None, struct.Struct, int, bool]] = []
+        # (packer, offset, names of its values, each one's default)
+        self._runs: list[tuple[struct.Struct, int, tuple[str, ...], tuple[Any, ...]]] = []
         offset = 0
+        run: list[tuple[str | None, str, bool]] = []
+        run_order, run_at = "", 0
         for name, fmt in fields:
-            packer = struct.Struct(fmt if fmt[0] in "<>=!@" else "=" + fmt)
+            order, body = (fmt[0], fmt[1:]) if fmt[0] in "<>=!@" else ("=", fmt)
+            packer = struct.Struct(order + body)
             pad = fmt.endswith("x")
             self._parts.append((None if pad else name, packer, offset, fmt.endswith("s")))
+            if run and (order != run_order or order == "@"):  # "@" aligns: alone
+                self._add_run(run_order, run_at, run)
+                run = []
+            if not run:
+                run_order, run_at = order, offset
+            run.append((None if pad else name, body, fmt.endswith("s")))
             offset += packer.size
+        if run:
+            self._add_run(run_order, run_at, run)
         self.size = offset
+
+    def _add_run(self, order: str, at: int, run: list[tuple[str | None, str, bool]]) -> None:
+        packer = struct.Struct(order + "".join(body for _, body, _ in run))
+        names = tuple(name for name, _, _ in run if name is not None)
+        defaults = tuple(b"" if is_bytes else 0 for name, _, is_bytes in run if name is not None)
+        self._runs.append((packer, at, names, defaults))
 
     def defaults(self) -> dict[str, Any]:
         return {name: b"" if is_bytes else 0 for name, _, _, is_bytes in self._parts if name}
 
     def pack(self, values: Mapping[str, Any]) -> bytes:
+        out = bytearray(self.size)
+        get = values.get
+        try:
+            for packer, offset, names, defaults in self._runs:
+                packer.pack_into(out, offset, *map(get, names, defaults))
+        except struct.error:
+            self._explain(values)  # names the field; the run's error does not
+            raise
+        return bytes(out)
+
+    def _explain(self, values: Mapping[str, Any]) -> None:
+        """Pack field by field: raises ValueError naming the field that does not fit."""
         out = bytearray(self.size)
         for name, packer, offset, is_bytes in self._parts:
             if name is None:
@@ -138,16 +172,14 @@ class Struct:
                 packer.pack_into(out, offset, value)
             except struct.error as exc:
                 raise ValueError(f"field {name}={value!r}: {exc}") from None
-        return bytes(out)
 
     def unpack(self, data: bytes, offset: int = 0) -> dict[str, Any]:
         if len(data) - offset < self.size:
             raise NetlinkDecodeError(f"struct of {self.size} bytes, {len(data) - offset} there")
-        return {
-            name: packer.unpack_from(data, offset + at)[0]
-            for name, packer, at, _ in self._parts
-            if name is not None
-        }
+        out: dict[str, Any] = {}
+        for packer, at, names, _ in self._runs:
+            out.update(zip(names, packer.unpack_from(data, offset + at), strict=True))
+        return out
 
 
 def struct_size(fields: Fields) -> int:

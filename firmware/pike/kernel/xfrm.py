@@ -18,7 +18,7 @@ from pike.kernel.interface import KernelError, KernelIpsec
 from pike.kernel.xfrm_algorithms import AEADS, CIPHERS, INTEGS, algorithm_attrs
 from pike.kernel.xfrm_events import XfrmEvents
 from pike.kernel.xfrm_selectors import Selector, family_of, packed, sa_selector, selectors
-from pike.kernel.xfrm_socket import XfrmSocket
+from pike.kernel.xfrm_socket import Lazy, What, XfrmSocket
 from pike.policy.ipsec import (
     IPPROTO_ESP,
     NO_MARK,
@@ -101,7 +101,7 @@ class XfrmKernel(KernelIpsec):
         self._sa_marks: dict[SaKey, Mark] = {}  # the kernel finds a marked SA only by mark
         self._events: XfrmEvents | None = None
 
-    def _request(self, what: str, msg: Any, msg_type: int, ack: bool = True) -> list[Any]:
+    def _request(self, what: What, msg: Any, msg_type: int, ack: bool = True) -> list[Any]:
         return self._nl.request(what, msg, msg_type, ack)
 
     # -- capabilities ------------------------------------------------------------------
@@ -158,7 +158,7 @@ class XfrmKernel(KernelIpsec):
             min=SPI_MIN,
             max=SPI_MAX,
         )
-        what = f"allocate SPI {src} -> {dst} reqid {reqid}"
+        what = Lazy("allocate SPI %s -> %s reqid %d", src, dst, reqid)
         replies = self._request(what, msg, xm.XFRM_MSG_ALLOCSPI, ack=False)
         if not replies or "id_spi" not in replies[0]:
             raise KernelError(f"{what}: no SA in the reply")
@@ -242,7 +242,7 @@ class XfrmKernel(KernelIpsec):
             }
             attrs.append(("XFRMA_ENCAP", encap))
         op = "update" if msg_type == xm.XFRM_MSG_UPDSA else "add"
-        what = f"{op} SA {sa.spi:08x} {sa.src} -> {sa.dst}"
+        what = Lazy("%s SA %08x %s -> %s", op, sa.spi, sa.src, sa.dst)
         if sa.offload == "no":
             msg["attrs"] = attrs
             self._request(what, msg, msg_type)
@@ -256,7 +256,7 @@ class XfrmKernel(KernelIpsec):
                 sa.offload, str(peer), self.netns, inbound_local=str(local) if sa.inbound else None
             )
         except OffloadError as exc:
-            raise KernelError(what, detail=str(exc)) from None
+            raise KernelError(str(what), detail=str(exc)) from None
 
         def install(mode: OffloadMode | None) -> None:
             extra = (
@@ -270,7 +270,7 @@ class XfrmKernel(KernelIpsec):
         try:
             used = apply_offload(plan, install, retry_on=(KernelError,))
         except OffloadError as exc:
-            raise KernelError(what, detail=str(exc)) from None
+            raise KernelError(str(what), detail=str(exc)) from None
         log.info("%s: offload %s (%s)", what, used, plan.reason)
         return used
 
@@ -292,7 +292,7 @@ class XfrmKernel(KernelIpsec):
         self._sa_marks.pop((dst, spi), None)
 
     def _delete_sa(self, dst: IPAddress, spi: int) -> None:
-        what = f"delete SA {spi:08x} -> {dst}"
+        what = Lazy("delete SA %08x -> %s", spi, dst)
         try:
             self._request(what, self._sa_id(dst, spi), xm.XFRM_MSG_DELSA)
         except KernelError as e:
@@ -351,7 +351,7 @@ class XfrmKernel(KernelIpsec):
             # The kernel keys policies by if_id and mark too: deleting needs them again.
             attrs.extend(_policy_id_attrs(p.if_id, p.mark))
             msg["attrs"] = attrs
-            what = f"add policy {sel.src} -> {sel.dst} {p.direction}"
+            what = Lazy("add policy %s -> %s %s", sel.src, sel.dst, p.direction)
             # UPDPOLICY creates or replaces, so re-adding after a rekey is not an error.
             self._request(what, msg, xm.XFRM_MSG_UPDPOLICY)
             self._policies[(sel, direction, p.if_id, p.mark)] = p.reqid
@@ -458,7 +458,7 @@ class XfrmKernel(KernelIpsec):
         attrs = _policy_id_attrs(if_id, mark)
         if attrs:
             msg["attrs"] = attrs
-        what = f"delete policy {sel.src} -> {sel.dst} dir {direction}"
+        what = Lazy("delete policy %s -> %s dir %s", sel.src, sel.dst, direction)
         try:
             self._request(what, msg, xm.XFRM_MSG_DELPOLICY)
         except KernelError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 from dataclasses import dataclass
 from itertools import product
@@ -72,8 +73,12 @@ def port_blocks(lo: int, hi: int) -> list[tuple[int, int]]:
     return blocks
 
 
-def selectors(src: TrafficSelector, dst: TrafficSelector) -> list[Selector]:
-    """Every selector needed to cover src -> dst (one per prefix and port block pair)."""
+@functools.lru_cache(maxsize=1024)
+def selectors(src: TrafficSelector, dst: TrafficSelector) -> tuple[Selector, ...]:
+    """Every selector needed to cover src -> dst (one per prefix and port block pair).
+
+    Cached (both are frozen values): a CHILD_SA's ``in`` and ``fwd`` policies have the
+    same pair, and a rekey or delete soon after asks again."""
     if src.version != dst.version:
         raise ValueError(f"selector families differ: {src} -> {dst}")
     proto = src.protocol or dst.protocol
@@ -85,7 +90,7 @@ def selectors(src: TrafficSelector, dst: TrafficSelector) -> list[Selector]:
         port_blocks(dst.start_port, dst.end_port),
     ):
         out.append(Selector(snet, dnet, proto, sp, spm, dp, dpm))
-    return out
+    return tuple(out)
 
 
 def sa_selector(src: TrafficSelector, dst: TrafficSelector) -> Selector:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Any
 
 from pike.policy.ipsec import SaCounters, SaSpec
 from pike.sa.actions import (
@@ -43,26 +46,30 @@ SignKey = tuple[str, str, str]  # (token, key, mechanism) or (token, key, reason
 
 @dataclass
 class Histogram:
-    """Cumulative buckets as Prometheus exposes them (upper bounds, +Inf last)."""
+    """Buckets as Prometheus exposes them (cumulative, upper bounds, +Inf last).
+
+    ``counts`` holds each bucket's own observations (one increment per observation, at
+    every handshake); ``buckets`` adds them up when scraped."""
 
     bounds: tuple[float, ...] = HANDSHAKE_BUCKETS
-    counts: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # per bucket, the last one above all
     total: float = 0.0
     n: int = 0
 
     def __post_init__(self) -> None:
         if not self.counts:
-            self.counts = [0] * len(self.bounds)
+            self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
         self.total += value
         self.n += 1
 
     def buckets(self) -> list[tuple[str, float]]:
-        out = [(_le(b), float(c)) for b, c in zip(self.bounds, self.counts, strict=True)]
+        out = [
+            (_le(b), float(c))
+            for b, c in zip(self.bounds, accumulate(self.counts[:-1]), strict=True)
+        ]
         return [*out, ("+Inf", float(self.n))]
 
 
@@ -114,38 +121,54 @@ class Recorder:
     sign_failures: Counter[SignKey] = field(default_factory=Counter)  # (token, key, reason)
 
     def observe(self, a: Action) -> None:
-        if isinstance(a, IkeSaEstablished):
-            if a.rekey:
-                self.last_ike_rekey[a.conn] = self.wall()
-            else:
-                self.ike_establishments[a.conn] += 1
-                self.handshakes.setdefault(a.conn, Histogram()).observe(a.handshake_seconds)
-        elif isinstance(a, IkeSaDeleted):
-            reason = reason_label(a.reason)
-            self.ike_deleted[(a.conn, reason)] += 1
-            # IKEv2 says "auth_failed", IKEv1 "auth_failed: what", in either role (an IKEv1
-            # responder when the refused SA times out half-open).
-            if reason == "auth_failed":
-                self.auth_failures[a.conn] += 1
-        elif isinstance(a, InstallChildSa):
-            live = self.installed.setdefault((a.conn, a.child), set())
-            if live:  # another SA of the same child is up: this one replaces it
-                self.last_child_rekey[(a.conn, a.child)] = self.wall()
-            live.add(a.unique_id)
-            self.child_failed.pop((a.conn, a.child), None)
-        elif isinstance(a, ChildSaFailed):
-            self.child_failures[(a.conn, a.child, reason_label(a.reason))] += 1
-            self.child_failed[(a.conn, a.child)] = (a.reason, self.wall())
-        elif isinstance(a, DeleteChildSa):
-            self.installed.get((a.conn, a.child), set()).discard(a.unique_id)
-            # Read the final counts now: the runtime removes the SAs right after this.
-            for direction, spec in (("in", a.inbound), ("out", a.outbound)):
-                key = (spec.dst.compressed, spec.spi)
-                c = self.query(spec) or self.last_seen.get(key)
-                self.last_seen.pop(key, None)
-                if c is not None:
-                    self.gone_bytes[(a.conn, a.child, direction)] += c.bytes
-                    self.gone_packets[(a.conn, a.child, direction)] += c.packets
+        """Every action passes here: looked up by type, most are not recorded."""
+        record = _RECORDS.get(type(a))
+        if record is not None:
+            record(self, a)
+
+    def _ike_up(self, a: IkeSaEstablished) -> None:
+        if a.rekey:
+            self.last_ike_rekey[a.conn] = self.wall()
+        else:
+            self.ike_establishments[a.conn] += 1
+            hist = self.handshakes.get(a.conn)
+            if hist is None:
+                hist = self.handshakes[a.conn] = Histogram()
+            hist.observe(a.handshake_seconds)
+
+    def _ike_down(self, a: IkeSaDeleted) -> None:
+        reason = reason_label(a.reason)
+        self.ike_deleted[(a.conn, reason)] += 1
+        # IKEv2 says "auth_failed", IKEv1 "auth_failed: what", in either role (an IKEv1
+        # responder when the refused SA times out half-open).
+        if reason == "auth_failed":
+            self.auth_failures[a.conn] += 1
+
+    def _child_installed(self, a: InstallChildSa) -> None:
+        key = (a.conn, a.child)
+        live = self.installed.get(key)
+        if live is None:
+            live = self.installed[key] = set()
+        elif live:  # another SA of the same child is up: this one replaces it
+            self.last_child_rekey[key] = self.wall()
+        live.add(a.unique_id)
+        if self.child_failed:
+            self.child_failed.pop(key, None)
+
+    def _child_failed(self, a: ChildSaFailed) -> None:
+        self.child_failures[(a.conn, a.child, reason_label(a.reason))] += 1
+        self.child_failed[(a.conn, a.child)] = (a.reason, self.wall())
+
+    def _child_deleted(self, a: DeleteChildSa) -> None:
+        self.installed.get((a.conn, a.child), set()).discard(a.unique_id)
+        # Read the final counts now: the runtime removes the SAs right after this.
+        for direction, spec in (("in", a.inbound), ("out", a.outbound)):
+            key = (spec.dst.compressed, spec.spi)
+            c = self.query(spec) or self.last_seen.get(key)
+            self.last_seen.pop(key, None)
+            if c is not None:
+                self.gone_bytes[(a.conn, a.child, direction)] += c.bytes
+                self.gone_packets[(a.conn, a.child, direction)] += c.packets
 
     def read(self, spec: SaSpec) -> SaCounters | None:
         """Counters of a live SA (remembered for when it vanishes without a query)."""
@@ -170,3 +193,13 @@ class Recorder:
         self.reloads["success" if ok else "failure"] += 1
         if ok:
             self.last_reload = self.wall()
+
+
+_RECORDS: dict[type, Callable[[Recorder, Any], None]] = {
+    IkeSaEstablished: Recorder._ike_up,
+    IkeSaDeleted: Recorder._ike_down,
+    InstallChildSa: Recorder._child_installed,
+    ChildSaFailed: Recorder._child_failed,
+    DeleteChildSa: Recorder._child_deleted,
+}
+RECORDED = frozenset(_RECORDS)  # the kinds of action ``Recorder.observe`` records

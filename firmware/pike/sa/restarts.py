@@ -184,7 +184,9 @@ def closed_by_peer(
     before it leaves the kernel. ``trap``: its policies stay as a trap (so they are kept);
     returns whether it starts again (``start``). Nothing happens to a child that was not
     in use or whose successor (a rekey, a reauthentication) is up: ``others``, the
-    children of every other SA of its engine. ``whole``: its IKE SA goes with it."""
+    children of the connection's SAs (read only when close_action is not none, so a
+    generator keeps a hub's deletes from walking its SAs). ``whole``: its IKE SA goes
+    with it."""
     cfg = conn.child(child.name) if conn is not None else None
     if conn is None or cfg is None or cfg.close_action == "none":
         return False
