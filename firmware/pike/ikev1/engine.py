@@ -336,9 +336,15 @@ class Ikev1Engine:
         message it completes goes out, or, without a signature, the SA fails closed
         (``pike.sa.signing``, which also ignores, logs and counts a late answer)."""
         pending = self.ctx.signatures.take(ref, 1)
-        for sa in self.table.all():
-            if pending is None or sa.signing is not pending:
-                continue
+        sa = pending.sa if pending is not None else None
+        # the SA that asked, if the table still holds it and it still waits (no walk
+        # through a hub's SAs per signature)
+        if (
+            pending is not None
+            and isinstance(sa, IsakmpSa)
+            and self.table.sas.get(sa.our_spi) is sa
+            and sa.signing is pending
+        ):
             self.table.touch(sa)
             sa.signing = None
             try:
@@ -348,7 +354,6 @@ class Ikev1Engine:
             else:
                 if sa.state == IkeState.ESTABLISHED:
                     self._established(sa, now)
-            break
         self._sweep(now)
 
     def next_action(self) -> Action | None:

@@ -450,14 +450,19 @@ class Ikev2Engine:
         that IKE SA fail closed (``pike.sa.signing``, which also ignores, logs and counts
         an answer that comes too late)."""
         pending = self.ctx.signatures.take(ref, 2)
-        if pending is not None:
-            for sa in list(self.sas.values()):
-                if sa.tasks.pending is pending:
-                    self._touch(sa)
-                    answered = sa.tasks.sign_done(sa.tasks.pending, result, now)
-                    if answered is not None:
-                        self._after_request(sa, answered, now)
-                    break
+        sa = pending.sa if pending is not None else None
+        # the SA that asked, if this engine still holds it and it still waits (a hub
+        # signing for thousands of SAs does not look through them)
+        if (
+            pending is not None
+            and isinstance(sa, IkeSa)
+            and self.sas.get(sa.my_spi) is sa
+            and sa.tasks.pending is pending
+        ):
+            self._touch(sa)
+            answered = sa.tasks.sign_done(pending, result, now)
+            if answered is not None:
+                self._after_request(sa, answered, now)
         self._sweep(now)
 
     def next_action(self) -> Action | None:
