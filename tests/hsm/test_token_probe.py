@@ -116,8 +116,8 @@ def test_unprobed_token_fails_closed_until_its_probe_answers(
         lag = loop.time() - t0
         # The PIN arrives: the probe logs in (SoftHSM2), the token says so once.
         await loop.run_in_executor(None, fifo.write_text, USER_PIN)
-        for _ in range(200):
-            if store.token_states()[key] is TokenState.READY:
+        for _ in range(200):  # READY in the probe's thread, then its answer on the loop
+            if store.token_states()[key] is TokenState.READY and not signing.probing(key):
                 break
             await asyncio.sleep(0.02)
         signing.submit(SignRequest(2, "gw", key, scheme, b"octets", spki))

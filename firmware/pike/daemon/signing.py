@@ -220,6 +220,11 @@ class Signing:
             )
             fut.add_done_callback(functools.partial(self._probed, key))
 
+    def probing(self, key: str) -> bool:
+        """The first probe of ``key`` has not answered on the loop yet: its signatures fail
+        closed (the token may already say READY from the probe's thread)."""
+        return key in self._probing
+
     def _probed(self, key: str, fut: asyncio.Future[list[str]]) -> None:
         self._probing.discard(key)
         if fut.cancelled():
