@@ -61,7 +61,7 @@ def test_hybrid_x25519_mlkem768_runs_one_intermediate_exchange() -> None:
         info = node.sa()
         assert info.state == "ESTABLISHED"
         assert info.algorithms == "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
-    assert a.engine.sas[a.sa().spi_i].addke_done == [GroupId.ML_KEM_768]
+    assert a.engine.sas[a.sa().spi_i].addke_done == (GroupId.ML_KEM_768,)
     # the keys changed with the ML-KEM secret: both ends agree on the new ones
     sa_a = a.engine.sas[a.sa().spi_i]
     sa_b = b.engine.sas[b.sa().spi_r]
@@ -87,7 +87,7 @@ def test_two_additional_exchanges_and_mlkem1024_with_fragments() -> None:
     assert seen.count(ExchangeType.IKE_INTERMEDIATE) >= 4  # fragmented requests/responses
     assert a.sa().state == b.sa().state == "ESTABLISHED"
     sa_a = a.engine.sas[a.sa().spi_i]
-    assert sa_a.addke_done == [GroupId.ML_KEM_1024, GroupId.ML_KEM_768]
+    assert sa_a.addke_done == (GroupId.ML_KEM_1024, GroupId.ML_KEM_768)
 
 
 def test_optional_additional_exchange_is_skipped_when_the_peer_has_none() -> None:
@@ -186,7 +186,7 @@ def test_ike_rekey_runs_the_additional_exchange_in_followup_ke(who: str) -> None
     new_b = next(iter(s for s in b.engine.sas.values() if s.spi_i == after_b.spi_i))
     assert new_a.keys is not None and new_b.keys is not None
     assert new_a.keys.sk_d == new_b.keys.sk_d  # SK(0) | Ni | Nr | SK(1) | SK(2) agree
-    assert new_a.addke_done == new_b.addke_done == [GroupId.ML_KEM_768, GroupId.ML_KEM_1024]
+    assert new_a.addke_done == new_b.addke_done == (GroupId.ML_KEM_768, GroupId.ML_KEM_1024)
     # the new SA carries traffic: a child rekey over it
     a.engine.rekey("gw", 30.0, "net")
     transfer(a, b, 30.0)

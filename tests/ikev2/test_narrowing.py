@@ -5,7 +5,7 @@ the ESP transforms."""
 from __future__ import annotations
 
 from pike.ikev2.child_proposal import choose_esp
-from pike.ikev2.narrowing import ChildMatch, match_child
+from pike.ikev2.narrowing import ChildMatch, match_child, narrow
 from pike.ikev2.negotiate import to_wire
 from pike.policy.loader import load_config_text
 from pike.policy.ts import TrafficSelector
@@ -37,3 +37,12 @@ def test_esp_proposal_is_ours_when_offered_else_none() -> None:
     chosen = choose_esp(ours, offered, None)
     assert chosen is not None and chosen.spi == bytes.fromhex("c0000001")
     assert choose_esp(ours, to_wire(ours, b"\x01"), None) is None  # not a 4-octet SPI
+
+
+def test_narrowing_to_all_of_ours_shares_our_tuple() -> None:
+    ours = (TrafficSelector.from_cidr("10.1.0.0/24"), TrafficSelector.from_cidr("10.3.0.0/24"))
+    theirs = [TrafficSelector.from_cidr("10.0.0.0/8")]
+    assert narrow(theirs, ours) is ours
+    inner = TrafficSelector.from_cidr("10.1.0.0/25")
+    assert narrow([inner], ours) == (inner,)
+    assert narrow([TrafficSelector.from_cidr("10.3.0.0/24")], ours) == (ours[1],)

@@ -63,3 +63,16 @@ def test_ts_text_formats_when_the_record_is_formatted(caplog: pytest.LogCaptureF
         log.info("TS %s", TsText((one, two)))
     assert calls  # formatted (once per handler that emits it)
     assert caplog.messages == ["TS 10.1.0.0/24 192.0.2.1/32[17/]"]
+
+
+def test_intersect_keeps_our_selector_when_both_are_equal() -> None:
+    ours = TrafficSelector.from_cidr("10.1.0.0/24")
+    theirs = TrafficSelector.from_cidr("10.1.0.0/24")
+    assert ours.intersect(theirs) is ours  # a CHILD_SA holds the config's, not a copy
+    inner = TrafficSelector.from_cidr("10.1.0.0/25")
+    assert ours.intersect(inner) is inner and inner.intersect(ours) is inner
+    wider = TrafficSelector.from_cidr("10.0.0.0/8")
+    assert ours.intersect(wider) is ours
+    part = TrafficSelector.from_cidr("10.1.0.128/25", 6)
+    assert ours.intersect(part) is part
+    assert ours.intersect(TrafficSelector.from_cidr("10.2.0.0/24")) is None

@@ -5,11 +5,12 @@ All PRFs pike implements are HMACs with variable-length keys, so the nonces are 
 whole (the half-nonce rule of §2.14 applies only to fixed-key PRFs such as AES-XCBC).
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from pike.crypto.errors import CryptoError
 from pike.crypto.prf import Prf
+from pike.frozen import frozen
 
 IKE_SPI_SIZE = 8  # RFC 7296 §3.1: IKE SA SPIs are 8 octets
 
@@ -24,7 +25,7 @@ def _hidden_repr(obj: "DataclassInstance") -> str:
     return f"{type(obj).__name__}({parts})"
 
 
-@dataclass(frozen=True, repr=False, slots=True)
+@frozen(repr=False)
 class IkeKeys:
     """The seven IKE SA keys of RFC 7296 §2.14, "i" = initiator's, "r" = responder's."""
 
@@ -40,7 +41,7 @@ class IkeKeys:
         return _hidden_repr(self)
 
 
-@dataclass(frozen=True, repr=False, slots=True)
+@frozen(repr=False)
 class ChildKeys:
     """Child SA keys (RFC 7296 §2.17); "_i" protects initiator-to-responder traffic."""
 

@@ -8,25 +8,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, KeysView
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
 from pike.crypto.errors import ProposalError
 from pike.crypto.ids import ADDKE_TYPES, EsnId, GroupId, IntegId, PrfId, TransformType
 from pike.crypto.sizes import is_aead
 from pike.crypto.vocabulary import CANONICAL, REFUSED_GROUPS, REFUSED_KEYWORDS, TOKENS
+from pike.frozen import frozen
 
 Protocol = Literal["ike", "esp"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Algorithm:
     type: TransformType
     id: int
     key_length: int | None = None  # bits, for variable-length ciphers (AES)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProposalSpec:
     protocol: Protocol
     transforms: tuple[Algorithm, ...]

@@ -70,7 +70,6 @@ _IKE_SA_INIT, _IKE_AUTH = ExchangeType.IKE_SA_INIT, ExchangeType.IKE_AUTH
 _INITIAL_CONTACT = NotifyType.INITIAL_CONTACT
 _DESTROYED, _ESTABLISHED = IkeState.DESTROYED, IkeState.ESTABLISHED
 _CONNECTING = IkeState.CONNECTING
-_NO_SPIS: frozenset[int] = frozenset()
 
 
 class Ikev2Engine:
@@ -115,7 +114,8 @@ class Ikev2Engine:
         self._by_spi: dict[int, IkeSa] = {}
         # the source address the routing table gives toward a peer (paths_changed)
         self._sources: dict[str, str | None] = {}
-        self._spis: dict[IkeSa, set[int]] = {}
+        # tuples, not sets: ints only, the collector stops tracking them after one pass
+        self._spis: dict[IkeSa, tuple[int, ...]] = {}
 
     @property
     def config(self) -> Config:
@@ -667,7 +667,7 @@ class Ikev2Engine:
             if not (sa.mobike and sa.state == IkeState.ESTABLISHED):
                 continue
             if sa.roams():
-                sa.refused_paths.clear()  # a new situation: a path refused before may do now
+                sa.refused_paths = frozenset()  # a new situation: a path refused before may do now
                 path = self._pick_path(sa)
                 if path is None:
                     log.info("%s: no route to the peer, keeping %s for now", sa.tag(), sa.local[0])
@@ -777,7 +777,7 @@ class Ikev2Engine:
         resp.payloads.append(NotifyPayload(e.notify or NotifyType.INVALID_SYNTAX, notify_data(e)))
         data = sa.encode(resp)
         sa.tasks.mid_in += 1
-        sa.tasks.cached_response = (mid, [data])
+        sa.tasks.cached_response = (mid, (data,))
         sa.send(data, response=True)
 
     def _drop(self, reason: str, src: Address, detail: str, now: float) -> None:
@@ -883,7 +883,7 @@ class Ikev2Engine:
                 ended.append(sa)
             self._timers.discard(sa)
             self._unindex(sa)
-            self._index_spis(sa, set())
+            self._index_spis(sa, ())
             self._responder.forget(sa)
             self._dirty.pop(sa, None)
             return
@@ -892,8 +892,8 @@ class Ikev2Engine:
         if sa.state is not _CONNECTING:
             self._responder.forget(sa)
         self._index(sa)
-        spis = {s for c in sa.children for s in (c.spi_in, c.spi_out) if s}
-        if spis != self._spis.get(sa, _NO_SPIS):
+        spis = tuple(s for c in sa.children for s in (c.spi_in, c.spi_out) if s)
+        if spis != self._spis.get(sa, ()):
             self._index_spis(sa, spis)
         self._timers.set(sa, next_deadline(sa))
 
@@ -911,10 +911,9 @@ class Ikev2Engine:
         self._by_conn.setdefault(key[0], {})[sa] = None
         self._by_peer.setdefault(key, {})[sa] = None
 
-    def _index_spis(self, sa: IkeSa, now_spis: set[int]) -> None:
-        before = self._spis.pop(sa, set())
-        for spi in before - now_spis:
-            if self._by_spi.get(spi) is sa:
+    def _index_spis(self, sa: IkeSa, now_spis: tuple[int, ...]) -> None:
+        for spi in self._spis.pop(sa, ()):
+            if spi not in now_spis and self._by_spi.get(spi) is sa:
                 del self._by_spi[spi]
         for spi in now_spis:
             self._by_spi[spi] = sa

@@ -130,8 +130,10 @@ class IkeSa:
     intermediate: bool = False  # both sides announced IKE_INTERMEDIATE (RFC 9242)
     # RFC 9370: the additional key exchanges still to run after IKE_SA_INIT, and those done
     # (methods, in order); IntAuth_iN and IntAuth_rN of the IKE_INTERMEDIATE exchanges.
-    addke_todo: list[int] = field(default_factory=list)
-    addke_done: list[int] = field(default_factory=list)
+    # (Tuples and a frozenset, not lists and a set: a hub holds 10 000 SAs, and every
+    # list or set of each is one more object for the cyclic collector to scan.)
+    addke_todo: tuple[int, ...] = ()
+    addke_done: tuple[int, ...] = ()
     int_auth_i: bytes = field(default=b"", repr=False)
     int_auth_r: bytes = field(default=b"", repr=False)
     ppk_peer: bool = False  # both announced USE_PPK in IKE_SA_INIT (RFC 8784)
@@ -147,7 +149,7 @@ class IkeSa:
     original_initiator: bool | None = None
     # (local, peer) addresses the peer refused to move to, until our addresses or routes
     # change again (RFC 4555 §3.5: try another pair, not the same one in a loop).
-    refused_paths: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    refused_paths: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
     # Our address list as last announced to the peer (notify type, data), so that a
     # change of our addresses alone is told in an INFORMATIONAL (RFC 4555 §3.6).
     announced: tuple[tuple[int, bytes], ...] = ()
@@ -170,7 +172,7 @@ class IkeSa:
     # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
     chain: ChainWait | None = field(default=None, repr=False)
 
-    _tag: tuple[tuple[ConnectionConfig | None, bytes], str] | None = field(default=None, repr=False)
+    _tag: tuple[tuple[str, bytes], str] | None = field(default=None, repr=False)
 
     tasks: TaskManager = field(init=False, repr=False)
 
@@ -197,7 +199,9 @@ class IkeSa:
 
     def tag(self) -> str:
         # cached: every log line and state change asks, and it changes only with these
-        key = (self.conn, self.spi_r)
+        # keyed by the name, not the connection: strings and bytes only, so the collector
+        # stops tracking the cache after one pass (a hub holds 10 000 of them)
+        key = (self.name, self.spi_r)
         if self._tag is None or self._tag[0] != key:
             self._tag = (key, sa_tag(self.name, self.unique_id, self.spi_i, self.spi_r))
         return self._tag[1]

@@ -4,6 +4,7 @@ from proposal selection and installation too (child_cfg's ``select_traffic``).""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from ipaddress import ip_address
 from typing import NamedTuple
@@ -37,6 +38,9 @@ def narrow(theirs: Sequence[TrafficSelector], ours: Sequence[TrafficSelector]) -
             got = o.intersect(t)
             if got is not None and got not in out:
                 out.append(got)
+    if len(out) == len(ours) and all(map(operator.is_, out, ours)):
+        # all of ours, as is (the usual case): a CHILD_SA shares the config's tuple
+        return tuple(ours)
     return tuple(out)
 
 

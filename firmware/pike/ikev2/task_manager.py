@@ -13,9 +13,10 @@ retransmissions of the request are ignored (never a second signature).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import partial
 
+from pike.frozen import frozen
 from pike.ikev2.describe import describe_payloads, exchange_name
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
@@ -31,7 +32,7 @@ _DESTROYED = IkeState.DESTROYED
 MAX_RESTARTS = 5  # COOKIE / INVALID_KE_PAYLOAD rounds before giving up
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Held:
     """A processed request whose response waits for our signature."""
 
@@ -54,7 +55,8 @@ class TaskManager:
         self.request: list[bytes] | None = None  # datagrams (several when fragmented)
         self.retransmits = 0
         self.deadline: float | None = None
-        self.cached_response: tuple[int, list[bytes]] | None = None
+        # a tuple of bytes: the collector stops tracking it (and the pair) after one pass
+        self.cached_response: tuple[int, tuple[bytes, ...]] | None = None
         self.restarts = 0
         # the signature the current message waits for; it holds what follows (pike.sa.signing)
         self.pending: PendingSignature[Message | None] | None = None
@@ -329,7 +331,7 @@ class TaskManager:
         if msg.exchange == _IKE_SA_INIT and not fatal:
             self.sa.init_request, self.sa.init_response = request, datagrams[0]
         self.mid_in = mid + 1
-        self.cached_response = (mid, datagrams)
+        self.cached_response = (mid, tuple(datagrams))
         self._log_out(resp, now, len(datagrams))
         self._send(datagrams, response=True)
         if fatal:
@@ -356,7 +358,7 @@ class TaskManager:
         self.deadline = now + self._timeout(self.retransmits)
         self._send(self.request)
 
-    def _send(self, datagrams: list[bytes], response: bool = False) -> None:
+    def _send(self, datagrams: Sequence[bytes], response: bool = False) -> None:
         for data in datagrams:
             self.sa.send(data, response)
 

@@ -6,10 +6,11 @@ key and line; engines and the daemon only ever see these validated values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
 from pike.crypto.proposal import ProposalSpec
+from pike.frozen import frozen
 from pike.policy.ipsec import NO_MARK, Mark, Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.ts import TrafficSelector
@@ -27,7 +28,7 @@ def _by_init(self: object) -> tuple[type, tuple[object, ...]]:
     return type(self), tuple(getattr(self, name) for name in self.__match_args__)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Identity:
     """An IKE identity (RFC 7296 §3.5): its ID type and the bytes that go on the wire."""
 
@@ -40,7 +41,7 @@ class Identity:
         return self.text
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthConfig:
     auth: AuthKind
     id: Identity | None = None  # None: the local/remote address is used
@@ -57,7 +58,7 @@ class AuthConfig:
     __reduce__ = _by_init
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EnrollConfig:
     """``[enroll]``: where ``pikectl keys renew`` (the daily pike-renew.timer) renews our
     certificate over EST (RFC 7030) before it expires."""
@@ -72,7 +73,7 @@ class EnrollConfig:
     import_cert: bool = False  # also store the new certificate on the token
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthorityConfig:
     """``[authorities.NAME]``: where revocation of what one CA issued is looked up, for
     every connection (strongSwan's ``authorities`` section)."""
@@ -83,7 +84,7 @@ class AuthorityConfig:
     ocsp_uris: tuple[str, ...] = ()  # http:// OCSP responders for its certificates
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChildConfig:
     name: str
     local_ts: tuple[TrafficSelector, ...]
@@ -116,7 +117,7 @@ class ChildConfig:
     __reduce__ = _by_init
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConnectionConfig:
     name: str
     version: Literal[1, 2]
@@ -159,7 +160,7 @@ class ConnectionConfig:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Secret:
     name: str
     ids: tuple[str, ...]
@@ -178,7 +179,7 @@ class Secret:
         return self.name.startswith("ppk")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DaemonConfig:
     control_socket: str = DEFAULT_SOCKET
     metrics_listen: str = ""  # "HOST:PORT" of the Prometheus endpoint; "" disables it
@@ -211,7 +212,7 @@ class DaemonConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Config:
     daemon: DaemonConfig
     connections: dict[str, ConnectionConfig]

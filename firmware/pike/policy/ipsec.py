@@ -6,9 +6,10 @@ transform IDs (``pike.crypto.ids``); the kernel package maps them to its own nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
+from pike.frozen import frozen
 from pike.policy.ts import IPAddress, TrafficSelector
 
 Mode = Literal["tunnel", "transport"]
@@ -18,7 +19,7 @@ Offload = Literal["no", "crypto", "packet", "auto"]
 IPPROTO_ESP = 50
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Lifetime:
     """Soft/hard limits; 0 means no limit (the kernel's XFRM_INF is used)."""
 
@@ -30,7 +31,7 @@ class Lifetime:
     hard_seconds: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UdpEncap:
     """ESP-in-UDP (RFC 3948): outer UDP ports of this SA."""
 
@@ -44,7 +45,7 @@ Mark = tuple[int, int]
 NO_MARK: Mark = (0, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SaSpec:
     """One unidirectional ESP SA.
 
@@ -79,7 +80,7 @@ class SaSpec:
     oseq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PolicySpec:
     """One XFRM policy: traffic from src_ts to dst_ts in ``direction`` uses ESP.
 
@@ -100,7 +101,7 @@ class PolicySpec:
     mark: Mark = NO_MARK  # only packets with mark & mask == value match (VTI keys)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SaCounters:
     bytes: int
     packets: int
@@ -109,7 +110,7 @@ class SaCounters:
     oseq: int = 0  # outbound: the last sequence number sent (ESN: all 64 bits)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KernelCaps:
     """What the kernel can take, probed once at start and handed to the engines.
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from pike.frozen import frozen
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TrafficSelector:
     """An address range, IP protocol (0 = any) and port range (RFC 7296 §3.13.1)."""
 
@@ -91,10 +92,12 @@ class TrafficSelector:
         )
         if lo_pa > hi_pa or lo_pb > hi_pb or max(lo_pa, lo_pb) > min(hi_pa, hi_pb):
             return None
-        if lo_a <= lo_b and hi_b <= hi_a and p_a in (0, p_b) and lo_pa <= lo_pb and hi_pb <= hi_pa:
-            return other
+        # self first: when both are equal (a peer proposing what we have), a CHILD_SA then
+        # keeps our configured selector, not the decoded one (3 objects fewer per SA)
         if lo_b <= lo_a and hi_a <= hi_b and p_b in (0, p_a) and lo_pb <= lo_pa and hi_pa <= hi_pb:
             return self
+        if lo_a <= lo_b and hi_b <= hi_a and p_a in (0, p_b) and lo_pa <= lo_pb and hi_pb <= hi_pa:
+            return other
         return TrafficSelector(
             a0 if lo_a >= lo_b else b0,
             a1 if hi_a <= hi_b else b1,

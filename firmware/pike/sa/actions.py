@@ -6,9 +6,10 @@ with ``Ikev2Engine.next_action()``. Addresses are ``(ip_text, port)`` tuples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
+from pike.frozen import frozen
 from pike.hsm.signer import SignatureScheme
 from pike.policy.ipsec import PolicySpec, SaSpec
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 Address = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SendDatagram:
     """Send an IKE message. When either port is not 500 (NAT-T, RFC 3948 §2.2) the
     runtime sends it from its UDP-encapsulation socket, prefixed by the non-ESP marker."""
@@ -28,7 +29,7 @@ class SendDatagram:
     dst: Address
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IkeRef:
     """The IKE (or ISAKMP) SA a CHILD_SA belongs to, as the updown script sees it: its
     unique id and the authenticated identities."""
@@ -38,7 +39,7 @@ class IkeRef:
     remote_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InstallChildSa:
     """Install a CHILD_SA: inbound SA first, then outbound SA and the policies.
 
@@ -56,7 +57,7 @@ class InstallChildSa:
     ike: IkeRef | None = None  # its IKE SA (updown's PLUTO_UNIQUEID, PLUTO_MY_ID, ...)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InstallOutboundSa:
     """Install the deferred outbound SA of a rekeyed CHILD_SA (before the old one goes)."""
 
@@ -66,7 +67,7 @@ class InstallOutboundSa:
     outbound: SaSpec
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InstallInboundSa:
     """Install a CHILD_SA's inbound SA before the exchange that creates it is answered.
 
@@ -81,7 +82,7 @@ class InstallInboundSa:
     inbound: SaSpec
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RemoveInboundSa:
     """Remove an inbound SA installed ahead (``InstallInboundSa``) whose exchange failed."""
 
@@ -91,7 +92,7 @@ class RemoveInboundSa:
     inbound: SaSpec
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeleteChildSa:
     """Remove a CHILD_SA's SAs and (unless ``keep_policies``) its policies."""
 
@@ -105,7 +106,7 @@ class DeleteChildSa:
     ike: IkeRef | None = None  # its IKE SA (updown's PLUTO_UNIQUEID, PLUTO_MY_ID, ...)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MigrateChildSa:
     """Move an installed CHILD_SA to new outer addresses (MOBIKE, RFC 4555): same SPIs,
     keys and sequence numbers; its policies' templates follow (XFRM_MSG_MIGRATE, or
@@ -122,7 +123,7 @@ class MigrateChildSa:
     policies: tuple[PolicySpec, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SendKeepalive:
     """A NAT-T keepalive (RFC 3948 §2.3): one 0xFF octet from the NAT-T socket."""
 
@@ -130,7 +131,7 @@ class SendKeepalive:
     dst: Address
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InstallTrap:
     """Policies without SAs: the kernel asks (XFRM ACQUIRE, by reqid) when traffic
     matches, and the engine negotiates then (start_action / dpd_action = trap)."""
@@ -141,7 +142,7 @@ class InstallTrap:
     policies: tuple[PolicySpec, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SignRequest:
     """Sign ``data`` (IKEv2's AUTH octets, RFC 7296 §2.15; IKEv1's HASH_I/HASH_R) with
     ``scheme`` and the configured ``key`` (a ``pkcs11:`` URI or a PEM file), which must
@@ -158,7 +159,7 @@ class SignRequest:
     spki: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CheckChain:
     """Check a peer's CERT chain (``certs``, DER, end entity first) against ``anchors``
     (the configured CAs, DER) at wall-clock time ``when``, off the event loop (pike-keyd,
@@ -172,7 +173,7 @@ class CheckChain:
     when: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ResolveRequest:
     """Look ``host`` (a DNS name in ``remote_addrs``) up, off the event loop, and answer
     with ``engine.resolved(conn, addresses, now)`` (no addresses: it failed). The
@@ -183,7 +184,7 @@ class ResolveRequest:
     family: int  # 4 or 6 to match our local address, 0: either
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IkeSaEstablished:
     conn: str
     unique_id: int
@@ -193,7 +194,7 @@ class IkeSaEstablished:
     rekey: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IkeSaDeleted:
     conn: str
     unique_id: int
@@ -201,7 +202,7 @@ class IkeSaDeleted:
     spis: tuple[bytes, bytes] | None = None  # (SPIi, SPIr) of an SA that was established
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChildSaEstablished:
     conn: str
     child: str
@@ -209,7 +210,7 @@ class ChildSaEstablished:
     spis: tuple[int, int] | None = None  # (inbound, outbound), for the runtime's log line
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChildSaFailed:
     """A CHILD_SA could not be created (peer refused, or our kernel cannot take it)."""
 
@@ -218,7 +219,7 @@ class ChildSaFailed:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MessageDropped:
     """An inbound datagram was dropped or answered with an error notify (counted)."""
 
@@ -247,7 +248,7 @@ Action = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChildSaInfo:
     """A CHILD_SA as ``pikectl list-sas`` shows it (counters come from the kernel)."""
 
@@ -268,7 +269,7 @@ class ChildSaInfo:
     expire_at: float | None = None  # engine clock: the end of its life (life_time)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class IkeSaInfo:
     name: str
     unique_id: int

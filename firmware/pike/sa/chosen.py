@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pike.crypto.ids import T_ENCR, T_ESN, T_INTEG, T_KE, T_PRF, EsnId, TransformType
+from pike.frozen import frozen
 from pike.wire.payloads import Transform
 
 _ENCR, _PRF, _INTEG, _KE, _ESN = T_ENCR, T_PRF, T_INTEG, T_KE, T_ESN
@@ -17,7 +16,7 @@ _TRANSFORMS: dict[tuple[object, ...], tuple[Transform, ...]] = {}
 _TRANSFORMS_MAX = 256
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Chosen:
     """One transform of each type, as agreed; the proposal number and SPI are the peer's."""
 

@@ -10,6 +10,10 @@ from pike.sa.log_limit import LogLimit
 
 
 class IkeState(Enum):
+    # Members are singletons compared by identity: the C hash, not Enum's Python
+    # ``hash(self._name_)`` (the transition tables look states up at every change)
+    __hash__ = object.__hash__
+
     CREATED = "CREATED"
     CONNECTING = "CONNECTING"
     ESTABLISHED = "ESTABLISHED"
@@ -20,6 +24,10 @@ class IkeState(Enum):
 
 
 class ChildState(Enum):
+    # Members are singletons compared by identity: the C hash, not Enum's Python
+    # ``hash(self._name_)`` (the transition tables look states up at every change)
+    __hash__ = object.__hash__
+
     CREATED = "CREATED"
     INSTALLED = "INSTALLED"
     REKEYING = "REKEYING"  # our rekey of it is under way

@@ -1,23 +1,11 @@
 """``@frozen``: the decorator of the codec's message values (payloads, header, transforms).
 
-They are frozen dataclasses for the type checker (``mypy --strict`` rejects any
-assignment to a field, across firmware and tests), but at run time plain slotted
-dataclasses with the frozen kind's field-wise ``__eq__`` and ``__hash__``. Why: on
-CPython 3.11 a frozen dataclass's ``__init__`` sets each field through
-``object.__setattr__``, about 4x the cost of a slot store (a 4-field payload: 0.34 µs
-against 0.08 µs), and a responder builds some 40 of them per handshake. Nothing in pike
-writes to them after construction, so sharing a decoded value (``sa_body``'s caches)
-stays safe.
+One decorator for all of pike's immutable values: ``pike.frozen`` (frozen dataclasses for
+the type checker, plain slotted ones with the frozen kind's ``__eq__``/``__hash__`` at run
+time; the codec builds some 40 a handshake). It lives outside ``pike.wire`` because the
+kernel specs, policy and crypto values use it too, and those must not import the codec.
 """
 
-from __future__ import annotations
+from pike.frozen import frozen
 
-from dataclasses import dataclass
-from typing import TypeVar, dataclass_transform
-
-_T = TypeVar("_T")
-
-
-@dataclass_transform(frozen_default=True, eq_default=True)
-def frozen(cls: type[_T]) -> type[_T]:
-    return dataclass(slots=True, unsafe_hash=True)(cls)
+__all__ = ["frozen"]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pike.crypto.kdf import IkeKeys
+from pike.frozen import frozen
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.chain_wait import checked
 from pike.ikev2.log import log
@@ -85,7 +86,7 @@ class AuthFailure(Exception):
     """The peer's authentication failed; the text says what, for one log line."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Ours:
     """What we put in IKE_AUTH besides IDs: our certificates and AUTH."""
 
@@ -471,7 +472,8 @@ class IkeAuth(Task):
             how = self._verify(sa.conn, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             raise self._fail("auth_failed", exc) from None
-        log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
+        if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
+            log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
         sa.peer_id = peer
         self._established(now)
 
@@ -505,7 +507,8 @@ class IkeAuth(Task):
             sa.conn = conn or (only[0] if only else None)
             raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
         sa.conn, sa.my_id, sa.peer_id = conn, self._my_id(conn), peer
-        log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
+        if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
+            log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
 
     def _select(self, peer: Identity, wanted: Identity | None, method: int) -> ConnectionConfig:
         """The connection for this peer: its remote id must match IDi (and IDr our id),
@@ -564,13 +567,14 @@ class IkeAuth(Task):
         sa.established_at = now
         # AUTH signed them; nothing needs them again (a hub keeps ~0.5 KiB less per SA)
         sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""
-        log.info(
-            "%s: IKE_SA established between %s[%s]...%s[%s]",
-            sa.tag(),
-            sa.local[0],
-            sa.my_id,
-            sa.remote[0],
-            sa.peer_id,
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s: IKE_SA established between %s[%s]...%s[%s]",
+                sa.tag(),
+                sa.local[0],
+                sa.my_id,
+                sa.remote[0],
+                sa.peer_id,
+            )
         took = max(now - sa.created_at, 0.0)
         sa.ctx.emit(IkeSaEstablished(sa.name, sa.unique_id, sa.spi_i, sa.spi_r, took))

@@ -141,7 +141,8 @@ class IkeInit(Task):
         sa.nr = nonce.data
         sa.spi_r = msg.spi_r
         sa.derive_keys(shared)
-        sa.addke_todo = list(chosen.additional)
+        sa.ke = None  # the private key is done with
+        sa.addke_todo = chosen.additional
         if sa.addke_todo:
             # before IKE_AUTH and anything else queued (RFC 9370 §2.2.2)
             sa.tasks.queued.insert(0, IkeIntermediate(sa, True))
@@ -190,7 +191,7 @@ class IkeInit(Task):
         sa.ni = nonce.data
         sa.nr = sa.ctx.random(NONCE_SIZE)
         sa.derive_keys(shared)
-        sa.addke_todo = list(chosen.additional)
+        sa.addke_todo = chosen.additional
 
     def _choose(self, offer: Sequence[Proposal], group: int, now: float) -> Chosen | None:
         """The IKE proposal of the first connection (config order) whose proposals accept
@@ -218,6 +219,7 @@ class IkeInit(Task):
         reply = Proposal(sa.chosen.number, _IKE, b"", sa.chosen.transforms())
         msg.payloads.append(SaPayload((reply,)))
         msg.payloads.append(KePayload(sa.chosen.group, sa.ke.public_bytes()))
+        sa.ke = None  # the private key is done with (kept, it was 3 objects per held SA)
         msg.payloads.append(NoncePayload(sa.nr))
         if sa.intermediate:
             msg.payloads.append(NotifyPayload(_INTERMEDIATE_EXCHANGE_SUPPORTED))

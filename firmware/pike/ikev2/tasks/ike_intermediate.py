@@ -57,7 +57,7 @@ class IkeIntermediate(Task):
         sa = self.sa
         sa.fold_key(self.shared)
         self.shared = b""
-        sa.addke_done.append(sa.addke_todo.pop(0))
+        sa.addke_done, sa.addke_todo = (*sa.addke_done, sa.addke_todo[0]), sa.addke_todo[1:]
         log.info(
             "%s: additional key exchange %d (%s) done, IKE SA keys derived anew",
             sa.tag(),

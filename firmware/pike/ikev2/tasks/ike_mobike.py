@@ -69,7 +69,8 @@ def _address_list(ours: tuple[str, ...], used: str) -> tuple[NotifyPayload, ...]
 
 
 def list_key(notes: list[NotifyPayload]) -> tuple[tuple[int, bytes], ...]:
-    return tuple((n.notify_type, n.data) for n in notes)
+    # ints, not NotifyType members: a tuple of ints and bytes is one the collector drops
+    return tuple((int(n.notify_type), n.data) for n in notes)
 
 
 def list_changed(sa: IkeSa) -> bool:
@@ -296,7 +297,7 @@ class MobikeUpdate(Task):
             sa.ctx.counters.drop("update_sa_addresses_refused")
             # the kernel's CHILD_SAs never left the old path: the IKE SA goes back there
             # (unless a newer move is queued) and the engine tries another pair (§3.5)
-            sa.refused_paths.add((sa.local[0], sa.remote[0]))
+            sa.refused_paths |= {(sa.local[0], sa.remote[0])}
             if not any(isinstance(t, MobikeUpdate) for t in sa.tasks.queued):
                 sa.local, sa.remote = self.old
                 sa.ctx.path_refused(sa, now)

@@ -172,7 +172,7 @@ class IkeRekey(Task):
     def _keys_with_followups(self, new: IkeSa) -> None:
         assert self.followup is not None
         new.derive_keys(self.shared, rekey_of=self.sa, extra=self.followup.secret)
-        new.addke_done = list(self.followup.done)
+        new.addke_done = tuple(self.followup.done)
         self.shared = b""
         log.info(
             "%s: IKE rekey: %d additional key exchange(s) done in IKE_FOLLOWUP_KE",
