@@ -11,7 +11,7 @@ to them after construction (the checker sees to it), so values shared between SA
 and ``pike.kernel``/``pike.daemon`` stay safe; a field-wise cache set on purpose still goes
 through ``object.__setattr__``, as it did on the frozen kind.
 
-The codec's payloads use it too (``pike.wire.frozen`` names this one), so it lives outside
+The codec's payloads use it too, so it lives outside
 ``pike.wire``: policy and crypto values must not import the codec.
 """
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import struct
 
+from pike.frozen import frozen
 from pike.wire.constants import HEADER_LEN, HeaderFlag, NotifyType
 from pike.wire.errors import MalformedMessage
-from pike.wire.frozen import frozen
 
 HEADER = struct.Struct("!8s8sBBBBII")
 IKE_MAJOR_VERSION = 2  # RFC 7296 §3.1

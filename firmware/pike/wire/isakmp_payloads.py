@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from pike.wire.frozen import frozen
+from pike.frozen import frozen
 from pike.wire.isakmp_constants import DOI_IPSEC, SIT_IDENTITY_ONLY, FlagV1, PayloadV1
 
 # A data attribute: (class, value). Basic attributes are 16-bit; variable ones (life

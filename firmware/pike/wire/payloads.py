@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar, TypeVar
 
+from pike.frozen import frozen
 from pike.wire.constants import PayloadType
-from pike.wire.frozen import frozen
 
 IPAddress = IPv4Address | IPv6Address
 
