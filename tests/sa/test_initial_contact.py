@@ -56,3 +56,22 @@ def test_initial_contact_after_a_restart(version: int) -> None:
     transfer(a2, b, 1.0)
     assert [d.reason for d in b.of(IkeSaDeleted)] == ["initial_contact"]
     assert len(b.engine.list_sas()) == 1
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_contact_follows_the_sa_up_and_gone(version: int) -> None:
+    """What a asks before each IKE_AUTH it sends: an SA with these identities is up while
+    one is, and not once it is deleted (the engines' peer-identity index kept in step)."""
+    a, b = pair(version)
+    mine, peer = (2, b"branch.example.net"), (2, b"hq.example.net")  # ID_FQDN both
+    if version == 1:
+        mine, peer = (1, bytes([192, 0, 2, 1])), (1, bytes([192, 0, 2, 2]))  # ID_IPV4_ADDR
+    assert not a.engine.has_contact(mine, peer)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    assert a.engine.has_contact(mine, peer)
+    assert not a.engine.has_contact(mine, (2, b"other.example.net"))
+    a.engine.terminate("gw", 5.0)
+    transfer(a, b, 5.0)
+    assert not a.engine.list_sas()
+    assert not a.engine.has_contact(mine, peer)

@@ -110,6 +110,8 @@ class Ikev2Engine:
         self._by_conn: dict[str, dict[IkeSa, None]] = {}
         self._by_peer: dict[tuple[str, Identity | None], dict[IkeSa, None]] = {}
         self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
+        # the SAs by the peer's identity alone (has_contact, per IKE_AUTH we initiate)
+        self._by_peer_id: dict[IdKey | None, dict[IkeSa, None]] = {}
         # CHILD_SA SPIs (ours and the peer's) -> their IKE SA, for the kernel's expiries
         self._by_spi: dict[int, IkeSa] = {}
         # the source address the routing table gives toward a peer (paths_changed)
@@ -736,7 +738,7 @@ class Ikev2Engine:
             and sa.peer_id is not None
             and (sa.my_id.id_type, sa.my_id.data) == mine
             and (sa.peer_id.id_type, sa.peer_id.data) == peer
-            for sa in self.sas.values()
+            for sa in self._by_peer_id.get(peer, ())
         )
 
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
@@ -910,6 +912,7 @@ class Ikev2Engine:
         self._keys[sa] = key
         self._by_conn.setdefault(key[0], {})[sa] = None
         self._by_peer.setdefault(key, {})[sa] = None
+        self._by_peer_id.setdefault(_id_key(key[1]), {})[sa] = None
 
     def _index_spis(self, sa: IkeSa, now_spis: tuple[int, ...]) -> None:
         for spi in self._spis.pop(sa, ()):
@@ -925,11 +928,15 @@ class Ikev2Engine:
         if key is None:
             return
         same_conn, same_peer = self._by_conn[key[0]], self._by_peer[key]
-        del same_conn[sa], same_peer[sa]
+        id_key = _id_key(key[1])
+        same_id = self._by_peer_id[id_key]
+        del same_conn[sa], same_peer[sa], same_id[sa]
         if not same_conn:
             del self._by_conn[key[0]]
         if not same_peer:
             del self._by_peer[key]
+        if not same_id:
+            del self._by_peer_id[id_key]
 
     def _of_conn(self, conn: ConnectionConfig) -> list[IkeSa]:
         """The live IKE SAs of ``conn`` (this very config object), oldest first."""
@@ -942,6 +949,10 @@ class Ikev2Engine:
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:
         return [sa_info(sa) for sa in self.sas.values()]
+
+
+def _id_key(peer: Identity | None) -> IdKey | None:
+    return None if peer is None else (peer.id_type, peer.data)
 
 
 def _child_queued(sa: IkeSa, name: str) -> bool:
