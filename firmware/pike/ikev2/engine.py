@@ -300,7 +300,7 @@ class Ikev2Engine:
         self.ctx.config = config
         for sa in self.sas.values():
             if sa.conn is not None and sa.conn.name in kept:
-                sa.conn = config.connections[sa.conn.name]  # equal value, new object
+                sa.set_conn(config.connections[sa.conn.name])  # equal value, new object
             self._touch(sa)
         self.traps.forget(removed + changed)
         for name in changed + added:

@@ -175,14 +175,19 @@ class IkeSa:
     _tag: tuple[tuple[str, bytes], str] | None = field(default=None, repr=False)
 
     tasks: TaskManager = field(init=False, repr=False)
+    # The connection's name (logs, counters, tables ask a dozen times a handshake): set
+    # with ``conn``, which is therefore assigned only through ``set_conn``.
+    name: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.tasks = _task_manager()(self)
+        self.name = self.conn.name if self.conn is not None else "(unknown)"
 
     # -- identity and logging ------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.conn.name if self.conn is not None else "(unknown)"
+    def set_conn(self, conn: ConnectionConfig | None) -> None:
+        """The connection this SA belongs to (and ``name`` with it)."""
+        self.conn = conn
+        self.name = conn.name if conn is not None else "(unknown)"
 
     @property
     def my_spi(self) -> bytes:

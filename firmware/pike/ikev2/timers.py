@@ -9,6 +9,8 @@ within dpd_delay) and NAT-T keepalives. All times are passed in (sans-I/O).
 from __future__ import annotations
 
 import logging
+from functools import partial
+from operator import is_not
 
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
@@ -50,9 +52,30 @@ def deadlines(sa: IkeSa) -> list[float | None]:
 
 
 def next_deadline(sa: IkeSa) -> float | None:
-    """The earliest of ``deadlines(sa)``: the SA's one entry in the engine's timer heap."""
-    times = [t for t in deadlines(sa) if t is not None]
-    return min(times) if times else None
+    """The earliest of ``deadlines(sa)``: the SA's one entry in the engine's timer heap.
+    (Asked after every step of every SA: its own deadlines then its children's, filtered
+    and compared in C rather than in a list built here.)"""
+    times = _own_deadlines(sa)
+    if sa.children:
+        times += tuple(map(ChildSa.next_deadline, sa.children))
+    return min(filter(_is_set, times), default=None)
+
+
+_is_set = partial(is_not, None)
+
+
+def _own_deadlines(sa: IkeSa) -> tuple[float | None, ...]:
+    """The IKE SA's own deadlines of ``deadlines(sa)`` (those of its children aside)."""
+    pending = sa.tasks.pending
+    if sa.state is _ESTABLISHED:  # no half-open timeout then
+        reauth = sa.reauth_at if sa.replaced_by is None else None
+        sign = pending.deadline if pending is not None else None
+        return (sa.tasks.deadline, sign, sa.dpd_due(), sa.rekey_at, sa.keepalive_at, reauth)
+    return (
+        sa.tasks.deadline,
+        pending.deadline if pending is not None else None,
+        half_open_deadline(sa),  # (no DPD before established)
+    )
 
 
 def arm(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:

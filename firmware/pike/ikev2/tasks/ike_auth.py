@@ -504,9 +504,11 @@ class IkeAuth(Task):
                 log.error("%s: authentication of '%s' failed: %s", sa.tag(), peer, exc)
             # counted under the connection it was for (the only one its address fits)
             only = sa.candidates.conns if sa.candidates and len(sa.candidates) == 1 else ()
-            sa.conn = conn or (only[0] if only else None)
+            sa.set_conn(conn or (only[0] if only else None))
             raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
-        sa.conn, sa.my_id, sa.peer_id = conn, self._my_id(conn), peer
+        my_id = self._my_id(conn)
+        sa.set_conn(conn)
+        sa.my_id, sa.peer_id = my_id, peer
         if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
             log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
 

@@ -208,7 +208,7 @@ class IkeInit(Task):
                     log, INFO, "alternative_config", now, sa.unproven
                 ):
                     log.info("%s: trying alternative config %s", sa.tag(), conn.name)
-                sa.conn = conn
+                sa.set_conn(conn)
                 sa.offer = tuple(offer)
                 return chosen
         return None
