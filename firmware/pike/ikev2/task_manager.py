@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import partial
+from operator import attrgetter
 
 from pike.frozen import frozen
 from pike.ikev2.describe import describe_payloads, exchange_name
@@ -42,6 +43,8 @@ class _Held:
 
 
 _IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
+# the tasks with a prepare/completed of their own (Task.__init_subclass__), picked in C
+_PREPARES, _COMPLETES = attrgetter("prepares"), attrgetter("completes")
 
 
 class TaskManager:
@@ -101,7 +104,7 @@ class TaskManager:
     ) -> bool:
         """Let the tasks start what their build needs; True when a signature is awaited.
         ``request``: the request (and its bytes) whose answer then waits (responder)."""
-        for task in tasks:
+        for task in filter(_PREPARES, tasks):
             wanted = task.prepare(now)
             if wanted is not None:
                 held = _Held(request[0], request[1], tasks) if request is not None else None
@@ -345,7 +348,7 @@ class TaskManager:
             )
             self.sa.fail("auth_failed" if auth else "refused", now, quiet=not auth)
             return
-        for task in tasks:
+        for task in filter(_COMPLETES, tasks):
             task.completed(now)
         # Our own queued work may have waited for this exchange (e.g. after IKE_AUTH).
         self.initiate(now)

@@ -81,6 +81,15 @@ class RestartExchange(Exception):
 
 class Task:
     name = "task"
+    # Whether the class has a ``prepare``/``completed`` of its own: the task manager calls
+    # only those (most tasks have neither; a handshake's seven tasks, one and three).
+    prepares = False
+    completes = False
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls.prepares = cls.prepare is not Task.prepare
+        cls.completes = cls.completed is not Task.completed
 
     def __init__(self, sa: ExchangeSa, initiator: bool) -> None:
         self.sa = sa
