@@ -10,20 +10,27 @@ module (another Python), ``hmac.digest``.
 
 import hmac
 from collections.abc import Callable
+from typing import Protocol
 
 from pike.crypto.errors import CryptoError
 from pike.crypto.ids import PrfId
 
-hmac_digest: Callable[[bytes, bytes, str], bytes]
+class _Hmac(Protocol):
+    def digest(self) -> bytes: ...
+
+
+# An HMAC object of (key, data, hash name): Prf calls it directly (13 times a handshake,
+# no wrapper frame), hmac_digest is it finished.
+_new_hmac: Callable[[bytes, bytes, str], _Hmac]
 try:
-    from _hashlib import hmac_new as _hmac_new
-
-    def hmac_digest(key: bytes, data: bytes, name: str) -> bytes:
-        """HMAC of ``data`` under ``key`` with the hashlib hash ``name``."""
-        return _hmac_new(key, data, name).digest()
-
+    from _hashlib import hmac_new as _new_hmac
 except ImportError:  # pragma: no cover - CPython builds hashlib on it
-    hmac_digest = hmac.digest
+    _new_hmac = hmac.new
+
+
+def hmac_digest(key: bytes, data: bytes, name: str) -> bytes:
+    """HMAC of ``data`` under ``key`` with the hashlib hash ``name``."""
+    return _new_hmac(key, data, name).digest()
 
 PRF_PLUS_MAX_ITERATIONS = 255  # RFC 7296 §2.13: the counter octet runs 0x01..0xff
 _COUNTERS = [bytes((n,)) for n in range(PRF_PLUS_MAX_ITERATIONS + 1)]
@@ -63,7 +70,7 @@ class Prf:
 
     def prf(self, key: bytes, data: bytes) -> bytes:
         """prf(key, data) = HMAC-SHA2(key, data)."""
-        return hmac_digest(key, data, self._hash)
+        return _new_hmac(key, data, self._hash).digest()
 
     def plus(self, key: bytes, seed: bytes, length: int) -> bytes:
         """prf+(key, seed) truncated to ``length`` bytes (RFC 7296 §2.13).
@@ -76,10 +83,10 @@ class Prf:
                 f"prf+ cannot produce {length} bytes: more than "
                 f"{PRF_PLUS_MAX_ITERATIONS} iterations of {self._hash}"
             )
-        digest, name = hmac_digest, self._hash
-        block = digest(key, seed + b"\x01", name)
+        new, name = _new_hmac, self._hash
+        block = new(key, seed + b"\x01", name).digest()
         out = [block]
         for counter in _COUNTERS[2 : rounds + 1]:
-            block = digest(key, block + seed + counter, name)
+            block = new(key, block + seed + counter, name).digest()
             out.append(block)
         return b"".join(out)[:length]

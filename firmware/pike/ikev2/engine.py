@@ -52,7 +52,7 @@ from pike.sa.resolving import Resolving, is_name
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.revocation import RevokedCheck
 from pike.sa.state import ChildState, IkeState, RekeyRefused
-from pike.sa.timer_queue import TimerQueue
+from pike.sa.timer_queue import TimerQueue, is_set
 from pike.sa.traps import Traps
 from pike.wire.codec import decode_message, decrypt_message
 from pike.wire.constants import ExchangeType, NotifyType
@@ -473,12 +473,8 @@ class Ikev2Engine:
     def get_timer(self) -> float | None:
         self._retime()
         # the log limit's too: a flood's last summary is written when its second is over
-        times = [
-            t
-            for t in (self._timers.next(), self.retries.deadline(), self.ctx.log_limit.deadline())
-            if t is not None
-        ]
-        return min(times) if times else None
+        times = (self._timers.next(), self.retries.deadline(), self.ctx.log_limit.deadline())
+        return min(filter(is_set, times), default=None)
 
     def handle_timer(self, now: float) -> None:
         self._retime()
@@ -894,7 +890,7 @@ class Ikev2Engine:
         if sa.state is not _CONNECTING:
             self._responder.forget(sa)
         self._index(sa)
-        spis = tuple(s for c in sa.children for s in (c.spi_in, c.spi_out) if s)
+        spis = _child_spis(sa.children) if sa.children else ()
         if spis != self._spis.get(sa, ()):
             self._index_spis(sa, spis)
         self._timers.set(sa, next_deadline(sa))
@@ -953,6 +949,11 @@ class Ikev2Engine:
 
 def _id_key(peer: Identity | None) -> IdKey | None:
     return None if peer is None else (peer.id_type, peer.data)
+
+
+def _child_spis(children: list[ChildSa]) -> tuple[int, ...]:
+    """The SPIs of ``children`` that are set, both directions: the engine's index by SPI."""
+    return tuple(s for c in children for s in (c.spi_in, c.spi_out) if s)
 
 
 def _child_queued(sa: IkeSa, name: str) -> bool:

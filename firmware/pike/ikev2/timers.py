@@ -9,8 +9,6 @@ within dpd_delay) and NAT-T keepalives. All times are passed in (sans-I/O).
 from __future__ import annotations
 
 import logging
-from functools import partial
-from operator import is_not
 
 from pike.ikev2.ike_sa import IkeSa, Ikev2Context
 from pike.ikev2.log import log
@@ -23,6 +21,7 @@ from pike.sa.child_sa import ChildSa
 from pike.sa.context import HALF_OPEN_TIMEOUT
 from pike.sa.liveness import last_sign_of_life, probe_sent
 from pike.sa.state import ChildState, IkeState
+from pike.sa.timer_queue import is_set
 from pike.wire.constants import ExchangeType
 
 # asked after every message: an Enum member lookup is slow on Python 3.11
@@ -58,10 +57,7 @@ def next_deadline(sa: IkeSa) -> float | None:
     times = _own_deadlines(sa)
     if sa.children:
         times += tuple(map(ChildSa.next_deadline, sa.children))
-    return min(filter(_is_set, times), default=None)
-
-
-_is_set = partial(is_not, None)
+    return min(filter(is_set, times), default=None)
 
 
 def _own_deadlines(sa: IkeSa) -> tuple[float | None, ...]:

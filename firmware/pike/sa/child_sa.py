@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from functools import partial
-from operator import is_not
 
 from pike.crypto.kdf import ChildKeys
 from pike.policy.addrs import parse_ip
@@ -17,8 +15,7 @@ from pike.sa.actions import IkeRef, InstallChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.esp_seen import EspSeen
 from pike.sa.state import CHILD_TRANSITIONS, ChildState, StateError, log
-
-_is_set = partial(is_not, None)  # filter(_is_set, times): the deadlines that are set
+from pike.sa.timer_queue import is_set
 
 # Enum members the handshake path compares with: a member lookup is slow on 3.11
 _INSTALLED = ChildState.INSTALLED
@@ -98,7 +95,7 @@ class ChildSa:
 
     def next_deadline(self) -> float | None:
         if self.state == _INSTALLED:
-            return min(filter(_is_set, (self.rekey_at, self.expire_at)), default=None)
+            return min(filter(is_set, (self.rekey_at, self.expire_at)), default=None)
         if self.state in (_REKEYING, _REKEYED):
             return self.expire_at
         return None

@@ -39,6 +39,8 @@ class Chosen:
     @property
     def additional(self) -> tuple[int, ...]:
         """The additional key exchange methods to run, in order (NONE left out)."""
+        if not self.addke:  # (asked a few times a handshake; RFC 9370 is rare)
+            return ()
         return tuple(method for _, method in self.addke if method)
 
     def transforms(self) -> tuple[Transform, ...]:

@@ -97,9 +97,10 @@ class Candidates:
             self._index_ids()
         assert self._exact is not None
         exact = self._exact.get(exact_key(peer), [])
-        scored = [(match_score(c.remote.id, peer), c) for c in self._wild]
-        wild = [c for _, c in sorted((s for s in scored if s[0] != NONE), key=_by_score)]
-        return exact + wild
+        scored = [(s, c) for c in self._wild if (s := match_score(c.remote.id, peer)) != NONE]
+        if len(scored) > 1:
+            scored.sort(key=_by_score)
+        return exact + [c for _, c in scored]
 
     def _index_ids(self) -> None:
         exact: dict[tuple[int, object], list[ConnectionConfig]] = {}

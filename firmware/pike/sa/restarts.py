@@ -92,7 +92,9 @@ class Pending:
         self.items.append(again)
 
     def deadline(self) -> float | None:
-        return min((r.at for r in self.items), default=None)
+        if not self.items:  # (asked after every step)
+            return None
+        return min(r.at for r in self.items)
 
     def due(self, now: float) -> list[Restart]:
         """The restarts whose time has come (taken out)."""

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable
+from functools import partial
+from operator import is_not
 from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=Hashable)
+
+# ``min(filter(is_set, deadlines), default=None)``: the earliest deadline that is set,
+# found in C (asked after every step of every SA)
+is_set = partial(is_not, None)
 
 
 class TimerQueue(Generic[T]):
