@@ -606,24 +606,20 @@ class Ikev2Engine:
             sa.tasks.on_response(msg, data, now)
             return
         sa.request_path, sa.reply_path = (dst, src), None
-        if (
-            (src, dst) != (sa.remote, sa.local)
-            and msg.encrypted
+        if (src, dst) == (sa.remote, sa.local):
+            pass  # the usual case: from where the IKE SA is
+        elif not (
+            msg.encrypted
             and msg.message_id == sa.tasks.mid_in
             and sa.tasks.held is None  # else a copy of the request our signature holds
-            and sa.mobike
-            and not sa.nat_remote
         ):
+            pass  # not a new authenticated request: no reason to move
+        elif sa.mobike and not sa.nat_remote:
             # MOBIKE: only UPDATE_SA_ADDRESSES moves the IKE SA (RFC 4555 §3.5); a new
             # request from elsewhere is answered where it came from. A peer behind a NAT
             # still moves with its mapping (below), as strongSwan lets it.
             sa.reply_path = (dst, src)
-        elif (
-            (src, dst) != (sa.remote, sa.local)
-            and msg.encrypted
-            and msg.message_id == sa.tasks.mid_in
-            and sa.tasks.held is None
-        ):
+        else:
             # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
             # from a new address/port: NAT float or mapping change. Before IKE_AUTH anyone
             # who sent an IKE_SA_INIT has the keys: that SA's line is rate-limited.

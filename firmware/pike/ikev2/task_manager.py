@@ -21,6 +21,7 @@ from pike.frozen import frozen
 from pike.ikev2.describe import describe_payloads, exchange_name
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
+from pike.sa.context import ConnCounters
 from pike.sa.revocation import RevocationPending
 from pike.sa.signing import PendingSignature
 from pike.sa.state import IkeState
@@ -43,6 +44,7 @@ class _Held:
 
 
 _IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
+_INFO = logging.INFO
 # the tasks with a prepare/completed of their own (Task.__init_subclass__), picked in C
 _PREPARES, _COMPLETES = attrgetter("prepares"), attrgetter("completes")
 
@@ -272,7 +274,7 @@ class TaskManager:
             log.debug("%s: retransmitting response %d", self.sa.tag(), mid)
             self._send(self.cached_response[1], response=True)
             return
-        if self.held is not None and mid == self.held:
+        if self.pending is not None and mid == self.pending.answering:
             # Retransmitted while our signature is being made: the answer follows it.
             log.debug("%s: request %d again, our signature is pending", self.sa.tag(), mid)
             return
@@ -374,8 +376,9 @@ class TaskManager:
 
     def _log_in(self, msg: Message, now: float) -> None:
         key = exchange_name(msg.exchange)
-        # describing payloads costs more than a MAC: only for the lines written
-        if self._wanted("half_open_received", now):
+        # describing payloads costs more than a MAC: only for the lines written (and a
+        # hub at WARNING asks no more than that)
+        if log.isEnabledFor(_INFO) and self._wanted("half_open_received", now):
             kind = "response" if msg.is_response else "request"
             log.info(
                 "%s: received %s %s %d %s",
@@ -385,12 +388,12 @@ class TaskManager:
                 msg.message_id,
                 describe_payloads(msg.payloads),
             )
-        c = self.sa.ctx.counters.conn(self.sa.name).messages_in
-        c[key] = c.get(key, 0) + 1
+        c = self.sa.ctx.counters.per_conn.get(self.sa.name) or self._counters()
+        c.messages_in[key] = c.messages_in.get(key, 0) + 1
 
     def _log_out(self, msg: Message, now: float, fragments: int = 1) -> None:
         key = exchange_name(msg.exchange)
-        if self._wanted("half_open_sent", now):
+        if log.isEnabledFor(_INFO) and self._wanted("half_open_sent", now):
             kind = "response" if msg.is_response else "request"
             log.info(
                 "%s: sending %s %s %d %s%s",
@@ -401,5 +404,9 @@ class TaskManager:
                 describe_payloads(msg.payloads),
                 f" in {fragments} fragments" if fragments > 1 else "",
             )
-        c = self.sa.ctx.counters.conn(self.sa.name).messages_out
-        c[key] = c.get(key, 0) + 1
+        c = self.sa.ctx.counters.per_conn.get(self.sa.name) or self._counters()
+        c.messages_out[key] = c.messages_out.get(key, 0) + 1
+
+    def _counters(self) -> ConnCounters:
+        """The SA's connection's counters, made on first use."""
+        return self.sa.ctx.counters.conn(self.sa.name)
