@@ -220,7 +220,7 @@ def test_followup_ke_with_an_unknown_link_is_refused() -> None:
     transfer(a, b, 0.0)
     a.engine.rekey("gw", 20.0, "net")
     resp = deliver(a.drain(), b, 20.0)
-    b.engine.sas[b.sa().spi_r].followups.clear()  # the responder forgot the exchange
+    b.engine.sas[b.sa().spi_r].followups = None  # the responder forgot the exchange
     answer = deliver(deliver(resp, a, 20.0), b, 20.0)
     sa_a = a.engine.sas[a.sa().spi_i]
 

@@ -138,8 +138,9 @@ class IkeSa:
     int_auth_r: bytes = field(default=b"", repr=False)
     ppk_peer: bool = False  # both announced USE_PPK in IKE_SA_INIT (RFC 8784)
     ppk_used: bool = False  # IKE_AUTH mixed a post-quantum preshared key into the keys
-    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370)
-    followups: dict[bytes, Task] = field(default_factory=dict, repr=False)
+    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370);
+    # None until the first (an empty dict per SA is one more object the collector scans)
+    followups: dict[bytes, Task] | None = field(default=None, repr=False)
     # MOBIKE (RFC 4555): both sides announced it; the peer's other addresses it told us of.
     mobike: bool = False
     peer_addrs: tuple[str, ...] = ()
@@ -164,9 +165,10 @@ class IkeSa:
     initiate_child: str | None = None
     # The children that were up when this IKE SA failed (dpd_action=restart brings them back).
     lost_children: tuple[str, ...] = ()
-    # Fragments of an incoming message by (message id, is_response): total, chunks.
-    fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] = field(
-        default_factory=dict, repr=False
+    # Fragments of an incoming message by (message id, is_response): total, chunks (None
+    # when none are waiting: a dict per SA is one more object the collector scans).
+    fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] | None = field(
+        default=None, repr=False
     )
 
     # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
@@ -358,6 +360,12 @@ class IkeSa:
         if len(data) + overhead <= limit:
             return [data]
         return encode_fragments(msg, self.cipher_out, limit - overhead)
+
+    def await_followup(self, link: bytes, task: Task) -> None:
+        """``task`` continues with the IKE_FOLLOWUP_KE that names ``link`` (RFC 9370)."""
+        if self.followups is None:
+            self.followups = {}
+        self.followups[link] = task
 
     def send(self, data: bytes, response: bool = False) -> None:
         if response and self.reply_path is not None:

@@ -38,7 +38,7 @@ def collect_fragment(sa: IkeSa, data: bytes, msg: Message) -> Message | None:
     if not 1 <= skf.fragment_number <= total <= MAX_FRAGMENTS:
         raise MalformedMessage("invalid_fragment", f"{skf.fragment_number}/{total}")
     key = (msg.message_id, msg.is_response)
-    have_total, first, chunks = sa.fragments.get(key, (total, 0, {}))
+    have_total, first, chunks = (sa.fragments or {}).get(key, (total, 0, {}))
     if have_total != total:
         # A retransmission with other fragment sizes: start over (RFC 7383 §2.6.2).
         first, chunks = 0, {}
@@ -47,7 +47,7 @@ def collect_fragment(sa: IkeSa, data: bytes, msg: Message) -> Message | None:
     limit = sa.ctx.config.daemon.max_packet
     held = sum(len(c) for c in chunks.values()) + len(chunk)
     if held > limit:
-        sa.fragments.pop(key, None)
+        sa.fragments = None
         raise MalformedMessage("message_too_large", f"fragments past max_packet {limit} bytes")
     if skf.fragment_number == 1:
         first = skf.first_payload
@@ -55,5 +55,5 @@ def collect_fragment(sa: IkeSa, data: bytes, msg: Message) -> Message | None:
     sa.fragments = {key: (total, first, chunks)}  # one message at a time (window 1)
     if len(chunks) < total:
         return None
-    del sa.fragments[key]
+    sa.fragments = None
     return reassemble(msg, first, [chunks[i] for i in range(1, total + 1)])

@@ -148,7 +148,7 @@ def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
     if msg.exchange == _IKE_FOLLOWUP_KE:
         # the CREATE_CHILD_SA task the link names continues (RFC 9370 §2.2.4)
         link = msg.notify(_ADDITIONAL_KEY_EXCHANGE)
-        waiting = sa.followups.pop(link.data, None) if link is not None else None
+        waiting = sa.followups.pop(link.data, None) if link and sa.followups else None
         return [waiting] if waiting is not None else [_Refuse(sa, NotifyType.STATE_NOT_FOUND)]
     if msg.exchange == _INFORMATIONAL:
         deletes = msg.all(DeletePayload)

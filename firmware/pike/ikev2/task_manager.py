@@ -40,7 +40,7 @@ class _Held:
 
     msg: Message
     data: bytes
-    tasks: list[Task]
+    tasks: Sequence[Task]
 
 
 _IKE_SA_INIT = ExchangeType.IKE_SA_INIT  # per message: Enum lookups are slow on 3.11
@@ -50,10 +50,27 @@ _PREPARES, _COMPLETES = attrgetter("prepares"), attrgetter("completes")
 
 
 class TaskManager:
+    __slots__ = (
+        "active",
+        "active_exchange",
+        "cached_response",
+        "deadline",
+        "mid_in",
+        "mid_out",
+        "pending",
+        "queued",
+        "request",
+        "restarts",
+        "retransmits",
+        "sa",
+    )  # one per IKE SA: no instance dict
+
     def __init__(self, sa: ExchangeSa) -> None:
         self.sa = sa
-        self.queued: list[Task] = []
-        self.active: list[Task] = []
+        # tuples, not lists: a hub holds 10 000 SAs whose task lists stay empty, and every
+        # list is one more object for the cyclic collector to scan
+        self.queued: tuple[Task, ...] = ()
+        self.active: tuple[Task, ...] = ()
         self.active_exchange = 0
         self.mid_out = 0  # next request we send
         self.mid_in = 0  # next request we expect
@@ -77,7 +94,7 @@ class TaskManager:
 
     # -- initiator side ------------------------------------------------------------------
     def queue(self, task: Task) -> None:
-        self.queued.append(task)
+        self.queued += (task,)
 
     def busy(self) -> bool:
         return bool(self.active)
@@ -90,8 +107,8 @@ class TaskManager:
             # One CHILD_SA, CHILD rekey or IKE rekey per exchange (RFC 7296 §1.3).
             self.active, self.queued = self.queued[:1], self.queued[1:]
         else:
-            self.active = [t for t in self.queued if t.exchange == exchange]
-            self.queued = [t for t in self.queued if t.exchange != exchange]
+            self.active = tuple(t for t in self.queued if t.exchange == exchange)
+            self.queued = tuple(t for t in self.queued if t.exchange != exchange)
         self.active_exchange = exchange
         try:
             if self._wait_for_signature(self.active, now):
@@ -102,7 +119,7 @@ class TaskManager:
         self._send_request(now)
 
     def _wait_for_signature(
-        self, tasks: list[Task], now: float, request: tuple[Message, bytes] | None = None
+        self, tasks: Sequence[Task], now: float, request: tuple[Message, bytes] | None = None
     ) -> bool:
         """Let the tasks start what their build needs; True when a signature is awaited.
         ``request``: the request (and its bytes) whose answer then waits (responder)."""
@@ -134,7 +151,7 @@ class TaskManager:
         return self.sa.ctx.signatures.settle(pending, result, now)
 
     def _signed(
-        self, ref: int, tasks: list[Task], held: _Held | None, result: bytes | Exception, now: float
+        self, ref: int, tasks: Sequence[Task], held: _Held | None, result: bytes | Exception, now: float
     ) -> Message | None:
         for task in tasks:
             task.signed(ref, result)
@@ -152,7 +169,7 @@ class TaskManager:
         return None
 
     def _refused(
-        self, ref: int, tasks: list[Task], held: _Held | None, required: bool, why: str, now: float
+        self, ref: int, tasks: Sequence[Task], held: _Held | None, required: bool, why: str, now: float
     ) -> Message | None:
         """No signature (pike.sa.signing's policy): the message goes without an optional
         one; else the initiator ends the SA, the responder answers AUTHENTICATION_FAILED."""
@@ -193,7 +210,7 @@ class TaskManager:
             log.debug("%s: unexpected response %d dropped", self.sa.tag(), msg.message_id)
             return
         self._log_in(msg, now)
-        tasks, self.active = self.active, []
+        tasks, self.active = self.active, ()
         request, deadline = self.request, self.deadline
         self.request = None
         self.deadline = None
@@ -212,7 +229,7 @@ class TaskManager:
             if self.restarts > MAX_RESTARTS:
                 self.sa.fail("too_many_restarts", now)
                 return
-            self.queued[:0] = tasks
+            self.queued = (*tasks, *self.queued)
             if msg.exchange != ExchangeType.IKE_SA_INIT:
                 self.mid_out += 1  # only IKE_SA_INIT is repeated with the same ID
             self.initiate(now)
@@ -224,7 +241,7 @@ class TaskManager:
             self.sa.init_response = data
         self.mid_out += 1
         remaining = [t for t in tasks if not t.done()]
-        self.queued[:0] = remaining
+        self.queued = (*remaining, *self.queued)
         for task in tasks:
             if task.done():
                 task.completed(now)
@@ -267,7 +284,7 @@ class TaskManager:
         self._send(self.request)
 
     # -- responder side ------------------------------------------------------------------
-    def on_request(self, msg: Message, data: bytes, tasks: list[Task], now: float) -> None:
+    def on_request(self, msg: Message, data: bytes, tasks: Sequence[Task], now: float) -> None:
         mid = msg.message_id
         if self.cached_response is not None and mid == self.cached_response[0]:
             # A retransmitted request: answer with the same bytes (RFC 7296 §2.1).
@@ -306,7 +323,7 @@ class TaskManager:
         self,
         msg: Message,
         request: bytes,
-        tasks: list[Task],
+        tasks: Sequence[Task],
         now: float,
         error: RespondError | None = None,
     ) -> None:

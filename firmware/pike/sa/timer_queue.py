@@ -9,16 +9,16 @@ and the heap is rebuilt when stale entries outnumber live ones, so it stays O(li
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from functools import partial
 from operator import is_not
-from typing import Generic, TypeVar
+from typing import Generic, TypeGuard, TypeVar, cast
 
 T = TypeVar("T", bound=Hashable)
 
 # ``min(filter(is_set, deadlines), default=None)``: the earliest deadline that is set,
 # found in C (asked after every step of every SA)
-is_set = partial(is_not, None)
+is_set = cast(Callable[[object], TypeGuard[float]], partial(is_not, None))
 
 
 class TimerQueue(Generic[T]):

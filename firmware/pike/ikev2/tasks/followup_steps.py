@@ -35,7 +35,7 @@ def take_request(followup: Followup, msg: Message, refused: Callable[[], None]) 
 
 def offer(followup: Followup, msg: Message, sa: IkeSa, task: Task) -> None:
     """The CREATE_CHILD_SA answer links to the first IKE_FOLLOWUP_KE, which finds ``task``."""
-    sa.followups[followup.offer_link(msg)] = task
+    sa.await_followup(followup.offer_link(msg), task)
 
 
 def answer(followup: Followup, msg: Message, sa: IkeSa, task: Task) -> bool:
@@ -43,5 +43,5 @@ def answer(followup: Followup, msg: Message, sa: IkeSa, task: Task) -> bool:
     request finds ``task`` by the link the answer carries."""
     followup.build_r(msg)
     if not followup.finished:
-        sa.followups[followup.link] = task
+        sa.await_followup(followup.link, task)
     return followup.finished

@@ -145,7 +145,7 @@ class IkeInit(Task):
         sa.addke_todo = chosen.additional
         if sa.addke_todo:
             # before IKE_AUTH and anything else queued (RFC 9370 §2.2.2)
-            sa.tasks.queued.insert(0, IkeIntermediate(sa, True))
+            sa.tasks.queued = (IkeIntermediate(sa, True), *sa.tasks.queued)
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message, now: float) -> None:
