@@ -15,6 +15,7 @@ from typing import Protocol
 from pike.crypto.errors import CryptoError
 from pike.crypto.ids import PrfId
 
+
 class _Hmac(Protocol):
     def digest(self) -> bytes: ...
 
@@ -31,6 +32,7 @@ except ImportError:  # pragma: no cover - CPython builds hashlib on it
 def hmac_digest(key: bytes, data: bytes, name: str) -> bytes:
     """HMAC of ``data`` under ``key`` with the hashlib hash ``name``."""
     return _new_hmac(key, data, name).digest()
+
 
 PRF_PLUS_MAX_ITERATIONS = 255  # RFC 7296 §2.13: the counter octet runs 0x01..0xff
 _COUNTERS = [bytes((n,)) for n in range(PRF_PLUS_MAX_ITERATIONS + 1)]

@@ -151,7 +151,12 @@ class TaskManager:
         return self.sa.ctx.signatures.settle(pending, result, now)
 
     def _signed(
-        self, ref: int, tasks: Sequence[Task], held: _Held | None, result: bytes | Exception, now: float
+        self,
+        ref: int,
+        tasks: Sequence[Task],
+        held: _Held | None,
+        result: bytes | Exception,
+        now: float,
     ) -> Message | None:
         for task in tasks:
             task.signed(ref, result)
@@ -169,7 +174,13 @@ class TaskManager:
         return None
 
     def _refused(
-        self, ref: int, tasks: Sequence[Task], held: _Held | None, required: bool, why: str, now: float
+        self,
+        ref: int,
+        tasks: Sequence[Task],
+        held: _Held | None,
+        required: bool,
+        why: str,
+        now: float,
     ) -> Message | None:
         """No signature (pike.sa.signing's policy): the message goes without an optional
         one; else the initiator ends the SA, the responder answers AUTHENTICATION_FAILED."""
