@@ -66,6 +66,9 @@ def _encr_name(encr_id: int) -> str:
 
 
 @functools.lru_cache(maxsize=64)  # four times a handshake, for the few we configure
+# Both asked several times per IKE SA and CHILD_SA (key derivation, each SkCipher) with
+# the same few transform IDs: cached (bounded, keyed on ints; a refusal is not cached).
+@functools.lru_cache(maxsize=64)
 def encr_key_size(encr_id: int, key_length_bits: int | None) -> int:
     """Bytes of keying material one direction of ``encr_id`` takes, salt included."""
     if encr_id == _AES_CBC:
@@ -79,6 +82,7 @@ def encr_key_size(encr_id: int, key_length_bits: int | None) -> int:
     raise CryptoError(f"{_encr_name(encr_id)} is not implemented")
 
 
+@functools.lru_cache(maxsize=64)
 def integ_key_size(integ_id: int) -> int:
     """Bytes of keying material of the integrity transform (0 for NONE)."""
     if integ_id == _INTEG_NONE:

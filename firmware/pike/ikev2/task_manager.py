@@ -380,8 +380,9 @@ class TaskManager:
             return
         for task in filter(_COMPLETES, tasks):
             task.completed(now)
-        # Our own queued work may have waited for this exchange (e.g. after IKE_AUTH).
-        self.initiate(now)
+        if self.queued:
+            # Our own queued work may have waited for this exchange (e.g. after IKE_AUTH).
+            self.initiate(now)
 
     def resend(self, now: float) -> None:
         """Send the outstanding request again at once (MOBIKE: over a new path), keeping

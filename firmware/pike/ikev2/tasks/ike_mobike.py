@@ -73,9 +73,15 @@ def list_key(notes: list[NotifyPayload]) -> tuple[tuple[int, bytes], ...]:
     return tuple((int(n.notify_type), n.data) for n in notes)
 
 
+@functools.lru_cache(maxsize=256)
+def _address_key(ours: tuple[str, ...], used: str) -> tuple[tuple[int, bytes], ...]:
+    """``list_key`` of ``_address_list``: what ``IkeSa.announced`` keeps (cached alike)."""
+    return list_key(list(_address_list(ours, used)))
+
+
 def list_changed(sa: IkeSa) -> bool:
     """Our addresses differ from those the peer was last told of."""
-    return list_key(address_list(sa)) != sa.announced
+    return _address_key(sa.ctx.local_addresses, sa.local[0]) != sa.announced
 
 
 def peer_addresses(msg: Message) -> tuple[str, ...] | None:
@@ -190,10 +196,10 @@ class IkeMobike(Task):
         return conn is not None and conn.mobike
 
     def _announce(self, msg: Message) -> None:
+        sa = self.sa
         msg.payloads.append(NotifyPayload(_MOBIKE_SUPPORTED))
-        notes = address_list(self.sa)
-        msg.payloads.extend(notes)
-        self.sa.announced = list_key(notes)
+        msg.payloads.extend(_address_list(sa.ctx.local_addresses, sa.local[0]))
+        sa.announced = _address_key(sa.ctx.local_addresses, sa.local[0])
 
     def _learn(self, msg: Message) -> None:
         self.peer_supports = msg.notify(_MOBIKE_SUPPORTED) is not None

@@ -60,8 +60,13 @@ class IkeNatd(Task):
             msg.notify(NotifyType.COOKIE) or msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         ):
             return
-        dst = [n.data for n in msg.all(NotifyPayload) if n.notify_type == _NATD_DST]
-        src = [n.data for n in msg.all(NotifyPayload) if n.notify_type == _NATD_SRC]
+        dst: list[bytes] = []
+        src: list[bytes] = []
+        for n in msg.all(NotifyPayload):  # one walk for both kinds
+            if n.notify_type == _NATD_DST:
+                dst.append(n.data)
+            elif n.notify_type == _NATD_SRC:
+                src.append(n.data)
         if not dst or not src:
             return  # the peer does not do NAT detection: assume no NAT
         sa.nat_local = natd_hash(msg.spi_i, msg.spi_r, sa.local) not in dst
