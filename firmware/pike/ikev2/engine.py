@@ -865,12 +865,13 @@ class Ikev2Engine:
     def _settle(self, sa: IkeSa, now: float, ended: list[IkeSa]) -> None:
         """After a step that touched ``sa``: its reauthentication, its place in the
         tables, its timer."""
-        for new in (sa, sa.replaced_by):
-            if new is not None and new.replaces is not None:
-                old = new.replaces
-                reauth.settle(new, now)
-                if new.replaces is None:  # settled: the old one is deleted or carries on
-                    self._touch(old)
+        if sa.replaces is not None or sa.replaced_by is not None:  # a reauthentication
+            for new in (sa, sa.replaced_by):
+                if new is not None and new.replaces is not None:
+                    old = new.replaces
+                    reauth.settle(new, now)
+                    if new.replaces is None:  # settled: the old one is deleted or carries on
+                        self._touch(old)
         if sa.state is _DESTROYED:
             if self.sas.get(sa.my_spi) is sa:
                 del self.sas[sa.my_spi]

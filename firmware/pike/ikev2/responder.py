@@ -134,9 +134,11 @@ class InitResponder:
     def forget(self, sa: IkeSa) -> None:
         """``sa`` is no longer half-open (established or gone)."""
         key = self._key_of.pop(sa, None)
-        if key is not None and self.half_open.get(key) is sa:
+        if key is None:
+            return  # not half-open (any more): asked after every step of every SA
+        if self.half_open.get(key) is sa:
             del self.half_open[key]
-        self.ctx.admission.closed(sa.unique_id)  # idempotent
+        self.ctx.admission.closed(sa.unique_id)
 
 
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:

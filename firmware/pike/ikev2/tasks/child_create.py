@@ -354,8 +354,8 @@ class ChildCreate(Task):
             if not self.in_auth:
                 raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
             return  # childless IKE_AUTH (RFC 6023)
-        theirs_i = [ts_from_wire(w) for w in tsi.selectors]
-        theirs_r = [ts_from_wire(w) for w in tsr.selectors]
+        theirs_i = list(map(ts_from_wire, tsi.selectors))
+        theirs_r = list(map(ts_from_wire, tsr.selectors))
         old = self._rekeyed(msg)
         candidates = (old.config,) if old is not None else sa.conn.children
         match = match_child(candidates, theirs_i, theirs_r, sa.local[0], sa.remote[0])
@@ -485,8 +485,8 @@ class ChildCreate(Task):
             msg.payloads.append(NoncePayload(self.nr))
             if self.ke is not None:
                 msg.payloads.append(KePayload(self.ke.group, self.ke.public_bytes()))
-        msg.payloads.append(TsiPayload(tuple(ts_to_wire(t) for t in child.remote_ts)))
-        msg.payloads.append(TsrPayload(tuple(ts_to_wire(t) for t in child.local_ts)))
+        msg.payloads.append(TsiPayload(tuple(map(ts_to_wire, child.remote_ts))))
+        msg.payloads.append(TsrPayload(tuple(map(ts_to_wire, child.local_ts))))
         if child.mode == "transport":
             msg.payloads.append(NotifyPayload(_USE_TRANSPORT_MODE))
         if followup is not None:
@@ -527,8 +527,12 @@ class ChildCreate(Task):
         child.keys = derive_child_keys(
             sa.prf, sa.keys.sk_d, ni, nr, self.shared, ekey, ikey, extra=extra
         )
-        encap = UdpEncap(sa.remote[1], sa.local[1]) if sa.natt else None
-        out_encap = UdpEncap(sa.local[1], sa.remote[1]) if sa.natt else None
+        encap = out_encap = None
+        if sa.natt:
+            encap, out_encap = (
+                UdpEncap(sa.remote[1], sa.local[1]),
+                UdpEncap(sa.local[1], sa.remote[1]),
+            )
         child.build_kernel_specs(sa.local[0], sa.remote[0], encap, out_encap, sa.ctx.random)
 
     def _established(self, child: ChildSa, chosen: Chosen, now: float) -> None:
