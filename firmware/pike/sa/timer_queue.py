@@ -3,7 +3,8 @@ finding what is due cost O(log n) rather than a walk over every SA.
 
 Each item has at most one current deadline; ``set`` replaces it. Replaced and removed
 entries stay in the heap until they reach its top and are skipped there (lazy deletion),
-and the heap is rebuilt when stale entries outnumber live ones, so it stays O(live).
+and the heap is rebuilt when stale entries outnumber live ones (looked at on each removal
+and every 64th new entry), so it stays O(live).
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ class TimerQueue(Generic[T]):
         current = self._due.get(item)
         if current is not None and current[0] == when:
             return
-        if when is None:
-            self._due.pop(item, None)
+        if when is not None:
+            seq = self._seq = self._seq + 1
+            self._due[item] = (when, seq)
+            heapq.heappush(self._heap, (when, seq, item))
+            if seq & 63:
+                return  # the heap's size is looked at every 64th entry (twice a handshake)
+        elif current is not None:
+            del self._due[item]
         else:
-            self._seq += 1
-            self._due[item] = (when, self._seq)
-            heapq.heappush(self._heap, (when, self._seq, item))
+            return  # had none, has none
         if len(self._heap) > 2 * len(self._due) + 64:
             self._heap = [(w, s, i) for i, (w, s) in self._due.items()]
             heapq.heapify(self._heap)

@@ -399,8 +399,10 @@ class ChildCreate(Task):
 
     def _rekeyed(self, msg: Message) -> ChildSa | None:
         """The CHILD_SA a CREATE_CHILD_SA request's REKEY_SA names (None: a new one)."""
+        if self.in_auth:
+            return None
         rekey = msg.notify(_REKEY_SA)
-        if rekey is None or self.in_auth:
+        if rekey is None:
             return None
         value = int.from_bytes(rekey.spi, "big") if len(rekey.spi) == 4 else -1
         old = next((c for c in self.sa.children if c.spi_out == value), None)
