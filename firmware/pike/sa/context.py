@@ -109,17 +109,18 @@ class Context:
     _next_sign: int = 0
     # Our signatures the exchanges of both versions wait for (pike.sa.signing).
     signatures: Signatures = field(init=False, repr=False)
+    # Queue an action for the runtime: ``actions.append`` itself (a handshake emits a
+    # dozen; no Python frame around the append).
+    emit: Callable[[Action], None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.spis is None:
             self.spis = RandomSpis(self.random)
+        self.emit = self.actions.append
         self.signatures = Signatures(self.emit, self._late_signature)
 
     def _late_signature(self, conn: str) -> None:
         self.counters.conn(conn).late_signatures += 1
-
-    def emit(self, action: Action) -> None:
-        self.actions.append(action)
 
     def unique_id(self) -> int:
         self._next_unique += 1
