@@ -77,6 +77,23 @@ class ChildCreate(Task):
 
     name = "child_create"
 
+    # The exchange's state, each None or empty until set (defaults of the class, not
+    # stored by __init__: every IKE_AUTH makes one of these tasks).
+    child: ChildSa | None = None
+    error: int | None = None  # responder in IKE_AUTH: the notify that refused it
+    _chosen: Chosen | None = None
+    group: int | None = None  # PFS group (CREATE_CHILD_SA only)
+    ke: KeyExchange | None = None
+    ni = b""  # this exchange's nonces (CREATE_CHILD_SA only)
+    nr = b""
+    shared: bytes | None = None
+    # Responder of a new child: the same child on an older IKE SA with this peer (the
+    # peer reauthenticates, make-before-break), replaced once that IKE SA goes.
+    prior: ChildSa | None = None
+    ahead: SaSpec | None = None  # our inbound SA, installed before the answer
+    # RFC 9370: the additional key exchanges that follow in IKE_FOLLOWUP_KE
+    followup: Followup | None = None
+
     def __init__(
         self,
         sa: IkeSa,
@@ -95,20 +112,6 @@ class ChildCreate(Task):
         self.config = config if config is not None or rekey is None else rekey.config
         self.rekey = rekey  # the CHILD_SA this one replaces
         self._exchange = exchange
-        self.child: ChildSa | None = None
-        self.error: int | None = None  # responder in IKE_AUTH: the notify that refused it
-        self._chosen: Chosen | None = None
-        self.group: int | None = None  # PFS group (CREATE_CHILD_SA only)
-        self.ke: KeyExchange | None = None
-        self.ni = b""  # this exchange's nonces (CREATE_CHILD_SA only)
-        self.nr = b""
-        self.shared: bytes | None = None
-        # Responder of a new child: the same child on an older IKE SA with this peer (the
-        # peer reauthenticates, make-before-break), replaced once that IKE SA goes.
-        self.prior: ChildSa | None = None
-        self.ahead: SaSpec | None = None  # our inbound SA, installed before the answer
-        # RFC 9370: the additional key exchanges that follow in IKE_FOLLOWUP_KE
-        self.followup: Followup | None = None
 
     def done(self) -> bool:
         return self.followup is None or self.followup.finished

@@ -134,16 +134,16 @@ class IkeAuth(Task):
 
     name = "ike_auth"
 
-    def __init__(self, sa: IkeSa, initiator: bool) -> None:
-        super().__init__(sa, initiator)
-        self._signing: _Signing | None = None
-        # RFC 8784: the keys without the PPK (NO_PPK_AUTH, and the fallback when the
-        # responder has no PPK); set once the PPK is mixed in
-        self._no_ppk_keys: IkeKeys | None = None
-        self._no_ppk_signing: _Signing | None = None  # certificates: NO_PPK_AUTH's signature
-        # prf(PSK, KEY_PAD) for a pair of identities: a responder verifies the peer's AUTH
-        # and makes its own with the same key, so it is looked up and padded once
-        self._pad: tuple[tuple[str, str], bytes] | None = None
+    # The task's state, each None until set (defaults of the class, not stored by an
+    # __init__: every IKE_AUTH makes one of these tasks).
+    _signing: _Signing | None = None
+    # RFC 8784: the keys without the PPK (NO_PPK_AUTH, and the fallback when the
+    # responder has no PPK); set once the PPK is mixed in
+    _no_ppk_keys: IkeKeys | None = None
+    _no_ppk_signing: _Signing | None = None  # certificates: NO_PPK_AUTH's signature
+    # prf(PSK, KEY_PAD) for a pair of identities: a responder verifies the peer's AUTH
+    # and makes its own with the same key, so it is looked up and padded once
+    _pad: tuple[tuple[str, str], bytes] | None = None
 
     @property
     def exchange(self) -> int:

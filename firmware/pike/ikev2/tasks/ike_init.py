@@ -45,11 +45,10 @@ class IkeInit(Task):
 
     name = "ike_init"
 
-    def __init__(self, sa: IkeSa, initiator: bool) -> None:
-        super().__init__(sa, initiator)
-        self.group: int | None = None
-        self.cookie: bytes | None = None
-        self.peer_ke: KePayload | None = None
+    # None until set (defaults of the class: every IKE_SA_INIT makes one of these tasks)
+    group: int | None = None
+    cookie: bytes | None = None
+    peer_ke: KePayload | None = None
 
     @property
     def exchange(self) -> int:

@@ -182,10 +182,7 @@ class IkeMobike(Task):
     sa: IkeSa
 
     name = "ike_mobike"
-
-    def __init__(self, sa: IkeSa, initiator: bool) -> None:
-        super().__init__(sa, initiator)
-        self.peer_supports = False
+    peer_supports = False  # set by the peer's IKE_AUTH message
 
     @property
     def exchange(self) -> int:
