@@ -422,7 +422,8 @@ class IkeSa:
 def ike_jitter(conn: ConnectionConfig) -> int:
     """strongSwan's default IKE rand_time: over_time (10 % of the longer of rekey_time and
     reauth_time), but at most half of the shorter one that is set."""
-    times = [t for t in (conn.rekey_time, conn.reauth_time) if t]
-    if not times:
-        return 0
-    return min(max(times) // 10, min(times) // 2)
+    rekey, reauth = conn.rekey_time, conn.reauth_time
+    if rekey and reauth:
+        return min(max(rekey, reauth) // 10, min(rekey, reauth) // 2)
+    one = rekey or reauth  # the only one set (or none: 0)
+    return min(one // 10, one // 2)
