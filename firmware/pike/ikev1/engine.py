@@ -693,13 +693,15 @@ class Ikev1Engine:
             and sa.peer_id is not None
             and (sa.my_id.id_type, sa.my_id.data) == mine
             and (sa.peer_id.id_type, sa.peer_id.data) == peer
-            for sa in self.table.sas.values()
+            for sa in self.table.established_with(peer)
         )
 
     def _initial_contact(self, sa: IsakmpSa, now: float) -> None:
         """RFC 2407 §4.6.3.3: the peer has no other SA with us (it restarted): what we
         still hold for the same identity is stale; removed without messages."""
-        for other in self.table.all():
+        if sa.peer_id is None:
+            return
+        for other in self.table.established_with((sa.peer_id.id_type, sa.peer_id.data)):
             if (
                 other is not sa
                 and other.conn is sa.conn

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.sa.admission import Admission
 from pike.sa.child_sa import ChildSa
+from pike.sa.context import IdKey
 from pike.sa.state import IkeState
 from pike.sa.timer_queue import TimerQueue
 from pike.wire.isakmp_payloads import V1Message
@@ -30,6 +31,11 @@ class SaTable:
         # looked at again (``retime``, ``sweep``), so a step costs the same with 10 000 SAs.
         self.timers: TimerQueue[IsakmpSa] = TimerQueue()
         self._dirty: dict[IsakmpSa, None] = {}  # an ordered set
+        # The established SAs by the peer's identity (INITIAL-CONTACT, both ways, asks
+        # once per Main Mode: a walk over every SA would grow with the hub), kept on every
+        # state change (``touch``) with the key each one is under.
+        self._up_by_peer: dict[IdKey, dict[IsakmpSa, None]] = {}
+        self._up_keys: dict[IsakmpSa, IdKey] = {}
 
     # -- ISAKMP SAs ----------------------------------------------------------------------------
     @property
@@ -39,6 +45,10 @@ class SaTable:
     def all(self) -> list[IsakmpSa]:
         """A copy: callers may end SAs while they walk it."""
         return list(self._sas.values())
+
+    def established_with(self, peer: IdKey) -> list[IsakmpSa]:
+        """The established SAs whose peer has this identity (a copy)."""
+        return list(self._up_by_peer.get(peer, ()))
 
     def children(self) -> Iterator[ChildSa]:
         return (c for sa in self._sas.values() for c in sa.children)
@@ -107,6 +117,20 @@ class SaTable:
     # -- after every step -------------------------------------------------------------------
     def touch(self, sa: IsakmpSa) -> None:
         self._dirty[sa] = None
+        up = sa.state == IkeState.ESTABLISHED and sa.peer_id is not None
+        key = (sa.peer_id.id_type, sa.peer_id.data) if up and sa.peer_id is not None else None
+        old = self._up_keys.get(sa)
+        if old == key:
+            return
+        if old is not None:
+            del self._up_keys[sa]
+            same = self._up_by_peer[old]
+            del same[sa]
+            if not same:
+                del self._up_by_peer[old]
+        if key is not None:
+            self._up_keys[sa] = key
+            self._up_by_peer.setdefault(key, {})[sa] = None
 
     def retime(self, deadline: Callable[[IsakmpSa], float | None]) -> None:
         """The heap entries of the SAs touched since the last sweep."""
