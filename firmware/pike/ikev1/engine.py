@@ -481,7 +481,7 @@ class Ikev1Engine:
             owner.children.remove(child)
 
     def _shared_policies(self, child: ChildSa) -> bool:
-        return self.traps.keeps_policies(child, self.table.children())
+        return self.traps.keeps_policies(child)
 
     # -- datagrams -----------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:

@@ -5,7 +5,7 @@ exchange modules go through its methods. (Each SA owns its Quick Modes: ``Isakmp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.sa.admission import Admission
@@ -49,9 +49,6 @@ class SaTable:
     def established_with(self, peer: IdKey) -> list[IsakmpSa]:
         """The established SAs whose peer has this identity (a copy)."""
         return list(self._up_by_peer.get(peer, ()))
-
-    def children(self) -> Iterator[ChildSa]:
-        return (c for sa in self._sas.values() for c in sa.children)
 
     def owner(self, child: ChildSa) -> IsakmpSa | None:
         return next((sa for sa in self._sas.values() if child in sa.children), None)
