@@ -289,7 +289,7 @@ class Ikev1Engine:
             self.initiate(conn, now, child)
 
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
-        for sa in self.table.sas.values():
+        for sa in self.table.with_spi(spi):
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
@@ -318,7 +318,7 @@ class Ikev1Engine:
         return out
 
     def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
-        for sa in self.table.sas.values():
+        for sa in self.table.with_spi(spi):
             if liveness.esp_seen(sa.children, spi, packets, last_use, now):
                 return
 

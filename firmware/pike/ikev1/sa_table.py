@@ -5,7 +5,7 @@ exchange modules go through its methods. (Each SA owns its Quick Modes: ``Isakmp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.sa.admission import Admission
@@ -36,6 +36,10 @@ class SaTable:
         # state change (``touch``) with the key each one is under.
         self._up_by_peer: dict[IdKey, dict[IsakmpSa, None]] = {}
         self._up_keys: dict[IsakmpSa, IdKey] = {}
+        # The SA whose IPsec SAs have an SPI (the kernel's expiries and counters name
+        # SPIs), refreshed for the SAs each step touched (``sweep``).
+        self._by_spi: dict[int, IsakmpSa] = {}
+        self._spis: dict[IsakmpSa, tuple[int, ...]] = {}
 
     # -- ISAKMP SAs ----------------------------------------------------------------------------
     @property
@@ -45,6 +49,18 @@ class SaTable:
     def all(self) -> list[IsakmpSa]:
         """A copy: callers may end SAs while they walk it."""
         return list(self._sas.values())
+
+    def with_spi(self, spi: int) -> Iterator[IsakmpSa]:
+        """The SA with an IPsec SA of ``spi`` first (indexed by ``sweep``), then, should
+        the index be behind (within the step that made it), every SA."""
+        hit = self.by_spi(spi)
+        if hit is not None:
+            yield hit
+        yield from list(self._sas.values())
+
+    def by_spi(self, spi: int) -> IsakmpSa | None:
+        """The index alone: the SA with an IPsec SA of ``spi`` as of the last sweep."""
+        return self._by_spi.get(spi)
 
     def established_with(self, peer: IdKey) -> list[IsakmpSa]:
         """The established SAs whose peer has this identity (a copy)."""
@@ -145,8 +161,12 @@ class SaTable:
         for sa in dirty:
             if sa.state != IkeState.DESTROYED:
                 self.timers.set(sa, deadline(sa))
+                spis = tuple(s for c in sa.children for s in (c.spi_in, c.spi_out) if s)
+                if spis != self._spis.get(sa, ()):
+                    self._index_spis(sa, spis)
                 continue
             self.timers.discard(sa)
+            self._index_spis(sa, ())
             key = sa.our_spi
             if self._sas.get(key) is not sa:
                 continue
@@ -154,3 +174,12 @@ class SaTable:
             gone.append((sa, self._wanted.pop(sa.unique_id, [])))
             self._forget_half_open(sa)  # by its key: no scan (8 192 expiring took 1.7 s)
         return gone
+
+    def _index_spis(self, sa: IsakmpSa, now_spis: tuple[int, ...]) -> None:
+        for spi in self._spis.pop(sa, ()):
+            if spi not in now_spis and self._by_spi.get(spi) is sa:
+                del self._by_spi[spi]
+        for spi in now_spis:
+            self._by_spi[spi] = sa
+        if now_spis:
+            self._spis[sa] = now_spis
