@@ -5,16 +5,24 @@ SAs as they come, rekey and go."""
 
 from __future__ import annotations
 
-from ikev2.pair import transfer
+from ikev2.pair import Node, transfer
+from pike.ikev1.engine import Ikev1Engine
+from pike.ikev1.sa_table import SaTable
 from pike.sa.state import ChildState
 from sa.both import pair
+
+
+def table_of(node: Node) -> SaTable:
+    engine: object = node.engine
+    assert isinstance(engine, Ikev1Engine)
+    return engine.table
 
 
 def test_spis_follow_install_rekey_and_delete() -> None:
     a, b = pair(1)
     a.engine.initiate("gw", 0.0, "net")
     transfer(a, b, 0.0)
-    table = a.engine.table
+    table = table_of(a)
     (isakmp,) = a.engine.sas.values()
     (child,) = isakmp.children
     old = (child.spi_in, child.spi_out)
@@ -35,9 +43,9 @@ def test_spis_follow_install_rekey_and_delete() -> None:
 def test_established_by_peer_identity() -> None:
     a, b = pair(1)
     peer = (1, bytes([192, 0, 2, 2]))  # ID_IPV4_ADDR of b
-    assert a.engine.table.established_with(peer) == []
+    assert table_of(a).established_with(peer) == []
     a.engine.initiate("gw", 0.0, "net")
     transfer(a, b, 0.0)
     (isakmp,) = a.engine.sas.values()
-    assert a.engine.table.established_with(peer) == [isakmp]
-    assert a.engine.table.established_with((1, bytes([192, 0, 2, 9]))) == []
+    assert table_of(a).established_with(peer) == [isakmp]
+    assert table_of(a).established_with((1, bytes([192, 0, 2, 9]))) == []
