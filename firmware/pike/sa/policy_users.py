@@ -26,10 +26,10 @@ _LIVE = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.REKEYED)
 
 
 def _pairs(child: ChildSa) -> set[int]:
-    return {
-        hash((p.src_ts, p.dst_ts) if p.direction == "out" else (p.dst_ts, p.src_ts))
-        for p in child.policies
-    }
+    # Each pair has its "out" policy (``policies_for`` makes out, in and maybe fwd for
+    # each): the in and fwd ones name the same pair again, and hashing a pair of
+    # selectors costs (ipaddress hashes in Python), so only the out ones are hashed.
+    return {hash((p.src_ts, p.dst_ts)) for p in child.policies if p.direction == "out"}
 
 
 def _keys(child: ChildSa) -> set[tuple[object, ...]]:
