@@ -108,10 +108,11 @@ class Ikev2Engine:
         self._timers: TimerQueue[IkeSa] = TimerQueue()
         self._dirty: dict[IkeSa, None] = {}  # an ordered set
         self._by_conn: dict[str, dict[IkeSa, None]] = {}
-        self._by_peer: dict[tuple[str, Identity | None], dict[IkeSa, None]] = {}
+        # (by peer: only SAs whose peer is known; every lookup there names one)
+        self._by_peer: dict[tuple[str, Identity], dict[IkeSa, None]] = {}
         self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
         # the SAs by the peer's identity alone (has_contact, per IKE_AUTH we initiate)
-        self._by_peer_id: dict[IdKey | None, dict[IkeSa, None]] = {}
+        self._by_peer_id: dict[IdKey, dict[IkeSa, None]] = {}
         # CHILD_SA SPIs (ours and the peer's) -> their IKE SA, for the kernel's expiries
         self._by_spi: dict[int, IkeSa] = {}
         # the source address the routing table gives toward a peer (paths_changed)
@@ -732,6 +733,8 @@ class Ikev2Engine:
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """The peer rebooted: its older IKE SAs with us are gone on its side (§2.4)."""
         assert sa.conn is not None
+        if sa.peer_id is None:
+            return  # (an established SA's peer is known)
         for other in list(self._by_peer.get((sa.conn.name, sa.peer_id), ())):
             if (
                 other is not sa
@@ -783,6 +786,8 @@ class Ikev2Engine:
 
     def _overlapping(self, sa: IkeSa, name: str, lts: Selectors, rts: Selectors) -> ChildSa | None:
         assert sa.conn is not None
+        if sa.peer_id is None:
+            return None  # only established SAs have children to overlap, and a known peer
         for other in self._by_peer.get((sa.conn.name, sa.peer_id), ()):
             if other is sa or other.conn is not sa.conn or other.peer_id != sa.peer_id:
                 continue
@@ -899,9 +904,11 @@ class Ikev2Engine:
         if old is not None:
             self._unindex(sa)
         self._keys[sa] = key
-        self._by_conn.setdefault(key[0], {})[sa] = None
-        self._by_peer.setdefault(key, {})[sa] = None
-        self._by_peer_id.setdefault(_id_key(key[1]), {})[sa] = None
+        name, peer = key
+        self._by_conn.setdefault(name, {})[sa] = None
+        if peer is not None:  # a half-open SA's peer is not known yet
+            self._by_peer.setdefault((name, peer), {})[sa] = None
+            self._by_peer_id.setdefault((peer.id_type, peer.data), {})[sa] = None
 
     def _index_spis(self, sa: IkeSa, now_spis: tuple[int, ...]) -> None:
         for spi in self._spis.pop(sa, ()):
@@ -916,14 +923,19 @@ class Ikev2Engine:
         key = self._keys.pop(sa, None)
         if key is None:
             return
-        same_conn, same_peer = self._by_conn[key[0]], self._by_peer[key]
-        id_key = _id_key(key[1])
-        same_id = self._by_peer_id[id_key]
-        del same_conn[sa], same_peer[sa], same_id[sa]
+        name, peer = key
+        same_conn = self._by_conn[name]
+        del same_conn[sa]
         if not same_conn:
-            del self._by_conn[key[0]]
+            del self._by_conn[name]
+        if peer is None:
+            return  # not indexed by peer
+        same_peer = self._by_peer[name, peer]
+        id_key = (peer.id_type, peer.data)
+        same_id = self._by_peer_id[id_key]
+        del same_peer[sa], same_id[sa]
         if not same_peer:
-            del self._by_peer[key]
+            del self._by_peer[name, peer]
         if not same_id:
             del self._by_peer_id[id_key]
 
@@ -938,10 +950,6 @@ class Ikev2Engine:
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:
         return [sa_info(sa) for sa in self.sas.values()]
-
-
-def _id_key(peer: Identity | None) -> IdKey | None:
-    return None if peer is None else (peer.id_type, peer.data)
 
 
 def _child_spis(children: list[ChildSa]) -> tuple[int, ...]:
