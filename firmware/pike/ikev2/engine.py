@@ -108,8 +108,9 @@ class Ikev2Engine:
         self._timers: TimerQueue[IkeSa] = TimerQueue()
         self._dirty: dict[IkeSa, None] = {}  # an ordered set
         self._by_conn: dict[str, dict[IkeSa, None]] = {}
-        # (by peer: only SAs whose peer is known; every lookup there names one)
-        self._by_peer: dict[tuple[str, Identity], dict[IkeSa, None]] = {}
+        # by (connection, peer's ID type, ID data): only SAs whose peer is known (every
+        # lookup names one); strings, ints and bytes hash in C, an Identity in Python
+        self._by_peer: dict[tuple[str, int, bytes], dict[IkeSa, None]] = {}
         self._keys: dict[IkeSa, tuple[str, Identity | None]] = {}
         # the SAs by the peer's identity alone (has_contact, per IKE_AUTH we initiate)
         self._by_peer_id: dict[IdKey, dict[IkeSa, None]] = {}
@@ -735,7 +736,8 @@ class Ikev2Engine:
         assert sa.conn is not None
         if sa.peer_id is None:
             return  # (an established SA's peer is known)
-        for other in list(self._by_peer.get((sa.conn.name, sa.peer_id), ())):
+        peer = sa.peer_id
+        for other in list(self._by_peer.get((sa.conn.name, peer.id_type, peer.data), ())):
             if (
                 other is not sa
                 and other.conn is sa.conn
@@ -788,7 +790,8 @@ class Ikev2Engine:
         assert sa.conn is not None
         if sa.peer_id is None:
             return None  # only established SAs have children to overlap, and a known peer
-        for other in self._by_peer.get((sa.conn.name, sa.peer_id), ()):
+        peer = sa.peer_id
+        for other in self._by_peer.get((sa.conn.name, peer.id_type, peer.data), ()):
             if other is sa or other.conn is not sa.conn or other.peer_id != sa.peer_id:
                 continue
             if other.state not in (IkeState.ESTABLISHED, IkeState.REKEYING):
@@ -907,7 +910,7 @@ class Ikev2Engine:
         name, peer = key
         self._by_conn.setdefault(name, {})[sa] = None
         if peer is not None:  # a half-open SA's peer is not known yet
-            self._by_peer.setdefault((name, peer), {})[sa] = None
+            self._by_peer.setdefault((name, peer.id_type, peer.data), {})[sa] = None
             self._by_peer_id.setdefault((peer.id_type, peer.data), {})[sa] = None
 
     def _index_spis(self, sa: IkeSa, now_spis: tuple[int, ...]) -> None:
@@ -930,12 +933,12 @@ class Ikev2Engine:
             del self._by_conn[name]
         if peer is None:
             return  # not indexed by peer
-        same_peer = self._by_peer[name, peer]
+        peer_key = (name, peer.id_type, peer.data)
         id_key = (peer.id_type, peer.data)
-        same_id = self._by_peer_id[id_key]
+        same_peer, same_id = self._by_peer[peer_key], self._by_peer_id[id_key]
         del same_peer[sa], same_id[sa]
         if not same_peer:
-            del self._by_peer[name, peer]
+            del self._by_peer[peer_key]
         if not same_id:
             del self._by_peer_id[id_key]
 
