@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import cast
 
 from pike.crypto.ids import (
@@ -96,8 +97,13 @@ _MISS = object()
 _Agreed = tuple[int, int | None, int | None, int, int, bool, bool, tuple[tuple[int, int], ...]]
 
 
+# A transform as plain values (all its fields): the memo's key hashes and compares in C,
+# where the payload classes' generated __hash__/__eq__ would run in Python per transform.
+_TRANSFORM_FIELDS = attrgetter("type", "id", "key_length", "unknown_attributes")
+
+
 def _match(spec: ProposalSpec, prop: Proposal, prefer_group: int | None) -> Chosen | None:
-    key = (prop.transforms, prefer_group)
+    key = (tuple(map(_TRANSFORM_FIELDS, prop.transforms)), prefer_group)
     memo = spec.matches
     found = memo.get(key, _MISS)
     if found is _MISS:
