@@ -48,7 +48,9 @@ class ChildSa:
     expire_at: float | None = None
     # Soft (rekey) volume limits in the kernel: (bytes, packets), drawn once per CHILD_SA.
     soft_volume: tuple[int, int] | None = None
-    esp: EspSeen = field(default_factory=EspSeen)  # inbound ESP as the kernel counted it
+    # Inbound ESP as the kernel counted it; None until its first report (asked for only
+    # once a DPD is due: not one more object per CHILD_SA from the start).
+    esp: EspSeen | None = None
 
     def schedule(self, now: float, random: Callable[[int], bytes]) -> None:
         """Rekey at rekey_time minus up to rand_time (jitter keeps both peers from

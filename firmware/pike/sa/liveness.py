@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pike.policy.ipsec import SaSpec
 from pike.sa.child_sa import ChildSa
 from pike.sa.context import Context
+from pike.sa.esp_seen import EspSeen
 from pike.sa.state import log
 
 
@@ -34,6 +35,8 @@ def esp_seen(
     """Record the kernel's counters of the inbound SA ``spi``; False if not one of these."""
     for child in _watched(children):
         if child.spi_in == spi:
+            if child.esp is None:
+                child.esp = EspSeen()
             child.esp.report(packets, last_use, now)
             return True
     return False
@@ -42,7 +45,7 @@ def esp_seen(
 def last_sign_of_life(last_inbound: float, children: Iterable[ChildSa], now: float) -> float:
     """``last_inbound``, or later inbound ESP on one of ``children`` (never after ``now``)."""
     for child in _watched(children):
-        seen = child.esp.at
+        seen = child.esp.at if child.esp is not None else None
         if seen is not None and seen > last_inbound:
             last_inbound = min(seen, now)
     return last_inbound
