@@ -62,6 +62,15 @@ class Prf:
         self.prf_id = prf_id
         self.key_size = self.output_size  # RFC 4868 §2.1.2: key length = output length
 
+    @staticmethod
+    def of(prf_id: int) -> "Prf":
+        """The one instance for ``prf_id`` (stateless: IKE SAs share it rather than hold
+        one each; at most one per implemented PRF)."""
+        prf = _SHARED.get(prf_id)
+        if prf is None:
+            prf = _SHARED[prf_id] = Prf(prf_id)  # raises for one not implemented
+        return prf
+
     def __repr__(self) -> str:
         return f"Prf({PrfId(self.prf_id).name})"
 
@@ -92,3 +101,6 @@ class Prf:
             block = new(key, block + seed + counter, name).digest()
             out.append(block)
         return b"".join(out)[:length]
+
+
+_SHARED: dict[int, Prf] = {}  # Prf.of

@@ -268,7 +268,7 @@ class IkeSa:
         ``rekey_of`` (§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), old PRF;
         RFC 9370 §2.2.4: the additional exchanges' secrets ``extra`` follow)."""
         assert self.chosen is not None and self.chosen.prf_id is not None
-        prf = Prf(self.chosen.prf_id)
+        prf = Prf.of(self.chosen.prf_id)
         if rekey_of is None:
             seed = skeyseed(prf, self.ni, self.nr, shared)
         else:
