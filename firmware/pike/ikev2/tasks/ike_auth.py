@@ -569,6 +569,9 @@ class IkeAuth(Task):
         sa.established_at = now
         # AUTH signed them; nothing needs them again (a hub keeps ~0.5 KiB less per SA)
         sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""
+        # Nor what picked the connection (responder): the candidates and the peer's IKE
+        # proposals are a dozen objects per held SA for the collector to scan.
+        sa.candidates, sa.offer, sa.init_digest = None, (), b""
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s: IKE_SA established between %s[%s]...%s[%s]",
