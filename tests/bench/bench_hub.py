@@ -3,6 +3,12 @@ charon and piked side by side, plus piked's start time and pikectl latency.
 
     sudo .venv/bin/python tests/bench/bench_hub.py [--sas 1000] [--conns 1,10000] [--rounds 3]
         [--idle 20] [--prefix DIR]   # strongSwan with load-tester; built there if missing
+        [--python PATH [--python PATH2 ...]] [--no-charon]
+
+``--python``: the interpreter piked runs under (a venv's python with pike installed; default
+this repository's ``.venv``). Given twice or more, each round runs one piked per
+interpreter, interleaved (``piked#1``, ``piked#2``, ...): Debian's /usr/bin/python3 against
+pyenv's, or another checkout's ``.venv`` (its editable install: its code) against this one.
 
 Two network namespaces made here (``gen`` 192.0.2.1, ``resp`` 192.0.2.2, one veth;
 nothing leaves them). The generator is charon with the load-tester plugin
@@ -46,7 +52,7 @@ from interop.netns import Lab, Namespace, kill_pid
 from lib.pikeconf import Child, Conn, PikeConf, Secret
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".venv" / "bin"
+VENV = REPO / ".venv" / "bin"  # piked's interpreter and pikectl, unless given (``python=``)
 GEN, RESP = "192.0.2.1", "192.0.2.2"
 IKE, ESP = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
 PSK = "bench-only-psk-3c1f9a7e"
@@ -204,12 +210,17 @@ def established(log: Path) -> int:
 
 
 def start_piked(
-    ns: Namespace, d: Path, conns: int, text: str | None = None, split: bool = False
+    ns: Namespace,
+    d: Path,
+    conns: int,
+    text: str | None = None,
+    split: bool = False,
+    python: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """piked with the fake kernel; returns it and the seconds until it said READY=1.
     Its config cache is ``d/cache`` (a second start in ``d`` reads it). ``text``: the
     config, else ``pike_toml(conns, ...)``. ``split``: it accounts its engine's CPU
-    (``engine_cpu``)."""
+    (``engine_cpu``). ``python``: its interpreter (default ``VENV``'s)."""
     sock, notify = d / "pike.sock", d / "notify.sock"
     (d / "pike.toml").write_text(pike_toml(conns, sock) if text is None else text)
     (d / "pike.toml").chmod(0o600)
@@ -229,7 +240,9 @@ def start_piked(
     t0 = time.monotonic()
     with (d / "piked.log").open("wb") as out:
         proc = ns.popen(
-            [str(VENV / "python"), script, "--config", str(d / "pike.toml")], stdout=out, env=env
+            [str(python or VENV / "python"), script, "--config", str(d / "pike.toml")],
+            stdout=out,
+            env=env,
         )
     while b"READY=1" not in ready.recv(4096):
         pass
@@ -247,12 +260,10 @@ def engine_cpu(pid: int, d: Path, n: int) -> float:
     return float(path.read_text().split()[1])
 
 
-def rekey_spread(resp: Namespace, sock: Path) -> dict[str, float]:
+def rekey_spread(resp: Namespace, sock: Path, pikectl: Path) -> dict[str, float]:
     """How far piked's CHILD_SA rekeys are drawn before rekey_time (their jitter, up to
     rand_time): from ``pikectl list-sas --json``, rekey due + age = rekey_time - jitter."""
-    listing = resp.run(
-        [str(VENV / "pikectl"), "--socket", str(sock), "list-sas", "--json"], timeout=120
-    )
+    listing = resp.run([str(pikectl), "--socket", str(sock), "list-sas", "--json"], timeout=120)
     jitter = sorted(
         CHILD_REKEY - (c["rekey_in_s"] + c["installed_ago_s"])
         for sa in json.loads(listing.stdout)
@@ -282,7 +293,10 @@ def run_one(
     n: int,
     idle: float,
     split: bool = False,
+    python: Path | None = None,
 ) -> dict[str, float]:
+    """One responder (``impl``: charon or piked, the latter under ``python``) under the
+    load-tester's ``n`` IKE SAs."""
     with tempfile.TemporaryDirectory(prefix=f"bench-hub-{impl}-") as tmp:
         d = Path(tmp)
         out: dict[str, float] = {}
@@ -317,9 +331,9 @@ def run_one(
             out["load s"] = time.monotonic() - t0
         else:
             # the first start parses and fills the config cache, the second reads it
-            proc, out["ready s"] = start_piked(resp, d, conns)
+            proc, out["ready s"] = start_piked(resp, d, conns, python=python)
             kill_pid(proc.pid)
-            proc, out["ready s cached"] = start_piked(resp, d, conns, split=split)
+            proc, out["ready s cached"] = start_piked(resp, d, conns, split=split, python=python)
         split = split and impl == "piked"
         pid = proc.pid
         time.sleep(0.5)
@@ -351,7 +365,8 @@ def run_one(
             time.sleep(idle)
             out["idle CPU %"] = (cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100
         if impl == "piked":
-            out.update(rekey_spread(resp, d / "pike.sock"))
+            pikectl = (python or VENV / "python").parent / "pikectl"
+            out.update(rekey_spread(resp, d / "pike.sock", pikectl))
         kill_pid(gen_proc.pid)
         kill_pid(pid)
         if got:
@@ -361,24 +376,42 @@ def run_one(
                 out["engine ms/SA"] = (engine1 - engine0) * 1000 / got
                 out["runtime ms/SA"] = out["CPU ms/SA"] - out["engine ms/SA"]
         out["established"] = got
+        out["load"] = os.getloadavg()[0]
         return out
 
 
-def pikectl_latency(lab: Lab, resp: Namespace) -> float:
+def pikectl_latency(lab: Lab, resp: Namespace, python: Path | None = None) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-hub-ctl-") as tmp:
         d = Path(tmp)
-        proc, _ = start_piked(resp, d, 1)
+        proc, _ = start_piked(resp, d, 1, python=python)
+        pikectl = (python or VENV / "python").parent / "pikectl"
         times = []
         for _ in range(5):
             t0 = time.monotonic()
             subprocess.run(
-                [str(VENV / "pikectl"), "--socket", str(d / "pike.sock"), "status"],
+                [str(pikectl), "--socket", str(d / "pike.sock"), "status"],
                 check=True,
                 capture_output=True,
             )
             times.append(time.monotonic() - t0)
         kill_pid(proc.pid)
         return statistics.median(times)
+
+
+def interpreter(python: Path) -> str:
+    """What ``python`` is: its real executable and version (the header's line)."""
+    info = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.version.split()[0])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    base = Path(python).resolve()
+    return f"{python} -> {base} (Python {info})"
+
+
+def fmt(k: str, x: float) -> str:
+    return f"{x:.3f}" if "ms/SA" in k else f"{x:.2f}"
 
 
 def main() -> None:
@@ -393,42 +426,77 @@ def main() -> None:
     ap.add_argument(
         "--split", action="store_true", help="piked's CPU per SA: the engine's and the rest"
     )
+    ap.add_argument(
+        "--python",
+        type=Path,
+        action="append",
+        help="piked's interpreter (a venv's python with pike installed; default "
+        "this repository's .venv); given twice or more, one piked each, interleaved",
+    )
+    ap.add_argument("--no-charon", action="store_true", help="piked only (A/B of pikeds)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_hub needs root (network namespaces)")
     prefix = args.prefix.resolve()
     ensure_load_tester(prefix)
+    pythons: list[Path] = args.python or [VENV / "python"]
+    pikeds = (
+        {"piked": pythons[0]}
+        if len(pythons) == 1
+        else {f"piked#{i}": py for i, py in enumerate(pythons, 1)}
+    )
+    impls = list(pikeds) if args.no_charon else ["charon", *pikeds]
+    for name, py in pikeds.items():
+        print(f"# {name}: {interpreter(py)}", flush=True)
     results: dict[tuple[str, int, str], list[float]] = {}
     with Lab.create() as lab:
         gen, resp = lab.add_ns("gen"), lab.add_ns("resp")
         lab.link(gen, resp, f"{GEN}/24", f"{RESP}/24")
         for r in range(args.rounds):
             for conns in (int(c) for c in args.conns.split(",")):
-                for impl in ("charon", "piked") if r % 2 == 0 else ("piked", "charon"):
+                for impl in impls if r % 2 == 0 else impls[::-1]:
                     got = run_one(
-                        lab, gen, resp, prefix, impl, conns, args.sas, args.idle, args.split
+                        lab,
+                        gen,
+                        resp,
+                        prefix,
+                        "charon" if impl == "charon" else "piked",
+                        conns,
+                        args.sas,
+                        args.idle,
+                        args.split,
+                        pikeds.get(impl),
                     )
                     print(f"# round {r + 1} {impl} {conns} conns: {got}", flush=True)
                     for k, v in got.items():
                         results.setdefault((impl, conns, k), []).append(v)
-        ctl = pikectl_latency(lab, resp)
+        ctl = pikectl_latency(lab, resp, pythons[0])
+    loads = [v for (_, _, k), vals in results.items() if k == "load" for v in vals]
     print(
-        f"\nmachine: 2 cores shared with others; {args.sas} IKE SAs per run; medians of "
+        f"\nmachine: 2 cores shared with others (load average {min(loads):.1f}-"
+        f"{max(loads):.1f} at the runs' ends); {args.sas} IKE SAs per run; medians of "
         f"{args.rounds} rounds (each round's values in brackets)"
     )
+    for name, py in pikeds.items():
+        print(f"{name}: {interpreter(py)}")
     for conns in (int(c) for c in args.conns.split(",")):
         for k in ("CPU ms/SA", "KiB/SA", "idle RSS MiB", "idle CPU %"):
             c = results.get(("charon", conns, k), [])
-            p = results.get(("piked", conns, k), [])
-            if not c or not p:
-                continue
-            mc, mp = statistics.median(c), statistics.median(p)
-            print(
-                f"{conns:>6} conns  {k:13s} charon {mc:8.2f}  piked {mp:8.2f}  "
-                f"piked/charon {mp / mc if mc else float('nan'):5.2f}   "
-                f"[{', '.join(f'{x:.2f}' for x in c)}] "
-                f"[{', '.join(f'{x:.2f}' for x in p)}]"
-            )
+            line = f"{conns:>6} conns  {k:13s}"
+            if c:
+                line += f" charon {fmt(k, statistics.median(c))}"
+            for name in pikeds:
+                p = results.get((name, conns, k), [])
+                if not p:
+                    continue
+                mp = statistics.median(p)
+                line += f"  {name} {fmt(k, mp)}"
+                if c and statistics.median(c):
+                    line += f" ({mp / statistics.median(c):.2f}x charon)"
+                line += f" [{', '.join(fmt(k, x) for x in p)}]"
+            if c:
+                line += f"  charon [{', '.join(fmt(k, x) for x in c)}]"
+            print(line)
         for k in (
             "engine ms/SA",
             "runtime ms/SA",
@@ -439,13 +507,14 @@ def main() -> None:
             "rekey jitter max s",
             "rekeys in fullest tenth %",
         ):
-            vals = results.get(("piked", conns, k), [])
-            if vals:
-                print(
-                    f"{conns:>6} conns  piked {k:25s} {statistics.median(vals):8.2f}   "
-                    f"[{', '.join(f'{x:.2f}' for x in vals)}]"
-                )
-    print(f"pikectl status (1 conn): {ctl * 1000:.0f} ms")
+            for name in pikeds:
+                vals = results.get((name, conns, k), [])
+                if vals:
+                    print(
+                        f"{conns:>6} conns  {name} {k:25s} {fmt(k, statistics.median(vals)):>8}"
+                        f"   [{', '.join(fmt(k, x) for x in vals)}]"
+                    )
+    print(f"pikectl status (1 conn, {pythons[0]}): {ctl * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
