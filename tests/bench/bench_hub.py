@@ -64,8 +64,13 @@ CHILD_REKEY, CHILD_RAND = 3600, 360
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(user_system(pid))
+
+
+def user_system(pid: int) -> tuple[float, float]:
+    """utime, stime of all threads, seconds: Python's work and the kernel's (sockets)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (all threads)
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def rss_kib(pid: int) -> int:
@@ -251,13 +256,15 @@ def start_piked(
     return proc, took
 
 
-def engine_cpu(pid: int, d: Path, n: int) -> float:
+def engine_cpu(pid: int, d: Path, n: int) -> tuple[float, float, list[int]]:
     """The CPU seconds piked (``start_piked(split=True)`` in ``d``) spent in its engine so
-    far; ``n``: how many times it has been asked, this one included."""
+    far, those its collector took, and its collections per generation; ``n``: how many
+    times it has been asked, this one included."""
     path = d / "engine-cpu"
     os.kill(pid, signal.SIGUSR2)
     wait_for(lambda: path.exists() and path.read_text().split()[0] == str(n), 10, "engine CPU")
-    return float(path.read_text().split()[1])
+    _, engine, gc_cpu, *collections = path.read_text().split()
+    return float(engine), float(gc_cpu), [int(c) for c in collections]
 
 
 def rekey_spread(resp: Namespace, sock: Path, pikectl: Path) -> dict[str, float]:
@@ -337,8 +344,8 @@ def run_one(
         split = split and impl == "piked"
         pid = proc.pid
         time.sleep(0.5)
-        cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
-        engine0 = engine_cpu(pid, d, 1) if split else 0.0
+        (user0, sys0), rss0 = user_system(pid), rss_kib(pid)
+        engine0, gc0, coll0 = engine_cpu(pid, d, 1) if split else (0.0, 0.0, [0, 0, 0])
         out["idle RSS MiB"] = rss0 / 1024
         gd = d / "gen"
         gd.mkdir()
@@ -355,8 +362,8 @@ def run_one(
             time.sleep(0.2)
         time.sleep(0.3)  # the last CHILD_SAs' responses are out
         got = established(log)
-        cpu1, rss1 = cpu_seconds(pid), rss_kib(pid)
-        engine1 = engine_cpu(pid, d, 2) if split else 0.0
+        (user1, sys1), rss1 = user_system(pid), rss_kib(pid)
+        engine1, gc1, coll1 = engine_cpu(pid, d, 2) if split else (0.0, 0.0, [0, 0, 0])
         if idle:
             # all SAs held, their DPD and rekey timers armed, nothing due: what does
             # holding them cost?
@@ -370,11 +377,15 @@ def run_one(
         kill_pid(gen_proc.pid)
         kill_pid(pid)
         if got:
-            out["CPU ms/SA"] = (cpu1 - cpu0) * 1000 / got
+            out["CPU ms/SA"] = (user1 + sys1 - user0 - sys0) * 1000 / got
+            out["system ms/SA"] = (sys1 - sys0) * 1000 / got  # the kernel's part of it
             out["KiB/SA"] = (rss1 - rss0) / got
             if split:
                 out["engine ms/SA"] = (engine1 - engine0) * 1000 / got
                 out["runtime ms/SA"] = out["CPU ms/SA"] - out["engine ms/SA"]
+                out["collector ms/SA"] = (gc1 - gc0) * 1000 / got  # in either of them
+                for generation, (n0, n1) in enumerate(zip(coll0, coll1, strict=True)):
+                    out[f"collections gen {generation}"] = n1 - n0
         out["established"] = got
         out["load"] = os.getloadavg()[0]
         return out
@@ -480,7 +491,7 @@ def main() -> None:
     for name, py in pikeds.items():
         print(f"{name}: {interpreter(py)}")
     for conns in (int(c) for c in args.conns.split(",")):
-        for k in ("CPU ms/SA", "KiB/SA", "idle RSS MiB", "idle CPU %"):
+        for k in ("CPU ms/SA", "system ms/SA", "KiB/SA", "idle RSS MiB", "idle CPU %"):
             c = results.get(("charon", conns, k), [])
             line = f"{conns:>6} conns  {k:13s}"
             if c:
@@ -500,6 +511,10 @@ def main() -> None:
         for k in (
             "engine ms/SA",
             "runtime ms/SA",
+            "collector ms/SA",
+            "collections gen 0",
+            "collections gen 1",
+            "collections gen 2",
             "ready s",
             "ready s cached",
             "rekey jitter min s",
