@@ -5,14 +5,7 @@ The engine's actions are acted on after every datagram (its answers go out at on
 loop timer is re-armed once per batch the sockets read in one wake-up (``batch_done``):
 no timer can run while the batch is read, and asking the engine after each datagram
 cost as much as the rest of this module. The engine and the clock exist once the daemon
-runs: ``open`` binds both, so each datagram goes straight to them.
-
-The answers to a batch go out together, after its last datagram (``batch_done``), in the
-order the engine made them: each ``sendmsg`` runs the receiving side's wake-up when it is
-asleep, and one wake-up for a burst costs less than one per answer (the load-tester bench:
-see docs/performance.md). A batch is what queued while piked was busy, so an answer waits
-at most as long as the datagrams read after its request; alone, a request is answered at
-once. Whatever the engine sends outside a batch (timers, signatures) goes out at once."""
+runs: ``open`` binds both, so each datagram goes straight to them."""
 
 from __future__ import annotations
 
@@ -52,7 +45,6 @@ class Datagrams:
         self._rearm = rearm  # arm the loop timer at the engine's next deadline
         self.stats = stats
         self._sockets: IkeSockets | None = None
-        self._held: list[SendDatagram] | None = None  # a batch's answers, until it is read
 
     def open(
         self,
@@ -85,8 +77,6 @@ class Datagrams:
 
     def receive(self, data: bytes, src: Address, dst: Address) -> None:
         self.stats["datagrams_in"] += 1
-        if self._held is None:
-            self._held = []  # sent by ``batch_done``
         try:
             self._input(data, src, dst, self._now())
         except Exception:
@@ -96,12 +86,7 @@ class Datagrams:
             self._drain()
 
     def batch_done(self) -> None:
-        """The sockets read what was queued: its answers out, the engine's timer armed,
-        once for all of it."""
-        held, self._held = self._held, None
-        if held:
-            for a in held:
-                self._send_now(a)
+        """The sockets read what was queued: the engine's timer, once for all of it."""
         self._rearm()
 
     def send(self, a: SendDatagram | SendKeepalive) -> None:
@@ -111,12 +96,6 @@ class Datagrams:
             self.send_keepalive(a)
 
     def send_datagram(self, a: SendDatagram) -> None:
-        if self._held is not None:
-            self._held.append(a)
-        else:
-            self._send_now(a)
-
-    def _send_now(self, a: SendDatagram) -> None:
         if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
             self.stats["datagrams_out"] += 1
 
