@@ -17,17 +17,18 @@ aes128gcm16-prfsha256-x25519, IDs c1-r1.example ...). The responder is, in turn:
 charon (the same build, load-tester ``fake_kernel``, ``initiators = 0``, swanctl
 connections, log level 0) and piked (``piked_fake_kernel.py``: a kernel that installs
 nothing, as charon's; log level warning), each with 1 connection (remote id ``%any``)
-or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder's
-utime+stime (/proc/PID/stat, all threads) and VmRSS growth, divided by the IKE SAs the
-generator saw established; then, all SAs held, the responder's CPU over ``--idle``
+or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder's CPU
+(all threads, the scheduler's nanoseconds in /proc/PID/task/*/schedstat; its user and
+system parts from /proc/PID/stat, in clock ticks) and VmRSS growth, divided by the IKE
+SAs the generator saw established; then, all SAs held, the responder's CPU over ``--idle``
 seconds (nothing due: what the held SAs and their armed timers cost) and piked's CHILD_SA
 rekey jitter from ``pikectl list-sas --json``. With ``--split``, piked's CPU per SA is
 also split into the engine's (thread CPU inside its datagram and timer entry points,
 ``piked_fake_kernel.py``) and the runtime's around it (sockets, dispatch, kernel calls,
-metrics, the event loop; the rest). piked starts twice: the first start fills
-its config cache, the second (measured) reads it. Rounds interleave
-charon and piked; medians are printed with every round's value. A benchmark: it prints,
-never asserts. The machine is shared: expect +-25 % between rounds.
+metrics, the event loop; the rest), and the collector's collections and CPU (in either).
+piked starts twice: the first start fills its config cache, the second (measured) reads
+it. Rounds interleave charon and piked; medians are printed with every round's value. A
+benchmark: it prints, never asserts. The machine is shared: expect +-25 % between rounds.
 """
 
 from __future__ import annotations
