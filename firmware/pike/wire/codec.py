@@ -46,6 +46,7 @@ from pike.wire.payloads import (
     NoncePayload,
     NotifyPayload,
     Payload,
+    PayloadList,
     SaPayload,
     SkfPayload,
     SkPayload,
@@ -171,8 +172,8 @@ def decode_payloads(
         data = bytes(data)
     end = len(data)
     pos = start
-    payloads: list[Payload] = []
-    append = payloads.append
+    payloads = PayloadList()
+    append = super(PayloadList, payloads).append  # list's own: filling it changes no index
     kind = first
     while kind:
         if end - pos < GENERIC_PAYLOAD_HEADER_LEN:

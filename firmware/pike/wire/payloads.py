@@ -6,9 +6,12 @@ names its payload type in ``TYPE`` so a message is simply a list of payloads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, is_
 from ipaddress import IPv4Address, IPv6Address
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, Self, SupportsIndex, TypeVar
 
 from pike.frozen import frozen
 from pike.wire.constants import PayloadType
@@ -229,6 +232,130 @@ Payload = (
 
 _P = TypeVar("_P")
 
+# Classes found in a PayloadList's index by exact type: the payload classes no other
+# payload class derives from (``first(IdPayload)`` must also find an IDi, so IdPayload and
+# TsPayload are looked up by a scan).
+_LEAF_CLASSES: frozenset[type[Any]] = frozenset(
+    {
+        SaPayload,
+        KePayload,
+        IdiPayload,
+        IdrPayload,
+        CertPayload,
+        CertReqPayload,
+        AuthPayload,
+        NoncePayload,
+        NotifyPayload,
+        DeletePayload,
+        VendorIdPayload,
+        TsiPayload,
+        TsrPayload,
+        CpPayload,
+        EapPayload,
+        SkPayload,
+        SkfPayload,
+        UnknownPayload,
+    }
+)
+_CODEC_CLASSES = _LEAF_CLASSES | {IdPayload, TsPayload}
+
+
+class _Index:
+    """Where a list's payloads are: the exact class of each, the first payload of each
+    class, the first Notify of each type. Built by C-level calls (``map``/``zip``/
+    ``compress``): a Python loop over the payloads cost more than the lookups it saves."""
+
+    __slots__ = ("classes", "first_of", "notifies")
+
+    def __init__(self, payloads: list[Payload], classes: list[type[Any]]) -> None:
+        self.classes = classes
+        # Reversed, so that of two payloads of one class the first one is kept.
+        self.first_of: dict[type[Any], Payload] = dict(zip(reversed(classes), reversed(payloads)))
+        notifies: list[NotifyPayload] = list(
+            compress(payloads, map(is_, classes, repeat(NotifyPayload)))
+        )  # type: ignore[arg-type]
+        notifies.reverse()
+        self.notifies: dict[int, NotifyPayload] = dict(zip(map(_NOTIFY_TYPE, notifies), notifies))
+
+
+_NOTIFY_TYPE = attrgetter("notify_type")
+
+
+class PayloadList(list[Payload]):
+    """The payloads of a decoded message, with an index built on the first lookup.
+
+    The engine asks a received message for a dozen payloads and notifies, each of which
+    was a scan in Python; with the index each is a dict lookup. The list stays a plain list
+    to its users: every method that changes it drops the index, so a lookup never sees a
+    stale one. The index is only used when every payload is of a codec class (a subclass
+    defined elsewhere could match ``isinstance`` for a class it is not indexed under).
+    """
+
+    index_cache: _Index | None = None
+
+    def indexed(self) -> _Index | None:
+        """The index (None: a payload of a class from outside the codec)."""
+        classes = list(map(type, self))
+        if not _CODEC_CLASSES.issuperset(classes):
+            return None
+        index = self.index_cache = _Index(self, classes)
+        return index
+
+    def _changed(self) -> None:
+        self.index_cache = None
+
+    # The mutating methods of ``list``: each drops the index, then does its work.
+    def _changed(self) -> None:
+        self._index = None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._changed()
+        super().__delitem__(key)
+
+    def __iadd__(self, other: Iterable[Payload]) -> Self:  # type: ignore[override]
+        self._changed()
+        return super().__iadd__(other)
+
+    def __imul__(self, n: SupportsIndex) -> Self:
+        self._changed()
+        return super().__imul__(n)
+
+    def append(self, p: Payload) -> None:
+        self._changed()
+        super().append(p)
+
+    def extend(self, payloads: Iterable[Payload]) -> None:
+        self._changed()
+        super().extend(payloads)
+
+    def insert(self, i: SupportsIndex, p: Payload) -> None:
+        self._changed()
+        super().insert(i, p)
+
+    def remove(self, p: Payload) -> None:
+        self._changed()
+        super().remove(p)
+
+    def pop(self, i: SupportsIndex = -1) -> Payload:
+        self._changed()
+        return super().pop(i)
+
+    def clear(self) -> None:
+        self._changed()
+        super().clear()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().sort(*args, **kwargs)
+
+    def reverse(self) -> None:
+        self._changed()
+        super().reverse()
+
 
 @dataclass(slots=True)
 class Message:
@@ -237,6 +364,7 @@ class Message:
     On decode, ``payloads`` are the plaintext (outer) payloads, with an ``SkPayload`` still
     encrypted; after ``decrypt``, ``payloads`` holds the inner payloads and ``encrypted`` is
     True. On encode, ``encrypted=True`` means: put ``payloads`` inside an SK payload.
+    Decoded messages hold a ``PayloadList``, so ``first``/``all``/``notify`` are lookups.
     """
 
     spi_i: bytes
@@ -253,16 +381,31 @@ class Message:
     first_inner: int = field(default=0, repr=False, compare=False)
 
     def first(self, cls: type[_P]) -> _P | None:
-        for p in self.payloads:
+        payloads = self.payloads
+        if type(payloads) is PayloadList and cls in _LEAF_CLASSES:
+            index = payloads.index_cache or payloads.indexed()
+            if index is not None:
+                return index.first_of.get(cls)  # type: ignore[return-value]
+        for p in payloads:
             if isinstance(p, cls):
                 return p
         return None
 
     def all(self, cls: type[_P]) -> list[_P]:
+        payloads = self.payloads
+        if type(payloads) is PayloadList and cls in _LEAF_CLASSES:
+            index = payloads.index_cache or payloads.indexed()
+            if index is not None:
+                return list(compress(payloads, map(is_, index.classes, repeat(cls))))
         return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
-        for p in self.payloads:
+        payloads = self.payloads
+        if type(payloads) is PayloadList:
+            index = payloads.index_cache or payloads.indexed()
+            if index is not None:
+                return index.notifies.get(notify_type)
+        for p in payloads:
             if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
                 return p
         return None
