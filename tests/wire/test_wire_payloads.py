@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Callable
 
 import pytest
 
+from pike.frozen import frozen
 from pike.wire.buffer import Reader, Writer
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import NotifyType, PayloadType
@@ -327,6 +329,66 @@ def test_message_finds_payloads_by_class_and_notify_type() -> None:
     assert msg.all(NotifyPayload) == [n1, n2] and msg.all(DeletePayload) == []
     assert msg.notify(16388) is n1  # the first of two; an unknown payload's type is not one
     assert msg.notify(16389) is None and message([]).notify(16388) is None
+
+
+def _scan_first(payloads: list[Payload], cls: type) -> object:
+    return next((p for p in payloads if isinstance(p, cls)), None)
+
+
+def _scan_notify(payloads: list[Payload], notify_type: int) -> object:
+    found = (p for p in payloads if isinstance(p, NotifyPayload) and p.notify_type == notify_type)
+    return next(found, None)
+
+
+@frozen
+class _OwnNotify(NotifyPayload):
+    """A subclass from outside the codec: ``isinstance`` finds it as a Notify."""
+
+
+_LOOKED_UP = (IdiPayload, IdPayload, NotifyPayload, TsiPayload, VendorIdPayload, NoncePayload)
+_MUTATIONS: list[Callable[[list[Payload]], object]] = [
+    lambda ps: ps.append(NotifyPayload(16389, b"new")),
+    lambda ps: ps.insert(0, NotifyPayload(16388, b"first")),
+    lambda ps: ps.__setitem__(1, NoncePayload(bytes(16))),
+    lambda ps: ps.__setitem__(slice(0, 2), [IdrPayload(2, b"b")]),
+    lambda ps: ps.__delitem__(0),
+    lambda ps: ps.pop(),
+    lambda ps: ps.pop(0),
+    lambda ps: ps.remove(ps[1]),
+    lambda ps: ps.extend([NotifyPayload(16388, b"x"), IdiPayload(2, b"z")]),
+    lambda ps: ps.__iadd__([NotifyPayload(16390)]),
+    lambda ps: ps.__imul__(2),
+    lambda ps: ps.reverse(),
+    lambda ps: ps.sort(key=lambda p: type(p).__name__),
+    lambda ps: ps.clear(),
+    lambda ps: ps.insert(0, _OwnNotify(16388, b"own")),
+]
+
+
+@pytest.mark.parametrize("mutate", _MUTATIONS)
+def test_decoded_message_lookups_follow_changes_to_its_payloads(
+    mutate: Callable[[list[Payload]], object],
+) -> None:
+    # A decoded message finds payloads through an index; any change to the list must show.
+    sent = message(
+        [
+            VendorIdPayload(b"v"),
+            NotifyPayload(16388, b"1"),
+            IdiPayload(2, b"a.example"),
+            UnknownPayload(200, False, b""),
+            NotifyPayload(16388, b"2"),
+            TsiPayload((TS4,)),
+        ]
+    )
+    msg = decode_message(encode_message(sent))
+    assert msg.payloads == sent.payloads
+    for _ in range(2):  # before and after a change, each after an index was built
+        for cls in _LOOKED_UP:
+            assert msg.first(cls) is _scan_first(msg.payloads, cls)
+            assert msg.all(cls) == [p for p in msg.payloads if isinstance(p, cls)]
+        for notify_type in (16388, 16389, 16390):
+            assert msg.notify(notify_type) is _scan_notify(msg.payloads, notify_type)
+        mutate(msg.payloads)
 
 
 # --- buffer -------------------------------------------------------------------------

@@ -49,6 +49,32 @@ def invalid(detail: str) -> MalformedMessage:
     return MalformedMessage("invalid_syntax", detail, NotifyType.INVALID_SYNTAX)
 
 
+# The generic payload header (RFC 7296 §3.2) in front of every body: Next Payload, the
+# critical bit and RESERVED, Payload Length. Each payload's writer packs it together with
+# the body's fixed fields, in one call.
+GENERIC = struct.Struct("!BBH")
+GENERIC_PACK = GENERIC.pack
+MAX_PAYLOAD_LEN = 0xFFFF
+
+
+def too_long(p: object, length: int) -> EncodeError:
+    return EncodeError(f"{type(p).__name__} is {length} bytes long")
+
+
+def with_header(encode: Callable[[Any], bytes]) -> Callable[[Any, int], bytes]:
+    """A writer of the whole payload from an encoder of its body (the payloads that are
+    rare on the hot path)."""
+
+    def write(p: Any, next_kind: int) -> bytes:
+        body = encode(p)
+        length = GENERIC.size + len(body)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return GENERIC_PACK(next_kind, 0, length) + body
+
+    return write
+
+
 _P = TypeVar("_P")
 
 
@@ -66,9 +92,12 @@ class FixedSpec(Generic[_P]):
     check: Callable[[Any], None] | None = None
     # The payload's values in ``fmt``'s order, then the tail: one C call to read them all.
     _values: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+    # The generic payload header and ``fmt``: what ``write`` packs in one call.
+    _head: struct.Struct = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_values", attrgetter(*self.fields, self.tail))
+        object.__setattr__(self, "_head", struct.Struct(GENERIC.format + self.fmt.format[1:]))
 
     def decode(self, data: bytes, start: int, end: int) -> _P:
         fixed = start + self.fmt.size
@@ -90,6 +119,20 @@ class FixedSpec(Generic[_P]):
             return self._values(p)  # type: ignore[no-any-return]  # just the tail
         *fixed, tail = self._values(p)
         return self.fmt.pack(*fixed) + tail  # type: ignore[no-any-return]
+
+    def write(self, p: Any, next_kind: int) -> bytes:
+        """The whole payload: generic header, fixed fields, tail."""
+        if not self.fields:
+            tail = self._values(p)
+            length = GENERIC.size + len(tail)
+            if length > MAX_PAYLOAD_LEN:
+                raise too_long(p, length)
+            return GENERIC_PACK(next_kind, 0, length) + tail  # type: ignore[no-any-return]
+        *fixed, tail = self._values(p)
+        length = self._head.size + len(tail)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return self._head.pack(next_kind, 0, length, *fixed) + tail  # type: ignore[no-any-return]
 
 
 _ID_ADDRESS_LEN = {int(IdType.ID_IPV4_ADDR): IPV4_LEN, int(IdType.ID_IPV6_ADDR): IPV6_LEN}
@@ -165,6 +208,18 @@ def decode_notify(data: bytes, start: int, end: int) -> NotifyPayload:
 
 def encode_notify(p: NotifyPayload) -> bytes:
     return _NOTIFY.pack(p.protocol, len(p.spi), p.notify_type) + p.spi + p.data
+
+
+_NOTIFY_PAYLOAD = struct.Struct(GENERIC.format + _NOTIFY.format[1:])
+
+
+def write_notify(p: NotifyPayload, next_kind: int) -> bytes:
+    spi, data = p.spi, p.data
+    length = _NOTIFY_PAYLOAD.size + len(spi) + len(data)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    head = _NOTIFY_PAYLOAD.pack(next_kind, 0, length, p.protocol, len(spi), p.notify_type)
+    return head + spi + data
 
 
 # RFC 7296 §3.11 Delete Payload

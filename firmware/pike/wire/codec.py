@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from operator import attrgetter
+from operator import attrgetter, call
 from typing import Any
 
 from pike.wire import bodies, sa_body, ts_body
-from pike.wire.bodies import invalid
+from pike.wire.bodies import GENERIC as GENERIC
+from pike.wire.bodies import MAX_PAYLOAD_LEN as MAX_PAYLOAD_LEN
+from pike.wire.bodies import invalid, too_long, with_header
 from pike.wire.buffer import Reader, truncated
 from pike.wire.constants import (
     GENERIC_PAYLOAD_HEADER_LEN,
@@ -58,16 +60,12 @@ from pike.wire.payloads import (
 )
 from pike.wire.sk import SkCrypter
 
-GENERIC = struct.Struct("!BBH")
 _GENERIC_PACK = GENERIC.pack
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
-# Payloads whose generic header is not just (next type, 0, length).
-_OWN_HEADER = frozenset({SkPayload, SkfPayload, UnknownPayload})
 _TYPE = attrgetter("TYPE")
 CRITICAL = 0x80  # RFC 7296 §3.2
-MAX_PAYLOAD_LEN = 0xFFFF
 
 # A body decoder gets the message's bytes and the body's bounds and must use all of it.
 Decoder = Callable[[bytes, int, int], Payload]
@@ -143,8 +141,60 @@ ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
     UnknownPayload: _encode_unknown,
 }
 
+
+def _write_sk(p: SkPayload, next_kind: int) -> bytes:
+    # Its Next Payload names the first inner payload (RFC 7296 §3.14).
+    length = GENERIC.size + len(p.body)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    return _GENERIC_PACK(p.first_payload, 0, length) + p.body
+
+
+def _write_skf(p: SkfPayload, next_kind: int) -> bytes:
+    body = _encode_skf(p)
+    length = GENERIC.size + len(body)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    return _GENERIC_PACK(p.first_payload, 0, length) + body
+
+
+def _write_unknown(p: UnknownPayload, next_kind: int) -> bytes:
+    # The critical bit as given (RFC 7296 §2.5).
+    length = GENERIC.size + len(p.data)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    return _GENERIC_PACK(next_kind, CRITICAL if p.critical else 0, length) + p.data
+
+
+# Payload class -> writer of the whole payload (generic header and body) given the type
+# of the payload after it: the header is packed with the body's fixed fields.
+WRITERS: dict[type[Any], Callable[[Any, int], bytes]] = {
+    SaPayload: sa_body.write_sa,
+    KePayload: bodies.KE.write,
+    IdPayload: bodies.IDI.write,
+    IdiPayload: bodies.IDI.write,
+    IdrPayload: bodies.IDR.write,
+    CertPayload: bodies.CERT.write,
+    CertReqPayload: bodies.CERTREQ.write,
+    AuthPayload: bodies.AUTH.write,
+    NoncePayload: bodies.NONCE.write,
+    NotifyPayload: bodies.write_notify,
+    DeletePayload: with_header(bodies.encode_delete),
+    VendorIdPayload: bodies.VENDOR_ID.write,
+    TsPayload: ts_body.write_ts,
+    TsiPayload: ts_body.write_ts,
+    TsrPayload: ts_body.write_ts,
+    CpPayload: with_header(bodies.encode_cp),
+    EapPayload: bodies.EAP.write,
+    SkPayload: _write_sk,
+    SkfPayload: _write_skf,
+    UnknownPayload: _write_unknown,
+}
+_WRITER = WRITERS.get
+
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
-_ENCRYPTED_TYPES = (_SK, int(PayloadType.SKF))
+_SKF = int(PayloadType.SKF)
+_ENCRYPTED_TYPES = (_SK, _SKF)
 _GENERIC_UNPACK = GENERIC.unpack_from
 
 
@@ -287,38 +337,24 @@ def int_auth_data(msg: Message) -> bytes:
 
 
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
-    """Return the first payload type and the parts of the chain (headers and bodies)."""
-    parts: list[bytes] = []
-    append = parts.append
+    """Return the first payload type and the parts of the chain (one per payload)."""
+    writers = [*map(_WRITER, map(type, payloads))]
+    if None in writers:
+        cls = type(payloads[writers.index(None)])
+        raise EncodeError(f"no encoder for {cls.__name__}")
     # Each generic header names the type of the payload after it.
     kinds = [*map(_TYPE, payloads), 0]
+    if _SK in kinds or _SKF in kinds:
+        _check_encrypted_last(payloads, outer)
+    # ``call`` runs each payload's writer from C: no Python loop over the payloads.
+    return kinds[0], [*map(call, writers, payloads, kinds[1:])]  # type: ignore[arg-type]
+
+
+def _check_encrypted_last(payloads: Sequence[Payload], outer: bool) -> None:
     last = len(payloads) - 1
     for i, p in enumerate(payloads):
-        cls = type(p)
-        encoder = ENCODERS.get(cls)
-        if encoder is None:
-            raise EncodeError(f"no encoder for {cls.__name__}")
-        body = encoder(p)
-        length = GENERIC_PAYLOAD_HEADER_LEN + len(body)
-        if length > MAX_PAYLOAD_LEN:
-            raise EncodeError(f"{cls.__name__} is {length} bytes long")
-        if cls in _OWN_HEADER:
-            append(_own_header(p, kinds[i + 1], outer and i == last, length))
-        else:
-            append(_GENERIC_PACK(kinds[i + 1], 0, length))
-        append(body)
-    return kinds[0], parts
-
-
-def _own_header(p: Payload, next_kind: int, may_be_encrypted: bool, length: int) -> bytes:
-    """The generic header of SK/SKF (whose Next Payload is the first inner payload's type)
-    or of an unknown payload (critical bit as given)."""
-    if isinstance(p, _ENCRYPTED_CLASSES):
-        if not may_be_encrypted:
+        if isinstance(p, _ENCRYPTED_CLASSES) and not (outer and i == last):
             raise EncodeError("the Encrypted payload must be the last outer payload")
-        return _GENERIC_PACK(p.first_payload, 0, length)
-    critical = isinstance(p, UnknownPayload) and p.critical
-    return _GENERIC_PACK(next_kind, CRITICAL if critical else 0, length)
 
 
 def _flags(msg: Message) -> int:

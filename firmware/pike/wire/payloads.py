@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from itertools import compress, repeat
 from operator import attrgetter, is_
-from ipaddress import IPv4Address, IPv6Address
-from typing import Any, ClassVar, Self, SupportsIndex, TypeVar
+from typing import Any, ClassVar, Self, SupportsIndex, TypeVar, cast
 
 from pike.frozen import frozen
 from pike.wire.constants import PayloadType
@@ -270,12 +270,16 @@ class _Index:
     def __init__(self, payloads: list[Payload], classes: list[type[Any]]) -> None:
         self.classes = classes
         # Reversed, so that of two payloads of one class the first one is kept.
-        self.first_of: dict[type[Any], Payload] = dict(zip(reversed(classes), reversed(payloads)))
-        notifies: list[NotifyPayload] = list(
-            compress(payloads, map(is_, classes, repeat(NotifyPayload)))
-        )  # type: ignore[arg-type]
+        self.first_of: dict[type[Any], Payload] = dict(
+            zip(reversed(classes), reversed(payloads), strict=True)
+        )
+        notifies = cast(
+            list[NotifyPayload], list(compress(payloads, map(is_, classes, repeat(NotifyPayload))))
+        )
         notifies.reverse()
-        self.notifies: dict[int, NotifyPayload] = dict(zip(map(_NOTIFY_TYPE, notifies), notifies))
+        self.notifies: dict[int, NotifyPayload] = dict(
+            zip(map(_NOTIFY_TYPE, notifies), notifies, strict=True)
+        )
 
 
 _NOTIFY_TYPE = attrgetter("notify_type")
@@ -301,12 +305,9 @@ class PayloadList(list[Payload]):
         index = self.index_cache = _Index(self, classes)
         return index
 
-    def _changed(self) -> None:
-        self.index_cache = None
-
     # The mutating methods of ``list``: each drops the index, then does its work.
     def _changed(self) -> None:
-        self._index = None
+        self.index_cache = None
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._changed()
@@ -316,7 +317,7 @@ class PayloadList(list[Payload]):
         self._changed()
         super().__delitem__(key)
 
-    def __iadd__(self, other: Iterable[Payload]) -> Self:  # type: ignore[override]
+    def __iadd__(self, other: Iterable[Payload]) -> Self:  # type: ignore[override,misc]
         self._changed()
         return super().__iadd__(other)
 
@@ -396,7 +397,9 @@ class Message:
         if type(payloads) is PayloadList and cls in _LEAF_CLASSES:
             index = payloads.index_cache or payloads.indexed()
             if index is not None:
-                return list(compress(payloads, map(is_, index.classes, repeat(cls))))
+                return cast(
+                    list[_P], list(compress(payloads, map(is_, index.classes, repeat(cls))))
+                )
         return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:

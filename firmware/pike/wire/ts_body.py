@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from ipaddress import IPv4Address, IPv6Address
 
-from pike.wire.bodies import invalid
+from pike.wire.bodies import GENERIC, MAX_PAYLOAD_LEN, invalid, too_long
 from pike.wire.buffer import truncated
 from pike.wire.constants import TsType
 from pike.wire.errors import EncodeError
@@ -96,4 +96,44 @@ def encode_ts(p: TsPayload) -> bytes:
             )
         )
         parts.append(addresses.pack(ts.start_addr.packed, ts.end_addr.packed))
+    return b"".join(parts)
+
+
+# The generic payload header with the TS header, and each type's selector with its two
+# addresses: what ``write_ts`` packs in one call each.
+_TS_PAYLOAD = struct.Struct(GENERIC.format + TS_HEADER.format[1:])
+_SELECTORS = {
+    ts_type: (struct.Struct(SELECTOR.format + addresses.format[1:]), cls)
+    for ts_type, (addresses, cls) in _ADDRESS.items()
+}
+
+
+def write_ts(p: TsPayload, next_kind: int) -> bytes:
+    """The whole TSi/TSr payload: generic header, TS header, selectors."""
+    parts = [b""]
+    append = parts.append
+    size = _TS_PAYLOAD.size
+    for ts in p.selectors:
+        selector = _SELECTORS.get(ts.ts_type)
+        if selector is None:
+            raise EncodeError(f"unknown TS type {ts.ts_type}")
+        fmt, cls = selector
+        start, end = ts.start_addr, ts.end_addr
+        if type(start) is not cls or type(end) is not cls:
+            raise EncodeError(f"addresses {start}, {end} do not fit TS type")
+        append(
+            fmt.pack(
+                ts.ts_type,
+                ts.ip_protocol,
+                fmt.size,
+                ts.start_port,
+                ts.end_port,
+                start.packed,
+                end.packed,
+            )
+        )
+        size += fmt.size
+    if size > MAX_PAYLOAD_LEN:
+        raise too_long(p, size)
+    parts[0] = _TS_PAYLOAD.pack(next_kind, 0, size, len(p.selectors))
     return b"".join(parts)
