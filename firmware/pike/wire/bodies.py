@@ -206,10 +206,6 @@ def decode_notify(data: bytes, start: int, end: int) -> NotifyPayload:
     return NotifyPayload(notify_type, data[data_start:end], protocol, data[spi_start:data_start])
 
 
-def encode_notify(p: NotifyPayload) -> bytes:
-    return _NOTIFY.pack(p.protocol, len(p.spi), p.notify_type) + p.spi + p.data
-
-
 _NOTIFY_PAYLOAD = struct.Struct(GENERIC.format + _NOTIFY.format[1:])
 
 

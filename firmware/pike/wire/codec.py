@@ -105,41 +105,8 @@ DECODERS: dict[int, Decoder] = {
 }
 
 
-def _encode_sk(p: SkPayload) -> bytes:
-    return p.body
-
-
 def _encode_skf(p: SkfPayload) -> bytes:
     return bodies.SKF_HEADER.pack(p.fragment_number, p.total_fragments) + p.body
-
-
-def _encode_unknown(p: UnknownPayload) -> bytes:
-    return p.data
-
-
-# Payload class -> body encoder.
-ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
-    SaPayload: sa_body.encode_sa,
-    KePayload: bodies.KE.encode,
-    IdPayload: bodies.IDI.encode,
-    IdiPayload: bodies.IDI.encode,
-    IdrPayload: bodies.IDR.encode,
-    CertPayload: bodies.CERT.encode,
-    CertReqPayload: bodies.CERTREQ.encode,
-    AuthPayload: bodies.AUTH.encode,
-    NoncePayload: bodies.NONCE.encode,
-    NotifyPayload: bodies.encode_notify,
-    DeletePayload: bodies.encode_delete,
-    VendorIdPayload: bodies.VENDOR_ID.encode,
-    TsPayload: ts_body.encode_ts,
-    TsiPayload: ts_body.encode_ts,
-    TsrPayload: ts_body.encode_ts,
-    CpPayload: bodies.encode_cp,
-    EapPayload: bodies.EAP.encode,
-    SkPayload: _encode_sk,
-    SkfPayload: _encode_skf,
-    UnknownPayload: _encode_unknown,
-}
 
 
 def _write_sk(p: SkPayload, next_kind: int) -> bytes:

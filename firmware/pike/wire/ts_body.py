@@ -77,28 +77,6 @@ def decode_tsr(data: bytes, start: int, end: int) -> TsrPayload:
     return TsrPayload(_decode_selectors(data, start, end))
 
 
-def encode_ts(p: TsPayload) -> bytes:
-    parts = [TS_HEADER.pack(len(p.selectors))]
-    for ts in p.selectors:
-        address = _ADDRESS.get(ts.ts_type)
-        if address is None:
-            raise EncodeError(f"unknown TS type {ts.ts_type}")
-        addresses, cls = address
-        if type(ts.start_addr) is not cls or type(ts.end_addr) is not cls:
-            raise EncodeError(f"addresses {ts.start_addr}, {ts.end_addr} do not fit TS type")
-        parts.append(
-            SELECTOR.pack(
-                ts.ts_type,
-                ts.ip_protocol,
-                SELECTOR.size + addresses.size,
-                ts.start_port,
-                ts.end_port,
-            )
-        )
-        parts.append(addresses.pack(ts.start_addr.packed, ts.end_addr.packed))
-    return b"".join(parts)
-
-
 # The generic payload header with the TS header, and each type's selector with its two
 # addresses: what ``write_ts`` packs in one call each.
 _TS_PAYLOAD = struct.Struct(GENERIC.format + TS_HEADER.format[1:])
