@@ -57,6 +57,19 @@ GENERIC_PACK = GENERIC.pack
 MAX_PAYLOAD_LEN = 0xFFFF
 
 
+class Unusual(Exception):
+    """A decoding step met something other than the common shape of its payload."""
+
+
+# A step decodes a whole payload (generic header and body) at ``pos`` when it has the
+# common shape, and returns it with the type of the next payload and the offset after it.
+# On anything else it raises ``Unusual``, ``struct.error`` or ``MalformedMessage``, and the
+# chain walker decodes the payload again with the full decoder of its body, which is the one
+# authority on what is accepted and what error names a malformed payload. A step accepts
+# only what that decoder accepts, and returns what it would.
+Step = Callable[[bytes, int, int], tuple[Any, int, int]]
+
+
 def too_long(p: object, length: int) -> EncodeError:
     return EncodeError(f"{type(p).__name__} is {length} bytes long")
 
@@ -92,12 +105,19 @@ class FixedSpec(Generic[_P]):
     check: Callable[[Any], None] | None = None
     # The payload's values in ``fmt``'s order, then the tail: one C call to read them all.
     _values: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
-    # The generic payload header and ``fmt``: what ``write`` packs in one call.
+    # The generic payload header and ``fmt``: what ``step`` and ``write`` do in one call.
     _head: struct.Struct = field(init=False, repr=False, compare=False)
+    # The whole payload at once (see ``Step``), and the whole payload given the next type.
+    step: Callable[[bytes, int, int], tuple[_P, int, int]] = field(
+        init=False, repr=False, compare=False
+    )
+    write: Callable[[Any, int], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_values", attrgetter(*self.fields, self.tail))
         object.__setattr__(self, "_head", struct.Struct(GENERIC.format + self.fmt.format[1:]))
+        object.__setattr__(self, "step", _fixed_step(self))
+        object.__setattr__(self, "write", _fixed_write(self))
 
     def decode(self, data: bytes, start: int, end: int) -> _P:
         fixed = start + self.fmt.size
@@ -120,19 +140,55 @@ class FixedSpec(Generic[_P]):
         *fixed, tail = self._values(p)
         return self.fmt.pack(*fixed) + tail  # type: ignore[no-any-return]
 
-    def write(self, p: Any, next_kind: int) -> bytes:
-        """The whole payload: generic header, fixed fields, tail."""
-        if not self.fields:
-            tail = self._values(p)
-            length = GENERIC.size + len(tail)
-            if length > MAX_PAYLOAD_LEN:
-                raise too_long(p, length)
-            return GENERIC_PACK(next_kind, 0, length) + tail  # type: ignore[no-any-return]
-        *fixed, tail = self._values(p)
-        length = self._head.size + len(tail)
+
+def _fixed_step(spec: FixedSpec[_P]) -> Callable[[bytes, int, int], tuple[_P, int, int]]:
+    """``spec``'s step (see ``Step``): one unpack for the generic header and the fields,
+    with the spec's values bound in the closure (a payload is decoded many times)."""
+    unpack, head_size = spec._head.unpack_from, spec._head.size
+    cls, check, tail_min, tail_max = spec.cls, spec.check, spec.tail_min, spec.tail_max
+
+    def step_one_field(data: bytes, pos: int, end: int) -> tuple[_P, int, int]:
+        next_kind, _, length, value = unpack(data, pos)
+        stop = pos + length
+        if stop > end or not tail_min <= length - head_size <= tail_max:
+            raise Unusual
+        payload = cls(value, data[pos + head_size : stop])
+        if check is not None:
+            check(payload)
+        return payload, next_kind, stop
+
+    def step(data: bytes, pos: int, end: int) -> tuple[_P, int, int]:
+        next_kind, _, length, *fixed = unpack(data, pos)
+        stop = pos + length
+        if stop > end or not tail_min <= length - head_size <= tail_max:
+            raise Unusual
+        payload = cls(*fixed, data[pos + head_size : stop])
+        if check is not None:
+            check(payload)
+        return payload, next_kind, stop
+
+    return step_one_field if len(spec.fields) == 1 else step
+
+
+def _fixed_write(spec: FixedSpec[_P]) -> Callable[[Any, int], bytes]:
+    """``spec``'s writer: the whole payload, generic header and fields in one pack."""
+    values, pack, head_size = spec._values, spec._head.pack, spec._head.size
+
+    def write_tail_only(p: Any, next_kind: int) -> bytes:
+        tail = values(p)
+        length = head_size + len(tail)
         if length > MAX_PAYLOAD_LEN:
             raise too_long(p, length)
-        return self._head.pack(next_kind, 0, length, *fixed) + tail  # type: ignore[no-any-return]
+        return pack(next_kind, 0, length) + tail  # type: ignore[no-any-return]
+
+    def write(p: Any, next_kind: int) -> bytes:
+        *fixed, tail = values(p)
+        length = head_size + len(tail)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return pack(next_kind, 0, length, *fixed) + tail  # type: ignore[no-any-return]
+
+    return write if spec.fields else write_tail_only
 
 
 _ID_ADDRESS_LEN = {int(IdType.ID_IPV4_ADDR): IPV4_LEN, int(IdType.ID_IPV6_ADDR): IPV6_LEN}
@@ -207,6 +263,19 @@ def decode_notify(data: bytes, start: int, end: int) -> NotifyPayload:
 
 
 _NOTIFY_PAYLOAD = struct.Struct(GENERIC.format + _NOTIFY.format[1:])
+_NOTIFY_PAYLOAD_UNPACK = _NOTIFY_PAYLOAD.unpack_from
+
+
+def step_notify(data: bytes, pos: int, end: int) -> tuple[NotifyPayload, int, int]:
+    """The whole Notify payload at ``pos`` (see ``Step``)."""
+    next_kind, _, length, protocol, spi_size, notify_type = _NOTIFY_PAYLOAD_UNPACK(data, pos)
+    stop = pos + length
+    spi_start = pos + _NOTIFY_PAYLOAD.size
+    data_start = spi_start + spi_size
+    if data_start > stop or stop > end:
+        raise Unusual
+    notify = NotifyPayload(notify_type, data[data_start:stop], protocol, data[spi_start:data_start])
+    return notify, next_kind, stop
 
 
 def write_notify(p: NotifyPayload, next_kind: int) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 from pike.wire import bodies, sa_body, ts_body
 from pike.wire.bodies import GENERIC as GENERIC
 from pike.wire.bodies import MAX_PAYLOAD_LEN as MAX_PAYLOAD_LEN
-from pike.wire.bodies import invalid, too_long, with_header
+from pike.wire.bodies import Step, Unusual, invalid, too_long, with_header
 from pike.wire.buffer import Reader, truncated
 from pike.wire.constants import (
     GENERIC_PAYLOAD_HEADER_LEN,
@@ -160,6 +160,41 @@ WRITERS: dict[type[Any], Callable[[Any, int], bytes]] = {
 _WRITER = WRITERS.get
 
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
+
+
+def _stepped(decode: Decoder) -> Step:
+    """A step (see ``bodies.Step``) from a body decoder: the generic header, then the body."""
+
+    def step(data: bytes, pos: int, end: int) -> tuple[Payload, int, int]:
+        next_kind, _, length = _GENERIC_UNPACK(data, pos)
+        stop = pos + length
+        if length < GENERIC_PAYLOAD_HEADER_LEN or stop > end:
+            raise Unusual
+        return decode(data, pos + GENERIC_PAYLOAD_HEADER_LEN, stop), next_kind, stop
+
+    return step
+
+
+# Payload type -> the step that decodes it in its common shape: the chain walker's fast path.
+STEPS: dict[int, Step] = {
+    PayloadType.SA: _stepped(sa_body.decode_sa),
+    PayloadType.KE: bodies.KE.step,
+    PayloadType.IDI: bodies.IDI.step,
+    PayloadType.IDR: bodies.IDR.step,
+    PayloadType.CERT: bodies.CERT.step,
+    PayloadType.CERTREQ: bodies.CERTREQ.step,
+    PayloadType.AUTH: bodies.AUTH.step,
+    PayloadType.NONCE: bodies.NONCE.step,
+    PayloadType.NOTIFY: bodies.step_notify,
+    PayloadType.VENDOR_ID: bodies.VENDOR_ID.step,
+    PayloadType.TSI: _stepped(ts_body.decode_tsi),
+    PayloadType.TSR: _stepped(ts_body.decode_tsr),
+    PayloadType.EAP: bodies.EAP.step,
+}
+_STEP = STEPS.get
+# What makes a step give up: the payload is then decoded again the full way.
+_NOT_COMMON = (Unusual, struct.error, MalformedMessage)
+
 _SKF = int(PayloadType.SKF)
 _ENCRYPTED_TYPES = (_SK, _SKF)
 _GENERIC_UNPACK = GENERIC.unpack_from
@@ -193,42 +228,55 @@ def decode_payloads(
     append = super(PayloadList, payloads).append  # list's own: filling it changes no index
     kind = first
     while kind:
-        if end - pos < GENERIC_PAYLOAD_HEADER_LEN:
-            raise truncated(f"payload {kind} header at offset {pos}")
-        next_kind, flags, length = _GENERIC_UNPACK(data, pos)
-        body_start = pos + GENERIC_PAYLOAD_HEADER_LEN
-        pos += length
-        if length < GENERIC_PAYLOAD_HEADER_LEN or pos > end:
-            pos -= length
-            raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
-        decoder = DECODERS.get(kind)
-        if decoder is not None:
-            try:
-                append(decoder(data, body_start, pos))
-            except MalformedMessage as e:
-                # Name the payload: body decoders only know their own fields.
-                raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
-        elif kind in _ENCRYPTED_TYPES:
-            # RFC 7296 §3.14: the Encrypted payload is the last one of the message.
-            if not outer:
-                raise invalid(f"payload {kind} inside the Encrypted payload")
-            if pos != end:
-                raise invalid(f"payload {kind} is not the last payload")
-            append(_decode_encrypted(kind, next_kind, data, body_start, pos))
-            return payloads
-        elif flags & CRITICAL:
-            # RFC 7296 §2.5: skip unknown payloads unless the sender marked them critical.
-            raise MalformedMessage(
-                "unsupported_critical_payload",
-                str(kind),
-                NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
-            )
+        step = _STEP(kind)
+        if step is None:
+            payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         else:
-            append(UnknownPayload(kind, False, data[body_start:pos]))
-        kind = next_kind
+            try:
+                payload, kind, pos = step(data, pos, end)
+            except _NOT_COMMON:
+                payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
+        append(payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
     return payloads
+
+
+def _decode_payload(
+    data: bytes, pos: int, end: int, kind: int, outer: bool
+) -> tuple[Payload, int, int]:
+    """The payload of type ``kind`` at ``pos``, the full way: every check in order, and the
+    error that names what is wrong. Returns it with the next payload's type (0 after the
+    Encrypted payload, which ends the chain) and the offset after it."""
+    if end - pos < GENERIC_PAYLOAD_HEADER_LEN:
+        raise truncated(f"payload {kind} header at offset {pos}")
+    next_kind, flags, length = _GENERIC_UNPACK(data, pos)
+    body_start = pos + GENERIC_PAYLOAD_HEADER_LEN
+    stop = pos + length
+    if length < GENERIC_PAYLOAD_HEADER_LEN or stop > end:
+        raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
+    decoder = DECODERS.get(kind)
+    if decoder is not None:
+        try:
+            return decoder(data, body_start, stop), next_kind, stop
+        except MalformedMessage as e:
+            # Name the payload: body decoders only know their own fields.
+            raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
+    if kind in _ENCRYPTED_TYPES:
+        # RFC 7296 §3.14: the Encrypted payload is the last one of the message.
+        if not outer:
+            raise invalid(f"payload {kind} inside the Encrypted payload")
+        if stop != end:
+            raise invalid(f"payload {kind} is not the last payload")
+        return _decode_encrypted(kind, next_kind, data, body_start, stop), 0, stop
+    if flags & CRITICAL:
+        # RFC 7296 §2.5: skip unknown payloads unless the sender marked them critical.
+        raise MalformedMessage(
+            "unsupported_critical_payload",
+            str(kind),
+            NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+        )
+    return UnknownPayload(kind, False, data[body_start:stop]), next_kind, stop
 
 
 def _name(kind: int) -> str:

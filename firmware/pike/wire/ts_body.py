@@ -39,6 +39,14 @@ _ADDRESS: dict[int, tuple[struct.Struct, type[IPv4Address] | type[IPv6Address]]]
 }
 
 
+# Selectors by their exact bytes: a peer's selectors are the same in every CHILD_SA
+# exchange of its connection (and a hub's own subnet is in every one), and making the two
+# addresses and the frozen value is most of a selector's cost. The values are immutable, so
+# sharing them is safe. Bounded: a peer sending ever new selectors only empties it.
+_SELECTOR_CACHE: dict[bytes, TrafficSelectorWire] = {}
+_CACHE_MAX = 256
+
+
 def _decode_selectors(data: bytes, start: int, end: int) -> tuple[TrafficSelectorWire, ...]:
     # Walks the body by offsets (as the chain walker does) rather than with a Reader: a
     # TS payload is in every CHILD_SA exchange, and the Reader's calls were most of its cost.
@@ -59,11 +67,18 @@ def _decode_selectors(data: bytes, start: int, end: int) -> tuple[TrafficSelecto
             raise invalid(f"TS type {ts_type} with Selector Length {length}")
         if end - pos < length:
             raise truncated(f"selector {i}: {end - pos} bytes left of {length}")
-        first, last = addresses.unpack_from(data, pos + SELECTOR.size)
+        key = data[pos : pos + length]
+        selector = _SELECTOR_CACHE.get(key)
+        if selector is None:
+            first, last = addresses.unpack_from(data, pos + SELECTOR.size)
+            selector = TrafficSelectorWire(
+                ts_type, ip_protocol, start_port, end_port, cls(first), cls(last)
+            )
+            if len(_SELECTOR_CACHE) >= _CACHE_MAX:
+                _SELECTOR_CACHE.clear()
+            _SELECTOR_CACHE[key] = selector
+        selectors.append(selector)
         pos += length
-        selectors.append(
-            TrafficSelectorWire(ts_type, ip_protocol, start_port, end_port, cls(first), cls(last))
-        )
     if pos != end:
         raise invalid(f"{end - pos} bytes after {count} traffic selectors")
     return tuple(selectors)
