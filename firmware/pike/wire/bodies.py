@@ -266,10 +266,27 @@ _NOTIFY_PAYLOAD = struct.Struct(GENERIC.format + _NOTIFY.format[1:])
 _NOTIFY_PAYLOAD_UNPACK = _NOTIFY_PAYLOAD.unpack_from
 
 
+# Notifies with neither SPI nor data (a status: INITIAL_CONTACT, MOBIKE_SUPPORTED, ...) by
+# protocol and type, shared: several are in every handshake, and they are immutable values.
+# Bounded: a peer sending ever new types only empties it.
+_EMPTY_NOTIFIES: dict[int, NotifyPayload] = {}
+_EMPTY_NOTIFIES_MAX = 256
+
+
 def step_notify(data: bytes, pos: int, end: int) -> tuple[NotifyPayload, int, int]:
     """The whole Notify payload at ``pos`` (see ``Step``)."""
     next_kind, _, length, protocol, spi_size, notify_type = _NOTIFY_PAYLOAD_UNPACK(data, pos)
     stop = pos + length
+    if length == _NOTIFY_PAYLOAD.size and stop <= end:  # so SPI size 0 too, or it is invalid
+        if spi_size:
+            raise Unusual
+        key = protocol << 16 | notify_type
+        notify = _EMPTY_NOTIFIES.get(key)
+        if notify is None:
+            if len(_EMPTY_NOTIFIES) >= _EMPTY_NOTIFIES_MAX:
+                _EMPTY_NOTIFIES.clear()
+            notify = _EMPTY_NOTIFIES[key] = NotifyPayload(notify_type, b"", protocol, b"")
+        return notify, next_kind, stop
     spi_start = pos + _NOTIFY_PAYLOAD.size
     data_start = spi_start + spi_size
     if data_start > stop or stop > end:

@@ -61,6 +61,7 @@ from pike.wire.payloads import (
 from pike.wire.sk import SkCrypter
 
 _GENERIC_PACK = GENERIC.pack
+_HEADER_AND_SK = struct.Struct(HEADER.format + GENERIC.format[1:])
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
@@ -288,12 +289,12 @@ def _name(kind: int) -> str:
 
 def decode_message(data: bytes) -> Message:
     """Header and outer payloads; an SK payload stays encrypted (see ``decrypt_message``)."""
-    if len(data) < HEADER_LEN or HEADER.unpack_from(data)[7] != len(data):
+    if len(data) < HEADER_LEN:
         decode_header(data)  # raises the precise error
     # The fields are unpacked here rather than through ``Header``: this is the hot path.
-    spi_i, spi_r, first, version, exchange, flags, message_id, _ = HEADER.unpack_from(data)
-    if version >> 4 != IKE_MAJOR_VERSION:
-        decode_header(data)  # raises invalid_major_version
+    spi_i, spi_r, first, version, exchange, flags, message_id, length = HEADER.unpack_from(data)
+    if length != len(data) or version >> 4 != IKE_MAJOR_VERSION:
+        decode_header(data)  # raises the precise error (the length first)
     return Message(
         spi_i,
         spi_r,
@@ -347,7 +348,7 @@ def int_auth_data(msg: Message) -> bytes:
         first, parts = encode_payloads(msg.payloads, outer=False)
         plain = b"".join(parts)
     sk_len = GENERIC_PAYLOAD_HEADER_LEN + len(plain)
-    head = _header(msg, PayloadType.SK, HEADER_LEN + sk_len)
+    head = _header(msg, _SK, HEADER_LEN + sk_len)
     return head + GENERIC.pack(first, 0, sk_len) + plain
 
 
@@ -372,10 +373,6 @@ def _check_encrypted_last(payloads: Sequence[Payload], outer: bool) -> None:
             raise EncodeError("the Encrypted payload must be the last outer payload")
 
 
-def _flags(msg: Message) -> int:
-    return (_INITIATOR if msg.is_initiator else 0) | (_RESPONSE if msg.is_response else 0)
-
-
 def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:
     """The datagram for ``msg``; with ``msg.encrypted`` its payloads go, sealed by
     ``cipher``, into an SK payload."""
@@ -395,7 +392,20 @@ def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:
         sk_len = GENERIC_PAYLOAD_HEADER_LEN + body_len
         if sk_len > MAX_PAYLOAD_LEN:
             raise EncodeError(f"Encrypted payload is {sk_len} bytes long")
-        aad = _header(msg, PayloadType.SK, HEADER_LEN + sk_len) + GENERIC.pack(first, 0, sk_len)
+        # The IKE header and the SK payload's generic header, in one pack.
+        aad = _HEADER_AND_SK.pack(
+            msg.spi_i,
+            msg.spi_r,
+            _SK,
+            IKE_VERSION,
+            msg.exchange,
+            (_INITIATOR if msg.is_initiator else 0) | (_RESPONSE if msg.is_response else 0),
+            msg.message_id,
+            HEADER_LEN + sk_len,
+            first,
+            0,
+            sk_len,
+        )
         body = cipher.seal(aad, plaintext)
         if len(body) != body_len:
             raise EncodeError(f"cipher sealed {len(body)} bytes, announced {body_len}")
@@ -411,7 +421,7 @@ def _header(msg: Message, first: int, length: int) -> bytes:
         first,
         IKE_VERSION,
         msg.exchange,
-        _flags(msg),
+        (_INITIATOR if msg.is_initiator else 0) | (_RESPONSE if msg.is_response else 0),
         msg.message_id,
         length,
     )
