@@ -157,6 +157,16 @@ def _fixed_step(spec: FixedSpec[_P]) -> Callable[[bytes, int, int], tuple[_P, in
             check(payload)
         return payload, next_kind, stop
 
+    def step_tail_only(data: bytes, pos: int, end: int) -> tuple[_P, int, int]:
+        next_kind, _, length = unpack(data, pos)
+        stop = pos + length
+        if stop > end or not tail_min <= length - head_size <= tail_max:
+            raise Unusual
+        payload = cls(data[pos + head_size : stop])
+        if check is not None:
+            check(payload)
+        return payload, next_kind, stop
+
     def step(data: bytes, pos: int, end: int) -> tuple[_P, int, int]:
         next_kind, _, length, *fixed = unpack(data, pos)
         stop = pos + length
@@ -167,6 +177,8 @@ def _fixed_step(spec: FixedSpec[_P]) -> Callable[[bytes, int, int], tuple[_P, in
             check(payload)
         return payload, next_kind, stop
 
+    if not spec.fields:
+        return step_tail_only
     return step_one_field if len(spec.fields) == 1 else step
 
 

@@ -188,8 +188,8 @@ STEPS: dict[int, Step] = {
     PayloadType.NONCE: bodies.NONCE.step,
     PayloadType.NOTIFY: bodies.step_notify,
     PayloadType.VENDOR_ID: bodies.VENDOR_ID.step,
-    PayloadType.TSI: _stepped(ts_body.decode_tsi),
-    PayloadType.TSR: _stepped(ts_body.decode_tsr),
+    PayloadType.TSI: ts_body.step_tsi,
+    PayloadType.TSR: ts_body.step_tsr,
     PayloadType.EAP: bodies.EAP.step,
 }
 _STEP = STEPS.get
