@@ -226,7 +226,9 @@ def decode_payloads(
     end = len(data)
     pos = start
     payloads = PayloadList()
-    append = super(PayloadList, payloads).append  # list's own: filling it changes no index
+    append = super(PayloadList, payloads).append  # list's own: filling it changes nothing
+    first_of: dict[type[Any], Payload] = {}
+    note = first_of.setdefault
     kind = first
     while kind:
         step = _STEP(kind)
@@ -238,8 +240,10 @@ def decode_payloads(
             except _NOT_COMMON:
                 payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         append(payload)
+        note(type(payload), payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
+    payloads.first_of = first_of
     return payloads
 
 

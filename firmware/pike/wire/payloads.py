@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from itertools import compress, repeat
-from operator import attrgetter, is_
-from typing import Any, ClassVar, Self, SupportsIndex, TypeVar, cast
+from typing import Any, ClassVar, Self, SupportsIndex, TypeVar
 
 from pike.frozen import frozen
 from pike.wire.constants import PayloadType
@@ -232,7 +230,7 @@ Payload = (
 
 _P = TypeVar("_P")
 
-# Classes found in a PayloadList's index by exact type: the payload classes no other
+# The classes a PayloadList's ``first_of`` answers for: the payload classes no other
 # payload class derives from (``first(IdPayload)`` must also find an IDi, so IdPayload and
 # TsPayload are looked up by a scan).
 _LEAF_CLASSES: frozenset[type[Any]] = frozenset(
@@ -257,57 +255,33 @@ _LEAF_CLASSES: frozenset[type[Any]] = frozenset(
         UnknownPayload,
     }
 )
-_CODEC_CLASSES = _LEAF_CLASSES | {IdPayload, TsPayload}
-
-
-class _Index:
-    """Where a list's payloads are: the exact class of each, the first payload of each
-    class, the first Notify of each type. Built by C-level calls (``map``/``zip``/
-    ``compress``): a Python loop over the payloads cost more than the lookups it saves."""
-
-    __slots__ = ("classes", "first_of", "notifies")
-
-    def __init__(self, payloads: list[Payload], classes: list[type[Any]]) -> None:
-        self.classes = classes
-        # Reversed, so that of two payloads of one class the first one is kept.
-        self.first_of: dict[type[Any], Payload] = dict(
-            zip(reversed(classes), reversed(payloads), strict=True)
-        )
-        notifies = cast(
-            list[NotifyPayload], list(compress(payloads, map(is_, classes, repeat(NotifyPayload))))
-        )
-        notifies.reverse()
-        self.notifies: dict[int, NotifyPayload] = dict(
-            zip(map(_NOTIFY_TYPE, notifies), notifies, strict=True)
-        )
-
-
-_NOTIFY_TYPE = attrgetter("notify_type")
 
 
 class PayloadList(list[Payload]):
-    """The payloads of a decoded message, with an index built on the first lookup.
+    """The payloads of a decoded message, with what the engine looks up in them.
 
-    The engine asks a received message for a dozen payloads and notifies, each of which
-    was a scan in Python; with the index each is a dict lookup. The list stays a plain list
-    to its users: every method that changes it drops the index, so a lookup never sees a
-    stale one. The index is only used when every payload is of a codec class (a subclass
-    defined elsewhere could match ``isinstance`` for a class it is not indexed under).
+    The engine asks a received message for a dozen payloads and notifies, each a scan in
+    Python. The decoder notes the first payload of each class as it appends them
+    (``first_of``); the first Notify of each type is noted on the first ``notify``. The
+    list stays a plain list to its users: every method that changes it drops both, and
+    lookups scan again (a payload put in later may be of a class from outside the codec,
+    which ``isinstance`` must see).
     """
 
-    index_cache: _Index | None = None
+    first_of: dict[type[Any], Payload] | None = None
+    notify_of: dict[int, NotifyPayload] | None = None
 
-    def indexed(self) -> _Index | None:
-        """The index (None: a payload of a class from outside the codec)."""
-        classes = list(map(type, self))
-        if not _CODEC_CLASSES.issuperset(classes):
-            return None
-        index = self.index_cache = _Index(self, classes)
-        return index
+    def notifies(self) -> dict[int, NotifyPayload]:
+        found: dict[int, NotifyPayload] = {}
+        for p in self:
+            if type(p) is NotifyPayload:
+                found.setdefault(p.notify_type, p)
+        self.notify_of = found
+        return found
 
     # The mutating methods of ``list``: each drops the index, then does its work.
     def _changed(self) -> None:
-        self.index_cache = None
+        self.first_of = self.notify_of = None
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._changed()
@@ -383,31 +357,27 @@ class Message:
 
     def first(self, cls: type[_P]) -> _P | None:
         payloads = self.payloads
-        if type(payloads) is PayloadList and cls in _LEAF_CLASSES:
-            index = payloads.index_cache or payloads.indexed()
-            if index is not None:
-                return index.first_of.get(cls)  # type: ignore[return-value]
+        if type(payloads) is PayloadList:
+            first_of = payloads.first_of
+            if first_of is not None:
+                found = first_of.get(cls)
+                if found is not None or cls in _LEAF_CLASSES:
+                    return found  # type: ignore[return-value]
         for p in payloads:
             if isinstance(p, cls):
                 return p
         return None
 
     def all(self, cls: type[_P]) -> list[_P]:
-        payloads = self.payloads
-        if type(payloads) is PayloadList and cls in _LEAF_CLASSES:
-            index = payloads.index_cache or payloads.indexed()
-            if index is not None:
-                return cast(
-                    list[_P], list(compress(payloads, map(is_, index.classes, repeat(cls))))
-                )
         return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
         payloads = self.payloads
-        if type(payloads) is PayloadList:
-            index = payloads.index_cache or payloads.indexed()
-            if index is not None:
-                return index.notifies.get(notify_type)
+        if type(payloads) is PayloadList and payloads.first_of is not None:
+            notify_of = payloads.notify_of
+            if notify_of is None:
+                notify_of = payloads.notifies()
+            return notify_of.get(notify_type)
         for p in payloads:
             if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
                 return p
