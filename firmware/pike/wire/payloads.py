@@ -270,18 +270,23 @@ class PayloadList(list[Payload]):
 
     first_of: dict[type[Any], Payload] | None = None
     notify_of: dict[int, NotifyPayload] | None = None
+    notify_list: tuple[NotifyPayload, ...] = ()
 
-    def notifies(self) -> dict[int, NotifyPayload]:
+    def note_notifies(self) -> dict[int, NotifyPayload]:
+        """Note the Notify payloads in order, and the first of each type."""
         found: dict[int, NotifyPayload] = {}
+        notifies: list[NotifyPayload] = []
         for p in self:
             if type(p) is NotifyPayload:
                 found.setdefault(p.notify_type, p)
-        self.notify_of = found
+                notifies.append(p)
+        self.notify_of, self.notify_list = found, tuple(notifies)
         return found
 
     # The mutating methods of ``list``: each drops the index, then does its work.
     def _changed(self) -> None:
         self.first_of = self.notify_of = None
+        self.notify_list = ()
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._changed()
@@ -369,14 +374,19 @@ class Message:
         return None
 
     def all(self, cls: type[_P]) -> list[_P]:
-        return [p for p in self.payloads if isinstance(p, cls)]
+        payloads = self.payloads
+        if cls is NotifyPayload and type(payloads) is PayloadList and payloads.first_of is not None:
+            if payloads.notify_of is None:
+                payloads.note_notifies()
+            return list(payloads.notify_list)  # type: ignore[arg-type]
+        return [p for p in payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
         payloads = self.payloads
         if type(payloads) is PayloadList and payloads.first_of is not None:
             notify_of = payloads.notify_of
             if notify_of is None:
-                notify_of = payloads.notifies()
+                notify_of = payloads.note_notifies()
             return notify_of.get(notify_type)
         for p in payloads:
             if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
