@@ -225,8 +225,8 @@ def decode_payloads(
         data = bytes(data)
     end = len(data)
     pos = start
-    payloads = PayloadList()
-    append = super(PayloadList, payloads).append  # list's own: filling it changes nothing
+    payloads: list[Payload] = []
+    append = payloads.append
     first_of: dict[type[Any], Payload] = {}
     note = first_of.setdefault
     kind = first
@@ -243,8 +243,9 @@ def decode_payloads(
         note(type(payload), payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    payloads.first_of = first_of
-    return payloads
+    found = PayloadList(payloads)
+    found.first_of = first_of
+    return found
 
 
 def _decode_payload(
