@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from pike.frozen import frozen
+from pike.wire import codec
 from pike.wire.buffer import Reader, Writer
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import NotifyType, PayloadType
@@ -409,3 +410,26 @@ def test_reader_and_writer() -> None:
     with pytest.raises(MalformedMessage) as e:
         r.read(2)
     assert e.value.reason == "truncated"
+
+
+def _outcome(datagram: bytes) -> object:
+    try:
+        return decode_message(datagram).payloads
+    except MalformedMessage as e:
+        return (e.reason, e.detail, e.notify)
+
+
+def test_fast_steps_decide_as_the_full_decoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The walker decodes common payloads with a step per type and falls back to the full
+    # body decoders for anything else: every mutation of a message with every payload must
+    # come out the same (payloads, or reason, detail and notify) with the steps left out.
+    datagram = encode_message(message(list(SAMPLES)))
+    variants = [datagram[:n] + datagram[n + 28 :] for n in range(28, len(datagram), 7)]
+    for i in range(len(datagram)):
+        for value in {0, 0xFF, datagram[i] ^ 1, (datagram[i] + 4) & 0xFF}:
+            variants.append(datagram[:i] + bytes([value]) + datagram[i + 1 :])
+    fast = [_outcome(v) for v in variants]
+    monkeypatch.setattr(codec, "_STEP", {}.get)
+    assert [_outcome(v) for v in variants] == fast
+    assert sum(isinstance(o, tuple) for o in fast) > 100  # malformed ones were among them
+    assert sum(isinstance(o, list) for o in fast) > 100
