@@ -423,13 +423,19 @@ def test_fast_steps_decide_as_the_full_decoders(monkeypatch: pytest.MonkeyPatch)
     # The walker decodes common payloads with a step per type and falls back to the full
     # body decoders for anything else: every mutation of a message with every payload must
     # come out the same (payloads, or reason, detail and notify) with the steps left out.
-    datagram = encode_message(message(list(SAMPLES)))
-    variants = [datagram[:n] + datagram[n + 28 :] for n in range(28, len(datagram), 7)]
-    for i in range(len(datagram)):
-        for value in {0, 0xFF, datagram[i] ^ 1, (datagram[i] + 4) & 0xFF}:
-            variants.append(datagram[:i] + bytes([value]) + datagram[i + 1 :])
+    variants = []
+    outer: list[Payload] = [
+        NotifyPayload(16388, bytes(20)),
+        SkPayload(int(PayloadType.IDI), bytes(40)),
+    ]
+    for datagram in (encode_message(message(list(SAMPLES))), encode_message(message(outer))):
+        variants += [datagram[:n] + datagram[n + 28 :] for n in range(28, len(datagram), 7)]
+        for i in range(len(datagram)):
+            for value in {0, 0xFF, datagram[i] ^ 1, (datagram[i] + 4) & 0xFF}:
+                variants.append(datagram[:i] + bytes([value]) + datagram[i + 1 :])
     fast = [_outcome(v) for v in variants]
-    monkeypatch.setattr(codec, "_STEP", {}.get)
+    monkeypatch.setattr(codec, "_OUTER_STEP", {}.get)
+    monkeypatch.setattr(codec, "_INNER_STEP", {}.get)
     assert [_outcome(v) for v in variants] == fast
     assert sum(isinstance(o, tuple) for o in fast) > 100  # malformed ones were among them
     assert sum(isinstance(o, list) for o in fast) > 100

@@ -192,7 +192,22 @@ STEPS: dict[int, Step] = {
     PayloadType.TSR: ts_body.step_tsr,
     PayloadType.EAP: bodies.EAP.step,
 }
-_STEP = STEPS.get
+_INNER_STEP = STEPS.get
+
+
+def _step_sk(data: bytes, pos: int, end: int) -> tuple[SkPayload, int, int]:
+    """The Encrypted payload, last of the outer chain (RFC 7296 §3.14): its Next Payload
+    names the first inner payload, so the chain ends here (next type 0)."""
+    first_inner, _, length = _GENERIC_UNPACK(data, pos)
+    stop = pos + length
+    if length < GENERIC_PAYLOAD_HEADER_LEN or stop != end:
+        raise Unusual
+    return SkPayload(first_inner, data[pos + GENERIC_PAYLOAD_HEADER_LEN : stop]), 0, stop
+
+
+# The outer chain may end with an SK payload; inside it, SK and SKF are invalid (and left to
+# the full way, which says so).
+_OUTER_STEP = {**STEPS, PayloadType.SK: _step_sk}.get
 # What makes a step give up: the payload is then decoded again the full way.
 _NOT_COMMON = (Unusual, struct.error, MalformedMessage)
 
@@ -229,9 +244,10 @@ def decode_payloads(
     append = payloads.append
     first_of: dict[type[Any], Payload] = {}
     note = first_of.setdefault
+    step_of = _OUTER_STEP if outer else _INNER_STEP
     kind = first
     while kind:
-        step = _STEP(kind)
+        step = step_of(kind)
         if step is None:
             payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         else:
