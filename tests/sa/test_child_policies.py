@@ -4,6 +4,8 @@ rule as IKEv2 (it used to look at INSTALLED children only). In memory."""
 
 from __future__ import annotations
 
+import pytest
+
 from ikev2.pair import deliver, transfer
 from pike.sa.actions import DeleteChildSa, InstallChildSa
 from pike.sa.state import ChildState
@@ -31,3 +33,26 @@ def test_ikev1_child_removed_while_its_twin_rekeys_keeps_the_policies() -> None:
     (gone,) = a.of(DeleteChildSa)
     assert isinstance(gone, DeleteChildSa) and gone.unique_id == twin.unique_id
     assert gone.keep_policies  # the rekeying child still uses them
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_policy_users_follow_install_rekey_and_removal(version: int) -> None:
+    """The index of installed children by kernel policy (asked on every CHILD_SA's
+    removal instead of a walk over every child) gains each installed child and loses it
+    with its removal: a rekey's old pair goes with its policies kept for the new one, and
+    after the end nothing is left in it."""
+    a, b = pair(version)
+    users = a.engine.ctx.policy_users
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    assert len(users) == 1
+    a.engine.rekey("gw", 10.0, "net")
+    transfer(a, b, 10.0)
+    gone = [d for d in a.of(DeleteChildSa) if isinstance(d, DeleteChildSa)]
+    assert len(gone) == 1 and gone[0].keep_policies  # the new pair still uses them
+    assert len(users) == 1
+    a.engine.terminate("gw", 5000.0)
+    transfer(a, b, 5000.0)
+    last = [d for d in a.of(DeleteChildSa) if isinstance(d, DeleteChildSa)][-1]
+    assert not last.keep_policies  # nobody else has them: out of the kernel
+    assert len(users) == 0 and len(b.engine.ctx.policy_users) == 0

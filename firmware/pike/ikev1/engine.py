@@ -289,7 +289,7 @@ class Ikev1Engine:
             self.initiate(conn, now, child)
 
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
-        for sa in self.table.sas.values():
+        for sa in self.table.with_spi(spi):
             for child in sa.children:
                 if spi not in (child.spi_in, child.spi_out):
                     continue
@@ -318,7 +318,7 @@ class Ikev1Engine:
         return out
 
     def esp_seen(self, spi: int, packets: int, last_use: float | None, now: float) -> None:
-        for sa in self.table.sas.values():
+        for sa in self.table.with_spi(spi):
             if liveness.esp_seen(sa.children, spi, packets, last_use, now):
                 return
 
@@ -481,7 +481,7 @@ class Ikev1Engine:
             owner.children.remove(child)
 
     def _shared_policies(self, child: ChildSa) -> bool:
-        return self.traps.keeps_policies(child, self.table.children())
+        return self.traps.keeps_policies(child)
 
     # -- datagrams -----------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -693,13 +693,15 @@ class Ikev1Engine:
             and sa.peer_id is not None
             and (sa.my_id.id_type, sa.my_id.data) == mine
             and (sa.peer_id.id_type, sa.peer_id.data) == peer
-            for sa in self.table.sas.values()
+            for sa in self.table.established_with(peer)
         )
 
     def _initial_contact(self, sa: IsakmpSa, now: float) -> None:
         """RFC 2407 §4.6.3.3: the peer has no other SA with us (it restarted): what we
         still hold for the same identity is stale; removed without messages."""
-        for other in self.table.all():
+        if sa.peer_id is None:
+            return
+        for other in self.table.established_with((sa.peer_id.id_type, sa.peer_id.data)):
             if (
                 other is not sa
                 and other.conn is sa.conn

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pike.ikev1.isakmp_sa import IsakmpSa
 from pike.sa.admission import Admission
 from pike.sa.child_sa import ChildSa
+from pike.sa.context import IdKey
 from pike.sa.state import IkeState
 from pike.sa.timer_queue import TimerQueue
 from pike.wire.isakmp_payloads import V1Message
@@ -30,6 +31,15 @@ class SaTable:
         # looked at again (``retime``, ``sweep``), so a step costs the same with 10 000 SAs.
         self.timers: TimerQueue[IsakmpSa] = TimerQueue()
         self._dirty: dict[IsakmpSa, None] = {}  # an ordered set
+        # The established SAs by the peer's identity (INITIAL-CONTACT, both ways, asks
+        # once per Main Mode: a walk over every SA would grow with the hub), kept on every
+        # state change (``touch``) with the key each one is under.
+        self._up_by_peer: dict[IdKey, dict[IsakmpSa, None]] = {}
+        self._up_keys: dict[IsakmpSa, IdKey] = {}
+        # The SA whose IPsec SAs have an SPI (the kernel's expiries and counters name
+        # SPIs), refreshed for the SAs each step touched (``sweep``).
+        self._by_spi: dict[int, IsakmpSa] = {}
+        self._spis: dict[IsakmpSa, tuple[int, ...]] = {}
 
     # -- ISAKMP SAs ----------------------------------------------------------------------------
     @property
@@ -40,8 +50,21 @@ class SaTable:
         """A copy: callers may end SAs while they walk it."""
         return list(self._sas.values())
 
-    def children(self) -> Iterator[ChildSa]:
-        return (c for sa in self._sas.values() for c in sa.children)
+    def with_spi(self, spi: int) -> Iterator[IsakmpSa]:
+        """The SA with an IPsec SA of ``spi`` first (indexed by ``sweep``), then, should
+        the index be behind (within the step that made it), every SA."""
+        hit = self.by_spi(spi)
+        if hit is not None:
+            yield hit
+        yield from list(self._sas.values())
+
+    def by_spi(self, spi: int) -> IsakmpSa | None:
+        """The index alone: the SA with an IPsec SA of ``spi`` as of the last sweep."""
+        return self._by_spi.get(spi)
+
+    def established_with(self, peer: IdKey) -> list[IsakmpSa]:
+        """The established SAs whose peer has this identity (a copy)."""
+        return list(self._up_by_peer.get(peer, ()))
 
     def owner(self, child: ChildSa) -> IsakmpSa | None:
         return next((sa for sa in self._sas.values() if child in sa.children), None)
@@ -107,6 +130,20 @@ class SaTable:
     # -- after every step -------------------------------------------------------------------
     def touch(self, sa: IsakmpSa) -> None:
         self._dirty[sa] = None
+        up = sa.state == IkeState.ESTABLISHED and sa.peer_id is not None
+        key = (sa.peer_id.id_type, sa.peer_id.data) if up and sa.peer_id is not None else None
+        old = self._up_keys.get(sa)
+        if old == key:
+            return
+        if old is not None:
+            del self._up_keys[sa]
+            same = self._up_by_peer[old]
+            del same[sa]
+            if not same:
+                del self._up_by_peer[old]
+        if key is not None:
+            self._up_keys[sa] = key
+            self._up_by_peer.setdefault(key, {})[sa] = None
 
     def retime(self, deadline: Callable[[IsakmpSa], float | None]) -> None:
         """The heap entries of the SAs touched since the last sweep."""
@@ -124,8 +161,12 @@ class SaTable:
         for sa in dirty:
             if sa.state != IkeState.DESTROYED:
                 self.timers.set(sa, deadline(sa))
+                spis = tuple(s for c in sa.children for s in (c.spi_in, c.spi_out) if s)
+                if spis != self._spis.get(sa, ()):
+                    self._index_spis(sa, spis)
                 continue
             self.timers.discard(sa)
+            self._index_spis(sa, ())
             key = sa.our_spi
             if self._sas.get(key) is not sa:
                 continue
@@ -133,3 +174,12 @@ class SaTable:
             gone.append((sa, self._wanted.pop(sa.unique_id, [])))
             self._forget_half_open(sa)  # by its key: no scan (8 192 expiring took 1.7 s)
         return gone
+
+    def _index_spis(self, sa: IsakmpSa, now_spis: tuple[int, ...]) -> None:
+        for spi in self._spis.pop(sa, ()):
+            if spi not in now_spis and self._by_spi.get(spi) is sa:
+                del self._by_spi[spi]
+        for spi in now_spis:
+            self._by_spi[spi] = sa
+        if now_spis:
+            self._spis[sa] = now_spis

@@ -91,7 +91,7 @@ class Ikev2Engine:
         self.ctx.adopt = self._adopt
         self.ctx.reauth = self._reauth
         self.ctx.overlapping = self._overlapping
-        self.ctx.keeps_policies = self._keeps_policies
+        self.ctx.keeps_policies = self.traps.keeps_policies
         self.ctx.trap_reqid = self.traps.reqid
         self.ctx.before_fail = self._before_fail
         self.ctx.child_closed = self._child_closed
@@ -198,10 +198,6 @@ class Ikev2Engine:
         for sa in self._with_spi(spi):
             if liveness.esp_seen(sa.children, spi, packets, last_use, now):
                 return
-
-    def _keeps_policies(self, child: ChildSa) -> bool:
-        others = (c for sa in self.sas.values() for c in sa.children)
-        return self.traps.keeps_policies(child, others)
 
     def initiate(
         self,

@@ -73,6 +73,7 @@ def install(
     """Into the kernel (its specs built already), timers set, INSTALLED, reported."""
     ctx.emit(child.install(ike_name, ike))
     child.installed_at = now
+    ctx.policy_users.add(child)
     child.schedule(now, ctx.random)
     child.set_state(_INSTALLED, ike_name)
     if log.isEnabledFor(logging.INFO):  # its arguments cost; a busy hub logs less
@@ -107,6 +108,7 @@ def remove(
     The caller takes it off its IKE or ISAKMP SA."""
     if child.state == ChildState.DELETED:
         return
+    ctx.policy_users.discard(child)
     successor = child.replaced_by_peer
     # (a successor on another IKE SA, after a peer's reauthentication, may be gone)
     if (

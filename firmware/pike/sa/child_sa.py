@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from pike.crypto.kdf import ChildKeys
@@ -234,20 +234,3 @@ def trap_policies(cfg: ChildConfig, reqid: int, local: str, remote: str) -> tupl
     rts = cfg.remote_ts or (TrafficSelector.host(rip),)
     policies = policies_for(lts, rts, cfg.mode, reqid, lip, rip, cfg)
     return tuple(replace(p, trap=True) for p in policies)
-
-
-def shares_policies(child: ChildSa, others: Iterable[ChildSa]) -> bool:
-    """Another live, installed CHILD_SA has one of ``child``'s policies (same selectors
-    and direction): the kernel holds one copy, which must outlive ``child``."""
-    live = (ChildState.INSTALLED, ChildState.REKEYING, ChildState.REKEYED)
-
-    def keys(c: ChildSa) -> set[tuple[object, ...]]:
-        return {(p.src_ts, p.dst_ts, p.direction, p.if_id, p.mark) for p in c.policies}
-
-    mine = keys(child)
-    for other in others:
-        if other is child or other.state not in live or other.installed_at is None:
-            continue
-        if mine & keys(other):
-            return True
-    return False

@@ -17,6 +17,7 @@ from pike.sa.admission import Admission
 from pike.sa.credentials import CredentialStore
 from pike.sa.hubs import Hubs
 from pike.sa.log_limit import LogLimit
+from pike.sa.policy_users import PolicyUsers
 from pike.sa.ports import RandomSpis, SpiSource
 from pike.sa.signing import SIGN_TIMEOUT as SIGN_TIMEOUT  # with the other timings
 from pike.sa.signing import Signatures
@@ -95,6 +96,8 @@ class Context:
     hubs: Hubs = field(default_factory=Hubs)  # the active one of several remote_addrs
     # lines a peer sets off once a message, before it is authenticated (pike.sa.log_limit)
     log_limit: LogLimit = field(default_factory=LogLimit)
+    # the installed CHILD_SAs of both versions by the kernel policies they use
+    policy_users: PolicyUsers = field(default_factory=PolicyUsers)
     # Set by the engines: an IKE or ISAKMP SA with these identities (ours, the peer's) is
     # up, of either version. Then no INITIAL_CONTACT: the peer would drop that SA
     # (strongSwan's rule).

@@ -8,13 +8,13 @@ back as traps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from pike.policy.addrs import any_of
 from pike.policy.config import ConnectionConfig
 from pike.sa.actions import InstallTrap
-from pike.sa.child_sa import ChildSa, shares_policies, trap_policies
+from pike.sa.child_sa import ChildSa, trap_policies
 from pike.sa.context import Context
 from pike.sa.state import ChildState, log
 
@@ -33,6 +33,8 @@ class Traps:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.reqids: dict[tuple[str, str], int] = {}  # (conn, child) -> reqid
+        # the same the other way (asked on every CHILD_SA's removal and every ACQUIRE)
+        self._by_reqid: dict[int, tuple[str, str]] = {}
 
     def install_configured(self, conn: ConnectionConfig) -> None:
         """Every child of ``conn`` with start_action = trap, each with a new reqid."""
@@ -51,32 +53,39 @@ class Traps:
         else:
             local = conn.local_addrs[0] if conn.local_addrs else any_of(conn.remote_addrs[0])
             policies = trap_policies(cfg, reqid, local, conn.remote_addrs[0])
-        self.reqids[(conn.name, child_name)] = reqid
+        self._set((conn.name, child_name), reqid)
         log.info("%s.%s: trap installed (reqid %d)", conn.name, child_name, reqid)
         self.ctx.emit(InstallTrap(conn.name, child_name, reqid, policies))
 
     def reqid(self, conn: str, child: str) -> int | None:
         return self.reqids.get((conn, child))
 
+    def _set(self, key: tuple[str, str], reqid: int) -> None:
+        old = self.reqids.get(key)
+        if old is not None and self._by_reqid.get(old) == key:
+            del self._by_reqid[old]
+        self.reqids[key] = reqid
+        self._by_reqid[reqid] = key
+
     def holds(self, reqid: int) -> bool:
         """A trap uses ``reqid``: its policies stay when a CHILD_SA of it goes."""
-        return any(r == reqid for r in self.reqids.values())
+        return reqid in self._by_reqid
 
-    def keeps_policies(self, child: ChildSa, others: Iterable[ChildSa]) -> bool:
+    def keeps_policies(self, child: ChildSa) -> bool:
         """Whether ``child``'s policies must outlive it: a trap holds them, or another
-        live child among ``others`` has one of them (a rekey's successor or predecessor)."""
-        return self.holds(child.reqid) or shares_policies(child, others)
+        live child (of either version) has one of them (a rekey's successor or
+        predecessor, a backup connection's child with the same selectors)."""
+        return self.holds(child.reqid) or self.ctx.policy_users.shared(child)
 
     def find(self, reqid: int) -> tuple[str, str] | None:
         """The (connection, child) an ACQUIRE for ``reqid`` is about."""
-        for key, r in self.reqids.items():
-            if r == reqid:
-                return key
-        return None
+        return self._by_reqid.get(reqid)
 
     def forget(self, conn_names: list[str]) -> None:
         for key in [k for k in self.reqids if k[0] in conn_names]:
-            del self.reqids[key]
+            reqid = self.reqids.pop(key)
+            if self._by_reqid.get(reqid) == key:
+                del self._by_reqid[reqid]
 
     def before_fail(self, sa: EndingSa, reason: str) -> None:
         """dpd_action = trap: the children of a dead peer go back to on-demand, so that
