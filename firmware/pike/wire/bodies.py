@@ -307,8 +307,23 @@ def step_notify(data: bytes, pos: int, end: int) -> tuple[NotifyPayload, int, in
     return notify, next_kind, stop
 
 
+# Status notifies as written, by (next type, protocol, type): the engine sends the same
+# few in every handshake. Bounded like the decoded ones.
+_EMPTY_WRITTEN: dict[tuple[int, int, int], bytes] = {}
+
+
 def write_notify(p: NotifyPayload, next_kind: int) -> bytes:
     spi, data = p.spi, p.data
+    if not spi and not data:
+        key = (next_kind, p.protocol, p.notify_type)
+        written = _EMPTY_WRITTEN.get(key)
+        if written is None:
+            size = _NOTIFY_PAYLOAD.size
+            written = _NOTIFY_PAYLOAD.pack(next_kind, 0, size, p.protocol, 0, p.notify_type)
+            if len(_EMPTY_WRITTEN) >= _EMPTY_NOTIFIES_MAX:
+                _EMPTY_WRITTEN.clear()
+            _EMPTY_WRITTEN[key] = written
+        return written
     length = _NOTIFY_PAYLOAD.size + len(spi) + len(data)
     if length > MAX_PAYLOAD_LEN:
         raise too_long(p, length)

@@ -283,7 +283,7 @@ class PayloadList(list[Payload]):
         self.notify_of, self.notify_list = found, tuple(notifies)
         return found
 
-    # The mutating methods of ``list``: each drops the index, then does its work.
+    # The mutating methods of ``list``: each drops what was noted, then does its work.
     def _changed(self) -> None:
         self.first_of = self.notify_of = None
         self.notify_list = ()
