@@ -289,7 +289,7 @@ def step_notify(data: bytes, pos: int, end: int) -> tuple[NotifyPayload, int, in
     """The whole Notify payload at ``pos`` (see ``Step``)."""
     next_kind, _, length, protocol, spi_size, notify_type = _NOTIFY_PAYLOAD_UNPACK(data, pos)
     stop = pos + length
-    if length == _NOTIFY_PAYLOAD.size and stop <= end:  # so SPI size 0 too, or it is invalid
+    if length == _NOTIFY_PAYLOAD.size and stop <= end:  # a status: no SPI (or invalid), no data
         if spi_size:
             raise Unusual
         key = protocol << 16 | notify_type

@@ -5,10 +5,13 @@ Generic payload header (RFC 7296 §3.2), in front of every payload body:
     | Next Payload  |C|  RESERVED   |         Payload Length        |
     +---------------+-+-------------+-------------------------------+
 
-Decoding checks every length against its container before reading a value (docs/architecture.md);
-whatever the bytes, it raises nothing but ``MalformedMessage``. Encoding builds a list of
-parts and joins it once (the responder's hot path). A value we cannot encode is our own
-bug and raises ``EncodeError``.
+Decoding checks every length against its container before a value is used (docs/architecture.md);
+whatever the bytes, it raises nothing but ``MalformedMessage``. A payload in its common
+shape is decoded by its step (``STEPS``: header and fields in one unpack); anything else,
+and every malformed payload, by the full decoder of its body (``DECODERS``), which names
+what is wrong. Encoding writes each payload whole (``WRITERS``) and joins the parts once
+(the responder's hot path). A value we cannot encode is our own bug and raises
+``EncodeError``.
 """
 
 from __future__ import annotations
