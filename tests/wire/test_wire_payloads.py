@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from pike.frozen import frozen
-from pike.wire import codec
+from pike.wire import codec, sa_body
 from pike.wire.buffer import Reader, Writer
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import NotifyType, PayloadType
@@ -35,7 +35,7 @@ from pike.wire.payloads import (
     UnknownPayload,
     VendorIdPayload,
 )
-from wire.wire_samples import SAMPLES, SPI_I, SPI_R, TS4, TS6, message
+from wire.wire_samples import ESP_PROPOSAL, IKE_PROPOSAL, SAMPLES, SPI_I, SPI_R, TS4, TS6, message
 
 
 def raw(first: int, chain: bytes, exchange: int = 34) -> bytes:
@@ -439,3 +439,12 @@ def test_fast_steps_decide_as_the_full_decoders(monkeypatch: pytest.MonkeyPatch)
     assert [_outcome(v) for v in variants] == fast
     assert sum(isinstance(o, tuple) for o in fast) > 100  # malformed ones were among them
     assert sum(isinstance(o, list) for o in fast) > 100
+
+
+def test_an_sa_with_one_proposal_is_written_as_any_other() -> None:
+    # write_sa packs the headers of a one-proposal SA payload (every answer's) at once.
+    for proposal in (IKE_PROPOSAL, ESP_PROPOSAL):
+        sa = SaPayload((proposal,))
+        body = sa_body.encode_sa(sa)
+        assert sa_body.write_sa(sa, 41) == struct.pack("!BBH", 41, 0, 4 + len(body)) + body
+        assert decode_message(encode_message(message([sa]))).payloads == [sa]

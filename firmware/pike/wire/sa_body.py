@@ -227,10 +227,34 @@ def encode_sa(p: SaPayload) -> bytes:
     return b"".join(parts)
 
 
+# The generic payload header with a proposal's header: an answer carries one proposal.
+_ONE_PROPOSAL = struct.Struct(GENERIC.format + PROPOSAL.format[1:])
+
+
 def write_sa(p: SaPayload, next_kind: int) -> bytes:
-    """The whole SA payload: generic header and body."""
-    body = encode_sa(p)
-    length = GENERIC.size + len(body)
+    """The whole SA payload: generic header and body (one pack for the headers of an SA
+    payload with a single proposal, as every answer is)."""
+    if len(p.proposals) != 1:
+        body = encode_sa(p)
+        length = GENERIC.size + len(body)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return GENERIC_PACK(next_kind, 0, length) + body
+    (proposal,) = p.proposals
+    spi = proposal.spi
+    transforms = _encode_transforms(proposal.transforms)
+    length = _ONE_PROPOSAL.size + len(spi) + len(transforms)
     if length > MAX_PAYLOAD_LEN:
         raise too_long(p, length)
-    return GENERIC_PACK(next_kind, 0, length) + body
+    head = _ONE_PROPOSAL.pack(
+        next_kind,
+        0,
+        length,
+        LAST,
+        length - GENERIC.size,
+        proposal.number,
+        proposal.protocol,
+        len(spi),
+        len(proposal.transforms),
+    )
+    return head + spi + transforms
