@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from pike.frozen import frozen
-from pike.wire import codec, sa_body
+from pike.wire import codec, sa_body, ts_body
 from pike.wire.buffer import Reader, Writer
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import NotifyType, PayloadType
@@ -448,3 +448,16 @@ def test_an_sa_with_one_proposal_is_written_as_any_other() -> None:
         body = sa_body.encode_sa(sa)
         assert sa_body.write_sa(sa, 41) == struct.pack("!BBH", 41, 0, 4 + len(body)) + body
         assert decode_message(encode_message(message([sa]))).payloads == [sa]
+
+
+def test_a_ts_payload_with_one_selector_is_written_as_any_other() -> None:
+    # write_ts packs a one-selector payload (the common case) at once; more go one by one.
+    for ts in (TS4, TS6):
+        one = ts_body.write_ts(TsiPayload((ts,)), 44)
+        selector = one[8:]
+        assert one[:8] == struct.pack("!BBHB3x", 44, 0, len(one), 1)
+        two = ts_body.write_ts(TsiPayload((ts, ts)), 44)
+        assert two == struct.pack("!BBHB3x", 44, 0, 8 + 2 * len(selector), 2) + selector * 2
+        assert decode_message(encode_message(message([TsrPayload((ts,))]))).payloads == [
+            TsrPayload((ts,))
+        ]

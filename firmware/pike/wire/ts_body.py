@@ -139,8 +139,36 @@ _SELECTORS: dict[int, tuple[struct.Struct, type[IPAddress], Callable[[IPAddress]
 }
 
 
+# The same with the generic and the TS header in front: a payload of one selector (the
+# common case) in one pack.
+_ONE_SELECTOR = {
+    ts_type: (struct.Struct(_TS_PAYLOAD.format + fmt.format[1:]), cls, value)
+    for ts_type, (fmt, cls, value) in _SELECTORS.items()
+}
+
+
 def write_ts(p: TsPayload, next_kind: int) -> bytes:
     """The whole TSi/TSr payload: generic header, TS header, selectors."""
+    if len(p.selectors) == 1:
+        (ts,) = p.selectors
+        one = _ONE_SELECTOR.get(ts.ts_type)
+        if one is not None:
+            fmt, cls, value = one
+            start, end = ts.start_addr, ts.end_addr
+            if type(start) is cls and type(end) is cls:
+                return fmt.pack(
+                    next_kind,
+                    0,
+                    fmt.size,
+                    1,
+                    ts.ts_type,
+                    ts.ip_protocol,
+                    fmt.size - _TS_PAYLOAD.size,
+                    ts.start_port,
+                    ts.end_port,
+                    value(start),
+                    value(end),
+                )
     parts = [b""]
     append = parts.append
     size = _TS_PAYLOAD.size
