@@ -3,6 +3,12 @@ charon and piked side by side, plus piked's start time and pikectl latency.
 
     sudo .venv/bin/python tests/bench/bench_hub.py [--sas 1000] [--conns 1,10000] [--rounds 3]
         [--idle 20] [--prefix DIR]   # strongSwan with load-tester; built there if missing
+        [--python PATH [--python PATH2 ...]] [--no-charon]
+
+``--python``: the interpreter piked runs under (a venv's python with pike installed; default
+this repository's ``.venv``). Given twice or more, each round runs one piked per
+interpreter, interleaved (``piked#1``, ``piked#2``, ...): Debian's /usr/bin/python3 against
+pyenv's, or another checkout's ``.venv`` (its editable install: its code) against this one.
 
 Two network namespaces made here (``gen`` 192.0.2.1, ``resp`` 192.0.2.2, one veth;
 nothing leaves them). The generator is charon with the load-tester plugin
@@ -11,22 +17,24 @@ aes128gcm16-prfsha256-x25519, IDs c1-r1.example ...). The responder is, in turn:
 charon (the same build, load-tester ``fake_kernel``, ``initiators = 0``, swanctl
 connections, log level 0) and piked (``piked_fake_kernel.py``: a kernel that installs
 nothing, as charon's; log level warning), each with 1 connection (remote id ``%any``)
-or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder's
-utime+stime (/proc/PID/stat, all threads) and VmRSS growth, divided by the IKE SAs the
-generator saw established; then, all SAs held, the responder's CPU over ``--idle``
+or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder's CPU
+(all threads, the scheduler's nanoseconds in /proc/PID/task/*/schedstat; its user and
+system parts from /proc/PID/stat, in clock ticks) and VmRSS growth, divided by the IKE
+SAs the generator saw established; then, all SAs held, the responder's CPU over ``--idle``
 seconds (nothing due: what the held SAs and their armed timers cost) and piked's CHILD_SA
 rekey jitter from ``pikectl list-sas --json``. With ``--split``, piked's CPU per SA is
 also split into the engine's (thread CPU inside its datagram and timer entry points,
 ``piked_fake_kernel.py``) and the runtime's around it (sockets, dispatch, kernel calls,
-metrics, the event loop; the rest). piked starts twice: the first start fills
-its config cache, the second (measured) reads it. Rounds interleave
-charon and piked; medians are printed with every round's value. A benchmark: it prints,
-never asserts. The machine is shared: expect +-25 % between rounds.
+metrics, the event loop; the rest), and the collector's collections and CPU (in either).
+piked starts twice: the first start fills its config cache, the second (measured) reads
+it. Rounds interleave charon and piked; medians are printed with every round's value. A
+benchmark: it prints, never asserts. The machine is shared: expect +-25 % between rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -46,7 +54,7 @@ from interop.netns import Lab, Namespace, kill_pid
 from lib.pikeconf import Child, Conn, PikeConf, Secret
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".venv" / "bin"
+VENV = REPO / ".venv" / "bin"  # piked's interpreter and pikectl, unless given (``python=``)
 GEN, RESP = "192.0.2.1", "192.0.2.2"
 IKE, ESP = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
 PSK = "bench-only-psk-3c1f9a7e"
@@ -58,8 +66,19 @@ CHILD_REKEY, CHILD_RAND = 3600, 360
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU time of all live threads, exact (the scheduler's nanoseconds, not clock ticks:
+    at 1000 SAs a tick is 0.01 ms per SA)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def user_system(pid: int) -> tuple[float, float]:
+    """utime, stime of all threads, seconds: Python's work and the kernel's (sockets)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (all threads)
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def rss_kib(pid: int) -> int:
@@ -204,12 +223,17 @@ def established(log: Path) -> int:
 
 
 def start_piked(
-    ns: Namespace, d: Path, conns: int, text: str | None = None, split: bool = False
+    ns: Namespace,
+    d: Path,
+    conns: int,
+    text: str | None = None,
+    split: bool = False,
+    python: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """piked with the fake kernel; returns it and the seconds until it said READY=1.
     Its config cache is ``d/cache`` (a second start in ``d`` reads it). ``text``: the
     config, else ``pike_toml(conns, ...)``. ``split``: it accounts its engine's CPU
-    (``engine_cpu``)."""
+    (``engine_cpu``). ``python``: its interpreter (default ``VENV``'s)."""
     sock, notify = d / "pike.sock", d / "notify.sock"
     (d / "pike.toml").write_text(pike_toml(conns, sock) if text is None else text)
     (d / "pike.toml").chmod(0o600)
@@ -229,7 +253,9 @@ def start_piked(
     t0 = time.monotonic()
     with (d / "piked.log").open("wb") as out:
         proc = ns.popen(
-            [str(VENV / "python"), script, "--config", str(d / "pike.toml")], stdout=out, env=env
+            [str(python or VENV / "python"), script, "--config", str(d / "pike.toml")],
+            stdout=out,
+            env=env,
         )
     while b"READY=1" not in ready.recv(4096):
         pass
@@ -238,21 +264,21 @@ def start_piked(
     return proc, took
 
 
-def engine_cpu(pid: int, d: Path, n: int) -> float:
+def engine_cpu(pid: int, d: Path, n: int) -> tuple[float, float, list[int]]:
     """The CPU seconds piked (``start_piked(split=True)`` in ``d``) spent in its engine so
-    far; ``n``: how many times it has been asked, this one included."""
+    far, those its collector took, and its collections per generation; ``n``: how many
+    times it has been asked, this one included."""
     path = d / "engine-cpu"
     os.kill(pid, signal.SIGUSR2)
     wait_for(lambda: path.exists() and path.read_text().split()[0] == str(n), 10, "engine CPU")
-    return float(path.read_text().split()[1])
+    _, engine, gc_cpu, *collections = path.read_text().split()
+    return float(engine), float(gc_cpu), [int(c) for c in collections]
 
 
-def rekey_spread(resp: Namespace, sock: Path) -> dict[str, float]:
+def rekey_spread(resp: Namespace, sock: Path, pikectl: Path) -> dict[str, float]:
     """How far piked's CHILD_SA rekeys are drawn before rekey_time (their jitter, up to
     rand_time): from ``pikectl list-sas --json``, rekey due + age = rekey_time - jitter."""
-    listing = resp.run(
-        [str(VENV / "pikectl"), "--socket", str(sock), "list-sas", "--json"], timeout=120
-    )
+    listing = resp.run([str(pikectl), "--socket", str(sock), "list-sas", "--json"], timeout=120)
     jitter = sorted(
         CHILD_REKEY - (c["rekey_in_s"] + c["installed_ago_s"])
         for sa in json.loads(listing.stdout)
@@ -282,7 +308,10 @@ def run_one(
     n: int,
     idle: float,
     split: bool = False,
+    python: Path | None = None,
 ) -> dict[str, float]:
+    """One responder (``impl``: charon or piked, the latter under ``python``) under the
+    load-tester's ``n`` IKE SAs."""
     with tempfile.TemporaryDirectory(prefix=f"bench-hub-{impl}-") as tmp:
         d = Path(tmp)
         out: dict[str, float] = {}
@@ -317,14 +346,14 @@ def run_one(
             out["load s"] = time.monotonic() - t0
         else:
             # the first start parses and fills the config cache, the second reads it
-            proc, out["ready s"] = start_piked(resp, d, conns)
+            proc, out["ready s"] = start_piked(resp, d, conns, python=python)
             kill_pid(proc.pid)
-            proc, out["ready s cached"] = start_piked(resp, d, conns, split=split)
+            proc, out["ready s cached"] = start_piked(resp, d, conns, split=split, python=python)
         split = split and impl == "piked"
         pid = proc.pid
         time.sleep(0.5)
-        cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
-        engine0 = engine_cpu(pid, d, 1) if split else 0.0
+        (user0, sys0), cpu0, rss0 = user_system(pid), cpu_seconds(pid), rss_kib(pid)
+        engine0, gc0, coll0 = engine_cpu(pid, d, 1) if split else (0.0, 0.0, [0, 0, 0])
         out["idle RSS MiB"] = rss0 / 1024
         gd = d / "gen"
         gd.mkdir()
@@ -341,8 +370,8 @@ def run_one(
             time.sleep(0.2)
         time.sleep(0.3)  # the last CHILD_SAs' responses are out
         got = established(log)
-        cpu1, rss1 = cpu_seconds(pid), rss_kib(pid)
-        engine1 = engine_cpu(pid, d, 2) if split else 0.0
+        (user1, sys1), cpu1, rss1 = user_system(pid), cpu_seconds(pid), rss_kib(pid)
+        engine1, gc1, coll1 = engine_cpu(pid, d, 2) if split else (0.0, 0.0, [0, 0, 0])
         if idle:
             # all SAs held, their DPD and rekey timers armed, nothing due: what does
             # holding them cost?
@@ -351,34 +380,59 @@ def run_one(
             time.sleep(idle)
             out["idle CPU %"] = (cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100
         if impl == "piked":
-            out.update(rekey_spread(resp, d / "pike.sock"))
+            pikectl = (python or VENV / "python").parent / "pikectl"
+            out.update(rekey_spread(resp, d / "pike.sock", pikectl))
         kill_pid(gen_proc.pid)
         kill_pid(pid)
         if got:
             out["CPU ms/SA"] = (cpu1 - cpu0) * 1000 / got
+            # the kernel's part of it, in clock ticks (sampled: +-0.01 ms at 1000 SAs)
+            out["system ms/SA"] = (sys1 - sys0) * 1000 / got
+            out["user ms/SA"] = (user1 - user0) * 1000 / got
             out["KiB/SA"] = (rss1 - rss0) / got
             if split:
                 out["engine ms/SA"] = (engine1 - engine0) * 1000 / got
                 out["runtime ms/SA"] = out["CPU ms/SA"] - out["engine ms/SA"]
+                out["collector ms/SA"] = (gc1 - gc0) * 1000 / got  # in either of them
+                for generation, (n0, n1) in enumerate(zip(coll0, coll1, strict=True)):
+                    out[f"collections gen {generation}"] = n1 - n0
         out["established"] = got
+        out["load"] = os.getloadavg()[0]
         return out
 
 
-def pikectl_latency(lab: Lab, resp: Namespace) -> float:
+def pikectl_latency(lab: Lab, resp: Namespace, python: Path | None = None) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-hub-ctl-") as tmp:
         d = Path(tmp)
-        proc, _ = start_piked(resp, d, 1)
+        proc, _ = start_piked(resp, d, 1, python=python)
+        pikectl = (python or VENV / "python").parent / "pikectl"
         times = []
         for _ in range(5):
             t0 = time.monotonic()
             subprocess.run(
-                [str(VENV / "pikectl"), "--socket", str(d / "pike.sock"), "status"],
+                [str(pikectl), "--socket", str(d / "pike.sock"), "status"],
                 check=True,
                 capture_output=True,
             )
             times.append(time.monotonic() - t0)
         kill_pid(proc.pid)
         return statistics.median(times)
+
+
+def interpreter(python: Path) -> str:
+    """What ``python`` is: its real executable and version (the header's line)."""
+    info = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.version.split()[0])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    base = Path(python).resolve()
+    return f"{python} -> {base} (Python {info})"
+
+
+def fmt(k: str, x: float) -> str:
+    return f"{x:.3f}" if "ms/SA" in k else f"{x:.2f}"
 
 
 def main() -> None:
@@ -393,45 +447,91 @@ def main() -> None:
     ap.add_argument(
         "--split", action="store_true", help="piked's CPU per SA: the engine's and the rest"
     )
+    ap.add_argument(
+        "--python",
+        type=Path,
+        action="append",
+        help="piked's interpreter (a venv's python with pike installed; default "
+        "this repository's .venv); given twice or more, one piked each, interleaved",
+    )
+    ap.add_argument("--no-charon", action="store_true", help="piked only (A/B of pikeds)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_hub needs root (network namespaces)")
     prefix = args.prefix.resolve()
     ensure_load_tester(prefix)
+    pythons: list[Path] = args.python or [VENV / "python"]
+    pikeds = (
+        {"piked": pythons[0]}
+        if len(pythons) == 1
+        else {f"piked#{i}": py for i, py in enumerate(pythons, 1)}
+    )
+    impls = list(pikeds) if args.no_charon else ["charon", *pikeds]
+    for name, py in pikeds.items():
+        print(f"# {name}: {interpreter(py)}", flush=True)
     results: dict[tuple[str, int, str], list[float]] = {}
     with Lab.create() as lab:
         gen, resp = lab.add_ns("gen"), lab.add_ns("resp")
         lab.link(gen, resp, f"{GEN}/24", f"{RESP}/24")
         for r in range(args.rounds):
             for conns in (int(c) for c in args.conns.split(",")):
-                for impl in ("charon", "piked") if r % 2 == 0 else ("piked", "charon"):
+                for impl in impls if r % 2 == 0 else impls[::-1]:
                     got = run_one(
-                        lab, gen, resp, prefix, impl, conns, args.sas, args.idle, args.split
+                        lab,
+                        gen,
+                        resp,
+                        prefix,
+                        "charon" if impl == "charon" else "piked",
+                        conns,
+                        args.sas,
+                        args.idle,
+                        args.split,
+                        pikeds.get(impl),
                     )
                     print(f"# round {r + 1} {impl} {conns} conns: {got}", flush=True)
                     for k, v in got.items():
                         results.setdefault((impl, conns, k), []).append(v)
-        ctl = pikectl_latency(lab, resp)
+        ctl = pikectl_latency(lab, resp, pythons[0])
+    loads = [v for (_, _, k), vals in results.items() if k == "load" for v in vals]
     print(
-        f"\nmachine: 2 cores shared with others; {args.sas} IKE SAs per run; medians of "
+        f"\nmachine: 2 cores shared with others (load average {min(loads):.1f}-"
+        f"{max(loads):.1f} at the runs' ends); {args.sas} IKE SAs per run; medians of "
         f"{args.rounds} rounds (each round's values in brackets)"
     )
+    for name, py in pikeds.items():
+        print(f"{name}: {interpreter(py)}")
     for conns in (int(c) for c in args.conns.split(",")):
-        for k in ("CPU ms/SA", "KiB/SA", "idle RSS MiB", "idle CPU %"):
+        for k in (
+            "CPU ms/SA",
+            "user ms/SA",
+            "system ms/SA",
+            "KiB/SA",
+            "idle RSS MiB",
+            "idle CPU %",
+        ):
             c = results.get(("charon", conns, k), [])
-            p = results.get(("piked", conns, k), [])
-            if not c or not p:
-                continue
-            mc, mp = statistics.median(c), statistics.median(p)
-            print(
-                f"{conns:>6} conns  {k:13s} charon {mc:8.2f}  piked {mp:8.2f}  "
-                f"piked/charon {mp / mc if mc else float('nan'):5.2f}   "
-                f"[{', '.join(f'{x:.2f}' for x in c)}] "
-                f"[{', '.join(f'{x:.2f}' for x in p)}]"
-            )
+            line = f"{conns:>6} conns  {k:13s}"
+            if c:
+                line += f" charon {fmt(k, statistics.median(c))}"
+            for name in pikeds:
+                p = results.get((name, conns, k), [])
+                if not p:
+                    continue
+                mp = statistics.median(p)
+                line += f"  {name} {fmt(k, mp)}"
+                if c and statistics.median(c):
+                    line += f" ({mp / statistics.median(c):.2f}x charon)"
+                line += f" [{', '.join(fmt(k, x) for x in p)}]"
+            if c:
+                line += f"  charon [{', '.join(fmt(k, x) for x in c)}]"
+            print(line)
         for k in (
             "engine ms/SA",
             "runtime ms/SA",
+            "collector ms/SA",
+            "collections gen 0",
+            "collections gen 1",
+            "collections gen 2",
             "ready s",
             "ready s cached",
             "rekey jitter min s",
@@ -439,13 +539,14 @@ def main() -> None:
             "rekey jitter max s",
             "rekeys in fullest tenth %",
         ):
-            vals = results.get(("piked", conns, k), [])
-            if vals:
-                print(
-                    f"{conns:>6} conns  piked {k:25s} {statistics.median(vals):8.2f}   "
-                    f"[{', '.join(f'{x:.2f}' for x in vals)}]"
-                )
-    print(f"pikectl status (1 conn): {ctl * 1000:.0f} ms")
+            for name in pikeds:
+                vals = results.get((name, conns, k), [])
+                if vals:
+                    print(
+                        f"{conns:>6} conns  {name} {k:25s} {fmt(k, statistics.median(vals)):>8}"
+                        f"   [{', '.join(fmt(k, x) for x in vals)}]"
+                    )
+    print(f"pikectl status (1 conn, {pythons[0]}): {ctl * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ under the unit), from the entry of the same file, and after an edit of one conne
 (a network namespace for piked's sockets).
 
     sudo .venv/bin/python tests/bench/bench_start.py [--conns 10000] [--rounds 3]
+        [--python PATH] [--other TREE]
+
+``--python``: the interpreter this checkout's piked runs under (a venv's python with pike
+installed, e.g. one made from Debian's /usr/bin/python3; default ``.venv``).
 
 A benchmark: it prints, never asserts.
 """
@@ -55,18 +59,20 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--other", type=Path, help="another checkout (with its .venv) to compare")
+    ap.add_argument("--python", type=Path, help="this checkout's piked's interpreter")
     args = ap.parse_args()
-    trees = {"this": bench_hub.REPO}
+    # each tree's venv (its bin directory: piked's python)
+    trees = {"this": args.python.parent if args.python else bench_hub.REPO / ".venv" / "bin"}
     if args.other:
-        trees["other"] = args.other.resolve()
+        trees["other"] = args.other.resolve() / ".venv" / "bin"
     res: dict[str, list[tuple[float, float]]] = {}
     loads: list[float] = []
     with Lab.create() as lab, tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
         gen, resp = lab.add_ns("gen"), lab.add_ns("resp")
         lab.link(gen, resp, f"{GEN}/24", f"{RESP}/24")
         for _ in range(args.rounds):
-            for tree_name, tree in trees.items():
-                bench_hub.VENV = tree / ".venv" / "bin"
+            for tree_name, venv in trees.items():
+                bench_hub.VENV = venv
                 d = Path(tmp) / tree_name
                 shutil.rmtree(d, ignore_errors=True)
                 d.mkdir()
@@ -75,6 +81,8 @@ def main() -> None:
                         one(resp, d, args.conns, edit)
                     )
                 loads.append(os.getloadavg()[0])
+    for tree_name, venv in trees.items():
+        print(f"# {tree_name}: {bench_hub.interpreter(venv / 'python')}")
     print(
         f"# {args.conns} connections; machine: shared 2 cores "
         f"(load average {min(loads):.1f}-{max(loads):.1f}); medians of {args.rounds}"

@@ -5,13 +5,16 @@ their CHILD_SAs). Not a product mode: it lives with the benchmarks.
     python tests/bench/piked_fake_kernel.py --config pike.toml
 
 With ``PIKE_BENCH_ENGINE_CPU=FILE`` the thread CPU time spent inside the engines'
-datagram and timer entry points is summed, and written to FILE as ``N SECONDS`` (N counts
-the requests) on every SIGUSR2: ``bench_hub.py --split`` tells the engine's share of
-piked's CPU from the runtime's around it (two ``thread_time`` calls per datagram).
+datagram and timer entry points is summed, and written to FILE as ``N SECONDS GC_SECONDS
+GC0 GC1 GC2`` (N counts the requests) on every SIGUSR2: ``bench_hub.py --split`` tells the
+engine's share of piked's CPU from the runtime's around it (two ``thread_time`` calls per
+datagram), and the collector's (its collections by generation and the thread CPU they
+took, wherever they ran: in the engine's entry points or around them).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import signal
@@ -59,6 +62,7 @@ def account_engine_cpu(path: Path) -> None:
 
     spent = [0.0]
     asked = itertools.count(1)
+    collector = CollectorClock()
 
     def timed(fn: Callable[..., None]) -> Callable[..., None]:
         def wrapper(*args: Any) -> None:
@@ -75,10 +79,31 @@ def account_engine_cpu(path: Path) -> None:
 
     def report(*_: object) -> None:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{next(asked)} {spent[0]!r}")
+        tmp.write_text(f"{next(asked)} {spent[0]!r} {collector.text()}")
         tmp.replace(path)  # whole: the bench may read it at once
 
     signal.signal(signal.SIGUSR2, report)
+
+
+class CollectorClock:
+    """The collector's collections per generation and the thread CPU time they took
+    (``gc.callbacks``: called at each collection's start and stop)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._t0
+            self.collections[info["generation"]] += 1
+
+    def text(self) -> str:
+        return f"{self.seconds!r} {' '.join(map(str, self.collections))}"
 
 
 if __name__ == "__main__":

@@ -223,7 +223,14 @@ def _run(
     # scans of the SAs held cost 20-30 % of a handshake's CPU at 1000 SAs. Cycles (a
     # deleted SA and its tasks) are still collected, later.
     gc.set_threshold(10_000)
-    daemon = Daemon(config, _kernel(), _engine, credentials=credentials, key_helper=helper)
+    daemon = Daemon(
+        config,
+        _kernel(),
+        _engine,
+        credentials=credentials,
+        key_helper=helper,
+        on_ready=_freeze_startup,
+    )
     try:
         rc = asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
@@ -236,6 +243,15 @@ def _run(
         sys.stderr.flush()
         os._exit(rc)
     return rc
+
+
+def _freeze_startup() -> None:
+    """What piked holds once it is ready (modules, the config, the loop and its sockets;
+    ~32 000 objects with one connection) lives as long as piked: out of every later
+    collection's scan (the middle and full ones walked it each time). Reference counting
+    still frees these objects; only a cycle among them would stay. Nothing is collected
+    first: at that point a full collection finds a few dozen objects (docs/performance.md)."""
+    gc.freeze()
 
 
 if __name__ == "__main__":

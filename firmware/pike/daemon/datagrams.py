@@ -4,12 +4,14 @@
 The engine's actions are acted on after every datagram (its answers go out at once); the
 loop timer is re-armed once per batch the sockets read in one wake-up (``batch_done``):
 no timer can run while the batch is read, and asking the engine after each datagram
-cost as much as the rest of this module."""
+cost as much as the rest of this module. The engine and the clock exist once the daemon
+runs: ``open`` binds both, so each datagram goes straight to them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
@@ -26,24 +28,35 @@ class DatagramInput(Protocol):
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
 
 
+def _not_open(data: bytes, src: Address, dst: Address, now: float) -> None:
+    raise RuntimeError("datagram before Datagrams.open")
+
+
 class Datagrams:
     def __init__(
         self,
-        engine: Callable[[], DatagramInput],
-        now: Callable[[], float],
         drain: Callable[[], None],
         rearm: Callable[[], None],
         stats: Counter[str],
     ) -> None:
-        self._engine = engine
-        self._now = now
+        self._input: Callable[[bytes, Address, Address, float], None] = _not_open
+        self._now: Callable[[], float] = time.monotonic  # ``open`` gives the daemon's
         self._drain = drain  # act on the engine's actions
         self._rearm = rearm  # arm the loop timer at the engine's next deadline
         self.stats = stats
         self._sockets: IkeSockets | None = None
 
-    def open(self, loop: asyncio.AbstractEventLoop, d: DaemonConfig, ipv6: bool) -> None:
-        """Bind UDP 500/4500 (OSError if it cannot; ``close`` then cleans up)."""
+    def open(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        d: DaemonConfig,
+        ipv6: bool,
+        engine: DatagramInput,
+        now: Callable[[], float],
+    ) -> None:
+        """Bind UDP 500/4500 (OSError if it cannot; ``close`` then cleans up); every
+        datagram goes to ``engine`` at ``now()``."""
+        self._input, self._now = engine.receive_datagram, now
         self._sockets = IkeSockets(
             loop,
             self.receive,
@@ -65,7 +78,7 @@ class Datagrams:
     def receive(self, data: bytes, src: Address, dst: Address) -> None:
         self.stats["datagrams_in"] += 1
         try:
-            self._engine().receive_datagram(data, src, dst, self._now())
+            self._input(data, src, dst, self._now())
         except Exception:
             # The engine must turn any input into a drop; a bug must not stop the daemon.
             log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])

@@ -143,13 +143,16 @@ class Daemon:
         random: Random = os.urandom,
         credentials: CredentialStore | None = None,
         key_helper: KeyHelper | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         """``clock`` defaults to the event loop's (``LoopClock``, made in ``run``);
         tests pass a ``VirtualClock`` and a seeded ``random`` to skip over lifetimes.
         ``credentials``: the store the config was loaded into (``load_checked``); the
         engines and the signing threads use it, and reloads load into it. ``key_helper``:
         pike-keyd (piked started or reached it; its signers are in ``credentials``), where
-        peers' certificate chains are checked; without it, in a worker thread."""
+        peers' certificate chains are checked; without it, in a worker thread.
+        ``on_ready``: called once, right after READY=1 (every socket bound, nothing
+        negotiated yet)."""
         self.config = config
         self.kernel = kernel
         self._engine_factory = engine_factory
@@ -165,6 +168,7 @@ class Daemon:
         self.stuck: list[str] = []  # token calls still running when shutdown gave up
         self._clock = clock
         self._random = random
+        self._on_ready = on_ready
         self.credentials = credentials or CredentialStore()
         self._timer: Timer | None = None
         self._stop = asyncio.Event()
@@ -180,9 +184,7 @@ class Daemon:
             self.stats,
             random,
         )
-        self.datagrams = Datagrams(
-            lambda: self.engine, self._now, self._drain, self._rearm, self.stats
-        )
+        self.datagrams = Datagrams(self._drain, self._rearm, self.stats)
         # Route-based children: the interfaces piked creates and the updown scripts.
         self.tunnels = Tunnels(lambda: self.config, getattr(kernel, "netns", None))
         # Metrics, reload, list-conns, key export (sees the actions it observes first).
@@ -247,7 +249,7 @@ class Daemon:
             d.control_socket, self.commands.handlers(), self.ops.streams()
         )
         try:
-            self.datagrams.open(loop, d, self._ipv6)
+            self.datagrams.open(loop, d, self._ipv6, self.engine, self.clock.monotonic)
             await self._control.start()
         except OSError as exc:
             log.error("cannot start: %s", exc)
@@ -271,6 +273,8 @@ class Daemon:
         )
         self.notifier.ready()
         self.ready.set()
+        if self._on_ready is not None:
+            self._on_ready()
         self.loop_lag.start()
         fed = loop.create_task(
             watchdog(
@@ -455,17 +459,26 @@ class Daemon:
             MessageDropped: self._dropped,
             **self.dataplane.routes(),
         }
+        # metrics and key export first (DeleteChildSa's final counts), then a route-based
+        # child's interface before its SAs; each kind only to those that declared it
+        observers = (self.ops, self.tunnels)
         observed = self.ops.OBSERVED | self.tunnels.OBSERVED
         routes = {kind: act for kind, act in acts.items() if kind not in observed}
         for kind in observed:
-            routes[kind] = functools.partial(self._observed, acts.get(kind))
+            watching = tuple(o.observe for o in observers if kind in o.OBSERVED)
+            routes[kind] = functools.partial(self._observed, watching, acts.get(kind))
         return routes
 
-    def _observed(self, act: Callable[[Any], None] | None, a: Action) -> None:
+    def _observed(
+        self,
+        watching: tuple[Callable[[Action], None], ...],
+        act: Callable[[Any], None] | None,
+        a: Action,
+    ) -> None:
         # The engine logs its own events (tagged with SPIs); the log lines here add what
         # only the runtime knows (kernel results) and repeat events at debug level.
-        self.ops.observe(a)  # metrics and key export first: DeleteChildSa's final counts
-        self.tunnels.observe(a)  # a route-based child's interface before its SAs
+        for observe in watching:
+            observe(a)
         if act is not None:
             act(a)
 

@@ -247,7 +247,8 @@ class IkeSockets:
 
         On the NAT-T socket IKE gets the non-ESP marker; ``marker=False`` sends ``data``
         as is (the one-octet NAT-T keepalive, RFC 3948 §2.3, goes without it)."""
-        entry = self._pick(src, dst)
+        # the choice ``_pick`` cached, without a call for it (every datagram sent asks)
+        entry = self._picked.get((":" in dst[0], src[1], dst[1])) or self._pick(src, dst)
         if entry is None:
             log.warning("no socket for %s[%d] -> %s[%d]", src[0], src[1], dst[0], dst[1])
             return False
