@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Callable
 
 import pytest
 
+from pike.frozen import frozen
+from pike.wire import codec, sa_body, ts_body
 from pike.wire.buffer import Reader, Writer
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import NotifyType, PayloadType
@@ -32,7 +35,7 @@ from pike.wire.payloads import (
     UnknownPayload,
     VendorIdPayload,
 )
-from wire.wire_samples import SAMPLES, SPI_I, SPI_R, TS4, TS6, message
+from wire.wire_samples import ESP_PROPOSAL, IKE_PROPOSAL, SAMPLES, SPI_I, SPI_R, TS4, TS6, message
 
 
 def raw(first: int, chain: bytes, exchange: int = 34) -> bytes:
@@ -329,6 +332,66 @@ def test_message_finds_payloads_by_class_and_notify_type() -> None:
     assert msg.notify(16389) is None and message([]).notify(16388) is None
 
 
+def _scan_first(payloads: list[Payload], cls: type) -> object:
+    return next((p for p in payloads if isinstance(p, cls)), None)
+
+
+def _scan_notify(payloads: list[Payload], notify_type: int) -> object:
+    found = (p for p in payloads if isinstance(p, NotifyPayload) and p.notify_type == notify_type)
+    return next(found, None)
+
+
+@frozen
+class _OwnNotify(NotifyPayload):
+    """A subclass from outside the codec: ``isinstance`` finds it as a Notify."""
+
+
+_LOOKED_UP = (IdiPayload, IdPayload, NotifyPayload, TsiPayload, VendorIdPayload, NoncePayload)
+_MUTATIONS: list[Callable[[list[Payload]], object]] = [
+    lambda ps: ps.append(NotifyPayload(16389, b"new")),
+    lambda ps: ps.insert(0, NotifyPayload(16388, b"first")),
+    lambda ps: ps.__setitem__(1, NoncePayload(bytes(16))),
+    lambda ps: ps.__setitem__(slice(0, 2), [IdrPayload(2, b"b")]),
+    lambda ps: ps.__delitem__(0),
+    lambda ps: ps.pop(),
+    lambda ps: ps.pop(0),
+    lambda ps: ps.remove(ps[1]),
+    lambda ps: ps.extend([NotifyPayload(16388, b"x"), IdiPayload(2, b"z")]),
+    lambda ps: ps.__iadd__([NotifyPayload(16390)]),
+    lambda ps: ps.__imul__(2),
+    lambda ps: ps.reverse(),
+    lambda ps: ps.sort(key=lambda p: type(p).__name__),
+    lambda ps: ps.clear(),
+    lambda ps: ps.insert(0, _OwnNotify(16388, b"own")),
+]
+
+
+@pytest.mark.parametrize("mutate", _MUTATIONS)
+def test_decoded_message_lookups_follow_changes_to_its_payloads(
+    mutate: Callable[[list[Payload]], object],
+) -> None:
+    # A decoded message finds payloads through an index; any change to the list must show.
+    sent = message(
+        [
+            VendorIdPayload(b"v"),
+            NotifyPayload(16388, b"1"),
+            IdiPayload(2, b"a.example"),
+            UnknownPayload(200, False, b""),
+            NotifyPayload(16388, b"2"),
+            TsiPayload((TS4,)),
+        ]
+    )
+    msg = decode_message(encode_message(sent))
+    assert msg.payloads == sent.payloads
+    for _ in range(2):  # before and after a change, each after an index was built
+        for cls in _LOOKED_UP:
+            assert msg.first(cls) is _scan_first(msg.payloads, cls)
+            assert msg.all(cls) == [p for p in msg.payloads if isinstance(p, cls)]
+        for notify_type in (16388, 16389, 16390):
+            assert msg.notify(notify_type) is _scan_notify(msg.payloads, notify_type)
+        mutate(msg.payloads)
+
+
 # --- buffer -------------------------------------------------------------------------
 
 
@@ -347,3 +410,54 @@ def test_reader_and_writer() -> None:
     with pytest.raises(MalformedMessage) as e:
         r.read(2)
     assert e.value.reason == "truncated"
+
+
+def _outcome(datagram: bytes) -> object:
+    try:
+        return decode_message(datagram).payloads
+    except MalformedMessage as e:
+        return (e.reason, e.detail, e.notify)
+
+
+def test_fast_steps_decide_as_the_full_decoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The walker decodes common payloads with a step per type and falls back to the full
+    # body decoders for anything else: every mutation of a message with every payload must
+    # come out the same (payloads, or reason, detail and notify) with the steps left out.
+    variants = []
+    outer: list[Payload] = [
+        NotifyPayload(16388, bytes(20)),
+        SkPayload(int(PayloadType.IDI), bytes(40)),
+    ]
+    for datagram in (encode_message(message(list(SAMPLES))), encode_message(message(outer))):
+        variants += [datagram[:n] + datagram[n + 28 :] for n in range(28, len(datagram), 7)]
+        for i in range(len(datagram)):
+            for value in {0, 0xFF, datagram[i] ^ 1, (datagram[i] + 4) & 0xFF}:
+                variants.append(datagram[:i] + bytes([value]) + datagram[i + 1 :])
+    fast = [_outcome(v) for v in variants]
+    monkeypatch.setattr(codec, "_OUTER_STEP", {}.get)
+    monkeypatch.setattr(codec, "_INNER_STEP", {}.get)
+    assert [_outcome(v) for v in variants] == fast
+    assert sum(isinstance(o, tuple) for o in fast) > 100  # malformed ones were among them
+    assert sum(isinstance(o, list) for o in fast) > 100
+
+
+def test_an_sa_with_one_proposal_is_written_as_any_other() -> None:
+    # write_sa packs the headers of a one-proposal SA payload (every answer's) at once.
+    for proposal in (IKE_PROPOSAL, ESP_PROPOSAL):
+        sa = SaPayload((proposal,))
+        body = sa_body.encode_sa(sa)
+        assert sa_body.write_sa(sa, 41) == struct.pack("!BBH", 41, 0, 4 + len(body)) + body
+        assert decode_message(encode_message(message([sa]))).payloads == [sa]
+
+
+def test_a_ts_payload_with_one_selector_is_written_as_any_other() -> None:
+    # write_ts packs a one-selector payload (the common case) at once; more go one by one.
+    for ts in (TS4, TS6):
+        one = ts_body.write_ts(TsiPayload((ts,)), 44)
+        selector = one[8:]
+        assert one[:8] == struct.pack("!BBHB3x", 44, 0, len(one), 1)
+        two = ts_body.write_ts(TsiPayload((ts, ts)), 44)
+        assert two == struct.pack("!BBHB3x", 44, 0, 8 + 2 * len(selector), 2) + selector * 2
+        assert decode_message(encode_message(message([TsrPayload((ts,))]))).payloads == [
+            TsrPayload((ts,))
+        ]

@@ -49,6 +49,45 @@ def invalid(detail: str) -> MalformedMessage:
     return MalformedMessage("invalid_syntax", detail, NotifyType.INVALID_SYNTAX)
 
 
+# The generic payload header (RFC 7296 §3.2) in front of every body: Next Payload, the
+# critical bit and RESERVED, Payload Length. Each payload's writer packs it together with
+# the body's fixed fields, in one call.
+GENERIC = struct.Struct("!BBH")
+GENERIC_PACK = GENERIC.pack
+MAX_PAYLOAD_LEN = 0xFFFF
+
+
+class Unusual(Exception):
+    """A decoding step met something other than the common shape of its payload."""
+
+
+# A step decodes a whole payload (generic header and body) at ``pos`` when it has the
+# common shape, and returns it with the type of the next payload and the offset after it.
+# On anything else it raises ``Unusual``, ``struct.error`` or ``MalformedMessage``, and the
+# chain walker decodes the payload again with the full decoder of its body, which is the one
+# authority on what is accepted and what error names a malformed payload. A step accepts
+# only what that decoder accepts, and returns what it would.
+Step = Callable[[bytes, int, int], tuple[Any, int, int]]
+
+
+def too_long(p: object, length: int) -> EncodeError:
+    return EncodeError(f"{type(p).__name__} is {length} bytes long")
+
+
+def with_header(encode: Callable[[Any], bytes]) -> Callable[[Any, int], bytes]:
+    """A writer of the whole payload from an encoder of its body (the payloads that are
+    rare on the hot path)."""
+
+    def write(p: Any, next_kind: int) -> bytes:
+        body = encode(p)
+        length = GENERIC.size + len(body)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return GENERIC_PACK(next_kind, 0, length) + body
+
+    return write
+
+
 _P = TypeVar("_P")
 
 
@@ -66,9 +105,19 @@ class FixedSpec(Generic[_P]):
     check: Callable[[Any], None] | None = None
     # The payload's values in ``fmt``'s order, then the tail: one C call to read them all.
     _values: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+    # The generic payload header and ``fmt``: what ``step`` and ``write`` do in one call.
+    _head: struct.Struct = field(init=False, repr=False, compare=False)
+    # The whole payload at once (see ``Step``), and the whole payload given the next type.
+    step: Callable[[bytes, int, int], tuple[_P, int, int]] = field(
+        init=False, repr=False, compare=False
+    )
+    write: Callable[[Any, int], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_values", attrgetter(*self.fields, self.tail))
+        object.__setattr__(self, "_head", struct.Struct(GENERIC.format + self.fmt.format[1:]))
+        object.__setattr__(self, "step", _fixed_step(self))
+        object.__setattr__(self, "write", _fixed_write(self))
 
     def decode(self, data: bytes, start: int, end: int) -> _P:
         fixed = start + self.fmt.size
@@ -90,6 +139,68 @@ class FixedSpec(Generic[_P]):
             return self._values(p)  # type: ignore[no-any-return]  # just the tail
         *fixed, tail = self._values(p)
         return self.fmt.pack(*fixed) + tail  # type: ignore[no-any-return]
+
+
+def _fixed_step(spec: FixedSpec[_P]) -> Callable[[bytes, int, int], tuple[_P, int, int]]:
+    """``spec``'s step (see ``Step``): one unpack for the generic header and the fields,
+    with the spec's values bound in the closure (a payload is decoded many times)."""
+    unpack, head_size = spec._head.unpack_from, spec._head.size
+    cls, check, tail_min, tail_max = spec.cls, spec.check, spec.tail_min, spec.tail_max
+
+    def step_one_field(data: bytes, pos: int, end: int) -> tuple[_P, int, int]:
+        next_kind, _, length, value = unpack(data, pos)
+        stop = pos + length
+        if stop > end or not tail_min <= length - head_size <= tail_max:
+            raise Unusual
+        payload = cls(value, data[pos + head_size : stop])
+        if check is not None:
+            check(payload)
+        return payload, next_kind, stop
+
+    def step_tail_only(data: bytes, pos: int, end: int) -> tuple[_P, int, int]:
+        next_kind, _, length = unpack(data, pos)
+        stop = pos + length
+        if stop > end or not tail_min <= length - head_size <= tail_max:
+            raise Unusual
+        payload = cls(data[pos + head_size : stop])
+        if check is not None:
+            check(payload)
+        return payload, next_kind, stop
+
+    def step(data: bytes, pos: int, end: int) -> tuple[_P, int, int]:
+        next_kind, _, length, *fixed = unpack(data, pos)
+        stop = pos + length
+        if stop > end or not tail_min <= length - head_size <= tail_max:
+            raise Unusual
+        payload = cls(*fixed, data[pos + head_size : stop])
+        if check is not None:
+            check(payload)
+        return payload, next_kind, stop
+
+    if not spec.fields:
+        return step_tail_only
+    return step_one_field if len(spec.fields) == 1 else step
+
+
+def _fixed_write(spec: FixedSpec[_P]) -> Callable[[Any, int], bytes]:
+    """``spec``'s writer: the whole payload, generic header and fields in one pack."""
+    values, pack, head_size = spec._values, spec._head.pack, spec._head.size
+
+    def write_tail_only(p: Any, next_kind: int) -> bytes:
+        tail = values(p)
+        length = head_size + len(tail)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return pack(next_kind, 0, length) + tail  # type: ignore[no-any-return]
+
+    def write(p: Any, next_kind: int) -> bytes:
+        *fixed, tail = values(p)
+        length = head_size + len(tail)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return pack(next_kind, 0, length, *fixed) + tail  # type: ignore[no-any-return]
+
+    return write if spec.fields else write_tail_only
 
 
 _ID_ADDRESS_LEN = {int(IdType.ID_IPV4_ADDR): IPV4_LEN, int(IdType.ID_IPV6_ADDR): IPV6_LEN}
@@ -163,8 +274,61 @@ def decode_notify(data: bytes, start: int, end: int) -> NotifyPayload:
     return NotifyPayload(notify_type, data[data_start:end], protocol, data[spi_start:data_start])
 
 
-def encode_notify(p: NotifyPayload) -> bytes:
-    return _NOTIFY.pack(p.protocol, len(p.spi), p.notify_type) + p.spi + p.data
+_NOTIFY_PAYLOAD = struct.Struct(GENERIC.format + _NOTIFY.format[1:])
+_NOTIFY_PAYLOAD_UNPACK = _NOTIFY_PAYLOAD.unpack_from
+
+
+# Notifies with neither SPI nor data (a status: INITIAL_CONTACT, MOBIKE_SUPPORTED, ...) by
+# protocol and type, shared: several are in every handshake, and they are immutable values.
+# Bounded: a peer sending ever new types only empties it.
+_EMPTY_NOTIFIES: dict[int, NotifyPayload] = {}
+_EMPTY_NOTIFIES_MAX = 256
+
+
+def step_notify(data: bytes, pos: int, end: int) -> tuple[NotifyPayload, int, int]:
+    """The whole Notify payload at ``pos`` (see ``Step``)."""
+    next_kind, _, length, protocol, spi_size, notify_type = _NOTIFY_PAYLOAD_UNPACK(data, pos)
+    stop = pos + length
+    if length == _NOTIFY_PAYLOAD.size and stop <= end:  # a status: no SPI (or invalid), no data
+        if spi_size:
+            raise Unusual
+        key = protocol << 16 | notify_type
+        notify = _EMPTY_NOTIFIES.get(key)
+        if notify is None:
+            if len(_EMPTY_NOTIFIES) >= _EMPTY_NOTIFIES_MAX:
+                _EMPTY_NOTIFIES.clear()
+            notify = _EMPTY_NOTIFIES[key] = NotifyPayload(notify_type, b"", protocol, b"")
+        return notify, next_kind, stop
+    spi_start = pos + _NOTIFY_PAYLOAD.size
+    data_start = spi_start + spi_size
+    if data_start > stop or stop > end:
+        raise Unusual
+    notify = NotifyPayload(notify_type, data[data_start:stop], protocol, data[spi_start:data_start])
+    return notify, next_kind, stop
+
+
+# Status notifies as written, by (next type, protocol, type): the engine sends the same
+# few in every handshake. Bounded like the decoded ones.
+_EMPTY_WRITTEN: dict[tuple[int, int, int], bytes] = {}
+
+
+def write_notify(p: NotifyPayload, next_kind: int) -> bytes:
+    spi, data = p.spi, p.data
+    if not spi and not data:
+        key = (next_kind, p.protocol, p.notify_type)
+        written = _EMPTY_WRITTEN.get(key)
+        if written is None:
+            size = _NOTIFY_PAYLOAD.size
+            written = _NOTIFY_PAYLOAD.pack(next_kind, 0, size, p.protocol, 0, p.notify_type)
+            if len(_EMPTY_WRITTEN) >= _EMPTY_NOTIFIES_MAX:
+                _EMPTY_WRITTEN.clear()
+            _EMPTY_WRITTEN[key] = written
+        return written
+    length = _NOTIFY_PAYLOAD.size + len(spi) + len(data)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    head = _NOTIFY_PAYLOAD.pack(next_kind, 0, length, p.protocol, len(spi), p.notify_type)
+    return head + spi + data
 
 
 # RFC 7296 §3.11 Delete Payload

@@ -5,21 +5,26 @@ Generic payload header (RFC 7296 §3.2), in front of every payload body:
     | Next Payload  |C|  RESERVED   |         Payload Length        |
     +---------------+-+-------------+-------------------------------+
 
-Decoding checks every length against its container before reading a value (docs/architecture.md);
-whatever the bytes, it raises nothing but ``MalformedMessage``. Encoding builds a list of
-parts and joins it once (the responder's hot path). A value we cannot encode is our own
-bug and raises ``EncodeError``.
+Decoding checks every length against its container before a value is used (docs/architecture.md);
+whatever the bytes, it raises nothing but ``MalformedMessage``. A payload in its common
+shape is decoded by its step (``STEPS``: header and fields in one unpack); anything else,
+and every malformed payload, by the full decoder of its body (``DECODERS``), which names
+what is wrong. Encoding writes each payload whole (``WRITERS``) and joins the parts once
+(the responder's hot path). A value we cannot encode is our own bug and raises
+``EncodeError``.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from operator import attrgetter
+from operator import attrgetter, call
 from typing import Any
 
 from pike.wire import bodies, sa_body, ts_body
-from pike.wire.bodies import invalid
+from pike.wire.bodies import GENERIC as GENERIC
+from pike.wire.bodies import MAX_PAYLOAD_LEN as MAX_PAYLOAD_LEN
+from pike.wire.bodies import Step, Unusual, invalid, too_long, with_header
 from pike.wire.buffer import Reader, truncated
 from pike.wire.constants import (
     GENERIC_PAYLOAD_HEADER_LEN,
@@ -46,6 +51,7 @@ from pike.wire.payloads import (
     NoncePayload,
     NotifyPayload,
     Payload,
+    PayloadList,
     SaPayload,
     SkfPayload,
     SkPayload,
@@ -57,16 +63,13 @@ from pike.wire.payloads import (
 )
 from pike.wire.sk import SkCrypter
 
-GENERIC = struct.Struct("!BBH")
 _GENERIC_PACK = GENERIC.pack
+_HEADER_AND_SK = struct.Struct(HEADER.format + GENERIC.format[1:])
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
-# Payloads whose generic header is not just (next type, 0, length).
-_OWN_HEADER = frozenset({SkPayload, SkfPayload, UnknownPayload})
 _TYPE = attrgetter("TYPE")
 CRITICAL = 0x80  # RFC 7296 §3.2
-MAX_PAYLOAD_LEN = 0xFFFF
 
 # A body decoder gets the message's bytes and the body's bounds and must use all of it.
 Decoder = Callable[[bytes, int, int], Payload]
@@ -106,44 +109,113 @@ DECODERS: dict[int, Decoder] = {
 }
 
 
-def _encode_sk(p: SkPayload) -> bytes:
-    return p.body
-
-
 def _encode_skf(p: SkfPayload) -> bytes:
     return bodies.SKF_HEADER.pack(p.fragment_number, p.total_fragments) + p.body
 
 
-def _encode_unknown(p: UnknownPayload) -> bytes:
-    return p.data
+def _write_sk(p: SkPayload, next_kind: int) -> bytes:
+    # Its Next Payload names the first inner payload (RFC 7296 §3.14).
+    length = GENERIC.size + len(p.body)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    return _GENERIC_PACK(p.first_payload, 0, length) + p.body
 
 
-# Payload class -> body encoder.
-ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
-    SaPayload: sa_body.encode_sa,
-    KePayload: bodies.KE.encode,
-    IdPayload: bodies.IDI.encode,
-    IdiPayload: bodies.IDI.encode,
-    IdrPayload: bodies.IDR.encode,
-    CertPayload: bodies.CERT.encode,
-    CertReqPayload: bodies.CERTREQ.encode,
-    AuthPayload: bodies.AUTH.encode,
-    NoncePayload: bodies.NONCE.encode,
-    NotifyPayload: bodies.encode_notify,
-    DeletePayload: bodies.encode_delete,
-    VendorIdPayload: bodies.VENDOR_ID.encode,
-    TsPayload: ts_body.encode_ts,
-    TsiPayload: ts_body.encode_ts,
-    TsrPayload: ts_body.encode_ts,
-    CpPayload: bodies.encode_cp,
-    EapPayload: bodies.EAP.encode,
-    SkPayload: _encode_sk,
-    SkfPayload: _encode_skf,
-    UnknownPayload: _encode_unknown,
+def _write_skf(p: SkfPayload, next_kind: int) -> bytes:
+    body = _encode_skf(p)
+    length = GENERIC.size + len(body)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    return _GENERIC_PACK(p.first_payload, 0, length) + body
+
+
+def _write_unknown(p: UnknownPayload, next_kind: int) -> bytes:
+    # The critical bit as given (RFC 7296 §2.5).
+    length = GENERIC.size + len(p.data)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    return _GENERIC_PACK(next_kind, CRITICAL if p.critical else 0, length) + p.data
+
+
+# Payload class -> writer of the whole payload (generic header and body) given the type
+# of the payload after it: the header is packed with the body's fixed fields.
+WRITERS: dict[type[Any], Callable[[Any, int], bytes]] = {
+    SaPayload: sa_body.write_sa,
+    KePayload: bodies.KE.write,
+    IdPayload: bodies.IDI.write,
+    IdiPayload: bodies.IDI.write,
+    IdrPayload: bodies.IDR.write,
+    CertPayload: bodies.CERT.write,
+    CertReqPayload: bodies.CERTREQ.write,
+    AuthPayload: bodies.AUTH.write,
+    NoncePayload: bodies.NONCE.write,
+    NotifyPayload: bodies.write_notify,
+    DeletePayload: with_header(bodies.encode_delete),
+    VendorIdPayload: bodies.VENDOR_ID.write,
+    TsPayload: ts_body.write_ts,
+    TsiPayload: ts_body.write_ts,
+    TsrPayload: ts_body.write_ts,
+    CpPayload: with_header(bodies.encode_cp),
+    EapPayload: bodies.EAP.write,
+    SkPayload: _write_sk,
+    SkfPayload: _write_skf,
+    UnknownPayload: _write_unknown,
 }
+_WRITER = WRITERS.get
 
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
-_ENCRYPTED_TYPES = (_SK, int(PayloadType.SKF))
+
+
+def _stepped(decode: Decoder) -> Step:
+    """A step (see ``bodies.Step``) from a body decoder: the generic header, then the body."""
+
+    def step(data: bytes, pos: int, end: int) -> tuple[Payload, int, int]:
+        next_kind, _, length = _GENERIC_UNPACK(data, pos)
+        stop = pos + length
+        if length < GENERIC_PAYLOAD_HEADER_LEN or stop > end:
+            raise Unusual
+        return decode(data, pos + GENERIC_PAYLOAD_HEADER_LEN, stop), next_kind, stop
+
+    return step
+
+
+# Payload type -> the step that decodes it in its common shape: the chain walker's fast path.
+STEPS: dict[int, Step] = {
+    PayloadType.SA: _stepped(sa_body.decode_sa),
+    PayloadType.KE: bodies.KE.step,
+    PayloadType.IDI: bodies.IDI.step,
+    PayloadType.IDR: bodies.IDR.step,
+    PayloadType.CERT: bodies.CERT.step,
+    PayloadType.CERTREQ: bodies.CERTREQ.step,
+    PayloadType.AUTH: bodies.AUTH.step,
+    PayloadType.NONCE: bodies.NONCE.step,
+    PayloadType.NOTIFY: bodies.step_notify,
+    PayloadType.VENDOR_ID: bodies.VENDOR_ID.step,
+    PayloadType.TSI: ts_body.step_tsi,
+    PayloadType.TSR: ts_body.step_tsr,
+    PayloadType.EAP: bodies.EAP.step,
+}
+_INNER_STEP = STEPS.get
+
+
+def _step_sk(data: bytes, pos: int, end: int) -> tuple[SkPayload, int, int]:
+    """The Encrypted payload, last of the outer chain (RFC 7296 §3.14): its Next Payload
+    names the first inner payload, so the chain ends here (next type 0)."""
+    first_inner, _, length = _GENERIC_UNPACK(data, pos)
+    stop = pos + length
+    if length < GENERIC_PAYLOAD_HEADER_LEN or stop != end:
+        raise Unusual
+    return SkPayload(first_inner, data[pos + GENERIC_PAYLOAD_HEADER_LEN : stop]), 0, stop
+
+
+# The outer chain may end with an SK payload; inside it, SK and SKF are invalid (and left to
+# the full way, which says so).
+_OUTER_STEP = {**STEPS, PayloadType.SK: _step_sk}.get
+# What makes a step give up: the payload is then decoded again the full way.
+_NOT_COMMON = (Unusual, struct.error, MalformedMessage)
+
+_SKF = int(PayloadType.SKF)
+_ENCRYPTED_TYPES = (_SK, _SKF)
 _GENERIC_UNPACK = GENERIC.unpack_from
 
 
@@ -173,44 +245,63 @@ def decode_payloads(
     pos = start
     payloads: list[Payload] = []
     append = payloads.append
+    first_of: dict[type[Any], Payload] = {}
+    note = first_of.setdefault
+    step_of = _OUTER_STEP if outer else _INNER_STEP
     kind = first
     while kind:
-        if end - pos < GENERIC_PAYLOAD_HEADER_LEN:
-            raise truncated(f"payload {kind} header at offset {pos}")
-        next_kind, flags, length = _GENERIC_UNPACK(data, pos)
-        body_start = pos + GENERIC_PAYLOAD_HEADER_LEN
-        pos += length
-        if length < GENERIC_PAYLOAD_HEADER_LEN or pos > end:
-            pos -= length
-            raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
-        decoder = DECODERS.get(kind)
-        if decoder is not None:
-            try:
-                append(decoder(data, body_start, pos))
-            except MalformedMessage as e:
-                # Name the payload: body decoders only know their own fields.
-                raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
-        elif kind in _ENCRYPTED_TYPES:
-            # RFC 7296 §3.14: the Encrypted payload is the last one of the message.
-            if not outer:
-                raise invalid(f"payload {kind} inside the Encrypted payload")
-            if pos != end:
-                raise invalid(f"payload {kind} is not the last payload")
-            append(_decode_encrypted(kind, next_kind, data, body_start, pos))
-            return payloads
-        elif flags & CRITICAL:
-            # RFC 7296 §2.5: skip unknown payloads unless the sender marked them critical.
-            raise MalformedMessage(
-                "unsupported_critical_payload",
-                str(kind),
-                NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
-            )
+        step = step_of(kind)
+        if step is None:
+            payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         else:
-            append(UnknownPayload(kind, False, data[body_start:pos]))
-        kind = next_kind
+            try:
+                payload, kind, pos = step(data, pos, end)
+            except _NOT_COMMON:
+                payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
+        append(payload)
+        note(type(payload), payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    return payloads
+    found = PayloadList(payloads)
+    found.first_of = first_of
+    return found
+
+
+def _decode_payload(
+    data: bytes, pos: int, end: int, kind: int, outer: bool
+) -> tuple[Payload, int, int]:
+    """The payload of type ``kind`` at ``pos``, the full way: every check in order, and the
+    error that names what is wrong. Returns it with the next payload's type (0 after the
+    Encrypted payload, which ends the chain) and the offset after it."""
+    if end - pos < GENERIC_PAYLOAD_HEADER_LEN:
+        raise truncated(f"payload {kind} header at offset {pos}")
+    next_kind, flags, length = _GENERIC_UNPACK(data, pos)
+    body_start = pos + GENERIC_PAYLOAD_HEADER_LEN
+    stop = pos + length
+    if length < GENERIC_PAYLOAD_HEADER_LEN or stop > end:
+        raise invalid(f"payload {kind} at offset {pos}: length {length}, {end - pos} left")
+    decoder = DECODERS.get(kind)
+    if decoder is not None:
+        try:
+            return decoder(data, body_start, stop), next_kind, stop
+        except MalformedMessage as e:
+            # Name the payload: body decoders only know their own fields.
+            raise MalformedMessage(e.reason, f"{_name(kind)}: {e.detail}", e.notify) from None
+    if kind in _ENCRYPTED_TYPES:
+        # RFC 7296 §3.14: the Encrypted payload is the last one of the message.
+        if not outer:
+            raise invalid(f"payload {kind} inside the Encrypted payload")
+        if stop != end:
+            raise invalid(f"payload {kind} is not the last payload")
+        return _decode_encrypted(kind, next_kind, data, body_start, stop), 0, stop
+    if flags & CRITICAL:
+        # RFC 7296 §2.5: skip unknown payloads unless the sender marked them critical.
+        raise MalformedMessage(
+            "unsupported_critical_payload",
+            str(kind),
+            NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+        )
+    return UnknownPayload(kind, False, data[body_start:stop]), next_kind, stop
 
 
 def _name(kind: int) -> str:
@@ -222,12 +313,12 @@ def _name(kind: int) -> str:
 
 def decode_message(data: bytes) -> Message:
     """Header and outer payloads; an SK payload stays encrypted (see ``decrypt_message``)."""
-    if len(data) < HEADER_LEN or HEADER.unpack_from(data)[7] != len(data):
+    if len(data) < HEADER_LEN:
         decode_header(data)  # raises the precise error
     # The fields are unpacked here rather than through ``Header``: this is the hot path.
-    spi_i, spi_r, first, version, exchange, flags, message_id, _ = HEADER.unpack_from(data)
-    if version >> 4 != IKE_MAJOR_VERSION:
-        decode_header(data)  # raises invalid_major_version
+    spi_i, spi_r, first, version, exchange, flags, message_id, length = HEADER.unpack_from(data)
+    if length != len(data) or version >> 4 != IKE_MAJOR_VERSION:
+        decode_header(data)  # raises the precise error (the length first)
     return Message(
         spi_i,
         spi_r,
@@ -281,47 +372,29 @@ def int_auth_data(msg: Message) -> bytes:
         first, parts = encode_payloads(msg.payloads, outer=False)
         plain = b"".join(parts)
     sk_len = GENERIC_PAYLOAD_HEADER_LEN + len(plain)
-    head = _header(msg, PayloadType.SK, HEADER_LEN + sk_len)
+    head = _header(msg, _SK, HEADER_LEN + sk_len)
     return head + GENERIC.pack(first, 0, sk_len) + plain
 
 
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
-    """Return the first payload type and the parts of the chain (headers and bodies)."""
-    parts: list[bytes] = []
-    append = parts.append
+    """Return the first payload type and the parts of the chain (one per payload)."""
+    writers = [*map(_WRITER, map(type, payloads))]
+    if None in writers:
+        cls = type(payloads[writers.index(None)])
+        raise EncodeError(f"no encoder for {cls.__name__}")
     # Each generic header names the type of the payload after it.
     kinds = [*map(_TYPE, payloads), 0]
+    if _SK in kinds or _SKF in kinds:
+        _check_encrypted_last(payloads, outer)
+    # ``call`` runs each payload's writer from C: no Python loop over the payloads.
+    return kinds[0], [*map(call, writers, payloads, kinds[1:])]  # type: ignore[arg-type]
+
+
+def _check_encrypted_last(payloads: Sequence[Payload], outer: bool) -> None:
     last = len(payloads) - 1
     for i, p in enumerate(payloads):
-        cls = type(p)
-        encoder = ENCODERS.get(cls)
-        if encoder is None:
-            raise EncodeError(f"no encoder for {cls.__name__}")
-        body = encoder(p)
-        length = GENERIC_PAYLOAD_HEADER_LEN + len(body)
-        if length > MAX_PAYLOAD_LEN:
-            raise EncodeError(f"{cls.__name__} is {length} bytes long")
-        if cls in _OWN_HEADER:
-            append(_own_header(p, kinds[i + 1], outer and i == last, length))
-        else:
-            append(_GENERIC_PACK(kinds[i + 1], 0, length))
-        append(body)
-    return kinds[0], parts
-
-
-def _own_header(p: Payload, next_kind: int, may_be_encrypted: bool, length: int) -> bytes:
-    """The generic header of SK/SKF (whose Next Payload is the first inner payload's type)
-    or of an unknown payload (critical bit as given)."""
-    if isinstance(p, _ENCRYPTED_CLASSES):
-        if not may_be_encrypted:
+        if isinstance(p, _ENCRYPTED_CLASSES) and not (outer and i == last):
             raise EncodeError("the Encrypted payload must be the last outer payload")
-        return _GENERIC_PACK(p.first_payload, 0, length)
-    critical = isinstance(p, UnknownPayload) and p.critical
-    return _GENERIC_PACK(next_kind, CRITICAL if critical else 0, length)
-
-
-def _flags(msg: Message) -> int:
-    return (_INITIATOR if msg.is_initiator else 0) | (_RESPONSE if msg.is_response else 0)
 
 
 def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:
@@ -343,7 +416,20 @@ def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:
         sk_len = GENERIC_PAYLOAD_HEADER_LEN + body_len
         if sk_len > MAX_PAYLOAD_LEN:
             raise EncodeError(f"Encrypted payload is {sk_len} bytes long")
-        aad = _header(msg, PayloadType.SK, HEADER_LEN + sk_len) + GENERIC.pack(first, 0, sk_len)
+        # The IKE header and the SK payload's generic header, in one pack.
+        aad = _HEADER_AND_SK.pack(
+            msg.spi_i,
+            msg.spi_r,
+            _SK,
+            IKE_VERSION,
+            msg.exchange,
+            (_INITIATOR if msg.is_initiator else 0) | (_RESPONSE if msg.is_response else 0),
+            msg.message_id,
+            HEADER_LEN + sk_len,
+            first,
+            0,
+            sk_len,
+        )
         body = cipher.seal(aad, plaintext)
         if len(body) != body_len:
             raise EncodeError(f"cipher sealed {len(body)} bytes, announced {body_len}")
@@ -359,7 +445,7 @@ def _header(msg: Message, first: int, length: int) -> bytes:
         first,
         IKE_VERSION,
         msg.exchange,
-        _flags(msg),
+        (_INITIATOR if msg.is_initiator else 0) | (_RESPONSE if msg.is_response else 0),
         msg.message_id,
         length,
     )

@@ -6,9 +6,10 @@ names its payload type in ``TYPE`` so a message is simply a list of payloads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, Self, SupportsIndex, TypeVar
 
 from pike.frozen import frozen
 from pike.wire.constants import PayloadType
@@ -229,6 +230,112 @@ Payload = (
 
 _P = TypeVar("_P")
 
+# The classes a PayloadList's ``first_of`` answers for: the payload classes no other
+# payload class derives from (``first(IdPayload)`` must also find an IDi, so IdPayload and
+# TsPayload are looked up by a scan).
+_LEAF_CLASSES: frozenset[type[Any]] = frozenset(
+    {
+        SaPayload,
+        KePayload,
+        IdiPayload,
+        IdrPayload,
+        CertPayload,
+        CertReqPayload,
+        AuthPayload,
+        NoncePayload,
+        NotifyPayload,
+        DeletePayload,
+        VendorIdPayload,
+        TsiPayload,
+        TsrPayload,
+        CpPayload,
+        EapPayload,
+        SkPayload,
+        SkfPayload,
+        UnknownPayload,
+    }
+)
+
+
+class PayloadList(list[Payload]):
+    """The payloads of a decoded message, with what the engine looks up in them.
+
+    The engine asks a received message for a dozen payloads and notifies, each a scan in
+    Python. The decoder notes the first payload of each class as it appends them
+    (``first_of``); the first Notify of each type is noted on the first ``notify``. The
+    list stays a plain list to its users: every method that changes it drops both, and
+    lookups scan again (a payload put in later may be of a class from outside the codec,
+    which ``isinstance`` must see).
+    """
+
+    first_of: dict[type[Any], Payload] | None = None
+    notify_of: dict[int, NotifyPayload] | None = None
+    notify_list: tuple[NotifyPayload, ...] = ()
+
+    def note_notifies(self) -> dict[int, NotifyPayload]:
+        """Note the Notify payloads in order, and the first of each type."""
+        found: dict[int, NotifyPayload] = {}
+        notifies: list[NotifyPayload] = []
+        for p in self:
+            if type(p) is NotifyPayload:
+                found.setdefault(p.notify_type, p)
+                notifies.append(p)
+        self.notify_of, self.notify_list = found, tuple(notifies)
+        return found
+
+    # The mutating methods of ``list``: each drops what was noted, then does its work.
+    def _changed(self) -> None:
+        self.first_of = self.notify_of = None
+        self.notify_list = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._changed()
+        super().__delitem__(key)
+
+    def __iadd__(self, other: Iterable[Payload]) -> Self:  # type: ignore[override,misc]
+        self._changed()
+        return super().__iadd__(other)
+
+    def __imul__(self, n: SupportsIndex) -> Self:
+        self._changed()
+        return super().__imul__(n)
+
+    def append(self, p: Payload) -> None:
+        self._changed()
+        super().append(p)
+
+    def extend(self, payloads: Iterable[Payload]) -> None:
+        self._changed()
+        super().extend(payloads)
+
+    def insert(self, i: SupportsIndex, p: Payload) -> None:
+        self._changed()
+        super().insert(i, p)
+
+    def remove(self, p: Payload) -> None:
+        self._changed()
+        super().remove(p)
+
+    def pop(self, i: SupportsIndex = -1) -> Payload:
+        self._changed()
+        return super().pop(i)
+
+    def clear(self) -> None:
+        self._changed()
+        super().clear()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().sort(*args, **kwargs)
+
+    def reverse(self) -> None:
+        self._changed()
+        super().reverse()
+
 
 @dataclass(slots=True)
 class Message:
@@ -237,6 +344,7 @@ class Message:
     On decode, ``payloads`` are the plaintext (outer) payloads, with an ``SkPayload`` still
     encrypted; after ``decrypt``, ``payloads`` holds the inner payloads and ``encrypted`` is
     True. On encode, ``encrypted=True`` means: put ``payloads`` inside an SK payload.
+    Decoded messages hold a ``PayloadList``, so ``first``/``all``/``notify`` are lookups.
     """
 
     spi_i: bytes
@@ -253,16 +361,34 @@ class Message:
     first_inner: int = field(default=0, repr=False, compare=False)
 
     def first(self, cls: type[_P]) -> _P | None:
-        for p in self.payloads:
+        payloads = self.payloads
+        if type(payloads) is PayloadList:
+            first_of = payloads.first_of
+            if first_of is not None:
+                found = first_of.get(cls)
+                if found is not None or cls in _LEAF_CLASSES:
+                    return found  # type: ignore[return-value]
+        for p in payloads:
             if isinstance(p, cls):
                 return p
         return None
 
     def all(self, cls: type[_P]) -> list[_P]:
-        return [p for p in self.payloads if isinstance(p, cls)]
+        payloads = self.payloads
+        if cls is NotifyPayload and type(payloads) is PayloadList and payloads.first_of is not None:
+            if payloads.notify_of is None:
+                payloads.note_notifies()
+            return list(payloads.notify_list)  # type: ignore[arg-type]
+        return [p for p in payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
-        for p in self.payloads:
+        payloads = self.payloads
+        if type(payloads) is PayloadList and payloads.first_of is not None:
+            notify_of = payloads.notify_of
+            if notify_of is None:
+                notify_of = payloads.note_notifies()
+            return notify_of.get(notify_type)
+        for p in payloads:
             if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
                 return p
         return None

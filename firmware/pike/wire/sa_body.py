@@ -33,7 +33,14 @@ from __future__ import annotations
 
 import struct
 
-from pike.wire.bodies import ESP_AH_SPI_LEN, invalid
+from pike.wire.bodies import (
+    ESP_AH_SPI_LEN,
+    GENERIC,
+    GENERIC_PACK,
+    MAX_PAYLOAD_LEN,
+    invalid,
+    too_long,
+)
 from pike.wire.buffer import Reader, truncated
 from pike.wire.constants import ProtocolId
 from pike.wire.errors import EncodeError
@@ -81,6 +88,10 @@ def _decode_attributes(r: Reader) -> tuple[int | None, tuple[int, ...]]:
 _TRANSFORMS_CACHE: dict[bytes, tuple[Transform, ...]] = {}
 _SA_CACHE: dict[bytes, SaPayload] = {}
 _ENCODED_TRANSFORMS: dict[tuple[Transform, ...], bytes] = {}
+# The same by the tuple's identity, tried first: an answer's transforms are one shared
+# tuple (``Chosen.transforms``), and hashing a tuple of Transforms runs each one's
+# Python-level ``__hash__``. The entry holds the tuple, so its id is not reused meanwhile.
+_ENCODED_BY_ID: dict[int, tuple[tuple[Transform, ...], bytes]] = {}
 _CACHE_MAX = 256
 
 
@@ -179,6 +190,9 @@ def _encode_transform(t: Transform, last: bool) -> bytes:
 
 
 def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
+    same = _ENCODED_BY_ID.get(id(transforms))
+    if same is not None and same[0] is transforms:
+        return same[1]
     encoded = _ENCODED_TRANSFORMS.get(transforms)
     if encoded is None:
         count = len(transforms)
@@ -186,6 +200,9 @@ def _encode_transforms(transforms: tuple[Transform, ...]) -> bytes:
         if len(_ENCODED_TRANSFORMS) >= _CACHE_MAX:
             _ENCODED_TRANSFORMS.clear()
         _ENCODED_TRANSFORMS[transforms] = encoded
+    if len(_ENCODED_BY_ID) >= _CACHE_MAX:
+        _ENCODED_BY_ID.clear()
+    _ENCODED_BY_ID[id(transforms)] = (transforms, encoded)
     return encoded
 
 
@@ -208,3 +225,36 @@ def encode_sa(p: SaPayload) -> bytes:
         parts.append(proposal.spi)
         parts.append(transforms)
     return b"".join(parts)
+
+
+# The generic payload header with a proposal's header: an answer carries one proposal.
+_ONE_PROPOSAL = struct.Struct(GENERIC.format + PROPOSAL.format[1:])
+
+
+def write_sa(p: SaPayload, next_kind: int) -> bytes:
+    """The whole SA payload: generic header and body (one pack for the headers of an SA
+    payload with a single proposal, as every answer is)."""
+    if len(p.proposals) != 1:
+        body = encode_sa(p)
+        length = GENERIC.size + len(body)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return GENERIC_PACK(next_kind, 0, length) + body
+    (proposal,) = p.proposals
+    spi = proposal.spi
+    transforms = _encode_transforms(proposal.transforms)
+    length = _ONE_PROPOSAL.size + len(spi) + len(transforms)
+    if length > MAX_PAYLOAD_LEN:
+        raise too_long(p, length)
+    head = _ONE_PROPOSAL.pack(
+        next_kind,
+        0,
+        length,
+        LAST,
+        length - GENERIC.size,
+        proposal.number,
+        proposal.protocol,
+        len(spi),
+        len(proposal.transforms),
+    )
+    return head + spi + transforms
