@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 # Enum members the handshake path compares with: a member lookup is slow on 3.11
 _IKEV2_FRAGMENTATION_SUPPORTED = NotifyType.IKEV2_FRAGMENTATION_SUPPORTED
+# The notify as sent: an immutable value every IKE_SA_INIT shares (not built per message)
+_SUPPORTED = NotifyPayload(_IKEV2_FRAGMENTATION_SUPPORTED)
 
 
 class IkeFrag(Task):
@@ -34,7 +36,7 @@ class IkeFrag(Task):
     def build(self, msg: Message, now: float) -> None:
         # The responder announces it only in answer to the initiator's announcement.
         if self._enabled() and (self.initiator or self.sa.frag_peer):
-            msg.payloads.append(NotifyPayload(_IKEV2_FRAGMENTATION_SUPPORTED))
+            msg.payloads.append(_SUPPORTED)
 
     def process(self, msg: Message, now: float) -> None:
         peer = msg.notify(_IKEV2_FRAGMENTATION_SUPPORTED) is not None

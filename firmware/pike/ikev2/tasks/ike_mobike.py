@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # Enum members the handshake path compares with: a member lookup is slow on 3.11
 _MOBIKE_SUPPORTED = NotifyType.MOBIKE_SUPPORTED
+# The notify as sent: an immutable value every IKE_AUTH shares (not built per message)
+_SUPPORTED = NotifyPayload(_MOBIKE_SUPPORTED)
 
 ADDITIONAL_IP4_ADDRESS = NotifyType.ADDITIONAL_IP4_ADDRESS
 ADDITIONAL_IP6_ADDRESS = NotifyType.ADDITIONAL_IP6_ADDRESS
@@ -194,7 +196,7 @@ class IkeMobike(Task):
 
     def _announce(self, msg: Message) -> None:
         sa = self.sa
-        msg.payloads.append(NotifyPayload(_MOBIKE_SUPPORTED))
+        msg.payloads.append(_SUPPORTED)
         msg.payloads.extend(_address_list(sa.ctx.local_addresses, sa.local[0]))
         sa.announced = _address_key(sa.ctx.local_addresses, sa.local[0])
 
