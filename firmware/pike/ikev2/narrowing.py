@@ -32,6 +32,11 @@ def ts_from_wire(w: TrafficSelectorWire) -> TrafficSelector:
 
 def narrow(theirs: Sequence[TrafficSelector], ours: Sequence[TrafficSelector]) -> Selectors:
     """Every part of the peer's selectors that ours allow (RFC 7296 §2.9)."""
+    if len(ours) == 1 and len(theirs) == 1:  # the usual case: one selector each
+        got = ours[0].intersect(theirs[0])
+        if got is None:
+            return ()
+        return tuple(ours) if got is ours[0] else (got,)  # ours as is: shared, as below
     out: list[TrafficSelector] = []
     for o in ours:
         for t in theirs:
