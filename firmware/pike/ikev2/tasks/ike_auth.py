@@ -181,7 +181,9 @@ class IkeAuth(Task):
         k = keys or sa.keys
         # RFC 9242 §3.3.2: IntAuth follows, the same for both (empty without IKE_INTERMEDIATE);
         # the IKE_AUTH request is the one outstanding (ours) or being answered (the peer's).
-        int_auth = sa.int_auth(sa.tasks.mid_out if self.initiator else sa.tasks.mid_in)
+        int_auth = b""  # (no IKE_INTERMEDIATE: the usual case)
+        if sa.int_auth_i:
+            int_auth = sa.int_auth(sa.tasks.mid_out if self.initiator else sa.tasks.mid_in)
         if signer_is_initiator:
             mac = sa.prf.prf(k.sk_pi, _id_body(ident))
             return sa.init_request + sa.nr + mac + int_auth
