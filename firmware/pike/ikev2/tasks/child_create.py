@@ -112,6 +112,9 @@ class ChildCreate(Task):
         self.config = config if config is not None or rekey is None else rekey.config
         self.rekey = rekey  # the CHILD_SA this one replaces
         self._exchange = exchange
+        # In IKE_AUTH (its nonces, no KE) rather than CREATE_CHILD_SA; fixed at birth (the
+        # exchange moves on only from CREATE_CHILD_SA to IKE_FOLLOWUP_KE).
+        self.in_auth = exchange == _IKE_AUTH
 
     def done(self) -> bool:
         return self.followup is None or self.followup.finished
@@ -119,10 +122,6 @@ class ChildCreate(Task):
     @property
     def exchange(self) -> int:
         return self._exchange
-
-    @property
-    def in_auth(self) -> bool:
-        return self._exchange == _IKE_AUTH
 
     def _specs(self, cfg: ChildConfig) -> tuple[ProposalSpec, ...]:
         return child_specs(cfg.esp_proposals, self.in_auth)
