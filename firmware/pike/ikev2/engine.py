@@ -51,6 +51,7 @@ from pike.sa.ports import SpiSource
 from pike.sa.resolving import Resolving, is_name
 from pike.sa.restarts import Pending, Restart, closed_by_peer, restart
 from pike.sa.revocation import RevokedCheck
+from pike.sa.spi_index import SpiIndex
 from pike.sa.state import ChildState, IkeState, RekeyRefused
 from pike.sa.timer_queue import TimerQueue, is_set
 from pike.sa.traps import Traps
@@ -115,11 +116,9 @@ class Ikev2Engine:
         # the SAs by the peer's identity alone (has_contact, per IKE_AUTH we initiate)
         self._by_peer_id: dict[IdKey, dict[IkeSa, None]] = {}
         # CHILD_SA SPIs (ours and the peer's) -> their IKE SA, for the kernel's expiries
-        self._by_spi: dict[int, IkeSa] = {}
+        self._by_spi: SpiIndex[IkeSa] = SpiIndex()
         # the source address the routing table gives toward a peer (paths_changed)
         self._sources: dict[str, str | None] = {}
-        # tuples, not sets: ints only, the collector stops tracking them after one pass
-        self._spis: dict[IkeSa, tuple[int, ...]] = {}
 
     @property
     def config(self) -> Config:
@@ -882,7 +881,7 @@ class Ikev2Engine:
                 ended.append(sa)
             self._timers.discard(sa)
             self._unindex(sa)
-            self._index_spis(sa, ())
+            self._by_spi.forget(sa)
             self._responder.forget(sa)
             self._dirty.pop(sa, None)
             return
@@ -891,9 +890,7 @@ class Ikev2Engine:
         if sa.state is not _CONNECTING:
             self._responder.forget(sa)
         self._index(sa)
-        spis = _child_spis(sa.children) if sa.children else ()
-        if spis != self._spis.get(sa, ()):
-            self._index_spis(sa, spis)
+        self._by_spi.refresh(sa, sa.children)
         self._timers.set(sa, next_deadline(sa))
 
     def _touch(self, sa: IkeSa) -> None:
@@ -912,15 +909,6 @@ class Ikev2Engine:
         if peer is not None:  # a half-open SA's peer is not known yet
             self._by_peer.setdefault((name, peer.id_type, peer.data), {})[sa] = None
             self._by_peer_id.setdefault((peer.id_type, peer.data), {})[sa] = None
-
-    def _index_spis(self, sa: IkeSa, now_spis: tuple[int, ...]) -> None:
-        for spi in self._spis.pop(sa, ()):
-            if spi not in now_spis and self._by_spi.get(spi) is sa:
-                del self._by_spi[spi]
-        for spi in now_spis:
-            self._by_spi[spi] = sa
-        if now_spis:
-            self._spis[sa] = now_spis
 
     def _unindex(self, sa: IkeSa) -> None:
         key = self._keys.pop(sa, None)
@@ -953,11 +941,6 @@ class Ikev2Engine:
     # -- status --------------------------------------------------------------------------
     def list_sas(self) -> list[IkeSaInfo]:
         return [sa_info(sa) for sa in self.sas.values()]
-
-
-def _child_spis(children: list[ChildSa]) -> tuple[int, ...]:
-    """The SPIs of ``children`` that are set, both directions: the engine's index by SPI."""
-    return tuple(s for c in children for s in (c.spi_in, c.spi_out) if s)
 
 
 def _child_queued(sa: IkeSa, name: str) -> bool:
