@@ -22,6 +22,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (helpers)
@@ -30,6 +31,7 @@ from ikev2.pair import PSK, Node
 from ikev2.pair import engine as v2engine
 from lib.pikeconf import Child, Conn, PikeConf, Secret
 from pike.ikev2.tasks.ike_delete import Informational
+from pike.sa.actions import SendDatagram
 
 HUB, BRANCH = "192.0.2.2", "192.0.2.1"
 IKE = "aes128gcm16-prfsha256-x25519"
@@ -95,22 +97,37 @@ def hub_text(n_conns: int) -> str:
     )
 
 
+def bring_up(
+    branch: Node,
+    hub: Node,
+    name: str,
+    now: float = 0.0,
+    sent: Callable[[list[SendDatagram]], None] | None = None,
+) -> float:
+    """The branch's connection ``name`` up against the hub, exchange by exchange (each
+    batch of the branch's datagrams shown to ``sent`` first); returns the hub's process
+    CPU seconds."""
+    hub_cpu = 0.0
+    branch.engine.initiate(name, now)
+    pending = branch.drain()
+    while pending:
+        if sent is not None:
+            sent(pending)
+        t0 = time.process_time()
+        for d in pending:
+            hub.engine.receive_datagram(d.data, d.src, d.dst, now)
+        back = hub.drain()
+        hub.engine.get_timer()
+        hub_cpu += time.process_time() - t0
+        for d in back:
+            branch.engine.receive_datagram(d.data, d.src, d.dst, now)
+        pending = branch.drain()
+    return hub_cpu
+
+
 def establish(branch: Node, hub: Node, n: int) -> float:
     """Bring up c0..c(n-1); returns the hub's process CPU seconds per handshake."""
-    hub_cpu = 0.0
-    for i in range(n):
-        branch.engine.initiate(f"c{i}", 0.0)
-        pending = branch.drain()
-        while pending:
-            t0 = time.process_time()
-            for d in pending:
-                hub.engine.receive_datagram(d.data, d.src, d.dst, 0.0)
-            back = hub.drain()
-            hub.engine.get_timer()
-            hub_cpu += time.process_time() - t0
-            for d in back:
-                branch.engine.receive_datagram(d.data, d.src, d.dst, 0.0)
-            pending = branch.drain()
+    hub_cpu = sum(bring_up(branch, hub, f"c{i}") for i in range(n))
     hub.events.clear()
     branch.events.clear()
     up = sum(1 for sa in hub.engine.sas.values() if sa.state.value == "ESTABLISHED")

@@ -22,23 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (helpers)
 
-from bench.bench_hub_engine import branch_text, hub_text
+from bench.bench_hub_engine import branch_text, bring_up, hub_text
 from ikev2.pair import Node
 from ikev2.pair import engine as v2engine
 
 
 def up(branch: Node, hub: Node, lo: int, hi: int) -> None:
     for i in range(lo, hi):
-        branch.engine.initiate(f"c{i}", 0.0)
-        pending = branch.drain()
-        while pending:
-            for d in pending:
-                hub.engine.receive_datagram(d.data, d.src, d.dst, 0.0)
-            back = hub.drain()
-            hub.engine.get_timer()
-            for d in back:
-                branch.engine.receive_datagram(d.data, d.src, d.dst, 0.0)
-            pending = branch.drain()
+        bring_up(branch, hub, f"c{i}")
         for node in (hub, branch):  # the harness keeps no action: piked's runtime does not
             node.events.clear()
             node.outbox.clear()

@@ -28,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (helpers)
 
-from bench.bench_hub_engine import branch_text, hub_text
+from bench.bench_hub_engine import branch_text, bring_up, hub_text
 from ikev2.pair import Node
 from ikev2.pair import engine as v2engine
+from pike.sa.actions import SendDatagram
 
 WARM = 20  # in both runs: first-use caches and indexes
 
@@ -42,18 +43,12 @@ def record(n: int) -> list[Round]:
     branch = Node(v2engine(branch_text(WARM + n), 1))
     hub = Node(v2engine(hub_text(1), 2))
     rounds: list[Round] = []
+
+    def keep(sent: list[SendDatagram]) -> None:
+        rounds.append([(d.data, d.src, d.dst) for d in sent])
+
     for i in range(WARM + n):
-        branch.engine.initiate(f"c{i}", 0.0)
-        pending = branch.drain()
-        while pending:
-            rounds.append([(d.data, d.src, d.dst) for d in pending])
-            for d in pending:
-                hub.engine.receive_datagram(d.data, d.src, d.dst, 0.0)
-            back = hub.drain()
-            hub.engine.get_timer()
-            for d in back:
-                branch.engine.receive_datagram(d.data, d.src, d.dst, 0.0)
-            pending = branch.drain()
+        bring_up(branch, hub, f"c{i}", sent=keep)
     return rounds
 
 
