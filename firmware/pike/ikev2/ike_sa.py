@@ -20,7 +20,7 @@ from pike.sa.actions import Address, IkeRef, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.conn_index import Candidates
-from pike.sa.context import Context, Selectors
+from pike.sa.context import ConnCounters, Context, Selectors
 from pike.sa.state import IkeState, ike_transition, sa_tag, unproven
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
@@ -180,6 +180,9 @@ class IkeSa:
     # The connection's name (logs, counters, tables ask a dozen times a handshake): set
     # with ``conn``, which is therefore assigned only through ``set_conn``.
     name: str = field(init=False)
+    # That connection's counters (``ctx.counters.conn(name)``), looked up on first use
+    # after ``set_conn``: every message counts there.
+    counters: ConnCounters | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tasks = _task_manager()(self)
@@ -188,8 +191,18 @@ class IkeSa:
     # -- identity and logging ------------------------------------------------------------
     def set_conn(self, conn: ConnectionConfig | None) -> None:
         """The connection this SA belongs to (and ``name`` with it)."""
+        if conn is self.conn:
+            return  # (IKE_SA_INIT and IKE_AUTH confirm the one the SA began with)
         self.conn = conn
         self.name = conn.name if conn is not None else "(unknown)"
+        self.counters = None
+
+    def conn_counters(self) -> ConnCounters:
+        """The counters of the SA's connection (``ctx.counters.conn(name)``)."""
+        c = self.counters
+        if c is None:
+            c = self.counters = self.ctx.counters.conn(self.name)
+        return c
 
     @property
     def my_spi(self) -> bytes:
@@ -348,18 +361,21 @@ class IkeSa:
     def encode(self, msg: Message) -> bytes:
         return encode_message(msg, self.cipher_out if msg.encrypted else None)
 
-    def encode_datagrams(self, msg: Message) -> list[bytes]:
+    def encode_datagrams(self, msg: Message) -> tuple[bytes, ...]:
         """The datagrams for ``msg``: one, or RFC 7383 fragments when both sides support
         them and the message would exceed fragment_size (IKE_SA_INIT is never split)."""
-        data = self.encode(msg)
-        limit = self.ctx.config.daemon.fragment_size
-        if not msg.encrypted or not self.frag_peer or self.cipher_out is None:
-            return [data]
+        if not msg.encrypted:
+            return (encode_message(msg, None),)
+        data = encode_message(msg, self.cipher_out)
+        if not self.frag_peer or self.cipher_out is None:
+            return (data,)
         # The UDP/IP headers (and the non-ESP marker on 4500) count against the limit.
-        overhead = (40 if ":" in self.remote[0] else 20) + 8 + (4 if self.remote[1] != 500 else 0)
-        if len(data) + overhead <= limit:
-            return [data]
-        return encode_fragments(msg, self.cipher_out, limit - overhead)
+        limit = self.ctx.config.daemon.fragment_size - (40 if ":" in self.remote[0] else 20) - 8
+        if self.remote[1] != 500:
+            limit -= 4
+        if len(data) <= limit:
+            return (data,)
+        return tuple(encode_fragments(msg, self.cipher_out, limit))
 
     def await_followup(self, link: bytes, task: Task) -> None:
         """``task`` continues with the IKE_FOLLOWUP_KE that names ``link`` (RFC 9370)."""

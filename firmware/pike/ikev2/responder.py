@@ -19,12 +19,9 @@ from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
-from pike.ikev2.tasks.ike_frag import IkeFrag
-from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_intermediate import IkeIntermediate
 from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate, carries_mobike
-from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.config import Config
 from pike.sa.actions import Address, SendDatagram
@@ -127,7 +124,7 @@ class InitResponder:
         sa.tasks.on_request(
             msg,
             data,
-            [IkeInit(sa, False), IkeNatd(sa, False), IkeFrag(sa, False), IkeHashAlgs(sa, False)],
+            [IkeInit(sa, False)],
             now,
         )
 
