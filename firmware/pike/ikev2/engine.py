@@ -24,7 +24,7 @@ from pike.ikev2.tasks.child_delete import ChildDelete
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete
 from pike.ikev2.tasks.ike_init import IkeInit
-from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate, list_changed
+from pike.ikev2.tasks.ike_mobike import MobikeUpdate, list_changed
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
 from pike.policy.addrs import any_of
@@ -263,7 +263,6 @@ class Ikev2Engine:
         log.info("%s: initiating IKE_SA to %s", sa.tag(), sa.remote[0])
         sa.tasks.queue(IkeInit(sa, True))
         sa.tasks.queue(IkeAuth(sa, True))
-        sa.tasks.queue(IkeMobike(sa, True))
         if child_cfg is not None:
             sa.tasks.queue(ChildCreate(sa, True, child_cfg))
         sa.tasks.initiate(now)

@@ -16,7 +16,6 @@ from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete
 from pike.ikev2.tasks.ike_init import IkeInit
-from pike.ikev2.tasks.ike_mobike import IkeMobike
 from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ExchangeType
 
@@ -55,7 +54,7 @@ def start(ctx: Ikev2Context, old: IkeSa, now: float) -> IkeSa | None:
         len(children),
         sa.tag(),
     )
-    for task in (IkeInit, IkeAuth, IkeMobike):
+    for task in (IkeInit, IkeAuth):
         sa.tasks.queue(task(sa, True))
     for i, child in enumerate(children):
         exchange = ExchangeType.IKE_AUTH if i == 0 else ExchangeType.CREATE_CHILD_SA

@@ -21,7 +21,7 @@ from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete, Informational
 from pike.ikev2.tasks.ike_init import IkeInit
 from pike.ikev2.tasks.ike_intermediate import IkeIntermediate
-from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate, carries_mobike
+from pike.ikev2.tasks.ike_mobike import MobikeUpdate, carries_mobike
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.policy.config import Config
 from pike.sa.actions import Address, SendDatagram
@@ -141,7 +141,7 @@ class InitResponder:
 def responder_tasks(sa: IkeSa, msg: Message) -> list[Task]:
     """The tasks that answer a request of an IKE SA past IKE_SA_INIT."""
     if msg.exchange == _IKE_AUTH:
-        return [IkeAuth(sa, False), IkeMobike(sa, False), ChildCreate(sa, False)]
+        return [IkeAuth(sa, False), ChildCreate(sa, False)]
     if msg.exchange == _IKE_INTERMEDIATE:
         return [IkeIntermediate(sa, False)]
     if msg.exchange == _IKE_FOLLOWUP_KE:

@@ -5,7 +5,8 @@ prf(SK_p, our ID payload body). With a PSK, AUTH = prf(prf(PSK, "Key Pad for IKE
 octets); with a certificate, AUTH is a signature over them (``pike.ikev2.pubkey``), and the
 peer's CERT chain is validated to our CAs and must contain its ID (``pike.sa.certs``).
 
-Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH.
+Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH;
+then, as steps of this task, MOBIKE's announcement (``pike.ikev2.tasks.ike_mobike``).
 
 After IKE_INTERMEDIATE exchanges (RFC 9242) the octets end with IntAuth. With a
 post-quantum preshared key (RFC 8784: USE_PPK announced by both), SK_d/SK_pi/SK_pr take
@@ -42,6 +43,7 @@ from pike.ikev2.pubkey import (
 )
 from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
 from pike.ikev2.tasks.ike_hash_algs import peer_hashes
+from pike.ikev2.tasks.ike_mobike import announce_mobike, learn_mobike, mobike_wanted
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import identity
 from pike.sa.actions import IkeSaEstablished, SignRequest
@@ -144,6 +146,7 @@ class IkeAuth(Task):
     # prf(PSK, KEY_PAD) for a pair of identities: a responder verifies the peer's AUTH
     # and makes its own with the same key, so it is looked up and padded once
     _pad: tuple[tuple[str, str], bytes] | None = None
+    _peer_mobike = False  # responder: the peer's request announced MOBIKE
 
     @property
     def exchange(self) -> int:
@@ -444,6 +447,8 @@ class IkeAuth(Task):
             msg.payloads.append(IdrPayload(peer.id_type, peer.data))
         msg.payloads.append(ours.auth)
         msg.payloads.extend(ppk)
+        if mobike_wanted(sa):
+            announce_mobike(sa, msg)
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -478,6 +483,9 @@ class IkeAuth(Task):
             log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
         sa.peer_id = peer
         self._established(now)
+        sa.mobike = learn_mobike(sa, msg) and mobike_wanted(sa)
+        if sa.mobike:
+            log.info("%s: MOBIKE negotiated", sa.tag())
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message, now: float) -> None:
@@ -513,6 +521,7 @@ class IkeAuth(Task):
         sa.my_id, sa.peer_id = my_id, peer
         if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
             log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
+        self._peer_mobike = learn_mobike(sa, msg)  # (the connection is chosen)
 
     def _select(self, peer: Identity, wanted: Identity | None, method: int) -> ConnectionConfig:
         """The connection for this peer: its remote id must match IDi (and IDr our id),
@@ -560,6 +569,9 @@ class IkeAuth(Task):
         msg.payloads.append(ours.auth)
         if sa.ppk_used:
             msg.payloads.append(NotifyPayload(NotifyType.PPK_IDENTITY))  # RFC 8784 §3
+        if self._peer_mobike and mobike_wanted(sa):
+            announce_mobike(sa, msg)
+            sa.mobike = True
 
     def completed(self, now: float) -> None:
         if not self.initiator:
