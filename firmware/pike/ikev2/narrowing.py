@@ -1,12 +1,17 @@
 """Traffic selector narrowing for a CHILD_SA (RFC 7296 §2.9), pure: which child config
 takes the initiator's TSi/TSr, and what of them it allows. strongSwan keeps this apart
-from proposal selection and installation too (child_cfg's ``select_traffic``)."""
+from proposal selection and installation too (child_cfg's ``select_traffic``).
+
+A hub narrows the same offer against the same children over and over (every road warrior
+asks for 0.0.0.0/0, a load generator for its one address): ``match_offer`` remembers the
+answers, keyed on the offer's values, in a bounded memo."""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Sequence
 from ipaddress import ip_address
+from operator import attrgetter
 from typing import NamedTuple
 
 from pike.policy.config import ChildConfig
@@ -74,3 +79,47 @@ def match_child(
         if remote and local:
             return ChildMatch(cfg, local, remote)
     return None
+
+
+# An offered selector as plain values (ints: the addresses' own numbers), so that the
+# memo's key hashes and compares in C (an ipaddress object hashes in Python).
+_WIRE_VALUES = attrgetter(
+    "ts_type", "ip_protocol", "start_port", "end_port", "start_addr._ip", "end_addr._ip"
+)
+# Bound of the memo: offers are the peers' to choose, so a flood of distinct ones only
+# empties it (and costs the narrowing it would have saved).
+MATCHES_MAX = 256
+# (id of the candidates, TSi, TSr, our address, the peer's) -> (the candidates, the answer):
+# the entry holds the candidates, so their id is not reused while it lives.
+_matches: dict[
+    tuple[int, tuple[object, ...], tuple[object, ...], str, str],
+    tuple[Sequence[ChildConfig], ChildMatch | None],
+] = {}
+
+
+def match_offer(
+    candidates: Sequence[ChildConfig],
+    tsi: Sequence[TrafficSelectorWire],
+    tsr: Sequence[TrafficSelectorWire],
+    local_addr: str,
+    remote_addr: str,
+) -> ChildMatch | None:
+    """``match_child`` of the selectors as received (TSi, TSr payloads' selectors), for
+    ``candidates`` held by the config (the same object for every handshake), remembered."""
+    key = (
+        id(candidates),
+        tuple(map(_WIRE_VALUES, tsi)),
+        tuple(map(_WIRE_VALUES, tsr)),
+        local_addr,
+        remote_addr,
+    )
+    known = _matches.get(key)
+    if known is not None and known[0] is candidates:
+        return known[1]
+    got = match_child(
+        candidates, list(map(ts_from_wire, tsi)), list(map(ts_from_wire, tsr)), *key[3:]
+    )
+    if len(_matches) >= MATCHES_MAX:
+        _matches.clear()
+    _matches[key] = (candidates, got)
+    return got

@@ -21,7 +21,14 @@ from pike.ikev2.child_proposal import child_specs, choose_esp
 from pike.ikev2.describe import configured, offered
 from pike.ikev2.followup_ke import Followup, FollowupError
 from pike.ikev2.log import log
-from pike.ikev2.narrowing import ChildMatch, dynamic, match_child, ts_from_wire, ts_to_wire
+from pike.ikev2.narrowing import (
+    ChildMatch,
+    dynamic,
+    match_child,
+    match_offer,
+    ts_from_wire,
+    ts_to_wire,
+)
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.ikev2.tasks.followup_steps import answer, offer, take_answer, take_request
@@ -356,12 +363,19 @@ class ChildCreate(Task):
             if not self.in_auth:
                 raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
             return  # childless IKE_AUTH (RFC 6023)
-        theirs_i = list(map(ts_from_wire, tsi.selectors))
-        theirs_r = list(map(ts_from_wire, tsr.selectors))
         old = self._rekeyed(msg)
-        candidates = (old.config,) if old is not None else sa.conn.children
-        match = match_child(candidates, theirs_i, theirs_r, sa.local[0], sa.remote[0])
+        local, remote = sa.local[0], sa.remote[0]
+        if old is None:  # the connection's children, the same tuple each time: remembered
+            candidates = sa.conn.children
+            match = match_offer(candidates, tsi.selectors, tsr.selectors, local, remote)
+        else:
+            candidates = (old.config,)
+            theirs_i = list(map(ts_from_wire, tsi.selectors))
+            theirs_r = list(map(ts_from_wire, tsr.selectors))
+            match = match_child(candidates, theirs_i, theirs_r, local, remote)
         if match is None:
+            theirs_i = list(map(ts_from_wire, tsi.selectors))
+            theirs_r = list(map(ts_from_wire, tsr.selectors))
             log.warning(
                 "%s: no child config matches the peer's traffic selectors TSi %s TSr %s;"
                 " we have %s",
