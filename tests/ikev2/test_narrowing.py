@@ -8,11 +8,19 @@ import pytest
 
 from pike.ikev2 import narrowing
 from pike.ikev2.child_proposal import choose_esp
-from pike.ikev2.narrowing import ChildMatch, match_child, match_offer, narrow, ts_to_wire
+from pike.ikev2.narrowing import (
+    ChildMatch,
+    match_child,
+    match_offer,
+    narrow,
+    ts_from_wire,
+    ts_payload,
+    ts_to_wire,
+)
 from pike.ikev2.negotiate import to_wire
 from pike.policy.loader import load_config_text
 from pike.policy.ts import TrafficSelector
-from pike.wire.payloads import TrafficSelectorWire
+from pike.wire.payloads import TrafficSelectorWire, TsiPayload, TsrPayload
 
 from .pair import conf
 
@@ -88,3 +96,22 @@ def test_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(narrowing.MATCHES_MAX * 2 + 3):  # a flood of distinct offers
         match_offer(children, wire(f"10.2.{i // 256}.{i % 256}/32"), wire("10.1.0.0/24"), A, B)
         assert len(narrowing._matches) <= narrowing.MATCHES_MAX
+
+
+def test_ts_payloads_made_once_per_selectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same tuple of selectors gives the same (immutable) payload of each kind; an
+    equal tuple another, equal one; the memo stays bounded."""
+    monkeypatch.setattr(narrowing, "_payloads", {})
+    ours = tuple(ts("10.1.0.0/24", "10.3.0.0/24"))
+    tsi = ts_payload(TsiPayload, ours)
+    assert type(tsi) is TsiPayload and tuple(map(ts_from_wire, tsi.selectors)) == ours
+    assert ts_payload(TsiPayload, ours) is tsi
+    tsr = ts_payload(TsrPayload, ours)
+    assert type(tsr) is TsrPayload and tsr.selectors == tsi.selectors
+    again = ts_payload(TsiPayload, tuple(ours))  # (tuple() of a tuple is that tuple)
+    assert again is tsi
+    other = ts_payload(TsiPayload, tuple(ts("10.1.0.0/24", "10.3.0.0/24")))
+    assert other == tsi and other is not tsi
+    for i in range(narrowing.PAYLOADS_MAX * 2):
+        ts_payload(TsiPayload, tuple(ts(f"10.{i // 256}.{i % 256}.0/24")))
+        assert len(narrowing._payloads) <= narrowing.PAYLOADS_MAX
