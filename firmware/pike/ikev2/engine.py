@@ -461,7 +461,8 @@ class Ikev2Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        self._retime()
+        if self._dirty:
+            self._retime()
         # the log limit's too: a flood's last summary is written when its second is over
         times = (self._timers.next(), self.retries.deadline(), self.ctx.log_limit.deadline())
         return min(filter(is_set, times), default=None)
@@ -492,7 +493,7 @@ class Ikev2Engine:
         self._sweep(now)
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
-        check_size(self.config.daemon, data)
+        check_size(self.ctx.config.daemon, data)
         hdr = decode_header(data)
         if hdr.exchange == _IKE_SA_INIT and not hdr.is_response:
             self._responder.request(hdr, data, src, dst, now)

@@ -325,26 +325,20 @@ class IkeSa:
         return self.int_auth_i + self.int_auth_r + auth_mid.to_bytes(4, "big")
 
     def _set_keys(self, prf: Prf, seed: bytes) -> None:
-        assert self.chosen is not None
-        ekey = encr_key_size(self.chosen.encr_id, self.chosen.encr_key_length)
-        ikey = integ_key_size(self.chosen.integ_id)
+        c = self.chosen
+        assert c is not None
+        encr, keylen, integ, random = c.encr_id, c.encr_key_length, c.integ_id, self.ctx.random
+        ekey, ikey = encr_key_size(encr, keylen), integ_key_size(integ)
         keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)
         self.prf, self.keys = prf, keys
-        c = self.chosen
-
-        def cipher(ek: bytes, ak: bytes) -> SkCipher:
-            return SkCipher(c.encr_id, c.encr_key_length, c.integ_id, ek, ak, self.ctx.random)
-
+        # the initiator sends with SK_ei/SK_ai, the responder with SK_er/SK_ar (ours first:
+        # each draws its IV counter's start)
         if self.initiator:
-            self.cipher_out, self.cipher_in = (
-                cipher(keys.sk_ei, keys.sk_ai),
-                cipher(keys.sk_er, keys.sk_ar),
-            )
+            self.cipher_out = SkCipher(encr, keylen, integ, keys.sk_ei, keys.sk_ai, random)
+            self.cipher_in = SkCipher(encr, keylen, integ, keys.sk_er, keys.sk_ar, random)
         else:
-            self.cipher_out, self.cipher_in = (
-                cipher(keys.sk_er, keys.sk_ar),
-                cipher(keys.sk_ei, keys.sk_ai),
-            )
+            self.cipher_out = SkCipher(encr, keylen, integ, keys.sk_er, keys.sk_ar, random)
+            self.cipher_in = SkCipher(encr, keylen, integ, keys.sk_ei, keys.sk_ai, random)
 
     # -- messages ------------------------------------------------------------------------
     def new_message(self, exchange: int, message_id: int, response: bool) -> Message:

@@ -96,11 +96,6 @@ class _Ours:
     auth: AuthPayload
 
 
-def _id_body(ident: Identity) -> bytes:
-    # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
-    return bytes((ident.id_type, 0, 0, 0)) + ident.data
-
-
 def _expected(conns: Sequence[ConnectionConfig]) -> str:
     """The remote ids the connections want, for an error line: ``'hq.example.net' (hq)``
     (the first five: a hub may have thousands)."""
@@ -114,10 +109,6 @@ def _method_name(method: int) -> str:
         return AuthMethod(method).name
     except ValueError:
         return f"auth method {method}"
-
-
-def _is_psk(method: int) -> bool:
-    return method == _SHARED_KEY_MIC
 
 
 @dataclass(slots=True)
@@ -187,10 +178,12 @@ class IkeAuth(Task):
         int_auth = b""  # (no IKE_INTERMEDIATE: the usual case)
         if sa.int_auth_i:
             int_auth = sa.int_auth(sa.tasks.mid_out if self.initiator else sa.tasks.mid_in)
+        # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
+        id_body = bytes((ident.id_type, 0, 0, 0)) + ident.data
         if signer_is_initiator:
-            mac = sa.prf.prf(k.sk_pi, _id_body(ident))
+            mac = sa.prf.prf(k.sk_pi, id_body)
             return sa.init_request + sa.nr + mac + int_auth
-        mac = sa.prf.prf(k.sk_pr, _id_body(ident))
+        mac = sa.prf.prf(k.sk_pr, id_body)
         return sa.init_response + sa.ni + mac + int_auth
 
     def _psk_auth(
@@ -363,7 +356,7 @@ class IkeAuth(Task):
         """Check the peer's AUTH (and certificate); returns how, for the log line."""
         peer_is_initiator = not self.initiator
         if conn.remote.auth == "psk":
-            if not _is_psk(auth.method):
+            if auth.method != _SHARED_KEY_MIC:
                 raise AuthFailure(f"peer used auth method {auth.method}, we expect PSK")
             expected = self._psk_auth(
                 self._psk_pad(self._my_id(conn), peer), peer, peer_is_initiator
@@ -537,7 +530,7 @@ class IkeAuth(Task):
             known = sa.candidates.conns if sa.candidates else ()
             raise AuthFailure(f"peer identity '{peer}' is not {_expected(known)}")
         for conn in by_id:
-            if (conn.remote.auth == "psk") == _is_psk(method):
+            if (conn.remote.auth == "psk") == (method == _SHARED_KEY_MIC):
                 return conn
         others = [c for c in sa.candidates or () if c not in by_id]
         wrong_id = f"peer identity '{peer}' is not {_expected(others)}; " if others else ""
