@@ -351,16 +351,21 @@ class IkeAuth(Task):
         return RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc))
 
     def _verify(
-        self, conn: ConnectionConfig, peer: Identity, msg: Message, auth: AuthPayload, now: float
+        self,
+        conn: ConnectionConfig,
+        me: Identity,
+        peer: Identity,
+        msg: Message,
+        auth: AuthPayload,
+        now: float,
     ) -> str:
-        """Check the peer's AUTH (and certificate); returns how, for the log line."""
+        """Check the peer's AUTH (and certificate) with ``me`` our identity; returns how,
+        for the log line."""
         peer_is_initiator = not self.initiator
         if conn.remote.auth == "psk":
             if auth.method != _SHARED_KEY_MIC:
                 raise AuthFailure(f"peer used auth method {auth.method}, we expect PSK")
-            expected = self._psk_auth(
-                self._psk_pad(self._my_id(conn), peer), peer, peer_is_initiator
-            )
+            expected = self._psk_auth(self._psk_pad(me, peer), peer, peer_is_initiator)
             if not hmac.compare_digest(expected, auth.data):
                 raise AuthFailure(f"AUTH payload of {peer} does not verify (PSK)")
             return "a pre-shared key"
@@ -469,7 +474,7 @@ class IkeAuth(Task):
             if not ids_match(sa.conn.remote.id, peer):
                 raise AuthFailure(f"peer identity {peer} is not {sa.conn.remote.id}")
             self._ppk_answer_i(sa.conn, msg)
-            how = self._verify(sa.conn, peer, msg, auth, now)
+            how = self._verify(sa.conn, sa.my_id, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             raise self._fail("auth_failed", exc) from None
         if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
@@ -499,8 +504,10 @@ class IkeAuth(Task):
         conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
-            auth = self._ppk_r(conn, msg, auth)
-            how = self._verify(conn, peer, msg, auth, now)
+            my_id = self._my_id(conn)
+            if sa.ppk_peer or conn.ppk_required:  # (else the AUTH payload is the one)
+                auth = self._ppk_r(conn, msg, auth)
+            how = self._verify(conn, my_id, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             # counted exactly (auth failures); the lines, as IKEv1's, within the limit
             if sa.ctx.log_limit.wanted(log, logging.ERROR, "auth_failed", now, sa.unproven):
@@ -509,7 +516,6 @@ class IkeAuth(Task):
             only = sa.candidates.conns if sa.candidates and len(sa.candidates) == 1 else ()
             sa.set_conn(conn or (only[0] if only else None))
             raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
-        my_id = self._my_id(conn)
         sa.set_conn(conn)
         sa.my_id, sa.peer_id = my_id, peer
         if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
