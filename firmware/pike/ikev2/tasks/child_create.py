@@ -405,7 +405,9 @@ class ChildCreate(Task):
             return
         if not self.in_auth:
             self._nonces_and_pfs(msg, chosen, ke)
-        if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, cfg.name):
+        if not sa.ctx.caps.esp and child_lifecycle.refuse_without_esp(
+            sa.ctx, sa.tag(), sa.name, cfg.name
+        ):  # (the tag only for that line)
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         transport = msg.notify(_USE_TRANSPORT_MODE) is not None
