@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pike.ikev2 import narrowing
-from pike.ikev2 import child_proposal
+from pike.crypto.ids import TransformType
+from pike.ikev2 import child_proposal, narrowing
 from pike.ikev2.child_proposal import choose_esp, without_ke
 from pike.ikev2.narrowing import (
     ChildMatch,
@@ -19,7 +19,6 @@ from pike.ikev2.narrowing import (
     ts_to_wire,
 )
 from pike.ikev2.negotiate import to_wire
-from pike.crypto.ids import TransformType
 from pike.policy.loader import load_config_text
 from pike.policy.ts import TrafficSelector
 from pike.wire.payloads import TrafficSelectorWire, TsiPayload, TsrPayload
@@ -122,9 +121,14 @@ def test_ts_payloads_made_once_per_selectors(monkeypatch: pytest.MonkeyPatch) ->
 def test_esp_proposals_without_ke_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """IKE_AUTH's ESP proposals (no PFS group) once per config tuple; bounded."""
     monkeypatch.setattr(child_proposal, "_without_ke", {})
-    pfs = load_config_text(
-        conf(A, B, "a.example", "b.example", esp='"aes128gcm16-modp2048", "aes256gcm16"')
-    ).connections["gw"].children[0].esp_proposals
+    pfs = (
+        load_config_text(
+            conf(A, B, "a.example", "b.example", esp='"aes128gcm16-modp2048", "aes256gcm16"')
+        )
+        .connections["gw"]
+        .children[0]
+        .esp_proposals
+    )
     got = without_ke(pfs)
     assert pfs[0].of(TransformType.KE)  # (modp2048)
     assert [s.of(TransformType.KE) for s in got] == [(), ()]
