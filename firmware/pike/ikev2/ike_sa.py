@@ -232,7 +232,9 @@ class IkeSa:
 
     def set_state(self, new: IkeState, now: float | None = None) -> None:
         """With ``now``, an unproven SA logs through the rate limit."""
-        limit = (self.ctx.log_limit, now) if now is not None and self.unproven else None
+        limit = None
+        if now is not None and not self.initiator and self.established_at is None:  # unproven
+            limit = (self.ctx.log_limit, now)
         self.state = ike_transition(self.tag, "IKE_SA", self.state, new, log, limit)
         self.ctx.touched(self)
 

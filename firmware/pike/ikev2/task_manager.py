@@ -298,9 +298,13 @@ class TaskManager:
         mid = msg.message_id
         if (mid != self.mid_in or self.pending is not None) and not self._new_request(mid, now):
             return
+        sa = self.sa
         if log.isEnabledFor(_INFO):
             self._log_message("received", "half_open_received", msg, now)
-        self._count(msg.exchange, False)
+        # counted by exchange name, per connection (as _count, without its frame)
+        counts = (sa.counters or sa.conn_counters()).messages_in
+        key = EXCHANGE_NAMES.get(msg.exchange) or exchange_name(msg.exchange)
+        counts[key] = counts.get(key, 0) + 1
         try:
             for task in tasks:
                 task.process(msg, now)
@@ -367,7 +371,9 @@ class TaskManager:
         self.cached_response = (mid, datagrams)
         if log.isEnabledFor(_INFO):
             self._log_message("sending", "half_open_sent", resp, now, len(datagrams))
-        self._count(exchange, True)
+        counts = (sa.counters or sa.conn_counters()).messages_out  # (as _count)
+        key = EXCHANGE_NAMES.get(exchange) or exchange_name(exchange)
+        counts[key] = counts.get(key, 0) + 1
         for data in datagrams:
             sa.send(data, True)
         for task in filter(_COMPLETES, tasks):
