@@ -99,7 +99,9 @@ class IkeSa:
     keys: IkeKeys | None = field(default=None, repr=False)
     cipher_out: SkCipher | None = field(default=None, repr=False)
     cipher_in: SkCipher | None = field(default=None, repr=False)
-    init_request: bytes = b""  # the IKE_SA_INIT messages as sent: AUTH signs them
+    # the IKE_SA_INIT messages as sent (AUTH signs them; the responder also tells a
+    # retransmitted request by them)
+    init_request: bytes = b""
     init_response: bytes = b""
     nat_local: bool = False  # we are behind a NAT
     nat_remote: bool = False  # the peer is behind a NAT (or faked it, like kernel-libipsec)
@@ -158,7 +160,6 @@ class IkeSa:
     # where it came from without moving the IKE SA (only UPDATE_SA_ADDRESSES moves it).
     request_path: tuple[Address, Address] | None = None
     reply_path: tuple[Address, Address] | None = None
-    init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
     # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
     # initiation asked for, so that a retry asks for the same.
     keyingtry: int = 0

@@ -8,7 +8,6 @@ otherwise creates a half-open IKE SA that HALF_OPEN_TIMEOUT bounds (see timers.p
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from pike.ikev2.cookies import CookieJar
@@ -67,9 +66,9 @@ class InitResponder:
     def request(self, hdr: Header, data: bytes, src: Address, dst: Address, now: float) -> None:
         key = (hdr.spi_i, src[0], src[1])
         existing = self.half_open.get(key)
-        digest = hashlib.sha256(data).digest()
         if existing is not None and existing.state != _DESTROYED:
-            if existing.init_digest != digest:
+            # (a half-open SA keeps the IKE_SA_INIT request it answered: AUTH signs it)
+            if existing.init_request != data:
                 # Same SPIi, address and port, other bytes: not a retransmission. Answering
                 # it with the cached response would reflect our larger answer at whoever
                 # the source pretends to be (a 28-byte header drew up to 22 times more).
@@ -115,7 +114,6 @@ class InitResponder:
             created_at=now,
         )
         sa.candidates = candidates
-        sa.init_digest = digest
         sa.set_state(_CONNECTING, now)
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa

@@ -584,7 +584,7 @@ class IkeAuth(Task):
         sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""
         # Nor what picked the connection (responder): the candidates and the peer's IKE
         # proposals are a dozen objects per held SA for the collector to scan.
-        sa.candidates, sa.offer, sa.init_digest = None, (), b""
+        sa.candidates, sa.offer = None, ()
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s: IKE_SA established between %s[%s]...%s[%s]",

@@ -103,10 +103,6 @@ class IkeInit(Task):
         note_frag(sa, msg)
         note_hashes(sa, msg)
 
-    def completed(self, now: float) -> None:
-        if self.initiator:
-            float_for_auth(self.sa)
-
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
             self._process_r(msg, now)
@@ -169,6 +165,7 @@ class IkeInit(Task):
             # before IKE_AUTH and anything else queued (RFC 9370 §2.2.2)
             sa.tasks.queued = (IkeIntermediate(sa, True), *sa.tasks.queued)
         self._note_notifies(msg)
+        float_for_auth(sa)  # (the exchange is over: IKE_SA_INIT has this one task)
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message, now: float) -> None:
