@@ -614,7 +614,9 @@ class Ikev2Engine:
             # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
             # from a new address/port: NAT float or mapping change. Before IKE_AUTH anyone
             # who sent an IKE_SA_INIT has the keys: that SA's line is rate-limited.
-            if self.ctx.log_limit.wanted(log, logging.INFO, "peer_moved", now, sa.unproven):
+            if log.isEnabledFor(logging.INFO) and self.ctx.log_limit.wanted(
+                log, logging.INFO, "peer_moved", now, sa.unproven
+            ):
                 log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
             sa.remote, sa.local = src, dst
             self._move_children(sa)
