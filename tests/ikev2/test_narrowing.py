@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pike.crypto.ids import TransformType
-from pike.ikev2 import child_proposal, narrowing
+from pike.ikev2 import narrowing
 from pike.ikev2.child_proposal import choose_esp, without_ke
 from pike.ikev2.narrowing import (
     ChildMatch,
@@ -15,8 +15,9 @@ from pike.ikev2.narrowing import (
     match_offer,
     narrow,
     ts_from_wire,
-    ts_payload,
     ts_to_wire,
+    tsi_payload,
+    tsr_payload,
 )
 from pike.ikev2.negotiate import to_wire
 from pike.policy.loader import load_config_text
@@ -99,28 +100,22 @@ def test_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(narrowing._matches) <= narrowing.MATCHES_MAX
 
 
-def test_ts_payloads_made_once_per_selectors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ts_payloads_made_once_per_selectors() -> None:
     """The same tuple of selectors gives the same (immutable) payload of each kind; an
-    equal tuple another, equal one; the memo stays bounded."""
-    monkeypatch.setattr(narrowing, "_payloads", {})
+    equal tuple another, equal one."""
     ours = tuple(ts("10.1.0.0/24", "10.3.0.0/24"))
-    tsi = ts_payload(TsiPayload, ours)
+    tsi = tsi_payload(ours)
     assert type(tsi) is TsiPayload and tuple(map(ts_from_wire, tsi.selectors)) == ours
-    assert ts_payload(TsiPayload, ours) is tsi
-    tsr = ts_payload(TsrPayload, ours)
+    assert tsi_payload(ours) is tsi
+    tsr = tsr_payload(ours)
     assert type(tsr) is TsrPayload and tsr.selectors == tsi.selectors
-    again = ts_payload(TsiPayload, tuple(ours))  # (tuple() of a tuple is that tuple)
-    assert again is tsi
-    other = ts_payload(TsiPayload, tuple(ts("10.1.0.0/24", "10.3.0.0/24")))
+    assert tsi_payload(tuple(ours)) is tsi  # (tuple() of a tuple is that tuple)
+    other = tsi_payload(tuple(ts("10.1.0.0/24", "10.3.0.0/24")))
     assert other == tsi and other is not tsi
-    for i in range(narrowing.PAYLOADS_MAX * 2):
-        ts_payload(TsiPayload, tuple(ts(f"10.{i // 256}.{i % 256}.0/24")))
-        assert len(narrowing._payloads) <= narrowing.PAYLOADS_MAX
 
 
-def test_esp_proposals_without_ke_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """IKE_AUTH's ESP proposals (no PFS group) once per config tuple; bounded."""
-    monkeypatch.setattr(child_proposal, "_without_ke", {})
+def test_esp_proposals_without_ke_made_once() -> None:
+    """IKE_AUTH's ESP proposals (no PFS group) once per config tuple."""
     pfs = (
         load_config_text(
             conf(A, B, "a.example", "b.example", esp='"aes128gcm16-modp2048", "aes256gcm16"')
@@ -134,6 +129,3 @@ def test_esp_proposals_without_ke_made_once(monkeypatch: pytest.MonkeyPatch) -> 
     assert [s.of(TransformType.KE) for s in got] == [(), ()]
     assert without_ke(pfs) is got
     assert without_ke(tuple(list(pfs))) == got  # an equal tuple: made anew, equal
-    for _ in range(child_proposal.WITHOUT_KE_MAX * 2):
-        without_ke(tuple(list(pfs)))
-        assert len(child_proposal._without_ke) <= child_proposal.WITHOUT_KE_MAX

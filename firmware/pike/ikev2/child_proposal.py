@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pike.crypto.proposal import ProposalSpec
+from pike.ikev2.memo import ByIdentity
 from pike.ikev2.negotiate import select
 from pike.sa.chosen import Chosen
 from pike.wire.constants import ProtocolId
@@ -15,23 +16,14 @@ from pike.wire.payloads import Proposal
 _ESP = ProtocolId.ESP
 
 
-def without_ke(specs: tuple[ProposalSpec, ...]) -> tuple[ProposalSpec, ...]:
-    """IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2),
-    and with them the additional key exchanges (RFC 9370 §2.2.3)."""
-    known = _without_ke.get(id(specs))
-    if known is not None and known[0] is specs:
-        return known[1]
-    out = tuple(s.without_ke() for s in specs)
-    if len(_without_ke) >= WITHOUT_KE_MAX:
-        _without_ke.clear()
-    _without_ke[id(specs)] = (specs, out)  # (the entry holds ``specs``: its id stays its own)
-    return out
+def _without_ke(specs: tuple[ProposalSpec, ...]) -> tuple[ProposalSpec, ...]:
+    return tuple(s.without_ke() for s in specs)
 
 
-# ``without_ke`` by the identity of the specs: every IKE_AUTH asks for a child config's
-# ESP proposals (the config's tuple) without KE. Bounded.
-_without_ke: dict[int, tuple[tuple[ProposalSpec, ...], tuple[ProposalSpec, ...]]] = {}
-WITHOUT_KE_MAX = 256
+# IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2), and
+# with them the additional key exchanges (RFC 9370 §2.2.3). Made once per config tuple:
+# every IKE_AUTH asks for its child's.
+without_ke: ByIdentity[tuple[ProposalSpec, ...], tuple[ProposalSpec, ...]] = ByIdentity(_without_ke)
 
 
 def child_specs(esp_proposals: tuple[ProposalSpec, ...], in_auth: bool) -> tuple[ProposalSpec, ...]:

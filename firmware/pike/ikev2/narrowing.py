@@ -12,12 +12,13 @@ import operator
 from collections.abc import Iterable, Sequence
 from ipaddress import ip_address
 from operator import attrgetter
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
+from pike.ikev2.memo import ByIdentity
 from pike.policy.config import ChildConfig
 from pike.policy.ts import TrafficSelector
 from pike.wire.constants import TsType
-from pike.wire.payloads import TrafficSelectorWire, TsPayload
+from pike.wire.payloads import TrafficSelectorWire, TsiPayload, TsrPayload
 
 # Enum members the handshake path compares with: a member lookup is slow on 3.11
 _TS_IPV4_ADDR_RANGE = TsType.TS_IPV4_ADDR_RANGE
@@ -31,25 +32,19 @@ def ts_to_wire(ts: TrafficSelector) -> TrafficSelectorWire:
     return TrafficSelectorWire(kind, ts.protocol, ts.start_port, ts.end_port, ts.start, ts.end)
 
 
-_Ts = TypeVar("_Ts", bound=TsPayload)
-# TSi/TSr payloads by the selectors they carry (immutable: messages share them). Keyed on
-# the tuple's identity, which the entry holds: a CHILD_SA's selectors are mostly the
-# config's tuple or one the narrowing memo gives every handshake. Bounded.
-_payloads: dict[tuple[type[TsPayload], int], tuple[Selectors, TsPayload]] = {}
-PAYLOADS_MAX = 256
+# TSi/TSr payloads of our selectors (immutable: messages share them), made once per tuple:
+# a CHILD_SA's selectors are mostly the config's tuple or one the narrowing memo gives
+# every handshake.
+def _tsi(ts: Selectors) -> TsiPayload:
+    return TsiPayload(tuple(map(ts_to_wire, ts)))
 
 
-def ts_payload(kind: type[_Ts], ts: Selectors) -> _Ts:
-    """A ``kind`` (TSi or TSr) payload carrying ``ts``."""
-    key = (kind, id(ts))
-    known = _payloads.get(key)
-    if known is not None and known[0] is ts:
-        return known[1]  # type: ignore[return-value]  # (made as ``kind`` below)
-    payload = kind(tuple(map(ts_to_wire, ts)))
-    if len(_payloads) >= PAYLOADS_MAX:
-        _payloads.clear()
-    _payloads[key] = (ts, payload)
-    return payload
+def _tsr(ts: Selectors) -> TsrPayload:
+    return TsrPayload(tuple(map(ts_to_wire, ts)))
+
+
+tsi_payload: ByIdentity[Selectors, TsiPayload] = ByIdentity(_tsi)
+tsr_payload: ByIdentity[Selectors, TsrPayload] = ByIdentity(_tsr)
 
 
 def ts_from_wire(w: TrafficSelectorWire) -> TrafficSelector:

@@ -27,7 +27,8 @@ from pike.ikev2.narrowing import (
     match_child,
     match_offer,
     ts_from_wire,
-    ts_payload,
+    tsi_payload,
+    tsr_payload,
 )
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
@@ -178,8 +179,8 @@ class ChildCreate(Task):
             if self.group:
                 self.ke = KeyExchange(self.group, sa.ctx.random)
                 msg.payloads.append(KePayload(self.group, self.ke.public_bytes()))
-        msg.payloads.append(ts_payload(TsiPayload, child.local_ts))
-        msg.payloads.append(ts_payload(TsrPayload, child.remote_ts))
+        msg.payloads.append(tsi_payload(child.local_ts))
+        msg.payloads.append(tsr_payload(child.remote_ts))
         if cfg.mode == "transport":
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         if self.in_auth and self.reqid is not None and self.ahead is None:
@@ -505,8 +506,8 @@ class ChildCreate(Task):
             msg.payloads.append(NoncePayload(self.nr))
             if self.ke is not None:
                 msg.payloads.append(KePayload(self.ke.group, self.ke.public_bytes()))
-        msg.payloads.append(ts_payload(TsiPayload, child.remote_ts))
-        msg.payloads.append(ts_payload(TsrPayload, child.local_ts))
+        msg.payloads.append(tsi_payload(child.remote_ts))
+        msg.payloads.append(tsr_payload(child.local_ts))
         if child.mode == "transport":
             msg.payloads.append(NotifyPayload(_USE_TRANSPORT_MODE))
         if followup is not None:
