@@ -164,10 +164,22 @@ class ConnIndex:
     def candidates(self, version: int, local: str, remote: str) -> Candidates:
         """The connections of ``version`` whose addresses admit ``remote`` -> ``local``."""
         rip, lip = parse_ip(remote), parse_ip(local)
-        hosts = self._hosts[version].get(rip, [])
-        found = [
-            g for g in hosts + self._scan[version] if _fits(lip, g.local) and _fits(rip, g.remote)
-        ]
+        hosts = self._hosts[version].get(rip)
+        scan = self._scan[version]
+        if hosts is None and len(scan) == 1:  # one group for any peer (a hub's %any)
+            g = scan[0]
+            if (g.local is None or _fits(lip, g.local)) and (
+                g.remote is None or _fits(rip, g.remote)
+            ):
+                assert g.candidates is not None
+                return g.candidates
+            found = []
+        else:
+            found = [
+                g
+                for g in (hosts + scan if hosts else scan)
+                if _fits(lip, g.local) and _fits(rip, g.remote)
+            ]
         if len(found) == 1:
             assert found[0].candidates is not None
             return found[0].candidates
