@@ -113,14 +113,15 @@ class SkCipher:
 
     def seal(self, aad: bytes, plaintext: bytes) -> bytes:
         """Encrypt and authenticate: returns IV || ciphertext || ICV."""
-        data = plaintext + self._padding(len(plaintext))
         if self._aead is not None:
+            data = plaintext + b"\x00"  # no padding (block size 1): the Pad Length octet
             if self._sealed >= _IV_SPACE:
                 raise CryptoError("AEAD IV space exhausted: rekey the SA")
             iv = (self._counter % _IV_SPACE).to_bytes(AEAD_IV_SIZE, "big")
             self._counter += 1
             self._sealed += 1
             return iv + self._aead.encrypt(self._salt + iv, data, aad)
+        data = plaintext + self._padding(len(plaintext))
         iv_ct = self._encryptor.update(self._random(AES_BLOCK_SIZE) + data)
         icv = hmac_digest(self._integ_key, aad + iv_ct, self._hash)[: self.icv_size]
         return iv_ct + icv
