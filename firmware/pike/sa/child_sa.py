@@ -69,7 +69,7 @@ class ChildSa:
         assert self.inbound is not None and self.outbound is not None
         return InstallChildSa(
             ike_name,
-            self.name,
+            self.config.name,
             self.unique_id,
             self.inbound,
             self.outbound,
