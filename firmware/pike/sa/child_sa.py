@@ -144,7 +144,9 @@ class ChildSa:
             lts0, rts0 = self.local_ts[0], self.remote_ts[0]  # the SAs' own selectors
         else:
             mode, lts0, rts0 = "tunnel", None, None
-        lifetime = self._lifetime(random)
+        lifetime = cfg.kernel_lifetime  # without volume jitter: the config's own
+        if lifetime is None or cfg.rand_bytes or cfg.rand_packets:
+            lifetime = self._lifetime(random)
         # Both directions written out: a CHILD_SA builds exactly these two, every field
         # from the negotiated algorithms, its config and its side.
         self.inbound = SaSpec(
@@ -223,7 +225,6 @@ def lifetime_of(cfg: ChildConfig) -> Lifetime:
     if got is None:
         got = _lifetime(cfg, cfg.rekey_bytes, cfg.rekey_packets)
         object.__setattr__(cfg, "kernel_lifetime", got)  # a cache on a frozen value
-    assert isinstance(got, Lifetime)
     return got
 
 
@@ -240,16 +241,6 @@ def policies_for(
     child's XFRM interface or VTI marks (out: the _out ones; in and fwd: the _in ones)."""
     out_if, out_mark = (cfg.if_id_out, cfg.mark_out) if cfg is not None else (0, NO_MARK)
     in_if, in_mark = (cfg.if_id_in, cfg.mark_in) if cfg is not None else (0, NO_MARK)
-    if len(local_ts) == 1 and len(remote_ts) == 1:  # the usual case: one pair, no loop
-        lts, rts = local_ts[0], remote_ts[0]
-        if type(lts.start) is not type(rts.start):
-            return ()  # 0.0.0.0/0 and ::/0 on both sides pair by family
-        out = PolicySpec(lts, rts, "out", reqid, mode, local, remote, if_id=out_if, mark=out_mark)
-        in_ = PolicySpec(rts, lts, "in", reqid, mode, remote, local, if_id=in_if, mark=in_mark)
-        if mode != "tunnel":
-            return (out, in_)
-        fwd = PolicySpec(rts, lts, "fwd", reqid, mode, remote, local, if_id=in_if, mark=in_mark)
-        return (out, in_, fwd)
     policies: list[PolicySpec] = []
     for lts in local_ts:
         for rts in remote_ts:
