@@ -96,7 +96,10 @@ class Candidates:
         if self._exact is None:
             self._index_ids()
         assert self._exact is not None
-        exact = self._exact.get(exact_key(peer), [])
+        exact = self._exact.get(exact_key(peer), []) if self._exact else []
+        if len(self._wild) == 1:  # one wildcard (a hub's ``*.branch.example``): no sort
+            c = self._wild[0]
+            return [*exact, c] if match_score(c.remote.id, peer) != NONE else exact[:]
         scored = [(s, c) for c in self._wild if (s := match_score(c.remote.id, peer)) != NONE]
         if len(scored) > 1:
             scored.sort(key=_by_score)
