@@ -202,12 +202,13 @@ class ChildSa:
         the config's alone: one ``Lifetime`` per child config, shared by its CHILD_SAs."""
         cfg = self.config
         if not (cfg.rand_bytes or cfg.rand_packets):
-            return lifetime_of(cfg)
+            return _config_lifetime(cfg)
         soft_bytes, soft_packets = self.draw_soft_volume(random)
-        return _lifetime(cfg, soft_bytes, soft_packets)
+        return _limits(cfg, soft_bytes, soft_packets)
 
 
-def _lifetime(cfg: ChildConfig, soft_bytes: int, soft_packets: int) -> Lifetime:
+def _limits(cfg: ChildConfig, soft_bytes: int, soft_packets: int) -> Lifetime:
+    """``cfg``'s kernel limits with these soft volume limits."""
     soft = max(cfg.rekey_time, 1)
     return Lifetime(
         soft_bytes=soft_bytes,
@@ -219,11 +220,11 @@ def _lifetime(cfg: ChildConfig, soft_bytes: int, soft_packets: int) -> Lifetime:
     )
 
 
-def lifetime_of(cfg: ChildConfig) -> Lifetime:
+def _config_lifetime(cfg: ChildConfig) -> Lifetime:
     """The limits of ``cfg``'s SAs without volume jitter, made once and kept on it."""
     got = cfg.kernel_lifetime
     if got is None:
-        got = _lifetime(cfg, cfg.rekey_bytes, cfg.rekey_packets)
+        got = _limits(cfg, cfg.rekey_bytes, cfg.rekey_packets)
         object.__setattr__(cfg, "kernel_lifetime", got)  # a cache on a frozen value
     return got
 
