@@ -245,8 +245,6 @@ def decode_payloads(
     pos = start
     payloads: list[Payload] = []
     append = payloads.append
-    first_of: dict[type[Any], Payload] = {}
-    note = first_of.setdefault
     step_of = _OUTER_STEP if outer else _INNER_STEP
     kind = first
     while kind:
@@ -259,12 +257,9 @@ def decode_payloads(
             except _NOT_COMMON:
                 payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         append(payload)
-        note(type(payload), payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    found = PayloadList(payloads)
-    found.first_of = first_of
-    return found
+    return PayloadList.indexed(payloads)
 
 
 def _decode_payload(

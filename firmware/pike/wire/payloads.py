@@ -6,9 +6,13 @@ names its payload type in ``TYPE`` so a message is simply a list of payloads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from ipaddress import IPv4Address, IPv6Address
+from itertools import compress
+from operator import attrgetter, is_
+from types import MappingProxyType
 from typing import Any, ClassVar, Self, SupportsIndex, TypeVar
 
 from pike.frozen import frozen
@@ -230,11 +234,12 @@ Payload = (
 
 _P = TypeVar("_P")
 
-# The classes a PayloadList's ``first_of`` answers for: the payload classes no other
-# payload class derives from (``first(IdPayload)`` must also find an IDi, so IdPayload and
-# TsPayload are looked up by a scan).
-_LEAF_CLASSES: frozenset[type[Any]] = frozenset(
-    {
+# Every payload class no other payload class derives from, each with None: a decoded
+# message's ``first_of`` starts from this, so a class it does not hold answers None at once.
+# ``first(IdPayload)`` must also find an IDi, so IdPayload and TsPayload are not keys:
+# they are looked up by a scan.
+_NONE_OF_EACH: dict[type[Any], Payload | None] = dict.fromkeys(
+    (
         SaPayload,
         KePayload,
         IdiPayload,
@@ -253,40 +258,52 @@ _LEAF_CLASSES: frozenset[type[Any]] = frozenset(
         SkPayload,
         SkfPayload,
         UnknownPayload,
-    }
+    )
 )
+_IS_NOTIFY = partial(is_, NotifyPayload)
+_NOTIFY_TYPE = attrgetter("notify_type")
+_NO_NOTIFIES: Mapping[int, NotifyPayload] = MappingProxyType({})
+# What a changed list's ``first_of`` is: every class misses, so lookups scan.
+_STALE: Mapping[type[Any], Payload | None] = MappingProxyType({})
 
 
 class PayloadList(list[Payload]):
     """The payloads of a decoded message, with what the engine looks up in them.
 
     The engine asks a received message for a dozen payloads and notifies, each a scan in
-    Python. The decoder notes the first payload of each class as it appends them
-    (``first_of``); the first Notify of each type is noted on the first ``notify``. The
-    list stays a plain list to its users: every method that changes it drops both, and
-    lookups scan again (a payload put in later may be of a class from outside the codec,
-    which ``isinstance`` must see).
+    Python. ``indexed`` (the decoder's) notes, from C, the first payload of each class
+    (``first_of``), the Notify payloads in order (``notifies``) and the first of each type
+    (``notify_of``). The list stays a plain list to its users: every method that changes it
+    drops what was noted, and lookups scan again (a payload put in later may be of a class
+    from outside the codec, which ``isinstance`` must see). A list that was never indexed
+    has none of the three (``AttributeError``): lookups scan it too.
     """
 
-    first_of: dict[type[Any], Payload] | None = None
-    notify_of: dict[int, NotifyPayload] | None = None
-    notify_list: tuple[NotifyPayload, ...] = ()
+    __slots__ = ("first_of", "notify_of", "notifies")
+    first_of: Mapping[type[Any], Payload | None]
+    notify_of: Mapping[int, NotifyPayload] | None
+    notifies: tuple[NotifyPayload, ...]
 
-    def note_notifies(self) -> dict[int, NotifyPayload]:
-        """Note the Notify payloads in order, and the first of each type."""
-        found: dict[int, NotifyPayload] = {}
-        notifies: list[NotifyPayload] = []
-        for p in self:
-            if type(p) is NotifyPayload:
-                found.setdefault(p.notify_type, p)
-                notifies.append(p)
-        self.notify_of, self.notify_list = found, tuple(notifies)
+    @classmethod
+    def indexed(cls, payloads: list[Payload]) -> PayloadList:
+        """``payloads`` with their index, built by C calls rather than a loop in Python."""
+        found = cls(payloads)
+        backwards = payloads[::-1]  # the last value stored for a key is the first payload
+        first_of = _NONE_OF_EACH.copy()
+        first_of.update(zip(map(type, backwards), backwards))
+        found.first_of = first_of
+        if first_of[NotifyPayload] is None:
+            found.notify_of, found.notifies = _NO_NOTIFIES, ()
+        else:
+            notifies = (*compress(payloads, map(_IS_NOTIFY, map(type, payloads))),)
+            backwards = notifies[::-1]
+            found.notify_of = dict(zip(map(_NOTIFY_TYPE, backwards), backwards))
+            found.notifies = notifies
         return found
 
     # The mutating methods of ``list``: each drops what was noted, then does its work.
     def _changed(self) -> None:
-        self.first_of = self.notify_of = None
-        self.notify_list = ()
+        self.first_of, self.notify_of, self.notifies = _STALE, None, ()
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._changed()
@@ -360,35 +377,32 @@ class Message:
     plaintext: bytes = field(default=b"", repr=False, compare=False)
     first_inner: int = field(default=0, repr=False, compare=False)
 
+    # Each lookup asks the index of a decoded message straight away; a message we build
+    # holds a plain list (no index: AttributeError), a changed one a stale index, and
+    # IdPayload/TsPayload are no keys of it (KeyError): those are scanned.
     def first(self, cls: type[_P]) -> _P | None:
-        payloads = self.payloads
-        if type(payloads) is PayloadList:
-            first_of = payloads.first_of
-            if first_of is not None:
-                found = first_of.get(cls)
-                if found is not None or cls in _LEAF_CLASSES:
-                    return found  # type: ignore[return-value]
-        for p in payloads:
+        try:
+            return self.payloads.first_of[cls]  # type: ignore[attr-defined,no-any-return]
+        except (AttributeError, KeyError):
+            pass
+        for p in self.payloads:
             if isinstance(p, cls):
                 return p
         return None
 
     def all(self, cls: type[_P]) -> list[_P]:
-        payloads = self.payloads
-        if cls is NotifyPayload and type(payloads) is PayloadList and payloads.first_of is not None:
-            if payloads.notify_of is None:
-                payloads.note_notifies()
-            return list(payloads.notify_list)  # type: ignore[arg-type]
-        return [p for p in payloads if isinstance(p, cls)]
+        if cls is NotifyPayload:
+            notifies = getattr(self.payloads, "notifies", None)
+            if notifies:
+                return [*notifies]
+        return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
-        payloads = self.payloads
-        if type(payloads) is PayloadList and payloads.first_of is not None:
-            notify_of = payloads.notify_of
-            if notify_of is None:
-                notify_of = payloads.note_notifies()
-            return notify_of.get(notify_type)
-        for p in payloads:
+        try:
+            return self.payloads.notify_of.get(notify_type)  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:
+            pass
+        for p in self.payloads:
             if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
                 return p
         return None
