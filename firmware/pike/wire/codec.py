@@ -36,6 +36,7 @@ from pike.wire.constants import (
 )
 from pike.wire.errors import EncodeError, MalformedMessage
 from pike.wire.header import HEADER, IKE_MAJOR_VERSION, decode_header
+from pike.wire.memo import memoized
 from pike.wire.payloads import (
     AuthPayload,
     CertPayload,
@@ -179,20 +180,36 @@ def _stepped(decode: Decoder) -> Step:
     return step
 
 
+def _no_spi(sa: SaPayload) -> bool:
+    # IKE_SA_INIT offers carry no SPI, so they recur; a proposal with an SPI is unique.
+    return not any(proposal.spi for proposal in sa.proposals)
+
+
+# Payload type -> the memo of its decoded bodies (see ``pike.wire.memo``): the types whose
+# bodies recur from branch to branch.
+MEMOS: dict[int, dict[bytes, Any]] = {
+    PayloadType.SA: {},
+    PayloadType.IDR: {},
+    PayloadType.CERTREQ: {},
+    PayloadType.VENDOR_ID: {},
+    PayloadType.TSI: {},
+    PayloadType.TSR: {},
+}
+
 # Payload type -> the step that decodes it in its common shape: the chain walker's fast path.
 STEPS: dict[int, Step] = {
-    PayloadType.SA: _stepped(sa_body.decode_sa),
+    PayloadType.SA: memoized(sa_body.decode_sa, MEMOS[PayloadType.SA], _no_spi),
     PayloadType.KE: bodies.KE.step,
     PayloadType.IDI: bodies.IDI.step,
-    PayloadType.IDR: bodies.IDR.step,
+    PayloadType.IDR: memoized(bodies.IDR.decode, MEMOS[PayloadType.IDR]),
     PayloadType.CERT: bodies.CERT.step,
-    PayloadType.CERTREQ: bodies.CERTREQ.step,
+    PayloadType.CERTREQ: memoized(bodies.CERTREQ.decode, MEMOS[PayloadType.CERTREQ]),
     PayloadType.AUTH: bodies.AUTH.step,
     PayloadType.NONCE: bodies.NONCE.step,
     PayloadType.NOTIFY: bodies.step_notify,
-    PayloadType.VENDOR_ID: bodies.VENDOR_ID.step,
-    PayloadType.TSI: ts_body.step_tsi,
-    PayloadType.TSR: ts_body.step_tsr,
+    PayloadType.VENDOR_ID: memoized(bodies.VENDOR_ID.decode, MEMOS[PayloadType.VENDOR_ID]),
+    PayloadType.TSI: memoized(ts_body.decode_tsi, MEMOS[PayloadType.TSI]),
+    PayloadType.TSR: memoized(ts_body.decode_tsr, MEMOS[PayloadType.TSR]),
     PayloadType.EAP: bodies.EAP.step,
 }
 _INNER_STEP = STEPS.get

@@ -279,7 +279,7 @@ class PayloadList(list[Payload]):
     has none of the three (``AttributeError``): lookups scan it too.
     """
 
-    __slots__ = ("first_of", "notify_of", "notifies")
+    __slots__ = ("first_of", "notifies", "notify_of")
     first_of: Mapping[type[Any], Payload | None]
     notify_of: Mapping[int, NotifyPayload] | None
     notifies: tuple[NotifyPayload, ...]
@@ -290,14 +290,16 @@ class PayloadList(list[Payload]):
         found = cls(payloads)
         backwards = payloads[::-1]  # the last value stored for a key is the first payload
         first_of = _NONE_OF_EACH.copy()
-        first_of.update(zip(map(type, backwards), backwards))
+        first_of.update(zip(map(type, backwards), backwards, strict=True))
         found.first_of = first_of
         if first_of[NotifyPayload] is None:
             found.notify_of, found.notifies = _NO_NOTIFIES, ()
         else:
-            notifies = (*compress(payloads, map(_IS_NOTIFY, map(type, payloads))),)
-            backwards = notifies[::-1]
-            found.notify_of = dict(zip(map(_NOTIFY_TYPE, backwards), backwards))
+            notifies: tuple[NotifyPayload, ...] = (
+                *compress(payloads, map(_IS_NOTIFY, map(type, payloads))),  # type: ignore[arg-type]
+            )
+            last_first = notifies[::-1]
+            found.notify_of = dict(zip(map(_NOTIFY_TYPE, last_first), last_first, strict=True))
             found.notifies = notifies
         return found
 

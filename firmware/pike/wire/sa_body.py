@@ -86,7 +86,6 @@ def _decode_attributes(r: Reader) -> tuple[int | None, tuple[int, ...]]:
 # objects is most of the decode cost; the values are immutable, so sharing them is safe.
 # Bounded: a peer sending random transforms only empties them.
 _TRANSFORMS_CACHE: dict[bytes, tuple[Transform, ...]] = {}
-_SA_CACHE: dict[bytes, SaPayload] = {}
 _ENCODED_TRANSFORMS: dict[tuple[Transform, ...], bytes] = {}
 # The same by the tuple's identity, tried first: an answer's transforms are one shared
 # tuple (``Chosen.transforms``), and hashing a tuple of Transforms runs each one's
@@ -146,16 +145,12 @@ def _decode_proposal(data: bytes, pos: int, end: int) -> tuple[Proposal, int]:
 
 
 def decode_sa(data: bytes, start: int, end: int) -> SaPayload:
-    key = data[start:end]
-    cached = _SA_CACHE.get(key)
-    if cached is not None:
-        return cached
+    # The offers that recur (IKE_SA_INIT's, without SPIs) are found by the chain walker's
+    # memo (``pike.wire.memo``) before this runs.
     proposals: list[Proposal] = []
-    spis = False
     pos = start
     while pos < end:
         proposal, pos = _decode_proposal(data, pos, end)
-        spis = spis or bool(proposal.spi)
         # §3.3.1: numbered from 1, each one more than the previous. A response carries one
         # proposal whose number is the one accepted, so only the sequence is checked.
         if proposal.number == 0 or (proposals and proposal.number != proposals[-1].number + 1):
@@ -163,14 +158,7 @@ def decode_sa(data: bytes, start: int, end: int) -> SaPayload:
         proposals.append(proposal)
     if not proposals:
         raise invalid("SA payload without proposals")
-    sa = SaPayload(tuple(proposals))
-    # IKE_SA_INIT proposals carry no SPI, so every initiator with the same configuration
-    # sends the same bytes; proposals with SPIs are unique and would only churn the cache.
-    if not spis:
-        if len(_SA_CACHE) >= _CACHE_MAX:
-            _SA_CACHE.clear()
-        _SA_CACHE[key] = sa
-    return sa
+    return SaPayload(tuple(proposals))
 
 
 def _encode_transform(t: Transform, last: bool) -> bytes:
