@@ -225,6 +225,11 @@ def _step_sk(data: bytes, pos: int, end: int) -> tuple[SkPayload, int, int]:
     return SkPayload(first_inner, data[pos + GENERIC_PAYLOAD_HEADER_LEN : stop]), 0, stop
 
 
+def _no_step(data: bytes, pos: int, end: int) -> tuple[Payload, int, int]:
+    """The step of a type without one (unknown types, SK and SKF inside): the full way."""
+    raise Unusual
+
+
 # The outer chain may end with an SK payload; inside it, SK and SKF are invalid (and left to
 # the full way, which says so).
 _OUTER_STEP = {**STEPS, PayloadType.SK: _step_sk}.get
@@ -265,14 +270,10 @@ def decode_payloads(
     step_of = _OUTER_STEP if outer else _INNER_STEP
     kind = first
     while kind:
-        step = step_of(kind)
-        if step is None:
+        try:
+            payload, kind, pos = step_of(kind, _no_step)(data, pos, end)
+        except _NOT_COMMON:
             payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
-        else:
-            try:
-                payload, kind, pos = step(data, pos, end)
-            except _NOT_COMMON:
-                payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         append(payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
