@@ -290,7 +290,7 @@ class PayloadList(list[Payload]):
         found = cls(payloads)
         backwards = payloads[::-1]  # the last value stored for a key is the first payload
         first_of = _NONE_OF_EACH.copy()
-        first_of.update(zip(map(type, backwards), backwards, strict=True))
+        first_of.update(zip(map(type, backwards), backwards))  # noqa: B905 (one length)
         found.first_of = first_of
         if first_of[NotifyPayload] is None:
             found.notify_of, found.notifies = _NO_NOTIFIES, ()
@@ -299,7 +299,7 @@ class PayloadList(list[Payload]):
                 *compress(payloads, map(_IS_NOTIFY, map(type, payloads))),  # type: ignore[arg-type]
             )
             last_first = notifies[::-1]
-            found.notify_of = dict(zip(map(_NOTIFY_TYPE, last_first), last_first, strict=True))
+            found.notify_of = dict(zip(map(_NOTIFY_TYPE, last_first), last_first))  # noqa: B905
             found.notifies = notifies
         return found
 
