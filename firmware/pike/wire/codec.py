@@ -258,7 +258,7 @@ def _decode_encrypted(
 
 def decode_payloads(
     data: bytes | memoryview, first: int, start: int = 0, *, outer: bool = True
-) -> list[Payload]:
+) -> PayloadList:
     """Walk a payload chain from ``start`` to the end of ``data``, starting with type
     ``first``. ``outer`` is False inside an SK payload, where SK/SKF may not appear."""
     if type(data) is not bytes:
@@ -278,6 +278,14 @@ def decode_payloads(
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
     return PayloadList.indexed(payloads)
+
+
+def decode_inner(plaintext: bytes, first: int) -> PayloadList:
+    """The inner payloads of an Encrypted payload (or of all fragments), which remember the
+    octets they came from (see ``int_auth_data``)."""
+    payloads = decode_payloads(plaintext, first, outer=False)
+    payloads.received = first, plaintext
+    return payloads
 
 
 def _decode_payload(
@@ -366,10 +374,8 @@ def decrypt_message(data: bytes, msg: Message, cipher: SkCrypter) -> Message:
         msg.message_id,
         msg.is_initiator,
         msg.is_response,
-        decode_payloads(plaintext, sk.first_payload, outer=False),
-        encrypted=True,
-        plaintext=plaintext,
-        first_inner=sk.first_payload,
+        decode_inner(plaintext, sk.first_payload),
+        True,
     )
 
 
@@ -379,8 +385,9 @@ def int_auth_data(msg: Message) -> bytes:
     Encrypted payload held just the plaintext inner payloads (no IV, padding or ICV),
     then those payloads. A fragmented message counts as the whole (RFC 9242 §3.1.2).
     Received messages use the octets as received, ours are encoded."""
-    if msg.plaintext or msg.first_inner:
-        first, plain = msg.first_inner, msg.plaintext
+    received: tuple[int, bytes] | None = getattr(msg.payloads, "received", None)
+    if received is not None:
+        first, plain = received
     else:
         first, parts = encode_payloads(msg.payloads, outer=False)
         plain = b"".join(parts)

@@ -279,10 +279,14 @@ class PayloadList(list[Payload]):
     has none of the three (``AttributeError``): lookups scan it too.
     """
 
-    __slots__ = ("first_of", "notifies", "notify_of")
+    __slots__ = ("first_of", "notifies", "notify_of", "received")
     first_of: Mapping[type[Any], Payload | None]
     notify_of: Mapping[int, NotifyPayload] | None
     notifies: tuple[NotifyPayload, ...]
+    # Decrypted payloads: the type of the first and the inner chain as received (RFC 9242
+    # IntAuth covers these octets, not a re-encoding of them). Kept on the list rather than
+    # the message: a field less to store for every message built or decoded.
+    received: tuple[int, bytes]
 
     @classmethod
     def indexed(cls, payloads: list[Payload]) -> PayloadList:
@@ -374,10 +378,6 @@ class Message:
     is_response: bool
     payloads: list[Payload] = field(default_factory=list)
     encrypted: bool = False
-    # A decrypted message: its inner payload chain as received and the type of the first
-    # (RFC 9242 IntAuth covers these octets, not a re-encoding of them).
-    plaintext: bytes = field(default=b"", repr=False, compare=False)
-    first_inner: int = field(default=0, repr=False, compare=False)
 
     # Each lookup asks the index of a decoded message straight away; a message we build
     # holds a plain list (no index: AttributeError), a changed one a stale index, and
