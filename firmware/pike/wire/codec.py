@@ -70,6 +70,7 @@ _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
 _TYPE = attrgetter("TYPE")
+_SPI = attrgetter("spi")
 CRITICAL = 0x80  # RFC 7296 §3.2
 
 # A body decoder gets the message's bytes and the body's bounds and must use all of it.
@@ -182,7 +183,7 @@ def _stepped(decode: Decoder) -> Step:
 
 def _no_spi(sa: SaPayload) -> bool:
     # IKE_SA_INIT offers carry no SPI, so they recur; a proposal with an SPI is unique.
-    return not any(proposal.spi for proposal in sa.proposals)
+    return not any(map(_SPI, sa.proposals))
 
 
 # Payload type -> the memo of its decoded bodies (see ``pike.wire.memo``): the types whose
