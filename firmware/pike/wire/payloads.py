@@ -387,7 +387,7 @@ class Message:
 
     def all(self, cls: type[_P]) -> list[_P]:
         if cls is NotifyPayload:
-            notifies = getattr(self.payloads, "notifies", None)
+            notifies: list[_P] | None = getattr(self.payloads, "notifies", None)
             if notifies is not None:
                 return notifies[::-1]
         return [p for p in self.payloads if isinstance(p, cls)]
