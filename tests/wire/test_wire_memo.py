@@ -4,12 +4,13 @@ value, and each memo stays bounded."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from ipaddress import IPv4Address
 
 import pytest
 
-from pike.wire import codec, memo
+from pike.wire import codec, memo, sa_body
 from pike.wire.codec import MEMOS, decode_message, encode_message
 from pike.wire.constants import PayloadType
 from pike.wire.errors import MalformedMessage
@@ -17,6 +18,7 @@ from pike.wire.payloads import (
     IdrPayload,
     NoncePayload,
     Payload,
+    Proposal,
     SaPayload,
     TrafficSelectorWire,
     TsiPayload,
@@ -35,10 +37,19 @@ RECURRING: list[Payload] = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def empty_memos() -> None:
+# And every CHILD_SA's: the same offer but for its SPI.
+OFFER = SaPayload((ESP_PROPOSAL,))
+
+
+def _clear() -> None:
     for kept in MEMOS.values():
         kept.clear()
+    sa_body.PROPOSALS_BUT_SPI.clear()
+
+
+@pytest.fixture(autouse=True)
+def empty_memos() -> None:
+    _clear()
 
 
 def _decoded(payloads: list[Payload]) -> list[Payload]:
@@ -60,29 +71,38 @@ def test_a_recurring_body_is_decoded_once_and_shared() -> None:
 
 
 def test_unique_bodies_are_not_kept() -> None:
-    # An SA with an SPI (every CHILD_SA's) never recurs; nonces are not memoized at all.
-    assert _decoded([SaPayload((ESP_PROPOSAL,)), NoncePayload(bytes(32))]) == [
-        SaPayload((ESP_PROPOSAL,)),
-        NoncePayload(bytes(32)),
-    ]
-    assert not any(MEMOS.values())
+    # Nonces are not memoized at all; an offer of two proposals with SPIs is unique.
+    two = SaPayload((ESP_PROPOSAL, Proposal(3, 3, b"\x01\x02\x03\x04", ESP_PROPOSAL.transforms)))
+    assert _decoded([two, NoncePayload(bytes(32))]) == [two, NoncePayload(bytes(32))]
+    assert not any(MEMOS.values()) and not sa_body.PROPOSALS_BUT_SPI
 
 
-def test_a_changed_body_is_decoded_anew() -> None:
+def test_an_offer_with_another_spi_is_found_apart_from_its_spi() -> None:
+    (first,) = _decoded([OFFER])
+    assert first == OFFER and len(sa_body.PROPOSALS_BUT_SPI) == 1
+    for spi in (b"\x00\x00\x00\x01", ESP_PROPOSAL.spi, b"\xff" * 4):
+        offer = SaPayload((dataclasses.replace(ESP_PROPOSAL, spi=spi),))
+        (again,) = _decoded([offer])
+        assert again == offer and again.proposals[0].transforms is first.proposals[0].transforms
+    assert len(sa_body.PROPOSALS_BUT_SPI) == 1
+
+
+def test_a_changed_body_is_decoded_anew(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every one-byte change of a memoized message decodes as it does with the memos empty.
-    datagram = encode_message(message(RECURRING))
+    datagram = encode_message(message([*RECURRING, OFFER]))
     decode_message(datagram)
+    assert sa_body.PROPOSALS_BUT_SPI
     variants = [
         datagram[:i] + bytes([datagram[i] ^ bit]) + datagram[i + 1 :]
         for i in range(28, len(datagram))
         for bit in (1, 0x80)
     ]
     with_memo = [_outcome(v) for v in variants]
-    for kept in MEMOS.values():
-        kept.clear()
+    _clear()
+    monkeypatch.setattr(codec, "_OUTER_STEP", {}.get)  # the full decoders alone
     without = [_outcome(v) for v in variants]
     assert with_memo == without
-    assert sum(isinstance(o, list) and o != RECURRING for o in without) > 20
+    assert sum(isinstance(o, list) and o != [*RECURRING, OFFER] for o in without) > 20
 
 
 def test_a_stale_value_would_be_seen() -> None:
@@ -131,4 +151,5 @@ def _outcome(datagram: bytes) -> object:
 def test_memos_are_reached_only_through_the_steps() -> None:
     # The equivalence test of test_wire_payloads turns the steps off to compare with the
     # full decoders: the memos must go with them.
-    assert all(codec.STEPS[kind].__name__ == "step_memo" for kind in MEMOS)
+    names = {kind: codec.STEPS[kind].__name__ for kind in MEMOS}
+    assert names == {kind: "step_sa" if kind == PayloadType.SA else "step_memo" for kind in MEMOS}

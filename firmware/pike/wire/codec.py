@@ -70,7 +70,6 @@ _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
 _TYPE = attrgetter("TYPE")
-_SPI = attrgetter("spi")
 CRITICAL = 0x80  # RFC 7296 §3.2
 
 # A body decoder gets the message's bytes and the body's bounds and must use all of it.
@@ -181,15 +180,10 @@ def _stepped(decode: Decoder) -> Step:
     return step
 
 
-def _no_spi(sa: SaPayload) -> bool:
-    # IKE_SA_INIT offers carry no SPI, so they recur; a proposal with an SPI is unique.
-    return not any(map(_SPI, sa.proposals))
-
-
 # Payload type -> the memo of its decoded bodies (see ``pike.wire.memo``): the types whose
 # bodies recur from branch to branch.
 MEMOS: dict[int, dict[bytes, Any]] = {
-    PayloadType.SA: {},
+    PayloadType.SA: sa_body.OFFERS,  # and sa_body.PROPOSALS_BUT_SPI: see step_sa
     PayloadType.IDR: {},
     PayloadType.CERTREQ: {},
     PayloadType.VENDOR_ID: {},
@@ -199,7 +193,7 @@ MEMOS: dict[int, dict[bytes, Any]] = {
 
 # Payload type -> the step that decodes it in its common shape: the chain walker's fast path.
 STEPS: dict[int, Step] = {
-    PayloadType.SA: memoized(sa_body.decode_sa, MEMOS[PayloadType.SA], _no_spi),
+    PayloadType.SA: sa_body.step_sa,
     PayloadType.KE: bodies.KE.step,
     PayloadType.IDI: bodies.IDI.step,
     PayloadType.IDR: memoized(bodies.IDR.decode, MEMOS[PayloadType.IDR]),
