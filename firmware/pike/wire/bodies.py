@@ -193,6 +193,13 @@ def _fixed_write(spec: FixedSpec[_P]) -> Callable[[Any, int], bytes]:
             raise too_long(p, length)
         return pack(next_kind, 0, length) + tail  # type: ignore[no-any-return]
 
+    def write_one_field(p: Any, next_kind: int) -> bytes:
+        value, tail = values(p)
+        length = head_size + len(tail)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return pack(next_kind, 0, length, value) + tail  # type: ignore[no-any-return]
+
     def write(p: Any, next_kind: int) -> bytes:
         *fixed, tail = values(p)
         length = head_size + len(tail)
@@ -200,7 +207,9 @@ def _fixed_write(spec: FixedSpec[_P]) -> Callable[[Any, int], bytes]:
             raise too_long(p, length)
         return pack(next_kind, 0, length, *fixed) + tail  # type: ignore[no-any-return]
 
-    return write if spec.fields else write_tail_only
+    if not spec.fields:
+        return write_tail_only
+    return write_one_field if len(spec.fields) == 1 else write
 
 
 _ID_ADDRESS_LEN = {int(IdType.ID_IPV4_ADDR): IPV4_LEN, int(IdType.ID_IPV6_ADDR): IPV6_LEN}

@@ -393,16 +393,36 @@ def int_auth_data(msg: Message) -> bytes:
 
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
     """Return the first payload type and the parts of the chain (one per payload)."""
-    writers = [*map(_WRITER, map(type, payloads))]
-    if None in writers:
-        cls = type(payloads[writers.index(None)])
-        raise EncodeError(f"no encoder for {cls.__name__}")
-    # Each generic header names the type of the payload after it.
-    kinds = [*map(_TYPE, payloads), 0]
-    if _SK in kinds or _SKF in kinds:
+    parts: list[bytes] = []
+    if not payloads:
+        return 0, parts
+    append = parts.append
+    # Each generic header names the type of the payload after it: a payload is written
+    # when the next one's type is known. (A Python loop: ``map(type, ...)`` and
+    # ``map(call, ...)`` from C took longer than this.)
+    p = payloads[0]
+    first = kind = p.TYPE
+    sealed = kind in _ENCRYPTED_TYPES
+    for after in payloads[1:]:
+        kind = after.TYPE
+        if kind in _ENCRYPTED_TYPES:
+            sealed = True
+        writer = _WRITER(type(p))
+        if writer is None:
+            raise _no_encoder(p)
+        append(writer(p, kind))
+        p = after
+    writer = _WRITER(type(p))
+    if writer is None:
+        raise _no_encoder(p)
+    append(writer(p, 0))
+    if sealed:
         _check_encrypted_last(payloads, outer)
-    # ``call`` runs each payload's writer from C: no Python loop over the payloads.
-    return kinds[0], [*map(call, writers, payloads, kinds[1:])]  # type: ignore[arg-type]
+    return first, parts
+
+
+def _no_encoder(p: Payload) -> EncodeError:
+    return EncodeError(f"no encoder for {type(p).__name__}")
 
 
 def _check_encrypted_last(payloads: Sequence[Payload], outer: bool) -> None:
