@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from operator import attrgetter, call
+from operator import attrgetter
 from typing import Any
 
 from pike.wire import bodies, sa_body, ts_body
