@@ -63,6 +63,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 # (IKE 4 h, CHILD 1 h minus up to rand_time 6 min), as a hub would run
 DPD = 300
 CHILD_REKEY, CHILD_RAND = 3600, 360
+RESPONDER_CPU, GENERATOR_CPU = 0, 1  # --pin
 
 
 def cpu_seconds(pid: int) -> float:
@@ -132,8 +133,16 @@ def charon_conf(d: Path, plugins: str) -> Path:
     return conf
 
 
-def start_charon(ns: Namespace, prefix: Path, d: Path, plugins: str) -> subprocess.Popen[bytes]:
-    """charon in ``ns`` with its own mount namespace (its piddir ``prefix/run`` private)."""
+def pinned(argv: list[str], cpu: int | None) -> list[str]:
+    """``argv`` bound to ``cpu`` (``--pin``), or as it is."""
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+def start_charon(
+    ns: Namespace, prefix: Path, d: Path, plugins: str, cpu: int | None = None
+) -> subprocess.Popen[bytes]:
+    """charon in ``ns`` with its own mount namespace (its piddir ``prefix/run`` private),
+    on ``cpu`` if given."""
     (d / "run").mkdir(parents=True, exist_ok=True)
     conf = charon_conf(d, plugins)
     charon = prefix / "libexec" / "ipsec" / "charon"
@@ -141,7 +150,9 @@ def start_charon(ns: Namespace, prefix: Path, d: Path, plugins: str) -> subproce
     env = dict(os.environ, STRONGSWAN_CONF=str(conf))
     with (d / "stdout.log").open("wb") as out:
         return ns.popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script], stdout=out, env=env
+            pinned(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cpu),
+            stdout=out,
+            env=env,
         )
 
 
@@ -175,7 +186,16 @@ def swanctl_conf(conns: int) -> str:
 def pike_toml(conns: int, sock: Path) -> str:
     ids = ["%any"] if conns == 1 else branch_ids(conns)
     return PikeConf(
-        daemon={"control_socket": str(sock), "log_level": "warning"},
+        # charon runs with dos_protection = no (above): the generator is one address
+        # with dozens of handshakes in flight, which piked's defaults answer with
+        # COOKIEs and, past 5 proven half-open SAs, drops the generator retransmits
+        # 4 s later: work charon is not asked to do. The same settings for both.
+        daemon={
+            "control_socket": str(sock),
+            "log_level": "warning",
+            "cookie_threshold": 1_000_000,
+            "block_threshold": 1_000_000,
+        },
         connections=[
             Conn(
                 name=f"h{i}",
@@ -229,11 +249,15 @@ def start_piked(
     text: str | None = None,
     split: bool = False,
     python: Path | None = None,
+    record: Path | None = None,
+    cpu: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
     """piked with the fake kernel; returns it and the seconds until it said READY=1.
     Its config cache is ``d/cache`` (a second start in ``d`` reads it). ``text``: the
     config, else ``pike_toml(conns, ...)``. ``split``: it accounts its engine's CPU
-    (``engine_cpu``). ``python``: its interpreter (default ``VENV``'s)."""
+    (``engine_cpu``). ``python``: its interpreter (default ``VENV``'s). ``record``: it
+    keeps its conversation for ``live_replay.py`` (written there on SIGUSR2). ``cpu``: the
+    one it runs on."""
     sock, notify = d / "pike.sock", d / "notify.sock"
     (d / "pike.toml").write_text(pike_toml(conns, sock) if text is None else text)
     (d / "pike.toml").chmod(0o600)
@@ -249,11 +273,13 @@ def start_piked(
     )
     if split:
         env["PIKE_BENCH_ENGINE_CPU"] = str(d / "engine-cpu")
+    if record is not None:
+        env["PIKE_BENCH_RECORD"] = str(record)
     script = str(Path(__file__).with_name("piked_fake_kernel.py"))
     t0 = time.monotonic()
     with (d / "piked.log").open("wb") as out:
         proc = ns.popen(
-            [str(python or VENV / "python"), script, "--config", str(d / "pike.toml")],
+            pinned([str(python or VENV / "python"), script, "--config", str(d / "pike.toml")], cpu),
             stdout=out,
             env=env,
         )
@@ -309,12 +335,14 @@ def run_one(
     idle: float,
     split: bool = False,
     python: Path | None = None,
+    pin: bool = False,
 ) -> dict[str, float]:
     """One responder (``impl``: charon or piked, the latter under ``python``) under the
-    load-tester's ``n`` IKE SAs."""
+    load-tester's ``n`` IKE SAs. ``pin``: the responder on CPU 0, the generator on CPU 1."""
     with tempfile.TemporaryDirectory(prefix=f"bench-hub-{impl}-") as tmp:
         d = Path(tmp)
         out: dict[str, float] = {}
+        cpu, gen_cpu = (RESPONDER_CPU, GENERATOR_CPU) if pin else (None, None)
         if impl == "charon":
             rd = d / "resp"
             rd.mkdir()
@@ -325,6 +353,7 @@ def run_one(
                 # its load-tester credentials answer for srv.example too: the same PSK
                 "load-tester {\n enable = yes\n fake_kernel = yes\n initiators = 0\n"
                 f" preshared_key = {PSK}\n }}",
+                cpu,
             )
             vici = rd / "charon.vici"
             wait_for(vici.exists, 30, "charon's vici socket")
@@ -346,9 +375,11 @@ def run_one(
             out["load s"] = time.monotonic() - t0
         else:
             # the first start parses and fills the config cache, the second reads it
-            proc, out["ready s"] = start_piked(resp, d, conns, python=python)
+            proc, out["ready s"] = start_piked(resp, d, conns, python=python, cpu=cpu)
             kill_pid(proc.pid)
-            proc, out["ready s cached"] = start_piked(resp, d, conns, split=split, python=python)
+            proc, out["ready s cached"] = start_piked(
+                resp, d, conns, split=split, python=python, cpu=cpu
+            )
         split = split and impl == "piked"
         pid = proc.pid
         time.sleep(0.5)
@@ -357,7 +388,7 @@ def run_one(
         out["idle RSS MiB"] = rss0 / 1024
         gd = d / "gen"
         gd.mkdir()
-        gen_proc = start_charon(gen, prefix, gd, generator_plugins(n))
+        gen_proc = start_charon(gen, prefix, gd, generator_plugins(n), gen_cpu)
         log = gd / "charon.log"
         # until all are up, or none came up for 5 s (a lost IKE_SA_INIT the generator
         # gave up on): what came up is what is counted
@@ -455,6 +486,12 @@ def main() -> None:
         "this repository's .venv); given twice or more, one piked each, interleaved",
     )
     ap.add_argument("--no-charon", action="store_true", help="piked only (A/B of pikeds)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="the responder on CPU 0 and the generator on CPU 1 (taskset): neither "
+        "preempts the other, so what each wake-up costs is the responder's own",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_hub needs root (network namespaces)")
@@ -487,6 +524,7 @@ def main() -> None:
                         args.idle,
                         args.split,
                         pikeds.get(impl),
+                        args.pin,
                     )
                     print(f"# round {r + 1} {impl} {conns} conns: {got}", flush=True)
                     for k, v in got.items():

@@ -10,6 +10,11 @@ GC0 GC1 GC2`` (N counts the requests) on every SIGUSR2: ``bench_hub.py --split``
 engine's share of piked's CPU from the runtime's around it (two ``thread_time`` calls per
 datagram), and the collector's (its collections by generation and the thread CPU they
 took, wherever they ran: in the engine's entry points or around them).
+
+With ``PIKE_BENCH_RECORD=FILE`` the engines draw their randomness from a fixed seed and
+every datagram and timer they are given is kept, with its time, and written to FILE
+(pickled, with the config text) on every SIGUSR2: ``live_replay.py`` feeds a real
+generator's conversation into an in-memory engine that answers it byte for byte.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import pickle
+import random
 import signal
 import sys
 import time
@@ -85,6 +92,40 @@ def account_engine_cpu(path: Path) -> None:
     signal.signal(signal.SIGUSR2, report)
 
 
+RECORD_SEED = 12  # the recording piked's engine randomness (live_replay.py replays it)
+
+
+def record_conversation(path: Path, config: Path) -> None:
+    """Seeded engine randomness; every datagram and timer the engines get, kept with its
+    time and written to ``path`` on SIGUSR2 (see the module's docstring)."""
+    from pike.daemon.engines import Engines
+
+    events: list[tuple[str, tuple[Any, ...]]] = []
+    init = Engines.__init__
+
+    def seeded(self: Engines, *args: Any, **kwargs: Any) -> None:
+        kwargs["random"] = random.Random(RECORD_SEED).randbytes
+        init(self, *args, **kwargs)
+
+    def kept(kind: str, fn: Callable[..., None]) -> Callable[..., None]:
+        def wrapper(self: Engines, *args: Any) -> None:
+            events.append((kind, args))
+            fn(self, *args)
+
+        return wrapper
+
+    Engines.__init__ = seeded  # type: ignore[method-assign]
+    Engines.receive_datagram = kept("datagram", Engines.receive_datagram)  # type: ignore[method-assign]
+    Engines.handle_timer = kept("timer", Engines.handle_timer)  # type: ignore[method-assign]
+
+    def report(*_: object) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps((config.read_text(), events)))
+        tmp.replace(path)
+
+    signal.signal(signal.SIGUSR2, report)
+
+
 class CollectorClock:
     """The collector's collections per generation and the thread CPU time they took
     (``gc.callbacks``: called at each collection's start and stop)."""
@@ -110,4 +151,6 @@ if __name__ == "__main__":
     piked._kernel = FakeKernel
     if where := os.environ.get("PIKE_BENCH_ENGINE_CPU"):
         account_engine_cpu(Path(where))
+    elif where := os.environ.get("PIKE_BENCH_RECORD"):
+        record_conversation(Path(where), Path(sys.argv[sys.argv.index("--config") + 1]))
     sys.exit(pike.cli.piked_entry.main())
