@@ -21,6 +21,7 @@ from pike.wire.payloads import (
     Proposal,
     SaPayload,
     TrafficSelectorWire,
+    Transform,
     TsiPayload,
     TsrPayload,
     VendorIdPayload,
@@ -153,3 +154,16 @@ def test_memos_are_reached_only_through_the_steps() -> None:
     # full decoders: the memos must go with them.
     names = {kind: codec.STEPS[kind].__name__ for kind in MEMOS}
     assert names == {kind: "step_sa" if kind == PayloadType.SA else "step_memo" for kind in MEMOS}
+
+
+def test_the_sa_memos_are_bounded() -> None:
+    for i in range(sa_body._CACHE_MAX + 10):
+        transforms = (Transform(1, 12, 128), Transform(3, 12 + i % 200, (i // 200) or None))
+        ike = SaPayload((Proposal(1, 1, b"", transforms),))
+        esp = SaPayload((Proposal(1, 3, b"\x01\x02\x03\x04", transforms),))
+        assert _decoded([ike, esp]) == [ike, esp]
+        assert len(sa_body.OFFERS) <= sa_body._CACHE_MAX
+        assert len(sa_body.PROPOSALS_BUT_SPI) <= sa_body._CACHE_MAX
+    long = SaPayload((Proposal(1, 1, b"", (Transform(1, 12, 128),) * 130),))  # 1 568 bytes: too long to keep
+    size = len(sa_body.OFFERS)
+    assert _decoded([long]) == [long] and len(sa_body.OFFERS) == size
