@@ -164,6 +164,7 @@ def test_the_sa_memos_are_bounded() -> None:
         assert _decoded([ike, esp]) == [ike, esp]
         assert len(sa_body.OFFERS) <= sa_body._CACHE_MAX
         assert len(sa_body.PROPOSALS_BUT_SPI) <= sa_body._CACHE_MAX
-    long = SaPayload((Proposal(1, 1, b"", (Transform(1, 12, 128),) * 130),))  # 1 568 bytes: too long to keep
+    # 1 568 bytes of body: too long to keep
+    long = SaPayload((Proposal(1, 1, b"", (Transform(1, 12, 128),) * 130),))
     size = len(sa_body.OFFERS)
     assert _decoded([long]) == [long] and len(sa_body.OFFERS) == size
