@@ -296,6 +296,7 @@ def test_ts_faults(data: bytes) -> None:
         Message(b"short", SPI_R, 34, 0, True, False),
         message([VendorIdPayload(b"x")], message_id=2**32),
         message([SkPayload(0, b""), VendorIdPayload(b"x")]),  # SK not last
+        message([SkfPayload(0, 1, 1, b""), VendorIdPayload(b"x")]),  # SKF not last
         message([DeletePayload(3, (b"1234", b"12345"))]),
         message([VendorIdPayload(b"x")], encrypted=True),  # no cipher
         message([TsiPayload((dataclasses.replace(TS4, end_addr=TS6.end_addr),))]),
@@ -305,6 +306,15 @@ def test_ts_faults(data: bytes) -> None:
 def test_local_mistakes_raise_encode_error(msg: Message) -> None:
     with pytest.raises(EncodeError):
         encode_message(msg)
+
+
+@pytest.mark.parametrize("last", [SkPayload(0, b""), SkfPayload(0, 1, 1, b"")])
+def test_the_encrypted_payload_is_last_and_outer(last: Payload) -> None:
+    assert codec.encode_payloads([VendorIdPayload(b"x"), last])[0] == PayloadType.VENDOR_ID
+    with pytest.raises(EncodeError, match="last outer payload"):
+        codec.encode_payloads([VendorIdPayload(b"x"), last], outer=False)
+    with pytest.raises(EncodeError, match="last outer payload"):
+        codec.encode_payloads([last, VendorIdPayload(b"x")])
 
 
 def test_frozen_values_compare_and_hash_by_class_and_fields() -> None:

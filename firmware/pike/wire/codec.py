@@ -114,8 +114,14 @@ def _encode_skf(p: SkfPayload) -> bytes:
     return bodies.SKF_HEADER.pack(p.fragment_number, p.total_fragments) + p.body
 
 
+def _encrypted_error() -> EncodeError:
+    return EncodeError("the Encrypted payload must be the last outer payload")
+
+
 def _write_sk(p: SkPayload, next_kind: int) -> bytes:
     # Its Next Payload names the first inner payload (RFC 7296 §3.14).
+    if next_kind:
+        raise _encrypted_error()
     length = GENERIC.size + len(p.body)
     if length > MAX_PAYLOAD_LEN:
         raise too_long(p, length)
@@ -123,6 +129,8 @@ def _write_sk(p: SkPayload, next_kind: int) -> bytes:
 
 
 def _write_skf(p: SkfPayload, next_kind: int) -> bytes:
+    if next_kind:
+        raise _encrypted_error()
     body = _encode_skf(p)
     length = GENERIC.size + len(body)
     if length > MAX_PAYLOAD_LEN:
@@ -400,36 +408,27 @@ def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple
     # Each generic header names the type of the payload after it: a payload is written
     # when the next one's type is known. (A Python loop: ``map(type, ...)`` and
     # ``map(call, ...)`` from C took longer than this.)
+    # The SK and SKF writers refuse to be followed by a payload (RFC 7296 §3.14); the last
+    # payload may be one only in the outer chain.
     p = payloads[0]
-    first = kind = p.TYPE
-    sealed = kind in _ENCRYPTED_TYPES
+    first = p.TYPE
     for after in payloads[1:]:
-        kind = after.TYPE
-        if kind in _ENCRYPTED_TYPES:
-            sealed = True
         writer = _WRITER(type(p))
         if writer is None:
             raise _no_encoder(p)
-        append(writer(p, kind))
+        append(writer(p, after.TYPE))
         p = after
     writer = _WRITER(type(p))
     if writer is None:
         raise _no_encoder(p)
+    if not outer and type(p) in _ENCRYPTED_CLASSES:
+        raise _encrypted_error()
     append(writer(p, 0))
-    if sealed:
-        _check_encrypted_last(payloads, outer)
     return first, parts
 
 
 def _no_encoder(p: Payload) -> EncodeError:
     return EncodeError(f"no encoder for {type(p).__name__}")
-
-
-def _check_encrypted_last(payloads: Sequence[Payload], outer: bool) -> None:
-    last = len(payloads) - 1
-    for i, p in enumerate(payloads):
-        if isinstance(p, _ENCRYPTED_CLASSES) and not (outer and i == last):
-            raise EncodeError("the Encrypted payload must be the last outer payload")
 
 
 def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:
