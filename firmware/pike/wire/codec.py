@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from operator import attrgetter
 from typing import Any
 
 from pike.wire import bodies, sa_body, ts_body
@@ -69,7 +68,6 @@ _HEADER_AND_SK = struct.Struct(HEADER.format + GENERIC.format[1:])
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
-_TYPE = attrgetter("TYPE")
 CRITICAL = 0x80  # RFC 7296 §3.2
 
 # A body decoder gets the message's bytes and the body's bounds and must use all of it.
@@ -173,19 +171,6 @@ WRITERS: dict[type[Any], Callable[[Any, int], bytes]] = {
 _WRITER = WRITERS.get
 
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
-
-
-def _stepped(decode: Decoder) -> Step:
-    """A step (see ``bodies.Step``) from a body decoder: the generic header, then the body."""
-
-    def step(data: bytes, pos: int, end: int) -> tuple[Payload, int, int]:
-        next_kind, _, length = _GENERIC_UNPACK(data, pos)
-        stop = pos + length
-        if length < GENERIC_PAYLOAD_HEADER_LEN or stop > end:
-            raise Unusual
-        return decode(data, pos + GENERIC_PAYLOAD_HEADER_LEN, stop), next_kind, stop
-
-    return step
 
 
 # Payload type -> the memo of its decoded bodies (see ``pike.wire.memo``): the types whose
