@@ -12,7 +12,7 @@ from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
 from pike.crypto.sizes import encr_key_size, integ_key_size
-from pike.crypto.sk import SkCipher
+from pike.crypto.sk import SkCipher, sk_pair
 from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import child_lifecycle
@@ -317,21 +317,12 @@ class IkeSa:
         ikey = integ_key_size(self.chosen.integ_id)
         keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)
         self.prf, self.keys = prf, keys
-        c = self.chosen
-
-        def cipher(ek: bytes, ak: bytes) -> SkCipher:
-            return SkCipher(c.encr_id, c.encr_key_length, c.integ_id, ek, ak, self.ctx.random)
-
+        c, mine, theirs = self.chosen, (keys.sk_er, keys.sk_ar), (keys.sk_ei, keys.sk_ai)
         if self.initiator:
-            self.cipher_out, self.cipher_in = (
-                cipher(keys.sk_ei, keys.sk_ai),
-                cipher(keys.sk_er, keys.sk_ar),
-            )
-        else:
-            self.cipher_out, self.cipher_in = (
-                cipher(keys.sk_er, keys.sk_ar),
-                cipher(keys.sk_ei, keys.sk_ai),
-            )
+            mine, theirs = theirs, mine
+        self.cipher_out, self.cipher_in = sk_pair(
+            c.encr_id, c.encr_key_length, c.integ_id, mine, theirs, self.ctx.random
+        )
 
     # -- messages ------------------------------------------------------------------------
     def new_message(self, exchange: int, message_id: int, response: bool) -> Message:
