@@ -15,8 +15,9 @@ nothing leaves them). The generator is charon with the load-tester plugin
 (``fake_kernel``; ``initiators`` x ``iterations`` = ``--sas`` IKE SAs, PSK,
 aes128gcm16-prfsha256-x25519, IDs c1-r1.example ...). The responder is, in turn:
 charon (the same build, load-tester ``fake_kernel``, ``initiators = 0``, swanctl
-connections, log level 0) and piked (``piked_fake_kernel.py``: a kernel that installs
-nothing, as charon's; log level warning), each with 1 connection (remote id ``%any``)
+connections, no log lines, ``dos_protection = no``) and piked (``piked_fake_kernel.py``:
+a kernel that installs nothing, as charon's; log level warning; COOKIE and per-address
+thresholds out of reach, as charon's), each with 1 connection (remote id ``%any``)
 or one per branch ID, DPD armed on every IKE SA (300 s). Figures: the responder's CPU
 (all threads, the scheduler's nanoseconds in /proc/PID/task/*/schedstat; its user and
 system parts from /proc/PID/stat, in clock ticks) and VmRSS growth, divided by the IKE
@@ -98,7 +99,10 @@ def ensure_load_tester(prefix: Path) -> Path:
     return charon
 
 
-def charon_conf(d: Path, plugins: str) -> Path:
+def charon_conf(d: Path, plugins: str, quiet: bool = False) -> Path:
+    """``quiet``: no log lines (the responder, as piked at log level warning: neither
+    formats nor writes a line per SA); else the IKE lines the generator is counted by."""
+    level = -1 if quiet else 1
     conf = d / "strongswan.conf"
     conf.write_text(
         f"""charon {{
@@ -112,8 +116,8 @@ def charon_conf(d: Path, plugins: str) -> Path:
   filelog {{
     log {{
       path = {d}/charon.log
-      default = 0
-      ike = 1
+      default = {min(level, 0)}
+      ike = {level}
     }}
   }}
   syslog {{
@@ -139,12 +143,17 @@ def pinned(argv: list[str], cpu: int | None) -> list[str]:
 
 
 def start_charon(
-    ns: Namespace, prefix: Path, d: Path, plugins: str, cpu: int | None = None
+    ns: Namespace,
+    prefix: Path,
+    d: Path,
+    plugins: str,
+    cpu: int | None = None,
+    quiet: bool = False,
 ) -> subprocess.Popen[bytes]:
     """charon in ``ns`` with its own mount namespace (its piddir ``prefix/run`` private),
-    on ``cpu`` if given."""
+    on ``cpu`` if given, without log lines if ``quiet`` (``charon_conf``)."""
     (d / "run").mkdir(parents=True, exist_ok=True)
-    conf = charon_conf(d, plugins)
+    conf = charon_conf(d, plugins, quiet)
     charon = prefix / "libexec" / "ipsec" / "charon"
     script = f"mount --bind {d}/run {prefix}/run && exec {charon}"
     env = dict(os.environ, STRONGSWAN_CONF=str(conf))
@@ -354,6 +363,7 @@ def run_one(
                 "load-tester {\n enable = yes\n fake_kernel = yes\n initiators = 0\n"
                 f" preshared_key = {PSK}\n }}",
                 cpu,
+                quiet=True,
             )
             vici = rd / "charon.vici"
             wait_for(vici.exists, 30, "charon's vici socket")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pike.crypto.errors import CryptoError, IntegrityError
 from pike.crypto.ids import EncrId, IntegId
 from pike.crypto.sizes import encr_key_size, integ_key_size, is_aead
-from pike.crypto.sk import SkCipher
+from pike.crypto.sk import SkCipher, sk_pair
 
 H = bytes.fromhex
 GCM, CBC, CHACHA = EncrId.AES_GCM_16, EncrId.AES_CBC, EncrId.CHACHA20_POLY1305
@@ -325,3 +325,28 @@ def test_sizes() -> None:
         integ_key_size(IntegId.HMAC_MD5_96)
     with pytest.raises(CryptoError):
         encr_key_size(GCM, None)
+
+
+@pytest.mark.parametrize(
+    ("encr", "bits", "integ", "start"),
+    [(GCM, 128, NONE, 8), (CHACHA, None, NONE, 8), (CBC, 256, S256, 16)],
+)
+def test_sk_pair_draws_both_starts_at_once(
+    encr: int, bits: int | None, integ: int, start: int
+) -> None:
+    """An IKE SA's two ciphers take their random starts (AEAD IV counters, CBC chaining
+    values) from one draw, one half each, and work as ciphers made one by one: each
+    opens what a cipher with the other's keys sealed."""
+    ekey, ikey = encr_key_size(encr, bits), integ_key_size(integ)
+    out_keys, in_keys = (b"o" * ekey, b"p" * ikey), (b"i" * ekey, b"j" * ikey)
+    starts = bytes(range(1, 2 * start + 1))
+    assert SkCipher.start_size(encr) == start
+    iv = () if is_aead(encr) else (b"r" * 16,)  # CBC: each seal draws its IV block
+    out, inn = sk_pair(encr, bits, integ, out_keys, in_keys, queue_random(starts, *iv))
+    if is_aead(encr):  # the first IVs are the two halves
+        assert out.seal(b"aad", b"x")[:8] == starts[:8]
+        assert inn.seal(b"aad", b"x")[:8] == starts[8:]
+    peer_in = SkCipher(encr, bits, integ, *out_keys, fixed_random(b"a"))
+    peer_out = SkCipher(encr, bits, integ, *in_keys, fixed_random(b"b"))
+    assert peer_in.open(b"hdr", out.seal(b"hdr", b"to the peer")) == b"to the peer"
+    assert inn.open(b"hdr", peer_out.seal(b"hdr", b"from the peer")) == b"from the peer"

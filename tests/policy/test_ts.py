@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import pickle
 
 import pytest
 
@@ -76,3 +77,33 @@ def test_intersect_keeps_our_selector_when_both_are_equal() -> None:
     part = TrafficSelector.from_cidr("10.1.0.128/25", 6)
     assert ours.intersect(part) is part
     assert ours.intersect(TrafficSelector.from_cidr("10.2.0.0/24")) is None
+
+
+def test_intersect_of_overlapping_ranges_ports_and_protocols() -> None:
+    """Neither within the other: the shared part, a new value; nothing shared: None."""
+    a = TrafficSelector(ipaddress.ip_address("10.0.0.0"), ipaddress.ip_address("10.0.0.200"))
+    b = TrafficSelector(ipaddress.ip_address("10.0.0.100"), ipaddress.ip_address("10.0.1.0"), 6)
+    want = TrafficSelector(
+        ipaddress.ip_address("10.0.0.100"), ipaddress.ip_address("10.0.0.200"), 6
+    )
+    assert a.intersect(b) == want and b.intersect(a) == want
+    # same addresses, the ports of one within the other's: that one
+    web = TrafficSelector(a.start, a.end, 6, 80, 80)
+    assert a.intersect(web) is web and web.intersect(a) is web
+    assert web.intersect(TrafficSelector(a.start, a.end, 17, 80, 80)) is None  # protocols
+    assert web.intersect(TrafficSelector(a.start, a.end, 6, 81, 90)) is None  # ports
+    six = TrafficSelector(ipaddress.ip_address("::"), ipaddress.ip_address("::ffff"))
+    assert a.intersect(six) is None and six.intersect(a) is None  # two families
+
+
+def test_a_selector_hashes_by_value_and_pickles_without_its_hash() -> None:
+    """The hash is kept on the value once asked (policy_users hashes the configured
+    selectors of every CHILD_SA); equal values hash alike, and a pickle (the config
+    cache, read by another process) carries the value only."""
+    one = TrafficSelector.from_cidr("10.1.0.0/24", 6, 443)
+    two = TrafficSelector.from_cidr("10.1.0.0/24", 6, 443)
+    assert one == two and hash(one) == hash(two) == hash(one)
+    assert len({one, two, TrafficSelector.from_cidr("10.1.0.0/24")}) == 2
+    back = pickle.loads(pickle.dumps(one))
+    assert back == one and back._hash == 0 and hash(back) == hash(one)
+    assert repr(one) == repr(two) and "_hash" not in repr(one)

@@ -56,3 +56,25 @@ def test_policy_users_follow_install_rekey_and_removal(version: int) -> None:
     last = [d for d in a.of(DeleteChildSa) if isinstance(d, DeleteChildSa)][-1]
     assert not last.keep_policies  # nobody else has them: out of the kernel
     assert len(users) == 0 and len(b.engine.ctx.policy_users) == 0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_children_of_one_config_share_its_kernel_lifetime(version: int) -> None:
+    """Without volume jitter (the default) a CHILD_SA's kernel limits are its config's
+    alone: every CHILD_SA of that config, of either version, is installed with the one
+    ``Lifetime`` kept on the config, with the config's soft and hard limits."""
+    a, b = pair(version)
+    a.engine.initiate("gw", 0.0, "net")
+    transfer(a, b, 0.0)
+    a.engine.rekey("gw", 10.0, "net")
+    transfer(a, b, 10.0)
+    first, second = a.of(InstallChildSa)[:2]
+    assert isinstance(first, InstallChildSa) and isinstance(second, InstallChildSa)
+    lifetime = first.inbound.lifetime
+    assert lifetime is first.outbound.lifetime is second.inbound.lifetime
+    (cfg,) = a.engine.ctx.config.connections["gw"].children
+    assert lifetime is cfg.kernel_lifetime
+    soft = max(cfg.rekey_time, 1)
+    assert (lifetime.soft_seconds, lifetime.hard_seconds) == (soft, max(cfg.life_time, soft))
+    assert (lifetime.soft_bytes, lifetime.soft_packets) == (cfg.rekey_bytes, cfg.rekey_packets)
+    assert (lifetime.hard_bytes, lifetime.hard_packets) == (cfg.life_bytes, cfg.life_packets)

@@ -4,6 +4,8 @@ thousands of connections (indexed, so they do not scan; the cost is in tests/ben
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ikev1.v1pair import engine as v1engine
@@ -188,3 +190,19 @@ def test_addresses_indexed_hosts_and_subnets() -> None:
     assert [c.name for c in idx.candidates(1, HUB, "198.51.100.7")] == []
     assert not idx.candidates(2, "192.0.2.99", "198.51.100.7")  # not our local address
     assert idx is index_of(config)  # built once per config
+
+
+def test_one_wildcard_group_by_local_address_in_any_spelling() -> None:
+    """A hub's one ``%any`` group: its local address found by its text, and in another
+    spelling of the same address (IPv6) by the address itself; another local address and
+    another version find nothing; the wildcard identity admits only what it names."""
+    v6 = dataclasses.replace(conn("v6", "*.branch.example"), local_addrs=["2001:db8::2"])
+    config = load_config_text(hub_text(v6))
+    idx = index_of(config)
+    for local in ("2001:db8::2", "2001:DB8:0:0::2"):
+        cands = idx.candidates(2, local, "2001:db8:1::7")
+        assert [c.name for c in cands] == ["v6"], local
+        assert [c.name for c in cands.for_peer(wire("b1.branch.example"))] == ["v6"]
+        assert cands.for_peer(wire("b1.other.example")) == []
+    assert not idx.candidates(2, "2001:db8::3", "2001:db8:1::7")
+    assert not idx.candidates(1, "2001:db8::2", "2001:db8:1::7")

@@ -5,6 +5,8 @@ All PRFs pike implements are HMACs with variable-length keys, so the nonces are 
 whole (the half-nonce rule of §2.14 applies only to fixed-key PRFs such as AES-XCBC).
 """
 
+import functools
+import itertools
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
@@ -86,17 +88,16 @@ def derive_ike_keys(
     if len(spi_i) != IKE_SPI_SIZE or len(spi_r) != IKE_SPI_SIZE:
         raise CryptoError(f"IKE SPIs are {IKE_SPI_SIZE} bytes, got {len(spi_i)}/{len(spi_r)}")
     p, a, e = prf.key_size, integ_key_size, encr_key_size
-    km = prf.plus(skeyseed, ni + nr + spi_i + spi_r, 3 * p + 2 * a + 2 * e)
-    ai, ei = p + 2 * a, p + 2 * a + 2 * e  # where SK_ei and SK_pi start
-    return IkeKeys(
-        km[:p],
-        km[p : p + a],
-        km[p + a : ai],
-        km[ai : ai + e],
-        km[ai + e : ei],
-        km[ei : ei + p],
-        km[ei + p :],
-    )
+    length, parts = _layout((p, a, a, e, e, p, p))
+    km = prf.plus(skeyseed, ni + nr + spi_i + spi_r, length)
+    return IkeKeys(*map(km.__getitem__, parts))
+
+
+@functools.lru_cache(maxsize=64)  # keyed on a few sizes: the few transforms configured
+def _layout(sizes: tuple[int, ...]) -> tuple[int, tuple[slice, ...]]:
+    """Keys of these sizes one after the other: the KEYMAT's length and where each lies."""
+    ends = tuple(itertools.accumulate(sizes))
+    return ends[-1], tuple(map(slice, (0, *ends[:-1]), ends))
 
 
 def derive_child_keys(
@@ -115,6 +116,6 @@ def derive_child_keys(
     Initiator-to-responder keys come first; in each direction the encryption key
     precedes the integrity key.
     """
-    e, a = encr_key_size, integ_key_size
-    km = prf.plus(sk_d, (shared or b"") + ni + nr + extra, 2 * (e + a))
-    return ChildKeys(km[:e], km[e : e + a], km[e + a : 2 * e + a], km[2 * e + a :])
+    length, parts = _layout((encr_key_size, integ_key_size, encr_key_size, integ_key_size))
+    km = prf.plus(sk_d, (shared or b"") + ni + nr + extra, length)
+    return ChildKeys(*map(km.__getitem__, parts))

@@ -62,6 +62,7 @@ _ECP_EXTRA_BYTES = 8  # 64 extra random bits make the mod-n bias negligible (FIP
 
 _X_SIZES: dict[int, int] = {GroupId.CURVE25519: 32, GroupId.CURVE448: 56}  # RFC 7748 §5
 _CURVE25519 = GroupId.CURVE25519  # per handshake: an Enum member lookup is slow on 3.11
+_X25519_SIZE = _X_SIZES[_CURVE25519]
 
 # Private exponent length of MODP groups: at least twice the group's security strength
 # (RFC 3526 §8, NIST SP 800-56A rev 3 §5.6.1.1.1): 2048 -> 112, 3072 -> 128,
@@ -165,10 +166,14 @@ class KeyExchange:
         use_openssl: bool = True,
         responder: bool = False,
     ):
-        check_group(group)
         self.group = group
         self.responder = responder
-        self._private: Any = None
+        if group == _CURVE25519:  # the usual group (offered, never refused): no checks
+            self._private: Any = x25519.X25519PrivateKey.from_private_bytes(random(32))
+            self._public = self._private.public_key().public_bytes_raw()
+            return
+        check_group(group)
+        self._private = None
         self._public = b""
         if group in _MLKEM:
             if not responder:  # the responder only encapsulates to the initiator's key
@@ -199,9 +204,6 @@ class KeyExchange:
             self._public = nums.x.to_bytes(self._length, "big") + nums.y.to_bytes(
                 self._length, "big"
             )
-        elif group == _CURVE25519:
-            self._private = x25519.X25519PrivateKey.from_private_bytes(random(32))
-            self._public = self._private.public_key().public_bytes_raw()
         else:
             self._private = x448.X448PrivateKey.from_private_bytes(random(56))
             self._public = self._private.public_key().public_bytes_raw()
@@ -218,6 +220,13 @@ class KeyExchange:
     def shared_secret(self, peer_public: bytes) -> bytes:
         """g^ir (or the ML-KEM shared secret) from the peer's KE payload data;
         KeyExchangeError if it is invalid."""
+        if self.group == _CURVE25519:  # the usual group: its size known, no lookups
+            if len(peer_public) != _X25519_SIZE:
+                raise KeyExchangeError(
+                    f"group {self.group} public value must be {_X25519_SIZE} bytes, "
+                    f"got {len(peer_public)}"
+                )
+            return self._x_shared(peer_public)
         expected = public_length(self.group, from_responder=not self.responder)
         if len(peer_public) != expected:
             raise KeyExchangeError(

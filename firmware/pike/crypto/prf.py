@@ -95,12 +95,11 @@ class Prf:
                 f"{PRF_PLUS_MAX_ITERATIONS} iterations of {self._hash}"
             )
         new, name = _new_hmac, self._hash
-        block = new(key, seed + b"\x01", name).digest()
-        out = [block]
+        out = block = new(key, seed + b"\x01", name).digest()
         for counter in _COUNTERS[2 : rounds + 1]:
             block = new(key, block + seed + counter, name).digest()
-            out.append(block)
-        return b"".join(out)[:length]
+            out += block  # a few blocks (IKE keys: 5, CHILD_SA keys: 2): no list to join
+        return out[:length]
 
 
 _SHARED: dict[int, Prf] = {}  # Prf.of

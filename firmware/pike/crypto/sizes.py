@@ -17,7 +17,8 @@ AES_BLOCK_SIZE = 16  # RFC 3602 §2.4: IV and padding unit of AES-CBC
 AES_KEY_BITS = (128, 192, 256)
 CHACHA20_KEY_SIZE = 32  # RFC 7634 §2: fixed 256-bit key, no Key Length attribute
 
-_AEAD = frozenset(
+# combined-mode ciphers (no separate integrity transform)
+AEAD_IDS = frozenset(
     {
         EncrId.AES_CCM_8,
         EncrId.AES_CCM_12,
@@ -46,7 +47,7 @@ _CHACHA20, _INTEG_NONE = EncrId.CHACHA20_POLY1305, IntegId.NONE
 
 def is_aead(encr_id: int) -> bool:
     """True for combined-mode ciphers, which take no separate integrity transform."""
-    return encr_id in _AEAD
+    return encr_id in AEAD_IDS
 
 
 def _aes_key_bytes(encr_id: int, key_length_bits: int | None) -> int:

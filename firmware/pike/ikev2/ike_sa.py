@@ -12,7 +12,7 @@ from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
 from pike.crypto.prf import Prf
 from pike.crypto.sizes import encr_key_size, integ_key_size
-from pike.crypto.sk import SkCipher
+from pike.crypto.sk import SkCipher, sk_pair
 from pike.ikev2.log import log
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import child_lifecycle
@@ -334,14 +334,11 @@ class IkeSa:
         ekey, ikey = encr_key_size(encr, keylen), integ_key_size(integ)
         keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)
         self.prf, self.keys = prf, keys
-        # the initiator sends with SK_ei/SK_ai, the responder with SK_er/SK_ar (ours first:
-        # each draws its IV counter's start)
+        # the initiator sends with SK_ei/SK_ai, the responder with SK_er/SK_ar
+        mine, theirs = (keys.sk_er, keys.sk_ar), (keys.sk_ei, keys.sk_ai)
         if self.initiator:
-            self.cipher_out = SkCipher(encr, keylen, integ, keys.sk_ei, keys.sk_ai, random)
-            self.cipher_in = SkCipher(encr, keylen, integ, keys.sk_er, keys.sk_ar, random)
-        else:
-            self.cipher_out = SkCipher(encr, keylen, integ, keys.sk_er, keys.sk_ar, random)
-            self.cipher_in = SkCipher(encr, keylen, integ, keys.sk_ei, keys.sk_ai, random)
+            mine, theirs = theirs, mine
+        self.cipher_out, self.cipher_in = sk_pair(encr, keylen, integ, mine, theirs, random)
 
     # -- messages ------------------------------------------------------------------------
     def new_message(self, exchange: int, message_id: int, response: bool) -> Message:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pike.crypto.proposal import ProposalSpec
 from pike.frozen import frozen
-from pike.policy.ipsec import NO_MARK, Mark, Mode, Offload
+from pike.policy.ipsec import NO_MARK, Lifetime, Mark, Mode, Offload
 from pike.policy.paths import DEFAULT_SOCKET
 from pike.policy.ts import TrafficSelector
 
@@ -114,6 +114,9 @@ class ChildConfig:
     mark_out: Mark = NO_MARK
     interface: str = ""  # created by piked: an XFRM interface (if_id) or a VTI (marks)
     updown: str = ""  # script run on child up/down with strongSwan's PLUTO_* environment
+    # pike.sa.child_sa keeps the SAs' kernel limits here when they have no volume jitter
+    # (the default): one per child config, made on first use (not a config value)
+    kernel_lifetime: Lifetime | None = field(default=None, init=False, repr=False, compare=False)
     __reduce__ = _by_init
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from pike.frozen import frozen
@@ -21,6 +22,18 @@ class TrafficSelector:
     protocol: int = 0
     start_port: int = 0
     end_port: int = 65535
+    # Its hash once asked (0: not yet; see ``_cached_hash``), not a value of its own.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[type[TrafficSelector], tuple[object, ...]]:
+        # pickled (the config cache) without the hash: another process hashes anew
+        return TrafficSelector, (
+            self.start,
+            self.end,
+            self.protocol,
+            self.start_port,
+            self.end_port,
+        )
 
     @classmethod
     def from_cidr(cls, text: str, protocol: int = 0, port: int | None = None) -> TrafficSelector:
@@ -73,9 +86,31 @@ class TrafficSelector:
         within the other (the usual case), that one itself."""
         # every handshake narrows: each address is turned into a number once
         a0, a1, b0, b1 = self.start, self.end, other.start, other.end
-        if not type(a0) is type(a1) is type(b0) is type(b1):
+        if not a0.__class__ is a1.__class__ is b0.__class__ is b1.__class__:
             return None  # two families
         lo_a, hi_a, lo_b, hi_b = int(a0), int(a1), int(b0), int(b1)
+        # One within the other (the usual case: a peer proposing what we have, or a part
+        # of it), non-empty by the chained comparisons: that one itself. Self first: when
+        # both are equal, a CHILD_SA keeps our configured selector, not the decoded one
+        # (3 objects fewer per SA).
+        if (
+            lo_b <= lo_a <= hi_a <= hi_b
+            and other.start_port <= self.start_port <= self.end_port <= other.end_port
+            and other.protocol in (0, self.protocol)
+        ):
+            return self
+        if (
+            lo_a <= lo_b <= hi_b <= hi_a
+            and self.start_port <= other.start_port <= other.end_port <= self.end_port
+            and self.protocol in (0, other.protocol)
+        ):
+            return other
+        return self._overlap(other, lo_a, hi_a, lo_b, hi_b)
+
+    def _overlap(
+        self, other: TrafficSelector, lo_a: int, hi_a: int, lo_b: int, hi_b: int
+    ) -> TrafficSelector | None:
+        """The general case of ``intersect``: the part both ranges share, if any."""
         p_a, p_b = self.protocol, other.protocol
         lo_pa, hi_pa, lo_pb, hi_pb = (
             self.start_port,
@@ -83,14 +118,6 @@ class TrafficSelector:
             other.start_port,
             other.end_port,
         )
-        # One within the other (the usual case: a peer proposing what we have, or a part
-        # of it), non-empty by the chained comparisons: that one itself. Self first: when
-        # both are equal, a CHILD_SA keeps our configured selector, not the decoded one
-        # (3 objects fewer per SA).
-        if lo_b <= lo_a <= hi_a <= hi_b and lo_pb <= lo_pa <= hi_pa <= hi_pb and p_b in (0, p_a):
-            return self
-        if lo_a <= lo_b <= hi_b <= hi_a and lo_pa <= lo_pb <= hi_pb <= hi_pa and p_a in (0, p_b):
-            return other
         if lo_a > hi_a or lo_b > hi_b or max(lo_a, lo_b) > min(hi_a, hi_b):
             return None  # one is empty, or they do not meet
         if p_a and p_b and p_a != p_b:
@@ -98,8 +125,8 @@ class TrafficSelector:
         if lo_pa > hi_pa or lo_pb > hi_pb or max(lo_pa, lo_pb) > min(hi_pa, hi_pb):
             return None
         return TrafficSelector(
-            a0 if lo_a >= lo_b else b0,
-            a1 if hi_a <= hi_b else b1,
+            self.start if lo_a >= lo_b else other.start,
+            self.end if hi_a <= hi_b else other.end,
             p_a or p_b,
             max(lo_pa, lo_pb),
             min(hi_pa, hi_pb),
@@ -118,6 +145,20 @@ class TrafficSelector:
             else f"{self.start_port}-{self.end_port}"
         )
         return f"{addr}[{self.protocol}/{ports}]"
+
+
+def _cached_hash(ts: TrafficSelector) -> int:
+    """The value's hash, kept on it: every CHILD_SA's policies are indexed by their
+    selector pairs (``pike.sa.policy_users``), a configured selector is in every CHILD_SA
+    of its connection, and ``ipaddress`` hashes an address in Python on every call."""
+    h = ts._hash
+    if not h:
+        h = hash((ts.start, ts.end, ts.protocol, ts.start_port, ts.end_port)) or 1
+        object.__setattr__(ts, "_hash", h)  # a cache on a frozen value
+    return h
+
+
+TrafficSelector.__hash__ = _cached_hash  # type: ignore[method-assign, assignment]
 
 
 class TsText:

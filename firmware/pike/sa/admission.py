@@ -42,17 +42,11 @@ _ADMIT = Verdict.ADMIT  # per handshake: an Enum member lookup is slow on 3.11
 
 
 @dataclass
-class _Source:
-    """The half-open SAs of one address, oldest first: unique id -> proven."""
-
-    sas: dict[int, bool] = field(default_factory=dict)
-    proven: int = 0
-
-
-@dataclass
 class Admission:
     half_open: int = 0
-    _sources: dict[str, _Source] = field(default_factory=dict)
+    # address -> its half-open SAs, oldest first: unique id -> proven
+    _sources: dict[str, dict[int, bool]] = field(default_factory=dict)
+    _proven: dict[str, int] = field(default_factory=dict)  # address -> proven ones (> 0)
     _owner: dict[int, str] = field(default_factory=dict)  # unique id -> address
     _tokens: float = 0.0
     _refilled: float | None = None
@@ -71,9 +65,11 @@ class Admission:
         COOKIE (True), none or a wrong one (False), or the version has none (None: IKEv1).
         ``configured``: ``addr`` is a peer a connection names (IKEv1: past half_open_max).
         Raises MalformedMessage (a counted drop, by reason) when refused."""
-        src = self._sources.get(addr)
-        proven = src.proven if src is not None else 0
-        unproven = len(src.sas) - proven if src is not None else 0
+        sas = self._sources.get(addr)
+        proven = unproven = 0
+        if sas is not None:
+            proven = self._proven.get(addr, 0)
+            unproven = len(sas) - proven
         if proven >= daemon.block_threshold:
             raise MalformedMessage("half_open_blocked", f"{addr}: {proven} half-open IKE SAs")
         verdict = _ADMIT
@@ -102,34 +98,43 @@ class Admission:
         self._refilled = now
 
     def oldest_unproven(self, addr: str) -> int | None:
-        src = self._sources.get(addr)
-        if src is None:
+        sas = self._sources.get(addr)
+        if sas is None:
             return None
-        return next((uid for uid, proven in src.sas.items() if not proven), None)
+        return next((uid for uid, proven in sas.items() if not proven), None)
 
     def opened(self, addr: str, unique_id: int, proven: bool) -> None:
-        src = self._sources.setdefault(addr, _Source())
-        src.sas[unique_id] = proven
-        src.proven += proven
+        sas = self._sources.get(addr)
+        if sas is None:
+            self._sources[addr] = {unique_id: proven}
+        else:
+            sas[unique_id] = proven
+        if proven:
+            self._proven[addr] = self._proven.get(addr, 0) + 1
         self._owner[unique_id] = addr
         self.half_open += 1
 
     def prove(self, unique_id: int) -> None:
         """The peer of half-open SA ``unique_id`` answered at its address."""
         addr = self._owner.get(unique_id)
-        src = self._sources.get(addr) if addr is not None else None
-        if src is not None and not src.sas[unique_id]:
-            src.sas[unique_id] = True
-            src.proven += 1
+        sas = self._sources.get(addr) if addr is not None else None
+        if addr is not None and sas is not None and not sas[unique_id]:
+            sas[unique_id] = True
+            self._proven[addr] = self._proven.get(addr, 0) + 1
 
     def closed(self, unique_id: int) -> None:
         """Half-open SA ``unique_id`` authenticated or ended (idempotent)."""
         addr = self._owner.pop(unique_id, None)
         if addr is None:
             return
-        src = self._sources[addr]
-        src.proven -= src.sas.pop(unique_id)
-        if not src.sas:
+        sas = self._sources[addr]
+        if sas.pop(unique_id):
+            left = self._proven[addr] - 1
+            if left:
+                self._proven[addr] = left
+            else:
+                del self._proven[addr]
+        if not sas:
             del self._sources[addr]
         self.half_open -= 1
 

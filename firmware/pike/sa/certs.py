@@ -357,8 +357,26 @@ def ids_match(configured: Identity | None, peer: Identity) -> bool:
     return match_score(configured, peer) > 0
 
 
+# Identities as peers send them, by (type, bytes): a hub hears the same IDr (its own
+# name) in every IKE_AUTH and each branch's IDi again at each reauthentication, and a DN
+# takes a DER walk. Identities are immutable, so holders share them; bounded (peers
+# choose the bytes): full, it starts over.
+_PEER_IDS: dict[tuple[int, bytes], Identity] = {}
+_PEER_IDS_MAX = 1024
+
+
 def peer_identity(id_type: int, data: bytes) -> Identity:
     """``identity.from_wire`` with a readable text for DNs (for logs and list-sas)."""
+    key = (id_type, data)
+    ident = _PEER_IDS.get(key)
+    if ident is None:
+        if len(_PEER_IDS) >= _PEER_IDS_MAX:
+            _PEER_IDS.clear()
+        ident = _PEER_IDS[key] = _peer_identity(id_type, data)
+    return ident
+
+
+def _peer_identity(id_type: int, data: bytes) -> Identity:
     ident = identity.from_wire(id_type, data)
     if id_type != _ID_DER_ASN1_DN:
         return ident

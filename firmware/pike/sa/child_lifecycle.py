@@ -91,7 +91,7 @@ def install(
     if rekey:
         ctx.counters.conn(ike_name).child_rekeys += 1
     spis = (child.spi_in, child.spi_out)
-    ctx.emit(ChildSaEstablished(ike_name, child.name, child.unique_id, spis))
+    ctx.emit(ChildSaEstablished(ike_name, child.config.name, child.unique_id, spis))
 
 
 def remove(

@@ -69,7 +69,7 @@ class ChildSa:
         assert self.inbound is not None and self.outbound is not None
         return InstallChildSa(
             ike_name,
-            self.name,
+            self.config.name,
             self.unique_id,
             self.inbound,
             self.outbound,
@@ -132,68 +132,101 @@ class ChildSa:
         """SaSpecs for both directions and the policies; keys by who initiated (RFC 7296
         §2.17: the first keys are for the initiator-to-responder direction). ``random``
         draws the jitter of the volume limits (once: a rebuild keeps them)."""
-        assert self.chosen is not None and self.keys is not None
-        k = self.keys
+        chosen, k, cfg = self.chosen, self.keys, self.config
+        assert chosen is not None and k is not None
         if self.initiator:
             enc_out, int_out, enc_in, int_in = k.encr_i, k.integ_i, k.encr_r, k.integ_r
         else:
             enc_out, int_out, enc_in, int_in = k.encr_r, k.integ_r, k.encr_i, k.integ_i
-        mode: Mode = "transport" if self.mode == "transport" else "tunnel"
         lsrc, ldst = parse_ip(local), parse_ip(remote)
-        cfg = self.config
-        soft = max(cfg.rekey_time, 1)
-        soft_bytes, soft_packets = self.draw_soft_volume(random)
-        lifetime = Lifetime(
-            soft_bytes=soft_bytes,
-            hard_bytes=cfg.life_bytes,
-            soft_packets=soft_packets,
-            hard_packets=cfg.life_packets,
-            soft_seconds=soft,
-            hard_seconds=max(cfg.life_time, soft),
+        if self.mode == "transport":
+            mode: Mode = "transport"
+            lts0, rts0 = self.local_ts[0], self.remote_ts[0]  # the SAs' own selectors
+        else:
+            mode, lts0, rts0 = "tunnel", None, None
+        lifetime = cfg.kernel_lifetime  # without volume jitter: the config's own
+        if lifetime is None or cfg.rand_bytes or cfg.rand_packets:
+            lifetime = self._lifetime(random)
+        # Both directions written out: a CHILD_SA builds exactly these two, every field
+        # from the negotiated algorithms, its config and its side.
+        self.inbound = SaSpec(
+            src=ldst,
+            dst=lsrc,
+            spi=self.spi_in,
+            reqid=self.reqid,
+            mode=mode,
+            encr_id=chosen.encr_id,
+            encr_key=enc_in,
+            encr_key_length=chosen.encr_key_length,
+            integ_id=chosen.integ_id,
+            integ_key=int_in,
+            src_ts=rts0,
+            dst_ts=lts0,
+            encap=encap,
+            lifetime=lifetime,
+            replay_window=cfg.replay_window,
+            esn=chosen.esn,
+            inbound=True,
+            offload=cfg.hw_offload,
+            if_id=cfg.if_id_in,
+            mark=cfg.mark_in,
         )
-        chosen = self.chosen
-
-        def sa(
-            src: IPAddress,
-            dst: IPAddress,
-            spi: int,
-            keys: tuple[bytes, bytes],
-            ts: tuple[TrafficSelector | None, TrafficSelector | None],
-            udp: UdpEncap | None,
-            inbound: bool,
-        ) -> SaSpec:
-            return SaSpec(
-                src=src,
-                dst=dst,
-                spi=spi,
-                reqid=self.reqid,
-                mode=mode,
-                encr_id=chosen.encr_id,
-                encr_key=keys[0],
-                encr_key_length=chosen.encr_key_length,
-                integ_id=chosen.integ_id,
-                integ_key=keys[1],
-                src_ts=ts[0],
-                dst_ts=ts[1],
-                encap=udp,
-                lifetime=lifetime,
-                replay_window=cfg.replay_window if inbound else 0,
-                esn=chosen.esn,
-                inbound=inbound,
-                offload=cfg.hw_offload,
-                if_id=cfg.if_id_in if inbound else cfg.if_id_out,
-                mark=cfg.mark_in if inbound else cfg.mark_out,
-            )
-
-        lts0 = self.local_ts[0] if mode == "transport" else None
-        rts0 = self.remote_ts[0] if mode == "transport" else None
-        self.inbound = sa(ldst, lsrc, self.spi_in, (enc_in, int_in), (rts0, lts0), encap, True)
-        self.outbound = sa(
-            lsrc, ldst, self.spi_out, (enc_out, int_out), (lts0, rts0), outbound_encap, False
+        self.outbound = SaSpec(
+            src=lsrc,
+            dst=ldst,
+            spi=self.spi_out,
+            reqid=self.reqid,
+            mode=mode,
+            encr_id=chosen.encr_id,
+            encr_key=enc_out,
+            encr_key_length=chosen.encr_key_length,
+            integ_id=chosen.integ_id,
+            integ_key=int_out,
+            src_ts=lts0,
+            dst_ts=rts0,
+            encap=outbound_encap,
+            lifetime=lifetime,
+            replay_window=0,
+            esn=chosen.esn,
+            inbound=False,
+            offload=cfg.hw_offload,
+            if_id=cfg.if_id_out,
+            mark=cfg.mark_out,
         )
         self.policies = policies_for(
             self.local_ts, self.remote_ts, mode, self.reqid, lsrc, ldst, cfg
         )
+
+    def _lifetime(self, random: Callable[[int], bytes] | None) -> Lifetime:
+        """The kernel's limits of both SAs. Without volume jitter (the default) they are
+        the config's alone: one ``Lifetime`` per child config, shared by its CHILD_SAs."""
+        cfg = self.config
+        if not (cfg.rand_bytes or cfg.rand_packets):
+            return _config_lifetime(cfg)
+        soft_bytes, soft_packets = self.draw_soft_volume(random)
+        return _limits(cfg, soft_bytes, soft_packets)
+
+
+def _limits(cfg: ChildConfig, soft_bytes: int, soft_packets: int) -> Lifetime:
+    """``cfg``'s kernel limits with these soft volume limits."""
+    soft = max(cfg.rekey_time, 1)
+    return Lifetime(
+        soft_bytes=soft_bytes,
+        hard_bytes=cfg.life_bytes,
+        soft_packets=soft_packets,
+        hard_packets=cfg.life_packets,
+        soft_seconds=soft,
+        hard_seconds=max(cfg.life_time, soft),
+    )
+
+
+def _config_lifetime(cfg: ChildConfig) -> Lifetime:
+    """The limits of ``cfg``'s SAs without volume jitter, made once and kept on it."""
+    got = cfg.kernel_lifetime
+    if got is None:
+        got = _limits(cfg, cfg.rekey_bytes, cfg.rekey_packets)
+        object.__setattr__(cfg, "kernel_lifetime", got)  # a cache on a frozen value
+    return got
 
 
 def policies_for(

@@ -96,7 +96,10 @@ class Candidates:
         if self._exact is None:
             self._index_ids()
         assert self._exact is not None
-        exact = self._exact.get(exact_key(peer), [])
+        exact = self._exact.get(exact_key(peer), []) if self._exact else []
+        if len(self._wild) == 1:  # one wildcard (a hub's ``*.branch.example``): no sort
+            c = self._wild[0]
+            return [*exact, c] if match_score(c.remote.id, peer) != NONE else exact[:]
         scored = [(s, c) for c in self._wild if (s := match_score(c.remote.id, peer)) != NONE]
         if len(scored) > 1:
             scored.sort(key=_by_score)
@@ -127,6 +130,13 @@ class _Group:
     remote: tuple[IpNetwork, ...] | None
     conns: list[ConnectionConfig]
     candidates: Candidates | None = None
+    # its single-host local addresses as text (``str`` of the address, as the runtime
+    # names a datagram's): found by a string's hash; ``ipaddress`` hashes and tests
+    # membership in Python
+    local_hosts: frozenset[str] = frozenset()
+
+    def fits_local(self, text: str, ip: IpAddress) -> bool:
+        return text in self.local_hosts or _fits(ip, self.local)
 
 
 class ConnIndex:
@@ -145,6 +155,9 @@ class ConnIndex:
         self._scan: dict[int, list[_Group]] = {1: [], 2: []}
         for (version, _, _), g in groups.items():
             g.candidates = Candidates(tuple(g.conns))
+            if g.local is not None:
+                hosts = (str(n.network_address) for n in g.local if n.num_addresses == 1)
+                g.local_hosts = frozenset(hosts)
             if g.remote is not None and all(n.num_addresses == 1 for n in g.remote):
                 for n in g.remote:
                     self._hosts[version].setdefault(n.network_address, []).append(g)
@@ -164,10 +177,23 @@ class ConnIndex:
     def candidates(self, version: int, local: str, remote: str) -> Candidates:
         """The connections of ``version`` whose addresses admit ``remote`` -> ``local``."""
         rip, lip = parse_ip(remote), parse_ip(local)
-        hosts = self._hosts[version].get(rip, [])
-        found = [
-            g for g in hosts + self._scan[version] if _fits(lip, g.local) and _fits(rip, g.remote)
-        ]
+        by_host = self._hosts[version]
+        hosts = by_host.get(rip) if by_host else None
+        scan = self._scan[version]
+        if hosts is None and len(scan) == 1:  # one group for any peer (a hub's %any)
+            g = scan[0]
+            if (g.local is None or g.fits_local(local, lip)) and (
+                g.remote is None or _fits(rip, g.remote)
+            ):
+                assert g.candidates is not None
+                return g.candidates
+            found = []
+        else:
+            found = [
+                g
+                for g in (hosts + scan if hosts else scan)
+                if g.fits_local(local, lip) and _fits(rip, g.remote)
+            ]
         if len(found) == 1:
             assert found[0].candidates is not None
             return found[0].candidates

@@ -3,6 +3,7 @@ the action queue, counters, unique ids and reqids."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from collections.abc import Callable
@@ -104,7 +105,9 @@ class Context:
     has_contact: Callable[[IdKey, IdKey], bool] = field(
         default=lambda mine, peer: False, repr=False
     )
-    _next_unique: int = 0
+    # A new unique id of an SA (IKE, ISAKMP, CHILD_SA, IPsec SA) per call: a counter's
+    # ``__next__`` itself (asked twice a handshake; no Python frame).
+    unique_id: Callable[[], int] = field(init=False, repr=False, compare=False)
     _next_reqid: int = 0
     # The runtime checks peers' CERT chains off its event loop (``CheckChain``, answered
     # by ``chain_checked``); in-memory engines check them inline.
@@ -120,14 +123,11 @@ class Context:
         if self.spis is None:
             self.spis = RandomSpis(self.random)
         self.emit = self.actions.append
+        self.unique_id = itertools.count(1).__next__
         self.signatures = Signatures(self.emit, self._late_signature)
 
     def _late_signature(self, conn: str) -> None:
         self.counters.conn(conn).late_signatures += 1
-
-    def unique_id(self) -> int:
-        self._next_unique += 1
-        return self._next_unique
 
     def sign_ref(self) -> int:
         """A new SignRequest reference (unique for the engine's life)."""

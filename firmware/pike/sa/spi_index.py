@@ -15,6 +15,10 @@ S = TypeVar("S", bound=Hashable)
 
 def child_spis(children: Sequence[ChildSa]) -> tuple[int, ...]:
     """The SPIs of ``children`` that are set, both directions."""
+    if len(children) == 1:  # the usual IKE SA: one CHILD_SA, no generator
+        c = children[0]
+        if c.spi_in and c.spi_out:
+            return (c.spi_in, c.spi_out)
     return tuple(s for c in children for s in (c.spi_in, c.spi_out) if s)
 
 
@@ -40,7 +44,6 @@ class SpiIndex(Generic[S]):
         for spi in self._spis.pop(sa, ()):
             if spi not in now_spis and self._by_spi.get(spi) is sa:
                 del self._by_spi[spi]
-        for spi in now_spis:
-            self._by_spi[spi] = sa
+        self._by_spi.update(dict.fromkeys(now_spis, sa))
         if now_spis:
             self._spis[sa] = now_spis

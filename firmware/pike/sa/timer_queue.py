@@ -27,7 +27,9 @@ class TimerQueue(Generic[T]):
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, T]] = []
-        self._due: dict[T, tuple[float, int]] = {}  # item -> its live heap entry's key
+        # item -> its live heap entry, the very tuple in the heap: an entry at the top is
+        # live when it is its item's (one identity test, no tuple built to compare)
+        self._due: dict[T, tuple[float, int, T]] = {}
         self._seq = 0  # ties: first set, first out; and never compares items
 
     def __len__(self) -> int:
@@ -40,8 +42,8 @@ class TimerQueue(Generic[T]):
             return
         if when is not None:
             seq = self._seq = self._seq + 1
-            self._due[item] = (when, seq)
-            heapq.heappush(self._heap, (when, seq, item))
+            entry = self._due[item] = (when, seq, item)
+            _heappush(self._heap, entry)
             if seq & 63:
                 return  # the heap's size is looked at every 64th entry (twice a handshake)
         elif current is not None:
@@ -49,7 +51,7 @@ class TimerQueue(Generic[T]):
         else:
             return  # had none, has none
         if len(self._heap) > 2 * len(self._due) + 64:
-            self._heap = [(w, s, i) for i, (w, s) in self._due.items()]
+            self._heap = list(self._due.values())
             heapq.heapify(self._heap)
 
     def discard(self, item: T) -> None:
@@ -57,12 +59,12 @@ class TimerQueue(Generic[T]):
 
     def next(self) -> float | None:
         """The earliest live deadline."""
-        heap = self._heap
+        heap, due = self._heap, self._due
         while heap:
-            when, seq, item = heap[0]
-            if self._due.get(item) == (when, seq):
-                return when
-            heapq.heappop(heap)
+            top = heap[0]
+            if due.get(top[2]) is top:
+                return top[0]
+            _heappop(heap)
         return None
 
     def due(self, now: float) -> list[T]:
@@ -73,9 +75,9 @@ class TimerQueue(Generic[T]):
             i = stack.pop()
             if i >= len(heap) or heap[i][0] > now:
                 continue
-            when, seq, item = heap[i]
-            if self._due.get(item) == (when, seq):
-                out.append(item)
+            entry = heap[i]
+            if self._due.get(entry[2]) is entry:
+                out.append(entry[2])
             stack += (2 * i + 1, 2 * i + 2)
         return out
 
@@ -83,7 +85,10 @@ class TimerQueue(Generic[T]):
         """The items due at ``now``, earliest first; they have no deadline afterwards."""
         out: list[T] = []
         while (when := self.next()) is not None and when <= now:
-            _, _, item = heapq.heappop(self._heap)
+            _, _, item = _heappop(self._heap)
             del self._due[item]
             out.append(item)
         return out
+
+
+_heappush, _heappop = heapq.heappush, heapq.heappop
