@@ -509,11 +509,7 @@ class Ikev2Engine:
             self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state", now)
             return
         msg = decode_message(data)
-        # SK or SKF is the last payload when there is one (RFC 7296 §3.14, RFC 7383 §2.5:
-        # the decoder ends the outer chain there and refuses one that is not last)
-        last = msg.payloads[-1] if msg.payloads else None
-        skf = last if type(last) is SkfPayload else None
-        sk = last if type(last) is SkPayload else None
+        skf, sk = msg.first(SkfPayload), msg.first(SkPayload)
         if (skf is not None or sk is not None) and sa.cipher_in is None:
             # An IKE_SA_INIT (response) carrying SK or SKF: there are no keys to open it.
             raise MalformedMessage("unexpected_payload", "SK/SKF before the IKE SA has keys")
