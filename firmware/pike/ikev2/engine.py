@@ -254,9 +254,8 @@ class Ikev2Engine:
             (remote, conn.remote_port),
             conn,
             created_at=now,
-            keyingtry=keyingtry,
-            initiate_child=child,
         )
+        sa.keyingtry, sa.initiate_child = keyingtry, child  # (kept only when set)
         self.sas[sa.spi_i] = sa
         sa.set_state(IkeState.CONNECTING)
         self._index(sa)
@@ -545,7 +544,7 @@ class Ikev2Engine:
     ) -> bool:
         """Park an IKE_AUTH message whose CERT chain is checked off the loop (piked):
         True when it waits (or is a copy of the one waiting)."""
-        wait = sa.chain
+        wait = sa.seldom.chain if sa.seldom is not None else None
         if wait is not None and (wait.message_id, wait.response) == (
             msg.message_id,
             msg.is_response,
@@ -866,7 +865,8 @@ class Ikev2Engine:
     def _settle(self, sa: IkeSa, now: float, ended: list[IkeSa]) -> None:
         """After a step that touched ``sa``: its reauthentication, its place in the
         tables, its timer."""
-        if sa.replaces is not None or sa.replaced_by is not None:  # a reauthentication
+        seldom = sa.seldom  # (a reauthentication's SAs have theirs)
+        if seldom is not None and (seldom.replaces is not None or seldom.replaced_by is not None):
             for new in (sa, sa.replaced_by):
                 if new is not None and new.replaces is not None:
                     old = new.replaces

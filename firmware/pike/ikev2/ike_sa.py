@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar, overload
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
@@ -80,6 +80,72 @@ class Ikev2Context(Context):
     local_addresses: tuple[str, ...] = ()
 
 
+@dataclass(eq=False, slots=True)
+class Seldom:
+    """An IKE SA's state for what most SAs never do (reauthentication, restarts, RFC 9370
+    follow-ups, MOBIKE path changes, fragments, a certificate chain, its end): apart, so
+    that each of a hub's 10 000 SAs does not store and carry it (made on first use)."""
+
+    # The peer's validated certificate path (end entity first): a refreshed CRL that
+    # revokes one of them ends the SA (pike.daemon.revocation).
+    peer_path: tuple[x509.Certificate, ...] = ()
+    delete_reason: str = "terminated"
+    reauth_at: float | None = None  # reauth_time: a new IKE SA from scratch (make-before-break)
+    # Reauthentication: the new IKE SA knows the one it replaces (deleted once the new
+    # children are in), the old one knows its replacement while that is under way.
+    replaces: IkeSa | None = None
+    replaced_by: IkeSa | None = None
+    addke_done: tuple[int, ...] = ()  # RFC 9370: the additional key exchanges done
+    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370);
+    # None until the first (an empty dict per SA is one more object the collector scans)
+    followups: dict[bytes, Task] | None = None
+    # (local, peer) addresses the peer refused to move to, until our addresses or routes
+    # change again (RFC 4555 §3.5: try another pair, not the same one in a loop).
+    refused_paths: frozenset[tuple[str, str]] = frozenset()
+    # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
+    # initiation asked for, so that a retry asks for the same.
+    keyingtry: int = 0
+    initiate_child: str | None = None
+    # The children that were up when this IKE SA failed (dpd_action=restart brings them back).
+    lost_children: tuple[str, ...] = ()
+    # Fragments of an incoming message by (message id, is_response): total, chunks.
+    fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] | None = None
+    # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
+    chain: ChainWait | None = None
+
+
+_DEFAULTS = Seldom()  # what an SA without its own reads (never written)
+_T = TypeVar("_T")
+
+
+class _Seldom(Generic[_T]):
+    """An ``IkeSa`` attribute kept in its ``Seldom``: the default until set, and setting
+    it makes the ``Seldom``."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, sa: None, owner: type) -> _Seldom[_T]: ...
+    @overload
+    def __get__(self, sa: IkeSa, owner: type) -> _T: ...
+    def __get__(self, sa: IkeSa | None, owner: type) -> _T | _Seldom[_T]:
+        if sa is None:
+            return self
+        value: _T = getattr(sa.seldom or _DEFAULTS, self.name)
+        return value
+
+    def __set__(self, sa: IkeSa, value: _T) -> None:
+        seldom = sa.seldom
+        if seldom is None:
+            if value == getattr(_DEFAULTS, self.name):
+                return  # the default: nothing to keep (an IKE rekey copies them over)
+            seldom = sa.seldom = Seldom()
+        setattr(seldom, self.name, value)
+
+
 @dataclass(eq=False, slots=True, weakref_slot=True)  # slots: a hub holds 10 000
 class IkeSa:
     ctx: Ikev2Context
@@ -107,42 +173,29 @@ class IkeSa:
     nat_remote: bool = False  # the peer is behind a NAT (or faked it, like kernel-libipsec)
     my_id: Identity | None = None
     peer_id: Identity | None = None
-    # The peer's validated certificate path (end entity first): a refreshed CRL that
-    # revokes one of them ends the SA (pike.daemon.revocation).
-    peer_path: tuple[x509.Certificate, ...] = ()
     children: list[ChildSa] = field(default_factory=list)
     established_at: float | None = None
     created_at: float = 0.0
-    delete_reason: str = "terminated"
     # Responder: connections whose addresses fit; IKE_SA_INIT picks the IKE proposal
     # from them, IKE_AUTH one connection by identity (among those accepting that proposal).
     candidates: Candidates | None = None
     offer: tuple[Proposal, ...] = ()  # the initiator's IKE proposals (responder)
     rekey_at: float | None = None
-    reauth_at: float | None = None  # reauth_time: a new IKE SA from scratch (make-before-break)
-    # Reauthentication: the new IKE SA knows the one it replaces (deleted once the new
-    # children are in), the old one knows its replacement while that is under way.
-    replaces: IkeSa | None = field(default=None, repr=False)
-    replaced_by: IkeSa | None = field(default=None, repr=False)
     last_inbound: float = 0.0  # last authenticated message from the peer (DPD)
     dpd_outstanding: bool = False
     scheduled: bool = False  # rekey timer set once established
     keepalive_at: float | None = None
     frag_peer: bool = False  # both sides announced RFC 7383 fragmentation
     intermediate: bool = False  # both sides announced IKE_INTERMEDIATE (RFC 9242)
-    # RFC 9370: the additional key exchanges still to run after IKE_SA_INIT, and those done
-    # (methods, in order); IntAuth_iN and IntAuth_rN of the IKE_INTERMEDIATE exchanges.
-    # (Tuples and a frozenset, not lists and a set: a hub holds 10 000 SAs, and every
-    # list or set of each is one more object for the cyclic collector to scan.)
+    # RFC 9370: the additional key exchanges still to run after IKE_SA_INIT (methods, in
+    # order); IntAuth_iN and IntAuth_rN of the IKE_INTERMEDIATE exchanges. (Tuples, not
+    # lists: a hub holds 10 000 SAs, and every list is one more object for the cyclic
+    # collector to scan.)
     addke_todo: tuple[int, ...] = ()
-    addke_done: tuple[int, ...] = ()
     int_auth_i: bytes = field(default=b"", repr=False)
     int_auth_r: bytes = field(default=b"", repr=False)
     ppk_peer: bool = False  # both announced USE_PPK in IKE_SA_INIT (RFC 8784)
     ppk_used: bool = False  # IKE_AUTH mixed a post-quantum preshared key into the keys
-    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370);
-    # None until the first (an empty dict per SA is one more object the collector scans)
-    followups: dict[bytes, Task] | None = field(default=None, repr=False)
     # MOBIKE (RFC 4555): both sides announced it; the peer's other addresses it told us of.
     mobike: bool = False
     peer_addrs: tuple[str, ...] = ()
@@ -150,9 +203,6 @@ class IkeSa:
     # the peer starts makes it the new SA's initiator, but RFC 4555 keeps the right to
     # move the SA with the original initiator.
     original_initiator: bool | None = None
-    # (local, peer) addresses the peer refused to move to, until our addresses or routes
-    # change again (RFC 4555 §3.5: try another pair, not the same one in a loop).
-    refused_paths: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
     # Our address list as last announced to the peer (notify type, data), so that a
     # change of our addresses alone is told in an INFORMATIONAL (RFC 4555 §3.6).
     announced: tuple[tuple[int, bytes], ...] = ()
@@ -160,20 +210,9 @@ class IkeSa:
     # where it came from without moving the IKE SA (only UPDATE_SA_ADDRESSES moves it).
     request_path: tuple[Address, Address] | None = None
     reply_path: tuple[Address, Address] | None = None
-    # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
-    # initiation asked for, so that a retry asks for the same.
-    keyingtry: int = 0
-    initiate_child: str | None = None
-    # The children that were up when this IKE SA failed (dpd_action=restart brings them back).
-    lost_children: tuple[str, ...] = ()
-    # Fragments of an incoming message by (message id, is_response): total, chunks (None
-    # when none are waiting: a dict per SA is one more object the collector scans).
-    fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] | None = field(
-        default=None, repr=False
-    )
-
-    # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
-    chain: ChainWait | None = field(default=None, repr=False)
+    # What only some SAs need (``Seldom``), made on first use; read and set through the
+    # attributes below the fields, or ``seldom`` itself where every step asks.
+    seldom: Seldom | None = field(default=None, repr=False)
 
     _tag: tuple[tuple[str, bytes], str] | None = field(default=None, repr=False)
 
@@ -184,6 +223,21 @@ class IkeSa:
     # That connection's counters (``ctx.counters.conn(name)``), looked up on first use
     # after ``set_conn``: every message counts there.
     counters: ConnCounters | None = field(default=None, init=False, repr=False)
+
+    # In ``seldom`` (class attributes, not fields: the dataclass stores none of them).
+    peer_path = _Seldom[tuple["x509.Certificate", ...]]()
+    delete_reason = _Seldom[str]()
+    reauth_at = _Seldom[float | None]()
+    replaces = _Seldom["IkeSa | None"]()
+    replaced_by = _Seldom["IkeSa | None"]()
+    addke_done = _Seldom[tuple[int, ...]]()
+    followups = _Seldom["dict[bytes, Task] | None"]()
+    refused_paths = _Seldom[frozenset[tuple[str, str]]]()
+    keyingtry = _Seldom[int]()
+    initiate_child = _Seldom[str | None]()
+    lost_children = _Seldom[tuple[str, ...]]()
+    fragments = _Seldom["dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] | None"]()
+    chain = _Seldom["ChainWait | None"]()
 
     def __post_init__(self) -> None:
         self.tasks = _task_manager()(self)

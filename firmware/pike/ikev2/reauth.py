@@ -43,9 +43,9 @@ def start(ctx: Ikev2Context, old: IkeSa, now: float) -> IkeSa | None:
         (old.remote[0], conn.remote_port),
         conn,
         created_at=now,
-        initiate_child=children[0].name if children else None,
-        replaces=old,
     )
+    sa.initiate_child = children[0].name if children else None
+    sa.replaces = old
     old.replaced_by = sa
     sa.set_state(IkeState.CONNECTING)
     log.info(

@@ -58,7 +58,8 @@ def next_deadline(sa: IkeSa) -> float | None:
     sign = tasks.pending.deadline if tasks.pending is not None else None
     times: tuple[float | None, ...]
     if sa.state is _ESTABLISHED:  # no half-open timeout then
-        reauth = sa.reauth_at if sa.replaced_by is None else None
+        seldom = sa.seldom  # (reauth_time and reauthentication: in it)
+        reauth = seldom.reauth_at if seldom is not None and seldom.replaced_by is None else None
         times = (tasks.deadline, sign, sa.dpd_due(), sa.rekey_at, sa.keepalive_at, reauth)
     else:  # (no DPD before established)
         times = (tasks.deadline, sign, half_open_deadline(sa))
