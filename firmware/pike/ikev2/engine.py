@@ -507,7 +507,7 @@ class Ikev2Engine:
         if (hdr.exchange == _IKE_SA_INIT) != (sa.cipher_in is None):
             self._drop("unexpected_exchange", src, f"exchange {hdr.exchange} in this state", now)
             return
-        msg = decode_message(data)
+        msg = decode_message(data, hdr)
         skf, sk = msg.first(SkfPayload), msg.first(SkPayload)
         if (skf is not None or sk is not None) and sa.cipher_in is None:
             # An IKE_SA_INIT (response) carrying SK or SKF: there are no keys to open it.

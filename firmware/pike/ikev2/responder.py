@@ -74,10 +74,10 @@ class InitResponder:
                 # the source pretends to be (a 28-byte header drew up to 22 times more).
                 raise MalformedMessage("retransmit_mismatch", "IKE_SA_INIT of a half-open SA")
             # A retransmitted IKE_SA_INIT: the task manager re-sends its cached response.
-            existing.tasks.on_request(decode_message(data), data, [], now)
+            existing.tasks.on_request(decode_message(data, hdr), data, [], now)
             return
         try:
-            msg = decode_message(data)
+            msg = decode_message(data, hdr)
             check_payloads(msg.exchange, False, msg.payloads, False)
         except MalformedMessage as e:
             if e.notify is not None:

@@ -34,7 +34,7 @@ from pike.wire.constants import (
     PayloadType,
 )
 from pike.wire.errors import EncodeError, MalformedMessage
-from pike.wire.header import HEADER, IKE_MAJOR_VERSION, decode_header
+from pike.wire.header import HEADER, IKE_MAJOR_VERSION, Header, decode_header
 from pike.wire.memo import memoized
 from pike.wire.payloads import (
     AuthPayload,
@@ -64,6 +64,7 @@ from pike.wire.payloads import (
 from pike.wire.sk import SkCrypter
 
 _GENERIC_PACK = GENERIC.pack
+_new_header = tuple.__new__
 _HEADER_AND_SK = struct.Struct(HEADER.format + GENERIC.format[1:])
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
@@ -320,14 +321,19 @@ def _name(kind: int) -> str:
         return str(kind)
 
 
-def decode_message(data: bytes) -> Message:
-    """Header and outer payloads; an SK payload stays encrypted (see ``decrypt_message``)."""
-    if len(data) < HEADER_LEN:
-        decode_header(data)  # raises the precise error
-    # The fields are unpacked here rather than through ``Header``: this is the hot path.
-    spi_i, spi_r, first, version, exchange, flags, message_id, length = HEADER.unpack_from(data)
-    if length != len(data) or version >> 4 != IKE_MAJOR_VERSION:
-        decode_header(data)  # raises the precise error (the length first)
+def decode_message(data: bytes, header: Header | None = None) -> Message:
+    """Header and outer payloads; an SK payload stays encrypted (see ``decrypt_message``).
+
+    ``header`` is what ``decode_header`` returned for ``data`` when the caller has it (the
+    engine reads the header first, to find the SA): then it is not unpacked and checked
+    again."""
+    if header is None:
+        if len(data) < HEADER_LEN:
+            decode_header(data)  # raises the precise error
+        header = _new_header(Header, HEADER.unpack_from(data))
+        if header[7] != len(data) or header[3] >> 4 != IKE_MAJOR_VERSION:
+            decode_header(data)  # raises the precise error (the length first)
+    spi_i, spi_r, first, _, exchange, flags, message_id, _ = header
     return Message(
         spi_i,
         spi_r,
