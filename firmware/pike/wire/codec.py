@@ -266,7 +266,7 @@ def decode_payloads(
         append(payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    return PayloadList.indexed(payloads)
+    return PayloadList.decoded(payloads)
 
 
 def decode_inner(plaintext: bytes, first: int) -> PayloadList:
