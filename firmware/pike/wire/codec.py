@@ -201,7 +201,6 @@ STEPS: dict[int, Step] = {
     PayloadType.TSR: memoized(ts_body.decode_tsr, MEMOS[PayloadType.TSR]),
     PayloadType.EAP: bodies.EAP.step,
 }
-_INNER_STEP = STEPS.get
 
 
 def _step_sk(data: bytes, pos: int, end: int) -> tuple[SkPayload, int, int]:
@@ -219,11 +218,20 @@ def _no_step(data: bytes, pos: int, end: int) -> tuple[Payload, int, int]:
     raise Unusual
 
 
+def _step_table(steps: dict[int, Step]) -> tuple[Step, ...]:
+    """The steps by payload type, a byte: the walker indexes it (one subscript per payload,
+    where a dict's ``get`` with a default is a call)."""
+    return tuple(steps.get(kind, _no_step) for kind in range(256))
+
+
 # The outer chain may end with an SK payload; inside it, SK and SKF are invalid (and left to
 # the full way, which says so).
-_OUTER_STEP = {**STEPS, PayloadType.SK: _step_sk}.get
-# What makes a step give up: the payload is then decoded again the full way.
-_NOT_COMMON = (Unusual, struct.error, MalformedMessage)
+_OUTER_STEP = _step_table({**STEPS, PayloadType.SK: _step_sk})
+_INNER_STEP = _step_table(STEPS)
+FULL_WAY_ONLY = _step_table({})  # every payload the full way (tests compare with the steps)
+# What makes a step give up: the payload is then decoded again the full way. (IndexError:
+# a first type beyond a byte, given by a caller.)
+_NOT_COMMON = (Unusual, struct.error, MalformedMessage, IndexError)
 
 _SKF = int(PayloadType.SKF)
 _ENCRYPTED_TYPES = (_SK, _SKF)
@@ -260,7 +268,7 @@ def decode_payloads(
     kind = first
     while kind:
         try:
-            payload, kind, pos = step_of(kind, _no_step)(data, pos, end)
+            payload, kind, pos = step_of[kind](data, pos, end)
         except _NOT_COMMON:
             payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         append(payload)
