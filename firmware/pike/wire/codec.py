@@ -274,7 +274,7 @@ def decode_payloads(
         append(payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    return PayloadList.decoded(payloads)
+    return PayloadList.indexed(payloads)
 
 
 def decode_inner(plaintext: bytes, first: int) -> PayloadList:
