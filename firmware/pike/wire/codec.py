@@ -264,17 +264,21 @@ def decode_payloads(
     pos = start
     payloads: list[Payload] = []
     append = payloads.append
+    first_at: dict[int, Payload] = {}  # the first payload of each type, for lookups
+    note = first_at.setdefault
     step_of = _OUTER_STEP if outer else _INNER_STEP
     kind = first
     while kind:
         try:
-            payload, kind, pos = step_of[kind](data, pos, end)
+            payload, after, pos = step_of[kind](data, pos, end)
         except _NOT_COMMON:
-            payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
+            payload, after, pos = _decode_payload(data, pos, end, kind, outer)
         append(payload)
+        note(kind, payload)
+        kind = after
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    return PayloadList.indexed(payloads)
+    return PayloadList.decoded(payloads, first_at)
 
 
 def decode_inner(plaintext: bytes, first: int) -> PayloadList:
