@@ -264,21 +264,17 @@ def decode_payloads(
     pos = start
     payloads: list[Payload] = []
     append = payloads.append
-    first_at: dict[int, Payload] = {}  # the first payload of each type, for lookups
-    note = first_at.setdefault
     step_of = _OUTER_STEP if outer else _INNER_STEP
     kind = first
     while kind:
         try:
-            payload, after, pos = step_of[kind](data, pos, end)
+            payload, kind, pos = step_of[kind](data, pos, end)
         except _NOT_COMMON:
-            payload, after, pos = _decode_payload(data, pos, end, kind, outer)
+            payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         append(payload)
-        note(kind, payload)
-        kind = after
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    return PayloadList.decoded(payloads, first_at)
+    return PayloadList.indexed(payloads)
 
 
 def decode_inner(plaintext: bytes, first: int) -> PayloadList:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, ClassVar, Self, SupportsIndex, TypeVar
 
@@ -232,14 +231,12 @@ Payload = (
 
 _P = TypeVar("_P")
 
-# The class a decoder makes of each payload type, by class: every payload class no other
-# payload class derives from, but ``UnknownPayload`` (of any type the codec does not know).
-# ``first`` finds these by the type the walker noted; ``first(IdPayload)`` must also find an
-# IDi, so IdPayload and TsPayload are not keys: they (and classes from outside the codec)
-# are looked up by a scan.
-_TYPE_OF: dict[type[Any], int] = {
-    cls: cls.TYPE
-    for cls in (
+# Every payload class no other payload class derives from, each with None: a decoded
+# message's ``first_of`` starts from this, so a class it does not hold answers None at once.
+# ``first(IdPayload)`` must also find an IDi, so IdPayload and TsPayload are not keys:
+# they are looked up by a scan.
+_NONE_OF_EACH: dict[type[Any], Payload | None] = dict.fromkeys(
+    (
         SaPayload,
         KePayload,
         IdiPayload,
@@ -257,54 +254,55 @@ _TYPE_OF: dict[type[Any], int] = {
         EapPayload,
         SkPayload,
         SkfPayload,
+        UnknownPayload,
     )
-}
-
-_NOTIFY = NotifyPayload.TYPE
-_NO_NOTIFIES: Mapping[int, NotifyPayload] = MappingProxyType({})
-_IS_NOTIFY = NotifyPayload.__instancecheck__
-_NOTIFY_TYPE = attrgetter("notify_type")
-
-
-def _notify_of(payloads: list[Payload]) -> dict[int, NotifyPayload]:
-    """The first Notify payload of each type in ``payloads``, found from C: the Notifies
-    reversed, so that the first of a type is the one stored last."""
-    notifies: list[NotifyPayload] = [*filter(_IS_NOTIFY, payloads)]  # type: ignore[list-item]
-    notifies.reverse()
-    return dict(zip(map(_NOTIFY_TYPE, notifies), notifies))
+)
+# What a changed list's ``first_of`` is: every class misses, so lookups scan.
+_STALE: Mapping[type[Any], Payload | None] = MappingProxyType({})
 
 
 class PayloadList(list[Payload]):
     """The payloads of a decoded message, with what the engine looks up in them.
 
-    The engine asks a received message for a dozen payloads and notifies. The chain walker
-    notes the first payload of each type as it goes (``first_at``: one ``setdefault`` a
-    payload, where an index built after the walk took a second loop in Python); the Notifies
-    by type (``notify_of``) are noted from C when the walker saw one. The list stays
-    a plain list to its users: every method that changes it drops what was noted
-    (``None``), and lookups scan again (a payload put in later may be of a class from
-    outside the codec, which ``isinstance`` must see).
+    The engine asks a received message for a dozen payloads and notifies, each a scan in
+    Python. ``indexed`` (the decoder's) notes the first payload of each class
+    (``first_of``), the Notify payloads (``notifies``) and the first of each type
+    (``notify_of``). The list stays a plain list to its users: every method that changes it
+    drops what was noted, and lookups scan again (a payload put in later may be of a class
+    from outside the codec, which ``isinstance`` must see). A list that was never indexed
+    has none of the three (``AttributeError``): lookups scan it too.
     """
 
-    __slots__ = ("first_at", "notify_of", "received")
-    first_at: dict[int, Payload] | None  # payload type -> the first of it; None: changed
-    notify_of: Mapping[int, NotifyPayload] | None  # None: changed since
+    __slots__ = ("first_of", "notifies", "notify_of", "received")
+    first_of: Mapping[type[Any], Payload | None]
+    notify_of: Mapping[int, NotifyPayload] | None
+    notifies: list[NotifyPayload] | None  # in reverse order
     # Decrypted payloads: the type of the first and the inner chain as received (RFC 9242
     # IntAuth covers these octets, not a re-encoding of them). Kept on the list rather than
     # the message: a field less to store for every message built or decoded.
     received: tuple[int, bytes]
 
     @classmethod
-    def decoded(cls, payloads: list[Payload], first_at: dict[int, Payload]) -> PayloadList:
-        """``payloads`` as the walker found them, with the first of each type."""
+    def indexed(cls, payloads: list[Payload]) -> PayloadList:
+        """``payloads`` with their index. One walk backwards with plain stores: the last
+        value stored for a key is the first payload. (Built from C, with ``map``, ``zip``
+        and ``compress``, it counts fewer instructions but takes three times as long.)"""
         found = cls(payloads)
-        found.first_at = first_at
-        found.notify_of = _notify_of(payloads) if _NOTIFY in first_at else _NO_NOTIFIES
+        first_of = _NONE_OF_EACH.copy()
+        notify_of: dict[int, NotifyPayload] = {}
+        notifies: list[NotifyPayload] = []  # the last first
+        for p in reversed(payloads):
+            kind = type(p)
+            first_of[kind] = p
+            if kind is NotifyPayload:
+                notify_of[p.notify_type] = p  # type: ignore[union-attr,assignment]
+                notifies.append(p)  # type: ignore[arg-type]
+        found.first_of, found.notify_of, found.notifies = first_of, notify_of, notifies
         return found
 
     # The mutating methods of ``list``: each drops what was noted, then does its work.
     def _changed(self) -> None:
-        self.first_at = self.notify_of = None
+        self.first_of, self.notify_of, self.notifies = _STALE, None, None
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._changed()
@@ -362,7 +360,7 @@ class Message:
     On decode, ``payloads`` are the plaintext (outer) payloads, with an ``SkPayload`` still
     encrypted; after ``decrypt``, ``payloads`` holds the inner payloads and ``encrypted`` is
     True. On encode, ``encrypted=True`` means: put ``payloads`` inside an SK payload.
-    Decoded messages hold a ``PayloadList``, so ``first`` and ``notify`` are lookups.
+    Decoded messages hold a ``PayloadList``, so ``first``/``all``/``notify`` are lookups.
     """
 
     spi_i: bytes
@@ -374,13 +372,12 @@ class Message:
     payloads: list[Payload] = field(default_factory=list)
     encrypted: bool = False
 
-    # A decoded message's payloads are found by the type the walker noted (a plain list, a
-    # changed one or a class without a single type: AttributeError or KeyError, then a
-    # scan), and its Notifies by type; ``all`` scans from C (``type.__instancecheck__``
-    # is ``isinstance``: subclasses count).
+    # Each lookup asks the index of a decoded message straight away; a message we build
+    # holds a plain list (no index: AttributeError), a changed one a stale index, and
+    # IdPayload/TsPayload are no keys of it (KeyError): those are scanned.
     def first(self, cls: type[_P]) -> _P | None:
         try:
-            return self.payloads.first_at.get(_TYPE_OF[cls])  # type: ignore[attr-defined,no-any-return]
+            return self.payloads.first_of[cls]  # type: ignore[attr-defined,no-any-return]
         except (AttributeError, KeyError):
             pass
         for p in self.payloads:
@@ -389,7 +386,11 @@ class Message:
         return None
 
     def all(self, cls: type[_P]) -> list[_P]:
-        return [*filter(cls.__instancecheck__, self.payloads)]  # type: ignore[list-item]
+        if cls is NotifyPayload:
+            notifies: list[_P] | None = getattr(self.payloads, "notifies", None)
+            if notifies is not None:
+                return notifies[::-1]
+        return [p for p in self.payloads if isinstance(p, cls)]
 
     def notify(self, notify_type: int) -> NotifyPayload | None:
         try:
