@@ -169,7 +169,6 @@ WRITERS: dict[type[Any], Callable[[Any, int], bytes]] = {
     SkfPayload: _write_skf,
     UnknownPayload: _write_unknown,
 }
-_WRITER = WRITERS.get
 
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
 
@@ -411,15 +410,15 @@ def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple
     # payload may be one only in the outer chain.
     p = payloads[0]
     first = p.TYPE
-    for after in payloads[1:]:
-        writer = _WRITER(type(p))
-        if writer is None:
-            raise _no_encoder(p)
-        append(writer(p, after.TYPE))
-        p = after
-    writer = _WRITER(type(p))
-    if writer is None:
-        raise _no_encoder(p)
+    try:
+        for after in payloads[1:]:
+            append(WRITERS[type(p)](p, after.TYPE))
+            p = after
+        writer = WRITERS[type(p)]
+    except KeyError:
+        if type(p) in WRITERS:
+            raise  # from a writer
+        raise _no_encoder(p) from None
     if not outer and type(p) in _ENCRYPTED_CLASSES:
         raise _encrypted_error()
     append(writer(p, 0))
