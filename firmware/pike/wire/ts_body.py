@@ -147,8 +147,28 @@ _ONE_SELECTOR = {
 }
 
 
+# Payloads as written, by the payload's identity and the next type: the engine shares a TS
+# payload between the CHILD_SAs that narrow to the same selectors, and writing it costs
+# more than finding it (hashing it by value would run ``ipaddress``'s Python hashes). The
+# payload is kept with its bytes, so its id stands for no other object while it is here.
+# Bounded like the decoders' memos.
+_WRITTEN: dict[tuple[int, int], tuple[TsPayload, bytes]] = {}
+
+
 def write_ts(p: TsPayload, next_kind: int) -> bytes:
     """The whole TSi/TSr payload: generic header, TS header, selectors."""
+    key = (id(p), next_kind)
+    known = _WRITTEN.get(key)
+    if known is not None and known[0] is p:
+        return known[1]
+    written = _write_ts(p, next_kind)
+    if len(_WRITTEN) >= _CACHE_MAX:
+        _WRITTEN.clear()
+    _WRITTEN[key] = p, written
+    return written
+
+
+def _write_ts(p: TsPayload, next_kind: int) -> bytes:
     if len(p.selectors) == 1:
         (ts,) = p.selectors
         one = _ONE_SELECTOR.get(ts.ts_type)
