@@ -15,7 +15,7 @@ from pike.wire.buffer import Reader, Writer
 from pike.wire.codec import decode_message, encode_message
 from pike.wire.constants import NotifyType, PayloadType
 from pike.wire.errors import EncodeError, MalformedMessage
-from pike.wire.header import Header, pack_header
+from pike.wire.header import Header, decode_header, pack_header
 from pike.wire.payloads import (
     DeletePayload,
     IdiPayload,
@@ -476,3 +476,39 @@ def test_a_ts_payload_with_one_selector_is_written_as_any_other() -> None:
         assert decode_message(encode_message(message([TsrPayload((ts,))]))).payloads == [
             TsrPayload((ts,))
         ]
+
+
+def test_a_shared_ts_payload_is_written_from_memory() -> None:
+    # The engine shares TS payloads between CHILD_SAs: the writer keeps what it wrote by the
+    # payload's identity and the next type, the payload with it (its id stays its own).
+    ts_body._WRITTEN.clear()
+    p = TsiPayload((TS4,))
+    first = ts_body.write_ts(p, 44)
+    assert ts_body.write_ts(p, 44) is first  # from memory
+    assert ts_body._WRITTEN[(id(p), 44)] == (p, first)
+    assert ts_body.write_ts(p, 0) == bytes([0]) + first[1:]  # the next type is in the key
+    assert ts_body.write_ts(TsiPayload((TS4,)), 44) == first  # an equal one, written again
+    assert ts_body.write_ts(TsiPayload((TS6,)), 44) != first
+    kept = [TsiPayload((TS4,)) for _ in range(300)]
+    for q in kept:
+        assert ts_body.write_ts(q, 45) == bytes([45]) + first[1:]
+    assert len(ts_body._WRITTEN) <= 256  # bounded
+
+
+@pytest.mark.parametrize(
+    "payloads",
+    [
+        [_OwnNotify(16388)],
+        [VendorIdPayload(b"x"), _OwnNotify(16388)],
+        [_OwnNotify(16388), VendorIdPayload(b"x")],
+    ],
+)
+def test_a_payload_class_without_a_writer_is_an_encode_error(payloads: list[Payload]) -> None:
+    with pytest.raises(EncodeError, match="no encoder for _OwnNotify"):
+        codec.encode_payloads(payloads)
+
+
+def test_the_engines_header_is_not_unpacked_again() -> None:
+    datagram = encode_message(message(list(SAMPLES)))
+    header = decode_header(datagram)
+    assert decode_message(datagram, header) == decode_message(datagram)
