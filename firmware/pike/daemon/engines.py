@@ -46,7 +46,8 @@ class Engines:
         self.v2 = Ikev2Engine(
             config, random=random, kernel_caps=kernel_caps, spis=spis, credentials=credentials
         )
-        self._actions = self.v2.ctx.actions  # shared by both engines, for the engines' life
+        # shared by both engines, for the engines' life: the runtime drains it directly
+        self.actions = self.v2.ctx.actions
         self._v1_args = (random, kernel_caps, spis)
         self._v1: Ikev1Engine | None = None
         if _has_v1(config):
@@ -189,7 +190,7 @@ class Engines:
             v1.chain_checked(ref, result, now)
 
     def next_action(self) -> Action | None:
-        return self._actions.popleft() if self._actions else None
+        return self.actions.popleft() if self.actions else None
 
     def list_sas(self) -> list[IkeSaInfo]:
         return self.v2.list_sas() + [sa for v1 in self._v1s() for sa in v1.list_sas()]

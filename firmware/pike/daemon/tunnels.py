@@ -39,6 +39,15 @@ class Tunnels:
         self._tasks: set[asyncio.Task[None]] = set()
         self.updown_failures = 0
 
+    def observers(self, kind: type) -> tuple[Callable[[Action], None], ...]:
+        """``observe`` for the kinds it sees when the config has a child with an
+        ``interface`` or ``updown`` (the runtime asks again after a reload); else nothing:
+        a hub without them looks nothing up per install."""
+        if kind not in self.OBSERVED:
+            return ()
+        children = (ch for c in self._config().connections.values() for ch in c.children)
+        return (self.observe,) if any(ch.interface or ch.updown for ch in children) else ()
+
     def observe(self, a: Action) -> None:
         """Before the data plane acts: an install may bring a child up, a delete down."""
         if not isinstance(a, InstallChildSa | DeleteChildSa):

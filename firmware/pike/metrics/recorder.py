@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
+from types import MethodType
 from typing import Any
 
 from pike.policy.ipsec import SaCounters, SaSpec
@@ -121,10 +122,15 @@ class Recorder:
     sign_failures: Counter[SignKey] = field(default_factory=Counter)  # (token, key, reason)
 
     def observe(self, a: Action) -> None:
-        """Every action passes here: looked up by type, most are not recorded."""
+        """Record ``a`` if it is of a kind recorded (looked up by type)."""
         record = _RECORDS.get(type(a))
         if record is not None:
             record(self, a)
+
+    def records(self) -> dict[type, Callable[[Any], None]]:
+        """What records each kind of action in ``RECORDED``: the runtime hands each
+        action of these kinds straight to its record, without ``observe``."""
+        return {kind: MethodType(record, self) for kind, record in _RECORDS.items()}
 
     def _ike_up(self, a: IkeSaEstablished) -> None:
         if a.rekey:
