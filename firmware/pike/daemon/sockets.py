@@ -17,10 +17,10 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pike.sa.actions import Address
-from pike.wire.constants import NATT_KEEPALIVE, NON_ESP_MARKER
+from pike.wire.constants import NON_ESP_MARKER
 
 log = logging.getLogger("pike.daemon.sockets")
 
@@ -33,6 +33,8 @@ _IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _SOL_IP, _SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 _MAX_DATAGRAM = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(64)
+_MARKER_LEN = len(NON_ESP_MARKER)
+_MAX_DSTS = 256  # PKTINFO messages remembered per socket (local addresses x interfaces)
 
 OnDatagram = Callable[[bytes, Address, Address], None]
 Ancillary = tuple[tuple[int, int, bytes], ...]  # sendmsg's ancillary data
@@ -46,6 +48,8 @@ class _Sock:
     natt: bool
     pktinfo: Callable[[str], Ancillary]  # the ancillary data that sends from an address
     local: Callable[[list[tuple[int, int, bytes]]], str | None]  # where a datagram went
+    # a PKTINFO message -> (local address, port): ``_destination``'s answers
+    dsts: dict[tuple[int, int, bytes], Address] = field(default_factory=dict)
 
 
 # The address conversions below run for every datagram, on the gateway's few local
@@ -189,37 +193,48 @@ class IkeSockets:
                 self._on_batch()
 
     def _drain(self, entry: _Sock) -> None:
-        # Read what is queued now, bounded so one busy socket cannot starve the loop.
+        # Read what is queued now, bounded so one busy socket cannot starve the loop. One
+        # frame for all of them: a call per datagram to hand it on cost more than the
+        # rest of this loop.
+        recvmsg, on_datagram, dsts = entry.sock.recvmsg, self._on_datagram, entry.dsts
         for _ in range(64):
             try:
-                data, anc, _flags, peer = entry.sock.recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
+                data, anc, _flags, peer = recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 # ICMP errors surface here as ECONNREFUSED etc.; they are not ours to act on.
                 log.debug("recvmsg on port %d: %s", entry.port, exc.strerror)
                 return
-            self._deliver(entry, data, anc, peer)
+            if entry.natt:
+                if not data.startswith(NON_ESP_MARKER):
+                    # a NAT-T keepalive (0xFF), or ESP the kernel did not take (no ESP
+                    # support): nothing IKE can use
+                    continue
+                data = data[_MARKER_LEN:]
+            # the PKTINFO message (the only one asked for) names the local address
+            dst = dsts.get(anc[0]) if len(anc) == 1 else None
+            if dst is None and (dst := self._destination(entry, anc)) is None:
+                continue
+            src: Address = (_peer_text(peer[0]), peer[1])
+            try:
+                on_datagram(data, src, dst)
+            except Exception:
+                # The engine must never raise on input; if it does, keep serving others.
+                log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
 
-    def _deliver(
-        self, entry: _Sock, data: bytes, anc: list[tuple[int, int, bytes]], peer: tuple[str, int]
-    ) -> None:
-        if entry.natt:
-            if data == NATT_KEEPALIVE:
-                return
-            if not data.startswith(NON_ESP_MARKER):
-                # ESP the kernel did not take (no ESP support): nothing IKE can use.
-                return
-            data = data[len(NON_ESP_MARKER) :]
+    @staticmethod
+    def _destination(entry: _Sock, anc: list[tuple[int, int, bytes]]) -> Address | None:
+        """Where a datagram went (its local address, our port), from its ancillary data;
+        kept per PKTINFO message (a gateway has few local addresses; bounded)."""
         local = entry.local(anc)
         if local is None:
-            return
-        src: Address = (_peer_text(peer[0]), peer[1])
-        try:
-            self._on_datagram(data, src, (local, entry.port))
-        except Exception:
-            # The engine must never raise on input; if it does, keep serving others.
-            log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
+            return None
+        if len(anc) == 1:
+            if len(entry.dsts) >= _MAX_DSTS:
+                entry.dsts.clear()
+            entry.dsts[anc[0]] = (local, entry.port)
+        return (local, entry.port)
 
     def _pick(self, src: Address, dst: Address) -> _Sock | None:
         key = (":" in dst[0], src[1], dst[1])
