@@ -32,6 +32,10 @@ def _not_open(data: bytes, src: Address, dst: Address, now: float) -> None:
     raise RuntimeError("datagram before Datagrams.open")
 
 
+def _not_sent(data: bytes, src: Address, dst: Address) -> bool:
+    return False  # no socket before ``open``: as a send that failed
+
+
 class Datagrams:
     def __init__(
         self,
@@ -45,6 +49,7 @@ class Datagrams:
         self._rearm = rearm  # arm the loop timer at the engine's next deadline
         self.stats = stats
         self._sockets: IkeSockets | None = None
+        self._send: Callable[[bytes, Address, Address], bool] = _not_sent  # ``open``'s
 
     def open(
         self,
@@ -66,6 +71,7 @@ class Datagrams:
             on_batch=self.batch_done,
         )
         self._sockets.open()
+        self._send = self._sockets.send  # every answer goes out through it
 
     def close(self) -> None:
         if self._sockets is not None:
@@ -96,7 +102,7 @@ class Datagrams:
             self.send_keepalive(a)
 
     def send_datagram(self, a: SendDatagram) -> None:
-        if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
+        if self._send(a.data, a.src, a.dst):
             self.stats["datagrams_out"] += 1
 
     def send_keepalive(self, a: SendKeepalive) -> None:

@@ -114,6 +114,7 @@ class Ops:
             lambda: self.engine.list_sas(),
             lambda: self.daemon.config,
             self.logs,
+            on_watching=lambda: self.daemon.reroute(),
         )
 
     @property
@@ -219,14 +220,15 @@ class Ops:
 
     def observers(self, kind: type) -> tuple[Callable[[Any], None], ...]:
         """What sees an engine action of ``kind`` before the runtime acts on it, in order:
-        the metrics' record of it, the initiations' watches, key export (when
-        ``save_keys_dir`` is set: the runtime asks again after a reload). The runtime
+        the metrics' record of it, the initiations' watches (while one waits), key
+        export (when ``save_keys_dir`` is set). The runtime asks again after a reload and
+        when the first watch starts or the last ends. The runtime
         contains each one's failure: observability must never break the data path."""
         out: list[Callable[[Any], None]] = []
         record = self.recorder.records().get(kind)
         if record is not None:
             out.append(record)
-        if kind in Initiations.OBSERVED:
+        if kind in Initiations.OBSERVED and self.initiations.watching:
             out.append(self.initiations.observe)
         if self._keys is not None:  # key export (save_keys_dir): a debugging aid
             if kind is IkeSaEstablished:
