@@ -25,7 +25,9 @@ async def _collect(
 ) -> tuple[list[tuple[bytes, Address, Address]], Any]:
     got: list[tuple[bytes, Address, Address]] = []
     loop = asyncio.get_running_loop()
-    socks = IkeSockets(loop, lambda d, s, t: got.append((d, s, t)), ike_port=ike, natt_port=natt)
+    socks = IkeSockets(
+        loop, lambda d, s, t, _now: got.append((d, s, t)), ike_port=ike, natt_port=natt
+    )
     socks.open()
     try:
         result = await fn(socks)
@@ -74,13 +76,14 @@ def test_send_picks_socket_source_and_marker() -> None:
 
 
 def test_datagrams_read_in_one_wakeup_end_with_one_batch_call() -> None:
-    """The runtime re-arms the engine's timer once per batch (``on_batch``): it must
-    follow every datagram of the wake-up, and come even when delivering one failed."""
+    """The runtime acts on the engine's actions after each datagram (``after``) and
+    re-arms the engine's timer once per batch (``on_batch``, with how many went on): it
+    must follow every datagram of the wake-up, and come even when delivering one failed."""
     ike, natt = free_udp_ports(2)
     peer = _peer()
     events: list[str] = []
 
-    def on_datagram(data: bytes, src: Address, dst: Address) -> None:
+    def on_datagram(data: bytes, src: Address, dst: Address, now: float) -> None:
         events.append(data.decode())
         if data == b"bad":
             raise ValueError("the engine failed")
@@ -93,7 +96,8 @@ def test_datagrams_read_in_one_wakeup_end_with_one_batch_call() -> None:
             ike_port=ike,
             natt_port=natt,
             ipv6=False,
-            on_batch=lambda: events.append("batch"),
+            after=lambda: events.append("after"),
+            on_batch=lambda n: events.append(f"batch of {n}"),
         )
         socks.open()
         try:
@@ -107,4 +111,8 @@ def test_datagrams_read_in_one_wakeup_end_with_one_batch_call() -> None:
 
     asyncio.run(scenario())
     peer.close()
-    assert events == ["one", "bad", "three", "batch", "four", "batch"]
+    # the runtime's drain after each one, the engine's failure on "bad" included
+    assert events == [
+        *("one", "after", "bad", "after", "three", "after", "batch of 3"),
+        *("four", "after", "batch of 1"),
+    ]

@@ -5,13 +5,13 @@ The engine's actions are acted on after every datagram (its answers go out at on
 loop timer is re-armed once per batch the sockets read in one wake-up (``batch_done``):
 no timer can run while the batch is read, and asking the engine after each datagram
 cost as much as the rest of this module. The engine and the clock exist once the daemon
-runs: ``open`` binds both, so each datagram goes straight to them."""
+runs: ``open`` hands both to the sockets, which call the engine for each datagram and
+then the runtime's drain (no layer in between: these run for every datagram)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
@@ -28,10 +28,6 @@ class DatagramInput(Protocol):
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
 
 
-def _not_open(data: bytes, src: Address, dst: Address, now: float) -> None:
-    raise RuntimeError("datagram before Datagrams.open")
-
-
 def _not_sent(data: bytes, src: Address, dst: Address) -> bool:
     return False  # no socket before ``open``: as a send that failed
 
@@ -43,8 +39,6 @@ class Datagrams:
         rearm: Callable[[], None],
         stats: Counter[str],
     ) -> None:
-        self._input: Callable[[bytes, Address, Address, float], None] = _not_open
-        self._now: Callable[[], float] = time.monotonic  # ``open`` gives the daemon's
         self._drain = drain  # act on the engine's actions
         self._rearm = rearm  # arm the loop timer at the engine's next deadline
         self.stats = stats
@@ -61,13 +55,14 @@ class Datagrams:
     ) -> None:
         """Bind UDP 500/4500 (OSError if it cannot; ``close`` then cleans up); every
         datagram goes to ``engine`` at ``now()``."""
-        self._input, self._now = engine.receive_datagram, now
         self._sockets = IkeSockets(
             loop,
-            self.receive,
+            engine.receive_datagram,
             ike_port=d.ike_port,
             natt_port=d.natt_port,
             ipv6=ipv6,
+            now=now,
+            after=self._drain,
             on_batch=self.batch_done,
         )
         self._sockets.open()
@@ -81,18 +76,10 @@ class Datagrams:
     def bound(self) -> bool:
         return self._sockets is not None and bool(self._sockets.bound)
 
-    def receive(self, data: bytes, src: Address, dst: Address) -> None:
-        self.stats["datagrams_in"] += 1
-        try:
-            self._input(data, src, dst, self._now())
-        except Exception:
-            # The engine must turn any input into a drop; a bug must not stop the daemon.
-            log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
-        finally:
-            self._drain()
-
-    def batch_done(self) -> None:
-        """The sockets read what was queued: the engine's timer, once for all of it."""
+    def batch_done(self, delivered: int) -> None:
+        """The sockets read what was queued (``delivered`` datagrams went to the engine):
+        counted, and the engine's timer armed once for all of them."""
+        self.stats["datagrams_in"] += delivered
         self._rearm()
 
     def send(self, a: SendDatagram | SendKeepalive) -> None:

@@ -237,6 +237,9 @@ class Daemon:
         if self._clock is None:
             self._clock = LoopClock(loop)
         self.started, self.started_wall = self.clock.monotonic(), self.clock.wall()
+        # the metrics' wall clock, read at every CHILD_SA install on a hub: the clock's
+        # own method now that there is one (not the lambda that waited for it)
+        self.ops.recorder.wall = self.clock.wall
         caps = self.dataplane.probe()
         # Certificates are checked at the wall-clock time of the engine's now.
         self.credentials.clock = self._wall_at

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,7 +37,8 @@ _CMSG_SPACE = socket.CMSG_SPACE(64)
 _MARKER_LEN = len(NON_ESP_MARKER)
 _MAX_DSTS = 256  # PKTINFO messages remembered per socket (local addresses x interfaces)
 
-OnDatagram = Callable[[bytes, Address, Address], None]
+# (datagram without marker, its source, its destination, the time it was read)
+OnDatagram = Callable[[bytes, Address, Address, float], None]
 Ancillary = tuple[tuple[int, int, bytes], ...]  # sendmsg's ancillary data
 
 
@@ -104,8 +106,10 @@ def _local_v6(ancdata: list[tuple[int, int, bytes]]) -> str | None:
 
 class IkeSockets:
     """UDP sockets on ``ike_port`` and ``natt_port`` (wildcard addresses), read from the
-    event loop; every datagram goes to ``on_datagram(data, src, dst)`` without marker,
-    and ``on_batch()`` follows the datagrams read in one wake-up."""
+    event loop; every datagram goes to ``on_datagram(data, src, dst, now())`` without
+    marker, then ``after()`` runs (the runtime acts on the engine's answer at once), and
+    ``on_batch(n)`` follows the ``n`` datagrams handed on in one wake-up. The engine is
+    called from here, without a layer in between: these run for every datagram."""
 
     def __init__(
         self,
@@ -115,10 +119,14 @@ class IkeSockets:
         ike_port: int = 500,
         natt_port: int = 4500,
         ipv6: bool = True,
-        on_batch: Callable[[], None] | None = None,
+        now: Callable[[], float] = time.monotonic,
+        after: Callable[[], None] = lambda: None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._loop = loop
         self._on_datagram = on_datagram
+        self._now = now
+        self._after = after  # after each datagram, even one the engine failed on
         self._on_batch = on_batch  # after the datagrams of one wake-up
         self.ike_port = ike_port
         self.natt_port = natt_port
@@ -186,26 +194,29 @@ class IkeSockets:
             self.encap_ok = False
 
     def _readable(self, entry: _Sock) -> None:
+        delivered = 0
         try:
-            self._drain(entry)
+            delivered = self._drain(entry)
         finally:
             if self._on_batch is not None:
-                self._on_batch()
+                self._on_batch(delivered)
 
-    def _drain(self, entry: _Sock) -> None:
-        # Read what is queued now, bounded so one busy socket cannot starve the loop. One
-        # frame for all of them: a call per datagram to hand it on cost more than the
-        # rest of this loop.
-        recvmsg, on_datagram, dsts = entry.sock.recvmsg, self._on_datagram, entry.dsts
+    def _drain(self, entry: _Sock) -> int:
+        """Read what is queued now, bounded so one busy socket cannot starve the loop;
+        how many datagrams went on. One frame for all of them: a call per datagram to
+        hand it on cost more than the rest of this loop."""
+        recvmsg, dsts, now = entry.sock.recvmsg, entry.dsts, self._now
+        on_datagram, after = self._on_datagram, self._after
+        delivered = 0
         for _ in range(64):
             try:
                 data, anc, _flags, peer = recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 # ICMP errors surface here as ECONNREFUSED etc.; they are not ours to act on.
                 log.debug("recvmsg on port %d: %s", entry.port, exc.strerror)
-                return
+                break
             if entry.natt:
                 if not data.startswith(NON_ESP_MARKER):
                     # a NAT-T keepalive (0xFF), or ESP the kernel did not take (no ESP
@@ -213,15 +224,20 @@ class IkeSockets:
                     continue
                 data = data[_MARKER_LEN:]
             # the PKTINFO message (the only one asked for) names the local address
-            dst = dsts.get(anc[0]) if len(anc) == 1 else None
+            dst = dsts.get(anc[0]) if anc else None
             if dst is None and (dst := self._destination(entry, anc)) is None:
                 continue
             src: Address = (_peer_text(peer[0]), peer[1])
+            delivered += 1
             try:
-                on_datagram(data, src, dst)
+                try:
+                    on_datagram(data, src, dst, now())
+                finally:
+                    after()
             except Exception:
                 # The engine must never raise on input; if it does, keep serving others.
                 log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
+        return delivered
 
     @staticmethod
     def _destination(entry: _Sock, anc: list[tuple[int, int, bytes]]) -> Address | None:
