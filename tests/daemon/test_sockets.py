@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from typing import Any
 
 from pike.daemon.sockets import IkeSockets
-from pike.sa.actions import Address
+from pike.sa.actions import Address, SendDatagram
 
 from .helpers import free_udp_ports
 
@@ -116,3 +117,45 @@ def test_datagrams_read_in_one_wakeup_end_with_one_batch_call() -> None:
         *("one", "after", "bad", "after", "three", "after", "batch of 3"),
         *("four", "after", "batch of 1"),
     ]
+
+
+def test_engine_datagrams_go_from_their_source_with_marker_and_are_counted() -> None:
+    """``send_datagram`` (the runtime's route for SendDatagram): from the socket and
+    address the engine chose, the non-ESP marker on the NAT-T port, each counted once it
+    went; a source with no socket is logged and not counted."""
+    ike, natt = free_udp_ports(2)
+    peer = _peer()
+    dst = ("127.0.0.1", peer.getsockname()[1])
+
+    async def send(socks: IkeSockets) -> list[tuple[bytes, Any]]:
+        for _ in range(2):  # the second time from what was kept of each source
+            socks.send_datagram(SendDatagram(b"plain", ("127.0.0.2", ike), dst))
+            socks.send_datagram(SendDatagram(b"natt", ("127.0.0.1", natt), dst))
+        socks.send_datagram(SendDatagram(b"v6", ("::1", ike), ("::1", 500)))  # IPv4 only
+        loop = asyncio.get_running_loop()
+        return [await loop.run_in_executor(None, peer.recvfrom, 100) for _ in range(4)]
+
+    counts: Counter[str] = Counter()
+
+    async def scenario() -> list[tuple[bytes, Any]]:
+        socks = IkeSockets(
+            asyncio.get_running_loop(),
+            lambda *_: None,
+            ike_port=ike,
+            natt_port=natt,
+            ipv6=False,
+            counts=counts,
+        )
+        socks.open()
+        try:
+            return await send(socks)
+        finally:
+            socks.close()
+
+    received = asyncio.run(scenario())
+    peer.close()
+    assert received == 2 * [
+        (b"plain", ("127.0.0.2", ike)),
+        (b"\x00\x00\x00\x00natt", ("127.0.0.1", natt)),
+    ]
+    assert counts["datagrams_out"] == 4

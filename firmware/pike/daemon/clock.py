@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-
 _BASE_TIME = asyncio.BaseEventLoop.time  # return time.monotonic()
 
 

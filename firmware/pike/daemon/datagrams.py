@@ -28,8 +28,8 @@ class DatagramInput(Protocol):
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
 
 
-def _not_sent(data: bytes, src: Address, dst: Address) -> bool:
-    return False  # no socket before ``open``: as a send that failed
+def _no_socket(a: SendDatagram) -> None:
+    """``send_datagram`` before ``open``: nothing goes out, nothing is counted."""
 
 
 class Datagrams:
@@ -43,7 +43,9 @@ class Datagrams:
         self._rearm = rearm  # arm the loop timer at the engine's next deadline
         self.stats = stats
         self._sockets: IkeSockets | None = None
-        self._send: Callable[[bytes, Address, Address], bool] = _not_sent  # ``open``'s
+        # The engine's datagrams out: the sockets' own ``send_datagram`` once open (it
+        # counts datagrams_out); the runtime routes ``SendDatagram`` to it after ``open``.
+        self.send_datagram: Callable[[SendDatagram], None] = _no_socket
 
     def open(
         self,
@@ -64,9 +66,10 @@ class Datagrams:
             now=now,
             after=self._drain,
             on_batch=self.batch_done,
+            counts=self.stats,
         )
         self._sockets.open()
-        self._send = self._sockets.send  # every answer goes out through it
+        self.send_datagram = self._sockets.send_datagram
 
     def close(self) -> None:
         if self._sockets is not None:
@@ -87,10 +90,6 @@ class Datagrams:
             self.send_datagram(a)
         else:
             self.send_keepalive(a)
-
-    def send_datagram(self, a: SendDatagram) -> None:
-        if self._send(a.data, a.src, a.dst):
-            self.stats["datagrams_out"] += 1
 
     def send_keepalive(self, a: SendKeepalive) -> None:
         # RFC 3948 §2.3: one 0xFF octet, without the non-ESP marker.

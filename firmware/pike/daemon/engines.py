@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28
+_VERSION_BYTE = slice(VERSION_OFFSET, VERSION_OFFSET + 1)
+_V1_VERSIONS = frozenset(bytes([0x10 | minor]) for minor in range(16))  # major version 1
 
 
 class Engines:
@@ -96,7 +98,9 @@ class Engines:
             v1.start(now)
 
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
-        if len(data) >= HEADER_LEN and data[VERSION_OFFSET] >> 4 == 1:
+        # the version byte first (a slice: no IndexError on a runt), the length only for
+        # IKEv1's: every datagram asks
+        if data[_VERSION_BYTE] in _V1_VERSIONS and len(data) >= HEADER_LEN:
             self.v1.receive_datagram(data, src, dst, now)
         else:
             self.v2.receive_datagram(data, src, dst, now)  # IKEv2 judges anything else

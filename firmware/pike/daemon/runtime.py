@@ -268,7 +268,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.ops.sighup)
         await self.ops.start(_version())
-        self.reroute()  # key export as configured
+        self.reroute()  # key export as configured, the open sockets' send_datagram
         privileges.drop_after_binding()  # every socket is bound (IKE, control, metrics)
         self.dataplane.listen(loop)
         log.info(
@@ -429,10 +429,11 @@ class Daemon:
         goes to the handlers its kind has (``_routes``), each handler's failure logged and
         contained. Read from the engines' shared queue itself: a call per action to
         ``next_action`` cost more than the rest of the dispatch."""
-        actions, route = self._actions, self._route
+        actions, handlers = self._actions, self._route.get
+        popleft = actions.popleft
         while actions:
-            action = actions.popleft()
-            for act in route.get(type(action), ()):
+            action = popleft()
+            for act in handlers(action.__class__, ()):
                 try:
                     act(action)
                 except Exception:

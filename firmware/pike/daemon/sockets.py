@@ -17,10 +17,11 @@ import logging
 import socket
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pike.sa.actions import Address
+from pike.sa.actions import Address, SendDatagram
 from pike.wire.constants import NON_ESP_MARKER
 
 log = logging.getLogger("pike.daemon.sockets")
@@ -35,11 +36,13 @@ _SOL_IP, _SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 _MAX_DATAGRAM = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(64)
 _MARKER_LEN = len(NON_ESP_MARKER)
+_MAX_SENDERS = 256  # source addresses remembered (``IkeSockets._sender``)
 _MAX_DSTS = 256  # PKTINFO messages remembered per socket (local addresses x interfaces)
 
 # (datagram without marker, its source, its destination, the time it was read)
 OnDatagram = Callable[[bytes, Address, Address, float], None]
 Ancillary = tuple[tuple[int, int, bytes], ...]  # sendmsg's ancillary data
+_Sender = tuple[socket.socket, bool, Ancillary]  # (socket, NAT-T's?, source's ancillary)
 
 
 @dataclass(slots=True)
@@ -122,6 +125,7 @@ class IkeSockets:
         now: Callable[[], float] = time.monotonic,
         after: Callable[[], None] = lambda: None,
         on_batch: Callable[[int], None] | None = None,
+        counts: Counter[str] | None = None,
     ) -> None:
         self._loop = loop
         self._on_datagram = on_datagram
@@ -135,6 +139,9 @@ class IkeSockets:
         # (IPv6, source port, destination port) -> the socket ``_pick`` chose: every
         # datagram sent asks, the answer changes only when sockets open or close
         self._picked: dict[tuple[bool, int, int], _Sock | None] = {}
+        # our source address -> ``_sender``'s answer: every datagram sent asks
+        self._senders: dict[Address, _Sender] = {}
+        self.counts = Counter[str]() if counts is None else counts  # datagrams sent
         self.encap_ok = True  # False when the kernel refused UDP_ENCAP (logged once)
 
     def open(self) -> None:
@@ -175,6 +182,7 @@ class IkeSockets:
             entry = _Sock(sock, family, port, natt, _in_pktinfo, _local_v4)
         self._socks.append(entry)
         self._picked.clear()
+        self._senders.clear()
         self._loop.add_reader(sock.fileno(), self._readable, entry)
         fam = "IPv6" if family == socket.AF_INET6 else "IPv4"
         log.debug("listening on %s UDP port %d%s", fam, port, " (NAT-T)" if natt else "")
@@ -273,25 +281,58 @@ class IkeSockets:
                 return entry
         return None
 
+    def send_datagram(self, a: SendDatagram) -> None:
+        """The engine's datagram out (the runtime's route for ``SendDatagram``), counted
+        in ``counts["datagrams_out"]`` once it went. ``send`` without its call: every
+        answer goes this way."""
+        src, dst = a.src, a.dst
+        sender = self._senders.get(src) or self._sender(src, dst)
+        if sender is None:
+            log.warning("no socket for %s[%d] -> %s[%d]", src[0], src[1], dst[0], dst[1])
+            return
+        sock, natt, ancillary = sender
+        try:
+            sock.sendmsg((NON_ESP_MARKER + a.data if natt else a.data,), ancillary, 0, dst)
+        except OSError as exc:
+            # A full send buffer or unreachable peer: the engine retransmits.
+            log.warning("send %s[%d] -> %s[%d]: %s", src[0], src[1], dst[0], dst[1], exc)
+            return
+        self.counts["datagrams_out"] += 1
+
     def send(self, data: bytes, src: Address, dst: Address, *, marker: bool = True) -> bool:
         """Send ``data`` from ``src`` to ``dst``; False (logged) if it could not go out.
 
         On the NAT-T socket IKE gets the non-ESP marker; ``marker=False`` sends ``data``
         as is (the one-octet NAT-T keepalive, RFC 3948 §2.3, goes without it)."""
-        # the choice ``_pick`` cached, without a call for it (every datagram sent asks)
-        entry = self._picked.get((":" in dst[0], src[1], dst[1])) or self._pick(src, dst)
-        if entry is None:
+        sender = self._senders.get(src) or self._sender(src, dst)
+        if sender is None:
             log.warning("no socket for %s[%d] -> %s[%d]", src[0], src[1], dst[0], dst[1])
             return False
-        if entry.natt and marker:
+        sock, natt, ancillary = sender
+        if natt and marker:
             data = NON_ESP_MARKER + data
         try:
-            entry.sock.sendmsg((data,), entry.pktinfo(src[0]), 0, dst)
+            sock.sendmsg((data,), ancillary, 0, dst)
         except OSError as exc:
             # A full send buffer or unreachable peer: the engine retransmits.
             log.warning("send %s[%d] -> %s[%d]: %s", src[0], src[1], dst[0], dst[1], exc)
             return False
         return True
+
+    def _sender(self, src: Address, dst: Address) -> _Sender | None:
+        """The socket that sends from ``src`` to ``dst``, whether it is NAT-T's, and the
+        ancillary data that makes it leave from ``src``'s address. Kept per source when
+        that is one of our ports (our few addresses x 2: bounded anyway); from another
+        port the socket depends on the destination (``_choose``)."""
+        entry = self._pick(src, dst)
+        if entry is None:
+            return None
+        sender = (entry.sock, entry.natt, entry.pktinfo(src[0]))
+        if src[1] in (self.ike_port, self.natt_port):
+            if len(self._senders) >= _MAX_SENDERS:
+                self._senders.clear()
+            self._senders[src] = sender
+        return sender
 
     def _close_family(self, family: int) -> None:
         for entry in [e for e in self._socks if e.family == family]:
@@ -299,6 +340,7 @@ class IkeSockets:
             entry.sock.close()
             self._socks.remove(entry)
         self._picked.clear()
+        self._senders.clear()
 
     def close(self) -> None:
         for entry in self._socks:
@@ -307,6 +349,7 @@ class IkeSockets:
             entry.sock.close()
         self._socks.clear()
         self._picked.clear()
+        self._senders.clear()
 
     @property
     def bound(self) -> list[tuple[str, int]]:
