@@ -214,6 +214,7 @@ class IkeSockets:
         how many datagrams went on. One frame for all of them: a call per datagram to
         hand it on cost more than the rest of this loop."""
         recvmsg, dsts, now = entry.sock.recvmsg, entry.dsts, self._now
+        v4 = entry.family == socket.AF_INET
         on_datagram, after = self._on_datagram, self._after
         delivered = 0
         for _ in range(64):
@@ -235,7 +236,9 @@ class IkeSockets:
             dst = dsts.get(anc[0]) if anc else None
             if dst is None and (dst := self._destination(entry, anc)) is None:
                 continue
-            src: Address = (_peer_text(peer[0]), peer[1])
+            # IPv4's (host, port) is already the engine's spelling; IPv6's has flow
+            # info and scope id, and the host's text is made canonical
+            src: Address = peer if v4 else (_peer_text(peer[0]), peer[1])
             delivered += 1
             try:
                 try:

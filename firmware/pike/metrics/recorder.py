@@ -50,12 +50,11 @@ class Histogram:
     """Buckets as Prometheus exposes them (cumulative, upper bounds, +Inf last).
 
     ``counts`` holds each bucket's own observations (one increment per observation, at
-    every handshake); ``buckets`` adds them up when scraped."""
+    every handshake); ``buckets`` adds them up when scraped, and ``n`` is their sum."""
 
     bounds: tuple[float, ...] = HANDSHAKE_BUCKETS
     counts: list[int] = field(default_factory=list)  # per bucket, the last one above all
     total: float = 0.0
-    n: int = 0
 
     def __post_init__(self) -> None:
         if not self.counts:
@@ -64,7 +63,11 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
         self.total += value
-        self.n += 1
+
+    @property
+    def n(self) -> int:
+        """Observations in all (the +Inf bucket): added up when asked, not per handshake."""
+        return sum(self.counts)
 
     def buckets(self) -> list[tuple[str, float]]:
         out = [
