@@ -296,6 +296,7 @@ def test_ts_faults(data: bytes) -> None:
         Message(b"short", SPI_R, 34, 0, True, False),
         message([VendorIdPayload(b"x")], message_id=2**32),
         message([SkPayload(0, b""), VendorIdPayload(b"x")]),  # SK not last
+        message([SkfPayload(0, 1, 1, b""), VendorIdPayload(b"x")]),  # SKF not last
         message([DeletePayload(3, (b"1234", b"12345"))]),
         message([VendorIdPayload(b"x")], encrypted=True),  # no cipher
         message([TsiPayload((dataclasses.replace(TS4, end_addr=TS6.end_addr),))]),
@@ -305,6 +306,15 @@ def test_ts_faults(data: bytes) -> None:
 def test_local_mistakes_raise_encode_error(msg: Message) -> None:
     with pytest.raises(EncodeError):
         encode_message(msg)
+
+
+@pytest.mark.parametrize("last", [SkPayload(0, b""), SkfPayload(0, 1, 1, b"")])
+def test_the_encrypted_payload_is_last_and_outer(last: Payload) -> None:
+    assert codec.encode_payloads([VendorIdPayload(b"x"), last])[0] == PayloadType.VENDOR_ID
+    with pytest.raises(EncodeError, match="last outer payload"):
+        codec.encode_payloads([VendorIdPayload(b"x"), last], outer=False)
+    with pytest.raises(EncodeError, match="last outer payload"):
+        codec.encode_payloads([last, VendorIdPayload(b"x")])
 
 
 def test_frozen_values_compare_and_hash_by_class_and_fields() -> None:
@@ -422,7 +432,8 @@ def _outcome(datagram: bytes) -> object:
 def test_fast_steps_decide_as_the_full_decoders(monkeypatch: pytest.MonkeyPatch) -> None:
     # The walker decodes common payloads with a step per type and falls back to the full
     # body decoders for anything else: every mutation of a message with every payload must
-    # come out the same (payloads, or reason, detail and notify) with the steps left out.
+    # come out the same (payloads, or reason, detail and notify) with the steps (and the
+    # memos, which only they ask) left out.
     variants = []
     outer: list[Payload] = [
         NotifyPayload(16388, bytes(20)),
@@ -434,6 +445,10 @@ def test_fast_steps_decide_as_the_full_decoders(monkeypatch: pytest.MonkeyPatch)
             for value in {0, 0xFF, datagram[i] ^ 1, (datagram[i] + 4) & 0xFF}:
                 variants.append(datagram[:i] + bytes([value]) + datagram[i + 1 :])
     fast = [_outcome(v) for v in variants]
+    # Again with the memos (pike.wire.memo) holding the bodies the first pass kept: a hit
+    # must decide what the decoders decide.
+    assert any(codec.MEMOS.values())
+    assert [_outcome(v) for v in variants] == fast
     monkeypatch.setattr(codec, "_OUTER_STEP", {}.get)
     monkeypatch.setattr(codec, "_INNER_STEP", {}.get)
     assert [_outcome(v) for v in variants] == fast

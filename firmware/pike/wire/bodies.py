@@ -193,6 +193,13 @@ def _fixed_write(spec: FixedSpec[_P]) -> Callable[[Any, int], bytes]:
             raise too_long(p, length)
         return pack(next_kind, 0, length) + tail  # type: ignore[no-any-return]
 
+    def write_one_field(p: Any, next_kind: int) -> bytes:
+        value, tail = values(p)
+        length = head_size + len(tail)
+        if length > MAX_PAYLOAD_LEN:
+            raise too_long(p, length)
+        return pack(next_kind, 0, length, value) + tail  # type: ignore[no-any-return]
+
     def write(p: Any, next_kind: int) -> bytes:
         *fixed, tail = values(p)
         length = head_size + len(tail)
@@ -200,7 +207,9 @@ def _fixed_write(spec: FixedSpec[_P]) -> Callable[[Any, int], bytes]:
             raise too_long(p, length)
         return pack(next_kind, 0, length, *fixed) + tail  # type: ignore[no-any-return]
 
-    return write if spec.fields else write_tail_only
+    if not spec.fields:
+        return write_tail_only
+    return write_one_field if len(spec.fields) == 1 else write
 
 
 _ID_ADDRESS_LEN = {int(IdType.ID_IPV4_ADDR): IPV4_LEN, int(IdType.ID_IPV6_ADDR): IPV6_LEN}
@@ -285,11 +294,23 @@ _EMPTY_NOTIFIES: dict[int, NotifyPayload] = {}
 _EMPTY_NOTIFIES_MAX = 256
 
 
+# The same by the 8 bytes of the whole payload as received (the generic header with the next
+# type, the Payload Length 8 and the critical bit, then the protocol, SPI size 0 and the
+# type), with the next type: a status seen before is found without unpacking it. Those bytes
+# decide the payload and whether it is valid. Bounded like the values.
+_STATUS_SEEN: dict[bytes, tuple[NotifyPayload, int]] = {}
+_STATUS_LEN = _NOTIFY_PAYLOAD.size
+
+
 def step_notify(data: bytes, pos: int, end: int) -> tuple[NotifyPayload, int, int]:
     """The whole Notify payload at ``pos`` (see ``Step``)."""
+    stop = pos + _STATUS_LEN
+    seen = _STATUS_SEEN.get(data[pos:stop])
+    if seen is not None and stop <= end:
+        return seen[0], seen[1], stop
     next_kind, _, length, protocol, spi_size, notify_type = _NOTIFY_PAYLOAD_UNPACK(data, pos)
     stop = pos + length
-    if length == _NOTIFY_PAYLOAD.size and stop <= end:  # a status: no SPI (or invalid), no data
+    if length == _STATUS_LEN and stop <= end:  # a status: no SPI (or invalid), no data
         if spi_size:
             raise Unusual
         key = protocol << 16 | notify_type
@@ -298,6 +319,9 @@ def step_notify(data: bytes, pos: int, end: int) -> tuple[NotifyPayload, int, in
             if len(_EMPTY_NOTIFIES) >= _EMPTY_NOTIFIES_MAX:
                 _EMPTY_NOTIFIES.clear()
             notify = _EMPTY_NOTIFIES[key] = NotifyPayload(notify_type, b"", protocol, b"")
+        if len(_STATUS_SEEN) >= _EMPTY_NOTIFIES_MAX:
+            _STATUS_SEEN.clear()
+        _STATUS_SEEN[data[pos:stop]] = notify, next_kind
         return notify, next_kind, stop
     spi_start = pos + _NOTIFY_PAYLOAD.size
     data_start = spi_start + spi_size

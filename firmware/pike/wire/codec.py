@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from operator import attrgetter, call
 from typing import Any
 
 from pike.wire import bodies, sa_body, ts_body
@@ -36,6 +35,7 @@ from pike.wire.constants import (
 )
 from pike.wire.errors import EncodeError, MalformedMessage
 from pike.wire.header import HEADER, IKE_MAJOR_VERSION, decode_header
+from pike.wire.memo import memoized
 from pike.wire.payloads import (
     AuthPayload,
     CertPayload,
@@ -68,7 +68,6 @@ _HEADER_AND_SK = struct.Struct(HEADER.format + GENERIC.format[1:])
 _INITIATOR = int(HeaderFlag.INITIATOR)
 _RESPONSE = int(HeaderFlag.RESPONSE)
 _ENCRYPTED_CLASSES = (SkPayload, SkfPayload)
-_TYPE = attrgetter("TYPE")
 CRITICAL = 0x80  # RFC 7296 §3.2
 
 # A body decoder gets the message's bytes and the body's bounds and must use all of it.
@@ -113,8 +112,14 @@ def _encode_skf(p: SkfPayload) -> bytes:
     return bodies.SKF_HEADER.pack(p.fragment_number, p.total_fragments) + p.body
 
 
+def _encrypted_error() -> EncodeError:
+    return EncodeError("the Encrypted payload must be the last outer payload")
+
+
 def _write_sk(p: SkPayload, next_kind: int) -> bytes:
     # Its Next Payload names the first inner payload (RFC 7296 §3.14).
+    if next_kind:
+        raise _encrypted_error()
     length = GENERIC.size + len(p.body)
     if length > MAX_PAYLOAD_LEN:
         raise too_long(p, length)
@@ -122,6 +127,8 @@ def _write_sk(p: SkPayload, next_kind: int) -> bytes:
 
 
 def _write_skf(p: SkfPayload, next_kind: int) -> bytes:
+    if next_kind:
+        raise _encrypted_error()
     body = _encode_skf(p)
     length = GENERIC.size + len(body)
     if length > MAX_PAYLOAD_LEN:
@@ -166,33 +173,31 @@ _WRITER = WRITERS.get
 _SK = int(PayloadType.SK)  # plain ints: enum attribute access is slow on the hot path
 
 
-def _stepped(decode: Decoder) -> Step:
-    """A step (see ``bodies.Step``) from a body decoder: the generic header, then the body."""
-
-    def step(data: bytes, pos: int, end: int) -> tuple[Payload, int, int]:
-        next_kind, _, length = _GENERIC_UNPACK(data, pos)
-        stop = pos + length
-        if length < GENERIC_PAYLOAD_HEADER_LEN or stop > end:
-            raise Unusual
-        return decode(data, pos + GENERIC_PAYLOAD_HEADER_LEN, stop), next_kind, stop
-
-    return step
-
+# Payload type -> the memo of its decoded bodies (see ``pike.wire.memo``): the types whose
+# bodies recur from branch to branch.
+MEMOS: dict[int, dict[bytes, Any]] = {
+    PayloadType.SA: sa_body.OFFERS,  # and sa_body.PROPOSALS_BUT_SPI: see step_sa
+    PayloadType.IDR: {},
+    PayloadType.CERTREQ: {},
+    PayloadType.VENDOR_ID: {},
+    PayloadType.TSI: {},
+    PayloadType.TSR: {},
+}
 
 # Payload type -> the step that decodes it in its common shape: the chain walker's fast path.
 STEPS: dict[int, Step] = {
-    PayloadType.SA: _stepped(sa_body.decode_sa),
+    PayloadType.SA: sa_body.step_sa,
     PayloadType.KE: bodies.KE.step,
     PayloadType.IDI: bodies.IDI.step,
-    PayloadType.IDR: bodies.IDR.step,
+    PayloadType.IDR: memoized(bodies.IDR.decode, MEMOS[PayloadType.IDR]),
     PayloadType.CERT: bodies.CERT.step,
-    PayloadType.CERTREQ: bodies.CERTREQ.step,
+    PayloadType.CERTREQ: memoized(bodies.CERTREQ.decode, MEMOS[PayloadType.CERTREQ]),
     PayloadType.AUTH: bodies.AUTH.step,
     PayloadType.NONCE: bodies.NONCE.step,
     PayloadType.NOTIFY: bodies.step_notify,
-    PayloadType.VENDOR_ID: bodies.VENDOR_ID.step,
-    PayloadType.TSI: ts_body.step_tsi,
-    PayloadType.TSR: ts_body.step_tsr,
+    PayloadType.VENDOR_ID: memoized(bodies.VENDOR_ID.decode, MEMOS[PayloadType.VENDOR_ID]),
+    PayloadType.TSI: memoized(ts_body.decode_tsi, MEMOS[PayloadType.TSI]),
+    PayloadType.TSR: memoized(ts_body.decode_tsr, MEMOS[PayloadType.TSR]),
     PayloadType.EAP: bodies.EAP.step,
 }
 _INNER_STEP = STEPS.get
@@ -206,6 +211,11 @@ def _step_sk(data: bytes, pos: int, end: int) -> tuple[SkPayload, int, int]:
     if length < GENERIC_PAYLOAD_HEADER_LEN or stop != end:
         raise Unusual
     return SkPayload(first_inner, data[pos + GENERIC_PAYLOAD_HEADER_LEN : stop]), 0, stop
+
+
+def _no_step(data: bytes, pos: int, end: int) -> tuple[Payload, int, int]:
+    """The step of a type without one (unknown types, SK and SKF inside): the full way."""
+    raise Unusual
 
 
 # The outer chain may end with an SK payload; inside it, SK and SKF are invalid (and left to
@@ -236,7 +246,7 @@ def _decode_encrypted(
 
 def decode_payloads(
     data: bytes | memoryview, first: int, start: int = 0, *, outer: bool = True
-) -> list[Payload]:
+) -> PayloadList:
     """Walk a payload chain from ``start`` to the end of ``data``, starting with type
     ``first``. ``outer`` is False inside an SK payload, where SK/SKF may not appear."""
     if type(data) is not bytes:
@@ -245,26 +255,25 @@ def decode_payloads(
     pos = start
     payloads: list[Payload] = []
     append = payloads.append
-    first_of: dict[type[Any], Payload] = {}
-    note = first_of.setdefault
     step_of = _OUTER_STEP if outer else _INNER_STEP
     kind = first
     while kind:
-        step = step_of(kind)
-        if step is None:
+        try:
+            payload, kind, pos = step_of(kind, _no_step)(data, pos, end)
+        except _NOT_COMMON:
             payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
-        else:
-            try:
-                payload, kind, pos = step(data, pos, end)
-            except _NOT_COMMON:
-                payload, kind, pos = _decode_payload(data, pos, end, kind, outer)
         append(payload)
-        note(type(payload), payload)
     if pos != end:
         raise invalid(f"{end - pos} bytes after the last payload")
-    found = PayloadList(payloads)
-    found.first_of = first_of
-    return found
+    return PayloadList.indexed(payloads)
+
+
+def decode_inner(plaintext: bytes, first: int) -> PayloadList:
+    """The inner payloads of an Encrypted payload (or of all fragments), which remember the
+    octets they came from (see ``int_auth_data``)."""
+    payloads = decode_payloads(plaintext, first, outer=False)
+    payloads.received = first, plaintext
+    return payloads
 
 
 def _decode_payload(
@@ -353,10 +362,8 @@ def decrypt_message(data: bytes, msg: Message, cipher: SkCrypter) -> Message:
         msg.message_id,
         msg.is_initiator,
         msg.is_response,
-        decode_payloads(plaintext, sk.first_payload, outer=False),
-        encrypted=True,
-        plaintext=plaintext,
-        first_inner=sk.first_payload,
+        decode_inner(plaintext, sk.first_payload),
+        True,
     )
 
 
@@ -366,8 +373,9 @@ def int_auth_data(msg: Message) -> bytes:
     Encrypted payload held just the plaintext inner payloads (no IV, padding or ICV),
     then those payloads. A fragmented message counts as the whole (RFC 9242 §3.1.2).
     Received messages use the octets as received, ours are encoded."""
-    if msg.plaintext or msg.first_inner:
-        first, plain = msg.first_inner, msg.plaintext
+    received: tuple[int, bytes] | None = getattr(msg.payloads, "received", None)
+    if received is not None:
+        first, plain = received
     else:
         first, parts = encode_payloads(msg.payloads, outer=False)
         plain = b"".join(parts)
@@ -378,23 +386,34 @@ def int_auth_data(msg: Message) -> bytes:
 
 def encode_payloads(payloads: Sequence[Payload], *, outer: bool = True) -> tuple[int, list[bytes]]:
     """Return the first payload type and the parts of the chain (one per payload)."""
-    writers = [*map(_WRITER, map(type, payloads))]
-    if None in writers:
-        cls = type(payloads[writers.index(None)])
-        raise EncodeError(f"no encoder for {cls.__name__}")
-    # Each generic header names the type of the payload after it.
-    kinds = [*map(_TYPE, payloads), 0]
-    if _SK in kinds or _SKF in kinds:
-        _check_encrypted_last(payloads, outer)
-    # ``call`` runs each payload's writer from C: no Python loop over the payloads.
-    return kinds[0], [*map(call, writers, payloads, kinds[1:])]  # type: ignore[arg-type]
+    parts: list[bytes] = []
+    if not payloads:
+        return 0, parts
+    append = parts.append
+    # Each generic header names the type of the payload after it: a payload is written
+    # when the next one's type is known. (A Python loop: ``map(type, ...)`` and
+    # ``map(call, ...)`` from C took longer than this.)
+    # The SK and SKF writers refuse to be followed by a payload (RFC 7296 §3.14); the last
+    # payload may be one only in the outer chain.
+    p = payloads[0]
+    first = p.TYPE
+    for after in payloads[1:]:
+        writer = _WRITER(type(p))
+        if writer is None:
+            raise _no_encoder(p)
+        append(writer(p, after.TYPE))
+        p = after
+    writer = _WRITER(type(p))
+    if writer is None:
+        raise _no_encoder(p)
+    if not outer and type(p) in _ENCRYPTED_CLASSES:
+        raise _encrypted_error()
+    append(writer(p, 0))
+    return first, parts
 
 
-def _check_encrypted_last(payloads: Sequence[Payload], outer: bool) -> None:
-    last = len(payloads) - 1
-    for i, p in enumerate(payloads):
-        if isinstance(p, _ENCRYPTED_CLASSES) and not (outer and i == last):
-            raise EncodeError("the Encrypted payload must be the last outer payload")
+def _no_encoder(p: Payload) -> EncodeError:
+    return EncodeError(f"no encoder for {type(p).__name__}")
 
 
 def encode_message(msg: Message, cipher: SkCrypter | None = None) -> bytes:

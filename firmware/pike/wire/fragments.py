@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pike.wire.bodies import SKF_HEADER, invalid
-from pike.wire.codec import GENERIC, MAX_PAYLOAD_LEN, decode_payloads, encode_payloads
+from pike.wire.codec import GENERIC, MAX_PAYLOAD_LEN, decode_inner, encode_payloads
 from pike.wire.constants import HEADER_LEN, IKE_VERSION, HeaderFlag, PayloadType
 from pike.wire.errors import EncodeError, MalformedMessage
 from pike.wire.header import HEADER
@@ -103,8 +103,6 @@ def reassemble(msg: Message, first_payload: int, chunks: Sequence[bytes]) -> Mes
         msg.message_id,
         msg.is_initiator,
         msg.is_response,
-        decode_payloads(plain := b"".join(chunks), first_payload, outer=False),
+        decode_inner(b"".join(chunks), first_payload),
         encrypted=True,
-        plaintext=plain,
-        first_inner=first_payload,
     )

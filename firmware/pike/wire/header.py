@@ -20,8 +20,8 @@
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
-from pike.frozen import frozen
 from pike.wire.constants import HEADER_LEN, HeaderFlag, NotifyType
 from pike.wire.errors import MalformedMessage
 
@@ -32,8 +32,10 @@ IKE_MAJOR_VERSION = 2  # RFC 7296 §3.1
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 
-@frozen
-class Header:
+class Header(NamedTuple):
+    """The header's fields as unpacked: a tuple, made from the unpacked fields in one C call
+    (every datagram has one; a frozen value's ``__init__`` stored them one by one)."""
+
     spi_i: bytes
     spi_r: bytes
     next_payload: int
@@ -56,22 +58,27 @@ class Header:
         return bool(self.flags & _RESPONSE)
 
 
+_new_header = tuple.__new__
+
+
 def peek_header(data: bytes | memoryview) -> Header:
     """Unpack the 28 header bytes without judging them: for dispatch (IKEv1 vs IKEv2, which
     SA, retransmit detection) before the full decode."""
     if len(data) < HEADER_LEN:
         raise MalformedMessage("truncated", f"{len(data)} bytes < IKE header", None)
-    return Header(*HEADER.unpack_from(data, 0))
+    return _new_header(Header, HEADER.unpack_from(data, 0))
 
 
 def decode_header(data: bytes | memoryview) -> Header:
     """Unpack and check the header of a whole datagram (lengths first, then meaning)."""
-    header = peek_header(data)
+    if len(data) < HEADER_LEN:
+        return peek_header(data)  # raises "truncated"
+    header = _new_header(Header, HEADER.unpack_from(data, 0))
     if header.length != len(data):
         raise MalformedMessage(
             "bad_length", f"header says {header.length}, datagram is {len(data)}", None
         )
-    if header.major_version != IKE_MAJOR_VERSION:
+    if header.version >> 4 != IKE_MAJOR_VERSION:
         # RFC 7296 §2.5: answer INVALID_MAJOR_VERSION naming the highest version we speak.
         raise MalformedMessage(
             "invalid_major_version",

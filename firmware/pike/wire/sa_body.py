@@ -32,12 +32,14 @@ meaning.
 from __future__ import annotations
 
 import struct
+from operator import attrgetter
 
 from pike.wire.bodies import (
     ESP_AH_SPI_LEN,
     GENERIC,
     GENERIC_PACK,
     MAX_PAYLOAD_LEN,
+    Unusual,
     invalid,
     too_long,
 )
@@ -86,13 +88,13 @@ def _decode_attributes(r: Reader) -> tuple[int | None, tuple[int, ...]]:
 # objects is most of the decode cost; the values are immutable, so sharing them is safe.
 # Bounded: a peer sending random transforms only empties them.
 _TRANSFORMS_CACHE: dict[bytes, tuple[Transform, ...]] = {}
-_SA_CACHE: dict[bytes, SaPayload] = {}
 _ENCODED_TRANSFORMS: dict[tuple[Transform, ...], bytes] = {}
 # The same by the tuple's identity, tried first: an answer's transforms are one shared
 # tuple (``Chosen.transforms``), and hashing a tuple of Transforms runs each one's
 # Python-level ``__hash__``. The entry holds the tuple, so its id is not reused meanwhile.
 _ENCODED_BY_ID: dict[int, tuple[tuple[Transform, ...], bytes]] = {}
 _CACHE_MAX = 256
+_SPI = attrgetter("spi")
 
 
 def _decode_transforms(
@@ -146,16 +148,12 @@ def _decode_proposal(data: bytes, pos: int, end: int) -> tuple[Proposal, int]:
 
 
 def decode_sa(data: bytes, start: int, end: int) -> SaPayload:
-    key = data[start:end]
-    cached = _SA_CACHE.get(key)
-    if cached is not None:
-        return cached
+    # The offers that recur (IKE_SA_INIT's, without SPIs) are found by the chain walker's
+    # memo (``pike.wire.memo``) before this runs.
     proposals: list[Proposal] = []
-    spis = False
     pos = start
     while pos < end:
         proposal, pos = _decode_proposal(data, pos, end)
-        spis = spis or bool(proposal.spi)
         # §3.3.1: numbered from 1, each one more than the previous. A response carries one
         # proposal whose number is the one accepted, so only the sequence is checked.
         if proposal.number == 0 or (proposals and proposal.number != proposals[-1].number + 1):
@@ -163,14 +161,7 @@ def decode_sa(data: bytes, start: int, end: int) -> SaPayload:
         proposals.append(proposal)
     if not proposals:
         raise invalid("SA payload without proposals")
-    sa = SaPayload(tuple(proposals))
-    # IKE_SA_INIT proposals carry no SPI, so every initiator with the same configuration
-    # sends the same bytes; proposals with SPIs are unique and would only churn the cache.
-    if not spis:
-        if len(_SA_CACHE) >= _CACHE_MAX:
-            _SA_CACHE.clear()
-        _SA_CACHE[key] = sa
-    return sa
+    return SaPayload(tuple(proposals))
 
 
 def _encode_transform(t: Transform, last: bool) -> bytes:
@@ -258,3 +249,56 @@ def write_sa(p: SaPayload, next_kind: int) -> bytes:
         len(proposal.transforms),
     )
     return head + spi + transforms
+
+
+# What the chain walker's step for SA payloads finds without decoding (see ``pike.wire.memo``
+# for the rules: exact bytes that decoded, values shared, bounded). Offers without SPIs (every
+# IKE_SA_INIT's) by their body; an offer of one proposal with an SPI (every CHILD_SA's, an
+# IKE SA rekey's) by its body without the SPI: the SPI is new in each, the rest recurs from
+# branch to branch, and no check of the decoder looks at the SPI's value, only at its size
+# (byte 6, kept in the key), so the same bytes with another SPI decode to the same proposal
+# with that SPI.
+OFFERS: dict[bytes, SaPayload] = {}
+PROPOSALS_BUT_SPI: dict[bytes, Proposal] = {}
+MEMO_BODY_MAX = 1024
+_GENERIC_UNPACK = GENERIC.unpack_from
+_HEAD = GENERIC.size
+_SPI_AT = PROPOSAL.size  # the SPI follows the proposal's fixed fields
+_SPI_SIZE_AT = 6
+
+
+def step_sa(data: bytes, pos: int, end: int) -> tuple[SaPayload, int, int]:
+    """The whole SA payload at ``pos`` (see ``bodies.Step``)."""
+    next_kind, _, length = _GENERIC_UNPACK(data, pos)
+    stop = pos + length
+    if length < _HEAD or stop > end:
+        raise Unusual  # the full way names what is wrong
+    body = data[pos + _HEAD : stop]
+    sa = OFFERS.get(body)
+    if sa is not None:
+        return sa, next_kind, stop
+    spi_end = _SPI_AT + (body[_SPI_SIZE_AT] if len(body) > _SPI_SIZE_AT else 0)
+    if spi_end <= len(body):
+        key = body[:_SPI_AT] + body[spi_end:]
+        proposal = PROPOSALS_BUT_SPI.get(key)
+        if proposal is not None:
+            spi = body[_SPI_AT:spi_end]
+            again = Proposal(proposal.number, proposal.protocol, spi, proposal.transforms)
+            return SaPayload((again,)), next_kind, stop
+    sa = decode_sa(data, pos + _HEAD, stop)
+    if length <= MEMO_BODY_MAX + _HEAD:
+        _keep(sa, body)
+    return sa, next_kind, stop
+
+
+def _keep(sa: SaPayload, body: bytes) -> None:
+    proposals = sa.proposals
+    if not any(map(_SPI, proposals)):
+        if len(OFFERS) >= _CACHE_MAX:
+            OFFERS.clear()
+        OFFERS[body] = sa
+    elif len(proposals) == 1:
+        (proposal,) = proposals
+        if len(PROPOSALS_BUT_SPI) >= _CACHE_MAX:
+            PROPOSALS_BUT_SPI.clear()
+        PROPOSALS_BUT_SPI[body[:_SPI_AT] + body[_SPI_AT + len(proposal.spi) :]] = proposal
