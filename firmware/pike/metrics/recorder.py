@@ -110,7 +110,6 @@ class Recorder:
     # Last counts read of each live SA: what a vanished SA (hard expire) had.
     last_seen: dict[SaKey, SaCounters] = field(default_factory=dict)
     installed: dict[ChildKey, set[int]] = field(default_factory=dict)
-    ike_establishments: Counter[str] = field(default_factory=Counter)
     ike_deleted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (conn, reason)
     auth_failures: Counter[str] = field(default_factory=Counter)  # by connection
     child_failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # +reason
@@ -135,11 +134,17 @@ class Recorder:
         action of these kinds straight to its record, without ``observe``."""
         return {kind: MethodType(record, self) for kind, record in _RECORDS.items()}
 
+    @property
+    def ike_establishments(self) -> Counter[str]:
+        """IKE SAs established from scratch, per connection: each one's handshake
+        duration is observed once (``_ike_up``), so its histogram's count is the count
+        (added up at scrape time, not per handshake)."""
+        return Counter({conn: hist.n for conn, hist in self.handshakes.items()})
+
     def _ike_up(self, a: IkeSaEstablished) -> None:
         if a.rekey:
             self.last_ike_rekey[a.conn] = self.wall()
         else:
-            self.ike_establishments[a.conn] += 1
             hist = self.handshakes.get(a.conn)
             if hist is None:
                 hist = self.handshakes[a.conn] = Histogram()
