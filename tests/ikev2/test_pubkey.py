@@ -22,6 +22,7 @@ from lib.pikeconf import Child, Conn, PikeConf, TomlValue
 from pike.hsm.filekey import FileKeySigner
 from pike.hsm.signer import SignatureScheme
 from pike.ikev2.engine import Ikev2Engine
+from pike.ikev2.ike_sa import IkeSa
 from pike.ikev2.pubkey import (
     HashAlg,
     NoUsableScheme,
@@ -33,7 +34,8 @@ from pike.ikev2.pubkey import (
     verify_auth,
 )
 from pike.ikev2.sigalg import decode_algorithm_id, encode_algorithm_id
-from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
+from pike.ikev2.tasks import ike_init
+from pike.ikev2.tasks.ike_hash_algs import announce_hashes
 from pike.policy.ipsec import KernelCaps
 from pike.policy.loader import load_config
 from pike.sa.actions import IkeSaDeleted, IkeSaEstablished
@@ -200,6 +202,12 @@ def test_psk_connections_send_no_hash_algorithms() -> None:
     assert req.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS) is None
 
 
+def _quiet_initiator(sa: IkeSa, msg: Message, initiator: bool) -> None:
+    """The initiator announces no hash algorithms (an older peer's IKE_SA_INIT)."""
+    if not initiator:
+        announce_hashes(sa, msg, initiator)
+
+
 @pytest.mark.parametrize(
     ("kind", "method"),
     [("rsa", "RSA_PKCS1_SHA1 (method 1)"), ("ecdsa-p256", "ECDSA_SHA256 (method 9)"),
@@ -211,13 +219,7 @@ def test_classic_methods_when_the_peer_announces_no_hashes(
 ) -> None:  # fmt: skip
     """The initiator stays silent about hashes: the responder signs the classic way."""
     caplog.set_level(logging.INFO, "pike")
-    build = IkeHashAlgs.build
-
-    def quiet_initiator(self: IkeHashAlgs, msg: Message, now: float) -> None:
-        if not self.initiator:
-            build(self, msg, now)
-
-    monkeypatch.setattr(IkeHashAlgs, "build", quiet_initiator)
+    monkeypatch.setattr(ike_init, "announce_hashes", _quiet_initiator)
     a, b = pair(tmp_path, kind, kind, ca_kind=kind)
     run(a, b)
     assert established(a) and established(b)
@@ -229,10 +231,7 @@ def test_classic_methods_when_the_peer_announces_no_hashes(
 def test_ed25519_needs_rfc7427(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    build = IkeHashAlgs.build
-    monkeypatch.setattr(
-        IkeHashAlgs, "build", lambda self, m, n: None if self.initiator else build(self, m, n)
-    )
+    monkeypatch.setattr(ike_init, "announce_hashes", _quiet_initiator)
     a, b = pair(tmp_path, "ed25519", "ed25519", ca_kind="ed25519")
     run(a, b)
     assert not established(a) and not established(b)

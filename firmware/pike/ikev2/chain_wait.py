@@ -40,6 +40,8 @@ def wanted(sa: IkeSa, msg: Message) -> tuple[tuple[bytes, ...], tuple[bytes, ...
     """(certificates, anchors) when ``msg``'s chain is to be checked off the loop."""
     if not sa.ctx.offload_chains or msg.exchange != ExchangeType.IKE_AUTH:
         return None
+    if msg.first(CertPayload) is None:
+        return None  # no certificates (a PSK's IKE_AUTH): nothing to check
     tasks = sa.tasks
     if msg.is_response:
         if not tasks.active or msg.message_id != tasks.mid_out:

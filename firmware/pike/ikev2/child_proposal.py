@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pike.crypto.proposal import ProposalSpec
+from pike.ikev2.memo import ByIdentity
 from pike.ikev2.negotiate import select
 from pike.sa.chosen import Chosen
 from pike.wire.constants import ProtocolId
@@ -15,13 +16,17 @@ from pike.wire.payloads import Proposal
 _ESP = ProtocolId.ESP
 
 
-def without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:
-    """IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2),
-    and with them the additional key exchanges (RFC 9370 §2.2.3)."""
+def _without_ke(specs: tuple[ProposalSpec, ...]) -> tuple[ProposalSpec, ...]:
     return tuple(s.without_ke() for s in specs)
 
 
-def child_specs(esp_proposals: Sequence[ProposalSpec], in_auth: bool) -> tuple[ProposalSpec, ...]:
+# IKE_AUTH carries no KE payload, so PFS groups are left out there (RFC 7296 §1.2), and
+# with them the additional key exchanges (RFC 9370 §2.2.3). Made once per config tuple:
+# every IKE_AUTH asks for its child's.
+without_ke: ByIdentity[tuple[ProposalSpec, ...], tuple[ProposalSpec, ...]] = ByIdentity(_without_ke)
+
+
+def child_specs(esp_proposals: tuple[ProposalSpec, ...], in_auth: bool) -> tuple[ProposalSpec, ...]:
     """Our ESP proposals for a child created in IKE_AUTH (no PFS) or CREATE_CHILD_SA."""
     return without_ke(esp_proposals) if in_auth else tuple(esp_proposals)
 

@@ -46,11 +46,12 @@ def describe_payloads(payloads: Iterable[Payload]) -> str:
     return "[ " + " ".join(_one(p) for p in payloads) + " ]"
 
 
-_EXCHANGE_NAMES = {int(e): e.name for e in ExchangeType}  # every message counts by name
+# every message counts by name: ``EXCHANGE_NAMES.get(x) or exchange_name(x)`` in a hot path
+EXCHANGE_NAMES = {int(e): e.name for e in ExchangeType}
 
 
 def exchange_name(exchange: int) -> str:
-    return _EXCHANGE_NAMES.get(exchange) or f"EXCHANGE_{exchange}"
+    return EXCHANGE_NAMES.get(exchange) or f"EXCHANGE_{exchange}"
 
 
 def offered(proposals: Iterable[Proposal]) -> str:

@@ -23,11 +23,8 @@ from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.child_delete import ChildDelete
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete
-from pike.ikev2.tasks.ike_frag import IkeFrag
-from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
-from pike.ikev2.tasks.ike_mobike import IkeMobike, MobikeUpdate, list_changed
-from pike.ikev2.tasks.ike_natd import IkeNatd
+from pike.ikev2.tasks.ike_mobike import MobikeUpdate, list_changed
 from pike.ikev2.tasks.ike_rekey import IkeRekey
 from pike.ikev2.timers import arm, next_deadline, on_timer, rekey_child
 from pike.policy.addrs import any_of
@@ -257,19 +254,14 @@ class Ikev2Engine:
             (remote, conn.remote_port),
             conn,
             created_at=now,
-            keyingtry=keyingtry,
-            initiate_child=child,
         )
+        sa.keyingtry, sa.initiate_child = keyingtry, child  # (kept only when set)
         self.sas[sa.spi_i] = sa
         sa.set_state(IkeState.CONNECTING)
         self._index(sa)
         log.info("%s: initiating IKE_SA to %s", sa.tag(), sa.remote[0])
         sa.tasks.queue(IkeInit(sa, True))
-        sa.tasks.queue(IkeNatd(sa, True))
-        sa.tasks.queue(IkeFrag(sa, True))
-        sa.tasks.queue(IkeHashAlgs(sa, True))
         sa.tasks.queue(IkeAuth(sa, True))
-        sa.tasks.queue(IkeMobike(sa, True))
         if child_cfg is not None:
             sa.tasks.queue(ChildCreate(sa, True, child_cfg))
         sa.tasks.initiate(now)
@@ -468,7 +460,8 @@ class Ikev2Engine:
         return self.ctx.actions.popleft() if self.ctx.actions else None
 
     def get_timer(self) -> float | None:
-        self._retime()
+        if self._dirty:
+            self._retime()
         # the log limit's too: a flood's last summary is written when its second is over
         times = (self._timers.next(), self.retries.deadline(), self.ctx.log_limit.deadline())
         return min(filter(is_set, times), default=None)
@@ -499,7 +492,7 @@ class Ikev2Engine:
         self._sweep(now)
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
-        check_size(self.config.daemon, data)
+        check_size(self.ctx.config.daemon, data)
         hdr = decode_header(data)
         if hdr.exchange == _IKE_SA_INIT and not hdr.is_response:
             self._responder.request(hdr, data, src, dst, now)
@@ -551,7 +544,7 @@ class Ikev2Engine:
     ) -> bool:
         """Park an IKE_AUTH message whose CERT chain is checked off the loop (piked):
         True when it waits (or is a copy of the one waiting)."""
-        wait = sa.chain
+        wait = sa.seldom.chain if sa.seldom is not None else None
         if wait is not None and (wait.message_id, wait.response) == (
             msg.message_id,
             msg.is_response,
@@ -620,7 +613,9 @@ class Ikev2Engine:
             # Authenticated new request (not a retransmission or a replay, RFC 7296 §2.23)
             # from a new address/port: NAT float or mapping change. Before IKE_AUTH anyone
             # who sent an IKE_SA_INIT has the keys: that SA's line is rate-limited.
-            if self.ctx.log_limit.wanted(log, logging.INFO, "peer_moved", now, sa.unproven):
+            if log.isEnabledFor(logging.INFO) and self.ctx.log_limit.wanted(
+                log, logging.INFO, "peer_moved", now, sa.unproven
+            ):
                 log.info("%s: peer moved from %s[%d] to %s[%d]", sa.tag(), *sa.remote, *src)
             sa.remote, sa.local = src, dst
             self._move_children(sa)
@@ -832,16 +827,18 @@ class Ikev2Engine:
     def _sweep(self, now: float) -> None:
         """After every step: forget destroyed IKE SAs, arm the timers of newly
         established ones, and initiate again what dpd_action/keyingtries ask for."""
-        ended: list[IkeSa] = []
-        for _ in range(8):  # settling may touch more (the old SA of a reauth); bounded
-            if not self._dirty:
-                break
-            batch = list(self._dirty)
-            self._dirty.clear()
-            for sa in batch:
-                self._settle(sa, now, ended)
-        if ended:
-            self._restarts(ended, now)
+        dirty = self._dirty
+        if dirty:
+            ended: list[IkeSa] = []
+            for _ in range(8):  # settling may touch more (the old SA of a reauth); bounded
+                batch = tuple(dirty)
+                dirty.clear()
+                for sa in batch:
+                    self._settle(sa, now, ended)
+                if not dirty:
+                    break
+            if ended:
+                self._restarts(ended, now)
         if self._reopen:
             reopen, self._reopen = self._reopen, []
             for conn, name in dict.fromkeys(reopen):
@@ -868,14 +865,16 @@ class Ikev2Engine:
     def _settle(self, sa: IkeSa, now: float, ended: list[IkeSa]) -> None:
         """After a step that touched ``sa``: its reauthentication, its place in the
         tables, its timer."""
-        if sa.replaces is not None or sa.replaced_by is not None:  # a reauthentication
+        seldom = sa.seldom  # (a reauthentication's SAs have theirs)
+        if seldom is not None and (seldom.replaces is not None or seldom.replaced_by is not None):
             for new in (sa, sa.replaced_by):
                 if new is not None and new.replaces is not None:
                     old = new.replaces
                     reauth.settle(new, now)
                     if new.replaces is None:  # settled: the old one is deleted or carries on
                         self._touch(old)
-        if sa.state is _DESTROYED:
+        state = sa.state
+        if state is _DESTROYED:
             if self.sas.get(sa.my_spi) is sa:
                 del self.sas[sa.my_spi]
                 ended.append(sa)
@@ -885,9 +884,9 @@ class Ikev2Engine:
             self._responder.forget(sa)
             self._dirty.pop(sa, None)
             return
-        if sa.state is _ESTABLISHED and not sa.scheduled:
-            arm(self.ctx, sa, now)
-        if sa.state is not _CONNECTING:
+        if state is not _CONNECTING:
+            if state is _ESTABLISHED and not sa.scheduled:
+                arm(self.ctx, sa, now)
             self._responder.forget(sa)
         self._index(sa)
         self._by_spi.refresh(sa, sa.children)
@@ -897,15 +896,17 @@ class Ikev2Engine:
         self._dirty[sa] = None
 
     def _index(self, sa: IkeSa) -> None:
-        key = (sa.name, sa.peer_id)
+        """``sa`` by its connection and peer (known once authenticated) as they are now."""
+        name, peer = sa.name, sa.peer_id
         old = self._keys.get(sa)
-        if old == key:
-            return
-        if old is not None:
-            self._unindex(sa)
-        self._keys[sa] = key
-        name, peer = key
-        self._by_conn.setdefault(name, {})[sa] = None
+        if old is not None and old[0] == name and old[1] is peer:
+            return  # (after most steps: compared without Identity.__eq__)
+        if old is None or old[0] != name or old[1] is not None:
+            if old is not None:
+                self._unindex(sa)
+            self._by_conn.setdefault(name, {})[sa] = None
+        # (else the same connection, its peer now known: by connection it stays)
+        self._keys[sa] = (name, peer)
         if peer is not None:  # a half-open SA's peer is not known yet
             self._by_peer.setdefault((name, peer.id_type, peer.data), {})[sa] = None
             self._by_peer_id.setdefault((peer.id_type, peer.data), {})[sa] = None

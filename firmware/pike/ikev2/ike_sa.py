@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar, overload
 
 from pike.crypto.kdf import IkeKeys, derive_ike_keys, rekey_skeyseed, skeyseed
 from pike.crypto.ke import KeyExchange
@@ -20,7 +20,7 @@ from pike.sa.actions import Address, IkeRef, SendDatagram
 from pike.sa.child_sa import ChildSa
 from pike.sa.chosen import Chosen
 from pike.sa.conn_index import Candidates
-from pike.sa.context import Context, Selectors
+from pike.sa.context import ConnCounters, Context, Selectors
 from pike.sa.state import IkeState, ike_transition, sa_tag, unproven
 from pike.wire.codec import encode_message
 from pike.wire.constants import ExchangeType
@@ -80,6 +80,72 @@ class Ikev2Context(Context):
     local_addresses: tuple[str, ...] = ()
 
 
+@dataclass(eq=False, slots=True)
+class Seldom:
+    """An IKE SA's state for what most SAs never do (reauthentication, restarts, RFC 9370
+    follow-ups, MOBIKE path changes, fragments, a certificate chain, its end): apart, so
+    that each of a hub's 10 000 SAs does not store and carry it (made on first use)."""
+
+    # The peer's validated certificate path (end entity first): a refreshed CRL that
+    # revokes one of them ends the SA (pike.daemon.revocation).
+    peer_path: tuple[x509.Certificate, ...] = ()
+    delete_reason: str = "terminated"
+    reauth_at: float | None = None  # reauth_time: a new IKE SA from scratch (make-before-break)
+    # Reauthentication: the new IKE SA knows the one it replaces (deleted once the new
+    # children are in), the old one knows its replacement while that is under way.
+    replaces: IkeSa | None = None
+    replaced_by: IkeSa | None = None
+    addke_done: tuple[int, ...] = ()  # RFC 9370: the additional key exchanges done
+    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370);
+    # None until the first (an empty dict per SA is one more object the collector scans)
+    followups: dict[bytes, Task] | None = None
+    # (local, peer) addresses the peer refused to move to, until our addresses or routes
+    # change again (RFC 4555 §3.5: try another pair, not the same one in a loop).
+    refused_paths: frozenset[tuple[str, str]] = frozenset()
+    # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
+    # initiation asked for, so that a retry asks for the same.
+    keyingtry: int = 0
+    initiate_child: str | None = None
+    # The children that were up when this IKE SA failed (dpd_action=restart brings them back).
+    lost_children: tuple[str, ...] = ()
+    # Fragments of an incoming message by (message id, is_response): total, chunks.
+    fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] | None = None
+    # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
+    chain: ChainWait | None = None
+
+
+_DEFAULTS = Seldom()  # what an SA without its own reads (never written)
+_T = TypeVar("_T")
+
+
+class _Seldom(Generic[_T]):
+    """An ``IkeSa`` attribute kept in its ``Seldom``: the default until set, and setting
+    it makes the ``Seldom``."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, sa: None, owner: type) -> _Seldom[_T]: ...
+    @overload
+    def __get__(self, sa: IkeSa, owner: type) -> _T: ...
+    def __get__(self, sa: IkeSa | None, owner: type) -> _T | _Seldom[_T]:
+        if sa is None:
+            return self
+        value: _T = getattr(sa.seldom or _DEFAULTS, self.name)
+        return value
+
+    def __set__(self, sa: IkeSa, value: _T) -> None:
+        seldom = sa.seldom
+        if seldom is None:
+            if value == getattr(_DEFAULTS, self.name):
+                return  # the default: nothing to keep (an IKE rekey copies them over)
+            seldom = sa.seldom = Seldom()
+        setattr(seldom, self.name, value)
+
+
 @dataclass(eq=False, slots=True, weakref_slot=True)  # slots: a hub holds 10 000
 class IkeSa:
     ctx: Ikev2Context
@@ -99,48 +165,37 @@ class IkeSa:
     keys: IkeKeys | None = field(default=None, repr=False)
     cipher_out: SkCipher | None = field(default=None, repr=False)
     cipher_in: SkCipher | None = field(default=None, repr=False)
-    init_request: bytes = b""  # the IKE_SA_INIT messages as sent: AUTH signs them
+    # the IKE_SA_INIT messages as sent (AUTH signs them; the responder also tells a
+    # retransmitted request by them)
+    init_request: bytes = b""
     init_response: bytes = b""
     nat_local: bool = False  # we are behind a NAT
     nat_remote: bool = False  # the peer is behind a NAT (or faked it, like kernel-libipsec)
     my_id: Identity | None = None
     peer_id: Identity | None = None
-    # The peer's validated certificate path (end entity first): a refreshed CRL that
-    # revokes one of them ends the SA (pike.daemon.revocation).
-    peer_path: tuple[x509.Certificate, ...] = ()
     children: list[ChildSa] = field(default_factory=list)
     established_at: float | None = None
     created_at: float = 0.0
-    delete_reason: str = "terminated"
     # Responder: connections whose addresses fit; IKE_SA_INIT picks the IKE proposal
     # from them, IKE_AUTH one connection by identity (among those accepting that proposal).
     candidates: Candidates | None = None
     offer: tuple[Proposal, ...] = ()  # the initiator's IKE proposals (responder)
     rekey_at: float | None = None
-    reauth_at: float | None = None  # reauth_time: a new IKE SA from scratch (make-before-break)
-    # Reauthentication: the new IKE SA knows the one it replaces (deleted once the new
-    # children are in), the old one knows its replacement while that is under way.
-    replaces: IkeSa | None = field(default=None, repr=False)
-    replaced_by: IkeSa | None = field(default=None, repr=False)
     last_inbound: float = 0.0  # last authenticated message from the peer (DPD)
     dpd_outstanding: bool = False
     scheduled: bool = False  # rekey timer set once established
     keepalive_at: float | None = None
     frag_peer: bool = False  # both sides announced RFC 7383 fragmentation
     intermediate: bool = False  # both sides announced IKE_INTERMEDIATE (RFC 9242)
-    # RFC 9370: the additional key exchanges still to run after IKE_SA_INIT, and those done
-    # (methods, in order); IntAuth_iN and IntAuth_rN of the IKE_INTERMEDIATE exchanges.
-    # (Tuples and a frozenset, not lists and a set: a hub holds 10 000 SAs, and every
-    # list or set of each is one more object for the cyclic collector to scan.)
+    # RFC 9370: the additional key exchanges still to run after IKE_SA_INIT (methods, in
+    # order); IntAuth_iN and IntAuth_rN of the IKE_INTERMEDIATE exchanges. (Tuples, not
+    # lists: a hub holds 10 000 SAs, and every list is one more object for the cyclic
+    # collector to scan.)
     addke_todo: tuple[int, ...] = ()
-    addke_done: tuple[int, ...] = ()
     int_auth_i: bytes = field(default=b"", repr=False)
     int_auth_r: bytes = field(default=b"", repr=False)
     ppk_peer: bool = False  # both announced USE_PPK in IKE_SA_INIT (RFC 8784)
     ppk_used: bool = False  # IKE_AUTH mixed a post-quantum preshared key into the keys
-    # Responder: CREATE_CHILD_SA tasks waiting for their IKE_FOLLOWUP_KE, by link (RFC 9370);
-    # None until the first (an empty dict per SA is one more object the collector scans)
-    followups: dict[bytes, Task] | None = field(default=None, repr=False)
     # MOBIKE (RFC 4555): both sides announced it; the peer's other addresses it told us of.
     mobike: bool = False
     peer_addrs: tuple[str, ...] = ()
@@ -148,9 +203,6 @@ class IkeSa:
     # the peer starts makes it the new SA's initiator, but RFC 4555 keeps the right to
     # move the SA with the original initiator.
     original_initiator: bool | None = None
-    # (local, peer) addresses the peer refused to move to, until our addresses or routes
-    # change again (RFC 4555 §3.5: try another pair, not the same one in a loop).
-    refused_paths: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
     # Our address list as last announced to the peer (notify type, data), so that a
     # change of our addresses alone is told in an INFORMATIONAL (RFC 4555 §3.6).
     announced: tuple[tuple[int, bytes], ...] = ()
@@ -158,21 +210,9 @@ class IkeSa:
     # where it came from without moving the IKE SA (only UPDATE_SA_ADDRESSES moves it).
     request_path: tuple[Address, Address] | None = None
     reply_path: tuple[Address, Address] | None = None
-    init_digest: bytes = b""  # responder: SHA-256 of the IKE_SA_INIT request (retransmits)
-    # Initiator: which attempt of keyingtries this is (0 = the first), and the child the
-    # initiation asked for, so that a retry asks for the same.
-    keyingtry: int = 0
-    initiate_child: str | None = None
-    # The children that were up when this IKE SA failed (dpd_action=restart brings them back).
-    lost_children: tuple[str, ...] = ()
-    # Fragments of an incoming message by (message id, is_response): total, chunks (None
-    # when none are waiting: a dict per SA is one more object the collector scans).
-    fragments: dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] | None = field(
-        default=None, repr=False
-    )
-
-    # An IKE_AUTH message whose CERT chain is being checked off the loop (chain_wait).
-    chain: ChainWait | None = field(default=None, repr=False)
+    # What only some SAs need (``Seldom``), made on first use; read and set through the
+    # attributes below the fields, or ``seldom`` itself where every step asks.
+    seldom: Seldom | None = field(default=None, repr=False)
 
     _tag: tuple[tuple[str, bytes], str] | None = field(default=None, repr=False)
 
@@ -180,6 +220,24 @@ class IkeSa:
     # The connection's name (logs, counters, tables ask a dozen times a handshake): set
     # with ``conn``, which is therefore assigned only through ``set_conn``.
     name: str = field(init=False)
+    # That connection's counters (``ctx.counters.conn(name)``), looked up on first use
+    # after ``set_conn``: every message counts there.
+    counters: ConnCounters | None = field(default=None, init=False, repr=False)
+
+    # In ``seldom`` (class attributes, not fields: the dataclass stores none of them).
+    peer_path = _Seldom[tuple["x509.Certificate", ...]]()
+    delete_reason = _Seldom[str]()
+    reauth_at = _Seldom[float | None]()
+    replaces = _Seldom["IkeSa | None"]()
+    replaced_by = _Seldom["IkeSa | None"]()
+    addke_done = _Seldom[tuple[int, ...]]()
+    followups = _Seldom["dict[bytes, Task] | None"]()
+    refused_paths = _Seldom[frozenset[tuple[str, str]]]()
+    keyingtry = _Seldom[int]()
+    initiate_child = _Seldom[str | None]()
+    lost_children = _Seldom[tuple[str, ...]]()
+    fragments = _Seldom["dict[tuple[int, bool], tuple[int, int, dict[int, bytes]]] | None"]()
+    chain = _Seldom["ChainWait | None"]()
 
     def __post_init__(self) -> None:
         self.tasks = _task_manager()(self)
@@ -188,8 +246,18 @@ class IkeSa:
     # -- identity and logging ------------------------------------------------------------
     def set_conn(self, conn: ConnectionConfig | None) -> None:
         """The connection this SA belongs to (and ``name`` with it)."""
+        if conn is self.conn:
+            return  # (IKE_SA_INIT and IKE_AUTH confirm the one the SA began with)
         self.conn = conn
         self.name = conn.name if conn is not None else "(unknown)"
+        self.counters = None
+
+    def conn_counters(self) -> ConnCounters:
+        """The counters of the SA's connection (``ctx.counters.conn(name)``)."""
+        c = self.counters
+        if c is None:
+            c = self.counters = self.ctx.counters.conn(self.name)
+        return c
 
     @property
     def my_spi(self) -> bytes:
@@ -219,7 +287,9 @@ class IkeSa:
 
     def set_state(self, new: IkeState, now: float | None = None) -> None:
         """With ``now``, an unproven SA logs through the rate limit."""
-        limit = (self.ctx.log_limit, now) if now is not None and self.unproven else None
+        limit = None
+        if now is not None and not self.initiator and self.established_at is None:  # unproven
+            limit = (self.ctx.log_limit, now)
         self.state = ike_transition(self.tag, "IKE_SA", self.state, new, log, limit)
         self.ctx.touched(self)
 
@@ -312,17 +382,17 @@ class IkeSa:
         return self.int_auth_i + self.int_auth_r + auth_mid.to_bytes(4, "big")
 
     def _set_keys(self, prf: Prf, seed: bytes) -> None:
-        assert self.chosen is not None
-        ekey = encr_key_size(self.chosen.encr_id, self.chosen.encr_key_length)
-        ikey = integ_key_size(self.chosen.integ_id)
+        c = self.chosen
+        assert c is not None
+        encr, keylen, integ, random = c.encr_id, c.encr_key_length, c.integ_id, self.ctx.random
+        ekey, ikey = encr_key_size(encr, keylen), integ_key_size(integ)
         keys = derive_ike_keys(prf, seed, self.ni, self.nr, self.spi_i, self.spi_r, ekey, ikey)
         self.prf, self.keys = prf, keys
-        c, mine, theirs = self.chosen, (keys.sk_er, keys.sk_ar), (keys.sk_ei, keys.sk_ai)
+        # the initiator sends with SK_ei/SK_ai, the responder with SK_er/SK_ar
+        mine, theirs = (keys.sk_er, keys.sk_ar), (keys.sk_ei, keys.sk_ai)
         if self.initiator:
             mine, theirs = theirs, mine
-        self.cipher_out, self.cipher_in = sk_pair(
-            c.encr_id, c.encr_key_length, c.integ_id, mine, theirs, self.ctx.random
-        )
+        self.cipher_out, self.cipher_in = sk_pair(encr, keylen, integ, mine, theirs, random)
 
     # -- messages ------------------------------------------------------------------------
     def new_message(self, exchange: int, message_id: int, response: bool) -> Message:
@@ -339,18 +409,21 @@ class IkeSa:
     def encode(self, msg: Message) -> bytes:
         return encode_message(msg, self.cipher_out if msg.encrypted else None)
 
-    def encode_datagrams(self, msg: Message) -> list[bytes]:
+    def encode_datagrams(self, msg: Message) -> tuple[bytes, ...]:
         """The datagrams for ``msg``: one, or RFC 7383 fragments when both sides support
         them and the message would exceed fragment_size (IKE_SA_INIT is never split)."""
-        data = self.encode(msg)
-        limit = self.ctx.config.daemon.fragment_size
-        if not msg.encrypted or not self.frag_peer or self.cipher_out is None:
-            return [data]
+        if not msg.encrypted:
+            return (encode_message(msg, None),)
+        data = encode_message(msg, self.cipher_out)
+        if not self.frag_peer or self.cipher_out is None:
+            return (data,)
         # The UDP/IP headers (and the non-ESP marker on 4500) count against the limit.
-        overhead = (40 if ":" in self.remote[0] else 20) + 8 + (4 if self.remote[1] != 500 else 0)
-        if len(data) + overhead <= limit:
-            return [data]
-        return encode_fragments(msg, self.cipher_out, limit - overhead)
+        limit = self.ctx.config.daemon.fragment_size - (40 if ":" in self.remote[0] else 20) - 8
+        if self.remote[1] != 500:
+            limit -= 4
+        if len(data) <= limit:
+            return (data,)
+        return tuple(encode_fragments(msg, self.cipher_out, limit))
 
     def await_followup(self, link: bytes, task: Task) -> None:
         """``task`` continues with the IKE_FOLLOWUP_KE that names ``link`` (RFC 9370)."""

@@ -15,11 +15,7 @@ from pike.ikev2.log import log
 from pike.ikev2.tasks.child_create import ChildCreate
 from pike.ikev2.tasks.ike_auth import IkeAuth
 from pike.ikev2.tasks.ike_delete import IkeDelete
-from pike.ikev2.tasks.ike_frag import IkeFrag
-from pike.ikev2.tasks.ike_hash_algs import IkeHashAlgs
 from pike.ikev2.tasks.ike_init import IkeInit
-from pike.ikev2.tasks.ike_mobike import IkeMobike
-from pike.ikev2.tasks.ike_natd import IkeNatd
 from pike.sa.state import ChildState, IkeState
 from pike.wire.constants import ExchangeType
 
@@ -47,9 +43,9 @@ def start(ctx: Ikev2Context, old: IkeSa, now: float) -> IkeSa | None:
         (old.remote[0], conn.remote_port),
         conn,
         created_at=now,
-        initiate_child=children[0].name if children else None,
-        replaces=old,
     )
+    sa.initiate_child = children[0].name if children else None
+    sa.replaces = old
     old.replaced_by = sa
     sa.set_state(IkeState.CONNECTING)
     log.info(
@@ -58,7 +54,7 @@ def start(ctx: Ikev2Context, old: IkeSa, now: float) -> IkeSa | None:
         len(children),
         sa.tag(),
     )
-    for task in (IkeInit, IkeNatd, IkeFrag, IkeHashAlgs, IkeAuth, IkeMobike):
+    for task in (IkeInit, IkeAuth):
         sa.tasks.queue(task(sa, True))
     for i, child in enumerate(children):
         exchange = ExchangeType.IKE_AUTH if i == 0 else ExchangeType.CREATE_CHILD_SA

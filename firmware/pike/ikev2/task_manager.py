@@ -18,10 +18,9 @@ from functools import partial
 from operator import attrgetter
 
 from pike.frozen import frozen
-from pike.ikev2.describe import describe_payloads, exchange_name
+from pike.ikev2.describe import EXCHANGE_NAMES, describe_payloads, exchange_name
 from pike.ikev2.log import log
 from pike.ikev2.tasks.base import ExchangeSa, RespondError, RestartExchange, Task, TaskFailed
-from pike.sa.context import ConnCounters
 from pike.sa.revocation import RevocationPending
 from pike.sa.signing import PendingSignature
 from pike.sa.state import IkeState
@@ -74,7 +73,7 @@ class TaskManager:
         self.active_exchange = 0
         self.mid_out = 0  # next request we send
         self.mid_in = 0  # next request we expect
-        self.request: list[bytes] | None = None  # datagrams (several when fragmented)
+        self.request: tuple[bytes, ...] | None = None  # datagrams (several when fragmented)
         self.retransmits = 0
         self.deadline: float | None = None
         # a tuple of bytes: the collector stops tracking it (and the pair) after one pass
@@ -297,23 +296,15 @@ class TaskManager:
     # -- responder side ------------------------------------------------------------------
     def on_request(self, msg: Message, data: bytes, tasks: Sequence[Task], now: float) -> None:
         mid = msg.message_id
-        if self.cached_response is not None and mid == self.cached_response[0]:
-            # A retransmitted request: answer with the same bytes (RFC 7296 §2.1).
-            log.debug("%s: retransmitting response %d", self.sa.tag(), mid)
-            self._send(self.cached_response[1], response=True)
+        if (mid != self.mid_in or self.pending is not None) and not self._new_request(mid, now):
             return
-        if self.pending is not None and mid == self.pending.answering:
-            # Retransmitted while our signature is being made: the answer follows it.
-            log.debug("%s: request %d again, our signature is pending", self.sa.tag(), mid)
-            return
-        if mid != self.mid_in:
-            self.sa.ctx.counters.drop("invalid_message_id")
-            if self._wanted("invalid_message_id", now):
-                log.info(
-                    "%s: request %d out of window (expected %d)", self.sa.tag(), mid, self.mid_in
-                )
-            return
-        self._log_in(msg, now)
+        sa = self.sa
+        if log.isEnabledFor(_INFO):
+            self._log_message("received", "half_open_received", msg, now)
+        # counted by exchange name, per connection (as _count, without its frame)
+        counts = (sa.counters or sa.conn_counters()).messages_in
+        key = EXCHANGE_NAMES.get(msg.exchange) or exchange_name(msg.exchange)
+        counts[key] = counts.get(key, 0) + 1
         try:
             for task in tasks:
                 task.process(msg, now)
@@ -330,6 +321,28 @@ class TaskManager:
             return
         self._respond(msg, data, tasks, now)
 
+    def _new_request(self, mid: int, now: float) -> bool:
+        """Whether request ``mid`` is new work: else it is a retransmission, answered with
+        the cached response, or out of the window (asked only when ``mid`` is not the
+        next one expected or an answer waits for our signature)."""
+        if self.cached_response is not None and mid == self.cached_response[0]:
+            # A retransmitted request: answer with the same bytes (RFC 7296 §2.1).
+            log.debug("%s: retransmitting response %d", self.sa.tag(), mid)
+            self._send(self.cached_response[1], response=True)
+            return False
+        if self.pending is not None and mid == self.pending.answering:
+            # Retransmitted while our signature is being made: the answer follows it.
+            log.debug("%s: request %d again, our signature is pending", self.sa.tag(), mid)
+            return False
+        if mid != self.mid_in:
+            self.sa.ctx.counters.drop("invalid_message_id")
+            if self._wanted("invalid_message_id", now):
+                log.info(
+                    "%s: request %d out of window (expected %d)", self.sa.tag(), mid, self.mid_in
+                )
+            return False
+        return True
+
     def _respond(
         self,
         msg: Message,
@@ -338,51 +351,65 @@ class TaskManager:
         now: float,
         error: RespondError | None = None,
     ) -> None:
-        mid = msg.message_id
-        resp = self.sa.new_message(msg.exchange, mid, response=True)
+        sa, mid, exchange = self.sa, msg.message_id, msg.exchange
+        resp = sa.new_message(exchange, mid, response=True)
         if error is None:
             try:
                 for task in tasks:
                     task.build(resp, now)
             except RespondError as e:
                 error = e
-        fatal = False
         if error is not None:
-            resp.payloads = [NotifyPayload(error.notify, error.data)]
-            fatal = error.fatal
-            if self._wanted("half_open_refused", now):
-                log.info(
-                    "%s: answering %s with error: %s",
-                    self.sa.tag(),
-                    exchange_name(msg.exchange),
-                    error,
-                )
-        if msg.exchange == _IKE_SA_INIT and fatal:
-            # Stateless error answer: nothing of ours exists yet (RFC 7296 §2.6).
-            resp.spi_r = bytes(8)
-        datagrams = self.sa.encode_datagrams(resp)
-        if msg.exchange == _IKE_SA_INIT and not fatal:
-            self.sa.init_request, self.sa.init_response = request, datagrams[0]
+            self._error_answer(resp, exchange, error, now)
+            if error.fatal:
+                self._respond_fatal(resp, exchange, error, now)
+                return
+        datagrams = sa.encode_datagrams(resp)
+        if exchange == _IKE_SA_INIT:
+            sa.init_request, sa.init_response = request, datagrams[0]
         self.mid_in = mid + 1
-        self.cached_response = (mid, tuple(datagrams))
-        self._log_out(resp, now, len(datagrams))
-        self._send(datagrams, response=True)
-        if fatal:
-            # A refused authentication is reported (pike_ike_auth_failures_total), as the
-            # initiator's is; other refusals of a half-open SA end it quietly.
-            auth = (
-                error is not None
-                and error.notify == NotifyType.AUTHENTICATION_FAILED
-                and msg.exchange == ExchangeType.IKE_AUTH
-                and self.sa.conn is not None
-            )
-            self.sa.fail("auth_failed" if auth else "refused", now, quiet=not auth)
-            return
+        self.cached_response = (mid, datagrams)
+        if log.isEnabledFor(_INFO):
+            self._log_message("sending", "half_open_sent", resp, now, len(datagrams))
+        counts = (sa.counters or sa.conn_counters()).messages_out  # (as _count)
+        key = EXCHANGE_NAMES.get(exchange) or exchange_name(exchange)
+        counts[key] = counts.get(key, 0) + 1
+        for data in datagrams:
+            sa.send(data, True)
         for task in filter(_COMPLETES, tasks):
             task.completed(now)
         if self.queued:
             # Our own queued work may have waited for this exchange (e.g. after IKE_AUTH).
             self.initiate(now)
+
+    def _error_answer(self, resp: Message, exchange: int, error: RespondError, now: float) -> None:
+        """The response is the error notify alone (RFC 7296 §2.21)."""
+        resp.payloads = [NotifyPayload(error.notify, error.data)]
+        if self._wanted("half_open_refused", now):
+            name = exchange_name(exchange)
+            log.info("%s: answering %s with error: %s", self.sa.tag(), name, error)
+        if exchange == _IKE_SA_INIT and error.fatal:
+            # Stateless error answer: nothing of ours exists yet (RFC 7296 §2.6).
+            resp.spi_r = bytes(8)
+
+    def _respond_fatal(self, resp: Message, exchange: int, error: RespondError, now: float) -> None:
+        """Send the error answer, then end the SA."""
+        sa, mid = self.sa, resp.message_id
+        datagrams = sa.encode_datagrams(resp)
+        self.mid_in = mid + 1
+        self.cached_response = (mid, datagrams)
+        if log.isEnabledFor(_INFO):
+            self._log_message("sending", "half_open_sent", resp, now, len(datagrams))
+        self._count(exchange, True)
+        self._send(datagrams, response=True)
+        # A refused authentication is reported (pike_ike_auth_failures_total), as the
+        # initiator's is; other refusals of a half-open SA end it quietly.
+        auth = (
+            error.notify == NotifyType.AUTHENTICATION_FAILED
+            and exchange == ExchangeType.IKE_AUTH
+            and sa.conn is not None
+        )
+        sa.fail("auth_failed" if auth else "refused", now, quiet=not auth)
 
     def resend(self, now: float) -> None:
         """Send the outstanding request again at once (MOBIKE: over a new path), keeping
@@ -404,38 +431,37 @@ class TaskManager:
         return self.sa.ctx.log_limit.wanted(log, logging.INFO, reason, now, self.sa.unproven)
 
     def _log_in(self, msg: Message, now: float) -> None:
-        key = exchange_name(msg.exchange)
-        # describing payloads costs more than a MAC: only for the lines written (and a
-        # hub at WARNING asks no more than that)
-        if log.isEnabledFor(_INFO) and self._wanted("half_open_received", now):
-            kind = "response" if msg.is_response else "request"
-            log.info(
-                "%s: received %s %s %d %s",
-                self.sa.tag(),
-                key,
-                kind,
-                msg.message_id,
-                describe_payloads(msg.payloads),
-            )
-        c = self.sa.ctx.counters.per_conn.get(self.sa.name) or self._counters()
-        c.messages_in[key] = c.messages_in.get(key, 0) + 1
+        if log.isEnabledFor(_INFO):
+            self._log_message("received", "half_open_received", msg, now)
+        self._count(msg.exchange, False)
 
     def _log_out(self, msg: Message, now: float, fragments: int = 1) -> None:
-        key = exchange_name(msg.exchange)
-        if log.isEnabledFor(_INFO) and self._wanted("half_open_sent", now):
-            kind = "response" if msg.is_response else "request"
-            log.info(
-                "%s: sending %s %s %d %s%s",
-                self.sa.tag(),
-                key,
-                kind,
-                msg.message_id,
-                describe_payloads(msg.payloads),
-                f" in {fragments} fragments" if fragments > 1 else "",
-            )
-        c = self.sa.ctx.counters.per_conn.get(self.sa.name) or self._counters()
-        c.messages_out[key] = c.messages_out.get(key, 0) + 1
+        if log.isEnabledFor(_INFO):
+            self._log_message("sending", "half_open_sent", msg, now, fragments)
+        self._count(msg.exchange, True)
 
-    def _counters(self) -> ConnCounters:
-        """The SA's connection's counters, made on first use."""
-        return self.sa.ctx.counters.conn(self.sa.name)
+    def _log_message(
+        self, what: str, reason: str, msg: Message, now: float, fragments: int = 1
+    ) -> None:
+        """The info line of a message received or sent (asked for only at INFO: describing
+        payloads costs more than a MAC, and a hub at WARNING asks no more than that)."""
+        if not self._wanted(reason, now):
+            return
+        log.info(
+            "%s: %s %s %s %d %s%s",
+            self.sa.tag(),
+            what,
+            exchange_name(msg.exchange),
+            "response" if msg.is_response else "request",
+            msg.message_id,
+            describe_payloads(msg.payloads),
+            f" in {fragments} fragments" if fragments > 1 else "",
+        )
+
+    def _count(self, exchange: int, sent: bool) -> None:
+        """One more message of ``exchange`` on the SA's connection (counted by name)."""
+        sa = self.sa
+        c = sa.counters or sa.conn_counters()
+        counts = c.messages_out if sent else c.messages_in
+        key = EXCHANGE_NAMES.get(exchange) or exchange_name(exchange)
+        counts[key] = counts.get(key, 0) + 1

@@ -54,24 +54,18 @@ def next_deadline(sa: IkeSa) -> float | None:
     """The earliest of ``deadlines(sa)``: the SA's one entry in the engine's timer heap.
     (Asked after every step of every SA: its own deadlines then its children's, filtered
     and compared in C rather than in a list built here.)"""
-    times = _own_deadlines(sa)
+    tasks = sa.tasks
+    sign = tasks.pending.deadline if tasks.pending is not None else None
+    times: tuple[float | None, ...]
+    if sa.state is _ESTABLISHED:  # no half-open timeout then
+        seldom = sa.seldom  # (reauth_time and reauthentication: in it)
+        reauth = seldom.reauth_at if seldom is not None and seldom.replaced_by is None else None
+        times = (tasks.deadline, sign, sa.dpd_due(), sa.rekey_at, sa.keepalive_at, reauth)
+    else:  # (no DPD before established)
+        times = (tasks.deadline, sign, half_open_deadline(sa))
     if sa.children:
         times += tuple(map(ChildSa.next_deadline, sa.children))
     return min(filter(is_set, times), default=None)
-
-
-def _own_deadlines(sa: IkeSa) -> tuple[float | None, ...]:
-    """The IKE SA's own deadlines of ``deadlines(sa)`` (those of its children aside)."""
-    pending = sa.tasks.pending
-    if sa.state is _ESTABLISHED:  # no half-open timeout then
-        reauth = sa.reauth_at if sa.replaced_by is None else None
-        sign = pending.deadline if pending is not None else None
-        return (sa.tasks.deadline, sign, sa.dpd_due(), sa.rekey_at, sa.keepalive_at, reauth)
-    return (
-        sa.tasks.deadline,
-        pending.deadline if pending is not None else None,
-        half_open_deadline(sa),  # (no DPD before established)
-    )
 
 
 def arm(ctx: Ikev2Context, sa: IkeSa, now: float) -> None:

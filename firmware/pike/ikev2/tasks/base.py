@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from pike.policy.config import ConnectionConfig
-from pike.sa.context import Context
+from pike.sa.context import ConnCounters, Context
 from pike.sa.signing import Wanted
 from pike.sa.state import IkeState
 from pike.wire.constants import notify_name
@@ -39,13 +39,18 @@ class ExchangeSa(Protocol):
     def state(self) -> IkeState: ...
 
     @property
+    def counters(self) -> ConnCounters | None: ...
+
+    def conn_counters(self) -> ConnCounters: ...
+
+    @property
     def unproven(self) -> bool: ...  # a responder's SA not yet up: logs rate-limited
 
     def tag(self) -> str: ...
 
     def new_message(self, exchange: int, message_id: int, response: bool) -> Message: ...
 
-    def encode_datagrams(self, msg: Message) -> list[bytes]: ...
+    def encode_datagrams(self, msg: Message) -> tuple[bytes, ...]: ...
 
     def send(self, data: bytes, response: bool = False) -> None: ...
 

@@ -21,7 +21,15 @@ from pike.ikev2.child_proposal import child_specs, choose_esp
 from pike.ikev2.describe import configured, offered
 from pike.ikev2.followup_ke import Followup, FollowupError
 from pike.ikev2.log import log
-from pike.ikev2.narrowing import ChildMatch, dynamic, match_child, ts_from_wire, ts_to_wire
+from pike.ikev2.narrowing import (
+    ChildMatch,
+    dynamic,
+    match_child,
+    match_offer,
+    ts_from_wire,
+    tsi_payload,
+    tsr_payload,
+)
 from pike.ikev2.negotiate import check_reply, groups_of, only_choice, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task
 from pike.ikev2.tasks.followup_steps import answer, offer, take_answer, take_request
@@ -171,8 +179,8 @@ class ChildCreate(Task):
             if self.group:
                 self.ke = KeyExchange(self.group, sa.ctx.random)
                 msg.payloads.append(KePayload(self.group, self.ke.public_bytes()))
-        msg.payloads.append(TsiPayload(tuple(ts_to_wire(t) for t in child.local_ts)))
-        msg.payloads.append(TsrPayload(tuple(ts_to_wire(t) for t in child.remote_ts)))
+        msg.payloads.append(tsi_payload(child.local_ts))
+        msg.payloads.append(tsr_payload(child.remote_ts))
         if cfg.mode == "transport":
             msg.payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         if self.in_auth and self.reqid is not None and self.ahead is None:
@@ -356,12 +364,19 @@ class ChildCreate(Task):
             if not self.in_auth:
                 raise RespondError(NotifyType.INVALID_SYNTAX, fatal=False)
             return  # childless IKE_AUTH (RFC 6023)
-        theirs_i = list(map(ts_from_wire, tsi.selectors))
-        theirs_r = list(map(ts_from_wire, tsr.selectors))
         old = self._rekeyed(msg)
-        candidates = (old.config,) if old is not None else sa.conn.children
-        match = match_child(candidates, theirs_i, theirs_r, sa.local[0], sa.remote[0])
+        local, remote = sa.local[0], sa.remote[0]
+        if old is None:  # the connection's children, the same tuple each time: remembered
+            candidates = sa.conn.children
+            match = match_offer(candidates, tsi.selectors, tsr.selectors, local, remote)
+        else:
+            candidates = (old.config,)
+            theirs_i = list(map(ts_from_wire, tsi.selectors))
+            theirs_r = list(map(ts_from_wire, tsr.selectors))
+            match = match_child(candidates, theirs_i, theirs_r, local, remote)
         if match is None:
+            theirs_i = list(map(ts_from_wire, tsi.selectors))
+            theirs_r = list(map(ts_from_wire, tsr.selectors))
             log.warning(
                 "%s: no child config matches the peer's traffic selectors TSi %s TSr %s;"
                 " we have %s",
@@ -391,7 +406,9 @@ class ChildCreate(Task):
             return
         if not self.in_auth:
             self._nonces_and_pfs(msg, chosen, ke)
-        if child_lifecycle.refuse_without_esp(sa.ctx, sa.tag(), sa.name, cfg.name):
+        if not sa.ctx.caps.esp and child_lifecycle.refuse_without_esp(
+            sa.ctx, sa.tag(), sa.name, cfg.name
+        ):  # (the tag only for that line)
             self._refuse(NotifyType.NO_PROPOSAL_CHOSEN)
             return
         transport = msg.notify(_USE_TRANSPORT_MODE) is not None
@@ -489,8 +506,8 @@ class ChildCreate(Task):
             msg.payloads.append(NoncePayload(self.nr))
             if self.ke is not None:
                 msg.payloads.append(KePayload(self.ke.group, self.ke.public_bytes()))
-        msg.payloads.append(TsiPayload(tuple(map(ts_to_wire, child.remote_ts))))
-        msg.payloads.append(TsrPayload(tuple(map(ts_to_wire, child.local_ts))))
+        msg.payloads.append(tsi_payload(child.remote_ts))
+        msg.payloads.append(tsr_payload(child.local_ts))
         if child.mode == "transport":
             msg.payloads.append(NotifyPayload(_USE_TRANSPORT_MODE))
         if followup is not None:

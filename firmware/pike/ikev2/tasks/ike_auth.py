@@ -5,7 +5,8 @@ prf(SK_p, our ID payload body). With a PSK, AUTH = prf(prf(PSK, "Key Pad for IKE
 octets); with a certificate, AUTH is a signature over them (``pike.ikev2.pubkey``), and the
 peer's CERT chain is validated to our CAs and must contain its ID (``pike.sa.certs``).
 
-Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH.
+Initiator: IDi [CERT+] N(INITIAL_CONTACT) [CERTREQ] [IDr] AUTH; responder: IDr [CERT+] AUTH;
+then, as steps of this task, MOBIKE's announcement (``pike.ikev2.tasks.ike_mobike``).
 
 After IKE_INTERMEDIATE exchanges (RFC 9242) the octets end with IntAuth. With a
 post-quantum preshared key (RFC 8784: USE_PPK announced by both), SK_d/SK_pi/SK_pr take
@@ -42,6 +43,7 @@ from pike.ikev2.pubkey import (
 )
 from pike.ikev2.tasks.base import RespondError, Task, TaskFailed
 from pike.ikev2.tasks.ike_hash_algs import peer_hashes
+from pike.ikev2.tasks.ike_mobike import announce_mobike, learn_mobike, mobike_wanted
 from pike.policy.config import ConnectionConfig, Identity
 from pike.sa import identity
 from pike.sa.actions import IkeSaEstablished, SignRequest
@@ -94,11 +96,6 @@ class _Ours:
     auth: AuthPayload
 
 
-def _id_body(ident: Identity) -> bytes:
-    # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
-    return bytes((ident.id_type, 0, 0, 0)) + ident.data
-
-
 def _expected(conns: Sequence[ConnectionConfig]) -> str:
     """The remote ids the connections want, for an error line: ``'hq.example.net' (hq)``
     (the first five: a hub may have thousands)."""
@@ -112,10 +109,6 @@ def _method_name(method: int) -> str:
         return AuthMethod(method).name
     except ValueError:
         return f"auth method {method}"
-
-
-def _is_psk(method: int) -> bool:
-    return method == _SHARED_KEY_MIC
 
 
 @dataclass(slots=True)
@@ -144,6 +137,7 @@ class IkeAuth(Task):
     # prf(PSK, KEY_PAD) for a pair of identities: a responder verifies the peer's AUTH
     # and makes its own with the same key, so it is looked up and padded once
     _pad: tuple[tuple[str, str], bytes] | None = None
+    _peer_mobike = False  # responder: the peer's request announced MOBIKE
 
     @property
     def exchange(self) -> int:
@@ -184,10 +178,12 @@ class IkeAuth(Task):
         int_auth = b""  # (no IKE_INTERMEDIATE: the usual case)
         if sa.int_auth_i:
             int_auth = sa.int_auth(sa.tasks.mid_out if self.initiator else sa.tasks.mid_in)
+        # RestOfInitIDPayload: ID Type | RESERVED (3 octets) | Identification Data
+        id_body = bytes((ident.id_type, 0, 0, 0)) + ident.data
         if signer_is_initiator:
-            mac = sa.prf.prf(k.sk_pi, _id_body(ident))
+            mac = sa.prf.prf(k.sk_pi, id_body)
             return sa.init_request + sa.nr + mac + int_auth
-        mac = sa.prf.prf(k.sk_pr, _id_body(ident))
+        mac = sa.prf.prf(k.sk_pr, id_body)
         return sa.init_response + sa.ni + mac + int_auth
 
     def _psk_auth(
@@ -355,16 +351,21 @@ class IkeAuth(Task):
         return RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc))
 
     def _verify(
-        self, conn: ConnectionConfig, peer: Identity, msg: Message, auth: AuthPayload, now: float
+        self,
+        conn: ConnectionConfig,
+        me: Identity,
+        peer: Identity,
+        msg: Message,
+        auth: AuthPayload,
+        now: float,
     ) -> str:
-        """Check the peer's AUTH (and certificate); returns how, for the log line."""
+        """Check the peer's AUTH (and certificate) with ``me`` our identity; returns how,
+        for the log line."""
         peer_is_initiator = not self.initiator
         if conn.remote.auth == "psk":
-            if not _is_psk(auth.method):
+            if auth.method != _SHARED_KEY_MIC:
                 raise AuthFailure(f"peer used auth method {auth.method}, we expect PSK")
-            expected = self._psk_auth(
-                self._psk_pad(self._my_id(conn), peer), peer, peer_is_initiator
-            )
+            expected = self._psk_auth(self._psk_pad(me, peer), peer, peer_is_initiator)
             if not hmac.compare_digest(expected, auth.data):
                 raise AuthFailure(f"AUTH payload of {peer} does not verify (PSK)")
             return "a pre-shared key"
@@ -444,6 +445,8 @@ class IkeAuth(Task):
             msg.payloads.append(IdrPayload(peer.id_type, peer.data))
         msg.payloads.append(ours.auth)
         msg.payloads.extend(ppk)
+        if mobike_wanted(sa):
+            announce_mobike(sa, msg)
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -471,13 +474,16 @@ class IkeAuth(Task):
             if not ids_match(sa.conn.remote.id, peer):
                 raise AuthFailure(f"peer identity {peer} is not {sa.conn.remote.id}")
             self._ppk_answer_i(sa.conn, msg)
-            how = self._verify(sa.conn, peer, msg, auth, now)
+            how = self._verify(sa.conn, sa.my_id, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             raise self._fail("auth_failed", exc) from None
         if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
             log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
         sa.peer_id = peer
         self._established(now)
+        sa.mobike = learn_mobike(sa, msg) and mobike_wanted(sa)
+        if sa.mobike:
+            log.info("%s: MOBIKE negotiated", sa.tag())
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message, now: float) -> None:
@@ -498,8 +504,10 @@ class IkeAuth(Task):
         conn: ConnectionConfig | None = None
         try:
             conn = self._select(peer, wanted, auth.method)
-            auth = self._ppk_r(conn, msg, auth)
-            how = self._verify(conn, peer, msg, auth, now)
+            my_id = self._my_id(conn)
+            if sa.ppk_peer or conn.ppk_required:  # (else the AUTH payload is the one)
+                auth = self._ppk_r(conn, msg, auth)
+            how = self._verify(conn, my_id, peer, msg, auth, now)
         except (AuthFailure, CredentialError) as exc:
             # counted exactly (auth failures); the lines, as IKEv1's, within the limit
             if sa.ctx.log_limit.wanted(log, logging.ERROR, "auth_failed", now, sa.unproven):
@@ -508,11 +516,11 @@ class IkeAuth(Task):
             only = sa.candidates.conns if sa.candidates and len(sa.candidates) == 1 else ()
             sa.set_conn(conn or (only[0] if only else None))
             raise RespondError(NotifyType.AUTHENTICATION_FAILED, detail=str(exc)) from None
-        my_id = self._my_id(conn)
         sa.set_conn(conn)
         sa.my_id, sa.peer_id = my_id, peer
         if log.isEnabledFor(logging.INFO):  # a hub at WARNING builds no tag
             log.info("%s: authenticated peer '%s' with %s", sa.tag(), peer, how)
+        self._peer_mobike = learn_mobike(sa, msg)  # (the connection is chosen)
 
     def _select(self, peer: Identity, wanted: Identity | None, method: int) -> ConnectionConfig:
         """The connection for this peer: its remote id must match IDi (and IDr our id),
@@ -528,7 +536,7 @@ class IkeAuth(Task):
             known = sa.candidates.conns if sa.candidates else ()
             raise AuthFailure(f"peer identity '{peer}' is not {_expected(known)}")
         for conn in by_id:
-            if (conn.remote.auth == "psk") == _is_psk(method):
+            if (conn.remote.auth == "psk") == (method == _SHARED_KEY_MIC):
                 return conn
         others = [c for c in sa.candidates or () if c not in by_id]
         wrong_id = f"peer identity '{peer}' is not {_expected(others)}; " if others else ""
@@ -560,6 +568,9 @@ class IkeAuth(Task):
         msg.payloads.append(ours.auth)
         if sa.ppk_used:
             msg.payloads.append(NotifyPayload(NotifyType.PPK_IDENTITY))  # RFC 8784 §3
+        if self._peer_mobike and mobike_wanted(sa):
+            announce_mobike(sa, msg)
+            sa.mobike = True
 
     def completed(self, now: float) -> None:
         if not self.initiator:
@@ -573,7 +584,7 @@ class IkeAuth(Task):
         sa.init_request = sa.init_response = sa.int_auth_i = sa.int_auth_r = b""
         # Nor what picked the connection (responder): the candidates and the peer's IKE
         # proposals are a dozen objects per held SA for the collector to scan.
-        sa.candidates, sa.offer, sa.init_digest = None, (), b""
+        sa.candidates, sa.offer = None, ()
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s: IKE_SA established between %s[%s]...%s[%s]",

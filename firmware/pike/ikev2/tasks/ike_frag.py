@@ -1,4 +1,5 @@
-"""IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3).
+"""IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3): steps of the ike_init
+task, both roles.
 
 Both sides announce support; only when both did may later encrypted messages that exceed
 ``fragment_size`` travel as Encrypted Fragment payloads.
@@ -8,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pike.ikev2.tasks.base import Task
-from pike.wire.constants import ExchangeType, NotifyType
+from pike.wire.constants import NotifyType
 from pike.wire.payloads import Message, NotifyPayload
 
 if TYPE_CHECKING:
@@ -21,23 +21,19 @@ _IKEV2_FRAGMENTATION_SUPPORTED = NotifyType.IKEV2_FRAGMENTATION_SUPPORTED
 _SUPPORTED = NotifyPayload(_IKEV2_FRAGMENTATION_SUPPORTED)
 
 
-class IkeFrag(Task):
-    sa: IkeSa
+def announce_frag(sa: IkeSa, msg: Message, initiator: bool) -> None:
+    """Our announcement; the responder's only in answer to the initiator's."""
+    # (the responder's frag_peer: the peer announced it and our connection allows it)
+    wanted = sa.conn is not None and sa.conn.fragmentation if initiator else sa.frag_peer
+    if wanted:
+        msg.payloads.append(_SUPPORTED)
 
-    name = "ike_frag"
 
-    @property
-    def exchange(self) -> int:
-        return ExchangeType.IKE_SA_INIT
-
-    def _enabled(self) -> bool:
-        return self.sa.conn is not None and self.sa.conn.fragmentation
-
-    def build(self, msg: Message, now: float) -> None:
-        # The responder announces it only in answer to the initiator's announcement.
-        if self._enabled() and (self.initiator or self.sa.frag_peer):
-            msg.payloads.append(_SUPPORTED)
-
-    def process(self, msg: Message, now: float) -> None:
-        peer = msg.notify(_IKEV2_FRAGMENTATION_SUPPORTED) is not None
-        self.sa.frag_peer = peer and self._enabled()
+def note_frag(sa: IkeSa, msg: Message) -> None:
+    """Both announced it (the peer in ``msg``, our connection allows it)."""
+    conn = sa.conn
+    sa.frag_peer = (
+        conn is not None
+        and conn.fragmentation
+        and msg.notify(_IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    )

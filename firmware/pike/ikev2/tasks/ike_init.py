@@ -1,7 +1,9 @@
 """IKE_SA_INIT: proposals, key exchange, nonces; COOKIE and INVALID_KE_PAYLOAD retries.
 
-RFC 7296 §1.2, §2.6 (cookies), §3.4 (INVALID_KE_PAYLOAD). NAT detection rides along in
-the same messages but is its own task (ike_natd).
+RFC 7296 §1.2, §2.6 (cookies), §3.4 (INVALID_KE_PAYLOAD). The notifies that ride along
+are steps of this task kept in their own modules: NAT detection (ike_natd),
+fragmentation support (ike_frag), signature hash algorithms and the responder's CERTREQ
+(ike_hash_algs); one task rather than four per IKE_SA_INIT.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from pike.ikev2.describe import configured, offered
 from pike.ikev2.log import log
 from pike.ikev2.negotiate import check_reply, groups_of, select, to_wire
 from pike.ikev2.tasks.base import RespondError, RestartExchange, Task, TaskFailed
+from pike.ikev2.tasks.ike_frag import announce_frag, note_frag
+from pike.ikev2.tasks.ike_hash_algs import announce_hashes, note_hashes
 from pike.ikev2.tasks.ike_intermediate import IkeIntermediate
+from pike.ikev2.tasks.ike_natd import add_natd, float_for_auth, note_nat
 from pike.sa.chosen import Chosen
 from pike.sa.context import NONCE_SIZE
 from pike.wire.constants import ERROR_NOTIFY_MAX, ExchangeType, NotifyType, ProtocolId, notify_name
@@ -83,6 +88,20 @@ class IkeInit(Task):
             msg.payloads.append(NotifyPayload(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
         if sa.conn.ppk_id is not None:
             msg.payloads.append(NotifyPayload(NotifyType.USE_PPK))
+        self._add_notifies(msg, True)
+
+    def _add_notifies(self, msg: Message, initiator: bool) -> None:
+        """The notifies of the other modules, in this order on the wire."""
+        sa = self.sa
+        add_natd(sa, msg)
+        announce_frag(sa, msg, initiator)
+        announce_hashes(sa, msg, initiator)
+
+    def _note_notifies(self, msg: Message) -> None:
+        sa = self.sa
+        note_nat(sa, msg)
+        note_frag(sa, msg)
+        note_hashes(sa, msg)
 
     def process(self, msg: Message, now: float) -> None:
         if not self.initiator:
@@ -145,6 +164,8 @@ class IkeInit(Task):
         if sa.addke_todo:
             # before IKE_AUTH and anything else queued (RFC 9370 §2.2.2)
             sa.tasks.queued = (IkeIntermediate(sa, True), *sa.tasks.queued)
+        self._note_notifies(msg)
+        float_for_auth(sa)  # (the exchange is over: IKE_SA_INIT has this one task)
 
     # -- responder -----------------------------------------------------------------------
     def _process_r(self, msg: Message, now: float) -> None:
@@ -191,6 +212,7 @@ class IkeInit(Task):
         sa.nr = sa.ctx.random(NONCE_SIZE)
         sa.derive_keys(shared)
         sa.addke_todo = chosen.additional
+        self._note_notifies(msg)
 
     def _choose(self, offer: Sequence[Proposal], group: int, now: float) -> Chosen | None:
         """The IKE proposal of the first connection (config order) whose proposals accept
@@ -224,6 +246,7 @@ class IkeInit(Task):
             msg.payloads.append(NotifyPayload(_INTERMEDIATE_EXCHANGE_SUPPORTED))
         if sa.ppk_peer:
             msg.payloads.append(NotifyPayload(_USE_PPK))
+        self._add_notifies(msg, False)
 
 
 def _wants_intermediate(proposals: Sequence[ProposalSpec]) -> bool:

@@ -1,6 +1,6 @@
 """MOBIKE (RFC 4555): the IKE SA and its CHILD_SAs move to new addresses, same SPIs.
 
-``IkeMobike`` rides in IKE_AUTH: both sides announce N(MOBIKE_SUPPORTED) (when the
+In IKE_AUTH (steps of the ike_auth task) both sides announce N(MOBIKE_SUPPORTED) (when the
 connection has ``mobike = true``) with their other addresses (ADDITIONAL_IP4/6_ADDRESS,
 else NO_ADDITIONAL_ADDRESSES). ``MobikeUpdate`` is the INFORMATIONAL that moves it: only
 the IKE SA's original initiator sends N(UPDATE_SA_ADDRESSES), from the new path, with
@@ -178,58 +178,33 @@ def follow_path(sa: IkeSa, old: tuple[Address, Address]) -> None:
         )
 
 
-class IkeMobike(Task):
-    """N(MOBIKE_SUPPORTED) and our other addresses in IKE_AUTH, both roles."""
+def mobike_wanted(sa: IkeSa) -> bool:
+    """Our connection allows MOBIKE."""
+    conn = sa.conn
+    return conn is not None and conn.mobike
 
-    sa: IkeSa
 
-    name = "ike_mobike"
-    peer_supports = False  # set by the peer's IKE_AUTH message
+def announce_mobike(sa: IkeSa, msg: Message) -> None:
+    """N(MOBIKE_SUPPORTED) and our other addresses, in IKE_AUTH (a step of ike_auth)."""
+    msg.payloads.append(_SUPPORTED)
+    msg.payloads.extend(_address_list(sa.ctx.local_addresses, sa.local[0]))
+    sa.announced = _address_key(sa.ctx.local_addresses, sa.local[0])
 
-    @property
-    def exchange(self) -> int:
-        return ExchangeType.IKE_AUTH
 
-    def _wanted(self) -> bool:
-        conn = self.sa.conn
-        return conn is not None and conn.mobike
-
-    def _announce(self, msg: Message) -> None:
-        sa = self.sa
-        msg.payloads.append(_SUPPORTED)
-        msg.payloads.extend(_address_list(sa.ctx.local_addresses, sa.local[0]))
-        sa.announced = _address_key(sa.ctx.local_addresses, sa.local[0])
-
-    def _learn(self, msg: Message) -> None:
-        self.peer_supports = msg.notify(_MOBIKE_SUPPORTED) is not None
-        try:
-            addrs = peer_addresses(msg)
-        except InvalidMobike as exc:
-            # in IKE_AUTH not worth failing the SA for: the list is ignored, counted
-            log.info("%s: peer's address list ignored: %s", self.sa.tag(), exc)
-            self.sa.ctx.counters.drop("invalid_mobike_addresses")
-            return
-        if addrs is not None:
-            self.sa.peer_addrs = addrs
-
-    def build(self, msg: Message, now: float) -> None:
-        if self.initiator:
-            if self._wanted():
-                self._announce(msg)
-        elif self.peer_supports and self._wanted():
-            self._announce(msg)
-            self.sa.mobike = True
-
-    def process(self, msg: Message, now: float) -> None:
-        if not self.initiator:
-            self._learn(msg)  # after IkeAuth: the connection is chosen
-            return
-        if msg.notify(NotifyType.AUTHENTICATION_FAILED) is not None:
-            return
-        self._learn(msg)
-        self.sa.mobike = self.peer_supports and self._wanted()
-        if self.sa.mobike:
-            log.info("%s: MOBIKE negotiated", self.sa.tag())
+def learn_mobike(sa: IkeSa, msg: Message) -> bool:
+    """Whether the peer's IKE_AUTH message announces MOBIKE; notes the other addresses it
+    tells of (a step of ike_auth)."""
+    supports = msg.notify(_MOBIKE_SUPPORTED) is not None
+    try:
+        addrs = peer_addresses(msg)
+    except InvalidMobike as exc:
+        # in IKE_AUTH not worth failing the SA for: the list is ignored, counted
+        log.info("%s: peer's address list ignored: %s", sa.tag(), exc)
+        sa.ctx.counters.drop("invalid_mobike_addresses")
+        return supports
+    if addrs is not None:
+        sa.peer_addrs = addrs
+    return supports
 
 
 class MobikeUpdate(Task):
