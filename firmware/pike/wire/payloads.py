@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from types import MappingProxyType
 from typing import Any, ClassVar, Self, SupportsIndex, TypeVar
 
 from pike.frozen import frozen
@@ -230,11 +231,11 @@ Payload = (
 
 _P = TypeVar("_P")
 
-# Every payload class no other payload class derives from: a decoded message's index
-# (``first_of``) has the first payload of each class it holds, so one of these it does not
-# hold is not there. ``first(IdPayload)`` must also find an IDi, so IdPayload and TsPayload
-# are not among them: they are looked up by a scan.
-_LEAVES: frozenset[type[Any]] = frozenset(
+# Every payload class no other payload class derives from, each with None: a decoded
+# message's ``first_of`` starts from this, so a class it does not hold answers None at once.
+# ``first(IdPayload)`` must also find an IDi, so IdPayload and TsPayload are not keys:
+# they are looked up by a scan.
+_NONE_OF_EACH: dict[type[Any], Payload | None] = dict.fromkeys(
     (
         SaPayload,
         KePayload,
@@ -256,6 +257,8 @@ _LEAVES: frozenset[type[Any]] = frozenset(
         UnknownPayload,
     )
 )
+# What a changed list's ``first_of`` is: every class misses, so lookups scan.
+_STALE: Mapping[type[Any], Payload | None] = MappingProxyType({})
 
 
 class PayloadList(list[Payload]):
@@ -271,7 +274,7 @@ class PayloadList(list[Payload]):
     """
 
     __slots__ = ("first_of", "notifies", "notify_of", "received")
-    first_of: dict[type[Any], Payload] | None  # None: changed since
+    first_of: Mapping[type[Any], Payload | None]
     notify_of: Mapping[int, NotifyPayload] | None
     notifies: list[NotifyPayload] | None  # in reverse order
     # Decrypted payloads: the type of the first and the inner chain as received (RFC 9242
@@ -285,7 +288,7 @@ class PayloadList(list[Payload]):
         value stored for a key is the first payload. (Built from C, with ``map``, ``zip``
         and ``compress``, it counts fewer instructions but takes three times as long.)"""
         found = cls(payloads)
-        first_of: dict[type[Any], Payload] = {}
+        first_of = _NONE_OF_EACH.copy()
         notify_of: dict[int, NotifyPayload] = {}
         notifies: list[NotifyPayload] = []  # the last first
         for p in reversed(payloads):
@@ -299,7 +302,7 @@ class PayloadList(list[Payload]):
 
     # The mutating methods of ``list``: each drops what was noted, then does its work.
     def _changed(self) -> None:
-        self.first_of, self.notify_of, self.notifies = None, None, None
+        self.first_of, self.notify_of, self.notifies = _STALE, None, None
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._changed()
@@ -370,16 +373,13 @@ class Message:
     encrypted: bool = False
 
     # Each lookup asks the index of a decoded message straight away; a message we build
-    # holds a plain list (no index: AttributeError), a changed one none (None: the same),
-    # and IdPayload/TsPayload are no keys of it (not one of ``_LEAVES``): those are scanned.
+    # holds a plain list (no index: AttributeError), a changed one a stale index, and
+    # IdPayload/TsPayload are no keys of it (KeyError): those are scanned.
     def first(self, cls: type[_P]) -> _P | None:
         try:
-            found: _P | None = self.payloads.first_of.get(cls)  # type: ignore[attr-defined]
-        except AttributeError:
+            return self.payloads.first_of[cls]  # type: ignore[attr-defined,no-any-return]
+        except (AttributeError, KeyError):
             pass
-        else:
-            if found is not None or cls in _LEAVES:
-                return found
         for p in self.payloads:
             if isinstance(p, cls):
                 return p
