@@ -74,12 +74,11 @@ def decode_header(data: bytes | memoryview) -> Header:
     if len(data) < HEADER_LEN:
         return peek_header(data)  # raises "truncated"
     header = _new_header(Header, HEADER.unpack_from(data, 0))
-    # By index: a field's name is a descriptor the interpreter does not specialize.
-    if header[7] != len(data):
+    if header.length != len(data):
         raise MalformedMessage(
             "bad_length", f"header says {header.length}, datagram is {len(data)}", None
         )
-    if header[3] >> 4 != IKE_MAJOR_VERSION:
+    if header.version >> 4 != IKE_MAJOR_VERSION:
         # RFC 7296 §2.5: answer INVALID_MAJOR_VERSION naming the highest version we speak.
         raise MalformedMessage(
             "invalid_major_version",
