@@ -443,6 +443,16 @@ class IkeSa:
         return describe_payloads(payloads)
 
     # -- teardown ------------------------------------------------------------------------
+    def release(self) -> None:
+        """Destroyed and forgotten by the engine: cut what refers back to this SA (its
+        task manager and tasks; RFC 9370 follow-ups; a parked IKE_AUTH; the replacement
+        of a reauthentication, which still names this one until it settles), so that
+        reference counting alone frees it."""
+        self.tasks.release()
+        seldom = self.seldom
+        if seldom is not None:
+            seldom.followups = seldom.chain = seldom.replaced_by = None
+
     def remove_child(self, child: ChildSa, reason: str, keep_policies: bool = False) -> None:
         """Forget a CHILD_SA; its SAs and policies leave the kernel if they were there.
 

@@ -13,6 +13,7 @@ retransmissions of the request are ignored (never a second signature).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from functools import partial
 from operator import attrgetter
@@ -81,6 +82,21 @@ class TaskManager:
         self.restarts = 0
         # the signature the current message waits for; it holds what follows (pike.sa.signing)
         self.pending: PendingSignature[Message | None] | None = None
+
+    def release(self) -> None:
+        """Let go of what refers back to the SA (its tasks, a signature it waited for)
+        and keep the SA itself only weakly: the IKE SA is destroyed and its engine has
+        forgotten it, or it is an IKE rekey's successor not adopted yet (a failed rekey
+        drops it). Reference counting then frees both: a hub deletes and rekeys
+        thousands, and a cycle would wait for a full collection, which walks the whole
+        heap. Whoever still holds a destroyed SA finds it DESTROYED, which every entry
+        point here looks at first."""
+        self.queued = self.active = ()
+        self.pending = None
+        self.request = None
+        self.deadline = None
+        if not isinstance(self.sa, weakref.ProxyType):
+            self.sa = weakref.proxy(self.sa)
 
     @property
     def held(self) -> int | None:
