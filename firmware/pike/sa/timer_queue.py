@@ -42,9 +42,9 @@ class TimerQueue(Generic[T]):
     def set(self, item: T, when: float | None) -> None:
         """``item`` is next due at ``when`` (None: no deadline)."""
         current = self._due.get(item)
-        if current is not None and current[0] == when:
-            return
         if current is not None:
+            if current[0] == when:
+                return
             current[2] = None  # stale from now on: it keeps no SA alive
         if when is not None:
             seq = self._seq = self._seq + 1
@@ -69,8 +69,7 @@ class TimerQueue(Generic[T]):
         while heap:
             top = heap[0]
             if due.get(top[2]) is top:
-                when: float = top[0]
-                return when
+                return top[0]  # type: ignore[no-any-return]
             _heappop(heap)
         return None
 
