@@ -313,15 +313,11 @@ class IkeSa:
         conn = self.conn
         if conn is None:
             return
-        span = ike_jitter(conn)
-
-        def draw() -> int:
-            return int.from_bytes(self.ctx.random(4), "big") % (span + 1) if span else 0
-
+        span, random = ike_jitter(conn), self.ctx.random
         if conn.rekey_time:
-            self.rekey_at = now + max(conn.rekey_time - draw(), 1)
+            self.rekey_at = now + max(conn.rekey_time - _draw(random, span), 1)
         if conn.reauth_time and self.reauth_at is None:
-            self.reauth_at = now + max(conn.reauth_time - draw(), 1)
+            self.reauth_at = now + max(conn.reauth_time - _draw(random, span), 1)
 
     def dpd_due(self) -> float | None:
         """When a liveness check is due: dpd_delay after the last sign of life."""
@@ -491,6 +487,11 @@ class IkeSa:
             spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.set_state(IkeState.DESTROYED, now)
+
+
+def _draw(random: Callable[[int], bytes], span: int) -> int:
+    """A jitter of 0 to ``span`` seconds."""
+    return int.from_bytes(random(4), "big") % (span + 1) if span else 0
 
 
 def ike_jitter(conn: ConnectionConfig) -> int:
