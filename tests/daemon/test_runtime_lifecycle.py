@@ -8,12 +8,13 @@ Real sockets on loopback (random ports), real control socket; nothing touches th
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,18 @@ from pike.daemon.runtime import Daemon, Engine
 from pike.kernel.events import Acquire, Expire, KernelEvent
 from pike.kernel.interface import KernelError
 from pike.kernel.xfrm_selectors import Selector
+from pike.metrics import recorder as recorder_module
 from pike.policy.config import Config
 from pike.policy.ipsec import KernelCaps, PolicySpec, SaCounters, SaSpec
 from pike.policy.ts import IPAddress, TrafficSelector
-from pike.sa.actions import Action, IkeSaInfo, InstallTrap, ResolveRequest, SendKeepalive
+from pike.sa.actions import (
+    Action,
+    IkeSaInfo,
+    InstallChildSa,
+    InstallTrap,
+    ResolveRequest,
+    SendKeepalive,
+)
 from pike.sa.log_limit import LogLimit
 from pike.sa.ports import FALLBACK_SPI_MAX, FALLBACK_SPI_MIN, SpiSource
 from pike.sa.state import RekeyRefused
@@ -472,3 +481,58 @@ def test_pikectl_rekey_usage(argv: list[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
         pikectl.main(["--socket", str(tmp_path / "s"), *argv])
     assert e.value.code == 2
+
+
+def _install(unique_id: int) -> InstallChildSa:
+    """An InstallChildSa of ``hq.lan`` (``loopback_gateway``'s) with one outbound policy."""
+    a, b = ip_address("127.0.0.1"), ip_address("127.0.0.2")
+    sa = SaSpec(a, b, 0, 1, "tunnel", 20, bytes(20), 128, 0, b"")
+    ts_a, ts_b = TrafficSelector.from_cidr("10.1.0.0/16"), TrafficSelector.from_cidr("10.2.0.0/16")
+    policy = PolicySpec(ts_a, ts_b, "out", 1, "tunnel", a, b)
+    inbound = replace(sa, src=b, dst=a, spi=0xC0 + unique_id, inbound=True)
+    return InstallChildSa("hq", "lan", unique_id, inbound, replace(sa, spi=0xD0), (policy,))
+
+
+def test_actions_reach_the_handlers_that_care_in_order_and_failures_stay_contained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An InstallChildSa goes to the metrics, then to the tunnels only when the config has
+    an updown or interface child (the routes follow a reload), then to the kernel; an
+    observer that raises is logged and the kernel still gets the CHILD_SA."""
+    daemon, engines, _natt = _daemon(tmp_path, kernel := FakeKernel())
+    order: list[str] = []
+
+    def broken_record(recorder: Any, a: InstallChildSa) -> None:
+        order.append(f"metrics {a.unique_id}")
+        raise RuntimeError("a bug in the metrics")
+
+    monkeypatch.setitem(recorder_module._RECORDS, InstallChildSa, broken_record)
+    monkeypatch.setattr(daemon.tunnels, "observe", lambda a: order.append(f"tunnels {a.unique_id}"))
+    monkeypatch.setattr(kernel, "add_sa", lambda sa: order.append(f"kernel {sa.spi & 0xF}"))
+
+    async def body() -> int:
+        engines[0].actions.append(_install(1))
+        daemon._pump()
+        # a reload gives the child an updown script: installs now go to the tunnels too
+        conn = daemon.config.connections["hq"]
+        lan = replace(conn.children[0], updown="/bin/true")
+        connections = {**daemon.config.connections, "hq": replace(conn, children=(lan,))}
+        daemon.config = replace(daemon.config, connections=connections)
+        daemon.reroute()
+        engines[0].actions.append(_install(2))
+        daemon._pump()
+        return len(kernel.policies)
+
+    with caplog.at_level(logging.ERROR, "pike.daemon"):
+        policies = _run(daemon, body)
+    assert order == [
+        "metrics 1",
+        "kernel 1",
+        "kernel 0",  # the outbound SA (SPI 0xD0)
+        "metrics 2",
+        "tunnels 2",
+        "kernel 2",
+        "kernel 0",
+    ]
+    assert caplog.text.count("handling InstallChildSa failed") == 2
+    assert policies == 2  # both CHILD_SAs' policies went in

@@ -91,8 +91,10 @@ def test_rekey_and_reauth_over_hours_of_virtual_time(
 
 def _deaf(d: Daemon) -> None:
     """From now on ``d`` drops every datagram unread: a peer that died without a word."""
-    # the engine's entry point, which the sockets' datagrams go to (bound when they opened)
-    d.datagrams._input = lambda *args: None
+    # the engine's entry point, which the sockets hand each datagram to (from ``open``)
+    sockets = d.datagrams._sockets
+    assert sockets is not None
+    sockets._on_datagram = lambda *args: None
 
 
 def test_dpd_of_a_dead_peer_with_default_timers(

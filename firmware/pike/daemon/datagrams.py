@@ -5,13 +5,13 @@ The engine's actions are acted on after every datagram (its answers go out at on
 loop timer is re-armed once per batch the sockets read in one wake-up (``batch_done``):
 no timer can run while the batch is read, and asking the engine after each datagram
 cost as much as the rest of this module. The engine and the clock exist once the daemon
-runs: ``open`` binds both, so each datagram goes straight to them."""
+runs: ``open`` hands both to the sockets, which call the engine for each datagram and
+then the runtime's drain (no layer in between: these run for every datagram)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
@@ -28,8 +28,8 @@ class DatagramInput(Protocol):
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None: ...
 
 
-def _not_open(data: bytes, src: Address, dst: Address, now: float) -> None:
-    raise RuntimeError("datagram before Datagrams.open")
+def _no_socket(a: SendDatagram) -> None:
+    """``send_datagram`` before ``open``: nothing goes out, nothing is counted."""
 
 
 class Datagrams:
@@ -39,12 +39,13 @@ class Datagrams:
         rearm: Callable[[], None],
         stats: Counter[str],
     ) -> None:
-        self._input: Callable[[bytes, Address, Address, float], None] = _not_open
-        self._now: Callable[[], float] = time.monotonic  # ``open`` gives the daemon's
         self._drain = drain  # act on the engine's actions
         self._rearm = rearm  # arm the loop timer at the engine's next deadline
         self.stats = stats
         self._sockets: IkeSockets | None = None
+        # The engine's datagrams out: the sockets' own ``send_datagram`` once open (it
+        # counts datagrams_out); the runtime routes ``SendDatagram`` to it after ``open``.
+        self.send_datagram: Callable[[SendDatagram], None] = _no_socket
 
     def open(
         self,
@@ -56,16 +57,19 @@ class Datagrams:
     ) -> None:
         """Bind UDP 500/4500 (OSError if it cannot; ``close`` then cleans up); every
         datagram goes to ``engine`` at ``now()``."""
-        self._input, self._now = engine.receive_datagram, now
         self._sockets = IkeSockets(
             loop,
-            self.receive,
+            engine.receive_datagram,
             ike_port=d.ike_port,
             natt_port=d.natt_port,
             ipv6=ipv6,
+            now=now,
+            after=self._drain,
             on_batch=self.batch_done,
+            counts=self.stats,
         )
         self._sockets.open()
+        self.send_datagram = self._sockets.send_datagram
 
     def close(self) -> None:
         if self._sockets is not None:
@@ -75,18 +79,10 @@ class Datagrams:
     def bound(self) -> bool:
         return self._sockets is not None and bool(self._sockets.bound)
 
-    def receive(self, data: bytes, src: Address, dst: Address) -> None:
-        self.stats["datagrams_in"] += 1
-        try:
-            self._input(data, src, dst, self._now())
-        except Exception:
-            # The engine must turn any input into a drop; a bug must not stop the daemon.
-            log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
-        finally:
-            self._drain()
-
-    def batch_done(self) -> None:
-        """The sockets read what was queued: the engine's timer, once for all of it."""
+    def batch_done(self, delivered: int) -> None:
+        """The sockets read what was queued (``delivered`` datagrams went to the engine):
+        counted, and the engine's timer armed once for all of them."""
+        self.stats["datagrams_in"] += delivered
         self._rearm()
 
     def send(self, a: SendDatagram | SendKeepalive) -> None:
@@ -94,10 +90,6 @@ class Datagrams:
             self.send_datagram(a)
         else:
             self.send_keepalive(a)
-
-    def send_datagram(self, a: SendDatagram) -> None:
-        if self._sockets is not None and self._sockets.send(a.data, a.src, a.dst):
-            self.stats["datagrams_out"] += 1
 
     def send_keepalive(self, a: SendKeepalive) -> None:
         # RFC 3948 §2.3: one 0xFF octet, without the non-ESP marker.

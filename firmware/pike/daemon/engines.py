@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 VERSION_OFFSET = 17  # the header's version byte: major version in the high nibble
 HEADER_LEN = 28
+_VERSION_BYTE = slice(VERSION_OFFSET, VERSION_OFFSET + 1)
+_V1_VERSIONS = frozenset(bytes([0x10 | minor]) for minor in range(16))  # major version 1
 
 
 class Engines:
@@ -46,7 +48,8 @@ class Engines:
         self.v2 = Ikev2Engine(
             config, random=random, kernel_caps=kernel_caps, spis=spis, credentials=credentials
         )
-        self._actions = self.v2.ctx.actions  # shared by both engines, for the engines' life
+        # shared by both engines, for the engines' life: the runtime drains it directly
+        self.actions = self.v2.ctx.actions
         self._v1_args = (random, kernel_caps, spis)
         self._v1: Ikev1Engine | None = None
         if _has_v1(config):
@@ -95,7 +98,9 @@ class Engines:
             v1.start(now)
 
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
-        if len(data) >= HEADER_LEN and data[VERSION_OFFSET] >> 4 == 1:
+        # the version byte first (a slice: no IndexError on a runt), the length only for
+        # IKEv1's: every datagram asks
+        if data[_VERSION_BYTE] in _V1_VERSIONS and len(data) >= HEADER_LEN:
             self.v1.receive_datagram(data, src, dst, now)
         else:
             self.v2.receive_datagram(data, src, dst, now)  # IKEv2 judges anything else
@@ -189,7 +194,7 @@ class Engines:
             v1.chain_checked(ref, result, now)
 
     def next_action(self) -> Action | None:
-        return self._actions.popleft() if self._actions else None
+        return self.actions.popleft() if self.actions else None
 
     def list_sas(self) -> list[IkeSaInfo]:
         return self.v2.list_sas() + [sa for v1 in self._v1s() for sa in v1.list_sas()]

@@ -69,9 +69,19 @@ class Initiations:
         sas: Callable[[], list[IkeSaInfo]],
         config: Callable[[], Config],
         logs: LogHub,
+        on_watching: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_watching``: called when the first watch starts and when the last ends
+        (``watching`` changed): the runtime hands actions to ``observe`` only while a
+        watch waits."""
         self._initiate, self._sas, self._config, self._logs = initiate, sas, config, logs
+        self._on_watching = on_watching
         self._watches: set[Watch] = set()
+
+    @property
+    def watching(self) -> bool:
+        """Whether a ``pikectl initiate`` waits for an outcome."""
+        return bool(self._watches)
 
     def follow(self, args: dict[str, Any]) -> Watch:
         conn, child = args.get("conn"), args.get("child")
@@ -82,6 +92,8 @@ class Initiations:
             child = cfg.children[0].name
         watch = Watch(conn, child if isinstance(child, str) else None)
         self._watches.add(watch)
+        if len(self._watches) == 1:
+            self._on_watching()  # before the initiation: its actions come at once
         self._logs.add(watch)
         try:
             self._initiate(args)  # its errors (no such child, nothing to dial) end here
@@ -93,7 +105,10 @@ class Initiations:
         return watch
 
     def unfollow(self, stream: Any) -> None:
-        self._watches.discard(stream)
+        if stream in self._watches:
+            self._watches.discard(stream)
+            if not self._watches:
+                self._on_watching()
         self._logs.unfollow(stream)
 
     def observe(self, a: Action) -> None:

@@ -24,7 +24,7 @@ from pike.daemon.revocation import Fetcher
 from pike.metrics.recorder import RECORDED, Recorder
 from pike.policy.config import Config, DaemonConfig
 from pike.policy.ipsec import KernelCaps, SaCounters, SaSpec
-from pike.sa.actions import Action, IkeSaEstablished, IkeSaInfo, InstallChildSa
+from pike.sa.actions import IkeSaEstablished, IkeSaInfo, InstallChildSa
 from pike.sa.context import Counters
 from pike.sa.credentials import CredentialStore
 from pike.sa.hubs import Hubs
@@ -80,6 +80,7 @@ class _Daemon(Protocol):
 
     def probe_tokens(self) -> None: ...
     def follow_hotplug(self) -> None: ...
+    def reroute(self) -> None: ...
 
     @property
     def revocation(self) -> Fetcher: ...
@@ -87,7 +88,8 @@ class _Daemon(Protocol):
 
 
 class Ops:
-    # What ``observe`` needs to see: the metrics', initiate-wait's and key export's.
+    # What ``observers`` may name handlers for: the metrics', initiate-wait's and key
+    # export's kinds.
     OBSERVED = RECORDED | Initiations.OBSERVED | {IkeSaEstablished, InstallChildSa}
 
     def __init__(
@@ -112,6 +114,7 @@ class Ops:
             lambda: self.engine.list_sas(),
             lambda: self.daemon.config,
             self.logs,
+            on_watching=lambda: self.daemon.reroute(),
         )
 
     @property
@@ -215,20 +218,29 @@ class Ops:
 
     # -- engine actions --------------------------------------------------------------------
 
-    def observe(self, a: Action) -> None:
-        """Called with every engine action of a kind in ``OBSERVED``, before the runtime
-        acts on it."""
-        try:
-            self.recorder.observe(a)
-            self.initiations.observe(a)
-            if self._keys is not None:  # key export (save_keys_dir): a debugging aid
-                if isinstance(a, IkeSaEstablished):
-                    self._export_ike(a)
-                elif isinstance(a, InstallChildSa):
-                    tag = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}"
-                    self._keys.child_sa(tag, a.inbound, a.outbound)
-        except Exception:  # observability must never break the data path
-            log.exception("recording %s failed", type(a).__name__)
+    def observers(self, kind: type) -> tuple[Callable[[Any], None], ...]:
+        """What sees an engine action of ``kind`` before the runtime acts on it, in order:
+        the metrics' record of it, the initiations' watches (while one waits), key
+        export (when ``save_keys_dir`` is set). The runtime asks again after a reload and
+        when the first watch starts or the last ends. The runtime
+        contains each one's failure: observability must never break the data path."""
+        out: list[Callable[[Any], None]] = []
+        record = self.recorder.records().get(kind)
+        if record is not None:
+            out.append(record)
+        if kind in Initiations.OBSERVED and self.initiations.watching:
+            out.append(self.initiations.observe)
+        if self._keys is not None:  # key export (save_keys_dir): a debugging aid
+            if kind is IkeSaEstablished:
+                out.append(self._export_ike)
+            elif kind is InstallChildSa:
+                out.append(self._export_child)
+        return tuple(out)
+
+    def _export_child(self, a: InstallChildSa) -> None:
+        assert self._keys is not None
+        tag = f"{a.conn}.{a.child}: CHILD_SA #{a.unique_id}"
+        self._keys.child_sa(tag, a.inbound, a.outbound)
 
     def _export_ike(self, a: IkeSaEstablished) -> None:
         assert self._keys is not None
@@ -276,6 +288,7 @@ class Ops:
         result = self.engine.reload(new, self._now())
         self.daemon.config = new
         self._configure_keys(new.daemon)
+        self.daemon.reroute()  # key export and tunnels as the new config says
         self.recorder.reloaded(True)
         self.daemon.probe_tokens()  # a key added by the reload, in its signing thread
         self.daemon.follow_hotplug()  # a token key or self-starting connection added

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -82,7 +81,9 @@ class EngineContext(Protocol):
 
 
 class Engine(Protocol):
-    """What the runtime needs of a protocol engine (``Ikev2Engine``)."""
+    """What the runtime needs of a protocol engine (``Engines``)."""
+
+    actions: deque[Action]  # the queue ``next_action`` pops: the runtime drains it itself
 
     @property
     def ctx(self) -> EngineContext: ...
@@ -207,6 +208,8 @@ class Daemon:
         # How late the loop wakes a sleeper: the watchdog's health check, a metric and
         # pikectl status (work done on the loop, e.g. a flood, shows up here).
         self.loop_lag = LoopLag(limit=float("inf"), period=0.5)
+        # The engines' shared action queue (``_drain``), theirs once the daemon runs.
+        self._actions: deque[Action] = deque()
         self._route = self._routes()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -234,6 +237,9 @@ class Daemon:
         if self._clock is None:
             self._clock = LoopClock(loop)
         self.started, self.started_wall = self.clock.monotonic(), self.clock.wall()
+        # the metrics' wall clock, read at every CHILD_SA install on a hub: the clock's
+        # own method now that there is one (not the lambda that waited for it)
+        self.ops.recorder.wall = self.clock.wall
         caps = self.dataplane.probe()
         # Certificates are checked at the wall-clock time of the engine's now.
         self.credentials.clock = self._wall_at
@@ -243,6 +249,7 @@ class Daemon:
         self._signing = Signing(loop, lambda: self.credentials, self._signed, self.ops.recorder)
         self._chains = ChainChecks(loop, self._chain_checked, self.key_helper)
         self.engine.ctx.offload_chains = True  # answered by self._chains
+        self._actions = self.engine.actions
         self.probe_tokens()  # in the signing threads, while the sockets open
         d = self.config.daemon
         self._control = ControlServer(
@@ -261,6 +268,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.ops.sighup)
         await self.ops.start(_version())
+        self.reroute()  # key export as configured, the open sockets' send_datagram
         privileges.drop_after_binding()  # every socket is bound (IKE, control, metrics)
         self.dataplane.listen(loop)
         log.info(
@@ -417,15 +425,19 @@ class Daemon:
         self._rearm()
 
     def _drain(self) -> None:
-        """Act on the engine's actions, in order (after every input to the engine)."""
-        next_action, route = self.engine.next_action, self._route
-        while (action := next_action()) is not None:
-            try:
-                act = route.get(type(action))
-                if act is not None:
+        """Act on the engine's actions, in order (after every input to the engine): each
+        goes to the handlers its kind has (``_routes``), each handler's failure logged and
+        contained. Read from the engines' shared queue itself: a call per action to
+        ``next_action`` cost more than the rest of the dispatch."""
+        actions, handlers = self._actions, self._route.get
+        popleft = actions.popleft
+        while actions:
+            action = popleft()
+            for act in handlers(action.__class__, ()):
+                try:
                     act(action)
-            except Exception:
-                log.exception("handling %s failed", type(action).__name__)
+                except Exception:
+                    log.exception("handling %s failed in %s", type(action).__name__, _name(act))
         if self.credentials.revocation.wanted:
             self.revocation.drain()
 
@@ -442,10 +454,19 @@ class Daemon:
         if deadline is not None and self._clock is not None:
             self._timer = self._clock.call_at(deadline, self._on_timer)
 
-    def _routes(self) -> dict[type, Callable[[Any], None]]:
-        """What acts on each kind of action, looked up by its type (one dict lookup per
-        action: the two datagrams of a handshake go straight to the socket). The kinds
-        ``Ops`` and ``Tunnels`` observe go to them first (``_observed``)."""
+    def reroute(self) -> None:
+        """Work out again which handlers each kind of action goes to: after start (key
+        export, tunnels) and after every reload (``Ops.cmd_reload``)."""
+        self._route = self._routes()
+
+    def _routes(self) -> dict[type, tuple[Callable[[Any], None], ...]]:
+        """The handlers of each kind of action, in order, looked up by its type (one dict
+        lookup per action): first the observers that care about the kind (metrics, the
+        initiations' watches, key export: ``Ops.observers``; DeleteChildSa's final counts
+        are read before the SAs go), then a route-based child's interface and updown
+        (``Tunnels.observers``: only when the config has such children), then the one
+        that acts (the socket, the kernel, a log line). A kind nothing cares about is
+        absent: the two datagrams of a handshake go straight to the socket."""
         acts: dict[type, Callable[[Any], None]] = {
             SendDatagram: self.datagrams.send_datagram,
             SendKeepalive: self.datagrams.send_keepalive,
@@ -459,28 +480,17 @@ class Daemon:
             MessageDropped: self._dropped,
             **self.dataplane.routes(),
         }
-        # metrics and key export first (DeleteChildSa's final counts), then a route-based
-        # child's interface before its SAs; each kind only to those that declared it
-        observers = (self.ops, self.tunnels)
-        observed = self.ops.OBSERVED | self.tunnels.OBSERVED
-        routes = {kind: act for kind, act in acts.items() if kind not in observed}
-        for kind in observed:
-            watching = tuple(o.observe for o in observers if kind in o.OBSERVED)
-            routes[kind] = functools.partial(self._observed, watching, acts.get(kind))
+        routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
+        for kind in {*acts, *self.ops.OBSERVED, *self.tunnels.OBSERVED}:
+            act = acts.get(kind)
+            handlers = (
+                *self.ops.observers(kind),
+                *self.tunnels.observers(kind),
+                *(() if act is None else (act,)),
+            )
+            if handlers:
+                routes[kind] = handlers
         return routes
-
-    def _observed(
-        self,
-        watching: tuple[Callable[[Action], None], ...],
-        act: Callable[[Any], None] | None,
-        a: Action,
-    ) -> None:
-        # The engine logs its own events (tagged with SPIs); the log lines here add what
-        # only the runtime knows (kernel results) and repeat events at debug level.
-        for observe in watching:
-            observe(a)
-        if act is not None:
-            act(a)
 
     def _sign(self, a: SignRequest) -> None:
         if self._signing is not None:
@@ -497,6 +507,11 @@ class Daemon:
     def _dropped(self, a: MessageDropped) -> None:
         self.stats["dropped"] += 1
         log.debug("dropped datagram from %s[%d]: %s", a.src[0], a.src[1], a.reason)
+
+
+def _name(act: Callable[[Any], None]) -> str:
+    """A handler as a log line names it."""
+    return getattr(act, "__qualname__", None) or repr(act)
 
 
 def _log_ike_up(a: IkeSaEstablished) -> None:

@@ -16,11 +16,13 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pike.sa.actions import Address
-from pike.wire.constants import NATT_KEEPALIVE, NON_ESP_MARKER
+from pike.sa.actions import Address, SendDatagram
+from pike.wire.constants import NON_ESP_MARKER
 
 log = logging.getLogger("pike.daemon.sockets")
 
@@ -33,9 +35,14 @@ _IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _SOL_IP, _SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 _MAX_DATAGRAM = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(64)
+_MARKER_LEN = len(NON_ESP_MARKER)
+_MAX_SENDERS = 256  # source addresses remembered (``IkeSockets._sender``)
+_MAX_DSTS = 256  # PKTINFO messages remembered per socket (local addresses x interfaces)
 
-OnDatagram = Callable[[bytes, Address, Address], None]
+# (datagram without marker, its source, its destination, the time it was read)
+OnDatagram = Callable[[bytes, Address, Address, float], None]
 Ancillary = tuple[tuple[int, int, bytes], ...]  # sendmsg's ancillary data
+_Sender = tuple[socket.socket, bool, Ancillary]  # (socket, NAT-T's?, source's ancillary)
 
 
 @dataclass(slots=True)
@@ -46,6 +53,8 @@ class _Sock:
     natt: bool
     pktinfo: Callable[[str], Ancillary]  # the ancillary data that sends from an address
     local: Callable[[list[tuple[int, int, bytes]]], str | None]  # where a datagram went
+    # a PKTINFO message -> (local address, port): ``_destination``'s answers
+    dsts: dict[tuple[int, int, bytes], Address] = field(default_factory=dict)
 
 
 # The address conversions below run for every datagram, on the gateway's few local
@@ -100,8 +109,10 @@ def _local_v6(ancdata: list[tuple[int, int, bytes]]) -> str | None:
 
 class IkeSockets:
     """UDP sockets on ``ike_port`` and ``natt_port`` (wildcard addresses), read from the
-    event loop; every datagram goes to ``on_datagram(data, src, dst)`` without marker,
-    and ``on_batch()`` follows the datagrams read in one wake-up."""
+    event loop; every datagram goes to ``on_datagram(data, src, dst, now())`` without
+    marker, then ``after()`` runs (the runtime acts on the engine's answer at once), and
+    ``on_batch(n)`` follows the ``n`` datagrams handed on in one wake-up. The engine is
+    called from here, without a layer in between: these run for every datagram."""
 
     def __init__(
         self,
@@ -111,10 +122,15 @@ class IkeSockets:
         ike_port: int = 500,
         natt_port: int = 4500,
         ipv6: bool = True,
-        on_batch: Callable[[], None] | None = None,
+        now: Callable[[], float] = time.monotonic,
+        after: Callable[[], None] = lambda: None,
+        on_batch: Callable[[int], None] | None = None,
+        counts: Counter[str] | None = None,
     ) -> None:
         self._loop = loop
         self._on_datagram = on_datagram
+        self._now = now
+        self._after = after  # after each datagram, even one the engine failed on
         self._on_batch = on_batch  # after the datagrams of one wake-up
         self.ike_port = ike_port
         self.natt_port = natt_port
@@ -123,6 +139,9 @@ class IkeSockets:
         # (IPv6, source port, destination port) -> the socket ``_pick`` chose: every
         # datagram sent asks, the answer changes only when sockets open or close
         self._picked: dict[tuple[bool, int, int], _Sock | None] = {}
+        # our source address -> ``_sender``'s answer: every datagram sent asks
+        self._senders: dict[Address, _Sender] = {}
+        self.counts = Counter[str]() if counts is None else counts  # datagrams sent
         self.encap_ok = True  # False when the kernel refused UDP_ENCAP (logged once)
 
     def open(self) -> None:
@@ -163,6 +182,7 @@ class IkeSockets:
             entry = _Sock(sock, family, port, natt, _in_pktinfo, _local_v4)
         self._socks.append(entry)
         self._picked.clear()
+        self._senders.clear()
         self._loop.add_reader(sock.fileno(), self._readable, entry)
         fam = "IPv6" if family == socket.AF_INET6 else "IPv4"
         log.debug("listening on %s UDP port %d%s", fam, port, " (NAT-T)" if natt else "")
@@ -182,44 +202,66 @@ class IkeSockets:
             self.encap_ok = False
 
     def _readable(self, entry: _Sock) -> None:
+        delivered = 0
         try:
-            self._drain(entry)
+            delivered = self._drain(entry)
         finally:
             if self._on_batch is not None:
-                self._on_batch()
+                self._on_batch(delivered)
 
-    def _drain(self, entry: _Sock) -> None:
-        # Read what is queued now, bounded so one busy socket cannot starve the loop.
+    def _drain(self, entry: _Sock) -> int:
+        """Read what is queued now, bounded so one busy socket cannot starve the loop;
+        how many datagrams went on. One frame for all of them: a call per datagram to
+        hand it on cost more than the rest of this loop."""
+        recvmsg, dsts, now = entry.sock.recvmsg, entry.dsts, self._now
+        v4 = entry.family == socket.AF_INET
+        on_datagram, after = self._on_datagram, self._after
+        delivered = 0
         for _ in range(64):
             try:
-                data, anc, _flags, peer = entry.sock.recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
+                data, anc, _flags, peer = recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 # ICMP errors surface here as ECONNREFUSED etc.; they are not ours to act on.
                 log.debug("recvmsg on port %d: %s", entry.port, exc.strerror)
-                return
-            self._deliver(entry, data, anc, peer)
+                break
+            if entry.natt:
+                if not data.startswith(NON_ESP_MARKER):
+                    # a NAT-T keepalive (0xFF), or ESP the kernel did not take (no ESP
+                    # support): nothing IKE can use
+                    continue
+                data = data[_MARKER_LEN:]
+            # the PKTINFO message (the only one asked for) names the local address
+            dst = dsts.get(anc[0]) if anc else None
+            if dst is None and (dst := self._destination(entry, anc)) is None:
+                continue
+            # IPv4's (host, port) is already the engine's spelling; IPv6's has flow
+            # info and scope id, and the host's text is made canonical
+            src: Address = peer if v4 else (_peer_text(peer[0]), peer[1])
+            delivered += 1
+            try:
+                try:
+                    on_datagram(data, src, dst, now())
+                finally:
+                    after()
+            except Exception:
+                # The engine must never raise on input; if it does, keep serving others.
+                log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
+        return delivered
 
-    def _deliver(
-        self, entry: _Sock, data: bytes, anc: list[tuple[int, int, bytes]], peer: tuple[str, int]
-    ) -> None:
-        if entry.natt:
-            if data == NATT_KEEPALIVE:
-                return
-            if not data.startswith(NON_ESP_MARKER):
-                # ESP the kernel did not take (no ESP support): nothing IKE can use.
-                return
-            data = data[len(NON_ESP_MARKER) :]
+    @staticmethod
+    def _destination(entry: _Sock, anc: list[tuple[int, int, bytes]]) -> Address | None:
+        """Where a datagram went (its local address, our port), from its ancillary data;
+        kept per PKTINFO message (a gateway has few local addresses; bounded)."""
         local = entry.local(anc)
         if local is None:
-            return
-        src: Address = (_peer_text(peer[0]), peer[1])
-        try:
-            self._on_datagram(data, src, (local, entry.port))
-        except Exception:
-            # The engine must never raise on input; if it does, keep serving others.
-            log.exception("engine failed on a datagram from %s[%d]", src[0], src[1])
+            return None
+        if len(anc) == 1:
+            if len(entry.dsts) >= _MAX_DSTS:
+                entry.dsts.clear()
+            entry.dsts[anc[0]] = (local, entry.port)
+        return (local, entry.port)
 
     def _pick(self, src: Address, dst: Address) -> _Sock | None:
         key = (":" in dst[0], src[1], dst[1])
@@ -242,25 +284,58 @@ class IkeSockets:
                 return entry
         return None
 
+    def send_datagram(self, a: SendDatagram) -> None:
+        """The engine's datagram out (the runtime's route for ``SendDatagram``), counted
+        in ``counts["datagrams_out"]`` once it went. ``send`` without its call: every
+        answer goes this way."""
+        src, dst = a.src, a.dst
+        sender = self._senders.get(src) or self._sender(src, dst)
+        if sender is None:
+            log.warning("no socket for %s[%d] -> %s[%d]", src[0], src[1], dst[0], dst[1])
+            return
+        sock, natt, ancillary = sender
+        try:
+            sock.sendmsg((NON_ESP_MARKER + a.data if natt else a.data,), ancillary, 0, dst)
+        except OSError as exc:
+            # A full send buffer or unreachable peer: the engine retransmits.
+            log.warning("send %s[%d] -> %s[%d]: %s", src[0], src[1], dst[0], dst[1], exc)
+            return
+        self.counts["datagrams_out"] += 1
+
     def send(self, data: bytes, src: Address, dst: Address, *, marker: bool = True) -> bool:
         """Send ``data`` from ``src`` to ``dst``; False (logged) if it could not go out.
 
         On the NAT-T socket IKE gets the non-ESP marker; ``marker=False`` sends ``data``
         as is (the one-octet NAT-T keepalive, RFC 3948 §2.3, goes without it)."""
-        # the choice ``_pick`` cached, without a call for it (every datagram sent asks)
-        entry = self._picked.get((":" in dst[0], src[1], dst[1])) or self._pick(src, dst)
-        if entry is None:
+        sender = self._senders.get(src) or self._sender(src, dst)
+        if sender is None:
             log.warning("no socket for %s[%d] -> %s[%d]", src[0], src[1], dst[0], dst[1])
             return False
-        if entry.natt and marker:
+        sock, natt, ancillary = sender
+        if natt and marker:
             data = NON_ESP_MARKER + data
         try:
-            entry.sock.sendmsg((data,), entry.pktinfo(src[0]), 0, dst)
+            sock.sendmsg((data,), ancillary, 0, dst)
         except OSError as exc:
             # A full send buffer or unreachable peer: the engine retransmits.
             log.warning("send %s[%d] -> %s[%d]: %s", src[0], src[1], dst[0], dst[1], exc)
             return False
         return True
+
+    def _sender(self, src: Address, dst: Address) -> _Sender | None:
+        """The socket that sends from ``src`` to ``dst``, whether it is NAT-T's, and the
+        ancillary data that makes it leave from ``src``'s address. Kept per source when
+        that is one of our ports (our few addresses x 2: bounded anyway); from another
+        port the socket depends on the destination (``_choose``)."""
+        entry = self._pick(src, dst)
+        if entry is None:
+            return None
+        sender = (entry.sock, entry.natt, entry.pktinfo(src[0]))
+        if src[1] in (self.ike_port, self.natt_port):
+            if len(self._senders) >= _MAX_SENDERS:
+                self._senders.clear()
+            self._senders[src] = sender
+        return sender
 
     def _close_family(self, family: int) -> None:
         for entry in [e for e in self._socks if e.family == family]:
@@ -268,6 +343,7 @@ class IkeSockets:
             entry.sock.close()
             self._socks.remove(entry)
         self._picked.clear()
+        self._senders.clear()
 
     def close(self) -> None:
         for entry in self._socks:
@@ -276,6 +352,7 @@ class IkeSockets:
             entry.sock.close()
         self._socks.clear()
         self._picked.clear()
+        self._senders.clear()
 
     @property
     def bound(self) -> list[tuple[str, int]]:

@@ -38,6 +38,20 @@ class Tunnels:
         self._lock = asyncio.Lock()  # scripts in order, one at a time
         self._tasks: set[asyncio.Task[None]] = set()
         self.updown_failures = 0
+        # (the config it was asked of, whether it has such children): ``observers``
+        self._wanted: tuple[Config | None, bool] = (None, False)
+
+    def observers(self, kind: type) -> tuple[Callable[[Action], None], ...]:
+        """``observe`` for the kinds it sees when the config has a child with an
+        ``interface`` or ``updown`` (the runtime asks again after a reload); else nothing:
+        a hub without them looks nothing up per install."""
+        if kind not in self.OBSERVED:
+            return ()
+        config = self._config()
+        if self._wanted[0] is not config:  # a reload: look at the children again
+            children = (ch for c in config.connections.values() for ch in c.children)
+            self._wanted = (config, any(ch.interface or ch.updown for ch in children))
+        return (self.observe,) if self._wanted[1] else ()
 
     def observe(self, a: Action) -> None:
         """Before the data plane acts: an install may bring a child up, a delete down."""

@@ -261,10 +261,11 @@ def _ike_sas(s: _Scrape) -> Iterator[Metric]:
         [([c], v) for c, v in sorted(rec.last_ike_rekey.items())],
         ["connection"],
     )
+    established = rec.ike_establishments  # made when asked: once per scrape
     yield _counter(
         "pike_ike_sa_establishments",
         "IKE SAs established from scratch (not by rekey): a fast rise is a flapping tunnel",
-        [([c], float(rec.ike_establishments.get(c, 0))) for c in conns],
+        [([c], float(established.get(c, 0))) for c in conns],
         ["connection"],
     )
     yield _counter(

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
+from types import MethodType
 from typing import Any
 
 from pike.policy.ipsec import SaCounters, SaSpec
@@ -49,12 +50,11 @@ class Histogram:
     """Buckets as Prometheus exposes them (cumulative, upper bounds, +Inf last).
 
     ``counts`` holds each bucket's own observations (one increment per observation, at
-    every handshake); ``buckets`` adds them up when scraped."""
+    every handshake); ``buckets`` adds them up when scraped, and ``n`` is their sum."""
 
     bounds: tuple[float, ...] = HANDSHAKE_BUCKETS
     counts: list[int] = field(default_factory=list)  # per bucket, the last one above all
     total: float = 0.0
-    n: int = 0
 
     def __post_init__(self) -> None:
         if not self.counts:
@@ -63,7 +63,11 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
         self.total += value
-        self.n += 1
+
+    @property
+    def n(self) -> int:
+        """Observations in all (the +Inf bucket): added up when asked, not per handshake."""
+        return sum(self.counts)
 
     def buckets(self) -> list[tuple[str, float]]:
         out = [
@@ -106,7 +110,6 @@ class Recorder:
     # Last counts read of each live SA: what a vanished SA (hard expire) had.
     last_seen: dict[SaKey, SaCounters] = field(default_factory=dict)
     installed: dict[ChildKey, set[int]] = field(default_factory=dict)
-    ike_establishments: Counter[str] = field(default_factory=Counter)
     ike_deleted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (conn, reason)
     auth_failures: Counter[str] = field(default_factory=Counter)  # by connection
     child_failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # +reason
@@ -121,16 +124,27 @@ class Recorder:
     sign_failures: Counter[SignKey] = field(default_factory=Counter)  # (token, key, reason)
 
     def observe(self, a: Action) -> None:
-        """Every action passes here: looked up by type, most are not recorded."""
+        """Record ``a`` if it is of a kind recorded (looked up by type)."""
         record = _RECORDS.get(type(a))
         if record is not None:
             record(self, a)
+
+    def records(self) -> dict[type, Callable[[Any], None]]:
+        """What records each kind of action in ``RECORDED``: the runtime hands each
+        action of these kinds straight to its record, without ``observe``."""
+        return {kind: MethodType(record, self) for kind, record in _RECORDS.items()}
+
+    @property
+    def ike_establishments(self) -> Counter[str]:
+        """IKE SAs established from scratch, per connection: each one's handshake
+        duration is observed once (``_ike_up``), so its histogram's count is the count
+        (added up at scrape time, not per handshake)."""
+        return Counter({conn: hist.n for conn, hist in self.handshakes.items()})
 
     def _ike_up(self, a: IkeSaEstablished) -> None:
         if a.rekey:
             self.last_ike_rekey[a.conn] = self.wall()
         else:
-            self.ike_establishments[a.conn] += 1
             hist = self.handshakes.get(a.conn)
             if hist is None:
                 hist = self.handshakes[a.conn] = Histogram()
