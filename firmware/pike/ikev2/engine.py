@@ -778,6 +778,7 @@ class Ikev2Engine:
 
     def _adopt(self, sa: IkeSa) -> None:
         self.sas[sa.my_spi] = sa
+        sa.tasks.sa = sa  # (weakly until now: see IkeRekey._spawn)
         self._touch(sa)
 
     def _overlapping(self, sa: IkeSa, name: str, lts: Selectors, rts: Selectors) -> ChildSa | None:
@@ -839,6 +840,8 @@ class Ikev2Engine:
                     break
             if ended:
                 self._restarts(ended, now)
+                for sa in ended:
+                    sa.release()  # (after _restarts, which reads what it was doing)
         if self._reopen:
             reopen, self._reopen = self._reopen, []
             for conn, name in dict.fromkeys(reopen):

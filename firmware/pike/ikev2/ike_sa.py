@@ -313,15 +313,11 @@ class IkeSa:
         conn = self.conn
         if conn is None:
             return
-        span = ike_jitter(conn)
-
-        def draw() -> int:
-            return int.from_bytes(self.ctx.random(4), "big") % (span + 1) if span else 0
-
+        span, random = ike_jitter(conn), self.ctx.random
         if conn.rekey_time:
-            self.rekey_at = now + max(conn.rekey_time - draw(), 1)
+            self.rekey_at = now + max(conn.rekey_time - _draw(random, span), 1)
         if conn.reauth_time and self.reauth_at is None:
-            self.reauth_at = now + max(conn.reauth_time - draw(), 1)
+            self.reauth_at = now + max(conn.reauth_time - _draw(random, span), 1)
 
     def dpd_due(self) -> float | None:
         """When a liveness check is due: dpd_delay after the last sign of life."""
@@ -443,6 +439,16 @@ class IkeSa:
         return describe_payloads(payloads)
 
     # -- teardown ------------------------------------------------------------------------
+    def release(self) -> None:
+        """Destroyed and forgotten by the engine: cut what refers back to this SA (its
+        task manager and tasks; RFC 9370 follow-ups; a parked IKE_AUTH; the replacement
+        of a reauthentication, which still names this one until it settles), so that
+        reference counting alone frees it."""
+        self.tasks.release()
+        seldom = self.seldom
+        if seldom is not None:
+            seldom.followups = seldom.chain = seldom.replaced_by = None
+
     def remove_child(self, child: ChildSa, reason: str, keep_policies: bool = False) -> None:
         """Forget a CHILD_SA; its SAs and policies leave the kernel if they were there.
 
@@ -481,6 +487,11 @@ class IkeSa:
             spis = (self.spi_i, self.spi_r) if self.established_at is not None else None
             self.ctx.emit(IkeSaDeleted(self.name, self.unique_id, reason, spis))
         self.set_state(IkeState.DESTROYED, now)
+
+
+def _draw(random: Callable[[int], bytes], span: int) -> int:
+    """A jitter of 0 to ``span`` seconds."""
+    return int.from_bytes(random(4), "big") % (span + 1) if span else 0
 
 
 def ike_jitter(conn: ConnectionConfig) -> int:

@@ -13,6 +13,7 @@ retransmissions of the request are ignored (never a second signature).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from functools import partial
 from operator import attrgetter
@@ -81,6 +82,21 @@ class TaskManager:
         self.restarts = 0
         # the signature the current message waits for; it holds what follows (pike.sa.signing)
         self.pending: PendingSignature[Message | None] | None = None
+
+    def release(self) -> None:
+        """Let go of what refers back to the SA (its tasks, a signature it waited for)
+        and keep the SA itself only weakly: the IKE SA is destroyed and its engine has
+        forgotten it, or it is an IKE rekey's successor not adopted yet (a failed rekey
+        drops it). Reference counting then frees both: a hub deletes and rekeys
+        thousands, and a cycle would wait for a full collection, which walks the whole
+        heap. Whoever still holds a destroyed SA finds it DESTROYED, which every entry
+        point here looks at first."""
+        self.queued = self.active = ()
+        self.pending = None
+        self.request = None
+        self.deadline = None
+        if not isinstance(self.sa, weakref.ProxyType):
+            self.sa = weakref.proxy(self.sa)
 
     @property
     def held(self) -> int | None:
@@ -160,7 +176,7 @@ class TaskManager:
         for task in tasks:
             task.signed(ref, result)
         if held is not None:
-            self._respond(held.msg, held.data, held.tasks, now)
+            self._respond(held.msg, held.data, held.tasks, now, log.isEnabledFor(_INFO))
             return held.msg
         try:
             # one more signature for the same message (RFC 8784 NO_PPK_AUTH)?
@@ -187,7 +203,8 @@ class TaskManager:
             return self._signed(ref, tasks, held, RuntimeError(why), now)
         if held is not None:
             error = RespondError(NotifyType.AUTHENTICATION_FAILED, detail=why)
-            self._respond(held.msg, held.data, held.tasks, now, error)
+            info = log.isEnabledFor(_INFO)
+            self._respond(held.msg, held.data, held.tasks, now, info, error)
             return held.msg
         self.sa.fail("no_credentials", now)
         return None
@@ -299,7 +316,8 @@ class TaskManager:
         if (mid != self.mid_in or self.pending is not None) and not self._new_request(mid, now):
             return
         sa = self.sa
-        if log.isEnabledFor(_INFO):
+        info = log.isEnabledFor(_INFO)  # (asked once a message: for the answer too)
+        if info:
             self._log_message("received", "half_open_received", msg, now)
         # counted by exchange name, per connection (as _count, without its frame)
         counts = (sa.counters or sa.conn_counters()).messages_in
@@ -317,9 +335,9 @@ class TaskManager:
             log.info("%s: %s; request %d left unanswered for now", self.sa.tag(), e, mid)
             return
         except RespondError as e:
-            self._respond(msg, data, tasks, now, e)
+            self._respond(msg, data, tasks, now, info, e)
             return
-        self._respond(msg, data, tasks, now)
+        self._respond(msg, data, tasks, now, info)
 
     def _new_request(self, mid: int, now: float) -> bool:
         """Whether request ``mid`` is new work: else it is a retransmission, answered with
@@ -349,8 +367,11 @@ class TaskManager:
         request: bytes,
         tasks: Sequence[Task],
         now: float,
+        info: bool,
         error: RespondError | None = None,
     ) -> None:
+        """Answer request ``msg`` (``info``: whether INFO lines are written, which the
+        caller has asked already)."""
         sa, mid, exchange = self.sa, msg.message_id, msg.exchange
         resp = sa.new_message(exchange, mid, response=True)
         if error is None:
@@ -369,7 +390,7 @@ class TaskManager:
             sa.init_request, sa.init_response = request, datagrams[0]
         self.mid_in = mid + 1
         self.cached_response = (mid, datagrams)
-        if log.isEnabledFor(_INFO):
+        if info:
             self._log_message("sending", "half_open_sent", resp, now, len(datagrams))
         counts = (sa.counters or sa.conn_counters()).messages_out  # (as _count)
         key = EXCHANGE_NAMES.get(exchange) or exchange_name(exchange)

@@ -4,7 +4,9 @@ finding what is due cost O(log n) rather than a walk over every SA.
 Each item has at most one current deadline; ``set`` replaces it. Replaced and removed
 entries stay in the heap until they reach its top and are skipped there (lazy deletion),
 and the heap is rebuilt when stale entries outnumber live ones (looked at on each removal
-and every 64th new entry), so it stays O(live).
+and every 64th new entry), so it stays O(live). A replaced or removed entry lets go of
+its item at once (entries are lists, their item set to None): a deleted SA is not kept
+alive by its old deadlines, which may reach the top hours later.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import heapq
 from collections.abc import Callable, Hashable
 from functools import partial
 from operator import is_not
-from typing import Generic, TypeGuard, TypeVar, cast
+from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 T = TypeVar("T", bound=Hashable)
+_Entry = list[Any]  # [when, seq, item]; item None once stale
 
 # ``min(filter(is_set, deadlines), default=None)``: the earliest deadline that is set,
 # found in C (asked after every step of every SA)
@@ -26,10 +29,11 @@ class TimerQueue(Generic[T]):
     """Deadlines by item (items hash by identity: SAs are ``eq=False``)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, T]] = []
-        # item -> its live heap entry, the very tuple in the heap: an entry at the top is
-        # live when it is its item's (one identity test, no tuple built to compare)
-        self._due: dict[T, tuple[float, int, T]] = {}
+        self._heap: list[_Entry] = []
+        # item -> its live heap entry [when, seq, item], the very list in the heap: an
+        # entry at the top is live when it is its item's (one identity test, nothing
+        # built to compare); a stale one's item is None
+        self._due: dict[T, _Entry] = {}
         self._seq = 0  # ties: first set, first out; and never compares items
 
     def __len__(self) -> int:
@@ -38,11 +42,13 @@ class TimerQueue(Generic[T]):
     def set(self, item: T, when: float | None) -> None:
         """``item`` is next due at ``when`` (None: no deadline)."""
         current = self._due.get(item)
-        if current is not None and current[0] == when:
-            return
+        if current is not None:
+            if current[0] == when:
+                return
+            current[2] = None  # stale from now on: it keeps no SA alive
         if when is not None:
             seq = self._seq = self._seq + 1
-            entry = self._due[item] = (when, seq, item)
+            entry = self._due[item] = [when, seq, item]
             _heappush(self._heap, entry)
             if seq & 63:
                 return  # the heap's size is looked at every 64th entry (twice a handshake)
@@ -63,7 +69,7 @@ class TimerQueue(Generic[T]):
         while heap:
             top = heap[0]
             if due.get(top[2]) is top:
-                return top[0]
+                return top[0]  # type: ignore[no-any-return]
             _heappop(heap)
         return None
 
@@ -85,7 +91,7 @@ class TimerQueue(Generic[T]):
         """The items due at ``now``, earliest first; they have no deadline afterwards."""
         out: list[T] = []
         while (when := self.next()) is not None and when <= now:
-            _, _, item = _heappop(self._heap)
+            item: T = _heappop(self._heap)[2]
             del self._due[item]
             out.append(item)
         return out

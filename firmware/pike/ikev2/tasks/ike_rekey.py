@@ -79,6 +79,7 @@ class IkeRekey(Task):
         new.my_id, new.peer_id = old.my_id, old.peer_id
         new.mobike, new.peer_addrs = old.mobike, old.peer_addrs
         new.original_initiator = old.roams()
+        new.tasks.release()  # held weakly until adopted: a failed rekey's is freed at once
         return new
 
     # -- initiator -----------------------------------------------------------------------
