@@ -251,6 +251,18 @@ def established(log: Path) -> int:
     return len(re.findall(r"IKE_SA \S+ established between", log.read_text(errors="replace")))
 
 
+def wait_up(log: Path, n: int, quiet: float = 5.0) -> int:
+    """Until the generator logging to ``log`` saw ``n`` IKE SAs up, or none more came up
+    for ``quiet`` seconds (a lost IKE_SA_INIT it gave up on; 60 s for the first): what
+    came up is what is counted."""
+    last, since = -1, time.monotonic()
+    while (up := established(log)) < n and time.monotonic() - since < (quiet if last > 0 else 60):
+        if up != last:
+            last, since = up, time.monotonic()
+        time.sleep(0.2)
+    return up
+
+
 def start_piked(
     ns: Namespace,
     d: Path,
@@ -400,15 +412,7 @@ def run_one(
         gd.mkdir()
         gen_proc = start_charon(gen, prefix, gd, generator_plugins(n), gen_cpu)
         log = gd / "charon.log"
-        # until all are up, or none came up for 5 s (a lost IKE_SA_INIT the generator
-        # gave up on): what came up is what is counted
-        last, since = -1, time.monotonic()
-        while (now_up := established(log)) < n and time.monotonic() - since < (
-            5 if last > 0 else 60
-        ):
-            if now_up != last:
-                last, since = now_up, time.monotonic()
-            time.sleep(0.2)
+        wait_up(log, n)
         time.sleep(0.3)  # the last CHILD_SAs' responses are out
         got = established(log)
         (user1, sys1), cpu1, rss1 = user_system(pid), cpu_seconds(pid), rss_kib(pid)

@@ -114,6 +114,26 @@ def _function(where: Where) -> str:
     return f"{name} ({path}:{line})" if line else f"{name} ({path})"
 
 
+def print_counts(tracer: Counter, n: int, top: int) -> None:
+    """``tracer``'s counts per handshake (``n`` of them): totals, per package, the
+    functions with the most Enum member loads and with the most instructions."""
+    print(f"  Python opcodes      {sum(tracer.ops.values()) / n:8.0f}")
+    print(f"  Python calls        {sum(tracer.calls.values()) / n:8.0f}")
+    print(f"  Enum member loads   {tracer.enum_loads / n:8.0f}")
+    packages: collections.Counter[str] = collections.Counter()
+    for (path, _, _), ops in tracer.ops.items():
+        packages[_package(path)] += ops
+    print("\nopcodes  package")
+    for package, ops in packages.most_common():
+        print(f"{ops / n:7.0f}  {package}")
+    print("\nEnum member loads  function")
+    for where, loads in tracer.enum_where.most_common(top):
+        print(f"{loads / n:7.1f}  {_function(where)}")
+    print(f"\nopcodes  calls  function (top {top})")
+    for where, ops in tracer.ops.most_common(top):
+        print(f"{ops / n:7.0f} {tracer.calls[where] / n:6.1f}  {_function(where)}")
+
+
 def handshake(branch: Node, hub: Node, i: int, tracer: Counter | None) -> None:
     """Branch connection ``c<i>`` up; only the hub's part runs under ``tracer``."""
     branch.engine.initiate(f"c{i}", 0.0)
@@ -207,21 +227,7 @@ def main() -> None:
         handshake(branch, hub, i, tracer)
     up = sum(1 for sa in hub.engine.sas.values() if sa.state.value == "ESTABLISHED")
     print(f"{up} IKE SAs up; per responder handshake (mean of {n}):")
-    print(f"  Python opcodes      {sum(tracer.ops.values()) / n:8.0f}")
-    print(f"  Python calls        {sum(tracer.calls.values()) / n:8.0f}")
-    print(f"  Enum member loads   {tracer.enum_loads / n:8.0f}")
-    packages: collections.Counter[str] = collections.Counter()
-    for (path, _, _), ops in tracer.ops.items():
-        packages[_package(path)] += ops
-    print("\nopcodes  package")
-    for package, ops in packages.most_common():
-        print(f"{ops / n:7.0f}  {package}")
-    print("\nEnum member loads  function")
-    for where, loads in tracer.enum_where.most_common(args.top):
-        print(f"{loads / n:7.1f}  {_function(where)}")
-    print(f"\nopcodes  calls  function (top {args.top})")
-    for where, ops in tracer.ops.most_common(args.top):
-        print(f"{ops / n:7.0f} {tracer.calls[where] / n:6.1f}  {_function(where)}")
+    print_counts(tracer, n, args.top)
     if args.time:
         total, codec = timed(branch, hub, warm + n, args.time)
         print(f"\ntimed, {args.time} handshakes, collector off: the hub's part", end=" ")

@@ -23,7 +23,6 @@ it prints, and exits non-zero only when the replay does not bring the recorded S
 from __future__ import annotations
 
 import argparse
-import collections
 import gc
 import itertools
 import os
@@ -39,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (helpers)
 
 from bench import bench_hub
-from bench.handshake_opcodes import Counter, _function, _package
+from bench.handshake_opcodes import Counter, print_counts
 from bench.piked_fake_kernel import RECORD_SEED
 from interop.netns import Lab, kill_pid
 from pike.daemon.engines import Engines
@@ -77,11 +76,7 @@ def record(path: Path, sas: int, python: Path | None) -> None:
         generator = bench_hub.start_charon(gen, prefix, gd, bench_hub.generator_plugins(sas))
         try:
             log = gd / "charon.log"
-            last, since = -1, time.monotonic()
-            while (up := bench_hub.established(log)) < sas and time.monotonic() - since < 10:
-                if up != last:
-                    last, since = up, time.monotonic()
-                time.sleep(0.2)
+            bench_hub.wait_up(log, sas, quiet=10)
             time.sleep(0.3)  # the last responses are out
             path.unlink(missing_ok=True)
             os.kill(proc.pid, signal.SIGUSR2)
@@ -157,17 +152,7 @@ def main() -> None:
             replay(config_text, events)
         finally:
             sys.settrace(None)
-        print(f"  Python opcodes      {sum(tracer.ops.values()) / up:8.0f}")
-        print(f"  Python calls        {sum(tracer.calls.values()) / up:8.0f}")
-        packages: collections.Counter[str] = collections.Counter()
-        for (path, _, _), ops in tracer.ops.items():
-            packages[_package(path)] += ops
-        print("\nopcodes  package")
-        for package, ops in packages.most_common():
-            print(f"{ops / up:7.0f}  {package}")
-        print(f"\nopcodes  calls  function (top {args.top})")
-        for where, ops in tracer.ops.most_common(args.top):
-            print(f"{ops / up:7.0f} {tracer.calls[where] / up:6.1f}  {_function(where)}")
+        print_counts(tracer, up, args.top)
 
 
 if __name__ == "__main__":

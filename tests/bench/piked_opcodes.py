@@ -146,12 +146,7 @@ def drive(sas: int, python: Path, prefix: Path, out: Path) -> int:
             plugins = bench_hub.generator_plugins(sas)
             generator = bench_hub.start_charon(gen, prefix, gd, plugins, bench_hub.GENERATOR_CPU)
             log = gd / "charon.log"
-            # all up, or none more for 5 s (a lost IKE_SA_INIT the generator gave up on)
-            last, since = -1, time.monotonic()
-            while (up := bench_hub.established(log)) < sas and time.monotonic() - since < 5:
-                if up != last:
-                    last, since = up, time.monotonic()
-                time.sleep(0.2)
+            bench_hub.wait_up(log, sas)
             time.sleep(0.5)  # the last answers are out
             os.kill(piked.pid, signal.SIGRTMIN + 1)
             bench_hub.wait_for(out.exists, 30, "piked's counts")

@@ -3,45 +3,16 @@ tests/ikev2/test_freed.py): two engines, fake clock, the collector off while the
 
 from __future__ import annotations
 
-import gc
-import weakref
-from collections.abc import Iterator
-
-import pytest
-
 from ikev2.pair import Node, transfer
+from lib.freed import (
+    assert_freed,
+    no_collector,  # noqa: F401  (the autouse fixture: the collector off)
+    refs,
+)
 
 from .v1pair import make_pair
 
-
-@pytest.fixture(autouse=True)
-def no_collector() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def refs(*nodes: Node) -> list[weakref.ref[object]]:
-    return [weakref.ref(sa) for n in nodes for sa in n.engine.sas.values()]
-
-
-def assert_freed(gone: list[weakref.ref[object]], *nodes: Node) -> None:
-    for n in nodes:  # what the test itself keeps of the exchange
-        n.events.clear()
-        n.outbox.clear()
-    alive = [r() is not None for r in gone]
-    assert alive == [False] * len(gone)
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        ours = [o for o in gc.garbage if type(o).__module__.startswith(("pike.ikev1", "pike.sa"))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert ours == []
+_PARTS = ("pike.ikev1", "pike.sa")  # what an ISAKMP SA is made of
 
 
 def up(**kw: str) -> tuple[Node, Node]:
@@ -58,7 +29,7 @@ def test_deleted_by_us_and_by_the_peer() -> None:
     a.engine.terminate("gw", 10.0)
     transfer(a, b, 10.0)
     assert not a.engine.sas and not b.engine.sas
-    assert_freed(gone, a, b)
+    assert_freed(gone, _PARTS, a, b)
 
 
 def test_dead_peer_given_up() -> None:
@@ -72,4 +43,4 @@ def test_dead_peer_given_up() -> None:
         a.engine.handle_timer(now)
         a.drain()
     assert not a.engine.sas
-    assert_freed(gone, a)
+    assert_freed(gone, _PARTS, a)

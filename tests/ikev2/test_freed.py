@@ -5,29 +5,20 @@ the collector off while they run."""
 
 from __future__ import annotations
 
-import gc
 import logging
-import weakref
-from collections.abc import Iterator
 
 import pytest
 
-from pike.ikev2.ike_sa import IkeSa
+from lib.freed import (
+    assert_freed,
+    no_collector,  # noqa: F401  (the autouse fixture: the collector off)
+    refs,
+)
 
 from .pair import Node, conf, make_pair, transfer
 
 A = ("192.0.2.1", "192.0.2.2", "branch.example.net", "hq.example.net")
 B = ("192.0.2.2", "192.0.2.1", "hq.example.net", "branch.example.net")
-
-
-@pytest.fixture(autouse=True)
-def no_collector() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 # what an IKE SA is made of (the runner's own garbage, e.g. captured log records, is not)
@@ -43,34 +34,13 @@ def up(extra_a: str = "") -> tuple[Node, Node]:
     return a, b
 
 
-def refs(*nodes: Node) -> list[weakref.ref[IkeSa]]:
-    return [weakref.ref(sa) for n in nodes for sa in n.engine.sas.values()]
-
-
-def assert_freed(gone: list[weakref.ref[IkeSa]], *nodes: Node) -> None:
-    """The SAs are freed now, and the collector finds no garbage of ours."""
-    for n in nodes:  # what the test itself keeps of the exchange
-        n.events.clear()
-        n.outbox.clear()
-    alive = [r() is not None for r in gone]
-    assert alive == [False] * len(gone)
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        ours = [o for o in gc.garbage if type(o).__module__.startswith(_PARTS)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert ours == []
-
-
 def test_deleted_by_us_and_by_the_peer() -> None:
     a, b = up()
     gone = refs(a, b)
     a.engine.terminate("gw", 5.0)
     transfer(a, b, 5.0)
     assert not a.engine.sas and not b.engine.sas
-    assert_freed(gone, a, b)
+    assert_freed(gone, _PARTS, a, b)
 
 
 def test_rekeyed_away() -> None:
@@ -79,7 +49,7 @@ def test_rekeyed_away() -> None:
     a.engine.rekey("gw", 20.0)
     transfer(a, b, 20.0)
     assert len(a.engine.sas) == len(b.engine.sas) == 1
-    assert_freed(gone, a, b)
+    assert_freed(gone, _PARTS, a, b)
 
 
 def test_reauthenticated_away() -> None:
@@ -92,7 +62,7 @@ def test_reauthenticated_away() -> None:
     a.engine.handle_timer(t)
     transfer(a, b, t)
     assert len(a.engine.sas) == len(b.engine.sas) == 1
-    assert_freed(gone, a, b)
+    assert_freed(gone, _PARTS, a, b)
 
 
 def test_failed_on_retransmits_with_tasks_under_way() -> None:
@@ -107,7 +77,7 @@ def test_failed_on_retransmits_with_tasks_under_way() -> None:
         now = t
         a.engine.handle_timer(now)
         a.drain()
-    assert_freed(gone, a)
+    assert_freed(gone, _PARTS, a)
 
 
 def test_half_open_timeout() -> None:
@@ -120,7 +90,7 @@ def test_half_open_timeout() -> None:
     assert len(gone) == 1
     d.engine.handle_timer(31.0)
     assert not d.engine.sas
-    assert_freed(gone, d)
+    assert_freed(gone, _PARTS, d)
 
 
 def test_refused_authentication(caplog: pytest.LogCaptureFixture) -> None:
@@ -137,4 +107,4 @@ def test_refused_authentication(caplog: pytest.LogCaptureFixture) -> None:
     assert len(gone) == 2
     transfer(b, a, 0.0)
     assert not a.engine.sas and not b.engine.sas  # refused, and given up
-    assert_freed(gone, a, b)
+    assert_freed(gone, _PARTS, a, b)
