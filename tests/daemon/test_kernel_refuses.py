@@ -89,12 +89,16 @@ def test_refused_sa_is_undone_and_deleted_with_the_peer(
 class _Engine:
     def __init__(self) -> None:
         self.failed: list[tuple[int, str]] = []
+        self.spis: list[int | None] = []  # what finds the SA without a walk
 
     def acquire(self, reqid: int, now: float) -> None: ...
     def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
 
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None:
         self.failed.append((unique_id, reason))
+        self.spis.append(spi)
 
 
 class _KernelLog(FakeKernel):
@@ -157,3 +161,4 @@ def test_a_refused_install_undoes_what_went_in_newest_first(
     assert len(added) == refuse - 1
     assert kernel.calls[len(added) :] == undone
     assert engine.failed == [(7, str(KernelError(f"add {what}", errno.ENOMEM)))]
+    assert engine.spis == [0xC1]  # the inbound SA's

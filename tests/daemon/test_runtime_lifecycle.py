@@ -207,7 +207,9 @@ class FakeEngine:
     def chain_checked(self, ref: int, result: tuple[int, ...] | Exception, now: float) -> None:
         self.calls.append(("chain_checked", ref))
 
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None:
         pass
 
     def next_action(self) -> Action | None:

@@ -37,7 +37,9 @@ class Refusals:
     def __init__(self) -> None:
         self.failed: list[str] = []
 
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None:
         self.failed.append(f"#{unique_id}: {reason}")
 
     def acquire(self, reqid: int, now: float) -> None:

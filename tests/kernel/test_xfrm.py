@@ -360,7 +360,9 @@ class NoEngine:
     def child_expired(self, spi: int, hard: bool, now: float) -> None:
         raise AssertionError(f"expired {spi:08x}")
 
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None:
         raise AssertionError(f"install failed: {reason}")
 
 

@@ -44,7 +44,9 @@ class KernelInputs(Protocol):
 
     def acquire(self, reqid: int, now: float) -> None: ...
     def child_expired(self, spi: int, hard: bool, now: float) -> None: ...
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None: ...
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None: ...
 
 
 class EspInputs(Protocol):
@@ -192,7 +194,9 @@ class DataPlane:
         except KernelError as exc:
             log.error("%s: kernel refused: %s", _child_sa(a), exc)
             self._undo(a, done)
-            self._engine().child_install_failed(a.unique_id, str(exc), self._now())
+            self._engine().child_install_failed(
+                a.unique_id, str(exc), self._now(), spi=a.inbound.spi
+            )
             return
         if log.isEnabledFor(logging.INFO):  # most gateways log at warning: no formatting
             later = " (outbound SA once the old one is deleted)" if a.defer_outbound else ""

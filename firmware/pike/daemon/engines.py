@@ -168,10 +168,12 @@ class Engines:
         for v1 in self._v1s():
             v1.esp_seen(spi, packets, last_use, now)
 
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
-        self.v2.child_install_failed(unique_id, reason, now)
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None:
+        self.v2.child_install_failed(unique_id, reason, now, spi)
         for v1 in self._v1s():
-            v1.child_install_failed(unique_id, reason, now)
+            v1.child_install_failed(unique_id, reason, now, spi)
 
     def sign_done(self, ref: int, result: bytes | Exception, now: float) -> None:
         # references come from the shared context: only the engine that asked answers

@@ -322,8 +322,13 @@ class Ikev1Engine:
             if liveness.esp_seen(sa.children, spi, packets, last_use, now):
                 return
 
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
-        for sa in self.table.sas.values():
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None:
+        """The kernel refused IPsec SA ``unique_id`` (inbound SPI ``spi``): it is deleted.
+        Its ISAKMP SA is found by the SPI (a hub does not walk its SAs per refusal)."""
+        sas = self.table.with_spi(spi) if spi is not None else list(self.table.sas.values())
+        for sa in sas:
             for child in sa.children:
                 if child.unique_id == unique_id:
                     log.error("%s: CHILD_SA %s install failed: %s", sa.tag(), child.name, reason)

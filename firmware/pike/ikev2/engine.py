@@ -418,8 +418,12 @@ class Ikev2Engine:
         self.resolving.resolved(conn_name, conn, addresses, now, self.retries, self.initiate)
         self._sweep(now)
 
-    def child_install_failed(self, unique_id: int, reason: str, now: float) -> None:
-        for sa in self.sas.values():
+    def child_install_failed(
+        self, unique_id: int, reason: str, now: float, spi: int | None = None
+    ) -> None:
+        """The kernel refused CHILD_SA ``unique_id`` (inbound SPI ``spi``): it is deleted.
+        Its IKE SA is found by the SPI (a hub does not walk its SAs per refusal)."""
+        for sa in self._with_spi(spi) if spi is not None else list(self.sas.values()):
             for child in sa.children:
                 if child.unique_id == unique_id:
                     log.error(
