@@ -46,6 +46,7 @@ from pike.wire.bodies import (
 from pike.wire.buffer import Reader, truncated
 from pike.wire.constants import ProtocolId
 from pike.wire.errors import EncodeError
+from pike.wire.memo import MEMO_BODY_MAX
 from pike.wire.payloads import Proposal, SaPayload, Transform
 
 PROPOSAL = struct.Struct("!BxHBBBB")
@@ -260,7 +261,6 @@ def write_sa(p: SaPayload, next_kind: int) -> bytes:
 # with that SPI.
 OFFERS: dict[bytes, SaPayload] = {}
 PROPOSALS_BUT_SPI: dict[bytes, Proposal] = {}
-MEMO_BODY_MAX = 1024
 _GENERIC_UNPACK = GENERIC.unpack_from
 _HEAD = GENERIC.size
 _SPI_AT = PROPOSAL.size  # the SPI follows the proposal's fixed fields
