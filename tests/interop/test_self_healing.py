@@ -82,6 +82,16 @@ def test_terminate_force_clears_a_stuck_sa(
     piked.poll_via_socket = True
     piked.initiate("hq")
     piked.wait_established("hq", timeout=15)
+    # Without ESP in this kernel piked deletes the refused CHILD_SA at once; killing charon
+    # before that exchange is answered would queue the IKE SA's Delete behind it (one
+    # exchange in flight) and leave it ESTABLISHED: wait for that exchange to end first.
+    wait_for(
+        "no CHILD_SA exchange in flight",
+        lambda: all(
+            c.state == "INSTALLED" for s in piked.list_sas() if s.name == "hq" for c in s.children
+        ),
+        10,
+    )
     assert charon.pid is not None
     os.kill(charon.pid, signal.SIGKILL)  # the peer is gone: the Delete goes unanswered
     charon.proc.wait(timeout=5)  # type: ignore[union-attr]
