@@ -29,6 +29,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -219,6 +220,17 @@ class _Peer:
         except OSError:
             return None
 
+    def reply(self, spi: bytes, late: Callable[[bytes], None] | None = None) -> bytes | None:
+        """The answer to our request with initiator SPI ``spi``. Any other datagram is a late
+        answer to an earlier request: it goes to ``late`` (or nowhere), as taking it for this
+        one would pair every later answer with the wrong request."""
+        while (got := self.recv()) is not None:
+            if got[:8] == spi:
+                return got
+            if late is not None:
+                late(got)
+        return None
+
     def handshake(self) -> tuple[Ikev2Engine, bytes] | None:
         """IKE_SA_INIT through the engine (it echoes a COOKIE itself); its IKE_AUTH."""
         eng = _engine(self.src, self.dst)
@@ -230,7 +242,7 @@ class _Peer:
             if decode_message(out[0].data).exchange != 34:  # not IKE_SA_INIT: IKE_AUTH
                 return eng, out[0].data
             self.send(out[0].data)
-            got = self.recv()
+            got = self.reply(out[0].data[:8])
             if got is None:
                 return None
             eng.receive_datagram(got, (self.dst, 500), (self.src, 500), 0.1)
@@ -242,29 +254,39 @@ def echo(dst: str, srcs: list[str], count: int, rate: float) -> dict[str, int | 
     peer = _Peer(srcs[0], dst, timeout=min(0.1, 0.5 / rate))
     init = _init_request(srcs[0], dst)
     t0 = time.monotonic()
-    echoed = answered = 0
+    echoed: set[bytes] = set()  # SPIs whose COOKIE we echoed and that have no answer yet
+    n_echoed = answered = 0
+
+    def settle(got: bytes) -> None:
+        """An IKE_SA_INIT answer without a COOKIE to an SPI we echoed: a half-open SA for us
+        (whenever it arrives: a slow piked may answer after the wait gave up)."""
+        nonlocal answered
+        if got[:8] in echoed and decode_message(got).notify(NotifyType.COOKIE) is None:
+            echoed.discard(got[:8])
+            answered += 1
+
     for i in range(count):
         data = random.randbytes(8) + init[8:]
+        spi = data[:8]
         peer.send(data)
-        got = peer.recv()
+        got = peer.reply(spi, settle)
         cookie = decode_message(got).notify(NotifyType.COOKIE) if got else None
         if cookie is not None:
             msg = decode_message(data)
             msg.payloads.insert(0, NotifyPayload(NotifyType.COOKIE, cookie.data))
             peer.send(encode_message(msg))
-            echoed += 1
-            # a half-open SA for us: an IKE_SA_INIT response to this SPI without a COOKIE
-            got = peer.recv()
-            resp = decode_message(got) if got else None
-            answered += (
-                resp is not None
-                and resp.spi_i == data[:8]
-                and resp.notify(NotifyType.COOKIE) is None
-            )
+            echoed.add(spi)
+            n_echoed += 1
+            got = peer.reply(spi, settle)
+            if got is not None:
+                settle(got)
         _pace(t0, i, rate)
+    peer.sock.settimeout(0.5)  # the last answers, however late
+    while (got := peer.recv()) is not None:
+        settle(got)
     return {
         "sent": count,
-        "cookies_echoed": echoed,
+        "cookies_echoed": n_echoed,
         "answered_after_cookie": answered,
         "seconds": round(time.monotonic() - t0, 2),
     }
