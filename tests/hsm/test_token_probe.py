@@ -138,6 +138,11 @@ def test_unprobed_token_fails_closed_until_its_probe_answers(
     assert isinstance(pub, ec.EllipticCurvePublicKey)
     pub.verify(second, b"octets", ec.ECDSA(hashes.SHA256()))
     assert caplog.text.count("token gw: ready (logged in)") == 1  # one login
+    # once the probe's answer is on the loop, and only then, piked says the key signs
+    assert caplog.text.count("token gw: key ike ready to sign") == 1
+    assert caplog.text.index("token gw: key ike ready to sign") > caplog.text.index(
+        "token gw: ready (logged in)"
+    )
     assert USER_PIN not in caplog.text
 
 
@@ -185,6 +190,7 @@ def test_wrong_pin_found_by_the_probe_is_not_retried(
     # The probe presented it once; the signatures fail closed without another login.
     assert len(attempts) == 1
     assert len([r for r in caplog.records if "pin_incorrect" in r.getMessage()]) == 1
+    assert "ready to sign" not in caplog.text
     assert "999999" not in caplog.text
 
 

@@ -164,9 +164,10 @@ def _setup(
 
 def wait_token_ready(piked: PikedNode, token: str) -> None:
     """piked is READY before it has looked at the token (that runs in its signing thread);
-    until the token's state is logged, a signature would fail closed."""
+    until the probe's answer is back on its loop, a signature fails closed. The token's own
+    "ready" line comes earlier (from the probe's thread, or from the key helper)."""
     deadline = time.monotonic() + 20
-    while f"token {token}: ready" not in piked.log_text():
+    while not re.search(rf"token {token}: key \S+ ready to sign", piked.log_text()):
         assert time.monotonic() < deadline, piked.log_text()
         time.sleep(0.05)
 
@@ -327,6 +328,7 @@ def test_softhsm_key_in_keyd_own_unit(
         while "token gw: ready (logged in)" not in err_path.read_text():
             assert time.monotonic() < deadline, err_path.read_text()
             time.sleep(0.05)
+        wait_token_ready(piked, "gw")  # and piked has the key helper's answer
         rtt = _established(piked, charon, "ecdsa-p256")
         assert rtt < 5.0
         keyd = procs[0].pid

@@ -233,8 +233,14 @@ class Signing:
         if exc is not None:
             log.error("probe of %s failed: %s", " ".join(key_labels(key)), exc)
             return
-        for problem in fut.result():
+        problems = fut.result()
+        for problem in problems:
             log.error("%s (signatures with it fail closed)", problem)
+        from pike.hsm.pkcs11 import TokenState
+
+        if not problems and self._store().token_states().get(key) is TokenState.READY:
+            # from here on its signatures run (an operator sees when a boot's key is usable)
+            log.info("token %s: key %s ready to sign", *key_labels(key))
 
     def reprobe(self, store: CredentialStore) -> None:
         """Look at every token now (a USB token came or went), each in its module's queue
