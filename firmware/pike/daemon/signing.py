@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pike.hsm.signer import SignerError
+from pike.hsm.signer import SignerError, TokenState
 from pike.sa.actions import SignRequest
 from pike.sa.credentials import CredentialError, CredentialStore
 
 if TYPE_CHECKING:
-    from pike.hsm.pkcs11 import TokenState, TokenUnavailable
+    from pike.hsm.pkcs11 import TokenUnavailable
     from pike.policy.config import Config
 
 log = logging.getLogger("pike.daemon")
@@ -178,7 +178,7 @@ class Signing:
             return None  # _sign reports it
         if req.key not in self._probing and getattr(signer, "probed", True):
             return None
-        from pike.hsm.pkcs11 import TokenState, TokenUnavailable
+        from pike.hsm.pkcs11 import TokenUnavailable
 
         if req.key not in self._probing:  # no probe asked for yet (a key nobody preloaded)
             self.probe(store, None, [req.key])
@@ -236,8 +236,6 @@ class Signing:
         problems = fut.result()
         for problem in problems:
             log.error("%s (signatures with it fail closed)", problem)
-        from pike.hsm.pkcs11 import TokenState
-
         if not problems and self._store().token_states().get(key) is TokenState.READY:
             # from here on its signatures run (an operator sees when a boot's key is usable)
             log.info("token %s: key %s ready to sign", *key_labels(key))
