@@ -156,6 +156,7 @@ class Tpm:
         )  # fmt: skip
         _wait(lambda: pidfile.exists() and pidfile.read_text().strip(), 5, "swtpm pid file")
         self.swtpm_pid = int(pidfile.read_text().strip())
+        _wait(self._swtpm_listens, 5, "swtpm's TPM socket")  # abrmd exits if it is not yet
         self.dbus = subprocess.Popen(
             ["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={self.bus}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -168,23 +169,47 @@ class Tpm:
         self._run("tpm2_ptool", "addtoken", "--pid=1", f"--sopin={SO_PIN}",
                   f"--userpin={USER_PIN}", f"--label={self.label}")  # fmt: skip
 
-    def start_abrmd(self) -> None:
-        self.abrmd = subprocess.Popen(
-            ["tpm2-abrmd", "--session", "--allow-root", "--flush-all",
-             f"--dbus-name={self.bus_name}", f"--tcti=swtpm:host=127.0.0.1,port={self.port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=dict(os.environ, **self.env()),
-        )  # fmt: skip
+    def _swtpm_listens(self) -> bool:
+        with socket.socket() as probe:  # swtpm takes the next client once this one closes
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
-        # Ready when the name answers (tpm2_getcap goes through it).
+    def start_abrmd(self) -> None:
+        log = self.dir / "abrmd.log"
+        tcti = f"--tcti=swtpm:host=127.0.0.1,port={self.port}"
+        argv = ["tpm2-abrmd", "--session", "--allow-root", "--flush-all",
+                f"--dbus-name={self.bus_name}", tcti]  # fmt: skip
+        starts, spawned = 0, 0.0
+
+        def spawn() -> None:
+            nonlocal starts, spawned
+            starts, spawned = starts + 1, time.monotonic()
+            with log.open("ab") as err:
+                self.abrmd = subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ, **self.env())
+                )
+
+        # Ready when the name answers (tpm2_getcap goes through it). abrmd exits at once when
+        # it cannot reach the simulator or the bus: then it is started again a second later
+        # (five times at most), and its log says why if it never comes up.
         def ready() -> bool:
+            assert self.abrmd is not None
+            if self.abrmd.poll() is not None:
+                if starts >= 5:
+                    raise RuntimeError(f"tpm2-abrmd exited {starts} times")
+                if time.monotonic() - spawned >= 1.0:
+                    spawn()
+                return False
             r = subprocess.run(
                 ["tpm2_getcap", "properties-variable"], capture_output=True,
                 env=dict(os.environ, **self.env()),
             )  # fmt: skip
             return r.returncode == 0
 
-        _wait(ready, 10, "tpm2-abrmd")
+        spawn()
+        try:
+            _wait(ready, 10, "tpm2-abrmd")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; its log: {log.read_text()[-800:]}") from None
 
     def stop_abrmd(self) -> None:
         if self.abrmd is not None:
