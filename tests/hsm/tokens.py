@@ -188,9 +188,9 @@ class Tpm:
                     argv, stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ, **self.env())
                 )
 
-        # Ready when the name answers (tpm2_getcap goes through it). abrmd exits at once when
-        # it cannot reach the simulator or the bus: then it is started again a second later
-        # (five times at most), and its log says why if it never comes up.
+        # Ready when the name answers (tpm2_getcap goes through it). Should abrmd exit (as
+        # it does at once when the simulator does not answer), it is started again a second
+        # later (five times at most), and its log says why if it never comes up.
         def ready() -> bool:
             assert self.abrmd is not None
             if self.abrmd.poll() is not None:
